@@ -1,0 +1,1 @@
+//! rdio std runtime (work in progress).

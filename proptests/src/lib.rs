@@ -1,0 +1,1 @@
+//! Property tests for rdio live in tests/.

@@ -1,0 +1,277 @@
+//! The transport interface every rdio transport implements.
+//!
+//! rdio's protocol core (`rdio-core`) is sans-IO: it never touches memory
+//! registration, queue pairs or completion queues. A *driver* feeds it bytes and
+//! performs the actions it asks for through this trait, which is shaped after the
+//! RDMA verbs of a reliable-connected (RC) queue pair, the least common
+//! denominator of ibverbs (`rdio-verbs`), libfabric `FI_EP_MSG` endpoints
+//! (`rdio-fabric`) and the in-memory pair (`rdio-loopback`):
+//!
+//! * memory is registered as [`RegionId`]s, owned by the transport, with explicit
+//!   [`Access`] rights; a remote peer can only touch a region through a
+//!   [`RemoteBuf`] (address, key, length) the owner chose to hand out;
+//! * work requests are *posted* (`post_recv`, `post_send`, `post_write`) and
+//!   finish later as a [`Completion`] drained with [`Transport::poll_completions`]
+//!   (busy polling) or after [`Transport::wait`] (interrupt mode);
+//! * a region referenced by a posted work request is *busy*: it cannot be
+//!   written through [`Transport::region_mut`] or deregistered until the
+//!   request's completion has been drained. This is how "a send buffer is never
+//!   reused before its completion" is enforced for every transport, not merely
+//!   documented.
+//!
+//! Connection establishment is transport specific (rdma_cm, `fi_connect`, an
+//! in-memory pair) and deliberately not part of this trait: a driver receives an
+//! already connected transport.
+//!
+//! Ordering guarantees every implementation must give (RC semantics): work
+//! requests posted on one transport are executed in order; an RDMA write posted
+//! before a send is placed in the peer's memory before that send's receive
+//! completion is reported to the peer; a write-with-immediate consumes one posted
+//! receive at the peer and completes it with [`CompletionKind::RecvImm`].
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use core::fmt;
+use core::time::Duration;
+
+bitflags::bitflags! {
+    /// Access rights of a registered memory region (ibverbs `IBV_ACCESS_*`).
+    ///
+    /// Every region is locally readable. Grant the minimum: client read buffers
+    /// and status blocks need `REMOTE_WRITE`; send and receive buffers need no
+    /// remote rights at all.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct Access: u32 {
+        /// The local NIC may write into the region (receive buffers, RDMA read targets).
+        const LOCAL_WRITE = 1 << 0;
+        /// The peer may RDMA-write into the region.
+        const REMOTE_WRITE = 1 << 1;
+        /// The peer may RDMA-read from the region.
+        const REMOTE_READ = 1 << 2;
+    }
+}
+
+/// A memory region registered with a transport. Only meaningful to the
+/// transport that issued it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionId(pub u32);
+
+/// A local scatter/gather element: `len` bytes at `offset` inside `region`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slice {
+    /// The registered region.
+    pub region: RegionId,
+    /// Byte offset inside the region.
+    pub offset: usize,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+impl Slice {
+    /// The whole of `len` bytes of `region` starting at 0.
+    pub const fn whole(region: RegionId, len: usize) -> Self {
+        Self { region, offset: 0, len }
+    }
+}
+
+/// A window of peer memory the peer allowed us to access: what goes on the wire
+/// as a buffer descriptor (address, remote key, length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RemoteBuf {
+    /// Address in the peer's space, as the peer's transport defines it
+    /// (a virtual address for ibverbs, an offset for `FI_MR_VIRT_ADDR`-less
+    /// libfabric providers).
+    pub addr: u64,
+    /// Remote key (rkey) of the peer's registration.
+    pub key: u32,
+    /// Length of the window in bytes.
+    pub len: u32,
+}
+
+/// Caller-chosen identifier of a work request, returned in its [`Completion`].
+pub type WrId = u64;
+
+/// What finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionKind {
+    /// A posted send finished; its buffers are free again.
+    Send,
+    /// A posted RDMA write (with or without immediate) finished locally.
+    Write,
+    /// A posted receive was filled by a peer's send of `len` bytes.
+    Recv {
+        /// Bytes received.
+        len: usize,
+    },
+    /// A posted receive was consumed by a peer's write-with-immediate
+    /// (no bytes land in the receive buffer).
+    RecvImm {
+        /// The 32-bit immediate value.
+        imm: u32,
+    },
+}
+
+/// Why a work request failed (ibverbs `ibv_wc_status`, libfabric `fi_cq_err_entry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WcError {
+    /// The peer rejected an RDMA access: bad key, out of bounds, or missing rights.
+    /// The connection is in error state afterwards, as an RC queue pair would be.
+    RemoteAccess,
+    /// A local scatter/gather element was invalid (unknown region, out of bounds,
+    /// missing local rights).
+    LocalProtection,
+    /// The peer had no receive posted (receive-not-ready, retries exhausted).
+    ReceiverNotReady,
+    /// The received message did not fit the posted receive buffer.
+    LocalLength,
+    /// The request was flushed because the connection entered error state.
+    Flushed,
+    /// The connection was lost (peer gone, transport timeout).
+    Disconnected,
+    /// Anything else the transport reports, with its raw code.
+    Other(i32),
+}
+
+impl fmt::Display for WcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RemoteAccess => f.write_str("remote access error"),
+            Self::LocalProtection => f.write_str("local protection error"),
+            Self::ReceiverNotReady => f.write_str("receiver not ready"),
+            Self::LocalLength => f.write_str("local length error"),
+            Self::Flushed => f.write_str("work request flushed"),
+            Self::Disconnected => f.write_str("connection lost"),
+            Self::Other(code) => write!(f, "transport error {code}"),
+        }
+    }
+}
+
+impl core::error::Error for WcError {}
+
+/// A finished work request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The id given when the request was posted.
+    pub wr_id: WrId,
+    /// What kind of request finished.
+    pub kind: CompletionKind,
+    /// `Ok` or why it failed. A failed receive carries the kind `Recv { len: 0 }`.
+    pub status: Result<(), WcError>,
+}
+
+/// Errors returned synchronously by transport calls (as opposed to
+/// [`WcError`]s, which arrive in completions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The region id is unknown (never registered or already deregistered).
+    UnknownRegion(RegionId),
+    /// A slice lies outside its region.
+    OutOfBounds,
+    /// The region is referenced by a posted work request whose completion has
+    /// not been drained yet.
+    Busy(RegionId),
+    /// A queue (send, receive or completion) is full.
+    QueueFull,
+    /// Too many scatter/gather elements for one work request.
+    TooManySegments,
+    /// The message exceeds the transport's maximum message size.
+    MessageTooLarge,
+    /// Registration failed: out of memory or registration resources.
+    NoMemory,
+    /// The connection is closed or in error state.
+    Disconnected,
+    /// The operation is not supported by this transport.
+    Unsupported,
+    /// An OS or library error with its raw code (errno, `-FI_E*`).
+    Os(i32),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownRegion(id) => write!(f, "unknown memory region {}", id.0),
+            Self::OutOfBounds => f.write_str("slice out of the region's bounds"),
+            Self::Busy(id) => write!(f, "memory region {} is in use by a posted work request", id.0),
+            Self::QueueFull => f.write_str("work queue full"),
+            Self::TooManySegments => f.write_str("too many scatter/gather elements"),
+            Self::MessageTooLarge => f.write_str("message larger than the transport allows"),
+            Self::NoMemory => f.write_str("memory registration failed"),
+            Self::Disconnected => f.write_str("connection closed"),
+            Self::Unsupported => f.write_str("operation not supported by this transport"),
+            Self::Os(code) => write!(f, "os/library error {code}"),
+        }
+    }
+}
+
+impl core::error::Error for TransportError {}
+
+/// Static facts about a connected transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// Largest message `post_send` accepts, in bytes.
+    pub max_message: usize,
+    /// Largest RDMA write, in bytes.
+    pub max_write: usize,
+    /// Most scatter/gather elements per work request.
+    pub max_sge: usize,
+    /// Most outstanding posted receives.
+    pub max_recv: usize,
+    /// Most outstanding sends + writes.
+    pub max_send: usize,
+}
+
+/// One side of a connected, reliable RDMA channel.
+///
+/// All methods are non-blocking except [`Transport::wait`].
+pub trait Transport {
+    /// The provider name as negotiated on the side channel, e.g. `"loopback"`,
+    /// `"verbs:mlx5_0"`, `"ofi:tcp"`.
+    fn provider(&self) -> &str;
+
+    /// Capabilities of this connection.
+    fn caps(&self) -> Caps;
+
+    /// Allocate and register `len` zeroed bytes with `access` rights.
+    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError>;
+
+    /// Deregister a region. Fails with [`TransportError::Busy`] while a posted
+    /// work request still references it.
+    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError>;
+
+    /// Read access to a region's bytes (always allowed: reading a buffer a
+    /// posted send is transmitting from is harmless).
+    fn region(&self, region: RegionId) -> Result<&[u8], TransportError>;
+
+    /// Write access to a region's bytes; [`TransportError::Busy`] while posted.
+    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError>;
+
+    /// The descriptor the peer needs to access `len` bytes at `offset` of a
+    /// region registered with remote rights.
+    fn remote_buf(&self, region: RegionId, offset: usize, len: usize) -> Result<RemoteBuf, TransportError>;
+
+    /// Post a receive buffer for one incoming send or write-with-immediate.
+    fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError>;
+
+    /// Post a send gathering `sges` in order, optionally with immediate data.
+    fn post_send(&mut self, wr_id: WrId, sges: &[Slice], imm: Option<u32>) -> Result<(), TransportError>;
+
+    /// Post an RDMA write of `sges` (gathered in order) to `dst` in the peer's
+    /// memory; with `imm`, the write also consumes a peer receive and completes
+    /// it as [`CompletionKind::RecvImm`].
+    fn post_write(&mut self, wr_id: WrId, sges: &[Slice], dst: RemoteBuf, imm: Option<u32>) -> Result<(), TransportError>;
+
+    /// Drain up to `out.len()` completions; returns how many were written.
+    fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError>;
+
+    /// Block until a completion may be available or `timeout` passes
+    /// (interrupt mode: an armed completion channel / wait object). Spurious
+    /// wake-ups are allowed; `None` waits indefinitely.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError>;
+
+    /// Tear the connection down; outstanding work requests complete as
+    /// [`WcError::Flushed`].
+    fn disconnect(&mut self);
+}

@@ -1,0 +1,1 @@
+//! rdio-fabric transport (work in progress).

@@ -1,0 +1,1 @@
+//! rdio-loopback transport (work in progress).

@@ -1,0 +1,1 @@
+//! rdio-verbs transport (work in progress).
