@@ -23,4 +23,12 @@
 #[macro_use]
 mod log;
 
+pub mod client;
+pub mod credit;
+pub mod error;
+pub mod server;
+pub mod time;
 pub mod wire;
+
+pub use error::{ApiError, Violation};
+pub use time::Instant;
