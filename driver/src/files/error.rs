@@ -1,0 +1,199 @@
+//! Typed errors of the file backend, each mapped to the wire [`Status`] the
+//! server reports to the client.
+
+use rdio_core::wire::Status;
+use std::fmt;
+use std::io;
+
+/// Why [`Root::open`](super::Root::open) refused or failed to open a path.
+///
+/// Path checks happen in two layers: a lexical one here (empty, NUL, absolute,
+/// `..`, too long), which gives a precise message for the common mistakes, and
+/// the kernel's `openat2(RESOLVE_BENEATH)`, which is what actually guarantees
+/// that no symlink, however it is created or raced, can lead outside the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The path is empty.
+    EmptyPath,
+    /// The path is longer than the protocol allows.
+    PathTooLong {
+        /// Bytes in the path.
+        len: usize,
+        /// Most bytes allowed.
+        max: usize,
+    },
+    /// The path contains a NUL byte.
+    NulByte,
+    /// The path is absolute; paths are relative to the exported root.
+    AbsolutePath,
+    /// The path has a `..` component.
+    ParentComponent,
+    /// Resolving the path (through a symlink, typically) would leave the root;
+    /// the kernel refused with `EXDEV`.
+    EscapesRoot,
+    /// A symlink loop, or a procfs "magic link", was met while resolving.
+    SymlinkLoop,
+    /// No such file (or a missing directory on the way).
+    NotFound,
+    /// The file system denied the open (permissions, read-only mount).
+    AccessDenied,
+    /// The path names a directory, FIFO, socket or device: only regular files
+    /// are served.
+    NotRegularFile,
+    /// The open mode is invalid: neither READ nor WRITE, or CREATE/TRUNCATE
+    /// without WRITE.
+    InvalidFlags,
+    /// The kernel lacks `openat2` (Linux < 5.6), without which paths cannot be
+    /// confined to the root safely; rdio refuses to serve rather than fall back
+    /// to a racy user-space check.
+    Unsupported,
+    /// Any other OS error, with its errno.
+    Os(i32),
+}
+
+impl OpenError {
+    /// The status the server reports for this error.
+    pub fn status(self) -> Status {
+        match self {
+            Self::NotFound => Status::NotFound,
+            Self::AbsolutePath
+            | Self::ParentComponent
+            | Self::EscapesRoot
+            | Self::SymlinkLoop
+            | Self::AccessDenied
+            | Self::NotRegularFile => Status::AccessDenied,
+            Self::EmptyPath | Self::PathTooLong { .. } | Self::NulByte | Self::InvalidFlags => {
+                Status::InvalidParameter
+            }
+            Self::Unsupported => Status::NotSupported,
+            Self::Os(_) => Status::IoError,
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmptyPath => f.write_str("empty path"),
+            Self::PathTooLong { len, max } => {
+                write!(f, "path of {len} bytes exceeds the {max}-byte limit")
+            }
+            Self::NulByte => f.write_str("path contains a NUL byte"),
+            Self::AbsolutePath => {
+                f.write_str("absolute path: paths are relative to the served root")
+            }
+            Self::ParentComponent => f.write_str("path contains a '..' component"),
+            Self::EscapesRoot => f.write_str("path resolves outside the served root"),
+            Self::SymlinkLoop => f.write_str("too many levels of symbolic links, or a magic link"),
+            Self::NotFound => f.write_str("no such file"),
+            Self::AccessDenied => f.write_str("permission denied"),
+            Self::NotRegularFile => f.write_str("not a regular file"),
+            Self::InvalidFlags => f.write_str(
+                "invalid open mode: need READ or WRITE, and WRITE for CREATE or TRUNCATE",
+            ),
+            Self::Unsupported => {
+                f.write_str("the kernel lacks openat2 (Linux 5.6 or later is required)")
+            }
+            Self::Os(errno) => write!(f, "{}", io::Error::from_raw_os_error(*errno)),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Why a positioned read or write on a [`File`](super::File) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileError {
+    /// Read on a file opened without READ.
+    NotReadable,
+    /// Write on a file opened without WRITE.
+    NotWritable,
+    /// `offset + length` exceeds the largest file offset (`i64::MAX`).
+    OffsetOverflow,
+    /// The file system accepted no bytes of a write without reporting an
+    /// error (the `pwrite` returned 0).
+    WriteZero,
+    /// Any other OS error, with its errno.
+    Os(i32),
+}
+
+impl FileError {
+    /// The status the server reports for this error.
+    pub fn status(self) -> Status {
+        match self {
+            Self::NotReadable | Self::NotWritable => Status::AccessDenied,
+            Self::OffsetOverflow => Status::InvalidParameter,
+            Self::WriteZero | Self::Os(_) => Status::IoError,
+        }
+    }
+
+    pub(crate) fn from_io(error: &io::Error) -> Self {
+        // Errors built from errnos always carry one; the EIO fallback covers
+        // synthetic std errors, which positioned I/O does not produce.
+        Self::Os(
+            error
+                .raw_os_error()
+                .unwrap_or(rustix::io::Errno::IO.raw_os_error()),
+        )
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotReadable => f.write_str("file not opened for reading"),
+            Self::NotWritable => f.write_str("file not opened for writing"),
+            Self::OffsetOverflow => {
+                f.write_str("offset plus length exceeds the largest file offset")
+            }
+            Self::WriteZero => f.write_str("the file system accepted no bytes"),
+            Self::Os(errno) => write!(f, "{}", io::Error::from_raw_os_error(*errno)),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+impl From<FileError> for io::Error {
+    fn from(error: FileError) -> Self {
+        match error {
+            FileError::Os(errno) => io::Error::from_raw_os_error(errno),
+            FileError::NotReadable | FileError::NotWritable => {
+                io::Error::new(io::ErrorKind::PermissionDenied, error)
+            }
+            FileError::OffsetOverflow => io::Error::new(io::ErrorKind::InvalidInput, error),
+            FileError::WriteZero => io::Error::new(io::ErrorKind::WriteZero, error),
+        }
+    }
+}
+
+/// The file table is full: the server's configured limit of open files was
+/// reached ([`Status::ResourceExhausted`] on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableFull {
+    /// The configured limit.
+    pub limit: usize,
+}
+
+impl fmt::Display for TableFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "open file limit of {} reached", self.limit)
+    }
+}
+
+impl std::error::Error for TableFull {}
+
+/// A [`FileId`](super::FileId) that names no open file: never issued, or
+/// already closed ([`Status::InvalidHandle`] on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownFile(pub super::FileId);
+
+impl fmt::Display for UnknownFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "file id {} is not open", self.0.0)
+    }
+}
+
+impl std::error::Error for UnknownFile {}

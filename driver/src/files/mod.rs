@@ -1,0 +1,20 @@
+//! The server's file backend: a directory exported as a [`Root`], the
+//! [`File`]s opened beneath it with positioned I/O, and the [`FileTable`]
+//! that names open files by [`FileId`].
+//!
+//! This is where the protocol's requests end up: an open on the pipe
+//! (claim 8) becomes [`Root::open`], a register-file (claims 10, 11) a
+//! [`FileTable::insert`], reads and vectored reads (claims 15, 16)
+//! [`File::read_at`] / [`File::read_segments`] into memory the server then
+//! RDMA-writes to the client, writes and vectored writes [`File::write_at`] /
+//! [`File::write_segments`] from the receive buffers the data arrived in.
+
+mod error;
+mod file;
+mod root;
+mod table;
+
+pub use error::{FileError, OpenError, TableFull, UnknownFile};
+pub use file::{File, ReadSegment, WriteSegment};
+pub use root::Root;
+pub use table::{FileId, FileTable};
