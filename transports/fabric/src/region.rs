@@ -1,0 +1,332 @@
+//! Registered memory: the buffers a transport owns, their libfabric memory
+//! registrations, and how many posted work requests reference each.
+//!
+//! A region's bytes are allocated here (page-independent, 64-byte aligned,
+//! zeroed) and registered with `fi_mr_reg`. Because the provider — and, for
+//! regions with remote rights, the peer — may write into that memory at any
+//! time while work is posted, the table hands out slices only under the
+//! trait's busy rule: no `&mut` while a posted request references the region.
+
+use std::alloc::{self, Layout};
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::ptr::{self, NonNull};
+
+use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError};
+
+use crate::object::{self, Owned};
+use crate::sys;
+
+/// How the provider wants memory registrations used (`fi_domain_attr::mr_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MrMode {
+    /// `FI_MR_VIRT_ADDR`: RMA addresses are virtual addresses; otherwise they
+    /// are byte offsets from the start of the registration.
+    pub(crate) virt_addr: bool,
+    /// `FI_MR_PROV_KEY`: the provider picks keys (read back with `fi_mr_key`);
+    /// otherwise we request keys, unique within the domain.
+    pub(crate) prov_key: bool,
+}
+
+impl MrMode {
+    pub(crate) fn from_bits(bits: i32) -> Self {
+        let bits = bits as u32;
+        Self {
+            virt_addr: bits & sys::FI_MR_VIRT_ADDR != 0,
+            prov_key: bits & sys::FI_MR_PROV_KEY != 0,
+        }
+    }
+}
+
+/// Zeroed heap memory with a fixed address for the life of the registration.
+struct Memory {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Memory {
+    const ALIGN: usize = 64;
+
+    fn layout(len: usize) -> Option<Layout> {
+        Layout::from_size_align(len.max(1), Self::ALIGN).ok()
+    }
+
+    fn zeroed(len: usize) -> Option<Self> {
+        let layout = Self::layout(len)?;
+        // SAFETY: the layout has a non-zero size.
+        NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).map(|ptr| Self { ptr, len })
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        let layout = Self::layout(self.len).expect("layout was valid at allocation");
+        // SAFETY: allocated in `zeroed` with this very layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
+    }
+}
+
+/// One registered region. Field order is drop order: the registration is
+/// closed before its memory is freed.
+struct Region {
+    /// Held for its drop (`fi_close`); the key and descriptor are cached below.
+    _mr: Owned<sys::fid_mr>,
+    memory: Memory,
+    desc: *mut c_void,
+    key: u64,
+    access: Access,
+    /// Posted work requests referencing this region whose completions have
+    /// not been drained yet.
+    busy: u32,
+}
+
+/// A resolved scatter/gather element, ready for an `iovec` + descriptor.
+#[derive(Clone, Copy)]
+pub(crate) struct Resolved {
+    pub(crate) ptr: *mut c_void,
+    pub(crate) len: usize,
+    pub(crate) desc: *mut c_void,
+    pub(crate) access: Access,
+}
+
+/// Every region of one transport, keyed by `RegionId`. Ids are never reused,
+/// so a stale id fails with `UnknownRegion` instead of reaching a newer region.
+pub(crate) struct RegionTable {
+    regions: BTreeMap<u32, Region>,
+    next_id: u32,
+    mode: MrMode,
+}
+
+impl RegionTable {
+    pub(crate) fn new(mode: MrMode) -> Self {
+        Self {
+            regions: BTreeMap::new(),
+            next_id: 1,
+            mode,
+        }
+    }
+
+    /// Allocate and register `len` zeroed bytes.
+    pub(crate) fn register(
+        &mut self,
+        domain: &Owned<sys::fid_domain>,
+        len: usize,
+        access: Access,
+    ) -> Result<RegionId, TransportError> {
+        let id = self.next_id;
+        let next_id = id.checked_add(1).ok_or(TransportError::NoMemory)?;
+        let memory = Memory::zeroed(len).ok_or(TransportError::NoMemory)?;
+        // Without FI_MR_PROV_KEY the key is ours to choose and must be unique
+        // in the domain; region ids are unique and never reused, so they are.
+        let requested_key = u64::from(id);
+        let mr = object::open("fi_mr_reg", |out| {
+            // SAFETY: `memory` is a live allocation of at least max(len, 1)
+            // bytes that outlives the registration (Region drops mr first).
+            unsafe {
+                sys::rdio_fi_mr_reg(
+                    domain.as_ptr(),
+                    memory.ptr.as_ptr().cast(),
+                    len.max(1),
+                    fi_access(access),
+                    0,
+                    requested_key,
+                    0,
+                    out,
+                    ptr::null_mut(),
+                )
+            }
+        })
+        .map_err(|err| match err {
+            crate::FabricError::Call { code, .. } if code == libc::ENOMEM => {
+                TransportError::NoMemory
+            }
+            crate::FabricError::Call { code, .. } => TransportError::Os(code),
+            _ => TransportError::NoMemory,
+        })?;
+        // SAFETY: `mr` is an open registration.
+        let (key, desc) = unsafe {
+            (
+                sys::rdio_fi_mr_key(mr.as_ptr()),
+                sys::rdio_fi_mr_desc(mr.as_ptr()),
+            )
+        };
+        if key == u64::MAX {
+            // FI_KEY_NOTAVAIL: the key is only known after binding to an
+            // endpoint (FI_MR_ENDPOINT), a mode rdio does not offer.
+            return Err(TransportError::Unsupported);
+        }
+        if u32::try_from(key).is_err() {
+            // RemoteBuf carries a 32-bit key (an ibverbs rkey); a provider key
+            // that does not fit cannot be handed to the peer.
+            return Err(TransportError::Unsupported);
+        }
+        self.regions.insert(
+            id,
+            Region {
+                _mr: mr,
+                memory,
+                desc,
+                key,
+                access,
+                busy: 0,
+            },
+        );
+        self.next_id = next_id;
+        Ok(RegionId(id))
+    }
+
+    pub(crate) fn deregister(&mut self, id: RegionId) -> Result<(), TransportError> {
+        let region = self
+            .regions
+            .get(&id.0)
+            .ok_or(TransportError::UnknownRegion(id))?;
+        if region.busy > 0 {
+            return Err(TransportError::Busy(id));
+        }
+        self.regions.remove(&id.0);
+        Ok(())
+    }
+
+    pub(crate) fn bytes(&self, id: RegionId) -> Result<&[u8], TransportError> {
+        let region = self
+            .regions
+            .get(&id.0)
+            .ok_or(TransportError::UnknownRegion(id))?;
+        // SAFETY: the memory is live while the region is in the table and the
+        // returned borrow ties it to `&self`, so deregister cannot free it.
+        Ok(unsafe { std::slice::from_raw_parts(region.memory.ptr.as_ptr(), region.memory.len) })
+    }
+
+    pub(crate) fn bytes_mut(&mut self, id: RegionId) -> Result<&mut [u8], TransportError> {
+        let region = self
+            .regions
+            .get_mut(&id.0)
+            .ok_or(TransportError::UnknownRegion(id))?;
+        if region.busy > 0 {
+            return Err(TransportError::Busy(id));
+        }
+        // SAFETY: live memory (see `bytes`); unique because `&mut self` is
+        // held and no posted request references the region.
+        Ok(
+            unsafe {
+                std::slice::from_raw_parts_mut(region.memory.ptr.as_ptr(), region.memory.len)
+            },
+        )
+    }
+
+    /// The descriptor a peer needs for `len` bytes at `offset`: a virtual
+    /// address under `FI_MR_VIRT_ADDR`, else the offset itself.
+    pub(crate) fn remote_buf(
+        &self,
+        id: RegionId,
+        offset: usize,
+        len: usize,
+    ) -> Result<RemoteBuf, TransportError> {
+        let region = self
+            .regions
+            .get(&id.0)
+            .ok_or(TransportError::UnknownRegion(id))?;
+        let end = offset.checked_add(len).ok_or(TransportError::OutOfBounds)?;
+        if end > region.memory.len {
+            return Err(TransportError::OutOfBounds);
+        }
+        let len = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
+        let base = if self.mode.virt_addr {
+            region.memory.ptr.as_ptr() as u64
+        } else {
+            0
+        };
+        Ok(RemoteBuf {
+            addr: base + offset as u64,
+            key: u32::try_from(region.key).expect("checked at registration"),
+            len,
+        })
+    }
+
+    /// Check a slice and return its address, descriptor and the region's rights.
+    pub(crate) fn resolve(&self, slice: Slice) -> Result<Resolved, TransportError> {
+        let region = self
+            .regions
+            .get(&slice.region.0)
+            .ok_or(TransportError::UnknownRegion(slice.region))?;
+        let end = slice
+            .offset
+            .checked_add(slice.len)
+            .ok_or(TransportError::OutOfBounds)?;
+        if end > region.memory.len {
+            return Err(TransportError::OutOfBounds);
+        }
+        Ok(Resolved {
+            // SAFETY: offset <= len of the allocation, checked above.
+            ptr: unsafe { region.memory.ptr.as_ptr().add(slice.offset) }.cast(),
+            len: slice.len,
+            desc: region.desc,
+            access: region.access,
+        })
+    }
+
+    /// A posted request now references `id`.
+    pub(crate) fn acquire(&mut self, id: RegionId) {
+        if let Some(region) = self.regions.get_mut(&id.0) {
+            region.busy += 1;
+        }
+    }
+
+    /// A posted request's completion referencing `id` was drained.
+    pub(crate) fn release(&mut self, id: RegionId) {
+        if let Some(region) = self.regions.get_mut(&id.0) {
+            region.busy = region.busy.saturating_sub(1);
+        }
+    }
+
+    /// Number of posted requests referencing `id` (0 for unknown ids).
+    pub(crate) fn busy(&self, id: RegionId) -> u32 {
+        self.regions.get(&id.0).map_or(0, |region| region.busy)
+    }
+}
+
+/// `Access` → `fi_mr_reg` access bits. Every region may be the source of a
+/// send or a write; `LOCAL_WRITE` lets it receive (and be an RMA read target);
+/// remote rights map one to one.
+pub(crate) fn fi_access(access: Access) -> u64 {
+    let mut bits = sys::FI_SEND | sys::FI_WRITE;
+    if access.contains(Access::LOCAL_WRITE) {
+        bits |= sys::FI_RECV | sys::FI_READ;
+    }
+    if access.contains(Access::REMOTE_WRITE) {
+        bits |= sys::FI_REMOTE_WRITE;
+    }
+    if access.contains(Access::REMOTE_READ) {
+        bits |= sys::FI_REMOTE_READ;
+    }
+    u64::from(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_maps_to_fi_bits() {
+        assert_eq!(
+            fi_access(Access::empty()),
+            u64::from(sys::FI_SEND | sys::FI_WRITE)
+        );
+        let all = fi_access(Access::all());
+        for bit in [
+            sys::FI_RECV,
+            sys::FI_READ,
+            sys::FI_REMOTE_WRITE,
+            sys::FI_REMOTE_READ,
+        ] {
+            assert_ne!(all & u64::from(bit), 0);
+        }
+        assert_eq!(fi_access(Access::REMOTE_WRITE) & u64::from(sys::FI_RECV), 0);
+    }
+
+    #[test]
+    fn mr_mode_bits() {
+        let mode = MrMode::from_bits((sys::FI_MR_VIRT_ADDR | sys::FI_MR_LOCAL) as i32);
+        assert!(mode.virt_addr && !mode.prov_key);
+    }
+}

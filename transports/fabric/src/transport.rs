@@ -1,0 +1,967 @@
+//! [`FabricTransport`]: the rdio transport trait over one connected libfabric
+//! `FI_EP_MSG` endpoint.
+//!
+//! One transport owns its whole object tree: endpoint, completion queue,
+//! event queue, memory registrations and domain (the fabric is shared with
+//! the listener that accepted it). Nothing is shared between transports, so
+//! the domain is opened with `FI_THREAD_DOMAIN` and every method takes
+//! `&mut self`; the transport may move between threads.
+
+use std::collections::VecDeque;
+use std::ffi::{CStr, c_void};
+use std::ptr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdio_transport::{
+    Access, Caps, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport,
+    TransportError, WcError, WrId,
+};
+
+use crate::error::{self, FabricError, check, check_call};
+use crate::info::{PROVIDER_PREFIX, provider_name};
+use crate::object::{self, Fabric, Owned};
+use crate::posted::{Finished, MAX_SGE, OpKind, PostedOp, PostedTable, Queue, SgeRegions};
+use crate::region::{MrMode, RegionTable, Resolved};
+use crate::sys;
+
+/// Bit set in the 64-bit CQ data of the zero-byte send that completes an
+/// emulated write-with-immediate, so the target can tell it from a send that
+/// carries immediate data of its own. The immediate itself is the low 32 bits.
+const WRITE_IMM_MARKER: u64 = 1 << 32;
+
+/// Longest single block inside [`Transport::wait`]: between blocks the event
+/// queue is checked, so a vanished peer is noticed even when no completion
+/// would ever arrive.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+/// Completion entries read per `fi_cq_read` call.
+const CQ_BATCH: usize = 16;
+
+/// How a write-with-immediate is carried out on this provider.
+///
+/// The trait promises that a write-with-immediate consumes one posted receive
+/// at the peer and completes it as [`CompletionKind::RecvImm`].
+///
+/// * `Native`: the provider has the `FI_RX_CQ_DATA` mode (verbs): remote CQ
+///   data consumes a posted receive, so one `fi_writemsg` with
+///   `FI_REMOTE_CQ_DATA` does exactly what the trait says. The target's
+///   receive completes with `FI_RMA | FI_REMOTE_WRITE | FI_REMOTE_CQ_DATA`.
+/// * `WriteThenSend`: the provider (tcp in libfabric 1.17) reports a write's
+///   CQ data in a completion of its own (`op_context == NULL`, flags
+///   `FI_REMOTE_WRITE | FI_REMOTE_CQ_DATA`) *without* consuming a posted
+///   receive — checked in `tests/transport.rs`. So the write is posted plain,
+///   followed on the same endpoint by a zero-byte send whose CQ data is
+///   `WRITE_IMM_MARKER | imm`; `FI_ORDER_SAW` (requested in the hints) places
+///   the data before the send's receive completes. The target's receive
+///   completes with `FI_RECV | FI_MSG | FI_REMOTE_CQ_DATA`, length 0.
+///   The initiator sees one `Write` completion, when both halves are done.
+/// * `Unavailable`: fewer than 8 bytes of CQ data and no `FI_RX_CQ_DATA`;
+///   writes with immediate data fail with `Unsupported`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ImmMode {
+    Native,
+    WriteThenSend,
+    Unavailable,
+}
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// Connected; work may be posted.
+    Up,
+    /// The peer went away or the provider reported a connection error.
+    Lost,
+    /// [`Transport::disconnect`] was called.
+    Closed,
+}
+
+/// Details of the last failed completion or connection error, for logs:
+/// the trait's [`WcError`] is a small `Copy` code, this keeps the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// The work request it belonged to, if any.
+    pub wr_id: Option<WrId>,
+    /// Positive libfabric error code (`fi_cq_err_entry::err`).
+    pub code: i32,
+    /// Provider-specific code (`prov_errno`).
+    pub prov_errno: i32,
+    /// `fi_strerror(code)`.
+    pub message: String,
+    /// `fi_cq_strerror(prov_errno)` where the provider explains it.
+    pub provider_message: Option<String>,
+}
+
+/// One side of a connected libfabric `FI_EP_MSG` endpoint, implementing
+/// [`Transport`].
+///
+/// Created by [`connect`](crate::connect) or [`Listener::accept`](crate::Listener::accept).
+pub struct FabricTransport {
+    // Field order is drop order, and libfabric needs children closed before
+    // their parents: the endpoint first (so the provider stops touching our
+    // buffers and contexts), then the queues it was bound to, the memory
+    // registrations (each closed before its memory is freed), the domain and
+    // last our reference to the fabric. `posted` owns the context storage the
+    // endpoint used and must outlive it, so it comes after `ep` as well.
+    ep: Option<Owned<sys::fid_ep>>,
+    cq: Owned<sys::fid_cq>,
+    eq: Owned<sys::fid_eq>,
+    regions: RegionTable,
+    posted: PostedTable,
+    domain: Owned<sys::fid_domain>,
+    _fabric: Arc<Fabric>,
+
+    provider: String,
+    verbs: bool,
+    caps: Caps,
+    imm: ImmMode,
+    ready: VecDeque<Completion>,
+    link: Link,
+    last_error: Option<ErrorDetail>,
+}
+
+// SAFETY: the transport exclusively owns its domain and every object opened
+// from it, and the domain was opened with FI_THREAD_DOMAIN, under which the
+// application only has to serialize calls — which `&mut self` does. The raw
+// pointers inside (descriptors, contexts) refer to memory the transport owns.
+unsafe impl Send for FabricTransport {}
+
+impl FabricTransport {
+    /// Open domain, queues and endpoint for `info` on `fabric`, bound and
+    /// enabled but not yet connected (the caller connects or accepts).
+    pub(crate) fn open(fabric: Arc<Fabric>, info: &sys::fi_info) -> Result<Self, FabricError> {
+        // SAFETY (all attribute reads below): fi_getinfo / the CONNREQ event
+        // allocate every attribute struct of the info they return.
+        let (tx, rx, ep_attr, domain_attr) = unsafe {
+            (
+                info.tx_attr.as_ref(),
+                info.rx_attr.as_ref(),
+                info.ep_attr.as_ref(),
+                info.domain_attr.as_ref(),
+            )
+        };
+        let (Some(tx), Some(rx), Some(ep_attr), Some(domain_attr)) = (tx, rx, ep_attr, domain_attr)
+        else {
+            return Err(FabricError::Call {
+                call: "fi_getinfo",
+                code: libc::EINVAL,
+            });
+        };
+        let info_ptr = ptr::from_ref(info).cast_mut();
+
+        let eq = object::open("fi_eq_open", |out| {
+            let mut attr = sys::fi_eq_attr {
+                size: 16,
+                wait_obj: sys::fi_wait_obj_FI_WAIT_UNSPEC,
+                ..Default::default()
+            };
+            // SAFETY: the fabric is open; attr lives across the call.
+            unsafe { sys::rdio_fi_eq_open(fabric.0.as_ptr(), &mut attr, out, ptr::null_mut()) }
+        })?;
+        // SAFETY: the fabric is open and `info` came from the same provider.
+        let domain = object::open("fi_domain", |out| unsafe {
+            sys::rdio_fi_domain(fabric.0.as_ptr(), info_ptr, out, ptr::null_mut())
+        })?;
+        let cq = object::open("fi_cq_open", |out| {
+            let mut attr = sys::fi_cq_attr {
+                // Room for every outstanding send and receive: each produces
+                // at most one entry, so the CQ cannot overrun.
+                size: tx.size + rx.size,
+                format: sys::fi_cq_format_FI_CQ_FORMAT_DATA,
+                wait_obj: sys::fi_wait_obj_FI_WAIT_UNSPEC,
+                ..Default::default()
+            };
+            // SAFETY: the domain is open; attr lives across the call.
+            unsafe { sys::rdio_fi_cq_open(domain.as_ptr(), &mut attr, out, ptr::null_mut()) }
+        })?;
+        // SAFETY: the domain is open and `info` describes this endpoint.
+        let ep = object::open("fi_endpoint", |out| unsafe {
+            sys::rdio_fi_endpoint(domain.as_ptr(), info_ptr, out, ptr::null_mut())
+        })?;
+        // SAFETY: endpoint, EQ and CQ are open and belong to the same fabric/domain.
+        unsafe {
+            check_call(
+                "fi_ep_bind(eq)",
+                sys::rdio_fi_ep_bind(ep.as_ptr(), eq.fid(), 0),
+            )?;
+            let both = u64::from(sys::FI_TRANSMIT | sys::FI_RECV);
+            check_call(
+                "fi_ep_bind(cq)",
+                sys::rdio_fi_ep_bind(ep.as_ptr(), cq.fid(), both),
+            )?;
+            check_call("fi_enable", sys::rdio_fi_enable(ep.as_ptr()))?;
+        }
+
+        let imm = if info.mode & sys::FI_RX_CQ_DATA != 0 {
+            ImmMode::Native
+        } else if domain_attr.cq_data_size >= 8 {
+            ImmMode::WriteThenSend
+        } else {
+            ImmMode::Unavailable
+        };
+        let max_msg = ep_attr.max_msg_size;
+        let caps = Caps {
+            max_message: max_msg,
+            max_write: max_msg.min(u32::MAX as usize),
+            max_sge: tx.iov_limit.min(rx.iov_limit).clamp(1, MAX_SGE),
+            max_recv: rx.size,
+            // An emulated write-with-immediate takes two send-queue slots.
+            max_send: if imm == ImmMode::WriteThenSend {
+                tx.size / 2
+            } else {
+                tx.size
+            },
+        };
+        let name = provider_name(info);
+        Ok(Self {
+            ep: Some(ep),
+            cq,
+            eq,
+            regions: RegionTable::new(MrMode::from_bits(domain_attr.mr_mode)),
+            posted: PostedTable::new(tx.size, rx.size),
+            domain,
+            _fabric: fabric,
+            verbs: name == "verbs",
+            provider: format!("{PROVIDER_PREFIX}{name}"),
+            caps,
+            imm,
+            ready: VecDeque::new(),
+            link: Link::Up,
+            last_error: None,
+        })
+    }
+
+    /// The endpoint, for connection setup.
+    pub(crate) fn endpoint(&self) -> *mut sys::fid_ep {
+        self.ep.as_ref().map_or(ptr::null_mut(), Owned::as_ptr)
+    }
+
+    /// Block on the event queue until `FI_CONNECTED` arrives (connection
+    /// setup), failing on an error entry, another event, or `deadline`.
+    pub(crate) fn wait_connected(
+        &mut self,
+        deadline: Option<Instant>,
+        timeout: Duration,
+    ) -> Result<(), FabricError> {
+        let during = "FI_CONNECTED";
+        match wait_event(&self.eq, deadline, timeout, during)? {
+            (event, _) if event == sys::FI_CONNECTED => Ok(()),
+            (event, _) => Err(FabricError::UnexpectedEvent { event, during }),
+        }
+    }
+
+    /// The completion queue, for the raw baseline loop.
+    pub(crate) fn cq(&self) -> *mut sys::fid_cq {
+        self.cq.as_ptr()
+    }
+
+    /// Address, length and descriptor of a slice, for the raw baseline loop.
+    pub(crate) fn resolve(&self, slice: Slice) -> Result<Resolved, TransportError> {
+        self.regions.resolve(slice)
+    }
+
+    /// Details of the most recent failed completion or connection error.
+    pub fn last_error(&self) -> Option<&ErrorDetail> {
+        self.last_error.as_ref()
+    }
+
+    /// Whether the connection is still up (not lost, not disconnected).
+    pub fn is_connected(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// Number of posted work requests referencing `region` whose completions
+    /// have not been drained (0 for unknown regions).
+    pub fn posted_references(&self, region: RegionId) -> u32 {
+        self.regions.busy(region)
+    }
+
+    /// Resolve a gather list into `iov`/`desc`, checking every element.
+    /// Returns the regions it references and the total length.
+    fn gather(
+        &self,
+        sges: &[Slice],
+        iov: &mut [libc::iovec; MAX_SGE],
+        desc: &mut [*mut c_void; MAX_SGE],
+    ) -> Result<(SgeRegions, usize), TransportError> {
+        if sges.len() > self.caps.max_sge {
+            return Err(TransportError::TooManySegments);
+        }
+        let mut regions = SgeRegions::default();
+        let mut total = 0usize;
+        // Every region is locally readable, so a gather never lacks rights.
+        for (i, sge) in sges.iter().enumerate() {
+            let Resolved {
+                ptr, len, desc: d, ..
+            } = self.regions.resolve(*sge)?;
+            iov[i] = libc::iovec {
+                iov_base: ptr,
+                iov_len: len,
+            };
+            desc[i] = d;
+            regions.push(sge.region);
+            total = total
+                .checked_add(len)
+                .ok_or(TransportError::MessageTooLarge)?;
+        }
+        Ok((regions, total))
+    }
+
+    fn ensure_up(&self) -> Result<*mut sys::fid_ep, TransportError> {
+        match (&self.ep, self.link) {
+            (Some(ep), Link::Up) => Ok(ep.as_ptr()),
+            _ => Err(TransportError::Disconnected),
+        }
+    }
+
+    /// Record a posted op: reserve its context and mark its regions busy.
+    fn track(&mut self, op: PostedOp) -> (usize, *mut c_void) {
+        for region in op.regions.iter() {
+            self.regions.acquire(region);
+        }
+        self.posted.insert(op)
+    }
+
+    /// Undo `track` after the provider refused the post.
+    fn untrack(&mut self, index: usize, regions: SgeRegions) {
+        for region in regions.iter() {
+            self.regions.release(region);
+        }
+        self.posted.cancel(index);
+    }
+
+    /// Post one libfabric operation for `op`, undoing the bookkeeping if the
+    /// provider refuses it.
+    fn submit(
+        &mut self,
+        op: PostedOp,
+        post: impl FnOnce(*mut c_void) -> isize,
+    ) -> Result<usize, TransportError> {
+        let regions = op.regions;
+        let (index, context) = self.track(op);
+        match check(post(context)) {
+            Ok(_) => Ok(index),
+            Err(code) => {
+                self.untrack(index, regions);
+                Err(error::post_error(code))
+            }
+        }
+    }
+
+    /// Read up to `max` completion entries (successful or failed) into `ready`.
+    /// Returns how many entries were consumed.
+    fn read_cq(&mut self, max: usize) -> Result<usize, TransportError> {
+        let mut consumed = 0;
+        let mut entries = [sys::fi_cq_data_entry::default(); CQ_BATCH];
+        while consumed < max {
+            let want = (max - consumed).min(CQ_BATCH);
+            // SAFETY: the CQ is open with FI_CQ_FORMAT_DATA, and `entries` has
+            // room for `want` fi_cq_data_entry values.
+            let ret = unsafe {
+                sys::rdio_fi_cq_read(self.cq.as_ptr(), entries.as_mut_ptr().cast(), want)
+            };
+            match check(ret) {
+                Ok(n) => {
+                    for entry in &entries[..n] {
+                        self.complete(entry.op_context, entry.flags, entry.len, entry.data, Ok(()));
+                    }
+                    consumed += n;
+                    if n < want {
+                        break;
+                    }
+                }
+                Err(code) if code == sys::FI_EAGAIN as i32 => break,
+                Err(code) if code == sys::FI_EAVAIL as i32 => {
+                    self.read_cq_error()?;
+                    consumed += 1;
+                }
+                Err(code) => return Err(TransportError::Os(code)),
+            }
+        }
+        Ok(consumed)
+    }
+
+    /// Take one error entry off the CQ and turn it into a failed completion.
+    fn read_cq_error(&mut self) -> Result<(), TransportError> {
+        let mut entry = sys::fi_cq_err_entry::default();
+        // SAFETY: the CQ is open; `entry` is zeroed, so err_data_size == 0 and
+        // the provider points err_data at its own storage (API >= 1.5).
+        let ret = unsafe { sys::rdio_fi_cq_readerr(self.cq.as_ptr(), &mut entry, 0) };
+        match check(ret) {
+            Ok(_) => {}
+            Err(code) if code == sys::FI_EAGAIN as i32 => return Ok(()),
+            Err(code) => return Err(TransportError::Os(code)),
+        }
+        // SAFETY: the CQ is open; the provider returns NULL or a string valid
+        // at least until the next call on this CQ, which we copy at once.
+        let provider_message = unsafe {
+            let text = sys::rdio_fi_cq_strerror(
+                self.cq.as_ptr(),
+                entry.prov_errno,
+                entry.err_data,
+                ptr::null_mut(),
+                0,
+            );
+            (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
+        };
+        let index = self.posted.index_of(entry.op_context);
+        self.last_error = Some(ErrorDetail {
+            wr_id: index
+                .and_then(|i| self.posted.get_mut(i))
+                .map(|op| op.wr_id),
+            code: entry.err,
+            prov_errno: entry.prov_errno,
+            message: error::strerror(entry.err),
+            provider_message,
+        });
+        let status = Err(error::wc_error_of(self.verbs, entry.err, entry.prov_errno));
+        self.complete(entry.op_context, entry.flags, 0, entry.data, status);
+        Ok(())
+    }
+
+    /// Turn one CQ entry into (at most) one trait completion in `ready`.
+    fn complete(
+        &mut self,
+        context: *mut c_void,
+        flags: u64,
+        len: usize,
+        data: u64,
+        status: Result<(), WcError>,
+    ) {
+        // Entries without one of our contexts carry nothing we can report:
+        // e.g. a peer's fi_writedata on a provider that does not consume a
+        // receive for it (see ImmMode) has op_context == NULL.
+        let Some(index) = self.posted.index_of(context) else {
+            return;
+        };
+        let Some(finished) = self.posted.finish(index, status) else {
+            return;
+        };
+        let op = match finished {
+            Finished::Folded(op) => {
+                self.release(&op);
+                return;
+            }
+            Finished::Report(op) => op,
+        };
+        self.release(&op);
+        let status = op.carried.map_or(Ok(()), Err);
+        let kind = match op.kind {
+            OpKind::Send => CompletionKind::Send,
+            OpKind::Write => CompletionKind::Write,
+            OpKind::Recv if status.is_err() => CompletionKind::Recv { len: 0 },
+            OpKind::Recv if self.is_write_imm(flags, data) => {
+                CompletionKind::RecvImm { imm: data as u32 }
+            }
+            OpKind::Recv => CompletionKind::Recv { len },
+        };
+        self.ready.push_back(Completion {
+            wr_id: op.wr_id,
+            kind,
+            status,
+        });
+    }
+
+    fn release(&mut self, op: &PostedOp) {
+        for region in op.regions.iter() {
+            self.regions.release(region);
+        }
+    }
+
+    /// Whether a receive completion is the target side of a write-with-immediate.
+    fn is_write_imm(&self, flags: u64, data: u64) -> bool {
+        if flags & u64::from(sys::FI_REMOTE_CQ_DATA) == 0 {
+            return false;
+        }
+        match self.imm {
+            ImmMode::Native => flags & u64::from(sys::FI_REMOTE_WRITE) != 0,
+            ImmMode::WriteThenSend => data & WRITE_IMM_MARKER != 0,
+            ImmMode::Unavailable => false,
+        }
+    }
+
+    /// Look at the event queue without blocking: `FI_SHUTDOWN` or an error
+    /// entry means the connection is gone.
+    fn check_events(&mut self) {
+        if self.ep.is_none() {
+            return;
+        }
+        match read_event(&self.eq, 0) {
+            Ok(Some((event, _))) if event == sys::FI_SHUTDOWN => self.teardown(Link::Lost),
+            Ok(_) => {}
+            Err(detail) => {
+                self.last_error = Some(detail);
+                self.teardown(Link::Lost);
+            }
+        }
+    }
+
+    /// Close the endpoint and complete everything still outstanding.
+    ///
+    /// After `fi_close` the provider no longer touches our buffers or
+    /// contexts, so whatever it did not report by then is reported here —
+    /// `Flushed` after a local disconnect, `Disconnected` after a loss — and
+    /// every region is released. This is what makes a vanished peer visible
+    /// even on providers that flush nothing.
+    fn teardown(&mut self, link: Link) {
+        let Some(ep) = self.ep.take() else { return };
+        if link == Link::Closed {
+            // SAFETY: the endpoint is open. A failure (already shut down by
+            // the peer) changes nothing: we close it right after.
+            unsafe { sys::rdio_fi_shutdown(ep.as_ptr(), 0) };
+        }
+        drop(ep);
+        self.link = link;
+        // Entries the provider queued before the close are still real results.
+        while matches!(self.read_cq(usize::MAX), Ok(n) if n > 0) {}
+        let status = if link == Link::Closed {
+            WcError::Flushed
+        } else {
+            WcError::Disconnected
+        };
+        for index in self.posted.outstanding() {
+            let context = self.posted.context(index);
+            self.complete(context, 0, 0, 0, Err(status));
+        }
+    }
+
+    /// Move up to `out.len()` ready completions into `out`.
+    fn drain_ready(&mut self, out: &mut [Completion]) -> usize {
+        let n = out.len().min(self.ready.len());
+        for (slot, completion) in out.iter_mut().zip(self.ready.drain(..n)) {
+            *slot = completion;
+        }
+        n
+    }
+
+    /// Local protection failures are reported like an RC queue pair reports
+    /// them: the post succeeds and its completion carries the error.
+    fn fail_locally(&mut self, wr_id: WrId, kind: CompletionKind, error: WcError) {
+        self.ready.push_back(Completion {
+            wr_id,
+            kind,
+            status: Err(error),
+        });
+    }
+}
+
+impl Transport for FabricTransport {
+    fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
+        self.regions.register(&self.domain, len, access)
+    }
+
+    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
+        self.regions.deregister(region)
+    }
+
+    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
+        self.regions.bytes(region)
+    }
+
+    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
+        self.regions.bytes_mut(region)
+    }
+
+    fn remote_buf(
+        &self,
+        region: RegionId,
+        offset: usize,
+        len: usize,
+    ) -> Result<RemoteBuf, TransportError> {
+        self.regions.remote_buf(region, offset, len)
+    }
+
+    fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
+        let ep = self.ensure_up()?;
+        let target = self.regions.resolve(buf)?;
+        if !target.access.contains(Access::LOCAL_WRITE) {
+            self.fail_locally(
+                wr_id,
+                CompletionKind::Recv { len: 0 },
+                WcError::LocalProtection,
+            );
+            return Ok(());
+        }
+        if !self.posted.has_room(Queue::Rx, 1) {
+            return Err(TransportError::QueueFull);
+        }
+        let mut regions = SgeRegions::default();
+        regions.push(buf.region);
+        let op = PostedOp {
+            wr_id,
+            kind: OpKind::Recv,
+            queue: Queue::Rx,
+            regions,
+            partner: None,
+            carried: None,
+        };
+        self.submit(op, |context| {
+            // SAFETY: the endpoint is open; the buffer lies inside a region
+            // that stays registered while busy (deregister refuses), and the
+            // context is a stable fi_context2 slot.
+            unsafe { sys::rdio_fi_recv(ep, target.ptr, target.len, target.desc, 0, context) }
+        })?;
+        Ok(())
+    }
+
+    fn post_send(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let ep = self.ensure_up()?;
+        if imm.is_some() && self.imm == ImmMode::Unavailable {
+            return Err(TransportError::Unsupported);
+        }
+        let mut iov = [libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_SGE];
+        let mut desc = [ptr::null_mut(); MAX_SGE];
+        let (regions, total) = self.gather(sges, &mut iov, &mut desc)?;
+        if total > self.caps.max_message {
+            return Err(TransportError::MessageTooLarge);
+        }
+        if !self.posted.has_room(Queue::Tx, 1) {
+            return Err(TransportError::QueueFull);
+        }
+        let op = PostedOp {
+            wr_id,
+            kind: OpKind::Send,
+            queue: Queue::Tx,
+            regions,
+            partner: None,
+            carried: None,
+        };
+        self.submit(op, |context| {
+            send_msg(
+                ep,
+                &iov[..sges.len()],
+                &mut desc[..sges.len()],
+                imm.map(u64::from),
+                context,
+            )
+        })?;
+        Ok(())
+    }
+
+    fn post_write(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let ep = self.ensure_up()?;
+        let mut iov = [libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_SGE];
+        let mut desc = [ptr::null_mut(); MAX_SGE];
+        let (regions, total) = self.gather(sges, &mut iov, &mut desc)?;
+        if total > self.caps.max_write {
+            return Err(TransportError::MessageTooLarge);
+        }
+        if total > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        let rma = sys::fi_rma_iov {
+            addr: dst.addr,
+            len: total,
+            key: u64::from(dst.key),
+        };
+        let n = sges.len();
+        let write = PostedOp {
+            wr_id,
+            kind: OpKind::Write,
+            queue: Queue::Tx,
+            regions,
+            partner: None,
+            carried: None,
+        };
+        match (imm, self.imm) {
+            (None, _) => {
+                if !self.posted.has_room(Queue::Tx, 1) {
+                    return Err(TransportError::QueueFull);
+                }
+                self.submit(write, |context| {
+                    write_msg(ep, &iov[..n], &mut desc[..n], &rma, None, context)
+                })?;
+            }
+            (Some(imm), ImmMode::Native) => {
+                if !self.posted.has_room(Queue::Tx, 1) {
+                    return Err(TransportError::QueueFull);
+                }
+                let data = Some(u64::from(imm));
+                self.submit(write, |context| {
+                    write_msg(ep, &iov[..n], &mut desc[..n], &rma, data, context)
+                })?;
+            }
+            (Some(imm), ImmMode::WriteThenSend) => {
+                if !self.posted.has_room(Queue::Tx, 2) {
+                    return Err(TransportError::QueueFull);
+                }
+                let write_index = self.submit(write, |context| {
+                    write_msg(ep, &iov[..n], &mut desc[..n], &rma, None, context)
+                })?;
+                let notify = PostedOp {
+                    wr_id,
+                    kind: OpKind::Write,
+                    queue: Queue::Tx,
+                    regions: SgeRegions::default(),
+                    partner: Some(write_index),
+                    carried: None,
+                };
+                let data = Some(WRITE_IMM_MARKER | u64::from(imm));
+                match self.submit(notify, |context| send_msg(ep, &[], &mut [], data, context)) {
+                    Ok(notify_index) => {
+                        if let Some(op) = self.posted.get_mut(write_index) {
+                            op.partner = Some(notify_index);
+                        }
+                    }
+                    Err(err) => {
+                        // The write is already on its way and cannot be
+                        // recalled; its completion reports the failure so the
+                        // caller learns the immediate never went out.
+                        if let Some(op) = self.posted.get_mut(write_index) {
+                            op.carried = Some(match err {
+                                TransportError::Disconnected => WcError::Disconnected,
+                                TransportError::Os(code) => WcError::Other(code),
+                                _ => WcError::Other(sys::FI_EAGAIN as i32),
+                            });
+                        }
+                    }
+                }
+            }
+            (Some(_), ImmMode::Unavailable) => return Err(TransportError::Unsupported),
+        }
+        Ok(())
+    }
+
+    fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
+        let mut n = self.drain_ready(out);
+        if self.ep.is_some() {
+            // Reading the CQ is also what makes the provider progress (tcp
+            // moves data only inside libfabric calls), so read even when `out`
+            // is full or empty; surplus completions wait in `ready`.
+            let consumed = self.read_cq((out.len() - n).max(CQ_BATCH))?;
+            if consumed == 0 {
+                // Idle: the cheap moment to notice a vanished peer.
+                self.check_events();
+            }
+            n += self.drain_ready(&mut out[n..]);
+        }
+        if n == 0 && self.ep.is_none() && self.ready.is_empty() && self.posted.is_empty() {
+            return Err(TransportError::Disconnected);
+        }
+        Ok(n)
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        let start = Instant::now();
+        while self.ready.is_empty() && self.ep.is_some() {
+            let remaining = match timeout {
+                Some(limit) => match limit.checked_sub(start.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return Ok(()),
+                },
+                None => WAIT_SLICE,
+            };
+            let slice = remaining.min(WAIT_SLICE);
+            let mut entries = [sys::fi_cq_data_entry::default(); CQ_BATCH];
+            let millis = i32::try_from(slice.as_millis()).unwrap_or(i32::MAX).max(1);
+            // SAFETY: the CQ is open with a wait object (FI_WAIT_UNSPEC) and
+            // FI_CQ_FORMAT_DATA; `entries` holds CQ_BATCH entries.
+            let ret = unsafe {
+                sys::rdio_fi_cq_sread(
+                    self.cq.as_ptr(),
+                    entries.as_mut_ptr().cast(),
+                    CQ_BATCH,
+                    ptr::null(),
+                    millis,
+                )
+            };
+            match check(ret) {
+                Ok(n) => {
+                    for entry in &entries[..n] {
+                        self.complete(entry.op_context, entry.flags, entry.len, entry.data, Ok(()));
+                    }
+                    // Entries may all have been folded halves: keep waiting
+                    // only if nothing became reportable.
+                }
+                Err(code) if code == sys::FI_EAVAIL as i32 => self.read_cq_error()?,
+                Err(code)
+                    if code == sys::FI_EAGAIN as i32
+                        || code == sys::FI_ETIMEDOUT as i32
+                        || code == sys::FI_EINTR as i32 =>
+                {
+                    self.check_events();
+                }
+                Err(code) => return Err(TransportError::Os(code)),
+            }
+        }
+        Ok(())
+    }
+
+    fn disconnect(&mut self) {
+        self.teardown(Link::Closed);
+    }
+}
+
+impl Drop for FabricTransport {
+    fn drop(&mut self) {
+        // A graceful shutdown tells the peer at once (FI_SHUTDOWN) instead of
+        // leaving it to notice the closed socket / QP.
+        self.teardown(Link::Closed);
+    }
+}
+
+/// `fi_sendmsg` with `FI_REMOTE_CQ_DATA` when `data` is given.
+fn send_msg(
+    ep: *mut sys::fid_ep,
+    iov: &[libc::iovec],
+    desc: &mut [*mut c_void],
+    data: Option<u64>,
+    context: *mut c_void,
+) -> isize {
+    let msg = sys::fi_msg {
+        msg_iov: iov.as_ptr().cast(),
+        desc: desc.as_mut_ptr(),
+        iov_count: iov.len(),
+        addr: 0,
+        context,
+        data: data.unwrap_or(0),
+    };
+    let flags =
+        u64::from(sys::FI_COMPLETION) | data.map_or(0, |_| u64::from(sys::FI_REMOTE_CQ_DATA));
+    // SAFETY: the caller passes an open endpoint; iov/desc describe registered
+    // memory kept alive while the op is posted; msg lives across the call
+    // (libfabric copies what it needs before returning).
+    unsafe { sys::rdio_fi_sendmsg(ep, &msg, flags) }
+}
+
+/// `fi_writemsg` of `iov` to one remote window, with CQ data when given.
+fn write_msg(
+    ep: *mut sys::fid_ep,
+    iov: &[libc::iovec],
+    desc: &mut [*mut c_void],
+    rma: &sys::fi_rma_iov,
+    data: Option<u64>,
+    context: *mut c_void,
+) -> isize {
+    let msg = sys::fi_msg_rma {
+        msg_iov: iov.as_ptr().cast(),
+        desc: desc.as_mut_ptr(),
+        iov_count: iov.len(),
+        addr: 0,
+        rma_iov: rma,
+        rma_iov_count: 1,
+        context,
+        data: data.unwrap_or(0),
+    };
+    let flags =
+        u64::from(sys::FI_COMPLETION) | data.map_or(0, |_| u64::from(sys::FI_REMOTE_CQ_DATA));
+    // SAFETY: as in `send_msg`; `rma` outlives the call.
+    unsafe { sys::rdio_fi_writemsg(ep, &msg, flags) }
+}
+
+/// A connection-management event: the event number and, for `FI_CONNREQ`,
+/// the new connection's info (owned by the caller, freed with `fi_freeinfo`).
+pub(crate) type CmEvent = (u32, *mut sys::fi_info);
+
+/// `fi_eq_read` (`timeout_ms == 0`) or `fi_eq_sread`: `Ok(None)` when nothing
+/// arrived, `Err` with the details of an error entry.
+pub(crate) fn read_event(
+    eq: &Owned<sys::fid_eq>,
+    timeout_ms: i32,
+) -> Result<Option<CmEvent>, ErrorDetail> {
+    let mut event = 0u32;
+    let mut entry = CmEntry::default();
+    let len = size_of::<CmEntry>();
+    // SAFETY: the EQ is open; `entry` is large enough for a CM entry with
+    // connection data, and `event` receives the event number.
+    let ret = unsafe {
+        let buf = ptr::from_mut(&mut entry).cast::<c_void>();
+        if timeout_ms == 0 {
+            sys::rdio_fi_eq_read(eq.as_ptr(), &mut event, buf, len, 0)
+        } else {
+            sys::rdio_fi_eq_sread(eq.as_ptr(), &mut event, buf, len, timeout_ms, 0)
+        }
+    };
+    match check(ret) {
+        Ok(_) => Ok(Some((event, entry.entry.info))),
+        Err(code) if code == sys::FI_EAVAIL as i32 => {
+            let mut err = sys::fi_eq_err_entry::default();
+            // SAFETY: the EQ is open and has an error entry available.
+            unsafe { sys::rdio_fi_eq_readerr(eq.as_ptr(), &mut err, 0) };
+            Err(ErrorDetail {
+                wr_id: None,
+                code: err.err,
+                prov_errno: err.prov_errno,
+                message: error::strerror(err.err),
+                provider_message: None,
+            })
+        }
+        Err(code) if code == sys::FI_EAGAIN as i32 || code == sys::FI_ETIMEDOUT as i32 => Ok(None),
+        Err(code) => Err(ErrorDetail {
+            wr_id: None,
+            code,
+            prov_errno: 0,
+            message: error::strerror(code),
+            provider_message: None,
+        }),
+    }
+}
+
+/// Block on `eq` until an event arrives or `deadline` (if any) passes.
+pub(crate) fn wait_event(
+    eq: &Owned<sys::fid_eq>,
+    deadline: Option<Instant>,
+    timeout: Duration,
+    during: &'static str,
+) -> Result<CmEvent, FabricError> {
+    loop {
+        let left = deadline.map_or(WAIT_SLICE, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
+        if left.is_zero() {
+            return Err(FabricError::Timeout {
+                during,
+                waited: timeout,
+            });
+        }
+        let millis = i32::try_from(left.min(WAIT_SLICE).as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        match read_event(eq, millis) {
+            Ok(Some(event)) => return Ok(event),
+            Ok(None) => {}
+            Err(detail) => return Err(FabricError::ConnectFailed { code: detail.code }),
+        }
+    }
+}
+
+/// An `fi_eq_cm_entry` followed by room for connection data.
+#[repr(C)]
+struct CmEntry {
+    entry: sys::fi_eq_cm_entry,
+    data: [u8; 256],
+}
+
+impl Default for CmEntry {
+    fn default() -> Self {
+        Self {
+            entry: sys::fi_eq_cm_entry::default(),
+            data: [0; 256],
+        }
+    }
+}
