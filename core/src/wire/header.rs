@@ -12,6 +12,7 @@
 //! server message, the credits this message returns to the client.
 
 use super::WireError;
+use super::codec::{VERSION_1_BYTE, reserved_zero, take};
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -34,6 +35,13 @@ bitflags::bitflags! {
         /// Claim 17: on a vectored write, every segment receives the same
         /// bytes, which are carried once (see `docs/PROTOCOL.md`).
         const COLLAPSE = 0x0002;
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Flags {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Flags({=u16:#06x})", self.bits())
     }
 }
 
@@ -188,4 +196,73 @@ pub struct Header {
     pub request_id: u32,
     /// Payload length in bytes.
     pub length: u32,
+}
+
+const _: () = assert!(size_of::<HeaderWire>() == HEADER_LEN);
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for HeaderWire {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "HeaderWire {{ version: {=u8}, opcode: {=u8:#04x}, flags: {=u16:#06x}, credits: {=u16}, reserved: {=u16}, request_id: {=u32}, length: {=u32} }}",
+            self.version,
+            self.opcode,
+            self.flags.get(),
+            self.credits.get(),
+            self.reserved.get(),
+            self.request_id.get(),
+            self.length.get()
+        )
+    }
+}
+
+impl Header {
+    /// Parse and validate the [`HEADER_LEN`] bytes at the start of `buf`; the
+    /// payload is not examined (a driver may peek at the opcode and request
+    /// id of a message it then fails to parse, to answer or count it).
+    ///
+    /// Checked in this order: length, version (first, since a later version
+    /// may change everything after it), opcode, flags (the offending bits are
+    /// reported: undefined ones and those [`Opcode::allowed_flags`] excludes),
+    /// reserved.
+    pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
+        Self::split(buf).map(|(header, _payload)| header)
+    }
+
+    /// [`Header::parse`], also returning the bytes after the header.
+    pub(crate) fn split(buf: &[u8]) -> Result<(Self, &[u8]), WireError> {
+        let (wire, payload) = take::<HeaderWire>(buf, 0)?;
+        if wire.version != VERSION_1_BYTE {
+            return Err(WireError::UnsupportedVersion(u16::from(wire.version)));
+        }
+        let opcode = Opcode::from_u8(wire.opcode)?;
+        let bits = wire.flags.get();
+        let disallowed = bits & !opcode.allowed_flags().bits();
+        if disallowed != 0 {
+            return Err(WireError::UnknownFlags(disallowed));
+        }
+        reserved_zero(wire.reserved.get())?;
+        let header = Self {
+            opcode,
+            flags: Flags::from_bits_retain(bits),
+            credits: wire.credits.get(),
+            request_id: wire.request_id.get(),
+            length: wire.length.get(),
+        };
+        Ok((header, payload))
+    }
+
+    /// The header as it goes on the wire.
+    pub fn to_wire(&self) -> HeaderWire {
+        HeaderWire {
+            version: VERSION_1_BYTE,
+            opcode: self.opcode as u8,
+            flags: U16::new(self.flags.bits()),
+            credits: U16::new(self.credits),
+            reserved: U16::new(0),
+            request_id: U32::new(self.request_id),
+            length: U32::new(self.length),
+        }
+    }
 }

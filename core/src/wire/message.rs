@@ -1,15 +1,20 @@
 //! RDMA-channel messages: the [`Header`](super::Header) followed by an
 //! opcode-specific payload. One message fills one receive buffer exactly.
 
-use super::header::{Flags, HEADER_LEN, Opcode};
+use super::codec::{
+    self, Counter, Sink, Unencodable, expect_empty, reserved_zero, take, take_exact,
+};
+use super::header::{Flags, HEADER_LEN, Header, Opcode};
 use super::types::{AuthKey, BufferDescriptor, ResumeKey, Status};
-use super::{InsufficientSize, WireError};
-use zerocopy::little_endian::{U32, U64};
+use super::{InsufficientSize, MAX_SEGMENTS, WireError};
+use zerocopy::little_endian::{I32, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// One segment of a vectored read: file bytes at `offset`, `dest.len()` of
 /// them, land in `dest` (24 bytes on the wire).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct ReadSegment {
     offset: U64,
@@ -19,7 +24,10 @@ pub struct ReadSegment {
 impl ReadSegment {
     /// A segment reading `dest.len()` bytes at file `offset` into `dest`.
     pub const fn new(offset: u64, dest: BufferDescriptor) -> Self {
-        Self { offset: U64::new(offset), dest }
+        Self {
+            offset: U64::new(offset),
+            dest,
+        }
     }
     /// File offset.
     pub fn offset(&self) -> u64 {
@@ -31,9 +39,23 @@ impl ReadSegment {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl defmt::Format for ReadSegment {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "ReadSegment {{ offset: {=u64}, dest: {} }}",
+            self.offset(),
+            self.dest()
+        )
+    }
+}
+
 /// One segment of a vectored write: `len` bytes at file `offset` (16 bytes on
 /// the wire; the last 4 are reserved, zero).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct WriteSegment {
     offset: U64,
@@ -44,7 +66,11 @@ pub struct WriteSegment {
 impl WriteSegment {
     /// A segment writing `len` bytes at file `offset`.
     pub const fn new(offset: u64, len: u32) -> Self {
-        Self { offset: U64::new(offset), len: U32::new(len), reserved: U32::new(0) }
+        Self {
+            offset: U64::new(offset),
+            len: U32::new(len),
+            reserved: U32::new(0),
+        }
     }
     /// File offset.
     pub fn offset(&self) -> u64 {
@@ -61,6 +87,18 @@ impl WriteSegment {
     /// Whether the reserved field is zero (checked by the parser).
     pub(crate) fn reserved_is_zero(&self) -> bool {
         self.reserved.get() == 0
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for WriteSegment {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "WriteSegment {{ offset: {=u64}, len: {=u32} }}",
+            self.offset(),
+            self.len()
+        )
     }
 }
 
@@ -82,6 +120,7 @@ pub struct ReadRequest {
 /// Vectored read: each segment is an independent (file offset, client buffer)
 /// pair; one status block for the whole request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ReadVRequest<'a> {
     /// Registered file handle.
     pub handle: u32,
@@ -95,6 +134,7 @@ pub struct ReadVRequest<'a> {
 /// this message, the rest in [`Body::WriteData`] fragments (claim 1: write
 /// data travels in sends, never RDMA).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WriteRequest<'a> {
     /// Registered file handle.
     pub handle: u32,
@@ -113,6 +153,7 @@ pub struct WriteRequest<'a> {
 /// same length and receives the same bytes, carried once (`total_len` = that
 /// length) — claim 17.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WriteVRequest<'a> {
     /// Registered file handle.
     pub handle: u32,
@@ -128,6 +169,7 @@ pub struct WriteVRequest<'a> {
 
 /// The payload of a message, one variant per [`Opcode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Body<'a> {
     /// Authenticate with the key from the negotiate response.
@@ -226,6 +268,7 @@ pub enum Body<'a> {
 
 /// A whole RDMA-channel message: header fields plus body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Message<'a> {
     /// Flags (validated against the opcode).
     pub flags: Flags,
@@ -278,32 +321,546 @@ impl<'a> Message<'a> {
 
     /// Parse exactly one message occupying all of `buf` (a receive buffer
     /// holds one message; bytes after the declared length are an error).
+    ///
+    /// The header is validated first ([`Header::parse`]), then the declared
+    /// length against `buf`, then the opcode's payload (see
+    /// `docs/PROTOCOL.md` for every layout and rule).
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        let _ = buf;
-        todo!("wire codec")
+        let (header, payload) = Header::split(buf)?;
+        let declared = usize::try_from(header.length).unwrap_or(usize::MAX);
+        if payload.len() < declared {
+            return Err(WireError::Truncated {
+                required: HEADER_LEN.saturating_add(declared),
+                available: buf.len(),
+            });
+        }
+        if payload.len() > declared {
+            return Err(WireError::TrailingBytes(
+                payload.len().saturating_sub(declared),
+            ));
+        }
+        Ok(Self {
+            flags: header.flags,
+            credits: header.credits,
+            request_id: header.request_id,
+            body: Body::parse(header.opcode, header.flags, payload)?,
+        })
     }
 
     /// Bytes [`Message::emit`] writes: header, fixed payload, data.
+    ///
+    /// `usize::MAX` for a message that cannot be encoded because a count or
+    /// length does not fit its wire field (over `u16::MAX` segments, a payload
+    /// over `u32::MAX` bytes); no inputs the protocol accepts build one.
     pub fn encoded_len(&self) -> usize {
-        self.prefix_len().saturating_add(self.data().len())
+        codec::encoded_len(|sink| self.encode(sink, true))
     }
 
-    /// Bytes [`Message::emit_prefix`] writes: everything but the trailing data.
+    /// Bytes [`Message::emit_prefix`] writes: header, fixed payload and the
+    /// segment array; everything but the trailing data (`usize::MAX` as for
+    /// [`Message::encoded_len`]).
     pub fn prefix_len(&self) -> usize {
-        HEADER_LEN
+        codec::encoded_len(|sink| self.encode(sink, false))
     }
 
     /// Encode the whole message into `buf`; returns the bytes written.
+    ///
+    /// Emitting does not check the protocol's semantic rules (a zero-length
+    /// read is encoded as given, and rejected by [`Message::parse`]); it never
+    /// panics, and leaves `buf` untouched when it is too small.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
-        let _ = buf;
-        todo!("wire codec")
+        codec::emit(buf, |sink| self.encode(sink, true))
     }
 
     /// Encode everything but the trailing write data into `buf` (the header's
     /// length still counts the data), so a driver can gather the prefix and the
     /// caller's registered data buffer into one send without copying the data.
     pub fn emit_prefix(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
-        let _ = buf;
-        todo!("wire codec")
+        codec::emit(buf, |sink| self.encode(sink, false))
+    }
+
+    /// The one description of this message's bytes, for both counting and
+    /// writing (see [`codec`]).
+    fn encode(&self, sink: &mut dyn Sink, with_data: bool) -> Result<(), Unencodable> {
+        let data = self.data();
+        let mut fixed = Counter::default();
+        self.body.encode_fixed(&mut fixed)?;
+        let length = u32::try_from(fixed.0.checked_add(data.len()).ok_or(Unencodable)?)?;
+        let header = Header {
+            opcode: self.opcode(),
+            flags: self.flags,
+            credits: self.credits,
+            request_id: self.request_id,
+            length,
+        };
+        sink.put(header.to_wire().as_bytes());
+        self.body.encode_fixed(sink)?;
+        if with_data {
+            sink.put(data);
+        }
+        Ok(())
+    }
+}
+
+// Payload layouts, offsets relative to the payload (after the 16-byte
+// header). Reserved fields are written as zero and rejected unless zero.
+
+/// AuthResponse: the outcome.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct StatusWire {
+    status: U32,
+}
+
+/// StatusResponse: outcome, starting credit level, keepalive interval.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct StatusResponseWire {
+    status: U32,
+    credits: U16,
+    reserved: U16,
+    keepalive_ms: U32,
+}
+
+/// CreditRequest, CreditAck: a signed credit delta.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct DeltaWire {
+    delta: I32,
+}
+
+/// RegisterFileCompletion.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RegisterCompletionWire {
+    status: U32,
+    handle: U32,
+    size: U64,
+}
+
+/// Read.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ReadWire {
+    handle: U32,
+    reserved: U32,
+    offset: U64,
+    dest: BufferDescriptor,
+    status: BufferDescriptor,
+}
+
+/// ReadV, followed by `count` [`ReadSegment`]s.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ReadVWire {
+    handle: U32,
+    count: U16,
+    reserved: U16,
+    status: BufferDescriptor,
+}
+
+/// Write, followed by data.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct WriteWire {
+    handle: U32,
+    total_len: U32,
+    offset: U64,
+    status: BufferDescriptor,
+}
+
+/// WriteV, followed by `count` [`WriteSegment`]s, then data.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct WriteVWire {
+    handle: U32,
+    count: U16,
+    reserved: U16,
+    total_len: U32,
+    reserved2: U32,
+    status: BufferDescriptor,
+}
+
+/// WriteData, followed by data.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct WriteDataWire {
+    data_offset: U32,
+    reserved: U32,
+}
+
+/// Cancel (target request id), Close (handle), Terminate (reason): one word
+/// and a reserved word, keeping 8-byte alignment of what follows in a
+/// receive buffer.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct WordWire {
+    value: U32,
+    reserved: U32,
+}
+
+/// Completion.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct CompletionWire {
+    status: U32,
+    reserved: U32,
+    bytes: U64,
+}
+
+const _: () = {
+    assert!(size_of::<StatusResponseWire>() == 12);
+    assert!(size_of::<RegisterCompletionWire>() == 16);
+    assert!(size_of::<ReadWire>() == 48);
+    assert!(size_of::<ReadVWire>() == 24);
+    assert!(size_of::<ReadSegment>() == 24);
+    assert!(size_of::<WriteWire>() == 32);
+    assert!(size_of::<WriteVWire>() == 32);
+    assert!(size_of::<WriteSegment>() == 16);
+    assert!(size_of::<CompletionWire>() == 16);
+};
+
+/// Payload errors report whole-message lengths: the payload starts here.
+const BASE: usize = HEADER_LEN;
+
+/// A segment count must be `1..=MAX_SEGMENTS`.
+fn segment_count(count: u16) -> Result<usize, WireError> {
+    match usize::from(count) {
+        0 => Err(WireError::InvalidField),
+        n if n > MAX_SEGMENTS => Err(WireError::TooMany),
+        n => Ok(n),
+    }
+}
+
+/// Whether a first fragment of `data` fits in a write of `total_len` bytes.
+fn fits(data: &[u8], total_len: u32) -> bool {
+    u32::try_from(data.len()).is_ok_and(|len| len <= total_len)
+}
+
+/// A [`WordWire`] payload's value, reserved word checked.
+fn word(payload: &[u8]) -> Result<u32, WireError> {
+    let wire = take_exact::<WordWire>(payload, BASE)?;
+    reserved_zero(wire.reserved.get())?;
+    Ok(wire.value.get())
+}
+
+/// A [`DeltaWire`] payload's delta, which must satisfy `valid`.
+fn delta(payload: &[u8], valid: fn(i32) -> bool) -> Result<i32, WireError> {
+    let delta = take_exact::<DeltaWire>(payload, BASE)?.delta.get();
+    if valid(delta) {
+        Ok(delta)
+    } else {
+        Err(WireError::InvalidField)
+    }
+}
+
+fn status(code: U32) -> Result<Status, WireError> {
+    Status::from_u32(code.get())
+}
+
+impl<'a> Body<'a> {
+    /// Parse the payload of `opcode`; `payload` is exactly the declared
+    /// length.
+    fn parse(opcode: Opcode, flags: Flags, payload: &'a [u8]) -> Result<Self, WireError> {
+        Ok(match opcode {
+            Opcode::AuthRequest => Self::AuthRequest {
+                key: *take_exact::<AuthKey>(payload, BASE)?,
+            },
+            Opcode::AuthResponse => Self::AuthResponse {
+                status: status(take_exact::<StatusWire>(payload, BASE)?.status)?,
+            },
+            Opcode::StatusResponse => {
+                let wire = take_exact::<StatusResponseWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                Self::StatusResponse {
+                    status: status(wire.status)?,
+                    credits: wire.credits.get(),
+                    keepalive_ms: wire.keepalive_ms.get(),
+                }
+            }
+            Opcode::CreditRequest => Self::CreditRequest {
+                delta: delta(payload, |d| d != 0)?,
+            },
+            // Claim 7: the client acknowledges a grant; a revoke is answered
+            // by give-ups instead, so an ack only ever echoes a positive delta.
+            Opcode::CreditAck => Self::CreditAck {
+                delta: delta(payload, |d| d > 0)?,
+            },
+            Opcode::CreditGiveUp => expect_empty(payload).map(|()| Self::CreditGiveUp)?,
+            Opcode::CreditResponse => expect_empty(payload).map(|()| Self::CreditResponse)?,
+            Opcode::RegisterFile => Self::RegisterFile {
+                key: *take_exact::<ResumeKey>(payload, BASE)?,
+            },
+            Opcode::RegisterFileCompletion => {
+                let wire = take_exact::<RegisterCompletionWire>(payload, BASE)?;
+                Self::RegisterFileCompletion {
+                    status: status(wire.status)?,
+                    handle: wire.handle.get(),
+                    size: wire.size.get(),
+                }
+            }
+            Opcode::Read => Self::Read(ReadRequest::parse(payload)?),
+            Opcode::ReadV => Self::ReadV(ReadVRequest::parse(payload)?),
+            Opcode::Write => Self::Write(WriteRequest::parse(payload)?),
+            Opcode::WriteV => Self::WriteV(WriteVRequest::parse(flags, payload)?),
+            Opcode::WriteData => {
+                let (wire, data) = take::<WriteDataWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                if data.is_empty() {
+                    return Err(WireError::InvalidField);
+                }
+                Self::WriteData {
+                    data_offset: wire.data_offset.get(),
+                    data,
+                }
+            }
+            Opcode::Cancel => Self::Cancel {
+                target: word(payload)?,
+            },
+            Opcode::Close => Self::Close {
+                handle: word(payload)?,
+            },
+            Opcode::Completion => {
+                let wire = take_exact::<CompletionWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                Self::Completion {
+                    status: status(wire.status)?,
+                    bytes: wire.bytes.get(),
+                }
+            }
+            Opcode::InterruptRequest => expect_empty(payload).map(|()| Self::InterruptRequest)?,
+            Opcode::InterruptResponse => expect_empty(payload).map(|()| Self::InterruptResponse)?,
+            Opcode::Keepalive => expect_empty(payload).map(|()| Self::Keepalive)?,
+            Opcode::KeepaliveResponse => expect_empty(payload).map(|()| Self::KeepaliveResponse)?,
+            Opcode::Terminate => Self::Terminate {
+                reason: Status::from_u32(word(payload)?)?,
+            },
+        })
+    }
+
+    /// Put the payload's fixed part and segment array (not the data).
+    fn encode_fixed(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
+        match *self {
+            Self::AuthRequest { key } => sink.put(key.as_bytes()),
+            Self::RegisterFile { key } => sink.put(key.as_bytes()),
+            Self::AuthResponse { status } => sink.put(
+                StatusWire {
+                    status: status.as_u32().into(),
+                }
+                .as_bytes(),
+            ),
+            Self::StatusResponse {
+                status,
+                credits,
+                keepalive_ms,
+            } => sink.put(
+                StatusResponseWire {
+                    status: status.as_u32().into(),
+                    credits: credits.into(),
+                    reserved: U16::ZERO,
+                    keepalive_ms: keepalive_ms.into(),
+                }
+                .as_bytes(),
+            ),
+            Self::CreditRequest { delta } | Self::CreditAck { delta } => sink.put(
+                DeltaWire {
+                    delta: delta.into(),
+                }
+                .as_bytes(),
+            ),
+            Self::RegisterFileCompletion {
+                status,
+                handle,
+                size,
+            } => sink.put(
+                RegisterCompletionWire {
+                    status: status.as_u32().into(),
+                    handle: handle.into(),
+                    size: size.into(),
+                }
+                .as_bytes(),
+            ),
+            Self::Read(read) => sink.put(
+                ReadWire {
+                    handle: read.handle.into(),
+                    reserved: U32::ZERO,
+                    offset: read.offset.into(),
+                    dest: read.dest,
+                    status: read.status,
+                }
+                .as_bytes(),
+            ),
+            Self::ReadV(read) => {
+                let wire = ReadVWire {
+                    handle: read.handle.into(),
+                    count: u16::try_from(read.segments.len())?.into(),
+                    reserved: U16::ZERO,
+                    status: read.status,
+                };
+                sink.put(wire.as_bytes());
+                sink.put(read.segments.as_bytes());
+            }
+            Self::Write(write) => sink.put(
+                WriteWire {
+                    handle: write.handle.into(),
+                    total_len: write.total_len.into(),
+                    offset: write.offset.into(),
+                    status: write.status,
+                }
+                .as_bytes(),
+            ),
+            Self::WriteV(write) => {
+                let wire = WriteVWire {
+                    handle: write.handle.into(),
+                    count: u16::try_from(write.segments.len())?.into(),
+                    reserved: U16::ZERO,
+                    total_len: write.total_len.into(),
+                    reserved2: U32::ZERO,
+                    status: write.status,
+                };
+                sink.put(wire.as_bytes());
+                sink.put(write.segments.as_bytes());
+            }
+            Self::WriteData {
+                data_offset,
+                data: _,
+            } => sink.put(
+                WriteDataWire {
+                    data_offset: data_offset.into(),
+                    reserved: U32::ZERO,
+                }
+                .as_bytes(),
+            ),
+            Self::Cancel { target: value } | Self::Close { handle: value } => sink.put(
+                WordWire {
+                    value: value.into(),
+                    reserved: U32::ZERO,
+                }
+                .as_bytes(),
+            ),
+            Self::Terminate { reason } => sink.put(
+                WordWire {
+                    value: reason.as_u32().into(),
+                    reserved: U32::ZERO,
+                }
+                .as_bytes(),
+            ),
+            Self::Completion { status, bytes } => sink.put(
+                CompletionWire {
+                    status: status.as_u32().into(),
+                    reserved: U32::ZERO,
+                    bytes: bytes.into(),
+                }
+                .as_bytes(),
+            ),
+            Self::CreditGiveUp
+            | Self::CreditResponse
+            | Self::InterruptRequest
+            | Self::InterruptResponse
+            | Self::Keepalive
+            | Self::KeepaliveResponse => {}
+        }
+        Ok(())
+    }
+}
+
+impl ReadRequest {
+    fn parse(payload: &[u8]) -> Result<Self, WireError> {
+        let wire = take_exact::<ReadWire>(payload, BASE)?;
+        reserved_zero(wire.reserved.get())?;
+        if wire.dest.is_empty() {
+            return Err(WireError::InvalidField);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            offset: wire.offset.get(),
+            dest: wire.dest,
+            status: wire.status,
+        })
+    }
+}
+
+impl<'a> ReadVRequest<'a> {
+    fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, rest) = take::<ReadVWire>(payload, BASE)?;
+        reserved_zero(wire.reserved.get())?;
+        let count = segment_count(wire.count.get())?;
+        // The message is fixed-size given its count: anything else is a
+        // length field that disagrees with the count.
+        let segments = <[ReadSegment]>::ref_from_bytes_with_elems(rest, count)
+            .map_err(|_| WireError::BadLength)?;
+        if segments.iter().any(|segment| segment.dest.is_empty()) {
+            return Err(WireError::InvalidField);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            status: wire.status,
+            segments,
+        })
+    }
+}
+
+impl<'a> WriteRequest<'a> {
+    fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, data) = take::<WriteWire>(payload, BASE)?;
+        let total_len = wire.total_len.get();
+        if total_len == 0 {
+            return Err(WireError::InvalidField);
+        }
+        if !fits(data, total_len) {
+            return Err(WireError::BadLength);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            offset: wire.offset.get(),
+            total_len,
+            status: wire.status,
+            data,
+        })
+    }
+}
+
+impl<'a> WriteVRequest<'a> {
+    fn parse(flags: Flags, payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, rest) = take::<WriteVWire>(payload, BASE)?;
+        reserved_zero(wire.reserved.get())?;
+        reserved_zero(wire.reserved2.get())?;
+        let count = segment_count(wire.count.get())?;
+        let (segments, data) = <[WriteSegment]>::ref_from_prefix_with_elems(rest, count)
+            .map_err(|_| WireError::BadLength)?;
+        if !segments.iter().all(WriteSegment::reserved_is_zero) {
+            return Err(WireError::ReservedNotZero);
+        }
+        if segments.iter().any(WriteSegment::is_empty) {
+            return Err(WireError::InvalidField);
+        }
+        let total_len = wire.total_len.get();
+        if total_len != Self::data_len(flags, segments)? || !fits(data, total_len) {
+            return Err(WireError::BadLength);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            total_len,
+            status: wire.status,
+            segments,
+            data,
+        })
+    }
+
+    /// The data bytes `segments` need (claim 17): with COLLAPSE one copy of
+    /// the common segment length, else the sum of the lengths.
+    fn data_len(flags: Flags, segments: &[WriteSegment]) -> Result<u32, WireError> {
+        let mut lens = segments.iter().map(WriteSegment::len);
+        if flags.contains(Flags::COLLAPSE) {
+            let first = lens.next().ok_or(WireError::InvalidField)?;
+            if lens.all(|len| len == first) {
+                Ok(first)
+            } else {
+                Err(WireError::BadLength)
+            }
+        } else {
+            lens.try_fold(0u32, u32::checked_add)
+                .ok_or(WireError::BadLength)
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! * [`message`]: RDMA-channel messages (auth, credits, registration, I/O, control);
 //! * [`status`]: the status block written by RDMA — claim 20.
 
+mod codec;
 pub mod header;
 pub mod message;
 pub mod pipe;
@@ -79,8 +80,12 @@ pub enum WireError {
     UnknownOpcode(u8),
     /// An opcode that is not valid in this direction or channel.
     UnexpectedOpcode(u8),
-    /// Flag bits that are not defined, or not allowed on this opcode.
+    /// Flag bits that are not defined, or not allowed on this opcode (the
+    /// offending bits).
     UnknownFlags(u16),
+    /// Open-mode bits ([`OpenFlags`]) that are not defined (the offending
+    /// bits).
+    UnknownOpenFlags(u32),
     /// A status code this implementation does not know.
     UnknownStatus(u32),
     /// A reserved field was not zero.
@@ -98,8 +103,14 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Truncated { required, available } => {
-                write!(f, "truncated message: need {required} bytes, have {available}")
+            Self::Truncated {
+                required,
+                available,
+            } => {
+                write!(
+                    f,
+                    "truncated message: need {required} bytes, have {available}"
+                )
             }
             Self::TrailingBytes(n) => write!(f, "{n} trailing bytes after message"),
             Self::BadMagic => f.write_str("bad pipe magic"),
@@ -107,6 +118,7 @@ impl fmt::Display for WireError {
             Self::UnknownOpcode(op) => write!(f, "unknown opcode {op:#04x}"),
             Self::UnexpectedOpcode(op) => write!(f, "opcode {op:#04x} not valid here"),
             Self::UnknownFlags(bits) => write!(f, "unknown or disallowed flags {bits:#06x}"),
+            Self::UnknownOpenFlags(bits) => write!(f, "unknown open flags {bits:#010x}"),
             Self::UnknownStatus(s) => write!(f, "unknown status code {s}"),
             Self::ReservedNotZero => f.write_str("reserved field not zero"),
             Self::BadLength => f.write_str("inconsistent length field"),

@@ -13,8 +13,16 @@
 //! +-----------------+--------+--------+-----------------+---------------------------------+
 //! ```
 
-use super::types::{AuthKey, ProviderList, ResumeKey, Status};
-use super::{InsufficientSize, WireError};
+use super::codec::{
+    self, Counter, Sink, Unencodable, VERSION_1_BYTE, expect_empty, reserved_zero, take, take_exact,
+};
+use super::types::{AuthKey, ProviderList, ProviderName, ResumeKey, Status};
+use super::{
+    InsufficientSize, MAX_ENDPOINT_LEN, MAX_PATH_LEN, MAX_PIPE_PAYLOAD, MAX_PROVIDERS,
+    MIN_SEND_SIZE, PROVIDER_NAME_LEN, WireError,
+};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Length of the pipe frame header.
 pub const PIPE_HEADER_LEN: usize = 12;
@@ -37,6 +45,30 @@ bitflags::bitflags! {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl defmt::Format for OpenFlags {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "OpenFlags({=u32:#x})", self.bits())
+    }
+}
+
+impl OpenFlags {
+    /// Validate an open mode from the wire: no undefined bits
+    /// ([`WireError::UnknownOpenFlags`]), READ or WRITE, and CREATE or
+    /// TRUNCATE only with WRITE ([`WireError::InvalidField`]).
+    pub fn from_wire(bits: u32) -> Result<Self, WireError> {
+        let flags =
+            Self::from_bits(bits).ok_or(WireError::UnknownOpenFlags(bits & !Self::all().bits()))?;
+        let needs_write = Self::CREATE.union(Self::TRUNCATE);
+        if !flags.intersects(Self::READ.union(Self::WRITE))
+            || (flags.intersects(needs_write) && !flags.contains(Self::WRITE))
+        {
+            return Err(WireError::InvalidField);
+        }
+        Ok(flags)
+    }
+}
+
 /// A validated pipe frame header: what a stream reader needs to know how many
 /// payload bytes follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +82,7 @@ pub struct PipeHeader {
 
 /// Negotiate request (claim 8): the client's versions, limits and providers.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct NegotiateRequest {
     /// The server request resume key obtained earlier on this pipe (claim 23).
     pub server_key: ResumeKey,
@@ -70,6 +103,7 @@ pub struct NegotiateRequest {
 /// Negotiate response (claims 8, 13): outcome, chosen parameters, the
 /// authentication key and the minimal list of common providers.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct NegotiateResponse<'a> {
     /// `Success`, `NoCommonProvider`, `VersionMismatch`, `UnknownResumeKey`, ...
     pub status: Status,
@@ -92,6 +126,7 @@ pub struct NegotiateResponse<'a> {
 
 /// Every pipe message.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum PipeMessage<'a> {
     /// 0x01: C→S ask for the server request resume key (claim 8).
@@ -123,30 +158,380 @@ pub enum PipeMessage<'a> {
     NegotiateResponse(NegotiateResponse<'a>),
 }
 
+/// The pipe opcodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum PipeOpcode {
+    ResumeKeyRequest = 0x01,
+    ResumeKeyResponse = 0x02,
+    OpenRequest = 0x03,
+    OpenResponse = 0x04,
+    NegotiateRequest = 0x05,
+    NegotiateResponse = 0x06,
+}
+
+impl PipeOpcode {
+    fn from_u8(byte: u8) -> Result<Self, WireError> {
+        Ok(match byte {
+            0x01 => Self::ResumeKeyRequest,
+            0x02 => Self::ResumeKeyResponse,
+            0x03 => Self::OpenRequest,
+            0x04 => Self::OpenResponse,
+            0x05 => Self::NegotiateRequest,
+            0x06 => Self::NegotiateResponse,
+            other => return Err(WireError::UnknownOpcode(other)),
+        })
+    }
+}
+
+/// The frame header as it sits on the wire.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct PipeHeaderWire {
+    magic: [u8; 4],
+    version: u8,
+    opcode: u8,
+    reserved: U16,
+    length: U32,
+}
+
+// Payload layouts, offsets relative to the payload (after the frame header).
+
+/// OpenRequest, followed by `path_len` path bytes.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct OpenRequestWire {
+    flags: U32,
+    path_len: U16,
+    reserved: U16,
+}
+
+/// OpenResponse.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct OpenResponseWire {
+    status: U32,
+    reserved: U32,
+    key: ResumeKey,
+    size: U64,
+}
+
+/// NegotiateRequest, followed by `provider_count` 32-byte provider names.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct NegotiateRequestWire {
+    server_key: ResumeKey,
+    min_version: U16,
+    max_version: U16,
+    credits_requested: U16,
+    provider_count: u8,
+    reserved: u8,
+    max_send_size: U32,
+    max_io_size: U32,
+}
+
+/// NegotiateResponse, followed by `provider_count` 32-byte provider names,
+/// then `endpoint_len` endpoint bytes.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct NegotiateResponseWire {
+    status: U32,
+    version: U16,
+    credits: U16,
+    max_send_size: U32,
+    max_io_size: U32,
+    auth_key: AuthKey,
+    provider_count: u8,
+    reserved: u8,
+    endpoint_len: U16,
+}
+
+/// A provider name as it sits on the wire.
+type ProviderNameWire = [u8; PROVIDER_NAME_LEN];
+
+const _: () = {
+    assert!(size_of::<PipeHeaderWire>() == PIPE_HEADER_LEN);
+    assert!(size_of::<OpenRequestWire>() == 8);
+    assert!(size_of::<OpenResponseWire>() == 32);
+    assert!(size_of::<NegotiateRequestWire>() == 32);
+    assert!(size_of::<NegotiateResponseWire>() == 36);
+};
+
+/// Payload errors report whole-frame lengths: the payload starts here.
+const BASE: usize = PIPE_HEADER_LEN;
+
+/// Validate `names` (at most [`MAX_PROVIDERS`], checked by the caller).
+fn parse_providers(names: &[ProviderNameWire]) -> Result<ProviderList, WireError> {
+    let mut providers = ProviderList::new();
+    for name in names {
+        providers
+            .push(ProviderName::from_wire(name)?)
+            .map_err(|_| WireError::TooMany)?;
+    }
+    Ok(providers)
+}
+
+/// A provider count must fit [`MAX_PROVIDERS`].
+fn provider_count(count: u8) -> Result<usize, WireError> {
+    let count = usize::from(count);
+    if count > MAX_PROVIDERS {
+        Err(WireError::TooMany)
+    } else {
+        Ok(count)
+    }
+}
+
+fn put_providers(sink: &mut dyn Sink, providers: &ProviderList) {
+    for provider in providers {
+        sink.put(&provider.to_wire());
+    }
+}
+
 impl PipeHeader {
     /// Parse and validate the 12-byte frame header at the start of `buf`.
+    ///
+    /// Checked in this order: length, magic, version, opcode, reserved, and
+    /// the declared payload length, which above [`MAX_PIPE_PAYLOAD`] is
+    /// [`WireError::TooMany`]: a stream reader buffers a whole frame, so
+    /// the bound is a capacity, and no valid message comes near it.
     pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
-        let _ = buf;
-        todo!("wire codec")
+        let (wire, _payload) = take::<PipeHeaderWire>(buf, 0)?;
+        if wire.magic != PIPE_MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if wire.version != VERSION_1_BYTE {
+            return Err(WireError::UnsupportedVersion(u16::from(wire.version)));
+        }
+        let opcode = PipeOpcode::from_u8(wire.opcode)? as u8;
+        reserved_zero(wire.reserved.get())?;
+        let length = wire.length.get();
+        if usize::try_from(length).map_or(true, |length| length > MAX_PIPE_PAYLOAD) {
+            return Err(WireError::TooMany);
+        }
+        Ok(Self { opcode, length })
+    }
+
+    /// Bytes of the whole frame: header and payload. A stream reader waits
+    /// for this many bytes before calling [`PipeMessage::parse`].
+    pub fn frame_len(&self) -> usize {
+        PIPE_HEADER_LEN.saturating_add(usize::try_from(self.length).unwrap_or(usize::MAX))
     }
 }
 
 impl<'a> PipeMessage<'a> {
     /// Parse one framed message from the start of `buf`; returns it and the
-    /// bytes consumed. [`WireError::Truncated`] means "read more".
+    /// bytes consumed. [`WireError::Truncated`] means "read more"; bytes
+    /// after the frame are left for the next call (the pipe is a stream).
     pub fn parse(buf: &'a [u8]) -> Result<(Self, usize), WireError> {
-        let _ = buf;
-        todo!("wire codec")
+        let header = PipeHeader::parse(buf)?;
+        let frame_len = header.frame_len();
+        let truncated = WireError::Truncated {
+            required: frame_len,
+            available: buf.len(),
+        };
+        let (frame, _next) = buf.split_at_checked(frame_len).ok_or(truncated)?;
+        let (_header, payload) = frame.split_at_checked(PIPE_HEADER_LEN).ok_or(truncated)?;
+        let opcode = PipeOpcode::from_u8(header.opcode)?;
+        Ok((Self::parse_payload(opcode, payload)?, frame_len))
+    }
+
+    fn parse_payload(opcode: PipeOpcode, payload: &'a [u8]) -> Result<Self, WireError> {
+        Ok(match opcode {
+            PipeOpcode::ResumeKeyRequest => {
+                expect_empty(payload).map(|()| Self::ResumeKeyRequest)?
+            }
+            PipeOpcode::ResumeKeyResponse => Self::ResumeKeyResponse {
+                key: *take_exact::<ResumeKey>(payload, BASE)?,
+            },
+            PipeOpcode::OpenRequest => {
+                let (wire, path) = take::<OpenRequestWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                let flags = OpenFlags::from_wire(wire.flags.get())?;
+                let path_len = usize::from(wire.path_len.get());
+                if path.len() != path_len {
+                    return Err(WireError::BadLength);
+                }
+                if path_len > MAX_PATH_LEN {
+                    return Err(WireError::TooMany);
+                }
+                // A NUL would truncate the path in any C API the server's
+                // file system sits behind.
+                if path.is_empty() || path.contains(&0) {
+                    return Err(WireError::InvalidField);
+                }
+                Self::OpenRequest { flags, path }
+            }
+            PipeOpcode::OpenResponse => {
+                let wire = take_exact::<OpenResponseWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                Self::OpenResponse {
+                    status: Status::from_u32(wire.status.get())?,
+                    key: wire.key,
+                    size: wire.size.get(),
+                }
+            }
+            PipeOpcode::NegotiateRequest => {
+                Self::NegotiateRequest(NegotiateRequest::parse(payload)?)
+            }
+            PipeOpcode::NegotiateResponse => {
+                Self::NegotiateResponse(NegotiateResponse::parse(payload)?)
+            }
+        })
+    }
+
+    fn opcode(&self) -> PipeOpcode {
+        match self {
+            Self::ResumeKeyRequest => PipeOpcode::ResumeKeyRequest,
+            Self::ResumeKeyResponse { .. } => PipeOpcode::ResumeKeyResponse,
+            Self::OpenRequest { .. } => PipeOpcode::OpenRequest,
+            Self::OpenResponse { .. } => PipeOpcode::OpenResponse,
+            Self::NegotiateRequest(_) => PipeOpcode::NegotiateRequest,
+            Self::NegotiateResponse(_) => PipeOpcode::NegotiateResponse,
+        }
     }
 
     /// Bytes [`PipeMessage::emit`] writes, header included.
+    ///
+    /// `usize::MAX` for a message that cannot be encoded because a length
+    /// does not fit its wire field (a path over `u16::MAX` bytes).
     pub fn encoded_len(&self) -> usize {
-        todo!("wire codec")
+        codec::encoded_len(|sink| self.encode(sink))
     }
 
     /// Encode with its frame header into `buf`; returns the bytes written.
+    ///
+    /// Emitting does not check the protocol's semantic rules (an empty path
+    /// is encoded as given, and rejected by [`PipeMessage::parse`]); it never
+    /// panics, and leaves `buf` untouched when it is too small.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
-        let _ = buf;
-        todo!("wire codec")
+        codec::emit(buf, |sink| self.encode(sink))
+    }
+
+    /// The one description of this message's bytes (see [`codec`]).
+    fn encode(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
+        let mut payload = Counter::default();
+        self.encode_payload(&mut payload)?;
+        let header = PipeHeaderWire {
+            magic: PIPE_MAGIC,
+            version: VERSION_1_BYTE,
+            opcode: self.opcode() as u8,
+            reserved: U16::ZERO,
+            length: u32::try_from(payload.0)?.into(),
+        };
+        sink.put(header.as_bytes());
+        self.encode_payload(sink)
+    }
+
+    fn encode_payload(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
+        match self {
+            Self::ResumeKeyRequest => {}
+            Self::ResumeKeyResponse { key } => sink.put(key.as_bytes()),
+            Self::OpenRequest { flags, path } => {
+                let wire = OpenRequestWire {
+                    flags: flags.bits().into(),
+                    path_len: u16::try_from(path.len())?.into(),
+                    reserved: U16::ZERO,
+                };
+                sink.put(wire.as_bytes());
+                sink.put(path);
+            }
+            Self::OpenResponse { status, key, size } => sink.put(
+                OpenResponseWire {
+                    status: status.as_u32().into(),
+                    reserved: U32::ZERO,
+                    key: *key,
+                    size: (*size).into(),
+                }
+                .as_bytes(),
+            ),
+            Self::NegotiateRequest(request) => request.encode(sink)?,
+            Self::NegotiateResponse(response) => response.encode(sink)?,
+        }
+        Ok(())
+    }
+}
+
+impl NegotiateRequest {
+    fn parse(payload: &[u8]) -> Result<Self, WireError> {
+        let (wire, rest) = take::<NegotiateRequestWire>(payload, BASE)?;
+        reserved_zero(wire.reserved)?;
+        let count = provider_count(wire.provider_count)?;
+        let names = <[ProviderNameWire]>::ref_from_bytes_with_elems(rest, count)
+            .map_err(|_| WireError::BadLength)?;
+        let (min_version, max_version) = (wire.min_version.get(), wire.max_version.get());
+        let max_send_size = wire.max_send_size.get();
+        if min_version > max_version || max_send_size < MIN_SEND_SIZE {
+            return Err(WireError::InvalidField);
+        }
+        Ok(Self {
+            server_key: wire.server_key,
+            min_version,
+            max_version,
+            credits_requested: wire.credits_requested.get(),
+            max_send_size,
+            max_io_size: wire.max_io_size.get(),
+            providers: parse_providers(names)?,
+        })
+    }
+
+    fn encode(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
+        let wire = NegotiateRequestWire {
+            server_key: self.server_key,
+            min_version: self.min_version.into(),
+            max_version: self.max_version.into(),
+            credits_requested: self.credits_requested.into(),
+            provider_count: u8::try_from(self.providers.len())?,
+            reserved: 0,
+            max_send_size: self.max_send_size.into(),
+            max_io_size: self.max_io_size.into(),
+        };
+        sink.put(wire.as_bytes());
+        put_providers(sink, &self.providers);
+        Ok(())
+    }
+}
+
+impl<'a> NegotiateResponse<'a> {
+    fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, rest) = take::<NegotiateResponseWire>(payload, BASE)?;
+        reserved_zero(wire.reserved)?;
+        let count = provider_count(wire.provider_count)?;
+        let endpoint_len = usize::from(wire.endpoint_len.get());
+        if endpoint_len > MAX_ENDPOINT_LEN {
+            return Err(WireError::TooMany);
+        }
+        let (names, endpoint) = <[ProviderNameWire]>::ref_from_prefix_with_elems(rest, count)
+            .map_err(|_| WireError::BadLength)?;
+        if endpoint.len() != endpoint_len {
+            return Err(WireError::BadLength);
+        }
+        Ok(Self {
+            status: Status::from_u32(wire.status.get())?,
+            version: wire.version.get(),
+            credits: wire.credits.get(),
+            max_send_size: wire.max_send_size.get(),
+            max_io_size: wire.max_io_size.get(),
+            auth_key: wire.auth_key,
+            providers: parse_providers(names)?,
+            endpoint,
+        })
+    }
+
+    fn encode(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
+        let wire = NegotiateResponseWire {
+            status: self.status.as_u32().into(),
+            version: self.version.into(),
+            credits: self.credits.into(),
+            max_send_size: self.max_send_size.into(),
+            max_io_size: self.max_io_size.into(),
+            auth_key: self.auth_key,
+            provider_count: u8::try_from(self.providers.len())?,
+            reserved: 0,
+            endpoint_len: u16::try_from(self.endpoint.len())?.into(),
+        };
+        sink.put(wire.as_bytes());
+        put_providers(sink, &self.providers);
+        sink.put(self.endpoint);
+        Ok(())
     }
 }

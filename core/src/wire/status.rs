@@ -14,8 +14,11 @@
 //! `docs/PROTOCOL.md`). `credits` is the number of credits the completion
 //! returns: the messages the request consumed (1 + its write fragments).
 
+use super::codec::{self, Sink, Unencodable, reserved_zero, take};
 use super::types::Status;
 use super::{InsufficientSize, WireError};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Length of a status block.
 pub const STATUS_BLOCK_LEN: usize = 24;
@@ -36,19 +39,61 @@ pub struct StatusBlock {
     pub credits: u16,
 }
 
+/// The block as it sits in client memory.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct StatusBlockWire {
+    request_id: U32,
+    status: U32,
+    bytes: U64,
+    credits: U16,
+    reserved: U16,
+    valid: U32,
+}
+
+const _: () = assert!(size_of::<StatusBlockWire>() == STATUS_BLOCK_LEN);
+
 impl StatusBlock {
-    /// Parse a block. `Ok(None)` when the `valid` word is still zero (not
-    /// written yet: a polling client keeps polling); any other invalid content
-    /// is an error.
+    /// Parse a block from the first [`STATUS_BLOCK_LEN`] bytes of `buf`.
+    ///
+    /// `Ok(None)` while the `valid` word is zero, whatever the other bytes
+    /// hold: the block is not written yet, or a polling client is seeing the
+    /// RDMA write land (the valid word comes last), and it keeps polling. A
+    /// `valid` word that is neither zero nor [`STATUS_VALID`] is
+    /// [`WireError::InvalidField`]; then reserved, then the status code.
     pub fn parse(buf: &[u8]) -> Result<Option<Self>, WireError> {
-        let _ = buf;
-        todo!("wire codec")
+        let (wire, _rest) = take::<StatusBlockWire>(buf, 0)?;
+        match wire.valid.get() {
+            0 => return Ok(None),
+            STATUS_VALID => {}
+            _ => return Err(WireError::InvalidField),
+        }
+        reserved_zero(wire.reserved.get())?;
+        Ok(Some(Self {
+            request_id: wire.request_id.get(),
+            status: Status::from_u32(wire.status.get())?,
+            bytes: wire.bytes.get(),
+            credits: wire.credits.get(),
+        }))
     }
 
-    /// Encode into `buf` (first [`STATUS_BLOCK_LEN`] bytes).
+    /// Encode into `buf` (first [`STATUS_BLOCK_LEN`] bytes), leaving it
+    /// untouched if it is shorter.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
-        let _ = buf;
-        todo!("wire codec")
+        codec::emit(buf, |sink| self.encode(sink))
+    }
+
+    fn encode(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
+        let wire = StatusBlockWire {
+            request_id: self.request_id.into(),
+            status: self.status.as_u32().into(),
+            bytes: self.bytes.into(),
+            credits: self.credits.into(),
+            reserved: U16::ZERO,
+            valid: STATUS_VALID.into(),
+        };
+        sink.put(wire.as_bytes());
+        Ok(())
     }
 
     /// The encoded block as an array, for RDMA-writing from a small buffer.

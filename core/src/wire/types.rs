@@ -40,7 +40,7 @@ macro_rules! key_type {
         #[cfg(feature = "defmt")]
         impl defmt::Format for $name {
             fn format(&self, f: defmt::Formatter<'_>) {
-                defmt::write!(f, concat!(stringify!($name), "(<redacted>)"))
+                defmt::write!(f, "{=str}(<redacted>)", stringify!($name))
             }
         }
     };
@@ -61,7 +61,9 @@ key_type! {
 
 /// A window of client memory the server may RDMA-write: address, remote key,
 /// length (the SMB Direct "buffer descriptor"). 16 bytes on the wire.
-#[derive(Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct BufferDescriptor {
     addr: U64,
@@ -75,7 +77,11 @@ impl BufferDescriptor {
 
     /// A descriptor for `len` bytes at `addr` under remote key `key`.
     pub const fn new(addr: u64, key: u32, len: u32) -> Self {
-        Self { addr: U64::new(addr), key: U32::new(key), len: U32::new(len) }
+        Self {
+            addr: U64::new(addr),
+            key: U32::new(key),
+            len: U32::new(len),
+        }
     }
 
     /// Address in the client's space, as its transport defines it.
@@ -112,7 +118,13 @@ impl core::fmt::Debug for BufferDescriptor {
 #[cfg(feature = "defmt")]
 impl defmt::Format for BufferDescriptor {
     fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "BufferDescriptor {{ addr: {=u64:#x}, key: {=u32:#x}, len: {=u32} }}", self.addr(), self.key(), self.len())
+        defmt::write!(
+            f,
+            "BufferDescriptor {{ addr: {=u64:#x}, key: {=u32:#x}, len: {=u32} }}",
+            self.addr(),
+            self.key(),
+            self.len()
+        )
     }
 }
 
@@ -132,7 +144,10 @@ impl ProviderName {
 
     /// Validate a name given as bytes (see [`ProviderName::new`]).
     pub fn from_bytes(name: &[u8]) -> Result<Self, WireError> {
-        if name.is_empty() || name.len() > PROVIDER_NAME_LEN || !name.iter().all(|b| b.is_ascii_graphic()) {
+        if name.is_empty()
+            || name.len() > PROVIDER_NAME_LEN
+            || !name.iter().all(|b| b.is_ascii_graphic())
+        {
             return Err(WireError::BadProviderName);
         }
         let mut bytes = [0u8; PROVIDER_NAME_LEN];
@@ -140,12 +155,18 @@ impl ProviderName {
             *dst = *src;
         }
         // len <= 32 checked above.
-        Ok(Self { bytes, len: name.len() as u8 })
+        Ok(Self {
+            bytes,
+            len: name.len() as u8,
+        })
     }
 
     /// Parse the fixed 32-byte wire field: the name, then NUL padding only.
     pub fn from_wire(field: &[u8; PROVIDER_NAME_LEN]) -> Result<Self, WireError> {
-        let len = field.iter().position(|&b| b == 0).unwrap_or(PROVIDER_NAME_LEN);
+        let len = field
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(PROVIDER_NAME_LEN);
         let (name, pad) = field.split_at(len);
         if pad.iter().any(|&b| b != 0) {
             return Err(WireError::BadProviderName);
@@ -280,16 +301,31 @@ mod tests {
 
     #[test]
     fn provider_name_validation() {
-        assert_eq!(ProviderName::new("ofi:tcp").map(|p| p.as_str().len()), Ok(7));
+        assert_eq!(
+            ProviderName::new("ofi:tcp").map(|p| p.as_str().len()),
+            Ok(7)
+        );
         assert_eq!(ProviderName::new(""), Err(WireError::BadProviderName));
-        assert_eq!(ProviderName::new("has space"), Err(WireError::BadProviderName));
-        assert_eq!(ProviderName::new(&"x".repeat(33)), Err(WireError::BadProviderName));
+        assert_eq!(
+            ProviderName::new("has space"),
+            Err(WireError::BadProviderName)
+        );
+        assert_eq!(
+            ProviderName::new(&"x".repeat(33)),
+            Err(WireError::BadProviderName)
+        );
         let mut wire = [0u8; PROVIDER_NAME_LEN];
         wire[0] = b'a';
         wire[2] = b'b';
-        assert_eq!(ProviderName::from_wire(&wire), Err(WireError::BadProviderName));
+        assert_eq!(
+            ProviderName::from_wire(&wire),
+            Err(WireError::BadProviderName)
+        );
         let full = [b'z'; PROVIDER_NAME_LEN];
-        assert_eq!(ProviderName::from_wire(&full).map(|p| p.as_str().len()), Ok(32));
+        assert_eq!(
+            ProviderName::from_wire(&full).map(|p| p.as_str().len()),
+            Ok(32)
+        );
     }
 
     #[test]

@@ -1,0 +1,402 @@
+//! One sample of every message with fixed field values, and the golden bytes
+//! they encode to. The same hex is shown in `docs/PROTOCOL.md`; the golden
+//! test in `wire_codec.rs` checks both.
+
+use rdio_core::wire::{
+    AuthKey, Body, BufferDescriptor, Flags, Message, NegotiateRequest, NegotiateResponse,
+    OpenFlags, PipeMessage, ProviderList, ProviderName, ReadRequest, ReadSegment, ReadVRequest,
+    ResumeKey, Status, StatusBlock, WriteRequest, WriteSegment, WriteVRequest,
+};
+
+/// A named sample: what it is, and its encoding as 16 space-separated hex
+/// bytes per line.
+pub struct Sample<T> {
+    pub name: &'static str,
+    pub value: T,
+    pub golden: &'static str,
+}
+
+/// Recognisable key bytes: `a0 a1 .. af` and `b0 b1 .. bf`.
+pub const AUTH_KEY: AuthKey = AuthKey([
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+]);
+pub const RESUME_KEY: ResumeKey = ResumeKey([
+    0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
+]);
+
+const REQUEST_ID: u32 = 0x1122_3344;
+const STATUS_BD: BufferDescriptor = BufferDescriptor::new(0x0000_7f00_0000_1000, 0x0000_beef, 24);
+
+static READ_SEGMENTS: [ReadSegment; 2] = [
+    ReadSegment::new(
+        0x1000,
+        BufferDescriptor::new(0x0000_7f00_0001_0000, 0x0000_beef, 0x200),
+    ),
+    ReadSegment::new(
+        0x8000,
+        BufferDescriptor::new(0x0000_7f00_0002_0000, 0x0000_beef, 0x100),
+    ),
+];
+static WRITE_SEGMENTS: [WriteSegment; 2] = [WriteSegment::new(0x0, 3), WriteSegment::new(0x100, 2)];
+static COLLAPSE_SEGMENTS: [WriteSegment; 3] = [
+    WriteSegment::new(0x0, 4),
+    WriteSegment::new(0x1000, 4),
+    WriteSegment::new(0x2000, 4),
+];
+
+fn message(flags: Flags, credits: u16, body: Body<'static>) -> Message<'static> {
+    Message {
+        flags,
+        credits,
+        request_id: REQUEST_ID,
+        body,
+    }
+}
+
+/// One message per RDMA opcode, plus the COLLAPSE form of a vectored write.
+pub fn rdma() -> Vec<Sample<Message<'static>>> {
+    let none = Flags::empty();
+    vec![
+        Sample {
+            name: "AuthRequest",
+            value: message(none, 0, Body::AuthRequest { key: AUTH_KEY }),
+            golden: "01 01 00 00 00 00 00 00 44 33 22 11 10 00 00 00
+a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af",
+        },
+        Sample {
+            name: "AuthResponse",
+            value: message(
+                none,
+                0,
+                Body::AuthResponse {
+                    status: Status::Success,
+                },
+            ),
+            golden: "01 02 00 00 00 00 00 00 44 33 22 11 04 00 00 00
+00 00 00 00",
+        },
+        Sample {
+            name: "StatusResponse",
+            value: message(
+                none,
+                0,
+                Body::StatusResponse {
+                    status: Status::Success,
+                    credits: 32,
+                    keepalive_ms: 30_000,
+                },
+            ),
+            golden: "01 03 00 00 00 00 00 00 44 33 22 11 0c 00 00 00
+00 00 00 00 20 00 00 00 30 75 00 00",
+        },
+        Sample {
+            name: "CreditRequest",
+            value: message(none, 0, Body::CreditRequest { delta: -4 }),
+            golden: "01 10 00 00 00 00 00 00 44 33 22 11 04 00 00 00
+fc ff ff ff",
+        },
+        Sample {
+            name: "CreditAck",
+            value: message(none, 36, Body::CreditAck { delta: 4 }),
+            golden: "01 11 00 00 24 00 00 00 44 33 22 11 04 00 00 00
+04 00 00 00",
+        },
+        Sample {
+            name: "CreditGiveUp",
+            value: message(none, 31, Body::CreditGiveUp),
+            golden: "01 12 00 00 1f 00 00 00 44 33 22 11 00 00 00 00",
+        },
+        Sample {
+            name: "CreditResponse",
+            value: message(none, 1, Body::CreditResponse),
+            golden: "01 13 00 00 01 00 00 00 44 33 22 11 00 00 00 00",
+        },
+        Sample {
+            name: "RegisterFile",
+            value: message(none, 31, Body::RegisterFile { key: RESUME_KEY }),
+            golden: "01 20 00 00 1f 00 00 00 44 33 22 11 10 00 00 00
+b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf",
+        },
+        Sample {
+            name: "RegisterFileCompletion",
+            value: message(
+                none,
+                1,
+                Body::RegisterFileCompletion {
+                    status: Status::Success,
+                    handle: 7,
+                    size: 0x0001_0000_0000,
+                },
+            ),
+            golden: "01 28 00 00 01 00 00 00 44 33 22 11 10 00 00 00
+00 00 00 00 07 00 00 00 00 00 00 00 01 00 00 00",
+        },
+        Sample {
+            name: "Read",
+            value: message(
+                Flags::INTERRUPT,
+                30,
+                Body::Read(ReadRequest {
+                    handle: 7,
+                    offset: 0x2000,
+                    dest: BufferDescriptor::new(0x0000_7f00_0001_0000, 0x0000_beef, 0x1000),
+                    status: STATUS_BD,
+                }),
+            ),
+            golden: "01 21 01 00 1e 00 00 00 44 33 22 11 30 00 00 00
+07 00 00 00 00 00 00 00 00 20 00 00 00 00 00 00
+00 00 01 00 00 7f 00 00 ef be 00 00 00 10 00 00
+00 10 00 00 00 7f 00 00 ef be 00 00 18 00 00 00",
+        },
+        Sample {
+            name: "ReadV",
+            value: message(
+                none,
+                29,
+                Body::ReadV(ReadVRequest {
+                    handle: 7,
+                    status: STATUS_BD,
+                    segments: &READ_SEGMENTS,
+                }),
+            ),
+            golden: "01 22 00 00 1d 00 00 00 44 33 22 11 48 00 00 00
+07 00 00 00 02 00 00 00 00 10 00 00 00 7f 00 00
+ef be 00 00 18 00 00 00 00 10 00 00 00 00 00 00
+00 00 01 00 00 7f 00 00 ef be 00 00 00 02 00 00
+00 80 00 00 00 00 00 00 00 00 02 00 00 7f 00 00
+ef be 00 00 00 01 00 00",
+        },
+        Sample {
+            name: "Write",
+            value: message(
+                none,
+                28,
+                Body::Write(WriteRequest {
+                    handle: 7,
+                    offset: 0x40,
+                    total_len: 6,
+                    status: STATUS_BD,
+                    data: b"abc",
+                }),
+            ),
+            golden: "01 23 00 00 1c 00 00 00 44 33 22 11 23 00 00 00
+07 00 00 00 06 00 00 00 40 00 00 00 00 00 00 00
+00 10 00 00 00 7f 00 00 ef be 00 00 18 00 00 00
+61 62 63",
+        },
+        Sample {
+            name: "WriteV",
+            value: message(
+                Flags::INTERRUPT,
+                27,
+                Body::WriteV(WriteVRequest {
+                    handle: 7,
+                    total_len: 5,
+                    status: STATUS_BD,
+                    segments: &WRITE_SEGMENTS,
+                    data: b"hello",
+                }),
+            ),
+            golden: "01 24 01 00 1b 00 00 00 44 33 22 11 45 00 00 00
+07 00 00 00 02 00 00 00 05 00 00 00 00 00 00 00
+00 10 00 00 00 7f 00 00 ef be 00 00 18 00 00 00
+00 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00
+00 01 00 00 00 00 00 00 02 00 00 00 00 00 00 00
+68 65 6c 6c 6f",
+        },
+        Sample {
+            name: "WriteV (COLLAPSE)",
+            value: message(
+                Flags::COLLAPSE,
+                26,
+                Body::WriteV(WriteVRequest {
+                    handle: 7,
+                    total_len: 4,
+                    status: STATUS_BD,
+                    segments: &COLLAPSE_SEGMENTS,
+                    data: b"ab",
+                }),
+            ),
+            golden: "01 24 02 00 1a 00 00 00 44 33 22 11 52 00 00 00
+07 00 00 00 03 00 00 00 04 00 00 00 00 00 00 00
+00 10 00 00 00 7f 00 00 ef be 00 00 18 00 00 00
+00 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00
+00 10 00 00 00 00 00 00 04 00 00 00 00 00 00 00
+00 20 00 00 00 00 00 00 04 00 00 00 00 00 00 00
+61 62",
+        },
+        Sample {
+            name: "WriteData",
+            value: message(
+                none,
+                25,
+                Body::WriteData {
+                    data_offset: 3,
+                    data: b"def",
+                },
+            ),
+            golden: "01 25 00 00 19 00 00 00 44 33 22 11 0b 00 00 00
+03 00 00 00 00 00 00 00 64 65 66",
+        },
+        Sample {
+            name: "Cancel",
+            value: message(
+                none,
+                24,
+                Body::Cancel {
+                    target: 0x1122_3300,
+                },
+            ),
+            golden: "01 26 00 00 18 00 00 00 44 33 22 11 08 00 00 00
+00 33 22 11 00 00 00 00",
+        },
+        Sample {
+            name: "Close",
+            value: message(none, 23, Body::Close { handle: 7 }),
+            golden: "01 27 00 00 17 00 00 00 44 33 22 11 08 00 00 00
+07 00 00 00 00 00 00 00",
+        },
+        Sample {
+            name: "Completion",
+            value: message(
+                none,
+                1,
+                Body::Completion {
+                    status: Status::Cancelled,
+                    bytes: 0x1234,
+                },
+            ),
+            golden: "01 29 00 00 01 00 00 00 44 33 22 11 10 00 00 00
+06 00 00 00 00 00 00 00 34 12 00 00 00 00 00 00",
+        },
+        Sample {
+            name: "InterruptRequest",
+            value: message(none, 22, Body::InterruptRequest),
+            golden: "01 30 00 00 16 00 00 00 44 33 22 11 00 00 00 00",
+        },
+        Sample {
+            name: "InterruptResponse",
+            value: message(none, 1, Body::InterruptResponse),
+            golden: "01 31 00 00 01 00 00 00 44 33 22 11 00 00 00 00",
+        },
+        Sample {
+            name: "Keepalive",
+            value: message(none, 21, Body::Keepalive),
+            golden: "01 40 00 00 15 00 00 00 44 33 22 11 00 00 00 00",
+        },
+        Sample {
+            name: "KeepaliveResponse",
+            value: message(none, 1, Body::KeepaliveResponse),
+            golden: "01 41 00 00 01 00 00 00 44 33 22 11 00 00 00 00",
+        },
+        Sample {
+            name: "Terminate",
+            value: message(
+                none,
+                0,
+                Body::Terminate {
+                    reason: Status::ProtocolError,
+                },
+            ),
+            golden: "01 7f 00 00 00 00 00 00 44 33 22 11 08 00 00 00
+0f 00 00 00 00 00 00 00",
+        },
+    ]
+}
+
+fn providers(names: &[&str]) -> ProviderList {
+    names
+        .iter()
+        .map(|name| ProviderName::new(name).expect("valid provider name"))
+        .collect()
+}
+
+/// Every pipe message.
+pub fn pipe() -> Vec<Sample<PipeMessage<'static>>> {
+    vec![
+        Sample {
+            name: "ResumeKeyRequest",
+            value: PipeMessage::ResumeKeyRequest,
+            golden: "52 44 49 4f 01 01 00 00 00 00 00 00",
+        },
+        Sample {
+            name: "ResumeKeyResponse",
+            value: PipeMessage::ResumeKeyResponse { key: RESUME_KEY },
+            golden: "52 44 49 4f 01 02 00 00 10 00 00 00 b0 b1 b2 b3
+b4 b5 b6 b7 b8 b9 ba bb bc bd be bf",
+        },
+        Sample {
+            name: "OpenRequest",
+            value: PipeMessage::OpenRequest {
+                flags: OpenFlags::READ | OpenFlags::WRITE,
+                path: b"dir/file.bin",
+            },
+            golden: "52 44 49 4f 01 03 00 00 14 00 00 00 03 00 00 00
+0c 00 00 00 64 69 72 2f 66 69 6c 65 2e 62 69 6e",
+        },
+        Sample {
+            name: "OpenResponse",
+            value: PipeMessage::OpenResponse {
+                status: Status::Success,
+                key: RESUME_KEY,
+                size: 0x0010_0000,
+            },
+            golden: "52 44 49 4f 01 04 00 00 20 00 00 00 00 00 00 00
+00 00 00 00 b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb
+bc bd be bf 00 00 10 00 00 00 00 00",
+        },
+        Sample {
+            name: "NegotiateRequest",
+            value: PipeMessage::NegotiateRequest(NegotiateRequest {
+                server_key: RESUME_KEY,
+                min_version: 1,
+                max_version: 1,
+                credits_requested: 32,
+                max_send_size: 4096,
+                max_io_size: 1 << 20,
+                providers: providers(&["ofi:tcp", "loopback"]),
+            }),
+            golden: "52 44 49 4f 01 05 00 00 60 00 00 00 b0 b1 b2 b3
+b4 b5 b6 b7 b8 b9 ba bb bc bd be bf 01 00 01 00
+20 00 02 00 00 10 00 00 00 00 10 00 6f 66 69 3a
+74 63 70 00 00 00 00 00 00 00 00 00 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00 6c 6f 6f 70
+62 61 63 6b 00 00 00 00 00 00 00 00 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00",
+        },
+        Sample {
+            name: "NegotiateResponse",
+            value: PipeMessage::NegotiateResponse(NegotiateResponse {
+                status: Status::Success,
+                version: 1,
+                credits: 32,
+                max_send_size: 4096,
+                max_io_size: 1 << 20,
+                auth_key: AUTH_KEY,
+                providers: providers(&["ofi:tcp"]),
+                endpoint: b"127.0.0.1:7472",
+            }),
+            golden: "52 44 49 4f 01 06 00 00 52 00 00 00 00 00 00 00
+01 00 20 00 00 10 00 00 00 00 10 00 a0 a1 a2 a3
+a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 01 00 0e 00
+6f 66 69 3a 74 63 70 00 00 00 00 00 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+31 32 37 2e 30 2e 30 2e 31 3a 37 34 37 32",
+        },
+    ]
+}
+
+/// The status block.
+pub fn status() -> Vec<Sample<StatusBlock>> {
+    vec![Sample {
+        name: "StatusBlock",
+        value: StatusBlock {
+            request_id: REQUEST_ID,
+            status: Status::Success,
+            bytes: 0x1000,
+            credits: 1,
+        },
+        golden: "44 33 22 11 00 00 00 00 00 10 00 00 00 00 00 00
+01 00 00 00 52 44 49 4f",
+    }]
+}
