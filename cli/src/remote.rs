@@ -1,0 +1,129 @@
+//! `HOST:PORT:PATH` arguments of `get` and `put`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A file on a remote rdio server: the server's side-channel address and a
+/// path relative to the root it serves.
+///
+/// Written `HOST:PORT:PATH`, with IPv6 hosts in brackets
+/// (`[::1]:7472:data/file`). The path is everything after the port, so it
+/// may itself contain colons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemotePath {
+    /// Host name or address.
+    pub host: String,
+    /// Side-channel port.
+    pub port: u16,
+    /// Path relative to the server's root.
+    pub path: String,
+}
+
+/// Why a remote path did not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemotePathError {
+    input: String,
+    why: &'static str,
+}
+
+impl fmt::Display for RemotePathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid remote path '{}': {} (expected HOST:PORT:PATH)",
+            self.input, self.why
+        )
+    }
+}
+
+impl std::error::Error for RemotePathError {}
+
+impl FromStr for RemotePath {
+    type Err = RemotePathError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let fail = |why| RemotePathError {
+            input: input.to_owned(),
+            why,
+        };
+        let (host, rest) = if let Some(bracketed) = input.strip_prefix('[') {
+            let (host, rest) = bracketed
+                .split_once(']')
+                .ok_or_else(|| fail("unclosed '[' in the host"))?;
+            (
+                host,
+                rest.strip_prefix(':')
+                    .ok_or_else(|| fail("missing ':' after the host"))?,
+            )
+        } else {
+            input
+                .split_once(':')
+                .ok_or_else(|| fail("missing ':' after the host"))?
+        };
+        if host.is_empty() {
+            return Err(fail("empty host"));
+        }
+        let (port, path) = rest
+            .split_once(':')
+            .ok_or_else(|| fail("missing ':' between port and path"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| fail("the port is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(fail("the port is not a number from 1 to 65535"));
+        }
+        if path.is_empty() {
+            return Err(fail("empty path"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<(String, u16, String), String> {
+        s.parse::<RemotePath>()
+            .map(|r| (r.host, r.port, r.path))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_hosts_ports_and_paths() {
+        assert_eq!(
+            parse("127.0.0.1:7472:data/file"),
+            Ok(("127.0.0.1".into(), 7472, "data/file".into()))
+        );
+        assert_eq!(
+            parse("server:1:a:b"),
+            Ok(("server".into(), 1, "a:b".into()))
+        );
+        assert_eq!(parse("[::1]:7472:f"), Ok(("::1".into(), 7472, "f".into())));
+    }
+
+    #[test]
+    fn rejects_malformed_remote_paths() {
+        for (input, why) in [
+            ("file", "missing ':' after the host"),
+            (":7472:f", "empty host"),
+            ("host:f", "missing ':' between port and path"),
+            ("host:port:f", "the port is not a number"),
+            ("host:0:f", "the port is not a number"),
+            ("host:70000:f", "the port is not a number"),
+            ("host:7472:", "empty path"),
+            ("[::1:7472:f", "unclosed '['"),
+            ("[::1]7472:f", "missing ':' after the host"),
+        ] {
+            let message = parse(input).unwrap_err();
+            assert!(
+                message.contains(why) && message.contains(input),
+                "{input}: {message}"
+            );
+        }
+    }
+}
