@@ -51,7 +51,11 @@ pub struct ServerLedger {
 impl ServerLedger {
     /// A ledger starting at `level` credits with nothing outstanding.
     pub const fn new(level: u16) -> Self {
-        Self { level, in_use: 0, pending: None }
+        Self {
+            level,
+            in_use: 0,
+            pending: None,
+        }
     }
 
     /// Credits the client holds, as far as the server knows.
@@ -81,7 +85,10 @@ impl ServerLedger {
         if found == self.level {
             Ok(())
         } else {
-            Err(Violation::CreditMismatch { expected: self.level, found })
+            Err(Violation::CreditMismatch {
+                expected: self.level,
+                found,
+            })
         }
     }
 
@@ -101,7 +108,9 @@ impl ServerLedger {
         self.pending = Some(if delta > 0 {
             PendingCredit::Grant(magnitude)
         } else {
-            PendingCredit::Revoke { remaining: magnitude }
+            PendingCredit::Revoke {
+                remaining: magnitude,
+            }
         });
         Ok(())
     }
@@ -114,7 +123,10 @@ impl ServerLedger {
         if i32::from(granted) != delta {
             return Err(Violation::CreditSequence);
         }
-        self.level = self.level.checked_add(granted).ok_or(Violation::CreditRange)?;
+        self.level = self
+            .level
+            .checked_add(granted)
+            .ok_or(Violation::CreditRange)?;
         self.pending = None;
         self.check(header_credits)?;
         self.consume()
@@ -191,7 +203,10 @@ impl ClientLedger {
 
     /// Whether no credit message is outstanding in either direction.
     pub fn is_settled(&self) -> bool {
-        self.give_ups_owed == 0 && self.give_up_answers_owed == 0 && self.ack_owed.is_none() && !self.ack_in_flight
+        self.give_ups_owed == 0
+            && self.give_up_answers_owed == 0
+            && self.ack_owed.is_none()
+            && !self.ack_in_flight
     }
 
     fn free(&self) -> u16 {
@@ -210,7 +225,10 @@ impl ClientLedger {
         }
         let magnitude = u16::try_from(delta.unsigned_abs()).map_err(|_| Violation::CreditRange)?;
         if delta > 0 {
-            let level = self.level.checked_add(magnitude).ok_or(Violation::CreditRange)?;
+            let level = self
+                .level
+                .checked_add(magnitude)
+                .ok_or(Violation::CreditRange)?;
             if level > self.max {
                 return Err(Violation::CreditRange);
             }
@@ -263,9 +281,15 @@ impl ClientLedger {
     /// A reply returned `credits` for a request that consumed `expected`.
     pub fn on_reply(&mut self, credits: u16, expected: u16) -> Result<(), Violation> {
         if credits != expected {
-            return Err(Violation::CreditMismatch { expected, found: credits });
+            return Err(Violation::CreditMismatch {
+                expected,
+                found: credits,
+            });
         }
-        self.in_use = self.in_use.checked_sub(credits).ok_or(Violation::CreditOverrun)?;
+        self.in_use = self
+            .in_use
+            .checked_sub(credits)
+            .ok_or(Violation::CreditOverrun)?;
         Ok(())
     }
 
@@ -349,7 +373,13 @@ mod tests {
         let mut s = ServerLedger::new(1);
         s.on_request(1).unwrap();
         assert_eq!(s.on_request(1), Err(Violation::CreditOverrun));
-        assert_eq!(s.on_request(2), Err(Violation::CreditMismatch { expected: 1, found: 2 }));
+        assert_eq!(
+            s.on_request(2),
+            Err(Violation::CreditMismatch {
+                expected: 1,
+                found: 2
+            })
+        );
         assert_eq!(s.on_ack(1, 2), Err(Violation::CreditSequence));
         assert_eq!(s.on_give_up(0), Err(Violation::CreditSequence));
         assert_eq!(s.release(2), Err(Violation::Capacity));

@@ -43,7 +43,9 @@ pub(crate) struct TimerTable<const N: usize> {
 
 impl<const N: usize> TimerTable<N> {
     pub(crate) const fn new() -> Self {
-        Self { deadlines: [None; N] }
+        Self {
+            deadlines: [None; N],
+        }
     }
 
     pub(crate) fn set(&mut self, timer: usize, at: Instant) {
@@ -98,8 +100,14 @@ mod tests {
 
     #[test]
     fn instant_arithmetic_saturates() {
-        assert_eq!(Instant(u64::MAX).saturating_add(Duration::from_secs(1)), Instant(u64::MAX));
+        assert_eq!(
+            Instant(u64::MAX).saturating_add(Duration::from_secs(1)),
+            Instant(u64::MAX)
+        );
         assert_eq!(Instant(5).saturating_since(Instant(9)), Duration::ZERO);
-        assert_eq!(Instant(9).saturating_since(Instant(5)), Duration::from_micros(4));
+        assert_eq!(
+            Instant(9).saturating_since(Instant(5)),
+            Duration::from_micros(4)
+        );
     }
 }

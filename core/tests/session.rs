@@ -8,7 +8,9 @@ use rdio_core::client::{ClientEvent, CompletionMode};
 use rdio_core::wire::{OpenFlags, ReadSegment, Status, WriteSegment};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 const MODES: [CompletionMode; 2] = [CompletionMode::Interrupt, CompletionMode::Polling];
@@ -53,10 +55,13 @@ fn large_write_is_fragmented_streamed_and_reassembled() {
         let data = pattern(1024 * 1024 + 1, 9);
         let request = pair.write(handle, 0, data.clone(), mode);
         pair.drive();
-        assert_eq!(pair.completion(request), (Status::Success, data.len() as u64));
+        assert_eq!(
+            pair.completion(request),
+            (Status::Success, data.len() as u64)
+        );
         assert_eq!(pair.files.values().next().unwrap(), &data);
         // 1 MiB + 1 over 64 KiB sends: 17 messages, each one credit.
-        assert!(pair.sends_c2s >= (data.len() / SEND) + 1);
+        assert!(pair.sends_c2s > data.len() / SEND);
         pair.assert_quiescent_ledgers();
     }
 }
@@ -89,9 +94,16 @@ fn vectored_read_and_write_with_and_without_collapse() {
 
     // Non-collapsed: three segments get consecutive slices of the data.
     let data = pattern(3 * 1000, 7);
-    let segments = [WriteSegment::new(0, 1000), WriteSegment::new(10_000, 1000), WriteSegment::new(5000, 1000)];
+    let segments = [
+        WriteSegment::new(0, 1000),
+        WriteSegment::new(10_000, 1000),
+        WriteSegment::new(5000, 1000),
+    ];
     let status = pair.status_desc();
-    let plain = pair.client.write_vectored(handle, &segments, false, status, CompletionMode::Polling).unwrap();
+    let plain = pair
+        .client
+        .write_vectored(handle, &segments, false, status, CompletionMode::Polling)
+        .unwrap();
     pair.track(plain, status, CompletionMode::Polling);
     pair.write_data.insert(plain, data.clone());
 
@@ -100,14 +112,21 @@ fn vectored_read_and_write_with_and_without_collapse() {
     let offsets = [20_000u64, 30_000, 40_000, 50_000];
     let segments: Vec<_> = offsets.iter().map(|&o| WriteSegment::new(o, 512)).collect();
     let status = pair.status_desc();
-    let collapsed = pair.client.write_vectored(handle, &segments, true, status, CompletionMode::Interrupt).unwrap();
+    let collapsed = pair
+        .client
+        .write_vectored(handle, &segments, true, status, CompletionMode::Interrupt)
+        .unwrap();
     pair.track(collapsed, status, CompletionMode::Interrupt);
     pair.write_data.insert(collapsed, block.clone());
     let sends_before = pair.sends_c2s;
     pair.drive();
     assert_eq!(pair.completion(plain), (Status::Success, 3000));
     assert_eq!(pair.completion(collapsed), (Status::Success, 4 * 512));
-    assert_eq!(pair.sends_c2s - sends_before, 2, "each vectored write fits one send");
+    assert_eq!(
+        pair.sends_c2s - sends_before,
+        2,
+        "each vectored write fits one send"
+    );
 
     let file = pair.files.values().next().unwrap().clone();
     assert_eq!(file[0..1000], data[0..1000]);
@@ -119,10 +138,17 @@ fn vectored_read_and_write_with_and_without_collapse() {
 
     // Vectored read of three ranges into three buffers.
     let dests: Vec<_> = (0..3).map(|_| pair.memory.alloc(700)).collect();
-    let segments: Vec<_> = [0u64, 10_000, 20_000].iter().zip(&dests).map(|(&o, &d)| ReadSegment::new(o, d)).collect();
+    let segments: Vec<_> = [0u64, 10_000, 20_000]
+        .iter()
+        .zip(&dests)
+        .map(|(&o, &d)| ReadSegment::new(o, d))
+        .collect();
     for mode in MODES {
         let status = pair.status_desc();
-        let request = pair.client.read_vectored(handle, &segments, status, mode).unwrap();
+        let request = pair
+            .client
+            .read_vectored(handle, &segments, status, mode)
+            .unwrap();
         pair.track(request, status, mode);
         pair.drive();
         assert_eq!(pair.completion(request), (Status::Success, 2100));
@@ -167,7 +193,12 @@ fn revoke_while_all_credits_are_in_use_waits_for_completions() {
     let handle = pair.register(key);
     pair.server.set_credit_target(4).unwrap();
     pair.drive();
-    let reads: Vec<_> = (0..4).map(|i| pair.read(handle, i * 4096, 4096, CompletionMode::Interrupt).0).collect();
+    let reads: Vec<_> = (0..4)
+        .map(|i| {
+            pair.read(handle, i * 4096, 4096, CompletionMode::Interrupt)
+                .0
+        })
+        .collect();
     pair.client_transmit();
     assert_eq!(pair.client.ledger().in_use(), 4);
     // Deliver the reads but hold the server's work: the revoke arrives while
@@ -197,7 +228,12 @@ fn cancel_queued_sent_and_streaming_requests() {
     let (sent, _) = pair.read(handle, 0, 4096, CompletionMode::Interrupt);
     pair.client_transmit();
     let msg = pair.c2s.pop_front().unwrap();
-    assert!(pair.server.handle_message(pair.now, &msg).unwrap().is_none());
+    assert!(
+        pair.server
+            .handle_message(pair.now, &msg)
+            .unwrap()
+            .is_none()
+    );
     pair.client.cancel(sent).unwrap();
     pair.drive();
     assert_eq!(pair.completion(sent), (Status::Cancelled, 0));
@@ -251,11 +287,21 @@ fn access_rights_and_unknown_keys_are_statuses_not_crashes() {
     let write = pair.write(handle, 0, pattern(100_000, 1), CompletionMode::Interrupt);
     pair.drive();
     assert_eq!(pair.completion(write), (Status::AccessDenied, 0));
-    assert_eq!(pair.files.values().next().unwrap(), &pattern(100, 4), "nothing written");
+    assert_eq!(
+        pair.files.values().next().unwrap(),
+        &pattern(100, 4),
+        "nothing written"
+    );
     // A resume key is single use.
     let again = pair.client.register(key).unwrap();
     pair.drive();
-    assert!(matches!(pair.take_event(again), ClientEvent::Registered { result: Err(Status::UnknownResumeKey), .. }));
+    assert!(matches!(
+        pair.take_event(again),
+        ClientEvent::Registered {
+            result: Err(Status::UnknownResumeKey),
+            ..
+        }
+    ));
     let (bogus, _) = pair.read(777, 0, 10, CompletionMode::Polling);
     pair.drive();
     assert_eq!(pair.completion(bogus).0, Status::InvalidHandle);
@@ -276,15 +322,28 @@ fn polling_client_gets_interrupt_response_by_send() {
         pair.server.handle_message(pair.now, &msg).unwrap();
     }
     pair.server_transmit();
-    assert_eq!(pair.sends_s2c, before, "no interrupt response before the completion");
+    assert_eq!(
+        pair.sends_s2c, before,
+        "no interrupt response before the completion"
+    );
     pair.drive();
     assert_eq!(pair.completion(read).0, Status::Success);
-    assert!(matches!(pair.take_event(interrupt), ClientEvent::Interrupted { .. }));
-    assert_eq!(pair.sends_s2c, before + 1, "the interrupt response is an ordinary send");
+    assert!(matches!(
+        pair.take_event(interrupt),
+        ClientEvent::Interrupted { .. }
+    ));
+    assert_eq!(
+        pair.sends_s2c,
+        before + 1,
+        "the interrupt response is an ordinary send"
+    );
     // With nothing in flight it is answered at once.
     let idle = pair.client.request_interrupt().unwrap();
     pair.drive();
-    assert!(matches!(pair.take_event(idle), ClientEvent::Interrupted { .. }));
+    assert!(matches!(
+        pair.take_event(idle),
+        ClientEvent::Interrupted { .. }
+    ));
     pair.assert_quiescent_ledgers();
 }
 
@@ -297,9 +356,22 @@ fn orderly_close_completes_outstanding_requests_once() {
     pair.client.close_connection();
     pair.drive();
     assert_eq!(pair.completion(read).0, Status::Closed);
-    assert!(matches!(pair.events.pop(), Some(ClientEvent::Terminated { .. })));
+    assert!(matches!(
+        pair.events.pop(),
+        Some(ClientEvent::Terminated { .. })
+    ));
     assert!(pair.events.is_empty());
     assert!(pair.server.is_closed());
     assert!(pair.server_terminated.is_some());
-    assert!(pair.client.read(handle, 0, rdio_core::wire::BufferDescriptor::new(0, 1, 1), pair.memory.alloc(24), CompletionMode::Interrupt).is_err());
+    assert!(
+        pair.client
+            .read(
+                handle,
+                0,
+                rdio_core::wire::BufferDescriptor::new(0, 1, 1),
+                pair.memory.alloc(24),
+                CompletionMode::Interrupt
+            )
+            .is_err()
+    );
 }

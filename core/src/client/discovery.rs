@@ -37,6 +37,9 @@ pub struct Negotiated {
 /// for a driver to tell its user why RDMA is not used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+// Both provider lists are kept so the error can say what each side has; the
+// core has no allocator to box them, and discovery happens once.
+#[allow(clippy::large_enum_variant)]
 pub enum DiscoveryError {
     /// Client and server share no provider.
     NoCommonProvider {
@@ -69,7 +72,9 @@ impl fmt::Display for DiscoveryError {
                 write_list(f, client)?;
                 f.write_str("]")
             }
-            Self::VersionMismatch { server } => write!(f, "no common protocol version (server speaks {server})"),
+            Self::VersionMismatch { server } => {
+                write!(f, "no common protocol version (server speaks {server})")
+            }
             Self::UnknownResumeKey => f.write_str("server did not recognise the resume key"),
             Self::Refused(status) => write!(f, "server refused negotiation: {status}"),
             Self::BadResponse(what) => write!(f, "invalid negotiate response: {what}"),
@@ -104,7 +109,11 @@ pub fn negotiate_request(config: &ClientConfig, server_key: ResumeKey) -> Negoti
 }
 
 /// Judge the server's negotiate response.
-pub fn negotiated(config: &ClientConfig, response: &NegotiateResponse<'_>) -> Result<Negotiated, DiscoveryError> {
+#[allow(clippy::result_large_err)] // see DiscoveryError
+pub fn negotiated(
+    config: &ClientConfig,
+    response: &NegotiateResponse<'_>,
+) -> Result<Negotiated, DiscoveryError> {
     match response.status {
         Status::Success => {}
         Status::NoCommonProvider => {
@@ -113,12 +122,18 @@ pub fn negotiated(config: &ClientConfig, response: &NegotiateResponse<'_>) -> Re
                 client: config.providers.clone(),
             });
         }
-        Status::VersionMismatch => return Err(DiscoveryError::VersionMismatch { server: response.version }),
+        Status::VersionMismatch => {
+            return Err(DiscoveryError::VersionMismatch {
+                server: response.version,
+            });
+        }
         Status::UnknownResumeKey => return Err(DiscoveryError::UnknownResumeKey),
         other => return Err(DiscoveryError::Refused(other)),
     }
     if !(config.min_version..=config.max_version).contains(&response.version) {
-        return Err(DiscoveryError::VersionMismatch { server: response.version });
+        return Err(DiscoveryError::VersionMismatch {
+            server: response.version,
+        });
     }
     if response.credits == 0 || response.credits > config.max_credits {
         return Err(DiscoveryError::BadResponse("initial credits out of range"));
@@ -127,14 +142,25 @@ pub fn negotiated(config: &ClientConfig, response: &NegotiateResponse<'_>) -> Re
         return Err(DiscoveryError::BadResponse("limits exceed the client's"));
     }
     if response.max_send_size < crate::wire::MIN_SEND_SIZE {
-        return Err(DiscoveryError::BadResponse("send size below the protocol minimum"));
+        return Err(DiscoveryError::BadResponse(
+            "send size below the protocol minimum",
+        ));
     }
-    if response.providers.iter().any(|p| !config.providers.contains(p)) {
-        return Err(DiscoveryError::BadResponse("provider the client never offered"));
+    if response
+        .providers
+        .iter()
+        .any(|p| !config.providers.contains(p))
+    {
+        return Err(DiscoveryError::BadResponse(
+            "provider the client never offered",
+        ));
     }
-    let provider = *response.providers.first().ok_or(DiscoveryError::BadResponse("empty provider list"))?;
-    let endpoint =
-        heapless::Vec::from_slice(response.endpoint).map_err(|_| DiscoveryError::BadResponse("endpoint too long"))?;
+    let provider = *response
+        .providers
+        .first()
+        .ok_or(DiscoveryError::BadResponse("empty provider list"))?;
+    let endpoint = heapless::Vec::from_slice(response.endpoint)
+        .map_err(|_| DiscoveryError::BadResponse("endpoint too long"))?;
     Ok(Negotiated {
         provider,
         common: response.providers.clone(),

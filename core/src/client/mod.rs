@@ -168,27 +168,54 @@ pub struct Transmit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// The auth request is queued or sent.
-    Authenticating { auth_ok: bool },
+    Authenticating {
+        auth_ok: bool,
+    },
     Open,
     Closed,
 }
 
 #[derive(Clone, Debug)]
 enum OpKind {
-    Register { key: ResumeKey },
-    Read { handle: u32, offset: u64, dest: BufferDescriptor },
-    ReadV { handle: u32, segments: heapless::Vec<ReadSegment, MAX_SEGMENTS> },
-    Write { handle: u32, offset: u64, total: u32 },
-    WriteV { handle: u32, segments: heapless::Vec<WriteSegment, MAX_SEGMENTS>, collapse: bool, total: u32 },
-    Cancel { target: u32 },
-    Close { handle: u32 },
+    Register {
+        key: ResumeKey,
+    },
+    Read {
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+    },
+    ReadV {
+        handle: u32,
+        segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
+    },
+    Write {
+        handle: u32,
+        offset: u64,
+        total: u32,
+    },
+    WriteV {
+        handle: u32,
+        segments: heapless::Vec<WriteSegment, MAX_SEGMENTS>,
+        collapse: bool,
+        total: u32,
+    },
+    Cancel {
+        target: u32,
+    },
+    Close {
+        handle: u32,
+    },
     Interrupt,
     Keepalive,
 }
 
 impl OpKind {
     fn is_data(&self) -> bool {
-        matches!(self, Self::Read { .. } | Self::ReadV { .. } | Self::Write { .. } | Self::WriteV { .. })
+        matches!(
+            self,
+            Self::Read { .. } | Self::ReadV { .. } | Self::Write { .. } | Self::WriteV { .. }
+        )
     }
 
     fn is_internal(&self) -> bool {
@@ -322,14 +349,20 @@ impl<const R: usize> Client<R> {
     /// Whether `request` is a data request in polling mode awaiting its
     /// status block (so the driver knows which blocks to poll).
     pub fn awaits_status_block(&self, request: RequestId) -> bool {
-        self.find(request.0).and_then(|i| self.ops.get(i)).is_some_and(|op| op.kind.is_data() && op.stage == Stage::Sent && !op.final_seen)
+        self.find(request.0)
+            .and_then(|i| self.ops.get(i))
+            .is_some_and(|op| op.kind.is_data() && op.stage == Stage::Sent && !op.final_seen)
     }
 
     // ----- submissions -----
 
     /// Register the file opened on the pipe under `key` (claim 10).
     pub fn register(&mut self, key: ResumeKey) -> Result<RequestId, ApiError> {
-        self.submit(OpKind::Register { key }, BufferDescriptor::default(), CompletionMode::Interrupt)
+        self.submit(
+            OpKind::Register { key },
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )
     }
 
     /// Read `dest.len()` bytes at `offset` into client memory `dest`; the
@@ -347,7 +380,15 @@ impl<const R: usize> Client<R> {
             return Err(ApiError::InvalidArgument);
         }
         self.check_io_len(u64::from(dest.len()))?;
-        self.submit(OpKind::Read { handle, offset, dest }, status, mode)
+        self.submit(
+            OpKind::Read {
+                handle,
+                offset,
+                dest,
+            },
+            status,
+            mode,
+        )
     }
 
     /// Vectored read: each segment reads its own file range into its own
@@ -362,10 +403,11 @@ impl<const R: usize> Client<R> {
         if segments.is_empty() || segments.iter().any(|s| s.dest().is_empty()) {
             return Err(ApiError::InvalidArgument);
         }
-        let segments = heapless::Vec::from_slice(segments).map_err(|_| ApiError::InvalidArgument)?;
+        let segments =
+            heapless::Vec::from_slice(segments).map_err(|_| ApiError::InvalidArgument)?;
         let total = segments.iter().map(|s| u64::from(s.dest().len())).sum();
         self.check_io_len(total)?;
-        self.check_fits(crate::wire::header::HEADER_LEN + 24 + 24 * segments.len())?;
+        self.check_fits(prefix_size(24, 24, segments.len()))?;
         self.submit(OpKind::ReadV { handle, segments }, status, mode)
     }
 
@@ -384,7 +426,15 @@ impl<const R: usize> Client<R> {
             return Err(ApiError::InvalidArgument);
         }
         self.check_io_len(u64::from(len))?;
-        self.submit(OpKind::Write { handle, offset, total: len }, status, mode)
+        self.submit(
+            OpKind::Write {
+                handle,
+                offset,
+                total: len,
+            },
+            status,
+            mode,
+        )
     }
 
     /// Vectored write. With `collapse` (claim 17) every segment must have the
@@ -399,26 +449,51 @@ impl<const R: usize> Client<R> {
         mode: CompletionMode,
     ) -> Result<RequestId, ApiError> {
         let first = segments.first().ok_or(ApiError::InvalidArgument)?;
-        if segments.iter().any(|s| s.is_empty()) || (collapse && segments.iter().any(|s| s.len() != first.len())) {
+        if segments.iter().any(|s| s.is_empty())
+            || (collapse && segments.iter().any(|s| s.len() != first.len()))
+        {
             return Err(ApiError::InvalidArgument);
         }
-        let segments = heapless::Vec::from_slice(segments).map_err(|_| ApiError::InvalidArgument)?;
+        let segments =
+            heapless::Vec::from_slice(segments).map_err(|_| ApiError::InvalidArgument)?;
         let file_bytes: u64 = segments.iter().map(|s| u64::from(s.len())).sum();
         self.check_io_len(file_bytes)?;
-        let total = if collapse { first.len() } else { u32::try_from(file_bytes).map_err(|_| ApiError::TooLarge)? };
-        self.check_fits(crate::wire::header::HEADER_LEN + 32 + 16 * segments.len() + 1)?;
-        self.submit(OpKind::WriteV { handle, segments, collapse, total }, status, mode)
+        let total = if collapse {
+            first.len()
+        } else {
+            u32::try_from(file_bytes).map_err(|_| ApiError::TooLarge)?
+        };
+        // Room for the prefix and at least one data byte.
+        self.check_fits(prefix_size(32, 16, segments.len()).saturating_add(1))?;
+        self.submit(
+            OpKind::WriteV {
+                handle,
+                segments,
+                collapse,
+                total,
+            },
+            status,
+            mode,
+        )
     }
 
     /// Close a registered file. Requests on it still queued end `Closed`.
     pub fn close(&mut self, handle: u32) -> Result<RequestId, ApiError> {
-        self.submit(OpKind::Close { handle }, BufferDescriptor::default(), CompletionMode::Interrupt)
+        self.submit(
+            OpKind::Close { handle },
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )
     }
 
     /// Polling mode: ask the server to wake this client with an interrupt
     /// response by ordinary send at its next completion (claim 21).
     pub fn request_interrupt(&mut self) -> Result<RequestId, ApiError> {
-        self.submit(OpKind::Interrupt, BufferDescriptor::default(), CompletionMode::Interrupt)
+        self.submit(
+            OpKind::Interrupt,
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )
     }
 
     /// Cancel `request`. A request not yet sent completes `Cancelled` at
@@ -435,26 +510,46 @@ impl<const R: usize> Client<R> {
             op.stage = Stage::Done;
             op.status = Status::Cancelled;
             remove_from(&mut self.unsent, request.0);
-            return self.done.push_back(request.0).map_err(|_| ApiError::TooManyRequests);
+            return self
+                .done
+                .push_back(request.0)
+                .map_err(|_| ApiError::TooManyRequests);
         }
         if full {
             return Err(ApiError::TooManyRequests);
         }
         op.stop_sending = true;
         remove_from(&mut self.streaming, request.0);
-        self.submit(OpKind::Cancel { target: request.0 }, BufferDescriptor::default(), CompletionMode::Interrupt)
-            .map(|_| ())
+        self.submit(
+            OpKind::Cancel { target: request.0 },
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )
+        .map(|_| ())
     }
 
     fn check_io_len(&self, len: u64) -> Result<(), ApiError> {
-        if len > u64::from(self.negotiated.max_io_size) { Err(ApiError::TooLarge) } else { Ok(()) }
+        if len > u64::from(self.negotiated.max_io_size) {
+            Err(ApiError::TooLarge)
+        } else {
+            Ok(())
+        }
     }
 
     fn check_fits(&self, prefix: usize) -> Result<(), ApiError> {
-        if prefix > self.negotiated.max_send_size as usize { Err(ApiError::TooLarge) } else { Ok(()) }
+        if prefix > self.negotiated.max_send_size as usize {
+            Err(ApiError::TooLarge)
+        } else {
+            Ok(())
+        }
     }
 
-    fn submit(&mut self, kind: OpKind, status_desc: BufferDescriptor, mode: CompletionMode) -> Result<RequestId, ApiError> {
+    fn submit(
+        &mut self,
+        kind: OpKind,
+        status_desc: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<RequestId, ApiError> {
         if self.state == State::Closed {
             return Err(ApiError::NotConnected);
         }
@@ -511,7 +606,9 @@ impl<const R: usize> Client<R> {
             return Ok(());
         }
         self.heard(now);
-        let result = Message::parse(bytes).map_err(Violation::from).and_then(|msg| self.process(msg));
+        let result = Message::parse(bytes)
+            .map_err(Violation::from)
+            .and_then(|msg| self.process(msg));
         self.after_input(now, result)
     }
 
@@ -532,7 +629,11 @@ impl<const R: usize> Client<R> {
         self.after_input(now, result).map(|()| true)
     }
 
-    fn after_input(&mut self, now: Instant, result: Result<(), Violation>) -> Result<(), Violation> {
+    fn after_input(
+        &mut self,
+        now: Instant,
+        result: Result<(), Violation>,
+    ) -> Result<(), Violation> {
         match result {
             Ok(()) => {
                 self.rearm(now);
@@ -568,7 +669,14 @@ impl<const R: usize> Client<R> {
                 self.state = State::Authenticating { auth_ok: true };
                 Ok(())
             }
-            (State::Authenticating { auth_ok: true }, Body::StatusResponse { status, credits, keepalive_ms }) => {
+            (
+                State::Authenticating { auth_ok: true },
+                Body::StatusResponse {
+                    status,
+                    credits,
+                    keepalive_ms,
+                },
+            ) => {
                 self.expect_credits(&msg, 1)?;
                 if status != Status::Success {
                     return Err(Violation::PeerTerminated(status));
@@ -592,7 +700,14 @@ impl<const R: usize> Client<R> {
     }
 
     fn expect_credits(&self, msg: &Message<'_>, expected: u16) -> Result<(), Violation> {
-        if msg.credits == expected { Ok(()) } else { Err(Violation::CreditMismatch { expected, found: msg.credits }) }
+        if msg.credits == expected {
+            Ok(())
+        } else {
+            Err(Violation::CreditMismatch {
+                expected,
+                found: msg.credits,
+            })
+        }
     }
 
     fn open_message(&mut self, msg: &Message<'_>, body: Body<'_>) -> Result<(), Violation> {
@@ -604,16 +719,31 @@ impl<const R: usize> Client<R> {
         if let Body::CreditResponse = body {
             return self.ledger.on_credit_response(msg.credits);
         }
-        let index = self.find(msg.request_id).ok_or(Violation::UnknownRequest(msg.request_id))?;
-        let op = self.ops.get_mut(index).ok_or(Violation::UnknownRequest(msg.request_id))?;
+        let index = self
+            .find(msg.request_id)
+            .ok_or(Violation::UnknownRequest(msg.request_id))?;
+        let op = self
+            .ops
+            .get_mut(index)
+            .ok_or(Violation::UnknownRequest(msg.request_id))?;
         if op.stage != Stage::Sent || op.unanswered == 0 {
             return Err(Violation::UnknownRequest(msg.request_id));
         }
         if msg.credits != 1 {
-            return Err(Violation::CreditMismatch { expected: 1, found: msg.credits });
+            return Err(Violation::CreditMismatch {
+                expected: 1,
+                found: msg.credits,
+            });
         }
         match (&op.kind, body) {
-            (OpKind::Register { .. }, Body::RegisterFileCompletion { status, handle, size }) => {
+            (
+                OpKind::Register { .. },
+                Body::RegisterFileCompletion {
+                    status,
+                    handle,
+                    size,
+                },
+            ) => {
                 op.status = status;
                 op.registered = (status == Status::Success).then_some(RemoteFile { handle, size });
                 op.final_seen = true;
@@ -623,14 +753,21 @@ impl<const R: usize> Client<R> {
                 op.bytes = bytes;
                 op.final_seen = true;
             }
-            (OpKind::Write { .. } | OpKind::WriteV { .. }, Body::Completion { status: Status::Success, bytes }) => {
+            (
+                OpKind::Write { .. } | OpKind::WriteV { .. },
+                Body::Completion {
+                    status: Status::Success,
+                    bytes,
+                },
+            ) => {
                 // An intermediate fragment's answer: it returns that
                 // fragment's credit and says how much arrived.
                 if bytes > u64::from(op.sent) {
                     return Err(Violation::FragmentOutOfOrder);
                 }
             }
-            (OpKind::Interrupt, Body::InterruptResponse) | (OpKind::Keepalive, Body::KeepaliveResponse) => {
+            (OpKind::Interrupt, Body::InterruptResponse)
+            | (OpKind::Keepalive, Body::KeepaliveResponse) => {
                 op.final_seen = true;
             }
             _ => return Err(Violation::UnexpectedMessage(opcode)),
@@ -644,19 +781,29 @@ impl<const R: usize> Client<R> {
         if self.state != State::Open {
             return Err(Violation::UnknownRequest(block.request_id));
         }
-        let index = self.find(block.request_id).ok_or(Violation::UnknownRequest(block.request_id))?;
-        let op = self.ops.get_mut(index).ok_or(Violation::UnknownRequest(block.request_id))?;
+        let index = self
+            .find(block.request_id)
+            .ok_or(Violation::UnknownRequest(block.request_id))?;
+        let op = self
+            .ops
+            .get_mut(index)
+            .ok_or(Violation::UnknownRequest(block.request_id))?;
         if !op.kind.is_data() || op.stage != Stage::Sent || op.final_seen {
             return Err(Violation::UnknownRequest(block.request_id));
         }
         // The block returns the credits of the messages the server had not
         // answered; answers to earlier fragments may still be on their way.
         if block.credits > op.unanswered {
-            return Err(Violation::CreditMismatch { expected: op.unanswered, found: block.credits });
+            return Err(Violation::CreditMismatch {
+                expected: op.unanswered,
+                found: block.credits,
+            });
         }
         let wanted = match &op.kind {
             OpKind::Read { dest, .. } => u64::from(dest.len()),
-            OpKind::ReadV { segments, .. } => segments.iter().map(|s| u64::from(s.dest().len())).sum(),
+            OpKind::ReadV { segments, .. } => {
+                segments.iter().map(|s| u64::from(s.dest().len())).sum()
+            }
             OpKind::WriteV { segments, .. } => segments.iter().map(|s| u64::from(s.len())).sum(),
             OpKind::Write { total, .. } => u64::from(*total),
             _ => 0,
@@ -678,7 +825,9 @@ impl<const R: usize> Client<R> {
     /// Report op `index` once its final answer and every fragment answer
     /// arrived.
     fn settle(&mut self, index: usize) -> Result<(), Violation> {
-        let Some(op) = self.ops.get_mut(index) else { return Ok(()) };
+        let Some(op) = self.ops.get_mut(index) else {
+            return Ok(());
+        };
         if !op.final_seen || op.unanswered > 0 {
             return Ok(());
         }
@@ -696,9 +845,18 @@ impl<const R: usize> Client<R> {
     /// Encode the next send into `buf` (at least the negotiated send size
     /// is always enough). `Ok(None)`: nothing can be sent now (nothing
     /// queued, or waiting for credits).
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<Transmit>, InsufficientSize> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, InsufficientSize> {
         if let Some(status) = self.terminate {
-            let msg = Message { flags: Flags::empty(), credits: 0, request_id: 0, body: Body::Terminate { reason: status } };
+            let msg = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::Terminate { reason: status },
+            };
             let len = msg.emit(buf)?;
             self.terminate = None;
             return Ok(Some(Transmit { len, data: None }));
@@ -713,7 +871,9 @@ impl<const R: usize> Client<R> {
                     flags: Flags::empty(),
                     credits: self.ledger.level(),
                     request_id: 0,
-                    body: Body::AuthRequest { key: self.negotiated.auth_key },
+                    body: Body::AuthRequest {
+                        key: self.negotiated.auth_key,
+                    },
                 };
                 let len = msg.emit(buf)?;
                 self.auth_queued = false;
@@ -735,18 +895,38 @@ impl<const R: usize> Client<R> {
 
     fn credit_transmit(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, InsufficientSize> {
         if let Some(delta) = self.ledger.ack_owed() {
-            let msg = Message { flags: Flags::empty(), credits: 0, request_id: 0, body: Body::CreditAck { delta } };
+            let msg = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::CreditAck { delta },
+            };
             check_room(msg.encoded_len(), buf)?;
             if let Some((delta, credits)) = self.ledger.send_ack() {
-                let msg = Message { credits, body: Body::CreditAck { delta }, ..msg };
-                return Ok(Some(Transmit { len: msg.emit(buf)?, data: None }));
+                let msg = Message {
+                    credits,
+                    body: Body::CreditAck { delta },
+                    ..msg
+                };
+                return Ok(Some(Transmit {
+                    len: msg.emit(buf)?,
+                    data: None,
+                }));
             }
         }
         if self.ledger.give_ups_owed() > 0 {
-            let msg = Message { flags: Flags::empty(), credits: 0, request_id: 0, body: Body::CreditGiveUp };
+            let msg = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::CreditGiveUp,
+            };
             check_room(msg.encoded_len(), buf)?;
             if let Some(credits) = self.ledger.send_give_up() {
-                return Ok(Some(Transmit { len: Message { credits, ..msg }.emit(buf)?, data: None }));
+                return Ok(Some(Transmit {
+                    len: Message { credits, ..msg }.emit(buf)?,
+                    data: None,
+                }));
             }
         }
         Ok(None)
@@ -765,12 +945,18 @@ impl<const R: usize> Client<R> {
         };
         let Some(index) = self.find(id) else {
             // Stale queue entry (cannot happen: entries leave with their op).
-            if continuing { self.streaming.pop_front() } else { self.unsent.pop_front() };
+            if continuing {
+                self.streaming.pop_front()
+            } else {
+                self.unsent.pop_front()
+            };
             return Ok(None);
         };
         let max_send = self.negotiated.max_send_size as usize;
         let level = self.ledger.level();
-        let Some(op) = self.ops.get(index) else { return Ok(None) };
+        let Some(op) = self.ops.get(index) else {
+            return Ok(None);
+        };
         // Only the prefix is encoded into `buf`; the data is gathered by the
         // driver, so the fragment size depends on the send size alone.
         let (msg, data_len) = build(op, level, max_send);
@@ -778,8 +964,14 @@ impl<const R: usize> Client<R> {
         let len = msg.emit_prefix(buf)?;
         add_payload_len(buf, data_len);
         let _ = self.ledger.send_request();
-        let Some(op) = self.ops.get_mut(index) else { return Ok(None) };
-        let data = (data_len > 0).then_some(DataRef { request: RequestId(id), offset: op.sent, len: data_len });
+        let Some(op) = self.ops.get_mut(index) else {
+            return Ok(None);
+        };
+        let data = (data_len > 0).then_some(DataRef {
+            request: RequestId(id),
+            offset: op.sent,
+            len: data_len,
+        });
         op.sent = op.sent.saturating_add(data_len);
         op.unanswered = op.unanswered.saturating_add(1);
         op.stage = Stage::Sent;
@@ -808,14 +1000,23 @@ impl<const R: usize> Client<R> {
             let op = self.ops.swap_remove(index);
             let request = RequestId(op.id);
             return Some(match op.kind {
-                OpKind::Register { .. } => {
-                    ClientEvent::Registered { request, result: op.registered.ok_or(op.status) }
+                OpKind::Register { .. } => ClientEvent::Registered {
+                    request,
+                    result: op.registered.ok_or(op.status),
+                },
+                OpKind::Interrupt if op.status == Status::Success => {
+                    ClientEvent::Interrupted { request }
                 }
-                OpKind::Interrupt if op.status == Status::Success => ClientEvent::Interrupted { request },
-                _ => ClientEvent::Completed { request, status: op.status, bytes: op.bytes },
+                _ => ClientEvent::Completed {
+                    request,
+                    status: op.status,
+                    bytes: op.bytes,
+                },
             });
         }
-        self.terminated.take().map(|reason| ClientEvent::Terminated { reason })
+        self.terminated
+            .take()
+            .map(|reason| ClientEvent::Terminated { reason })
     }
 
     /// The earliest deadline.
@@ -833,7 +1034,11 @@ impl<const R: usize> Client<R> {
         if self.timers.expired(TIMER_KEEPALIVE, now) {
             self.timers.stop(TIMER_KEEPALIVE);
             if self.ops.is_empty() {
-                let _ = self.submit(OpKind::Keepalive, BufferDescriptor::default(), CompletionMode::Interrupt);
+                let _ = self.submit(
+                    OpKind::Keepalive,
+                    BufferDescriptor::default(),
+                    CompletionMode::Interrupt,
+                );
             }
             self.rearm(now);
         }
@@ -843,7 +1048,10 @@ impl<const R: usize> Client<R> {
     /// outstanding requests complete `Closed`.
     pub fn close_connection(&mut self) {
         if self.state != State::Closed {
-            self.end(Violation::PeerTerminated(Status::Shutdown), Some(Status::Shutdown));
+            self.end(
+                Violation::PeerTerminated(Status::Shutdown),
+                Some(Status::Shutdown),
+            );
         }
     }
 
@@ -860,12 +1068,17 @@ impl<const R: usize> Client<R> {
             return;
         }
         if self.ledger.in_use() > 0 {
-            self.timers.set(TIMER_DEAD, self.last_heard.saturating_add(self.config.dead_peer_timeout));
+            self.timers.set(
+                TIMER_DEAD,
+                self.last_heard
+                    .saturating_add(self.config.dead_peer_timeout),
+            );
             self.timers.stop(TIMER_KEEPALIVE);
         } else {
             self.timers.stop(TIMER_DEAD);
             if self.timers.get(TIMER_KEEPALIVE).is_none() {
-                self.timers.set(TIMER_KEEPALIVE, now.saturating_add(self.keepalive_interval));
+                self.timers
+                    .set(TIMER_KEEPALIVE, now.saturating_add(self.keepalive_interval));
             }
         }
     }
@@ -915,8 +1128,17 @@ impl<const R: usize> Client<R> {
 /// The message for the next send of `op` (its request, or its next write
 /// fragment) and how many data bytes ride after the prefix.
 fn build<'a>(op: &'a Op, credits: u16, max_send: usize) -> (Message<'a>, u32) {
-    let flags = if op.interrupt && op.kind.is_data() { Flags::INTERRUPT } else { Flags::empty() };
-    let mut msg = Message { flags, credits, request_id: op.id, body: Body::Keepalive };
+    let flags = if op.interrupt && op.kind.is_data() {
+        Flags::INTERRUPT
+    } else {
+        Flags::empty()
+    };
+    let mut msg = Message {
+        flags,
+        credits,
+        request_id: op.id,
+        body: Body::Keepalive,
+    };
     let room = |prefix: usize, remaining: u32| -> u32 {
         let room = u32::try_from(max_send.saturating_sub(prefix)).unwrap_or(u32::MAX);
         remaining.min(room)
@@ -924,7 +1146,10 @@ fn build<'a>(op: &'a Op, credits: u16, max_send: usize) -> (Message<'a>, u32) {
     if op.sent > 0 {
         // A continuation fragment.
         msg.flags = Flags::empty();
-        msg.body = Body::WriteData { data_offset: op.sent, data: &[] };
+        msg.body = Body::WriteData {
+            data_offset: op.sent,
+            data: &[],
+        };
         let remaining = op.kind.write_total().unwrap_or(0).saturating_sub(op.sent);
         let data_len = room(msg.prefix_len(), remaining);
         return (msg, data_len);
@@ -932,23 +1157,58 @@ fn build<'a>(op: &'a Op, credits: u16, max_send: usize) -> (Message<'a>, u32) {
     let status = op.status_desc;
     msg.body = match &op.kind {
         OpKind::Register { key } => Body::RegisterFile { key: *key },
-        OpKind::Read { handle, offset, dest } => Body::Read(ReadRequest { handle: *handle, offset: *offset, dest: *dest, status }),
-        OpKind::ReadV { handle, segments } => Body::ReadV(ReadVRequest { handle: *handle, status, segments }),
-        OpKind::Write { handle, offset, total } => {
-            Body::Write(WriteRequest { handle: *handle, offset: *offset, total_len: *total, status, data: &[] })
-        }
-        OpKind::WriteV { handle, segments, collapse, total } => {
+        OpKind::Read {
+            handle,
+            offset,
+            dest,
+        } => Body::Read(ReadRequest {
+            handle: *handle,
+            offset: *offset,
+            dest: *dest,
+            status,
+        }),
+        OpKind::ReadV { handle, segments } => Body::ReadV(ReadVRequest {
+            handle: *handle,
+            status,
+            segments,
+        }),
+        OpKind::Write {
+            handle,
+            offset,
+            total,
+        } => Body::Write(WriteRequest {
+            handle: *handle,
+            offset: *offset,
+            total_len: *total,
+            status,
+            data: &[],
+        }),
+        OpKind::WriteV {
+            handle,
+            segments,
+            collapse,
+            total,
+        } => {
             if *collapse {
                 msg.flags |= Flags::COLLAPSE;
             }
-            Body::WriteV(WriteVRequest { handle: *handle, total_len: *total, status, segments, data: &[] })
+            Body::WriteV(WriteVRequest {
+                handle: *handle,
+                total_len: *total,
+                status,
+                segments,
+                data: &[],
+            })
         }
         OpKind::Cancel { target } => Body::Cancel { target: *target },
         OpKind::Close { handle } => Body::Close { handle: *handle },
         OpKind::Interrupt => Body::InterruptRequest,
         OpKind::Keepalive => Body::Keepalive,
     };
-    let data_len = op.kind.write_total().map_or(0, |total| room(msg.prefix_len(), total));
+    let data_len = op
+        .kind
+        .write_total()
+        .map_or(0, |total| room(msg.prefix_len(), total));
     (msg, data_len)
 }
 
@@ -963,8 +1223,19 @@ fn add_payload_len(buf: &mut [u8], data_len: u32) {
     }
 }
 
+/// Header + fixed payload + `count` segments of `segment` bytes.
+fn prefix_size(fixed: usize, segment: usize, count: usize) -> usize {
+    crate::wire::header::HEADER_LEN
+        .saturating_add(fixed)
+        .saturating_add(segment.saturating_mul(count))
+}
+
 fn check_room(required: usize, buf: &[u8]) -> Result<(), InsufficientSize> {
-    if buf.len() < required { Err(InsufficientSize { required }) } else { Ok(()) }
+    if buf.len() < required {
+        Err(InsufficientSize { required })
+    } else {
+        Ok(())
+    }
 }
 
 fn remove_from<const N: usize>(queue: &mut heapless::Deque<u32, N>, id: u32) {

@@ -195,10 +195,21 @@ enum Stage {
 
 #[derive(Clone, Debug)]
 enum OpKind {
-    Register { key: ResumeKey },
-    Read { segments: heapless::Vec<ReadSegment, MAX_SEGMENTS> },
-    Write { segments: heapless::Vec<WriteSegment, MAX_SEGMENTS>, collapse: bool, total: u32, received: u32 },
-    Close { handle: u32 },
+    Register {
+        key: ResumeKey,
+    },
+    Read {
+        segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
+    },
+    Write {
+        segments: heapless::Vec<WriteSegment, MAX_SEGMENTS>,
+        collapse: bool,
+        total: u32,
+        received: u32,
+    },
+    Close {
+        handle: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -230,7 +241,11 @@ struct Handle {
 #[derive(Clone, Copy, Debug)]
 enum Outgoing {
     Message(Message<'static>),
-    Status { dest: BufferDescriptor, immediate: Option<u32>, block: StatusBlock },
+    Status {
+        dest: BufferDescriptor,
+        immediate: Option<u32>,
+        block: StatusBlock,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -291,7 +306,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Receives the driver must keep posted: one per credit, plus one for a
     /// `Terminate` that needs no credit.
     pub fn receive_depth(&self) -> usize {
-        usize::from(self.config.max_credits).min(R).saturating_add(1)
+        usize::from(self.config.max_credits)
+            .min(R)
+            .saturating_add(1)
     }
 
     /// The session this connection authenticated as.
@@ -325,7 +342,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// On a violation the connection is already terminated (a `Terminate`
     /// is queued and a [`ServerEvent::Terminated`] pending); the error says
     /// why. Messages after termination are ignored.
-    pub fn handle_message<'a>(&mut self, now: Instant, bytes: &'a [u8]) -> Result<Option<WriteChunk<'a>>, Violation> {
+    pub fn handle_message<'a>(
+        &mut self,
+        now: Instant,
+        bytes: &'a [u8],
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
         if self.state == State::Closed {
             return Ok(None);
         }
@@ -338,7 +359,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
-    fn process<'a>(&mut self, now: Instant, bytes: &'a [u8]) -> Result<Option<WriteChunk<'a>>, Violation> {
+    fn process<'a>(
+        &mut self,
+        now: Instant,
+        bytes: &'a [u8],
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
         let msg = Message::parse(bytes)?;
         let opcode = msg.opcode();
         if !opcode.sent_by_client() {
@@ -352,15 +377,20 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         match self.state {
             State::AwaitAuth => match msg.body {
                 Body::AuthRequest { key } => {
-                    self.state = State::Authenticating { request_id: msg.request_id };
+                    self.state = State::Authenticating {
+                        request_id: msg.request_id,
+                    };
                     self.push_pending(Pending::Authenticate(key))?;
                     Ok(None)
                 }
                 _ => Err(Violation::UnexpectedMessage(opcode)),
             },
-            State::Authenticating { .. } | State::Closed => Err(Violation::UnexpectedMessage(opcode)),
+            State::Authenticating { .. } | State::Closed => {
+                Err(Violation::UnexpectedMessage(opcode))
+            }
             State::Open => {
-                self.timers.set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+                self.timers
+                    .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
                 self.open_message(&msg)
             }
         }
@@ -377,7 +407,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             }
             Body::CreditGiveUp => {
                 self.ledger.on_give_up(msg.credits)?;
-                self.queue(Outgoing::Message(Message { flags: Flags::empty(), credits: 0, request_id: id, body: Body::CreditResponse }))?;
+                self.queue(Outgoing::Message(Message {
+                    flags: Flags::empty(),
+                    credits: 0,
+                    request_id: id,
+                    body: Body::CreditResponse,
+                }))?;
                 self.drive_credits()?;
                 Ok(None)
             }
@@ -404,8 +439,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Body::InterruptRequest => {
                 // Claim 21: a polling client asks to be woken by a send. With
                 // nothing in flight there is nothing to wait for: answer now.
-                if self.ops.iter().any(|op| !matches!(op.kind, OpKind::Close { .. } | OpKind::Register { .. })) {
-                    self.interrupt_waiters.push_back(id).map_err(|_| Violation::Capacity)?;
+                if self
+                    .ops
+                    .iter()
+                    .any(|op| !matches!(op.kind, OpKind::Close { .. } | OpKind::Register { .. }))
+                {
+                    self.interrupt_waiters
+                        .push_back(id)
+                        .map_err(|_| Violation::Capacity)?;
                 } else {
                     self.reply(id, 1, Body::InterruptResponse)?;
                 }
@@ -413,32 +454,65 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             }
             Body::Cancel { target } => {
                 let status = self.cancel(target)?;
-                self.reply(id, 1, Body::Completion { status, bytes: 0 }).map(|()| None)
+                self.reply(id, 1, Body::Completion { status, bytes: 0 })
+                    .map(|()| None)
             }
             Body::RegisterFile { key } => {
-                self.insert(Op::new(id, OpKind::Register { key }, 0, BufferDescriptor::default(), false))?;
+                self.insert(Op::new(
+                    id,
+                    OpKind::Register { key },
+                    0,
+                    BufferDescriptor::default(),
+                    false,
+                ))?;
                 self.push_pending(Pending::Op(id))?;
                 Ok(None)
             }
             Body::Close { handle } => self.close(id, handle).map(|()| None),
             Body::Read(read) => {
                 let mut segments = heapless::Vec::new();
-                segments.push(ReadSegment::new(read.offset, read.dest)).map_err(|_| Violation::Capacity)?;
-                self.start_read(id, read.handle, read.status, interrupt, segments).map(|()| None)
+                segments
+                    .push(ReadSegment::new(read.offset, read.dest))
+                    .map_err(|_| Violation::Capacity)?;
+                self.start_read(id, read.handle, read.status, interrupt, segments)
+                    .map(|()| None)
             }
             Body::ReadV(readv) => {
-                let segments = heapless::Vec::from_slice(readv.segments).map_err(|_| Violation::TooLarge)?;
-                self.start_read(id, readv.handle, readv.status, interrupt, segments).map(|()| None)
+                let segments =
+                    heapless::Vec::from_slice(readv.segments).map_err(|_| Violation::TooLarge)?;
+                self.start_read(id, readv.handle, readv.status, interrupt, segments)
+                    .map(|()| None)
             }
             Body::Write(write) => {
                 let mut segments = heapless::Vec::new();
-                segments.push(WriteSegment::new(write.offset, write.total_len)).map_err(|_| Violation::Capacity)?;
-                self.start_write(id, write.handle, write.status, interrupt, segments, false, write.total_len, write.data)
+                segments
+                    .push(WriteSegment::new(write.offset, write.total_len))
+                    .map_err(|_| Violation::Capacity)?;
+                self.start_write(
+                    id,
+                    write.handle,
+                    write.status,
+                    interrupt,
+                    segments,
+                    false,
+                    write.total_len,
+                    write.data,
+                )
             }
             Body::WriteV(writev) => {
-                let segments = heapless::Vec::from_slice(writev.segments).map_err(|_| Violation::TooLarge)?;
+                let segments =
+                    heapless::Vec::from_slice(writev.segments).map_err(|_| Violation::TooLarge)?;
                 let collapse = msg.flags.contains(Flags::COLLAPSE);
-                self.start_write(id, writev.handle, writev.status, interrupt, segments, collapse, writev.total_len, writev.data)
+                self.start_write(
+                    id,
+                    writev.handle,
+                    writev.status,
+                    interrupt,
+                    segments,
+                    collapse,
+                    writev.total_len,
+                    writev.data,
+                )
             }
             _ => Err(Violation::UnexpectedMessage(msg.opcode())),
         }
@@ -454,8 +528,16 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Resolve a handle for an I/O needing `need` rights: the file, or the
     /// status the request completes with.
     fn resolve(&self, handle: u32, need: OpenFlags) -> Result<FileId, Status> {
-        let entry = self.handles.iter().find(|h| h.id == handle && !h.closing).ok_or(Status::InvalidHandle)?;
-        if entry.flags.contains(need) { Ok(entry.file) } else { Err(Status::AccessDenied) }
+        let entry = self
+            .handles
+            .iter()
+            .find(|h| h.id == handle && !h.closing)
+            .ok_or(Status::InvalidHandle)?;
+        if entry.flags.contains(need) {
+            Ok(entry.file)
+        } else {
+            Err(Status::AccessDenied)
+        }
     }
 
     fn start_read(
@@ -467,11 +549,19 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
     ) -> Result<(), Violation> {
         self.check_status_desc(status_desc)?;
-        let total = segments.iter().try_fold(0u64, |sum, s| sum.checked_add(u64::from(s.dest().len())));
+        let total = segments
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(u64::from(s.dest().len())));
         if total.is_none_or(|t| t > u64::from(self.max_io_size())) {
             return Err(Violation::TooLarge);
         }
-        let mut op = Op::new(id, OpKind::Read { segments }, handle, status_desc, interrupt);
+        let mut op = Op::new(
+            id,
+            OpKind::Read { segments },
+            handle,
+            status_desc,
+            interrupt,
+        );
         match self.resolve(handle, OpenFlags::READ) {
             Ok(file) => {
                 op.file = Some(file);
@@ -503,10 +593,17 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         } else {
             Some(u64::from(total))
         };
-        if total > self.max_io_size() || file_bytes.is_none_or(|b| b > u64::from(self.max_io_size())) {
+        if total > self.max_io_size()
+            || file_bytes.is_none_or(|b| b > u64::from(self.max_io_size()))
+        {
             return Err(Violation::TooLarge);
         }
-        let kind = OpKind::Write { segments, collapse, total, received: 0 };
+        let kind = OpKind::Write {
+            segments,
+            collapse,
+            total,
+            received: 0,
+        };
         let mut op = Op::new(id, kind, handle, status_desc, interrupt);
         op.stage = Stage::Receiving;
         match self.resolve(handle, OpenFlags::WRITE) {
@@ -518,10 +615,24 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     /// Account one fragment of write `id` and map its bytes onto file pieces.
-    fn write_fragment<'a>(&mut self, id: u32, data_offset: u32, data: &'a [u8]) -> Result<Option<WriteChunk<'a>>, Violation> {
+    fn write_fragment<'a>(
+        &mut self,
+        id: u32,
+        data_offset: u32,
+        data: &'a [u8],
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
         let index = self.find(id).ok_or(Violation::UnknownRequest(id))?;
-        let op = self.ops.get_mut(index).ok_or(Violation::UnknownRequest(id))?;
-        let OpKind::Write { segments, collapse, total, received } = &mut op.kind else {
+        let op = self
+            .ops
+            .get_mut(index)
+            .ok_or(Violation::UnknownRequest(id))?;
+        let OpKind::Write {
+            segments,
+            collapse,
+            total,
+            received,
+        } = &mut op.kind
+        else {
             return Err(Violation::UnexpectedMessage(crate::wire::Opcode::WriteData));
         };
         if op.stage != Stage::Receiving || data_offset != *received {
@@ -532,14 +643,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             op.unanswered = op.unanswered.saturating_add(1);
         }
         let len = u32::try_from(data.len()).map_err(|_| Violation::FragmentOutOfOrder)?;
-        let end = received.checked_add(len).filter(|end| end <= total).ok_or(Violation::FragmentOutOfOrder)?;
+        let end = received
+            .checked_add(len)
+            .filter(|end| end <= total)
+            .ok_or(Violation::FragmentOutOfOrder)?;
         *received = end;
         let complete = end == *total;
         let mut chunk = None;
         if let (Some(file), false, false) = (op.file, op.cancelled, data.is_empty()) {
-            let pieces = map_pieces(segments, *collapse, data_offset, data).ok_or(Violation::Capacity)?;
+            let pieces =
+                map_pieces(segments, *collapse, data_offset, data).ok_or(Violation::Capacity)?;
             op.pieces_in_flight = op.pieces_in_flight.saturating_add(1);
-            chunk = Some(WriteChunk { op: OpId(id), file, pieces });
+            chunk = Some(WriteChunk {
+                op: OpId(id),
+                file,
+                pieces,
+            });
         }
         if complete {
             op.stage = Stage::Dispatched;
@@ -550,14 +669,25 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             if let Some(op) = self.ops.get_mut(index) {
                 op.unanswered = op.unanswered.saturating_sub(1);
             }
-            self.reply(id, 1, Body::Completion { status: Status::Success, bytes: u64::from(end) })?;
+            self.reply(
+                id,
+                1,
+                Body::Completion {
+                    status: Status::Success,
+                    bytes: u64::from(end),
+                },
+            )?;
         }
         Ok(chunk)
     }
 
     fn cancel(&mut self, target: u32) -> Result<Status, Violation> {
-        let Some(index) = self.find(target) else { return Ok(Status::NotFound) };
-        let Some(op) = self.ops.get_mut(index) else { return Ok(Status::NotFound) };
+        let Some(index) = self.find(target) else {
+            return Ok(Status::NotFound);
+        };
+        let Some(op) = self.ops.get_mut(index) else {
+            return Ok(Status::NotFound);
+        };
         if !matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }) {
             return Ok(Status::NotSupported);
         }
@@ -576,15 +706,29 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     fn close(&mut self, id: u32, handle: u32) -> Result<(), Violation> {
-        let Some(entry) = self.handles.iter_mut().find(|h| h.id == handle && !h.closing) else {
-            return self.reply(id, 1, Body::Completion { status: Status::InvalidHandle, bytes: 0 });
+        let Some(entry) = self
+            .handles
+            .iter_mut()
+            .find(|h| h.id == handle && !h.closing)
+        else {
+            return self.reply(
+                id,
+                1,
+                Body::Completion {
+                    status: Status::InvalidHandle,
+                    bytes: 0,
+                },
+            );
         };
         entry.closing = true;
         // Requests on the handle not yet given to the driver end as Closed;
         // those in the driver's hands finish first, then the file is closed.
         let mut index = 0;
         while let Some(op) = self.ops.get_mut(index) {
-            if op.handle == handle && op.stage == Stage::Queued && matches!(op.kind, OpKind::Read { .. }) {
+            if op.handle == handle
+                && op.stage == Stage::Queued
+                && matches!(op.kind, OpKind::Read { .. })
+            {
                 op.cancelled = true;
                 op.result = Status::Closed;
                 let id = op.id;
@@ -595,16 +739,28 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             }
             index = index.saturating_add(1);
         }
-        self.insert(Op::new(id, OpKind::Close { handle }, handle, BufferDescriptor::default(), false))?;
+        self.insert(Op::new(
+            id,
+            OpKind::Close { handle },
+            handle,
+            BufferDescriptor::default(),
+            false,
+        ))?;
         self.try_close(handle)
     }
 
     fn try_close(&mut self, handle: u32) -> Result<(), Violation> {
-        let busy = self.ops.iter().any(|op| op.handle == handle && !matches!(op.kind, OpKind::Close { .. }) && op.file.is_some());
+        let busy = self.ops.iter().any(|op| {
+            op.handle == handle && !matches!(op.kind, OpKind::Close { .. }) && op.file.is_some()
+        });
         if busy {
             return Ok(());
         }
-        let Some(index) = self.ops.iter().position(|op| matches!(op.kind, OpKind::Close { handle: h } if h == handle)) else {
+        let Some(index) = self
+            .ops
+            .iter()
+            .position(|op| matches!(op.kind, OpKind::Close { handle: h } if h == handle))
+        else {
             return Ok(());
         };
         let op = self.ops.swap_remove(index);
@@ -612,15 +768,27 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             let entry = self.handles.swap_remove(pos);
             self.push_pending(Pending::CloseFile(entry.file))?;
         }
-        self.reply(op.id, 1, Body::Completion { status: Status::Success, bytes: 0 })
+        self.reply(
+            op.id,
+            1,
+            Body::Completion {
+                status: Status::Success,
+                bytes: 0,
+            },
+        )
     }
 
     /// Queue the completion of op `index` if nothing of it is still running.
     fn try_finish(&mut self, index: usize) -> Result<(), Violation> {
-        let Some(op) = self.ops.get(index) else { return Ok(()) };
+        let Some(op) = self.ops.get(index) else {
+            return Ok(());
+        };
         let done = match op.stage {
             Stage::Queued => op.cancelled,
-            Stage::Dispatched => op.pieces_in_flight == 0 && (op.cancelled || !matches!(op.kind, OpKind::Read { .. })),
+            Stage::Dispatched => {
+                op.pieces_in_flight == 0
+                    && (op.cancelled || !matches!(op.kind, OpKind::Read { .. }))
+            }
             Stage::Receiving => false,
         };
         if done {
@@ -634,37 +802,73 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// wake a waiting polling client (claim 21), then close a handle that was
     /// waiting for this request.
     fn finish(&mut self, op: Op) -> Result<(), Violation> {
-        let block = StatusBlock { request_id: op.id, status: op.result, bytes: op.bytes, credits: op.unanswered };
+        let block = StatusBlock {
+            request_id: op.id,
+            status: op.result,
+            bytes: op.bytes,
+            credits: op.unanswered,
+        };
         let immediate = op.interrupt.then_some(op.id);
-        self.queue(Outgoing::Status { dest: op.status_desc, immediate, block })?;
+        self.queue(Outgoing::Status {
+            dest: op.status_desc,
+            immediate,
+            block,
+        })?;
         self.ledger.release(op.unanswered)?;
         if let Some(waiter) = self.interrupt_waiters.pop_front() {
             self.reply(waiter, 1, Body::InterruptResponse)?;
         }
         let closing = self.handles.iter().any(|h| h.id == op.handle && h.closing);
-        if closing { self.try_close(op.handle) } else { Ok(()) }
+        if closing {
+            self.try_close(op.handle)
+        } else {
+            Ok(())
+        }
     }
 
     /// Complete authentication (claims 12, 14): the key matched a session
     /// whose negotiated parameters are `params`.
     pub fn accept_auth(&mut self, now: Instant, params: SessionParams) -> Result<(), ApiError> {
-        let State::Authenticating { request_id } = self.state else { return Err(ApiError::NotConnected) };
-        let credits = params.credits.clamp(1, self.config.max_credits.min(u16::try_from(R).unwrap_or(u16::MAX)));
+        let State::Authenticating { request_id } = self.state else {
+            return Err(ApiError::NotConnected);
+        };
+        let credits = params.credits.clamp(
+            1,
+            self.config
+                .max_credits
+                .min(u16::try_from(R).unwrap_or(u16::MAX)),
+        );
         self.session = Some(SessionParams { credits, ..params });
         self.ledger = ServerLedger::new(credits);
         self.target_credits = credits;
         self.state = State::Open;
         self.timers.stop(TIMER_AUTH);
-        self.timers.set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
-        let keepalive_ms = u32::try_from(self.config.keepalive_interval.as_millis()).unwrap_or(u32::MAX);
-        let auth = Message { flags: Flags::empty(), credits: 0, request_id, body: Body::AuthResponse { status: Status::Success } };
+        self.timers
+            .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+        let keepalive_ms =
+            u32::try_from(self.config.keepalive_interval.as_millis()).unwrap_or(u32::MAX);
+        let auth = Message {
+            flags: Flags::empty(),
+            credits: 0,
+            request_id,
+            body: Body::AuthResponse {
+                status: Status::Success,
+            },
+        };
         let status = Message {
             flags: Flags::empty(),
             credits: 1,
             request_id,
-            body: Body::StatusResponse { status: Status::Success, credits, keepalive_ms },
+            body: Body::StatusResponse {
+                status: Status::Success,
+                credits,
+                keepalive_ms,
+            },
         };
-        let queued = self.control.push_back(auth).and_then(|()| self.control.push_back(status));
+        let queued = self
+            .control
+            .push_back(auth)
+            .and_then(|()| self.control.push_back(status));
         queued.map_err(|_| {
             self.fail(Violation::Capacity);
             ApiError::NotConnected
@@ -675,36 +879,67 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// client gets an auth response with `AuthFailed`, then `Terminate`.
     pub fn reject_auth(&mut self) {
         if let State::Authenticating { request_id } = self.state {
-            let auth = Message { flags: Flags::empty(), credits: 0, request_id, body: Body::AuthResponse { status: Status::AuthFailed } };
+            let auth = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id,
+                body: Body::AuthResponse {
+                    status: Status::AuthFailed,
+                },
+            };
             let _ = self.control.push_back(auth);
             self.fail(Violation::AuthFailed);
         }
     }
 
     /// The registration asked by [`ServerEvent::Register`] resolved (claim 11).
-    pub fn complete_register(&mut self, op: OpId, result: Result<Registration, Status>) -> Result<(), ApiError> {
+    pub fn complete_register(
+        &mut self,
+        op: OpId,
+        result: Result<Registration, Status>,
+    ) -> Result<(), ApiError> {
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
-        if !matches!(self.ops.get(index).map(|o| &o.kind), Some(OpKind::Register { .. })) {
+        if !matches!(
+            self.ops.get(index).map(|o| &o.kind),
+            Some(OpKind::Register { .. })
+        ) {
             return Err(ApiError::UnknownRequest);
         }
         self.ops.swap_remove(index);
         let body = match result {
             Ok(reg) => {
                 let handle = self.next_handle;
-                let entry = Handle { id: handle, file: reg.file, flags: reg.flags, closing: false };
+                let entry = Handle {
+                    id: handle,
+                    file: reg.file,
+                    flags: reg.flags,
+                    closing: false,
+                };
                 match self.handles.push(entry) {
                     Ok(()) => {
                         self.next_handle = self.next_handle.wrapping_add(1).max(1);
-                        Body::RegisterFileCompletion { status: Status::Success, handle, size: reg.size }
+                        Body::RegisterFileCompletion {
+                            status: Status::Success,
+                            handle,
+                            size: reg.size,
+                        }
                     }
                     Err(_) => {
                         // The driver must release the file it resolved.
                         let _ = self.push_pending(Pending::CloseFile(reg.file));
-                        Body::RegisterFileCompletion { status: Status::ResourceExhausted, handle: 0, size: 0 }
+                        Body::RegisterFileCompletion {
+                            status: Status::ResourceExhausted,
+                            handle: 0,
+                            size: 0,
+                        }
                     }
                 }
             }
-            Err(status) => Body::RegisterFileCompletion { status, handle: 0, size: 0 },
+            Err(status) => Body::RegisterFileCompletion {
+                status,
+                handle: 0,
+                size: 0,
+            },
         };
         self.reply(op.0, 1, body).map_err(|v| {
             self.fail(v);
@@ -726,7 +961,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 }
                 let wanted: u64 = segments.iter().map(|s| u64::from(s.dest().len())).sum();
                 match result {
-                    Ok(0) if wanted > 0 && entry.result == Status::Success => entry.result = Status::EndOfFile,
+                    Ok(0) if wanted > 0 && entry.result == Status::Success => {
+                        entry.result = Status::EndOfFile
+                    }
                     Ok(n) => entry.bytes = n.min(wanted),
                     Err(status) if entry.result == Status::Success => entry.result = status,
                     Err(_) => {}
@@ -763,8 +1000,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// `max_credits` and what the client asked for at negotiation, revokes
     /// down to `min_credits`.
     pub fn set_credit_target(&mut self, target: u16) -> Result<(), ApiError> {
-        let Some(session) = self.session else { return Err(ApiError::NotConnected) };
-        let max = self.config.max_credits.min(session.max_credits).min(u16::try_from(R).unwrap_or(u16::MAX));
+        let Some(session) = self.session else {
+            return Err(ApiError::NotConnected);
+        };
+        let max = self
+            .config
+            .max_credits
+            .min(session.max_credits)
+            .min(u16::try_from(R).unwrap_or(u16::MAX));
         if target < self.config.min_credits.max(1) || target > max {
             return Err(ApiError::CreditsBusy);
         }
@@ -779,19 +1022,29 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.state != State::Open || self.ledger.pending().is_some() {
             return Ok(());
         }
-        let delta = i32::from(self.target_credits) - i32::from(self.ledger.level());
+        let delta = i32::from(self.target_credits).saturating_sub(i32::from(self.ledger.level()));
         if delta == 0 {
             return Ok(());
         }
         self.ledger.start(delta)?;
-        let request = Message { flags: Flags::empty(), credits: 0, request_id: 0, body: Body::CreditRequest { delta } };
-        self.control.push_back(request).map_err(|_| Violation::Capacity)
+        let request = Message {
+            flags: Flags::empty(),
+            credits: 0,
+            request_id: 0,
+            body: Body::CreditRequest { delta },
+        };
+        self.control
+            .push_back(request)
+            .map_err(|_| Violation::Capacity)
     }
 
     /// End the connection in an orderly way (`Terminate(Shutdown)`).
     pub fn close_connection(&mut self) {
         if self.state != State::Closed {
-            self.end(Violation::PeerTerminated(Status::Shutdown), Some(Status::Shutdown));
+            self.end(
+                Violation::PeerTerminated(Status::Shutdown),
+                Some(Status::Shutdown),
+            );
         }
     }
 
@@ -806,7 +1059,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             };
             // Skip requests cancelled or closed while queued.
             let Some(index) = self.find(id) else { continue };
-            let Some(op) = self.ops.get_mut(index) else { continue };
+            let Some(op) = self.ops.get_mut(index) else {
+                continue;
+            };
             if !op.cancelled && op.stage == Stage::Queued {
                 op.stage = Stage::Dispatched;
                 break index;
@@ -814,10 +1069,15 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         };
         let op = self.ops.get(index)?;
         match &op.kind {
-            OpKind::Register { key } => Some(ServerEvent::Register { op: OpId(op.id), key: *key }),
-            OpKind::Read { segments } => {
-                Some(ServerEvent::Read { op: OpId(op.id), file: op.file?, segments: segments.as_slice() })
-            }
+            OpKind::Register { key } => Some(ServerEvent::Register {
+                op: OpId(op.id),
+                key: *key,
+            }),
+            OpKind::Read { segments } => Some(ServerEvent::Read {
+                op: OpId(op.id),
+                file: op.file?,
+                segments: segments.as_slice(),
+            }),
             OpKind::Write { .. } | OpKind::Close { .. } => None,
         }
     }
@@ -833,12 +1093,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             self.control.pop_front();
             return Ok(Some(Transmit::Send { len }));
         }
-        let Some(next) = self.outgoing.front() else { return Ok(None) };
+        let Some(next) = self.outgoing.front() else {
+            return Ok(None);
+        };
         let transmit = match next {
-            Outgoing::Message(msg) => Transmit::Send { len: msg.emit(buf)? },
-            Outgoing::Status { dest, immediate, block } => {
-                Transmit::StatusBlock { len: block.emit(buf)?, dest: *dest, immediate: *immediate }
-            }
+            Outgoing::Message(msg) => Transmit::Send {
+                len: msg.emit(buf)?,
+            },
+            Outgoing::Status {
+                dest,
+                immediate,
+                block,
+            } => Transmit::StatusBlock {
+                len: block.emit(buf)?,
+                dest: *dest,
+                immediate: *immediate,
+            },
         };
         self.outgoing.pop_front();
         Ok(Some(transmit))
@@ -858,7 +1128,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     fn max_io_size(&self) -> u32 {
-        self.session.map_or(self.config.max_io_size, |s| s.max_io_size.min(self.config.max_io_size))
+        self.session.map_or(self.config.max_io_size, |s| {
+            s.max_io_size.min(self.config.max_io_size)
+        })
     }
 
     fn find(&self, id: u32) -> Option<usize> {
@@ -881,16 +1153,25 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     fn push_pending(&mut self, pending: Pending) -> Result<(), Violation> {
-        self.pending.push_back(pending).map_err(|_| Violation::Capacity)
+        self.pending
+            .push_back(pending)
+            .map_err(|_| Violation::Capacity)
     }
 
     fn queue(&mut self, out: Outgoing) -> Result<(), Violation> {
-        self.outgoing.push_back(out).map_err(|_| Violation::Capacity)
+        self.outgoing
+            .push_back(out)
+            .map_err(|_| Violation::Capacity)
     }
 
     /// Queue a reply to request `id` returning `credits`.
     fn reply(&mut self, id: u32, credits: u16, body: Body<'static>) -> Result<(), Violation> {
-        self.queue(Outgoing::Message(Message { flags: Flags::empty(), credits, request_id: id, body }))?;
+        self.queue(Outgoing::Message(Message {
+            flags: Flags::empty(),
+            credits,
+            request_id: id,
+            body,
+        }))?;
         self.ledger.release(credits)
     }
 
@@ -916,7 +1197,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.pending.clear();
         self.handles.clear();
         if let Some(status) = send {
-            let terminate = Message { flags: Flags::empty(), credits: 0, request_id: 0, body: Body::Terminate { reason: status } };
+            let terminate = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::Terminate { reason: status },
+            };
             if self.control.is_full() {
                 self.control.pop_back();
             }
@@ -928,7 +1214,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 }
 
 impl Op {
-    fn new(id: u32, kind: OpKind, handle: u32, status_desc: BufferDescriptor, interrupt: bool) -> Self {
+    fn new(
+        id: u32,
+        kind: OpKind,
+        handle: u32,
+        status_desc: BufferDescriptor,
+        interrupt: bool,
+    ) -> Self {
         Self {
             id,
             kind,

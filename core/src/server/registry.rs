@@ -124,15 +124,30 @@ impl<const S: usize, const N: usize> Registry<S, N> {
     /// An empty registry; authentication keys expire `auth_lifetime` after
     /// the negotiation that minted them.
     pub fn new(config: ServerConfig, auth_lifetime: Duration) -> Self {
-        Self { config, auth_lifetime, next_session: 1, sessions: heapless::Vec::new(), files: heapless::Vec::new() }
+        Self {
+            config,
+            auth_lifetime,
+            next_session: 1,
+            sessions: heapless::Vec::new(),
+            files: heapless::Vec::new(),
+        }
     }
 
     /// A pipe opened and asked for the server request resume key (claim 8):
     /// create a session keyed by `entropy`.
-    pub fn open_session(&mut self, entropy: [u8; KEY_LEN]) -> Result<(SessionId, ResumeKey), RegistryError> {
+    pub fn open_session(
+        &mut self,
+        entropy: [u8; KEY_LEN],
+    ) -> Result<(SessionId, ResumeKey), RegistryError> {
         let id = SessionId(self.next_session);
         let server_key = ResumeKey(entropy);
-        self.sessions.push(Session { id, server_key, auth: None }).map_err(|_| RegistryError::Full)?;
+        self.sessions
+            .push(Session {
+                id,
+                server_key,
+                auth: None,
+            })
+            .map_err(|_| RegistryError::Full)?;
         self.next_session = self.next_session.wrapping_add(1).max(1);
         Ok((id, server_key))
     }
@@ -220,7 +235,11 @@ impl<const S: usize, const N: usize> Registry<S, N> {
     /// An RDMA connection presented `key` (claim 12): the session's
     /// parameters if the key is the one its negotiation minted and has not
     /// expired. The key is consumed either way it matched.
-    pub fn redeem_auth(&mut self, now: Instant, key: &AuthKey) -> Result<SessionParams, RegistryError> {
+    pub fn redeem_auth(
+        &mut self,
+        now: Instant,
+        key: &AuthKey,
+    ) -> Result<SessionParams, RegistryError> {
         // Compare against every session (constant-time per key) so timing
         // does not reveal which session matched.
         let mut found = None;
@@ -239,19 +258,29 @@ impl<const S: usize, const N: usize> Registry<S, N> {
 
     /// A file opened on `session`'s pipe gets a resume key minted from
     /// `entropy` (claim 10).
-    pub fn add_file(&mut self, entry: FileEntry, entropy: [u8; KEY_LEN]) -> Result<ResumeKey, RegistryError> {
+    pub fn add_file(
+        &mut self,
+        entry: FileEntry,
+        entropy: [u8; KEY_LEN],
+    ) -> Result<ResumeKey, RegistryError> {
         if !self.sessions.iter().any(|s| s.id == entry.session) {
             return Err(RegistryError::UnknownSession);
         }
         let key = ResumeKey(entropy);
-        self.files.push(File { key, entry }).map_err(|_| RegistryError::Full)?;
+        self.files
+            .push(File { key, entry })
+            .map_err(|_| RegistryError::Full)?;
         Ok(key)
     }
 
     /// Register the file with resume key `key` for an RDMA connection of
     /// `session` (claim 11). Single use; a key from another session is
     /// unknown here.
-    pub fn redeem_file(&mut self, session: SessionId, key: &ResumeKey) -> Result<FileEntry, RegistryError> {
+    pub fn redeem_file(
+        &mut self,
+        session: SessionId,
+        key: &ResumeKey,
+    ) -> Result<FileEntry, RegistryError> {
         let index = self
             .files
             .iter()

@@ -1,0 +1,512 @@
+//! Every peer violation terminates with a typed reason; liveness timers fire.
+
+mod harness;
+
+use harness::{Pair, providers};
+use rdio_core::client::{ClientConfig, ClientEvent, CompletionMode};
+use rdio_core::server::{Connection, ServerConfig, Transmit};
+use rdio_core::wire::{
+    AuthKey, Body, BufferDescriptor, Flags, Message, OpenFlags, ReadRequest, Status, StatusBlock,
+    WireError, WriteRequest,
+};
+use rdio_core::{Instant, Violation};
+use std::time::Duration;
+
+fn forge(body: Body<'_>, credits: u16, request_id: u32) -> Vec<u8> {
+    let msg = Message {
+        flags: Flags::empty(),
+        credits,
+        request_id,
+        body,
+    };
+    let mut buf = vec![0u8; msg.encoded_len()];
+    msg.emit(&mut buf).unwrap();
+    buf
+}
+
+fn read_body(handle: u32) -> Body<'static> {
+    Body::Read(ReadRequest {
+        handle,
+        offset: 0,
+        dest: BufferDescriptor::new(0, 1, 16),
+        status: BufferDescriptor::new(0, 2, 24),
+    })
+}
+
+/// Feed a forged client message to the server; expect termination.
+fn server_rejects(pair: &mut Pair, bytes: &[u8], expected: Violation) {
+    assert_eq!(pair.server.handle_message(pair.now, bytes), Err(expected));
+    assert!(pair.server.is_closed());
+    let mut buf = vec![0u8; 256];
+    let mut saw_terminate = false;
+    while let Some(t) = pair.server.poll_transmit(&mut buf).unwrap() {
+        if let Transmit::Send { len } = t {
+            if let Ok(Message {
+                body: Body::Terminate { reason },
+                ..
+            }) = Message::parse(&buf[..len])
+            {
+                assert_eq!(reason, expected.wire_status());
+                saw_terminate = true;
+            }
+        }
+    }
+    assert!(
+        saw_terminate,
+        "server did not send Terminate for {expected:?}"
+    );
+    pair.server_events();
+    assert_eq!(pair.server_terminated, Some(expected));
+}
+
+/// Feed a forged server message to the client; expect termination and every
+/// outstanding request completed.
+fn client_rejects(pair: &mut Pair, bytes: &[u8], expected: Violation) {
+    assert_eq!(pair.client.handle_message(pair.now, bytes), Err(expected));
+    assert!(pair.client.is_closed());
+    let mut events = Vec::new();
+    while let Some(e) = pair.client.poll_event() {
+        events.push(e);
+    }
+    assert_eq!(
+        events.last(),
+        Some(&ClientEvent::Terminated { reason: expected })
+    );
+}
+
+#[test]
+fn wrong_authentication_key_is_refused() {
+    let mut pair = Pair::default_pair();
+    // Hand the server a different key than the negotiated one.
+    let forged = forge(
+        Body::AuthRequest {
+            key: AuthKey([0x55; 16]),
+        },
+        32,
+        0,
+    );
+    pair.server.handle_message(pair.now, &forged).unwrap();
+    pair.server_events();
+    assert!(pair.server.is_closed());
+    assert_eq!(pair.server_terminated, Some(Violation::AuthFailed));
+    // The client learns why: auth response AuthFailed, then Terminate.
+    pair.server_transmit();
+    pair.client_transmit(); // its own (unused) auth request
+    pair.client_receive();
+    assert!(pair.client.is_closed());
+    assert!(matches!(
+        pair.events.last(),
+        Some(ClientEvent::Terminated {
+            reason: Violation::AuthFailed
+        })
+    ));
+}
+
+#[test]
+fn authentication_key_is_single_use() {
+    let mut pair = Pair::connected();
+    let key = pair.client.negotiated().auth_key;
+    let mut second: Connection<8, 4> = Connection::new(ServerConfig::default(), pair.now);
+    second
+        .handle_message(pair.now, &forge(Body::AuthRequest { key }, 32, 0))
+        .unwrap();
+    assert!(matches!(
+        second.poll_event(),
+        Some(rdio_core::server::ServerEvent::Authenticate { .. })
+    ));
+    assert!(
+        pair.registry.redeem_auth(pair.now, &key).is_err(),
+        "replayed key accepted"
+    );
+}
+
+#[test]
+fn requests_before_authentication_terminate() {
+    let mut pair = Pair::default_pair();
+    server_rejects(
+        &mut pair,
+        &forge(read_body(1), 32, 5),
+        Violation::UnexpectedMessage(rdio_core::wire::Opcode::Read),
+    );
+}
+
+#[test]
+fn credit_overrun_and_mismatch_terminate() {
+    let mut pair = Pair::connected();
+    pair.server.set_credit_target(2).unwrap();
+    pair.drive();
+    assert_eq!(pair.client.ledger().level(), 2);
+    // Two registrations stay unanswered until the driver resolves them; a
+    // third message overruns the two credits.
+    let register = |n| Body::RegisterFile {
+        key: rdio_core::wire::ResumeKey([n; 16]),
+    };
+    pair.server
+        .handle_message(pair.now, &forge(register(1), 2, 100))
+        .unwrap();
+    pair.server
+        .handle_message(pair.now, &forge(register(2), 2, 101))
+        .unwrap();
+    server_rejects(
+        &mut pair,
+        &forge(Body::Keepalive, 2, 102),
+        Violation::CreditOverrun,
+    );
+
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    server_rejects(
+        &mut pair,
+        &forge(Body::Keepalive, level + 1, 100),
+        Violation::CreditMismatch {
+            expected: level,
+            found: level + 1,
+        },
+    );
+}
+
+#[test]
+fn duplicate_and_unknown_request_ids_terminate() {
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    let key = pair.open_file(vec![1; 10], OpenFlags::READ);
+    let _ = key;
+    pair.server
+        .handle_message(pair.now, &forge(Body::Close { handle: 9 }, level, 7))
+        .unwrap();
+    // Close of an unknown handle is answered at once; a Register stays open.
+    pair.server
+        .handle_message(
+            pair.now,
+            &forge(
+                Body::RegisterFile {
+                    key: rdio_core::wire::ResumeKey([1; 16]),
+                },
+                level,
+                8,
+            ),
+        )
+        .unwrap();
+    server_rejects(
+        &mut pair,
+        &forge(
+            Body::RegisterFile {
+                key: rdio_core::wire::ResumeKey([2; 16]),
+            },
+            level,
+            8,
+        ),
+        Violation::DuplicateRequest(8),
+    );
+
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    server_rejects(
+        &mut pair,
+        &forge(
+            Body::WriteData {
+                data_offset: 0,
+                data: b"x",
+            },
+            level,
+            77,
+        ),
+        Violation::UnknownRequest(77),
+    );
+
+    let mut pair = Pair::connected();
+    client_rejects(
+        &mut pair,
+        &forge(Body::InterruptResponse, 1, 4242),
+        Violation::UnknownRequest(4242),
+    );
+}
+
+#[test]
+fn write_fragments_out_of_order_terminate() {
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    let key = pair.open_file(Vec::new(), OpenFlags::WRITE);
+    let handle = pair.register(key);
+    let first = forge(
+        Body::Write(WriteRequest {
+            handle,
+            offset: 0,
+            total_len: 100,
+            status: BufferDescriptor::new(0, 1, 24),
+            data: &[1; 40],
+        }),
+        level,
+        50,
+    );
+    let chunk = pair
+        .server
+        .handle_message(pair.now, &first)
+        .unwrap()
+        .unwrap();
+    let op = chunk.op;
+    pair.server.complete_io(op, Ok(40)).unwrap();
+    server_rejects(
+        &mut pair,
+        &forge(
+            Body::WriteData {
+                data_offset: 41,
+                data: &[2; 10],
+            },
+            level,
+            50,
+        ),
+        Violation::FragmentOutOfOrder,
+    );
+
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    let key = pair.open_file(Vec::new(), OpenFlags::WRITE);
+    let handle = pair.register(key);
+    let first = forge(
+        Body::Write(WriteRequest {
+            handle,
+            offset: 0,
+            total_len: 50,
+            status: BufferDescriptor::new(0, 1, 24),
+            data: &[1; 40],
+        }),
+        level,
+        51,
+    );
+    pair.server.handle_message(pair.now, &first).unwrap();
+    server_rejects(
+        &mut pair,
+        &forge(
+            Body::WriteData {
+                data_offset: 40,
+                data: &[2; 20],
+            },
+            level,
+            51,
+        ),
+        Violation::FragmentOutOfOrder,
+    );
+}
+
+#[test]
+fn malformed_and_misdirected_messages_terminate() {
+    let mut pair = Pair::connected();
+    let mut bytes = forge(Body::Keepalive, 1, 1);
+    bytes.truncate(10);
+    server_rejects(
+        &mut pair,
+        &bytes,
+        Violation::Malformed(WireError::Truncated {
+            required: 16,
+            available: 10,
+        }),
+    );
+
+    let mut pair = Pair::connected();
+    server_rejects(
+        &mut pair,
+        &forge(
+            Body::Completion {
+                status: Status::Success,
+                bytes: 0,
+            },
+            1,
+            1,
+        ),
+        Violation::WrongDirection(rdio_core::wire::Opcode::Completion),
+    );
+
+    let mut pair = Pair::connected();
+    client_rejects(
+        &mut pair,
+        &forge(read_body(1), 1, 1),
+        Violation::WrongDirection(rdio_core::wire::Opcode::Read),
+    );
+
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    let short_status = Body::Read(ReadRequest {
+        handle: 1,
+        offset: 0,
+        dest: BufferDescriptor::new(0, 1, 16),
+        status: BufferDescriptor::new(0, 2, 8),
+    });
+    server_rejects(
+        &mut pair,
+        &forge(short_status, level, 3),
+        Violation::BadDescriptor,
+    );
+
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    let huge = Body::Read(ReadRequest {
+        handle: 1,
+        offset: 0,
+        dest: BufferDescriptor::new(0, 1, u32::MAX),
+        status: BufferDescriptor::new(0, 2, 24),
+    });
+    server_rejects(&mut pair, &forge(huge, level, 3), Violation::TooLarge);
+}
+
+#[test]
+fn hostile_credit_requests_terminate() {
+    let mut pair = Pair::connected();
+    client_rejects(
+        &mut pair,
+        &forge(Body::CreditRequest { delta: 1000 }, 0, 0),
+        Violation::CreditRange,
+    );
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    client_rejects(
+        &mut pair,
+        &forge(
+            Body::CreditRequest {
+                delta: -i32::from(level),
+            },
+            0,
+            0,
+        ),
+        Violation::CreditRange,
+    );
+    let mut pair = Pair::connected();
+    pair.client
+        .handle_message(pair.now, &forge(Body::CreditRequest { delta: 1 }, 0, 0))
+        .unwrap();
+    client_rejects(
+        &mut pair,
+        &forge(Body::CreditRequest { delta: 1 }, 0, 0),
+        Violation::CreditSequence,
+    );
+    let mut pair = Pair::connected();
+    client_rejects(
+        &mut pair,
+        &forge(Body::CreditResponse, 0, 0),
+        Violation::CreditSequence,
+    );
+}
+
+#[test]
+fn forged_status_blocks_terminate() {
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let handle = pair.register(key);
+    let (request, _) = pair.read(handle, 0, 10, CompletionMode::Polling);
+    pair.client_transmit();
+    let unknown = StatusBlock {
+        request_id: 999,
+        status: Status::Success,
+        bytes: 1,
+        credits: 1,
+    }
+    .to_bytes();
+    assert_eq!(
+        pair.client.handle_status_block(pair.now, &unknown),
+        Err(Violation::UnknownRequest(999))
+    );
+    // Its request still completes exactly once, with the termination status.
+    let mut completions = 0;
+    while let Some(e) = pair.client.poll_event() {
+        if let ClientEvent::Completed {
+            request: r, status, ..
+        } = e
+        {
+            assert_eq!((r, status), (request, Status::ProtocolError));
+            completions += 1;
+        }
+    }
+    assert_eq!(completions, 1);
+
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let handle = pair.register(key);
+    let (request, _) = pair.read(handle, 0, 10, CompletionMode::Polling);
+    pair.client_transmit();
+    let too_many = StatusBlock {
+        request_id: request.0,
+        status: Status::Success,
+        bytes: 11,
+        credits: 1,
+    }
+    .to_bytes();
+    assert_eq!(
+        pair.client.handle_status_block(pair.now, &too_many),
+        Err(Violation::BadDescriptor)
+    );
+    // An unwritten block is "keep polling", not an error.
+    let mut pair = Pair::connected();
+    assert_eq!(
+        pair.client.handle_status_block(pair.now, &[0u8; 24]),
+        Ok(false)
+    );
+}
+
+#[test]
+fn authentication_timeouts() {
+    let mut pair = Pair::default_pair();
+    assert!(pair.server.poll_timeout().is_some());
+    pair.advance(Duration::from_secs(6));
+    assert!(pair.server.is_closed());
+    assert!(pair.client.is_closed());
+    pair.server_events();
+    assert_eq!(pair.server_terminated, Some(Violation::TimedOut));
+    let mut events = Vec::new();
+    while let Some(e) = pair.client.poll_event() {
+        events.push(e);
+    }
+    assert_eq!(
+        events,
+        vec![ClientEvent::Terminated {
+            reason: Violation::TimedOut
+        }]
+    );
+}
+
+#[test]
+fn idle_client_sends_keepalives_and_stays_alive() {
+    let mut pair = Pair::connected();
+    let sends = pair.sends_c2s;
+    for _ in 0..10 {
+        // The server's 20 s keepalive interval is well inside its 60 s idle timeout.
+        let next = pair.client.poll_timeout().unwrap();
+        let wait = next.saturating_since(pair.now);
+        assert!(wait <= Duration::from_secs(20));
+        pair.advance(wait);
+        pair.drive();
+    }
+    assert!(pair.client.is_open() && pair.server.is_open());
+    assert!(pair.sends_c2s >= sends + 10, "keepalives were sent");
+    pair.assert_quiescent_ledgers();
+    assert!(
+        pair.events.is_empty(),
+        "keepalives are internal: {:?}",
+        pair.events
+    );
+}
+
+#[test]
+fn silent_server_is_detected_dead_and_silent_client_is_dropped() {
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let handle = pair.register(key);
+    let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    pair.client_transmit();
+    pair.c2s.clear(); // the server never hears it
+    pair.advance(Duration::from_secs(31));
+    assert!(pair.client.is_closed());
+    pair.client_receive();
+    assert_eq!(pair.completion(request).0, Status::TimedOut);
+
+    // The server drops a client it has not heard from for its idle timeout.
+    let client_config = ClientConfig {
+        providers: providers(&["loopback"]),
+        ..ClientConfig::default()
+    };
+    let mut pair = Pair::new(ServerConfig::default(), client_config);
+    pair.drive();
+    pair.now = pair.now.saturating_add(Duration::from_secs(61));
+    pair.server.handle_timeout(pair.now);
+    assert!(pair.server.is_closed());
+    let _ = Instant::from_micros(0);
+}
