@@ -1,8 +1,5 @@
 //! Every peer violation terminates with a typed reason; liveness timers fire.
 
-mod harness;
-
-use harness::{Pair, providers};
 use rdio_core::client::{ClientConfig, ClientEvent, CompletionMode};
 use rdio_core::server::{Connection, ServerConfig, Transmit};
 use rdio_core::wire::{
@@ -10,6 +7,7 @@ use rdio_core::wire::{
     WireError, WriteRequest,
 };
 use rdio_core::{Instant, Violation};
+use rdio_proptests::pair::{Pair, providers};
 use std::time::Duration;
 
 fn forge(body: Body<'_>, credits: u16, request_id: u32) -> Vec<u8> {

@@ -1,11 +1,9 @@
 //! Complete sessions over the deterministic pair: discovery → auth → credits
 //! → every I/O kind in both completion modes → cancel → close → disconnect.
 
-mod harness;
-
-use harness::{Pair, SEND};
 use rdio_core::client::{ClientEvent, CompletionMode};
 use rdio_core::wire::{OpenFlags, ReadSegment, Status, WriteSegment};
+use rdio_proptests::pair::{Pair, SEND};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

@@ -6,11 +6,11 @@
 //! offset), checked for bounds as an RC NIC would. Files are in-memory byte
 //! vectors. Nothing here is part of the protocol under test: it only moves
 //! bytes between the two state machines and records what they report.
-#![allow(dead_code)]
 
 use rdio_core::client::{self, Client, ClientConfig, ClientEvent, CompletionMode, RequestId};
 use rdio_core::server::{
-    Connection, FileEntry, FileId, Registration, Registry, ServerConfig, ServerEvent, ServerOffer, Transmit,
+    Connection, FileEntry, FileId, Registration, Registry, ServerConfig, ServerEvent, ServerOffer,
+    Transmit,
 };
 use rdio_core::wire::{
     BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
@@ -22,7 +22,10 @@ use std::time::Duration;
 pub const SEND: usize = 64 * 1024;
 
 pub fn providers(names: &[&str]) -> ProviderList {
-    names.iter().map(|n| ProviderName::new(n).unwrap()).collect()
+    names
+        .iter()
+        .map(|n| ProviderName::new(n).unwrap())
+        .collect()
 }
 
 /// Client memory: registered regions addressed by (key, offset).
@@ -40,7 +43,10 @@ impl Memory {
     fn slot(&mut self, desc: BufferDescriptor, len: usize) -> &mut [u8] {
         let region = &mut self.regions[desc.key() as usize - 1];
         let start = desc.addr() as usize;
-        assert!(len <= desc.len() as usize, "server wrote past the descriptor");
+        assert!(
+            len <= desc.len() as usize,
+            "server wrote past the descriptor"
+        );
         &mut region[start..start + len]
     }
 
@@ -96,19 +102,29 @@ impl Pair {
         let mut registry = Registry::new(server_config, Duration::from_secs(10));
         let (session, server_key) = registry.open_session([0xAA; 16]).unwrap();
         let mut buf = Vec::new();
-        let reply = pipe_roundtrip(&PipeMessage::ResumeKeyResponse { key: server_key }, &mut buf);
-        let PipeMessage::ResumeKeyResponse { key } = reply else { panic!() };
+        let reply = pipe_roundtrip(
+            &PipeMessage::ResumeKeyResponse { key: server_key },
+            &mut buf,
+        );
+        let PipeMessage::ResumeKeyResponse { key } = reply else {
+            panic!()
+        };
         let request = client::negotiate_request(&client_config, key);
         let mut buf2 = Vec::new();
-        let PipeMessage::NegotiateRequest(request) = pipe_roundtrip(&PipeMessage::NegotiateRequest(request), &mut buf2)
+        let PipeMessage::NegotiateRequest(request) =
+            pipe_roundtrip(&PipeMessage::NegotiateRequest(request), &mut buf2)
         else {
             panic!()
         };
         let offer_providers = providers(&["loopback"]);
-        let offer = ServerOffer { providers: &offer_providers, endpoint: b"mem:0" };
+        let offer = ServerOffer {
+            providers: &offer_providers,
+            endpoint: b"mem:0",
+        };
         let response = registry.negotiate(now, session, &request, offer, [0xBB; 16]);
         let mut buf3 = Vec::new();
-        let PipeMessage::NegotiateResponse(response) = pipe_roundtrip(&PipeMessage::NegotiateResponse(response), &mut buf3)
+        let PipeMessage::NegotiateResponse(response) =
+            pipe_roundtrip(&PipeMessage::NegotiateResponse(response), &mut buf3)
         else {
             panic!()
         };
@@ -143,7 +159,10 @@ impl Pair {
     }
 
     pub fn default_pair() -> Self {
-        let client_config = ClientConfig { providers: providers(&["verbs:roce", "loopback"]), ..ClientConfig::default() };
+        let client_config = ClientConfig {
+            providers: providers(&["verbs:roce", "loopback"]),
+            ..ClientConfig::default()
+        };
         Self::new(ServerConfig::default(), client_config)
     }
 
@@ -151,8 +170,14 @@ impl Pair {
     pub fn connected() -> Self {
         let mut pair = Self::default_pair();
         pair.drive();
-        assert!(pair.client.is_open() && pair.server.is_open(), "authentication failed");
-        assert!(matches!(pair.events.remove(0), ClientEvent::Authenticated { .. }));
+        assert!(
+            pair.client.is_open() && pair.server.is_open(),
+            "authentication failed"
+        );
+        assert!(matches!(
+            pair.events.remove(0),
+            ClientEvent::Authenticated { .. }
+        ));
         pair
     }
 
@@ -164,7 +189,17 @@ impl Pair {
         self.files.insert(file, contents);
         self.file_flags.insert(file, flags);
         let entropy = self.entropy();
-        self.registry.add_file(FileEntry { session: self.session, file, flags, size }, entropy).unwrap()
+        self.registry
+            .add_file(
+                FileEntry {
+                    session: self.session,
+                    file,
+                    flags,
+                    size,
+                },
+                entropy,
+            )
+            .unwrap()
     }
 
     /// Register `key` and return the handle.
@@ -173,7 +208,9 @@ impl Pair {
         self.drive();
         let event = self.take_event(request);
         match event {
-            ClientEvent::Registered { result: Ok(file), .. } => file.handle,
+            ClientEvent::Registered {
+                result: Ok(file), ..
+            } => file.handle,
             other => panic!("registration failed: {other:?}"),
         }
     }
@@ -189,17 +226,35 @@ impl Pair {
         }
     }
 
-    pub fn read(&mut self, handle: u32, offset: u64, len: usize, mode: CompletionMode) -> (RequestId, BufferDescriptor) {
+    pub fn read(
+        &mut self,
+        handle: u32,
+        offset: u64,
+        len: usize,
+        mode: CompletionMode,
+    ) -> (RequestId, BufferDescriptor) {
         let dest = self.memory.alloc(len);
         let status = self.status_desc();
-        let request = self.client.read(handle, offset, dest, status, mode).unwrap();
+        let request = self
+            .client
+            .read(handle, offset, dest, status, mode)
+            .unwrap();
         self.track(request, status, mode);
         (request, dest)
     }
 
-    pub fn write(&mut self, handle: u32, offset: u64, data: Vec<u8>, mode: CompletionMode) -> RequestId {
+    pub fn write(
+        &mut self,
+        handle: u32,
+        offset: u64,
+        data: Vec<u8>,
+        mode: CompletionMode,
+    ) -> RequestId {
         let status = self.status_desc();
-        let request = self.client.write(handle, offset, data.len() as u32, status, mode).unwrap();
+        let request = self
+            .client
+            .write(handle, offset, data.len() as u32, status, mode)
+            .unwrap();
         self.track(request, status, mode);
         self.write_data.insert(request, data);
         request
@@ -254,7 +309,9 @@ impl Pair {
             let mut msg = buf[..t.len].to_vec();
             if let Some(data) = t.data {
                 let src = &self.write_data[&data.request];
-                msg.extend_from_slice(&src[data.offset as usize..(data.offset + data.len) as usize]);
+                msg.extend_from_slice(
+                    &src[data.offset as usize..(data.offset + data.len) as usize],
+                );
             }
             assert!(msg.len() <= SEND, "client sent more than the send size");
             self.c2s.push_back(msg);
@@ -297,7 +354,11 @@ impl Pair {
             enum Work {
                 Auth(rdio_core::wire::AuthKey),
                 Register(rdio_core::server::OpId, ResumeKey),
-                Read(rdio_core::server::OpId, FileId, Vec<rdio_core::wire::ReadSegment>),
+                Read(
+                    rdio_core::server::OpId,
+                    FileId,
+                    Vec<rdio_core::wire::ReadSegment>,
+                ),
                 Close(FileId),
                 Terminated(Violation),
             }
@@ -305,7 +366,9 @@ impl Pair {
                 None => return progress,
                 Some(ServerEvent::Authenticate { key }) => Work::Auth(key),
                 Some(ServerEvent::Register { op, key }) => Work::Register(op, key),
-                Some(ServerEvent::Read { op, file, segments }) => Work::Read(op, file, segments.to_vec()),
+                Some(ServerEvent::Read { op, file, segments }) => {
+                    Work::Read(op, file, segments.to_vec())
+                }
                 Some(ServerEvent::CloseFile { file }) => Work::Close(file),
                 Some(ServerEvent::Terminated { reason }) => Work::Terminated(reason),
             };
@@ -319,7 +382,11 @@ impl Pair {
                     let result = self
                         .registry
                         .redeem_file(self.session, &key)
-                        .map(|e| Registration { file: e.file, flags: e.flags, size: self.files[&e.file].len() as u64 })
+                        .map(|e| Registration {
+                            file: e.file,
+                            flags: e.flags,
+                            size: self.files[&e.file].len() as u64,
+                        })
                         .map_err(|e| e.status());
                     self.server.complete_register(op, result).unwrap();
                 }
@@ -330,7 +397,9 @@ impl Pair {
                         let start = (seg.offset() as usize).min(data.len());
                         let end = (start + seg.dest().len() as usize).min(data.len());
                         let bytes = data[start..end].to_vec();
-                        self.memory.slot(seg.dest(), bytes.len()).copy_from_slice(&bytes);
+                        self.memory
+                            .slot(seg.dest(), bytes.len())
+                            .copy_from_slice(&bytes);
                         total += bytes.len() as u64;
                     }
                     self.server.complete_io(op, Ok(total)).unwrap();
@@ -351,7 +420,11 @@ impl Pair {
                     self.s2c.push_back(buf[..len].to_vec());
                     self.sends_s2c += 1;
                 }
-                Transmit::StatusBlock { len, dest, immediate } => {
+                Transmit::StatusBlock {
+                    len,
+                    dest,
+                    immediate,
+                } => {
                     self.memory.slot(dest, len).copy_from_slice(&buf[..len]);
                     self.status_writes += 1;
                     if let Some(imm) = immediate {
@@ -412,7 +485,11 @@ impl Pair {
     pub fn assert_quiescent_ledgers(&self) {
         let c = self.client.ledger();
         let s = self.server.ledger();
-        assert_eq!(c.level(), s.level(), "credit levels disagree: client {c:?} server {s:?}");
+        assert_eq!(
+            c.level(),
+            s.level(),
+            "credit levels disagree: client {c:?} server {s:?}"
+        );
         assert_eq!(c.in_use(), 0, "client credits still in use: {c:?}");
         assert_eq!(s.in_use(), 0, "server credits still in use: {s:?}");
         assert!(c.is_settled(), "credit exchange unfinished: {c:?}");
