@@ -18,15 +18,6 @@ use crate::transport::{FabricTransport, wait_event};
 /// How long [`connect`] waits for the peer to accept.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Open the fabric an `fi_getinfo` result describes.
-fn open_fabric(info: &sys::fi_info) -> Result<Arc<Fabric>, FabricError> {
-    // SAFETY: fabric_attr is part of every info fi_getinfo returns.
-    let fabric = object::open("fi_fabric", |out| unsafe {
-        sys::rdio_fi_fabric(info.fabric_attr, out, ptr::null_mut())
-    })?;
-    Ok(Arc::new(Fabric(fabric)))
-}
-
 /// Connect to a [`Listener`] at `addr` through `provider` (`"tcp"`,
 /// `"verbs"`, optionally prefixed `"ofi:"`), waiting up to
 /// [`DEFAULT_CONNECT_TIMEOUT`].
@@ -41,14 +32,14 @@ pub fn connect_timeout(
     timeout: Duration,
 ) -> Result<FabricTransport, FabricError> {
     let deadline = Instant::now() + timeout;
-    let info = info::getinfo(provider, addr, false)?;
-    let entry = info.get();
-    let fabric = open_fabric(entry)?;
-    let mut transport = FabricTransport::open(fabric, entry)?;
+    let info = Arc::new(info::getinfo(provider, addr, false)?);
+    let fabric = Fabric::open(info.clone())?;
+    let dest_addr = info.get().dest_addr;
+    let mut transport = FabricTransport::open(fabric, info)?;
     // SAFETY: the endpoint is open and enabled; dest_addr is the sockaddr
-    // fi_getinfo resolved for `addr`, owned by `info`, alive across the call.
+    // fi_getinfo resolved for `addr`, owned by the info the transport keeps.
     check_call("fi_connect", unsafe {
-        sys::rdio_fi_connect(transport.endpoint(), entry.dest_addr, ptr::null(), 0)
+        sys::rdio_fi_connect(transport.endpoint(), dest_addr, ptr::null(), 0)
     })?;
     transport.wait_connected(Some(deadline), timeout)?;
     Ok(transport)
@@ -61,6 +52,8 @@ pub struct Listener {
     pep: Owned<sys::fid_pep>,
     eq: Owned<sys::fid_eq>,
     fabric: Arc<Fabric>,
+    /// The info the passive endpoint was opened from (see [`Fabric`]).
+    _info: Arc<Info>,
     local: SocketAddr,
 }
 
@@ -73,9 +66,8 @@ impl Listener {
     /// Listen on `addr` (port 0 picks a free port; see [`Listener::local_addr`])
     /// through `provider`.
     pub fn bind(addr: SocketAddr, provider: &str) -> Result<Self, FabricError> {
-        let info = info::getinfo(bare_provider(provider), addr, true)?;
-        let entry = info.get();
-        let fabric = open_fabric(entry)?;
+        let info = Arc::new(info::getinfo(bare_provider(provider), addr, true)?);
+        let fabric = Fabric::open(info.clone())?;
         let eq = object::open("fi_eq_open", |out| {
             let mut attr = sys::fi_eq_attr {
                 size: 64,
@@ -83,19 +75,13 @@ impl Listener {
                 ..Default::default()
             };
             // SAFETY: the fabric is open; attr lives across the call.
-            unsafe { sys::rdio_fi_eq_open(fabric.0.as_ptr(), &mut attr, out, ptr::null_mut()) }
+            unsafe { sys::rdio_fi_eq_open(fabric.as_ptr(), &mut attr, out, ptr::null_mut()) }
         })?;
         let pep = object::open("fi_passive_ep", |out| {
-            // SAFETY: the fabric is open and `entry` describes a passive
-            // endpoint at the FI_SOURCE address.
-            unsafe {
-                sys::rdio_fi_passive_ep(
-                    fabric.0.as_ptr(),
-                    ptr::from_ref(entry).cast_mut(),
-                    out,
-                    ptr::null_mut(),
-                )
-            }
+            // SAFETY: the fabric is open and `info` describes a passive
+            // endpoint at the FI_SOURCE address; the listener keeps `info`
+            // alive longer than the passive endpoint.
+            unsafe { sys::rdio_fi_passive_ep(fabric.as_ptr(), info.as_ptr(), out, ptr::null_mut()) }
         })?;
         // SAFETY: the passive endpoint and EQ are open, on the same fabric.
         unsafe {
@@ -116,6 +102,7 @@ impl Listener {
             pep,
             eq,
             fabric,
+            _info: info,
             local,
         })
     }
@@ -148,16 +135,16 @@ impl Listener {
         // application must free; we take ownership of it here.
         let info = unsafe { Info::from_raw(raw_info) };
         let info = match (event, info) {
-            (sys::FI_CONNREQ, Some(info)) => info,
+            (sys::FI_CONNREQ, Some(info)) => Arc::new(info),
             (event, _) => return Err(FabricError::UnexpectedEvent { event, during }),
         };
-        let entry = info.get();
-        let mut transport = match FabricTransport::open(self.fabric.clone(), entry) {
+        let handle = info.get().handle;
+        let mut transport = match FabricTransport::open(self.fabric.clone(), info) {
             Ok(transport) => transport,
             Err(err) => {
                 // SAFETY: the passive endpoint is open and `handle` is the
                 // pending request of this CONNREQ.
-                unsafe { sys::rdio_fi_reject(self.pep.as_ptr(), entry.handle, ptr::null(), 0) };
+                unsafe { sys::rdio_fi_reject(self.pep.as_ptr(), handle, ptr::null(), 0) };
                 return Err(err);
             }
         };

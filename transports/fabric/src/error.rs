@@ -146,9 +146,7 @@ pub(crate) fn wc_error(code: i32) -> WcError {
         || unsigned == sys::FI_EMSGSIZE
     {
         WcError::LocalLength
-    } else if unsigned == sys::FI_EACCES
-        || unsigned == sys::FI_EPERM
-        || unsigned == sys::FI_ENOKEY
+    } else if unsigned == sys::FI_EACCES || unsigned == sys::FI_EPERM || unsigned == sys::FI_ENOKEY
     {
         WcError::RemoteAccess
     } else {

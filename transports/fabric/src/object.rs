@@ -8,6 +8,7 @@
 //! declares its fields in that order.
 
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
 
 use crate::sys;
 
@@ -86,7 +87,35 @@ pub(crate) fn open<T: FabricObject>(
 
 /// The fabric: shared (behind an `Arc`) by a listener and every connection
 /// it accepted, so it is closed only after the last of them.
-pub(crate) struct Fabric(pub(crate) Owned<sys::fid_fabric>);
+///
+/// It keeps the `fi_info` it was opened from alive: some providers
+/// (`sockets`) keep pointers into the info passed to `fi_fabric` /
+/// `fi_passive_ep` / `fi_endpoint` and read them from their progress threads,
+/// so an info is freed only after every object opened from it is closed.
+pub(crate) struct Fabric {
+    handle: Owned<sys::fid_fabric>,
+    _info: Arc<Info>,
+}
+
+impl Fabric {
+    /// Open the fabric `info` describes.
+    pub(crate) fn open(info: Arc<Info>) -> Result<Arc<Self>, crate::FabricError> {
+        let attr = info.get().fabric_attr;
+        // SAFETY: fabric_attr is part of every info fi_getinfo returns, and
+        // `info` outlives the fabric (it is stored next to it).
+        let handle = open("fi_fabric", |out| unsafe {
+            sys::rdio_fi_fabric(attr, out, ptr::null_mut())
+        })?;
+        Ok(Arc::new(Self {
+            handle,
+            _info: info,
+        }))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::fid_fabric {
+        self.handle.as_ptr()
+    }
+}
 
 // SAFETY: fabric-level calls (fi_domain, fi_eq_open, fi_passive_ep, fi_close)
 // are thread safe in libfabric regardless of the domain threading model, which
@@ -149,3 +178,6 @@ impl Drop for Info {
 
 // SAFETY: an fi_info list is plain heap data with no thread affinity.
 unsafe impl Send for Info {}
+// SAFETY: after creation an Info is only read (`get`, `iter`, `as_ptr` passed
+// to libfabric calls that take it as input).
+unsafe impl Sync for Info {}

@@ -20,7 +20,7 @@ use rdio_transport::{
 
 use crate::error::{self, FabricError, check, check_call};
 use crate::info::{PROVIDER_PREFIX, provider_name};
-use crate::object::{self, Fabric, Owned};
+use crate::object::{self, Fabric, Info, Owned};
 use crate::posted::{Finished, MAX_SGE, OpKind, PostedOp, PostedTable, Queue, SgeRegions};
 use crate::region::{MrMode, RegionTable, Resolved};
 use crate::sys;
@@ -110,6 +110,8 @@ pub struct FabricTransport {
     posted: PostedTable,
     domain: Owned<sys::fid_domain>,
     _fabric: Arc<Fabric>,
+    /// The info domain and endpoint were opened from, freed last (see [`Fabric`]).
+    _info: Arc<Info>,
 
     provider: String,
     verbs: bool,
@@ -129,7 +131,8 @@ unsafe impl Send for FabricTransport {}
 impl FabricTransport {
     /// Open domain, queues and endpoint for `info` on `fabric`, bound and
     /// enabled but not yet connected (the caller connects or accepts).
-    pub(crate) fn open(fabric: Arc<Fabric>, info: &sys::fi_info) -> Result<Self, FabricError> {
+    pub(crate) fn open(fabric: Arc<Fabric>, owned_info: Arc<Info>) -> Result<Self, FabricError> {
+        let info = owned_info.get();
         // SAFETY (all attribute reads below): fi_getinfo / the CONNREQ event
         // allocate every attribute struct of the info they return.
         let (tx, rx, ep_attr, domain_attr) = unsafe {
@@ -156,11 +159,11 @@ impl FabricTransport {
                 ..Default::default()
             };
             // SAFETY: the fabric is open; attr lives across the call.
-            unsafe { sys::rdio_fi_eq_open(fabric.0.as_ptr(), &mut attr, out, ptr::null_mut()) }
+            unsafe { sys::rdio_fi_eq_open(fabric.as_ptr(), &mut attr, out, ptr::null_mut()) }
         })?;
         // SAFETY: the fabric is open and `info` came from the same provider.
         let domain = object::open("fi_domain", |out| unsafe {
-            sys::rdio_fi_domain(fabric.0.as_ptr(), info_ptr, out, ptr::null_mut())
+            sys::rdio_fi_domain(fabric.as_ptr(), info_ptr, out, ptr::null_mut())
         })?;
         let cq = object::open("fi_cq_open", |out| {
             let mut attr = sys::fi_cq_attr {
@@ -221,6 +224,7 @@ impl FabricTransport {
             posted: PostedTable::new(tx.size, rx.size),
             domain,
             _fabric: fabric,
+            _info: owned_info.clone(),
             verbs: name == "verbs",
             provider: format!("{PROVIDER_PREFIX}{name}"),
             caps,
@@ -963,5 +967,114 @@ impl Default for CmEntry {
             entry: sys::fi_eq_cm_entry::default(),
             data: [0; 256],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::thread;
+
+    use super::*;
+    use crate::{Listener, connect};
+
+    fn pair() -> (FabricTransport, FabricTransport) {
+        let listener = Listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), "tcp").unwrap();
+        let addr = listener.local_addr();
+        let server =
+            thread::spawn(move || listener.accept_timeout(Duration::from_secs(5)).unwrap());
+        let client = connect(addr, "tcp").unwrap();
+        (client, server.join().unwrap())
+    }
+
+    /// The provider behaviour `ImmMode::WriteThenSend` exists for: in
+    /// libfabric 1.17 the tcp provider reports a write's remote CQ data as a
+    /// completion of its own (no context, `FI_REMOTE_WRITE |
+    /// FI_REMOTE_CQ_DATA`) and leaves the posted receive for the next send.
+    #[test]
+    fn tcp_writedata_does_not_consume_a_posted_receive() {
+        let (mut client, mut server) = pair();
+        assert_eq!(
+            client.imm,
+            ImmMode::WriteThenSend,
+            "tcp has no FI_RX_CQ_DATA mode"
+        );
+        let window = server
+            .register(64, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+            .unwrap();
+        let rx = server.register(8, Access::LOCAL_WRITE).unwrap();
+        let src = client.register(8, Access::empty()).unwrap();
+        server.post_recv(1, Slice::whole(rx, 8)).unwrap();
+        let dst = server.remote_buf(window, 0, 8).unwrap();
+        let source = client.resolve(Slice::whole(src, 8)).unwrap();
+        let iov = [libc::iovec {
+            iov_base: source.ptr,
+            iov_len: 8,
+        }];
+        let mut desc = [source.desc];
+        let rma = sys::fi_rma_iov {
+            addr: dst.addr,
+            len: 8,
+            key: u64::from(dst.key),
+        };
+        // Not one of the client's tracked contexts: its completion is ignored.
+        let mut untracked = sys::fi_context2::default();
+        let context = ptr::from_mut(&mut untracked).cast();
+        let ret = write_msg(
+            client.endpoint(),
+            &iov,
+            &mut desc,
+            &rma,
+            Some(0x77),
+            context,
+        );
+        assert!(ret >= 0, "fi_writemsg: {ret}");
+
+        let start = Instant::now();
+        let entry = loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no target completion for the CQ data"
+            );
+            client.poll_completions(&mut []).unwrap();
+            let mut entry = sys::fi_cq_data_entry::default();
+            // SAFETY: the server's CQ is open in FI_CQ_FORMAT_DATA; one entry fits.
+            let ret =
+                unsafe { sys::rdio_fi_cq_read(server.cq(), ptr::from_mut(&mut entry).cast(), 1) };
+            if ret == 1 {
+                break entry;
+            }
+        };
+        assert!(entry.op_context.is_null());
+        let expected = u64::from(sys::FI_REMOTE_WRITE | sys::FI_REMOTE_CQ_DATA);
+        assert_eq!(entry.flags & expected, expected);
+        assert_eq!(entry.data, 0x77);
+        assert_eq!(
+            server.posted_references(rx),
+            1,
+            "the receive is still posted"
+        );
+
+        client.post_send(2, &[Slice::whole(src, 3)], None).unwrap();
+        let mut out = [Completion {
+            wr_id: 0,
+            kind: CompletionKind::Send,
+            status: Ok(()),
+        }; 1];
+        while server.poll_completions(&mut out).unwrap() == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the send never filled the receive"
+            );
+            client.poll_completions(&mut []).unwrap();
+        }
+        assert_eq!(
+            out[0],
+            Completion {
+                wr_id: 1,
+                kind: CompletionKind::Recv { len: 3 },
+                status: Ok(())
+            }
+        );
     }
 }
