@@ -50,7 +50,8 @@ const CQ_BATCH: usize = 16;
 /// * `WriteThenSend`: the provider (tcp in libfabric 1.17) reports a write's
 ///   CQ data in a completion of its own (`op_context == NULL`, flags
 ///   `FI_REMOTE_WRITE | FI_REMOTE_CQ_DATA`) *without* consuming a posted
-///   receive — checked in `tests/transport.rs`. So the write is posted plain,
+///   receive (unit test `tcp_writedata_does_not_consume_a_posted_receive`).
+///   So the write is posted plain,
 ///   followed on the same endpoint by a zero-byte send whose CQ data is
 ///   `WRITE_IMM_MARKER | imm`; `FI_ORDER_SAW` (requested in the hints) places
 ///   the data before the send's receive completes. The target's receive
