@@ -1,0 +1,179 @@
+//! A lean, allocation-free read cycle on the core state machines, shared by
+//! the criterion benchmark (`benches/core.rs`), the instruction-count binary
+//! (`src/bin/core_cycle.rs`, run under callgrind) and the allocation test.
+//!
+//! Unlike the test pair in `rdio-proptests`, nothing here allocates or
+//! hashes: the cycle is exactly the work a driver asks of the core for one
+//! 4 KiB read — submit, encode the request, parse it at the server, hand the
+//! read to the "driver", complete it, encode the status block, parse it at the
+//! client, report the completion.
+
+use rdio_core::Instant;
+use rdio_core::client::{self, Client, ClientConfig, ClientEvent, CompletionMode};
+use rdio_core::server::{
+    Connection, FileEntry, FileId, Registration, Registry, ServerConfig, ServerEvent, ServerOffer,
+    Transmit,
+};
+use rdio_core::wire::{
+    BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, Status,
+};
+use std::time::Duration;
+
+/// Send buffer size used by the cycle.
+pub const SEND: usize = 65536;
+
+/// A connected client/server pair with one registered file.
+pub struct Cycle {
+    pub client: Client<64>,
+    pub server: Connection<64, 16>,
+    pub handle: u32,
+    pub now: Instant,
+    c2s: Vec<u8>,
+    s2c: Vec<u8>,
+    dest: BufferDescriptor,
+    status: BufferDescriptor,
+}
+
+fn providers() -> ProviderList {
+    let mut list = ProviderList::new();
+    list.push(ProviderName::new("loopback").expect("valid name"))
+        .expect("capacity");
+    list
+}
+
+impl Cycle {
+    /// Discovery, authentication and registration, done once.
+    pub fn new() -> Self {
+        let now = Instant::from_micros(1);
+        let config = ClientConfig {
+            providers: providers(),
+            ..ClientConfig::default()
+        };
+        let mut registry: Registry<4, 4> =
+            Registry::new(ServerConfig::default(), Duration::from_secs(10));
+        let (session, server_key) = registry.open_session([1; 16]).expect("session");
+        let request = client::negotiate_request(&config, server_key);
+        let offer_list = providers();
+        let offer = ServerOffer {
+            providers: &offer_list,
+            endpoint: b"mem",
+        };
+        let response = registry.negotiate(now, session, &request, offer, [2; 16]);
+        let negotiated = client::negotiated(&config, &response).expect("negotiated");
+        let file_key = registry
+            .add_file(
+                FileEntry {
+                    session,
+                    file: FileId(1),
+                    flags: OpenFlags::READ,
+                    size: 1 << 20,
+                },
+                [3; 16],
+            )
+            .expect("file");
+        let _ = PipeMessage::ResumeKeyRequest;
+        let mut cycle = Self {
+            client: Client::new(config, negotiated, now),
+            server: Connection::new(ServerConfig::default(), now),
+            handle: 0,
+            now,
+            c2s: vec![0; SEND],
+            s2c: vec![0; SEND],
+            dest: BufferDescriptor::new(0x1000, 7, 4096),
+            status: BufferDescriptor::new(0x9000, 7, 24),
+        };
+        // Authenticate.
+        cycle.pump(&mut registry, session);
+        let register = cycle.client.register(file_key).expect("register");
+        cycle.pump(&mut registry, session);
+        let _ = register;
+        cycle.handle = 1;
+        cycle
+    }
+
+    /// Move messages both ways until quiet (setup only; allocates nothing
+    /// either, but is not the measured path).
+    fn pump<const S: usize, const N: usize>(
+        &mut self,
+        registry: &mut Registry<S, N>,
+        session: rdio_core::server::SessionId,
+    ) {
+        for _ in 0..16 {
+            while let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) {
+                let _ = self.server.handle_message(self.now, &self.c2s[..t.len]);
+                loop {
+                    match self.server.poll_event() {
+                        Some(ServerEvent::Authenticate { key }) => {
+                            let params = registry.redeem_auth(self.now, &key).expect("auth");
+                            self.server.accept_auth(self.now, params).expect("accept");
+                        }
+                        Some(ServerEvent::Register { op, key }) => {
+                            let entry = registry.redeem_file(session, &key).map_err(|e| e.status());
+                            let result = entry.map(|e| Registration {
+                                file: e.file,
+                                flags: e.flags,
+                                size: e.size,
+                            });
+                            self.server.complete_register(op, result).expect("register");
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+            }
+            while let Ok(Some(Transmit::Send { len })) = self.server.poll_transmit(&mut self.s2c) {
+                let _ = self.client.handle_message(self.now, &self.s2c[..len]);
+            }
+            while self.client.poll_event().is_some() {}
+        }
+    }
+
+    /// One 4 KiB read, start to finish, in interrupt mode. Returns the bytes
+    /// the completion reported.
+    pub fn read_4k(&mut self) -> u64 {
+        let request = self.client.read(
+            self.handle,
+            4096,
+            self.dest,
+            self.status,
+            CompletionMode::Interrupt,
+        );
+        let Ok(request) = request else { return 0 };
+        let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
+            return 0;
+        };
+        if self
+            .server
+            .handle_message(self.now, &self.c2s[..t.len])
+            .is_err()
+        {
+            return 0;
+        }
+        if let Some(ServerEvent::Read { op, segments, .. }) = self.server.poll_event() {
+            let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+            // The driver would pread and post the RDMA write here.
+            let _ = self.server.complete_io(op, Ok(bytes));
+        }
+        let Ok(Some(Transmit::StatusBlock { len, .. })) = self.server.poll_transmit(&mut self.s2c)
+        else {
+            return 0;
+        };
+        if self.client.handle_status_block(self.now, &self.s2c[..len]) != Ok(true) {
+            return 0;
+        }
+        match self.client.poll_event() {
+            Some(ClientEvent::Completed {
+                request: r,
+                status: Status::Success,
+                bytes,
+            }) if r == request => bytes,
+            _ => 0,
+        }
+    }
+}
+
+impl Default for Cycle {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Instructions per 4 KiB read, client + server core together, counted by
+# callgrind (repeatable on a shared machine, unlike time). Runs the cycle
+# binary with N and 2N reads and divides the difference by N, so set-up and
+# process start-up cancel out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "callgrind-core: install valgrind (apt-get install -y valgrind)" >&2; exit 1; }
+n=${1:-2000}
+cargo build --release -q -p rdio-benches --bin core_cycle
+bin=target/release/core_cycle
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+count() {
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/out.$1" "$bin" "$1" >/dev/null 2>"$tmp/log.$1"
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/log.$1"
+}
+a=$(count "$n")
+b=$(count "$((2 * n))")
+per=$(( (b - a) / n ))
+echo "core instructions per 4 KiB read (client + server): $per   (N=$n: $a, 2N: $b)"
