@@ -1,12 +1,24 @@
 //! # rdio
 //!
 //! The std runtime of rdio: what runs the sans-IO protocol core
-//! (`rdio-core`) over a real transport (`rdio-transport` implementations) and
+//! (`rdio-core`) over a real transport (any `rdio_transport::Transport`) and
 //! real files.
 //!
 //! * [`files`]: the server's file backend — an exported directory whose paths
 //!   are confined by the kernel (`openat2(RESOLVE_BENEATH)`), positioned and
 //!   vectored I/O, and the bounded table of open files.
+//! * [`pipe`]: the side channel, framed messages over any byte stream.
+//! * [`server`]: the file-serving server — side-channel handler and one
+//!   runner per RDMA connection.
+//! * [`client`]: the blocking client — discovery, registration, positioned
+//!   and vectored reads and writes, cancel, close, `std::io` adapters.
+//! * [`embedded`]: a client connected to an in-process server through the
+//!   loopback transport.
 #![warn(missing_docs)]
 
+mod buffers;
+pub mod client;
+pub mod embedded;
 pub mod files;
+pub mod pipe;
+pub mod server;

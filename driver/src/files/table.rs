@@ -1,19 +1,21 @@
 //! The server's table of open files.
 
 use super::{File, TableFull, UnknownFile};
+pub use rdio_core::server::FileId;
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Identifies an open file in a [`FileTable`]. Ids are never reused within a
-/// table, so a stale id held by a client after a close can never reach a
-/// file opened later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileId(pub u64);
-
-/// Open files by id, bounded by a configurable limit so a client cannot
-/// exhaust the server's descriptors (reported as `ResourceExhausted`).
+/// Open files by [`FileId`] (the protocol core's name for a driver's file),
+/// bounded by a configurable limit so a client cannot exhaust the server's
+/// descriptors (reported as `ResourceExhausted`).
+///
+/// Ids are never reused within a table, so a stale id held after a close can
+/// never reach a file opened later. Files are shared (`Arc`) so I/O can run
+/// without holding the lock that guards the table; a removed file closes when
+/// the last in-flight operation on it lets go.
 #[derive(Debug)]
 pub struct FileTable {
-    files: HashMap<FileId, File>,
+    files: HashMap<FileId, Arc<File>>,
     next: u64,
     limit: usize,
 }
@@ -52,18 +54,18 @@ impl FileTable {
         let id = FileId(self.next);
         // u64 ids: exhausting them takes centuries at any open rate.
         self.next += 1;
-        self.files.insert(id, file);
+        self.files.insert(id, Arc::new(file));
         Ok(id)
     }
 
     /// The open file `id`.
-    pub fn get(&self, id: FileId) -> Result<&File, UnknownFile> {
+    pub fn get(&self, id: FileId) -> Result<&Arc<File>, UnknownFile> {
         self.files.get(&id).ok_or(UnknownFile(id))
     }
 
-    /// Remove `id` from the table and hand the file back (dropping it closes
-    /// the descriptor).
-    pub fn remove(&mut self, id: FileId) -> Result<File, UnknownFile> {
+    /// Remove `id` from the table and hand the file back (dropping the last
+    /// reference closes the descriptor).
+    pub fn remove(&mut self, id: FileId) -> Result<Arc<File>, UnknownFile> {
         self.files.remove(&id).ok_or(UnknownFile(id))
     }
 }

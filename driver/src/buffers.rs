@@ -1,0 +1,236 @@
+//! Registered memory both sides of a connection need, the clock they feed
+//! the core, and the work-request ids that tie completions back to buffers.
+
+use rdio_core::time::Instant;
+use rdio_transport::{Access, RegionId, Slice, Transport, TransportError, WrId};
+use std::time::Duration;
+
+/// The core never reads a clock (STYLE §4): the runtime passes it
+/// microseconds since the connection's start.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    epoch: std::time::Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// How long to sleep until `deadline`, capped at `cap` so the caller
+    /// still looks at its other inputs now and then.
+    pub(crate) fn until(&self, deadline: Option<Instant>, cap: Duration) -> Duration {
+        deadline.map_or(cap, |deadline| {
+            deadline.saturating_since(self.now()).min(cap)
+        })
+    }
+}
+
+/// What a work request was posted for. Encoded in the top byte of the
+/// [`WrId`], the buffer index (and, for sends gathering write data, the data
+/// slot) below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// A posted receive, by receive-buffer index.
+    Recv(usize),
+    /// A send or status-block write from a send buffer; `data` is the data
+    /// slot whose bytes a write fragment gathers, if any.
+    Send { buffer: usize, data: Option<usize> },
+    /// An RDMA write of read data from a server bounce buffer.
+    ReadData(usize),
+}
+
+const TAG_SHIFT: u32 = 56;
+const INDEX_BITS: u32 = 24;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+impl Work {
+    pub(crate) fn id(self) -> WrId {
+        match self {
+            Self::Recv(i) => (1 << TAG_SHIFT) | i as u64,
+            Self::Send { buffer, data } => {
+                let data = data.map_or(0, |slot| slot as u64 + 1);
+                (2 << TAG_SHIFT) | (data << INDEX_BITS) | buffer as u64
+            }
+            Self::ReadData(i) => (3 << TAG_SHIFT) | i as u64,
+        }
+    }
+
+    /// `None` for an id this runtime never issued.
+    pub(crate) fn from_id(id: WrId) -> Option<Self> {
+        let index = (id & INDEX_MASK) as usize;
+        match id >> TAG_SHIFT {
+            1 => Some(Self::Recv(index)),
+            2 => {
+                let data = ((id >> INDEX_BITS) & INDEX_MASK) as usize;
+                Some(Self::Send {
+                    buffer: index,
+                    data: data.checked_sub(1),
+                })
+            }
+            3 => Some(Self::ReadData(index)),
+            _ => None,
+        }
+    }
+}
+
+/// Receive buffers, one message each, in one region (only ever read by the
+/// driver, so one region can hold them all while they are posted).
+#[derive(Debug)]
+pub(crate) struct Receives {
+    region: RegionId,
+    size: usize,
+}
+
+impl Receives {
+    /// Register `count` buffers of `size` bytes and post them all.
+    pub(crate) fn post_all(
+        transport: &mut impl Transport,
+        count: usize,
+        size: usize,
+    ) -> Result<Self, TransportError> {
+        let len = count.checked_mul(size).ok_or(TransportError::NoMemory)?;
+        let region = transport.register(len, Access::LOCAL_WRITE)?;
+        let receives = Self { region, size };
+        for index in 0..count {
+            receives.repost(transport, index)?;
+        }
+        Ok(receives)
+    }
+
+    pub(crate) fn repost(
+        &self,
+        transport: &mut impl Transport,
+        index: usize,
+    ) -> Result<(), TransportError> {
+        transport.post_recv(
+            Work::Recv(index).id(),
+            Slice {
+                region: self.region,
+                offset: index * self.size,
+                len: self.size,
+            },
+        )
+    }
+
+    /// The `len` bytes received in buffer `index`.
+    pub(crate) fn message<'t>(
+        &self,
+        transport: &'t impl Transport,
+        index: usize,
+        len: usize,
+    ) -> Result<&'t [u8], TransportError> {
+        let start = index
+            .checked_mul(self.size)
+            .ok_or(TransportError::OutOfBounds)?;
+        let end = start
+            .checked_add(len.min(self.size))
+            .ok_or(TransportError::OutOfBounds)?;
+        transport
+            .region(self.region)?
+            .get(start..end)
+            .ok_or(TransportError::OutOfBounds)
+    }
+}
+
+/// Equal buffers, one region each: a buffer referenced by a posted request
+/// is busy until its completion is drained, and a region is busy as a whole,
+/// so sharing one would block writing the others.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    regions: Vec<RegionId>,
+    free: Vec<usize>,
+    size: usize,
+}
+
+impl Pool {
+    pub(crate) fn register(
+        transport: &mut impl Transport,
+        count: usize,
+        size: usize,
+        access: Access,
+    ) -> Result<Self, TransportError> {
+        let regions = (0..count)
+            .map(|_| transport.register(size, access))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            regions,
+            free: (0..count).rev().collect(),
+            size,
+        })
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    pub(crate) fn take(&mut self) -> Option<usize> {
+        self.free.pop()
+    }
+
+    pub(crate) fn release(&mut self, index: usize) {
+        if index < self.regions.len() && !self.free.contains(&index) {
+            self.free.push(index);
+        }
+    }
+
+    pub(crate) fn all_free(&self) -> bool {
+        self.free.len() == self.regions.len()
+    }
+
+    pub(crate) fn region(&self, index: usize) -> Result<RegionId, TransportError> {
+        self.regions
+            .get(index)
+            .copied()
+            .ok_or(TransportError::OutOfBounds)
+    }
+
+    pub(crate) fn slice(
+        &self,
+        index: usize,
+        offset: usize,
+        len: usize,
+    ) -> Result<Slice, TransportError> {
+        Ok(Slice {
+            region: self.region(index)?,
+            offset,
+            len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Work;
+
+    #[test]
+    fn work_ids_round_trip() {
+        for work in [
+            Work::Recv(0),
+            Work::Recv(66),
+            Work::Send {
+                buffer: 3,
+                data: None,
+            },
+            Work::Send {
+                buffer: 0,
+                data: Some(0),
+            },
+            Work::Send {
+                buffer: 71,
+                data: Some(31),
+            },
+            Work::ReadData(1),
+        ] {
+            assert_eq!(Work::from_id(work.id()), Some(work));
+        }
+        assert_eq!(Work::from_id(0), None);
+        assert_eq!(Work::from_id(u64::MAX), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! Everything a client call can fail with.
+
+use crate::pipe::PipeError;
+use rdio_core::client::DiscoveryError;
+use rdio_core::error::{ApiError, Violation};
+use rdio_core::wire::Status;
+use rdio_transport::{TransportError, WcError};
+use std::fmt;
+use std::io;
+
+/// Which client operation the server refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Opening a file on the side channel.
+    Open,
+    /// Registering an opened file on the RDMA channel.
+    Register,
+    /// A read or vectored read.
+    Read,
+    /// A write or vectored write.
+    Write,
+    /// Closing a registered file.
+    Close,
+    /// Asking for an interrupt response.
+    Interrupt,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Open => "open",
+            Self::Register => "register",
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Close => "close",
+            Self::Interrupt => "interrupt request",
+        })
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The side channel failed.
+    Pipe(PipeError),
+    /// Discovery found no way to use RDMA with this server (claim 8).
+    /// Boxed: it carries both provider lists.
+    Discovery(Box<DiscoveryError>),
+    /// The negotiated provider is not the transport this client was given.
+    ProviderMismatch {
+        /// What the server chose.
+        negotiated: String,
+        /// What the transport is.
+        transport: String,
+    },
+    /// A transport call failed.
+    Transport(TransportError),
+    /// A work request failed: the RDMA connection is gone.
+    Lost(WcError),
+    /// The core refused the request locally (nothing was sent).
+    Api(ApiError),
+    /// The server answered with an error status.
+    Remote {
+        /// What was asked.
+        operation: Operation,
+        /// What the server said.
+        status: Status,
+    },
+    /// The connection ended (claim 14's session is over).
+    Terminated(Violation),
+    /// The request does not fit the client's buffers or the negotiated
+    /// limits.
+    TooLarge {
+        /// Bytes asked for.
+        len: u64,
+        /// Most bytes allowed.
+        max: u64,
+    },
+    /// The server wrote fewer bytes than asked without an error status.
+    ShortWrite {
+        /// Bytes asked for.
+        expected: u64,
+        /// Bytes written.
+        written: u64,
+    },
+    /// A caller mistake, described.
+    InvalidArgument(&'static str),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pipe(e) => write!(f, "{e}"),
+            Self::Discovery(e) => write!(f, "RDMA not usable: {e}"),
+            Self::ProviderMismatch {
+                negotiated,
+                transport,
+            } => {
+                write!(
+                    f,
+                    "server chose provider {negotiated}, but the transport is {transport}"
+                )
+            }
+            Self::Transport(e) => write!(f, "transport: {e}"),
+            Self::Lost(e) => write!(f, "RDMA connection lost: {e}"),
+            Self::Api(e) => write!(f, "request refused: {e}"),
+            Self::Remote { operation, status } => write!(f, "{operation}: {status}"),
+            Self::Terminated(reason) => write!(f, "connection ended: {reason}"),
+            Self::TooLarge { len, max } => {
+                write!(f, "request of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Self::ShortWrite { expected, written } => {
+                write!(f, "short write: {written} of {expected} bytes")
+            }
+            Self::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ClientError {
+    /// The server's status, when the server refused.
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            Self::Remote { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl From<PipeError> for ClientError {
+    fn from(e: PipeError) -> Self {
+        Self::Pipe(e)
+    }
+}
+
+impl From<TransportError> for ClientError {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+impl From<ApiError> for ClientError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<ClientError> for io::Error {
+    fn from(e: ClientError) -> Self {
+        let kind = match &e {
+            ClientError::Remote { status, .. } => match status {
+                Status::NotFound => io::ErrorKind::NotFound,
+                Status::AccessDenied => io::ErrorKind::PermissionDenied,
+                Status::InvalidParameter | Status::TooLarge => io::ErrorKind::InvalidInput,
+                _ => io::ErrorKind::Other,
+            },
+            ClientError::TooLarge { .. } | ClientError::InvalidArgument(_) => {
+                io::ErrorKind::InvalidInput
+            }
+            ClientError::Lost(_) | ClientError::Terminated(_) => io::ErrorKind::ConnectionAborted,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,1025 @@
+//! The blocking client: discovery on the side channel, then the core's
+//! [`rdio_core::client::Client`] driven over a transport, behind calls that
+//! look like positioned file I/O.
+//!
+//! Two levels: [`Client::submit_read`] / [`Client::submit_write`] (and the
+//! vectored forms) queue a request and return a [`Ticket`], so a caller can
+//! keep several in flight, cancel them ([`Client::cancel`]) and collect them
+//! with [`Client::wait`]; [`Client::read_at`], [`Client::write_at`] and
+//! friends are built on those, splitting large transfers into requests of
+//! [`ClientOptions::io_size`] bytes with up to [`ClientOptions::queue_depth`]
+//! in flight. [`RemoteFileIo`] adapts a file to `std::io::{Read, Write, Seek}`.
+
+mod error;
+mod io;
+
+pub use error::{ClientError, Operation};
+pub use io::RemoteFileIo;
+pub use rdio_core::client::{CompletionMode, RemoteFile};
+
+use crate::buffers::{Clock, Pool, Receives, Work};
+use crate::files::{ReadSegment, WriteSegment};
+use crate::pipe::{Pipe, PipeError};
+use rdio_core::client::{
+    Client as CoreClient, ClientConfig, ClientEvent, DataRef, Negotiated, RequestId,
+};
+use rdio_core::error::{ApiError, Violation};
+use rdio_core::wire::status::STATUS_BLOCK_LEN;
+use rdio_core::wire::{
+    self, BufferDescriptor, MAX_SEGMENTS, OpenFlags, PipeMessage, ProviderName, ResumeKey, Status,
+};
+use rdio_transport::{
+    Access, Completion, CompletionKind, RegionId, Transport, TransportError, WcError,
+};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// Longest a blocked client sleeps in [`Transport::wait`] before checking
+/// its timers again.
+const WAIT_CAP: Duration = Duration::from_millis(50);
+/// How long [`Client::shutdown`] waits for the `Terminate` to leave.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// How a client connects and moves data.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Protocol limits and the providers this client can use.
+    pub config: ClientConfig,
+    /// Bytes per data buffer: the largest single read or write request
+    /// (capped by the negotiated maximum).
+    pub io_size: u32,
+    /// Data buffers, hence requests in flight at once.
+    pub queue_depth: usize,
+    /// Interrupt (status block by write-with-immediate) or polling
+    /// completion (claims 18–20).
+    pub mode: CompletionMode,
+}
+
+impl ClientOptions {
+    /// Defaults for a client speaking over `provider`: 1 MiB requests, 8 in
+    /// flight, interrupt completions.
+    pub fn new(provider: ProviderName) -> Self {
+        let mut config = ClientConfig::default();
+        // Capacity MAX_PROVIDERS >= 1.
+        let _ = config.providers.push(provider);
+        Self {
+            config,
+            io_size: 1 << 20,
+            queue_depth: 8,
+            mode: CompletionMode::Interrupt,
+        }
+    }
+}
+
+/// A file opened on the side channel and not yet registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The file's resume key (claim 10), redeemable once by
+    /// [`Client::register`].
+    pub key: ResumeKey,
+    /// Its size at open.
+    pub size: u64,
+}
+
+/// A submitted data request, to be collected with [`Client::wait`] (which
+/// frees its buffer: a ticket that is never waited keeps one busy).
+#[derive(Debug)]
+#[must_use = "a ticket holds a data buffer until it is waited for"]
+pub struct Ticket {
+    request: RequestId,
+    slot: usize,
+    operation: Operation,
+    /// For reads: bytes of the buffer the request laid out (segments back to
+    /// back for a vectored read).
+    span: usize,
+    vectored: bool,
+}
+
+impl Ticket {
+    /// The request's id on the wire.
+    pub fn request(&self) -> RequestId {
+        self.request
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Outcome {
+    Registered(Result<RemoteFile, Status>),
+    Completed { status: Status, bytes: u64 },
+    Interrupted,
+}
+
+/// A connected client over transport `T` with side channel `S`.
+pub struct Client<T: Transport, S: Read + Write> {
+    pipe: Pipe<S>,
+    transport: T,
+    core: CoreClient,
+    clock: Clock,
+    mode: CompletionMode,
+    receives: Receives,
+    sends: Pool,
+    /// Data buffers: read destinations the server RDMA-writes, and write
+    /// sources the sends gather from.
+    slots: Pool,
+    slot_request: Vec<Option<RequestId>>,
+    slot_sends: Vec<usize>,
+    /// One status block per slot, written by the server (claim 20).
+    status_region: RegionId,
+    outcomes: HashMap<RequestId, Outcome>,
+    authenticated: bool,
+    terminated: Option<Violation>,
+    lost: Option<WcError>,
+    transport_down: bool,
+}
+
+impl<T: Transport, S: Read + Write> fmt::Debug for Client<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("provider", &self.transport.provider())
+            .field("mode", &self.mode)
+            .field("authenticated", &self.authenticated)
+            .field("terminated", &self.terminated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport, S: Read + Write> Client<T, S> {
+    /// Discover over `stream` (claim 8: resume key, negotiate), connect the
+    /// RDMA channel with `connect` given the negotiated provider and
+    /// endpoint, and authenticate it (claims 12–14).
+    pub fn connect(
+        stream: S,
+        options: ClientOptions,
+        connect: impl FnOnce(&Negotiated) -> Result<T, ClientError>,
+    ) -> Result<Self, ClientError> {
+        if options.queue_depth == 0 || options.io_size == 0 {
+            return Err(ClientError::InvalidArgument(
+                "queue depth and I/O size must be at least 1",
+            ));
+        }
+        let mut pipe = Pipe::new(stream);
+        pipe.send(&PipeMessage::ResumeKeyRequest)?;
+        let server_key = match pipe.receive()? {
+            PipeMessage::ResumeKeyResponse { key } => key,
+            _ => {
+                return Err(PipeError::Unexpected("expected the server request resume key").into());
+            }
+        };
+        pipe.send(&PipeMessage::NegotiateRequest(
+            rdio_core::client::negotiate_request(&options.config, server_key),
+        ))?;
+        let negotiated = match pipe.receive()? {
+            PipeMessage::NegotiateResponse(response) => {
+                rdio_core::client::negotiated(&options.config, &response)
+                    .map_err(|e| ClientError::Discovery(Box::new(e)))?
+            }
+            _ => return Err(PipeError::Unexpected("expected a negotiate response").into()),
+        };
+        let mut transport = connect(&negotiated)?;
+        if transport.provider() != negotiated.provider.as_str() {
+            return Err(ClientError::ProviderMismatch {
+                negotiated: negotiated.provider.as_str().to_owned(),
+                transport: transport.provider().to_owned(),
+            });
+        }
+        let message_size = negotiated.max_send_size as usize;
+        let io_size = options.io_size.min(negotiated.max_io_size) as usize;
+        let clock = Clock::new();
+        let core = CoreClient::new(options.config.clone(), negotiated, clock.now());
+        // Receives first: the server may answer as soon as the auth request lands.
+        let receives = Receives::post_all(&mut transport, core.receive_depth(), message_size)?;
+        let send_buffers = usize::from(options.config.max_credits) + 8;
+        let sends = Pool::register(&mut transport, send_buffers, message_size, Access::empty())?;
+        let remote = Access::LOCAL_WRITE | Access::REMOTE_WRITE;
+        let slots = Pool::register(&mut transport, options.queue_depth, io_size, remote)?;
+        let status_region = transport.register(options.queue_depth * STATUS_BLOCK_LEN, remote)?;
+        let mut client = Self {
+            pipe,
+            transport,
+            core,
+            clock,
+            mode: options.mode,
+            receives,
+            sends,
+            slots,
+            slot_request: vec![None; options.queue_depth],
+            slot_sends: vec![0; options.queue_depth],
+            status_region,
+            outcomes: HashMap::new(),
+            authenticated: false,
+            terminated: None,
+            lost: None,
+            transport_down: false,
+        };
+        while !client.authenticated {
+            if let Some(reason) = client.terminated {
+                return Err(client.end_error(reason));
+            }
+            client.step()?;
+        }
+        Ok(client)
+    }
+
+    /// The transport's provider name.
+    pub fn provider(&self) -> &str {
+        self.transport.provider()
+    }
+
+    /// The largest single request, in bytes.
+    pub fn io_size(&self) -> usize {
+        self.slots.size()
+    }
+
+    /// Requests that can be in flight at once.
+    pub fn queue_depth(&self) -> usize {
+        self.slot_request.len()
+    }
+
+    /// The completion mode of data requests.
+    pub fn mode(&self) -> CompletionMode {
+        self.mode
+    }
+
+    /// Credits the server currently grants this client (claim 1).
+    pub fn credits(&self) -> u16 {
+        self.core.ledger().level()
+    }
+
+    /// The negotiated parameters.
+    pub fn negotiated(&self) -> &Negotiated {
+        self.core.negotiated()
+    }
+
+    // ----- files -----
+
+    /// Open `path` (relative to the server's root) and register it on the
+    /// RDMA channel: [`Client::open_on_pipe`] then [`Client::register`].
+    pub fn open(
+        &mut self,
+        path: impl AsRef<[u8]>,
+        flags: OpenFlags,
+    ) -> Result<RemoteFile, ClientError> {
+        let opened = self.open_on_pipe(path, flags)?;
+        self.register(opened.key)
+    }
+
+    /// Open `path` on the side channel; the server answers with the file's
+    /// resume key (claim 10).
+    pub fn open_on_pipe(
+        &mut self,
+        path: impl AsRef<[u8]>,
+        flags: OpenFlags,
+    ) -> Result<Opened, ClientError> {
+        let path = path.as_ref();
+        if path.len() > wire::MAX_PATH_LEN {
+            return Err(ClientError::TooLarge {
+                len: path.len() as u64,
+                max: wire::MAX_PATH_LEN as u64,
+            });
+        }
+        if path.is_empty() || path.contains(&0) {
+            return Err(ClientError::InvalidArgument(
+                "a path must be non-empty and free of NUL bytes",
+            ));
+        }
+        self.pipe.send(&PipeMessage::OpenRequest { flags, path })?;
+        match self.pipe.receive()? {
+            PipeMessage::OpenResponse {
+                status: Status::Success,
+                key,
+                size,
+            } => Ok(Opened { key, size }),
+            PipeMessage::OpenResponse { status, .. } => Err(ClientError::Remote {
+                operation: Operation::Open,
+                status,
+            }),
+            _ => Err(PipeError::Unexpected("expected an open response").into()),
+        }
+    }
+
+    /// Register a file opened on the side channel by its resume key
+    /// (claims 10, 11). Keys are single use.
+    pub fn register(&mut self, key: ResumeKey) -> Result<RemoteFile, ClientError> {
+        self.check_open()?;
+        let request = self.core.register(key)?;
+        match self.wait_outcome(request)? {
+            Outcome::Registered(Ok(file)) => Ok(file),
+            other => Err(refused(Operation::Register, other)),
+        }
+    }
+
+    /// Close a registered file (claim 15). Its handle is invalid afterwards.
+    pub fn close(&mut self, file: RemoteFile) -> Result<(), ClientError> {
+        self.check_open()?;
+        let request = self.core.close(file.handle)?;
+        match self.wait_outcome(request)? {
+            Outcome::Completed {
+                status: Status::Success,
+                ..
+            } => Ok(()),
+            other => Err(refused(Operation::Close, other)),
+        }
+    }
+
+    /// Polling mode: ask the server to wake this client by an ordinary send
+    /// at its next completion (claim 21), and wait for that interrupt
+    /// response.
+    pub fn request_interrupt(&mut self) -> Result<(), ClientError> {
+        self.check_open()?;
+        let request = self.core.request_interrupt()?;
+        match self.wait_outcome(request)? {
+            Outcome::Interrupted => Ok(()),
+            other => Err(refused(Operation::Interrupt, other)),
+        }
+    }
+
+    // ----- submissions -----
+
+    /// Queue a read of `len` bytes at `offset` (claim 16: the server
+    /// RDMA-writes the data, then the status block).
+    pub fn submit_read(
+        &mut self,
+        file: &RemoteFile,
+        offset: u64,
+        len: usize,
+    ) -> Result<Ticket, ClientError> {
+        let slot = self.begin(len)?;
+        let submitted = self.descriptor(slot, 0, len).and_then(|dest| {
+            let status = self.status_descriptor(slot)?;
+            Ok(self
+                .core
+                .read(file.handle, offset, dest, status, self.mode)?)
+        });
+        self.submitted(slot, submitted, Operation::Read, len, false)
+    }
+
+    /// Queue a vectored read: `(file offset, length)` segments, each landing
+    /// back to back in one buffer (claim 15).
+    pub fn submit_read_vectored(
+        &mut self,
+        file: &RemoteFile,
+        segments: &[(u64, usize)],
+    ) -> Result<Ticket, ClientError> {
+        check_segment_count(segments.len())?;
+        let total = segments.iter().map(|&(_, len)| len).sum();
+        let slot = self.begin(total)?;
+        let submitted = (|| {
+            let mut wire_segments = Vec::with_capacity(segments.len());
+            let mut position = 0;
+            for &(offset, len) in segments {
+                wire_segments.push(wire::ReadSegment::new(
+                    offset,
+                    self.descriptor(slot, position, len)?,
+                ));
+                position += len;
+            }
+            let status = self.status_descriptor(slot)?;
+            Ok(self
+                .core
+                .read_vectored(file.handle, &wire_segments, status, self.mode)?)
+        })();
+        self.submitted(slot, submitted, Operation::Read, total, true)
+    }
+
+    /// Queue a write of `data` at `offset` (claim 1: the data travels in
+    /// sends, fragmented by the core).
+    pub fn submit_write(
+        &mut self,
+        file: &RemoteFile,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Ticket, ClientError> {
+        let slot = self.begin(data.len())?;
+        let submitted = self.fill(slot, &[data]).and_then(|()| {
+            let status = self.status_descriptor(slot)?;
+            let len = u32::try_from(data.len()).map_err(|_| ClientError::TooLarge {
+                len: data.len() as u64,
+                max: u64::from(u32::MAX),
+            })?;
+            Ok(self
+                .core
+                .write(file.handle, offset, len, status, self.mode)?)
+        });
+        self.submitted(slot, submitted, Operation::Write, 0, false)
+    }
+
+    /// Queue a vectored write: each segment's bytes to its own offset, the
+    /// data carried once, concatenated.
+    pub fn submit_write_vectored(
+        &mut self,
+        file: &RemoteFile,
+        segments: &[WriteSegment<'_>],
+    ) -> Result<Ticket, ClientError> {
+        check_segment_count(segments.len())?;
+        let total = segments.iter().map(|s| s.data.len()).sum();
+        let slot = self.begin(total)?;
+        let data: Vec<&[u8]> = segments.iter().map(|s| s.data).collect();
+        let submitted = self.fill(slot, &data).and_then(|()| {
+            let wire_segments =
+                wire_write_segments(segments.iter().map(|s| (s.offset, s.data.len())))?;
+            let status = self.status_descriptor(slot)?;
+            Ok(self
+                .core
+                .write_vectored(file.handle, &wire_segments, false, status, self.mode)?)
+        });
+        self.submitted(slot, submitted, Operation::Write, 0, true)
+    }
+
+    /// Queue a COLLAPSE vectored write (claim 17): the same `data` to every
+    /// offset, sent once.
+    pub fn submit_write_collapsed(
+        &mut self,
+        file: &RemoteFile,
+        offsets: &[u64],
+        data: &[u8],
+    ) -> Result<Ticket, ClientError> {
+        check_segment_count(offsets.len())?;
+        let slot = self.begin(data.len())?;
+        let submitted = self.fill(slot, &[data]).and_then(|()| {
+            let wire_segments =
+                wire_write_segments(offsets.iter().map(|&offset| (offset, data.len())))?;
+            let status = self.status_descriptor(slot)?;
+            Ok(self
+                .core
+                .write_vectored(file.handle, &wire_segments, true, status, self.mode)?)
+        });
+        self.submitted(slot, submitted, Operation::Write, 0, true)
+    }
+
+    /// Cancel a submitted request (claim 15). It still completes through
+    /// [`Client::wait`]: `Cancelled`, or its real outcome if it finished
+    /// first.
+    pub fn cancel(&mut self, ticket: &Ticket) -> Result<(), ClientError> {
+        Ok(self.core.cancel(ticket.request)?)
+    }
+
+    /// Wait for `ticket`'s request and free its buffer. For reads, the data
+    /// is copied into `out` (as much as fits; for a vectored read, the
+    /// segments back to back) and the byte count is returned; a read
+    /// starting at or past end of file returns 0. For writes, `out` is
+    /// unused and the count is the bytes written.
+    pub fn wait(&mut self, ticket: Ticket, out: &mut [u8]) -> Result<u64, ClientError> {
+        let result = self.settle(&ticket);
+        let result = result.and_then(|bytes| {
+            if ticket.operation == Operation::Read {
+                let valid = if ticket.vectored {
+                    ticket.span
+                } else {
+                    bytes as usize
+                };
+                let n = valid.min(ticket.span).min(out.len());
+                let region = self.slots.region(ticket.slot)?;
+                let data = self.transport.region(region)?;
+                out[..n].copy_from_slice(&data[..n]);
+            }
+            Ok(bytes)
+        });
+        self.slots.release(ticket.slot);
+        result
+    }
+
+    // ----- blocking file I/O -----
+
+    /// Read up to `buf.len()` bytes at `offset`, keeping up to the queue
+    /// depth of requests in flight. Short only at end of file, like
+    /// [`crate::files::File::read_at`].
+    pub fn read_at(
+        &mut self,
+        file: &RemoteFile,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, ClientError> {
+        let chunk = self.io_size();
+        let mut in_flight: VecDeque<(Ticket, usize, usize)> = VecDeque::new();
+        let mut next = 0;
+        let result = loop {
+            let mut failed = None;
+            while in_flight.len() < self.queue_depth() && next < buf.len() {
+                let len = chunk.min(buf.len() - next);
+                match self.submit_read(file, offset + next as u64, len) {
+                    Ok(ticket) => in_flight.push_back((ticket, next, len)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                next += len;
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            let Some((ticket, start, len)) = in_flight.pop_front() else {
+                break Ok(buf.len());
+            };
+            match self.wait(ticket, &mut buf[start..start + len]) {
+                Ok(got) if (got as usize) < len => break Ok(start + got as usize),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.drain(in_flight.into_iter().map(|(ticket, _, _)| ticket));
+        result
+    }
+
+    /// Write all of `data` at `offset`, pipelined like [`Client::read_at`].
+    pub fn write_at(
+        &mut self,
+        file: &RemoteFile,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let chunk = self.io_size();
+        let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+        let mut next = 0;
+        let result = loop {
+            let mut failed = None;
+            while in_flight.len() < self.queue_depth() && next < data.len() {
+                let len = chunk.min(data.len() - next);
+                match self.submit_write(file, offset + next as u64, &data[next..next + len]) {
+                    Ok(ticket) => in_flight.push_back((ticket, len)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                next += len;
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            let Some((ticket, len)) = in_flight.pop_front() else {
+                break Ok(());
+            };
+            match self.wait(ticket, &mut []) {
+                Ok(written) if written as usize == len => {}
+                Ok(written) => {
+                    break Err(ClientError::ShortWrite {
+                        expected: len as u64,
+                        written,
+                    });
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.drain(in_flight.into_iter().map(|(ticket, _)| ticket));
+        result
+    }
+
+    /// Read independent segments in one vectored request; returns the total
+    /// bytes (each segment short only at end of file).
+    pub fn read_vectored_at(
+        &mut self,
+        file: &RemoteFile,
+        segments: &mut [ReadSegment<'_>],
+    ) -> Result<u64, ClientError> {
+        let shape: Vec<(u64, usize)> = segments.iter().map(|s| (s.offset, s.buf.len())).collect();
+        let ticket = self.submit_read_vectored(file, &shape)?;
+        let slot = ticket.slot;
+        let result = self.settle(&ticket).and_then(|bytes| {
+            let data = self.transport.region(self.slots.region(slot)?)?;
+            let mut position = 0;
+            for segment in segments.iter_mut() {
+                let len = segment.buf.len();
+                segment.buf.copy_from_slice(&data[position..position + len]);
+                position += len;
+            }
+            Ok(bytes)
+        });
+        self.slots.release(slot);
+        result
+    }
+
+    /// Write independent segments in one vectored request.
+    pub fn write_vectored_at(
+        &mut self,
+        file: &RemoteFile,
+        segments: &[WriteSegment<'_>],
+    ) -> Result<u64, ClientError> {
+        let ticket = self.submit_write_vectored(file, segments)?;
+        self.wait(ticket, &mut [])
+    }
+
+    /// Write `data` at every offset in one COLLAPSE request (claim 17).
+    pub fn write_collapsed(
+        &mut self,
+        file: &RemoteFile,
+        offsets: &[u64],
+        data: &[u8],
+    ) -> Result<u64, ClientError> {
+        let ticket = self.submit_write_collapsed(file, offsets, data)?;
+        self.wait(ticket, &mut [])
+    }
+
+    /// `std::io` access to `file`, starting at offset 0.
+    pub fn io(&mut self, file: RemoteFile) -> RemoteFileIo<'_, T, S> {
+        RemoteFileIo::new(self, file)
+    }
+
+    /// End the connection in an orderly way (`Terminate(Shutdown)`), then
+    /// disconnect. Requests still outstanding complete `Closed`.
+    pub fn shutdown(mut self) -> Result<(), ClientError> {
+        self.core.close_connection();
+        let deadline = std::time::Instant::now() + LINGER;
+        let result = loop {
+            if let Err(e) = self.transmit(self.clock.now()) {
+                break Err(e);
+            }
+            if self.sends.all_free() || self.transport_down || std::time::Instant::now() >= deadline
+            {
+                break Ok(());
+            }
+            if let Err(e) = self.step() {
+                break Err(e);
+            }
+        };
+        self.transport.disconnect();
+        result
+    }
+
+    // ----- driving the core -----
+
+    fn check_open(&self) -> Result<(), ClientError> {
+        match self.terminated {
+            Some(reason) => Err(self.end_error(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn end_error(&self, reason: Violation) -> ClientError {
+        self.lost
+            .map_or(ClientError::Terminated(reason), ClientError::Lost)
+    }
+
+    /// A free data buffer for a request of `len` bytes.
+    fn begin(&mut self, len: usize) -> Result<usize, ClientError> {
+        self.check_open()?;
+        if len == 0 {
+            return Err(ClientError::InvalidArgument("zero-length request"));
+        }
+        if len > self.slots.size() {
+            return Err(ClientError::TooLarge {
+                len: len as u64,
+                max: self.slots.size() as u64,
+            });
+        }
+        self.slots
+            .take()
+            .ok_or(ClientError::Api(ApiError::TooManyRequests))
+    }
+
+    fn submitted(
+        &mut self,
+        slot: usize,
+        submitted: Result<RequestId, ClientError>,
+        operation: Operation,
+        span: usize,
+        vectored: bool,
+    ) -> Result<Ticket, ClientError> {
+        match submitted {
+            Ok(request) => {
+                self.slot_request[slot] = Some(request);
+                Ok(Ticket {
+                    request,
+                    slot,
+                    operation,
+                    span,
+                    vectored,
+                })
+            }
+            Err(e) => {
+                self.slots.release(slot);
+                Err(e)
+            }
+        }
+    }
+
+    fn descriptor(
+        &self,
+        slot: usize,
+        offset: usize,
+        len: usize,
+    ) -> Result<BufferDescriptor, ClientError> {
+        let remote = self
+            .transport
+            .remote_buf(self.slots.region(slot)?, offset, len)?;
+        Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
+    }
+
+    /// The slot's status block, zeroed so a stale block is never mistaken
+    /// for this request's (a polling client watches the valid word).
+    fn status_descriptor(&mut self, slot: usize) -> Result<BufferDescriptor, ClientError> {
+        let start = slot * STATUS_BLOCK_LEN;
+        self.transport.region_mut(self.status_region)?[start..start + STATUS_BLOCK_LEN].fill(0);
+        let remote = self
+            .transport
+            .remote_buf(self.status_region, start, STATUS_BLOCK_LEN)?;
+        Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
+    }
+
+    /// Copy write data into a slot, pieces back to back.
+    fn fill(&mut self, slot: usize, pieces: &[&[u8]]) -> Result<(), ClientError> {
+        let buffer = self.transport.region_mut(self.slots.region(slot)?)?;
+        let mut position = 0;
+        for piece in pieces {
+            buffer[position..position + piece.len()].copy_from_slice(piece);
+            position += piece.len();
+        }
+        Ok(())
+    }
+
+    /// Wait for a ticket's outcome and for the sends gathering from its
+    /// buffer; the buffer stays taken.
+    fn settle(&mut self, ticket: &Ticket) -> Result<u64, ClientError> {
+        let outcome = self.wait_outcome(ticket.request);
+        self.slot_request[ticket.slot] = None;
+        while self.slot_sends[ticket.slot] > 0 {
+            if self.transport_down {
+                self.slot_sends[ticket.slot] = 0;
+                break;
+            }
+            self.step()?;
+        }
+        match outcome? {
+            Outcome::Completed {
+                status: Status::Success,
+                bytes,
+            } => Ok(bytes),
+            Outcome::Completed {
+                status: Status::EndOfFile,
+                ..
+            } if ticket.operation == Operation::Read => Ok(0),
+            other => Err(refused(ticket.operation, other)),
+        }
+    }
+
+    /// Collect tickets whose results no longer matter (after an error).
+    fn drain(&mut self, tickets: impl Iterator<Item = Ticket>) {
+        for ticket in tickets {
+            let _ = self.wait(ticket, &mut []);
+        }
+    }
+
+    fn wait_outcome(&mut self, request: RequestId) -> Result<Outcome, ClientError> {
+        loop {
+            if let Some(outcome) = self.outcomes.remove(&request) {
+                return Ok(outcome);
+            }
+            if let Some(reason) = self.terminated {
+                // Every request completes before `Terminated` is reported.
+                return Err(self.end_error(reason));
+            }
+            self.step()?;
+        }
+    }
+
+    /// One round: transmit, drain completions (and, in polling mode, status
+    /// blocks), run timers, collect events; sleep briefly when nothing moved.
+    fn step(&mut self) -> Result<(), ClientError> {
+        let now = self.clock.now();
+        let mut progress = self.transmit(now)?;
+        progress |= self.poll(now)?;
+        if self.mode == CompletionMode::Polling {
+            progress |= self.poll_status_blocks(now)?;
+        }
+        if self
+            .core
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.core.handle_timeout(now);
+            progress = true;
+        }
+        progress |= self.collect_events();
+        progress |= self.transmit(now)?;
+        if !progress && !self.transport_down {
+            match self.mode {
+                CompletionMode::Interrupt => {
+                    let timeout = self.clock.until(self.core.poll_timeout(), WAIT_CAP);
+                    if self.transport.wait(Some(timeout)).is_err() {
+                        self.transport_failed(None);
+                    }
+                }
+                // Polling mode spins (claim 18): a status block lands in
+                // memory without any completion to wait for.
+                CompletionMode::Polling => std::thread::yield_now(),
+            }
+        }
+        Ok(())
+    }
+
+    fn transport_failed(&mut self, error: Option<WcError>) {
+        if self.lost.is_none() {
+            self.lost = error.or(Some(WcError::Disconnected));
+        }
+        self.transport_down = true;
+        self.core.transport_failed();
+    }
+
+    fn transmit(&mut self, now: rdio_core::Instant) -> Result<bool, ClientError> {
+        let mut any = false;
+        while !self.transport_down {
+            let Some(buffer) = self.sends.take() else {
+                break;
+            };
+            let bytes = self.transport.region_mut(self.sends.region(buffer)?)?;
+            let transmit = match self.core.poll_transmit(now, bytes) {
+                Ok(Some(transmit)) => transmit,
+                Ok(None) => {
+                    self.sends.release(buffer);
+                    break;
+                }
+                Err(_) => {
+                    // Buffers are max_send_size bytes, always enough.
+                    self.sends.release(buffer);
+                    return Err(ClientError::Transport(TransportError::MessageTooLarge));
+                }
+            };
+            let prefix = self.sends.slice(buffer, 0, transmit.len)?;
+            let posted = match transmit.data {
+                None => self.transport.post_send(
+                    Work::Send { buffer, data: None }.id(),
+                    &[prefix],
+                    None,
+                ),
+                Some(DataRef {
+                    request,
+                    offset,
+                    len,
+                }) => {
+                    let slot = self
+                        .slot_of(request)
+                        .ok_or(ClientError::Api(ApiError::UnknownRequest))?;
+                    let data = self.slots.slice(slot, offset as usize, len as usize)?;
+                    self.slot_sends[slot] += 1;
+                    self.transport.post_send(
+                        Work::Send {
+                            buffer,
+                            data: Some(slot),
+                        }
+                        .id(),
+                        &[prefix, data],
+                        None,
+                    )
+                }
+            };
+            if let Err(e) = posted {
+                self.transport_failed(None);
+                return Err(e.into());
+            }
+            any = true;
+        }
+        Ok(any)
+    }
+
+    fn slot_of(&self, request: RequestId) -> Option<usize> {
+        self.slot_request.iter().position(|r| *r == Some(request))
+    }
+
+    fn poll(&mut self, now: rdio_core::Instant) -> Result<bool, ClientError> {
+        if self.transport_down {
+            return Ok(false);
+        }
+        let mut completions = [Completion {
+            wr_id: 0,
+            kind: CompletionKind::Send,
+            status: Ok(()),
+        }; 32];
+        let drained = match self.transport.poll_completions(&mut completions) {
+            Ok(n) => n,
+            Err(_) => {
+                self.transport_failed(None);
+                return Ok(true);
+            }
+        };
+        for completion in &completions[..drained] {
+            self.complete(now, completion)?;
+        }
+        Ok(drained > 0)
+    }
+
+    fn complete(
+        &mut self,
+        now: rdio_core::Instant,
+        completion: &Completion,
+    ) -> Result<(), ClientError> {
+        let work = Work::from_id(completion.wr_id);
+        if let Some(Work::Send { buffer, data }) = work {
+            self.sends.release(buffer);
+            if let Some(slot) = data {
+                self.slot_sends[slot] = self.slot_sends[slot].saturating_sub(1);
+            }
+        }
+        if let Err(error) = completion.status {
+            self.transport_failed(Some(error));
+            return Ok(());
+        }
+        let Some(Work::Recv(index)) = work else {
+            return Ok(());
+        };
+        match completion.kind {
+            CompletionKind::Recv { len } => {
+                let message = self.receives.message(&self.transport, index, len)?;
+                // A violation terminates inside the core; it surfaces as the
+                // Terminated event and the requests' completions.
+                let _ = self.core.handle_message(now, message);
+            }
+            CompletionKind::RecvImm { imm } => {
+                // Interrupt mode: the immediate names the request whose
+                // status block just landed (claim 20).
+                if let Some(slot) = self.slot_of(RequestId(imm)) {
+                    let start = slot * STATUS_BLOCK_LEN;
+                    let block = &self.transport.region(self.status_region)?
+                        [start..start + STATUS_BLOCK_LEN];
+                    let _ = self.core.handle_status_block(now, block);
+                }
+            }
+            CompletionKind::Send | CompletionKind::Write => {}
+        }
+        if let Err(e) = self.receives.repost(&mut self.transport, index) {
+            if !self.core.is_closed() {
+                self.transport_failed(None);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_status_blocks(&mut self, now: rdio_core::Instant) -> Result<bool, ClientError> {
+        let mut any = false;
+        for slot in 0..self.slot_request.len() {
+            let Some(request) = self.slot_request[slot] else {
+                continue;
+            };
+            if !self.core.awaits_status_block(request) {
+                continue;
+            }
+            let start = slot * STATUS_BLOCK_LEN;
+            let block =
+                &self.transport.region(self.status_region)?[start..start + STATUS_BLOCK_LEN];
+            any |= self.core.handle_status_block(now, block).unwrap_or(true);
+        }
+        Ok(any)
+    }
+
+    fn collect_events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(event) = self.core.poll_event() {
+            any = true;
+            match event {
+                ClientEvent::Authenticated { .. } => self.authenticated = true,
+                ClientEvent::Registered { request, result } => {
+                    self.outcomes.insert(request, Outcome::Registered(result));
+                }
+                ClientEvent::Completed {
+                    request,
+                    status,
+                    bytes,
+                } => {
+                    self.outcomes
+                        .insert(request, Outcome::Completed { status, bytes });
+                }
+                ClientEvent::Interrupted { request } => {
+                    self.outcomes.insert(request, Outcome::Interrupted);
+                }
+                ClientEvent::Terminated { reason } => self.terminated = Some(reason),
+            }
+        }
+        any
+    }
+}
+
+/// The error for a request that did not succeed. The core reports each
+/// request with the outcome of its kind, so a mismatched kind would be a core
+/// bug; it is reported as a protocol error rather than trusted.
+fn refused(operation: Operation, outcome: Outcome) -> ClientError {
+    let status = match outcome {
+        Outcome::Completed { status, .. } | Outcome::Registered(Err(status)) => status,
+        Outcome::Registered(Ok(_)) | Outcome::Interrupted => Status::ProtocolError,
+    };
+    ClientError::Remote { operation, status }
+}
+
+fn check_segment_count(count: usize) -> Result<(), ClientError> {
+    if count == 0 || count > MAX_SEGMENTS {
+        return Err(ClientError::InvalidArgument(
+            "a vectored request has 1 to 16 segments",
+        ));
+    }
+    Ok(())
+}
+
+fn wire_write_segments(
+    segments: impl Iterator<Item = (u64, usize)>,
+) -> Result<Vec<wire::WriteSegment>, ClientError> {
+    segments
+        .map(|(offset, len)| {
+            let len = u32::try_from(len).map_err(|_| ClientError::TooLarge {
+                len: len as u64,
+                max: u64::from(u32::MAX),
+            })?;
+            Ok(wire::WriteSegment::new(offset, len))
+        })
+        .collect()
+}

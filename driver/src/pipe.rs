@@ -1,0 +1,185 @@
+//! The side channel ("pipe", seed claim 8) as framed [`PipeMessage`]s over
+//! any byte stream: a TCP connection between hosts, a Unix socket pair for
+//! the in-process server.
+
+use rdio_core::wire::pipe::PIPE_HEADER_LEN;
+use rdio_core::wire::{MAX_PIPE_PAYLOAD, PipeHeader, PipeMessage, WireError};
+use std::fmt;
+use std::io::{self, Read, Write};
+
+/// Room for the largest frame a peer may send.
+const FRAME_CAPACITY: usize = PIPE_HEADER_LEN + MAX_PIPE_PAYLOAD;
+
+/// Why a pipe exchange failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PipeError {
+    /// The stream failed.
+    Io(io::Error),
+    /// The peer closed the stream.
+    Closed,
+    /// The peer sent a malformed frame; the stream cannot be trusted after it.
+    Malformed(WireError),
+    /// A well-formed message that makes no sense here (e.g. a response where
+    /// a request was expected).
+    Unexpected(&'static str),
+}
+
+impl fmt::Display for PipeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "side channel: {e}"),
+            Self::Closed => f.write_str("side channel closed by the peer"),
+            Self::Malformed(e) => write!(f, "side channel: malformed message: {e}"),
+            Self::Unexpected(what) => write!(f, "side channel: unexpected message: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for PipeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Malformed(e) => Some(e),
+            Self::Closed | Self::Unexpected(_) => None,
+        }
+    }
+}
+
+/// One end of a pipe: reads and writes whole messages, reusing one frame
+/// buffer.
+#[derive(Debug)]
+pub struct Pipe<S> {
+    stream: S,
+    frame: Box<[u8; FRAME_CAPACITY]>,
+}
+
+impl<S: Read + Write> Pipe<S> {
+    /// Frame messages over `stream`.
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            frame: Box::new([0; FRAME_CAPACITY]),
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Send one message.
+    pub fn send(&mut self, message: &PipeMessage<'_>) -> Result<(), PipeError> {
+        let len = message
+            .emit(&mut self.frame[..])
+            .map_err(|_| PipeError::Unexpected("message larger than a pipe frame"))?;
+        self.stream
+            .write_all(&self.frame[..len])
+            .map_err(PipeError::Io)?;
+        self.stream.flush().map_err(PipeError::Io)
+    }
+
+    /// Receive one message, borrowed from the frame buffer until the next
+    /// call. [`PipeError::Closed`] when the peer closed the stream between
+    /// messages.
+    pub fn receive(&mut self) -> Result<PipeMessage<'_>, PipeError> {
+        let (header, rest) = self.frame.split_at_mut(PIPE_HEADER_LEN);
+        if !read_full(&mut self.stream, header)? {
+            return Err(PipeError::Closed);
+        }
+        let frame_len = PipeHeader::parse(header)
+            .map_err(PipeError::Malformed)?
+            .frame_len();
+        let payload = rest
+            .get_mut(..frame_len - PIPE_HEADER_LEN)
+            .ok_or(PipeError::Malformed(WireError::TooMany))?;
+        if !read_full(&mut self.stream, payload)? {
+            return Err(PipeError::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let (message, _) =
+            PipeMessage::parse(&self.frame[..frame_len]).map_err(PipeError::Malformed)?;
+        Ok(message)
+    }
+}
+
+/// Fill `buf`; `false` when the stream ended before the first byte.
+fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> Result<bool, PipeError> {
+    let mut done = 0;
+    while done < buf.len() {
+        match stream.read(&mut buf[done..]) {
+            Ok(0) if done == 0 => return Ok(false),
+            Ok(0) => return Err(PipeError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(PipeError::Io(e)),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdio_core::wire::{OpenFlags, ResumeKey, Status};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn messages_cross_a_stream_one_by_one() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let (mut a, mut b) = (Pipe::new(a), Pipe::new(b));
+        a.send(&PipeMessage::ResumeKeyRequest).expect("send");
+        a.send(&PipeMessage::OpenRequest {
+            flags: OpenFlags::READ,
+            path: b"dir/file",
+        })
+        .expect("send");
+        b.send(&PipeMessage::OpenResponse {
+            status: Status::NotFound,
+            key: ResumeKey([0; 16]),
+            size: 0,
+        })
+        .expect("send");
+        assert_eq!(b.receive().expect("receive"), PipeMessage::ResumeKeyRequest);
+        assert_eq!(
+            b.receive().expect("receive"),
+            PipeMessage::OpenRequest {
+                flags: OpenFlags::READ,
+                path: b"dir/file"
+            }
+        );
+        assert!(matches!(
+            a.receive().expect("receive"),
+            PipeMessage::OpenResponse {
+                status: Status::NotFound,
+                ..
+            }
+        ));
+        drop(a);
+        assert!(matches!(b.receive(), Err(PipeError::Closed)));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors() {
+        let (mut a, b) = UnixStream::pair().expect("socketpair");
+        let mut b = Pipe::new(b);
+        a.write_all(b"HTTP/1.1 200 OK\r\n").expect("write");
+        assert!(matches!(
+            b.receive(),
+            Err(PipeError::Malformed(WireError::BadMagic))
+        ));
+
+        let (mut a, b) = UnixStream::pair().expect("socketpair");
+        let mut b = Pipe::new(b);
+        let mut frame = [0u8; 64];
+        let len = PipeMessage::ResumeKeyResponse {
+            key: ResumeKey([7; 16]),
+        }
+        .emit(&mut frame)
+        .expect("emit");
+        a.write_all(&frame[..len - 1]).expect("write");
+        drop(a);
+        assert!(
+            matches!(b.receive(), Err(PipeError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
+        );
+    }
+}

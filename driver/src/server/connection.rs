@@ -1,0 +1,518 @@
+//! One RDMA connection on the server: the core's [`Connection`] state
+//! machine, driven over a transport, doing its file I/O.
+
+use super::{Server, ServerError};
+use crate::buffers::{Clock, Pool, Receives, Work};
+use crate::files::FileId;
+use rdio_core::error::Violation;
+use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
+use rdio_core::time::Instant;
+use rdio_core::wire::{BufferDescriptor, ReadSegment, Status};
+use rdio_transport::{
+    Access, Completion, CompletionKind, RemoteBuf, Transport, TransportError, WcError,
+};
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::time::Duration;
+
+/// Longest the runner blocks in [`Transport::wait`] before looking at its
+/// control channel and timers again.
+const WAIT_CAP: Duration = Duration::from_millis(10);
+/// How long a terminated connection waits for its last sends (the
+/// `Terminate` message) to complete before disconnecting anyway.
+const LINGER: Duration = Duration::from_secs(1);
+/// Send buffers beyond one per receive the client can fill: room for
+/// status blocks and control messages queued at the same time.
+const EXTRA_SENDS: usize = 8;
+
+/// Why a connection runner returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// The protocol ended the connection: the client's orderly close
+    /// (`PeerTerminated(Shutdown)`), a violation, or a timeout.
+    Terminated(Violation),
+    /// A work request failed: the connection is gone.
+    Lost(WcError),
+    /// A transport call failed.
+    Transport(TransportError),
+}
+
+impl fmt::Display for ConnectionEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Terminated(reason) => write!(f, "connection terminated: {reason}"),
+            Self::Lost(e) => write!(f, "connection lost: {e}"),
+            Self::Transport(e) => write!(f, "transport: {e}"),
+        }
+    }
+}
+
+impl From<TransportError> for ConnectionEnd {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+/// Orders for a running connection from another thread.
+#[derive(Debug)]
+enum Control {
+    CreditTarget(u16),
+    Shutdown,
+}
+
+/// Steers a [`ServerConnection`] running on another thread: the server's
+/// credit policy (claim 1: grants and revokes by credit request) and an
+/// orderly shutdown. Orders to a finished connection are ignored.
+#[derive(Clone, Debug)]
+pub struct ConnectionControl {
+    sender: Sender<Control>,
+}
+
+impl ConnectionControl {
+    /// Move the client's credits toward `target` (grant or revoke). Returns
+    /// `false` when the connection has ended.
+    pub fn set_credit_target(&self, target: u16) -> bool {
+        self.sender.send(Control::CreditTarget(target)).is_ok()
+    }
+
+    /// End the connection in an orderly way (`Terminate(Shutdown)`).
+    pub fn shutdown(&self) -> bool {
+        self.sender.send(Control::Shutdown).is_ok()
+    }
+}
+
+/// A read the core handed over, waiting for a free bounce buffer.
+#[derive(Debug)]
+struct PendingRead {
+    op: OpId,
+    file: FileId,
+    segments: Vec<ReadSegment>,
+}
+
+/// Work from the core, owned so the core can be driven while it is done.
+enum Job {
+    Authenticate(rdio_core::wire::AuthKey),
+    Register(OpId, rdio_core::wire::ResumeKey),
+    Read(PendingRead),
+    CloseFile(FileId),
+    Terminated(Violation),
+}
+
+impl From<ServerEvent<'_>> for Job {
+    fn from(event: ServerEvent<'_>) -> Self {
+        match event {
+            ServerEvent::Authenticate { key } => Self::Authenticate(key),
+            ServerEvent::Register { op, key } => Self::Register(op, key),
+            ServerEvent::Read { op, file, segments } => Self::Read(PendingRead {
+                op,
+                file,
+                segments: segments.to_vec(),
+            }),
+            ServerEvent::CloseFile { file } => Self::CloseFile(file),
+            ServerEvent::Terminated { reason } => Self::Terminated(reason),
+        }
+    }
+}
+
+/// The server side of one RDMA connection: owns the transport, the
+/// registered buffers and the core state machine, and runs on its own
+/// thread ([`ServerConnection::run`]).
+pub struct ServerConnection<T: Transport> {
+    server: Arc<Server>,
+    transport: T,
+    conn: Connection,
+    clock: Clock,
+    receives: Receives,
+    sends: Pool,
+    /// Read data goes from the file into one of these, then by RDMA write
+    /// to the client (claim 16).
+    bounces: Pool,
+    bounce_writes: Vec<usize>,
+    reads: VecDeque<PendingRead>,
+    /// Files registered on this connection, closed when it ends.
+    files: HashSet<FileId>,
+    control: Receiver<Control>,
+    control_sender: Sender<Control>,
+    closing: Option<(Violation, Instant)>,
+}
+
+impl<T: Transport> fmt::Debug for ServerConnection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConnection")
+            .field("provider", &self.transport.provider())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Take a freshly connected transport: register buffers and post the
+    /// receives before the client can send anything (a send finding no
+    /// receive breaks an RC connection).
+    pub fn accept<T: Transport>(
+        self: &Arc<Self>,
+        mut transport: T,
+    ) -> Result<ServerConnection<T>, ServerError> {
+        let clock = Clock::new();
+        let config = self.options.config;
+        let conn = Connection::new(config, clock.now());
+        let message_size = config.max_send_size as usize;
+        let depth = conn.receive_depth();
+        let receives = Receives::post_all(&mut transport, depth, message_size)?;
+        let sends = Pool::register(
+            &mut transport,
+            depth + EXTRA_SENDS,
+            message_size,
+            Access::empty(),
+        )?;
+        let read_buffers = self.options.read_buffers.max(1);
+        let bounces = Pool::register(
+            &mut transport,
+            read_buffers,
+            config.max_io_size as usize,
+            Access::empty(),
+        )?;
+        let (control_sender, control) = mpsc::channel();
+        Ok(ServerConnection {
+            server: Arc::clone(self),
+            transport,
+            conn,
+            clock,
+            receives,
+            sends,
+            bounces,
+            bounce_writes: vec![0; read_buffers],
+            reads: VecDeque::new(),
+            files: HashSet::new(),
+            control,
+            control_sender,
+            closing: None,
+        })
+    }
+}
+
+impl<T: Transport> ServerConnection<T> {
+    /// A handle to steer this connection once it runs on another thread.
+    pub fn control(&self) -> ConnectionControl {
+        ConnectionControl {
+            sender: self.control_sender.clone(),
+        }
+    }
+
+    /// Serve until the connection ends, then disconnect and close the files
+    /// registered on it.
+    pub fn run(mut self) -> ConnectionEnd {
+        let end = self.drive();
+        self.transport.disconnect();
+        self.server.close_files(self.files.drain());
+        end
+    }
+
+    fn drive(&mut self) -> ConnectionEnd {
+        let mut completions = [Completion {
+            wr_id: 0,
+            kind: CompletionKind::Send,
+            status: Ok(()),
+        }; 32];
+        loop {
+            let now = self.clock.now();
+            let mut progress = self.take_orders();
+            let drained = match self.transport.poll_completions(&mut completions) {
+                Ok(n) => n,
+                Err(e) => return self.ended(ConnectionEnd::Transport(e)),
+            };
+            for completion in &completions[..drained] {
+                if let Err(end) = self.complete(now, completion) {
+                    return end;
+                }
+            }
+            progress |= drained > 0;
+            let step = self
+                .drain_events(now)
+                .and_then(|events| Ok(events | self.serve_reads()? | self.drain_transmits()?));
+            match step {
+                Ok(did) => progress |= did,
+                Err(end) => return self.ended(end),
+            }
+            if self
+                .conn
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= now)
+            {
+                self.conn.handle_timeout(now);
+                progress = true;
+            }
+            if let Some((reason, deadline)) = self.closing {
+                if (self.sends.all_free() && self.bounces.all_free()) || now >= deadline {
+                    return ConnectionEnd::Terminated(reason);
+                }
+            }
+            if !progress {
+                let timeout = self.clock.until(self.conn.poll_timeout(), WAIT_CAP);
+                if let Err(e) = self.transport.wait(Some(timeout)) {
+                    return self.ended(ConnectionEnd::Transport(e));
+                }
+            }
+        }
+    }
+
+    /// After termination, a failing transport is the expected way out.
+    fn ended(&self, end: ConnectionEnd) -> ConnectionEnd {
+        self.closing
+            .map_or(end, |(reason, _)| ConnectionEnd::Terminated(reason))
+    }
+
+    fn take_orders(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            match self.control.try_recv() {
+                // Out of range or while a change is pending: the policy is
+                // advisory, the core keeps the ledger consistent.
+                Ok(Control::CreditTarget(target)) => {
+                    any |= self.conn.set_credit_target(target).is_ok()
+                }
+                Ok(Control::Shutdown) => {
+                    self.conn.close_connection();
+                    any = true;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return any,
+            }
+        }
+    }
+
+    fn complete(&mut self, now: Instant, completion: &Completion) -> Result<(), ConnectionEnd> {
+        if let Err(error) = completion.status {
+            return Err(self.ended(ConnectionEnd::Lost(error)));
+        }
+        match (Work::from_id(completion.wr_id), completion.kind) {
+            (Some(Work::Recv(index)), CompletionKind::Recv { len }) => {
+                let message = self.receives.message(&self.transport, index, len)?;
+                // A violation already terminated the connection inside the
+                // core (Terminate queued, Terminated event pending).
+                if let Ok(Some(chunk)) = self.conn.handle_message(now, message) {
+                    let result = write_chunk(&self.server, &chunk);
+                    let _ = self.conn.complete_io(chunk.op, result);
+                }
+                self.repost(index)
+            }
+            // Clients never write with immediate data to a server; the
+            // receive is simply put back.
+            (Some(Work::Recv(index)), _) => self.repost(index),
+            (Some(Work::Send { buffer, .. }), _) => {
+                self.sends.release(buffer);
+                Ok(())
+            }
+            (Some(Work::ReadData(bounce)), _) => {
+                if let Some(writes) = self.bounce_writes.get_mut(bounce) {
+                    *writes = writes.saturating_sub(1);
+                    if *writes == 0 {
+                        self.bounces.release(bounce);
+                    }
+                }
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
+    }
+
+    fn repost(&mut self, index: usize) -> Result<(), ConnectionEnd> {
+        match self.receives.repost(&mut self.transport, index) {
+            Err(_) if self.closing.is_some() => Ok(()),
+            result => result.map_err(ConnectionEnd::from),
+        }
+    }
+
+    fn drain_events(&mut self, now: Instant) -> Result<bool, ConnectionEnd> {
+        let mut any = false;
+        while let Some(work) = self.conn.poll_event().map(Job::from) {
+            any = true;
+            match work {
+                Job::Authenticate(key) => {
+                    let redeemed = self.server.lock().registry.redeem_auth(now, &key);
+                    match redeemed {
+                        Ok(params) => {
+                            let _ = self.conn.accept_auth(now, params);
+                        }
+                        Err(_) => self.conn.reject_auth(),
+                    }
+                }
+                Job::Register(op, key) => {
+                    let result = self.register(&key);
+                    if let (Ok(()), Ok(registration)) =
+                        (self.conn.complete_register(op, result), result)
+                    {
+                        self.files.insert(registration.file);
+                    }
+                }
+                Job::Read(read) => {
+                    if self.closing.is_none() {
+                        self.reads.push_back(read);
+                    }
+                }
+                Job::CloseFile(file) => {
+                    self.files.remove(&file);
+                    self.server.close_files([file]);
+                }
+                Job::Terminated(reason) => {
+                    self.reads.clear();
+                    self.closing = Some((reason, now.saturating_add(LINGER)));
+                }
+            }
+        }
+        Ok(any)
+    }
+
+    /// Resolve a file resume key for this connection's session (claim 11).
+    fn register(&self, key: &rdio_core::wire::ResumeKey) -> Result<Registration, Status> {
+        let session = self.conn.session().ok_or(Status::AccessDenied)?.session;
+        let entry = self
+            .server
+            .lock()
+            .registry
+            .redeem_file(session, key)
+            .map_err(|e| e.status())?;
+        let size = match self.server.file(entry.file) {
+            Some(file) => file.len().map_err(|e| e.status())?,
+            None => return Err(Status::NotFound),
+        };
+        Ok(Registration {
+            file: entry.file,
+            flags: entry.flags,
+            size,
+        })
+    }
+
+    /// Read into free bounce buffers and RDMA-write to the client; the core
+    /// queues the status block after these writes (claims 16, 20).
+    fn serve_reads(&mut self) -> Result<bool, ConnectionEnd> {
+        let mut any = false;
+        while !self.reads.is_empty() {
+            let Some(bounce) = self.bounces.take() else {
+                break;
+            };
+            let Some(read) = self.reads.pop_front() else {
+                break;
+            };
+            any = true;
+            let result = match self.read_into(bounce, &read) {
+                Ok((total, writes)) => {
+                    for (offset, len, dest) in writes {
+                        let remote = RemoteBuf {
+                            addr: dest.addr(),
+                            key: dest.key(),
+                            len: dest.len(),
+                        };
+                        let data = self.bounces.slice(bounce, offset, len)?;
+                        self.transport.post_write(
+                            Work::ReadData(bounce).id(),
+                            &[data],
+                            remote,
+                            None,
+                        )?;
+                        self.bounce_writes[bounce] += 1;
+                    }
+                    Ok(total)
+                }
+                Err(status) => Err(status),
+            };
+            if self.bounce_writes[bounce] == 0 {
+                self.bounces.release(bounce);
+            }
+            let _ = self.conn.complete_io(read.op, result);
+        }
+        Ok(any)
+    }
+
+    /// Read every segment into `bounce`, back to back; returns the total and
+    /// the non-empty pieces to write (offset in the bounce, length, where).
+    #[allow(clippy::type_complexity)]
+    fn read_into(
+        &mut self,
+        bounce: usize,
+        read: &PendingRead,
+    ) -> Result<(u64, Vec<(usize, usize, BufferDescriptor)>), Status> {
+        let file = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
+        let region = self.bounces.region(bounce).map_err(|_| Status::IoError)?;
+        let buffer = self
+            .transport
+            .region_mut(region)
+            .map_err(|_| Status::IoError)?;
+        let mut writes = Vec::with_capacity(read.segments.len());
+        let mut position = 0usize;
+        let mut total = 0u64;
+        for segment in &read.segments {
+            let dest = segment.dest();
+            let len = dest.len() as usize;
+            let end = position.checked_add(len).ok_or(Status::TooLarge)?;
+            let target = buffer.get_mut(position..end).ok_or(Status::TooLarge)?;
+            let got = file
+                .read_at(segment.offset(), target)
+                .map_err(|e| e.status())?;
+            if got > 0 {
+                writes.push((position, got, dest));
+            }
+            total += got as u64;
+            position = end;
+        }
+        Ok((total, writes))
+    }
+
+    fn drain_transmits(&mut self) -> Result<bool, ConnectionEnd> {
+        let mut any = false;
+        while let Some(buffer) = self.sends.take() {
+            let region = self.sends.region(buffer)?;
+            let bytes = self.transport.region_mut(region)?;
+            let transmit = match self.conn.poll_transmit(bytes) {
+                Ok(Some(transmit)) => transmit,
+                Ok(None) => {
+                    self.sends.release(buffer);
+                    break;
+                }
+                Err(_) => {
+                    // Buffers are max_send_size bytes, which the core
+                    // guarantees is enough: reaching here is a bug.
+                    self.sends.release(buffer);
+                    return Err(ConnectionEnd::Transport(TransportError::MessageTooLarge));
+                }
+            };
+            let id = Work::Send { buffer, data: None }.id();
+            match transmit {
+                Transmit::Send { len } => {
+                    self.transport
+                        .post_send(id, &[self.sends.slice(buffer, 0, len)?], None)?;
+                }
+                Transmit::StatusBlock {
+                    len,
+                    dest,
+                    immediate,
+                } => {
+                    let remote = RemoteBuf {
+                        addr: dest.addr(),
+                        key: dest.key(),
+                        len: dest.len(),
+                    };
+                    self.transport.post_write(
+                        id,
+                        &[self.sends.slice(buffer, 0, len)?],
+                        remote,
+                        immediate,
+                    )?;
+                }
+            }
+            any = true;
+        }
+        Ok(any)
+    }
+}
+
+/// Place one chunk of write data in the file (claim 1: it came by send).
+fn write_chunk(server: &Server, chunk: &WriteChunk<'_>) -> Result<u64, Status> {
+    let file = server.file(chunk.file).ok_or(Status::InvalidHandle)?;
+    let mut total = 0u64;
+    for (offset, bytes) in &chunk.pieces {
+        file.write_at(*offset, bytes).map_err(|e| e.status())?;
+        total += bytes.len() as u64;
+    }
+    Ok(total)
+}

@@ -1,0 +1,266 @@
+//! The file-serving server: one shared [`Server`] (exported root, open
+//! files, side-channel registry), a pipe handler per client
+//! ([`Server::serve_pipe`]) and a [`ServerConnection`] runner per RDMA
+//! connection.
+//!
+//! Data walks one way: the core server turns received messages into work
+//! (register, read, write data, close); the connection runner does the file
+//! I/O through [`crate::files`] and posts the RDMA writes and sends the core
+//! asks for.
+
+mod connection;
+
+pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection};
+
+use crate::buffers::Clock;
+use crate::files::{FileId, FileTable, Root};
+use crate::pipe::{Pipe, PipeError};
+use rdio_core::server::{FileEntry, Registry, ServerConfig, ServerOffer, SessionId};
+use rdio_core::wire::{
+    KEY_LEN, OpenFlags, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
+};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// Limits and identity of a server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Protocol limits and credit policy handed to every connection.
+    pub config: ServerConfig,
+    /// Most files open at once over all clients.
+    pub max_open_files: usize,
+    /// Providers offered in negotiation, most preferred first.
+    pub providers: ProviderList,
+    /// The RDMA endpoint address given to negotiating clients.
+    pub endpoint: Vec<u8>,
+    /// How long an authentication key stays redeemable after negotiation.
+    pub auth_lifetime: Duration,
+    /// Registered buffers for read data awaiting their RDMA write, each
+    /// `config.max_io_size` bytes: reads beyond this many in flight wait.
+    pub read_buffers: usize,
+}
+
+impl ServerOptions {
+    /// Defaults for a server reached over `provider` at `endpoint`.
+    pub fn new(provider: ProviderName, endpoint: &[u8]) -> Self {
+        let mut providers = ProviderList::new();
+        // Capacity MAX_PROVIDERS >= 1.
+        let _ = providers.push(provider);
+        Self {
+            config: ServerConfig::default(),
+            max_open_files: 1024,
+            providers,
+            endpoint: endpoint.to_vec(),
+            auth_lifetime: Duration::from_secs(30),
+            read_buffers: 2,
+        }
+    }
+}
+
+/// Why a server gave up on a pipe or connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The side channel failed or the client misbehaved on it.
+    Pipe(PipeError),
+    /// The OS random generator failed (keys cannot be minted).
+    Entropy(String),
+    /// The registry is full (too many sessions).
+    TooManySessions,
+    /// The transport failed synchronously.
+    Transport(rdio_transport::TransportError),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pipe(e) => write!(f, "{e}"),
+            Self::Entropy(e) => write!(f, "OS random number generator failed: {e}"),
+            Self::TooManySessions => f.write_str("too many client sessions"),
+            Self::Transport(e) => write!(f, "transport: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<PipeError> for ServerError {
+    fn from(e: PipeError) -> Self {
+        Self::Pipe(e)
+    }
+}
+
+impl From<rdio_transport::TransportError> for ServerError {
+    fn from(e: rdio_transport::TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+/// State shared by the pipe handlers and connection runners of one server.
+#[derive(Debug)]
+pub struct Server {
+    root: Root,
+    options: ServerOptions,
+    clock: Clock,
+    shared: Mutex<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    registry: Registry,
+    files: FileTable,
+}
+
+impl Server {
+    /// A server exporting `root`.
+    pub fn new(root: Root, options: ServerOptions) -> Arc<Self> {
+        let shared = Shared {
+            registry: Registry::new(options.config, options.auth_lifetime),
+            files: FileTable::new(options.max_open_files),
+        };
+        Arc::new(Self {
+            root,
+            options,
+            clock: Clock::new(),
+            shared: Mutex::new(shared),
+        })
+    }
+
+    /// The exported root.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The options the server runs with.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// Files open now (opened on a pipe and not yet closed).
+    pub fn open_files(&self) -> usize {
+        self.lock().files.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // The shared state stays consistent across a panicking holder (every
+        // update is a single call), so a poisoned lock is still usable.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn file(&self, id: FileId) -> Option<Arc<crate::files::File>> {
+        self.lock().files.get(id).ok().cloned()
+    }
+
+    fn close_files(&self, ids: impl IntoIterator<Item = FileId>) {
+        let mut shared = self.lock();
+        for id in ids {
+            let _ = shared.files.remove(id);
+        }
+    }
+
+    /// Answer one client's side channel until it closes (claim 8: resume
+    /// key, opens, negotiation). Files it opened and never registered are
+    /// closed when it ends.
+    pub fn serve_pipe<S: Read + Write>(&self, stream: S) -> Result<(), ServerError> {
+        let mut pipe = Pipe::new(stream);
+        let mut session = None;
+        let result = self.pipe_loop(&mut pipe, &mut session);
+        if let Some(session) = session {
+            let unregistered = self.lock().registry.close_session(session);
+            self.close_files(unregistered);
+        }
+        result
+    }
+
+    fn pipe_loop<S: Read + Write>(
+        &self,
+        pipe: &mut Pipe<S>,
+        session: &mut Option<SessionId>,
+    ) -> Result<(), ServerError> {
+        loop {
+            let reply = match pipe.receive() {
+                Err(PipeError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+                Ok(PipeMessage::ResumeKeyRequest) if session.is_none() => {
+                    let (id, key) = self
+                        .lock()
+                        .registry
+                        .open_session(entropy()?)
+                        .map_err(|_| ServerError::TooManySessions)?;
+                    *session = Some(id);
+                    PipeMessage::ResumeKeyResponse { key }
+                }
+                Ok(PipeMessage::OpenRequest { flags, path }) => {
+                    let session = session
+                        .ok_or(PipeError::Unexpected("open before the resume key request"))?;
+                    let (status, key, size) = match self.open(session, path, flags) {
+                        Ok((key, size)) => (Status::Success, key, size),
+                        Err(status) => (status, ResumeKey([0; KEY_LEN]), 0),
+                    };
+                    PipeMessage::OpenResponse { status, key, size }
+                }
+                Ok(PipeMessage::NegotiateRequest(request)) => {
+                    let session = session.ok_or(PipeError::Unexpected(
+                        "negotiate before the resume key request",
+                    ))?;
+                    let offer = ServerOffer {
+                        providers: &self.options.providers,
+                        endpoint: &self.options.endpoint,
+                    };
+                    let entropy = entropy()?;
+                    let response = self.lock().registry.negotiate(
+                        self.clock.now(),
+                        session,
+                        &request,
+                        offer,
+                        entropy,
+                    );
+                    PipeMessage::NegotiateResponse(response)
+                }
+                Ok(PipeMessage::ResumeKeyRequest) => {
+                    return Err(PipeError::Unexpected("second resume key request").into());
+                }
+                Ok(_) => return Err(PipeError::Unexpected("a response sent to the server").into()),
+            };
+            pipe.send(&reply)?;
+        }
+    }
+
+    /// Open `path` for `session` and mint its resume key (claim 10).
+    fn open(
+        &self,
+        session: SessionId,
+        path: &[u8],
+        flags: OpenFlags,
+    ) -> Result<(ResumeKey, u64), Status> {
+        let file = self.root.open(path, flags).map_err(|e| e.status())?;
+        let size = file.len().map_err(|e| e.status())?;
+        let entropy = entropy().map_err(|_| Status::IoError)?;
+        let mut shared = self.lock();
+        let id = shared
+            .files
+            .insert(file)
+            .map_err(|_| Status::ResourceExhausted)?;
+        let entry = FileEntry {
+            session,
+            file: id,
+            flags,
+            size,
+        };
+        match shared.registry.add_file(entry, entropy) {
+            Ok(key) => Ok((key, size)),
+            Err(e) => {
+                let _ = shared.files.remove(id);
+                Err(e.status())
+            }
+        }
+    }
+}
+
+/// Fresh key material from the OS CSPRNG (the core takes entropy as input).
+fn entropy() -> Result<[u8; KEY_LEN], ServerError> {
+    let mut key = [0u8; KEY_LEN];
+    getrandom::fill(&mut key).map_err(|e| ServerError::Entropy(e.to_string()))?;
+    Ok(key)
+}
