@@ -164,7 +164,7 @@ pub struct ClientLedger {
     give_ups_owed: u16,
     give_up_answers_owed: u16,
     ack_owed: Option<i32>,
-    ack_in_flight: bool,
+    acks_in_flight: u16,
 }
 
 impl ClientLedger {
@@ -177,7 +177,7 @@ impl ClientLedger {
             give_ups_owed: 0,
             give_up_answers_owed: 0,
             ack_owed: None,
-            ack_in_flight: false,
+            acks_in_flight: 0,
         }
     }
 
@@ -206,7 +206,7 @@ impl ClientLedger {
         self.give_ups_owed == 0
             && self.give_up_answers_owed == 0
             && self.ack_owed.is_none()
-            && !self.ack_in_flight
+            && self.acks_in_flight == 0
     }
 
     fn free(&self) -> u16 {
@@ -219,8 +219,14 @@ impl ClientLedger {
     }
 
     /// The server's credit request arrived.
+    ///
+    /// The previous exchange must have been answered by this client (its
+    /// acknowledgement or all its give-ups sent); the server's responses to
+    /// those may still be on their way — the server starts a new exchange as
+    /// soon as it has received the last answer, and may send the new request
+    /// ahead of its responses.
     pub fn on_credit_request(&mut self, delta: i32) -> Result<(), Violation> {
-        if !self.is_settled() {
+        if self.give_ups_owed > 0 || self.ack_owed.is_some() {
             return Err(Violation::CreditSequence);
         }
         let magnitude = u16::try_from(delta.unsigned_abs()).map_err(|_| Violation::CreditRange)?;
@@ -262,7 +268,7 @@ impl ClientLedger {
             return None;
         }
         self.ack_owed = None;
-        self.ack_in_flight = true;
+        self.acks_in_flight = self.acks_in_flight.saturating_add(1);
         self.in_use = self.in_use.saturating_add(1);
         Some((delta, self.level))
     }
@@ -297,8 +303,8 @@ impl ClientLedger {
     /// (1 answers the acknowledgement, 0 answers a give-up).
     pub fn on_credit_response(&mut self, credits: u16) -> Result<(), Violation> {
         match credits {
-            1 if self.ack_in_flight => {
-                self.ack_in_flight = false;
+            1 if self.acks_in_flight > 0 => {
+                self.acks_in_flight = self.acks_in_flight.saturating_sub(1);
                 self.on_reply(1, 1)
             }
             0 if self.give_up_answers_owed > 0 => {
@@ -356,6 +362,36 @@ mod tests {
         c.on_credit_response(0).unwrap();
         assert!(c.on_credit_response(0).is_err(), "no third answer owed");
         assert_eq!((c.level(), s.level()), (2, 2));
+    }
+
+    #[test]
+    fn next_request_may_overtake_the_previous_responses() {
+        let mut c = ClientLedger::new(2, 16);
+        let mut s = ServerLedger::new(2);
+        s.start(2).unwrap();
+        c.on_credit_request(2).unwrap();
+        let (delta, hdr) = c.send_ack().unwrap();
+        s.on_ack(delta, hdr).unwrap();
+        // The server starts the next exchange before its response arrives.
+        s.start(-3).unwrap();
+        c.on_credit_request(-3).unwrap();
+        for _ in 0..3 {
+            let hdr = c.send_give_up().unwrap();
+            s.on_give_up(hdr).unwrap();
+        }
+        s.start(1).unwrap();
+        c.on_credit_request(1).unwrap();
+        // Now the responses: one for the ack, three for the give-ups.
+        c.on_credit_response(1).unwrap();
+        for _ in 0..3 {
+            c.on_credit_response(0).unwrap();
+        }
+        let (delta, hdr) = c.send_ack().unwrap();
+        s.on_ack(delta, hdr).unwrap();
+        s.release(2).unwrap();
+        c.on_credit_response(1).unwrap();
+        assert!(c.is_settled());
+        assert_eq!((c.level(), s.level(), c.in_use(), s.in_use()), (2, 2, 0, 0));
     }
 
     #[test]

@@ -97,8 +97,8 @@ impl Sink for Counter {
 
 /// Writes bytes into a buffer that [`emit`] has already checked is large
 /// enough.
-struct Writer<'b> {
-    rest: &'b mut [u8],
+pub(crate) struct Writer<'b> {
+    pub(crate) rest: &'b mut [u8],
 }
 
 impl Sink for Writer<'_> {

@@ -2,7 +2,7 @@
 //! opcode-specific payload. One message fills one receive buffer exactly.
 
 use super::codec::{
-    self, Counter, Sink, Unencodable, expect_empty, reserved_zero, take, take_exact,
+    Counter, Sink, Unencodable, Writer, expect_empty, reserved_zero, take, take_exact,
 };
 use super::header::{Flags, HEADER_LEN, Header, Opcode};
 use super::types::{AuthKey, BufferDescriptor, ResumeKey, Status};
@@ -347,20 +347,17 @@ impl<'a> Message<'a> {
         })
     }
 
-    /// Bytes [`Message::emit`] writes: header, fixed payload, data.
-    ///
-    /// `usize::MAX` for a message that cannot be encoded because a count or
-    /// length does not fit its wire field (over `u16::MAX` segments, a payload
-    /// over `u32::MAX` bytes); no inputs the protocol accepts build one.
+    /// Bytes [`Message::emit`] writes: header, fixed payload, data
+    /// (`usize::MAX` for a message whose counts do not fit the wire).
     pub fn encoded_len(&self) -> usize {
-        codec::encoded_len(|sink| self.encode(sink, true))
+        self.lengths().map_or(usize::MAX, |(prefix, _)| {
+            prefix.saturating_add(self.data().len())
+        })
     }
 
-    /// Bytes [`Message::emit_prefix`] writes: header, fixed payload and the
-    /// segment array; everything but the trailing data (`usize::MAX` as for
-    /// [`Message::encoded_len`]).
+    /// Bytes [`Message::emit_prefix`] writes: everything but the trailing data.
     pub fn prefix_len(&self) -> usize {
-        codec::encoded_len(|sink| self.encode(sink, false))
+        self.lengths().map_or(usize::MAX, |(prefix, _)| prefix)
     }
 
     /// Encode the whole message into `buf`; returns the bytes written.
@@ -369,23 +366,42 @@ impl<'a> Message<'a> {
     /// read is encoded as given, and rejected by [`Message::parse`]); it never
     /// panics, and leaves `buf` untouched when it is too small.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
-        codec::emit(buf, |sink| self.encode(sink, true))
+        self.write(buf, true)
     }
 
     /// Encode everything but the trailing write data into `buf` (the header's
     /// length still counts the data), so a driver can gather the prefix and the
     /// caller's registered data buffer into one send without copying the data.
     pub fn emit_prefix(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
-        codec::emit(buf, |sink| self.encode(sink, false))
+        self.write(buf, false)
     }
 
-    /// The one description of this message's bytes, for both counting and
-    /// writing (see [`codec`]).
-    fn encode(&self, sink: &mut dyn Sink, with_data: bool) -> Result<(), Unencodable> {
-        let data = self.data();
+    /// The prefix length (header + fixed payload + segments) and the
+    /// header's payload length field (fixed payload + data).
+    fn lengths(&self) -> Result<(usize, u32), Unencodable> {
         let mut fixed = Counter::default();
         self.body.encode_fixed(&mut fixed)?;
-        let length = u32::try_from(fixed.0.checked_add(data.len()).ok_or(Unencodable)?)?;
+        let payload = u32::try_from(fixed.0.checked_add(self.data().len()).ok_or(Unencodable)?)?;
+        Ok((HEADER_LEN.saturating_add(fixed.0), payload))
+    }
+
+    /// The one description of this message's bytes (see `wire::codec`): the
+    /// length is computed once from the same `encode_fixed` that writes, so
+    /// the two cannot disagree; `buf` is untouched when too small.
+    fn write(&self, buf: &mut [u8], with_data: bool) -> Result<usize, InsufficientSize> {
+        let unencodable = InsufficientSize {
+            required: usize::MAX,
+        };
+        let (prefix, length) = self.lengths().map_err(|Unencodable| unencodable)?;
+        let data = self.data();
+        let required = if with_data {
+            prefix.saturating_add(data.len())
+        } else {
+            prefix
+        };
+        if buf.len() < required {
+            return Err(InsufficientSize { required });
+        }
         let header = Header {
             opcode: self.opcode(),
             flags: self.flags,
@@ -393,12 +409,15 @@ impl<'a> Message<'a> {
             request_id: self.request_id,
             length,
         };
+        let mut sink = Writer { rest: buf };
         sink.put(header.to_wire().as_bytes());
-        self.body.encode_fixed(sink)?;
+        self.body
+            .encode_fixed(&mut sink)
+            .map_err(|Unencodable| unencodable)?;
         if with_data {
             sink.put(data);
         }
-        Ok(())
+        Ok(required)
     }
 }
 
@@ -639,7 +658,7 @@ impl<'a> Body<'a> {
     }
 
     /// Put the payload's fixed part and segment array (not the data).
-    fn encode_fixed(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
+    fn encode_fixed<S: Sink>(&self, sink: &mut S) -> Result<(), Unencodable> {
         match *self {
             Self::AuthRequest { key } => sink.put(key.as_bytes()),
             Self::RegisterFile { key } => sink.put(key.as_bytes()),
