@@ -815,9 +815,13 @@ impl<const R: usize> Client<R> {
         op.final_seen = true;
         op.status = block.status;
         op.bytes = block.bytes;
-        op.stop_sending = true;
         let id = op.id;
-        remove_from(&mut self.streaming, id);
+        // A write the server completed early (cancelled, failed) stops
+        // streaming; reads were never in the streaming queue.
+        if op.kind.write_total().is_some_and(|total| op.sent < total) {
+            op.stop_sending = true;
+            remove_from(&mut self.streaming, id);
+        }
         self.ledger.on_reply(block.credits, block.credits)?;
         self.settle(index)
     }
