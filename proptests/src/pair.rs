@@ -1,25 +1,50 @@
 //! A deterministic, single-threaded client/server pair over simulated RDMA
 //! memory, stepped with virtual time (quinn `tests/util.rs` `Pair` style).
 //!
-//! The "network" is two FIFO queues of sends; RDMA writes land directly in
-//! the client's simulated registered memory (key = region index + 1, address =
-//! offset), checked for bounds as an RC NIC would. Files are in-memory byte
-//! vectors. Nothing here is part of the protocol under test: it only moves
-//! bytes between the two state machines and records what they report.
+//! The "network" is one FIFO queue per direction, as on a reliable-connected
+//! queue pair: client sends in `c2s`; server sends and the immediate data of
+//! RDMA writes in `s2c`, in the order the server posted them (RC delivers a
+//! write-with-immediate's completion in order with sends). RDMA writes land
+//! directly in the client's simulated registered memory (key = region index +
+//! 1, address = offset), checked for bounds as an RC NIC would. Files are
+//! in-memory byte vectors.
+//!
+//! Every moving part has a one-item step (`client_transmit_one`,
+//! `server_receive_one`, `server_event_one`, `server_transmit_one`,
+//! `client_receive_one`, `client_poll`, `client_events`) that returns what it
+//! moved, so tests can hold and release each queue in any order and feed a
+//! reference model; [`Pair::step`] and [`Pair::drive`] run them all. A
+//! [`Fault`] schedule (lose, duplicate or corrupt a queued message, break the
+//! connection) is applied by [`Pair::inject`], deterministically.
+//!
+//! Nothing here is part of the protocol under test: it only moves bytes
+//! between the two state machines and records what they report. What a real
+//! driver would treat as a hard error (an RDMA write outside the client's
+//! memory, an immediate naming no request, a refused driver call) is
+//! recorded in [`Pair::anomalies`] instead of panicking, so hostile-peer fuzz
+//! targets can use the pair too; honest tests check it stays empty
+//! ([`Pair::assert_clean`]).
 
 use rdio_core::client::{self, Client, ClientConfig, ClientEvent, CompletionMode, RequestId};
 use rdio_core::server::{
-    Connection, FileEntry, FileId, Registration, Registry, ServerConfig, ServerEvent, ServerOffer,
-    Transmit,
+    Connection, FileEntry, FileId, OpId, Registration, Registry, ServerConfig, ServerEvent,
+    ServerOffer, Transmit,
 };
 use rdio_core::wire::{
-    BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
+    AuthKey, BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, ReadSegment,
+    ResumeKey, Status,
 };
 use rdio_core::{Instant, Violation};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+/// Size of the pair's send buffers: the largest send size either side may
+/// negotiate in these tests.
 pub const SEND: usize = 64 * 1024;
+
+/// Default bound on a simulated file's length: a write past it fails with
+/// `IoError`, as `EFBIG` would on a real file system.
+pub const MAX_FILE_LEN: usize = 16 << 20;
 
 pub fn providers(names: &[&str]) -> ProviderList {
     names
@@ -40,19 +65,92 @@ impl Memory {
         BufferDescriptor::new(0, self.regions.len() as u32, len as u32)
     }
 
-    fn slot(&mut self, desc: BufferDescriptor, len: usize) -> &mut [u8] {
-        let region = &mut self.regions[desc.key() as usize - 1];
-        let start = desc.addr() as usize;
-        assert!(
-            len <= desc.len() as usize,
-            "server wrote past the descriptor"
-        );
-        &mut region[start..start + len]
+    /// The first `len` bytes of the window `desc` names, if `desc` is inside
+    /// a registered region and at least `len` long (else an RC NIC would
+    /// fail the RDMA write with a remote access error).
+    pub fn slot(&mut self, desc: BufferDescriptor, len: usize) -> Option<&mut [u8]> {
+        if len > desc.len() as usize {
+            return None;
+        }
+        let index = (desc.key() as usize).checked_sub(1)?;
+        let region = self.regions.get_mut(index)?;
+        let start = usize::try_from(desc.addr()).ok()?;
+        let end = start.checked_add(len)?;
+        region.get_mut(start..end)
     }
 
+    /// The bytes of a window the test allocated (panics on any other).
     pub fn read(&mut self, desc: BufferDescriptor) -> Vec<u8> {
-        self.slot(desc, desc.len() as usize).to_vec()
+        self.slot(desc, desc.len() as usize)
+            .expect("not a window of client memory")
+            .to_vec()
     }
+}
+
+/// One entry of the server-to-client queue, in the order the server posted
+/// it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerSend {
+    /// An ordinary send.
+    Message(Vec<u8>),
+    /// The completion raised by an RDMA write with immediate data (the
+    /// status block itself is already in client memory).
+    Immediate(u32),
+}
+
+/// What [`Pair::server_transmit_one`] posted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerOutput {
+    /// A send.
+    Send(Vec<u8>),
+    /// A status block RDMA-written into client memory.
+    StatusBlock {
+        /// The encoded block.
+        block: Vec<u8>,
+        /// Immediate data, in interrupt mode.
+        immediate: Option<u32>,
+    },
+}
+
+/// What [`Pair::client_receive_one`] fed to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientInput {
+    /// A received send.
+    Message(Vec<u8>),
+    /// A status block read after an immediate; `None` when the immediate
+    /// named no tracked request or an unwritten block (an anomaly).
+    Immediate(Option<Vec<u8>>),
+}
+
+/// Which queue a [`Fault`] hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// `c2s`.
+    ToServer,
+    /// `s2c`.
+    ToClient,
+}
+
+/// A transport fault. RC never loses, duplicates or corrupts a message
+/// silently; these model a broken NIC, a buggy or hostile peer, and (for
+/// [`Fault::BreakConnection`]) the RC failure every real transport reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Lose the queued entry at `index` (modulo the queue length).
+    Drop { dir: Direction, index: usize },
+    /// Deliver the entry at `index` twice in a row.
+    Duplicate { dir: Direction, index: usize },
+    /// XOR one byte (`offset` modulo the length) of the entry at `index`
+    /// with `xor` (an immediate's id for `s2c` immediates).
+    Corrupt {
+        dir: Direction,
+        index: usize,
+        offset: usize,
+        xor: u8,
+    },
+    /// The transport fails: queues are lost, the client is told
+    /// (`transport_failed`), and the server's driver drops the connection.
+    BreakConnection,
 }
 
 pub struct Pair {
@@ -65,12 +163,12 @@ pub struct Pair {
     pub files: HashMap<FileId, Vec<u8>>,
     pub file_flags: HashMap<FileId, OpenFlags>,
     pub next_file: u64,
+    pub max_file_len: usize,
     pub write_data: HashMap<RequestId, Vec<u8>>,
     pub status_descs: HashMap<RequestId, BufferDescriptor>,
     pub polling: Vec<RequestId>,
     pub c2s: VecDeque<Vec<u8>>,
-    pub s2c: VecDeque<Vec<u8>>,
-    pub imm: VecDeque<u32>,
+    pub s2c: VecDeque<ServerSend>,
     pub events: Vec<ClientEvent>,
     pub server_terminated: Option<Violation>,
     pub client_error: Option<Violation>,
@@ -79,7 +177,14 @@ pub struct Pair {
     pub sends_c2s: usize,
     pub sends_s2c: usize,
     pub status_writes: usize,
+    /// Status-block writes that carried immediate data (interrupt mode).
+    pub immediates: usize,
+    /// What a real driver would have failed on (see the module docs).
+    pub anomalies: Vec<String>,
+    /// The transport failed ([`Fault::BreakConnection`]): nothing moves.
+    pub broken: bool,
     entropy: u8,
+    send_buf: Vec<u8>,
 }
 
 fn pipe_roundtrip<'a>(msg: &PipeMessage<'_>, buf: &'a mut Vec<u8>) -> PipeMessage<'a> {
@@ -88,6 +193,16 @@ fn pipe_roundtrip<'a>(msg: &PipeMessage<'_>, buf: &'a mut Vec<u8>) -> PipeMessag
     let (parsed, used) = PipeMessage::parse(&buf[..n]).unwrap();
     assert_eq!(used, n);
     parsed
+}
+
+/// Work a server event asks for, copied out of the event (which borrows the
+/// server).
+enum Work {
+    Auth(AuthKey),
+    Register(OpId, ResumeKey),
+    Read(OpId, FileId, Vec<ReadSegment>),
+    Close(FileId),
+    Terminated(Violation),
 }
 
 impl Pair {
@@ -140,12 +255,12 @@ impl Pair {
             files: HashMap::new(),
             file_flags: HashMap::new(),
             next_file: 1,
+            max_file_len: MAX_FILE_LEN,
             write_data: HashMap::new(),
             status_descs: HashMap::new(),
             polling: Vec::new(),
             c2s: VecDeque::new(),
             s2c: VecDeque::new(),
-            imm: VecDeque::new(),
             events: Vec::new(),
             server_terminated: None,
             client_error: None,
@@ -154,7 +269,11 @@ impl Pair {
             sends_c2s: 0,
             sends_s2c: 0,
             status_writes: 0,
+            immediates: 0,
+            anomalies: Vec::new(),
+            broken: false,
             entropy: 0,
+            send_buf: vec![0; SEND],
         }
     }
 
@@ -168,17 +287,21 @@ impl Pair {
 
     /// A pair driven through authentication.
     pub fn connected() -> Self {
-        let mut pair = Self::default_pair();
-        pair.drive();
+        Self::default_pair().authenticated()
+    }
+
+    /// Drive this (fresh) pair through authentication.
+    pub fn authenticated(mut self) -> Self {
+        self.drive();
         assert!(
-            pair.client.is_open() && pair.server.is_open(),
+            self.client.is_open() && self.server.is_open(),
             "authentication failed"
         );
         assert!(matches!(
-            pair.events.remove(0),
+            self.events.remove(0),
             ClientEvent::Authenticated { .. }
         ));
-        pair
+        self
     }
 
     /// Open `contents` as a server file on the pipe: its resume key.
@@ -264,12 +387,7 @@ impl Pair {
         let pos = self
             .events
             .iter()
-            .position(|e| match e {
-                ClientEvent::Registered { request: r, .. }
-                | ClientEvent::Completed { request: r, .. }
-                | ClientEvent::Interrupted { request: r } => *r == request,
-                _ => false,
-            })
+            .position(|e| event_request(e) == Some(request))
             .unwrap_or_else(|| panic!("no event for {request:?}; events: {:?}", self.events));
         self.events.remove(pos)
     }
@@ -302,10 +420,27 @@ impl Pair {
         progress
     }
 
+    /// Post every send the client has ready.
     pub fn client_transmit(&mut self) -> bool {
         let mut progress = false;
-        let mut buf = vec![0u8; SEND];
-        while let Some(t) = self.client.poll_transmit(self.now, &mut buf).unwrap() {
+        while self.client_transmit_one().is_some() {
+            progress = true;
+        }
+        progress
+    }
+
+    /// Post the client's next send, if it has one: the bytes sent (encoded
+    /// prefix plus the gathered write data).
+    pub fn client_transmit_one(&mut self) -> Option<Vec<u8>> {
+        if self.broken {
+            return None;
+        }
+        let mut buf = std::mem::take(&mut self.send_buf);
+        let transmit = self
+            .client
+            .poll_transmit(self.now, &mut buf)
+            .expect("a send buffer of the negotiated size is always enough");
+        let msg = transmit.map(|t| {
             let mut msg = buf[..t.len].to_vec();
             if let Some(data) = t.data {
                 let src = &self.write_data[&data.request];
@@ -313,162 +448,309 @@ impl Pair {
                     &src[data.offset as usize..(data.offset + data.len) as usize],
                 );
             }
-            assert!(msg.len() <= SEND, "client sent more than the send size");
-            self.c2s.push_back(msg);
-            self.sends_c2s += 1;
-            progress = true;
-        }
-        progress
+            msg
+        });
+        self.send_buf = buf;
+        let msg = msg?;
+        assert!(msg.len() <= SEND, "client sent more than the send size");
+        self.c2s.push_back(msg.clone());
+        self.sends_c2s += 1;
+        Some(msg)
     }
 
+    /// Deliver every queued client send, running the server's driver work
+    /// after each (the documented driving order).
     pub fn server_receive(&mut self) -> bool {
         let mut progress = false;
-        while let Some(msg) = self.c2s.pop_front() {
+        while self.server_receive_one().is_some() {
             progress = true;
-            match self.server.handle_message(self.now, &msg) {
-                Ok(Some(chunk)) => {
-                    let file = self.files.get_mut(&chunk.file).unwrap();
-                    let mut written = 0u64;
-                    for (offset, bytes) in &chunk.pieces {
-                        let end = *offset as usize + bytes.len();
-                        if file.len() < end {
-                            file.resize(end, 0);
-                        }
-                        file[*offset as usize..end].copy_from_slice(bytes);
-                        written += bytes.len() as u64;
-                    }
-                    self.server.complete_io(chunk.op, Ok(written)).unwrap();
-                }
-                Ok(None) => {}
-                Err(v) => self.server_error = Some(v),
-            }
             self.server_events();
         }
         progress | self.server_events()
     }
 
-    pub fn server_events(&mut self) -> bool {
-        let mut progress = false;
-        loop {
-            // Copy what the event needs, then act (the event borrows the server).
-            enum Work {
-                Auth(rdio_core::wire::AuthKey),
-                Register(rdio_core::server::OpId, ResumeKey),
-                Read(
-                    rdio_core::server::OpId,
-                    FileId,
-                    Vec<rdio_core::wire::ReadSegment>,
-                ),
-                Close(FileId),
-                Terminated(Violation),
-            }
-            let work = match self.server.poll_event() {
-                None => return progress,
-                Some(ServerEvent::Authenticate { key }) => Work::Auth(key),
-                Some(ServerEvent::Register { op, key }) => Work::Register(op, key),
-                Some(ServerEvent::Read { op, file, segments }) => {
-                    Work::Read(op, file, segments.to_vec())
-                }
-                Some(ServerEvent::CloseFile { file }) => Work::Close(file),
-                Some(ServerEvent::Terminated { reason }) => Work::Terminated(reason),
-            };
-            progress = true;
-            match work {
-                Work::Auth(key) => match self.registry.redeem_auth(self.now, &key) {
-                    Ok(params) => self.server.accept_auth(self.now, params).unwrap(),
-                    Err(_) => self.server.reject_auth(),
-                },
-                Work::Register(op, key) => {
-                    let result = self
-                        .registry
-                        .redeem_file(self.session, &key)
-                        .map(|e| Registration {
-                            file: e.file,
-                            flags: e.flags,
-                            size: self.files[&e.file].len() as u64,
-                        })
-                        .map_err(|e| e.status());
-                    self.server.complete_register(op, result).unwrap();
-                }
-                Work::Read(op, file, segments) => {
-                    let mut total = 0u64;
-                    for seg in segments {
-                        let data = &self.files[&file];
-                        let start = (seg.offset() as usize).min(data.len());
-                        let end = (start + seg.dest().len() as usize).min(data.len());
-                        let bytes = data[start..end].to_vec();
-                        self.memory
-                            .slot(seg.dest(), bytes.len())
-                            .copy_from_slice(&bytes);
-                        total += bytes.len() as u64;
-                    }
-                    self.server.complete_io(op, Ok(total)).unwrap();
-                }
-                Work::Close(file) => self.closed_files.push(file),
-                Work::Terminated(reason) => self.server_terminated = Some(reason),
-            }
+    /// Deliver the next client send to the server, writing its write data
+    /// (if any) to the file, but leave the server's events queued: the
+    /// message delivered.
+    pub fn server_receive_one(&mut self) -> Option<Vec<u8>> {
+        if self.broken {
+            return None;
         }
+        let msg = self.c2s.pop_front()?;
+        match self.server.handle_message(self.now, &msg) {
+            Ok(Some(chunk)) => {
+                let (op, file, pieces) = (chunk.op, chunk.file, chunk.pieces.clone());
+                let result = self.write_file(file, &pieces);
+                if let Err(e) = self.server.complete_io(op, result) {
+                    self.anomalies
+                        .push(format!("complete_io(write {op:?}): {e}"));
+                }
+            }
+            Ok(None) => {}
+            Err(v) => self.server_error = Some(v),
+        }
+        Some(msg)
     }
 
-    pub fn server_transmit(&mut self) -> bool {
-        let mut progress = false;
-        let mut buf = vec![0u8; SEND];
-        while let Some(t) = self.server.poll_transmit(&mut buf).unwrap() {
-            progress = true;
-            match t {
-                Transmit::Send { len } => {
-                    self.s2c.push_back(buf[..len].to_vec());
-                    self.sends_s2c += 1;
-                }
-                Transmit::StatusBlock {
-                    len,
-                    dest,
-                    immediate,
-                } => {
-                    self.memory.slot(dest, len).copy_from_slice(&buf[..len]);
-                    self.status_writes += 1;
-                    if let Some(imm) = immediate {
-                        self.imm.push_back(imm);
-                    }
-                }
+    /// `pwrite` every piece, or none if one is past the file size bound.
+    fn write_file(&mut self, file: FileId, pieces: &[(u64, &[u8])]) -> Result<u64, Status> {
+        let max = self.max_file_len;
+        let Some(contents) = self.files.get_mut(&file) else {
+            self.anomalies.push(format!("write to unknown {file:?}"));
+            return Err(Status::IoError);
+        };
+        let fits = |(offset, bytes): &(u64, &[u8])| {
+            usize::try_from(*offset)
+                .ok()
+                .and_then(|o| o.checked_add(bytes.len()))
+                .is_some_and(|end| end <= max)
+        };
+        if !pieces.iter().all(fits) {
+            return Err(Status::IoError);
+        }
+        let mut written = 0u64;
+        for (offset, bytes) in pieces {
+            let start = *offset as usize;
+            let end = start + bytes.len();
+            if contents.len() < end {
+                contents.resize(end, 0);
             }
+            contents[start..end].copy_from_slice(bytes);
+            written += bytes.len() as u64;
+        }
+        Ok(written)
+    }
+
+    /// Run the server's driver until it has no event left.
+    pub fn server_events(&mut self) -> bool {
+        let mut progress = false;
+        while self.server_event_one() {
+            progress = true;
         }
         progress
     }
 
+    /// Take one server event and do its work at once (authenticate against
+    /// the registry, register, read from the file into client memory, close,
+    /// note termination).
+    pub fn server_event_one(&mut self) -> bool {
+        if self.broken {
+            return false;
+        }
+        let work = match self.server.poll_event() {
+            None => return false,
+            Some(ServerEvent::Authenticate { key }) => Work::Auth(key),
+            Some(ServerEvent::Register { op, key }) => Work::Register(op, key),
+            Some(ServerEvent::Read { op, file, segments }) => {
+                Work::Read(op, file, segments.to_vec())
+            }
+            Some(ServerEvent::CloseFile { file }) => Work::Close(file),
+            Some(ServerEvent::Terminated { reason }) => Work::Terminated(reason),
+        };
+        let refused = match work {
+            Work::Auth(key) => match self.registry.redeem_auth(self.now, &key) {
+                Ok(params) => self.server.accept_auth(self.now, params).err(),
+                Err(_) => {
+                    self.server.reject_auth();
+                    None
+                }
+            },
+            Work::Register(op, key) => {
+                let result = self
+                    .registry
+                    .redeem_file(self.session, &key)
+                    .map(|e| Registration {
+                        file: e.file,
+                        flags: e.flags,
+                        size: self.files.get(&e.file).map_or(0, |f| f.len() as u64),
+                    })
+                    .map_err(|e| e.status());
+                self.server.complete_register(op, result).err()
+            }
+            Work::Read(op, file, segments) => {
+                let result = self.read_file(file, &segments);
+                self.server.complete_io(op, result).err()
+            }
+            Work::Close(file) => {
+                self.closed_files.push(file);
+                None
+            }
+            Work::Terminated(reason) => {
+                self.server_terminated = Some(reason);
+                None
+            }
+        };
+        if let Some(e) = refused {
+            self.anomalies
+                .push(format!("server driver call refused: {e}"));
+        }
+        true
+    }
+
+    /// `pread` each segment and RDMA-write it into client memory; the total
+    /// (short at end of file).
+    fn read_file(&mut self, file: FileId, segments: &[ReadSegment]) -> Result<u64, Status> {
+        let Some(data) = self.files.get(&file) else {
+            self.anomalies.push(format!("read of unknown {file:?}"));
+            return Err(Status::IoError);
+        };
+        let mut total = 0u64;
+        let mut writes = Vec::new();
+        for seg in segments {
+            let start = usize::try_from(seg.offset())
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let end = start
+                .saturating_add(seg.dest().len() as usize)
+                .min(data.len());
+            writes.push((seg.dest(), data[start..end].to_vec()));
+            total += (end - start) as u64;
+        }
+        for (dest, bytes) in writes {
+            match self.memory.slot(dest, bytes.len()) {
+                Some(slot) => slot.copy_from_slice(&bytes),
+                None => self
+                    .anomalies
+                    .push(format!("RDMA write outside client memory: {dest:?}")),
+            }
+        }
+        Ok(total)
+    }
+
+    /// Post everything the server has queued.
+    pub fn server_transmit(&mut self) -> bool {
+        let mut progress = false;
+        while self.server_transmit_one().is_some() {
+            progress = true;
+        }
+        progress
+    }
+
+    /// Post the server's next send or status-block RDMA write.
+    pub fn server_transmit_one(&mut self) -> Option<ServerOutput> {
+        if self.broken {
+            return None;
+        }
+        let mut buf = std::mem::take(&mut self.send_buf);
+        let transmit = self
+            .server
+            .poll_transmit(&mut buf)
+            .expect("a send buffer of the negotiated size is always enough");
+        let output = transmit.map(|t| match t {
+            Transmit::Send { len } => {
+                let msg = buf[..len].to_vec();
+                self.s2c.push_back(ServerSend::Message(msg.clone()));
+                self.sends_s2c += 1;
+                ServerOutput::Send(msg)
+            }
+            Transmit::StatusBlock {
+                len,
+                dest,
+                immediate,
+            } => {
+                let block = buf[..len].to_vec();
+                match self.memory.slot(dest, len) {
+                    Some(slot) => slot.copy_from_slice(&block),
+                    None => self
+                        .anomalies
+                        .push(format!("status block outside client memory: {dest:?}")),
+                }
+                self.status_writes += 1;
+                if let Some(imm) = immediate {
+                    self.immediates += 1;
+                    self.s2c.push_back(ServerSend::Immediate(imm));
+                }
+                ServerOutput::StatusBlock { block, immediate }
+            }
+        });
+        self.send_buf = buf;
+        output
+    }
+
+    /// Feed the client everything the server posted, poll the polling-mode
+    /// status blocks, and collect the client's events.
     pub fn client_receive(&mut self) -> bool {
         let mut progress = false;
-        while let Some(msg) = self.s2c.pop_front() {
+        while self.client_receive_one().is_some() {
             progress = true;
-            if let Err(v) = self.client.handle_message(self.now, &msg) {
-                self.client_error = Some(v);
+        }
+        progress |= !self.client_poll().is_empty();
+        progress | self.client_events()
+    }
+
+    /// Feed the client the next entry of `s2c`: a send, or the status block
+    /// an immediate announces.
+    pub fn client_receive_one(&mut self) -> Option<ClientInput> {
+        if self.broken {
+            return None;
+        }
+        match self.s2c.pop_front()? {
+            ServerSend::Message(msg) => {
+                if let Err(v) = self.client.handle_message(self.now, &msg) {
+                    self.client_error = Some(v);
+                }
+                Some(ClientInput::Message(msg))
+            }
+            ServerSend::Immediate(imm) => {
+                let Some(&desc) = self.status_descs.get(&RequestId(imm)) else {
+                    self.anomalies
+                        .push(format!("immediate {imm} names no request"));
+                    return Some(ClientInput::Immediate(None));
+                };
+                let block = self.memory.read(desc);
+                match self.client.handle_status_block(self.now, &block) {
+                    Ok(true) => Some(ClientInput::Immediate(Some(block))),
+                    Ok(false) => {
+                        if !self.client.is_closed() {
+                            self.anomalies
+                                .push(format!("immediate {imm} for an unwritten status block"));
+                        }
+                        Some(ClientInput::Immediate(None))
+                    }
+                    Err(v) => {
+                        self.client_error = Some(v);
+                        Some(ClientInput::Immediate(Some(block)))
+                    }
+                }
             }
         }
-        while let Some(imm) = self.imm.pop_front() {
-            progress = true;
-            let desc = self.status_descs[&RequestId(imm)];
-            let block = self.memory.read(desc);
-            match self.client.handle_status_block(self.now, &block) {
-                Ok(true) => {}
-                Ok(false) => panic!("interrupt for an unwritten status block"),
-                Err(v) => self.client_error = Some(v),
-            }
+    }
+
+    /// Polling mode: look at the status block of every request the client
+    /// awaits one for; the blocks it consumed. (A block is zero until
+    /// written, also while its request waits for a credit.)
+    pub fn client_poll(&mut self) -> Vec<Vec<u8>> {
+        let mut consumed = Vec::new();
+        if self.broken {
+            return consumed;
         }
-        // Polling mode: look at every outstanding polled block.
         let polling = std::mem::take(&mut self.polling);
         for request in polling {
-            // A block is zero until written (also while the request waits
-            // for a credit): keep polling it until it is consumed.
-            let desc = self.status_descs[&request];
-            let block = self.memory.read(desc);
+            if !self.client.awaits_status_block(request) {
+                self.polling.push(request);
+                continue;
+            }
+            let block = self.memory.read(self.status_descs[&request]);
             match self.client.handle_status_block(self.now, &block) {
-                Ok(true) => progress = true,
+                Ok(true) => consumed.push(block),
                 Ok(false) => self.polling.push(request),
-                Err(v) => self.client_error = Some(v),
+                Err(v) => {
+                    self.client_error = Some(v);
+                    consumed.push(block);
+                }
             }
         }
+        consumed
+    }
+
+    /// Collect the client's events; a reported request is no longer polled.
+    pub fn client_events(&mut self) -> bool {
+        let mut progress = false;
         while let Some(event) = self.client.poll_event() {
             progress = true;
+            if let Some(request) = event_request(&event) {
+                self.polling.retain(|&r| r != request);
+            }
             self.events.push(event);
         }
         progress
@@ -479,6 +761,74 @@ impl Pair {
         self.now = self.now.saturating_add(d);
         self.client.handle_timeout(self.now);
         self.server.handle_timeout(self.now);
+    }
+
+    /// Apply a transport fault. Returns whether it changed anything (a fault
+    /// on an empty queue does nothing).
+    pub fn inject(&mut self, fault: Fault) -> bool {
+        if self.broken {
+            return false;
+        }
+        match fault {
+            Fault::Drop { dir, index } => match dir {
+                Direction::ToServer => remove_at(&mut self.c2s, index),
+                Direction::ToClient => remove_at(&mut self.s2c, index),
+            },
+            Fault::Duplicate { dir, index } => match dir {
+                Direction::ToServer => duplicate_at(&mut self.c2s, index),
+                Direction::ToClient => duplicate_at(&mut self.s2c, index),
+            },
+            Fault::Corrupt {
+                dir,
+                index,
+                offset,
+                xor,
+            } => {
+                if xor == 0 {
+                    return false;
+                }
+                match dir {
+                    Direction::ToServer => match nth(&mut self.c2s, index) {
+                        Some(msg) => flip(msg, offset, xor),
+                        None => false,
+                    },
+                    Direction::ToClient => match nth(&mut self.s2c, index) {
+                        Some(ServerSend::Message(msg)) => flip(msg, offset, xor),
+                        Some(ServerSend::Immediate(imm)) => {
+                            *imm ^= u32::from(xor) << (8 * (offset % 4));
+                            true
+                        }
+                        None => false,
+                    },
+                }
+            }
+            Fault::BreakConnection => {
+                self.c2s.clear();
+                self.s2c.clear();
+                self.client.transport_failed();
+                self.server.close_connection();
+                // The driver drains what the closed server still reports;
+                // its sends go nowhere.
+                self.server_events();
+                let mut buf = std::mem::take(&mut self.send_buf);
+                while let Ok(Some(_)) = self.server.poll_transmit(&mut buf) {}
+                self.send_buf = buf;
+                self.client_events();
+                self.broken = true;
+                true
+            }
+        }
+    }
+
+    /// Nothing happened that a real driver would have failed on.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.anomalies.is_empty(),
+            "driver anomalies: {:?}",
+            self.anomalies
+        );
+        assert_eq!(self.client_error, None, "client detected a violation");
+        assert_eq!(self.server_error, None, "server detected a violation");
     }
 
     /// Both ledgers agree and nothing is in flight.
@@ -494,5 +844,54 @@ impl Pair {
         assert_eq!(s.in_use(), 0, "server credits still in use: {s:?}");
         assert!(c.is_settled(), "credit exchange unfinished: {c:?}");
         assert_eq!(s.pending(), None);
+        assert!(
+            self.anomalies.is_empty(),
+            "driver anomalies: {:?}",
+            self.anomalies
+        );
     }
+}
+
+/// The request an event reports, if any.
+pub fn event_request(event: &ClientEvent) -> Option<RequestId> {
+    match event {
+        ClientEvent::Registered { request, .. }
+        | ClientEvent::Completed { request, .. }
+        | ClientEvent::Interrupted { request } => Some(*request),
+        ClientEvent::Authenticated { .. } | ClientEvent::Terminated { .. } => None,
+    }
+}
+
+fn nth<T>(queue: &mut VecDeque<T>, index: usize) -> Option<&mut T> {
+    let len = queue.len();
+    if len == 0 {
+        None
+    } else {
+        queue.get_mut(index % len)
+    }
+}
+
+fn remove_at<T>(queue: &mut VecDeque<T>, index: usize) -> bool {
+    let len = queue.len();
+    len > 0 && queue.remove(index % len).is_some()
+}
+
+fn duplicate_at<T: Clone>(queue: &mut VecDeque<T>, index: usize) -> bool {
+    let len = queue.len();
+    if len == 0 {
+        return false;
+    }
+    let at = index % len;
+    let copy = queue[at].clone();
+    queue.insert(at, copy);
+    true
+}
+
+fn flip(msg: &mut [u8], offset: usize, xor: u8) -> bool {
+    let len = msg.len();
+    if len == 0 {
+        return false;
+    }
+    msg[offset % len] ^= xor;
+    true
 }

@@ -27,7 +27,7 @@ fn read_in_both_completion_modes() {
         pair.assert_quiescent_ledgers();
         // Polling mode never raises an interrupt: the block was polled.
         if mode == CompletionMode::Polling {
-            assert!(pair.imm.is_empty());
+            assert_eq!(pair.immediates, 0);
         }
     }
 }
