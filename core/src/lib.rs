@@ -121,6 +121,7 @@ pub mod client;
 pub mod credit;
 pub mod error;
 pub mod server;
+mod table;
 pub mod time;
 pub mod wire;
 

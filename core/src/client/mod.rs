@@ -25,6 +25,7 @@ pub use discovery::{DiscoveryError, Negotiated, negotiate_request, negotiated};
 
 use crate::credit::ClientLedger;
 use crate::error::{ApiError, Violation};
+use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
@@ -270,7 +271,7 @@ pub struct Client<const R: usize = 64> {
     negotiated: Negotiated,
     state: State,
     ledger: ClientLedger,
-    ops: heapless::Vec<Op, R>,
+    ops: OpTable<Op, R>,
     unsent: heapless::Deque<u32, R>,
     streaming: heapless::Deque<u32, R>,
     done: heapless::Deque<u32, R>,
@@ -299,7 +300,7 @@ impl<const R: usize> Client<R> {
             negotiated,
             state: State::Authenticating { auth_ok: false },
             ledger: ClientLedger::new(credits, max),
-            ops: heapless::Vec::new(),
+            ops: OpTable::new(),
             unsent: heapless::Deque::new(),
             streaming: heapless::Deque::new(),
             done: heapless::Deque::new(),
@@ -574,9 +575,12 @@ impl<const R: usize> Client<R> {
             bytes: 0,
             registered: None,
         };
-        self.ops.push(op).map_err(|_| ApiError::TooManyRequests)?;
+        let index = self
+            .ops
+            .insert(id, op)
+            .map_err(|_| ApiError::TooManyRequests)?;
         if self.unsent.push_back(id).is_err() {
-            self.ops.pop();
+            self.ops.remove(index);
             return Err(ApiError::TooManyRequests);
         }
         Ok(RequestId(id))
@@ -584,14 +588,21 @@ impl<const R: usize> Client<R> {
 
     /// Request ids are never 0 (unsolicited server messages use it) and never
     /// those of outstanding requests.
+    ///
+    /// Each id is picked so that its home slot in the request table is free,
+    /// which makes every later lookup by id a single probe. Among any `R`
+    /// consecutive ids every slot is some id's home, so with a free slot
+    /// (checked by the caller) this ends within `R + 1` candidates.
     fn allocate_id(&mut self) -> u32 {
-        loop {
-            let id = self.next_id;
+        let mut id = self.next_id;
+        for _ in 0..=R {
+            id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1).max(1);
-            if self.find(id).is_none() {
-                return id;
+            if self.ops.home_is_free(id) {
+                break;
             }
         }
+        id
     }
 
     // ----- inputs -----
@@ -837,7 +848,7 @@ impl<const R: usize> Client<R> {
         }
         op.stage = Stage::Done;
         if op.kind.is_internal() {
-            self.ops.swap_remove(index);
+            self.ops.remove(index);
             return Ok(());
         }
         let id = op.id;
@@ -1001,9 +1012,11 @@ impl<const R: usize> Client<R> {
         }
         while let Some(id) = self.done.pop_front() {
             let Some(index) = self.find(id) else { continue };
-            let op = self.ops.swap_remove(index);
+            let Some(op) = self.ops.get(index) else {
+                continue;
+            };
             let request = RequestId(op.id);
-            return Some(match op.kind {
+            let event = match op.kind {
                 OpKind::Register { .. } => ClientEvent::Registered {
                     request,
                     result: op.registered.ok_or(op.status),
@@ -1016,7 +1029,9 @@ impl<const R: usize> Client<R> {
                     status: op.status,
                     bytes: op.bytes,
                 },
-            });
+            };
+            self.ops.remove(index);
+            return Some(event);
         }
         self.terminated
             .take()
@@ -1125,7 +1140,7 @@ impl<const R: usize> Client<R> {
     }
 
     fn find(&self, id: u32) -> Option<usize> {
-        self.ops.iter().position(|op| op.id == id)
+        self.ops.find(id)
     }
 }
 

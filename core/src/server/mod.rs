@@ -27,6 +27,7 @@ pub use registry::{FileEntry, Registry, RegistryError, ServerOffer, SessionId, S
 
 use crate::credit::ServerLedger;
 use crate::error::{ApiError, Violation};
+use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
@@ -271,7 +272,7 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     session: Option<SessionParams>,
     ledger: ServerLedger,
     target_credits: u16,
-    ops: heapless::Vec<Op, R>,
+    ops: OpTable<Op, R>,
     handles: heapless::Vec<Handle, F>,
     next_handle: u32,
     interrupt_waiters: heapless::Deque<u32, R>,
@@ -292,7 +293,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             session: None,
             ledger: ServerLedger::new(1),
             target_credits: 0,
-            ops: heapless::Vec::new(),
+            ops: OpTable::new(),
             handles: heapless::Vec::new(),
             next_handle: 1,
             interrupt_waiters: heapless::Deque::new(),
@@ -570,7 +571,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             }
             Err(status) => {
                 op.result = status;
-                self.finish(op)
+                let index = self.insert(op)?;
+                self.finish(index)
             }
         }
     }
@@ -723,8 +725,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         entry.closing = true;
         // Requests on the handle not yet given to the driver end as Closed;
         // those in the driver's hands finish first, then the file is closed.
-        let mut index = 0;
-        while let Some(op) = self.ops.get_mut(index) {
+        for index in 0..R {
+            let Some(op) = self.ops.get_mut(index) else {
+                continue;
+            };
             if op.handle == handle
                 && op.stage == Stage::Queued
                 && matches!(op.kind, OpKind::Read { .. })
@@ -733,11 +737,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 op.result = Status::Closed;
                 let id = op.id;
                 self.unqueue(id);
-                // try_finish swap-removes: the slot now holds another op.
                 self.try_finish(index)?;
-                continue;
             }
-            index = index.saturating_add(1);
         }
         self.insert(Op::new(
             id,
@@ -758,12 +759,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
         let Some(index) = self
             .ops
-            .iter()
             .position(|op| matches!(op.kind, OpKind::Close { handle: h } if h == handle))
         else {
             return Ok(());
         };
-        let op = self.ops.swap_remove(index);
+        let Some(op) = self.ops.take(index) else {
+            return Ok(());
+        };
         if let Some(pos) = self.handles.iter().position(|h| h.id == handle) {
             let entry = self.handles.swap_remove(pos);
             self.push_pending(Pending::CloseFile(entry.file))?;
@@ -792,8 +794,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Stage::Receiving => false,
         };
         if done {
-            let op = self.ops.swap_remove(index);
-            self.finish(op)?;
+            self.finish(index)?;
         }
         Ok(())
     }
@@ -801,7 +802,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Answer a finished data request with its status block (claim 20), then
     /// wake a waiting polling client (claim 21), then close a handle that was
     /// waiting for this request.
-    fn finish(&mut self, op: Op) -> Result<(), Violation> {
+    fn finish(&mut self, index: usize) -> Result<(), Violation> {
+        let Some(op) = self.ops.get(index) else {
+            return Ok(());
+        };
+        let (handle, credits) = (op.handle, op.unanswered);
         let block = StatusBlock {
             request_id: op.id,
             status: op.result,
@@ -809,18 +814,20 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             credits: op.unanswered,
         };
         let immediate = op.interrupt.then_some(op.id);
-        self.queue(Outgoing::Status {
+        let status = Outgoing::Status {
             dest: op.status_desc,
             immediate,
             block,
-        })?;
-        self.ledger.release(op.unanswered)?;
+        };
+        self.ops.remove(index);
+        self.queue(status)?;
+        self.ledger.release(credits)?;
         if let Some(waiter) = self.interrupt_waiters.pop_front() {
             self.reply(waiter, 1, Body::InterruptResponse)?;
         }
-        let closing = self.handles.iter().any(|h| h.id == op.handle && h.closing);
+        let closing = self.handles.iter().any(|h| h.id == handle && h.closing);
         if closing {
-            self.try_close(op.handle)
+            self.try_close(handle)
         } else {
             Ok(())
         }
@@ -905,7 +912,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         ) {
             return Err(ApiError::UnknownRequest);
         }
-        self.ops.swap_remove(index);
+        self.ops.remove(index);
         let body = match result {
             Ok(reg) => {
                 let handle = self.next_handle;
@@ -970,8 +977,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 }
                 // A read is complete once the driver reports it.
                 entry.pieces_in_flight = 0;
-                let op = self.ops.swap_remove(index);
-                self.finish(op).map_err(|v| {
+                self.finish(index).map_err(|v| {
                     self.fail(v);
                     ApiError::NotConnected
                 })
@@ -1134,11 +1140,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     fn find(&self, id: u32) -> Option<usize> {
-        self.ops.iter().position(|op| op.id == id)
+        self.ops.find(id)
     }
 
-    fn insert(&mut self, op: Op) -> Result<(), Violation> {
-        self.ops.push(op).map_err(|_| Violation::Capacity)
+    fn insert(&mut self, op: Op) -> Result<usize, Violation> {
+        self.ops.insert(op.id, op).map_err(|_| Violation::Capacity)
     }
 
     /// Drop the dispatch entry of a request that ends before the driver saw it.

@@ -1,0 +1,176 @@
+//! A fixed table of in-flight requests keyed by request id.
+//!
+//! Entries never move once inserted (no `swap_remove` copying a few hundred
+//! bytes per completion), and lookup starts at the slot `id % R`: the client
+//! chooses ids whose home slot is free, so its lookups hit at once, and the
+//! server, fed those sequential ids, nearly always does too. A lookup probes
+//! no further than the largest displacement of any entry from its home slot
+//! (reset whenever the table empties), so a miss — the server's duplicate-id
+//! check on every request — is as cheap as a hit.
+
+/// Up to `R` entries of `T`, each under a `u32` id.
+#[derive(Debug)]
+pub(crate) struct OpTable<T, const R: usize> {
+    ids: [u32; R],
+    items: [Option<T>; R],
+    len: usize,
+    /// No entry sits more than this many slots past its home.
+    max_displacement: usize,
+}
+
+impl<T, const R: usize> OpTable<T, R> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            ids: [0; R],
+            items: [const { None }; R],
+            len: 0,
+            max_displacement: 0,
+        }
+    }
+
+    /// Slots in probe order for `id`: its home slot first, then the rest.
+    fn probe(id: u32) -> impl Iterator<Item = usize> {
+        let home = usize::try_from(id)
+            .ok()
+            .and_then(|id| id.checked_rem(R))
+            .unwrap_or(0);
+        (home..R).chain(0..home)
+    }
+
+    fn is_free(&self, slot: usize) -> bool {
+        self.items.get(slot).is_some_and(Option::is_none)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= R
+    }
+
+    /// Whether `id`'s home slot is free (a cheap id for the client to pick).
+    pub(crate) fn home_is_free(&self, id: u32) -> bool {
+        Self::probe(id)
+            .next()
+            .is_some_and(|slot| self.is_free(slot))
+    }
+
+    /// The slot holding `id`.
+    pub(crate) fn find(&self, id: u32) -> Option<usize> {
+        Self::probe(id)
+            .take(self.max_displacement.saturating_add(1))
+            .find(|&slot| self.ids.get(slot) == Some(&id) && !self.is_free(slot))
+    }
+
+    /// Insert under `id` (which must not be present); `Err` gives the item
+    /// back when the table is full.
+    pub(crate) fn insert(&mut self, id: u32, item: T) -> Result<usize, T> {
+        let Some((displacement, slot)) = Self::probe(id)
+            .enumerate()
+            .find(|&(_, slot)| self.is_free(slot))
+        else {
+            return Err(item);
+        };
+        match (self.ids.get_mut(slot), self.items.get_mut(slot)) {
+            (Some(slot_id), Some(entry)) => {
+                *slot_id = id;
+                *entry = Some(item);
+                self.len = self.len.saturating_add(1);
+                self.max_displacement = self.max_displacement.max(displacement);
+                Ok(slot)
+            }
+            _ => Err(item),
+        }
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> Option<&T> {
+        self.items.get(slot)?.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: usize) -> Option<&mut T> {
+        self.items.get_mut(slot)?.as_mut()
+    }
+
+    /// Free a slot.
+    pub(crate) fn remove(&mut self, slot: usize) {
+        self.take(slot);
+    }
+
+    /// Free a slot, returning its entry.
+    pub(crate) fn take(&mut self, slot: usize) -> Option<T> {
+        let item = self.items.get_mut(slot)?.take();
+        if item.is_some() {
+            self.len = self.len.saturating_sub(1);
+            self.reset_if_empty();
+        }
+        item
+    }
+
+    fn reset_if_empty(&mut self) {
+        if self.len == 0 {
+            self.max_displacement = 0;
+        }
+    }
+
+    /// The first slot whose entry satisfies `pred`.
+    pub(crate) fn position(&self, mut pred: impl FnMut(&T) -> bool) -> Option<usize> {
+        self.items
+            .iter()
+            .position(|entry| entry.as_ref().is_some_and(&mut pred))
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().flatten()
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.items.iter_mut().flatten()
+    }
+
+    /// Keep only entries satisfying `keep`.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        for entry in self.items.iter_mut() {
+            if entry.as_ref().is_some_and(|item| !keep(item)) {
+                *entry = None;
+                self.len = self.len.saturating_sub(1);
+            }
+        }
+        self.reset_if_empty();
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.retain(|_| false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpTable;
+
+    #[test]
+    fn insert_find_remove_with_collisions() {
+        let mut t: OpTable<u32, 4> = OpTable::new();
+        assert_eq!(t.insert(1, 10), Ok(1));
+        assert_eq!(t.insert(5, 50), Ok(2), "collides with 1, probes on");
+        assert_eq!(t.insert(3, 30), Ok(3));
+        assert_eq!(t.insert(7, 70), Ok(0), "wraps around");
+        assert_eq!(t.insert(9, 90), Err(90));
+        assert!(t.is_full());
+        assert_eq!(t.find(5).and_then(|s| t.get(s)), Some(&50));
+        t.remove(2);
+        assert_eq!(t.find(5), None);
+        assert_eq!(t.find(7), Some(0), "found past a hole");
+        assert!(t.home_is_free(2) && !t.home_is_free(1));
+        t.retain(|&v| v != 10);
+        assert_eq!((t.len(), t.find(1)), (2, None));
+        t.clear();
+        assert!(t.is_empty());
+        let empty: OpTable<u8, 0> = OpTable::new();
+        assert_eq!(empty.find(3), None);
+    }
+}
