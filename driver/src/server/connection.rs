@@ -224,7 +224,7 @@ impl<T: Transport> ServerConnection<T> {
             };
             for completion in &completions[..drained] {
                 if let Err(end) = self.complete(now, completion) {
-                    return end;
+                    return self.ended(end);
                 }
             }
             progress |= drained > 0;
@@ -257,8 +257,13 @@ impl<T: Transport> ServerConnection<T> {
         }
     }
 
-    /// After termination, a failing transport is the expected way out.
-    fn ended(&self, end: ConnectionEnd) -> ConnectionEnd {
+    /// After termination, a failing transport is the expected way out: a
+    /// client disconnects right after its `Terminate` is delivered, possibly
+    /// before the core's `Terminated` event was collected, so collect it.
+    fn ended(&mut self, end: ConnectionEnd) -> ConnectionEnd {
+        if self.closing.is_none() && self.conn.is_closed() {
+            let _ = self.drain_events(self.clock.now());
+        }
         self.closing
             .map_or(end, |(reason, _)| ConnectionEnd::Terminated(reason))
     }
@@ -283,7 +288,7 @@ impl<T: Transport> ServerConnection<T> {
 
     fn complete(&mut self, now: Instant, completion: &Completion) -> Result<(), ConnectionEnd> {
         if let Err(error) = completion.status {
-            return Err(self.ended(ConnectionEnd::Lost(error)));
+            return Err(ConnectionEnd::Lost(error));
         }
         match (Work::from_id(completion.wr_id), completion.kind) {
             (Some(Work::Recv(index)), CompletionKind::Recv { len }) => {
@@ -318,8 +323,9 @@ impl<T: Transport> ServerConnection<T> {
 
     fn repost(&mut self, index: usize) -> Result<(), ConnectionEnd> {
         match self.receives.repost(&mut self.transport, index) {
-            Err(_) if self.closing.is_some() => Ok(()),
-            result => result.map_err(ConnectionEnd::from),
+            Err(_) if self.closing.is_some() || self.conn.is_closed() => Ok(()),
+            Err(e) => Err(self.ended(ConnectionEnd::Transport(e))),
+            Ok(()) => Ok(()),
         }
     }
 

@@ -1,0 +1,581 @@
+//! The whole protocol over the loopback transport on real files: a client
+//! and an in-process server (`rdio::embedded`), every byte compared on disk.
+
+use rdio::client::{ClientError, CompletionMode, Operation};
+use rdio::embedded::{Embedded, EmbeddedOptions};
+use rdio::files::{ReadSegment, WriteSegment};
+use rdio::server::ConnectionEnd;
+use rdio_core::error::Violation;
+use rdio_core::wire::{OpenFlags, ResumeKey, Status};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+const RWC: OpenFlags = OpenFlags::READ
+    .union(OpenFlags::WRITE)
+    .union(OpenFlags::CREATE);
+const MODES: [CompletionMode; 2] = [CompletionMode::Interrupt, CompletionMode::Polling];
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+fn start(root: &Path, mode: CompletionMode) -> Embedded {
+    let mut options = EmbeddedOptions::default();
+    options.client.mode = mode;
+    Embedded::start(root, options).expect("start embedded pair")
+}
+
+/// Finish in order and check the server saw the client's orderly close.
+fn finish(pair: Embedded) {
+    let end = pair.finish().expect("finish");
+    assert_eq!(
+        end,
+        ConnectionEnd::Terminated(Violation::PeerTerminated(Status::Shutdown))
+    );
+}
+
+fn remote_status(result: Result<impl std::fmt::Debug, ClientError>) -> (Operation, Status) {
+    match result {
+        Err(ClientError::Remote { operation, status }) => (operation, status),
+        other => panic!("expected a server refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn write_then_read_back_at_boundary_sizes_in_both_modes() {
+    for mode in MODES {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut pair = start(dir.path(), mode);
+        for (i, size) in [0usize, 1, 4095, 4096, (1 << 20) + 1]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("file_{size}");
+            let data = pattern(size, i as u8);
+            let file = pair.client.open(&name, RWC).expect("open");
+            assert_eq!(file.size, 0);
+            pair.client.write_at(&file, 0, &data).expect("write");
+            assert_eq!(
+                fs::read(dir.path().join(&name)).expect("on disk"),
+                data,
+                "{mode:?} size {size}"
+            );
+            let mut back = vec![0xEEu8; size + 7];
+            let got = pair.client.read_at(&file, 0, &mut back).expect("read");
+            assert_eq!(got, size, "{mode:?} size {size}: short only at EOF");
+            assert_eq!(&back[..size], &data[..], "{mode:?} size {size}");
+            pair.client.close(file).expect("close");
+        }
+        assert_eq!(pair.server().open_files(), 0, "closed files are released");
+        finish(pair);
+    }
+}
+
+#[test]
+fn sixty_four_mib_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = pattern(64 << 20, 0x5A);
+    fs::write(dir.path().join("big"), &data).expect("seed file");
+    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let file = pair.client.open("big", OpenFlags::READ).expect("open");
+    assert_eq!(file.size, data.len() as u64);
+    let mut back = vec![0u8; data.len()];
+    assert_eq!(
+        pair.client.read_at(&file, 0, &mut back).expect("read"),
+        data.len()
+    );
+    assert!(back == data, "64 MiB read differs");
+    let copy = pair.client.open("copy", RWC).expect("open copy");
+    pair.client.write_at(&copy, 0, &back).expect("write");
+    assert!(
+        fs::read(dir.path().join("copy")).expect("read copy") == data,
+        "64 MiB write differs"
+    );
+    finish(pair);
+}
+
+#[test]
+fn reads_at_and_past_end_of_file() {
+    for mode in MODES {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("f"), b"0123456789").expect("write");
+        let mut pair = start(dir.path(), mode);
+        let file = pair.client.open("f", OpenFlags::READ).expect("open");
+        let mut buf = [0xAAu8; 8];
+        assert_eq!(pair.client.read_at(&file, 10, &mut buf).expect("at eof"), 0);
+        assert_eq!(
+            pair.client
+                .read_at(&file, 1 << 40, &mut buf)
+                .expect("far past eof"),
+            0
+        );
+        assert_eq!(
+            pair.client.read_at(&file, 6, &mut buf).expect("straddling"),
+            4
+        );
+        assert_eq!(&buf[..4], b"6789");
+        finish(pair);
+    }
+}
+
+#[test]
+fn vectored_reads_and_writes_with_and_without_collapse() {
+    for mode in MODES {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut pair = start(dir.path(), mode);
+        let file = pair.client.open("v", RWC).expect("open");
+        let a = pattern(4096, 1);
+        let b = pattern(100, 2);
+        let c = pattern(70_000, 3);
+        let written = pair
+            .client
+            .write_vectored_at(
+                &file,
+                &[
+                    WriteSegment {
+                        offset: 200_000,
+                        data: &c,
+                    },
+                    WriteSegment {
+                        offset: 0,
+                        data: &a,
+                    },
+                    WriteSegment {
+                        offset: 10_000,
+                        data: &b,
+                    },
+                ],
+            )
+            .expect("vectored write");
+        assert_eq!(written, (a.len() + b.len() + c.len()) as u64);
+        let disk = fs::read(dir.path().join("v")).expect("read");
+        assert_eq!(&disk[..4096], &a[..]);
+        assert_eq!(&disk[10_000..10_100], &b[..]);
+        assert_eq!(&disk[200_000..], &c[..]);
+        assert!(disk[4096..10_000].iter().all(|&x| x == 0));
+
+        // COLLAPSE: one copy of the data on the wire, landing at every offset.
+        let block = pattern(65_537, 9);
+        let offsets = [300_000u64, 500_000, 1_000_000];
+        let written = pair
+            .client
+            .write_collapsed(&file, &offsets, &block)
+            .expect("collapsed write");
+        assert_eq!(written, 3 * block.len() as u64);
+        let disk = fs::read(dir.path().join("v")).expect("read");
+        for offset in offsets {
+            let offset = offset as usize;
+            assert_eq!(
+                &disk[offset..offset + block.len()],
+                &block[..],
+                "{mode:?} collapse at {offset}"
+            );
+        }
+
+        let mut x = vec![0u8; 4096];
+        let mut y = vec![0u8; 100];
+        let mut z = vec![0u8; 70_000];
+        let mut tail = vec![0u8; 64];
+        let end = disk.len() as u64;
+        let total = pair
+            .client
+            .read_vectored_at(
+                &file,
+                &mut [
+                    ReadSegment {
+                        offset: 10_000,
+                        buf: &mut y,
+                    },
+                    ReadSegment {
+                        offset: 0,
+                        buf: &mut x,
+                    },
+                    ReadSegment {
+                        offset: 200_000,
+                        buf: &mut z,
+                    },
+                    ReadSegment {
+                        offset: end - 10,
+                        buf: &mut tail,
+                    },
+                ],
+            )
+            .expect("vectored read");
+        assert_eq!(
+            total,
+            (4096 + 100 + 70_000 + 10) as u64,
+            "{mode:?}: the last segment is short at EOF"
+        );
+        assert_eq!(x, a);
+        assert_eq!(y, b);
+        assert_eq!(z, c);
+        assert_eq!(&tail[..10], &block[block.len() - 10..]);
+        finish(pair);
+    }
+}
+
+#[test]
+fn pipelined_tickets_complete_independently() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = EmbeddedOptions::default();
+    options.client.io_size = 64 << 10;
+    options.client.queue_depth = 16;
+    let mut pair = Embedded::start(dir.path(), options).expect("start");
+    let file = pair.client.open("p", RWC).expect("open");
+    let chunks: Vec<Vec<u8>> = (0..16).map(|i| pattern(64 << 10, i as u8)).collect();
+    let tickets: Vec<_> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            pair.client
+                .submit_write(&file, (i as u64) << 16, chunk)
+                .expect("submit")
+        })
+        .collect();
+    assert!(
+        pair.client.submit_write(&file, 0, b"x").is_err(),
+        "every buffer is taken"
+    );
+    // Collect out of order.
+    for ticket in tickets.into_iter().rev() {
+        assert_eq!(pair.client.wait(ticket, &mut []).expect("write"), 64 << 10);
+    }
+    assert_eq!(
+        fs::read(dir.path().join("p")).expect("read"),
+        chunks.concat()
+    );
+    finish(pair);
+}
+
+#[test]
+fn cancel_before_and_during_transfer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = EmbeddedOptions::default();
+    options.client.io_size = 8 << 20;
+    options.client.queue_depth = 2;
+    let mut pair = Embedded::start(dir.path(), options).expect("start");
+    let file = pair.client.open("c", RWC).expect("open");
+
+    // Not yet transmitted: completes Cancelled at once, the server never
+    // sees it, nothing is written.
+    let ticket = pair
+        .client
+        .submit_write(&file, 0, &pattern(1 << 20, 1))
+        .expect("submit");
+    pair.client.cancel(&ticket).expect("cancel");
+    assert_eq!(
+        remote_status(pair.client.wait(ticket, &mut [])),
+        (Operation::Write, Status::Cancelled)
+    );
+    assert_eq!(
+        fs::metadata(dir.path().join("c")).expect("stat").len(),
+        0,
+        "nothing written"
+    );
+
+    // In flight: an 8 MiB write needs 128 fragments and only has 32 credits,
+    // so it is mid-stream once the small write ahead of it completes.
+    let first = pair
+        .client
+        .submit_write(&file, 0, b"ahead")
+        .expect("submit");
+    let big = pair
+        .client
+        .submit_write(&file, 1 << 20, &pattern(8 << 20, 2))
+        .expect("submit");
+    assert_eq!(pair.client.wait(first, &mut []).expect("first write"), 5);
+    pair.client.cancel(&big).expect("cancel in flight");
+    match pair.client.wait(big, &mut []) {
+        Err(ClientError::Remote {
+            status: Status::Cancelled,
+            ..
+        }) => {}
+        Ok(written) => assert_eq!(written, 8 << 20, "finished before the cancel arrived"),
+        other => panic!("unexpected outcome of a cancelled write: {other:?}"),
+    }
+    // The connection is intact.
+    let mut head = [0u8; 5];
+    assert_eq!(
+        pair.client
+            .read_at(&file, 0, &mut head)
+            .expect("read after cancel"),
+        5
+    );
+    assert_eq!(&head, b"ahead");
+    finish(pair);
+}
+
+#[test]
+fn credits_revoked_and_granted_mid_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let initial = pair.client.credits();
+    assert!(initial > 4, "starts with {initial} credits");
+    let file = pair.client.open("credits", RWC).expect("open");
+    let data = pattern(16 << 20, 4);
+    assert!(pair.control().set_credit_target(2), "connection alive");
+    pair.client
+        .write_at(&file, 0, &data)
+        .expect("write while credits are revoked");
+    let mut back = vec![0u8; data.len()];
+    assert_eq!(
+        pair.client.read_at(&file, 0, &mut back).expect("read"),
+        data.len()
+    );
+    assert!(back == data);
+    assert_eq!(pair.client.credits(), 2, "the revoke was applied");
+    assert!(pair.control().set_credit_target(initial));
+    pair.client
+        .write_at(&file, 0, &data)
+        .expect("write after the grant");
+    pair.client.read_at(&file, 0, &mut back).expect("read");
+    assert_eq!(pair.client.credits(), initial, "the grant was applied");
+    assert!(fs::read(dir.path().join("credits")).expect("on disk") == data);
+    finish(pair);
+}
+
+#[test]
+fn polling_client_can_ask_for_an_interrupt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pair = start(dir.path(), CompletionMode::Polling);
+    let file = pair.client.open("i", RWC).expect("open");
+    let ticket = pair
+        .client
+        .submit_write(&file, 0, &pattern(300_000, 5))
+        .expect("submit");
+    pair.client.request_interrupt().expect("interrupt response");
+    assert_eq!(pair.client.wait(ticket, &mut []).expect("write"), 300_000);
+    finish(pair);
+}
+
+#[test]
+fn std_io_adapters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let file = pair.client.open("io", RWC).expect("open");
+    let mut io = pair.client.io(file);
+    io.write_all(b"hello, ").expect("write");
+    io.write_all(b"world").expect("write");
+    assert_eq!(io.seek(SeekFrom::Start(7)).expect("seek"), 7);
+    let mut word = String::new();
+    io.read_to_string(&mut word).expect("read");
+    assert_eq!(word, "world");
+    assert_eq!(io.seek(SeekFrom::End(-12)).expect("seek from end"), 0);
+    assert!(io.seek(SeekFrom::Current(-1)).is_err(), "before the start");
+    let mut all = Vec::new();
+    io.read_to_end(&mut all).expect("read all");
+    assert_eq!(all, b"hello, world");
+    assert_eq!(
+        fs::read(dir.path().join("io")).expect("on disk"),
+        b"hello, world"
+    );
+    finish(pair);
+}
+
+#[test]
+fn bad_opens_are_refused_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    fs::create_dir(&root).expect("mkdir");
+    fs::write(dir.path().join("secret"), b"secret").expect("write secret");
+    std::os::unix::fs::symlink("../secret", root.join("escape")).expect("symlink");
+    std::os::unix::fs::symlink("/etc/passwd", root.join("absolute")).expect("symlink");
+    std::os::unix::fs::symlink("../new_outside", root.join("dangling")).expect("symlink");
+    let mut pair = start(&root, CompletionMode::Interrupt);
+    let cases: [(&str, OpenFlags, Status); 7] = [
+        ("missing", OpenFlags::READ, Status::NotFound),
+        ("dir/missing", RWC, Status::NotFound),
+        ("../secret", OpenFlags::READ, Status::AccessDenied),
+        ("a/../../secret", RWC, Status::AccessDenied),
+        ("escape", OpenFlags::READ, Status::AccessDenied),
+        ("absolute", OpenFlags::READ, Status::AccessDenied),
+        ("dangling", RWC, Status::AccessDenied),
+    ];
+    for (path, flags, status) in cases {
+        assert_eq!(
+            remote_status(pair.client.open(path, flags)),
+            (Operation::Open, status),
+            "{path}"
+        );
+    }
+    // Rejected by the client before anything is sent.
+    assert!(matches!(
+        pair.client.open("", OpenFlags::READ),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        pair.client.open("a\0b", OpenFlags::READ),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    assert!(!dir.path().join("new_outside").exists());
+    assert_eq!(
+        fs::read(dir.path().join("secret")).expect("read"),
+        b"secret"
+    );
+    let mut names: Vec<_> = fs::read_dir(&root)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["absolute", "dangling", "escape"],
+        "no file was created"
+    );
+    // The connection survives refusals.
+    let file = pair.client.open("fine", RWC).expect("open after refusals");
+    pair.client.write_at(&file, 0, b"ok").expect("write");
+    finish(pair);
+}
+
+#[test]
+fn read_only_files_refuse_writes_and_change_nothing() {
+    for mode in MODES {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("ro"), b"original").expect("write");
+        let mut pair = start(dir.path(), mode);
+        let file = pair.client.open("ro", OpenFlags::READ).expect("open");
+        assert_eq!(
+            remote_status(pair.client.write_at(&file, 0, b"EVIL")),
+            (Operation::Write, Status::AccessDenied)
+        );
+        let segments = [
+            WriteSegment {
+                offset: 0,
+                data: b"EV",
+            },
+            WriteSegment {
+                offset: 4,
+                data: b"IL",
+            },
+        ];
+        assert_eq!(
+            remote_status(pair.client.write_vectored_at(&file, &segments)),
+            (Operation::Write, Status::AccessDenied)
+        );
+        assert_eq!(
+            remote_status(pair.client.write_collapsed(&file, &[0, 4], b"XX")),
+            (Operation::Write, Status::AccessDenied)
+        );
+        assert_eq!(
+            fs::read(dir.path().join("ro")).expect("read"),
+            b"original",
+            "{mode:?}"
+        );
+        // Still readable.
+        let mut buf = [0u8; 8];
+        assert_eq!(pair.client.read_at(&file, 0, &mut buf).expect("read"), 8);
+        finish(pair);
+    }
+}
+
+#[test]
+fn closed_handles_and_unknown_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("f"), b"data").expect("write");
+    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let file = pair
+        .client
+        .open("f", OpenFlags::READ | OpenFlags::WRITE)
+        .expect("open");
+    pair.client.close(file).expect("close");
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        remote_status(pair.client.read_at(&file, 0, &mut buf)),
+        (Operation::Read, Status::InvalidHandle)
+    );
+    assert_eq!(
+        remote_status(pair.client.write_at(&file, 0, b"late")),
+        (Operation::Write, Status::InvalidHandle)
+    );
+    assert_eq!(
+        remote_status(pair.client.close(file)),
+        (Operation::Close, Status::InvalidHandle)
+    );
+    assert_eq!(fs::read(dir.path().join("f")).expect("read"), b"data");
+
+    // A key never issued, and a key already redeemed (keys are single use).
+    assert_eq!(
+        remote_status(pair.client.register(ResumeKey([0x42; 16]))),
+        (Operation::Register, Status::UnknownResumeKey)
+    );
+    let opened = pair
+        .client
+        .open_on_pipe("f", OpenFlags::READ)
+        .expect("open on pipe");
+    assert_eq!(opened.size, 4);
+    let file = pair.client.register(opened.key).expect("register");
+    assert_eq!(
+        remote_status(pair.client.register(opened.key)),
+        (Operation::Register, Status::UnknownResumeKey)
+    );
+    assert_eq!(pair.client.read_at(&file, 0, &mut buf).expect("read"), 4);
+    finish(pair);
+}
+
+#[test]
+fn oversize_and_malformed_requests_are_refused_locally() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let file = pair.client.open("o", RWC).expect("open");
+    let limit = pair.client.io_size();
+    assert!(matches!(
+        pair.client.submit_read(&file, 0, limit + 1),
+        Err(ClientError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        pair.client.submit_write(&file, 0, &vec![0; limit + 1]),
+        Err(ClientError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        pair.client.submit_read(&file, 0, 0),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    let seventeen: Vec<(u64, usize)> = (0..17).map(|i| (i * 10, 10)).collect();
+    assert!(matches!(
+        pair.client.submit_read_vectored(&file, &seventeen),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        pair.client.submit_write_collapsed(&file, &[], b"x"),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    let long_path = "x".repeat(rdio_core::wire::MAX_PATH_LEN + 1);
+    assert!(matches!(
+        pair.client.open(&long_path, RWC),
+        Err(ClientError::TooLarge { .. })
+    ));
+    assert_eq!(
+        fs::metadata(dir.path().join("o")).expect("stat").len(),
+        0,
+        "nothing written"
+    );
+    // A write beyond the largest file offset is refused by the server.
+    assert_eq!(
+        remote_status(pair.client.write_at(&file, u64::MAX - 1, b"xy")).1,
+        Status::InvalidParameter
+    );
+    finish(pair);
+}
+
+#[test]
+fn dropping_the_client_closes_the_servers_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let _file = pair.client.open("held", RWC).expect("open");
+    let _unregistered = pair
+        .client
+        .open_on_pipe("held", OpenFlags::READ)
+        .expect("open on pipe");
+    assert_eq!(pair.server().open_files(), 2);
+    let server = pair.control().clone();
+    let end = pair.finish().expect("finish");
+    assert_eq!(
+        end,
+        ConnectionEnd::Terminated(Violation::PeerTerminated(Status::Shutdown))
+    );
+    assert!(!server.set_credit_target(4), "the connection has ended");
+}
