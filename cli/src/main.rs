@@ -4,10 +4,12 @@
 //! standard error, `rdio: error: ...`: usage errors exit with 2, everything
 //! else with 1.
 
+mod bench;
+mod cp;
 mod remote;
 mod size;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use remote::RemotePath;
 use size::Size;
@@ -135,20 +137,27 @@ impl std::fmt::Display for NotAvailable {
 impl std::error::Error for NotAvailable {}
 
 const NO_NETWORK: &str = "networked operation (a TCP side channel plus verbs/fabric connection setup) is not implemented yet; `rdio cp` and `rdio bench` run a server in-process over the loopback transport";
-const NO_EMBEDDED: &str =
-    "the in-process client/server runtime over the loopback transport is not implemented yet";
-
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Cp(args) => {
             check_loopback(cli.transport)?;
-            std::fs::File::open(&args.src)
-                .with_context(|| format!("cannot open {}", args.src.display()))?;
-            Err(NotAvailable(NO_EMBEDDED).into())
+            cp::run(&cp::Copy {
+                src: args.src,
+                dst: args.dst,
+                root: args.root,
+                io_size: args.io_size,
+                queue_depth: args.queue_depth,
+                polling: args.polling,
+            })
         }
-        Command::Bench(_) => {
+        Command::Bench(args) => {
             check_loopback(cli.transport)?;
-            Err(NotAvailable(NO_EMBEDDED).into())
+            bench::run(&bench::Bench {
+                sizes: args.sizes,
+                queue_depths: args.queue_depths,
+                bytes: args.bytes,
+                polling: args.polling,
+            })
         }
         Command::Serve(_) | Command::Get(_) | Command::Put(_) => {
             Err(NotAvailable(NO_NETWORK).into())

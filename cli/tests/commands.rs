@@ -1,0 +1,114 @@
+//! `rdio cp` and `rdio bench` end to end, through the binary.
+
+use std::fs;
+use std::process::Command;
+
+fn rdio(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rdio"))
+        .args(args)
+        .output()
+        .expect("run rdio")
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect()
+}
+
+#[test]
+fn cp_round_trips_through_the_server_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    fs::create_dir(&root).expect("mkdir");
+    for (size, extra) in [
+        (0usize, &[][..]),
+        (1, &["--polling"][..]),
+        (
+            (1 << 20) + 1,
+            &["--io-size", "64K", "--queue-depth", "3"][..],
+        ),
+    ] {
+        let src = dir.path().join(format!("src_{size}"));
+        let dst = dir.path().join(format!("dst_{size}"));
+        let data = pattern(size);
+        fs::write(&src, &data).expect("write src");
+        let mut args = vec![
+            "cp",
+            src.to_str().expect("utf-8"),
+            dst.to_str().expect("utf-8"),
+            "--root",
+            root.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        let out = rdio(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "size {size}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with("copied ") && stdout.contains("sha256 "),
+            "{stdout}"
+        );
+        assert_eq!(fs::read(&dst).expect("dst"), data, "size {size}: DST");
+        assert_eq!(
+            fs::read(root.join(format!("src_{size}"))).expect("server copy"),
+            data,
+            "size {size}: server root"
+        );
+    }
+}
+
+#[test]
+fn cp_into_a_missing_directory_fails_in_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    fs::write(&src, b"data").expect("write");
+    let dst = dir.path().join("missing/dst");
+    let out = rdio(&[
+        "cp",
+        src.to_str().expect("utf-8"),
+        dst.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("rdio: error: cannot create"), "{stderr}");
+}
+
+#[test]
+fn bench_prints_one_row_per_measurement() {
+    let out = rdio(&[
+        "bench",
+        "--sizes",
+        "4K,8K",
+        "--queue-depths",
+        "1,2",
+        "--bytes",
+        "64K",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().skip(2).collect();
+    assert_eq!(rows.len(), 4 * 2 * 2, "{stdout}");
+    for op in ["read", "write", "readv", "writev"] {
+        assert_eq!(
+            rows.iter()
+                .filter(|row| row.split_whitespace().next() == Some(op))
+                .count(),
+            4,
+            "{op}: {stdout}"
+        );
+    }
+    for row in rows {
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        let throughput: f64 = columns[columns.len() - 4].parse().expect("MB/s");
+        assert!(throughput > 0.0, "{row}");
+    }
+}
