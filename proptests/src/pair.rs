@@ -183,6 +183,12 @@ pub struct Pair {
     pub anomalies: Vec<String>,
     /// The transport failed ([`Fault::BreakConnection`]): nothing moves.
     pub broken: bool,
+    /// Hand reads to an asynchronous "driver": a read event is taken by
+    /// [`Pair::server_event_one`] but performed (RDMA writes, then
+    /// `complete_io`) only by [`Pair::server_complete_read_one`].
+    pub defer_reads: bool,
+    /// Reads taken and not yet performed (with `defer_reads`).
+    pub reads_in_progress: VecDeque<(OpId, FileId, Vec<ReadSegment>)>,
     entropy: u8,
     send_buf: Vec<u8>,
 }
@@ -272,6 +278,8 @@ impl Pair {
             immediates: 0,
             anomalies: Vec::new(),
             broken: false,
+            defer_reads: false,
+            reads_in_progress: VecDeque::new(),
             entropy: 0,
             send_buf: vec![0; SEND],
         }
@@ -521,13 +529,29 @@ impl Pair {
         Ok(written)
     }
 
-    /// Run the server's driver until it has no event left.
+    /// Run the server's driver until it has no event and no read left.
     pub fn server_events(&mut self) -> bool {
         let mut progress = false;
-        while self.server_event_one() {
+        while self.server_event_one() || self.server_complete_read_one() {
             progress = true;
         }
         progress
+    }
+
+    /// Perform the oldest read taken with `defer_reads`.
+    pub fn server_complete_read_one(&mut self) -> bool {
+        if self.broken {
+            return false;
+        }
+        let Some((op, file, segments)) = self.reads_in_progress.pop_front() else {
+            return false;
+        };
+        let result = self.read_file(file, &segments);
+        if let Err(e) = self.server.complete_io(op, result) {
+            self.anomalies
+                .push(format!("complete_io(read {op:?}) refused: {e}"));
+        }
+        true
     }
 
     /// Take one server event and do its work at once (authenticate against
@@ -566,6 +590,10 @@ impl Pair {
                     })
                     .map_err(|e| e.status());
                 self.server.complete_register(op, result).err()
+            }
+            Work::Read(op, file, segments) if self.defer_reads => {
+                self.reads_in_progress.push_back((op, file, segments));
+                None
             }
             Work::Read(op, file, segments) => {
                 let result = self.read_file(file, &segments);
@@ -805,6 +833,7 @@ impl Pair {
             Fault::BreakConnection => {
                 self.c2s.clear();
                 self.s2c.clear();
+                self.reads_in_progress.clear();
                 self.client.transport_failed();
                 self.server.close_connection();
                 // The driver drains what the closed server still reports;

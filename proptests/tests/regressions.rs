@@ -1,0 +1,114 @@
+//! Minimal reproductions of bugs the property tests and fuzzers found.
+//! A test marked `#[ignore = "core bug: ..."]` fails until rdio-core is
+//! fixed; run them with `cargo test -p rdio-proptests --test regressions --
+//! --ignored`.
+
+use rdio_core::client::CompletionMode;
+use rdio_core::wire::{OpenFlags, Status};
+use rdio_proptests::pair::Pair;
+
+/// A read the server's driver has taken (`ServerEvent::Read` polled, RDMA
+/// writes under way) is cancelled: `Connection::cancel` → `try_finish` sees
+/// `Stage::Dispatched` with `pieces_in_flight == 0` and finishes it at once,
+/// so the client gets a `Cancelled` status block, returns the credit and may
+/// reuse the buffer while the driver is still RDMA-writing into it; the
+/// driver's `complete_io` then fails with `UnknownRequest`. (Close already
+/// waits for reads in the driver's hands; cancel should too, or count the
+/// dispatched read as a piece in flight.)
+#[test]
+#[ignore = "core bug: cancel completes a dispatched read before the driver's RDMA writes finish"]
+fn cancel_of_a_read_in_the_drivers_hands_waits_for_its_rdma_writes() {
+    let mut pair = Pair::connected();
+    pair.defer_reads = true;
+    let key = pair.open_file(vec![7; 4096], OpenFlags::READ);
+    let handle = pair.register(key);
+    let (read, dest) = pair.read(handle, 0, 4096, CompletionMode::Interrupt);
+    pair.client_transmit();
+    pair.server_receive_one();
+    // The driver takes the read and starts its RDMA writes.
+    assert!(pair.server_event_one());
+    assert_eq!(pair.reads_in_progress.len(), 1);
+    pair.client.cancel(read).unwrap();
+    pair.client_transmit();
+    pair.server_receive_one();
+    pair.server_transmit();
+    pair.client_receive();
+    // The client must not see the read end while the server may still
+    // write into its buffer.
+    assert!(
+        pair.events.is_empty(),
+        "read reported before the driver finished: {:?}",
+        pair.events
+    );
+    pair.drive();
+    let (status, bytes) = pair.completion(read);
+    assert!(
+        (status, bytes) == (Status::Success, 4096) || status == Status::Cancelled,
+        "{status:?} {bytes}"
+    );
+    assert_eq!(pair.memory.read(dest), vec![7; 4096]);
+    pair.assert_clean();
+    pair.assert_quiescent_ledgers();
+}
+
+/// Two interrupt requests wait for a completion (claim 21); the one read in
+/// flight completes and `finish` wakes only the first waiter. The second
+/// waits for a completion that never comes — nothing is in flight any more
+/// — and holds its credit forever; at one credit the connection deadlocks.
+/// (When the last data request finishes, every remaining waiter should be
+/// answered, as a new interrupt request would be with nothing in flight.)
+#[test]
+#[ignore = "core bug: a second waiting interrupt request is never answered"]
+fn every_waiting_interrupt_request_is_answered() {
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 4096], OpenFlags::READ);
+    let handle = pair.register(key);
+    let (read, _) = pair.read(handle, 0, 4096, CompletionMode::Polling);
+    let first = pair.client.request_interrupt().unwrap();
+    let second = pair.client.request_interrupt().unwrap();
+    // All three reach the server before its driver performs the read.
+    pair.client_transmit();
+    while pair.server_receive_one().is_some() {}
+    pair.drive();
+    assert_eq!(pair.completion(read).0, Status::Success);
+    for request in [first, second] {
+        assert!(
+            matches!(
+                pair.take_event(request),
+                rdio_core::client::ClientEvent::Interrupted { .. }
+            ),
+            "{request:?}"
+        );
+    }
+    pair.assert_quiescent_ledgers();
+}
+
+/// A write is cancelled after its first fragment; its cancel joins the back
+/// of the client's queue, behind a close of the same handle. The server
+/// holds the close until the write finishes, the write finishes only when
+/// the cancel arrives, and the cancel needs the credit the close holds: at
+/// one credit (after a revoke) the connection deadlocks. (A cancel that
+/// stops a partly sent write should take the write's place at the front of
+/// the queue, as its fragments would have.)
+#[test]
+#[ignore = "core bug: the cancel of a partly sent write can wait behind a close that waits for the write"]
+fn cancel_of_a_streaming_write_is_not_stuck_behind_a_close() {
+    let mut pair = Pair::connected();
+    let key = pair.open_file(Vec::new(), OpenFlags::WRITE);
+    let handle = pair.register(key);
+    pair.server.set_credit_target(1).unwrap();
+    pair.drive();
+    assert_eq!(pair.client.ledger().level(), 1);
+    let write = pair.write(handle, 0, vec![5; 100_000], CompletionMode::Interrupt);
+    let close = pair.client.close(handle).unwrap();
+    // The first fragment goes and is answered; then the write is cancelled.
+    assert!(pair.client_transmit_one().is_some());
+    pair.server_receive();
+    pair.server_transmit();
+    pair.client_receive();
+    pair.client.cancel(write).unwrap();
+    pair.drive();
+    assert_eq!(pair.completion(write).0, Status::Cancelled);
+    assert_eq!(pair.completion(close).0, Status::Success);
+    pair.assert_quiescent_ledgers();
+}
