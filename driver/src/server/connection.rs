@@ -83,6 +83,17 @@ impl ConnectionControl {
     }
 }
 
+/// Read data placed in a bounce buffer, to be RDMA-written to the client.
+#[derive(Clone, Copy, Debug)]
+struct ReadPiece {
+    /// Offset in the bounce buffer.
+    offset: usize,
+    /// Bytes read (short at end of file, never zero).
+    len: usize,
+    /// Client memory the segment named.
+    dest: BufferDescriptor,
+}
+
 /// A read the core handed over, waiting for a free bounce buffer.
 #[derive(Debug)]
 struct PendingRead {
@@ -403,7 +414,7 @@ impl<T: Transport> ServerConnection<T> {
             any = true;
             let result = match self.read_into(bounce, &read) {
                 Ok((total, writes)) => {
-                    for (offset, len, dest) in writes {
+                    for ReadPiece { offset, len, dest } in writes {
                         let remote = RemoteBuf {
                             addr: dest.addr(),
                             key: dest.key(),
@@ -431,13 +442,12 @@ impl<T: Transport> ServerConnection<T> {
     }
 
     /// Read every segment into `bounce`, back to back; returns the total and
-    /// the non-empty pieces to write (offset in the bounce, length, where).
-    #[allow(clippy::type_complexity)]
+    /// the non-empty pieces to write.
     fn read_into(
         &mut self,
         bounce: usize,
         read: &PendingRead,
-    ) -> Result<(u64, Vec<(usize, usize, BufferDescriptor)>), Status> {
+    ) -> Result<(u64, Vec<ReadPiece>), Status> {
         let file = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
         let region = self.bounces.region(bounce).map_err(|_| Status::IoError)?;
         let buffer = self
@@ -456,7 +466,11 @@ impl<T: Transport> ServerConnection<T> {
                 .read_at(segment.offset(), target)
                 .map_err(|e| e.status())?;
             if got > 0 {
-                writes.push((position, got, dest));
+                writes.push(ReadPiece {
+                    offset: position,
+                    len: got,
+                    dest,
+                });
             }
             total += got as u64;
             position = end;
