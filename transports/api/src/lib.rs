@@ -28,6 +28,17 @@
 //! before a send is placed in the peer's memory before that send's receive
 //! completion is reported to the peer; a write-with-immediate consumes one posted
 //! receive at the peer and completes it with [`CompletionKind::RecvImm`].
+//!
+//! Progress: a transport may advance only inside `&mut self` calls, like a
+//! libfabric endpoint with `FI_PROGRESS_MANUAL` (the only mode of the `tcp`
+//! provider) and like `rdio-loopback`. A peer's RDMA write may therefore become
+//! visible through [`Transport::region`] only after this side called
+//! [`Transport::poll_completions`] (an empty `out` slice is enough). A driver
+//! that polls memory for an RDMA-written status block (seed claim 20) must
+//! keep calling `poll_completions` in its polling loop.
+//!
+//! Middleware: [`FaultInjector`] and [`Tracer`] wrap any transport and are
+//! transports themselves (smoltcp's `phy::FaultInjector` / `phy::Tracer`).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -71,7 +82,11 @@ pub struct Slice {
 impl Slice {
     /// The whole of `len` bytes of `region` starting at 0.
     pub const fn whole(region: RegionId, len: usize) -> Self {
-        Self { region, offset: 0, len }
+        Self {
+            region,
+            offset: 0,
+            len,
+        }
     }
 }
 
@@ -126,6 +141,11 @@ pub enum WcError {
     ReceiverNotReady,
     /// The received message did not fit the posted receive buffer.
     LocalLength,
+    /// The peer could not accept the request: the receive it consumed was too
+    /// small or invalid (ibverbs `IBV_WC_REM_INV_REQ_ERR` / `IBV_WC_REM_OP_ERR`).
+    /// The sender-side counterpart of the peer's [`WcError::LocalLength`] or
+    /// [`WcError::LocalProtection`] on a receive.
+    RemoteOperation,
     /// The request was flushed because the connection entered error state.
     Flushed,
     /// The connection was lost (peer gone, transport timeout).
@@ -141,6 +161,7 @@ impl fmt::Display for WcError {
             Self::LocalProtection => f.write_str("local protection error"),
             Self::ReceiverNotReady => f.write_str("receiver not ready"),
             Self::LocalLength => f.write_str("local length error"),
+            Self::RemoteOperation => f.write_str("remote operation error"),
             Self::Flushed => f.write_str("work request flushed"),
             Self::Disconnected => f.write_str("connection lost"),
             Self::Other(code) => write!(f, "transport error {code}"),
@@ -194,7 +215,11 @@ impl fmt::Display for TransportError {
         match self {
             Self::UnknownRegion(id) => write!(f, "unknown memory region {}", id.0),
             Self::OutOfBounds => f.write_str("slice out of the region's bounds"),
-            Self::Busy(id) => write!(f, "memory region {} is in use by a posted work request", id.0),
+            Self::Busy(id) => write!(
+                f,
+                "memory region {} is in use by a posted work request",
+                id.0
+            ),
             Self::QueueFull => f.write_str("work queue full"),
             Self::TooManySegments => f.write_str("too many scatter/gather elements"),
             Self::MessageTooLarge => f.write_str("message larger than the transport allows"),
@@ -250,20 +275,38 @@ pub trait Transport {
 
     /// The descriptor the peer needs to access `len` bytes at `offset` of a
     /// region registered with remote rights.
-    fn remote_buf(&self, region: RegionId, offset: usize, len: usize) -> Result<RemoteBuf, TransportError>;
+    fn remote_buf(
+        &self,
+        region: RegionId,
+        offset: usize,
+        len: usize,
+    ) -> Result<RemoteBuf, TransportError>;
 
     /// Post a receive buffer for one incoming send or write-with-immediate.
     fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError>;
 
     /// Post a send gathering `sges` in order, optionally with immediate data.
-    fn post_send(&mut self, wr_id: WrId, sges: &[Slice], imm: Option<u32>) -> Result<(), TransportError>;
+    fn post_send(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        imm: Option<u32>,
+    ) -> Result<(), TransportError>;
 
     /// Post an RDMA write of `sges` (gathered in order) to `dst` in the peer's
     /// memory; with `imm`, the write also consumes a peer receive and completes
     /// it as [`CompletionKind::RecvImm`].
-    fn post_write(&mut self, wr_id: WrId, sges: &[Slice], dst: RemoteBuf, imm: Option<u32>) -> Result<(), TransportError>;
+    fn post_write(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError>;
 
     /// Drain up to `out.len()` completions; returns how many were written.
+    /// This is also the progress call (see the crate docs): calling it with an
+    /// empty `out` makes progress without draining anything.
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError>;
 
     /// Block until a completion may be available or `timeout` passes
@@ -274,4 +317,18 @@ pub trait Transport {
     /// Tear the connection down; outstanding work requests complete as
     /// [`WcError::Flushed`].
     fn disconnect(&mut self);
+}
+
+mod fault_injector;
+mod rng;
+mod tracer;
+
+pub use fault_injector::{Fault, FaultConfig, FaultInjector, FaultStats, ScheduledFault};
+pub use tracer::{PostKind, TraceEvent, Tracer};
+
+/// Total length of a scatter/gather list, or `None` if it overflows `usize`.
+/// Transports use it to check [`Caps::max_message`] / [`Caps::max_write`].
+pub fn total_len(sges: &[Slice]) -> Option<usize> {
+    sges.iter()
+        .try_fold(0usize, |total, sge| total.checked_add(sge.len))
 }

@@ -1,0 +1,179 @@
+//! A transport wrapper that reports every post and every completion to a
+//! callback, after smoltcp's `phy::Tracer`.
+//!
+//! The callback sees work request ids, lengths and statuses, never payload
+//! bytes: traces of a file server must not leak file contents, and formatting
+//! is the callback's business (log, `defmt`, a test's `Vec`).
+
+use core::time::Duration;
+
+use crate::{
+    Access, Caps, Completion, RegionId, RemoteBuf, Slice, Transport, TransportError, WrId,
+    total_len,
+};
+
+/// Which verb a [`TraceEvent::Post`] was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostKind {
+    /// [`Transport::post_recv`].
+    Recv,
+    /// [`Transport::post_send`].
+    Send {
+        /// Immediate data, if any.
+        imm: Option<u32>,
+    },
+    /// [`Transport::post_write`].
+    Write {
+        /// The peer window written to.
+        dst: RemoteBuf,
+        /// Immediate data, if any.
+        imm: Option<u32>,
+    },
+}
+
+/// One observed event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A work request was posted (or refused: see `result`).
+    Post {
+        /// The verb.
+        kind: PostKind,
+        /// The caller's work request id.
+        wr_id: WrId,
+        /// Total bytes of the scatter/gather list (saturating).
+        len: usize,
+        /// Number of scatter/gather elements.
+        sges: usize,
+        /// What the wrapped transport answered.
+        result: Result<(), TransportError>,
+    },
+    /// A completion was drained.
+    Completion(Completion),
+    /// [`Transport::disconnect`] was called.
+    Disconnect,
+}
+
+/// Wraps a transport `T` and calls `trace` for every post and completion.
+#[derive(Debug)]
+pub struct Tracer<T, F> {
+    inner: T,
+    trace: F,
+}
+
+impl<T: Transport, F: FnMut(TraceEvent)> Tracer<T, F> {
+    /// Trace `inner` through `trace`.
+    pub const fn new(inner: T, trace: F) -> Self {
+        Self { inner, trace }
+    }
+
+    /// The wrapped transport.
+    pub const fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped transport, mutably (calls made through it are not traced).
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// Unwrap.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
+    fn post(
+        &mut self,
+        kind: PostKind,
+        wr_id: WrId,
+        sges: &[Slice],
+        result: Result<(), TransportError>,
+    ) -> Result<(), TransportError> {
+        let len = total_len(sges).unwrap_or(usize::MAX);
+        (self.trace)(TraceEvent::Post {
+            kind,
+            wr_id,
+            len,
+            sges: sges.len(),
+            result,
+        });
+        result
+    }
+}
+
+impl<T: Transport, F: FnMut(TraceEvent)> Transport for Tracer<T, F> {
+    fn provider(&self) -> &str {
+        self.inner.provider()
+    }
+
+    fn caps(&self) -> Caps {
+        self.inner.caps()
+    }
+
+    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
+        self.inner.register(len, access)
+    }
+
+    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
+        self.inner.deregister(region)
+    }
+
+    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
+        self.inner.region(region)
+    }
+
+    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
+        self.inner.region_mut(region)
+    }
+
+    fn remote_buf(
+        &self,
+        region: RegionId,
+        offset: usize,
+        len: usize,
+    ) -> Result<RemoteBuf, TransportError> {
+        self.inner.remote_buf(region, offset, len)
+    }
+
+    fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
+        let result = self.inner.post_recv(wr_id, buf);
+        self.post(PostKind::Recv, wr_id, &[buf], result)
+    }
+
+    fn post_send(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let result = self.inner.post_send(wr_id, sges, imm);
+        self.post(PostKind::Send { imm }, wr_id, sges, result)
+    }
+
+    fn post_write(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let result = self.inner.post_write(wr_id, sges, dst, imm);
+        self.post(PostKind::Write { dst, imm }, wr_id, sges, result)
+    }
+
+    fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
+        let drained = self.inner.poll_completions(out)?;
+        for completion in out.iter().take(drained) {
+            (self.trace)(TraceEvent::Completion(*completion));
+        }
+        Ok(drained)
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.inner.wait(timeout)
+    }
+
+    fn disconnect(&mut self) {
+        (self.trace)(TraceEvent::Disconnect);
+        self.inner.disconnect();
+    }
+}
