@@ -1,0 +1,509 @@
+//! The RC connection between the two endpoints of a pair: both work queues,
+//! both completion queues and the connection state. One engine serves both
+//! modes; [`crate::link`] only decides how it is shared (`RefCell` or
+//! `Mutex`), so the RC rules below exist exactly once.
+//!
+//! A work request posted by one side is *executed* when the other side next
+//! enters the transport ([`Engine::deliver`]): the receiver's memory can only
+//! be written while its endpoint is exclusively borrowed (see
+//! [`crate::memory`]). Execution is where every remote rule is applied, in
+//! posting order, so the outcome is the same as if the message had arrived
+//! the moment it was posted and the receiver had been idle since.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rdio_transport::{
+    Completion, CompletionKind, RegionId, RemoteBuf, Slice, TransportError, WcError, WrId,
+};
+
+use crate::Config;
+use crate::memory::{self, RegionBytes};
+use crate::regions::RegionTable;
+use crate::ring::SlotRing;
+
+/// Which endpoint of the pair. (`pub` only to appear in the sealed
+/// [`crate::link::Link`] trait; this module is private.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    First,
+    Second,
+}
+
+impl Side {
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::First => 0,
+            Self::Second => 1,
+        }
+    }
+
+    pub(crate) const fn peer(self) -> Self {
+        match self {
+            Self::First => Self::Second,
+            Self::Second => Self::First,
+        }
+    }
+}
+
+/// Connection state, shared by both queue pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    /// Ready to send (RTS).
+    Up,
+    /// A work request failed; like an RC QP in the error state, every
+    /// outstanding request was flushed and new ones are refused.
+    Failed,
+    /// `disconnect` was called (or an endpoint dropped) by `by`.
+    Closed { by: Side },
+}
+
+/// What a send-queue entry does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SendOp {
+    Send,
+    Write { dst: RemoteBuf, imm: Option<u32> },
+}
+
+impl SendOp {
+    const fn completion_kind(self) -> CompletionKind {
+        match self {
+            Self::Send => CompletionKind::Send,
+            Self::Write { .. } => CompletionKind::Write,
+        }
+    }
+}
+
+/// A gather element of a posted send or write.
+struct SourceSge {
+    region: RegionId,
+    offset: usize,
+    len: usize,
+    /// The region's memory, for the peer to read from; `None` if the region
+    /// was unknown at post time (then the request fails, and nothing was
+    /// marked busy).
+    bytes: Option<Arc<RegionBytes>>,
+}
+
+/// A send-queue entry (a WQE).
+struct SendWr {
+    wr_id: WrId,
+    op: SendOp,
+    /// Capacity `max_sge`, reserved once: posting never allocates.
+    sges: Vec<SourceSge>,
+    len: usize,
+    /// Every gather element was inside a registered region at post time.
+    valid: bool,
+}
+
+/// A receive-queue entry.
+struct RecvWr {
+    wr_id: WrId,
+    buf: Slice,
+    /// The buffer's region existed at post time and was marked busy.
+    held: bool,
+}
+
+/// One endpoint's queues.
+struct Queues {
+    send: SlotRing<SendWr>,
+    /// The first `executed` entries of `send` have their completion queued in
+    /// `cq`; the rest are still to be executed by the peer.
+    executed: usize,
+    recv: SlotRing<RecvWr>,
+    /// The first `consumed` entries of `recv` have their completion queued;
+    /// the rest are available to incoming messages, in order.
+    consumed: usize,
+    /// Completions not yet drained. Every queue entry yields exactly one
+    /// completion and stays queued until it is drained, so this never holds
+    /// more than `send` and `recv` together: its preallocated capacity.
+    cq: VecDeque<Completion>,
+    /// The endpoint's thread is blocked in `wait`.
+    sleeping: bool,
+    /// Something this endpoint may be waiting for happened since it last
+    /// looked.
+    news: bool,
+}
+
+impl Queues {
+    fn new(config: &Config) -> Self {
+        let max_sge = config.max_sge;
+        Self {
+            send: SlotRing::new(config.max_send, || SendWr {
+                wr_id: 0,
+                op: SendOp::Send,
+                sges: Vec::with_capacity(max_sge),
+                len: 0,
+                valid: false,
+            }),
+            executed: 0,
+            recv: SlotRing::new(config.max_recv, || RecvWr {
+                wr_id: 0,
+                buf: Slice::whole(RegionId(0), 0),
+                held: false,
+            }),
+            consumed: 0,
+            cq: VecDeque::with_capacity(config.max_send + config.max_recv),
+            sleeping: false,
+            news: false,
+        }
+    }
+
+    fn complete(&mut self, completion: Completion) {
+        debug_assert!(
+            self.cq.len() < self.cq.capacity(),
+            "completion queue sized to never overflow"
+        );
+        self.cq.push_back(completion);
+        self.news = true;
+    }
+
+    /// Complete every outstanding request with `status` (RC flush).
+    fn flush(&mut self, status: WcError) {
+        while let Some(wr) = self.send.get(self.executed) {
+            let completion = Completion {
+                wr_id: wr.wr_id,
+                kind: wr.op.completion_kind(),
+                status: Err(status),
+            };
+            self.executed += 1;
+            self.complete(completion);
+        }
+        while let Some(wr) = self.recv.get(self.consumed) {
+            let completion = Completion {
+                wr_id: wr.wr_id,
+                kind: CompletionKind::Recv { len: 0 },
+                status: Err(status),
+            };
+            self.consumed += 1;
+            self.complete(completion);
+        }
+        self.news = true;
+    }
+}
+
+/// The result of executing one send-queue entry at the receiver.
+struct Outcome {
+    /// Status of the sender's completion.
+    sender: Result<(), WcError>,
+    /// Completion of the receive the request consumed, if it consumed one.
+    receiver: Option<Completion>,
+}
+
+impl Outcome {
+    const fn sender_failed(error: WcError) -> Self {
+        Self {
+            sender: Err(error),
+            receiver: None,
+        }
+    }
+
+    /// The message reached a receive that cannot take it: the sender sees a
+    /// remote operation error, the receive completes with `error`.
+    const fn receive_failed(recv_wr_id: WrId, error: WcError) -> Self {
+        Self {
+            sender: Err(WcError::RemoteOperation),
+            receiver: Some(Completion {
+                wr_id: recv_wr_id,
+                kind: CompletionKind::Recv { len: 0 },
+                status: Err(error),
+            }),
+        }
+    }
+
+    const fn delivered(receiver: Option<Completion>) -> Self {
+        Self {
+            sender: Ok(()),
+            receiver,
+        }
+    }
+}
+
+/// Gather `wr`'s source elements into `target` starting at `offset`: one
+/// `memcpy` per element, straight from the sender's region.
+fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
+    for sge in &wr.sges {
+        let source = sge
+            .bytes
+            .as_deref()
+            .expect("a valid request only names registered regions");
+        // SAFETY: `target` belongs to the receiving endpoint, which lent its
+        // `RegionTable` mutably to `Engine::deliver` (memory rule 1); the
+        // source belongs to the sender and is only read (rule 2); `deliver`
+        // runs on the engine, which is only reachable through the link's
+        // lock (rule 3). Ranges were validated at post and delivery time.
+        unsafe { memory::copy(source, sge.offset, target, offset, sge.len) };
+        offset += sge.len;
+    }
+}
+
+/// Apply the RC rules to the next request from the peer, placing its data if
+/// it succeeds. Nothing is placed when it fails.
+fn execute(wr: &SendWr, receiver: &Queues, memory: &RegionTable) -> Outcome {
+    if !wr.valid {
+        return Outcome::sender_failed(WcError::LocalProtection);
+    }
+    // With rnr_retry = 0, a message finding no receive posted is fatal.
+    let next_recv = receiver.recv.get(receiver.consumed);
+    match wr.op {
+        SendOp::Send => {
+            let Some(recv) = next_recv else {
+                return Outcome::sender_failed(WcError::ReceiverNotReady);
+            };
+            let Some(target) = memory.recv_target(recv.buf) else {
+                return Outcome::receive_failed(recv.wr_id, WcError::LocalProtection);
+            };
+            if wr.len > recv.buf.len {
+                return Outcome::receive_failed(recv.wr_id, WcError::LocalLength);
+            }
+            scatter(wr, target, recv.buf.offset);
+            let kind = CompletionKind::Recv { len: wr.len };
+            Outcome::delivered(Some(Completion {
+                wr_id: recv.wr_id,
+                kind,
+                status: Ok(()),
+            }))
+        }
+        SendOp::Write { dst, imm } => {
+            // A zero-length write names no memory, so its key is not checked
+            // (InfiniBand does the same): write-with-immediate of nothing is
+            // the usual pure notification.
+            let target = if wr.len == 0 {
+                None
+            } else {
+                match memory.write_target(dst, wr.len) {
+                    Some(target) => Some(target),
+                    None => return Outcome::sender_failed(WcError::RemoteAccess),
+                }
+            };
+            let receiver = match (imm, next_recv) {
+                (None, _) => None,
+                (Some(_), None) => return Outcome::sender_failed(WcError::ReceiverNotReady),
+                (Some(imm), Some(recv)) => Some(Completion {
+                    wr_id: recv.wr_id,
+                    kind: CompletionKind::RecvImm { imm },
+                    status: Ok(()),
+                }),
+            };
+            if let Some((target, offset)) = target {
+                scatter(wr, target, offset);
+            }
+            Outcome::delivered(receiver)
+        }
+    }
+}
+
+/// State shared by the two endpoints of a pair. (`pub` only to appear in
+/// the sealed [`crate::link::Link`] trait; this module is private.)
+pub struct Engine {
+    state: LinkState,
+    queues: [Queues; 2],
+}
+
+impl Engine {
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            state: LinkState::Up,
+            queues: [Queues::new(config), Queues::new(config)],
+        }
+    }
+
+    const fn is_up(&self) -> bool {
+        matches!(self.state, LinkState::Up)
+    }
+
+    /// Execute, in order, every request the peer of `receiver` has posted
+    /// since, writing into `receiver`'s `memory`. Stops at the first failure,
+    /// which takes the connection down.
+    pub(crate) fn deliver(&mut self, receiver: Side, memory: &mut RegionTable) {
+        let [first, second] = &mut self.queues;
+        let (tx, rx) = match receiver {
+            Side::First => (second, first),
+            Side::Second => (first, second),
+        };
+        let mut failed = false;
+        while self.state == LinkState::Up && !failed {
+            let Some(wr) = tx.send.get(tx.executed) else {
+                break;
+            };
+            let outcome = execute(wr, rx, memory);
+            let completion = Completion {
+                wr_id: wr.wr_id,
+                kind: wr.op.completion_kind(),
+                status: outcome.sender,
+            };
+            tx.executed += 1;
+            tx.complete(completion);
+            if let Some(completion) = outcome.receiver {
+                rx.consumed += 1;
+                rx.complete(completion);
+            }
+            failed = outcome.sender.is_err();
+        }
+        if failed {
+            self.go_down(LinkState::Failed);
+        }
+    }
+
+    /// Leave the `Up` state: flush both sides. After a failure everything
+    /// flushes with `Flushed`; after a disconnect, the side that closed sees
+    /// `Flushed` and its peer `Disconnected` (the connection was lost under it).
+    fn go_down(&mut self, state: LinkState) {
+        if !self.is_up() {
+            return;
+        }
+        self.state = state;
+        for side in [Side::First, Side::Second] {
+            let status = match state {
+                LinkState::Closed { by } if by != side => WcError::Disconnected,
+                _ => WcError::Flushed,
+            };
+            self.queues[side.index()].flush(status);
+        }
+    }
+
+    pub(crate) fn close(&mut self, by: Side) {
+        self.go_down(LinkState::Closed { by });
+    }
+
+    /// Append a send or write to `side`'s send queue. `sges` has at most
+    /// `max_sge` elements totalling `len` bytes (checked by the caller).
+    pub(crate) fn post_send(
+        &mut self,
+        side: Side,
+        wr_id: WrId,
+        sges: &[Slice],
+        len: usize,
+        op: SendOp,
+        memory: &mut RegionTable,
+    ) -> Result<(), TransportError> {
+        if !self.is_up() {
+            return Err(TransportError::Disconnected);
+        }
+        let slot = self.queues[side.index()]
+            .send
+            .push()
+            .ok_or(TransportError::QueueFull)?;
+        slot.wr_id = wr_id;
+        slot.op = op;
+        slot.len = len;
+        slot.valid = true;
+        for &sge in sges {
+            let (bytes, valid) = memory.hold_source(sge);
+            slot.valid &= valid;
+            slot.sges.push(SourceSge {
+                region: sge.region,
+                offset: sge.offset,
+                len: sge.len,
+                bytes,
+            });
+        }
+        self.queues[side.peer().index()].news = true;
+        Ok(())
+    }
+
+    pub(crate) fn post_recv(
+        &mut self,
+        side: Side,
+        wr_id: WrId,
+        buf: Slice,
+        memory: &mut RegionTable,
+    ) -> Result<(), TransportError> {
+        if !self.is_up() {
+            return Err(TransportError::Disconnected);
+        }
+        let slot = self.queues[side.index()]
+            .recv
+            .push()
+            .ok_or(TransportError::QueueFull)?;
+        *slot = RecvWr {
+            wr_id,
+            buf,
+            held: memory.hold_recv(buf),
+        };
+        Ok(())
+    }
+
+    /// Move up to `out.len()` of `side`'s completions to `out`, releasing the
+    /// regions their requests held. Once the connection is down and nothing
+    /// is left to drain, reports [`TransportError::Disconnected`].
+    pub(crate) fn drain(
+        &mut self,
+        side: Side,
+        out: &mut [Completion],
+        memory: &mut RegionTable,
+    ) -> Result<usize, TransportError> {
+        let up = self.is_up();
+        let queues = &mut self.queues[side.index()];
+        if queues.cq.is_empty() && !up {
+            return Err(TransportError::Disconnected);
+        }
+        let mut drained = 0;
+        for slot in out.iter_mut() {
+            let Some(completion) = queues.cq.pop_front() else {
+                break;
+            };
+            // Completions of each queue are produced in queue order, so the
+            // front entry of the matching queue is the one that finished.
+            match completion.kind {
+                CompletionKind::Send | CompletionKind::Write => {
+                    let wr = queues
+                        .send
+                        .pop_front()
+                        .expect("a send completion has a send-queue entry");
+                    queues.executed -= 1;
+                    for sge in wr.sges.drain(..) {
+                        if sge.bytes.is_some() {
+                            drop(sge.bytes);
+                            memory.release(sge.region);
+                        }
+                    }
+                }
+                CompletionKind::Recv { .. } | CompletionKind::RecvImm { .. } => {
+                    let wr = queues
+                        .recv
+                        .pop_front()
+                        .expect("a receive completion has a receive-queue entry");
+                    queues.consumed -= 1;
+                    if wr.held {
+                        memory.release(wr.buf.region);
+                    }
+                }
+            }
+            *slot = completion;
+            drained += 1;
+        }
+        Ok(drained)
+    }
+
+    /// `side` has a completion to drain, or will never get one again.
+    pub(crate) fn has_news_for(&self, side: Side) -> Result<bool, TransportError> {
+        if !self.queues[side.index()].cq.is_empty() {
+            Ok(true)
+        } else if self.is_up() {
+            Ok(false)
+        } else {
+            Err(TransportError::Disconnected)
+        }
+    }
+
+    /// Mark `side` as blocked in `wait` (or not). Going to sleep forgets
+    /// earlier news: the sleeper has just looked at everything.
+    pub(crate) fn set_sleeping(&mut self, side: Side, sleeping: bool) {
+        let queues = &mut self.queues[side.index()];
+        queues.sleeping = sleeping;
+        if sleeping {
+            queues.news = false;
+        }
+    }
+
+    /// Whether `side` is blocked in `wait` and something it may wait for
+    /// happened: then its thread must be woken. Resets the news either way,
+    /// since a side that is not asleep looks at the engine before sleeping.
+    pub(crate) fn take_wakeup(&mut self, side: Side) -> bool {
+        let queues = &mut self.queues[side.index()];
+        let wake = queues.news && queues.sleeping;
+        queues.news = false;
+        wake
+    }
+}

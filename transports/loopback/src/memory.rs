@@ -1,0 +1,129 @@
+//! Registered memory: one zeroed heap allocation per region, shared between
+//! the owning endpoint and the work requests that reference it.
+//!
+//! This is the crate's only `unsafe` code. RDMA memory is written by the
+//! "NIC" (here: the delivery code) while the owner may hold `&[u8]` views of
+//! it through [`Transport::region`](rdio_transport::Transport::region), so it
+//! cannot be an ordinary `Box<[u8]>`. The rules that make it sound are stated
+//! on each function and upheld by the crate as a whole:
+//!
+//! 1. An endpoint's memory is **written** only while that endpoint is
+//!    exclusively borrowed: through [`RegionBytes::bytes_mut`] (which needs a
+//!    unique `Arc`, i.e. no posted work request references the region), or by
+//!    [`copy`] while delivering incoming work inside one of the endpoint's
+//!    `&mut self` methods. Neither can overlap a `&[u8]` the endpoint lent out,
+//!    since those borrow the endpoint.
+//! 2. Another endpoint only ever **reads** this memory, through the `Arc` a
+//!    posted work request holds, and only inside [`copy`].
+//! 3. Every [`copy`] runs with the pair's engine locked, so two copies (the
+//!    only code that touches memory from two endpoints at once) never run
+//!    concurrently.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// One registered region's bytes.
+pub(crate) struct RegionBytes {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `RegionBytes` owns its allocation like a `Box<[u8]>` would. Sharing
+// it between threads only allows the accesses described in the module docs,
+// which are race-free by rules 1-3.
+unsafe impl Send for RegionBytes {}
+// SAFETY: as above.
+unsafe impl Sync for RegionBytes {}
+
+impl RegionBytes {
+    /// Allocate `len` zeroed bytes (lazily zeroed pages for large regions,
+    /// via `alloc_zeroed`). `None` if the allocator refuses.
+    pub(crate) fn zeroed(len: usize) -> Option<Arc<Self>> {
+        let ptr = if len == 0 {
+            NonNull::dangling()
+        } else {
+            let layout = Layout::array::<u8>(len).ok()?;
+            // SAFETY: `layout` has a non-zero size.
+            NonNull::new(unsafe { alloc_zeroed(layout) })?
+        };
+        Some(Arc::new(Self { ptr, len }))
+    }
+
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// A shared view of the bytes.
+    ///
+    /// # Safety
+    /// Nothing may write the region while the returned slice is alive. By
+    /// rule 1 that holds if the caller borrows the owning endpoint for the
+    /// slice's lifetime.
+    pub(crate) unsafe fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `len` initialised bytes for as long as
+        // `self` lives; the caller guarantees the absence of writers.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// An exclusive view of the bytes. Requiring `&mut self` through a
+    /// unique `Arc` (`Arc::get_mut`) proves no work request holds the region.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `&mut self` on a uniquely owned region: no other handle
+        // exists, so no copy can touch it, and any `&[u8]` handed out earlier
+        // borrowed the owner, which is now exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for RegionBytes {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            let layout = Layout::array::<u8>(self.len).expect("layout was valid at allocation");
+            // SAFETY: allocated in `zeroed` with this very layout.
+            unsafe { dealloc(self.ptr.as_ptr(), layout) }
+        }
+    }
+}
+
+/// Copy `len` bytes from `src` at `src_offset` to `dst` at `dst_offset`: the
+/// single `memcpy` an RDMA transfer costs.
+///
+/// # Panics
+/// If either range is out of bounds. Callers validate ranges first (a bad
+/// range from the peer is an error completion, never a panic); the check here
+/// only keeps an internal bug from becoming memory corruption.
+///
+/// # Safety
+/// `dst` belongs to the endpoint currently delivering work inside one of its
+/// `&mut self` methods (rule 1), `src` to its peer, and the pair's engine is
+/// locked for the duration of the call (rule 3).
+pub(crate) unsafe fn copy(
+    src: &RegionBytes,
+    src_offset: usize,
+    dst: &RegionBytes,
+    dst_offset: usize,
+    len: usize,
+) {
+    let in_bounds = |region: &RegionBytes, offset: usize| {
+        offset.checked_add(len).is_some_and(|end| end <= region.len)
+    };
+    assert!(
+        in_bounds(src, src_offset) && in_bounds(dst, dst_offset),
+        "unchecked range reached RegionBytes::copy"
+    );
+    assert!(
+        !std::ptr::eq(src, dst),
+        "a region never transfers into itself"
+    );
+    // SAFETY: both ranges are in bounds (checked above) of live allocations;
+    // they are distinct allocations, so they do not overlap; the caller
+    // guarantees no other access to `dst` and no writer of `src` meanwhile.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            src.ptr.as_ptr().add(src_offset),
+            dst.ptr.as_ptr().add(dst_offset),
+            len,
+        )
+    }
+}

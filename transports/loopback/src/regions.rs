@@ -1,0 +1,265 @@
+//! One endpoint's memory registrations: the equivalent of a protection domain
+//! with its memory regions, local keys (here: [`RegionId`]s) and remote keys.
+
+use std::sync::Arc;
+
+use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError};
+
+use crate::memory::RegionBytes;
+
+/// Spacing of the simulated address space: regions start on page boundaries
+/// with an unmapped guard page between them, like separate `mmap`s.
+const PAGE: u64 = 4096;
+
+/// A registered region.
+pub(crate) struct Region {
+    bytes: Arc<RegionBytes>,
+    access: Access,
+    key: u32,
+    addr: u64,
+    /// Posted work requests referencing this region whose completion has not
+    /// been drained yet (one per scatter/gather element).
+    busy: u32,
+}
+
+/// An endpoint's registrations. Every write to their memory needs `&mut self`
+/// (see [`crate::memory`]).
+pub(crate) struct RegionTable {
+    /// Indexed by `RegionId`; ids are never reused, so a stale id or key stays
+    /// invalid forever.
+    slots: Vec<Option<Region>>,
+    key_mask: u32,
+    next_addr: u64,
+}
+
+/// `offset..offset + len` lies inside `0..total`.
+fn within(offset: usize, len: usize, total: usize) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= total)
+}
+
+/// The 64-bit SplitMix finalizer, to derive per-endpoint values from the seed.
+const fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const KEY_MUL_1: u32 = 0x7feb_352d;
+const KEY_MUL_2: u32 = 0x846c_a68b;
+
+/// Multiplicative inverse of an odd number modulo 2^32 (Newton's iteration:
+/// each step doubles the number of correct low bits, starting from 3).
+const fn inverse(odd: u32) -> u32 {
+    let mut inv = odd;
+    let mut step = 0;
+    while step < 4 {
+        inv = inv.wrapping_mul(2u32.wrapping_sub(odd.wrapping_mul(inv)));
+        step += 1;
+    }
+    inv
+}
+
+/// A bijection on `u32` that makes consecutive region indices look random as
+/// remote keys. Being invertible, it also turns a key back into the region
+/// index in O(1) without a lookup table. Each step (xor with a shift by half
+/// the width, multiplication by an odd constant) is invertible.
+const fn scramble(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(KEY_MUL_1);
+    x ^= x >> 16;
+    x = x.wrapping_mul(KEY_MUL_2);
+    x ^ (x >> 16)
+}
+
+const fn unscramble(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(inverse(KEY_MUL_2));
+    x ^= x >> 16;
+    x = x.wrapping_mul(inverse(KEY_MUL_1));
+    x ^ (x >> 16)
+}
+
+impl RegionTable {
+    /// An empty table whose keys and addresses derive from the pair's `seed`
+    /// and the endpoint's `side`, so they differ between the two endpoints
+    /// and between pairs, yet every run with the same seed is identical.
+    pub(crate) fn new(seed: u64, side: usize) -> Self {
+        let salt = mix64(seed ^ (side as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        Self {
+            slots: Vec::new(),
+            // Truncation intended: the low half seeds the keys ...
+            key_mask: salt as u32,
+            // ... the high half places the address space, page aligned, in
+            // the range user-space pointers of x86-64 Linux look like.
+            next_addr: 0x1000_0000_0000 + ((salt >> 32) & 0x0fff_ffff) * PAGE,
+        }
+    }
+
+    pub(crate) fn register(
+        &mut self,
+        len: usize,
+        access: Access,
+    ) -> Result<RegionId, TransportError> {
+        let index = u32::try_from(self.slots.len()).map_err(|_| TransportError::NoMemory)?;
+        let span = u64::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_next_multiple_of(PAGE))
+            .and_then(|len| len.checked_add(PAGE))
+            .ok_or(TransportError::NoMemory)?;
+        let addr = self.next_addr;
+        let next_addr = addr.checked_add(span).ok_or(TransportError::NoMemory)?;
+        let bytes = RegionBytes::zeroed(len).ok_or(TransportError::NoMemory)?;
+        let key = scramble(index ^ self.key_mask);
+        self.slots.push(Some(Region {
+            bytes,
+            access,
+            key,
+            addr,
+            busy: 0,
+        }));
+        self.next_addr = next_addr;
+        Ok(RegionId(index))
+    }
+
+    fn get(&self, id: RegionId) -> Result<&Region, TransportError> {
+        self.slots
+            .get(id.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(TransportError::UnknownRegion(id))
+    }
+
+    fn get_mut(&mut self, id: RegionId) -> Result<&mut Region, TransportError> {
+        self.slots
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(TransportError::UnknownRegion(id))
+    }
+
+    pub(crate) fn deregister(&mut self, id: RegionId) -> Result<(), TransportError> {
+        if self.get(id)?.busy > 0 {
+            return Err(TransportError::Busy(id));
+        }
+        self.slots[id.0 as usize] = None;
+        Ok(())
+    }
+
+    pub(crate) fn bytes(&self, id: RegionId) -> Result<&[u8], TransportError> {
+        let region = self.get(id)?;
+        // SAFETY: writes to this table's memory need `&mut self` (module
+        // docs of `memory`, rule 1); the slice borrows `self`.
+        Ok(unsafe { region.bytes.bytes() })
+    }
+
+    pub(crate) fn bytes_mut(&mut self, id: RegionId) -> Result<&mut [u8], TransportError> {
+        let region = self.get_mut(id)?;
+        if region.busy > 0 {
+            return Err(TransportError::Busy(id));
+        }
+        // Not busy means no posted work request holds a handle, so the handle
+        // is unique; `get_mut` double-checks the busy accounting.
+        let bytes = Arc::get_mut(&mut region.bytes).ok_or(TransportError::Busy(id))?;
+        Ok(bytes.bytes_mut())
+    }
+
+    pub(crate) fn remote_buf(
+        &self,
+        id: RegionId,
+        offset: usize,
+        len: usize,
+    ) -> Result<RemoteBuf, TransportError> {
+        let region = self.get(id)?;
+        let len = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
+        if !within(offset, len as usize, region.bytes.len()) {
+            return Err(TransportError::OutOfBounds);
+        }
+        Ok(RemoteBuf {
+            addr: region.addr + offset as u64,
+            key: region.key,
+            len,
+        })
+    }
+
+    /// Mark `slice`'s region busy for a work request being posted, if it
+    /// exists. Returns its bytes (for the peer to read from) and whether the
+    /// slice is a valid source (inside the region).
+    pub(crate) fn hold_source(&mut self, slice: Slice) -> (Option<Arc<RegionBytes>>, bool) {
+        match self.get_mut(slice.region) {
+            Ok(region) => {
+                region.busy += 1;
+                let valid = within(slice.offset, slice.len, region.bytes.len());
+                (Some(Arc::clone(&region.bytes)), valid)
+            }
+            Err(_) => (None, false),
+        }
+    }
+
+    /// Mark a receive buffer's region busy, if it exists (validity is checked
+    /// when a message lands, see [`Self::recv_target`]). Returns whether it
+    /// was marked, i.e. whether [`Self::release`] must be called later.
+    pub(crate) fn hold_recv(&mut self, slice: Slice) -> bool {
+        self.get_mut(slice.region)
+            .map(|region| region.busy += 1)
+            .is_ok()
+    }
+
+    /// The completion of a work request referencing `id` was drained.
+    pub(crate) fn release(&mut self, id: RegionId) {
+        let region = self
+            .get_mut(id)
+            .expect("a busy region cannot be deregistered");
+        region.busy -= 1;
+    }
+
+    /// Where a message landing in receive buffer `slice` goes: the region
+    /// must exist, contain the slice and grant `LOCAL_WRITE`.
+    pub(crate) fn recv_target(&self, slice: Slice) -> Option<&RegionBytes> {
+        let region = self.get(slice.region).ok()?;
+        let valid = region.access.contains(Access::LOCAL_WRITE)
+            && within(slice.offset, slice.len, region.bytes.len());
+        valid.then_some(&*region.bytes)
+    }
+
+    /// Where an RDMA write of `len` bytes to `dst` lands: the key must name a
+    /// live region with `REMOTE_WRITE` that contains `dst.addr .. + len`.
+    /// Returns the region's bytes and the offset inside it.
+    pub(crate) fn write_target(&self, dst: RemoteBuf, len: usize) -> Option<(&RegionBytes, usize)> {
+        let index = unscramble(dst.key) ^ self.key_mask;
+        let region = self.get(RegionId(index)).ok()?;
+        if region.key != dst.key || !region.access.contains(Access::REMOTE_WRITE) {
+            return None;
+        }
+        let offset = usize::try_from(dst.addr.checked_sub(region.addr)?).ok()?;
+        within(offset, len, region.bytes.len()).then_some((&*region.bytes, offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_scrambling_is_a_bijection() {
+        assert_eq!(KEY_MUL_1.wrapping_mul(inverse(KEY_MUL_1)), 1);
+        assert_eq!(KEY_MUL_2.wrapping_mul(inverse(KEY_MUL_2)), 1);
+        for x in (0..=u32::MAX).step_by(65_521).chain([0, 1, 2, u32::MAX]) {
+            assert_eq!(unscramble(scramble(x)), x);
+        }
+        // Consecutive indices give unrelated-looking keys.
+        assert_ne!(
+            scramble(1).wrapping_sub(scramble(0)),
+            scramble(2).wrapping_sub(scramble(1))
+        );
+    }
+
+    #[test]
+    fn addresses_are_page_aligned_and_separated_by_a_guard_page() {
+        let mut table = RegionTable::new(7, 0);
+        let a = table.register(10, Access::REMOTE_WRITE).unwrap();
+        let b = table.register(PAGE as usize, Access::REMOTE_WRITE).unwrap();
+        let a = table.remote_buf(a, 0, 10).unwrap();
+        let b = table.remote_buf(b, 0, 1).unwrap();
+        assert_eq!(a.addr % PAGE, 0);
+        assert_eq!(b.addr, a.addr + 2 * PAGE);
+        assert_ne!(a.key, b.key);
+    }
+}
