@@ -16,7 +16,6 @@ use rdio_proptests::pair::Pair;
 /// waits for reads in the driver's hands; cancel should too, or count the
 /// dispatched read as a piece in flight.)
 #[test]
-#[ignore = "core bug: cancel completes a dispatched read before the driver's RDMA writes finish"]
 fn cancel_of_a_read_in_the_drivers_hands_waits_for_its_rdma_writes() {
     let mut pair = Pair::connected();
     pair.defer_reads = true;
@@ -58,7 +57,6 @@ fn cancel_of_a_read_in_the_drivers_hands_waits_for_its_rdma_writes() {
 /// (When the last data request finishes, every remaining waiter should be
 /// answered, as a new interrupt request would be with nothing in flight.)
 #[test]
-#[ignore = "core bug: a second waiting interrupt request is never answered"]
 fn every_waiting_interrupt_request_is_answered() {
     let mut pair = Pair::connected();
     let key = pair.open_file(vec![7; 4096], OpenFlags::READ);
@@ -91,7 +89,6 @@ fn every_waiting_interrupt_request_is_answered() {
 /// stops a partly sent write should take the write's place at the front of
 /// the queue, as its fragments would have.)
 #[test]
-#[ignore = "core bug: the cancel of a partly sent write can wait behind a close that waits for the write"]
 fn cancel_of_a_streaming_write_is_not_stuck_behind_a_close() {
     let mut pair = Pair::connected();
     let key = pair.open_file(Vec::new(), OpenFlags::WRITE);

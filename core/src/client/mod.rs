@@ -521,12 +521,18 @@ impl<const R: usize> Client<R> {
         }
         op.stop_sending = true;
         remove_from(&mut self.streaming, request.0);
-        self.submit(
+        let cancel = self.submit(
             OpKind::Cancel { target: request.0 },
             BufferDescriptor::default(),
             CompletionMode::Interrupt,
-        )
-        .map(|_| ())
+        )?;
+        // The cancel goes next, where the write's next fragment would have
+        // gone: behind a close of the same handle — which the server holds
+        // until the write ends — it could wait forever for a credit.
+        remove_from(&mut self.unsent, cancel.0);
+        self.unsent
+            .push_front(cancel.0)
+            .map_err(|_| ApiError::TooManyRequests)
     }
 
     fn check_io_len(&self, len: u64) -> Result<(), ApiError> {

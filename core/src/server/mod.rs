@@ -440,11 +440,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Body::InterruptRequest => {
                 // Claim 21: a polling client asks to be woken by a send. With
                 // nothing in flight there is nothing to wait for: answer now.
-                if self
-                    .ops
-                    .iter()
-                    .any(|op| !matches!(op.kind, OpKind::Close { .. } | OpKind::Register { .. }))
-                {
+                if self.data_in_flight() {
                     self.interrupt_waiters
                         .push_back(id)
                         .map_err(|_| Violation::Capacity)?;
@@ -787,9 +783,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         };
         let done = match op.stage {
             Stage::Queued => op.cancelled,
+            // A read in the driver's hands ends only with its `complete_io`:
+            // its RDMA writes into client memory may still be under way, so
+            // a cancel must not hand that memory back to the client yet.
             Stage::Dispatched => {
-                op.pieces_in_flight == 0
-                    && (op.cancelled || !matches!(op.kind, OpKind::Read { .. }))
+                op.pieces_in_flight == 0 && !matches!(op.kind, OpKind::Read { .. })
             }
             Stage::Receiving => false,
         };
@@ -822,8 +820,16 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.ops.remove(index);
         self.queue(status)?;
         self.ledger.release(credits)?;
+        // Claim 21: the completion wakes one waiting polling client; when it
+        // was the last request in flight, nothing else will, so every other
+        // waiter is answered too (as a new interrupt request would be).
         if let Some(waiter) = self.interrupt_waiters.pop_front() {
             self.reply(waiter, 1, Body::InterruptResponse)?;
+        }
+        if !self.data_in_flight() {
+            while let Some(waiter) = self.interrupt_waiters.pop_front() {
+                self.reply(waiter, 1, Body::InterruptResponse)?;
+            }
         }
         let closing = self.handles.iter().any(|h| h.id == handle && h.closing);
         if closing {
@@ -1141,6 +1147,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     fn find(&self, id: u32) -> Option<usize> {
         self.ops.find(id)
+    }
+
+    /// Whether any read or write is outstanding.
+    fn data_in_flight(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }))
     }
 
     fn insert(&mut self, op: Op) -> Result<usize, Violation> {
