@@ -1,7 +1,5 @@
-//! Minimal reproductions of bugs the property tests and fuzzers found.
-//! A test marked `#[ignore = "core bug: ..."]` fails until rdio-core is
-//! fixed; run them with `cargo test -p rdio-proptests --test regressions --
-//! --ignored`.
+//! Minimal reproductions of bugs the property tests and fuzzers found, kept
+//! as regression tests once fixed in rdio-core.
 
 use rdio_core::client::CompletionMode;
 use rdio_core::wire::{OpenFlags, Status};
