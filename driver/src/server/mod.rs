@@ -97,6 +97,14 @@ impl From<rdio_transport::TransportError> for ServerError {
     }
 }
 
+/// One client's side-channel state for [`Server::answer_pipe`]: the session
+/// its resume key request opened (claim 8). Hand it to [`Server::end_pipe`]
+/// when the pipe closes.
+#[derive(Debug, Default)]
+pub struct PipeSession {
+    session: Option<SessionId>,
+}
+
 /// State shared by the pipe handlers and connection runners of one server.
 #[derive(Debug)]
 pub struct Server {
@@ -164,66 +172,80 @@ impl Server {
     /// closed when it ends.
     pub fn serve_pipe<S: Read + Write>(&self, stream: S) -> Result<(), ServerError> {
         let mut pipe = Pipe::new(stream);
-        let mut session = None;
-        let result = self.pipe_loop(&mut pipe, &mut session);
-        if let Some(session) = session {
-            let unregistered = self.lock().registry.close_session(session);
-            self.close_files(unregistered);
-        }
+        let mut session = PipeSession::default();
+        let result = loop {
+            let reply = match pipe.receive() {
+                Err(PipeError::Closed) => break Ok(()),
+                Err(e) => break Err(e.into()),
+                Ok(message) => self.answer_pipe(&mut session, &message),
+            };
+            if let Err(e) = reply.and_then(|reply| Ok(pipe.send(&reply)?)) {
+                break Err(e);
+            }
+        };
+        self.end_pipe(session);
         result
     }
 
-    fn pipe_loop<S: Read + Write>(
-        &self,
-        pipe: &mut Pipe<S>,
-        session: &mut Option<SessionId>,
-    ) -> Result<(), ServerError> {
-        loop {
-            let reply = match pipe.receive() {
-                Err(PipeError::Closed) => return Ok(()),
-                Err(e) => return Err(e.into()),
-                Ok(PipeMessage::ResumeKeyRequest) if session.is_none() => {
-                    let (id, key) = self
-                        .lock()
-                        .registry
-                        .open_session(entropy()?)
-                        .map_err(|_| ServerError::TooManySessions)?;
-                    *session = Some(id);
-                    PipeMessage::ResumeKeyResponse { key }
-                }
-                Ok(PipeMessage::OpenRequest { flags, path }) => {
-                    let session = session
-                        .ok_or(PipeError::Unexpected("open before the resume key request"))?;
-                    let (status, key, size) = match self.open(session, path, flags) {
-                        Ok((key, size)) => (Status::Success, key, size),
-                        Err(status) => (status, ResumeKey([0; KEY_LEN]), 0),
-                    };
-                    PipeMessage::OpenResponse { status, key, size }
-                }
-                Ok(PipeMessage::NegotiateRequest(request)) => {
-                    let session = session.ok_or(PipeError::Unexpected(
-                        "negotiate before the resume key request",
-                    ))?;
-                    let offer = ServerOffer {
-                        providers: &self.options.providers,
-                        endpoint: &self.options.endpoint,
-                    };
-                    let entropy = entropy()?;
-                    let response = self.lock().registry.negotiate(
-                        self.clock.now(),
-                        session,
-                        &request,
-                        offer,
-                        entropy,
-                    );
-                    PipeMessage::NegotiateResponse(response)
-                }
-                Ok(PipeMessage::ResumeKeyRequest) => {
-                    return Err(PipeError::Unexpected("second resume key request").into());
-                }
-                Ok(_) => return Err(PipeError::Unexpected("a response sent to the server").into()),
-            };
-            pipe.send(&reply)?;
+    /// The reply to one side-channel message of a client — the whole pipe
+    /// protocol, apart from moving frames, so runners over other streams
+    /// (the tokio one in `net`) share it. An error ends the pipe.
+    pub fn answer_pipe<'s>(
+        &'s self,
+        session: &mut PipeSession,
+        message: &PipeMessage<'_>,
+    ) -> Result<PipeMessage<'s>, ServerError> {
+        let session = &mut session.session;
+        Ok(match *message {
+            PipeMessage::ResumeKeyRequest if session.is_none() => {
+                let (id, key) = self
+                    .lock()
+                    .registry
+                    .open_session(entropy()?)
+                    .map_err(|_| ServerError::TooManySessions)?;
+                *session = Some(id);
+                PipeMessage::ResumeKeyResponse { key }
+            }
+            PipeMessage::OpenRequest { flags, path } => {
+                let session =
+                    session.ok_or(PipeError::Unexpected("open before the resume key request"))?;
+                let (status, key, size) = match self.open(session, path, flags) {
+                    Ok((key, size)) => (Status::Success, key, size),
+                    Err(status) => (status, ResumeKey([0; KEY_LEN]), 0),
+                };
+                PipeMessage::OpenResponse { status, key, size }
+            }
+            PipeMessage::NegotiateRequest(ref request) => {
+                let session = session.ok_or(PipeError::Unexpected(
+                    "negotiate before the resume key request",
+                ))?;
+                let offer = ServerOffer {
+                    providers: &self.options.providers,
+                    endpoint: &self.options.endpoint,
+                };
+                let entropy = entropy()?;
+                let response = self.lock().registry.negotiate(
+                    self.clock.now(),
+                    session,
+                    request,
+                    offer,
+                    entropy,
+                );
+                PipeMessage::NegotiateResponse(response)
+            }
+            PipeMessage::ResumeKeyRequest => {
+                return Err(PipeError::Unexpected("second resume key request").into());
+            }
+            _ => return Err(PipeError::Unexpected("a response sent to the server").into()),
+        })
+    }
+
+    /// A client's side channel is gone: end its session and close the files
+    /// it opened and never registered.
+    pub fn end_pipe(&self, session: PipeSession) {
+        if let Some(session) = session.session {
+            let unregistered = self.lock().registry.close_session(session);
+            self.close_files(unregistered);
         }
     }
 
