@@ -316,6 +316,17 @@ struct Tracked {
     closed_after: bool,
 }
 
+/// A request's file, the (start, end) byte ranges it touches, and whether it
+/// writes them.
+type Footprint = (FileId, Vec<(u64, u64)>, bool);
+
+/// The file bytes a data request touches.
+struct Footprint {
+    file: FileId,
+    ranges: Vec<(u64, u64)>,
+    write: bool,
+}
+
 impl Tracked {
     /// The file bytes this request may touch (or, for a read, depend on): a
     /// write past the end of the file also fills the gap before it.
@@ -323,7 +334,7 @@ impl Tracked {
         &self,
         handles: &[HandleState],
         files: &HashMap<FileId, Vec<u8>>,
-    ) -> Option<(FileId, Vec<(u64, u64)>, bool)> {
+    ) -> Option<Footprint> {
         let (target, ranges, write): (_, Vec<(u64, u64)>, _) = match &self.kind {
             Kind::Read { target, segments } => (
                 target,
@@ -360,7 +371,11 @@ impl Tracked {
                 }
             })
             .collect();
-        Some((file, ranges, write))
+        Some(Footprint {
+            file,
+            ranges,
+            write,
+        })
     }
 }
 
@@ -503,10 +518,11 @@ impl Session {
         let conflicts = |s: &Self| {
             s.outstanding.values().any(|t| {
                 t.file_ranges(&s.handles, &s.files)
-                    .is_some_and(|(f, theirs, their_write)| {
-                        f == file
-                            && (write || their_write)
+                    .is_some_and(|theirs| {
+                        theirs.file == file
+                            && (write || theirs.write)
                             && theirs
+                                .ranges
                                 .iter()
                                 .any(|&(a, b)| ranges.iter().any(|&(c, d)| a < d && c < b))
                     })
