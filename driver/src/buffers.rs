@@ -2,7 +2,9 @@
 //! the core, and the work-request ids that tie completions back to buffers.
 
 use rdio_core::time::Instant;
-use rdio_transport::{Access, RegionId, Slice, Transport, TransportError, WrId};
+use rdio_transport::{
+    Access, Completion, CompletionKind, RegionId, Slice, Transport, TransportError, WrId,
+};
 use std::time::Duration;
 
 /// The core never reads a clock (STYLE §4): the runtime passes it
@@ -99,7 +101,11 @@ impl Receives {
         let region = transport.register(len, Access::LOCAL_WRITE)?;
         let receives = Self { region, size };
         for index in 0..count {
-            receives.repost(transport, index)?;
+            if let Err(e) = receives.repost(transport, index) {
+                // Receives already posted keep the region busy until flushed.
+                let _ = release(transport, [region]);
+                return Err(e);
+            }
         }
         Ok(receives)
     }
@@ -117,6 +123,11 @@ impl Receives {
                 len: self.size,
             },
         )
+    }
+
+    /// The one region holding every receive buffer, for [`release`].
+    pub(crate) fn region(&self) -> RegionId {
+        self.region
     }
 
     /// The `len` bytes received in buffer `index`.
@@ -139,6 +150,73 @@ impl Receives {
     }
 }
 
+/// Most rounds [`release`] spends draining a disconnected transport: a
+/// flushed queue pair reports each outstanding request once, possibly
+/// asynchronously (ibverbs flushes in the background), so the wait is
+/// bounded rather than trusted to end.
+const RELEASE_ROUNDS: usize = 200;
+/// How long one round waits for flushed completions to appear.
+const RELEASE_WAIT: Duration = Duration::from_millis(1);
+
+/// Disconnect, then deregister `regions`, draining flushed completions in
+/// between: a region stays busy until the completion of every request
+/// naming it has been drained. Remote access to memory a peer was given a
+/// key for ends here, not when the process exits. Returns the first region
+/// that could not be deregistered within the bound, if any.
+pub(crate) fn release(
+    transport: &mut impl Transport,
+    regions: impl IntoIterator<Item = RegionId>,
+) -> Result<(), TransportError> {
+    transport.disconnect();
+    let mut remaining: Vec<RegionId> = regions.into_iter().collect();
+    let mut sink = [Completion {
+        wr_id: 0,
+        kind: CompletionKind::Send,
+        status: Ok(()),
+    }; 32];
+    let mut last_error = None;
+    let mut drained = false;
+    for _ in 0..RELEASE_ROUNDS {
+        remaining.retain(|&region| match transport.deregister(region) {
+            Ok(()) => false,
+            Err(e) => {
+                last_error = Some(e);
+                true
+            }
+        });
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        if drained {
+            // Nothing more will complete: what is busy stays busy.
+            break;
+        }
+        match transport.poll_completions(&mut sink) {
+            Ok(0) => {
+                let _ = transport.wait(Some(RELEASE_WAIT));
+            }
+            Ok(_) => {}
+            Err(_) => drained = true,
+        }
+    }
+    Err(last_error.unwrap_or(TransportError::Disconnected))
+}
+
+/// Run the buffer set-up of a connection, which registers regions into
+/// `held` step by step; if a step fails, release what the earlier steps
+/// registered, so a connection that never started leaves nothing behind.
+pub(crate) fn set_up<T: Transport, R>(
+    transport: &mut T,
+    build: impl FnOnce(&mut T, &mut Vec<RegionId>) -> Result<R, TransportError>,
+) -> Result<R, TransportError> {
+    let mut held = Vec::new();
+    let result = build(transport, &mut held);
+    if result.is_err() {
+        let _ = release(transport, held);
+    }
+    result
+}
+
 /// Equal buffers, one region each: a buffer referenced by a posted request
 /// is busy until its completion is drained, and a region is busy as a whole,
 /// so sharing one would block writing the others.
@@ -156,9 +234,19 @@ impl Pool {
         size: usize,
         access: Access,
     ) -> Result<Self, TransportError> {
-        let regions = (0..count)
-            .map(|_| transport.register(size, access))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut regions = Vec::with_capacity(count);
+        for _ in 0..count {
+            match transport.register(size, access) {
+                Ok(region) => regions.push(region),
+                Err(e) => {
+                    // Nothing was posted on these yet: they deregister at once.
+                    for region in regions {
+                        let _ = transport.deregister(region);
+                    }
+                    return Err(e);
+                }
+            }
+        }
         Ok(Self {
             regions,
             free: (0..count).rev().collect(),
@@ -182,6 +270,11 @@ impl Pool {
 
     pub(crate) fn all_free(&self) -> bool {
         self.free.len() == self.regions.len()
+    }
+
+    /// Every region of the pool, for [`release`].
+    pub(crate) fn regions(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.regions.iter().copied()
     }
 
     pub(crate) fn region(&self, index: usize) -> Result<RegionId, TransportError> {

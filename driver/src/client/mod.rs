@@ -12,12 +12,14 @@
 
 mod error;
 mod io;
+pub mod reconnect;
 
 pub use error::{ClientError, Operation};
 pub use io::RemoteFileIo;
 pub use rdio_core::client::{CompletionMode, RemoteFile};
+pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
 
-use crate::buffers::{Clock, Pool, Receives, Work};
+use crate::buffers::{Clock, Pool, Receives, Work, release, set_up};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
 use rdio_core::client::{
@@ -114,6 +116,9 @@ enum Outcome {
 /// A connected client over transport `T` with side channel `S`.
 pub struct Client<T: Transport, S: Read + Write> {
     pipe: Pipe<S>,
+    /// The side-channel session's key, for negotiating again after the
+    /// RDMA connection was lost.
+    server_key: ResumeKey,
     transport: T,
     core: CoreClient,
     clock: Clock,
@@ -154,11 +159,6 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         options: ClientOptions,
         connect: impl FnOnce(&Negotiated) -> Result<T, ClientError>,
     ) -> Result<Self, ClientError> {
-        if options.queue_depth == 0 || options.io_size == 0 {
-            return Err(ClientError::InvalidArgument(
-                "queue depth and I/O size must be at least 1",
-            ));
-        }
         let mut pipe = Pipe::new(stream);
         pipe.send(&PipeMessage::ResumeKeyRequest)?;
         let server_key = match pipe.receive()? {
@@ -167,6 +167,24 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 return Err(PipeError::Unexpected("expected the server request resume key").into());
             }
         };
+        Self::establish(pipe, server_key, options, connect)
+    }
+
+    /// Negotiate on a side channel whose session is open (the server
+    /// request resume key is known), connect the RDMA channel and
+    /// authenticate it. A session may negotiate again after its connection
+    /// was lost: each negotiation mints a new single-use authentication key.
+    pub(crate) fn establish(
+        mut pipe: Pipe<S>,
+        server_key: ResumeKey,
+        options: ClientOptions,
+        connect: impl FnOnce(&Negotiated) -> Result<T, ClientError>,
+    ) -> Result<Self, ClientError> {
+        if options.queue_depth == 0 || options.io_size == 0 {
+            return Err(ClientError::InvalidArgument(
+                "queue depth and I/O size must be at least 1",
+            ));
+        }
         pipe.send(&PipeMessage::NegotiateRequest(
             rdio_core::client::negotiate_request(&options.config, server_key),
         ))?;
@@ -188,15 +206,23 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let io_size = options.io_size.min(negotiated.max_io_size) as usize;
         let clock = Clock::new();
         let core = CoreClient::new(options.config.clone(), negotiated, clock.now());
-        // Receives first: the server may answer as soon as the auth request lands.
-        let receives = Receives::post_all(&mut transport, core.receive_depth(), message_size)?;
         let send_buffers = usize::from(options.config.max_credits) + 8;
-        let sends = Pool::register(&mut transport, send_buffers, message_size, Access::empty())?;
         let remote = Access::LOCAL_WRITE | Access::REMOTE_WRITE;
-        let slots = Pool::register(&mut transport, options.queue_depth, io_size, remote)?;
-        let status_region = transport.register(options.queue_depth * STATUS_BLOCK_LEN, remote)?;
+        let (receives, sends, slots, status_region) = set_up(&mut transport, |transport, held| {
+            // Receives first: the server may answer as soon as the auth
+            // request lands.
+            let receives = Receives::post_all(transport, core.receive_depth(), message_size)?;
+            held.push(receives.region());
+            let sends = Pool::register(transport, send_buffers, message_size, Access::empty())?;
+            held.extend(sends.regions());
+            let slots = Pool::register(transport, options.queue_depth, io_size, remote)?;
+            held.extend(slots.regions());
+            let status = transport.register(options.queue_depth * STATUS_BLOCK_LEN, remote)?;
+            Ok((receives, sends, slots, status))
+        })?;
         let mut client = Self {
             pipe,
+            server_key,
             transport,
             core,
             clock,
@@ -213,13 +239,29 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             lost: None,
             transport_down: false,
         };
-        while !client.authenticated {
-            if let Some(reason) = client.terminated {
-                return Err(client.end_error(reason));
-            }
-            client.step()?;
+        if let Err(e) = client.authenticate() {
+            let _ = client.release_buffers();
+            return Err(e);
         }
         Ok(client)
+    }
+
+    fn authenticate(&mut self) -> Result<(), ClientError> {
+        while !self.authenticated {
+            if let Some(reason) = self.terminated {
+                return Err(self.end_error(reason));
+            }
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Give up the RDMA channel (disconnect, deregister every buffer) and
+    /// keep the side channel and its session's resume key, from which a
+    /// new connection can be negotiated ([`Client::establish`]).
+    pub(crate) fn into_side_channel(mut self) -> (Pipe<S>, ResumeKey) {
+        let _ = self.release_buffers();
+        (self.pipe, self.server_key)
     }
 
     /// The transport's provider name.
@@ -245,6 +287,12 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// Credits the server currently grants this client (claim 1).
     pub fn credits(&self) -> u16 {
         self.core.ledger().level()
+    }
+
+    /// Credits held by requests the server has not answered yet: zero
+    /// whenever the client is quiescent, or a credit leaked.
+    pub fn credits_in_use(&self) -> u16 {
+        self.core.ledger().in_use()
     }
 
     /// The negotiated parameters.
@@ -618,7 +666,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     /// End the connection in an orderly way (`Terminate(Shutdown)`), then
-    /// disconnect. Requests still outstanding complete `Closed`.
+    /// disconnect and deregister every buffer, so no key the server was
+    /// given stays valid. Requests still outstanding complete `Closed`.
     pub fn shutdown(mut self) -> Result<(), ClientError> {
         self.core.close_connection();
         let deadline = std::time::Instant::now() + LINGER;
@@ -634,8 +683,20 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 break Err(e);
             }
         };
-        self.transport.disconnect();
-        result
+        let released = self.release_buffers();
+        result.and(released.map_err(ClientError::Transport))
+    }
+
+    /// Disconnect and deregister every buffer this client registered.
+    fn release_buffers(&mut self) -> Result<(), TransportError> {
+        self.transport_down = true;
+        let regions: Vec<RegionId> = self
+            .sends
+            .regions()
+            .chain(self.slots.regions())
+            .chain([self.receives.region(), self.status_region])
+            .collect();
+        release(&mut self.transport, regions)
     }
 
     // ----- driving the core -----
@@ -970,23 +1031,33 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             match event {
                 ClientEvent::Authenticated { .. } => self.authenticated = true,
                 ClientEvent::Registered { request, result } => {
-                    self.outcomes.insert(request, Outcome::Registered(result));
+                    self.record(request, Outcome::Registered(result));
                 }
                 ClientEvent::Completed {
                     request,
                     status,
                     bytes,
-                } => {
-                    self.outcomes
-                        .insert(request, Outcome::Completed { status, bytes });
-                }
+                } => self.record(request, Outcome::Completed { status, bytes }),
                 ClientEvent::Interrupted { request } => {
-                    self.outcomes.insert(request, Outcome::Interrupted);
+                    self.record(request, Outcome::Interrupted);
                 }
                 ClientEvent::Terminated { reason } => self.terminated = Some(reason),
             }
         }
         any
+    }
+}
+
+impl<T: Transport, S: Read + Write> Client<T, S> {
+    /// Keep a request's outcome for its waiter. The core completes every
+    /// request exactly once; a second completion would be a core bug, and
+    /// the fault sweep (`tests/fault_sweep.rs`) runs with this check on.
+    fn record(&mut self, request: RequestId, outcome: Outcome) {
+        let previous = self.outcomes.insert(request, outcome);
+        debug_assert!(
+            previous.is_none(),
+            "request {request:?} completed twice: {previous:?} then {outcome:?}"
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! machine, driven over a transport, doing its file I/O.
 
 use super::{Server, ServerError};
-use crate::buffers::{Clock, Pool, Receives, Work};
+use crate::buffers::{Clock, Pool, Receives, Work, release, set_up};
 use crate::files::FileId;
 use rdio_core::error::Violation;
 use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
@@ -170,20 +170,25 @@ impl Server {
         let conn = Connection::new(config, clock.now());
         let message_size = config.max_send_size as usize;
         let depth = conn.receive_depth();
-        let receives = Receives::post_all(&mut transport, depth, message_size)?;
-        let sends = Pool::register(
-            &mut transport,
-            depth + EXTRA_SENDS,
-            message_size,
-            Access::empty(),
-        )?;
         let read_buffers = self.options.read_buffers.max(1);
-        let bounces = Pool::register(
-            &mut transport,
-            read_buffers,
-            config.max_io_size as usize,
-            Access::empty(),
-        )?;
+        let (receives, sends, bounces) = set_up(&mut transport, |transport, held| {
+            let receives = Receives::post_all(transport, depth, message_size)?;
+            held.push(receives.region());
+            let sends = Pool::register(
+                transport,
+                depth + EXTRA_SENDS,
+                message_size,
+                Access::empty(),
+            )?;
+            held.extend(sends.regions());
+            let bounces = Pool::register(
+                transport,
+                read_buffers,
+                config.max_io_size as usize,
+                Access::empty(),
+            )?;
+            Ok((receives, sends, bounces))
+        })?;
         let (control_sender, control) = mpsc::channel();
         Ok(ServerConnection {
             server: Arc::clone(self),
@@ -211,11 +216,20 @@ impl<T: Transport> ServerConnection<T> {
         }
     }
 
-    /// Serve until the connection ends, then disconnect and close the files
-    /// registered on it.
+    /// Serve until the connection ends, then disconnect, deregister every
+    /// buffer and close the files registered on it.
     pub fn run(mut self) -> ConnectionEnd {
         let end = self.drive();
-        self.transport.disconnect();
+        let regions: Vec<_> = self
+            .sends
+            .regions()
+            .chain(self.bounces.regions())
+            .chain([self.receives.region()])
+            .collect();
+        // Deregistration fails only for a region still busy after the
+        // flush, which the transport frees when it is dropped: the
+        // connection's end is the more useful report.
+        let _ = release(&mut self.transport, regions);
         self.server.close_files(self.files.drain());
         end
     }
