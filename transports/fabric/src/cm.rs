@@ -124,6 +124,27 @@ impl Listener {
         self.accept_until(Some(Instant::now() + timeout), timeout)
     }
 
+    /// Wait at most `wait` for a connection request (`Ok(None)` when none
+    /// came), then accept it with `handshake` for the handshake alone.
+    ///
+    /// For servers that accept in slices so they can notice a shutdown
+    /// between them: with [`Listener::accept_timeout`] a request arriving at
+    /// the end of a slice would be left no time for its handshake.
+    pub fn accept_within(
+        &self,
+        wait: Duration,
+        handshake: Duration,
+    ) -> Result<Option<FabricTransport>, FabricError> {
+        let during = "FI_CONNREQ";
+        match wait_event(&self.eq, Some(Instant::now() + wait), wait, during) {
+            Ok((event, raw_info)) => self
+                .accept_request(event, raw_info, Some(Instant::now() + handshake), handshake)
+                .map(Some),
+            Err(FabricError::Timeout { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     fn accept_until(
         &self,
         deadline: Option<Instant>,
@@ -131,6 +152,18 @@ impl Listener {
     ) -> Result<FabricTransport, FabricError> {
         let during = "FI_CONNREQ";
         let (event, raw_info) = wait_event(&self.eq, deadline, timeout, during)?;
+        self.accept_request(event, raw_info, deadline, timeout)
+    }
+
+    /// Accept the connection request `event` (with its info) delivered.
+    fn accept_request(
+        &self,
+        event: u32,
+        raw_info: *mut sys::fi_info,
+        deadline: Option<Instant>,
+        timeout: Duration,
+    ) -> Result<FabricTransport, FabricError> {
+        let during = "FI_CONNREQ";
         // SAFETY: a CM event's info (if any) is a new fi_info list that the
         // application must free; we take ownership of it here.
         let info = unsafe { Info::from_raw(raw_info) };
@@ -155,5 +188,36 @@ impl Listener {
         })?;
         transport.wait_connected(deadline, timeout)?;
         Ok(transport)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn accept_within_returns_none_without_a_request_then_accepts_one() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), "tcp").unwrap();
+        let started = Instant::now();
+        let nothing = listener
+            .accept_within(Duration::from_millis(50), Duration::from_secs(5))
+            .unwrap();
+        assert!(nothing.is_none());
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let addr = listener.local_addr();
+        let client = thread::spawn(move || connect(addr, "tcp").unwrap());
+        let accepted = loop {
+            // Slices far shorter than a handshake: each request still gets
+            // the full handshake time.
+            if let Some(transport) = listener
+                .accept_within(Duration::from_millis(1), Duration::from_secs(5))
+                .unwrap()
+            {
+                break transport;
+            }
+        };
+        let client = client.join().unwrap();
+        assert!(accepted.is_connected() && client.is_connected());
     }
 }
