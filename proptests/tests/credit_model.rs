@@ -21,8 +21,6 @@ fn cases() -> u32 {
 }
 
 fn limits() -> Limits {
-    // Reads stay synchronous in the driver until the cancel of a read in the
-    // driver's hands is fixed in rdio-core (tests/regressions.rs).
     Limits {
         max_io: 2500,
         ..Limits::default()

@@ -107,3 +107,44 @@ fn cancel_of_a_streaming_write_is_not_stuck_behind_a_close() {
     assert_eq!(pair.completion(close).0, Status::Success);
     pair.assert_quiescent_ledgers();
 }
+
+/// An interrupt request parked at the server (claim 21: answered at the next
+/// completion) holds a credit until some request completes. Here the only
+/// request left is a write whose next fragment needs a credit, and a revoke
+/// has taken the client down to the one credit the parked interrupt request
+/// holds: the write cannot continue, so nothing completes, so the interrupt
+/// request is never answered. (A parked interrupt request should not wait
+/// for requests that wait on the client — writes still receiving fragments —
+/// or should be answered when it holds the client's last free credit.)
+#[test]
+fn parked_interrupt_request_does_not_starve_a_streaming_write() {
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 4096], OpenFlags::READ | OpenFlags::WRITE);
+    let handle = pair.register(key);
+    pair.server.set_credit_target(4).unwrap();
+    pair.drive();
+    pair.defer_reads = true;
+    let (read, _) = pair.read(handle, 0, 100, CompletionMode::Polling);
+    let first = pair.client.request_interrupt().unwrap();
+    let second = pair.client.request_interrupt().unwrap();
+    let write = pair.write(handle, 0, vec![5; 100_000], CompletionMode::Interrupt);
+    pair.client_transmit();
+    assert_eq!(
+        pair.client.ledger().in_use(),
+        4,
+        "read, two interrupts, a fragment"
+    );
+    // All four arrive before the driver looks at the read.
+    while pair.server_receive_one().is_some() {}
+    pair.server.set_credit_target(1).unwrap();
+    pair.drive();
+    assert_eq!(pair.completion(read).0, Status::Success);
+    assert_eq!(pair.completion(write).0, Status::Success);
+    for request in [first, second] {
+        assert!(matches!(
+            pair.take_event(request),
+            rdio_core::client::ClientEvent::Interrupted { .. }
+        ));
+    }
+    pair.assert_quiescent_ledgers();
+}

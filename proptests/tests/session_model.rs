@@ -1,0 +1,44 @@
+//! The session model test: arbitrary sequences of reads, writes (plain,
+//! vectored, COLLAPSE), cancels, closes, registrations and interrupt
+//! requests on registered, read-only, write-only and unregistered handles,
+//! with the queues stepped in any order. Every request completes exactly
+//! once (success, error or cancelled) with the status, byte count and data a
+//! model of each file (`Vec<u8>`) predicts, and the files end equal to the
+//! model (see [`rdio_proptests::session`]).
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use rdio_proptests::session::{Limits, Session, strategies};
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
+proptest! {
+    #![proptest_config(Config { cases: cases(), ..Config::default() })]
+
+    #[test]
+    fn requests_complete_once_and_files_match_the_model(
+        actions in strategies::session_actions(40)
+    ) {
+        let mut session = Session::new(Limits::default());
+        for action in &actions {
+            session.apply(action);
+        }
+        session.finish();
+    }
+
+    /// Large writes fragment into many sends, single credits stream them.
+    #[test]
+    fn large_transfers_match_the_model(actions in strategies::session_actions(20)) {
+        let limits = Limits { max_io: 20_000, span: 40_000, ..Limits::default() };
+        let mut session = Session::new(limits);
+        for action in &actions {
+            session.apply(action);
+        }
+        session.finish();
+    }
+}
