@@ -120,6 +120,7 @@ mod log;
 pub mod client;
 pub mod credit;
 pub mod error;
+mod segments;
 pub mod server;
 mod table;
 pub mod time;

@@ -25,6 +25,7 @@ pub use discovery::{DiscoveryError, Negotiated, negotiate_request, negotiated};
 
 use crate::credit::ClientLedger;
 use crate::error::{ApiError, Violation};
+use crate::segments::SegmentStore;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
 use crate::wire::status::STATUS_BLOCK_LEN;
@@ -186,18 +187,18 @@ enum OpKind {
         offset: u64,
         dest: BufferDescriptor,
     },
+    /// Segments in the slot's [`SegmentStore`].
     ReadV {
         handle: u32,
-        segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
     },
     Write {
         handle: u32,
         offset: u64,
         total: u32,
     },
+    /// Segments in the slot's [`SegmentStore`].
     WriteV {
         handle: u32,
-        segments: heapless::Vec<WriteSegment, MAX_SEGMENTS>,
         collapse: bool,
         total: u32,
     },
@@ -272,6 +273,8 @@ pub struct Client<const R: usize = 64> {
     state: State,
     ledger: ClientLedger,
     ops: OpTable<Op, R>,
+    /// The segments of the vectored request in the same slot of `ops`.
+    segments: [SegmentStore; R],
     unsent: heapless::Deque<u32, R>,
     streaming: heapless::Deque<u32, R>,
     done: heapless::Deque<u32, R>,
@@ -301,6 +304,7 @@ impl<const R: usize> Client<R> {
             state: State::Authenticating { auth_ok: false },
             ledger: ClientLedger::new(credits, max),
             ops: OpTable::new(),
+            segments: [const { SegmentStore::EMPTY }; R],
             unsent: heapless::Deque::new(),
             streaming: heapless::Deque::new(),
             done: heapless::Deque::new(),
@@ -401,15 +405,16 @@ impl<const R: usize> Client<R> {
         status: BufferDescriptor,
         mode: CompletionMode,
     ) -> Result<RequestId, ApiError> {
-        if segments.is_empty() || segments.iter().any(|s| s.dest().is_empty()) {
+        if segments.is_empty()
+            || segments.len() > MAX_SEGMENTS
+            || segments.iter().any(|s| s.dest().is_empty())
+        {
             return Err(ApiError::InvalidArgument);
         }
-        let segments =
-            heapless::Vec::from_slice(segments).map_err(|_| ApiError::InvalidArgument)?;
         let total = segments.iter().map(|s| u64::from(s.dest().len())).sum();
         self.check_io_len(total)?;
         self.check_fits(prefix_size(24, 24, segments.len()))?;
-        self.submit(OpKind::ReadV { handle, segments }, status, mode)
+        self.submit_vectored(OpKind::ReadV { handle }, status, mode, segments)
     }
 
     /// Write `len` bytes at `offset`. The data travels in sends (claim 1),
@@ -450,13 +455,12 @@ impl<const R: usize> Client<R> {
         mode: CompletionMode,
     ) -> Result<RequestId, ApiError> {
         let first = segments.first().ok_or(ApiError::InvalidArgument)?;
-        if segments.iter().any(|s| s.is_empty())
+        if segments.len() > MAX_SEGMENTS
+            || segments.iter().any(|s| s.is_empty())
             || (collapse && segments.iter().any(|s| s.len() != first.len()))
         {
             return Err(ApiError::InvalidArgument);
         }
-        let segments =
-            heapless::Vec::from_slice(segments).map_err(|_| ApiError::InvalidArgument)?;
         let file_bytes: u64 = segments.iter().map(|s| u64::from(s.len())).sum();
         self.check_io_len(file_bytes)?;
         let total = if collapse {
@@ -466,15 +470,15 @@ impl<const R: usize> Client<R> {
         };
         // Room for the prefix and at least one data byte.
         self.check_fits(prefix_size(32, 16, segments.len()).saturating_add(1))?;
-        self.submit(
+        self.submit_vectored(
             OpKind::WriteV {
                 handle,
-                segments,
                 collapse,
                 total,
             },
             status,
             mode,
+            segments,
         )
     }
 
@@ -549,6 +553,30 @@ impl<const R: usize> Client<R> {
         } else {
             Ok(())
         }
+    }
+
+    /// Submit a vectored request, its segments stored beside it.
+    fn submit_vectored<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        kind: OpKind,
+        status_desc: BufferDescriptor,
+        mode: CompletionMode,
+        segments: &[T],
+    ) -> Result<RequestId, ApiError> {
+        let request = self.submit(kind, status_desc, mode)?;
+        let stored = self
+            .find(request.0)
+            .and_then(|index| self.segments.get_mut(index))
+            .is_some_and(|store| store.set(segments));
+        if !stored {
+            // Unreachable: the count was checked against the store's room.
+            if let Some(index) = self.find(request.0) {
+                self.ops.remove(index);
+            }
+            remove_from(&mut self.unsent, request.0);
+            return Err(ApiError::InvalidArgument);
+        }
+        Ok(request)
     }
 
     fn submit(
@@ -816,12 +844,19 @@ impl<const R: usize> Client<R> {
                 found: block.credits,
             });
         }
+        let store = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
         let wanted = match &op.kind {
             OpKind::Read { dest, .. } => u64::from(dest.len()),
-            OpKind::ReadV { segments, .. } => {
-                segments.iter().map(|s| u64::from(s.dest().len())).sum()
-            }
-            OpKind::WriteV { segments, .. } => segments.iter().map(|s| u64::from(s.len())).sum(),
+            OpKind::ReadV { .. } => store
+                .get::<ReadSegment>()
+                .iter()
+                .map(|s| u64::from(s.dest().len()))
+                .sum(),
+            OpKind::WriteV { .. } => store
+                .get::<WriteSegment>()
+                .iter()
+                .map(|s| u64::from(s.len()))
+                .sum(),
             OpKind::Write { total, .. } => u64::from(*total),
             _ => 0,
         };
@@ -980,7 +1015,8 @@ impl<const R: usize> Client<R> {
         };
         // Only the prefix is encoded into `buf`; the data is gathered by the
         // driver, so the fragment size depends on the send size alone.
-        let (msg, data_len) = build(op, level, max_send);
+        let segments = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
+        let (msg, data_len) = build(op, segments, level, max_send);
         check_room(msg.prefix_len(), buf)?;
         let len = msg.emit_prefix(buf)?;
         add_payload_len(buf, data_len);
@@ -1152,7 +1188,12 @@ impl<const R: usize> Client<R> {
 
 /// The message for the next send of `op` (its request, or its next write
 /// fragment) and how many data bytes ride after the prefix.
-fn build<'a>(op: &'a Op, credits: u16, max_send: usize) -> (Message<'a>, u32) {
+fn build<'a>(
+    op: &'a Op,
+    segments: &'a SegmentStore,
+    credits: u16,
+    max_send: usize,
+) -> (Message<'a>, u32) {
     let flags = if op.interrupt && op.kind.is_data() {
         Flags::INTERRUPT
     } else {
@@ -1192,10 +1233,10 @@ fn build<'a>(op: &'a Op, credits: u16, max_send: usize) -> (Message<'a>, u32) {
             dest: *dest,
             status,
         }),
-        OpKind::ReadV { handle, segments } => Body::ReadV(ReadVRequest {
+        OpKind::ReadV { handle } => Body::ReadV(ReadVRequest {
             handle: *handle,
             status,
-            segments,
+            segments: segments.get(),
         }),
         OpKind::Write {
             handle,
@@ -1210,7 +1251,6 @@ fn build<'a>(op: &'a Op, credits: u16, max_send: usize) -> (Message<'a>, u32) {
         }),
         OpKind::WriteV {
             handle,
-            segments,
             collapse,
             total,
         } => {
@@ -1221,7 +1261,7 @@ fn build<'a>(op: &'a Op, credits: u16, max_send: usize) -> (Message<'a>, u32) {
                 handle: *handle,
                 total_len: *total,
                 status,
-                segments,
+                segments: segments.get(),
                 data: &[],
             })
         }

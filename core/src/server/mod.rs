@@ -27,6 +27,7 @@ pub use registry::{FileEntry, Registry, RegistryError, ServerOffer, SessionId, S
 
 use crate::credit::ServerLedger;
 use crate::error::{ApiError, Violation};
+use crate::segments::SegmentStore;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
@@ -199,11 +200,10 @@ enum OpKind {
     Register {
         key: ResumeKey,
     },
-    Read {
-        segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
-    },
+    /// Segments in the slot's [`SegmentStore`].
+    Read,
+    /// Segments in the slot's [`SegmentStore`].
     Write {
-        segments: heapless::Vec<WriteSegment, MAX_SEGMENTS>,
         collapse: bool,
         total: u32,
         received: u32,
@@ -273,6 +273,8 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     ledger: ServerLedger,
     target_credits: u16,
     ops: OpTable<Op, R>,
+    /// The segments of the request in the same slot of `ops`.
+    segments: [SegmentStore; R],
     handles: heapless::Vec<Handle, F>,
     next_handle: u32,
     interrupt_waiters: heapless::Deque<u32, R>,
@@ -294,6 +296,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             ledger: ServerLedger::new(1),
             target_credits: 0,
             ops: OpTable::new(),
+            segments: [const { SegmentStore::EMPTY }; R],
             handles: heapless::Vec::new(),
             next_handle: 1,
             interrupt_waiters: heapless::Deque::new(),
@@ -467,45 +470,34 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             }
             Body::Close { handle } => self.close(id, handle).map(|()| None),
             Body::Read(read) => {
-                let mut segments = heapless::Vec::new();
-                segments
-                    .push(ReadSegment::new(read.offset, read.dest))
-                    .map_err(|_| Violation::Capacity)?;
-                self.start_read(id, read.handle, read.status, interrupt, segments)
+                let segment = [ReadSegment::new(read.offset, read.dest)];
+                self.start_read(id, read.handle, read.status, interrupt, &segment)
                     .map(|()| None)
             }
-            Body::ReadV(readv) => {
-                let segments =
-                    heapless::Vec::from_slice(readv.segments).map_err(|_| Violation::TooLarge)?;
-                self.start_read(id, readv.handle, readv.status, interrupt, segments)
-                    .map(|()| None)
-            }
+            Body::ReadV(readv) => self
+                .start_read(id, readv.handle, readv.status, interrupt, readv.segments)
+                .map(|()| None),
             Body::Write(write) => {
-                let mut segments = heapless::Vec::new();
-                segments
-                    .push(WriteSegment::new(write.offset, write.total_len))
-                    .map_err(|_| Violation::Capacity)?;
+                let segment = [WriteSegment::new(write.offset, write.total_len)];
                 self.start_write(
                     id,
                     write.handle,
                     write.status,
                     interrupt,
-                    segments,
+                    &segment,
                     false,
                     write.total_len,
                     write.data,
                 )
             }
             Body::WriteV(writev) => {
-                let segments =
-                    heapless::Vec::from_slice(writev.segments).map_err(|_| Violation::TooLarge)?;
                 let collapse = msg.flags.contains(Flags::COLLAPSE);
                 self.start_write(
                     id,
                     writev.handle,
                     writev.status,
                     interrupt,
-                    segments,
+                    writev.segments,
                     collapse,
                     writev.total_len,
                     writev.data,
@@ -543,7 +535,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         handle: u32,
         status_desc: BufferDescriptor,
         interrupt: bool,
-        segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
+        segments: &[ReadSegment],
     ) -> Result<(), Violation> {
         self.check_status_desc(status_desc)?;
         let total = segments
@@ -552,17 +544,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if total.is_none_or(|t| t > u64::from(self.max_io_size())) {
             return Err(Violation::TooLarge);
         }
-        let mut op = Op::new(
-            id,
-            OpKind::Read { segments },
-            handle,
-            status_desc,
-            interrupt,
-        );
+        let mut op = Op::new(id, OpKind::Read, handle, status_desc, interrupt);
         match self.resolve(handle, OpenFlags::READ) {
             Ok(file) => {
                 op.file = Some(file);
-                self.insert(op)?;
+                let index = self.insert(op)?;
+                self.store_segments(index, segments)?;
                 self.push_pending(Pending::Op(id))
             }
             Err(status) => {
@@ -580,7 +567,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         handle: u32,
         status_desc: BufferDescriptor,
         interrupt: bool,
-        segments: heapless::Vec<WriteSegment, MAX_SEGMENTS>,
+        segments: &[WriteSegment],
         collapse: bool,
         total: u32,
         data: &'a [u8],
@@ -597,7 +584,6 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             return Err(Violation::TooLarge);
         }
         let kind = OpKind::Write {
-            segments,
             collapse,
             total,
             received: 0,
@@ -608,7 +594,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Ok(file) => op.file = Some(file),
             Err(status) => op.result = status,
         }
-        self.insert(op)?;
+        let index = self.insert(op)?;
+        self.store_segments(index, segments)?;
         self.write_fragment(id, 0, data)
     }
 
@@ -624,8 +611,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .ops
             .get_mut(index)
             .ok_or(Violation::UnknownRequest(id))?;
+        let segments = self
+            .segments
+            .get(index)
+            .map_or(&[][..], SegmentStore::get::<WriteSegment>);
         let OpKind::Write {
-            segments,
             collapse,
             total,
             received,
@@ -686,7 +676,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let Some(op) = self.ops.get_mut(index) else {
             return Ok(Status::NotFound);
         };
-        if !matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }) {
+        if !matches!(op.kind, OpKind::Read | OpKind::Write { .. }) {
             return Ok(Status::NotSupported);
         }
         let queued = op.stage == Stage::Queued;
@@ -725,10 +715,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             let Some(op) = self.ops.get_mut(index) else {
                 continue;
             };
-            if op.handle == handle
-                && op.stage == Stage::Queued
-                && matches!(op.kind, OpKind::Read { .. })
-            {
+            if op.handle == handle && op.stage == Stage::Queued && matches!(op.kind, OpKind::Read) {
                 op.cancelled = true;
                 op.result = Status::Closed;
                 let id = op.id;
@@ -786,9 +773,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             // A read in the driver's hands ends only with its `complete_io`:
             // its RDMA writes into client memory may still be under way, so
             // a cancel must not hand that memory back to the client yet.
-            Stage::Dispatched => {
-                op.pieces_in_flight == 0 && !matches!(op.kind, OpKind::Read { .. })
-            }
+            Stage::Dispatched => op.pieces_in_flight == 0 && !matches!(op.kind, OpKind::Read),
             Stage::Receiving => false,
         };
         if done {
@@ -826,7 +811,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if let Some(waiter) = self.interrupt_waiters.pop_front() {
             self.reply(waiter, 1, Body::InterruptResponse)?;
         }
-        if !self.data_in_flight() {
+        if !self.interrupt_waiters.is_empty() && !self.data_in_flight() {
             while let Some(waiter) = self.interrupt_waiters.pop_front() {
                 self.reply(waiter, 1, Body::InterruptResponse)?;
             }
@@ -968,7 +953,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
         let entry = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
         match entry.kind {
-            OpKind::Read { ref segments } => {
+            OpKind::Read => {
+                let segments = self
+                    .segments
+                    .get(index)
+                    .map_or(&[][..], SegmentStore::get::<ReadSegment>);
                 if entry.stage != Stage::Dispatched {
                     return Err(ApiError::UnknownRequest);
                 }
@@ -1085,10 +1074,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 op: OpId(op.id),
                 key: *key,
             }),
-            OpKind::Read { segments } => Some(ServerEvent::Read {
+            OpKind::Read => Some(ServerEvent::Read {
                 op: OpId(op.id),
                 file: op.file?,
-                segments: segments.as_slice(),
+                segments: self.segments.get(index)?.get::<ReadSegment>(),
             }),
             OpKind::Write { .. } | OpKind::Close { .. } => None,
         }
@@ -1149,15 +1138,39 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.ops.find(id)
     }
 
-    /// Whether any read or write is outstanding.
+    /// Whether any read or write is outstanding that will complete without
+    /// further messages from the client.
+    ///
+    /// Only requests whose progress is in the server's hands count: a write
+    /// still receiving fragments waits on the client, and a parked interrupt
+    /// request waiting for it could hold the very credit its next fragment
+    /// needs.
     fn data_in_flight(&self) -> bool {
-        self.ops
-            .iter()
-            .any(|op| matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }))
+        self.ops.iter().any(|op| match op.kind {
+            OpKind::Read => true,
+            OpKind::Write { .. } => op.stage != Stage::Receiving,
+            OpKind::Register { .. } | OpKind::Close { .. } => false,
+        })
     }
 
     fn insert(&mut self, op: Op) -> Result<usize, Violation> {
         self.ops.insert(op.id, op).map_err(|_| Violation::Capacity)
+    }
+
+    fn store_segments<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        index: usize,
+        segments: &[T],
+    ) -> Result<(), Violation> {
+        let stored = self
+            .segments
+            .get_mut(index)
+            .is_some_and(|store| store.set(segments));
+        if stored {
+            Ok(())
+        } else {
+            Err(Violation::TooLarge)
+        }
     }
 
     /// Drop the dispatch entry of a request that ends before the driver saw it.
