@@ -174,32 +174,26 @@ pub(crate) fn release(
         kind: CompletionKind::Send,
         status: Ok(()),
     }; 32];
-    let mut last_error = None;
-    let mut drained = false;
+    let mut last_error = TransportError::Disconnected;
     for _ in 0..RELEASE_ROUNDS {
+        // Drain first: a flushed request keeps its regions busy until its
+        // completion is taken.
+        if matches!(transport.poll_completions(&mut sink), Ok(n) if n > 0) {
+            continue;
+        }
         remaining.retain(|&region| match transport.deregister(region) {
             Ok(()) => false,
             Err(e) => {
-                last_error = Some(e);
+                last_error = e;
                 true
             }
         });
         if remaining.is_empty() {
             return Ok(());
         }
-        if drained {
-            // Nothing more will complete: what is busy stays busy.
-            break;
-        }
-        match transport.poll_completions(&mut sink) {
-            Ok(0) => {
-                let _ = transport.wait(Some(RELEASE_WAIT));
-            }
-            Ok(_) => {}
-            Err(_) => drained = true,
-        }
+        let _ = transport.wait(Some(RELEASE_WAIT));
     }
-    Err(last_error.unwrap_or(TransportError::Disconnected))
+    Err(last_error)
 }
 
 /// Run the buffer set-up of a connection, which registers regions into
