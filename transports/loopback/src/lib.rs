@@ -110,7 +110,7 @@ use rdio_transport::{
 use rdio_transport::{CompletionKind, WcError};
 
 mod engine;
-pub mod link;
+mod link;
 mod memory;
 mod regions;
 mod ring;
