@@ -165,6 +165,25 @@ impl Server {
         self: &Arc<Self>,
         mut transport: T,
     ) -> Result<ServerConnection<T>, ServerError> {
+        {
+            let mut shared = self.lock();
+            if shared.connections >= self.options.max_connections {
+                transport.disconnect();
+                return Err(ServerError::TooManyConnections);
+            }
+            shared.connections += 1;
+        }
+        let connection = self.start(transport);
+        if connection.is_err() {
+            self.lock().connections -= 1;
+        }
+        connection
+    }
+
+    fn start<T: Transport>(
+        self: &Arc<Self>,
+        mut transport: T,
+    ) -> Result<ServerConnection<T>, ServerError> {
         let clock = Clock::new();
         let config = self.options.config;
         let conn = Connection::new(config, clock.now());
@@ -205,6 +224,15 @@ impl Server {
             control_sender,
             closing: None,
         })
+    }
+}
+
+impl<T: Transport> Drop for ServerConnection<T> {
+    /// The connection no longer counts against
+    /// [`super::ServerOptions::max_connections`].
+    fn drop(&mut self) {
+        let mut shared = self.server.lock();
+        shared.connections = shared.connections.saturating_sub(1);
     }
 }
 
@@ -397,12 +425,17 @@ impl<T: Transport> ServerConnection<T> {
     /// Resolve a file resume key for this connection's session (claim 11).
     fn register(&self, key: &rdio_core::wire::ResumeKey) -> Result<Registration, Status> {
         let session = self.conn.session().ok_or(Status::AccessDenied)?.session;
-        let entry = self
-            .server
-            .lock()
-            .registry
-            .redeem_file(session, key)
-            .map_err(|e| e.status())?;
+        let entry = {
+            let mut shared = self.server.lock();
+            let entry = shared
+                .registry
+                .redeem_file(session, key)
+                .map_err(|e| e.status())?;
+            if let Some(pending) = shared.pending_opens.get_mut(&session) {
+                *pending = pending.saturating_sub(1);
+            }
+            entry
+        };
         let size = match self.server.file(entry.file) {
             Some(file) => file.len().map_err(|e| e.status())?,
             None => return Err(Status::NotFound),

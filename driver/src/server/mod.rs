@@ -19,6 +19,7 @@ use rdio_core::server::{FileEntry, Registry, ServerConfig, ServerOffer, SessionI
 use rdio_core::wire::{
     KEY_LEN, OpenFlags, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
 };
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -30,6 +31,13 @@ pub struct ServerOptions {
     pub config: ServerConfig,
     /// Most files open at once over all clients.
     pub max_open_files: usize,
+    /// Most files one side-channel session may hold opened and not yet
+    /// registered, so one client flooding opens cannot take every slot of
+    /// `max_open_files` from the others.
+    pub max_pending_opens: usize,
+    /// Most RDMA connections served at once ([`Server::accept`] refuses
+    /// more with [`ServerError::TooManyConnections`]).
+    pub max_connections: usize,
     /// Providers offered in negotiation, most preferred first.
     pub providers: ProviderList,
     /// The RDMA endpoint address given to negotiating clients.
@@ -50,6 +58,8 @@ impl ServerOptions {
         Self {
             config: ServerConfig::default(),
             max_open_files: 1024,
+            max_pending_opens: 64,
+            max_connections: 64,
             providers,
             endpoint: endpoint.to_vec(),
             auth_lifetime: Duration::from_secs(30),
@@ -68,6 +78,8 @@ pub enum ServerError {
     Entropy(String),
     /// The registry is full (too many sessions).
     TooManySessions,
+    /// [`ServerOptions::max_connections`] connections are being served.
+    TooManyConnections,
     /// The transport failed synchronously.
     Transport(rdio_transport::TransportError),
 }
@@ -78,6 +90,7 @@ impl std::fmt::Display for ServerError {
             Self::Pipe(e) => write!(f, "{e}"),
             Self::Entropy(e) => write!(f, "OS random number generator failed: {e}"),
             Self::TooManySessions => f.write_str("too many client sessions"),
+            Self::TooManyConnections => f.write_str("too many RDMA connections"),
             Self::Transport(e) => write!(f, "transport: {e}"),
         }
     }
@@ -118,6 +131,10 @@ pub struct Server {
 struct Shared {
     registry: Registry,
     files: FileTable,
+    /// Files each session opened and has not registered yet.
+    pending_opens: HashMap<SessionId, usize>,
+    /// RDMA connections accepted and not yet ended.
+    connections: usize,
 }
 
 impl Server {
@@ -126,6 +143,8 @@ impl Server {
         let shared = Shared {
             registry: Registry::new(options.config, options.auth_lifetime),
             files: FileTable::new(options.max_open_files),
+            pending_opens: HashMap::new(),
+            connections: 0,
         };
         Arc::new(Self {
             root,
@@ -244,7 +263,11 @@ impl Server {
     /// it opened and never registered.
     pub fn end_pipe(&self, session: PipeSession) {
         if let Some(session) = session.session {
-            let unregistered = self.lock().registry.close_session(session);
+            let unregistered = {
+                let mut shared = self.lock();
+                shared.pending_opens.remove(&session);
+                shared.registry.close_session(session)
+            };
             self.close_files(unregistered);
         }
     }
@@ -256,6 +279,10 @@ impl Server {
         path: &[u8],
         flags: OpenFlags,
     ) -> Result<(ResumeKey, u64), Status> {
+        let pending = self.lock().pending_opens.get(&session).copied();
+        if pending.unwrap_or(0) >= self.options.max_pending_opens {
+            return Err(Status::ResourceExhausted);
+        }
         let file = self.root.open(path, flags).map_err(|e| e.status())?;
         let size = file.len().map_err(|e| e.status())?;
         let entropy = entropy().map_err(|_| Status::IoError)?;
@@ -271,7 +298,10 @@ impl Server {
             size,
         };
         match shared.registry.add_file(entry, entropy) {
-            Ok(key) => Ok((key, size)),
+            Ok(key) => {
+                *shared.pending_opens.entry(session).or_insert(0) += 1;
+                Ok((key, size))
+            }
             Err(e) => {
                 let _ = shared.files.remove(id);
                 Err(e.status())
