@@ -74,22 +74,35 @@ impl Harness {
             }
             2 | 3 => {
                 let status = pair.status_desc();
-                let segments = [WriteSegment::new(offset, len as u32), WriteSegment::new(9000, len as u32)];
+                let segments = [
+                    WriteSegment::new(offset, len as u32),
+                    WriteSegment::new(9000, len as u32),
+                ];
                 let collapse = selector & 8 != 0;
                 let r = if selector % 7 == 2 {
-                    pair.client.write(self.handle, offset, len as u32, status, mode)
+                    pair.client
+                        .write(self.handle, offset, len as u32, status, mode)
                 } else {
-                    pair.client.write_vectored(self.handle, &segments, collapse, status, mode)
+                    pair.client
+                        .write_vectored(self.handle, &segments, collapse, status, mode)
                 };
                 if let Ok(r) = r {
                     pair.track(r, status, mode);
-                    let total = if selector % 7 == 3 && !collapse { 2 * len } else { len };
+                    let total = if selector % 7 == 3 && !collapse {
+                        2 * len
+                    } else {
+                        len
+                    };
                     pair.write_data.insert(r, vec![selector; total]);
                 }
                 r
             }
             4 => {
-                if let Some(&target) = self.submitted.iter().nth(usize::from(len as u16) % self.submitted.len().max(1)) {
+                if let Some(&target) = self
+                    .submitted
+                    .iter()
+                    .nth(usize::from(len as u16) % self.submitted.len().max(1))
+                {
                     let _ = pair.client.cancel(target);
                 }
                 return;
@@ -107,16 +120,28 @@ impl Harness {
     fn transmit(&mut self) {
         while let Some(bytes) = self.pair.client_transmit_one() {
             let msg = Message::parse(&bytes).expect("client sent an unparsable message");
-            assert!(msg.opcode().sent_by_client(), "client sent {:?}", msg.opcode());
+            assert!(
+                msg.opcode().sent_by_client(),
+                "client sent {:?}",
+                msg.opcode()
+            );
             if !matches!(msg.body, rdio_core::wire::Body::Terminate { .. }) {
-                assert_eq!(msg.credits, self.pair.client.ledger().level(), "header credits");
+                assert_eq!(
+                    msg.credits,
+                    self.pair.client.ledger().level(),
+                    "header credits"
+                );
             }
         }
         self.pair.c2s.clear();
     }
 
     fn outstanding(&self, pick: u8) -> Option<RequestId> {
-        let open: Vec<_> = self.submitted.iter().filter(|r| !self.reported.contains(r)).collect();
+        let open: Vec<_> = self
+            .submitted
+            .iter()
+            .filter(|r| !self.reported.contains(r))
+            .collect();
         (!open.is_empty()).then(|| *open[usize::from(pick) % open.len()])
     }
 
@@ -124,7 +149,10 @@ impl Harness {
         self.pair.client_events();
         for event in std::mem::take(&mut self.pair.events) {
             if let Some(request) = event_request(&event) {
-                assert!(self.submitted.contains(&request), "event for an unknown request: {event:?}");
+                assert!(
+                    self.submitted.contains(&request),
+                    "event for an unknown request: {event:?}"
+                );
                 assert!(self.reported.insert(request), "reported twice: {event:?}");
             } else {
                 assert!(matches!(event, ClientEvent::Terminated { .. }), "{event:?}");
@@ -150,10 +178,10 @@ fuzz_target!(|data: &[u8]| {
                         let payload = (msg.len() - 16) as u32;
                         msg[12..16].copy_from_slice(&payload.to_le_bytes());
                     }
-                    if control & 8 != 0 {
-                        if let Some(RequestId(id)) = h.outstanding(msg[8]) {
-                            msg[8..12].copy_from_slice(&id.to_le_bytes());
-                        }
+                    if control & 8 != 0
+                        && let Some(RequestId(id)) = h.outstanding(msg[8])
+                    {
+                        msg[8..12].copy_from_slice(&id.to_le_bytes());
                     }
                     if control & 16 != 0 {
                         msg[4..6].copy_from_slice(&1u16.to_le_bytes());
@@ -163,8 +191,12 @@ fuzz_target!(|data: &[u8]| {
                 h.pair.client_receive_one();
             }
             1 => {
-                let Some(request) = h.outstanding(control >> 2) else { continue };
-                let Some(&desc) = h.pair.status_descs.get(&request) else { continue };
+                let Some(request) = h.outstanding(control >> 2) else {
+                    continue;
+                };
+                let Some(&desc) = h.pair.status_descs.get(&request) else {
+                    continue;
+                };
                 let mut block = [0u8; 24];
                 let n = chunk.len().min(24);
                 block[..n].copy_from_slice(&chunk[..n]);
@@ -203,6 +235,10 @@ fuzz_target!(|data: &[u8]| {
     h.pair.client.close_connection();
     h.transmit();
     h.events();
-    let missing: Vec<_> = h.submitted.iter().filter(|r| !h.reported.contains(r)).collect();
+    let missing: Vec<_> = h
+        .submitted
+        .iter()
+        .filter(|r| !h.reported.contains(r))
+        .collect();
     assert!(missing.is_empty(), "never reported: {missing:?}");
 });

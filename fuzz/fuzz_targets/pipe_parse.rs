@@ -17,11 +17,14 @@ fuzz_target!(|data: &[u8]| {
         // An incomplete frame asks for exactly the rest of the frame. (A
         // complete frame whose payload is short for its opcode is also
         // `Truncated`, with lengths of the frame.)
-        Err(WireError::Truncated { required, available }) => {
-            if let Ok(header) = header {
-                if data.len() < header.frame_len() {
-                    assert_eq!((required, available), (header.frame_len(), data.len()));
-                }
+        Err(WireError::Truncated {
+            required,
+            available,
+        }) => {
+            if let Ok(header) = header
+                && data.len() < header.frame_len()
+            {
+                assert_eq!((required, available), (header.frame_len(), data.len()));
             }
         }
         Err(_) => {}

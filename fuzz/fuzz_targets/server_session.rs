@@ -41,13 +41,19 @@ fn returned(output: &ServerOutput) -> u16 {
     match output {
         ServerOutput::Send(bytes) => {
             let msg = Message::parse(bytes).expect("server sent an unparsable message");
-            assert!(msg.opcode().sent_by_server(), "server sent {:?}", msg.opcode());
+            assert!(
+                msg.opcode().sent_by_server(),
+                "server sent {:?}",
+                msg.opcode()
+            );
             msg.credits
         }
-        ServerOutput::StatusBlock { block, .. } => StatusBlock::parse(block)
-            .expect("server wrote an unparsable status block")
-            .expect("server wrote a status block without its valid word")
-            .credits,
+        ServerOutput::StatusBlock { block, .. } => {
+            StatusBlock::parse(block)
+                .expect("server wrote an unparsable status block")
+                .expect("server wrote a status block without its valid word")
+                .credits
+        }
     }
 }
 
@@ -84,10 +90,8 @@ fuzz_target!(|data: &[u8]| {
             if was_open && pair.server.is_open() {
                 // Accepted: every message but a give-up (and terminate,
                 // which closes) consumed a credit.
-                let give_up = matches!(
-                    Message::parse(&msg).map(|m| m.body),
-                    Ok(Body::CreditGiveUp)
-                );
+                let give_up =
+                    matches!(Message::parse(&msg).map(|m| m.body), Ok(Body::CreditGiveUp));
                 consumed += u32::from(!give_up);
             }
             match (control >> 3) & 3 {
