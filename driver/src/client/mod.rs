@@ -811,7 +811,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 status: Status::EndOfFile,
                 ..
             } if ticket.operation == Operation::Read => Ok(0),
-            other => Err(refused(ticket.operation, other)),
+            other => match (other, self.terminated) {
+                // Cut off by the connection's end: say why it ended.
+                (Outcome::Completed { status, .. }, Some(reason))
+                    if cut_off_status(reason) == status =>
+                {
+                    Err(self.end_error(reason))
+                }
+                (other, _) => Err(refused(ticket.operation, other)),
+            },
         }
     }
 
@@ -871,7 +879,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     fn transport_failed(&mut self, error: Option<WcError>) {
-        if self.lost.is_none() {
+        // A connection the core already ended (the peer's `Terminate`, a
+        // violation) is explained by that reason; the transport failing
+        // afterwards is its consequence, not news.
+        if self.lost.is_none() && !self.core.is_closed() {
             self.lost = error.or(Some(WcError::Disconnected));
         }
         self.transport_down = true;
@@ -1070,6 +1081,15 @@ fn refused(operation: Operation, outcome: Outcome) -> ClientError {
         Outcome::Registered(Ok(_)) | Outcome::Interrupted => Status::ProtocolError,
     };
     ClientError::Remote { operation, status }
+}
+
+/// The status the core completes requests with when the connection ends
+/// for `reason` before they finished (`rdio_core::client::Client` `end`).
+fn cut_off_status(reason: Violation) -> Status {
+    match reason {
+        Violation::PeerTerminated(Status::Shutdown) => Status::Closed,
+        reason => reason.wire_status(),
+    }
 }
 
 fn check_segment_count(count: usize) -> Result<(), ClientError> {
