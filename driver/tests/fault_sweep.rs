@@ -299,7 +299,18 @@ struct Outcome {
     kinds: [Vec<OpKind>; 2],
 }
 
-fn client_options(mode: CompletionMode) -> ClientOptions {
+/// Liveness timers of a run, from a base in milliseconds. Faulted runs use
+/// the base, so a lost message is noticed in a fraction of a second; the
+/// fault-free runs, which must succeed, get twenty times more room for a
+/// loaded machine.
+fn timer(fault_free: bool, millis: u64) -> Duration {
+    Duration::from_millis(if fault_free { millis * 20 } else { millis })
+}
+
+/// Dead-peer timeout of a faulted run (ms).
+const DEAD_PEER_MS: u64 = 60;
+
+fn client_options(mode: CompletionMode, fault_free: bool) -> ClientOptions {
     let provider = ProviderName::new("loopback").expect("provider name");
     let mut options = ClientOptions::new(provider);
     options.mode = mode;
@@ -309,15 +320,15 @@ fn client_options(mode: CompletionMode) -> ClientOptions {
         max_credits: 8,
         max_send_size: 1024,
         max_io_size: 64 << 10,
-        auth_timeout: Duration::from_millis(250),
-        dead_peer_timeout: Duration::from_millis(150),
-        keepalive_interval: Duration::from_millis(50),
+        auth_timeout: timer(fault_free, 120),
+        dead_peer_timeout: timer(fault_free, DEAD_PEER_MS),
+        keepalive_interval: Duration::from_millis(25),
         ..options.config
     };
     options
 }
 
-fn server_options() -> ServerOptions {
+fn server_options(fault_free: bool) -> ServerOptions {
     let provider = ProviderName::new("loopback").expect("provider name");
     let mut options = ServerOptions::new(provider, b"loopback");
     options.config = ServerConfig {
@@ -326,9 +337,9 @@ fn server_options() -> ServerOptions {
         min_credits: 1,
         max_send_size: 1024,
         max_io_size: 64 << 10,
-        auth_timeout: Duration::from_millis(250),
-        idle_timeout: Duration::from_millis(300),
-        keepalive_interval: Duration::from_millis(50),
+        auth_timeout: timer(fault_free, 120),
+        idle_timeout: timer(fault_free, 150),
+        keepalive_interval: Duration::from_millis(25),
     };
     options
 }
@@ -347,7 +358,8 @@ fn session(plan: Plan, dir: &Path) -> Outcome {
         plan.config(Side::Server),
         Arc::clone(&counters[1]),
     );
-    let server = Server::new(Root::new(dir).expect("root"), server_options());
+    let fault_free = plan.fault.is_none();
+    let server = Server::new(Root::new(dir).expect("root"), server_options(fault_free));
     let (pipe_client, pipe_server) = UnixStream::pair().expect("socketpair");
     let (done_tx, done_rx) = mpsc::channel::<&'static str>();
     let pipe_done = done_tx.clone();
@@ -378,7 +390,9 @@ fn session(plan: Plan, dir: &Path) -> Outcome {
     let survived;
     let mut credits = None;
     let input = pattern(INPUT_LEN, 0x11);
-    match Client::connect(pipe_client, client_options(plan.mode), |_| Ok(client_wire)) {
+    match Client::connect(pipe_client, client_options(plan.mode, fault_free), |_| {
+        Ok(client_wire)
+    }) {
         Ok(mut client) => {
             let steps = script(
                 &mut client,
@@ -388,7 +402,7 @@ fn session(plan: Plan, dir: &Path) -> Outcome {
                 &mut writes,
                 &mut mismatches,
             );
-            survived = steps && quiesce(&mut client);
+            survived = steps && quiesce(&mut client, fault_free);
             if survived {
                 credits = Some((client.credits_in_use(), client.credits()));
             }
@@ -581,16 +595,11 @@ fn script<T: Transport>(
 /// answer was dropped (a fault RC cannot produce); the dead-peer timer must
 /// then end the session — so sleep past it and make one more request,
 /// which either completes on a settled ledger or fails `TimedOut`.
-fn quiesce<T: Transport>(client: &mut Client<T, UnixStream>) -> bool {
+fn quiesce<T: Transport>(client: &mut Client<T, UnixStream>, fault_free: bool) -> bool {
     if client.credits_in_use() == 0 {
         return true;
     }
-    std::thread::sleep(
-        client_options(CompletionMode::Interrupt)
-            .config
-            .dead_peer_timeout
-            * 2,
-    );
+    std::thread::sleep(timer(fault_free, DEAD_PEER_MS) * 2);
     match client.open("in", OpenFlags::READ) {
         Ok(file) => client.close(file).is_ok(),
         Err(_) => false,
