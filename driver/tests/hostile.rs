@@ -1021,3 +1021,34 @@ fn a_send_buffer_is_never_reused_before_its_completion() {
     assert_eq!(&b.region(receive).expect("receive")[..5], b"first");
     assert_eq!(a.deregister(send), Ok(()));
 }
+
+#[test]
+fn keys_are_random_distinct_and_never_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("f"), b"x").expect("seed");
+    let mut pair = Embedded::start(dir.path(), EmbeddedOptions::default()).expect("start");
+    let keys: Vec<_> = (0..16)
+        .map(|_| {
+            pair.client
+                .open_on_pipe("f", OpenFlags::READ)
+                .expect("open")
+        })
+        .collect();
+    for (i, opened) in keys.iter().enumerate() {
+        assert_ne!(opened.key.0, [0; 16], "a key is never all zeros");
+        for other in &keys[i + 1..] {
+            assert_ne!(opened.key.0, other.key.0, "keys are distinct");
+        }
+        // Neither the key's bytes nor any hex rendering reach Debug output.
+        let printed = format!("{opened:?} {:?}", opened.key);
+        assert!(printed.contains("<redacted>"), "{printed}");
+        let hex: String = opened.key.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!printed.contains(&hex[..8]), "{printed}");
+        let array = format!(
+            "[{}, {}, {}",
+            opened.key.0[0], opened.key.0[1], opened.key.0[2]
+        );
+        assert!(!printed.contains(&array), "{printed}");
+    }
+    pair.finish().expect("finish");
+}
