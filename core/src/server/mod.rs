@@ -545,7 +545,15 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             return Err(Violation::TooLarge);
         }
         let mut op = Op::new(id, OpKind::Read, handle, status_desc, interrupt);
-        match self.resolve(handle, OpenFlags::READ) {
+        let in_range = segments
+            .iter()
+            .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
+        let file = if in_range {
+            self.resolve(handle, OpenFlags::READ)
+        } else {
+            Err(Status::InvalidParameter)
+        };
+        match file {
             Ok(file) => {
                 op.file = Some(file);
                 let index = self.insert(op)?;
@@ -590,7 +598,18 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         };
         let mut op = Op::new(id, kind, handle, status_desc, interrupt);
         op.stage = Stage::Receiving;
-        match self.resolve(handle, OpenFlags::WRITE) {
+        // A range past the largest file offset is answered InvalidParameter;
+        // its fragments are still received (and discarded) in order.
+        let in_range = segments.iter().all(|s| {
+            let len = if collapse { total } else { s.len() };
+            within_file_offsets(s.offset(), u64::from(len))
+        });
+        let file = if in_range {
+            self.resolve(handle, OpenFlags::WRITE)
+        } else {
+            Err(Status::InvalidParameter)
+        };
+        match file {
             Ok(file) => op.file = Some(file),
             Err(status) => op.result = status,
         }
@@ -1268,6 +1287,14 @@ impl Op {
             unanswered: 1,
         }
     }
+}
+
+/// Whether `len` bytes at `offset` lie within the offsets a file can have
+/// (POSIX `off_t` is signed 64-bit), so no piece offset can overflow.
+fn within_file_offsets(offset: u64, len: u64) -> bool {
+    offset
+        .checked_add(len)
+        .is_some_and(|end| end <= i64::MAX.unsigned_abs())
 }
 
 /// Map `data`, found at `data_offset` of a write's data stream, onto file
