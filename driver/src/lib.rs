@@ -14,11 +14,15 @@
 //!   and vectored reads and writes, cancel, close, `std::io` adapters.
 //! * [`embedded`]: a client connected to an in-process server through the
 //!   loopback transport.
+//! * [`net`]: server and client across processes and hosts — the side
+//!   channel over TCP, the RDMA channel over libfabric (feature `fabric`) or
+//!   ibverbs (feature `verbs`); async versions on tokio (feature `tokio`).
 #![warn(missing_docs)]
 
 mod buffers;
 pub mod client;
 pub mod embedded;
 pub mod files;
+pub mod net;
 pub mod pipe;
 pub mod server;

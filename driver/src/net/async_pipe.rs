@@ -1,0 +1,121 @@
+//! The side channel's framing over a tokio stream: the same frames as
+//! [`crate::pipe::Pipe`], read and written without blocking a thread.
+
+use crate::pipe::PipeError;
+use rdio_core::wire::pipe::PIPE_HEADER_LEN;
+use rdio_core::wire::{MAX_PIPE_PAYLOAD, PipeHeader, PipeMessage, WireError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Room for the largest frame a peer may send.
+const FRAME_CAPACITY: usize = PIPE_HEADER_LEN + MAX_PIPE_PAYLOAD;
+
+/// One end of a pipe over an async stream, reusing one frame buffer.
+pub(super) struct AsyncPipe<S> {
+    stream: S,
+    frame: Box<[u8; FRAME_CAPACITY]>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
+    pub(super) fn new(stream: S) -> Self {
+        Self {
+            stream,
+            frame: Box::new([0; FRAME_CAPACITY]),
+        }
+    }
+
+    /// Send one message.
+    pub(super) async fn send(&mut self, message: &PipeMessage<'_>) -> Result<(), PipeError> {
+        let len = message
+            .emit(&mut self.frame[..])
+            .map_err(|_| PipeError::Unexpected("message larger than a pipe frame"))?;
+        self.stream
+            .write_all(&self.frame[..len])
+            .await
+            .map_err(PipeError::Io)?;
+        self.stream.flush().await.map_err(PipeError::Io)
+    }
+
+    /// Receive one message, borrowed from the frame buffer until the next
+    /// call; [`PipeError::Closed`] when the peer closed between messages.
+    pub(super) async fn receive(&mut self) -> Result<PipeMessage<'_>, PipeError> {
+        let (header, rest) = self.frame.split_at_mut(PIPE_HEADER_LEN);
+        let first = self.stream.read(header).await.map_err(PipeError::Io)?;
+        if first == 0 {
+            return Err(PipeError::Closed);
+        }
+        self.stream
+            .read_exact(&mut header[first..])
+            .await
+            .map_err(PipeError::Io)?;
+        let frame_len = PipeHeader::parse(header)
+            .map_err(PipeError::Malformed)?
+            .frame_len();
+        let payload = rest
+            .get_mut(..frame_len - PIPE_HEADER_LEN)
+            .ok_or(PipeError::Malformed(WireError::TooMany))?;
+        self.stream
+            .read_exact(payload)
+            .await
+            .map_err(PipeError::Io)?;
+        let (message, _) =
+            PipeMessage::parse(&self.frame[..frame_len]).map_err(PipeError::Malformed)?;
+        Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipe::Pipe;
+    use rdio_core::wire::{OpenFlags, ResumeKey, Status};
+
+    /// Frames written by the blocking pipe read back through the async one
+    /// and the other way round, byte for byte the same protocol.
+    #[tokio::test]
+    async fn async_and_blocking_pipes_speak_the_same_frames() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        b.set_nonblocking(true).expect("nonblocking");
+        let mut blocking = Pipe::new(a);
+        let mut pipe = AsyncPipe::new(tokio::net::UnixStream::from_std(b).expect("tokio stream"));
+        blocking
+            .send(&PipeMessage::OpenRequest {
+                flags: OpenFlags::READ,
+                path: b"dir/file",
+            })
+            .expect("send");
+        assert_eq!(
+            pipe.receive().await.expect("receive"),
+            PipeMessage::OpenRequest {
+                flags: OpenFlags::READ,
+                path: b"dir/file"
+            }
+        );
+        let reply = PipeMessage::OpenResponse {
+            status: Status::NotFound,
+            key: ResumeKey([0; 16]),
+            size: 0,
+        };
+        pipe.send(&reply).await.expect("send");
+        let got = tokio::task::spawn_blocking(move || {
+            let message = blocking.receive().map(|m| format!("{m:?}"));
+            drop(blocking);
+            message
+        })
+        .await
+        .expect("join");
+        assert_eq!(got.expect("receive"), format!("{reply:?}"));
+        assert!(matches!(pipe.receive().await, Err(PipeError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        let mut pipe = AsyncPipe::new(b);
+        let mut a = a;
+        a.write_all(b"HTTP/1.1 200 OK\r\n").await.expect("write");
+        assert!(matches!(
+            pipe.receive().await,
+            Err(PipeError::Malformed(WireError::BadMagic))
+        ));
+    }
+}

@@ -1,0 +1,311 @@
+//! rdio between processes and hosts: the side channel ("pipe", seed claim 8)
+//! over TCP, and the RDMA channel over a network transport.
+//!
+//! The claims describe two channels between the computers: a pipe on which
+//! the client obtains resume keys and negotiates (claims 8–11), and the RDMA
+//! channel that carries the I/O (claim 1). Here the pipe is a TCP connection
+//! and the RDMA channel is whatever an [`RdmaListener`] / [`RdmaConnector`]
+//! pair sets up: libfabric endpoints ([`fabric`], feature `fabric`; the `tcp`
+//! provider works on any machine) or ibverbs queue pairs ([`verbs`], feature
+//! `verbs`; needs an RDMA device).
+//!
+//! * Server: [`NetServer::start`] serves a directory: a TCP listener whose
+//!   connections run [`Server::serve_pipe`](crate::server::Server::serve_pipe),
+//!   and an RDMA listener whose connections each run a
+//!   [`ServerConnection`](crate::server::ServerConnection) on a thread of
+//!   their own. The negotiate response names the RDMA listener's address as
+//!   the endpoint and its providers as the offer.
+//! * Client: [`connect`] reaches the pipe by TCP, negotiates, and connects the
+//!   RDMA channel to the endpoint the server named, over the provider both
+//!   sides have (the core's intersection; a mismatch is the core's
+//!   `DiscoveryError`, "no common RDMA provider: server offers [...], client
+//!   has [...]").
+//! * With the `tokio` feature, [`async_client`] and [`async_server`] offer the
+//!   same over tokio.
+
+#[cfg(feature = "tokio")]
+pub mod async_client;
+#[cfg(feature = "tokio")]
+mod async_pipe;
+#[cfg(feature = "tokio")]
+pub mod async_server;
+#[cfg(feature = "fabric")]
+pub mod fabric;
+mod server;
+#[cfg(feature = "verbs")]
+pub mod verbs;
+
+pub use server::{EventLog, NetEvent, NetServer};
+
+use crate::client::{Client, ClientError, ClientOptions};
+use crate::server::ServerError;
+use rdio_core::wire::{ProviderList, ProviderName};
+use rdio_transport::{Transport, TransportError};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A transport's own setup error (libfabric's, verbs', ...), kept whole so
+/// its message reaches the user.
+pub type SetupError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The server's half of RDMA connection setup: a listener on a network
+/// address that hands out connected transports.
+pub trait RdmaListener: Send + 'static {
+    /// The connected transport.
+    type Transport: Transport + Send + 'static;
+
+    /// Providers a client may negotiate to reach this listener, most
+    /// preferred first (claim 8's offer).
+    fn providers(&self) -> ProviderList;
+
+    /// Where the listener is bound: the endpoint sent to negotiating
+    /// clients.
+    fn local_addr(&self) -> SocketAddr;
+
+    /// The next connection, waiting at most `timeout`: `Ok(None)` when no
+    /// client asked, so the caller can look for a shutdown between waits.
+    fn accept(&self, timeout: Duration) -> Result<Option<Self::Transport>, SetupError>;
+}
+
+/// The client's half of RDMA connection setup.
+pub trait RdmaConnector {
+    /// The connected transport.
+    type Transport: Transport;
+
+    /// Providers this client can connect over, most preferred first: the
+    /// client's side of the negotiation.
+    fn providers(&self) -> ProviderList;
+
+    /// Connect to the server's endpoint over `provider` (one of
+    /// [`RdmaConnector::providers`], chosen by negotiation).
+    fn connect(
+        &self,
+        endpoint: SocketAddr,
+        provider: &ProviderName,
+    ) -> Result<Self::Transport, SetupError>;
+}
+
+/// Why a networked server or client could not start or connect.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The server's side channel could not be reached.
+    Unreachable {
+        /// The address tried.
+        addr: SocketAddr,
+        /// What the OS said (refused, timed out, no route, ...).
+        error: io::Error,
+    },
+    /// The pipe address could not be listened on.
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        error: io::Error,
+    },
+    /// The RDMA listener is bound to a wildcard address, which a client on
+    /// another host cannot connect to.
+    UnspecifiedEndpoint(SocketAddr),
+    /// The server negotiated an endpoint that is not a socket address.
+    BadEndpoint(String),
+    /// The RDMA listener could not be created or failed.
+    RdmaListen(SetupError),
+    /// The RDMA connection to the negotiated endpoint failed.
+    RdmaConnect {
+        /// The endpoint the server named.
+        endpoint: SocketAddr,
+        /// The provider negotiated.
+        provider: String,
+        /// The transport's reason.
+        error: SetupError,
+    },
+    /// Discovery, authentication or I/O failed.
+    Client(ClientError),
+    /// The server failed.
+    Server(ServerError),
+    /// A thread could not be spawned, or a socket option not set.
+    Os(io::Error),
+    /// The thread running a connection for async callers is gone.
+    EngineStopped,
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable { addr, error } => {
+                write!(f, "cannot reach the rdio server at {addr}: {error}")
+            }
+            Self::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Self::UnspecifiedEndpoint(addr) => write!(
+                f,
+                "the RDMA endpoint {addr} is a wildcard address that clients cannot connect \
+                 to: listen on a specific IP address"
+            ),
+            Self::BadEndpoint(endpoint) => {
+                write!(f, "the server named an invalid RDMA endpoint {endpoint:?}")
+            }
+            Self::RdmaListen(error) => write!(f, "cannot listen for RDMA connections: {error}"),
+            Self::RdmaConnect {
+                endpoint,
+                provider,
+                error,
+            } => write!(
+                f,
+                "cannot connect the RDMA channel to {endpoint} over {provider}: {error}"
+            ),
+            Self::Client(error) => write!(f, "{error}"),
+            Self::Server(error) => write!(f, "server: {error}"),
+            Self::Os(error) => write!(f, "{error}"),
+            Self::EngineStopped => f.write_str("the rdio connection thread has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unreachable { error, .. } | Self::Listen { error, .. } | Self::Os(error) => {
+                Some(error)
+            }
+            Self::RdmaListen(error) | Self::RdmaConnect { error, .. } => Some(error.as_ref()),
+            Self::Client(error) => Some(error),
+            Self::Server(error) => Some(error),
+            Self::UnspecifiedEndpoint(_) | Self::BadEndpoint(_) | Self::EngineStopped => None,
+        }
+    }
+}
+
+impl From<ClientError> for NetError {
+    fn from(error: ClientError) -> Self {
+        Self::Client(error)
+    }
+}
+
+impl From<NetError> for io::Error {
+    fn from(error: NetError) -> Self {
+        match error {
+            NetError::Client(error) => error.into(),
+            NetError::Unreachable { addr, error } => {
+                io::Error::new(error.kind(), NetError::Unreachable { addr, error })
+            }
+            NetError::EngineStopped => io::Error::new(io::ErrorKind::BrokenPipe, error),
+            other => io::Error::other(other),
+        }
+    }
+}
+
+/// How long a client waits for the server's side channel to accept and
+/// answer before giving up.
+pub const DEFAULT_PIPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connect a client to the rdio server whose side channel listens at
+/// `server`.
+///
+/// The client offers `connector`'s providers (replacing
+/// `options.config.providers`), connects the RDMA channel where the server
+/// says, and authenticates it. `pipe_timeout` bounds the TCP connect and
+/// every side-channel exchange (an unresponsive server is an error, not a
+/// hang); the RDMA data path is bounded by the options'
+/// `config.dead_peer_timeout` instead.
+pub fn connect<C: RdmaConnector>(
+    server: SocketAddr,
+    mut options: ClientOptions,
+    pipe_timeout: Duration,
+    connector: &C,
+) -> Result<Client<C::Transport, TcpStream>, NetError> {
+    options.config.providers = connector.providers();
+    let stream = pipe_stream(server, pipe_timeout)?;
+    let mut setup = None;
+    let connected = Client::connect(stream, options, |negotiated| {
+        let result = rdma_endpoint(&negotiated.endpoint).and_then(|endpoint| {
+            connector
+                .connect(endpoint, &negotiated.provider)
+                .map_err(|error| NetError::RdmaConnect {
+                    endpoint,
+                    provider: negotiated.provider.as_str().to_owned(),
+                    error,
+                })
+        });
+        result.map_err(|error| {
+            setup = Some(error);
+            // Stands in for the setup error, which `setup` carries out.
+            ClientError::Transport(TransportError::Disconnected)
+        })
+    });
+    match (connected, setup) {
+        (Ok(client), _) => Ok(client),
+        (Err(_), Some(error)) => Err(error),
+        (Err(error), None) => Err(NetError::Client(error)),
+    }
+}
+
+/// The TCP side channel to `server`, with `timeout` on connect and on every
+/// read and write.
+fn pipe_stream(server: SocketAddr, timeout: Duration) -> Result<TcpStream, NetError> {
+    let unreachable = |error| NetError::Unreachable {
+        addr: server,
+        error,
+    };
+    let stream = TcpStream::connect_timeout(&server, timeout).map_err(unreachable)?;
+    // Pipe messages are small request/response pairs: do not batch them.
+    stream.set_nodelay(true).map_err(NetError::Os)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(NetError::Os)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(NetError::Os)?;
+    Ok(stream)
+}
+
+/// The negotiated endpoint: a socket address in text (`127.0.0.1:7472`,
+/// `[::1]:7472`), as [`NetServer`] advertises it.
+fn rdma_endpoint(bytes: &[u8]) -> Result<SocketAddr, NetError> {
+    let bad = || NetError::BadEndpoint(String::from_utf8_lossy(bytes).into_owned());
+    std::str::from_utf8(bytes)
+        .map_err(|_| bad())?
+        .parse()
+        .map_err(|_| bad())
+}
+
+/// A provider list from names, most preferred first, without duplicates.
+pub fn provider_list(names: &[&str]) -> Result<ProviderList, SetupError> {
+    let mut list = ProviderList::new();
+    for name in names {
+        let provider =
+            ProviderName::new(name).map_err(|e| format!("invalid provider name {name:?}: {e}"))?;
+        if !list.contains(&provider) {
+            list.push(provider)
+                .map_err(|_| format!("more than {} providers", list.capacity()))?;
+        }
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_socket_addresses_in_text() {
+        assert_eq!(
+            rdma_endpoint(b"127.0.0.1:7472").expect("v4"),
+            SocketAddr::from(([127, 0, 0, 1], 7472))
+        );
+        assert!(rdma_endpoint(b"[::1]:9").is_ok());
+        for bad in [&b"loopback"[..], b"127.0.0.1", b"\xff:1", b""] {
+            let error = rdma_endpoint(bad).expect_err("not an address");
+            assert!(matches!(error, NetError::BadEndpoint(_)), "{error}");
+        }
+    }
+
+    #[test]
+    fn provider_lists_drop_duplicates_and_reject_bad_names() {
+        let list = provider_list(&["ofi:tcp", "ofi:tcp", "ofi:verbs"]).expect("valid");
+        let names: Vec<&str> = list.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["ofi:tcp", "ofi:verbs"]);
+        assert!(provider_list(&["bad\u{1}name"]).is_err());
+    }
+}
