@@ -34,6 +34,7 @@ use rdio_transport::{
     Access, Caps, Completion, Fault, FaultConfig, FaultInjector, FaultStats, PostKind, RegionId,
     RemoteBuf, Slice, TraceEvent, Tracer, Transport, TransportError, WcError, WrId,
 };
+use std::fmt::Write as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
@@ -757,18 +758,21 @@ fn a_fault_at_every_step_never_hangs_leaks_or_loses_data() {
         }
     }
     let elapsed = started.elapsed();
-    println!();
-    println!(
+    let mut table = String::from("\n");
+    let _ = writeln!(
+        table,
         "fault sweep: {sessions} sessions in {:.1} s (both completion modes, every operation of each side)",
         elapsed.as_secs_f64()
     );
-    println!(
+    let _ = writeln!(
+        table,
         "{:<22} {:>6} {:>9} {:>9} {:>10} {:>12} {:>6} {:>6}",
         "fault", "runs", "injected", "survived", "data lost", "undetectable", "hangs", "leaks"
     );
     let mut total = Row::default();
     for (name, row) in &rows {
-        println!(
+        let _ = writeln!(
+            table,
             "{:<22} {:>6} {:>9} {:>9} {:>10} {:>12} {:>6} {:>6}",
             name,
             row.runs,
@@ -787,7 +791,8 @@ fn a_fault_at_every_step_never_hangs_leaks_or_loses_data() {
         total.hangs += row.hangs;
         total.leaks += row.leaks;
     }
-    println!(
+    let _ = writeln!(
+        table,
         "{:<22} {:>6} {:>9} {:>9} {:>10} {:>12} {:>6} {:>6}",
         "total",
         total.runs,
@@ -798,6 +803,9 @@ fn a_fault_at_every_step_never_hangs_leaks_or_loses_data() {
         total.hangs,
         total.leaks
     );
+    // Straight to stderr, past the test harness's capture: CI logs show the
+    // table whether the test passes or fails.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), table.as_bytes());
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
