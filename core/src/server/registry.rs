@@ -281,11 +281,15 @@ impl<const S: usize, const N: usize> Registry<S, N> {
         session: SessionId,
         key: &ResumeKey,
     ) -> Result<FileEntry, RegistryError> {
-        let index = self
-            .files
-            .iter()
-            .position(|f| f.key == *key && f.entry.session == session)
-            .ok_or(RegistryError::UnknownKey)?;
+        // Compare against every entry (constant-time per key), so timing
+        // does not reveal which entry matched or how far the search went.
+        let mut found = None;
+        for (index, file) in self.files.iter().enumerate() {
+            if file.key == *key && file.entry.session == session {
+                found = Some(index);
+            }
+        }
+        let index = found.ok_or(RegistryError::UnknownKey)?;
         Ok(self.files.swap_remove(index).entry)
     }
 
