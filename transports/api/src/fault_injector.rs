@@ -495,6 +495,13 @@ impl<T: Transport, const N: usize> Transport for FaultInjector<T, N> {
         self.inner.register(len, access)
     }
 
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        self.inner.register_external(memory)
+    }
+
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
         self.inner.deregister(region)
     }

@@ -202,6 +202,9 @@ pub enum TransportError {
     MessageTooLarge,
     /// Registration failed: out of memory or registration resources.
     NoMemory,
+    /// The region holds memory the caller lent with
+    /// [`Transport::register_external`]; the transport never writes it.
+    ReadOnly(RegionId),
     /// The connection is closed or in error state.
     Disconnected,
     /// The operation is not supported by this transport.
@@ -224,6 +227,7 @@ impl fmt::Display for TransportError {
             Self::TooManySegments => f.write_str("too many scatter/gather elements"),
             Self::MessageTooLarge => f.write_str("message larger than the transport allows"),
             Self::NoMemory => f.write_str("memory registration failed"),
+            Self::ReadOnly(id) => write!(f, "memory region {} is read-only", id.0),
             Self::Disconnected => f.write_str("connection closed"),
             Self::Unsupported => f.write_str("operation not supported by this transport"),
             Self::Os(code) => write!(f, "os/library error {code}"),
@@ -261,6 +265,42 @@ pub trait Transport {
 
     /// Allocate and register `len` zeroed bytes with `access` rights.
     fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError>;
+
+    /// Register memory the caller already owns as a region the transport
+    /// only *reads*: a gather source for [`Transport::post_send`] and
+    /// [`Transport::post_write`], without local-write or remote rights.
+    ///
+    /// This is the zero-copy path of a read (seed claim 16: the server
+    /// places the data in the client's buffer by RDMA write): a server
+    /// registers a read-only mapping of the file and writes straight from
+    /// the page cache, as kernel SMB Direct and NFS/RDMA servers do, instead
+    /// of copying the file into a registered bounce buffer first.
+    ///
+    /// The transport takes `memory` and keeps it until the region is
+    /// deregistered or the transport dropped, so the bytes cannot be freed or
+    /// unmapped while a posted request still reads them. It moves `memory`
+    /// into a heap allocation of its own, calls `as_ref()` once and uses that
+    /// slice for the life of the region, never moving or mutably borrowing
+    /// `memory` again: an `AsRef` implementation without `unsafe` code cannot
+    /// change or free those bytes meanwhile. What it cannot rule out is the
+    /// operating system pulling pages away: when `memory` maps a file, a
+    /// truncation of that file makes reading the lost pages raise `SIGBUS` in
+    /// whatever reads them (the CPU copy of a software transport). Keeping a
+    /// mapped file from shrinking is the caller's job.
+    ///
+    /// [`Transport::region`] reads such a region; [`Transport::region_mut`]
+    /// fails with [`TransportError::ReadOnly`]; a receive posted into it
+    /// completes with [`WcError::LocalProtection`]. The default
+    /// implementation returns [`TransportError::Unsupported`]: a caller then
+    /// falls back to copying into a region from [`Transport::register`].
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+        Self: Sized,
+    {
+        drop(memory);
+        Err(TransportError::Unsupported)
+    }
 
     /// Deregister a region. Fails with [`TransportError::Busy`] while a posted
     /// work request still references it.

@@ -113,6 +113,13 @@ impl<T: Transport, F: FnMut(TraceEvent)> Transport for Tracer<T, F> {
         self.inner.register(len, access)
     }
 
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        self.inner.register_external(memory)
+    }
+
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
         self.inner.deregister(region)
     }

@@ -38,10 +38,18 @@ impl MrMode {
     }
 }
 
-/// Zeroed heap memory with a fixed address for the life of the registration.
+/// Memory with a fixed address for the life of the registration: zeroed
+/// heap memory allocated here, or memory the caller lent
+/// ([`rdio_transport::Transport::register_external`]).
 struct Memory {
     ptr: NonNull<u8>,
     len: usize,
+    /// The lent value owning the bytes, if they were lent; leaked from a
+    /// `Box` and held as a raw pointer, because moving a `Box` asserts
+    /// unique access to its contents, which would invalidate `ptr` when the
+    /// bytes live inside the owner. Lent memory is only ever read: it gets
+    /// no receive or remote-write rights and `bytes_mut` refuses it.
+    owner: Option<NonNull<dyn Send + Sync>>,
 }
 
 impl Memory {
@@ -54,12 +62,41 @@ impl Memory {
     fn zeroed(len: usize) -> Option<Self> {
         let layout = Self::layout(len)?;
         // SAFETY: the layout has a non-zero size.
-        NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).map(|ptr| Self { ptr, len })
+        NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).map(|ptr| Self {
+            ptr,
+            len,
+            owner: None,
+        })
+    }
+
+    /// Take `memory` without copying: boxed first, so the slice taken from
+    /// it afterwards stays where it is until drop.
+    fn external<M>(memory: M) -> Self
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let owner = NonNull::from(Box::leak(Box::new(memory)));
+        // SAFETY: `owner` points to the live value just leaked; the shared
+        // borrow ends before anything else touches it.
+        let bytes: &[u8] = unsafe { owner.as_ref() }.as_ref();
+        let owner: NonNull<dyn Send + Sync> = owner;
+        Self {
+            ptr: NonNull::from(bytes).cast(),
+            len: bytes.len(),
+            owner: Some(owner),
+        }
     }
 }
 
 impl Drop for Memory {
     fn drop(&mut self) {
+        if let Some(owner) = self.owner {
+            // SAFETY: leaked from a `Box` in `external`, freed only here;
+            // the registration over the bytes was closed before (field
+            // order of `Region`).
+            drop(unsafe { Box::from_raw(owner.as_ptr()) });
+            return;
+        }
         let layout = Self::layout(self.len).expect("layout was valid at allocation");
         // SAFETY: allocated in `zeroed` with this very layout.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
@@ -113,20 +150,50 @@ impl RegionTable {
         len: usize,
         access: Access,
     ) -> Result<RegionId, TransportError> {
+        let memory = Memory::zeroed(len).ok_or(TransportError::NoMemory)?;
+        self.insert(domain, memory, access)
+    }
+
+    /// Register memory the caller lent, as a read-only gather source.
+    pub(crate) fn register_external<M>(
+        &mut self,
+        domain: &Owned<sys::fid_domain>,
+        memory: M,
+    ) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let memory = Memory::external(memory);
+        if memory.len == 0 {
+            // fi_mr_reg needs at least one byte, and lent memory cannot be
+            // padded the way an allocation here is.
+            return Err(TransportError::OutOfBounds);
+        }
+        self.insert(domain, memory, Access::empty())
+    }
+
+    /// Register `memory` with `fi_mr_reg` and keep it under a fresh id.
+    fn insert(
+        &mut self,
+        domain: &Owned<sys::fid_domain>,
+        memory: Memory,
+        access: Access,
+    ) -> Result<RegionId, TransportError> {
         let id = self.next_id;
         let next_id = id.checked_add(1).ok_or(TransportError::NoMemory)?;
-        let memory = Memory::zeroed(len).ok_or(TransportError::NoMemory)?;
         // Without FI_MR_PROV_KEY the key is ours to choose and must be unique
         // in the domain; region ids are unique and never reused, so they are.
         let requested_key = u64::from(id);
         let mr = object::open("fi_mr_reg", |out| {
-            // SAFETY: `memory` is a live allocation of at least max(len, 1)
-            // bytes that outlives the registration (Region drops mr first).
+            // SAFETY: `memory` is live for at least max(len, 1) bytes (an
+            // allocation here is never smaller than one byte, lent memory is
+            // refused when empty) and outlives the registration (Region
+            // drops mr first).
             unsafe {
                 sys::rdio_fi_mr_reg(
                     domain.as_ptr(),
                     memory.ptr.as_ptr().cast(),
-                    len.max(1),
+                    memory.len.max(1),
                     fi_access(access),
                     0,
                     requested_key,
@@ -205,8 +272,11 @@ impl RegionTable {
         if region.busy > 0 {
             return Err(TransportError::Busy(id));
         }
-        // SAFETY: live memory (see `bytes`); unique because `&mut self` is
-        // held and no posted request references the region.
+        if region.memory.owner.is_some() {
+            return Err(TransportError::ReadOnly(id));
+        }
+        // SAFETY: live memory allocated here (see `bytes`); unique because
+        // `&mut self` is held and no posted request references the region.
         Ok(
             unsafe {
                 std::slice::from_raw_parts_mut(region.memory.ptr.as_ptr(), region.memory.len)

@@ -126,7 +126,8 @@ pub struct FabricTransport {
 // SAFETY: the transport exclusively owns its domain and every object opened
 // from it, and the domain was opened with FI_THREAD_DOMAIN, under which the
 // application only has to serialize calls — which `&mut self` does. The raw
-// pointers inside (descriptors, contexts) refer to memory the transport owns.
+// pointers inside (descriptors, contexts) refer to memory the transport owns,
+// or to memory lent to it whose owner is `Send + Sync`.
 unsafe impl Send for FabricTransport {}
 
 impl FabricTransport {
@@ -561,6 +562,13 @@ impl Transport for FabricTransport {
 
     fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
         self.regions.register(&self.domain, len, access)
+    }
+
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        self.regions.register_external(&self.domain, memory)
     }
 
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {

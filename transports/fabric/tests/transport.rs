@@ -629,3 +629,60 @@ fn a_message_larger_than_the_receive_is_a_length_error() {
     assert_eq!(detail.wr_id, Some(1));
     assert!(!detail.message.is_empty());
 }
+
+/// Memory lent with `register_external` (here: bytes stored inline in the
+/// lent value) is registered with `fi_mr_reg` where it is, written from
+/// without a copy into a region, read-only, and dropped on deregistration.
+#[test]
+fn lent_memory_is_a_read_only_write_source() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Lent([u8; 256], Arc<AtomicUsize>);
+    impl AsRef<[u8]> for Lent {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Lent {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let mut p = Pair::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut bytes = [0u8; 256];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = (i as u8).wrapping_mul(13);
+    }
+    let lent = p
+        .client
+        .register_external(Lent(bytes, Arc::clone(&drops)))
+        .unwrap();
+    assert_eq!(p.client.region(lent).unwrap(), bytes);
+    assert_eq!(
+        p.client.region_mut(lent),
+        Err(TransportError::ReadOnly(lent))
+    );
+    assert_eq!(
+        p.client.register_external(Vec::new()),
+        Err(TransportError::OutOfBounds),
+        "fi_mr_reg needs at least one byte"
+    );
+    let window = p
+        .server
+        .register(256, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let dst = p.server.remote_buf(window, 0, 256).unwrap();
+    p.client
+        .post_write(4, &[Slice::whole(lent, 256)], dst, None)
+        .unwrap();
+    assert_eq!(p.client.deregister(lent), Err(TransportError::Busy(lent)));
+    p.until_completions(1, 0);
+    assert_eq!(p.client_done, [ok(4, CompletionKind::Write)]);
+    assert_eq!(p.server.region(window).unwrap(), bytes);
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "kept while registered");
+    p.client.deregister(lent).unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped exactly once");
+}

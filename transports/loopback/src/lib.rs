@@ -31,7 +31,9 @@
 //! ## RC semantics modelled
 //!
 //! * **Registration**: [`Transport::register`] allocates zeroed memory owned
-//!   by the endpoint. Each region gets a remote key that looks random but is
+//!   by the endpoint; [`Transport::register_external`] takes memory the
+//!   caller lends (e.g. a file mapping) as a read-only gather source,
+//!   delivered with the same single copy. Each region gets a remote key that looks random but is
 //!   a deterministic bijection of (seed, endpoint, region number), and an
 //!   address in a per-endpoint virtual address space (page aligned, a guard
 //!   page between regions), never a real pointer.
@@ -258,6 +260,13 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
 
     fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
         self.enter(|_, regions| regions.register(len, access))
+    }
+
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        self.enter(|_, regions| regions.register_external(memory))
     }
 
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {

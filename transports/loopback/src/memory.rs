@@ -1,5 +1,6 @@
-//! Registered memory: one zeroed heap allocation per region, shared between
-//! the owning endpoint and the work requests that reference it.
+//! Registered memory: one zeroed heap allocation per region (or memory the
+//! caller lent, see [`RegionBytes::external`]), shared between the owning
+//! endpoint and the work requests that reference it.
 //!
 //! This is the crate's only `unsafe` code. RDMA memory is written by the
 //! "NIC" (here: the delivery code) while the owner may hold `&[u8]` views of
@@ -27,11 +28,24 @@ use std::sync::Arc;
 pub(crate) struct RegionBytes {
     ptr: NonNull<u8>,
     len: usize,
+    /// `None` for memory allocated here (freed on drop); for memory lent by
+    /// the caller ([`Transport::register_external`]), the value that owns
+    /// it, kept (never moved, never borrowed mutably) until drop. Lent
+    /// memory is never written: it has no rights that would make it a
+    /// receive or write target, and [`RegionBytes::bytes_mut`] refuses it.
+    ///
+    /// Held as a raw pointer (from `Box::into_raw`), not a `Box`: moving a
+    /// `Box` asserts unique access to its contents, which would invalidate
+    /// `ptr` when the bytes live inside the owner (an array, say).
+    ///
+    /// [`Transport::register_external`]: rdio_transport::Transport::register_external
+    owner: Option<NonNull<dyn Send + Sync>>,
 }
 
-// SAFETY: `RegionBytes` owns its allocation like a `Box<[u8]>` would. Sharing
-// it between threads only allows the accesses described in the module docs,
-// which are race-free by rules 1-3.
+// SAFETY: `RegionBytes` owns its allocation like a `Box<[u8]>` would, or a
+// lent owner that is `Send + Sync` itself. Sharing it between threads only
+// allows the accesses described in the module docs, which are race-free by
+// rules 1-3.
 unsafe impl Send for RegionBytes {}
 // SAFETY: as above.
 unsafe impl Sync for RegionBytes {}
@@ -47,7 +61,32 @@ impl RegionBytes {
             // SAFETY: `layout` has a non-zero size.
             NonNull::new(unsafe { alloc_zeroed(layout) })?
         };
-        Some(Arc::new(Self { ptr, len }))
+        Some(Arc::new(Self {
+            ptr,
+            len,
+            owner: None,
+        }))
+    }
+
+    /// Take `memory` as a region's bytes without copying. It is boxed first,
+    /// so the slice taken from it afterwards does not move with the box.
+    pub(crate) fn external<M>(memory: M) -> Arc<Self>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let owner = NonNull::from(Box::leak(Box::new(memory)));
+        // SAFETY: `owner` points to the live value just leaked; the shared
+        // borrow ends before anything else touches it.
+        let bytes: &[u8] = unsafe { owner.as_ref() }.as_ref();
+        // A slice's pointer is never null (dangling but aligned when empty).
+        let ptr = NonNull::from(bytes).cast::<u8>();
+        let len = bytes.len();
+        let owner: NonNull<dyn Send + Sync> = owner;
+        Arc::new(Self {
+            ptr,
+            len,
+            owner: Some(owner),
+        })
     }
 
     pub(crate) const fn len(&self) -> usize {
@@ -66,19 +105,29 @@ impl RegionBytes {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    /// An exclusive view of the bytes. Requiring `&mut self` through a
-    /// unique `Arc` (`Arc::get_mut`) proves no work request holds the region.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `&mut self` on a uniquely owned region: no other handle
-        // exists, so no copy can touch it, and any `&[u8]` handed out earlier
-        // borrowed the owner, which is now exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    /// An exclusive view of the bytes, `None` for lent memory (which may be
+    /// a read-only mapping and is shared with its owner). Requiring `&mut
+    /// self` through a unique `Arc` (`Arc::get_mut`) proves no work request
+    /// holds the region.
+    pub(crate) fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        if self.owner.is_some() {
+            return None;
+        }
+        // SAFETY: memory allocated here, `&mut self` on a uniquely owned
+        // region: no other handle exists, so no copy can touch it, and any
+        // `&[u8]` handed out earlier borrowed the owner, which is now
+        // exclusively borrowed.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
     }
 }
 
 impl Drop for RegionBytes {
     fn drop(&mut self) {
-        if self.len != 0 {
+        if let Some(owner) = self.owner {
+            // SAFETY: leaked from a `Box` in `external` and never freed
+            // elsewhere; the bytes are not used after this point.
+            drop(unsafe { Box::from_raw(owner.as_ptr()) });
+        } else if self.len != 0 {
             let layout = Layout::array::<u8>(self.len).expect("layout was valid at allocation");
             // SAFETY: allocated in `zeroed` with this very layout.
             unsafe { dealloc(self.ptr.as_ptr(), layout) }
@@ -97,7 +146,8 @@ impl Drop for RegionBytes {
 /// # Safety
 /// `dst` belongs to the endpoint currently delivering work inside one of its
 /// `&mut self` methods (rule 1), `src` to its peer, and the pair's engine is
-/// locked for the duration of the call (rule 3).
+/// locked for the duration of the call (rule 3). `dst` is memory allocated
+/// here, never lent memory (only regions with write rights are targets).
 pub(crate) unsafe fn copy(
     src: &RegionBytes,
     src_offset: usize,
@@ -116,6 +166,7 @@ pub(crate) unsafe fn copy(
         !std::ptr::eq(src, dst),
         "a region never transfers into itself"
     );
+    assert!(dst.owner.is_none(), "lent memory is never a target");
     // SAFETY: both ranges are in bounds (checked above) of live allocations;
     // they are distinct allocations, so they do not overlap; the caller
     // guarantees no other access to `dst` and no writer of `src` meanwhile.

@@ -100,15 +100,24 @@ impl RegionTable {
         len: usize,
         access: Access,
     ) -> Result<RegionId, TransportError> {
+        let bytes = RegionBytes::zeroed(len).ok_or(TransportError::NoMemory)?;
+        self.insert(bytes, access)
+    }
+
+    /// Give `bytes` an id, a key and a place in the address space.
+    fn insert(
+        &mut self,
+        bytes: Arc<RegionBytes>,
+        access: Access,
+    ) -> Result<RegionId, TransportError> {
         let index = u32::try_from(self.slots.len()).map_err(|_| TransportError::NoMemory)?;
-        let span = u64::try_from(len)
+        let span = u64::try_from(bytes.len())
             .ok()
             .and_then(|len| len.checked_next_multiple_of(PAGE))
             .and_then(|len| len.checked_add(PAGE))
             .ok_or(TransportError::NoMemory)?;
         let addr = self.next_addr;
         let next_addr = addr.checked_add(span).ok_or(TransportError::NoMemory)?;
-        let bytes = RegionBytes::zeroed(len).ok_or(TransportError::NoMemory)?;
         let key = scramble(index ^ self.key_mask);
         self.slots.push(Some(Region {
             bytes,
@@ -119,6 +128,15 @@ impl RegionTable {
         }));
         self.next_addr = next_addr;
         Ok(RegionId(index))
+    }
+
+    /// Take memory the caller lent as a read-only region: no rights, so it
+    /// can be a gather source but never a receive or write target.
+    pub(crate) fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        self.insert(RegionBytes::external(memory), Access::empty())
     }
 
     fn get(&self, id: RegionId) -> Result<&Region, TransportError> {
@@ -158,7 +176,7 @@ impl RegionTable {
         // Not busy means no posted work request holds a handle, so the handle
         // is unique; `get_mut` double-checks the busy accounting.
         let bytes = Arc::get_mut(&mut region.bytes).ok_or(TransportError::Busy(id))?;
-        Ok(bytes.bytes_mut())
+        bytes.bytes_mut().ok_or(TransportError::ReadOnly(id))
     }
 
     pub(crate) fn remote_buf(

@@ -834,16 +834,29 @@ impl Drop for Qp {
     }
 }
 
-/// A zeroed, page-aligned allocation registered with a protection domain.
+/// A zeroed, page-aligned allocation registered with a protection domain,
+/// or memory the caller lent ([`Region::external`]).
 pub(crate) struct Region {
     mr: NonNull<ibv_mr>,
     buf: NonNull<u8>,
-    layout: Layout,
+    backing: Backing,
     len: usize,
 }
 
+/// Where a region's bytes come from, hence how they are released.
+enum Backing {
+    /// Allocated here with this layout, freed after deregistration.
+    Allocated(Layout),
+    /// Lent by the caller: the value owning the bytes, leaked from a `Box`
+    /// and held as a raw pointer (moving a `Box` asserts unique access to
+    /// its contents, which would invalidate `buf` when the bytes live inside
+    /// the owner). Dropped after deregistration; never written, since it is
+    /// registered without `IBV_ACCESS_LOCAL_WRITE` or remote rights.
+    Lent(NonNull<dyn Send + Sync>),
+}
+
 // SAFETY: see the module docs; the buffer is a heap allocation owned by the
-// region alone.
+// region alone, or lent memory whose owner is `Send + Sync`.
 unsafe impl Send for Region {}
 
 /// Registration granularity: page alignment keeps the HCA's translation
@@ -890,9 +903,48 @@ impl Region {
         Ok(Self {
             mr,
             buf,
-            layout,
+            backing: Backing::Allocated(layout),
             len,
         })
+    }
+
+    /// Register memory the caller lent, where it is, for local reads only
+    /// (access 0: a gather source of sends and RDMA writes). The HCA pins
+    /// the pages, so for a file mapping a later truncation leaves the NIC
+    /// reading the pinned (stale) pages rather than faulting.
+    pub(crate) fn external<M>(pd: &Pd, memory: M) -> Result<Self, RegisterError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let owner = NonNull::from(Box::leak(Box::new(memory)));
+        // SAFETY: `owner` points to the live value just leaked.
+        let bytes: &[u8] = unsafe { owner.as_ref() }.as_ref();
+        let (buf, len) = (NonNull::from(bytes).cast::<u8>(), bytes.len());
+        let owner: NonNull<dyn Send + Sync> = owner;
+        // SAFETY: live PD; `buf` is valid for `len` bytes for as long as
+        // `owner` lives, which is until after deregistration (Drop).
+        let mr = unsafe { ibv_reg_mr(pd.0.as_ptr(), buf.as_ptr().cast(), len, 0) };
+        let Some(mr) = NonNull::new(mr) else {
+            let errno = last_errno();
+            // SAFETY: leaked above, never registered: release it at once.
+            drop(unsafe { Box::from_raw(owner.as_ptr()) });
+            return Err(if errno == libc::ENOMEM {
+                RegisterError::NoMemory
+            } else {
+                RegisterError::Os(errno)
+            });
+        };
+        Ok(Self {
+            mr,
+            buf,
+            backing: Backing::Lent(owner),
+            len,
+        })
+    }
+
+    /// Whether the bytes were lent (and so must never be written).
+    pub(crate) fn is_lent(&self) -> bool {
+        matches!(self.backing, Backing::Lent(_))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -923,11 +975,16 @@ impl Region {
         unsafe { std::slice::from_raw_parts(self.buf.as_ptr(), self.len) }
     }
 
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`; `&mut self` makes this the only Rust
-        // reference, and the transport refuses it while a posted request
-        // uses the region.
-        unsafe { std::slice::from_raw_parts_mut(self.buf.as_ptr(), self.len) }
+    /// `None` for lent memory, which may be a read-only mapping and is
+    /// shared with its owner.
+    pub(crate) fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        if self.is_lent() {
+            return None;
+        }
+        // SAFETY: as in `bytes`; allocated here; `&mut self` makes this the
+        // only Rust reference, and the transport refuses it while a posted
+        // request uses the region.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.buf.as_ptr(), self.len) })
     }
 }
 
@@ -937,9 +994,14 @@ impl Drop for Region {
         // is gone or while no posted request references it.
         let rc = unsafe { ibv_dereg_mr(self.mr.as_ptr()) };
         if rc == 0 {
-            // SAFETY: allocated in `new` with `layout`; no longer registered,
-            // so the HCA can no longer write into it.
-            unsafe { alloc::dealloc(self.buf.as_ptr(), self.layout) };
+            match self.backing {
+                // SAFETY: allocated in `new` with `layout`; no longer
+                // registered, so the HCA can no longer write into it.
+                Backing::Allocated(layout) => unsafe { alloc::dealloc(self.buf.as_ptr(), layout) },
+                // SAFETY: leaked in `external` and released only here; no
+                // longer registered, so the HCA no longer reads it.
+                Backing::Lent(owner) => drop(unsafe { Box::from_raw(owner.as_ptr()) }),
+            }
         }
         // If deregistration failed the HCA may still own the pages: leaking
         // them is the only memory-safe choice.

@@ -410,6 +410,24 @@ impl Transport for VerbsTransport {
         Ok(id)
     }
 
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let id = RegionId(self.next_region);
+        let next = self
+            .next_region
+            .checked_add(1)
+            .ok_or(TransportError::NoMemory)?;
+        let region = Region::external(&self.pd, memory).map_err(|error| match error {
+            RegisterError::NoMemory => TransportError::NoMemory,
+            RegisterError::Os(errno) => TransportError::Os(errno),
+        })?;
+        self.regions.insert(id, RegionEntry { region, busy: 0 });
+        self.next_region = next;
+        Ok(id)
+    }
+
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
         if self.entry(region)?.busy > 0 {
             return Err(TransportError::Busy(region));
@@ -430,7 +448,10 @@ impl Transport for VerbsTransport {
         if entry.busy > 0 {
             return Err(TransportError::Busy(region));
         }
-        Ok(entry.region.bytes_mut())
+        entry
+            .region
+            .bytes_mut()
+            .ok_or(TransportError::ReadOnly(region))
     }
 
     fn remote_buf(
