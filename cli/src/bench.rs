@@ -1,16 +1,19 @@
 //! `rdio bench`: throughput and latency of reads and writes, plain and
 //! vectored, over request sizes and queue depths, through the in-process
-//! server.
+//! server or a remote one (`--server`).
 
+use crate::network::{ClientJob, Tuning, connect};
 use crate::size::Size;
 use anyhow::{Context, Result, bail};
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
 use rdio::embedded::{Embedded, EmbeddedOptions};
 use rdio::files::WriteSegment;
+use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
 use rdio_transport::Transport;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// What `bench` needs from the command line.
@@ -49,48 +52,116 @@ impl Op {
 /// Segments per vectored request.
 const SEGMENTS: usize = 4;
 
-pub fn run(bench: &Bench) -> Result<()> {
-    let largest = bench
-        .sizes
-        .iter()
-        .map(|s| s.0)
-        .max()
-        .context("no sizes given")?;
-    let deepest = bench
-        .queue_depths
-        .iter()
-        .copied()
-        .max()
-        .context("no queue depths given")?;
-    if bench.sizes.iter().any(|s| s.0 == 0) {
-        bail!("request sizes must be at least 1 byte");
+/// Request-size and depth limits of a run, and the file it works in.
+struct Plan {
+    largest: u64,
+    deepest: u16,
+    file_len: u64,
+}
+
+impl Bench {
+    fn plan(&self) -> Result<Plan> {
+        let largest = self
+            .sizes
+            .iter()
+            .map(|s| s.0)
+            .max()
+            .context("no sizes given")?;
+        let deepest = self
+            .queue_depths
+            .iter()
+            .copied()
+            .max()
+            .context("no queue depths given")?;
+        if self.sizes.iter().any(|s| s.0 == 0) {
+            bail!("request sizes must be at least 1 byte");
+        }
+        u32::try_from(largest).context("sizes must be below 4 GiB")?;
+        Ok(Plan {
+            largest,
+            deepest,
+            file_len: self.bytes.0.max(largest),
+        })
     }
-    let file_len = bench.bytes.0.max(largest);
+
+    fn mode(&self) -> CompletionMode {
+        if self.polling {
+            CompletionMode::Polling
+        } else {
+            CompletionMode::Interrupt
+        }
+    }
+}
+
+/// Against a server in this process, over the loopback transport.
+pub fn run(bench: &Bench) -> Result<()> {
+    let plan = bench.plan()?;
     let root = tempfile::Builder::new()
         .prefix("rdio-bench-")
         .tempdir()
         .context("cannot create a temporary root")?;
     let mut options = EmbeddedOptions::default();
-    options.client.io_size = u32::try_from(largest).context("sizes must be below 4 GiB")?;
-    options.client.queue_depth = usize::from(deepest);
-    options.client.mode = if bench.polling {
-        CompletionMode::Polling
-    } else {
-        CompletionMode::Interrupt
-    };
+    options.client.io_size = plan.largest as u32;
+    options.client.queue_depth = usize::from(plan.deepest);
+    options.client.mode = bench.mode();
     let mut pair =
         Embedded::start(root.path(), options).context("cannot start the in-process server")?;
+    measure_all(&mut pair.client, bench, &plan, "loopback", "bench.dat")?;
+    pair.finish().context("closing the connection failed")?;
+    Ok(())
+}
+
+/// Against a remote server (`bench --server`), in `file` under its root.
+#[derive(Debug)]
+pub struct Remote<'a> {
+    pub bench: &'a Bench,
+    pub server: SocketAddr,
+    pub file: String,
+    pub connect_timeout: Duration,
+    pub dead_peer_timeout: Duration,
+}
+
+impl ClientJob for Remote<'_> {
+    fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
+        let plan = self.bench.plan()?;
+        let tuning = Tuning {
+            io_size: plan.largest as u32,
+            queue_depth: usize::from(plan.deepest),
+            polling: self.bench.polling,
+            connect_timeout: self.connect_timeout,
+            dead_peer_timeout: self.dead_peer_timeout,
+        };
+        let mut client = connect(self.server, tuning, connector)
+            .with_context(|| format!("cannot connect to {}", self.server))?;
+        let over = format!("{} to {}", client.provider(), self.server);
+        measure_all(&mut client, self.bench, &plan, &over, &self.file)?;
+        client.shutdown().context("closing the connection failed")?;
+        Ok(())
+    }
+}
+
+/// Fill `path` through the protocol, then measure every operation, size
+/// and depth, one table row each.
+fn measure_all<T: Transport, S: Read + Write>(
+    client: &mut Client<T, S>,
+    bench: &Bench,
+    plan: &Plan,
+    over: &str,
+    path: &str,
+) -> Result<()> {
+    let file_len = plan.file_len;
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-    let file = pair
-        .client
-        .open("bench.dat", flags)
-        .context("cannot create the bench file")?;
+    let file = client
+        .open(path, flags)
+        .with_context(|| format!("cannot create the bench file {path}"))?;
     // Fill the file so reads find data, through the protocol itself.
-    let fill: Vec<u8> = (0..largest.min(8 << 20)).map(|i| (i % 251) as u8).collect();
+    let fill: Vec<u8> = (0..plan.largest.min(8 << 20))
+        .map(|i| (i % 251) as u8)
+        .collect();
     let mut offset = 0;
     while offset < file_len {
         let n = fill.len().min((file_len - offset) as usize);
-        pair.client
+        client
             .write_at(&file, offset, &fill[..n])
             .context("filling the bench file failed")?;
         offset += n as u64;
@@ -102,7 +173,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         "interrupt"
     };
     println!(
-        "rdio bench: {} per measurement over loopback, {mode} completions, {} per file",
+        "rdio bench: {} per measurement over {over}, {mode} completions, {} per file",
         Size(bench.bytes.0),
         Size(file_len)
     );
@@ -114,7 +185,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         for size in &bench.sizes {
             for &depth in &bench.queue_depths {
                 let result = measure(
-                    &mut pair.client,
+                    client,
                     &file,
                     op,
                     size.0 as usize,
@@ -142,8 +213,7 @@ pub fn run(bench: &Bench) -> Result<()> {
             }
         }
     }
-    pair.client.close(file).context("close failed")?;
-    pair.finish().context("closing the connection failed")?;
+    client.close(file).context("close failed")?;
     Ok(())
 }
 

@@ -1,18 +1,18 @@
 //! `rdio cp SRC DST`: SRC goes to the server's root and comes back as DST,
 //! through the whole protocol, and both ends are checked by SHA-256.
 
+use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use rdio::client::CompletionMode;
 use rdio::embedded::{Embedded, EmbeddedOptions};
 use rdio_core::wire::OpenFlags;
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What `cp` needs from the command line.
 #[derive(Debug)]
@@ -146,40 +146,4 @@ pub fn run(copy: &Copy) -> Result<()> {
         hex(&sent),
     );
     Ok(())
-}
-
-fn progress_bar(total: u64) -> ProgressBar {
-    // Hidden automatically when stderr is not a terminal.
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg:>3} [{bar:40}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read(&mut buf[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-fn rate(bytes: u64, elapsed: Duration) -> String {
-    let seconds = elapsed.as_secs_f64();
-    if seconds <= 0.0 {
-        return "instant".to_owned();
-    }
-    format!("{}/s", Size((bytes as f64 / seconds) as u64))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,4 +1,5 @@
-//! `rdio`: copy files through an rdio server and measure it.
+//! `rdio`: serve a directory over RDMA, copy files to and from it, and
+//! measure it.
 //!
 //! Every failure ends the process with a non-zero status and one line on
 //! standard error, `rdio: error: ...`: usage errors exit with 2, everything
@@ -6,16 +7,22 @@
 
 mod bench;
 mod cp;
+mod network;
 mod remote;
+mod report;
+mod serve;
 mod size;
+mod transfer;
 
-use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use network::{Transport, Tuning, require_loopback, seconds, with_connector};
 use remote::RemotePath;
 use size::Size;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Offload file I/O to a server over RDMA (the LWIO protocol).
 #[derive(Debug, Parser)]
@@ -26,23 +33,14 @@ use std::process::ExitCode;
     arg_required_else_help = false
 )]
 struct Cli {
-    /// RDMA transport. `loopback` connects an in-process server through
-    /// memory; `verbs` (ibverbs) and `fabric` (libfabric) reach a remote one.
-    #[arg(long, global = true, value_enum, default_value_t = Transport::Loopback)]
-    transport: Transport,
+    /// RDMA transport [default: loopback for cp and bench, which run their
+    /// server in-process; fabric for serve, get, put and bench --server].
+    /// `verbs` needs an RDMA device and a build with the `verbs` feature.
+    #[arg(long, global = true, value_enum)]
+    transport: Option<Transport>,
 
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Transport {
-    /// In-memory reliable connection to a server in this process.
-    Loopback,
-    /// ibverbs + rdma_cm (needs RDMA hardware or rxe/siw).
-    Verbs,
-    /// libfabric FI_EP_MSG endpoints.
-    Fabric,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +51,7 @@ enum Command {
     /// Measure reads and writes (plain and vectored) over sizes and queue
     /// depths: MB/s, IOPS and latency percentiles.
     Bench(BenchArgs),
-    /// Serve a directory to rdio clients.
+    /// Serve a directory to rdio clients until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Download a file from an rdio server.
     Get(GetArgs),
@@ -82,6 +80,50 @@ struct CpArgs {
     polling: bool,
 }
 
+/// How a networked client reaches its server.
+#[derive(Debug, Args)]
+struct NetArgs {
+    /// libfabric provider for --transport fabric (see `fi_info -l`).
+    #[arg(long, default_value = "tcp")]
+    provider: String,
+    /// Seconds to wait for the server: the side channel's connect and
+    /// answers, and the RDMA handshake.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    connect_timeout: Duration,
+    /// Seconds of silence from the server, with requests outstanding,
+    /// after which it is declared dead.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    dead_peer_timeout: Duration,
+}
+
+/// How `get` and `put` move data.
+#[derive(Debug, Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    /// Bytes per read or write request (e.g. 256K, 1M).
+    #[arg(long, default_value = "1MiB")]
+    io_size: Size,
+    /// Requests kept in flight.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
+    queue_depth: u16,
+    /// Poll status blocks instead of waiting for completion interrupts.
+    #[arg(long)]
+    polling: bool,
+}
+
+impl ClientArgs {
+    fn tuning(&self) -> Result<Tuning> {
+        Ok(Tuning {
+            io_size: u32::try_from(self.io_size.0).context("--io-size must be below 4 GiB")?,
+            queue_depth: usize::from(self.queue_depth),
+            polling: self.polling,
+            connect_timeout: self.net.connect_timeout,
+            dead_peer_timeout: self.net.dead_peer_timeout,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 struct BenchArgs {
     /// Request sizes, comma separated.
@@ -96,6 +138,16 @@ struct BenchArgs {
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
     polling: bool,
+    /// Measure against the rdio server at HOST:PORT instead of one in this
+    /// process.
+    #[arg(long)]
+    server: Option<String>,
+    /// With --server: the file, under the server's root, that is written
+    /// and read (left there afterwards).
+    #[arg(long, default_value = "rdio-bench.dat", requires = "server")]
+    file: String,
+    #[command(flatten)]
+    net: NetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -103,17 +155,27 @@ struct ServeArgs {
     /// Directory to serve; clients cannot reach outside it.
     #[arg(long)]
     root: PathBuf,
-    /// Side-channel address to listen on, e.g. 127.0.0.1:7472.
+    /// Side-channel address to listen on, e.g. 127.0.0.1:7472 (port 0
+    /// picks one; the address is printed). The RDMA endpoint uses the same
+    /// IP address, so it must be a specific one, not 0.0.0.0.
     #[arg(long)]
     listen: SocketAddr,
+    /// libfabric provider for --transport fabric (see `fi_info -l`).
+    #[arg(long, default_value = "tcp")]
+    provider: String,
+    /// Port of the RDMA endpoint [default: any free port].
+    #[arg(long, default_value_t = 0)]
+    rdma_port: u16,
 }
 
 #[derive(Debug, Args)]
 struct GetArgs {
     /// Remote file, HOST:PORT:PATH.
     remote: RemotePath,
-    /// Local destination.
+    /// Local destination (a file, or a directory to put it in).
     local: PathBuf,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -122,25 +184,24 @@ struct PutArgs {
     local: PathBuf,
     /// Remote destination, HOST:PORT:PATH.
     remote: RemotePath,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
-/// An honest refusal: the command exists but this build cannot carry it out.
-#[derive(Debug)]
-struct NotAvailable(&'static str);
-
-impl std::fmt::Display for NotAvailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "not available in this build: {}", self.0)
-    }
-}
-
-impl std::error::Error for NotAvailable {}
-
-const NO_NETWORK: &str = "networked operation (a TCP side channel plus verbs/fabric connection setup) is not implemented yet; `rdio cp` and `rdio bench` run a server in-process over the loopback transport";
 fn run(cli: Cli) -> Result<()> {
+    let networked = match &cli.command {
+        Command::Cp(_) => false,
+        Command::Bench(args) => args.server.is_some(),
+        Command::Serve(_) | Command::Get(_) | Command::Put(_) => true,
+    };
+    let transport = cli.transport.unwrap_or(if networked {
+        Transport::Fabric
+    } else {
+        Transport::Loopback
+    });
     match cli.command {
         Command::Cp(args) => {
-            check_loopback(cli.transport)?;
+            require_loopback(transport, "cp")?;
             cp::run(&cp::Copy {
                 src: args.src,
                 dst: args.dst,
@@ -151,26 +212,60 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Bench(args) => {
-            check_loopback(cli.transport)?;
-            bench::run(&bench::Bench {
+            let bench = bench::Bench {
                 sizes: args.sizes,
                 queue_depths: args.queue_depths,
                 bytes: args.bytes,
                 polling: args.polling,
-            })
+            };
+            let Some(server) = args.server else {
+                require_loopback(transport, "bench")?;
+                return bench::run(&bench);
+            };
+            let server = server
+                .to_socket_addrs()
+                .with_context(|| format!("invalid --server '{server}': expected HOST:PORT"))?
+                .next()
+                .with_context(|| format!("{server} has no address"))?;
+            let remote = bench::Remote {
+                bench: &bench,
+                server,
+                file: args.file,
+                connect_timeout: args.net.connect_timeout,
+                dead_peer_timeout: args.net.dead_peer_timeout,
+            };
+            with_connector(
+                transport,
+                &args.net.provider,
+                args.net.connect_timeout,
+                remote,
+            )
         }
-        Command::Serve(_) | Command::Get(_) | Command::Put(_) => {
-            Err(NotAvailable(NO_NETWORK).into())
+        Command::Serve(args) => serve::run(&serve::Serve {
+            root: args.root,
+            listen: args.listen,
+            transport,
+            provider: args.provider,
+            rdma_port: args.rdma_port,
+        }),
+        Command::Get(args) => {
+            let get = transfer::Get {
+                remote: args.remote,
+                local: args.local,
+                tuning: args.client.tuning()?,
+            };
+            let net = &args.client.net;
+            with_connector(transport, &net.provider, net.connect_timeout, &get)
         }
-    }
-}
-
-/// `cp` and `bench` run their server in this process, which only the
-/// loopback transport can reach.
-fn check_loopback(transport: Transport) -> Result<()> {
-    match transport {
-        Transport::Loopback => Ok(()),
-        Transport::Verbs | Transport::Fabric => Err(NotAvailable(NO_NETWORK).into()),
+        Command::Put(args) => {
+            let put = transfer::Put {
+                local: args.local,
+                remote: args.remote,
+                tuning: args.client.tuning()?,
+            };
+            let net = &args.client.net;
+            with_connector(transport, &net.provider, net.connect_timeout, &put)
+        }
     }
 }
 

@@ -38,6 +38,17 @@ impl fmt::Display for RemotePathError {
 
 impl std::error::Error for RemotePathError {}
 
+impl fmt::Display for RemotePath {
+    /// The form it was given in: `HOST:PORT:PATH`, IPv6 hosts in brackets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}:{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "{}:{}:{}", self.host, self.port, self.path)
+        }
+    }
+}
+
 impl FromStr for RemotePath {
     type Err = RemotePathError;
 
@@ -104,6 +115,14 @@ mod tests {
             Ok(("server".into(), 1, "a:b".into()))
         );
         assert_eq!(parse("[::1]:7472:f"), Ok(("::1".into(), 7472, "f".into())));
+    }
+
+    #[test]
+    fn displays_as_parsed() {
+        for text in ["127.0.0.1:7472:data/file", "[::1]:9:a:b", "host:1:f"] {
+            let remote: RemotePath = text.parse().expect("valid");
+            assert_eq!(remote.to_string(), text);
+        }
     }
 
     #[test]

@@ -65,26 +65,93 @@ fn usage_errors_are_one_line_with_status_2() {
     );
 }
 
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
 #[test]
-fn networked_commands_are_refused_honestly() {
-    let not_available = "not available in this build";
+fn networked_commands_explain_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().expect("utf-8");
     assert_one_line_error(
-        &["serve", "--root", "/tmp", "--listen", "127.0.0.1:7472"],
+        &["serve", "--root", missing, "--listen", "127.0.0.1:0"],
         1,
-        not_available,
+        "cannot serve",
     );
-    assert_one_line_error(&["get", "127.0.0.1:7472:file", "/tmp/x"], 1, not_available);
     assert_one_line_error(
-        &["put", "/etc/hostname", "127.0.0.1:7472:file"],
+        &[
+            "serve",
+            "--root",
+            "/tmp",
+            "--listen",
+            "127.0.0.1:0",
+            "--provider",
+            "no-such-provider",
+        ],
         1,
-        not_available,
+        "no-such-provider",
     );
-    assert_one_line_error(&["--transport", "verbs", "bench"], 1, not_available);
+    let unreachable = format!("127.0.0.1:{}:file", closed_port());
+    let local = dir.path().join("x");
+    let local = local.to_str().expect("utf-8");
+    assert_one_line_error(&["get", &unreachable, local], 1, "cannot connect");
+    assert!(!dir.path().join("x").exists(), "nothing written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("list").count(),
+        0,
+        "no partial file left behind"
+    );
+    assert_one_line_error(&["put", "/etc/hostname", &unreachable], 1, "cannot connect");
+    assert_one_line_error(&["put", missing, &unreachable], 1, "cannot open");
     assert_one_line_error(
-        &["--transport", "fabric", "cp", "/etc/hostname", "/tmp/x"],
+        &["--transport", "fabric", "cp", "/etc/hostname", local],
         1,
-        not_available,
+        "runs its server in this process",
     );
+    assert_one_line_error(
+        &["--transport", "loopback", "get", &unreachable, local],
+        1,
+        "only reaches a server in this process",
+    );
+}
+
+/// This machine's kernel has no RDMA (ibv_get_device_list fails with
+/// ENOSYS): `--transport verbs` must say so, not crash or hang.
+#[test]
+fn verbs_without_devices_says_so() {
+    if std::path::Path::new("/sys/class/infiniband").exists() {
+        eprintln!("skipped: this host has RDMA devices (/sys/class/infiniband)");
+        return;
+    }
+    let unreachable = format!("127.0.0.1:{}:file", closed_port());
+    assert_one_line_error(
+        &[
+            "--transport",
+            "verbs",
+            "get",
+            &unreachable,
+            "/tmp/rdio-never-written",
+        ],
+        1,
+        "no RDMA devices",
+    );
+    assert_one_line_error(
+        &[
+            "--transport",
+            "verbs",
+            "serve",
+            "--root",
+            "/tmp",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        1,
+        "no RDMA devices",
+    );
+    assert_one_line_error(&["--transport", "verbs", "bench"], 1, "no RDMA devices");
 }
 
 #[test]

@@ -163,19 +163,9 @@ impl fmt::Display for NetError {
     }
 }
 
-impl std::error::Error for NetError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Unreachable { error, .. } | Self::Listen { error, .. } | Self::Os(error) => {
-                Some(error)
-            }
-            Self::RdmaListen(error) | Self::RdmaConnect { error, .. } => Some(error.as_ref()),
-            Self::Client(error) => Some(error),
-            Self::Server(error) => Some(error),
-            Self::UnspecifiedEndpoint(_) | Self::BadEndpoint(_) | Self::EngineStopped => None,
-        }
-    }
-}
+/// The inner error's text is part of `Display` (so one line says it all),
+/// hence no `source`, as with [`ClientError`].
+impl std::error::Error for NetError {}
 
 impl From<ClientError> for NetError {
     fn from(error: ClientError) -> Self {

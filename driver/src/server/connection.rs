@@ -7,7 +7,7 @@ use crate::files::FileId;
 use rdio_core::error::Violation;
 use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
 use rdio_core::time::Instant;
-use rdio_core::wire::{BufferDescriptor, ReadSegment, Status};
+use rdio_core::wire::{BufferDescriptor, MAX_SEGMENTS, ReadSegment, Status};
 use rdio_transport::{
     Access, Completion, CompletionKind, RemoteBuf, Transport, TransportError, WcError,
 };
@@ -99,10 +99,14 @@ struct ReadPiece {
 struct PendingRead {
     op: OpId,
     file: FileId,
-    segments: Vec<ReadSegment>,
+    /// Fixed capacity: no heap allocation per read.
+    segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
 }
 
 /// Work from the core, owned so the core can be driven while it is done.
+// A job lives on the stack for one turn of the event loop; boxing the read
+// would put a heap allocation on every read.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Authenticate(rdio_core::wire::AuthKey),
     Register(OpId, rdio_core::wire::ResumeKey),
@@ -119,7 +123,8 @@ impl From<ServerEvent<'_>> for Job {
             ServerEvent::Read { op, file, segments } => Self::Read(PendingRead {
                 op,
                 file,
-                segments: segments.to_vec(),
+                // The core never hands out more than MAX_SEGMENTS.
+                segments: segments.iter().copied().take(MAX_SEGMENTS).collect(),
             }),
             ServerEvent::CloseFile { file } => Self::CloseFile(file),
             ServerEvent::Terminated { reason } => Self::Terminated(reason),
@@ -494,14 +499,14 @@ impl<T: Transport> ServerConnection<T> {
         &mut self,
         bounce: usize,
         read: &PendingRead,
-    ) -> Result<(u64, Vec<ReadPiece>), Status> {
+    ) -> Result<(u64, heapless::Vec<ReadPiece, MAX_SEGMENTS>), Status> {
         let file = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
         let region = self.bounces.region(bounce).map_err(|_| Status::IoError)?;
         let buffer = self
             .transport
             .region_mut(region)
             .map_err(|_| Status::IoError)?;
-        let mut writes = Vec::with_capacity(read.segments.len());
+        let mut writes = heapless::Vec::new();
         let mut position = 0usize;
         let mut total = 0u64;
         for segment in &read.segments {
@@ -513,11 +518,13 @@ impl<T: Transport> ServerConnection<T> {
                 .read_at(segment.offset(), target)
                 .map_err(|e| e.status())?;
             if got > 0 {
-                writes.push(ReadPiece {
-                    offset: position,
-                    len: got,
-                    dest,
-                });
+                writes
+                    .push(ReadPiece {
+                        offset: position,
+                        len: got,
+                        dest,
+                    })
+                    .map_err(|_| Status::TooLarge)?;
             }
             total += got as u64;
             position = end;

@@ -1,0 +1,105 @@
+//! `rdio serve`: export a directory to rdio clients on the network until
+//! SIGINT or SIGTERM.
+
+use crate::network::{Transport, setup};
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{SigSet, Signal};
+use rdio::files::Root;
+use rdio::net::fabric::FabricListener;
+use rdio::net::{EventLog, NetEvent, NetServer, RdmaListener};
+use rdio::server::ServerOptions;
+use rdio_core::wire::ProviderName;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `serve` needs from the command line.
+#[derive(Debug)]
+pub struct Serve {
+    pub root: PathBuf,
+    pub listen: SocketAddr,
+    pub transport: Transport,
+    pub provider: String,
+    pub rdma_port: u16,
+}
+
+pub fn run(serve: &Serve) -> Result<()> {
+    // Before any thread starts, so every thread inherits the mask: from
+    // here on SIGINT/SIGTERM stay pending for the sigwait below instead of
+    // killing the process mid-write. (A handler would not do: libfabric's
+    // providers install their own, which re-raise with the default action.)
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    stop.thread_block()
+        .context("cannot block SIGINT and SIGTERM")?;
+    let root =
+        Root::new(&serve.root).with_context(|| format!("cannot serve {}", serve.root.display()))?;
+    // The RDMA endpoint shares the side channel's address: the one address
+    // clients are known to reach.
+    let rdma = SocketAddr::new(serve.listen.ip(), serve.rdma_port);
+    let server = match serve.transport {
+        Transport::Fabric => start(
+            root,
+            serve,
+            FabricListener::bind(rdma, &serve.provider).map_err(setup)?,
+        )?,
+        Transport::Verbs => verbs(root, serve, rdma)?,
+        Transport::Loopback => bail!(
+            "the loopback transport only reaches clients in this process; \
+             serve with --transport fabric (the default) or verbs"
+        ),
+    };
+    let offered: Vec<String> = server
+        .server()
+        .options()
+        .providers
+        .iter()
+        .map(|p: &ProviderName| p.as_str().to_owned())
+        .collect();
+    // Scripts (and the tests) read the address from this line, which
+    // matters with port 0.
+    println!(
+        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}",
+        server.pipe_addr(),
+        server.endpoint(),
+        offered.join(", "),
+        serve.root.display()
+    );
+    let _ = std::io::stdout().flush();
+    let signal = stop.wait().context("cannot wait for SIGINT or SIGTERM")?;
+    eprintln!("rdio serve: {}: stopping", signal.as_str());
+    server.shutdown();
+    eprintln!("rdio serve: stopped");
+    Ok(())
+}
+
+fn start(root: Root, serve: &Serve, listener: impl RdmaListener) -> Result<NetServer> {
+    let log: EventLog = Arc::new(|event: &NetEvent<'_>| eprintln!("rdio serve: {event}"));
+    // NetServer::start takes the providers and endpoint from the listener.
+    let provider = *listener
+        .providers()
+        .first()
+        .context("the transport offers no provider")?;
+    Ok(NetServer::start(
+        root,
+        serve.listen,
+        listener,
+        ServerOptions::new(provider, b""),
+        log,
+    )?)
+}
+
+#[cfg(feature = "verbs")]
+fn verbs(root: Root, serve: &Serve, rdma: SocketAddr) -> Result<NetServer> {
+    let listener =
+        rdio::net::verbs::VerbsRdmaListener::bind(rdma, &rdio_verbs::VerbsConfig::default())
+            .map_err(setup)?;
+    start(root, serve, listener)
+}
+
+#[cfg(not(feature = "verbs"))]
+fn verbs(_: Root, _: &Serve, _: SocketAddr) -> Result<NetServer> {
+    Err(crate::network::verbs_unavailable())
+}

@@ -1,0 +1,224 @@
+//! `rdio get` and `rdio put`: one file between this host and an rdio
+//! server, SHA-256 of the bytes moved in the summary.
+//!
+//! A download lands in a temporary file next to its destination and is
+//! renamed over it only once complete and on disk (fsync of the file, then
+//! of the directory), so an interrupted transfer never looks like a
+//! complete file. The protocol has no rename, so an upload writes the
+//! remote file in place; a failure says how far it got.
+
+use crate::network::{ClientJob, Tuning, connect, resolve};
+use crate::remote::RemotePath;
+use crate::report::{hex, progress_bar, rate, read_full};
+use crate::size::Size;
+use anyhow::{Context, Result, anyhow, bail};
+use rdio::net::RdmaConnector;
+use rdio_core::wire::OpenFlags;
+use sha2::{Digest, Sha256};
+use std::fs::{File, Permissions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What `get` needs from the command line.
+#[derive(Debug)]
+pub struct Get {
+    pub remote: RemotePath,
+    pub local: PathBuf,
+    pub tuning: Tuning,
+}
+
+/// What `put` needs from the command line.
+#[derive(Debug)]
+pub struct Put {
+    pub local: PathBuf,
+    pub remote: RemotePath,
+    pub tuning: Tuning,
+}
+
+/// Where a download goes: `local`, or inside it under the remote file's
+/// name when `local` is a directory.
+fn destination(local: &Path, remote: &str) -> Result<PathBuf> {
+    if !local.is_dir() {
+        return Ok(local.to_owned());
+    }
+    let name = Path::new(remote).file_name().with_context(|| {
+        format!(
+            "{remote} has no file name to use inside {}",
+            local.display()
+        )
+    })?;
+    Ok(local.join(name))
+}
+
+impl ClientJob for &Get {
+    fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
+        let target = destination(&self.local, &self.remote.path)?;
+        let dir = match target.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let name = target
+            .file_name()
+            .with_context(|| format!("{} has no file name", target.display()))?;
+        // The temporary file first: a bad destination fails before any
+        // network traffic.
+        let mut partial = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".rdio-part")
+            // Like any new file: 0666 less the umask.
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+
+        let server = resolve(&self.remote.host, self.remote.port)?;
+        let mut client = connect(server, self.tuning, connector)
+            .with_context(|| format!("cannot connect to {server}"))?;
+        let file = client
+            .open(&self.remote.path, OpenFlags::READ)
+            .with_context(|| format!("cannot open {} on the server", self.remote.path))?;
+        let mut buffer = vec![0u8; client.io_size() * client.queue_depth()];
+        let progress = progress_bar(file.size);
+        progress.set_message("get");
+        let started = Instant::now();
+        let mut digest = Sha256::new();
+        let mut offset = 0u64;
+        let failed = |offset: u64, error: anyhow::Error| {
+            anyhow!(
+                "download of {} failed after {offset} of {} bytes: {error:#}; {} was not written",
+                self.remote,
+                file.size,
+                target.display()
+            )
+        };
+        loop {
+            let n = client
+                .read_at(&file, offset, &mut buffer)
+                .map_err(|e| failed(offset, e.into()))?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buffer[..n]);
+            partial
+                .write_all(&buffer[..n])
+                .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
+            offset += n as u64;
+            progress.inc(n as u64);
+        }
+        partial
+            .as_file()
+            .sync_all()
+            .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
+        let elapsed = started.elapsed();
+        progress.finish_and_clear();
+        partial
+            .persist(&target)
+            .with_context(|| format!("cannot rename the download to {}", target.display()))?;
+        // The rename itself must survive a crash too.
+        File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot fsync {}", dir.display()))?;
+        client.close(file).context("close on the server failed")?;
+        client.shutdown().context("closing the connection failed")?;
+        println!(
+            "got {} -> {}: {} in {:.2} s ({}), sha256 {}",
+            self.remote,
+            target.display(),
+            Size(offset),
+            elapsed.as_secs_f64(),
+            rate(offset, elapsed),
+            hex(&digest.finalize()),
+        );
+        Ok(())
+    }
+}
+
+impl ClientJob for &Put {
+    fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
+        let mut local = File::open(&self.local)
+            .with_context(|| format!("cannot open {}", self.local.display()))?;
+        let meta = local
+            .metadata()
+            .with_context(|| format!("cannot stat {}", self.local.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", self.local.display());
+        }
+        let size = meta.len();
+        let server = resolve(&self.remote.host, self.remote.port)?;
+        let mut client = connect(server, self.tuning, connector)
+            .with_context(|| format!("cannot connect to {server}"))?;
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let file = client
+            .open(&self.remote.path, flags)
+            .with_context(|| format!("cannot create {} on the server", self.remote.path))?;
+        let mut buffer = vec![0u8; client.io_size() * client.queue_depth()];
+        let progress = progress_bar(size);
+        progress.set_message("put");
+        let started = Instant::now();
+        let mut digest = Sha256::new();
+        let mut offset = 0u64;
+        let failed = |offset: u64, error: anyhow::Error| {
+            anyhow!(
+                "upload of {} failed after {offset} of {size} bytes: {error:#}; {} on the \
+                 server is incomplete",
+                self.local.display(),
+                self.remote
+            )
+        };
+        loop {
+            let n = read_full(&mut local, &mut buffer)
+                .map_err(|e| failed(offset, anyhow!(e).context("local read")))?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buffer[..n]);
+            client
+                .write_at(&file, offset, &buffer[..n])
+                .map_err(|e| failed(offset, e.into()))?;
+            offset += n as u64;
+            progress.inc(n as u64);
+        }
+        let elapsed = started.elapsed();
+        progress.finish_and_clear();
+        if offset != size {
+            bail!(
+                "{} changed size while being uploaded ({size} bytes, then {offset}); {} on the \
+                 server holds the {offset} bytes read",
+                self.local.display(),
+                self.remote
+            );
+        }
+        client.close(file).context("close on the server failed")?;
+        client.shutdown().context("closing the connection failed")?;
+        println!(
+            "put {} -> {}: {} in {:.2} s ({}), sha256 {}",
+            self.local.display(),
+            self.remote,
+            Size(offset),
+            elapsed.as_secs_f64(),
+            rate(offset, elapsed),
+            hex(&digest.finalize()),
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn a_directory_destination_takes_the_remote_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            destination(dir.path(), "a/b/file.bin").expect("name"),
+            dir.path().join("file.bin")
+        );
+        let file = dir.path().join("chosen");
+        assert_eq!(destination(&file, "a/b/file.bin").expect("name"), file);
+        fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        assert!(destination(&dir.path().join("sub"), "..").is_err());
+    }
+}
