@@ -1,6 +1,14 @@
 //! `rdio bench`: throughput and latency of reads and writes, plain and
 //! vectored, over request sizes and queue depths, through the in-process
 //! server or a remote one (`--server`).
+//!
+//! Every run also measures a baseline at the same sizes, in the same
+//! process and run, and reports rdio's throughput as a ratio of it: for the
+//! in-process (loopback) server, a `memcpy` between two buffers as large as
+//! the bench file (the loopback wire is a memory copy); over fabric, a bare
+//! `fi_write` loop (for reads, which the server completes by RDMA write) or
+//! `fi_send` loop (for writes, which travel in sends) between two libfabric
+//! endpoints on 127.0.0.1, same provider, window = queue depth.
 
 use crate::network::{ClientJob, Tuning, connect};
 use crate::size::Size;
@@ -10,6 +18,7 @@ use rdio::embedded::{Embedded, EmbeddedOptions};
 use rdio::files::WriteSegment;
 use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
+use rdio_fabric::raw::{self, RawConfig, RawOp};
 use rdio_transport::Transport;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -23,6 +32,18 @@ pub struct Bench {
     pub queue_depths: Vec<u16>,
     pub bytes: Size,
     pub polling: bool,
+}
+
+/// What rdio's throughput is compared against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// `memcpy` of the request size between two buffers of the file's size.
+    Memcpy,
+    /// Raw libfabric `fi_write` / `fi_send` loops over this provider on
+    /// 127.0.0.1.
+    Fabric(String),
+    /// No baseline (e.g. `--transport verbs`, which has no raw loop here).
+    None,
 }
 
 /// The measured operations.
@@ -47,6 +68,44 @@ impl Op {
             Self::WriteV => "writev",
         }
     }
+
+    /// The raw fabric operation that moves this op's data: the server
+    /// completes reads by RDMA write, writes travel in sends.
+    fn raw(self) -> RawOp {
+        match self {
+            Self::Read | Self::ReadV => RawOp::Write,
+            Self::Write | Self::WriteV => RawOp::Send,
+        }
+    }
+}
+
+/// One line of the results: an rdio measurement or a baseline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// `read`, `write`, `readv`, `writev`, or the baseline's name
+    /// (`memcpy`, `fi_write`, `fi_send`).
+    pub op: &'static str,
+    /// Whether this row is a baseline.
+    pub baseline: bool,
+    /// Bytes per request.
+    pub size: u64,
+    /// Requests (or raw operations) in flight; `None` for memcpy.
+    pub depth: Option<u16>,
+    pub megabytes_per_second: f64,
+    pub iops: f64,
+    /// Latency percentiles, where measured (not for raw fabric loops, which
+    /// only time the whole stream).
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+    /// rdio MB/s over the matching baseline's MB/s (rdio rows only).
+    pub ratio: Option<f64>,
+}
+
+/// Which baseline measurement an rdio row is compared against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BaselineKey {
+    Memcpy { size: u64 },
+    Raw { op: RawOp, size: u64, depth: u16 },
 }
 
 /// Segments per vectored request.
@@ -94,7 +153,7 @@ impl Bench {
 }
 
 /// Against a server in this process, over the loopback transport.
-pub fn run(bench: &Bench) -> Result<()> {
+pub fn run(bench: &Bench) -> Result<Vec<Row>> {
     let plan = bench.plan()?;
     let root = tempfile::Builder::new()
         .prefix("rdio-bench-")
@@ -106,9 +165,16 @@ pub fn run(bench: &Bench) -> Result<()> {
     options.client.mode = bench.mode();
     let mut pair =
         Embedded::start(root.path(), options).context("cannot start the in-process server")?;
-    measure_all(&mut pair.client, bench, &plan, "loopback", "bench.dat")?;
+    let rows = measure_all(
+        &mut pair.client,
+        bench,
+        &plan,
+        "loopback",
+        "bench.dat",
+        &Baseline::Memcpy,
+    )?;
     pair.finish().context("closing the connection failed")?;
-    Ok(())
+    Ok(rows)
 }
 
 /// Against a remote server (`bench --server`), in `file` under its root.
@@ -119,6 +185,9 @@ pub struct Remote<'a> {
     pub file: String,
     pub connect_timeout: Duration,
     pub dead_peer_timeout: Duration,
+    pub baseline: Baseline,
+    /// Where the rows go once measured.
+    pub rows: &'a mut Vec<Row>,
 }
 
 impl ClientJob for Remote<'_> {
@@ -134,21 +203,30 @@ impl ClientJob for Remote<'_> {
         let mut client = connect(self.server, tuning, connector)
             .with_context(|| format!("cannot connect to {}", self.server))?;
         let over = format!("{} to {}", client.provider(), self.server);
-        measure_all(&mut client, self.bench, &plan, &over, &self.file)?;
+        *self.rows = measure_all(
+            &mut client,
+            self.bench,
+            &plan,
+            &over,
+            &self.file,
+            &self.baseline,
+        )?;
         client.shutdown().context("closing the connection failed")?;
         Ok(())
     }
 }
 
 /// Fill `path` through the protocol, then measure every operation, size
-/// and depth, one table row each.
+/// and depth, and the baselines they are compared against, one table row
+/// each (a baseline's row comes right before the first row that uses it).
 fn measure_all<T: Transport, S: Read + Write>(
     client: &mut Client<T, S>,
     bench: &Bench,
     plan: &Plan,
     over: &str,
     path: &str,
-) -> Result<()> {
+    baseline: &Baseline,
+) -> Result<Vec<Row>> {
     let file_len = plan.file_len;
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
     let file = client
@@ -173,17 +251,49 @@ fn measure_all<T: Transport, S: Read + Write>(
         "interrupt"
     };
     println!(
-        "rdio bench: {} per measurement over {over}, {mode} completions, {} per file",
+        "rdio bench: {} per measurement over {over}, {mode} completions, {} per file; {}",
         Size(bench.bytes.0),
-        Size(file_len)
+        Size(file_len),
+        match baseline {
+            Baseline::Memcpy => "baseline memcpy".to_owned(),
+            Baseline::Fabric(provider) =>
+                format!("baseline raw fi_write/fi_send over {provider} on 127.0.0.1"),
+            Baseline::None => "no baseline".to_owned(),
+        }
     );
     println!(
-        "{:<7} {:>10} {:>4} {:>10} {:>10} {:>10} {:>10}",
-        "op", "size", "qd", "MB/s", "IOPS", "p50 µs", "p99 µs"
+        "{:<8} {:>10} {:>4} {:>10} {:>10} {:>10} {:>10} {:>7}",
+        "op", "size", "qd", "MB/s", "IOPS", "p50 µs", "p99 µs", "ratio"
     );
+    let mut rows = Vec::new();
+    // Few enough (sizes x depths x 2) for a linear search.
+    let mut baselines: Vec<(BaselineKey, f64)> = Vec::new();
     for op in Op::ALL {
         for size in &bench.sizes {
             for &depth in &bench.queue_depths {
+                let key = match baseline {
+                    Baseline::Memcpy => Some(BaselineKey::Memcpy { size: size.0 }),
+                    Baseline::Fabric(_) => Some(BaselineKey::Raw {
+                        op: op.raw(),
+                        size: size.0,
+                        depth,
+                    }),
+                    Baseline::None => None,
+                };
+                let reference = match key {
+                    Some(key) => Some(match baselines.iter().find(|(k, _)| *k == key) {
+                        Some(&(_, mbps)) => mbps,
+                        None => {
+                            let row = measure_baseline(baseline, key, bench.bytes.0, file_len)?;
+                            print_row(&row);
+                            let mbps = row.megabytes_per_second;
+                            rows.push(row);
+                            baselines.push((key, mbps));
+                            mbps
+                        }
+                    }),
+                    None => None,
+                };
                 let result = measure(
                     client,
                     &file,
@@ -200,21 +310,140 @@ fn measure_all<T: Transport, S: Read + Write>(
                         Size(size.0)
                     )
                 })?;
-                println!(
-                    "{:<7} {:>10} {:>4} {:>10.1} {:>10.0} {:>10.1} {:>10.1}",
-                    op.name(),
-                    Size(size.0).to_string(),
-                    depth,
-                    result.megabytes_per_second,
-                    result.iops,
-                    micros(result.p50),
-                    micros(result.p99)
-                );
+                let row = Row {
+                    op: op.name(),
+                    baseline: false,
+                    size: size.0,
+                    depth: Some(depth),
+                    megabytes_per_second: result.megabytes_per_second,
+                    iops: result.iops,
+                    p50: Some(result.p50),
+                    p99: Some(result.p99),
+                    ratio: reference.map(|r| result.megabytes_per_second / r),
+                };
+                print_row(&row);
+                rows.push(row);
             }
         }
     }
     client.close(file).context("close failed")?;
-    Ok(())
+    Ok(rows)
+}
+
+fn print_row(row: &Row) {
+    let depth = row.depth.map_or("-".to_owned(), |d| d.to_string());
+    let latency = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", micros(d)));
+    let ratio = row.ratio.map_or("-".to_owned(), |r| format!("{r:.3}"));
+    println!(
+        "{:<8} {:>10} {:>4} {:>10.1} {:>10.0} {:>10} {:>10} {:>7}",
+        row.op,
+        Size(row.size).to_string(),
+        depth,
+        row.megabytes_per_second,
+        row.iops,
+        latency(row.p50),
+        latency(row.p99),
+        ratio
+    );
+}
+
+/// Measure the baseline `key` names: as many bytes as an rdio row moves.
+fn measure_baseline(
+    baseline: &Baseline,
+    key: BaselineKey,
+    total: u64,
+    file_len: u64,
+) -> Result<Row> {
+    match (baseline, key) {
+        (_, BaselineKey::Memcpy { size }) => {
+            let result = measure_memcpy(size as usize, total, file_len);
+            Ok(Row {
+                op: "memcpy",
+                baseline: true,
+                size,
+                depth: None,
+                megabytes_per_second: result.megabytes_per_second,
+                iops: result.iops,
+                p50: Some(result.p50),
+                p99: Some(result.p99),
+                ratio: None,
+            })
+        }
+        (Baseline::Fabric(provider), BaselineKey::Raw { op, size, depth }) => {
+            let config = RawConfig {
+                op,
+                size: size as usize,
+                count: total.div_ceil(size).max(1) as usize,
+                window: usize::from(depth),
+            };
+            let name = match op {
+                RawOp::Write => "fi_write",
+                RawOp::Send => "fi_send",
+            };
+            let result = raw::run(provider, config).with_context(|| {
+                format!(
+                    "the {name} baseline of {} at window {depth} over {provider} failed",
+                    Size(size)
+                )
+            })?;
+            let elapsed = result.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+            Ok(Row {
+                op: name,
+                baseline: true,
+                size,
+                depth: Some(depth),
+                megabytes_per_second: result.bytes_per_sec() / 1e6,
+                iops: config.count as f64 / elapsed,
+                p50: None,
+                p99: None,
+                ratio: None,
+            })
+        }
+        (_, BaselineKey::Raw { .. }) => bail!("no raw fabric baseline without a provider"),
+    }
+}
+
+/// `memcpy` of `size` bytes at a time between two buffers of `file_len`
+/// bytes (the bench's working set), walking them as an rdio row walks the
+/// file, until `total` bytes are copied. Both buffers are touched first (no
+/// page faults in the timing, as rdio's registered buffers are resident);
+/// throughput is timed over the whole loop, then latencies copy by copy in
+/// a second pass, so reading the clock does not count against small sizes.
+fn measure_memcpy(size: usize, total: u64, file_len: u64) -> Measurement {
+    let len = (file_len as usize).max(size);
+    let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let mut dst = vec![1u8; len];
+    let count = total.div_ceil(size as u64).max(1);
+    let slots = (len / size).max(1);
+    let copy = |dst: &mut [u8], i: u64| {
+        let at = (i as usize % slots) * size;
+        dst[at..at + size].copy_from_slice(std::hint::black_box(&src[at..at + size]));
+        std::hint::black_box(&mut *dst);
+    };
+    let started = Instant::now();
+    for i in 0..count {
+        copy(&mut dst, i);
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    let latencies = (0..count)
+        .map(|i| {
+            let copy_started = Instant::now();
+            copy(&mut dst, i);
+            copy_started.elapsed()
+        })
+        .collect();
+    summarize(latencies, count, size, elapsed)
+}
+
+fn summarize(mut latencies: Vec<Duration>, count: u64, size: usize, elapsed: f64) -> Measurement {
+    latencies.sort_unstable();
+    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    Measurement {
+        megabytes_per_second: (count * size as u64) as f64 / elapsed / 1e6,
+        iops: count as f64 / elapsed,
+        p50: percentile(0.50),
+        p99: percentile(0.99),
+    }
 }
 
 struct Measurement {
@@ -260,14 +489,7 @@ fn measure<T: Transport, S: Read + Write>(
         }
     }
     let elapsed = started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
-    latencies.sort_unstable();
-    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    Ok(Measurement {
-        megabytes_per_second: (count * size as u64) as f64 / elapsed / 1e6,
-        iops: count as f64 / elapsed,
-        p50: percentile(0.50),
-        p99: percentile(0.99),
-    })
+    Ok(summarize(latencies, count, size, elapsed))
 }
 
 fn submit<T: Transport, S: Read + Write>(

@@ -130,7 +130,7 @@ struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "4K,64K,1M")]
     sizes: Vec<Size>,
     /// Queue depths, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = clap::value_parser!(u16).range(1..=32))]
+    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = clap::value_parser!(u16).range(1..=64))]
     queue_depths: Vec<u16>,
     /// Bytes moved per measurement.
     #[arg(long, default_value = "32MiB")]
@@ -220,19 +220,27 @@ fn run(cli: Cli) -> Result<()> {
             };
             let Some(server) = args.server else {
                 require_loopback(transport, "bench")?;
-                return bench::run(&bench);
+                bench::run(&bench)?;
+                return Ok(());
             };
             let server = server
                 .to_socket_addrs()
                 .with_context(|| format!("invalid --server '{server}': expected HOST:PORT"))?
                 .next()
                 .with_context(|| format!("{server} has no address"))?;
+            let mut rows = Vec::new();
             let remote = bench::Remote {
                 bench: &bench,
                 server,
                 file: args.file,
                 connect_timeout: args.net.connect_timeout,
                 dead_peer_timeout: args.net.dead_peer_timeout,
+                baseline: if transport == Transport::Fabric {
+                    bench::Baseline::Fabric(args.net.provider.clone())
+                } else {
+                    bench::Baseline::None
+                },
+                rows: &mut rows,
             };
             with_connector(
                 transport,

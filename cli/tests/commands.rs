@@ -96,19 +96,51 @@ fn bench_prints_one_row_per_measurement() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = stdout.lines().skip(2).collect();
-    assert_eq!(rows.len(), 4 * 2 * 2, "{stdout}");
-    for op in ["read", "write", "readv", "writev"] {
+    // 4 ops x 2 sizes x 2 depths, and one memcpy baseline per size.
+    assert_eq!(rows.len(), 4 * 2 * 2 + 2, "{stdout}");
+    for (op, count) in [
+        ("read", 4),
+        ("write", 4),
+        ("readv", 4),
+        ("writev", 4),
+        ("memcpy", 2),
+    ] {
         assert_eq!(
             rows.iter()
                 .filter(|row| row.split_whitespace().next() == Some(op))
                 .count(),
-            4,
+            count,
             "{op}: {stdout}"
         );
     }
-    for row in rows {
-        let columns: Vec<&str> = row.split_whitespace().collect();
-        let throughput: f64 = columns[columns.len() - 4].parse().expect("MB/s");
+    // op, size (two words), qd, MB/s, IOPS, p50, p99, ratio.
+    let columns: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    let memcpy_mbps = |size: &[&str]| -> f64 {
+        let row = columns
+            .iter()
+            .find(|c| c[0] == "memcpy" && c[1..3] == *size)
+            .expect("a memcpy row for every size");
+        row[4].parse().expect("MB/s")
+    };
+    for (row, columns) in rows.iter().zip(&columns) {
+        assert_eq!(columns.len(), 9, "{row}");
+        let throughput: f64 = columns[4].parse().expect("MB/s");
         assert!(throughput > 0.0, "{row}");
+        if columns[0] == "memcpy" {
+            assert_eq!(columns[3], "-", "memcpy has no queue depth: {row}");
+            assert_eq!(columns[8], "-", "a baseline has no ratio: {row}");
+        } else {
+            // The ratio is this row's MB/s over its size's memcpy MB/s (both
+            // printed rounded, hence the tolerance).
+            let ratio: f64 = columns[8].parse().expect("ratio");
+            let expected = throughput / memcpy_mbps(&columns[1..3]);
+            assert!(
+                (ratio - expected).abs() <= 0.0006 + expected * 0.01,
+                "ratio {ratio}, expected {expected}: {stdout}"
+            );
+        }
     }
 }
