@@ -1,0 +1,555 @@
+//! `rdio serve`, `get`, `put` and `bench --server` across processes: the
+//! real binary on both sides, over libfabric's `tcp` provider on 127.0.0.1,
+//! and across two network namespaces joined by a veth pair.
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+
+/// Deterministic pseudo-random bytes (xorshift64*), different per seed.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A running `rdio serve`, stopped by SIGTERM (or killed) when dropped.
+struct Served {
+    child: Child,
+    /// The side-channel address it printed, `HOST:PORT`.
+    addr: String,
+}
+
+impl Served {
+    /// Start `rdio serve` over `root` on `host` (port 0: the kernel picks),
+    /// through `prefix` (e.g. `ip netns exec NAME`), and wait for the line
+    /// that names its address.
+    fn start(prefix: &[&str], root: &Path, host: &str) -> Self {
+        let listen = format!("{host}:0");
+        let root = root.to_str().expect("utf-8 root");
+        let args = ["serve", "--root", root, "--listen", listen.as_str()];
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(RDIO);
+                command
+            }
+            None => Command::new(RDIO),
+        };
+        let mut child = command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rdio serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        // "rdio serve: listening on HOST:PORT (RDMA endpoint ...), serving DIR"
+        let addr = line
+            .strip_prefix("rdio serve: listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line from rdio serve: {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    fn remote(&self, path: &str) -> String {
+        format!("{}:{path}", self.addr)
+    }
+
+    fn pid(&self) -> rustix::process::Pid {
+        let raw = i32::try_from(self.child.id()).expect("pid");
+        rustix::process::Pid::from_raw(raw).expect("non-zero pid")
+    }
+
+    /// SIGTERM, then the exit status, within `limit`.
+    fn stop(mut self, limit: Duration) -> std::process::ExitStatus {
+        rustix::process::kill_process(self.pid(), rustix::process::Signal::TERM).expect("SIGTERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "rdio serve did not stop within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the server vanishes without a word, as on a crash.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn run(prefix: &[&str], args: &[&str]) -> Output {
+    let mut command = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(RDIO);
+            command
+        }
+        None => Command::new(RDIO),
+    };
+    command.args(args).output().expect("run rdio")
+}
+
+fn assert_success(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstdout {stdout}\nstderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Put `data` to the server as `name`, check it on the server's disk, get
+/// it back, and compare bytes and the printed SHA-256 both ways.
+fn round_trip(
+    prefix: &[&str],
+    served: &Served,
+    root: &Path,
+    name: &str,
+    data: &[u8],
+    extra: &[&str],
+) {
+    let local = tempfile::tempdir().expect("tempdir");
+    let src = local.path().join("src");
+    fs::write(&src, data).expect("write source");
+    let digest = sha256_hex(data);
+    let remote = served.remote(name);
+    let src_arg = src.to_str().expect("utf-8");
+
+    let mut put = vec!["put", src_arg, remote.as_str()];
+    put.extend_from_slice(extra);
+    let stdout = assert_success(&run(prefix, &put), &format!("put {name}"));
+    assert!(stdout.contains(&digest), "put prints the digest: {stdout}");
+    assert_eq!(
+        fs::read(root.join(name)).expect("the server's copy"),
+        data,
+        "{name}: the server's file"
+    );
+
+    let back = local.path().join("back");
+    let back_arg = back.to_str().expect("utf-8");
+    let mut get = vec!["get", remote.as_str(), back_arg];
+    get.extend_from_slice(extra);
+    let stdout = assert_success(&run(prefix, &get), &format!("get {name}"));
+    assert!(stdout.contains(&digest), "get prints the digest: {stdout}");
+    let got = fs::read(&back).expect("downloaded file");
+    assert_eq!(got.len(), data.len(), "{name}: length");
+    assert_eq!(sha256_hex(&got), digest, "{name}: sha256");
+    // Nothing but the two files: no temporary left behind.
+    let mut names: Vec<_> = fs::read_dir(local.path())
+        .expect("list")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["back", "src"], "stray files next to the download");
+}
+
+/// Sizes around the edges: empty, one byte, page boundaries, past 1 MiB,
+/// and several requests' worth at the queue depth.
+const SIZES: [usize; 6] = [0, 1, 4095, 4096, (1 << 20) + 1, 9 << 20];
+
+#[test]
+fn get_and_put_random_files_between_two_processes_in_both_completion_modes() {
+    let root = tempfile::tempdir().expect("root");
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    for (mode, extra) in [
+        ("interrupt", &[][..]),
+        ("polling", &["--polling"][..]),
+        (
+            "small-requests",
+            &["--io-size", "64K", "--queue-depth", "3"][..],
+        ),
+    ] {
+        for (i, &size) in SIZES.iter().enumerate() {
+            let data = random_bytes(size, (i as u64) << 8 | mode.len() as u64);
+            round_trip(
+                &[],
+                &served,
+                root.path(),
+                &format!("{mode}-{size}.bin"),
+                &data,
+                extra,
+            );
+        }
+    }
+    // A get into a directory takes the remote name; the server's file is
+    // not touched by a get.
+    let dir = tempfile::tempdir().expect("dir");
+    let remote = served.remote("polling-4096.bin");
+    let out = run(&[], &["get", &remote, dir.path().to_str().expect("utf-8")]);
+    assert_success(&out, "get into a directory");
+    assert_eq!(
+        fs::read(dir.path().join("polling-4096.bin")).expect("file"),
+        fs::read(root.path().join("polling-4096.bin")).expect("server file")
+    );
+    let status = served.stop(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "rdio serve exits 0 on SIGTERM: {status:?}"
+    );
+}
+
+#[test]
+fn bench_against_a_served_directory_runs_every_operation() {
+    let root = tempfile::tempdir().expect("root");
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    for polling in [false, true] {
+        let mut args = vec![
+            "bench",
+            "--server",
+            served.addr.as_str(),
+            "--sizes",
+            "4K,64K",
+            "--queue-depths",
+            "1,4",
+            "--bytes",
+            "1MiB",
+        ];
+        if polling {
+            args.push("--polling");
+        }
+        let stdout = assert_success(&run(&[], &args), "bench --server");
+        for op in ["read", "write", "readv", "writev"] {
+            let rows = stdout
+                .lines()
+                .filter(|line| line.split_whitespace().next() == Some(op))
+                .count();
+            assert!(rows >= 4, "{op}: {rows} rows in\n{stdout}");
+        }
+        assert!(stdout.contains("ofi:tcp"), "names the provider: {stdout}");
+    }
+    assert!(
+        root.path().join("rdio-bench.dat").exists(),
+        "the bench file lives in the server's root"
+    );
+}
+
+#[test]
+fn a_missing_remote_file_is_one_clear_line_and_nothing_is_written() {
+    let root = tempfile::tempdir().expect("root");
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    let local = tempfile::tempdir().expect("local");
+    let dst = local.path().join("dst");
+    for remote in ["no-such-file", "../escape", "/etc/passwd"] {
+        let out = run(
+            &[],
+            &["get", &served.remote(remote), dst.to_str().expect("utf-8")],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{remote}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{remote}: {stderr}");
+        assert!(stderr.contains("cannot open"), "{remote}: {stderr}");
+        assert_eq!(
+            fs::read_dir(local.path()).expect("list").count(),
+            0,
+            "{remote}: nothing written locally"
+        );
+    }
+}
+
+/// How the server goes away mid-transfer.
+#[derive(Clone, Copy, PartialEq)]
+enum Vanish {
+    /// SIGKILL: its sockets close, the client hears of it at once.
+    Kill,
+    /// SIGSTOP: it falls silent with its connections open, as a hung host
+    /// or a cut cable; only the dead-peer timeout can tell.
+    Freeze,
+}
+
+/// Start a 192 MiB transfer, make the server vanish once it is under way,
+/// and return the client's output and how long it took to give up.
+fn vanish_mid_transfer(
+    upload: bool,
+    how: Vanish,
+) -> (Output, Duration, PathBuf, tempfile::TempDir) {
+    let root = tempfile::tempdir().expect("root");
+    let local = tempfile::tempdir().expect("local");
+    // Large enough to take seconds at this build's speed with small
+    // requests, so the kill lands mid-transfer.
+    let size = 192 << 20;
+    let data = random_bytes(size, 42);
+    let src = local.path().join("src");
+    let dst = local.path().join("dst");
+    if upload {
+        fs::write(&src, &data).expect("local file");
+    } else {
+        fs::write(root.path().join("big"), &data).expect("server file");
+    }
+    let mut served = Served::start(&[], root.path(), "127.0.0.1");
+    let remote = served.remote("big");
+    let (src, dst) = (src.to_str().expect("utf-8"), dst.to_str().expect("utf-8"));
+    let args: Vec<&str> = if upload {
+        vec!["put", src, &remote]
+    } else {
+        vec!["get", &remote, dst]
+    };
+    let client = Command::new(RDIO)
+        .args(&args)
+        .args([
+            "--io-size",
+            "16K",
+            "--queue-depth",
+            "2",
+            "--dead-peer-timeout",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    // Under way: the server has started writing the upload, or the client
+    // its temporary download file.
+    let started = Instant::now();
+    loop {
+        let moving = if upload {
+            fs::metadata(root.path().join("big")).is_ok_and(|m| m.len() > 0)
+        } else {
+            fs::read_dir(local.path())
+                .expect("list")
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".rdio-part"))
+        };
+        if moving {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    match how {
+        Vanish::Kill => served.kill(),
+        Vanish::Freeze => {
+            rustix::process::kill_process(served.pid(), rustix::process::Signal::STOP)
+                .expect("SIGSTOP");
+        }
+    }
+    let killed = Instant::now();
+    let out = client.wait_with_output().expect("client");
+    eprintln!(
+        "server gone; the client gave up {:?} later: {}",
+        killed.elapsed(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let local_dst = local.path().join("dst");
+    (out, killed.elapsed(), local_dst, local)
+}
+
+#[test]
+fn killing_the_server_mid_download_fails_clearly_and_leaves_no_file() {
+    let (out, took, dst, local) = vanish_mid_transfer(false, Vanish::Kill);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("download of"), "{stderr}");
+    assert!(stderr.contains("was not written"), "{stderr}");
+    // Within the dead-peer timeout (3 s) and some slack for the process.
+    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+    assert!(!dst.exists(), "no file under the final name");
+    assert_eq!(
+        fs::read_dir(local.path()).expect("list").count(),
+        0,
+        "no temporary file left behind"
+    );
+}
+
+#[test]
+fn killing_the_server_mid_upload_says_how_far_it_got() {
+    let (out, took, _, _local) = vanish_mid_transfer(true, Vanish::Kill);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("upload of"), "{stderr}");
+    assert!(stderr.contains("is incomplete"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+}
+
+#[test]
+fn a_silent_server_is_declared_dead_within_the_timeout() {
+    // --dead-peer-timeout 3: not before it (the client must not give up on
+    // a live server early), and not long after.
+    for upload in [false, true] {
+        let (out, took, dst, _local) = vanish_mid_transfer(upload, Vanish::Freeze);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            took >= Duration::from_millis(2500) && took < Duration::from_secs(15),
+            "gave up after {took:?}: {stderr}"
+        );
+        if !upload {
+            assert!(!dst.exists(), "no file under the final name");
+        }
+    }
+}
+
+/// Two network namespaces joined by a veth pair, deleted when dropped.
+struct Namespaces {
+    server: String,
+    client: String,
+}
+
+/// Link-local addresses, only ever inside the two namespaces made here.
+const SERVER_IP: &str = "169.254.77.1";
+const CLIENT_IP: &str = "169.254.77.2";
+
+impl Namespaces {
+    fn create() -> Result<Self, String> {
+        let tag = std::process::id();
+        let this = Self {
+            server: format!("rdio-srv-{tag}"),
+            client: format!("rdio-cli-{tag}"),
+        };
+        let (veth_s, veth_c) = (format!("rdios{tag}"), format!("rdioc{tag}"));
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), this.server.clone()],
+            vec!["netns".into(), "add".into(), this.client.clone()],
+            [
+                "link",
+                "add",
+                &veth_s,
+                "netns",
+                &this.server,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &veth_c,
+                "netns",
+                &this.client,
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for step in steps {
+            ip(&step)?;
+        }
+        for (ns, dev, addr) in [
+            (&this.server, &veth_s, SERVER_IP),
+            (&this.client, &veth_c, CLIENT_IP),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev].map(String::from))?;
+            ip(&["-n", ns, "link", "set", dev, "up"].map(String::from))?;
+            ip(&["-n", ns, "link", "set", "lo", "up"].map(String::from))?;
+        }
+        Ok(this)
+    }
+
+    fn exec(ns: &str) -> [&str; 4] {
+        ["ip", "netns", "exec", ns]
+    }
+}
+
+fn ip(args: &[String]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth, and so the pair.
+        for ns in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn files_cross_between_two_network_namespaces() {
+    let namespaces = match Namespaces::create() {
+        Ok(namespaces) => namespaces,
+        Err(why) => {
+            let message = format!(
+                "CANNOT TEST ACROSS HOSTS: network namespaces could not be created ({why}); \
+                 this test needs root and iproute2"
+            );
+            // CI runs as root and must run it; elsewhere, say so loudly.
+            if std::env::var_os("CI").is_some() {
+                panic!("{message}");
+            }
+            eprintln!("\n!!!!! {message} !!!!!\n");
+            return;
+        }
+    };
+    let root = tempfile::tempdir().expect("root");
+    let server_ns = Namespaces::exec(&namespaces.server);
+    let client_ns = Namespaces::exec(&namespaces.client);
+    let served = Served::start(&server_ns, root.path(), SERVER_IP);
+    assert!(served.addr.starts_with(SERVER_IP), "{}", served.addr);
+    // The client's namespace reaches the server only over the veth: its
+    // loopback has no server on it.
+    for (i, &size) in [0usize, 4096, (1 << 20) + 1, 9 << 20].iter().enumerate() {
+        let data = random_bytes(size, 1000 + i as u64);
+        round_trip(
+            &client_ns,
+            &served,
+            root.path(),
+            &format!("netns-{size}.bin"),
+            &data,
+            &[],
+        );
+        round_trip(
+            &client_ns,
+            &served,
+            root.path(),
+            &format!("netns-polling-{size}.bin"),
+            &data,
+            &["--polling"],
+        );
+    }
+    let status = served.stop(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "rdio serve exits 0 on SIGTERM: {status:?}"
+    );
+}
