@@ -5,7 +5,8 @@
 # that is already done. Needs root (or sudo) for apt.
 set -euo pipefail
 
-packages=(libibverbs-dev librdmacm-dev libclang-dev clang pkg-config libfabric-dev libfabric-bin)
+# fonts-dejavu-core: the text of `rdio bench --plot`.
+packages=(libibverbs-dev librdmacm-dev libclang-dev clang pkg-config libfabric-dev libfabric-bin fonts-dejavu-core)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -97,8 +97,18 @@ pub struct Row {
     /// only time the whole stream).
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
+    /// The baseline an rdio row is compared against.
+    pub compared_to: Option<&'static str>,
     /// rdio MB/s over the matching baseline's MB/s (rdio rows only).
     pub ratio: Option<f64>,
+}
+
+/// A run's rows and what they were measured over.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Results {
+    /// `loopback`, or the provider and server (`ofi:tcp to 127.0.0.1:7472`).
+    pub transport: String,
+    pub rows: Vec<Row>,
 }
 
 /// Which baseline measurement an rdio row is compared against.
@@ -153,7 +163,7 @@ impl Bench {
 }
 
 /// Against a server in this process, over the loopback transport.
-pub fn run(bench: &Bench) -> Result<Vec<Row>> {
+pub fn run(bench: &Bench) -> Result<Results> {
     let plan = bench.plan()?;
     let root = tempfile::Builder::new()
         .prefix("rdio-bench-")
@@ -174,7 +184,10 @@ pub fn run(bench: &Bench) -> Result<Vec<Row>> {
         &Baseline::Memcpy,
     )?;
     pair.finish().context("closing the connection failed")?;
-    Ok(rows)
+    Ok(Results {
+        transport: "loopback".to_owned(),
+        rows,
+    })
 }
 
 /// Against a remote server (`bench --server`), in `file` under its root.
@@ -186,8 +199,8 @@ pub struct Remote<'a> {
     pub connect_timeout: Duration,
     pub dead_peer_timeout: Duration,
     pub baseline: Baseline,
-    /// Where the rows go once measured.
-    pub rows: &'a mut Vec<Row>,
+    /// Where the results go once measured.
+    pub results: &'a mut Results,
 }
 
 impl ClientJob for Remote<'_> {
@@ -203,7 +216,7 @@ impl ClientJob for Remote<'_> {
         let mut client = connect(self.server, tuning, connector)
             .with_context(|| format!("cannot connect to {}", self.server))?;
         let over = format!("{} to {}", client.provider(), self.server);
-        *self.rows = measure_all(
+        let rows = measure_all(
             &mut client,
             self.bench,
             &plan,
@@ -211,6 +224,10 @@ impl ClientJob for Remote<'_> {
             &self.file,
             &self.baseline,
         )?;
+        *self.results = Results {
+            transport: over,
+            rows,
+        };
         client.shutdown().context("closing the connection failed")?;
         Ok(())
     }
@@ -267,7 +284,7 @@ fn measure_all<T: Transport, S: Read + Write>(
     );
     let mut rows = Vec::new();
     // Few enough (sizes x depths x 2) for a linear search.
-    let mut baselines: Vec<(BaselineKey, f64)> = Vec::new();
+    let mut baselines: Vec<(BaselineKey, &'static str, f64)> = Vec::new();
     for op in Op::ALL {
         for size in &bench.sizes {
             for &depth in &bench.queue_depths {
@@ -281,15 +298,15 @@ fn measure_all<T: Transport, S: Read + Write>(
                     Baseline::None => None,
                 };
                 let reference = match key {
-                    Some(key) => Some(match baselines.iter().find(|(k, _)| *k == key) {
-                        Some(&(_, mbps)) => mbps,
+                    Some(key) => Some(match baselines.iter().find(|(k, ..)| *k == key) {
+                        Some(&(_, name, mbps)) => (name, mbps),
                         None => {
                             let row = measure_baseline(baseline, key, bench.bytes.0, file_len)?;
                             print_row(&row);
-                            let mbps = row.megabytes_per_second;
+                            let found = (row.op, row.megabytes_per_second);
                             rows.push(row);
-                            baselines.push((key, mbps));
-                            mbps
+                            baselines.push((key, found.0, found.1));
+                            found
                         }
                     }),
                     None => None,
@@ -319,7 +336,8 @@ fn measure_all<T: Transport, S: Read + Write>(
                     iops: result.iops,
                     p50: Some(result.p50),
                     p99: Some(result.p99),
-                    ratio: reference.map(|r| result.megabytes_per_second / r),
+                    compared_to: reference.map(|(name, _)| name),
+                    ratio: reference.map(|(_, mbps)| result.megabytes_per_second / mbps),
                 };
                 print_row(&row);
                 rows.push(row);
@@ -366,6 +384,7 @@ fn measure_baseline(
                 iops: result.iops,
                 p50: Some(result.p50),
                 p99: Some(result.p99),
+                compared_to: None,
                 ratio: None,
             })
         }
@@ -396,6 +415,7 @@ fn measure_baseline(
                 iops: config.count as f64 / elapsed,
                 p50: None,
                 p99: None,
+                compared_to: None,
                 ratio: None,
             })
         }

@@ -6,6 +6,7 @@
 //! else with 1.
 
 mod bench;
+mod bench_output;
 mod cp;
 mod network;
 mod remote;
@@ -142,6 +143,13 @@ struct BenchArgs {
     /// process.
     #[arg(long)]
     server: Option<String>,
+    /// Also write every row (baselines and ratios included) to FILE as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw MB/s by request size to FILE as a PNG (needs a TrueType
+    /// font: fonts-dejavu-core, or $RDIO_PLOT_FONT).
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
     /// With --server: the file, under the server's root, that is written
     /// and read (left there afterwards).
     #[arg(long, default_value = "rdio-bench.dat", requires = "server")]
@@ -212,42 +220,69 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Bench(args) => {
+            // Both outputs are checked before anything is measured.
+            let csv = args
+                .csv
+                .as_deref()
+                .map(|path| bench_output::Pending::create(path, "--csv", ".csv"))
+                .transpose()?;
+            let plot = args
+                .plot
+                .as_deref()
+                .map(|path| {
+                    bench_output::register_font()?;
+                    bench_output::Pending::create(path, "--plot", ".png")
+                })
+                .transpose()?;
             let bench = bench::Bench {
                 sizes: args.sizes,
                 queue_depths: args.queue_depths,
                 bytes: args.bytes,
                 polling: args.polling,
             };
-            let Some(server) = args.server else {
-                require_loopback(transport, "bench")?;
-                bench::run(&bench)?;
-                return Ok(());
+            let results = match args.server {
+                None => {
+                    require_loopback(transport, "bench")?;
+                    bench::run(&bench)?
+                }
+                Some(server) => {
+                    let server = server
+                        .to_socket_addrs()
+                        .with_context(|| {
+                            format!("invalid --server '{server}': expected HOST:PORT")
+                        })?
+                        .next()
+                        .with_context(|| format!("{server} has no address"))?;
+                    let mut results = bench::Results::default();
+                    let remote = bench::Remote {
+                        bench: &bench,
+                        server,
+                        file: args.file,
+                        connect_timeout: args.net.connect_timeout,
+                        dead_peer_timeout: args.net.dead_peer_timeout,
+                        baseline: if transport == Transport::Fabric {
+                            bench::Baseline::Fabric(args.net.provider.clone())
+                        } else {
+                            bench::Baseline::None
+                        },
+                        results: &mut results,
+                    };
+                    with_connector(
+                        transport,
+                        &args.net.provider,
+                        args.net.connect_timeout,
+                        remote,
+                    )?;
+                    results
+                }
             };
-            let server = server
-                .to_socket_addrs()
-                .with_context(|| format!("invalid --server '{server}': expected HOST:PORT"))?
-                .next()
-                .with_context(|| format!("{server} has no address"))?;
-            let mut rows = Vec::new();
-            let remote = bench::Remote {
-                bench: &bench,
-                server,
-                file: args.file,
-                connect_timeout: args.net.connect_timeout,
-                dead_peer_timeout: args.net.dead_peer_timeout,
-                baseline: if transport == Transport::Fabric {
-                    bench::Baseline::Fabric(args.net.provider.clone())
-                } else {
-                    bench::Baseline::None
-                },
-                rows: &mut rows,
-            };
-            with_connector(
-                transport,
-                &args.net.provider,
-                args.net.connect_timeout,
-                remote,
-            )
+            if let Some(csv) = csv {
+                bench_output::write_csv(csv, &results)?;
+            }
+            if let Some(plot) = plot {
+                bench_output::write_plot(plot, &results)?;
+            }
+            Ok(())
         }
         Command::Serve(args) => serve::run(&serve::Serve {
             root: args.root,

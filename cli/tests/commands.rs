@@ -144,3 +144,118 @@ fn bench_prints_one_row_per_measurement() {
         }
     }
 }
+
+fn bench_quick(extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "bench",
+        "--sizes",
+        "4K,8K",
+        "--queue-depths",
+        "1,2",
+        "--bytes",
+        "64K",
+    ];
+    args.extend_from_slice(extra);
+    rdio(&args)
+}
+
+#[test]
+fn bench_writes_csv_and_plot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("bench.csv");
+    let plot = dir.path().join("bench.png");
+    let out = bench_quick(&[
+        "--csv",
+        csv.to_str().expect("utf-8"),
+        "--plot",
+        plot.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&csv).expect("csv written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("transport,op,kind,size_bytes,queue_depth,mb_per_s"));
+    // Same rows as the table: 16 rdio rows and 2 memcpy baselines.
+    assert_eq!(lines.len(), 1 + 16 + 2, "{text}");
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 11, "{line}");
+        assert_eq!(fields[0], "loopback");
+        let mbps: f64 = fields[5].parse().expect("mb_per_s");
+        assert!(mbps > 0.0, "{line}");
+        match fields[2] {
+            "baseline" => assert_eq!((fields[1], fields[10]), ("memcpy", ""), "{line}"),
+            "rdio" => {
+                assert_eq!(fields[9], "memcpy", "{line}");
+                assert!(fields[10].parse::<f64>().expect("ratio") > 0.0, "{line}");
+            }
+            other => panic!("kind {other}: {line}"),
+        }
+    }
+    let png = fs::read(&plot).expect("plot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|name| name != "bench.csv" && name != "bench.png")
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bench_output_paths_fail_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-dir").join("bench.csv");
+    let plot = dir.path().join("bench.png");
+    let not_a_font = dir.path().join("font.ttf");
+    fs::write(&not_a_font, b"not a font").expect("write");
+    let cases: [(Vec<&str>, Option<&str>, &str); 3] = [
+        (
+            vec!["--csv", missing.to_str().expect("utf-8")],
+            None,
+            "rdio: error: cannot write --csv",
+        ),
+        (
+            vec!["--plot", dir.path().to_str().expect("utf-8")],
+            None,
+            "is a directory",
+        ),
+        (
+            vec!["--plot", plot.to_str().expect("utf-8")],
+            Some(not_a_font.to_str().expect("utf-8")),
+            "is not a readable TrueType font",
+        ),
+    ];
+    for (extra, font, expected) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rdio"));
+        command.args([
+            "bench",
+            "--sizes",
+            "4K",
+            "--queue-depths",
+            "1",
+            "--bytes",
+            "16K",
+        ]);
+        command.args(&extra);
+        if let Some(font) = font {
+            command.env("RDIO_PLOT_FONT", font);
+        }
+        let out = command.output().expect("run rdio");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("rdio: error: "), "{stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+    // Nothing under a final name, no temporary files.
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|name| name != "font.ttf")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
