@@ -130,6 +130,9 @@ pub struct Client<T: Transport, S: Read + Write> {
     slots: Pool,
     slot_request: Vec<Option<RequestId>>,
     slot_sends: Vec<usize>,
+    /// `read_at`/`write_at`'s requests in flight (ticket, buffer offset,
+    /// length), kept between calls so a call allocates nothing.
+    pipeline: VecDeque<(Ticket, usize, usize)>,
     /// One status block per slot, written by the server (claim 20).
     status_region: RegionId,
     outcomes: HashMap<RequestId, Outcome>,
@@ -232,8 +235,13 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             slots,
             slot_request: vec![None; options.queue_depth],
             slot_sends: vec![0; options.queue_depth],
+            pipeline: VecDeque::with_capacity(options.queue_depth),
             status_region,
-            outcomes: HashMap::new(),
+            // Outcomes wait here at most one per slot (plus a few of
+            // registrations and closes); at under half the table's capacity
+            // hashbrown clears its tombstones in place instead of growing,
+            // so the steady state never allocates.
+            outcomes: HashMap::with_capacity(4 * options.queue_depth + 16),
             authenticated: false,
             terminated: None,
             lost: None,
@@ -414,13 +422,16 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let total = segments.iter().map(|&(_, len)| len).sum();
         let slot = self.begin(total)?;
         let submitted = (|| {
-            let mut wire_segments = Vec::with_capacity(segments.len());
+            // At most MAX_SEGMENTS (checked above): no heap allocation.
+            let mut wire_segments = heapless::Vec::<_, MAX_SEGMENTS>::new();
             let mut position = 0;
             for &(offset, len) in segments {
-                wire_segments.push(wire::ReadSegment::new(
-                    offset,
-                    self.descriptor(slot, position, len)?,
-                ));
+                wire_segments
+                    .push(wire::ReadSegment::new(
+                        offset,
+                        self.descriptor(slot, position, len)?,
+                    ))
+                    .map_err(|_| ClientError::InvalidArgument(TOO_MANY_SEGMENTS))?;
                 position += len;
             }
             let status = self.status_descriptor(slot)?;
@@ -463,7 +474,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         check_segment_count(segments.len())?;
         let total = segments.iter().map(|s| s.data.len()).sum();
         let slot = self.begin(total)?;
-        let data: Vec<&[u8]> = segments.iter().map(|s| s.data).collect();
+        let data: heapless::Vec<&[u8], MAX_SEGMENTS> = segments.iter().map(|s| s.data).collect();
         let submitted = self.fill(slot, &data).and_then(|()| {
             let wire_segments =
                 wire_write_segments(segments.iter().map(|s| (s.offset, s.data.len())))?;
@@ -540,7 +551,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         buf: &mut [u8],
     ) -> Result<usize, ClientError> {
         let chunk = self.io_size();
-        let mut in_flight: VecDeque<(Ticket, usize, usize)> = VecDeque::new();
+        let mut in_flight = std::mem::take(&mut self.pipeline);
         let mut next = 0;
         let result = loop {
             let mut failed = None;
@@ -567,7 +578,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 Err(e) => break Err(e),
             }
         };
-        self.drain(in_flight.into_iter().map(|(ticket, _, _)| ticket));
+        self.drain(in_flight.drain(..).map(|(ticket, _, _)| ticket));
+        self.pipeline = in_flight;
         result
     }
 
@@ -579,14 +591,14 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         data: &[u8],
     ) -> Result<(), ClientError> {
         let chunk = self.io_size();
-        let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+        let mut in_flight = std::mem::take(&mut self.pipeline);
         let mut next = 0;
         let result = loop {
             let mut failed = None;
             while in_flight.len() < self.queue_depth() && next < data.len() {
                 let len = chunk.min(data.len() - next);
                 match self.submit_write(file, offset + next as u64, &data[next..next + len]) {
-                    Ok(ticket) => in_flight.push_back((ticket, len)),
+                    Ok(ticket) => in_flight.push_back((ticket, next, len)),
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -597,7 +609,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             if let Some(e) = failed {
                 break Err(e);
             }
-            let Some((ticket, len)) = in_flight.pop_front() else {
+            let Some((ticket, _, len)) = in_flight.pop_front() else {
                 break Ok(());
             };
             match self.wait(ticket, &mut []) {
@@ -611,7 +623,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 Err(e) => break Err(e),
             }
         };
-        self.drain(in_flight.into_iter().map(|(ticket, _)| ticket));
+        self.drain(in_flight.drain(..).map(|(ticket, _, _)| ticket));
+        self.pipeline = in_flight;
         result
     }
 
@@ -622,7 +635,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         file: &RemoteFile,
         segments: &mut [ReadSegment<'_>],
     ) -> Result<u64, ClientError> {
-        let shape: Vec<(u64, usize)> = segments.iter().map(|s| (s.offset, s.buf.len())).collect();
+        check_segment_count(segments.len())?;
+        let shape: heapless::Vec<(u64, usize), MAX_SEGMENTS> =
+            segments.iter().map(|s| (s.offset, s.buf.len())).collect();
         let ticket = self.submit_read_vectored(file, &shape)?;
         let slot = ticket.slot;
         let result = self.settle(&ticket).and_then(|bytes| {
@@ -1092,18 +1107,19 @@ fn cut_off_status(reason: Violation) -> Status {
     }
 }
 
+const TOO_MANY_SEGMENTS: &str = "a vectored request has 1 to 16 segments";
+
 fn check_segment_count(count: usize) -> Result<(), ClientError> {
     if count == 0 || count > MAX_SEGMENTS {
-        return Err(ClientError::InvalidArgument(
-            "a vectored request has 1 to 16 segments",
-        ));
+        return Err(ClientError::InvalidArgument(TOO_MANY_SEGMENTS));
     }
     Ok(())
 }
 
+/// At most [`MAX_SEGMENTS`] (the caller checked): no heap allocation.
 fn wire_write_segments(
     segments: impl Iterator<Item = (u64, usize)>,
-) -> Result<Vec<wire::WriteSegment>, ClientError> {
+) -> Result<heapless::Vec<wire::WriteSegment, MAX_SEGMENTS>, ClientError> {
     segments
         .map(|(offset, len)| {
             let len = u32::try_from(len).map_err(|_| ClientError::TooLarge {
