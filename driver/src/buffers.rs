@@ -46,6 +46,9 @@ pub(crate) enum Work {
     Send { buffer: usize, data: Option<usize> },
     /// An RDMA write of read data from a server bounce buffer.
     ReadData(usize),
+    /// An RDMA write of read data straight from a leased file mapping, by
+    /// the connection's mapping slot.
+    MappedRead(usize),
 }
 
 const TAG_SHIFT: u32 = 56;
@@ -61,6 +64,7 @@ impl Work {
                 (2 << TAG_SHIFT) | (data << INDEX_BITS) | buffer as u64
             }
             Self::ReadData(i) => (3 << TAG_SHIFT) | i as u64,
+            Self::MappedRead(i) => (4 << TAG_SHIFT) | i as u64,
         }
     }
 
@@ -77,6 +81,7 @@ impl Work {
                 })
             }
             3 => Some(Self::ReadData(index)),
+            4 => Some(Self::MappedRead(index)),
             _ => None,
         }
     }
@@ -314,6 +319,8 @@ mod tests {
                 data: Some(31),
             },
             Work::ReadData(1),
+            Work::MappedRead(0),
+            Work::MappedRead(1000),
         ] {
             assert_eq!(Work::from_id(work.id()), Some(work));
         }

@@ -39,6 +39,12 @@ pub struct WriteSegment<'a> {
     pub data: &'a [u8],
 }
 
+impl std::os::fd::AsFd for File {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
 impl File {
     pub(super) fn new(fd: OwnedFd, flags: OpenFlags) -> Self {
         Self {
@@ -189,7 +195,9 @@ impl File {
         Ok(total)
     }
 
-    fn check_read(&self, offset: u64, len: usize) -> Result<(), FileError> {
+    /// Whether a read of `len` bytes at `offset` is allowed: the open mode
+    /// and the offset range, as [`File::read_at`] checks them.
+    pub fn check_read(&self, offset: u64, len: usize) -> Result<(), FileError> {
         if !self.flags.contains(OpenFlags::READ) {
             return Err(FileError::NotReadable);
         }

@@ -11,10 +11,12 @@
 
 mod error;
 mod file;
+mod mapping;
 mod root;
 mod table;
 
 pub use error::{FileError, OpenError, TableFull, UnknownFile};
 pub use file::{File, ReadSegment, WriteSegment};
+pub use mapping::{FileLease, FileMap};
 pub use root::Root;
 pub use table::{FileId, FileTable};

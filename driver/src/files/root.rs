@@ -6,10 +6,15 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// How often an open is retried when the kernel reports a concurrent rename
 /// or mount during confined resolution (`EAGAIN`, see `openat2(2)`).
 const RENAME_RACE_RETRIES: usize = 8;
+
+/// How long an open waits for a lease holder to let go before failing.
+const LEASE_BREAK_WAIT: Duration = Duration::from_secs(2);
+const LEASE_BREAK_POLL: Duration = Duration::from_millis(1);
 
 /// Permission bits of files created through CREATE (before the umask).
 const CREATE_MODE: u32 = 0o644;
@@ -68,10 +73,19 @@ impl Root {
             Mode::empty()
         };
         let mut attempts = 0;
+        let mut waited = Duration::ZERO;
         let fd = loop {
             match rustix::fs::openat2(&self.dir, path, oflags, mode, resolve) {
                 Ok(fd) => break fd,
                 Err(Errno::AGAIN | Errno::INTR) if attempts < RENAME_RACE_RETRIES => attempts += 1,
+                // An open for writing breaks a read lease on the file (with
+                // O_NONBLOCK it fails with EAGAIN meanwhile): a connection
+                // serving the file from a mapping (`super::mapping`) lets go
+                // within milliseconds.
+                Err(Errno::AGAIN) if waited < LEASE_BREAK_WAIT => {
+                    std::thread::sleep(LEASE_BREAK_POLL);
+                    waited += LEASE_BREAK_POLL;
+                }
                 Err(errno) => return Err(open_errno(errno)),
             }
         };

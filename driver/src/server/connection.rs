@@ -3,17 +3,19 @@
 
 use super::{Server, ServerError};
 use crate::buffers::{Clock, Pool, Receives, Work, release, set_up};
-use crate::files::FileId;
+use crate::files::{FileId, FileLease};
 use rdio_core::error::Violation;
 use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
 use rdio_core::time::Instant;
-use rdio_core::wire::{BufferDescriptor, MAX_SEGMENTS, ReadSegment, Status};
+use rdio_core::wire::{BufferDescriptor, MAX_SEGMENTS, OpenFlags, ReadSegment, Status};
 use rdio_transport::{
-    Access, Completion, CompletionKind, RemoteBuf, Transport, TransportError, WcError,
+    Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
+    WcError,
 };
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
@@ -103,6 +105,22 @@ struct PendingRead {
     segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
 }
 
+/// A registered file served from a read-only mapping under a read lease
+/// (zero-copy reads, see [`FileLease`]): read data is RDMA-written straight
+/// from the page cache.
+#[derive(Debug)]
+struct Mapped {
+    file: FileId,
+    /// The mapping, registered with the transport (which owns it).
+    region: RegionId,
+    lease: FileLease,
+    /// RDMA writes posted from the mapping and not yet completed.
+    in_flight: usize,
+    /// A lease break began (or the file was closed): no more reads from the
+    /// mapping; it is released once `in_flight` drops to zero.
+    revoked: bool,
+}
+
 /// Work from the core, owned so the core can be driven while it is done.
 // A job lives on the stack for one turn of the event loop; boxing the read
 // would put a heap allocation on every read.
@@ -147,6 +165,9 @@ pub struct ServerConnection<T: Transport> {
     bounces: Pool,
     bounce_writes: Vec<usize>,
     reads: VecDeque<PendingRead>,
+    /// Leased mappings by slot (the slot is the work-request id's index).
+    mapped: Vec<Option<Mapped>>,
+    mapped_by_file: HashMap<FileId, usize>,
     /// Files registered on this connection, closed when it ends.
     files: HashSet<FileId>,
     control: Receiver<Control>,
@@ -224,6 +245,8 @@ impl Server {
             bounces,
             bounce_writes: vec![0; read_buffers],
             reads: VecDeque::new(),
+            mapped: Vec::new(),
+            mapped_by_file: HashMap::new(),
             files: HashSet::new(),
             control,
             control_sender,
@@ -253,16 +276,21 @@ impl<T: Transport> ServerConnection<T> {
     /// buffer and close the files registered on it.
     pub fn run(mut self) -> ConnectionEnd {
         let end = self.drive();
+        let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
+        self.mapped_by_file.clear();
         let regions: Vec<_> = self
             .sends
             .regions()
             .chain(self.bounces.regions())
             .chain([self.receives.region()])
+            .chain(mapped.iter().map(|m| m.region))
             .collect();
         // Deregistration fails only for a region still busy after the
         // flush, which the transport frees when it is dropped: the
         // connection's end is the more useful report.
         let _ = release(&mut self.transport, regions);
+        // Only now, with the mappings unregistered, may the leases go.
+        drop(mapped);
         self.server.close_files(self.files.drain());
         end
     }
@@ -302,11 +330,18 @@ impl<T: Transport> ServerConnection<T> {
                 progress = true;
             }
             if let Some((reason, deadline)) = self.closing {
-                if (self.sends.all_free() && self.bounces.all_free()) || now >= deadline {
+                let idle = self.sends.all_free()
+                    && self.bounces.all_free()
+                    && self.mapped.iter().flatten().all(|m| m.in_flight == 0);
+                if idle || now >= deadline {
                     return ConnectionEnd::Terminated(reason);
                 }
             }
             if !progress {
+                // A writer waiting for a lease must not wait on our idleness.
+                if let Err(end) = self.check_leases() {
+                    return self.ended(end);
+                }
                 let timeout = self.clock.until(self.conn.poll_timeout(), WAIT_CAP);
                 if let Err(e) = self.transport.wait(Some(timeout)) {
                     return self.ended(ConnectionEnd::Transport(e));
@@ -375,6 +410,12 @@ impl<T: Transport> ServerConnection<T> {
                 }
                 Ok(())
             }
+            (Some(Work::MappedRead(slot)), _) => {
+                if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+                    mapped.in_flight = mapped.in_flight.saturating_sub(1);
+                }
+                self.retire_if_idle(slot)
+            }
             (None, _) => Ok(()),
         }
     }
@@ -407,6 +448,9 @@ impl<T: Transport> ServerConnection<T> {
                         (self.conn.complete_register(op, result), result)
                     {
                         self.files.insert(registration.file);
+                        if registration.flags == OpenFlags::READ {
+                            self.map(registration.file);
+                        }
                     }
                 }
                 Job::Read(read) => {
@@ -415,6 +459,12 @@ impl<T: Transport> ServerConnection<T> {
                     }
                 }
                 Job::CloseFile(file) => {
+                    if let Some(&slot) = self.mapped_by_file.get(&file) {
+                        if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+                            mapped.revoked = true;
+                        }
+                        self.retire_if_idle(slot)?;
+                    }
                     self.files.remove(&file);
                     self.server.close_files([file]);
                 }
@@ -452,18 +502,25 @@ impl<T: Transport> ServerConnection<T> {
         })
     }
 
-    /// Read into free bounce buffers and RDMA-write to the client; the core
-    /// queues the status block after these writes (claims 16, 20).
+    /// Serve the reads the core handed over: straight from a leased mapping
+    /// where the file has one, else through free bounce buffers; either way
+    /// by RDMA write to the client, after which the core queues the status
+    /// block (claims 16, 20).
     fn serve_reads(&mut self) -> Result<bool, ConnectionEnd> {
         let mut any = false;
-        while !self.reads.is_empty() {
+        while let Some(read) = self.reads.pop_front() {
+            if let Some(result) = self.read_mapped(&read)? {
+                any = true;
+                self.server.reads.mapped.fetch_add(1, Relaxed);
+                let _ = self.conn.complete_io(read.op, result);
+                continue;
+            }
             let Some(bounce) = self.bounces.take() else {
-                break;
-            };
-            let Some(read) = self.reads.pop_front() else {
+                self.reads.push_front(read);
                 break;
             };
             any = true;
+            self.server.reads.copied.fetch_add(1, Relaxed);
             let result = match self.read_into(bounce, &read) {
                 Ok((total, writes)) => {
                     for ReadPiece { offset, len, dest } in writes {
@@ -491,6 +548,140 @@ impl<T: Transport> ServerConnection<T> {
             let _ = self.conn.complete_io(read.op, result);
         }
         Ok(any)
+    }
+
+    /// Map a file registered read-only, under a read lease, and register the
+    /// mapping with the transport. Any failure (the lease refused because
+    /// the file is open for writing somewhere, a transport without
+    /// [`Transport::register_external`], zero-copy reads turned off) leaves
+    /// the file to the bounce buffers.
+    fn map(&mut self, file: FileId) {
+        if !self.server.options.zero_copy_reads || self.mapped_by_file.contains_key(&file) {
+            return;
+        }
+        let Some(open) = self.server.file(file) else {
+            return;
+        };
+        let Ok(Some((lease, map))) = FileLease::take(&open) else {
+            return;
+        };
+        // On failure the transport drops `map`, and `lease` goes here.
+        let Ok(region) = self.transport.register_external(map) else {
+            return;
+        };
+        let mapped = Mapped {
+            file,
+            region,
+            lease,
+            in_flight: 0,
+            revoked: false,
+        };
+        let slot = match self.mapped.iter().position(Option::is_none) {
+            Some(free) => {
+                self.mapped[free] = Some(mapped);
+                free
+            }
+            None => {
+                self.mapped.push(Some(mapped));
+                self.mapped.len() - 1
+            }
+        };
+        self.mapped_by_file.insert(file, slot);
+    }
+
+    /// Serve `read` from its file's mapping: `None` when the file has no
+    /// usable mapping (never had one, or its lease is being broken), else
+    /// the result to complete the read with, its RDMA writes posted.
+    fn read_mapped(
+        &mut self,
+        read: &PendingRead,
+    ) -> Result<Option<Result<u64, Status>>, ConnectionEnd> {
+        let Some(&slot) = self.mapped_by_file.get(&read.file) else {
+            return Ok(None);
+        };
+        let Some(Some(mapped)) = self.mapped.get_mut(slot) else {
+            return Ok(None);
+        };
+        // Checked before every read: once a writer starts breaking the
+        // lease the file may shrink as soon as we let go, so the mapping is
+        // done with (the module docs of `files::mapping`).
+        if mapped.revoked || !mapped.lease.held() {
+            mapped.revoked = true;
+            self.retire_if_idle(slot)?;
+            return Ok(None);
+        }
+        let (region, len) = (mapped.region, mapped.lease.file_len());
+        // The checks `File::read_at` makes on the copying path.
+        let Some(file) = self.server.file(read.file) else {
+            return Ok(Some(Err(Status::InvalidHandle)));
+        };
+        for segment in &read.segments {
+            if let Err(e) = file.check_read(segment.offset(), segment.dest().len() as usize) {
+                return Ok(Some(Err(e.status())));
+            }
+        }
+        let mut total = 0u64;
+        for segment in &read.segments {
+            let dest = segment.dest();
+            let offset = segment.offset();
+            // The lease holds, so the file is exactly `len` bytes: a segment
+            // reaching past the end is short, one past it empty.
+            let n = len.saturating_sub(offset).min(u64::from(dest.len()));
+            if n == 0 {
+                continue;
+            }
+            let local = Slice {
+                region,
+                // offset < len, and len fits in memory: it is mapped.
+                offset: offset as usize,
+                len: n as usize,
+            };
+            let remote = RemoteBuf {
+                addr: dest.addr(),
+                key: dest.key(),
+                len: dest.len(),
+            };
+            self.transport
+                .post_write(Work::MappedRead(slot).id(), &[local], remote, None)?;
+            if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+                mapped.in_flight += 1;
+            }
+            total += n;
+        }
+        Ok(Some(Ok(total)))
+    }
+
+    /// Release a revoked mapping whose last RDMA write completed:
+    /// deregister it (the transport unmaps it), then give up the lease,
+    /// which lets the waiting writer proceed.
+    fn retire_if_idle(&mut self, slot: usize) -> Result<(), ConnectionEnd> {
+        let idle = matches!(
+            self.mapped.get(slot),
+            Some(Some(mapped)) if mapped.revoked && mapped.in_flight == 0
+        );
+        if !idle {
+            return Ok(());
+        }
+        let Some(mapped) = self.mapped.get_mut(slot).and_then(Option::take) else {
+            return Ok(());
+        };
+        self.mapped_by_file.remove(&mapped.file);
+        self.transport.deregister(mapped.region)?;
+        drop(mapped.lease);
+        Ok(())
+    }
+
+    /// Notice lease breaks while no reads arrive.
+    fn check_leases(&mut self) -> Result<(), ConnectionEnd> {
+        for slot in 0..self.mapped.len() {
+            if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+                if !mapped.revoked && !mapped.lease.held() {
+                    mapped.revoked = true;
+                }
+            }
+            self.retire_if_idle(slot)?;
+        }
+        Ok(())
     }
 
     /// Read every segment into `bounce`, back to back; returns the total and

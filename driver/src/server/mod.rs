@@ -46,7 +46,13 @@ pub struct ServerOptions {
     pub auth_lifetime: Duration,
     /// Registered buffers for read data awaiting their RDMA write, each
     /// `config.max_io_size` bytes: reads beyond this many in flight wait.
+    /// Reads served from a file mapping need none.
     pub read_buffers: usize,
+    /// Serve reads of files opened read-only straight from a mapping of the
+    /// file under a read lease, where the transport can register external
+    /// memory (zero-copy; see [`crate::files::FileLease`]). Off: every read
+    /// is copied into a bounce buffer first.
+    pub zero_copy_reads: bool,
 }
 
 impl ServerOptions {
@@ -64,6 +70,7 @@ impl ServerOptions {
             endpoint: endpoint.to_vec(),
             auth_lifetime: Duration::from_secs(30),
             read_buffers: 2,
+            zero_copy_reads: true,
         }
     }
 }
@@ -125,6 +132,22 @@ pub struct Server {
     options: ServerOptions,
     clock: Clock,
     shared: Mutex<Shared>,
+    reads: ReadCounters,
+}
+
+/// How the server's reads were served, over all connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    /// Read requests RDMA-written straight from a leased file mapping.
+    pub mapped: u64,
+    /// Read requests copied into a bounce buffer first.
+    pub copied: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ReadCounters {
+    pub(crate) mapped: std::sync::atomic::AtomicU64,
+    pub(crate) copied: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -151,6 +174,7 @@ impl Server {
             options,
             clock: Clock::new(),
             shared: Mutex::new(shared),
+            reads: ReadCounters::default(),
         })
     }
 
@@ -162,6 +186,16 @@ impl Server {
     /// The options the server runs with.
     pub fn options(&self) -> &ServerOptions {
         &self.options
+    }
+
+    /// How many reads were served zero-copy from a file mapping and how
+    /// many through bounce buffers, since the server started.
+    pub fn read_counts(&self) -> ReadCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        ReadCounts {
+            mapped: self.reads.mapped.load(Relaxed),
+            copied: self.reads.copied.load(Relaxed),
+        }
     }
 
     /// Files open now (opened on a pipe and not yet closed).

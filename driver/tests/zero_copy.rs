@@ -1,0 +1,238 @@
+//! Zero-copy reads: files opened read-only are served by RDMA writes straight
+//! from a mapping of the file held under a read lease, and no writer or
+//! truncation — from another client, this process or another one — can pull
+//! the pages from under a read in progress.
+
+use rdio::client::{CompletionMode, RemoteFile};
+use rdio::embedded::{Embedded, EmbeddedOptions};
+use rdio::files::ReadSegment;
+use rdio::server::ReadCounts;
+use rdio_core::wire::OpenFlags;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+fn start(root: &Path, mode: CompletionMode, zero_copy: bool) -> Embedded {
+    let mut options = EmbeddedOptions::default();
+    options.client.mode = mode;
+    options.client.io_size = 256 << 10;
+    options.server.zero_copy_reads = zero_copy;
+    Embedded::start(root, options).expect("start embedded pair")
+}
+
+/// Whether this process may take leases on files in `dir` (root, or the
+/// files' owner, on a local file system). CI must be able to: there the
+/// answer `no` fails the test instead of skipping it.
+fn leases_available(dir: &Path) -> bool {
+    let probe = dir.join(".lease-probe");
+    fs::write(&probe, b"x").expect("probe file");
+    let root = rdio::files::Root::new(dir).expect("root");
+    let file = root
+        .open(".lease-probe", OpenFlags::READ)
+        .expect("open probe");
+    let available = rdio::files::FileLease::take(&file).is_ok();
+    drop(file);
+    fs::remove_file(&probe).expect("remove probe");
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "file leases are unavailable in CI: zero-copy reads cannot be tested"
+        );
+        eprintln!("skipped: file leases are unavailable here (not root or owner?)");
+    }
+    available
+}
+
+fn read_all(pair: &mut Embedded, file: &RemoteFile, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let got = pair.client.read_at(file, 0, &mut out).expect("read");
+    out.truncate(got);
+    out
+}
+
+#[test]
+fn read_only_files_are_served_from_the_mapping_in_both_modes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !leases_available(dir.path()) {
+        return;
+    }
+    let data = pattern((3 << 20) + 123, 7);
+    fs::write(dir.path().join("data"), &data).expect("file");
+    for mode in [CompletionMode::Interrupt, CompletionMode::Polling] {
+        let mut pair = start(dir.path(), mode, true);
+        let file = pair.client.open("data", OpenFlags::READ).expect("open");
+        assert_eq!(read_all(&mut pair, &file, data.len() + 4096), data);
+        // Vectored, with a segment across the end of file and one past it.
+        let (mut a, mut b, mut c) = (vec![0u8; 1000], vec![0u8; 5000], vec![0u8; 10]);
+        let end = data.len() as u64;
+        let mut segments = [
+            ReadSegment {
+                offset: 17,
+                buf: &mut a,
+            },
+            ReadSegment {
+                offset: end - 2000,
+                buf: &mut b,
+            },
+            ReadSegment {
+                offset: end + 10,
+                buf: &mut c,
+            },
+        ];
+        let got = pair
+            .client
+            .read_vectored_at(&file, &mut segments)
+            .expect("readv");
+        assert_eq!(got, 1000 + 2000);
+        assert_eq!(a, data[17..1017]);
+        assert_eq!(b[..2000], data[data.len() - 2000..]);
+        let counts = pair.server().read_counts();
+        assert!(counts.mapped > 0, "{counts:?}");
+        assert_eq!(counts.copied, 0, "no read was copied: {counts:?}");
+        pair.client.close(file).expect("close");
+        pair.finish().expect("finish");
+    }
+}
+
+#[test]
+fn writable_opens_and_the_switch_off_use_bounce_buffers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !leases_available(dir.path()) {
+        return;
+    }
+    let data = pattern(1 << 20, 3);
+    fs::write(dir.path().join("data"), &data).expect("file");
+    let mut pair = start(dir.path(), CompletionMode::Interrupt, true);
+    let file = pair
+        .client
+        .open("data", OpenFlags::READ | OpenFlags::WRITE)
+        .expect("open");
+    assert_eq!(read_all(&mut pair, &file, data.len()), data);
+    let counts = pair.server().read_counts();
+    assert_eq!(counts.mapped, 0, "{counts:?}");
+    assert!(counts.copied > 0, "{counts:?}");
+    pair.finish().expect("finish");
+
+    let mut pair = start(dir.path(), CompletionMode::Interrupt, false);
+    let file = pair.client.open("data", OpenFlags::READ).expect("open");
+    assert_eq!(read_all(&mut pair, &file, data.len()), data);
+    assert_eq!(pair.server().read_counts().mapped, 0);
+    pair.finish().expect("finish");
+}
+
+/// Another client opens the file for writing and truncates it while the
+/// first streams reads from its mapping: the open waits for the lease to be
+/// given up (not for the 45 s lease-break time), the server never touches a
+/// lost page (it would die of SIGBUS), and the reader sees the new contents
+/// from then on, through bounce buffers.
+#[test]
+fn a_writer_takes_the_file_from_a_mapped_reader_safely() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !leases_available(dir.path()) {
+        return;
+    }
+    let old = pattern(8 << 20, 1);
+    fs::write(dir.path().join("data"), &old).expect("file");
+    let mut reader = start(dir.path(), CompletionMode::Interrupt, true);
+    let file = reader.client.open("data", OpenFlags::READ).expect("open");
+    assert_eq!(read_all(&mut reader, &file, old.len()), old);
+    let mapped_before = reader.server().read_counts().mapped;
+    assert!(mapped_before > 0);
+
+    let mut writer = start(dir.path(), CompletionMode::Interrupt, true);
+    let started = Instant::now();
+    let target = writer
+        .client
+        .open(
+            "data",
+            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::TRUNCATE,
+        )
+        .expect("open for writing while a reader has the file mapped");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "open waited {waited:?}");
+    let new = pattern(1 << 20, 9);
+    writer.client.write_at(&target, 0, &new).expect("write");
+    writer.finish().expect("finish writer");
+
+    // The reader's file is now the new, shorter one, served by copying.
+    assert_eq!(read_all(&mut reader, &file, old.len()), new);
+    let counts = reader.server().read_counts();
+    assert!(counts.copied > 0, "{counts:?}");
+    reader.finish().expect("finish reader");
+}
+
+/// Truncations from outside the server, over and over, while reads stream
+/// from the mapping on another thread: every read succeeds (with whatever
+/// mix of old and new bytes a concurrent rewrite gives, as with `pread`)
+/// and the process survives — a read from a lost page would kill it.
+#[test]
+fn outside_truncation_during_streaming_reads_never_faults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !leases_available(dir.path()) {
+        return;
+    }
+    let path = dir.path().join("data");
+    let versions: Vec<Vec<u8>> = (0..4u8).map(|v| pattern((4 << 20) >> v, v)).collect();
+    fs::write(&path, &versions[0]).expect("file");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let root = dir.path().to_owned();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut reads = 0u32;
+            let mut mapped = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // A fresh open each round, so each takes a new lease when it
+                // can (and serves by copying when a writer holds the file).
+                let mut pair = start(&root, CompletionMode::Polling, true);
+                let file = pair.client.open("data", OpenFlags::READ).expect("open");
+                for _ in 0..8 {
+                    let got = read_all(&mut pair, &file, 4 << 20);
+                    assert!(got.len() <= 4 << 20);
+                    reads += 1;
+                }
+                mapped += pair.server().read_counts().mapped;
+                pair.finish().expect("finish");
+            }
+            (reads, mapped)
+        })
+    };
+    for round in 0..12 {
+        std::thread::sleep(Duration::from_millis(30));
+        let started = Instant::now();
+        fs::write(&path, &versions[round % versions.len()]).expect("truncate and rewrite");
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(5),
+            "truncation waited {waited:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, mapped) = reader.join().expect("reader thread");
+    assert!(reads > 0);
+    assert!(mapped > 0, "some reads were served from the mapping");
+    // After the last rewrite, a reader sees exactly the last version.
+    let mut pair = start(dir.path(), CompletionMode::Interrupt, true);
+    let file = pair.client.open("data", OpenFlags::READ).expect("open");
+    assert_eq!(
+        read_all(&mut pair, &file, 4 << 20),
+        versions[11 % versions.len()]
+    );
+    pair.finish().expect("finish");
+}
+
+#[test]
+fn read_counts_start_at_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pair = start(dir.path(), CompletionMode::Interrupt, true);
+    assert_eq!(pair.server().read_counts(), ReadCounts::default());
+    pair.finish().expect("finish");
+}
