@@ -99,6 +99,45 @@ pub struct Ticket {
     vectored: bool,
 }
 
+/// A completed read's bytes in the registered buffer they arrived in
+/// ([`Client::wait_in_place`]); dereferences to them. Dropping it hands the
+/// buffer back to the client.
+pub struct ReadView<'c, T: Transport, S: Read + Write> {
+    client: &'c mut Client<T, S>,
+    slot: usize,
+    len: usize,
+}
+
+impl<T: Transport, S: Read + Write> std::ops::Deref for ReadView<'_, T, S> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // The slot's region was registered by this client and stays so
+        // while the client lives; `len` is within it (a request's span).
+        self.client
+            .slots
+            .region(self.slot)
+            .ok()
+            .and_then(|region| self.client.transport.region(region).ok())
+            .and_then(|bytes| bytes.get(..self.len))
+            .unwrap_or(&[])
+    }
+}
+
+impl<T: Transport, S: Read + Write> Drop for ReadView<'_, T, S> {
+    fn drop(&mut self) {
+        self.client.slots.release(self.slot);
+    }
+}
+
+impl<T: Transport, S: Read + Write> fmt::Debug for ReadView<'_, T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadView")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Ticket {
     /// The request's id on the wire.
     pub fn request(&self) -> RequestId {
@@ -537,6 +576,37 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         });
         self.slots.release(ticket.slot);
         result
+    }
+
+    /// Wait for a submitted read and lend its bytes where the server's RDMA
+    /// writes put them, in the client's registered buffer: no copy into
+    /// caller memory, which [`Client::wait`] makes. The buffer goes back to
+    /// the client when the view is dropped; until then the client is
+    /// borrowed, but the other requests in flight keep moving (the server
+    /// writes into their own buffers). A ticket that is not a read is
+    /// settled and refused with [`ClientError::InvalidArgument`].
+    pub fn wait_in_place(&mut self, ticket: Ticket) -> Result<ReadView<'_, T, S>, ClientError> {
+        let result = self.settle(&ticket);
+        match result {
+            Ok(bytes) if ticket.operation == Operation::Read => {
+                let len = if ticket.vectored {
+                    ticket.span
+                } else {
+                    bytes as usize
+                };
+                Ok(ReadView {
+                    len: len.min(ticket.span),
+                    slot: ticket.slot,
+                    client: self,
+                })
+            }
+            other => {
+                self.slots.release(ticket.slot);
+                other.and(Err(ClientError::InvalidArgument(
+                    "wait_in_place takes the ticket of a read",
+                )))
+            }
+        }
     }
 
     // ----- blocking file I/O -----
