@@ -261,6 +261,7 @@ fn measure_all<T: Transport, S: Read + Write>(
             .context("filling the bench file failed")?;
         offset += n as u64;
     }
+    client.close(file).context("close failed")?;
 
     let mode = if bench.polling {
         "polling"
@@ -286,6 +287,17 @@ fn measure_all<T: Transport, S: Read + Write>(
     // Few enough (sizes x depths x 2) for a linear search.
     let mut baselines: Vec<(BaselineKey, &'static str, f64)> = Vec::new();
     for op in Op::ALL {
+        // Reads through a read-only handle, as `rdio get` does: the server
+        // may then serve them straight from the file's mapping (zero-copy
+        // reads need a read lease, which no writable handle may coexist
+        // with); writes through a read-write one.
+        let flags = match op {
+            Op::Read | Op::ReadV => OpenFlags::READ,
+            Op::Write | Op::WriteV => OpenFlags::READ | OpenFlags::WRITE,
+        };
+        let file = client
+            .open(path, flags)
+            .with_context(|| format!("cannot open the bench file {path}"))?;
         for size in &bench.sizes {
             for &depth in &bench.queue_depths {
                 let key = match baseline {
@@ -343,8 +355,8 @@ fn measure_all<T: Transport, S: Read + Write>(
                 rows.push(row);
             }
         }
+        client.close(file).context("close failed")?;
     }
-    client.close(file).context("close failed")?;
     Ok(rows)
 }
 
