@@ -32,6 +32,9 @@ pub struct Bench {
     pub queue_depths: Vec<u16>,
     pub bytes: Size,
     pub polling: bool,
+    /// Reads lend the client's registered buffer (`Client::wait_in_place`)
+    /// instead of copying into the caller's (`Client::wait`).
+    pub in_place: bool,
 }
 
 /// What rdio's throughput is compared against.
@@ -269,8 +272,13 @@ fn measure_all<T: Transport, S: Read + Write>(
         "interrupt"
     };
     println!(
-        "rdio bench: {} per measurement over {over}, {mode} completions, {} per file; {}",
+        "rdio bench: {} per measurement over {over}, {mode} completions, reads {}, {} per file; {}",
         Size(bench.bytes.0),
+        if bench.in_place {
+            "in place"
+        } else {
+            "copied out"
+        },
         Size(file_len),
         match baseline {
             Baseline::Memcpy => "baseline memcpy".to_owned(),
@@ -329,7 +337,7 @@ fn measure_all<T: Transport, S: Read + Write>(
                     op,
                     size.0 as usize,
                     usize::from(depth),
-                    bench.bytes.0,
+                    bench,
                     file_len,
                 )
                 .with_context(|| {
@@ -489,7 +497,7 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Run `op` requests of `size` bytes, `depth` in flight, until `total`
+/// Run `op` requests of `size` bytes, `depth` in flight, until `bench.bytes`
 /// bytes moved; offsets walk the file so every request touches new data.
 fn measure<T: Transport, S: Read + Write>(
     client: &mut Client<T, S>,
@@ -497,9 +505,10 @@ fn measure<T: Transport, S: Read + Write>(
     op: Op,
     size: usize,
     depth: usize,
-    total: u64,
+    bench: &Bench,
     file_len: u64,
 ) -> Result<Measurement> {
+    let total = bench.bytes.0;
     let count = total.div_ceil(size as u64).max(1);
     let slots = file_len / size as u64;
     let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
@@ -516,7 +525,14 @@ fn measure<T: Transport, S: Read + Write>(
             issued += 1;
         }
         if let Some((ticket, submitted)) = in_flight.pop_front() {
-            client.wait(ticket, &mut scratch)?;
+            if bench.in_place && matches!(op, Op::Read | Op::ReadV) {
+                // The bytes stay where the server wrote them; look at them
+                // so the read is not optimised into nothing.
+                let view = client.wait_in_place(ticket)?;
+                std::hint::black_box(view.first());
+            } else {
+                client.wait(ticket, &mut scratch)?;
+            }
             latencies.push(submitted.elapsed());
         }
     }

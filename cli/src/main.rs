@@ -143,6 +143,11 @@ struct BenchArgs {
     /// process.
     #[arg(long)]
     server: Option<String>,
+    /// Reads lend the client's registered buffer where the server's RDMA
+    /// writes put the data (no copy into the caller's memory) instead of
+    /// copying it out.
+    #[arg(long)]
+    in_place: bool,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -239,6 +244,7 @@ fn run(cli: Cli) -> Result<()> {
                 queue_depths: args.queue_depths,
                 bytes: args.bytes,
                 polling: args.polling,
+                in_place: args.in_place,
             };
             let results = match args.server {
                 None => {

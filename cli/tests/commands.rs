@@ -80,21 +80,30 @@ fn cp_into_a_missing_directory_fails_in_one_line() {
 
 #[test]
 fn bench_prints_one_row_per_measurement() {
-    let out = rdio(&[
-        "bench",
-        "--sizes",
-        "4K,8K",
-        "--queue-depths",
-        "1,2",
-        "--bytes",
-        "64K",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    for in_place in [false, true] {
+        let extra: &[&str] = if in_place { &["--in-place"] } else { &[] };
+        let out = bench_quick(extra);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let reads = if in_place {
+            "reads in place"
+        } else {
+            "reads copied out"
+        };
+        assert!(
+            stdout.lines().next().is_some_and(|l| l.contains(reads)),
+            "{stdout}"
+        );
+        check_bench_table(&stdout);
+    }
+}
+
+/// The table `bench --sizes 4K,8K --queue-depths 1,2` prints.
+fn check_bench_table(stdout: &str) {
     let rows: Vec<&str> = stdout.lines().skip(2).collect();
     // 4 ops x 2 sizes x 2 depths, and one memcpy baseline per size.
     assert_eq!(rows.len(), 4 * 2 * 2 + 2, "{stdout}");
