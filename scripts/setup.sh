@@ -6,7 +6,8 @@
 set -euo pipefail
 
 # fonts-dejavu-core: the text of `rdio bench --plot`.
-packages=(libibverbs-dev librdmacm-dev libclang-dev clang pkg-config libfabric-dev libfabric-bin fonts-dejavu-core)
+# iproute2: `ip netns` for the two-host test (cli/tests/network.rs).
+packages=(libibverbs-dev librdmacm-dev libclang-dev clang pkg-config libfabric-dev libfabric-bin fonts-dejavu-core iproute2)
 
 missing=()
 for package in "${packages[@]}"; do
