@@ -60,6 +60,14 @@ cleanup() {
         kill -TERM "$rdio_pid" 2>/dev/null || true
         wait "$rdio_pid" 2>/dev/null || true
     fi
+    # smbd may still have started RPC helpers (samba-dcerpcd), which outlive
+    # it: stop those of this run, found by its private config path, by PID.
+    local helpers
+    helpers=$(pgrep -f -- "--configfile=$conf/smb.conf" || true)
+    if [[ -n $helpers ]]; then
+        # shellcheck disable=SC2086
+        kill -TERM $helpers 2>/dev/null || true
+    fi
     rm -rf "$work" "$conf"
     exit "$status"
 }
@@ -89,6 +97,9 @@ cat >"$conf/smb.conf" <<EOF
     map to guest = Bad User
     usershare max shares = 0
     kernel oplocks = no
+    # No RPC helper daemons (samba-dcerpcd): file transfers need none, and
+    # they would outlive smbd.
+    rpc start on demand helpers = no
 
 [bench]
     path = $share

@@ -12,9 +12,11 @@ use crate::remote::RemotePath;
 use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, anyhow, bail};
+use rdio::client::Ticket;
 use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::fs::{File, Permissions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -78,12 +80,10 @@ impl ClientJob for &Get {
         let file = client
             .open(&self.remote.path, OpenFlags::READ)
             .with_context(|| format!("cannot open {} on the server", self.remote.path))?;
-        let mut buffer = vec![0u8; client.io_size() * client.queue_depth()];
         let progress = progress_bar(file.size);
         progress.set_message("get");
         let started = Instant::now();
         let mut digest = Sha256::new();
-        let mut offset = 0u64;
         let failed = |offset: u64, error: anyhow::Error| {
             anyhow!(
                 "download of {} failed after {offset} of {} bytes: {error:#}; {} was not written",
@@ -92,19 +92,47 @@ impl ClientJob for &Get {
                 target.display()
             )
         };
+        // Up to the queue depth of reads in flight; each completed one is
+        // hashed and written to disk straight from the buffer the server
+        // wrote it into (no copy), while the others keep arriving.
+        let chunk = client.io_size();
+        let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+        let mut offset = 0u64;
+        let mut next = 0u64;
+        let mut at_end = false;
         loop {
-            let n = client
-                .read_at(&file, offset, &mut buffer)
-                .map_err(|e| failed(offset, e.into()))?;
-            if n == 0 {
-                break;
+            while !at_end && in_flight.len() < client.queue_depth() {
+                // Reads run on past the size seen at open (the file may have
+                // grown) until one comes back short.
+                let len = if next < file.size {
+                    chunk.min((file.size - next).try_into().unwrap_or(chunk))
+                } else {
+                    chunk
+                };
+                let ticket = client
+                    .submit_read(&file, next, len)
+                    .map_err(|e| failed(offset, e.into()))?;
+                in_flight.push_back((ticket, len));
+                next += len as u64;
             }
-            digest.update(&buffer[..n]);
+            let Some((ticket, len)) = in_flight.pop_front() else {
+                break;
+            };
+            let view = client
+                .wait_in_place(ticket)
+                .map_err(|e| failed(offset, e.into()))?;
+            if at_end {
+                // Submitted before the end was seen: nothing to keep.
+                continue;
+            }
+            digest.update(&*view);
             partial
-                .write_all(&buffer[..n])
+                .write_all(&view)
                 .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
-            offset += n as u64;
-            progress.inc(n as u64);
+            offset += view.len() as u64;
+            progress.inc(view.len() as u64);
+            // Short only at end of file: later reads start past it.
+            at_end = view.len() < len;
         }
         partial
             .as_file()
@@ -152,30 +180,57 @@ impl ClientJob for &Put {
         let file = client
             .open(&self.remote.path, flags)
             .with_context(|| format!("cannot create {} on the server", self.remote.path))?;
-        let mut buffer = vec![0u8; client.io_size() * client.queue_depth()];
         let progress = progress_bar(size);
         progress.set_message("put");
         let started = Instant::now();
         let mut digest = Sha256::new();
-        let mut offset = 0u64;
-        let failed = |offset: u64, error: anyhow::Error| {
+        let failed = |confirmed: u64, error: anyhow::Error| {
             anyhow!(
-                "upload of {} failed after {offset} of {size} bytes: {error:#}; {} on the \
+                "upload of {} failed after {confirmed} of {size} bytes: {error:#}; {} on the \
                  server is incomplete",
                 self.local.display(),
                 self.remote
             )
         };
+        // Up to the queue depth of writes in flight: the next chunk is read
+        // and hashed while earlier ones travel (a submitted write has its
+        // bytes in the client's own buffer already, so one chunk buffer
+        // serves them all).
+        let chunk = client.io_size();
+        let mut buffer = vec![0u8; chunk];
+        let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+        // Bytes the server reported written, in order: what a failure
+        // message can vouch for.
+        let mut offset = 0u64;
+        let mut sent = 0u64;
+        let mut at_end = false;
         loop {
-            let n = read_full(&mut local, &mut buffer)
-                .map_err(|e| failed(offset, anyhow!(e).context("local read")))?;
-            if n == 0 {
-                break;
+            while !at_end && in_flight.len() < client.queue_depth() {
+                let n = read_full(&mut local, &mut buffer)
+                    .map_err(|e| failed(offset, anyhow!(e).context("local read")))?;
+                at_end = n < chunk;
+                if n == 0 {
+                    break;
+                }
+                digest.update(&buffer[..n]);
+                let ticket = client
+                    .submit_write(&file, sent, &buffer[..n])
+                    .map_err(|e| failed(offset, e.into()))?;
+                in_flight.push_back((ticket, n));
+                sent += n as u64;
             }
-            digest.update(&buffer[..n]);
-            client
-                .write_at(&file, offset, &buffer[..n])
+            let Some((ticket, n)) = in_flight.pop_front() else {
+                break;
+            };
+            let written = client
+                .wait(ticket, &mut [])
                 .map_err(|e| failed(offset, e.into()))?;
+            if written != n as u64 {
+                return Err(failed(
+                    offset,
+                    anyhow!("the server wrote {written} of {n} bytes"),
+                ));
+            }
             offset += n as u64;
             progress.inc(n as u64);
         }
