@@ -271,9 +271,7 @@ fn a_missing_remote_file_is_one_clear_line_and_nothing_is_written() {
             &[],
             &["get", &served.remote(remote), dst.to_str().expect("utf-8")],
         );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{remote}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{remote}: {stderr}");
+        let stderr = one_line_failure(&out);
         assert!(stderr.contains("cannot open"), "{remote}: {stderr}");
         assert_eq!(
             fs::read_dir(local.path()).expect("list").count(),
@@ -374,12 +372,19 @@ fn vanish_mid_transfer(
     (out, killed.elapsed(), local_dst, local)
 }
 
+/// The client's failure contract: exit status 1 and one line on stderr,
+/// which is returned.
+fn one_line_failure(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
 #[test]
 fn killing_the_server_mid_download_fails_clearly_and_leaves_no_file() {
     let (out, took, dst, local) = vanish_mid_transfer(false, Vanish::Kill);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let stderr = one_line_failure(&out);
     assert!(stderr.contains("download of"), "{stderr}");
     assert!(stderr.contains("was not written"), "{stderr}");
     // Within the dead-peer timeout (3 s) and some slack for the process.
@@ -395,9 +400,7 @@ fn killing_the_server_mid_download_fails_clearly_and_leaves_no_file() {
 #[test]
 fn killing_the_server_mid_upload_says_how_far_it_got() {
     let (out, took, _, _local) = vanish_mid_transfer(true, Vanish::Kill);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let stderr = one_line_failure(&out);
     assert!(stderr.contains("upload of"), "{stderr}");
     assert!(stderr.contains("is incomplete"), "{stderr}");
     assert!(took < Duration::from_secs(10), "gave up after {took:?}");
@@ -409,9 +412,7 @@ fn a_silent_server_is_declared_dead_within_the_timeout() {
     // a live server early), and not long after.
     for upload in [false, true] {
         let (out, took, dst, _local) = vanish_mid_transfer(upload, Vanish::Freeze);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        let stderr = one_line_failure(&out);
         assert!(
             took >= Duration::from_millis(2500) && took < Duration::from_secs(15),
             "gave up after {took:?}: {stderr}"
