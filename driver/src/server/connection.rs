@@ -173,6 +173,11 @@ pub struct ServerConnection<T: Transport> {
     control: Receiver<Control>,
     control_sender: Sender<Control>,
     closing: Option<(Violation, Instant)>,
+    /// Leases of mappings still registered when the connection ended. Fields
+    /// drop in declaration order, so these go only after `transport` —
+    /// which owns the mappings and may, if a deregistration failed, still
+    /// have them registered.
+    ended_leases: Vec<FileLease>,
 }
 
 impl<T: Transport> fmt::Debug for ServerConnection<T> {
@@ -251,6 +256,7 @@ impl Server {
             control,
             control_sender,
             closing: None,
+            ended_leases: Vec::new(),
         })
     }
 }
@@ -289,8 +295,9 @@ impl<T: Transport> ServerConnection<T> {
         // flush, which the transport frees when it is dropped: the
         // connection's end is the more useful report.
         let _ = release(&mut self.transport, regions);
-        // Only now, with the mappings unregistered, may the leases go.
-        drop(mapped);
+        // The leases go only after the transport, with the mappings.
+        self.ended_leases
+            .extend(mapped.into_iter().map(|mapped| mapped.lease));
         self.server.close_files(self.files.drain());
         end
     }
