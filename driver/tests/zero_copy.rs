@@ -103,7 +103,7 @@ fn read_only_files_are_served_from_the_mapping_in_both_modes() {
 }
 
 #[test]
-fn writable_opens_and_the_switch_off_use_bounce_buffers() {
+fn writable_opens_large_files_and_the_switch_off_use_bounce_buffers() {
     let dir = tempfile::tempdir().expect("tempdir");
     if !leases_available(dir.path()) {
         return;
@@ -122,6 +122,16 @@ fn writable_opens_and_the_switch_off_use_bounce_buffers() {
     pair.finish().expect("finish");
 
     let mut pair = start(dir.path(), CompletionMode::Interrupt, false);
+    let file = pair.client.open("data", OpenFlags::READ).expect("open");
+    assert_eq!(read_all(&mut pair, &file, data.len()), data);
+    assert_eq!(pair.server().read_counts().mapped, 0);
+    pair.finish().expect("finish");
+
+    // Files above `zero_copy_max_file` are copied (their registration would
+    // pin every page on hardware).
+    let mut options = EmbeddedOptions::default();
+    options.server.zero_copy_max_file = (1 << 20) - 1;
+    let mut pair = Embedded::start(dir.path(), options).expect("start");
     let file = pair.client.open("data", OpenFlags::READ).expect("open");
     assert_eq!(read_all(&mut pair, &file, data.len()), data);
     assert_eq!(pair.server().read_counts().mapped, 0);

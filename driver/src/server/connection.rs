@@ -569,6 +569,12 @@ impl<T: Transport> ServerConnection<T> {
         let Some(open) = self.server.file(file) else {
             return;
         };
+        if !open
+            .len()
+            .is_ok_and(|len| len <= self.server.options.zero_copy_max_file)
+        {
+            return;
+        }
         let Ok(Some((lease, map))) = FileLease::take(&open) else {
             return;
         };

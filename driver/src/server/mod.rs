@@ -53,6 +53,12 @@ pub struct ServerOptions {
     /// memory (zero-copy; see [`crate::files::FileLease`]). Off: every read
     /// is copied into a bounce buffer first.
     pub zero_copy_reads: bool,
+    /// Largest file served zero-copy; larger ones go through bounce
+    /// buffers. The whole file is registered, and a hardware transport
+    /// (`ibv_reg_mr`) pins every page of it, so this bounds the memory one
+    /// open file can lock (it must also fit `RLIMIT_MEMLOCK`, or the
+    /// registration fails and the file is copied instead).
+    pub zero_copy_max_file: u64,
 }
 
 impl ServerOptions {
@@ -71,6 +77,7 @@ impl ServerOptions {
             auth_lifetime: Duration::from_secs(30),
             read_buffers: 2,
             zero_copy_reads: true,
+            zero_copy_max_file: 1 << 30,
         }
     }
 }
