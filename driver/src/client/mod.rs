@@ -139,6 +139,18 @@ impl<T: Transport, S: Read + Write> fmt::Debug for ReadView<'_, T, S> {
 }
 
 impl Ticket {
+    /// Bytes of a completed read's buffer that hold data: the whole span
+    /// for a vectored read (segments back to back, each short only at end
+    /// of file), else the count the server reported; never past the span.
+    fn read_len(&self, bytes: u64) -> usize {
+        let valid = if self.vectored {
+            self.span
+        } else {
+            usize::try_from(bytes).unwrap_or(usize::MAX)
+        };
+        valid.min(self.span)
+    }
+
     /// The request's id on the wire.
     pub fn request(&self) -> RequestId {
         self.request
@@ -562,12 +574,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let result = self.settle(&ticket);
         let result = result.and_then(|bytes| {
             if ticket.operation == Operation::Read {
-                let valid = if ticket.vectored {
-                    ticket.span
-                } else {
-                    bytes as usize
-                };
-                let n = valid.min(ticket.span).min(out.len());
+                let n = ticket.read_len(bytes).min(out.len());
                 let region = self.slots.region(ticket.slot)?;
                 let data = self.transport.region(region)?;
                 out[..n].copy_from_slice(&data[..n]);
@@ -588,18 +595,11 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     pub fn wait_in_place(&mut self, ticket: Ticket) -> Result<ReadView<'_, T, S>, ClientError> {
         let result = self.settle(&ticket);
         match result {
-            Ok(bytes) if ticket.operation == Operation::Read => {
-                let len = if ticket.vectored {
-                    ticket.span
-                } else {
-                    bytes as usize
-                };
-                Ok(ReadView {
-                    len: len.min(ticket.span),
-                    slot: ticket.slot,
-                    client: self,
-                })
-            }
+            Ok(bytes) if ticket.operation == Operation::Read => Ok(ReadView {
+                len: ticket.read_len(bytes),
+                slot: ticket.slot,
+                client: self,
+            }),
             other => {
                 self.slots.release(ticket.slot);
                 other.and(Err(ClientError::InvalidArgument(
