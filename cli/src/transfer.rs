@@ -96,14 +96,22 @@ impl ClientJob for &Get {
         // hashed and written to disk straight from the buffer the server
         // wrote it into (no copy), while the others keep arriving.
         let chunk = client.io_size();
-        let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+        // (file offset, ticket, length) of each read in flight.
+        let mut in_flight: VecDeque<(u64, Ticket, usize)> = VecDeque::new();
         let mut offset = 0u64;
         let mut next = 0u64;
         let mut at_end = false;
         loop {
-            while !at_end && in_flight.len() < client.queue_depth() {
-                // Reads run on past the size seen at open (the file may have
-                // grown) until one comes back short.
+            // Reads run on past the size seen at open (the file may have
+            // grown) until one comes back short, but only one at a time
+            // there: for a file that did not grow it is the one empty read.
+            while !at_end
+                && in_flight.len() < client.queue_depth()
+                && (next < file.size
+                    || in_flight
+                        .back()
+                        .is_none_or(|&(start, ..)| start < file.size))
+            {
                 let len = if next < file.size {
                     chunk.min((file.size - next).try_into().unwrap_or(chunk))
                 } else {
@@ -112,10 +120,10 @@ impl ClientJob for &Get {
                 let ticket = client
                     .submit_read(&file, next, len)
                     .map_err(|e| failed(offset, e.into()))?;
-                in_flight.push_back((ticket, len));
+                in_flight.push_back((next, ticket, len));
                 next += len as u64;
             }
-            let Some((ticket, len)) = in_flight.pop_front() else {
+            let Some((_, ticket, len)) = in_flight.pop_front() else {
                 break;
             };
             let view = client
