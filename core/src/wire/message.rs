@@ -1,9 +1,9 @@
 //! RDMA-channel messages: the [`Header`](super::Header) followed by an
 //! opcode-specific payload. One message fills one receive buffer exactly.
 
-use super::codec::{
-    Counter, Sink, Unencodable, Writer, expect_empty, reserved_zero, take, take_exact,
-};
+#[cfg(debug_assertions)]
+use super::codec::Counter;
+use super::codec::{Sink, Unencodable, Writer, expect_empty, reserved_zero, take, take_exact};
 use super::header::{Flags, HEADER_LEN, Header, Opcode};
 use super::types::{AuthKey, BufferDescriptor, ResumeKey, Status};
 use super::{InsufficientSize, MAX_SEGMENTS, WireError};
@@ -379,10 +379,17 @@ impl<'a> Message<'a> {
     /// The prefix length (header + fixed payload + segments) and the
     /// header's payload length field (fixed payload + data).
     fn lengths(&self) -> Result<(usize, u32), Unencodable> {
-        let mut fixed = Counter::default();
-        self.body.encode_fixed(&mut fixed)?;
-        let payload = u32::try_from(fixed.0.checked_add(self.data().len()).ok_or(Unencodable)?)?;
-        Ok((HEADER_LEN.saturating_add(fixed.0), payload))
+        let fixed = self.body.fixed_len()?;
+        #[cfg(debug_assertions)]
+        {
+            // `fixed_len` restates the sizes `encode_fixed` puts; every
+            // debug build (all tests, the fuzzers) checks they agree.
+            let mut counted = Counter::default();
+            self.body.encode_fixed(&mut counted)?;
+            debug_assert_eq!(counted.0, fixed, "fixed_len disagrees with encode_fixed");
+        }
+        let payload = u32::try_from(fixed.checked_add(self.data().len()).ok_or(Unencodable)?)?;
+        Ok((HEADER_LEN.saturating_add(fixed), payload))
     }
 
     /// The one description of this message's bytes (see `wire::codec`): the
@@ -654,6 +661,43 @@ impl<'a> Body<'a> {
             Opcode::Terminate => Self::Terminate {
                 reason: Status::from_u32(word(payload)?)?,
             },
+        })
+    }
+
+    /// The bytes [`Body::encode_fixed`] puts, computed without running it
+    /// (once per message on the I/O path; debug builds cross-check the two
+    /// in [`Message::lengths`]).
+    fn fixed_len(&self) -> Result<usize, Unencodable> {
+        fn with_segments<T>(wire: usize, count: usize) -> Result<usize, Unencodable> {
+            u16::try_from(count)?;
+            Ok(wire.saturating_add(count.saturating_mul(size_of::<T>())))
+        }
+        Ok(match self {
+            Self::AuthRequest { .. } => size_of::<AuthKey>(),
+            Self::RegisterFile { .. } => size_of::<ResumeKey>(),
+            Self::AuthResponse { .. } => size_of::<StatusWire>(),
+            Self::StatusResponse { .. } => size_of::<StatusResponseWire>(),
+            Self::CreditRequest { .. } | Self::CreditAck { .. } => size_of::<DeltaWire>(),
+            Self::RegisterFileCompletion { .. } => size_of::<RegisterCompletionWire>(),
+            Self::Read(_) => size_of::<ReadWire>(),
+            Self::ReadV(read) => {
+                with_segments::<ReadSegment>(size_of::<ReadVWire>(), read.segments.len())?
+            }
+            Self::Write(_) => size_of::<WriteWire>(),
+            Self::WriteV(write) => {
+                with_segments::<WriteSegment>(size_of::<WriteVWire>(), write.segments.len())?
+            }
+            Self::WriteData { .. } => size_of::<WriteDataWire>(),
+            Self::Cancel { .. } | Self::Close { .. } | Self::Terminate { .. } => {
+                size_of::<WordWire>()
+            }
+            Self::Completion { .. } => size_of::<CompletionWire>(),
+            Self::CreditGiveUp
+            | Self::CreditResponse
+            | Self::InterruptRequest
+            | Self::InterruptResponse
+            | Self::Keepalive
+            | Self::KeepaliveResponse => 0,
         })
     }
 

@@ -14,7 +14,7 @@
 //! `docs/PROTOCOL.md`). `credits` is the number of credits the completion
 //! returns: the messages the request consumed (1 + its write fragments).
 
-use super::codec::{self, Sink, Unencodable, reserved_zero, take};
+use super::codec::{reserved_zero, take};
 use super::types::Status;
 use super::{InsufficientSize, WireError};
 use zerocopy::little_endian::{U16, U32, U64};
@@ -80,20 +80,26 @@ impl StatusBlock {
     /// Encode into `buf` (first [`STATUS_BLOCK_LEN`] bytes), leaving it
     /// untouched if it is shorter.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
-        codec::emit(buf, |sink| self.encode(sink))
+        // A fixed-size struct: one bounds check and one store, no length
+        // pass (this runs once per I/O).
+        let Some(head) = buf.get_mut(..STATUS_BLOCK_LEN) else {
+            return Err(InsufficientSize {
+                required: STATUS_BLOCK_LEN,
+            });
+        };
+        head.copy_from_slice(self.to_wire().as_bytes());
+        Ok(STATUS_BLOCK_LEN)
     }
 
-    fn encode(&self, sink: &mut dyn Sink) -> Result<(), Unencodable> {
-        let wire = StatusBlockWire {
+    fn to_wire(self) -> StatusBlockWire {
+        StatusBlockWire {
             request_id: self.request_id.into(),
             status: self.status.as_u32().into(),
             bytes: self.bytes.into(),
             credits: self.credits.into(),
             reserved: U16::ZERO,
             valid: STATUS_VALID.into(),
-        };
-        sink.put(wire.as_bytes());
-        Ok(())
+        }
     }
 
     /// The encoded block as an array, for RDMA-writing from a small buffer.
