@@ -200,8 +200,10 @@ enum OpKind {
     Register {
         key: ResumeKey,
     },
-    /// Segments in the slot's [`SegmentStore`].
-    Read,
+    /// Segments in the slot's [`SegmentStore`]; `wanted` bytes in all.
+    Read {
+        wanted: u64,
+    },
     /// Segments in the slot's [`SegmentStore`].
     Write {
         collapse: bool,
@@ -544,7 +546,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if total.is_none_or(|t| t > u64::from(self.max_io_size())) {
             return Err(Violation::TooLarge);
         }
-        let mut op = Op::new(id, OpKind::Read, handle, status_desc, interrupt);
+        let wanted = total.unwrap_or(0);
+        let mut op = Op::new(id, OpKind::Read { wanted }, handle, status_desc, interrupt);
         let in_range = segments
             .iter()
             .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
@@ -695,7 +698,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let Some(op) = self.ops.get_mut(index) else {
             return Ok(Status::NotFound);
         };
-        if !matches!(op.kind, OpKind::Read | OpKind::Write { .. }) {
+        if !matches!(op.kind, OpKind::Read { .. } | OpKind::Write { .. }) {
             return Ok(Status::NotSupported);
         }
         let queued = op.stage == Stage::Queued;
@@ -734,7 +737,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             let Some(op) = self.ops.get_mut(index) else {
                 continue;
             };
-            if op.handle == handle && op.stage == Stage::Queued && matches!(op.kind, OpKind::Read) {
+            if op.handle == handle
+                && op.stage == Stage::Queued
+                && matches!(op.kind, OpKind::Read { .. })
+            {
                 op.cancelled = true;
                 op.result = Status::Closed;
                 let id = op.id;
@@ -792,7 +798,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             // A read in the driver's hands ends only with its `complete_io`:
             // its RDMA writes into client memory may still be under way, so
             // a cancel must not hand that memory back to the client yet.
-            Stage::Dispatched => op.pieces_in_flight == 0 && !matches!(op.kind, OpKind::Read),
+            Stage::Dispatched => {
+                op.pieces_in_flight == 0 && !matches!(op.kind, OpKind::Read { .. })
+            }
             Stage::Receiving => false,
         };
         if done {
@@ -972,15 +980,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
         let entry = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
         match entry.kind {
-            OpKind::Read => {
-                let segments = self
-                    .segments
-                    .get(index)
-                    .map_or(&[][..], SegmentStore::get::<ReadSegment>);
+            OpKind::Read { wanted } => {
                 if entry.stage != Stage::Dispatched {
                     return Err(ApiError::UnknownRequest);
                 }
-                let wanted: u64 = segments.iter().map(|s| u64::from(s.dest().len())).sum();
                 match result {
                     Ok(0) if wanted > 0 && entry.result == Status::Success => {
                         entry.result = Status::EndOfFile
@@ -1093,7 +1096,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 op: OpId(op.id),
                 key: *key,
             }),
-            OpKind::Read => Some(ServerEvent::Read {
+            OpKind::Read { .. } => Some(ServerEvent::Read {
                 op: OpId(op.id),
                 file: op.file?,
                 segments: self.segments.get(index)?.get::<ReadSegment>(),
@@ -1166,7 +1169,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// needs.
     fn data_in_flight(&self) -> bool {
         self.ops.iter().any(|op| match op.kind {
-            OpKind::Read => true,
+            OpKind::Read { .. } => true,
             OpKind::Write { .. } => op.stage != Stage::Receiving,
             OpKind::Register { .. } | OpKind::Close { .. } => false,
         })
