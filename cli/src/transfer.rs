@@ -1,5 +1,5 @@
 //! `rdio get` and `rdio put`: one file between this host and an rdio
-//! server, SHA-256 of the bytes moved in the summary.
+//! server; with `--sha256`, the SHA-256 of the bytes moved in the summary.
 //!
 //! A download lands in a temporary file next to its destination and is
 //! renamed over it only once complete and on disk (fsync of the file, then
@@ -29,6 +29,8 @@ pub struct Get {
     pub remote: RemotePath,
     pub local: PathBuf,
     pub tuning: Tuning,
+    /// Hash the bytes moved and print the digest.
+    pub sha256: bool,
 }
 
 /// What `put` needs from the command line.
@@ -37,6 +39,8 @@ pub struct Put {
     pub local: PathBuf,
     pub remote: RemotePath,
     pub tuning: Tuning,
+    /// Hash the bytes moved and print the digest.
+    pub sha256: bool,
 }
 
 /// Where a download goes: `local`, or inside it under the remote file's
@@ -83,7 +87,7 @@ impl ClientJob for &Get {
         let progress = progress_bar(file.size);
         progress.set_message("get");
         let started = Instant::now();
-        let mut digest = Sha256::new();
+        let mut digest = self.sha256.then(Sha256::new);
         let failed = |offset: u64, error: anyhow::Error| {
             anyhow!(
                 "download of {} failed after {offset} of {} bytes: {error:#}; {} was not written",
@@ -133,7 +137,9 @@ impl ClientJob for &Get {
                 // Submitted before the end was seen: nothing to keep.
                 continue;
             }
-            digest.update(&*view);
+            if let Some(digest) = &mut digest {
+                digest.update(&*view);
+            }
             partial
                 .write_all(&view)
                 .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
@@ -158,13 +164,13 @@ impl ClientJob for &Get {
         client.close(file).context("close on the server failed")?;
         client.shutdown().context("closing the connection failed")?;
         println!(
-            "got {} -> {}: {} in {:.2} s ({}), sha256 {}",
+            "got {} -> {}: {} in {:.2} s ({}){}",
             self.remote,
             target.display(),
             Size(offset),
             elapsed.as_secs_f64(),
             rate(offset, elapsed),
-            hex(&digest.finalize()),
+            digest_note(digest),
         );
         Ok(())
     }
@@ -191,7 +197,7 @@ impl ClientJob for &Put {
         let progress = progress_bar(size);
         progress.set_message("put");
         let started = Instant::now();
-        let mut digest = Sha256::new();
+        let mut digest = self.sha256.then(Sha256::new);
         let failed = |confirmed: u64, error: anyhow::Error| {
             anyhow!(
                 "upload of {} failed after {confirmed} of {size} bytes: {error:#}; {} on the \
@@ -220,7 +226,9 @@ impl ClientJob for &Put {
                 if n == 0 {
                     break;
                 }
-                digest.update(&buffer[..n]);
+                if let Some(digest) = &mut digest {
+                    digest.update(&buffer[..n]);
+                }
                 let ticket = client
                     .submit_write(&file, sent, &buffer[..n])
                     .map_err(|e| failed(offset, e.into()))?;
@@ -255,16 +263,23 @@ impl ClientJob for &Put {
         client.close(file).context("close on the server failed")?;
         client.shutdown().context("closing the connection failed")?;
         println!(
-            "put {} -> {}: {} in {:.2} s ({}), sha256 {}",
+            "put {} -> {}: {} in {:.2} s ({}){}",
             self.local.display(),
             self.remote,
             Size(offset),
             elapsed.as_secs_f64(),
             rate(offset, elapsed),
-            hex(&digest.finalize()),
+            digest_note(digest),
         );
         Ok(())
     }
+}
+
+/// `, sha256 HEX` when the bytes were hashed, else nothing.
+fn digest_note(digest: Option<Sha256>) -> String {
+    digest.map_or_else(String::new, |digest| {
+        format!(", sha256 {}", hex(&digest.finalize()))
+    })
 }
 
 #[cfg(test)]

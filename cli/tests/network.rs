@@ -152,7 +152,7 @@ fn round_trip(
     let remote = served.remote(name);
     let src_arg = src.to_str().expect("utf-8");
 
-    let mut put = vec!["put", src_arg, remote.as_str()];
+    let mut put = vec!["put", "--sha256", src_arg, remote.as_str()];
     put.extend_from_slice(extra);
     let stdout = assert_success(&run(prefix, &put), &format!("put {name}"));
     assert!(stdout.contains(&digest), "put prints the digest: {stdout}");
@@ -164,7 +164,7 @@ fn round_trip(
 
     let back = local.path().join("back");
     let back_arg = back.to_str().expect("utf-8");
-    let mut get = vec!["get", remote.as_str(), back_arg];
+    let mut get = vec!["get", "--sha256", remote.as_str(), back_arg];
     get.extend_from_slice(extra);
     let stdout = assert_success(&run(prefix, &get), &format!("get {name}"));
     assert!(stdout.contains(&digest), "get prints the digest: {stdout}");
