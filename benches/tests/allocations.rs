@@ -96,6 +96,8 @@ enum Kind {
     /// A read whose bytes are used where they landed (`wait_in_place`).
     ReadInPlace,
     Write,
+    /// A write filled in a lent registered buffer (`write_buffer`).
+    WriteInPlace,
     ReadVectored,
     WriteVectored,
     Collapsed,
@@ -119,6 +121,7 @@ fn driver_io_over_the_loopback_allocates_nothing() {
         Kind::ReadCopied,
         Kind::ReadInPlace,
         Kind::Write,
+        Kind::WriteInPlace,
         Kind::ReadVectored,
         Kind::WriteVectored,
         Kind::Collapsed,
@@ -164,6 +167,12 @@ fn driver_io_over_the_loopback_allocates_nothing() {
                         let ticket = client
                             .submit_write(&file, offset, &data[..4096])
                             .expect("submit");
+                        assert_eq!(client.wait(ticket, &mut []).expect("write"), 4096);
+                    }
+                    Kind::WriteInPlace => {
+                        let mut buffer = client.write_buffer(4096).expect("lend");
+                        buffer.fill(9);
+                        let ticket = buffer.submit(&file, offset).expect("submit");
                         assert_eq!(client.wait(ticket, &mut []).expect("write"), 4096);
                     }
                     Kind::ReadVectored => {

@@ -207,11 +207,10 @@ impl ClientJob for &Put {
             )
         };
         // Up to the queue depth of writes in flight: the next chunk is read
-        // and hashed while earlier ones travel (a submitted write has its
-        // bytes in the client's own buffer already, so one chunk buffer
-        // serves them all).
+        // from the file straight into a registered buffer of the client
+        // (`write_buffer`, sent from there without a copy) while earlier
+        // ones travel.
         let chunk = client.io_size();
-        let mut buffer = vec![0u8; chunk];
         let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
         // Bytes the server reported written, in order: what a failure
         // message can vouch for.
@@ -220,17 +219,21 @@ impl ClientJob for &Put {
         let mut at_end = false;
         loop {
             while !at_end && in_flight.len() < client.queue_depth() {
+                let mut buffer = client
+                    .write_buffer(chunk)
+                    .map_err(|e| failed(offset, e.into()))?;
                 let n = read_full(&mut local, &mut buffer)
                     .map_err(|e| failed(offset, anyhow!(e).context("local read")))?;
                 at_end = n < chunk;
                 if n == 0 {
                     break;
                 }
+                buffer.truncate(n);
                 if let Some(digest) = &mut digest {
-                    digest.update(&buffer[..n]);
+                    digest.update(&*buffer);
                 }
-                let ticket = client
-                    .submit_write(&file, sent, &buffer[..n])
+                let ticket = buffer
+                    .submit(&file, sent)
                     .map_err(|e| failed(offset, e.into()))?;
                 in_flight.push_back((ticket, n));
                 sent += n as u64;

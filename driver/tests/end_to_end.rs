@@ -579,3 +579,89 @@ fn dropping_the_client_closes_the_servers_files() {
     );
     assert!(!server.set_credit_target(4), "the connection has ended");
 }
+
+#[test]
+fn write_buffers_send_in_place_in_both_modes() {
+    for mode in MODES {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = EmbeddedOptions::default();
+        options.client.mode = mode;
+        options.client.io_size = 64 << 10;
+        options.client.queue_depth = 4;
+        let mut pair = Embedded::start(dir.path(), options).expect("start");
+        let file = pair.client.open("w", RWC).expect("open");
+        let chunks: Vec<Vec<u8>> = (0..8).map(|i| pattern(64 << 10, i as u8)).collect();
+
+        // Bigger than a slot, or empty: refused, nothing taken.
+        assert!(matches!(
+            pair.client.write_buffer((64 << 10) + 1),
+            Err(ClientError::TooLarge { .. })
+        ));
+        assert!(pair.client.write_buffer(0).is_err());
+        // Dropped unsubmitted: the buffer comes back (four times over a
+        // queue depth of four, then all four at once below).
+        for _ in 0..4 {
+            let mut buffer = pair.client.write_buffer(16).expect("lend");
+            buffer.fill(0xEE);
+        }
+
+        let mut tickets = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate().take(4) {
+            let mut buffer = pair.client.write_buffer(chunk.len()).expect("lend");
+            assert_eq!(buffer.len(), chunk.len());
+            buffer.copy_from_slice(chunk);
+            tickets.push(buffer.submit(&file, (i as u64) << 16).expect("submit"));
+        }
+        assert!(
+            pair.client.write_buffer(1).is_err(),
+            "every buffer is in flight"
+        );
+        for ticket in tickets.drain(..) {
+            assert_eq!(pair.client.wait(ticket, &mut []).expect("write"), 64 << 10);
+        }
+        // A short last chunk: the buffer is truncated to what was filled;
+        // truncating to nothing refuses the write and frees the buffer.
+        let mut empty = pair.client.write_buffer(8).expect("lend");
+        empty.truncate(0);
+        assert!(matches!(
+            empty.submit(&file, 0),
+            Err(ClientError::InvalidArgument(_))
+        ));
+        for (i, chunk) in chunks.iter().enumerate().skip(4) {
+            let mut buffer = pair.client.write_buffer(64 << 10).expect("lend");
+            buffer[..chunk.len() - 100].copy_from_slice(&chunk[..chunk.len() - 100]);
+            buffer.truncate(chunk.len() - 100);
+            tickets.push(buffer.submit(&file, (i as u64) << 16).expect("submit"));
+        }
+        for ticket in tickets.drain(..) {
+            assert_eq!(
+                pair.client.wait(ticket, &mut []).expect("write"),
+                (64 << 10) - 100
+            );
+        }
+        let on_disk = fs::read(dir.path().join("w")).expect("read");
+        assert_eq!(on_disk.len(), (8 << 16) - 100);
+        for (i, chunk) in chunks.iter().enumerate() {
+            let start = i << 16;
+            let want = if i < 4 {
+                &chunk[..]
+            } else {
+                &chunk[..chunk.len() - 100]
+            };
+            assert_eq!(
+                &on_disk[start..start + want.len()],
+                want,
+                "chunk {i} ({mode:?})"
+            );
+            if (4..7).contains(&i) {
+                assert!(
+                    on_disk[start + want.len()..start + (1 << 16)]
+                        .iter()
+                        .all(|&b| b == 0),
+                    "the hole after short chunk {i} stays zero"
+                );
+            }
+        }
+        finish(pair);
+    }
+}

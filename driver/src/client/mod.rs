@@ -130,6 +130,87 @@ impl<T: Transport, S: Read + Write> Drop for ReadView<'_, T, S> {
     }
 }
 
+/// A registered buffer lent for write data ([`Client::write_buffer`]);
+/// dereferences to its bytes. [`WriteBuffer::submit`] sends them without a
+/// copy; dropping it unsubmitted hands the buffer back.
+pub struct WriteBuffer<'c, T: Transport, S: Read + Write> {
+    client: &'c mut Client<T, S>,
+    /// `None` once submitted.
+    slot: Option<usize>,
+    len: usize,
+}
+
+impl<T: Transport, S: Read + Write> WriteBuffer<'_, T, S> {
+    /// Shorten the write to its first `len` bytes (a longer `len` is
+    /// ignored); a write must keep at least one byte.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Write the buffer's bytes at `offset` of `file`.
+    pub fn submit(mut self, file: &RemoteFile, offset: u64) -> Result<Ticket, ClientError> {
+        let Some(slot) = self.slot.take() else {
+            return Err(ClientError::InvalidArgument(
+                "write buffer already submitted",
+            ));
+        };
+        if self.len == 0 {
+            self.client.slots.release(slot);
+            return Err(ClientError::InvalidArgument("zero-length request"));
+        }
+        self.client.submit_filled(slot, file, offset, self.len)
+    }
+}
+
+impl<T: Transport, S: Read + Write> std::ops::Deref for WriteBuffer<'_, T, S> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.slot
+            .and_then(|slot| self.client.slots.region(slot).ok())
+            .and_then(|region| self.client.transport.region(region).ok())
+            .and_then(|bytes| bytes.get(..self.len))
+            .unwrap_or(&[])
+    }
+}
+
+impl<T: Transport, S: Read + Write> std::ops::DerefMut for WriteBuffer<'_, T, S> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // Registered by this client, and `len` is at most the slot size
+        // (checked when the buffer was lent).
+        match self
+            .slot
+            .and_then(|slot| self.client.slots.region(slot).ok())
+        {
+            Some(region) => self
+                .client
+                .transport
+                .region_mut(region)
+                .ok()
+                .and_then(|bytes| bytes.get_mut(..self.len))
+                .unwrap_or(&mut []),
+            None => &mut [],
+        }
+    }
+}
+
+impl<T: Transport, S: Read + Write> Drop for WriteBuffer<'_, T, S> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.client.slots.release(slot);
+        }
+    }
+}
+
+impl<T: Transport, S: Read + Write> fmt::Debug for WriteBuffer<'_, T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteBuffer")
+            .field("len", &self.len)
+            .field("submitted", &self.slot.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Transport, S: Read + Write> fmt::Debug for ReadView<'_, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadView")
@@ -502,16 +583,48 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         data: &[u8],
     ) -> Result<Ticket, ClientError> {
         let slot = self.begin(data.len())?;
-        let submitted = self.fill(slot, &[data]).and_then(|()| {
+        match self.fill(slot, &[data]) {
+            Ok(()) => self.submit_filled(slot, file, offset, data.len()),
+            Err(e) => {
+                self.slots.release(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// A registered buffer of `len` bytes (at most [`Client::io_size`]) for
+    /// the caller to fill with write data: [`WriteBuffer::submit`] then
+    /// sends the bytes from where they are, with no copy — the write-side
+    /// counterpart of [`Client::wait_in_place`]. It takes one of the queue
+    /// depth's buffers until submitted or dropped.
+    pub fn write_buffer(&mut self, len: usize) -> Result<WriteBuffer<'_, T, S>, ClientError> {
+        let slot = self.begin(len)?;
+        Ok(WriteBuffer {
+            client: self,
+            slot: Some(slot),
+            len,
+        })
+    }
+
+    /// Submit the write of the first `len` bytes of `slot`, which hold the
+    /// data; the slot is released if the submission fails.
+    fn submit_filled(
+        &mut self,
+        slot: usize,
+        file: &RemoteFile,
+        offset: u64,
+        len: usize,
+    ) -> Result<Ticket, ClientError> {
+        let submitted = (|| {
             let status = self.status_descriptor(slot)?;
-            let len = u32::try_from(data.len()).map_err(|_| ClientError::TooLarge {
-                len: data.len() as u64,
+            let len = u32::try_from(len).map_err(|_| ClientError::TooLarge {
+                len: len as u64,
                 max: u64::from(u32::MAX),
             })?;
             Ok(self
                 .core
                 .write(file.handle, offset, len, status, self.mode)?)
-        });
+        })();
         self.submitted(slot, submitted, Operation::Write, 0, false)
     }
 
