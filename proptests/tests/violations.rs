@@ -368,13 +368,15 @@ fn hostile_credit_requests_terminate() {
         ),
         Violation::CreditRange,
     );
+    // A second request while the first is unsettled (a revoke: the client
+    // starts at its maximum).
     let mut pair = Pair::connected();
     pair.client
-        .handle_message(pair.now, &forge(Body::CreditRequest { delta: 1 }, 0, 0))
+        .handle_message(pair.now, &forge(Body::CreditRequest { delta: -1 }, 0, 0))
         .unwrap();
     client_rejects(
         &mut pair,
-        &forge(Body::CreditRequest { delta: 1 }, 0, 0),
+        &forge(Body::CreditRequest { delta: -1 }, 0, 0),
         Violation::CreditSequence,
     );
     let mut pair = Pair::connected();

@@ -41,7 +41,13 @@ use core::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
-    /// Credits a client starts with (capped by what it asks for).
+    /// Credits a client starts with (capped by what it asks for). The
+    /// default grants `max_credits` at once: the server posts a receive per
+    /// credit up to `max_credits` from the start either way
+    /// ([`Connection::receive_depth`]), so holding credits back saves no
+    /// memory and only caps the client's queue depth. A server rationing
+    /// credits across clients lowers it and steers each connection with
+    /// [`Connection::set_credit_target`].
     pub initial_credits: u16,
     /// Most credits a client may hold. Also bounds the work table.
     pub max_credits: u16,
@@ -65,7 +71,7 @@ impl Default for ServerConfig {
     /// on ksmbd/cifs keepalive practice, adjusted for rdio's larger sends.
     fn default() -> Self {
         Self {
-            initial_credits: 32,
+            initial_credits: 64,
             max_credits: 64,
             min_credits: 1,
             max_send_size: 64 * 1024,
