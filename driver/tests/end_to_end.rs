@@ -665,3 +665,31 @@ fn write_buffers_send_in_place_in_both_modes() {
         finish(pair);
     }
 }
+
+#[test]
+fn sixty_four_requests_fit_on_the_wire_at_once() {
+    // The server grants its maximum at once, so a queue depth of 64 is 64
+    // requests in flight, none held back in the client for lack of credit.
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("f"), pattern(64 << 12, 3)).expect("file");
+    let mut options = EmbeddedOptions::default();
+    options.client.io_size = 4096;
+    options.client.queue_depth = 64;
+    let mut pair = Embedded::start(dir.path(), options).expect("start");
+    assert_eq!(pair.client.credits(), 64);
+    let file = pair.client.open("f", OpenFlags::READ).expect("open");
+    let tickets: Vec<_> = (0..64u64)
+        .map(|i| {
+            pair.client
+                .submit_read(&file, i << 12, 4096)
+                .expect("submit")
+        })
+        .collect();
+    let mut out = vec![0u8; 4096];
+    let data = pattern(64 << 12, 3);
+    for (i, ticket) in tickets.into_iter().enumerate() {
+        assert_eq!(pair.client.wait(ticket, &mut out).expect("read"), 4096);
+        assert_eq!(out[..], data[i << 12..(i + 1) << 12], "read {i}");
+    }
+    finish(pair);
+}
