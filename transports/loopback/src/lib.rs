@@ -225,6 +225,19 @@ impl<L: Link> LoopbackEndpoint<L> {
         result
     }
 
+    /// Execute the work the peer posted, as any `&mut self` call does, and
+    /// tell whether a completion is waiting to be drained — what
+    /// [`Transport::wait`] would wake up for, without waiting. Once the
+    /// connection is down and nothing is left to drain, `Disconnected`.
+    ///
+    /// A driver stepping both ends of a [`pair`] on one thread uses it to
+    /// tell "something arrived" from "nothing can arrive until the peer is
+    /// stepped" (its `wait` cannot block: nobody else could wake it).
+    pub fn ready(&mut self) -> Result<bool, TransportError> {
+        let side = self.side;
+        self.enter(|engine, _| engine.has_news_for(side))
+    }
+
     fn post(
         &mut self,
         wr_id: WrId,
