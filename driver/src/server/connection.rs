@@ -29,6 +29,26 @@ const LINGER: Duration = Duration::from_secs(1);
 /// status blocks and control messages queued at the same time.
 const EXTRA_SENDS: usize = 8;
 
+/// Completions drained per round.
+const COMPLETION_BATCH: usize = 32;
+const NO_COMPLETION: Completion = Completion {
+    wr_id: 0,
+    kind: CompletionKind::Send,
+    status: Ok(()),
+};
+
+/// What one [`ServerConnection::turn`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Work was done (completions drained, messages handled, reads served,
+    /// sends or writes posted): turn again soon.
+    Progress,
+    /// Nothing to do until the peer posts something or a timer expires.
+    Idle,
+    /// The connection is over; [`ServerConnection::finish`] releases it.
+    Ended(ConnectionEnd),
+}
+
 /// Why a connection runner returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectionEnd {
@@ -152,7 +172,8 @@ impl From<ServerEvent<'_>> for Job {
 
 /// The server side of one RDMA connection: owns the transport, the
 /// registered buffers and the core state machine, and runs on its own
-/// thread ([`ServerConnection::run`]).
+/// thread ([`ServerConnection::run`]) or is stepped by its owner
+/// ([`ServerConnection::turn`]).
 pub struct ServerConnection<T: Transport> {
     server: Arc<Server>,
     transport: T,
@@ -282,6 +303,42 @@ impl<T: Transport> ServerConnection<T> {
     /// buffer and close the files registered on it.
     pub fn run(mut self) -> ConnectionEnd {
         let end = self.drive();
+        self.release(end)
+    }
+
+    /// Do one round of the connection's work without blocking — what
+    /// [`ServerConnection::run`] repeats, less its waiting: drain
+    /// completions, handle the messages (writing write data to its file),
+    /// do the core's work (registrations, reads from the file or its
+    /// mapping, closes), post the RDMA writes and sends it asks for, run
+    /// expired timers. An idle round also looks for lease breaks (a writer
+    /// elsewhere waiting for a mapped file).
+    ///
+    /// For a caller that steps the connection itself, on the thread of its
+    /// choosing, instead of giving it one ([`crate::embedded::Inline`] steps
+    /// it inside its client's transport calls). Once a round reports
+    /// [`Turn::Ended`], call [`ServerConnection::finish`].
+    pub fn turn(&mut self) -> Turn {
+        let mut completions = [NO_COMPLETION; COMPLETION_BATCH];
+        match self.round(&mut completions) {
+            Ok(true) => Turn::Progress,
+            Ok(false) => match self.check_leases() {
+                Ok(()) => Turn::Idle,
+                Err(end) => Turn::Ended(self.ended(end)),
+            },
+            Err(end) => Turn::Ended(end),
+        }
+    }
+
+    /// Release a connection stepped by [`ServerConnection::turn`] whose
+    /// round reported `end`: disconnect, deregister every buffer and close
+    /// the files registered on it, as [`ServerConnection::run`] does when
+    /// the connection ends. Returns `end`.
+    pub fn finish(self, end: ConnectionEnd) -> ConnectionEnd {
+        self.release(end)
+    }
+
+    fn release(mut self, end: ConnectionEnd) -> ConnectionEnd {
         let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
@@ -303,47 +360,12 @@ impl<T: Transport> ServerConnection<T> {
     }
 
     fn drive(&mut self) -> ConnectionEnd {
-        let mut completions = [Completion {
-            wr_id: 0,
-            kind: CompletionKind::Send,
-            status: Ok(()),
-        }; 32];
+        let mut completions = [NO_COMPLETION; COMPLETION_BATCH];
         loop {
-            let now = self.clock.now();
-            let mut progress = self.take_orders();
-            let drained = match self.transport.poll_completions(&mut completions) {
-                Ok(n) => n,
-                Err(e) => return self.ended(ConnectionEnd::Transport(e)),
+            let progress = match self.round(&mut completions) {
+                Ok(progress) => progress,
+                Err(end) => return end,
             };
-            for completion in &completions[..drained] {
-                if let Err(end) = self.complete(now, completion) {
-                    return self.ended(end);
-                }
-            }
-            progress |= drained > 0;
-            let step = self
-                .drain_events(now)
-                .and_then(|events| Ok(events | self.serve_reads()? | self.drain_transmits()?));
-            match step {
-                Ok(did) => progress |= did,
-                Err(end) => return self.ended(end),
-            }
-            if self
-                .conn
-                .poll_timeout()
-                .is_some_and(|deadline| deadline <= now)
-            {
-                self.conn.handle_timeout(now);
-                progress = true;
-            }
-            if let Some((reason, deadline)) = self.closing {
-                let idle = self.sends.all_free()
-                    && self.bounces.all_free()
-                    && self.mapped.iter().flatten().all(|m| m.in_flight == 0);
-                if idle || now >= deadline {
-                    return ConnectionEnd::Terminated(reason);
-                }
-            }
             if !progress {
                 // A writer waiting for a lease must not wait on our idleness.
                 if let Err(end) = self.check_leases() {
@@ -355,6 +377,51 @@ impl<T: Transport> ServerConnection<T> {
                 }
             }
         }
+    }
+
+    /// One round of the connection's work, never blocking: drain
+    /// completions (handling received messages, writing write data to the
+    /// file), run the core's events (authentication, registration, reads
+    /// handed over, closes), serve reads by RDMA write, post the core's
+    /// transmits, run expired timers. `Ok(progress)`, or how the connection
+    /// ended.
+    fn round(&mut self, completions: &mut [Completion]) -> Result<bool, ConnectionEnd> {
+        let now = self.clock.now();
+        let mut progress = self.take_orders();
+        let drained = match self.transport.poll_completions(completions) {
+            Ok(n) => n,
+            Err(e) => return Err(self.ended(ConnectionEnd::Transport(e))),
+        };
+        for completion in &completions[..drained] {
+            if let Err(end) = self.complete(now, completion) {
+                return Err(self.ended(end));
+            }
+        }
+        progress |= drained > 0;
+        let step = self
+            .drain_events(now)
+            .and_then(|events| Ok(events | self.serve_reads()? | self.drain_transmits()?));
+        match step {
+            Ok(did) => progress |= did,
+            Err(end) => return Err(self.ended(end)),
+        }
+        if self
+            .conn
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.conn.handle_timeout(now);
+            progress = true;
+        }
+        if let Some((reason, deadline)) = self.closing {
+            let idle = self.sends.all_free()
+                && self.bounces.all_free()
+                && self.mapped.iter().flatten().all(|m| m.in_flight == 0);
+            if idle || now >= deadline {
+                return Err(ConnectionEnd::Terminated(reason));
+            }
+        }
+        Ok(progress)
     }
 
     /// After termination, a failing transport is the expected way out: a
