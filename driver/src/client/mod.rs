@@ -1045,6 +1045,12 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         }; 32];
         let drained = match self.transport.poll_completions(&mut completions) {
             Ok(n) => n,
+            // A deadlock the transport can see (an inline pair, where it
+            // steps the server itself): say so rather than "lost".
+            Err(TransportError::Stalled) => {
+                self.transport_failed(None);
+                return Err(ClientError::Transport(TransportError::Stalled));
+            }
             Err(_) => {
                 self.transport_failed(None);
                 return Ok(true);
