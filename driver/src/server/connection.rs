@@ -1,8 +1,8 @@
 //! One RDMA connection on the server: the core's [`Connection`] state
 //! machine, driven over a transport, doing its file I/O.
 
-use super::{Server, ServerError};
-use crate::buffers::{Clock, Pool, Receives, Work, release, set_up};
+use super::{ReadCounts, Server, ServerError};
+use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{FileId, FileLease};
 use rdio_core::error::Violation;
 use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
@@ -12,7 +12,7 @@ use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
     WcError,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -139,6 +139,12 @@ struct Mapped {
     /// A lease break began (or the file was closed): no more reads from the
     /// mapping; it is released once `in_flight` drops to zero.
     revoked: bool,
+    /// The open file, for the checks a read makes (without the server's
+    /// lock on its file table).
+    open: Arc<crate::files::File>,
+    /// The round of reads ([`ServerConnection::serve_reads`]) that last
+    /// asked the kernel whether the lease still holds.
+    checked_round: u64,
 }
 
 /// Work from the core, owned so the core can be driven while it is done.
@@ -188,9 +194,11 @@ pub struct ServerConnection<T: Transport> {
     reads: VecDeque<PendingRead>,
     /// Leased mappings by slot (the slot is the work-request id's index).
     mapped: Vec<Option<Mapped>>,
-    mapped_by_file: HashMap<FileId, usize>,
+    mapped_by_file: IdMap<FileId, usize>,
     /// Files registered on this connection, closed when it ends.
     files: HashSet<FileId>,
+    /// Rounds of [`ServerConnection::serve_reads`] so far.
+    read_round: u64,
     control: Receiver<Control>,
     control_sender: Sender<Control>,
     closing: Option<(Violation, Instant)>,
@@ -272,8 +280,9 @@ impl Server {
             bounce_writes: vec![0; read_buffers],
             reads: VecDeque::new(),
             mapped: Vec::new(),
-            mapped_by_file: HashMap::new(),
+            mapped_by_file: IdMap::default(),
             files: HashSet::new(),
+            read_round: 0,
             control,
             control_sender,
             closing: None,
@@ -581,11 +590,29 @@ impl<T: Transport> ServerConnection<T> {
     /// by RDMA write to the client, after which the core queues the status
     /// block (claims 16, 20).
     fn serve_reads(&mut self) -> Result<bool, ConnectionEnd> {
+        if self.reads.is_empty() {
+            return Ok(false);
+        }
+        self.read_round += 1;
+        // Counted here and added to the server's shared counters once per
+        // round: one atomic add per round, not per read.
+        let mut served = ReadCounts::default();
+        let result = self.serve_reads_counted(&mut served);
+        if served.mapped > 0 {
+            self.server.reads.mapped.fetch_add(served.mapped, Relaxed);
+        }
+        if served.copied > 0 {
+            self.server.reads.copied.fetch_add(served.copied, Relaxed);
+        }
+        result
+    }
+
+    fn serve_reads_counted(&mut self, served: &mut ReadCounts) -> Result<bool, ConnectionEnd> {
         let mut any = false;
         while let Some(read) = self.reads.pop_front() {
             if let Some(result) = self.read_mapped(&read)? {
                 any = true;
-                self.server.reads.mapped.fetch_add(1, Relaxed);
+                served.mapped += 1;
                 let _ = self.conn.complete_io(read.op, result);
                 continue;
             }
@@ -594,7 +621,7 @@ impl<T: Transport> ServerConnection<T> {
                 break;
             };
             any = true;
-            self.server.reads.copied.fetch_add(1, Relaxed);
+            served.copied += 1;
             let result = match self.read_into(bounce, &read) {
                 Ok((total, writes)) => {
                     for ReadPiece { offset, len, dest } in writes {
@@ -655,6 +682,8 @@ impl<T: Transport> ServerConnection<T> {
             lease,
             in_flight: 0,
             revoked: false,
+            open,
+            checked_round: 0,
         };
         let slot = match self.mapped.iter().position(Option::is_none) {
             Some(free) => {
@@ -682,21 +711,28 @@ impl<T: Transport> ServerConnection<T> {
         let Some(Some(mapped)) = self.mapped.get_mut(slot) else {
             return Ok(None);
         };
-        // Checked before every read: once a writer starts breaking the
-        // lease the file may shrink as soon as we let go, so the mapping is
-        // done with (the module docs of `files::mapping`).
-        if mapped.revoked || !mapped.lease.held() {
-            mapped.revoked = true;
+        // Checked in every round of reads, before its first read from the
+        // mapping: once a writer starts breaking the lease the file may
+        // shrink as soon as we let go, so the mapping is done with (the
+        // module docs of `files::mapping`). Until we let go it cannot
+        // shrink, so once per round (not per read, a system call each) is
+        // as safe; it only decides how soon the writer may proceed.
+        if !mapped.revoked && mapped.checked_round != self.read_round {
+            mapped.checked_round = self.read_round;
+            mapped.revoked = !mapped.lease.held();
+        }
+        if mapped.revoked {
             self.retire_if_idle(slot)?;
             return Ok(None);
         }
         let (region, len) = (mapped.region, mapped.lease.file_len());
-        // The checks `File::read_at` makes on the copying path.
-        let Some(file) = self.server.file(read.file) else {
-            return Ok(Some(Err(Status::InvalidHandle)));
-        };
+        // The checks `File::read_at` makes on the copying path. A mapping
+        // not revoked belongs to a registered, open file.
         for segment in &read.segments {
-            if let Err(e) = file.check_read(segment.offset(), segment.dest().len() as usize) {
+            if let Err(e) = mapped
+                .open
+                .check_read(segment.offset(), segment.dest().len() as usize)
+            {
                 return Ok(Some(Err(e.status())));
             }
         }
