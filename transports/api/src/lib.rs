@@ -374,7 +374,9 @@ pub use fault_injector::{Fault, FaultConfig, FaultInjector, FaultStats, Schedule
 pub use tracer::{PostKind, TraceEvent, Tracer};
 
 /// Total length of a scatter/gather list, or `None` if it overflows `usize`.
-/// Transports use it to check [`Caps::max_message`] / [`Caps::max_write`].
+/// Transports use it to check [`Caps::max_message`] / [`Caps::max_write`]
+/// on every post (inlined: a list is one or two elements long).
+#[inline]
 pub fn total_len(sges: &[Slice]) -> Option<usize> {
     sges.iter()
         .try_fold(0usize, |total, sge| total.checked_add(sge.len))
