@@ -6,9 +6,11 @@
 //! instructions by the difference in N: the whole stack's cost per read,
 //! free of set-up (`scripts/callgrind-inline.sh`); or under `perf record`.
 //!
-//! `inline_cycle N [QD] [--copy-out] [--polling] [--threads]`: reads are
-//! used in place (`Client::wait_in_place`) unless `--copy-out`; the server
-//! runs inline unless `--threads`.
+//! `inline_cycle N [QD] [--copy-out] [--polling] [--threads] [--file-mib M]`:
+//! reads are used in place (`Client::wait_in_place`) unless `--copy-out`;
+//! the server runs inline unless `--threads`; the reads walk a file of M MiB
+//! (16 by default: it fits this machine's L3 cache, the bench's 256 MiB
+//! does not).
 
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
 use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
@@ -17,11 +19,10 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 
 const SIZE: usize = 4096;
-/// The file the reads walk: 16 MiB, so offsets wrap every 4096 reads.
-const FILE_LEN: usize = 16 << 20;
 
 struct Run {
     reads: u64,
+    file_len: usize,
     depth: usize,
     in_place: bool,
     mode: CompletionMode,
@@ -32,13 +33,21 @@ fn main() {
     let reads = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let mut run = Run {
         reads,
+        file_len: 16 << 20,
         depth: 32,
         in_place: true,
         mode: CompletionMode::Interrupt,
     };
     let mut threads = false;
-    for arg in args {
+    while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--file-mib" => {
+                let mib: usize = args
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .expect("--file-mib M");
+                run.file_len = mib << 20;
+            }
             "--copy-out" => run.in_place = false,
             "--polling" => run.mode = CompletionMode::Polling,
             "--threads" => threads = true,
@@ -51,7 +60,7 @@ fn main() {
     }
     let dir = std::env::temp_dir().join(format!("rdio-inline-cycle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
-    let data: Vec<u8> = (0..FILE_LEN).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..run.file_len).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join("data"), &data).expect("data file");
     let bytes = if threads {
         measure::<Threads>(&dir, &run)
@@ -87,7 +96,7 @@ fn read_loop<T: rdio_transport::Transport, S: Read + Write>(
     file: &RemoteFile,
     run: &Run,
 ) -> u64 {
-    let slots = (FILE_LEN / SIZE) as u64;
+    let slots = (run.file_len / SIZE).max(1) as u64;
     let mut scratch = vec![0u8; SIZE];
     let mut in_flight: VecDeque<Ticket> = VecDeque::with_capacity(run.depth);
     let (mut issued, mut bytes) = (0u64, 0u64);
