@@ -26,7 +26,10 @@
 //! receiver's own next action. A driver polling memory for an RDMA-written
 //! status block must call `poll_completions` (an empty slice will do) in its
 //! loop. In the deterministic mode [`Transport::wait`] never blocks (no other
-//! thread could make progress): it delivers incoming work and returns.
+//! thread could make progress): it delivers incoming work and returns;
+//! [`LoopbackEndpoint::ready`] does the same and says whether a completion
+//! is waiting, which a driver stepping both ends on one thread uses to tell
+//! "something arrived" from "nothing can, until the peer is stepped".
 //!
 //! ## RC semantics modelled
 //!
