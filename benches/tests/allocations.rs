@@ -2,7 +2,8 @@
 //! steady-state loop of 4 KiB read cycles of the core pair (which cannot
 //! allocate — it has no `alloc` — so this guards the cycle's own loop), then
 //! every kind of I/O through the std client and server drivers over the
-//! loopback, in both completion modes.
+//! loopback, in both completion modes, with the server on threads of its
+//! own and stepped inline by the client.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,14 +39,18 @@ static GLOBAL: Counting = Counting;
 /// those allocations would be counted. The checks run one after the other
 /// and panic (exit non-zero) on failure.
 fn main() {
-    let checks: [(&str, fn()); 2] = [
+    let checks: [(&str, fn()); 3] = [
         (
             "core_read_cycle_allocates_nothing",
             core_read_cycle_allocates_nothing,
         ),
         (
-            "driver_io_over_the_loopback_allocates_nothing",
-            driver_io_over_the_loopback_allocates_nothing,
+            "driver_io_over_the_loopback_allocates_nothing (server threads)",
+            driver_io_over_the_loopback_allocates_nothing::<rdio::embedded::Threads>,
+        ),
+        (
+            "driver_io_over_the_loopback_allocates_nothing (server inline)",
+            driver_io_over_the_loopback_allocates_nothing::<rdio::embedded::Inline>,
         ),
     ];
     for (name, check) in checks {
@@ -108,11 +113,11 @@ enum Kind {
 }
 
 /// Every kind of I/O, in both completion modes, through the client and
-/// server drivers over the loopback: after warm-up, not one heap allocation
-/// per I/O.
-fn driver_io_over_the_loopback_allocates_nothing() {
+/// server drivers over the loopback, the server run as `M` says: after
+/// warm-up, not one heap allocation per I/O.
+fn driver_io_over_the_loopback_allocates_nothing<M: rdio::embedded::Mode>() {
     use rdio::client::CompletionMode;
-    use rdio::embedded::{Embedded, EmbeddedOptions};
+    use rdio::embedded::EmbeddedOptions;
     use rdio::files::{ReadSegment, WriteSegment};
     use rdio_core::wire::OpenFlags;
 
@@ -137,7 +142,7 @@ fn driver_io_over_the_loopback_allocates_nothing() {
         options.client.io_size = 64 << 10;
         options.client.queue_depth = 8;
         options.client.mode = mode;
-        let mut pair = Embedded::start(dir.path(), options).expect("pair");
+        let mut pair = M::start(dir.path(), options).expect("pair");
         let client = &mut pair.client;
         let file = client
             .open("data", OpenFlags::READ | OpenFlags::WRITE)

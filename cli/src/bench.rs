@@ -14,7 +14,7 @@ use crate::network::{ClientJob, Tuning, connect};
 use crate::size::Size;
 use anyhow::{Context, Result, bail};
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
-use rdio::embedded::{Embedded, EmbeddedOptions};
+use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
 use rdio::files::WriteSegment;
 use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
@@ -35,6 +35,10 @@ pub struct Bench {
     /// Reads lend the client's registered buffer (`Client::wait_in_place`)
     /// instead of copying into the caller's (`Client::wait`).
     pub in_place: bool,
+    /// The in-process server runs on threads of its own
+    /// (`rdio::embedded::Threads`) instead of inline in the client's calls
+    /// (`rdio::embedded::Inline`).
+    pub server_threads: bool,
 }
 
 /// What rdio's throughput is compared against.
@@ -167,6 +171,14 @@ impl Bench {
 
 /// Against a server in this process, over the loopback transport.
 pub fn run(bench: &Bench) -> Result<Results> {
+    if bench.server_threads {
+        run_embedded::<Threads>(bench, "loopback (server threads)")
+    } else {
+        run_embedded::<Inline>(bench, "loopback (server inline)")
+    }
+}
+
+fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
     let plan = bench.plan()?;
     let root = tempfile::Builder::new()
         .prefix("rdio-bench-")
@@ -176,18 +188,18 @@ pub fn run(bench: &Bench) -> Result<Results> {
     options.client.io_size = plan.largest as u32;
     options.client.queue_depth = usize::from(plan.deepest);
     options.client.mode = bench.mode();
-    let mut pair =
-        Embedded::start(root.path(), options).context("cannot start the in-process server")?;
+    let mut pair = M::start(root.path(), options).context("cannot start the in-process server")?;
     let rows = measure_all(
         &mut pair.client,
         bench,
         &plan,
-        "loopback",
+        over,
         "bench.dat",
         &Baseline::Memcpy,
     )?;
     pair.finish().context("closing the connection failed")?;
     Ok(Results {
+        // The transport; the table's first line also says how the server ran.
         transport: "loopback".to_owned(),
         rows,
     })

@@ -5,7 +5,7 @@ use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, bail};
 use rdio::client::CompletionMode;
-use rdio::embedded::{Embedded, EmbeddedOptions};
+use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
 use rdio_core::wire::OpenFlags;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -23,9 +23,20 @@ pub struct Copy {
     pub io_size: Size,
     pub queue_depth: u16,
     pub polling: bool,
+    /// The in-process server runs on threads of its own instead of inline
+    /// in the client's calls.
+    pub server_threads: bool,
 }
 
 pub fn run(copy: &Copy) -> Result<()> {
+    if copy.server_threads {
+        run_in::<Threads>(copy)
+    } else {
+        run_in::<Inline>(copy)
+    }
+}
+
+fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     let mut src =
         File::open(&copy.src).with_context(|| format!("cannot open {}", copy.src.display()))?;
     let meta = src
@@ -60,7 +71,7 @@ pub fn run(copy: &Copy) -> Result<()> {
     } else {
         CompletionMode::Interrupt
     };
-    let mut pair = Embedded::start(root, options).context("cannot start the in-process server")?;
+    let mut pair = M::start(root, options).context("cannot start the in-process server")?;
     let chunk = pair.client.io_size() * pair.client.queue_depth();
 
     let progress = progress_bar(2 * len);

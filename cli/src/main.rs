@@ -79,6 +79,10 @@ struct CpArgs {
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
     polling: bool,
+    /// Run the in-process server on threads of its own (default: inline,
+    /// stepped by the client on its own thread).
+    #[arg(long)]
+    server_threads: bool,
 }
 
 /// How a networked client reaches its server.
@@ -152,6 +156,10 @@ struct BenchArgs {
     /// copying it out.
     #[arg(long)]
     in_place: bool,
+    /// Run the in-process server on threads of its own (default: inline,
+    /// stepped by the client on its own thread).
+    #[arg(long, conflicts_with = "server")]
+    server_threads: bool,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -226,6 +234,7 @@ fn run(cli: Cli) -> Result<()> {
                 io_size: args.io_size,
                 queue_depth: args.queue_depth,
                 polling: args.polling,
+                server_threads: args.server_threads,
             })
         }
         Command::Bench(args) => {
@@ -249,6 +258,7 @@ fn run(cli: Cli) -> Result<()> {
                 bytes: args.bytes,
                 polling: args.polling,
                 in_place: args.in_place,
+                server_threads: args.server_threads,
             };
             let results = match args.server {
                 None => {

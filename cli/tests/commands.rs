@@ -28,6 +28,11 @@ fn cp_round_trips_through_the_server_root() {
             (1 << 20) + 1,
             &["--io-size", "64K", "--queue-depth", "3"][..],
         ),
+        // The server on threads of its own instead of inline.
+        (
+            (1 << 20) + 2,
+            &["--io-size", "64K", "--polling", "--server-threads"][..],
+        ),
     ] {
         let src = dir.path().join(format!("src_{size}"));
         let dst = dir.path().join(format!("dst_{size}"));
@@ -80,9 +85,15 @@ fn cp_into_a_missing_directory_fails_in_one_line() {
 
 #[test]
 fn bench_prints_one_row_per_measurement() {
-    for in_place in [false, true] {
-        let extra: &[&str] = if in_place { &["--in-place"] } else { &[] };
-        let out = bench_quick(extra);
+    for (in_place, server_threads) in [(false, false), (true, false), (false, true)] {
+        let mut extra = Vec::new();
+        if in_place {
+            extra.push("--in-place");
+        }
+        if server_threads {
+            extra.push("--server-threads");
+        }
+        let out = bench_quick(&extra);
         assert!(
             out.status.success(),
             "{}",
@@ -94,8 +105,16 @@ fn bench_prints_one_row_per_measurement() {
         } else {
             "reads copied out"
         };
+        let server = if server_threads {
+            "over loopback (server threads)"
+        } else {
+            "over loopback (server inline)"
+        };
         assert!(
-            stdout.lines().next().is_some_and(|l| l.contains(reads)),
+            stdout
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains(reads) && l.contains(server)),
             "{stdout}"
         );
         check_bench_table(&stdout);

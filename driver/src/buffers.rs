@@ -1,11 +1,52 @@
 //! Registered memory both sides of a connection need, the clock they feed
-//! the core, and the work-request ids that tie completions back to buffers.
+//! the core, the work-request ids that tie completions back to buffers, and
+//! the hash maps keyed by ids of the runtime's own making.
 
 use rdio_core::time::Instant;
 use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, Slice, Transport, TransportError, WrId,
 };
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
+
+/// A hash map keyed by an id this process hands out itself (a client's
+/// request ids, from its core; a server's file ids, from its file table),
+/// hashed by one multiplication instead of SipHash: the I/O path looks one
+/// up for every request, and a peer cannot choose these keys, so there is
+/// no flooding to defend against.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of integer ids (as `FxHasher` does): multiplying by
+/// 2^64 / φ spreads consecutive ids over the high bits hashbrown's control
+/// bytes use, and keeps the low bits (its bucket index) a bijection of the
+/// id's.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Ids hash through the integer methods below; anything else is
+        // folded in eight bytes at a time.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (self.0.rotate_left(5) ^ id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// The core never reads a clock (STYLE §4): the runtime passes it
 /// microseconds since the connection's start.
@@ -223,6 +264,9 @@ pub(crate) fn set_up<T: Transport, R>(
 pub(crate) struct Pool {
     regions: Vec<RegionId>,
     free: Vec<usize>,
+    /// Whether each buffer is in `free`, so a release is O(1) and a
+    /// buffer released twice is still listed once.
+    is_free: Vec<bool>,
     size: usize,
 }
 
@@ -249,6 +293,7 @@ impl Pool {
         Ok(Self {
             regions,
             free: (0..count).rev().collect(),
+            is_free: vec![true; count],
             size,
         })
     }
@@ -258,11 +303,14 @@ impl Pool {
     }
 
     pub(crate) fn take(&mut self) -> Option<usize> {
-        self.free.pop()
+        let index = self.free.pop()?;
+        self.is_free[index] = false;
+        Some(index)
     }
 
     pub(crate) fn release(&mut self, index: usize) {
-        if index < self.regions.len() && !self.free.contains(&index) {
+        if let Some(is_free @ false) = self.is_free.get_mut(index) {
+            *is_free = true;
             self.free.push(index);
         }
     }
@@ -299,7 +347,37 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::Work;
+    use super::{IdMap, Pool, Work};
+    use rdio_transport::Access;
+
+    #[test]
+    fn pool_buffers_are_taken_once_and_released_once() {
+        let (mut transport, _peer) = rdio_loopback::pair(rdio_loopback::Config::default());
+        let mut pool = Pool::register(&mut transport, 3, 16, Access::empty()).expect("pool");
+        let (a, b, c) = (pool.take(), pool.take(), pool.take());
+        assert_eq!((a, b, c), (Some(0), Some(1), Some(2)));
+        assert_eq!(pool.take(), None);
+        pool.release(1);
+        pool.release(1);
+        pool.release(7);
+        assert_eq!(pool.take(), Some(1), "released once, listed once");
+        assert_eq!(pool.take(), None);
+        for index in 0..3 {
+            pool.release(index);
+        }
+        assert!(pool.all_free());
+    }
+
+    #[test]
+    fn id_maps_keep_many_ids_apart() {
+        let mut map = IdMap::default();
+        for id in (0..10_000u32).map(|i| i.wrapping_mul(7919)) {
+            assert_eq!(map.insert(id, id), None);
+        }
+        assert_eq!(map.len(), 10_000);
+        assert_eq!(map.get(&(5 * 7919)), Some(&(5 * 7919)));
+        assert_eq!(map.remove(&(9_999 * 7919)), Some(9_999 * 7919));
+    }
 
     #[test]
     fn work_ids_round_trip() {

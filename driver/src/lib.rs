@@ -13,7 +13,9 @@
 //! * [`client`]: the blocking client — discovery, registration, positioned
 //!   and vectored reads and writes, cancel, close, `std::io` adapters.
 //! * [`embedded`]: a client connected to an in-process server through the
-//!   loopback transport.
+//!   loopback transport, the server on threads of its own
+//!   ([`embedded::Threads`]) or stepped inline by the client on one thread
+//!   ([`embedded::Inline`]: no thread hand-off on the I/O path).
 //! * [`net`]: server and client across processes and hosts — the side
 //!   channel over TCP, the RDMA channel over libfabric (feature `fabric`) or
 //!   ibverbs (feature `verbs`); async versions on tokio (feature `tokio`).

@@ -1,8 +1,10 @@
 //! The whole protocol over the loopback transport on real files: a client
 //! and an in-process server (`rdio::embedded`), every byte compared on disk.
+//! Every scenario runs in both modes of the pair: the server on threads of
+//! its own (`threads::*`) and stepped inline by the client (`inline::*`).
 
 use rdio::client::{ClientError, CompletionMode, Operation};
-use rdio::embedded::{Embedded, EmbeddedOptions};
+use rdio::embedded::{Embedded, EmbeddedOptions, Mode};
 use rdio::files::{ReadSegment, WriteSegment};
 use rdio::server::ConnectionEnd;
 use rdio_core::error::Violation;
@@ -22,14 +24,14 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn start(root: &Path, mode: CompletionMode) -> Embedded {
+fn start<M: Mode>(root: &Path, mode: CompletionMode) -> Embedded<M> {
     let mut options = EmbeddedOptions::default();
     options.client.mode = mode;
-    Embedded::start(root, options).expect("start embedded pair")
+    M::start(root, options).expect("start embedded pair")
 }
 
 /// Finish in order and check the server saw the client's orderly close.
-fn finish(pair: Embedded) {
+fn finish<M: Mode>(pair: Embedded<M>) {
     let end = pair.finish().expect("finish");
     assert_eq!(
         end,
@@ -44,11 +46,47 @@ fn remote_status(result: Result<impl std::fmt::Debug, ClientError>) -> (Operatio
     }
 }
 
-#[test]
-fn write_then_read_back_at_boundary_sizes_in_both_modes() {
+/// Each scenario as a test of its own in each mode.
+macro_rules! in_both_modes {
+    ($($scenario:ident),* $(,)?) => {
+        mod threads {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario::<rdio::embedded::Threads>();
+            })*
+        }
+        mod inline {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario::<rdio::embedded::Inline>();
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    write_then_read_back_at_boundary_sizes_in_both_modes,
+    sixty_four_mib_round_trip,
+    reads_at_and_past_end_of_file,
+    vectored_reads_and_writes_with_and_without_collapse,
+    pipelined_tickets_complete_independently,
+    cancel_before_and_during_transfer,
+    credits_revoked_and_granted_mid_stream,
+    polling_client_can_ask_for_an_interrupt,
+    std_io_adapters,
+    bad_opens_are_refused_and_create_nothing,
+    read_only_files_refuse_writes_and_change_nothing,
+    closed_handles_and_unknown_keys,
+    oversize_and_malformed_requests_are_refused_locally,
+    dropping_the_client_closes_the_servers_files,
+    write_buffers_send_in_place_in_both_modes,
+    sixty_four_requests_fit_on_the_wire_at_once,
+);
+
+fn write_then_read_back_at_boundary_sizes_in_both_modes<M: Mode>() {
     for mode in MODES {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut pair = start(dir.path(), mode);
+        let mut pair = start::<M>(dir.path(), mode);
         for (i, size) in [0usize, 1, 4095, 4096, (1 << 20) + 1]
             .into_iter()
             .enumerate()
@@ -74,12 +112,11 @@ fn write_then_read_back_at_boundary_sizes_in_both_modes() {
     }
 }
 
-#[test]
-fn sixty_four_mib_round_trip() {
+fn sixty_four_mib_round_trip<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = pattern(64 << 20, 0x5A);
     fs::write(dir.path().join("big"), &data).expect("seed file");
-    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
     let file = pair.client.open("big", OpenFlags::READ).expect("open");
     assert_eq!(file.size, data.len() as u64);
     let mut back = vec![0u8; data.len()];
@@ -97,12 +134,11 @@ fn sixty_four_mib_round_trip() {
     finish(pair);
 }
 
-#[test]
-fn reads_at_and_past_end_of_file() {
+fn reads_at_and_past_end_of_file<M: Mode>() {
     for mode in MODES {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(dir.path().join("f"), b"0123456789").expect("write");
-        let mut pair = start(dir.path(), mode);
+        let mut pair = start::<M>(dir.path(), mode);
         let file = pair.client.open("f", OpenFlags::READ).expect("open");
         let mut buf = [0xAAu8; 8];
         assert_eq!(pair.client.read_at(&file, 10, &mut buf).expect("at eof"), 0);
@@ -121,11 +157,10 @@ fn reads_at_and_past_end_of_file() {
     }
 }
 
-#[test]
-fn vectored_reads_and_writes_with_and_without_collapse() {
+fn vectored_reads_and_writes_with_and_without_collapse<M: Mode>() {
     for mode in MODES {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut pair = start(dir.path(), mode);
+        let mut pair = start::<M>(dir.path(), mode);
         let file = pair.client.open("v", RWC).expect("open");
         let a = pattern(4096, 1);
         let b = pattern(100, 2);
@@ -217,13 +252,12 @@ fn vectored_reads_and_writes_with_and_without_collapse() {
     }
 }
 
-#[test]
-fn pipelined_tickets_complete_independently() {
+fn pipelined_tickets_complete_independently<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = EmbeddedOptions::default();
     options.client.io_size = 64 << 10;
     options.client.queue_depth = 16;
-    let mut pair = Embedded::start(dir.path(), options).expect("start");
+    let mut pair = M::start(dir.path(), options).expect("start");
     let file = pair.client.open("p", RWC).expect("open");
     let chunks: Vec<Vec<u8>> = (0..16).map(|i| pattern(64 << 10, i as u8)).collect();
     let tickets: Vec<_> = chunks
@@ -250,13 +284,12 @@ fn pipelined_tickets_complete_independently() {
     finish(pair);
 }
 
-#[test]
-fn cancel_before_and_during_transfer() {
+fn cancel_before_and_during_transfer<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = EmbeddedOptions::default();
     options.client.io_size = 8 << 20;
     options.client.queue_depth = 2;
-    let mut pair = Embedded::start(dir.path(), options).expect("start");
+    let mut pair = M::start(dir.path(), options).expect("start");
     let file = pair.client.open("c", RWC).expect("open");
 
     // Not yet transmitted: completes Cancelled at once, the server never
@@ -308,10 +341,9 @@ fn cancel_before_and_during_transfer() {
     finish(pair);
 }
 
-#[test]
-fn credits_revoked_and_granted_mid_stream() {
+fn credits_revoked_and_granted_mid_stream<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
     let initial = pair.client.credits();
     assert!(initial > 4, "starts with {initial} credits");
     let file = pair.client.open("credits", RWC).expect("open");
@@ -337,10 +369,9 @@ fn credits_revoked_and_granted_mid_stream() {
     finish(pair);
 }
 
-#[test]
-fn polling_client_can_ask_for_an_interrupt() {
+fn polling_client_can_ask_for_an_interrupt<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut pair = start(dir.path(), CompletionMode::Polling);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Polling);
     let file = pair.client.open("i", RWC).expect("open");
     let ticket = pair
         .client
@@ -351,10 +382,9 @@ fn polling_client_can_ask_for_an_interrupt() {
     finish(pair);
 }
 
-#[test]
-fn std_io_adapters() {
+fn std_io_adapters<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
     let file = pair.client.open("io", RWC).expect("open");
     let mut io = pair.client.io(file);
     io.write_all(b"hello, ").expect("write");
@@ -375,8 +405,7 @@ fn std_io_adapters() {
     finish(pair);
 }
 
-#[test]
-fn bad_opens_are_refused_and_create_nothing() {
+fn bad_opens_are_refused_and_create_nothing<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
     fs::create_dir(&root).expect("mkdir");
@@ -384,7 +413,7 @@ fn bad_opens_are_refused_and_create_nothing() {
     std::os::unix::fs::symlink("../secret", root.join("escape")).expect("symlink");
     std::os::unix::fs::symlink("/etc/passwd", root.join("absolute")).expect("symlink");
     std::os::unix::fs::symlink("../new_outside", root.join("dangling")).expect("symlink");
-    let mut pair = start(&root, CompletionMode::Interrupt);
+    let mut pair = start::<M>(&root, CompletionMode::Interrupt);
     let cases: [(&str, OpenFlags, Status); 7] = [
         ("missing", OpenFlags::READ, Status::NotFound),
         ("dir/missing", RWC, Status::NotFound),
@@ -431,12 +460,11 @@ fn bad_opens_are_refused_and_create_nothing() {
     finish(pair);
 }
 
-#[test]
-fn read_only_files_refuse_writes_and_change_nothing() {
+fn read_only_files_refuse_writes_and_change_nothing<M: Mode>() {
     for mode in MODES {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(dir.path().join("ro"), b"original").expect("write");
-        let mut pair = start(dir.path(), mode);
+        let mut pair = start::<M>(dir.path(), mode);
         let file = pair.client.open("ro", OpenFlags::READ).expect("open");
         assert_eq!(
             remote_status(pair.client.write_at(&file, 0, b"EVIL")),
@@ -472,11 +500,10 @@ fn read_only_files_refuse_writes_and_change_nothing() {
     }
 }
 
-#[test]
-fn closed_handles_and_unknown_keys() {
+fn closed_handles_and_unknown_keys<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join("f"), b"data").expect("write");
-    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
     let file = pair
         .client
         .open("f", OpenFlags::READ | OpenFlags::WRITE)
@@ -516,10 +543,9 @@ fn closed_handles_and_unknown_keys() {
     finish(pair);
 }
 
-#[test]
-fn oversize_and_malformed_requests_are_refused_locally() {
+fn oversize_and_malformed_requests_are_refused_locally<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
     let file = pair.client.open("o", RWC).expect("open");
     let limit = pair.client.io_size();
     assert!(matches!(
@@ -561,10 +587,9 @@ fn oversize_and_malformed_requests_are_refused_locally() {
     finish(pair);
 }
 
-#[test]
-fn dropping_the_client_closes_the_servers_files() {
+fn dropping_the_client_closes_the_servers_files<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut pair = start(dir.path(), CompletionMode::Interrupt);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
     let _file = pair.client.open("held", RWC).expect("open");
     let _unregistered = pair
         .client
@@ -580,15 +605,14 @@ fn dropping_the_client_closes_the_servers_files() {
     assert!(!server.set_credit_target(4), "the connection has ended");
 }
 
-#[test]
-fn write_buffers_send_in_place_in_both_modes() {
+fn write_buffers_send_in_place_in_both_modes<M: Mode>() {
     for mode in MODES {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = EmbeddedOptions::default();
         options.client.mode = mode;
         options.client.io_size = 64 << 10;
         options.client.queue_depth = 4;
-        let mut pair = Embedded::start(dir.path(), options).expect("start");
+        let mut pair = M::start(dir.path(), options).expect("start");
         let file = pair.client.open("w", RWC).expect("open");
         let chunks: Vec<Vec<u8>> = (0..8).map(|i| pattern(64 << 10, i as u8)).collect();
 
@@ -666,8 +690,7 @@ fn write_buffers_send_in_place_in_both_modes() {
     }
 }
 
-#[test]
-fn sixty_four_requests_fit_on_the_wire_at_once() {
+fn sixty_four_requests_fit_on_the_wire_at_once<M: Mode>() {
     // The server grants its maximum at once, so a queue depth of 64 is 64
     // requests in flight, none held back in the client for lack of credit.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -675,7 +698,7 @@ fn sixty_four_requests_fit_on_the_wire_at_once() {
     let mut options = EmbeddedOptions::default();
     options.client.io_size = 4096;
     options.client.queue_depth = 64;
-    let mut pair = Embedded::start(dir.path(), options).expect("start");
+    let mut pair = M::start(dir.path(), options).expect("start");
     assert_eq!(pair.client.credits(), 64);
     let file = pair.client.open("f", OpenFlags::READ).expect("open");
     let tickets: Vec<_> = (0..64u64)

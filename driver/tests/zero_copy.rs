@@ -1,10 +1,13 @@
 //! Zero-copy reads: files opened read-only are served by RDMA writes straight
 //! from a mapping of the file held under a read lease, and no writer or
 //! truncation — from another client, this process or another one — can pull
-//! the pages from under a read in progress.
+//! the pages from under a read in progress. The scenarios run with the
+//! server on threads of its own (`threads::*`) and stepped inline by its
+//! client (`inline::*`); a server that must give up its lease while its
+//! client is idle runs on threads in both.
 
 use rdio::client::{CompletionMode, RemoteFile};
-use rdio::embedded::{Embedded, EmbeddedOptions};
+use rdio::embedded::{Embedded, EmbeddedOptions, Mode, Threads};
 use rdio::files::ReadSegment;
 use rdio::server::ReadCounts;
 use rdio_core::wire::OpenFlags;
@@ -20,12 +23,12 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn start(root: &Path, mode: CompletionMode, zero_copy: bool) -> Embedded {
+fn start<M: Mode>(root: &Path, mode: CompletionMode, zero_copy: bool) -> Embedded<M> {
     let mut options = EmbeddedOptions::default();
     options.client.mode = mode;
     options.client.io_size = 256 << 10;
     options.server.zero_copy_reads = zero_copy;
-    Embedded::start(root, options).expect("start embedded pair")
+    M::start(root, options).expect("start embedded pair")
 }
 
 /// Whether this process may take leases on files in `dir` (root, or the
@@ -51,15 +54,41 @@ fn leases_available(dir: &Path) -> bool {
     available
 }
 
-fn read_all(pair: &mut Embedded, file: &RemoteFile, len: usize) -> Vec<u8> {
+fn read_all<M: Mode>(pair: &mut Embedded<M>, file: &RemoteFile, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     let got = pair.client.read_at(file, 0, &mut out).expect("read");
     out.truncate(got);
     out
 }
 
-#[test]
-fn read_only_files_are_served_from_the_mapping_in_both_modes() {
+/// Each scenario as a test of its own in each mode.
+macro_rules! in_both_modes {
+    ($($scenario:ident),* $(,)?) => {
+        mod threads {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario::<rdio::embedded::Threads>();
+            })*
+        }
+        mod inline {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario::<rdio::embedded::Inline>();
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    read_only_files_are_served_from_the_mapping_in_both_modes,
+    writable_opens_large_files_and_the_switch_off_use_bounce_buffers,
+    a_writer_takes_the_file_from_a_mapped_reader_safely,
+    outside_truncation_during_streaming_reads_never_faults,
+    read_counts_start_at_zero,
+    reads_can_be_used_where_they_landed,
+);
+
+fn read_only_files_are_served_from_the_mapping_in_both_modes<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     if !leases_available(dir.path()) {
         return;
@@ -67,7 +96,7 @@ fn read_only_files_are_served_from_the_mapping_in_both_modes() {
     let data = pattern((3 << 20) + 123, 7);
     fs::write(dir.path().join("data"), &data).expect("file");
     for mode in [CompletionMode::Interrupt, CompletionMode::Polling] {
-        let mut pair = start(dir.path(), mode, true);
+        let mut pair = start::<M>(dir.path(), mode, true);
         let file = pair.client.open("data", OpenFlags::READ).expect("open");
         assert_eq!(read_all(&mut pair, &file, data.len() + 4096), data);
         // Vectored, with a segment across the end of file and one past it.
@@ -102,15 +131,14 @@ fn read_only_files_are_served_from_the_mapping_in_both_modes() {
     }
 }
 
-#[test]
-fn writable_opens_large_files_and_the_switch_off_use_bounce_buffers() {
+fn writable_opens_large_files_and_the_switch_off_use_bounce_buffers<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     if !leases_available(dir.path()) {
         return;
     }
     let data = pattern(1 << 20, 3);
     fs::write(dir.path().join("data"), &data).expect("file");
-    let mut pair = start(dir.path(), CompletionMode::Interrupt, true);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt, true);
     let file = pair
         .client
         .open("data", OpenFlags::READ | OpenFlags::WRITE)
@@ -121,7 +149,7 @@ fn writable_opens_large_files_and_the_switch_off_use_bounce_buffers() {
     assert!(counts.copied > 0, "{counts:?}");
     pair.finish().expect("finish");
 
-    let mut pair = start(dir.path(), CompletionMode::Interrupt, false);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt, false);
     let file = pair.client.open("data", OpenFlags::READ).expect("open");
     assert_eq!(read_all(&mut pair, &file, data.len()), data);
     assert_eq!(pair.server().read_counts().mapped, 0);
@@ -131,7 +159,7 @@ fn writable_opens_large_files_and_the_switch_off_use_bounce_buffers() {
     // pin every page on hardware).
     let mut options = EmbeddedOptions::default();
     options.server.zero_copy_max_file = (1 << 20) - 1;
-    let mut pair = Embedded::start(dir.path(), options).expect("start");
+    let mut pair = M::start(dir.path(), options).expect("start");
     let file = pair.client.open("data", OpenFlags::READ).expect("open");
     assert_eq!(read_all(&mut pair, &file, data.len()), data);
     assert_eq!(pair.server().read_counts().mapped, 0);
@@ -143,21 +171,25 @@ fn writable_opens_large_files_and_the_switch_off_use_bounce_buffers() {
 /// given up (not for the 45 s lease-break time), the server never touches a
 /// lost page (it would die of SIGBUS), and the reader sees the new contents
 /// from then on, through bounce buffers.
-#[test]
-fn a_writer_takes_the_file_from_a_mapped_reader_safely() {
+///
+/// The reader's server runs on threads in both modes of the test (the mode
+/// is the writer's): the reader is idle while the writer opens, and an
+/// inline server runs only inside its client's calls
+/// (`rdio::embedded::Inline`), so it would hold on to its lease.
+fn a_writer_takes_the_file_from_a_mapped_reader_safely<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     if !leases_available(dir.path()) {
         return;
     }
     let old = pattern(8 << 20, 1);
     fs::write(dir.path().join("data"), &old).expect("file");
-    let mut reader = start(dir.path(), CompletionMode::Interrupt, true);
+    let mut reader = start::<Threads>(dir.path(), CompletionMode::Interrupt, true);
     let file = reader.client.open("data", OpenFlags::READ).expect("open");
     assert_eq!(read_all(&mut reader, &file, old.len()), old);
     let mapped_before = reader.server().read_counts().mapped;
     assert!(mapped_before > 0);
 
-    let mut writer = start(dir.path(), CompletionMode::Interrupt, true);
+    let mut writer = start::<M>(dir.path(), CompletionMode::Interrupt, true);
     let started = Instant::now();
     let target = writer
         .client
@@ -183,8 +215,7 @@ fn a_writer_takes_the_file_from_a_mapped_reader_safely() {
 /// from the mapping on another thread: every read succeeds (with whatever
 /// mix of old and new bytes a concurrent rewrite gives, as with `pread`)
 /// and the process survives — a read from a lost page would kill it.
-#[test]
-fn outside_truncation_during_streaming_reads_never_faults() {
+fn outside_truncation_during_streaming_reads_never_faults<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     if !leases_available(dir.path()) {
         return;
@@ -202,7 +233,7 @@ fn outside_truncation_during_streaming_reads_never_faults() {
             while !stop.load(Ordering::Relaxed) {
                 // A fresh open each round, so each takes a new lease when it
                 // can (and serves by copying when a writer holds the file).
-                let mut pair = start(&root, CompletionMode::Polling, true);
+                let mut pair = start::<M>(&root, CompletionMode::Polling, true);
                 let file = pair.client.open("data", OpenFlags::READ).expect("open");
                 for _ in 0..8 {
                     let got = read_all(&mut pair, &file, 4 << 20);
@@ -230,7 +261,7 @@ fn outside_truncation_during_streaming_reads_never_faults() {
     assert!(reads > 0);
     assert!(mapped > 0, "some reads were served from the mapping");
     // After the last rewrite, a reader sees exactly the last version.
-    let mut pair = start(dir.path(), CompletionMode::Interrupt, true);
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt, true);
     let file = pair.client.open("data", OpenFlags::READ).expect("open");
     assert_eq!(
         read_all(&mut pair, &file, 4 << 20),
@@ -239,10 +270,9 @@ fn outside_truncation_during_streaming_reads_never_faults() {
     pair.finish().expect("finish");
 }
 
-#[test]
-fn read_counts_start_at_zero() {
+fn read_counts_start_at_zero<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pair = start(dir.path(), CompletionMode::Interrupt, true);
+    let pair = start::<M>(dir.path(), CompletionMode::Interrupt, true);
     assert_eq!(pair.server().read_counts(), ReadCounts::default());
     pair.finish().expect("finish");
 }
@@ -250,13 +280,12 @@ fn read_counts_start_at_zero() {
 /// Reads lent in place (`wait_in_place`): the bytes the server wrote, with
 /// several requests in flight, short at end of file, and the buffer back
 /// to the client afterwards; a write's ticket is refused.
-#[test]
-fn reads_can_be_used_where_they_landed() {
+fn reads_can_be_used_where_they_landed<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = pattern((1 << 20) + 100, 5);
     fs::write(dir.path().join("data"), &data).expect("file");
     for mode in [CompletionMode::Interrupt, CompletionMode::Polling] {
-        let mut pair = start(dir.path(), mode, true);
+        let mut pair = start::<M>(dir.path(), mode, true);
         let file = pair
             .client
             .open("data", OpenFlags::READ | OpenFlags::WRITE)

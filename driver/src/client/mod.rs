@@ -19,7 +19,7 @@ pub use io::RemoteFileIo;
 pub use rdio_core::client::{CompletionMode, RemoteFile};
 pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
 
-use crate::buffers::{Clock, Pool, Receives, Work, release, set_up};
+use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
 use rdio_core::client::{
@@ -33,7 +33,7 @@ use rdio_core::wire::{
 use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, Transport, TransportError, WcError,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -267,7 +267,7 @@ pub struct Client<T: Transport, S: Read + Write> {
     pipeline: VecDeque<(Ticket, usize, usize)>,
     /// One status block per slot, written by the server (claim 20).
     status_region: RegionId,
-    outcomes: HashMap<RequestId, Outcome>,
+    outcomes: IdMap<RequestId, Outcome>,
     authenticated: bool,
     terminated: Option<Violation>,
     lost: Option<WcError>,
@@ -373,7 +373,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             // registrations and closes); at under half the table's capacity
             // hashbrown clears its tombstones in place instead of growing,
             // so the steady state never allocates.
-            outcomes: HashMap::with_capacity(4 * options.queue_depth + 16),
+            outcomes: IdMap::with_capacity_and_hasher(4 * options.queue_depth + 16, <_>::default()),
             authenticated: false,
             terminated: None,
             lost: None,
@@ -925,7 +925,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         }
         self.slots
             .take()
-            .ok_or(ClientError::Api(ApiError::TooManyRequests))
+            .ok_or_else(|| ClientError::Api(ApiError::TooManyRequests))
     }
 
     fn submitted(
@@ -1158,6 +1158,12 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         }; 32];
         let drained = match self.transport.poll_completions(&mut completions) {
             Ok(n) => n,
+            // A deadlock the transport can see (an inline pair, where it
+            // steps the server itself): say so rather than "lost".
+            Err(TransportError::Stalled) => {
+                self.transport_failed(None);
+                return Err(ClientError::Transport(TransportError::Stalled));
+            }
             Err(_) => {
                 self.transport_failed(None);
                 return Ok(true);

@@ -1,8 +1,8 @@
 //! One RDMA connection on the server: the core's [`Connection`] state
 //! machine, driven over a transport, doing its file I/O.
 
-use super::{Server, ServerError};
-use crate::buffers::{Clock, Pool, Receives, Work, release, set_up};
+use super::{ReadCounts, Server, ServerError};
+use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{FileId, FileLease};
 use rdio_core::error::Violation;
 use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
@@ -12,7 +12,7 @@ use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
     WcError,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,6 +28,26 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Send buffers beyond one per receive the client can fill: room for
 /// status blocks and control messages queued at the same time.
 const EXTRA_SENDS: usize = 8;
+
+/// Completions drained per round.
+const COMPLETION_BATCH: usize = 32;
+const NO_COMPLETION: Completion = Completion {
+    wr_id: 0,
+    kind: CompletionKind::Send,
+    status: Ok(()),
+};
+
+/// What one [`ServerConnection::turn`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Work was done (completions drained, messages handled, reads served,
+    /// sends or writes posted): turn again soon.
+    Progress,
+    /// Nothing to do until the peer posts something or a timer expires.
+    Idle,
+    /// The connection is over; [`ServerConnection::finish`] releases it.
+    Ended(ConnectionEnd),
+}
 
 /// Why a connection runner returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +139,12 @@ struct Mapped {
     /// A lease break began (or the file was closed): no more reads from the
     /// mapping; it is released once `in_flight` drops to zero.
     revoked: bool,
+    /// The open file, for the checks a read makes (without the server's
+    /// lock on its file table).
+    open: Arc<crate::files::File>,
+    /// The round of reads ([`ServerConnection::serve_reads`]) that last
+    /// asked the kernel whether the lease still holds.
+    checked_round: u64,
 }
 
 /// Work from the core, owned so the core can be driven while it is done.
@@ -152,7 +178,8 @@ impl From<ServerEvent<'_>> for Job {
 
 /// The server side of one RDMA connection: owns the transport, the
 /// registered buffers and the core state machine, and runs on its own
-/// thread ([`ServerConnection::run`]).
+/// thread ([`ServerConnection::run`]) or is stepped by its owner
+/// ([`ServerConnection::turn`]).
 pub struct ServerConnection<T: Transport> {
     server: Arc<Server>,
     transport: T,
@@ -167,9 +194,11 @@ pub struct ServerConnection<T: Transport> {
     reads: VecDeque<PendingRead>,
     /// Leased mappings by slot (the slot is the work-request id's index).
     mapped: Vec<Option<Mapped>>,
-    mapped_by_file: HashMap<FileId, usize>,
+    mapped_by_file: IdMap<FileId, usize>,
     /// Files registered on this connection, closed when it ends.
     files: HashSet<FileId>,
+    /// Rounds of [`ServerConnection::serve_reads`] so far.
+    read_round: u64,
     control: Receiver<Control>,
     control_sender: Sender<Control>,
     closing: Option<(Violation, Instant)>,
@@ -251,8 +280,9 @@ impl Server {
             bounce_writes: vec![0; read_buffers],
             reads: VecDeque::new(),
             mapped: Vec::new(),
-            mapped_by_file: HashMap::new(),
+            mapped_by_file: IdMap::default(),
             files: HashSet::new(),
+            read_round: 0,
             control,
             control_sender,
             closing: None,
@@ -282,6 +312,42 @@ impl<T: Transport> ServerConnection<T> {
     /// buffer and close the files registered on it.
     pub fn run(mut self) -> ConnectionEnd {
         let end = self.drive();
+        self.release(end)
+    }
+
+    /// Do one round of the connection's work without blocking — what
+    /// [`ServerConnection::run`] repeats, less its waiting: drain
+    /// completions, handle the messages (writing write data to its file),
+    /// do the core's work (registrations, reads from the file or its
+    /// mapping, closes), post the RDMA writes and sends it asks for, run
+    /// expired timers. An idle round also looks for lease breaks (a writer
+    /// elsewhere waiting for a mapped file).
+    ///
+    /// For a caller that steps the connection itself, on the thread of its
+    /// choosing, instead of giving it one ([`crate::embedded::Inline`] steps
+    /// it inside its client's transport calls). Once a round reports
+    /// [`Turn::Ended`], call [`ServerConnection::finish`].
+    pub fn turn(&mut self) -> Turn {
+        let mut completions = [NO_COMPLETION; COMPLETION_BATCH];
+        match self.round(&mut completions) {
+            Ok(true) => Turn::Progress,
+            Ok(false) => match self.check_leases() {
+                Ok(()) => Turn::Idle,
+                Err(end) => Turn::Ended(self.ended(end)),
+            },
+            Err(end) => Turn::Ended(end),
+        }
+    }
+
+    /// Release a connection stepped by [`ServerConnection::turn`] whose
+    /// round reported `end`: disconnect, deregister every buffer and close
+    /// the files registered on it, as [`ServerConnection::run`] does when
+    /// the connection ends. Returns `end`.
+    pub fn finish(self, end: ConnectionEnd) -> ConnectionEnd {
+        self.release(end)
+    }
+
+    fn release(mut self, end: ConnectionEnd) -> ConnectionEnd {
         let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
@@ -303,47 +369,12 @@ impl<T: Transport> ServerConnection<T> {
     }
 
     fn drive(&mut self) -> ConnectionEnd {
-        let mut completions = [Completion {
-            wr_id: 0,
-            kind: CompletionKind::Send,
-            status: Ok(()),
-        }; 32];
+        let mut completions = [NO_COMPLETION; COMPLETION_BATCH];
         loop {
-            let now = self.clock.now();
-            let mut progress = self.take_orders();
-            let drained = match self.transport.poll_completions(&mut completions) {
-                Ok(n) => n,
-                Err(e) => return self.ended(ConnectionEnd::Transport(e)),
+            let progress = match self.round(&mut completions) {
+                Ok(progress) => progress,
+                Err(end) => return end,
             };
-            for completion in &completions[..drained] {
-                if let Err(end) = self.complete(now, completion) {
-                    return self.ended(end);
-                }
-            }
-            progress |= drained > 0;
-            let step = self
-                .drain_events(now)
-                .and_then(|events| Ok(events | self.serve_reads()? | self.drain_transmits()?));
-            match step {
-                Ok(did) => progress |= did,
-                Err(end) => return self.ended(end),
-            }
-            if self
-                .conn
-                .poll_timeout()
-                .is_some_and(|deadline| deadline <= now)
-            {
-                self.conn.handle_timeout(now);
-                progress = true;
-            }
-            if let Some((reason, deadline)) = self.closing {
-                let idle = self.sends.all_free()
-                    && self.bounces.all_free()
-                    && self.mapped.iter().flatten().all(|m| m.in_flight == 0);
-                if idle || now >= deadline {
-                    return ConnectionEnd::Terminated(reason);
-                }
-            }
             if !progress {
                 // A writer waiting for a lease must not wait on our idleness.
                 if let Err(end) = self.check_leases() {
@@ -355,6 +386,51 @@ impl<T: Transport> ServerConnection<T> {
                 }
             }
         }
+    }
+
+    /// One round of the connection's work, never blocking: drain
+    /// completions (handling received messages, writing write data to the
+    /// file), run the core's events (authentication, registration, reads
+    /// handed over, closes), serve reads by RDMA write, post the core's
+    /// transmits, run expired timers. `Ok(progress)`, or how the connection
+    /// ended.
+    fn round(&mut self, completions: &mut [Completion]) -> Result<bool, ConnectionEnd> {
+        let now = self.clock.now();
+        let mut progress = self.take_orders();
+        let drained = match self.transport.poll_completions(completions) {
+            Ok(n) => n,
+            Err(e) => return Err(self.ended(ConnectionEnd::Transport(e))),
+        };
+        for completion in &completions[..drained] {
+            if let Err(end) = self.complete(now, completion) {
+                return Err(self.ended(end));
+            }
+        }
+        progress |= drained > 0;
+        let step = self
+            .drain_events(now)
+            .and_then(|events| Ok(events | self.serve_reads()? | self.drain_transmits()?));
+        match step {
+            Ok(did) => progress |= did,
+            Err(end) => return Err(self.ended(end)),
+        }
+        if self
+            .conn
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.conn.handle_timeout(now);
+            progress = true;
+        }
+        if let Some((reason, deadline)) = self.closing {
+            let idle = self.sends.all_free()
+                && self.bounces.all_free()
+                && self.mapped.iter().flatten().all(|m| m.in_flight == 0);
+            if idle || now >= deadline {
+                return Err(ConnectionEnd::Terminated(reason));
+            }
+        }
+        Ok(progress)
     }
 
     /// After termination, a failing transport is the expected way out: a
@@ -514,11 +590,29 @@ impl<T: Transport> ServerConnection<T> {
     /// by RDMA write to the client, after which the core queues the status
     /// block (claims 16, 20).
     fn serve_reads(&mut self) -> Result<bool, ConnectionEnd> {
+        if self.reads.is_empty() {
+            return Ok(false);
+        }
+        self.read_round += 1;
+        // Counted here and added to the server's shared counters once per
+        // round: one atomic add per round, not per read.
+        let mut served = ReadCounts::default();
+        let result = self.serve_reads_counted(&mut served);
+        if served.mapped > 0 {
+            self.server.reads.mapped.fetch_add(served.mapped, Relaxed);
+        }
+        if served.copied > 0 {
+            self.server.reads.copied.fetch_add(served.copied, Relaxed);
+        }
+        result
+    }
+
+    fn serve_reads_counted(&mut self, served: &mut ReadCounts) -> Result<bool, ConnectionEnd> {
         let mut any = false;
         while let Some(read) = self.reads.pop_front() {
             if let Some(result) = self.read_mapped(&read)? {
                 any = true;
-                self.server.reads.mapped.fetch_add(1, Relaxed);
+                served.mapped += 1;
                 let _ = self.conn.complete_io(read.op, result);
                 continue;
             }
@@ -527,7 +621,7 @@ impl<T: Transport> ServerConnection<T> {
                 break;
             };
             any = true;
-            self.server.reads.copied.fetch_add(1, Relaxed);
+            served.copied += 1;
             let result = match self.read_into(bounce, &read) {
                 Ok((total, writes)) => {
                     for ReadPiece { offset, len, dest } in writes {
@@ -588,6 +682,8 @@ impl<T: Transport> ServerConnection<T> {
             lease,
             in_flight: 0,
             revoked: false,
+            open,
+            checked_round: 0,
         };
         let slot = match self.mapped.iter().position(Option::is_none) {
             Some(free) => {
@@ -615,21 +711,28 @@ impl<T: Transport> ServerConnection<T> {
         let Some(Some(mapped)) = self.mapped.get_mut(slot) else {
             return Ok(None);
         };
-        // Checked before every read: once a writer starts breaking the
-        // lease the file may shrink as soon as we let go, so the mapping is
-        // done with (the module docs of `files::mapping`).
-        if mapped.revoked || !mapped.lease.held() {
-            mapped.revoked = true;
+        // Checked in every round of reads, before its first read from the
+        // mapping: once a writer starts breaking the lease the file may
+        // shrink as soon as we let go, so the mapping is done with (the
+        // module docs of `files::mapping`). Until we let go it cannot
+        // shrink, so once per round (not per read, a system call each) is
+        // as safe; it only decides how soon the writer may proceed.
+        if !mapped.revoked && mapped.checked_round != self.read_round {
+            mapped.checked_round = self.read_round;
+            mapped.revoked = !mapped.lease.held();
+        }
+        if mapped.revoked {
             self.retire_if_idle(slot)?;
             return Ok(None);
         }
         let (region, len) = (mapped.region, mapped.lease.file_len());
-        // The checks `File::read_at` makes on the copying path.
-        let Some(file) = self.server.file(read.file) else {
-            return Ok(Some(Err(Status::InvalidHandle)));
-        };
+        // The checks `File::read_at` makes on the copying path. A mapping
+        // not revoked belongs to a registered, open file.
         for segment in &read.segments {
-            if let Err(e) = file.check_read(segment.offset(), segment.dest().len() as usize) {
+            if let Err(e) = mapped
+                .open
+                .check_read(segment.offset(), segment.dest().len() as usize)
+            {
                 return Ok(Some(Err(e.status())));
             }
         }

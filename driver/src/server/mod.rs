@@ -10,7 +10,7 @@
 
 mod connection;
 
-pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection};
+pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection, Turn};
 
 use crate::buffers::Clock;
 use crate::files::{FileId, FileTable, Root};

@@ -211,6 +211,10 @@ pub enum TransportError {
     Unsupported,
     /// An OS or library error with its raw code (errno, `-FI_E*`).
     Os(i32),
+    /// Nothing can ever arrive: a transport that runs its peer itself (both
+    /// ends of an in-process pair stepped on one thread) saw neither side
+    /// able to move. Waiting longer would hang; the caller has a deadlock.
+    Stalled,
 }
 
 impl fmt::Display for TransportError {
@@ -231,6 +235,9 @@ impl fmt::Display for TransportError {
             Self::Disconnected => f.write_str("connection closed"),
             Self::Unsupported => f.write_str("operation not supported by this transport"),
             Self::Os(code) => write!(f, "os/library error {code}"),
+            Self::Stalled => f.write_str(
+                "no progress possible: neither end of the in-process connection can move (deadlock)",
+            ),
         }
     }
 }
@@ -367,7 +374,9 @@ pub use fault_injector::{Fault, FaultConfig, FaultInjector, FaultStats, Schedule
 pub use tracer::{PostKind, TraceEvent, Tracer};
 
 /// Total length of a scatter/gather list, or `None` if it overflows `usize`.
-/// Transports use it to check [`Caps::max_message`] / [`Caps::max_write`].
+/// Transports use it to check [`Caps::max_message`] / [`Caps::max_write`]
+/// on every post (inlined: a list is one or two elements long).
+#[inline]
 pub fn total_len(sges: &[Slice]) -> Option<usize> {
     sges.iter()
         .try_fold(0usize, |total, sge| total.checked_add(sge.len))

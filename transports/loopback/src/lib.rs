@@ -26,7 +26,10 @@
 //! receiver's own next action. A driver polling memory for an RDMA-written
 //! status block must call `poll_completions` (an empty slice will do) in its
 //! loop. In the deterministic mode [`Transport::wait`] never blocks (no other
-//! thread could make progress): it delivers incoming work and returns.
+//! thread could make progress): it delivers incoming work and returns;
+//! [`LoopbackEndpoint::ready`] does the same and says whether a completion
+//! is waiting, which a driver stepping both ends on one thread uses to tell
+//! "something arrived" from "nothing can, until the peer is stepped".
 //!
 //! ## RC semantics modelled
 //!
@@ -223,6 +226,19 @@ impl<L: Link> LoopbackEndpoint<L> {
             self.link.wake(self.side.peer());
         }
         result
+    }
+
+    /// Execute the work the peer posted, as any `&mut self` call does, and
+    /// tell whether a completion is waiting to be drained — what
+    /// [`Transport::wait`] would wake up for, without waiting. Once the
+    /// connection is down and nothing is left to drain, `Disconnected`.
+    ///
+    /// A driver stepping both ends of a [`pair`] on one thread uses it to
+    /// tell "something arrived" from "nothing can arrive until the peer is
+    /// stepped" (its `wait` cannot block: nobody else could wake it).
+    pub fn ready(&mut self) -> Result<bool, TransportError> {
+        let side = self.side;
+        self.enter(|engine, _| engine.has_news_for(side))
     }
 
     fn post(

@@ -81,6 +81,7 @@ impl sealed::Link for Local {
         )
     }
 
+    #[inline]
     fn lock(&self) -> Self::Guard<'_> {
         // Never re-entered: endpoint methods do not call each other while
         // holding the engine.

@@ -20,9 +20,16 @@ impl<T> SlotRing<T> {
 
     /// Index of the `nth` element from the front; only called with `nth`
     /// below `len` (or equal, when pushing into a non-full ring), so the
-    /// capacity is non-zero.
+    /// capacity is non-zero. `head` is below the capacity and `nth` at most
+    /// the capacity, so one conditional subtraction wraps it (a `%` would
+    /// be a division on every post, delivery and completion).
     fn index(&self, nth: usize) -> usize {
-        (self.head + nth) % self.slots.len()
+        let index = self.head + nth;
+        if index >= self.slots.len() {
+            index - self.slots.len()
+        } else {
+            index
+        }
     }
 
     /// Append: hands out the next free slot for the caller to fill, or `None`
@@ -34,6 +41,11 @@ impl<T> SlotRing<T> {
         let index = self.index(self.len);
         self.len += 1;
         Some(&mut self.slots[index])
+    }
+
+    /// Elements in the ring.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// The `nth` element from the front.

@@ -174,6 +174,33 @@ fn send_gathers_into_the_receive_in_order() {
     );
 }
 
+/// `ready` delivers what the peer posted and tells whether anything waits
+/// to be drained, without draining it; once the pair is down and drained it
+/// reports the disconnect, like `poll_completions`.
+#[test]
+fn ready_reports_waiting_completions_without_draining_them() {
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_recv,
+        ..
+    } = setup(Config::default(), b"x");
+    assert_eq!(b.ready(), Ok(false));
+    b.post_recv(10, recv_slot(b_recv, 0)).unwrap();
+    a.post_send(1, &[src(a_src, 0, 1)], None).unwrap();
+    assert_eq!(a.ready(), Ok(false), "not executed before b enters");
+    assert_eq!(b.ready(), Ok(true), "entering b executed the send");
+    assert_eq!(b.ready(), Ok(true), "and nothing was drained");
+    assert_eq!(a.ready(), Ok(true));
+    assert_eq!(drain(&mut b), [ok(10, recv(1))]);
+    assert_eq!(b.ready(), Ok(false));
+    a.disconnect();
+    assert_eq!(drain(&mut a), [ok(1, Send)]);
+    assert_eq!(a.ready(), Err(TransportError::Disconnected));
+    assert_eq!(b.ready(), Err(TransportError::Disconnected));
+}
+
 #[test]
 fn sends_consume_receives_in_order() {
     let Setup {

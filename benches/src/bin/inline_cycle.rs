@@ -1,0 +1,121 @@
+//! Runs N 4 KiB reads, QD in flight, through the std client and the
+//! in-process server over the loopback (real file, zero-copy reads from the
+//! leased mapping): the path `rdio bench --sizes 4K --queue-depths QD`
+//! measures, without the bench's file fill and baselines around it. Run it
+//! twice under callgrind with different N and divide the difference in
+//! instructions by the difference in N: the whole stack's cost per read,
+//! free of set-up (`scripts/callgrind-inline.sh`); or under `perf record`.
+//!
+//! `inline_cycle N [QD] [--copy-out] [--polling] [--threads] [--file-mib M]`:
+//! reads are used in place (`Client::wait_in_place`) unless `--copy-out`;
+//! the server runs inline unless `--threads`; the reads walk a file of M MiB
+//! (16 by default: it fits this machine's L3 cache, the bench's 256 MiB
+//! does not).
+
+use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
+use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
+use rdio_core::wire::OpenFlags;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+
+const SIZE: usize = 4096;
+
+struct Run {
+    reads: u64,
+    file_len: usize,
+    depth: usize,
+    in_place: bool,
+    mode: CompletionMode,
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let reads = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let mut run = Run {
+        reads,
+        file_len: 16 << 20,
+        depth: 32,
+        in_place: true,
+        mode: CompletionMode::Interrupt,
+    };
+    let mut threads = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--file-mib" => {
+                let mib: usize = args
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .expect("--file-mib M");
+                run.file_len = mib << 20;
+            }
+            "--copy-out" => run.in_place = false,
+            "--polling" => run.mode = CompletionMode::Polling,
+            "--threads" => threads = true,
+            depth => {
+                run.depth = depth
+                    .parse()
+                    .expect("QD, --copy-out, --polling or --threads")
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("rdio-inline-cycle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let data: Vec<u8> = (0..run.file_len).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("data"), &data).expect("data file");
+    let bytes = if threads {
+        measure::<Threads>(&dir, &run)
+    } else {
+        measure::<Inline>(&dir, &run)
+    };
+    std::fs::remove_dir_all(&dir).expect("remove the temporary directory");
+    assert_eq!(bytes, run.reads * SIZE as u64, "a read came back short");
+    println!(
+        "{} reads of 4 KiB at QD {}, {bytes} bytes",
+        run.reads, run.depth
+    );
+}
+
+fn measure<M: Mode>(dir: &std::path::Path, run: &Run) -> u64 {
+    let mut options = EmbeddedOptions::default();
+    options.client.io_size = SIZE as u32;
+    options.client.queue_depth = run.depth;
+    options.client.mode = run.mode;
+    let mut pair = M::start(dir, options).expect("start the pair");
+    let file = pair.client.open("data", OpenFlags::READ).expect("open");
+    let bytes = read_loop(&mut pair.client, &file, run);
+    let counts = pair.server().read_counts();
+    assert_eq!(counts.copied, 0, "reads were served from the mapping");
+    pair.client.close(file).expect("close");
+    pair.finish().expect("finish");
+    bytes
+}
+
+/// Keep `depth` reads in flight, collecting the oldest, as the bench does.
+fn read_loop<T: rdio_transport::Transport, S: Read + Write>(
+    client: &mut Client<T, S>,
+    file: &RemoteFile,
+    run: &Run,
+) -> u64 {
+    let slots = (run.file_len / SIZE).max(1) as u64;
+    let mut scratch = vec![0u8; SIZE];
+    let mut in_flight: VecDeque<Ticket> = VecDeque::with_capacity(run.depth);
+    let (mut issued, mut bytes) = (0u64, 0u64);
+    while issued < run.reads || !in_flight.is_empty() {
+        while issued < run.reads && in_flight.len() < run.depth {
+            let offset = (issued % slots) * SIZE as u64;
+            in_flight.push_back(client.submit_read(file, offset, SIZE).expect("submit"));
+            issued += 1;
+        }
+        let Some(ticket) = in_flight.pop_front() else {
+            break;
+        };
+        bytes += if run.in_place {
+            let view = client.wait_in_place(ticket).expect("read");
+            std::hint::black_box(view.first());
+            view.len() as u64
+        } else {
+            client.wait(ticket, &mut scratch).expect("read")
+        };
+    }
+    bytes
+}

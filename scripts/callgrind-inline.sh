@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Instructions per 4 KiB read through the whole stack — std client, core
+# client and server, loopback transport, server driver, the copy from the
+# file's mapping — with client and server inline on one thread, counted by
+# callgrind. Runs the inline_cycle binary with N and 2N reads and divides the
+# difference by N, so set-up and process start-up cancel out; then splits
+# the 2N run's instructions by where they were spent (callgrind_annotate,
+# grouped by source file).
+#
+#   scripts/callgrind-inline.sh [N] [inline_cycle options: QD --copy-out --polling --threads]
+#
+# The server opens files with openat2(2), which valgrind knows from 3.20 on;
+# Debian 12's valgrind (3.19) fails the open (ENOSYS). Point $VALGRIND at a
+# newer one, e.g. Debian 13's package unpacked with `dpkg -x` (its
+# valgrind needs VALGRIND_LIB=<unpacked>/usr/libexec/valgrind too).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+valgrind=${VALGRIND:-valgrind}
+annotate=${CALLGRIND_ANNOTATE:-$(dirname "$(command -v "$valgrind")")/callgrind_annotate}
+command -v "$valgrind" >/dev/null || { echo "callgrind-inline: install valgrind (apt-get install -y valgrind)" >&2; exit 1; }
+n=${1:-2000}
+shift || true
+cargo build --release -q -p rdio-benches --bin inline_cycle
+bin=${CARGO_TARGET_DIR:-target}/release/inline_cycle
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+count() {
+    local reads=$1
+    shift
+    "$valgrind" --tool=callgrind --callgrind-out-file="$tmp/out.$reads" "$bin" "$reads" "$@" >/dev/null 2>"$tmp/log.$reads"
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/log.$reads" | grep . ||
+        { cat "$tmp/log.$reads" >&2; exit 1; }
+}
+a=$(count "$n" "$@")
+b=$(count "$((2 * n))" "$@")
+per=$(( (b - a) / n ))
+echo "instructions per 4 KiB read, whole stack ($*): $per   (N=$n: $a, 2N: $b)"
+# Self cost of N reads = (2N run) - (N run), by the crate of the function
+# the instructions were executed in (std code inlined into a crate's
+# function counts for that crate).
+split() {
+    "$annotate" --inclusive=no --auto=no --threshold=100 "$1" 2>/dev/null | awk '
+        /^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {
+            n = $1; gsub(",", "", n)
+            line = $0
+            sub(/^ *[0-9,]+ +\([^)]*\) +/, "", line)
+            fn = substr(line, index(line, ":") + 1)
+            sub(/ \[[^]]*\]$/, "", fn)
+            crate = fn
+            sub(/^</, "", crate)
+            sub(/::.*/, "", crate)
+            if (fn ~ /memmove|memcpy|memset/) part = "libc memcpy/memset"
+            else if (crate == "rdio_core") part = "core (rdio-core)"
+            else if (crate == "rdio") part = "driver (rdio)"
+            else if (crate == "rdio_loopback") part = "loopback"
+            else if (crate == "rdio_transport") part = "transport api"
+            else if (crate == "inline_cycle") part = "bench loop"
+            else if (crate ~ /^(std|core|alloc|hashbrown)$/) part = "std (out of line)"
+            else part = "libc, vdso, other"
+            sum[part] += n
+        }
+        END { for (p in sum) printf "%s\t%d\n", p, sum[p] }'
+}
+split "$tmp/out.$n" | sort >"$tmp/split.a"
+split "$tmp/out.$((2 * n))" | sort >"$tmp/split.b"
+echo "per read, by where the instructions ran (self cost):"
+join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$tmp/split.a" "$tmp/split.b" |
+    awk -F'\t' -v n="$n" '{ printf "%8d  %s\n", ($3 - $2) / n, $1 }' | sort -rn
