@@ -33,7 +33,9 @@ pub struct Bench {
     pub bytes: Size,
     pub polling: bool,
     /// Reads lend the client's registered buffer (`Client::wait_in_place`)
-    /// instead of copying into the caller's (`Client::wait`).
+    /// instead of copying into the caller's (`Client::wait`), and writes
+    /// send from a lent registered buffer (`Client::write_buffer`) instead
+    /// of copying the caller's data into one.
     pub in_place: bool,
     /// The in-process server runs on threads of its own
     /// (`rdio::embedded::Threads`) instead of inline in the client's calls
@@ -284,12 +286,12 @@ fn measure_all<T: Transport, S: Read + Write>(
         "interrupt"
     };
     println!(
-        "rdio bench: {} per measurement over {over}, {mode} completions, reads {}, {} per file; {}",
+        "rdio bench: {} per measurement over {over}, {mode} completions, {}, {} per file; {}",
         Size(bench.bytes.0),
         if bench.in_place {
-            "in place"
+            "reads and writes in place"
         } else {
-            "copied out"
+            "reads copied out, writes copied in"
         },
         Size(file_len),
         match baseline {
@@ -532,7 +534,18 @@ fn measure<T: Transport, S: Read + Write>(
     while issued < count || !in_flight.is_empty() {
         while issued < count && in_flight.len() < depth {
             let offset = (issued % slots.max(1)) * size as u64;
-            let ticket = submit(client, file, op, offset, &data, file_len)?;
+            let ticket = if bench.in_place && op == Op::Write {
+                // The data is produced where it is sent from: the bench
+                // stamps one byte (a producer would fill the buffer) and
+                // submits it, no copy.
+                let mut buffer = client.write_buffer(size)?;
+                if let Some(first) = buffer.first_mut() {
+                    *first = issued as u8;
+                }
+                buffer.submit(file, offset)?
+            } else {
+                submit(client, file, op, offset, &data, file_len)?
+            };
             in_flight.push_back((ticket, Instant::now()));
             issued += 1;
         }

@@ -153,7 +153,8 @@ struct BenchArgs {
     server: Option<String>,
     /// Reads lend the client's registered buffer where the server's RDMA
     /// writes put the data (no copy into the caller's memory) instead of
-    /// copying it out.
+    /// copying it out; writes send from a lent registered buffer instead of
+    /// copying the data into one.
     #[arg(long)]
     in_place: bool,
     /// Run the in-process server on threads of its own (default: inline,

@@ -101,9 +101,9 @@ fn bench_prints_one_row_per_measurement() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let reads = if in_place {
-            "reads in place"
+            "reads and writes in place"
         } else {
-            "reads copied out"
+            "reads copied out, writes copied in"
         };
         let server = if server_threads {
             "over loopback (server threads)"
