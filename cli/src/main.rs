@@ -148,6 +148,9 @@ struct BenchArgs {
     /// copying it out.
     #[arg(long)]
     in_place: bool,
+    /// Operations to measure, comma separated, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "read,write,readv,writev")]
+    ops: Vec<bench::Op>,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -245,6 +248,7 @@ fn run(cli: Cli) -> Result<()> {
                 bytes: args.bytes,
                 polling: args.polling,
                 in_place: args.in_place,
+                ops: args.ops,
             };
             let results = match args.server {
                 None => {
