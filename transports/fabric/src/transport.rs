@@ -891,7 +891,7 @@ impl Transport for FabricTransport {
             };
             let slice = remaining.min(WAIT_SLICE);
             let mut entries = [sys::fi_cq_data_entry::default(); CQ_BATCH];
-            let millis = i32::try_from(slice.as_millis()).unwrap_or(i32::MAX).max(1);
+            let millis = timeout_millis(slice);
             // SAFETY: the CQ is open with a wait object (FI_WAIT_UNSPEC) and
             // FI_CQ_FORMAT_DATA; `entries` holds CQ_BATCH entries.
             let ret = unsafe {
@@ -1053,15 +1053,22 @@ pub(crate) fn wait_event(
                 waited: timeout,
             });
         }
-        let millis = i32::try_from(left.min(WAIT_SLICE).as_millis())
-            .unwrap_or(i32::MAX)
-            .max(1);
+        let millis = timeout_millis(left.min(WAIT_SLICE));
         match read_event(eq, millis) {
             Ok(Some(event)) => return Ok(event),
             Ok(None) => {}
             Err(detail) => return Err(FabricError::ConnectFailed { code: detail.code }),
         }
     }
+}
+
+/// A libfabric timeout in milliseconds for `d`, rounded up (and at least 1)
+/// so that a blocking call never returns before `d` has passed: rounding
+/// down turned every 10 ms wait into a 9 ms block plus a second 1 ms one.
+fn timeout_millis(d: Duration) -> i32 {
+    i32::try_from(d.as_micros().div_ceil(1000))
+        .unwrap_or(i32::MAX)
+        .max(1)
 }
 
 /// An `fi_eq_cm_entry` followed by room for connection data.
@@ -1095,6 +1102,16 @@ mod tests {
             thread::spawn(move || listener.accept_timeout(Duration::from_secs(5)).unwrap());
         let client = connect(addr, "tcp").unwrap();
         (client, server.join().unwrap())
+    }
+
+    #[test]
+    fn timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(timeout_millis(Duration::ZERO), 1);
+        assert_eq!(timeout_millis(Duration::from_micros(1)), 1);
+        assert_eq!(timeout_millis(Duration::from_micros(9_999)), 10);
+        assert_eq!(timeout_millis(Duration::from_millis(10)), 10);
+        assert_eq!(timeout_millis(Duration::from_micros(10_001)), 11);
+        assert_eq!(timeout_millis(Duration::MAX), i32::MAX);
     }
 
     /// The provider behaviour `ImmMode::WriteThenSend` exists for: in
