@@ -41,6 +41,9 @@ pub struct Bench {
     /// (`rdio::embedded::Threads`) instead of inline in the client's calls
     /// (`rdio::embedded::Inline`).
     pub server_threads: bool,
+    /// The operations to measure, in this order (duplicates are measured
+    /// once).
+    pub ops: Vec<Op>,
 }
 
 /// What rdio's throughput is compared against.
@@ -56,19 +59,21 @@ pub enum Baseline {
 }
 
 /// The measured operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Op {
+    /// A read of one contiguous range.
     Read,
+    /// A write of one contiguous range.
     Write,
     /// A vectored read of 4 segments spread over the file.
+    #[value(name = "readv")]
     ReadV,
     /// A vectored write of 4 segments spread over the file.
+    #[value(name = "writev")]
     WriteV,
 }
 
 impl Op {
-    const ALL: [Self; 4] = [Self::Read, Self::Write, Self::ReadV, Self::WriteV];
-
     fn name(self) -> &'static str {
         match self {
             Self::Read => "read",
@@ -151,6 +156,9 @@ impl Bench {
             .copied()
             .max()
             .context("no queue depths given")?;
+        if self.ops.is_empty() {
+            bail!("no operations given");
+        }
         if self.sizes.iter().any(|s| s.0 == 0) {
             bail!("request sizes must be at least 1 byte");
         }
@@ -308,7 +316,10 @@ fn measure_all<T: Transport, S: Read + Write>(
     let mut rows = Vec::new();
     // Few enough (sizes x depths x 2) for a linear search.
     let mut baselines: Vec<(BaselineKey, &'static str, f64)> = Vec::new();
-    for op in Op::ALL {
+    for (i, &op) in bench.ops.iter().enumerate() {
+        if bench.ops[..i].contains(&op) {
+            continue;
+        }
         // Reads through a read-only handle, as `rdio get` does: the server
         // may then serve them straight from the file's mapping (zero-copy
         // reads need a read lease, which no writable handle may coexist

@@ -161,6 +161,9 @@ struct BenchArgs {
     /// stepped by the client on its own thread).
     #[arg(long, conflicts_with = "server")]
     server_threads: bool,
+    /// Operations to measure, comma separated, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "read,write,readv,writev")]
+    ops: Vec<bench::Op>,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -260,6 +263,7 @@ fn run(cli: Cli) -> Result<()> {
                 polling: args.polling,
                 in_place: args.in_place,
                 server_threads: args.server_threads,
+                ops: args.ops,
             };
             let results = match args.server {
                 None => {

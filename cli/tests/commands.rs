@@ -173,6 +173,22 @@ fn check_bench_table(stdout: &str) {
     }
 }
 
+#[test]
+fn bench_measures_only_the_ops_asked_for() {
+    let out = bench_quick(&["--ops", "readv,read,readv"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let ops: Vec<&str> = stdout
+        .lines()
+        .skip(2)
+        .filter_map(|row| row.split_whitespace().next())
+        .filter(|op| *op != "memcpy")
+        .collect();
+    // In the order given, each once: 2 sizes x 2 depths.
+    let expected: Vec<&str> = ["readv"; 4].into_iter().chain(["read"; 4]).collect();
+    assert_eq!(ops, expected, "{stdout}");
+}
+
 fn bench_quick(extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "bench",

@@ -24,7 +24,10 @@
 //!   write-with-immediate does *not* consume a posted receive on this
 //!   provider; the transport emulates the trait's contract (see
 //!   `ImmMode` in `transport.rs`). Progress is driven by the application:
-//!   data moves only while the receiving side polls or waits.
+//!   data moves only while the receiving side polls or waits. Waiting
+//!   polls for a short window after the last post or completion before it
+//!   sleeps ([`FabricTransport::set_spin_window`]), because each sleep and
+//!   wake-up costs more than most requests take to answer.
 //! * `sockets` works as well but is slow.
 //! * `verbs`: the MSG endpoints rdio needs. `"verbs;ofi_rxm"` is a
 //!   reliable-datagram (`FI_EP_RDM`) layering and cannot be used.
@@ -43,4 +46,4 @@ mod transport;
 pub use cm::{DEFAULT_CONNECT_TIMEOUT, Listener, connect, connect_timeout};
 pub use error::{FabricError, strerror};
 pub use info::{DEFAULT_PROVIDER, PROVIDER_PREFIX, providers};
-pub use transport::{ErrorDetail, FabricTransport};
+pub use transport::{DEFAULT_SPIN_WINDOW, ErrorDetail, FabricTransport};

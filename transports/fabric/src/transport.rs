@@ -35,6 +35,29 @@ const WRITE_IMM_MARKER: u64 = 1 << 32;
 /// would ever arrive.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
+/// How long after its last post or completion a waiting transport keeps
+/// polling the completion queue before it blocks in `fi_cq_sread`; see
+/// [`FabricTransport::set_spin_window`].
+///
+/// Blocking is what makes interrupt completions slow on the tcp provider
+/// (measured in `docs/PERFORMANCE.md`, "Fabric interrupt completions"): a
+/// thread asleep in `fi_cq_sread` sleeps in `poll(2)` on the socket, so
+/// every segment of an incoming 1 MiB RDMA write wakes it again (about six
+/// wake-ups per read), and on an otherwise idle VM each wake-up of a halted
+/// vCPU took 10–50 µs before the thread ran, plus the sender's cost of
+/// kicking it. A request in flight is answered within a few hundred
+/// microseconds (a 1 MiB read took 0.3–0.5 ms end to end), so 1 ms covers
+/// the service time of every request size up to 1 MiB with margin, while
+/// a transport with nothing in flight stops spinning 1 ms after its last
+/// completion: an idle connection costs no CPU.
+pub const DEFAULT_SPIN_WINDOW: Duration = Duration::from_millis(1);
+
+/// How often a spinning [`Transport::wait`] reads the event queue for a
+/// vanished peer: every round would add a system call (`epoll_wait` on tcp)
+/// to every CQ poll, while a lost peer only needs noticing within
+/// milliseconds.
+const SPIN_EVENT_CHECK: Duration = Duration::from_micros(100);
+
 /// Completion entries read per `fi_cq_read` call.
 const CQ_BATCH: usize = 16;
 
@@ -121,6 +144,11 @@ pub struct FabricTransport {
     ready: VecDeque<Completion>,
     link: Link,
     last_error: Option<ErrorDetail>,
+    /// See [`FabricTransport::set_spin_window`].
+    spin_window: Duration,
+    /// When work was last posted or a completion entry last read: the start
+    /// of the spin window.
+    last_activity: Option<Instant>,
 }
 
 // SAFETY: the transport exclusively owns its domain and every object opened
@@ -234,6 +262,8 @@ impl FabricTransport {
             ready: VecDeque::new(),
             link: Link::Up,
             last_error: None,
+            spin_window: DEFAULT_SPIN_WINDOW,
+            last_activity: None,
         })
     }
 
@@ -269,6 +299,27 @@ impl FabricTransport {
     /// Details of the most recent failed completion or connection error.
     pub fn last_error(&self) -> Option<&ErrorDetail> {
         self.last_error.as_ref()
+    }
+
+    /// How long [`Transport::wait`] keeps polling the completion queue after
+    /// the transport's last post or completion before it blocks
+    /// ([`DEFAULT_SPIN_WINDOW`] unless set).
+    ///
+    /// While the window is open, `wait` calls `fi_cq_read` (which is also
+    /// what moves data on providers that progress in the application's
+    /// calls, like tcp) and yields the CPU between calls, so a thread
+    /// sharing the CPU still runs; once it has passed, `wait` blocks in
+    /// `fi_cq_sread` as before. A transport that keeps completing work more
+    /// often than once per window therefore never sleeps (it behaves like a
+    /// polling one and uses a CPU while it waits), and one that goes quiet
+    /// sleeps at most one window later. `Duration::ZERO` always blocks at once.
+    pub fn set_spin_window(&mut self, window: Duration) {
+        self.spin_window = window;
+    }
+
+    /// See [`set_spin_window`](Self::set_spin_window).
+    pub fn spin_window(&self) -> Duration {
+        self.spin_window
     }
 
     /// Whether the connection is still up (not lost, not disconnected).
@@ -346,7 +397,12 @@ impl FabricTransport {
         let regions = op.regions;
         let (index, context) = self.track(op);
         match check(post(context)) {
-            Ok(_) => Ok(index),
+            Ok(_) => {
+                // Something is in flight: its completion, or the peer's
+                // answer, is due soon.
+                self.last_activity = Some(Instant::now());
+                Ok(index)
+            }
             Err(code) => {
                 self.untrack(index, regions);
                 Err(error::post_error(code))
@@ -384,7 +440,48 @@ impl FabricTransport {
                 Err(code) => return Err(TransportError::Os(code)),
             }
         }
+        if consumed > 0 {
+            self.last_activity = Some(Instant::now());
+        }
         Ok(consumed)
+    }
+
+    /// The first half of [`Transport::wait`]: poll the CQ (and, when nothing
+    /// came, the event queue), yielding the CPU between polls, until
+    /// something is reportable, the connection is gone, `deadline` passes or
+    /// the spin window since the last activity closes (see
+    /// [`set_spin_window`](Self::set_spin_window)).
+    fn spin(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
+        let mut events_checked = Instant::now();
+        while self.ready.is_empty() && self.ep.is_some() {
+            let Some(last) = self.last_activity else {
+                return Ok(());
+            };
+            // Re-read every round: a completion that was only half of an
+            // emulated write-with-immediate reports nothing but extends the
+            // window.
+            let close = last.checked_add(self.spin_window);
+            let until = match (deadline, close) {
+                (Some(deadline), Some(close)) => Some(deadline.min(close)),
+                (deadline, close) => deadline.or(close),
+            };
+            let now = Instant::now();
+            if until.is_some_and(|until| now >= until) {
+                return Ok(());
+            }
+            if self.read_cq(CQ_BATCH)? == 0 {
+                // As in `poll_completions`, idle is the moment to notice a
+                // vanished peer (teardown then reports what was in flight),
+                // but not on every round: reading the event queue is a
+                // system call of its own.
+                if now.duration_since(events_checked) >= SPIN_EVENT_CHECK {
+                    self.check_events();
+                    events_checked = now;
+                }
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
     }
 
     /// Take one error entry off the CQ and turn it into a failed completion.
@@ -779,8 +876,11 @@ impl Transport for FabricTransport {
         Ok(n)
     }
 
+    /// Spins first, then blocks: see [`FabricTransport::set_spin_window`]
+    /// for why and for how long.
     fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
         let start = Instant::now();
+        self.spin(timeout.and_then(|limit| start.checked_add(limit)))?;
         while self.ready.is_empty() && self.ep.is_some() {
             let remaining = match timeout {
                 Some(limit) => match limit.checked_sub(start.elapsed()) {
@@ -791,7 +891,7 @@ impl Transport for FabricTransport {
             };
             let slice = remaining.min(WAIT_SLICE);
             let mut entries = [sys::fi_cq_data_entry::default(); CQ_BATCH];
-            let millis = i32::try_from(slice.as_millis()).unwrap_or(i32::MAX).max(1);
+            let millis = timeout_millis(slice);
             // SAFETY: the CQ is open with a wait object (FI_WAIT_UNSPEC) and
             // FI_CQ_FORMAT_DATA; `entries` holds CQ_BATCH entries.
             let ret = unsafe {
@@ -808,6 +908,7 @@ impl Transport for FabricTransport {
                     for entry in &entries[..n] {
                         self.complete(entry.op_context, entry.flags, entry.len, entry.data, Ok(()));
                     }
+                    self.last_activity = Some(Instant::now());
                     // Entries may all have been folded halves: keep waiting
                     // only if nothing became reportable.
                 }
@@ -952,15 +1053,22 @@ pub(crate) fn wait_event(
                 waited: timeout,
             });
         }
-        let millis = i32::try_from(left.min(WAIT_SLICE).as_millis())
-            .unwrap_or(i32::MAX)
-            .max(1);
+        let millis = timeout_millis(left.min(WAIT_SLICE));
         match read_event(eq, millis) {
             Ok(Some(event)) => return Ok(event),
             Ok(None) => {}
             Err(detail) => return Err(FabricError::ConnectFailed { code: detail.code }),
         }
     }
+}
+
+/// A libfabric timeout in milliseconds for `d`, rounded up (and at least 1)
+/// so that a blocking call never returns before `d` has passed: rounding
+/// down turned every 10 ms wait into a 9 ms block plus a second 1 ms one.
+fn timeout_millis(d: Duration) -> i32 {
+    i32::try_from(d.as_micros().div_ceil(1000))
+        .unwrap_or(i32::MAX)
+        .max(1)
 }
 
 /// An `fi_eq_cm_entry` followed by room for connection data.
@@ -994,6 +1102,16 @@ mod tests {
             thread::spawn(move || listener.accept_timeout(Duration::from_secs(5)).unwrap());
         let client = connect(addr, "tcp").unwrap();
         (client, server.join().unwrap())
+    }
+
+    #[test]
+    fn timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(timeout_millis(Duration::ZERO), 1);
+        assert_eq!(timeout_millis(Duration::from_micros(1)), 1);
+        assert_eq!(timeout_millis(Duration::from_micros(9_999)), 10);
+        assert_eq!(timeout_millis(Duration::from_millis(10)), 10);
+        assert_eq!(timeout_millis(Duration::from_micros(10_001)), 11);
+        assert_eq!(timeout_millis(Duration::MAX), i32::MAX);
     }
 
     /// The provider behaviour `ImmMode::WriteThenSend` exists for: in

@@ -551,6 +551,119 @@ fn wait_blocks_until_a_completion_or_the_timeout() {
     drop(sender.join().unwrap());
 }
 
+/// A 1 MiB write with immediate data, sent from another thread, reaches a
+/// server waiting with `window` as its spin window: on tcp the server's own
+/// calls move the data, so this holds only if both the spinning and the
+/// blocking half of `wait` progress the provider.
+fn waiting_server_receives_a_large_write(window: Duration) {
+    const LEN: usize = 1 << 20;
+    let mut p = Pair::new();
+    p.server.set_spin_window(window);
+    assert_eq!(p.server.spin_window(), window);
+    let target = p
+        .server
+        .register(LEN, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let rx = p.server.register(8, Access::LOCAL_WRITE).unwrap();
+    p.server.post_recv(1, Slice::whole(rx, 8)).unwrap();
+    let dst = p.server.remote_buf(target, 0, LEN).unwrap();
+    let src = p.client.register(LEN, Access::empty()).unwrap();
+    let pattern: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    fill(&mut p.client, src, &pattern);
+    let Pair {
+        mut client,
+        mut server,
+        ..
+    } = p;
+    let writer = thread::spawn(move || {
+        client
+            .post_write(2, &[Slice::whole(src, LEN)], dst, Some(0x5eed))
+            .unwrap();
+        let mut out = [ok(0, CompletionKind::Send); 1];
+        let start = Instant::now();
+        while client.poll_completions(&mut out).unwrap() == 0 {
+            assert!(start.elapsed() < SOON, "the write never completed");
+        }
+        assert_eq!(out[0], ok(2, CompletionKind::Write));
+        client
+    });
+    let mut out = [ok(0, CompletionKind::Send); 2];
+    let start = Instant::now();
+    let mut got = 0;
+    while got == 0 {
+        assert!(start.elapsed() < SOON, "wait never returned the write");
+        server.wait(Some(SOON)).unwrap();
+        got = server.poll_completions(&mut out).unwrap();
+    }
+    assert_eq!(out[0], ok(1, CompletionKind::RecvImm { imm: 0x5eed }));
+    assert!(server.region(target).unwrap() == pattern.as_slice());
+    drop(writer.join().unwrap());
+}
+
+#[test]
+fn a_waiting_server_receives_a_large_write_when_spinning() {
+    // Longer than the test: every wait spins until the data is there.
+    waiting_server_receives_a_large_write(Duration::MAX);
+}
+
+#[test]
+fn a_waiting_server_receives_a_large_write_when_blocking_at_once() {
+    waiting_server_receives_a_large_write(Duration::ZERO);
+}
+
+/// Drop the client of `p` and wait on the server with a spin window that
+/// never closes: only noticing the loss can end the wait. Returns the server.
+fn spin_until_the_peer_vanishes(mut p: Pair) -> FabricTransport {
+    p.server.set_spin_window(Duration::MAX);
+    let Pair {
+        client, mut server, ..
+    } = p;
+    drop(client);
+    let (done, waited) = std::sync::mpsc::channel();
+    let waiter = thread::spawn(move || {
+        server.wait(None).unwrap();
+        done.send(()).unwrap();
+        server
+    });
+    waited
+        .recv_timeout(SOON)
+        .expect("the wait outlived its peer");
+    waiter.join().unwrap()
+}
+
+#[test]
+fn a_spinning_wait_notices_a_vanished_peer_with_a_receive_posted() {
+    let mut p = Pair::new();
+    let rx = p.server.register(8, Access::LOCAL_WRITE).unwrap();
+    p.server.post_recv(1, Slice::whole(rx, 8)).unwrap();
+    let mut server = spin_until_the_peer_vanishes(p);
+    let mut out = [ok(0, CompletionKind::Send); 2];
+    assert_eq!(server.poll_completions(&mut out), Ok(1));
+    assert_eq!(out[0].wr_id, 1);
+    assert!(
+        matches!(out[0].status, Err(WcError::Flushed | WcError::Disconnected)),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_spinning_wait_notices_a_vanished_peer_when_idle() {
+    // One exchange opens the server's spin window; then nothing is posted,
+    // so no completion can report the loss: the event queue must.
+    let mut p = Pair::new();
+    let rx = p.server.register(8, Access::LOCAL_WRITE).unwrap();
+    let tx = p.client.register(8, Access::empty()).unwrap();
+    p.server.post_recv(1, Slice::whole(rx, 8)).unwrap();
+    p.client.post_send(2, &[Slice::whole(tx, 8)], None).unwrap();
+    p.until_completions(1, 1);
+    let mut server = spin_until_the_peer_vanishes(p);
+    assert!(!server.is_connected());
+    assert_eq!(
+        server.poll_completions(&mut []),
+        Err(TransportError::Disconnected)
+    );
+}
+
 #[test]
 fn connection_setup_failures_are_typed() {
     // Nothing listens on the port a just-closed listener had.
