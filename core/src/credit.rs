@@ -201,6 +201,13 @@ impl ClientLedger {
         self.ack_owed
     }
 
+    /// Credit messages sent (acknowledgements, give-ups) whose responses
+    /// have not arrived.
+    pub fn responses_awaited(&self) -> u16 {
+        self.acks_in_flight
+            .saturating_add(self.give_up_answers_owed)
+    }
+
     /// Whether no credit message is outstanding in either direction.
     pub fn is_settled(&self) -> bool {
         self.give_ups_owed == 0

@@ -510,3 +510,91 @@ fn silent_server_is_detected_dead_and_silent_client_is_dropped() {
     assert!(pair.server.is_closed());
     let _ = Instant::from_micros(0);
 }
+
+#[test]
+fn a_lost_keepalive_answer_ends_the_connection_despite_other_traffic() {
+    // An answer the server sent never arrives (no RC transport loses one,
+    // but a lost credit must never go unnoticed): the keepalive's credit
+    // would stay in use for ever while reads keep the peer looking alive.
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let handle = pair.register(key);
+    let next = pair.client.poll_timeout().unwrap();
+    pair.advance(next.saturating_since(pair.now));
+    assert!(pair.client_transmit(), "the idle client sends a keepalive");
+    pair.server_receive();
+    pair.server_events();
+    pair.server_transmit();
+    assert!(!pair.s2c.is_empty(), "the server answered");
+    pair.s2c.clear(); // the answer is lost
+    let started = pair.now;
+    let mut reads = 0;
+    while pair.client.is_open() {
+        assert!(
+            pair.now.saturating_since(started) <= Duration::from_secs(31),
+            "still open {:?} after the lost answer",
+            pair.now.saturating_since(started)
+        );
+        let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+        pair.drive();
+        if pair.client.is_open() {
+            assert_eq!(pair.completion(request).0, Status::Success);
+            reads += 1;
+        }
+        pair.advance(Duration::from_secs(5));
+    }
+    assert!(reads >= 5, "reads kept completing meanwhile ({reads})");
+    let mut events = Vec::new();
+    while let Some(e) = pair.client.poll_event() {
+        events.push(e);
+    }
+    assert_eq!(
+        events,
+        vec![ClientEvent::Terminated {
+            reason: Violation::TimedOut
+        }]
+    );
+}
+
+#[test]
+fn a_lost_credit_response_ends_the_connection_despite_other_traffic() {
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let handle = pair.register(key);
+    // Make room for a grant (a revoke, settled), then grant one back: the
+    // client's acknowledgement takes a credit that only the server's
+    // response returns.
+    let level = pair.client.ledger().level();
+    pair.server
+        .set_credit_target(level - 1)
+        .expect("revoke one");
+    pair.drive();
+    assert_eq!(pair.client.ledger().level(), level - 1);
+    pair.server.set_credit_target(level).expect("grant one");
+    pair.server_transmit();
+    pair.client_receive();
+    assert!(pair.client_transmit(), "the client acknowledges the grant");
+    pair.server_receive();
+    pair.server_transmit();
+    assert!(
+        !pair.s2c.is_empty(),
+        "the server answered the acknowledgement"
+    );
+    pair.s2c.clear(); // the answer is lost
+    let started = pair.now;
+    let mut reads = 0;
+    while pair.client.is_open() {
+        assert!(
+            pair.now.saturating_since(started) <= Duration::from_secs(31),
+            "still open after the lost answer"
+        );
+        let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+        pair.drive();
+        if pair.client.is_open() {
+            assert_eq!(pair.completion(request).0, Status::Success);
+            reads += 1;
+        }
+        pair.advance(Duration::from_secs(5));
+    }
+    assert!(reads >= 5, "reads kept completing meanwhile ({reads})");
+}

@@ -285,6 +285,16 @@ pub struct Client<const R: usize = 64> {
     next_id: u32,
     keepalive_interval: Duration,
     last_heard: Instant,
+    /// Internal messages (keepalive, cancel) sent and not yet answered;
+    /// with the ledger's credit messages awaiting responses, what no caller
+    /// waits for.
+    internal_in_flight: u16,
+    /// Since when the oldest of those has been waiting (reset whenever one
+    /// is answered): each answer is due within the dead-peer timeout,
+    /// however much else the server keeps saying.
+    internal_since: Option<Instant>,
+    /// The count of those at the last [`Client::rearm`].
+    internal_seen: u16,
     timers: TimerTable<TIMERS>,
 }
 
@@ -315,6 +325,9 @@ impl<const R: usize> Client<R> {
             next_id: 1,
             keepalive_interval,
             last_heard: now,
+            internal_in_flight: 0,
+            internal_since: None,
+            internal_seen: 0,
             timers,
         }
     }
@@ -811,8 +824,10 @@ impl<const R: usize> Client<R> {
                     return Err(Violation::FragmentOutOfOrder);
                 }
             }
-            (OpKind::Interrupt, Body::InterruptResponse)
-            | (OpKind::Keepalive, Body::KeepaliveResponse) => {
+            (OpKind::Interrupt, Body::InterruptResponse) => {
+                op.final_seen = true;
+            }
+            (OpKind::Keepalive, Body::KeepaliveResponse) => {
                 op.final_seen = true;
             }
             _ => return Err(Violation::UnexpectedMessage(opcode)),
@@ -890,6 +905,7 @@ impl<const R: usize> Client<R> {
         op.stage = Stage::Done;
         if op.kind.is_internal() {
             self.ops.remove(index);
+            self.internal_in_flight = self.internal_in_flight.saturating_sub(1);
             return Ok(());
         }
         let id = op.id;
@@ -1031,6 +1047,9 @@ impl<const R: usize> Client<R> {
         });
         op.sent = op.sent.saturating_add(data_len);
         op.unanswered = op.unanswered.saturating_add(1);
+        if op.kind.is_internal() && op.stage == Stage::Queued {
+            self.internal_in_flight = self.internal_in_flight.saturating_add(1);
+        }
         op.stage = Stage::Sent;
         let more = op.kind.write_total().is_some_and(|total| op.sent < total);
         if continuing {
@@ -1128,11 +1147,25 @@ impl<const R: usize> Client<R> {
         if self.state != State::Open {
             return;
         }
+        let internal = self
+            .internal_in_flight
+            .saturating_add(self.ledger.responses_awaited());
+        if internal == 0 {
+            self.internal_since = None;
+        } else if self.internal_since.is_none() || internal < self.internal_seen {
+            self.internal_since = Some(now);
+        }
+        self.internal_seen = internal;
         if self.ledger.in_use() > 0 {
+            // Silence ends the connection; so does a keepalive, cancel or
+            // credit message left unanswered while other answers arrive:
+            // its answer was lost, and no caller's wait would notice.
+            let heard = self
+                .internal_since
+                .map_or(self.last_heard, |since| since.min(self.last_heard));
             self.timers.set(
                 TIMER_DEAD,
-                self.last_heard
-                    .saturating_add(self.config.dead_peer_timeout),
+                heard.saturating_add(self.config.dead_peer_timeout),
             );
             self.timers.stop(TIMER_KEEPALIVE);
         } else {
