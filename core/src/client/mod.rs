@@ -824,10 +824,8 @@ impl<const R: usize> Client<R> {
                     return Err(Violation::FragmentOutOfOrder);
                 }
             }
-            (OpKind::Interrupt, Body::InterruptResponse) => {
-                op.final_seen = true;
-            }
-            (OpKind::Keepalive, Body::KeepaliveResponse) => {
+            (OpKind::Interrupt, Body::InterruptResponse)
+            | (OpKind::Keepalive, Body::KeepaliveResponse) => {
                 op.final_seen = true;
             }
             _ => return Err(Violation::UnexpectedMessage(opcode)),
