@@ -596,7 +596,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// the caller to fill with write data: [`WriteBuffer::submit`] then
     /// sends the bytes from where they are, with no copy — the write-side
     /// counterpart of [`Client::wait_in_place`]. It takes one of the queue
-    /// depth's buffers until submitted or dropped.
+    /// depth's buffers until submitted or dropped, and starts out holding
+    /// whatever this client last moved through that buffer (it is not
+    /// zeroed): fill all `len` bytes, or [`WriteBuffer::truncate`] to what
+    /// was filled.
     pub fn write_buffer(&mut self, len: usize) -> Result<WriteBuffer<'_, T, S>, ClientError> {
         let slot = self.begin(len)?;
         Ok(WriteBuffer {
