@@ -62,13 +62,44 @@ fn server_rejects(pair: &mut Pair, bytes: &[u8], expected: Violation) {
 fn client_rejects(pair: &mut Pair, bytes: &[u8], expected: Violation) {
     assert_eq!(pair.client.handle_message(pair.now, bytes), Err(expected));
     assert!(pair.client.is_closed());
-    let mut events = Vec::new();
-    while let Some(e) = pair.client.poll_event() {
-        events.push(e);
-    }
+    let events = client_events(pair);
     assert_eq!(
         events.last(),
         Some(&ClientEvent::Terminated { reason: expected })
+    );
+}
+
+/// Every event the client has queued.
+fn client_events(pair: &mut Pair) -> Vec<ClientEvent> {
+    std::iter::from_fn(|| pair.client.poll_event()).collect()
+}
+
+/// An answer of the server's was lost: reads keep completing every 5 s
+/// (the peer looks alive), and still the client ends the connection as
+/// timed out within the 30 s dead-peer timeout of the lost answer.
+fn reads_go_on_until_the_lost_answer_times_out(pair: &mut Pair, handle: u32) {
+    let started = pair.now;
+    let mut reads = 0;
+    while pair.client.is_open() {
+        assert!(
+            pair.now.saturating_since(started) <= Duration::from_secs(31),
+            "still open {:?} after the lost answer",
+            pair.now.saturating_since(started)
+        );
+        let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+        pair.drive();
+        if pair.client.is_open() {
+            assert_eq!(pair.completion(request).0, Status::Success);
+            reads += 1;
+        }
+        pair.advance(Duration::from_secs(5));
+    }
+    assert!(reads >= 5, "reads kept completing meanwhile ({reads})");
+    assert_eq!(
+        client_events(pair),
+        vec![ClientEvent::Terminated {
+            reason: Violation::TimedOut
+        }]
     );
 }
 
@@ -451,12 +482,8 @@ fn authentication_timeouts() {
     assert!(pair.client.is_closed());
     pair.server_events();
     assert_eq!(pair.server_terminated, Some(Violation::TimedOut));
-    let mut events = Vec::new();
-    while let Some(e) = pair.client.poll_event() {
-        events.push(e);
-    }
     assert_eq!(
-        events,
+        client_events(&mut pair),
         vec![ClientEvent::Terminated {
             reason: Violation::TimedOut
         }]
@@ -527,33 +554,7 @@ fn a_lost_keepalive_answer_ends_the_connection_despite_other_traffic() {
     pair.server_transmit();
     assert!(!pair.s2c.is_empty(), "the server answered");
     pair.s2c.clear(); // the answer is lost
-    let started = pair.now;
-    let mut reads = 0;
-    while pair.client.is_open() {
-        assert!(
-            pair.now.saturating_since(started) <= Duration::from_secs(31),
-            "still open {:?} after the lost answer",
-            pair.now.saturating_since(started)
-        );
-        let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
-        pair.drive();
-        if pair.client.is_open() {
-            assert_eq!(pair.completion(request).0, Status::Success);
-            reads += 1;
-        }
-        pair.advance(Duration::from_secs(5));
-    }
-    assert!(reads >= 5, "reads kept completing meanwhile ({reads})");
-    let mut events = Vec::new();
-    while let Some(e) = pair.client.poll_event() {
-        events.push(e);
-    }
-    assert_eq!(
-        events,
-        vec![ClientEvent::Terminated {
-            reason: Violation::TimedOut
-        }]
-    );
+    reads_go_on_until_the_lost_answer_times_out(&mut pair, handle);
 }
 
 #[test]
@@ -581,20 +582,5 @@ fn a_lost_credit_response_ends_the_connection_despite_other_traffic() {
         "the server answered the acknowledgement"
     );
     pair.s2c.clear(); // the answer is lost
-    let started = pair.now;
-    let mut reads = 0;
-    while pair.client.is_open() {
-        assert!(
-            pair.now.saturating_since(started) <= Duration::from_secs(31),
-            "still open after the lost answer"
-        );
-        let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
-        pair.drive();
-        if pair.client.is_open() {
-            assert_eq!(pair.completion(request).0, Status::Success);
-            reads += 1;
-        }
-        pair.advance(Duration::from_secs(5));
-    }
-    assert!(reads >= 5, "reads kept completing meanwhile ({reads})");
+    reads_go_on_until_the_lost_answer_times_out(&mut pair, handle);
 }
