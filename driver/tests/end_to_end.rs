@@ -13,6 +13,9 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+#[macro_use]
+mod support;
+
 const RWC: OpenFlags = OpenFlags::READ
     .union(OpenFlags::WRITE)
     .union(OpenFlags::CREATE);
@@ -44,24 +47,6 @@ fn remote_status(result: Result<impl std::fmt::Debug, ClientError>) -> (Operatio
         Err(ClientError::Remote { operation, status }) => (operation, status),
         other => panic!("expected a server refusal, got {other:?}"),
     }
-}
-
-/// Each scenario as a test of its own in each mode.
-macro_rules! in_both_modes {
-    ($($scenario:ident),* $(,)?) => {
-        mod threads {
-            $(#[test]
-            fn $scenario() {
-                super::$scenario::<rdio::embedded::Threads>();
-            })*
-        }
-        mod inline {
-            $(#[test]
-            fn $scenario() {
-                super::$scenario::<rdio::embedded::Inline>();
-            })*
-        }
-    };
 }
 
 in_both_modes!(

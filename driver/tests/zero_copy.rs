@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+#[macro_use]
+mod support;
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
@@ -59,24 +62,6 @@ fn read_all<M: Mode>(pair: &mut Embedded<M>, file: &RemoteFile, len: usize) -> V
     let got = pair.client.read_at(file, 0, &mut out).expect("read");
     out.truncate(got);
     out
-}
-
-/// Each scenario as a test of its own in each mode.
-macro_rules! in_both_modes {
-    ($($scenario:ident),* $(,)?) => {
-        mod threads {
-            $(#[test]
-            fn $scenario() {
-                super::$scenario::<rdio::embedded::Threads>();
-            })*
-        }
-        mod inline {
-            $(#[test]
-            fn $scenario() {
-                super::$scenario::<rdio::embedded::Inline>();
-            })*
-        }
-    };
 }
 
 in_both_modes!(
