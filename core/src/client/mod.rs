@@ -28,6 +28,7 @@ use crate::error::{ApiError, Violation};
 use crate::segments::SegmentStore;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
+use crate::wire::message::emit_read;
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
     Body, BufferDescriptor, Flags, InsufficientSize, MAX_SEGMENTS, Message, ProviderList,
@@ -1029,11 +1030,36 @@ impl<const R: usize> Client<R> {
         };
         // Only the prefix is encoded into `buf`; the data is gathered by the
         // driver, so the fragment size depends on the send size alone.
-        let segments = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
-        let (msg, data_len) = build(op, segments, level, max_send);
-        // Checks the room before writing anything.
-        let len = msg.emit_prefix(buf)?;
-        add_payload_len(buf, data_len);
+        let (len, data_len) = match op.kind {
+            // The I/O path's most frequent request, encoded straight from
+            // the op (the same bytes `build` + `emit_prefix` would give).
+            OpKind::Read {
+                handle,
+                offset,
+                dest,
+            } => {
+                let flags = if op.interrupt {
+                    Flags::INTERRUPT
+                } else {
+                    Flags::empty()
+                };
+                let read = ReadRequest {
+                    handle,
+                    offset,
+                    dest,
+                    status: op.status_desc,
+                };
+                (emit_read(buf, flags, level, id, &read)?, 0)
+            }
+            _ => {
+                let segments = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
+                let (msg, data_len) = build(op, segments, level, max_send);
+                // Checks the room before writing anything.
+                let len = msg.emit_prefix(buf)?;
+                add_payload_len(buf, data_len);
+                (len, data_len)
+            }
+        };
         let _ = self.ledger.send_request();
         let Some(op) = self.ops.get_mut(index) else {
             return Ok(None);

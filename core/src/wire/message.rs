@@ -3,8 +3,9 @@
 
 #[cfg(debug_assertions)]
 use super::codec::Counter;
+use super::codec::VERSION_1_BYTE;
 use super::codec::{Sink, Unencodable, Writer, expect_empty, reserved_zero, take, take_exact};
-use super::header::{Flags, HEADER_LEN, Header, Opcode};
+use super::header::{Flags, HEADER_LEN, Header, HeaderWire, Opcode};
 use super::types::{AuthKey, BufferDescriptor, ResumeKey, Status};
 use super::{InsufficientSize, MAX_SEGMENTS, WireError};
 use zerocopy::little_endian::{I32, U16, U32, U64};
@@ -326,6 +327,17 @@ impl<'a> Message<'a> {
     /// length against `buf`, then the opcode's payload (see
     /// `docs/PROTOCOL.md` for every layout and rule).
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
+        // A well-formed Read is accepted by one fixed-layout check; anything
+        // else (including every malformed Read, for its exact error) takes
+        // the general path. `tests::read_fast_parse_agrees` holds the two
+        // to the same answers.
+        if let Some(read) = parse_read(buf) {
+            return Ok(read);
+        }
+        Self::parse_generic(buf)
+    }
+
+    fn parse_generic(buf: &'a [u8]) -> Result<Self, WireError> {
         let (header, payload) = Header::split(buf)?;
         let declared = usize::try_from(header.length).unwrap_or(usize::MAX);
         if payload.len() < declared {
@@ -396,6 +408,17 @@ impl<'a> Message<'a> {
     /// length is computed once from the same `encode_fixed` that writes, so
     /// the two cannot disagree; `buf` is untouched when too small.
     fn write(&self, buf: &mut [u8], with_data: bool) -> Result<usize, InsufficientSize> {
+        // The I/O path's most frequent message, written as one fixed-size
+        // struct (its length is a constant, so no counting and no
+        // variable-length copies); `tests::read_fast_path_matches_generic`
+        // holds it to the generic encoding byte for byte.
+        if let Body::Read(read) = &self.body {
+            return emit_read(buf, self.flags, self.credits, self.request_id, read);
+        }
+        self.write_generic(buf, with_data)
+    }
+
+    fn write_generic(&self, buf: &mut [u8], with_data: bool) -> Result<usize, InsufficientSize> {
         let unencodable = InsufficientSize {
             required: usize::MAX,
         };
@@ -426,6 +449,68 @@ impl<'a> Message<'a> {
         }
         Ok(required)
     }
+}
+
+/// `buf` as a valid Read message, or `None` for the general parser to
+/// decide (and name the error).
+fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
+    let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
+    let header = &wire.header;
+    let flags = header.flags.get();
+    let valid = header.version == VERSION_1_BYTE
+        && header.opcode == Opcode::Read as u8
+        && flags & !Flags::INTERRUPT.bits() == 0
+        && header.reserved.get() == 0
+        && header.length.get() == size_of::<ReadWire>() as u32
+        && wire.read.reserved.get() == 0
+        && !wire.read.dest.is_empty();
+    valid.then(|| Message {
+        flags: Flags::from_bits_retain(flags),
+        credits: header.credits.get(),
+        request_id: header.request_id.get(),
+        body: Body::Read(ReadRequest {
+            handle: wire.read.handle.get(),
+            offset: wire.read.offset.get(),
+            dest: wire.read.dest,
+            status: wire.read.status,
+        }),
+    })
+}
+
+/// Encode a whole Read message into `buf` as one fixed-size struct: what
+/// [`Message::emit`] writes for [`Body::Read`], without building the
+/// [`Message`] (the client's request path calls it directly). `buf` is
+/// untouched when shorter than the message's 64 bytes.
+pub(crate) fn emit_read(
+    buf: &mut [u8],
+    flags: Flags,
+    credits: u16,
+    request_id: u32,
+    read: &ReadRequest,
+) -> Result<usize, InsufficientSize> {
+    const LEN: usize = size_of::<ReadMessageWire>();
+    const PAYLOAD: u32 = size_of::<ReadWire>() as u32;
+    let wire = ReadMessageWire {
+        header: HeaderWire {
+            version: VERSION_1_BYTE,
+            opcode: Opcode::Read as u8,
+            flags: U16::new(flags.bits()),
+            credits: U16::new(credits),
+            reserved: U16::ZERO,
+            request_id: U32::new(request_id),
+            length: U32::new(PAYLOAD),
+        },
+        read: ReadWire {
+            handle: read.handle.into(),
+            reserved: U32::ZERO,
+            offset: read.offset.into(),
+            dest: read.dest,
+            status: read.status,
+        },
+    };
+    wire.write_to_prefix(buf)
+        .map_err(|_| InsufficientSize { required: LEN })?;
+    Ok(LEN)
 }
 
 // Payload layouts, offsets relative to the payload (after the 16-byte
@@ -473,6 +558,14 @@ struct ReadWire {
     offset: U64,
     dest: BufferDescriptor,
     status: BufferDescriptor,
+}
+
+/// A whole Read message: header and payload (the encoder's fast path).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ReadMessageWire {
+    header: HeaderWire,
+    read: ReadWire,
 }
 
 /// ReadV, followed by `count` [`ReadSegment`]s.
@@ -924,6 +1017,80 @@ impl<'a> WriteVRequest<'a> {
         } else {
             lens.try_fold(0u32, u32::checked_add)
                 .ok_or(WireError::BadLength)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The fixed-layout Read parser accepts exactly what the general
+        /// parser accepts, with the same result, on Read-shaped inputs with
+        /// any field (or the length) off.
+        #[test]
+        fn read_fast_parse_agrees(
+            mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 64),
+            len in proptest::prop_oneof![3 => proptest::strategy::Just(64usize), 1 => 60usize..=68],
+            version_ok in proptest::bool::weighted(0.9),
+            opcode_ok in proptest::bool::weighted(0.9),
+            length_ok in proptest::bool::weighted(0.9),
+            reserved_ok in proptest::bool::weighted(0.9),
+            flags in 0u16..4,
+        ) {
+            bytes.resize(len, 0);
+            if let Some(b) = bytes.get_mut(0) { if version_ok { *b = 1 } }
+            if let Some(b) = bytes.get_mut(1) { if opcode_ok { *b = 0x21 } }
+            if let Some(b) = bytes.get_mut(2..4) { b.copy_from_slice(&flags.to_le_bytes()) }
+            if reserved_ok {
+                if let Some(b) = bytes.get_mut(6..8) { b.fill(0) }
+                if let Some(b) = bytes.get_mut(20..24) { b.fill(0) }
+            }
+            if let Some(b) = bytes.get_mut(12..16) { if length_ok { b.copy_from_slice(&48u32.to_le_bytes()) } }
+            let fast = parse_read(&bytes);
+            let generic = Message::parse_generic(&bytes);
+            match fast {
+                Some(msg) => proptest::prop_assert_eq!(Ok(msg), generic),
+                None => {
+                    let accepted_read = matches!(generic, Ok(Message { body: Body::Read(_), .. }));
+                    proptest::prop_assert!(!accepted_read);
+                }
+            }
+            proptest::prop_assert_eq!(Message::parse(&bytes), generic);
+        }
+    }
+
+    #[test]
+    fn read_fast_path_matches_generic() {
+        let cases = [
+            (0u64, 0u32, 0u16, 0u32, Flags::empty()),
+            (u64::MAX, u32::MAX, u16::MAX, u32::MAX, Flags::INTERRUPT),
+            (4096, 7, 64, 0x1234_5678, Flags::INTERRUPT),
+        ];
+        for (offset, handle, credits, request_id, flags) in cases {
+            let msg = Message {
+                flags,
+                credits,
+                request_id,
+                body: Body::Read(ReadRequest {
+                    handle,
+                    offset,
+                    dest: BufferDescriptor::new(offset ^ 0x55, handle, 4096),
+                    status: BufferDescriptor::new(!offset, 3, 24),
+                }),
+            };
+            let (mut fast, mut generic) = ([0u8; 80], [0u8; 80]);
+            let n = msg.emit(&mut fast);
+            assert_eq!(n, msg.write_generic(&mut generic, true));
+            assert_eq!((n, fast), (Ok(64), generic));
+            assert_eq!(msg.encoded_len(), 64);
+            assert_eq!(msg.emit_prefix(&mut fast), Ok(64));
+            assert_eq!(Message::parse(&fast[..64]), Ok(msg));
+            // Too small: the generic requirement, nothing written.
+            let mut short = [0xAAu8; 63];
+            assert_eq!(msg.emit(&mut short), Err(InsufficientSize { required: 64 }));
+            assert_eq!(short, [0xAA; 63]);
         }
     }
 }
