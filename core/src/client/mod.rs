@@ -593,6 +593,7 @@ impl<const R: usize> Client<R> {
         Ok(request)
     }
 
+    #[inline(always)]
     fn submit(
         &mut self,
         kind: OpKind,
@@ -688,6 +689,7 @@ impl<const R: usize> Client<R> {
         self.after_input(now, result).map(|()| true)
     }
 
+    #[inline(always)]
     fn after_input(
         &mut self,
         now: Instant,
@@ -836,6 +838,7 @@ impl<const R: usize> Client<R> {
         self.settle(index)
     }
 
+    #[inline(always)]
     fn status_block(&mut self, block: StatusBlock) -> Result<(), Violation> {
         if self.state != State::Open {
             return Err(Violation::UnknownRequest(block.request_id));
@@ -894,6 +897,7 @@ impl<const R: usize> Client<R> {
 
     /// Report op `index` once its final answer and every fragment answer
     /// arrived.
+    #[inline(always)]
     fn settle(&mut self, index: usize) -> Result<(), Violation> {
         let Some(op) = self.ops.get_mut(index) else {
             return Ok(());
@@ -1003,6 +1007,7 @@ impl<const R: usize> Client<R> {
         Ok(None)
     }
 
+    #[inline(always)]
     fn request_transmit(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, InsufficientSize> {
         if self.ledger.available() == 0 {
             return Ok(None);

@@ -371,6 +371,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
+    #[inline(always)]
     fn process<'a>(
         &mut self,
         now: Instant,
@@ -408,6 +409,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
+    #[inline(always)]
     fn open_message<'a>(&mut self, msg: &Message<'a>) -> Result<Option<WriteChunk<'a>>, Violation> {
         let id = msg.request_id;
         match msg.body {
@@ -443,6 +445,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
+    #[inline(always)]
     fn request<'a>(&mut self, msg: &Message<'a>) -> Result<Option<WriteChunk<'a>>, Violation> {
         let id = msg.request_id;
         let interrupt = msg.flags.contains(Flags::INTERRUPT);
@@ -537,6 +540,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
+    #[inline(always)]
     fn start_read(
         &mut self,
         id: u32,
@@ -818,6 +822,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Answer a finished data request with its status block (claim 20), then
     /// wake a waiting polling client (claim 21), then close a handle that was
     /// waiting for this request.
+    #[inline(always)]
     fn finish(&mut self, index: usize) -> Result<(), Violation> {
         let Some(op) = self.ops.get(index) else {
             return Ok(());

@@ -326,6 +326,7 @@ impl<'a> Message<'a> {
     /// The header is validated first ([`Header::parse`]), then the declared
     /// length against `buf`, then the opcode's payload (see
     /// `docs/PROTOCOL.md` for every layout and rule).
+    #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
         // A well-formed Read is accepted by one fixed-layout check; anything
         // else (including every malformed Read, for its exact error) takes
