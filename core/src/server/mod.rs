@@ -30,6 +30,7 @@ use crate::error::{ApiError, Violation};
 use crate::segments::SegmentStore;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
+use crate::wire::message::parse_read;
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
     AuthKey, Body, BufferDescriptor, Flags, InsufficientSize, MAX_SEGMENTS, Message, OpenFlags,
@@ -362,6 +363,18 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.state == State::Closed {
             return Ok(None);
         }
+        // The I/O path's most frequent message, straight from its fixed
+        // layout to the read it starts (`Message::parse` would give the same
+        // `Message`; see `wire::message::parse_read`).
+        if let (State::Open, Some(msg)) = (self.state, parse_read(bytes)) {
+            return match self.read_message(now, &msg) {
+                Ok(()) => Ok(None),
+                Err(violation) => {
+                    self.fail(violation);
+                    Err(violation)
+                }
+            };
+        }
         match self.process(now, bytes) {
             Ok(chunk) => Ok(chunk),
             Err(violation) => {
@@ -435,14 +448,28 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 self.write_fragment(id, data_offset, data)
             }
             Body::AuthRequest { .. } => Err(Violation::UnexpectedMessage(msg.opcode())),
-            _ => {
-                self.ledger.on_request(msg.credits)?;
-                if self.find(id).is_some() {
-                    return Err(Violation::DuplicateRequest(id));
-                }
-                self.request(msg)
-            }
+            _ => self.new_request(msg),
         }
+    }
+
+    /// A Read on an open connection: what `process` and `open_message` do
+    /// for it, without their dispatch.
+    #[inline(always)]
+    fn read_message(&mut self, now: Instant, msg: &Message<'_>) -> Result<(), Violation> {
+        trace!("server rx {:?} id {}", msg.opcode(), msg.request_id);
+        self.timers
+            .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+        self.new_request(msg).map(|_| ())
+    }
+
+    /// A message that opens a request: its credit, its id, its work.
+    #[inline(always)]
+    fn new_request<'a>(&mut self, msg: &Message<'a>) -> Result<Option<WriteChunk<'a>>, Violation> {
+        self.ledger.on_request(msg.credits)?;
+        if self.find(msg.request_id).is_some() {
+            return Err(Violation::DuplicateRequest(msg.request_id));
+        }
+        self.request(msg)
     }
 
     #[inline(always)]

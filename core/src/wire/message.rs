@@ -454,7 +454,7 @@ impl<'a> Message<'a> {
 
 /// `buf` as a valid Read message, or `None` for the general parser to
 /// decide (and name the error).
-fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
+pub(crate) fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
     let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
     let header = &wire.header;
     let flags = header.flags.get();
