@@ -2,9 +2,9 @@
 //! that turns libfabric's `static inline` calls into linkable functions, and
 //! generates Rust bindings for the headers the crate uses.
 //!
-//! libfabric itself is *not* linked: loading it costs every process 0.2 s
-//! before `main` (docs/PERFORMANCE.md, "Fixed start-up cost"), so the crate
-//! opens it at run time on first use (`src/library.rs`). The shim's
+//! libfabric itself is *not* linked (linked, Debian's costs every process
+//! 0.2 s before `main`: docs/PERFORMANCE.md, "Fixed start-up cost"); the
+//! crate opens it at run time on first use (`src/library.rs`). The shim's
 //! forwarders only go through the ops tables inside libfabric's objects and
 //! need no libfabric symbol; the few functions libfabric really exports are
 //! bound in a second bindgen pass as a `libloading` struct (`Libfabric`).

@@ -37,9 +37,8 @@
 //! `libfabric.so.1` (or the library [`LIBFABRIC_ENV`] names) with `dlopen`,
 //! once per process, so programs that contain the crate but use no provider
 //! do not pay for loading it (0.2 s on Debian 12: `docs/PERFORMANCE.md`,
-//! "Fixed start-up cost"). Where
-//! it cannot be opened, each entry point returns
-//! [`FabricError::Unavailable`] saying why.
+//! "Fixed start-up cost"). Where it cannot be opened, each entry point
+//! returns [`FabricError::Unavailable`] saying why.
 #![warn(missing_docs)]
 
 mod cm;
