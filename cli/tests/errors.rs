@@ -10,9 +10,23 @@ fn rdio(args: &[&str]) -> Output {
         .expect("run rdio")
 }
 
+/// `rdio` on a machine without libfabric: `RDIO_LIBFABRIC` names a library
+/// that does not exist.
+fn rdio_without_libfabric(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rdio"))
+        .args(args)
+        .env(rdio_fabric::LIBFABRIC_ENV, "/nonexistent/libfabric.so.1")
+        .output()
+        .expect("run rdio")
+}
+
 /// Assert a failure with `code` whose single stderr line contains `needle`.
 fn assert_one_line_error(args: &[&str], code: i32, needle: &str) {
-    let out = rdio(args);
+    assert_one_line_failure(args, &rdio(args), code, needle);
+}
+
+/// [`assert_one_line_error`] for the output `out` of a run with `args`.
+fn assert_one_line_failure(args: &[&str], out: &Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -116,6 +130,44 @@ fn networked_commands_explain_what_is_wrong() {
         1,
         "only reaches a server in this process",
     );
+}
+
+/// libfabric is opened when a command first needs it, not linked: without
+/// it the fabric commands say what is missing and the in-process ones work.
+#[test]
+fn only_fabric_commands_need_libfabric() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("x");
+    let local = local.to_str().expect("utf-8");
+    let unreachable = format!("127.0.0.1:{}", closed_port());
+    let remote = format!("{unreachable}:file");
+    for args in [
+        &["get", &remote, local][..],
+        &["put", "/etc/hostname", &remote],
+        &["serve", "--root", "/tmp", "--listen", "127.0.0.1:0"],
+        &["bench", "--server", &unreachable],
+    ] {
+        let out = rdio_without_libfabric(args);
+        assert_one_line_failure(
+            args,
+            &out,
+            1,
+            "libfabric could not be loaded: /nonexistent/libfabric.so.1: \
+             cannot open shared object file",
+        );
+        assert_one_line_failure(args, &out, 1, "apt-get install libfabric1");
+    }
+    let out = rdio_without_libfabric(&["cp", "/etc/hostname", local]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(local).expect("copied"),
+        std::fs::read("/etc/hostname").expect("source")
+    );
+    assert!(rdio_without_libfabric(&["--version"]).status.success());
 }
 
 /// This machine's kernel has no RDMA (ibv_get_device_list fails with

@@ -39,17 +39,19 @@ impl fmt::Display for ProviderUnavailable {
 
 impl std::error::Error for ProviderUnavailable {}
 
-/// The named provider, checked against what libfabric offers here.
-fn available(provider: &str) -> Result<String, ProviderUnavailable> {
+/// The named provider, checked against what libfabric offers here (an
+/// error of its own when libfabric cannot be loaded at all).
+fn available(provider: &str) -> Result<String, SetupError> {
     let name = negotiated_name(provider);
-    let available = rdio_fabric::providers();
+    let available = rdio_fabric::providers()?;
     if available.contains(&name) {
         Ok(name)
     } else {
         Err(ProviderUnavailable {
             provider: name,
             available,
-        })
+        }
+        .into())
     }
 }
 
@@ -111,7 +113,7 @@ impl FabricConnector {
     pub fn new(provider: Option<&str>) -> Result<Self, SetupError> {
         let names = match provider {
             Some(provider) => vec![available(provider)?],
-            None => rdio_fabric::providers(),
+            None => rdio_fabric::providers()?,
         };
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(Self {

@@ -3,8 +3,6 @@
 
 uint32_t rdio_fi_version(void) { return FI_VERSION(1, 17); }
 
-int rdio_fi_fabric(struct fi_fabric_attr *attr, struct fid_fabric **fabric, void *context)
-{ return fi_fabric(attr, fabric, context); }
 int rdio_fi_close(struct fid *fid) { return fi_close(fid); }
 int rdio_fi_domain(struct fid_fabric *fabric, struct fi_info *info, struct fid_domain **domain, void *context)
 { return fi_domain(fabric, info, domain, context); }

@@ -4,6 +4,12 @@
  * static inline function, so each one is re-exported here under an `rdio_`
  * prefix with the same arguments. Nothing else lives in this file: no logic,
  * no state.
+ *
+ * The inlines reach the provider through the ops tables of the objects they
+ * are given, so this file references no libfabric symbol and the crate need
+ * not link libfabric. The functions libfabric really exports (fi_getinfo,
+ * fi_fabric, ...) are called through the table src/library.rs fills in
+ * with dlsym instead.
  */
 #ifndef RDIO_FABRIC_SHIM_H
 #define RDIO_FABRIC_SHIM_H
@@ -19,7 +25,6 @@
 /* The API version this crate is written against (FI_VERSION is a macro). */
 uint32_t rdio_fi_version(void);
 
-int rdio_fi_fabric(struct fi_fabric_attr *attr, struct fid_fabric **fabric, void *context);
 int rdio_fi_close(struct fid *fid);
 int rdio_fi_domain(struct fid_fabric *fabric, struct fi_info *info, struct fid_domain **domain, void *context);
 int rdio_fi_eq_open(struct fid_fabric *fabric, struct fi_eq_attr *attr, struct fid_eq **eq, void *context);

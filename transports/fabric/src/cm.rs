@@ -53,7 +53,7 @@ pub struct Listener {
     eq: Owned<sys::fid_eq>,
     fabric: Arc<Fabric>,
     /// The info the passive endpoint was opened from (see [`Fabric`]).
-    _info: Arc<Info>,
+    info: Arc<Info>,
     local: SocketAddr,
 }
 
@@ -102,7 +102,7 @@ impl Listener {
             pep,
             eq,
             fabric,
-            _info: info,
+            info,
             local,
         })
     }
@@ -166,7 +166,7 @@ impl Listener {
         let during = "FI_CONNREQ";
         // SAFETY: a CM event's info (if any) is a new fi_info list that the
         // application must free; we take ownership of it here.
-        let info = unsafe { Info::from_raw(raw_info) };
+        let info = unsafe { Info::from_raw(self.info.libfabric(), raw_info) };
         let info = match (event, info) {
             (sys::FI_CONNREQ, Some(info)) => Arc::new(info),
             (event, _) => return Err(FabricError::UnexpectedEvent { event, during }),

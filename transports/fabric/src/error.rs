@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdio_transport::{TransportError, WcError};
 
-use crate::sys;
+use crate::{library, sys};
 
 /// Why a listener, a connection attempt or provider discovery failed.
 ///
@@ -17,6 +17,11 @@ use crate::sys;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FabricError {
+    /// libfabric could not be opened, or lacks a function rdio calls.
+    Unavailable {
+        /// What `dlopen` / `dlsym` said.
+        reason: String,
+    },
     /// `fi_getinfo` found no provider offering reliable-connected (`FI_EP_MSG`)
     /// endpoints with `FI_MSG | FI_RMA` for this provider name and address.
     NoProvider {
@@ -61,6 +66,11 @@ pub enum FabricError {
 impl fmt::Display for FabricError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Unavailable { reason } => write!(
+                f,
+                "libfabric could not be loaded: {reason}; \
+                 install libfabric1 >= 1.17 (Debian: apt-get install libfabric1)"
+            ),
             Self::NoProvider { provider, code } => write!(
                 f,
                 "no libfabric provider {provider:?} with FI_EP_MSG + FI_MSG|FI_RMA: {}",
@@ -87,11 +97,15 @@ impl fmt::Display for FabricError {
 
 impl std::error::Error for FabricError {}
 
-/// `fi_strerror` for a positive error code.
+/// `fi_strerror` for a positive error code; the operating system's text
+/// for it where libfabric cannot be loaded.
 pub fn strerror(code: i32) -> String {
+    let Ok(libfabric) = library::libfabric() else {
+        return std::io::Error::from_raw_os_error(code).to_string();
+    };
     // SAFETY: fi_strerror accepts any integer and returns a pointer to a static,
     // NUL-terminated string (strerror's table or libfabric's own table).
-    let text = unsafe { sys::fi_strerror(code) };
+    let text = unsafe { libfabric.fi_strerror(code) };
     if text.is_null() {
         return format!("error {code}");
     }

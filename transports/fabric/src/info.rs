@@ -8,7 +8,7 @@ use std::ptr;
 
 use crate::error::FabricError;
 use crate::object::Info;
-use crate::sys;
+use crate::{library, sys};
 
 /// Prefix of provider names on rdio's negotiation side channel.
 pub const PROVIDER_PREFIX: &str = "ofi:";
@@ -52,8 +52,11 @@ pub(crate) fn bare_provider(name: &str) -> &str {
 }
 
 /// Build the hints for `provider` (or any provider when `None`).
+///
+/// Every way into libfabric starts here, so this is where the library is
+/// opened ([`library::libfabric`]), on first use.
 pub(crate) fn hints(provider: Option<&str>, addr_format: Option<u32>) -> Result<Info, FabricError> {
-    let info = Info::alloc().ok_or(FabricError::Call {
+    let info = Info::alloc(library::libfabric()?).ok_or(FabricError::Call {
         call: "fi_allocinfo",
         code: libc::ENOMEM,
     })?;
@@ -103,11 +106,12 @@ pub(crate) fn getinfo(provider: &str, addr: SocketAddr, source: bool) -> Result<
     let node = CString::new(addr.ip().to_string()).expect("an IP address has no NUL");
     let service = CString::new(addr.port().to_string()).expect("a port number has no NUL");
     let flags = if source { sys::FI_SOURCE } else { 0 };
+    let libfabric = hints.libfabric();
     let mut list: *mut sys::fi_info = ptr::null_mut();
     // SAFETY: node/service are NUL-terminated and outlive the call, hints is a
     // valid fi_info, and `list` receives a new list that we take ownership of.
     let ret = unsafe {
-        sys::fi_getinfo(
+        libfabric.fi_getinfo(
             sys::rdio_fi_version(),
             node.as_ptr(),
             service.as_ptr(),
@@ -123,7 +127,7 @@ pub(crate) fn getinfo(provider: &str, addr: SocketAddr, source: bool) -> Result<
         });
     }
     // SAFETY: fi_getinfo succeeded, so `list` is a list only we free.
-    unsafe { Info::from_raw(list) }.ok_or(FabricError::NoProvider {
+    unsafe { Info::from_raw(libfabric, list) }.ok_or(FabricError::NoProvider {
         provider: provider.to_owned(),
         code: sys::FI_ENODATA as i32,
     })
@@ -154,14 +158,16 @@ pub(crate) fn provider_name(info: &sys::fi_info) -> String {
 /// Note that on RDMA hardware `"verbs;ofi_rxm"` is *not* listed: `ofi_rxm`
 /// layers reliable-datagram (`FI_EP_RDM`) endpoints over verbs, while rdio
 /// needs connected `FI_EP_MSG` endpoints, which plain `"verbs"` provides.
-pub fn providers() -> Vec<String> {
-    let Ok(hints) = hints(None, None) else {
-        return Vec::new();
-    };
+///
+/// Empty when no provider qualifies; an error when libfabric cannot be
+/// loaded ([`FabricError::Unavailable`]) or `fi_getinfo` fails otherwise.
+pub fn providers() -> Result<Vec<String>, FabricError> {
+    let hints = hints(None, None)?;
+    let libfabric = hints.libfabric();
     let mut list: *mut sys::fi_info = ptr::null_mut();
     // SAFETY: valid hints, no node/service; `list` receives a new list.
     let ret = unsafe {
-        sys::fi_getinfo(
+        libfabric.fi_getinfo(
             sys::rdio_fi_version(),
             ptr::null(),
             ptr::null(),
@@ -170,12 +176,13 @@ pub fn providers() -> Vec<String> {
             &mut list,
         )
     };
-    if ret < 0 {
-        return Vec::new();
+    if ret == -(sys::FI_ENODATA as i32) {
+        return Ok(Vec::new());
     }
+    crate::error::check_call("fi_getinfo", ret)?;
     // SAFETY: fi_getinfo succeeded; we own the list.
-    let Some(list) = (unsafe { Info::from_raw(list) }) else {
-        return Vec::new();
+    let Some(list) = (unsafe { Info::from_raw(libfabric, list) }) else {
+        return Ok(Vec::new());
     };
     let mut names: Vec<String> = Vec::new();
     for info in list.iter() {
@@ -184,7 +191,7 @@ pub fn providers() -> Vec<String> {
             names.push(name);
         }
     }
-    names
+    Ok(names)
 }
 
 /// Decode a `sockaddr_in` / `sockaddr_in6` the provider handed back.
@@ -241,7 +248,7 @@ mod tests {
 
     #[test]
     fn tcp_is_listed() {
-        let names = providers();
+        let names = providers().unwrap();
         assert!(
             names.iter().any(|n| n == "ofi:tcp"),
             "providers() = {names:?}"

@@ -31,11 +31,20 @@
 //! * `sockets` works as well but is slow.
 //! * `verbs`: the MSG endpoints rdio needs. `"verbs;ofi_rxm"` is a
 //!   reliable-datagram (`FI_EP_RDM`) layering and cannot be used.
+//!
+//! # Loading libfabric
+//! The crate does not link libfabric: the first call that needs it opens
+//! `libfabric.so.1` (or the library [`LIBFABRIC_ENV`] names) with `dlopen`,
+//! once per process, so programs that contain the crate but use no provider
+//! do not pay for loading it (0.2 s on Debian 12: `docs/PERFORMANCE.md`,
+//! "Fixed start-up cost"). Where it cannot be opened, each entry point
+//! returns [`FabricError::Unavailable`] saying why.
 #![warn(missing_docs)]
 
 mod cm;
 mod error;
 mod info;
+mod library;
 mod object;
 mod posted;
 pub mod raw;
@@ -46,4 +55,5 @@ mod transport;
 pub use cm::{DEFAULT_CONNECT_TIMEOUT, Listener, connect, connect_timeout};
 pub use error::{FabricError, strerror};
 pub use info::{DEFAULT_PROVIDER, PROVIDER_PREFIX, providers};
+pub use library::LIBFABRIC_ENV;
 pub use transport::{DEFAULT_SPIN_WINDOW, ErrorDetail, FabricTransport};

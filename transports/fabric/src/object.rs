@@ -104,7 +104,7 @@ impl Fabric {
         // SAFETY: fabric_attr is part of every info fi_getinfo returns, and
         // `info` outlives the fabric (it is stored next to it).
         let handle = open("fi_fabric", |out| unsafe {
-            sys::rdio_fi_fabric(attr, out, ptr::null_mut())
+            info.libfabric().fi_fabric(attr, out, ptr::null_mut())
         })?;
         Ok(Arc::new(Self {
             handle,
@@ -125,24 +125,37 @@ unsafe impl Send for Fabric {}
 unsafe impl Sync for Fabric {}
 
 /// An owned `fi_info` list, freed with `fi_freeinfo`.
+///
+/// Every libfabric object starts from an info, so the info carries the
+/// opened library ([`crate::library`]) for the calls that follow it.
 pub(crate) struct Info {
     ptr: NonNull<sys::fi_info>,
+    libfabric: &'static sys::Libfabric,
 }
 
 impl Info {
     /// Fresh zeroed `fi_info` with all attribute structs allocated (`fi_allocinfo`).
-    pub(crate) fn alloc() -> Option<Self> {
+    pub(crate) fn alloc(libfabric: &'static sys::Libfabric) -> Option<Self> {
         // SAFETY: fi_dupinfo(NULL) is what the static-inline fi_allocinfo does:
         // it allocates a zeroed fi_info including its attribute structs.
-        NonNull::new(unsafe { sys::fi_dupinfo(ptr::null()) }).map(|ptr| Self { ptr })
+        let ptr = NonNull::new(unsafe { libfabric.fi_dupinfo(ptr::null()) })?;
+        Some(Self { ptr, libfabric })
     }
 
     /// Take ownership of a list returned by `fi_getinfo` or an event queue.
     ///
     /// # Safety
     /// `ptr` must be an `fi_info` list that nothing else frees.
-    pub(crate) unsafe fn from_raw(ptr: *mut sys::fi_info) -> Option<Self> {
-        NonNull::new(ptr).map(|ptr| Self { ptr })
+    pub(crate) unsafe fn from_raw(
+        libfabric: &'static sys::Libfabric,
+        ptr: *mut sys::fi_info,
+    ) -> Option<Self> {
+        NonNull::new(ptr).map(|ptr| Self { ptr, libfabric })
+    }
+
+    /// The library this info came from.
+    pub(crate) fn libfabric(&self) -> &'static sys::Libfabric {
+        self.libfabric
     }
 
     pub(crate) fn as_ptr(&self) -> *mut sys::fi_info {
@@ -172,7 +185,7 @@ impl Drop for Info {
     fn drop(&mut self) {
         // SAFETY: we own the list; fi_freeinfo frees every entry and the
         // strings hung off them (prov_name was strdup'ed for that reason).
-        unsafe { sys::fi_freeinfo(self.ptr.as_ptr()) };
+        unsafe { self.libfabric.fi_freeinfo(self.ptr.as_ptr()) };
     }
 }
 
