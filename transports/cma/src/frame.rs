@@ -2,9 +2,11 @@
 //!
 //! Every frame is a 16-byte header, little endian — `kind: u32`,
 //! `len: u32` (payload bytes that follow), `value: u32` (kind-specific),
-//! `reserved: u32` (zero) — and `len` bytes of payload. Only sends carry
-//! user data; RDMA writes never cross the socket (they are
-//! `process_vm_writev` calls), only their immediate does.
+//! `reserved: u32` (zero) — and `len` bytes of payload. Only small sends
+//! carry user data; RDMA writes never cross the socket (they are
+//! `process_vm_writev` calls), only their immediate does, and a large send
+//! crosses it as a reference the receiver copies from with
+//! `process_vm_readv` ([`Kind::SendRef`]).
 
 use rdio_transport::WcError;
 
@@ -24,6 +26,10 @@ pub(crate) const HELLO_LEN: usize = 32;
 
 /// Payload of [`Kind::Advertise`]: address and length of the window.
 pub(crate) const ADVERTISE_LEN: usize = 16;
+
+/// Bytes per gather element in a [`Kind::SendRef`] payload: address and
+/// length in the sender's memory.
+pub(crate) const REF_LEN: usize = 16;
 
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,10 +53,18 @@ pub(crate) enum Kind {
     /// The sender hit a protocol error caused by us and is closing;
     /// `value` is a [`WcError`] code ([`error_code`]).
     Error,
+    /// A send of `value` bytes by reference: the payload lists `len /
+    /// REF_LEN` (address, length) pieces of the sender's memory, which the
+    /// receiver copies into its oldest posted receive with
+    /// `process_vm_readv` — one copy instead of two through the socket.
+    SendRef,
+    /// Answer to the oldest unanswered [`Kind::SendRef`]: its bytes are
+    /// copied, the sender's buffer is free.
+    SendAck,
 }
 
 impl Kind {
-    const TABLE: [(Self, u32); 7] = [
+    const TABLE: [(Self, u32); 9] = [
         (Self::Hello, 1),
         (Self::Send, 2),
         (Self::WriteImm, 3),
@@ -58,6 +72,8 @@ impl Kind {
         (Self::Revoke, 5),
         (Self::RevokeAck, 6),
         (Self::Error, 7),
+        (Self::SendRef, 8),
+        (Self::SendAck, 9),
     ];
 
     fn code(self) -> u32 {
@@ -172,6 +188,11 @@ pub(crate) fn probe(nonce: u64) -> [u8; 16] {
     out[0..8].copy_from_slice(&MAGIC);
     out[8..16].copy_from_slice(&nonce.to_le_bytes());
     out
+}
+
+/// One (address, length) piece of a [`Kind::SendRef`] payload.
+pub(crate) fn piece(addr: u64, len: u64) -> [u8; REF_LEN] {
+    advertise(addr, len)
 }
 
 pub(crate) fn advertise(addr: u64, len: u64) -> [u8; ADVERTISE_LEN] {

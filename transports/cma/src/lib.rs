@@ -5,9 +5,15 @@
 //! gather list straight into the peer's registered memory with
 //! `process_vm_writev(2)`, one copy, no socket and no kernel buffer in
 //! between, as libfabric's `shm` provider and MPI implementations do for
-//! intra-node RMA. Everything two-sided (sends, the notification of a
-//! write-with-immediate, window advertisements) travels as frames on a
-//! Unix stream socket, which is also how the connection is set up.
+//! intra-node RMA. Everything two-sided (small sends, the notification of
+//! a write-with-immediate, window advertisements) travels as frames on a
+//! Unix stream socket, which is also how the connection is set up. A send
+//! of 64 KiB or more travels *by reference*: its frame lists where the
+//! bytes are in the sender's memory, the receiver copies them into its
+//! posted receive with one `process_vm_readv` and acknowledges, and only
+//! then does the send complete (the rendezvous protocol of libfabric's
+//! `shm` provider) — one copy instead of two through the socket, which is
+//! what makes uploads (`rdio put`, whose data travels in sends) cheaper.
 //!
 //! * [`Listener::bind`] + [`Listener::accept`] and [`connect`] set up a
 //!   connection. The endpoint is a [`std::net::SocketAddr`], as rdio's
@@ -52,10 +58,13 @@
 //!   after a write is never delivered before the write's data is visible.
 //! * Progress: posted work is handed to the socket (and writes carried
 //!   out) inside `poll_completions` and `wait` — one `sendmsg` for a
-//!   burst of posts — or once 32 requests are queued. A send completes
-//!   when its frame is in the socket (the libfabric `tcp` provider's
-//!   transmit-complete semantics), a write when its data is placed (and
-//!   its immediate's frame is in the socket).
+//!   burst of posts — or once 32 requests are queued. A small send
+//!   completes when its frame is in the socket (the libfabric `tcp`
+//!   provider's transmit-complete semantics), a send by reference when the
+//!   receiver acknowledged its copy, a write when its data is placed (and
+//!   its immediate's frame is in the socket). `wait` polls the socket for
+//!   200 µs after the last activity before it sleeps in `poll(2)`
+//!   ([`DEFAULT_SPIN_WINDOW`]).
 //! * Receives: a send fills the oldest posted receive. A send with no
 //!   receive posted, or one larger than the receive it meets, is the
 //!   peer's protocol error: the receive completes with

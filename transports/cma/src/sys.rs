@@ -147,6 +147,58 @@ pub(crate) unsafe fn write_remote(
     Ok(())
 }
 
+/// Copy the pieces `remote` (address, length) of process `pid`, in order,
+/// into `local`, looping over partial transfers as [`write_remote`] does.
+/// The pieces' lengths must add up to `local.len`.
+///
+/// # Safety
+/// `local` must be writable memory of this process that nothing else
+/// reads or writes during the call.
+pub(crate) unsafe fn read_remote_into(
+    pid: libc::pid_t,
+    local: Span,
+    remote: &[(u64, usize)],
+) -> Result<(), i32> {
+    let total: usize = remote.iter().map(|&(_, len)| len).sum();
+    let mut done = 0usize;
+    while done < total {
+        let mut iov = [libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut n = 0;
+        let mut skip = done;
+        for &(addr, len) in remote {
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            if n == MAX_IOV {
+                break;
+            }
+            iov[n] = libc::iovec {
+                iov_base: (addr as usize).wrapping_add(skip) as *mut libc::c_void,
+                iov_len: len - skip,
+            };
+            skip = 0;
+            n += 1;
+        }
+        let local_iov = local.iovec(done);
+        // SAFETY: the local iovec is the rest of `local`, writable per the
+        // contract; the remote ones are checked by the kernel in the peer.
+        let moved = unsafe { libc::process_vm_readv(pid, &local_iov, 1, iov.as_ptr(), n as _, 0) };
+        match moved {
+            n if n > 0 => done += n as usize,
+            0 => return Err(libc::EFAULT),
+            _ => match errno() {
+                libc::EINTR => {}
+                code => return Err(code),
+            },
+        }
+    }
+    Ok(())
+}
+
 /// Read `out.len()` bytes of process `pid` at `remote` (the handshake's
 /// probe that cross-memory attach is allowed between the two processes).
 pub(crate) fn read_remote(pid: libc::pid_t, remote: u64, out: &mut [u8]) -> Result<(), i32> {

@@ -13,7 +13,7 @@ use rdio_transport::{
     TransportError, WcError, WrId,
 };
 
-use crate::frame::{self, ADVERTISE_LEN, HEADER, Header, Kind};
+use crate::frame::{self, ADVERTISE_LEN, HEADER, Header, Kind, REF_LEN};
 use crate::region::{PeerWindows, Region, RegionTable};
 use crate::sys::{self, MAX_IOV, Span};
 
@@ -38,6 +38,17 @@ const STAGE: usize = 64 << 10;
 
 /// See [`STAGE`].
 const DIRECT_READ: usize = 16 << 10;
+
+/// Sends of at least this many bytes go by reference ([`Kind::SendRef`]):
+/// the receiver copies them out of the sender's memory with one
+/// `process_vm_readv` instead of two copies through the socket, at the
+/// price of an acknowledgement frame back. Below it, the extra frame and
+/// system call cost more than the copy saves.
+const SEND_BY_REFERENCE: usize = 64 << 10;
+
+/// Control payload room after a header: an advertisement, or a
+/// [`Kind::SendRef`]'s pieces.
+const CONTROL: usize = MAX_SGE * REF_LEN;
 
 /// Posted work is handed to the socket (and writes carried out) in
 /// `poll_completions` and `wait`, so that a burst of posts goes out in one
@@ -107,8 +118,12 @@ struct Outgoing {
     /// The frame header, if a frame is sent at all (a plain write has none).
     header: Option<[u8; HEADER]>,
     /// Control payload after the header.
-    extra: [u8; ADVERTISE_LEN],
+    extra: [u8; CONTROL],
     extra_len: usize,
+    /// A send whose data the receiver copies out of our memory: it
+    /// completes on the receiver's [`Kind::SendAck`], not once its frame
+    /// is in the socket.
+    by_reference: bool,
     /// Gather list: the send's payload, or the write's source.
     sges: [Span; MAX_SGE],
     sge_count: usize,
@@ -131,8 +146,9 @@ impl Outgoing {
             work,
             write: None,
             header: None,
-            extra: [0; ADVERTISE_LEN],
+            extra: [0; CONTROL],
             extra_len: 0,
+            by_reference: false,
             sges: [Span {
                 ptr: std::ptr::null_mut(),
                 len: 0,
@@ -147,13 +163,20 @@ impl Outgoing {
         &self.sges[..self.sge_count]
     }
 
-    /// Header, control payload and (for a send) the gathered data.
+    /// Header, control payload and (for a send by value) the gathered data.
     fn frame_len(&self) -> usize {
         match self.header {
             None => 0,
-            Some(_) if self.is_write() => HEADER,
-            Some(_) => HEADER + self.extra_len + self.sges().iter().map(|s| s.len).sum::<usize>(),
+            Some(_) if self.carries_data() => {
+                HEADER + self.extra_len + self.sges().iter().map(|s| s.len).sum::<usize>()
+            }
+            Some(_) => HEADER + self.extra_len,
         }
+    }
+
+    /// Whether the gather list's bytes go into the socket after the header.
+    fn carries_data(&self) -> bool {
+        !self.is_write() && !self.by_reference
     }
 
     fn is_write(&self) -> bool {
@@ -172,13 +195,12 @@ impl Outgoing {
             ptr: header.as_ptr().cast_mut(),
             len: HEADER,
         };
-        let mut n = 1;
-        if !self.is_write() {
-            parts[1] = Span {
-                ptr: self.extra.as_ptr().cast_mut(),
-                len: self.extra_len,
-            };
-            n = 2;
+        parts[1] = Span {
+            ptr: self.extra.as_ptr().cast_mut(),
+            len: self.extra_len,
+        };
+        let mut n = 2;
+        if self.carries_data() {
             for span in self.sges() {
                 parts[n] = *span;
                 n += 1;
@@ -211,6 +233,12 @@ enum Incoming {
     Recv { len: usize, filled: usize },
     /// Reading an advertisement's payload for window `key`.
     Advertise { key: u32, filled: usize },
+    /// Reading the pieces of a send of `total` bytes by reference.
+    SendRef {
+        total: usize,
+        len: usize,
+        filled: usize,
+    },
 }
 
 /// One side of a connection between two processes on this host,
@@ -226,12 +254,16 @@ pub struct CmaTransport {
     /// the peer acknowledges the revocation (it may be writing into one).
     revoked: HashMap<u32, Region>,
     outbox: VecDeque<Outgoing>,
+    /// Sends by reference whose frame is out, oldest first, waiting for
+    /// the receiver's acknowledgement (their buffers stay busy).
+    awaiting: VecDeque<Outgoing>,
     recvs: VecDeque<PostedRecv>,
     incoming: Incoming,
     stage: Box<[u8]>,
     stage_start: usize,
     stage_end: usize,
-    advertise: [u8; ADVERTISE_LEN],
+    /// Payload of the control frame being read.
+    control: [u8; CONTROL],
     ready: VecDeque<Ready>,
     /// Sends and writes posted and not drained, receives likewise.
     tx_outstanding: usize,
@@ -281,12 +313,13 @@ impl CmaTransport {
             windows: PeerWindows::default(),
             revoked: HashMap::new(),
             outbox: VecDeque::new(),
+            awaiting: VecDeque::new(),
             recvs: VecDeque::new(),
             incoming: Incoming::Header,
             stage: vec![0u8; STAGE].into_boxed_slice(),
             stage_start: 0,
             stage_end: 0,
-            advertise: [0; ADVERTISE_LEN],
+            control: [0; CONTROL],
             ready: VecDeque::new(),
             tx_outstanding: 0,
             rx_outstanding: 0,
@@ -466,7 +499,11 @@ impl CmaTransport {
                 }
                 left -= remaining;
                 if let Some(op) = self.outbox.pop_front() {
-                    self.complete_op(op, Ok(()));
+                    if op.by_reference {
+                        self.awaiting.push_back(op);
+                    } else {
+                        self.complete_op(op, Ok(()));
+                    }
                 }
                 finished_any = true;
             }
@@ -607,21 +644,117 @@ impl CmaTransport {
                         }
                         return;
                     }
-                    let n = (ADVERTISE_LEN - filled).min(available);
-                    self.advertise[filled..filled + n]
-                        .copy_from_slice(&self.stage[self.stage_start..self.stage_start + n]);
-                    self.stage_start += n;
-                    let filled = filled + n;
+                    let filled = self.take_control(filled, ADVERTISE_LEN);
                     if filled == ADVERTISE_LEN {
-                        let (addr, len) = frame::parse_advertise(&self.advertise);
+                        let mut payload = [0u8; ADVERTISE_LEN];
+                        payload.copy_from_slice(&self.control[..ADVERTISE_LEN]);
+                        let (addr, len) = frame::parse_advertise(&payload);
                         self.windows.insert(key, addr, len);
                         self.incoming = Incoming::Header;
                     } else {
                         self.incoming = Incoming::Advertise { key, filled };
                     }
                 }
+                Incoming::SendRef { total, len, filled } => {
+                    if available == 0 {
+                        if self.fill_stage() {
+                            continue;
+                        }
+                        return;
+                    }
+                    let filled = self.take_control(filled, len);
+                    if filled == len {
+                        self.incoming = Incoming::Header;
+                        self.copy_by_reference(total, len);
+                    } else {
+                        self.incoming = Incoming::SendRef { total, len, filled };
+                    }
+                }
             }
         }
+    }
+
+    /// Move staged bytes into the control payload being read, which has
+    /// `filled` of `len` bytes; returns how many it has now.
+    fn take_control(&mut self, filled: usize, len: usize) -> usize {
+        let available = self.stage_end - self.stage_start;
+        let n = (len - filled).min(available);
+        self.control[filled..filled + n]
+            .copy_from_slice(&self.stage[self.stage_start..self.stage_start + n]);
+        self.stage_start += n;
+        filled + n
+    }
+
+    /// A send by reference is fully announced: copy its pieces out of the
+    /// peer into the oldest posted receive, complete it, and acknowledge.
+    fn copy_by_reference(&mut self, total: usize, len: usize) {
+        let mut pieces = [(0u64, 0usize); MAX_SGE];
+        let count = len / REF_LEN;
+        let mut sum = 0usize;
+        for (i, piece) in pieces.iter_mut().enumerate().take(count) {
+            let mut bytes = [0u8; REF_LEN];
+            bytes.copy_from_slice(&self.control[i * REF_LEN..(i + 1) * REF_LEN]);
+            let (addr, piece_len) = frame::parse_advertise(&bytes);
+            let piece_len = usize::try_from(piece_len).unwrap_or(usize::MAX);
+            *piece = (addr, piece_len);
+            sum = sum.saturating_add(piece_len);
+        }
+        if sum != total {
+            return self.protocol_error(
+                WcError::RemoteOperation,
+                format!("a send by reference of {total} bytes lists {sum}"),
+            );
+        }
+        let Some(recv) = self.recvs.front() else {
+            return self.protocol_error(WcError::RemoteOperation, "receive vanished".into());
+        };
+        let target = Span {
+            ptr: recv.span.ptr,
+            len: total,
+        };
+        // SAFETY: `target` is the first `total` bytes of the oldest posted
+        // receive (checked when the header came), a region held busy and
+        // only written here, under `&mut self`.
+        match unsafe { sys::read_remote_into(self.peer, target, &pieces[..count]) } {
+            Ok(()) => {
+                self.outbox
+                    .push_back(Outgoing::control(Header::new(Kind::SendAck, 0, 0), &[]));
+                self.complete_recv(CompletionKind::Recv { len: total }, Ok(()));
+            }
+            Err(code) => {
+                self.complete_recv(recv_kind_failed(), Err(write_error(code)));
+                self.protocol_error(
+                    WcError::RemoteAccess,
+                    format!(
+                        "process_vm_readv of a {total}-byte send from process {} failed: {}",
+                        self.peer,
+                        std::io::Error::from_raw_os_error(code)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Whether the oldest posted receive can take a send of `len` bytes;
+    /// if not, the receive (for a too-large send) and the connection fail.
+    fn accept_send(&mut self, len: usize) -> bool {
+        let Some(recv) = self.recvs.front() else {
+            self.protocol_error(
+                WcError::ReceiverNotReady,
+                format!("a send of {len} bytes arrived with no receive posted"),
+            );
+            return false;
+        };
+        if len > recv.span.len || len > CAPS.max_message {
+            let posted = recv.span.len;
+            self.complete_recv(recv_kind_failed(), Err(WcError::LocalLength));
+            self.protocol_error(
+                WcError::RemoteOperation,
+                format!("a send of {len} bytes arrived for a receive of {posted}"),
+            );
+            return false;
+        }
+        true
     }
 
     /// Read more of the socket into the stage. `false` when nothing came
@@ -682,19 +815,8 @@ impl CmaTransport {
         let len = header.len as usize;
         match header.kind {
             Kind::Send => {
-                let Some(recv) = self.recvs.front() else {
-                    return self.protocol_error(
-                        WcError::ReceiverNotReady,
-                        format!("a send of {len} bytes arrived with no receive posted"),
-                    );
-                };
-                if len > recv.span.len || len > CAPS.max_message {
-                    let posted = recv.span.len;
-                    self.complete_recv(recv_kind_failed(), Err(WcError::LocalLength));
-                    return self.protocol_error(
-                        WcError::RemoteOperation,
-                        format!("a send of {len} bytes arrived for a receive of {posted}"),
-                    );
+                if !self.accept_send(len) {
+                    return;
                 }
                 if len == 0 {
                     self.complete_recv(CompletionKind::Recv { len: 0 }, Ok(()));
@@ -729,6 +851,26 @@ impl CmaTransport {
             Kind::RevokeAck if len == 0 => {
                 self.revoked.remove(&header.value);
             }
+            Kind::SendRef if len > 0 && len <= CONTROL && len % REF_LEN == 0 => {
+                let total = header.value as usize;
+                if self.accept_send(total) {
+                    self.incoming = Incoming::SendRef {
+                        total,
+                        len,
+                        filled: 0,
+                    };
+                }
+            }
+            Kind::SendAck if len == 0 => match self.awaiting.pop_front() {
+                Some(op) => {
+                    self.complete_op(op, Ok(()));
+                    self.last_activity = Some(Instant::now());
+                }
+                None => self.protocol_error(
+                    WcError::RemoteOperation,
+                    "an acknowledgement for no send by reference".into(),
+                ),
+            },
             Kind::Error if len == 0 => {
                 let error = frame::error_of(header.value);
                 self.last_error = Some(format!("the peer ended the connection: {error}"));
@@ -769,6 +911,9 @@ impl CmaTransport {
         }
         self.link = link;
         let _ = self.socket.shutdown(Shutdown::Both);
+        while let Some(op) = self.awaiting.pop_front() {
+            self.complete_op(op, Err(tx));
+        }
         while let Some(op) = self.outbox.pop_front() {
             self.complete_op(op, Err(tx));
         }
@@ -908,7 +1053,18 @@ impl Transport for CmaTransport {
             return Err(TransportError::QueueFull);
         }
         let mut op = Outgoing::empty(Some((wr_id, CompletionKind::Send)));
-        op.header = Some(Header::new(Kind::Send, total as u32, 0).encode());
+        if total >= SEND_BY_REFERENCE {
+            for (i, span) in spans[..sges.len()].iter().enumerate() {
+                let piece = frame::piece(span.ptr as u64, span.len as u64);
+                op.extra[i * REF_LEN..(i + 1) * REF_LEN].copy_from_slice(&piece);
+            }
+            op.extra_len = sges.len() * REF_LEN;
+            op.by_reference = true;
+            let header = Header::new(Kind::SendRef, op.extra_len as u32, total as u32);
+            op.header = Some(header.encode());
+        } else {
+            op.header = Some(Header::new(Kind::Send, total as u32, 0).encode());
+        }
         op.sges = spans;
         op.sge_count = sges.len();
         op.held = held;

@@ -580,28 +580,37 @@ fn header(kind: u32, len: u32, value: u32) -> Vec<u8> {
 
 #[test]
 fn a_hostile_peer_ends_the_connection_and_hears_why_but_cannot_crash_or_hang_us() {
-    let cases: [(&str, Vec<u8>, usize); 4] = [
+    // A send by reference of 32 bytes from an address nothing is mapped at.
+    let bogus_reference = [
+        header(8, 16, 32),
+        8u64.to_le_bytes().to_vec(),
+        32u64.to_le_bytes().to_vec(),
+    ]
+    .concat();
+    let cases: [(&str, Vec<u8>, WcError); 7] = [
         // Announces 4 GiB for a 64-byte receive.
-        ("huge send", header(2, u32::MAX, 0), 1),
-        ("unknown kind", header(99, 0, 0), 0),
-        ("second hello", header(1, 32, 0), 0),
+        ("huge send", header(2, u32::MAX, 0), WcError::LocalLength),
+        (
+            "huge send by reference",
+            header(8, 16, 65),
+            WcError::LocalLength,
+        ),
+        ("bogus reference", bogus_reference, WcError::RemoteAccess),
+        ("unknown kind", header(99, 0, 0), WcError::Flushed),
+        ("second hello", header(1, 32, 0), WcError::Flushed),
+        ("unasked acknowledgement", header(9, 0, 0), WcError::Flushed),
         (
             "reserved bits",
             [header(2, 1, 0)[..12].to_vec(), vec![1, 0, 0, 0]].concat(),
-            0,
+            WcError::Flushed,
         ),
     ];
-    for (what, frames, failed_recvs) in cases {
+    for (what, frames, expected) in cases {
         let (mut t, peer) = hostile_peer(frames);
         let rx = t.register(64, Access::LOCAL_WRITE).unwrap();
         t.post_recv(1, Slice::whole(rx, 64)).unwrap();
         let drained = until_lost(&mut t);
         assert_eq!(drained.len(), 1, "{what}: {drained:?}");
-        let expected = if failed_recvs == 1 {
-            WcError::LocalLength
-        } else {
-            WcError::Flushed
-        };
         assert_eq!(drained[0].status, Err(expected), "{what}");
         assert!(
             t.last_error().unwrap().starts_with("protocol error"),
@@ -612,4 +621,28 @@ fn a_hostile_peer_ends_the_connection_and_hears_why_but_cannot_crash_or_hang_us(
         assert_eq!(told.len(), 16, "{what}: one error frame back");
         assert_eq!(&told[..4], &7u32.to_le_bytes(), "{what}: an Error frame");
     }
+}
+
+#[test]
+fn a_large_send_goes_by_reference_and_completes_only_once_the_receiver_copied_it() {
+    let (mut client, mut server) = pair();
+    let len = 256 << 10;
+    let rx = server.register(len, Access::LOCAL_WRITE).unwrap();
+    let tx = client.register(len, Access::empty()).unwrap();
+    client.region_mut(tx).unwrap().fill(0x5a);
+    server.post_recv(1, Slice::whole(rx, len)).unwrap();
+    client.post_send(2, &[Slice::whole(tx, len)], None).unwrap();
+    // The reference is in the socket, but the server has not read it.
+    let mut out = [NONE; 2];
+    assert_eq!(client.poll_completions(&mut out).unwrap(), 0);
+    assert_eq!(client.posted_references(tx), 1, "still lent to the peer");
+    let recv = next(&mut server, &mut client, 0);
+    assert_eq!(recv.kind, CompletionKind::Recv { len });
+    assert!(server.region(rx).unwrap().iter().all(|&b| b == 0x5a));
+    let sent = next(&mut client, &mut server, 0);
+    assert_eq!(
+        (sent.wr_id, sent.kind, sent.status),
+        (2, CompletionKind::Send, Ok(()))
+    );
+    assert!(client.region_mut(tx).is_ok());
 }
