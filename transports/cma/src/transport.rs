@@ -401,7 +401,9 @@ impl CmaTransport {
         self.outbox.push_back(op);
         self.last_activity = Some(Instant::now());
         if self.outbox.len() >= FLUSH_AT {
-            self.flush();
+            // Read first, as every flush does: a peer that died shows as a
+            // closed socket here, just before any write aimed at its pid.
+            self.progress();
         }
         Ok(())
     }
@@ -437,7 +439,9 @@ impl CmaTransport {
         self.last_activity = Some(Instant::now());
     }
 
-    /// Read what the socket has, then hand queued work to it.
+    /// Read what the socket has, then hand queued work to it. The only
+    /// caller of [`flush`](Self::flush), so writes are always carried out
+    /// right after a read of the socket (docs/SECURITY.md, "pid reuse").
     fn progress(&mut self) {
         self.receive();
         self.flush();
