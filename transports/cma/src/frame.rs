@@ -28,8 +28,8 @@ pub(crate) const HELLO_LEN: usize = 32;
 pub(crate) const ADVERTISE_LEN: usize = 16;
 
 /// Bytes per gather element in a [`Kind::SendRef`] payload: address and
-/// length in the sender's memory.
-pub(crate) const REF_LEN: usize = 16;
+/// length in the sender's memory (the same encoding as an advertisement).
+pub(crate) const REF_LEN: usize = ADVERTISE_LEN;
 
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,19 +190,16 @@ pub(crate) fn probe(nonce: u64) -> [u8; 16] {
     out
 }
 
-/// One (address, length) piece of a [`Kind::SendRef`] payload.
-pub(crate) fn piece(addr: u64, len: u64) -> [u8; REF_LEN] {
-    advertise(addr, len)
-}
-
-pub(crate) fn advertise(addr: u64, len: u64) -> [u8; ADVERTISE_LEN] {
-    let mut out = [0u8; ADVERTISE_LEN];
+/// An (address, length) pair: the payload of [`Kind::Advertise`], and each
+/// piece of a [`Kind::SendRef`]'s.
+pub(crate) fn span(addr: u64, len: u64) -> [u8; REF_LEN] {
+    let mut out = [0u8; REF_LEN];
     out[0..8].copy_from_slice(&addr.to_le_bytes());
     out[8..16].copy_from_slice(&len.to_le_bytes());
     out
 }
 
-pub(crate) fn parse_advertise(payload: &[u8; ADVERTISE_LEN]) -> (u64, u64) {
+pub(crate) fn parse_span(payload: &[u8; REF_LEN]) -> (u64, u64) {
     let mut addr = [0u8; 8];
     let mut len = [0u8; 8];
     addr.copy_from_slice(&payload[0..8]);
@@ -238,7 +235,7 @@ mod tests {
         let mut wrong = hello_bytes;
         wrong[0] = b'x';
         assert_eq!(parse_hello(&wrong), None);
-        assert_eq!(parse_advertise(&advertise(7, 9)), (7, 9));
+        assert_eq!(parse_span(&span(7, 9)), (7, 9));
         for (error, code) in ERRORS {
             assert_eq!(error_of(error_code(error)), error);
             assert_eq!(error_code(error), code);

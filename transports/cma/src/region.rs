@@ -228,12 +228,24 @@ pub(crate) struct PeerWindows {
 }
 
 impl PeerWindows {
-    pub(crate) fn insert(&mut self, key: u32, addr: u64, len: u64) {
+    /// Most windows a peer may have advertised at once (rdio's client
+    /// registers two per connection): a bound on what a hostile peer can
+    /// make us store.
+    pub(crate) const CAPACITY: usize = 4096;
+
+    /// Record an advertised window; `false` (and nothing stored) when the
+    /// peer already has [`Self::CAPACITY`] of them.
+    pub(crate) fn insert(&mut self, key: u32, addr: u64, len: u64) -> bool {
+        if self.windows.len() >= Self::CAPACITY && !self.windows.contains_key(&key) {
+            return false;
+        }
         self.windows.insert(key, (addr, len));
+        true
     }
 
-    pub(crate) fn remove(&mut self, key: u32) {
-        self.windows.remove(&key);
+    /// Forget a window; `false` if there was none with that key.
+    pub(crate) fn remove(&mut self, key: u32) -> bool {
+        self.windows.remove(&key).is_some()
     }
 
     /// Whether `len` bytes at `dst.addr` lie inside the window `dst.key`
@@ -268,8 +280,14 @@ mod tests {
         assert!(!windows.allows(at(0x0fff, 7), 1), "before the start");
         assert!(!windows.allows(at(0x1000, 8), 1), "unknown key");
         assert!(!windows.allows(at(u64::MAX, 7), 2), "overflow");
-        windows.remove(7);
+        assert!(windows.remove(7));
+        assert!(!windows.remove(7), "already gone");
         assert!(!windows.allows(at(0x1000, 7), 1), "revoked");
+        for key in 0..PeerWindows::CAPACITY as u32 {
+            assert!(windows.insert(key, 0, 1));
+        }
+        assert!(!windows.insert(u32::MAX, 0, 1), "full");
+        assert!(windows.insert(3, 8, 1), "replacing an existing key is fine");
     }
 
     #[test]

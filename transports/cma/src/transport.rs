@@ -652,9 +652,14 @@ impl CmaTransport {
                     if filled == ADVERTISE_LEN {
                         let mut payload = [0u8; ADVERTISE_LEN];
                         payload.copy_from_slice(&self.control[..ADVERTISE_LEN]);
-                        let (addr, len) = frame::parse_advertise(&payload);
-                        self.windows.insert(key, addr, len);
+                        let (addr, len) = frame::parse_span(&payload);
                         self.incoming = Incoming::Header;
+                        if !self.windows.insert(key, addr, len) {
+                            self.protocol_error(
+                                WcError::RemoteOperation,
+                                format!("more than {} windows advertised", PeerWindows::CAPACITY),
+                            );
+                        }
                     } else {
                         self.incoming = Incoming::Advertise { key, filled };
                     }
@@ -698,7 +703,7 @@ impl CmaTransport {
         for (i, piece) in pieces.iter_mut().enumerate().take(count) {
             let mut bytes = [0u8; REF_LEN];
             bytes.copy_from_slice(&self.control[i * REF_LEN..(i + 1) * REF_LEN]);
-            let (addr, piece_len) = frame::parse_advertise(&bytes);
+            let (addr, piece_len) = frame::parse_span(&bytes);
             let piece_len = usize::try_from(piece_len).unwrap_or(usize::MAX);
             *piece = (addr, piece_len);
             sum = sum.saturating_add(piece_len);
@@ -846,7 +851,14 @@ impl CmaTransport {
             Kind::Revoke if len == 0 => {
                 // Every write this side placed is done (writes are
                 // synchronous), and none will target the window again.
-                self.windows.remove(header.value);
+                // Only known windows are answered, so a peer cannot make
+                // the outbox grow by revoking made-up keys.
+                if !self.windows.remove(header.value) {
+                    return self.protocol_error(
+                        WcError::RemoteOperation,
+                        format!("revocation of unknown window {}", header.value),
+                    );
+                }
                 self.outbox.push_back(Outgoing::control(
                     Header::new(Kind::RevokeAck, 0, header.value),
                     &[],
@@ -970,7 +982,7 @@ impl Transport for CmaTransport {
         if region.remote_writable() && self.link == Link::Up {
             // Queued like any post, so the peer knows the window before it
             // receives a later send that names it.
-            let payload = frame::advertise(region.addr(), region.len() as u64);
+            let payload = frame::span(region.addr(), region.len() as u64);
             let header = Header::new(Kind::Advertise, ADVERTISE_LEN as u32, region.key());
             self.outbox.push_back(Outgoing::control(header, &payload));
         }
@@ -1059,7 +1071,7 @@ impl Transport for CmaTransport {
         let mut op = Outgoing::empty(Some((wr_id, CompletionKind::Send)));
         if total >= SEND_BY_REFERENCE {
             for (i, span) in spans[..sges.len()].iter().enumerate() {
-                let piece = frame::piece(span.ptr as u64, span.len as u64);
+                let piece = frame::span(span.ptr as u64, span.len as u64);
                 op.extra[i * REF_LEN..(i + 1) * REF_LEN].copy_from_slice(&piece);
             }
             op.extra_len = sges.len() * REF_LEN;

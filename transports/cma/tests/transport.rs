@@ -587,7 +587,18 @@ fn a_hostile_peer_ends_the_connection_and_hears_why_but_cannot_crash_or_hang_us(
         32u64.to_le_bytes().to_vec(),
     ]
     .concat();
-    let cases: [(&str, Vec<u8>, WcError); 7] = [
+    // More windows than anyone needs, each 16 bytes of address and length.
+    let advertisement_flood: Vec<u8> = (0..4097u32)
+        .flat_map(|key| {
+            [
+                header(4, 16, key),
+                0x1000u64.to_le_bytes().to_vec(),
+                16u64.to_le_bytes().to_vec(),
+            ]
+            .concat()
+        })
+        .collect();
+    let cases: [(&str, Vec<u8>, WcError); 9] = [
         // Announces 4 GiB for a 64-byte receive.
         ("huge send", header(2, u32::MAX, 0), WcError::LocalLength),
         (
@@ -599,6 +610,12 @@ fn a_hostile_peer_ends_the_connection_and_hears_why_but_cannot_crash_or_hang_us(
         ("unknown kind", header(99, 0, 0), WcError::Flushed),
         ("second hello", header(1, 32, 0), WcError::Flushed),
         ("unasked acknowledgement", header(9, 0, 0), WcError::Flushed),
+        (
+            "revocation of a window never advertised",
+            header(5, 0, 1234),
+            WcError::Flushed,
+        ),
+        ("advertisement flood", advertisement_flood, WcError::Flushed),
         (
             "reserved bits",
             [header(2, 1, 0)[..12].to_vec(), vec![1, 0, 0, 0]].concat(),
