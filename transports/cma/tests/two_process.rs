@@ -1,16 +1,15 @@
 //! Two processes over cma: this test binary re-runs itself as the server
 //! (`RDIO_CMA_CHILD` set). The parent connects, the child advertises a
 //! window, the parent RDMA-writes 1 MiB into it with an immediate, the
-//! child answers with a checksum of what landed and a 3-byte send; then
+//! child answers with an 8-byte send of a checksum of what landed; then
 //! the parent kills the child and checks the loss is reported at once.
-//! Run as root, a third role checks that a peer of another uid is refused
-//! by both sides.
+//! Run as root, a forked child of another uid checks that such a peer is
+//! refused by both sides.
 //!
 //! `harness = false`: `main` dispatches between the roles.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,6 @@ const IMM: u32 = 0x00c0_ffee;
 fn main() {
     match std::env::var(CHILD_ENV).as_deref() {
         Ok("server") => server(),
-        Ok("foreign") => foreign(),
         _ => {
             parent();
             let foreign_tested = foreign_user_is_refused();
@@ -115,13 +113,10 @@ impl Drop for ChildGuard {
     }
 }
 
-fn spawn(role: &str, uid: Option<u32>) -> (ChildGuard, u16) {
+fn spawn(role: &str) -> (ChildGuard, u16) {
     let exe = std::env::current_exe().expect("test binary path");
     let mut command = Command::new(exe);
     command.env(CHILD_ENV, role).stdout(Stdio::piped());
-    if let Some(uid) = uid {
-        command.uid(uid).gid(uid);
-    }
     let mut child = ChildGuard(command.spawn().expect("spawn the child"));
     let mut line = String::new();
     BufReader::new(child.0.stdout.take().unwrap())
@@ -136,7 +131,7 @@ fn spawn(role: &str, uid: Option<u32>) -> (ChildGuard, u16) {
 }
 
 fn parent() {
-    let (mut child, port) = spawn("server", None);
+    let (mut child, port) = spawn("server");
     let mut t = connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), SOON).expect("connect");
     assert_eq!(t.peer_pid(), child.0.id() as i32);
     let inbox = t.register(16, Access::LOCAL_WRITE).unwrap();
@@ -205,35 +200,60 @@ fn parent() {
     println!("peer loss noticed after {:?}", start.elapsed());
 }
 
-/// The child of the foreign-uid check: listens as another user, and
-/// reports how its accept ended.
-fn foreign() {
-    let listener = Listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("bind");
-    println!("port {}", listener.local_addr().port());
-    match listener.accept(SOON, SOON) {
-        Err(CmaError::ForeignUser { .. }) => std::process::exit(0),
-        Err(other) => {
-            eprintln!("foreign: unexpected {other}");
-            std::process::exit(2)
-        }
-        Ok(_) => std::process::exit(3),
-    }
-}
-
-/// Only root can start a child as another user; elsewhere say so.
+/// The foreign-uid check, run as root: a forked child drops to uid and
+/// gid 65534 (forked, not spawned, so no binary needs to be executable by
+/// that user), listens, and reports how its accept ended in its exit
+/// status; this process connects as root. Each side must refuse the other.
 fn foreign_user_is_refused() -> bool {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("two_process: not root, the foreign-uid check is skipped");
         return false;
     }
-    let nobody = 65534;
-    let (mut child, port) = spawn("foreign", Some(nobody));
+    let nobody: u32 = 65534;
+    let (mut ours, mut theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    // SAFETY: this process has one thread here (harness = false, the
+    // earlier child is reaped), so the child may run ordinary code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        drop(ours);
+        // SAFETY: plain system calls; the group first, while still root.
+        let dropped = unsafe { libc::setgid(nobody) == 0 && libc::setuid(nobody) == 0 };
+        if !dropped {
+            std::process::exit(4);
+        }
+        let listener = Listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("bind");
+        let port = listener.local_addr().port();
+        use std::io::Write;
+        theirs
+            .write_all(&port.to_le_bytes())
+            .expect("send the port");
+        let code = match listener.accept(SOON, SOON) {
+            Err(CmaError::ForeignUser { peer: 0, ours }) if ours == nobody => 0,
+            Err(other) => {
+                eprintln!("foreign: unexpected {other}");
+                2
+            }
+            Ok(_) => 3,
+        };
+        std::process::exit(code);
+    }
+    drop(theirs);
+    let mut port = [0u8; 2];
+    use std::io::Read;
+    ours.read_exact(&mut port).expect("the child's port");
+    let port = u16::from_le_bytes(port);
     match connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), SOON) {
         Err(CmaError::ForeignUser { peer, ours }) => assert_eq!((peer, ours), (nobody, 0)),
         other => panic!("expected ForeignUser, got {:?}", other.map(|_| ())),
     }
-    let status = child.0.wait().expect("child exit");
-    assert_eq!(status.code(), Some(0), "the listener refused us too");
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the listener refused us too (status {status:#x})"
+    );
     true
 }
