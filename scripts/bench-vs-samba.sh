@@ -9,16 +9,19 @@
 # `rdio` in release mode, and then, all on 127.0.0.1 only:
 #   * smbd in the foreground with a private smb.conf (temp dir), SMB port
 #     $RDIO_SAMBA_PORT (default 4455), one guest share of a /dev/shm dir;
-#   * `rdio serve` of the same dir (--transport fabric, provider tcp, unless
-#     RDIO_TRANSPORT/RDIO_PROVIDER say otherwise);
-# times smbclient get/put against rdio get/put of the same file, checks every
-# result by SHA-256, and prints a table with the rdio/smbclient ratios.
-# Both servers are stopped by their PIDs; the temp dirs are removed.
+#   * one `rdio serve` of the same dir per transport in RDIO_TRANSPORTS
+#     (default "fabric cma": libfabric with provider RDIO_PROVIDER, default
+#     tcp, and cross-memory attach);
+# times smbclient get/put against rdio get/put of the same file over each
+# transport, checks every result by SHA-256, and prints a table with the
+# rdio/smbclient ratios, of the whole commands' wall clock and of the
+# transfer time each client reports itself (without process start-up).
+# All servers are stopped by their PIDs; the temp dirs are removed.
 set -euo pipefail
 
 size=${1:-${RDIO_SAMBA_SIZE:-1G}}
 port=${RDIO_SAMBA_PORT:-4455}
-transport=${RDIO_TRANSPORT:-fabric}
+read -r -a transports <<<"${RDIO_TRANSPORTS:-${RDIO_TRANSPORT:-fabric cma}}"
 provider=${RDIO_PROVIDER:-tcp}
 io_size=${RDIO_IO_SIZE:-1MiB}
 queue_depth=${RDIO_QUEUE_DEPTH:-8}
@@ -40,7 +43,7 @@ smbd=$(command -v smbd || echo /usr/sbin/smbd)
 
 say "building rdio (release)"
 (cd "$repo" && cargo build --release -q -p rdio-cli)
-rdio="$repo/target/release/rdio"
+rdio="${CARGO_TARGET_DIR:-$repo/target}/release/rdio"
 
 work=$(mktemp -d /dev/shm/rdio-vs-samba.XXXXXX)
 conf=$(mktemp -d /tmp/rdio-vs-samba-conf.XXXXXX)
@@ -48,7 +51,7 @@ share="$work/share"
 out="$work/out"
 mkdir -p "$share" "$out" "$conf"/{private,lock,state,cache,pid,log}
 smbd_pid=
-rdio_pid=
+rdio_pids=()
 cleanup() {
     local status=$?
     # By PID only: these are the two servers this script started.
@@ -56,10 +59,13 @@ cleanup() {
         kill -TERM "$smbd_pid" 2>/dev/null || true
         wait "$smbd_pid" 2>/dev/null || true
     fi
-    if [[ -n $rdio_pid ]] && kill -0 "$rdio_pid" 2>/dev/null; then
-        kill -TERM "$rdio_pid" 2>/dev/null || true
-        wait "$rdio_pid" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "${rdio_pids[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     # smbd may still have started RPC helpers (samba-dcerpcd), which outlive
     # it: stop those of this run, found by its private config path, by PID.
     local helpers
@@ -123,31 +129,54 @@ cp "$share/data.bin" "$work/upload.bin"
 "$smbd" --foreground --configfile="$conf/smb.conf" --debug-stdout \
     >"$conf/log/smbd.out" 2>&1 &
 smbd_pid=$!
-"$rdio" --transport "$transport" serve --root "$share" --listen 127.0.0.1:0 \
-    --provider "$provider" >"$conf/rdio-serve.out" 2>"$conf/rdio-serve.err" &
-rdio_pid=$!
+# One `rdio serve` per transport, each on its own port.
+declare -A rdio_addr
+for t in "${transports[@]}"; do
+    "$rdio" --transport "$t" serve --root "$share" --listen 127.0.0.1:0 \
+        --provider "$provider" >"$conf/rdio-serve-$t.out" 2>"$conf/rdio-serve-$t.err" &
+    rdio_pids+=($!)
+done
 
-# Wait for both to listen.
+# Wait for all of them to listen.
+listening() {
+    local t
+    for t in "${transports[@]}"; do
+        grep -q "listening on" "$conf/rdio-serve-$t.out" 2>/dev/null || return 1
+    done
+}
 for _ in $(seq 100); do
-    if grep -q "listening on" "$conf/rdio-serve.out" 2>/dev/null &&
-        smbclient -s "$conf/client.conf" -N -p "$port" -L 127.0.0.1 >/dev/null 2>&1; then
+    if listening && smbclient -s "$conf/client.conf" -N -p "$port" -L 127.0.0.1 >/dev/null 2>&1; then
         break
     fi
     kill -0 "$smbd_pid" 2>/dev/null || { cat "$conf/log/smbd.out" >&2; say "smbd exited"; exit 1; }
-    kill -0 "$rdio_pid" 2>/dev/null || { cat "$conf/rdio-serve.err" >&2; say "rdio serve exited"; exit 1; }
+    for i in "${!transports[@]}"; do
+        kill -0 "${rdio_pids[$i]}" 2>/dev/null || {
+            cat "$conf/rdio-serve-${transports[$i]}.err" >&2
+            say "rdio serve --transport ${transports[$i]} exited"
+            exit 1
+        }
+    done
     sleep 0.1
 done
-rdio_addr=$(sed -n 's/^rdio serve: listening on \([0-9.]*:[0-9]*\) .*/\1/p' "$conf/rdio-serve.out")
-[[ -n $rdio_addr ]] || { say "rdio serve did not start"; exit 1; }
-say "smbd on 127.0.0.1:$port (pid $smbd_pid), $(head -1 "$conf/rdio-serve.out" | sed 's/^rdio serve: //') (pid $rdio_pid)"
+say "smbd on 127.0.0.1:$port (pid $smbd_pid)"
+for i in "${!transports[@]}"; do
+    t=${transports[$i]}
+    rdio_addr[$t]=$(sed -n 's/^rdio serve: listening on \([0-9.]*:[0-9]*\) .*/\1/p' "$conf/rdio-serve-$t.out")
+    [[ -n ${rdio_addr[$t]} ]] || { say "rdio serve --transport $t did not start"; exit 1; }
+    say "$(head -1 "$conf/rdio-serve-$t.out" | sed 's/^rdio serve: //') (pid ${rdio_pids[$i]})"
+done
 
 # Output goes to a log (smbclient reports progress on stderr); shown on failure.
 smb() {
     smbclient -s "$conf/client.conf" -N -p "$port" //127.0.0.1/bench -c "$1" \
         >"$conf/smbclient.log" 2>&1 || { cat "$conf/smbclient.log" >&2; return 1; }
 }
+# rdio_cmd TRANSPORT ARGS...
 rdio_cmd() {
-    "$rdio" "$@" "${rdio_flags[@]}" >"$conf/rdio.log" 2>&1 || { cat "$conf/rdio.log" >&2; return 1; }
+    local t=$1
+    shift
+    "$rdio" "$@" --transport "$t" --provider "$provider" --io-size "$io_size" \
+        --queue-depth "$queue_depth" >"$conf/rdio.log" 2>&1 || { cat "$conf/rdio.log" >&2; return 1; }
 }
 now() { date +%s.%N; }
 # Seconds taken by "$@".
@@ -164,46 +193,69 @@ check() {
     got=$(sha256sum "$1" | cut -d' ' -f1)
     [[ $got == "$sum" ]] || { say "SHA-256 mismatch: $1"; exit 1; }
 }
-rdio_flags=(--transport "$transport" --provider "$provider" --io-size "$io_size" --queue-depth "$queue_depth")
+# The transfer seconds a client reports itself: smbclient's KiloBytes/sec
+# (KiB/s) or kb/s line, rdio's "… in 1.23 s (…)".
+smb_own() {
+    local rate
+    rate=$(grep -o '([0-9.]* \(KiloBytes/sec\|kb/s\))' "$conf/smbclient.log" | head -1 | tr -d '(' | cut -d' ' -f1)
+    awk -v n="$bytes" -v r="$rate" 'BEGIN { printf "%.6f", n / (r * 1024) }'
+}
+rdio_own() {
+    tail -1 "$conf/rdio.log" | sed -n 's/.* in \([0-9.]*\) s (.*/\1/p'
+}
 # Wall-clock time of whole commands (process start, connect, transfer, exit)
-# for both clients.
+# for both clients, and the transfer time each reports.
 
-# One untimed get through each, so both servers and the page cache are warm.
+# One untimed get through each, so the servers and the page cache are warm.
 smb "get data.bin /dev/null"
-rdio_cmd get "$rdio_addr:data.bin" "$out/warm.bin"
-rm -f "$out/warm.bin"
+for t in "${transports[@]}"; do
+    rdio_cmd "$t" get "${rdio_addr[$t]}:data.bin" "$out/warm.bin"
+    rm -f "$out/warm.bin"
+done
 
-# Each client's own report of the transfer (without process start and connect).
-own=()
-smb_get=$(timed smb "get data.bin $out/smb-get.bin")
-own+=("smbclient get: $(grep -o '([0-9.]* KiloBytes/sec)' "$conf/smbclient.log" | head -1)")
-check "$out/smb-get.bin"
-rm -f "$out/smb-get.bin"
-rdio_get=$(timed rdio_cmd get "$rdio_addr:data.bin" "$out/rdio-get.bin")
-own+=("rdio get: $(tail -1 "$conf/rdio.log")")
-check "$out/rdio-get.bin"
-rm -f "$out/rdio-get.bin"
-smb_put=$(timed smb "put $work/upload.bin smb-put.bin")
-own+=("smbclient put: $(grep -o '([0-9.]* kb/s)' "$conf/smbclient.log" | head -1)")
-check "$share/smb-put.bin"
-rm -f "$share/smb-put.bin"
-rdio_put=$(timed rdio_cmd put "$work/upload.bin" "$rdio_addr:rdio-put.bin")
-own+=("rdio put: $(tail -1 "$conf/rdio.log")")
-check "$share/rdio-put.bin"
-rm -f "$share/rdio-put.bin"
+declare -A wall own
+reports=()
+smb_run() {
+    local op=$1 cmd=$2 result=$3
+    wall[smb_$op]=$(timed smb "$cmd")
+    own[smb_$op]=$(smb_own)
+    reports+=("smbclient $op: $(grep -o '([0-9.]* \(KiloBytes/sec\|kb/s\))' "$conf/smbclient.log" | head -1)")
+    check "$result"
+    rm -f "$result"
+}
+rdio_run() {
+    local t=$1 op=$2 result=$3
+    shift 3
+    wall[${t}_$op]=$(timed rdio_cmd "$t" "$@")
+    own[${t}_$op]=$(rdio_own)
+    reports+=("rdio $op --transport $t: $(tail -1 "$conf/rdio.log")")
+    check "$result"
+    rm -f "$result"
+}
+smb_run get "get data.bin $out/smb-get.bin" "$out/smb-get.bin"
+for t in "${transports[@]}"; do
+    rdio_run "$t" get "$out/rdio-get.bin" get "${rdio_addr[$t]}:data.bin" "$out/rdio-get.bin"
+done
+smb_run put "put $work/upload.bin smb-put.bin" "$share/smb-put.bin"
+for t in "${transports[@]}"; do
+    rdio_run "$t" put "$share/rdio-put.bin" put "$work/upload.bin" "${rdio_addr[$t]}:rdio-put.bin"
+done
 
 mbps() { awk -v n="$bytes" -v t="$1" 'BEGIN { printf "%.6f", n / t / 1e6 }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a / b }'; }
-printf '\n%s of %s bytes (%s), 127.0.0.1, tmpfs; rdio: --transport %s --provider %s --io-size %s --queue-depth %s; smbclient: SMB3\n' \
-    "$size" "$bytes" "$(nproc) cores" "$transport" "$provider" "$io_size" "$queue_depth"
-printf '%-6s %12s %12s %12s %12s %8s\n' op "smbclient s" "smb MB/s" "rdio s" "rdio MB/s" "ratio"
+printf '\n%s of %s bytes (%s), 127.0.0.1, tmpfs; rdio: --provider %s (fabric) --io-size %s --queue-depth %s; smbclient: SMB3\n' \
+    "$size" "$bytes" "$(nproc) cores" "$provider" "$io_size" "$queue_depth"
+printf '%-4s %-9s %11s %9s %9s %9s %7s %11s %10s %9s\n' op transport "smbclient s" "smb MB/s" "rdio s" "rdio MB/s" ratio \
+    "smb own s" "rdio own s" "own ratio"
 for op in get put; do
-    s_var="smb_$op" r_var="rdio_$op"
-    s=${!s_var} r=${!r_var}
-    printf '%-6s %12.3f %12.1f %12.3f %12.1f %8.2f\n' "$op" "$s" "$(mbps "$s")" "$r" "$(mbps "$r")" \
-        "$(div "$s" "$r")"
+    for t in "${transports[@]}"; do
+        s=${wall[smb_$op]} r=${wall[${t}_$op]} so=${own[smb_$op]} ro=${own[${t}_$op]}
+        printf '%-4s %-9s %11.3f %9.1f %9.3f %9.1f %7.2f %11.3f %10.3f %9.2f\n' "$op" "$t" "$s" "$(mbps "$s")" \
+            "$r" "$(mbps "$r")" "$(div "$s" "$r")" "$so" "$ro" "$(div "$so" "$ro")"
+    done
 done
-echo "(wall-clock of each whole command; ratio = smbclient s / rdio s = rdio MB/s / smbclient MB/s;"
+echo "(rdio s / smbclient s: wall-clock of each whole command; ratio = smbclient s / rdio s = rdio MB/s / smbclient MB/s;"
+echo " own s: the transfer time each client reports itself, without process start-up and connect; own ratio likewise;"
 echo " all results SHA-256 verified)"
 echo "as each client reports it:"
-printf '  %s\n' "${own[@]}"
+printf '  %s\n' "${reports[@]}"

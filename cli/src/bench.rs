@@ -8,7 +8,9 @@
 //! the bench file (the loopback wire is a memory copy); over fabric, a bare
 //! `fi_write` loop (for reads, which the server completes by RDMA write) or
 //! `fi_send` loop (for writes, which travel in sends) between two libfabric
-//! endpoints on 127.0.0.1, same provider, window = queue depth.
+//! endpoints on 127.0.0.1, same provider, window = queue depth; over cma,
+//! a bare `process_vm_writev` loop (`vm_write`, for reads) or Unix-socket
+//! write loop (`uds_send`, for writes) into a forked child process.
 
 use crate::network::{ClientJob, Tuning, connect};
 use crate::size::Size;
@@ -18,7 +20,7 @@ use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
 use rdio::files::WriteSegment;
 use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
-use rdio_fabric::raw::{self, RawConfig, RawOp};
+use rdio_fabric::raw::{self, RawConfig};
 use rdio_transport::Transport;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -54,6 +56,9 @@ pub enum Baseline {
     /// Raw libfabric `fi_write` / `fi_send` loops over this provider on
     /// 127.0.0.1.
     Fabric(String),
+    /// Raw `process_vm_writev` / Unix-socket write loops into a child
+    /// process (`rdio_cma::raw`).
+    Cma,
     /// No baseline (e.g. `--transport verbs`, which has no raw loop here).
     None,
 }
@@ -83,14 +88,23 @@ impl Op {
         }
     }
 
-    /// The raw fabric operation that moves this op's data: the server
-    /// completes reads by RDMA write, writes travel in sends.
+    /// The raw operation that moves this op's data: the server completes
+    /// reads by RDMA write, writes travel in sends.
     fn raw(self) -> RawOp {
         match self {
             Self::Read | Self::ReadV => RawOp::Write,
             Self::Write | Self::WriteV => RawOp::Send,
         }
     }
+}
+
+/// What a raw baseline loop streams, whichever transport runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawOp {
+    /// One-sided RDMA writes (`fi_write`, `process_vm_writev`).
+    Write,
+    /// Two-sided sends (`fi_send`, a Unix-socket write).
+    Send,
 }
 
 /// One line of the results: an rdio measurement or a baseline.
@@ -306,6 +320,8 @@ fn measure_all<T: Transport, S: Read + Write>(
             Baseline::Memcpy => "baseline memcpy".to_owned(),
             Baseline::Fabric(provider) =>
                 format!("baseline raw fi_write/fi_send over {provider} on 127.0.0.1"),
+            Baseline::Cma =>
+                "baseline raw process_vm_writev/unix-socket write into a child process".to_owned(),
             Baseline::None => "no baseline".to_owned(),
         }
     );
@@ -335,7 +351,7 @@ fn measure_all<T: Transport, S: Read + Write>(
             for &depth in &bench.queue_depths {
                 let key = match baseline {
                     Baseline::Memcpy => Some(BaselineKey::Memcpy { size: size.0 }),
-                    Baseline::Fabric(_) => Some(BaselineKey::Raw {
+                    Baseline::Fabric(_) | Baseline::Cma => Some(BaselineKey::Raw {
                         op: op.raw(),
                         size: size.0,
                         depth,
@@ -435,7 +451,10 @@ fn measure_baseline(
         }
         (Baseline::Fabric(provider), BaselineKey::Raw { op, size, depth }) => {
             let config = RawConfig {
-                op,
+                op: match op {
+                    RawOp::Write => raw::RawOp::Write,
+                    RawOp::Send => raw::RawOp::Send,
+                },
                 size: size as usize,
                 count: total.div_ceil(size).max(1) as usize,
                 window: usize::from(depth),
@@ -464,7 +483,42 @@ fn measure_baseline(
                 ratio: None,
             })
         }
-        (_, BaselineKey::Raw { .. }) => bail!("no raw fabric baseline without a provider"),
+        (Baseline::Cma, BaselineKey::Raw { op, size, depth }) => {
+            let count = total.div_ceil(size).max(1) as usize;
+            let config = rdio_cma::raw::RawConfig {
+                op: match op {
+                    RawOp::Write => rdio_cma::raw::RawOp::Write,
+                    RawOp::Send => rdio_cma::raw::RawOp::Send,
+                },
+                size: size as usize,
+                count,
+                window: usize::from(depth),
+            };
+            let name = match op {
+                RawOp::Write => "vm_write",
+                RawOp::Send => "uds_send",
+            };
+            let result = rdio_cma::raw::run(config).with_context(|| {
+                format!(
+                    "the {name} baseline of {} at window {depth} failed",
+                    Size(size)
+                )
+            })?;
+            let elapsed = result.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+            Ok(Row {
+                op: name,
+                baseline: true,
+                size,
+                depth: Some(depth),
+                megabytes_per_second: result.bytes_per_sec() / 1e6,
+                iops: count as f64 / elapsed,
+                p50: None,
+                p99: None,
+                compared_to: None,
+                ratio: None,
+            })
+        }
+        (_, BaselineKey::Raw { .. }) => bail!("no raw baseline for this transport"),
     }
 }
 

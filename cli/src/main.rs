@@ -36,7 +36,8 @@ use std::time::Duration;
 struct Cli {
     /// RDMA transport [default: loopback for cp and bench, which run their
     /// server in-process; fabric for serve, get, put and bench --server].
-    /// `verbs` needs an RDMA device and a build with the `verbs` feature.
+    /// `verbs` needs an RDMA device and a build with the `verbs` feature;
+    /// `cma` reaches a server on this host only, run by the same user.
     #[arg(long, global = true, value_enum)]
     transport: Option<Transport>,
 
@@ -285,10 +286,10 @@ fn run(cli: Cli) -> Result<()> {
                         file: args.file,
                         connect_timeout: args.net.connect_timeout,
                         dead_peer_timeout: args.net.dead_peer_timeout,
-                        baseline: if transport == Transport::Fabric {
-                            bench::Baseline::Fabric(args.net.provider.clone())
-                        } else {
-                            bench::Baseline::None
+                        baseline: match transport {
+                            Transport::Fabric => bench::Baseline::Fabric(args.net.provider.clone()),
+                            Transport::Cma => bench::Baseline::Cma,
+                            Transport::Loopback | Transport::Verbs => bench::Baseline::None,
                         },
                         results: &mut results,
                     };

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use rdio::client::{Client, ClientOptions, CompletionMode};
+use rdio::net::cma::CmaConnector;
 use rdio::net::fabric::FabricConnector;
 use rdio::net::{self, RdmaConnector, SetupError};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -17,6 +18,9 @@ pub enum Transport {
     Verbs,
     /// libfabric FI_EP_MSG endpoints (`--provider tcp` works anywhere).
     Fabric,
+    /// Cross-memory attach to a server on this host (process_vm_writev;
+    /// same user, Linux).
+    Cma,
 }
 
 /// A transport's setup error, for anyhow (its message is the whole story).
@@ -40,6 +44,7 @@ impl Transport {
             Self::Loopback => "loopback",
             Self::Verbs => "verbs",
             Self::Fabric => "fabric",
+            Self::Cma => "cma",
         }
     }
 }
@@ -53,7 +58,7 @@ pub fn require_loopback(transport: Transport, command: &str) -> Result<()> {
         Transport::Verbs => {
             rdio_verbs::probe()?;
         }
-        Transport::Fabric => {}
+        Transport::Fabric | Transport::Cma => {}
     }
     let instead = if command == "bench" {
         "`rdio bench --server`"
@@ -104,10 +109,16 @@ pub fn with_connector(
                 .with_timeout(connect_timeout);
             job.run(&connector)
         }
+        Transport::Cma => {
+            let connector = CmaConnector::new()
+                .map_err(setup)?
+                .with_timeout(connect_timeout);
+            job.run(&connector)
+        }
         Transport::Verbs => verbs(connect_timeout, job),
         Transport::Loopback => bail!(
             "the loopback transport only reaches a server in this process; \
-             use --transport fabric (the default) or verbs"
+             use --transport fabric (the default), cma (same host) or verbs"
         ),
     }
 }

@@ -5,6 +5,7 @@ use crate::network::{Transport, setup};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SigSet, Signal};
 use rdio::files::Root;
+use rdio::net::cma::CmaListener;
 use rdio::net::fabric::FabricListener;
 use rdio::net::{EventLog, NetEvent, NetServer, RdmaListener};
 use rdio::server::ServerOptions;
@@ -45,10 +46,11 @@ pub fn run(serve: &Serve) -> Result<()> {
             serve,
             FabricListener::bind(rdma, &serve.provider).map_err(setup)?,
         )?,
+        Transport::Cma => start(root, serve, CmaListener::bind(rdma).map_err(setup)?)?,
         Transport::Verbs => verbs(root, serve, rdma)?,
         Transport::Loopback => bail!(
             "the loopback transport only reaches clients in this process; \
-             serve with --transport fabric (the default) or verbs"
+             serve with --transport fabric (the default), cma (same host) or verbs"
         ),
     };
     let offered: Vec<String> = server

@@ -1,6 +1,7 @@
 //! `rdio serve`, `get`, `put` and `bench --server` across processes: the
 //! real binary on both sides, over libfabric's `tcp` provider on 127.0.0.1,
-//! and across two network namespaces joined by a veth pair.
+//! across two network namespaces joined by a veth pair, and over
+//! cross-memory attach (`--transport cma`) between processes on one host.
 
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -43,9 +44,15 @@ impl Served {
     /// through `prefix` (e.g. `ip netns exec NAME`), and wait for the line
     /// that names its address.
     fn start(prefix: &[&str], root: &Path, host: &str) -> Self {
+        Self::start_over(prefix, root, host, &[])
+    }
+
+    /// [`Served::start`] with `transport` arguments (`--transport cma`).
+    fn start_over(prefix: &[&str], root: &Path, host: &str, transport: &[&str]) -> Self {
         let listen = format!("{host}:0");
         let root = root.to_str().expect("utf-8 root");
-        let args = ["serve", "--root", root, "--listen", listen.as_str()];
+        let mut args = vec!["serve", "--root", root, "--listen", listen.as_str()];
+        args.extend_from_slice(transport);
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
@@ -297,6 +304,15 @@ fn vanish_mid_transfer(
     upload: bool,
     how: Vanish,
 ) -> (Output, Duration, PathBuf, tempfile::TempDir) {
+    vanish_mid_transfer_over(upload, how, &[])
+}
+
+/// [`vanish_mid_transfer`] with `transport` arguments for both sides.
+fn vanish_mid_transfer_over(
+    upload: bool,
+    how: Vanish,
+    transport: &[&str],
+) -> (Output, Duration, PathBuf, tempfile::TempDir) {
     let root = tempfile::tempdir().expect("root");
     let local = tempfile::tempdir().expect("local");
     // Large enough to take seconds at this build's speed with small
@@ -310,7 +326,7 @@ fn vanish_mid_transfer(
     } else {
         fs::write(root.path().join("big"), &data).expect("server file");
     }
-    let mut served = Served::start(&[], root.path(), "127.0.0.1");
+    let mut served = Served::start_over(&[], root.path(), "127.0.0.1", transport);
     let remote = served.remote("big");
     let (src, dst) = (src.to_str().expect("utf-8"), dst.to_str().expect("utf-8"));
     let args: Vec<&str> = if upload {
@@ -328,6 +344,7 @@ fn vanish_mid_transfer(
             "--dead-peer-timeout",
             "3",
         ])
+        .args(transport)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -553,4 +570,118 @@ fn files_cross_between_two_network_namespaces() {
         status.success(),
         "rdio serve exits 0 on SIGTERM: {status:?}"
     );
+}
+
+const CMA: [&str; 2] = ["--transport", "cma"];
+
+#[test]
+fn get_and_put_over_cma_between_two_processes_in_both_completion_modes() {
+    let root = tempfile::tempdir().expect("root");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", &CMA);
+    for (mode, extra) in [
+        ("interrupt", &CMA[..]),
+        ("polling", &["--transport", "cma", "--polling"][..]),
+        (
+            "small-requests",
+            &[
+                "--transport",
+                "cma",
+                "--io-size",
+                "64K",
+                "--queue-depth",
+                "3",
+            ][..],
+        ),
+    ] {
+        for (i, &size) in SIZES.iter().enumerate() {
+            let data = random_bytes(size, (i as u64) << 8 | mode.len() as u64 | 1 << 40);
+            round_trip(
+                &[],
+                &served,
+                root.path(),
+                &format!("cma-{mode}-{size}.bin"),
+                &data,
+                extra,
+            );
+        }
+    }
+    // The other transport cannot reach a cma server's endpoint: a clear
+    // one-line error, not a hang.
+    let dst = root.path().join("never");
+    let out = run(
+        &[],
+        &[
+            "get",
+            &served.remote("cma-polling-4096.bin"),
+            dst.to_str().expect("utf-8"),
+            "--connect-timeout",
+            "3",
+        ],
+    );
+    let stderr = one_line_failure(&out);
+    assert!(stderr.contains("no common RDMA provider"), "{stderr}");
+    let status = served.stop(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "rdio serve exits 0 on SIGTERM: {status:?}"
+    );
+}
+
+#[test]
+fn bench_over_cma_reports_ratios_against_the_raw_cma_loops() {
+    let root = tempfile::tempdir().expect("root");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", &CMA);
+    let args = [
+        "bench",
+        "--server",
+        served.addr.as_str(),
+        "--transport",
+        "cma",
+        "--sizes",
+        "4K,64K",
+        "--queue-depths",
+        "1,4",
+        "--bytes",
+        "1MiB",
+    ];
+    let stdout = assert_success(&run(&[], &args), "bench --server --transport cma");
+    assert!(stdout.contains("over cma to 127.0.0.1"), "{stdout}");
+    for (op, baseline) in [
+        ("read", "vm_write"),
+        ("write", "uds_send"),
+        ("readv", "vm_write"),
+        ("writev", "uds_send"),
+    ] {
+        let rows: Vec<&str> = stdout
+            .lines()
+            .filter(|line| line.split_whitespace().next() == Some(op))
+            .collect();
+        assert_eq!(rows.len(), 4, "{op}: {stdout}");
+        for row in rows {
+            let ratio: f64 = row
+                .split_whitespace()
+                .last()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or_else(|| panic!("{op}: no ratio in {row:?}"));
+            assert!(ratio > 0.0, "{row}");
+        }
+        assert!(
+            stdout.lines().any(|l| l.starts_with(baseline)),
+            "{baseline} rows: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn killing_a_cma_server_mid_transfer_fails_clearly() {
+    for upload in [false, true] {
+        let (out, took, dst, _local) = vanish_mid_transfer_over(upload, Vanish::Kill, &CMA);
+        let stderr = one_line_failure(&out);
+        let expected = if upload { "upload of" } else { "download of" };
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+        if !upload {
+            assert!(!dst.exists(), "no file under the final name");
+        }
+    }
 }

@@ -6,8 +6,9 @@
 //! channel that carries the I/O (claim 1). Here the pipe is a TCP connection
 //! and the RDMA channel is whatever an [`RdmaListener`] / [`RdmaConnector`]
 //! pair sets up: libfabric endpoints ([`fabric`], feature `fabric`; the `tcp`
-//! provider works on any machine) or ibverbs queue pairs ([`verbs`], feature
-//! `verbs`; needs an RDMA device).
+//! provider works on any machine), ibverbs queue pairs ([`verbs`], feature
+//! `verbs`; needs an RDMA device), or cross-memory attach between two
+//! processes on one host ([`cma`], feature `cma`; Linux, same uid).
 //!
 //! * Server: [`NetServer::start`] serves a directory: a TCP listener whose
 //!   connections run [`Server::serve_pipe`](crate::server::Server::serve_pipe),
@@ -29,6 +30,8 @@ pub mod async_client;
 mod async_pipe;
 #[cfg(feature = "tokio")]
 pub mod async_server;
+#[cfg(feature = "cma")]
+pub mod cma;
 #[cfg(feature = "fabric")]
 pub mod fabric;
 mod server;

@@ -1,0 +1,1165 @@
+//! [`CmaTransport`]: the rdio transport trait between two processes on one
+//! host — RDMA writes by `process_vm_writev(2)`, sends as frames on a Unix
+//! stream socket (see the crate docs for the whole design).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use rdio_transport::{
+    Access, Caps, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport,
+    TransportError, WcError, WrId,
+};
+
+use crate::frame::{self, ADVERTISE_LEN, HEADER, Header, Kind, REF_LEN};
+use crate::region::{PeerWindows, Region, RegionTable};
+use crate::sys::{self, MAX_IOV, Span};
+
+/// Most gather elements per send or write.
+pub const MAX_SGE: usize = 4;
+
+/// What [`Transport::caps`] reports. Sends are bounded so that a hostile
+/// or buggy peer's frame header cannot announce more than a receive
+/// could ever take; writes by the `u32` length of a [`RemoteBuf`].
+pub const CAPS: Caps = Caps {
+    max_message: 16 << 20,
+    max_write: u32::MAX as usize,
+    max_sge: MAX_SGE,
+    max_recv: 1024,
+    max_send: 1024,
+};
+
+/// Bytes read from the socket at a time while looking for frame headers;
+/// a send's payload larger than [`DIRECT_READ`] that is not yet in this
+/// buffer is read straight into the posted receive instead.
+const STAGE: usize = 64 << 10;
+
+/// See [`STAGE`].
+const DIRECT_READ: usize = 16 << 10;
+
+/// Sends of at least this many bytes go by reference ([`Kind::SendRef`]):
+/// the receiver copies them out of the sender's memory with one
+/// `process_vm_readv` instead of two copies through the socket, at the
+/// price of an acknowledgement frame back. Below it, the extra frame and
+/// system call cost more than the copy saves.
+const SEND_BY_REFERENCE: usize = 64 << 10;
+
+/// Control payload room after a header: an advertisement, or a
+/// [`Kind::SendRef`]'s pieces.
+const CONTROL: usize = MAX_SGE * REF_LEN;
+
+/// Posted work is handed to the socket (and writes carried out) in
+/// `poll_completions` and `wait`, so that a burst of posts goes out in one
+/// `sendmsg`; a post also flushes once this many requests are waiting.
+const FLUSH_AT: usize = 32;
+
+/// Frames gathered into one `sendmsg`.
+const BATCH: usize = 16;
+
+/// How long after its last post or completion a waiting transport keeps
+/// polling the socket before it blocks in `poll(2)`; see
+/// [`CmaTransport::set_spin_window`].
+///
+/// A thread asleep in `poll` is woken by the peer's `sendmsg`, and on this
+/// VM a wake-up of an idle vCPU costs tens of microseconds — more than a
+/// 4 KiB read takes end to end. Measured with `rdio bench --server
+/// --transport cma --ops read --bytes 128MiB` (docs/PERFORMANCE.md, "cma"):
+/// 4 KiB at queue depth 1 went from 69.5 µs p50 (13.6 k IOPS) without
+/// spinning to 10.2 µs (94.9 k IOPS) with 200 µs, and 1 ms was no better
+/// (11.6 µs); 1 MiB reads (≈ 260 µs each) did not change. 200 µs covers
+/// the answer to any small request while an idle connection stops
+/// spinning 0.2 ms after its last completion.
+pub const DEFAULT_SPIN_WINDOW: Duration = Duration::from_micros(200);
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Up,
+    /// The peer went away, or one side saw a protocol or access error.
+    Lost,
+    /// [`Transport::disconnect`] was called.
+    Closed,
+}
+
+/// Regions a request holds busy until its completion is drained.
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    ids: [Option<RegionId>; MAX_SGE],
+}
+
+impl Held {
+    fn one(id: RegionId) -> Self {
+        let mut held = Self::default();
+        held.ids[0] = Some(id);
+        held
+    }
+
+    fn iter(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.ids.iter().flatten().copied()
+    }
+}
+
+/// A completion waiting to be drained, with the regions it releases.
+struct Ready {
+    completion: Completion,
+    held: Held,
+    /// Counts against `max_send` (else `max_recv`) until drained.
+    send_queue: bool,
+}
+
+/// A send, write or control frame waiting in the outbox, in posting order.
+struct Outgoing {
+    /// The work request it completes; `None` for control frames.
+    work: Option<(WrId, CompletionKind)>,
+    /// An RDMA write to place before the frame (if any) goes out.
+    write: Option<RemoteBuf>,
+    /// The frame header, if a frame is sent at all (a plain write has none).
+    header: Option<[u8; HEADER]>,
+    /// Control payload after the header.
+    extra: [u8; CONTROL],
+    extra_len: usize,
+    /// A send whose data the receiver copies out of our memory: it
+    /// completes on the receiver's [`Kind::SendAck`], not once its frame
+    /// is in the socket.
+    by_reference: bool,
+    /// Gather list: the send's payload, or the write's source.
+    sges: [Span; MAX_SGE],
+    sge_count: usize,
+    held: Held,
+    /// Frame bytes already handed to the socket.
+    written: usize,
+}
+
+impl Outgoing {
+    fn control(header: Header, extra: &[u8]) -> Self {
+        let mut out = Self::empty(None);
+        out.header = Some(header.encode());
+        out.extra[..extra.len()].copy_from_slice(extra);
+        out.extra_len = extra.len();
+        out
+    }
+
+    fn empty(work: Option<(WrId, CompletionKind)>) -> Self {
+        Self {
+            work,
+            write: None,
+            header: None,
+            extra: [0; CONTROL],
+            extra_len: 0,
+            by_reference: false,
+            sges: [Span {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            }; MAX_SGE],
+            sge_count: 0,
+            held: Held::default(),
+            written: 0,
+        }
+    }
+
+    fn sges(&self) -> &[Span] {
+        &self.sges[..self.sge_count]
+    }
+
+    /// Header, control payload and (for a send by value) the gathered data.
+    fn frame_len(&self) -> usize {
+        match self.header {
+            None => 0,
+            Some(_) if self.carries_data() => {
+                HEADER + self.extra_len + self.sges().iter().map(|s| s.len).sum::<usize>()
+            }
+            Some(_) => HEADER + self.extra_len,
+        }
+    }
+
+    /// Whether the gather list's bytes go into the socket after the header.
+    fn carries_data(&self) -> bool {
+        !self.is_write() && !self.by_reference
+    }
+
+    fn is_write(&self) -> bool {
+        matches!(self.work, Some((_, CompletionKind::Write)))
+    }
+
+    /// Append the iovecs of the frame's unsent bytes to `iov`.
+    fn unsent(&self, iov: &mut Vec<libc::iovec>) {
+        let Some(header) = &self.header else { return };
+        let mut skip = self.written;
+        let mut parts: [Span; 2 + MAX_SGE] = [Span {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+        }; 2 + MAX_SGE];
+        parts[0] = Span {
+            ptr: header.as_ptr().cast_mut(),
+            len: HEADER,
+        };
+        parts[1] = Span {
+            ptr: self.extra.as_ptr().cast_mut(),
+            len: self.extra_len,
+        };
+        let mut n = 2;
+        if self.carries_data() {
+            for span in self.sges() {
+                parts[n] = *span;
+                n += 1;
+            }
+        }
+        for part in &parts[..n] {
+            if skip >= part.len {
+                skip -= part.len;
+                continue;
+            }
+            iov.push(sys::iovec(*part, skip));
+            skip = 0;
+        }
+    }
+}
+
+/// A posted receive.
+struct PostedRecv {
+    wr_id: WrId,
+    region: RegionId,
+    span: Span,
+}
+
+/// Where the incoming byte stream stands.
+#[derive(Clone, Copy, Debug)]
+enum Incoming {
+    /// Between frames.
+    Header,
+    /// Filling the oldest posted receive with a send's `len` bytes.
+    Recv { len: usize, filled: usize },
+    /// Reading an advertisement's payload for window `key`.
+    Advertise { key: u32, filled: usize },
+    /// Reading the pieces of a send of `total` bytes by reference.
+    SendRef {
+        total: usize,
+        len: usize,
+        filled: usize,
+    },
+}
+
+/// One side of a connection between two processes on this host,
+/// implementing [`Transport`]. Created by [`connect`](crate::connect) or
+/// [`Listener::accept`](crate::Listener::accept).
+pub struct CmaTransport {
+    socket: UnixStream,
+    /// The peer process, from `SO_PEERCRED` at connection setup.
+    peer: libc::pid_t,
+    regions: RegionTable,
+    windows: PeerWindows,
+    /// Deregistered remotely writable regions, by key, kept mapped until
+    /// the peer acknowledges the revocation (it may be writing into one).
+    revoked: HashMap<u32, Region>,
+    outbox: VecDeque<Outgoing>,
+    /// Sends by reference whose frame is out, oldest first, waiting for
+    /// the receiver's acknowledgement (their buffers stay busy).
+    awaiting: VecDeque<Outgoing>,
+    recvs: VecDeque<PostedRecv>,
+    incoming: Incoming,
+    stage: Box<[u8]>,
+    stage_start: usize,
+    stage_end: usize,
+    /// Payload of the control frame being read.
+    control: [u8; CONTROL],
+    ready: VecDeque<Ready>,
+    /// Sends and writes posted and not drained, receives likewise.
+    tx_outstanding: usize,
+    rx_outstanding: usize,
+    link: Link,
+    last_error: Option<String>,
+    spin_window: Duration,
+    last_activity: Option<Instant>,
+    /// What the peer read at the handshake to prove cross-memory attach
+    /// works; kept so its address stays valid for the connection.
+    _probe: Box<[u8; 16]>,
+}
+
+// SAFETY: the raw pointers inside (`Span`s of posted work) point into
+// regions the transport owns, or memory lent to it that is `Send + Sync`;
+// every method takes `&mut self` or only reads.
+unsafe impl Send for CmaTransport {}
+
+/// The errno of a failed `process_vm_writev` as a completion error.
+fn write_error(code: i32) -> WcError {
+    match code {
+        // The target range is not mapped in the peer (or a source page is
+        // gone), or we may not attach to it.
+        libc::EFAULT | libc::EPERM | libc::EACCES => WcError::RemoteAccess,
+        libc::ESRCH => WcError::Disconnected,
+        code => WcError::Other(code),
+    }
+}
+
+fn recv_kind_failed() -> CompletionKind {
+    CompletionKind::Recv { len: 0 }
+}
+
+impl CmaTransport {
+    /// A connected transport over `socket` (nonblocking, handshake done) to
+    /// process `peer`; `probe` is this side's handshake probe.
+    pub(crate) fn new(
+        socket: UnixStream,
+        peer: libc::pid_t,
+        probe: Box<[u8; 16]>,
+        first_key: u32,
+    ) -> Self {
+        Self {
+            socket,
+            peer,
+            regions: RegionTable::new(first_key),
+            windows: PeerWindows::default(),
+            revoked: HashMap::new(),
+            outbox: VecDeque::new(),
+            awaiting: VecDeque::new(),
+            recvs: VecDeque::new(),
+            incoming: Incoming::Header,
+            stage: vec![0u8; STAGE].into_boxed_slice(),
+            stage_start: 0,
+            stage_end: 0,
+            control: [0; CONTROL],
+            ready: VecDeque::new(),
+            tx_outstanding: 0,
+            rx_outstanding: 0,
+            link: Link::Up,
+            last_error: None,
+            spin_window: DEFAULT_SPIN_WINDOW,
+            last_activity: None,
+            _probe: probe,
+        }
+    }
+
+    /// The peer's process id (kernel-verified at connection setup).
+    pub fn peer_pid(&self) -> i32 {
+        self.peer
+    }
+
+    /// Why the connection failed, in words, once it has.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Whether the connection is still up.
+    pub fn is_connected(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// Posted work requests referencing `region` whose completions have not
+    /// been drained (0 for unknown regions).
+    pub fn posted_references(&self, region: RegionId) -> u32 {
+        self.regions.busy(region)
+    }
+
+    /// How long [`Transport::wait`] keeps polling the socket after the last
+    /// post or completion before it sleeps in `poll(2)`
+    /// ([`DEFAULT_SPIN_WINDOW`] unless set; zero sleeps at once). While the
+    /// window is open `wait` reads the socket and yields the CPU between
+    /// reads, so a thread sharing the CPU still runs.
+    pub fn set_spin_window(&mut self, window: Duration) {
+        self.spin_window = window;
+    }
+
+    fn ensure_up(&self) -> Result<(), TransportError> {
+        if self.link == Link::Up {
+            Ok(())
+        } else {
+            Err(TransportError::Disconnected)
+        }
+    }
+
+    /// Resolve a gather list, checking every element.
+    fn gather(&self, sges: &[Slice]) -> Result<([Span; MAX_SGE], Held, usize), TransportError> {
+        if sges.len() > MAX_SGE {
+            return Err(TransportError::TooManySegments);
+        }
+        let mut spans = [Span {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+        }; MAX_SGE];
+        let mut held = Held::default();
+        let mut total = 0usize;
+        for (i, sge) in sges.iter().enumerate() {
+            spans[i] = self.regions.resolve(*sge)?.span;
+            held.ids[i] = Some(sge.region);
+            total = total
+                .checked_add(sge.len)
+                .ok_or(TransportError::MessageTooLarge)?;
+        }
+        Ok((spans, held, total))
+    }
+
+    /// Queue posted work, holding its regions; flush once enough waits.
+    fn enqueue(&mut self, op: Outgoing) -> Result<(), TransportError> {
+        for id in op.held.iter() {
+            self.regions.acquire(id);
+        }
+        if op.work.is_some() {
+            self.tx_outstanding += 1;
+        }
+        self.outbox.push_back(op);
+        self.last_activity = Some(Instant::now());
+        if self.outbox.len() >= FLUSH_AT {
+            // Read first, as every flush does: a peer that died shows as a
+            // closed socket here, just before any write aimed at its pid.
+            self.progress();
+        }
+        Ok(())
+    }
+
+    fn push_ready(&mut self, completion: Completion, held: Held, send_queue: bool) {
+        self.ready.push_back(Ready {
+            completion,
+            held,
+            send_queue,
+        });
+    }
+
+    fn complete_op(&mut self, op: Outgoing, status: Result<(), WcError>) {
+        if let Some((wr_id, kind)) = op.work {
+            let completion = Completion {
+                wr_id,
+                kind,
+                status,
+            };
+            self.push_ready(completion, op.held, true);
+        }
+    }
+
+    fn complete_recv(&mut self, kind: CompletionKind, status: Result<(), WcError>) {
+        if let Some(recv) = self.recvs.pop_front() {
+            let completion = Completion {
+                wr_id: recv.wr_id,
+                kind,
+                status,
+            };
+            self.push_ready(completion, Held::one(recv.region), false);
+        }
+        self.last_activity = Some(Instant::now());
+    }
+
+    /// Read what the socket has, then hand queued work to it. The only
+    /// caller of [`flush`](Self::flush), so writes are always carried out
+    /// right after a read of the socket (docs/SECURITY.md, "pid reuse").
+    fn progress(&mut self) {
+        self.receive();
+        self.flush();
+    }
+
+    /// Carry out queued work in order: place each RDMA write when it
+    /// reaches the front (every earlier frame is in the socket by then),
+    /// and send the frames behind it, several per `sendmsg`, until the
+    /// socket is full.
+    fn flush(&mut self) {
+        let mut iov = Vec::with_capacity(MAX_IOV);
+        while self.link == Link::Up && !self.outbox.is_empty() {
+            if !self.place_front_write() {
+                return;
+            }
+            // Frames from the front, up to the next write still to place.
+            iov.clear();
+            let mut frames = 0;
+            for (i, op) in self.outbox.iter().enumerate() {
+                if frames == BATCH
+                    || (i > 0 && op.write.is_some())
+                    || iov.len() + 2 + MAX_SGE > MAX_IOV
+                {
+                    break;
+                }
+                op.unsent(&mut iov);
+                frames += 1;
+            }
+            let wanted: usize = iov.iter().map(|v| v.iov_len).sum();
+            let mut sent = 0;
+            if wanted > 0 {
+                // SAFETY: every iovec points into a frame header or payload
+                // owned by an outbox entry, or into a region that entry holds
+                // busy (so it is neither freed nor written meanwhile).
+                match unsafe { sys::send_spans(self.socket.as_fd(), &iov) } {
+                    Ok(n) => sent = n,
+                    Err(code) => {
+                        self.last_error = Some(format!(
+                            "sending to the peer failed: {}",
+                            std::io::Error::from_raw_os_error(code)
+                        ));
+                        self.teardown(Link::Lost, WcError::Disconnected, WcError::Disconnected);
+                        return;
+                    }
+                }
+            }
+            // Credit the bytes to the batch's frames in order; finished
+            // ones complete.
+            let mut left = sent;
+            let mut finished_any = false;
+            for _ in 0..frames {
+                let Some(op) = self.outbox.front_mut() else {
+                    break;
+                };
+                let remaining = op.frame_len() - op.written;
+                if left < remaining {
+                    op.written += left;
+                    break;
+                }
+                left -= remaining;
+                if let Some(op) = self.outbox.pop_front() {
+                    if op.by_reference {
+                        self.awaiting.push_back(op);
+                    } else {
+                        self.complete_op(op, Ok(()));
+                    }
+                }
+                finished_any = true;
+            }
+            if finished_any {
+                self.last_activity = Some(Instant::now());
+            }
+            if sent < wanted {
+                // The socket is full; `wait` polls for room.
+                return;
+            }
+        }
+    }
+
+    /// Carry out the front entry's RDMA write if it has one still to place.
+    /// Returns `false` if the connection failed doing so.
+    fn place_front_write(&mut self) -> bool {
+        let Some(op) = self.outbox.front_mut() else {
+            return true;
+        };
+        let Some(dst) = op.write.take() else {
+            return true;
+        };
+        let total: usize = op.sges().iter().map(|s| s.len).sum();
+        if total == 0 {
+            return true;
+        }
+        // Checked here, at execution and not at post time: windows come
+        // and go as the peer's advertisements and revocations arrive.
+        if !self.windows.allows(dst, total) {
+            self.last_error = Some(format!(
+                "RDMA write of {total} bytes to {:#x} (key {}) lies outside every window the peer advertised",
+                dst.addr, dst.key
+            ));
+            self.fail_front(WcError::RemoteAccess);
+            return false;
+        }
+        // SAFETY: the spans lie in regions this entry holds busy (resolved
+        // at post time, not deregistrable until drained), so they are
+        // readable; the target range is inside a window the peer lent.
+        match unsafe { sys::write_remote(self.peer, op.sges(), dst.addr) } {
+            Ok(()) => true,
+            Err(code) => {
+                self.last_error = Some(format!(
+                    "process_vm_writev of {total} bytes into process {} at {:#x} failed: {}",
+                    self.peer,
+                    dst.addr,
+                    std::io::Error::from_raw_os_error(code)
+                ));
+                self.fail_front(write_error(code));
+                false
+            }
+        }
+    }
+
+    /// The front entry failed with `error`: complete it so, and put the
+    /// connection in the error state (everything else is flushed).
+    fn fail_front(&mut self, error: WcError) {
+        if let Some(op) = self.outbox.pop_front() {
+            self.complete_op(op, Err(error));
+        }
+        let rest = if error == WcError::Disconnected {
+            WcError::Disconnected
+        } else {
+            WcError::Flushed
+        };
+        self.teardown(Link::Lost, rest, rest);
+    }
+
+    /// Read frames until the socket is empty.
+    fn receive(&mut self) {
+        while self.link == Link::Up {
+            let available = self.stage_end - self.stage_start;
+            match self.incoming {
+                Incoming::Header => {
+                    if available >= HEADER {
+                        let mut bytes = [0u8; HEADER];
+                        bytes.copy_from_slice(
+                            &self.stage[self.stage_start..self.stage_start + HEADER],
+                        );
+                        self.stage_start += HEADER;
+                        self.on_header(&bytes);
+                    } else if !self.fill_stage() {
+                        return;
+                    }
+                }
+                Incoming::Recv { len, filled } => {
+                    let Some(recv) = self.recvs.front() else {
+                        // Cannot happen: the header was only accepted with
+                        // a receive posted, and nothing else pops one.
+                        self.protocol_error(
+                            WcError::RemoteOperation,
+                            "receive vanished mid-frame".into(),
+                        );
+                        return;
+                    };
+                    let dest = recv.span.ptr.wrapping_add(filled);
+                    let want = len - filled;
+                    let got = if available > 0 {
+                        let n = want.min(available);
+                        // SAFETY: `dest .. dest + n` lies inside the posted
+                        // receive (checked against its length when the header
+                        // came), a region held busy and only written here,
+                        // under `&mut self`; the stage is our own buffer.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                self.stage[self.stage_start..].as_ptr(),
+                                dest,
+                                n,
+                            );
+                        }
+                        self.stage_start += n;
+                        n
+                    } else if want >= DIRECT_READ {
+                        // SAFETY: as above, the rest of the posted receive.
+                        match unsafe { sys::recv_into(self.socket.as_fd(), dest, want) } {
+                            Ok(Some(0)) => return self.peer_closed(),
+                            Ok(Some(n)) => n,
+                            Ok(None) => return,
+                            Err(code) => return self.socket_failed(code),
+                        }
+                    } else if self.fill_stage() {
+                        continue;
+                    } else {
+                        return;
+                    };
+                    let filled = filled + got;
+                    if filled == len {
+                        self.incoming = Incoming::Header;
+                        self.complete_recv(CompletionKind::Recv { len }, Ok(()));
+                    } else {
+                        self.incoming = Incoming::Recv { len, filled };
+                    }
+                }
+                Incoming::Advertise { key, filled } => {
+                    if available == 0 {
+                        if self.fill_stage() {
+                            continue;
+                        }
+                        return;
+                    }
+                    let filled = self.take_control(filled, ADVERTISE_LEN);
+                    if filled == ADVERTISE_LEN {
+                        let mut payload = [0u8; ADVERTISE_LEN];
+                        payload.copy_from_slice(&self.control[..ADVERTISE_LEN]);
+                        let (addr, len) = frame::parse_span(&payload);
+                        self.incoming = Incoming::Header;
+                        if !self.windows.insert(key, addr, len) {
+                            self.protocol_error(
+                                WcError::RemoteOperation,
+                                format!("more than {} windows advertised", PeerWindows::CAPACITY),
+                            );
+                        }
+                    } else {
+                        self.incoming = Incoming::Advertise { key, filled };
+                    }
+                }
+                Incoming::SendRef { total, len, filled } => {
+                    if available == 0 {
+                        if self.fill_stage() {
+                            continue;
+                        }
+                        return;
+                    }
+                    let filled = self.take_control(filled, len);
+                    if filled == len {
+                        self.incoming = Incoming::Header;
+                        self.copy_by_reference(total, len);
+                    } else {
+                        self.incoming = Incoming::SendRef { total, len, filled };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Move staged bytes into the control payload being read, which has
+    /// `filled` of `len` bytes; returns how many it has now.
+    fn take_control(&mut self, filled: usize, len: usize) -> usize {
+        let available = self.stage_end - self.stage_start;
+        let n = (len - filled).min(available);
+        self.control[filled..filled + n]
+            .copy_from_slice(&self.stage[self.stage_start..self.stage_start + n]);
+        self.stage_start += n;
+        filled + n
+    }
+
+    /// A send by reference is fully announced: copy its pieces out of the
+    /// peer into the oldest posted receive, complete it, and acknowledge.
+    fn copy_by_reference(&mut self, total: usize, len: usize) {
+        let mut pieces = [(0u64, 0usize); MAX_SGE];
+        let count = len / REF_LEN;
+        let mut sum = 0usize;
+        for (i, piece) in pieces.iter_mut().enumerate().take(count) {
+            let mut bytes = [0u8; REF_LEN];
+            bytes.copy_from_slice(&self.control[i * REF_LEN..(i + 1) * REF_LEN]);
+            let (addr, piece_len) = frame::parse_span(&bytes);
+            let piece_len = usize::try_from(piece_len).unwrap_or(usize::MAX);
+            *piece = (addr, piece_len);
+            sum = sum.saturating_add(piece_len);
+        }
+        if sum != total {
+            return self.protocol_error(
+                WcError::RemoteOperation,
+                format!("a send by reference of {total} bytes lists {sum}"),
+            );
+        }
+        let Some(recv) = self.recvs.front() else {
+            return self.protocol_error(WcError::RemoteOperation, "receive vanished".into());
+        };
+        let target = Span {
+            ptr: recv.span.ptr,
+            len: total,
+        };
+        // SAFETY: `target` is the first `total` bytes of the oldest posted
+        // receive (checked when the header came), a region held busy and
+        // only written here, under `&mut self`.
+        match unsafe { sys::read_remote_into(self.peer, target, &pieces[..count]) } {
+            Ok(()) => {
+                self.outbox
+                    .push_back(Outgoing::control(Header::new(Kind::SendAck, 0, 0), &[]));
+                self.complete_recv(CompletionKind::Recv { len: total }, Ok(()));
+            }
+            Err(code) => {
+                self.complete_recv(recv_kind_failed(), Err(write_error(code)));
+                self.protocol_error(
+                    WcError::RemoteAccess,
+                    format!(
+                        "process_vm_readv of a {total}-byte send from process {} failed: {}",
+                        self.peer,
+                        std::io::Error::from_raw_os_error(code)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Whether the oldest posted receive can take a send of `len` bytes;
+    /// if not, the receive (for a too-large send) and the connection fail.
+    fn accept_send(&mut self, len: usize) -> bool {
+        let Some(recv) = self.recvs.front() else {
+            self.protocol_error(
+                WcError::ReceiverNotReady,
+                format!("a send of {len} bytes arrived with no receive posted"),
+            );
+            return false;
+        };
+        if len > recv.span.len || len > CAPS.max_message {
+            let posted = recv.span.len;
+            self.complete_recv(recv_kind_failed(), Err(WcError::LocalLength));
+            self.protocol_error(
+                WcError::RemoteOperation,
+                format!("a send of {len} bytes arrived for a receive of {posted}"),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Read more of the socket into the stage. `false` when nothing came
+    /// (or the connection ended).
+    fn fill_stage(&mut self) -> bool {
+        if self.stage_start == self.stage_end {
+            self.stage_start = 0;
+            self.stage_end = 0;
+        } else if self.stage_end == self.stage.len() {
+            self.stage.copy_within(self.stage_start..self.stage_end, 0);
+            self.stage_end -= self.stage_start;
+            self.stage_start = 0;
+        }
+        let free = &mut self.stage[self.stage_end..];
+        // SAFETY: `free` is our own buffer, exclusively borrowed.
+        match unsafe { sys::recv_into(self.socket.as_fd(), free.as_mut_ptr(), free.len()) } {
+            Ok(Some(0)) => {
+                self.peer_closed();
+                false
+            }
+            Ok(Some(n)) => {
+                self.stage_end += n;
+                true
+            }
+            Ok(None) => false,
+            Err(code) => {
+                self.socket_failed(code);
+                false
+            }
+        }
+    }
+
+    fn peer_closed(&mut self) {
+        if self.last_error.is_none() {
+            self.last_error = Some("the peer closed the connection".into());
+        }
+        self.teardown(Link::Lost, WcError::Disconnected, WcError::Disconnected);
+    }
+
+    fn socket_failed(&mut self, code: i32) {
+        self.last_error = Some(format!(
+            "reading from the peer failed: {}",
+            std::io::Error::from_raw_os_error(code)
+        ));
+        self.teardown(Link::Lost, WcError::Disconnected, WcError::Disconnected);
+    }
+
+    fn on_header(&mut self, bytes: &[u8; HEADER]) {
+        let header = match Header::decode(bytes) {
+            Ok(header) => header,
+            Err(bad) => {
+                return self.protocol_error(
+                    WcError::RemoteOperation,
+                    format!("malformed frame header ({bad:?})"),
+                );
+            }
+        };
+        let len = header.len as usize;
+        match header.kind {
+            Kind::Send => {
+                if !self.accept_send(len) {
+                    return;
+                }
+                if len == 0 {
+                    self.complete_recv(CompletionKind::Recv { len: 0 }, Ok(()));
+                } else {
+                    self.incoming = Incoming::Recv { len, filled: 0 };
+                }
+            }
+            Kind::WriteImm if len == 0 => {
+                if self.recvs.is_empty() {
+                    return self.protocol_error(
+                        WcError::ReceiverNotReady,
+                        "a write-with-immediate arrived with no receive posted".into(),
+                    );
+                }
+                self.complete_recv(CompletionKind::RecvImm { imm: header.value }, Ok(()));
+            }
+            Kind::Advertise if len == ADVERTISE_LEN => {
+                self.incoming = Incoming::Advertise {
+                    key: header.value,
+                    filled: 0,
+                };
+            }
+            Kind::Revoke if len == 0 => {
+                // Every write this side placed is done (writes are
+                // synchronous), and none will target the window again.
+                // Only known windows are answered, so a peer cannot make
+                // the outbox grow by revoking made-up keys.
+                if !self.windows.remove(header.value) {
+                    return self.protocol_error(
+                        WcError::RemoteOperation,
+                        format!("revocation of unknown window {}", header.value),
+                    );
+                }
+                self.outbox.push_back(Outgoing::control(
+                    Header::new(Kind::RevokeAck, 0, header.value),
+                    &[],
+                ));
+            }
+            Kind::RevokeAck if len == 0 => {
+                self.revoked.remove(&header.value);
+            }
+            Kind::SendRef if len > 0 && len <= CONTROL && len % REF_LEN == 0 => {
+                let total = header.value as usize;
+                if self.accept_send(total) {
+                    self.incoming = Incoming::SendRef {
+                        total,
+                        len,
+                        filled: 0,
+                    };
+                }
+            }
+            Kind::SendAck if len == 0 => match self.awaiting.pop_front() {
+                Some(op) => {
+                    self.complete_op(op, Ok(()));
+                    self.last_activity = Some(Instant::now());
+                }
+                None => self.protocol_error(
+                    WcError::RemoteOperation,
+                    "an acknowledgement for no send by reference".into(),
+                ),
+            },
+            Kind::Error if len == 0 => {
+                let error = frame::error_of(header.value);
+                self.last_error = Some(format!("the peer ended the connection: {error}"));
+                self.teardown(Link::Lost, error, WcError::Flushed);
+            }
+            kind => self.protocol_error(
+                WcError::RemoteOperation,
+                format!("unexpected {kind:?} frame with {len} payload bytes"),
+            ),
+        }
+    }
+
+    /// The peer broke the protocol: tell it why (if the stream is between
+    /// frames on our side), and fail the connection.
+    fn protocol_error(&mut self, for_peer: WcError, why: String) {
+        self.last_error = Some(format!("protocol error from the peer: {why}"));
+        if self.outbox.front().is_none_or(|op| op.written == 0) {
+            let header = Header::new(Kind::Error, 0, frame::error_code(for_peer)).encode();
+            let iov = [sys::iovec(
+                Span {
+                    ptr: header.as_ptr().cast_mut(),
+                    len: HEADER,
+                },
+                0,
+            )];
+            // SAFETY: the iovec points at `header`, alive across the call.
+            // Best effort: the connection is closed right after either way.
+            let _ = unsafe { sys::send_spans(self.socket.as_fd(), &iov) };
+        }
+        self.teardown(Link::Lost, WcError::Flushed, WcError::Flushed);
+    }
+
+    /// Close the socket and complete everything outstanding: sends and
+    /// writes with `tx`, receives with `rx`.
+    fn teardown(&mut self, link: Link, tx: WcError, rx: WcError) {
+        if self.link != Link::Up {
+            return;
+        }
+        self.link = link;
+        let _ = self.socket.shutdown(Shutdown::Both);
+        while let Some(op) = self.awaiting.pop_front() {
+            self.complete_op(op, Err(tx));
+        }
+        while let Some(op) = self.outbox.pop_front() {
+            self.complete_op(op, Err(tx));
+        }
+        while !self.recvs.is_empty() {
+            self.complete_recv(recv_kind_failed(), Err(rx));
+        }
+        self.incoming = Incoming::Header;
+    }
+
+    /// Move ready completions into `out`, releasing their regions.
+    fn drain(&mut self, out: &mut [Completion]) -> usize {
+        let n = out.len().min(self.ready.len());
+        for slot in out.iter_mut().take(n) {
+            let Some(ready) = self.ready.pop_front() else {
+                break;
+            };
+            for id in ready.held.iter() {
+                self.regions.release(id);
+            }
+            if ready.send_queue {
+                self.tx_outstanding -= 1;
+            } else {
+                self.rx_outstanding -= 1;
+            }
+            *slot = ready.completion;
+        }
+        n
+    }
+
+    /// Whether `wait` should keep polling instead of sleeping.
+    fn spinning(&self, now: Instant) -> bool {
+        self.last_activity
+            .and_then(|last| last.checked_add(self.spin_window))
+            .is_some_and(|close| now < close)
+    }
+}
+
+impl Transport for CmaTransport {
+    fn provider(&self) -> &str {
+        crate::PROVIDER
+    }
+
+    fn caps(&self) -> Caps {
+        CAPS
+    }
+
+    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
+        let id = self.regions.register(len, access)?;
+        let region = self.regions.get(id)?;
+        if region.remote_writable() && self.link == Link::Up {
+            // Queued like any post, so the peer knows the window before it
+            // receives a later send that names it.
+            let payload = frame::span(region.addr(), region.len() as u64);
+            let header = Header::new(Kind::Advertise, ADVERTISE_LEN as u32, region.key());
+            self.outbox.push_back(Outgoing::control(header, &payload));
+        }
+        Ok(id)
+    }
+
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        self.regions.register_external(memory)
+    }
+
+    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
+        let region = self.regions.remove(region)?;
+        if region.remote_writable() && self.link == Link::Up {
+            let key = region.key();
+            self.outbox
+                .push_back(Outgoing::control(Header::new(Kind::Revoke, 0, key), &[]));
+            self.revoked.insert(key, region);
+        }
+        Ok(())
+    }
+
+    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
+        self.regions.bytes(region)
+    }
+
+    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
+        self.regions.bytes_mut(region)
+    }
+
+    fn remote_buf(
+        &self,
+        region: RegionId,
+        offset: usize,
+        len: usize,
+    ) -> Result<RemoteBuf, TransportError> {
+        self.regions.remote_buf(region, offset, len)
+    }
+
+    fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
+        self.ensure_up()?;
+        let target = self.regions.resolve(buf)?;
+        if self.rx_outstanding >= CAPS.max_recv {
+            return Err(TransportError::QueueFull);
+        }
+        self.rx_outstanding += 1;
+        if target.external || !target.access.contains(Access::LOCAL_WRITE) {
+            let completion = Completion {
+                wr_id,
+                kind: recv_kind_failed(),
+                status: Err(WcError::LocalProtection),
+            };
+            self.regions.acquire(buf.region);
+            self.push_ready(completion, Held::one(buf.region), false);
+            return Ok(());
+        }
+        self.regions.acquire(buf.region);
+        self.recvs.push_back(PostedRecv {
+            wr_id,
+            region: buf.region,
+            span: target.span,
+        });
+        Ok(())
+    }
+
+    fn post_send(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.ensure_up()?;
+        if imm.is_some() {
+            // A receive completion carries a length or an immediate, not both.
+            return Err(TransportError::Unsupported);
+        }
+        let (spans, held, total) = self.gather(sges)?;
+        if total > CAPS.max_message {
+            return Err(TransportError::MessageTooLarge);
+        }
+        if self.tx_outstanding >= CAPS.max_send {
+            return Err(TransportError::QueueFull);
+        }
+        let mut op = Outgoing::empty(Some((wr_id, CompletionKind::Send)));
+        if total >= SEND_BY_REFERENCE {
+            for (i, span) in spans[..sges.len()].iter().enumerate() {
+                let piece = frame::span(span.ptr as u64, span.len as u64);
+                op.extra[i * REF_LEN..(i + 1) * REF_LEN].copy_from_slice(&piece);
+            }
+            op.extra_len = sges.len() * REF_LEN;
+            op.by_reference = true;
+            let header = Header::new(Kind::SendRef, op.extra_len as u32, total as u32);
+            op.header = Some(header.encode());
+        } else {
+            op.header = Some(Header::new(Kind::Send, total as u32, 0).encode());
+        }
+        op.sges = spans;
+        op.sge_count = sges.len();
+        op.held = held;
+        self.enqueue(op)
+    }
+
+    fn post_write(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.ensure_up()?;
+        let (spans, held, total) = self.gather(sges)?;
+        if total > CAPS.max_write {
+            return Err(TransportError::MessageTooLarge);
+        }
+        if total > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        if self.tx_outstanding >= CAPS.max_send {
+            return Err(TransportError::QueueFull);
+        }
+        let mut op = Outgoing::empty(Some((wr_id, CompletionKind::Write)));
+        // A zero-length write names no memory: nothing to place or check.
+        op.write = (total > 0).then_some(dst);
+        op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
+        op.sges = spans;
+        op.sge_count = sges.len();
+        op.held = held;
+        self.enqueue(op)
+    }
+
+    fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
+        if self.link == Link::Up {
+            self.progress();
+        }
+        let n = self.drain(out);
+        if n == 0 && self.link != Link::Up && self.ready.is_empty() {
+            return Err(TransportError::Disconnected);
+        }
+        Ok(n)
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            if self.link == Link::Up {
+                self.progress();
+            }
+            if !self.ready.is_empty() || self.link != Link::Up {
+                return Ok(());
+            }
+            let now = Instant::now();
+            let remaining = match deadline {
+                Some(deadline) if now >= deadline => return Ok(()),
+                Some(deadline) => Some(deadline - now),
+                None => None,
+            };
+            if self.spinning(now) {
+                std::thread::yield_now();
+                continue;
+            }
+            // The write half only matters while frames wait for room.
+            match sys::poll_socket(self.socket.as_fd(), !self.outbox.is_empty(), remaining) {
+                Ok(_) => {}
+                Err(code) => return Err(TransportError::Os(code)),
+            }
+        }
+    }
+
+    fn disconnect(&mut self) {
+        self.teardown(Link::Closed, WcError::Flushed, WcError::Flushed);
+    }
+}
+
+impl Drop for CmaTransport {
+    fn drop(&mut self) {
+        self.teardown(Link::Closed, WcError::Flushed, WcError::Flushed);
+    }
+}

@@ -1,0 +1,665 @@
+//! The trait's contract on real cma connections inside one process (a
+//! process may `process_vm_writev` itself), plus a hand-written hostile
+//! peer speaking raw frames. `two_process.rs` does the same across
+//! processes.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdio_cma::{CmaError, CmaTransport, Listener, connect, socket_name};
+use rdio_transport::{
+    Access, Completion, CompletionKind, RemoteBuf, Slice, Transport, TransportError, WcError,
+};
+
+const SOON: Duration = Duration::from_secs(5);
+
+fn localhost() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+fn pair() -> (CmaTransport, CmaTransport) {
+    let listener = Listener::bind(localhost()).expect("bind");
+    let addr = listener.local_addr();
+    assert_ne!(addr.port(), 0, "port 0 picks a port");
+    let server = thread::spawn(move || {
+        listener
+            .accept(SOON, SOON)
+            .expect("accept")
+            .expect("a connection")
+    });
+    let client = connect(addr, SOON).expect("connect");
+    (client, server.join().expect("accept thread"))
+}
+
+const NONE: Completion = Completion {
+    wr_id: 0,
+    kind: CompletionKind::Send,
+    status: Ok(()),
+};
+
+/// Poll both sides until `side` (0 = a, 1 = b) has a completion.
+fn next(a: &mut CmaTransport, b: &mut CmaTransport, side: usize) -> Completion {
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < SOON, "no completion within {SOON:?}");
+        let mut out = [NONE];
+        let (mine, other) = if side == 0 {
+            (&mut *a, &mut *b)
+        } else {
+            (&mut *b, &mut *a)
+        };
+        let _ = other.poll_completions(&mut []);
+        match mine.poll_completions(&mut out) {
+            Ok(1) => return out[0],
+            Ok(_) => {}
+            Err(err) => panic!("poll: {err} ({:?})", mine.last_error()),
+        }
+    }
+}
+
+/// Drain one side until it reports `Disconnected`, returning what it drained.
+fn until_lost(t: &mut CmaTransport) -> Vec<Completion> {
+    let start = Instant::now();
+    let mut drained = Vec::new();
+    loop {
+        assert!(start.elapsed() < SOON, "the loss went unnoticed");
+        let mut out = [NONE; 8];
+        match t.poll_completions(&mut out) {
+            Ok(n) => drained.extend_from_slice(&out[..n]),
+            Err(TransportError::Disconnected) => return drained,
+            Err(err) => panic!("{err}"),
+        }
+        t.wait(Some(Duration::from_millis(20))).expect("wait");
+    }
+}
+
+#[test]
+fn sends_fill_receives_in_order_and_wait_wakes_for_them() {
+    let (mut client, mut server) = pair();
+    assert_eq!(client.provider(), "cma");
+    assert_eq!(client.peer_pid(), std::process::id() as i32);
+    let rx = server.register(1 << 20, Access::LOCAL_WRITE).unwrap();
+    let tx = client.register(1 << 20, Access::empty()).unwrap();
+    for (i, byte) in client.region_mut(tx).unwrap().iter_mut().enumerate() {
+        *byte = (i % 253) as u8;
+    }
+    // Small, large (read straight into the receive) and empty messages,
+    // the first two gathered from two pieces.
+    server
+        .post_recv(
+            1,
+            Slice {
+                region: rx,
+                offset: 0,
+                len: 100,
+            },
+        )
+        .unwrap();
+    server
+        .post_recv(
+            2,
+            Slice {
+                region: rx,
+                offset: 100,
+                len: (1 << 20) - 100,
+            },
+        )
+        .unwrap();
+    server
+        .post_recv(
+            3,
+            Slice {
+                region: rx,
+                offset: 0,
+                len: 0,
+            },
+        )
+        .unwrap();
+    let split = |offset: usize, len: usize| {
+        [
+            Slice {
+                region: tx,
+                offset,
+                len: len / 2,
+            },
+            Slice {
+                region: tx,
+                offset: offset + len / 2,
+                len: len - len / 2,
+            },
+        ]
+    };
+    client.post_send(10, &split(0, 100), None).unwrap();
+    client.post_send(11, &split(100, 900_000), None).unwrap();
+    client.post_send(12, &[], None).unwrap();
+    assert_eq!(
+        client.region_mut(tx).err(),
+        Some(TransportError::Busy(tx)),
+        "a posted send's buffer is busy"
+    );
+    let mut sent = Vec::new();
+    let mut received = Vec::new();
+    let start = Instant::now();
+    while sent.len() < 3 || received.len() < 3 {
+        assert!(start.elapsed() < SOON);
+        let mut out = [NONE; 4];
+        let n = client.poll_completions(&mut out).unwrap();
+        sent.extend_from_slice(&out[..n]);
+        server.wait(Some(Duration::from_millis(10))).unwrap();
+        let n = server.poll_completions(&mut out).unwrap();
+        received.extend_from_slice(&out[..n]);
+    }
+    assert!(
+        sent.iter()
+            .all(|c| c.kind == CompletionKind::Send && c.status.is_ok())
+    );
+    let lens: Vec<_> = received.iter().map(|c| (c.wr_id, c.kind)).collect();
+    assert_eq!(
+        lens,
+        [
+            (1, CompletionKind::Recv { len: 100 }),
+            (2, CompletionKind::Recv { len: 900_000 }),
+            (3, CompletionKind::Recv { len: 0 }),
+        ]
+    );
+    let got = server.region(rx).unwrap();
+    let want = client.region(tx).unwrap();
+    assert_eq!(&got[..900_100], &want[..900_100]);
+    assert!(client.region_mut(tx).is_ok(), "free again once drained");
+}
+
+#[test]
+fn a_write_is_visible_before_the_send_posted_after_it_and_write_imm_consumes_a_receive() {
+    let (mut client, mut server) = pair();
+    let window = client
+        .register(4 << 20, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let inbox = client.register(64, Access::LOCAL_WRITE).unwrap();
+    let dst = client.remote_buf(window, 4096, 3 << 20).unwrap();
+    assert_eq!(dst.len, 3 << 20);
+    assert_eq!(
+        dst.addr,
+        client.region(window).unwrap().as_ptr() as u64 + 4096,
+        "the real virtual address"
+    );
+    let src = server.register(3 << 20, Access::empty()).unwrap();
+    let msg = server.register(8, Access::empty()).unwrap();
+    // The advertisement travels ahead of this first client message.
+    client.post_recv(1, Slice::whole(inbox, 64)).unwrap();
+    client.post_recv(2, Slice::whole(inbox, 64)).unwrap();
+    server.poll_completions(&mut []).unwrap();
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+
+    for round in 0..3u8 {
+        server.region_mut(src).unwrap().fill(round + 1);
+        server.region_mut(msg).unwrap().fill(round + 100);
+        server
+            .post_write(20, &[Slice::whole(src, 3 << 20)], dst, None)
+            .unwrap();
+        server.post_send(21, &[Slice::whole(msg, 8)], None).unwrap();
+        let done = next(&mut server, &mut client, 0);
+        assert_eq!(
+            (done.wr_id, done.kind, done.status),
+            (20, CompletionKind::Write, Ok(()))
+        );
+        assert_eq!(next(&mut server, &mut client, 0).wr_id, 21);
+        // The receive's completion is the first thing the client sees; the
+        // write's data is already there when it does.
+        let recv = next(&mut client, &mut server, 0);
+        assert_eq!(recv.kind, CompletionKind::Recv { len: 8 });
+        let bytes = client.region(window).unwrap();
+        assert!(
+            bytes[4096..4096 + (3 << 20)]
+                .iter()
+                .all(|&b| b == round + 1),
+            "round {round}"
+        );
+        assert_eq!(bytes[4095], 0, "nothing before the window's range");
+        client.post_recv(1, Slice::whole(inbox, 64)).unwrap();
+    }
+
+    // Write-with-immediate: the data, then a receive consumed as RecvImm.
+    server.region_mut(src).unwrap()[..4].copy_from_slice(b"imm!");
+    server
+        .post_write(
+            30,
+            &[Slice {
+                region: src,
+                offset: 0,
+                len: 4,
+            }],
+            dst,
+            Some(0xc0ffee),
+        )
+        .unwrap();
+    let recv = next(&mut client, &mut server, 0);
+    // Each round re-posted receive 1 behind the oldest: 1 is oldest now.
+    assert_eq!(
+        (recv.wr_id, recv.kind),
+        (1, CompletionKind::RecvImm { imm: 0xc0ffee })
+    );
+    assert_eq!(&client.region(window).unwrap()[4096..4100], b"imm!");
+    assert_eq!(next(&mut server, &mut client, 0).wr_id, 30);
+}
+
+#[test]
+fn writes_outside_the_advertised_windows_fail_with_remote_access_and_break_the_connection() {
+    let (mut client, mut server) = pair();
+    let window = client
+        .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let private = client.register(4096, Access::LOCAL_WRITE).unwrap();
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+    let src = server.register(8192, Access::empty()).unwrap();
+    let good = client.remote_buf(window, 0, 4096).unwrap();
+    // Longer than the descriptor: refused at post time.
+    assert_eq!(
+        server.post_write(1, &[Slice::whole(src, 8192)], good, None),
+        Err(TransportError::OutOfBounds)
+    );
+    // A region the client never made remotely writable, named with a
+    // forged descriptor: the real address, a made-up key.
+    let forged = RemoteBuf {
+        addr: client.region(private).unwrap().as_ptr() as u64,
+        key: good.key ^ 0x5555,
+        len: 4096,
+    };
+    server
+        .post_write(2, &[Slice::whole(src, 16)], forged, None)
+        .unwrap();
+    server
+        .post_write(3, &[Slice::whole(src, 16)], good, None)
+        .unwrap();
+    let drained = until_lost(&mut server);
+    assert_eq!(
+        drained,
+        [
+            Completion {
+                wr_id: 2,
+                kind: CompletionKind::Write,
+                status: Err(WcError::RemoteAccess)
+            },
+            Completion {
+                wr_id: 3,
+                kind: CompletionKind::Write,
+                status: Err(WcError::Flushed)
+            },
+        ]
+    );
+    assert!(
+        server
+            .last_error()
+            .unwrap()
+            .contains("outside every window"),
+        "{:?}",
+        server.last_error()
+    );
+    assert!(
+        client.region(private).unwrap().iter().all(|&b| b == 0),
+        "nothing written"
+    );
+    until_lost(&mut client);
+    assert_eq!(
+        server.post_send(4, &[], None),
+        Err(TransportError::Disconnected)
+    );
+}
+
+#[test]
+fn a_deregistered_window_is_revoked_before_its_memory_goes() {
+    let (mut client, mut server) = pair();
+    let window = client
+        .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let dst = client.remote_buf(window, 0, 4096).unwrap();
+    let src = server.register(16, Access::empty()).unwrap();
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+    server
+        .post_write(1, &[Slice::whole(src, 16)], dst, None)
+        .unwrap();
+    assert_eq!(next(&mut server, &mut client, 0).status, Ok(()));
+    client.deregister(window).unwrap();
+    // Revocation reaches the server, its answer the client.
+    for _ in 0..3 {
+        client.poll_completions(&mut []).unwrap();
+        server.poll_completions(&mut []).unwrap();
+    }
+    server
+        .post_write(2, &[Slice::whole(src, 16)], dst, None)
+        .unwrap();
+    let failed = next(&mut server, &mut client, 0);
+    assert_eq!(failed.status, Err(WcError::RemoteAccess));
+}
+
+#[test]
+fn receives_into_read_only_or_lent_memory_fail_locally_and_lent_memory_is_a_gather_source() {
+    let (mut client, mut server) = pair();
+    let plain = server.register(16, Access::empty()).unwrap();
+    let lent = server
+        .register_external(b"page cache bytes".to_vec())
+        .unwrap();
+    assert_eq!(server.region(lent).unwrap(), b"page cache bytes");
+    assert_eq!(
+        server.region_mut(lent).err(),
+        Some(TransportError::ReadOnly(lent))
+    );
+    server.post_recv(1, Slice::whole(plain, 16)).unwrap();
+    server.post_recv(2, Slice::whole(lent, 16)).unwrap();
+    for wr_id in [1, 2] {
+        assert_eq!(
+            next(&mut server, &mut client, 0),
+            Completion {
+                wr_id,
+                kind: CompletionKind::Recv { len: 0 },
+                status: Err(WcError::LocalProtection)
+            }
+        );
+    }
+    // The zero-copy path: an RDMA write straight from lent memory.
+    let window = client
+        .register(16, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let dst = client.remote_buf(window, 0, 16).unwrap();
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+    server
+        .post_write(3, &[Slice::whole(lent, 16)], dst, None)
+        .unwrap();
+    assert_eq!(next(&mut server, &mut client, 0).status, Ok(()));
+    assert_eq!(client.region(window).unwrap(), b"page cache bytes");
+    assert!(server.deregister(lent).is_ok());
+}
+
+#[test]
+fn an_oversized_send_fails_the_receive_with_local_length_and_ends_the_connection() {
+    let (mut client, mut server) = pair();
+    let rx = server.register(64, Access::LOCAL_WRITE).unwrap();
+    let tx = client.register(65, Access::empty()).unwrap();
+    server.post_recv(1, Slice::whole(rx, 64)).unwrap();
+    server.post_recv(2, Slice::whole(rx, 64)).unwrap();
+    client.post_send(10, &[Slice::whole(tx, 65)], None).unwrap();
+    client.poll_completions(&mut []).unwrap();
+    let drained = until_lost(&mut server);
+    assert_eq!(
+        drained,
+        [
+            Completion {
+                wr_id: 1,
+                kind: CompletionKind::Recv { len: 0 },
+                status: Err(WcError::LocalLength)
+            },
+            Completion {
+                wr_id: 2,
+                kind: CompletionKind::Recv { len: 0 },
+                status: Err(WcError::Flushed)
+            },
+        ]
+    );
+    assert!(
+        server.last_error().unwrap().contains("65 bytes"),
+        "{:?}",
+        server.last_error()
+    );
+    // The sender hears why: its next post is refused, its send had gone.
+    let drained = until_lost(&mut client);
+    assert_eq!(drained.first().map(|c| c.wr_id), Some(10));
+    assert!(
+        client.last_error().unwrap().contains("remote operation"),
+        "{:?}",
+        client.last_error()
+    );
+    assert_eq!(
+        client.post_send(11, &[Slice::whole(tx, 1)], None),
+        Err(TransportError::Disconnected)
+    );
+}
+
+#[test]
+fn a_send_without_a_posted_receive_is_receiver_not_ready_for_the_sender() {
+    let (mut client, mut server) = pair();
+    let tx = client.register(8, Access::empty()).unwrap();
+    let write_src = client.register(8, Access::empty()).unwrap();
+    client.post_send(1, &[Slice::whole(tx, 8)], None).unwrap();
+    client.poll_completions(&mut []).unwrap();
+    assert!(until_lost(&mut server).is_empty());
+    assert!(server.last_error().unwrap().contains("no receive posted"));
+    // Work the client posted before it heard carries the reason.
+    let window = RemoteBuf::default();
+    let _ = client.post_write(2, &[Slice::whole(write_src, 0)], window, None);
+    let drained = until_lost(&mut client);
+    assert!(
+        drained
+            .iter()
+            .any(|c| c.status == Err(WcError::ReceiverNotReady))
+            || client.last_error().unwrap().contains("receiver not ready"),
+        "{drained:?} {:?}",
+        client.last_error()
+    );
+}
+
+#[test]
+fn disconnect_flushes_both_sides_and_a_dropped_peer_is_a_lost_connection() {
+    let (mut client, mut server) = pair();
+    let rx = server.register(8, Access::LOCAL_WRITE).unwrap();
+    let crx = client.register(8, Access::LOCAL_WRITE).unwrap();
+    server.post_recv(1, Slice::whole(rx, 8)).unwrap();
+    client.post_recv(2, Slice::whole(crx, 8)).unwrap();
+    server.disconnect();
+    assert_eq!(
+        until_lost(&mut server),
+        [Completion {
+            wr_id: 1,
+            kind: CompletionKind::Recv { len: 0 },
+            status: Err(WcError::Flushed)
+        }]
+    );
+    assert_eq!(
+        until_lost(&mut client),
+        [Completion {
+            wr_id: 2,
+            kind: CompletionKind::Recv { len: 0 },
+            status: Err(WcError::Disconnected)
+        }]
+    );
+    // And by drop, with the other side asleep in wait.
+    let (mut client, server) = pair();
+    let crx = client.register(8, Access::LOCAL_WRITE).unwrap();
+    client.post_recv(3, Slice::whole(crx, 8)).unwrap();
+    let dropper = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        drop(server);
+    });
+    let start = Instant::now();
+    client.wait(None).unwrap();
+    assert!(start.elapsed() < SOON);
+    dropper.join().unwrap();
+    assert_eq!(
+        until_lost(&mut client)[0].status,
+        Err(WcError::Disconnected)
+    );
+}
+
+#[test]
+fn wait_times_out_without_traffic() {
+    let (mut client, _server) = pair();
+    let start = Instant::now();
+    client.wait(Some(Duration::from_millis(30))).unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(30) && waited < SOON,
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn setup_errors_are_typed() {
+    // Nobody listens there.
+    let unused = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 9), 1));
+    match connect(unused, SOON) {
+        Err(CmaError::Connect { error, .. }) => {
+            assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // A second listener on a taken name.
+    let first = Listener::bind(localhost()).unwrap();
+    assert!(matches!(
+        Listener::bind(first.local_addr()),
+        Err(CmaError::Bind { .. })
+    ));
+    // Something that is not rdio-cma on the other end.
+    let listener = Listener::bind(localhost()).unwrap();
+    let name = socket_name(listener.local_addr());
+    let stranger = thread::spawn(move || {
+        let addr = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let mut stream = UnixStream::connect_addr(&addr).unwrap();
+        stream.write_all(&[0xff; 48]).unwrap();
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    });
+    match listener.accept(SOON, SOON) {
+        Err(CmaError::BadHello(_)) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    stranger.join().unwrap();
+    // No connection at all: accept returns nothing after its timeout.
+    assert!(
+        listener
+            .accept(Duration::from_millis(10), SOON)
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A peer that speaks the hello correctly and then sends what it likes:
+/// `frames` right after the handshake.
+fn hostile_peer(frames: Vec<u8>) -> (CmaTransport, thread::JoinHandle<Vec<u8>>) {
+    let listener = Listener::bind(localhost()).unwrap();
+    let name = socket_name(listener.local_addr());
+    let peer = thread::spawn(move || {
+        let addr = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let mut stream = UnixStream::connect_addr(&addr).unwrap();
+        let probe: Box<[u8; 16]> = Box::new(*b"rdio-cma\x07\0\0\0\0\0\0\0");
+        let mut hello = Vec::new();
+        hello.extend_from_slice(&1u32.to_le_bytes()); // Hello
+        hello.extend_from_slice(&32u32.to_le_bytes());
+        hello.extend_from_slice(&[0; 8]);
+        hello.extend_from_slice(b"rdio-cma");
+        hello.extend_from_slice(&1u32.to_le_bytes());
+        hello.extend_from_slice(&[0; 4]);
+        hello.extend_from_slice(&(probe.as_ptr() as u64).to_le_bytes());
+        hello.extend_from_slice(&7u64.to_le_bytes());
+        stream.write_all(&hello).unwrap();
+        let mut theirs = [0u8; 48];
+        stream.read_exact(&mut theirs).unwrap();
+        // Give the other side time to read our probe before sending.
+        thread::sleep(Duration::from_millis(50));
+        let _ = stream.write_all(&frames);
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        drop(probe);
+        rest
+    });
+    let transport = listener.accept(SOON, SOON).unwrap().expect("connection");
+    (transport, peer)
+}
+
+fn header(kind: u32, len: u32, value: u32) -> Vec<u8> {
+    [kind, len, value, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn a_hostile_peer_ends_the_connection_and_hears_why_but_cannot_crash_or_hang_us() {
+    // A send by reference of 32 bytes from an address nothing is mapped at.
+    let bogus_reference = [
+        header(8, 16, 32),
+        8u64.to_le_bytes().to_vec(),
+        32u64.to_le_bytes().to_vec(),
+    ]
+    .concat();
+    // More windows than anyone needs, each 16 bytes of address and length.
+    let advertisement_flood: Vec<u8> = (0..4097u32)
+        .flat_map(|key| {
+            [
+                header(4, 16, key),
+                0x1000u64.to_le_bytes().to_vec(),
+                16u64.to_le_bytes().to_vec(),
+            ]
+            .concat()
+        })
+        .collect();
+    let cases: [(&str, Vec<u8>, WcError); 9] = [
+        // Announces 4 GiB for a 64-byte receive.
+        ("huge send", header(2, u32::MAX, 0), WcError::LocalLength),
+        (
+            "huge send by reference",
+            header(8, 16, 65),
+            WcError::LocalLength,
+        ),
+        ("bogus reference", bogus_reference, WcError::RemoteAccess),
+        ("unknown kind", header(99, 0, 0), WcError::Flushed),
+        ("second hello", header(1, 32, 0), WcError::Flushed),
+        ("unasked acknowledgement", header(9, 0, 0), WcError::Flushed),
+        (
+            "revocation of a window never advertised",
+            header(5, 0, 1234),
+            WcError::Flushed,
+        ),
+        ("advertisement flood", advertisement_flood, WcError::Flushed),
+        (
+            "reserved bits",
+            [header(2, 1, 0)[..12].to_vec(), vec![1, 0, 0, 0]].concat(),
+            WcError::Flushed,
+        ),
+    ];
+    for (what, frames, expected) in cases {
+        let (mut t, peer) = hostile_peer(frames);
+        let rx = t.register(64, Access::LOCAL_WRITE).unwrap();
+        t.post_recv(1, Slice::whole(rx, 64)).unwrap();
+        let drained = until_lost(&mut t);
+        assert_eq!(drained.len(), 1, "{what}: {drained:?}");
+        assert_eq!(drained[0].status, Err(expected), "{what}");
+        assert!(
+            t.last_error().unwrap().starts_with("protocol error"),
+            "{what}: {:?}",
+            t.last_error()
+        );
+        let told = peer.join().unwrap();
+        assert_eq!(told.len(), 16, "{what}: one error frame back");
+        assert_eq!(&told[..4], &7u32.to_le_bytes(), "{what}: an Error frame");
+    }
+}
+
+#[test]
+fn a_large_send_goes_by_reference_and_completes_only_once_the_receiver_copied_it() {
+    let (mut client, mut server) = pair();
+    let len = 256 << 10;
+    let rx = server.register(len, Access::LOCAL_WRITE).unwrap();
+    let tx = client.register(len, Access::empty()).unwrap();
+    client.region_mut(tx).unwrap().fill(0x5a);
+    server.post_recv(1, Slice::whole(rx, len)).unwrap();
+    client.post_send(2, &[Slice::whole(tx, len)], None).unwrap();
+    // The reference is in the socket, but the server has not read it.
+    let mut out = [NONE; 2];
+    assert_eq!(client.poll_completions(&mut out).unwrap(), 0);
+    assert_eq!(client.posted_references(tx), 1, "still lent to the peer");
+    let recv = next(&mut server, &mut client, 0);
+    assert_eq!(recv.kind, CompletionKind::Recv { len });
+    assert!(server.region(rx).unwrap().iter().all(|&b| b == 0x5a));
+    let sent = next(&mut client, &mut server, 0);
+    assert_eq!(
+        (sent.wr_id, sent.kind, sent.status),
+        (2, CompletionKind::Send, Ok(()))
+    );
+    assert!(client.region_mut(tx).is_ok());
+}
