@@ -4,8 +4,13 @@
 //! A download lands in a temporary file next to its destination and is
 //! renamed over it only once complete and on disk (fsync of the file, then
 //! of the directory), so an interrupted transfer never looks like a
-//! complete file. The protocol has no rename, so an upload writes the
-//! remote file in place; a failure says how far it got.
+//! complete file. A destination that exists and is not a regular file (a
+//! device such as `/dev/null`, a FIFO) is written in place instead —
+//! renaming over it would replace it with a regular file — and a failure
+//! then says how much of it was written. A symbolic link is followed: the
+//! file it names is replaced, not the link. The protocol has no rename, so
+//! an upload writes the remote file in place; a failure says how far it
+//! got.
 
 use crate::network::{ClientJob, Tuning, connect, resolve};
 use crate::remote::RemotePath;
@@ -17,7 +22,7 @@ use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
-use std::fs::{File, Permissions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -58,25 +63,86 @@ fn destination(local: &Path, remote: &str) -> Result<PathBuf> {
     Ok(local.join(name))
 }
 
-impl ClientJob for &Get {
-    fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
-        let target = destination(&self.local, &self.remote.path)?;
+/// Where a download's bytes go.
+enum Output {
+    /// A new file next to the destination, renamed over it once complete.
+    Partial {
+        file: tempfile::NamedTempFile,
+        /// The destination's directory (fsynced after the rename).
+        dir: PathBuf,
+    },
+    /// An existing device, FIFO or socket, written in place.
+    InPlace(File),
+}
+
+impl Output {
+    /// The output for `target`, and the path the download ends up at:
+    /// `target`, or the file a symbolic link `target` names.
+    fn open(target: &Path) -> Result<(Self, PathBuf)> {
+        let target = match fs::symlink_metadata(target) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                fs::canonicalize(target).unwrap_or_else(|_| target.to_owned())
+            }
+            _ => target.to_owned(),
+        };
+        if let Ok(meta) = fs::metadata(&target) {
+            if !meta.is_file() && !meta.is_dir() {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .with_context(|| format!("cannot open {} for writing", target.display()))?;
+                return Ok((Self::InPlace(file), target));
+            }
+        }
         let dir = match target.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
         };
         let name = target
             .file_name()
             .with_context(|| format!("{} has no file name", target.display()))?;
-        // The temporary file first: a bad destination fails before any
-        // network traffic.
-        let mut partial = tempfile::Builder::new()
+        let file = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".rdio-part")
             // Like any new file: 0666 less the umask.
             .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(dir)
+            .tempfile_in(&dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        Ok((Self::Partial { file, dir }, target))
+    }
+
+    fn in_place(&self) -> bool {
+        matches!(self, Self::InPlace(_))
+    }
+
+    fn file(&mut self) -> &mut File {
+        match self {
+            Self::Partial { file, .. } => file.as_file_mut(),
+            Self::InPlace(file) => file,
+        }
+    }
+
+    /// Put a complete download in place: rename it over `target` and make
+    /// the rename durable; nothing more for a device or FIFO.
+    fn finish(self, target: &Path) -> Result<()> {
+        let Self::Partial { file, dir } = self else {
+            return Ok(());
+        };
+        file.persist(target)
+            .with_context(|| format!("cannot rename the download to {}", target.display()))?;
+        // The rename itself must survive a crash too.
+        File::open(&dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot fsync {}", dir.display()))
+    }
+}
+
+impl ClientJob for &Get {
+    fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
+        let target = destination(&self.local, &self.remote.path)?;
+        // The output first: a bad destination fails before any network
+        // traffic.
+        let (mut output, target) = Output::open(&target)?;
 
         let server = resolve(&self.remote.host, self.remote.port)?;
         let mut client = connect(server, self.tuning, connector)
@@ -88,12 +154,17 @@ impl ClientJob for &Get {
         progress.set_message("get");
         let started = Instant::now();
         let mut digest = self.sha256.then(Sha256::new);
+        let in_place = output.in_place();
         let failed = |offset: u64, error: anyhow::Error| {
+            let outcome = if in_place {
+                format!("{offset} bytes were written to {}", target.display())
+            } else {
+                format!("{} was not written", target.display())
+            };
             anyhow!(
-                "download of {} failed after {offset} of {} bytes: {error:#}; {} was not written",
+                "download of {} failed after {offset} of {} bytes: {error:#}; {outcome}",
                 self.remote,
                 file.size,
-                target.display()
             )
         };
         // Up to the queue depth of reads in flight; each completed one is
@@ -140,7 +211,8 @@ impl ClientJob for &Get {
             if let Some(digest) = &mut digest {
                 digest.update(&*view);
             }
-            partial
+            output
+                .file()
                 .write_all(&view)
                 .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
             offset += view.len() as u64;
@@ -148,19 +220,15 @@ impl ClientJob for &Get {
             // Short only at end of file: later reads start past it.
             at_end = view.len() < len;
         }
-        partial
-            .as_file()
-            .sync_all()
-            .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
+        if let Output::Partial { file: partial, .. } = &output {
+            partial
+                .as_file()
+                .sync_all()
+                .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
+        }
         let elapsed = started.elapsed();
         progress.finish_and_clear();
-        partial
-            .persist(&target)
-            .with_context(|| format!("cannot rename the download to {}", target.display()))?;
-        // The rename itself must survive a crash too.
-        File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("cannot fsync {}", dir.display()))?;
+        output.finish(&target)?;
         client.close(file).context("close on the server failed")?;
         client.shutdown().context("closing the connection failed")?;
         println!(

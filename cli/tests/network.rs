@@ -233,6 +233,70 @@ fn get_and_put_random_files_between_two_processes_in_both_completion_modes() {
 }
 
 #[test]
+fn a_get_into_a_fifo_or_through_a_symlink_keeps_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let root = tempfile::tempdir().expect("root");
+    let data = random_bytes(300_000, 77);
+    fs::write(root.path().join("data.bin"), &data).expect("served file");
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    let local = tempfile::tempdir().expect("local");
+
+    // A FIFO (as /dev/null, a device) is written in place: renaming the
+    // download over it would replace it with a regular file.
+    let fifo = local.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo: {made:?}");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(&fifo).expect("read the fifo"))
+    };
+    // A writer of our own until `get` is done, so the reader sees the end
+    // of the stream whatever `get` does with the path (no hang).
+    let keep_open = fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the fifo for writing");
+    let out = run(
+        &[],
+        &[
+            "get",
+            &served.remote("data.bin"),
+            fifo.to_str().expect("utf-8"),
+        ],
+    );
+    drop(keep_open);
+    let got = reader.join().expect("reader");
+    assert_success(&out, "get into a fifo");
+    let kind = fs::symlink_metadata(&fifo).expect("fifo").file_type();
+    assert!(kind.is_fifo(), "still a FIFO, not replaced: {kind:?}");
+    assert_eq!(got.len(), data.len(), "the FIFO got the whole file");
+    assert!(got == data, "the FIFO got the file's bytes");
+
+    // A symbolic link: the file it names gets the download; the link stays.
+    let real = local.path().join("real.bin");
+    fs::write(&real, b"old").expect("old contents");
+    let link = local.path().join("link.bin");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let out = run(
+        &[],
+        &[
+            "get",
+            &served.remote("data.bin"),
+            link.to_str().expect("utf-8"),
+        ],
+    );
+    assert_success(&out, "get through a symlink");
+    let kind = fs::symlink_metadata(&link).expect("link").file_type();
+    assert!(kind.is_symlink(), "the link is kept: {kind:?}");
+    assert_eq!(fs::read(&real).expect("real file"), data);
+    let status = served.stop(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "rdio serve exits 0 on SIGTERM: {status:?}"
+    );
+}
+
+#[test]
 fn bench_against_a_served_directory_runs_every_operation() {
     let root = tempfile::tempdir().expect("root");
     let served = Served::start(&[], root.path(), "127.0.0.1");
