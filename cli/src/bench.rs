@@ -20,8 +20,9 @@ use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
 use rdio::files::WriteSegment;
 use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
-use rdio_fabric::raw::{self, RawConfig};
+use rdio_fabric::raw;
 use rdio_transport::Transport;
+use rdio_transport::baseline::{RawConfig, RawOp, RawResult};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -96,15 +97,6 @@ impl Op {
             Self::Write | Self::WriteV => RawOp::Send,
         }
     }
-}
-
-/// What a raw baseline loop streams, whichever transport runs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RawOp {
-    /// One-sided RDMA writes (`fi_write`, `process_vm_writev`).
-    Write,
-    /// Two-sided sends (`fi_send`, a Unix-socket write).
-    Send,
 }
 
 /// One line of the results: an rdio measurement or a baseline.
@@ -426,6 +418,34 @@ fn print_row(row: &Row) {
     );
 }
 
+/// A raw baseline loop of `size`-byte operations, `depth` in flight, moving
+/// at least `total` bytes (as an rdio row does).
+fn raw_config(op: RawOp, size: u64, depth: u16, total: u64) -> RawConfig {
+    RawConfig {
+        op,
+        size: size as usize,
+        count: total.div_ceil(size).max(1) as usize,
+        window: usize::from(depth),
+    }
+}
+
+/// The baseline row of a raw loop run (which times only the whole stream:
+/// no percentiles).
+fn raw_row(name: &'static str, depth: u16, result: &RawResult) -> Row {
+    Row {
+        op: name,
+        baseline: true,
+        size: result.config.size as u64,
+        depth: Some(depth),
+        megabytes_per_second: result.bytes_per_sec() / 1e6,
+        iops: result.ops_per_sec(),
+        p50: None,
+        p99: None,
+        compared_to: None,
+        ratio: None,
+    }
+}
+
 /// Measure the baseline `key` names: as many bytes as an rdio row moves.
 fn measure_baseline(
     baseline: &Baseline,
@@ -450,73 +470,32 @@ fn measure_baseline(
             })
         }
         (Baseline::Fabric(provider), BaselineKey::Raw { op, size, depth }) => {
-            let config = RawConfig {
-                op: match op {
-                    RawOp::Write => raw::RawOp::Write,
-                    RawOp::Send => raw::RawOp::Send,
-                },
-                size: size as usize,
-                count: total.div_ceil(size).max(1) as usize,
-                window: usize::from(depth),
-            };
             let name = match op {
                 RawOp::Write => "fi_write",
                 RawOp::Send => "fi_send",
             };
-            let result = raw::run(provider, config).with_context(|| {
-                format!(
-                    "the {name} baseline of {} at window {depth} over {provider} failed",
-                    Size(size)
-                )
-            })?;
-            let elapsed = result.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-            Ok(Row {
-                op: name,
-                baseline: true,
-                size,
-                depth: Some(depth),
-                megabytes_per_second: result.bytes_per_sec() / 1e6,
-                iops: config.count as f64 / elapsed,
-                p50: None,
-                p99: None,
-                compared_to: None,
-                ratio: None,
-            })
+            let result =
+                raw::run(provider, raw_config(op, size, depth, total)).with_context(|| {
+                    format!(
+                        "the {name} baseline of {} at window {depth} over {provider} failed",
+                        Size(size)
+                    )
+                })?;
+            Ok(raw_row(name, depth, &result))
         }
         (Baseline::Cma, BaselineKey::Raw { op, size, depth }) => {
-            let count = total.div_ceil(size).max(1) as usize;
-            let config = rdio_cma::raw::RawConfig {
-                op: match op {
-                    RawOp::Write => rdio_cma::raw::RawOp::Write,
-                    RawOp::Send => rdio_cma::raw::RawOp::Send,
-                },
-                size: size as usize,
-                count,
-                window: usize::from(depth),
-            };
             let name = match op {
                 RawOp::Write => "vm_write",
                 RawOp::Send => "uds_send",
             };
-            let result = rdio_cma::raw::run(config).with_context(|| {
-                format!(
-                    "the {name} baseline of {} at window {depth} failed",
-                    Size(size)
-                )
-            })?;
-            let elapsed = result.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-            Ok(Row {
-                op: name,
-                baseline: true,
-                size,
-                depth: Some(depth),
-                megabytes_per_second: result.bytes_per_sec() / 1e6,
-                iops: count as f64 / elapsed,
-                p50: None,
-                p99: None,
-                compared_to: None,
-                ratio: None,
-            })
+            let result =
+                rdio_cma::raw::run(raw_config(op, size, depth, total)).with_context(|| {
+                    format!(
+                        "the {name} baseline of {} at window {depth} failed",
+                        Size(size)
+                    )
+                })?;
+            Ok(raw_row(name, depth, &result))
         }
         (_, BaselineKey::Raw { .. }) => bail!("no raw baseline for this transport"),
     }

@@ -366,6 +366,7 @@ pub trait Transport {
     fn disconnect(&mut self);
 }
 
+pub mod baseline;
 mod fault_injector;
 mod rng;
 mod tracer;

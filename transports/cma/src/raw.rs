@@ -27,48 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::{self, Mapping, Span};
 
-/// Which operation the loop streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RawOp {
-    /// `process_vm_writev` into the child's buffer.
-    Write,
-    /// `write` on a Unix stream socket the child reads.
-    Send,
-}
-
-/// Parameters of one baseline run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawConfig {
-    /// Operation to stream.
-    pub op: RawOp,
-    /// Bytes per operation.
-    pub size: usize,
-    /// Number of operations.
-    pub count: usize,
-    /// The queue depth the row stands for (see the module docs).
-    pub window: usize,
-}
-
-/// Outcome of one baseline run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RawResult {
-    /// What was run.
-    pub config: RawConfig,
-    /// From the first operation to the child's acknowledgement of the last byte.
-    pub elapsed: Duration,
-}
-
-impl RawResult {
-    /// Payload bytes moved.
-    pub fn bytes(&self) -> u64 {
-        self.config.size as u64 * self.config.count as u64
-    }
-
-    /// Payload bytes per second.
-    pub fn bytes_per_sec(&self) -> f64 {
-        self.bytes() as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
-}
+pub use rdio_transport::baseline::{RawConfig, RawOp, RawResult};
 
 /// Why a baseline run failed.
 #[derive(Debug)]
@@ -139,7 +98,7 @@ fn child(socket: i32, parent_end: i32, buffer: *mut u8, size: usize, receive: us
 
 /// Run one baseline between this process and a forked child.
 pub fn run(config: RawConfig) -> Result<RawResult, RawError> {
-    if config.size == 0 || config.count == 0 || config.window == 0 {
+    if !config.is_valid() {
         return Err(RawError::InvalidConfig);
     }
     let source = Mapping::zeroed(config.size).ok_or(RawError::NoMemory)?;

@@ -26,48 +26,7 @@ use crate::region::Resolved;
 use crate::sys;
 use crate::{FabricTransport, Listener, connect};
 
-/// Which operation the loop streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RawOp {
-    /// One-sided `fi_write` into the server's registered window.
-    Write,
-    /// Two-sided `fi_send` into receives the server posts.
-    Send,
-}
-
-/// Parameters of one baseline run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawConfig {
-    /// Operation to stream.
-    pub op: RawOp,
-    /// Bytes per operation.
-    pub size: usize,
-    /// Number of operations.
-    pub count: usize,
-    /// Most operations in flight at once (capped by the provider's queue sizes).
-    pub window: usize,
-}
-
-/// Outcome of one baseline run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RawResult {
-    /// What was run.
-    pub config: RawConfig,
-    /// From the first post to the server's acknowledgement of the last byte.
-    pub elapsed: Duration,
-}
-
-impl RawResult {
-    /// Payload bytes moved.
-    pub fn bytes(&self) -> u64 {
-        self.config.size as u64 * self.config.count as u64
-    }
-
-    /// Payload bytes per second.
-    pub fn bytes_per_sec(&self) -> f64 {
-        self.bytes() as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
-}
+pub use rdio_transport::baseline::{RawConfig, RawOp, RawResult};
 
 /// Why a baseline run failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,7 +79,7 @@ impl From<TransportError> for RawError {
 
 /// Run one baseline over `provider` on 127.0.0.1.
 pub fn run(provider: &str, config: RawConfig) -> Result<RawResult, RawError> {
-    if config.size == 0 || config.count == 0 || config.window == 0 {
+    if !config.is_valid() {
         return Err(RawError::InvalidConfig);
     }
     let listener = Listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), provider)?;
