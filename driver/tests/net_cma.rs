@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+use support::random_bytes;
+
 const PIPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn localhost() -> SocketAddr {
@@ -21,18 +24,6 @@ fn localhost() -> SocketAddr {
 
 fn cma() -> ProviderName {
     ProviderName::new("cma").expect("name")
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -15,6 +15,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::random_bytes;
+
 const LOCALHOST: &str = "127.0.0.1:0";
 const PIPE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,19 +27,6 @@ fn localhost() -> SocketAddr {
 
 fn tcp() -> ProviderName {
     ProviderName::new("ofi:tcp").expect("name")
-}
-
-/// Deterministic bytes that differ per seed (xorshift64).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 /// A server on 127.0.0.1 over fabric tcp, with its log lines.

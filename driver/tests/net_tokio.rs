@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+mod support;
+use support::random_bytes;
+
 const PIPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn localhost() -> SocketAddr {
@@ -25,18 +28,6 @@ fn localhost() -> SocketAddr {
 
 fn tcp() -> ProviderName {
     ProviderName::new("ofi:tcp").expect("name")
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 /// An async server on the test's runtime; stop it with the sender.
