@@ -214,6 +214,12 @@ struct PutArgs {
     local: PathBuf,
     /// Remote destination, HOST:PORT:PATH.
     remote: RemotePath,
+    /// Write the remote file in place: it is emptied at once, and an
+    /// interrupted upload leaves it partial. Without it the server writes a
+    /// hidden temporary file and renames it over the destination only once
+    /// the whole file arrived, so the old contents stay until then.
+    #[arg(long)]
+    inplace: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -333,6 +339,7 @@ fn run(cli: Cli) -> Result<()> {
                 remote: args.remote,
                 tuning: args.client.tuning()?,
                 sha256: args.client.sha256,
+                in_place: args.inplace,
             };
             let net = &args.client.net;
             with_connector(transport, &net.provider, net.connect_timeout, &put)

@@ -8,9 +8,13 @@
 //! device such as `/dev/null`, a FIFO) is written in place instead —
 //! renaming over it would replace it with a regular file — and a failure
 //! then says how much of it was written. A symbolic link is followed: the
-//! file it names is replaced, not the link. The protocol has no rename, so
-//! an upload writes the remote file in place; a failure says how far it
-//! got.
+//! file it names is replaced, not the link.
+//!
+//! An upload is made atomic by the server: it writes a temporary file and
+//! renames it over the destination when the client closes the file after
+//! the last byte, so a failed or interrupted `put` leaves the remote file
+//! as it was. `--inplace` writes the remote file itself, and a failure then
+//! says how far it got.
 
 use crate::network::{ClientJob, Tuning, connect, resolve};
 use crate::remote::RemotePath;
@@ -46,6 +50,9 @@ pub struct Put {
     pub tuning: Tuning,
     /// Hash the bytes moved and print the digest.
     pub sha256: bool,
+    /// Write the remote file in place (`--inplace`) instead of having the
+    /// server replace it atomically at the end.
+    pub in_place: bool,
 }
 
 /// Where a download goes: `local`, or inside it under the remote file's
@@ -258,10 +265,20 @@ impl ClientJob for &Put {
         let server = resolve(&self.remote.host, self.remote.port)?;
         let mut client = connect(server, self.tuning, connector)
             .with_context(|| format!("cannot connect to {server}"))?;
-        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        if self.in_place {
+            flags |= OpenFlags::IN_PLACE;
+        }
         let file = client
             .open(&self.remote.path, flags)
             .with_context(|| format!("cannot create {} on the server", self.remote.path))?;
+        // What a failure leaves on the server: an upload is discarded there
+        // when the connection ends without the close that commits it.
+        let left = if self.in_place {
+            "is incomplete"
+        } else {
+            "was not changed"
+        };
         let progress = progress_bar(size);
         progress.set_message("put");
         let started = Instant::now();
@@ -269,7 +286,7 @@ impl ClientJob for &Put {
         let failed = |confirmed: u64, error: anyhow::Error| {
             anyhow!(
                 "upload of {} failed after {confirmed} of {size} bytes: {error:#}; {} on the \
-                 server is incomplete",
+                 server {left}",
                 self.local.display(),
                 self.remote
             )
@@ -324,14 +341,27 @@ impl ClientJob for &Put {
         let elapsed = started.elapsed();
         progress.finish_and_clear();
         if offset != size {
+            let left = if self.in_place {
+                format!("holds the {offset} bytes read")
+            } else {
+                "was not changed".to_owned()
+            };
             bail!(
                 "{} changed size while being uploaded ({size} bytes, then {offset}); {} on the \
-                 server holds the {offset} bytes read",
+                 server {left}",
                 self.local.display(),
                 self.remote
             );
         }
-        client.close(file).context("close on the server failed")?;
+        // The close is what commits an upload: its failure means the
+        // remote file was not replaced.
+        client.close(file).map_err(|e| {
+            anyhow!(
+                "upload of {} failed at its close: {e}; {} on the server {left}",
+                self.local.display(),
+                self.remote
+            )
+        })?;
         client.shutdown().context("closing the connection failed")?;
         println!(
             "put {} -> {}: {} in {:.2} s ({}){}",

@@ -912,10 +912,17 @@ fn open_request_rejections() {
     let path = b"a/b";
     assert!(PipeMessage::parse(&open_request(0x1, 3, path)).is_ok());
     assert!(PipeMessage::parse(&open_request(0x2 | 0x4 | 0x8, 3, path)).is_ok());
+    // IN_PLACE (0x10) with WRITE; without it, like CREATE and TRUNCATE,
+    // it is a bad mode.
+    assert!(PipeMessage::parse(&open_request(0x2 | 0x4 | 0x8 | 0x10, 3, path)).is_ok());
+    assert_eq!(
+        parse_pipe_err(&open_request(0x1 | 0x10, 3, path)),
+        WireError::InvalidField
+    );
 
     assert_eq!(
-        parse_pipe_err(&open_request(0x10, 3, path)),
-        WireError::UnknownOpenFlags(0x10)
+        parse_pipe_err(&open_request(0x20, 3, path)),
+        WireError::UnknownOpenFlags(0x20)
     );
     assert_eq!(
         parse_pipe_err(&open_request(0x8000_0001, 3, path)),
@@ -1053,10 +1060,10 @@ fn status_block_states() {
     bytes[18] = 1;
     assert_eq!(StatusBlock::parse(&bytes), Err(WireError::ReservedNotZero));
     let mut bytes = good;
-    patch(&mut bytes, 4, &19u32.to_le_bytes());
+    patch(&mut bytes, 4, &1000u32.to_le_bytes());
     assert_eq!(
         StatusBlock::parse(&bytes),
-        Err(WireError::UnknownStatus(19))
+        Err(WireError::UnknownStatus(1000))
     );
 }
 

@@ -62,7 +62,7 @@ fn lexical_traversal_is_rejected() {
         // Even `..` that would stay inside is refused: there is no reason for a
         // client to send one, and refusing it keeps the rule simple.
         (b"a/../b", OpenError::ParentComponent),
-        (b"/etc/passwd", OpenError::AbsolutePath),
+        (b"/../outside/secret", OpenError::ParentComponent),
         (b"", OpenError::EmptyPath),
         (b"b\0", OpenError::NulByte),
         (b"a\0/../../outside/secret", OpenError::NulByte),
@@ -137,18 +137,32 @@ fn create_through_an_escaping_symlink_creates_nothing_outside() {
     )
     .expect("symlink");
     let root = fx.root();
-    let flags = RWC.union(OpenFlags::TRUNCATE);
+    let in_place = RWC.union(OpenFlags::TRUNCATE).union(OpenFlags::IN_PLACE);
     assert_eq!(
-        root.open("dangling", flags).unwrap_err(),
+        root.open("dangling", in_place).unwrap_err(),
         OpenError::EscapesRoot
     );
     assert_eq!(
-        root.open("dangling_abs", flags).unwrap_err(),
+        root.open("dangling_abs", in_place).unwrap_err(),
         OpenError::EscapesRoot
     );
     assert_eq!(
-        root.open("late/../../outside/secret", flags).unwrap_err(),
+        root.open("late/../../outside/secret", in_place)
+            .unwrap_err(),
         OpenError::ParentComponent
+    );
+    // An upload replaces the name itself: the link goes, its target outside
+    // is never created.
+    let upload = root
+        .open("dangling", RWC.union(OpenFlags::TRUNCATE))
+        .expect("upload over a symlink");
+    upload.write_at(0, b"inside").expect("write");
+    upload.finish().expect("finish");
+    let meta = fs::symlink_metadata(root_path.join("dangling")).expect("stat");
+    assert!(meta.file_type().is_file());
+    assert_eq!(
+        fs::read(root_path.join("dangling")).expect("read"),
+        b"inside"
     );
     assert!(!fx.dir().join("outside/new").exists());
     assert!(!fx.dir().join("outside/new_abs").exists());
@@ -205,8 +219,14 @@ fn missing_files_and_directories() {
     fs::write(fx.root_path().join("plain"), b"x").expect("write");
     assert_eq!(
         root.open("plain/child", R).unwrap_err(),
-        OpenError::NotFound
+        OpenError::NotADirectory
     );
+    assert_eq!(
+        root.open("plain/child", RWC.union(OpenFlags::TRUNCATE))
+            .unwrap_err(),
+        OpenError::NotADirectory
+    );
+    assert_eq!(OpenError::NotADirectory.status(), Status::NotADirectory);
 }
 
 #[test]
@@ -222,8 +242,10 @@ fn only_regular_files_are_served() {
     )
     .expect("mkfifo");
     let root = fx.root();
-    assert_eq!(root.open("dir", R).unwrap_err(), OpenError::NotRegularFile);
-    assert_eq!(root.open("dir", RW).unwrap_err(), OpenError::NotRegularFile);
+    assert_eq!(root.open("dir", R).unwrap_err(), OpenError::IsADirectory);
+    assert_eq!(root.open("dir", RW).unwrap_err(), OpenError::IsADirectory);
+    assert_eq!(OpenError::IsADirectory.status(), Status::IsADirectory);
+    assert_eq!(OpenError::NotRegularFile.status(), Status::NotAFile);
     // Would block forever without a writer if the open were blocking.
     assert_eq!(root.open("fifo", R).unwrap_err(), OpenError::NotRegularFile);
     assert_eq!(root.open("fifo", W).unwrap_err(), OpenError::NotRegularFile);
@@ -238,6 +260,7 @@ fn invalid_open_modes() {
         OpenFlags::empty(),
         OpenFlags::READ | OpenFlags::CREATE,
         OpenFlags::READ | OpenFlags::TRUNCATE,
+        OpenFlags::READ | OpenFlags::IN_PLACE,
     ] {
         assert_eq!(
             root.open("f", flags).unwrap_err(),
@@ -262,7 +285,10 @@ fn create_and_truncate_are_honoured() {
     let file = root.open("new", RWC).expect("reopen");
     assert_eq!(file.len().expect("len"), 11);
     drop(file);
-    let file = root.open("new", W | OpenFlags::TRUNCATE).expect("truncate");
+    // In place, TRUNCATE empties the file at once.
+    let file = root
+        .open("new", W | OpenFlags::TRUNCATE | OpenFlags::IN_PLACE)
+        .expect("truncate");
     assert!(file.is_empty().expect("len"));
     assert!(
         fs::read(fx.root_path().join("new"))
@@ -614,4 +640,179 @@ fn file_table_bounds_and_ids() {
         UnknownFile(FileId(999))
     );
     assert_eq!(table.limit(), 2);
+}
+
+/// The files of `dir` whose names start with `.` (temporary uploads).
+fn hidden(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.starts_with('.'))
+        .collect()
+}
+
+const UPLOAD: OpenFlags = OpenFlags::WRITE
+    .union(OpenFlags::CREATE)
+    .union(OpenFlags::TRUNCATE);
+
+/// Issue #16, defect 4: an upload replaces its file only when finished.
+#[test]
+fn an_upload_replaces_the_file_only_when_finished() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let path = fx.root_path().join("f");
+    fs::write(&path, b"old contents").expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+    let root = fx.root();
+    let upload = root.open("f", UPLOAD).expect("upload");
+    assert_eq!(upload.len().expect("len"), 0);
+    let temp =
+        String::from_utf8(upload.upload_temp_name().expect("an upload").to_vec()).expect("utf-8");
+    assert!(temp.starts_with(".f.rdio-"), "{temp}");
+    upload.write_at(0, b"new").expect("write");
+    // Until the finish, the name holds the old file; the new one is hidden.
+    assert_eq!(fs::read(&path).expect("read"), b"old contents");
+    assert_eq!(hidden(&fx.root_path()), vec![temp]);
+    upload.finish().expect("finish");
+    assert_eq!(fs::read(&path).expect("read"), b"new");
+    let mode = fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "the replaced file's mode");
+    // A second finish does nothing; dropping a finished upload removes
+    // nothing.
+    upload.finish().expect("finish again");
+    drop(upload);
+    assert_eq!(fs::read(&path).expect("read"), b"new");
+    assert!(hidden(&fx.root_path()).is_empty());
+}
+
+/// Issue #16, defect 4: an upload dropped unfinished (its connection lost)
+/// leaves the old file, or no file, and no temporary file.
+#[test]
+fn an_unfinished_upload_leaves_the_name_untouched() {
+    let fx = Fixture::new();
+    fs::create_dir(fx.root_path().join("sub")).expect("mkdir");
+    fs::write(fx.root_path().join("sub/f"), b"old").expect("write");
+    let root = fx.root();
+    let upload = root.open("sub/f", UPLOAD).expect("upload");
+    upload.write_at(0, b"partial new contents").expect("write");
+    let fresh = root.open("/sub/new", UPLOAD).expect("upload of a new file");
+    fresh.write_at(0, b"partial").expect("write");
+    assert_eq!(hidden(&fx.root_path().join("sub")).len(), 2);
+    drop(upload);
+    drop(fresh);
+    assert_eq!(
+        fs::read(fx.root_path().join("sub/f")).expect("read"),
+        b"old"
+    );
+    assert!(!fx.root_path().join("sub/new").exists());
+    assert!(hidden(&fx.root_path().join("sub")).is_empty());
+    // Without CREATE, an upload needs the file to exist.
+    assert_eq!(
+        root.open("missing", OpenFlags::WRITE | OpenFlags::TRUNCATE)
+            .unwrap_err(),
+        OpenError::NotFound
+    );
+    // IN_PLACE writes the file itself, as before.
+    let in_place = root
+        .open("sub/f", UPLOAD.union(OpenFlags::IN_PLACE))
+        .expect("in place");
+    assert!(in_place.upload_temp_name().is_none());
+    assert!(
+        fs::read(fx.root_path().join("sub/f"))
+            .expect("read")
+            .is_empty()
+    );
+}
+
+/// An upload whose name became a directory meanwhile fails at its finish,
+/// by name, and leaves nothing behind.
+#[test]
+fn an_upload_that_cannot_take_its_name_fails_and_cleans_up() {
+    let fx = Fixture::new();
+    let root = fx.root();
+    let upload = root.open("f", UPLOAD).expect("upload");
+    upload.write_at(0, b"data").expect("write");
+    fs::create_dir(fx.root_path().join("f")).expect("mkdir");
+    fs::write(fx.root_path().join("f/child"), b"x").expect("write");
+    let error = upload.finish().unwrap_err();
+    assert_eq!(error.status(), Status::IsADirectory, "{error}");
+    drop(upload);
+    assert!(hidden(&fx.root_path()).is_empty());
+    assert!(fx.root_path().join("f/child").exists());
+}
+
+/// Issue #16, defect 6: leading slashes name the root of the export;
+/// directories say so.
+#[test]
+fn leading_slashes_name_the_root_of_the_export() {
+    let fx = Fixture::new();
+    fs::create_dir(fx.root_path().join("a")).expect("mkdir");
+    fs::write(fx.root_path().join("f"), b"top").expect("write");
+    fs::write(fx.root_path().join("a/g"), b"deep").expect("write");
+    let root = fx.root();
+    for (path, contents) in [("/f", &b"top"[..]), ("//f", b"top"), ("/a/g", b"deep")] {
+        let file = root.open(path, R).expect(path);
+        let mut buf = [0u8; 8];
+        let n = file.read_at(0, &mut buf).expect("read");
+        assert_eq!(&buf[..n], contents, "{path}");
+    }
+    // Not the host's /etc/passwd: the export's, which does not exist.
+    assert_eq!(
+        root.open("/etc/passwd", R).unwrap_err(),
+        OpenError::NotFound
+    );
+    // Writes too, uploads and in place.
+    let upload = root.open("/new", UPLOAD).expect("upload");
+    upload.write_at(0, b"n").expect("write");
+    upload.finish().expect("finish");
+    assert_eq!(fs::read(fx.root_path().join("new")).expect("read"), b"n");
+    root.open("/a/h", RWC).expect("create in place");
+    assert!(fx.root_path().join("a/h").exists());
+    // Directories, the root among them, are directories.
+    for path in ["/", "//", "a", "/a", "a/", "/a/."] {
+        assert_eq!(
+            root.open(path, R).unwrap_err(),
+            OpenError::IsADirectory,
+            "{path}"
+        );
+        assert_eq!(
+            root.open(path, UPLOAD).unwrap_err(),
+            OpenError::IsADirectory,
+            "{path}"
+        );
+    }
+    assert!(hidden(&fx.root_path()).is_empty());
+    assert!(hidden(&fx.root_path().join("a")).is_empty());
+}
+
+/// Issue #16, defect 5: the file system's errors keep their names.
+#[test]
+fn file_system_errors_map_to_their_statuses() {
+    use rdio::files::errno_status;
+    use rustix::io::Errno;
+    for (errno, status) in [
+        (Errno::NOSPC, Status::NoSpace),
+        (Errno::DQUOT, Status::QuotaExceeded),
+        (Errno::ROFS, Status::ReadOnlyFileSystem),
+        (Errno::ACCESS, Status::PermissionDenied),
+        (Errno::PERM, Status::PermissionDenied),
+        (Errno::ISDIR, Status::IsADirectory),
+        (Errno::NOTDIR, Status::NotADirectory),
+        (Errno::FBIG, Status::FileTooLarge),
+        (Errno::NAMETOOLONG, Status::NameTooLong),
+        (Errno::IO, Status::IoError),
+    ] {
+        let errno = errno.raw_os_error();
+        assert_eq!(errno_status(errno), status);
+        assert_eq!(FileError::Os(errno).status(), status);
+        assert_eq!(OpenError::Os(errno).status(), status);
+    }
+    assert_eq!(OpenError::AccessDenied.status(), Status::PermissionDenied);
+    assert_eq!(Status::NoSpace.to_string(), "no space left on the server");
 }

@@ -952,17 +952,28 @@ fn absolute_paths_and_symlinks_swapped_in_after_open_stay_confined() {
     std::fs::write(root.join("dir/f"), b"inside!").expect("inside file");
     let mut pair = Embedded::start(&root, EmbeddedOptions::default()).expect("start");
 
+    // An absolute path names a file beneath the root (none here), never
+    // the host's.
     let absolute = outside.join("f");
     let refused = pair
         .client
         .open(absolute.to_str().expect("utf-8"), OpenFlags::READ);
     assert_eq!(
         refused.err().and_then(|e| e.status()),
-        Some(Status::AccessDenied)
+        Some(Status::NotFound)
+    );
+    let upload = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let absolute_upload = pair.client.open(absolute.to_str().expect("utf-8"), upload);
+    assert_eq!(
+        absolute_upload.err().and_then(|e| e.status()),
+        Some(Status::NotFound),
+        "its directories do not exist beneath the root"
     );
 
-    // Open, then replace the directory with a symlink to the outside.
+    // Open (in place, and an upload), then replace the directory with a
+    // symlink to the outside.
     let file = pair.client.open("dir/f", RWC).expect("open");
+    let uploaded = pair.client.open("dir/f", upload).expect("upload");
     std::fs::rename(root.join("dir"), root.join("dir.old")).expect("rename");
     std::os::unix::fs::symlink(&outside, root.join("dir")).expect("symlink");
     pair.client.write_at(&file, 0, b"written").expect("write");
@@ -974,6 +985,20 @@ fn absolute_paths_and_symlinks_swapped_in_after_open_stay_confined() {
     assert_eq!(
         std::fs::read(root.join("dir.old/f")).expect("inside"),
         b"written"
+    );
+    // The upload takes its name in the directory it was opened in.
+    pair.client
+        .write_at(&uploaded, 0, b"uploaded")
+        .expect("write");
+    pair.client.close(uploaded).expect("close commits");
+    assert_eq!(
+        std::fs::read(outside.join("f")).expect("outside"),
+        b"outside",
+        "the upload's directory is the one opened, not the path"
+    );
+    assert_eq!(
+        std::fs::read(root.join("dir.old/f")).expect("inside"),
+        b"uploaded"
     );
     // A new open through the swapped-in symlink is refused by the kernel.
     let refused = pair.client.open("dir/f", OpenFlags::READ);

@@ -180,7 +180,8 @@ fn a_writer_takes_the_file_from_a_mapped_reader_safely<M: Mode>() {
         .client
         .open(
             "data",
-            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::TRUNCATE,
+            // In place: an upload would leave the mapped file alone.
+            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::TRUNCATE | OpenFlags::IN_PLACE,
         )
         .expect("open for writing while a reader has the file mapped");
     let waited = started.elapsed();

@@ -207,7 +207,7 @@ enum Work {
     Auth(AuthKey),
     Register(OpId, ResumeKey),
     Read(OpId, FileId, Vec<ReadSegment>),
-    Close(FileId),
+    Close(Option<OpId>, FileId),
     Terminated(Violation),
 }
 
@@ -572,7 +572,8 @@ impl Pair {
             Some(ServerEvent::Read { op, file, segments }) => {
                 Work::Read(op, file, segments.to_vec())
             }
-            Some(ServerEvent::CloseFile { file }) => Work::Close(file),
+            Some(ServerEvent::Close { op, file }) => Work::Close(Some(op), file),
+            Some(ServerEvent::CloseFile { file }) => Work::Close(None, file),
             Some(ServerEvent::Terminated { reason }) => Work::Terminated(reason),
         };
         let refused = match work {
@@ -603,9 +604,9 @@ impl Pair {
                 let result = self.read_file(file, &segments);
                 self.server.complete_io(op, result).err()
             }
-            Work::Close(file) => {
+            Work::Close(op, file) => {
                 self.closed_files.push(file);
-                None
+                op.and_then(|op| self.server.complete_close(op, Ok(())).err())
             }
             Work::Terminated(reason) => {
                 self.server_terminated = Some(reason);

@@ -135,9 +135,22 @@ pub enum ServerEvent<'a> {
         /// One segment for a read, up to [`MAX_SEGMENTS`] for a vectored read.
         segments: &'a [ReadSegment],
     },
-    /// The client closed `file` and no I/O on it is in flight: release it.
-    /// (After [`ServerEvent::Terminated`] no `CloseFile` follows: the driver
-    /// releases all files registered on the connection itself.)
+    /// The client closed `file` and no I/O on it is in flight: finish it
+    /// (an upload is put in its name's place now) and release it, then
+    /// answer with [`Connection::complete_close`]; the client's close
+    /// completes with that status, so a file that could not be finished
+    /// is reported, not acknowledged.
+    Close {
+        /// The request.
+        op: OpId,
+        /// The file.
+        file: FileId,
+    },
+    /// Release `file` without finishing it: the core resolved a
+    /// registration it could not give a handle to. (After
+    /// [`ServerEvent::Terminated`] neither this nor [`ServerEvent::Close`]
+    /// follows: the driver releases all files registered on the connection
+    /// itself, unfinished.)
     CloseFile {
         /// The file.
         file: FileId,
@@ -802,27 +815,38 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if busy {
             return Ok(());
         }
-        let Some(index) = self
-            .ops
-            .position(|op| matches!(op.kind, OpKind::Close { handle: h } if h == handle))
-        else {
+        // The close waiting for the handle to go quiet; one handed to the
+        // driver already has its file.
+        let Some(index) = self.ops.position(|op| {
+            matches!(op.kind, OpKind::Close { handle: h } if h == handle) && op.file.is_none()
+        }) else {
             return Ok(());
         };
-        let Some(op) = self.ops.take(index) else {
+        let file = self
+            .handles
+            .iter()
+            .position(|h| h.id == handle)
+            .map(|pos| self.handles.swap_remove(pos).file);
+        let Some(op) = self.ops.get_mut(index) else {
             return Ok(());
         };
-        if let Some(pos) = self.handles.iter().position(|h| h.id == handle) {
-            let entry = self.handles.swap_remove(pos);
-            self.push_pending(Pending::CloseFile(entry.file))?;
-        }
-        self.reply(
-            op.id,
-            1,
-            Body::Completion {
-                status: Status::Success,
-                bytes: 0,
-            },
-        )
+        let Some(file) = file else {
+            // `close` found the handle, and only this removes it.
+            let id = op.id;
+            self.ops.remove(index);
+            return self.reply(
+                id,
+                1,
+                Body::Completion {
+                    status: Status::InvalidHandle,
+                    bytes: 0,
+                },
+            );
+        };
+        // The driver finishes the file and answers (`complete_close`).
+        op.file = Some(file);
+        let id = op.id;
+        self.push_pending(Pending::Op(id))
     }
 
     /// Queue the completion of op `index` if nothing of it is still running.
@@ -1056,6 +1080,29 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
+    /// The driver finished and released the file of the close asked by
+    /// [`ServerEvent::Close`]: the client's close completes with `result`
+    /// (the handle is gone either way).
+    pub fn complete_close(&mut self, op: OpId, result: Result<(), Status>) -> Result<(), ApiError> {
+        let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
+        let dispatched = self.ops.get(index).is_some_and(|entry| {
+            matches!(entry.kind, OpKind::Close { .. }) && entry.stage == Stage::Dispatched
+        });
+        if !dispatched {
+            return Err(ApiError::UnknownRequest);
+        }
+        self.ops.remove(index);
+        let status = match result {
+            Ok(()) => Status::Success,
+            Err(status) => status,
+        };
+        self.reply(op.0, 1, Body::Completion { status, bytes: 0 })
+            .map_err(|v| {
+                self.fail(v);
+                ApiError::NotConnected
+            })
+    }
+
     /// Steer the client's credits toward `target` (the server's credit
     /// policy): one credit request at a time, grants up to the smaller of
     /// `max_credits` and what the client asked for at negotiation, revokes
@@ -1139,7 +1186,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 file: op.file?,
                 segments: self.segments.get(index)?.get::<ReadSegment>(),
             }),
-            OpKind::Write { .. } | OpKind::Close { .. } => None,
+            OpKind::Close { .. } => Some(ServerEvent::Close {
+                op: OpId(op.id),
+                file: op.file?,
+            }),
+            OpKind::Write { .. } => None,
         }
     }
 

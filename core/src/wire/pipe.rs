@@ -40,8 +40,15 @@ bitflags::bitflags! {
         const WRITE = 0x2;
         /// Create the file if it does not exist (needs WRITE).
         const CREATE = 0x4;
-        /// Truncate an existing file to zero length (needs WRITE).
+        /// Replace the file's contents (needs WRITE). Unless IN_PLACE is
+        /// set too, this is an *upload*: the server writes to a new file
+        /// beside the named one and puts it in the name's place only when
+        /// the client closes the handle; a connection that ends before
+        /// that leaves the old file untouched.
         const TRUNCATE = 0x8;
+        /// Write the named file itself (needs WRITE): with TRUNCATE it is
+        /// emptied at open, and an interrupted writer leaves it partial.
+        const IN_PLACE = 0x10;
     }
 }
 
@@ -54,18 +61,25 @@ impl defmt::Format for OpenFlags {
 
 impl OpenFlags {
     /// Validate an open mode from the wire: no undefined bits
-    /// ([`WireError::UnknownOpenFlags`]), READ or WRITE, and CREATE or
-    /// TRUNCATE only with WRITE ([`WireError::InvalidField`]).
+    /// ([`WireError::UnknownOpenFlags`]), READ or WRITE, and CREATE,
+    /// TRUNCATE or IN_PLACE only with WRITE ([`WireError::InvalidField`]).
     pub fn from_wire(bits: u32) -> Result<Self, WireError> {
         let flags =
             Self::from_bits(bits).ok_or(WireError::UnknownOpenFlags(bits & !Self::all().bits()))?;
-        let needs_write = Self::CREATE.union(Self::TRUNCATE);
+        let needs_write = Self::CREATE.union(Self::TRUNCATE).union(Self::IN_PLACE);
         if !flags.intersects(Self::READ.union(Self::WRITE))
             || (flags.intersects(needs_write) && !flags.contains(Self::WRITE))
         {
             return Err(WireError::InvalidField);
         }
         Ok(flags)
+    }
+
+    /// Whether an open with these flags is an upload: TRUNCATE with WRITE
+    /// and without IN_PLACE, which the server writes to a temporary file
+    /// and renames over the named one at the client's close.
+    pub fn is_upload(self) -> bool {
+        self.contains(Self::WRITE.union(Self::TRUNCATE)) && !self.contains(Self::IN_PLACE)
     }
 }
 

@@ -153,8 +153,14 @@ impl From<ClientError> for io::Error {
         let kind = match &e {
             ClientError::Remote { status, .. } => match status {
                 Status::NotFound => io::ErrorKind::NotFound,
-                Status::AccessDenied => io::ErrorKind::PermissionDenied,
+                Status::AccessDenied | Status::PermissionDenied => io::ErrorKind::PermissionDenied,
                 Status::InvalidParameter | Status::TooLarge => io::ErrorKind::InvalidInput,
+                Status::NoSpace => io::ErrorKind::StorageFull,
+                Status::QuotaExceeded => io::ErrorKind::QuotaExceeded,
+                Status::ReadOnlyFileSystem => io::ErrorKind::ReadOnlyFilesystem,
+                Status::IsADirectory => io::ErrorKind::IsADirectory,
+                Status::NotADirectory => io::ErrorKind::NotADirectory,
+                Status::FileTooLarge => io::ErrorKind::FileTooLarge,
                 _ => io::ErrorKind::Other,
             },
             ClientError::TooLarge { .. } | ClientError::InvalidArgument(_) => {

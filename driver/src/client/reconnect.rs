@@ -16,7 +16,11 @@
 //!    pipe, which mints a new key, and registered with it. The server checks
 //!    the path and the access mode again, exactly as for a first open.
 //!    `CREATE` and `TRUNCATE` are dropped on a re-open: the file exists, and
-//!    truncating it again would destroy what was written since.
+//!    truncating it again would destroy what was written since. An upload
+//!    (`TRUNCATE` without `IN_PLACE`) is not opened again: the server
+//!    discarded what was written when the connection ended, and writing on
+//!    in place would mix new bytes into the old file; it is reported lost
+//!    ([`ResilientError::FileLost`] with status `Closed`).
 //!
 //! Requests in flight when the connection died are handled by kind:
 //!
@@ -165,8 +169,9 @@ pub fn is_connection_loss(e: &ClientError) -> bool {
 #[derive(Debug)]
 struct Tracked {
     path: Vec<u8>,
-    /// The mode to open it with again: `CREATE`/`TRUNCATE` removed.
-    reopen: OpenFlags,
+    /// The mode to open it with again: `CREATE`/`TRUNCATE` removed; `None`
+    /// for an upload, which cannot be resumed.
+    reopen: Option<OpenFlags>,
     file: Result<RemoteFile, Lost>,
 }
 
@@ -251,7 +256,8 @@ impl<C: Connector> ResilientClient<C> {
         };
         self.files.push(Tracked {
             path: path.to_vec(),
-            reopen: flags.difference(OpenFlags::CREATE | OpenFlags::TRUNCATE),
+            reopen: (!flags.is_upload())
+                .then(|| flags.difference(OpenFlags::CREATE | OpenFlags::TRUNCATE)),
             file: Ok(file),
         });
         Ok(FileRef(self.files.len() - 1))
@@ -401,7 +407,11 @@ impl<C: Connector> ResilientClient<C> {
             if tracked.file.is_err() {
                 continue;
             }
-            match client.open(&tracked.path, tracked.reopen) {
+            let Some(reopen) = tracked.reopen else {
+                tracked.file = Err(Lost::Reopen(Some(Status::Closed)));
+                continue;
+            };
+            match client.open(&tracked.path, reopen) {
                 Ok(file) => tracked.file = Ok(file),
                 Err(e) if is_connection_loss(&e) => {
                     let _ = client.shutdown();

@@ -2,15 +2,18 @@
 //! server reports to the client.
 
 use rdio_core::wire::Status;
+use rustix::io::Errno;
 use std::fmt;
 use std::io;
 
 /// Why [`Root::open`](super::Root::open) refused or failed to open a path.
 ///
-/// Path checks happen in two layers: a lexical one here (empty, NUL, absolute,
-/// `..`, too long), which gives a precise message for the common mistakes, and
+/// Path checks happen in two layers: a lexical one here (empty, NUL, `..`,
+/// too long), which gives a precise message for the common mistakes, and
 /// the kernel's `openat2(RESOLVE_BENEATH)`, which is what actually guarantees
 /// that no symlink, however it is created or raced, can lead outside the root.
+/// Leading slashes are not an error: `/f` is the file `f` at the root of the
+/// export, as in SMB shares, NFS exports and URLs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -25,8 +28,6 @@ pub enum OpenError {
     },
     /// The path contains a NUL byte.
     NulByte,
-    /// The path is absolute; paths are relative to the exported root.
-    AbsolutePath,
     /// The path has a `..` component.
     ParentComponent,
     /// Resolving the path (through a symlink, typically) would leave the root;
@@ -36,19 +37,25 @@ pub enum OpenError {
     SymlinkLoop,
     /// No such file (or a missing directory on the way).
     NotFound,
-    /// The file system denied the open (permissions, read-only mount).
+    /// The file system's permissions deny the open (`EACCES`, `EPERM`).
     AccessDenied,
-    /// The path names a directory, FIFO, socket or device: only regular files
-    /// are served.
+    /// The path names a directory (the root itself, for `/`).
+    IsADirectory,
+    /// A component of the path that must be a directory is a file
+    /// (`ENOTDIR`).
+    NotADirectory,
+    /// The path names a FIFO, socket or device: only regular files are
+    /// served.
     NotRegularFile,
-    /// The open mode is invalid: neither READ nor WRITE, or CREATE/TRUNCATE
-    /// without WRITE.
+    /// The open mode is invalid: neither READ nor WRITE, or CREATE,
+    /// TRUNCATE or IN_PLACE without WRITE.
     InvalidFlags,
     /// The kernel lacks `openat2` (Linux < 5.6), without which paths cannot be
     /// confined to the root safely; rdio refuses to serve rather than fall back
     /// to a racy user-space check.
     Unsupported,
-    /// Any other OS error, with its errno.
+    /// Any other OS error, with its errno (reported by name where the
+    /// protocol has one: [`errno_status`]).
     Os(i32),
 }
 
@@ -57,18 +64,36 @@ impl OpenError {
     pub fn status(self) -> Status {
         match self {
             Self::NotFound => Status::NotFound,
-            Self::AbsolutePath
-            | Self::ParentComponent
-            | Self::EscapesRoot
-            | Self::SymlinkLoop
-            | Self::AccessDenied
-            | Self::NotRegularFile => Status::AccessDenied,
+            Self::ParentComponent | Self::EscapesRoot | Self::SymlinkLoop => Status::AccessDenied,
+            Self::AccessDenied => Status::PermissionDenied,
+            Self::IsADirectory => Status::IsADirectory,
+            Self::NotADirectory => Status::NotADirectory,
+            Self::NotRegularFile => Status::NotAFile,
             Self::EmptyPath | Self::PathTooLong { .. } | Self::NulByte | Self::InvalidFlags => {
                 Status::InvalidParameter
             }
             Self::Unsupported => Status::NotSupported,
-            Self::Os(_) => Status::IoError,
+            Self::Os(errno) => errno_status(errno),
         }
+    }
+}
+
+/// The status the server reports for an error of its file system: the
+/// causes a user can act on by name (a full disk, a quota, a read-only
+/// mount, permissions, a directory where a file was meant), `IoError` for
+/// the rest.
+pub fn errno_status(errno: i32) -> Status {
+    match Errno::from_raw_os_error(errno) {
+        Errno::NOSPC => Status::NoSpace,
+        Errno::DQUOT => Status::QuotaExceeded,
+        Errno::ROFS => Status::ReadOnlyFileSystem,
+        Errno::ACCESS | Errno::PERM => Status::PermissionDenied,
+        Errno::ISDIR => Status::IsADirectory,
+        Errno::NOTDIR => Status::NotADirectory,
+        Errno::FBIG => Status::FileTooLarge,
+        Errno::NAMETOOLONG => Status::NameTooLong,
+        Errno::NOENT => Status::NotFound,
+        _ => Status::IoError,
     }
 }
 
@@ -80,17 +105,17 @@ impl fmt::Display for OpenError {
                 write!(f, "path of {len} bytes exceeds the {max}-byte limit")
             }
             Self::NulByte => f.write_str("path contains a NUL byte"),
-            Self::AbsolutePath => {
-                f.write_str("absolute path: paths are relative to the served root")
-            }
             Self::ParentComponent => f.write_str("path contains a '..' component"),
             Self::EscapesRoot => f.write_str("path resolves outside the served root"),
             Self::SymlinkLoop => f.write_str("too many levels of symbolic links, or a magic link"),
             Self::NotFound => f.write_str("no such file"),
             Self::AccessDenied => f.write_str("permission denied"),
+            Self::IsADirectory => f.write_str("is a directory"),
+            Self::NotADirectory => f.write_str("not a directory"),
             Self::NotRegularFile => f.write_str("not a regular file"),
             Self::InvalidFlags => f.write_str(
-                "invalid open mode: need READ or WRITE, and WRITE for CREATE or TRUNCATE",
+                "invalid open mode: need READ or WRITE, and WRITE for CREATE, TRUNCATE or \
+                 IN_PLACE",
             ),
             Self::Unsupported => {
                 f.write_str("the kernel lacks openat2 (Linux 5.6 or later is required)")
@@ -125,18 +150,15 @@ impl FileError {
         match self {
             Self::NotReadable | Self::NotWritable => Status::AccessDenied,
             Self::OffsetOverflow => Status::InvalidParameter,
-            Self::WriteZero | Self::Os(_) => Status::IoError,
+            Self::WriteZero => Status::IoError,
+            Self::Os(errno) => errno_status(errno),
         }
     }
 
     pub(crate) fn from_io(error: &io::Error) -> Self {
         // Errors built from errnos always carry one; the EIO fallback covers
         // synthetic std errors, which positioned I/O does not produce.
-        Self::Os(
-            error
-                .raw_os_error()
-                .unwrap_or(rustix::io::Errno::IO.raw_os_error()),
-        )
+        Self::Os(error.raw_os_error().unwrap_or(Errno::IO.raw_os_error()))
     }
 }
 

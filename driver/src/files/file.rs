@@ -1,6 +1,7 @@
 //! An open file with positioned I/O only.
 
 use super::FileError;
+use super::upload::Upload;
 use rdio_core::wire::OpenFlags;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::OwnedFd;
@@ -15,10 +16,15 @@ use std::os::unix::fs::FileExt;
 /// The open mode is checked before every call, so a write to a file opened
 /// read-only fails with [`FileError::NotWritable`] (the kernel would refuse it
 /// too, with a less telling `EBADF`).
+///
+/// An upload (opened with TRUNCATE, without IN_PLACE) is a new temporary
+/// file beside its name: [`File::finish`] puts it in the name's place, and
+/// dropping it unfinished removes it, leaving the name as it was.
 #[derive(Debug)]
 pub struct File {
     file: std::fs::File,
     flags: OpenFlags,
+    upload: Option<Upload>,
 }
 
 /// One segment of a scattered read: file bytes at `offset` into `buf`.
@@ -50,7 +56,33 @@ impl File {
         Self {
             file: std::fs::File::from(fd),
             flags,
+            upload: None,
         }
+    }
+
+    pub(super) fn new_upload(fd: OwnedFd, flags: OpenFlags, upload: Upload) -> Self {
+        Self {
+            file: std::fs::File::from(fd),
+            flags,
+            upload: Some(upload),
+        }
+    }
+
+    /// The client is done with the file: an upload is flushed to disk and
+    /// renamed over its name (see [`OpenFlags::is_upload`]); any other file
+    /// has nothing to finish. Call it once the last write has landed; an
+    /// error leaves the name as it was.
+    pub fn finish(&self) -> Result<(), FileError> {
+        match &self.upload {
+            Some(upload) => upload.commit(&self.file),
+            None => Ok(()),
+        }
+    }
+
+    /// For an upload, the name of the temporary file it is written to until
+    /// [`File::finish`] (in the directory of the file it replaces).
+    pub fn upload_temp_name(&self) -> Option<&[u8]> {
+        self.upload.as_ref().map(Upload::temp_name)
     }
 
     /// The mode the file was opened with.

@@ -7,15 +7,18 @@
 //! [`FileTable::insert`], reads and vectored reads (claims 15, 16)
 //! [`File::read_at`] / [`File::read_segments`] into memory the server then
 //! RDMA-writes to the client, writes and vectored writes [`File::write_at`] /
-//! [`File::write_segments`] from the receive buffers the data arrived in.
+//! [`File::write_segments`] from the receive buffers the data arrived in,
+//! and the client's close (claim 15) [`File::finish`], which puts an upload
+//! in its name's place.
 
 mod error;
 mod file;
 mod mapping;
 mod root;
 mod table;
+mod upload;
 
-pub use error::{FileError, OpenError, TableFull, UnknownFile};
+pub use error::{FileError, OpenError, TableFull, UnknownFile, errno_status};
 pub use file::{File, ReadSegment, WriteSegment};
 pub use mapping::{FileLease, FileMap};
 pub use root::Root;

@@ -1,10 +1,13 @@
 //! The exported directory and the only way to open files inside it.
 
+use super::upload::Upload;
 use super::{File, OpenError};
 use rdio_core::wire::{MAX_PATH_LEN, OpenFlags};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,27 +59,64 @@ impl Root {
         &self.path
     }
 
-    /// Open `path` (relative, `/`-separated) with the protocol's open mode.
+    /// Open `path` (`/`-separated, beneath the root) with the protocol's
+    /// open mode.
     ///
-    /// Only regular files are opened. Opening never blocks on a FIFO: the open
-    /// is non-blocking and anything but a regular file is refused with
-    /// [`OpenError::NotRegularFile`].
+    /// Leading slashes are ignored: `/f` is `f` at the root of the export
+    /// (any client may send them; the server decides what they mean).
+    /// Only regular files are opened. Opening never blocks on a FIFO: the
+    /// open is non-blocking and anything but a regular file is refused
+    /// ([`OpenError::IsADirectory`], [`OpenError::NotRegularFile`]).
+    ///
+    /// An upload ([`OpenFlags::is_upload`]: TRUNCATE without IN_PLACE)
+    /// leaves the file at `path` alone: the returned file is a new, empty,
+    /// hidden file beside it, created with the permission bits of the file
+    /// it will replace (or the usual `0644` less the umask), which
+    /// [`File::finish`] renames over `path`, and which dropping the file
+    /// unfinished removes.
     pub fn open(&self, path: impl AsRef<[u8]>, flags: OpenFlags) -> Result<File, OpenError> {
-        let path = path.as_ref();
-        check_path(path)?;
+        let path = beneath(path.as_ref())?;
         let oflags = oflags(flags)?;
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        if path.is_empty() {
+            // The root itself.
+            return Err(OpenError::IsADirectory);
+        }
+        if flags.is_upload() {
+            return self.open_upload(path, flags, oflags);
+        }
         // openat2 rejects a mode without O_CREAT (EINVAL), unlike openat.
         let mode = if oflags.contains(OFlags::CREATE) {
             Mode::from_bits_truncate(CREATE_MODE)
         } else {
             Mode::empty()
         };
+        let fd = self.open_beneath(&self.dir, path, oflags, mode)?;
+        check_regular(&fd)?;
+        // O_NONBLOCK only served to keep a FIFO from blocking the open; clear it
+        // so the descriptor behaves as a plain file.
+        rustix::fs::fcntl_setfl(
+            &fd,
+            rustix::fs::fcntl_getfl(&fd).map_err(open_errno)? - OFlags::NONBLOCK,
+        )
+        .map_err(open_errno)?;
+        Ok(File::new(fd, flags))
+    }
+
+    /// `openat2(dir, path)` confined beneath the root, retried over
+    /// concurrent renames and lease breaks.
+    fn open_beneath(
+        &self,
+        dir: &OwnedFd,
+        path: &[u8],
+        oflags: OFlags,
+        mode: Mode,
+    ) -> Result<OwnedFd, OpenError> {
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         let mut attempts = 0;
         let mut waited = Duration::ZERO;
-        let fd = loop {
-            match rustix::fs::openat2(&self.dir, path, oflags, mode, resolve) {
-                Ok(fd) => break fd,
+        loop {
+            match rustix::fs::openat2(dir, OsStr::from_bytes(path), oflags, mode, resolve) {
+                Ok(fd) => return Ok(fd),
                 Err(Errno::AGAIN | Errno::INTR) if attempts < RENAME_RACE_RETRIES => attempts += 1,
                 // An open for writing breaks a read lease on the file (with
                 // O_NONBLOCK it fails with EAGAIN meanwhile): a connection
@@ -88,25 +128,95 @@ impl Root {
                 }
                 Err(errno) => return Err(open_errno(errno)),
             }
-        };
-        let stat = rustix::fs::fstat(&fd).map_err(open_errno)?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(OpenError::NotRegularFile);
         }
-        // O_NONBLOCK only served to keep a FIFO from blocking the open; clear it
-        // so the descriptor behaves as a plain file.
-        rustix::fs::fcntl_setfl(
-            &fd,
-            rustix::fs::fcntl_getfl(&fd).map_err(open_errno)? - OFlags::NONBLOCK,
-        )
-        .map_err(open_errno)?;
-        Ok(File::new(fd, flags))
+    }
+
+    /// An upload to `path`: check what the name holds now, then create the
+    /// temporary file beside it (see [`Root::open`]).
+    fn open_upload(
+        &self,
+        path: &[u8],
+        flags: OpenFlags,
+        oflags: OFlags,
+    ) -> Result<File, OpenError> {
+        let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(slash) => (
+                path.get(..slash).unwrap_or_default(),
+                path.get(slash + 1..).unwrap_or_default(),
+            ),
+            None => (&b""[..], path),
+        };
+        // `dir/` or `dir/.` name a directory, not a file in it.
+        if name.is_empty() || name == b"." {
+            return Err(OpenError::IsADirectory);
+        }
+        let parent = if parent.is_empty() { &b"."[..] } else { parent };
+        // A real descriptor (not O_PATH): the rename is made durable by
+        // an fsync of the directory.
+        let dir = self.open_beneath(
+            &self.dir,
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // What is there now, the name itself (a symlink is not followed: the
+        // rename replaces the link, as `mv` and rsync do).
+        let existing = self
+            .open_beneath(
+                &dir,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .and_then(|fd| rustix::fs::fstat(&fd).map_err(open_errno));
+        let mode = match existing {
+            Ok(stat) => match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => return Err(OpenError::IsADirectory),
+                FileType::RegularFile | FileType::Symlink => Some(stat),
+                _ => return Err(OpenError::NotRegularFile),
+            },
+            Err(OpenError::NotFound) if flags.contains(OpenFlags::CREATE) => None,
+            Err(e) => return Err(e),
+        };
+        let access = oflags & (OFlags::RDWR | OFlags::WRONLY);
+        let create_mode = match &mode {
+            Some(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+                Mode::from_bits_truncate(stat.st_mode & 0o777)
+            }
+            _ => Mode::from_bits_truncate(CREATE_MODE),
+        };
+        let (upload, fd) = Upload::create(dir, name, access, create_mode).map_err(open_errno)?;
+        if let Some(stat) =
+            mode.filter(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile)
+        {
+            // The replaced file's permission bits exactly (the umask applied
+            // at creation), and, when the server may (it runs as root), its
+            // owner; setuid, setgid and sticky bits are not carried over.
+            rustix::fs::fchmod(&fd, create_mode).map_err(open_errno)?;
+            let _ = rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(stat.st_uid)),
+                Some(rustix::fs::Gid::from_raw(stat.st_gid)),
+            );
+        }
+        Ok(File::new_upload(fd, flags, upload))
     }
 }
 
-/// Lexical checks, for precise errors on the common mistakes. Security does
-/// not rest on them: `RESOLVE_BENEATH` does.
-fn check_path(path: &[u8]) -> Result<(), OpenError> {
+/// Only regular files are served.
+fn check_regular(fd: &OwnedFd) -> Result<(), OpenError> {
+    let stat = rustix::fs::fstat(fd).map_err(open_errno)?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => Ok(()),
+        FileType::Directory => Err(OpenError::IsADirectory),
+        _ => Err(OpenError::NotRegularFile),
+    }
+}
+
+/// Lexical checks, for precise errors on the common mistakes (security
+/// does not rest on them: `RESOLVE_BENEATH` does), and the path beneath the
+/// root: without its leading slashes, which name the root of the export.
+fn beneath(path: &[u8]) -> Result<&[u8], OpenError> {
     if path.is_empty() {
         return Err(OpenError::EmptyPath);
     }
@@ -119,16 +229,14 @@ fn check_path(path: &[u8]) -> Result<(), OpenError> {
     if path.contains(&0) {
         return Err(OpenError::NulByte);
     }
-    if path.first() == Some(&b'/') {
-        return Err(OpenError::AbsolutePath);
-    }
     if path
         .split(|&b| b == b'/')
         .any(|component| component == b"..")
     {
         return Err(OpenError::ParentComponent);
     }
-    Ok(())
+    let start = path.iter().position(|&b| b != b'/').unwrap_or(path.len());
+    Ok(path.get(start..).unwrap_or_default())
 }
 
 /// Translate the protocol's open mode to `open(2)` flags.
@@ -157,9 +265,11 @@ fn open_errno(errno: Errno) -> OpenError {
     match errno {
         Errno::XDEV => OpenError::EscapesRoot,
         Errno::LOOP => OpenError::SymlinkLoop,
-        Errno::NOENT | Errno::NOTDIR => OpenError::NotFound,
-        Errno::ACCESS | Errno::PERM | Errno::ROFS | Errno::TXTBSY => OpenError::AccessDenied,
-        Errno::ISDIR | Errno::NXIO => OpenError::NotRegularFile,
+        Errno::NOENT => OpenError::NotFound,
+        Errno::NOTDIR => OpenError::NotADirectory,
+        Errno::ACCESS | Errno::PERM => OpenError::AccessDenied,
+        Errno::ISDIR => OpenError::IsADirectory,
+        Errno::NXIO => OpenError::NotRegularFile,
         Errno::NOSYS => OpenError::Unsupported,
         other => OpenError::Os(other.raw_os_error()),
     }

@@ -155,6 +155,9 @@ enum Job {
     Authenticate(rdio_core::wire::AuthKey),
     Register(OpId, rdio_core::wire::ResumeKey),
     Read(PendingRead),
+    /// The client's close: finish the file (commit an upload), then release.
+    Close(OpId, FileId),
+    /// Release without finishing.
     CloseFile(FileId),
     Terminated(Violation),
 }
@@ -170,6 +173,7 @@ impl From<ServerEvent<'_>> for Job {
                 // The core never hands out more than MAX_SEGMENTS.
                 segments: segments.iter().copied().take(MAX_SEGMENTS).collect(),
             }),
+            ServerEvent::Close { op, file } => Self::Close(op, file),
             ServerEvent::CloseFile { file } => Self::CloseFile(file),
             ServerEvent::Terminated { reason } => Self::Terminated(reason),
         }
@@ -541,13 +545,17 @@ impl<T: Transport> ServerConnection<T> {
                         self.reads.push_back(read);
                     }
                 }
+                Job::Close(op, file) => {
+                    self.unmap(file)?;
+                    // An upload takes its name now, or the close fails and
+                    // the client hears why.
+                    let finished = self.server.finish_file(file);
+                    self.files.remove(&file);
+                    self.server.close_files([file]);
+                    let _ = self.conn.complete_close(op, finished);
+                }
                 Job::CloseFile(file) => {
-                    if let Some(&slot) = self.mapped_by_file.get(&file) {
-                        if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
-                            mapped.revoked = true;
-                        }
-                        self.retire_if_idle(slot)?;
-                    }
+                    self.unmap(file)?;
                     self.files.remove(&file);
                     self.server.close_files([file]);
                 }
@@ -558,6 +566,18 @@ impl<T: Transport> ServerConnection<T> {
             }
         }
         Ok(any)
+    }
+
+    /// Stop serving `file` from its mapping: released now, or once its RDMA
+    /// writes in flight complete.
+    fn unmap(&mut self, file: FileId) -> Result<(), ConnectionEnd> {
+        if let Some(&slot) = self.mapped_by_file.get(&file) {
+            if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+                mapped.revoked = true;
+            }
+            self.retire_if_idle(slot)?;
+        }
+        Ok(())
     }
 
     /// Resolve a file resume key for this connection's session (claim 11).

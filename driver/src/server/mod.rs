@@ -220,6 +220,15 @@ impl Server {
         self.lock().files.get(id).ok().cloned()
     }
 
+    /// The client closed `id` after its last write: finish it (an upload
+    /// takes its name now). The status says why it could not be.
+    fn finish_file(&self, id: FileId) -> Result<(), Status> {
+        let file = self.file(id).ok_or(Status::InvalidHandle)?;
+        file.finish().map_err(|e| e.status())
+    }
+
+    /// Release files: an upload not finished by [`Server::finish_file`]
+    /// goes with its temporary file, the name it was to replace untouched.
     fn close_files(&self, ids: impl IntoIterator<Item = FileId>) {
         let mut shared = self.lock();
         for id in ids {
