@@ -129,9 +129,24 @@ impl File {
 
     /// Write all of `data` at `offset`, extending the file as needed. Either
     /// every byte is written or an error is returned (some bytes may have
-    /// reached the file before it).
+    /// reached the file before it, and an upload then never takes its
+    /// name: [`File::finish`] fails with the error).
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), FileError> {
         self.check_write(offset, data.len())?;
+        let result = self.write_all_at(offset, data);
+        self.note(result)
+    }
+
+    /// An upload remembers a failed write (mode and range checks change
+    /// nothing, so they do not count).
+    fn note(&self, result: Result<(), FileError>) -> Result<(), FileError> {
+        if let (Err(error), Some(upload)) = (result, &self.upload) {
+            upload.write_failed(error);
+        }
+        result
+    }
+
+    fn write_all_at(&self, offset: u64, data: &[u8]) -> Result<(), FileError> {
         let mut done = 0;
         while let Some(rest) = data.get(done..).filter(|rest| !rest.is_empty()) {
             match self.file.write_at(rest, offset + done as u64) {
@@ -177,9 +192,18 @@ impl File {
     pub fn write_vectored_at(
         &self,
         offset: u64,
-        mut bufs: &mut [IoSlice<'_>],
+        bufs: &mut [IoSlice<'_>],
     ) -> Result<(), FileError> {
         self.check_write(offset, bufs.iter().map(|b| b.len()).sum())?;
+        let result = self.write_all_vectored_at(offset, bufs);
+        self.note(result)
+    }
+
+    fn write_all_vectored_at(
+        &self,
+        offset: u64,
+        mut bufs: &mut [IoSlice<'_>],
+    ) -> Result<(), FileError> {
         let mut done = 0;
         // As in `read_vectored_at`: a 0 then really means no progress.
         IoSlice::advance_slices(&mut bufs, 0);

@@ -45,6 +45,9 @@ pub(super) struct Upload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Writing,
+    /// A write failed: the file may lack bytes the client meant it to
+    /// have, so it must never take the name (the first error is kept).
+    Failed(FileError),
     Committed,
 }
 
@@ -90,6 +93,14 @@ impl Upload {
         }
     }
 
+    /// Remember a failed write (see [`Upload::commit`]).
+    pub(super) fn write_failed(&self, error: FileError) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if *state == State::Writing {
+            *state = State::Failed(error);
+        }
+    }
+
     /// The temporary file's name (for tests and messages).
     pub(super) fn temp_name(&self) -> &[u8] {
         &self.temp
@@ -103,14 +114,19 @@ impl Upload {
     /// file, the old contents gone as well (the classic delayed-allocation
     /// loss), which is exactly what an atomic upload exists to prevent.
     ///
+    /// An upload a write failed on is never committed: the write's error
+    /// is returned again, and the name stays as it was.
+    ///
     /// A second call does nothing. On error the name is untouched (unless
     /// only the directory flush failed: then the rename happened but may
     /// not survive a crash) and the temporary file goes when the upload is
     /// dropped.
     pub(super) fn commit(&self, file: &std::fs::File) -> Result<(), FileError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if *state == State::Committed {
-            return Ok(());
+        match *state {
+            State::Committed => return Ok(()),
+            State::Failed(error) => return Err(error),
+            State::Writing => {}
         }
         file.sync_all().map_err(|e| FileError::from_io(&e))?;
         rustix::fs::renameat(
