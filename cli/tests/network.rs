@@ -418,7 +418,8 @@ fn vanish_mid_transfer_over(
     let started = Instant::now();
     loop {
         let moving = if upload {
-            fs::metadata(root.path().join("big")).is_ok_and(|m| m.len() > 0)
+            // The server writes an upload to a hidden temporary file.
+            upload_bytes_arrived(root.path())
         } else {
             fs::read_dir(local.path())
                 .expect("list")
@@ -483,7 +484,7 @@ fn killing_the_server_mid_upload_says_how_far_it_got() {
     let (out, took, _, _local) = vanish_mid_transfer(true, Vanish::Kill);
     let stderr = one_line_failure(&out);
     assert!(stderr.contains("upload of"), "{stderr}");
-    assert!(stderr.contains("is incomplete"), "{stderr}");
+    assert!(stderr.contains("was not changed"), "{stderr}");
     assert!(took < Duration::from_secs(10), "gave up after {took:?}");
 }
 
@@ -748,4 +749,237 @@ fn killing_a_cma_server_mid_transfer_fails_clearly() {
             assert!(!dst.exists(), "no file under the final name");
         }
     }
+}
+
+// ----- Issue #16 on the server: atomic uploads, errors by name, paths -----
+
+/// Whether a hidden temporary upload file in `dir` holds bytes yet.
+fn upload_bytes_arrived(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .any(|entry| {
+            entry.file_name().to_string_lossy().starts_with('.')
+                && entry.metadata().is_ok_and(|m| m.len() > 0)
+        })
+}
+
+/// Names in `dir` starting with `.`: temporary upload files.
+fn hidden_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect()
+}
+
+/// Wait (bounded) until the server has removed its temporary files from
+/// `dir`: it does when it notices the connection's end.
+fn wait_for_no_temporary_files(dir: &Path) {
+    let started = Instant::now();
+    while !hidden_files(dir).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "temporary files left on the server: {:?}",
+            hidden_files(dir)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kill `put` (SIGKILL, nothing of it runs after) once the server has
+/// bytes of it: an upload leaves the old file; `--inplace` a partial one.
+fn a_killed_put_leaves_the_old_file_over(transport: &[&str]) {
+    let root = tempfile::tempdir().expect("root");
+    let local = tempfile::tempdir().expect("local");
+    let old = b"the old contents, which must survive".to_vec();
+    let size = 96 << 20;
+    let src = local.path().join("src");
+    fs::write(&src, random_bytes(size, 16)).expect("local file");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", transport);
+    for in_place in [false, true] {
+        fs::write(root.path().join("big"), &old).expect("server file");
+        let remote = served.remote("big");
+        let mut args = vec![
+            "put",
+            src.to_str().expect("utf-8"),
+            &remote,
+            "--io-size",
+            "16K",
+            "--queue-depth",
+            "1",
+        ];
+        args.extend_from_slice(transport);
+        if in_place {
+            args.push("--inplace");
+        }
+        let mut client = Command::new(RDIO)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn put");
+        let started = Instant::now();
+        loop {
+            let arrived = if in_place {
+                fs::read(root.path().join("big")).is_ok_and(|bytes| bytes != old)
+            } else {
+                upload_bytes_arrived(root.path())
+            };
+            if arrived {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the upload never started"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        client.kill().expect("kill put");
+        let status = client.wait().expect("wait");
+        assert!(!status.success(), "killed mid-transfer: {status:?}");
+        wait_for_no_temporary_files(root.path());
+        let now = fs::read(root.path().join("big")).expect("server file");
+        if in_place {
+            assert!(
+                now != old && now.len() < size,
+                "--inplace writes the file itself: {} bytes",
+                now.len()
+            );
+        } else {
+            assert_eq!(now, old, "the old contents stay under the name");
+        }
+    }
+}
+
+#[test]
+fn a_killed_put_leaves_the_old_file_over_fabric() {
+    a_killed_put_leaves_the_old_file_over(&[]);
+}
+
+#[test]
+fn a_killed_put_leaves_the_old_file_over_cma() {
+    a_killed_put_leaves_the_old_file_over(&CMA);
+}
+
+/// `HOST:PORT:/f` is `f` at the root of the export, for `put` and `get`; a
+/// directory says so.
+fn leading_slashes_and_directories_over(transport: &[&str]) {
+    let root = tempfile::tempdir().expect("root");
+    fs::create_dir(root.path().join("sub")).expect("mkdir");
+    let local = tempfile::tempdir().expect("local");
+    let src = local.path().join("src");
+    let data = random_bytes(100_000, 61);
+    fs::write(&src, &data).expect("local file");
+    let src = src.to_str().expect("utf-8");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", transport);
+    for path in ["/f", "/sub/g"] {
+        let remote = served.remote(path);
+        let mut put = vec!["put", src, &remote];
+        put.extend_from_slice(transport);
+        assert_success(&run(&[], &put), &format!("put {path}"));
+        let on_disk = root.path().join(path.trim_start_matches('/'));
+        assert_eq!(fs::read(&on_disk).expect("on the server"), data, "{path}");
+        let back = local.path().join("back");
+        let back = back.to_str().expect("utf-8");
+        let mut get = vec!["get", &remote, back];
+        get.extend_from_slice(transport);
+        assert_success(&run(&[], &get), &format!("get {path}"));
+        assert_eq!(fs::read(back).expect("downloaded"), data, "{path}");
+    }
+    for path in ["/", "sub", "/sub/"] {
+        let remote = served.remote(path);
+        let dst = local.path().join("never");
+        let dst = dst.to_str().expect("utf-8");
+        let mut put = vec!["put", src, &remote];
+        put.extend_from_slice(transport);
+        let mut get = vec!["get", &remote, dst];
+        get.extend_from_slice(transport);
+        for args in [put, get] {
+            let stderr = one_line_failure(&run(&[], &args));
+            assert!(stderr.contains("is a directory"), "{path}: {stderr}");
+        }
+    }
+    assert!(hidden_files(root.path()).is_empty());
+    assert!(hidden_files(&root.path().join("sub")).is_empty());
+}
+
+#[test]
+fn leading_slashes_and_directories_over_fabric() {
+    leading_slashes_and_directories_over(&[]);
+}
+
+#[test]
+fn leading_slashes_and_directories_over_cma() {
+    leading_slashes_and_directories_over(&CMA);
+}
+
+/// A 1 MiB tmpfs mounted for a test, unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// `None`, after saying why, where mounting is impossible.
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+        {
+            Ok(out) if out.status.success() => Some(Self { dir }),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a small tmpfs: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// `put` to a full server: "no space left on the server", the remote file
+/// as it was, nothing left behind.
+fn a_put_to_a_full_server_says_so_over(transport: &[&str]) {
+    let Some(small) = SmallFs::mount() else {
+        return;
+    };
+    let root = small.dir.path();
+    fs::write(root.join("f"), b"old").expect("server file");
+    let local = tempfile::tempdir().expect("local");
+    let src = local.path().join("src");
+    fs::write(&src, random_bytes(3 << 20, 5)).expect("local file");
+    let served = Served::start_over(&[], root, "127.0.0.1", transport);
+    let remote = served.remote("f");
+    let mut put = vec!["put", src.to_str().expect("utf-8"), &remote];
+    put.extend_from_slice(transport);
+    let stderr = one_line_failure(&run(&[], &put));
+    assert!(stderr.contains("no space left on the server"), "{stderr}");
+    assert!(stderr.contains("was not changed"), "{stderr}");
+    wait_for_no_temporary_files(root);
+    assert_eq!(fs::read(root.join("f")).expect("server file"), b"old");
+    drop(served);
+}
+
+#[test]
+fn a_put_to_a_full_server_says_so_over_fabric() {
+    a_put_to_a_full_server_says_so_over(&[]);
+}
+
+#[test]
+fn a_put_to_a_full_server_says_so_over_cma() {
+    a_put_to_a_full_server_says_so_over(&CMA);
 }
