@@ -79,7 +79,13 @@ async fn a_remote_file_is_tokio_read_write_and_seek() {
         assert_eq!(client.provider(), "ofi:tcp");
         let data = random_bytes((1 << 20) + 1, seed);
         let name = format!("async-{seed}");
-        let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        // In place: the bytes are checked on disk before the close (an
+        // upload would take its name only at the close).
+        let flags = OpenFlags::READ
+            | OpenFlags::WRITE
+            | OpenFlags::CREATE
+            | OpenFlags::TRUNCATE
+            | OpenFlags::IN_PLACE;
         let mut file = client.open(&name, flags).await.expect("create");
 
         // AsyncWrite: tokio::io::copy in its own small pieces, then flush.

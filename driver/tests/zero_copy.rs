@@ -68,6 +68,7 @@ in_both_modes!(
     read_only_files_are_served_from_the_mapping_in_both_modes,
     writable_opens_large_files_and_the_switch_off_use_bounce_buffers,
     a_writer_takes_the_file_from_a_mapped_reader_safely,
+    an_upload_replaces_a_mapped_file_without_disturbing_its_reader,
     outside_truncation_during_streaming_reads_never_faults,
     read_counts_start_at_zero,
     reads_can_be_used_where_they_landed,
@@ -194,6 +195,40 @@ fn a_writer_takes_the_file_from_a_mapped_reader_safely<M: Mode>() {
     assert_eq!(read_all(&mut reader, &file, old.len()), new);
     let counts = reader.server().read_counts();
     assert!(counts.copied > 0, "{counts:?}");
+    reader.finish().expect("finish reader");
+}
+
+/// An upload never opens the file it replaces for writing, so no lease
+/// breaks: the mapped reader goes on reading the old file (its inode), from
+/// the mapping, and a new open after the close sees the new one.
+fn an_upload_replaces_a_mapped_file_without_disturbing_its_reader<M: Mode>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !leases_available(dir.path()) {
+        return;
+    }
+    let old = pattern(4 << 20, 3);
+    fs::write(dir.path().join("data"), &old).expect("file");
+    let mut reader = start::<Threads>(dir.path(), CompletionMode::Interrupt, true);
+    let file = reader.client.open("data", OpenFlags::READ).expect("open");
+    assert_eq!(read_all(&mut reader, &file, old.len()), old);
+    let mapped_before = reader.server().read_counts().mapped;
+    assert!(mapped_before > 0);
+
+    let mut writer = start::<M>(dir.path(), CompletionMode::Interrupt, true);
+    let upload = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let target = writer.client.open("data", upload).expect("upload");
+    let new = pattern(1 << 20, 11);
+    writer.client.write_at(&target, 0, &new).expect("write");
+    writer.client.close(target).expect("close");
+    writer.finish().expect("finish writer");
+    assert_eq!(fs::read(dir.path().join("data")).expect("read"), new);
+
+    assert_eq!(read_all(&mut reader, &file, old.len()), old);
+    let counts = reader.server().read_counts();
+    assert!(counts.mapped > mapped_before, "still mapped: {counts:?}");
+    assert_eq!(counts.copied, 0, "{counts:?}");
+    let reopened = reader.client.open("data", OpenFlags::READ).expect("open");
+    assert_eq!(read_all(&mut reader, &reopened, old.len()), new);
     reader.finish().expect("finish reader");
 }
 

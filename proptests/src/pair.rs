@@ -187,6 +187,10 @@ pub struct Pair {
     /// [`Pair::server_event_one`] but performed (RDMA writes, then
     /// `complete_io`) only by [`Pair::server_complete_read_one`].
     pub defer_reads: bool,
+    /// What the driver answers a client's close with: `Ok` (the file
+    /// finished), or the status of a file it could not finish (an upload
+    /// that cannot take its name).
+    pub close_result: Result<(), Status>,
     /// Reads taken and not yet performed (with `defer_reads`).
     pub reads_in_progress: VecDeque<(OpId, FileId, Vec<ReadSegment>)>,
     entropy: u8,
@@ -279,6 +283,7 @@ impl Pair {
             anomalies: Vec::new(),
             broken: false,
             defer_reads: false,
+            close_result: Ok(()),
             reads_in_progress: VecDeque::new(),
             entropy: 0,
             send_buf: vec![0; SEND],
@@ -606,7 +611,8 @@ impl Pair {
             }
             Work::Close(op, file) => {
                 self.closed_files.push(file);
-                op.and_then(|op| self.server.complete_close(op, Ok(())).err())
+                let result = self.close_result;
+                op.and_then(|op| self.server.complete_close(op, result).err())
             }
             Work::Terminated(reason) => {
                 self.server_terminated = Some(reason);

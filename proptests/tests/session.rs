@@ -253,6 +253,26 @@ fn cancel_queued_sent_and_streaming_requests() {
     pair.assert_quiescent_ledgers();
 }
 
+/// Issue #16: the driver finishes a file at the client's close (an upload
+/// takes its name then); a file it cannot finish fails the close with the
+/// driver's status instead of being acknowledged, and the handle is gone
+/// either way, its credit returned.
+#[test]
+fn a_close_the_driver_cannot_finish_completes_with_its_status() {
+    let mut pair = Pair::connected();
+    pair.close_result = Err(Status::NoSpace);
+    let key = pair.open_file(Vec::new(), OpenFlags::WRITE | OpenFlags::TRUNCATE);
+    let handle = pair.register(key);
+    let close = pair.client.close(handle).unwrap();
+    pair.drive();
+    assert_eq!(pair.completion(close), (Status::NoSpace, 0));
+    assert_eq!(pair.closed_files.len(), 1);
+    let close_again = pair.client.close(handle).unwrap();
+    pair.drive();
+    assert_eq!(pair.completion(close_again).0, Status::InvalidHandle);
+    pair.assert_quiescent_ledgers();
+}
+
 #[test]
 fn close_ends_queued_io_and_invalidates_the_handle() {
     let mut pair = Pair::connected();
