@@ -27,6 +27,7 @@ in_both_modes!(
     a_close_that_cannot_finish_the_upload_fails_by_name,
     leading_slashes_name_the_root_and_directories_say_so,
     a_full_file_system_is_reported_by_name_and_leaves_nothing,
+    a_read_only_file_system_is_reported_by_name,
 );
 
 fn start<M: Mode>(root: &Path) -> Embedded<M> {
@@ -293,4 +294,38 @@ fn a_full_file_system_is_reported_by_name_and_leaves_nothing<M: Mode>() {
     pair.finish().expect("finish");
     wait_until_no_hidden(&root);
     assert_eq!(fs::read(root.join("f")).expect("read"), b"fits");
+}
+
+fn a_read_only_file_system_is_reported_by_name<M: Mode>() {
+    let Some(small) = SmallFs::mount() else {
+        return;
+    };
+    let root = small.path();
+    fs::write(root.join("f"), b"kept").expect("write");
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&root)
+        .status();
+    if !remount.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: cannot remount the tmpfs read-only");
+        return;
+    }
+    let mut pair = start::<M>(&root);
+    for flags in [
+        UPLOAD,
+        UPLOAD.union(OpenFlags::IN_PLACE),
+        OpenFlags::READ | OpenFlags::WRITE,
+    ] {
+        assert_eq!(
+            remote_status(pair.client.open("f", flags)),
+            (Operation::Open, Status::ReadOnlyFileSystem),
+            "{flags:?}"
+        );
+    }
+    let file = pair.client.open("/f", OpenFlags::READ).expect("reads work");
+    let mut buf = [0u8; 8];
+    let n = pair.client.read_at(&file, 0, &mut buf).expect("read");
+    assert_eq!(&buf[..n], b"kept");
+    pair.client.close(file).expect("close");
+    pair.finish().expect("finish");
 }
