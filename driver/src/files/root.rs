@@ -169,30 +169,30 @@ impl Root {
                 Mode::empty(),
             )
             .and_then(|fd| rustix::fs::fstat(&fd).map_err(open_errno));
-        let mode = match existing {
+        // The regular file the upload will replace, whose mode it takes.
+        let replaced = match existing {
             Ok(stat) => match FileType::from_raw_mode(stat.st_mode) {
                 FileType::Directory => return Err(OpenError::IsADirectory),
-                FileType::RegularFile | FileType::Symlink => Some(stat),
+                FileType::RegularFile => Some(stat),
+                FileType::Symlink => None,
                 _ => return Err(OpenError::NotRegularFile),
             },
             Err(OpenError::NotFound) if flags.contains(OpenFlags::CREATE) => None,
             Err(e) => return Err(e),
         };
         let access = oflags & (OFlags::RDWR | OFlags::WRONLY);
-        let create_mode = match &mode {
-            Some(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+        let mode = replaced
+            .as_ref()
+            .map_or(Mode::from_bits_truncate(CREATE_MODE), |stat| {
                 Mode::from_bits_truncate(stat.st_mode & 0o777)
-            }
-            _ => Mode::from_bits_truncate(CREATE_MODE),
-        };
-        let (upload, fd) = Upload::create(dir, name, access, create_mode).map_err(open_errno)?;
-        if let Some(stat) =
-            mode.filter(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile)
-        {
+            });
+        // Dropped on any error below, the upload removes its file.
+        let (upload, fd) = Upload::create(dir, name, access, mode).map_err(open_errno)?;
+        if let Some(stat) = replaced {
             // The replaced file's permission bits exactly (the umask applied
             // at creation), and, when the server may (it runs as root), its
             // owner; setuid, setgid and sticky bits are not carried over.
-            rustix::fs::fchmod(&fd, create_mode).map_err(open_errno)?;
+            rustix::fs::fchmod(&fd, mode).map_err(open_errno)?;
             let _ = rustix::fs::fchown(
                 &fd,
                 Some(rustix::fs::Uid::from_raw(stat.st_uid)),
