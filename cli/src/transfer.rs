@@ -18,9 +18,9 @@ use crate::remote::RemotePath;
 use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, anyhow, bail};
-use rdio::client::Ticket;
+use rdio::client::{ClientError, Ticket};
 use rdio::net::RdmaConnector;
-use rdio_core::wire::OpenFlags;
+use rdio_core::wire::{OpenFlags, Status};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -202,6 +202,12 @@ impl ClientJob for &Get {
             .open(&self.remote.path, OpenFlags::READ)
             .with_context(|| format!("cannot open {} on the server", self.remote.path))?;
         let size = file.size;
+        // What the file is now, to compare with what it is after the last
+        // read: a rewrite at the same size or a replacement shows in no
+        // read, only in its modification time or identity.
+        let before = client
+            .stat(&self.remote.path)
+            .with_context(|| format!("cannot stat {} on the server", self.remote.path))?;
         let progress = progress_bar(size);
         progress.set_message("get");
         let started = Instant::now();
@@ -233,7 +239,7 @@ impl ClientJob for &Get {
         // What the server's file did that it should not have during the
         // transfer: shrank (a read before the size seen at open came back
         // short) or grew (a read from that size brought bytes).
-        let mut changed = false;
+        let mut changed = (before.size != size).then(|| before.size.to_string());
         loop {
             interrupt::check()?;
             // Reads run up to the size seen at open, then one more from
@@ -269,12 +275,18 @@ impl ClientJob for &Get {
             // exactly `got` long, whatever the buffer held before.
             let shrank = start < size && got < len;
             let grew = start >= size && got > 0;
-            if (shrank || grew) && !self.allow_changing {
+            if shrank || grew {
                 let got = start + got as u64;
-                let more = if grew { " or more" } else { "" };
+                changed = Some(if grew {
+                    format!("{got} or more")
+                } else {
+                    got.to_string()
+                });
+            }
+            if let Some(got) = changed.as_ref().filter(|_| !self.allow_changing) {
                 return Err(anyhow!(Changed {
                     expected: size,
-                    got: format!("{got}{more}"),
+                    got: got.clone(),
                 })
                 .context(format!(
                     "download of {} failed; {}",
@@ -282,7 +294,6 @@ impl ClientJob for &Get {
                     outcome(offset)
                 )));
             }
-            changed |= shrank || grew;
             if let Some(digest) = &mut digest {
                 digest.update(&*view);
             }
@@ -295,6 +306,38 @@ impl ClientJob for &Get {
             // Short only at end of file: later reads start past it.
             at_end = got < len;
         }
+        // The last word: what the file is now, against what it was.
+        if changed.is_none() {
+            changed = match client.stat(&self.remote.path) {
+                Ok(after) if after == before => None,
+                Ok(after) if after.file_id != before.file_id => {
+                    Some(format!("{} (replaced by another file)", after.size))
+                }
+                Ok(after) if after.size != before.size => Some(after.size.to_string()),
+                Ok(after) => Some(format!("{} (rewritten)", after.size)),
+                Err(ClientError::Remote {
+                    status: Status::NotFound,
+                    ..
+                }) => Some("nothing (the file was removed)".to_owned()),
+                Err(e) => {
+                    return Err(failed(
+                        offset,
+                        anyhow!(e).context("stat after the last read"),
+                    ));
+                }
+            };
+            if let Some(got) = changed.as_ref().filter(|_| !self.allow_changing) {
+                return Err(anyhow!(Changed {
+                    expected: size,
+                    got: got.clone(),
+                })
+                .context(format!(
+                    "download of {} failed; {}",
+                    self.remote,
+                    outcome(offset)
+                )));
+            }
+        }
         output
             .sync()
             .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
@@ -304,13 +347,13 @@ impl ClientJob for &Get {
         output.finish(&target)?;
         client.close(file).context("close on the server failed")?;
         client.shutdown().context("closing the connection failed")?;
-        if changed {
+        if let Some(got) = changed {
             eprintln!(
                 "rdio: warning: {}: {}; kept the {offset} bytes read",
                 self.remote,
                 Changed {
                     expected: size,
-                    got: offset.to_string(),
+                    got,
                 }
             );
         }

@@ -209,7 +209,11 @@ fn cp_refuses_to_copy_a_file_onto_itself_and_leaves_it_intact() {
 
 // ----- defect 2: a file that changes during get -----
 
-/// Start `get` of a 192 MiB file in small requests, let `change` act on the
+/// The file `get` downloads while it changes: large enough to take a
+/// second or more in 16 KiB requests in a debug build.
+const BIG: usize = 64 << 20;
+
+/// Start `get` of a [`BIG`] file in small requests, let `change` act on the
 /// server's file once the download is under way, and return the output.
 fn get_while_changing(
     transport: &[&str],
@@ -219,7 +223,7 @@ fn get_while_changing(
     let root = tempfile::tempdir().expect("root");
     let local = tempfile::tempdir().expect("local");
     let big = root.path().join("big");
-    fs::write(&big, pattern(192 << 20, 7)).expect("server file");
+    fs::write(&big, pattern(BIG, 7)).expect("server file");
     let served = Served::start(root.path(), transport);
     let client = Command::new(RDIO)
         .args([
@@ -250,11 +254,11 @@ fn get_while_changing(
     (out, local)
 }
 
-fn truncate_to_50_mib(path: &Path) {
+fn truncate_to_a_quarter(path: &Path) {
     fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .and_then(|file| file.set_len(50 << 20))
+        .and_then(|file| file.set_len(BIG as u64 / 4))
         .expect("truncate the server's file");
 }
 
@@ -262,7 +266,7 @@ fn grow_by_a_mebibyte(path: &Path) {
     fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .and_then(|file| file.set_len((192 << 20) + (1 << 20)))
+        .and_then(|file| file.set_len(BIG as u64 + (1 << 20)))
         .expect("grow the server's file");
 }
 
@@ -271,7 +275,9 @@ fn assert_changed(out: &Output, local: &Path, what: &str) {
     assert_eq!(out.status.code(), Some(24), "{what}: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
     assert!(
-        stderr.contains("file changed during transfer: expected 201326592 bytes, got "),
+        stderr.contains(&format!(
+            "file changed during transfer: expected {BIG} bytes, got "
+        )),
         "{what}: {stderr}"
     );
     assert!(stderr.contains("was not written"), "{what}: {stderr}");
@@ -281,34 +287,71 @@ fn assert_changed(out: &Output, local: &Path, what: &str) {
 
 #[test]
 fn get_of_a_file_that_shrinks_or_grows_fails_with_status_24_over_fabric() {
-    let (out, local) = get_while_changing(&[], &[], truncate_to_50_mib);
+    let (out, local) = get_while_changing(&[], &[], truncate_to_a_quarter);
     assert_changed(&out, local.path(), "truncated");
     let (out, local) = get_while_changing(&[], &[], grow_by_a_mebibyte);
     assert_changed(&out, local.path(), "grown");
     assert!(stderr_of(&out).contains(" or more"), "{}", stderr_of(&out));
 }
 
+fn rewrite_in_place(path: &Path) {
+    use std::os::unix::fs::FileExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.write_all_at(b"changed", 0))
+        .expect("rewrite the server's file");
+}
+
+fn replace_by_rename(path: &Path) {
+    let new = path.with_file_name("new");
+    fs::write(&new, b"another file").expect("write");
+    fs::rename(&new, path).expect("rename over the server's file");
+}
+
+#[test]
+fn get_of_a_file_rewritten_or_replaced_fails_with_status_24() {
+    // The same size throughout: only the server's stat after the last
+    // read (modification time, identity) can tell.
+    let (out, local) = get_while_changing(&[], &[], rewrite_in_place);
+    assert_changed(&out, local.path(), "rewritten");
+    assert!(
+        stderr_of(&out).contains("(rewritten)"),
+        "{}",
+        stderr_of(&out)
+    );
+    let (out, local) = get_while_changing(&["--transport", "cma"], &[], replace_by_rename);
+    assert_changed(&out, local.path(), "replaced");
+    assert!(
+        stderr_of(&out).contains("(replaced by another file)"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
 #[test]
 fn get_of_a_file_that_shrinks_fails_with_status_24_over_cma() {
-    let (out, local) = get_while_changing(&["--transport", "cma"], &[], truncate_to_50_mib);
+    let (out, local) = get_while_changing(&["--transport", "cma"], &[], truncate_to_a_quarter);
     assert_changed(&out, local.path(), "truncated");
 }
 
 #[test]
 fn get_allow_changing_keeps_what_was_read_with_a_warning() {
-    let (out, local) = get_while_changing(&[], &["--allow-changing"], truncate_to_50_mib);
+    let (out, local) = get_while_changing(&[], &["--allow-changing"], truncate_to_a_quarter);
     let stderr = stderr_of(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.starts_with("rdio: warning: ")
-            && stderr.contains("file changed during transfer: expected 201326592 bytes, got "),
+            && stderr.contains(&format!(
+                "file changed during transfer: expected {BIG} bytes, got "
+            )),
         "{stderr}"
     );
     // The bytes read, never stale ones: the file as it was up to where it
     // was cut (reads past the new end brought nothing).
     let got = fs::read(local.path().join("dst")).expect("kept");
-    assert!(got.len() <= 192 << 20, "{}", got.len());
-    assert_eq!(got[..], pattern(192 << 20, 7)[..got.len()]);
+    assert!(got.len() <= BIG, "{}", got.len());
+    assert_eq!(got[..], pattern(BIG, 7)[..got.len()]);
     assert_eq!(names(local.path()), ["dst"]);
 }
 
