@@ -1,5 +1,11 @@
 //! `rdio cp SRC DST`: SRC goes to the server's root and comes back as DST,
 //! through the whole protocol, and both ends are checked by SHA-256.
+//!
+//! A copy onto itself is refused before anything is opened for writing:
+//! SRC, DST and the server's copy under `--root` are compared by device
+//! and inode (through symbolic and hard links). DST is written like a
+//! download of `get` (`crate::transfer::Output`): to a temporary file
+//! beside it, renamed over it once complete and fsynced.
 
 use crate::interrupt::{self, Debris};
 use crate::report::{hex, progress_bar, rate, read_full};

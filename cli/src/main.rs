@@ -68,7 +68,8 @@ enum Command {
 struct CpArgs {
     /// File to copy.
     src: PathBuf,
-    /// Where the copy goes (created or truncated).
+    /// Where the copy goes: a file (written beside it under a temporary
+    /// name and renamed over it once complete) or a directory to put it in.
     dst: PathBuf,
     /// Directory the in-process server serves [default: a temporary
     /// directory, removed afterwards].

@@ -11,6 +11,12 @@
 //! file it names is replaced, not the link. The protocol has no rename, so
 //! an upload writes the remote file in place; a failure says how far it
 //! got.
+//!
+//! A remote file that changes during a download (shrinks, grows, is
+//! rewritten, replaced or removed: short reads, a read past the size seen
+//! at open that brings bytes, and the server's `StatRequest` answers after
+//! the open and after the last read) fails it with [`Changed`] (exit status
+//! 24), or with `--allow-changing` only warns.
 
 use crate::interrupt::{self, Debris};
 use crate::network::{ClientJob, Tuning, connect, resolve};
