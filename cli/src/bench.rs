@@ -200,6 +200,7 @@ fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
         .prefix("rdio-bench-")
         .tempdir()
         .context("cannot create a temporary root")?;
+    let _debris = crate::interrupt::Debris::register(root.path());
     let mut options = EmbeddedOptions::default();
     options.client.io_size = plan.largest as u32;
     options.client.queue_depth = usize::from(plan.deepest);
@@ -341,6 +342,9 @@ fn measure_all<T: Transport, S: Read + Write>(
             .with_context(|| format!("cannot open the bench file {path}"))?;
         for size in &bench.sizes {
             for &depth in &bench.queue_depths {
+                // Between measurements: SIGINT/SIGTERM stop the bench here
+                // (its temporary root goes with the drops on the way out).
+                crate::interrupt::check()?;
                 let key = match baseline {
                     Baseline::Memcpy => Some(BaselineKey::Memcpy { size: size.0 }),
                     Baseline::Fabric(_) | Baseline::Cma => Some(BaselineKey::Raw {

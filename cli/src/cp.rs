@@ -1,16 +1,25 @@
 //! `rdio cp SRC DST`: SRC goes to the server's root and comes back as DST,
 //! through the whole protocol, and both ends are checked by SHA-256.
+//!
+//! A copy onto itself is refused before anything is opened for writing:
+//! SRC, DST and the server's copy under `--root` are compared by device
+//! and inode (through symbolic and hard links). DST is written like a
+//! download of `get` (`crate::transfer::Output`): to a temporary file
+//! beside it, renamed over it once complete and fsynced.
 
+use crate::interrupt::{self, Debris};
 use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
-use anyhow::{Context, Result, bail};
+use crate::transfer::{Changed, Output, destination};
+use anyhow::{Context, Result, anyhow, bail};
 use rdio::client::CompletionMode;
 use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
 use rdio_core::wire::OpenFlags;
 use sha2::{Digest, Sha256};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -50,8 +59,20 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         .file_name()
         .with_context(|| format!("{} has no file name", copy.src.display()))?;
     let len = meta.len();
+    let target = destination(&copy.dst, &name.to_string_lossy())?;
+    // Before anything is opened for writing: the server's copy must not be
+    // the source (its open truncates it), nor the destination either.
+    if let Some(root) = &copy.root {
+        let copy_on_server = root.join(name);
+        refuse_same(&copy.src, &copy_on_server, "the server's copy under --root")?;
+        refuse_same(&target, &copy_on_server, "the server's copy under --root")?;
+    }
+    refuse_same(&copy.src, &target, "")?;
+    // The destination next: a bad one fails before any copying.
+    let (mut output, target) = Output::open(&target)?;
 
     let temporary;
+    let _temporary_debris;
     let root: &Path = match &copy.root {
         Some(root) => root,
         None => {
@@ -59,6 +80,7 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
                 .prefix("rdio-root-")
                 .tempdir()
                 .context("cannot create a temporary root")?;
+            _temporary_debris = Debris::register(temporary.path());
             temporary.path()
         }
     };
@@ -77,6 +99,13 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     let progress = progress_bar(2 * len);
     let mut buffer = vec![0u8; chunk];
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    // Until the upload is complete, the server's copy is a partial file:
+    // removed if the copy fails or is interrupted (under a temporary root
+    // it goes with the root).
+    let partial = copy
+        .root
+        .as_ref()
+        .map(|root| Debris::remove_on_drop(&root.join(name)));
     let remote = pair
         .client
         .open(name.as_bytes(), flags)
@@ -87,6 +116,7 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     let mut sent = Sha256::new();
     let mut offset = 0u64;
     loop {
+        interrupt::check()?;
         let n = read_full(&mut src, &mut buffer)
             .with_context(|| format!("cannot read {}", copy.src.display()))?;
         if n == 0 {
@@ -101,19 +131,34 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     }
     let up = started.elapsed();
     if offset != len {
-        bail!(
-            "{} changed size while being copied ({len} bytes, then {offset})",
-            copy.src.display()
-        );
+        return Err(anyhow!(Changed {
+            expected: len,
+            got: offset.to_string(),
+        })
+        .context(format!("{} changed while being copied", copy.src.display())));
+    }
+    if let Some(partial) = partial {
+        partial.keep();
     }
 
     progress.set_message("get");
-    let mut dst =
-        File::create(&copy.dst).with_context(|| format!("cannot create {}", copy.dst.display()))?;
     let started = Instant::now();
     let mut received = Sha256::new();
     let mut offset = 0u64;
+    let in_place = output.in_place();
+    let write_failed = |error: std::io::Error| {
+        anyhow!(error).context(format!(
+            "cannot write {}; {}",
+            target.display(),
+            if in_place {
+                "it holds part of the copy"
+            } else {
+                "it was not written"
+            }
+        ))
+    };
     loop {
+        interrupt::check()?;
         let n = pair
             .client
             .read_at(&remote, offset, &mut buffer)
@@ -121,14 +166,16 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         if n == 0 {
             break;
         }
+        // Only the `n` bytes read: the rest of the buffer is stale.
         received.update(&buffer[..n]);
-        dst.write_all(&buffer[..n])
-            .with_context(|| format!("cannot write {}", copy.dst.display()))?;
+        output
+            .file()
+            .write_all(&buffer[..n])
+            .map_err(write_failed)?;
         offset += n as u64;
         progress.inc(n as u64);
     }
-    dst.sync_all()
-        .with_context(|| format!("cannot flush {}", copy.dst.display()))?;
+    output.sync().map_err(write_failed)?;
     let down = started.elapsed();
     progress.finish_and_clear();
     pair.client
@@ -137,14 +184,26 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     pair.finish().context("closing the connection failed")?;
 
     let (sent, received) = (sent.finalize(), received.finalize());
-    if sent != received || offset != len {
+    if offset != len {
+        return Err(anyhow!(Changed {
+            expected: len,
+            got: offset.to_string(),
+        })
+        .context(format!(
+            "the server's copy of {} changed while being read back; {} was not written",
+            copy.src.display(),
+            target.display()
+        )));
+    }
+    if sent != received {
         bail!(
-            "verification failed: {} ({} bytes) differs from {} ({offset} bytes)",
-            copy.dst.display(),
-            len,
-            copy.src.display()
+            "verification failed: the copy read back differs from {}; {} was not written",
+            copy.src.display(),
+            target.display()
         );
     }
+    interrupt::check()?;
+    output.finish(&target)?;
     let place = match &copy.root {
         Some(root) => format!("via {}", root.join(name).display()),
         None => "via a temporary server root".to_owned(),
@@ -157,4 +216,48 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         hex(&sent),
     );
     Ok(())
+}
+
+/// Refuse `a` and `b` when they are one file (same device and inode,
+/// through symbolic and hard links), or `b` does not exist yet but is the
+/// path `a` would be written to, as coreutils `cp` does:
+/// `'a' and 'b' are the same file`.
+fn refuse_same(a: &Path, b: &Path, what: &str) -> Result<()> {
+    if same_file(a, b) {
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({what})")
+        };
+        bail!(
+            "'{}' and '{}'{what} are the same file",
+            a.display(),
+            b.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name one file: the same device and inode once
+/// symbolic links are followed, or, when either does not exist yet, the
+/// same path once their directories are resolved.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => match (resolved(a), resolved(b)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        },
+    }
+}
+
+/// `path` with its directory resolved (symbolic links, `..`): where a file
+/// created at `path` would be.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let path = Output::resolve(path);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Some(fs::canonicalize(dir).ok()?.join(path.file_name()?))
 }

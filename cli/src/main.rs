@@ -2,12 +2,15 @@
 //! measure it.
 //!
 //! Every failure ends the process with a non-zero status and one line on
-//! standard error, `rdio: error: ...`: usage errors exit with 2, everything
-//! else with 1.
+//! standard error, `rdio: error: ...`: usage errors exit with 2, a file
+//! that changed during a transfer with 24, everything else with 1. SIGINT
+//! or SIGTERM stops a command, removes its partial files and prints
+//! `rdio: interrupted by SIGINT` (exit status 130).
 
 mod bench;
 mod bench_output;
 mod cp;
+mod interrupt;
 mod network;
 mod remote;
 mod report;
@@ -65,7 +68,8 @@ enum Command {
 struct CpArgs {
     /// File to copy.
     src: PathBuf,
-    /// Where the copy goes (created or truncated).
+    /// Where the copy goes: a file (written beside it under a temporary
+    /// name and renamed over it once complete) or a directory to put it in.
     dst: PathBuf,
     /// Directory the in-process server serves [default: a temporary
     /// directory, removed afterwards].
@@ -204,6 +208,11 @@ struct GetArgs {
     remote: RemotePath,
     /// Local destination (a file, or a directory to put it in).
     local: PathBuf,
+    /// A remote file that shrinks or grows during the download is kept as
+    /// read, with a warning (exit status 0), instead of failing with exit
+    /// status 24.
+    #[arg(long)]
+    allow_changing: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -329,6 +338,7 @@ fn run(cli: Cli) -> Result<()> {
                 local: args.local,
                 tuning: args.client.tuning()?,
                 sha256: args.client.sha256,
+                allow_changing: args.allow_changing,
             };
             let net = &args.client.net;
             with_connector(transport, &net.provider, net.connect_timeout, &get)
@@ -352,12 +362,32 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
+    // `serve` takes SIGINT and SIGTERM its own way (an orderly stop, exit
+    // status 0); the others stop, clean up and exit with 130. Either way,
+    // before any thread starts and before libfabric is loaded.
+    if !matches!(cli.command, Command::Serve(_)) {
+        if let Err(error) = interrupt::install() {
+            eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            if let Some(signal) = interrupt::signal_of(&error) {
+                // Every partial file was removed on the way here.
+                interrupt::exit(signal);
+            }
             // `{:#}` joins the context chain with ": " on one line.
             eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
-            ExitCode::FAILURE
+            let changed = error
+                .chain()
+                .any(|cause| cause.downcast_ref::<transfer::Changed>().is_some());
+            if changed {
+                ExitCode::from(transfer::Changed::EXIT_CODE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

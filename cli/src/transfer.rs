@@ -15,15 +15,22 @@
 //! the last byte, so a failed or interrupted `put` leaves the remote file
 //! as it was. `--inplace` writes the remote file itself, and a failure then
 //! says how far it got.
+//!
+//! A remote file that changes during a download (shrinks, grows, is
+//! rewritten, replaced or removed: short reads, a read past the size seen
+//! at open that brings bytes, and the server's `StatRequest` answers after
+//! the open and after the last read) fails it with [`Changed`] (exit status
+//! 24), or with `--allow-changing` only warns.
 
+use crate::interrupt::{self, Debris};
 use crate::network::{ClientJob, Tuning, connect, resolve};
 use crate::remote::RemotePath;
 use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, anyhow, bail};
-use rdio::client::Ticket;
+use rdio::client::{ClientError, Ticket};
 use rdio::net::RdmaConnector;
-use rdio_core::wire::OpenFlags;
+use rdio_core::wire::{OpenFlags, Status};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -40,7 +47,38 @@ pub struct Get {
     pub tuning: Tuning,
     /// Hash the bytes moved and print the digest.
     pub sha256: bool,
+    /// A remote file that changes size during the download is kept as read,
+    /// with a warning, instead of failing.
+    pub allow_changing: bool,
 }
+
+/// A file that changed while it was being copied (exit status
+/// [`Changed::EXIT_CODE`]): like rsync's "file has vanished" or "changed
+/// during transfer".
+#[derive(Debug)]
+pub struct Changed {
+    /// Its size when the transfer started.
+    pub expected: u64,
+    /// What was found instead (`50`, `70 or more`).
+    pub got: String,
+}
+
+impl Changed {
+    /// The exit status of a command whose file changed under it.
+    pub const EXIT_CODE: u8 = 24;
+}
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "file changed during transfer: expected {} bytes, got {}",
+            self.expected, self.got
+        )
+    }
+}
+
+impl std::error::Error for Changed {}
 
 /// What `put` needs from the command line.
 #[derive(Debug)]
@@ -57,7 +95,7 @@ pub struct Put {
 
 /// Where a download goes: `local`, or inside it under the remote file's
 /// name when `local` is a directory.
-fn destination(local: &Path, remote: &str) -> Result<PathBuf> {
+pub fn destination(local: &Path, remote: &str) -> Result<PathBuf> {
     if !local.is_dir() {
         return Ok(local.to_owned());
     }
@@ -70,28 +108,36 @@ fn destination(local: &Path, remote: &str) -> Result<PathBuf> {
     Ok(local.join(name))
 }
 
-/// Where a download's bytes go.
-enum Output {
+/// Where a download's (or `cp`'s read-back's) bytes go.
+pub enum Output {
     /// A new file next to the destination, renamed over it once complete.
     Partial {
         file: tempfile::NamedTempFile,
         /// The destination's directory (fsynced after the rename).
         dir: PathBuf,
+        /// Removes the file should a signal end the process first.
+        debris: Debris,
     },
     /// An existing device, FIFO or socket, written in place.
     InPlace(File),
 }
 
 impl Output {
-    /// The output for `target`, and the path the download ends up at:
-    /// `target`, or the file a symbolic link `target` names.
-    fn open(target: &Path) -> Result<(Self, PathBuf)> {
-        let target = match fs::symlink_metadata(target) {
+    /// The path a download to `target` ends up at: `target`, or the file a
+    /// symbolic link `target` names.
+    pub fn resolve(target: &Path) -> PathBuf {
+        match fs::symlink_metadata(target) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 fs::canonicalize(target).unwrap_or_else(|_| target.to_owned())
             }
             _ => target.to_owned(),
-        };
+        }
+    }
+
+    /// The output for `target`, and the path the download ends up at
+    /// ([`Output::resolve`]).
+    pub fn open(target: &Path) -> Result<(Self, PathBuf)> {
+        let target = Self::resolve(target);
         if let Ok(meta) = fs::metadata(&target) {
             if !meta.is_file() && !meta.is_dir() {
                 let file = OpenOptions::new()
@@ -115,27 +161,38 @@ impl Output {
             .permissions(Permissions::from_mode(0o666))
             .tempfile_in(&dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-        Ok((Self::Partial { file, dir }, target))
+        let debris = Debris::register(file.path());
+        Ok((Self::Partial { file, dir, debris }, target))
     }
 
-    fn in_place(&self) -> bool {
+    pub fn in_place(&self) -> bool {
         matches!(self, Self::InPlace(_))
     }
 
-    fn file(&mut self) -> &mut File {
+    pub fn file(&mut self) -> &mut File {
         match self {
             Self::Partial { file, .. } => file.as_file_mut(),
             Self::InPlace(file) => file,
         }
     }
 
+    /// Make the bytes written durable (fsync); nothing for a device or
+    /// FIFO.
+    pub fn sync(&self) -> std::io::Result<()> {
+        match self {
+            Self::Partial { file, .. } => file.as_file().sync_all(),
+            Self::InPlace(_) => Ok(()),
+        }
+    }
+
     /// Put a complete download in place: rename it over `target` and make
     /// the rename durable; nothing more for a device or FIFO.
-    fn finish(self, target: &Path) -> Result<()> {
-        let Self::Partial { file, dir } = self else {
+    pub fn finish(self, target: &Path) -> Result<()> {
+        let Self::Partial { file, dir, debris } = self else {
             return Ok(());
         };
-        file.persist(target)
+        debris
+            .keep_with(|| file.persist(target))
             .with_context(|| format!("cannot rename the download to {}", target.display()))?;
         // The rename itself must survive a crash too.
         File::open(&dir)
@@ -157,21 +214,30 @@ impl ClientJob for &Get {
         let file = client
             .open(&self.remote.path, OpenFlags::READ)
             .with_context(|| format!("cannot open {} on the server", self.remote.path))?;
-        let progress = progress_bar(file.size);
+        let size = file.size;
+        // What the file is now, to compare with what it is after the last
+        // read: a rewrite at the same size or a replacement shows in no
+        // read, only in its modification time or identity.
+        let before = client
+            .stat(&self.remote.path)
+            .with_context(|| format!("cannot stat {} on the server", self.remote.path))?;
+        let progress = progress_bar(size);
         progress.set_message("get");
         let started = Instant::now();
         let mut digest = self.sha256.then(Sha256::new);
         let in_place = output.in_place();
-        let failed = |offset: u64, error: anyhow::Error| {
-            let outcome = if in_place {
+        let outcome = |offset: u64| {
+            if in_place {
                 format!("{offset} bytes were written to {}", target.display())
             } else {
                 format!("{} was not written", target.display())
-            };
+            }
+        };
+        let failed = |offset: u64, error: anyhow::Error| {
             anyhow!(
-                "download of {} failed after {offset} of {} bytes: {error:#}; {outcome}",
+                "download of {} failed after {offset} of {size} bytes: {error:#}; {}",
                 self.remote,
-                file.size,
+                outcome(offset),
             )
         };
         // Up to the queue depth of reads in flight; each completed one is
@@ -183,19 +249,21 @@ impl ClientJob for &Get {
         let mut offset = 0u64;
         let mut next = 0u64;
         let mut at_end = false;
+        // What the server's file did that it should not have during the
+        // transfer: shrank (a read before the size seen at open came back
+        // short) or grew (a read from that size brought bytes).
+        let mut changed = (before.size != size).then(|| before.size.to_string());
         loop {
-            // Reads run on past the size seen at open (the file may have
-            // grown) until one comes back short, but only one at a time
-            // there: for a file that did not grow it is the one empty read.
+            interrupt::check()?;
+            // Reads run up to the size seen at open, then one more from
+            // there, alone, which must find the end: an empty read. (With
+            // --allow-changing, reads past it go on until one is short.)
             while !at_end
                 && in_flight.len() < client.queue_depth()
-                && (next < file.size
-                    || in_flight
-                        .back()
-                        .is_none_or(|&(start, ..)| start < file.size))
+                && (next < size || in_flight.back().is_none_or(|&(start, ..)| start < size))
             {
-                let len = if next < file.size {
-                    chunk.min((file.size - next).try_into().unwrap_or(chunk))
+                let len = if next < size {
+                    chunk.min((size - next).try_into().unwrap_or(chunk))
                 } else {
                     chunk
                 };
@@ -205,7 +273,7 @@ impl ClientJob for &Get {
                 in_flight.push_back((next, ticket, len));
                 next += len as u64;
             }
-            let Some((_, ticket, len)) = in_flight.pop_front() else {
+            let Some((start, ticket, len)) = in_flight.pop_front() else {
                 break;
             };
             let view = client
@@ -215,6 +283,30 @@ impl ClientJob for &Get {
                 // Submitted before the end was seen: nothing to keep.
                 continue;
             }
+            let got = view.len();
+            // Only the bytes the server vouched for are used: the view is
+            // exactly `got` long, whatever the buffer held before.
+            let shrank = start < size && got < len;
+            let grew = start >= size && got > 0;
+            if shrank || grew {
+                let got = start + got as u64;
+                changed = Some(if grew {
+                    format!("{got} or more")
+                } else {
+                    got.to_string()
+                });
+            }
+            if let Some(got) = changed.as_ref().filter(|_| !self.allow_changing) {
+                return Err(anyhow!(Changed {
+                    expected: size,
+                    got: got.clone(),
+                })
+                .context(format!(
+                    "download of {} failed; {}",
+                    self.remote,
+                    outcome(offset)
+                )));
+            }
             if let Some(digest) = &mut digest {
                 digest.update(&*view);
             }
@@ -222,22 +314,62 @@ impl ClientJob for &Get {
                 .file()
                 .write_all(&view)
                 .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
-            offset += view.len() as u64;
-            progress.inc(view.len() as u64);
+            offset += got as u64;
+            progress.inc(got as u64);
             // Short only at end of file: later reads start past it.
-            at_end = view.len() < len;
+            at_end = got < len;
         }
-        if let Output::Partial { file: partial, .. } = &output {
-            partial
-                .as_file()
-                .sync_all()
-                .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
+        // The last word: what the file is now, against what it was.
+        if changed.is_none() {
+            changed = match client.stat(&self.remote.path) {
+                Ok(after) if after == before => None,
+                Ok(after) if after.file_id != before.file_id => {
+                    Some(format!("{} (replaced by another file)", after.size))
+                }
+                Ok(after) if after.size != before.size => Some(after.size.to_string()),
+                Ok(after) => Some(format!("{} (rewritten)", after.size)),
+                Err(ClientError::Remote {
+                    status: Status::NotFound,
+                    ..
+                }) => Some("nothing (the file was removed)".to_owned()),
+                Err(e) => {
+                    return Err(failed(
+                        offset,
+                        anyhow!(e).context("stat after the last read"),
+                    ));
+                }
+            };
+            if let Some(got) = changed.as_ref().filter(|_| !self.allow_changing) {
+                return Err(anyhow!(Changed {
+                    expected: size,
+                    got: got.clone(),
+                })
+                .context(format!(
+                    "download of {} failed; {}",
+                    self.remote,
+                    outcome(offset)
+                )));
+            }
         }
+        output
+            .sync()
+            .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
         let elapsed = started.elapsed();
         progress.finish_and_clear();
+        interrupt::check()?;
         output.finish(&target)?;
         client.close(file).context("close on the server failed")?;
         client.shutdown().context("closing the connection failed")?;
+        if let Some(got) = changed {
+            eprintln!(
+                "rdio: warning: {}: {}; kept the {offset} bytes read",
+                self.remote,
+                Changed {
+                    expected: size,
+                    got,
+                }
+            );
+        }
         println!(
             "got {} -> {}: {} in {:.2} s ({}){}",
             self.remote,
@@ -303,6 +435,9 @@ impl ClientJob for &Put {
         let mut sent = 0u64;
         let mut at_end = false;
         loop {
+            // Interrupted: the connection is dropped without closing the
+            // file, which leaves the server to treat the upload as lost.
+            interrupt::check()?;
             while !at_end && in_flight.len() < client.queue_depth() {
                 let mut buffer = client
                     .write_buffer(chunk)
@@ -341,17 +476,15 @@ impl ClientJob for &Put {
         let elapsed = started.elapsed();
         progress.finish_and_clear();
         if offset != size {
-            let left = if self.in_place {
-                format!("holds the {offset} bytes read")
-            } else {
-                "was not changed".to_owned()
-            };
-            bail!(
-                "{} changed size while being uploaded ({size} bytes, then {offset}); {} on the \
-                 server {left}",
+            return Err(anyhow!(Changed {
+                expected: size,
+                got: offset.to_string(),
+            })
+            .context(format!(
+                "upload of {} failed; {} on the server {left}",
                 self.local.display(),
                 self.remote
-            );
+            )));
         }
         // The close is what commits an upload: its failure means the
         // remote file was not replaced.

@@ -122,7 +122,7 @@ fn samples_cover_every_opcode() {
         .iter()
         .map(|s| unhex(s.golden)[5])
         .collect();
-    assert_eq!(pipe_opcodes, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(pipe_opcodes, [1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 // ---------------------------------------------------------------- round trips
@@ -839,7 +839,7 @@ fn pipe_header_rejections() {
     let mut bytes = good.clone();
     bytes[4] = 2;
     assert_eq!(parse_pipe_err(&bytes), WireError::UnsupportedVersion(2));
-    for opcode in [0u8, 7, 0x21, 0xff] {
+    for opcode in [0u8, 9, 0x21, 0xff] {
         assert_eq!(
             parse_pipe_err(&raw_pipe(opcode, &[])),
             WireError::UnknownOpcode(opcode)
@@ -976,6 +976,71 @@ fn open_response_rejections() {
     let mut bytes = pipe_bytes("OpenResponse");
     patch(&mut bytes, PIPE_HEADER_LEN, &1000u32.to_le_bytes());
     assert_eq!(parse_pipe_err(&bytes), WireError::UnknownStatus(1000));
+}
+
+fn stat_request(path_len: u16, reserved: u16, path: &[u8]) -> Vec<u8> {
+    let mut payload = path_len.to_le_bytes().to_vec();
+    payload.extend_from_slice(&reserved.to_le_bytes());
+    payload.extend_from_slice(path);
+    raw_pipe(7, &payload)
+}
+
+#[test]
+fn stat_request_rejections() {
+    let len = |path: &[u8]| u16::try_from(path.len()).expect("short");
+    assert!(PipeMessage::parse(&stat_request(3, 0, b"a/b")).is_ok());
+    // The same path rules as an open.
+    assert_eq!(
+        parse_pipe_err(&stat_request(0, 0, b"")),
+        WireError::InvalidField
+    );
+    assert_eq!(
+        parse_pipe_err(&stat_request(3, 0, b"a\0b")),
+        WireError::InvalidField
+    );
+    assert_eq!(
+        parse_pipe_err(&stat_request(2, 0, b"a/b")),
+        WireError::BadLength
+    );
+    assert_eq!(
+        parse_pipe_err(&stat_request(4, 0, b"a/b")),
+        WireError::BadLength
+    );
+    let long = vec![b'x'; 1025];
+    assert_eq!(
+        parse_pipe_err(&stat_request(len(&long), 0, &long)),
+        WireError::TooMany
+    );
+    assert!(PipeMessage::parse(&stat_request(1024, 0, &long[..1024])).is_ok());
+    assert_eq!(
+        parse_pipe_err(&stat_request(3, 1, b"a/b")),
+        WireError::ReservedNotZero
+    );
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(7, &[3, 0])),
+        WireError::Truncated {
+            required: 16,
+            available: 14
+        }
+    );
+}
+
+#[test]
+fn stat_response_rejections() {
+    let mut bytes = pipe_bytes("StatResponse");
+    bytes[PIPE_HEADER_LEN + 4] = 1;
+    assert_eq!(parse_pipe_err(&bytes), WireError::ReservedNotZero);
+    let mut bytes = pipe_bytes("StatResponse");
+    patch(&mut bytes, PIPE_HEADER_LEN, &1000u32.to_le_bytes());
+    assert_eq!(parse_pipe_err(&bytes), WireError::UnknownStatus(1000));
+    assert_eq!(parse_pipe_err(&raw_pipe(8, &[0; 33])), WireError::BadLength);
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(8, &[0; 31])),
+        WireError::Truncated {
+            required: 44,
+            available: 43
+        }
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use rdio_core::error::Violation;
 use rdio_core::wire::{OpenFlags, ResumeKey, Status};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 #[macro_use]
@@ -66,6 +67,7 @@ in_both_modes!(
     dropping_the_client_closes_the_servers_files,
     write_buffers_send_in_place_in_both_modes,
     sixty_four_requests_fit_on_the_wire_at_once,
+    stat_tells_a_file_that_changed_was_replaced_or_is_gone,
 );
 
 fn write_then_read_back_at_boundary_sizes_in_both_modes<M: Mode>() {
@@ -140,6 +142,60 @@ fn reads_at_and_past_end_of_file<M: Mode>() {
         assert_eq!(&buf[..4], b"6789");
         finish(pair);
     }
+}
+
+fn stat_tells_a_file_that_changed_was_replaced_or_is_gone<M: Mode>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("f");
+    fs::write(&path, b"0123456789").expect("write");
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
+    let file = pair.client.open("f", OpenFlags::READ).expect("open");
+    let first = pair.client.stat("f").expect("stat");
+    assert_eq!(first.size, 10);
+    assert!(first.modified_ns > 0 && first.file_id != 0, "{first:?}");
+    assert_eq!(pair.client.stat("f").expect("again"), first, "unchanged");
+    // Rewritten in place, same size: only the modification time moves.
+    let mut later = std::time::SystemTime::UNIX_EPOCH
+        + std::time::Duration::from_nanos(first.modified_ns + 1_000_000_000);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| {
+            f.write_all_at(b"ABC", 0)?;
+            f.set_modified(later)
+        })
+        .expect("rewrite");
+    let rewritten = pair.client.stat("f").expect("stat");
+    assert_eq!(
+        (rewritten.size, rewritten.file_id),
+        (first.size, first.file_id)
+    );
+    assert_ne!(rewritten.modified_ns, first.modified_ns);
+    // Replaced under the same name: another identity.
+    let new = dir.path().join("new");
+    fs::write(&new, b"0123456789").expect("write");
+    later += std::time::Duration::from_secs(1);
+    fs::File::options()
+        .write(true)
+        .open(&new)
+        .and_then(|f| f.set_modified(later))
+        .expect("touch");
+    fs::rename(&new, &path).expect("replace");
+    assert_ne!(pair.client.stat("f").expect("stat").file_id, first.file_id);
+    // Gone; and a path out of the root is refused like an open.
+    fs::remove_file(&path).expect("remove");
+    assert_eq!(
+        remote_status(pair.client.stat("f")),
+        (Operation::Stat, Status::NotFound)
+    );
+    assert_eq!(
+        remote_status(pair.client.stat("../f")).1,
+        Status::AccessDenied
+    );
+    // The registered file still reads (the pipe session carries on).
+    let mut buf = [0u8; 10];
+    assert_eq!(pair.client.read_at(&file, 0, &mut buf).expect("read"), 10);
+    finish(pair);
 }
 
 fn vectored_reads_and_writes_with_and_without_collapse<M: Mode>() {

@@ -206,6 +206,15 @@ pub enum PipeValue {
         providers: ProviderList,
         endpoint: Vec<u8>,
     },
+    StatRequest {
+        path: Vec<u8>,
+    },
+    StatResponse {
+        status: Status,
+        size: u64,
+        modified_ns: u64,
+        file_id: u64,
+    },
 }
 
 impl PipeValue {
@@ -243,6 +252,18 @@ impl PipeValue {
                 providers: providers.clone(),
                 endpoint,
             }),
+            Self::StatRequest { path } => PipeMessage::StatRequest { path },
+            Self::StatResponse {
+                status,
+                size,
+                modified_ns,
+                file_id,
+            } => PipeMessage::StatResponse {
+                status: *status,
+                size: *size,
+                modified_ns: *modified_ns,
+                file_id: *file_id,
+            },
         }
     }
 }
@@ -603,6 +624,16 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
                     }
                 }
             ),
+        prop_oneof![vec(1u8..=255, 1..64), vec(1u8..=255, 1..=MAX_PATH_LEN)]
+            .prop_map(|bytes| PipeValue::StatRequest { path: path(bytes) }),
+        (status(), any::<(u64, u64, u64)>()).prop_map(|(status, (size, modified_ns, file_id))| {
+            PipeValue::StatResponse {
+                status,
+                size,
+                modified_ns,
+                file_id,
+            }
+        }),
     ]
 }
 
@@ -748,7 +779,7 @@ mod fuzzing {
 
     impl<'a> Arbitrary<'a> for PipeValue {
         fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-            Ok(match u.choose_index(6)? {
+            Ok(match u.choose_index(8)? {
                 0 => Self::ResumeKeyRequest,
                 1 => Self::ResumeKeyResponse(ResumeKey(u.arbitrary()?)),
                 2 => Self::OpenRequest {
@@ -773,6 +804,15 @@ mod fuzzing {
                         providers: provider_list(&names),
                     })
                 }
+                6 => Self::StatRequest {
+                    path: path(u.arbitrary()?),
+                },
+                7 => Self::StatResponse {
+                    status: status(u)?,
+                    size: u.arbitrary()?,
+                    modified_ns: u.arbitrary()?,
+                    file_id: u.arbitrary()?,
+                },
                 _ => {
                     let names: Vec<Vec<u8>> = u.arbitrary()?;
                     let mut endpoint: Vec<u8> = u.arbitrary()?;

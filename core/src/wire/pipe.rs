@@ -170,6 +170,27 @@ pub enum PipeMessage<'a> {
     NegotiateRequest(NegotiateRequest),
     /// 0x06: S→C negotiate response.
     NegotiateResponse(NegotiateResponse<'a>),
+    /// 0x07: C→S what the file at a path is now: lets a client notice that
+    /// a file it is copying changed (size, modification time) or was
+    /// replaced or removed since it opened it.
+    StatRequest {
+        /// Path bytes, `/`-separated, relative, as in `OpenRequest`.
+        path: &'a [u8],
+    },
+    /// 0x08: S→C the file's current size, modification time and identity.
+    StatResponse {
+        /// Outcome (`NotFound` for a file that is gone).
+        status: Status,
+        /// Size in bytes (zero unless `Success`).
+        size: u64,
+        /// Last modification, nanoseconds since the Unix epoch (zero
+        /// unless `Success`, or for a time before the epoch).
+        modified_ns: u64,
+        /// An opaque identity of the file the path names: another value
+        /// means another file (replaced under the same name). Zero unless
+        /// `Success`.
+        file_id: u64,
+    },
 }
 
 /// The pipe opcodes.
@@ -182,6 +203,8 @@ enum PipeOpcode {
     OpenResponse = 0x04,
     NegotiateRequest = 0x05,
     NegotiateResponse = 0x06,
+    StatRequest = 0x07,
+    StatResponse = 0x08,
 }
 
 impl PipeOpcode {
@@ -193,6 +216,8 @@ impl PipeOpcode {
             0x04 => Self::OpenResponse,
             0x05 => Self::NegotiateRequest,
             0x06 => Self::NegotiateResponse,
+            0x07 => Self::StatRequest,
+            0x08 => Self::StatResponse,
             other => return Err(WireError::UnknownOpcode(other)),
         })
     }
@@ -228,6 +253,25 @@ struct OpenResponseWire {
     reserved: U32,
     key: ResumeKey,
     size: U64,
+}
+
+/// StatRequest, followed by `path_len` path bytes.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct StatRequestWire {
+    path_len: U16,
+    reserved: U16,
+}
+
+/// StatResponse.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct StatResponseWire {
+    status: U32,
+    reserved: U32,
+    size: U64,
+    modified_ns: U64,
+    file_id: U64,
 }
 
 /// NegotiateRequest, followed by `provider_count` 32-byte provider names.
@@ -269,7 +313,27 @@ const _: () = {
     assert!(size_of::<OpenResponseWire>() == 32);
     assert!(size_of::<NegotiateRequestWire>() == 32);
     assert!(size_of::<NegotiateResponseWire>() == 36);
+    assert!(size_of::<StatRequestWire>() == 4);
+    assert!(size_of::<StatResponseWire>() == 32);
 };
+
+/// A path from an open or stat request: exactly `declared` bytes, 1 to
+/// [`MAX_PATH_LEN`], no NUL.
+fn check_path(path: &[u8], declared: u16) -> Result<(), WireError> {
+    let declared = usize::from(declared);
+    if path.len() != declared {
+        return Err(WireError::BadLength);
+    }
+    if declared > MAX_PATH_LEN {
+        return Err(WireError::TooMany);
+    }
+    // A NUL would truncate the path in any C API the server's file system
+    // sits behind.
+    if path.is_empty() || path.contains(&0) {
+        return Err(WireError::InvalidField);
+    }
+    Ok(())
+}
 
 /// Payload errors report whole-frame lengths: the payload starts here.
 const BASE: usize = PIPE_HEADER_LEN;
@@ -390,6 +454,22 @@ impl<'a> PipeMessage<'a> {
             PipeOpcode::NegotiateResponse => {
                 Self::NegotiateResponse(NegotiateResponse::parse(payload)?)
             }
+            PipeOpcode::StatRequest => {
+                let (wire, path) = take::<StatRequestWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                check_path(path, wire.path_len.get())?;
+                Self::StatRequest { path }
+            }
+            PipeOpcode::StatResponse => {
+                let wire = take_exact::<StatResponseWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                Self::StatResponse {
+                    status: Status::from_u32(wire.status.get())?,
+                    size: wire.size.get(),
+                    modified_ns: wire.modified_ns.get(),
+                    file_id: wire.file_id.get(),
+                }
+            }
         })
     }
 
@@ -401,6 +481,8 @@ impl<'a> PipeMessage<'a> {
             Self::OpenResponse { .. } => PipeOpcode::OpenResponse,
             Self::NegotiateRequest(_) => PipeOpcode::NegotiateRequest,
             Self::NegotiateResponse(_) => PipeOpcode::NegotiateResponse,
+            Self::StatRequest { .. } => PipeOpcode::StatRequest,
+            Self::StatResponse { .. } => PipeOpcode::StatResponse,
         }
     }
 
@@ -460,6 +542,29 @@ impl<'a> PipeMessage<'a> {
             ),
             Self::NegotiateRequest(request) => request.encode(sink)?,
             Self::NegotiateResponse(response) => response.encode(sink)?,
+            Self::StatRequest { path } => {
+                let wire = StatRequestWire {
+                    path_len: u16::try_from(path.len())?.into(),
+                    reserved: U16::ZERO,
+                };
+                sink.put(wire.as_bytes());
+                sink.put(path);
+            }
+            Self::StatResponse {
+                status,
+                size,
+                modified_ns,
+                file_id,
+            } => sink.put(
+                StatResponseWire {
+                    status: status.as_u32().into(),
+                    reserved: U32::ZERO,
+                    size: (*size).into(),
+                    modified_ns: (*modified_ns).into(),
+                    file_id: (*file_id).into(),
+                }
+                .as_bytes(),
+            ),
         }
         Ok(())
     }

@@ -383,6 +383,26 @@ a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 01 00 0e 00
 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
 31 32 37 2e 30 2e 30 2e 31 3a 37 34 37 32",
         },
+        Sample {
+            name: "StatRequest",
+            value: PipeMessage::StatRequest {
+                path: b"dir/file.bin",
+            },
+            golden: "52 44 49 4f 01 07 00 00 10 00 00 00 0c 00 00 00
+64 69 72 2f 66 69 6c 65 2e 62 69 6e",
+        },
+        Sample {
+            name: "StatResponse",
+            value: PipeMessage::StatResponse {
+                status: Status::Success,
+                size: 0x0010_0000,
+                modified_ns: 0x1122_3344_5566_7788,
+                file_id: 0x0102_0304_0506_0708,
+            },
+            golden: "52 44 49 4f 01 08 00 00 20 00 00 00 00 00 00 00
+00 00 00 00 00 00 10 00 00 00 00 00 88 77 66 55
+44 33 22 11 08 07 06 05 04 03 02 01",
+        },
     ]
 }
 

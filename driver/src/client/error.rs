@@ -23,6 +23,8 @@ pub enum Operation {
     Close,
     /// Asking for an interrupt response.
     Interrupt,
+    /// Asking on the side channel what a file is now.
+    Stat,
 }
 
 impl fmt::Display for Operation {
@@ -34,6 +36,7 @@ impl fmt::Display for Operation {
             Self::Write => "write",
             Self::Close => "close",
             Self::Interrupt => "interrupt request",
+            Self::Stat => "stat",
         })
     }
 }

@@ -85,6 +85,17 @@ pub struct Opened {
     pub size: u64,
 }
 
+/// What a file on the server is now ([`Client::stat`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, nanoseconds since the Unix epoch.
+    pub modified_ns: u64,
+    /// Opaque identity: another value is another file under the same path.
+    pub file_id: u64,
+}
+
 /// A submitted data request, to be collected with [`Client::wait`] (which
 /// frees its buffer: a ticket that is never waited keeps one busy).
 #[derive(Debug)]
@@ -484,6 +495,43 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 status,
             }),
             _ => Err(PipeError::Unexpected("expected an open response").into()),
+        }
+    }
+
+    /// Ask on the side channel what the file at `path` is now: its size,
+    /// modification time and identity. Comparing two answers tells whether
+    /// it changed (or was replaced) in between; a file that is gone is
+    /// [`ClientError::Remote`] with `NotFound`.
+    pub fn stat(&mut self, path: impl AsRef<[u8]>) -> Result<FileStat, ClientError> {
+        let path = path.as_ref();
+        if path.len() > wire::MAX_PATH_LEN {
+            return Err(ClientError::TooLarge {
+                len: path.len() as u64,
+                max: wire::MAX_PATH_LEN as u64,
+            });
+        }
+        if path.is_empty() || path.contains(&0) {
+            return Err(ClientError::InvalidArgument(
+                "a path must be non-empty and free of NUL bytes",
+            ));
+        }
+        self.pipe.send(&PipeMessage::StatRequest { path })?;
+        match self.pipe.receive()? {
+            PipeMessage::StatResponse {
+                status: Status::Success,
+                size,
+                modified_ns,
+                file_id,
+            } => Ok(FileStat {
+                size,
+                modified_ns,
+                file_id,
+            }),
+            PipeMessage::StatResponse { status, .. } => Err(ClientError::Remote {
+                operation: Operation::Stat,
+                status,
+            }),
+            _ => Err(PipeError::Unexpected("expected a stat response").into()),
         }
     }
 

@@ -98,6 +98,11 @@ impl File {
             .map_err(|e| FileError::from_io(&e))
     }
 
+    /// Its current metadata (`fstat`): size, times, device and inode.
+    pub fn metadata(&self) -> Result<std::fs::Metadata, FileError> {
+        self.file.metadata().map_err(|e| FileError::from_io(&e))
+    }
+
     /// Whether the file is currently empty.
     pub fn is_empty(&self) -> Result<bool, FileError> {
         self.len().map(|len| len == 0)
