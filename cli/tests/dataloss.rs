@@ -385,6 +385,21 @@ fn interrupt(
     (stderr, took)
 }
 
+/// Whether `dir` holds bytes of an upload of `name` under way: the
+/// server writes it to a hidden temporary file (`.NAME.rdio-XXXXXX`)
+/// beside the name until the client's close commits it.
+fn uploading(dir: &Path, name: &str) -> bool {
+    let temporary = format!(".{name}.rdio-");
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let file = e.file_name();
+            let file = file.to_string_lossy();
+            (file == name || file.starts_with(&temporary))
+                && e.metadata().is_ok_and(|m| m.len() > 0)
+        })
+    })
+}
+
 /// `rdio` with `args` and a private TMPDIR.
 fn spawn(args: &[&str], tmp: &Path) -> Child {
     Command::new(RDIO)
@@ -413,7 +428,7 @@ fn cp_interrupted_removes_its_temporary_root_and_partial_copy() {
         wait_until("the upload", || {
             names(&tmp)
                 .iter()
-                .any(|root| fs::metadata(tmp.join(root).join("src")).is_ok_and(|m| m.len() > 0))
+                .any(|root| uploading(&tmp.join(root), "src"))
         });
         interrupt(child, &[signal], Duration::from_secs(10));
         assert!(names(&tmp).is_empty(), "{signal:?}: left {:?}", names(&tmp));
@@ -440,9 +455,7 @@ fn cp_interrupted_under_root_leaves_no_partial_server_copy() {
         ],
         dir.path(),
     );
-    wait_until("the upload", || {
-        fs::metadata(root.join("src")).is_ok_and(|m| m.len() > 0)
-    });
+    wait_until("the upload", || uploading(&root, "src"));
     interrupt(
         child,
         &[rustix::process::Signal::INT],
