@@ -421,10 +421,17 @@ fn vanish_mid_transfer_over(
             // The server writes an upload to a hidden temporary file.
             upload_bytes_arrived(root.path())
         } else {
+            // Bytes in the temporary download file: created before the
+            // client connects, it alone does not mean the transfer is
+            // under way (on a loaded machine the kill could then land
+            // during the connection set-up).
             fs::read_dir(local.path())
                 .expect("list")
                 .filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".rdio-part"))
+                .any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".rdio-part")
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                })
         };
         if moving {
             break;
