@@ -421,10 +421,17 @@ fn vanish_mid_transfer_over(
             // The server writes an upload to a hidden temporary file.
             upload_bytes_arrived(root.path())
         } else {
+            // Bytes in the temporary download file: created before the
+            // client connects, it alone does not mean the transfer is
+            // under way (on a loaded machine the kill could then land
+            // during the connection set-up).
             fs::read_dir(local.path())
                 .expect("list")
                 .filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".rdio-part"))
+                .any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".rdio-part")
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                })
         };
         if moving {
             break;
@@ -982,4 +989,65 @@ fn a_put_to_a_full_server_says_so_over_fabric() {
 #[test]
 fn a_put_to_a_full_server_says_so_over_cma() {
     a_put_to_a_full_server_says_so_over(&CMA);
+}
+
+/// `rdio serve` stopped by SIGTERM mid-upload: it ends the connection in
+/// order, removes the temporary file before it exits, and the old file
+/// stays; the client says the remote file was not changed.
+fn stopping_the_server_mid_put_keeps_the_old_file_over(transport: &[&str]) {
+    let root = tempfile::tempdir().expect("root");
+    let local = tempfile::tempdir().expect("local");
+    let old = b"old".to_vec();
+    fs::write(root.path().join("big"), &old).expect("server file");
+    let src = local.path().join("src");
+    fs::write(&src, random_bytes(96 << 20, 17)).expect("local file");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", transport);
+    let remote = served.remote("big");
+    let mut args = vec![
+        "put",
+        src.to_str().expect("utf-8"),
+        &remote,
+        "--io-size",
+        "16K",
+        "--queue-depth",
+        "1",
+    ];
+    args.extend_from_slice(transport);
+    let client = Command::new(RDIO)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    let started = Instant::now();
+    while !upload_bytes_arrived(root.path()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the upload never started"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = served.stop(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "rdio serve exits 0 on SIGTERM: {status:?}"
+    );
+    assert!(
+        hidden_files(root.path()).is_empty(),
+        "removed before the server exited"
+    );
+    assert_eq!(fs::read(root.path().join("big")).expect("server file"), old);
+    let out = client.wait_with_output().expect("put");
+    let stderr = one_line_failure(&out);
+    assert!(stderr.contains("was not changed"), "{stderr}");
+}
+
+#[test]
+fn stopping_the_server_mid_put_keeps_the_old_file_over_fabric() {
+    stopping_the_server_mid_put_keeps_the_old_file_over(&[]);
+}
+
+#[test]
+fn stopping_the_server_mid_put_keeps_the_old_file_over_cma() {
+    stopping_the_server_mid_put_keeps_the_old_file_over(&CMA);
 }

@@ -288,3 +288,36 @@ fn a_file_gone_from_the_server_is_lost_not_reopened_elsewhere() {
     assert!(back == pattern(1 << 20, 2));
     client.shutdown().expect("shutdown");
 }
+
+/// Issue #16: an upload is discarded by the server with its connection, so
+/// a reconnection must not reopen it in place, where the bytes written
+/// next would land in the old file among its old bytes. It is reported
+/// lost; the old file is untouched; a new upload works.
+#[test]
+fn an_upload_cut_by_a_reconnection_is_lost_not_mixed_into_the_old_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = pattern(1 << 20, 4);
+    std::fs::write(dir.path().join("f"), &old).expect("seed");
+    let mut client = connect(dir.path());
+    let upload = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let file = client.open("f", upload).expect("open");
+    let data = pattern(1 << 20, 5);
+    client.connector().fuse.store(12, Ordering::SeqCst);
+    match client.write_at(file, 0, &data) {
+        Err(ResilientError::WriteInDoubt { .. }) => {}
+        other => panic!("expected the write in doubt, got {other:?}"),
+    }
+    assert_eq!(client.reconnects(), 1);
+    match client.write_at(file, 0, &data) {
+        Err(ResilientError::FileLost {
+            status: Some(Status::Closed),
+        }) => {}
+        other => panic!("expected the upload lost, got {other:?}"),
+    }
+    assert!(std::fs::read(dir.path().join("f")).expect("on disk") == old);
+    let again = client.open("f", upload).expect("a new upload");
+    client.write_at(again, 0, &data).expect("write");
+    client.close(again).expect("close commits");
+    assert!(std::fs::read(dir.path().join("f")).expect("on disk") == data);
+    client.shutdown().expect("shutdown");
+}
