@@ -229,6 +229,7 @@ pub struct Remote<'a> {
     pub file: String,
     pub connect_timeout: Duration,
     pub dead_peer_timeout: Duration,
+    pub explain: bool,
     pub baseline: Baseline,
     /// Where the results go once measured.
     pub results: &'a mut Results,
@@ -243,6 +244,7 @@ impl ClientJob for Remote<'_> {
             polling: self.bench.polling,
             connect_timeout: self.connect_timeout,
             dead_peer_timeout: self.dead_peer_timeout,
+            explain: self.explain,
         };
         let mut client = connect(self.server, tuning, connector)
             .with_context(|| format!("cannot connect to {}", self.server))?;

@@ -8,6 +8,7 @@
 mod bench;
 mod bench_output;
 mod cp;
+mod doctor;
 mod network;
 mod remote;
 mod report;
@@ -59,6 +60,27 @@ enum Command {
     Get(GetArgs),
     /// Upload a file to an rdio server.
     Put(PutArgs),
+    /// Check which transports work on this host and why not, with a fix
+    /// for each problem; exits 0 when the default transport (fabric, or
+    /// --transport) works.
+    Doctor(DoctorArgs),
+    /// The peer process of `doctor`'s cma check (internal).
+    #[command(name = doctor::CMA_PEER_COMMAND, hide = true)]
+    DoctorCmaPeer {
+        /// The cma endpoint of the `doctor` process.
+        endpoint: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// The directory you serve: file leases (zero-copy reads) and openat2
+    /// are checked there [default: a temporary directory].
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// libfabric provider to try a connection over.
+    #[arg(long, default_value = "tcp")]
+    provider: String,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +122,10 @@ struct NetArgs {
     /// after which it is declared dead.
     #[arg(long, default_value = "30", value_parser = seconds)]
     dead_peer_timeout: Duration,
+    /// When connecting fails, name the step that failed (pipe connect,
+    /// negotiate, RDMA connect, authenticate) and what to check.
+    #[arg(long)]
+    explain: bool,
 }
 
 /// How `get` and `put` move data.
@@ -130,6 +156,7 @@ impl ClientArgs {
             polling: self.polling,
             connect_timeout: self.net.connect_timeout,
             dead_peer_timeout: self.net.dead_peer_timeout,
+            explain: self.net.explain,
         })
     }
 }
@@ -223,6 +250,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cp(_) => false,
         Command::Bench(args) => args.server.is_some(),
         Command::Serve(_) | Command::Get(_) | Command::Put(_) => true,
+        Command::Doctor(_) | Command::DoctorCmaPeer { .. } => true,
     };
     let transport = cli.transport.unwrap_or(if networked {
         Transport::Fabric
@@ -286,6 +314,7 @@ fn run(cli: Cli) -> Result<()> {
                         file: args.file,
                         connect_timeout: args.net.connect_timeout,
                         dead_peer_timeout: args.net.dead_peer_timeout,
+                        explain: args.net.explain,
                         baseline: match transport {
                             Transport::Fabric => bench::Baseline::Fabric(args.net.provider.clone()),
                             Transport::Cma => bench::Baseline::Cma,
@@ -317,6 +346,12 @@ fn run(cli: Cli) -> Result<()> {
             provider: args.provider,
             rdma_port: args.rdma_port,
         }),
+        Command::Doctor(args) => doctor::run(&doctor::Doctor {
+            root: args.root,
+            provider: args.provider,
+            default: transport,
+        }),
+        Command::DoctorCmaPeer { endpoint } => doctor::cma_peer(&endpoint),
         Command::Get(args) => {
             let get = transfer::Get {
                 remote: args.remote,

@@ -2,10 +2,11 @@
 //! reach the server, and the client's tuning.
 
 use anyhow::{Context, Result, anyhow, bail};
+use rdio::client::ClientError;
 use rdio::client::{Client, ClientOptions, CompletionMode};
 use rdio::net::cma::CmaConnector;
 use rdio::net::fabric::FabricConnector;
-use rdio::net::{self, RdmaConnector, SetupError};
+use rdio::net::{self, NetError, RdmaConnector, SetupError};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -86,6 +87,8 @@ pub struct Tuning {
     pub connect_timeout: Duration,
     /// Silence with requests outstanding after which the server is dead.
     pub dead_peer_timeout: Duration,
+    /// Name the step a failed connection failed at (`--explain`).
+    pub explain: bool,
 }
 
 /// Work needing a connected client, generic over the connector that
@@ -167,12 +170,70 @@ pub fn connect<C: RdmaConnector>(
         CompletionMode::Interrupt
     };
     options.config.dead_peer_timeout = tuning.dead_peer_timeout;
-    Ok(net::connect(
-        server,
-        options,
-        tuning.connect_timeout,
-        connector,
-    )?)
+    net::connect(server, options, tuning.connect_timeout, connector).map_err(|error| {
+        let step = ConnectStep::of(&error);
+        let error = anyhow!(error);
+        if tuning.explain {
+            error.context(step.to_string())
+        } else {
+            error
+        }
+    })
+}
+
+/// The steps of connecting to a server, in order (`--explain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// TCP connection to the side channel.
+    PipeConnect,
+    /// Resume key and negotiation on the side channel.
+    Negotiate,
+    /// The RDMA connection to the endpoint the server named.
+    RdmaConnect,
+    /// Buffer registration and authentication on the RDMA connection.
+    Authenticate,
+}
+
+impl ConnectStep {
+    /// The step `error` comes from: each step fails with errors of its own.
+    pub fn of(error: &NetError) -> Self {
+        match error {
+            NetError::Unreachable { .. } | NetError::Os(_) => Self::PipeConnect,
+            NetError::BadEndpoint(_)
+            | NetError::Client(
+                ClientError::Pipe(_)
+                | ClientError::Discovery(_)
+                | ClientError::ProviderMismatch { .. }
+                | ClientError::InvalidArgument(_),
+            ) => Self::Negotiate,
+            NetError::RdmaConnect { .. } => Self::RdmaConnect,
+            _ => Self::Authenticate,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PipeConnect => {
+                "failed at step 1 of 4, pipe connect (the TCP side channel to the server: \
+                 is `rdio serve` running at that address and the port open?)"
+            }
+            Self::Negotiate => {
+                "failed at step 2 of 4, negotiate (resume key and negotiation on the side \
+                 channel: the server answered, but the exchange failed; both sides need the \
+                 same --transport and --provider)"
+            }
+            Self::RdmaConnect => {
+                "failed at step 3 of 4, RDMA connect (to the endpoint the server named: is \
+                 its RDMA port reachable from here, e.g. through a firewall?)"
+            }
+            Self::Authenticate => {
+                "failed at step 4 of 4, authenticate (buffer registration and the \
+                 authentication exchange on the new RDMA connection)"
+            }
+        })
+    }
 }
 
 /// `--connect-timeout 2.5`: seconds, fractions allowed.

@@ -37,6 +37,16 @@ pub fn run(serve: &Serve) -> Result<()> {
         .context("cannot block SIGINT and SIGTERM")?;
     let root =
         Root::new(&serve.root).with_context(|| format!("cannot serve {}", serve.root.display()))?;
+    // Without read leases every read is copied through a bounce buffer
+    // instead of RDMA-written from the page cache: say so once, up front.
+    if let Err(error) = rdio::files::probe_leases(&serve.root) {
+        eprintln!(
+            "rdio serve: warning: no file leases under {} ({error}): reads are copied, \
+             not zero-copy (see `rdio doctor --root {}`)",
+            serve.root.display(),
+            serve.root.display()
+        );
+    }
     // The RDMA endpoint shares the side channel's address: the one address
     // clients are known to reach.
     let rdma = SocketAddr::new(serve.listen.ip(), serve.rdma_port);

@@ -17,6 +17,6 @@ mod table;
 
 pub use error::{FileError, OpenError, TableFull, UnknownFile};
 pub use file::{File, ReadSegment, WriteSegment};
-pub use mapping::{FileLease, FileMap};
+pub use mapping::{FileLease, FileMap, probe_leases};
 pub use root::Root;
 pub use table::{FileId, FileTable};
