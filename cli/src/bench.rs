@@ -230,6 +230,7 @@ pub struct Remote<'a> {
     pub connect_timeout: Duration,
     pub dead_peer_timeout: Duration,
     pub explain: bool,
+    pub capture: Option<std::sync::Arc<rdio::capture::Recorder>>,
     pub baseline: Baseline,
     /// Where the results go once measured.
     pub results: &'a mut Results,
@@ -245,8 +246,9 @@ impl ClientJob for Remote<'_> {
             connect_timeout: self.connect_timeout,
             dead_peer_timeout: self.dead_peer_timeout,
             explain: self.explain,
+            capture: self.capture.clone(),
         };
-        let mut client = connect(self.server, tuning, connector)
+        let mut client = connect(self.server, &tuning, connector)
             .with_context(|| format!("cannot connect to {}", self.server))?;
         let over = format!("{} to {}", client.provider(), self.server);
         let rows = measure_all(

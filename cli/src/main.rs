@@ -16,14 +16,16 @@ mod serve;
 mod size;
 mod transfer;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use network::{Transport, Tuning, require_loopback, seconds, with_connector};
+use rdio::capture::Recorder;
 use remote::RemotePath;
 use size::Size;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Offload file I/O to a server over RDMA (the LWIO protocol).
@@ -128,6 +130,16 @@ struct NetArgs {
     explain: bool,
 }
 
+/// `--capture FILE.pcapng`.
+#[derive(Debug, Args)]
+struct CaptureArgs {
+    /// Record every side-channel frame and RDMA message of this process to
+    /// FILE as pcapng (decode with `tshark -X lua_script:dissector/rdio.lua`;
+    /// format in docs/CAPTURE.md).
+    #[arg(long, value_name = "FILE.pcapng")]
+    capture: Option<PathBuf>,
+}
+
 /// How `get` and `put` move data.
 #[derive(Debug, Args)]
 struct ClientArgs {
@@ -146,10 +158,12 @@ struct ClientArgs {
     /// CPU as the transfer itself at ~1 GB/s).
     #[arg(long)]
     sha256: bool,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 impl ClientArgs {
-    fn tuning(&self) -> Result<Tuning> {
+    fn tuning(&self, capture: Option<&Arc<Recorder>>) -> Result<Tuning> {
         Ok(Tuning {
             io_size: u32::try_from(self.io_size.0).context("--io-size must be below 4 GiB")?,
             queue_depth: usize::from(self.queue_depth),
@@ -157,6 +171,7 @@ impl ClientArgs {
             connect_timeout: self.net.connect_timeout,
             dead_peer_timeout: self.net.dead_peer_timeout,
             explain: self.net.explain,
+            capture: capture.cloned(),
         })
     }
 }
@@ -205,6 +220,8 @@ struct BenchArgs {
     file: String,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +240,8 @@ struct ServeArgs {
     /// Port of the RDMA endpoint [default: any free port].
     #[arg(long, default_value_t = 0)]
     rdma_port: u16,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 #[derive(Debug, Args)]
@@ -294,9 +313,17 @@ fn run(cli: Cli) -> Result<()> {
                 server_threads: args.server_threads,
                 ops: args.ops,
             };
+            let capture_path = args.capture.capture.clone();
+            let capture = network::capture(capture_path.as_deref())?;
             let results = match args.server {
                 None => {
                     require_loopback(transport, "bench")?;
+                    if capture_path.is_some() {
+                        bail!(
+                            "--capture is not available for the in-process bench; \
+                             use it with --server"
+                        );
+                    }
                     bench::run(&bench)?
                 }
                 Some(server) => {
@@ -315,6 +342,7 @@ fn run(cli: Cli) -> Result<()> {
                         connect_timeout: args.net.connect_timeout,
                         dead_peer_timeout: args.net.dead_peer_timeout,
                         explain: args.net.explain,
+                        capture: capture.clone(),
                         baseline: match transport {
                             Transport::Fabric => bench::Baseline::Fabric(args.net.provider.clone()),
                             Transport::Cma => bench::Baseline::Cma,
@@ -322,12 +350,15 @@ fn run(cli: Cli) -> Result<()> {
                         },
                         results: &mut results,
                     };
-                    with_connector(
+                    let result = with_connector(
                         transport,
                         &args.net.provider,
                         args.net.connect_timeout,
+                        capture.as_ref(),
                         remote,
-                    )?;
+                    );
+                    network::finish_capture(capture, capture_path.as_deref())?;
+                    result?;
                     results
                 }
             };
@@ -345,6 +376,7 @@ fn run(cli: Cli) -> Result<()> {
             transport,
             provider: args.provider,
             rdma_port: args.rdma_port,
+            capture: args.capture.capture,
         }),
         Command::Doctor(args) => doctor::run(&doctor::Doctor {
             root: args.root,
@@ -353,24 +385,46 @@ fn run(cli: Cli) -> Result<()> {
         }),
         Command::DoctorCmaPeer { endpoint } => doctor::cma_peer(&endpoint),
         Command::Get(args) => {
+            let path = args.client.capture.capture.clone();
+            let capture = network::capture(path.as_deref())?;
             let get = transfer::Get {
                 remote: args.remote,
                 local: args.local,
-                tuning: args.client.tuning()?,
+                tuning: args.client.tuning(capture.as_ref())?,
                 sha256: args.client.sha256,
             };
             let net = &args.client.net;
-            with_connector(transport, &net.provider, net.connect_timeout, &get)
+            let result = with_connector(
+                transport,
+                &net.provider,
+                net.connect_timeout,
+                capture.as_ref(),
+                &get,
+            );
+            drop(get);
+            let finished = network::finish_capture(capture, path.as_deref());
+            result.and(finished)
         }
         Command::Put(args) => {
+            let path = args.client.capture.capture.clone();
+            let capture = network::capture(path.as_deref())?;
             let put = transfer::Put {
                 local: args.local,
                 remote: args.remote,
-                tuning: args.client.tuning()?,
+                tuning: args.client.tuning(capture.as_ref())?,
                 sha256: args.client.sha256,
             };
             let net = &args.client.net;
-            with_connector(transport, &net.provider, net.connect_timeout, &put)
+            let result = with_connector(
+                transport,
+                &net.provider,
+                net.connect_timeout,
+                capture.as_ref(),
+                &put,
+            );
+            drop(put);
+            let finished = network::finish_capture(capture, path.as_deref());
+            result.and(finished)
         }
     }
 }

@@ -145,7 +145,7 @@ impl ClientJob for &Get {
         let (mut output, target) = Output::open(&target)?;
 
         let server = resolve(&self.remote.host, self.remote.port)?;
-        let mut client = connect(server, self.tuning, connector)
+        let mut client = connect(server, &self.tuning, connector)
             .with_context(|| format!("cannot connect to {server}"))?;
         let file = client
             .open(&self.remote.path, OpenFlags::READ)
@@ -256,7 +256,7 @@ impl ClientJob for &Put {
         }
         let size = meta.len();
         let server = resolve(&self.remote.host, self.remote.port)?;
-        let mut client = connect(server, self.tuning, connector)
+        let mut client = connect(server, &self.tuning, connector)
             .with_context(|| format!("cannot connect to {server}"))?;
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         let file = client

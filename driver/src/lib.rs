@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod buffers;
+pub mod capture;
 pub mod client;
 pub mod embedded;
 pub mod files;
