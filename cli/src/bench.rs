@@ -16,7 +16,7 @@ use crate::network::{ClientJob, Tuning, connect};
 use crate::size::Size;
 use anyhow::{Context, Result, bail};
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
-use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
+use rdio::embedded::{Captured, EmbeddedOptions, Inline, Mode, Threads};
 use rdio::files::WriteSegment;
 use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
@@ -44,6 +44,9 @@ pub struct Bench {
     /// (`rdio::embedded::Threads`) instead of inline in the client's calls
     /// (`rdio::embedded::Inline`).
     pub server_threads: bool,
+    /// `--capture`: record the in-process session (the server then runs
+    /// on threads, both ends recorded).
+    pub capture: Option<std::sync::Arc<rdio::capture::Recorder>>,
     /// The operations to measure, in this order (duplicates are measured
     /// once).
     pub ops: Vec<Op>,
@@ -187,7 +190,9 @@ impl Bench {
 
 /// Against a server in this process, over the loopback transport.
 pub fn run(bench: &Bench) -> Result<Results> {
-    if bench.server_threads {
+    if bench.capture.is_some() {
+        run_embedded::<Captured>(bench, "loopback (server threads, captured)")
+    } else if bench.server_threads {
         run_embedded::<Threads>(bench, "loopback (server threads)")
     } else {
         run_embedded::<Inline>(bench, "loopback (server inline)")
@@ -204,6 +209,7 @@ fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
     options.client.io_size = plan.largest as u32;
     options.client.queue_depth = usize::from(plan.deepest);
     options.client.mode = bench.mode();
+    options.capture = bench.capture.clone();
     let mut pair = M::start(root.path(), options).context("cannot start the in-process server")?;
     let rows = measure_all(
         &mut pair.client,

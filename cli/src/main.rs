@@ -16,7 +16,7 @@ mod serve;
 mod size;
 mod transfer;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use network::{Transport, Tuning, require_loopback, seconds, with_connector};
 use rdio::capture::Recorder;
@@ -108,6 +108,8 @@ struct CpArgs {
     /// stepped by the client on its own thread).
     #[arg(long)]
     server_threads: bool,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 /// How a networked client reaches its server.
@@ -279,7 +281,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Cp(args) => {
             require_loopback(transport, "cp")?;
-            cp::run(&cp::Copy {
+            let path = args.capture.capture;
+            let capture = network::capture(path.as_deref())?;
+            let result = cp::run(&cp::Copy {
                 src: args.src,
                 dst: args.dst,
                 root: args.root,
@@ -287,7 +291,10 @@ fn run(cli: Cli) -> Result<()> {
                 queue_depth: args.queue_depth,
                 polling: args.polling,
                 server_threads: args.server_threads,
-            })
+                capture: capture.clone(),
+            });
+            let finished = network::finish_capture(capture, path.as_deref());
+            result.and(finished)
         }
         Command::Bench(args) => {
             // Both outputs are checked before anything is measured.
@@ -304,6 +311,8 @@ fn run(cli: Cli) -> Result<()> {
                     bench_output::Pending::create(path, "--plot", ".png")
                 })
                 .transpose()?;
+            let capture_path = args.capture.capture.clone();
+            let capture = network::capture(capture_path.as_deref())?;
             let bench = bench::Bench {
                 sizes: args.sizes,
                 queue_depths: args.queue_depths,
@@ -312,19 +321,14 @@ fn run(cli: Cli) -> Result<()> {
                 in_place: args.in_place,
                 server_threads: args.server_threads,
                 ops: args.ops,
+                capture: capture.clone(),
             };
-            let capture_path = args.capture.capture.clone();
-            let capture = network::capture(capture_path.as_deref())?;
             let results = match args.server {
                 None => {
                     require_loopback(transport, "bench")?;
-                    if capture_path.is_some() {
-                        bail!(
-                            "--capture is not available for the in-process bench; \
-                             use it with --server"
-                        );
-                    }
-                    bench::run(&bench)?
+                    let result = bench::run(&bench);
+                    network::finish_capture(capture, capture_path.as_deref())?;
+                    result?
                 }
                 Some(server) => {
                     let server = server

@@ -429,3 +429,59 @@ fn protocol_violations_are_expert_errors() {
         "a valid StatusResponse"
     );
 }
+
+#[test]
+fn cp_over_loopback_is_captured_on_both_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.bin");
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(&src, &data).expect("src");
+    let dst = dir.path().join("dst.bin");
+    let cap = dir.path().join("cp.pcapng");
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let stderr = run(&[
+        "cp",
+        &path(&src),
+        &path(&dst),
+        "--io-size",
+        "64K",
+        "--capture",
+        &path(&cap),
+    ]);
+    assert!(stderr.contains("rdio: captured "), "{stderr}");
+    assert_eq!(std::fs::read(&dst).expect("dst"), data);
+    let frames = decode(&cap);
+    // Both ends are in the one capture: every message the client sent the
+    // server received, and the other way round.
+    let opcodes = |kind: &str| -> Vec<u64> {
+        let mut ops: Vec<u64> = frames
+            .iter()
+            .filter(|f| f.get("rdiocap.kind") == kind)
+            .map(|f| f.num("rdio.opcode"))
+            .collect();
+        ops.sort_unstable();
+        ops
+    };
+    assert_eq!(opcodes("2"), opcodes("3"));
+    let sent = opcodes("2");
+    for op in [0x01, 0x02, 0x03, 0x20, 0x28, 0x23, 0x21, 0x27, 0x29] {
+        assert!(sent.contains(&op), "opcode {op:#x} missing: {sent:?}");
+    }
+    // Each pipe frame twice (client and server end), the open naming the
+    // file with READ | WRITE | CREATE | TRUNCATE.
+    let opens: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.get("rdiopipe.opcode") == "0x03")
+        .collect();
+    assert_eq!(opens.len(), 2);
+    assert!(opens.iter().all(|f| f.get("rdiopipe.path") == "src.bin"
+        && f.get("rdiopipe.flags.read") == "1"
+        && f.get("rdiopipe.flags.write") == "1"));
+    // The server's status blocks complete the upload and the download.
+    let bytes: u64 = frames
+        .iter()
+        .filter(|f| f.get("rdiosb.status") == "0")
+        .map(|f| f.num("rdiosb.bytes"))
+        .sum();
+    assert_eq!(bytes, 300_000);
+}
