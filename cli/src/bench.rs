@@ -47,6 +47,8 @@ pub struct Bench {
     /// `--capture`: record the in-process session (the server then runs
     /// on threads, both ends recorded).
     pub capture: Option<std::sync::Arc<rdio::capture::Recorder>>,
+    /// `--stats`: print the client's counters at the end.
+    pub stats: bool,
     /// The operations to measure, in this order (duplicates are measured
     /// once).
     pub ops: Vec<Op>,
@@ -219,6 +221,13 @@ fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
         "bench.dat",
         &Baseline::Memcpy,
     )?;
+    if bench.stats {
+        crate::metrics::print_client(
+            pair.client.stats(),
+            pair.client.credits(),
+            pair.client.credits_in_use(),
+        );
+    }
     pair.finish().context("closing the connection failed")?;
     Ok(Results {
         // The transport; the table's first line also says how the server ran.
@@ -269,6 +278,9 @@ impl ClientJob for Remote<'_> {
             transport: over,
             rows,
         };
+        if self.bench.stats {
+            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+        }
         client.shutdown().context("closing the connection failed")?;
         Ok(())
     }

@@ -9,6 +9,7 @@ mod bench;
 mod bench_output;
 mod cp;
 mod doctor;
+mod metrics;
 mod network;
 mod remote;
 mod report;
@@ -160,6 +161,10 @@ struct ClientArgs {
     /// CPU as the transfer itself at ~1 GB/s).
     #[arg(long)]
     sha256: bool,
+    /// Print the client's counters at the end (requests by kind and
+    /// status, bytes, in flight, credits, latency by size class).
+    #[arg(long)]
+    stats: bool,
     #[command(flatten)]
     capture: CaptureArgs,
 }
@@ -224,6 +229,10 @@ struct BenchArgs {
     net: NetArgs,
     #[command(flatten)]
     capture: CaptureArgs,
+    /// Print the client's counters at the end (requests by kind and
+    /// status, bytes, in flight, credits, latency by size class).
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +251,10 @@ struct ServeArgs {
     /// Port of the RDMA endpoint [default: any free port].
     #[arg(long, default_value_t = 0)]
     rdma_port: u16,
+    /// Serve the server's counters in OpenMetrics text at
+    /// http://ADDR/metrics (port 0 picks one; the address is printed).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     #[command(flatten)]
     capture: CaptureArgs,
 }
@@ -322,6 +335,7 @@ fn run(cli: Cli) -> Result<()> {
                 server_threads: args.server_threads,
                 ops: args.ops,
                 capture: capture.clone(),
+                stats: args.stats,
             };
             let results = match args.server {
                 None => {
@@ -381,6 +395,7 @@ fn run(cli: Cli) -> Result<()> {
             provider: args.provider,
             rdma_port: args.rdma_port,
             capture: args.capture.capture,
+            metrics: args.metrics,
         }),
         Command::Doctor(args) => doctor::run(&doctor::Doctor {
             root: args.root,
@@ -396,6 +411,7 @@ fn run(cli: Cli) -> Result<()> {
                 local: args.local,
                 tuning: args.client.tuning(capture.as_ref())?,
                 sha256: args.client.sha256,
+                stats: args.client.stats,
             };
             let net = &args.client.net;
             let result = with_connector(
@@ -417,6 +433,7 @@ fn run(cli: Cli) -> Result<()> {
                 remote: args.remote,
                 tuning: args.client.tuning(capture.as_ref())?,
                 sha256: args.client.sha256,
+                stats: args.client.stats,
             };
             let net = &args.client.net;
             let result = with_connector(

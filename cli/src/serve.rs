@@ -26,6 +26,8 @@ pub struct Serve {
     pub rdma_port: u16,
     /// `--capture FILE.pcapng`.
     pub capture: Option<PathBuf>,
+    /// `--metrics ADDR`.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub fn run(serve: &Serve) -> Result<()> {
@@ -80,10 +82,16 @@ pub fn run(serve: &Serve) -> Result<()> {
         .iter()
         .map(|p: &ProviderName| p.as_str().to_owned())
         .collect();
+    let metrics = serve
+        .metrics
+        .map(|addr| crate::metrics::serve(addr, Arc::clone(server.server())))
+        .transpose()?
+        .map(|addr| format!(", metrics on http://{addr}/metrics"))
+        .unwrap_or_default();
     // Scripts (and the tests) read the address from this line, which
     // matters with port 0.
     println!(
-        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}",
+        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}{metrics}",
         server.pipe_addr(),
         server.endpoint(),
         offered.join(", "),

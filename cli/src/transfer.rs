@@ -36,6 +36,8 @@ pub struct Get {
     pub tuning: Tuning,
     /// Hash the bytes moved and print the digest.
     pub sha256: bool,
+    /// `--stats`: print the client's counters at the end.
+    pub stats: bool,
 }
 
 /// What `put` needs from the command line.
@@ -46,6 +48,8 @@ pub struct Put {
     pub tuning: Tuning,
     /// Hash the bytes moved and print the digest.
     pub sha256: bool,
+    /// `--stats`: print the client's counters at the end.
+    pub stats: bool,
 }
 
 /// Where a download goes: `local`, or inside it under the remote file's
@@ -230,6 +234,9 @@ impl ClientJob for &Get {
         progress.finish_and_clear();
         output.finish(&target)?;
         client.close(file).context("close on the server failed")?;
+        if self.stats {
+            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+        }
         client.shutdown().context("closing the connection failed")?;
         println!(
             "got {} -> {}: {} in {:.2} s ({}){}",
@@ -332,6 +339,9 @@ impl ClientJob for &Put {
             );
         }
         client.close(file).context("close on the server failed")?;
+        if self.stats {
+            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+        }
         client.shutdown().context("closing the connection failed")?;
         println!(
             "put {} -> {}: {} in {:.2} s ({}){}",

@@ -29,3 +29,4 @@ pub mod files;
 pub mod net;
 pub mod pipe;
 pub mod server;
+pub mod stats;

@@ -236,6 +236,9 @@ impl Server {
         let connection = self.start(transport);
         if connection.is_err() {
             self.lock().connections -= 1;
+        } else {
+            self.stats.connections.fetch_add(1, Relaxed);
+            self.stats.active.fetch_add(1, Relaxed);
         }
         connection
     }
@@ -348,6 +351,11 @@ impl<T: Transport> ServerConnection<T> {
     }
 
     fn release(mut self, end: ConnectionEnd) -> ConnectionEnd {
+        self.server.stats.ended(match &end {
+            ConnectionEnd::Terminated(reason) => crate::stats::end_reason(reason),
+            ConnectionEnd::Lost(_) => 5,
+            ConnectionEnd::Transport(_) => 6,
+        });
         let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
@@ -522,7 +530,10 @@ impl<T: Transport> ServerConnection<T> {
                         Ok(params) => {
                             let _ = self.conn.accept_auth(now, params);
                         }
-                        Err(_) => self.conn.reject_auth(),
+                        Err(_) => {
+                            self.server.stats.auth_failures.fetch_add(1, Relaxed);
+                            self.conn.reject_auth();
+                        }
                     }
                 }
                 Job::Register(op, key) => {
@@ -530,6 +541,7 @@ impl<T: Transport> ServerConnection<T> {
                     if let (Ok(()), Ok(registration)) =
                         (self.conn.complete_register(op, result), result)
                     {
+                        self.server.stats.registrations.fetch_add(1, Relaxed);
                         self.files.insert(registration.file);
                         if registration.flags == OpenFlags::READ {
                             self.map(registration.file);
@@ -542,6 +554,7 @@ impl<T: Transport> ServerConnection<T> {
                     }
                 }
                 Job::CloseFile(file) => {
+                    self.server.stats.closes.fetch_add(1, Relaxed);
                     if let Some(&slot) = self.mapped_by_file.get(&file) {
                         if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
                             mapped.revoked = true;
@@ -613,6 +626,9 @@ impl<T: Transport> ServerConnection<T> {
             if let Some(result) = self.read_mapped(&read)? {
                 any = true;
                 served.mapped += 1;
+                if let Ok(bytes) = result {
+                    self.server.stats.bytes_read.fetch_add(bytes, Relaxed);
+                }
                 let _ = self.conn.complete_io(read.op, result);
                 continue;
             }
@@ -639,6 +655,7 @@ impl<T: Transport> ServerConnection<T> {
                         )?;
                         self.bounce_writes[bounce] += 1;
                     }
+                    self.server.stats.bytes_read.fetch_add(total, Relaxed);
                     Ok(total)
                 }
                 Err(status) => Err(status),
@@ -868,6 +885,10 @@ impl<T: Transport> ServerConnection<T> {
                     dest,
                     immediate,
                 } => {
+                    let block = self.transport.region(region)?.get(..len).unwrap_or(&[]);
+                    if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
+                        self.server.stats.completed(block.status);
+                    }
                     let remote = RemoteBuf {
                         addr: dest.addr(),
                         key: dest.key(),
@@ -895,5 +916,7 @@ fn write_chunk(server: &Server, chunk: &WriteChunk<'_>) -> Result<u64, Status> {
         file.write_at(*offset, bytes).map_err(|e| e.status())?;
         total += bytes.len() as u64;
     }
+    server.stats.writes.fetch_add(1, Relaxed);
+    server.stats.bytes_written.fetch_add(total, Relaxed);
     Ok(total)
 }
