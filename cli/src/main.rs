@@ -9,6 +9,7 @@ mod bench;
 mod bench_output;
 mod cp;
 mod doctor;
+mod logging;
 mod metrics;
 mod network;
 mod remote;
@@ -455,6 +456,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
+    if let Err(error) = logging::init() {
+        eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -398,6 +398,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     fn authenticate(&mut self) -> Result<(), ClientError> {
+        let _span =
+            tracing::debug_span!("authenticate", provider = self.transport.provider()).entered();
         while !self.authenticated {
             if let Some(reason) = self.terminated {
                 return Err(self.end_error(reason));
@@ -973,6 +975,12 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                     (_, true) => 3,
                 };
                 self.stats.requests[kind] += 1;
+                tracing::trace!(
+                    request = request.0,
+                    kind = crate::stats::REQUEST_KINDS[kind],
+                    size = self.slot_size.get(slot).copied().unwrap_or(0),
+                    "submitted"
+                );
                 self.stats.in_flight += 1;
                 self.stats.max_in_flight = self.stats.max_in_flight.max(self.stats.in_flight);
                 if let Some(started) = self.slot_started.get_mut(slot) {
@@ -1323,7 +1331,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         };
         self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
         let size = self.slot_size.get(slot).copied().unwrap_or(0);
-        self.stats.latency[crate::stats::size_class(size)].record(started.elapsed());
+        let latency = started.elapsed();
+        self.stats.latency[crate::stats::size_class(size)].record(latency);
+        tracing::trace!(
+            request = request.0,
+            ?status,
+            bytes,
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            "completed"
+        );
         if status == Status::Success {
             if kind < 2 {
                 self.stats.bytes_read += bytes;

@@ -314,6 +314,14 @@ impl<T: Transport> ServerConnection<T> {
     /// Serve until the connection ends, then disconnect, deregister every
     /// buffer and close the files registered on it.
     pub fn run(mut self) -> ConnectionEnd {
+        let connection = self.server.stats.connections.load(Relaxed);
+        let span = tracing::info_span!(
+            "connection",
+            number = connection,
+            provider = self.transport.provider()
+        );
+        let _entered = span.enter();
+        tracing::debug!("serving");
         let end = self.drive();
         self.release(end)
     }
@@ -351,6 +359,7 @@ impl<T: Transport> ServerConnection<T> {
     }
 
     fn release(mut self, end: ConnectionEnd) -> ConnectionEnd {
+        tracing::info!(%end, "connection ended");
         self.server.stats.ended(match &end {
             ConnectionEnd::Terminated(reason) => crate::stats::end_reason(reason),
             ConnectionEnd::Lost(_) => 5,
@@ -528,9 +537,11 @@ impl<T: Transport> ServerConnection<T> {
                     let redeemed = self.server.lock().registry.redeem_auth(now, &key);
                     match redeemed {
                         Ok(params) => {
+                            tracing::debug!("authenticated");
                             let _ = self.conn.accept_auth(now, params);
                         }
                         Err(_) => {
+                            tracing::info!("authentication key refused");
                             self.server.stats.auth_failures.fetch_add(1, Relaxed);
                             self.conn.reject_auth();
                         }
@@ -542,6 +553,11 @@ impl<T: Transport> ServerConnection<T> {
                         (self.conn.complete_register(op, result), result)
                     {
                         self.server.stats.registrations.fetch_add(1, Relaxed);
+                        tracing::debug!(
+                            file = ?registration.file,
+                            size = registration.size,
+                            "registered"
+                        );
                         self.files.insert(registration.file);
                         if registration.flags == OpenFlags::READ {
                             self.map(registration.file);
@@ -888,6 +904,12 @@ impl<T: Transport> ServerConnection<T> {
                     let block = self.transport.region(region)?.get(..len).unwrap_or(&[]);
                     if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
                         self.server.stats.completed(block.status);
+                        tracing::trace!(
+                            request = block.request_id,
+                            status = ?block.status,
+                            bytes = block.bytes,
+                            "completed"
+                        );
                     }
                     let remote = RemoteBuf {
                         addr: dest.addr(),

@@ -239,6 +239,7 @@ impl Server {
     /// key, opens, negotiation). Files it opened and never registered are
     /// closed when it ends.
     pub fn serve_pipe<S: Read + Write>(&self, stream: S) -> Result<(), ServerError> {
+        let _session = tracing::info_span!("session").entered();
         let mut pipe = Pipe::new(stream);
         let mut session = PipeSession::default();
         let result = loop {
