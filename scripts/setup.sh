@@ -7,7 +7,8 @@ set -euo pipefail
 
 # fonts-dejavu-core: the text of `rdio bench --plot`.
 # iproute2: `ip netns` for the two-host test (cli/tests/network.rs).
-packages=(libibverbs-dev librdmacm-dev libclang-dev clang pkg-config libfabric-dev libfabric-bin fonts-dejavu-core iproute2)
+# tshark: decodes `--capture` files with dissector/rdio.lua (cli/tests/capture.rs).
+packages=(libibverbs-dev librdmacm-dev libclang-dev clang pkg-config libfabric-dev libfabric-bin fonts-dejavu-core iproute2 tshark)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -22,6 +23,10 @@ if ((${#missing[@]})); then
         sudo=(sudo)
     fi
     echo "setup: installing ${missing[*]}"
+    # tshark's wireshark-common asks whether non-root users may capture:
+    # answer no up front, so the install never prompts.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" |
+        "${sudo[@]}" debconf-set-selections
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 else

@@ -16,7 +16,7 @@ use crate::network::{ClientJob, Tuning, connect};
 use crate::size::Size;
 use anyhow::{Context, Result, bail};
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
-use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
+use rdio::embedded::{Captured, EmbeddedOptions, Inline, Mode, Threads};
 use rdio::files::WriteSegment;
 use rdio::net::RdmaConnector;
 use rdio_core::wire::OpenFlags;
@@ -44,6 +44,11 @@ pub struct Bench {
     /// (`rdio::embedded::Threads`) instead of inline in the client's calls
     /// (`rdio::embedded::Inline`).
     pub server_threads: bool,
+    /// `--capture`: record the in-process session (the server then runs
+    /// on threads, both ends recorded).
+    pub capture: Option<std::sync::Arc<rdio::capture::Recorder>>,
+    /// `--stats`: print the client's counters at the end.
+    pub stats: bool,
     /// The operations to measure, in this order (duplicates are measured
     /// once).
     pub ops: Vec<Op>,
@@ -187,7 +192,9 @@ impl Bench {
 
 /// Against a server in this process, over the loopback transport.
 pub fn run(bench: &Bench) -> Result<Results> {
-    if bench.server_threads {
+    if bench.capture.is_some() {
+        run_embedded::<Captured>(bench, "loopback (server threads, captured)")
+    } else if bench.server_threads {
         run_embedded::<Threads>(bench, "loopback (server threads)")
     } else {
         run_embedded::<Inline>(bench, "loopback (server inline)")
@@ -205,6 +212,7 @@ fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
     options.client.io_size = plan.largest as u32;
     options.client.queue_depth = usize::from(plan.deepest);
     options.client.mode = bench.mode();
+    options.capture = bench.capture.clone();
     let mut pair = M::start(root.path(), options).context("cannot start the in-process server")?;
     let rows = measure_all(
         &mut pair.client,
@@ -214,6 +222,13 @@ fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
         "bench.dat",
         &Baseline::Memcpy,
     )?;
+    if bench.stats {
+        crate::metrics::print_client(
+            pair.client.stats(),
+            pair.client.credits(),
+            pair.client.credits_in_use(),
+        );
+    }
     pair.finish().context("closing the connection failed")?;
     Ok(Results {
         // The transport; the table's first line also says how the server ran.
@@ -230,6 +245,8 @@ pub struct Remote<'a> {
     pub file: String,
     pub connect_timeout: Duration,
     pub dead_peer_timeout: Duration,
+    pub explain: bool,
+    pub capture: Option<std::sync::Arc<rdio::capture::Recorder>>,
     pub baseline: Baseline,
     /// Where the results go once measured.
     pub results: &'a mut Results,
@@ -244,8 +261,10 @@ impl ClientJob for Remote<'_> {
             polling: self.bench.polling,
             connect_timeout: self.connect_timeout,
             dead_peer_timeout: self.dead_peer_timeout,
+            explain: self.explain,
+            capture: self.capture.clone(),
         };
-        let mut client = connect(self.server, tuning, connector)
+        let mut client = connect(self.server, &tuning, connector)
             .with_context(|| format!("cannot connect to {}", self.server))?;
         let over = format!("{} to {}", client.provider(), self.server);
         let rows = measure_all(
@@ -260,6 +279,9 @@ impl ClientJob for Remote<'_> {
             transport: over,
             rows,
         };
+        if self.bench.stats {
+            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+        }
         client.shutdown().context("closing the connection failed")?;
         Ok(())
     }

@@ -12,8 +12,9 @@ use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use crate::transfer::{Changed, Output, destination};
 use anyhow::{Context, Result, anyhow, bail};
+use rdio::capture::Recorder;
 use rdio::client::CompletionMode;
-use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
+use rdio::embedded::{Captured, EmbeddedOptions, Inline, Mode, Threads};
 use rdio_core::wire::OpenFlags;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -21,6 +22,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What `cp` needs from the command line.
@@ -35,10 +37,15 @@ pub struct Copy {
     /// The in-process server runs on threads of its own instead of inline
     /// in the client's calls.
     pub server_threads: bool,
+    /// `--capture`: record both ends of the session (the server then runs
+    /// on threads).
+    pub capture: Option<Arc<Recorder>>,
 }
 
 pub fn run(copy: &Copy) -> Result<()> {
-    if copy.server_threads {
+    if copy.capture.is_some() {
+        run_in::<Captured>(copy)
+    } else if copy.server_threads {
         run_in::<Threads>(copy)
     } else {
         run_in::<Inline>(copy)
@@ -93,6 +100,7 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     } else {
         CompletionMode::Interrupt
     };
+    options.capture = copy.capture.clone();
     let mut pair = M::start(root, options).context("cannot start the in-process server")?;
     let chunk = pair.client.io_size() * pair.client.queue_depth();
 

@@ -10,7 +10,10 @@
 mod bench;
 mod bench_output;
 mod cp;
+mod doctor;
 mod interrupt;
+mod logging;
+mod metrics;
 mod network;
 mod remote;
 mod report;
@@ -21,11 +24,13 @@ mod transfer;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use network::{Transport, Tuning, require_loopback, seconds, with_connector};
+use rdio::capture::Recorder;
 use remote::RemotePath;
 use size::Size;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Offload file I/O to a server over RDMA (the LWIO protocol).
@@ -62,6 +67,27 @@ enum Command {
     Get(GetArgs),
     /// Upload a file to an rdio server.
     Put(PutArgs),
+    /// Check which transports work on this host and why not, with a fix
+    /// for each problem; exits 0 when the default transport (fabric, or
+    /// --transport) works.
+    Doctor(DoctorArgs),
+    /// The peer process of `doctor`'s cma check (internal).
+    #[command(name = doctor::CMA_PEER_COMMAND, hide = true)]
+    DoctorCmaPeer {
+        /// The cma endpoint of the `doctor` process.
+        endpoint: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// The directory you serve: file leases (zero-copy reads) and openat2
+    /// are checked there [default: a temporary directory].
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// libfabric provider to try a connection over.
+    #[arg(long, default_value = "tcp")]
+    provider: String,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +114,8 @@ struct CpArgs {
     /// stepped by the client on its own thread).
     #[arg(long)]
     server_threads: bool,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 /// How a networked client reaches its server.
@@ -104,6 +132,20 @@ struct NetArgs {
     /// after which it is declared dead.
     #[arg(long, default_value = "30", value_parser = seconds)]
     dead_peer_timeout: Duration,
+    /// When connecting fails, name the step that failed (pipe connect,
+    /// negotiate, RDMA connect, authenticate) and what to check.
+    #[arg(long)]
+    explain: bool,
+}
+
+/// `--capture FILE.pcapng`.
+#[derive(Debug, Args)]
+struct CaptureArgs {
+    /// Record every side-channel frame and RDMA message of this process to
+    /// FILE as pcapng (decode with `tshark -X lua_script:dissector/rdio.lua`;
+    /// format in docs/CAPTURE.md).
+    #[arg(long, value_name = "FILE.pcapng")]
+    capture: Option<PathBuf>,
 }
 
 /// How `get` and `put` move data.
@@ -124,16 +166,24 @@ struct ClientArgs {
     /// CPU as the transfer itself at ~1 GB/s).
     #[arg(long)]
     sha256: bool,
+    /// Print the client's counters at the end (requests by kind and
+    /// status, bytes, in flight, credits, latency by size class).
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 impl ClientArgs {
-    fn tuning(&self) -> Result<Tuning> {
+    fn tuning(&self, capture: Option<&Arc<Recorder>>) -> Result<Tuning> {
         Ok(Tuning {
             io_size: u32::try_from(self.io_size.0).context("--io-size must be below 4 GiB")?,
             queue_depth: usize::from(self.queue_depth),
             polling: self.polling,
             connect_timeout: self.net.connect_timeout,
             dead_peer_timeout: self.net.dead_peer_timeout,
+            explain: self.net.explain,
+            capture: capture.cloned(),
         })
     }
 }
@@ -182,6 +232,12 @@ struct BenchArgs {
     file: String,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    capture: CaptureArgs,
+    /// Print the client's counters at the end (requests by kind and
+    /// status, bytes, in flight, credits, latency by size class).
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +256,12 @@ struct ServeArgs {
     /// Port of the RDMA endpoint [default: any free port].
     #[arg(long, default_value_t = 0)]
     rdma_port: u16,
+    /// Serve the server's counters in OpenMetrics text at
+    /// http://ADDR/metrics (port 0 picks one; the address is printed).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cp(_) => false,
         Command::Bench(args) => args.server.is_some(),
         Command::Serve(_) | Command::Get(_) | Command::Put(_) => true,
+        Command::Doctor(_) | Command::DoctorCmaPeer { .. } => true,
     };
     let transport = cli.transport.unwrap_or(if networked {
         Transport::Fabric
@@ -247,7 +310,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Cp(args) => {
             require_loopback(transport, "cp")?;
-            cp::run(&cp::Copy {
+            let path = args.capture.capture;
+            let capture = network::capture(path.as_deref())?;
+            let result = cp::run(&cp::Copy {
                 src: args.src,
                 dst: args.dst,
                 root: args.root,
@@ -255,7 +320,10 @@ fn run(cli: Cli) -> Result<()> {
                 queue_depth: args.queue_depth,
                 polling: args.polling,
                 server_threads: args.server_threads,
-            })
+                capture: capture.clone(),
+            });
+            let finished = network::finish_capture(capture, path.as_deref());
+            result.and(finished)
         }
         Command::Bench(args) => {
             // Both outputs are checked before anything is measured.
@@ -272,6 +340,8 @@ fn run(cli: Cli) -> Result<()> {
                     bench_output::Pending::create(path, "--plot", ".png")
                 })
                 .transpose()?;
+            let capture_path = args.capture.capture.clone();
+            let capture = network::capture(capture_path.as_deref())?;
             let bench = bench::Bench {
                 sizes: args.sizes,
                 queue_depths: args.queue_depths,
@@ -280,11 +350,15 @@ fn run(cli: Cli) -> Result<()> {
                 in_place: args.in_place,
                 server_threads: args.server_threads,
                 ops: args.ops,
+                capture: capture.clone(),
+                stats: args.stats,
             };
             let results = match args.server {
                 None => {
                     require_loopback(transport, "bench")?;
-                    bench::run(&bench)?
+                    let result = bench::run(&bench);
+                    network::finish_capture(capture, capture_path.as_deref())?;
+                    result?
                 }
                 Some(server) => {
                     let server = server
@@ -301,6 +375,8 @@ fn run(cli: Cli) -> Result<()> {
                         file: args.file,
                         connect_timeout: args.net.connect_timeout,
                         dead_peer_timeout: args.net.dead_peer_timeout,
+                        explain: args.net.explain,
+                        capture: capture.clone(),
                         baseline: match transport {
                             Transport::Fabric => bench::Baseline::Fabric(args.net.provider.clone()),
                             Transport::Cma => bench::Baseline::Cma,
@@ -308,12 +384,15 @@ fn run(cli: Cli) -> Result<()> {
                         },
                         results: &mut results,
                     };
-                    with_connector(
+                    let result = with_connector(
                         transport,
                         &args.net.provider,
                         args.net.connect_timeout,
+                        capture.as_ref(),
                         remote,
-                    )?;
+                    );
+                    network::finish_capture(capture, capture_path.as_deref())?;
+                    result?;
                     results
                 }
             };
@@ -331,28 +410,60 @@ fn run(cli: Cli) -> Result<()> {
             transport,
             provider: args.provider,
             rdma_port: args.rdma_port,
+            capture: args.capture.capture,
+            metrics: args.metrics,
         }),
+        Command::Doctor(args) => doctor::run(&doctor::Doctor {
+            root: args.root,
+            provider: args.provider,
+            default: transport,
+        }),
+        Command::DoctorCmaPeer { endpoint } => doctor::cma_peer(&endpoint),
         Command::Get(args) => {
+            let path = args.client.capture.capture.clone();
+            let capture = network::capture(path.as_deref())?;
             let get = transfer::Get {
                 remote: args.remote,
                 local: args.local,
-                tuning: args.client.tuning()?,
+                tuning: args.client.tuning(capture.as_ref())?,
                 sha256: args.client.sha256,
                 allow_changing: args.allow_changing,
+                stats: args.client.stats,
             };
             let net = &args.client.net;
-            with_connector(transport, &net.provider, net.connect_timeout, &get)
+            let result = with_connector(
+                transport,
+                &net.provider,
+                net.connect_timeout,
+                capture.as_ref(),
+                &get,
+            );
+            drop(get);
+            let finished = network::finish_capture(capture, path.as_deref());
+            result.and(finished)
         }
         Command::Put(args) => {
+            let path = args.client.capture.capture.clone();
+            let capture = network::capture(path.as_deref())?;
             let put = transfer::Put {
                 local: args.local,
                 remote: args.remote,
-                tuning: args.client.tuning()?,
+                tuning: args.client.tuning(capture.as_ref())?,
                 sha256: args.client.sha256,
                 in_place: args.inplace,
+                stats: args.client.stats,
             };
             let net = &args.client.net;
-            with_connector(transport, &net.provider, net.connect_timeout, &put)
+            let result = with_connector(
+                transport,
+                &net.provider,
+                net.connect_timeout,
+                capture.as_ref(),
+                &put,
+            );
+            drop(put);
+            let finished = network::finish_capture(capture, path.as_deref());
+            result.and(finished)
         }
     }
 }
@@ -362,6 +473,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
+    if let Err(error) = logging::init() {
+        eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
+        return ExitCode::from(2);
+    }
     // `serve` takes SIGINT and SIGTERM its own way (an orderly stop, exit
     // status 0); the others stop, clean up and exit with 130. Either way,
     // before any thread starts and before libfabric is loaded.

@@ -2,11 +2,15 @@
 //! reach the server, and the client's tuning.
 
 use anyhow::{Context, Result, anyhow, bail};
+use rdio::capture::{CaptureConnector, PipeTap, Recorder};
+use rdio::client::ClientError;
 use rdio::client::{Client, ClientOptions, CompletionMode};
 use rdio::net::cma::CmaConnector;
 use rdio::net::fabric::FabricConnector;
-use rdio::net::{self, RdmaConnector, SetupError};
+use rdio::net::{self, NetError, RdmaConnector, SetupError};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The RDMA transports `--transport` names.
@@ -73,7 +77,7 @@ pub fn require_loopback(transport: Transport, command: &str) -> Result<()> {
 }
 
 /// How a client connects and moves data, from the command line.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Tuning {
     /// Bytes per request.
     pub io_size: u32,
@@ -86,6 +90,12 @@ pub struct Tuning {
     pub connect_timeout: Duration,
     /// Silence with requests outstanding after which the server is dead.
     pub dead_peer_timeout: Duration,
+    /// Name the step a failed connection failed at (`--explain`).
+    pub explain: bool,
+    /// Where the side channel's frames are recorded (`--capture`); the
+    /// RDMA connection's are, through the connector [`with_connector`]
+    /// wraps.
+    pub capture: Option<Arc<Recorder>>,
 }
 
 /// Work needing a connected client, generic over the connector that
@@ -96,10 +106,15 @@ pub trait ClientJob {
 }
 
 /// Run `job` with the connector for `transport`.
+///
+/// With `capture`, the connector is wrapped so that every RDMA connection
+/// is recorded; without, the job runs on the bare connector (capture costs
+/// nothing when off).
 pub fn with_connector(
     transport: Transport,
     provider: &str,
     connect_timeout: Duration,
+    capture: Option<&Arc<Recorder>>,
     job: impl ClientJob,
 ) -> Result<()> {
     match transport {
@@ -107,15 +122,15 @@ pub fn with_connector(
             let connector = FabricConnector::new(Some(provider))
                 .map_err(setup)?
                 .with_timeout(connect_timeout);
-            job.run(&connector)
+            run_captured(&connector, capture, job)
         }
         Transport::Cma => {
             let connector = CmaConnector::new()
                 .map_err(setup)?
                 .with_timeout(connect_timeout);
-            job.run(&connector)
+            run_captured(&connector, capture, job)
         }
-        Transport::Verbs => verbs(connect_timeout, job),
+        Transport::Verbs => verbs(connect_timeout, capture, job),
         Transport::Loopback => bail!(
             "the loopback transport only reaches a server in this process; \
              use --transport fabric (the default), cma (same host) or verbs"
@@ -123,19 +138,55 @@ pub fn with_connector(
     }
 }
 
+fn run_captured<C: RdmaConnector>(
+    connector: &C,
+    capture: Option<&Arc<Recorder>>,
+    job: impl ClientJob,
+) -> Result<()> {
+    match capture {
+        Some(recorder) => job.run(&CaptureConnector::new(connector, Arc::clone(recorder))),
+        None => job.run(connector),
+    }
+}
+
 #[cfg(feature = "verbs")]
-fn verbs(connect_timeout: Duration, job: impl ClientJob) -> Result<()> {
+fn verbs(
+    connect_timeout: Duration,
+    capture: Option<&Arc<Recorder>>,
+    job: impl ClientJob,
+) -> Result<()> {
     let config = rdio_verbs::VerbsConfig {
         timeout: connect_timeout,
         ..rdio_verbs::VerbsConfig::default()
     };
     let connector = rdio::net::verbs::VerbsConnector::new(config).map_err(setup)?;
-    job.run(&connector)
+    run_captured(&connector, capture, job)
 }
 
 #[cfg(not(feature = "verbs"))]
-fn verbs(_: Duration, _: impl ClientJob) -> Result<()> {
+fn verbs(_: Duration, _: Option<&Arc<Recorder>>, _: impl ClientJob) -> Result<()> {
     Err(verbs_unavailable())
+}
+
+/// `--capture FILE`: the recorder, created before anything runs.
+pub fn capture(path: Option<&Path>) -> Result<Option<Arc<Recorder>>> {
+    path.map(|path| {
+        Recorder::create(path, rdio::capture::DEFAULT_SNAPLEN)
+            .with_context(|| format!("cannot create the capture file {}", path.display()))
+    })
+    .transpose()
+}
+
+/// After the command: say how many records the capture holds, or fail if
+/// some could not be written.
+pub fn finish_capture(recorder: Option<Arc<Recorder>>, path: Option<&Path>) -> Result<()> {
+    if let (Some(recorder), Some(path)) = (recorder, path) {
+        let records = recorder
+            .finish()
+            .with_context(|| format!("capture {}", path.display()))?;
+        eprintln!("rdio: captured {records} records to {}", path.display());
+    }
+    Ok(())
 }
 
 /// The first address of `host`.
@@ -150,9 +201,9 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
 /// Connect to the server at `server` with `connector`.
 pub fn connect<C: RdmaConnector>(
     server: SocketAddr,
-    tuning: Tuning,
+    tuning: &Tuning,
     connector: &C,
-) -> Result<Client<C::Transport, TcpStream>> {
+) -> Result<Client<C::Transport, PipeTap<TcpStream>>> {
     let provider = *connector
         .providers()
         .first()
@@ -167,12 +218,75 @@ pub fn connect<C: RdmaConnector>(
         CompletionMode::Interrupt
     };
     options.config.dead_peer_timeout = tuning.dead_peer_timeout;
-    Ok(net::connect(
-        server,
-        options,
-        tuning.connect_timeout,
-        connector,
-    )?)
+    net::pipe_stream(server, tuning.connect_timeout)
+        .and_then(|stream| {
+            let stream = PipeTap::new(stream, tuning.capture.clone());
+            net::connect_stream(stream, options, connector)
+        })
+        .map_err(|error| {
+            let step = ConnectStep::of(&error);
+            let error = anyhow!(error);
+            if tuning.explain {
+                error.context(step.to_string())
+            } else {
+                error
+            }
+        })
+}
+
+/// The steps of connecting to a server, in order (`--explain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// TCP connection to the side channel.
+    PipeConnect,
+    /// Resume key and negotiation on the side channel.
+    Negotiate,
+    /// The RDMA connection to the endpoint the server named.
+    RdmaConnect,
+    /// Buffer registration and authentication on the RDMA connection.
+    Authenticate,
+}
+
+impl ConnectStep {
+    /// The step `error` comes from: each step fails with errors of its own.
+    pub fn of(error: &NetError) -> Self {
+        match error {
+            NetError::Unreachable { .. } | NetError::Os(_) => Self::PipeConnect,
+            NetError::BadEndpoint(_)
+            | NetError::Client(
+                ClientError::Pipe(_)
+                | ClientError::Discovery(_)
+                | ClientError::ProviderMismatch { .. }
+                | ClientError::InvalidArgument(_),
+            ) => Self::Negotiate,
+            NetError::RdmaConnect { .. } => Self::RdmaConnect,
+            _ => Self::Authenticate,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PipeConnect => {
+                "failed at step 1 of 4, pipe connect (the TCP side channel to the server: \
+                 is `rdio serve` running at that address and the port open?)"
+            }
+            Self::Negotiate => {
+                "failed at step 2 of 4, negotiate (resume key and negotiation on the side \
+                 channel: the server answered, but the exchange failed; both sides need the \
+                 same --transport and --provider)"
+            }
+            Self::RdmaConnect => {
+                "failed at step 3 of 4, RDMA connect (to the endpoint the server named: is \
+                 its RDMA port reachable from here, e.g. through a firewall?)"
+            }
+            Self::Authenticate => {
+                "failed at step 4 of 4, authenticate (buffer registration and the \
+                 authentication exchange on the new RDMA connection)"
+            }
+        })
+    }
 }
 
 /// `--connect-timeout 2.5`: seconds, fractions allowed.

@@ -4,6 +4,7 @@
 use crate::network::{Transport, setup};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SigSet, Signal};
+use rdio::capture::{CaptureListener, Recorder};
 use rdio::files::Root;
 use rdio::net::cma::CmaListener;
 use rdio::net::fabric::FabricListener;
@@ -23,6 +24,10 @@ pub struct Serve {
     pub transport: Transport,
     pub provider: String,
     pub rdma_port: u16,
+    /// `--capture FILE.pcapng`.
+    pub capture: Option<PathBuf>,
+    /// `--metrics ADDR`.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub fn run(serve: &Serve) -> Result<()> {
@@ -35,8 +40,19 @@ pub fn run(serve: &Serve) -> Result<()> {
     stop.add(Signal::SIGTERM);
     stop.thread_block()
         .context("cannot block SIGINT and SIGTERM")?;
+    let capture = crate::network::capture(serve.capture.as_deref())?;
     let root =
         Root::new(&serve.root).with_context(|| format!("cannot serve {}", serve.root.display()))?;
+    // Without read leases every read is copied through a bounce buffer
+    // instead of RDMA-written from the page cache: say so once, up front.
+    if let Err(error) = rdio::files::probe_leases(&serve.root) {
+        eprintln!(
+            "rdio serve: warning: no file leases under {} ({error}): reads are copied, \
+             not zero-copy (see `rdio doctor --root {}`)",
+            serve.root.display(),
+            serve.root.display()
+        );
+    }
     // The RDMA endpoint shares the side channel's address: the one address
     // clients are known to reach.
     let rdma = SocketAddr::new(serve.listen.ip(), serve.rdma_port);
@@ -45,9 +61,15 @@ pub fn run(serve: &Serve) -> Result<()> {
             root,
             serve,
             FabricListener::bind(rdma, &serve.provider).map_err(setup)?,
+            capture.as_ref(),
         )?,
-        Transport::Cma => start(root, serve, CmaListener::bind(rdma).map_err(setup)?)?,
-        Transport::Verbs => verbs(root, serve, rdma)?,
+        Transport::Cma => start(
+            root,
+            serve,
+            CmaListener::bind(rdma).map_err(setup)?,
+            capture.as_ref(),
+        )?,
+        Transport::Verbs => verbs(root, serve, rdma, capture.as_ref())?,
         Transport::Loopback => bail!(
             "the loopback transport only reaches clients in this process; \
              serve with --transport fabric (the default), cma (same host) or verbs"
@@ -60,10 +82,16 @@ pub fn run(serve: &Serve) -> Result<()> {
         .iter()
         .map(|p: &ProviderName| p.as_str().to_owned())
         .collect();
+    let metrics = serve
+        .metrics
+        .map(|addr| crate::metrics::serve(addr, Arc::clone(server.server())))
+        .transpose()?
+        .map(|addr| format!(", metrics on http://{addr}/metrics"))
+        .unwrap_or_default();
     // Scripts (and the tests) read the address from this line, which
     // matters with port 0.
     println!(
-        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}",
+        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}{metrics}",
         server.pipe_addr(),
         server.endpoint(),
         offered.join(", "),
@@ -73,35 +101,52 @@ pub fn run(serve: &Serve) -> Result<()> {
     let signal = stop.wait().context("cannot wait for SIGINT or SIGTERM")?;
     eprintln!("rdio serve: {}: stopping", signal.as_str());
     server.shutdown();
+    crate::network::finish_capture(capture, serve.capture.as_deref())?;
     eprintln!("rdio serve: stopped");
     Ok(())
 }
 
-fn start(root: Root, serve: &Serve, listener: impl RdmaListener) -> Result<NetServer> {
+fn start(
+    root: Root,
+    serve: &Serve,
+    listener: impl RdmaListener,
+    capture: Option<&Arc<Recorder>>,
+) -> Result<NetServer> {
     let log: EventLog = Arc::new(|event: &NetEvent<'_>| eprintln!("rdio serve: {event}"));
     // NetServer::start takes the providers and endpoint from the listener.
     let provider = *listener
         .providers()
         .first()
         .context("the transport offers no provider")?;
-    Ok(NetServer::start(
-        root,
-        serve.listen,
-        listener,
-        ServerOptions::new(provider, b""),
-        log,
-    )?)
+    let options = ServerOptions::new(provider, b"");
+    // Capture costs nothing when off: the listener is wrapped only with it.
+    Ok(match capture {
+        Some(recorder) => NetServer::start_captured(
+            root,
+            serve.listen,
+            CaptureListener::new(listener, Arc::clone(recorder)),
+            options,
+            log,
+            Some(Arc::clone(recorder)),
+        )?,
+        None => NetServer::start(root, serve.listen, listener, options, log)?,
+    })
 }
 
 #[cfg(feature = "verbs")]
-fn verbs(root: Root, serve: &Serve, rdma: SocketAddr) -> Result<NetServer> {
+fn verbs(
+    root: Root,
+    serve: &Serve,
+    rdma: SocketAddr,
+    capture: Option<&Arc<Recorder>>,
+) -> Result<NetServer> {
     let listener =
         rdio::net::verbs::VerbsRdmaListener::bind(rdma, &rdio_verbs::VerbsConfig::default())
             .map_err(setup)?;
-    start(root, serve, listener)
+    start(root, serve, listener, capture)
 }
 
 #[cfg(not(feature = "verbs"))]
-fn verbs(_: Root, _: &Serve, _: SocketAddr) -> Result<NetServer> {
+fn verbs(_: Root, _: &Serve, _: SocketAddr, _: Option<&Arc<Recorder>>) -> Result<NetServer> {
     Err(crate::network::verbs_unavailable())
 }

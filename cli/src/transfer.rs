@@ -50,6 +50,8 @@ pub struct Get {
     /// A remote file that changes size during the download is kept as read,
     /// with a warning, instead of failing.
     pub allow_changing: bool,
+    /// `--stats`: print the client's counters at the end.
+    pub stats: bool,
 }
 
 /// A file that changed while it was being copied (exit status
@@ -91,6 +93,8 @@ pub struct Put {
     /// Write the remote file in place (`--inplace`) instead of having the
     /// server replace it atomically at the end.
     pub in_place: bool,
+    /// `--stats`: print the client's counters at the end.
+    pub stats: bool,
 }
 
 /// Where a download goes: `local`, or inside it under the remote file's
@@ -209,7 +213,7 @@ impl ClientJob for &Get {
         let (mut output, target) = Output::open(&target)?;
 
         let server = resolve(&self.remote.host, self.remote.port)?;
-        let mut client = connect(server, self.tuning, connector)
+        let mut client = connect(server, &self.tuning, connector)
             .with_context(|| format!("cannot connect to {server}"))?;
         let file = client
             .open(&self.remote.path, OpenFlags::READ)
@@ -359,6 +363,9 @@ impl ClientJob for &Get {
         interrupt::check()?;
         output.finish(&target)?;
         client.close(file).context("close on the server failed")?;
+        if self.stats {
+            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+        }
         client.shutdown().context("closing the connection failed")?;
         if let Some(got) = changed {
             eprintln!(
@@ -395,7 +402,7 @@ impl ClientJob for &Put {
         }
         let size = meta.len();
         let server = resolve(&self.remote.host, self.remote.port)?;
-        let mut client = connect(server, self.tuning, connector)
+        let mut client = connect(server, &self.tuning, connector)
             .with_context(|| format!("cannot connect to {server}"))?;
         let mut flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         if self.in_place {
@@ -495,6 +502,9 @@ impl ClientJob for &Put {
                 self.remote
             )
         })?;
+        if self.stats {
+            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+        }
         client.shutdown().context("closing the connection failed")?;
         println!(
             "put {} -> {}: {} in {:.2} s ({}){}",

@@ -22,9 +22,11 @@
 #![warn(missing_docs)]
 
 mod buffers;
+pub mod capture;
 pub mod client;
 pub mod embedded;
 pub mod files;
 pub mod net;
 pub mod pipe;
 pub mod server;
+pub mod stats;

@@ -22,6 +22,7 @@ pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, Resili
 use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
+use crate::stats::ClientStats;
 use rdio_core::client::{
     Client as CoreClient, ClientConfig, ClientEvent, DataRef, Negotiated, RequestId,
 };
@@ -283,6 +284,13 @@ pub struct Client<T: Transport, S: Read + Write> {
     terminated: Option<Violation>,
     lost: Option<WcError>,
     transport_down: bool,
+    /// Counters ([`Client::stats`]).
+    stats: ClientStats,
+    /// Per slot: when its request was submitted and its kind
+    /// ([`crate::stats::REQUEST_KINDS`] index), for the latency histograms.
+    slot_started: Vec<Option<(std::time::Instant, usize)>>,
+    /// Per slot: the request's size in bytes.
+    slot_size: Vec<u64>,
 }
 
 impl<T: Transport, S: Read + Write> fmt::Debug for Client<T, S> {
@@ -389,6 +397,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             terminated: None,
             lost: None,
             transport_down: false,
+            stats: ClientStats::new(),
+            slot_started: vec![None; options.queue_depth],
+            slot_size: vec![0; options.queue_depth],
         };
         if let Err(e) = client.authenticate() {
             let _ = client.release_buffers();
@@ -398,6 +409,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     fn authenticate(&mut self) -> Result<(), ClientError> {
+        let _span =
+            tracing::debug_span!("authenticate", provider = self.transport.provider()).entered();
         while !self.authenticated {
             if let Some(reason) = self.terminated {
                 return Err(self.end_error(reason));
@@ -433,6 +446,12 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// The completion mode of data requests.
     pub fn mode(&self) -> CompletionMode {
         self.mode
+    }
+
+    /// This client's counters: requests by kind and status, bytes, requests
+    /// in flight, failed work requests, latency histograms.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
     }
 
     /// Credits the server currently grants this client (claim 1).
@@ -540,6 +559,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     pub fn register(&mut self, key: ResumeKey) -> Result<RemoteFile, ClientError> {
         self.check_open()?;
         let request = self.core.register(key)?;
+        self.stats.requests[4] += 1;
         match self.wait_outcome(request)? {
             Outcome::Registered(Ok(file)) => Ok(file),
             other => Err(refused(Operation::Register, other)),
@@ -550,6 +570,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     pub fn close(&mut self, file: RemoteFile) -> Result<(), ClientError> {
         self.check_open()?;
         let request = self.core.close(file.handle)?;
+        self.stats.requests[5] += 1;
         match self.wait_outcome(request)? {
             Outcome::Completed {
                 status: Status::Success,
@@ -974,9 +995,14 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 max: self.slots.size() as u64,
             });
         }
-        self.slots
+        let slot = self
+            .slots
             .take()
-            .ok_or_else(|| ClientError::Api(ApiError::TooManyRequests))
+            .ok_or(ClientError::Api(ApiError::TooManyRequests))?;
+        if let Some(size) = self.slot_size.get_mut(slot) {
+            *size = len as u64;
+        }
+        Ok(slot)
     }
 
     fn submitted(
@@ -990,6 +1016,24 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         match submitted {
             Ok(request) => {
                 self.slot_request[slot] = Some(request);
+                let kind = match (operation, vectored) {
+                    (Operation::Read, false) => 0,
+                    (Operation::Read, true) => 1,
+                    (_, false) => 2,
+                    (_, true) => 3,
+                };
+                self.stats.requests[kind] += 1;
+                tracing::trace!(
+                    request = request.0,
+                    kind = crate::stats::REQUEST_KINDS[kind],
+                    size = self.slot_size.get(slot).copied().unwrap_or(0),
+                    "submitted"
+                );
+                self.stats.in_flight += 1;
+                self.stats.max_in_flight = self.stats.max_in_flight.max(self.stats.in_flight);
+                if let Some(started) = self.slot_started.get_mut(slot) {
+                    *started = Some((std::time::Instant::now(), kind));
+                }
                 Ok(Ticket {
                     request,
                     slot,
@@ -1133,6 +1177,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         // afterwards is its consequence, not news.
         if self.lost.is_none() && !self.core.is_closed() {
             self.lost = error.or(Some(WcError::Disconnected));
+        }
+        if error.is_some() {
+            self.stats.transport_errors += 1;
         }
         self.transport_down = true;
         self.core.transport_failed();
@@ -1297,13 +1344,18 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             match event {
                 ClientEvent::Authenticated { .. } => self.authenticated = true,
                 ClientEvent::Registered { request, result } => {
+                    self.stats
+                        .completed(result.as_ref().err().copied().unwrap_or(Status::Success));
                     self.record(request, Outcome::Registered(result));
                 }
                 ClientEvent::Completed {
                     request,
                     status,
                     bytes,
-                } => self.record(request, Outcome::Completed { status, bytes }),
+                } => {
+                    self.count_completion(request, status, bytes);
+                    self.record(request, Outcome::Completed { status, bytes });
+                }
                 ClientEvent::Interrupted { request } => {
                     self.record(request, Outcome::Interrupted);
                 }
@@ -1315,6 +1367,36 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 }
 
 impl<T: Transport, S: Read + Write> Client<T, S> {
+    /// Count a completion: its status, and for a read or write its bytes
+    /// and its latency since submission, by size class.
+    fn count_completion(&mut self, request: RequestId, status: Status, bytes: u64) {
+        self.stats.completed(status);
+        let Some(slot) = self.slot_of(request) else {
+            return;
+        };
+        let Some((started, kind)) = self.slot_started.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
+        let size = self.slot_size.get(slot).copied().unwrap_or(0);
+        let latency = started.elapsed();
+        self.stats.latency[crate::stats::size_class(size)].record(latency);
+        tracing::trace!(
+            request = request.0,
+            ?status,
+            bytes,
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            "completed"
+        );
+        if status == Status::Success {
+            if kind < 2 {
+                self.stats.bytes_read += bytes;
+            } else {
+                self.stats.bytes_written += bytes;
+            }
+        }
+    }
+
     /// Keep a request's outcome for its waiter. The core completes every
     /// request exactly once; a second completion would be a core bug, and
     /// the fault sweep (`tests/fault_sweep.rs`) runs with this check on.

@@ -31,6 +31,7 @@ mod inline;
 
 pub use inline::{InlinePipe, InlineTransport};
 
+use crate::capture::{Capture, PipeTap, Recorder};
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::files::Root;
 use crate::server::{
@@ -58,6 +59,9 @@ pub struct EmbeddedOptions {
     pub client: ClientOptions,
     /// The loopback queue sizes.
     pub loopback: rdio_loopback::Config,
+    /// Where the [`Captured`] mode records both ends (the other modes
+    /// ignore it).
+    pub capture: Option<Arc<Recorder>>,
 }
 
 impl Default for EmbeddedOptions {
@@ -67,6 +71,7 @@ impl Default for EmbeddedOptions {
             server: ServerOptions::new(provider, LOOPBACK_PROVIDER.as_bytes()),
             client: ClientOptions::new(provider),
             loopback: rdio_loopback::Config::default(),
+            capture: None,
         }
     }
 }
@@ -208,6 +213,73 @@ impl<M: Mode> Embedded<M> {
     /// returns how the server saw the connection end.
     pub fn finish(self) -> Result<ConnectionEnd, EmbeddedError> {
         M::finish(self)
+    }
+}
+
+/// The server on threads, as [`Threads`], with both ends of the connection
+/// and of the side channel recorded to [`EmbeddedOptions::capture`]
+/// ([`crate::capture`]): the client's records and the server's, each end
+/// a connection of its own in the one capture.
+#[derive(Debug)]
+pub struct Captured(Threads);
+
+impl Mode for Captured {
+    type Transport = Capture<SyncEndpoint>;
+    type Pipe = PipeTap<UnixStream>;
+
+    fn start(
+        root: impl AsRef<Path>,
+        options: EmbeddedOptions,
+    ) -> Result<Embedded<Self>, EmbeddedError> {
+        let recorder = options.capture.clone().ok_or_else(|| {
+            EmbeddedError::Os(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the Captured mode needs EmbeddedOptions::capture",
+            ))
+        })?;
+        let (client_transport, server_transport) = rdio_loopback::sync_pair(options.loopback);
+        let (client_stream, server_stream) = UnixStream::pair().map_err(EmbeddedError::Os)?;
+        let client_stream = PipeTap::new(client_stream, Some(Arc::clone(&recorder)));
+        let server_stream = PipeTap::new(server_stream, Some(Arc::clone(&recorder)));
+        let client_transport = Capture::new(client_transport, Arc::clone(&recorder));
+        let server_transport = Capture::new(server_transport, recorder);
+        let (server, connection) = serve(root, options.server, server_transport)?;
+        let control = connection.control();
+        let pipe_server = Arc::clone(&server);
+        let pipe = std::thread::Builder::new()
+            .name("rdio-server-pipe".into())
+            .spawn(move || pipe_server.serve_pipe(server_stream))
+            .map_err(EmbeddedError::Os)?;
+        let connection = std::thread::Builder::new()
+            .name("rdio-server-connection".into())
+            .spawn(move || connection.run())
+            .map_err(EmbeddedError::Os)?;
+        let client = Client::connect(client_stream, options.client, |_| Ok(client_transport))
+            .map_err(EmbeddedError::Client)?;
+        Ok(Embedded {
+            client,
+            server,
+            control,
+            mode: Captured(Threads { connection, pipe }),
+        })
+    }
+}
+
+impl sealed::Stop for Captured {
+    fn finish(pair: Embedded<Self>) -> Result<ConnectionEnd, EmbeddedError> {
+        let shutdown = pair.client.shutdown();
+        let Captured(threads) = pair.mode;
+        let end = threads
+            .connection
+            .join()
+            .map_err(|_| EmbeddedError::Panicked)?;
+        threads
+            .pipe
+            .join()
+            .map_err(|_| EmbeddedError::Panicked)?
+            .map_err(EmbeddedError::Server)?;
+        shutdown.map_err(EmbeddedError::Client)?;
+        Ok(end)
     }
 }
 

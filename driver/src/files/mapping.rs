@@ -107,6 +107,48 @@ fn set_lease(file: &fs::File, kind: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Whether the file system and user behind `dir` can take read leases,
+/// which zero-copy reads need. Tries a regular file directly in `dir`
+/// first (the files actually served: another user's file needs
+/// `CAP_LEASE`), skipping those open for writing somewhere; with none to
+/// try, creates a hidden empty file, leases it and removes it. `Err` says
+/// why not (a file system without leases, `EACCES`, a read-only empty
+/// directory): reads of files under `dir` are then copied through bounce
+/// buffers.
+pub fn probe_leases(dir: &std::path::Path) -> io::Result<()> {
+    let lease = |file: &fs::File| {
+        set_lease(file, libc::F_RDLCK)?;
+        set_lease(file, libc::F_UNLCK)
+    };
+    for entry in fs::read_dir(dir)?.filter_map(Result::ok).take(8) {
+        // `file_type` does not follow symlinks, so FIFOs and devices are
+        // never opened.
+        if !entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            continue;
+        }
+        let Ok(file) = fs::File::open(entry.path()) else {
+            continue;
+        };
+        match lease(&file) {
+            Ok(()) => return Ok(()),
+            // Open for writing somewhere right now: says nothing about
+            // the file system.
+            Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let path = dir.join(format!(".rdio-lease-probe-{}", std::process::id()));
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    // Closed for writing before the lease: a read lease is refused while
+    // any descriptor of the file is open for writing.
+    let leased = fs::File::open(&path).and_then(|file| lease(&file));
+    let removed = fs::remove_file(&path);
+    leased.and(removed)
+}
+
 /// Keep a lease break's `SIGIO` from ending the process, unless someone
 /// handles it already.
 fn ignore_sigio() {
@@ -210,5 +252,34 @@ mod tests {
         fs::write(dir.path().join("empty"), b"").expect("empty");
         let empty = root.open("empty", OpenFlags::READ).expect("open");
         assert!(FileLease::take(&empty).expect("lease").is_none());
+    }
+
+    #[test]
+    fn the_lease_probe_answers_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let probed = probe_leases(dir.path());
+        assert_eq!(probed.is_ok(), leases_work_here(dir.path()), "{probed:?}");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .filter(|name| name.to_string_lossy().starts_with(".rdio-lease-probe"))
+            .collect();
+        assert!(left.is_empty(), "probe files left: {left:?}");
+        // A file open for writing is skipped (it cannot be leased now, which
+        // says nothing about the file system) and the probe file tried.
+        let busy = tempfile::tempdir().expect("tempdir");
+        let _writer = fs::File::create(busy.path().join("busy")).expect("create");
+        assert_eq!(
+            probe_leases(busy.path()).is_ok(),
+            leases_work_here(dir.path())
+        );
+        assert_eq!(fs::read_dir(busy.path()).expect("list").count(), 1);
+        let missing = dir.path().join("missing");
+        assert_eq!(
+            probe_leases(&missing)
+                .expect_err("no such directory")
+                .kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

@@ -20,6 +20,6 @@ mod upload;
 
 pub use error::{FileError, OpenError, TableFull, UnknownFile, errno_status};
 pub use file::{File, ReadSegment, WriteSegment};
-pub use mapping::{FileLease, FileMap};
+pub use mapping::{FileLease, FileMap, probe_leases};
 pub use root::Root;
 pub use table::{FileId, FileTable};

@@ -204,12 +204,22 @@ pub const DEFAULT_PIPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `config.dead_peer_timeout` instead.
 pub fn connect<C: RdmaConnector>(
     server: SocketAddr,
-    mut options: ClientOptions,
+    options: ClientOptions,
     pipe_timeout: Duration,
     connector: &C,
 ) -> Result<Client<C::Transport, TcpStream>, NetError> {
+    connect_stream(pipe_stream(server, pipe_timeout)?, options, connector)
+}
+
+/// [`connect`] over a side channel the caller connected (and possibly
+/// wrapped, e.g. in a [`PipeTap`](crate::capture::PipeTap)): see
+/// [`pipe_stream`].
+pub fn connect_stream<S: io::Read + io::Write, C: RdmaConnector>(
+    stream: S,
+    mut options: ClientOptions,
+    connector: &C,
+) -> Result<Client<C::Transport, S>, NetError> {
     options.config.providers = connector.providers();
-    let stream = pipe_stream(server, pipe_timeout)?;
     let mut setup = None;
     let connected = Client::connect(stream, options, |negotiated| {
         let result = rdma_endpoint(&negotiated.endpoint).and_then(|endpoint| {
@@ -236,7 +246,7 @@ pub fn connect<C: RdmaConnector>(
 
 /// The TCP side channel to `server`, with `timeout` on connect and on every
 /// read and write.
-fn pipe_stream(server: SocketAddr, timeout: Duration) -> Result<TcpStream, NetError> {
+pub fn pipe_stream(server: SocketAddr, timeout: Duration) -> Result<TcpStream, NetError> {
     let unreachable = |error| NetError::Unreachable {
         addr: server,
         error,

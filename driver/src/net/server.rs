@@ -3,6 +3,7 @@
 //! own.
 
 use super::{NetError, RdmaListener, SetupError};
+use crate::capture::{PipeTap, Recorder};
 use crate::files::Root;
 use crate::server::{ConnectionControl, ConnectionEnd, Server, ServerError, ServerOptions};
 use rdio_transport::Transport;
@@ -251,6 +252,21 @@ impl NetServer {
         options: ServerOptions,
         log: EventLog,
     ) -> Result<Self, NetError> {
+        Self::start_captured(root, listen, listener, options, log, None)
+    }
+
+    /// [`NetServer::start`], recording every side-channel frame to
+    /// `capture` (wrap the listener in a
+    /// [`CaptureListener`](crate::capture::CaptureListener) for the RDMA
+    /// connections).
+    pub fn start_captured<L: RdmaListener>(
+        root: Root,
+        listen: SocketAddr,
+        listener: L,
+        options: ServerOptions,
+        log: EventLog,
+        capture: Option<Arc<Recorder>>,
+    ) -> Result<Self, NetError> {
         let options = network_options(options, &listener)?;
         let endpoint = listener.local_addr();
         let bound = TcpListener::bind(listen).map_err(|error| NetError::Listen {
@@ -268,7 +284,7 @@ impl NetServer {
                 (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&pipes));
             thread::Builder::new()
                 .name("rdio-pipe-accept".into())
-                .spawn(move || pipe_loop(&server, &bound, &pipes, &log, &stop))
+                .spawn(move || pipe_loop(&server, &bound, &pipes, &log, &stop, capture.as_ref()))
                 .map_err(NetError::Os)?
         };
         Ok(Self {
@@ -337,6 +353,7 @@ fn pipe_loop(
     pipes: &Arc<Mutex<Pipes>>,
     log: &EventLog,
     stop: &AtomicBool,
+    capture: Option<&Arc<Recorder>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         let (stream, peer) = match listener.accept() {
@@ -365,10 +382,14 @@ fn pipe_loop(
         guard.next += 1;
         guard.open.insert(id, handle);
         let (server, log, registry) = (Arc::clone(server), Arc::clone(log), Arc::clone(pipes));
+        let capture = capture.cloned();
         let spawned = thread::Builder::new()
             .name("rdio-pipe".into())
             .spawn(move || {
-                let result = server.serve_pipe(stream);
+                let result = match capture {
+                    Some(recorder) => server.serve_pipe(PipeTap::new(stream, Some(recorder))),
+                    None => server.serve_pipe(stream),
+                };
                 registry
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

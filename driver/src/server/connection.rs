@@ -240,6 +240,9 @@ impl Server {
         let connection = self.start(transport);
         if connection.is_err() {
             self.lock().connections -= 1;
+        } else {
+            self.stats.connections.fetch_add(1, Relaxed);
+            self.stats.active.fetch_add(1, Relaxed);
         }
         connection
     }
@@ -315,6 +318,14 @@ impl<T: Transport> ServerConnection<T> {
     /// Serve until the connection ends, then disconnect, deregister every
     /// buffer and close the files registered on it.
     pub fn run(mut self) -> ConnectionEnd {
+        let connection = self.server.stats.connections.load(Relaxed);
+        let span = tracing::info_span!(
+            "connection",
+            number = connection,
+            provider = self.transport.provider()
+        );
+        let _entered = span.enter();
+        tracing::debug!("serving");
         let end = self.drive();
         self.release(end)
     }
@@ -352,6 +363,12 @@ impl<T: Transport> ServerConnection<T> {
     }
 
     fn release(mut self, end: ConnectionEnd) -> ConnectionEnd {
+        tracing::info!(%end, "connection ended");
+        self.server.stats.ended(match &end {
+            ConnectionEnd::Terminated(reason) => crate::stats::end_reason(reason),
+            ConnectionEnd::Lost(_) => 5,
+            ConnectionEnd::Transport(_) => 6,
+        });
         let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
@@ -524,9 +541,14 @@ impl<T: Transport> ServerConnection<T> {
                     let redeemed = self.server.lock().registry.redeem_auth(now, &key);
                     match redeemed {
                         Ok(params) => {
+                            tracing::debug!("authenticated");
                             let _ = self.conn.accept_auth(now, params);
                         }
-                        Err(_) => self.conn.reject_auth(),
+                        Err(_) => {
+                            tracing::info!("authentication key refused");
+                            self.server.stats.auth_failures.fetch_add(1, Relaxed);
+                            self.conn.reject_auth();
+                        }
                     }
                 }
                 Job::Register(op, key) => {
@@ -534,6 +556,12 @@ impl<T: Transport> ServerConnection<T> {
                     if let (Ok(()), Ok(registration)) =
                         (self.conn.complete_register(op, result), result)
                     {
+                        self.server.stats.registrations.fetch_add(1, Relaxed);
+                        tracing::debug!(
+                            file = ?registration.file,
+                            size = registration.size,
+                            "registered"
+                        );
                         self.files.insert(registration.file);
                         if registration.flags == OpenFlags::READ {
                             self.map(registration.file);
@@ -546,6 +574,7 @@ impl<T: Transport> ServerConnection<T> {
                     }
                 }
                 Job::Close(op, file) => {
+                    self.server.stats.closes.fetch_add(1, Relaxed);
                     self.unmap(file)?;
                     // An upload takes its name now, or the close fails and
                     // the client hears why.
@@ -555,6 +584,7 @@ impl<T: Transport> ServerConnection<T> {
                     let _ = self.conn.complete_close(op, finished);
                 }
                 Job::CloseFile(file) => {
+                    self.server.stats.closes.fetch_add(1, Relaxed);
                     self.unmap(file)?;
                     self.files.remove(&file);
                     self.server.close_files([file]);
@@ -633,6 +663,9 @@ impl<T: Transport> ServerConnection<T> {
             if let Some(result) = self.read_mapped(&read)? {
                 any = true;
                 served.mapped += 1;
+                if let Ok(bytes) = result {
+                    self.server.stats.bytes_read.fetch_add(bytes, Relaxed);
+                }
                 let _ = self.conn.complete_io(read.op, result);
                 continue;
             }
@@ -659,6 +692,7 @@ impl<T: Transport> ServerConnection<T> {
                         )?;
                         self.bounce_writes[bounce] += 1;
                     }
+                    self.server.stats.bytes_read.fetch_add(total, Relaxed);
                     Ok(total)
                 }
                 Err(status) => Err(status),
@@ -888,6 +922,16 @@ impl<T: Transport> ServerConnection<T> {
                     dest,
                     immediate,
                 } => {
+                    let block = self.transport.region(region)?.get(..len).unwrap_or(&[]);
+                    if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
+                        self.server.stats.completed(block.status);
+                        tracing::trace!(
+                            request = block.request_id,
+                            status = ?block.status,
+                            bytes = block.bytes,
+                            "completed"
+                        );
+                    }
                     let remote = RemoteBuf {
                         addr: dest.addr(),
                         key: dest.key(),
@@ -915,5 +959,7 @@ fn write_chunk(server: &Server, chunk: &WriteChunk<'_>) -> Result<u64, Status> {
         file.write_at(*offset, bytes).map_err(|e| e.status())?;
         total += bytes.len() as u64;
     }
+    server.stats.writes.fetch_add(1, Relaxed);
+    server.stats.bytes_written.fetch_add(total, Relaxed);
     Ok(total)
 }

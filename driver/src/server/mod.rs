@@ -140,6 +140,7 @@ pub struct Server {
     clock: Clock,
     shared: Mutex<Shared>,
     reads: ReadCounters,
+    pub(crate) stats: crate::stats::ServerStats,
 }
 
 /// How the server's reads were served, over all connections.
@@ -182,6 +183,7 @@ impl Server {
             clock: Clock::new(),
             shared: Mutex::new(shared),
             reads: ReadCounters::default(),
+            stats: crate::stats::ServerStats::default(),
         })
     }
 
@@ -203,6 +205,12 @@ impl Server {
             mapped: self.reads.mapped.load(Relaxed),
             copied: self.reads.copied.load(Relaxed),
         }
+    }
+
+    /// Every counter of the server ([`crate::stats`]), read now.
+    pub fn stats(&self) -> crate::stats::ServerSnapshot {
+        let reads = self.read_counts();
+        self.stats.snapshot(reads.mapped, reads.copied)
     }
 
     /// Files open now (opened on a pipe and not yet closed).
@@ -240,6 +248,7 @@ impl Server {
     /// key, opens, negotiation). Files it opened and never registered are
     /// closed when it ends.
     pub fn serve_pipe<S: Read + Write>(&self, stream: S) -> Result<(), ServerError> {
+        let _session = tracing::info_span!("session").entered();
         let mut pipe = Pipe::new(stream);
         let mut session = PipeSession::default();
         let result = loop {

@@ -1,0 +1,487 @@
+//! `--capture` and `dissector/rdio.lua`: a scripted session between real
+//! processes (serve, put, get over libfabric's tcp provider on 127.0.0.1)
+//! is captured on both sides, and tshark with the dissector must decode
+//! every record with the expected field values and no malformed frame or
+//! expert error; a hand-made capture of protocol violations must raise the
+//! dissector's expert errors.
+//!
+//! Needs tshark (`scripts/setup.sh` installs it).
+
+use rdio::capture::{Direction, Kind, Record, Recorder};
+use rdio_transport::RemoteBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+
+fn dissector() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dissector/rdio.lua")
+}
+
+/// `tshark -X lua_script:rdio.lua -r FILE [-Y FILTER] -T fields -e ...`:
+/// one row per frame, one column per field (several values joined by ',').
+fn tshark(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut command = Command::new("tshark");
+    command
+        .arg("-X")
+        .arg(format!("lua_script:{}", dissector().display()))
+        .arg("-r")
+        .arg(file)
+        .args([
+            "-2",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-E",
+            "occurrence=a",
+        ]);
+    if !filter.is_empty() {
+        command.args(["-Y", filter]);
+    }
+    for field in fields {
+        command.args(["-e", field]);
+    }
+    let out = command
+        .output()
+        .expect("tshark is needed: run scripts/setup.sh (apt-get install tshark)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tshark failed: {stderr}");
+    assert!(
+        !stderr.contains("Lua") && !stderr.contains("rror"),
+        "tshark complained: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| line.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+fn count(file: &Path, filter: &str) -> usize {
+    tshark(file, filter, &["frame.number"]).len()
+}
+
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(root: &Path, capture: &Path) -> Self {
+        let mut child = Command::new(RDIO)
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .arg("--capture")
+            .arg(capture)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rdio serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let addr = line
+            .strip_prefix("rdio serve: listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    /// SIGTERM and wait: the capture is finished and its count printed.
+    fn stop(self) -> String {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let out = self.child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "serve: {:?}", out.status);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(RDIO).args(args).output().expect("run rdio");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "rdio {args:?}: {stderr}");
+    stderr
+}
+
+/// The fields the session test reads, every frame of a capture decoded
+/// once (tshark takes a second per run).
+const FIELDS: &[&str] = &[
+    "frame.number",
+    "rdiocap.kind",
+    "rdiocap.direction",
+    "rdiocap.imm",
+    "rdiopipe.opcode",
+    "rdiopipe.path",
+    "rdiopipe.flags.read",
+    "rdiopipe.flags.write",
+    "rdiopipe.status",
+    "rdiopipe.provider",
+    "rdiopipe.response_to",
+    "rdio.opcode",
+    "rdio.request_id",
+    "rdio.status",
+    "rdio.size",
+    "rdio.response_to",
+    "rdio.offset",
+    "rdio.desc.len",
+    "rdio.data_len",
+    "rdio.write.data",
+    "rdio.write.request",
+    "rdiosb.request_id",
+    "rdiosb.status",
+    "rdiosb.bytes",
+    "rdiosb.response_to",
+    "rdiosb.valid",
+    "_ws.expert.severity",
+    "_ws.malformed",
+];
+
+/// One decoded frame: the values of [`FIELDS`], '' when absent.
+struct Frame(Vec<String>);
+
+impl Frame {
+    fn get(&self, field: &str) -> &str {
+        let i = FIELDS
+            .iter()
+            .position(|f| *f == field)
+            .expect("a listed field");
+        self.0.get(i).map_or("", String::as_str)
+    }
+
+    fn has(&self, field: &str) -> bool {
+        !self.get(field).is_empty()
+    }
+
+    fn num(&self, field: &str) -> u64 {
+        let text = self.get(field);
+        match text.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => text.parse(),
+        }
+        .unwrap_or_else(|_| panic!("{field} is not a number: {text:?}"))
+    }
+}
+
+/// Decode `file`, and check that nothing is malformed, no expert info is
+/// an error, and every record decoded as what its kind says.
+fn decode(file: &Path) -> Vec<Frame> {
+    let frames: Vec<Frame> = tshark(file, "", FIELDS).into_iter().map(Frame).collect();
+    assert!(!frames.is_empty(), "{}", file.display());
+    for frame in &frames {
+        let number = frame.get("frame.number");
+        assert!(!frame.has("_ws.malformed"), "frame {number} malformed");
+        // Expert severities: note 0x400000, warn 0x600000, error 0x800000.
+        assert!(
+            !frame.get("_ws.expert.severity").contains("8388608"),
+            "frame {number} of {} has an expert error",
+            file.display()
+        );
+        match frame.num("rdiocap.kind") {
+            1 => assert!(frame.has("rdiopipe.opcode"), "frame {number}"),
+            2 | 3 => assert!(frame.has("rdio.opcode"), "frame {number}"),
+            4 => assert!(
+                frame.has("rdiosb.status") || frame.has("rdio.write.data"),
+                "frame {number}"
+            ),
+            5..=7 => {}
+            kind => panic!("frame {number}: kind {kind}"),
+        }
+    }
+    frames
+}
+
+#[test]
+fn a_captured_session_decodes_with_the_expected_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("root");
+    let src = dir.path().join("src.bin");
+    // 200 000 bytes: with 64 KiB requests, four writes (each a Write and
+    // WriteData fragments) and four reads, the last one short.
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&src, &data).expect("src");
+    let (serve_cap, put_cap, get_cap) = (
+        dir.path().join("serve.pcapng"),
+        dir.path().join("put.pcapng"),
+        dir.path().join("get.pcapng"),
+    );
+    let served = Served::start(&root, &serve_cap);
+    let remote = format!("{}:f.bin", served.addr);
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let put = run(&[
+        "put",
+        &path(&src),
+        &remote,
+        "--io-size",
+        "64K",
+        "--capture",
+        &path(&put_cap),
+    ]);
+    assert!(put.contains("rdio: captured "), "{put}");
+    let dst = dir.path().join("dst.bin");
+    run(&[
+        "get",
+        &remote,
+        &path(&dst),
+        "--io-size",
+        "64K",
+        "--polling",
+        "--capture",
+        &path(&get_cap),
+    ]);
+    assert_eq!(std::fs::read(&dst).expect("dst"), data);
+    let stopped = served.stop();
+    assert!(stopped.contains("rdio: captured "), "{stopped}");
+
+    let (serve, put, get) = (decode(&serve_cap), decode(&put_cap), decode(&get_cap));
+
+    // The client's side channel, in order: resume key, negotiate, open.
+    let pipe: Vec<&Frame> = get.iter().filter(|f| f.has("rdiopipe.opcode")).collect();
+    let ops: Vec<(u64, u64)> = pipe
+        .iter()
+        .map(|f| (f.num("rdiocap.direction"), f.num("rdiopipe.opcode")))
+        .collect();
+    assert_eq!(ops, [(0, 1), (1, 2), (0, 5), (1, 6), (0, 3), (1, 4)]);
+    assert_eq!(pipe[4].get("rdiopipe.path"), "f.bin");
+    assert_eq!(pipe[4].get("rdiopipe.flags.read"), "1");
+    assert_eq!(pipe[4].get("rdiopipe.flags.write"), "0");
+    assert_eq!(pipe[3].get("rdiopipe.status"), "0");
+    assert_eq!(pipe[3].get("rdiopipe.provider"), "ofi:tcp");
+    assert_eq!(
+        pipe[3].get("rdiopipe.response_to"),
+        pipe[2].get("frame.number"),
+        "the NegotiateResponse answers the NegotiateRequest"
+    );
+    assert_eq!(pipe[5].get("rdiopipe.status"), "0");
+
+    // The client's RDMA channel: authentication, registration (the size
+    // is the file's), reads at 64 KiB steps until end of file, close,
+    // terminate.
+    let sent: Vec<&Frame> = get
+        .iter()
+        .filter(|f| f.get("rdiocap.kind") == "2")
+        .collect();
+    let opcodes: Vec<u64> = sent.iter().map(|f| f.num("rdio.opcode")).collect();
+    let reads = opcodes.iter().filter(|op| **op == 0x21).count();
+    assert!(reads >= 4, "{opcodes:?}");
+    let mut expected = vec![0x01, 0x20];
+    expected.extend(std::iter::repeat_n(0x21, reads));
+    expected.extend([0x27, 0x7f]);
+    assert_eq!(opcodes, expected);
+    let registered = get
+        .iter()
+        .find(|f| f.get("rdio.opcode") == "0x28")
+        .expect("RegisterFileCompletion");
+    assert_eq!(registered.get("rdio.status"), "0");
+    assert_eq!(registered.num("rdio.size"), 200_000);
+    assert_eq!(
+        registered.get("rdio.response_to"),
+        sent[1].get("frame.number")
+    );
+    let reads: Vec<&Frame> = sent
+        .iter()
+        .copied()
+        .filter(|f| f.get("rdio.opcode") == "0x21")
+        .collect();
+    let asked: Vec<(u64, String)> = reads
+        .iter()
+        .map(|f| (f.num("rdio.offset"), f.get("rdio.desc.len").to_owned()))
+        .collect();
+    // The destination (64 KiB, the last one what is left), then the status
+    // block's 24 bytes.
+    assert_eq!(
+        asked[..4],
+        [
+            (0, "65536,24".to_owned()),
+            (0x10000, "65536,24".to_owned()),
+            (0x20000, "65536,24".to_owned()),
+            (0x30000, "3392,24".to_owned()),
+        ],
+        "{asked:?}"
+    );
+
+    // The server's side: RDMA writes of the read data, each matched to its
+    // read, and a status block completing each request, matched too: four
+    // writes, four reads, then reads past the end.
+    let writes: Vec<&Frame> = serve.iter().filter(|f| f.has("rdio.write.data")).collect();
+    let data: u64 = writes.iter().map(|f| f.num("rdio.write.data")).sum();
+    assert_eq!(data, 200_000);
+    assert!(writes.iter().all(|f| f.has("rdio.write.request")));
+    let blocks: Vec<&Frame> = serve.iter().filter(|f| f.has("rdiosb.status")).collect();
+    let statuses: Vec<u64> = blocks.iter().map(|f| f.num("rdiosb.status")).collect();
+    assert_eq!(&statuses[..8], [0; 8], "{statuses:?}");
+    assert!(
+        statuses[8..].iter().all(|s| *s == 1),
+        "EndOfFile: {statuses:?}"
+    );
+    for block in &blocks {
+        assert_eq!(block.get("rdiosb.valid"), "RDIO");
+        assert!(block.has("rdiosb.response_to"));
+    }
+    let completed: u64 = blocks.iter().map(|f| f.num("rdiosb.bytes")).sum();
+    assert_eq!(completed, 400_000, "200 000 written, 200 000 read");
+
+    // The upload as its client sent it: the data in Write and WriteData,
+    // and (interrupt mode, the default) completions as immediates naming
+    // the writes' request ids.
+    let carried: u64 = put
+        .iter()
+        .filter(|f| f.has("rdio.data_len"))
+        .map(|f| f.num("rdio.data_len"))
+        .sum();
+    assert_eq!(carried, 200_000);
+    let imms: Vec<u64> = put
+        .iter()
+        .filter(|f| f.get("rdiocap.kind") == "5")
+        .map(|f| f.num("rdiocap.imm"))
+        .collect();
+    let write_ids: Vec<u64> = put
+        .iter()
+        .filter(|f| f.get("rdio.opcode") == "0x23")
+        .map(|f| f.num("rdio.request_id"))
+        .collect();
+    assert_eq!(write_ids.len(), 4);
+    assert_eq!(imms, write_ids);
+}
+
+#[test]
+fn protocol_violations_are_expert_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.pcapng");
+    let recorder = Recorder::create(&file, 512).expect("recorder");
+    let message = |op: u8, flags: u16, credits: u16, reserved: u16, payload: &[u8]| {
+        let mut bytes = vec![1, op];
+        bytes.extend_from_slice(&flags.to_le_bytes());
+        bytes.extend_from_slice(&credits.to_le_bytes());
+        bytes.extend_from_slice(&reserved.to_le_bytes());
+        bytes.extend_from_slice(&7u32.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    };
+    let record = |direction, bytes: &[u8]| {
+        recorder.record(&Record {
+            direction,
+            kind: if direction == Direction::Out {
+                Kind::Send
+            } else {
+                Kind::Recv
+            },
+            connection: 1,
+            remote: RemoteBuf::default(),
+            imm: None,
+            payload: bytes,
+            len: bytes.len(),
+        });
+    };
+    // 1: StatusResponse: the client's level is 4.
+    let mut status = vec![0u8; 12];
+    status[4] = 4;
+    record(Direction::In, &message(0x03, 0, 0, 0, &status));
+    // 2: a Keepalive claiming 9 credits: bad credits.
+    record(Direction::Out, &message(0x40, 0, 9, 0, &[]));
+    // 3: an unknown opcode.
+    record(Direction::Out, &message(0x55, 0, 4, 0, &[]));
+    // 4: a reserved field set.
+    record(Direction::Out, &message(0x40, 0, 4, 1, &[]));
+    // 5: COLLAPSE on a Read.
+    record(Direction::Out, &message(0x21, 0x2, 4, 0, &[0u8; 48]));
+    // 6: a length that disagrees with the bytes.
+    let mut short = message(0x40, 0, 4, 0, &[]);
+    short[12] = 8;
+    record(Direction::Out, &short);
+    // 7: a pipe frame with an unknown opcode.
+    let pipe = b"RDIO\x01\x7e\x00\x00\x00\x00\x00\x00";
+    recorder.record(&Record {
+        direction: Direction::Out,
+        kind: Kind::Pipe,
+        connection: 2,
+        remote: RemoteBuf::default(),
+        imm: None,
+        payload: pipe,
+        len: pipe.len(),
+    });
+    assert_eq!(recorder.finish().expect("finish"), 7);
+
+    let expected = [
+        (2, "rdio.expert.credits"),
+        (3, "rdio.expert.unknown_opcode"),
+        (4, "rdio.expert.reserved"),
+        (5, "rdio.expert.flags"),
+        (6, "rdio.expert.length"),
+        (7, "rdio.expert.unknown_opcode"),
+    ];
+    for (frame, expert) in expected {
+        let rows = tshark(&file, expert, &["frame.number"]);
+        assert!(
+            rows.iter().any(|row| row[0] == frame.to_string()),
+            "{expert} not raised on frame {frame}: {rows:?}"
+        );
+    }
+    assert_eq!(count(&file, "_ws.expert.severity == error"), 6);
+    assert_eq!(
+        count(&file, "frame.number == 1 && _ws.expert"),
+        0,
+        "a valid StatusResponse"
+    );
+}
+
+#[test]
+fn cp_over_loopback_is_captured_on_both_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.bin");
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(&src, &data).expect("src");
+    let dst = dir.path().join("dst.bin");
+    let cap = dir.path().join("cp.pcapng");
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let stderr = run(&[
+        "cp",
+        &path(&src),
+        &path(&dst),
+        "--io-size",
+        "64K",
+        "--capture",
+        &path(&cap),
+    ]);
+    assert!(stderr.contains("rdio: captured "), "{stderr}");
+    assert_eq!(std::fs::read(&dst).expect("dst"), data);
+    let frames = decode(&cap);
+    // Both ends are in the one capture: every message the client sent the
+    // server received, and the other way round.
+    let opcodes = |kind: &str| -> Vec<u64> {
+        let mut ops: Vec<u64> = frames
+            .iter()
+            .filter(|f| f.get("rdiocap.kind") == kind)
+            .map(|f| f.num("rdio.opcode"))
+            .collect();
+        ops.sort_unstable();
+        ops
+    };
+    assert_eq!(opcodes("2"), opcodes("3"));
+    let sent = opcodes("2");
+    for op in [0x01, 0x02, 0x03, 0x20, 0x28, 0x23, 0x21, 0x27, 0x29] {
+        assert!(sent.contains(&op), "opcode {op:#x} missing: {sent:?}");
+    }
+    // Each pipe frame twice (client and server end), the open naming the
+    // file with READ | WRITE | CREATE | TRUNCATE.
+    let opens: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.get("rdiopipe.opcode") == "0x03")
+        .collect();
+    assert_eq!(opens.len(), 2);
+    assert!(opens.iter().all(|f| f.get("rdiopipe.path") == "src.bin"
+        && f.get("rdiopipe.flags.read") == "1"
+        && f.get("rdiopipe.flags.write") == "1"));
+    // The server's status blocks complete the upload and the download.
+    let bytes: u64 = frames
+        .iter()
+        .filter(|f| f.get("rdiosb.status") == "0")
+        .map(|f| f.num("rdiosb.bytes"))
+        .sum();
+    assert_eq!(bytes, 300_000);
+}

@@ -1,0 +1,264 @@
+//! `rdio doctor` on this machine (no RDMA device, libfabric's tcp provider
+//! and cma working), `serve`'s warning about a root without file leases,
+//! and `--explain` naming the step a connection failed at.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+
+fn rdio(args: &[&str]) -> Output {
+    Command::new(RDIO).args(args).output().expect("run rdio")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The report line of `check`: `  NAME      VERDICT DETAIL`.
+fn line<'a>(report: &'a str, check: &str) -> &'a str {
+    report
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(check))
+        .unwrap_or_else(|| panic!("no {check} line in:\n{report}"))
+}
+
+fn verdict(report: &str, check: &str) -> String {
+    line(report, check)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `fix` line following `check`'s line.
+fn fix<'a>(report: &'a str, check: &str) -> Option<&'a str> {
+    let mut lines = report.lines().skip_while(|l| *l != line(report, check));
+    lines.next();
+    lines
+        .next()
+        .map(str::trim_start)
+        .filter(|next| next.starts_with("fix "))
+}
+
+#[test]
+fn doctor_reports_this_machine_and_exits_0_when_fabric_works() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let out = rdio(&["doctor", "--root", root.path().to_str().expect("utf-8")]);
+    let report = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}\n{report}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    // Real attempts that work here.
+    assert_eq!(verdict(&report, "loopback"), "ok", "{report}");
+    assert_eq!(verdict(&report, "fabric"), "ok", "{report}");
+    assert!(
+        line(&report, "fabric").contains("ofi:tcp")
+            && line(&report, "fabric").contains("tcp connection on 127.0.0.1 carried a message"),
+        "{report}"
+    );
+    assert_eq!(verdict(&report, "cma"), "ok", "{report}");
+    assert!(
+        line(&report, "cma").contains("attached to each other's memory"),
+        "{report}"
+    );
+    assert_eq!(verdict(&report, "leases"), "ok", "{report}");
+    assert!(line(&report, "leases").contains(root.path().to_str().expect("utf-8")));
+    assert_eq!(verdict(&report, "openat2"), "ok", "{report}");
+    // No RDMA device on this machine: verbs fails, with a fix.
+    assert_eq!(verdict(&report, "verbs"), "FAIL", "{report}");
+    assert!(
+        fix(&report, "verbs").is_some_and(|fix| fix.contains("rdma link add")),
+        "{report}"
+    );
+    assert_eq!(verdict(&report, "devices"), "warn", "{report}");
+    assert!(fix(&report, "devices").is_some(), "{report}");
+    for check in ["rxe/siw", "memlock", "ptrace"] {
+        let verdict = verdict(&report, check);
+        assert!(
+            ["ok", "warn", "FAIL"].contains(&verdict.as_str()),
+            "{report}"
+        );
+        if verdict != "ok" {
+            assert!(
+                fix(&report, check).is_some(),
+                "{check} without a fix:\n{report}"
+            );
+        }
+    }
+    assert!(
+        report.ends_with("the fabric transport works here\n"),
+        "{report}"
+    );
+    // The probes leave nothing in the root.
+    assert_eq!(std::fs::read_dir(root.path()).expect("list").count(), 0);
+}
+
+#[test]
+fn doctor_exits_1_when_the_chosen_transport_does_not_work() {
+    let out = rdio(&["--transport", "verbs", "doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("rdio: error: the verbs transport does not work here: "),
+        "{stderr}"
+    );
+    // The report itself still went out.
+    assert!(text(&out.stdout).contains("transports\n"));
+}
+
+#[test]
+fn doctor_refuses_a_root_that_is_not_a_directory() {
+    let file = tempfile::NamedTempFile::new().expect("file");
+    let out = rdio(&["doctor", "--root", file.path().to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+/// `rdio serve` over `root` until its listening line, then SIGKILL; its
+/// standard error up to then.
+fn serve_stderr(prefix: &[&str], root: &Path) -> String {
+    let mut command = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(RDIO);
+            command
+        }
+        None => Command::new(RDIO),
+    };
+    let mut child = command
+        .args(["--transport", "cma", "serve", "--listen", "127.0.0.1:0"])
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rdio serve");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("listening line");
+    assert!(first.starts_with("rdio serve: listening on "), "{first:?}");
+    // The warning comes before the listening line; killing closes stderr.
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait");
+    text(&out.stderr)
+}
+
+#[test]
+fn serve_warns_once_when_its_root_cannot_take_file_leases() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let stderr = serve_stderr(&[], root.path());
+    assert!(!stderr.contains("warning"), "{stderr}");
+
+    // A root where no lease can be had: empty and read-only (a read-only
+    // bind mount in a mount namespace of its own). Needs root.
+    let unshare = Command::new("unshare").args(["-m", "true"]).status();
+    if !unshare.is_ok_and(|status| status.success()) {
+        eprintln!("skipped the read-only root: needs root and unshare(1)");
+        return;
+    }
+    let dir = root.path().to_str().expect("utf-8");
+    let script = format!("mount --bind -o ro {dir} {dir} && exec \"$0\" \"$@\"");
+    let stderr = serve_stderr(&["unshare", "-m", "sh", "-c", &script], root.path());
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "rdio serve: warning: no file leases under {dir} ("
+        )) && warnings[0].contains("reads are copied, not zero-copy"),
+        "{stderr}"
+    );
+}
+
+/// A `get --explain` that must fail, and its one error line.
+fn explained_failure(remote: &str) -> String {
+    let dst = tempfile::tempdir().expect("tempdir");
+    let out = rdio(&[
+        "get",
+        "--explain",
+        "--connect-timeout",
+        "5",
+        remote,
+        dst.path().to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn explain_names_the_step_a_connection_failed_at() {
+    // 1. Nobody listens: the pipe connect fails.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let stderr = explained_failure(&format!("{addr}:f"));
+    assert!(
+        stderr.contains("failed at step 1 of 4, pipe connect"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot reach the rdio server"), "{stderr}");
+
+    // 2. A server that offers only cma to a fabric client: negotiate.
+    let root = tempfile::tempdir().expect("tempdir");
+    let pipe = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let pipe_addr = pipe.local_addr().expect("addr");
+    let server = |endpoint: &str, provider: &str| {
+        let provider = rdio_core::wire::ProviderName::new(provider).expect("provider");
+        let options = rdio::server::ServerOptions::new(provider, endpoint.as_bytes());
+        rdio::server::Server::new(rdio::files::Root::new(root.path()).expect("root"), options)
+    };
+    let cma_only = server("127.0.0.1:9", "cma");
+    let serving = std::thread::scope(|scope| {
+        let serving = scope.spawn(|| {
+            let (stream, _) = pipe.accept().expect("accept");
+            let _ = cma_only.serve_pipe(stream);
+        });
+        let stderr = explained_failure(&format!("{pipe_addr}:f"));
+        serving.join().expect("pipe thread");
+        stderr
+    });
+    assert!(
+        serving.contains("failed at step 2 of 4, negotiate"),
+        "{serving}"
+    );
+    assert!(serving.contains("no common RDMA provider"), "{serving}");
+
+    // 3. A server that names an RDMA endpoint where nobody listens.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let nowhere = server(&endpoint, "ofi:tcp");
+    let stderr = std::thread::scope(|scope| {
+        let serving = scope.spawn(|| {
+            let (stream, _) = pipe.accept().expect("accept");
+            let _ = nowhere.serve_pipe(stream);
+        });
+        let stderr = explained_failure(&format!("{pipe_addr}:f"));
+        serving.join().expect("pipe thread");
+        stderr
+    });
+    assert!(
+        stderr.contains("failed at step 3 of 4, RDMA connect"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot connect the RDMA channel to {endpoint}")),
+        "{stderr}"
+    );
+
+    // Without --explain, the same failure is the plain one line.
+    let out = rdio(&["get", &format!("{addr}:f"), "/tmp/unused"]);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("step"), "{stderr}");
+}

@@ -1,0 +1,102 @@
+//! Tracing: `RUST_LOG` filters, `RDIO_LOG_FORMAT=json`, and request events
+//! carrying the wire's request ids on both ends of a session.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+
+/// The `request` ids of the JSON events from `target` with `message`.
+fn requests(stderr: &str, target: &str, message: &str) -> BTreeSet<u64> {
+    stderr
+        .lines()
+        .filter(|line| {
+            line.contains(&format!("\"target\":\"{target}\""))
+                && line.contains(&format!("\"message\":\"{message}\""))
+        })
+        .map(|line| {
+            let at = line.find("\"request\":").expect("a request id") + "\"request\":".len();
+            line[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a number")
+        })
+        .collect()
+}
+
+#[test]
+fn json_events_name_every_request_by_its_wire_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, vec![1u8; 300_000]).expect("src");
+    let out = Command::new(RDIO)
+        .args(["cp", "--io-size", "128K"])
+        .arg(&src)
+        .arg(dir.path().join("dst.bin"))
+        .env("RUST_LOG", "rdio=trace")
+        .env("RDIO_LOG_FORMAT", "json")
+        .output()
+        .expect("run rdio cp");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|line| line.starts_with('{') && line.ends_with('}'))
+    );
+    let submitted = requests(&stderr, "rdio::client", "submitted");
+    // 3 writes, 3 reads and a read at the end of the file, at least.
+    assert!(submitted.len() >= 7, "{submitted:?}");
+    assert_eq!(requests(&stderr, "rdio::client", "completed"), submitted);
+    assert_eq!(
+        requests(&stderr, "rdio::server::connection", "completed"),
+        submitted
+    );
+    assert!(stderr.contains("\"message\":\"authenticated\""), "{stderr}");
+    assert!(
+        stderr.contains("\"message\":\"connection ended\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_default_filter_is_quiet_and_a_bad_one_is_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, b"hello").expect("src");
+    let run = |envs: &[(&str, &str)]| {
+        let mut command = Command::new(RDIO);
+        command
+            .arg("cp")
+            .arg(&src)
+            .arg(dir.path().join("dst.bin"))
+            .env_remove("RUST_LOG")
+            .env_remove("RDIO_LOG");
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        command.output().expect("run rdio cp")
+    };
+    let quiet = run(&[]);
+    assert!(quiet.status.success());
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    for (key, value) in [
+        ("RUST_LOG", "rdio=["),
+        ("RDIO_LOG", "=nonsense=="),
+        ("RDIO_LOG_FORMAT", "xml"),
+    ] {
+        let bad = run(&[(key, value)]);
+        assert_eq!(bad.status.code(), Some(2), "{key}={value}");
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("rdio: error: invalid {key}")),
+            "{stderr}"
+        );
+    }
+}

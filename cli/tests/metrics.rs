@@ -1,0 +1,197 @@
+//! `serve --metrics` and `--stats`: after a scripted session (a put and a
+//! get of a known file between real processes over libfabric's tcp
+//! provider on 127.0.0.1), the server's OpenMetrics text and the clients'
+//! counters hold exactly the values the session implies.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+
+/// `GET /metrics` at `addr` (`HOST:PORT`): the body.
+fn scrape(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers");
+    (head.to_owned(), body.to_owned())
+}
+
+/// Samples by name with labels, e.g. `rdio_server_reads_total{path="copied"}`.
+fn samples(body: &str) -> HashMap<String, u64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').expect("sample");
+            (name.to_owned(), value.parse().expect("integer value"))
+        })
+        .collect()
+}
+
+/// The `--stats` line starting `rdio: stats: {what} `, as `name n` pairs.
+fn stat_line(stderr: &str, what: &str) -> HashMap<String, u64> {
+    let prefix = format!("rdio: stats: {what} ");
+    let line = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {what} line in {stderr}"));
+    line.split(", ")
+        .map(|pair| {
+            let (name, n) = pair.rsplit_once(' ').expect("name n");
+            (name.to_owned(), n.parse().expect("count"))
+        })
+        .collect()
+}
+
+fn rdio(args: &[&str]) -> String {
+    let out = Command::new(RDIO).args(args).output().expect("run rdio");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "rdio {args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn metrics_and_stats_count_a_scripted_session_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("root");
+    // 300 000 bytes in 64 KiB requests: 5 writes, 5 reads (the last
+    // short) and then a read at the end of the file.
+    const SIZE: u64 = 300_000;
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, vec![7u8; SIZE as usize]).expect("src");
+    let mut server = Command::new(RDIO)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--root",
+        ])
+        .arg(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rdio serve");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let pipe = line
+        .strip_prefix("rdio serve: listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    let metrics = line
+        .trim_end()
+        .rsplit_once(", metrics on http://")
+        .and_then(|(_, url)| url.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address in {line:?}"))
+        .to_owned();
+
+    // Before any client: everything zero, and the endpoint's format.
+    let (head, body) = scrape(&metrics, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert_eq!(samples(&body)["rdio_server_connections_total"], 0);
+    assert!(scrape(&metrics, "/other").0.starts_with("HTTP/1.1 404"));
+
+    let remote = format!("{pipe}:f.bin");
+    let src = src.to_str().expect("utf-8");
+    let put = rdio(&["put", src, &remote, "--io-size", "64K", "--stats"]);
+    let dst = dir.path().join("dst.bin");
+    let dst = dst.to_str().expect("utf-8");
+    let get = rdio(&[
+        "get",
+        &remote,
+        dst,
+        "--io-size",
+        "64K",
+        "--stats",
+        "--polling",
+    ]);
+
+    // The clients' own counters.
+    assert_eq!(
+        stat_line(&put, "requests"),
+        HashMap::from([
+            ("write".into(), 5),
+            ("register".into(), 1),
+            ("close".into(), 1)
+        ])
+    );
+    assert_eq!(
+        stat_line(&put, "completions"),
+        HashMap::from([("Success".into(), 7)])
+    );
+    assert!(
+        put.contains(&format!("rdio: stats: bytes read 0, written {SIZE};")),
+        "{put}"
+    );
+    assert!(
+        put.contains("rdio: stats: latency 64KiB: 5 requests,"),
+        "{put}"
+    );
+    let reads = stat_line(&get, "requests")["read"];
+    assert!(reads >= 5, "{get}");
+    assert_eq!(
+        stat_line(&get, "completions"),
+        HashMap::from([("Success".into(), 7), ("EndOfFile".into(), reads - 5)])
+    );
+    assert!(
+        get.contains(&format!("rdio: stats: bytes read {SIZE}, written 0;")),
+        "{get}"
+    );
+    assert!(
+        get.contains("credits 64 granted, 0 in use; failed work requests 0"),
+        "{get}"
+    );
+
+    // The server's, once it has seen both connections end.
+    let started = Instant::now();
+    let values = loop {
+        let values = samples(&scrape(&metrics, "/metrics").1);
+        if values["rdio_server_connection_ends_total{reason=\"shutdown\"}"] == 2 {
+            break values;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{values:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let expected = [
+        ("rdio_server_connections_total", 2),
+        ("rdio_server_connections_active", 0),
+        ("rdio_server_open_files", 0),
+        ("rdio_server_registrations_total", 2),
+        ("rdio_server_closes_total", 2),
+        ("rdio_server_auth_failures_total", 0),
+        ("rdio_server_read_bytes_total", SIZE),
+        ("rdio_server_written_bytes_total", SIZE),
+        ("rdio_server_completions_total{status=\"Success\"}", 10),
+        (
+            "rdio_server_completions_total{status=\"EndOfFile\"}",
+            reads - 5,
+        ),
+        (
+            "rdio_server_connection_ends_total{reason=\"protocol_violation\"}",
+            0,
+        ),
+        ("rdio_server_connection_ends_total{reason=\"lost\"}", 0),
+    ];
+    for (name, value) in expected {
+        assert_eq!(values.get(name), Some(&value), "{name} in {values:?}");
+    }
+    let served = values["rdio_server_reads_total{path=\"zero_copy\"}"]
+        + values["rdio_server_reads_total{path=\"copied\"}"];
+    assert_eq!(served, reads);
+    // Every write request and fragment placed: at least one per write.
+    assert!(values["rdio_server_writes_total"] >= 5, "{values:?}");
+
+    let _ = server.kill();
+    let _ = server.wait();
+}
