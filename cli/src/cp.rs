@@ -78,8 +78,10 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     // The destination next: a bad one fails before any copying.
     let (mut output, target) = Output::open(&target)?;
 
-    let temporary;
+    // Declared first, dropped last: the temporary root is removed before
+    // it leaves the signal thread's list.
     let _temporary_debris;
+    let temporary;
     let root: &Path = match &copy.root {
         Some(root) => root,
         None => {
@@ -107,17 +109,17 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     let progress = progress_bar(2 * len);
     let mut buffer = vec![0u8; chunk];
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-    // Until the upload is complete, the server's copy is a partial file:
-    // removed if the copy fails or is interrupted (under a temporary root
-    // it goes with the root).
-    let partial = copy
-        .root
-        .as_ref()
-        .map(|root| Debris::remove_on_drop(&root.join(name)));
     let remote = pair
         .client
         .open(name.as_bytes(), flags)
         .context("cannot create the file on the server")?;
+    // From its (truncating) open until the upload is complete, the
+    // server's copy is a partial file: removed if the copy fails or is
+    // interrupted. (Under a temporary root it goes with the root.)
+    let partial = copy
+        .root
+        .as_ref()
+        .map(|root| Debris::remove_on_drop(&root.join(name)));
 
     progress.set_message("put");
     let started = Instant::now();

@@ -28,7 +28,7 @@ use crate::remote::RemotePath;
 use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, anyhow, bail};
-use rdio::client::{ClientError, Ticket};
+use rdio::client::{ClientError, FileStat, Ticket};
 use rdio::net::RdmaConnector;
 use rdio_core::wire::{OpenFlags, Status};
 use sha2::{Digest, Sha256};
@@ -225,6 +225,15 @@ impl ClientJob for &Get {
         let before = client
             .stat(&self.remote.path)
             .with_context(|| format!("cannot stat {} on the server", self.remote.path))?;
+        // A server on this host serving the destination itself: copying a
+        // file onto itself is refused, as by coreutils `cp`.
+        if fs::metadata(&target).is_ok_and(|local| is_remote_file(&local, &before)) {
+            bail!(
+                "'{}' and '{}' are the same file",
+                self.remote,
+                target.display()
+            );
+        }
         let progress = progress_bar(size);
         progress.set_message("get");
         let started = Instant::now();
@@ -404,6 +413,19 @@ impl ClientJob for &Put {
         let server = resolve(&self.remote.host, self.remote.port)?;
         let mut client = connect(server, &self.tuning, connector)
             .with_context(|| format!("cannot connect to {server}"))?;
+        // A server on this host serving the source itself: its open would
+        // truncate the source. Refused before anything is opened for
+        // writing, as by coreutils `cp`.
+        if client
+            .stat(&self.remote.path)
+            .is_ok_and(|remote| is_remote_file(&meta, &remote))
+        {
+            bail!(
+                "'{}' and '{}' are the same file",
+                self.local.display(),
+                self.remote
+            );
+        }
         let mut flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         if self.in_place {
             flags |= OpenFlags::IN_PLACE;
@@ -517,6 +539,17 @@ impl ClientJob for &Put {
         );
         Ok(())
     }
+}
+
+/// Whether the server's `remote` file is the local file with `local`
+/// metadata (a server on this host): the same identity (device and inode,
+/// as [`rdio::server::file_id`] derives it), size and modification time to
+/// the nanosecond — a coincidence between two hosts is out of reach.
+fn is_remote_file(local: &fs::Metadata, remote: &FileStat) -> bool {
+    local.is_file()
+        && remote.file_id == rdio::server::file_id(local)
+        && remote.size == local.len()
+        && remote.modified_ns == rdio::server::modified_ns(local)
 }
 
 /// `, sha256 HEX` when the bytes were hashed, else nothing.

@@ -207,6 +207,42 @@ fn cp_refuses_to_copy_a_file_onto_itself_and_leaves_it_intact() {
     assert_eq!(fs::read(&outside).expect("g"), data);
 }
 
+#[test]
+fn put_and_get_of_a_served_file_onto_itself_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    fs::create_dir(&root).expect("mkdir");
+    let data = pattern(300_000, 2);
+    let served_file = root.join("f");
+    fs::write(&served_file, &data).expect("write");
+    let hard = dir.path().join("hard");
+    fs::hard_link(&served_file, &hard).expect("hard link");
+    for transport in [&[][..], &["--transport", "cma"][..]] {
+        let served = Served::start(&root, transport);
+        let remote = served.remote("f");
+        for args in [
+            // Today's code truncated the source through the server's open.
+            vec!["put", utf8(&served_file), remote.as_str()],
+            vec!["put", utf8(&hard), remote.as_str()],
+            vec!["get", remote.as_str(), utf8(&served_file)],
+            vec!["get", remote.as_str(), utf8(&hard)],
+        ] {
+            let out = Command::new(RDIO)
+                .args(&args)
+                .args(transport)
+                .output()
+                .expect("run rdio");
+            let stderr = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(stderr.contains("are the same file"), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert_eq!(fs::read(&served_file).expect("f"), data, "{args:?}");
+            assert_eq!(names(&root), ["f"], "{args:?}");
+            assert_eq!(names(dir.path()), ["hard", "root"], "{args:?}");
+        }
+    }
+}
+
 // ----- defect 2: a file that changes during get -----
 
 /// The file `get` downloads while it changes: large enough to take a

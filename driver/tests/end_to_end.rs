@@ -68,6 +68,7 @@ in_both_modes!(
     write_buffers_send_in_place_in_both_modes,
     sixty_four_requests_fit_on_the_wire_at_once,
     stat_tells_a_file_that_changed_was_replaced_or_is_gone,
+    vectored_reads_past_end_of_file_never_show_stale_bytes,
 );
 
 fn write_then_read_back_at_boundary_sizes_in_both_modes<M: Mode>() {
@@ -196,6 +197,60 @@ fn stat_tells_a_file_that_changed_was_replaced_or_is_gone<M: Mode>() {
     let mut buf = [0u8; 10];
     assert_eq!(pair.client.read_at(&file, 0, &mut buf).expect("read"), 10);
     finish(pair);
+}
+
+fn vectored_reads_past_end_of_file_never_show_stale_bytes<M: Mode>() {
+    for mode in MODES {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("full"), [0xFFu8; 64]).expect("write");
+        fs::write(dir.path().join("short"), b"0123456789").expect("write");
+        let mut pair = start::<M>(dir.path(), mode);
+        let full = pair.client.open("full", OpenFlags::READ).expect("open");
+        let short = pair.client.open("short", OpenFlags::READ).expect("open");
+        // Every buffer of the client goes through both reads in turn: the
+        // second finds the first's bytes where its short segment ends.
+        for round in 0..2 * pair.client.queue_depth() {
+            let mut a = [0u8; 16];
+            let mut b = [0u8; 16];
+            let mut segments = [
+                ReadSegment {
+                    offset: 0,
+                    buf: &mut a,
+                },
+                ReadSegment {
+                    offset: 16,
+                    buf: &mut b,
+                },
+            ];
+            assert_eq!(
+                pair.client
+                    .read_vectored_at(&full, &mut segments)
+                    .expect("full"),
+                32
+            );
+            let mut a = [0xAAu8; 8];
+            let mut b = [0xAAu8; 8];
+            let mut segments = [
+                ReadSegment {
+                    offset: 6,
+                    buf: &mut a,
+                },
+                ReadSegment {
+                    offset: 40,
+                    buf: &mut b,
+                },
+            ];
+            assert_eq!(
+                pair.client
+                    .read_vectored_at(&short, &mut segments)
+                    .expect("short"),
+                4
+            );
+            assert_eq!(&a, b"6789\0\0\0\0", "round {round}: past the end");
+            assert_eq!(b, [0; 8], "round {round}: wholly past the end");
+        }
+        finish(pair);
+    }
 }
 
 fn vectored_reads_and_writes_with_and_without_collapse<M: Mode>() {

@@ -623,6 +623,14 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let total = segments.iter().map(|&(_, len)| len).sum();
         let slot = self.begin(total)?;
         let submitted = (|| {
+            // A segment short at end of file is not written past its end,
+            // and the segments are handed over back to back: zero the span
+            // first, so what lies beyond a short segment is zeros, never
+            // the bytes of an earlier read through this buffer.
+            let region = self.slots.region(slot)?;
+            if let Some(span) = self.transport.region_mut(region)?.get_mut(..total) {
+                span.fill(0);
+            }
             // At most MAX_SEGMENTS (checked above): no heap allocation.
             let mut wire_segments = heapless::Vec::<_, MAX_SEGMENTS>::new();
             let mut position = 0;

@@ -353,24 +353,12 @@ impl Server {
     /// and inode. The path is opened for reading as an open request's
     /// would be (same confinement, same errors) and closed again.
     fn stat(&self, path: &[u8]) -> Result<(u64, u64, u64), Status> {
-        use std::os::unix::fs::MetadataExt;
         let file = self
             .root
             .open(path, OpenFlags::READ)
             .map_err(|e| e.status())?;
         let meta = file.metadata().map_err(|e| e.status())?;
-        let modified_ns = meta
-            .modified()
-            .ok()
-            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |since| {
-                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-            });
-        Ok((
-            meta.len(),
-            modified_ns,
-            meta.ino() ^ meta.dev().rotate_left(32),
-        ))
+        Ok((meta.len(), modified_ns(&meta), file_id(&meta)))
     }
 
     /// Open `path` for `session` and mint its resume key (claim 10).
@@ -409,6 +397,25 @@ impl Server {
             }
         }
     }
+}
+
+/// The `file_id` of a `StatResponse` for a file with `meta`: its inode
+/// number mixed with its device number. A client on the same host can
+/// compute it for a local file to tell that a remote path is that file.
+pub fn file_id(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino() ^ meta.dev().rotate_left(32)
+}
+
+/// The `modified_ns` of a `StatResponse`: nanoseconds since the Unix epoch,
+/// 0 before it or where the platform has no modification time.
+pub fn modified_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Fresh key material from the OS CSPRNG (the core takes entropy as input).
