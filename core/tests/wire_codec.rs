@@ -1087,3 +1087,28 @@ fn errors_display() {
         "buffer too small: 9 bytes required"
     );
 }
+
+/// Issue #20, divergence 2: a provider name allows exactly the bytes
+/// `0x21..=0x7E` (a space is refused), and `docs/PROTOCOL.md` says so in
+/// those words, so an implementer reading "printable ASCII" cannot guess
+/// wrong.
+#[test]
+fn provider_name_bytes_are_exactly_the_documented_range() {
+    for byte in 0..=u8::MAX {
+        let allowed = (0x21..=0x7e).contains(&byte);
+        assert_eq!(
+            rdio_core::wire::ProviderName::from_bytes(&[b'a', byte, b'b']).is_ok(),
+            allowed,
+            "byte {byte:#04x}"
+        );
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
+    let doc = std::fs::read_to_string(path).expect("docs/PROTOCOL.md exists");
+    let section = &doc[doc.find("### NegotiateRequest\n").expect("heading")..];
+    let section = &section[..section.find("\n### ").unwrap_or(section.len())];
+    assert!(
+        section.contains("every one in `0x21..=0x7E`") && section.contains("**no space**"),
+        "the NegotiateRequest section must state the allowed provider-name bytes"
+    );
+    assert!(!doc.contains("printable ASCII"), "ambiguous wording left");
+}

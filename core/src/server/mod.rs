@@ -187,7 +187,12 @@ pub enum Transmit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     AwaitAuth,
-    Authenticating { request_id: u32 },
+    /// The auth request `request_id` arrived carrying `credits` in its
+    /// header, checked once the key names the session's negotiated level.
+    Authenticating {
+        request_id: u32,
+        credits: u16,
+    },
     Open,
     Closed,
 }
@@ -363,6 +368,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.state == State::Closed {
             return Ok(None);
         }
+        // `max_send_size` bounds every message, header included, whatever
+        // size of receive the driver happened to post.
+        if self.state == State::Open && bytes.len() > self.max_send_size() {
+            self.fail(Violation::TooLarge);
+            return Err(Violation::TooLarge);
+        }
         // The I/O path's most frequent message, straight from its fixed
         // layout to the read it starts (`Message::parse` would give the same
         // `Message`; see `wire::message::parse_read`).
@@ -405,6 +416,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 Body::AuthRequest { key } => {
                     self.state = State::Authenticating {
                         request_id: msg.request_id,
+                        credits: msg.credits,
                     };
                     self.push_pending(Pending::Authenticate(key))?;
                     Ok(None)
@@ -892,9 +904,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Complete authentication (claims 12, 14): the key matched a session
     /// whose negotiated parameters are `params`.
     pub fn accept_auth(&mut self, now: Instant, params: SessionParams) -> Result<(), ApiError> {
-        let State::Authenticating { request_id } = self.state else {
+        let State::Authenticating {
+            request_id,
+            credits: header_credits,
+        } = self.state
+        else {
             return Err(ApiError::NotConnected);
         };
+        // Claim 22 on the first message too: the auth request's header
+        // carries the level the negotiate response gave the client.
+        if header_credits != params.credits {
+            self.fail(Violation::CreditMismatch {
+                expected: params.credits,
+                found: header_credits,
+            });
+            return Err(ApiError::NotConnected);
+        }
         let credits = params.credits.clamp(
             1,
             self.config
@@ -941,7 +966,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Refuse authentication: the key was unknown, used or expired. The
     /// client gets an auth response with `AuthFailed`, then `Terminate`.
     pub fn reject_auth(&mut self) {
-        if let State::Authenticating { request_id } = self.state {
+        if let State::Authenticating { request_id, .. } = self.state {
             let auth = Message {
                 flags: Flags::empty(),
                 credits: 0,
@@ -1186,6 +1211,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.timers.expired(TIMER_AUTH, now) || self.timers.expired(TIMER_IDLE, now) {
             self.fail(Violation::TimedOut);
         }
+    }
+
+    /// The negotiated largest message, header included.
+    fn max_send_size(&self) -> usize {
+        let size = self.session.map_or(self.config.max_send_size, |s| {
+            s.max_send_size.min(self.config.max_send_size)
+        });
+        usize::try_from(size).unwrap_or(usize::MAX)
     }
 
     fn max_io_size(&self) -> u32 {

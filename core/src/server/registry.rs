@@ -208,13 +208,23 @@ impl<const S: usize, const N: usize> Registry<S, N> {
                 let _ = response.providers.push(*provider);
             }
         }
+        if request.credits_requested == 0 {
+            // `1 ≤ initial ≤ requested` has no answer: a client holding no
+            // credit could not even send its auth request.
+            response.providers.clear();
+            response.status = Status::InvalidParameter;
+            return response;
+        }
         if response.providers.is_empty() {
             // Tell the client what the server has, so it can say why.
             response.providers = offer.providers.clone();
             response.status = Status::NoCommonProvider;
             return response;
         }
-        let max_credits = request.credits_requested.clamp(1, self.config.max_credits);
+        let max_credits = request
+            .credits_requested
+            .min(self.config.max_credits)
+            .max(1);
         let params = SessionParams {
             session,
             credits: self.config.initial_credits.clamp(1, max_credits),

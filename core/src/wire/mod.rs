@@ -94,7 +94,8 @@ pub enum WireError {
     BadLength,
     /// A count exceeds its fixed capacity (providers, segments, path, endpoint).
     TooMany,
-    /// A provider name is empty, not printable ASCII, or not NUL padded.
+    /// A provider name is empty, holds a byte outside `0x21..=0x7E`, or is
+    /// not NUL padded.
     BadProviderName,
     /// A field has a value the protocol forbids (zero length, empty path, ...).
     InvalidField,

@@ -131,7 +131,8 @@ impl defmt::Format for BufferDescriptor {
 }
 
 /// The name of an RDMA-capable provider, e.g. `loopback`, `verbs:roce`,
-/// `ofi:tcp`: 1 to 32 printable ASCII bytes, NUL padded to 32 on the wire.
+/// `ofi:tcp`: 1 to 32 bytes of visible ASCII (`0x21..=0x7E`, no space: a
+/// name is a token in lists people read), NUL padded to 32 on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProviderName {
     bytes: [u8; PROVIDER_NAME_LEN],

@@ -59,8 +59,8 @@ pub fn rdma() -> Vec<Sample<Message<'static>>> {
     vec![
         Sample {
             name: "AuthRequest",
-            value: message(none, 0, Body::AuthRequest { key: AUTH_KEY }),
-            golden: "01 01 00 00 00 00 00 00 44 33 22 11 10 00 00 00
+            value: message(none, 32, Body::AuthRequest { key: AUTH_KEY }),
+            golden: "01 01 00 00 20 00 00 00 44 33 22 11 10 00 00 00
 a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af",
         },
         Sample {
@@ -79,14 +79,14 @@ a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af",
             name: "StatusResponse",
             value: message(
                 none,
-                0,
+                1,
                 Body::StatusResponse {
                     status: Status::Success,
                     credits: 32,
                     keepalive_ms: 30_000,
                 },
             ),
-            golden: "01 03 00 00 00 00 00 00 44 33 22 11 0c 00 00 00
+            golden: "01 03 00 00 01 00 00 00 44 33 22 11 0c 00 00 00
 00 00 00 00 20 00 00 00 30 75 00 00",
         },
         Sample {
