@@ -3,8 +3,8 @@
 use rdio_core::client::{ClientConfig, ClientEvent, CompletionMode};
 use rdio_core::server::{Connection, Registry, ServerConfig, ServerOffer, Transmit};
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Flags, Message, NegotiateRequest, OpenFlags, ReadRequest,
-    Status, StatusBlock, WireError, WriteRequest,
+    AuthKey, Body, BufferDescriptor, Capabilities, Flags, Message, NegotiateRequest, OpenFlags,
+    ReadRequest, Status, StatusBlock, WireError, WriteRequest,
 };
 use rdio_core::{Instant, Violation};
 use rdio_proptests::pair::{Pair, providers};
@@ -644,6 +644,7 @@ fn negotiating_zero_credits_is_refused() {
         max_send_size: 4096,
         max_io_size: 1 << 20,
         providers: providers(&["loopback"]),
+        capabilities: Capabilities::NONE,
     };
     let offer_providers = providers(&["loopback"]);
     let offer = ServerOffer {
@@ -695,4 +696,72 @@ fn a_send_above_the_negotiated_size_terminates() {
     assert_eq!(bytes.len(), 4096);
     pair.server.handle_message(pair.now, &bytes).unwrap();
     assert!(pair.server.is_open());
+}
+
+/// Issue #20, capability negotiation: the response carries the
+/// intersection of the client's bits and the server's; bits the server does
+/// not know are ignored, not refused, and a refusal carries none.
+#[test]
+fn capabilities_are_intersected_and_unknown_bits_ignored() {
+    let config = ServerConfig {
+        capabilities: Capabilities(0b0110),
+        ..ServerConfig::default()
+    };
+    let mut registry: Registry = Registry::new(config, Duration::from_secs(10));
+    let (session, server_key) = registry.open_session([1; 16]).unwrap();
+    let offer_providers = providers(&["loopback"]);
+    let offer = ServerOffer {
+        providers: &offer_providers,
+        endpoint: b"mem:0",
+    };
+    let now = Instant::from_micros(0);
+    let mut request = NegotiateRequest {
+        server_key,
+        min_version: 1,
+        max_version: 1,
+        credits_requested: 8,
+        max_send_size: 4096,
+        max_io_size: 1 << 20,
+        providers: providers(&["loopback"]),
+        // Bit 0 and bit 63 mean nothing to this server.
+        capabilities: Capabilities(0x8000_0000_0000_0003),
+    };
+    let response = registry.negotiate(now, session, &request, offer, [2; 16]);
+    assert_eq!(response.status, Status::Success);
+    assert_eq!(response.capabilities, Capabilities(0b0010));
+
+    request.providers = providers(&["verbs:roce"]);
+    let refused = registry.negotiate(now, session, &request, offer, [3; 16]);
+    assert_eq!(refused.status, Status::NoCommonProvider);
+    assert_eq!(refused.capabilities, Capabilities::NONE);
+
+    // The client keeps only bits it offered, whatever the server says.
+    let client_config = ClientConfig {
+        providers: providers(&["loopback"]),
+        capabilities: Capabilities(0b0011),
+        ..ClientConfig::default()
+    };
+    let mut forged = response.clone();
+    forged.capabilities = Capabilities(u64::MAX);
+    let negotiated = rdio_core::client::negotiated(&client_config, &forged).unwrap();
+    assert_eq!(negotiated.capabilities, Capabilities(0b0011));
+}
+
+/// Issue #20: a message with an opcode the receiver does not know (an
+/// extension that was not negotiated) terminates with reason
+/// `UnknownOpcode` (36), on either side, before and after authentication.
+#[test]
+fn unknown_opcodes_terminate_with_their_own_reason() {
+    let mut keepalive = forge(Body::Keepalive, 1, 1);
+    keepalive[1] = 0x50;
+    let expected = Violation::Malformed(WireError::UnknownOpcode(0x50));
+    assert_eq!(expected.wire_status(), Status::UnknownOpcode);
+    assert_eq!(Status::UnknownOpcode.as_u32(), 36);
+
+    let mut pair = Pair::default_pair();
+    server_rejects(&mut pair, &keepalive, expected);
+    let mut pair = Pair::connected();
+    server_rejects(&mut pair, &keepalive, expected);
+    let mut pair = Pair::connected();
+    client_rejects(&mut pair, &keepalive, expected);
 }

@@ -33,8 +33,8 @@ use crate::time::{Instant, TimerTable};
 use crate::wire::message::parse_read;
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
-    AuthKey, Body, BufferDescriptor, Flags, InsufficientSize, MAX_SEGMENTS, Message, OpenFlags,
-    ReadSegment, ResumeKey, Status, WriteSegment,
+    AuthKey, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,
+    OpenFlags, ReadSegment, ResumeKey, Status, WriteSegment,
 };
 use core::time::Duration;
 
@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Interval at which the client should send keepalives when idle.
     pub keepalive_interval: Duration,
+    /// The protocol extensions this server implements; a negotiation
+    /// grants the intersection with the client's (none are defined yet:
+    /// `docs/PROTOCOL.md`, "Extending rdio").
+    pub capabilities: Capabilities,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(20),
+            capabilities: Capabilities::NONE,
         }
     }
 }

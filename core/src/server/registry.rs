@@ -10,8 +10,8 @@
 use super::{FileId, ServerConfig};
 use crate::time::Instant;
 use crate::wire::{
-    AuthKey, KEY_LEN, NegotiateRequest, NegotiateResponse, OpenFlags, ProviderList, ResumeKey,
-    Status, VERSION_1,
+    AuthKey, Capabilities, KEY_LEN, NegotiateRequest, NegotiateResponse, OpenFlags, ProviderList,
+    ResumeKey, Status, VERSION_1,
 };
 use core::fmt;
 use core::time::Duration;
@@ -188,6 +188,7 @@ impl<const S: usize, const N: usize> Registry<S, N> {
             max_io_size: 0,
             auth_key: AuthKey([0; KEY_LEN]),
             providers: ProviderList::new(),
+            capabilities: Capabilities::NONE,
             endpoint: &[],
         };
         let Some(entry) = self.sessions.iter_mut().find(|s| s.id == session) else {
@@ -238,6 +239,7 @@ impl<const S: usize, const N: usize> Registry<S, N> {
         response.max_send_size = params.max_send_size;
         response.max_io_size = params.max_io_size;
         response.auth_key = auth_key;
+        response.capabilities = request.capabilities.intersection(self.config.capabilities);
         response.endpoint = offer.endpoint;
         response
     }

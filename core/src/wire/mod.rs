@@ -30,9 +30,13 @@ pub use message::{
     Body, Message, ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment,
     WriteVRequest,
 };
-pub use pipe::{NegotiateRequest, NegotiateResponse, OpenFlags, PipeHeader, PipeMessage};
+pub use pipe::{
+    NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeHeader, PipeMessage,
+};
 pub use status::StatusBlock;
-pub use types::{AuthKey, BufferDescriptor, ProviderList, ProviderName, ResumeKey, Status};
+pub use types::{
+    AuthKey, BufferDescriptor, Capabilities, ProviderList, ProviderName, ResumeKey, Status,
+};
 
 use core::fmt;
 

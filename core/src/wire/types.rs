@@ -209,6 +209,29 @@ impl defmt::Format for ProviderName {
     }
 }
 
+/// Optional protocol extensions, one bit each, exchanged in negotiation
+/// (`docs/PROTOCOL.md`, "Extending rdio"). Every bit is kept as received:
+/// a server answers with the intersection of the client's and its own, so
+/// a bit it does not know is simply not in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Capabilities(pub u64);
+
+impl Capabilities {
+    /// No extension.
+    pub const NONE: Self = Self(0);
+
+    /// The bits both sets have.
+    pub const fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    /// Whether every bit of `other` is set here.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
 /// An ordered list of providers, most preferred first (claim 8: the negotiate
 /// response carries the *minimal list of common providers*).
 pub type ProviderList = heapless::Vec<ProviderName, MAX_PROVIDERS>;
@@ -288,6 +311,9 @@ status_codes! {
     TimedOut = 17 => "timed out",
     /// The peer is shutting down in an orderly way.
     Shutdown = 18 => "shutdown",
+    /// A message with an opcode the receiver does not know (an extension
+    /// that was not negotiated); the connection is terminated.
+    UnknownOpcode = 36 => "unknown opcode",
 }
 
 impl core::fmt::Display for Status {
