@@ -59,6 +59,19 @@ enum Command {
     Get(GetArgs),
     /// Upload a file to an rdio server.
     Put(PutArgs),
+    /// Check a server against docs/PROTOCOL.md: numbered cases, one line
+    /// each, then `N passed, N failed`; exits 1 if any case failed. It
+    /// creates files named `conformance-*` in the server's root.
+    Conformance(ConformanceArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConformanceArgs {
+    /// The server's side channel, HOST:PORT.
+    server: String,
+    /// libfabric provider for `--transport fabric`.
+    #[arg(long, default_value = "tcp")]
+    provider: String,
 }
 
 #[derive(Debug, Args)]
@@ -222,7 +235,7 @@ fn run(cli: Cli) -> Result<()> {
     let networked = match &cli.command {
         Command::Cp(_) => false,
         Command::Bench(args) => args.server.is_some(),
-        Command::Serve(_) | Command::Get(_) | Command::Put(_) => true,
+        Command::Serve(_) | Command::Get(_) | Command::Put(_) | Command::Conformance(_) => true,
     };
     let transport = cli.transport.unwrap_or(if networked {
         Transport::Fabric
@@ -307,6 +320,29 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(plot) = plot {
                 bench_output::write_plot(plot, &results)?;
+            }
+            Ok(())
+        }
+        Command::Conformance(args) => {
+            let server = args
+                .server
+                .to_socket_addrs()
+                .with_context(|| format!("invalid server '{}': expected HOST:PORT", args.server))?
+                .next()
+                .with_context(|| format!("{} has no address", args.server))?;
+            let kind = match transport {
+                Transport::Fabric => rdio_conformance::TransportKind::Fabric {
+                    provider: args.provider,
+                },
+                Transport::Cma => rdio_conformance::TransportKind::Cma,
+                Transport::Loopback | Transport::Verbs => anyhow::bail!(
+                    "conformance runs over --transport fabric or cma (the transports that run here)"
+                ),
+            };
+            let summary = rdio_conformance::run(server, &kind, &mut std::io::stdout().lock())
+                .context("writing the report")?;
+            if summary.failed > 0 {
+                anyhow::bail!("{} conformance case(s) failed", summary.failed);
             }
             Ok(())
         }
