@@ -72,6 +72,10 @@ struct ConformanceArgs {
     /// libfabric provider for `--transport fabric`.
     #[arg(long, default_value = "tcp")]
     provider: String,
+    /// Instead of the cases, record one full session into FILE as JSON
+    /// (the transcripts in docs/vectors/).
+    #[arg(long, value_name = "FILE")]
+    transcript: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -339,6 +343,16 @@ fn run(cli: Cli) -> Result<()> {
                     "conformance runs over --transport fabric or cma (the transports that run here)"
                 ),
             };
+            if let Some(path) = args.transcript {
+                let target = rdio_conformance::cases::Target {
+                    server,
+                    transport: kind,
+                };
+                let json = rdio_conformance::transcript::record(&target)
+                    .map_err(|e| anyhow::anyhow!("recording the session: {e}"))?;
+                return std::fs::write(&path, json)
+                    .with_context(|| format!("cannot write {}", path.display()));
+            }
             let summary = rdio_conformance::run(server, &kind, &mut std::io::stdout().lock())
                 .context("writing the report")?;
             if summary.failed > 0 {

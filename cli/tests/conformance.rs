@@ -140,3 +140,56 @@ fn a_nonconforming_server_fails_cases_and_the_exit_status() {
     assert_eq!(last, &format!("{passed} passed, {failed} failed"));
     assert!(failed > 30, "{failed} failures");
 }
+
+/// `--transcript` records one full session (the source of
+/// docs/vectors/session-*.json, checked by core/tests/vectors.rs).
+#[test]
+fn a_transcript_records_every_step_of_a_session() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(root.path(), "cma");
+    let out = root.path().join("session.json");
+    let status = Command::new(RDIO)
+        .args([
+            "--transport",
+            "cma",
+            "conformance",
+            &served.addr,
+            "--transcript",
+        ])
+        .arg(&out)
+        .status()
+        .expect("run");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).expect("transcript");
+    let whats: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("\"what\": \"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        whats,
+        [
+            "ResumeKeyRequest",
+            "ResumeKeyResponse",
+            "OpenRequest",
+            "OpenResponse",
+            "NegotiateRequest",
+            "NegotiateResponse",
+            "AuthRequest",
+            "AuthResponse",
+            "StatusResponse",
+            "RegisterFile",
+            "RegisterFileCompletion",
+            "Write (first fragment)",
+            "Completion (fragment received)",
+            "WriteData (last fragment)",
+            "StatusBlock of the write (RDMA write with immediate 3)",
+            "Read",
+            "read data (RDMA write into dest)",
+            "StatusBlock of the read (RDMA write with immediate 4)",
+            "Close",
+            "Completion (close)",
+            "Terminate",
+        ]
+    );
+}

@@ -747,6 +747,7 @@ impl Conn {
             request_id: id,
             payload: status.0.to_le_bytes().to_vec(),
             well_formed: true,
+            raw: Vec::new(),
         };
         match self.next_arrival() {
             Incoming::Message(reply)

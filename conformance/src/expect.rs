@@ -189,6 +189,8 @@ pub struct RdmaReply {
     pub payload: Vec<u8>,
     /// Whether `length` matched the bytes received and the version was 1.
     pub well_formed: bool,
+    /// The bytes as received.
+    pub raw: Vec<u8>,
 }
 
 impl RdmaReply {
@@ -206,6 +208,7 @@ impl RdmaReply {
                 && payload.len() == length
                 && u16_at(bytes, 6) == 0,
             payload,
+            raw: bytes.to_vec(),
         }
     }
 

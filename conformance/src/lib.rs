@@ -18,6 +18,7 @@ pub mod cases;
 pub mod expect;
 pub mod pipe;
 pub mod rdma;
+pub mod transcript;
 
 use std::fmt;
 use std::io::{self, Write};

@@ -27,6 +27,7 @@ pub fn connect_stream(server: SocketAddr) -> io::Result<Box<dyn Stream>> {
 /// One side-channel connection.
 pub struct Pipe {
     stream: Box<dyn Stream>,
+    last_raw: Vec<u8>,
 }
 
 /// A frame header by hand: any magic, version, opcode, reserved, length.
@@ -60,7 +61,10 @@ impl Pipe {
     /// Connect to `server`.
     pub fn connect(server: SocketAddr) -> Result<Self, String> {
         connect_stream(server)
-            .map(|stream| Self { stream })
+            .map(|stream| Self {
+                stream,
+                last_raw: Vec::new(),
+            })
             .map_err(|e| format!("side channel to {server}: {e}"))
     }
 
@@ -86,10 +90,17 @@ impl Pipe {
         self.stream
             .read_exact(&mut payload)
             .map_err(|e| describe(&e))?;
+        self.last_raw = header.to_vec();
+        self.last_raw.extend_from_slice(&payload);
         Ok(Frame {
             opcode: header[5],
             payload,
         })
+    }
+
+    /// The bytes of the last frame received.
+    pub fn last_raw(&self) -> &[u8] {
+        &self.last_raw
     }
 
     /// Send `bytes` and take the reply.
