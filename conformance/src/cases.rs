@@ -1633,6 +1633,31 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
     );
     runner.case(
         "Violations",
+        "a new request reusing the id of a write still streaming: Terminate ProtocolError",
+        || {
+            let mut conn = connect(&[])?;
+            let status = conn.status_desc(5).1;
+            let level = conn.level;
+            conn.send(
+                Flags::INTERRUPT,
+                level,
+                5,
+                Body::Write(WriteRequest {
+                    handle: 1,
+                    offset: 0,
+                    total_len: 100,
+                    status,
+                    data: b"abc",
+                }),
+            )?;
+            conn.expect(op::COMPLETION, Code::SUCCESS, 1, 5)?;
+            let level = conn.level;
+            conn.send(Flags::empty(), level, 5, Body::Keepalive)?;
+            conn.expect_terminate(Code::PROTOCOL_ERROR)
+        },
+    );
+    runner.case(
+        "Violations",
         "a WriteData for no write: Terminate ProtocolError",
         || {
             violation("a send", Code::PROTOCOL_ERROR, &|conn| {
