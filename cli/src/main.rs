@@ -77,6 +77,10 @@ enum Command {
         /// The cma endpoint of the `doctor` process.
         endpoint: String,
     },
+    /// Check a server against docs/PROTOCOL.md: numbered cases, one line
+    /// each, then `N passed, N failed`; exits 1 if any case failed. It
+    /// creates files named `conformance-*` in the server's root.
+    Conformance(ConformanceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +92,19 @@ struct DoctorArgs {
     /// libfabric provider to try a connection over.
     #[arg(long, default_value = "tcp")]
     provider: String,
+}
+
+#[derive(Debug, Args)]
+struct ConformanceArgs {
+    /// The server's side channel, HOST:PORT.
+    server: String,
+    /// libfabric provider for `--transport fabric`.
+    #[arg(long, default_value = "tcp")]
+    provider: String,
+    /// Instead of the cases, record one full session into FILE as JSON
+    /// (the transcripts in docs/vectors/).
+    #[arg(long, value_name = "FILE")]
+    transcript: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -299,7 +316,7 @@ fn run(cli: Cli) -> Result<()> {
     let networked = match &cli.command {
         Command::Cp(_) => false,
         Command::Bench(args) => args.server.is_some(),
-        Command::Serve(_) | Command::Get(_) | Command::Put(_) => true,
+        Command::Serve(_) | Command::Get(_) | Command::Put(_) | Command::Conformance(_) => true,
         Command::Doctor(_) | Command::DoctorCmaPeer { .. } => true,
     };
     let transport = cli.transport.unwrap_or(if networked {
@@ -401,6 +418,39 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(plot) = plot {
                 bench_output::write_plot(plot, &results)?;
+            }
+            Ok(())
+        }
+        Command::Conformance(args) => {
+            let server = args
+                .server
+                .to_socket_addrs()
+                .with_context(|| format!("invalid server '{}': expected HOST:PORT", args.server))?
+                .next()
+                .with_context(|| format!("{} has no address", args.server))?;
+            let kind = match transport {
+                Transport::Fabric => rdio_conformance::TransportKind::Fabric {
+                    provider: args.provider,
+                },
+                Transport::Cma => rdio_conformance::TransportKind::Cma,
+                Transport::Loopback | Transport::Verbs => anyhow::bail!(
+                    "conformance runs over --transport fabric or cma (the transports that run here)"
+                ),
+            };
+            if let Some(path) = args.transcript {
+                let target = rdio_conformance::cases::Target {
+                    server,
+                    transport: kind,
+                };
+                let json = rdio_conformance::transcript::record(&target)
+                    .map_err(|e| anyhow::anyhow!("recording the session: {e}"))?;
+                return std::fs::write(&path, json)
+                    .with_context(|| format!("cannot write {}", path.display()));
+            }
+            let summary = rdio_conformance::run(server, &kind, &mut std::io::stdout().lock())
+                .context("writing the report")?;
+            if summary.failed > 0 {
+                anyhow::bail!("{} conformance case(s) failed", summary.failed);
             }
             Ok(())
         }

@@ -61,6 +61,7 @@ impl Violation {
             Self::AuthFailed => Status::AuthFailed,
             Self::TimedOut => Status::TimedOut,
             Self::PeerTerminated(status) => status,
+            Self::Malformed(WireError::UnknownOpcode(_)) => Status::UnknownOpcode,
             _ => Status::ProtocolError,
         }
     }

@@ -121,8 +121,10 @@ fn samples_cover_every_opcode() {
     let pipe_opcodes: Vec<u8> = wire_samples::pipe()
         .iter()
         .map(|s| unhex(s.golden)[5])
+        .collect::<std::collections::BTreeSet<u8>>()
+        .into_iter()
         .collect();
-    assert_eq!(pipe_opcodes, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(pipe_opcodes, [1, 2, 3, 4, 5, 6, 7, 8, 0x30]);
 }
 
 // ---------------------------------------------------------------- round trips
@@ -872,30 +874,40 @@ fn pipe_header_rejections() {
 
 #[test]
 fn pipe_fixed_lengths_enforced() {
+    // A complete frame whose payload is shorter or longer than its fixed
+    // part is BadLength: on the pipe, Truncated only ever means "read more".
     assert_eq!(parse_pipe_err(&raw_pipe(1, &[0])), WireError::BadLength);
     assert_eq!(parse_pipe_err(&raw_pipe(2, &[0; 17])), WireError::BadLength);
-    assert_eq!(
-        parse_pipe_err(&raw_pipe(2, &[0; 15])),
-        WireError::Truncated {
-            required: 28,
-            available: 27
-        }
-    );
+    assert_eq!(parse_pipe_err(&raw_pipe(2, &[0; 15])), WireError::BadLength);
     assert_eq!(parse_pipe_err(&raw_pipe(4, &[0; 33])), WireError::BadLength);
+    assert_eq!(parse_pipe_err(&raw_pipe(5, &[0; 39])), WireError::BadLength);
+    assert_eq!(parse_pipe_err(&raw_pipe(6, &[0; 43])), WireError::BadLength);
     assert_eq!(
-        parse_pipe_err(&raw_pipe(5, &[0; 31])),
-        WireError::Truncated {
-            required: 44,
-            available: 43
-        }
+        parse_pipe_err(&raw_pipe(0x30, &[0; 7])),
+        WireError::BadLength
     );
     assert_eq!(
-        parse_pipe_err(&raw_pipe(6, &[0; 35])),
-        WireError::Truncated {
-            required: 48,
-            available: 47
-        }
+        parse_pipe_err(&raw_pipe(0x30, &[0; 9])),
+        WireError::BadLength
     );
+    let mut reserved = [0u8; 8];
+    reserved[5] = 1;
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(0x30, &reserved)),
+        WireError::ReservedNotZero
+    );
+    // An unknown opcode is reported only for a whole frame, whose length a
+    // reader can skip.
+    let unknown = raw_pipe(0x3f, &[1, 2, 3]);
+    assert_eq!(
+        PipeHeader::parse(&unknown).map(|h| (h.opcode, h.frame_len())),
+        Ok((0x3f, PIPE_HEADER_LEN + 3))
+    );
+    assert!(matches!(
+        PipeMessage::parse(&unknown[..PIPE_HEADER_LEN + 2]),
+        Err(WireError::Truncated { .. })
+    ));
+    assert_eq!(parse_pipe_err(&unknown), WireError::UnknownOpcode(0x3f));
 }
 
 fn open_request(flags: u32, path_len: u16, path: &[u8]) -> Vec<u8> {
@@ -1016,13 +1028,9 @@ fn stat_request_rejections() {
         parse_pipe_err(&stat_request(3, 1, b"a/b")),
         WireError::ReservedNotZero
     );
-    assert_eq!(
-        parse_pipe_err(&raw_pipe(7, &[3, 0])),
-        WireError::Truncated {
-            required: 16,
-            available: 14
-        }
-    );
+    // A complete frame shorter than its fixed part: BadLength, never
+    // Truncated (which means "read more").
+    assert_eq!(parse_pipe_err(&raw_pipe(7, &[3, 0])), WireError::BadLength);
 }
 
 #[test]
@@ -1034,13 +1042,7 @@ fn stat_response_rejections() {
     patch(&mut bytes, PIPE_HEADER_LEN, &1000u32.to_le_bytes());
     assert_eq!(parse_pipe_err(&bytes), WireError::UnknownStatus(1000));
     assert_eq!(parse_pipe_err(&raw_pipe(8, &[0; 33])), WireError::BadLength);
-    assert_eq!(
-        parse_pipe_err(&raw_pipe(8, &[0; 31])),
-        WireError::Truncated {
-            required: 44,
-            available: 43
-        }
-    );
+    assert_eq!(parse_pipe_err(&raw_pipe(8, &[0; 31])), WireError::BadLength);
 }
 
 #[test]
@@ -1058,15 +1060,22 @@ fn negotiate_request_rejections() {
     assert_eq!(mutate(22, &[1]), WireError::BadLength); // count 1, two names follow
     assert_eq!(mutate(22, &[3]), WireError::BadLength);
     // Provider names: a space, garbage after the NUL, all NUL (empty).
-    assert_eq!(mutate(32 + 3, b" "), WireError::BadProviderName);
-    assert_eq!(mutate(32 + 20, b"x"), WireError::BadProviderName);
-    assert_eq!(mutate(32 + 32, &[0; 8]), WireError::BadProviderName);
+    assert_eq!(mutate(40 + 3, b" "), WireError::BadProviderName);
+    assert_eq!(mutate(40 + 20, b"x"), WireError::BadProviderName);
+    assert_eq!(mutate(40 + 32, &[0; 8]), WireError::BadProviderName);
+    // Capability bits are never a parse error: any value is kept.
+    let mut all_bits = good.clone();
+    patch(&mut all_bits, at(32), &u64::MAX.to_le_bytes());
+    assert!(matches!(
+        PipeMessage::parse(&all_bits),
+        Ok((PipeMessage::NegotiateRequest(r), _)) if r.capabilities.0 == u64::MAX
+    ));
 
     // Nine providers, length consistent: too many.
-    let mut payload = good[PIPE_HEADER_LEN..PIPE_HEADER_LEN + 32].to_vec();
+    let mut payload = good[PIPE_HEADER_LEN..PIPE_HEADER_LEN + 40].to_vec();
     payload[22] = 9;
     for _ in 0..9 {
-        payload.extend_from_slice(&good[PIPE_HEADER_LEN + 32..PIPE_HEADER_LEN + 64]);
+        payload.extend_from_slice(&good[PIPE_HEADER_LEN + 40..PIPE_HEADER_LEN + 72]);
     }
     assert_eq!(parse_pipe_err(&raw_pipe(5, &payload)), WireError::TooMany);
     payload[22] = 8;
@@ -1091,10 +1100,10 @@ fn negotiate_response_rejections() {
     assert_eq!(mutate(32, &[0]), WireError::BadLength);
     assert_eq!(mutate(34, &13u16.to_le_bytes()), WireError::BadLength);
     assert_eq!(mutate(34, &129u16.to_le_bytes()), WireError::TooMany);
-    assert_eq!(mutate(36, b"\x01"), WireError::BadProviderName);
+    assert_eq!(mutate(44, b"\x01"), WireError::BadProviderName);
 
     // The longest endpoint is accepted.
-    let mut payload = good[PIPE_HEADER_LEN..PIPE_HEADER_LEN + 36 + 32].to_vec();
+    let mut payload = good[PIPE_HEADER_LEN..PIPE_HEADER_LEN + 44 + 32].to_vec();
     patch(&mut payload, 34, &128u16.to_le_bytes());
     payload.extend_from_slice(&[b'e'; 128]);
     assert!(PipeMessage::parse(&raw_pipe(6, &payload)).is_ok());
@@ -1158,4 +1167,29 @@ fn errors_display() {
         InsufficientSize { required: 9 }.to_string(),
         "buffer too small: 9 bytes required"
     );
+}
+
+/// Issue #20, divergence 2: a provider name allows exactly the bytes
+/// `0x21..=0x7E` (a space is refused), and `docs/PROTOCOL.md` says so in
+/// those words, so an implementer reading "printable ASCII" cannot guess
+/// wrong.
+#[test]
+fn provider_name_bytes_are_exactly_the_documented_range() {
+    for byte in 0..=u8::MAX {
+        let allowed = (0x21..=0x7e).contains(&byte);
+        assert_eq!(
+            rdio_core::wire::ProviderName::from_bytes(&[b'a', byte, b'b']).is_ok(),
+            allowed,
+            "byte {byte:#04x}"
+        );
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
+    let doc = std::fs::read_to_string(path).expect("docs/PROTOCOL.md exists");
+    let section = &doc[doc.find("### NegotiateRequest\n").expect("heading")..];
+    let section = &section[..section.find("\n### ").unwrap_or(section.len())];
+    assert!(
+        section.contains("every one in `0x21..=0x7E`") && section.contains("**no space**"),
+        "the NegotiateRequest section must state the allowed provider-name bytes"
+    );
+    assert!(!doc.contains("printable ASCII"), "ambiguous wording left");
 }

@@ -3,7 +3,7 @@
 //! the in-process server.
 
 use rdio_core::wire::pipe::PIPE_HEADER_LEN;
-use rdio_core::wire::{MAX_PIPE_PAYLOAD, PipeHeader, PipeMessage, WireError};
+use rdio_core::wire::{MAX_PIPE_PAYLOAD, PipeErrorCode, PipeHeader, PipeMessage, WireError};
 use std::fmt;
 use std::io::{self, Read, Write};
 
@@ -23,6 +23,13 @@ pub enum PipeError {
     /// A well-formed message that makes no sense here (e.g. a response where
     /// a request was expected).
     Unexpected(&'static str),
+    /// The peer refused a frame of ours with a pipe `Error` message.
+    Refused {
+        /// Why.
+        code: PipeErrorCode,
+        /// The opcode of the refused frame.
+        opcode: u8,
+    },
 }
 
 impl fmt::Display for PipeError {
@@ -32,6 +39,10 @@ impl fmt::Display for PipeError {
             Self::Closed => f.write_str("side channel closed by the peer"),
             Self::Malformed(e) => write!(f, "side channel: malformed message: {e}"),
             Self::Unexpected(what) => write!(f, "side channel: unexpected message: {what}"),
+            Self::Refused { code, opcode } => write!(
+                f,
+                "side channel: the server refused message {opcode:#04x}: {code}"
+            ),
         }
     }
 }
@@ -41,7 +52,7 @@ impl std::error::Error for PipeError {
         match self {
             Self::Io(e) => Some(e),
             Self::Malformed(e) => Some(e),
-            Self::Closed | Self::Unexpected(_) => None,
+            Self::Closed | Self::Unexpected(_) | Self::Refused { .. } => None,
         }
     }
 }
@@ -52,6 +63,8 @@ impl std::error::Error for PipeError {
 pub struct Pipe<S> {
     stream: S,
     frame: Box<[u8; FRAME_CAPACITY]>,
+    /// Opcode byte of the last frame whose header parsed (0 if none).
+    last_opcode: u8,
 }
 
 impl<S: Read + Write> Pipe<S> {
@@ -60,7 +73,14 @@ impl<S: Read + Write> Pipe<S> {
         Self {
             stream,
             frame: Box::new([0; FRAME_CAPACITY]),
+            last_opcode: 0,
         }
+    }
+
+    /// The opcode byte of the last frame received whose header was valid
+    /// (0 when the last header was not): what a pipe `Error` names.
+    pub fn last_opcode(&self) -> u8 {
+        self.last_opcode
     }
 
     /// The underlying stream.
@@ -87,9 +107,10 @@ impl<S: Read + Write> Pipe<S> {
         if !read_full(&mut self.stream, header)? {
             return Err(PipeError::Closed);
         }
-        let frame_len = PipeHeader::parse(header)
-            .map_err(PipeError::Malformed)?
-            .frame_len();
+        self.last_opcode = 0;
+        let header = PipeHeader::parse(header).map_err(PipeError::Malformed)?;
+        self.last_opcode = header.opcode;
+        let frame_len = header.frame_len();
         let payload = rest
             .get_mut(..frame_len - PIPE_HEADER_LEN)
             .ok_or(PipeError::Malformed(WireError::TooMany))?;
@@ -98,7 +119,15 @@ impl<S: Read + Write> Pipe<S> {
         }
         let (message, _) =
             PipeMessage::parse(&self.frame[..frame_len]).map_err(PipeError::Malformed)?;
-        Ok(message)
+        refusal_is_error(message)
+    }
+}
+
+/// A pipe `Error` from the peer is an error of the exchange, not a message.
+pub(crate) fn refusal_is_error(message: PipeMessage<'_>) -> Result<PipeMessage<'_>, PipeError> {
+    match message {
+        PipeMessage::Error { code, opcode } => Err(PipeError::Refused { code, opcode }),
+        message => Ok(message),
     }
 }
 

@@ -341,6 +341,7 @@ fn server_options(fault_free: bool) -> ServerOptions {
         auth_timeout: timer(fault_free, 120),
         idle_timeout: timer(fault_free, 150),
         keepalive_interval: Duration::from_millis(25),
+        ..ServerConfig::default()
     };
     options
 }

@@ -14,16 +14,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(message.emit(&mut out), Ok(consumed));
             assert_eq!(out, data[..consumed]);
         }
-        // An incomplete frame asks for exactly the rest of the frame. (A
-        // complete frame whose payload is short for its opcode is also
-        // `Truncated`, with lengths of the frame.)
+        // `Truncated` means "read more" and nothing else: the frame is
+        // incomplete, and it asks for exactly the rest of it.
         Err(WireError::Truncated {
             required,
             available,
         }) => {
-            if let Ok(header) = header
-                && data.len() < header.frame_len()
-            {
+            if let Ok(header) = header {
+                assert!(data.len() < header.frame_len(), "a whole frame is never Truncated");
                 assert_eq!((required, available), (header.frame_len(), data.len()));
             }
         }

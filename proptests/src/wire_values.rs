@@ -10,14 +10,17 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Flags, MAX_ENDPOINT_LEN, MAX_PATH_LEN, MAX_PROVIDERS,
-    MAX_SEGMENTS, MIN_SEND_SIZE, Message, NegotiateRequest, NegotiateResponse, OpenFlags,
-    PROVIDER_NAME_LEN, PipeMessage, ProviderList, ProviderName, ReadRequest, ReadSegment,
-    ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest, WriteSegment, WriteVRequest,
+    AuthKey, Body, BufferDescriptor, Capabilities, Flags, MAX_ENDPOINT_LEN, MAX_PATH_LEN,
+    MAX_PROVIDERS, MAX_SEGMENTS, MIN_SEND_SIZE, Message, NegotiateRequest, NegotiateResponse,
+    OpenFlags, PROVIDER_NAME_LEN, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
+    ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
+    WriteSegment, WriteVRequest,
 };
 
-/// Status codes are `0..STATUS_CODES` on the wire.
-pub const STATUS_CODES: u32 = 19;
+/// Every defined status code: `0..=18`, then the ones other ranges add.
+pub const STATUS_CODES: &[u32] = &[
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 36,
+];
 
 /// An RDMA-channel message with owned variable parts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,6 +207,7 @@ pub enum PipeValue {
         max_io_size: u32,
         auth_key: AuthKey,
         providers: ProviderList,
+        capabilities: Capabilities,
         endpoint: Vec<u8>,
     },
     StatRequest {
@@ -214,6 +218,10 @@ pub enum PipeValue {
         size: u64,
         modified_ns: u64,
         file_id: u64,
+    },
+    Error {
+        code: PipeErrorCode,
+        opcode: u8,
     },
 }
 
@@ -241,6 +249,7 @@ impl PipeValue {
                 max_io_size,
                 auth_key,
                 providers,
+                capabilities,
                 endpoint,
             } => PipeMessage::NegotiateResponse(NegotiateResponse {
                 status: *status,
@@ -250,6 +259,7 @@ impl PipeValue {
                 max_io_size: *max_io_size,
                 auth_key: *auth_key,
                 providers: providers.clone(),
+                capabilities: *capabilities,
                 endpoint,
             }),
             Self::StatRequest { path } => PipeMessage::StatRequest { path },
@@ -264,6 +274,10 @@ impl PipeValue {
                 modified_ns: *modified_ns,
                 file_id: *file_id,
             },
+            Self::Error { code, opcode } => PipeMessage::Error {
+                code: *code,
+                opcode: *opcode,
+            },
         }
     }
 }
@@ -272,7 +286,8 @@ impl PipeValue {
 
 /// A status from any code.
 pub fn status_from(code: u32) -> Status {
-    Status::from_u32(code % STATUS_CODES).expect("codes below STATUS_CODES are defined")
+    let index = usize::try_from(code).unwrap_or(0) % STATUS_CODES.len();
+    Status::from_u32(STATUS_CODES[index]).expect("STATUS_CODES are defined")
 }
 
 /// A non-empty buffer descriptor.
@@ -409,7 +424,7 @@ fn path(mut bytes: Vec<u8>) -> Vec<u8> {
 // ----- proptest strategies -----
 
 fn status() -> impl Strategy<Value = Status> {
-    (0..STATUS_CODES).prop_map(status_from)
+    (0..STATUS_CODES.len() as u32).prop_map(status_from)
 }
 
 fn desc() -> impl Strategy<Value = BufferDescriptor> {
@@ -587,11 +602,11 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
             any::<[u8; 16]>(),
             any::<(u16, u16, u16)>(),
             MIN_SEND_SIZE..=u32::MAX,
-            any::<u32>(),
+            (any::<u32>(), any::<u64>()),
             provider_names()
         )
             .prop_map(
-                |(key, (a, b, credits), max_send_size, max_io_size, names)| {
+                |(key, (a, b, credits), max_send_size, (max_io_size, caps), names)| {
                     PipeValue::NegotiateRequest(NegotiateRequest {
                         server_key: ResumeKey(key),
                         min_version: a.min(b),
@@ -600,18 +615,25 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
                         max_send_size,
                         max_io_size,
                         providers: provider_list(&names),
+                        capabilities: Capabilities(caps),
                     })
                 }
             ),
         (
             status(),
             any::<(u16, u16, u32, u32)>(),
-            any::<[u8; 16]>(),
+            (any::<[u8; 16]>(), any::<u64>()),
             provider_names(),
             vec(any::<u8>(), 0..=MAX_ENDPOINT_LEN)
         )
             .prop_map(
-                |(status, (version, credits, max_send_size, max_io_size), key, names, endpoint)| {
+                |(
+                    status,
+                    (version, credits, max_send_size, max_io_size),
+                    (key, caps),
+                    names,
+                    endpoint,
+                )| {
                     PipeValue::NegotiateResponse {
                         status,
                         version,
@@ -620,6 +642,7 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
                         max_io_size,
                         auth_key: AuthKey(key),
                         providers: provider_list(&names),
+                        capabilities: Capabilities(caps),
                         endpoint,
                     }
                 }
@@ -633,6 +656,10 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
                 modified_ns,
                 file_id,
             }
+        }),
+        (any::<u32>(), any::<u8>()).prop_map(|(code, opcode)| PipeValue::Error {
+            code: PipeErrorCode(code),
+            opcode,
         }),
     ]
 }
@@ -779,7 +806,7 @@ mod fuzzing {
 
     impl<'a> Arbitrary<'a> for PipeValue {
         fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-            Ok(match u.choose_index(8)? {
+            Ok(match u.choose_index(9)? {
                 0 => Self::ResumeKeyRequest,
                 1 => Self::ResumeKeyResponse(ResumeKey(u.arbitrary()?)),
                 2 => Self::OpenRequest {
@@ -802,6 +829,7 @@ mod fuzzing {
                         max_send_size: u.int_in_range(MIN_SEND_SIZE..=u32::MAX)?,
                         max_io_size: u.arbitrary()?,
                         providers: provider_list(&names),
+                        capabilities: Capabilities(u.arbitrary()?),
                     })
                 }
                 6 => Self::StatRequest {
@@ -812,6 +840,10 @@ mod fuzzing {
                     size: u.arbitrary()?,
                     modified_ns: u.arbitrary()?,
                     file_id: u.arbitrary()?,
+                },
+                8 => Self::Error {
+                    code: PipeErrorCode(u.arbitrary()?),
+                    opcode: u.arbitrary()?,
                 },
                 _ => {
                     let names: Vec<Vec<u8>> = u.arbitrary()?;
@@ -825,6 +857,7 @@ mod fuzzing {
                         max_io_size: u.arbitrary()?,
                         auth_key: AuthKey(u.arbitrary()?),
                         providers: provider_list(&names),
+                        capabilities: Capabilities(u.arbitrary()?),
                         endpoint,
                     }
                 }

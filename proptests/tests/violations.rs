@@ -1,10 +1,10 @@
 //! Every peer violation terminates with a typed reason; liveness timers fire.
 
 use rdio_core::client::{ClientConfig, ClientEvent, CompletionMode};
-use rdio_core::server::{Connection, ServerConfig, Transmit};
+use rdio_core::server::{Connection, Registry, ServerConfig, ServerOffer, Transmit};
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Flags, Message, OpenFlags, ReadRequest, Status, StatusBlock,
-    WireError, WriteRequest,
+    AuthKey, Body, BufferDescriptor, Capabilities, Flags, Message, NegotiateRequest, OpenFlags,
+    ReadRequest, Status, StatusBlock, WireError, WriteRequest,
 };
 use rdio_core::{Instant, Violation};
 use rdio_proptests::pair::{Pair, providers};
@@ -583,4 +583,185 @@ fn a_lost_credit_response_ends_the_connection_despite_other_traffic() {
     );
     pair.s2c.clear(); // the answer is lost
     reads_go_on_until_the_lost_answer_times_out(&mut pair, handle);
+}
+
+/// Issue #20, divergence 3: the auth request's header credits are checked
+/// like every other client message's: they must be the level the
+/// negotiate response gave the client.
+#[test]
+fn auth_request_credits_must_be_the_negotiated_level() {
+    let mut pair = Pair::default_pair();
+    let negotiated = pair.client.negotiated().clone();
+    let forged = forge(
+        Body::AuthRequest {
+            key: negotiated.auth_key,
+        },
+        negotiated.credits - 1,
+        0,
+    );
+    pair.server.handle_message(pair.now, &forged).unwrap();
+    pair.server_events();
+    assert!(pair.server.is_closed());
+    let expected = Violation::CreditMismatch {
+        expected: negotiated.credits,
+        found: negotiated.credits - 1,
+    };
+    assert_eq!(pair.server_terminated, Some(expected));
+    let mut buf = vec![0u8; 256];
+    let mut replies = Vec::new();
+    while let Some(Transmit::Send { len }) = pair.server.poll_transmit(&mut buf).unwrap() {
+        replies.push(Message::parse(&buf[..len]).unwrap().opcode());
+    }
+    assert_eq!(replies, vec![rdio_core::wire::Opcode::Terminate]);
+
+    // The right level authenticates.
+    let mut pair = Pair::default_pair();
+    let negotiated = pair.client.negotiated().clone();
+    let forged = forge(
+        Body::AuthRequest {
+            key: negotiated.auth_key,
+        },
+        negotiated.credits,
+        0,
+    );
+    pair.server.handle_message(pair.now, &forged).unwrap();
+    pair.server_events();
+    assert!(pair.server.is_open());
+}
+
+/// Issue #20, divergence 1: `1 ≤ initial ≤ requested` has no answer for a
+/// request of 0 credits; the server refuses it with `InvalidParameter`
+/// instead of granting 1.
+#[test]
+fn negotiating_zero_credits_is_refused() {
+    let mut registry: Registry = Registry::new(ServerConfig::default(), Duration::from_secs(10));
+    let (session, server_key) = registry.open_session([1; 16]).unwrap();
+    let mut request = NegotiateRequest {
+        server_key,
+        min_version: 1,
+        max_version: 1,
+        credits_requested: 0,
+        max_send_size: 4096,
+        max_io_size: 1 << 20,
+        providers: providers(&["loopback"]),
+        capabilities: Capabilities::NONE,
+    };
+    let offer_providers = providers(&["loopback"]);
+    let offer = ServerOffer {
+        providers: &offer_providers,
+        endpoint: b"mem:0",
+    };
+    let now = Instant::from_micros(0);
+    let refused = registry.negotiate(now, session, &request, offer, [2; 16]);
+    assert_eq!(refused.status, Status::InvalidParameter);
+    assert_eq!(refused.credits, 0);
+    assert!(refused.providers.is_empty() && refused.endpoint.is_empty());
+    assert_eq!(refused.auth_key, AuthKey([0; 16]));
+
+    request.credits_requested = 1;
+    let granted = registry.negotiate(now, session, &request, offer, [2; 16]);
+    assert_eq!((granted.status, granted.credits), (Status::Success, 1));
+}
+
+/// Issue #20: `max_send_size` bounds every message, header included; a
+/// larger one terminates (`TooLarge`) even though the server's receive
+/// buffers, sized by its own limit, could hold it.
+#[test]
+fn a_send_above_the_negotiated_size_terminates() {
+    let client_config = ClientConfig {
+        providers: providers(&["loopback"]),
+        max_send_size: 4096,
+        ..ClientConfig::default()
+    };
+    let mut pair = Pair::new(ServerConfig::default(), client_config.clone()).authenticated();
+    assert_eq!(pair.client.negotiated().max_send_size, 4096);
+    let level = pair.client.ledger().level();
+    let data = vec![7u8; 4096 - 48 + 1];
+    let write = |data: &[u8]| -> Vec<u8> {
+        let body = Body::Write(WriteRequest {
+            handle: 1,
+            total_len: 8192,
+            offset: 0,
+            status: BufferDescriptor::new(0, 2, 24),
+            data,
+        });
+        forge(body, level, 3)
+    };
+    assert_eq!(write(&data).len(), 4097);
+    server_rejects(&mut pair, &write(&data), Violation::TooLarge);
+
+    // Exactly the negotiated size is fine.
+    let mut pair = Pair::new(ServerConfig::default(), client_config).authenticated();
+    let bytes = write(&data[1..]);
+    assert_eq!(bytes.len(), 4096);
+    pair.server.handle_message(pair.now, &bytes).unwrap();
+    assert!(pair.server.is_open());
+}
+
+/// Issue #20, capability negotiation: the response carries the
+/// intersection of the client's bits and the server's; bits the server does
+/// not know are ignored, not refused, and a refusal carries none.
+#[test]
+fn capabilities_are_intersected_and_unknown_bits_ignored() {
+    let config = ServerConfig {
+        capabilities: Capabilities(0b0110),
+        ..ServerConfig::default()
+    };
+    let mut registry: Registry = Registry::new(config, Duration::from_secs(10));
+    let (session, server_key) = registry.open_session([1; 16]).unwrap();
+    let offer_providers = providers(&["loopback"]);
+    let offer = ServerOffer {
+        providers: &offer_providers,
+        endpoint: b"mem:0",
+    };
+    let now = Instant::from_micros(0);
+    let mut request = NegotiateRequest {
+        server_key,
+        min_version: 1,
+        max_version: 1,
+        credits_requested: 8,
+        max_send_size: 4096,
+        max_io_size: 1 << 20,
+        providers: providers(&["loopback"]),
+        // Bit 0 and bit 63 mean nothing to this server.
+        capabilities: Capabilities(0x8000_0000_0000_0003),
+    };
+    let response = registry.negotiate(now, session, &request, offer, [2; 16]);
+    assert_eq!(response.status, Status::Success);
+    assert_eq!(response.capabilities, Capabilities(0b0010));
+
+    request.providers = providers(&["verbs:roce"]);
+    let refused = registry.negotiate(now, session, &request, offer, [3; 16]);
+    assert_eq!(refused.status, Status::NoCommonProvider);
+    assert_eq!(refused.capabilities, Capabilities::NONE);
+
+    // The client keeps only bits it offered, whatever the server says.
+    let client_config = ClientConfig {
+        providers: providers(&["loopback"]),
+        capabilities: Capabilities(0b0011),
+        ..ClientConfig::default()
+    };
+    let mut forged = response.clone();
+    forged.capabilities = Capabilities(u64::MAX);
+    let negotiated = rdio_core::client::negotiated(&client_config, &forged).unwrap();
+    assert_eq!(negotiated.capabilities, Capabilities(0b0011));
+}
+
+/// Issue #20: a message with an opcode the receiver does not know (an
+/// extension that was not negotiated) terminates with reason
+/// `UnknownOpcode` (36), on either side, before and after authentication.
+#[test]
+fn unknown_opcodes_terminate_with_their_own_reason() {
+    let mut keepalive = forge(Body::Keepalive, 1, 1);
+    keepalive[1] = 0x50;
+    let expected = Violation::Malformed(WireError::UnknownOpcode(0x50));
+    assert_eq!(expected.wire_status(), Status::UnknownOpcode);
+    assert_eq!(Status::UnknownOpcode.as_u32(), 36);
+
+    let mut pair = Pair::default_pair();
+    server_rejects(&mut pair, &keepalive, expected);
+    let mut pair = Pair::connected();
+    server_rejects(&mut pair, &keepalive, expected);
+    let mut pair = Pair::connected();
+    client_rejects(&mut pair, &keepalive, expected);
 }

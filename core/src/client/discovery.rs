@@ -5,8 +5,8 @@
 
 use super::ClientConfig;
 use crate::wire::{
-    AuthKey, MAX_ENDPOINT_LEN, NegotiateRequest, NegotiateResponse, ProviderList, ProviderName,
-    ResumeKey, Status,
+    AuthKey, Capabilities, MAX_ENDPOINT_LEN, NegotiateRequest, NegotiateResponse, ProviderList,
+    ProviderName, ResumeKey, Status,
 };
 use core::fmt;
 
@@ -31,6 +31,9 @@ pub struct Negotiated {
     pub max_send_size: u32,
     /// Largest read or write.
     pub max_io_size: u32,
+    /// The extensions in use: what the server granted of what the client
+    /// offered.
+    pub capabilities: Capabilities,
 }
 
 /// Why discovery did not produce an RDMA channel. Each variant says enough
@@ -105,6 +108,7 @@ pub fn negotiate_request(config: &ClientConfig, server_key: ResumeKey) -> Negoti
         max_send_size: config.max_send_size,
         max_io_size: config.max_io_size,
         providers: config.providers.clone(),
+        capabilities: config.capabilities,
     }
 }
 
@@ -170,5 +174,8 @@ pub fn negotiated(
         credits: response.credits,
         max_send_size: response.max_send_size,
         max_io_size: response.max_io_size,
+        // A bit the client never offered is not in use, whatever the
+        // server says.
+        capabilities: response.capabilities.intersection(config.capabilities),
     })
 }

@@ -31,9 +31,9 @@ use crate::time::{Instant, TimerTable};
 use crate::wire::message::emit_read;
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
-    Body, BufferDescriptor, Flags, InsufficientSize, MAX_SEGMENTS, Message, ProviderList,
-    ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, VERSION_1,
-    WriteRequest, WriteSegment, WriteVRequest,
+    Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,
+    ProviderList, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock,
+    VERSION_1, WriteRequest, WriteSegment, WriteVRequest,
 };
 use core::time::Duration;
 
@@ -58,6 +58,9 @@ pub struct ClientConfig {
     pub dead_peer_timeout: Duration,
     /// Keepalive interval when the server does not state one.
     pub keepalive_interval: Duration,
+    /// The protocol extensions this client speaks (offered in the
+    /// negotiate request).
+    pub capabilities: Capabilities,
 }
 
 impl Default for ClientConfig {
@@ -72,6 +75,7 @@ impl Default for ClientConfig {
             auth_timeout: Duration::from_secs(5),
             dead_peer_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(20),
+            capabilities: Capabilities::NONE,
         }
     }
 }

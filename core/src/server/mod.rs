@@ -33,8 +33,8 @@ use crate::time::{Instant, TimerTable};
 use crate::wire::message::parse_read;
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
-    AuthKey, Body, BufferDescriptor, Flags, InsufficientSize, MAX_SEGMENTS, Message, OpenFlags,
-    ReadSegment, ResumeKey, Status, WriteSegment,
+    AuthKey, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,
+    OpenFlags, ReadSegment, ResumeKey, Status, WriteSegment,
 };
 use core::time::Duration;
 
@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Interval at which the client should send keepalives when idle.
     pub keepalive_interval: Duration,
+    /// The protocol extensions this server implements; a negotiation
+    /// grants the intersection with the client's (none are defined yet:
+    /// `docs/PROTOCOL.md`, "Extending rdio").
+    pub capabilities: Capabilities,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(20),
+            capabilities: Capabilities::NONE,
         }
     }
 }
@@ -200,7 +205,12 @@ pub enum Transmit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     AwaitAuth,
-    Authenticating { request_id: u32 },
+    /// The auth request `request_id` arrived carrying `credits` in its
+    /// header, checked once the key names the session's negotiated level.
+    Authenticating {
+        request_id: u32,
+        credits: u16,
+    },
     Open,
     Closed,
 }
@@ -376,6 +386,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.state == State::Closed {
             return Ok(None);
         }
+        // `max_send_size` bounds every message, header included, whatever
+        // size of receive the driver happened to post.
+        if self.state == State::Open && bytes.len() > self.max_send_size() {
+            self.fail(Violation::TooLarge);
+            return Err(Violation::TooLarge);
+        }
         // The I/O path's most frequent message, straight from its fixed
         // layout to the read it starts (`Message::parse` would give the same
         // `Message`; see `wire::message::parse_read`).
@@ -418,6 +434,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 Body::AuthRequest { key } => {
                     self.state = State::Authenticating {
                         request_id: msg.request_id,
+                        credits: msg.credits,
                     };
                     self.push_pending(Pending::Authenticate(key))?;
                     Ok(None)
@@ -916,9 +933,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Complete authentication (claims 12, 14): the key matched a session
     /// whose negotiated parameters are `params`.
     pub fn accept_auth(&mut self, now: Instant, params: SessionParams) -> Result<(), ApiError> {
-        let State::Authenticating { request_id } = self.state else {
+        let State::Authenticating {
+            request_id,
+            credits: header_credits,
+        } = self.state
+        else {
             return Err(ApiError::NotConnected);
         };
+        // Claim 22 on the first message too: the auth request's header
+        // carries the level the negotiate response gave the client.
+        if header_credits != params.credits {
+            self.fail(Violation::CreditMismatch {
+                expected: params.credits,
+                found: header_credits,
+            });
+            return Err(ApiError::NotConnected);
+        }
         let credits = params.credits.clamp(
             1,
             self.config
@@ -965,7 +995,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Refuse authentication: the key was unknown, used or expired. The
     /// client gets an auth response with `AuthFailed`, then `Terminate`.
     pub fn reject_auth(&mut self) {
-        if let State::Authenticating { request_id } = self.state {
+        if let State::Authenticating { request_id, .. } = self.state {
             let auth = Message {
                 flags: Flags::empty(),
                 credits: 0,
@@ -1237,6 +1267,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.timers.expired(TIMER_AUTH, now) || self.timers.expired(TIMER_IDLE, now) {
             self.fail(Violation::TimedOut);
         }
+    }
+
+    /// The negotiated largest message, header included.
+    fn max_send_size(&self) -> usize {
+        let size = self.session.map_or(self.config.max_send_size, |s| {
+            s.max_send_size.min(self.config.max_send_size)
+        });
+        usize::try_from(size).unwrap_or(usize::MAX)
     }
 
     fn max_io_size(&self) -> u32 {

@@ -10,8 +10,8 @@
 use super::{FileId, ServerConfig};
 use crate::time::Instant;
 use crate::wire::{
-    AuthKey, KEY_LEN, NegotiateRequest, NegotiateResponse, OpenFlags, ProviderList, ResumeKey,
-    Status, VERSION_1,
+    AuthKey, Capabilities, KEY_LEN, NegotiateRequest, NegotiateResponse, OpenFlags, ProviderList,
+    ResumeKey, Status, VERSION_1,
 };
 use core::fmt;
 use core::time::Duration;
@@ -188,6 +188,7 @@ impl<const S: usize, const N: usize> Registry<S, N> {
             max_io_size: 0,
             auth_key: AuthKey([0; KEY_LEN]),
             providers: ProviderList::new(),
+            capabilities: Capabilities::NONE,
             endpoint: &[],
         };
         let Some(entry) = self.sessions.iter_mut().find(|s| s.id == session) else {
@@ -208,13 +209,23 @@ impl<const S: usize, const N: usize> Registry<S, N> {
                 let _ = response.providers.push(*provider);
             }
         }
+        if request.credits_requested == 0 {
+            // `1 ≤ initial ≤ requested` has no answer: a client holding no
+            // credit could not even send its auth request.
+            response.providers.clear();
+            response.status = Status::InvalidParameter;
+            return response;
+        }
         if response.providers.is_empty() {
             // Tell the client what the server has, so it can say why.
             response.providers = offer.providers.clone();
             response.status = Status::NoCommonProvider;
             return response;
         }
-        let max_credits = request.credits_requested.clamp(1, self.config.max_credits);
+        let max_credits = request
+            .credits_requested
+            .min(self.config.max_credits)
+            .max(1);
         let params = SessionParams {
             session,
             credits: self.config.initial_credits.clamp(1, max_credits),
@@ -228,6 +239,7 @@ impl<const S: usize, const N: usize> Registry<S, N> {
         response.max_send_size = params.max_send_size;
         response.max_io_size = params.max_io_size;
         response.auth_key = auth_key;
+        response.capabilities = request.capabilities.intersection(self.config.capabilities);
         response.endpoint = offer.endpoint;
         response
     }

@@ -30,9 +30,13 @@ pub use message::{
     Body, Message, ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment,
     WriteVRequest,
 };
-pub use pipe::{NegotiateRequest, NegotiateResponse, OpenFlags, PipeHeader, PipeMessage};
+pub use pipe::{
+    NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeHeader, PipeMessage,
+};
 pub use status::StatusBlock;
-pub use types::{AuthKey, BufferDescriptor, ProviderList, ProviderName, ResumeKey, Status};
+pub use types::{
+    AuthKey, BufferDescriptor, Capabilities, ProviderList, ProviderName, ResumeKey, Status,
+};
 
 use core::fmt;
 
@@ -94,7 +98,8 @@ pub enum WireError {
     BadLength,
     /// A count exceeds its fixed capacity (providers, segments, path, endpoint).
     TooMany,
-    /// A provider name is empty, not printable ASCII, or not NUL padded.
+    /// A provider name is empty, holds a byte outside `0x21..=0x7E`, or is
+    /// not NUL padded.
     BadProviderName,
     /// A field has a value the protocol forbids (zero length, empty path, ...).
     InvalidField,

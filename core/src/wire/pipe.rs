@@ -16,7 +16,7 @@
 use super::codec::{
     self, Counter, Sink, Unencodable, VERSION_1_BYTE, expect_empty, reserved_zero, take, take_exact,
 };
-use super::types::{AuthKey, ProviderList, ProviderName, ResumeKey, Status};
+use super::types::{AuthKey, Capabilities, ProviderList, ProviderName, ResumeKey, Status};
 use super::{
     InsufficientSize, MAX_ENDPOINT_LEN, MAX_PATH_LEN, MAX_PIPE_PAYLOAD, MAX_PROVIDERS,
     MIN_SEND_SIZE, PROVIDER_NAME_LEN, WireError,
@@ -88,7 +88,9 @@ impl OpenFlags {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PipeHeader {
-    /// Opcode byte (validated as known).
+    /// Opcode byte, not validated here: a reader that knows the frame's
+    /// length can skip a frame whose opcode it does not know
+    /// ([`PipeMessage::parse`] reports it as [`WireError::UnknownOpcode`]).
     pub opcode: u8,
     /// Payload bytes that follow (≤ [`MAX_PIPE_PAYLOAD`](super::MAX_PIPE_PAYLOAD)).
     pub length: u32,
@@ -112,6 +114,9 @@ pub struct NegotiateRequest {
     pub max_io_size: u32,
     /// The client's providers, most preferred first.
     pub providers: ProviderList,
+    /// The extensions the client speaks ("Extending rdio" in
+    /// `docs/PROTOCOL.md`); bits it does not know a server ignores.
+    pub capabilities: Capabilities,
 }
 
 /// Negotiate response (claims 8, 13): outcome, chosen parameters, the
@@ -133,6 +138,9 @@ pub struct NegotiateResponse<'a> {
     pub auth_key: AuthKey,
     /// Providers both sides share, in the server's preference order.
     pub providers: ProviderList,
+    /// The extensions in use on this session: the intersection of the
+    /// client's and the server's (0 unless `Success`).
+    pub capabilities: Capabilities,
     /// Transport address of the server's RDMA endpoint (opaque bytes,
     /// e.g. `127.0.0.1:7472`).
     pub endpoint: &'a [u8],
@@ -191,6 +199,97 @@ pub enum PipeMessage<'a> {
         /// `Success`.
         file_id: u64,
     },
+    /// 0x30: S→C the server refuses a frame it received (malformed, unknown
+    /// opcode, or not allowed now). After any code but
+    /// [`PipeErrorCode::UNKNOWN_OPCODE`] it closes the pipe.
+    Error {
+        /// Why.
+        code: PipeErrorCode,
+        /// The opcode byte of the refused frame (0 when its header was
+        /// unreadable).
+        opcode: u8,
+    },
+}
+
+/// Why a server refused a pipe frame ([`PipeMessage::Error`]). A `u32` on
+/// the wire; codes a receiver does not know still parse (it reports the
+/// number), so servers can add codes without breaking older clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PipeErrorCode(pub u32);
+
+impl PipeErrorCode {
+    /// The frame does not start with `RDIO`.
+    pub const BAD_MAGIC: Self = Self(1);
+    /// The frame's version byte is not one the server speaks.
+    pub const UNSUPPORTED_VERSION: Self = Self(2);
+    /// The opcode is not one the server knows; the frame was skipped and
+    /// the pipe stays open.
+    pub const UNKNOWN_OPCODE: Self = Self(3);
+    /// A reserved field is not zero.
+    pub const RESERVED_NOT_ZERO: Self = Self(4);
+    /// A length disagrees with the message (including a complete frame
+    /// shorter than its opcode's fixed part).
+    pub const BAD_LENGTH: Self = Self(5);
+    /// A count or length above its capacity (the frame length included).
+    pub const TOO_MANY: Self = Self(6);
+    /// A malformed provider name.
+    pub const BAD_PROVIDER_NAME: Self = Self(7);
+    /// A value the protocol forbids.
+    pub const INVALID_FIELD: Self = Self(8);
+    /// Undefined open-mode bits.
+    pub const UNKNOWN_OPEN_FLAGS: Self = Self(9);
+    /// An unknown status code.
+    pub const UNKNOWN_STATUS: Self = Self(10);
+    /// A well-formed message not allowed now: anything before the
+    /// `ResumeKeyRequest`, a second `ResumeKeyRequest`, a message only a
+    /// server sends.
+    pub const UNEXPECTED_MESSAGE: Self = Self(11);
+    /// The server cannot take another session (or mint a key) now.
+    pub const RESOURCE_EXHAUSTED: Self = Self(12);
+
+    /// The code for a parse error of a complete frame.
+    pub fn from_wire_error(error: WireError) -> Self {
+        match error {
+            WireError::BadMagic => Self::BAD_MAGIC,
+            WireError::UnsupportedVersion(_) => Self::UNSUPPORTED_VERSION,
+            WireError::UnknownOpcode(_) | WireError::UnexpectedOpcode(_) => Self::UNKNOWN_OPCODE,
+            WireError::ReservedNotZero => Self::RESERVED_NOT_ZERO,
+            WireError::Truncated { .. } | WireError::TrailingBytes(_) | WireError::BadLength => {
+                Self::BAD_LENGTH
+            }
+            WireError::TooMany => Self::TOO_MANY,
+            WireError::BadProviderName => Self::BAD_PROVIDER_NAME,
+            WireError::UnknownFlags(_) | WireError::InvalidField => Self::INVALID_FIELD,
+            WireError::UnknownOpenFlags(_) => Self::UNKNOWN_OPEN_FLAGS,
+            WireError::UnknownStatus(_) => Self::UNKNOWN_STATUS,
+        }
+    }
+
+    /// A short description (`"unknown code"` for codes not listed here).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BAD_MAGIC => "bad magic",
+            Self::UNSUPPORTED_VERSION => "unsupported version",
+            Self::UNKNOWN_OPCODE => "unknown opcode",
+            Self::RESERVED_NOT_ZERO => "reserved field not zero",
+            Self::BAD_LENGTH => "bad length",
+            Self::TOO_MANY => "count or length above capacity",
+            Self::BAD_PROVIDER_NAME => "malformed provider name",
+            Self::INVALID_FIELD => "invalid field",
+            Self::UNKNOWN_OPEN_FLAGS => "unknown open flags",
+            Self::UNKNOWN_STATUS => "unknown status",
+            Self::UNEXPECTED_MESSAGE => "message not allowed now",
+            Self::RESOURCE_EXHAUSTED => "server resources exhausted",
+            _ => "unknown code",
+        }
+    }
+}
+
+impl core::fmt::Display for PipeErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.as_str(), self.0)
+    }
 }
 
 /// The pipe opcodes.
@@ -205,6 +304,7 @@ enum PipeOpcode {
     NegotiateResponse = 0x06,
     StatRequest = 0x07,
     StatResponse = 0x08,
+    Error = 0x30,
 }
 
 impl PipeOpcode {
@@ -218,6 +318,7 @@ impl PipeOpcode {
             0x06 => Self::NegotiateResponse,
             0x07 => Self::StatRequest,
             0x08 => Self::StatResponse,
+            0x30 => Self::Error,
             other => return Err(WireError::UnknownOpcode(other)),
         })
     }
@@ -286,6 +387,7 @@ struct NegotiateRequestWire {
     reserved: u8,
     max_send_size: U32,
     max_io_size: U32,
+    capabilities: U64,
 }
 
 /// NegotiateResponse, followed by `provider_count` 32-byte provider names,
@@ -302,6 +404,17 @@ struct NegotiateResponseWire {
     provider_count: u8,
     reserved: u8,
     endpoint_len: U16,
+    capabilities: U64,
+}
+
+/// Error.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ErrorWire {
+    code: U32,
+    opcode: u8,
+    reserved: u8,
+    reserved2: U16,
 }
 
 /// A provider name as it sits on the wire.
@@ -311,8 +424,9 @@ const _: () = {
     assert!(size_of::<PipeHeaderWire>() == PIPE_HEADER_LEN);
     assert!(size_of::<OpenRequestWire>() == 8);
     assert!(size_of::<OpenResponseWire>() == 32);
-    assert!(size_of::<NegotiateRequestWire>() == 32);
-    assert!(size_of::<NegotiateResponseWire>() == 36);
+    assert!(size_of::<NegotiateRequestWire>() == 40);
+    assert!(size_of::<NegotiateResponseWire>() == 44);
+    assert!(size_of::<ErrorWire>() == 8);
     assert!(size_of::<StatRequestWire>() == 4);
     assert!(size_of::<StatResponseWire>() == 32);
 };
@@ -368,10 +482,11 @@ fn put_providers(sink: &mut dyn Sink, providers: &ProviderList) {
 impl PipeHeader {
     /// Parse and validate the 12-byte frame header at the start of `buf`.
     ///
-    /// Checked in this order: length, magic, version, opcode, reserved, and
-    /// the declared payload length, which above [`MAX_PIPE_PAYLOAD`] is
+    /// Checked in this order: length, magic, version, reserved, and the
+    /// declared payload length, which above [`MAX_PIPE_PAYLOAD`] is
     /// [`WireError::TooMany`]: a stream reader buffers a whole frame, so
-    /// the bound is a capacity, and no valid message comes near it.
+    /// the bound is a capacity, and no valid message comes near it. The
+    /// opcode is not checked here (see [`PipeHeader::opcode`]).
     pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
         let (wire, _payload) = take::<PipeHeaderWire>(buf, 0)?;
         if wire.magic != PIPE_MAGIC {
@@ -380,7 +495,7 @@ impl PipeHeader {
         if wire.version != VERSION_1_BYTE {
             return Err(WireError::UnsupportedVersion(u16::from(wire.version)));
         }
-        let opcode = PipeOpcode::from_u8(wire.opcode)? as u8;
+        let opcode = wire.opcode;
         reserved_zero(wire.reserved.get())?;
         let length = wire.length.get();
         if usize::try_from(length).map_or(true, |length| length > MAX_PIPE_PAYLOAD) {
@@ -398,8 +513,13 @@ impl PipeHeader {
 
 impl<'a> PipeMessage<'a> {
     /// Parse one framed message from the start of `buf`; returns it and the
-    /// bytes consumed. [`WireError::Truncated`] means "read more"; bytes
-    /// after the frame are left for the next call (the pipe is a stream).
+    /// bytes consumed. [`WireError::Truncated`] means "read more" and
+    /// nothing else: a complete frame whose payload is shorter than its
+    /// opcode's fixed part is [`WireError::BadLength`]. Bytes after the
+    /// frame are left for the next call (the pipe is a stream).
+    ///
+    /// Checked in this order: the header ([`PipeHeader::parse`]), the
+    /// whole frame present, the opcode, then the payload's own rules.
     pub fn parse(buf: &'a [u8]) -> Result<(Self, usize), WireError> {
         let header = PipeHeader::parse(buf)?;
         let frame_len = header.frame_len();
@@ -410,7 +530,12 @@ impl<'a> PipeMessage<'a> {
         let (frame, _next) = buf.split_at_checked(frame_len).ok_or(truncated)?;
         let (_header, payload) = frame.split_at_checked(PIPE_HEADER_LEN).ok_or(truncated)?;
         let opcode = PipeOpcode::from_u8(header.opcode)?;
-        Ok((Self::parse_payload(opcode, payload)?, frame_len))
+        let message = Self::parse_payload(opcode, payload).map_err(|e| match e {
+            // The frame is all there: its length field is what is wrong.
+            WireError::Truncated { .. } => WireError::BadLength,
+            other => other,
+        })?;
+        Ok((message, frame_len))
     }
 
     fn parse_payload(opcode: PipeOpcode, payload: &'a [u8]) -> Result<Self, WireError> {
@@ -470,6 +595,15 @@ impl<'a> PipeMessage<'a> {
                     file_id: wire.file_id.get(),
                 }
             }
+            PipeOpcode::Error => {
+                let wire = take_exact::<ErrorWire>(payload, BASE)?;
+                reserved_zero(wire.reserved)?;
+                reserved_zero(wire.reserved2.get())?;
+                Self::Error {
+                    code: PipeErrorCode(wire.code.get()),
+                    opcode: wire.opcode,
+                }
+            }
         })
     }
 
@@ -483,6 +617,7 @@ impl<'a> PipeMessage<'a> {
             Self::NegotiateResponse(_) => PipeOpcode::NegotiateResponse,
             Self::StatRequest { .. } => PipeOpcode::StatRequest,
             Self::StatResponse { .. } => PipeOpcode::StatResponse,
+            Self::Error { .. } => PipeOpcode::Error,
         }
     }
 
@@ -565,6 +700,15 @@ impl<'a> PipeMessage<'a> {
                 }
                 .as_bytes(),
             ),
+            Self::Error { code, opcode } => sink.put(
+                ErrorWire {
+                    code: code.0.into(),
+                    opcode: *opcode,
+                    reserved: 0,
+                    reserved2: U16::ZERO,
+                }
+                .as_bytes(),
+            ),
         }
         Ok(())
     }
@@ -590,6 +734,7 @@ impl NegotiateRequest {
             max_send_size,
             max_io_size: wire.max_io_size.get(),
             providers: parse_providers(names)?,
+            capabilities: Capabilities(wire.capabilities.get()),
         })
     }
 
@@ -603,6 +748,7 @@ impl NegotiateRequest {
             reserved: 0,
             max_send_size: self.max_send_size.into(),
             max_io_size: self.max_io_size.into(),
+            capabilities: self.capabilities.0.into(),
         };
         sink.put(wire.as_bytes());
         put_providers(sink, &self.providers);
@@ -632,6 +778,7 @@ impl<'a> NegotiateResponse<'a> {
             max_io_size: wire.max_io_size.get(),
             auth_key: wire.auth_key,
             providers: parse_providers(names)?,
+            capabilities: Capabilities(wire.capabilities.get()),
             endpoint,
         })
     }
@@ -647,6 +794,7 @@ impl<'a> NegotiateResponse<'a> {
             provider_count: u8::try_from(self.providers.len())?,
             reserved: 0,
             endpoint_len: u16::try_from(self.endpoint.len())?.into(),
+            capabilities: self.capabilities.0.into(),
         };
         sink.put(wire.as_bytes());
         put_providers(sink, &self.providers);

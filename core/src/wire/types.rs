@@ -131,7 +131,8 @@ impl defmt::Format for BufferDescriptor {
 }
 
 /// The name of an RDMA-capable provider, e.g. `loopback`, `verbs:roce`,
-/// `ofi:tcp`: 1 to 32 printable ASCII bytes, NUL padded to 32 on the wire.
+/// `ofi:tcp`: 1 to 32 bytes of visible ASCII (`0x21..=0x7E`, no space: a
+/// name is a token in lists people read), NUL padded to 32 on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProviderName {
     bytes: [u8; PROVIDER_NAME_LEN],
@@ -205,6 +206,29 @@ impl core::fmt::Display for ProviderName {
 impl defmt::Format for ProviderName {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "{=str}", self.as_str())
+    }
+}
+
+/// Optional protocol extensions, one bit each, exchanged in negotiation
+/// (`docs/PROTOCOL.md`, "Extending rdio"). Every bit is kept as received:
+/// a server answers with the intersection of the client's and its own, so
+/// a bit it does not know is simply not in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Capabilities(pub u64);
+
+impl Capabilities {
+    /// No extension.
+    pub const NONE: Self = Self(0);
+
+    /// The bits both sets have.
+    pub const fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    /// Whether every bit of `other` is set here.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
     }
 }
 
@@ -310,6 +334,9 @@ status_codes! {
     /// A name on the path is longer than the server's file system allows
     /// (`ENAMETOOLONG`).
     NameTooLong = 27 => "file name too long for the server's file system",
+    /// A message with an opcode the receiver does not know (an extension
+    /// that was not negotiated); the connection is terminated.
+    UnknownOpcode = 36 => "unknown opcode",
 }
 
 impl core::fmt::Display for Status {

@@ -3,9 +3,10 @@
 //! test in `wire_codec.rs` checks both.
 
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Flags, Message, NegotiateRequest, NegotiateResponse,
-    OpenFlags, PipeMessage, ProviderList, ProviderName, ReadRequest, ReadSegment, ReadVRequest,
-    ResumeKey, Status, StatusBlock, WriteRequest, WriteSegment, WriteVRequest,
+    AuthKey, Body, BufferDescriptor, Capabilities, Flags, Message, NegotiateRequest,
+    NegotiateResponse, OpenFlags, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
+    ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
+    WriteSegment, WriteVRequest,
 };
 
 /// A named sample: what it is, and its encoding as 16 space-separated hex
@@ -59,8 +60,8 @@ pub fn rdma() -> Vec<Sample<Message<'static>>> {
     vec![
         Sample {
             name: "AuthRequest",
-            value: message(none, 0, Body::AuthRequest { key: AUTH_KEY }),
-            golden: "01 01 00 00 00 00 00 00 44 33 22 11 10 00 00 00
+            value: message(none, 32, Body::AuthRequest { key: AUTH_KEY }),
+            golden: "01 01 00 00 20 00 00 00 44 33 22 11 10 00 00 00
 a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af",
         },
         Sample {
@@ -79,14 +80,14 @@ a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af",
             name: "StatusResponse",
             value: message(
                 none,
-                0,
+                1,
                 Body::StatusResponse {
                     status: Status::Success,
                     credits: 32,
                     keepalive_ms: 30_000,
                 },
             ),
-            golden: "01 03 00 00 00 00 00 00 44 33 22 11 0c 00 00 00
+            golden: "01 03 00 00 01 00 00 00 44 33 22 11 0c 00 00 00
 00 00 00 00 20 00 00 00 30 75 00 00",
         },
         Sample {
@@ -355,14 +356,17 @@ bc bd be bf 00 00 10 00 00 00 00 00",
                 max_send_size: 4096,
                 max_io_size: 1 << 20,
                 providers: providers(&["ofi:tcp", "loopback"]),
+                // Two bits no server knows (yet): answered with neither.
+                capabilities: Capabilities(0x8000_0000_0000_0001),
             }),
-            golden: "52 44 49 4f 01 05 00 00 60 00 00 00 b0 b1 b2 b3
+            golden: "52 44 49 4f 01 05 00 00 68 00 00 00 b0 b1 b2 b3
 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf 01 00 01 00
-20 00 02 00 00 10 00 00 00 00 10 00 6f 66 69 3a
-74 63 70 00 00 00 00 00 00 00 00 00 00 00 00 00
-00 00 00 00 00 00 00 00 00 00 00 00 6c 6f 6f 70
-62 61 63 6b 00 00 00 00 00 00 00 00 00 00 00 00
-00 00 00 00 00 00 00 00 00 00 00 00",
+20 00 02 00 00 10 00 00 00 00 10 00 01 00 00 00
+00 00 00 80 6f 66 69 3a 74 63 70 00 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+00 00 00 00 6c 6f 6f 70 62 61 63 6b 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+00 00 00 00",
         },
         Sample {
             name: "NegotiateResponse",
@@ -374,14 +378,25 @@ b4 b5 b6 b7 b8 b9 ba bb bc bd be bf 01 00 01 00
                 max_io_size: 1 << 20,
                 auth_key: AUTH_KEY,
                 providers: providers(&["ofi:tcp"]),
+                capabilities: Capabilities::NONE,
                 endpoint: b"127.0.0.1:7472",
             }),
-            golden: "52 44 49 4f 01 06 00 00 52 00 00 00 00 00 00 00
+            golden: "52 44 49 4f 01 06 00 00 5a 00 00 00 00 00 00 00
 01 00 20 00 00 10 00 00 00 00 10 00 a0 a1 a2 a3
 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 01 00 0e 00
-6f 66 69 3a 74 63 70 00 00 00 00 00 00 00 00 00
+00 00 00 00 00 00 00 00 6f 66 69 3a 74 63 70 00
 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-31 32 37 2e 30 2e 30 2e 31 3a 37 34 37 32",
+00 00 00 00 00 00 00 00 31 32 37 2e 30 2e 30 2e
+31 3a 37 34 37 32",
+        },
+        Sample {
+            name: "Error",
+            value: PipeMessage::Error {
+                code: PipeErrorCode::BAD_PROVIDER_NAME,
+                opcode: 0x05,
+            },
+            golden: "52 44 49 4f 01 30 00 00 08 00 00 00 07 00 00 00
+05 00 00 00",
         },
         Sample {
             name: "StatRequest",

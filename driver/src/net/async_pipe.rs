@@ -13,6 +13,8 @@ const FRAME_CAPACITY: usize = PIPE_HEADER_LEN + MAX_PIPE_PAYLOAD;
 pub(super) struct AsyncPipe<S> {
     stream: S,
     frame: Box<[u8; FRAME_CAPACITY]>,
+    /// See [`crate::pipe::Pipe::last_opcode`].
+    last_opcode: u8,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
@@ -20,7 +22,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
         Self {
             stream,
             frame: Box::new([0; FRAME_CAPACITY]),
+            last_opcode: 0,
         }
+    }
+
+    /// See [`crate::pipe::Pipe::last_opcode`].
+    pub(super) fn last_opcode(&self) -> u8 {
+        self.last_opcode
     }
 
     /// Send one message.
@@ -47,9 +55,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
             .read_exact(&mut header[first..])
             .await
             .map_err(PipeError::Io)?;
-        let frame_len = PipeHeader::parse(header)
-            .map_err(PipeError::Malformed)?
-            .frame_len();
+        self.last_opcode = 0;
+        let header = PipeHeader::parse(header).map_err(PipeError::Malformed)?;
+        self.last_opcode = header.opcode;
+        let frame_len = header.frame_len();
         let payload = rest
             .get_mut(..frame_len - PIPE_HEADER_LEN)
             .ok_or(PipeError::Malformed(WireError::TooMany))?;
@@ -59,7 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
             .map_err(PipeError::Io)?;
         let (message, _) =
             PipeMessage::parse(&self.frame[..frame_len]).map_err(PipeError::Malformed)?;
-        Ok(message)
+        crate::pipe::refusal_is_error(message)
     }
 }
 

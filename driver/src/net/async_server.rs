@@ -16,7 +16,7 @@ use super::server::{MAX_PIPES, RdmaAcceptor, network_options};
 use super::{EventLog, NetError, NetEvent, RdmaListener};
 use crate::files::Root;
 use crate::pipe::PipeError;
-use crate::server::{PipeSession, Server, ServerError, ServerOptions};
+use crate::server::{PipeSession, Server, ServerError, ServerOptions, pipe_refusal};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -154,15 +154,24 @@ async fn serve_pipe(
         };
         let reply = match received {
             Err(PipeError::Closed) => break Ok(()),
-            Err(error) => break Err(error.into()),
+            Err(error) => Err(error.into()),
             Ok(message) => server.answer_pipe(&mut session, &message),
         };
-        let sent = match reply {
-            Ok(reply) => pipe.send(&reply).await,
-            Err(error) => break Err(error),
+        let error = match reply {
+            Ok(reply) => match pipe.send(&reply).await {
+                Ok(()) => continue,
+                Err(error) => break Err(error.into()),
+            },
+            Err(error) => error,
         };
-        if let Err(error) = sent {
-            break Err(error.into());
+        match pipe_refusal(&error, pipe.last_opcode()) {
+            Some((refusal, read_on)) => {
+                if pipe.send(&refusal).await.is_ok() && read_on {
+                    continue;
+                }
+                break Err(error);
+            }
+            None => break Err(error),
         }
     };
     server.end_pipe(session);

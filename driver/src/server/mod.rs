@@ -17,7 +17,8 @@ use crate::files::{FileId, FileTable, Root};
 use crate::pipe::{Pipe, PipeError};
 use rdio_core::server::{FileEntry, Registry, ServerConfig, ServerOffer, SessionId};
 use rdio_core::wire::{
-    KEY_LEN, OpenFlags, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
+    KEY_LEN, OpenFlags, PipeErrorCode, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
+    WireError,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -254,11 +255,24 @@ impl Server {
         let result = loop {
             let reply = match pipe.receive() {
                 Err(PipeError::Closed) => break Ok(()),
-                Err(e) => break Err(e.into()),
+                Err(e) => Err(e.into()),
                 Ok(message) => self.answer_pipe(&mut session, &message),
             };
-            if let Err(e) = reply.and_then(|reply| Ok(pipe.send(&reply)?)) {
-                break Err(e);
+            let error = match reply {
+                Ok(reply) => match pipe.send(&reply) {
+                    Ok(()) => continue,
+                    Err(e) => break Err(e.into()),
+                },
+                Err(e) => e,
+            };
+            match pipe_refusal(&error, pipe.last_opcode()) {
+                Some((refusal, read_on)) => {
+                    if pipe.send(&refusal).is_ok() && read_on {
+                        continue;
+                    }
+                    break Err(error);
+                }
+                None => break Err(error),
             }
         };
         self.end_pipe(session);
@@ -416,6 +430,27 @@ pub fn modified_ns(meta: &std::fs::Metadata) -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
         })
+}
+
+/// The pipe `Error` a server sends for a client's frame that failed with
+/// `error` (`opcode`: the frame's opcode byte, 0 if its header was
+/// unreadable), and whether it reads on afterwards: only past a frame with
+/// an unknown opcode, which it skipped whole (`docs/PROTOCOL.md`, "Error").
+/// `None` when there is no one to tell (the stream itself failed).
+pub fn pipe_refusal(error: &ServerError, opcode: u8) -> Option<(PipeMessage<'static>, bool)> {
+    let code = match error {
+        ServerError::Pipe(PipeError::Malformed(e)) => PipeErrorCode::from_wire_error(*e),
+        ServerError::Pipe(PipeError::Unexpected(_) | PipeError::Refused { .. }) => {
+            PipeErrorCode::UNEXPECTED_MESSAGE
+        }
+        ServerError::TooManySessions | ServerError::Entropy(_) => PipeErrorCode::RESOURCE_EXHAUSTED,
+        _ => return None,
+    };
+    let read_on = matches!(
+        error,
+        ServerError::Pipe(PipeError::Malformed(WireError::UnknownOpcode(_)))
+    );
+    Some((PipeMessage::Error { code, opcode }, read_on))
 }
 
 /// Fresh key material from the OS CSPRNG (the core takes entropy as input).

@@ -1,0 +1,195 @@
+//! `rdio conformance` against `rdio serve` on every transport that runs
+//! here (libfabric `tcp` on 127.0.0.1, cma): every case passes, the report
+//! ends with exactly `N passed, 0 failed`, and the exit status is 0. Also:
+//! a failing case is reported and makes the exit status non-zero.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+
+/// A running `rdio serve`, killed when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(root: &Path, transport: &str) -> Self {
+        let mut child = Command::new(RDIO)
+            .args([
+                "--transport",
+                transport,
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--root",
+            ])
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rdio serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the listening line");
+        let addr = line
+            .strip_prefix("rdio serve: listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line from rdio serve: {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the tester; (exit success, stdout lines).
+fn conformance(transport: &str, addr: &str) -> (bool, Vec<String>) {
+    let mut child = Command::new(RDIO)
+        .args(["--transport", transport, "conformance", addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rdio conformance");
+    // Bounded: the tester's own timeouts are 5 s per reply.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rdio conformance hung"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (output.status.success(), lines)
+}
+
+fn passes_against_rdio_serve(transport: &str) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(root.path(), transport);
+    let (success, lines) = conformance(transport, &served.addr);
+    let failures: Vec<&String> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(failures.is_empty(), "failed cases:\n{failures:#?}");
+    let last = lines.last().expect("a summary line");
+    let cases = lines.len() - 1;
+    assert_eq!(last, &format!("{cases} passed, 0 failed"));
+    assert!(cases >= 60, "only {cases} cases ran");
+    for (n, line) in lines[..cases].iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("ok {} §", n + 1)),
+            "case line {line:?} is not numbered {} with its section",
+            n + 1
+        );
+    }
+    assert!(success, "exit status non-zero with every case passing");
+}
+
+#[test]
+fn every_case_passes_against_rdio_serve_over_fabric() {
+    passes_against_rdio_serve("fabric");
+}
+
+#[test]
+fn every_case_passes_against_rdio_serve_over_cma() {
+    passes_against_rdio_serve("cma");
+}
+
+/// A "server" that answers every side-channel frame with garbage: cases
+/// fail with expected/got, the summary counts them, the exit status is 1.
+#[test]
+fn a_nonconforming_server_fails_cases_and_the_exit_status() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut header = [0u8; 12];
+                while std::io::Read::read_exact(&mut stream, &mut header).is_ok() {
+                    // A ResumeKeyResponse of the wrong length, every time.
+                    let _ = stream.write_all(b"RDIO\x01\x02\x00\x00\x01\x00\x00\x00\x00");
+                }
+            });
+        }
+    });
+    let (success, lines) = conformance("fabric", &addr);
+    assert!(!success, "a failing run must exit non-zero");
+    assert!(
+        lines[0].starts_with("FAIL 1 §Phase 1: discovery ResumeKeyRequest")
+            && lines[0].contains(": expected ResumeKeyResponse with 16 payload bytes, got "),
+        "{}",
+        lines[0]
+    );
+    let last = lines.last().expect("summary");
+    let failed = lines.iter().filter(|l| l.starts_with("FAIL")).count();
+    let passed = lines.iter().filter(|l| l.starts_with("ok ")).count();
+    assert_eq!(last, &format!("{passed} passed, {failed} failed"));
+    assert!(failed > 30, "{failed} failures");
+}
+
+/// `--transcript` records one full session (the source of
+/// docs/vectors/session-*.json, checked by core/tests/vectors.rs).
+#[test]
+fn a_transcript_records_every_step_of_a_session() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(root.path(), "cma");
+    let out = root.path().join("session.json");
+    let status = Command::new(RDIO)
+        .args([
+            "--transport",
+            "cma",
+            "conformance",
+            &served.addr,
+            "--transcript",
+        ])
+        .arg(&out)
+        .status()
+        .expect("run");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).expect("transcript");
+    let whats: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("\"what\": \"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        whats,
+        [
+            "ResumeKeyRequest",
+            "ResumeKeyResponse",
+            "OpenRequest",
+            "OpenResponse",
+            "NegotiateRequest",
+            "NegotiateResponse",
+            "AuthRequest",
+            "AuthResponse",
+            "StatusResponse",
+            "RegisterFile",
+            "RegisterFileCompletion",
+            "Write (first fragment)",
+            "Completion (fragment received)",
+            "WriteData (last fragment)",
+            "StatusBlock of the write (RDMA write with immediate 3)",
+            "Read",
+            "read data (RDMA write into dest)",
+            "StatusBlock of the read (RDMA write with immediate 4)",
+            "Close",
+            "Completion (close)",
+            "Terminate",
+        ]
+    );
+}
