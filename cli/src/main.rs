@@ -12,6 +12,7 @@ mod network;
 mod remote;
 mod report;
 mod serve;
+mod shaped;
 mod size;
 mod transfer;
 
@@ -165,6 +166,10 @@ struct BenchArgs {
     /// Operations to measure, comma separated, in this order.
     #[arg(long, value_delimiter = ',', default_value = "read,write,readv,writev")]
     ops: Vec<bench::Op>,
+    /// Runs per row: baselines and rdio alternate, each row shows the
+    /// median and the range (min-max).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    repeat: u16,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -265,6 +270,7 @@ fn run(cli: Cli) -> Result<()> {
                 in_place: args.in_place,
                 server_threads: args.server_threads,
                 ops: args.ops,
+                repeat: usize::from(args.repeat),
             };
             let results = match args.server {
                 None => {
