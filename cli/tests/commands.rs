@@ -187,8 +187,10 @@ fn check_bench_table(stdout: &str) {
                 for (median, spread) in [(8, 9), (10, 11)] {
                     let ratio: f64 = columns[median].parse().expect("ratio");
                     let (min, max) = range(columns[spread]);
+                    // Printed to 3 places: a ratio below 0.0005 (a
+                    // starved run on a loaded machine) shows as 0.000.
                     assert!(
-                        ratio > 0.0 && min - 0.005 <= ratio && ratio <= max + 0.005,
+                        ratio >= 0.0 && min - 0.005 <= ratio && ratio <= max + 0.005,
                         "{row}"
                     );
                 }
@@ -221,8 +223,12 @@ fn bench_with_one_run_reports_the_plain_ratios_of_that_run() {
                 (ratio - expected).abs() <= 0.0006 + expected * 0.01,
                 "ratio {ratio}, expected {expected}: {stdout}"
             );
-            let same = format!("{ratio:.2}-{ratio:.2}");
-            assert_eq!(rdio[column + 1], same, "{stdout}");
+            let (min, max) = rdio[column + 1].split_once('-').expect("a range");
+            for bound in [min, max] {
+                let bound: f64 = bound.parse().expect("a bound");
+                // Printed to 2 places, the ratio to 3.
+                assert!((bound - ratio).abs() <= 0.0051, "{stdout}");
+            }
         }
     }
 }
@@ -305,7 +311,7 @@ fn bench_writes_csv_and_plot() {
                 assert_eq!(fields[9], "memcpy", "{line}");
                 assert!(["shape_rd", "shape_wr"].contains(&fields[16]), "{line}");
                 for (median, min, max) in [(10, 14, 15), (17, 18, 19)] {
-                    assert!(number(median) > 0.0, "{line}");
+                    assert!(number(median) >= 0.0, "{line}");
                     assert!(number(min) <= number(median), "{line}");
                     assert!(number(median) <= number(max), "{line}");
                 }
