@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "callgrind-core: install valgrind (apt-get install -y valgrind)" >&2; exit 1; }
 n=${1:-2000}
 cargo build --release -q -p rdio-benches --bin core_cycle
-bin=target/release/core_cycle
+# Where cargo put it: honours CARGO_TARGET_DIR and build.target-dir.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin=$target_dir/release/core_cycle
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() {

@@ -21,7 +21,9 @@ command -v "$valgrind" >/dev/null || { echo "callgrind-inline: install valgrind 
 n=${1:-2000}
 shift || true
 cargo build --release -q -p rdio-benches --bin inline_cycle
-bin=${CARGO_TARGET_DIR:-target}/release/inline_cycle
+# Where cargo put it: honours CARGO_TARGET_DIR and build.target-dir.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin=$target_dir/release/inline_cycle
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() {

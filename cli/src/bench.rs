@@ -11,8 +11,21 @@
 //! endpoints on 127.0.0.1, same provider, window = queue depth; over cma,
 //! a bare `process_vm_writev` loop (`vm_write`, for reads) or Unix-socket
 //! write loop (`uds_send`, for writes) into a forked child process.
+//!
+//! Every run also measures a **protocol-shaped** loop over the same
+//! transport (`shape_rd`, `shape_wr`; see [`crate::shaped`]): the transport
+//! operations an rdio read or write costs (request send, data write,
+//! status write with immediate; data in sends, reply send) without rdio's
+//! core and driver. Its ratio is rdio's own overhead.
+//!
+//! Each row is the median of `--repeat` runs (3 by default), alternated
+//! per cell: plain baseline, shaped baseline, rdio, then again, so a slow
+//! spell of a shared machine hits all three alike; ratios are taken run by
+//! run (rdio over the baselines measured just before it) and reported as
+//! median and range.
 
 use crate::network::{ClientJob, Tuning, connect};
+use crate::shaped::{self, ShapedConfig, ShapedOp};
 use crate::size::Size;
 use anyhow::{Context, Result, bail};
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
@@ -52,13 +65,19 @@ pub struct Bench {
     /// The operations to measure, in this order (duplicates are measured
     /// once).
     pub ops: Vec<Op>,
+    /// Runs per row, alternating baselines and rdio (`--repeat`).
+    pub repeat: usize,
 }
 
-/// What rdio's throughput is compared against.
+/// What rdio's throughput is compared against: a plain one-operation
+/// loop and a protocol-shaped loop (`crate::shaped`) over the same
+/// transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Baseline {
-    /// `memcpy` of the request size between two buffers of the file's size.
-    Memcpy,
+    /// `memcpy` of the request size between two buffers of the file's size,
+    /// and the protocol-shaped loops over a loopback pair, inline or with
+    /// the server end on a thread (`--server-threads`).
+    Loopback { threads: bool },
     /// Raw libfabric `fi_write` / `fi_send` loops over this provider on
     /// 127.0.0.1.
     Fabric(String),
@@ -104,11 +123,37 @@ impl Op {
     }
 }
 
-/// One line of the results: an rdio measurement or a baseline.
+/// Median and range of one figure over a cell's repeated runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (`None` if there are none).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let (&min, &max) = (sorted.first()?, sorted.last()?);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 0 {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        } else {
+            sorted[mid]
+        };
+        Some(Self { median, min, max })
+    }
+}
+
+/// One line of the results: an rdio measurement or a baseline, over
+/// [`Row::runs`] alternated runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     /// `read`, `write`, `readv`, `writev`, or the baseline's name
-    /// (`memcpy`, `fi_write`, `fi_send`).
+    /// (`memcpy`, `fi_write`, `fi_send`, `vm_write`, `uds_send`, and the
+    /// protocol-shaped `shape_rd`, `shape_wr`).
     pub op: &'static str,
     /// Whether this row is a baseline.
     pub baseline: bool,
@@ -116,16 +161,26 @@ pub struct Row {
     pub size: u64,
     /// Requests (or raw operations) in flight; `None` for memcpy.
     pub depth: Option<u16>,
+    /// Runs the figures are the median of.
+    pub runs: usize,
+    /// Median MB/s, and its range over the runs.
     pub megabytes_per_second: f64,
+    pub mbps_range: (f64, f64),
+    /// IOPS of the median run.
     pub iops: f64,
-    /// Latency percentiles, where measured (not for raw fabric loops, which
-    /// only time the whole stream).
+    /// Latency percentiles of the median run, where measured (not for raw
+    /// loops, which only time the whole stream).
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
-    /// The baseline an rdio row is compared against.
+    /// The plain one-operation baseline an rdio row is compared against.
     pub compared_to: Option<&'static str>,
-    /// rdio MB/s over the matching baseline's MB/s (rdio rows only).
-    pub ratio: Option<f64>,
+    /// rdio MB/s over that baseline's MB/s, run by run (each rdio run
+    /// right after its baselines): median and range (rdio rows only).
+    pub ratio: Option<Spread>,
+    /// The protocol-shaped baseline an rdio row is compared against.
+    pub shaped_to: Option<&'static str>,
+    /// rdio MB/s over the protocol-shaped loop's, run by run.
+    pub shaped_ratio: Option<Spread>,
 }
 
 /// A run's rows and what they were measured over.
@@ -134,13 +189,6 @@ pub struct Results {
     /// `loopback`, or the provider and server (`ofi:tcp to 127.0.0.1:7472`).
     pub transport: String,
     pub rows: Vec<Row>,
-}
-
-/// Which baseline measurement an rdio row is compared against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BaselineKey {
-    Memcpy { size: u64 },
-    Raw { op: RawOp, size: u64, depth: u16 },
 }
 
 /// Segments per vectored request.
@@ -172,6 +220,9 @@ impl Bench {
         }
         if self.sizes.iter().any(|s| s.0 == 0) {
             bail!("request sizes must be at least 1 byte");
+        }
+        if self.repeat == 0 {
+            bail!("--repeat must be at least 1");
         }
         u32::try_from(largest).context("sizes must be below 4 GiB")?;
         Ok(Plan {
@@ -220,7 +271,9 @@ fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
         &plan,
         over,
         "bench.dat",
-        &Baseline::Memcpy,
+        &Baseline::Loopback {
+            threads: bench.server_threads,
+        },
     )?;
     if bench.stats {
         crate::metrics::print_client(
@@ -287,9 +340,80 @@ impl ClientJob for Remote<'_> {
     }
 }
 
+/// One run of a baseline: its name and what it measured.
+struct BaselineRun {
+    name: &'static str,
+    depth: Option<u16>,
+    measured: Measurement,
+}
+
+/// The rows of one cell (op, size, depth): each baseline's and rdio's
+/// medians over the runs, rdio's ratios paired run by run.
+fn cell_rows(
+    op: Op,
+    size: u64,
+    depth: u16,
+    plain: &[BaselineRun],
+    shaped: &[BaselineRun],
+    rdio: &[Measurement],
+) -> Vec<Row> {
+    let median_run = |runs: &[&Measurement]| -> Option<Measurement> {
+        let mut sorted: Vec<&Measurement> = runs.to_vec();
+        sorted.sort_by(|a, b| a.megabytes_per_second.total_cmp(&b.megabytes_per_second));
+        sorted.get(sorted.len() / 2).map(|m| **m)
+    };
+    let row = |name: &'static str, baseline: bool, depth: Option<u16>, runs: &[&Measurement]| {
+        let mbps: Vec<f64> = runs.iter().map(|m| m.megabytes_per_second).collect();
+        let spread = Spread::of(&mbps)?;
+        let middle = median_run(runs)?;
+        Some(Row {
+            op: name,
+            baseline,
+            size,
+            depth,
+            runs: runs.len(),
+            megabytes_per_second: spread.median,
+            mbps_range: (spread.min, spread.max),
+            iops: middle.iops,
+            p50: middle.p50,
+            p99: middle.p99,
+            compared_to: None,
+            ratio: None,
+            shaped_to: None,
+            shaped_ratio: None,
+        })
+    };
+    let ratios = |baselines: &[BaselineRun]| {
+        let ratios: Vec<f64> = rdio
+            .iter()
+            .zip(baselines)
+            .map(|(r, b)| r.megabytes_per_second / b.measured.megabytes_per_second)
+            .collect();
+        Spread::of(&ratios)
+    };
+    let mut rows = Vec::new();
+    for runs in [plain, shaped] {
+        let measured: Vec<&Measurement> = runs.iter().map(|r| &r.measured).collect();
+        if let Some(first) = runs.first() {
+            rows.extend(row(first.name, true, first.depth, &measured));
+        }
+    }
+    let measured: Vec<&Measurement> = rdio.iter().collect();
+    if let Some(mut rdio_row) = row(op.name(), false, Some(depth), &measured) {
+        rdio_row.compared_to = plain.first().map(|r| r.name);
+        rdio_row.ratio = ratios(plain);
+        rdio_row.shaped_to = shaped.first().map(|r| r.name);
+        rdio_row.shaped_ratio = ratios(shaped);
+        rows.push(rdio_row);
+    }
+    rows
+}
+
 /// Fill `path` through the protocol, then measure every operation, size
-/// and depth, and the baselines they are compared against, one table row
-/// each (a baseline's row comes right before the first row that uses it).
+/// and depth. Each (op, size, depth) cell runs `bench.repeat` rounds of:
+/// the plain raw baseline, the protocol-shaped raw baseline, rdio — so a
+/// slow spell of the machine hits all three alike — and prints one row
+/// for each, with medians and ranges.
 fn measure_all<T: Transport, S: Read + Write>(
     client: &mut Client<T, S>,
     bench: &Bench,
@@ -316,6 +440,8 @@ fn measure_all<T: Transport, S: Read + Write>(
         offset += n as u64;
     }
     client.close(file).context("close failed")?;
+    // The protocol-shaped loops send what rdio sends: at most this much.
+    let max_send = client.negotiated().max_send_size as usize;
 
     let mode = if bench.polling {
         "polling"
@@ -323,7 +449,8 @@ fn measure_all<T: Transport, S: Read + Write>(
         "interrupt"
     };
     println!(
-        "rdio bench: {} per measurement over {over}, {mode} completions, {}, {} per file; {}",
+        "rdio bench: {} per measurement over {over}, {mode} completions, {}, {} per file; {}; \
+         {} alternated run(s) per row, medians, ranges min-max",
         Size(bench.bytes.0),
         if bench.in_place {
             "reads and writes in place"
@@ -332,21 +459,34 @@ fn measure_all<T: Transport, S: Read + Write>(
         },
         Size(file_len),
         match baseline {
-            Baseline::Memcpy => "baseline memcpy".to_owned(),
-            Baseline::Fabric(provider) =>
-                format!("baseline raw fi_write/fi_send over {provider} on 127.0.0.1"),
-            Baseline::Cma =>
-                "baseline raw process_vm_writev/unix-socket write into a child process".to_owned(),
+            Baseline::Loopback { .. } =>
+                "baselines memcpy and protocol-shaped loopback loops".to_owned(),
+            Baseline::Fabric(provider) => format!(
+                "baselines raw fi_write/fi_send and protocol-shaped loops over {provider} on 127.0.0.1"
+            ),
+            Baseline::Cma => "baselines raw process_vm_writev/unix-socket write into a child \
+                 process and protocol-shaped cma loops"
+                .to_owned(),
             Baseline::None => "no baseline".to_owned(),
-        }
+        },
+        bench.repeat,
     );
     println!(
-        "{:<8} {:>10} {:>4} {:>10} {:>10} {:>10} {:>10} {:>7}",
-        "op", "size", "qd", "MB/s", "IOPS", "p50 µs", "p99 µs", "ratio"
+        "{:<8} {:>10} {:>4} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>15}",
+        "op",
+        "size",
+        "qd",
+        "MB/s",
+        "IOPS",
+        "p50 µs",
+        "p99 µs",
+        "ratio",
+        "range",
+        "shaped",
+        "range",
+        "MB/s range"
     );
     let mut rows = Vec::new();
-    // Few enough (sizes x depths x 2) for a linear search.
-    let mut baselines: Vec<(BaselineKey, &'static str, f64)> = Vec::new();
     for (i, &op) in bench.ops.iter().enumerate() {
         if bench.ops[..i].contains(&op) {
             continue;
@@ -367,59 +507,36 @@ fn measure_all<T: Transport, S: Read + Write>(
                 // Between measurements: SIGINT/SIGTERM stop the bench here
                 // (its temporary root goes with the drops on the way out).
                 crate::interrupt::check()?;
-                let key = match baseline {
-                    Baseline::Memcpy => Some(BaselineKey::Memcpy { size: size.0 }),
-                    Baseline::Fabric(_) | Baseline::Cma => Some(BaselineKey::Raw {
-                        op: op.raw(),
-                        size: size.0,
-                        depth,
-                    }),
-                    Baseline::None => None,
-                };
-                let reference = match key {
-                    Some(key) => Some(match baselines.iter().find(|(k, ..)| *k == key) {
-                        Some(&(_, name, mbps)) => (name, mbps),
-                        None => {
-                            let row = measure_baseline(baseline, key, bench.bytes.0, file_len)?;
-                            print_row(&row);
-                            let found = (row.op, row.megabytes_per_second);
-                            rows.push(row);
-                            baselines.push((key, found.0, found.1));
-                            found
-                        }
-                    }),
-                    None => None,
-                };
-                let result = measure(
-                    client,
-                    &file,
-                    op,
-                    size.0 as usize,
-                    usize::from(depth),
-                    bench,
-                    file_len,
-                )
-                .with_context(|| {
-                    format!(
-                        "{} of {} at queue depth {depth} failed",
-                        op.name(),
-                        Size(size.0)
+                let mut plain = Vec::new();
+                let mut shaped = Vec::new();
+                let mut rdio = Vec::new();
+                for _ in 0..bench.repeat {
+                    plain.extend(measure_plain(baseline, op, size.0, depth, bench, file_len)?);
+                    shaped.extend(measure_shaped(
+                        baseline, op, size.0, depth, bench, max_send,
+                    )?);
+                    let result = measure(
+                        client,
+                        &file,
+                        op,
+                        size.0 as usize,
+                        usize::from(depth),
+                        bench,
+                        file_len,
                     )
-                })?;
-                let row = Row {
-                    op: op.name(),
-                    baseline: false,
-                    size: size.0,
-                    depth: Some(depth),
-                    megabytes_per_second: result.megabytes_per_second,
-                    iops: result.iops,
-                    p50: Some(result.p50),
-                    p99: Some(result.p99),
-                    compared_to: reference.map(|(name, _)| name),
-                    ratio: reference.map(|(_, mbps)| result.megabytes_per_second / mbps),
-                };
-                print_row(&row);
-                rows.push(row);
+                    .with_context(|| {
+                        format!(
+                            "{} of {} at queue depth {depth} failed",
+                            op.name(),
+                            Size(size.0)
+                        )
+                    })?;
+                    rdio.push(result);
+                }
+                for row in cell_rows(op, size.0, depth, &plain, &shaped, &rdio) {
+                    print_row(&row);
+                    rows.push(row);
+                }
             }
         }
         client.close(file).context("close failed")?;
@@ -430,9 +547,11 @@ fn measure_all<T: Transport, S: Read + Write>(
 fn print_row(row: &Row) {
     let depth = row.depth.map_or("-".to_owned(), |d| d.to_string());
     let latency = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", micros(d)));
-    let ratio = row.ratio.map_or("-".to_owned(), |r| format!("{r:.3}"));
+    let median = |s: Option<Spread>| s.map_or("-".to_owned(), |s| format!("{:.3}", s.median));
+    let range =
+        |s: Option<Spread>| s.map_or("-".to_owned(), |s| format!("{:.2}-{:.2}", s.min, s.max));
     println!(
-        "{:<8} {:>10} {:>4} {:>10.1} {:>10.0} {:>10} {:>10} {:>7}",
+        "{:<8} {:>10} {:>4} {:>10.1} {:>10.0} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>15}",
         row.op,
         Size(row.size).to_string(),
         depth,
@@ -440,7 +559,11 @@ fn print_row(row: &Row) {
         row.iops,
         latency(row.p50),
         latency(row.p99),
-        ratio
+        median(row.ratio),
+        range(row.ratio),
+        median(row.shaped_ratio),
+        range(row.shaped_ratio),
+        format!("{:.0}-{:.0}", row.mbps_range.0, row.mbps_range.1),
     );
 }
 
@@ -455,76 +578,122 @@ fn raw_config(op: RawOp, size: u64, depth: u16, total: u64) -> RawConfig {
     }
 }
 
-/// The baseline row of a raw loop run (which times only the whole stream:
-/// no percentiles).
-fn raw_row(name: &'static str, depth: u16, result: &RawResult) -> Row {
-    Row {
-        op: name,
-        baseline: true,
-        size: result.config.size as u64,
-        depth: Some(depth),
+/// What a raw loop run measured (it times only the whole stream: no
+/// percentiles).
+fn raw_measurement(result: &RawResult) -> Measurement {
+    Measurement {
         megabytes_per_second: result.bytes_per_sec() / 1e6,
         iops: result.ops_per_sec(),
         p50: None,
         p99: None,
-        compared_to: None,
-        ratio: None,
     }
 }
 
-/// Measure the baseline `key` names: as many bytes as an rdio row moves.
-fn measure_baseline(
+/// One run of the plain one-operation baseline of `op` (none without a
+/// baseline): as many bytes as an rdio run moves.
+fn measure_plain(
     baseline: &Baseline,
-    key: BaselineKey,
-    total: u64,
+    op: Op,
+    size: u64,
+    depth: u16,
+    bench: &Bench,
     file_len: u64,
-) -> Result<Row> {
-    match (baseline, key) {
-        (_, BaselineKey::Memcpy { size }) => {
-            let result = measure_memcpy(size as usize, total, file_len);
-            Ok(Row {
-                op: "memcpy",
-                baseline: true,
-                size,
-                depth: None,
-                megabytes_per_second: result.megabytes_per_second,
-                iops: result.iops,
-                p50: Some(result.p50),
-                p99: Some(result.p99),
-                compared_to: None,
-                ratio: None,
-            })
-        }
-        (Baseline::Fabric(provider), BaselineKey::Raw { op, size, depth }) => {
-            let name = match op {
+) -> Result<Option<BaselineRun>> {
+    let total = bench.bytes.0;
+    let raw = op.raw();
+    let run = match baseline {
+        Baseline::Loopback { .. } => BaselineRun {
+            name: "memcpy",
+            depth: None,
+            measured: measure_memcpy(size as usize, total, file_len),
+        },
+        Baseline::Fabric(provider) => {
+            let name = match raw {
                 RawOp::Write => "fi_write",
                 RawOp::Send => "fi_send",
             };
             let result =
-                raw::run(provider, raw_config(op, size, depth, total)).with_context(|| {
+                raw::run(provider, raw_config(raw, size, depth, total)).with_context(|| {
                     format!(
                         "the {name} baseline of {} at window {depth} over {provider} failed",
                         Size(size)
                     )
                 })?;
-            Ok(raw_row(name, depth, &result))
+            BaselineRun {
+                name,
+                depth: Some(depth),
+                measured: raw_measurement(&result),
+            }
         }
-        (Baseline::Cma, BaselineKey::Raw { op, size, depth }) => {
-            let name = match op {
+        Baseline::Cma => {
+            let name = match raw {
                 RawOp::Write => "vm_write",
                 RawOp::Send => "uds_send",
             };
             let result =
-                rdio_cma::raw::run(raw_config(op, size, depth, total)).with_context(|| {
+                rdio_cma::raw::run(raw_config(raw, size, depth, total)).with_context(|| {
                     format!(
                         "the {name} baseline of {} at window {depth} failed",
                         Size(size)
                     )
                 })?;
-            Ok(raw_row(name, depth, &result))
+            BaselineRun {
+                name,
+                depth: Some(depth),
+                measured: raw_measurement(&result),
+            }
         }
-        (_, BaselineKey::Raw { .. }) => bail!("no raw baseline for this transport"),
+        Baseline::None => return Ok(None),
+    };
+    Ok(Some(run))
+}
+
+/// One run of the protocol-shaped baseline of `op` over the bench's
+/// transport (none without a baseline): as many bytes as an rdio run.
+fn measure_shaped(
+    baseline: &Baseline,
+    op: Op,
+    size: u64,
+    depth: u16,
+    bench: &Bench,
+    max_send: usize,
+) -> Result<Option<BaselineRun>> {
+    let (shape, name) = match op.raw() {
+        RawOp::Write => (ShapedOp::Read, "shape_rd"),
+        RawOp::Send => (ShapedOp::Write, "shape_wr"),
+    };
+    let config = ShapedConfig {
+        op: shape,
+        size: size as usize,
+        count: bench.bytes.0.div_ceil(size).max(1) as usize,
+        depth: usize::from(depth),
+        max_send,
+        polling: bench.polling,
+    };
+    let elapsed = match baseline {
+        Baseline::Loopback { threads } => shaped::run_loopback(config, *threads),
+        Baseline::Fabric(provider) => shaped::run_fabric(provider, config),
+        Baseline::Cma => shaped::run_cma(config),
+        Baseline::None => return Ok(None),
     }
+    .with_context(|| {
+        format!(
+            "the protocol-shaped {} baseline of {} at depth {depth} failed",
+            op.name(),
+            Size(size)
+        )
+    })?;
+    let seconds = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+    Ok(Some(BaselineRun {
+        name,
+        depth: Some(depth),
+        measured: Measurement {
+            megabytes_per_second: (config.count as u64 * size) as f64 / seconds / 1e6,
+            iops: config.count as f64 / seconds,
+            p50: None,
+            p99: None,
+        },
+    }))
 }
 
 /// `memcpy` of `size` bytes at a time between two buffers of `file_len`
@@ -565,16 +734,17 @@ fn summarize(mut latencies: Vec<Duration>, count: u64, size: usize, elapsed: f64
     Measurement {
         megabytes_per_second: (count * size as u64) as f64 / elapsed / 1e6,
         iops: count as f64 / elapsed,
-        p50: percentile(0.50),
-        p99: percentile(0.99),
+        p50: Some(percentile(0.50)),
+        p99: Some(percentile(0.99)),
     }
 }
 
+#[derive(Clone, Copy)]
 struct Measurement {
     megabytes_per_second: f64,
     iops: f64,
-    p50: Duration,
-    p99: Duration,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
 }
 
 fn micros(d: Duration) -> f64 {

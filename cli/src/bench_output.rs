@@ -5,7 +5,7 @@
 //! into place only when complete: a failed run leaves no partial file under
 //! the final name.
 
-use crate::bench::{Results, Row};
+use crate::bench::{Results, Row, Spread};
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -80,12 +80,17 @@ impl Pending {
 /// Write `results` as CSV, one line per row, then move it into place.
 pub fn write_csv(mut pending: Pending, results: &Results) -> Result<()> {
     let mut text = String::from(
-        "transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,p50_us,p99_us,baseline,ratio\n",
+        "transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,p50_us,p99_us,baseline,ratio,\
+         runs,mb_per_s_min,mb_per_s_max,ratio_min,ratio_max,\
+         shaped_baseline,shaped_ratio,shaped_ratio_min,shaped_ratio_max\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    let ratio = |s: Option<Spread>, pick: fn(&Spread) -> f64| {
+        s.map_or(String::new(), |s| format!("{:.4}", pick(&s)))
+    };
     for row in &results.rows {
         text.push_str(&format!(
-            "{},{},{},{},{},{:.3},{:.1},{},{},{},{}\n",
+            "{},{},{},{},{},{:.3},{:.1},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{}\n",
             results.transport,
             row.op,
             if row.baseline { "baseline" } else { "rdio" },
@@ -96,7 +101,16 @@ pub fn write_csv(mut pending: Pending, results: &Results) -> Result<()> {
             opt(row.p50.map(|d| d.as_secs_f64() * 1e6)),
             opt(row.p99.map(|d| d.as_secs_f64() * 1e6)),
             row.compared_to.unwrap_or(""),
-            row.ratio.map_or(String::new(), |r| format!("{r:.4}")),
+            ratio(row.ratio, |s| s.median),
+            row.runs,
+            row.mbps_range.0,
+            row.mbps_range.1,
+            ratio(row.ratio, |s| s.min),
+            ratio(row.ratio, |s| s.max),
+            row.shaped_to.unwrap_or(""),
+            ratio(row.shaped_ratio, |s| s.median),
+            ratio(row.shaped_ratio, |s| s.min),
+            ratio(row.shaped_ratio, |s| s.max),
         ));
     }
     let what = pending.what;

@@ -18,6 +18,7 @@ mod network;
 mod remote;
 mod report;
 mod serve;
+mod shaped;
 mod size;
 mod transfer;
 
@@ -236,6 +237,10 @@ struct BenchArgs {
     /// Operations to measure, comma separated, in this order.
     #[arg(long, value_delimiter = ',', default_value = "read,write,readv,writev")]
     ops: Vec<bench::Op>,
+    /// Runs per row: baselines and rdio alternate, each row shows the
+    /// median and the range (min-max).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    repeat: u16,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -369,6 +374,7 @@ fn run(cli: Cli) -> Result<()> {
                 ops: args.ops,
                 capture: capture.clone(),
                 stats: args.stats,
+                repeat: usize::from(args.repeat),
             };
             let results = match args.server {
                 None => {

@@ -124,14 +124,17 @@ fn bench_prints_one_row_per_measurement() {
 /// The table `bench --sizes 4K,8K --queue-depths 1,2` prints.
 fn check_bench_table(stdout: &str) {
     let rows: Vec<&str> = stdout.lines().skip(2).collect();
-    // 4 ops x 2 sizes x 2 depths, and one memcpy baseline per size.
-    assert_eq!(rows.len(), 4 * 2 * 2 + 2, "{stdout}");
+    // 4 ops x 2 sizes x 2 depths, each after its memcpy and protocol-shaped
+    // baselines.
+    assert_eq!(rows.len(), 4 * 2 * 2 * 3, "{stdout}");
     for (op, count) in [
         ("read", 4),
         ("write", 4),
         ("readv", 4),
         ("writev", 4),
-        ("memcpy", 2),
+        ("memcpy", 16),
+        ("shape_rd", 8),
+        ("shape_wr", 8),
     ] {
         assert_eq!(
             rows.iter()
@@ -141,34 +144,91 @@ fn check_bench_table(stdout: &str) {
             "{op}: {stdout}"
         );
     }
-    // op, size (two words), qd, MB/s, IOPS, p50, p99, ratio.
-    let columns: Vec<Vec<&str>> = rows
+    // op, size (two words), qd, MB/s, IOPS, p50, p99, ratio, range,
+    // shaped ratio, range, MB/s range.
+    let table: Vec<Vec<&str>> = rows
         .iter()
         .map(|r| r.split_whitespace().collect())
         .collect();
-    let memcpy_mbps = |size: &[&str]| -> f64 {
-        let row = columns
-            .iter()
-            .find(|c| c[0] == "memcpy" && c[1..3] == *size)
-            .expect("a memcpy row for every size");
-        row[4].parse().expect("MB/s")
+    let range = |text: &str| -> (f64, f64) {
+        let (min, max) = text.split_once('-').expect("a range");
+        (min.parse().expect("min"), max.parse().expect("max"))
     };
-    for (row, columns) in rows.iter().zip(&columns) {
-        assert_eq!(columns.len(), 9, "{row}");
+    for (i, (row, columns)) in rows.iter().zip(&table).enumerate() {
+        assert_eq!(columns.len(), 13, "{row}");
         let throughput: f64 = columns[4].parse().expect("MB/s");
         assert!(throughput > 0.0, "{row}");
-        if columns[0] == "memcpy" {
-            assert_eq!(columns[3], "-", "memcpy has no queue depth: {row}");
-            assert_eq!(columns[8], "-", "a baseline has no ratio: {row}");
-        } else {
-            // The ratio is this row's MB/s over its size's memcpy MB/s (both
-            // printed rounded, hence the tolerance).
-            let ratio: f64 = columns[8].parse().expect("ratio");
-            let expected = throughput / memcpy_mbps(&columns[1..3]);
+        let (low, high) = range(columns[12]);
+        assert!(
+            low <= throughput.round() + 1.0 && throughput.round() <= high + 1.0,
+            "{row}"
+        );
+        match columns[0] {
+            "memcpy" | "shape_rd" | "shape_wr" => {
+                if columns[0] == "memcpy" {
+                    assert_eq!(columns[3], "-", "memcpy has no queue depth: {row}");
+                }
+                assert_eq!(columns[8..12], ["-"; 4], "a baseline has no ratio: {row}");
+            }
+            _ => {
+                // Right after its cell's two baselines, same size.
+                let (plain, shaped) = (&table[i - 2], &table[i - 1]);
+                assert_eq!(plain[0], "memcpy", "{stdout}");
+                let expected_shape = if columns[0].starts_with("read") {
+                    "shape_rd"
+                } else {
+                    "shape_wr"
+                };
+                assert_eq!(shaped[0], expected_shape, "{stdout}");
+                assert_eq!(
+                    (&plain[1..3], &shaped[1..4]),
+                    (&columns[1..3], &columns[1..4])
+                );
+                for (median, spread) in [(8, 9), (10, 11)] {
+                    let ratio: f64 = columns[median].parse().expect("ratio");
+                    let (min, max) = range(columns[spread]);
+                    // Printed to 3 places: a ratio below 0.0005 (a
+                    // starved run on a loaded machine) shows as 0.000.
+                    assert!(
+                        ratio >= 0.0 && min - 0.005 <= ratio && ratio <= max + 0.005,
+                        "{row}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bench_with_one_run_reports_the_plain_ratios_of_that_run() {
+    let out = bench_quick(&["--repeat", "1", "--ops", "read,write"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(2)
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2 * 2 * 2 * 3, "{stdout}");
+    for cell in rows.chunks(3) {
+        let mbps = |row: &[&str]| -> f64 { row[4].parse().expect("MB/s") };
+        let rdio = &cell[2];
+        for (baseline, column) in [(&cell[0], 8), (&cell[1], 10)] {
+            // One run: the ratio is this row's MB/s over its baseline's
+            // (both printed rounded, hence the tolerance), and its range
+            // is that one value.
+            let ratio: f64 = rdio[column].parse().expect("ratio");
+            let expected = mbps(rdio) / mbps(baseline);
             assert!(
                 (ratio - expected).abs() <= 0.0006 + expected * 0.01,
                 "ratio {ratio}, expected {expected}: {stdout}"
             );
+            let (min, max) = rdio[column + 1].split_once('-').expect("a range");
+            for bound in [min, max] {
+                let bound: f64 = bound.parse().expect("a bound");
+                // Printed to 2 places, the ratio to 3.
+                assert!((bound - ratio).abs() <= 0.0051, "{stdout}");
+            }
         }
     }
 }
@@ -182,7 +242,7 @@ fn bench_measures_only_the_ops_asked_for() {
         .lines()
         .skip(2)
         .filter_map(|row| row.split_whitespace().next())
-        .filter(|op| *op != "memcpy")
+        .filter(|op| !["memcpy", "shape_rd", "shape_wr"].contains(op))
         .collect();
     // In the order given, each once: 2 sizes x 2 depths.
     let expected: Vec<&str> = ["readv"; 4].into_iter().chain(["read"; 4]).collect();
@@ -222,19 +282,39 @@ fn bench_writes_csv_and_plot() {
     let text = fs::read_to_string(&csv).expect("csv written");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("transport,op,kind,size_bytes,queue_depth,mb_per_s"));
-    // Same rows as the table: 16 rdio rows and 2 memcpy baselines.
-    assert_eq!(lines.len(), 1 + 16 + 2, "{text}");
+    assert!(lines[0].ends_with(
+        "baseline,ratio,runs,mb_per_s_min,mb_per_s_max,ratio_min,ratio_max,\
+         shaped_baseline,shaped_ratio,shaped_ratio_min,shaped_ratio_max"
+    ));
+    // Same rows as the table: 16 rdio rows, each with a memcpy and a
+    // protocol-shaped baseline.
+    assert_eq!(lines.len(), 1 + 16 * 3, "{text}");
     for line in &lines[1..] {
         let fields: Vec<&str> = line.split(',').collect();
-        assert_eq!(fields.len(), 11, "{line}");
+        assert_eq!(fields.len(), 20, "{line}");
         assert_eq!(fields[0], "loopback");
-        let mbps: f64 = fields[5].parse().expect("mb_per_s");
+        assert_eq!(fields[11], "3", "three runs by default: {line}");
+        let number = |i: usize| -> f64 { fields[i].parse().expect(line) };
+        let mbps = number(5);
         assert!(mbps > 0.0, "{line}");
+        assert!(number(12) <= mbps && mbps <= number(13), "{line}");
         match fields[2] {
-            "baseline" => assert_eq!((fields[1], fields[10]), ("memcpy", ""), "{line}"),
+            "baseline" => {
+                assert!(
+                    ["memcpy", "shape_rd", "shape_wr"].contains(&fields[1]),
+                    "{line}"
+                );
+                assert!(fields[9..11].iter().all(|f| f.is_empty()), "{line}");
+                assert!(fields[14..].iter().all(|f| f.is_empty()), "{line}");
+            }
             "rdio" => {
                 assert_eq!(fields[9], "memcpy", "{line}");
-                assert!(fields[10].parse::<f64>().expect("ratio") > 0.0, "{line}");
+                assert!(["shape_rd", "shape_wr"].contains(&fields[16]), "{line}");
+                for (median, min, max) in [(10, 14, 15), (17, 18, 19)] {
+                    assert!(number(median) >= 0.0, "{line}");
+                    assert!(number(min) <= number(median), "{line}");
+                    assert!(number(median) <= number(max), "{line}");
+                }
             }
             other => panic!("kind {other}: {line}"),
         }

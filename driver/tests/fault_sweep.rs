@@ -31,8 +31,8 @@ use rdio_core::wire::status::STATUS_BLOCK_LEN;
 use rdio_core::wire::{OpenFlags, ProviderName, Status};
 use rdio_loopback::SyncEndpoint;
 use rdio_transport::{
-    Access, Caps, Completion, Fault, FaultConfig, FaultInjector, FaultStats, PostKind, RegionId,
-    RemoteBuf, Slice, TraceEvent, Tracer, Transport, TransportError, WcError, WrId,
+    Access, Fault, FaultConfig, FaultInjector, FaultStats, PostKind, RegionId, RemoteBuf, Slice,
+    TraceEvent, Tracer, Transport, TransportError, TransportWrapper, WcError, WrId,
 };
 use std::fmt::Write as _;
 use std::os::unix::net::UnixStream;
@@ -171,20 +171,29 @@ impl Drop for Probe {
     }
 }
 
-impl Transport for Probe {
-    fn provider(&self) -> &str {
-        self.inner.provider()
+impl TransportWrapper for Probe {
+    type Inner = FaultInjector<Tracer<SyncEndpoint, Tap>>;
+    fn inner(&self) -> &Self::Inner {
+        &self.inner
     }
-    fn caps(&self) -> Caps {
-        self.inner.caps()
+    fn inner_mut(&mut self) -> &mut Self::Inner {
+        &mut self.inner
     }
     fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        let region = self.inner.register(len, access)?;
+        let region = Transport::register(&mut self.inner, len, access)?;
+        self.counters.live_regions.fetch_add(1, Ordering::Relaxed);
+        Ok(region)
+    }
+    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
+    where
+        M: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let region = Transport::register_external(&mut self.inner, memory)?;
         self.counters.live_regions.fetch_add(1, Ordering::Relaxed);
         Ok(region)
     }
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        match self.inner.deregister(region) {
+        match Transport::deregister(&mut self.inner, region) {
             Ok(()) => {
                 self.counters.live_regions.fetch_sub(1, Ordering::Relaxed);
                 Ok(())
@@ -197,31 +206,6 @@ impl Transport for Probe {
             }
         }
     }
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.inner.region(region)
-    }
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.inner.region_mut(region)
-    }
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<RemoteBuf, TransportError> {
-        self.inner.remote_buf(region, offset, len)
-    }
-    fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
-        self.inner.post_recv(wr_id, buf)
-    }
-    fn post_send(
-        &mut self,
-        wr_id: WrId,
-        sges: &[Slice],
-        imm: Option<u32>,
-    ) -> Result<(), TransportError> {
-        self.inner.post_send(wr_id, sges, imm)
-    }
     fn post_write(
         &mut self,
         wr_id: WrId,
@@ -229,22 +213,13 @@ impl Transport for Probe {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        self.inner.post_write(wr_id, sges, dst, imm)?;
+        Transport::post_write(&mut self.inner, wr_id, sges, dst, imm)?;
         if is_data_write(&dst) {
             self.counters
                 .data_writes_posted
                 .fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
-    }
-    fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
-        self.inner.poll_completions(out)
-    }
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.inner.wait(timeout)
-    }
-    fn disconnect(&mut self) {
-        self.inner.disconnect();
     }
 }
 

@@ -19,7 +19,8 @@ use rdio_core::wire::{
 };
 use rdio_loopback::SyncEndpoint;
 use rdio_transport::{
-    Access, Completion, CompletionKind, RegionId, Slice, Transport, TransportError, WcError,
+    Access, Completion, CompletionKind, RegionId, Slice, Transport, TransportError,
+    TransportWrapper, WcError,
 };
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
@@ -156,52 +157,13 @@ impl Batching {
     }
 }
 
-impl Transport for Batching {
-    fn provider(&self) -> &str {
-        self.inner.provider()
+impl TransportWrapper for Batching {
+    type Inner = SyncEndpoint;
+    fn inner(&self) -> &SyncEndpoint {
+        &self.inner
     }
-    fn caps(&self) -> rdio_transport::Caps {
-        self.inner.caps()
-    }
-    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        self.inner.register(len, access)
-    }
-    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.inner.deregister(region)
-    }
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.inner.region(region)
-    }
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.inner.region_mut(region)
-    }
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<rdio_transport::RemoteBuf, TransportError> {
-        self.inner.remote_buf(region, offset, len)
-    }
-    fn post_recv(&mut self, wr_id: u64, buf: Slice) -> Result<(), TransportError> {
-        self.inner.post_recv(wr_id, buf)
-    }
-    fn post_send(
-        &mut self,
-        wr_id: u64,
-        sges: &[Slice],
-        imm: Option<u32>,
-    ) -> Result<(), TransportError> {
-        self.inner.post_send(wr_id, sges, imm)
-    }
-    fn post_write(
-        &mut self,
-        wr_id: u64,
-        sges: &[Slice],
-        dst: rdio_transport::RemoteBuf,
-        imm: Option<u32>,
-    ) -> Result<(), TransportError> {
-        self.inner.post_write(wr_id, sges, dst, imm)
+    fn inner_mut(&mut self) -> &mut SyncEndpoint {
+        &mut self.inner
     }
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let mut one = [Completion {
@@ -240,9 +202,6 @@ impl Transport for Batching {
             std::thread::sleep(Duration::from_millis(1));
             Ok(())
         }
-    }
-    fn disconnect(&mut self) {
-        self.inner.disconnect();
     }
 }
 

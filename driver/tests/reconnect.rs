@@ -13,15 +13,12 @@ use rdio::server::{Server, ServerOptions};
 use rdio_core::client::Negotiated;
 use rdio_core::wire::{OpenFlags, ProviderName, Status};
 use rdio_loopback::SyncEndpoint;
-use rdio_transport::{
-    Access, Caps, Completion, RegionId, RemoteBuf, Slice, Transport, TransportError, WrId,
-};
+use rdio_transport::{Completion, Transport, TransportError, TransportWrapper};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 const RWC: OpenFlags = OpenFlags::READ
     .union(OpenFlags::WRITE)
@@ -41,52 +38,13 @@ struct Fused {
     fuse: Arc<AtomicI64>,
 }
 
-impl Transport for Fused {
-    fn provider(&self) -> &str {
-        self.inner.provider()
+impl TransportWrapper for Fused {
+    type Inner = SyncEndpoint;
+    fn inner(&self) -> &SyncEndpoint {
+        &self.inner
     }
-    fn caps(&self) -> Caps {
-        self.inner.caps()
-    }
-    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        self.inner.register(len, access)
-    }
-    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.inner.deregister(region)
-    }
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.inner.region(region)
-    }
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.inner.region_mut(region)
-    }
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<RemoteBuf, TransportError> {
-        self.inner.remote_buf(region, offset, len)
-    }
-    fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
-        self.inner.post_recv(wr_id, buf)
-    }
-    fn post_send(
-        &mut self,
-        wr_id: WrId,
-        sges: &[Slice],
-        imm: Option<u32>,
-    ) -> Result<(), TransportError> {
-        self.inner.post_send(wr_id, sges, imm)
-    }
-    fn post_write(
-        &mut self,
-        wr_id: WrId,
-        sges: &[Slice],
-        dst: RemoteBuf,
-        imm: Option<u32>,
-    ) -> Result<(), TransportError> {
-        self.inner.post_write(wr_id, sges, dst, imm)
+    fn inner_mut(&mut self) -> &mut SyncEndpoint {
+        &mut self.inner
     }
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let n = self.inner.poll_completions(out)?;
@@ -98,12 +56,6 @@ impl Transport for Fused {
             }
         }
         Ok(n)
-    }
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.inner.wait(timeout)
-    }
-    fn disconnect(&mut self) {
-        self.inner.disconnect();
     }
 }
 

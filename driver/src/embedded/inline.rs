@@ -9,7 +9,7 @@ use rdio_core::wire::pipe::PIPE_HEADER_LEN;
 use rdio_core::wire::{MAX_PIPE_PAYLOAD, PipeHeader, PipeMessage, WireError};
 use rdio_loopback::Endpoint;
 use rdio_transport::{
-    Access, Caps, Completion, RegionId, RemoteBuf, Slice, Transport, TransportError, WrId,
+    Completion, RemoteBuf, Slice, Transport, TransportError, TransportWrapper, WrId,
 };
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -165,50 +165,20 @@ impl Drop for InlineTransport {
     /// The client is gone: so is the connection, and the server releases it.
     fn drop(&mut self) {
         if self.server.is_some() {
-            self.disconnect();
+            TransportWrapper::disconnect(self);
         }
     }
 }
 
-impl Transport for InlineTransport {
-    fn provider(&self) -> &str {
-        self.client.provider()
+impl TransportWrapper for InlineTransport {
+    type Inner = Endpoint;
+
+    fn inner(&self) -> &Endpoint {
+        &self.client
     }
 
-    fn caps(&self) -> Caps {
-        self.client.caps()
-    }
-
-    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        self.client.register(len, access)
-    }
-
-    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
-    where
-        M: AsRef<[u8]> + Send + Sync + 'static,
-    {
-        self.client.register_external(memory)
-    }
-
-    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.client.deregister(region)
-    }
-
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.client.region(region)
-    }
-
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.client.region_mut(region)
-    }
-
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<RemoteBuf, TransportError> {
-        self.client.remote_buf(region, offset, len)
+    fn inner_mut(&mut self) -> &mut Endpoint {
+        &mut self.client
     }
 
     fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {

@@ -15,9 +15,7 @@
 
 use super::{RdmaConnector, RdmaListener, SetupError, provider_list};
 use rdio_core::wire::{ProviderList, ProviderName};
-use rdio_transport::{
-    Caps, Completion, RegionId, RemoteBuf, Slice, Transport, TransportError, WrId,
-};
+use rdio_transport::{Transport, TransportWrapper};
 use rdio_verbs::{VerbsConfig, VerbsError, VerbsListener, VerbsTransport};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,77 +63,21 @@ impl FamilyTransport {
     }
 }
 
-impl Transport for FamilyTransport {
+/// Everything but the provider name is the verbs transport's, forwarded
+/// ([`TransportWrapper`]), `register_external` (zero-copy reads) included.
+impl TransportWrapper for FamilyTransport {
+    type Inner = VerbsTransport;
+
+    fn inner(&self) -> &VerbsTransport {
+        &self.inner
+    }
+
+    fn inner_mut(&mut self) -> &mut VerbsTransport {
+        &mut self.inner
+    }
+
     fn provider(&self) -> &str {
         &self.family
-    }
-
-    fn caps(&self) -> Caps {
-        self.inner.caps()
-    }
-
-    fn register(
-        &mut self,
-        len: usize,
-        access: rdio_transport::Access,
-    ) -> Result<RegionId, TransportError> {
-        self.inner.register(len, access)
-    }
-
-    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.inner.deregister(region)
-    }
-
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.inner.region(region)
-    }
-
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.inner.region_mut(region)
-    }
-
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<RemoteBuf, TransportError> {
-        self.inner.remote_buf(region, offset, len)
-    }
-
-    fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
-        self.inner.post_recv(wr_id, buf)
-    }
-
-    fn post_send(
-        &mut self,
-        wr_id: WrId,
-        sges: &[Slice],
-        imm: Option<u32>,
-    ) -> Result<(), TransportError> {
-        self.inner.post_send(wr_id, sges, imm)
-    }
-
-    fn post_write(
-        &mut self,
-        wr_id: WrId,
-        sges: &[Slice],
-        dst: RemoteBuf,
-        imm: Option<u32>,
-    ) -> Result<(), TransportError> {
-        self.inner.post_write(wr_id, sges, dst, imm)
-    }
-
-    fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
-        self.inner.poll_completions(out)
-    }
-
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.inner.wait(timeout)
-    }
-
-    fn disconnect(&mut self) {
-        self.inner.disconnect();
     }
 }
 

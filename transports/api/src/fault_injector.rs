@@ -19,8 +19,8 @@ use core::time::Duration;
 
 use crate::rng::SplitMix64;
 use crate::{
-    Access, Caps, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport,
-    TransportError, WcError, WrId, total_len,
+    Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
+    TransportWrapper, WcError, WrId, total_len,
 };
 
 /// One kind of injected fault.
@@ -482,45 +482,15 @@ impl<T: Transport, const N: usize> FaultInjector<T, N> {
     }
 }
 
-impl<T: Transport, const N: usize> Transport for FaultInjector<T, N> {
-    fn provider(&self) -> &str {
-        self.inner.provider()
+impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
     }
 
-    fn caps(&self) -> Caps {
-        self.inner.caps()
-    }
-
-    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        self.inner.register(len, access)
-    }
-
-    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
-    where
-        M: AsRef<[u8]> + Send + Sync + 'static,
-    {
-        self.inner.register_external(memory)
-    }
-
-    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.inner.deregister(region)
-    }
-
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.inner.region(region)
-    }
-
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.inner.region_mut(region)
-    }
-
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<RemoteBuf, TransportError> {
-        self.inner.remote_buf(region, offset, len)
+    fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
     }
 
     fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {

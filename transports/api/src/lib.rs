@@ -39,6 +39,8 @@
 //!
 //! Middleware: [`FaultInjector`] and [`Tracer`] wrap any transport and are
 //! transports themselves (smoltcp's `phy::FaultInjector` / `phy::Tracer`).
+//! They, and any other wrapper, implement [`TransportWrapper`]: only the
+//! calls they change, the rest forwarded by default.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -370,9 +372,11 @@ pub mod baseline;
 mod fault_injector;
 mod rng;
 mod tracer;
+mod wrapper;
 
 pub use fault_injector::{Fault, FaultConfig, FaultInjector, FaultStats, ScheduledFault};
 pub use tracer::{PostKind, TraceEvent, Tracer};
+pub use wrapper::TransportWrapper;
 
 /// Total length of a scatter/gather list, or `None` if it overflows `usize`.
 /// Transports use it to check [`Caps::max_message`] / [`Caps::max_write`]

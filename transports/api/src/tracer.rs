@@ -5,11 +5,8 @@
 //! bytes: traces of a file server must not leak file contents, and formatting
 //! is the callback's business (log, `defmt`, a test's `Vec`).
 
-use core::time::Duration;
-
 use crate::{
-    Access, Caps, Completion, RegionId, RemoteBuf, Slice, Transport, TransportError, WrId,
-    total_len,
+    Completion, RemoteBuf, Slice, Transport, TransportError, TransportWrapper, WrId, total_len,
 };
 
 /// Which verb a [`TraceEvent::Post`] was.
@@ -100,45 +97,15 @@ impl<T: Transport, F: FnMut(TraceEvent)> Tracer<T, F> {
     }
 }
 
-impl<T: Transport, F: FnMut(TraceEvent)> Transport for Tracer<T, F> {
-    fn provider(&self) -> &str {
-        self.inner.provider()
+impl<T: Transport, F: FnMut(TraceEvent)> TransportWrapper for Tracer<T, F> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
     }
 
-    fn caps(&self) -> Caps {
-        self.inner.caps()
-    }
-
-    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        self.inner.register(len, access)
-    }
-
-    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
-    where
-        M: AsRef<[u8]> + Send + Sync + 'static,
-    {
-        self.inner.register_external(memory)
-    }
-
-    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.inner.deregister(region)
-    }
-
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.inner.region(region)
-    }
-
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.inner.region_mut(region)
-    }
-
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<RemoteBuf, TransportError> {
-        self.inner.remote_buf(region, offset, len)
+    fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
     }
 
     fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
@@ -173,10 +140,6 @@ impl<T: Transport, F: FnMut(TraceEvent)> Transport for Tracer<T, F> {
             (self.trace)(TraceEvent::Completion(*completion));
         }
         Ok(drained)
-    }
-
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.inner.wait(timeout)
     }
 
     fn disconnect(&mut self) {

@@ -1,0 +1,863 @@
+//! Protocol-shaped raw loops: the transport operations an rdio read or
+//! write costs, with none of rdio's own code (no core, no driver, no
+//! files), so `rdio bench` can report rdio's overhead per path apart from
+//! the transport's.
+//!
+//! Per I/O of `size` bytes, with `depth` I/Os in flight:
+//!
+//! * **read** ([`ShapedOp::Read`]): the client sends a 64-byte request
+//!   (the size of rdio's `Read`) into a receive the server keeps posted;
+//!   the request carries the two buffer descriptors of the client's data
+//!   slot and status slot, which the server parses; the server answers with
+//!   an RDMA write of `size` bytes to the data slot and a 24-byte RDMA
+//!   write with immediate (a status block) to the status slot, which
+//!   consumes a receive the client keeps posted. The I/O is done when that
+//!   receive completes.
+//! * **write** ([`ShapedOp::Write`]): the client sends the data in sends of
+//!   at most `max_send` bytes (rdio's negotiated `max_send_size`), each
+//!   gathered from a header slot (48 bytes on the first send, 24 on the
+//!   rest, as rdio's `Write` and `WriteData`) and the caller's data slot;
+//!   the server counts the fragments in its posted receives and answers the
+//!   last one with a 24-byte send. The I/O is done when that arrives. (rdio
+//!   today also answers every fragment but the last with a `Completion`
+//!   send; that, and its copies, are rdio's own cost.)
+//!
+//! Both ends use only [`Transport`] calls, as rdio's driver does: the
+//! loops measure the transport *through its rdio transport crate*, so the
+//! ratio of an rdio row to them is the core's and driver's cost alone.
+//! When a step found nothing to do, the loop waits with [`Transport::wait`]
+//! (interrupt mode) or yields the CPU and polls again
+//! ([`ShapedConfig::polling`]), as rdio's completion modes do.
+
+use rdio_transport::{
+    Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
+    WcError,
+};
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Which rdio operation the loop mimics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapedOp {
+    /// Request send, data write, status write-with-immediate.
+    Read,
+    /// Data in sends, one reply send.
+    Write,
+}
+
+/// Parameters of one protocol-shaped run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShapedConfig {
+    /// The operation.
+    pub op: ShapedOp,
+    /// Bytes per I/O.
+    pub size: usize,
+    /// Number of I/Os.
+    pub count: usize,
+    /// I/Os in flight (capped by the transport's queues, see [`Self::fit`]).
+    pub depth: usize,
+    /// Largest send, header included (rdio's `max_send_size`).
+    pub max_send: usize,
+    /// Busy-poll instead of waiting when idle.
+    pub polling: bool,
+}
+
+/// rdio's `Read` request: 16-byte header and 48-byte payload.
+pub const REQUEST_LEN: usize = 64;
+/// rdio's status block.
+pub const STATUS_LEN: usize = 24;
+/// rdio's `Write` header (16-byte header, 32 bytes before the data).
+const FIRST_HEADER: usize = 48;
+/// rdio's `WriteData` header (16-byte header, 8 bytes before the data).
+const NEXT_HEADER: usize = 24;
+/// The smallest `max_send` that leaves room for data after a header.
+const MIN_SEND: usize = FIRST_HEADER + 1;
+/// Completions drained per poll.
+const BATCH: usize = 32;
+/// How long an idle step waits in interrupt mode (wake-ups come sooner).
+const IDLE_WAIT: Duration = Duration::from_millis(10);
+
+impl ShapedConfig {
+    /// Data bytes of the write fragment number `index` (0 first).
+    fn fragment_data(&self, index: usize) -> usize {
+        let header = if index == 0 {
+            FIRST_HEADER
+        } else {
+            NEXT_HEADER
+        };
+        let before: usize = if index == 0 {
+            0
+        } else {
+            (self.max_send - FIRST_HEADER) + (index - 1) * (self.max_send - NEXT_HEADER)
+        };
+        (self.size - before.min(self.size)).min(self.max_send - header)
+    }
+
+    /// Sends per write I/O.
+    pub fn fragments(&self) -> usize {
+        let first = self.max_send - FIRST_HEADER;
+        if self.size <= first {
+            1
+        } else {
+            1 + (self.size - first).div_ceil(self.max_send - NEXT_HEADER)
+        }
+    }
+
+    /// Receives the server keeps posted: one per request in flight (reads)
+    /// or per fragment in flight (writes), within both ends' queues.
+    fn receives(&self, caps: &rdio_transport::Caps) -> usize {
+        let wanted = match self.op {
+            ShapedOp::Read => self.depth,
+            ShapedOp::Write => self.depth * self.fragments(),
+        };
+        wanted.min(caps.max_recv).min(caps.max_send).max(1)
+    }
+
+    /// This config within a transport's limits: `max_send` within its
+    /// largest message, `depth` within its queues (a read takes two
+    /// send-queue slots at the server). Fails if nothing fits.
+    pub fn fit(mut self, caps: &rdio_transport::Caps) -> Result<Self, ShapedError> {
+        if self.size == 0 || self.count == 0 || self.depth == 0 {
+            return Err(ShapedError::InvalidConfig);
+        }
+        self.max_send = self.max_send.min(caps.max_message);
+        let room = (caps.max_send / 2).min(caps.max_recv);
+        if self.max_send < MIN_SEND || room == 0 || caps.max_sge < 2 || self.size > caps.max_write {
+            return Err(ShapedError::InvalidConfig);
+        }
+        self.depth = self.depth.min(room);
+        Ok(self)
+    }
+}
+
+/// Why a protocol-shaped run failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ShapedError {
+    /// Zero size, count or depth, or a transport too small for the shape.
+    InvalidConfig,
+    /// A transport call failed.
+    Transport(TransportError),
+    /// A work request failed.
+    Completion(WcError),
+    /// A request or completion the loop never asked for.
+    Unexpected(&'static str),
+    /// Setting up the connection failed.
+    Setup(String),
+}
+
+impl fmt::Display for ShapedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidConfig => {
+                f.write_str("size, count and depth must be non-zero and fit the transport")
+            }
+            Self::Transport(err) => write!(f, "transport call failed: {err}"),
+            Self::Completion(err) => write!(f, "work request failed: {err}"),
+            Self::Unexpected(what) => write!(f, "unexpected {what}"),
+            Self::Setup(why) => write!(f, "connection setup failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ShapedError {}
+
+impl From<TransportError> for ShapedError {
+    fn from(err: TransportError) -> Self {
+        Self::Transport(err)
+    }
+}
+
+/// Work request ids: a tag in the high half, a slot in the low half.
+const SEND_TAG: u64 = 1 << 32;
+const RECV_TAG: u64 = 2 << 32;
+const WRITE_TAG: u64 = 3 << 32;
+const SLOT_MASK: u64 = u32::MAX as u64;
+
+/// A post that hit a full queue is retried on the next step; anything
+/// else is an error.
+fn full(result: Result<(), TransportError>) -> Result<bool, ShapedError> {
+    match result {
+        Ok(()) => Ok(false),
+        Err(TransportError::QueueFull) => Ok(true),
+        Err(err) => Err(err.into()),
+    }
+}
+
+const EMPTY: Completion = Completion {
+    wr_id: 0,
+    kind: CompletionKind::Send,
+    status: Ok(()),
+};
+
+/// Write every byte of a fresh region, so its pages are resident.
+fn touch<T: Transport>(t: &mut T, region: RegionId) -> Result<(), ShapedError> {
+    t.region_mut(region)?.fill(0xa5);
+    Ok(())
+}
+
+fn descriptor(bytes: &[u8]) -> Option<RemoteBuf> {
+    Some(RemoteBuf {
+        addr: u64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?),
+        key: u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?),
+        len: u32::from_le_bytes(bytes.get(12..16)?.try_into().ok()?),
+    })
+}
+
+fn put_descriptor(bytes: &mut [u8], buf: RemoteBuf) {
+    bytes[0..8].copy_from_slice(&buf.addr.to_le_bytes());
+    bytes[8..12].copy_from_slice(&buf.key.to_le_bytes());
+    bytes[12..16].copy_from_slice(&buf.len.to_le_bytes());
+}
+
+/// The client end: issues I/Os and counts them done.
+#[derive(Debug)]
+pub struct ShapedClient {
+    config: ShapedConfig,
+    /// `depth` data slots of `size` bytes (read targets, write sources).
+    data: RegionId,
+    /// `depth` requests (reads) or first-fragment headers (writes), then,
+    /// for writes, one continuation header.
+    requests: RegionId,
+    /// `depth` status / reply slots, kept posted as receives.
+    replies: RegionId,
+    /// Receives the server keeps posted: fragments in flight may not
+    /// exceed it.
+    receives: usize,
+    issued: usize,
+    done: usize,
+    /// Write fragments of the I/O being issued that are already posted.
+    next_fragment: usize,
+    /// Write fragments posted in all.
+    fragments_sent: usize,
+}
+
+impl ShapedClient {
+    /// Register the client's buffers and post its reply receives. `config`
+    /// must have been [`ShapedConfig::fit`] to this transport.
+    pub fn new<T: Transport>(t: &mut T, config: ShapedConfig) -> Result<Self, ShapedError> {
+        let depth = config.depth;
+        let data = t.register(
+            depth * config.size,
+            Access::LOCAL_WRITE | Access::REMOTE_WRITE,
+        )?;
+        let requests = t.register(depth * REQUEST_LEN + NEXT_HEADER, Access::LOCAL_WRITE)?;
+        let replies = t.register(
+            depth * STATUS_LEN,
+            Access::LOCAL_WRITE | Access::REMOTE_WRITE,
+        )?;
+        // The requests never change: each names its slot's data and status
+        // buffers (the server still parses them per I/O, as rdio's does).
+        let mut descriptors = Vec::with_capacity(depth);
+        for slot in 0..depth {
+            descriptors.push((
+                t.remote_buf(data, slot * config.size, config.size)?,
+                t.remote_buf(replies, slot * STATUS_LEN, STATUS_LEN)?,
+            ));
+        }
+        // Every page touched before the clock starts: fresh registrations are
+        // untouched zero pages, and a first write into each would otherwise
+        // fault inside the timed loop (32 MiB of data slots at 1 MiB QD 32:
+        // 8192 faults), which rdio's long-lived buffers never pay.
+        touch(t, data)?;
+        touch(t, replies)?;
+        let bytes = t.region_mut(requests)?;
+        for (slot, (dest, status)) in descriptors.into_iter().enumerate() {
+            let request = &mut bytes[slot * REQUEST_LEN..(slot + 1) * REQUEST_LEN];
+            put_descriptor(&mut request[16..32], dest);
+            put_descriptor(&mut request[32..48], status);
+        }
+        for slot in 0..depth {
+            t.post_recv(
+                RECV_TAG | slot as u64,
+                Slice {
+                    region: replies,
+                    offset: slot * STATUS_LEN,
+                    len: STATUS_LEN,
+                },
+            )?;
+        }
+        Ok(Self {
+            config,
+            data,
+            requests,
+            replies,
+            receives: config.receives(&t.caps()),
+            issued: 0,
+            done: 0,
+            next_fragment: 0,
+            fragments_sent: 0,
+        })
+    }
+
+    /// Whether every I/O is done.
+    pub fn finished(&self) -> bool {
+        self.done == self.config.count
+    }
+
+    /// I/Os done so far.
+    #[cfg(test)]
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// Drain completions, then issue what the depth allows. Returns
+    /// whether anything happened.
+    pub fn step<T: Transport>(&mut self, t: &mut T) -> Result<bool, ShapedError> {
+        let mut out = [EMPTY; BATCH];
+        let n = t.poll_completions(&mut out)?;
+        for completion in &out[..n] {
+            completion.status.map_err(ShapedError::Completion)?;
+            if completion.wr_id & !SLOT_MASK != RECV_TAG {
+                continue;
+            }
+            match (self.config.op, completion.kind) {
+                (ShapedOp::Read, CompletionKind::RecvImm { .. })
+                | (ShapedOp::Write, CompletionKind::Recv { .. }) => {}
+                _ => return Err(ShapedError::Unexpected("completion at the client")),
+            }
+            self.done += 1;
+            let slot = (completion.wr_id & SLOT_MASK) as usize;
+            t.post_recv(
+                completion.wr_id,
+                Slice {
+                    region: self.replies,
+                    offset: slot * STATUS_LEN,
+                    len: STATUS_LEN,
+                },
+            )?;
+        }
+        let mut posted = false;
+        while self.issued < self.config.count && self.issued - self.done < self.config.depth {
+            let slot = self.issued % self.config.depth;
+            match self.config.op {
+                ShapedOp::Read => {
+                    let request = Slice {
+                        region: self.requests,
+                        offset: slot * REQUEST_LEN,
+                        len: REQUEST_LEN,
+                    };
+                    if full(t.post_send(SEND_TAG | slot as u64, &[request], None))? {
+                        break;
+                    }
+                    self.issued += 1;
+                }
+                ShapedOp::Write => {
+                    let fragments = self.config.fragments();
+                    let acknowledged = self.done * fragments;
+                    if self.fragments_sent - acknowledged >= self.receives {
+                        break;
+                    }
+                    let index = self.next_fragment;
+                    let header = if index == 0 {
+                        Slice {
+                            region: self.requests,
+                            offset: slot * REQUEST_LEN,
+                            len: FIRST_HEADER,
+                        }
+                    } else {
+                        Slice {
+                            region: self.requests,
+                            offset: self.config.depth * REQUEST_LEN,
+                            len: NEXT_HEADER,
+                        }
+                    };
+                    let start: usize = (0..index).map(|i| self.config.fragment_data(i)).sum();
+                    let data = Slice {
+                        region: self.data,
+                        offset: slot * self.config.size + start,
+                        len: self.config.fragment_data(index),
+                    };
+                    if full(t.post_send(SEND_TAG | slot as u64, &[header, data], None))? {
+                        break;
+                    }
+                    self.fragments_sent += 1;
+                    self.next_fragment += 1;
+                    if self.next_fragment == fragments {
+                        self.next_fragment = 0;
+                        self.issued += 1;
+                    }
+                }
+            }
+            posted = true;
+        }
+        Ok(n > 0 || posted)
+    }
+}
+
+/// The server end: answers every request the shape calls for.
+#[derive(Debug)]
+pub struct ShapedServer {
+    config: ShapedConfig,
+    /// `receives` receive buffers (requests or write fragments).
+    incoming: RegionId,
+    slot_len: usize,
+    /// `depth` read sources of `size` bytes.
+    data: RegionId,
+    /// `depth` status blocks / replies of 24 bytes.
+    status: RegionId,
+    /// Reads received, not yet answered: (data, status) descriptors, and
+    /// whether the data write is already posted.
+    reads: VecDeque<(RemoteBuf, RemoteBuf, bool)>,
+    /// Writes whose last fragment arrived, not yet answered.
+    replies_due: usize,
+    fragments: usize,
+    answered: usize,
+    posted: usize,
+    completed: usize,
+}
+
+impl ShapedServer {
+    /// Register the server's buffers and post its receives.
+    pub fn new<T: Transport>(t: &mut T, config: ShapedConfig) -> Result<Self, ShapedError> {
+        let receives = config.receives(&t.caps());
+        let slot_len = match config.op {
+            ShapedOp::Read => REQUEST_LEN,
+            ShapedOp::Write => config.max_send,
+        };
+        let incoming = t.register(receives * slot_len, Access::LOCAL_WRITE)?;
+        let data_len = match config.op {
+            ShapedOp::Read => config.depth * config.size,
+            ShapedOp::Write => 1,
+        };
+        let data = t.register(data_len, Access::LOCAL_WRITE)?;
+        for (i, byte) in t.region_mut(data)?.iter_mut().enumerate() {
+            *byte = (i % 251) as u8;
+        }
+        let status = t.register(config.depth * STATUS_LEN, Access::LOCAL_WRITE)?;
+        // As the client's: no first-touch faults in the timed loop.
+        touch(t, incoming)?;
+        touch(t, status)?;
+        let server = Self {
+            config,
+            incoming,
+            slot_len,
+            data,
+            status,
+            reads: VecDeque::with_capacity(config.depth),
+            replies_due: 0,
+            fragments: 0,
+            answered: 0,
+            posted: 0,
+            completed: 0,
+        };
+        for slot in 0..receives {
+            server.post_recv(t, slot)?;
+        }
+        Ok(server)
+    }
+
+    fn post_recv<T: Transport>(&self, t: &mut T, slot: usize) -> Result<(), ShapedError> {
+        Ok(t.post_recv(
+            RECV_TAG | slot as u64,
+            Slice {
+                region: self.incoming,
+                offset: slot * self.slot_len,
+                len: self.slot_len,
+            },
+        )?)
+    }
+
+    /// Whether every I/O is answered and every answer completed.
+    pub fn finished(&self) -> bool {
+        self.answered == self.config.count && self.completed == self.posted
+    }
+
+    /// Drain completions, then answer what arrived. Returns whether
+    /// anything happened.
+    pub fn step<T: Transport>(&mut self, t: &mut T) -> Result<bool, ShapedError> {
+        let mut out = [EMPTY; BATCH];
+        let n = t.poll_completions(&mut out)?;
+        for completion in &out[..n] {
+            completion.status.map_err(ShapedError::Completion)?;
+            if completion.wr_id & !SLOT_MASK != RECV_TAG {
+                self.completed += 1;
+                continue;
+            }
+            let slot = (completion.wr_id & SLOT_MASK) as usize;
+            match (self.config.op, completion.kind) {
+                (ShapedOp::Read, CompletionKind::Recv { len: REQUEST_LEN }) => {
+                    let request = t.region(self.incoming)?;
+                    let at = slot * REQUEST_LEN;
+                    let parsed = request
+                        .get(at + 16..at + 48)
+                        .and_then(|d| Some((descriptor(&d[..16])?, descriptor(&d[16..])?)))
+                        .filter(|(dest, status)| {
+                            dest.len as usize >= self.config.size
+                                && status.len as usize >= STATUS_LEN
+                        })
+                        .ok_or(ShapedError::Unexpected("request"))?;
+                    self.reads.push_back((parsed.0, parsed.1, false));
+                }
+                (ShapedOp::Write, CompletionKind::Recv { .. }) => {
+                    self.fragments += 1;
+                    if self.fragments == self.config.fragments() {
+                        self.fragments = 0;
+                        self.replies_due += 1;
+                    }
+                }
+                _ => return Err(ShapedError::Unexpected("completion at the server")),
+            }
+            self.post_recv(t, slot)?;
+        }
+        let mut posted = false;
+        loop {
+            let slot = self.answered % self.config.depth;
+            let status = Slice {
+                region: self.status,
+                offset: slot * STATUS_LEN,
+                len: STATUS_LEN,
+            };
+            match self.config.op {
+                ShapedOp::Read => {
+                    let Some(&mut (dest, block, ref mut data_posted)) = self.reads.front_mut()
+                    else {
+                        break;
+                    };
+                    if !*data_posted {
+                        let data = Slice {
+                            region: self.data,
+                            offset: slot * self.config.size,
+                            len: self.config.size,
+                        };
+                        if full(t.post_write(WRITE_TAG | slot as u64, &[data], dest, None))? {
+                            break;
+                        }
+                        *data_posted = true;
+                        self.posted += 1;
+                    }
+                    let imm = Some(self.answered as u32);
+                    if full(t.post_write(WRITE_TAG | slot as u64, &[status], block, imm))? {
+                        break;
+                    }
+                    self.reads.pop_front();
+                }
+                ShapedOp::Write => {
+                    if self.replies_due == 0 {
+                        break;
+                    }
+                    if full(t.post_send(SEND_TAG | slot as u64, &[status], None))? {
+                        break;
+                    }
+                    self.replies_due -= 1;
+                }
+            }
+            self.posted += 1;
+            self.answered += 1;
+            posted = true;
+        }
+        Ok(n > 0 || posted)
+    }
+}
+
+/// Step `client` to the end; its elapsed time from the first post to the
+/// last reply.
+pub fn drive_client<T: Transport>(
+    t: &mut T,
+    client: &mut ShapedClient,
+    polling: bool,
+) -> Result<Duration, ShapedError> {
+    let started = Instant::now();
+    while !client.finished() {
+        if !client.step(t)? {
+            idle(t, polling)?;
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Step `server` to the end.
+pub fn drive_server<T: Transport>(
+    t: &mut T,
+    server: &mut ShapedServer,
+    polling: bool,
+) -> Result<(), ShapedError> {
+    while !server.finished() {
+        if !server.step(t)? {
+            idle(t, polling)?;
+        }
+    }
+    Ok(())
+}
+
+/// A step found nothing to do: wait for a completion (interrupt mode), or,
+/// polling, give the CPU away for a moment. Both ends of a threaded run
+/// live in this process; on a machine with more runnable threads than
+/// CPUs, two threads spinning for each other's next message would hand
+/// over only when the scheduler's time slice ends (measured: cma 4 KiB QD
+/// 1 at 452 I/Os per second, 2.2 ms each, at load 16 on 2 vCPUs). With
+/// nothing else runnable, `yield_now` returns at once.
+fn idle<T: Transport>(t: &mut T, polling: bool) -> Result<(), ShapedError> {
+    if polling {
+        std::thread::yield_now();
+    } else {
+        t.wait(Some(IDLE_WAIT))?;
+    }
+    Ok(())
+}
+
+/// Both ends on this thread, stepped in turn (as rdio's inline mode runs
+/// client and server): `client` and `server` are the two ends of one
+/// connection. Returns the elapsed time.
+pub fn run_inline<T: Transport>(
+    client_t: &mut T,
+    server_t: &mut T,
+    config: ShapedConfig,
+) -> Result<Duration, ShapedError> {
+    let config = config.fit(&client_t.caps())?.fit(&server_t.caps())?;
+    let mut server = ShapedServer::new(server_t, config)?;
+    let mut client = ShapedClient::new(client_t, config)?;
+    let started = Instant::now();
+    while !client.finished() {
+        server.step(server_t)?;
+        client.step(client_t)?;
+    }
+    let elapsed = started.elapsed();
+    while !server.finished() {
+        server.step(server_t)?;
+        client.step(client_t)?;
+    }
+    Ok(elapsed)
+}
+
+/// The server on a thread of its own: `accept` gives its end, `connect`
+/// the client's. The clock runs on the client, from its first post to its
+/// last reply; the server is joined before the client's end is dropped.
+pub fn run_threaded<T, A, C>(
+    accept: A,
+    connect: C,
+    config: ShapedConfig,
+) -> Result<(Duration, ShapedConfig), ShapedError>
+where
+    T: Transport + Send + 'static,
+    A: FnOnce() -> Result<T, ShapedError> + Send + 'static,
+    C: FnOnce() -> Result<T, ShapedError>,
+{
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || -> Result<(), ShapedError> {
+        let mut t = accept()?;
+        let config = config.fit(&t.caps())?;
+        let mut server = ShapedServer::new(&mut t, config)?;
+        // The client starts only once every receive is posted.
+        let _ = ready_tx.send(config);
+        drive_server(&mut t, &mut server, config.polling)?;
+        // Keep the connection until the client has let go of it.
+        let _ = done_rx.recv();
+        Ok(())
+    });
+    let mut t = connect()?;
+    let outcome: Result<_, ShapedError> = (|| {
+        let config = ready_rx
+            .recv()
+            .map_err(|_| ShapedError::Setup("the server end stopped".to_owned()))?;
+        let config = config.fit(&t.caps())?;
+        let mut client = ShapedClient::new(&mut t, config)?;
+        let elapsed = drive_client(&mut t, &mut client, config.polling)?;
+        Ok((elapsed, config))
+    })();
+    drop(done_tx);
+    let served = server
+        .join()
+        .map_err(|_| ShapedError::Setup("the server thread panicked".to_owned()))?;
+    let outcome = outcome?;
+    served?;
+    drop(t);
+    Ok(outcome)
+}
+
+/// Over the in-memory loopback pair: inline (both ends on this thread,
+/// as `rdio bench` runs its server by default) or on two threads (as with
+/// `--server-threads`).
+pub fn run_loopback(config: ShapedConfig, threads: bool) -> Result<Duration, ShapedError> {
+    let loopback = rdio_loopback::Config::default();
+    if threads {
+        let (a, b) = rdio_loopback::sync_pair(loopback);
+        run_threaded(move || Ok(b), move || Ok(a), config).map(|(elapsed, _)| elapsed)
+    } else {
+        let (mut a, mut b) = rdio_loopback::pair(loopback);
+        run_inline(&mut a, &mut b, config)
+    }
+}
+
+/// Between two libfabric endpoints of `provider` on 127.0.0.1, the server
+/// end on a thread.
+pub fn run_fabric(provider: &str, config: ShapedConfig) -> Result<Duration, ShapedError> {
+    let setup = |err: rdio_fabric::FabricError| ShapedError::Setup(err.to_string());
+    let listener = rdio_fabric::Listener::bind(
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        provider,
+    )
+    .map_err(setup)?;
+    let addr = listener.local_addr();
+    let provider = provider.to_owned();
+    run_threaded(
+        move || listener.accept_timeout(SETUP_TIMEOUT).map_err(setup),
+        move || rdio_fabric::connect(addr, &provider).map_err(setup),
+        config,
+    )
+    .map(|(elapsed, _)| elapsed)
+}
+
+/// Between two cma endpoints of this process (the server end on a
+/// thread): the same `process_vm_writev` copies and Unix-socket frames as
+/// between two processes.
+pub fn run_cma(config: ShapedConfig) -> Result<Duration, ShapedError> {
+    let setup = |err: rdio_cma::CmaError| ShapedError::Setup(err.to_string());
+    let listener = rdio_cma::Listener::bind(std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        0,
+    )))
+    .map_err(setup)?;
+    let addr = listener.local_addr();
+    run_threaded(
+        move || {
+            listener
+                .accept(SETUP_TIMEOUT, SETUP_TIMEOUT)
+                .map_err(setup)?
+                .ok_or_else(|| ShapedError::Setup("no connection came".to_owned()))
+        },
+        move || rdio_cma::connect(addr, SETUP_TIMEOUT).map_err(setup),
+        config,
+    )
+    .map(|(elapsed, _)| elapsed)
+}
+
+/// How long a connection of a run may take to set up.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(op: ShapedOp, size: usize, depth: usize) -> ShapedConfig {
+        ShapedConfig {
+            op,
+            size,
+            count: 50,
+            depth,
+            max_send: 64 << 10,
+            polling: true,
+        }
+    }
+
+    #[test]
+    fn fragments_split_a_write_as_rdio_does() {
+        let c = config(ShapedOp::Write, 4096, 1);
+        assert_eq!(c.fragments(), 1);
+        assert_eq!(c.fragment_data(0), 4096);
+        let c = config(ShapedOp::Write, 1 << 20, 1);
+        // 65488 in the first, 65512 in each of the next 15, the rest last.
+        assert_eq!(c.fragments(), 17);
+        let total: usize = (0..c.fragments()).map(|i| c.fragment_data(i)).sum();
+        assert_eq!(total, 1 << 20);
+        assert!((0..c.fragments()).all(|i| c.fragment_data(i) > 0));
+    }
+
+    /// Over the loopback pair, inline: every I/O of every shape completes,
+    /// and the read's data really lands in the client's slots.
+    #[test]
+    fn every_shape_completes_over_the_loopback() {
+        for op in [ShapedOp::Read, ShapedOp::Write] {
+            for (size, depth) in [(4096, 1), (4096, 8), (200 << 10, 4)] {
+                let (mut a, mut b) = rdio_loopback::pair(rdio_loopback::Config::default());
+                let c = config(op, size, depth);
+                let fitted = c.fit(&a.caps()).expect("fits");
+                let mut server = ShapedServer::new(&mut b, fitted).expect("server");
+                let mut client = ShapedClient::new(&mut a, fitted).expect("client");
+                let mut steps = 0;
+                while !(client.finished() && server.finished()) {
+                    server.step(&mut b).expect("server step");
+                    client.step(&mut a).expect("client step");
+                    steps += 1;
+                    assert!(steps < 100_000, "{op:?} {size} {depth}: stuck");
+                }
+                assert_eq!(client.done(), 50);
+                if op == ShapedOp::Read {
+                    let data = a.region(client.data).expect("data");
+                    assert!(
+                        data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8),
+                        "read data landed"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Fresh regions are untouched zero pages: both ends write all of
+    /// theirs before the clock starts, so no first-touch page fault lands
+    /// in the timed loop.
+    #[test]
+    fn every_buffer_is_touched_before_the_clock_starts() {
+        for op in [ShapedOp::Read, ShapedOp::Write] {
+            let (mut a, mut b) = rdio_loopback::pair(rdio_loopback::Config::default());
+            let c = config(op, 64 << 10, 4).fit(&a.caps()).expect("fits");
+            let server = ShapedServer::new(&mut b, c).expect("server");
+            let client = ShapedClient::new(&mut a, c).expect("client");
+            let written = |t: &rdio_loopback::Endpoint, region| {
+                t.region(region).expect("region").iter().all(|&x| x != 0)
+            };
+            assert!(written(&a, client.data), "{op:?}: client data slots");
+            assert!(written(&a, client.replies), "{op:?}: client replies");
+            assert!(written(&b, server.incoming), "{op:?}: server receives");
+            assert!(written(&b, server.status), "{op:?}: server status blocks");
+        }
+    }
+
+    #[test]
+    fn run_inline_times_the_whole_run() {
+        let (mut a, mut b) = rdio_loopback::pair(rdio_loopback::Config::default());
+        let elapsed = run_inline(&mut a, &mut b, config(ShapedOp::Read, 4096, 8)).expect("run");
+        assert!(elapsed > Duration::ZERO);
+    }
+
+    #[test]
+    fn threaded_over_the_sync_pair() {
+        for op in [ShapedOp::Read, ShapedOp::Write] {
+            let (a, b) = rdio_loopback::sync_pair(rdio_loopback::Config::default());
+            let c = ShapedConfig {
+                polling: false,
+                ..config(op, 64 << 10, 4)
+            };
+            let (elapsed, fitted) = run_threaded(move || Ok(b), move || Ok(a), c).expect("run");
+            assert!(elapsed > Duration::ZERO);
+            assert_eq!(fitted.depth, 4);
+        }
+    }
+
+    #[test]
+    fn every_shape_completes_over_cma_and_fabric_tcp() {
+        for op in [ShapedOp::Read, ShapedOp::Write] {
+            for polling in [true, false] {
+                let c = ShapedConfig {
+                    polling,
+                    ..config(op, 64 << 10, 4)
+                };
+                assert!(run_cma(c).expect("cma") > Duration::ZERO);
+                assert!(run_fabric("tcp", c).expect("fabric tcp") > Duration::ZERO);
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let caps = rdio_loopback::Config::default();
+        let (a, _b) = rdio_loopback::pair(caps);
+        for c in [
+            ShapedConfig {
+                size: 0,
+                ..config(ShapedOp::Read, 1, 1)
+            },
+            ShapedConfig {
+                depth: 0,
+                ..config(ShapedOp::Read, 1, 1)
+            },
+            ShapedConfig {
+                max_send: 16,
+                ..config(ShapedOp::Write, 1, 1)
+            },
+        ] {
+            assert_eq!(c.fit(&a.caps()), Err(ShapedError::InvalidConfig));
+        }
+    }
+}
