@@ -122,6 +122,7 @@ fn samples_cover_every_opcode() {
         .iter()
         .map(|s| unhex(s.golden)[5])
         .collect();
+    // The authentication messages (0x10..=0x13, 0x1F): tests/wire_auth.rs.
     assert_eq!(pipe_opcodes, [1, 2, 3, 4, 5, 6]);
 }
 

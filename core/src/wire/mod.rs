@@ -30,7 +30,9 @@ pub use message::{
     Body, Message, ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment,
     WriteVRequest,
 };
-pub use pipe::{NegotiateRequest, NegotiateResponse, OpenFlags, PipeHeader, PipeMessage};
+pub use pipe::{
+    AuthAccess, NegotiateRequest, NegotiateResponse, OpenFlags, PipeHeader, PipeMessage,
+};
 pub use status::StatusBlock;
 pub use types::{AuthKey, BufferDescriptor, ProviderList, ProviderName, ResumeKey, Status};
 
@@ -50,6 +52,12 @@ pub const MAX_SEGMENTS: usize = 16;
 pub const MAX_PATH_LEN: usize = 1024;
 /// Longest transport endpoint address in a negotiate response, in bytes.
 pub const MAX_ENDPOINT_LEN: usize = 128;
+/// Longest client name in an authentication hello, in bytes.
+pub const MAX_CLIENT_NAME_LEN: usize = 64;
+/// Length of an authentication challenge's nonce and of a proof (HMAC-SHA256).
+pub const AUTH_NONCE_LEN: usize = 32;
+/// Length of a client entry's salt in an authentication challenge.
+pub const AUTH_SALT_LEN: usize = 16;
 /// Largest pipe message payload accepted (a bound for stream reassembly).
 pub const MAX_PIPE_PAYLOAD: usize = 2048;
 /// Smallest send size a peer may negotiate: large enough for the biggest

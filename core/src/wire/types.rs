@@ -287,6 +287,23 @@ status_codes! {
     TimedOut = 17 => "timed out",
     /// The peer is shutting down in an orderly way.
     Shutdown = 18 => "shutdown",
+    // 19..=27 and 36..=40 are assigned to other protocol extensions.
+    /// The server is at its limit of clients; try again later.
+    Busy = 28 => "server busy",
+    /// The client did not prove who it is: unknown name, wrong secret,
+    /// replayed proof, or a request before authentication.
+    Unauthenticated = 29 => "not authenticated",
+    /// The export or the client is read-only: write, create and truncate
+    /// are refused.
+    ReadOnly = 30 => "read-only",
+    /// The server requires TLS on the side channel; the client spoke clear
+    /// text.
+    TlsRequired = 31 => "the server requires TLS on the side channel",
+    /// The server speaks clear text on the side channel (`--insecure`); the
+    /// client asked for TLS.
+    TlsNotOffered = 32 => "the server runs without TLS (--insecure)",
+    /// The client's address is not in the server's allow list.
+    NotAllowed = 33 => "address not allowed",
 }
 
 impl core::fmt::Display for Status {
@@ -347,5 +364,14 @@ mod tests {
             assert_eq!(status.map(Status::as_u32), Some(code));
         }
         assert_eq!(Status::from_u32(19), Err(WireError::UnknownStatus(19)));
+    }
+
+    #[test]
+    fn access_status_codes_round_trip() {
+        for code in 28..=33 {
+            let status = Status::from_u32(code).ok();
+            assert_eq!(status.map(Status::as_u32), Some(code));
+        }
+        assert_eq!(Status::from_u32(34), Err(WireError::UnknownStatus(34)));
     }
 }
