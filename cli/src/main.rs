@@ -5,6 +5,7 @@
 //! standard error, `rdio: error: ...`: usage errors exit with 2, everything
 //! else with 1.
 
+mod access;
 mod bench;
 mod bench_output;
 mod cp;
@@ -59,6 +60,36 @@ enum Command {
     Get(GetArgs),
     /// Upload a file to an rdio server.
     Put(PutArgs),
+    /// Manage who may connect to `rdio serve`.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Add a client to the server's clients file and write its credential
+    /// file, to hand to the user (who passes it with --credential, or puts
+    /// it at ~/.config/rdio/credential).
+    Add(ClientAddArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClientAddArgs {
+    /// The client's name (1 to 64 ASCII letters, digits or ._-@).
+    name: String,
+    /// The client may only read: writes, creates and truncates are refused.
+    #[arg(long)]
+    read_only: bool,
+    /// The server's state directory [default: $XDG_STATE_HOME/rdio or
+    /// ~/.local/state/rdio].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The clients file to add to [default: STATE_DIR/clients].
+    #[arg(long, value_name = "FILE")]
+    clients: Option<PathBuf>,
+    /// Where to write the credential [default: NAME.credential].
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -88,7 +119,7 @@ struct CpArgs {
 
 /// How a networked client reaches its server.
 #[derive(Debug, Args)]
-struct NetArgs {
+pub struct NetArgs {
     /// libfabric provider for --transport fabric (see `fi_info -l`).
     #[arg(long, default_value = "tcp")]
     provider: String,
@@ -100,6 +131,23 @@ struct NetArgs {
     /// after which it is declared dead.
     #[arg(long, default_value = "30", value_parser = seconds)]
     dead_peer_timeout: Duration,
+    /// Clear-text side channel, without TLS (labs only): the server must
+    /// run with --insecure too, or the connection is refused.
+    #[arg(long)]
+    insecure: bool,
+    /// Trust only the server whose certificate has this SHA-256
+    /// fingerprint (as `rdio serve` prints it) [default: trust on first
+    /// use, pinned in ~/.config/rdio/known_servers].
+    #[arg(long, value_name = "SHA256:HEX", conflicts_with_all = ["insecure", "ca"])]
+    server_fingerprint: Option<rdio::access::Fingerprint>,
+    /// Trust servers whose certificate a CA in FILE (PEM) issued for the
+    /// server's host name.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// The client credential [default: $XDG_CONFIG_HOME/rdio/credential or
+    /// ~/.config/rdio/credential, which `rdio serve` creates for its user].
+    #[arg(long, value_name = "FILE")]
+    credential: Option<PathBuf>,
 }
 
 /// How `get` and `put` move data.
@@ -196,6 +244,38 @@ struct ServeArgs {
     /// Port of the RDMA endpoint [default: any free port].
     #[arg(long, default_value_t = 0)]
     rdma_port: u16,
+    /// Directory of the server's identity (TLS key and certificate,
+    /// created on first start) and clients file [default:
+    /// $XDG_STATE_HOME/rdio or ~/.local/state/rdio].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The clients file: who may connect [default: STATE_DIR/clients,
+    /// created on first start with an entry for this user].
+    #[arg(long, value_name = "FILE")]
+    clients: Option<PathBuf>,
+    /// Clear-text side channel, without TLS (labs only): clients must pass
+    /// --insecure too. Clients still authenticate.
+    #[arg(long)]
+    insecure: bool,
+    /// Export read-only: every write, create and truncate is refused.
+    #[arg(long)]
+    read_only: bool,
+    /// Certificate chain (PEM, leaf first) from a real PKI, instead of the
+    /// self-signed identity in STATE_DIR.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "insecure"
+    )]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Accept side channels only from these networks (ADDRESS or
+    /// ADDRESS/PREFIX, comma separated or repeated) [default: any].
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    allow: Vec<rdio::net::IpNet>,
 }
 
 #[derive(Debug, Args)]
@@ -220,7 +300,7 @@ struct PutArgs {
 
 fn run(cli: Cli) -> Result<()> {
     let networked = match &cli.command {
-        Command::Cp(_) => false,
+        Command::Cp(_) | Command::Client(_) => false,
         Command::Bench(args) => args.server.is_some(),
         Command::Serve(_) | Command::Get(_) | Command::Put(_) => true,
     };
@@ -272,6 +352,10 @@ fn run(cli: Cli) -> Result<()> {
                     bench::run(&bench)?
                 }
                 Some(server) => {
+                    let host = server
+                        .rsplit_once(':')
+                        .map_or(server.as_str(), |(host, _)| host);
+                    access::set_client_security(&args.net, host)?;
                     let server = server
                         .to_socket_addrs()
                         .with_context(|| {
@@ -316,8 +400,24 @@ fn run(cli: Cli) -> Result<()> {
             transport,
             provider: args.provider,
             rdma_port: args.rdma_port,
+            access: access::ServeAccess {
+                state_dir: args.state_dir,
+                clients: args.clients,
+                insecure: args.insecure,
+                read_only: args.read_only,
+                cert: args.cert.zip(args.key),
+                allow: args.allow,
+            },
+        }),
+        Command::Client(ClientCommand::Add(args)) => access::add_client(&access::AddClient {
+            name: args.name,
+            read_only: args.read_only,
+            state_dir: args.state_dir,
+            clients: args.clients,
+            output: args.output,
         }),
         Command::Get(args) => {
+            access::set_client_security(&args.client.net, &args.remote.host)?;
             let get = transfer::Get {
                 remote: args.remote,
                 local: args.local,
@@ -328,6 +428,7 @@ fn run(cli: Cli) -> Result<()> {
             with_connector(transport, &net.provider, net.connect_timeout, &get)
         }
         Command::Put(args) => {
+            access::set_client_security(&args.client.net, &args.remote.host)?;
             let put = transfer::Put {
                 local: args.local,
                 remote: args.remote,

@@ -5,8 +5,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use rdio::client::{Client, ClientOptions, CompletionMode};
 use rdio::net::cma::CmaConnector;
 use rdio::net::fabric::FabricConnector;
-use rdio::net::{self, RdmaConnector, SetupError};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use rdio::net::{self, PipeStream, RdmaConnector, SetupError};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// The RDMA transports `--transport` names.
@@ -147,12 +147,15 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
         .with_context(|| format!("{host} has no address"))
 }
 
-/// Connect to the server at `server` with `connector`.
+/// Connect to the server at `server` with `connector`, with the side
+/// channel's security the command line asked for
+/// ([`crate::access::set_client_security`]).
 pub fn connect<C: RdmaConnector>(
     server: SocketAddr,
     tuning: Tuning,
     connector: &C,
-) -> Result<Client<C::Transport, TcpStream>> {
+) -> Result<Client<C::Transport, PipeStream>> {
+    let security = crate::access::client_security()?;
     let provider = *connector
         .providers()
         .first()
@@ -172,6 +175,7 @@ pub fn connect<C: RdmaConnector>(
         options,
         tuning.connect_timeout,
         connector,
+        security,
     )?)
 }
 

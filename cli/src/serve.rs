@@ -7,7 +7,7 @@ use nix::sys::signal::{SigSet, Signal};
 use rdio::files::Root;
 use rdio::net::cma::CmaListener;
 use rdio::net::fabric::FabricListener;
-use rdio::net::{EventLog, NetEvent, NetServer, RdmaListener};
+use rdio::net::{EventLog, NetEvent, NetServer, RdmaListener, ServerSecurity};
 use rdio::server::ServerOptions;
 use rdio_core::wire::ProviderName;
 use std::io::Write;
@@ -23,6 +23,7 @@ pub struct Serve {
     pub transport: Transport,
     pub provider: String,
     pub rdma_port: u16,
+    pub access: crate::access::ServeAccess,
 }
 
 pub fn run(serve: &Serve) -> Result<()> {
@@ -37,6 +38,14 @@ pub fn run(serve: &Serve) -> Result<()> {
         .context("cannot block SIGINT and SIGTERM")?;
     let root =
         Root::new(&serve.root).with_context(|| format!("cannot serve {}", serve.root.display()))?;
+    // The access log (connections, authentications, opens, refusals), with
+    // timestamps, on standard error.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+    let (security, fingerprint) = crate::access::server_security(&serve.access)?;
     // The RDMA endpoint shares the side channel's address: the one address
     // clients are known to reach.
     let rdma = SocketAddr::new(serve.listen.ip(), serve.rdma_port);
@@ -45,9 +54,15 @@ pub fn run(serve: &Serve) -> Result<()> {
             root,
             serve,
             FabricListener::bind(rdma, &serve.provider).map_err(setup)?,
+            security,
         )?,
-        Transport::Cma => start(root, serve, CmaListener::bind(rdma).map_err(setup)?)?,
-        Transport::Verbs => verbs(root, serve, rdma)?,
+        Transport::Cma => start(
+            root,
+            serve,
+            CmaListener::bind(rdma).map_err(setup)?,
+            security,
+        )?,
+        Transport::Verbs => verbs(root, serve, rdma, security)?,
         Transport::Loopback => bail!(
             "the loopback transport only reaches clients in this process; \
              serve with --transport fabric (the default), cma (same host) or verbs"
@@ -69,6 +84,24 @@ pub fn run(serve: &Serve) -> Result<()> {
         offered.join(", "),
         serve.root.display()
     );
+    match &fingerprint {
+        Some(fingerprint) => println!(
+            "rdio serve: TLS identity {fingerprint}{}",
+            if serve.access.read_only {
+                ", read-only export"
+            } else {
+                ""
+            }
+        ),
+        None => println!(
+            "rdio serve: WARNING: --insecure: the side channel is clear text{}",
+            if serve.access.read_only {
+                ", read-only export"
+            } else {
+                ""
+            }
+        ),
+    }
     let _ = std::io::stdout().flush();
     let signal = stop.wait().context("cannot wait for SIGINT or SIGTERM")?;
     eprintln!("rdio serve: {}: stopping", signal.as_str());
@@ -77,31 +110,44 @@ pub fn run(serve: &Serve) -> Result<()> {
     Ok(())
 }
 
-fn start(root: Root, serve: &Serve, listener: impl RdmaListener) -> Result<NetServer> {
+fn start(
+    root: Root,
+    serve: &Serve,
+    listener: impl RdmaListener,
+    security: ServerSecurity,
+) -> Result<NetServer> {
     let log: EventLog = Arc::new(|event: &NetEvent<'_>| eprintln!("rdio serve: {event}"));
     // NetServer::start takes the providers and endpoint from the listener.
     let provider = *listener
         .providers()
         .first()
         .context("the transport offers no provider")?;
+    let mut options = ServerOptions::new(provider, b"");
+    options.read_only = serve.access.read_only;
     Ok(NetServer::start(
         root,
         serve.listen,
         listener,
-        ServerOptions::new(provider, b""),
+        options,
+        security,
         log,
     )?)
 }
 
 #[cfg(feature = "verbs")]
-fn verbs(root: Root, serve: &Serve, rdma: SocketAddr) -> Result<NetServer> {
+fn verbs(
+    root: Root,
+    serve: &Serve,
+    rdma: SocketAddr,
+    security: ServerSecurity,
+) -> Result<NetServer> {
     let listener =
         rdio::net::verbs::VerbsRdmaListener::bind(rdma, &rdio_verbs::VerbsConfig::default())
             .map_err(setup)?;
-    start(root, serve, listener)
+    start(root, serve, listener, security)
 }
 
 #[cfg(not(feature = "verbs"))]
-fn verbs(_: Root, _: &Serve, _: SocketAddr) -> Result<NetServer> {
+fn verbs(_: Root, _: &Serve, _: SocketAddr, _: ServerSecurity) -> Result<NetServer> {
     Err(crate::network::verbs_unavailable())
 }

@@ -108,6 +108,9 @@ fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> Result<bool, PipeError> 
     while done < buf.len() {
         match stream.read(&mut buf[done..]) {
             Ok(0) if done == 0 => return Ok(false),
+            // A TLS peer that closed between messages without close_notify:
+            // nothing was cut short, so it is an ordinary close.
+            Err(e) if done == 0 && e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
             Ok(0) => return Err(PipeError::Io(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

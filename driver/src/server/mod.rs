@@ -12,12 +12,14 @@ mod connection;
 
 pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection, Turn};
 
+use crate::access::{AuthState, ChannelBinding, Clients, Permission, random, verify_proof};
 use crate::buffers::Clock;
 use crate::files::{FileId, FileTable, Root};
 use crate::pipe::{Pipe, PipeError};
 use rdio_core::server::{FileEntry, Registry, ServerConfig, ServerOffer, SessionId};
 use rdio_core::wire::{
-    KEY_LEN, OpenFlags, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
+    AuthAccess, AuthKey, KEY_LEN, OpenFlags, PipeMessage, ProviderList, ProviderName, ResumeKey,
+    Status,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -59,6 +61,9 @@ pub struct ServerOptions {
     /// open file can lock (it must also fit `RLIMIT_MEMLOCK`, or the
     /// registration fails and the file is copied instead).
     pub zero_copy_max_file: u64,
+    /// Export read-only: every open for write, create or truncate is
+    /// refused with [`Status::ReadOnly`], whoever asks.
+    pub read_only: bool,
 }
 
 impl ServerOptions {
@@ -69,15 +74,16 @@ impl ServerOptions {
         let _ = providers.push(provider);
         Self {
             config: ServerConfig::default(),
-            max_open_files: 1024,
+            max_open_files: MAX_PENDING_FILES,
             max_pending_opens: 64,
-            max_connections: 64,
+            max_connections: MAX_SESSIONS,
             providers,
             endpoint: endpoint.to_vec(),
             auth_lifetime: Duration::from_secs(30),
             read_buffers: 2,
             zero_copy_reads: true,
             zero_copy_max_file: 1 << 30,
+            read_only: false,
         }
     }
 }
@@ -96,6 +102,33 @@ pub enum ServerError {
     TooManyConnections,
     /// The transport failed synchronously.
     Transport(rdio_transport::TransportError),
+    /// The client was refused: `status` goes to it in a
+    /// [`PipeMessage::Refused`], `reason` only to the server's log.
+    Refused {
+        /// What the client is told (`Unauthenticated`, `Busy`, ...).
+        status: Status,
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+impl ServerError {
+    /// The status a client is sent before its pipe closes, for the errors
+    /// that refuse it rather than end a broken pipe.
+    pub fn refusal(&self) -> Option<Status> {
+        match self {
+            Self::TooManySessions => Some(Status::Busy),
+            Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    fn unauthenticated(reason: impl Into<String>) -> Self {
+        Self::Refused {
+            status: Status::Unauthenticated,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for ServerError {
@@ -106,6 +139,7 @@ impl std::fmt::Display for ServerError {
             Self::TooManySessions => f.write_str("too many client sessions"),
             Self::TooManyConnections => f.write_str("too many RDMA connections"),
             Self::Transport(e) => write!(f, "transport: {e}"),
+            Self::Refused { status, reason } => write!(f, "refused ({status}): {reason}"),
         }
     }
 }
@@ -124,12 +158,60 @@ impl From<rdio_transport::TransportError> for ServerError {
     }
 }
 
-/// One client's side-channel state for [`Server::answer_pipe`]: the session
-/// its resume key request opened (claim 8). Hand it to [`Server::end_pipe`]
-/// when the pipe closes.
+/// One client's side-channel state for [`Server::answer_pipe`]: who the
+/// client proved to be and what it may do, and the session its resume key
+/// request opened (claim 8). Hand it to [`Server::end_pipe`] when the pipe
+/// closes.
+///
+/// `PipeSession::default()` needs no authentication (an in-process side
+/// channel, trusted as the process itself); [`PipeSession::authenticating`]
+/// answers nothing but the authentication exchange until the client has
+/// proved its credential.
 #[derive(Debug, Default)]
 pub struct PipeSession {
     session: Option<SessionId>,
+    auth: AuthState,
+    clients: Option<Arc<Clients>>,
+    binding: Option<ChannelBinding>,
+    rdma_binding: Option<ChannelBinding>,
+    read_only: bool,
+    peer: String,
+}
+
+impl PipeSession {
+    /// A side channel from `peer` whose client must authenticate against
+    /// `clients` first. `binding` is the TLS session's client-auth exporter
+    /// (`None` on a clear-text pipe: proofs are then not bound to it), and
+    /// `rdma_binding` its RDMA exporter, from which authentication keys
+    /// are derived instead of sent (`None`: sent, as in clear text).
+    pub fn authenticating(
+        clients: Arc<Clients>,
+        binding: Option<ChannelBinding>,
+        rdma_binding: Option<ChannelBinding>,
+        peer: impl Into<String>,
+    ) -> Self {
+        Self {
+            auth: AuthState::AwaitHello,
+            clients: Some(clients),
+            binding,
+            rdma_binding,
+            peer: peer.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The authenticated client's name.
+    pub fn client_name(&self) -> Option<&str> {
+        match &self.auth {
+            AuthState::Done { name } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether the client may only read.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
 }
 
 /// State shared by the pipe handlers and connection runners of one server.
@@ -157,9 +239,16 @@ pub(crate) struct ReadCounters {
     pub(crate) copied: std::sync::atomic::AtomicU64,
 }
 
+/// Most side-channel sessions at once (each a client between its resume key
+/// request and the end of its pipe); more are answered `Busy`.
+pub const MAX_SESSIONS: usize = 1024;
+/// Most files opened on side channels and not yet registered, over all
+/// sessions.
+pub const MAX_PENDING_FILES: usize = 4096;
+
 #[derive(Debug)]
 struct Shared {
-    registry: Registry,
+    registry: Registry<MAX_SESSIONS, MAX_PENDING_FILES>,
     files: FileTable,
     /// Files each session opened and has not registered yet.
     pending_opens: HashMap<SessionId, usize>,
@@ -231,15 +320,34 @@ impl Server {
     /// key, opens, negotiation). Files it opened and never registered are
     /// closed when it ends.
     pub fn serve_pipe<S: Read + Write>(&self, stream: S) -> Result<(), ServerError> {
+        self.serve_pipe_as(stream, PipeSession::default())
+    }
+
+    /// [`Server::serve_pipe`] with `session` (e.g. one that must
+    /// authenticate first, [`PipeSession::authenticating`]). A refused
+    /// client is sent a [`PipeMessage::Refused`] before the pipe closes.
+    pub fn serve_pipe_as<S: Read + Write>(
+        &self,
+        stream: S,
+        mut session: PipeSession,
+    ) -> Result<(), ServerError> {
         let mut pipe = Pipe::new(stream);
-        let mut session = PipeSession::default();
         let result = loop {
             let reply = match pipe.receive() {
                 Err(PipeError::Closed) => break Ok(()),
                 Err(e) => break Err(e.into()),
                 Ok(message) => self.answer_pipe(&mut session, &message),
             };
-            if let Err(e) = reply.and_then(|reply| Ok(pipe.send(&reply)?)) {
+            let sent = match reply {
+                Ok(reply) => pipe.send(&reply).map_err(ServerError::from),
+                Err(error) => {
+                    if let Some(status) = error.refusal() {
+                        let _ = pipe.send(&PipeMessage::Refused { status });
+                    }
+                    Err(error)
+                }
+            };
+            if let Err(e) = sent {
                 break Err(e);
             }
         };
@@ -255,6 +363,36 @@ impl Server {
         session: &mut PipeSession,
         message: &PipeMessage<'_>,
     ) -> Result<PipeMessage<'s>, ServerError> {
+        if !matches!(
+            session.auth,
+            AuthState::NotRequired | AuthState::Done { .. }
+        ) {
+            return self.authenticate(session, message);
+        }
+        if let PipeMessage::OpenRequest { flags, path } = *message {
+            let writes = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+            let read_only = session.read_only || self.options.read_only;
+            if read_only && flags.intersects(writes) {
+                tracing::warn!(
+                    target: "rdio::access",
+                    peer = %session.peer,
+                    client = session.client_name().unwrap_or("-"),
+                    path = %String::from_utf8_lossy(path),
+                    mode = ?flags,
+                    "open refused: read-only"
+                );
+                return Ok(PipeMessage::OpenResponse {
+                    status: Status::ReadOnly,
+                    key: ResumeKey([0; KEY_LEN]),
+                    size: 0,
+                });
+            }
+        }
+        let rdma_binding = session.rdma_binding;
+        let (peer, client) = (
+            session.peer.clone(),
+            session.client_name().map(str::to_owned),
+        );
         let session = &mut session.session;
         Ok(match *message {
             PipeMessage::ResumeKeyRequest if session.is_none() => {
@@ -273,6 +411,16 @@ impl Server {
                     Ok((key, size)) => (Status::Success, key, size),
                     Err(status) => (status, ResumeKey([0; KEY_LEN]), 0),
                 };
+                tracing::info!(
+                    target: "rdio::access",
+                    peer = %peer,
+                    client = client.as_deref().unwrap_or("-"),
+                    path = %String::from_utf8_lossy(path),
+                    mode = ?flags,
+                    size,
+                    status = %status,
+                    "open"
+                );
                 PipeMessage::OpenResponse { status, key, size }
             }
             PipeMessage::NegotiateRequest(ref request) => {
@@ -284,13 +432,19 @@ impl Server {
                     endpoint: &self.options.endpoint,
                 };
                 let entropy = entropy()?;
-                let response = self.lock().registry.negotiate(
-                    self.clock.now(),
-                    session,
-                    request,
-                    offer,
-                    entropy,
-                );
+                // Bound to the TLS session, the key is derived from its
+                // exporter and the response carries only the nonce.
+                let key = match &rdma_binding {
+                    Some(binding) => crate::access::rdma_auth_key(binding, &entropy).0,
+                    None => entropy,
+                };
+                let mut response =
+                    self.lock()
+                        .registry
+                        .negotiate(self.clock.now(), session, request, offer, key);
+                if rdma_binding.is_some() && response.status == Status::Success {
+                    response.auth_key = AuthKey(entropy);
+                }
                 PipeMessage::NegotiateResponse(response)
             }
             PipeMessage::ResumeKeyRequest => {
@@ -298,6 +452,78 @@ impl Server {
             }
             _ => return Err(PipeError::Unexpected("a response sent to the server").into()),
         })
+    }
+
+    /// The authentication exchange, before anything else is answered
+    /// (docs/PROTOCOL.md, "Client authentication").
+    fn authenticate<'s>(
+        &'s self,
+        pipe: &mut PipeSession,
+        message: &PipeMessage<'_>,
+    ) -> Result<PipeMessage<'s>, ServerError> {
+        let clients = pipe
+            .clients
+            .clone()
+            .ok_or_else(|| ServerError::unauthenticated("no clients file"))?;
+        let refuse = |pipe: &PipeSession, name: &str, reason: &str| {
+            tracing::warn!(
+                target: "rdio::access",
+                peer = %pipe.peer,
+                client = name,
+                reason,
+                "refused"
+            );
+            ServerError::unauthenticated(format!("{reason} (client '{name}')"))
+        };
+        match (std::mem::take(&mut pipe.auth), message) {
+            (AuthState::AwaitHello, PipeMessage::AuthHello { name }) => {
+                // The parser admits ASCII names only.
+                let name = String::from_utf8_lossy(name).into_owned();
+                let salt = clients
+                    .lookup(&name)
+                    .map_or_else(|| clients.decoy_salt(&name), |entry| entry.salt);
+                let nonce = random().map_err(|e| ServerError::Entropy(e.to_string()))?;
+                pipe.auth = AuthState::AwaitProof { name, nonce };
+                Ok(PipeMessage::AuthChallenge { salt, nonce })
+            }
+            (AuthState::AwaitProof { name, nonce }, PipeMessage::AuthProof { proof }) => {
+                let entry = clients.lookup(&name);
+                // An unknown name is checked against a decoy key, so the
+                // refusal takes as long as a wrong secret's.
+                let key = entry
+                    .as_ref()
+                    .map_or_else(|| clients.decoy_key(&name), |entry| entry.key);
+                let binding = pipe.binding.unwrap_or(ChannelBinding([0; 32]));
+                let valid = verify_proof(&key, &nonce, &binding, proof);
+                let entry = match entry {
+                    Some(entry) if valid => entry,
+                    Some(_) => return Err(refuse(pipe, &name, "wrong proof")),
+                    None => return Err(refuse(pipe, &name, "unknown client")),
+                };
+                pipe.read_only = entry.permission == Permission::ReadOnly;
+                let mut access = AuthAccess::empty();
+                if pipe.read_only || self.options.read_only {
+                    access |= AuthAccess::READ_ONLY;
+                }
+                tracing::info!(
+                    target: "rdio::access",
+                    peer = %pipe.peer,
+                    client = %name,
+                    tls = pipe.binding.is_some(),
+                    read_only = access.contains(AuthAccess::READ_ONLY),
+                    "client authenticated"
+                );
+                pipe.auth = AuthState::Done { name };
+                Ok(PipeMessage::AuthResult {
+                    status: Status::Success,
+                    access,
+                })
+            }
+            (AuthState::AwaitProof { name, .. }, _) => {
+                Err(refuse(pipe, &name, "expected the authentication proof"))
+            }
+            _ => Err(refuse(pipe, "-", "request before authentication")),
+        }
     }
 
     /// A client's side channel is gone: end its session and close the files
