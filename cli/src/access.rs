@@ -88,16 +88,41 @@ pub fn server_security(access: &ServeAccess) -> Result<(ServerSecurity, Option<S
     Ok((security, Some(identity.fingerprint().to_string())))
 }
 
+/// What the command line says about the client's side-channel security.
+#[derive(Debug)]
+struct ClientSettings {
+    credential: Option<PathBuf>,
+    insecure: bool,
+    fingerprint: Option<rdio::access::Fingerprint>,
+    ca: Option<PathBuf>,
+    host: String,
+}
+
+static CLIENT_SETTINGS: OnceLock<ClientSettings> = OnceLock::new();
 static CLIENT_SECURITY: OnceLock<ClientSecurity> = OnceLock::new();
 
-/// Settle the client's side-channel security for this process from the
-/// command line (`host` as the user named the server, for --ca).
+/// Record the client's side-channel security options for this process
+/// (`host` as the user named the server, for --ca). Files are read when
+/// the first connection needs them ([`client_security`]), so errors about
+/// local files or libfabric come first.
 pub fn set_client_security(net: &NetArgs, host: &str) -> Result<()> {
-    let path = match &net.credential {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let _ = CLIENT_SETTINGS.set(ClientSettings {
+        credential: net.credential.clone(),
+        insecure: net.insecure,
+        fingerprint: net.server_fingerprint,
+        ca: net.ca.clone(),
+        host: host.to_owned(),
+    });
+    Ok(())
+}
+
+fn build(settings: &ClientSettings) -> Result<ClientSecurity> {
+    let path = match &settings.credential {
         Some(path) => path.clone(),
         None => Credential::default_path().context("cannot find the configuration directory")?,
     };
-    if net.credential.is_none() && !path.exists() {
+    if settings.credential.is_none() && !path.exists() {
         bail!(
             "no rdio credential at {}: run `rdio serve` once as this user (it creates one), or \
              ask the server's owner for one (`rdio client add NAME` on the server) and pass it \
@@ -106,22 +131,21 @@ pub fn set_client_security(net: &NetArgs, host: &str) -> Result<()> {
         );
     }
     let credential = Credential::load(&path)?;
-    let tls = if net.insecure {
+    let tls = if settings.insecure {
         None
-    } else if let Some(fingerprint) = net.server_fingerprint {
+    } else if let Some(fingerprint) = settings.fingerprint {
         Some(ServerTrust::Fingerprint(fingerprint))
-    } else if let Some(ca) = &net.ca {
+    } else if let Some(ca) = &settings.ca {
         Some(ServerTrust::ca_file(ca)?)
     } else {
         Some(ServerTrust::KnownServers(
             KnownServers::default_file().context("cannot find the configuration directory")?,
         ))
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let security = ClientSecurity {
+    Ok(ClientSecurity {
         tls,
         credential,
-        server_name: Some(host.to_owned()),
+        server_name: Some(settings.host.clone()),
         on_first_use: Some(Arc::new(|server, fingerprint, file| {
             eprintln!(
                 "rdio: trusting the server at {server} on first use: {fingerprint} (as `rdio \
@@ -129,16 +153,20 @@ pub fn set_client_security(net: &NetArgs, host: &str) -> Result<()> {
                 file.display()
             );
         })),
-    };
-    let _ = CLIENT_SECURITY.set(security);
-    Ok(())
+    })
 }
 
-/// The security [`set_client_security`] settled.
+/// The client's side-channel security, from the options
+/// [`set_client_security`] recorded.
 pub fn client_security() -> Result<&'static ClientSecurity> {
-    CLIENT_SECURITY
+    if let Some(security) = CLIENT_SECURITY.get() {
+        return Ok(security);
+    }
+    let settings = CLIENT_SETTINGS
         .get()
-        .context("internal error: the client's security was not set up")
+        .context("internal error: the client's security was not set up")?;
+    let security = build(settings)?;
+    Ok(CLIENT_SECURITY.get_or_init(|| security))
 }
 
 /// `rdio client add`'s arguments.

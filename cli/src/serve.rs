@@ -7,7 +7,7 @@ use nix::sys::signal::{SigSet, Signal};
 use rdio::files::Root;
 use rdio::net::cma::CmaListener;
 use rdio::net::fabric::FabricListener;
-use rdio::net::{EventLog, NetEvent, NetServer, RdmaListener, ServerSecurity};
+use rdio::net::{EventLog, NetEvent, NetServer, RdmaListener};
 use rdio::server::ServerOptions;
 use rdio_core::wire::ProviderName;
 use std::io::Write;
@@ -45,24 +45,17 @@ pub fn run(serve: &Serve) -> Result<()> {
         .with_target(false)
         .with_ansi(false)
         .try_init();
-    let (security, fingerprint) = crate::access::server_security(&serve.access)?;
     // The RDMA endpoint shares the side channel's address: the one address
     // clients are known to reach.
     let rdma = SocketAddr::new(serve.listen.ip(), serve.rdma_port);
-    let server = match serve.transport {
+    let (server, fingerprint) = match serve.transport {
         Transport::Fabric => start(
             root,
             serve,
             FabricListener::bind(rdma, &serve.provider).map_err(setup)?,
-            security,
         )?,
-        Transport::Cma => start(
-            root,
-            serve,
-            CmaListener::bind(rdma).map_err(setup)?,
-            security,
-        )?,
-        Transport::Verbs => verbs(root, serve, rdma, security)?,
+        Transport::Cma => start(root, serve, CmaListener::bind(rdma).map_err(setup)?)?,
+        Transport::Verbs => verbs(root, serve, rdma)?,
         Transport::Loopback => bail!(
             "the loopback transport only reaches clients in this process; \
              serve with --transport fabric (the default), cma (same host) or verbs"
@@ -77,31 +70,24 @@ pub fn run(serve: &Serve) -> Result<()> {
         .collect();
     // Scripts (and the tests) read the address from this line, which
     // matters with port 0.
+    let identity = match &fingerprint {
+        Some(fingerprint) => format!("TLS identity {fingerprint}"),
+        None => "side channel in CLEAR TEXT (--insecure)".to_owned(),
+    };
+    let read_only = if serve.access.read_only {
+        ", read-only"
+    } else {
+        ""
+    };
+    // One line: the address first (scripts and tests read it), then the
+    // fingerprint clients compare with what they pin.
     println!(
-        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}",
+        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}{read_only}, {identity}",
         server.pipe_addr(),
         server.endpoint(),
         offered.join(", "),
         serve.root.display()
     );
-    match &fingerprint {
-        Some(fingerprint) => println!(
-            "rdio serve: TLS identity {fingerprint}{}",
-            if serve.access.read_only {
-                ", read-only export"
-            } else {
-                ""
-            }
-        ),
-        None => println!(
-            "rdio serve: WARNING: --insecure: the side channel is clear text{}",
-            if serve.access.read_only {
-                ", read-only export"
-            } else {
-                ""
-            }
-        ),
-    }
     let _ = std::io::stdout().flush();
     let signal = stop.wait().context("cannot wait for SIGINT or SIGTERM")?;
     eprintln!("rdio serve: {}: stopping", signal.as_str());
@@ -110,12 +96,15 @@ pub fn run(serve: &Serve) -> Result<()> {
     Ok(())
 }
 
+/// Start serving; the identity and clients file are set up (created on
+/// first start) only once the listener is bound, so a bad option creates
+/// nothing.
 fn start(
     root: Root,
     serve: &Serve,
     listener: impl RdmaListener,
-    security: ServerSecurity,
-) -> Result<NetServer> {
+) -> Result<(NetServer, Option<String>)> {
+    let (security, fingerprint) = crate::access::server_security(&serve.access)?;
     let log: EventLog = Arc::new(|event: &NetEvent<'_>| eprintln!("rdio serve: {event}"));
     // NetServer::start takes the providers and endpoint from the listener.
     let provider = *listener
@@ -124,30 +113,19 @@ fn start(
         .context("the transport offers no provider")?;
     let mut options = ServerOptions::new(provider, b"");
     options.read_only = serve.access.read_only;
-    Ok(NetServer::start(
-        root,
-        serve.listen,
-        listener,
-        options,
-        security,
-        log,
-    )?)
+    let server = NetServer::start(root, serve.listen, listener, options, security, log)?;
+    Ok((server, fingerprint))
 }
 
 #[cfg(feature = "verbs")]
-fn verbs(
-    root: Root,
-    serve: &Serve,
-    rdma: SocketAddr,
-    security: ServerSecurity,
-) -> Result<NetServer> {
+fn verbs(root: Root, serve: &Serve, rdma: SocketAddr) -> Result<(NetServer, Option<String>)> {
     let listener =
         rdio::net::verbs::VerbsRdmaListener::bind(rdma, &rdio_verbs::VerbsConfig::default())
             .map_err(setup)?;
-    start(root, serve, listener, security)
+    start(root, serve, listener)
 }
 
 #[cfg(not(feature = "verbs"))]
-fn verbs(_: Root, _: &Serve, _: SocketAddr, _: ServerSecurity) -> Result<NetServer> {
+fn verbs(_: Root, _: &Serve, _: SocketAddr) -> Result<(NetServer, Option<String>)> {
     Err(crate::network::verbs_unavailable())
 }
