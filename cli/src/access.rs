@@ -22,6 +22,7 @@ pub struct ServeAccess {
     pub read_only: bool,
     pub cert: Option<(PathBuf, PathBuf)>,
     pub allow: Vec<IpNet>,
+    pub max_sessions: usize,
 }
 
 fn state_dir(dir: Option<&Path>) -> Result<PathBuf> {

@@ -276,6 +276,10 @@ struct ServeArgs {
     /// ADDRESS/PREFIX, comma separated or repeated) [default: any].
     #[arg(long, value_delimiter = ',', value_name = "CIDR")]
     allow: Vec<rdio::net::IpNet>,
+    /// Most clients (side-channel sessions) at once; more are answered
+    /// "busy" and retry within their --connect-timeout.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    max_sessions: u16,
 }
 
 #[derive(Debug, Args)]
@@ -407,6 +411,7 @@ fn run(cli: Cli) -> Result<()> {
                 read_only: args.read_only,
                 cert: args.cert.zip(args.key),
                 allow: args.allow,
+                max_sessions: usize::from(args.max_sessions),
             },
         }),
         Command::Client(ClientCommand::Add(args)) => access::add_client(&access::AddClient {

@@ -113,6 +113,7 @@ fn start(
         .context("the transport offers no provider")?;
     let mut options = ServerOptions::new(provider, b"");
     options.read_only = serve.access.read_only;
+    options.max_sessions = serve.access.max_sessions;
     let server = NetServer::start(root, serve.listen, listener, options, security, log)?;
     Ok((server, fingerprint))
 }

@@ -429,10 +429,15 @@ fn vanish_mid_transfer_over(
         let moving = if upload {
             fs::metadata(root.path().join("big")).is_ok_and(|m| m.len() > 0)
         } else {
+            // Data in it, not just the file: it is created before the
+            // connection (TLS and authentication) is set up.
             fs::read_dir(local.path())
                 .expect("list")
                 .filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".rdio-part"))
+                .any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".rdio-part")
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                })
         };
         if moving {
             break;

@@ -37,6 +37,10 @@ pub struct ServerOptions {
     /// registered, so one client flooding opens cannot take every slot of
     /// `max_open_files` from the others.
     pub max_pending_opens: usize,
+    /// Most side-channel sessions at once (at most [`MAX_SESSIONS`]); a
+    /// resume key request beyond it is answered `Refused{Busy}`, which
+    /// networked clients retry with backoff.
+    pub max_sessions: usize,
     /// Most RDMA connections served at once ([`Server::accept`] refuses
     /// more with [`ServerError::TooManyConnections`]).
     pub max_connections: usize,
@@ -76,6 +80,7 @@ impl ServerOptions {
             config: ServerConfig::default(),
             max_open_files: MAX_PENDING_FILES,
             max_pending_opens: 64,
+            max_sessions: MAX_SESSIONS,
             max_connections: MAX_SESSIONS,
             providers,
             endpoint: endpoint.to_vec(),
@@ -396,11 +401,23 @@ impl Server {
         let session = &mut session.session;
         Ok(match *message {
             PipeMessage::ResumeKeyRequest if session.is_none() => {
-                let (id, key) = self
-                    .lock()
+                let entropy = entropy()?;
+                let mut shared = self.lock();
+                if shared.registry.sessions() >= self.options.max_sessions {
+                    drop(shared);
+                    tracing::warn!(
+                        target: "rdio::access",
+                        peer = %peer,
+                        client = client.as_deref().unwrap_or("-"),
+                        "busy: session limit reached"
+                    );
+                    return Err(ServerError::TooManySessions);
+                }
+                let (id, key) = shared
                     .registry
-                    .open_session(entropy()?)
+                    .open_session(entropy)
                     .map_err(|_| ServerError::TooManySessions)?;
+                drop(shared);
                 *session = Some(id);
                 PipeMessage::ResumeKeyResponse { key }
             }
