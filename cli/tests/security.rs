@@ -30,13 +30,17 @@ struct Served {
 
 impl Served {
     fn start(home: &Path, root: &Path, extra: &[&str]) -> Self {
+        Self::start_logging(home, root, extra, Stdio::inherit())
+    }
+
+    fn start_logging(home: &Path, root: &Path, extra: &[&str], stderr: Stdio) -> Self {
         let mut child = rdio(home)
             .args(["serve", "--root"])
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn rdio serve");
         let mut line = String::new();
@@ -354,4 +358,75 @@ fn the_main_job_needs_no_setup() {
         .collect();
     entries.sort();
     assert_eq!(entries, ["dst", "src"]);
+}
+
+#[test]
+fn the_access_log_records_authentications_opens_refusals_and_escapes() {
+    let home = tempfile::tempdir().expect("home");
+    let root = tempfile::tempdir().expect("root");
+    fs::write(root.path().join("f"), b"logged").expect("seed");
+    let log_path = home.path().join("serve.log");
+    let log = fs::File::create(&log_path).expect("log file");
+    let served = Served::start_logging(home.path(), root.path(), &[], Stdio::from(log));
+    let dst = home.path().join("dst");
+    let get = |remote: &str| {
+        rdio(home.path())
+            .arg("get")
+            .arg(served.remote(remote))
+            .arg(&dst)
+            .output()
+            .expect("get")
+    };
+    success(&get("f"), "get");
+    failure(&get("../outside"));
+    let stranger = home.path().join("stranger.credential");
+    fs::write(
+        &stranger,
+        format!("name stranger\nsecret {}\n", "01".repeat(32)),
+    )
+    .expect("cred");
+    let out = rdio(home.path())
+        .arg("get")
+        .arg("--credential")
+        .arg(&stranger)
+        .arg(served.remote("f"))
+        .arg(home.path().join("other"))
+        .output()
+        .expect("get");
+    failure(&out);
+    // The server writes its lines as things happen; give the last a moment.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = fs::read_to_string(&log_path).expect("log");
+        if text.contains("unknown client") && text.contains("escape") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for needle in [
+        "client authenticated peer=127.0.0.1:",
+        "client=alice",
+        "open peer=127.0.0.1:",
+        "path=f mode=OpenFlags(READ) size=6 status=success",
+        "escape outside the root attempted",
+        "path=../outside",
+        "refused peer=127.0.0.1:",
+        "reason=\"unknown client\"",
+        "side channel closed",
+        "RDMA connection ended",
+    ] {
+        assert!(
+            text.contains(needle),
+            "no {needle:?} in the access log:\n{text}"
+        );
+    }
+    // Timestamps (RFC 3339, UTC) on the access log lines.
+    let line = text
+        .lines()
+        .find(|line| line.contains("client authenticated"))
+        .expect("line");
+    assert!(
+        line.as_bytes()[4] == b'-' && line.contains('T') && line.contains('Z'),
+        "{line}"
+    );
 }

@@ -209,7 +209,17 @@ fn run_connection<T: Transport + Send + 'static>(
     let thread = thread::Builder::new()
         .name(format!("rdio-connection-{number}"))
         .spawn(move || {
+            let started = std::time::Instant::now();
+            tracing::info!(target: "rdio::access", number, provider = %provider, "RDMA connection");
             let end = connection.run();
+            tracing::info!(
+                target: "rdio::access",
+                number,
+                provider = %provider,
+                seconds = started.elapsed().as_secs_f64(),
+                end = %end,
+                "RDMA connection ended"
+            );
             log(&NetEvent::ConnectionEnded {
                 number,
                 provider: &provider,

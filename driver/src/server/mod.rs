@@ -336,6 +336,7 @@ impl Server {
         stream: S,
         mut session: PipeSession,
     ) -> Result<(), ServerError> {
+        let opened = std::time::Instant::now();
         let mut pipe = Pipe::new(stream);
         let result = loop {
             let reply = match pipe.receive() {
@@ -356,6 +357,15 @@ impl Server {
                 break Err(e);
             }
         };
+        if let Some(client) = session.client_name() {
+            tracing::info!(
+                target: "rdio::access",
+                peer = %session.peer,
+                client,
+                seconds = opened.elapsed().as_secs_f64(),
+                "side channel closed"
+            );
+        }
         self.end_pipe(session);
         result
     }
@@ -567,7 +577,22 @@ impl Server {
         if pending.unwrap_or(0) >= self.options.max_pending_opens {
             return Err(Status::ResourceExhausted);
         }
-        let file = self.root.open(path, flags).map_err(|e| e.status())?;
+        let file = self.root.open(path, flags).map_err(|error| {
+            use crate::files::OpenError;
+            if matches!(
+                error,
+                OpenError::AbsolutePath | OpenError::ParentComponent | OpenError::EscapesRoot
+            ) {
+                tracing::warn!(
+                    target: "rdio::access",
+                    session = session.0,
+                    path = %String::from_utf8_lossy(path),
+                    %error,
+                    "escape outside the root attempted"
+                );
+            }
+            error.status()
+        })?;
         let size = file.len().map_err(|e| e.status())?;
         let entropy = entropy().map_err(|_| Status::IoError)?;
         let mut shared = self.lock();
