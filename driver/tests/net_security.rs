@@ -831,3 +831,44 @@ fn two_hundred_fifty_six_clients_at_once_over_fabric_and_cma() {
         256,
     );
 }
+
+#[test]
+fn a_client_that_does_not_authenticate_in_time_is_closed_and_one_that_did_may_idle() {
+    let access = TestAccess::new();
+    let mut security = access.server();
+    security.handshake_timeout = Duration::from_millis(300);
+    let fixture = serve_fabric(security);
+    // TLS done, then silence: closed after the timeout.
+    let mut pipe = raw_tls_pipe(&fixture, &access);
+    let started = std::time::Instant::now();
+    pipe.send(&PipeMessage::AuthHello { name: b"tester" })
+        .expect("hello");
+    assert!(matches!(
+        pipe.receive().expect("challenge"),
+        PipeMessage::AuthChallenge { .. }
+    ));
+    let answer = pipe.receive();
+    assert!(
+        matches!(
+            answer,
+            Ok(PipeMessage::Refused {
+                status: Status::Unauthenticated
+            })
+        ),
+        "{answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_for_log(&fixture, "did not authenticate in time");
+    // Authenticated, then idle for several timeouts: still served.
+    let mut client = connect_fabric(&fixture, &access.client()).expect("connect");
+    thread::sleep(Duration::from_millis(1000));
+    let file = client
+        .open("after-idle", OpenFlags::WRITE | OpenFlags::CREATE)
+        .expect("open after idling");
+    client.close(file).expect("close");
+    client.shutdown().expect("shutdown");
+}

@@ -250,10 +250,21 @@ async fn serve_pipe(
     let mut pipe = AsyncPipe::new(stream);
     let mut session =
         PipeSession::authenticating(Arc::clone(&security.clients), auth, rdma, peer.to_string());
+    // Until it has authenticated, a client must not stall: the same bound
+    // as for the handshake (the blocking server's read timeout).
+    let deadline = tokio::time::Instant::now() + security.handshake_timeout;
     let result: Result<(), ServerError> = loop {
+        let authenticated = session.authenticated();
         let received = tokio::select! {
             received = pipe.receive() => received,
             _ = stop.changed() => break Ok(()),
+            () = tokio::time::sleep_until(deadline), if !authenticated => {
+                let _ = pipe.send(&PipeMessage::Refused { status: Status::Unauthenticated }).await;
+                break Err(ServerError::Refused {
+                    status: Status::Unauthenticated,
+                    reason: "did not authenticate in time".into(),
+                });
+            }
         };
         let reply = match received {
             Err(PipeError::Closed) => break Ok(()),

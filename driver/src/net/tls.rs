@@ -39,7 +39,10 @@ pub struct ServerSecurity {
     /// Peers allowed to connect (empty: any). Others are refused with
     /// `NotAllowed` before anything else.
     pub allow: Vec<IpNet>,
-    /// How long a client has to finish the TLS handshake.
+    /// How long a client has to finish the TLS handshake and, again, to
+    /// authenticate (its side channel's read timeout, which an
+    /// authenticated client's pipe then ignores: it may idle while the
+    /// client does I/O).
     pub handshake_timeout: Duration,
 }
 
@@ -464,7 +467,6 @@ pub(crate) fn server_channel(
                 "TLS client on a clear-text (--insecure) server",
             ));
         }
-        clear_timeouts(&tcp).map_err(|e| failed(&e))?;
         return Ok((ServerStream::Clear(tcp), None, None));
     };
     if first[0] != TLS_HANDSHAKE {
@@ -482,17 +484,9 @@ pub(crate) fn server_channel(
             .complete_io(&mut stream.sock)
             .map_err(|e| Setup::Failed(format!("TLS handshake failed: {e}")))?;
     }
-    clear_timeouts(&stream.sock).map_err(|e| failed(&e))?;
     let auth = exporter(&stream.conn, EXPORTER_CLIENT_AUTH).map_err(|e| failed(&e))?;
     let rdma = exporter(&stream.conn, EXPORTER_RDMA_AUTH).map_err(|e| failed(&e))?;
     Ok((ServerStream::Tls(Box::new(stream)), Some(auth), Some(rdma)))
-}
-
-/// A side channel stays open, idle, while its client does I/O on the RDMA
-/// channel: no timeout once set up.
-fn clear_timeouts(tcp: &TcpStream) -> io::Result<()> {
-    tcp.set_read_timeout(None)?;
-    tcp.set_write_timeout(None)
 }
 
 /// Trust on first use in the default `known_servers`, with no message.

@@ -78,7 +78,7 @@ impl ServerOptions {
         let _ = providers.push(provider);
         Self {
             config: ServerConfig::default(),
-            max_open_files: MAX_PENDING_FILES,
+            max_open_files: 4096,
             max_pending_opens: 64,
             max_sessions: MAX_SESSIONS,
             max_connections: MAX_SESSIONS,
@@ -213,6 +213,11 @@ impl PipeSession {
         }
     }
 
+    /// Whether the pipe is past authentication (or needs none).
+    pub fn authenticated(&self) -> bool {
+        matches!(self.auth, AuthState::NotRequired | AuthState::Done { .. })
+    }
+
     /// Whether the client may only read.
     pub fn read_only(&self) -> bool {
         self.read_only
@@ -249,11 +254,12 @@ pub(crate) struct ReadCounters {
 pub const MAX_SESSIONS: usize = 1024;
 /// Most files opened on side channels and not yet registered, over all
 /// sessions.
-pub const MAX_PENDING_FILES: usize = 4096;
+pub const MAX_PENDING_FILES: usize = 2048;
 
 #[derive(Debug)]
 struct Shared {
-    registry: Registry<MAX_SESSIONS, MAX_PENDING_FILES>,
+    /// Boxed: a few hundred KiB, kept off the thread stacks.
+    registry: Box<Registry<MAX_SESSIONS, MAX_PENDING_FILES>>,
     files: FileTable,
     /// Files each session opened and has not registered yet.
     pending_opens: HashMap<SessionId, usize>,
@@ -265,7 +271,7 @@ impl Server {
     /// A server exporting `root`.
     pub fn new(root: Root, options: ServerOptions) -> Arc<Self> {
         let shared = Shared {
-            registry: Registry::new(options.config, options.auth_lifetime),
+            registry: Box::new(Registry::new(options.config, options.auth_lifetime)),
             files: FileTable::new(options.max_open_files),
             pending_opens: HashMap::new(),
             connections: 0,
@@ -338,9 +344,20 @@ impl Server {
     ) -> Result<(), ServerError> {
         let opened = std::time::Instant::now();
         let mut pipe = Pipe::new(stream);
+        pipe.report_idle();
         let result = loop {
             let reply = match pipe.receive() {
                 Err(PipeError::Closed) => break Ok(()),
+                // A stream with a read timeout (the networked server's) bounds
+                // how long a client may take to authenticate; once it has,
+                // its pipe may idle while it does I/O on the RDMA channel.
+                Err(PipeError::Idle) if session.authenticated() => continue,
+                Err(PipeError::Idle) => {
+                    let _ = pipe.send(&PipeMessage::Refused {
+                        status: Status::Unauthenticated,
+                    });
+                    break Err(ServerError::unauthenticated("did not authenticate in time"));
+                }
                 Err(e) => break Err(e.into()),
                 Ok(message) => self.answer_pipe(&mut session, &message),
             };
