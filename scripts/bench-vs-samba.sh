@@ -129,7 +129,10 @@ cp "$share/data.bin" "$work/upload.bin"
 "$smbd" --foreground --configfile="$conf/smb.conf" --debug-stdout \
     >"$conf/log/smbd.out" 2>&1 &
 smbd_pid=$!
-# One `rdio serve` per transport, each on its own port.
+# One `rdio serve` per transport, each on its own port. Their identity,
+# clients file and this user's credential (created on first start, TLS on
+# the side channel as by default) live in $conf, not in the user's home.
+export XDG_STATE_HOME="$conf/state" XDG_CONFIG_HOME="$conf/config"
 declare -A rdio_addr
 for t in "${transports[@]}"; do
     "$rdio" --transport "$t" serve --root "$share" --listen 127.0.0.1:0 \

@@ -4,20 +4,22 @@
 //!
 //! `RUST_LOG` (or `RDIO_LOG`, which wins) takes `tracing-subscriber`'s
 //! `EnvFilter` directives, e.g. `RUST_LOG=rdio=debug` or
-//! `RUST_LOG=rdio::client=trace`; the default shows warnings only.
+//! `RUST_LOG=rdio::client=trace`; the default shows warnings only, and for
+//! `serve` its access log (`rdio::access` at info).
 //! `RDIO_LOG_FORMAT=json` writes one JSON object per line instead of text.
 
 use anyhow::{Result, bail};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-/// Install the subscriber; a filter or format that does not parse is an
-/// error (before anything runs).
-pub fn init() -> Result<()> {
+/// Install the subscriber, filtering with `default` unless `RDIO_LOG` or
+/// `RUST_LOG` is set; a filter or format that does not parse is an error
+/// (before anything runs).
+pub fn init(default: &str) -> Result<()> {
     let (variable, directives) = match (std::env::var("RDIO_LOG"), std::env::var("RUST_LOG")) {
         (Ok(directives), _) => ("RDIO_LOG", directives),
         (_, Ok(directives)) => ("RUST_LOG", directives),
-        _ => ("", "warn".to_owned()),
+        _ => ("", default.to_owned()),
     };
     let filter = match EnvFilter::try_new(&directives) {
         Ok(filter) => filter,

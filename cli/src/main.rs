@@ -7,6 +7,7 @@
 //! or SIGTERM stops a command, removes its partial files and prints
 //! `rdio: interrupted by SIGINT` (exit status 130).
 
+mod access;
 mod bench;
 mod bench_output;
 mod cp;
@@ -82,6 +83,9 @@ enum Command {
     /// each, then `N passed, N failed`; exits 1 if any case failed. It
     /// creates files named `conformance-*` in the server's root.
     Conformance(ConformanceArgs),
+    /// Manage who may connect to `rdio serve`.
+    #[command(subcommand)]
+    Client(ClientCommand),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +110,33 @@ struct ConformanceArgs {
     /// (the transcripts in docs/vectors/).
     #[arg(long, value_name = "FILE")]
     transcript: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Add a client to the server's clients file and write its credential
+    /// file, to hand to the user (who passes it with --credential, or puts
+    /// it at ~/.config/rdio/credential).
+    Add(ClientAddArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClientAddArgs {
+    /// The client's name (1 to 64 ASCII letters, digits or ._-@).
+    name: String,
+    /// The client may only read: writes, creates and truncates are refused.
+    #[arg(long)]
+    read_only: bool,
+    /// The server's state directory [default: $XDG_STATE_HOME/rdio or
+    /// ~/.local/state/rdio].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The clients file to add to [default: STATE_DIR/clients].
+    #[arg(long, value_name = "FILE")]
+    clients: Option<PathBuf>,
+    /// Where to write the credential [default: NAME.credential].
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -138,7 +169,7 @@ struct CpArgs {
 
 /// How a networked client reaches its server.
 #[derive(Debug, Args)]
-struct NetArgs {
+pub struct NetArgs {
     /// libfabric provider for --transport fabric (see `fi_info -l`).
     #[arg(long, default_value = "tcp")]
     provider: String,
@@ -154,6 +185,23 @@ struct NetArgs {
     /// negotiate, RDMA connect, authenticate) and what to check.
     #[arg(long)]
     explain: bool,
+    /// Clear-text side channel, without TLS (labs only): the server must
+    /// run with --insecure too, or the connection is refused.
+    #[arg(long)]
+    insecure: bool,
+    /// Trust only the server whose certificate has this SHA-256
+    /// fingerprint (as `rdio serve` prints it) [default: trust on first
+    /// use, pinned in ~/.config/rdio/known_servers].
+    #[arg(long, value_name = "SHA256:HEX", conflicts_with_all = ["insecure", "ca"])]
+    server_fingerprint: Option<rdio::access::Fingerprint>,
+    /// Trust servers whose certificate a CA in FILE (PEM) issued for the
+    /// server's host name.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// The client credential [default: $XDG_CONFIG_HOME/rdio/credential or
+    /// ~/.config/rdio/credential, which `rdio serve` creates for its user].
+    #[arg(long, value_name = "FILE")]
+    credential: Option<PathBuf>,
 }
 
 /// `--capture FILE.pcapng`.
@@ -284,6 +332,42 @@ struct ServeArgs {
     metrics: Option<SocketAddr>,
     #[command(flatten)]
     capture: CaptureArgs,
+    /// Directory of the server's identity (TLS key and certificate,
+    /// created on first start) and clients file [default:
+    /// $XDG_STATE_HOME/rdio or ~/.local/state/rdio].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The clients file: who may connect [default: STATE_DIR/clients,
+    /// created on first start with an entry for this user].
+    #[arg(long, value_name = "FILE")]
+    clients: Option<PathBuf>,
+    /// Clear-text side channel, without TLS (labs only): clients must pass
+    /// --insecure too. Clients still authenticate.
+    #[arg(long)]
+    insecure: bool,
+    /// Export read-only: every write, create and truncate is refused.
+    #[arg(long)]
+    read_only: bool,
+    /// Certificate chain (PEM, leaf first) from a real PKI, instead of the
+    /// self-signed identity in STATE_DIR.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "insecure"
+    )]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Accept side channels only from these networks (ADDRESS or
+    /// ADDRESS/PREFIX, comma separated or repeated) [default: any].
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    allow: Vec<rdio::net::IpNet>,
+    /// Most clients (side-channel sessions) at once; more are answered
+    /// "busy" and retry within their --connect-timeout.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    max_sessions: u16,
 }
 
 #[derive(Debug, Args)]
@@ -319,7 +403,7 @@ struct PutArgs {
 
 fn run(cli: Cli) -> Result<()> {
     let networked = match &cli.command {
-        Command::Cp(_) => false,
+        Command::Cp(_) | Command::Client(_) => false,
         Command::Bench(args) => args.server.is_some(),
         Command::Serve(_) | Command::Get(_) | Command::Put(_) | Command::Conformance(_) => true,
         Command::Doctor(_) | Command::DoctorCmaPeer { .. } => true,
@@ -384,6 +468,10 @@ fn run(cli: Cli) -> Result<()> {
                     result?
                 }
                 Some(server) => {
+                    let host = server
+                        .rsplit_once(':')
+                        .map_or(server.as_str(), |(host, _)| host);
+                    access::set_client_security(&args.net, host)?;
                     let server = server
                         .to_socket_addrs()
                         .with_context(|| {
@@ -468,6 +556,22 @@ fn run(cli: Cli) -> Result<()> {
             rdma_port: args.rdma_port,
             capture: args.capture.capture,
             metrics: args.metrics,
+            access: access::ServeAccess {
+                state_dir: args.state_dir,
+                clients: args.clients,
+                insecure: args.insecure,
+                read_only: args.read_only,
+                cert: args.cert.zip(args.key),
+                allow: args.allow,
+                max_sessions: usize::from(args.max_sessions),
+            },
+        }),
+        Command::Client(ClientCommand::Add(args)) => access::add_client(&access::AddClient {
+            name: args.name,
+            read_only: args.read_only,
+            state_dir: args.state_dir,
+            clients: args.clients,
+            output: args.output,
         }),
         Command::Doctor(args) => doctor::run(&doctor::Doctor {
             root: args.root,
@@ -476,6 +580,7 @@ fn run(cli: Cli) -> Result<()> {
         }),
         Command::DoctorCmaPeer { endpoint } => doctor::cma_peer(&endpoint),
         Command::Get(args) => {
+            access::set_client_security(&args.client.net, &args.remote.host)?;
             let path = args.client.capture.capture.clone();
             let capture = network::capture(path.as_deref())?;
             let get = transfer::Get {
@@ -499,6 +604,7 @@ fn run(cli: Cli) -> Result<()> {
             result.and(finished)
         }
         Command::Put(args) => {
+            access::set_client_security(&args.client.net, &args.remote.host)?;
             let path = args.client.capture.capture.clone();
             let capture = network::capture(path.as_deref())?;
             let put = transfer::Put {
@@ -529,7 +635,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
-    if let Err(error) = logging::init() {
+    // `serve` writes its access log by default; the others only warnings.
+    let default_log = if matches!(cli.command, Command::Serve(_)) {
+        "warn,rdio::access=info"
+    } else {
+        "warn"
+    };
+    if let Err(error) = logging::init(default_log) {
         eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
         return ExitCode::from(2);
     }

@@ -7,8 +7,8 @@ use rdio::client::ClientError;
 use rdio::client::{Client, ClientOptions, CompletionMode};
 use rdio::net::cma::CmaConnector;
 use rdio::net::fabric::FabricConnector;
-use rdio::net::{self, NetError, RdmaConnector, SetupError};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use rdio::net::{self, NetError, PipeStream, RdmaConnector, SetupError};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,12 +198,15 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
         .with_context(|| format!("{host} has no address"))
 }
 
-/// Connect to the server at `server` with `connector`.
+/// Connect to the server at `server` with `connector`, with the side
+/// channel's security the command line asked for
+/// ([`crate::access::set_client_security`]).
 pub fn connect<C: RdmaConnector>(
     server: SocketAddr,
     tuning: &Tuning,
     connector: &C,
-) -> Result<Client<C::Transport, PipeTap<TcpStream>>> {
+) -> Result<Client<C::Transport, PipeTap<PipeStream>>> {
+    let security = crate::access::client_security()?;
     let provider = *connector
         .providers()
         .first()
@@ -218,20 +221,23 @@ pub fn connect<C: RdmaConnector>(
         CompletionMode::Interrupt
     };
     options.config.dead_peer_timeout = tuning.dead_peer_timeout;
-    net::pipe_stream(server, tuning.connect_timeout)
-        .and_then(|stream| {
-            let stream = PipeTap::new(stream, tuning.capture.clone());
-            net::connect_stream(stream, options, connector)
-        })
-        .map_err(|error| {
-            let step = ConnectStep::of(&error);
-            let error = anyhow!(error);
-            if tuning.explain {
-                error.context(step.to_string())
-            } else {
-                error
-            }
-        })
+    net::connect_captured(
+        server,
+        options,
+        tuning.connect_timeout,
+        connector,
+        security,
+        tuning.capture.clone(),
+    )
+    .map_err(|error| {
+        let step = ConnectStep::of(&error);
+        let error = anyhow!(error);
+        if tuning.explain {
+            error.context(step.to_string())
+        } else {
+            error
+        }
+    })
 }
 
 /// The steps of connecting to a server, in order (`--explain`).
@@ -239,6 +245,8 @@ pub fn connect<C: RdmaConnector>(
 pub enum ConnectStep {
     /// TCP connection to the side channel.
     PipeConnect,
+    /// TLS on the side channel and the client's authentication.
+    SideChannelSecurity,
     /// Resume key and negotiation on the side channel.
     Negotiate,
     /// The RDMA connection to the endpoint the server named.
@@ -252,6 +260,10 @@ impl ConnectStep {
     pub fn of(error: &NetError) -> Self {
         match error {
             NetError::Unreachable { .. } | NetError::Os(_) => Self::PipeConnect,
+            NetError::Tls(_)
+            | NetError::Trust(_)
+            | NetError::Busy { .. }
+            | NetError::Client(ClientError::Refused(_)) => Self::SideChannelSecurity,
             NetError::BadEndpoint(_)
             | NetError::Client(
                 ClientError::Pipe(_)
@@ -269,20 +281,26 @@ impl std::fmt::Display for ConnectStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::PipeConnect => {
-                "failed at step 1 of 4, pipe connect (the TCP side channel to the server: \
+                "failed at step 1 of 5, pipe connect (the TCP side channel to the server: \
                  is `rdio serve` running at that address and the port open?)"
             }
+            Self::SideChannelSecurity => {
+                "failed at step 2 of 5, side-channel security (TLS and client \
+                 authentication: the server's identity must match the one pinned in \
+                 known_servers, both sides need the same --insecure, and the server's \
+                 clients file must hold this client's credential)"
+            }
             Self::Negotiate => {
-                "failed at step 2 of 4, negotiate (resume key and negotiation on the side \
+                "failed at step 3 of 5, negotiate (resume key and negotiation on the side \
                  channel: the server answered, but the exchange failed; both sides need the \
                  same --transport and --provider)"
             }
             Self::RdmaConnect => {
-                "failed at step 3 of 4, RDMA connect (to the endpoint the server named: is \
+                "failed at step 4 of 5, RDMA connect (to the endpoint the server named: is \
                  its RDMA port reachable from here, e.g. through a firewall?)"
             }
             Self::Authenticate => {
-                "failed at step 4 of 4, authenticate (buffer registration and the \
+                "failed at step 5 of 5, authenticate (buffer registration and the \
                  authentication exchange on the new RDMA connection)"
             }
         })

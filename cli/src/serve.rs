@@ -24,6 +24,7 @@ pub struct Serve {
     pub transport: Transport,
     pub provider: String,
     pub rdma_port: u16,
+    pub access: crate::access::ServeAccess,
     /// `--capture FILE.pcapng`.
     pub capture: Option<PathBuf>,
     /// `--metrics ADDR`.
@@ -53,10 +54,13 @@ pub fn run(serve: &Serve) -> Result<()> {
             serve.root.display()
         );
     }
+    // The access log (connections, authentications, opens, refusals) goes
+    // to standard error through the subscriber `logging::init` installed,
+    // whose default for `serve` shows `rdio::access` at info.
     // The RDMA endpoint shares the side channel's address: the one address
     // clients are known to reach.
     let rdma = SocketAddr::new(serve.listen.ip(), serve.rdma_port);
-    let server = match serve.transport {
+    let (server, fingerprint) = match serve.transport {
         Transport::Fabric => start(
             root,
             serve,
@@ -90,8 +94,19 @@ pub fn run(serve: &Serve) -> Result<()> {
         .unwrap_or_default();
     // Scripts (and the tests) read the address from this line, which
     // matters with port 0.
+    let identity = match &fingerprint {
+        Some(fingerprint) => format!("TLS identity {fingerprint}"),
+        None => "side channel in CLEAR TEXT (--insecure)".to_owned(),
+    };
+    let read_only = if serve.access.read_only {
+        ", read-only"
+    } else {
+        ""
+    };
+    // One line: the address first (scripts and tests read it), then the
+    // fingerprint clients compare with what they pin.
     println!(
-        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}{metrics}",
+        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}{read_only}, {identity}{metrics}",
         server.pipe_addr(),
         server.endpoint(),
         offered.join(", "),
@@ -106,31 +121,39 @@ pub fn run(serve: &Serve) -> Result<()> {
     Ok(())
 }
 
+/// Start serving; the identity and clients file are set up (created on
+/// first start) only once the listener is bound, so a bad option creates
+/// nothing.
 fn start(
     root: Root,
     serve: &Serve,
     listener: impl RdmaListener,
     capture: Option<&Arc<Recorder>>,
-) -> Result<NetServer> {
+) -> Result<(NetServer, Option<String>)> {
+    let (security, fingerprint) = crate::access::server_security(&serve.access)?;
     let log: EventLog = Arc::new(|event: &NetEvent<'_>| eprintln!("rdio serve: {event}"));
     // NetServer::start takes the providers and endpoint from the listener.
     let provider = *listener
         .providers()
         .first()
         .context("the transport offers no provider")?;
-    let options = ServerOptions::new(provider, b"");
+    let mut options = ServerOptions::new(provider, b"");
+    options.read_only = serve.access.read_only;
+    options.max_sessions = serve.access.max_sessions;
     // Capture costs nothing when off: the listener is wrapped only with it.
-    Ok(match capture {
+    let server = match capture {
         Some(recorder) => NetServer::start_captured(
             root,
             serve.listen,
             CaptureListener::new(listener, Arc::clone(recorder)),
             options,
+            security,
             log,
             Some(Arc::clone(recorder)),
         )?,
-        None => NetServer::start(root, serve.listen, listener, options, log)?,
-    })
+        None => NetServer::start(root, serve.listen, listener, options, security, log)?,
+    };
+    Ok((server, fingerprint))
 }
 
 #[cfg(feature = "verbs")]
@@ -139,7 +162,7 @@ fn verbs(
     serve: &Serve,
     rdma: SocketAddr,
     capture: Option<&Arc<Recorder>>,
-) -> Result<NetServer> {
+) -> Result<(NetServer, Option<String>)> {
     let listener =
         rdio::net::verbs::VerbsRdmaListener::bind(rdma, &rdio_verbs::VerbsConfig::default())
             .map_err(setup)?;
@@ -147,6 +170,11 @@ fn verbs(
 }
 
 #[cfg(not(feature = "verbs"))]
-fn verbs(_: Root, _: &Serve, _: SocketAddr, _: Option<&Arc<Recorder>>) -> Result<NetServer> {
+fn verbs(
+    _: Root,
+    _: &Serve,
+    _: SocketAddr,
+    _: Option<&Arc<Recorder>>,
+) -> Result<(NetServer, Option<String>)> {
     Err(crate::network::verbs_unavailable())
 }

@@ -1,19 +1,44 @@
 //! The binary's failure contract: non-zero exit and exactly one
 //! `rdio: error: ...` line on standard error.
 
+use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Once;
+
+/// The home every `rdio` here runs with, isolated from the real one, with
+/// a client credential (so client errors past it are the ones tested).
+fn home() -> &'static Path {
+    static CREDENTIAL: Once = Once::new();
+    let home = Path::new(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-errors"));
+    CREDENTIAL.call_once(|| {
+        let credential = home.join(".config/rdio/credential");
+        if !credential.exists() {
+            std::fs::create_dir_all(credential.parent().expect("dir")).expect("config dir");
+            let secret = "5a".repeat(32);
+            std::fs::write(&credential, format!("name tester\nsecret {secret}\n"))
+                .expect("credential");
+        }
+    });
+    home
+}
+
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rdio"));
+    command
+        .env("HOME", home())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
 
 fn rdio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rdio"))
-        .args(args)
-        .output()
-        .expect("run rdio")
+    command().args(args).output().expect("run rdio")
 }
 
 /// `rdio` on a machine without libfabric: `RDIO_LIBFABRIC` names a library
 /// that does not exist.
 fn rdio_without_libfabric(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rdio"))
+    command()
         .args(args)
         .env(rdio_fabric::LIBFABRIC_ENV, "/nonexistent/libfabric.so.1")
         .output()

@@ -124,6 +124,7 @@ fn samples_cover_every_opcode() {
         .collect::<std::collections::BTreeSet<u8>>()
         .into_iter()
         .collect();
+    // The authentication messages (0x10..=0x13, 0x1F): tests/wire_auth.rs.
     assert_eq!(pipe_opcodes, [1, 2, 3, 4, 5, 6, 7, 8, 0x30]);
 }
 

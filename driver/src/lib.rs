@@ -19,8 +19,11 @@
 //! * [`net`]: server and client across processes and hosts — the side
 //!   channel over TCP, the RDMA channel over libfabric (feature `fabric`) or
 //!   ibverbs (feature `verbs`); async versions on tokio (feature `tokio`).
+//! * [`access`]: who may connect and what they may do — the server's TLS
+//!   identity, its clients file, client credentials, trusted servers.
 #![warn(missing_docs)]
 
+pub mod access;
 mod buffers;
 pub mod capture;
 pub mod client;

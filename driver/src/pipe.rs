@@ -30,6 +30,9 @@ pub enum PipeError {
         /// The opcode of the refused frame.
         opcode: u8,
     },
+    /// Nothing arrived within the stream's read timeout, between messages
+    /// (the stream is still in step and may be read again).
+    Idle,
 }
 
 impl fmt::Display for PipeError {
@@ -43,6 +46,7 @@ impl fmt::Display for PipeError {
                 f,
                 "side channel: the server refused message {opcode:#04x}: {code}"
             ),
+            Self::Idle => f.write_str("side channel: timed out waiting for the peer"),
         }
     }
 }
@@ -52,7 +56,7 @@ impl std::error::Error for PipeError {
         match self {
             Self::Io(e) => Some(e),
             Self::Malformed(e) => Some(e),
-            Self::Closed | Self::Unexpected(_) | Self::Refused { .. } => None,
+            Self::Closed | Self::Unexpected(_) | Self::Refused { .. } | Self::Idle => None,
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct Pipe<S> {
     frame: Box<[u8; FRAME_CAPACITY]>,
     /// Opcode byte of the last frame whose header parsed (0 if none).
     last_opcode: u8,
+    idle: bool,
 }
 
 impl<S: Read + Write> Pipe<S> {
@@ -74,6 +79,7 @@ impl<S: Read + Write> Pipe<S> {
             stream,
             frame: Box::new([0; FRAME_CAPACITY]),
             last_opcode: 0,
+            idle: false,
         }
     }
 
@@ -81,6 +87,12 @@ impl<S: Read + Write> Pipe<S> {
     /// (0 when the last header was not): what a pipe `Error` names.
     pub fn last_opcode(&self) -> u8 {
         self.last_opcode
+    }
+
+    /// Report a read timeout between messages as [`PipeError::Idle`]
+    /// (after which the pipe may be read again) instead of an I/O error.
+    pub fn report_idle(&mut self) {
+        self.idle = true;
     }
 
     /// The underlying stream.
@@ -104,8 +116,19 @@ impl<S: Read + Write> Pipe<S> {
     /// messages.
     pub fn receive(&mut self) -> Result<PipeMessage<'_>, PipeError> {
         let (header, rest) = self.frame.split_at_mut(PIPE_HEADER_LEN);
-        if !read_full(&mut self.stream, header)? {
-            return Err(PipeError::Closed);
+        match read_full(&mut self.stream, header) {
+            Ok(true) => {}
+            Ok(false) => return Err(PipeError::Closed),
+            Err(Between(e))
+                if self.idle
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return Err(PipeError::Idle);
+            }
+            Err(Between(e) | Within(e)) => return Err(PipeError::Io(e)),
         }
         self.last_opcode = 0;
         let header = PipeHeader::parse(header).map_err(PipeError::Malformed)?;
@@ -114,8 +137,10 @@ impl<S: Read + Write> Pipe<S> {
         let payload = rest
             .get_mut(..frame_len - PIPE_HEADER_LEN)
             .ok_or(PipeError::Malformed(WireError::TooMany))?;
-        if !read_full(&mut self.stream, payload)? {
-            return Err(PipeError::Io(io::ErrorKind::UnexpectedEof.into()));
+        match read_full(&mut self.stream, payload) {
+            Ok(true) => {}
+            Ok(false) => return Err(PipeError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Err(Between(e) | Within(e)) => return Err(PipeError::Io(e)),
         }
         let (message, _) =
             PipeMessage::parse(&self.frame[..frame_len]).map_err(PipeError::Malformed)?;
@@ -131,16 +156,28 @@ pub(crate) fn refusal_is_error(message: PipeMessage<'_>) -> Result<PipeMessage<'
     }
 }
 
+/// A read error before the first byte of a buffer (`Between` messages, for
+/// a header) or after some.
+enum ReadError {
+    Between(io::Error),
+    Within(io::Error),
+}
+use ReadError::{Between, Within};
+
 /// Fill `buf`; `false` when the stream ended before the first byte.
-fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> Result<bool, PipeError> {
+fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> Result<bool, ReadError> {
     let mut done = 0;
     while done < buf.len() {
         match stream.read(&mut buf[done..]) {
             Ok(0) if done == 0 => return Ok(false),
-            Ok(0) => return Err(PipeError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => return Err(Within(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(PipeError::Io(e)),
+            // A TLS peer that closed between messages without close_notify:
+            // nothing was cut short, so it is an ordinary close.
+            Err(e) if done == 0 && e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) if done == 0 => return Err(Between(e)),
+            Err(e) => return Err(Within(e)),
         }
     }
     Ok(true)

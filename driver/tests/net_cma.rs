@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod support;
+use support::access::TestAccess;
 use support::random_bytes;
 
 const PIPE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +41,7 @@ fn files_cross_over_cma_in_both_completion_modes_and_reads_are_zero_copy() {
         localhost(),
         listener,
         ServerOptions::new(cma(), b""),
+        TestAccess::shared().server(),
         events,
     )
     .expect("start");
@@ -55,6 +57,7 @@ fn files_cross_over_cma_in_both_completion_modes_and_reads_are_zero_copy() {
             options,
             PIPE_TIMEOUT,
             &CmaConnector::new().expect("connector"),
+            &TestAccess::shared().client(),
         )
         .expect("connect");
         assert_eq!(client.provider(), "cma");

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
+use support::access::TestAccess;
 use support::random_bytes;
 
 const LOCALHOST: &str = "127.0.0.1:0";
@@ -49,6 +50,7 @@ fn serve() -> Fixture {
         localhost(),
         listener,
         ServerOptions::new(tcp(), b""),
+        TestAccess::shared().server(),
         events,
     )
     .expect("start");
@@ -80,6 +82,7 @@ fn files_cross_the_network_in_both_completion_modes() {
             options(mode),
             PIPE_TIMEOUT,
             &connector(),
+            &TestAccess::shared().client(),
         )
         .expect("connect");
         assert_eq!(client.provider(), "ofi:tcp");
@@ -178,6 +181,7 @@ fn no_common_provider_names_both_lists() {
         options(CompletionMode::Interrupt),
         PIPE_TIMEOUT,
         &offers,
+        &TestAccess::shared().client(),
     )
     .expect_err("no common provider");
     assert!(
@@ -206,6 +210,7 @@ fn an_unreachable_server_is_a_clear_error_at_once() {
         options(CompletionMode::Interrupt),
         PIPE_TIMEOUT,
         &connector(),
+        &TestAccess::shared().client(),
     )
     .expect_err("refused");
     assert!(started.elapsed() < PIPE_TIMEOUT);
@@ -245,6 +250,7 @@ fn a_key_from_another_server_fails_authentication() {
         options(CompletionMode::Interrupt),
         PIPE_TIMEOUT,
         &Elsewhere(other.server.endpoint(), connector()),
+        &TestAccess::shared().client(),
     )
     .expect_err("auth must fail");
     assert!(
@@ -267,6 +273,7 @@ fn missing_files_and_escapes_are_refused_by_status() {
         options(CompletionMode::Interrupt),
         PIPE_TIMEOUT,
         &connector(),
+        &TestAccess::shared().client(),
     )
     .expect("connect");
     let missing = client
@@ -295,6 +302,7 @@ fn server_shutdown_ends_live_connections_in_order() {
         options(CompletionMode::Interrupt),
         PIPE_TIMEOUT,
         &connector(),
+        &TestAccess::shared().client(),
     )
     .expect("connect");
     let file = client
@@ -320,6 +328,7 @@ fn a_wildcard_rdma_endpoint_is_refused() {
         localhost(),
         listener,
         ServerOptions::new(tcp(), b""),
+        TestAccess::shared().server(),
         Arc::new(|_: &NetEvent<'_>| {}),
     )
     .expect_err("wildcard");

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 mod support;
+use support::access::TestAccess;
 use support::random_bytes;
 
 const PIPE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +42,7 @@ async fn serve(
         localhost(),
         listener,
         ServerOptions::new(tcp(), b""),
+        TestAccess::shared().server(),
         Arc::new(move |event: &NetEvent<'_>| log.lock().expect("log").push(event.to_string())),
     )
     .await
@@ -64,9 +66,15 @@ fn options(mode: CompletionMode) -> ClientOptions {
 
 async fn connect(addr: SocketAddr, mode: CompletionMode) -> AsyncClient {
     let connector = FabricConnector::new(Some("tcp")).expect("tcp");
-    AsyncClient::connect(addr, options(mode), PIPE_TIMEOUT, connector)
-        .await
-        .expect("connect")
+    AsyncClient::connect(
+        addr,
+        options(mode),
+        PIPE_TIMEOUT,
+        connector,
+        TestAccess::shared().client(),
+    )
+    .await
+    .expect("connect")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

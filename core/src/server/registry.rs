@@ -309,4 +309,10 @@ impl<const S: usize, const N: usize> Registry<S, N> {
     pub fn pending_files(&self) -> usize {
         self.files.len()
     }
+
+    /// Sessions open (pipes that asked for a resume key and have not
+    /// closed).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
 }

@@ -31,7 +31,8 @@ pub use message::{
     WriteVRequest,
 };
 pub use pipe::{
-    NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeHeader, PipeMessage,
+    AuthAccess, NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeHeader,
+    PipeMessage,
 };
 pub use status::StatusBlock;
 pub use types::{
@@ -54,6 +55,12 @@ pub const MAX_SEGMENTS: usize = 16;
 pub const MAX_PATH_LEN: usize = 1024;
 /// Longest transport endpoint address in a negotiate response, in bytes.
 pub const MAX_ENDPOINT_LEN: usize = 128;
+/// Longest client name in an authentication hello, in bytes.
+pub const MAX_CLIENT_NAME_LEN: usize = 64;
+/// Length of an authentication challenge's nonce and of a proof (HMAC-SHA256).
+pub const AUTH_NONCE_LEN: usize = 32;
+/// Length of a client entry's salt in an authentication challenge.
+pub const AUTH_SALT_LEN: usize = 16;
 /// Largest pipe message payload accepted (a bound for stream reassembly).
 pub const MAX_PIPE_PAYLOAD: usize = 2048;
 /// Smallest send size a peer may negotiate: large enough for the biggest

@@ -18,8 +18,8 @@ use super::codec::{
 };
 use super::types::{AuthKey, Capabilities, ProviderList, ProviderName, ResumeKey, Status};
 use super::{
-    InsufficientSize, MAX_ENDPOINT_LEN, MAX_PATH_LEN, MAX_PIPE_PAYLOAD, MAX_PROVIDERS,
-    MIN_SEND_SIZE, PROVIDER_NAME_LEN, WireError,
+    AUTH_NONCE_LEN, AUTH_SALT_LEN, InsufficientSize, MAX_CLIENT_NAME_LEN, MAX_ENDPOINT_LEN,
+    MAX_PATH_LEN, MAX_PIPE_PAYLOAD, MAX_PROVIDERS, MIN_SEND_SIZE, PROVIDER_NAME_LEN, WireError,
 };
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -81,6 +81,35 @@ impl OpenFlags {
     pub fn is_upload(self) -> bool {
         self.contains(Self::WRITE.union(Self::TRUNCATE)) && !self.contains(Self::IN_PLACE)
     }
+}
+
+bitflags::bitflags! {
+    /// What an authenticated client may do, in an [`PipeMessage::AuthResult`].
+    /// Unknown bits are rejected.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct AuthAccess: u32 {
+        /// Opens for write, create or truncate are refused
+        /// ([`Status::ReadOnly`]): the client, the export, or both are
+        /// read-only.
+        const READ_ONLY = 0x1;
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for AuthAccess {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "AuthAccess({=u32:#x})", self.bits())
+    }
+}
+
+/// A client name is 1 to [`MAX_CLIENT_NAME_LEN`] bytes of ASCII letters,
+/// digits and `._-@`: safe to print in a log line and to store in a file.
+pub fn valid_client_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CLIENT_NAME_LEN
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
 /// A validated pipe frame header: what a stream reader needs to know how many
@@ -209,6 +238,43 @@ pub enum PipeMessage<'a> {
         /// unreadable).
         opcode: u8,
     },
+    /// 0x10: C→S start client authentication, naming the client (see
+    /// [`valid_client_name`]). The first message on a pipe that requires
+    /// authentication.
+    AuthHello {
+        /// The client's name in the server's clients file.
+        name: &'a [u8],
+    },
+    /// 0x11: S→C the challenge: the named entry's salt and a fresh nonce.
+    AuthChallenge {
+        /// Salt of the client's entry (from which the client derives its
+        /// key); an unknown name gets a salt all the same.
+        salt: [u8; AUTH_SALT_LEN],
+        /// Fresh random nonce, never reused.
+        nonce: [u8; AUTH_NONCE_LEN],
+    },
+    /// 0x12: C→S the proof: HMAC-SHA256 under the client's key over the
+    /// nonce and the channel binding (docs/PROTOCOL.md, "Client
+    /// authentication").
+    AuthProof {
+        /// The MAC.
+        proof: [u8; AUTH_NONCE_LEN],
+    },
+    /// 0x13: S→C the outcome: `Success` with the client's access, or
+    /// `Unauthenticated` (then the server closes the pipe).
+    AuthResult {
+        /// Outcome.
+        status: Status,
+        /// What the client may do (empty unless `Success`).
+        access: AuthAccess,
+    },
+    /// 0x1F: S→C the server refuses this side channel and closes it:
+    /// `Busy`, `NotAllowed`, `TlsRequired`, `Unauthenticated`. Sent in
+    /// clear text when the refusal comes before the TLS handshake.
+    Refused {
+        /// Why.
+        status: Status,
+    },
 }
 
 /// Why a server refused a pipe frame ([`PipeMessage::Error`]). A `u32` on
@@ -305,6 +371,11 @@ enum PipeOpcode {
     StatRequest = 0x07,
     StatResponse = 0x08,
     Error = 0x30,
+    AuthHello = 0x10,
+    AuthChallenge = 0x11,
+    AuthProof = 0x12,
+    AuthResult = 0x13,
+    Refused = 0x1F,
 }
 
 impl PipeOpcode {
@@ -319,6 +390,11 @@ impl PipeOpcode {
             0x07 => Self::StatRequest,
             0x08 => Self::StatResponse,
             0x30 => Self::Error,
+            0x10 => Self::AuthHello,
+            0x11 => Self::AuthChallenge,
+            0x12 => Self::AuthProof,
+            0x13 => Self::AuthResult,
+            0x1F => Self::Refused,
             other => return Err(WireError::UnknownOpcode(other)),
         })
     }
@@ -417,6 +493,38 @@ struct ErrorWire {
     reserved2: U16,
 }
 
+/// AuthHello, followed by `name_len` name bytes.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct AuthHelloWire {
+    name_len: u8,
+    reserved: [u8; 3],
+}
+
+/// AuthChallenge.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct AuthChallengeWire {
+    salt: [u8; AUTH_SALT_LEN],
+    nonce: [u8; AUTH_NONCE_LEN],
+}
+
+/// AuthResult.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct AuthResultWire {
+    status: U32,
+    access: U32,
+}
+
+/// Refused.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RefusedWire {
+    status: U32,
+    reserved: U32,
+}
+
 /// A provider name as it sits on the wire.
 type ProviderNameWire = [u8; PROVIDER_NAME_LEN];
 
@@ -429,6 +537,10 @@ const _: () = {
     assert!(size_of::<ErrorWire>() == 8);
     assert!(size_of::<StatRequestWire>() == 4);
     assert!(size_of::<StatResponseWire>() == 32);
+    assert!(size_of::<AuthHelloWire>() == 4);
+    assert!(size_of::<AuthChallengeWire>() == 48);
+    assert!(size_of::<AuthResultWire>() == 8);
+    assert!(size_of::<RefusedWire>() == 8);
 };
 
 /// A path from an open or stat request: exactly `declared` bytes, 1 to
@@ -604,6 +716,43 @@ impl<'a> PipeMessage<'a> {
                     opcode: wire.opcode,
                 }
             }
+            PipeOpcode::AuthHello => {
+                let (wire, name) = take::<AuthHelloWire>(payload, BASE)?;
+                reserved_zero(wire.reserved)?;
+                if name.len() != usize::from(wire.name_len) {
+                    return Err(WireError::BadLength);
+                }
+                if !valid_client_name(name) {
+                    return Err(WireError::InvalidField);
+                }
+                Self::AuthHello { name }
+            }
+            PipeOpcode::AuthChallenge => {
+                let wire = take_exact::<AuthChallengeWire>(payload, BASE)?;
+                Self::AuthChallenge {
+                    salt: wire.salt,
+                    nonce: wire.nonce,
+                }
+            }
+            PipeOpcode::AuthProof => Self::AuthProof {
+                proof: *take_exact::<[u8; AUTH_NONCE_LEN]>(payload, BASE)?,
+            },
+            PipeOpcode::AuthResult => {
+                let wire = take_exact::<AuthResultWire>(payload, BASE)?;
+                let bits = wire.access.get();
+                let access = AuthAccess::from_bits(bits).ok_or(WireError::InvalidField)?;
+                Self::AuthResult {
+                    status: Status::from_u32(wire.status.get())?,
+                    access,
+                }
+            }
+            PipeOpcode::Refused => {
+                let wire = take_exact::<RefusedWire>(payload, BASE)?;
+                reserved_zero(wire.reserved.get())?;
+                Self::Refused {
+                    status: Status::from_u32(wire.status.get())?,
+                }
+            }
         })
     }
 
@@ -618,6 +767,11 @@ impl<'a> PipeMessage<'a> {
             Self::StatRequest { .. } => PipeOpcode::StatRequest,
             Self::StatResponse { .. } => PipeOpcode::StatResponse,
             Self::Error { .. } => PipeOpcode::Error,
+            Self::AuthHello { .. } => PipeOpcode::AuthHello,
+            Self::AuthChallenge { .. } => PipeOpcode::AuthChallenge,
+            Self::AuthProof { .. } => PipeOpcode::AuthProof,
+            Self::AuthResult { .. } => PipeOpcode::AuthResult,
+            Self::Refused { .. } => PipeOpcode::Refused,
         }
     }
 
@@ -706,6 +860,36 @@ impl<'a> PipeMessage<'a> {
                     opcode: *opcode,
                     reserved: 0,
                     reserved2: U16::ZERO,
+                }
+                .as_bytes(),
+            ),
+            Self::AuthHello { name } => {
+                let wire = AuthHelloWire {
+                    name_len: u8::try_from(name.len())?,
+                    reserved: [0; 3],
+                };
+                sink.put(wire.as_bytes());
+                sink.put(name);
+            }
+            Self::AuthChallenge { salt, nonce } => sink.put(
+                AuthChallengeWire {
+                    salt: *salt,
+                    nonce: *nonce,
+                }
+                .as_bytes(),
+            ),
+            Self::AuthProof { proof } => sink.put(proof),
+            Self::AuthResult { status, access } => sink.put(
+                AuthResultWire {
+                    status: status.as_u32().into(),
+                    access: access.bits().into(),
+                }
+                .as_bytes(),
+            ),
+            Self::Refused { status } => sink.put(
+                RefusedWire {
+                    status: status.as_u32().into(),
+                    reserved: U32::ZERO,
                 }
                 .as_bytes(),
             ),

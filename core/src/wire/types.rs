@@ -334,6 +334,22 @@ status_codes! {
     /// A name on the path is longer than the server's file system allows
     /// (`ENAMETOOLONG`).
     NameTooLong = 27 => "file name too long for the server's file system",
+    /// The server is at its limit of clients; try again later.
+    Busy = 28 => "server busy",
+    /// The client did not prove who it is: unknown name, wrong secret,
+    /// replayed proof, or a request before authentication.
+    Unauthenticated = 29 => "not authenticated",
+    /// The export or the client is read-only: write, create and truncate
+    /// are refused.
+    ReadOnly = 30 => "read-only",
+    /// The server requires TLS on the side channel; the client spoke clear
+    /// text.
+    TlsRequired = 31 => "the server requires TLS on the side channel",
+    /// The server speaks clear text on the side channel (`--insecure`); the
+    /// client asked for TLS.
+    TlsNotOffered = 32 => "the server runs without TLS (--insecure)",
+    /// The client's address is not in the server's allow list.
+    NotAllowed = 33 => "address not allowed",
     /// A message with an opcode the receiver does not know (an extension
     /// that was not negotiated); the connection is terminated.
     UnknownOpcode = 36 => "unknown opcode",
@@ -398,5 +414,14 @@ mod tests {
         }
         // 28..=40 are reserved for codes of other work in progress.
         assert_eq!(Status::from_u32(41), Err(WireError::UnknownStatus(41)));
+    }
+
+    #[test]
+    fn access_status_codes_round_trip() {
+        for code in 28..=33 {
+            let status = Status::from_u32(code).ok();
+            assert_eq!(status.map(Status::as_u32), Some(code));
+        }
+        assert_eq!(Status::from_u32(34), Err(WireError::UnknownStatus(34)));
     }
 }

@@ -89,6 +89,9 @@ pub enum ClientError {
     },
     /// A caller mistake, described.
     InvalidArgument(&'static str),
+    /// The server refused this client's side channel (`Busy`,
+    /// `Unauthenticated`, `TlsRequired`, `NotAllowed`, ...) and closed it.
+    Refused(Status),
 }
 
 impl fmt::Display for ClientError {
@@ -117,6 +120,15 @@ impl fmt::Display for ClientError {
                 write!(f, "short write: {written} of {expected} bytes")
             }
             Self::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Self::Refused(Status::Unauthenticated) => f.write_str(
+                "the server refused the connection: not authenticated (no credential it \
+                 accepts: ask the server's owner for one, see `rdio client add`)",
+            ),
+            Self::Refused(Status::TlsRequired) => f.write_str(
+                "the server refused the connection: it requires TLS on the side channel, \
+                 and this client runs with --insecure (drop --insecure)",
+            ),
+            Self::Refused(status) => write!(f, "the server refused the connection: {status}"),
         }
     }
 }
@@ -127,7 +139,7 @@ impl ClientError {
     /// The server's status, when the server refused.
     pub fn status(&self) -> Option<Status> {
         match self {
-            Self::Remote { status, .. } => Some(*status),
+            Self::Remote { status, .. } | Self::Refused(status) => Some(*status),
             _ => None,
         }
     }
@@ -156,7 +168,9 @@ impl From<ClientError> for io::Error {
         let kind = match &e {
             ClientError::Remote { status, .. } => match status {
                 Status::NotFound => io::ErrorKind::NotFound,
-                Status::AccessDenied | Status::PermissionDenied => io::ErrorKind::PermissionDenied,
+                Status::AccessDenied | Status::PermissionDenied | Status::ReadOnly => {
+                    io::ErrorKind::PermissionDenied
+                }
                 Status::InvalidParameter | Status::TooLarge => io::ErrorKind::InvalidInput,
                 Status::NoSpace => io::ErrorKind::StorageFull,
                 Status::QuotaExceeded => io::ErrorKind::QuotaExceeded,
@@ -170,6 +184,8 @@ impl From<ClientError> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             ClientError::Lost(_) | ClientError::Terminated(_) => io::ErrorKind::ConnectionAborted,
+            ClientError::Refused(Status::Unauthenticated) => io::ErrorKind::PermissionDenied,
+            ClientError::Refused(_) => io::ErrorKind::ConnectionRefused,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

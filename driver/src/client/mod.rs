@@ -19,6 +19,7 @@ pub use io::RemoteFileIo;
 pub use rdio_core::client::{CompletionMode, RemoteFile};
 pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
 
+use crate::access::{ChannelBinding, Credential, client_proof, derive_client_key};
 use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
@@ -58,6 +59,11 @@ pub struct ClientOptions {
     /// Interrupt (status block by write-with-immediate) or polling
     /// completion (claims 18–20).
     pub mode: CompletionMode,
+    /// The TLS session's RDMA exporter, when the side channel is TLS: the
+    /// authentication key is then derived from it and the nonce the
+    /// negotiate response carries ([`crate::access::rdma_auth_key`]).
+    /// `None`: the key is taken as sent.
+    pub rdma_binding: Option<ChannelBinding>,
 }
 
 impl ClientOptions {
@@ -72,7 +78,41 @@ impl ClientOptions {
             io_size: 1 << 20,
             queue_depth: 8,
             mode: CompletionMode::Interrupt,
+            rdma_binding: None,
         }
+    }
+}
+
+/// Prove `credential` on `pipe`: hello, challenge, proof, result. The
+/// client's access (read-only or not) on success.
+pub fn authenticate<S: Read + Write>(
+    pipe: &mut Pipe<S>,
+    credential: &Credential,
+    binding: Option<ChannelBinding>,
+) -> Result<wire::AuthAccess, ClientError> {
+    pipe.send(&PipeMessage::AuthHello {
+        name: credential.name.as_bytes(),
+    })?;
+    let (salt, nonce) = match pipe.receive()? {
+        PipeMessage::AuthChallenge { salt, nonce } => (salt, nonce),
+        PipeMessage::Refused { status } => return Err(ClientError::Refused(status)),
+        _ => return Err(PipeError::Unexpected("expected an authentication challenge").into()),
+    };
+    let key = derive_client_key(&salt, &credential.secret);
+    let binding = binding.unwrap_or(ChannelBinding([0; 32]));
+    pipe.send(&PipeMessage::AuthProof {
+        proof: client_proof(&key, &nonce, &binding),
+    })?;
+    match pipe.receive() {
+        Ok(PipeMessage::AuthResult {
+            status: Status::Success,
+            access,
+        }) => Ok(access),
+        Ok(PipeMessage::AuthResult { status, .. } | PipeMessage::Refused { status }) => {
+            Err(ClientError::Refused(status))
+        }
+        Ok(_) => Err(PipeError::Unexpected("expected the authentication result").into()),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -313,10 +353,34 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         options: ClientOptions,
         connect: impl FnOnce(&Negotiated) -> Result<T, ClientError>,
     ) -> Result<Self, ClientError> {
+        Self::connect_on(Pipe::new(stream), options, connect)
+    }
+
+    /// [`Client::connect`] to a server that requires authentication: first
+    /// prove `credential` (docs/PROTOCOL.md, "Client authentication"),
+    /// bound to `binding`, the TLS session's client-auth exporter (`None`
+    /// on a clear-text side channel).
+    pub fn connect_as(
+        stream: S,
+        credential: &Credential,
+        binding: Option<ChannelBinding>,
+        options: ClientOptions,
+        connect: impl FnOnce(&Negotiated) -> Result<T, ClientError>,
+    ) -> Result<Self, ClientError> {
         let mut pipe = Pipe::new(stream);
+        authenticate(&mut pipe, credential, binding)?;
+        Self::connect_on(pipe, options, connect)
+    }
+
+    fn connect_on(
+        mut pipe: Pipe<S>,
+        options: ClientOptions,
+        connect: impl FnOnce(&Negotiated) -> Result<T, ClientError>,
+    ) -> Result<Self, ClientError> {
         pipe.send(&PipeMessage::ResumeKeyRequest)?;
         let server_key = match pipe.receive()? {
             PipeMessage::ResumeKeyResponse { key } => key,
+            PipeMessage::Refused { status } => return Err(ClientError::Refused(status)),
             _ => {
                 return Err(PipeError::Unexpected("expected the server request resume key").into());
             }
@@ -342,13 +406,17 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         pipe.send(&PipeMessage::NegotiateRequest(
             rdio_core::client::negotiate_request(&options.config, server_key),
         ))?;
-        let negotiated = match pipe.receive()? {
+        let mut negotiated = match pipe.receive()? {
             PipeMessage::NegotiateResponse(response) => {
                 rdio_core::client::negotiated(&options.config, &response)
                     .map_err(|e| ClientError::Discovery(Box::new(e)))?
             }
+            PipeMessage::Refused { status } => return Err(ClientError::Refused(status)),
             _ => return Err(PipeError::Unexpected("expected a negotiate response").into()),
         };
+        if let Some(binding) = &options.rdma_binding {
+            negotiated.auth_key = crate::access::rdma_auth_key(binding, &negotiated.auth_key.0);
+        }
         let mut transport = connect(&negotiated)?;
         if transport.provider() != negotiated.provider.as_str() {
             return Err(ClientError::ProviderMismatch {

@@ -207,12 +207,14 @@ impl fmt::Debug for Command {
 
 impl AsyncClient {
     /// Connect to the server whose side channel listens at `server`, as
-    /// [`super::connect`] does, on a new engine thread.
+    /// [`super::connect`] does (TLS and authentication per `security`), on
+    /// a new engine thread.
     pub async fn connect<C>(
         server: SocketAddr,
         options: ClientOptions,
         pipe_timeout: Duration,
         connector: C,
+        security: super::ClientSecurity,
     ) -> Result<Self, NetError>
     where
         C: RdmaConnector + Send + 'static,
@@ -221,8 +223,8 @@ impl AsyncClient {
         let (commands, receiver) = mpsc::unbounded_channel();
         thread::Builder::new()
             .name("rdio-async-client".into())
-            .spawn(
-                move || match super::connect(server, options, pipe_timeout, &connector) {
+            .spawn(move || {
+                match super::connect(server, options, pipe_timeout, &connector, &security) {
                     Ok(client) => {
                         let info = Connected {
                             provider: client.provider().to_owned(),
@@ -237,8 +239,8 @@ impl AsyncClient {
                     Err(error) => {
                         let _ = ready.send(Err(error));
                     }
-                },
-            )
+                }
+            })
             .map_err(NetError::Os)?;
         let info = connected.await.map_err(|_| NetError::EngineStopped)??;
         Ok(Self {

@@ -35,19 +35,25 @@ pub mod cma;
 #[cfg(feature = "fabric")]
 pub mod fabric;
 mod server;
+pub mod tls;
 #[cfg(feature = "verbs")]
 pub mod verbs;
 
 pub use server::{EventLog, NetEvent, NetServer};
+pub use tls::{ClientSecurity, IpNet, PipeStream, ServerSecurity};
 
+use crate::access::TrustError;
+use crate::capture::{PipeTap, Recorder};
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::server::ServerError;
+use rdio_core::wire::Status;
 use rdio_core::wire::{ProviderList, ProviderName};
 use rdio_transport::{Transport, TransportError};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A transport's own setup error (libfabric's, verbs', ...), kept whole so
 /// its message reaches the user.
@@ -132,6 +138,18 @@ pub enum NetError {
     Os(io::Error),
     /// The thread running a connection for async callers is gone.
     EngineStopped,
+    /// The side channel's TLS failed.
+    Tls(String),
+    /// The server's identity is not the one trusted.
+    Trust(TrustError),
+    /// The server stayed busy (at its client limit) for the whole connect
+    /// timeout.
+    Busy {
+        /// The server.
+        addr: SocketAddr,
+        /// How long the client kept trying.
+        waited: Duration,
+    },
 }
 
 impl fmt::Display for NetError {
@@ -162,6 +180,14 @@ impl fmt::Display for NetError {
             Self::Server(error) => write!(f, "server: {error}"),
             Self::Os(error) => write!(f, "{error}"),
             Self::EngineStopped => f.write_str("the rdio connection thread has stopped"),
+            Self::Tls(error) => write!(f, "side channel TLS: {error}"),
+            Self::Trust(error) => write!(f, "{error}"),
+            Self::Busy { addr, waited } => write!(
+                f,
+                "the rdio server at {addr} is busy (at its client limit); gave up after {:.1} s \
+                 of retries",
+                waited.as_secs_f64()
+            ),
         }
     }
 }
@@ -202,41 +228,101 @@ pub const DEFAULT_PIPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// every side-channel exchange (an unresponsive server is an error, not a
 /// hang); the RDMA data path is bounded by the options'
 /// `config.dead_peer_timeout` instead.
+///
+/// `security` says how the side channel is protected (TLS and which server
+/// to trust, or clear text) and who the client is: it authenticates before
+/// anything else. A server at its client limit answers `Busy`; the client
+/// then retries with exponential backoff until `pipe_timeout` has passed
+/// since the first attempt.
 pub fn connect<C: RdmaConnector>(
     server: SocketAddr,
     options: ClientOptions,
     pipe_timeout: Duration,
     connector: &C,
-) -> Result<Client<C::Transport, TcpStream>, NetError> {
-    connect_stream(pipe_stream(server, pipe_timeout)?, options, connector)
+    security: &ClientSecurity,
+) -> Result<Client<C::Transport, PipeTap<PipeStream>>, NetError> {
+    connect_captured(server, options, pipe_timeout, connector, security, None)
 }
 
-/// [`connect`] over a side channel the caller connected (and possibly
-/// wrapped, e.g. in a [`PipeTap`](crate::capture::PipeTap)): see
-/// [`pipe_stream`].
-pub fn connect_stream<S: io::Read + io::Write, C: RdmaConnector>(
-    stream: S,
-    mut options: ClientOptions,
+/// [`connect`], recording the side channel's frames (inside TLS) and the
+/// RDMA traffic's pipe part to `capture` (`--capture`; see
+/// [`PipeTap`]).
+pub fn connect_captured<C: RdmaConnector>(
+    server: SocketAddr,
+    options: ClientOptions,
+    pipe_timeout: Duration,
     connector: &C,
-) -> Result<Client<C::Transport, S>, NetError> {
+    security: &ClientSecurity,
+    capture: Option<Arc<Recorder>>,
+) -> Result<Client<C::Transport, PipeTap<PipeStream>>, NetError> {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match connect_once(
+            server,
+            options.clone(),
+            pipe_timeout,
+            connector,
+            security,
+            capture.clone(),
+        ) {
+            Err(NetError::Client(ClientError::Refused(Status::Busy))) => {
+                let waited = start.elapsed();
+                if waited + backoff >= pipe_timeout {
+                    return Err(NetError::Busy {
+                        addr: server,
+                        waited,
+                    });
+                }
+                // Jitter spreads clients that were refused together.
+                let jitter = crate::access::random::<1>().map_or(0, |[b]| u64::from(b));
+                std::thread::sleep(backoff + Duration::from_millis(jitter % 16));
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn connect_once<C: RdmaConnector>(
+    server: SocketAddr,
+    mut options: ClientOptions,
+    pipe_timeout: Duration,
+    connector: &C,
+    security: &ClientSecurity,
+    capture: Option<Arc<Recorder>>,
+) -> Result<Client<C::Transport, PipeTap<PipeStream>>, NetError> {
     options.config.providers = connector.providers();
+    let tcp = pipe_stream(server, pipe_timeout)?;
+    let host = security
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server.ip().to_string());
+    let channel = tls::client_channel(tcp, server, &host, security)?;
+    options.rdma_binding = channel.rdma_binding;
     let mut setup = None;
-    let connected = Client::connect(stream, options, |negotiated| {
-        let result = rdma_endpoint(&negotiated.endpoint).and_then(|endpoint| {
-            connector
-                .connect(endpoint, &negotiated.provider)
-                .map_err(|error| NetError::RdmaConnect {
-                    endpoint,
-                    provider: negotiated.provider.as_str().to_owned(),
-                    error,
-                })
-        });
-        result.map_err(|error| {
-            setup = Some(error);
-            // Stands in for the setup error, which `setup` carries out.
-            ClientError::Transport(TransportError::Disconnected)
-        })
-    });
+    let connected = Client::connect_as(
+        PipeTap::new(channel.stream, capture),
+        &security.credential,
+        channel.auth_binding,
+        options,
+        |negotiated| {
+            let result = rdma_endpoint(&negotiated.endpoint).and_then(|endpoint| {
+                connector
+                    .connect(endpoint, &negotiated.provider)
+                    .map_err(|error| NetError::RdmaConnect {
+                        endpoint,
+                        provider: negotiated.provider.as_str().to_owned(),
+                        error,
+                    })
+            });
+            result.map_err(|error| {
+                setup = Some(error);
+                // Stands in for the setup error, which `setup` carries out.
+                ClientError::Transport(TransportError::Disconnected)
+            })
+        },
+    );
     match (connected, setup) {
         (Ok(client), _) => Ok(client),
         (Err(_), Some(error)) => Err(error),

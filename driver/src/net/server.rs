@@ -2,10 +2,14 @@
 //! TCP, RDMA connections from an [`RdmaListener`], each on a thread of its
 //! own.
 
+use super::tls::{self, ServerSecurity, Setup};
 use super::{NetError, RdmaListener, SetupError};
 use crate::capture::{PipeTap, Recorder};
 use crate::files::Root;
-use crate::server::{ConnectionControl, ConnectionEnd, Server, ServerError, ServerOptions};
+use crate::server::{
+    ConnectionControl, ConnectionEnd, PipeSession, Server, ServerError, ServerOptions,
+};
+use rdio_core::wire::Status;
 use rdio_transport::Transport;
 use std::collections::HashMap;
 use std::fmt;
@@ -40,6 +44,15 @@ pub enum NetEvent<'a> {
         /// The client's address.
         peer: SocketAddr,
     },
+    /// A side channel was refused before or during its authentication.
+    Refused {
+        /// The client's address.
+        peer: SocketAddr,
+        /// What the client was told.
+        status: Status,
+        /// Why.
+        reason: &'a str,
+    },
     /// An RDMA connection ended.
     ConnectionEnded {
         /// The connection's number, counted from 1 since the server started.
@@ -70,6 +83,11 @@ impl fmt::Display for NetEvent<'_> {
             Self::PipeRefused { peer } => {
                 write!(f, "side channel from {peer} refused: too many clients")
             }
+            Self::Refused {
+                peer,
+                status,
+                reason,
+            } => write!(f, "side channel from {peer} refused ({status}): {reason}"),
             Self::ConnectionEnded {
                 number,
                 provider,
@@ -192,7 +210,17 @@ fn run_connection<T: Transport + Send + 'static>(
     let thread = thread::Builder::new()
         .name(format!("rdio-connection-{number}"))
         .spawn(move || {
+            let started = std::time::Instant::now();
+            tracing::info!(target: "rdio::access", number, provider = %provider, "RDMA connection");
             let end = connection.run();
+            tracing::info!(
+                target: "rdio::access",
+                number,
+                provider = %provider,
+                seconds = started.elapsed().as_secs_f64(),
+                end = %end,
+                "RDMA connection ended"
+            );
             log(&NetEvent::ConnectionEnded {
                 number,
                 provider: &provider,
@@ -244,15 +272,18 @@ impl NetServer {
     /// Serve `root`: side channel on `listen` (port 0 picks one, see
     /// [`NetServer::pipe_addr`]), RDMA connections from `listener`.
     /// `options` gives the limits; its providers and endpoint are replaced
-    /// by the listener's. `log` receives one event per connection.
+    /// by the listener's. `security` guards the side channel (TLS or clear
+    /// text, the clients that may connect, the addresses allowed). `log`
+    /// receives one event per connection.
     pub fn start<L: RdmaListener>(
         root: Root,
         listen: SocketAddr,
         listener: L,
         options: ServerOptions,
+        security: ServerSecurity,
         log: EventLog,
     ) -> Result<Self, NetError> {
-        Self::start_captured(root, listen, listener, options, log, None)
+        Self::start_captured(root, listen, listener, options, security, log, None)
     }
 
     /// [`NetServer::start`], recording every side-channel frame to
@@ -264,6 +295,7 @@ impl NetServer {
         listen: SocketAddr,
         listener: L,
         options: ServerOptions,
+        security: ServerSecurity,
         log: EventLog,
         capture: Option<Arc<Recorder>>,
     ) -> Result<Self, NetError> {
@@ -284,7 +316,17 @@ impl NetServer {
                 (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&pipes));
             thread::Builder::new()
                 .name("rdio-pipe-accept".into())
-                .spawn(move || pipe_loop(&server, &bound, &pipes, &log, &stop, capture.as_ref()))
+                .spawn(move || {
+                    pipe_loop(
+                        &server,
+                        &bound,
+                        &pipes,
+                        &security,
+                        &log,
+                        &stop,
+                        capture.as_ref(),
+                    )
+                })
                 .map_err(NetError::Os)?
         };
         Ok(Self {
@@ -347,16 +389,27 @@ impl Drop for NetServer {
     }
 }
 
+/// Log a refusal: the access log and the server's event log.
+pub(super) fn refused(log: &EventLog, peer: SocketAddr, status: Status, reason: &str) {
+    tracing::warn!(target: "rdio::access", %peer, reason, "refused");
+    log(&NetEvent::Refused {
+        peer,
+        status,
+        reason,
+    });
+}
+
 fn pipe_loop(
     server: &Arc<Server>,
     listener: &TcpListener,
     pipes: &Arc<Mutex<Pipes>>,
+    security: &ServerSecurity,
     log: &EventLog,
     stop: &AtomicBool,
     capture: Option<&Arc<Recorder>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let (stream, peer) = match listener.accept() {
+        let (mut stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             // Transient (a client gave up before accept, out of fds, ...),
             // or the shutdown wake-up, which the loop condition catches.
@@ -367,10 +420,16 @@ fn pipe_loop(
                 continue;
             }
         };
+        if !security.allows(peer.ip()) {
+            tls::refuse(&mut stream, Status::NotAllowed);
+            refused(log, peer, Status::NotAllowed, "address not in --allow");
+            continue;
+        }
         let mut guard = pipes.lock().unwrap_or_else(PoisonError::into_inner);
         guard.threads.retain(|thread| !thread.is_finished());
         if guard.open.len() >= MAX_PIPES {
             drop(guard);
+            tls::refuse(&mut stream, Status::Busy);
             log(&NetEvent::PipeRefused { peer });
             continue;
         }
@@ -382,13 +441,30 @@ fn pipe_loop(
         guard.next += 1;
         guard.open.insert(id, handle);
         let (server, log, registry) = (Arc::clone(server), Arc::clone(log), Arc::clone(pipes));
+        let security = security.clone();
         let capture = capture.cloned();
         let spawned = thread::Builder::new()
             .name("rdio-pipe".into())
             .spawn(move || {
-                let result = match capture {
-                    Some(recorder) => server.serve_pipe(PipeTap::new(stream, Some(recorder))),
-                    None => server.serve_pipe(stream),
+                let result = match tls::server_channel(stream, &security) {
+                    Ok((stream, auth, rdma)) => {
+                        let session = PipeSession::authenticating(
+                            Arc::clone(&security.clients),
+                            auth,
+                            rdma,
+                            peer.to_string(),
+                        );
+                        // The tap sees the pipe inside TLS: the frames, not records.
+                        server.serve_pipe_as(PipeTap::new(stream, capture), session)
+                    }
+                    Err(Setup::Refused(status, reason)) => Err(ServerError::Refused {
+                        status,
+                        reason: reason.into(),
+                    }),
+                    Err(Setup::Failed(reason)) => Err(ServerError::Refused {
+                        status: Status::ProtocolError,
+                        reason,
+                    }),
                 };
                 registry
                     .lock()

@@ -12,13 +12,14 @@ mod connection;
 
 pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection, Turn};
 
+use crate::access::{AuthState, ChannelBinding, Clients, Permission, random, verify_proof};
 use crate::buffers::Clock;
 use crate::files::{FileId, FileTable, Root};
 use crate::pipe::{Pipe, PipeError};
 use rdio_core::server::{FileEntry, Registry, ServerConfig, ServerOffer, SessionId};
 use rdio_core::wire::{
-    KEY_LEN, OpenFlags, PipeErrorCode, PipeMessage, ProviderList, ProviderName, ResumeKey, Status,
-    WireError,
+    AuthAccess, AuthKey, KEY_LEN, OpenFlags, PipeErrorCode, PipeMessage, ProviderList,
+    ProviderName, ResumeKey, Status, WireError,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -36,6 +37,10 @@ pub struct ServerOptions {
     /// registered, so one client flooding opens cannot take every slot of
     /// `max_open_files` from the others.
     pub max_pending_opens: usize,
+    /// Most side-channel sessions at once (at most [`MAX_SESSIONS`]); a
+    /// resume key request beyond it is answered `Refused{Busy}`, which
+    /// networked clients retry with backoff.
+    pub max_sessions: usize,
     /// Most RDMA connections served at once ([`Server::accept`] refuses
     /// more with [`ServerError::TooManyConnections`]).
     pub max_connections: usize,
@@ -60,6 +65,9 @@ pub struct ServerOptions {
     /// open file can lock (it must also fit `RLIMIT_MEMLOCK`, or the
     /// registration fails and the file is copied instead).
     pub zero_copy_max_file: u64,
+    /// Export read-only: every open for write, create or truncate is
+    /// refused with [`Status::ReadOnly`], whoever asks.
+    pub read_only: bool,
 }
 
 impl ServerOptions {
@@ -70,15 +78,17 @@ impl ServerOptions {
         let _ = providers.push(provider);
         Self {
             config: ServerConfig::default(),
-            max_open_files: 1024,
+            max_open_files: 4096,
             max_pending_opens: 64,
-            max_connections: 64,
+            max_sessions: MAX_SESSIONS,
+            max_connections: MAX_SESSIONS,
             providers,
             endpoint: endpoint.to_vec(),
             auth_lifetime: Duration::from_secs(30),
             read_buffers: 2,
             zero_copy_reads: true,
             zero_copy_max_file: 1 << 30,
+            read_only: false,
         }
     }
 }
@@ -97,6 +107,33 @@ pub enum ServerError {
     TooManyConnections,
     /// The transport failed synchronously.
     Transport(rdio_transport::TransportError),
+    /// The client was refused: `status` goes to it in a
+    /// [`PipeMessage::Refused`], `reason` only to the server's log.
+    Refused {
+        /// What the client is told (`Unauthenticated`, `Busy`, ...).
+        status: Status,
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+impl ServerError {
+    /// The status a client is sent before its pipe closes, for the errors
+    /// that refuse it rather than end a broken pipe.
+    pub fn refusal(&self) -> Option<Status> {
+        match self {
+            Self::TooManySessions => Some(Status::Busy),
+            Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    fn unauthenticated(reason: impl Into<String>) -> Self {
+        Self::Refused {
+            status: Status::Unauthenticated,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for ServerError {
@@ -107,6 +144,7 @@ impl std::fmt::Display for ServerError {
             Self::TooManySessions => f.write_str("too many client sessions"),
             Self::TooManyConnections => f.write_str("too many RDMA connections"),
             Self::Transport(e) => write!(f, "transport: {e}"),
+            Self::Refused { status, reason } => write!(f, "refused ({status}): {reason}"),
         }
     }
 }
@@ -125,12 +163,65 @@ impl From<rdio_transport::TransportError> for ServerError {
     }
 }
 
-/// One client's side-channel state for [`Server::answer_pipe`]: the session
-/// its resume key request opened (claim 8). Hand it to [`Server::end_pipe`]
-/// when the pipe closes.
+/// One client's side-channel state for [`Server::answer_pipe`]: who the
+/// client proved to be and what it may do, and the session its resume key
+/// request opened (claim 8). Hand it to [`Server::end_pipe`] when the pipe
+/// closes.
+///
+/// `PipeSession::default()` needs no authentication (an in-process side
+/// channel, trusted as the process itself); [`PipeSession::authenticating`]
+/// answers nothing but the authentication exchange until the client has
+/// proved its credential.
 #[derive(Debug, Default)]
 pub struct PipeSession {
     session: Option<SessionId>,
+    auth: AuthState,
+    clients: Option<Arc<Clients>>,
+    binding: Option<ChannelBinding>,
+    rdma_binding: Option<ChannelBinding>,
+    read_only: bool,
+    peer: String,
+}
+
+impl PipeSession {
+    /// A side channel from `peer` whose client must authenticate against
+    /// `clients` first. `binding` is the TLS session's client-auth exporter
+    /// (`None` on a clear-text pipe: proofs are then not bound to it), and
+    /// `rdma_binding` its RDMA exporter, from which authentication keys
+    /// are derived instead of sent (`None`: sent, as in clear text).
+    pub fn authenticating(
+        clients: Arc<Clients>,
+        binding: Option<ChannelBinding>,
+        rdma_binding: Option<ChannelBinding>,
+        peer: impl Into<String>,
+    ) -> Self {
+        Self {
+            auth: AuthState::AwaitHello,
+            clients: Some(clients),
+            binding,
+            rdma_binding,
+            peer: peer.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The authenticated client's name.
+    pub fn client_name(&self) -> Option<&str> {
+        match &self.auth {
+            AuthState::Done { name } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether the pipe is past authentication (or needs none).
+    pub fn authenticated(&self) -> bool {
+        matches!(self.auth, AuthState::NotRequired | AuthState::Done { .. })
+    }
+
+    /// Whether the client may only read.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
 }
 
 /// State shared by the pipe handlers and connection runners of one server.
@@ -159,9 +250,17 @@ pub(crate) struct ReadCounters {
     pub(crate) copied: std::sync::atomic::AtomicU64,
 }
 
+/// Most side-channel sessions at once (each a client between its resume key
+/// request and the end of its pipe); more are answered `Busy`.
+pub const MAX_SESSIONS: usize = 1024;
+/// Most files opened on side channels and not yet registered, over all
+/// sessions.
+pub const MAX_PENDING_FILES: usize = 2048;
+
 #[derive(Debug)]
 struct Shared {
-    registry: Registry,
+    /// Boxed: a few hundred KiB, kept off the thread stacks.
+    registry: Box<Registry<MAX_SESSIONS, MAX_PENDING_FILES>>,
     files: FileTable,
     /// Files each session opened and has not registered yet.
     pending_opens: HashMap<SessionId, usize>,
@@ -173,7 +272,7 @@ impl Server {
     /// A server exporting `root`.
     pub fn new(root: Root, options: ServerOptions) -> Arc<Self> {
         let shared = Shared {
-            registry: Registry::new(options.config, options.auth_lifetime),
+            registry: Box::new(Registry::new(options.config, options.auth_lifetime)),
             files: FileTable::new(options.max_open_files),
             pending_opens: HashMap::new(),
             connections: 0,
@@ -249,12 +348,34 @@ impl Server {
     /// key, opens, negotiation). Files it opened and never registered are
     /// closed when it ends.
     pub fn serve_pipe<S: Read + Write>(&self, stream: S) -> Result<(), ServerError> {
+        self.serve_pipe_as(stream, PipeSession::default())
+    }
+
+    /// [`Server::serve_pipe`] with `session` (e.g. one that must
+    /// authenticate first, [`PipeSession::authenticating`]). A refused
+    /// client is sent a [`PipeMessage::Refused`] before the pipe closes.
+    pub fn serve_pipe_as<S: Read + Write>(
+        &self,
+        stream: S,
+        mut session: PipeSession,
+    ) -> Result<(), ServerError> {
         let _session = tracing::info_span!("session").entered();
+        let opened = std::time::Instant::now();
         let mut pipe = Pipe::new(stream);
-        let mut session = PipeSession::default();
+        pipe.report_idle();
         let result = loop {
             let reply = match pipe.receive() {
                 Err(PipeError::Closed) => break Ok(()),
+                // A stream with a read timeout (the networked server's) bounds
+                // how long a client may take to authenticate; once it has,
+                // its pipe may idle while it does I/O on the RDMA channel.
+                Err(PipeError::Idle) if session.authenticated() => continue,
+                Err(PipeError::Idle) => {
+                    let _ = pipe.send(&PipeMessage::Refused {
+                        status: Status::Unauthenticated,
+                    });
+                    break Err(ServerError::unauthenticated("did not authenticate in time"));
+                }
                 Err(e) => Err(e.into()),
                 Ok(message) => self.answer_pipe(&mut session, &message),
             };
@@ -265,6 +386,10 @@ impl Server {
                 },
                 Err(e) => e,
             };
+            if let Some(status) = error.refusal() {
+                let _ = pipe.send(&PipeMessage::Refused { status });
+                break Err(error);
+            }
             match pipe_refusal(&error, pipe.last_opcode()) {
                 Some((refusal, read_on)) => {
                     if pipe.send(&refusal).is_ok() && read_on {
@@ -275,6 +400,15 @@ impl Server {
                 None => break Err(error),
             }
         };
+        if let Some(client) = session.client_name() {
+            tracing::info!(
+                target: "rdio::access",
+                peer = %session.peer,
+                client,
+                seconds = opened.elapsed().as_secs_f64(),
+                "side channel closed"
+            );
+        }
         self.end_pipe(session);
         result
     }
@@ -287,14 +421,56 @@ impl Server {
         session: &mut PipeSession,
         message: &PipeMessage<'_>,
     ) -> Result<PipeMessage<'s>, ServerError> {
+        if !matches!(
+            session.auth,
+            AuthState::NotRequired | AuthState::Done { .. }
+        ) {
+            return self.authenticate(session, message);
+        }
+        if let PipeMessage::OpenRequest { flags, path } = *message {
+            let writes = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+            let read_only = session.read_only || self.options.read_only;
+            if read_only && flags.intersects(writes) {
+                tracing::warn!(
+                    target: "rdio::access",
+                    peer = %session.peer,
+                    client = session.client_name().unwrap_or("-"),
+                    path = %String::from_utf8_lossy(path),
+                    mode = ?flags,
+                    "open refused: read-only"
+                );
+                return Ok(PipeMessage::OpenResponse {
+                    status: Status::ReadOnly,
+                    key: ResumeKey([0; KEY_LEN]),
+                    size: 0,
+                });
+            }
+        }
+        let rdma_binding = session.rdma_binding;
+        let (peer, client) = (
+            session.peer.clone(),
+            session.client_name().map(str::to_owned),
+        );
         let session = &mut session.session;
         Ok(match *message {
             PipeMessage::ResumeKeyRequest if session.is_none() => {
-                let (id, key) = self
-                    .lock()
+                let entropy = entropy()?;
+                let mut shared = self.lock();
+                if shared.registry.sessions() >= self.options.max_sessions {
+                    drop(shared);
+                    tracing::warn!(
+                        target: "rdio::access",
+                        peer = %peer,
+                        client = client.as_deref().unwrap_or("-"),
+                        "busy: session limit reached"
+                    );
+                    return Err(ServerError::TooManySessions);
+                }
+                let (id, key) = shared
                     .registry
-                    .open_session(entropy()?)
+                    .open_session(entropy)
                     .map_err(|_| ServerError::TooManySessions)?;
+                drop(shared);
                 *session = Some(id);
                 PipeMessage::ResumeKeyResponse { key }
             }
@@ -305,6 +481,16 @@ impl Server {
                     Ok((key, size)) => (Status::Success, key, size),
                     Err(status) => (status, ResumeKey([0; KEY_LEN]), 0),
                 };
+                tracing::info!(
+                    target: "rdio::access",
+                    peer = %peer,
+                    client = client.as_deref().unwrap_or("-"),
+                    path = %String::from_utf8_lossy(path),
+                    mode = ?flags,
+                    size,
+                    status = %status,
+                    "open"
+                );
                 PipeMessage::OpenResponse { status, key, size }
             }
             PipeMessage::StatRequest { path } => {
@@ -333,13 +519,19 @@ impl Server {
                     endpoint: &self.options.endpoint,
                 };
                 let entropy = entropy()?;
-                let response = self.lock().registry.negotiate(
-                    self.clock.now(),
-                    session,
-                    request,
-                    offer,
-                    entropy,
-                );
+                // Bound to the TLS session, the key is derived from its
+                // exporter and the response carries only the nonce.
+                let key = match &rdma_binding {
+                    Some(binding) => crate::access::rdma_auth_key(binding, &entropy).0,
+                    None => entropy,
+                };
+                let mut response =
+                    self.lock()
+                        .registry
+                        .negotiate(self.clock.now(), session, request, offer, key);
+                if rdma_binding.is_some() && response.status == Status::Success {
+                    response.auth_key = AuthKey(entropy);
+                }
                 PipeMessage::NegotiateResponse(response)
             }
             PipeMessage::ResumeKeyRequest => {
@@ -347,6 +539,78 @@ impl Server {
             }
             _ => return Err(PipeError::Unexpected("a response sent to the server").into()),
         })
+    }
+
+    /// The authentication exchange, before anything else is answered
+    /// (docs/PROTOCOL.md, "Client authentication").
+    fn authenticate<'s>(
+        &'s self,
+        pipe: &mut PipeSession,
+        message: &PipeMessage<'_>,
+    ) -> Result<PipeMessage<'s>, ServerError> {
+        let clients = pipe
+            .clients
+            .clone()
+            .ok_or_else(|| ServerError::unauthenticated("no clients file"))?;
+        let refuse = |pipe: &PipeSession, name: &str, reason: &str| {
+            tracing::warn!(
+                target: "rdio::access",
+                peer = %pipe.peer,
+                client = name,
+                reason,
+                "refused"
+            );
+            ServerError::unauthenticated(format!("{reason} (client '{name}')"))
+        };
+        match (std::mem::take(&mut pipe.auth), message) {
+            (AuthState::AwaitHello, PipeMessage::AuthHello { name }) => {
+                // The parser admits ASCII names only.
+                let name = String::from_utf8_lossy(name).into_owned();
+                let salt = clients
+                    .lookup(&name)
+                    .map_or_else(|| clients.decoy_salt(&name), |entry| entry.salt);
+                let nonce = random().map_err(|e| ServerError::Entropy(e.to_string()))?;
+                pipe.auth = AuthState::AwaitProof { name, nonce };
+                Ok(PipeMessage::AuthChallenge { salt, nonce })
+            }
+            (AuthState::AwaitProof { name, nonce }, PipeMessage::AuthProof { proof }) => {
+                let entry = clients.lookup(&name);
+                // An unknown name is checked against a decoy key, so the
+                // refusal takes as long as a wrong secret's.
+                let key = entry
+                    .as_ref()
+                    .map_or_else(|| clients.decoy_key(&name), |entry| entry.key);
+                let binding = pipe.binding.unwrap_or(ChannelBinding([0; 32]));
+                let valid = verify_proof(&key, &nonce, &binding, proof);
+                let entry = match entry {
+                    Some(entry) if valid => entry,
+                    Some(_) => return Err(refuse(pipe, &name, "wrong proof")),
+                    None => return Err(refuse(pipe, &name, "unknown client")),
+                };
+                pipe.read_only = entry.permission == Permission::ReadOnly;
+                let mut access = AuthAccess::empty();
+                if pipe.read_only || self.options.read_only {
+                    access |= AuthAccess::READ_ONLY;
+                }
+                tracing::info!(
+                    target: "rdio::access",
+                    peer = %pipe.peer,
+                    client = %name,
+                    tls = pipe.binding.is_some(),
+                    read_only = access.contains(AuthAccess::READ_ONLY),
+                    "client authenticated"
+                );
+                pipe.auth = AuthState::Done { name };
+                Ok(PipeMessage::AuthResult {
+                    status: Status::Success,
+                    access,
+                })
+            }
+            (AuthState::AwaitProof { name, .. }, _) => {
+                Err(refuse(pipe, &name, "expected the authentication proof"))
+            }
+            _ => Err(refuse(pipe, "-", "request before authentication")),
+        }
     }
 
     /// A client's side channel is gone: end its session and close the files
@@ -386,7 +650,19 @@ impl Server {
         if pending.unwrap_or(0) >= self.options.max_pending_opens {
             return Err(Status::ResourceExhausted);
         }
-        let file = self.root.open(path, flags).map_err(|e| e.status())?;
+        let file = self.root.open(path, flags).map_err(|error| {
+            use crate::files::OpenError;
+            if matches!(error, OpenError::ParentComponent | OpenError::EscapesRoot) {
+                tracing::warn!(
+                    target: "rdio::access",
+                    session = session.0,
+                    path = %String::from_utf8_lossy(path),
+                    %error,
+                    "escape outside the root attempted"
+                );
+            }
+            error.status()
+        })?;
         let size = file.len().map_err(|e| e.status())?;
         let entropy = entropy().map_err(|_| Status::IoError)?;
         let mut shared = self.lock();

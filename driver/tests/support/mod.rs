@@ -2,6 +2,9 @@
 //! modes (`end_to_end.rs`, `zero_copy.rs`), and test data for the networked
 //! ones (`net_*.rs`).
 
+#[allow(dead_code)] // the embedded tests do not use it
+pub mod access;
+
 /// Each scenario (a function generic over `rdio::embedded::Mode`) as a test
 /// of its own in each mode: `threads::name` with the server on threads of
 /// its own, `inline::name` with the server stepped by the client.
