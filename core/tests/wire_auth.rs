@@ -79,9 +79,11 @@ fn golden_bytes_and_round_trips() {
 fn fixed_lengths_are_enforced() {
     for (opcode, len) in [(0x11, 48), (0x12, 32), (0x13, 8), (0x1F, 8)] {
         assert!(PipeMessage::parse(&raw_pipe(opcode, &vec![0; len])).is_ok());
+        // A complete frame shorter than its fixed part: BadLength
+        // (Truncated only ever means "read more").
         assert!(matches!(
             PipeMessage::parse(&raw_pipe(opcode, &vec![0; len - 1])),
-            Err(WireError::Truncated { .. })
+            Err(WireError::BadLength)
         ));
         assert!(
             matches!(
