@@ -103,9 +103,10 @@ struct DoctorArgs {
 struct ConformanceArgs {
     /// The server's side channel, HOST:PORT.
     server: String,
-    /// libfabric provider for `--transport fabric`.
-    #[arg(long, default_value = "tcp")]
-    provider: String,
+    /// How to reach it: the provider and the side channel's security (TLS
+    /// and the credential, as for get and put).
+    #[command(flatten)]
+    net: NetArgs,
     /// Instead of the cases, record one full session into FILE as JSON
     /// (the transcripts in docs/vectors/).
     #[arg(long, value_name = "FILE")]
@@ -182,7 +183,8 @@ pub struct NetArgs {
     #[arg(long, default_value = "30", value_parser = seconds)]
     dead_peer_timeout: Duration,
     /// When connecting fails, name the step that failed (pipe connect,
-    /// negotiate, RDMA connect, authenticate) and what to check.
+    /// side-channel TLS and client authentication, negotiate, RDMA
+    /// connect, RDMA authentication) and what to check.
     #[arg(long)]
     explain: bool,
     /// Clear-text side channel, without TLS (labs only): the server must
@@ -516,6 +518,9 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Conformance(args) => {
+            let host = args.server.rsplit_once(':').map_or("", |(host, _)| host);
+            access::set_client_security(&args.net, host)?;
+            rdio_conformance::pipe::use_security(access::client_security()?.clone());
             let server = args
                 .server
                 .to_socket_addrs()
@@ -524,7 +529,7 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("{} has no address", args.server))?;
             let kind = match transport {
                 Transport::Fabric => rdio_conformance::TransportKind::Fabric {
-                    provider: args.provider,
+                    provider: args.net.provider,
                 },
                 Transport::Cma => rdio_conformance::TransportKind::Cma,
                 Transport::Loopback | Transport::Verbs => anyhow::bail!(

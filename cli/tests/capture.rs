@@ -15,6 +15,19 @@ use std::process::{Child, Command, Stdio};
 
 const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
+/// `rdio` with a home of this test binary's own: `serve` creates its
+/// identity, clients file and this user's credential there on first start,
+/// and clients find and pin them there, as between two shells of one user —
+/// isolated from the real home.
+fn rdio_command() -> Command {
+    let mut command = Command::new(RDIO);
+    command
+        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-capture"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
 fn dissector() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dissector/rdio.lua")
 }
@@ -69,7 +82,7 @@ struct Served {
 
 impl Served {
     fn start(root: &Path, capture: &Path) -> Self {
-        let mut child = Command::new(RDIO)
+        let mut child = rdio_command()
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(root)
             .arg("--capture")
@@ -101,7 +114,7 @@ impl Served {
 }
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(RDIO).args(args).output().expect("run rdio");
+    let out = rdio_command().args(args).output().expect("run rdio");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "rdio {args:?}: {stderr}");
     stderr

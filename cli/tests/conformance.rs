@@ -11,6 +11,19 @@ use std::time::Duration;
 
 const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
+/// `rdio` with a home of this test binary's own: `serve` creates its
+/// identity, clients file and this user's credential there on first start,
+/// and clients find and pin them there, as between two shells of one user —
+/// isolated from the real home.
+fn rdio_command() -> Command {
+    let mut command = Command::new(RDIO);
+    command
+        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-conformance"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
 /// A running `rdio serve`, killed when dropped.
 struct Served {
     child: Child,
@@ -19,7 +32,7 @@ struct Served {
 
 impl Served {
     fn start(root: &Path, transport: &str) -> Self {
-        let mut child = Command::new(RDIO)
+        let mut child = rdio_command()
             .args([
                 "--transport",
                 transport,
@@ -55,7 +68,7 @@ impl Drop for Served {
 
 /// Run the tester; (exit success, stdout lines).
 fn conformance(transport: &str, addr: &str) -> (bool, Vec<String>) {
-    let mut child = Command::new(RDIO)
+    let mut child = rdio_command()
         .args(["--transport", transport, "conformance", addr])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -148,7 +161,7 @@ fn a_transcript_records_every_step_of_a_session() {
     let root = tempfile::tempdir().expect("tempdir");
     let served = Served::start(root.path(), "cma");
     let out = root.path().join("session.json");
-    let status = Command::new(RDIO)
+    let status = rdio_command()
         .args([
             "--transport",
             "cma",

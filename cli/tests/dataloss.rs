@@ -15,8 +15,21 @@ use std::time::{Duration, Instant};
 
 const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
+/// `rdio` with a home of this test binary's own: `serve` creates its
+/// identity, clients file and this user's credential there on first start,
+/// and clients find and pin them there, as between two shells of one user —
+/// isolated from the real home.
+fn rdio_command() -> Command {
+    let mut command = Command::new(RDIO);
+    command
+        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-dataloss"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
 fn rdio(args: &[&str]) -> Output {
-    Command::new(RDIO).args(args).output().expect("run rdio")
+    rdio_command().args(args).output().expect("run rdio")
 }
 
 fn utf8(path: &Path) -> &str {
@@ -62,7 +75,7 @@ struct Served {
 
 impl Served {
     fn start(root: &Path, transport: &[&str]) -> Self {
-        let mut child = Command::new(RDIO)
+        let mut child = rdio_command()
             .args(["serve", "--root", utf8(root), "--listen", "127.0.0.1:0"])
             .args(transport)
             .stdout(Stdio::piped())
@@ -227,7 +240,7 @@ fn put_and_get_of_a_served_file_onto_itself_are_refused() {
             vec!["get", remote.as_str(), utf8(&served_file)],
             vec!["get", remote.as_str(), utf8(&hard)],
         ] {
-            let out = Command::new(RDIO)
+            let out = rdio_command()
                 .args(&args)
                 .args(transport)
                 .output()
@@ -261,7 +274,7 @@ fn get_while_changing(
     let big = root.path().join("big");
     fs::write(&big, pattern(BIG, 7)).expect("server file");
     let served = Served::start(root.path(), transport);
-    let client = Command::new(RDIO)
+    let client = rdio_command()
         .args([
             "get",
             &served.remote("big"),
@@ -438,7 +451,7 @@ fn uploading(dir: &Path, name: &str) -> bool {
 
 /// `rdio` with `args` and a private TMPDIR.
 fn spawn(args: &[&str], tmp: &Path) -> Child {
-    Command::new(RDIO)
+    rdio_command()
         .args(args)
         .env("TMPDIR", tmp)
         .stdout(Stdio::piped())

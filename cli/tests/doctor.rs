@@ -9,8 +9,21 @@ use std::process::{Command, Output, Stdio};
 
 const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
+/// `rdio` with a home of this test binary's own: `serve` creates its
+/// identity, clients file and this user's credential there on first start,
+/// and clients find and pin them there, as between two shells of one user —
+/// isolated from the real home.
+fn rdio_command() -> Command {
+    let mut command = Command::new(RDIO);
+    command
+        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-doctor"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
 fn rdio(args: &[&str]) -> Output {
-    Command::new(RDIO).args(args).output().expect("run rdio")
+    rdio_command().args(args).output().expect("run rdio")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -132,7 +145,7 @@ fn serve_stderr(prefix: &[&str], root: &Path) -> String {
             command.args(rest).arg(RDIO);
             command
         }
-        None => Command::new(RDIO),
+        None => rdio_command(),
     };
     let mut child = command
         .args(["--transport", "cma", "serve", "--listen", "127.0.0.1:0"])
@@ -179,12 +192,28 @@ fn serve_warns_once_when_its_root_cannot_take_file_leases() {
     );
 }
 
-/// A `get --explain` that must fail, and its one error line.
-fn explained_failure(remote: &str) -> String {
+/// A client credential for the explain tests' servers, saved where
+/// `explained_failure` passes it.
+fn credential() -> (rdio::access::Credential, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let credential = rdio::access::Credential::generate("tester").expect("credential");
+    credential
+        .save(&dir.path().join("tester.credential"), false)
+        .expect("save the credential");
+    (credential, dir)
+}
+
+/// A `get --explain` with the credential in `credentials` over a
+/// clear-text side channel that must fail, and its one error line.
+fn explained_failure(remote: &str, credentials: &Path) -> String {
     let dst = tempfile::tempdir().expect("tempdir");
+    let credential = credentials.join("tester.credential");
     let out = rdio(&[
         "get",
         "--explain",
+        "--insecure",
+        "--credential",
+        credential.to_str().expect("utf-8"),
         "--connect-timeout",
         "5",
         remote,
@@ -198,13 +227,29 @@ fn explained_failure(remote: &str) -> String {
 
 #[test]
 fn explain_names_the_step_a_connection_failed_at() {
+    let (credential, credentials) = credential();
+    let mut db = rdio::access::ClientDb::default();
+    db.add(&credential, rdio::access::Permission::ReadWrite)
+        .expect("add the client");
+    let clients = std::sync::Arc::new(rdio::access::Clients::fixed(db).expect("clients"));
+    // A clear-text side channel that authenticates the client, as `rdio
+    // serve --insecure` does.
+    let answer = |server: &rdio::server::Server, stream: std::net::TcpStream| {
+        let session = rdio::server::PipeSession::authenticating(
+            std::sync::Arc::clone(&clients),
+            None,
+            None,
+            "test",
+        );
+        let _ = server.serve_pipe_as(stream, session);
+    };
     // 1. Nobody listens: the pipe connect fails.
     let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = closed.local_addr().expect("addr");
     drop(closed);
-    let stderr = explained_failure(&format!("{addr}:f"));
+    let stderr = explained_failure(&format!("{addr}:f"), credentials.path());
     assert!(
-        stderr.contains("failed at step 1 of 4, pipe connect"),
+        stderr.contains("failed at step 1 of 5, pipe connect"),
         "{stderr}"
     );
     assert!(stderr.contains("cannot reach the rdio server"), "{stderr}");
@@ -222,14 +267,14 @@ fn explain_names_the_step_a_connection_failed_at() {
     let serving = std::thread::scope(|scope| {
         let serving = scope.spawn(|| {
             let (stream, _) = pipe.accept().expect("accept");
-            let _ = cma_only.serve_pipe(stream);
+            answer(&cma_only, stream);
         });
-        let stderr = explained_failure(&format!("{pipe_addr}:f"));
+        let stderr = explained_failure(&format!("{pipe_addr}:f"), credentials.path());
         serving.join().expect("pipe thread");
         stderr
     });
     assert!(
-        serving.contains("failed at step 2 of 4, negotiate"),
+        serving.contains("failed at step 3 of 5, negotiate"),
         "{serving}"
     );
     assert!(serving.contains("no common RDMA provider"), "{serving}");
@@ -242,14 +287,14 @@ fn explain_names_the_step_a_connection_failed_at() {
     let stderr = std::thread::scope(|scope| {
         let serving = scope.spawn(|| {
             let (stream, _) = pipe.accept().expect("accept");
-            let _ = nowhere.serve_pipe(stream);
+            answer(&nowhere, stream);
         });
-        let stderr = explained_failure(&format!("{pipe_addr}:f"));
+        let stderr = explained_failure(&format!("{pipe_addr}:f"), credentials.path());
         serving.join().expect("pipe thread");
         stderr
     });
     assert!(
-        stderr.contains("failed at step 3 of 4, RDMA connect"),
+        stderr.contains("failed at step 4 of 5, RDMA connect"),
         "{stderr}"
     );
     assert!(
@@ -258,7 +303,42 @@ fn explain_names_the_step_a_connection_failed_at() {
     );
 
     // Without --explain, the same failure is the plain one line.
-    let out = rdio(&["get", &format!("{addr}:f"), "/tmp/unused"]);
+    let credential = credentials.path().join("tester.credential");
+    let out = rdio(&[
+        "get",
+        "--insecure",
+        "--credential",
+        credential.to_str().expect("utf-8"),
+        &format!("{addr}:f"),
+        "/tmp/unused",
+    ]);
     let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot reach the rdio server"), "{stderr}");
     assert!(!stderr.contains("step"), "{stderr}");
+
+    // A TLS client (no --insecure) at a clear-text server: the side
+    // channel's security.
+    let plain = server("127.0.0.1:9", "ofi:tcp");
+    let stderr = std::thread::scope(|scope| {
+        let serving = scope.spawn(|| {
+            let (stream, _) = pipe.accept().expect("accept");
+            answer(&plain, stream);
+        });
+        let out = rdio(&[
+            "get",
+            "--explain",
+            "--credential",
+            credential.to_str().expect("utf-8"),
+            "--connect-timeout",
+            "5",
+            &format!("{pipe_addr}:f"),
+            "/tmp/unused",
+        ]);
+        serving.join().expect("pipe thread");
+        text(&out.stderr)
+    });
+    assert!(
+        stderr.contains("failed at step 2 of 5, side-channel security"),
+        "{stderr}"
+    );
 }

@@ -6,6 +6,19 @@ use std::process::Command;
 
 const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
+/// `rdio` with a home of this test binary's own: `serve` creates its
+/// identity, clients file and this user's credential there on first start,
+/// and clients find and pin them there, as between two shells of one user —
+/// isolated from the real home.
+fn rdio_command() -> Command {
+    let mut command = Command::new(RDIO);
+    command
+        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-logging"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
 /// The `request` ids of the JSON events from `target` with `message`.
 fn requests(stderr: &str, target: &str, message: &str) -> BTreeSet<u64> {
     stderr
@@ -30,7 +43,7 @@ fn json_events_name_every_request_by_its_wire_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src.bin");
     std::fs::write(&src, vec![1u8; 300_000]).expect("src");
-    let out = Command::new(RDIO)
+    let out = rdio_command()
         .args(["cp", "--io-size", "128K"])
         .arg(&src)
         .arg(dir.path().join("dst.bin"))
@@ -66,7 +79,7 @@ fn the_default_filter_is_quiet_and_a_bad_one_is_one_line() {
     let src = dir.path().join("src.bin");
     std::fs::write(&src, b"hello").expect("src");
     let run = |envs: &[(&str, &str)]| {
-        let mut command = Command::new(RDIO);
+        let mut command = rdio_command();
         command
             .arg("cp")
             .arg(&src)

@@ -11,6 +11,19 @@ use std::time::{Duration, Instant};
 
 const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
+/// `rdio` with a home of this test binary's own: `serve` creates its
+/// identity, clients file and this user's credential there on first start,
+/// and clients find and pin them there, as between two shells of one user —
+/// isolated from the real home.
+fn rdio_command() -> Command {
+    let mut command = Command::new(RDIO);
+    command
+        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-metrics"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
 /// `GET /metrics` at `addr` (`HOST:PORT`): the body.
 fn scrape(addr: &str, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
@@ -48,7 +61,7 @@ fn stat_line(stderr: &str, what: &str) -> HashMap<String, u64> {
 }
 
 fn rdio(args: &[&str]) -> String {
-    let out = Command::new(RDIO).args(args).output().expect("run rdio");
+    let out = rdio_command().args(args).output().expect("run rdio");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "rdio {args:?}: {stderr}");
     stderr
@@ -64,7 +77,7 @@ fn metrics_and_stats_count_a_scripted_session_exactly() {
     const SIZE: u64 = 300_000;
     let src = dir.path().join("src.bin");
     std::fs::write(&src, vec![7u8; SIZE as usize]).expect("src");
-    let mut server = Command::new(RDIO)
+    let mut server = rdio_command()
         .args([
             "serve",
             "--listen",

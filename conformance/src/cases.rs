@@ -126,7 +126,11 @@ fn negotiate(pipe: &mut Pipe, bytes: &[u8]) -> Result<Negotiation, Mismatch> {
     if frame.opcode != pipe_op::NEGOTIATE_RESPONSE {
         return Err(fail("NegotiateResponse", format_args!("{frame:?}")));
     }
-    let negotiation = Negotiation::decode(&frame.payload);
+    let mut negotiation = Negotiation::decode(&frame.payload);
+    if negotiation.status.0 == 0 {
+        let binding = pipe.rdma_binding();
+        negotiation.auth_key = crate::pipe::rdma_auth_key(binding.as_ref(), negotiation.auth_key);
+    }
     if !negotiation.well_formed {
         return Err(fail(
             "a well-formed NegotiateResponse",

@@ -1,11 +1,16 @@
 //! The side channel as the tester speaks it: raw frames over a byte
-//! stream. [`connect_stream`] is the one place the stream is made, so a
-//! TLS layer can wrap it there without touching any case.
+//! stream. [`connect_stream`] is the one place the stream is made: TLS and
+//! the client's authentication (docs/PROTOCOL.md, "Side-channel
+//! security") are set up there, as rdio's own client sets them up, before
+//! any case sends a frame.
 
 use crate::expect::{Frame, PIPE_HEADER, u32_at};
 use rdio_core::wire::PipeMessage;
 use std::io::{self, Read, Write};
+use rdio::access::ChannelBinding;
+use rdio::net::ClientSecurity;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How long the tester waits for any one reply.
@@ -15,19 +20,49 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
-/// Open the side channel to `server`: today clear-text TCP.
-pub fn connect_stream(server: SocketAddr) -> io::Result<Box<dyn Stream>> {
+static SECURITY: OnceLock<ClientSecurity> = OnceLock::new();
+
+/// Set every side channel up with `security` from now on (TLS or clear
+/// text, and the client's authentication), as a real client would.
+/// Without it the tester speaks clear text and does not authenticate,
+/// which only a server that requires no authentication answers.
+pub fn use_security(security: ClientSecurity) {
+    let _ = SECURITY.set(security);
+}
+
+/// Open the side channel to `server`; with TLS, also the binding the RDMA
+/// authentication keys of its negotiations derive from.
+pub fn connect_stream(
+    server: SocketAddr,
+) -> io::Result<(Box<dyn Stream>, Option<ChannelBinding>)> {
+    if let Some(security) = SECURITY.get() {
+        let (stream, binding) = rdio::net::authenticated_pipe(server, REPLY_TIMEOUT, security)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        return Ok((Box::new(stream), binding));
+    }
     let stream = TcpStream::connect_timeout(&server, REPLY_TIMEOUT)?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
     stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    Ok(Box::new(stream))
+    Ok((Box::new(stream), None))
+}
+
+/// The RDMA authentication key of a negotiation whose response carried
+/// `field` in its `auth_key` field: the field itself on a clear-text pipe,
+/// else the key derived from it and the TLS session's `binding`
+/// (docs/PROTOCOL.md, "Side-channel security").
+pub fn rdma_auth_key(binding: Option<&ChannelBinding>, field: [u8; 16]) -> [u8; 16] {
+    match binding {
+        Some(binding) => rdio::access::rdma_auth_key(binding, &field).0,
+        None => field,
+    }
 }
 
 /// One side-channel connection.
 pub struct Pipe {
     stream: Box<dyn Stream>,
     last_raw: Vec<u8>,
+    rdma_binding: Option<ChannelBinding>,
 }
 
 /// A frame header by hand: any magic, version, opcode, reserved, length.
@@ -61,11 +96,18 @@ impl Pipe {
     /// Connect to `server`.
     pub fn connect(server: SocketAddr) -> Result<Self, String> {
         connect_stream(server)
-            .map(|stream| Self {
+            .map(|(stream, rdma_binding)| Self {
                 stream,
                 last_raw: Vec::new(),
+                rdma_binding,
             })
             .map_err(|e| format!("side channel to {server}: {e}"))
+    }
+
+    /// The TLS session's binding of the RDMA authentication keys
+    /// negotiated on this pipe (`None` on a clear-text pipe).
+    pub fn rdma_binding(&self) -> Option<ChannelBinding> {
+        self.rdma_binding
     }
 
     /// Write raw bytes.

@@ -57,6 +57,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         entries: Vec::new(),
     };
     let mut pipe = Pipe::connect(target.server)?;
+    let binding = pipe.rdma_binding();
     let mut exchange = |log: &mut Recorder, what: &str, reply: &str, bytes: Vec<u8>| {
         log.add("client", "pipe", what, &bytes);
         let frame = pipe.exchange(&bytes)?;
@@ -100,7 +101,8 @@ pub fn record(target: &Target) -> Result<String, String> {
             capabilities: Capabilities::NONE,
         })),
     )?;
-    let negotiation = crate::expect::Negotiation::decode(&negotiated.payload);
+    let mut negotiation = crate::expect::Negotiation::decode(&negotiated.payload);
+    negotiation.auth_key = crate::pipe::rdma_auth_key(binding.as_ref(), negotiation.auth_key);
     if negotiation.max_send_size != SEND {
         return Err(format!(
             "negotiated send size {}",

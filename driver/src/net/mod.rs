@@ -330,6 +330,32 @@ fn connect_once<C: RdmaConnector>(
     }
 }
 
+/// A side channel to `server` set up as [`connect`] sets it up (TLS or
+/// clear text as `security` says, then the client's authentication), for
+/// tools that speak the pipe themselves (`rdio conformance`). Also returns
+/// the binding from which the RDMA authentication key of a negotiation on
+/// this channel is derived ([`crate::access::rdma_auth_key`]; `None` on a
+/// clear-text channel, where the negotiate response carries the key).
+pub fn authenticated_pipe(
+    server: SocketAddr,
+    pipe_timeout: Duration,
+    security: &ClientSecurity,
+) -> Result<(PipeStream, Option<crate::access::ChannelBinding>), NetError> {
+    let tcp = pipe_stream(server, pipe_timeout)?;
+    let host = security
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server.ip().to_string());
+    let mut channel = tls::client_channel(tcp, server, &host, security)?;
+    crate::client::authenticate(
+        &mut crate::pipe::Pipe::new(&mut channel.stream),
+        &security.credential,
+        channel.auth_binding,
+    )
+    .map_err(NetError::Client)?;
+    Ok((channel.stream, channel.rdma_binding))
+}
+
 /// The TCP side channel to `server`, with `timeout` on connect and on every
 /// read and write.
 pub fn pipe_stream(server: SocketAddr, timeout: Duration) -> Result<TcpStream, NetError> {
