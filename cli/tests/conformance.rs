@@ -18,7 +18,10 @@ const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 fn rdio_command() -> Command {
     let mut command = Command::new(RDIO);
     command
-        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-conformance"))
+        .env(
+            "HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-conformance"),
+        )
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("XDG_STATE_HOME");
     command
@@ -68,8 +71,15 @@ impl Drop for Served {
 
 /// Run the tester; (exit success, stdout lines).
 fn conformance(transport: &str, addr: &str) -> (bool, Vec<String>) {
+    conformance_with(transport, addr, &[])
+}
+
+/// [`conformance`] with more arguments for the tester.
+fn conformance_with(transport: &str, addr: &str, args: &[&str]) -> (bool, Vec<String>) {
     let mut child = rdio_command()
-        .args(["--transport", transport, "conformance", addr])
+        .args(["--transport", transport, "conformance"])
+        .args(args)
+        .arg(addr)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -121,10 +131,13 @@ fn every_case_passes_against_rdio_serve_over_cma() {
     passes_against_rdio_serve("cma");
 }
 
-/// A "server" that answers every side-channel frame with garbage: cases
-/// fail with expected/got, the summary counts them, the exit status is 1.
+/// A "server" that lets any client authenticate on a clear-text side
+/// channel (as `rdio serve --insecure` would, without checking the proof)
+/// and then answers every frame with garbage: cases fail with
+/// expected/got, the summary counts them, the exit status is 1.
 #[test]
 fn a_nonconforming_server_fails_cases_and_the_exit_status() {
+    use rdio_core::wire::{AuthAccess, PipeMessage, Status};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     std::thread::spawn(move || {
@@ -133,13 +146,44 @@ fn a_nonconforming_server_fails_cases_and_the_exit_status() {
             std::thread::spawn(move || {
                 let mut header = [0u8; 12];
                 while std::io::Read::read_exact(&mut stream, &mut header).is_ok() {
-                    // A ResumeKeyResponse of the wrong length, every time.
-                    let _ = stream.write_all(b"RDIO\x01\x02\x00\x00\x01\x00\x00\x00\x00");
+                    let length = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+                    let mut payload = vec![0u8; length as usize];
+                    if std::io::Read::read_exact(&mut stream, &mut payload).is_err() {
+                        return;
+                    }
+                    let reply = match header[5] {
+                        0x10 => Some(PipeMessage::AuthChallenge {
+                            salt: [7; 16],
+                            nonce: [9; 32],
+                        }),
+                        0x12 => Some(PipeMessage::AuthResult {
+                            status: Status::Success,
+                            access: AuthAccess::empty(),
+                        }),
+                        _ => None,
+                    };
+                    let _ = match reply {
+                        Some(reply) => {
+                            let mut frame = [0u8; 128];
+                            let len = reply.emit(&mut frame).expect("encode");
+                            stream.write_all(&frame[..len])
+                        }
+                        // A ResumeKeyResponse of the wrong length, every time.
+                        None => stream.write_all(b"RDIO\x01\x02\x00\x00\x01\x00\x00\x00\x00"),
+                    };
                 }
             });
         }
     });
-    let (success, lines) = conformance("fabric", &addr);
+    let credentials = tempfile::tempdir().expect("tempdir");
+    let credential = credentials.path().join("tester.credential");
+    rdio::access::Credential::generate("tester")
+        .expect("credential")
+        .save(&credential, false)
+        .expect("save the credential");
+    let credential = credential.to_str().expect("utf-8");
+    let (success, lines) =
+        conformance_with("fabric", &addr, &["--insecure", "--credential", credential]);
     assert!(!success, "a failing run must exit non-zero");
     assert!(
         lines[0].starts_with("FAIL 1 §Phase 1: discovery ResumeKeyRequest")

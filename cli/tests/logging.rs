@@ -13,7 +13,10 @@ const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 fn rdio_command() -> Command {
     let mut command = Command::new(RDIO);
     command
-        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-logging"))
+        .env(
+            "HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-logging"),
+        )
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("XDG_STATE_HOME");
     command

@@ -5,10 +5,10 @@
 //! any case sends a frame.
 
 use crate::expect::{Frame, PIPE_HEADER, u32_at};
-use rdio_core::wire::PipeMessage;
-use std::io::{self, Read, Write};
 use rdio::access::ChannelBinding;
 use rdio::net::ClientSecurity;
+use rdio_core::wire::PipeMessage;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -32,9 +32,7 @@ pub fn use_security(security: ClientSecurity) {
 
 /// Open the side channel to `server`; with TLS, also the binding the RDMA
 /// authentication keys of its negotiations derive from.
-pub fn connect_stream(
-    server: SocketAddr,
-) -> io::Result<(Box<dyn Stream>, Option<ChannelBinding>)> {
+pub fn connect_stream(server: SocketAddr) -> io::Result<(Box<dyn Stream>, Option<ChannelBinding>)> {
     if let Some(security) = SECURITY.get() {
         let (stream, binding) = rdio::net::authenticated_pipe(server, REPLY_TIMEOUT, security)
             .map_err(|e| io::Error::other(e.to_string()))?;

@@ -420,6 +420,18 @@ impl Write for ServerStream {
     }
 }
 
+/// The server ends its side of a TLS side channel with a `close_notify`
+/// alert, so the client reads an orderly end of stream, not a truncation
+/// (RFC 8446 §6.1); best effort, the TCP close follows either way.
+impl Drop for ServerStream {
+    fn drop(&mut self) {
+        if let Self::Tls(stream) = self {
+            stream.conn.send_close_notify();
+            let _ = stream.conn.complete_io(&mut stream.sock);
+        }
+    }
+}
+
 /// Send a clear-text refusal (best effort: the pipe closes either way).
 pub(crate) fn refuse(stream: &mut TcpStream, status: Status) {
     let mut frame = [0u8; SNIFF_LEN];
