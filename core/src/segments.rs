@@ -10,6 +10,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 const BYTES: usize = MAX_SEGMENTS * size_of::<ReadSegment>();
 
 /// The segments of one request, as their wire bytes.
+///
+/// Equality and `Hash` look at the stored segments only: bytes past `len`
+/// are left over from an earlier request and never read.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentStore {
     bytes: [u8; BYTES],
@@ -41,6 +44,26 @@ impl SegmentStore {
             .get(..self.len)
             .and_then(|bytes| <[T]>::ref_from_bytes(bytes).ok())
             .unwrap_or(&[])
+    }
+}
+
+impl PartialEq for SegmentStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.stored() == other.stored()
+    }
+}
+
+impl Eq for SegmentStore {}
+
+impl core::hash::Hash for SegmentStore {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.stored().hash(state);
+    }
+}
+
+impl SegmentStore {
+    fn stored(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
     }
 }
 

@@ -9,7 +9,10 @@
 //! check on every request — is as cheap as a hit.
 
 /// Up to `R` entries of `T`, each under a `u32` id.
-#[derive(Debug)]
+///
+/// Equality and `Hash` are those of the occupied slots (slot, id, entry) and
+/// the probe bound: the id left behind in a free slot is never read.
+#[derive(Clone, Debug)]
 pub(crate) struct OpTable<T, const R: usize> {
     ids: [u32; R],
     items: [Option<T>; R],
@@ -164,6 +167,37 @@ impl<T, const R: usize> OpTable<T, R> {
 
     pub(crate) fn clear(&mut self) {
         self.retain(|_| false);
+    }
+}
+
+impl<T, const R: usize> OpTable<T, R> {
+    /// The occupied slots, in slot order.
+    fn occupied(&self) -> impl Iterator<Item = (usize, u32, &T)> {
+        self.ids
+            .iter()
+            .zip(self.items.iter())
+            .enumerate()
+            .filter_map(|(slot, (id, item))| item.as_ref().map(|item| (slot, *id, item)))
+    }
+}
+
+impl<T: PartialEq, const R: usize> PartialEq for OpTable<T, R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self.max_displacement == other.max_displacement
+            && self.occupied().eq(other.occupied())
+    }
+}
+
+impl<T: Eq, const R: usize> Eq for OpTable<T, R> {}
+
+impl<T: core::hash::Hash, const R: usize> core::hash::Hash for OpTable<T, R> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.len.hash(state);
+        self.max_displacement.hash(state);
+        for entry in self.occupied() {
+            entry.hash(state);
+        }
     }
 }
 
