@@ -85,4 +85,18 @@ mod tests {
         assert!(!store.set(&too_many));
         assert_eq!(store.get::<WriteSegment>(), &writes[..], "unchanged");
     }
+
+    #[test]
+    fn equality_ignores_bytes_past_the_stored_segments() {
+        let mut used = SegmentStore::EMPTY;
+        let reads = [ReadSegment::new(7, BufferDescriptor::new(1, 2, 3)); 3];
+        assert!(used.set(&reads));
+        let writes = [WriteSegment::new(9, 10)];
+        assert!(used.set(&writes));
+        let mut fresh = SegmentStore::EMPTY;
+        assert!(fresh.set(&writes));
+        assert_eq!(used, fresh, "the reads' leftover bytes are not compared");
+        assert!(fresh.set(&[WriteSegment::new(9, 11)]));
+        assert_ne!(used, fresh);
+    }
 }

@@ -226,4 +226,22 @@ mod tests {
         let empty: OpTable<u8, 0> = OpTable::new();
         assert_eq!(empty.find(3), None);
     }
+
+    #[test]
+    fn equality_ignores_what_free_slots_left_behind() {
+        let mut a: OpTable<u32, 4> = OpTable::new();
+        let mut b: OpTable<u32, 4> = OpTable::new();
+        // `a` leaves id 2 behind in slot 2; `b` never used that slot.
+        assert_eq!(a.insert(2, 20), Ok(2));
+        a.remove(2);
+        assert_eq!(a.insert(1, 10), Ok(1));
+        assert_eq!(b.insert(1, 10), Ok(1));
+        assert_eq!(a, b);
+        assert_eq!(a.clone(), b);
+        // A live entry differing in id, slot or value makes them differ.
+        assert_eq!(b.insert(3, 30), Ok(3));
+        assert_ne!(a, b);
+        assert_eq!(a.insert(7, 30), Ok(3));
+        assert_ne!(a, b, "same slot and value, other id");
+    }
 }

@@ -15,7 +15,7 @@ usage: rdio-modelcheck [--preset NAME] [--requests N] [--kinds K,K,..]
 
 Checks every state of the rdio client and server cores reachable within the
 bounds and prints the unique states explored and each property's result.
-Without options: the CI runs (every preset). --preset requests|credits|faults
+Without options: the CI runs (every preset). --preset requests|pipeline|credits|faults
 starts from one preset; the other options change its bounds. --kinds picks
 the requests from read, read-poll, readv, readv-poll, write, write-poll,
 writev, writev-poll, collapse, collapse-poll, close, interrupt (or all).

@@ -263,6 +263,22 @@ impl RdioModel {
                 }),
             ),
             (
+                "pipeline",
+                RdioModel::new(Bounds {
+                    requests: 3,
+                    kinds: kinds(&[
+                        "read",
+                        "readv-poll",
+                        "write",
+                        "writev",
+                        "collapse-poll",
+                        "close",
+                        "interrupt",
+                    ]),
+                    ..base.clone()
+                }),
+            ),
+            (
                 "credits",
                 RdioModel::new(Bounds {
                     kinds: kinds(&["read", "write-poll", "interrupt"]),

@@ -46,7 +46,7 @@ fn presets_are_complete() {
     let presets = RdioModel::presets();
     assert_eq!(
         presets.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        ["requests", "credits", "faults"]
+        ["requests", "pipeline", "credits", "faults"]
     );
     for (name, model) in presets {
         assert!(!model.bounds.kinds.is_empty(), "{name} has no kinds");
