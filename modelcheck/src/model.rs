@@ -281,6 +281,7 @@ impl RdioModel {
             (
                 "credits",
                 RdioModel::new(Bounds {
+                    requests: 3,
                     kinds: kinds(&["read", "write-poll", "interrupt"]),
                     grants: 1,
                     revokes: 1,
