@@ -27,7 +27,7 @@ use crate::error::Violation;
 
 /// The server's answer to the client's credit messages: what the server is
 /// waiting for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PendingCredit {
     /// A grant of `n` awaits the client's single acknowledgement.
@@ -40,7 +40,7 @@ pub enum PendingCredit {
 }
 
 /// The server's view of one client's credits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerLedger {
     level: u16,
@@ -155,7 +155,7 @@ impl ServerLedger {
 }
 
 /// The client's credits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ClientLedger {
     level: u16,

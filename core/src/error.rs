@@ -7,7 +7,7 @@ use core::fmt;
 /// machine that detects one queues a `Terminate` message carrying
 /// [`Violation::wire_status`] and reports a termination event; it never
 /// panics and never continues on a ledger it can no longer trust.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Violation {

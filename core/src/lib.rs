@@ -120,6 +120,7 @@ mod log;
 pub mod client;
 pub mod credit;
 pub mod error;
+mod queue;
 mod segments;
 pub mod server;
 mod table;

@@ -10,6 +10,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 const BYTES: usize = MAX_SEGMENTS * size_of::<ReadSegment>();
 
 /// The segments of one request, as their wire bytes.
+///
+/// Equality and `Hash` look at the stored segments only: bytes past `len`
+/// are left over from an earlier request and never read.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentStore {
     bytes: [u8; BYTES],
@@ -44,6 +47,26 @@ impl SegmentStore {
     }
 }
 
+impl PartialEq for SegmentStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.stored() == other.stored()
+    }
+}
+
+impl Eq for SegmentStore {}
+
+impl core::hash::Hash for SegmentStore {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.stored().hash(state);
+    }
+}
+
+impl SegmentStore {
+    fn stored(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::SegmentStore;
@@ -61,5 +84,19 @@ mod tests {
         let too_many = [ReadSegment::new(0, BufferDescriptor::new(0, 0, 1)); MAX_SEGMENTS + 1];
         assert!(!store.set(&too_many));
         assert_eq!(store.get::<WriteSegment>(), &writes[..], "unchanged");
+    }
+
+    #[test]
+    fn equality_ignores_bytes_past_the_stored_segments() {
+        let mut used = SegmentStore::EMPTY;
+        let reads = [ReadSegment::new(7, BufferDescriptor::new(1, 2, 3)); 3];
+        assert!(used.set(&reads));
+        let writes = [WriteSegment::new(9, 10)];
+        assert!(used.set(&writes));
+        let mut fresh = SegmentStore::EMPTY;
+        assert!(fresh.set(&writes));
+        assert_eq!(used, fresh, "the reads' leftover bytes are not compared");
+        assert!(fresh.set(&[WriteSegment::new(9, 11)]));
+        assert_ne!(used, fresh);
     }
 }

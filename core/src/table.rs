@@ -9,7 +9,10 @@
 //! check on every request — is as cheap as a hit.
 
 /// Up to `R` entries of `T`, each under a `u32` id.
-#[derive(Debug)]
+///
+/// Equality and `Hash` are those of the occupied slots (slot, id, entry) and
+/// the probe bound: the id left behind in a free slot is never read.
+#[derive(Clone, Debug)]
 pub(crate) struct OpTable<T, const R: usize> {
     ids: [u32; R],
     items: [Option<T>; R],
@@ -167,6 +170,37 @@ impl<T, const R: usize> OpTable<T, R> {
     }
 }
 
+impl<T, const R: usize> OpTable<T, R> {
+    /// The occupied slots, in slot order.
+    fn occupied(&self) -> impl Iterator<Item = (usize, u32, &T)> {
+        self.ids
+            .iter()
+            .zip(self.items.iter())
+            .enumerate()
+            .filter_map(|(slot, (id, item))| item.as_ref().map(|item| (slot, *id, item)))
+    }
+}
+
+impl<T: PartialEq, const R: usize> PartialEq for OpTable<T, R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self.max_displacement == other.max_displacement
+            && self.occupied().eq(other.occupied())
+    }
+}
+
+impl<T: Eq, const R: usize> Eq for OpTable<T, R> {}
+
+impl<T: core::hash::Hash, const R: usize> core::hash::Hash for OpTable<T, R> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.len.hash(state);
+        self.max_displacement.hash(state);
+        for entry in self.occupied() {
+            entry.hash(state);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::OpTable;
@@ -191,5 +225,23 @@ mod tests {
         assert!(t.is_empty());
         let empty: OpTable<u8, 0> = OpTable::new();
         assert_eq!(empty.find(3), None);
+    }
+
+    #[test]
+    fn equality_ignores_what_free_slots_left_behind() {
+        let mut a: OpTable<u32, 4> = OpTable::new();
+        let mut b: OpTable<u32, 4> = OpTable::new();
+        // `a` leaves id 2 behind in slot 2; `b` never used that slot.
+        assert_eq!(a.insert(2, 20), Ok(2));
+        a.remove(2);
+        assert_eq!(a.insert(1, 10), Ok(1));
+        assert_eq!(b.insert(1, 10), Ok(1));
+        assert_eq!(a, b);
+        assert_eq!(a.clone(), b);
+        // A live entry differing in id, slot or value makes them differ.
+        assert_eq!(b.insert(3, 30), Ok(3));
+        assert_ne!(a, b);
+        assert_eq!(a.insert(7, 30), Ok(3));
+        assert_ne!(a, b, "same slot and value, other id");
     }
 }

@@ -36,7 +36,7 @@ impl Instant {
 }
 
 /// A fixed table of optional deadlines indexed by a timer enum (`N` entries).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TimerTable<const N: usize> {
     deadlines: [Option<Instant>; N],
 }

@@ -12,7 +12,7 @@ use core::fmt;
 
 /// The outcome of a successful negotiation: everything needed to connect
 /// and authenticate the RDMA channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Negotiated {
     /// The provider to connect over: the server's most preferred among the
     /// common ones that the client has.

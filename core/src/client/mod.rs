@@ -25,6 +25,7 @@ pub use discovery::{DiscoveryError, Negotiated, negotiate_request, negotiated};
 
 use crate::credit::ClientLedger;
 use crate::error::{ApiError, Violation};
+use crate::queue::Fifo;
 use crate::segments::SegmentStore;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
@@ -38,7 +39,7 @@ use crate::wire::{
 use core::time::Duration;
 
 /// Client-side limits and preferences.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientConfig {
     /// Providers this client can connect over, most preferred first.
     pub providers: ProviderList,
@@ -99,7 +100,7 @@ pub enum CompletionMode {
 }
 
 /// A registered file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RemoteFile {
     /// Handle for I/O requests.
@@ -172,7 +173,7 @@ pub struct Transmit {
     pub data: Option<DataRef>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum State {
     /// The auth request is queued or sent.
     Authenticating {
@@ -182,7 +183,7 @@ enum State {
     Closed,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum OpKind {
     Register {
         key: ResumeKey,
@@ -237,14 +238,14 @@ impl OpKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Stage {
     Queued,
     Sent,
     Done,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Op {
     id: u32,
     kind: OpKind,
@@ -271,7 +272,7 @@ const TIMERS: usize = 3;
 
 /// One RDMA connection's client state machine, with at most `R` requests
 /// outstanding (submitted and not yet reported).
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Client<const R: usize = 64> {
     config: ClientConfig,
     negotiated: Negotiated,
@@ -280,9 +281,9 @@ pub struct Client<const R: usize = 64> {
     ops: OpTable<Op, R>,
     /// The segments of the vectored request in the same slot of `ops`.
     segments: [SegmentStore; R],
-    unsent: heapless::Deque<u32, R>,
-    streaming: heapless::Deque<u32, R>,
-    done: heapless::Deque<u32, R>,
+    unsent: Fifo<u32, R>,
+    streaming: Fifo<u32, R>,
+    done: Fifo<u32, R>,
     auth_queued: bool,
     authenticated: Option<u16>,
     terminate: Option<Status>,
@@ -320,9 +321,9 @@ impl<const R: usize> Client<R> {
             ledger: ClientLedger::new(credits, max),
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
-            unsent: heapless::Deque::new(),
-            streaming: heapless::Deque::new(),
-            done: heapless::Deque::new(),
+            unsent: Fifo::new(),
+            streaming: Fifo::new(),
+            done: Fifo::new(),
             auth_queued: true,
             authenticated: None,
             terminate: None,
@@ -1369,7 +1370,7 @@ fn check_room(required: usize, buf: &[u8]) -> Result<(), InsufficientSize> {
     }
 }
 
-fn remove_from<const N: usize>(queue: &mut heapless::Deque<u32, N>, id: u32) {
+fn remove_from<const N: usize>(queue: &mut Fifo<u32, N>, id: u32) {
     let before = core::mem::take(queue);
     for entry in before {
         if entry != id {

@@ -27,6 +27,7 @@ pub use registry::{FileEntry, Registry, RegistryError, ServerOffer, SessionId, S
 
 use crate::credit::ServerLedger;
 use crate::error::{ApiError, Violation};
+use crate::queue::Fifo;
 use crate::segments::SegmentStore;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
@@ -39,7 +40,7 @@ use crate::wire::{
 use core::time::Duration;
 
 /// Server-side limits and policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
     /// Credits a client starts with (capped by what it asks for). The
@@ -202,7 +203,7 @@ pub enum Transmit {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum State {
     AwaitAuth,
     /// The auth request `request_id` arrived carrying `credits` in its
@@ -215,7 +216,7 @@ enum State {
     Closed,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Stage {
     /// Waiting in the dispatch queue for the driver.
     Queued,
@@ -225,7 +226,7 @@ enum Stage {
     Receiving,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum OpKind {
     Register {
         key: ResumeKey,
@@ -245,7 +246,7 @@ enum OpKind {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Op {
     id: u32,
     kind: OpKind,
@@ -263,7 +264,7 @@ struct Op {
     unanswered: u16,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Handle {
     id: u32,
     file: FileId,
@@ -271,7 +272,7 @@ struct Handle {
     closing: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Outgoing {
     Message(Message<'static>),
     Status {
@@ -281,7 +282,7 @@ enum Outgoing {
     },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Pending {
     Authenticate(AuthKey),
     Op(u32),
@@ -297,7 +298,7 @@ const TIMERS: usize = 2;
 ///
 /// `R` bounds outstanding client messages (set it ≥ `max_credits`; extra
 /// credits are refused at configuration), `F` the files registered at once.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Connection<const R: usize = 64, const F: usize = 32> {
     config: ServerConfig,
     state: State,
@@ -309,10 +310,10 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     segments: [SegmentStore; R],
     handles: heapless::Vec<Handle, F>,
     next_handle: u32,
-    interrupt_waiters: heapless::Deque<u32, R>,
-    pending: heapless::Deque<Pending, R>,
-    outgoing: heapless::Deque<Outgoing, R>,
-    control: heapless::Deque<Message<'static>, 4>,
+    interrupt_waiters: Fifo<u32, R>,
+    pending: Fifo<Pending, R>,
+    outgoing: Fifo<Outgoing, R>,
+    control: Fifo<Message<'static>, 4>,
     timers: TimerTable<TIMERS>,
 }
 
@@ -331,10 +332,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             segments: [const { SegmentStore::EMPTY }; R],
             handles: heapless::Vec::new(),
             next_handle: 1,
-            interrupt_waiters: heapless::Deque::new(),
-            pending: heapless::Deque::new(),
-            outgoing: heapless::Deque::new(),
-            control: heapless::Deque::new(),
+            interrupt_waiters: Fifo::new(),
+            pending: Fifo::new(),
+            outgoing: Fifo::new(),
+            control: Fifo::new(),
             timers,
         }
     }

@@ -23,7 +23,7 @@ pub struct SessionId(pub u32);
 
 /// What a negotiation settled, handed to the RDMA connection at
 /// authentication.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SessionParams {
     /// The session.

@@ -14,7 +14,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// One segment of a vectored read: file bytes at `offset`, `dest.len()` of
 /// them, land in `dest` (24 bytes on the wire).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
 )]
 #[repr(C)]
 pub struct ReadSegment {
@@ -55,7 +55,7 @@ impl defmt::Format for ReadSegment {
 /// One segment of a vectored write: `len` bytes at file `offset` (16 bytes on
 /// the wire; the last 4 are reserved, zero).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
 )]
 #[repr(C)]
 pub struct WriteSegment {
@@ -105,7 +105,7 @@ impl defmt::Format for WriteSegment {
 
 /// Read `dest.len()` bytes at `offset` of `handle` into client memory `dest`;
 /// completion goes to `status` (claims 15, 16, 20).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ReadRequest {
     /// Registered file handle.
@@ -120,7 +120,7 @@ pub struct ReadRequest {
 
 /// Vectored read: each segment is an independent (file offset, client buffer)
 /// pair; one status block for the whole request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ReadVRequest<'a> {
     /// Registered file handle.
@@ -134,7 +134,7 @@ pub struct ReadVRequest<'a> {
 /// Write `total_len` bytes at `offset`; the first `data.len()` bytes ride in
 /// this message, the rest in [`Body::WriteData`] fragments (claim 1: write
 /// data travels in sends, never RDMA).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WriteRequest<'a> {
     /// Registered file handle.
@@ -153,7 +153,7 @@ pub struct WriteRequest<'a> {
 /// segments (`total_len` = sum of lengths); with COLLAPSE every segment has the
 /// same length and receives the same bytes, carried once (`total_len` = that
 /// length) — claim 17.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WriteVRequest<'a> {
     /// Registered file handle.
@@ -169,7 +169,7 @@ pub struct WriteVRequest<'a> {
 }
 
 /// The payload of a message, one variant per [`Opcode`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Body<'a> {
@@ -268,7 +268,7 @@ pub enum Body<'a> {
 }
 
 /// A whole RDMA-channel message: header fields plus body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Message<'a> {
     /// Flags (validated against the opcode).

@@ -69,7 +69,7 @@ pub const MIN_SEND_SIZE: u32 = 512;
 
 /// Every way a received message can be malformed. Parsing never panics: any
 /// input yields a message or one of these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum WireError {

@@ -26,7 +26,7 @@ pub const STATUS_BLOCK_LEN: usize = 24;
 pub const STATUS_VALID: u32 = u32::from_le_bytes(*b"RDIO");
 
 /// A validated status block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct StatusBlock {
     /// The request this completes.

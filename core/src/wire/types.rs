@@ -33,6 +33,12 @@ macro_rules! key_type {
             }
         }
 
+        impl core::hash::Hash for $name {
+            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
+
         impl core::fmt::Debug for $name {
             fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                 f.write_str(concat!(stringify!($name), "(<redacted>)"))
@@ -64,7 +70,17 @@ key_type! {
 /// A window of client memory the server may RDMA-write: address, remote key,
 /// length (the SMB Direct "buffer descriptor"). 16 bytes on the wire.
 #[derive(
-    Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
 )]
 #[repr(C)]
 pub struct BufferDescriptor {

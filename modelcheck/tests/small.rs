@@ -1,0 +1,59 @@
+//! A small exhaustive run in the test suite (debug build): the full CI runs
+//! are `cargo run --release -p rdio-modelcheck` (see docs/MODEL.md).
+
+use rdio_modelcheck::adapter::Submit;
+use rdio_modelcheck::model::{Bounds, RdioModel};
+use stateright::{Checker, Expectation, Model};
+
+fn bounds(kinds: &[&str]) -> Bounds {
+    Bounds {
+        requests: 1,
+        kinds: kinds.iter().filter_map(|k| Submit::from_name(k)).collect(),
+        registers: 1,
+        cancels: 1,
+        grants: 0,
+        revokes: 0,
+        losses: 0,
+        ticks: 0,
+    }
+}
+
+/// Every `always`/`eventually` property holds and every `sometimes` example
+/// is reached, on one read or one fragmented write with a cancel.
+#[test]
+fn one_request_with_a_cancel_is_checked_exhaustively() {
+    let model = RdioModel::new(bounds(&["read", "write-poll"]));
+    let properties = model.properties();
+    let checker = model.checker().spawn_bfs().join();
+    assert!(checker.is_done());
+    assert!(
+        checker.unique_state_count() > 500,
+        "explored only {} states",
+        checker.unique_state_count()
+    );
+    for p in properties {
+        let found = checker.discovery(p.name).is_some();
+        match p.expectation {
+            Expectation::Sometimes => assert!(found, "example never reached: {}", p.name),
+            _ => assert!(!found, "counterexample for: {}", p.name),
+        }
+    }
+}
+
+/// The presets CI runs are well-formed: each names its kinds and credits.
+#[test]
+fn presets_are_complete() {
+    let presets = RdioModel::presets();
+    assert_eq!(
+        presets.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        ["requests", "pipeline", "credits", "faults"]
+    );
+    for (name, model) in presets {
+        assert!(!model.bounds.kinds.is_empty(), "{name} has no kinds");
+        assert!(model.limits.initial_credits >= 1, "{name}");
+        assert!(
+            model.limits.initial_credits <= model.limits.max_credits,
+            "{name}"
+        );
+    }
+}
