@@ -851,7 +851,7 @@ fn a_killed_put_leaves_the_old_file_over(transport: &[&str]) {
         if in_place {
             args.push("--inplace");
         }
-        let mut client = Command::new(RDIO)
+        let mut client = rdio_command(&[])
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1043,7 +1043,7 @@ fn stopping_the_server_mid_put_keeps_the_old_file_over(transport: &[&str]) {
         "1",
     ];
     args.extend_from_slice(transport);
-    let client = Command::new(RDIO)
+    let client = rdio_command(&[])
         .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
