@@ -134,6 +134,15 @@ const FIELDS: &[&str] = &[
     "rdiopipe.status",
     "rdiopipe.provider",
     "rdiopipe.response_to",
+    "rdiopipe.capabilities",
+    "rdiopipe.name",
+    "rdiopipe.salt",
+    "rdiopipe.nonce",
+    "rdiopipe.proof",
+    "rdiopipe.access.read_only",
+    "rdiopipe.size",
+    "rdiopipe.modified_ns",
+    "rdiopipe.file_id",
     "rdio.opcode",
     "rdio.request_id",
     "rdio.status",
@@ -252,13 +261,67 @@ fn a_captured_session_decodes_with_the_expected_fields() {
 
     let (serve, put, get) = (decode(&serve_cap), decode(&put_cap), decode(&get_cap));
 
-    // The client's side channel, in order: resume key, negotiate, open.
+    // The client's side channel, in order: authentication (hello,
+    // challenge, proof, result), resume key, negotiate, open, then a Stat
+    // after the open and one after the last read.
     let pipe: Vec<&Frame> = get.iter().filter(|f| f.has("rdiopipe.opcode")).collect();
     let ops: Vec<(u64, u64)> = pipe
         .iter()
         .map(|f| (f.num("rdiocap.direction"), f.num("rdiopipe.opcode")))
         .collect();
-    assert_eq!(ops, [(0, 1), (1, 2), (0, 5), (1, 6), (0, 3), (1, 4)]);
+    assert_eq!(
+        ops,
+        [
+            (0, 0x10),
+            (1, 0x11),
+            (0, 0x12),
+            (1, 0x13),
+            (0, 1),
+            (1, 2),
+            (0, 5),
+            (1, 6),
+            (0, 3),
+            (1, 4),
+            (0, 7),
+            (1, 8),
+            (0, 7),
+            (1, 8)
+        ]
+    );
+    let (auth, pipe) = pipe.split_at(4);
+    // The auth exchange: the client's name (as the server received it),
+    // a 16-byte salt and 32-byte nonce, a 32-byte proof, and a result of
+    // Success with full (not read-only) access; each answer matched.
+    let name = auth[0].get("rdiopipe.name");
+    assert!(
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c)),
+        "AuthHello name {name:?}"
+    );
+    assert!(
+        serve.iter().any(|f| f.get("rdiopipe.opcode") == "0x10"
+            && f.get("rdiocap.direction") == "1"
+            && f.get("rdiopipe.name") == name),
+        "the server received the AuthHello of {name:?}"
+    );
+    assert_eq!(auth[1].get("rdiopipe.salt").len(), 32, "16-byte salt");
+    assert_eq!(auth[1].get("rdiopipe.nonce").len(), 64, "32-byte nonce");
+    assert_eq!(auth[2].get("rdiopipe.proof").len(), 64, "32-byte proof");
+    assert_eq!(auth[3].get("rdiopipe.status"), "0");
+    assert_eq!(auth[3].get("rdiopipe.access.read_only"), "0");
+    assert_eq!(
+        auth[1].get("rdiopipe.response_to"),
+        auth[0].get("frame.number"),
+        "the AuthChallenge answers the AuthHello"
+    );
+    assert_eq!(
+        auth[3].get("rdiopipe.response_to"),
+        auth[2].get("frame.number"),
+        "the AuthResult answers the AuthProof"
+    );
     assert_eq!(pipe[4].get("rdiopipe.path"), "f.bin");
     assert_eq!(pipe[4].get("rdiopipe.flags.read"), "1");
     assert_eq!(pipe[4].get("rdiopipe.flags.write"), "0");
@@ -269,7 +332,34 @@ fn a_captured_session_decodes_with_the_expected_fields() {
         pipe[2].get("frame.number"),
         "the NegotiateResponse answers the NegotiateRequest"
     );
+    // The capabilities bitmap at its new offsets (40-byte and 44-byte
+    // fixed parts): rdio get offers none, so none is in use.
+    assert_eq!(pipe[2].get("rdiopipe.capabilities"), "0x0000000000000000");
+    assert_eq!(pipe[3].get("rdiopipe.capabilities"), "0x0000000000000000");
     assert_eq!(pipe[5].get("rdiopipe.status"), "0");
+    // Both Stats name the file and find it unchanged: Success, its size,
+    // a modification time and the same file id; each answer matched.
+    let stats = &pipe[6..];
+    for pair in stats.chunks(2) {
+        assert_eq!(pair[0].get("rdiopipe.path"), "f.bin");
+        assert_eq!(pair[1].get("rdiopipe.status"), "0");
+        assert_eq!(pair[1].num("rdiopipe.size"), 200_000);
+        assert!(pair[1].num("rdiopipe.modified_ns") > 0);
+        assert!(pair[1].num("rdiopipe.file_id") != 0);
+        assert_eq!(
+            pair[1].get("rdiopipe.response_to"),
+            pair[0].get("frame.number"),
+            "the StatResponse answers its StatRequest"
+        );
+    }
+    assert_eq!(
+        stats[1].get("rdiopipe.file_id"),
+        stats[3].get("rdiopipe.file_id")
+    );
+    assert_eq!(
+        stats[1].get("rdiopipe.modified_ns"),
+        stats[3].get("rdiopipe.modified_ns")
+    );
 
     // The client's RDMA channel: authentication, registration (the size
     // is the file's), reads at 64 KiB steps until end of file, close,
