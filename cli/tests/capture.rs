@@ -497,18 +497,52 @@ fn protocol_violations_are_expert_errors() {
     let mut short = message(0x40, 0, 4, 0, &[]);
     short[12] = 8;
     record(Direction::Out, &short);
+    let pipe_record = |direction, bytes: &[u8]| {
+        recorder.record(&Record {
+            direction,
+            kind: Kind::Pipe,
+            connection: 2,
+            remote: RemoteBuf::default(),
+            imm: None,
+            payload: bytes,
+            len: bytes.len(),
+        });
+    };
+    let frame = |op: u8, payload: &[u8]| {
+        let mut bytes = b"RDIO\x01".to_vec();
+        bytes.extend_from_slice(&[op, 0, 0]);
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    };
     // 7: a pipe frame with an unknown opcode.
-    let pipe = b"RDIO\x01\x7e\x00\x00\x00\x00\x00\x00";
-    recorder.record(&Record {
-        direction: Direction::Out,
-        kind: Kind::Pipe,
-        connection: 2,
-        remote: RemoteBuf::default(),
-        imm: None,
-        payload: pipe,
-        len: pipe.len(),
-    });
-    assert_eq!(recorder.finish().expect("finish"), 7);
+    pipe_record(Direction::Out, b"RDIO\x01\x7e\x00\x00\x00\x00\x00\x00");
+    // 8: a Terminate with reason UnknownOpcode (36): valid.
+    record(
+        Direction::In,
+        &message(0x7f, 0, 0, 0, &[36, 0, 0, 0, 0, 0, 0, 0]),
+    );
+    // 9: a StatResponse with status 34, not assigned: unknown status.
+    let mut stat = vec![0u8; 32];
+    stat[0] = 34;
+    pipe_record(Direction::In, &frame(0x08, &stat));
+    // 10: a Refused with status Busy (28): valid.
+    pipe_record(Direction::In, &frame(0x1f, &[28, 0, 0, 0, 0, 0, 0, 0]));
+    // 11: an OpenRequest WRITE | IN_PLACE of "f": valid.
+    pipe_record(
+        Direction::Out,
+        &frame(0x03, &[0x12, 0, 0, 0, 1, 0, 0, 0, b'f']),
+    );
+    // 12: an OpenRequest with the undefined open flag 0x20.
+    pipe_record(
+        Direction::Out,
+        &frame(0x03, &[0x22, 0, 0, 0, 1, 0, 0, 0, b'f']),
+    );
+    // 13: an AuthResult that is 4 bytes, not 8: bad length.
+    pipe_record(Direction::In, &frame(0x13, &[0, 0, 0, 0]));
+    // 14: a pipe Error (BAD_LENGTH for the AuthResult's opcode): valid.
+    pipe_record(Direction::In, &frame(0x30, &[5, 0, 0, 0, 0x13, 0, 0, 0]));
+    assert_eq!(recorder.finish().expect("finish"), 14);
 
     let expected = [
         (2, "rdio.expert.credits"),
@@ -517,6 +551,9 @@ fn protocol_violations_are_expert_errors() {
         (5, "rdio.expert.flags"),
         (6, "rdio.expert.length"),
         (7, "rdio.expert.unknown_opcode"),
+        (9, "rdio.expert.unknown_status"),
+        (12, "rdio.expert.reserved"),
+        (13, "rdio.expert.length"),
     ];
     for (frame, expert) in expected {
         let rows = tshark(&file, expert, &["frame.number"]);
@@ -525,7 +562,37 @@ fn protocol_violations_are_expert_errors() {
             "{expert} not raised on frame {frame}: {rows:?}"
         );
     }
-    assert_eq!(count(&file, "_ws.expert.severity == error"), 6);
+    assert_eq!(count(&file, "_ws.expert.severity == error"), 9);
+    assert_eq!(
+        count(
+            &file,
+            "frame.number in {8, 10, 11, 14} && _ws.expert.severity == error"
+        ),
+        0,
+        "known status codes (UnknownOpcode, Busy), IN_PLACE and a pipe Error are valid"
+    );
+    let decoded = tshark(
+        &file,
+        "frame.number in {8, 10, 11, 14}",
+        &[
+            "frame.number",
+            "rdio.reason",
+            "rdiopipe.status",
+            "rdiopipe.flags.in_place",
+            "rdiopipe.error.code",
+            "rdiopipe.error.opcode",
+        ],
+    );
+    assert_eq!(
+        decoded,
+        [
+            ["8", "36", "", "", "", ""],
+            ["10", "", "28", "", "", ""],
+            ["11", "", "", "1", "", ""],
+            ["14", "", "", "", "5", "0x13"],
+        ],
+        "Terminate reason, Refused status, IN_PLACE, Error code and opcode"
+    );
     assert_eq!(
         count(&file, "frame.number == 1 && _ws.expert"),
         0,
