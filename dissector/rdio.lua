@@ -35,6 +35,15 @@ local STATUS = {
   [10] = "VersionMismatch", [11] = "UnknownResumeKey", [12] = "AuthFailed",
   [13] = "ResourceExhausted", [14] = "NotSupported", [15] = "ProtocolError",
   [16] = "Closed", [17] = "TimedOut", [18] = "Shutdown",
+  -- The server file system's errors (errno).
+  [19] = "NoSpace", [20] = "QuotaExceeded", [21] = "ReadOnlyFileSystem",
+  [22] = "PermissionDenied", [23] = "IsADirectory", [24] = "NotADirectory",
+  [25] = "NotAFile", [26] = "FileTooLarge", [27] = "NameTooLong",
+  -- Side-channel security.
+  [28] = "Busy", [29] = "Unauthenticated", [30] = "ReadOnly",
+  [31] = "TlsRequired", [32] = "TlsNotOffered", [33] = "NotAllowed",
+  -- Terminate reason for an opcode the receiver does not know.
+  [36] = "UnknownOpcode",
 }
 local OPCODES = {
   [0x01] = "AuthRequest", [0x02] = "AuthResponse", [0x03] = "StatusResponse",
@@ -56,10 +65,37 @@ local CLIENT_OPS = {
 -- on WriteV only.
 local ALLOWED_FLAGS = { [0x21] = 0x1, [0x22] = 0x1, [0x23] = 0x1, [0x24] = 0x3 }
 local PIPE_OPCODES = {
-  [1] = "ResumeKeyRequest", [2] = "ResumeKeyResponse", [3] = "OpenRequest",
-  [4] = "OpenResponse", [5] = "NegotiateRequest", [6] = "NegotiateResponse",
+  [0x01] = "ResumeKeyRequest", [0x02] = "ResumeKeyResponse",
+  [0x03] = "OpenRequest", [0x04] = "OpenResponse",
+  [0x05] = "NegotiateRequest", [0x06] = "NegotiateResponse",
+  [0x07] = "StatRequest", [0x08] = "StatResponse",
+  [0x10] = "AuthHello", [0x11] = "AuthChallenge", [0x12] = "AuthProof",
+  [0x13] = "AuthResult", [0x1F] = "Refused", [0x30] = "Error",
 }
-local OPEN_FLAGS_KNOWN = 0xF
+-- Pipe requests, and the request opcode each response answers.
+local PIPE_REQUESTS = {
+  [0x01] = true, [0x03] = true, [0x05] = true, [0x07] = true, [0x10] = true,
+  [0x12] = true,
+}
+local PIPE_ANSWERS = {
+  [0x02] = 0x01, [0x04] = 0x03, [0x06] = 0x05, [0x08] = 0x07, [0x11] = 0x10,
+  [0x13] = 0x12,
+}
+-- Exact payload length of the fixed-size pipe messages.
+local PIPE_FIXED = {
+  [0x01] = 0, [0x02] = 16, [0x04] = 32, [0x08] = 32, [0x11] = 48, [0x12] = 32,
+  [0x13] = 8, [0x1F] = 8, [0x30] = 8,
+}
+-- Pipe Error codes (open: a code not listed here is not a violation).
+local PIPE_ERRORS = {
+  [1] = "BAD_MAGIC", [2] = "UNSUPPORTED_VERSION", [3] = "UNKNOWN_OPCODE",
+  [4] = "RESERVED_NOT_ZERO", [5] = "BAD_LENGTH", [6] = "TOO_MANY",
+  [7] = "BAD_PROVIDER_NAME", [8] = "INVALID_FIELD", [9] = "UNKNOWN_OPEN_FLAGS",
+  [10] = "UNKNOWN_STATUS", [11] = "UNEXPECTED_MESSAGE",
+  [12] = "RESOURCE_EXHAUSTED",
+}
+local MAX_PIPE_PAYLOAD = 2048
+local OPEN_FLAGS_KNOWN = 0x1F
 
 -- Capture record header.
 local f = {}
@@ -131,6 +167,7 @@ p.read = ProtoField.bool("rdiopipe.flags.read", "READ", 32, nil, 0x1)
 p.write = ProtoField.bool("rdiopipe.flags.write", "WRITE", 32, nil, 0x2)
 p.create = ProtoField.bool("rdiopipe.flags.create", "CREATE", 32, nil, 0x4)
 p.truncate = ProtoField.bool("rdiopipe.flags.truncate", "TRUNCATE", 32, nil, 0x8)
+p.in_place = ProtoField.bool("rdiopipe.flags.in_place", "IN_PLACE", 32, nil, 0x10)
 p.path_len = ProtoField.uint16("rdiopipe.path_len", "Path length")
 p.path = ProtoField.string("rdiopipe.path", "Path")
 p.status = ProtoField.uint32("rdiopipe.status", "Status", base.DEC, STATUS)
@@ -148,6 +185,18 @@ p.credits = ProtoField.uint16("rdiopipe.credits", "Credits")
 p.auth_key = ProtoField.bytes("rdiopipe.auth_key", "Auth key")
 p.endpoint_len = ProtoField.uint16("rdiopipe.endpoint_len", "Endpoint length")
 p.endpoint = ProtoField.string("rdiopipe.endpoint", "Endpoint")
+p.capabilities = ProtoField.uint64("rdiopipe.capabilities", "Capabilities", base.HEX)
+p.modified_ns = ProtoField.uint64("rdiopipe.modified_ns", "Modified (ns since the epoch)")
+p.file_id = ProtoField.uint64("rdiopipe.file_id", "File id", base.HEX)
+p.name_len = ProtoField.uint8("rdiopipe.name_len", "Name length")
+p.name = ProtoField.string("rdiopipe.name", "Name")
+p.salt = ProtoField.bytes("rdiopipe.salt", "Salt")
+p.nonce = ProtoField.bytes("rdiopipe.nonce", "Nonce")
+p.proof = ProtoField.bytes("rdiopipe.proof", "Proof")
+p.access = ProtoField.uint32("rdiopipe.access", "Access", base.HEX)
+p.read_only = ProtoField.bool("rdiopipe.access.read_only", "READ_ONLY", 32, nil, 0x1)
+p.error_code = ProtoField.uint32("rdiopipe.error.code", "Code", base.DEC, PIPE_ERRORS)
+p.error_opcode = ProtoField.uint8("rdiopipe.error.opcode", "Opcode of the refused frame", base.HEX, PIPE_OPCODES)
 p.response_to = ProtoField.framenum("rdiopipe.response_to", "Response to", base.NONE, frametype.REQUEST)
 pipe.fields = {}
 for _, field in pairs(p) do table.insert(pipe.fields, field) end
@@ -191,9 +240,14 @@ e.flushed = ProtoExpert.new("rdio.expert.flushed", "Work request flushed (connec
   expert.group.SEQUENCE, expert.severity.NOTE)
 e.terminate = ProtoExpert.new("rdio.expert.terminate", "Connection terminated",
   expert.group.SEQUENCE, expert.severity.NOTE)
+e.pipe_error = ProtoExpert.new("rdio.expert.pipe_error", "Server refused a pipe frame",
+  expert.group.RESPONSE_CODE, expert.severity.WARN)
+e.refused = ProtoExpert.new("rdio.expert.refused", "Server refused the client",
+  expert.group.RESPONSE_CODE, expert.severity.WARN)
 rdio.experts = {
   e.unknown_opcode, e.unknown_status, e.reserved, e.flags, e.version, e.length,
   e.magic, e.credits, e.invalid, e.truncated, e.wc_error, e.flushed, e.terminate,
+  e.pipe_error, e.refused,
 }
 
 -- Per-capture state, rebuilt on every pass: requests by (connection,
@@ -526,59 +580,123 @@ local function dissect_pipe(tvb, pinfo, tree, conn)
   if have ~= length then
     litem:add_proto_expert_info(e.length,
       string.format("declares %d payload bytes, carries %d", length, have))
+  elseif length > MAX_PIPE_PAYLOAD then
+    litem:add_proto_expert_info(e.length,
+      string.format("payload above %d bytes", MAX_PIPE_PAYLOAD))
+  end
+  -- BadLength: a fixed-size message of another length, or a payload
+  -- shorter than its opcode's fixed part.
+  local fixed = PIPE_FIXED[op]
+  if fixed ~= nil and length ~= fixed then
+    litem:add_proto_expert_info(e.length,
+      string.format("%s carries exactly %d payload bytes", name, fixed))
+  end
+  local function need(n)
+    if have < n then
+      if fixed == nil then
+        litem:add_proto_expert_info(e.length,
+          string.format("payload shorter than the %d-byte fixed part", n))
+      end
+      return false
+    end
+    return true
   end
   t:append_text(": " .. name)
   pinfo.cols.info:append(" " .. name)
   local b = 12
   -- Requests and responses alternate on a pipe: a response answers the
-  -- connection's latest request.
+  -- connection's latest request of its kind (Hello -> Challenge, Proof ->
+  -- Result, ...); an Error answers the request it refuses (by its opcode
+  -- field), a Refused the latest request.
   local st = state(pinfo)
   if not pinfo.visited then
-    if op == 1 or op == 3 or op == 5 then
-      pipe_requests[conn] = pinfo.number
-    elseif op == 2 or op == 4 or op == 6 then
-      st.pipe_response_to = pipe_requests[conn]
+    local reqs = pipe_requests[conn]
+    if reqs == nil then
+      reqs = {}
+      pipe_requests[conn] = reqs
+    end
+    if PIPE_REQUESTS[op] then
+      reqs[op] = pinfo.number
+      reqs.last = pinfo.number
+    elseif PIPE_ANSWERS[op] ~= nil then
+      st.pipe_response_to = reqs[PIPE_ANSWERS[op]]
+    elseif op == 0x30 then
+      local refused = have >= 5 and tvb(b + 4, 1):uint() or nil
+      st.pipe_response_to = (refused and reqs[refused]) or reqs.last
+    elseif op == 0x1F then
+      st.pipe_response_to = reqs.last
     end
   end
   if st.pipe_response_to ~= nil then t:add(p.response_to, st.pipe_response_to) end
-  if op == 2 and have >= 16 then
+  local function path_at(off, plen)
+    if plen == 0 then
+      t:add_proto_expert_info(e.invalid, "empty path")
+    elseif plen > 1024 then
+      t:add_proto_expert_info(e.length, "path longer than 1024 bytes")
+    end
+    if have ~= off - b + plen then
+      litem:add_proto_expert_info(e.length, "payload is not the fixed part + path_len bytes")
+    end
+    if plen > 0 and off + plen <= tvb:len() then
+      local path = tvb(off, plen)
+      t:add(p.path, path)
+      for i = 0, plen - 1 do
+        if path:range(i, 1):uint() == 0 then
+          t:add_proto_expert_info(e.invalid, "NUL byte in the path")
+          break
+        end
+      end
+      pinfo.cols.info:append(" " .. path:string())
+    end
+  end
+  if op == 0x02 and need(16) then
     t:add(p.key, tvb(b, 16))
-  elseif op == 3 and have >= 8 then
+  elseif op == 0x03 and need(8) then
     local fl = tvb(b, 4):le_uint()
     local fitem = t:add_le(p.flags, tvb(b, 4))
     fitem:add_le(p.read, tvb(b, 4))
     fitem:add_le(p.write, tvb(b, 4))
     fitem:add_le(p.create, tvb(b, 4))
     fitem:add_le(p.truncate, tvb(b, 4))
-    if bit.band(fl, bit.bnot(OPEN_FLAGS_KNOWN)) ~= 0 then fitem:add_proto_expert_info(e.reserved) end
+    fitem:add_le(p.in_place, tvb(b, 4))
+    if bit.band(fl, bit.bnot(OPEN_FLAGS_KNOWN)) ~= 0 then
+      fitem:add_proto_expert_info(e.reserved)
+    elseif bit.band(fl, 0x3) == 0 or (bit.band(fl, 0x1C) ~= 0 and bit.band(fl, 0x2) == 0) then
+      fitem:add_proto_expert_info(e.invalid, "bad open mode")
+    end
     local plen = tvb(b + 4, 2):le_uint()
     t:add_le(p.path_len, tvb(b + 4, 2))
     check_zero(t, p.reserved, tvb(b + 6, 2))
-    if have >= 8 + plen and plen > 0 then
-      t:add(p.path, tvb(b + 8, plen))
-      pinfo.cols.info:append(" " .. tvb(b + 8, plen):string())
-    end
-  elseif op == 4 and have >= 32 then
+    path_at(b + 8, plen)
+  elseif op == 0x04 and need(32) then
     check_status(t, p.status, tvb(b, 4))
     check_zero(t, p.reserved, tvb(b + 4, 4))
     t:add(p.key, tvb(b + 8, 16))
     t:add_le(p.size, tvb(b + 24, 8))
-  elseif op == 5 and have >= 32 then
+  elseif op == 0x05 and need(40) then
     t:add(p.server_key, tvb(b, 16))
+    local minv, maxv = tvb(b + 16, 2):le_uint(), tvb(b + 18, 2):le_uint()
     t:add_le(p.min_version, tvb(b + 16, 2))
-    t:add_le(p.max_version, tvb(b + 18, 2))
+    local vitem2 = t:add_le(p.max_version, tvb(b + 18, 2))
+    if minv > maxv then vitem2:add_proto_expert_info(e.invalid, "min_version > max_version") end
     t:add_le(p.credits_requested, tvb(b + 20, 2))
     local count = tvb(b + 22, 1):uint()
-    t:add(p.provider_count, tvb(b + 22, 1))
+    local citem = t:add(p.provider_count, tvb(b + 22, 1))
+    if count > 8 then citem:add_proto_expert_info(e.length, "more than 8 providers") end
     check_zero(t, p.reserved, tvb(b + 23, 1))
-    t:add_le(p.max_send_size, tvb(b + 24, 4))
+    local sitem = t:add_le(p.max_send_size, tvb(b + 24, 4))
+    if tvb(b + 24, 4):le_uint() < 512 then sitem:add_proto_expert_info(e.invalid, "max_send_size < 512") end
     t:add_le(p.max_io_size, tvb(b + 28, 4))
+    t:add_le(p.capabilities, tvb(b + 32, 8))
+    if have ~= 40 + 32 * count then
+      litem:add_proto_expert_info(e.length, "payload is not 40 + 32 x provider_count bytes")
+    end
     for i = 0, count - 1 do
-      local off = b + 32 + 32 * i
+      local off = b + 40 + 32 * i
       if off + 32 > tvb:len() then break end
       t:add(p.provider, tvb(off, 32), tvb(off, 32):stringz())
     end
-  elseif op == 6 and have >= 36 then
+  elseif op == 0x06 and need(44) then
     check_status(t, p.status, tvb(b, 4))
     t:add_le(p.chosen_version, tvb(b + 4, 2))
     t:add_le(p.credits, tvb(b + 6, 2))
@@ -586,17 +704,81 @@ local function dissect_pipe(tvb, pinfo, tree, conn)
     t:add_le(p.max_io_size, tvb(b + 12, 4))
     t:add(p.auth_key, tvb(b + 16, 16))
     local count = tvb(b + 32, 1):uint()
-    t:add(p.provider_count, tvb(b + 32, 1))
+    local citem = t:add(p.provider_count, tvb(b + 32, 1))
+    if count > 8 then citem:add_proto_expert_info(e.length, "more than 8 providers") end
     check_zero(t, p.reserved, tvb(b + 33, 1))
     local elen = tvb(b + 34, 2):le_uint()
-    t:add_le(p.endpoint_len, tvb(b + 34, 2))
-    local off = b + 36
+    local eitem = t:add_le(p.endpoint_len, tvb(b + 34, 2))
+    if elen > 128 then eitem:add_proto_expert_info(e.length, "endpoint longer than 128 bytes") end
+    t:add_le(p.capabilities, tvb(b + 36, 8))
+    if have ~= 44 + 32 * count + elen then
+      litem:add_proto_expert_info(e.length,
+        "payload is not 44 + 32 x provider_count + endpoint_len bytes")
+    end
+    local off = b + 44
     for _ = 1, count do
       if off + 32 > tvb:len() then break end
       t:add(p.provider, tvb(off, 32), tvb(off, 32):stringz())
       off = off + 32
     end
     if elen > 0 and off + elen <= tvb:len() then t:add(p.endpoint, tvb(off, elen)) end
+  elseif op == 0x07 and need(4) then
+    local plen = tvb(b, 2):le_uint()
+    t:add_le(p.path_len, tvb(b, 2))
+    check_zero(t, p.reserved, tvb(b + 2, 2))
+    path_at(b + 4, plen)
+  elseif op == 0x08 and need(32) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    check_zero(t, p.reserved, tvb(b + 4, 4))
+    t:add_le(p.size, tvb(b + 8, 8))
+    t:add_le(p.modified_ns, tvb(b + 16, 8))
+    t:add_le(p.file_id, tvb(b + 24, 8))
+    pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)))
+  elseif op == 0x10 and need(4) then
+    local nlen = tvb(b, 1):uint()
+    local nitem = t:add(p.name_len, tvb(b, 1))
+    check_zero(t, p.reserved, tvb(b + 1, 3))
+    if have ~= 4 + nlen then
+      litem:add_proto_expert_info(e.length, "payload is not 4 + name_len bytes")
+    end
+    if nlen == 0 or nlen > 64 then
+      nitem:add_proto_expert_info(e.invalid, "name length not in 1..=64")
+    end
+    if nlen > 0 and b + 4 + nlen <= tvb:len() then
+      local nm = tvb(b + 4, nlen)
+      local item = t:add(p.name, nm)
+      if not nm:raw():match("^[%w%._%-@]+$") then
+        item:add_proto_expert_info(e.invalid, "name holds a byte outside letters, digits, . _ - @")
+      end
+      pinfo.cols.info:append(" " .. nm:string())
+    end
+  elseif op == 0x11 and need(48) then
+    t:add(p.salt, tvb(b, 16))
+    t:add(p.nonce, tvb(b + 16, 32))
+  elseif op == 0x12 and need(32) then
+    t:add(p.proof, tvb(b, 32))
+  elseif op == 0x13 and need(8) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    local access = tvb(b + 4, 4):le_uint()
+    local aitem = t:add_le(p.access, tvb(b + 4, 4))
+    aitem:add_le(p.read_only, tvb(b + 4, 4))
+    if bit.band(access, bit.bnot(0x1)) ~= 0 then
+      aitem:add_proto_expert_info(e.invalid, "access bits other than READ_ONLY")
+    end
+    pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)))
+  elseif op == 0x1F and need(8) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    check_zero(t, p.reserved, tvb(b + 4, 4))
+    t:add_proto_expert_info(e.refused, "Refused: " .. (STATUS[code] or tostring(code)))
+    pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)))
+  elseif op == 0x30 and need(8) then
+    local code = tvb(b, 4):le_uint()
+    t:add_le(p.error_code, tvb(b, 4))
+    t:add(p.error_opcode, tvb(b + 4, 1))
+    check_zero(t, p.reserved, tvb(b + 5, 3))
+    local cname = PIPE_ERRORS[code] or string.format("code %d", code)
+    t:add_proto_expert_info(e.pipe_error, "Error: " .. cname)
+    pinfo.cols.info:append(string.format(" %s (opcode 0x%02x)", cname, tvb(b + 4, 1):uint()))
   end
 end
 

@@ -137,6 +137,15 @@ const FIELDS: &[&str] = &[
     "rdiopipe.status",
     "rdiopipe.provider",
     "rdiopipe.response_to",
+    "rdiopipe.capabilities",
+    "rdiopipe.name",
+    "rdiopipe.salt",
+    "rdiopipe.nonce",
+    "rdiopipe.proof",
+    "rdiopipe.access.read_only",
+    "rdiopipe.size",
+    "rdiopipe.modified_ns",
+    "rdiopipe.file_id",
     "rdio.opcode",
     "rdio.request_id",
     "rdio.status",
@@ -255,13 +264,67 @@ fn a_captured_session_decodes_with_the_expected_fields() {
 
     let (serve, put, get) = (decode(&serve_cap), decode(&put_cap), decode(&get_cap));
 
-    // The client's side channel, in order: resume key, negotiate, open.
+    // The client's side channel, in order: authentication (hello,
+    // challenge, proof, result), resume key, negotiate, open, then a Stat
+    // after the open and one after the last read.
     let pipe: Vec<&Frame> = get.iter().filter(|f| f.has("rdiopipe.opcode")).collect();
     let ops: Vec<(u64, u64)> = pipe
         .iter()
         .map(|f| (f.num("rdiocap.direction"), f.num("rdiopipe.opcode")))
         .collect();
-    assert_eq!(ops, [(0, 1), (1, 2), (0, 5), (1, 6), (0, 3), (1, 4)]);
+    assert_eq!(
+        ops,
+        [
+            (0, 0x10),
+            (1, 0x11),
+            (0, 0x12),
+            (1, 0x13),
+            (0, 1),
+            (1, 2),
+            (0, 5),
+            (1, 6),
+            (0, 3),
+            (1, 4),
+            (0, 7),
+            (1, 8),
+            (0, 7),
+            (1, 8)
+        ]
+    );
+    let (auth, pipe) = pipe.split_at(4);
+    // The auth exchange: the client's name (as the server received it),
+    // a 16-byte salt and 32-byte nonce, a 32-byte proof, and a result of
+    // Success with full (not read-only) access; each answer matched.
+    let name = auth[0].get("rdiopipe.name");
+    assert!(
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c)),
+        "AuthHello name {name:?}"
+    );
+    assert!(
+        serve.iter().any(|f| f.get("rdiopipe.opcode") == "0x10"
+            && f.get("rdiocap.direction") == "1"
+            && f.get("rdiopipe.name") == name),
+        "the server received the AuthHello of {name:?}"
+    );
+    assert_eq!(auth[1].get("rdiopipe.salt").len(), 32, "16-byte salt");
+    assert_eq!(auth[1].get("rdiopipe.nonce").len(), 64, "32-byte nonce");
+    assert_eq!(auth[2].get("rdiopipe.proof").len(), 64, "32-byte proof");
+    assert_eq!(auth[3].get("rdiopipe.status"), "0");
+    assert_eq!(auth[3].get("rdiopipe.access.read_only"), "0");
+    assert_eq!(
+        auth[1].get("rdiopipe.response_to"),
+        auth[0].get("frame.number"),
+        "the AuthChallenge answers the AuthHello"
+    );
+    assert_eq!(
+        auth[3].get("rdiopipe.response_to"),
+        auth[2].get("frame.number"),
+        "the AuthResult answers the AuthProof"
+    );
     assert_eq!(pipe[4].get("rdiopipe.path"), "f.bin");
     assert_eq!(pipe[4].get("rdiopipe.flags.read"), "1");
     assert_eq!(pipe[4].get("rdiopipe.flags.write"), "0");
@@ -272,7 +335,34 @@ fn a_captured_session_decodes_with_the_expected_fields() {
         pipe[2].get("frame.number"),
         "the NegotiateResponse answers the NegotiateRequest"
     );
+    // The capabilities bitmap at its new offsets (40-byte and 44-byte
+    // fixed parts): rdio get offers none, so none is in use.
+    assert_eq!(pipe[2].get("rdiopipe.capabilities"), "0x0000000000000000");
+    assert_eq!(pipe[3].get("rdiopipe.capabilities"), "0x0000000000000000");
     assert_eq!(pipe[5].get("rdiopipe.status"), "0");
+    // Both Stats name the file and find it unchanged: Success, its size,
+    // a modification time and the same file id; each answer matched.
+    let stats = &pipe[6..];
+    for pair in stats.chunks(2) {
+        assert_eq!(pair[0].get("rdiopipe.path"), "f.bin");
+        assert_eq!(pair[1].get("rdiopipe.status"), "0");
+        assert_eq!(pair[1].num("rdiopipe.size"), 200_000);
+        assert!(pair[1].num("rdiopipe.modified_ns") > 0);
+        assert!(pair[1].num("rdiopipe.file_id") != 0);
+        assert_eq!(
+            pair[1].get("rdiopipe.response_to"),
+            pair[0].get("frame.number"),
+            "the StatResponse answers its StatRequest"
+        );
+    }
+    assert_eq!(
+        stats[1].get("rdiopipe.file_id"),
+        stats[3].get("rdiopipe.file_id")
+    );
+    assert_eq!(
+        stats[1].get("rdiopipe.modified_ns"),
+        stats[3].get("rdiopipe.modified_ns")
+    );
 
     // The client's RDMA channel: authentication, registration (the size
     // is the file's), reads at 64 KiB steps until end of file, close,
@@ -410,18 +500,52 @@ fn protocol_violations_are_expert_errors() {
     let mut short = message(0x40, 0, 4, 0, &[]);
     short[12] = 8;
     record(Direction::Out, &short);
+    let pipe_record = |direction, bytes: &[u8]| {
+        recorder.record(&Record {
+            direction,
+            kind: Kind::Pipe,
+            connection: 2,
+            remote: RemoteBuf::default(),
+            imm: None,
+            payload: bytes,
+            len: bytes.len(),
+        });
+    };
+    let frame = |op: u8, payload: &[u8]| {
+        let mut bytes = b"RDIO\x01".to_vec();
+        bytes.extend_from_slice(&[op, 0, 0]);
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    };
     // 7: a pipe frame with an unknown opcode.
-    let pipe = b"RDIO\x01\x7e\x00\x00\x00\x00\x00\x00";
-    recorder.record(&Record {
-        direction: Direction::Out,
-        kind: Kind::Pipe,
-        connection: 2,
-        remote: RemoteBuf::default(),
-        imm: None,
-        payload: pipe,
-        len: pipe.len(),
-    });
-    assert_eq!(recorder.finish().expect("finish"), 7);
+    pipe_record(Direction::Out, b"RDIO\x01\x7e\x00\x00\x00\x00\x00\x00");
+    // 8: a Terminate with reason UnknownOpcode (36): valid.
+    record(
+        Direction::In,
+        &message(0x7f, 0, 0, 0, &[36, 0, 0, 0, 0, 0, 0, 0]),
+    );
+    // 9: a StatResponse with status 34, not assigned: unknown status.
+    let mut stat = vec![0u8; 32];
+    stat[0] = 34;
+    pipe_record(Direction::In, &frame(0x08, &stat));
+    // 10: a Refused with status Busy (28): valid.
+    pipe_record(Direction::In, &frame(0x1f, &[28, 0, 0, 0, 0, 0, 0, 0]));
+    // 11: an OpenRequest WRITE | IN_PLACE of "f": valid.
+    pipe_record(
+        Direction::Out,
+        &frame(0x03, &[0x12, 0, 0, 0, 1, 0, 0, 0, b'f']),
+    );
+    // 12: an OpenRequest with the undefined open flag 0x20.
+    pipe_record(
+        Direction::Out,
+        &frame(0x03, &[0x22, 0, 0, 0, 1, 0, 0, 0, b'f']),
+    );
+    // 13: an AuthResult that is 4 bytes, not 8: bad length.
+    pipe_record(Direction::In, &frame(0x13, &[0, 0, 0, 0]));
+    // 14: a pipe Error (BAD_LENGTH for the AuthResult's opcode): valid.
+    pipe_record(Direction::In, &frame(0x30, &[5, 0, 0, 0, 0x13, 0, 0, 0]));
+    assert_eq!(recorder.finish().expect("finish"), 14);
 
     let expected = [
         (2, "rdio.expert.credits"),
@@ -430,6 +554,9 @@ fn protocol_violations_are_expert_errors() {
         (5, "rdio.expert.flags"),
         (6, "rdio.expert.length"),
         (7, "rdio.expert.unknown_opcode"),
+        (9, "rdio.expert.unknown_status"),
+        (12, "rdio.expert.reserved"),
+        (13, "rdio.expert.length"),
     ];
     for (frame, expert) in expected {
         let rows = tshark(&file, expert, &["frame.number"]);
@@ -438,7 +565,37 @@ fn protocol_violations_are_expert_errors() {
             "{expert} not raised on frame {frame}: {rows:?}"
         );
     }
-    assert_eq!(count(&file, "_ws.expert.severity == error"), 6);
+    assert_eq!(count(&file, "_ws.expert.severity == error"), 9);
+    assert_eq!(
+        count(
+            &file,
+            "frame.number in {8, 10, 11, 14} && _ws.expert.severity == error"
+        ),
+        0,
+        "known status codes (UnknownOpcode, Busy), IN_PLACE and a pipe Error are valid"
+    );
+    let decoded = tshark(
+        &file,
+        "frame.number in {8, 10, 11, 14}",
+        &[
+            "frame.number",
+            "rdio.reason",
+            "rdiopipe.status",
+            "rdiopipe.flags.in_place",
+            "rdiopipe.error.code",
+            "rdiopipe.error.opcode",
+        ],
+    );
+    assert_eq!(
+        decoded,
+        [
+            ["8", "36", "", "", "", ""],
+            ["10", "", "28", "", "", ""],
+            ["11", "", "", "1", "", ""],
+            ["14", "", "", "", "5", "0x13"],
+        ],
+        "Terminate reason, Refused status, IN_PLACE, Error code and opcode"
+    );
     assert_eq!(
         count(&file, "frame.number == 1 && _ws.expert"),
         0,
