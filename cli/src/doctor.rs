@@ -276,15 +276,19 @@ fn cma_attach() -> Result<Duration> {
     let started = Instant::now();
     let listener = rdio_cma::Listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     let exe = std::env::current_exe().context("cannot find this program to run the peer")?;
-    let child = Command::new(exe)
+    let mut child = Command::new(exe)
         .arg(CMA_PEER_COMMAND)
         .arg(listener.local_addr().to_string())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start the peer process")?;
+    // The peer stays alive (and attachable) until its standard input
+    // closes: our half of the handshake reads its memory too.
+    let hold = child.stdin.take();
     let accepted = listener.accept(PROBE_TIMEOUT, PROBE_TIMEOUT);
+    drop(hold);
     let output = child
         .wait_with_output()
         .context("cannot wait for the peer process")?;
@@ -301,10 +305,14 @@ fn cma_attach() -> Result<Duration> {
 }
 
 /// The child's half of [`cma_attach`]: connect to `endpoint`, exit 0 if
-/// the handshake (which reads the parent's memory) succeeds.
+/// the handshake (which reads the parent's memory) succeeds — but only once
+/// the parent closes our standard input, so that its half of the
+/// handshake, which reads ours, never finds this process gone.
 pub fn cma_peer(endpoint: &str) -> Result<()> {
     let endpoint: SocketAddr = endpoint.parse().context("invalid endpoint")?;
-    rdio_cma::connect(endpoint, PROBE_TIMEOUT)?;
+    let transport = rdio_cma::connect(endpoint, PROBE_TIMEOUT)?;
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    drop(transport);
     Ok(())
 }
 
