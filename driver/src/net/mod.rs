@@ -244,9 +244,10 @@ pub fn connect<C: RdmaConnector>(
     connect_captured(server, options, pipe_timeout, connector, security, None)
 }
 
-/// [`connect`], recording the side channel's frames (inside TLS) and the
-/// RDMA traffic's pipe part to `capture` (`--capture`; see
-/// [`PipeTap`]).
+/// [`connect`], recording the side channel's frames to `capture` as they
+/// are inside TLS (`--capture`; see [`PipeTap`]). The RDMA traffic is
+/// recorded by the connector, wrapped in a
+/// [`CaptureConnector`](crate::capture::CaptureConnector).
 pub fn connect_captured<C: RdmaConnector>(
     server: SocketAddr,
     options: ClientOptions,
