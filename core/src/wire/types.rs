@@ -369,6 +369,14 @@ status_codes! {
     /// A message with an opcode the receiver does not know (an extension
     /// that was not negotiated); the connection is terminated.
     UnknownOpcode = 36 => "unknown opcode",
+    /// The client already holds as many files open as the server allows
+    /// one client (`serve --max-open-files`); closing one lets the next
+    /// open succeed.
+    TooManyOpenFiles = 51 => "too many open files for this client",
+    /// The server ended an authenticated side channel or RDMA connection
+    /// that had no open files and no requests for longer than its idle
+    /// timeout (`serve --idle-timeout`).
+    IdleTimeout = 52 => "closed by the server: idle",
 }
 
 impl core::fmt::Display for Status {
