@@ -400,7 +400,7 @@ impl<T: Transport> ServerConnection<T> {
             target: "rdio::access",
             peer = %peer,
             client = %client,
-            transport = self.transport.provider(),
+            transport = %self.transport.provider(),
             bytes_read = self.transferred.read,
             bytes_written = self.transferred.written,
             seconds = self.started.elapsed().as_secs_f64(),
@@ -648,7 +648,7 @@ impl<T: Transport> ServerConnection<T> {
                                     target: "rdio::access",
                                     peer = %peer,
                                     client = %client,
-                                    transport = self.transport.provider(),
+                                    transport = %self.transport.provider(),
                                     "RDMA connection authenticated"
                                 );
                             }

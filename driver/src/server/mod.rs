@@ -858,7 +858,7 @@ impl Server {
         if open >= self.options.max_open_files_per_client {
             tracing::warn!(
                 target: "rdio::access",
-                peer,
+                peer = %peer,
                 client = %client,
                 path = %String::from_utf8_lossy(path),
                 open,
