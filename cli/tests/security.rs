@@ -528,7 +528,10 @@ fn serve_enforces_open_files_credits_and_idle_timeout_per_client() {
     let b = client.open("b", rw).expect("open b");
     let error = client.open("c", rw).expect_err("a third open");
     assert_eq!(error.status(), Some(Status::TooManyOpenFiles), "{error}");
-    assert_eq!(error.to_string(), "open: too many open files for this client");
+    assert_eq!(
+        error.to_string(),
+        "open: too many open files for this client"
+    );
     client.close(a).expect("close a");
     let c = client.open("c", rw).expect("open once one is closed");
     client.close(b).expect("close b");
@@ -536,9 +539,14 @@ fn serve_enforces_open_files_credits_and_idle_timeout_per_client() {
     // Idle (no file open) past --idle-timeout: ended by the server.
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let error = client.open("d", rw).expect_err("open after idling");
-    assert!(matches!(error, ClientError::IdleTimeout { .. }), "{error:?}");
     assert!(
-        error.to_string().starts_with("closed by the server: idle for "),
+        matches!(error, ClientError::IdleTimeout { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("closed by the server: idle for "),
         "{error}"
     );
     let mut text = String::new();

@@ -95,10 +95,8 @@ fn has(fields: &Fields, names: &[&str]) {
 #[test]
 fn closes_connection_ends_refusals_and_side_channel_ends_are_logged_with_their_fields() {
     let capture = Capture::default();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(capture.clone()),
-    )
-    .expect("the test's subscriber");
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(capture.clone()))
+        .expect("the test's subscriber");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let access = TestAccess::new();

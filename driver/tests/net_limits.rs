@@ -141,7 +141,10 @@ fn too_many_open_files<C: RdmaConnector>(fixture: &Fixture, connector: &C) {
         ),
         "{error:?}"
     );
-    assert_eq!(error.to_string(), "open: too many open files for this client");
+    assert_eq!(
+        error.to_string(),
+        "open: too many open files for this client"
+    );
     // The limit is per client: another client opens its own.
     let mut other = connect(fixture, connector, 2);
     let theirs = other.open("theirs", RW).expect("another client's open");
@@ -226,24 +229,32 @@ fn idle_clients_are_closed<C: RdmaConnector>(fixture: &Fixture, connector: &C) {
         idled.elapsed()
     );
     thread::sleep(Duration::from_millis(300));
-    let error = idle.open("late", RW).expect_err("open after the idle timeout");
+    let error = idle
+        .open("late", RW)
+        .expect_err("open after the idle timeout");
     assert!(
         matches!(error, ClientError::IdleTimeout { idle } if idle >= Duration::from_secs(1)),
         "{error:?}"
     );
     assert!(
-        error.to_string().starts_with("closed by the server: idle for "),
+        error
+            .to_string()
+            .starts_with("closed by the server: idle for "),
         "{error}"
     );
     assert_eq!(error.status(), Some(Status::IdleTimeout));
     // Both of the idle client's channels were ended and logged.
-    wait_for_log(fixture, "failed: refused (closed by the server: idle): idle for 1 s");
+    wait_for_log(
+        fixture,
+        "failed: refused (closed by the server: idle): idle for 1 s",
+    );
     wait_for_log(
         fixture,
         "ended: connection terminated: peer terminated the connection: closed by the server: idle",
     );
     // The client with an open file was left alone.
-    busy.write_at(&file, 0, b"still here").expect("write after idling");
+    busy.write_at(&file, 0, b"still here")
+        .expect("write after idling");
     busy.close(file).expect("close");
     busy.shutdown().expect("shutdown");
     assert_eq!(

@@ -194,9 +194,9 @@ impl From<ClientError> for io::Error {
             ClientError::TooLarge { .. } | ClientError::InvalidArgument(_) => {
                 io::ErrorKind::InvalidInput
             }
-            ClientError::Lost(_)
-            | ClientError::Terminated(_)
-            | ClientError::IdleTimeout { .. } => io::ErrorKind::ConnectionAborted,
+            ClientError::Lost(_) | ClientError::Terminated(_) | ClientError::IdleTimeout { .. } => {
+                io::ErrorKind::ConnectionAborted
+            }
             ClientError::Refused(Status::Unauthenticated) => io::ErrorKind::PermissionDenied,
             ClientError::Refused(_) => io::ErrorKind::ConnectionRefused,
             _ => io::ErrorKind::Other,

@@ -672,8 +672,7 @@ impl<T: Transport> ServerConnection<T> {
                             size = registration.size,
                             "registered"
                         );
-                        self.files
-                            .insert(registration.file, Transferred::default());
+                        self.files.insert(registration.file, Transferred::default());
                         if registration.flags == OpenFlags::READ {
                             self.map(registration.file);
                         }

@@ -528,12 +528,10 @@ impl Server {
                 // A stream with a read timeout (the networked server's) bounds
                 // how long a client may take to authenticate; once it has,
                 // its pipe may idle while it does I/O on the RDMA channel.
-                Err(PipeError::Idle) if session.authenticated() => {
-                    match self.pipe_idle(&session) {
-                        Some(idle) => Err(self.idle_refusal(&session, idle)),
-                        None => continue,
-                    }
-                }
+                Err(PipeError::Idle) if session.authenticated() => match self.pipe_idle(&session) {
+                    Some(idle) => Err(self.idle_refusal(&session, idle)),
+                    None => continue,
+                },
                 Err(PipeError::Idle) if opened.elapsed() < session.auth_timeout => continue,
                 Err(PipeError::Idle) => {
                     let _ = pipe.send(&PipeMessage::Refused {
