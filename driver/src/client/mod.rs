@@ -574,12 +574,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 "a path must be non-empty and free of NUL bytes",
             ));
         }
-        self.idle_ended()?;
-        self.last_active = std::time::Instant::now();
+        self.idle_ended(false)?;
         if let Err(error) = self.pipe.send(&PipeMessage::OpenRequest { flags, path }) {
             return Err(self.pipe_failed(error));
         }
-        match self.pipe.receive() {
+        let answer = self.pipe.receive();
+        if matches!(answer, Ok(PipeMessage::OpenResponse { .. })) {
+            self.last_active = std::time::Instant::now();
+        }
+        match answer {
             Ok(PipeMessage::OpenResponse {
                 status: Status::Success,
                 key,
@@ -612,12 +615,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 "a path must be non-empty and free of NUL bytes",
             ));
         }
-        self.idle_ended()?;
-        self.last_active = std::time::Instant::now();
+        self.idle_ended(false)?;
         if let Err(error) = self.pipe.send(&PipeMessage::StatRequest { path }) {
             return Err(self.pipe_failed(error));
         }
-        match self.pipe.receive() {
+        let answer = self.pipe.receive();
+        if matches!(answer, Ok(PipeMessage::StatResponse { .. })) {
+            self.last_active = std::time::Instant::now();
+        }
+        match answer {
             Ok(PipeMessage::StatResponse {
                 status: Status::Success,
                 size,
@@ -1082,12 +1088,13 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             .map_or(ClientError::Terminated(reason), ClientError::Lost)
     }
 
-    /// Before using the side channel: whether the server has ended this
-    /// client for idleness (its `Terminate(IdleTimeout)` waiting on the
-    /// RDMA connection), so the client says that rather than how the
-    /// closed pipe failed.
-    fn idle_ended(&mut self) -> Result<(), ClientError> {
-        if self.terminated.is_none() && !self.transport_down {
+    /// Whether the server has ended this client for idleness: its
+    /// `Terminate(IdleTimeout)` already handled, or (with `poll`) waiting
+    /// on the RDMA connection — so the client says that rather than how
+    /// the closed pipe failed. Polled only once the pipe has failed: an
+    /// inline pair reports a poll that cannot progress as a stall.
+    fn idle_ended(&mut self, poll: bool) -> Result<(), ClientError> {
+        if poll && self.terminated.is_none() && !self.transport_down {
             let now = self.clock.now();
             // A failure here is the connection's news, reported by the
             // next RDMA call; the pipe request goes ahead.
@@ -1105,7 +1112,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// The side channel failed: an idle timeout when the server said so
     /// on the RDMA connection meanwhile, else the pipe's error.
     fn pipe_failed(&mut self, error: PipeError) -> ClientError {
-        match self.idle_ended() {
+        match self.idle_ended(true) {
             Err(idle) => idle,
             Ok(()) => error.into(),
         }
