@@ -138,6 +138,12 @@ impl AsyncNetServer {
                     }
                     Ok((mut stream, peer)) => {
                         refuse(&mut stream, Status::Busy).await;
+                        tracing::warn!(
+                            target: "rdio::access",
+                            %peer,
+                            reason = "too many side channels open",
+                            "refused"
+                        );
                         log(&NetEvent::PipeRefused { peer });
                     }
                     // Transient: a client gave up before accept, out of fds.

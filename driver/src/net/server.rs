@@ -183,9 +183,17 @@ fn accept_loop<L: RdmaListener>(
         number += 1;
         match run_connection(server, transport, number, log) {
             Ok(connection) => connections.push(connection),
-            Err(error) => log(&NetEvent::AcceptFailed {
-                error: error.as_ref(),
-            }),
+            Err(error) => {
+                tracing::warn!(
+                    target: "rdio::access",
+                    number,
+                    reason = %error,
+                    "RDMA connection refused"
+                );
+                log(&NetEvent::AcceptFailed {
+                    error: error.as_ref(),
+                });
+            }
         }
     }
     for (control, _) in &connections {
@@ -429,6 +437,12 @@ fn pipe_loop(
         if guard.open.len() >= MAX_PIPES {
             drop(guard);
             tls::refuse(&mut stream, Status::Busy);
+            tracing::warn!(
+                target: "rdio::access",
+                %peer,
+                reason = "too many side channels open",
+                "refused"
+            );
             log(&NetEvent::PipeRefused { peer });
             continue;
         }

@@ -655,7 +655,12 @@ impl<T: Transport> ServerConnection<T> {
                             let _ = self.conn.accept_auth(now, params);
                         }
                         Err(_) => {
-                            tracing::info!("authentication key refused");
+                            tracing::warn!(
+                                target: "rdio::access",
+                                transport = %self.transport.provider(),
+                                reason = "unknown, used or expired authentication key",
+                                "RDMA connection refused"
+                            );
                             self.server.stats.auth_failures.fetch_add(1, Relaxed);
                             self.conn.reject_auth();
                         }
