@@ -448,4 +448,14 @@ mod tests {
         }
         assert_eq!(Status::from_u32(34), Err(WireError::UnknownStatus(34)));
     }
+
+    #[test]
+    fn limit_status_codes_round_trip() {
+        for (code, status) in [(51, Status::TooManyOpenFiles), (52, Status::IdleTimeout)] {
+            assert_eq!(Status::from_u32(code), Ok(status));
+            assert_eq!(status.as_u32(), code);
+        }
+        // 53..=55 are reserved for further limits.
+        assert_eq!(Status::from_u32(53), Err(WireError::UnknownStatus(53)));
+    }
 }
