@@ -522,6 +522,9 @@ impl Server {
         let opened = std::time::Instant::now();
         let mut pipe = Pipe::new(stream);
         pipe.report_idle();
+        // A stream read in short slices (the idle check) still gives a
+        // frame begun the authentication's time to arrive whole.
+        pipe.set_frame_patience(session.auth_timeout);
         let result = loop {
             let reply = match pipe.receive() {
                 Err(PipeError::Closed) => break Ok(()),
