@@ -37,10 +37,18 @@ fn scrape(addr: &str, path: &str) -> (String, String) {
     (head.to_owned(), body.to_owned())
 }
 
-/// Samples by name with labels, e.g. `rdio_server_reads_total{path="copied"}`.
+/// Samples by name with labels, e.g. `rdio_server_reads_total{path="copied"}`
+/// (all but histogram sums, which are seconds).
 fn samples(body: &str) -> HashMap<String, u64> {
     body.lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter(|line| {
+            !line
+                .split([' ', '{'])
+                .next()
+                .unwrap_or("")
+                .ends_with("_sum")
+        })
         .map(|line| {
             let (name, value) = line.rsplit_once(' ').expect("sample");
             (name.to_owned(), value.parse().expect("integer value"))
@@ -151,7 +159,7 @@ fn metrics_and_stats_count_a_scripted_session_exactly() {
         "{put}"
     );
     assert!(
-        put.contains("rdio: stats: latency 64KiB: 5 requests,"),
+        put.contains("rdio: stats: latency write 64KiB: 5 requests,"),
         "{put}"
     );
     let reads = stat_line(&get, "requests")["read"];
