@@ -572,3 +572,85 @@ pub fn client_json(stats: &ClientStats) -> serde_json::Value {
         "latency": latency,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(live: &[u64]) -> ServerSnapshot {
+        let live: Vec<(u64, ConnectionCounters)> = live
+            .iter()
+            .map(|&id| {
+                let mut counters = ConnectionCounters {
+                    credits: 5,
+                    bytes_read: 10 * id,
+                    ..ConnectionCounters::default()
+                };
+                counters.core.credits_granted = 2;
+                counters.latency[0][1].record(Duration::from_micros(100));
+                (id, counters)
+            })
+            .collect();
+        let mut totals = ConnectionCounters::default();
+        totals.latency[0][1].record(Duration::from_micros(100));
+        ServerSnapshot {
+            connections: live.len() as u64,
+            active: live.len() as u64,
+            ends: vec![0; END_REASONS.len()],
+            violations: vec![0; VIOLATION_KINDS.len()],
+            totals,
+            live,
+            ..ServerSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn live_connections_get_labelled_series_and_ended_ones_none() {
+        let text = render(&snapshot(&[3, 7]), 0).expect("render");
+        for line in [
+            "rdio_server_connection_credits{connection=\"3\"} 5",
+            "rdio_server_connection_credits{connection=\"7\"} 5",
+            "rdio_server_connection_read_bytes_total{connection=\"7\"} 70",
+            "rdio_server_connection_credits_granted_total{connection=\"3\"} 2",
+            "rdio_server_request_latency_seconds_count{kind=\"read\",size=\"64KiB\"} 1",
+            "rdio_server_request_latency_seconds_bucket{le=\"0.000128\",kind=\"read\",size=\"64KiB\"} 1",
+            "rdio_server_request_latency_seconds_bucket{le=\"0.000064\",kind=\"read\",size=\"64KiB\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        let text = render(&snapshot(&[]), 0).expect("render");
+        assert!(!text.contains("connection=\""), "{text}");
+    }
+
+    #[test]
+    fn client_json_names_what_it_counts() {
+        let mut stats = ClientStats {
+            requests: [2, 0, 1, 0, 1, 1],
+            completions: vec![0; rdio::stats::STATUS_SLOTS],
+            bytes_read: 8192,
+            credits: 4,
+            ..ClientStats::default()
+        };
+        stats.connection.credit_waits = 3;
+        stats.violations[4] = 1;
+        stats.latency[2][0].record(Duration::from_micros(3));
+        let json = client_json(&stats);
+        assert_eq!(
+            json["requests"],
+            serde_json::json!({ "read": 2, "write": 1, "register": 1, "close": 1 })
+        );
+        assert_eq!(json["credit_waits"], 3);
+        assert_eq!(json["credits"], 4);
+        assert_eq!(
+            json["violations"],
+            serde_json::json!({ "credit_mismatch": 1 })
+        );
+        assert_eq!(
+            json["latency"],
+            serde_json::json!([{
+                "kind": "write", "size": "4KiB", "count": 1, "sum_us": 3,
+                "p50_us": 4, "p99_us": 4, "buckets": [{ "le_us": 4, "count": 1 }],
+            }])
+        );
+    }
+}
