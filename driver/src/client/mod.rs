@@ -309,7 +309,7 @@ enum Outcome {
 #[derive(Clone, Debug)]
 struct Started {
     kind: usize,
-    at: Option<std::time::Instant>,
+    at: Option<rdio_core::Instant>,
     span: tracing::Span,
 }
 
@@ -1136,7 +1136,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                     span.in_scope(|| tracing::trace!("submitted"));
                     Started {
                         kind,
-                        at: Some(std::time::Instant::now()),
+                        at: Some(self.clock.now()),
                         span,
                     }
                 } else {
@@ -1268,7 +1268,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             self.core.handle_timeout(now);
             progress = true;
         }
-        progress |= self.collect_events();
+        progress |= self.collect_events(now);
         progress |= self.transmit(now)?;
         if !progress && !self.transport_down {
             match self.mode {
@@ -1452,7 +1452,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         Ok(any)
     }
 
-    fn collect_events(&mut self) -> bool {
+    fn collect_events(&mut self, now: rdio_core::Instant) -> bool {
         self.stats.connection = self.core.stats();
         self.stats.credits = self.core.ledger().level();
         self.stats.credits_in_use = self.core.ledger().in_use();
@@ -1471,7 +1471,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                     status,
                     bytes,
                 } => {
-                    self.count_completion(request, status, bytes);
+                    self.count_completion(now, request, status, bytes);
                     self.record(request, Outcome::Completed { status, bytes });
                 }
                 ClientEvent::Interrupted { request } => {
@@ -1490,7 +1490,14 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 impl<T: Transport, S: Read + Write> Client<T, S> {
     /// Count a completion: its status, and for a read or write its bytes
     /// and its latency since submission, by size class.
-    fn count_completion(&mut self, request: RequestId, status: Status, bytes: u64) {
+    /// `now`: the step's time, read once per step for every completion.
+    fn count_completion(
+        &mut self,
+        now: rdio_core::Instant,
+        request: RequestId,
+        status: Status,
+        bytes: u64,
+    ) {
         self.stats.completed(status);
         let Some(slot) = self.slot_of(request) else {
             return;
@@ -1502,7 +1509,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
         if let Some(at) = started.at {
             let size = self.slot_size.get(slot).copied().unwrap_or(0);
-            let latency = at.elapsed();
+            let latency = now.saturating_since(at);
             if let Some(classes) = self.stats.latency.get_mut(kind) {
                 classes[crate::stats::size_class(size)].record(latency);
             }

@@ -8,6 +8,7 @@ use crate::stats::ConnectionCell;
 use rdio_core::error::Violation;
 use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
 use rdio_core::time::Instant;
+use rdio_core::wire::message::parse_read;
 use rdio_core::wire::{
     Body, BufferDescriptor, Header, MAX_SEGMENTS, Message, Opcode, OpenFlags, ReadSegment, Status,
 };
@@ -1033,28 +1034,35 @@ impl RequestTimings {
     /// A message arrived: if it starts an I/O request, note when (a full
     /// table, or an id already noted, notes nothing).
     fn started(&mut self, now: Instant, message: &[u8], connection: &tracing::Span) {
-        let Ok(header) = Header::parse(message) else {
-            return;
+        // Reads, the most frequent, by the core's fixed-layout check alone.
+        let (request, kind, size) = if let Some(read) = parse_read(message) {
+            let Body::Read(body) = read.body else { return };
+            (read.request_id, 0, u64::from(body.dest.len()))
+        } else {
+            let Ok(header) = Header::parse(message) else {
+                return;
+            };
+            if !matches!(
+                header.opcode,
+                Opcode::Read | Opcode::ReadV | Opcode::Write | Opcode::WriteV
+            ) {
+                return;
+            }
+            let (kind, size) = match Message::parse(message).map(|message| message.body) {
+                Ok(Body::Read(read)) => (0, u64::from(read.dest.len())),
+                Ok(Body::ReadV(read)) => (
+                    1,
+                    read.segments
+                        .iter()
+                        .map(|segment| u64::from(segment.dest().len()))
+                        .sum(),
+                ),
+                Ok(Body::Write(write)) => (2, u64::from(write.total_len)),
+                Ok(Body::WriteV(write)) => (3, u64::from(write.total_len)),
+                _ => return,
+            };
+            (header.request_id, kind, size)
         };
-        let kind = match header.opcode {
-            Opcode::Read => 0,
-            Opcode::ReadV => 1,
-            Opcode::Write => 2,
-            Opcode::WriteV => 3,
-            _ => return,
-        };
-        let size = match Message::parse(message).map(|message| message.body) {
-            Ok(Body::Read(read)) => u64::from(read.dest.len()),
-            Ok(Body::ReadV(read)) => read
-                .segments
-                .iter()
-                .map(|segment| u64::from(segment.dest().len()))
-                .sum(),
-            Ok(Body::Write(write)) => u64::from(write.total_len),
-            Ok(Body::WriteV(write)) => u64::from(write.total_len),
-            _ => return,
-        };
-        let request = header.request_id;
         let mut free = None;
         for i in self.probe(request) {
             match &self.entries[i] {
