@@ -652,7 +652,9 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    if let Err(error) = logging::init(default_log) {
+    // A bad RDIO_STATS_FORMAT is refused before anything runs, as a bad
+    // log format is.
+    if let Err(error) = logging::init(default_log).and(metrics::stats_format().map(drop)) {
         eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
         return ExitCode::from(2);
     }

@@ -446,18 +446,22 @@ fn statuses(stats: &ClientStats) -> impl Iterator<Item = (String, u64)> + '_ {
         .map(|(code, n)| (status_name(code), *n))
 }
 
+/// Whether `RDIO_STATS_FORMAT` asks for JSON (`json`) rather than text
+/// (`text`, or unset); anything else is an error.
+pub fn stats_format() -> Result<bool> {
+    match std::env::var("RDIO_STATS_FORMAT").as_deref() {
+        Ok("json") => Ok(true),
+        Ok("text") | Err(_) => Ok(false),
+        Ok(other) => anyhow::bail!("invalid RDIO_STATS_FORMAT {other:?}: expected text or json"),
+    }
+}
+
 /// `--stats`: a client's counters on standard error, a few lines of text,
 /// or with `RDIO_STATS_FORMAT=json` one line of [`client_json`].
 pub fn print_client(stats: &ClientStats) -> Result<()> {
-    match std::env::var("RDIO_STATS_FORMAT").as_deref() {
-        Ok("json") => {
-            eprintln!("{}", client_json(stats));
-            return Ok(());
-        }
-        Ok("text") | Err(_) => {}
-        Ok(other) => {
-            anyhow::bail!("invalid RDIO_STATS_FORMAT {other:?}: expected text or json")
-        }
+    if stats_format()? {
+        eprintln!("{}", client_json(stats));
+        return Ok(());
     }
     let list = |pairs: Vec<String>| pairs.join(", ");
     let requests = named(&REQUEST_KINDS, &stats.requests).map(|(kind, n)| format!("{kind} {n}"));

@@ -118,6 +118,7 @@ fn the_default_filter_is_quiet_and_a_bad_one_is_one_line() {
         ("RUST_LOG", "rdio=["),
         ("RDIO_LOG", "=nonsense=="),
         ("RDIO_LOG_FORMAT", "xml"),
+        ("RDIO_STATS_FORMAT", "yaml"),
     ] {
         let bad = run(&[(key, value)]);
         assert_eq!(bad.status.code(), Some(2), "{key}={value}");
