@@ -411,14 +411,15 @@ impl ServerStats {
     }
 
     /// A connection ended for `reason` ([`END_REASONS`] index, and the
-    /// violation's kind if it was one): fold its cell into the totals.
+    /// violation's kind if it was one; `None`: dropped by its owner without
+    /// being run to an end): fold its cell into the totals. Once per cell.
     pub(crate) fn retire(
         &self,
         cell: &Arc<ConnectionCell>,
-        reason: usize,
+        reason: Option<usize>,
         violation: Option<usize>,
     ) {
-        if let Some(counter) = self.ends.get(reason) {
+        if let Some(counter) = reason.and_then(|reason| self.ends.get(reason)) {
             counter.fetch_add(1, Relaxed);
         }
         if let Some(counter) = violation.and_then(|kind| self.violations.get(kind)) {

@@ -114,3 +114,29 @@ fn cells_count_a_scripted_session_and_fold_into_the_totals() {
     assert_eq!(stats.ends[0], 1, "shutdown");
     assert_eq!(stats.violations.iter().sum::<u64>(), 0);
 }
+
+/// A connection its owner drops without running it to an end leaves the
+/// live series and the active count, with no end reason counted.
+#[test]
+fn a_connection_dropped_unrun_leaves_the_live_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let provider = rdio_core::wire::ProviderName::new("loopback").expect("provider");
+    let server = rdio::server::Server::new(
+        rdio::files::Root::new(dir.path()).expect("root"),
+        rdio::server::ServerOptions::new(provider, b"loopback"),
+    );
+    let (_client_end, server_end) = rdio_loopback::sync_pair(rdio_loopback::Config::default());
+    let connection = server.accept(server_end).expect("accept");
+    let stats = server.stats();
+    assert_eq!(
+        (stats.connections, stats.active, stats.live.len()),
+        (1, 1, 1)
+    );
+    drop(connection);
+    let stats = server.stats();
+    assert_eq!(
+        (stats.connections, stats.active, stats.live.len()),
+        (1, 0, 0)
+    );
+    assert_eq!(stats.ends.iter().sum::<u64>(), 0);
+}

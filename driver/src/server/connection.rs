@@ -212,6 +212,9 @@ pub struct ServerConnection<T: Transport> {
     closing: Option<(Violation, Instant)>,
     /// This connection's counters (written here only, summed on scrape).
     cell: Arc<ConnectionCell>,
+    /// The cell was folded into the server's totals (the connection was
+    /// released); otherwise dropping the connection does it.
+    retired: bool,
     /// [`super::ServerOptions::request_metrics`].
     request_metrics: bool,
     /// I/O requests received and not yet completed, for the latency
@@ -310,6 +313,7 @@ impl Server {
             control_sender,
             closing: None,
             cell,
+            retired: false,
             request_metrics: self.options.request_metrics,
             timings: RequestTimings::new(depth),
             span,
@@ -320,8 +324,14 @@ impl Server {
 
 impl<T: Transport> Drop for ServerConnection<T> {
     /// The connection no longer counts against
-    /// [`super::ServerOptions::max_connections`].
+    /// [`super::ServerOptions::max_connections`], nor as live in the
+    /// metrics (a connection dropped without being run to its end leaves
+    /// them without an end reason).
     fn drop(&mut self) {
+        if !self.retired {
+            self.cell.update_core(self.conn.stats(), 0, 0);
+            self.server.stats.retire(&self.cell, None, None);
+        }
         let mut shared = self.server.lock();
         shared.connections = shared.connections.saturating_sub(1);
     }
@@ -391,7 +401,10 @@ impl<T: Transport> ServerConnection<T> {
             ConnectionCell::add(&self.cell.transport_errors, 1);
         }
         self.cell.update_core(self.conn.stats(), 0, 0);
-        self.server.stats.retire(&self.cell, reason, violation);
+        self.server
+            .stats
+            .retire(&self.cell, Some(reason), violation);
+        self.retired = true;
         let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
