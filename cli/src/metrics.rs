@@ -12,8 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rdio::server::Server;
 use rdio::stats::{
-    ClientStats, ConnectionCounters, END_REASONS, Histogram, Latencies as LatencyArrays,
-    REQUEST_KINDS, SIZE_CLASSES, ServerSnapshot, TIMED_KINDS, VIOLATION_KINDS,
+    ClientStats, ConnectionCounters, END_REASONS, Histogram, Latencies, REQUEST_KINDS,
+    SIZE_CLASSES, ServerSnapshot, TIMED_KINDS, VIOLATION_KINDS,
 };
 use rdio_core::wire::Status;
 use std::io::{Read, Write};
@@ -61,9 +61,9 @@ fn family(
 /// A family of latency histograms, encoded from the counts the
 /// connections keep (their own log2 buckets, no re-observation).
 #[derive(Debug)]
-struct Latencies(Vec<(Labels, Histogram)>);
+struct LatencyFamily(Vec<(Labels, Histogram)>);
 
-impl EncodeMetric for Latencies {
+impl EncodeMetric for LatencyFamily {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
         for (labels, histogram) in &self.0 {
             let buckets: Vec<(f64, u64)> = histogram
@@ -95,7 +95,7 @@ impl EncodeMetric for Latencies {
 
 /// The latency histograms with at least one sample, labelled by request
 /// kind and size class.
-fn latencies(latency: &LatencyArrays) -> Latencies {
+fn latencies(latency: &Latencies) -> LatencyFamily {
     let mut all = Vec::new();
     for (kind, classes) in REQUEST_KINDS.iter().zip(latency) {
         for (size, histogram) in SIZE_CLASSES.iter().zip(classes) {
@@ -108,7 +108,7 @@ fn latencies(latency: &LatencyArrays) -> Latencies {
             }
         }
     }
-    Latencies(all)
+    LatencyFamily(all)
 }
 
 /// A gauge family with one series per live connection.
