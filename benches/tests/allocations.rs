@@ -3,7 +3,11 @@
 //! allocate — it has no `alloc` — so this guards the cycle's own loop), then
 //! every kind of I/O through the std client and server drivers over the
 //! loopback, in both completion modes, with the server on threads of its
-//! own and stepped inline by the client.
+//! own and stepped inline by the client — with the drivers' metrics on
+//! (the server's per-connection cells and latency histograms, the client's
+//! counters and histograms: on by default), and again with a `tracing`
+//! subscriber installed at info, as `rdio` runs (request spans are at trace
+//! level, the `connection` spans at info).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,7 +43,7 @@ static GLOBAL: Counting = Counting;
 /// those allocations would be counted. The checks run one after the other
 /// and panic (exit non-zero) on failure.
 fn main() {
-    let checks: [(&str, fn()); 3] = [
+    let checks: [(&str, fn()); 5] = [
         (
             "core_read_cycle_allocates_nothing",
             core_read_cycle_allocates_nothing,
@@ -52,12 +56,37 @@ fn main() {
             "driver_io_over_the_loopback_allocates_nothing (server inline)",
             driver_io_over_the_loopback_allocates_nothing::<rdio::embedded::Inline>,
         ),
+        // From here on a subscriber is installed (process-wide, for good).
+        (
+            "driver_io_allocates_nothing_with_a_subscriber_at_info (server threads)",
+            with_info_subscriber::<rdio::embedded::Threads>,
+        ),
+        (
+            "driver_io_allocates_nothing_with_a_subscriber_at_info (server inline)",
+            with_info_subscriber::<rdio::embedded::Inline>,
+        ),
     ];
     for (name, check) in checks {
         check();
         println!("test {name} ... ok");
     }
     println!("allocations: {} passed, 0 failed", checks.len());
+}
+
+/// Install a text subscriber at info writing to nothing (once), then run
+/// the driver check under it.
+fn with_info_subscriber<M: rdio::embedded::Mode>() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    });
+    assert!(tracing::enabled!(tracing::Level::INFO));
+    assert!(!tracing::enabled!(tracing::Level::TRACE));
+    driver_io_over_the_loopback_allocates_nothing::<M>();
 }
 
 fn core_read_cycle_allocates_nothing() {
@@ -139,6 +168,7 @@ fn driver_io_over_the_loopback_allocates_nothing<M: rdio::embedded::Mode>() {
         std::fs::write(dir.path().join("data"), vec![7u8; 1 << 20]).expect("file");
         std::fs::write(dir.path().join("ro"), vec![8u8; 1 << 20]).expect("file");
         let mut options = EmbeddedOptions::default();
+        assert!(options.server.request_metrics && options.client.request_metrics);
         options.client.io_size = 64 << 10;
         options.client.queue_depth = 8;
         options.client.mode = mode;

@@ -276,11 +276,7 @@ fn run_embedded<M: Mode>(bench: &Bench, over: &str) -> Result<Results> {
         },
     )?;
     if bench.stats {
-        crate::metrics::print_client(
-            pair.client.stats(),
-            pair.client.credits(),
-            pair.client.credits_in_use(),
-        );
+        crate::metrics::print_client(pair.client.stats())?;
     }
     pair.finish().context("closing the connection failed")?;
     Ok(Results {
@@ -333,7 +329,7 @@ impl ClientJob for Remote<'_> {
             rows,
         };
         if self.bench.stats {
-            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+            crate::metrics::print_client(client.stats())?;
         }
         client.shutdown().context("closing the connection failed")?;
         Ok(())

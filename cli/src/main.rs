@@ -235,7 +235,9 @@ struct ClientArgs {
     #[arg(long)]
     sha256: bool,
     /// Print the client's counters at the end (requests by kind and
-    /// status, bytes, in flight, credits, latency by size class).
+    /// status, bytes, in flight, credits held, granted, revoked and waited
+    /// for, keepalives, violations, latency by kind and size class;
+    /// RDIO_STATS_FORMAT=json prints JSON; docs/METRICS.md).
     #[arg(long)]
     stats: bool,
     #[command(flatten)]
@@ -307,7 +309,9 @@ struct BenchArgs {
     #[command(flatten)]
     capture: CaptureArgs,
     /// Print the client's counters at the end (requests by kind and
-    /// status, bytes, in flight, credits, latency by size class).
+    /// status, bytes, in flight, credits held, granted, revoked and waited
+    /// for, keepalives, violations, latency by kind and size class;
+    /// RDIO_STATS_FORMAT=json prints JSON; docs/METRICS.md).
     #[arg(long)]
     stats: bool,
 }
@@ -329,7 +333,9 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     rdma_port: u16,
     /// Serve the server's counters in OpenMetrics text at
-    /// http://ADDR/metrics (port 0 picks one; the address is printed).
+    /// http://ADDR/metrics (port 0 picks one; the address is printed):
+    /// totals, and series of their own for the first 32 live connections
+    /// (docs/METRICS.md).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     #[command(flatten)]
@@ -667,7 +673,9 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    if let Err(error) = logging::init(default_log) {
+    // A bad RDIO_STATS_FORMAT is refused before anything runs, as a bad
+    // log format is.
+    if let Err(error) = logging::init(default_log).and(metrics::stats_format().map(drop)) {
         eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
         return ExitCode::from(2);
     }

@@ -373,7 +373,7 @@ impl ClientJob for &Get {
         output.finish(&target)?;
         client.close(file).context("close on the server failed")?;
         if self.stats {
-            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+            crate::metrics::print_client(client.stats())?;
         }
         client.shutdown().context("closing the connection failed")?;
         if let Some(got) = changed {
@@ -525,7 +525,7 @@ impl ClientJob for &Put {
             )
         })?;
         if self.stats {
-            crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
+            crate::metrics::print_client(client.stats())?;
         }
         client.shutdown().context("closing the connection failed")?;
         println!(

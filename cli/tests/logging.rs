@@ -1,5 +1,6 @@
-//! Tracing: `RUST_LOG` filters, `RDIO_LOG_FORMAT=json`, and request events
-//! carrying the wire's request ids on both ends of a session.
+//! Tracing: `RUST_LOG` filters, `RDIO_LOG_FORMAT=json`, and request spans
+//! carrying the wire's request ids on both ends of a session, inside each
+//! end's `connection` span.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -22,7 +23,9 @@ fn rdio_command() -> Command {
     command
 }
 
-/// The `request` ids of the JSON events from `target` with `message`.
+/// The wire ids of the `request` spans of the JSON events from `target`
+/// with `message` (the event's current span, `"span":{"id":N,...,"name":"request"}`),
+/// each checked to sit inside a `connection` span.
 fn requests(stderr: &str, target: &str, message: &str) -> BTreeSet<u64> {
     stderr
         .lines()
@@ -31,8 +34,18 @@ fn requests(stderr: &str, target: &str, message: &str) -> BTreeSet<u64> {
                 && line.contains(&format!("\"message\":\"{message}\""))
         })
         .map(|line| {
-            let at = line.find("\"request\":").expect("a request id") + "\"request\":".len();
-            line[at..]
+            let span = line
+                .split_once("\"span\":{")
+                .and_then(|(_, rest)| rest.split_once('}'))
+                .map(|(span, _)| span)
+                .unwrap_or_else(|| panic!("no current span in {line}"));
+            assert!(span.contains("\"name\":\"request\""), "{line}");
+            assert!(
+                line.contains("\"spans\":[{") && line.contains("\"name\":\"connection\""),
+                "{line}"
+            );
+            let at = span.find("\"id\":").expect("a request id") + "\"id\":".len();
+            span[at..]
                 .split(|c: char| !c.is_ascii_digit())
                 .next()
                 .and_then(|n| n.parse().ok())
@@ -105,6 +118,7 @@ fn the_default_filter_is_quiet_and_a_bad_one_is_one_line() {
         ("RUST_LOG", "rdio=["),
         ("RDIO_LOG", "=nonsense=="),
         ("RDIO_LOG_FORMAT", "xml"),
+        ("RDIO_STATS_FORMAT", "yaml"),
     ] {
         let bad = run(&[(key, value)]);
         assert_eq!(bad.status.code(), Some(2), "{key}={value}");

@@ -37,10 +37,18 @@ fn scrape(addr: &str, path: &str) -> (String, String) {
     (head.to_owned(), body.to_owned())
 }
 
-/// Samples by name with labels, e.g. `rdio_server_reads_total{path="copied"}`.
+/// Samples by name with labels, e.g. `rdio_server_reads_total{path="copied"}`
+/// (all but histogram sums, which are seconds).
 fn samples(body: &str) -> HashMap<String, u64> {
     body.lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter(|line| {
+            !line
+                .split([' ', '{'])
+                .next()
+                .unwrap_or("")
+                .ends_with("_sum")
+        })
         .map(|line| {
             let (name, value) = line.rsplit_once(' ').expect("sample");
             (name.to_owned(), value.parse().expect("integer value"))
@@ -123,15 +131,27 @@ fn metrics_and_stats_count_a_scripted_session_exactly() {
     let put = rdio(&["put", src, &remote, "--io-size", "64K", "--stats"]);
     let dst = dir.path().join("dst.bin");
     let dst = dst.to_str().expect("utf-8");
-    let get = rdio(&[
-        "get",
-        &remote,
-        dst,
-        "--io-size",
-        "64K",
-        "--stats",
-        "--polling",
-    ]);
+    // The get prints its counters as JSON (`metrics::client_json`).
+    let out = rdio_command()
+        .args([
+            "get",
+            &remote,
+            dst,
+            "--io-size",
+            "64K",
+            "--stats",
+            "--polling",
+        ])
+        .env("RDIO_STATS_FORMAT", "json")
+        .output()
+        .expect("run rdio get");
+    let get = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{get}");
+    let get: serde_json::Value = get
+        .lines()
+        .find(|line| line.starts_with('{'))
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no JSON stats in {get}"));
 
     // The clients' own counters.
     assert_eq!(
@@ -151,23 +171,56 @@ fn metrics_and_stats_count_a_scripted_session_exactly() {
         "{put}"
     );
     assert!(
-        put.contains("rdio: stats: latency 64KiB: 5 requests,"),
+        put.contains("rdio: stats: latency write 64KiB: 5 requests,"),
         "{put}"
     );
-    let reads = stat_line(&get, "requests")["read"];
+    assert!(
+        put.contains(
+            "rdio: stats: credits granted 0, revoked 0, waits 0; keepalives sent 0, answered 0"
+        ),
+        "{put}"
+    );
+    assert!(
+        put.contains("rdio: stats: dead peer 0; violations none"),
+        "{put}"
+    );
+    let reads = get["requests"]["read"].as_u64().expect("reads");
     assert!(reads >= 5, "{get}");
     assert_eq!(
-        stat_line(&get, "completions"),
-        HashMap::from([("Success".into(), 7), ("EndOfFile".into(), reads - 5)])
-    );
-    assert!(
-        get.contains(&format!("rdio: stats: bytes read {SIZE}, written 0;")),
+        get["requests"].as_object().map(|o| o.len()),
+        Some(3),
         "{get}"
     );
-    assert!(
-        get.contains("credits 64 granted, 0 in use; failed work requests 0"),
-        "{get}"
+    assert_eq!(
+        get["completions"],
+        serde_json::json!({ "Success": 7, "EndOfFile": reads - 5 })
     );
+    for (name, value) in [
+        ("bytes_read", SIZE),
+        ("bytes_written", 0),
+        ("credits", 64),
+        ("credits_in_use", 0),
+        ("credits_granted", 0),
+        ("credits_revoked", 0),
+        ("transport_errors", 0),
+        ("dead_peer", 0),
+    ] {
+        assert_eq!(get[name].as_u64(), Some(value), "{name} in {get}");
+    }
+    assert_eq!(get["violations"], serde_json::json!({}));
+    // Every read asked for 64 KiB (the last ones short or at the end).
+    let latency = get["latency"].as_array().expect("latency");
+    assert_eq!(latency.len(), 1, "{get}");
+    assert_eq!(latency[0]["kind"], "read");
+    assert_eq!(latency[0]["size"], "64KiB");
+    assert_eq!(latency[0]["count"].as_u64(), Some(reads));
+    let bucketed: u64 = latency[0]["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|bucket| bucket["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(bucketed, reads);
 
     // The server's, once it has seen both connections end.
     let started = Instant::now();
@@ -198,6 +251,26 @@ fn metrics_and_stats_count_a_scripted_session_exactly() {
             0,
         ),
         ("rdio_server_connection_ends_total{reason=\"lost\"}", 0),
+        ("rdio_server_credits_granted_total", 0),
+        ("rdio_server_credits_revoked_total", 0),
+        ("rdio_server_credits", 0),
+        ("rdio_server_credits_in_use", 0),
+        ("rdio_server_keepalives_total", 0),
+        ("rdio_server_transport_errors_total", 0),
+        ("rdio_server_dead_peers_total", 0),
+        ("rdio_server_violations_total{kind=\"credit_mismatch\"}", 0),
+        (
+            "rdio_server_request_latency_seconds_count{kind=\"write\",size=\"64KiB\"}",
+            5,
+        ),
+        (
+            "rdio_server_request_latency_seconds_count{kind=\"read\",size=\"64KiB\"}",
+            reads,
+        ),
+        (
+            "rdio_server_request_latency_seconds_bucket{le=\"+Inf\",kind=\"read\",size=\"64KiB\"}",
+            reads,
+        ),
     ];
     for (name, value) in expected {
         assert_eq!(values.get(name), Some(&value), "{name} in {values:?}");
@@ -207,6 +280,14 @@ fn metrics_and_stats_count_a_scripted_session_exactly() {
     assert_eq!(served, reads);
     // Every write request and fragment placed: at least one per write.
     assert!(values["rdio_server_writes_total"] >= 5, "{values:?}");
+
+    // Both connections ended: no per-connection series are left.
+    let body = scrape(&metrics, "/metrics").1;
+    assert!(!body.contains("connection=\""), "{body}");
+    assert!(
+        body.contains("# TYPE rdio_server_request_latency_seconds histogram"),
+        "{body}"
+    );
 
     let _ = server.kill();
     let _ = server.wait();

@@ -123,6 +123,7 @@ pub mod error;
 mod queue;
 mod segments;
 pub mod server;
+pub mod stats;
 mod table;
 pub mod time;
 pub mod wire;

@@ -2,21 +2,35 @@
 //! quinn-proto's `ConnectionStats`: plain numbers, updated on the hot path
 //! without allocation or locks.
 //!
-//! * [`ServerStats`]: shared by every connection of a [`Server`]
-//!   (atomics, `Relaxed`: one add per event); [`ServerStats::snapshot`]
-//!   reads them at once for a scrape (`rdio serve --metrics`).
+//! * [`ConnectionCell`]: one server connection's counters and latency
+//!   histograms. Only that connection's thread writes them (a load and a
+//!   store per event, `Relaxed`: no locked read-modify-write, no cache line
+//!   shared with another connection); a scrape reads them from another
+//!   thread. Allocated once, when the connection is accepted.
+//! * [`ServerStats`]: the server's cells. A scrape ([`ServerStats::snapshot`])
+//!   sums the live cells and the totals folded in from connections that
+//!   ended ([`ServerStats::retire`], when a connection is released), so the
+//!   totals never go backwards; the first [`LABELLED_CONNECTIONS`] live
+//!   connections are also reported one by one. Connection-level events
+//!   (accepted, ended and why, authentication refused) are server-wide
+//!   atomics: once per connection, not per I/O.
 //! * [`ClientStats`]: one client's, plain fields it owns, read with
 //!   [`Client::stats`](crate::client::Client::stats) (`--stats`).
-//!
-//! [`Server`]: crate::server::Server
 
 use rdio_core::error::Violation;
+use rdio_core::stats::ConnectionStats;
 use rdio_core::wire::Status;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Status codes counted one by one; larger codes count as the last.
 pub const STATUS_SLOTS: usize = 64;
+
+/// Live connections a scrape reports one by one (with a `connection`
+/// label); the rest count in the totals only, so a server with thousands of
+/// clients does not export thousands of series.
+pub const LABELLED_CONNECTIONS: usize = 32;
 
 /// Why connections ended, as the metrics name them.
 pub const END_REASONS: [&str; 7] = [
@@ -40,59 +54,77 @@ pub fn end_reason(violation: &Violation) -> usize {
     }
 }
 
+/// Protocol violations by kind, as the metrics name them (the
+/// [`Violation`] variants that end a connection as `protocol_violation`).
+pub const VIOLATION_KINDS: [&str; 14] = [
+    "malformed",
+    "wrong_direction",
+    "unexpected_message",
+    "credit_overrun",
+    "credit_mismatch",
+    "credit_sequence",
+    "credit_range",
+    "unknown_request",
+    "duplicate_request",
+    "fragment_out_of_order",
+    "bad_descriptor",
+    "too_large",
+    "capacity",
+    "other",
+];
+
+/// The [`VIOLATION_KINDS`] index of a violation; `None` for the ends that
+/// are not violations (the peer's terminate, a timeout, a refused key).
+pub fn violation_kind(violation: &Violation) -> Option<usize> {
+    Some(match violation {
+        Violation::PeerTerminated(_) | Violation::TimedOut | Violation::AuthFailed => {
+            return None;
+        }
+        Violation::Malformed(_) => 0,
+        Violation::WrongDirection(_) => 1,
+        Violation::UnexpectedMessage(_) => 2,
+        Violation::CreditOverrun => 3,
+        Violation::CreditMismatch { .. } => 4,
+        Violation::CreditSequence => 5,
+        Violation::CreditRange => 6,
+        Violation::UnknownRequest(_) => 7,
+        Violation::DuplicateRequest(_) => 8,
+        Violation::FragmentOutOfOrder => 9,
+        Violation::BadDescriptor => 10,
+        Violation::TooLarge => 11,
+        Violation::Capacity => 12,
+        _ => 13,
+    })
+}
+
 /// The slot of a status code in the per-status arrays.
 fn status_slot(status: Status) -> usize {
     (status.as_u32() as usize).min(STATUS_SLOTS - 1)
 }
 
-/// A server's counters over all its connections.
-#[derive(Debug)]
-pub struct ServerStats {
-    pub(crate) connections: AtomicU64,
-    pub(crate) active: AtomicU64,
-    pub(crate) registrations: AtomicU64,
-    pub(crate) closes: AtomicU64,
-    pub(crate) auth_failures: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) bytes_read: AtomicU64,
-    pub(crate) bytes_written: AtomicU64,
-    pub(crate) completions: [AtomicU64; STATUS_SLOTS],
-    pub(crate) ends: [AtomicU64; END_REASONS.len()],
+/// Add `n` to a counter only one thread writes: a load and a store, no
+/// locked read-modify-write.
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-impl Default for ServerStats {
-    fn default() -> Self {
-        Self {
-            connections: AtomicU64::new(0),
-            active: AtomicU64::new(0),
-            registrations: AtomicU64::new(0),
-            closes: AtomicU64::new(0),
-            auth_failures: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            bytes_read: AtomicU64::new(0),
-            bytes_written: AtomicU64::new(0),
-            completions: std::array::from_fn(|_| AtomicU64::new(0)),
-            ends: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-}
+/// Requests whose latency is measured, by [`REQUEST_KINDS`] index: the
+/// first four (read, readv, write, writev).
+pub const TIMED_KINDS: usize = 4;
 
-/// [`ServerStats`] read at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServerSnapshot {
-    /// RDMA connections accepted since the start.
-    pub connections: u64,
-    /// RDMA connections being served now.
-    pub active: u64,
+/// Latency histograms by request kind (read, readv, write, writev) and
+/// [`SIZE_CLASSES`] index.
+pub type Latencies = [[Histogram; SIZE_CLASSES.len()]; TIMED_KINDS];
+
+/// One server connection's counters (totals: the same, summed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionCounters {
     /// Files registered (claims 10, 11).
     pub registrations: u64,
     /// Registered files closed.
     pub closes: u64,
-    /// Authentication keys refused.
-    pub auth_failures: u64,
-    /// Read and vectored-read requests served (`zero_copy` + `copied`).
-    pub reads: u64,
-    /// Of them, RDMA-written straight from a leased file mapping.
+    /// Read and vectored-read requests RDMA-written straight from a leased
+    /// file mapping.
     pub zero_copy_reads: u64,
     /// Of them, copied into a bounce buffer first.
     pub copied_reads: u64,
@@ -104,42 +136,348 @@ pub struct ServerSnapshot {
     pub bytes_written: u64,
     /// Requests completed by status block, by status code (index).
     pub completions: Vec<u64>,
+    /// Credits granted, revoked, keepalives received and answered (the
+    /// core's counters; `credit_waits` is always 0 on a server).
+    pub core: ConnectionStats,
+    /// Credits the client holds now (gauge).
+    pub credits: u64,
+    /// Of them, in use: client messages received and not yet answered
+    /// (gauge).
+    pub credits_in_use: u64,
+    /// Work requests that failed, or transport calls (0 or 1: the first
+    /// ends the connection).
+    pub transport_errors: u64,
+    /// Receive of a request to its status block being posted, by kind and
+    /// size class.
+    pub latency: Latencies,
+}
+
+impl Default for ConnectionCounters {
+    fn default() -> Self {
+        Self {
+            registrations: 0,
+            closes: 0,
+            zero_copy_reads: 0,
+            copied_reads: 0,
+            writes: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            completions: vec![0; STATUS_SLOTS],
+            core: ConnectionStats::default(),
+            credits: 0,
+            credits_in_use: 0,
+            transport_errors: 0,
+            latency: Latencies::default(),
+        }
+    }
+}
+
+impl ConnectionCounters {
+    /// Read requests served (`zero_copy_reads + copied_reads`).
+    pub fn reads(&self) -> u64 {
+        self.zero_copy_reads + self.copied_reads
+    }
+
+    /// Add `other` to these (gauges too: totals of held credits).
+    fn add(&mut self, other: &Self) {
+        self.registrations += other.registrations;
+        self.closes += other.closes;
+        self.zero_copy_reads += other.zero_copy_reads;
+        self.copied_reads += other.copied_reads;
+        self.writes += other.writes;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        for (sum, n) in self.completions.iter_mut().zip(&other.completions) {
+            *sum += n;
+        }
+        let (core, more) = (&mut self.core, &other.core);
+        core.credits_granted += more.credits_granted;
+        core.credits_revoked += more.credits_revoked;
+        core.credit_waits += more.credit_waits;
+        core.keepalives += more.keepalives;
+        core.keepalives_answered += more.keepalives_answered;
+        self.credits += other.credits;
+        self.credits_in_use += other.credits_in_use;
+        self.transport_errors += other.transport_errors;
+        for (sums, more) in self.latency.iter_mut().zip(&other.latency) {
+            for (sum, more) in sums.iter_mut().zip(more) {
+                sum.merge(more);
+            }
+        }
+    }
+}
+
+/// A latency histogram one thread records into and any thread reads.
+#[derive(Debug)]
+struct SharedHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Default for SharedHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SharedHistogram {
+    fn record_micros(&self, micros: u64) {
+        bump(&self.buckets[bucket_of(micros)], 1);
+        bump(&self.count, 1);
+        bump(&self.sum_micros, micros);
+    }
+
+    fn load(&self) -> Histogram {
+        Histogram {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            count: self.count.load(Relaxed),
+            sum_micros: self.sum_micros.load(Relaxed),
+        }
+    }
+}
+
+/// One server connection's counters, written by its thread alone
+/// (see the module docs).
+#[derive(Debug)]
+pub struct ConnectionCell {
+    /// The connection's number on this server (1, 2, ...: the order of
+    /// acceptance), its `connection` label.
+    pub(crate) id: u64,
+    pub(crate) registrations: AtomicU64,
+    pub(crate) closes: AtomicU64,
+    pub(crate) zero_copy_reads: AtomicU64,
+    pub(crate) copied_reads: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    completions: [AtomicU64; STATUS_SLOTS],
+    credits_granted: AtomicU64,
+    credits_revoked: AtomicU64,
+    keepalives: AtomicU64,
+    keepalives_answered: AtomicU64,
+    credits: AtomicU64,
+    credits_in_use: AtomicU64,
+    pub(crate) transport_errors: AtomicU64,
+    latency: [[SharedHistogram; SIZE_CLASSES.len()]; TIMED_KINDS],
+}
+
+impl ConnectionCell {
+    fn new(id: u64) -> Self {
+        let zero = || AtomicU64::new(0);
+        Self {
+            id,
+            registrations: zero(),
+            closes: zero(),
+            zero_copy_reads: zero(),
+            copied_reads: zero(),
+            writes: zero(),
+            bytes_read: zero(),
+            bytes_written: zero(),
+            completions: std::array::from_fn(|_| zero()),
+            credits_granted: zero(),
+            credits_revoked: zero(),
+            keepalives: zero(),
+            keepalives_answered: zero(),
+            credits: zero(),
+            credits_in_use: zero(),
+            transport_errors: zero(),
+            latency: std::array::from_fn(|_| std::array::from_fn(|_| SharedHistogram::default())),
+        }
+    }
+
+    /// The connection's number (its `connection` label).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Add `n` to one of this cell's counters (only its connection calls
+    /// this).
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        bump(counter, n);
+    }
+
+    pub(crate) fn completed(&self, status: Status) {
+        bump(&self.completions[status_slot(status)], 1);
+    }
+
+    /// A request of `kind` ([`REQUEST_KINDS`] index below
+    /// [`TIMED_KINDS`]) and `size` bytes completed `micros` after it
+    /// arrived.
+    pub(crate) fn latency(&self, kind: usize, size: u64, micros: u64) {
+        if let Some(kinds) = self.latency.get(kind) {
+            kinds[size_class(size)].record_micros(micros);
+        }
+    }
+
+    /// The core's counters and the credit gauges, copied in once a round.
+    pub(crate) fn update_core(&self, core: ConnectionStats, credits: u16, in_use: u16) {
+        let store = |counter: &AtomicU64, value: u64| counter.store(value, Relaxed);
+        store(&self.credits_granted, core.credits_granted);
+        store(&self.credits_revoked, core.credits_revoked);
+        store(&self.keepalives, core.keepalives);
+        store(&self.keepalives_answered, core.keepalives_answered);
+        store(&self.credits, u64::from(credits));
+        store(&self.credits_in_use, u64::from(in_use));
+    }
+
+    /// Read every counter.
+    pub fn load(&self) -> ConnectionCounters {
+        let mut core = ConnectionStats::default();
+        core.credits_granted = self.credits_granted.load(Relaxed);
+        core.credits_revoked = self.credits_revoked.load(Relaxed);
+        core.keepalives = self.keepalives.load(Relaxed);
+        core.keepalives_answered = self.keepalives_answered.load(Relaxed);
+        ConnectionCounters {
+            registrations: self.registrations.load(Relaxed),
+            closes: self.closes.load(Relaxed),
+            zero_copy_reads: self.zero_copy_reads.load(Relaxed),
+            copied_reads: self.copied_reads.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            bytes_read: self.bytes_read.load(Relaxed),
+            bytes_written: self.bytes_written.load(Relaxed),
+            completions: self.completions.iter().map(|c| c.load(Relaxed)).collect(),
+            core,
+            credits: self.credits.load(Relaxed),
+            credits_in_use: self.credits_in_use.load(Relaxed),
+            transport_errors: self.transport_errors.load(Relaxed),
+            latency: std::array::from_fn(|kind| {
+                std::array::from_fn(|class| self.latency[kind][class].load())
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Cells {
+    /// Live connections' cells, in order of acceptance.
+    live: Vec<Arc<ConnectionCell>>,
+    /// What the connections that ended counted (gauges at zero).
+    retired: ConnectionCounters,
+    /// Zero-copy and copied reads, the same way (without a full load).
+    retired_reads: (u64, u64),
+}
+
+/// A server's counters over all its connections.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub(crate) connections: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+    pub(crate) ends: [AtomicU64; END_REASONS.len()],
+    pub(crate) violations: [AtomicU64; VIOLATION_KINDS.len()],
+    cells: Mutex<Cells>,
+}
+
+/// [`ServerStats`] read at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerSnapshot {
+    /// RDMA connections accepted since the start.
+    pub connections: u64,
+    /// RDMA connections being served now.
+    pub active: u64,
+    /// Authentication keys refused.
+    pub auth_failures: u64,
     /// Connections ended, by [`END_REASONS`] index.
     pub ends: Vec<u64>,
+    /// Connections ended by a protocol violation, by [`VIOLATION_KINDS`]
+    /// index.
+    pub violations: Vec<u64>,
+    /// Every connection's counters summed, live and ended.
+    pub totals: ConnectionCounters,
+    /// The first [`LABELLED_CONNECTIONS`] live connections' own, by
+    /// connection number.
+    pub live: Vec<(u64, ConnectionCounters)>,
 }
 
 impl ServerStats {
-    pub(crate) fn completed(&self, status: Status) {
-        self.completions[status_slot(status)].fetch_add(1, Relaxed);
+    fn cells(&self) -> std::sync::MutexGuard<'_, Cells> {
+        // Every update is a single push, remove or sum: a panicking holder
+        // leaves the cells consistent.
+        self.cells.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn ended(&self, reason: usize) {
-        if let Some(counter) = self.ends.get(reason) {
+    /// A new connection: its number and its cell.
+    pub(crate) fn accepted(&self) -> Arc<ConnectionCell> {
+        let id = self.connections.fetch_add(1, Relaxed) + 1;
+        self.active.fetch_add(1, Relaxed);
+        let cell = Arc::new(ConnectionCell::new(id));
+        self.cells().live.push(Arc::clone(&cell));
+        cell
+    }
+
+    /// A connection ended for `reason` ([`END_REASONS`] index, and the
+    /// violation's kind if it was one; `None`: dropped by its owner without
+    /// being run to an end): fold its cell into the totals. Once per cell.
+    pub(crate) fn retire(
+        &self,
+        cell: &Arc<ConnectionCell>,
+        reason: Option<usize>,
+        violation: Option<usize>,
+    ) {
+        if let Some(counter) = reason.and_then(|reason| self.ends.get(reason)) {
             counter.fetch_add(1, Relaxed);
         }
+        if let Some(counter) = violation.and_then(|kind| self.violations.get(kind)) {
+            counter.fetch_add(1, Relaxed);
+        }
+        let mut counters = cell.load();
+        counters.credits = 0;
+        counters.credits_in_use = 0;
+        let mut cells = self.cells();
+        cells.live.retain(|live| !Arc::ptr_eq(live, cell));
+        cells.retired.add(&counters);
+        cells.retired_reads.0 += counters.zero_copy_reads;
+        cells.retired_reads.1 += counters.copied_reads;
+        drop(cells);
         // Saturating: a connection ends once, after it was counted active.
         let _ = self
             .active
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
     }
 
-    /// Read every counter (`zero_copy`/`copied` come from the server's
-    /// read counts).
-    pub fn snapshot(&self, zero_copy_reads: u64, copied_reads: u64) -> ServerSnapshot {
+    /// Zero-copy and copied reads over all connections, without allocating.
+    pub(crate) fn reads(&self) -> (u64, u64) {
+        let cells = self.cells();
+        cells
+            .live
+            .iter()
+            .fold(cells.retired_reads, |(mapped, copied), cell| {
+                (
+                    mapped + cell.zero_copy_reads.load(Relaxed),
+                    copied + cell.copied_reads.load(Relaxed),
+                )
+            })
+    }
+
+    /// Read every counter: the totals (live cells plus those folded in)
+    /// and the first [`LABELLED_CONNECTIONS`] live connections.
+    pub fn snapshot(&self) -> ServerSnapshot {
+        let (mut totals, live) = {
+            let cells = self.cells();
+            let live: Vec<(u64, ConnectionCounters)> = cells
+                .live
+                .iter()
+                .map(|cell| (cell.id, cell.load()))
+                .collect();
+            (cells.retired.clone(), live)
+        };
+        for (_, counters) in &live {
+            totals.add(counters);
+        }
+        let load = |counters: &[AtomicU64]| counters.iter().map(|c| c.load(Relaxed)).collect();
         ServerSnapshot {
             connections: self.connections.load(Relaxed),
             active: self.active.load(Relaxed),
-            registrations: self.registrations.load(Relaxed),
-            closes: self.closes.load(Relaxed),
             auth_failures: self.auth_failures.load(Relaxed),
-            reads: zero_copy_reads + copied_reads,
-            zero_copy_reads,
-            copied_reads,
-            writes: self.writes.load(Relaxed),
-            bytes_read: self.bytes_read.load(Relaxed),
-            bytes_written: self.bytes_written.load(Relaxed),
-            completions: self.completions.iter().map(|c| c.load(Relaxed)).collect(),
-            ends: self.ends.iter().map(|c| c.load(Relaxed)).collect(),
+            ends: load(&self.ends),
+            violations: load(&self.violations),
+            totals,
+            live: live.into_iter().take(LABELLED_CONNECTIONS).collect(),
         }
     }
 }
@@ -163,6 +501,11 @@ pub fn size_class(len: u64) -> usize {
         65_537..=1_048_576 => 2,
         _ => 3,
     }
+}
+
+/// The bucket of a latency of `micros`.
+fn bucket_of(micros: u64) -> usize {
+    ((u64::BITS - micros.leading_zeros()) as usize).min(LATENCY_BUCKETS - 1)
 }
 
 /// A fixed log2 histogram of latencies.
@@ -191,10 +534,18 @@ impl Histogram {
     /// Record one latency.
     pub fn record(&mut self, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let bucket = (u64::BITS - micros.leading_zeros()) as usize;
-        self.buckets[bucket.min(LATENCY_BUCKETS - 1)] += 1;
+        self.buckets[bucket_of(micros)] += 1;
         self.count += 1;
         self.sum_micros = self.sum_micros.saturating_add(micros);
+    }
+
+    /// Add `other`'s latencies to these.
+    pub fn merge(&mut self, other: &Self) {
+        for (sum, n) in self.buckets.iter_mut().zip(&other.buckets) {
+            *sum += n;
+        }
+        self.count += other.count;
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
     }
 
     /// The upper bound of bucket `i` in microseconds (`None`: unbounded).
@@ -235,9 +586,22 @@ pub struct ClientStats {
     pub max_in_flight: u64,
     /// Work requests that failed (the RDMA connection was lost).
     pub transport_errors: u64,
-    /// Submit-to-completion latency of reads and writes, by
-    /// [`SIZE_CLASSES`] index.
-    pub latency: [Histogram; SIZE_CLASSES.len()],
+    /// Submit-to-completion latency of reads and writes, by kind (read,
+    /// readv, write, writev) and [`SIZE_CLASSES`] index.
+    pub latency: Latencies,
+    /// The core's counters: credits granted and revoked, requests that
+    /// waited for a credit, keepalives sent and answered.
+    pub connection: ConnectionStats,
+    /// Credits held now.
+    pub credits: u16,
+    /// Of them, in use (requests sent and not yet answered).
+    pub credits_in_use: u16,
+    /// Connections ended because the server stopped answering (the
+    /// dead-peer timeout).
+    pub dead_peer: u64,
+    /// Connections ended by a protocol violation (the server's, as this
+    /// client saw it), by [`VIOLATION_KINDS`] index.
+    pub violations: [u64; VIOLATION_KINDS.len()],
 }
 
 impl ClientStats {
@@ -254,6 +618,21 @@ impl ClientStats {
         }
     }
 
+    /// Latencies of `kind` ([`REQUEST_KINDS`] name) over all size classes.
+    pub fn latency_of(&self, kind: &str) -> Histogram {
+        let mut all = Histogram::default();
+        if let Some(classes) = REQUEST_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.latency.get(i))
+        {
+            for class in classes {
+                all.merge(class);
+            }
+        }
+        all
+    }
+
     /// Requests completed with `status`.
     pub fn completed_with(&self, status: Status) -> u64 {
         self.completions
@@ -262,8 +641,18 @@ impl ClientStats {
             .unwrap_or(0)
     }
 
-    /// Credits granted to, revoked from and held by the client are the
-    /// core's to tell: see [`Client::credits`](crate::client::Client::credits).
+    /// The connection ended for `reason`: a dead peer, a violation, or
+    /// neither (an orderly close, the peer's terminate).
+    pub(crate) fn terminated(&mut self, reason: &Violation) {
+        if *reason == Violation::TimedOut {
+            self.dead_peer += 1;
+        }
+        if let Some(n) = violation_kind(reason).and_then(|kind| self.violations.get_mut(kind)) {
+            *n += 1;
+        }
+    }
+
+    /// Requests of `kind` (a [`REQUEST_KINDS`] name) submitted.
     pub fn requests_of(&self, kind: &str) -> u64 {
         REQUEST_KINDS
             .iter()

@@ -627,6 +627,62 @@ fn credit_mismatch_and_overrun_end_the_connection() {
     );
 }
 
+/// The metrics of a hostile session: a keepalive answered, then a credit
+/// mismatch, counted by kind; the connection's own series are there while
+/// it lives and gone once it ended, its counts kept in the totals.
+#[test]
+fn violations_and_keepalives_are_counted_and_the_connection_series_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path(), server_options());
+    let (mut raw, _session, level) = authenticated(&server);
+    raw.send(Body::Keepalive, level);
+    assert_eq!(
+        raw.next(),
+        Incoming::Message(Opcode::KeepaliveResponse, None)
+    );
+    // The cell is copied from the core at the end of the round that
+    // answered; wait for it rather than race the server thread.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let live = loop {
+        let live = server.stats().live;
+        if live
+            .first()
+            .is_some_and(|(_, c)| c.core.keepalives_answered == 1)
+        {
+            break live;
+        }
+        assert!(Instant::now() < deadline, "{live:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].1.core.keepalives, 1);
+    assert_eq!(live[0].1.credits, u64::from(level));
+
+    raw.send(Body::Keepalive, level + 1);
+    assert!(matches!(
+        raw.next(),
+        Incoming::Message(Opcode::Terminate, Some(Status::ProtocolError))
+    ));
+    assert!(matches!(
+        raw.end(),
+        ConnectionEnd::Terminated(Violation::CreditMismatch { .. })
+    ));
+    let stats = server.stats();
+    assert!(stats.live.is_empty(), "{:?}", stats.live);
+    assert_eq!(stats.totals.core.keepalives, 1);
+    assert_eq!(stats.totals.core.keepalives_answered, 1);
+    assert_eq!(stats.totals.credits, 0, "no live connection holds credits");
+    let kind = |name: &str| {
+        rdio::stats::VIOLATION_KINDS
+            .iter()
+            .position(|k| *k == name)
+            .expect("kind")
+    };
+    assert_eq!(stats.violations[kind("credit_mismatch")], 1);
+    assert_eq!(stats.violations.iter().sum::<u64>(), 1);
+    assert_eq!(stats.ends[4], 1, "protocol_violation");
+}
+
 #[test]
 fn forged_and_replayed_file_keys_are_refused_as_statuses() {
     let dir = tempfile::tempdir().expect("tempdir");

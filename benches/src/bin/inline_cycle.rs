@@ -6,11 +6,16 @@
 //! instructions by the difference in N: the whole stack's cost per read,
 //! free of set-up (`scripts/callgrind-inline.sh`); or under `perf record`.
 //!
-//! `inline_cycle N [QD] [--copy-out] [--polling] [--threads] [--file-mib M]`:
+//! `inline_cycle N [QD] [--copy-out] [--polling] [--threads] [--file-mib M]
+//! [--no-metrics]`:
 //! reads are used in place (`Client::wait_in_place`) unless `--copy-out`;
 //! the server runs inline unless `--threads`; the reads walk a file of M MiB
 //! (16 by default: it fits this machine's L3 cache, the bench's 256 MiB
-//! does not).
+//! does not); `--no-metrics` turns the drivers' per-request metrics off
+//! (`request_metrics`: latency histograms, request spans, the server's
+//! per-request cell updates), to measure what they cost
+//! (`scripts/callgrind-metrics.sh`). Prints the read loop's time per read
+//! as well, for the timing fallback of that script.
 
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
 use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
@@ -26,6 +31,7 @@ struct Run {
     depth: usize,
     in_place: bool,
     mode: CompletionMode,
+    metrics: bool,
 }
 
 fn main() {
@@ -37,6 +43,7 @@ fn main() {
         depth: 32,
         in_place: true,
         mode: CompletionMode::Interrupt,
+        metrics: true,
     };
     let mut threads = false;
     while let Some(arg) = args.next() {
@@ -51,6 +58,7 @@ fn main() {
             "--copy-out" => run.in_place = false,
             "--polling" => run.mode = CompletionMode::Polling,
             "--threads" => threads = true,
+            "--no-metrics" => run.metrics = false,
             depth => {
                 run.depth = depth
                     .parse()
@@ -62,7 +70,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let data: Vec<u8> = (0..run.file_len).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join("data"), &data).expect("data file");
-    let bytes = if threads {
+    let (bytes, elapsed) = if threads {
         measure::<Threads>(&dir, &run)
     } else {
         measure::<Inline>(&dir, &run)
@@ -70,24 +78,30 @@ fn main() {
     std::fs::remove_dir_all(&dir).expect("remove the temporary directory");
     assert_eq!(bytes, run.reads * SIZE as u64, "a read came back short");
     println!(
-        "{} reads of 4 KiB at QD {}, {bytes} bytes",
-        run.reads, run.depth
+        "{} reads of 4 KiB at QD {}, {bytes} bytes, {:.1} ns per read",
+        run.reads,
+        run.depth,
+        elapsed.as_nanos() as f64 / run.reads.max(1) as f64
     );
 }
 
-fn measure<M: Mode>(dir: &std::path::Path, run: &Run) -> u64 {
+fn measure<M: Mode>(dir: &std::path::Path, run: &Run) -> (u64, std::time::Duration) {
     let mut options = EmbeddedOptions::default();
+    options.server.request_metrics = run.metrics;
+    options.client.request_metrics = run.metrics;
     options.client.io_size = SIZE as u32;
     options.client.queue_depth = run.depth;
     options.client.mode = run.mode;
     let mut pair = M::start(dir, options).expect("start the pair");
     let file = pair.client.open("data", OpenFlags::READ).expect("open");
+    let started = std::time::Instant::now();
     let bytes = read_loop(&mut pair.client, &file, run);
+    let elapsed = started.elapsed();
     let counts = pair.server().read_counts();
     assert_eq!(counts.copied, 0, "reads were served from the mapping");
     pair.client.close(file).expect("close");
     pair.finish().expect("finish");
-    bytes
+    (bytes, elapsed)
 }
 
 /// Keep `depth` reads in flight, collecting the oldest, as the bench does.

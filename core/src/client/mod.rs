@@ -27,6 +27,7 @@ use crate::credit::ClientLedger;
 use crate::error::{ApiError, Violation};
 use crate::queue::Fifo;
 use crate::segments::SegmentStore;
+use crate::stats::ConnectionStats;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
 use crate::wire::message::emit_read;
@@ -302,6 +303,8 @@ pub struct Client<const R: usize = 64> {
     /// The count of those at the last [`Client::rearm`].
     internal_seen: u16,
     timers: TimerTable<TIMERS>,
+    /// Credit, credit-wait and keepalive counters ([`Client::stats`]).
+    stats: ConnectionStats,
 }
 
 impl<const R: usize> Client<R> {
@@ -335,6 +338,7 @@ impl<const R: usize> Client<R> {
             internal_since: None,
             internal_seen: 0,
             timers,
+            stats: ConnectionStats::default(),
         }
     }
 
@@ -353,6 +357,18 @@ impl<const R: usize> Client<R> {
     /// The credit ledger.
     pub fn ledger(&self) -> &ClientLedger {
         &self.ledger
+    }
+
+    /// Credits granted and revoked, requests that waited for a credit,
+    /// keepalives sent and answered.
+    pub fn stats(&self) -> ConnectionStats {
+        self.stats
+    }
+
+    /// Requests that had to wait because no credit was available
+    /// (`stats().credit_waits`).
+    pub fn waits_for_credit(&self) -> u64 {
+        self.stats.credit_waits
     }
 
     /// Whether requests can flow.
@@ -780,7 +796,14 @@ impl<const R: usize> Client<R> {
         let opcode = msg.opcode();
         if let Body::CreditRequest { delta } = body {
             self.expect_credits(msg, 0)?;
-            return self.ledger.on_credit_request(delta);
+            self.ledger.on_credit_request(delta)?;
+            let counter = if delta > 0 {
+                &mut self.stats.credits_granted
+            } else {
+                &mut self.stats.credits_revoked
+            };
+            ConnectionStats::add(counter, u64::from(delta.unsigned_abs()));
+            return Ok(());
         }
         if let Body::CreditResponse = body {
             return self.ledger.on_credit_response(msg.credits);
@@ -832,9 +855,10 @@ impl<const R: usize> Client<R> {
                     return Err(Violation::FragmentOutOfOrder);
                 }
             }
-            (OpKind::Interrupt, Body::InterruptResponse)
-            | (OpKind::Keepalive, Body::KeepaliveResponse) => {
+            (OpKind::Interrupt, Body::InterruptResponse) => op.final_seen = true,
+            (OpKind::Keepalive, Body::KeepaliveResponse) => {
                 op.final_seen = true;
+                ConnectionStats::add(&mut self.stats.keepalives_answered, 1);
             }
             _ => return Err(Violation::UnexpectedMessage(opcode)),
         }
@@ -1015,6 +1039,9 @@ impl<const R: usize> Client<R> {
     #[inline(always)]
     fn request_transmit(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, InsufficientSize> {
         if self.ledger.available() == 0 {
+            if let Some(&id) = self.streaming.front().or(self.unsent.front()) {
+                self.stats.credit_wait(id);
+            }
             return Ok(None);
         }
         // Fragments of writes under way before new requests: a started write
@@ -1147,12 +1174,16 @@ impl<const R: usize> Client<R> {
         }
         if self.timers.expired(TIMER_KEEPALIVE, now) {
             self.timers.stop(TIMER_KEEPALIVE);
-            if self.ops.is_empty() {
-                let _ = self.submit(
-                    OpKind::Keepalive,
-                    BufferDescriptor::default(),
-                    CompletionMode::Interrupt,
-                );
+            if self.ops.is_empty()
+                && self
+                    .submit(
+                        OpKind::Keepalive,
+                        BufferDescriptor::default(),
+                        CompletionMode::Interrupt,
+                    )
+                    .is_ok()
+            {
+                ConnectionStats::add(&mut self.stats.keepalives, 1);
             }
             self.rearm(now);
         }

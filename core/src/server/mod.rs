@@ -29,6 +29,7 @@ use crate::credit::ServerLedger;
 use crate::error::{ApiError, Violation};
 use crate::queue::Fifo;
 use crate::segments::SegmentStore;
+use crate::stats::ConnectionStats;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable};
 use crate::wire::message::parse_read;
@@ -315,6 +316,8 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     outgoing: Fifo<Outgoing, R>,
     control: Fifo<Message<'static>, 4>,
     timers: TimerTable<TIMERS>,
+    /// Credit and keepalive counters ([`Connection::stats`]).
+    stats: ConnectionStats,
 }
 
 impl<const R: usize, const F: usize> Connection<R, F> {
@@ -337,6 +340,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             outgoing: Fifo::new(),
             control: Fifo::new(),
             timers,
+            stats: ConnectionStats::default(),
         }
     }
 
@@ -356,6 +360,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// The credit ledger (for tests and statistics).
     pub fn ledger(&self) -> &ServerLedger {
         &self.ledger
+    }
+
+    /// Credits granted and revoked, keepalives received and answered.
+    pub fn stats(&self) -> ConnectionStats {
+        self.stats
     }
 
     /// Whether the connection is open for I/O.
@@ -459,12 +468,17 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         match msg.body {
             Body::CreditAck { delta } => {
                 self.ledger.on_ack(delta, msg.credits)?;
+                ConnectionStats::add(
+                    &mut self.stats.credits_granted,
+                    u64::from(delta.unsigned_abs()),
+                );
                 self.reply(id, 1, Body::CreditResponse)?;
                 self.drive_credits()?;
                 Ok(None)
             }
             Body::CreditGiveUp => {
                 self.ledger.on_give_up(msg.credits)?;
+                ConnectionStats::add(&mut self.stats.credits_revoked, 1);
                 self.queue(Outgoing::Message(Message {
                     flags: Flags::empty(),
                     credits: 0,
@@ -508,7 +522,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let id = msg.request_id;
         let interrupt = msg.flags.contains(Flags::INTERRUPT);
         match msg.body {
-            Body::Keepalive => self.reply(id, 1, Body::KeepaliveResponse).map(|()| None),
+            Body::Keepalive => {
+                ConnectionStats::add(&mut self.stats.keepalives, 1);
+                self.reply(id, 1, Body::KeepaliveResponse)?;
+                ConnectionStats::add(&mut self.stats.keepalives_answered, 1);
+                Ok(None)
+            }
             Body::InterruptRequest => {
                 // Claim 21: a polling client asks to be woken by a send. With
                 // nothing in flight there is nothing to wait for: answer now.

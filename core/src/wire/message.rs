@@ -453,8 +453,10 @@ impl<'a> Message<'a> {
 }
 
 /// `buf` as a valid Read message, or `None` for the general parser to
-/// decide (and name the error).
-pub(crate) fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
+/// decide (and name the error). The fixed-layout fast path of
+/// [`Message::parse`], public for drivers that look at a message on their
+/// hot path (the server's latency timing).
+pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
     let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
     let header = &wire.header;
     let flags = header.flags.get();

@@ -64,6 +64,11 @@ pub struct ClientOptions {
     /// negotiate response carries ([`crate::access::rdma_auth_key`]).
     /// `None`: the key is taken as sent.
     pub rdma_binding: Option<ChannelBinding>,
+    /// Time every read and write (latency histograms by kind and size) and
+    /// give each a `request` span (`tracing`, trace level). Off only to
+    /// measure what they cost (`scripts/callgrind-metrics.sh`); the plain
+    /// counters stay either way.
+    pub request_metrics: bool,
 }
 
 impl ClientOptions {
@@ -79,6 +84,7 @@ impl ClientOptions {
             queue_depth: 8,
             mode: CompletionMode::Interrupt,
             rdma_binding: None,
+            request_metrics: true,
         }
     }
 }
@@ -297,6 +303,16 @@ enum Outcome {
     Interrupted,
 }
 
+/// A data request in flight: its kind ([`crate::stats::REQUEST_KINDS`]
+/// index), and with [`ClientOptions::request_metrics`] when it was
+/// submitted and its `request` span.
+#[derive(Clone, Debug)]
+struct Started {
+    kind: usize,
+    at: Option<rdio_core::Instant>,
+    span: tracing::Span,
+}
+
 /// A connected client over transport `T` with side channel `S`.
 pub struct Client<T: Transport, S: Read + Write> {
     pipe: Pipe<S>,
@@ -326,9 +342,13 @@ pub struct Client<T: Transport, S: Read + Write> {
     transport_down: bool,
     /// Counters ([`Client::stats`]).
     stats: ClientStats,
-    /// Per slot: when its request was submitted and its kind
-    /// ([`crate::stats::REQUEST_KINDS`] index), for the latency histograms.
-    slot_started: Vec<Option<(std::time::Instant, usize)>>,
+    /// Per slot: when its request was submitted, its kind and its span,
+    /// for the latency histograms and request spans.
+    slot_started: Vec<Option<Started>>,
+    /// [`ClientOptions::request_metrics`].
+    request_metrics: bool,
+    /// The `connection` span, parent of the request spans.
+    span: tracing::Span,
     /// Per slot: the request's size in bytes.
     slot_size: Vec<u64>,
     /// When this client last asked the server for anything: how long it
@@ -421,6 +441,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             negotiated.auth_key = crate::access::rdma_auth_key(binding, &negotiated.auth_key.0);
         }
         let mut transport = connect(&negotiated)?;
+        let span = tracing::info_span!("connection", provider = transport.provider());
         if transport.provider() != negotiated.provider.as_str() {
             return Err(ClientError::ProviderMismatch {
                 negotiated: negotiated.provider.as_str().to_owned(),
@@ -470,6 +491,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             transport_down: false,
             stats: ClientStats::new(),
             slot_started: vec![None; options.queue_depth],
+            request_metrics: options.request_metrics,
+            span,
             slot_size: vec![0; options.queue_depth],
             last_active: std::time::Instant::now(),
         };
@@ -481,6 +504,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     fn authenticate(&mut self) -> Result<(), ClientError> {
+        let _connection = self.span.clone().entered();
         let _span =
             tracing::debug_span!("authenticate", provider = self.transport.provider()).entered();
         while !self.authenticated {
@@ -1099,7 +1123,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             // A failure here is the connection's news, reported by the
             // next RDMA call; the pipe request goes ahead.
             let _ = self.poll(now);
-            self.collect_events();
+            self.collect_events(now);
         }
         match self.terminated {
             Some(reason @ Violation::PeerTerminated(Status::IdleTimeout)) => {
@@ -1169,16 +1193,31 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                     (_, true) => 3,
                 };
                 self.stats.requests[kind] += 1;
-                tracing::trace!(
-                    request = request.0,
-                    kind = crate::stats::REQUEST_KINDS[kind],
-                    size = self.slot_size.get(slot).copied().unwrap_or(0),
-                    "submitted"
-                );
                 self.stats.in_flight += 1;
                 self.stats.max_in_flight = self.stats.max_in_flight.max(self.stats.in_flight);
-                if let Some(started) = self.slot_started.get_mut(slot) {
-                    *started = Some((std::time::Instant::now(), kind));
+                let started = if self.request_metrics {
+                    let span = tracing::trace_span!(
+                        parent: &self.span,
+                        "request",
+                        id = request.0,
+                        kind = crate::stats::REQUEST_KINDS[kind],
+                        size = self.slot_size.get(slot).copied().unwrap_or(0)
+                    );
+                    span.in_scope(|| tracing::trace!("submitted"));
+                    Started {
+                        kind,
+                        at: Some(self.clock.now()),
+                        span,
+                    }
+                } else {
+                    Started {
+                        kind,
+                        at: None,
+                        span: tracing::Span::none(),
+                    }
+                };
+                if let Some(slot) = self.slot_started.get_mut(slot) {
+                    *slot = Some(started);
                 }
                 Ok(Ticket {
                     request,
@@ -1299,7 +1338,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             self.core.handle_timeout(now);
             progress = true;
         }
-        progress |= self.collect_events();
+        progress |= self.collect_events(now);
         progress |= self.transmit(now)?;
         if !progress && !self.transport_down {
             match self.mode {
@@ -1483,7 +1522,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         Ok(any)
     }
 
-    fn collect_events(&mut self) -> bool {
+    fn collect_events(&mut self, now: rdio_core::Instant) -> bool {
+        self.stats.connection = self.core.stats();
+        self.stats.credits = self.core.ledger().level();
+        self.stats.credits_in_use = self.core.ledger().in_use();
         let mut any = false;
         while let Some(event) = self.core.poll_event() {
             any = true;
@@ -1499,13 +1541,16 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                     status,
                     bytes,
                 } => {
-                    self.count_completion(request, status, bytes);
+                    self.count_completion(now, request, status, bytes);
                     self.record(request, Outcome::Completed { status, bytes });
                 }
                 ClientEvent::Interrupted { request } => {
                     self.record(request, Outcome::Interrupted);
                 }
-                ClientEvent::Terminated { reason } => self.terminated = Some(reason),
+                ClientEvent::Terminated { reason } => {
+                    self.stats.terminated(&reason);
+                    self.terminated = Some(reason);
+                }
             }
         }
         any
@@ -1515,25 +1560,38 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 impl<T: Transport, S: Read + Write> Client<T, S> {
     /// Count a completion: its status, and for a read or write its bytes
     /// and its latency since submission, by size class.
-    fn count_completion(&mut self, request: RequestId, status: Status, bytes: u64) {
+    /// `now`: the step's time, read once per step for every completion.
+    fn count_completion(
+        &mut self,
+        now: rdio_core::Instant,
+        request: RequestId,
+        status: Status,
+        bytes: u64,
+    ) {
         self.stats.completed(status);
         let Some(slot) = self.slot_of(request) else {
             return;
         };
-        let Some((started, kind)) = self.slot_started.get_mut(slot).and_then(Option::take) else {
+        let Some(started) = self.slot_started.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        let kind = started.kind;
         self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
-        let size = self.slot_size.get(slot).copied().unwrap_or(0);
-        let latency = started.elapsed();
-        self.stats.latency[crate::stats::size_class(size)].record(latency);
-        tracing::trace!(
-            request = request.0,
-            ?status,
-            bytes,
-            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-            "completed"
-        );
+        if let Some(at) = started.at {
+            let size = self.slot_size.get(slot).copied().unwrap_or(0);
+            let latency = now.saturating_since(at);
+            if let Some(classes) = self.stats.latency.get_mut(kind) {
+                classes[crate::stats::size_class(size)].record(latency);
+            }
+            started.span.in_scope(|| {
+                tracing::trace!(
+                    ?status,
+                    bytes,
+                    latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                    "completed"
+                );
+            });
+        }
         if status == Status::Success {
             if kind < 2 {
                 self.stats.bytes_read += bytes;

@@ -198,8 +198,9 @@ impl Embedded<Inline> {
 }
 
 impl<M: Mode> Embedded<M> {
-    /// The server's side: its root, options and open files.
-    pub fn server(&self) -> &Server {
+    /// The server's side: its root, options, open files and counters
+    /// (an `Arc`, so they can be read after [`Embedded::finish`]).
+    pub fn server(&self) -> &Arc<Server> {
         &self.server
     }
 

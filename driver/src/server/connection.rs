@@ -1,13 +1,17 @@
 //! One RDMA connection on the server: the core's [`Connection`] state
 //! machine, driven over a transport, doing its file I/O.
 
-use super::{ReadCounts, Server, ServerError, Transferred};
+use super::{Server, ServerError, Transferred};
 use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{FileId, FileLease};
+use crate::stats::ConnectionCell;
 use rdio_core::error::Violation;
 use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
 use rdio_core::time::Instant;
-use rdio_core::wire::{BufferDescriptor, MAX_SEGMENTS, OpenFlags, ReadSegment, Status};
+use rdio_core::wire::message::parse_read;
+use rdio_core::wire::{
+    Body, BufferDescriptor, Header, MAX_SEGMENTS, Message, Opcode, OpenFlags, ReadSegment, Status,
+};
 use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
     WcError,
@@ -224,6 +228,18 @@ pub struct ServerConnection<T: Transport> {
     control: Receiver<Control>,
     control_sender: Sender<Control>,
     closing: Option<(Violation, Instant)>,
+    /// This connection's counters (written here only, summed on scrape).
+    cell: Arc<ConnectionCell>,
+    /// The cell was folded into the server's totals (the connection was
+    /// released); otherwise dropping the connection does it.
+    retired: bool,
+    /// [`super::ServerOptions::request_metrics`].
+    request_metrics: bool,
+    /// I/O requests received and not yet completed, for the latency
+    /// histograms and request spans.
+    timings: RequestTimings,
+    /// The `connection` span, parent of the request spans.
+    span: tracing::Span,
     /// Leases of mappings still registered when the connection ended. Fields
     /// drop in declaration order, so these go only after `transport` —
     /// which owns the mappings and may, if a deregistration failed, still
@@ -258,9 +274,6 @@ impl Server {
         let connection = self.start(transport);
         if connection.is_err() {
             self.lock().connections -= 1;
-        } else {
-            self.stats.connections.fetch_add(1, Relaxed);
-            self.stats.active.fetch_add(1, Relaxed);
         }
         connection
     }
@@ -294,6 +307,12 @@ impl Server {
             Ok((receives, sends, bounces))
         })?;
         let (control_sender, control) = mpsc::channel();
+        let cell = self.stats.accepted();
+        let span = tracing::info_span!(
+            "connection",
+            number = cell.id(),
+            provider = transport.provider()
+        );
         Ok(ServerConnection {
             server: Arc::clone(self),
             transport,
@@ -317,6 +336,11 @@ impl Server {
             control,
             control_sender,
             closing: None,
+            cell,
+            retired: false,
+            request_metrics: self.options.request_metrics,
+            timings: RequestTimings::new(depth),
+            span,
             ended_leases: Vec::new(),
         })
     }
@@ -324,8 +348,14 @@ impl Server {
 
 impl<T: Transport> Drop for ServerConnection<T> {
     /// The connection no longer counts against
-    /// [`super::ServerOptions::max_connections`].
+    /// [`super::ServerOptions::max_connections`], nor as live in the
+    /// metrics (a connection dropped without being run to its end leaves
+    /// them without an end reason).
     fn drop(&mut self) {
+        if !self.retired {
+            self.cell.update_core(self.conn.stats(), 0, 0);
+            self.server.stats.retire(&self.cell, None, None);
+        }
         let mut shared = self.server.lock();
         shared.connections = shared.connections.saturating_sub(1);
     }
@@ -342,12 +372,7 @@ impl<T: Transport> ServerConnection<T> {
     /// Serve until the connection ends, then disconnect, deregister every
     /// buffer and close the files registered on it.
     pub fn run(mut self) -> ConnectionEnd {
-        let connection = self.server.stats.connections.load(Relaxed);
-        let span = tracing::info_span!(
-            "connection",
-            number = connection,
-            provider = self.transport.provider()
-        );
+        let span = self.span.clone();
         let _entered = span.enter();
         tracing::debug!("serving");
         let end = self.drive();
@@ -407,11 +432,22 @@ impl<T: Transport> ServerConnection<T> {
             why = %why,
             "RDMA connection ended"
         );
-        self.server.stats.ended(match &end {
-            ConnectionEnd::Terminated(reason) => crate::stats::end_reason(reason),
-            ConnectionEnd::Lost(_) => 5,
-            ConnectionEnd::Transport(_) => 6,
-        });
+        let (reason, violation) = match &end {
+            ConnectionEnd::Terminated(reason) => (
+                crate::stats::end_reason(reason),
+                crate::stats::violation_kind(reason),
+            ),
+            ConnectionEnd::Lost(_) => (5, None),
+            ConnectionEnd::Transport(_) => (6, None),
+        };
+        if reason >= 5 {
+            ConnectionCell::add(&self.cell.transport_errors, 1);
+        }
+        self.cell.update_core(self.conn.stats(), 0, 0);
+        self.server
+            .stats
+            .retire(&self.cell, Some(reason), violation);
+        self.retired = true;
         let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
@@ -532,6 +568,11 @@ impl<T: Transport> ServerConnection<T> {
             self.conn.handle_timeout(now);
             progress = true;
         }
+        if self.request_metrics && progress {
+            let ledger = self.conn.ledger();
+            self.cell
+                .update_core(self.conn.stats(), ledger.level(), ledger.in_use());
+        }
         if !progress {
             self.check_idle();
         }
@@ -582,10 +623,13 @@ impl<T: Transport> ServerConnection<T> {
         match (Work::from_id(completion.wr_id), completion.kind) {
             (Some(Work::Recv(index)), CompletionKind::Recv { len }) => {
                 let message = self.receives.message(&self.transport, index, len)?;
+                if self.request_metrics {
+                    self.timings.started(now, message, &self.span);
+                }
                 // A violation already terminated the connection inside the
                 // core (Terminate queued, Terminated event pending).
                 if let Ok(Some(chunk)) = self.conn.handle_message(now, message) {
-                    let result = write_chunk(&self.server, &chunk);
+                    let result = write_chunk(&self.server, &self.cell, &chunk);
                     if let Ok(bytes) = result {
                         self.transferred.written += bytes;
                         if let Some(file) = self.files.get_mut(&chunk.file) {
@@ -671,7 +715,7 @@ impl<T: Transport> ServerConnection<T> {
                     if let (Ok(()), Ok(registration)) =
                         (self.conn.complete_register(op, result), result)
                     {
-                        self.server.stats.registrations.fetch_add(1, Relaxed);
+                        ConnectionCell::add(&self.cell.registrations, 1);
                         tracing::debug!(
                             file = ?registration.file,
                             size = registration.size,
@@ -689,7 +733,7 @@ impl<T: Transport> ServerConnection<T> {
                     }
                 }
                 Job::Close(op, file) => {
-                    self.server.stats.closes.fetch_add(1, Relaxed);
+                    ConnectionCell::add(&self.cell.closes, 1);
                     self.unmap(file)?;
                     // An upload takes its name now, or the close fails and
                     // the client hears why.
@@ -699,7 +743,7 @@ impl<T: Transport> ServerConnection<T> {
                     let _ = self.conn.complete_close(op, finished);
                 }
                 Job::CloseFile(file) => {
-                    self.server.stats.closes.fetch_add(1, Relaxed);
+                    ConnectionCell::add(&self.cell.closes, 1);
                     self.unmap(file)?;
                     let transferred = self.files.remove(&file).unwrap_or_default();
                     self.server.close_files([(file, transferred)]);
@@ -759,27 +803,13 @@ impl<T: Transport> ServerConnection<T> {
             return Ok(false);
         }
         self.read_round += 1;
-        // Counted here and added to the server's shared counters once per
-        // round: one atomic add per round, not per read.
-        let mut served = ReadCounts::default();
-        let result = self.serve_reads_counted(&mut served);
-        if served.mapped > 0 {
-            self.server.reads.mapped.fetch_add(served.mapped, Relaxed);
-        }
-        if served.copied > 0 {
-            self.server.reads.copied.fetch_add(served.copied, Relaxed);
-        }
-        result
-    }
-
-    fn serve_reads_counted(&mut self, served: &mut ReadCounts) -> Result<bool, ConnectionEnd> {
         let mut any = false;
         while let Some(read) = self.reads.pop_front() {
             if let Some(result) = self.read_mapped(&read)? {
                 any = true;
-                served.mapped += 1;
+                ConnectionCell::add(&self.cell.zero_copy_reads, 1);
                 if let Ok(bytes) = result {
-                    self.server.stats.bytes_read.fetch_add(bytes, Relaxed);
+                    ConnectionCell::add(&self.cell.bytes_read, bytes);
                     self.count_read(read.file, bytes);
                 }
                 let _ = self.conn.complete_io(read.op, result);
@@ -790,7 +820,7 @@ impl<T: Transport> ServerConnection<T> {
                 break;
             };
             any = true;
-            served.copied += 1;
+            ConnectionCell::add(&self.cell.copied_reads, 1);
             let result = match self.read_into(bounce, &read) {
                 Ok((total, writes)) => {
                     for ReadPiece { offset, len, dest } in writes {
@@ -808,7 +838,7 @@ impl<T: Transport> ServerConnection<T> {
                         )?;
                         self.bounce_writes[bounce] += 1;
                     }
-                    self.server.stats.bytes_read.fetch_add(total, Relaxed);
+                    ConnectionCell::add(&self.cell.bytes_read, total);
                     self.count_read(read.file, total);
                     Ok(total)
                 }
@@ -1020,6 +1050,8 @@ impl<T: Transport> ServerConnection<T> {
 
     fn drain_transmits(&mut self) -> Result<bool, ConnectionEnd> {
         let mut any = false;
+        // Read once for every status block of this round.
+        let mut now = None;
         while let Some(buffer) = self.sends.take() {
             let region = self.sends.region(buffer)?;
             let bytes = self.transport.region_mut(region)?;
@@ -1048,14 +1080,23 @@ impl<T: Transport> ServerConnection<T> {
                     immediate,
                 } => {
                     let block = self.transport.region(region)?.get(..len).unwrap_or(&[]);
-                    if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
-                        self.server.stats.completed(block.status);
-                        tracing::trace!(
-                            request = block.request_id,
-                            status = ?block.status,
-                            bytes = block.bytes,
-                            "completed"
-                        );
+                    if !self.request_metrics {
+                    } else if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
+                        self.cell.completed(block.status);
+                        if let Some(timed) = self.timings.finished(block.request_id) {
+                            let now = *now.get_or_insert_with(|| self.clock.now());
+                            let micros = now.saturating_since(timed.started).as_micros();
+                            let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+                            self.cell.latency(timed.kind, timed.size, micros);
+                            timed.span.in_scope(|| {
+                                tracing::trace!(
+                                    status = ?block.status,
+                                    bytes = block.bytes,
+                                    latency_us = micros,
+                                    "completed"
+                                );
+                            });
+                        }
                     }
                     let remote = RemoteBuf {
                         addr: dest.addr(),
@@ -1077,14 +1118,125 @@ impl<T: Transport> ServerConnection<T> {
 }
 
 /// Place one chunk of write data in the file (claim 1: it came by send).
-fn write_chunk(server: &Server, chunk: &WriteChunk<'_>) -> Result<u64, Status> {
+fn write_chunk(
+    server: &Server,
+    cell: &ConnectionCell,
+    chunk: &WriteChunk<'_>,
+) -> Result<u64, Status> {
     let file = server.file(chunk.file).ok_or(Status::InvalidHandle)?;
     let mut total = 0u64;
     for (offset, bytes) in &chunk.pieces {
         file.write_at(*offset, bytes).map_err(|e| e.status())?;
         total += bytes.len() as u64;
     }
-    server.stats.writes.fetch_add(1, Relaxed);
-    server.stats.bytes_written.fetch_add(total, Relaxed);
+    ConnectionCell::add(&cell.writes, 1);
+    ConnectionCell::add(&cell.bytes_written, total);
     Ok(total)
+}
+
+/// An I/O request received and not yet completed.
+#[derive(Debug)]
+struct Timed {
+    request: u32,
+    /// [`crate::stats::REQUEST_KINDS`] index (read, readv, write, writev).
+    kind: usize,
+    /// Bytes asked for.
+    size: u64,
+    started: Instant,
+    /// Its `request` span (trace level: disabled, and free, unless a
+    /// subscriber wants it).
+    span: tracing::Span,
+}
+
+/// The I/O requests in flight on a connection, by wire request id: a fixed
+/// table (one entry per receive, allocated with the connection) probed from
+/// `id % len` — ids are mostly consecutive, so the first probe usually hits.
+#[derive(Debug)]
+struct RequestTimings {
+    entries: Vec<Option<Timed>>,
+}
+
+impl RequestTimings {
+    fn new(depth: usize) -> Self {
+        Self {
+            entries: (0..depth.max(1)).map(|_| None).collect(),
+        }
+    }
+
+    fn probe(&self, request: u32) -> impl Iterator<Item = usize> + use<> {
+        let len = self.entries.len();
+        let home = request as usize % len;
+        (home..len).chain(0..home)
+    }
+
+    /// A message arrived: if it starts an I/O request, note when (a full
+    /// table, or an id already noted, notes nothing).
+    fn started(&mut self, now: Instant, message: &[u8], connection: &tracing::Span) {
+        // Reads, the most frequent, by the core's fixed-layout check alone.
+        let (request, kind, size) = if let Some(read) = parse_read(message) {
+            let Body::Read(body) = read.body else { return };
+            (read.request_id, 0, u64::from(body.dest.len()))
+        } else {
+            let Ok(header) = Header::parse(message) else {
+                return;
+            };
+            if !matches!(
+                header.opcode,
+                Opcode::Read | Opcode::ReadV | Opcode::Write | Opcode::WriteV
+            ) {
+                return;
+            }
+            let (kind, size) = match Message::parse(message).map(|message| message.body) {
+                Ok(Body::Read(read)) => (0, u64::from(read.dest.len())),
+                Ok(Body::ReadV(read)) => (
+                    1,
+                    read.segments
+                        .iter()
+                        .map(|segment| u64::from(segment.dest().len()))
+                        .sum(),
+                ),
+                Ok(Body::Write(write)) => (2, u64::from(write.total_len)),
+                Ok(Body::WriteV(write)) => (3, u64::from(write.total_len)),
+                _ => return,
+            };
+            (header.request_id, kind, size)
+        };
+        let mut free = None;
+        for i in self.probe(request) {
+            match &self.entries[i] {
+                Some(timed) if timed.request == request => return,
+                Some(_) => {}
+                None => {
+                    free = Some(i);
+                    break;
+                }
+            }
+        }
+        let Some(free) = free else { return };
+        let span = tracing::trace_span!(
+            parent: connection,
+            "request",
+            id = request,
+            kind = crate::stats::REQUEST_KINDS[kind],
+            size
+        );
+        span.in_scope(|| tracing::trace!("received"));
+        self.entries[free] = Some(Timed {
+            request,
+            kind,
+            size,
+            started: now,
+            span,
+        });
+    }
+
+    /// The status block of `request` is being posted.
+    fn finished(&mut self, request: u32) -> Option<Timed> {
+        let slot = self.probe(request).find(|&i| {
+            self.entries[i]
+                .as_ref()
+                .is_some_and(|timed| timed.request == request)
+        })?;
+        self.entries[slot].take()
+    }
 }

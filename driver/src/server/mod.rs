@@ -79,6 +79,12 @@ pub struct ServerOptions {
     /// idle clients do not hold sessions, connections and registered
     /// buffers forever. `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// Keep per-request metrics: the latency histograms (by kind and
+    /// size), completions by status, bytes and reads served, the core's
+    /// credit counters, and request spans (`tracing`, trace level).
+    /// Connection-level counts stay either way. Off only to measure what
+    /// they cost (`scripts/callgrind-metrics.sh`).
+    pub request_metrics: bool,
 }
 
 /// The default of [`ServerOptions::max_open_files_per_client`] (and of
@@ -106,6 +112,7 @@ impl ServerOptions {
             read_only: false,
             max_open_files_per_client: DEFAULT_MAX_OPEN_FILES_PER_CLIENT,
             idle_timeout: None,
+            request_metrics: true,
         }
     }
 }
@@ -298,7 +305,6 @@ pub struct Server {
     options: ServerOptions,
     clock: Clock,
     shared: Mutex<Shared>,
-    reads: ReadCounters,
     pub(crate) stats: crate::stats::ServerStats,
 }
 
@@ -309,12 +315,6 @@ pub struct ReadCounts {
     pub mapped: u64,
     /// Read requests copied into a bounce buffer first.
     pub copied: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct ReadCounters {
-    pub(crate) mapped: std::sync::atomic::AtomicU64,
-    pub(crate) copied: std::sync::atomic::AtomicU64,
 }
 
 /// Most side-channel sessions at once (each a client between its resume key
@@ -355,7 +355,6 @@ impl Server {
             options,
             clock: Clock::new(),
             shared: Mutex::new(shared),
-            reads: ReadCounters::default(),
             stats: crate::stats::ServerStats::default(),
         })
     }
@@ -372,18 +371,18 @@ impl Server {
 
     /// How many reads were served zero-copy from a file mapping and how
     /// many through bounce buffers, since the server started.
+    /// Allocates nothing (it sums the connections' cells under the lock
+    /// that guards their list).
     pub fn read_counts(&self) -> ReadCounts {
-        use std::sync::atomic::Ordering::Relaxed;
-        ReadCounts {
-            mapped: self.reads.mapped.load(Relaxed),
-            copied: self.reads.copied.load(Relaxed),
-        }
+        let (mapped, copied) = self.stats.reads();
+        ReadCounts { mapped, copied }
     }
 
-    /// Every counter of the server ([`crate::stats`]), read now.
+    /// Every counter of the server ([`crate::stats`]), read now: totals
+    /// over all connections, live and ended, and the first
+    /// [`crate::stats::LABELLED_CONNECTIONS`] live ones by number.
     pub fn stats(&self) -> crate::stats::ServerSnapshot {
-        let reads = self.read_counts();
-        self.stats.snapshot(reads.mapped, reads.copied)
+        self.stats.snapshot()
     }
 
     /// Files open now (opened on a pipe and not yet closed).
