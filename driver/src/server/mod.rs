@@ -9,6 +9,7 @@
 //! asks for.
 
 mod connection;
+mod files;
 
 pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection, Turn};
 
@@ -181,6 +182,9 @@ pub struct PipeSession {
     rdma_binding: Option<ChannelBinding>,
     read_only: bool,
     peer: String,
+    /// Where a directory listing's page is built: the reply borrows it
+    /// until it is sent.
+    page: Vec<u8>,
 }
 
 impl PipeSession {
@@ -418,7 +422,7 @@ impl Server {
     /// (the tokio one in `net`) share it. An error ends the pipe.
     pub fn answer_pipe<'s>(
         &'s self,
-        session: &mut PipeSession,
+        session: &'s mut PipeSession,
         message: &PipeMessage<'_>,
     ) -> Result<PipeMessage<'s>, ServerError> {
         if !matches!(
@@ -426,6 +430,9 @@ impl Server {
             AuthState::NotRequired | AuthState::Done { .. }
         ) {
             return self.authenticate(session, message);
+        }
+        if let PipeMessage::File(message) = message {
+            return self.answer_file(session, message);
         }
         if let PipeMessage::OpenRequest { flags, path } = *message {
             let writes = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
