@@ -16,6 +16,7 @@ mod interrupt;
 mod logging;
 mod metrics;
 mod network;
+mod ops;
 mod remote;
 mod report;
 mod serve;
@@ -69,6 +70,16 @@ enum Command {
     Get(GetArgs),
     /// Upload a file to an rdio server.
     Put(PutArgs),
+    /// List a remote directory (names; `-l` long; `--json`).
+    Ls(ops::LsArgs),
+    /// Describe a remote path: type, size, permissions, modification time.
+    Stat(ops::StatArgs),
+    /// Remove a remote file or symlink (`-d`: an empty directory too).
+    Rm(ops::RmArgs),
+    /// Create a remote directory (`-p`: with its parents).
+    Mkdir(ops::MkdirArgs),
+    /// Rename or move a remote path on its server (`-n`: never replace).
+    Mv(ops::MvArgs),
     /// Check which transports work on this host and why not, with a fix
     /// for each problem; exits 0 when the default transport (fabric, or
     /// --transport) works.
@@ -409,6 +420,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => args.server.is_some(),
         Command::Serve(_) | Command::Get(_) | Command::Put(_) | Command::Conformance(_) => true,
         Command::Doctor(_) | Command::DoctorCmaPeer { .. } => true,
+        Command::Ls(_) | Command::Stat(_) | Command::Rm(_) | Command::Mkdir(_) | Command::Mv(_) => {
+            true
+        }
     };
     let transport = cli.transport.unwrap_or(if networked {
         Transport::Fabric
@@ -584,6 +598,11 @@ fn run(cli: Cli) -> Result<()> {
             default: transport,
         }),
         Command::DoctorCmaPeer { endpoint } => doctor::cma_peer(&endpoint),
+        Command::Ls(args) => ops::Op::Ls(args).run(),
+        Command::Stat(args) => ops::Op::Stat(args).run(),
+        Command::Rm(args) => ops::Op::Rm(args).run(),
+        Command::Mkdir(args) => ops::Op::Mkdir(args).run(),
+        Command::Mv(args) => ops::Op::Mv(args).run(),
         Command::Get(args) => {
             access::set_client_security(&args.client.net, &args.remote.host)?;
             let path = args.client.capture.capture.clone();
