@@ -1081,3 +1081,168 @@ fn stopping_the_server_mid_put_keeps_the_old_file_over_fabric() {
 fn stopping_the_server_mid_put_keeps_the_old_file_over_cma() {
     stopping_the_server_mid_put_keeps_the_old_file_over(&CMA);
 }
+
+/// The lines of a successful command's stdout.
+fn stdout_lines(out: &Output, what: &str) -> Vec<String> {
+    assert_success(out, what)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `rdio ls`, `stat`, `rm`, `mkdir` and `mv` against `rdio serve`: what
+/// they print, what they do to the served tree, and how they fail
+/// (missing paths, escapes through `..` and through a symlink, a non-empty
+/// directory, an existing destination).
+fn remote_file_operations_over(transport: &[&str]) {
+    let root = tempfile::tempdir().expect("root");
+    let outside = tempfile::tempdir().expect("outside");
+    fs::write(outside.path().join("secret"), b"secret").expect("outside file");
+    fs::create_dir_all(root.path().join("dir/sub")).expect("mkdir");
+    fs::write(root.path().join("dir/f.txt"), b"hello").expect("file");
+    fs::write(root.path().join("top.bin"), random_bytes(1000, 3)).expect("file");
+    std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).expect("symlink");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", transport);
+    let rdio = |args: &[&str]| run(&[], args);
+
+    // ls: names sorted, directories marked; -l; --json; a file lists as
+    // itself.
+    let listed = stdout_lines(&rdio(&["ls", &served.remote("/")]), "ls /");
+    assert_eq!(listed, ["dir/", "escape", "top.bin"]);
+    let long = stdout_lines(&rdio(&["ls", "-l", &served.remote("dir")]), "ls -l");
+    assert_eq!(long.len(), 2, "{long:?}");
+    assert!(
+        long[0].starts_with("-rw-") && long[0].ends_with(" f.txt"),
+        "{long:?}"
+    );
+    assert!(long[0].contains(" 5 "), "size 5: {long:?}");
+    assert!(
+        long[1].starts_with("drwx") && long[1].ends_with(" sub"),
+        "{long:?}"
+    );
+    let json = assert_success(&rdio(&["ls", "--json", &served.remote("dir")]), "ls --json");
+    assert!(
+        json.starts_with("[{\"name\":\"f.txt\",\"type\":\"file\",\"mode\":\"0")
+            && json.contains("\"size\":5,")
+            && json.contains("{\"name\":\"sub\",\"type\":\"directory\""),
+        "{json}"
+    );
+    let file = stdout_lines(&rdio(&["ls", &served.remote("dir/f.txt")]), "ls file");
+    assert_eq!(file, ["f.txt"]);
+
+    // stat: a file, a directory, a symlink (described, not followed).
+    let stat = assert_success(&rdio(&["stat", &served.remote("dir/f.txt")]), "stat");
+    assert!(
+        stat.contains("type: file") && stat.contains("size: 5"),
+        "{stat}"
+    );
+    let stat = assert_success(&rdio(&["stat", &served.remote("escape")]), "stat link");
+    assert!(stat.contains("type: symlink"), "{stat}");
+
+    // Missing paths and escapes fail in one line and change nothing.
+    for (args, expect) in [
+        (vec!["ls", "no/such"], "not found"),
+        (vec!["stat", "missing"], "not found"),
+        (vec!["rm", "missing"], "not found"),
+        (vec!["ls", "escape"], "access denied"),
+        (vec!["stat", "escape/secret"], "access denied"),
+        (vec!["rm", "escape/secret"], "access denied"),
+        (vec!["rm", "../x"], "access denied"),
+        (vec!["mkdir", "escape/new"], "access denied"),
+        (vec!["mv", "top.bin", "escape/top.bin"], "access denied"),
+        (vec!["rm", "dir"], "is a directory"),
+        (vec!["rm", "dir", "-d"], "directory not empty"),
+        (vec!["mkdir", "dir"], "already exists"),
+        (vec!["mkdir", "a/b"], "not found"),
+    ] {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let path = args.remove(1);
+        args.insert(1, served.remote(&path));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = one_line_failure(&rdio(&args));
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        fs::read(outside.path().join("secret")).expect("outside file"),
+        b"secret"
+    );
+    assert!(!outside.path().join("top.bin").exists());
+    assert!(root.path().join("top.bin").exists());
+
+    // mkdir -p, rm -d of an empty directory, rm of a file.
+    assert_success(&rdio(&["mkdir", "-p", &served.remote("a/b/c")]), "mkdir -p");
+    assert!(root.path().join("a/b/c").is_dir());
+    assert_success(
+        &rdio(&["mkdir", "-p", &served.remote("a/b")]),
+        "mkdir -p again",
+    );
+    assert_success(&rdio(&["rm", "-d", &served.remote("a/b/c")]), "rm -d");
+    assert!(!root.path().join("a/b/c").exists());
+    assert_success(&rdio(&["mkdir", &served.remote("a/b/c")]), "mkdir");
+    assert!(root.path().join("a/b/c").is_dir());
+
+    // mv: a rename, into a directory, and -n next to an existing name.
+    assert_success(&rdio(&["mv", &served.remote("top.bin"), "moved.bin"]), "mv");
+    assert!(root.path().join("moved.bin").exists() && !root.path().join("top.bin").exists());
+    assert_success(&rdio(&["mv", &served.remote("moved.bin"), "a/"]), "mv into");
+    assert!(root.path().join("a/moved.bin").exists());
+    fs::write(root.path().join("other"), b"other").expect("file");
+    let out = rdio(&["mv", "-n", &served.remote("other"), "dir/f.txt"]);
+    assert_success(&out, "mv -n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("skipped"),
+        "mv -n says it skipped"
+    );
+    assert_eq!(
+        fs::read(root.path().join("dir/f.txt")).expect("kept"),
+        b"hello"
+    );
+    assert!(root.path().join("other").exists());
+    assert_success(
+        &rdio(&["mv", &served.remote("other"), "dir/f.txt"]),
+        "mv over",
+    );
+    assert_eq!(
+        fs::read(root.path().join("dir/f.txt")).expect("replaced"),
+        b"other"
+    );
+    assert_success(&rdio(&["rm", &served.remote("dir/f.txt")]), "rm");
+    assert!(!root.path().join("dir/f.txt").exists());
+    // The symlink itself can be removed: the link goes, not its target.
+    assert_success(&rdio(&["rm", &served.remote("escape")]), "rm symlink");
+    assert!(outside.path().join("secret").exists());
+}
+
+#[test]
+fn remote_file_operations_over_fabric() {
+    remote_file_operations_over(&[]);
+}
+
+#[test]
+fn remote_file_operations_over_cma() {
+    remote_file_operations_over(&CMA);
+}
+
+/// A read-only export lists and describes, and refuses rm, mkdir and mv
+/// with "read-only", changing nothing.
+#[test]
+fn a_read_only_export_refuses_remote_changes() {
+    let root = tempfile::tempdir().expect("root");
+    fs::create_dir(root.path().join("d")).expect("mkdir");
+    fs::write(root.path().join("f"), b"f").expect("file");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", &["--read-only"]);
+    let listed = stdout_lines(&run(&[], &["ls", &served.remote("/")]), "ls");
+    assert_eq!(listed, ["d/", "f"]);
+    for args in [
+        vec!["rm".to_owned(), served.remote("f")],
+        vec!["rm".to_owned(), "-d".to_owned(), served.remote("d")],
+        vec!["mkdir".to_owned(), served.remote("new")],
+        vec!["mv".to_owned(), served.remote("f"), "g".to_owned()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = one_line_failure(&run(&[], &args));
+        assert!(stderr.contains("read-only"), "{args:?}: {stderr}");
+    }
+    assert!(root.path().join("f").exists() && root.path().join("d").is_dir());
+    assert!(!root.path().join("new").exists() && !root.path().join("g").exists());
+}
