@@ -292,7 +292,7 @@ impl<'b> DirEntriesWriter<'b> {
             .ok_or(PushError::Full(InsufficientSize {
                 required: usize::MAX,
             }))?;
-        let len = ATTRIBUTES_LEN + entry.name.len();
+        let len = ATTRIBUTES_LEN.saturating_add(entry.name.len());
         let end = self.used.saturating_add(len);
         let room = self.buf.len().min(MAX_LIST_ENTRY_BYTES);
         let Some(slot) = self.buf.get_mut(self.used..end).filter(|_| end <= room) else {
