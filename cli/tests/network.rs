@@ -1542,3 +1542,35 @@ fn bwlimit_bounds_the_rate_both_ways() {
         started.elapsed()
     );
 }
+
+/// A directory larger than one listing page (300 names of 100 bytes: 15
+/// to a page) lists whole, in order, through `ls` and `get -r`.
+#[test]
+fn a_large_directory_lists_across_pages() {
+    let root = tempfile::tempdir().expect("root");
+    let dir = root.path().join("many");
+    fs::create_dir(&dir).expect("mkdir");
+    let mut names: Vec<String> = (0..300)
+        .map(|i| format!("{i:03}{}", "x".repeat(97)))
+        .collect();
+    for name in &names {
+        fs::write(dir.join(name), name.as_bytes()).expect("file");
+    }
+    names.sort();
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    let listed = stdout_lines(&run(&[], &["ls", &served.remote("many")]), "ls");
+    assert_eq!(listed, names);
+    let local = tempfile::tempdir().expect("local");
+    let copy = local.path().join("copy");
+    let out = run(
+        &[],
+        &[
+            "get",
+            "-r",
+            &served.remote("many"),
+            copy.to_str().expect("utf-8"),
+        ],
+    );
+    assert_success(&out, "get -r");
+    assert_eq!(tree_contents(&copy), tree_contents(&dir));
+}
