@@ -1,10 +1,15 @@
-//! `rdio get` and `rdio put`: one file between this host and an rdio
-//! server; with `--sha256`, the SHA-256 of the bytes moved in the summary.
+//! `rdio get` and `rdio put` of one file between this host and an rdio
+//! server ([`download`], [`upload`]; several files and trees are
+//! `crate::tree`'s); with `--sha256`, the SHA-256 of the bytes moved in
+//! the summary, with `--bwlimit` paced by a [`Pacer`].
 //!
 //! A download lands in a temporary file next to its destination and is
 //! renamed over it only once complete and on disk (fsync of the file, then
 //! of the directory), so an interrupted transfer never looks like a
-//! complete file. A destination that exists and is not a regular file (a
+//! complete file. With `--partial` that file is `.NAME.rdio-part`, kept
+//! when the download fails, and the next `--partial` download resumes from
+//! it once the server's SHA-256 of the same range matches
+//! ([`Output::resume`]). A destination that exists and is not a regular file (a
 //! device such as `/dev/null`, a FIFO) is written in place instead —
 //! renaming over it would replace it with a regular file — and a failure
 //! then says how much of it was written. A symbolic link is followed: the

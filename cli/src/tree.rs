@@ -22,6 +22,7 @@
 //!   theirs after their contents are copied.
 //! * The first failure stops the command (exit status 1, or 24 for a
 //!   file that changed during its transfer); files copied before it stay.
+//!   A name inside a tree that is not UTF-8 is such a failure.
 
 use crate::interrupt;
 use crate::network::{ClientJob, Tuning, connect, resolve};
@@ -272,8 +273,15 @@ impl ClientJob for &Get {
             let (attributes, preserve) = match downloader.client.tree().attributes(&source.path) {
                 Ok(a) if a.kind == EntryKind::Symlink => (plain, false),
                 Ok(a) => (a, self.options.preserve),
-                // The open says why, as for any get.
+                // The open says why, as for any get; a server without the
+                // remote file operations (it skips the unknown request and
+                // reads on) still serves plain files.
                 Err(ClientError::Remote { .. }) => (plain, false),
+                Err(ClientError::Pipe(rdio::pipe::PipeError::Refused { code, .. }))
+                    if code == rdio_core::wire::PipeErrorCode::UNKNOWN_OPCODE =>
+                {
+                    (plain, false)
+                }
                 Err(e) => return Err(e).with_context(|| format!("cannot stat {source}")),
             };
             directories |= attributes.kind == EntryKind::Directory;
