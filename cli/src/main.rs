@@ -4,7 +4,8 @@
 //! Every failure ends the process with a non-zero status and one line on
 //! standard error, `rdio: error: ...`: usage errors exit with 2, a file
 //! that changed during a transfer with 24, everything else with 1. SIGINT
-//! or SIGTERM stops a command, removes its partial files and prints
+//! or SIGTERM stops a command, removes its partial files (not the
+//! `.rdio-part` file of `get --partial`, kept to resume from) and prints
 //! `rdio: interrupted by SIGINT` (exit status 130).
 
 mod access;
