@@ -44,6 +44,8 @@ local STATUS = {
   [31] = "TlsRequired", [32] = "TlsNotOffered", [33] = "NotAllowed",
   -- Terminate reason for an opcode the receiver does not know.
   [36] = "UnknownOpcode",
+  -- Remote file operations.
+  [41] = "AlreadyExists", [42] = "NotEmpty", [43] = "CrossDevice",
   -- Per-client limits of `rdio serve`.
   [51] = "TooManyOpenFiles", [52] = "IdleTimeout",
 }
@@ -73,20 +75,28 @@ local PIPE_OPCODES = {
   [0x07] = "StatRequest", [0x08] = "StatResponse",
   [0x10] = "AuthHello", [0x11] = "AuthChallenge", [0x12] = "AuthProof",
   [0x13] = "AuthResult", [0x1F] = "Refused", [0x30] = "Error",
+  -- Remote file operations.
+  [0x22] = "ListRequest", [0x23] = "ListResponse", [0x24] = "InfoRequest",
+  [0x25] = "InfoResponse", [0x26] = "RemoveRequest", [0x27] = "MakeDirRequest",
+  [0x28] = "RenameRequest", [0x29] = "SetAttrRequest", [0x2A] = "HashRequest",
+  [0x2B] = "HashResponse", [0x2F] = "OpResult",
 }
 -- Pipe requests, and the request opcode each response answers.
 local PIPE_REQUESTS = {
   [0x01] = true, [0x03] = true, [0x05] = true, [0x07] = true, [0x10] = true,
-  [0x12] = true,
+  [0x12] = true, [0x22] = true, [0x24] = true, [0x26] = true, [0x27] = true,
+  [0x28] = true, [0x29] = true, [0x2A] = true,
 }
+-- (OpResult answers the request its opcode field names, as Error does.)
 local PIPE_ANSWERS = {
   [0x02] = 0x01, [0x04] = 0x03, [0x06] = 0x05, [0x08] = 0x07, [0x11] = 0x10,
-  [0x13] = 0x12,
+  [0x13] = 0x12, [0x23] = 0x22, [0x25] = 0x24, [0x2B] = 0x2A,
 }
+local ENTRY_KINDS = { [0] = "file", [1] = "directory", [2] = "symlink", [3] = "other" }
 -- Exact payload length of the fixed-size pipe messages.
 local PIPE_FIXED = {
   [0x01] = 0, [0x02] = 16, [0x04] = 32, [0x08] = 32, [0x11] = 48, [0x12] = 32,
-  [0x13] = 8, [0x1F] = 8, [0x30] = 8,
+  [0x13] = 8, [0x1F] = 8, [0x30] = 8, [0x25] = 40, [0x2B] = 48, [0x2F] = 8,
 }
 -- Pipe Error codes (open: a code not listed here is not a violation).
 local PIPE_ERRORS = {
@@ -200,6 +210,21 @@ p.read_only = ProtoField.bool("rdiopipe.access.read_only", "READ_ONLY", 32, nil,
 p.error_code = ProtoField.uint32("rdiopipe.error.code", "Code", base.DEC, PIPE_ERRORS)
 p.error_opcode = ProtoField.uint8("rdiopipe.error.opcode", "Opcode of the refused frame", base.HEX, PIPE_OPCODES)
 p.response_to = ProtoField.framenum("rdiopipe.response_to", "Response to", base.NONE, frametype.REQUEST)
+p.op_flags = ProtoField.uint16("rdiopipe.op_flags", "Flags", base.HEX)
+p.after_len = ProtoField.uint8("rdiopipe.after_len", "After length")
+p.after = ProtoField.string("rdiopipe.after", "After")
+p.count = ProtoField.uint16("rdiopipe.count", "Entries")
+p.list_end = ProtoField.bool("rdiopipe.list.end", "END", 16, nil, 0x1)
+p.entry = ProtoField.none("rdiopipe.entry", "Entry")
+p.kind = ProtoField.uint8("rdiopipe.kind", "Kind", base.DEC, ENTRY_KINDS)
+p.mode = ProtoField.uint32("rdiopipe.mode", "Mode", base.OCT)
+p.to_len = ProtoField.uint16("rdiopipe.to_len", "To length")
+p.to = ProtoField.string("rdiopipe.to", "To")
+p.offset = ProtoField.uint64("rdiopipe.offset", "Offset")
+p.hash_length = ProtoField.uint64("rdiopipe.hash_length", "Length")
+p.algorithm = ProtoField.uint8("rdiopipe.algorithm", "Algorithm", base.DEC, { [1] = "SHA-256" })
+p.digest = ProtoField.bytes("rdiopipe.digest", "Digest")
+p.op_opcode = ProtoField.uint8("rdiopipe.op_opcode", "Answers opcode", base.HEX, PIPE_OPCODES)
 pipe.fields = {}
 for _, field in pairs(p) do table.insert(pipe.fields, field) end
 
@@ -622,7 +647,7 @@ local function dissect_pipe(tvb, pinfo, tree, conn)
       reqs.last = pinfo.number
     elseif PIPE_ANSWERS[op] ~= nil then
       st.pipe_response_to = reqs[PIPE_ANSWERS[op]]
-    elseif op == 0x30 then
+    elseif op == 0x30 or op == 0x2F then
       local refused = have >= 5 and tvb(b + 4, 1):uint() or nil
       st.pipe_response_to = (refused and reqs[refused]) or reqs.last
     elseif op == 0x1F then
@@ -773,6 +798,123 @@ local function dissect_pipe(tvb, pinfo, tree, conn)
     check_zero(t, p.reserved, tvb(b + 4, 4))
     t:add_proto_expert_info(e.refused, "Refused: " .. (STATUS[code] or tostring(code)))
     pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)))
+  elseif op == 0x22 and need(4) then
+    local plen, alen = tvb(b, 2):le_uint(), tvb(b + 2, 1):uint()
+    t:add_le(p.path_len, tvb(b, 2))
+    t:add(p.after_len, tvb(b + 2, 1))
+    check_zero(t, p.reserved, tvb(b + 3, 1))
+    if have ~= 4 + plen + alen then
+      litem:add_proto_expert_info(e.length, "payload is not 4 + path_len + after_len bytes")
+    elseif plen > 0 then
+      t:add(p.path, tvb(b + 4, plen))
+      pinfo.cols.info:append(" " .. tvb(b + 4, plen):string())
+      if alen > 0 then t:add(p.after, tvb(b + 4 + plen, alen)) end
+    else
+      t:add_proto_expert_info(e.invalid, "empty path")
+    end
+  elseif op == 0x23 and need(8) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    local count = tvb(b + 4, 2):le_uint()
+    t:add_le(p.count, tvb(b + 4, 2))
+    local fl = tvb(b + 6, 2):le_uint()
+    local fitem = t:add_le(p.op_flags, tvb(b + 6, 2))
+    fitem:add_le(p.list_end, tvb(b + 6, 2))
+    if bit.band(fl, bit.bnot(0x1)) ~= 0 then fitem:add_proto_expert_info(e.invalid, "flags other than END") end
+    local off = b + 8
+    for _ = 1, count do
+      if off + 32 > tvb:len() then
+        litem:add_proto_expert_info(e.length, "fewer entry bytes than count says")
+        break
+      end
+      local nlen = tvb(off + 1, 1):uint()
+      local item = t:add(p.entry, tvb(off, math.min(32 + nlen, tvb:len() - off)))
+      item:add(p.kind, tvb(off, 1))
+      item:add(p.name_len, tvb(off + 1, 1))
+      item:add_le(p.mode, tvb(off + 4, 4))
+      item:add_le(p.size, tvb(off + 8, 8))
+      item:add_le(p.modified_ns, tvb(off + 16, 8))
+      item:add_le(p.file_id, tvb(off + 24, 8))
+      if nlen == 0 or off + 32 + nlen > tvb:len() then
+        item:add_proto_expert_info(e.invalid, "bad entry name length")
+        break
+      end
+      item:add(p.name, tvb(off + 32, nlen))
+      item:append_text(": " .. tvb(off + 32, nlen):string())
+      off = off + 32 + nlen
+    end
+    if off ~= tvb:len() then litem:add_proto_expert_info(e.length, "entries do not fill the payload") end
+    pinfo.cols.info:append(string.format(" %s %d entries%s", STATUS[code] or tostring(code), count,
+      bit.band(fl, 0x1) ~= 0 and " END" or ""))
+  elseif op == 0x24 and need(4) then
+    local plen = tvb(b, 2):le_uint()
+    t:add_le(p.path_len, tvb(b, 2))
+    check_zero(t, p.reserved, tvb(b + 2, 2))
+    path_at(b + 4, plen)
+  elseif op == 0x25 and need(40) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    check_zero(t, p.reserved, tvb(b + 4, 4))
+    t:add(p.kind, tvb(b + 8, 1))
+    check_zero(t, p.name_len, tvb(b + 9, 1))
+    t:add_le(p.mode, tvb(b + 12, 4))
+    t:add_le(p.size, tvb(b + 16, 8))
+    t:add_le(p.modified_ns, tvb(b + 24, 8))
+    t:add_le(p.file_id, tvb(b + 32, 8))
+    pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)) .. " " ..
+      (ENTRY_KINDS[tvb(b + 8, 1):uint()] or "?"))
+  elseif op == 0x26 and need(4) then
+    local plen = tvb(b, 2):le_uint()
+    t:add_le(p.path_len, tvb(b, 2))
+    t:add_le(p.op_flags, tvb(b + 2, 2))
+    path_at(b + 4, plen)
+  elseif (op == 0x27 and need(8)) then
+    local plen = tvb(b, 2):le_uint()
+    t:add_le(p.path_len, tvb(b, 2))
+    t:add_le(p.op_flags, tvb(b + 2, 2))
+    local mitem = t:add_le(p.mode, tvb(b + 4, 4))
+    if tvb(b + 4, 4):le_uint() > 511 then mitem:add_proto_expert_info(e.invalid, "mode above 0777") end
+    path_at(b + 8, plen)
+  elseif op == 0x28 and need(8) then
+    local flen, tlen = tvb(b, 2):le_uint(), tvb(b + 2, 2):le_uint()
+    t:add_le(p.path_len, tvb(b, 2))
+    t:add_le(p.to_len, tvb(b + 2, 2))
+    t:add_le(p.op_flags, tvb(b + 4, 2))
+    check_zero(t, p.reserved, tvb(b + 6, 2))
+    if have ~= 8 + flen + tlen or flen == 0 or tlen == 0 then
+      litem:add_proto_expert_info(e.length, "payload is not 8 + from_len + to_len bytes")
+    else
+      t:add(p.path, tvb(b + 8, flen))
+      t:add(p.to, tvb(b + 8 + flen, tlen))
+      pinfo.cols.info:append(" " .. tvb(b + 8, flen):string() .. " -> " .. tvb(b + 8 + flen, tlen):string())
+    end
+  elseif op == 0x29 and need(16) then
+    local plen = tvb(b, 2):le_uint()
+    t:add_le(p.path_len, tvb(b, 2))
+    t:add_le(p.op_flags, tvb(b + 2, 2))
+    local mitem = t:add_le(p.mode, tvb(b + 4, 4))
+    if tvb(b + 4, 4):le_uint() > 511 then mitem:add_proto_expert_info(e.invalid, "mode above 0777") end
+    t:add_le(p.modified_ns, tvb(b + 8, 8))
+    path_at(b + 16, plen)
+  elseif op == 0x2A and need(20) then
+    t:add_le(p.offset, tvb(b, 8))
+    t:add_le(p.hash_length, tvb(b + 8, 8))
+    local plen = tvb(b + 16, 2):le_uint()
+    t:add_le(p.path_len, tvb(b + 16, 2))
+    t:add(p.algorithm, tvb(b + 18, 1))
+    check_zero(t, p.reserved, tvb(b + 19, 1))
+    path_at(b + 20, plen)
+  elseif op == 0x2B and need(48) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    t:add(p.algorithm, tvb(b + 4, 1))
+    check_zero(t, p.reserved, tvb(b + 5, 3))
+    t:add_le(p.hash_length, tvb(b + 8, 8))
+    t:add(p.digest, tvb(b + 16, 32))
+    pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)))
+  elseif op == 0x2F and need(8) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    t:add(p.op_opcode, tvb(b + 4, 1))
+    check_zero(t, p.reserved, tvb(b + 5, 3))
+    pinfo.cols.info:append(string.format(" %s (opcode 0x%02x)", STATUS[code] or tostring(code),
+      tvb(b + 4, 1):uint()))
   elseif op == 0x30 and need(8) then
     local code = tvb(b, 4):le_uint()
     t:add_le(p.error_code, tvb(b, 4))

@@ -4,7 +4,8 @@
 //! Every failure ends the process with a non-zero status and one line on
 //! standard error, `rdio: error: ...`: usage errors exit with 2, a file
 //! that changed during a transfer with 24, everything else with 1. SIGINT
-//! or SIGTERM stops a command, removes its partial files and prints
+//! or SIGTERM stops a command, removes its partial files (not the
+//! `.rdio-part` file of `get --partial`, kept to resume from) and prints
 //! `rdio: interrupted by SIGINT` (exit status 130).
 
 mod access;
@@ -16,12 +17,14 @@ mod interrupt;
 mod logging;
 mod metrics;
 mod network;
+mod ops;
 mod remote;
 mod report;
 mod serve;
 mod shaped;
 mod size;
 mod transfer;
+mod tree;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -65,10 +68,20 @@ enum Command {
     Bench(BenchArgs),
     /// Serve a directory to rdio clients until SIGINT or SIGTERM.
     Serve(ServeArgs),
-    /// Download a file from an rdio server.
+    /// Download files (or, with -r, directory trees) from an rdio server.
     Get(GetArgs),
-    /// Upload a file to an rdio server.
+    /// Upload files (or, with -r, directory trees) to an rdio server.
     Put(PutArgs),
+    /// List a remote directory (names; `-l` long; `--json`).
+    Ls(ops::LsArgs),
+    /// Describe a remote path: type, size, permissions, modification time.
+    Stat(ops::StatArgs),
+    /// Remove a remote file or symlink (`-d`: an empty directory too).
+    Rm(ops::RmArgs),
+    /// Create a remote directory (`-p`: with its parents).
+    Mkdir(ops::MkdirArgs),
+    /// Rename or move a remote path on its server (`-n`: never replace).
+    Mv(ops::MvArgs),
     /// Check which transports work on this host and why not, with a fix
     /// for each problem; exits 0 when the default transport (fabric, or
     /// --transport) works.
@@ -393,26 +406,82 @@ struct ServeArgs {
     idle_timeout: u32,
 }
 
+/// What `get` and `put` do with trees and several files.
+#[derive(Debug, Args)]
+struct TreeArgs {
+    /// Copy directories and everything in them (nested directories and
+    /// empty files included; symlinks, devices, FIFOs and sockets inside
+    /// are skipped with a warning naming each).
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    /// Never overwrite an existing destination file: it is left alone, and
+    /// the files skipped are named at the end (exit status 0).
+    #[arg(short = 'n', long)]
+    no_clobber: bool,
+    /// Keep each file's and directory's permission bits (rwx for owner,
+    /// group, others) and modification time.
+    #[arg(short = 'p', long)]
+    preserve: bool,
+    /// Move at most RATE bytes per second (e.g. 10M: 10 MiB/s), measured
+    /// from the start, with bursts of one request (--io-size).
+    #[arg(long, value_name = "RATE")]
+    bwlimit: Option<Size>,
+}
+
+impl TreeArgs {
+    fn options(
+        &self,
+        client: &ClientArgs,
+        file: transfer::FileOptions,
+    ) -> Result<tree::TreeOptions> {
+        if self.bwlimit.is_some_and(|rate| rate.0 == 0) {
+            anyhow::bail!("--bwlimit must be at least 1 byte per second");
+        }
+        Ok(tree::TreeOptions {
+            recursive: self.recursive,
+            no_clobber: self.no_clobber,
+            preserve: self.preserve,
+            bwlimit: self.bwlimit.map(|rate| rate.0),
+            file,
+            stats: client.stats,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 struct GetArgs {
-    /// Remote file, HOST:PORT:PATH.
-    remote: RemotePath,
-    /// Local destination (a file, or a directory to put it in).
+    /// Remote files or directories, HOST:PATH or HOST:PORT:PATH, all on
+    /// one server.
+    #[arg(required = true, value_name = "REMOTE")]
+    remote: Vec<RemotePath>,
+    /// Local destination: a file, or a directory to put them in (several
+    /// sources need an existing directory).
     local: PathBuf,
     /// A remote file that shrinks or grows during the download is kept as
     /// read, with a warning (exit status 0), instead of failing with exit
     /// status 24.
     #[arg(long)]
     allow_changing: bool,
+    /// Download into .NAME.rdio-part beside the destination and keep it if
+    /// the transfer fails; the next --partial download checks its bytes
+    /// against the server's file (SHA-256 on both sides) and appends to
+    /// it, or starts over if they differ.
+    #[arg(long)]
+    partial: bool,
+    #[command(flatten)]
+    tree: TreeArgs,
     #[command(flatten)]
     client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
 struct PutArgs {
-    /// Local file.
-    local: PathBuf,
-    /// Remote destination, HOST:PORT:PATH.
+    /// Local files or directories.
+    #[arg(required = true, value_name = "LOCAL")]
+    local: Vec<PathBuf>,
+    /// Remote destination, HOST:PATH or HOST:PORT:PATH: a file, or a
+    /// directory to put them in (several sources need an existing one; a
+    /// trailing '/' says it must be one).
     remote: RemotePath,
     /// Write the remote file in place: it is emptied at once, and an
     /// interrupted upload leaves it partial. Without it the server writes a
@@ -420,6 +489,8 @@ struct PutArgs {
     /// the whole file arrived, so the old contents stay until then.
     #[arg(long)]
     inplace: bool,
+    #[command(flatten)]
+    tree: TreeArgs,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -430,6 +501,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => args.server.is_some(),
         Command::Serve(_) | Command::Get(_) | Command::Put(_) | Command::Conformance(_) => true,
         Command::Doctor(_) | Command::DoctorCmaPeer { .. } => true,
+        Command::Ls(_) | Command::Stat(_) | Command::Rm(_) | Command::Mkdir(_) | Command::Mv(_) => {
+            true
+        }
     };
     let transport = cli.transport.unwrap_or(if networked {
         Transport::Fabric
@@ -611,17 +685,27 @@ fn run(cli: Cli) -> Result<()> {
             default: transport,
         }),
         Command::DoctorCmaPeer { endpoint } => doctor::cma_peer(&endpoint),
+        Command::Ls(args) => ops::Op::Ls(args).run(),
+        Command::Stat(args) => ops::Op::Stat(args).run(),
+        Command::Rm(args) => ops::Op::Rm(args).run(),
+        Command::Mkdir(args) => ops::Op::Mkdir(args).run(),
+        Command::Mv(args) => ops::Op::Mv(args).run(),
         Command::Get(args) => {
-            access::set_client_security(&args.client.net, &args.remote.host)?;
+            let first = args.remote.first().context("nothing to get")?;
+            access::set_client_security(&args.client.net, &first.host)?;
             let path = args.client.capture.capture.clone();
             let capture = network::capture(path.as_deref())?;
-            let get = transfer::Get {
-                remote: args.remote,
-                local: args.local,
-                tuning: args.client.tuning(capture.as_ref())?,
+            let file = transfer::FileOptions {
                 sha256: args.client.sha256,
                 allow_changing: args.allow_changing,
-                stats: args.client.stats,
+                partial: args.partial,
+                ..transfer::FileOptions::default()
+            };
+            let get = tree::Get {
+                options: args.tree.options(&args.client, file)?,
+                sources: args.remote,
+                local: args.local,
+                tuning: args.client.tuning(capture.as_ref())?,
             };
             let net = &args.client.net;
             let result = with_connector(
@@ -639,13 +723,16 @@ fn run(cli: Cli) -> Result<()> {
             access::set_client_security(&args.client.net, &args.remote.host)?;
             let path = args.client.capture.capture.clone();
             let capture = network::capture(path.as_deref())?;
-            let put = transfer::Put {
-                local: args.local,
-                remote: args.remote,
-                tuning: args.client.tuning(capture.as_ref())?,
+            let file = transfer::FileOptions {
                 sha256: args.client.sha256,
                 in_place: args.inplace,
-                stats: args.client.stats,
+                ..transfer::FileOptions::default()
+            };
+            let put = tree::Put {
+                options: args.tree.options(&args.client, file)?,
+                sources: args.local,
+                remote: args.remote,
+                tuning: args.client.tuning(capture.as_ref())?,
             };
             let net = &args.client.net;
             let result = with_connector(

@@ -1,4 +1,5 @@
-//! `HOST:PORT:PATH` arguments of `get` and `put`.
+//! `HOST[:PORT]:PATH` arguments of `get`, `put` and the remote file
+//! operations (`ls`, `stat`, `rm`, `mkdir`, `mv`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,8 +8,11 @@ use std::str::FromStr;
 /// path relative to the root it serves.
 ///
 /// Written `HOST:PORT:PATH`, with IPv6 hosts in brackets
-/// (`[::1]:7472:data/file`). The path is everything after the port, so it
-/// may itself contain colons.
+/// (`[::1]:7472:data/file`), or `HOST:PATH` for the default port
+/// [`DEFAULT_PORT`]. The port is the digits between the first two colons
+/// after the host; everything after it is the path, which may itself
+/// contain colons (a path whose first component is all digits and
+/// followed by a colon needs the port written out).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemotePath {
     /// Host name or address.
@@ -18,6 +22,10 @@ pub struct RemotePath {
     /// Path relative to the server's root.
     pub path: String,
 }
+
+/// The side-channel port of `HOST:PATH` (the one `rdio serve --listen`
+/// examples use).
+pub const DEFAULT_PORT: u16 = 7472;
 
 /// Why a remote path did not parse.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +38,7 @@ impl fmt::Display for RemotePathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid remote path '{}': {} (expected HOST:PORT:PATH)",
+            "invalid remote path '{}': {} (expected HOST:PATH or HOST:PORT:PATH)",
             self.input, self.why
         )
     }
@@ -74,15 +82,17 @@ impl FromStr for RemotePath {
         if host.is_empty() {
             return Err(fail("empty host"));
         }
-        let (port, path) = rest
-            .split_once(':')
-            .ok_or_else(|| fail("missing ':' between port and path"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| fail("the port is not a number from 1 to 65535"))?;
-        if port == 0 {
-            return Err(fail("the port is not a number from 1 to 65535"));
-        }
+        let (port, path) = match rest.split_once(':') {
+            Some((port, path)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&port| port != 0)
+                    .ok_or_else(|| fail("the port is not a number from 1 to 65535"))?;
+                (port, path)
+            }
+            _ => (DEFAULT_PORT, rest),
+        };
         if path.is_empty() {
             return Err(fail("empty path"));
         }
@@ -115,6 +125,19 @@ mod tests {
             Ok(("server".into(), 1, "a:b".into()))
         );
         assert_eq!(parse("[::1]:7472:f"), Ok(("::1".into(), 7472, "f".into())));
+        // Without a port: the default, and the rest is the path.
+        assert_eq!(
+            parse("server:data/f"),
+            Ok(("server".into(), DEFAULT_PORT, "data/f".into()))
+        );
+        assert_eq!(
+            parse("server:a:b"),
+            Ok(("server".into(), DEFAULT_PORT, "a:b".into()))
+        );
+        assert_eq!(
+            parse("[::1]:f"),
+            Ok(("::1".into(), DEFAULT_PORT, "f".into()))
+        );
     }
 
     #[test]
@@ -130,8 +153,6 @@ mod tests {
         for (input, why) in [
             ("file", "missing ':' after the host"),
             (":7472:f", "empty host"),
-            ("host:f", "missing ':' between port and path"),
-            ("host:port:f", "the port is not a number"),
             ("host:0:f", "the port is not a number"),
             ("host:70000:f", "the port is not a number"),
             ("host:7472:", "empty path"),

@@ -1,10 +1,15 @@
-//! `rdio get` and `rdio put`: one file between this host and an rdio
-//! server; with `--sha256`, the SHA-256 of the bytes moved in the summary.
+//! `rdio get` and `rdio put` of one file between this host and an rdio
+//! server ([`download`], [`upload`]; several files and trees are
+//! `crate::tree`'s); with `--sha256`, the SHA-256 of the bytes moved in
+//! the summary, with `--bwlimit` paced by a [`Pacer`].
 //!
 //! A download lands in a temporary file next to its destination and is
 //! renamed over it only once complete and on disk (fsync of the file, then
 //! of the directory), so an interrupted transfer never looks like a
-//! complete file. A destination that exists and is not a regular file (a
+//! complete file. With `--partial` that file is `.NAME.rdio-part`, kept
+//! when the download fails, and the next `--partial` download resumes from
+//! it once the server's SHA-256 of the same range matches
+//! ([`Output::resume`]). A destination that exists and is not a regular file (a
 //! device such as `/dev/null`, a FIFO) is written in place instead —
 //! renaming over it would replace it with a regular file — and a failure
 //! then says how much of it was written. A symbolic link is followed: the
@@ -23,13 +28,11 @@
 //! 24), or with `--allow-changing` only warns.
 
 use crate::interrupt::{self, Debris};
-use crate::network::{ClientJob, Tuning, connect, resolve};
 use crate::remote::RemotePath;
 use crate::report::{hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, anyhow, bail};
 use rdio::client::{ClientError, FileStat, Ticket};
-use rdio::net::RdmaConnector;
 use rdio_core::wire::{OpenFlags, Status};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -38,21 +41,6 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// What `get` needs from the command line.
-#[derive(Debug)]
-pub struct Get {
-    pub remote: RemotePath,
-    pub local: PathBuf,
-    pub tuning: Tuning,
-    /// Hash the bytes moved and print the digest.
-    pub sha256: bool,
-    /// A remote file that changes size during the download is kept as read,
-    /// with a warning, instead of failing.
-    pub allow_changing: bool,
-    /// `--stats`: print the client's counters at the end.
-    pub stats: bool,
-}
 
 /// A file that changed while it was being copied (exit status
 /// [`Changed::EXIT_CODE`]): like rsync's "file has vanished" or "changed
@@ -82,21 +70,6 @@ impl std::fmt::Display for Changed {
 
 impl std::error::Error for Changed {}
 
-/// What `put` needs from the command line.
-#[derive(Debug)]
-pub struct Put {
-    pub local: PathBuf,
-    pub remote: RemotePath,
-    pub tuning: Tuning,
-    /// Hash the bytes moved and print the digest.
-    pub sha256: bool,
-    /// Write the remote file in place (`--inplace`) instead of having the
-    /// server replace it atomically at the end.
-    pub in_place: bool,
-    /// `--stats`: print the client's counters at the end.
-    pub stats: bool,
-}
-
 /// Where a download goes: `local`, or inside it under the remote file's
 /// name when `local` is a directory.
 pub fn destination(local: &Path, remote: &str) -> Result<PathBuf> {
@@ -124,6 +97,16 @@ pub enum Output {
     },
     /// An existing device, FIFO or socket, written in place.
     InPlace(File),
+    /// `get --partial`: `.NAME.rdio-part` beside the destination, kept
+    /// when the download fails (and resumed from by the next one), renamed
+    /// over the destination once complete.
+    Resumable {
+        file: File,
+        /// The `.rdio-part` file.
+        part: PathBuf,
+        /// The destination's directory (fsynced after the rename).
+        dir: PathBuf,
+    },
 }
 
 impl Output {
@@ -169,14 +152,119 @@ impl Output {
         Ok((Self::Partial { file, dir, debris }, target))
     }
 
+    /// The output of `get --partial` for `target`: the existing
+    /// `.NAME.rdio-part` beside it, or a new one (see
+    /// [`Output::resume`]); a device or FIFO is written in place, as by
+    /// [`Output::open`].
+    pub fn open_resumable(target: &Path) -> Result<(Self, PathBuf)> {
+        let (output, target) = Self::open(target)?;
+        let Self::Partial { dir, .. } = &output else {
+            return Ok((output, target));
+        };
+        let dir = dir.clone();
+        // The random temporary file goes (its debris with it).
+        drop(output);
+        let name = target
+            .file_name()
+            .with_context(|| format!("{} has no file name", target.display()))?;
+        let part = dir.join(format!(".{}.rdio-part", name.to_string_lossy()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)
+            .with_context(|| format!("cannot open {}", part.display()))?;
+        Ok((Self::Resumable { file, part, dir }, target))
+    }
+
+    /// With `--partial`, where the download starts: after the bytes the
+    /// `.rdio-part` file holds, if the server's file (of `size` bytes)
+    /// begins with them — checked by SHA-256 on both sides, the server's
+    /// in requests of at most 1 GiB ([`rdio_core::wire::files::MAX_HASH_LEN`]).
+    /// Otherwise the part file is emptied and the download starts over.
+    /// The bytes kept are fed to `digest`. 0 for the other outputs.
+    pub fn resume<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
+        &mut self,
+        client: &mut rdio::client::Client<T, S>,
+        remote: &RemotePath,
+        size: u64,
+        digest: &mut Option<Sha256>,
+    ) -> Result<u64> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let Self::Resumable { file, part, .. } = self else {
+            return Ok(0);
+        };
+        let held = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", part.display()))?
+            .len();
+        if held == 0 {
+            return Ok(0);
+        }
+        let mut matches = held <= size;
+        let mut checked = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        file.seek(SeekFrom::Start(0))?;
+        while matches && checked < held {
+            interrupt::check()?;
+            let length = (held - checked).min(rdio_core::wire::files::MAX_HASH_LEN);
+            let (hashed, theirs) = client
+                .tree()
+                .hash_range(&remote.path, checked, length)
+                .with_context(|| {
+                    format!("cannot hash {remote} to resume from {}", part.display())
+                })?;
+            let mut ours = Sha256::new();
+            let mut left = length;
+            while left > 0 {
+                let want = usize::try_from(left).map_or(buf.len(), |n| n.min(buf.len()));
+                file.read_exact(&mut buf[..want])
+                    .with_context(|| format!("cannot read {}", part.display()))?;
+                ours.update(&buf[..want]);
+                if let Some(digest) = digest {
+                    digest.update(&buf[..want]);
+                }
+                left -= want as u64;
+            }
+            matches = hashed == length && ours.finalize()[..] == theirs[..];
+            checked += length;
+        }
+        if matches {
+            eprintln!(
+                "rdio: resuming {remote} at {held} bytes from {} (checked by SHA-256)",
+                part.display()
+            );
+            return Ok(held);
+        }
+        eprintln!(
+            "rdio: {} does not match the start of {remote}: downloading it all again",
+            part.display()
+        );
+        if let Some(digest) = digest {
+            *digest = Sha256::new();
+        }
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(0)
+    }
+
     pub fn in_place(&self) -> bool {
         matches!(self, Self::InPlace(_))
+    }
+
+    /// The `.rdio-part` file a failure leaves for the next `--partial`.
+    pub fn keeps_partial(&self) -> Option<PathBuf> {
+        match self {
+            Self::Resumable { part, .. } => Some(part.clone()),
+            _ => None,
+        }
     }
 
     pub fn file(&mut self) -> &mut File {
         match self {
             Self::Partial { file, .. } => file.as_file_mut(),
-            Self::InPlace(file) => file,
+            Self::InPlace(file) | Self::Resumable { file, .. } => file,
         }
     }
 
@@ -185,6 +273,7 @@ impl Output {
     pub fn sync(&self) -> std::io::Result<()> {
         match self {
             Self::Partial { file, .. } => file.as_file().sync_all(),
+            Self::Resumable { file, .. } => file.sync_all(),
             Self::InPlace(_) => Ok(()),
         }
     }
@@ -192,12 +281,21 @@ impl Output {
     /// Put a complete download in place: rename it over `target` and make
     /// the rename durable; nothing more for a device or FIFO.
     pub fn finish(self, target: &Path) -> Result<()> {
-        let Self::Partial { file, dir, debris } = self else {
-            return Ok(());
+        let dir = match self {
+            Self::InPlace(_) => return Ok(()),
+            Self::Partial { file, dir, debris } => {
+                debris.keep_with(|| file.persist(target)).with_context(|| {
+                    format!("cannot rename the download to {}", target.display())
+                })?;
+                dir
+            }
+            Self::Resumable { part, dir, .. } => {
+                fs::rename(&part, target).with_context(|| {
+                    format!("cannot rename the download to {}", target.display())
+                })?;
+                dir
+            }
         };
-        debris
-            .keep_with(|| file.persist(target))
-            .with_context(|| format!("cannot rename the download to {}", target.display()))?;
         // The rename itself must survive a crash too.
         File::open(&dir)
             .and_then(|dir| dir.sync_all())
@@ -205,339 +303,398 @@ impl Output {
     }
 }
 
-impl ClientJob for &Get {
-    fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
-        let target = destination(&self.local, &self.remote.path)?;
-        // The output first: a bad destination fails before any network
-        // traffic.
-        let (mut output, target) = Output::open(&target)?;
-
-        let server = resolve(&self.remote.host, self.remote.port)?;
-        let mut client = connect(server, &self.tuning, connector)
-            .with_context(|| format!("cannot connect to {server}"))?;
-        let file = client
-            .open(&self.remote.path, OpenFlags::READ)
-            .with_context(|| format!("cannot open {} on the server", self.remote.path))?;
-        let size = file.size;
-        // What the file is now, to compare with what it is after the last
-        // read: a rewrite at the same size or a replacement shows in no
-        // read, only in its modification time or identity.
-        let before = client
-            .stat(&self.remote.path)
-            .with_context(|| format!("cannot stat {} on the server", self.remote.path))?;
-        // A server on this host serving the destination itself: copying a
-        // file onto itself is refused, as by coreutils `cp`.
-        if fs::metadata(&target).is_ok_and(|local| is_remote_file(&local, &before)) {
-            bail!(
-                "'{}' and '{}' are the same file",
-                self.remote,
-                target.display()
-            );
-        }
-        let progress = progress_bar(size);
-        progress.set_message("get");
-        let started = Instant::now();
-        let mut digest = self.sha256.then(Sha256::new);
-        let in_place = output.in_place();
-        let outcome = |offset: u64| {
-            if in_place {
-                format!("{offset} bytes were written to {}", target.display())
-            } else {
-                format!("{} was not written", target.display())
-            }
-        };
-        let failed = |offset: u64, error: anyhow::Error| {
-            anyhow!(
-                "download of {} failed after {offset} of {size} bytes: {error:#}; {}",
-                self.remote,
-                outcome(offset),
-            )
-        };
-        // Up to the queue depth of reads in flight; each completed one is
-        // hashed and written to disk straight from the buffer the server
-        // wrote it into (no copy), while the others keep arriving.
-        let chunk = client.io_size();
-        // (file offset, ticket, length) of each read in flight.
-        let mut in_flight: VecDeque<(u64, Ticket, usize)> = VecDeque::new();
-        let mut offset = 0u64;
-        let mut next = 0u64;
-        let mut at_end = false;
-        // What the server's file did that it should not have during the
-        // transfer: shrank (a read before the size seen at open came back
-        // short) or grew (a read from that size brought bytes).
-        let mut changed = (before.size != size).then(|| before.size.to_string());
-        loop {
-            interrupt::check()?;
-            // Reads run up to the size seen at open, then one more from
-            // there, alone, which must find the end: an empty read. (With
-            // --allow-changing, reads past it go on until one is short.)
-            while !at_end
-                && in_flight.len() < client.queue_depth()
-                && (next < size || in_flight.back().is_none_or(|&(start, ..)| start < size))
-            {
-                let len = if next < size {
-                    chunk.min((size - next).try_into().unwrap_or(chunk))
-                } else {
-                    chunk
-                };
-                let ticket = client
-                    .submit_read(&file, next, len)
-                    .map_err(|e| failed(offset, e.into()))?;
-                in_flight.push_back((next, ticket, len));
-                next += len as u64;
-            }
-            let Some((start, ticket, len)) = in_flight.pop_front() else {
-                break;
-            };
-            let view = client
-                .wait_in_place(ticket)
-                .map_err(|e| failed(offset, e.into()))?;
-            if at_end {
-                // Submitted before the end was seen: nothing to keep.
-                continue;
-            }
-            let got = view.len();
-            // Only the bytes the server vouched for are used: the view is
-            // exactly `got` long, whatever the buffer held before.
-            let shrank = start < size && got < len;
-            let grew = start >= size && got > 0;
-            if shrank || grew {
-                let got = start + got as u64;
-                changed = Some(if grew {
-                    format!("{got} or more")
-                } else {
-                    got.to_string()
-                });
-            }
-            if let Some(got) = changed.as_ref().filter(|_| !self.allow_changing) {
-                return Err(anyhow!(Changed {
-                    expected: size,
-                    got: got.clone(),
-                })
-                .context(format!(
-                    "download of {} failed; {}",
-                    self.remote,
-                    outcome(offset)
-                )));
-            }
-            if let Some(digest) = &mut digest {
-                digest.update(&*view);
-            }
-            output
-                .file()
-                .write_all(&view)
-                .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
-            offset += got as u64;
-            progress.inc(got as u64);
-            // Short only at end of file: later reads start past it.
-            at_end = got < len;
-        }
-        // The last word: what the file is now, against what it was.
-        if changed.is_none() {
-            changed = match client.stat(&self.remote.path) {
-                Ok(after) if after == before => None,
-                Ok(after) if after.file_id != before.file_id => {
-                    Some(format!("{} (replaced by another file)", after.size))
-                }
-                Ok(after) if after.size != before.size => Some(after.size.to_string()),
-                Ok(after) => Some(format!("{} (rewritten)", after.size)),
-                Err(ClientError::Remote {
-                    status: Status::NotFound,
-                    ..
-                }) => Some("nothing (the file was removed)".to_owned()),
-                Err(e) => {
-                    return Err(failed(
-                        offset,
-                        anyhow!(e).context("stat after the last read"),
-                    ));
-                }
-            };
-            if let Some(got) = changed.as_ref().filter(|_| !self.allow_changing) {
-                return Err(anyhow!(Changed {
-                    expected: size,
-                    got: got.clone(),
-                })
-                .context(format!(
-                    "download of {} failed; {}",
-                    self.remote,
-                    outcome(offset)
-                )));
-            }
-        }
-        output
-            .sync()
-            .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
-        let elapsed = started.elapsed();
-        progress.finish_and_clear();
-        interrupt::check()?;
-        output.finish(&target)?;
-        client.close(file).context("close on the server failed")?;
-        if self.stats {
-            crate::metrics::print_client(client.stats())?;
-        }
-        client.shutdown().context("closing the connection failed")?;
-        if let Some(got) = changed {
-            eprintln!(
-                "rdio: warning: {}: {}; kept the {offset} bytes read",
-                self.remote,
-                Changed {
-                    expected: size,
-                    got,
-                }
-            );
-        }
-        println!(
-            "got {} -> {}: {} in {:.2} s ({}){}",
-            self.remote,
-            target.display(),
-            Size(offset),
-            elapsed.as_secs_f64(),
-            rate(offset, elapsed),
-            digest_note(digest),
-        );
-        Ok(())
-    }
+/// How each file of a `get` or `put` moves.
+#[derive(Clone, Debug, Default)]
+pub struct FileOptions {
+    /// Hash the bytes moved and print the digest.
+    pub sha256: bool,
+    /// `get`: a remote file that changes size during the download is kept
+    /// as read, with a warning, instead of failing.
+    pub allow_changing: bool,
+    /// `put`: write the remote file in place (`--inplace`) instead of
+    /// having the server replace it atomically at the end.
+    pub in_place: bool,
+    /// `get --partial`: download into `.NAME.rdio-part` beside the
+    /// destination, keep it when the transfer fails, and resume from it
+    /// (after checking its bytes against the server's) next time.
+    pub partial: bool,
 }
 
-impl ClientJob for &Put {
-    fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
-        let mut local = File::open(&self.local)
-            .with_context(|| format!("cannot open {}", self.local.display()))?;
-        let meta = local
-            .metadata()
-            .with_context(|| format!("cannot stat {}", self.local.display()))?;
-        if !meta.is_file() {
-            bail!("{} is not a regular file", self.local.display());
-        }
-        let size = meta.len();
-        let server = resolve(&self.remote.host, self.remote.port)?;
-        let mut client = connect(server, &self.tuning, connector)
-            .with_context(|| format!("cannot connect to {server}"))?;
-        // A server on this host serving the source itself: its open would
-        // truncate the source. Refused before anything is opened for
-        // writing, as by coreutils `cp`.
-        if client
-            .stat(&self.remote.path)
-            .is_ok_and(|remote| is_remote_file(&meta, &remote))
-        {
-            bail!(
-                "'{}' and '{}' are the same file",
-                self.local.display(),
-                self.remote
-            );
-        }
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        if self.in_place {
-            flags |= OpenFlags::IN_PLACE;
-        }
-        let file = client
-            .open(&self.remote.path, flags)
-            .with_context(|| format!("cannot create {} on the server", self.remote.path))?;
-        // What a failure leaves on the server: an upload is discarded there
-        // when the connection ends without the close that commits it.
-        let left = if self.in_place {
-            "is incomplete"
-        } else {
-            "was not changed"
-        };
-        let progress = progress_bar(size);
-        progress.set_message("put");
-        let started = Instant::now();
-        let mut digest = self.sha256.then(Sha256::new);
-        let failed = |confirmed: u64, error: anyhow::Error| {
-            anyhow!(
-                "upload of {} failed after {confirmed} of {size} bytes: {error:#}; {} on the \
-                 server {left}",
-                self.local.display(),
-                self.remote
+/// Download the server's file `remote` (its path on the session `client`
+/// is connected to) to `target`, as `get` does for each file; returns the
+/// file's size.
+pub fn download<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
+    client: &mut rdio::client::Client<T, S>,
+    remote: &RemotePath,
+    target: &Path,
+    options: &FileOptions,
+    pacer: &mut Pacer,
+) -> Result<u64> {
+    // The output first: a bad destination fails before the file is opened
+    // on the server.
+    let (mut output, target) = if options.partial {
+        Output::open_resumable(target)?
+    } else {
+        Output::open(target)?
+    };
+    let file = client
+        .open(&remote.path, OpenFlags::READ)
+        .with_context(|| format!("cannot open {} on the server", remote.path))?;
+    let size = file.size;
+    // What the file is now, to compare with what it is after the last
+    // read: a rewrite at the same size or a replacement shows in no
+    // read, only in its modification time or identity.
+    let before = client
+        .stat(&remote.path)
+        .with_context(|| format!("cannot stat {} on the server", remote.path))?;
+    // A server on this host serving the destination itself: copying a
+    // file onto itself is refused, as by coreutils `cp`.
+    if fs::metadata(&target).is_ok_and(|local| is_remote_file(&local, &before)) {
+        bail!("'{}' and '{}' are the same file", remote, target.display());
+    }
+    let mut digest = options.sha256.then(Sha256::new);
+    // Where the reads start: after the bytes of a partial download that
+    // the server's file still begins with.
+    let resumed = output.resume(client, remote, size, &mut digest)?;
+    let progress = progress_bar(size);
+    progress.set_message("get");
+    progress.inc(resumed);
+    let started = Instant::now();
+    let in_place = output.in_place();
+    let kept = output.keeps_partial();
+    let outcome = |offset: u64| {
+        if in_place {
+            format!("{offset} bytes were written to {}", target.display())
+        } else if let Some(part) = &kept {
+            format!(
+                "the {offset} bytes received are kept in {} (--partial resumes from them)",
+                part.display()
             )
-        };
-        // Up to the queue depth of writes in flight: the next chunk is read
-        // from the file straight into a registered buffer of the client
-        // (`write_buffer`, sent from there without a copy) while earlier
-        // ones travel.
-        let chunk = client.io_size();
-        let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
-        // Bytes the server reported written, in order: what a failure
-        // message can vouch for.
-        let mut offset = 0u64;
-        let mut sent = 0u64;
-        let mut at_end = false;
-        loop {
-            // Interrupted: the connection is dropped without closing the
-            // file, which leaves the server to treat the upload as lost.
-            interrupt::check()?;
-            while !at_end && in_flight.len() < client.queue_depth() {
-                let mut buffer = client
-                    .write_buffer(chunk)
-                    .map_err(|e| failed(offset, e.into()))?;
-                let n = read_full(&mut local, &mut buffer)
-                    .map_err(|e| failed(offset, anyhow!(e).context("local read")))?;
-                at_end = n < chunk;
-                if n == 0 {
-                    break;
-                }
-                buffer.truncate(n);
-                if let Some(digest) = &mut digest {
-                    digest.update(&*buffer);
-                }
-                let ticket = buffer
-                    .submit(&file, sent)
-                    .map_err(|e| failed(offset, e.into()))?;
-                in_flight.push_back((ticket, n));
-                sent += n as u64;
-            }
-            let Some((ticket, n)) = in_flight.pop_front() else {
-                break;
-            };
-            let written = client
-                .wait(ticket, &mut [])
-                .map_err(|e| failed(offset, e.into()))?;
-            if written != n as u64 {
-                return Err(failed(
-                    offset,
-                    anyhow!("the server wrote {written} of {n} bytes"),
-                ));
-            }
-            offset += n as u64;
-            progress.inc(n as u64);
+        } else {
+            format!("{} was not written", target.display())
         }
-        let elapsed = started.elapsed();
-        progress.finish_and_clear();
-        if offset != size {
+    };
+    let failed = |offset: u64, error: anyhow::Error| {
+        anyhow!(
+            "download of {remote} failed after {offset} of {size} bytes: {error:#}; {}",
+            outcome(offset),
+        )
+    };
+    // Up to the queue depth of reads in flight; each completed one is
+    // hashed and written to disk straight from the buffer the server
+    // wrote it into (no copy), while the others keep arriving.
+    let chunk = client.io_size();
+    // (file offset, ticket, length) of each read in flight.
+    let mut in_flight: VecDeque<(u64, Ticket, usize)> = VecDeque::new();
+    let mut offset = resumed;
+    let mut next = resumed;
+    let mut at_end = false;
+    // What the server's file did that it should not have during the
+    // transfer: shrank (a read before the size seen at open came back
+    // short) or grew (a read from that size brought bytes).
+    let mut changed = (before.size != size).then(|| before.size.to_string());
+    loop {
+        interrupt::check()?;
+        // Reads run up to the size seen at open, then one more from
+        // there, alone, which must find the end: an empty read. (With
+        // --allow-changing, reads past it go on until one is short.)
+        while !at_end
+            && in_flight.len() < client.queue_depth()
+            && (next < size || in_flight.back().is_none_or(|&(start, ..)| start < size))
+        {
+            let len = if next < size {
+                chunk.min((size - next).try_into().unwrap_or(chunk))
+            } else {
+                chunk
+            };
+            // The read at the end finds nothing: only data is paced.
+            pacer.admit(size.saturating_sub(next).min(len as u64))?;
+            let ticket = client
+                .submit_read(&file, next, len)
+                .map_err(|e| failed(offset, e.into()))?;
+            in_flight.push_back((next, ticket, len));
+            next += len as u64;
+        }
+        let Some((start, ticket, len)) = in_flight.pop_front() else {
+            break;
+        };
+        let view = client
+            .wait_in_place(ticket)
+            .map_err(|e| failed(offset, e.into()))?;
+        if at_end {
+            // Submitted before the end was seen: nothing to keep.
+            continue;
+        }
+        let got = view.len();
+        // Only the bytes the server vouched for are used: the view is
+        // exactly `got` long, whatever the buffer held before.
+        let shrank = start < size && got < len;
+        let grew = start >= size && got > 0;
+        if shrank || grew {
+            let got = start + got as u64;
+            changed = Some(if grew {
+                format!("{got} or more")
+            } else {
+                got.to_string()
+            });
+        }
+        if let Some(got) = changed.as_ref().filter(|_| !options.allow_changing) {
             return Err(anyhow!(Changed {
                 expected: size,
-                got: offset.to_string(),
+                got: got.clone(),
             })
-            .context(format!(
-                "upload of {} failed; {} on the server {left}",
-                self.local.display(),
-                self.remote
-            )));
+            .context(format!("download of {remote} failed; {}", outcome(offset))));
         }
-        // The close is what commits an upload: its failure means the
-        // remote file was not replaced.
-        client.close(file).map_err(|e| {
-            anyhow!(
-                "upload of {} failed at its close: {e}; {} on the server {left}",
-                self.local.display(),
-                self.remote
-            )
-        })?;
-        if self.stats {
-            crate::metrics::print_client(client.stats())?;
+        if let Some(digest) = &mut digest {
+            digest.update(&*view);
         }
-        client.shutdown().context("closing the connection failed")?;
-        println!(
-            "put {} -> {}: {} in {:.2} s ({}){}",
-            self.local.display(),
-            self.remote,
-            Size(offset),
-            elapsed.as_secs_f64(),
-            rate(offset, elapsed),
-            digest_note(digest),
+        output
+            .file()
+            .write_all(&view)
+            .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
+        offset += got as u64;
+        progress.inc(got as u64);
+        // Short only at end of file: later reads start past it.
+        at_end = got < len;
+    }
+    // The last word: what the file is now, against what it was.
+    if changed.is_none() {
+        changed = match client.stat(&remote.path) {
+            Ok(after) if after == before => None,
+            Ok(after) if after.file_id != before.file_id => {
+                Some(format!("{} (replaced by another file)", after.size))
+            }
+            Ok(after) if after.size != before.size => Some(after.size.to_string()),
+            Ok(after) => Some(format!("{} (rewritten)", after.size)),
+            Err(ClientError::Remote {
+                status: Status::NotFound,
+                ..
+            }) => Some("nothing (the file was removed)".to_owned()),
+            Err(e) => {
+                return Err(failed(
+                    offset,
+                    anyhow!(e).context("stat after the last read"),
+                ));
+            }
+        };
+        if let Some(got) = changed.as_ref().filter(|_| !options.allow_changing) {
+            return Err(anyhow!(Changed {
+                expected: size,
+                got: got.clone(),
+            })
+            .context(format!("download of {remote} failed; {}", outcome(offset))));
+        }
+    }
+    output
+        .sync()
+        .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    interrupt::check()?;
+    output.finish(&target)?;
+    client.close(file).context("close on the server failed")?;
+    if let Some(got) = changed {
+        eprintln!(
+            "rdio: warning: {remote}: {}; kept the {offset} bytes read",
+            Changed {
+                expected: size,
+                got,
+            }
         );
-        Ok(())
+    }
+    println!(
+        "got {remote} -> {}: {} in {:.2} s ({}){}{}",
+        target.display(),
+        Size(offset),
+        elapsed.as_secs_f64(),
+        rate(offset - resumed, elapsed),
+        if resumed > 0 {
+            format!(", resumed at {resumed} bytes")
+        } else {
+            String::new()
+        },
+        digest_note(digest),
+    );
+    Ok(offset)
+}
+
+/// Upload the local file `local` to `remote` (its path on the server
+/// `client` is connected to), as `put` does for each file; returns the
+/// file's size.
+pub fn upload<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
+    client: &mut rdio::client::Client<T, S>,
+    local: &Path,
+    remote: &RemotePath,
+    options: &FileOptions,
+    pacer: &mut Pacer,
+) -> Result<u64> {
+    let mut source =
+        File::open(local).with_context(|| format!("cannot open {}", local.display()))?;
+    let meta = source
+        .metadata()
+        .with_context(|| format!("cannot stat {}", local.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", local.display());
+    }
+    let size = meta.len();
+    // A server on this host serving the source itself: its open would
+    // truncate the source. Refused before anything is opened for
+    // writing, as by coreutils `cp`.
+    if client
+        .stat(&remote.path)
+        .is_ok_and(|remote| is_remote_file(&meta, &remote))
+    {
+        bail!("'{}' and '{remote}' are the same file", local.display());
+    }
+    let mut flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    if options.in_place {
+        flags |= OpenFlags::IN_PLACE;
+    }
+    let file = client
+        .open(&remote.path, flags)
+        .with_context(|| format!("cannot create {} on the server", remote.path))?;
+    // What a failure leaves on the server: an upload is discarded there
+    // when the connection ends without the close that commits it.
+    let left = if options.in_place {
+        "is incomplete"
+    } else {
+        "was not changed"
+    };
+    let progress = progress_bar(size);
+    progress.set_message("put");
+    let started = Instant::now();
+    let mut digest = options.sha256.then(Sha256::new);
+    let failed = |confirmed: u64, error: anyhow::Error| {
+        anyhow!(
+            "upload of {} failed after {confirmed} of {size} bytes: {error:#}; {remote} on the \
+             server {left}",
+            local.display(),
+        )
+    };
+    // Up to the queue depth of writes in flight: the next chunk is read
+    // from the file straight into a registered buffer of the client
+    // (`write_buffer`, sent from there without a copy) while earlier
+    // ones travel.
+    let chunk = client.io_size();
+    let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+    // Bytes the server reported written, in order: what a failure
+    // message can vouch for.
+    let mut offset = 0u64;
+    let mut sent = 0u64;
+    let mut at_end = false;
+    loop {
+        // Interrupted: the connection is dropped without closing the
+        // file, which leaves the server to treat the upload as lost.
+        interrupt::check()?;
+        while !at_end && in_flight.len() < client.queue_depth() {
+            let mut buffer = client
+                .write_buffer(chunk)
+                .map_err(|e| failed(offset, e.into()))?;
+            let n = read_full(&mut source, &mut buffer)
+                .map_err(|e| failed(offset, anyhow!(e).context("local read")))?;
+            at_end = n < chunk;
+            if n == 0 {
+                break;
+            }
+            buffer.truncate(n);
+            if let Some(digest) = &mut digest {
+                digest.update(&*buffer);
+            }
+            pacer.admit(n as u64)?;
+            let ticket = buffer
+                .submit(&file, sent)
+                .map_err(|e| failed(offset, e.into()))?;
+            in_flight.push_back((ticket, n));
+            sent += n as u64;
+        }
+        let Some((ticket, n)) = in_flight.pop_front() else {
+            break;
+        };
+        let written = client
+            .wait(ticket, &mut [])
+            .map_err(|e| failed(offset, e.into()))?;
+        if written != n as u64 {
+            return Err(failed(
+                offset,
+                anyhow!("the server wrote {written} of {n} bytes"),
+            ));
+        }
+        offset += n as u64;
+        progress.inc(n as u64);
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    if offset != size {
+        return Err(anyhow!(Changed {
+            expected: size,
+            got: offset.to_string(),
+        })
+        .context(format!(
+            "upload of {} failed; {remote} on the server {left}",
+            local.display(),
+        )));
+    }
+    // The close is what commits an upload: its failure means the
+    // remote file was not replaced.
+    client.close(file).map_err(|e| {
+        anyhow!(
+            "upload of {} failed at its close: {e}; {remote} on the server {left}",
+            local.display(),
+        )
+    })?;
+    println!(
+        "put {} -> {remote}: {} in {:.2} s ({}){}",
+        local.display(),
+        Size(offset),
+        elapsed.as_secs_f64(),
+        rate(offset, elapsed),
+        digest_note(digest),
+    );
+    Ok(offset)
+}
+
+/// `--bwlimit RATE`: a token bucket on submission. Before a request of
+/// `n` bytes is submitted, the bytes submitted so far (this one
+/// included) may exceed `RATE × elapsed` by at most one burst (a
+/// request's size); otherwise the submission waits. Over a whole
+/// transfer the rate is therefore at most `RATE`, plus one burst.
+#[derive(Debug)]
+pub struct Pacer {
+    /// Bytes per second; `None`: no limit.
+    rate: Option<u64>,
+    burst: u64,
+    start: Instant,
+    admitted: u64,
+}
+
+impl Pacer {
+    /// A limit of `rate` bytes per second (none for `None`), with bursts of
+    /// `burst` bytes.
+    pub fn new(rate: Option<u64>, burst: u64) -> Self {
+        Self {
+            rate,
+            burst,
+            start: Instant::now(),
+            admitted: 0,
+        }
+    }
+
+    /// Wait until `bytes` more may be submitted. Interruptible: a signal
+    /// ends the wait with [`interrupt::Interrupted`].
+    pub fn admit(&mut self, bytes: u64) -> Result<()> {
+        let Some(rate) = self.rate else {
+            return Ok(());
+        };
+        self.admitted = self.admitted.saturating_add(bytes);
+        let due = self.admitted.saturating_sub(self.burst) as f64 / rate as f64;
+        loop {
+            interrupt::check()?;
+            let wait = due - self.start.elapsed().as_secs_f64();
+            if wait <= 0.0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_secs_f64(wait.min(0.1)));
+        }
     }
 }
 

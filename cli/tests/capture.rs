@@ -146,6 +146,10 @@ const FIELDS: &[&str] = &[
     "rdiopipe.size",
     "rdiopipe.modified_ns",
     "rdiopipe.file_id",
+    "rdiopipe.kind",
+    "rdiopipe.count",
+    "rdiopipe.op_opcode",
+    "rdiopipe.digest",
     "rdio.opcode",
     "rdio.request_id",
     "rdio.status",
@@ -265,7 +269,8 @@ fn a_captured_session_decodes_with_the_expected_fields() {
     let (serve, put, get) = (decode(&serve_cap), decode(&put_cap), decode(&get_cap));
 
     // The client's side channel, in order: authentication (hello,
-    // challenge, proof, result), resume key, negotiate, open, then a Stat
+    // challenge, proof, result), resume key, negotiate, what the source is
+    // (Info: a file, or a directory to copy with -r), open, then a Stat
     // after the open and one after the last read.
     let pipe: Vec<&Frame> = get.iter().filter(|f| f.has("rdiopipe.opcode")).collect();
     let ops: Vec<(u64, u64)> = pipe
@@ -283,6 +288,8 @@ fn a_captured_session_decodes_with_the_expected_fields() {
             (1, 2),
             (0, 5),
             (1, 6),
+            (0, 0x24),
+            (1, 0x25),
             (0, 3),
             (1, 4),
             (0, 7),
@@ -325,6 +332,23 @@ fn a_captured_session_decodes_with_the_expected_fields() {
         auth[2].get("frame.number"),
         "the AuthResult answers the AuthProof"
     );
+    // The source is a file of 200 000 bytes.
+    assert_eq!(pipe[4].get("rdiopipe.path"), "f.bin");
+    assert_eq!(pipe[5].get("rdiopipe.status"), "0");
+    assert_eq!(pipe[5].get("rdiopipe.kind"), "0");
+    assert_eq!(pipe[5].num("rdiopipe.size"), 200_000);
+    assert_eq!(
+        pipe[5].get("rdiopipe.response_to"),
+        pipe[4].get("frame.number"),
+        "the InfoResponse answers the InfoRequest"
+    );
+    // The rest as before the Info: resume key, negotiate, open, stats.
+    let pipe: Vec<&Frame> = pipe
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(i, 4 | 5))
+        .map(|(_, frame)| *frame)
+        .collect();
     assert_eq!(pipe[4].get("rdiopipe.path"), "f.bin");
     assert_eq!(pipe[4].get("rdiopipe.flags.read"), "1");
     assert_eq!(pipe[4].get("rdiopipe.flags.write"), "0");
@@ -452,6 +476,84 @@ fn a_captured_session_decodes_with_the_expected_fields() {
         .collect();
     assert_eq!(write_ids.len(), 4);
     assert_eq!(imms, write_ids);
+}
+
+/// A scripted session of every remote file operation, each outcome
+/// status among them (`AlreadyExists`, `NotEmpty`, `IsADirectory`), as the
+/// server recorded it: every frame decodes without an expert error, every
+/// opcode and status is known, and the answers carry what was asked.
+#[test]
+fn remote_file_operations_are_captured_and_decoded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::create_dir(&root).expect("root");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(src.join("f.bin"), &data).expect("file");
+    std::fs::write(src.join("sub/empty"), b"").expect("file");
+    let serve_cap = dir.path().join("serve.pcapng");
+    let served = Served::start(&root, &serve_cap);
+    let remote = |path: &str| format!("{}:{path}", served.addr);
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    run(&["mkdir", "-p", &remote("d/e")]);
+    run(&["put", "-r", "-p", &path(&src), &remote("d")]);
+    run(&["ls", "-l", &remote("d/src")]);
+    run(&["stat", &remote("d/src/f.bin")]);
+    run(&["mv", &remote("d/src/f.bin"), "d/g.bin"]);
+    // A partial download that matches: hashed, then resumed.
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local).expect("local");
+    std::fs::write(local.join(".g.bin.rdio-part"), &data[..40_000]).expect("part");
+    run(&["get", "--partial", &remote("d/g.bin"), &path(&local)]);
+    assert_eq!(std::fs::read(local.join("g.bin")).expect("got"), data);
+    // Refusals, each a status of its own.
+    for args in [
+        vec!["mkdir".to_owned(), remote("d")],
+        vec!["rm".to_owned(), "-d".to_owned(), remote("d")],
+        vec!["rm".to_owned(), remote("d/e")],
+    ] {
+        let out = rdio_command().args(&args).output().expect("run rdio");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+    run(&["rm", "-d", &remote("d/e")]);
+    served.stop();
+
+    let frames = decode(&serve_cap);
+    let received = |opcode: &str| -> Vec<&Frame> {
+        frames
+            .iter()
+            .filter(|f| f.get("rdiopipe.opcode") == opcode)
+            .collect()
+    };
+    for opcode in [
+        "0x22", "0x23", "0x24", "0x25", "0x26", "0x27", "0x28", "0x29", "0x2a", "0x2b", "0x2f",
+    ] {
+        assert!(!received(opcode).is_empty(), "no {opcode} in the session");
+    }
+    let statuses: Vec<u64> = received("0x2f")
+        .iter()
+        .map(|f| f.num("rdiopipe.status"))
+        .collect();
+    for status in [0, 23, 41, 42] {
+        assert!(statuses.contains(&status), "status {status}: {statuses:?}");
+    }
+    // Every answer names its request.
+    for opcode in ["0x23", "0x25", "0x2b", "0x2f"] {
+        for frame in received(opcode) {
+            assert!(frame.has("rdiopipe.response_to"), "{opcode} unmatched");
+        }
+    }
+    // The listing of d/src: f.bin and sub, with a count.
+    let listing = received("0x23")
+        .into_iter()
+        .find(|f| f.get("rdiopipe.name") == "f.bin,sub")
+        .expect("the listing of d/src");
+    assert_eq!(listing.get("rdiopipe.count"), "2");
+    assert_eq!(listing.get("rdiopipe.kind"), "0,1");
+    let hash = received("0x2b")[0];
+    assert_eq!(hash.get("rdiopipe.status"), "0");
+    assert_eq!(hash.get("rdiopipe.digest").len(), 64);
 }
 
 #[test]

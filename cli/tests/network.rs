@@ -901,7 +901,8 @@ fn a_killed_put_leaves_the_old_file_over_cma() {
 }
 
 /// `HOST:PORT:/f` is `f` at the root of the export, for `put` and `get`; a
-/// directory says so.
+/// put into a directory lands in it, a get of one without -r says what it
+/// is.
 fn leading_slashes_and_directories_over(transport: &[&str]) {
     let root = tempfile::tempdir().expect("root");
     fs::create_dir(root.path().join("sub")).expect("mkdir");
@@ -925,18 +926,22 @@ fn leading_slashes_and_directories_over(transport: &[&str]) {
         assert_success(&run(&[], &get), &format!("get {path}"));
         assert_eq!(fs::read(back).expect("downloaded"), data, "{path}");
     }
-    for path in ["/", "sub", "/sub/"] {
+    // A put to a directory puts the file in it, under its own name (as
+    // scp does); a get of a directory without -r says what it is.
+    for (path, landed) in [("/", "src"), ("sub", "sub/src"), ("/sub/", "sub/src")] {
         let remote = served.remote(path);
-        let dst = local.path().join("never");
-        let dst = dst.to_str().expect("utf-8");
         let mut put = vec!["put", src, &remote];
         put.extend_from_slice(transport);
+        assert_success(&run(&[], &put), &format!("put into {path}"));
+        let landed = root.path().join(landed);
+        assert_eq!(fs::read(&landed).expect("put into a directory"), data);
+        fs::remove_file(&landed).expect("remove");
+        let dst = local.path().join("never");
+        let dst = dst.to_str().expect("utf-8");
         let mut get = vec!["get", &remote, dst];
         get.extend_from_slice(transport);
-        for args in [put, get] {
-            let stderr = one_line_failure(&run(&[], &args));
-            assert!(stderr.contains("is a directory"), "{path}: {stderr}");
-        }
+        let stderr = one_line_failure(&run(&[], &get));
+        assert!(stderr.contains("is a directory"), "{path}: {stderr}");
     }
     assert!(hidden_files(root.path()).is_empty());
     assert!(hidden_files(&root.path().join("sub")).is_empty());
@@ -1080,4 +1085,492 @@ fn stopping_the_server_mid_put_keeps_the_old_file_over_fabric() {
 #[test]
 fn stopping_the_server_mid_put_keeps_the_old_file_over_cma() {
     stopping_the_server_mid_put_keeps_the_old_file_over(&CMA);
+}
+
+/// The lines of a successful command's stdout.
+fn stdout_lines(out: &Output, what: &str) -> Vec<String> {
+    assert_success(out, what)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `rdio ls`, `stat`, `rm`, `mkdir` and `mv` against `rdio serve`: what
+/// they print, what they do to the served tree, and how they fail
+/// (missing paths, escapes through `..` and through a symlink, a non-empty
+/// directory, an existing destination).
+fn remote_file_operations_over(transport: &[&str]) {
+    let root = tempfile::tempdir().expect("root");
+    let outside = tempfile::tempdir().expect("outside");
+    fs::write(outside.path().join("secret"), b"secret").expect("outside file");
+    fs::create_dir_all(root.path().join("dir/sub")).expect("mkdir");
+    fs::write(root.path().join("dir/f.txt"), b"hello").expect("file");
+    fs::write(root.path().join("top.bin"), random_bytes(1000, 3)).expect("file");
+    std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).expect("symlink");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", transport);
+    let rdio = |args: &[&str]| run(&[], args);
+
+    // ls: names sorted, directories marked; -l; --json; a file lists as
+    // itself.
+    let listed = stdout_lines(&rdio(&["ls", &served.remote("/")]), "ls /");
+    assert_eq!(listed, ["dir/", "escape", "top.bin"]);
+    let long = stdout_lines(&rdio(&["ls", "-l", &served.remote("dir")]), "ls -l");
+    assert_eq!(long.len(), 2, "{long:?}");
+    assert!(
+        long[0].starts_with("-rw-") && long[0].ends_with(" f.txt"),
+        "{long:?}"
+    );
+    assert!(long[0].contains(" 5 "), "size 5: {long:?}");
+    assert!(
+        long[1].starts_with("drwx") && long[1].ends_with(" sub"),
+        "{long:?}"
+    );
+    let json = assert_success(&rdio(&["ls", "--json", &served.remote("dir")]), "ls --json");
+    assert!(
+        json.starts_with("[{\"name\":\"f.txt\",\"type\":\"file\",\"mode\":\"0")
+            && json.contains("\"size\":5,")
+            && json.contains("{\"name\":\"sub\",\"type\":\"directory\""),
+        "{json}"
+    );
+    let file = stdout_lines(&rdio(&["ls", &served.remote("dir/f.txt")]), "ls file");
+    assert_eq!(file, ["f.txt"]);
+
+    // stat: a file, a directory, a symlink (described, not followed).
+    let stat = assert_success(&rdio(&["stat", &served.remote("dir/f.txt")]), "stat");
+    assert!(
+        stat.contains("type: file") && stat.contains("size: 5"),
+        "{stat}"
+    );
+    let stat = assert_success(&rdio(&["stat", &served.remote("escape")]), "stat link");
+    assert!(stat.contains("type: symlink"), "{stat}");
+
+    // Missing paths and escapes fail in one line and change nothing.
+    for (args, expect) in [
+        (vec!["ls", "no/such"], "not found"),
+        (vec!["stat", "missing"], "not found"),
+        (vec!["rm", "missing"], "not found"),
+        (vec!["ls", "escape"], "access denied"),
+        (vec!["stat", "escape/secret"], "access denied"),
+        (vec!["rm", "escape/secret"], "access denied"),
+        (vec!["rm", "../x"], "access denied"),
+        (vec!["mkdir", "escape/new"], "access denied"),
+        (vec!["mv", "top.bin", "escape/top.bin"], "access denied"),
+        (vec!["rm", "dir"], "is a directory"),
+        (vec!["rm", "dir", "-d"], "directory not empty"),
+        (vec!["mkdir", "dir"], "already exists"),
+        (vec!["mkdir", "a/b"], "not found"),
+    ] {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let path = args.remove(1);
+        args.insert(1, served.remote(&path));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = one_line_failure(&rdio(&args));
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        fs::read(outside.path().join("secret")).expect("outside file"),
+        b"secret"
+    );
+    assert!(!outside.path().join("top.bin").exists());
+    assert!(root.path().join("top.bin").exists());
+
+    // mkdir -p, rm -d of an empty directory, rm of a file.
+    assert_success(&rdio(&["mkdir", "-p", &served.remote("a/b/c")]), "mkdir -p");
+    assert!(root.path().join("a/b/c").is_dir());
+    assert_success(
+        &rdio(&["mkdir", "-p", &served.remote("a/b")]),
+        "mkdir -p again",
+    );
+    assert_success(&rdio(&["rm", "-d", &served.remote("a/b/c")]), "rm -d");
+    assert!(!root.path().join("a/b/c").exists());
+    assert_success(&rdio(&["mkdir", &served.remote("a/b/c")]), "mkdir");
+    assert!(root.path().join("a/b/c").is_dir());
+
+    // mv: a rename, into a directory, and -n next to an existing name.
+    assert_success(&rdio(&["mv", &served.remote("top.bin"), "moved.bin"]), "mv");
+    assert!(root.path().join("moved.bin").exists() && !root.path().join("top.bin").exists());
+    assert_success(&rdio(&["mv", &served.remote("moved.bin"), "a/"]), "mv into");
+    assert!(root.path().join("a/moved.bin").exists());
+    fs::write(root.path().join("other"), b"other").expect("file");
+    let out = rdio(&["mv", "-n", &served.remote("other"), "dir/f.txt"]);
+    assert_success(&out, "mv -n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("skipped"),
+        "mv -n says it skipped"
+    );
+    assert_eq!(
+        fs::read(root.path().join("dir/f.txt")).expect("kept"),
+        b"hello"
+    );
+    assert!(root.path().join("other").exists());
+    assert_success(
+        &rdio(&["mv", &served.remote("other"), "dir/f.txt"]),
+        "mv over",
+    );
+    assert_eq!(
+        fs::read(root.path().join("dir/f.txt")).expect("replaced"),
+        b"other"
+    );
+    assert_success(&rdio(&["rm", &served.remote("dir/f.txt")]), "rm");
+    assert!(!root.path().join("dir/f.txt").exists());
+    // The symlink itself can be removed: the link goes, not its target.
+    assert_success(&rdio(&["rm", &served.remote("escape")]), "rm symlink");
+    assert!(outside.path().join("secret").exists());
+}
+
+#[test]
+fn remote_file_operations_over_fabric() {
+    remote_file_operations_over(&[]);
+}
+
+#[test]
+fn remote_file_operations_over_cma() {
+    remote_file_operations_over(&CMA);
+}
+
+/// A read-only export lists and describes, and refuses rm, mkdir and mv
+/// with "read-only", changing nothing.
+#[test]
+fn a_read_only_export_refuses_remote_changes() {
+    let root = tempfile::tempdir().expect("root");
+    fs::create_dir(root.path().join("d")).expect("mkdir");
+    fs::write(root.path().join("f"), b"f").expect("file");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", &["--read-only"]);
+    let listed = stdout_lines(&run(&[], &["ls", &served.remote("/")]), "ls");
+    assert_eq!(listed, ["d/", "f"]);
+    for args in [
+        vec!["rm".to_owned(), served.remote("f")],
+        vec!["rm".to_owned(), "-d".to_owned(), served.remote("d")],
+        vec!["mkdir".to_owned(), served.remote("new")],
+        vec!["mv".to_owned(), served.remote("f"), "g".to_owned()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = one_line_failure(&run(&[], &args));
+        assert!(stderr.contains("read-only"), "{args:?}: {stderr}");
+    }
+    assert!(root.path().join("f").exists() && root.path().join("d").is_dir());
+    assert!(!root.path().join("new").exists() && !root.path().join("g").exists());
+}
+
+/// Permission bits and modification time of `path` (not following a
+/// symlink).
+fn mode_and_mtime(path: &Path) -> (u32, std::time::SystemTime) {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(path).expect("stat");
+    (
+        meta.permissions().mode() & 0o777,
+        meta.modified().expect("mtime"),
+    )
+}
+
+/// Every path under `dir` (relative, sorted), with a file's bytes.
+fn tree_contents(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+        for entry in fs::read_dir(dir).expect("list") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .strip_prefix(base)
+                .expect("beneath")
+                .to_string_lossy()
+                .into_owned();
+            let meta = fs::symlink_metadata(&path).expect("stat");
+            if meta.is_dir() {
+                out.push((format!("{name}/"), None));
+                walk(base, &path, out);
+            } else {
+                out.push((name, Some(fs::read(&path).expect("read"))));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// `put -r -p` of a tree with nested directories, an empty directory, an
+/// empty file and a symlink, then `get -r -p` of it back: the same files
+/// and directories, modes and modification times; the symlink skipped
+/// with a warning both ways. Then several sources, `--no-clobber`, and
+/// what a directory without -r says.
+fn tree_round_trip_over(transport: &[&str]) {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("root");
+    let local = tempfile::tempdir().expect("local");
+    let src = local.path().join("src");
+    fs::create_dir_all(src.join("nested/deeper")).expect("mkdir");
+    fs::create_dir_all(src.join("nested/empty-dir")).expect("mkdir");
+    fs::write(src.join("a.txt"), random_bytes(100_000, 1)).expect("file");
+    fs::write(src.join("empty.bin"), b"").expect("file");
+    fs::write(
+        src.join("nested/deeper/b.bin"),
+        random_bytes((1 << 20) + 1, 2),
+    )
+    .expect("file");
+    std::os::unix::fs::symlink("a.txt", src.join("link")).expect("symlink");
+    fs::set_permissions(src.join("a.txt"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    let past = std::time::UNIX_EPOCH + Duration::from_nanos(1_600_000_000_123_456_789);
+    for path in ["a.txt", "empty.bin", "nested/deeper/b.bin"] {
+        fs::File::options()
+            .write(true)
+            .open(src.join(path))
+            .and_then(|f| f.set_modified(past))
+            .expect("set mtime");
+    }
+    fs::set_permissions(src.join("nested"), fs::Permissions::from_mode(0o750)).expect("chmod");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", transport);
+    let with = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend_from_slice(transport);
+        run(&[], &args)
+    };
+    let src_arg = src.to_str().expect("utf-8");
+
+    // Up: the tree lands in the export's root under its own name.
+    let out = with(&["put", "-r", "-p", src_arg, &served.remote("/")]);
+    assert_success(&out, "put -r");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipped") && stderr.contains("link") && stderr.contains("symlink"),
+        "the symlink is skipped with a warning: {stderr}"
+    );
+    let up = root.path().join("src");
+    let mut expected = tree_contents(&src);
+    expected.retain(|(name, _)| name != "link");
+    assert_eq!(tree_contents(&up), expected, "the server's copy");
+    for path in ["a.txt", "empty.bin", "nested/deeper/b.bin", "nested"] {
+        assert_eq!(
+            mode_and_mtime(&up.join(path)),
+            mode_and_mtime(&src.join(path)),
+            "-p on the server: {path}"
+        );
+    }
+
+    // Back down into a new directory, which becomes the copy; the server
+    // gets a symlink of its own, which is skipped the same way.
+    std::os::unix::fs::symlink("a.txt", up.join("server-link")).expect("symlink");
+    let back = local.path().join("back");
+    let out = with(&[
+        "get",
+        "-r",
+        "-p",
+        &served.remote("src"),
+        back.to_str().expect("utf-8"),
+    ]);
+    assert_success(&out, "get -r");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server-link"), "warned: {stderr}");
+    assert_eq!(tree_contents(&back), expected, "the round trip");
+    for path in ["a.txt", "empty.bin", "nested/deeper/b.bin", "nested"] {
+        assert_eq!(
+            mode_and_mtime(&back.join(path)),
+            mode_and_mtime(&src.join(path)),
+            "-p locally: {path}"
+        );
+    }
+
+    // Several sources, both ways.
+    assert_success(&with(&["mkdir", &served.remote("multi")]), "mkdir");
+    let a = src.join("a.txt");
+    let e = src.join("empty.bin");
+    let (a, e) = (a.to_str().expect("utf-8"), e.to_str().expect("utf-8"));
+    assert_success(
+        &with(&["put", a, e, &served.remote("multi/")]),
+        "put several",
+    );
+    assert_eq!(
+        fs::read(root.path().join("multi/a.txt")).expect("a"),
+        fs::read(a).expect("a")
+    );
+    assert!(root.path().join("multi/empty.bin").exists());
+    let two = local.path().join("two");
+    fs::create_dir(&two).expect("mkdir");
+    let two_arg = two.to_str().expect("utf-8");
+    let (ra, re) = (
+        served.remote("multi/a.txt"),
+        served.remote("multi/empty.bin"),
+    );
+    assert_success(&with(&["get", &ra, &re, two_arg]), "get several");
+    assert_eq!(
+        fs::read(two.join("a.txt")).expect("a"),
+        fs::read(a).expect("a")
+    );
+    assert_eq!(fs::read(two.join("empty.bin")).expect("e"), b"");
+
+    // --no-clobber: what exists stays, and is named.
+    fs::write(two.join("a.txt"), b"mine").expect("local change");
+    let out = with(&["get", "--no-clobber", &ra, &re, two_arg]);
+    assert_success(&out, "get --no-clobber");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipped 2 existing"), "{stderr}");
+    assert_eq!(fs::read(two.join("a.txt")).expect("kept"), b"mine");
+    fs::write(root.path().join("multi/a.txt"), b"theirs").expect("server change");
+    let out = with(&["put", "-n", a, e, &served.remote("multi")]);
+    assert_success(&out, "put -n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped 2 existing"));
+    assert_eq!(
+        fs::read(root.path().join("multi/a.txt")).expect("kept"),
+        b"theirs"
+    );
+
+    // A directory needs -r; several sources need a directory.
+    let stderr = one_line_failure(&with(&["get", &served.remote("src"), two_arg]));
+    assert!(stderr.contains("is a directory (use -r"), "{stderr}");
+    let stderr = one_line_failure(&with(&["put", src_arg, &served.remote("x")]));
+    assert!(stderr.contains("is a directory (use -r"), "{stderr}");
+    let stderr = one_line_failure(&with(&["put", a, e, &served.remote("multi/a.txt")]));
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+    let file = two.join("a.txt");
+    let stderr = one_line_failure(&with(&["get", &ra, &re, file.to_str().expect("utf-8")]));
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+}
+
+#[test]
+fn tree_round_trip_over_fabric() {
+    tree_round_trip_over(&[]);
+}
+
+#[test]
+fn tree_round_trip_over_cma() {
+    tree_round_trip_over(&CMA);
+}
+
+/// `--partial`: a download killed half way leaves `.NAME.rdio-part`
+/// holding a prefix of the file; the next `--partial` download checks it
+/// against the server and appends to it, and one whose part file does not
+/// match the server's file starts over. Either way the result is the
+/// server's file.
+#[test]
+fn a_killed_partial_download_resumes_where_it_stopped() {
+    let root = tempfile::tempdir().expect("root");
+    let data = random_bytes(24 << 20, 91);
+    fs::write(root.path().join("big.bin"), &data).expect("served file");
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    let local = tempfile::tempdir().expect("local");
+    let dst = local.path().join("big.bin");
+    let part = local.path().join(".big.bin.rdio-part");
+    let remote = served.remote("big.bin");
+    let dst_arg = dst.to_str().expect("utf-8");
+
+    // Slowed down so that it is killed half way.
+    let mut child = rdio_command(&[])
+        .args(["get", "--partial", "--bwlimit", "8M", "--io-size", "256K"])
+        .args([remote.as_str(), dst_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn get");
+    let started = Instant::now();
+    while fs::metadata(&part).map_or(0, |m| m.len()) < 4 << 20 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let held = fs::read(&part).expect("the part file is kept");
+    assert!(
+        held.len() >= 4 << 20 && held.len() < data.len(),
+        "{} bytes",
+        held.len()
+    );
+    assert_eq!(held[..], data[..held.len()], "a prefix of the file");
+    assert!(!dst.exists());
+
+    let out = run(&[], &["get", "--partial", "--sha256", &remote, dst_arg]);
+    let stdout = assert_success(&out, "resumed get");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("resuming {remote} at {} bytes", held.len())),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&sha256_hex(&data)),
+        "the whole file's digest: {stdout}"
+    );
+    assert_eq!(fs::read(&dst).expect("downloaded"), data);
+    assert!(!part.exists(), "the part file became the download");
+
+    // A part file that is not a prefix of the server's file: started over.
+    let mut wrong = data[..1 << 20].to_vec();
+    wrong[1000] ^= 1;
+    fs::write(&part, &wrong).expect("a wrong part file");
+    fs::remove_file(&dst).expect("remove");
+    let out = run(&[], &["get", "--partial", &remote, dst_arg]);
+    assert_success(&out, "get over a wrong part file");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not match"), "{stderr}");
+    assert_eq!(fs::read(&dst).expect("downloaded"), data);
+}
+
+/// `--bwlimit`: moving 6 MiB at 2 MiB/s (256 KiB bursts) takes at least
+/// (6 MiB - 256 KiB) / 2 MiB/s = 2.875 s, both ways; without it, far less.
+#[test]
+fn bwlimit_bounds_the_rate_both_ways() {
+    let root = tempfile::tempdir().expect("root");
+    let local = tempfile::tempdir().expect("local");
+    let data = random_bytes(6 << 20, 17);
+    let src = local.path().join("src");
+    fs::write(&src, &data).expect("file");
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    let remote = served.remote("limited");
+    let back = local.path().join("back");
+    let limit = ["--bwlimit", "2M", "--io-size", "256K"];
+    let floor = Duration::from_secs_f64(((6 << 20) - (256 << 10)) as f64 / (2 << 20) as f64);
+    for args in [
+        vec!["put", src.to_str().expect("utf-8"), remote.as_str()],
+        vec!["get", remote.as_str(), back.to_str().expect("utf-8")],
+    ] {
+        let started = Instant::now();
+        let mut limited = args.clone();
+        limited.extend_from_slice(&limit);
+        assert_success(&run(&[], &limited), &format!("{} --bwlimit", args[0]));
+        let took = started.elapsed();
+        assert!(took >= floor, "{}: {took:?} < {floor:?}", args[0]);
+    }
+    assert_eq!(fs::read(&back).expect("back"), data);
+    let started = Instant::now();
+    assert_success(
+        &run(
+            &[],
+            &["get", remote.as_str(), back.to_str().expect("utf-8")],
+        ),
+        "get without a limit",
+    );
+    assert!(
+        started.elapsed() < floor,
+        "unlimited: {:?}",
+        started.elapsed()
+    );
+}
+
+/// A directory larger than one listing page (300 names of 100 bytes: 15
+/// to a page) lists whole, in order, through `ls` and `get -r`.
+#[test]
+fn a_large_directory_lists_across_pages() {
+    let root = tempfile::tempdir().expect("root");
+    let dir = root.path().join("many");
+    fs::create_dir(&dir).expect("mkdir");
+    let mut names: Vec<String> = (0..300)
+        .map(|i| format!("{i:03}{}", "x".repeat(97)))
+        .collect();
+    for name in &names {
+        fs::write(dir.join(name), name.as_bytes()).expect("file");
+    }
+    names.sort();
+    let served = Served::start(&[], root.path(), "127.0.0.1");
+    let listed = stdout_lines(&run(&[], &["ls", &served.remote("many")]), "ls");
+    assert_eq!(listed, names);
+    let local = tempfile::tempdir().expect("local");
+    let copy = local.path().join("copy");
+    let out = run(
+        &[],
+        &[
+            "get",
+            "-r",
+            &served.remote("many"),
+            copy.to_str().expect("utf-8"),
+        ],
+    );
+    assert_success(&out, "get -r");
+    assert_eq!(tree_contents(&copy), tree_contents(&dir));
 }

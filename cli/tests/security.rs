@@ -216,6 +216,31 @@ fn client_add_hands_out_credentials_and_read_only_ones_cannot_write() {
     let error = failure(&out);
     assert!(error.contains("read-only"), "{error}");
     assert!(!root.path().join("bobs-file").exists());
+    // Bob lists, and may not change the tree: rm, mkdir, mv are refused.
+    let out = rdio(guest.path())
+        .args(["ls", "--credential"])
+        .arg(&credential)
+        .arg(served.remote("/"))
+        .output()
+        .expect("ls");
+    success(&out, "read-only ls");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "shared");
+    for args in [
+        vec!["rm".to_owned(), served.remote("shared")],
+        vec!["mkdir".to_owned(), served.remote("bobs-dir")],
+        vec!["mv".to_owned(), served.remote("shared"), "moved".to_owned()],
+    ] {
+        let out = rdio(guest.path())
+            .args(&args)
+            .arg("--credential")
+            .arg(&credential)
+            .output()
+            .expect("remote operation");
+        let error = failure(&out);
+        assert!(error.contains("read-only"), "{args:?}: {error}");
+    }
+    assert!(root.path().join("shared").exists());
+    assert!(!root.path().join("bobs-dir").exists() && !root.path().join("moved").exists());
 }
 
 #[test]

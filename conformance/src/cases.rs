@@ -3,7 +3,7 @@
 //! spec's text and tables ([`crate::expect`]).
 
 use crate::expect::{
-    Block, Code, Frame, Negotiation, RdmaReply, op, pipe_error, pipe_op, u32_at, u64_at,
+    Block, Code, Frame, Negotiation, RdmaReply, file_op, op, pipe_error, pipe_op, u32_at, u64_at,
 };
 use crate::pipe::{Pipe, encode, raw_frame, raw_header};
 use crate::rdma::{CREDITS, Incoming, Link, MSG, Rdma};
@@ -179,6 +179,64 @@ fn expect_error(
         pipe.closed()
             .map_err(|e| fail("the pipe closed after the Error", e))
     }
+}
+
+/// A request naming one path after a `u16` length and a `u16` of flags
+/// (the layout of `InfoRequest`, `RemoveRequest`).
+fn path_request(opcode: u8, flags: u16, path: &str) -> Vec<u8> {
+    let mut payload = (path.len() as u16).to_le_bytes().to_vec();
+    payload.extend_from_slice(&flags.to_le_bytes());
+    payload.extend_from_slice(path.as_bytes());
+    raw_frame(opcode, &payload)
+}
+
+/// A `MakeDirRequest` for `path` with mode 0755.
+fn make_dir_bytes(flags: u16, path: &str) -> Vec<u8> {
+    let mut payload = (path.len() as u16).to_le_bytes().to_vec();
+    payload.extend_from_slice(&flags.to_le_bytes());
+    payload.extend_from_slice(&0o755u32.to_le_bytes());
+    payload.extend_from_slice(path.as_bytes());
+    raw_frame(file_op::MAKE_DIR_REQUEST, &payload)
+}
+
+/// A `ListRequest` for `path` from the start.
+fn list_bytes(path: &str) -> Vec<u8> {
+    let mut payload = (path.len() as u16).to_le_bytes().to_vec();
+    payload.extend_from_slice(&[0, 0]);
+    payload.extend_from_slice(path.as_bytes());
+    raw_frame(file_op::LIST_REQUEST, &payload)
+}
+
+/// An `OpResult`'s status, for a request of `opcode`.
+fn op_result(pipe: &mut Pipe, bytes: &[u8], opcode: u8) -> Result<Code, Mismatch> {
+    let frame = pipe.exchange(bytes).map_err(setup("OpResult"))?;
+    if frame.opcode != file_op::OP_RESULT
+        || frame.payload.len() != 8
+        || frame.payload[4..] != [opcode, 0, 0, 0]
+    {
+        return Err(fail(
+            format_args!("OpResult (8 payload bytes) for opcode 0x{opcode:02x}"),
+            format_args!("{frame:?}"),
+        ));
+    }
+    Ok(Code(crate::expect::u32_at(&frame.payload, 0)))
+}
+
+/// An `InfoResponse`'s status and kind byte.
+fn info(pipe: &mut Pipe, path: &str) -> Result<(Code, u8), Mismatch> {
+    let frame = pipe
+        .exchange(&path_request(file_op::INFO_REQUEST, 0, path))
+        .map_err(setup("InfoResponse"))?;
+    if frame.opcode != file_op::INFO_RESPONSE || frame.payload.len() != 40 {
+        return Err(fail(
+            "InfoResponse with 40 payload bytes",
+            format_args!("{frame:?}"),
+        ));
+    }
+    Ok((
+        Code(crate::expect::u32_at(&frame.payload, 0)),
+        frame.payload[8],
+    ))
 }
 
 /// Every pipe case: framing, order, each message and its refusals.
@@ -628,6 +686,148 @@ pub fn pipe_cases(runner: &mut Runner<'_>, target: &Target) {
                 return Err(fail("a fresh resume key per open", "the same key twice"));
             }
             Ok(())
+        },
+    );
+
+    // Remote file operations.
+    runner.case(
+        "Remote file operations",
+        "an InfoRequest before the ResumeKeyRequest is refused UNEXPECTED_MESSAGE",
+        || {
+            let mut pipe = connect()?;
+            let reply = pipe.exchange(&path_request(file_op::INFO_REQUEST, 0, "x"));
+            expect_error(
+                &mut pipe,
+                reply,
+                pipe_error::UNEXPECTED_MESSAGE,
+                file_op::INFO_REQUEST,
+                false,
+            )
+        },
+    );
+    runner.case(
+        "Remote file operations",
+        "an OpResult (a server's message) sent to the server is refused UNEXPECTED_MESSAGE",
+        || {
+            let mut pipe = connect()?;
+            resume_key(&mut pipe)?;
+            let reply = pipe.exchange(&raw_frame(file_op::OP_RESULT, &[0, 0, 0, 0, 0x26, 0, 0, 0]));
+            expect_error(
+                &mut pipe,
+                reply,
+                pipe_error::UNEXPECTED_MESSAGE,
+                file_op::OP_RESULT,
+                false,
+            )
+        },
+    );
+    runner.case(
+        "Remote file operations",
+        "a MakeDirRequest with a setuid bit is refused INVALID_FIELD",
+        || {
+            let mut pipe = connect()?;
+            resume_key(&mut pipe)?;
+            let mut payload = 1u16.to_le_bytes().to_vec();
+            payload.extend_from_slice(&[0, 0]);
+            payload.extend_from_slice(&0o4755u32.to_le_bytes());
+            payload.push(b'd');
+            let reply = pipe.exchange(&raw_frame(file_op::MAKE_DIR_REQUEST, &payload));
+            expect_error(
+                &mut pipe,
+                reply,
+                pipe_error::INVALID_FIELD,
+                file_op::MAKE_DIR_REQUEST,
+                false,
+            )
+        },
+    );
+    runner.case(
+        "Remote file operations",
+        "InfoRequest: a missing path is NotFound, a path with .. AccessDenied, / a directory",
+        || {
+            let mut pipe = connect()?;
+            resume_key(&mut pipe)?;
+            check("missing", Code::NOT_FOUND, info(&mut pipe, &file_name())?.0)?;
+            check("..", Code::ACCESS_DENIED, info(&mut pipe, "../x")?.0)?;
+            check("/", (Code::SUCCESS, 1), info(&mut pipe, "/")?)
+        },
+    );
+    runner.case(
+        "Remote file operations",
+        "MakeDir, then AlreadyExists without PARENTS and Success with it; a listing \
+         shows a file in it; Remove without DIRECTORY is IsADirectory, of a non-empty \
+         directory NotEmpty, then Success once empty",
+        || {
+            let mut pipe = connect()?;
+            resume_key(&mut pipe)?;
+            let dir = file_name();
+            let mkdir = file_op::MAKE_DIR_REQUEST;
+            check(
+                "mkdir",
+                Code::SUCCESS,
+                op_result(&mut pipe, &make_dir_bytes(0, &dir), mkdir)?,
+            )?;
+            check(
+                "mkdir again",
+                Code(41),
+                op_result(&mut pipe, &make_dir_bytes(0, &dir), mkdir)?,
+            )?;
+            check(
+                "mkdir -p",
+                Code::SUCCESS,
+                op_result(&mut pipe, &make_dir_bytes(1, &dir), mkdir)?,
+            )?;
+            check("info", (Code::SUCCESS, 1), info(&mut pipe, &dir)?)?;
+            let inside = format!("{dir}/f");
+            let (status, ..) = open(&mut pipe, OpenFlags::WRITE | OpenFlags::CREATE, &inside)?;
+            check("create a file inside", Code::SUCCESS, status)?;
+            let page = pipe
+                .exchange(&list_bytes(&dir))
+                .map_err(setup("ListResponse"))?;
+            // Success, one entry, END; a file named "f".
+            let mut expected = vec![0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0];
+            expected.extend_from_slice(&[0; 28]);
+            expected.push(b'f');
+            let got = (
+                page.opcode,
+                page.payload.len(),
+                page.payload.get(..12).map(<[u8]>::to_vec),
+                page.payload.last().copied(),
+            );
+            check(
+                "(opcode, length, fixed part and kind/name_len, last byte)",
+                (
+                    file_op::LIST_RESPONSE,
+                    41,
+                    Some(expected[..12].to_vec()),
+                    Some(b'f'),
+                ),
+                got,
+            )?;
+            let remove = file_op::REMOVE_REQUEST;
+            let rm = |flags| path_request(remove, flags, &dir);
+            check(
+                "rm of a directory",
+                Code(23),
+                op_result(&mut pipe, &rm(0), remove)?,
+            )?;
+            check(
+                "rm -d, not empty",
+                Code(42),
+                op_result(&mut pipe, &rm(1), remove)?,
+            )?;
+            let rm_file = path_request(remove, 0, &inside);
+            check(
+                "rm of the file",
+                Code::SUCCESS,
+                op_result(&mut pipe, &rm_file, remove)?,
+            )?;
+            check(
+                "rm -d",
+                Code::SUCCESS,
+                op_result(&mut pipe, &rm(1), remove)?,
+            )?;
+            check("info after rm", Code::NOT_FOUND, info(&mut pipe, &dir)?.0)
         },
     );
 }

@@ -33,6 +33,24 @@ pub mod pipe_op {
     pub const ERROR: u8 = 0x30;
 }
 
+/// Remote file operation opcodes (§Remote file operations).
+pub mod file_op {
+    /// ListRequest.
+    pub const LIST_REQUEST: u8 = 0x22;
+    /// ListResponse.
+    pub const LIST_RESPONSE: u8 = 0x23;
+    /// InfoRequest.
+    pub const INFO_REQUEST: u8 = 0x24;
+    /// InfoResponse.
+    pub const INFO_RESPONSE: u8 = 0x25;
+    /// RemoveRequest.
+    pub const REMOVE_REQUEST: u8 = 0x26;
+    /// MakeDirRequest.
+    pub const MAKE_DIR_REQUEST: u8 = 0x27;
+    /// OpResult.
+    pub const OP_RESULT: u8 = 0x2F;
+}
+
 /// Pipe `Error` codes (§Error).
 pub mod pipe_error {
     /// Not `RDIO`.

@@ -11,7 +11,10 @@
 
 mod wire_samples;
 
-use rdio_core::wire::{Body, BufferDescriptor, Message, PipeMessage, ProviderList, StatusBlock};
+use rdio_core::wire::{
+    Attributes, Body, BufferDescriptor, FileMessage, Message, PipeMessage, ProviderList,
+    StatusBlock,
+};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -141,12 +144,83 @@ pub fn pipe_json(message: &PipeMessage<'_>, bytes: &[u8]) -> Value {
             "endpoint": String::from_utf8_lossy(r.endpoint),
         }),
         PipeMessage::Error { code, opcode } => json!({ "code": code.0, "opcode": opcode }),
+        PipeMessage::File(message) => file_json(message),
         _ => json!({}),
     };
     json!({
         "header": { "magic": "RDIO", "version": 1, "opcode": bytes[5], "length": bytes.len() - 12 },
         "fields": fields,
     })
+}
+
+fn attributes_json(a: &Attributes) -> Value {
+    json!({
+        "kind": a.kind.as_str(), "mode": format!("{:04o}", a.mode), "size": a.size,
+        "modified_ns": a.modified_ns, "file_id": a.file_id,
+    })
+}
+
+/// A remote file operation's fields.
+fn file_json(message: &FileMessage<'_>) -> Value {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match message {
+        FileMessage::ListRequest { path, after } => {
+            json!({ "path": text(path), "after": text(after) })
+        }
+        FileMessage::ListResponse {
+            status,
+            end,
+            entries,
+        } => json!({
+            "status": format!("{status:?}"), "count": entries.len(), "end": end,
+            "entries": entries.iter().map(|e| {
+                let mut value = attributes_json(&e.attributes);
+                value["name"] = text(e.name).into();
+                value
+            }).collect::<Vec<_>>(),
+        }),
+        FileMessage::InfoRequest { path } => json!({ "path": text(path) }),
+        FileMessage::InfoResponse { status, attributes } => json!({
+            "status": format!("{status:?}"), "attributes": attributes_json(attributes),
+        }),
+        FileMessage::RemoveRequest { flags, path } => {
+            json!({ "flags": flags.bits(), "path": text(path) })
+        }
+        FileMessage::MakeDirRequest { flags, mode, path } => json!({
+            "flags": flags.bits(), "mode": format!("{mode:04o}"), "path": text(path),
+        }),
+        FileMessage::RenameRequest { flags, from, to } => json!({
+            "flags": flags.bits(), "from": text(from), "to": text(to),
+        }),
+        FileMessage::SetAttrRequest {
+            flags,
+            mode,
+            modified_ns,
+            path,
+        } => json!({
+            "flags": flags.bits(), "mode": format!("{mode:04o}"),
+            "modified_ns": modified_ns, "path": text(path),
+        }),
+        FileMessage::HashRequest {
+            path,
+            offset,
+            length,
+        } => {
+            json!({ "path": text(path), "offset": offset, "length": length, "algorithm": "sha256" })
+        }
+        FileMessage::HashResponse {
+            status,
+            length,
+            digest,
+        } => json!({
+            "status": format!("{status:?}"), "length": length, "algorithm": "sha256",
+            "digest": hex(digest),
+        }),
+        FileMessage::OpResult { status, opcode } => {
+            json!({ "status": format!("{status:?}"), "opcode": opcode })
+        }
+        _ => json!({}),
+    }
 }
 
 fn status_json(block: &StatusBlock) -> Value {

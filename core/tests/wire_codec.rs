@@ -125,7 +125,11 @@ fn samples_cover_every_opcode() {
         .into_iter()
         .collect();
     // The authentication messages (0x10..=0x13, 0x1F): tests/wire_auth.rs.
-    assert_eq!(pipe_opcodes, [1, 2, 3, 4, 5, 6, 7, 8, 0x30]);
+    // The remote file operations: 0x22..=0x2B and 0x2F.
+    let mut expected = vec![1, 2, 3, 4, 5, 6, 7, 8];
+    expected.extend(0x22..=0x2B);
+    expected.extend([0x2F, 0x30]);
+    assert_eq!(pipe_opcodes, expected);
 }
 
 // ---------------------------------------------------------------- round trips

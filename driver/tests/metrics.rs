@@ -68,7 +68,21 @@ fn cells_count_a_scripted_session_and_fold_into_the_totals() {
     );
 
     // The server's view, while the connection is live: the cell alone.
-    let stats = pair.server().stats();
+    // Its thread folds the core's counters into the cell after the round
+    // that answered the last read, which may end after the client saw the
+    // answer: a scrape is eventually consistent, so wait for that round.
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let stats = loop {
+        let stats = pair.server().stats();
+        let done = stats.live.first().is_some_and(|(_, cell)| {
+            cell.core.credits_granted == u64::from(initial - 2)
+                && cell.completions[Status::EndOfFile.as_u32() as usize] == 1
+        });
+        if done || std::time::Instant::now() > settled {
+            break stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
     let (id, cell) = &stats.live[0];
     assert_eq!(*id, 1);
     assert_eq!(cell.core.credits_revoked, u64::from(initial - 2));

@@ -259,3 +259,47 @@ async fn the_async_server_ends_idle_clients() {
     let _ = stop.send(());
     running.await.expect("server task");
 }
+
+/// The remote file operations answered by the async server (the same
+/// `Server::answer_pipe` as the blocking one), from a blocking side
+/// channel: make a directory, list it, describe, hash and remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_server_answers_remote_file_operations() {
+    use rdio_core::wire::{EntryKind, MakeDirFlags, RemoveFlags};
+    let root = tempfile::tempdir().expect("root");
+    std::fs::write(root.path().join("f"), b"hello").expect("file");
+    let (addr, stop, running) = serve(root.path(), Arc::new(Mutex::new(Vec::new()))).await;
+    tokio::task::spawn_blocking(move || {
+        let security = TestAccess::shared().client();
+        let mut session =
+            rdio::net::connect_files(addr, PIPE_TIMEOUT, &security, None).expect("session");
+        let mut tree = session.tree();
+        tree.make_dir("d/e", 0o755, MakeDirFlags::PARENTS)
+            .expect("mkdir -p");
+        let names: Vec<(Vec<u8>, EntryKind)> = tree
+            .list("/")
+            .expect("list")
+            .into_iter()
+            .map(|e| (e.name, e.attributes.kind))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (b"d".to_vec(), EntryKind::Directory),
+                (b"f".to_vec(), EntryKind::File)
+            ]
+        );
+        assert_eq!(tree.attributes("f").expect("stat").size, 5);
+        assert_eq!(tree.hash_range("f", 0, 5).expect("hash").0, 5);
+        let error = tree
+            .remove("d", RemoveFlags::DIRECTORY)
+            .expect_err("not empty");
+        assert_eq!(error.status(), Some(Status::NotEmpty));
+        tree.remove("d/e", RemoveFlags::DIRECTORY).expect("rmdir");
+    })
+    .await
+    .expect("blocking client");
+    assert!(root.path().join("d").is_dir() && !root.path().join("d/e").exists());
+    let _ = stop.send(());
+    running.await.expect("server task");
+}

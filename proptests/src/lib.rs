@@ -14,6 +14,7 @@
 //! state machines of `rdio-core` and checks what they report.
 
 pub mod credit_model;
+pub mod file_values;
 pub mod pair;
 pub mod session;
 pub mod wire_values;

@@ -19,7 +19,7 @@ use rdio_core::wire::{
 
 /// Every defined status code: `0..=18`, then the ones other ranges add.
 pub const STATUS_CODES: &[u32] = &[
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 36,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 36, 41, 42, 43,
 ];
 
 /// An RDMA-channel message with owned variable parts.
@@ -223,6 +223,8 @@ pub enum PipeValue {
         code: PipeErrorCode,
         opcode: u8,
     },
+    /// A remote file operation ([`crate::file_values`]).
+    File(crate::file_values::FileValue),
 }
 
 impl PipeValue {
@@ -278,6 +280,7 @@ impl PipeValue {
                 code: *code,
                 opcode: *opcode,
             },
+            Self::File(value) => PipeMessage::File(value.message()),
         }
     }
 }
@@ -661,6 +664,7 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
             code: PipeErrorCode(code),
             opcode,
         }),
+        crate::file_values::file_value(status()).prop_map(PipeValue::File),
     ]
 }
 
@@ -806,7 +810,7 @@ mod fuzzing {
 
     impl<'a> Arbitrary<'a> for PipeValue {
         fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-            Ok(match u.choose_index(9)? {
+            Ok(match u.choose_index(10)? {
                 0 => Self::ResumeKeyRequest,
                 1 => Self::ResumeKeyResponse(ResumeKey(u.arbitrary()?)),
                 2 => Self::OpenRequest {
@@ -845,6 +849,10 @@ mod fuzzing {
                     code: PipeErrorCode(u.arbitrary()?),
                     opcode: u.arbitrary()?,
                 },
+                9 => Self::File(crate::file_values::FileValue::from_raw(
+                    status(u)?,
+                    u.arbitrary()?,
+                )),
                 _ => {
                     let names: Vec<Vec<u8>> = u.arbitrary()?;
                     let mut endpoint: Vec<u8> = u.arbitrary()?;

@@ -14,17 +14,24 @@
 //!
 //! Modules, one per concern:
 //! * [`pipe`]: side-channel messages (resume keys, open, negotiate) — claims 8, 13, 23;
+//! * [`files`]: remote file operations on the side channel (list, look up,
+//!   remove, make a directory, rename, set attributes, hash a range);
 //! * [`header`]: the common RDMA-channel header with flags and credits — claims 17, 19, 22;
 //! * [`message`]: RDMA-channel messages (auth, credits, registration, I/O, control);
 //! * [`status`]: the status block written by RDMA — claim 20.
 
 mod codec;
+pub mod files;
 pub mod header;
 pub mod message;
 pub mod pipe;
 pub mod status;
 mod types;
 
+pub use files::{
+    Attributes, DirEntries, DirEntriesWriter, DirEntry, EntryKind, FileMessage, MakeDirFlags,
+    RemoveFlags, RenameFlags, SetAttrFlags,
+};
 pub use header::{Flags, Header, Opcode};
 pub use message::{
     Body, Message, ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment,

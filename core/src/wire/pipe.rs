@@ -16,6 +16,7 @@
 use super::codec::{
     self, Counter, Sink, Unencodable, VERSION_1_BYTE, expect_empty, reserved_zero, take, take_exact,
 };
+use super::files::{FileMessage, FileOpcode};
 use super::types::{AuthKey, Capabilities, ProviderList, ProviderName, ResumeKey, Status};
 use super::{
     AUTH_NONCE_LEN, AUTH_SALT_LEN, InsufficientSize, MAX_CLIENT_NAME_LEN, MAX_ENDPOINT_LEN,
@@ -268,6 +269,10 @@ pub enum PipeMessage<'a> {
         /// What the client may do (empty unless `Success`).
         access: AuthAccess,
     },
+    /// 0x22..=0x2F: a remote file operation (list, look up, remove, make a
+    /// directory, rename, set attributes, hash a range) or its answer; see
+    /// [`super::files`].
+    File(FileMessage<'a>),
     /// 0x1F: S→C the server refuses this side channel and closes it:
     /// `Busy`, `NotAllowed`, `TlsRequired`, `Unauthenticated`. Sent in
     /// clear text when the refusal comes before the TLS handshake.
@@ -641,8 +646,12 @@ impl<'a> PipeMessage<'a> {
         };
         let (frame, _next) = buf.split_at_checked(frame_len).ok_or(truncated)?;
         let (_header, payload) = frame.split_at_checked(PIPE_HEADER_LEN).ok_or(truncated)?;
-        let opcode = PipeOpcode::from_u8(header.opcode)?;
-        let message = Self::parse_payload(opcode, payload).map_err(|e| match e {
+        let message = match FileOpcode::from_u8(header.opcode) {
+            Some(opcode) => FileMessage::parse(opcode, payload).map(Self::File),
+            None => PipeOpcode::from_u8(header.opcode)
+                .and_then(|opcode| Self::parse_payload(opcode, payload)),
+        };
+        let message = message.map_err(|e| match e {
             // The frame is all there: its length field is what is wrong.
             WireError::Truncated { .. } => WireError::BadLength,
             other => other,
@@ -756,8 +765,9 @@ impl<'a> PipeMessage<'a> {
         })
     }
 
-    fn opcode(&self) -> PipeOpcode {
-        match self {
+    /// The opcode byte.
+    pub fn opcode(&self) -> u8 {
+        let opcode = match self {
             Self::ResumeKeyRequest => PipeOpcode::ResumeKeyRequest,
             Self::ResumeKeyResponse { .. } => PipeOpcode::ResumeKeyResponse,
             Self::OpenRequest { .. } => PipeOpcode::OpenRequest,
@@ -772,7 +782,9 @@ impl<'a> PipeMessage<'a> {
             Self::AuthProof { .. } => PipeOpcode::AuthProof,
             Self::AuthResult { .. } => PipeOpcode::AuthResult,
             Self::Refused { .. } => PipeOpcode::Refused,
-        }
+            Self::File(message) => return message.opcode(),
+        };
+        opcode as u8
     }
 
     /// Bytes [`PipeMessage::emit`] writes, header included.
@@ -799,7 +811,7 @@ impl<'a> PipeMessage<'a> {
         let header = PipeHeaderWire {
             magic: PIPE_MAGIC,
             version: VERSION_1_BYTE,
-            opcode: self.opcode() as u8,
+            opcode: self.opcode(),
             reserved: U16::ZERO,
             length: u32::try_from(payload.0)?.into(),
         };
@@ -893,6 +905,7 @@ impl<'a> PipeMessage<'a> {
                 }
                 .as_bytes(),
             ),
+            Self::File(message) => message.encode_payload(sink)?,
         }
         Ok(())
     }

@@ -369,6 +369,13 @@ status_codes! {
     /// A message with an opcode the receiver does not know (an extension
     /// that was not negotiated); the connection is terminated.
     UnknownOpcode = 36 => "unknown opcode",
+    /// The name a remote file operation creates exists already (`EEXIST`):
+    /// a make-directory without `PARENTS`, a rename with `NO_REPLACE`.
+    AlreadyExists = 41 => "already exists",
+    /// The directory to remove is not empty (`ENOTEMPTY`).
+    NotEmpty = 42 => "directory not empty",
+    /// A rename between two file systems of the server's export (`EXDEV`).
+    CrossDevice = 43 => "rename across file systems on the server",
     /// The client already holds as many files open as the server allows
     /// one client (`serve --max-open-files`); closing one lets the next
     /// open succeed.
@@ -437,7 +444,15 @@ mod tests {
             assert_eq!(status.map(Status::as_u32), Some(code));
         }
         // 28..=40 are reserved for codes of other work in progress.
-        assert_eq!(Status::from_u32(41), Err(WireError::UnknownStatus(41)));
+        assert_eq!(Status::from_u32(44), Err(WireError::UnknownStatus(44)));
+    }
+
+    #[test]
+    fn file_operation_status_codes_round_trip() {
+        for code in 41..=43 {
+            let status = Status::from_u32(code).ok();
+            assert_eq!(status.map(Status::as_u32), Some(code));
+        }
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! test in `wire_codec.rs` checks both.
 
 use rdio_core::wire::{
+    Attributes, DirEntries, EntryKind, FileMessage, MakeDirFlags, RemoveFlags, RenameFlags,
+    SetAttrFlags,
+};
+use rdio_core::wire::{
     AuthKey, Body, BufferDescriptor, Capabilities, Flags, Message, NegotiateRequest,
     NegotiateResponse, OpenFlags, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
     ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
@@ -44,6 +48,25 @@ static COLLAPSE_SEGMENTS: [WriteSegment; 3] = [
     WriteSegment::new(0x1000, 4),
     WriteSegment::new(0x2000, 4),
 ];
+
+/// The one entry of the `ListResponse` sample: `a.txt`, a file of 5
+/// bytes, mode 0644.
+static LIST_ENTRY: [u8; 37] = [
+    0x00, 0x05, 0x00, 0x00, 0xa4, 0x01, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+    b'a', b'.', b't', b'x', b't',
+];
+
+/// Attributes with recognisable times and identity.
+fn attributes(kind: EntryKind, mode: u32, size: u64) -> Attributes {
+    Attributes {
+        kind,
+        mode,
+        size,
+        modified_ns: 0x1122_3344_5566_7788,
+        file_id: 0x0102_0304_0506_0708,
+    }
+}
 
 fn message(flags: Flags, credits: u16, body: Body<'static>) -> Message<'static> {
     Message {
@@ -417,6 +440,118 @@ a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 01 00 0e 00
             golden: "52 44 49 4f 01 08 00 00 20 00 00 00 00 00 00 00
 00 00 00 00 00 00 10 00 00 00 00 00 88 77 66 55
 44 33 22 11 08 07 06 05 04 03 02 01",
+        },
+        Sample {
+            name: "ListRequest",
+            value: PipeMessage::File(FileMessage::ListRequest {
+                path: b"dir",
+                after: b"a.txt",
+            }),
+            golden: "52 44 49 4f 01 22 00 00 0c 00 00 00 03 00 05 00
+64 69 72 61 2e 74 78 74",
+        },
+        Sample {
+            name: "ListResponse",
+            value: PipeMessage::File(FileMessage::ListResponse {
+                status: Status::Success,
+                end: true,
+                entries: DirEntries::parse(1, &LIST_ENTRY).expect("a valid entry"),
+            }),
+            golden: "52 44 49 4f 01 23 00 00 2d 00 00 00 00 00 00 00
+01 00 01 00 00 05 00 00 a4 01 00 00 05 00 00 00
+00 00 00 00 88 77 66 55 44 33 22 11 08 07 06 05
+04 03 02 01 61 2e 74 78 74",
+        },
+        Sample {
+            name: "InfoRequest",
+            value: PipeMessage::File(FileMessage::InfoRequest {
+                path: b"dir/file.bin",
+            }),
+            golden: "52 44 49 4f 01 24 00 00 10 00 00 00 0c 00 00 00
+64 69 72 2f 66 69 6c 65 2e 62 69 6e",
+        },
+        Sample {
+            name: "InfoResponse",
+            value: PipeMessage::File(FileMessage::InfoResponse {
+                status: Status::Success,
+                attributes: attributes(EntryKind::Directory, 0o755, 4096),
+            }),
+            golden: "52 44 49 4f 01 25 00 00 28 00 00 00 00 00 00 00
+00 00 00 00 01 00 00 00 ed 01 00 00 00 10 00 00
+00 00 00 00 88 77 66 55 44 33 22 11 08 07 06 05
+04 03 02 01",
+        },
+        Sample {
+            name: "RemoveRequest",
+            value: PipeMessage::File(FileMessage::RemoveRequest {
+                flags: RemoveFlags::DIRECTORY,
+                path: b"dir",
+            }),
+            golden: "52 44 49 4f 01 26 00 00 07 00 00 00 03 00 01 00
+64 69 72",
+        },
+        Sample {
+            name: "MakeDirRequest",
+            value: PipeMessage::File(FileMessage::MakeDirRequest {
+                flags: MakeDirFlags::PARENTS,
+                mode: 0o755,
+                path: b"a/b",
+            }),
+            golden: "52 44 49 4f 01 27 00 00 0b 00 00 00 03 00 01 00
+ed 01 00 00 61 2f 62",
+        },
+        Sample {
+            name: "RenameRequest",
+            value: PipeMessage::File(FileMessage::RenameRequest {
+                flags: RenameFlags::NO_REPLACE,
+                from: b"a",
+                to: b"b/c",
+            }),
+            golden: "52 44 49 4f 01 28 00 00 0c 00 00 00 01 00 03 00
+01 00 00 00 61 62 2f 63",
+        },
+        Sample {
+            name: "SetAttrRequest",
+            value: PipeMessage::File(FileMessage::SetAttrRequest {
+                flags: SetAttrFlags::MODE.union(SetAttrFlags::MODIFIED),
+                mode: 0o600,
+                modified_ns: 0x1122_3344_5566_7788,
+                path: b"f",
+            }),
+            golden: "52 44 49 4f 01 29 00 00 11 00 00 00 01 00 03 00
+80 01 00 00 88 77 66 55 44 33 22 11 66",
+        },
+        Sample {
+            name: "HashRequest",
+            value: PipeMessage::File(FileMessage::HashRequest {
+                path: b"f",
+                offset: 0,
+                length: 1 << 20,
+            }),
+            golden: "52 44 49 4f 01 2a 00 00 15 00 00 00 00 00 00 00
+00 00 00 00 00 00 10 00 00 00 00 00 01 00 01 00
+66",
+        },
+        Sample {
+            name: "HashResponse",
+            value: PipeMessage::File(FileMessage::HashResponse {
+                status: Status::Success,
+                length: 1 << 20,
+                digest: core::array::from_fn(|i| i as u8 + 1),
+            }),
+            golden: "52 44 49 4f 01 2b 00 00 30 00 00 00 00 00 00 00
+01 00 00 00 00 00 10 00 00 00 00 00 01 02 03 04
+05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 14
+15 16 17 18 19 1a 1b 1c 1d 1e 1f 20",
+        },
+        Sample {
+            name: "OpResult",
+            value: PipeMessage::File(FileMessage::OpResult {
+                status: Status::NotEmpty,
+                opcode: 0x26,
+            }),
+            golden: "52 44 49 4f 01 2f 00 00 08 00 00 00 2a 00 00 00
+26 00 00 00",
         },
     ]
 }

@@ -25,6 +25,20 @@ pub enum Operation {
     Interrupt,
     /// Asking on the side channel what a file is now.
     Stat,
+    /// Listing a directory.
+    List,
+    /// Looking up a path's attributes.
+    Info,
+    /// Removing a file or directory.
+    Remove,
+    /// Making a directory.
+    MakeDir,
+    /// Renaming.
+    Rename,
+    /// Setting a file's mode or modification time.
+    SetAttributes,
+    /// Hashing a range of a file.
+    Hash,
 }
 
 impl fmt::Display for Operation {
@@ -37,6 +51,13 @@ impl fmt::Display for Operation {
             Self::Close => "close",
             Self::Interrupt => "interrupt request",
             Self::Stat => "stat",
+            Self::List => "list",
+            Self::Info => "stat",
+            Self::Remove => "remove",
+            Self::MakeDir => "mkdir",
+            Self::Rename => "rename",
+            Self::SetAttributes => "set attributes",
+            Self::Hash => "hash",
         })
     }
 }

@@ -11,10 +11,12 @@
 //! in flight. [`RemoteFileIo`] adapts a file to `std::io::{Read, Write, Seek}`.
 
 mod error;
+mod files;
 mod io;
 pub mod reconnect;
 
 pub use error::{ClientError, Operation};
+pub use files::{Entry, FileSession, RemoteTree};
 pub use io::RemoteFileIo;
 pub use rdio_core::client::{CompletionMode, RemoteFile};
 pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
@@ -666,6 +668,13 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             Ok(_) => Err(PipeError::Unexpected("expected a stat response").into()),
             Err(error) => Err(self.pipe_failed(error)),
         }
+    }
+
+    /// The remote file operations (list, look up, remove, make a
+    /// directory, rename, set attributes, hash a range) on this client's
+    /// side channel.
+    pub fn tree(&mut self) -> RemoteTree<'_, S> {
+        RemoteTree::new(&mut self.pipe)
     }
 
     /// Register a file opened on the side channel by its resume key

@@ -54,6 +54,14 @@ pub enum OpenError {
     /// confined to the root safely; rdio refuses to serve rather than fall back
     /// to a racy user-space check.
     Unsupported,
+    /// A remove, rename or set-attributes request names the export's root
+    /// itself.
+    IsRoot,
+    /// Permission bits beyond `0o777` (set-user-ID, set-group-ID, sticky)
+    /// in a make-directory or set-attributes request.
+    InvalidMode,
+    /// A rename would move a directory beneath itself (`EINVAL`).
+    IntoItself,
     /// Any other OS error, with its errno (reported by name where the
     /// protocol has one: [`errno_status`]).
     Os(i32),
@@ -73,6 +81,8 @@ impl OpenError {
                 Status::InvalidParameter
             }
             Self::Unsupported => Status::NotSupported,
+            Self::IsRoot => Status::AccessDenied,
+            Self::InvalidMode | Self::IntoItself => Status::InvalidParameter,
             Self::Os(errno) => errno_status(errno),
         }
     }
@@ -93,6 +103,9 @@ pub fn errno_status(errno: i32) -> Status {
         Errno::FBIG => Status::FileTooLarge,
         Errno::NAMETOOLONG => Status::NameTooLong,
         Errno::NOENT => Status::NotFound,
+        Errno::EXIST => Status::AlreadyExists,
+        Errno::NOTEMPTY => Status::NotEmpty,
+        Errno::XDEV => Status::CrossDevice,
         _ => Status::IoError,
     }
 }
@@ -120,6 +133,11 @@ impl fmt::Display for OpenError {
             Self::Unsupported => {
                 f.write_str("the kernel lacks openat2 (Linux 5.6 or later is required)")
             }
+            Self::IsRoot => {
+                f.write_str("the export's root itself cannot be removed, renamed or changed")
+            }
+            Self::InvalidMode => f.write_str("permission bits beyond 0o777 cannot be set"),
+            Self::IntoItself => f.write_str("cannot move a directory beneath itself"),
             Self::Os(errno) => write!(f, "{}", io::Error::from_raw_os_error(*errno)),
         }
     }

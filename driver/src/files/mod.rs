@@ -9,13 +9,16 @@
 //! RDMA-writes to the client, writes and vectored writes [`File::write_at`] /
 //! [`File::write_segments`] from the receive buffers the data arrived in,
 //! and the client's close (claim 15) [`File::finish`], which puts an upload
-//! in its name's place.
+//! in its name's place. The side channel's remote file operations (list,
+//! look up, remove, make a directory, rename, set attributes, hash a range)
+//! are methods of [`Root`] too, confined the same way (`tree`).
 
 mod error;
 mod file;
 mod mapping;
 mod root;
 mod table;
+mod tree;
 mod upload;
 
 pub use error::{FileError, OpenError, TableFull, UnknownFile, errno_status};

@@ -102,9 +102,14 @@ impl Root {
         Ok(File::new(fd, flags))
     }
 
+    /// The descriptor of the exported directory (`O_PATH`).
+    pub(super) fn dir(&self) -> &OwnedFd {
+        &self.dir
+    }
+
     /// `openat2(dir, path)` confined beneath the root, retried over
     /// concurrent renames and lease breaks.
-    fn open_beneath(
+    pub(super) fn open_beneath(
         &self,
         dir: &OwnedFd,
         path: &[u8],
@@ -216,7 +221,7 @@ fn check_regular(fd: &OwnedFd) -> Result<(), OpenError> {
 /// Lexical checks, for precise errors on the common mistakes (security
 /// does not rest on them: `RESOLVE_BENEATH` does), and the path beneath the
 /// root: without its leading slashes, which name the root of the export.
-fn beneath(path: &[u8]) -> Result<&[u8], OpenError> {
+pub(super) fn beneath(path: &[u8]) -> Result<&[u8], OpenError> {
     if path.is_empty() {
         return Err(OpenError::EmptyPath);
     }

@@ -44,7 +44,7 @@ pub use tls::{ClientSecurity, IpNet, PipeStream, ServerSecurity};
 
 use crate::access::TrustError;
 use crate::capture::{PipeTap, Recorder};
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::{Client, ClientError, ClientOptions, FileSession};
 use crate::server::ServerError;
 use rdio_core::wire::Status;
 use rdio_core::wire::{ProviderList, ProviderName};
@@ -256,17 +256,57 @@ pub fn connect_captured<C: RdmaConnector>(
     security: &ClientSecurity,
     capture: Option<Arc<Recorder>>,
 ) -> Result<Client<C::Transport, PipeTap<PipeStream>>, NetError> {
-    let start = Instant::now();
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        match connect_once(
+    retry_busy(server, pipe_timeout, || {
+        connect_once(
             server,
             options.clone(),
             pipe_timeout,
             connector,
             security,
             capture.clone(),
-        ) {
+        )
+    })
+}
+
+/// A side channel to `server` with a session open and no RDMA connection,
+/// for the remote file operations (`rdio ls`, `stat`, `rm`, `mkdir`,
+/// `mv`): TLS or clear text and the client's authentication as for
+/// [`connect`], then the resume key request. Frames are recorded to
+/// `capture` as [`connect_captured`] records them; a busy server is
+/// retried the same way.
+pub fn connect_files(
+    server: SocketAddr,
+    pipe_timeout: Duration,
+    security: &ClientSecurity,
+    capture: Option<Arc<Recorder>>,
+) -> Result<FileSession<PipeTap<PipeStream>>, NetError> {
+    retry_busy(server, pipe_timeout, || {
+        let tcp = pipe_stream(server, pipe_timeout)?;
+        let host = security
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server.ip().to_string());
+        let channel = tls::client_channel(tcp, server, &host, security)?;
+        FileSession::start_as(
+            PipeTap::new(channel.stream, capture.clone()),
+            &security.credential,
+            channel.auth_binding,
+        )
+        .map_err(NetError::Client)
+    })
+}
+
+/// Run `attempt` until it is not refused `Busy`, with exponential backoff
+/// and jitter, for at most `pipe_timeout` in all.
+fn retry_busy<T>(
+    server: SocketAddr,
+    pipe_timeout: Duration,
+    mut attempt: impl FnMut() -> Result<T, NetError>,
+) -> Result<T, NetError> {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match attempt() {
             Err(NetError::Client(ClientError::Refused(Status::Busy))) => {
                 let waited = start.elapsed();
                 if waited + backoff >= pipe_timeout {

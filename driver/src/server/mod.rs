@@ -9,6 +9,7 @@
 //! asks for.
 
 mod connection;
+mod files;
 
 pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection, Turn};
 
@@ -212,6 +213,9 @@ pub struct PipeSession {
     /// How long the client may take to authenticate when its stream's
     /// read timeout is shorter ([`PipeSession::with_auth_timeout`]).
     auth_timeout: Duration,
+    /// Where a directory listing's page is built: the reply borrows it
+    /// until it is sent.
+    page: Vec<u8>,
 }
 
 impl PipeSession {
@@ -588,7 +592,7 @@ impl Server {
     /// (the tokio one in `net`) share it. An error ends the pipe.
     pub fn answer_pipe<'s>(
         &'s self,
-        session: &mut PipeSession,
+        session: &'s mut PipeSession,
         message: &PipeMessage<'_>,
     ) -> Result<PipeMessage<'s>, ServerError> {
         if !matches!(
@@ -598,6 +602,9 @@ impl Server {
             return self.authenticate(session, message);
         }
         self.touch(session);
+        if let PipeMessage::File(message) = message {
+            return self.answer_file(session, message);
+        }
         if let PipeMessage::OpenRequest { flags, path } = *message {
             let writes = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
             let read_only = session.read_only || self.options.read_only;
