@@ -10,7 +10,8 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Capabilities, Flags, MAX_ENDPOINT_LEN, MAX_PATH_LEN,
+    AuthKey, Body, BufferDescriptor, CHECKSUM_DIGEST_LEN, Capabilities, ChecksumAlgorithm, Flags,
+    MAX_ENDPOINT_LEN, MAX_PATH_LEN,
     MAX_PROVIDERS, MAX_SEGMENTS, MIN_SEND_SIZE, Message, NegotiateRequest, NegotiateResponse,
     OpenFlags, PROVIDER_NAME_LEN, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
     ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
@@ -223,6 +224,16 @@ pub enum PipeValue {
         code: PipeErrorCode,
         opcode: u8,
     },
+    ChecksumRequest {
+        algorithm: ChecksumAlgorithm,
+        path: Vec<u8>,
+    },
+    ChecksumResponse {
+        status: Status,
+        algorithm: ChecksumAlgorithm,
+        length: u64,
+        digest: [u8; CHECKSUM_DIGEST_LEN],
+    },
 }
 
 impl PipeValue {
@@ -277,6 +288,21 @@ impl PipeValue {
             Self::Error { code, opcode } => PipeMessage::Error {
                 code: *code,
                 opcode: *opcode,
+            },
+            Self::ChecksumRequest { algorithm, path } => PipeMessage::ChecksumRequest {
+                algorithm: *algorithm,
+                path,
+            },
+            Self::ChecksumResponse {
+                status,
+                algorithm,
+                length,
+                digest,
+            } => PipeMessage::ChecksumResponse {
+                status: *status,
+                algorithm: *algorithm,
+                length: *length,
+                digest: *digest,
             },
         }
     }
@@ -661,6 +687,26 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
             code: PipeErrorCode(code),
             opcode,
         }),
+        (any::<u8>(), vec(1u8..=255, 1..64)).prop_map(|(algorithm, bytes)| {
+            PipeValue::ChecksumRequest {
+                algorithm: ChecksumAlgorithm(algorithm),
+                path: path(bytes),
+            }
+        }),
+        (
+            status(),
+            any::<u8>(),
+            any::<u64>(),
+            any::<[u8; CHECKSUM_DIGEST_LEN]>()
+        )
+            .prop_map(|(status, algorithm, length, digest)| {
+                PipeValue::ChecksumResponse {
+                    status,
+                    algorithm: ChecksumAlgorithm(algorithm),
+                    length,
+                    digest,
+                }
+            }),
     ]
 }
 
@@ -806,7 +852,7 @@ mod fuzzing {
 
     impl<'a> Arbitrary<'a> for PipeValue {
         fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-            Ok(match u.choose_index(9)? {
+            Ok(match u.choose_index(11)? {
                 0 => Self::ResumeKeyRequest,
                 1 => Self::ResumeKeyResponse(ResumeKey(u.arbitrary()?)),
                 2 => Self::OpenRequest {
@@ -844,6 +890,16 @@ mod fuzzing {
                 8 => Self::Error {
                     code: PipeErrorCode(u.arbitrary()?),
                     opcode: u.arbitrary()?,
+                },
+                9 => Self::ChecksumRequest {
+                    algorithm: ChecksumAlgorithm(u.arbitrary()?),
+                    path: path(u.arbitrary()?),
+                },
+                10 => Self::ChecksumResponse {
+                    status: status(u)?,
+                    algorithm: ChecksumAlgorithm(u.arbitrary()?),
+                    length: u.arbitrary()?,
+                    digest: u.arbitrary()?,
                 },
                 _ => {
                     let names: Vec<Vec<u8>> = u.arbitrary()?;

@@ -31,7 +31,7 @@ pub use message::{
     WriteVRequest,
 };
 pub use pipe::{
-    AuthAccess, NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeHeader,
+    AuthAccess, CHECKSUM_DIGEST_LEN, ChecksumAlgorithm, NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeHeader,
     PipeMessage,
 };
 pub use status::StatusBlock;
