@@ -1213,13 +1213,22 @@ fn checksum_rejections() {
         parse_pipe_err(&request(1, 1, 3, b"a/b")),
         WireError::ReservedNotZero
     );
-    assert_eq!(parse_pipe_err(&request(1, 0, 2, b"a/b")), WireError::BadLength);
-    assert_eq!(parse_pipe_err(&request(1, 0, 0, b"")), WireError::InvalidField);
+    assert_eq!(
+        parse_pipe_err(&request(1, 0, 2, b"a/b")),
+        WireError::BadLength
+    );
+    assert_eq!(
+        parse_pipe_err(&request(1, 0, 0, b"")),
+        WireError::InvalidField
+    );
     assert_eq!(
         parse_pipe_err(&request(1, 0, 3, b"a\0b")),
         WireError::InvalidField
     );
-    assert_eq!(parse_pipe_err(&raw_pipe(0x20, &[1, 0])), WireError::BadLength);
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(0x20, &[1, 0])),
+        WireError::BadLength
+    );
 
     let mut bytes = pipe_bytes("ChecksumResponse");
     bytes[PIPE_HEADER_LEN + 5] = 1;
@@ -1227,6 +1236,12 @@ fn checksum_rejections() {
     let mut bytes = pipe_bytes("ChecksumResponse");
     patch(&mut bytes, PIPE_HEADER_LEN, &1000u32.to_le_bytes());
     assert_eq!(parse_pipe_err(&bytes), WireError::UnknownStatus(1000));
-    assert_eq!(parse_pipe_err(&raw_pipe(0x21, &[0; 49])), WireError::BadLength);
-    assert_eq!(parse_pipe_err(&raw_pipe(0x21, &[0; 47])), WireError::BadLength);
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(0x21, &[0; 49])),
+        WireError::BadLength
+    );
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(0x21, &[0; 47])),
+        WireError::BadLength
+    );
 }

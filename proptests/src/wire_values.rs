@@ -11,11 +11,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use rdio_core::wire::{
     AuthKey, Body, BufferDescriptor, CHECKSUM_DIGEST_LEN, Capabilities, ChecksumAlgorithm, Flags,
-    MAX_ENDPOINT_LEN, MAX_PATH_LEN,
-    MAX_PROVIDERS, MAX_SEGMENTS, MIN_SEND_SIZE, Message, NegotiateRequest, NegotiateResponse,
-    OpenFlags, PROVIDER_NAME_LEN, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
-    ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
-    WriteSegment, WriteVRequest,
+    MAX_ENDPOINT_LEN, MAX_PATH_LEN, MAX_PROVIDERS, MAX_SEGMENTS, MIN_SEND_SIZE, Message,
+    NegotiateRequest, NegotiateResponse, OpenFlags, PROVIDER_NAME_LEN, PipeErrorCode, PipeMessage,
+    ProviderList, ProviderName, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status,
+    StatusBlock, WriteRequest, WriteSegment, WriteVRequest,
 };
 
 /// Every defined status code: `0..=18`, then the ones other ranges add.

@@ -3,10 +3,10 @@
 //! test in `wire_codec.rs` checks both.
 
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Capabilities, ChecksumAlgorithm, Flags, Message, NegotiateRequest,
-    NegotiateResponse, OpenFlags, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
-    ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
-    WriteSegment, WriteVRequest,
+    AuthKey, Body, BufferDescriptor, Capabilities, ChecksumAlgorithm, Flags, Message,
+    NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeMessage, ProviderList,
+    ProviderName, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock,
+    WriteRequest, WriteSegment, WriteVRequest,
 };
 
 /// A named sample: what it is, and its encoding as 16 space-separated hex

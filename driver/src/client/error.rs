@@ -25,6 +25,8 @@ pub enum Operation {
     Interrupt,
     /// Asking on the side channel what a file is now.
     Stat,
+    /// Asking on the side channel for a file's checksum.
+    Checksum,
 }
 
 impl fmt::Display for Operation {
@@ -37,6 +39,7 @@ impl fmt::Display for Operation {
             Self::Close => "close",
             Self::Interrupt => "interrupt request",
             Self::Stat => "stat",
+            Self::Checksum => "checksum",
         })
     }
 }
