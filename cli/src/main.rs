@@ -3,9 +3,11 @@
 //!
 //! Every failure ends the process with a non-zero status and one line on
 //! standard error, `rdio: error: ...`: usage errors exit with 2, a file
-//! that changed during a transfer with 24, everything else with 1. SIGINT
-//! or SIGTERM stops a command, removes its partial files and prints
-//! `rdio: interrupted by SIGINT` (exit status 130).
+//! that changed during a transfer with 24, a failed end-to-end
+//! verification with 25, everything else with 1. SIGINT or SIGTERM stops a
+//! command, removes its partial files and prints `rdio: interrupted by
+//! SIGINT` (exit status 130). The statuses are listed in `--help`
+//! ([`EXIT_STATUSES`]).
 
 mod access;
 mod bench;
@@ -24,16 +26,33 @@ mod size;
 mod transfer;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use network::{Transport, Tuning, require_loopback, seconds, with_connector};
 use rdio::capture::Recorder;
 use remote::RemotePath;
-use size::Size;
+use size::{MAX_IO_SIZE, QUEUE_DEPTHS, Size};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The exit statuses, as `--help` shows them (and the README's table).
+const EXIT_STATUSES: &str = "\
+Exit status:
+    0    success
+    1    failure (one line on standard error: rdio: error: ...)
+    2    usage error, found before any work (bad argument, out-of-range size
+         or queue depth, a destination in a missing directory)
+    24   the file changed during the transfer
+    25   end-to-end verification failed: the server's checksum of the file
+         differs from the bytes transferred (a download is not kept)
+    130  interrupted by SIGINT or SIGTERM (partial files removed)
+
+Output: data goes to standard output only with '-' (get REMOTE -);
+summaries, progress and warnings go to standard error; --json prints the
+summary as one JSON object on standard output, or on standard error when
+the data goes to standard output.";
 
 /// Offload file I/O to a server over RDMA (the LWIO protocol).
 #[derive(Debug, Parser)]
@@ -41,9 +60,13 @@ use std::time::Duration;
     name = "rdio",
     version,
     propagate_version = true,
-    arg_required_else_help = false
+    arg_required_else_help = false,
+    after_help = EXIT_STATUSES
 )]
 struct Cli {
+    #[command(flatten)]
+    output: OutputArgs,
+
     /// RDMA transport [default: loopback for cp and bench, which run their
     /// server in-process; fabric for serve, get, put and bench --server].
     /// `verbs` needs an RDMA device and a build with the `verbs` feature;
@@ -55,19 +78,79 @@ struct Cli {
     command: Command,
 }
 
+/// Where and how much a command tells (every command takes these).
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// Print errors only: no summary, progress bar or warnings (and the
+    /// log at level error).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log more on standard error: -v info, -vv debug, -vvv trace (the
+    /// tracing filter; without -v or -q, RDIO_LOG or RUST_LOG set it).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    /// Print the summary as one JSON object (bytes, seconds, rate,
+    /// transport, checksum, ...) on standard output, or on standard error
+    /// when the data goes to standard output (get REMOTE -).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show a progress bar (bytes, rate, ETA) even when standard error is
+    /// not a terminal [default: on a terminal only].
+    #[arg(long, global = true, overrides_with = "no_progress")]
+    progress: bool,
+    /// Never show a progress bar.
+    #[arg(long, global = true, overrides_with = "progress")]
+    no_progress: bool,
+}
+
+impl OutputArgs {
+    fn options(&self) -> report::Options {
+        report::Options {
+            quiet: self.quiet,
+            json: self.json,
+            progress: if self.no_progress {
+                report::Progress::Never
+            } else if self.progress {
+                report::Progress::Always
+            } else {
+                report::Progress::Auto
+            },
+        }
+    }
+
+    /// The log filter -q or -v ask for (`None`: the default or the
+    /// environment's).
+    fn log_filter(&self) -> Option<&'static str> {
+        match (self.quiet, self.verbose) {
+            (true, _) => Some("error"),
+            (false, 0) => None,
+            (false, 1) => Some("info"),
+            (false, 2) => Some("debug"),
+            (false, _) => Some("trace"),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Copy SRC to DST through an rdio server: SRC is written to the
-    /// server's root, read back into DST, and both are checked by SHA-256.
+    /// server's root, read back into DST, and both are checked by XXH3-128
+    /// (computed while the data streams).
+    #[command(after_help = EXIT_STATUSES)]
     Cp(CpArgs),
     /// Measure reads and writes (plain and vectored) over sizes and queue
     /// depths: MB/s, IOPS and latency percentiles.
+    #[command(after_help = EXIT_STATUSES)]
     Bench(BenchArgs),
     /// Serve a directory to rdio clients until SIGINT or SIGTERM.
     Serve(ServeArgs),
-    /// Download a file from an rdio server.
+    /// Download a file from an rdio server, verified against the server's
+    /// checksum of it.
+    #[command(after_help = EXIT_STATUSES)]
     Get(GetArgs),
-    /// Upload a file to an rdio server.
+    /// Upload a file (or standard input) to an rdio server, verified
+    /// against the server's checksum of what it stored.
+    #[command(after_help = EXIT_STATUSES)]
     Put(PutArgs),
     /// Check which transports work on this host and why not, with a fix
     /// for each problem; exits 0 when the default transport (fabric, or
@@ -145,17 +228,18 @@ struct CpArgs {
     /// File to copy.
     src: PathBuf,
     /// Where the copy goes: a file (written beside it under a temporary
-    /// name and renamed over it once complete) or a directory to put it in.
+    /// name and renamed over it once complete) or a directory to put it
+    /// in (under SRC's name).
     dst: PathBuf,
     /// Directory the in-process server serves [default: a temporary
     /// directory, removed afterwards].
     #[arg(long)]
     root: Option<PathBuf>,
-    /// Bytes per read or write request (e.g. 256K, 1M).
-    #[arg(long, default_value = "1MiB")]
+    /// Bytes per read or write request, 1 to 8MiB (e.g. 256K, 1M).
+    #[arg(long, default_value = "1MiB", value_parser = size::ranged(1, MAX_IO_SIZE))]
     io_size: Size,
-    /// Requests kept in flight.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    /// Requests kept in flight, 1 to 64.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(QUEUE_DEPTHS))]
     queue_depth: u16,
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
@@ -221,17 +305,22 @@ struct CaptureArgs {
 struct ClientArgs {
     #[command(flatten)]
     net: NetArgs,
-    /// Bytes per read or write request (e.g. 256K, 1M).
-    #[arg(long, default_value = "1MiB")]
+    /// Bytes per read or write request, 1 to 8MiB (e.g. 256K, 1M).
+    #[arg(long, default_value = "1MiB", value_parser = size::ranged(1, MAX_IO_SIZE))]
     io_size: Size,
-    /// Requests kept in flight.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
+    /// Requests kept in flight, 1 to 64.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(QUEUE_DEPTHS))]
     queue_depth: u16,
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
     polling: bool,
-    /// Print the SHA-256 of the bytes moved (hashing costs about as much
-    /// CPU as the transfer itself at ~1 GB/s).
+    /// Do not verify the transfer end to end. By default the client hashes
+    /// the bytes as they stream (XXH3-128) and compares the server's
+    /// checksum of its file (exit status 25 when they differ).
+    #[arg(long)]
+    no_verify: bool,
+    /// Also print the SHA-256 of the bytes moved (hashing costs about as
+    /// much CPU as the transfer itself at ~1 GB/s).
     #[arg(long)]
     sha256: bool,
     /// Print the client's counters at the end (requests by kind and
@@ -245,7 +334,7 @@ struct ClientArgs {
 impl ClientArgs {
     fn tuning(&self, capture: Option<&Arc<Recorder>>) -> Result<Tuning> {
         Ok(Tuning {
-            io_size: u32::try_from(self.io_size.0).context("--io-size must be below 4 GiB")?,
+            io_size: u32::try_from(self.io_size.0).context("--io-size is at most 8MiB")?,
             queue_depth: usize::from(self.queue_depth),
             polling: self.polling,
             connect_timeout: self.net.connect_timeout,
@@ -258,14 +347,14 @@ impl ClientArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Request sizes, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "4K,64K,1M")]
+    /// Request sizes, comma separated, each 1 to 8MiB.
+    #[arg(long, value_delimiter = ',', default_value = "4K,64K,1M", value_parser = size::ranged(1, MAX_IO_SIZE))]
     sizes: Vec<Size>,
-    /// Queue depths, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Queue depths, comma separated, each 1 to 64.
+    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = clap::value_parser!(u16).range(QUEUE_DEPTHS))]
     queue_depths: Vec<u16>,
-    /// Bytes moved per measurement.
-    #[arg(long, default_value = "32MiB")]
+    /// Bytes moved per measurement, 1 to 64GiB.
+    #[arg(long, default_value = "32MiB", value_parser = size::ranged(1, 64 << 30))]
     bytes: Size,
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
@@ -374,10 +463,12 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct GetArgs {
-    /// Remote file, HOST:PORT:PATH.
+    /// Remote file, HOST:PORT:PATH or HOST:PATH (port 7472).
     remote: RemotePath,
-    /// Local destination (a file, or a directory to put it in).
-    local: PathBuf,
+    /// Local destination: a file, a directory to put it in, or '-' for
+    /// standard output [default: the remote file's name in the current
+    /// directory].
+    local: Option<PathBuf>,
     /// A remote file that shrinks or grows during the download is kept as
     /// read, with a warning (exit status 0), instead of failing with exit
     /// status 24.
@@ -389,9 +480,9 @@ struct GetArgs {
 
 #[derive(Debug, Args)]
 struct PutArgs {
-    /// Local file.
+    /// Local file, or '-' for standard input (read until it ends).
     local: PathBuf,
-    /// Remote destination, HOST:PORT:PATH.
+    /// Remote destination, HOST:PORT:PATH or HOST:PATH (port 7472).
     remote: RemotePath,
     /// Write the remote file in place: it is emptied at once, and an
     /// interrupted upload leaves it partial. Without it the server writes a
@@ -592,6 +683,8 @@ fn run(cli: Cli) -> Result<()> {
                 remote: args.remote,
                 local: args.local,
                 tuning: args.client.tuning(capture.as_ref())?,
+                verify: !args.client.no_verify,
+                transport: transport.name(),
                 sha256: args.client.sha256,
                 allow_changing: args.allow_changing,
                 stats: args.client.stats,
@@ -616,6 +709,8 @@ fn run(cli: Cli) -> Result<()> {
                 local: args.local,
                 remote: args.remote,
                 tuning: args.client.tuning(capture.as_ref())?,
+                verify: !args.client.no_verify,
+                transport: transport.name(),
                 sha256: args.client.sha256,
                 in_place: args.inplace,
                 stats: args.client.stats,
@@ -640,13 +735,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
+    report::configure(cli.output.options());
     // `serve` writes its access log by default; the others only warnings.
     let default_log = if matches!(cli.command, Command::Serve(_)) {
         "warn,rdio::access=info"
     } else {
         "warn"
     };
-    if let Err(error) = logging::init(default_log) {
+    if let Err(error) = logging::init(default_log, cli.output.log_filter()) {
         eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
         return ExitCode::from(2);
     }
@@ -668,15 +764,22 @@ fn main() -> ExitCode {
             }
             // `{:#}` joins the context chain with ": " on one line.
             eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
-            let changed = error
-                .chain()
-                .any(|cause| cause.downcast_ref::<transfer::Changed>().is_some());
-            if changed {
-                ExitCode::from(transfer::Changed::EXIT_CODE)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(exit_status(&error))
         }
+    }
+}
+
+/// The exit status of a failure: the most specific cause in its chain.
+fn exit_status(error: &anyhow::Error) -> u8 {
+    let is = |test: fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(test);
+    if is(|cause| cause.is::<transfer::Usage>()) {
+        2
+    } else if is(|cause| cause.is::<transfer::VerifyFailed>()) {
+        transfer::VerifyFailed::EXIT_CODE
+    } else if is(|cause| cause.is::<transfer::Changed>()) {
+        transfer::Changed::EXIT_CODE
+    } else {
+        1
     }
 }
 

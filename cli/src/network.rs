@@ -43,7 +43,8 @@ pub fn verbs_unavailable() -> anyhow::Error {
 }
 
 impl Transport {
-    fn name(self) -> &'static str {
+    /// The name `--transport` takes.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Loopback => "loopback",
             Self::Verbs => "verbs",

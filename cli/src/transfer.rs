@@ -1,5 +1,11 @@
 //! `rdio get` and `rdio put`: one file between this host and an rdio
-//! server; with `--sha256`, the SHA-256 of the bytes moved in the summary.
+//! server, verified end to end unless `--no-verify`: the client hashes the
+//! bytes as they stream (XXH3-128, no extra pass), asks the server for the
+//! checksum of the file it holds (`ChecksumRequest`), and fails with
+//! [`VerifyFailed`] (exit status 25) when they differ; a download is then
+//! not kept. `get REMOTE -` writes to standard output and `put - REMOTE`
+//! reads standard input to its end; with `--sha256`, the SHA-256 of the
+//! bytes moved is in the summary too.
 //!
 //! A download lands in a temporary file next to its destination and is
 //! renamed over it only once complete and on disk (fsync of the file, then
@@ -25,26 +31,38 @@
 use crate::interrupt::{self, Debris};
 use crate::network::{ClientJob, Tuning, connect, resolve};
 use crate::remote::RemotePath;
-use crate::report::{hex, progress_bar, rate, read_full};
+use crate::report::{self, Verified, hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, anyhow, bail};
-use rdio::client::{ClientError, FileStat, Ticket};
+use rdio::client::{Checksum, ClientError, FileStat, Operation, Ticket};
 use rdio::net::RdmaConnector;
 use rdio_core::wire::{OpenFlags, Status};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use xxhash_rust::xxh3::Xxh3;
+
+/// The path that means standard input (`put - REMOTE`) or standard output
+/// (`get REMOTE -`).
+pub const STDIO: &str = "-";
 
 /// What `get` needs from the command line.
 #[derive(Debug)]
 pub struct Get {
     pub remote: RemotePath,
-    pub local: PathBuf,
+    /// Where it goes: a file, a directory, `-` (standard output), or
+    /// `None` for the remote file's base name in the current directory.
+    pub local: Option<PathBuf>,
     pub tuning: Tuning,
+    /// Check the download against the server's checksum of the file.
+    pub verify: bool,
+    /// The transport's name, for the summary.
+    pub transport: &'static str,
     /// Hash the bytes moved and print the digest.
     pub sha256: bool,
     /// A remote file that changes size during the download is kept as read,
@@ -82,12 +100,95 @@ impl std::fmt::Display for Changed {
 
 impl std::error::Error for Changed {}
 
+/// End-to-end verification failed: the server's checksum of the file is
+/// not the one of the bytes this client moved (exit status
+/// [`VerifyFailed::EXIT_CODE`]).
+#[derive(Debug)]
+pub struct VerifyFailed {
+    /// What was compared, and how they differ.
+    pub detail: String,
+}
+
+impl VerifyFailed {
+    /// The exit status of a command whose verification failed.
+    pub const EXIT_CODE: u8 = 25;
+}
+
+impl std::fmt::Display for VerifyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "verification failed: {}", self.detail)
+    }
+}
+
+impl std::error::Error for VerifyFailed {}
+
+/// Compare what this client moved (`length` bytes hashing to `local`)
+/// with the server's checksum of `path`; `Ok` with the digest when equal.
+fn verify<T: rdio_transport::Transport, S: Read + Write>(
+    client: &mut rdio::client::Client<T, S>,
+    path: &str,
+    length: u64,
+    local: u128,
+) -> Result<Verified> {
+    let remote: Checksum = match client.checksum(path) {
+        Ok(checksum) => checksum,
+        Err(ClientError::Remote {
+            operation: Operation::Checksum,
+            status: Status::NotSupported,
+        }) => bail!(
+            "the server cannot compute checksums (an rdio server from before \
+             ChecksumRequest); pass --no-verify to transfer without verification"
+        ),
+        Err(e) => return Err(anyhow!(e).context("asking the server for the file's checksum")),
+    };
+    let local = local.to_be_bytes();
+    if remote.length != length {
+        return Err(anyhow!(VerifyFailed {
+            detail: format!(
+                "the server's file holds {} bytes, {length} were transferred",
+                remote.length
+            ),
+        }));
+    }
+    if remote.digest != local {
+        return Err(anyhow!(VerifyFailed {
+            detail: format!(
+                "xxh3-128 of the server's file is {}, of the {length} bytes transferred {}",
+                hex(&remote.digest),
+                hex(&local)
+            ),
+        }));
+    }
+    Ok(Verified {
+        algorithm: "xxh3-128",
+        value: hex(&local),
+        verified: true,
+    })
+}
+
+/// A usage error found before any work (exit status 2, like clap's).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 /// What `put` needs from the command line.
 #[derive(Debug)]
 pub struct Put {
+    /// The file to upload, or `-` for standard input (read to its end).
     pub local: PathBuf,
     pub remote: RemotePath,
     pub tuning: Tuning,
+    /// Check the upload against the server's checksum of the file.
+    pub verify: bool,
+    /// The transport's name, for the summary.
+    pub transport: &'static str,
     /// Hash the bytes moved and print the digest.
     pub sha256: bool,
     /// Write the remote file in place (`--inplace`) instead of having the
@@ -124,6 +225,8 @@ pub enum Output {
     },
     /// An existing device, FIFO or socket, written in place.
     InPlace(File),
+    /// Standard output (`-`).
+    Stdout(io::StdoutLock<'static>),
 }
 
 impl Output {
@@ -141,6 +244,10 @@ impl Output {
     /// The output for `target`, and the path the download ends up at
     /// ([`Output::resolve`]).
     pub fn open(target: &Path) -> Result<(Self, PathBuf)> {
+        if target.as_os_str() == STDIO {
+            report::data_on_stdout();
+            return Ok((Self::Stdout(io::stdout().lock()), target.to_owned()));
+        }
         let target = Self::resolve(target);
         if let Ok(meta) = fs::metadata(&target) {
             if !meta.is_file() && !meta.is_dir() {
@@ -155,6 +262,13 @@ impl Output {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
+        if !dir.is_dir() {
+            return Err(anyhow!(Usage(format!(
+                "cannot write {}: the directory {} does not exist",
+                target.display(),
+                dir.display()
+            ))));
+        }
         let name = target
             .file_name()
             .with_context(|| format!("{} has no file name", target.display()))?;
@@ -169,23 +283,28 @@ impl Output {
         Ok((Self::Partial { file, dir, debris }, target))
     }
 
+    /// Whether the bytes go straight to their destination (a device,
+    /// FIFO or standard output), which a failure leaves partly written.
     pub fn in_place(&self) -> bool {
-        matches!(self, Self::InPlace(_))
+        !matches!(self, Self::Partial { .. })
     }
 
-    pub fn file(&mut self) -> &mut File {
+    /// Write all of `data`.
+    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
-            Self::Partial { file, .. } => file.as_file_mut(),
-            Self::InPlace(file) => file,
+            Self::Partial { file, .. } => file.as_file_mut().write_all(data),
+            Self::InPlace(file) => file.write_all(data),
+            Self::Stdout(out) => out.write_all(data),
         }
     }
 
-    /// Make the bytes written durable (fsync); nothing for a device or
-    /// FIFO.
-    pub fn sync(&self) -> std::io::Result<()> {
+    /// Make the bytes written durable (fsync); a flush for standard
+    /// output, nothing for a device or FIFO.
+    pub fn sync(&mut self) -> std::io::Result<()> {
         match self {
             Self::Partial { file, .. } => file.as_file().sync_all(),
             Self::InPlace(_) => Ok(()),
+            Self::Stdout(out) => out.flush(),
         }
     }
 
@@ -207,7 +326,12 @@ impl Output {
 
 impl ClientJob for &Get {
     fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
-        let target = destination(&self.local, &self.remote.path)?;
+        let local = self.local.clone().unwrap_or_else(|| PathBuf::from("."));
+        let target = if local.as_os_str() == STDIO {
+            local
+        } else {
+            destination(&local, &self.remote.path)?
+        };
         // The output first: a bad destination fails before any network
         // traffic.
         let (mut output, target) = Output::open(&target)?;
@@ -234,10 +358,11 @@ impl ClientJob for &Get {
                 target.display()
             );
         }
-        let progress = progress_bar(size);
+        let progress = progress_bar(Some(size));
         progress.set_message("get");
         let started = Instant::now();
         let mut digest = self.sha256.then(Sha256::new);
+        let mut checksum = self.verify.then(Xxh3::new);
         let in_place = output.in_place();
         let outcome = |offset: u64| {
             if in_place {
@@ -323,8 +448,10 @@ impl ClientJob for &Get {
             if let Some(digest) = &mut digest {
                 digest.update(&*view);
             }
+            if let Some(checksum) = &mut checksum {
+                checksum.update(&view);
+            }
             output
-                .file()
                 .write_all(&view)
                 .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
             offset += got as u64;
@@ -364,6 +491,18 @@ impl ClientJob for &Get {
                 )));
             }
         }
+        // Verified before the download takes its name: a mismatch leaves
+        // nothing under it. A file that changed (--allow-changing) cannot
+        // match what was read of it, and is not checked.
+        let verified = match checksum {
+            Some(checksum) if changed.is_none() => Some(
+                verify(&mut client, &self.remote.path, offset, checksum.digest128())
+                    .with_context(|| {
+                        format!("download of {} failed; {}", self.remote, outcome(offset))
+                    })?,
+            ),
+            _ => None,
+        };
         output
             .sync()
             .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
@@ -377,23 +516,43 @@ impl ClientJob for &Get {
         }
         client.shutdown().context("closing the connection failed")?;
         if let Some(got) = changed {
-            eprintln!(
-                "rdio: warning: {}: {}; kept the {offset} bytes read",
+            report::warn(&format!(
+                "{}: {}; kept the {offset} bytes read, not verified",
                 self.remote,
                 Changed {
                     expected: size,
                     got,
                 }
-            );
+            ));
         }
-        println!(
-            "got {} -> {}: {} in {:.2} s ({}){}",
-            self.remote,
-            target.display(),
-            Size(offset),
-            elapsed.as_secs_f64(),
-            rate(offset, elapsed),
-            digest_note(digest),
+        let destination = if target.as_os_str() == STDIO {
+            "standard output".to_owned()
+        } else {
+            target.display().to_string()
+        };
+        let sha256 = digest.map(|digest| hex(&digest.finalize()));
+        report::summary(
+            &format!(
+                "got {} -> {destination}: {} in {:.2} s ({}){}{}",
+                self.remote,
+                Size(offset),
+                elapsed.as_secs_f64(),
+                rate(offset, elapsed),
+                verified_note(verified.as_ref()),
+                sha256_note(sha256.as_deref()),
+            ),
+            report::transfer_fields(
+                "get",
+                offset,
+                elapsed,
+                self.transport,
+                verified.as_ref(),
+                json!({
+                    "source": self.remote.to_string(),
+                    "destination": target.display().to_string(),
+                    "sha256": sha256,
+                }),
+            ),
         );
         Ok(())
     }
@@ -401,24 +560,38 @@ impl ClientJob for &Get {
 
 impl ClientJob for &Put {
     fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
-        let mut local = File::open(&self.local)
-            .with_context(|| format!("cannot open {}", self.local.display()))?;
-        let meta = local
-            .metadata()
-            .with_context(|| format!("cannot stat {}", self.local.display()))?;
-        if !meta.is_file() {
-            bail!("{} is not a regular file", self.local.display());
-        }
-        let size = meta.len();
+        let stdin = self.local.as_os_str() == STDIO;
+        let (mut local, meta): (Box<dyn Read>, Option<fs::Metadata>) = if stdin {
+            (Box::new(io::stdin().lock()), None)
+        } else {
+            let file = File::open(&self.local)
+                .with_context(|| format!("cannot open {}", self.local.display()))?;
+            let meta = file
+                .metadata()
+                .with_context(|| format!("cannot stat {}", self.local.display()))?;
+            if !meta.is_file() {
+                bail!("{} is not a regular file", self.local.display());
+            }
+            (Box::new(file), Some(meta))
+        };
+        let name = if stdin {
+            "standard input".to_owned()
+        } else {
+            self.local.display().to_string()
+        };
+        // Standard input: streamed until it ends, of a size known only then.
+        let size = meta.as_ref().map(fs::Metadata::len);
+        let total = size.map_or_else(|| "?".to_owned(), |size| size.to_string());
         let server = resolve(&self.remote.host, self.remote.port)?;
         let mut client = connect(server, &self.tuning, connector)
             .with_context(|| format!("cannot connect to {server}"))?;
         // A server on this host serving the source itself: its open would
         // truncate the source. Refused before anything is opened for
         // writing, as by coreutils `cp`.
-        if client
-            .stat(&self.remote.path)
-            .is_ok_and(|remote| is_remote_file(&meta, &remote))
+        if let Some(meta) = &meta
+            && client
+                .stat(&self.remote.path)
+                .is_ok_and(|remote| is_remote_file(meta, &remote))
         {
             bail!(
                 "'{}' and '{}' are the same file",
@@ -444,11 +617,11 @@ impl ClientJob for &Put {
         progress.set_message("put");
         let started = Instant::now();
         let mut digest = self.sha256.then(Sha256::new);
+        let mut checksum = self.verify.then(Xxh3::new);
         let failed = |confirmed: u64, error: anyhow::Error| {
             anyhow!(
-                "upload of {} failed after {confirmed} of {size} bytes: {error:#}; {} on the \
-                 server {left}",
-                self.local.display(),
+                "upload of {name} failed after {confirmed} of {total} bytes: {error:#}; {} on \
+                 the server {left}",
                 self.remote
             )
         };
@@ -481,6 +654,9 @@ impl ClientJob for &Put {
                 if let Some(digest) = &mut digest {
                     digest.update(&*buffer);
                 }
+                if let Some(checksum) = &mut checksum {
+                    checksum.update(&buffer);
+                }
                 let ticket = buffer
                     .submit(&file, sent)
                     .map_err(|e| failed(offset, e.into()))?;
@@ -504,14 +680,13 @@ impl ClientJob for &Put {
         }
         let elapsed = started.elapsed();
         progress.finish_and_clear();
-        if offset != size {
+        if let Some(size) = size.filter(|&size| size != offset) {
             return Err(anyhow!(Changed {
                 expected: size,
                 got: offset.to_string(),
             })
             .context(format!(
-                "upload of {} failed; {} on the server {left}",
-                self.local.display(),
+                "upload of {name} failed; {} on the server {left}",
                 self.remote
             )));
         }
@@ -519,23 +694,51 @@ impl ClientJob for &Put {
         // remote file was not replaced.
         client.close(file).map_err(|e| {
             anyhow!(
-                "upload of {} failed at its close: {e}; {} on the server {left}",
-                self.local.display(),
+                "upload of {name} failed at its close: {e}; {} on the server {left}",
                 self.remote
             )
         })?;
+        // The server's checksum of the file as it now holds it.
+        let verified = checksum
+            .map(|checksum| {
+                verify(&mut client, &self.remote.path, offset, checksum.digest128()).with_context(
+                    || {
+                        format!(
+                            "upload of {name} to {} was not verified; the server now holds a \
+                             file that differs",
+                            self.remote
+                        )
+                    },
+                )
+            })
+            .transpose()?;
         if self.stats {
             crate::metrics::print_client(client.stats(), client.credits(), client.credits_in_use());
         }
         client.shutdown().context("closing the connection failed")?;
-        println!(
-            "put {} -> {}: {} in {:.2} s ({}){}",
-            self.local.display(),
-            self.remote,
-            Size(offset),
-            elapsed.as_secs_f64(),
-            rate(offset, elapsed),
-            digest_note(digest),
+        let sha256 = digest.map(|digest| hex(&digest.finalize()));
+        report::summary(
+            &format!(
+                "put {name} -> {}: {} in {:.2} s ({}){}{}",
+                self.remote,
+                Size(offset),
+                elapsed.as_secs_f64(),
+                rate(offset, elapsed),
+                verified_note(verified.as_ref()),
+                sha256_note(sha256.as_deref()),
+            ),
+            report::transfer_fields(
+                "put",
+                offset,
+                elapsed,
+                self.transport,
+                verified.as_ref(),
+                json!({
+                    "source": if stdin { STDIO.to_owned() } else { self.local.display().to_string() },
+                    "destination": self.remote.to_string(),
+                    "sha256": sha256,
+                }),
+            ),
         );
         Ok(())
     }
@@ -553,9 +756,14 @@ fn is_remote_file(local: &fs::Metadata, remote: &FileStat) -> bool {
 }
 
 /// `, sha256 HEX` when the bytes were hashed, else nothing.
-fn digest_note(digest: Option<Sha256>) -> String {
-    digest.map_or_else(String::new, |digest| {
-        format!(", sha256 {}", hex(&digest.finalize()))
+fn sha256_note(digest: Option<&str>) -> String {
+    digest.map_or_else(String::new, |digest| format!(", sha256 {digest}"))
+}
+
+/// `, verified xxh3-128 HEX` when the transfer was verified, else nothing.
+fn verified_note(verified: Option<&Verified>) -> String {
+    verified.map_or_else(String::new, |verified| {
+        format!(", verified {} {}", verified.algorithm, verified.value)
     })
 }
 
