@@ -23,12 +23,12 @@ use rdio_core::wire::OpenFlags;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use xxhash_rust::xxh3::Xxh3;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use xxhash_rust::xxh3::Xxh3;
 
 /// What `cp` needs from the command line.
 #[derive(Debug)]

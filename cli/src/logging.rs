@@ -19,11 +19,8 @@ use tracing_subscriber::EnvFilter;
 /// `default`; a filter or format that does not parse is an error (before
 /// anything runs).
 pub fn init(default: &str, flags: Option<&str>) -> Result<()> {
-    let (variable, directives) = match (
-        flags,
-        std::env::var("RDIO_LOG"),
-        std::env::var("RUST_LOG"),
-    ) {
+    let (variable, directives) = match (flags, std::env::var("RDIO_LOG"), std::env::var("RUST_LOG"))
+    {
         (Some(directives), ..) => ("-v/-q", directives.to_owned()),
         (None, Ok(directives), _) => ("RDIO_LOG", directives),
         (None, _, Ok(directives)) => ("RUST_LOG", directives),

@@ -406,10 +406,12 @@ struct ServeArgs {
     /// Directory to serve; clients cannot reach outside it.
     #[arg(long)]
     root: PathBuf,
-    /// Side-channel address to listen on, e.g. 127.0.0.1:7472 (port 0
-    /// picks one; the address is printed). The RDMA endpoint uses the same
-    /// IP address, so it must be a specific one, not 0.0.0.0.
-    #[arg(long)]
+    /// Side-channel address to listen on: IP:PORT, HOST:PORT, or an IP or
+    /// host name alone for port 7472 (port 0 picks one; the address is
+    /// printed). 0.0.0.0 or :: listens on every address; the RDMA endpoint
+    /// listens on the same IP address, and clients reach it at the address
+    /// they reached the side channel at.
+    #[arg(long, value_parser = network::listen_address)]
     listen: SocketAddr,
     /// libfabric provider for --transport fabric (see `fi_info -l`).
     #[arg(long, default_value = "tcp")]

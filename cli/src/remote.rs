@@ -1,14 +1,20 @@
-//! `HOST:PORT:PATH` arguments of `get` and `put`.
+//! `HOST:PORT:PATH` (or `HOST:PATH`) arguments of `get` and `put`.
 
 use std::fmt;
 use std::str::FromStr;
+
+/// The side-channel port `rdio serve` listens on, and clients reach, when
+/// none is given.
+pub const DEFAULT_PORT: u16 = 7472;
 
 /// A file on a remote rdio server: the server's side-channel address and a
 /// path relative to the root it serves.
 ///
 /// Written `HOST:PORT:PATH`, with IPv6 hosts in brackets
-/// (`[::1]:7472:data/file`). The path is everything after the port, so it
-/// may itself contain colons.
+/// (`[::1]:7472:data/file`), or `HOST:PATH` for port [`DEFAULT_PORT`]: the
+/// part after the host is a port when it is all digits followed by a
+/// colon. The path is everything after the port, so it may itself contain
+/// colons (`host:a:b` is path `a:b` on port 7472).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemotePath {
     /// Host name or address.
@@ -30,7 +36,7 @@ impl fmt::Display for RemotePathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid remote path '{}': {} (expected HOST:PORT:PATH)",
+            "invalid remote path '{}': {} (expected HOST:PORT:PATH or HOST:PATH)",
             self.input, self.why
         )
     }
@@ -74,15 +80,17 @@ impl FromStr for RemotePath {
         if host.is_empty() {
             return Err(fail("empty host"));
         }
-        let (port, path) = rest
-            .split_once(':')
-            .ok_or_else(|| fail("missing ':' between port and path"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| fail("the port is not a number from 1 to 65535"))?;
-        if port == 0 {
-            return Err(fail("the port is not a number from 1 to 65535"));
-        }
+        let (port, path) = match rest.split_once(':') {
+            Some((port, path)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                let port: u16 = port
+                    .parse()
+                    .ok()
+                    .filter(|&port| port != 0)
+                    .ok_or_else(|| fail("the port is not a number from 1 to 65535"))?;
+                (port, path)
+            }
+            _ => (DEFAULT_PORT, rest),
+        };
         if path.is_empty() {
             return Err(fail("empty path"));
         }
@@ -118,6 +126,21 @@ mod tests {
     }
 
     #[test]
+    fn the_port_defaults_to_7472() {
+        assert_eq!(
+            parse("server:data/file"),
+            Ok(("server".into(), DEFAULT_PORT, "data/file".into()))
+        );
+        assert_eq!(
+            parse("server:a:b"),
+            Ok(("server".into(), 7472, "a:b".into()))
+        );
+        assert_eq!(parse("[::1]:f"), Ok(("::1".into(), 7472, "f".into())));
+        // Digits without a colon after them are a path.
+        assert_eq!(parse("host:123"), Ok(("host".into(), 7472, "123".into())));
+    }
+
+    #[test]
     fn displays_as_parsed() {
         for text in ["127.0.0.1:7472:data/file", "[::1]:9:a:b", "host:1:f"] {
             let remote: RemotePath = text.parse().expect("valid");
@@ -130,8 +153,6 @@ mod tests {
         for (input, why) in [
             ("file", "missing ':' after the host"),
             (":7472:f", "empty host"),
-            ("host:f", "missing ':' between port and path"),
-            ("host:port:f", "the port is not a number"),
             ("host:0:f", "the port is not a number"),
             ("host:70000:f", "the port is not a number"),
             ("host:7472:", "empty path"),

@@ -496,10 +496,9 @@ impl ClientJob for &Get {
         // match what was read of it, and is not checked.
         let verified = match checksum {
             Some(checksum) if changed.is_none() => Some(
-                verify(&mut client, &self.remote.path, offset, checksum.digest128())
-                    .with_context(|| {
-                        format!("download of {} failed; {}", self.remote, outcome(offset))
-                    })?,
+                verify(&mut client, &self.remote.path, offset, checksum.digest128()).with_context(
+                    || format!("download of {} failed; {}", self.remote, outcome(offset)),
+                )?,
             ),
             _ => None,
         };

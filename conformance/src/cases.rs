@@ -665,6 +665,7 @@ impl Conn {
                     String::from_utf8_lossy(&negotiation.endpoint),
                 )
             })?;
+        let endpoint = rdio::net::reachable_endpoint(endpoint, target.server);
         let link =
             Link::connect(&target.transport, endpoint).map_err(setup("an RDMA connection"))?;
         let rdma = Rdma::new(link).map_err(setup("registered buffers"))?;
