@@ -146,6 +146,9 @@ const FIELDS: &[&str] = &[
     "rdiopipe.size",
     "rdiopipe.modified_ns",
     "rdiopipe.file_id",
+    "rdiopipe.algorithm",
+    "rdiopipe.checksum_length",
+    "rdiopipe.digest",
     "rdio.opcode",
     "rdio.request_id",
     "rdio.status",
@@ -266,7 +269,8 @@ fn a_captured_session_decodes_with_the_expected_fields() {
 
     // The client's side channel, in order: authentication (hello,
     // challenge, proof, result), resume key, negotiate, open, then a Stat
-    // after the open and one after the last read.
+    // after the open and one after the last read, then the checksum that
+    // verifies the download.
     let pipe: Vec<&Frame> = get.iter().filter(|f| f.has("rdiopipe.opcode")).collect();
     let ops: Vec<(u64, u64)> = pipe
         .iter()
@@ -288,7 +292,9 @@ fn a_captured_session_decodes_with_the_expected_fields() {
             (0, 7),
             (1, 8),
             (0, 7),
-            (1, 8)
+            (1, 8),
+            (0, 0x20),
+            (1, 0x21)
         ]
     );
     let (auth, pipe) = pipe.split_at(4);
@@ -342,7 +348,7 @@ fn a_captured_session_decodes_with_the_expected_fields() {
     assert_eq!(pipe[5].get("rdiopipe.status"), "0");
     // Both Stats name the file and find it unchanged: Success, its size,
     // a modification time and the same file id; each answer matched.
-    let stats = &pipe[6..];
+    let stats = &pipe[6..10];
     for pair in stats.chunks(2) {
         assert_eq!(pair[0].get("rdiopipe.path"), "f.bin");
         assert_eq!(pair[1].get("rdiopipe.status"), "0");
@@ -362,6 +368,25 @@ fn a_captured_session_decodes_with_the_expected_fields() {
     assert_eq!(
         stats[1].get("rdiopipe.modified_ns"),
         stats[3].get("rdiopipe.modified_ns")
+    );
+
+    // The checksum: XXH3-128 of the file, the whole of it, answered.
+    let checksum = &pipe[10..];
+    assert_eq!(checksum[0].get("rdiopipe.path"), "f.bin");
+    assert_eq!(checksum[0].get("rdiopipe.algorithm"), "1");
+    assert_eq!(checksum[1].get("rdiopipe.status"), "0");
+    assert_eq!(checksum[1].num("rdiopipe.checksum_length"), 200_000);
+    let digest: String = xxhash_rust::xxh3::xxh3_128(&data)
+        .to_be_bytes()
+        .iter()
+        .chain(&[0; 16])
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(checksum[1].get("rdiopipe.digest"), digest);
+    assert_eq!(
+        checksum[1].get("rdiopipe.response_to"),
+        checksum[0].get("frame.number"),
+        "the ChecksumResponse answers its ChecksumRequest"
     );
 
     // The client's RDMA channel: authentication, registration (the size
