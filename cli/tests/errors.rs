@@ -92,7 +92,7 @@ fn usage_errors_are_one_line_with_status_2() {
         2,
         "invalid remote path 'nocolon'",
     );
-    assert_one_line_error(&["put", "local", "host:port:x"], 2, "port");
+    assert_one_line_error(&["put", "local", "host:0:x"], 2, "port");
     assert_one_line_error(
         &["serve", "--root", "/tmp", "--listen", "not-an-addr"],
         2,

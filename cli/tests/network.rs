@@ -140,15 +140,16 @@ fn run(prefix: &[&str], args: &[&str]) -> Output {
     rdio_command(prefix).args(args).output().expect("run rdio")
 }
 
+/// Assert success; returns standard error, where the summary goes.
 fn assert_success(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "{what}: {:?}\nstdout {stdout}\nstderr {}",
+        "{what}: {:?}\nstdout {}\nstderr {stderr}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout)
     );
-    stdout
+    stderr
 }
 
 /// Put `data` to the server as `name`, check it on the server's disk, get
@@ -327,7 +328,10 @@ fn bench_against_a_served_directory_runs_every_operation() {
         if polling {
             args.push("--polling");
         }
-        let stdout = assert_success(&run(&[], &args), "bench --server");
+        let out = run(&[], &args);
+        assert_success(&out, "bench --server");
+        // The table is bench's output: on standard output.
+        let stdout = String::from_utf8_lossy(&out.stdout);
         for op in ["read", "write", "readv", "writev"] {
             let rows = stdout
                 .lines()
@@ -736,7 +740,9 @@ fn bench_over_cma_reports_ratios_against_the_raw_cma_loops() {
         "--bytes",
         "1MiB",
     ];
-    let stdout = assert_success(&run(&[], &args), "bench --server --transport cma");
+    let out = run(&[], &args);
+    assert_success(&out, "bench --server --transport cma");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("over cma to 127.0.0.1"), "{stdout}");
     for (op, baseline) in [
         ("read", "vm_write"),
