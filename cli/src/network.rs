@@ -222,6 +222,7 @@ pub fn connect<C: RdmaConnector>(
         CompletionMode::Interrupt
     };
     options.config.dead_peer_timeout = tuning.dead_peer_timeout;
+    tracing::info!(target: "rdio::cli", %server, "connecting");
     net::connect_captured(
         server,
         options,
@@ -230,6 +231,15 @@ pub fn connect<C: RdmaConnector>(
         security,
         tuning.capture.clone(),
     )
+    .inspect(|client| {
+        tracing::info!(
+            target: "rdio::cli",
+            %server,
+            io_size = client.io_size(),
+            queue_depth = client.queue_depth(),
+            "connected"
+        );
+    })
     .map_err(|error| {
         let step = ConnectStep::of(&error);
         let error = anyhow!(error);

@@ -142,6 +142,15 @@ fn verify<T: rdio_transport::Transport, S: Read + Write>(
         Err(e) => return Err(anyhow!(e).context("asking the server for the file's checksum")),
     };
     let local = local.to_be_bytes();
+    tracing::debug!(
+        target: "rdio::cli",
+        path,
+        length,
+        server_length = remote.length,
+        local = %hex(&local),
+        server = %hex(&remote.digest),
+        "checksums"
+    );
     if remote.length != length {
         return Err(anyhow!(VerifyFailed {
             detail: format!(
