@@ -808,3 +808,22 @@ fn usage_error(error: &clap::Error) -> ExitCode {
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_follow_the_cause() {
+        let status = |error: anyhow::Error| exit_status(&error.context("outer"));
+        assert_eq!(status(anyhow::anyhow!("plain")), 1);
+        assert_eq!(status(anyhow::anyhow!(transfer::Usage("u".into()))), 2);
+        let changed = transfer::Changed {
+            expected: 1,
+            got: "2".into(),
+        };
+        assert_eq!(status(anyhow::anyhow!(changed)), 24);
+        let failed = transfer::VerifyFailed { detail: "d".into() };
+        assert_eq!(status(anyhow::anyhow!(failed)), 25);
+    }
+}

@@ -780,6 +780,39 @@ mod tests {
     use super::*;
     use std::fs;
 
+    /// The comparison behind exit status 25: a digest or a length that is
+    /// not the server's fails with [`VerifyFailed`], naming both; the
+    /// right ones pass.
+    #[test]
+    fn verification_compares_digest_and_length_with_the_servers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = b"what the server holds".repeat(1000);
+        fs::write(dir.path().join("f"), &data).expect("write");
+        let mut pair = rdio::embedded::Embedded::start_inline(dir.path(), Default::default())
+            .expect("embedded pair");
+        let right = xxhash_rust::xxh3::xxh3_128(&data);
+        let len = data.len() as u64;
+        let verified = verify(&mut pair.client, "f", len, right).expect("the same bytes");
+        assert_eq!(verified.value, format!("{right:032x}"));
+        // One bit off, as a corrupted transfer would hash.
+        let error = verify(&mut pair.client, "f", len, right ^ 1).expect_err("corrupted");
+        assert!(error.is::<VerifyFailed>(), "{error:#}");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!("{right:032x}"))
+                && message.contains(&format!("{:032x}", right ^ 1)),
+            "{message}"
+        );
+        let error = verify(&mut pair.client, "f", len - 1, right).expect_err("short");
+        assert!(
+            format!("{error:#}").contains(&format!("holds {len} bytes")),
+            "{error:#}"
+        );
+        // A file the server cannot hash is an error, not a pass.
+        assert!(verify(&mut pair.client, "missing", 0, 0).is_err());
+        pair.finish().expect("finish");
+    }
+
     #[test]
     fn a_directory_destination_takes_the_remote_name() {
         let dir = tempfile::tempdir().expect("tempdir");
