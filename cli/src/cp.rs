@@ -111,7 +111,7 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     let mut pair = M::start(root, options).context("cannot start the in-process server")?;
     let client = &mut pair.client;
 
-    let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
     let remote = client
         .open(name.as_bytes(), flags)
         .context("cannot create the file on the server")?;
@@ -174,9 +174,16 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         })
         .context(format!("{} changed while being copied", copy.src.display())));
     }
+    // The close commits the upload (the server renames it over its name).
+    client.close(remote).context("close on the server failed")?;
     if let Some(partial) = partial {
         partial.keep();
     }
+    // Read back through a read-only open: the server then RDMA-writes
+    // straight from its page cache (a leased mapping), no bounce copy.
+    let remote = client
+        .open(name.as_bytes(), OpenFlags::READ)
+        .context("cannot open the server's copy for reading")?;
 
     progress.set_position(0);
     progress.set_message("get");
