@@ -602,6 +602,9 @@ fn run(cli: Cli) -> Result<()> {
                     results
                 }
             };
+            if report::json() {
+                bench_output::print_json(&results);
+            }
             if let Some(csv) = csv {
                 bench_output::write_csv(csv, &results)?;
             }

@@ -56,6 +56,25 @@ fn options() -> Options {
     })
 }
 
+/// Whether `--json` was given.
+pub fn json() -> bool {
+    options().json
+}
+
+/// A line of a command's text report (`bench`'s table): on standard
+/// output, or on standard error with `--json`, which keeps standard output
+/// for the JSON summary.
+macro_rules! table_line {
+    ($($arg:tt)*) => {
+        if $crate::report::json() {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
+}
+pub(crate) use table_line;
+
 /// Whether `-q` was given.
 pub fn quiet() -> bool {
     options().quiet

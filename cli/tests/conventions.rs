@@ -514,3 +514,33 @@ fn no_progress_bar_unless_asked_off_a_terminal() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn bench_json_is_one_object_and_the_table_moves_to_standard_error() {
+    let out = rdio(&[
+        "--json",
+        "bench",
+        "--sizes",
+        "4K",
+        "--queue-depths",
+        "1",
+        "--bytes",
+        "256K",
+        "--repeat",
+        "1",
+        "--ops",
+        "read",
+    ]);
+    assert_ok(&out, "bench --json");
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("{\"command\":\"bench\",\"rows\":[{")
+            && stdout.contains("\"op\":\"read\"")
+            && stdout.contains("\"kind\":\"rdio\"")
+            && stdout.contains("\"size_bytes\":4096")
+            && stdout.contains("\"transport\":\"loopback\""),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("MB/s"), "the table on stderr");
+}
