@@ -89,9 +89,10 @@ struct OutputArgs {
     /// tracing filter; without -v or -q, RDIO_LOG or RUST_LOG set it).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     verbose: u8,
-    /// Print the summary as one JSON object (bytes, seconds, rate,
-    /// transport, checksum, ...) on standard output, or on standard error
-    /// when the data goes to standard output (get REMOTE -).
+    /// Print the summary as one JSON object (cp, get, put: bytes, seconds,
+    /// rate, transport, checksum, ...; bench: its rows) on standard output,
+    /// or on standard error when the data goes to standard output (get
+    /// REMOTE -).
     #[arg(long, global = true)]
     json: bool,
     /// Show a progress bar (bytes, rate, ETA) even when standard error is
