@@ -260,6 +260,14 @@ impl Output {
         let target = Self::resolve(target);
         if let Ok(meta) = fs::metadata(&target) {
             if !meta.is_file() && !meta.is_dir() {
+                // Standard output under another name (/dev/stdout,
+                // /proc/self/fd/1): the JSON summary goes elsewhere.
+                if fs::metadata("/dev/stdout").is_ok_and(|out| {
+                    use std::os::unix::fs::MetadataExt;
+                    (out.dev(), out.ino()) == (meta.dev(), meta.ino())
+                }) {
+                    report::data_on_stdout();
+                }
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&target)

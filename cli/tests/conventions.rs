@@ -177,6 +177,14 @@ fn standard_input_and_output_carry_the_data_and_nothing_else() {
         "{summary:?}"
     );
 
+    // /dev/stdout by name: the same, the summary kept out of the data.
+    let named = rdio(&["get", &remote, "/dev/stdout"]);
+    assert_ok(&named, "get /dev/stdout");
+    assert_eq!(named.stdout, data, "no summary mixed into the data");
+    let named = rdio(&["--json", "get", &remote, "/dev/stdout"]);
+    assert_ok(&named, "--json get /dev/stdout");
+    assert_eq!(named.stdout, data, "no JSON mixed into the data");
+
     // --json with the data on standard output: the JSON on standard error.
     let json = rdio(&["--json", "get", &remote, "-"]);
     assert_ok(&json, "--json get -");
