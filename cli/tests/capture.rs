@@ -665,16 +665,20 @@ fn cp_over_loopback_is_captured_on_both_ends() {
     for op in [0x01, 0x02, 0x03, 0x20, 0x28, 0x23, 0x21, 0x27, 0x29] {
         assert!(sent.contains(&op), "opcode {op:#x} missing: {sent:?}");
     }
-    // Each pipe frame twice (client and server end), the open naming the
-    // file with READ | WRITE | CREATE | TRUNCATE.
+    // Each pipe frame twice (client and server end): the upload's open
+    // naming the file with WRITE | CREATE | TRUNCATE, then the read-back's
+    // read-only open (zero-copy reads from the server's page cache).
     let opens: Vec<&Frame> = frames
         .iter()
         .filter(|f| f.get("rdiopipe.opcode") == "0x03")
         .collect();
-    assert_eq!(opens.len(), 2);
-    assert!(opens.iter().all(|f| f.get("rdiopipe.path") == "src.bin"
-        && f.get("rdiopipe.flags.read") == "1"
-        && f.get("rdiopipe.flags.write") == "1"));
+    assert_eq!(opens.len(), 4);
+    assert!(opens.iter().all(|f| f.get("rdiopipe.path") == "src.bin"));
+    let modes: Vec<(&str, &str)> = opens
+        .iter()
+        .map(|f| (f.get("rdiopipe.flags.read"), f.get("rdiopipe.flags.write")))
+        .collect();
+    assert_eq!(modes, [("0", "1"), ("0", "1"), ("1", "0"), ("1", "0")]);
     // The server's status blocks complete the upload and the download.
     let bytes: u64 = frames
         .iter()
