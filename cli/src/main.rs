@@ -31,7 +31,7 @@ use network::{Transport, Tuning, require_loopback, seconds, with_connector};
 use rdio::capture::Recorder;
 use remote::RemotePath;
 use size::{MAX_IO_SIZE, QUEUE_DEPTHS, Size};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -185,7 +185,7 @@ struct DoctorArgs {
 
 #[derive(Debug, Args)]
 struct ConformanceArgs {
-    /// The server's side channel, HOST:PORT.
+    /// The server's side channel, HOST:PORT or HOST (port 7472).
     server: String,
     /// How to reach it: the provider and the side channel's security (TLS
     /// and the credential, as for get and put).
@@ -360,7 +360,8 @@ struct BenchArgs {
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
     polling: bool,
-    /// Measure against the rdio server at HOST:PORT instead of one in this
+    /// Measure against the rdio server at HOST:PORT (or HOST, port 7472)
+    /// instead of one in this
     /// process.
     #[arg(long)]
     server: Option<String>,
@@ -564,17 +565,10 @@ fn run(cli: Cli) -> Result<()> {
                     result?
                 }
                 Some(server) => {
-                    let host = server
-                        .rsplit_once(':')
-                        .map_or(server.as_str(), |(host, _)| host);
-                    access::set_client_security(&args.net, host)?;
-                    let server = server
-                        .to_socket_addrs()
-                        .with_context(|| {
-                            format!("invalid --server '{server}': expected HOST:PORT")
-                        })?
-                        .next()
-                        .with_context(|| format!("{server} has no address"))?;
+                    access::set_client_security(&args.net, server_host(&server))?;
+                    let server = network::listen_address(&server).map_err(|e| {
+                        anyhow::anyhow!(transfer::Usage(format!("invalid --server: {e}")))
+                    })?;
                     let mut results = bench::Results::default();
                     let remote = bench::Remote {
                         bench: &bench,
@@ -615,15 +609,10 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Conformance(args) => {
-            let host = args.server.rsplit_once(':').map_or("", |(host, _)| host);
-            access::set_client_security(&args.net, host)?;
+            access::set_client_security(&args.net, server_host(&args.server))?;
             rdio_conformance::pipe::use_security(access::client_security()?.clone());
-            let server = args
-                .server
-                .to_socket_addrs()
-                .with_context(|| format!("invalid server '{}': expected HOST:PORT", args.server))?
-                .next()
-                .with_context(|| format!("{} has no address", args.server))?;
+            let server = network::listen_address(&args.server)
+                .map_err(|e| anyhow::anyhow!(transfer::Usage(format!("invalid server: {e}"))))?;
             let kind = match transport {
                 Transport::Fabric => rdio_conformance::TransportKind::Fabric {
                     provider: args.net.provider,
@@ -775,6 +764,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The host part of a `HOST:PORT` or `HOST` server argument (IPv6 in
+/// brackets), as the side channel's TLS names the server.
+fn server_host(server: &str) -> &str {
+    if let Some(bracketed) = server.strip_prefix('[') {
+        return bracketed
+            .split_once(']')
+            .map_or(bracketed, |(host, _)| host);
+    }
+    match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => server,
+    }
+}
+
 /// The exit status of a failure: the most specific cause in its chain.
 fn exit_status(error: &anyhow::Error) -> u8 {
     let is = |test: fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(test);
@@ -816,6 +819,14 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_hosts_with_and_without_a_port() {
+        assert_eq!(server_host("127.0.0.1:7472"), "127.0.0.1");
+        assert_eq!(server_host("example.org"), "example.org");
+        assert_eq!(server_host("[::1]:9"), "::1");
+        assert_eq!(server_host("::1"), "::1");
+    }
 
     #[test]
     fn exit_statuses_follow_the_cause() {

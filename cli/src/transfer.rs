@@ -139,6 +139,18 @@ fn verify<T: rdio_transport::Transport, S: Read + Write>(
             "the server cannot compute checksums (an rdio server from before \
              ChecksumRequest); pass --no-verify to transfer without verification"
         ),
+        Err(ClientError::Pipe(rdio::pipe::PipeError::Io(e)))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            bail!(
+                "timed out waiting for the server's checksum of {path} (it reads the whole \
+                 file first, within --connect-timeout): pass a longer --connect-timeout for a \
+                 large file on a slow disk, or --no-verify"
+            )
+        }
         Err(e) => return Err(anyhow!(e).context("asking the server for the file's checksum")),
     };
     let local = local.to_be_bytes();
