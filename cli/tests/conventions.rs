@@ -112,10 +112,14 @@ struct Served {
 
 impl Served {
     fn start(root: &Path) -> Self {
+        Self::listening(root, "127.0.0.1:0")
+    }
+
+    fn listening(root: &Path, listen: &str) -> Self {
         let mut child = rdio_command()
             .args(["serve", "--root"])
             .arg(root)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -551,4 +555,21 @@ fn bench_json_is_one_object_and_the_table_moves_to_standard_error() {
         "{stdout}"
     );
     assert!(text(&out.stderr).contains("MB/s"), "the table on stderr");
+}
+
+#[test]
+fn a_server_listening_on_every_address_is_reached_on_loopback() {
+    let root = tempfile::tempdir().expect("root");
+    let served = Served::listening(root.path(), "0.0.0.0:0");
+    let port = served
+        .addr
+        .strip_prefix("0.0.0.0:")
+        .unwrap_or_else(|| panic!("listening on {}", served.addr));
+    let data = pattern(100_000, 6);
+    let remote = format!("127.0.0.1:{port}:every");
+    let put = rdio_with_input(&["put", "-", &remote], &data);
+    assert_ok(&put, "put through a wildcard server");
+    let get = rdio(&["get", &remote, "-"]);
+    assert_ok(&get, "get through a wildcard server");
+    assert_eq!(get.stdout, data);
 }
