@@ -44,6 +44,8 @@ local STATUS = {
   [31] = "TlsRequired", [32] = "TlsNotOffered", [33] = "NotAllowed",
   -- Terminate reason for an opcode the receiver does not know.
   [36] = "UnknownOpcode",
+  -- Per-client limits of `rdio serve`.
+  [51] = "TooManyOpenFiles", [52] = "IdleTimeout",
 }
 local OPCODES = {
   [0x01] = "AuthRequest", [0x02] = "AuthResponse", [0x03] = "StatusResponse",

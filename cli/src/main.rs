@@ -463,6 +463,21 @@ struct ServeArgs {
     /// "busy" and retry within their --connect-timeout.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..=1024))]
     max_sessions: u16,
+    /// Most files one client may hold open at once; the open beyond it is
+    /// refused with "too many open files for this client" until it closes
+    /// one (1 to 4096).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    max_open_files: u16,
+    /// Most credits (requests in flight) one RDMA connection may hold: the
+    /// grant at negotiation and every later grant stay within it (1 to
+    /// 64).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=64))]
+    max_credits: u16,
+    /// End a client's side channel and RDMA connection after SECS seconds
+    /// with no open file and no request (the client reports "closed by the
+    /// server: idle for N s"); 0: never.
+    #[arg(long, default_value_t = 900, value_name = "SECS", value_parser = clap::value_parser!(u32).range(0..=604_800))]
+    idle_timeout: u32,
 }
 
 #[derive(Debug, Args)]
@@ -647,6 +662,12 @@ fn run(cli: Cli) -> Result<()> {
             rdma_port: args.rdma_port,
             capture: args.capture.capture,
             metrics: args.metrics,
+            limits: serve::Limits {
+                max_open_files: usize::from(args.max_open_files),
+                max_credits: args.max_credits,
+                idle_timeout: (args.idle_timeout > 0)
+                    .then(|| std::time::Duration::from_secs(u64::from(args.idle_timeout))),
+            },
             access: access::ServeAccess {
                 state_dir: args.state_dir,
                 clients: args.clients,

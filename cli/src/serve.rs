@@ -29,6 +29,19 @@ pub struct Serve {
     pub capture: Option<PathBuf>,
     /// `--metrics ADDR`.
     pub metrics: Option<SocketAddr>,
+    /// `--max-open-files`, `--max-credits`, `--idle-timeout`.
+    pub limits: Limits,
+}
+
+/// The per-client limits `serve` enforces (docs/SECURITY.md, "Limits").
+#[derive(Debug)]
+pub struct Limits {
+    /// Files one client session may hold open.
+    pub max_open_files: usize,
+    /// Credits one RDMA connection may hold (1 to 64, the core's table).
+    pub max_credits: u16,
+    /// Idle clients are ended after this long; `None`: never.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 pub fn run(serve: &Serve) -> Result<()> {
@@ -41,6 +54,10 @@ pub fn run(serve: &Serve) -> Result<()> {
     stop.add(Signal::SIGTERM);
     stop.thread_block()
         .context("cannot block SIGINT and SIGTERM")?;
+    // Several descriptors per client (side channel, RDMA endpoint, open
+    // files): the soft limit many systems start with does not carry the
+    // 1,024 sessions `--max-sessions` allows.
+    let _ = rdio::net::raise_open_file_limit();
     let capture = crate::network::capture(serve.capture.as_deref())?;
     let root =
         Root::new(&serve.root).with_context(|| format!("cannot serve {}", serve.root.display()))?;
@@ -140,6 +157,10 @@ fn start(
     let mut options = ServerOptions::new(provider, b"");
     options.read_only = serve.access.read_only;
     options.max_sessions = serve.access.max_sessions;
+    options.max_open_files_per_client = serve.limits.max_open_files;
+    options.config.max_credits = serve.limits.max_credits;
+    options.config.initial_credits = serve.limits.max_credits;
+    options.idle_timeout = serve.limits.idle_timeout;
     // Capture costs nothing when off: the listener is wrapped only with it.
     let server = match capture {
         Some(recorder) => NetServer::start_captured(

@@ -687,3 +687,42 @@ fn cp_over_loopback_is_captured_on_both_ends() {
         .sum();
     assert_eq!(bytes, 300_000);
 }
+
+/// The dissector's status table names every status rdio-core defines, by
+/// its Rust name, and names no code rdio-core does not know: a status added
+/// to the wire (e.g. the per-client limits' 51 `TooManyOpenFiles` and 52
+/// `IdleTimeout`) is named in captures, not flagged as unknown.
+#[test]
+fn the_dissector_names_every_status_code() {
+    let lua = std::fs::read_to_string(dissector()).expect("rdio.lua");
+    let table = lua
+        .split("local STATUS = {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("the STATUS table");
+    let mut named = std::collections::BTreeMap::new();
+    for entry in table.split(',') {
+        let entry = entry
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .collect::<String>();
+        let Some((code, name)) = entry.split_once('=') else {
+            continue;
+        };
+        let code: u32 = code
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .unwrap_or_else(|e| panic!("{entry:?}: {e}"));
+        named.insert(code, name.trim().trim_matches('"').to_owned());
+    }
+    for code in 0..1024u32 {
+        let status = rdio_core::wire::Status::from_u32(code).ok();
+        assert_eq!(
+            named.get(&code).map(String::as_str),
+            status.map(|s| format!("{s:?}")).as_deref(),
+            "status {code}"
+        );
+    }
+}

@@ -430,3 +430,149 @@ fn the_access_log_records_authentications_opens_refusals_and_escapes() {
         "{line}"
     );
 }
+
+/// A client of `served` in this process, as `alice` (whose credential the
+/// server's first start wrote under `home`), pinning its fingerprint.
+fn library_client(
+    served: &Served,
+    home: &Path,
+) -> rdio::client::Client<
+    <rdio::net::fabric::FabricConnector as rdio::net::RdmaConnector>::Transport,
+    rdio::capture::PipeTap<rdio::net::PipeStream>,
+> {
+    use rdio::access::{Credential, Fingerprint, ServerTrust};
+    use rdio_core::wire::ProviderName;
+    let fingerprint: Fingerprint = served
+        .line
+        .split("TLS identity ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', '\n']).next())
+        .expect("fingerprint")
+        .parse()
+        .expect("a fingerprint");
+    let security = rdio::net::ClientSecurity {
+        tls: Some(ServerTrust::Fingerprint(fingerprint)),
+        credential: Credential::load(&home.join(".config/rdio/credential")).expect("credential"),
+        server_name: None,
+        on_first_use: None,
+    };
+    let mut options =
+        rdio::client::ClientOptions::new(ProviderName::new("ofi:tcp").expect("provider"));
+    options.io_size = 64 * 1024;
+    options.queue_depth = 16;
+    rdio::net::connect(
+        served.addr.parse().expect("address"),
+        options,
+        std::time::Duration::from_secs(10),
+        &rdio::net::fabric::FabricConnector::new(Some("tcp")).expect("tcp provider"),
+        &security,
+    )
+    .expect("connect")
+}
+
+#[test]
+fn serve_enforces_open_files_credits_and_idle_timeout_per_client() {
+    use rdio::client::ClientError;
+    use rdio_core::wire::{OpenFlags, Status};
+    let home = tempfile::tempdir().expect("home");
+    let root = tempfile::tempdir().expect("root");
+    fs::write(root.path().join("f"), b"limited").expect("seed");
+    // Out of range: a usage error naming the range, before anything starts.
+    for (flag, value) in [
+        ("--max-credits", "0"),
+        ("--max-credits", "65"),
+        ("--max-open-files", "0"),
+        ("--idle-timeout", "forever"),
+    ] {
+        let out = rdio(home.path())
+            .args(["serve", "--root"])
+            .arg(root.path())
+            .args(["--listen", "127.0.0.1:0", flag, value])
+            .output()
+            .expect("serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+    let log_path = home.path().join("serve.log");
+    let log = fs::File::create(&log_path).expect("log file");
+    let served = Served::start_logging(
+        home.path(),
+        root.path(),
+        &[
+            "--max-open-files",
+            "2",
+            "--max-credits",
+            "4",
+            "--idle-timeout",
+            "1",
+        ],
+        Stdio::from(log),
+    );
+    // The command-line client works within the limits.
+    let dst = home.path().join("dst");
+    let out = rdio(home.path())
+        .arg("get")
+        .arg(served.remote("f"))
+        .arg(&dst)
+        .args(["--queue-depth", "16"])
+        .output()
+        .expect("get");
+    success(&out, "get");
+    assert_eq!(fs::read(&dst).expect("downloaded"), b"limited");
+
+    let mut client = library_client(&served, home.path());
+    assert_eq!(client.credits(), 4, "--max-credits caps the grant");
+    let rw = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let a = client.open("a", rw).expect("open a");
+    let b = client.open("b", rw).expect("open b");
+    let error = client.open("c", rw).expect_err("a third open");
+    assert_eq!(error.status(), Some(Status::TooManyOpenFiles), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "open: too many open files for this client"
+    );
+    client.close(a).expect("close a");
+    let c = client.open("c", rw).expect("open once one is closed");
+    client.close(b).expect("close b");
+    client.close(c).expect("close c");
+    // Idle (no file open) past --idle-timeout: ended by the server.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let error = client.open("d", rw).expect_err("open after idling");
+    assert!(
+        matches!(error, ClientError::IdleTimeout { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("closed by the server: idle for "),
+        "{error}"
+    );
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = fs::read_to_string(&log_path).expect("log");
+        if text.contains("side channel closed: idle timeout")
+            && text.contains("RDMA connection closed: idle timeout")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for needle in [
+        "open refused: too many open files for this client",
+        "path=c",
+        "limit=2",
+        "side channel closed: idle timeout",
+        "RDMA connection closed: idle timeout",
+        "why=idle timeout: no open file for 1 s",
+        "close peer=127.0.0.1:",
+        "path=f bytes_read=7 bytes_written=0",
+        "transport=ofi:tcp",
+    ] {
+        assert!(
+            text.contains(needle),
+            "no {needle:?} in the access log:\n{text}"
+        );
+    }
+}

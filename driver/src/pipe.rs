@@ -6,6 +6,7 @@ use rdio_core::wire::pipe::PIPE_HEADER_LEN;
 use rdio_core::wire::{MAX_PIPE_PAYLOAD, PipeErrorCode, PipeHeader, PipeMessage, WireError};
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 /// Room for the largest frame a peer may send.
 const FRAME_CAPACITY: usize = PIPE_HEADER_LEN + MAX_PIPE_PAYLOAD;
@@ -70,6 +71,9 @@ pub struct Pipe<S> {
     /// Opcode byte of the last frame whose header parsed (0 if none).
     last_opcode: u8,
     idle: bool,
+    /// How long a frame begun may take to arrive whole across read
+    /// timeouts ([`Pipe::set_frame_patience`]).
+    frame_patience: Duration,
 }
 
 impl<S: Read + Write> Pipe<S> {
@@ -80,7 +84,17 @@ impl<S: Read + Write> Pipe<S> {
             frame: Box::new([0; FRAME_CAPACITY]),
             last_opcode: 0,
             idle: false,
+            frame_patience: Duration::ZERO,
         }
+    }
+
+    /// Let a frame whose first bytes arrived take up to `patience` to
+    /// arrive whole, across the stream's read timeouts (a server reading
+    /// with a short timeout to look for idle clients must not fail a frame
+    /// split over two TCP segments). Without it, a read timeout within a
+    /// frame is an I/O error.
+    pub fn set_frame_patience(&mut self, patience: Duration) {
+        self.frame_patience = patience;
     }
 
     /// The opcode byte of the last frame received whose header was valid
@@ -116,7 +130,8 @@ impl<S: Read + Write> Pipe<S> {
     /// messages.
     pub fn receive(&mut self) -> Result<PipeMessage<'_>, PipeError> {
         let (header, rest) = self.frame.split_at_mut(PIPE_HEADER_LEN);
-        match read_full(&mut self.stream, header) {
+        let patience = self.frame_patience;
+        match read_full(&mut self.stream, header, false, patience) {
             Ok(true) => {}
             Ok(false) => return Err(PipeError::Closed),
             Err(Between(e))
@@ -137,7 +152,7 @@ impl<S: Read + Write> Pipe<S> {
         let payload = rest
             .get_mut(..frame_len - PIPE_HEADER_LEN)
             .ok_or(PipeError::Malformed(WireError::TooMany))?;
-        match read_full(&mut self.stream, payload) {
+        match read_full(&mut self.stream, payload, true, patience) {
             Ok(true) => {}
             Ok(false) => return Err(PipeError::Io(io::ErrorKind::UnexpectedEof.into())),
             Err(Between(e) | Within(e)) => return Err(PipeError::Io(e)),
@@ -165,14 +180,29 @@ enum ReadError {
 use ReadError::{Between, Within};
 
 /// Fill `buf`; `false` when the stream ended before the first byte.
-fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> Result<bool, ReadError> {
+/// `continued`: `buf` continues a frame already begun. Read timeouts within
+/// a frame are retried for up to `patience` in all.
+fn read_full(
+    stream: &mut impl Read,
+    buf: &mut [u8],
+    continued: bool,
+    patience: Duration,
+) -> Result<bool, ReadError> {
     let mut done = 0;
+    let mut waiting: Option<Instant> = None;
     while done < buf.len() {
         match stream.read(&mut buf[done..]) {
             Ok(0) if done == 0 => return Ok(false),
             Ok(0) => return Err(Within(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if (done > 0 || continued)
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    )
+                    && waiting.get_or_insert_with(Instant::now).elapsed() < patience => {}
             // A TLS peer that closed between messages without close_notify:
             // nothing was cut short, so it is an ordinary close.
             Err(e) if done == 0 && e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
@@ -222,6 +252,42 @@ mod tests {
         ));
         drop(a);
         assert!(matches!(b.receive(), Err(PipeError::Closed)));
+    }
+
+    /// A frame split across read timeouts arrives whole with patience,
+    /// and fails without.
+    #[test]
+    fn a_frame_slower_than_the_read_timeout_needs_patience() {
+        let message = PipeMessage::OpenRequest {
+            flags: OpenFlags::READ,
+            path: b"a/path",
+        };
+        let mut frame = [0u8; 64];
+        let len = message.emit(&mut frame).expect("emit");
+        for (patience, whole) in [(Duration::from_secs(5), true), (Duration::ZERO, false)] {
+            for cut in [PIPE_HEADER_LEN / 2, PIPE_HEADER_LEN + 2] {
+                let (mut a, b) = UnixStream::pair().expect("socketpair");
+                b.set_read_timeout(Some(Duration::from_millis(20)))
+                    .expect("timeout");
+                let mut b = Pipe::new(b);
+                b.report_idle();
+                b.set_frame_patience(patience);
+                a.write_all(&frame[..cut]).expect("write");
+                let rest = frame[cut..len].to_vec();
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    a.write_all(&rest).expect("write");
+                    a
+                });
+                let got = b.receive().map(|m| format!("{m:?}"));
+                let _a = writer.join().expect("writer");
+                if whole {
+                    assert_eq!(got.expect("whole"), format!("{message:?}"), "cut {cut}");
+                } else {
+                    assert!(matches!(got, Err(PipeError::Io(_))), "cut {cut}: {got:?}");
+                }
+            }
+        }
     }
 
     #[test]

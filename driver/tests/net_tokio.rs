@@ -36,12 +36,21 @@ async fn serve(
     root: &std::path::Path,
     log: Arc<Mutex<Vec<String>>>,
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    serve_with(root, log, ServerOptions::new(tcp(), b"")).await
+}
+
+/// [`serve`] with `options`.
+async fn serve_with(
+    root: &std::path::Path,
+    log: Arc<Mutex<Vec<String>>>,
+    options: ServerOptions,
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let listener = FabricListener::bind(localhost(), "tcp").expect("fabric listener");
     let server = AsyncNetServer::bind(
         Root::new(root).expect("root"),
         localhost(),
         listener,
-        ServerOptions::new(tcp(), b""),
+        options,
         TestAccess::shared().server(),
         Arc::new(move |event: &NetEvent<'_>| log.lock().expect("log").push(event.to_string())),
     )
@@ -196,4 +205,57 @@ async fn async_errors_are_typed() {
     );
     let io_error = std::io::Error::from(error);
     assert_eq!(io_error.kind(), std::io::ErrorKind::ConnectionAborted);
+}
+
+/// `--idle-timeout` on the tokio server: a client with no open file and no
+/// request is ended on both channels (its side channel with
+/// `Refused{IdleTimeout}`), and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_server_ends_idle_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut server_options = ServerOptions::new(tcp(), b"");
+    server_options.idle_timeout = Some(Duration::from_secs(1));
+    let (addr, stop, running) = serve_with(dir.path(), Arc::clone(&log), server_options).await;
+    let error = tokio::task::spawn_blocking(move || {
+        let mut client = rdio::net::connect(
+            addr,
+            options(CompletionMode::Interrupt),
+            PIPE_TIMEOUT,
+            &FabricConnector::new(Some("tcp")).expect("tcp"),
+            &TestAccess::shared().client(),
+        )
+        .expect("connect");
+        let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+        let file = client.open("busy-then-idle", flags).expect("open");
+        client.write_at(&file, 0, b"data").expect("write");
+        client.close(file).expect("close");
+        std::thread::sleep(Duration::from_millis(2500));
+        client
+            .open("too-late", flags)
+            .expect_err("open after the idle timeout")
+    })
+    .await
+    .expect("client thread");
+    assert!(
+        matches!(error, rdio::client::ClientError::IdleTimeout { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("closed by the server: idle for "),
+        "{error}"
+    );
+    let lines = log.lock().expect("log").join("\n");
+    assert!(
+        lines.contains("failed: refused (closed by the server: idle): idle for"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("peer terminated the connection: closed by the server: idle"),
+        "{lines}"
+    );
+    let _ = stop.send(());
+    running.await.expect("server task");
 }

@@ -393,3 +393,35 @@ fn orderly_close_completes_outstanding_requests_once() {
             .is_err()
     );
 }
+
+/// The server's own reason to end a connection (`serve --idle-timeout`):
+/// `close_connection_with(IdleTimeout)` sends `Terminate(IdleTimeout)`, the
+/// client learns that reason, and the server's driver is told the same.
+#[test]
+fn a_server_close_with_a_status_reaches_the_client_as_that_reason() {
+    let mut pair = Pair::connected();
+    pair.server.close_connection_with(Status::IdleTimeout);
+    pair.drive();
+    assert!(pair.server.is_closed());
+    assert_eq!(
+        pair.server_terminated,
+        Some(rdio_core::Violation::PeerTerminated(Status::IdleTimeout))
+    );
+    assert!(
+        matches!(
+            pair.events.pop(),
+            Some(ClientEvent::Terminated {
+                reason: rdio_core::Violation::PeerTerminated(Status::IdleTimeout)
+            })
+        ),
+        "{:?}",
+        pair.events
+    );
+    assert!(pair.client.is_closed());
+    // Once closed, another close changes nothing.
+    pair.server.close_connection_with(Status::Shutdown);
+    assert_eq!(
+        pair.server_terminated,
+        Some(rdio_core::Violation::PeerTerminated(Status::IdleTimeout))
+    );
+}

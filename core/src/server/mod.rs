@@ -1179,11 +1179,18 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     /// End the connection in an orderly way (`Terminate(Shutdown)`).
     pub fn close_connection(&mut self) {
+        self.close_connection_with(Status::Shutdown);
+    }
+
+    /// End the connection with `Terminate(status)`: the server's own
+    /// reasons to let a client go, e.g. [`Status::IdleTimeout`] when the
+    /// driver, which owns the clock, finds the connection idle for longer
+    /// than its limit. The [`ServerEvent::Terminated`] that follows
+    /// carries `PeerTerminated(status)`, the reason as the client sees it.
+    /// Nothing happens on a connection already closed.
+    pub fn close_connection_with(&mut self, status: Status) {
         if self.state != State::Closed {
-            self.end(
-                Violation::PeerTerminated(Status::Shutdown),
-                Some(Status::Shutdown),
-            );
+            self.end(Violation::PeerTerminated(status), Some(status));
         }
     }
 

@@ -369,6 +369,14 @@ status_codes! {
     /// A message with an opcode the receiver does not know (an extension
     /// that was not negotiated); the connection is terminated.
     UnknownOpcode = 36 => "unknown opcode",
+    /// The client already holds as many files open as the server allows
+    /// one client (`serve --max-open-files`); closing one lets the next
+    /// open succeed.
+    TooManyOpenFiles = 51 => "too many open files for this client",
+    /// The server ended an authenticated side channel or RDMA connection
+    /// that had no open files and no requests for longer than its idle
+    /// timeout (`serve --idle-timeout`).
+    IdleTimeout = 52 => "closed by the server: idle",
 }
 
 impl core::fmt::Display for Status {
@@ -439,5 +447,15 @@ mod tests {
             assert_eq!(status.map(Status::as_u32), Some(code));
         }
         assert_eq!(Status::from_u32(34), Err(WireError::UnknownStatus(34)));
+    }
+
+    #[test]
+    fn limit_status_codes_round_trip() {
+        for (code, status) in [(51, Status::TooManyOpenFiles), (52, Status::IdleTimeout)] {
+            assert_eq!(Status::from_u32(code), Ok(status));
+            assert_eq!(status.as_u32(), code);
+        }
+        // 53..=55 are reserved for further limits.
+        assert_eq!(Status::from_u32(53), Err(WireError::UnknownStatus(53)));
     }
 }

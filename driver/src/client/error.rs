@@ -95,6 +95,13 @@ pub enum ClientError {
     /// The server refused this client's side channel (`Busy`,
     /// `Unauthenticated`, `TlsRequired`, `NotAllowed`, ...) and closed it.
     Refused(Status),
+    /// The server ended the side channel or the RDMA connection because
+    /// this client held no file and sent nothing for longer than its idle
+    /// timeout ([`Status::IdleTimeout`]).
+    IdleTimeout {
+        /// How long this client had been idle, by its own clock.
+        idle: std::time::Duration,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -132,6 +139,9 @@ impl fmt::Display for ClientError {
                  and this client runs with --insecure (drop --insecure)",
             ),
             Self::Refused(status) => write!(f, "the server refused the connection: {status}"),
+            Self::IdleTimeout { idle } => {
+                write!(f, "closed by the server: idle for {} s", idle.as_secs())
+            }
         }
     }
 }
@@ -143,6 +153,7 @@ impl ClientError {
     pub fn status(&self) -> Option<Status> {
         match self {
             Self::Remote { status, .. } | Self::Refused(status) => Some(*status),
+            Self::IdleTimeout { .. } => Some(Status::IdleTimeout),
             _ => None,
         }
     }
@@ -186,7 +197,9 @@ impl From<ClientError> for io::Error {
             ClientError::TooLarge { .. } | ClientError::InvalidArgument(_) => {
                 io::ErrorKind::InvalidInput
             }
-            ClientError::Lost(_) | ClientError::Terminated(_) => io::ErrorKind::ConnectionAborted,
+            ClientError::Lost(_) | ClientError::Terminated(_) | ClientError::IdleTimeout { .. } => {
+                io::ErrorKind::ConnectionAborted
+            }
             ClientError::Refused(Status::Unauthenticated) => io::ErrorKind::PermissionDenied,
             ClientError::Refused(_) => io::ErrorKind::ConnectionRefused,
             _ => io::ErrorKind::Other,

@@ -342,6 +342,9 @@ pub struct Client<T: Transport, S: Read + Write> {
     slot_started: Vec<Option<(std::time::Instant, usize)>>,
     /// Per slot: the request's size in bytes.
     slot_size: Vec<u64>,
+    /// When this client last asked the server for anything: how long it
+    /// had been idle when a server ends it for idleness.
+    last_active: std::time::Instant,
 }
 
 impl<T: Transport, S: Read + Write> fmt::Debug for Client<T, S> {
@@ -479,6 +482,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             stats: ClientStats::new(),
             slot_started: vec![None; options.queue_depth],
             slot_size: vec![0; options.queue_depth],
+            last_active: std::time::Instant::now(),
         };
         if let Err(e) = client.authenticate() {
             let _ = client.release_buffers();
@@ -581,18 +585,27 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 "a path must be non-empty and free of NUL bytes",
             ));
         }
-        self.pipe.send(&PipeMessage::OpenRequest { flags, path })?;
-        match self.pipe.receive()? {
-            PipeMessage::OpenResponse {
+        self.idle_ended(false)?;
+        if let Err(error) = self.pipe.send(&PipeMessage::OpenRequest { flags, path }) {
+            return Err(self.pipe_failed(error));
+        }
+        let answer = self.pipe.receive();
+        if matches!(answer, Ok(PipeMessage::OpenResponse { .. })) {
+            self.last_active = std::time::Instant::now();
+        }
+        match answer {
+            Ok(PipeMessage::OpenResponse {
                 status: Status::Success,
                 key,
                 size,
-            } => Ok(Opened { key, size }),
-            PipeMessage::OpenResponse { status, .. } => Err(ClientError::Remote {
+            }) => Ok(Opened { key, size }),
+            Ok(PipeMessage::OpenResponse { status, .. }) => Err(ClientError::Remote {
                 operation: Operation::Open,
                 status,
             }),
-            _ => Err(PipeError::Unexpected("expected an open response").into()),
+            Ok(PipeMessage::Refused { status }) => Err(self.refused_on_pipe(status)),
+            Ok(_) => Err(PipeError::Unexpected("expected an open response").into()),
+            Err(error) => Err(self.pipe_failed(error)),
         }
     }
 
@@ -613,23 +626,32 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 "a path must be non-empty and free of NUL bytes",
             ));
         }
-        self.pipe.send(&PipeMessage::StatRequest { path })?;
-        match self.pipe.receive()? {
-            PipeMessage::StatResponse {
+        self.idle_ended(false)?;
+        if let Err(error) = self.pipe.send(&PipeMessage::StatRequest { path }) {
+            return Err(self.pipe_failed(error));
+        }
+        let answer = self.pipe.receive();
+        if matches!(answer, Ok(PipeMessage::StatResponse { .. })) {
+            self.last_active = std::time::Instant::now();
+        }
+        match answer {
+            Ok(PipeMessage::StatResponse {
                 status: Status::Success,
                 size,
                 modified_ns,
                 file_id,
-            } => Ok(FileStat {
+            }) => Ok(FileStat {
                 size,
                 modified_ns,
                 file_id,
             }),
-            PipeMessage::StatResponse { status, .. } => Err(ClientError::Remote {
+            Ok(PipeMessage::StatResponse { status, .. }) => Err(ClientError::Remote {
                 operation: Operation::Stat,
                 status,
             }),
-            _ => Err(PipeError::Unexpected("expected a stat response").into()),
+            Ok(PipeMessage::Refused { status }) => Err(self.refused_on_pipe(status)),
+            Ok(_) => Err(PipeError::Unexpected("expected a stat response").into()),
+            Err(error) => Err(self.pipe_failed(error)),
         }
     }
 
@@ -693,6 +715,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// (claims 10, 11). Keys are single use.
     pub fn register(&mut self, key: ResumeKey) -> Result<RemoteFile, ClientError> {
         self.check_open()?;
+        self.last_active = std::time::Instant::now();
         let request = self.core.register(key)?;
         self.stats.requests[4] += 1;
         match self.wait_outcome(request)? {
@@ -704,6 +727,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// Close a registered file (claim 15). Its handle is invalid afterwards.
     pub fn close(&mut self, file: RemoteFile) -> Result<(), ClientError> {
         self.check_open()?;
+        self.last_active = std::time::Instant::now();
         let request = self.core.close(file.handle)?;
         self.stats.requests[5] += 1;
         match self.wait_outcome(request)? {
@@ -1122,13 +1146,59 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     fn end_error(&self, reason: Violation) -> ClientError {
+        if reason == Violation::PeerTerminated(Status::IdleTimeout) {
+            return ClientError::IdleTimeout {
+                idle: self.last_active.elapsed(),
+            };
+        }
         self.lost
             .map_or(ClientError::Terminated(reason), ClientError::Lost)
+    }
+
+    /// Whether the server has ended this client for idleness: its
+    /// `Terminate(IdleTimeout)` already handled, or (with `poll`) waiting
+    /// on the RDMA connection — so the client says that rather than how
+    /// the closed pipe failed. Polled only once the pipe has failed: an
+    /// inline pair reports a poll that cannot progress as a stall.
+    fn idle_ended(&mut self, poll: bool) -> Result<(), ClientError> {
+        if poll && self.terminated.is_none() && !self.transport_down {
+            let now = self.clock.now();
+            // A failure here is the connection's news, reported by the
+            // next RDMA call; the pipe request goes ahead.
+            let _ = self.poll(now);
+            self.collect_events();
+        }
+        match self.terminated {
+            Some(reason @ Violation::PeerTerminated(Status::IdleTimeout)) => {
+                Err(self.end_error(reason))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The side channel failed: an idle timeout when the server said so
+    /// on the RDMA connection meanwhile, else the pipe's error.
+    fn pipe_failed(&mut self, error: PipeError) -> ClientError {
+        match self.idle_ended(true) {
+            Err(idle) => idle,
+            Ok(()) => error.into(),
+        }
+    }
+
+    /// The server refused this client on its side channel with `status`.
+    fn refused_on_pipe(&self, status: Status) -> ClientError {
+        match status {
+            Status::IdleTimeout => ClientError::IdleTimeout {
+                idle: self.last_active.elapsed(),
+            },
+            status => ClientError::Refused(status),
+        }
     }
 
     /// A free data buffer for a request of `len` bytes.
     fn begin(&mut self, len: usize) -> Result<usize, ClientError> {
         self.check_open()?;
+        self.last_active = std::time::Instant::now();
         if len == 0 {
             return Err(ClientError::InvalidArgument("zero-length request"));
         }

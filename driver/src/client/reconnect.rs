@@ -163,6 +163,8 @@ pub fn is_connection_loss(e: &ClientError) -> bool {
             | ClientError::Pipe(_)
             | ClientError::Transport(_)
             | ClientError::Terminated(Violation::TimedOut | Violation::PeerTerminated(_))
+            // The server let an idle client go; a new connection is welcome.
+            | ClientError::IdleTimeout { .. }
     )
 }
 

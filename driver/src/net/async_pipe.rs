@@ -15,6 +15,8 @@ pub(super) struct AsyncPipe<S> {
     frame: Box<[u8; FRAME_CAPACITY]>,
     /// See [`crate::pipe::Pipe::last_opcode`].
     last_opcode: u8,
+    /// Bytes of the frame being received already in `frame`.
+    have: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
@@ -23,6 +25,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
             stream,
             frame: Box::new([0; FRAME_CAPACITY]),
             last_opcode: 0,
+            have: 0,
         }
     }
 
@@ -45,27 +48,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncPipe<S> {
 
     /// Receive one message, borrowed from the frame buffer until the next
     /// call; [`PipeError::Closed`] when the peer closed between messages.
+    ///
+    /// Cancel safe: the bytes of a frame read so far stay in the frame
+    /// buffer (`have` counts them), so a receive dropped in a `select!`
+    /// (the server's idle check) loses nothing and the next call goes on
+    /// where it stopped.
     pub(super) async fn receive(&mut self) -> Result<PipeMessage<'_>, PipeError> {
-        let (header, rest) = self.frame.split_at_mut(PIPE_HEADER_LEN);
-        let first = self.stream.read(header).await.map_err(PipeError::Io)?;
-        if first == 0 {
-            return Err(PipeError::Closed);
-        }
-        self.stream
-            .read_exact(&mut header[first..])
-            .await
-            .map_err(PipeError::Io)?;
-        self.last_opcode = 0;
-        let header = PipeHeader::parse(header).map_err(PipeError::Malformed)?;
-        self.last_opcode = header.opcode;
-        let frame_len = header.frame_len();
-        let payload = rest
-            .get_mut(..frame_len - PIPE_HEADER_LEN)
-            .ok_or(PipeError::Malformed(WireError::TooMany))?;
-        self.stream
-            .read_exact(payload)
-            .await
-            .map_err(PipeError::Io)?;
+        let frame_len = loop {
+            let want = if self.have < PIPE_HEADER_LEN {
+                PIPE_HEADER_LEN
+            } else {
+                self.last_opcode = 0;
+                let header = match PipeHeader::parse(&self.frame[..PIPE_HEADER_LEN]) {
+                    Ok(header) => header,
+                    Err(error) => {
+                        self.have = 0;
+                        return Err(PipeError::Malformed(error));
+                    }
+                };
+                self.last_opcode = header.opcode;
+                let frame_len = header.frame_len();
+                if frame_len > FRAME_CAPACITY {
+                    self.have = 0;
+                    return Err(PipeError::Malformed(WireError::TooMany));
+                }
+                if self.have >= frame_len {
+                    break frame_len;
+                }
+                frame_len
+            };
+            let read = self.stream.read(&mut self.frame[self.have..want]).await;
+            match read {
+                Ok(0) if self.have == 0 => return Err(PipeError::Closed),
+                Ok(0) => {
+                    self.have = 0;
+                    return Err(PipeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(n) => self.have += n,
+                Err(error) => {
+                    self.have = 0;
+                    return Err(PipeError::Io(error));
+                }
+            }
+        };
+        self.have = 0;
         let (message, _) =
             PipeMessage::parse(&self.frame[..frame_len]).map_err(PipeError::Malformed)?;
         crate::pipe::refusal_is_error(message)
@@ -114,6 +140,30 @@ mod tests {
         .expect("join");
         assert_eq!(got.expect("receive"), format!("{reply:?}"));
         assert!(matches!(pipe.receive().await, Err(PipeError::Closed)));
+    }
+
+    /// A receive dropped mid-frame (a `select!` taking another branch)
+    /// loses nothing: the next one returns the whole message.
+    #[tokio::test]
+    async fn a_receive_cancelled_mid_frame_resumes() {
+        let (mut a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        let mut pipe = AsyncPipe::new(b);
+        let message = PipeMessage::OpenRequest {
+            flags: OpenFlags::READ,
+            path: b"a/longer/path/name",
+        };
+        let mut frame = vec![0; message.encoded_len()];
+        let len = message.emit(&mut frame).expect("emit");
+        // Cancelled within the header, then within the payload.
+        for cut in [PIPE_HEADER_LEN / 2, PIPE_HEADER_LEN + 3] {
+            let (first, rest) = frame[..len].split_at(cut);
+            a.write_all(first).await.expect("write");
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_millis(50), pipe.receive()).await;
+            assert!(waited.is_err(), "a partial frame is not a message");
+            a.write_all(rest).await.expect("write");
+            assert_eq!(pipe.receive().await.expect("receive"), message);
+        }
     }
 
     #[tokio::test]

@@ -138,6 +138,12 @@ impl AsyncNetServer {
                     }
                     Ok((mut stream, peer)) => {
                         refuse(&mut stream, Status::Busy).await;
+                        tracing::warn!(
+                            target: "rdio::access",
+                            %peer,
+                            reason = "too many side channels open",
+                            "refused"
+                        );
                         log(&NetEvent::PipeRefused { peer });
                     }
                     // Transient: a client gave up before accept, out of fds.
@@ -253,11 +259,25 @@ async fn serve_pipe(
     // Until it has authenticated, a client must not stall: the same bound
     // as for the handshake (the blocking server's read timeout).
     let deadline = tokio::time::Instant::now() + security.handshake_timeout;
+    // With an idle timeout an authenticated client is looked at every
+    // tenth of it (the receive is cancel safe).
+    let idle_limit = server.options().idle_timeout;
+    let idle_poll = idle_limit.map_or(Duration::MAX, super::server::idle_poll);
     let result: Result<(), ServerError> = loop {
         let authenticated = session.authenticated();
         let received = tokio::select! {
             received = pipe.receive() => received,
             _ = stop.changed() => break Ok(()),
+            () = tokio::time::sleep(idle_poll), if authenticated && idle_limit.is_some() => {
+                match server.pipe_idle(&session) {
+                    Some(idle) => {
+                        let error = server.idle_refusal(&session, idle);
+                        let _ = pipe.send(&PipeMessage::Refused { status: Status::IdleTimeout }).await;
+                        break Err(error);
+                    }
+                    None => continue,
+                }
+            }
             () = tokio::time::sleep_until(deadline), if !authenticated => {
                 let _ = pipe.send(&PipeMessage::Refused { status: Status::Unauthenticated }).await;
                 break Err(ServerError::Refused {

@@ -463,6 +463,31 @@ pub fn provider_list(names: &[&str]) -> Result<ProviderList, SetupError> {
     Ok(list)
 }
 
+/// Raise this process's soft limit on open file descriptors to its hard
+/// limit, and return the limit now in force (`None` when it cannot be
+/// read). A server holds several descriptors per client (the side
+/// channel's socket, the RDMA endpoint's, the files it opened), and many
+/// systems still start processes at a soft limit of 1,024, which a few
+/// hundred clients exhaust. Failure to raise it is not an error: the
+/// server runs with what it has.
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    // `None` is unlimited.
+    let below = match (limit.current, limit.maximum) {
+        (Some(current), Some(maximum)) => current < maximum,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below {
+        limit.current = limit.maximum;
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            return getrlimit(Resource::Nofile).current;
+        }
+    }
+    limit.current
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

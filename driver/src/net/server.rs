@@ -182,9 +182,17 @@ fn accept_loop<L: RdmaListener>(
         number += 1;
         match run_connection(server, transport, number, log) {
             Ok(connection) => connections.push(connection),
-            Err(error) => log(&NetEvent::AcceptFailed {
-                error: error.as_ref(),
-            }),
+            Err(error) => {
+                tracing::warn!(
+                    target: "rdio::access",
+                    number,
+                    reason = %error,
+                    "RDMA connection refused"
+                );
+                log(&NetEvent::AcceptFailed {
+                    error: error.as_ref(),
+                });
+            }
         }
     }
     for (control, _) in &connections {
@@ -209,17 +217,10 @@ fn run_connection<T: Transport + Send + 'static>(
     let thread = thread::Builder::new()
         .name(format!("rdio-connection-{number}"))
         .spawn(move || {
-            let started = std::time::Instant::now();
             tracing::info!(target: "rdio::access", number, provider = %provider, "RDMA connection");
+            // Its end is logged by the connection itself (peer, client,
+            // bytes, duration, why).
             let end = connection.run();
-            tracing::info!(
-                target: "rdio::access",
-                number,
-                provider = %provider,
-                seconds = started.elapsed().as_secs_f64(),
-                end = %end,
-                "RDMA connection ended"
-            );
             log(&NetEvent::ConnectionEnded {
                 number,
                 provider: &provider,
@@ -227,6 +228,12 @@ fn run_connection<T: Transport + Send + 'static>(
             });
         })?;
     Ok((control, thread))
+}
+
+/// How often a side channel looks for its client being idle past `limit`:
+/// a tenth of it, between 100 ms and 1 s.
+pub(super) fn idle_poll(limit: Duration) -> Duration {
+    (limit / 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 /// Most side channels open at once; more are refused (closed at once), so
@@ -429,6 +436,12 @@ fn pipe_loop(
         if guard.open.len() >= MAX_PIPES {
             drop(guard);
             tls::refuse(&mut stream, Status::Busy);
+            tracing::warn!(
+                target: "rdio::access",
+                %peer,
+                reason = "too many side channels open",
+                "refused"
+            );
             log(&NetEvent::PipeRefused { peer });
             continue;
         }
@@ -441,18 +454,31 @@ fn pipe_loop(
         guard.open.insert(id, handle);
         let (server, log, registry) = (Arc::clone(server), Arc::clone(log), Arc::clone(pipes));
         let security = security.clone();
+        let socket = stream.try_clone().ok();
         let capture = capture.cloned();
         let spawned = thread::Builder::new()
             .name("rdio-pipe".into())
             .spawn(move || {
                 let result = match tls::server_channel(stream, &security) {
                     Ok((stream, auth, rdma)) => {
-                        let session = PipeSession::authenticating(
+                        let mut session = PipeSession::authenticating(
                             Arc::clone(&security.clients),
                             auth,
                             rdma,
                             peer.to_string(),
                         );
+                        // With an idle timeout the pipe is read in short
+                        // slices, to notice an idle client in time; the
+                        // client still has the handshake timeout to
+                        // authenticate.
+                        if let (Some(limit), Some(socket)) =
+                            (server.options().idle_timeout, &socket)
+                        {
+                            let slice = idle_poll(limit).min(security.handshake_timeout);
+                            if socket.set_read_timeout(Some(slice)).is_ok() {
+                                session = session.with_auth_timeout(security.handshake_timeout);
+                            }
+                        }
                         // The tap sees the pipe inside TLS: the frames, not records.
                         server.serve_pipe_as(PipeTap::new(stream, capture), session)
                     }

@@ -1,7 +1,7 @@
 //! One RDMA connection on the server: the core's [`Connection`] state
 //! machine, driven over a transport, doing its file I/O.
 
-use super::{ReadCounts, Server, ServerError};
+use super::{ReadCounts, Server, ServerError, Transferred};
 use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{FileId, FileLease};
 use rdio_core::error::Violation;
@@ -12,7 +12,7 @@ use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
     WcError,
 };
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,6 +28,10 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Send buffers beyond one per receive the client can fill: room for
 /// status blocks and control messages queued at the same time.
 const EXTRA_SENDS: usize = 8;
+
+/// How often an idle connection asks whether its client has been idle for
+/// longer than the server's idle timeout.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// Completions drained per round.
 const COMPLETION_BATCH: usize = 32;
@@ -199,8 +203,22 @@ pub struct ServerConnection<T: Transport> {
     /// Leased mappings by slot (the slot is the work-request id's index).
     mapped: Vec<Option<Mapped>>,
     mapped_by_file: IdMap<FileId, usize>,
-    /// Files registered on this connection, closed when it ends.
-    files: HashSet<FileId>,
+    /// Files registered on this connection, closed when it ends, with the
+    /// bytes read and written on each (for the access log).
+    files: HashMap<FileId, Transferred>,
+    /// Bytes moved over this connection, all files.
+    transferred: Transferred,
+    /// When it was accepted.
+    started: std::time::Instant,
+    /// The client's address and name, once it authenticated.
+    who: Option<(String, String)>,
+    /// Its last request or registration, for the idle timeout once its
+    /// side channel (which keeps the session's time) is gone.
+    last_active: std::time::Instant,
+    /// When it last asked whether it is idle.
+    idle_checked: std::time::Instant,
+    /// It was ended for idleness after this long.
+    idle_for: Option<Duration>,
     /// Rounds of [`ServerConnection::serve_reads`] so far.
     read_round: u64,
     control: Receiver<Control>,
@@ -288,7 +306,13 @@ impl Server {
             reads: VecDeque::new(),
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
-            files: HashSet::new(),
+            files: HashMap::new(),
+            transferred: Transferred::default(),
+            started: std::time::Instant::now(),
+            who: None,
+            last_active: std::time::Instant::now(),
+            idle_checked: std::time::Instant::now(),
+            idle_for: None,
             read_round: 0,
             control,
             control_sender,
@@ -364,6 +388,25 @@ impl<T: Transport> ServerConnection<T> {
 
     fn release(mut self, end: ConnectionEnd) -> ConnectionEnd {
         tracing::info!(%end, "connection ended");
+        let (peer, client) = self
+            .who
+            .clone()
+            .unwrap_or_else(|| ("-".to_owned(), "-".to_owned()));
+        let why = match self.idle_for {
+            Some(idle) => format!("idle timeout: no open file for {} s", idle.as_secs()),
+            None => end.to_string(),
+        };
+        tracing::info!(
+            target: "rdio::access",
+            peer = %peer,
+            client = %client,
+            transport = %self.transport.provider(),
+            bytes_read = self.transferred.read,
+            bytes_written = self.transferred.written,
+            seconds = self.started.elapsed().as_secs_f64(),
+            why = %why,
+            "RDMA connection ended"
+        );
         self.server.stats.ended(match &end {
             ConnectionEnd::Terminated(reason) => crate::stats::end_reason(reason),
             ConnectionEnd::Lost(_) => 5,
@@ -387,6 +430,52 @@ impl<T: Transport> ServerConnection<T> {
             .extend(mapped.into_iter().map(|mapped| mapped.lease));
         self.server.close_files(self.files.drain());
         end
+    }
+
+    /// End the connection with `Terminate(IdleTimeout)` when its client has
+    /// held no file and sent no request for longer than the server's idle
+    /// timeout. Asked at most every [`IDLE_CHECK`], from idle rounds.
+    fn check_idle(&mut self) {
+        let Some(limit) = self.server.options.idle_timeout else {
+            return;
+        };
+        if self.idle_checked.elapsed() < IDLE_CHECK {
+            return;
+        }
+        self.idle_checked = std::time::Instant::now();
+        if !self.conn.is_open()
+            || self.closing.is_some()
+            || !self.files.is_empty()
+            || self.conn.outstanding() > 0
+            || !self.reads.is_empty()
+        {
+            return;
+        }
+        let Some(session) = self.conn.session().map(|params| params.session) else {
+            return;
+        };
+        let idle = if self.server.session_names(session).is_some() {
+            self.server
+                .session_idle(session)
+                .map(|idle| idle.min(self.last_active.elapsed()))
+        } else {
+            // The side channel is gone: only this connection's own
+            // activity counts.
+            Some(self.last_active.elapsed())
+        };
+        let Some(idle) = idle.filter(|idle| *idle >= limit) else {
+            return;
+        };
+        let (peer, client) = self.who.clone().unwrap_or_default();
+        tracing::info!(
+            target: "rdio::access",
+            peer = %peer,
+            client = %client,
+            idle_seconds = idle.as_secs(),
+            "RDMA connection closed: idle timeout"
+        );
+        self.idle_for = Some(idle);
+        self.conn.close_connection_with(Status::IdleTimeout);
     }
 
     fn drive(&mut self) -> ConnectionEnd {
@@ -443,6 +532,9 @@ impl<T: Transport> ServerConnection<T> {
             self.conn.handle_timeout(now);
             progress = true;
         }
+        if !progress {
+            self.check_idle();
+        }
         if let Some((reason, deadline)) = self.closing {
             let idle = self.sends.all_free()
                 && self.bounces.all_free()
@@ -494,6 +586,13 @@ impl<T: Transport> ServerConnection<T> {
                 // core (Terminate queued, Terminated event pending).
                 if let Ok(Some(chunk)) = self.conn.handle_message(now, message) {
                     let result = write_chunk(&self.server, &chunk);
+                    if let Ok(bytes) = result {
+                        self.transferred.written += bytes;
+                        if let Some(file) = self.files.get_mut(&chunk.file) {
+                            file.written += bytes;
+                        }
+                    }
+                    self.last_active = std::time::Instant::now();
                     let _ = self.conn.complete_io(chunk.op, result);
                 }
                 self.repost(index)
@@ -536,16 +635,32 @@ impl<T: Transport> ServerConnection<T> {
         let mut any = false;
         while let Some(work) = self.conn.poll_event().map(Job::from) {
             any = true;
+            self.last_active = std::time::Instant::now();
             match work {
                 Job::Authenticate(key) => {
                     let redeemed = self.server.lock().registry.redeem_auth(now, &key);
                     match redeemed {
                         Ok(params) => {
                             tracing::debug!("authenticated");
+                            self.who = self.server.session_names(params.session);
+                            if let Some((peer, client)) = &self.who {
+                                tracing::info!(
+                                    target: "rdio::access",
+                                    peer = %peer,
+                                    client = %client,
+                                    transport = %self.transport.provider(),
+                                    "RDMA connection authenticated"
+                                );
+                            }
                             let _ = self.conn.accept_auth(now, params);
                         }
                         Err(_) => {
-                            tracing::info!("authentication key refused");
+                            tracing::warn!(
+                                target: "rdio::access",
+                                transport = %self.transport.provider(),
+                                reason = "unknown, used or expired authentication key",
+                                "RDMA connection refused"
+                            );
                             self.server.stats.auth_failures.fetch_add(1, Relaxed);
                             self.conn.reject_auth();
                         }
@@ -562,7 +677,7 @@ impl<T: Transport> ServerConnection<T> {
                             size = registration.size,
                             "registered"
                         );
-                        self.files.insert(registration.file);
+                        self.files.insert(registration.file, Transferred::default());
                         if registration.flags == OpenFlags::READ {
                             self.map(registration.file);
                         }
@@ -579,15 +694,15 @@ impl<T: Transport> ServerConnection<T> {
                     // An upload takes its name now, or the close fails and
                     // the client hears why.
                     let finished = self.server.finish_file(file);
-                    self.files.remove(&file);
-                    self.server.close_files([file]);
+                    let transferred = self.files.remove(&file).unwrap_or_default();
+                    self.server.close_files([(file, transferred)]);
                     let _ = self.conn.complete_close(op, finished);
                 }
                 Job::CloseFile(file) => {
                     self.server.stats.closes.fetch_add(1, Relaxed);
                     self.unmap(file)?;
-                    self.files.remove(&file);
-                    self.server.close_files([file]);
+                    let transferred = self.files.remove(&file).unwrap_or_default();
+                    self.server.close_files([(file, transferred)]);
                 }
                 Job::Terminated(reason) => {
                     self.reads.clear();
@@ -665,6 +780,7 @@ impl<T: Transport> ServerConnection<T> {
                 served.mapped += 1;
                 if let Ok(bytes) = result {
                     self.server.stats.bytes_read.fetch_add(bytes, Relaxed);
+                    self.count_read(read.file, bytes);
                 }
                 let _ = self.conn.complete_io(read.op, result);
                 continue;
@@ -693,6 +809,7 @@ impl<T: Transport> ServerConnection<T> {
                         self.bounce_writes[bounce] += 1;
                     }
                     self.server.stats.bytes_read.fetch_add(total, Relaxed);
+                    self.count_read(read.file, total);
                     Ok(total)
                 }
                 Err(status) => Err(status),
@@ -703,6 +820,14 @@ impl<T: Transport> ServerConnection<T> {
             let _ = self.conn.complete_io(read.op, result);
         }
         Ok(any)
+    }
+
+    /// Count `bytes` read from `file` for the access log.
+    fn count_read(&mut self, file: FileId, bytes: u64) {
+        self.transferred.read += bytes;
+        if let Some(file) = self.files.get_mut(&file) {
+            file.read += bytes;
+        }
     }
 
     /// Map a file registered read-only, under a read lease, and register the

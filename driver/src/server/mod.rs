@@ -24,7 +24,7 @@ use rdio_core::wire::{
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes read per step while a `ChecksumRequest` hashes a file: large
 /// enough that the reads cost little next to the hashing, small enough to
@@ -73,7 +73,22 @@ pub struct ServerOptions {
     /// Export read-only: every open for write, create or truncate is
     /// refused with [`Status::ReadOnly`], whoever asks.
     pub read_only: bool,
+    /// Most files one client session may hold open at once (opened on its
+    /// side channel and not yet closed, registered or not); the open
+    /// beyond it is answered [`Status::TooManyOpenFiles`], and closing one
+    /// lets the next succeed. Keeps one client from taking every slot of
+    /// `max_open_files` (and the server's descriptors) from the others.
+    pub max_open_files_per_client: usize,
+    /// End a client's side channel and RDMA connection after this long
+    /// with no open files and no requests ([`Status::IdleTimeout`]), so
+    /// idle clients do not hold sessions, connections and registered
+    /// buffers forever. `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
+
+/// The default of [`ServerOptions::max_open_files_per_client`] (and of
+/// `rdio serve --max-open-files`).
+pub const DEFAULT_MAX_OPEN_FILES_PER_CLIENT: usize = 256;
 
 impl ServerOptions {
     /// Defaults for a server reached over `provider` at `endpoint`.
@@ -94,6 +109,8 @@ impl ServerOptions {
             zero_copy_reads: true,
             zero_copy_max_file: 1 << 30,
             read_only: false,
+            max_open_files_per_client: DEFAULT_MAX_OPEN_FILES_PER_CLIENT,
+            idle_timeout: None,
         }
     }
 }
@@ -186,6 +203,13 @@ pub struct PipeSession {
     rdma_binding: Option<ChannelBinding>,
     read_only: bool,
     peer: String,
+    /// When the client last sent a message on this pipe (for the idle
+    /// timeout before it has a session; after, the server's session
+    /// record keeps the time).
+    last_message: Option<Instant>,
+    /// How long the client may take to authenticate when its stream's
+    /// read timeout is shorter ([`PipeSession::with_auth_timeout`]).
+    auth_timeout: Duration,
 }
 
 impl PipeSession {
@@ -227,6 +251,49 @@ impl PipeSession {
     pub fn read_only(&self) -> bool {
         self.read_only
     }
+
+    /// Let the client take up to `timeout` to authenticate even when the
+    /// stream's read timeout is shorter (a server polling for idle
+    /// clients reads with a short timeout). Without it, the first read
+    /// timeout before authentication ends the pipe.
+    pub fn with_auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
+        self
+    }
+
+    /// The client's address, as given to [`PipeSession::authenticating`].
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+}
+
+/// What the server knows of one client session (from its resume key
+/// request to the end of its side channel): who it is, for the access log,
+/// and what the per-client limits count.
+#[derive(Debug)]
+struct SessionUse {
+    peer: String,
+    client: String,
+    /// Files opened on its side channel and not yet closed.
+    open_files: usize,
+    /// Its last pipe message or file close: idle from then on while it
+    /// holds no file.
+    last_active: Instant,
+}
+
+/// An open file, as the access log reports its close.
+#[derive(Debug)]
+struct OpenFile {
+    session: SessionId,
+    path: String,
+    opened: Instant,
+}
+
+/// Bytes moved on one file by one RDMA connection, reported when it closes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Transferred {
+    pub(crate) read: u64,
+    pub(crate) written: u64,
 }
 
 /// State shared by the pipe handlers and connection runners of one server.
@@ -271,6 +338,10 @@ struct Shared {
     pending_opens: HashMap<SessionId, usize>,
     /// RDMA connections accepted and not yet ended.
     connections: usize,
+    /// Client sessions by id.
+    sessions: HashMap<SessionId, SessionUse>,
+    /// Open files by id, for the access log and the per-client count.
+    open: HashMap<FileId, OpenFile>,
 }
 
 impl Server {
@@ -281,6 +352,8 @@ impl Server {
             files: FileTable::new(options.max_open_files),
             pending_opens: HashMap::new(),
             connections: 0,
+            sessions: HashMap::new(),
+            open: HashMap::new(),
         };
         Arc::new(Self {
             root,
@@ -340,13 +413,99 @@ impl Server {
         file.finish().map_err(|e| e.status())
     }
 
-    /// Release files: an upload not finished by [`Server::finish_file`]
-    /// goes with its temporary file, the name it was to replace untouched.
-    fn close_files(&self, ids: impl IntoIterator<Item = FileId>) {
-        let mut shared = self.lock();
-        for id in ids {
-            let _ = shared.files.remove(id);
+    /// Release files, each with the bytes moved on it, and log each close
+    /// (path, bytes, how long it was open): an upload not finished by
+    /// [`Server::finish_file`] goes with its temporary file, the name it
+    /// was to replace untouched. Its client may open another file now.
+    fn close_files(&self, closed: impl IntoIterator<Item = (FileId, Transferred)>) {
+        let now = Instant::now();
+        let mut lines = Vec::new();
+        {
+            let mut shared = self.lock();
+            for (id, transferred) in closed {
+                let _ = shared.files.remove(id);
+                let Some(file) = shared.open.remove(&id) else {
+                    continue;
+                };
+                let who = shared.sessions.get_mut(&file.session).map(|session| {
+                    session.open_files = session.open_files.saturating_sub(1);
+                    session.last_active = now;
+                    (session.peer.clone(), session.client.clone())
+                });
+                lines.push((file, transferred, who));
+            }
         }
+        for (file, transferred, who) in lines {
+            let (peer, client) = who.unwrap_or_else(|| ("-".into(), "-".into()));
+            tracing::info!(
+                target: "rdio::access",
+                peer = %peer,
+                client = %client,
+                path = %file.path,
+                bytes_read = transferred.read,
+                bytes_written = transferred.written,
+                seconds = now.duration_since(file.opened).as_secs_f64(),
+                "close"
+            );
+        }
+    }
+
+    /// How long the client of `session` has been idle — no file open, no
+    /// message on its side channel — when that is past
+    /// [`ServerOptions::idle_timeout`]; `None` while it is not (or the
+    /// server has no idle timeout, or the session is gone).
+    pub(crate) fn session_idle(&self, session: SessionId) -> Option<Duration> {
+        let limit = self.options.idle_timeout?;
+        let shared = self.lock();
+        let session = shared.sessions.get(&session)?;
+        if session.open_files > 0 {
+            return None;
+        }
+        let idle = session.last_active.elapsed();
+        (idle >= limit).then_some(idle)
+    }
+
+    /// [`Server::session_idle`] for a side channel: also before its
+    /// session exists (an authenticated client that never asked for a
+    /// resume key). Side-channel runners call it when their read times
+    /// out and end the pipe with [`Status::IdleTimeout`] when it says so
+    /// (see [`Server::idle_refusal`]).
+    pub fn pipe_idle(&self, pipe: &PipeSession) -> Option<Duration> {
+        let limit = self.options.idle_timeout?;
+        if !pipe.authenticated() {
+            return None;
+        }
+        match pipe.session {
+            Some(session) => self.session_idle(session),
+            None => {
+                let idle = pipe.last_message?.elapsed();
+                (idle >= limit).then_some(idle)
+            }
+        }
+    }
+
+    /// The error that ends an idle side channel (its client is sent
+    /// `Refused{IdleTimeout}`), logged to the access log.
+    pub fn idle_refusal(&self, pipe: &PipeSession, idle: Duration) -> ServerError {
+        tracing::info!(
+            target: "rdio::access",
+            peer = %pipe.peer,
+            client = pipe.client_name().unwrap_or("-"),
+            idle_seconds = idle.as_secs(),
+            "side channel closed: idle timeout"
+        );
+        ServerError::Refused {
+            status: Status::IdleTimeout,
+            reason: format!("idle for {} s", idle.as_secs()),
+        }
+    }
+
+    /// The peer and client name of `session`, for the access log.
+    pub(crate) fn session_names(&self, session: SessionId) -> Option<(String, String)> {
+        self.lock()
+            .sessions
+            .get(&session)
+            .map(|s| (s.peer.clone(), s.client.clone()))
     }
 
     /// Answer one client's side channel until it closes (claim 8: resume
@@ -368,13 +527,20 @@ impl Server {
         let opened = std::time::Instant::now();
         let mut pipe = Pipe::new(stream);
         pipe.report_idle();
+        // A stream read in short slices (the idle check) still gives a
+        // frame begun the authentication's time to arrive whole.
+        pipe.set_frame_patience(session.auth_timeout);
         let result = loop {
             let reply = match pipe.receive() {
                 Err(PipeError::Closed) => break Ok(()),
                 // A stream with a read timeout (the networked server's) bounds
                 // how long a client may take to authenticate; once it has,
                 // its pipe may idle while it does I/O on the RDMA channel.
-                Err(PipeError::Idle) if session.authenticated() => continue,
+                Err(PipeError::Idle) if session.authenticated() => match self.pipe_idle(&session) {
+                    Some(idle) => Err(self.idle_refusal(&session, idle)),
+                    None => continue,
+                },
+                Err(PipeError::Idle) if opened.elapsed() < session.auth_timeout => continue,
                 Err(PipeError::Idle) => {
                     let _ = pipe.send(&PipeMessage::Refused {
                         status: Status::Unauthenticated,
@@ -406,11 +572,16 @@ impl Server {
             }
         };
         if let Some(client) = session.client_name() {
+            let why = match &result {
+                Ok(()) => "closed by the client".to_owned(),
+                Err(error) => error.to_string(),
+            };
             tracing::info!(
                 target: "rdio::access",
                 peer = %session.peer,
                 client,
                 seconds = opened.elapsed().as_secs_f64(),
+                why = %why,
                 "side channel closed"
             );
         }
@@ -432,6 +603,7 @@ impl Server {
         ) {
             return self.authenticate(session, message);
         }
+        self.touch(session);
         if let PipeMessage::OpenRequest { flags, path } = *message {
             let writes = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
             let read_only = session.read_only || self.options.read_only;
@@ -475,6 +647,15 @@ impl Server {
                     .registry
                     .open_session(entropy)
                     .map_err(|_| ServerError::TooManySessions)?;
+                shared.sessions.insert(
+                    id,
+                    SessionUse {
+                        peer: peer.clone(),
+                        client: client.clone().unwrap_or_else(|| "-".into()),
+                        open_files: 0,
+                        last_active: Instant::now(),
+                    },
+                );
                 drop(shared);
                 *session = Some(id);
                 PipeMessage::ResumeKeyResponse { key }
@@ -482,7 +663,7 @@ impl Server {
             PipeMessage::OpenRequest { flags, path } => {
                 let session =
                     session.ok_or(PipeError::Unexpected("open before the resume key request"))?;
-                let (status, key, size) = match self.open(session, path, flags) {
+                let (status, key, size) = match self.open(session, path, flags, &peer) {
                     Ok((key, size)) => (Status::Success, key, size),
                     Err(status) => (status, ResumeKey([0; KEY_LEN]), 0),
                 };
@@ -642,6 +823,17 @@ impl Server {
         }
     }
 
+    /// A message from an authenticated client: it is not idle.
+    fn touch(&self, pipe: &mut PipeSession) {
+        let now = Instant::now();
+        pipe.last_message = Some(now);
+        if let Some(session) = pipe.session {
+            if let Some(session) = self.lock().sessions.get_mut(&session) {
+                session.last_active = now;
+            }
+        }
+    }
+
     /// A client's side channel is gone: end its session and close the files
     /// it opened and never registered.
     pub fn end_pipe(&self, session: PipeSession) {
@@ -651,7 +843,12 @@ impl Server {
                 shared.pending_opens.remove(&session);
                 shared.registry.close_session(session)
             };
-            self.close_files(unregistered);
+            self.close_files(
+                unregistered
+                    .into_iter()
+                    .map(|id| (id, Transferred::default())),
+            );
+            self.lock().sessions.remove(&session);
         }
     }
 
@@ -709,10 +906,31 @@ impl Server {
         session: SessionId,
         path: &[u8],
         flags: OpenFlags,
+        peer: &str,
     ) -> Result<(ResumeKey, u64), Status> {
-        let pending = self.lock().pending_opens.get(&session).copied();
+        let (pending, open, client) = {
+            let shared = self.lock();
+            let used = shared.sessions.get(&session);
+            (
+                shared.pending_opens.get(&session).copied(),
+                used.map_or(0, |s| s.open_files),
+                used.map_or_else(|| "-".to_owned(), |s| s.client.clone()),
+            )
+        };
         if pending.unwrap_or(0) >= self.options.max_pending_opens {
             return Err(Status::ResourceExhausted);
+        }
+        if open >= self.options.max_open_files_per_client {
+            tracing::warn!(
+                target: "rdio::access",
+                peer = %peer,
+                client = %client,
+                path = %String::from_utf8_lossy(path),
+                open,
+                limit = self.options.max_open_files_per_client,
+                "open refused: too many open files for this client"
+            );
+            return Err(Status::TooManyOpenFiles);
         }
         let file = self.root.open(path, flags).map_err(|error| {
             use crate::files::OpenError;
@@ -743,6 +961,17 @@ impl Server {
         match shared.registry.add_file(entry, entropy) {
             Ok(key) => {
                 *shared.pending_opens.entry(session).or_insert(0) += 1;
+                if let Some(used) = shared.sessions.get_mut(&session) {
+                    used.open_files += 1;
+                }
+                shared.open.insert(
+                    id,
+                    OpenFile {
+                        session,
+                        path: String::from_utf8_lossy(path).into_owned(),
+                        opened: Instant::now(),
+                    },
+                );
                 Ok((key, size))
             }
             Err(e) => {
