@@ -38,6 +38,11 @@ fn setup(what: &str) -> impl FnOnce(String) -> Mismatch + '_ {
     move |e| Mismatch::new(what, e)
 }
 
+/// A ChecksumRequest case: what it checks, the algorithm asked for,
+/// whether the file is created (empty) first, and the expected status,
+/// length and first 16 digest bytes.
+type ChecksumCase = (&'static str, u8, bool, Code, u64, [u8; 16]);
+
 /// A fresh file name in the server's root for this run.
 fn file_name() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -434,7 +439,7 @@ pub fn pipe_cases(runner: &mut Runner<'_>, target: &Target) {
 
     // Checksums (§ChecksumRequest, §ChecksumResponse): statuses, the pipe
     // stays usable.
-    let checksum_cases: [(&str, u8, bool, Code, u64, [u8; 16]); 3] = [
+    let checksum_cases: [ChecksumCase; 3] = [
         (
             "the checksum of an empty file is XXH3-128 of no bytes (99aa06d3…497f), length 0",
             1,
