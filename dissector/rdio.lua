@@ -73,6 +73,7 @@ local PIPE_OPCODES = {
   [0x03] = "OpenRequest", [0x04] = "OpenResponse",
   [0x05] = "NegotiateRequest", [0x06] = "NegotiateResponse",
   [0x07] = "StatRequest", [0x08] = "StatResponse",
+  [0x20] = "ChecksumRequest", [0x21] = "ChecksumResponse",
   [0x10] = "AuthHello", [0x11] = "AuthChallenge", [0x12] = "AuthProof",
   [0x13] = "AuthResult", [0x1F] = "Refused", [0x30] = "Error",
   -- Remote file operations.
@@ -84,20 +85,22 @@ local PIPE_OPCODES = {
 -- Pipe requests, and the request opcode each response answers.
 local PIPE_REQUESTS = {
   [0x01] = true, [0x03] = true, [0x05] = true, [0x07] = true, [0x10] = true,
-  [0x12] = true, [0x22] = true, [0x24] = true, [0x26] = true, [0x27] = true,
+  [0x12] = true, [0x20] = true, [0x22] = true, [0x24] = true, [0x26] = true, [0x27] = true,
   [0x28] = true, [0x29] = true, [0x2A] = true,
 }
 -- (OpResult answers the request its opcode field names, as Error does.)
 local PIPE_ANSWERS = {
   [0x02] = 0x01, [0x04] = 0x03, [0x06] = 0x05, [0x08] = 0x07, [0x11] = 0x10,
-  [0x13] = 0x12, [0x23] = 0x22, [0x25] = 0x24, [0x2B] = 0x2A,
+  [0x13] = 0x12, [0x21] = 0x20, [0x23] = 0x22, [0x25] = 0x24, [0x2B] = 0x2A,
 }
 local ENTRY_KINDS = { [0] = "file", [1] = "directory", [2] = "symlink", [3] = "other" }
 -- Exact payload length of the fixed-size pipe messages.
 local PIPE_FIXED = {
   [0x01] = 0, [0x02] = 16, [0x04] = 32, [0x08] = 32, [0x11] = 48, [0x12] = 32,
-  [0x13] = 8, [0x1F] = 8, [0x30] = 8, [0x25] = 40, [0x2B] = 48, [0x2F] = 8,
+  [0x13] = 8, [0x1F] = 8, [0x30] = 8, [0x21] = 48, [0x25] = 40, [0x2B] = 48, [0x2F] = 8,
 }
+-- ChecksumRequest algorithms (open: an unknown one is answered NotSupported).
+local CHECKSUM_ALGORITHMS = { [1] = "XXH3-128" }
 -- Pipe Error codes (open: a code not listed here is not a violation).
 local PIPE_ERRORS = {
   [1] = "BAD_MAGIC", [2] = "UNSUPPORTED_VERSION", [3] = "UNKNOWN_OPCODE",
@@ -200,6 +203,9 @@ p.endpoint = ProtoField.string("rdiopipe.endpoint", "Endpoint")
 p.capabilities = ProtoField.uint64("rdiopipe.capabilities", "Capabilities", base.HEX)
 p.modified_ns = ProtoField.uint64("rdiopipe.modified_ns", "Modified (ns since the epoch)")
 p.file_id = ProtoField.uint64("rdiopipe.file_id", "File id", base.HEX)
+p.algorithm = ProtoField.uint8("rdiopipe.algorithm", "Checksum algorithm", base.DEC, CHECKSUM_ALGORITHMS)
+p.checksum_length = ProtoField.uint64("rdiopipe.checksum_length", "Bytes hashed")
+p.digest = ProtoField.bytes("rdiopipe.digest", "Digest")
 p.name_len = ProtoField.uint8("rdiopipe.name_len", "Name length")
 p.name = ProtoField.string("rdiopipe.name", "Name")
 p.salt = ProtoField.bytes("rdiopipe.salt", "Salt")
@@ -760,6 +766,19 @@ local function dissect_pipe(tvb, pinfo, tree, conn)
     t:add_le(p.size, tvb(b + 8, 8))
     t:add_le(p.modified_ns, tvb(b + 16, 8))
     t:add_le(p.file_id, tvb(b + 24, 8))
+    pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)))
+  elseif op == 0x20 and need(4) then
+    local plen = tvb(b + 2, 2):le_uint()
+    t:add(p.algorithm, tvb(b, 1))
+    check_zero(t, p.reserved, tvb(b + 1, 1))
+    t:add_le(p.path_len, tvb(b + 2, 2))
+    path_at(b + 4, plen)
+  elseif op == 0x21 and need(48) then
+    local code = check_status(t, p.status, tvb(b, 4))
+    t:add(p.algorithm, tvb(b + 4, 1))
+    check_zero(t, p.reserved, tvb(b + 5, 3))
+    t:add_le(p.checksum_length, tvb(b + 8, 8))
+    t:add(p.digest, tvb(b + 16, 32))
     pinfo.cols.info:append(" " .. (STATUS[code] or tostring(code)))
   elseif op == 0x10 and need(4) then
     local nlen = tvb(b, 1):uint()

@@ -444,7 +444,7 @@ fn measure_all<T: Transport, S: Read + Write>(
     } else {
         "interrupt"
     };
-    println!(
+    crate::report::table_line!(
         "rdio bench: {} per measurement over {over}, {mode} completions, {}, {} per file; {}; \
          {} alternated run(s) per row, medians, ranges min-max",
         Size(bench.bytes.0),
@@ -467,7 +467,7 @@ fn measure_all<T: Transport, S: Read + Write>(
         },
         bench.repeat,
     );
-    println!(
+    crate::report::table_line!(
         "{:<8} {:>10} {:>4} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>15}",
         "op",
         "size",
@@ -546,7 +546,7 @@ fn print_row(row: &Row) {
     let median = |s: Option<Spread>| s.map_or("-".to_owned(), |s| format!("{:.3}", s.median));
     let range =
         |s: Option<Spread>| s.map_or("-".to_owned(), |s| format!("{:.2}-{:.2}", s.min, s.max));
-    println!(
+    crate::report::table_line!(
         "{:<8} {:>10} {:>4} {:>10.1} {:>10.0} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>15}",
         row.op,
         Size(row.size).to_string(),

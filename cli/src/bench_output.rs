@@ -78,6 +78,45 @@ impl Pending {
 }
 
 /// Write `results` as CSV, one line per row, then move it into place.
+/// `--json`: every row of `results` as one JSON object on standard output
+/// (the fields of the CSV, numbers as numbers, `null` where there is none).
+pub fn print_json(results: &Results) {
+    let rows: Vec<serde_json::Value> = results
+        .rows
+        .iter()
+        .map(|row| {
+            let spread = |s: Option<Spread>| {
+                s.map(|s| serde_json::json!({ "median": s.median, "min": s.min, "max": s.max }))
+            };
+            serde_json::json!({
+                "op": row.op,
+                "kind": if row.baseline { "baseline" } else { "rdio" },
+                "size_bytes": row.size,
+                "queue_depth": row.depth,
+                "runs": row.runs,
+                "mb_per_s": row.megabytes_per_second,
+                "mb_per_s_min": row.mbps_range.0,
+                "mb_per_s_max": row.mbps_range.1,
+                "iops": row.iops,
+                "p50_us": row.p50.map(|d| d.as_secs_f64() * 1e6),
+                "p99_us": row.p99.map(|d| d.as_secs_f64() * 1e6),
+                "baseline": row.compared_to,
+                "ratio": spread(row.ratio),
+                "shaped_baseline": row.shaped_to,
+                "shaped_ratio": spread(row.shaped_ratio),
+            })
+        })
+        .collect();
+    crate::report::summary(
+        "",
+        serde_json::json!({
+            "command": "bench",
+            "transport": results.transport,
+            "rows": rows,
+        }),
+    );
+}
+
 pub fn write_csv(mut pending: Pending, results: &Results) -> Result<()> {
     let mut text = String::from(
         "transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,p50_us,p99_us,baseline,ratio,\

@@ -1,5 +1,9 @@
 //! `rdio cp SRC DST`: SRC goes to the server's root and comes back as DST,
-//! through the whole protocol, and both ends are checked by SHA-256.
+//! through the whole protocol, and the bytes sent and received are checked
+//! by XXH3-128, hashed as they stream (no extra pass over either file).
+//! Writes are read from SRC straight into the client's registered buffers
+//! and reads written to DST straight from them, up to the queue depth in
+//! flight each way.
 //!
 //! A copy onto itself is refused before anything is opened for writing:
 //! SRC, DST and the server's copy under `--root` are compared by device
@@ -8,22 +12,23 @@
 //! beside it, renamed over it once complete and fsynced.
 
 use crate::interrupt::{self, Debris};
-use crate::report::{hex, progress_bar, rate, read_full};
+use crate::report::{self, Verified, hex, progress_bar, rate, read_full};
 use crate::size::Size;
-use crate::transfer::{Changed, Output, destination};
+use crate::transfer::{Changed, Output, VerifyFailed, destination};
 use anyhow::{Context, Result, anyhow, bail};
 use rdio::capture::Recorder;
-use rdio::client::CompletionMode;
+use rdio::client::{CompletionMode, Ticket};
 use rdio::embedded::{Captured, EmbeddedOptions, Inline, Mode, Threads};
 use rdio_core::wire::OpenFlags;
-use sha2::{Digest, Sha256};
+use serde_json::json;
+use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use xxhash_rust::xxh3::Xxh3;
 
 /// What `cp` needs from the command line.
 #[derive(Debug)]
@@ -104,13 +109,10 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
     };
     options.capture = copy.capture.clone();
     let mut pair = M::start(root, options).context("cannot start the in-process server")?;
-    let chunk = pair.client.io_size() * pair.client.queue_depth();
+    let client = &mut pair.client;
 
-    let progress = progress_bar(2 * len);
-    let mut buffer = vec![0u8; chunk];
-    let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-    let remote = pair
-        .client
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let remote = client
         .open(name.as_bytes(), flags)
         .context("cannot create the file on the server")?;
     // From its (truncating) open until the upload is complete, the
@@ -121,22 +123,47 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         .as_ref()
         .map(|root| Debris::remove_on_drop(&root.join(name)));
 
+    // One bar per direction, each of the file's size.
+    let progress = progress_bar(Some(len));
     progress.set_message("put");
     let started = Instant::now();
-    let mut sent = Sha256::new();
+    let chunk = client.io_size();
+    // Up to the queue depth of writes in flight; each chunk is read from
+    // SRC straight into a registered buffer of the client (no copy) and
+    // hashed there while earlier ones travel.
+    let mut sent = Xxh3::new();
+    let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
     let mut offset = 0u64;
+    let mut at_end = false;
     loop {
         interrupt::check()?;
-        let n = read_full(&mut src, &mut buffer)
-            .with_context(|| format!("cannot read {}", copy.src.display()))?;
-        if n == 0 {
-            break;
+        while !at_end && in_flight.len() < client.queue_depth() {
+            let mut buffer = client
+                .write_buffer(chunk)
+                .context("write to the server failed")?;
+            let n = read_full(&mut src, &mut buffer)
+                .with_context(|| format!("cannot read {}", copy.src.display()))?;
+            at_end = n < chunk;
+            if n == 0 {
+                break;
+            }
+            buffer.truncate(n);
+            sent.update(&buffer);
+            let ticket = buffer
+                .submit(&remote, offset)
+                .context("write to the server failed")?;
+            in_flight.push_back((ticket, n));
+            offset += n as u64;
         }
-        sent.update(&buffer[..n]);
-        pair.client
-            .write_at(&remote, offset, &buffer[..n])
+        let Some((ticket, n)) = in_flight.pop_front() else {
+            break;
+        };
+        let written = client
+            .wait(ticket, &mut [])
             .context("write to the server failed")?;
-        offset += n as u64;
+        if written != n as u64 {
+            bail!("write to the server failed: the server wrote {written} of {n} bytes");
+        }
         progress.inc(n as u64);
     }
     let up = started.elapsed();
@@ -147,14 +174,21 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         })
         .context(format!("{} changed while being copied", copy.src.display())));
     }
+    // The close commits the upload (the server renames it over its name).
+    client.close(remote).context("close on the server failed")?;
     if let Some(partial) = partial {
         partial.keep();
     }
+    // Read back through a read-only open: the server then RDMA-writes
+    // straight from its page cache (a leased mapping), no bounce copy.
+    let remote = client
+        .open(name.as_bytes(), OpenFlags::READ)
+        .context("cannot open the server's copy for reading")?;
 
+    progress.set_position(0);
     progress.set_message("get");
     let started = Instant::now();
-    let mut received = Sha256::new();
-    let mut offset = 0u64;
+    let mut received = Xxh3::new();
     let in_place = output.in_place();
     let write_failed = |error: std::io::Error| {
         anyhow!(error).context(format!(
@@ -167,33 +201,48 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
             }
         ))
     };
+    // Up to the queue depth of reads in flight, to the size written and
+    // one past it (which must be empty); each completed one is hashed and
+    // written to DST straight from the buffer the server wrote it into.
+    let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+    let mut next = 0u64;
+    let mut offset = 0u64;
+    let mut at_end = false;
     loop {
         interrupt::check()?;
-        let n = pair
-            .client
-            .read_at(&remote, offset, &mut buffer)
-            .context("read from the server failed")?;
-        if n == 0 {
-            break;
+        while !at_end && in_flight.len() < client.queue_depth() && next <= len {
+            let want = usize::try_from(len - next).unwrap_or(chunk).min(chunk);
+            // The read at `len` asks for a chunk: it must come back empty.
+            let want = if want == 0 { chunk } else { want };
+            let ticket = client
+                .submit_read(&remote, next, want)
+                .context("read from the server failed")?;
+            in_flight.push_back((ticket, want));
+            next += want as u64;
         }
-        // Only the `n` bytes read: the rest of the buffer is stale.
-        received.update(&buffer[..n]);
-        output
-            .file()
-            .write_all(&buffer[..n])
-            .map_err(write_failed)?;
+        let Some((ticket, want)) = in_flight.pop_front() else {
+            break;
+        };
+        let view = client
+            .wait_in_place(ticket)
+            .context("read from the server failed")?;
+        if at_end {
+            continue;
+        }
+        let n = view.len();
+        received.update(&view);
+        output.write_all(&view).map_err(write_failed)?;
         offset += n as u64;
         progress.inc(n as u64);
+        at_end = n < want;
     }
     output.sync().map_err(write_failed)?;
     let down = started.elapsed();
     progress.finish_and_clear();
-    pair.client
-        .close(remote)
-        .context("close on the server failed")?;
+    client.close(remote).context("close on the server failed")?;
     pair.finish().context("closing the connection failed")?;
 
-    let (sent, received) = (sent.finalize(), received.finalize());
+    let (sent, received) = (sent.digest128(), received.digest128());
     if offset != len {
         return Err(anyhow!(Changed {
             expected: len,
@@ -206,11 +255,16 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         )));
     }
     if sent != received {
-        bail!(
-            "verification failed: the copy read back differs from {}; {} was not written",
-            copy.src.display(),
-            target.display()
-        );
+        return Err(anyhow!(VerifyFailed {
+            detail: format!(
+                "the copy read back differs from {} (xxh3-128 {} sent, {} received); {} was \
+                 not written",
+                copy.src.display(),
+                hex(&sent.to_be_bytes()),
+                hex(&received.to_be_bytes()),
+                target.display()
+            ),
+        }));
     }
     interrupt::check()?;
     output.finish(&target)?;
@@ -218,12 +272,32 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
         Some(root) => format!("via {}", root.join(name).display()),
         None => "via a temporary server root".to_owned(),
     };
-    println!(
-        "copied {} {place}: put {}, get {}, sha256 {}",
-        Size(len),
-        rate(len, up),
-        rate(len, down),
-        hex(&sent),
+    let digest = hex(&sent.to_be_bytes());
+    let verified = Verified {
+        algorithm: "xxh3-128",
+        value: digest.clone(),
+        verified: true,
+    };
+    report::summary(
+        &format!(
+            "copied {} {place}: put {}, get {}, verified xxh3-128 {digest}",
+            Size(len),
+            rate(len, up),
+            rate(len, down),
+        ),
+        report::transfer_fields(
+            "cp",
+            len,
+            up + down,
+            "loopback",
+            Some(&verified),
+            json!({
+                "source": copy.src.display().to_string(),
+                "destination": target.display().to_string(),
+                "put_seconds": up.as_secs_f64(),
+                "get_seconds": down.as_secs_f64(),
+            }),
+        ),
     );
     Ok(())
 }

@@ -7,18 +7,23 @@
 //! `RUST_LOG=rdio::client=trace`; the default shows warnings only, and for
 //! `serve` its access log (`rdio::access` at info).
 //! `RDIO_LOG_FORMAT=json` writes one JSON object per line instead of text.
+//! `-q` (level error) and `-v`, `-vv`, `-vvv` (info, debug, trace) set the
+//! filter themselves, over the environment.
 
 use anyhow::{Result, bail};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-/// Install the subscriber, filtering with `default` unless `RDIO_LOG` or
-/// `RUST_LOG` is set; a filter or format that does not parse is an error
-/// (before anything runs).
-pub fn init(default: &str) -> Result<()> {
-    let (variable, directives) = match (std::env::var("RDIO_LOG"), std::env::var("RUST_LOG")) {
-        (Ok(directives), _) => ("RDIO_LOG", directives),
-        (_, Ok(directives)) => ("RUST_LOG", directives),
+/// Install the subscriber, filtering with `flags` (what `-q` or `-v`
+/// asked for) if given, else `RDIO_LOG` or `RUST_LOG` if set, else
+/// `default`; a filter or format that does not parse is an error (before
+/// anything runs).
+pub fn init(default: &str, flags: Option<&str>) -> Result<()> {
+    let (variable, directives) = match (flags, std::env::var("RDIO_LOG"), std::env::var("RUST_LOG"))
+    {
+        (Some(directives), ..) => ("-v/-q", directives.to_owned()),
+        (None, Ok(directives), _) => ("RDIO_LOG", directives),
+        (None, _, Ok(directives)) => ("RUST_LOG", directives),
         _ => ("", default.to_owned()),
     };
     let filter = match EnvFilter::try_new(&directives) {

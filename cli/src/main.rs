@@ -3,10 +3,12 @@
 //!
 //! Every failure ends the process with a non-zero status and one line on
 //! standard error, `rdio: error: ...`: usage errors exit with 2, a file
-//! that changed during a transfer with 24, everything else with 1. SIGINT
-//! or SIGTERM stops a command, removes its partial files (not the
-//! `.rdio-part` file of `get --partial`, kept to resume from) and prints
-//! `rdio: interrupted by SIGINT` (exit status 130).
+//! that changed during a transfer with 24, a failed end-to-end
+//! verification with 25, everything else with 1. SIGINT or SIGTERM stops a
+//! command, removes its partial files (not the `.rdio-part` file of `get
+//! --partial`, kept to resume from) and prints `rdio: interrupted by
+//! SIGINT` (exit status 130). The statuses are listed in `--help`
+//! ([`EXIT_STATUSES`]).
 
 mod access;
 mod bench;
@@ -27,16 +29,33 @@ mod transfer;
 mod tree;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use network::{Transport, Tuning, require_loopback, seconds, with_connector};
 use rdio::capture::Recorder;
 use remote::RemotePath;
-use size::Size;
-use std::net::{SocketAddr, ToSocketAddrs};
+use size::{MAX_IO_SIZE, QUEUE_DEPTHS, Size};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The exit statuses, as `--help` shows them (and the README's table).
+const EXIT_STATUSES: &str = "\
+Exit status:
+    0    success
+    1    failure (one line on standard error: rdio: error: ...)
+    2    usage error, found before any work (bad argument, out-of-range size
+         or queue depth, a destination in a missing directory)
+    24   the file changed during the transfer
+    25   end-to-end verification failed: the server's checksum of the file
+         differs from the bytes transferred (a download is not kept)
+    130  interrupted by SIGINT or SIGTERM (partial files removed)
+
+Output: data goes to standard output only with '-' (get REMOTE -);
+summaries, progress and warnings go to standard error; --json prints the
+summary as one JSON object on standard output, or on standard error when
+the data goes to standard output.";
 
 /// Offload file I/O to a server over RDMA (the LWIO protocol).
 #[derive(Debug, Parser)]
@@ -44,9 +63,13 @@ use std::time::Duration;
     name = "rdio",
     version,
     propagate_version = true,
-    arg_required_else_help = false
+    arg_required_else_help = false,
+    after_help = EXIT_STATUSES
 )]
 struct Cli {
+    #[command(flatten)]
+    output: OutputArgs,
+
     /// RDMA transport [default: loopback for cp and bench, which run their
     /// server in-process; fabric for serve, get, put and bench --server].
     /// `verbs` needs an RDMA device and a build with the `verbs` feature;
@@ -58,19 +81,81 @@ struct Cli {
     command: Command,
 }
 
+/// Where and how much a command tells (every command takes these).
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// Print errors only: no summary, progress bar or warnings (and the
+    /// log at level error).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log more on standard error: -v info, -vv debug, -vvv trace (the
+    /// tracing filter; without -v or -q, RDIO_LOG or RUST_LOG set it).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    /// Print the summary as one JSON object (cp, get, put: bytes, seconds,
+    /// rate, transport, checksum, ...; bench: its rows) on standard output,
+    /// or on standard error when the data goes to standard output (get
+    /// REMOTE -).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show a progress bar (bytes, rate, ETA) even when standard error is
+    /// not a terminal [default: on a terminal only].
+    #[arg(long, global = true, overrides_with = "no_progress")]
+    progress: bool,
+    /// Never show a progress bar.
+    #[arg(long, global = true, overrides_with = "progress")]
+    no_progress: bool,
+}
+
+impl OutputArgs {
+    fn options(&self) -> report::Options {
+        report::Options {
+            quiet: self.quiet,
+            json: self.json,
+            progress: if self.no_progress {
+                report::Progress::Never
+            } else if self.progress {
+                report::Progress::Always
+            } else {
+                report::Progress::Auto
+            },
+        }
+    }
+
+    /// The log filter -q or -v ask for (`None`: the default or the
+    /// environment's).
+    fn log_filter(&self) -> Option<&'static str> {
+        match (self.quiet, self.verbose) {
+            (true, _) => Some("error"),
+            (false, 0) => None,
+            (false, 1) => Some("info"),
+            (false, 2) => Some("debug"),
+            (false, _) => Some("trace"),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Copy SRC to DST through an rdio server: SRC is written to the
-    /// server's root, read back into DST, and both are checked by SHA-256.
+    /// server's root, read back into DST, and both are checked by XXH3-128
+    /// (computed while the data streams).
+    #[command(after_help = EXIT_STATUSES)]
     Cp(CpArgs),
     /// Measure reads and writes (plain and vectored) over sizes and queue
     /// depths: MB/s, IOPS and latency percentiles.
+    #[command(after_help = EXIT_STATUSES)]
     Bench(BenchArgs),
     /// Serve a directory to rdio clients until SIGINT or SIGTERM.
     Serve(ServeArgs),
-    /// Download files (or, with -r, directory trees) from an rdio server.
+    /// Download files (or, with -r, directory trees) from an rdio server,
+    /// each verified against the server's checksum of it.
+    #[command(after_help = EXIT_STATUSES)]
     Get(GetArgs),
-    /// Upload files (or, with -r, directory trees) to an rdio server.
+    /// Upload files (with -r, directory trees; or standard input) to an
+    /// rdio server, each verified against the server's checksum of what it
+    /// stored.
+    #[command(after_help = EXIT_STATUSES)]
     Put(PutArgs),
     /// List a remote directory (names; `-l` long; `--json`).
     Ls(ops::LsArgs),
@@ -114,7 +199,7 @@ struct DoctorArgs {
 
 #[derive(Debug, Args)]
 struct ConformanceArgs {
-    /// The server's side channel, HOST:PORT.
+    /// The server's side channel, HOST:PORT or HOST (port 7472).
     server: String,
     /// How to reach it: the provider and the side channel's security (TLS
     /// and the credential, as for get and put).
@@ -158,17 +243,18 @@ struct CpArgs {
     /// File to copy.
     src: PathBuf,
     /// Where the copy goes: a file (written beside it under a temporary
-    /// name and renamed over it once complete) or a directory to put it in.
+    /// name and renamed over it once complete) or a directory to put it
+    /// in (under SRC's name).
     dst: PathBuf,
     /// Directory the in-process server serves [default: a temporary
     /// directory, removed afterwards].
     #[arg(long)]
     root: Option<PathBuf>,
-    /// Bytes per read or write request (e.g. 256K, 1M).
-    #[arg(long, default_value = "1MiB")]
+    /// Bytes per read or write request, 1 to 8MiB (e.g. 256K, 1M).
+    #[arg(long, default_value = "1MiB", value_parser = size::ranged(1, MAX_IO_SIZE))]
     io_size: Size,
-    /// Requests kept in flight.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    /// Requests kept in flight, 1 to 64.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(QUEUE_DEPTHS))]
     queue_depth: u16,
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
@@ -234,17 +320,22 @@ struct CaptureArgs {
 struct ClientArgs {
     #[command(flatten)]
     net: NetArgs,
-    /// Bytes per read or write request (e.g. 256K, 1M).
-    #[arg(long, default_value = "1MiB")]
+    /// Bytes per read or write request, 1 to 8MiB (e.g. 256K, 1M).
+    #[arg(long, default_value = "1MiB", value_parser = size::ranged(1, MAX_IO_SIZE))]
     io_size: Size,
-    /// Requests kept in flight.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
+    /// Requests kept in flight, 1 to 64.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(QUEUE_DEPTHS))]
     queue_depth: u16,
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
     polling: bool,
-    /// Print the SHA-256 of the bytes moved (hashing costs about as much
-    /// CPU as the transfer itself at ~1 GB/s).
+    /// Do not verify the transfer end to end. By default the client hashes
+    /// the bytes as they stream (XXH3-128) and compares the server's
+    /// checksum of its file (exit status 25 when they differ).
+    #[arg(long)]
+    no_verify: bool,
+    /// Also print the SHA-256 of the bytes moved (hashing costs about as
+    /// much CPU as the transfer itself at ~1 GB/s).
     #[arg(long)]
     sha256: bool,
     /// Print the client's counters at the end (requests by kind and
@@ -260,7 +351,7 @@ struct ClientArgs {
 impl ClientArgs {
     fn tuning(&self, capture: Option<&Arc<Recorder>>) -> Result<Tuning> {
         Ok(Tuning {
-            io_size: u32::try_from(self.io_size.0).context("--io-size must be below 4 GiB")?,
+            io_size: u32::try_from(self.io_size.0).context("--io-size is at most 8MiB")?,
             queue_depth: usize::from(self.queue_depth),
             polling: self.polling,
             connect_timeout: self.net.connect_timeout,
@@ -273,19 +364,20 @@ impl ClientArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Request sizes, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "4K,64K,1M")]
+    /// Request sizes, comma separated, each 1 to 8MiB.
+    #[arg(long, value_delimiter = ',', default_value = "4K,64K,1M", value_parser = size::ranged(1, MAX_IO_SIZE))]
     sizes: Vec<Size>,
-    /// Queue depths, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Queue depths, comma separated, each 1 to 64.
+    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = clap::value_parser!(u16).range(QUEUE_DEPTHS))]
     queue_depths: Vec<u16>,
-    /// Bytes moved per measurement.
-    #[arg(long, default_value = "32MiB")]
+    /// Bytes moved per measurement, 1 to 64GiB.
+    #[arg(long, default_value = "32MiB", value_parser = size::ranged(1, 64 << 30))]
     bytes: Size,
     /// Poll status blocks instead of waiting for completion interrupts.
     #[arg(long)]
     polling: bool,
-    /// Measure against the rdio server at HOST:PORT instead of one in this
+    /// Measure against the rdio server at HOST:PORT (or HOST, port 7472)
+    /// instead of one in this
     /// process.
     #[arg(long)]
     server: Option<String>,
@@ -334,10 +426,12 @@ struct ServeArgs {
     /// Directory to serve; clients cannot reach outside it.
     #[arg(long)]
     root: PathBuf,
-    /// Side-channel address to listen on, e.g. 127.0.0.1:7472 (port 0
-    /// picks one; the address is printed). The RDMA endpoint uses the same
-    /// IP address, so it must be a specific one, not 0.0.0.0.
-    #[arg(long)]
+    /// Side-channel address to listen on: IP:PORT, HOST:PORT, or an IP or
+    /// host name alone for port 7472 (port 0 picks one; the address is
+    /// printed). 0.0.0.0 or :: listens on every address; the RDMA endpoint
+    /// listens on the same IP address, and clients reach it at the address
+    /// they reached the side channel at.
+    #[arg(long, value_parser = network::listen_address)]
     listen: SocketAddr,
     /// libfabric provider for --transport fabric (see `fi_info -l`).
     #[arg(long, default_value = "tcp")]
@@ -450,13 +544,15 @@ impl TreeArgs {
 
 #[derive(Debug, Args)]
 struct GetArgs {
-    /// Remote files or directories, HOST:PATH or HOST:PORT:PATH, all on
-    /// one server.
-    #[arg(required = true, value_name = "REMOTE")]
-    remote: Vec<RemotePath>,
-    /// Local destination: a file, or a directory to put them in (several
-    /// sources need an existing directory).
-    local: PathBuf,
+    /// REMOTE... [LOCAL]: remote files or directories, HOST:PATH (port
+    /// 7472) or HOST:PORT:PATH, all on one server; then the local
+    /// destination: a file, a directory to put them in (several sources
+    /// need an existing one), or '-' for standard output (one file)
+    /// [default: the current directory, under the remote names]. A last
+    /// argument that reads as HOST:PATH (a colon before any '/') is a
+    /// source, as with scp.
+    #[arg(required = true, value_name = "REMOTE... [LOCAL]")]
+    paths: Vec<String>,
     /// A remote file that shrinks or grows during the download is kept as
     /// read, with a warning (exit status 0), instead of failing with exit
     /// status 24.
@@ -476,12 +572,13 @@ struct GetArgs {
 
 #[derive(Debug, Args)]
 struct PutArgs {
-    /// Local files or directories.
+    /// Local files or directories, or '-' for standard input (read until
+    /// it ends; the only source then).
     #[arg(required = true, value_name = "LOCAL")]
     local: Vec<PathBuf>,
-    /// Remote destination, HOST:PATH or HOST:PORT:PATH: a file, or a
-    /// directory to put them in (several sources need an existing one; a
-    /// trailing '/' says it must be one).
+    /// Remote destination, HOST:PATH (port 7472) or HOST:PORT:PATH: a
+    /// file, or a directory to put them in (several sources need an
+    /// existing one; a trailing '/' says it must be one).
     remote: RemotePath,
     /// Write the remote file in place: it is emptied at once, and an
     /// interrupted upload leaves it partial. Without it the server writes a
@@ -565,17 +662,10 @@ fn run(cli: Cli) -> Result<()> {
                     result?
                 }
                 Some(server) => {
-                    let host = server
-                        .rsplit_once(':')
-                        .map_or(server.as_str(), |(host, _)| host);
-                    access::set_client_security(&args.net, host)?;
-                    let server = server
-                        .to_socket_addrs()
-                        .with_context(|| {
-                            format!("invalid --server '{server}': expected HOST:PORT")
-                        })?
-                        .next()
-                        .with_context(|| format!("{server} has no address"))?;
+                    access::set_client_security(&args.net, server_host(&server))?;
+                    let server = network::listen_address(&server).map_err(|e| {
+                        anyhow::anyhow!(transfer::Usage(format!("invalid --server: {e}")))
+                    })?;
                     let mut results = bench::Results::default();
                     let remote = bench::Remote {
                         bench: &bench,
@@ -604,6 +694,9 @@ fn run(cli: Cli) -> Result<()> {
                     results
                 }
             };
+            if report::json() {
+                bench_output::print_json(&results);
+            }
             if let Some(csv) = csv {
                 bench_output::write_csv(csv, &results)?;
             }
@@ -613,15 +706,10 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Conformance(args) => {
-            let host = args.server.rsplit_once(':').map_or("", |(host, _)| host);
-            access::set_client_security(&args.net, host)?;
+            access::set_client_security(&args.net, server_host(&args.server))?;
             rdio_conformance::pipe::use_security(access::client_security()?.clone());
-            let server = args
-                .server
-                .to_socket_addrs()
-                .with_context(|| format!("invalid server '{}': expected HOST:PORT", args.server))?
-                .next()
-                .with_context(|| format!("{} has no address", args.server))?;
+            let server = network::listen_address(&args.server)
+                .map_err(|e| anyhow::anyhow!(transfer::Usage(format!("invalid server: {e}"))))?;
             let kind = match transport {
                 Transport::Fabric => rdio_conformance::TransportKind::Fabric {
                     provider: args.net.provider,
@@ -691,11 +779,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Mkdir(args) => ops::Op::Mkdir(args).run(),
         Command::Mv(args) => ops::Op::Mv(args).run(),
         Command::Get(args) => {
-            let first = args.remote.first().context("nothing to get")?;
+            let (remote, local) = get_paths(&args.paths)?;
+            let first = remote.first().context("nothing to get")?;
             access::set_client_security(&args.client.net, &first.host)?;
             let path = args.client.capture.capture.clone();
             let capture = network::capture(path.as_deref())?;
             let file = transfer::FileOptions {
+                verify: !args.client.no_verify,
+                transport: transport.name(),
                 sha256: args.client.sha256,
                 allow_changing: args.allow_changing,
                 partial: args.partial,
@@ -703,8 +794,8 @@ fn run(cli: Cli) -> Result<()> {
             };
             let get = tree::Get {
                 options: args.tree.options(&args.client, file)?,
-                sources: args.remote,
-                local: args.local,
+                sources: remote,
+                local,
                 tuning: args.client.tuning(capture.as_ref())?,
             };
             let net = &args.client.net;
@@ -724,6 +815,8 @@ fn run(cli: Cli) -> Result<()> {
             let path = args.client.capture.capture.clone();
             let capture = network::capture(path.as_deref())?;
             let file = transfer::FileOptions {
+                verify: !args.client.no_verify,
+                transport: transport.name(),
                 sha256: args.client.sha256,
                 in_place: args.inplace,
                 ..transfer::FileOptions::default()
@@ -749,11 +842,35 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `get`'s `REMOTE... [LOCAL]`: the remote sources and the local
+/// destination, if one is named. As with scp, an argument is remote when
+/// it reads as `HOST:PATH` (a colon before any '/'); so the last one is
+/// the destination unless it is remote too (or it is the only one).
+fn get_paths(paths: &[String]) -> Result<(Vec<RemotePath>, Option<PathBuf>)> {
+    let remote = |text: &String| {
+        text.parse::<RemotePath>()
+            .map_err(|e| anyhow::anyhow!(transfer::Usage(format!("invalid remote '{text}': {e}"))))
+    };
+    let looks_remote = |text: &String| {
+        text.find(':')
+            .is_some_and(|colon| !text[..colon].contains('/') && colon > 0)
+    };
+    let (sources, local) = match paths.split_last() {
+        None => anyhow::bail!(transfer::Usage("get needs a remote file".to_owned())),
+        Some((_, [])) => (paths, None),
+        Some((last, _)) if looks_remote(last) => (paths, None),
+        Some((last, sources)) => (sources, Some(PathBuf::from(last))),
+    };
+    let sources = sources.iter().map(remote).collect::<Result<Vec<_>>>()?;
+    Ok((sources, local))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
+    report::configure(cli.output.options());
     // `serve` writes its access log by default; the others only warnings.
     let default_log = if matches!(cli.command, Command::Serve(_)) {
         "warn,rdio::access=info"
@@ -762,7 +879,9 @@ fn main() -> ExitCode {
     };
     // A bad RDIO_STATS_FORMAT is refused before anything runs, as a bad
     // log format is.
-    if let Err(error) = logging::init(default_log).and(metrics::stats_format().map(drop)) {
+    if let Err(error) =
+        logging::init(default_log, cli.output.log_filter()).and(metrics::stats_format().map(drop))
+    {
         eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
         return ExitCode::from(2);
     }
@@ -784,15 +903,36 @@ fn main() -> ExitCode {
             }
             // `{:#}` joins the context chain with ": " on one line.
             eprintln!("rdio: error: {}", one_line(&format!("{error:#}")));
-            let changed = error
-                .chain()
-                .any(|cause| cause.downcast_ref::<transfer::Changed>().is_some());
-            if changed {
-                ExitCode::from(transfer::Changed::EXIT_CODE)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(exit_status(&error))
         }
+    }
+}
+
+/// The host part of a `HOST:PORT` or `HOST` server argument (IPv6 in
+/// brackets), as the side channel's TLS names the server.
+fn server_host(server: &str) -> &str {
+    if let Some(bracketed) = server.strip_prefix('[') {
+        return bracketed
+            .split_once(']')
+            .map_or(bracketed, |(host, _)| host);
+    }
+    match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => server,
+    }
+}
+
+/// The exit status of a failure: the most specific cause in its chain.
+fn exit_status(error: &anyhow::Error) -> u8 {
+    let is = |test: fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(test);
+    if is(|cause| cause.is::<transfer::Usage>()) {
+        2
+    } else if is(|cause| cause.is::<transfer::VerifyFailed>()) {
+        transfer::VerifyFailed::EXIT_CODE
+    } else if is(|cause| cause.is::<transfer::Changed>()) {
+        transfer::Changed::EXIT_CODE
+    } else {
+        1
     }
 }
 
@@ -818,4 +958,31 @@ fn usage_error(error: &clap::Error) -> ExitCode {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_hosts_with_and_without_a_port() {
+        assert_eq!(server_host("127.0.0.1:7472"), "127.0.0.1");
+        assert_eq!(server_host("example.org"), "example.org");
+        assert_eq!(server_host("[::1]:9"), "::1");
+        assert_eq!(server_host("::1"), "::1");
+    }
+
+    #[test]
+    fn exit_statuses_follow_the_cause() {
+        let status = |error: anyhow::Error| exit_status(&error.context("outer"));
+        assert_eq!(status(anyhow::anyhow!("plain")), 1);
+        assert_eq!(status(anyhow::anyhow!(transfer::Usage("u".into()))), 2);
+        let changed = transfer::Changed {
+            expected: 1,
+            got: "2".into(),
+        };
+        assert_eq!(status(anyhow::anyhow!(changed)), 24);
+        let failed = transfer::VerifyFailed { detail: "d".into() };
+        assert_eq!(status(anyhow::anyhow!(failed)), 25);
+    }
 }

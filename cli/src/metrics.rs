@@ -459,6 +459,15 @@ pub fn stats_format() -> Result<bool> {
 /// `--stats`: a client's counters on standard error, a few lines of text,
 /// or with `RDIO_STATS_FORMAT=json` one line of [`client_json`].
 pub fn print_client(stats: &ClientStats) -> Result<()> {
+    // With `--json`, one more JSON line beside the summaries, where they
+    // go (standard output, or standard error when the data is there).
+    if crate::report::json() {
+        crate::report::summary(
+            "",
+            serde_json::json!({ "command": "stats", "stats": client_json(stats) }),
+        );
+        return Ok(());
+    }
     if stats_format()? {
         eprintln!("{}", client_json(stats));
         return Ok(());

@@ -43,7 +43,8 @@ pub fn verbs_unavailable() -> anyhow::Error {
 }
 
 impl Transport {
-    fn name(self) -> &'static str {
+    /// The name `--transport` takes.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Loopback => "loopback",
             Self::Verbs => "verbs",
@@ -221,6 +222,7 @@ pub fn connect<C: RdmaConnector>(
         CompletionMode::Interrupt
     };
     options.config.dead_peer_timeout = tuning.dead_peer_timeout;
+    tracing::info!(target: "rdio::cli", %server, "connecting");
     net::connect_captured(
         server,
         options,
@@ -229,6 +231,15 @@ pub fn connect<C: RdmaConnector>(
         security,
         tuning.capture.clone(),
     )
+    .inspect(|client| {
+        tracing::info!(
+            target: "rdio::cli",
+            %server,
+            io_size = client.io_size(),
+            queue_depth = client.queue_depth(),
+            "connected"
+        );
+    })
     .map_err(|error| {
         let step = ConnectStep::of(&error);
         let error = anyhow!(error);
@@ -259,7 +270,10 @@ impl ConnectStep {
     /// The step `error` comes from: each step fails with errors of its own.
     pub fn of(error: &NetError) -> Self {
         match error {
-            NetError::Unreachable { .. } | NetError::Os(_) => Self::PipeConnect,
+            NetError::Unreachable { .. }
+            | NetError::Os(_)
+            | NetError::NotRdio { .. }
+            | NetError::TimedOut { .. } => Self::PipeConnect,
             NetError::Tls(_)
             | NetError::Trust(_)
             | NetError::Busy { .. }
@@ -307,6 +321,32 @@ impl std::fmt::Display for ConnectStep {
     }
 }
 
+/// `--listen`: `IP:PORT`, `HOST:PORT`, or an IP address or host name
+/// alone for [`crate::remote::DEFAULT_PORT`]; a host name is resolved to
+/// its first address.
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, crate::remote::DEFAULT_PORT));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| format!("invalid port in '{text}': expected HOST:PORT"))?,
+        ),
+        None => (text, crate::remote::DEFAULT_PORT),
+    };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{host}' has no address"))
+}
+
 /// `--connect-timeout 2.5`: seconds, fractions allowed.
 pub fn seconds(text: &str) -> Result<Duration, String> {
     text.parse::<f64>()
@@ -319,6 +359,17 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_take_hosts_and_a_default_port() {
+        let v4 = |text: &str| listen_address(text).map(|addr| addr.to_string());
+        assert_eq!(v4("127.0.0.1:9"), Ok("127.0.0.1:9".into()));
+        assert_eq!(v4("0.0.0.0"), Ok("0.0.0.0:7472".into()));
+        assert_eq!(v4("::"), Ok("[::]:7472".into()));
+        assert_eq!(v4("localhost:0").map(|a| a.ends_with(":0")), Ok(true));
+        assert!(listen_address("localhost").is_ok_and(|addr| addr.port() == 7472));
+        assert!(listen_address("host:port").is_err());
+    }
 
     #[test]
     fn seconds_are_positive_numbers() {

@@ -4,6 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The side-channel port `rdio serve` listens on, and clients reach, when
+/// none is given.
+pub const DEFAULT_PORT: u16 = 7472;
+
 /// A file on a remote rdio server: the server's side-channel address and a
 /// path relative to the root it serves.
 ///
@@ -22,10 +26,6 @@ pub struct RemotePath {
     /// Path relative to the server's root.
     pub path: String,
 }
-
-/// The side-channel port of `HOST:PATH` (the one `rdio serve --listen`
-/// examples use).
-pub const DEFAULT_PORT: u16 = 7472;
 
 /// Why a remote path did not parse.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +138,21 @@ mod tests {
             parse("[::1]:f"),
             Ok(("::1".into(), DEFAULT_PORT, "f".into()))
         );
+    }
+
+    #[test]
+    fn the_port_defaults_to_7472() {
+        assert_eq!(
+            parse("server:data/file"),
+            Ok(("server".into(), DEFAULT_PORT, "data/file".into()))
+        );
+        assert_eq!(
+            parse("server:a:b"),
+            Ok(("server".into(), 7472, "a:b".into()))
+        );
+        assert_eq!(parse("[::1]:f"), Ok(("::1".into(), 7472, "f".into())));
+        // Digits without a colon after them are a path.
+        assert_eq!(parse("host:123"), Ok(("host".into(), 7472, "123".into())));
     }
 
     #[test]

@@ -80,6 +80,45 @@ impl FromStr for Size {
     }
 }
 
+/// The largest request size: the server's default maximum I/O size (a
+/// larger request is cut to what the server negotiates anyway).
+pub const MAX_IO_SIZE: u64 = 8 << 20;
+
+/// The queue depths every command accepts: the server's default credit
+/// maximum, the most requests it lets a client keep in flight.
+pub const QUEUE_DEPTHS: std::ops::RangeInclusive<i64> = 1..=64;
+
+/// A clap parser of sizes within `min..=max`, whose error names the range.
+pub fn ranged(min: u64, max: u64) -> impl Fn(&str) -> Result<Size, String> + Clone {
+    move |text: &str| {
+        let size: Size = text.parse().map_err(|e: SizeError| e.to_string())?;
+        if (min..=max).contains(&size.0) {
+            Ok(size)
+        } else {
+            Err(format!(
+                "{text} is out of range: expected {} to {}",
+                Bound(min),
+                Bound(max)
+            ))
+        }
+    }
+}
+
+/// A range bound as the user would write it: `1`, `8MiB`.
+struct Bound(u64);
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        for (unit, name) in UNITS {
+            if self.0 >= unit && self.0 % unit == 0 {
+                return write!(f, "{}{name}", self.0 / unit);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
 impl fmt::Display for Size {
     /// Bytes below 1 KiB, otherwise one decimal in the largest binary unit
     /// that keeps the number at least 1: `512 B`, `1.0 KiB`, `1.5 MiB`.
@@ -157,6 +196,22 @@ mod tests {
             message.contains("'4Q'") && message.contains("unknown unit"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn ranged_sizes_name_the_range() {
+        let io = ranged(1, MAX_IO_SIZE);
+        assert_eq!(io("1M"), Ok(Size(1 << 20)));
+        assert_eq!(io("8MiB"), Ok(Size(8 << 20)));
+        assert_eq!(
+            io("1T").unwrap_err(),
+            "1T is out of range: expected 1 to 8MiB"
+        );
+        assert_eq!(
+            io("0").unwrap_err(),
+            "0 is out of range: expected 1 to 8MiB"
+        );
+        assert!(io("4Q").unwrap_err().contains("unknown unit"));
     }
 
     #[test]

@@ -3,6 +3,13 @@
 //! `crate::tree`'s); with `--sha256`, the SHA-256 of the bytes moved in
 //! the summary, with `--bwlimit` paced by a [`Pacer`].
 //!
+//! Each file is verified end to end unless `--no-verify`: the client
+//! hashes the bytes as they stream (XXH3-128, no extra pass), asks the
+//! server for the checksum of the file it holds (`ChecksumRequest`), and
+//! fails with [`VerifyFailed`] (exit status 25) when they differ; a
+//! download is then not kept. `get REMOTE -` writes to standard output and
+//! `put - REMOTE` reads standard input to its end.
+//!
 //! A download lands in a temporary file next to its destination and is
 //! renamed over it only once complete and on disk (fsync of the file, then
 //! of the directory), so an interrupted transfer never looks like a
@@ -29,18 +36,24 @@
 
 use crate::interrupt::{self, Debris};
 use crate::remote::RemotePath;
-use crate::report::{hex, progress_bar, rate, read_full};
+use crate::report::{self, Verified, hex, progress_bar, rate, read_full};
 use crate::size::Size;
 use anyhow::{Context, Result, anyhow, bail};
-use rdio::client::{ClientError, FileStat, Ticket};
+use rdio::client::{Checksum, ClientError, FileStat, Operation, Ticket};
 use rdio_core::wire::{OpenFlags, Status};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use xxhash_rust::xxh3::Xxh3;
+
+/// The path that means standard input (`put - REMOTE`) or standard output
+/// (`get REMOTE -`).
+pub const STDIO: &str = "-";
 
 /// A file that changed while it was being copied (exit status
 /// [`Changed::EXIT_CODE`]): like rsync's "file has vanished" or "changed
@@ -70,6 +83,105 @@ impl std::fmt::Display for Changed {
 
 impl std::error::Error for Changed {}
 
+/// End-to-end verification failed: the server's checksum of the file is
+/// not the one of the bytes this client moved (exit status
+/// [`VerifyFailed::EXIT_CODE`]).
+#[derive(Debug)]
+pub struct VerifyFailed {
+    /// What was compared, and how they differ.
+    pub detail: String,
+}
+
+impl VerifyFailed {
+    /// The exit status of a command whose verification failed.
+    pub const EXIT_CODE: u8 = 25;
+}
+
+impl std::fmt::Display for VerifyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "verification failed: {}", self.detail)
+    }
+}
+
+impl std::error::Error for VerifyFailed {}
+
+/// Compare what this client moved (`length` bytes hashing to `local`)
+/// with the server's checksum of `path`; `Ok` with the digest when equal.
+fn verify<T: rdio_transport::Transport, S: Read + Write>(
+    client: &mut rdio::client::Client<T, S>,
+    path: &str,
+    length: u64,
+    local: u128,
+) -> Result<Verified> {
+    let remote: Checksum = match client.checksum(path) {
+        Ok(checksum) => checksum,
+        Err(ClientError::Remote {
+            operation: Operation::Checksum,
+            status: Status::NotSupported,
+        }) => bail!(
+            "the server cannot compute checksums (an rdio server from before \
+             ChecksumRequest); pass --no-verify to transfer without verification"
+        ),
+        Err(ClientError::Pipe(rdio::pipe::PipeError::Io(e)))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            bail!(
+                "timed out waiting for the server's checksum of {path} (it reads the whole \
+                 file first, within --connect-timeout): pass a longer --connect-timeout for a \
+                 large file on a slow disk, or --no-verify"
+            )
+        }
+        Err(e) => return Err(anyhow!(e).context("asking the server for the file's checksum")),
+    };
+    let local = local.to_be_bytes();
+    tracing::debug!(
+        target: "rdio::cli",
+        path,
+        length,
+        server_length = remote.length,
+        local = %hex(&local),
+        server = %hex(&remote.digest),
+        "checksums"
+    );
+    if remote.length != length {
+        return Err(anyhow!(VerifyFailed {
+            detail: format!(
+                "the server's file holds {} bytes, {length} were transferred",
+                remote.length
+            ),
+        }));
+    }
+    if remote.digest != local {
+        return Err(anyhow!(VerifyFailed {
+            detail: format!(
+                "xxh3-128 of the server's file is {}, of the {length} bytes transferred {}",
+                hex(&remote.digest),
+                hex(&local)
+            ),
+        }));
+    }
+    Ok(Verified {
+        algorithm: "xxh3-128",
+        value: hex(&local),
+        verified: true,
+    })
+}
+
+/// A usage error found before any work (exit status 2, like clap's).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 /// Where a download goes: `local`, or inside it under the remote file's
 /// name when `local` is a directory.
 pub fn destination(local: &Path, remote: &str) -> Result<PathBuf> {
@@ -97,6 +209,8 @@ pub enum Output {
     },
     /// An existing device, FIFO or socket, written in place.
     InPlace(File),
+    /// Standard output (`-`).
+    Stdout(io::StdoutLock<'static>),
     /// `get --partial`: `.NAME.rdio-part` beside the destination, kept
     /// when the download fails (and resumed from by the next one), renamed
     /// over the destination once complete.
@@ -124,9 +238,21 @@ impl Output {
     /// The output for `target`, and the path the download ends up at
     /// ([`Output::resolve`]).
     pub fn open(target: &Path) -> Result<(Self, PathBuf)> {
+        if target.as_os_str() == STDIO {
+            report::data_on_stdout();
+            return Ok((Self::Stdout(io::stdout().lock()), target.to_owned()));
+        }
         let target = Self::resolve(target);
         if let Ok(meta) = fs::metadata(&target) {
             if !meta.is_file() && !meta.is_dir() {
+                // Standard output under another name (/dev/stdout,
+                // /proc/self/fd/1): the JSON summary goes elsewhere.
+                if fs::metadata("/dev/stdout").is_ok_and(|out| {
+                    use std::os::unix::fs::MetadataExt;
+                    (out.dev(), out.ino()) == (meta.dev(), meta.ino())
+                }) {
+                    report::data_on_stdout();
+                }
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&target)
@@ -138,6 +264,13 @@ impl Output {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
+        if !dir.is_dir() {
+            return Err(anyhow!(Usage(format!(
+                "cannot write {}: the directory {} does not exist",
+                target.display(),
+                dir.display()
+            ))));
+        }
         let name = target
             .file_name()
             .with_context(|| format!("{} has no file name", target.display()))?;
@@ -190,6 +323,7 @@ impl Output {
         remote: &RemotePath,
         size: u64,
         digest: &mut Option<Sha256>,
+        checksum: &mut Option<Xxh3>,
     ) -> Result<u64> {
         use std::io::{Read as _, Seek as _, SeekFrom};
         let Self::Resumable { file, part, .. } = self else {
@@ -225,6 +359,9 @@ impl Output {
                 if let Some(digest) = digest {
                     digest.update(&buf[..want]);
                 }
+                if let Some(checksum) = checksum {
+                    checksum.update(&buf[..want]);
+                }
                 left -= want as u64;
             }
             matches = hashed == length && ours.finalize()[..] == theirs[..];
@@ -244,13 +381,18 @@ impl Output {
         if let Some(digest) = digest {
             *digest = Sha256::new();
         }
+        if let Some(checksum) = checksum {
+            *checksum = Xxh3::new();
+        }
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
         Ok(0)
     }
 
+    /// Whether the bytes go straight to their destination (a device,
+    /// FIFO or standard output), which a failure leaves partly written.
     pub fn in_place(&self) -> bool {
-        matches!(self, Self::InPlace(_))
+        matches!(self, Self::InPlace(_) | Self::Stdout(_))
     }
 
     /// The `.rdio-part` file a failure leaves for the next `--partial`.
@@ -261,20 +403,23 @@ impl Output {
         }
     }
 
-    pub fn file(&mut self) -> &mut File {
+    /// Write all of `data`.
+    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
-            Self::Partial { file, .. } => file.as_file_mut(),
-            Self::InPlace(file) | Self::Resumable { file, .. } => file,
+            Self::Partial { file, .. } => file.as_file_mut().write_all(data),
+            Self::InPlace(file) | Self::Resumable { file, .. } => file.write_all(data),
+            Self::Stdout(out) => out.write_all(data),
         }
     }
 
-    /// Make the bytes written durable (fsync); nothing for a device or
-    /// FIFO.
-    pub fn sync(&self) -> std::io::Result<()> {
+    /// Make the bytes written durable (fsync); a flush for standard
+    /// output, nothing for a device or FIFO.
+    pub fn sync(&mut self) -> std::io::Result<()> {
         match self {
             Self::Partial { file, .. } => file.as_file().sync_all(),
             Self::Resumable { file, .. } => file.sync_all(),
             Self::InPlace(_) => Ok(()),
+            Self::Stdout(out) => out.flush(),
         }
     }
 
@@ -282,7 +427,7 @@ impl Output {
     /// the rename durable; nothing more for a device or FIFO.
     pub fn finish(self, target: &Path) -> Result<()> {
         let dir = match self {
-            Self::InPlace(_) => return Ok(()),
+            Self::InPlace(_) | Self::Stdout(_) => return Ok(()),
             Self::Partial { file, dir, debris } => {
                 debris.keep_with(|| file.persist(target)).with_context(|| {
                     format!("cannot rename the download to {}", target.display())
@@ -318,6 +463,11 @@ pub struct FileOptions {
     /// destination, keep it when the transfer fails, and resume from it
     /// (after checking its bytes against the server's) next time.
     pub partial: bool,
+    /// Check each file against the server's checksum of it (not with
+    /// `--no-verify`).
+    pub verify: bool,
+    /// The transport's name, for the summary.
+    pub transport: &'static str,
 }
 
 /// Download the server's file `remote` (its path on the session `client`
@@ -353,10 +503,11 @@ pub fn download<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>
         bail!("'{}' and '{}' are the same file", remote, target.display());
     }
     let mut digest = options.sha256.then(Sha256::new);
+    let mut checksum = options.verify.then(Xxh3::new);
     // Where the reads start: after the bytes of a partial download that
     // the server's file still begins with.
-    let resumed = output.resume(client, remote, size, &mut digest)?;
-    let progress = progress_bar(size);
+    let resumed = output.resume(client, remote, size, &mut digest, &mut checksum)?;
+    let progress = progress_bar(Some(size));
     progress.set_message("get");
     progress.inc(resumed);
     let started = Instant::now();
@@ -448,8 +599,10 @@ pub fn download<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>
         if let Some(digest) = &mut digest {
             digest.update(&*view);
         }
+        if let Some(checksum) = &mut checksum {
+            checksum.update(&view);
+        }
         output
-            .file()
             .write_all(&view)
             .map_err(|e| failed(offset, anyhow!(e).context("local write")))?;
         offset += got as u64;
@@ -485,6 +638,16 @@ pub fn download<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>
             .context(format!("download of {remote} failed; {}", outcome(offset))));
         }
     }
+    // Verified before the download takes its name: a mismatch leaves
+    // nothing under it. A file that changed (--allow-changing) cannot
+    // match what was read of it, and is not checked.
+    let verified = match checksum {
+        Some(checksum) if changed.is_none() => Some(
+            verify(client, &remote.path, offset, checksum.digest128())
+                .with_context(|| format!("download of {remote} failed; {}", outcome(offset)))?,
+        ),
+        _ => None,
+    };
     output
         .sync()
         .map_err(|e| failed(offset, anyhow!(e).context("fsync")))?;
@@ -494,26 +657,47 @@ pub fn download<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>
     output.finish(&target)?;
     client.close(file).context("close on the server failed")?;
     if let Some(got) = changed {
-        eprintln!(
-            "rdio: warning: {remote}: {}; kept the {offset} bytes read",
+        report::warn(&format!(
+            "{remote}: {}; kept the {offset} bytes read, not verified",
             Changed {
                 expected: size,
                 got,
             }
-        );
+        ));
     }
-    println!(
-        "got {remote} -> {}: {} in {:.2} s ({}){}{}",
-        target.display(),
-        Size(offset),
-        elapsed.as_secs_f64(),
-        rate(offset - resumed, elapsed),
-        if resumed > 0 {
-            format!(", resumed at {resumed} bytes")
-        } else {
-            String::new()
-        },
-        digest_note(digest),
+    let destination = if target.as_os_str() == STDIO {
+        "standard output".to_owned()
+    } else {
+        target.display().to_string()
+    };
+    let sha256 = digest.map(|digest| hex(&digest.finalize()));
+    report::summary(
+        &format!(
+            "got {remote} -> {destination}: {} in {:.2} s ({}){}{}{}",
+            Size(offset),
+            elapsed.as_secs_f64(),
+            rate(offset - resumed, elapsed),
+            if resumed > 0 {
+                format!(", resumed at {resumed} bytes")
+            } else {
+                String::new()
+            },
+            verified_note(verified.as_ref()),
+            sha256_note(sha256.as_deref()),
+        ),
+        report::transfer_fields(
+            "get",
+            offset - resumed,
+            elapsed,
+            options.transport,
+            verified.as_ref(),
+            json!({
+                "source": remote.to_string(),
+                "destination": target.display().to_string(),
+                "resumed_at": resumed,
+                "sha256": sha256,
+            }),
+        ),
     );
     Ok(offset)
 }
@@ -528,21 +712,34 @@ pub fn upload<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
     options: &FileOptions,
     pacer: &mut Pacer,
 ) -> Result<u64> {
-    let mut source =
-        File::open(local).with_context(|| format!("cannot open {}", local.display()))?;
-    let meta = source
-        .metadata()
-        .with_context(|| format!("cannot stat {}", local.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", local.display());
-    }
-    let size = meta.len();
+    let stdin = local.as_os_str() == STDIO;
+    let (mut source, meta): (Box<dyn Read>, Option<fs::Metadata>) = if stdin {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(local).with_context(|| format!("cannot open {}", local.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", local.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", local.display());
+        }
+        (Box::new(file), Some(meta))
+    };
+    let name = if stdin {
+        "standard input".to_owned()
+    } else {
+        local.display().to_string()
+    };
+    // Standard input: streamed until it ends, of a size known only then.
+    let size = meta.as_ref().map(fs::Metadata::len);
+    let total = size.map_or_else(|| "?".to_owned(), |size| size.to_string());
     // A server on this host serving the source itself: its open would
     // truncate the source. Refused before anything is opened for
     // writing, as by coreutils `cp`.
-    if client
-        .stat(&remote.path)
-        .is_ok_and(|remote| is_remote_file(&meta, &remote))
+    if let Some(meta) = &meta
+        && client
+            .stat(&remote.path)
+            .is_ok_and(|remote| is_remote_file(meta, &remote))
     {
         bail!("'{}' and '{remote}' are the same file", local.display());
     }
@@ -564,11 +761,11 @@ pub fn upload<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
     progress.set_message("put");
     let started = Instant::now();
     let mut digest = options.sha256.then(Sha256::new);
+    let mut checksum = options.verify.then(Xxh3::new);
     let failed = |confirmed: u64, error: anyhow::Error| {
         anyhow!(
-            "upload of {} failed after {confirmed} of {size} bytes: {error:#}; {remote} on the \
-             server {left}",
-            local.display(),
+            "upload of {name} failed after {confirmed} of {total} bytes: {error:#}; {remote} on \
+             the server {left}",
         )
     };
     // Up to the queue depth of writes in flight: the next chunk is read
@@ -600,6 +797,9 @@ pub fn upload<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
             if let Some(digest) = &mut digest {
                 digest.update(&*buffer);
             }
+            if let Some(checksum) = &mut checksum {
+                checksum.update(&buffer);
+            }
             pacer.admit(n as u64)?;
             let ticket = buffer
                 .submit(&file, sent)
@@ -624,31 +824,53 @@ pub fn upload<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    if offset != size {
+    if let Some(size) = size.filter(|&size| size != offset) {
         return Err(anyhow!(Changed {
             expected: size,
             got: offset.to_string(),
         })
         .context(format!(
-            "upload of {} failed; {remote} on the server {left}",
-            local.display(),
+            "upload of {name} failed; {remote} on the server {left}"
         )));
     }
     // The close is what commits an upload: its failure means the
     // remote file was not replaced.
     client.close(file).map_err(|e| {
-        anyhow!(
-            "upload of {} failed at its close: {e}; {remote} on the server {left}",
-            local.display(),
-        )
+        anyhow!("upload of {name} failed at its close: {e}; {remote} on the server {left}")
     })?;
-    println!(
-        "put {} -> {remote}: {} in {:.2} s ({}){}",
-        local.display(),
-        Size(offset),
-        elapsed.as_secs_f64(),
-        rate(offset, elapsed),
-        digest_note(digest),
+    // The server's checksum of the file as it now holds it.
+    let verified = checksum
+        .map(|checksum| {
+            verify(client, &remote.path, offset, checksum.digest128()).with_context(|| {
+                format!(
+                    "upload of {name} to {remote} was not verified; the server now holds a \
+                     file that differs"
+                )
+            })
+        })
+        .transpose()?;
+    let sha256 = digest.map(|digest| hex(&digest.finalize()));
+    report::summary(
+        &format!(
+            "put {name} -> {remote}: {} in {:.2} s ({}){}{}",
+            Size(offset),
+            elapsed.as_secs_f64(),
+            rate(offset, elapsed),
+            verified_note(verified.as_ref()),
+            sha256_note(sha256.as_deref()),
+        ),
+        report::transfer_fields(
+            "put",
+            offset,
+            elapsed,
+            options.transport,
+            verified.as_ref(),
+            json!({
+                "source": if stdin { STDIO.to_owned() } else { local.display().to_string() },
+                "destination": remote.to_string(),
+                "sha256": sha256,
+            }),
+        ),
     );
     Ok(offset)
 }
@@ -710,9 +932,14 @@ fn is_remote_file(local: &fs::Metadata, remote: &FileStat) -> bool {
 }
 
 /// `, sha256 HEX` when the bytes were hashed, else nothing.
-fn digest_note(digest: Option<Sha256>) -> String {
-    digest.map_or_else(String::new, |digest| {
-        format!(", sha256 {}", hex(&digest.finalize()))
+fn sha256_note(digest: Option<&str>) -> String {
+    digest.map_or_else(String::new, |digest| format!(", sha256 {digest}"))
+}
+
+/// `, verified xxh3-128 HEX` when the transfer was verified, else nothing.
+fn verified_note(verified: Option<&Verified>) -> String {
+    verified.map_or_else(String::new, |verified| {
+        format!(", verified {} {}", verified.algorithm, verified.value)
     })
 }
 
@@ -720,6 +947,39 @@ fn digest_note(digest: Option<Sha256>) -> String {
 mod tests {
     use super::*;
     use std::fs;
+
+    /// The comparison behind exit status 25: a digest or a length that is
+    /// not the server's fails with [`VerifyFailed`], naming both; the
+    /// right ones pass.
+    #[test]
+    fn verification_compares_digest_and_length_with_the_servers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = b"what the server holds".repeat(1000);
+        fs::write(dir.path().join("f"), &data).expect("write");
+        let mut pair = rdio::embedded::Embedded::start_inline(dir.path(), Default::default())
+            .expect("embedded pair");
+        let right = xxhash_rust::xxh3::xxh3_128(&data);
+        let len = data.len() as u64;
+        let verified = verify(&mut pair.client, "f", len, right).expect("the same bytes");
+        assert_eq!(verified.value, format!("{right:032x}"));
+        // One bit off, as a corrupted transfer would hash.
+        let error = verify(&mut pair.client, "f", len, right ^ 1).expect_err("corrupted");
+        assert!(error.is::<VerifyFailed>(), "{error:#}");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!("{right:032x}"))
+                && message.contains(&format!("{:032x}", right ^ 1)),
+            "{message}"
+        );
+        let error = verify(&mut pair.client, "f", len - 1, right).expect_err("short");
+        assert!(
+            format!("{error:#}").contains(&format!("holds {len} bytes")),
+            "{error:#}"
+        );
+        // A file the server cannot hash is an error, not a pass.
+        assert!(verify(&mut pair.client, "missing", 0, 0).is_err());
+        pair.finish().expect("finish");
+    }
 
     #[test]
     fn a_directory_destination_takes_the_remote_name() {

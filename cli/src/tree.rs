@@ -60,8 +60,9 @@ pub struct TreeOptions {
 pub struct Get {
     /// Remote sources, all on one server.
     pub sources: Vec<RemotePath>,
-    /// Local destination.
-    pub local: PathBuf,
+    /// Local destination: a file, a directory, `-` (standard output, one
+    /// file only), or `None` for the current directory.
+    pub local: Option<PathBuf>,
     pub tuning: Tuning,
     pub options: TreeOptions,
 }
@@ -111,10 +112,15 @@ fn nanos(time: SystemTime) -> u64 {
 }
 
 fn warn_skipped(path: &dyn std::fmt::Display, what: &str) {
-    eprintln!("rdio: warning: skipped {path}: {what} (symlinks and special files are not copied)");
+    crate::report::warn(&format!(
+        "skipped {path}: {what} (symlinks and special files are not copied)"
+    ));
 }
 
 fn finish(tally: &Tally, several: bool) {
+    if crate::report::quiet() {
+        return;
+    }
     if several {
         eprintln!(
             "rdio: {} files, {} copied",
@@ -243,11 +249,33 @@ impl ClientJob for &Get {
             bail!("all sources must be on one server: {first} and {other} are not");
         }
         let several = self.sources.len() > 1;
-        let into_dir = self.local.is_dir();
+        let local = self.local.clone().unwrap_or_else(|| PathBuf::from("."));
+        let stdout = local.as_os_str() == transfer::STDIO;
+        if stdout && (several || self.options.recursive) {
+            return Err(anyhow::anyhow!(transfer::Usage(
+                "'-' (standard output) takes one file: not several sources or -r".to_owned()
+            )));
+        }
+        let into_dir = !stdout && local.is_dir();
+        // A destination in a directory that does not exist is a usage
+        // error, found before connecting.
+        if !stdout && !into_dir {
+            let parent = match local.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            if !parent.is_dir() {
+                return Err(anyhow::anyhow!(transfer::Usage(format!(
+                    "cannot write {}: the directory {} does not exist",
+                    local.display(),
+                    parent.display()
+                ))));
+            }
+        }
         if several && !into_dir {
             bail!(
                 "{} is not a directory (several sources go into one)",
-                self.local.display()
+                local.display()
             );
         }
         let server = resolve(&first.host, first.port)?;
@@ -286,13 +314,14 @@ impl ClientJob for &Get {
             };
             directories |= attributes.kind == EntryKind::Directory;
             let target = match attributes.kind {
+                _ if stdout => local.clone(),
                 EntryKind::Directory if into_dir => {
                     let name = remote_name(&source.path)
                         .with_context(|| format!("{source} has no name to copy into"))?;
-                    self.local.join(name)
+                    local.join(name)
                 }
-                EntryKind::Directory => self.local.clone(),
-                _ => transfer::destination(&self.local, &source.path)?,
+                EntryKind::Directory => local.clone(),
+                _ => transfer::destination(&local, &source.path)?,
             };
             downloader.copy(&source.path, attributes, &target, preserve)?;
         }
@@ -326,6 +355,19 @@ impl<T: rdio_transport::Transport, S: Read + Write> Uploader<'_, T, S> {
     /// only when `follow` (a source named on the command line).
     fn copy(&mut self, source: &Path, path: &str, follow: bool) -> Result<()> {
         interrupt::check()?;
+        if source.as_os_str() == transfer::STDIO {
+            let remote = self.remote(path);
+            let bytes = transfer::upload(
+                self.client,
+                source,
+                &remote,
+                &self.options.file,
+                &mut self.pacer,
+            )?;
+            self.tally.files += 1;
+            self.tally.bytes += bytes;
+            return Ok(());
+        }
         let meta = if follow {
             fs::metadata(source)
         } else {
@@ -391,7 +433,16 @@ impl<T: rdio_transport::Transport, S: Read + Write> Uploader<'_, T, S> {
 impl ClientJob for &Put {
     fn run<C: RdmaConnector>(self, connector: &C) -> Result<()> {
         let several = self.sources.len() > 1;
-        for source in &self.sources {
+        let stdin = self
+            .sources
+            .iter()
+            .any(|source| source.as_os_str() == transfer::STDIO);
+        if stdin && several {
+            return Err(anyhow::anyhow!(transfer::Usage(
+                "'-' (standard input) must be the only source".to_owned()
+            )));
+        }
+        for source in self.sources.iter().filter(|_| !stdin) {
             // Every source is checked before anything is sent.
             fs::metadata(source).with_context(|| format!("cannot open {}", source.display()))?;
         }
@@ -425,7 +476,12 @@ impl ClientJob for &Put {
         let mut directories = false;
         for source in &self.sources {
             directories |= source.is_dir();
-            let path = if into_dir {
+            let path = if into_dir && source.as_os_str() == transfer::STDIO {
+                bail!(
+                    "{} is a directory on the server: name the file to write standard input to",
+                    self.remote
+                );
+            } else if into_dir {
                 let name = source
                     .file_name()
                     .and_then(|name| name.to_str())

@@ -149,6 +149,8 @@ const FIELDS: &[&str] = &[
     "rdiopipe.kind",
     "rdiopipe.count",
     "rdiopipe.op_opcode",
+    "rdiopipe.algorithm",
+    "rdiopipe.checksum_length",
     "rdiopipe.digest",
     "rdio.opcode",
     "rdio.request_id",
@@ -271,7 +273,8 @@ fn a_captured_session_decodes_with_the_expected_fields() {
     // The client's side channel, in order: authentication (hello,
     // challenge, proof, result), resume key, negotiate, what the source is
     // (Info: a file, or a directory to copy with -r), open, then a Stat
-    // after the open and one after the last read.
+    // after the open and one after the last read, then the checksum that
+    // verifies the download.
     let pipe: Vec<&Frame> = get.iter().filter(|f| f.has("rdiopipe.opcode")).collect();
     let ops: Vec<(u64, u64)> = pipe
         .iter()
@@ -295,7 +298,9 @@ fn a_captured_session_decodes_with_the_expected_fields() {
             (0, 7),
             (1, 8),
             (0, 7),
-            (1, 8)
+            (1, 8),
+            (0, 0x20),
+            (1, 0x21)
         ]
     );
     let (auth, pipe) = pipe.split_at(4);
@@ -366,7 +371,7 @@ fn a_captured_session_decodes_with_the_expected_fields() {
     assert_eq!(pipe[5].get("rdiopipe.status"), "0");
     // Both Stats name the file and find it unchanged: Success, its size,
     // a modification time and the same file id; each answer matched.
-    let stats = &pipe[6..];
+    let stats = &pipe[6..10];
     for pair in stats.chunks(2) {
         assert_eq!(pair[0].get("rdiopipe.path"), "f.bin");
         assert_eq!(pair[1].get("rdiopipe.status"), "0");
@@ -386,6 +391,25 @@ fn a_captured_session_decodes_with_the_expected_fields() {
     assert_eq!(
         stats[1].get("rdiopipe.modified_ns"),
         stats[3].get("rdiopipe.modified_ns")
+    );
+
+    // The checksum: XXH3-128 of the file, the whole of it, answered.
+    let checksum = &pipe[10..];
+    assert_eq!(checksum[0].get("rdiopipe.path"), "f.bin");
+    assert_eq!(checksum[0].get("rdiopipe.algorithm"), "1");
+    assert_eq!(checksum[1].get("rdiopipe.status"), "0");
+    assert_eq!(checksum[1].num("rdiopipe.checksum_length"), 200_000);
+    let digest: String = xxhash_rust::xxh3::xxh3_128(&data)
+        .to_be_bytes()
+        .iter()
+        .chain(&[0; 16])
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(checksum[1].get("rdiopipe.digest"), digest);
+    assert_eq!(
+        checksum[1].get("rdiopipe.response_to"),
+        checksum[0].get("frame.number"),
+        "the ChecksumResponse answers its ChecksumRequest"
     );
 
     // The client's RDMA channel: authentication, registration (the size
@@ -742,16 +766,20 @@ fn cp_over_loopback_is_captured_on_both_ends() {
     for op in [0x01, 0x02, 0x03, 0x20, 0x28, 0x23, 0x21, 0x27, 0x29] {
         assert!(sent.contains(&op), "opcode {op:#x} missing: {sent:?}");
     }
-    // Each pipe frame twice (client and server end), the open naming the
-    // file with READ | WRITE | CREATE | TRUNCATE.
+    // Each pipe frame twice (client and server end): the upload's open
+    // naming the file with WRITE | CREATE | TRUNCATE, then the read-back's
+    // read-only open (zero-copy reads from the server's page cache).
     let opens: Vec<&Frame> = frames
         .iter()
         .filter(|f| f.get("rdiopipe.opcode") == "0x03")
         .collect();
-    assert_eq!(opens.len(), 2);
-    assert!(opens.iter().all(|f| f.get("rdiopipe.path") == "src.bin"
-        && f.get("rdiopipe.flags.read") == "1"
-        && f.get("rdiopipe.flags.write") == "1"));
+    assert_eq!(opens.len(), 4);
+    assert!(opens.iter().all(|f| f.get("rdiopipe.path") == "src.bin"));
+    let modes: Vec<(&str, &str)> = opens
+        .iter()
+        .map(|f| (f.get("rdiopipe.flags.read"), f.get("rdiopipe.flags.write")))
+        .collect();
+    assert_eq!(modes, [("0", "1"), ("0", "1"), ("1", "0"), ("1", "0")]);
     // The server's status blocks complete the upload and the download.
     let bytes: u64 = frames
         .iter()

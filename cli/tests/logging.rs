@@ -60,7 +60,7 @@ fn json_events_name_every_request_by_its_wire_id() {
     let src = dir.path().join("src.bin");
     std::fs::write(&src, vec![1u8; 300_000]).expect("src");
     let out = rdio_command()
-        .args(["cp", "--io-size", "128K"])
+        .args(["--json", "cp", "--io-size", "128K"])
         .arg(&src)
         .arg(dir.path().join("dst.bin"))
         .env("RUST_LOG", "rdio=trace")
@@ -73,6 +73,12 @@ fn json_events_name_every_request_by_its_wire_id() {
         stderr
             .lines()
             .all(|line| line.starts_with('{') && line.ends_with('}'))
+    );
+    // The --json summary on standard output, the log on standard error.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("{\"bytes\":300000,") && stdout.contains("\"command\":\"cp\""),
+        "{stdout}"
     );
     let submitted = requests(&stderr, "rdio::client", "submitted");
     // 3 writes, 3 reads and a read at the end of the file, at least.
@@ -107,12 +113,13 @@ fn the_default_filter_is_quiet_and_a_bad_one_is_one_line() {
         }
         command.output().expect("run rdio cp")
     };
-    let quiet = run(&[]);
-    assert!(quiet.status.success());
+    // No log by default: the summary line alone on standard error.
+    let default = run(&[]);
+    assert!(default.status.success());
+    let stderr = String::from_utf8_lossy(&default.stderr);
     assert!(
-        quiet.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&quiet.stderr)
+        stderr.lines().count() == 1 && stderr.starts_with("copied "),
+        "{stderr}"
     );
     for (key, value) in [
         ("RUST_LOG", "rdio=["),

@@ -140,15 +140,16 @@ fn run(prefix: &[&str], args: &[&str]) -> Output {
     rdio_command(prefix).args(args).output().expect("run rdio")
 }
 
+/// Assert success; returns standard error, where the summary goes.
 fn assert_success(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "{what}: {:?}\nstdout {stdout}\nstderr {}",
+        "{what}: {:?}\nstdout {}\nstderr {stderr}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout)
     );
-    stdout
+    stderr
 }
 
 /// Put `data` to the server as `name`, check it on the server's disk, get
@@ -327,7 +328,10 @@ fn bench_against_a_served_directory_runs_every_operation() {
         if polling {
             args.push("--polling");
         }
-        let stdout = assert_success(&run(&[], &args), "bench --server");
+        let out = run(&[], &args);
+        assert_success(&out, "bench --server");
+        // The table is bench's output: on standard output.
+        let stdout = String::from_utf8_lossy(&out.stdout);
         for op in ["read", "write", "readv", "writev"] {
             let rows = stdout
                 .lines()
@@ -736,7 +740,9 @@ fn bench_over_cma_reports_ratios_against_the_raw_cma_loops() {
         "--bytes",
         "1MiB",
     ];
-    let stdout = assert_success(&run(&[], &args), "bench --server --transport cma");
+    let out = run(&[], &args);
+    assert_success(&out, "bench --server --transport cma");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("over cma to 127.0.0.1"), "{stdout}");
     for (op, baseline) in [
         ("read", "vm_write"),
@@ -1088,8 +1094,15 @@ fn stopping_the_server_mid_put_keeps_the_old_file_over_cma() {
 }
 
 /// The lines of a successful command's stdout.
+/// Standard output of a command that succeeded.
+fn stdout_text(out: &Output, what: &str) -> String {
+    assert_success(out, what);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn stdout_lines(out: &Output, what: &str) -> Vec<String> {
-    assert_success(out, what)
+    assert_success(out, what);
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
         .collect()
@@ -1125,7 +1138,7 @@ fn remote_file_operations_over(transport: &[&str]) {
         long[1].starts_with("drwx") && long[1].ends_with(" sub"),
         "{long:?}"
     );
-    let json = assert_success(&rdio(&["ls", "--json", &served.remote("dir")]), "ls --json");
+    let json = stdout_text(&rdio(&["ls", "--json", &served.remote("dir")]), "ls --json");
     assert!(
         json.starts_with("[{\"name\":\"f.txt\",\"type\":\"file\",\"mode\":\"0")
             && json.contains("\"size\":5,")
@@ -1136,12 +1149,12 @@ fn remote_file_operations_over(transport: &[&str]) {
     assert_eq!(file, ["f.txt"]);
 
     // stat: a file, a directory, a symlink (described, not followed).
-    let stat = assert_success(&rdio(&["stat", &served.remote("dir/f.txt")]), "stat");
+    let stat = stdout_text(&rdio(&["stat", &served.remote("dir/f.txt")]), "stat");
     assert!(
         stat.contains("type: file") && stat.contains("size: 5"),
         "{stat}"
     );
-    let stat = assert_success(&rdio(&["stat", &served.remote("escape")]), "stat link");
+    let stat = stdout_text(&rdio(&["stat", &served.remote("escape")]), "stat link");
     assert!(stat.contains("type: symlink"), "{stat}");
 
     // Missing paths and escapes fail in one line and change nothing.

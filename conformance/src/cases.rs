@@ -38,6 +38,11 @@ fn setup(what: &str) -> impl FnOnce(String) -> Mismatch + '_ {
     move |e| Mismatch::new(what, e)
 }
 
+/// A ChecksumRequest case: what it checks, the algorithm asked for,
+/// whether the file is created (empty) first, and the expected status,
+/// length and first 16 digest bytes.
+type ChecksumCase = (&'static str, u8, bool, Code, u64, [u8; 16]);
+
 /// A fresh file name in the server's root for this run.
 fn file_name() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -490,6 +495,67 @@ pub fn pipe_cases(runner: &mut Runner<'_>, target: &Target) {
         },
     );
 
+    // Checksums (§ChecksumRequest, §ChecksumResponse): statuses, the pipe
+    // stays usable.
+    let checksum_cases: [ChecksumCase; 3] = [
+        (
+            "the checksum of an empty file is XXH3-128 of no bytes (99aa06d3…497f), length 0",
+            1,
+            true,
+            Code::SUCCESS,
+            0,
+            0x99aa_06d3_0147_98d8_6001_c324_468d_497f_u128.to_be_bytes(),
+        ),
+        (
+            "the checksum of a missing file is NotFound, length 0, digest zero",
+            1,
+            false,
+            Code::NOT_FOUND,
+            0,
+            [0; 16],
+        ),
+        (
+            "an unknown algorithm (0xEE) is answered NotSupported, echoed",
+            0xEE,
+            true,
+            Code::NOT_SUPPORTED,
+            0,
+            [0; 16],
+        ),
+    ];
+    for (what, algorithm, create, code, length, digest) in checksum_cases {
+        runner.case("ChecksumRequest", what, || {
+            let mut pipe = connect()?;
+            resume_key(&mut pipe)?;
+            let name = file_name();
+            if create {
+                // Opened with CREATE (no TRUNCATE): an empty file at once.
+                let (status, ..) = open(&mut pipe, OpenFlags::WRITE | OpenFlags::CREATE, &name)?;
+                check("the create's status", Code::SUCCESS, status)?;
+            }
+            let mut payload = vec![algorithm, 0];
+            payload.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
+            payload.extend_from_slice(name.as_bytes());
+            let frame = pipe
+                .exchange(&raw_frame(pipe_op::CHECKSUM_REQUEST, &payload))
+                .map_err(setup("ChecksumResponse"))?;
+            if frame.opcode != pipe_op::CHECKSUM_RESPONSE
+                || frame.payload.len() != 48
+                || frame.payload.get(5..8) != Some(&[0, 0, 0][..])
+            {
+                return Err(fail(
+                    "ChecksumResponse of 48 bytes, reserved 0",
+                    format_args!("{frame:?}"),
+                ));
+            }
+            check("status", code, Code(u32_at(&frame.payload, 0)))?;
+            check("algorithm", algorithm, frame.payload[4])?;
+            check("length", length, u64_at(&frame.payload, 8))?;
+            check("digest", &digest[..], &frame.payload[16..32])?;
+            check("digest padding", &[0u8; 16][..], &frame.payload[32..48])
+        });
+    }
+
     // Negotiation outcomes (statuses: the pipe stays usable).
     let refusal = |what: &str, code: Code, make: &dyn Fn([u8; 16]) -> Vec<u8>| -> Outcome {
         let mut pipe = connect()?;
@@ -865,6 +931,7 @@ impl Conn {
                     String::from_utf8_lossy(&negotiation.endpoint),
                 )
             })?;
+        let endpoint = rdio::net::reachable_endpoint(endpoint, target.server);
         let link =
             Link::connect(&target.transport, endpoint).map_err(setup("an RDMA connection"))?;
         let rdma = Rdma::new(link).map_err(setup("registered buffers"))?;

@@ -29,6 +29,10 @@ pub mod pipe_op {
     pub const NEGOTIATE_REQUEST: u8 = 0x05;
     /// NegotiateResponse.
     pub const NEGOTIATE_RESPONSE: u8 = 0x06;
+    /// ChecksumRequest.
+    pub const CHECKSUM_REQUEST: u8 = 0x20;
+    /// ChecksumResponse.
+    pub const CHECKSUM_RESPONSE: u8 = 0x21;
     /// Error.
     pub const ERROR: u8 = 0x30;
 }
@@ -126,6 +130,8 @@ impl Code {
     pub const UNKNOWN_RESUME_KEY: Self = Self(11);
     /// AuthFailed.
     pub const AUTH_FAILED: Self = Self(12);
+    /// NotSupported.
+    pub const NOT_SUPPORTED: Self = Self(14);
     /// ProtocolError.
     pub const PROTOCOL_ERROR: Self = Self(15);
     /// UnknownOpcode.

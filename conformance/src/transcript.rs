@@ -112,6 +112,7 @@ pub fn record(target: &Target) -> Result<String, String> {
     let endpoint: SocketAddr = String::from_utf8_lossy(&negotiation.endpoint)
         .parse()
         .map_err(|_| "a bad endpoint".to_owned())?;
+    let endpoint = rdio::net::reachable_endpoint(endpoint, target.server);
     let mut rdma = Rdma::new(Link::connect(&target.transport, endpoint)?)?;
 
     let send = |log: &mut Recorder, rdma: &mut Rdma, what: &str, message: Message<'_>| {

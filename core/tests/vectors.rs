@@ -145,6 +145,19 @@ pub fn pipe_json(message: &PipeMessage<'_>, bytes: &[u8]) -> Value {
         }),
         PipeMessage::Error { code, opcode } => json!({ "code": code.0, "opcode": opcode }),
         PipeMessage::File(message) => file_json(message),
+        PipeMessage::ChecksumRequest { algorithm, path } => json!({
+            "algorithm": algorithm.0, "path_len": path.len(),
+            "path": String::from_utf8_lossy(path),
+        }),
+        PipeMessage::ChecksumResponse {
+            status,
+            algorithm,
+            length,
+            digest,
+        } => json!({
+            "status": format!("{status:?}"), "algorithm": algorithm.0, "length": length,
+            "digest": hex(digest),
+        }),
         _ => json!({}),
     };
     json!({

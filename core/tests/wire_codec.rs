@@ -125,8 +125,8 @@ fn samples_cover_every_opcode() {
         .into_iter()
         .collect();
     // The authentication messages (0x10..=0x13, 0x1F): tests/wire_auth.rs.
-    // The remote file operations: 0x22..=0x2B and 0x2F.
-    let mut expected = vec![1, 2, 3, 4, 5, 6, 7, 8];
+    // Checksums 0x20, 0x21; the remote file operations 0x22..=0x2B and 0x2F.
+    let mut expected = vec![1, 2, 3, 4, 5, 6, 7, 8, 0x20, 0x21];
     expected.extend(0x22..=0x2B);
     expected.extend([0x2F, 0x30]);
     assert_eq!(pipe_opcodes, expected);
@@ -846,7 +846,7 @@ fn pipe_header_rejections() {
     let mut bytes = good.clone();
     bytes[4] = 2;
     assert_eq!(parse_pipe_err(&bytes), WireError::UnsupportedVersion(2));
-    for opcode in [0u8, 9, 0x21, 0xff] {
+    for opcode in [0u8, 9, 0x40, 0xff] {
         assert_eq!(
             parse_pipe_err(&raw_pipe(opcode, &[])),
             WireError::UnknownOpcode(opcode)
@@ -1197,4 +1197,55 @@ fn provider_name_bytes_are_exactly_the_documented_range() {
         "the NegotiateRequest section must state the allowed provider-name bytes"
     );
     assert!(!doc.contains("printable ASCII"), "ambiguous wording left");
+}
+
+#[test]
+fn checksum_rejections() {
+    let request = |algorithm: u8, reserved: u8, path_len: u16, path: &[u8]| {
+        let mut payload = vec![algorithm, reserved];
+        payload.extend_from_slice(&path_len.to_le_bytes());
+        payload.extend_from_slice(path);
+        raw_pipe(0x20, &payload)
+    };
+    // An algorithm the parser does not know still parses: the server
+    // answers it NotSupported.
+    assert!(matches!(
+        PipeMessage::parse(&request(0xEE, 0, 3, b"a/b")),
+        Ok((PipeMessage::ChecksumRequest { algorithm, path: b"a/b" }, _)) if algorithm.0 == 0xEE
+    ));
+    assert_eq!(
+        parse_pipe_err(&request(1, 1, 3, b"a/b")),
+        WireError::ReservedNotZero
+    );
+    assert_eq!(
+        parse_pipe_err(&request(1, 0, 2, b"a/b")),
+        WireError::BadLength
+    );
+    assert_eq!(
+        parse_pipe_err(&request(1, 0, 0, b"")),
+        WireError::InvalidField
+    );
+    assert_eq!(
+        parse_pipe_err(&request(1, 0, 3, b"a\0b")),
+        WireError::InvalidField
+    );
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(0x20, &[1, 0])),
+        WireError::BadLength
+    );
+
+    let mut bytes = pipe_bytes("ChecksumResponse");
+    bytes[PIPE_HEADER_LEN + 5] = 1;
+    assert_eq!(parse_pipe_err(&bytes), WireError::ReservedNotZero);
+    let mut bytes = pipe_bytes("ChecksumResponse");
+    patch(&mut bytes, PIPE_HEADER_LEN, &1000u32.to_le_bytes());
+    assert_eq!(parse_pipe_err(&bytes), WireError::UnknownStatus(1000));
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(0x21, &[0; 49])),
+        WireError::BadLength
+    );
+    assert_eq!(
+        parse_pipe_err(&raw_pipe(0x21, &[0; 47])),
+        WireError::BadLength
+    );
 }

@@ -68,6 +68,7 @@ in_both_modes!(
     write_buffers_send_in_place_in_both_modes,
     sixty_four_requests_fit_on_the_wire_at_once,
     stat_tells_a_file_that_changed_was_replaced_or_is_gone,
+    checksums_cover_the_whole_file_as_the_server_holds_it,
     vectored_reads_past_end_of_file_never_show_stale_bytes,
 );
 
@@ -196,6 +197,59 @@ fn stat_tells_a_file_that_changed_was_replaced_or_is_gone<M: Mode>() {
     // The registered file still reads (the pipe session carries on).
     let mut buf = [0u8; 10];
     assert_eq!(pair.client.read_at(&file, 0, &mut buf).expect("read"), 10);
+    finish(pair);
+}
+
+fn checksums_cover_the_whole_file_as_the_server_holds_it<M: Mode>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("empty"), b"").expect("write");
+    // Longer than the server's read chunk, not a multiple of it.
+    let data = pattern(3 * 256 * 1024 + 17, 5);
+    fs::write(dir.path().join("f"), &data).expect("write");
+    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
+    let empty = pair.client.checksum("empty").expect("checksum");
+    // XXH3-128 of no bytes, as its reference implementation gives it.
+    assert_eq!(
+        (empty.length, u128::from_be_bytes(empty.digest)),
+        (0, 0x99aa_06d3_0147_98d8_6001_c324_468d_497f)
+    );
+    let whole = pair.client.checksum("f").expect("checksum");
+    assert_eq!(whole.length, data.len() as u64);
+    assert_eq!(
+        whole.digest,
+        xxhash_rust::xxh3::xxh3_128(&data).to_be_bytes()
+    );
+    // What a client wrote through RDMA is what the server hashes.
+    let file = pair
+        .client
+        .open(
+            "f",
+            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::IN_PLACE,
+        )
+        .expect("open");
+    pair.client.write_at(&file, 1, b"XY").expect("write");
+    let mut changed = data.clone();
+    changed[1..3].copy_from_slice(b"XY");
+    assert_eq!(
+        pair.client.checksum("f").expect("checksum").digest,
+        xxhash_rust::xxh3::xxh3_128(&changed).to_be_bytes()
+    );
+    // Refused as an open for reading would be; the session carries on.
+    assert_eq!(
+        remote_status(pair.client.checksum("missing")),
+        (Operation::Checksum, Status::NotFound)
+    );
+    assert_eq!(
+        remote_status(pair.client.checksum("../f")).1,
+        Status::AccessDenied
+    );
+    assert!(matches!(
+        pair.client.checksum(""),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    let mut buf = [0u8; 3];
+    assert_eq!(pair.client.read_at(&file, 0, &mut buf).expect("read"), 3);
+    assert_eq!(&buf[1..], b"XY");
     finish(pair);
 }
 

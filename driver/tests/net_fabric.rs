@@ -319,11 +319,13 @@ fn server_shutdown_ends_live_connections_in_order() {
     );
 }
 
+/// An RDMA listener on every address advertises the wildcard, and the
+/// client connects to it at the address it reached the side channel at.
 #[test]
-fn a_wildcard_rdma_endpoint_is_refused() {
+fn a_wildcard_rdma_endpoint_is_reached_at_the_side_channels_address() {
     let listener = FabricListener::bind("0.0.0.0:0".parse().expect("addr"), "tcp").expect("bind");
     let dir = tempfile::tempdir().expect("tempdir");
-    let error = NetServer::start(
+    let server = NetServer::start(
         Root::new(dir.path()).expect("root"),
         localhost(),
         listener,
@@ -331,11 +333,28 @@ fn a_wildcard_rdma_endpoint_is_refused() {
         TestAccess::shared().server(),
         Arc::new(|_: &NetEvent<'_>| {}),
     )
-    .expect_err("wildcard");
-    assert!(matches!(error, NetError::UnspecifiedEndpoint(_)), "{error}");
+    .expect("a wildcard endpoint is served");
     assert!(
-        error
-            .to_string()
-            .contains("listen on a specific IP address")
+        server.endpoint().ip().is_unspecified(),
+        "{}",
+        server.endpoint()
     );
+    let mut client = net::connect(
+        server.pipe_addr(),
+        options(CompletionMode::Interrupt),
+        PIPE_TIMEOUT,
+        &connector(),
+        &TestAccess::shared().client(),
+    )
+    .expect("connect through the wildcard endpoint");
+    let file = client
+        .open("f", OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE)
+        .expect("create");
+    client.write_at(&file, 0, b"reached").expect("write");
+    let mut buf = [0u8; 7];
+    assert_eq!(client.read_at(&file, 0, &mut buf).expect("read"), 7);
+    assert_eq!(&buf, b"reached");
+    client.close(file).expect("close");
+    client.shutdown().expect("shutdown");
+    server.shutdown();
 }

@@ -10,11 +10,11 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Capabilities, Flags, MAX_ENDPOINT_LEN, MAX_PATH_LEN,
-    MAX_PROVIDERS, MAX_SEGMENTS, MIN_SEND_SIZE, Message, NegotiateRequest, NegotiateResponse,
-    OpenFlags, PROVIDER_NAME_LEN, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
-    ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
-    WriteSegment, WriteVRequest,
+    AuthKey, Body, BufferDescriptor, CHECKSUM_DIGEST_LEN, Capabilities, ChecksumAlgorithm, Flags,
+    MAX_ENDPOINT_LEN, MAX_PATH_LEN, MAX_PROVIDERS, MAX_SEGMENTS, MIN_SEND_SIZE, Message,
+    NegotiateRequest, NegotiateResponse, OpenFlags, PROVIDER_NAME_LEN, PipeErrorCode, PipeMessage,
+    ProviderList, ProviderName, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status,
+    StatusBlock, WriteRequest, WriteSegment, WriteVRequest,
 };
 
 /// Every defined status code: `0..=18`, then the ones other ranges add.
@@ -225,6 +225,16 @@ pub enum PipeValue {
     },
     /// A remote file operation ([`crate::file_values`]).
     File(crate::file_values::FileValue),
+    ChecksumRequest {
+        algorithm: ChecksumAlgorithm,
+        path: Vec<u8>,
+    },
+    ChecksumResponse {
+        status: Status,
+        algorithm: ChecksumAlgorithm,
+        length: u64,
+        digest: [u8; CHECKSUM_DIGEST_LEN],
+    },
 }
 
 impl PipeValue {
@@ -281,6 +291,21 @@ impl PipeValue {
                 opcode: *opcode,
             },
             Self::File(value) => PipeMessage::File(value.message()),
+            Self::ChecksumRequest { algorithm, path } => PipeMessage::ChecksumRequest {
+                algorithm: *algorithm,
+                path,
+            },
+            Self::ChecksumResponse {
+                status,
+                algorithm,
+                length,
+                digest,
+            } => PipeMessage::ChecksumResponse {
+                status: *status,
+                algorithm: *algorithm,
+                length: *length,
+                digest: *digest,
+            },
         }
     }
 }
@@ -665,6 +690,26 @@ pub fn pipe_value() -> impl Strategy<Value = PipeValue> {
             opcode,
         }),
         crate::file_values::file_value(status()).prop_map(PipeValue::File),
+        (any::<u8>(), vec(1u8..=255, 1..64)).prop_map(|(algorithm, bytes)| {
+            PipeValue::ChecksumRequest {
+                algorithm: ChecksumAlgorithm(algorithm),
+                path: path(bytes),
+            }
+        }),
+        (
+            status(),
+            any::<u8>(),
+            any::<u64>(),
+            any::<[u8; CHECKSUM_DIGEST_LEN]>()
+        )
+            .prop_map(|(status, algorithm, length, digest)| {
+                PipeValue::ChecksumResponse {
+                    status,
+                    algorithm: ChecksumAlgorithm(algorithm),
+                    length,
+                    digest,
+                }
+            }),
     ]
 }
 
@@ -810,7 +855,7 @@ mod fuzzing {
 
     impl<'a> Arbitrary<'a> for PipeValue {
         fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-            Ok(match u.choose_index(10)? {
+            Ok(match u.choose_index(12)? {
                 0 => Self::ResumeKeyRequest,
                 1 => Self::ResumeKeyResponse(ResumeKey(u.arbitrary()?)),
                 2 => Self::OpenRequest {
@@ -853,6 +898,16 @@ mod fuzzing {
                     status(u)?,
                     u.arbitrary()?,
                 )),
+                10 => Self::ChecksumRequest {
+                    algorithm: ChecksumAlgorithm(u.arbitrary()?),
+                    path: path(u.arbitrary()?),
+                },
+                11 => Self::ChecksumResponse {
+                    status: status(u)?,
+                    algorithm: ChecksumAlgorithm(u.arbitrary()?),
+                    length: u.arbitrary()?,
+                    digest: u.arbitrary()?,
+                },
                 _ => {
                     let names: Vec<Vec<u8>> = u.arbitrary()?;
                     let mut endpoint: Vec<u8> = u.arbitrary()?;

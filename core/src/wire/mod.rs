@@ -38,8 +38,8 @@ pub use message::{
     WriteVRequest,
 };
 pub use pipe::{
-    AuthAccess, NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeHeader,
-    PipeMessage,
+    AuthAccess, CHECKSUM_DIGEST_LEN, ChecksumAlgorithm, NegotiateRequest, NegotiateResponse,
+    OpenFlags, PipeErrorCode, PipeHeader, PipeMessage,
 };
 pub use status::StatusBlock;
 pub use types::{

@@ -229,6 +229,30 @@ pub enum PipeMessage<'a> {
         /// `Success`.
         file_id: u64,
     },
+    /// 0x20: C→S a checksum of the whole file at a path, computed by the
+    /// server over what it holds: lets a client verify a transfer end to
+    /// end (what reached the server's disk, or what it read from it).
+    ChecksumRequest {
+        /// Which checksum ([`ChecksumAlgorithm::XXH3_128`]; others are
+        /// answered `NotSupported`).
+        algorithm: ChecksumAlgorithm,
+        /// Path bytes, `/`-separated, relative, as in `OpenRequest`.
+        path: &'a [u8],
+    },
+    /// 0x21: S→C the checksum of the file, and how many bytes it covers.
+    ChecksumResponse {
+        /// Outcome (`NotFound`, `PermissionDenied`, `NotSupported` for an
+        /// algorithm the server does not compute, …).
+        status: Status,
+        /// The algorithm of the request, echoed.
+        algorithm: ChecksumAlgorithm,
+        /// Bytes hashed: the file's size when it was read (zero unless
+        /// `Success`).
+        length: u64,
+        /// The digest, big-endian as its algorithm's canonical form, then
+        /// zero bytes (all zero unless `Success`).
+        digest: [u8; CHECKSUM_DIGEST_LEN],
+    },
     /// 0x30: S→C the server refuses a frame it received (malformed, unknown
     /// opcode, or not allowed now). After any code but
     /// [`PipeErrorCode::UNKNOWN_OPCODE`] it closes the pipe.
@@ -280,6 +304,30 @@ pub enum PipeMessage<'a> {
         /// Why.
         status: Status,
     },
+}
+
+/// Bytes of the digest field of a [`PipeMessage::ChecksumResponse`]: room
+/// for a 256-bit digest; shorter digests are followed by zero bytes.
+pub const CHECKSUM_DIGEST_LEN: usize = 32;
+
+/// Which checksum a [`PipeMessage::ChecksumRequest`] asks for. A `u8` on
+/// the wire; values a receiver does not know still parse (a server answers
+/// them `NotSupported`), so algorithms can be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ChecksumAlgorithm(pub u8);
+
+impl ChecksumAlgorithm {
+    /// XXH3-128 (seed 0): 16 digest bytes, the 128-bit value big-endian.
+    pub const XXH3_128: Self = Self(1);
+
+    /// Digest bytes of a known algorithm (`None` for an unknown one).
+    pub fn digest_len(self) -> Option<usize> {
+        match self {
+            Self::XXH3_128 => Some(16),
+            _ => None,
+        }
+    }
 }
 
 /// Why a server refused a pipe frame ([`PipeMessage::Error`]). A `u32` on
@@ -375,6 +423,8 @@ enum PipeOpcode {
     NegotiateResponse = 0x06,
     StatRequest = 0x07,
     StatResponse = 0x08,
+    ChecksumRequest = 0x20,
+    ChecksumResponse = 0x21,
     Error = 0x30,
     AuthHello = 0x10,
     AuthChallenge = 0x11,
@@ -394,6 +444,8 @@ impl PipeOpcode {
             0x06 => Self::NegotiateResponse,
             0x07 => Self::StatRequest,
             0x08 => Self::StatResponse,
+            0x20 => Self::ChecksumRequest,
+            0x21 => Self::ChecksumResponse,
             0x30 => Self::Error,
             0x10 => Self::AuthHello,
             0x11 => Self::AuthChallenge,
@@ -454,6 +506,26 @@ struct StatResponseWire {
     size: U64,
     modified_ns: U64,
     file_id: U64,
+}
+
+/// ChecksumRequest, followed by `path_len` path bytes.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ChecksumRequestWire {
+    algorithm: u8,
+    reserved: u8,
+    path_len: U16,
+}
+
+/// ChecksumResponse.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ChecksumResponseWire {
+    status: U32,
+    algorithm: u8,
+    reserved: [u8; 3],
+    length: U64,
+    digest: [u8; CHECKSUM_DIGEST_LEN],
 }
 
 /// NegotiateRequest, followed by `provider_count` 32-byte provider names.
@@ -542,6 +614,8 @@ const _: () = {
     assert!(size_of::<ErrorWire>() == 8);
     assert!(size_of::<StatRequestWire>() == 4);
     assert!(size_of::<StatResponseWire>() == 32);
+    assert!(size_of::<ChecksumRequestWire>() == 4);
+    assert!(size_of::<ChecksumResponseWire>() == 48);
     assert!(size_of::<AuthHelloWire>() == 4);
     assert!(size_of::<AuthChallengeWire>() == 48);
     assert!(size_of::<AuthResultWire>() == 8);
@@ -716,6 +790,25 @@ impl<'a> PipeMessage<'a> {
                     file_id: wire.file_id.get(),
                 }
             }
+            PipeOpcode::ChecksumRequest => {
+                let (wire, path) = take::<ChecksumRequestWire>(payload, BASE)?;
+                reserved_zero(wire.reserved)?;
+                check_path(path, wire.path_len.get())?;
+                Self::ChecksumRequest {
+                    algorithm: ChecksumAlgorithm(wire.algorithm),
+                    path,
+                }
+            }
+            PipeOpcode::ChecksumResponse => {
+                let wire = take_exact::<ChecksumResponseWire>(payload, BASE)?;
+                reserved_zero(wire.reserved)?;
+                Self::ChecksumResponse {
+                    status: Status::from_u32(wire.status.get())?,
+                    algorithm: ChecksumAlgorithm(wire.algorithm),
+                    length: wire.length.get(),
+                    digest: wire.digest,
+                }
+            }
             PipeOpcode::Error => {
                 let wire = take_exact::<ErrorWire>(payload, BASE)?;
                 reserved_zero(wire.reserved)?;
@@ -776,6 +869,8 @@ impl<'a> PipeMessage<'a> {
             Self::NegotiateResponse(_) => PipeOpcode::NegotiateResponse,
             Self::StatRequest { .. } => PipeOpcode::StatRequest,
             Self::StatResponse { .. } => PipeOpcode::StatResponse,
+            Self::ChecksumRequest { .. } => PipeOpcode::ChecksumRequest,
+            Self::ChecksumResponse { .. } => PipeOpcode::ChecksumResponse,
             Self::Error { .. } => PipeOpcode::Error,
             Self::AuthHello { .. } => PipeOpcode::AuthHello,
             Self::AuthChallenge { .. } => PipeOpcode::AuthChallenge,
@@ -863,6 +958,30 @@ impl<'a> PipeMessage<'a> {
                     size: (*size).into(),
                     modified_ns: (*modified_ns).into(),
                     file_id: (*file_id).into(),
+                }
+                .as_bytes(),
+            ),
+            Self::ChecksumRequest { algorithm, path } => {
+                let wire = ChecksumRequestWire {
+                    algorithm: algorithm.0,
+                    reserved: 0,
+                    path_len: u16::try_from(path.len())?.into(),
+                };
+                sink.put(wire.as_bytes());
+                sink.put(path);
+            }
+            Self::ChecksumResponse {
+                status,
+                algorithm,
+                length,
+                digest,
+            } => sink.put(
+                ChecksumResponseWire {
+                    status: status.as_u32().into(),
+                    algorithm: algorithm.0,
+                    reserved: [0; 3],
+                    length: (*length).into(),
+                    digest: *digest,
                 }
                 .as_bytes(),
             ),

@@ -7,10 +7,10 @@ use rdio_core::wire::{
     SetAttrFlags,
 };
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Capabilities, Flags, Message, NegotiateRequest,
-    NegotiateResponse, OpenFlags, PipeErrorCode, PipeMessage, ProviderList, ProviderName,
-    ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock, WriteRequest,
-    WriteSegment, WriteVRequest,
+    AuthKey, Body, BufferDescriptor, Capabilities, ChecksumAlgorithm, Flags, Message,
+    NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeMessage, ProviderList,
+    ProviderName, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock,
+    WriteRequest, WriteSegment, WriteVRequest,
 };
 
 /// A named sample: what it is, and its encoding as 16 space-separated hex
@@ -440,6 +440,31 @@ a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 01 00 0e 00
             golden: "52 44 49 4f 01 08 00 00 20 00 00 00 00 00 00 00
 00 00 00 00 00 00 10 00 00 00 00 00 88 77 66 55
 44 33 22 11 08 07 06 05 04 03 02 01",
+        },
+        Sample {
+            name: "ChecksumRequest",
+            value: PipeMessage::ChecksumRequest {
+                algorithm: ChecksumAlgorithm::XXH3_128,
+                path: b"dir/file.bin",
+            },
+            golden: "52 44 49 4f 01 20 00 00 10 00 00 00 01 00 0c 00
+64 69 72 2f 66 69 6c 65 2e 62 69 6e",
+        },
+        Sample {
+            name: "ChecksumResponse",
+            value: PipeMessage::ChecksumResponse {
+                status: Status::Success,
+                algorithm: ChecksumAlgorithm::XXH3_128,
+                length: 0x0010_0000,
+                digest: [
+                    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0, 0, 0, 0, 0, 0, 0, 0,
+                    0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            },
+            golden: "52 44 49 4f 01 21 00 00 30 00 00 00 00 00 00 00
+01 00 00 00 00 00 10 00 00 00 00 00 01 02 03 04
+05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00",
         },
         Sample {
             name: "ListRequest",

@@ -39,6 +39,8 @@ pub enum Operation {
     SetAttributes,
     /// Hashing a range of a file.
     Hash,
+    /// Asking on the side channel for a file's checksum.
+    Checksum,
 }
 
 impl fmt::Display for Operation {
@@ -58,6 +60,7 @@ impl fmt::Display for Operation {
             Self::Rename => "rename",
             Self::SetAttributes => "set attributes",
             Self::Hash => "hash",
+            Self::Checksum => "checksum",
         })
     }
 }

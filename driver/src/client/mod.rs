@@ -32,7 +32,8 @@ use rdio_core::client::{
 use rdio_core::error::{ApiError, Violation};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
 use rdio_core::wire::{
-    self, BufferDescriptor, MAX_SEGMENTS, OpenFlags, PipeMessage, ProviderName, ResumeKey, Status,
+    self, BufferDescriptor, MAX_SEGMENTS, OpenFlags, PipeErrorCode, PipeMessage, ProviderName,
+    ResumeKey, Status,
 };
 use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, Transport, TransportError, WcError,
@@ -143,6 +144,16 @@ pub struct FileStat {
     pub modified_ns: u64,
     /// Opaque identity: another value is another file under the same path.
     pub file_id: u64,
+}
+
+/// A file's checksum as the server computed it ([`Client::checksum`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checksum {
+    /// Bytes hashed: the whole file as the server read it.
+    pub length: u64,
+    /// The digest, big-endian, as long as its algorithm's (16 bytes for
+    /// XXH3-128).
+    pub digest: [u8; 16],
 }
 
 /// A submitted data request, to be collected with [`Client::wait`] (which
@@ -675,6 +686,62 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// side channel.
     pub fn tree(&mut self) -> RemoteTree<'_, S> {
         RemoteTree::new(&mut self.pipe)
+    }
+
+    /// Ask on the side channel for the XXH3-128 checksum of the whole file
+    /// at `path`, computed by the server over what it holds (the answer
+    /// comes once it has read the file). A server without checksums
+    /// answers [`ClientError::Remote`] with `NotSupported`, as does one
+    /// that does not know the message at all (a pipe `Error`
+    /// `UNKNOWN_OPCODE`, after which the side channel stays usable).
+    pub fn checksum(&mut self, path: impl AsRef<[u8]>) -> Result<Checksum, ClientError> {
+        let path = path.as_ref();
+        if path.len() > wire::MAX_PATH_LEN {
+            return Err(ClientError::TooLarge {
+                len: path.len() as u64,
+                max: wire::MAX_PATH_LEN as u64,
+            });
+        }
+        if path.is_empty() || path.contains(&0) {
+            return Err(ClientError::InvalidArgument(
+                "a path must be non-empty and free of NUL bytes",
+            ));
+        }
+        let algorithm = wire::ChecksumAlgorithm::XXH3_128;
+        self.pipe
+            .send(&PipeMessage::ChecksumRequest { algorithm, path })?;
+        let unsupported = ClientError::Remote {
+            operation: Operation::Checksum,
+            status: Status::NotSupported,
+        };
+        match self.pipe.receive() {
+            Ok(PipeMessage::ChecksumResponse {
+                status: Status::Success,
+                algorithm: answered,
+                length,
+                digest,
+            }) if answered == algorithm => {
+                let mut head = [0; 16];
+                head.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+                Ok(Checksum {
+                    length,
+                    digest: head,
+                })
+            }
+            Ok(PipeMessage::ChecksumResponse {
+                status: Status::Success,
+                ..
+            }) => Err(PipeError::Unexpected("a checksum of another algorithm").into()),
+            Ok(PipeMessage::ChecksumResponse { status, .. }) => Err(ClientError::Remote {
+                operation: Operation::Checksum,
+                status,
+            }),
+            Ok(_) => Err(PipeError::Unexpected("expected a checksum response").into()),
+            Err(PipeError::Refused { code, .. }) if code == PipeErrorCode::UNKNOWN_OPCODE => {
+                Err(unsupported)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Register a file opened on the side channel by its resume key

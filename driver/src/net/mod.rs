@@ -45,9 +45,10 @@ pub use tls::{ClientSecurity, IpNet, PipeStream, ServerSecurity};
 use crate::access::TrustError;
 use crate::capture::{PipeTap, Recorder};
 use crate::client::{Client, ClientError, ClientOptions, FileSession};
+use crate::pipe::PipeError;
 use crate::server::ServerError;
-use rdio_core::wire::Status;
 use rdio_core::wire::{ProviderList, ProviderName};
+use rdio_core::wire::{Status, WireError};
 use rdio_transport::{Transport, TransportError};
 use std::fmt;
 use std::io;
@@ -114,9 +115,6 @@ pub enum NetError {
         /// What the OS said.
         error: io::Error,
     },
-    /// The RDMA listener is bound to a wildcard address, which a client on
-    /// another host cannot connect to.
-    UnspecifiedEndpoint(SocketAddr),
     /// The server negotiated an endpoint that is not a socket address.
     BadEndpoint(String),
     /// The RDMA listener could not be created or failed.
@@ -142,6 +140,23 @@ pub enum NetError {
     Tls(String),
     /// The server's identity is not the one trusted.
     Trust(TrustError),
+    /// What answered at the address is not an rdio server: its first bytes
+    /// are neither TLS nor an rdio frame (another TCP service).
+    NotRdio {
+        /// The address tried.
+        addr: SocketAddr,
+        /// How it answered, e.g. `"SSH-2.0-Op…"` or "closed the connection".
+        answer: String,
+    },
+    /// The server did not answer the side channel within the timeout.
+    TimedOut {
+        /// The address tried.
+        addr: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+        /// What it waited for.
+        waiting_for: &'static str,
+    },
     /// The server stayed busy (at its client limit) for the whole connect
     /// timeout.
     Busy {
@@ -159,10 +174,20 @@ impl fmt::Display for NetError {
                 write!(f, "cannot reach the rdio server at {addr}: {error}")
             }
             Self::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
-            Self::UnspecifiedEndpoint(addr) => write!(
+            Self::NotRdio { addr, answer } => write!(
                 f,
-                "the RDMA endpoint {addr} is a wildcard address that clients cannot connect \
-                 to: listen on a specific IP address"
+                "{addr} is not an rdio server (it {answer}): check the port (rdio's default is \
+                 7472)"
+            ),
+            Self::TimedOut {
+                addr,
+                after,
+                waiting_for,
+            } => write!(
+                f,
+                "timed out after {} s waiting for {addr} to answer {waiting_for}: is it an rdio \
+                 server, and not overloaded? (--connect-timeout sets the wait)",
+                after.as_secs_f64()
             ),
             Self::BadEndpoint(endpoint) => {
                 write!(f, "the server named an invalid RDMA endpoint {endpoint:?}")
@@ -349,6 +374,7 @@ fn connect_once<C: RdmaConnector>(
         options,
         |negotiated| {
             let result = rdma_endpoint(&negotiated.endpoint).and_then(|endpoint| {
+                let endpoint = reachable_endpoint(endpoint, server);
                 connector
                     .connect(endpoint, &negotiated.provider)
                     .map_err(|error| NetError::RdmaConnect {
@@ -367,7 +393,32 @@ fn connect_once<C: RdmaConnector>(
     match (connected, setup) {
         (Ok(client), _) => Ok(client),
         (Err(_), Some(error)) => Err(error),
-        (Err(error), None) => Err(NetError::Client(error)),
+        (Err(error), None) => Err(named_pipe_failure(error, server, pipe_timeout)),
+    }
+}
+
+/// A side channel that failed during setup because no rdio server (or no
+/// answer) is there says so: a frame that is not rdio's, or silence until
+/// the timeout.
+fn named_pipe_failure(error: ClientError, server: SocketAddr, timeout: Duration) -> NetError {
+    match error {
+        ClientError::Pipe(PipeError::Malformed(WireError::BadMagic)) => NetError::NotRdio {
+            addr: server,
+            answer: "answered with something that is not an rdio side-channel frame".to_owned(),
+        },
+        ClientError::Pipe(PipeError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            NetError::TimedOut {
+                addr: server,
+                after: timeout,
+                waiting_for: "on the side channel",
+            }
+        }
+        other => NetError::Client(other),
     }
 }
 
@@ -424,6 +475,18 @@ fn rdma_endpoint(bytes: &[u8]) -> Result<SocketAddr, NetError> {
         .map_err(|_| bad())?
         .parse()
         .map_err(|_| bad())
+}
+
+/// Where to connect the RDMA channel: the negotiated `endpoint`, except
+/// that a wildcard address (`0.0.0.0`, `::`: a server listening on every
+/// address) stands for the address the side channel reached, `server`
+/// (docs/PROTOCOL.md, NegotiateResponse).
+pub fn reachable_endpoint(endpoint: SocketAddr, server: SocketAddr) -> SocketAddr {
+    if endpoint.ip().is_unspecified() {
+        SocketAddr::new(server.ip(), endpoint.port())
+    } else {
+        endpoint
+    }
 }
 
 /// A provider list from names, most preferred first, without duplicates.

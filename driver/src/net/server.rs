@@ -100,15 +100,14 @@ impl fmt::Display for NetEvent<'_> {
 
 /// The options a networked server really runs with: the listener's
 /// providers are the offer and its address is the endpoint (claim 8's
-/// negotiate response).
+/// negotiate response). A listener on every address (`0.0.0.0`, `::`)
+/// advertises that wildcard, which a client reads as "the address you
+/// reached the side channel at" ([`super::reachable_endpoint`]).
 pub(super) fn network_options(
     mut options: ServerOptions,
     listener: &impl RdmaListener,
 ) -> Result<ServerOptions, NetError> {
     let endpoint = listener.local_addr();
-    if endpoint.ip().is_unspecified() {
-        return Err(NetError::UnspecifiedEndpoint(endpoint));
-    }
     options.providers = listener.providers();
     options.endpoint = endpoint.to_string().into_bytes();
     Ok(options)

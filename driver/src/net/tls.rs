@@ -277,6 +277,44 @@ fn sniffed_refusal(first: &[u8]) -> Option<Status> {
     }
 }
 
+/// The error of a handshake that failed because no rdio server is there:
+/// no answer at all within the timeout, a connection closed without a
+/// word, or an answer that is not TLS (a clear-text rdio server's answer
+/// was taken by [`sniffed_refusal`] first).
+fn not_rdio(sock: &Sniff, server: SocketAddr, error: &io::Error) -> Option<NetError> {
+    if sock.first.is_empty() {
+        return match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Some(NetError::TimedOut {
+                addr: server,
+                after: sock
+                    .stream
+                    .read_timeout()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                waiting_for: "the TLS handshake",
+            }),
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted => Some(NetError::NotRdio {
+                addr: server,
+                answer: "closed the connection without answering the TLS handshake".to_owned(),
+            }),
+            _ => None,
+        };
+    }
+    (sock.first.first() != Some(&TLS_HANDSHAKE)).then(|| NetError::NotRdio {
+        addr: server,
+        answer: format!("answered {}", printable(&sock.first)),
+    })
+}
+
+/// The first bytes of an answer, quoted, with anything unprintable
+/// escaped: what a user can recognise (`"SSH-2.0-OpenSSH_9.2\r\n"`).
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    format!("\"{}\"", bytes.escape_ascii())
+}
+
 /// Set up a client's side channel on `tcp` to `server` (`host` as the
 /// user named it, for a CA-signed certificate's name check).
 pub(crate) fn client_channel(
@@ -367,7 +405,9 @@ pub(crate) fn client_channel(
                     expected: *expected,
                 })
             }
-            _ => NetError::Tls(format!("TLS handshake with {server} failed: {error}")),
+            _ => not_rdio(&stream.sock, server, &error).unwrap_or_else(|| {
+                NetError::Tls(format!("TLS handshake with {server} failed: {error}"))
+            }),
         });
     }
     if let (ServerTrust::KnownServers(known), None, Some(presented)) =

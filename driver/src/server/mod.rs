@@ -19,13 +19,18 @@ use crate::files::{FileId, FileTable, Root};
 use crate::pipe::{Pipe, PipeError};
 use rdio_core::server::{FileEntry, Registry, ServerConfig, ServerOffer, SessionId};
 use rdio_core::wire::{
-    AuthAccess, AuthKey, KEY_LEN, OpenFlags, PipeErrorCode, PipeMessage, ProviderList,
-    ProviderName, ResumeKey, Status, WireError,
+    AuthAccess, AuthKey, CHECKSUM_DIGEST_LEN, ChecksumAlgorithm, KEY_LEN, OpenFlags, PipeErrorCode,
+    PipeMessage, ProviderList, ProviderName, ResumeKey, Status, WireError,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Bytes read per step while a `ChecksumRequest` hashes a file: large
+/// enough that the reads cost little next to the hashing, small enough to
+/// stay in the cache.
+const CHECKSUM_CHUNK: usize = 256 * 1024;
 
 /// Limits and identity of a server.
 #[derive(Clone, Debug)]
@@ -697,6 +702,30 @@ impl Server {
                     },
                 }
             }
+            PipeMessage::ChecksumRequest { algorithm, path } => {
+                session.ok_or(PipeError::Unexpected(
+                    "checksum before the resume key request",
+                ))?;
+                let (status, length, digest) = match self.checksum(path, algorithm) {
+                    Ok((length, digest)) => (Status::Success, length, digest),
+                    Err(status) => (status, 0, [0; CHECKSUM_DIGEST_LEN]),
+                };
+                tracing::info!(
+                    target: "rdio::access",
+                    peer = %peer,
+                    client = client.as_deref().unwrap_or("-"),
+                    path = %String::from_utf8_lossy(path),
+                    length,
+                    status = %status,
+                    "checksum"
+                );
+                PipeMessage::ChecksumResponse {
+                    status,
+                    algorithm,
+                    length,
+                    digest,
+                }
+            }
             PipeMessage::NegotiateRequest(ref request) => {
                 let session = session.ok_or(PipeError::Unexpected(
                     "negotiate before the resume key request",
@@ -840,6 +869,41 @@ impl Server {
             .map_err(|e| e.status())?;
         let meta = file.metadata().map_err(|e| e.status())?;
         Ok((meta.len(), modified_ns(&meta), file_id(&meta)))
+    }
+
+    /// The checksum of the whole file at `path` (a `ChecksumRequest`): the
+    /// bytes hashed and the digest, big-endian, zero-padded. The path is
+    /// opened for reading as an open request's would be (same
+    /// confinement, same permissions, same errors) and read to its end.
+    fn checksum(
+        &self,
+        path: &[u8],
+        algorithm: ChecksumAlgorithm,
+    ) -> Result<(u64, [u8; CHECKSUM_DIGEST_LEN]), Status> {
+        if algorithm != ChecksumAlgorithm::XXH3_128 {
+            return Err(Status::NotSupported);
+        }
+        let file = self
+            .root
+            .open(path, OpenFlags::READ)
+            .map_err(|e| e.status())?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut buffer = vec![0u8; CHECKSUM_CHUNK];
+        let mut length = 0u64;
+        loop {
+            let n = file.read_at(length, &mut buffer).map_err(|e| e.status())?;
+            let Some(read) = buffer.get(..n).filter(|read| !read.is_empty()) else {
+                break;
+            };
+            hasher.update(read);
+            length += n as u64;
+        }
+        let mut digest = [0; CHECKSUM_DIGEST_LEN];
+        let value = hasher.digest128().to_be_bytes();
+        if let Some(head) = digest.get_mut(..value.len()) {
+            head.copy_from_slice(&value);
+        }
+        Ok((length, digest))
     }
 
     /// Open `path` for `session` and mint its resume key (claim 10).

@@ -63,6 +63,28 @@ pub enum FabricError {
     UnsupportedAddress,
 }
 
+/// What to do about a libfabric call that failed with `code` (a negative
+/// `FI_E*` / errno value).
+fn call_hint(code: i32) -> &'static str {
+    match code.unsigned_abs() {
+        // ENOMEM, EAGAIN: registration and queue memory.
+        12 | 11 => {
+            "out of memory or locked memory: raise the memlock limit (`ulimit -l`, \
+             LimitMEMLOCK= for a service) or lower --queue-depth / --io-size"
+        }
+        // EACCES, EPERM.
+        13 | 1 => "permission denied by the provider or the device: run `rdio doctor`",
+        // EADDRINUSE.
+        98 => "the address is in use: pick another port (--rdma-port, --listen)",
+        // EADDRNOTAVAIL.
+        99 => "the address is not one of this host's: listen on a local address",
+        _ => {
+            "run `rdio doctor` to check the transport; FI_LOG_LEVEL=warn makes libfabric \
+             say why"
+        }
+    }
+}
+
 impl fmt::Display for FabricError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -73,15 +95,29 @@ impl fmt::Display for FabricError {
             ),
             Self::NoProvider { provider, code } => write!(
                 f,
-                "no libfabric provider {provider:?} with FI_EP_MSG + FI_MSG|FI_RMA: {}",
+                "no libfabric provider {provider:?} with FI_EP_MSG + FI_MSG|FI_RMA: {}; \
+                 `fi_info -l` lists this host's providers, `rdio doctor` checks them, and \
+                 --provider tcp works on any host",
                 strerror(*code)
             ),
             Self::InvalidProviderName => f.write_str("invalid libfabric provider name"),
-            Self::Call { call, code } => write!(f, "{call} failed: {}", strerror(*code)),
-            Self::ConnectFailed { code } => write!(f, "connection failed: {}", strerror(*code)),
-            Self::Timeout { during, waited } => {
-                write!(f, "timed out after {waited:?} waiting for {during}")
-            }
+            Self::Call { call, code } => write!(
+                f,
+                "{call} failed: {}; {}",
+                strerror(*code),
+                call_hint(*code)
+            ),
+            Self::ConnectFailed { code } => write!(
+                f,
+                "connection failed: {}; is the server's RDMA port reachable from here (a \
+                 firewall, another address)? `rdio doctor` checks this host's transports",
+                strerror(*code)
+            ),
+            Self::Timeout { during, waited } => write!(
+                f,
+                "timed out after {} s waiting for {during}",
+                waited.as_secs_f64()
+            ),
             Self::UnexpectedEvent { event, during } => {
                 write!(
                     f,
@@ -240,5 +276,35 @@ mod tests {
             .to_string()
             .contains("refused")
         );
+    }
+
+    /// Failures say what to do, not only which call failed.
+    #[test]
+    fn failures_name_a_remedy() {
+        let call = |code: i32| {
+            FabricError::Call {
+                call: "fi_mr_reg",
+                code,
+            }
+            .to_string()
+        };
+        assert!(
+            call(-libc::ENOMEM).contains("ulimit -l"),
+            "{}",
+            call(-libc::ENOMEM)
+        );
+        assert!(call(-libc::EADDRINUSE).contains("another port"));
+        assert!(call(-libc::EIO).contains("rdio doctor"));
+        let connect = FabricError::ConnectFailed {
+            code: libc::ECONNREFUSED,
+        }
+        .to_string();
+        assert!(connect.contains("reachable"), "{connect}");
+        let timeout = FabricError::Timeout {
+            during: "the connection",
+            waited: std::time::Duration::from_secs(10),
+        }
+        .to_string();
+        assert_eq!(timeout, "timed out after 10 s waiting for the connection");
     }
 }
