@@ -92,10 +92,11 @@ struct OutputArgs {
     /// tracing filter; without -v or -q, RDIO_LOG or RUST_LOG set it).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     verbose: u8,
-    /// Print the summary as one JSON object (cp, get, put: bytes, seconds,
-    /// rate, transport, checksum, ...; bench: its rows) on standard output,
-    /// or on standard error when the data goes to standard output (get
-    /// REMOTE -).
+    /// Print the summary as JSON, one object per line (cp, get, put: one
+    /// per file, with bytes, seconds, rate, transport, checksum, ...;
+    /// bench: its rows; --stats: one more, the client's metrics) on
+    /// standard output, or on standard error when the data goes to
+    /// standard output (get REMOTE -).
     #[arg(long, global = true)]
     json: bool,
     /// Show a progress bar (bytes, rate, ETA) even when standard error is
@@ -150,7 +151,10 @@ enum Command {
     Serve(ServeArgs),
     /// Download files (or, with -r, directory trees) from an rdio server,
     /// each verified against the server's checksum of it.
-    #[command(after_help = EXIT_STATUSES)]
+    #[command(
+        after_help = EXIT_STATUSES,
+        override_usage = "rdio get [OPTIONS] REMOTE... [LOCAL]"
+    )]
     Get(GetArgs),
     /// Upload files (with -r, directory trees; or standard input) to an
     /// rdio server, each verified against the server's checksum of what it
@@ -551,7 +555,7 @@ struct GetArgs {
     /// [default: the current directory, under the remote names]. A last
     /// argument that reads as HOST:PATH (a colon before any '/') is a
     /// source, as with scp.
-    #[arg(required = true, value_name = "REMOTE... [LOCAL]")]
+    #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
     /// A remote file that shrinks or grows during the download is kept as
     /// read, with a warning (exit status 0), instead of failing with exit
