@@ -17,7 +17,10 @@
 //! * [`files`]: remote file operations on the side channel (list, look up,
 //!   remove, make a directory, rename, set attributes, hash a range);
 //! * [`header`]: the common RDMA-channel header with flags and credits — claims 17, 19, 22;
-//! * [`message`]: RDMA-channel messages (auth, credits, registration, I/O, control);
+//! * [`message`]: RDMA-channel messages, `Message`/`Body` and their one
+//!   parse/emit dispatch, with one module per family: `auth` (claims 12–14),
+//!   `credit` (claims 1, 6, 7, 23), `io` (claims 1, 15–17), `control`
+//!   (registration, cancel, close, terminate; claims 10, 11, 15);
 //! * [`status`]: the status block written by RDMA — claim 20.
 
 mod codec;

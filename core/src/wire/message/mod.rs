@@ -1,5 +1,11 @@
 //! RDMA-channel messages: the [`Header`](super::Header) followed by an
 //! opcode-specific payload. One message fills one receive buffer exactly.
+//!
+//! [`Message`] and [`Body`] are parsed and emitted here, by one match on the
+//! opcode; each family's wire layouts, request types and field checks live in
+//! its own module: `auth`, `credit`, `io` (the requests that move data, and
+//! the Read fast path) and `control` (registration, cancel, close,
+//! completion, terminate).
 
 #[cfg(debug_assertions)]
 use super::codec::Counter;
@@ -11,162 +17,19 @@ use super::{InsufficientSize, MAX_SEGMENTS, WireError};
 use zerocopy::little_endian::{I32, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-/// One segment of a vectored read: file bytes at `offset`, `dest.len()` of
-/// them, land in `dest` (24 bytes on the wire).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
-)]
-#[repr(C)]
-pub struct ReadSegment {
-    offset: U64,
-    dest: BufferDescriptor,
-}
+mod auth;
+mod control;
+mod credit;
+mod io;
 
-impl ReadSegment {
-    /// A segment reading `dest.len()` bytes at file `offset` into `dest`.
-    pub const fn new(offset: u64, dest: BufferDescriptor) -> Self {
-        Self {
-            offset: U64::new(offset),
-            dest,
-        }
-    }
-    /// File offset.
-    pub fn offset(&self) -> u64 {
-        self.offset.get()
-    }
-    /// Client memory receiving the bytes.
-    pub fn dest(&self) -> BufferDescriptor {
-        self.dest
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for ReadSegment {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "ReadSegment {{ offset: {=u64}, dest: {} }}",
-            self.offset(),
-            self.dest()
-        )
-    }
-}
-
-/// One segment of a vectored write: `len` bytes at file `offset` (16 bytes on
-/// the wire; the last 4 are reserved, zero).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
-)]
-#[repr(C)]
-pub struct WriteSegment {
-    offset: U64,
-    len: U32,
-    reserved: U32,
-}
-
-impl WriteSegment {
-    /// A segment writing `len` bytes at file `offset`.
-    pub const fn new(offset: u64, len: u32) -> Self {
-        Self {
-            offset: U64::new(offset),
-            len: U32::new(len),
-            reserved: U32::new(0),
-        }
-    }
-    /// File offset.
-    pub fn offset(&self) -> u64 {
-        self.offset.get()
-    }
-    /// Bytes written at that offset.
-    pub fn len(&self) -> u32 {
-        self.len.get()
-    }
-    /// Whether the segment is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len.get() == 0
-    }
-    /// Whether the reserved field is zero (checked by the parser).
-    pub(crate) fn reserved_is_zero(&self) -> bool {
-        self.reserved.get() == 0
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for WriteSegment {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "WriteSegment {{ offset: {=u64}, len: {=u32} }}",
-            self.offset(),
-            self.len()
-        )
-    }
-}
-
-/// Read `dest.len()` bytes at `offset` of `handle` into client memory `dest`;
-/// completion goes to `status` (claims 15, 16, 20).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ReadRequest {
-    /// Registered file handle.
-    pub handle: u32,
-    /// File offset.
-    pub offset: u64,
-    /// Where the data goes (its length is the read length).
-    pub dest: BufferDescriptor,
-    /// Where the status block goes.
-    pub status: BufferDescriptor,
-}
-
-/// Vectored read: each segment is an independent (file offset, client buffer)
-/// pair; one status block for the whole request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ReadVRequest<'a> {
-    /// Registered file handle.
-    pub handle: u32,
-    /// Where the status block goes.
-    pub status: BufferDescriptor,
-    /// 1..=[`MAX_SEGMENTS`](super::MAX_SEGMENTS) segments.
-    pub segments: &'a [ReadSegment],
-}
-
-/// Write `total_len` bytes at `offset`; the first `data.len()` bytes ride in
-/// this message, the rest in [`Body::WriteData`] fragments (claim 1: write
-/// data travels in sends, never RDMA).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct WriteRequest<'a> {
-    /// Registered file handle.
-    pub handle: u32,
-    /// File offset.
-    pub offset: u64,
-    /// Bytes in the whole write, over all fragments.
-    pub total_len: u32,
-    /// Where the status block goes.
-    pub status: BufferDescriptor,
-    /// The first fragment of the data.
-    pub data: &'a [u8],
-}
-
-/// Vectored write. Without COLLAPSE the data is the concatenation of all
-/// segments (`total_len` = sum of lengths); with COLLAPSE every segment has the
-/// same length and receives the same bytes, carried once (`total_len` = that
-/// length) — claim 17.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct WriteVRequest<'a> {
-    /// Registered file handle.
-    pub handle: u32,
-    /// Bytes of data carried over all fragments.
-    pub total_len: u32,
-    /// Where the status block goes.
-    pub status: BufferDescriptor,
-    /// 1..=[`MAX_SEGMENTS`](super::MAX_SEGMENTS) segments.
-    pub segments: &'a [WriteSegment],
-    /// The first fragment of the data.
-    pub data: &'a [u8],
-}
+use auth::{StatusResponseWire, StatusWire};
+use control::{CompletionWire, RegisterCompletionWire, WordWire, word};
+use credit::{DeltaWire, delta};
+pub(crate) use io::emit_read;
+pub use io::{
+    ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment, WriteVRequest, parse_read,
+};
+use io::{ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
 
 /// The payload of a message, one variant per [`Opcode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -452,183 +315,8 @@ impl<'a> Message<'a> {
     }
 }
 
-/// `buf` as a valid Read message, or `None` for the general parser to
-/// decide (and name the error). The fixed-layout fast path of
-/// [`Message::parse`], public for drivers that look at a message on their
-/// hot path (the server's latency timing).
-pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
-    let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
-    let header = &wire.header;
-    let flags = header.flags.get();
-    let valid = header.version == VERSION_1_BYTE
-        && header.opcode == Opcode::Read as u8
-        && flags & !Flags::INTERRUPT.bits() == 0
-        && header.reserved.get() == 0
-        && header.length.get() == size_of::<ReadWire>() as u32
-        && wire.read.reserved.get() == 0
-        && !wire.read.dest.is_empty();
-    valid.then(|| Message {
-        flags: Flags::from_bits_retain(flags),
-        credits: header.credits.get(),
-        request_id: header.request_id.get(),
-        body: Body::Read(ReadRequest {
-            handle: wire.read.handle.get(),
-            offset: wire.read.offset.get(),
-            dest: wire.read.dest,
-            status: wire.read.status,
-        }),
-    })
-}
-
-/// Encode a whole Read message into `buf` as one fixed-size struct: what
-/// [`Message::emit`] writes for [`Body::Read`], without building the
-/// [`Message`] (the client's request path calls it directly). `buf` is
-/// untouched when shorter than the message's 64 bytes.
-pub(crate) fn emit_read(
-    buf: &mut [u8],
-    flags: Flags,
-    credits: u16,
-    request_id: u32,
-    read: &ReadRequest,
-) -> Result<usize, InsufficientSize> {
-    const LEN: usize = size_of::<ReadMessageWire>();
-    const PAYLOAD: u32 = size_of::<ReadWire>() as u32;
-    let wire = ReadMessageWire {
-        header: HeaderWire {
-            version: VERSION_1_BYTE,
-            opcode: Opcode::Read as u8,
-            flags: U16::new(flags.bits()),
-            credits: U16::new(credits),
-            reserved: U16::ZERO,
-            request_id: U32::new(request_id),
-            length: U32::new(PAYLOAD),
-        },
-        read: ReadWire {
-            handle: read.handle.into(),
-            reserved: U32::ZERO,
-            offset: read.offset.into(),
-            dest: read.dest,
-            status: read.status,
-        },
-    };
-    wire.write_to_prefix(buf)
-        .map_err(|_| InsufficientSize { required: LEN })?;
-    Ok(LEN)
-}
-
 // Payload layouts, offsets relative to the payload (after the 16-byte
 // header). Reserved fields are written as zero and rejected unless zero.
-
-/// AuthResponse: the outcome.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct StatusWire {
-    status: U32,
-}
-
-/// StatusResponse: outcome, starting credit level, keepalive interval.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct StatusResponseWire {
-    status: U32,
-    credits: U16,
-    reserved: U16,
-    keepalive_ms: U32,
-}
-
-/// CreditRequest, CreditAck: a signed credit delta.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct DeltaWire {
-    delta: I32,
-}
-
-/// RegisterFileCompletion.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RegisterCompletionWire {
-    status: U32,
-    handle: U32,
-    size: U64,
-}
-
-/// Read.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct ReadWire {
-    handle: U32,
-    reserved: U32,
-    offset: U64,
-    dest: BufferDescriptor,
-    status: BufferDescriptor,
-}
-
-/// A whole Read message: header and payload (the encoder's fast path).
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct ReadMessageWire {
-    header: HeaderWire,
-    read: ReadWire,
-}
-
-/// ReadV, followed by `count` [`ReadSegment`]s.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct ReadVWire {
-    handle: U32,
-    count: U16,
-    reserved: U16,
-    status: BufferDescriptor,
-}
-
-/// Write, followed by data.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct WriteWire {
-    handle: U32,
-    total_len: U32,
-    offset: U64,
-    status: BufferDescriptor,
-}
-
-/// WriteV, followed by `count` [`WriteSegment`]s, then data.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct WriteVWire {
-    handle: U32,
-    count: U16,
-    reserved: U16,
-    total_len: U32,
-    reserved2: U32,
-    status: BufferDescriptor,
-}
-
-/// WriteData, followed by data.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct WriteDataWire {
-    data_offset: U32,
-    reserved: U32,
-}
-
-/// Cancel (target request id), Close (handle), Terminate (reason): one word
-/// and a reserved word, keeping 8-byte alignment of what follows in a
-/// receive buffer.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct WordWire {
-    value: U32,
-    reserved: U32,
-}
-
-/// Completion.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct CompletionWire {
-    status: U32,
-    reserved: U32,
-    bytes: U64,
-}
 
 const _: () = {
     assert!(size_of::<StatusResponseWire>() == 12);
@@ -644,37 +332,6 @@ const _: () = {
 
 /// Payload errors report whole-message lengths: the payload starts here.
 const BASE: usize = HEADER_LEN;
-
-/// A segment count must be `1..=MAX_SEGMENTS`.
-fn segment_count(count: u16) -> Result<usize, WireError> {
-    match usize::from(count) {
-        0 => Err(WireError::InvalidField),
-        n if n > MAX_SEGMENTS => Err(WireError::TooMany),
-        n => Ok(n),
-    }
-}
-
-/// Whether a first fragment of `data` fits in a write of `total_len` bytes.
-fn fits(data: &[u8], total_len: u32) -> bool {
-    u32::try_from(data.len()).is_ok_and(|len| len <= total_len)
-}
-
-/// A [`WordWire`] payload's value, reserved word checked.
-fn word(payload: &[u8]) -> Result<u32, WireError> {
-    let wire = take_exact::<WordWire>(payload, BASE)?;
-    reserved_zero(wire.reserved.get())?;
-    Ok(wire.value.get())
-}
-
-/// A [`DeltaWire`] payload's delta, which must satisfy `valid`.
-fn delta(payload: &[u8], valid: fn(i32) -> bool) -> Result<i32, WireError> {
-    let delta = take_exact::<DeltaWire>(payload, BASE)?.delta.get();
-    if valid(delta) {
-        Ok(delta)
-    } else {
-        Err(WireError::InvalidField)
-    }
-}
 
 fn status(code: U32) -> Result<Status, WireError> {
     Status::from_u32(code.get())
@@ -920,107 +577,6 @@ impl<'a> Body<'a> {
             | Self::KeepaliveResponse => {}
         }
         Ok(())
-    }
-}
-
-impl ReadRequest {
-    fn parse(payload: &[u8]) -> Result<Self, WireError> {
-        let wire = take_exact::<ReadWire>(payload, BASE)?;
-        reserved_zero(wire.reserved.get())?;
-        if wire.dest.is_empty() {
-            return Err(WireError::InvalidField);
-        }
-        Ok(Self {
-            handle: wire.handle.get(),
-            offset: wire.offset.get(),
-            dest: wire.dest,
-            status: wire.status,
-        })
-    }
-}
-
-impl<'a> ReadVRequest<'a> {
-    fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
-        let (wire, rest) = take::<ReadVWire>(payload, BASE)?;
-        reserved_zero(wire.reserved.get())?;
-        let count = segment_count(wire.count.get())?;
-        // The message is fixed-size given its count: anything else is a
-        // length field that disagrees with the count.
-        let segments = <[ReadSegment]>::ref_from_bytes_with_elems(rest, count)
-            .map_err(|_| WireError::BadLength)?;
-        if segments.iter().any(|segment| segment.dest.is_empty()) {
-            return Err(WireError::InvalidField);
-        }
-        Ok(Self {
-            handle: wire.handle.get(),
-            status: wire.status,
-            segments,
-        })
-    }
-}
-
-impl<'a> WriteRequest<'a> {
-    fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
-        let (wire, data) = take::<WriteWire>(payload, BASE)?;
-        let total_len = wire.total_len.get();
-        if total_len == 0 {
-            return Err(WireError::InvalidField);
-        }
-        if !fits(data, total_len) {
-            return Err(WireError::BadLength);
-        }
-        Ok(Self {
-            handle: wire.handle.get(),
-            offset: wire.offset.get(),
-            total_len,
-            status: wire.status,
-            data,
-        })
-    }
-}
-
-impl<'a> WriteVRequest<'a> {
-    fn parse(flags: Flags, payload: &'a [u8]) -> Result<Self, WireError> {
-        let (wire, rest) = take::<WriteVWire>(payload, BASE)?;
-        reserved_zero(wire.reserved.get())?;
-        reserved_zero(wire.reserved2.get())?;
-        let count = segment_count(wire.count.get())?;
-        let (segments, data) = <[WriteSegment]>::ref_from_prefix_with_elems(rest, count)
-            .map_err(|_| WireError::BadLength)?;
-        if !segments.iter().all(WriteSegment::reserved_is_zero) {
-            return Err(WireError::ReservedNotZero);
-        }
-        if segments.iter().any(WriteSegment::is_empty) {
-            return Err(WireError::InvalidField);
-        }
-        let total_len = wire.total_len.get();
-        if total_len != Self::data_len(flags, segments)? || !fits(data, total_len) {
-            return Err(WireError::BadLength);
-        }
-        Ok(Self {
-            handle: wire.handle.get(),
-            total_len,
-            status: wire.status,
-            segments,
-            data,
-        })
-    }
-
-    /// The data bytes `segments` need (claim 17): with COLLAPSE one copy of
-    /// the common segment length, else the sum of the lengths.
-    fn data_len(flags: Flags, segments: &[WriteSegment]) -> Result<u32, WireError> {
-        let mut lens = segments.iter().map(WriteSegment::len);
-        if flags.contains(Flags::COLLAPSE) {
-            let first = lens.next().ok_or(WireError::InvalidField)?;
-            if lens.all(|len| len == first) {
-                Ok(first)
-            } else {
-                Err(WireError::BadLength)
-            }
-        } else {
-            lens.try_fold(0u32, u32::checked_add)
-                .ok_or(WireError::BadLength)
-        }
     }
 }
 

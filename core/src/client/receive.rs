@@ -1,0 +1,315 @@
+//! Receive and dispatch: every received send and every status block the
+//! driver finds written enters here. Authentication replies (claims 12, 14),
+//! credit grants and revokes (claims 1, 6, 7, 22, 23), registration and
+//! control completions (claims 11, 15, 21) and read/write status blocks
+//! (claims 16, 18–20) update the request table; finished requests queue for
+//! [`Client::poll_event`](super::Client::poll_event).
+
+use super::submit::remove_from;
+use super::*;
+
+impl<const R: usize> Client<R> {
+    /// Process one received send.
+    ///
+    /// On a violation the connection is already terminated (a `Terminate`
+    /// is queued, the outstanding requests complete, a
+    /// [`ClientEvent::Terminated`] follows); the error says why.
+    pub fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Violation> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        self.heard(now);
+        let result = Message::parse(bytes)
+            .map_err(Violation::from)
+            .and_then(|msg| self.process(msg));
+        self.after_input(now, result)
+    }
+
+    /// A status block was found written in the memory of one of this
+    /// client's requests (claim 20). `Ok(false)`: not written yet, keep
+    /// polling.
+    pub fn handle_status_block(&mut self, now: Instant, bytes: &[u8]) -> Result<bool, Violation> {
+        if self.state == State::Closed {
+            return Ok(false);
+        }
+        let block = match StatusBlock::parse(bytes) {
+            Ok(None) => return Ok(false),
+            Ok(Some(block)) => block,
+            Err(e) => return self.after_input(now, Err(e.into())).map(|()| false),
+        };
+        self.heard(now);
+        let result = self.status_block(block);
+        self.after_input(now, result).map(|()| true)
+    }
+
+    #[inline(always)]
+    pub(super) fn after_input(
+        &mut self,
+        now: Instant,
+        result: Result<(), Violation>,
+    ) -> Result<(), Violation> {
+        match result {
+            Ok(()) => {
+                self.rearm(now);
+                Ok(())
+            }
+            Err(violation) => {
+                self.fail(violation);
+                Err(violation)
+            }
+        }
+    }
+
+    pub(super) fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    pub(super) fn process(&mut self, msg: Message<'_>) -> Result<(), Violation> {
+        let opcode = msg.opcode();
+        if !opcode.sent_by_server() {
+            return Err(Violation::WrongDirection(opcode));
+        }
+        trace!("client rx {:?} id {}", opcode, msg.request_id);
+        if let Body::Terminate { reason } = msg.body {
+            self.end(Violation::PeerTerminated(reason), None);
+            return Ok(());
+        }
+        match (self.state, msg.body) {
+            (State::Authenticating { auth_ok: false }, Body::AuthResponse { status }) => {
+                self.expect_credits(&msg, 0)?;
+                if status != Status::Success {
+                    return Err(Violation::AuthFailed);
+                }
+                self.state = State::Authenticating { auth_ok: true };
+                Ok(())
+            }
+            (
+                State::Authenticating { auth_ok: true },
+                Body::StatusResponse {
+                    status,
+                    credits,
+                    keepalive_ms,
+                },
+            ) => {
+                self.expect_credits(&msg, 1)?;
+                if status != Status::Success {
+                    return Err(Violation::PeerTerminated(status));
+                }
+                if credits == 0 || credits > self.config.max_credits {
+                    return Err(Violation::CreditRange);
+                }
+                self.ledger.on_reply(1, 1)?;
+                self.ledger = ClientLedger::new(credits, self.config.max_credits);
+                if keepalive_ms > 0 {
+                    self.keepalive_interval = Duration::from_millis(u64::from(keepalive_ms));
+                }
+                self.state = State::Open;
+                self.timers.stop(TIMER_AUTH);
+                self.authenticated = Some(credits);
+                Ok(())
+            }
+            (State::Open, body) => self.open_message(&msg, body),
+            _ => Err(Violation::UnexpectedMessage(opcode)),
+        }
+    }
+
+    pub(super) fn expect_credits(&self, msg: &Message<'_>, expected: u16) -> Result<(), Violation> {
+        if msg.credits == expected {
+            Ok(())
+        } else {
+            Err(Violation::CreditMismatch {
+                expected,
+                found: msg.credits,
+            })
+        }
+    }
+
+    pub(super) fn open_message(
+        &mut self,
+        msg: &Message<'_>,
+        body: Body<'_>,
+    ) -> Result<(), Violation> {
+        let opcode = msg.opcode();
+        if let Body::CreditRequest { delta } = body {
+            self.expect_credits(msg, 0)?;
+            self.ledger.on_credit_request(delta)?;
+            let counter = if delta > 0 {
+                &mut self.stats.credits_granted
+            } else {
+                &mut self.stats.credits_revoked
+            };
+            ConnectionStats::add(counter, u64::from(delta.unsigned_abs()));
+            return Ok(());
+        }
+        if let Body::CreditResponse = body {
+            return self.ledger.on_credit_response(msg.credits);
+        }
+        let index = self
+            .find(msg.request_id)
+            .ok_or(Violation::UnknownRequest(msg.request_id))?;
+        let op = self
+            .ops
+            .get_mut(index)
+            .ok_or(Violation::UnknownRequest(msg.request_id))?;
+        if op.stage != Stage::Sent || op.unanswered == 0 {
+            return Err(Violation::UnknownRequest(msg.request_id));
+        }
+        if msg.credits != 1 {
+            return Err(Violation::CreditMismatch {
+                expected: 1,
+                found: msg.credits,
+            });
+        }
+        match (&op.kind, body) {
+            (
+                OpKind::Register { .. },
+                Body::RegisterFileCompletion {
+                    status,
+                    handle,
+                    size,
+                },
+            ) => {
+                op.status = status;
+                op.registered = (status == Status::Success).then_some(RemoteFile { handle, size });
+                op.final_seen = true;
+            }
+            (OpKind::Close { .. } | OpKind::Cancel { .. }, Body::Completion { status, bytes }) => {
+                op.status = status;
+                op.bytes = bytes;
+                op.final_seen = true;
+            }
+            (
+                OpKind::Write { .. } | OpKind::WriteV { .. },
+                Body::Completion {
+                    status: Status::Success,
+                    bytes,
+                },
+            ) => {
+                // An intermediate fragment's answer: it returns that
+                // fragment's credit and says how much arrived.
+                if bytes > u64::from(op.sent) {
+                    return Err(Violation::FragmentOutOfOrder);
+                }
+            }
+            (OpKind::Interrupt, Body::InterruptResponse) => op.final_seen = true,
+            (OpKind::Keepalive, Body::KeepaliveResponse) => {
+                op.final_seen = true;
+                ConnectionStats::add(&mut self.stats.keepalives_answered, 1);
+            }
+            _ => return Err(Violation::UnexpectedMessage(opcode)),
+        }
+        op.unanswered = op.unanswered.saturating_sub(1);
+        self.ledger.on_reply(1, 1)?;
+        self.settle(index)
+    }
+
+    #[inline(always)]
+    pub(super) fn status_block(&mut self, block: StatusBlock) -> Result<(), Violation> {
+        if self.state != State::Open {
+            return Err(Violation::UnknownRequest(block.request_id));
+        }
+        let index = self
+            .find(block.request_id)
+            .ok_or(Violation::UnknownRequest(block.request_id))?;
+        let op = self
+            .ops
+            .get_mut(index)
+            .ok_or(Violation::UnknownRequest(block.request_id))?;
+        if !op.kind.is_data() || op.stage != Stage::Sent || op.final_seen {
+            return Err(Violation::UnknownRequest(block.request_id));
+        }
+        // The block returns the credits of the messages the server had not
+        // answered; answers to earlier fragments may still be on their way.
+        if block.credits > op.unanswered {
+            return Err(Violation::CreditMismatch {
+                expected: op.unanswered,
+                found: block.credits,
+            });
+        }
+        let store = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
+        let wanted = match &op.kind {
+            OpKind::Read { dest, .. } => u64::from(dest.len()),
+            OpKind::ReadV { .. } => store
+                .get::<ReadSegment>()
+                .iter()
+                .map(|s| u64::from(s.dest().len()))
+                .sum(),
+            OpKind::WriteV { .. } => store
+                .get::<WriteSegment>()
+                .iter()
+                .map(|s| u64::from(s.len()))
+                .sum(),
+            OpKind::Write { total, .. } => u64::from(*total),
+            _ => 0,
+        };
+        if block.bytes > wanted {
+            return Err(Violation::BadDescriptor);
+        }
+        op.unanswered = op.unanswered.saturating_sub(block.credits);
+        op.final_seen = true;
+        op.status = block.status;
+        op.bytes = block.bytes;
+        let id = op.id;
+        // A write the server completed early (cancelled, failed) stops
+        // streaming; reads were never in the streaming queue.
+        if op.kind.write_total().is_some_and(|total| op.sent < total) {
+            op.stop_sending = true;
+            remove_from(&mut self.streaming, id);
+        }
+        self.ledger.on_reply(block.credits, block.credits)?;
+        self.settle(index)
+    }
+
+    /// Report op `index` once its final answer and every fragment answer
+    /// arrived.
+    #[inline(always)]
+    pub(super) fn settle(&mut self, index: usize) -> Result<(), Violation> {
+        let Some(op) = self.ops.get_mut(index) else {
+            return Ok(());
+        };
+        if !op.final_seen || op.unanswered > 0 {
+            return Ok(());
+        }
+        op.stage = Stage::Done;
+        if op.kind.is_internal() {
+            self.ops.remove(index);
+            self.internal_in_flight = self.internal_in_flight.saturating_sub(1);
+            return Ok(());
+        }
+        let id = op.id;
+        self.done.push_back(id).map_err(|_| Violation::Capacity)
+    }
+
+    /// The next completion for the caller.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        if let Some(credits) = self.authenticated.take() {
+            return Some(ClientEvent::Authenticated { credits });
+        }
+        while let Some(id) = self.done.pop_front() {
+            let Some(index) = self.find(id) else { continue };
+            let Some(op) = self.ops.get(index) else {
+                continue;
+            };
+            let request = RequestId(op.id);
+            let event = match op.kind {
+                OpKind::Register { .. } => ClientEvent::Registered {
+                    request,
+                    result: op.registered.ok_or(op.status),
+                },
+                OpKind::Interrupt if op.status == Status::Success => {
+                    ClientEvent::Interrupted { request }
+                }
+                _ => ClientEvent::Completed {
+                    request,
+                    status: op.status,
+                    bytes: op.bytes,
+                },
+            };
+            self.ops.remove(index);
+            return Some(event);
+        }
+        self.terminated
+            .take()
+            .map(|reason| ClientEvent::Terminated { reason })
+    }
+}

@@ -1,0 +1,299 @@
+//! Phase 4, submission: requests enter the client here — registration
+//! (claims 10, 11), reads and writes with their vectored and COLLAPSE
+//! variants (claims 15–17), close, the polling client's interrupt request
+//! (claim 21) and cancel (claim 15). Each takes a slot of the request table
+//! and a request id whose home slot is free.
+
+use super::transmit::prefix_size;
+use super::*;
+
+impl<const R: usize> Client<R> {
+    /// Register the file opened on the pipe under `key` (claim 10).
+    pub fn register(&mut self, key: ResumeKey) -> Result<RequestId, ApiError> {
+        self.submit(
+            OpKind::Register { key },
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )
+    }
+
+    /// Read `dest.len()` bytes at `offset` into client memory `dest`; the
+    /// server RDMA-writes the data, then the status block into `status`
+    /// (claims 16, 20).
+    pub fn read(
+        &mut self,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<RequestId, ApiError> {
+        if dest.is_empty() {
+            return Err(ApiError::InvalidArgument);
+        }
+        self.check_io_len(u64::from(dest.len()))?;
+        self.submit(
+            OpKind::Read {
+                handle,
+                offset,
+                dest,
+            },
+            status,
+            mode,
+        )
+    }
+
+    /// Vectored read: each segment reads its own file range into its own
+    /// buffer; one status block.
+    pub fn read_vectored(
+        &mut self,
+        handle: u32,
+        segments: &[ReadSegment],
+        status: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<RequestId, ApiError> {
+        if segments.is_empty()
+            || segments.len() > MAX_SEGMENTS
+            || segments.iter().any(|s| s.dest().is_empty())
+        {
+            return Err(ApiError::InvalidArgument);
+        }
+        let total = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+        self.check_io_len(total)?;
+        self.check_fits(prefix_size(24, 24, segments.len()))?;
+        self.submit_vectored(OpKind::ReadV { handle }, status, mode, segments)
+    }
+
+    /// Write `len` bytes at `offset`. The data travels in sends (claim 1),
+    /// fragmented to the negotiated send size; [`Client::poll_transmit`]
+    /// names the slices to gather ([`DataRef`]).
+    pub fn write(
+        &mut self,
+        handle: u32,
+        offset: u64,
+        len: u32,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<RequestId, ApiError> {
+        if len == 0 {
+            return Err(ApiError::InvalidArgument);
+        }
+        self.check_io_len(u64::from(len))?;
+        self.submit(
+            OpKind::Write {
+                handle,
+                offset,
+                total: len,
+            },
+            status,
+            mode,
+        )
+    }
+
+    /// Vectored write. With `collapse` (claim 17) every segment must have the
+    /// same length and receives the same data, supplied and sent once;
+    /// without it the data is the segments' data concatenated.
+    pub fn write_vectored(
+        &mut self,
+        handle: u32,
+        segments: &[WriteSegment],
+        collapse: bool,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<RequestId, ApiError> {
+        let first = segments.first().ok_or(ApiError::InvalidArgument)?;
+        if segments.len() > MAX_SEGMENTS
+            || segments.iter().any(|s| s.is_empty())
+            || (collapse && segments.iter().any(|s| s.len() != first.len()))
+        {
+            return Err(ApiError::InvalidArgument);
+        }
+        let file_bytes: u64 = segments.iter().map(|s| u64::from(s.len())).sum();
+        self.check_io_len(file_bytes)?;
+        let total = if collapse {
+            first.len()
+        } else {
+            u32::try_from(file_bytes).map_err(|_| ApiError::TooLarge)?
+        };
+        // Room for the prefix and at least one data byte.
+        self.check_fits(prefix_size(32, 16, segments.len()).saturating_add(1))?;
+        self.submit_vectored(
+            OpKind::WriteV {
+                handle,
+                collapse,
+                total,
+            },
+            status,
+            mode,
+            segments,
+        )
+    }
+
+    /// Close a registered file. Requests on it still queued end `Closed`.
+    pub fn close(&mut self, handle: u32) -> Result<RequestId, ApiError> {
+        self.submit(
+            OpKind::Close { handle },
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )
+    }
+
+    /// Polling mode: ask the server to wake this client with an interrupt
+    /// response by ordinary send at its next completion (claim 21).
+    pub fn request_interrupt(&mut self) -> Result<RequestId, ApiError> {
+        self.submit(
+            OpKind::Interrupt,
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )
+    }
+
+    /// Cancel `request`. A request not yet sent completes `Cancelled` at
+    /// once; a sent one gets a cancel message and completes `Cancelled`
+    /// unless it finished first. A write stops sending its fragments.
+    pub fn cancel(&mut self, request: RequestId) -> Result<(), ApiError> {
+        let index = self.find(request.0).ok_or(ApiError::UnknownRequest)?;
+        let full = self.ops.is_full();
+        let op = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
+        if !op.kind.is_data() || op.stage == Stage::Done || op.stop_sending {
+            return Err(ApiError::UnknownRequest);
+        }
+        if op.stage == Stage::Queued {
+            op.stage = Stage::Done;
+            op.status = Status::Cancelled;
+            remove_from(&mut self.unsent, request.0);
+            return self
+                .done
+                .push_back(request.0)
+                .map_err(|_| ApiError::TooManyRequests);
+        }
+        if full {
+            return Err(ApiError::TooManyRequests);
+        }
+        op.stop_sending = true;
+        remove_from(&mut self.streaming, request.0);
+        let cancel = self.submit(
+            OpKind::Cancel { target: request.0 },
+            BufferDescriptor::default(),
+            CompletionMode::Interrupt,
+        )?;
+        // The cancel goes next, where the write's next fragment would have
+        // gone: behind a close of the same handle — which the server holds
+        // until the write ends — it could wait forever for a credit.
+        remove_from(&mut self.unsent, cancel.0);
+        self.unsent
+            .push_front(cancel.0)
+            .map_err(|_| ApiError::TooManyRequests)
+    }
+
+    pub(super) fn check_io_len(&self, len: u64) -> Result<(), ApiError> {
+        if len > u64::from(self.negotiated.max_io_size) {
+            Err(ApiError::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn check_fits(&self, prefix: usize) -> Result<(), ApiError> {
+        if prefix > self.negotiated.max_send_size as usize {
+            Err(ApiError::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Submit a vectored request, its segments stored beside it.
+    pub(super) fn submit_vectored<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        kind: OpKind,
+        status_desc: BufferDescriptor,
+        mode: CompletionMode,
+        segments: &[T],
+    ) -> Result<RequestId, ApiError> {
+        let request = self.submit(kind, status_desc, mode)?;
+        let stored = self
+            .find(request.0)
+            .and_then(|index| self.segments.get_mut(index))
+            .is_some_and(|store| store.set(segments));
+        if !stored {
+            // Unreachable: the count was checked against the store's room.
+            if let Some(index) = self.find(request.0) {
+                self.ops.remove(index);
+            }
+            remove_from(&mut self.unsent, request.0);
+            return Err(ApiError::InvalidArgument);
+        }
+        Ok(request)
+    }
+
+    #[inline(always)]
+    pub(super) fn submit(
+        &mut self,
+        kind: OpKind,
+        status_desc: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<RequestId, ApiError> {
+        if self.state == State::Closed {
+            return Err(ApiError::NotConnected);
+        }
+        if kind.is_data() && (status_desc.len() as usize) < STATUS_BLOCK_LEN {
+            return Err(ApiError::InvalidArgument);
+        }
+        if self.ops.is_full() {
+            return Err(ApiError::TooManyRequests);
+        }
+        let id = self.allocate_id();
+        let op = Op {
+            id,
+            kind,
+            status_desc,
+            interrupt: mode == CompletionMode::Interrupt,
+            stage: Stage::Queued,
+            sent: 0,
+            unanswered: 0,
+            final_seen: false,
+            stop_sending: false,
+            status: Status::Success,
+            bytes: 0,
+            registered: None,
+        };
+        let index = self
+            .ops
+            .insert(id, op)
+            .map_err(|_| ApiError::TooManyRequests)?;
+        if self.unsent.push_back(id).is_err() {
+            self.ops.remove(index);
+            return Err(ApiError::TooManyRequests);
+        }
+        Ok(RequestId(id))
+    }
+
+    /// Request ids are never 0 (unsolicited server messages use it) and never
+    /// those of outstanding requests.
+    ///
+    /// Each id is picked so that its home slot in the request table is free,
+    /// which makes every later lookup by id a single probe. Among any `R`
+    /// consecutive ids every slot is some id's home, so with a free slot
+    /// (checked by the caller) this ends within `R + 1` candidates.
+    pub(super) fn allocate_id(&mut self) -> u32 {
+        let mut id = self.next_id;
+        for _ in 0..=R {
+            id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+            if self.ops.home_is_free(id) {
+                break;
+            }
+        }
+        id
+    }
+}
+
+pub(super) fn remove_from<const N: usize>(queue: &mut Fifo<u32, N>, id: u32) {
+    let before = core::mem::take(queue);
+    for entry in before {
+        if entry != id {
+            // No longer than before: cannot fail.
+            let _ = queue.push_back(entry);
+        }
+    }
+}

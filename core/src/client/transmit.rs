@@ -1,0 +1,313 @@
+//! Transmit: the next send to post, drained by the driver through
+//! [`Client::poll_transmit`](super::Client::poll_transmit). Credit answers
+//! (claim 7) go first, then requests and write fragments in submission
+//! order while credits allow (claims 1, 22: every client message states the
+//! credits it leaves the client with). Write data is named, never copied.
+
+use super::*;
+
+impl<const R: usize> Client<R> {
+    /// Encode the next send into `buf` (at least the negotiated send size
+    /// is always enough). `Ok(None)`: nothing can be sent now (nothing
+    /// queued, or waiting for credits).
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, InsufficientSize> {
+        if let Some(status) = self.terminate {
+            let msg = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::Terminate { reason: status },
+            };
+            let len = msg.emit(buf)?;
+            self.terminate = None;
+            return Ok(Some(Transmit { len, data: None }));
+        }
+        match self.state {
+            State::Closed => return Ok(None),
+            State::Authenticating { .. } => {
+                if !self.auth_queued {
+                    return Ok(None);
+                }
+                let msg = Message {
+                    flags: Flags::empty(),
+                    credits: self.ledger.level(),
+                    request_id: 0,
+                    body: Body::AuthRequest {
+                        key: self.negotiated.auth_key,
+                    },
+                };
+                let len = msg.emit(buf)?;
+                self.auth_queued = false;
+                let _ = self.ledger.send_request();
+                return Ok(Some(Transmit { len, data: None }));
+            }
+            State::Open => {}
+        }
+        let transmit = self.credit_transmit(buf)?;
+        let transmit = match transmit {
+            Some(t) => Some(t),
+            None => self.request_transmit(buf)?,
+        };
+        if transmit.is_some() {
+            self.rearm(now);
+        }
+        Ok(transmit)
+    }
+
+    pub(super) fn credit_transmit(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, InsufficientSize> {
+        if let Some(delta) = self.ledger.ack_owed() {
+            let msg = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::CreditAck { delta },
+            };
+            check_room(msg.encoded_len(), buf)?;
+            if let Some((delta, credits)) = self.ledger.send_ack() {
+                let msg = Message {
+                    credits,
+                    body: Body::CreditAck { delta },
+                    ..msg
+                };
+                return Ok(Some(Transmit {
+                    len: msg.emit(buf)?,
+                    data: None,
+                }));
+            }
+        }
+        if self.ledger.give_ups_owed() > 0 {
+            let msg = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::CreditGiveUp,
+            };
+            check_room(msg.encoded_len(), buf)?;
+            if let Some(credits) = self.ledger.send_give_up() {
+                return Ok(Some(Transmit {
+                    len: Message { credits, ..msg }.emit(buf)?,
+                    data: None,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    #[inline(always)]
+    pub(super) fn request_transmit(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, InsufficientSize> {
+        if self.ledger.available() == 0 {
+            if let Some(&id) = self.streaming.front().or(self.unsent.front()) {
+                self.stats.credit_wait(id);
+            }
+            return Ok(None);
+        }
+        // Fragments of writes under way before new requests: a started write
+        // finishes as soon as possible and releases its buffers.
+        let (id, continuing) = match (self.streaming.front(), self.unsent.front()) {
+            (Some(&id), _) => (id, true),
+            (None, Some(&id)) => (id, false),
+            (None, None) => return Ok(None),
+        };
+        let Some(index) = self.find(id) else {
+            // Stale queue entry (cannot happen: entries leave with their op).
+            if continuing {
+                self.streaming.pop_front()
+            } else {
+                self.unsent.pop_front()
+            };
+            return Ok(None);
+        };
+        let max_send = self.negotiated.max_send_size as usize;
+        let level = self.ledger.level();
+        let Some(op) = self.ops.get(index) else {
+            return Ok(None);
+        };
+        // Only the prefix is encoded into `buf`; the data is gathered by the
+        // driver, so the fragment size depends on the send size alone.
+        let (len, data_len) = match op.kind {
+            // The I/O path's most frequent request, encoded straight from
+            // the op (the same bytes `build` + `emit_prefix` would give).
+            OpKind::Read {
+                handle,
+                offset,
+                dest,
+            } => {
+                let flags = if op.interrupt {
+                    Flags::INTERRUPT
+                } else {
+                    Flags::empty()
+                };
+                let read = ReadRequest {
+                    handle,
+                    offset,
+                    dest,
+                    status: op.status_desc,
+                };
+                (emit_read(buf, flags, level, id, &read)?, 0)
+            }
+            _ => {
+                let segments = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
+                let (msg, data_len) = build(op, segments, level, max_send);
+                // Checks the room before writing anything.
+                let len = msg.emit_prefix(buf)?;
+                add_payload_len(buf, data_len);
+                (len, data_len)
+            }
+        };
+        let _ = self.ledger.send_request();
+        let Some(op) = self.ops.get_mut(index) else {
+            return Ok(None);
+        };
+        let data = (data_len > 0).then_some(DataRef {
+            request: RequestId(id),
+            offset: op.sent,
+            len: data_len,
+        });
+        op.sent = op.sent.saturating_add(data_len);
+        op.unanswered = op.unanswered.saturating_add(1);
+        if op.kind.is_internal() && op.stage == Stage::Queued {
+            self.internal_in_flight = self.internal_in_flight.saturating_add(1);
+        }
+        op.stage = Stage::Sent;
+        let more = op.kind.write_total().is_some_and(|total| op.sent < total);
+        if continuing {
+            if !more {
+                self.streaming.pop_front();
+            }
+        } else {
+            self.unsent.pop_front();
+            if more {
+                // Capacity R holds every op: cannot fail.
+                let _ = self.streaming.push_back(id);
+            }
+        }
+        Ok(Some(Transmit { len, data }))
+    }
+}
+
+/// The message for the next send of `op` (its request, or its next write
+/// fragment) and how many data bytes ride after the prefix.
+pub(super) fn build<'a>(
+    op: &'a Op,
+    segments: &'a SegmentStore,
+    credits: u16,
+    max_send: usize,
+) -> (Message<'a>, u32) {
+    let flags = if op.interrupt && op.kind.is_data() {
+        Flags::INTERRUPT
+    } else {
+        Flags::empty()
+    };
+    let mut msg = Message {
+        flags,
+        credits,
+        request_id: op.id,
+        body: Body::Keepalive,
+    };
+    let room = |prefix: usize, remaining: u32| -> u32 {
+        let room = u32::try_from(max_send.saturating_sub(prefix)).unwrap_or(u32::MAX);
+        remaining.min(room)
+    };
+    if op.sent > 0 {
+        // A continuation fragment.
+        msg.flags = Flags::empty();
+        msg.body = Body::WriteData {
+            data_offset: op.sent,
+            data: &[],
+        };
+        let remaining = op.kind.write_total().unwrap_or(0).saturating_sub(op.sent);
+        let data_len = room(msg.prefix_len(), remaining);
+        return (msg, data_len);
+    }
+    let status = op.status_desc;
+    msg.body = match &op.kind {
+        OpKind::Register { key } => Body::RegisterFile { key: *key },
+        OpKind::Read {
+            handle,
+            offset,
+            dest,
+        } => Body::Read(ReadRequest {
+            handle: *handle,
+            offset: *offset,
+            dest: *dest,
+            status,
+        }),
+        OpKind::ReadV { handle } => Body::ReadV(ReadVRequest {
+            handle: *handle,
+            status,
+            segments: segments.get(),
+        }),
+        OpKind::Write {
+            handle,
+            offset,
+            total,
+        } => Body::Write(WriteRequest {
+            handle: *handle,
+            offset: *offset,
+            total_len: *total,
+            status,
+            data: &[],
+        }),
+        OpKind::WriteV {
+            handle,
+            collapse,
+            total,
+        } => {
+            if *collapse {
+                msg.flags |= Flags::COLLAPSE;
+            }
+            Body::WriteV(WriteVRequest {
+                handle: *handle,
+                total_len: *total,
+                status,
+                segments: segments.get(),
+                data: &[],
+            })
+        }
+        OpKind::Cancel { target } => Body::Cancel { target: *target },
+        OpKind::Close { handle } => Body::Close { handle: *handle },
+        OpKind::Interrupt => Body::InterruptRequest,
+        OpKind::Keepalive => Body::Keepalive,
+    };
+    let data_len = op
+        .kind
+        .write_total()
+        .map_or(0, |total| room(msg.prefix_len(), total));
+    (msg, data_len)
+}
+
+/// The prefix was encoded with empty data; count the data that the driver
+/// gathers after it in the header's payload length (bytes 12..16, LE).
+pub(super) fn add_payload_len(buf: &mut [u8], data_len: u32) {
+    if let Some(field) = buf.get_mut(12..16) {
+        let mut le = [0u8; 4];
+        le.copy_from_slice(field);
+        let len = u32::from_le_bytes(le).saturating_add(data_len);
+        field.copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// Header + fixed payload + `count` segments of `segment` bytes.
+pub(super) fn prefix_size(fixed: usize, segment: usize, count: usize) -> usize {
+    crate::wire::header::HEADER_LEN
+        .saturating_add(fixed)
+        .saturating_add(segment.saturating_mul(count))
+}
+
+pub(super) fn check_room(required: usize, buf: &[u8]) -> Result<(), InsufficientSize> {
+    if buf.len() < required {
+        Err(InsufficientSize { required })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,322 @@
+//! Phase 4, reads and writes: starting a read (data by RDMA write, claim 16),
+//! gathering a write's data from sends (claim 1) with vectored and COLLAPSE
+//! mapping onto file offsets (claim 17), the driver's completion and the
+//! status block that finishes a request, with or without immediate data
+//! (claims 18–20).
+
+use super::*;
+
+impl<const R: usize, const F: usize> Connection<R, F> {
+    #[inline(always)]
+    pub(super) fn start_read(
+        &mut self,
+        id: u32,
+        handle: u32,
+        status_desc: BufferDescriptor,
+        interrupt: bool,
+        segments: &[ReadSegment],
+    ) -> Result<(), Violation> {
+        self.check_status_desc(status_desc)?;
+        let total = segments
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(u64::from(s.dest().len())));
+        if total.is_none_or(|t| t > u64::from(self.max_io_size())) {
+            return Err(Violation::TooLarge);
+        }
+        let wanted = total.unwrap_or(0);
+        let mut op = Op::new(id, OpKind::Read { wanted }, handle, status_desc, interrupt);
+        let in_range = segments
+            .iter()
+            .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
+        let file = if in_range {
+            self.resolve(handle, OpenFlags::READ)
+        } else {
+            Err(Status::InvalidParameter)
+        };
+        match file {
+            Ok(file) => {
+                op.file = Some(file);
+                let index = self.insert(op)?;
+                self.store_segments(index, segments)?;
+                self.push_pending(Pending::Op(id))
+            }
+            Err(status) => {
+                op.result = status;
+                let index = self.insert(op)?;
+                self.finish(index)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_write<'a>(
+        &mut self,
+        id: u32,
+        handle: u32,
+        status_desc: BufferDescriptor,
+        interrupt: bool,
+        segments: &[WriteSegment],
+        collapse: bool,
+        total: u32,
+        data: &'a [u8],
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        self.check_status_desc(status_desc)?;
+        let file_bytes = if collapse {
+            u64::from(total).checked_mul(segments.len() as u64)
+        } else {
+            Some(u64::from(total))
+        };
+        if total > self.max_io_size()
+            || file_bytes.is_none_or(|b| b > u64::from(self.max_io_size()))
+        {
+            return Err(Violation::TooLarge);
+        }
+        let kind = OpKind::Write {
+            collapse,
+            total,
+            received: 0,
+        };
+        let mut op = Op::new(id, kind, handle, status_desc, interrupt);
+        op.stage = Stage::Receiving;
+        // A range past the largest file offset is answered InvalidParameter;
+        // its fragments are still received (and discarded) in order.
+        let in_range = segments.iter().all(|s| {
+            let len = if collapse { total } else { s.len() };
+            within_file_offsets(s.offset(), u64::from(len))
+        });
+        let file = if in_range {
+            self.resolve(handle, OpenFlags::WRITE)
+        } else {
+            Err(Status::InvalidParameter)
+        };
+        match file {
+            Ok(file) => op.file = Some(file),
+            Err(status) => op.result = status,
+        }
+        let index = self.insert(op)?;
+        self.store_segments(index, segments)?;
+        self.write_fragment(id, 0, data)
+    }
+
+    /// Account one fragment of write `id` and map its bytes onto file pieces.
+    pub(super) fn write_fragment<'a>(
+        &mut self,
+        id: u32,
+        data_offset: u32,
+        data: &'a [u8],
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        let index = self.find(id).ok_or(Violation::UnknownRequest(id))?;
+        let op = self
+            .ops
+            .get_mut(index)
+            .ok_or(Violation::UnknownRequest(id))?;
+        let segments = self
+            .segments
+            .get(index)
+            .map_or(&[][..], SegmentStore::get::<WriteSegment>);
+        let OpKind::Write {
+            collapse,
+            total,
+            received,
+        } = &mut op.kind
+        else {
+            return Err(Violation::UnexpectedMessage(crate::wire::Opcode::WriteData));
+        };
+        if op.stage != Stage::Receiving || data_offset != *received {
+            return Err(Violation::FragmentOutOfOrder);
+        }
+        if data_offset != 0 {
+            // A continuation fragment: one more message of this request.
+            op.unanswered = op.unanswered.saturating_add(1);
+        }
+        let len = u32::try_from(data.len()).map_err(|_| Violation::FragmentOutOfOrder)?;
+        let end = received
+            .checked_add(len)
+            .filter(|end| end <= total)
+            .ok_or(Violation::FragmentOutOfOrder)?;
+        *received = end;
+        let complete = end == *total;
+        let mut chunk = None;
+        if let (Some(file), false, false) = (op.file, op.cancelled, data.is_empty()) {
+            let pieces =
+                map_pieces(segments, *collapse, data_offset, data).ok_or(Violation::Capacity)?;
+            op.pieces_in_flight = op.pieces_in_flight.saturating_add(1);
+            chunk = Some(WriteChunk {
+                op: OpId(id),
+                file,
+                pieces,
+            });
+        }
+        if complete {
+            op.stage = Stage::Dispatched;
+            self.try_finish(index)?;
+        } else {
+            // Intermediate fragments are answered at once so the client can
+            // stream a write of any size through a single credit.
+            if let Some(op) = self.ops.get_mut(index) {
+                op.unanswered = op.unanswered.saturating_sub(1);
+            }
+            self.reply(
+                id,
+                1,
+                Body::Completion {
+                    status: Status::Success,
+                    bytes: u64::from(end),
+                },
+            )?;
+        }
+        Ok(chunk)
+    }
+
+    /// Queue the completion of op `index` if nothing of it is still running.
+    pub(super) fn try_finish(&mut self, index: usize) -> Result<(), Violation> {
+        let Some(op) = self.ops.get(index) else {
+            return Ok(());
+        };
+        let done = match op.stage {
+            Stage::Queued => op.cancelled,
+            // A read in the driver's hands ends only with its `complete_io`:
+            // its RDMA writes into client memory may still be under way, so
+            // a cancel must not hand that memory back to the client yet.
+            Stage::Dispatched => {
+                op.pieces_in_flight == 0 && !matches!(op.kind, OpKind::Read { .. })
+            }
+            Stage::Receiving => false,
+        };
+        if done {
+            self.finish(index)?;
+        }
+        Ok(())
+    }
+
+    /// Answer a finished data request with its status block (claim 20), then
+    /// wake a waiting polling client (claim 21), then close a handle that was
+    /// waiting for this request.
+    #[inline(always)]
+    pub(super) fn finish(&mut self, index: usize) -> Result<(), Violation> {
+        let Some(op) = self.ops.get(index) else {
+            return Ok(());
+        };
+        let (handle, credits) = (op.handle, op.unanswered);
+        let block = StatusBlock {
+            request_id: op.id,
+            status: op.result,
+            bytes: op.bytes,
+            credits: op.unanswered,
+        };
+        let immediate = op.interrupt.then_some(op.id);
+        let status = Outgoing::Status {
+            dest: op.status_desc,
+            immediate,
+            block,
+        };
+        self.ops.remove(index);
+        self.queue(status)?;
+        self.ledger.release(credits)?;
+        // Claim 21: the completion wakes one waiting polling client; when it
+        // was the last request in flight, nothing else will, so every other
+        // waiter is answered too (as a new interrupt request would be).
+        if let Some(waiter) = self.interrupt_waiters.pop_front() {
+            self.reply(waiter, 1, Body::InterruptResponse)?;
+        }
+        if !self.interrupt_waiters.is_empty() && !self.data_in_flight() {
+            while let Some(waiter) = self.interrupt_waiters.pop_front() {
+                self.reply(waiter, 1, Body::InterruptResponse)?;
+            }
+        }
+        let closing = self.handles.iter().any(|h| h.id == handle && h.closing);
+        if closing {
+            self.try_close(handle)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The driver finished its part of request `op`: for a read, all
+    /// segments were read and their RDMA writes posted, `result` holding the
+    /// total bytes (short at end of file); for a write, one [`WriteChunk`]
+    /// was written. An error status fails the request.
+    pub fn complete_io(&mut self, op: OpId, result: Result<u64, Status>) -> Result<(), ApiError> {
+        let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
+        let entry = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
+        match entry.kind {
+            OpKind::Read { wanted } => {
+                if entry.stage != Stage::Dispatched {
+                    return Err(ApiError::UnknownRequest);
+                }
+                match result {
+                    Ok(0) if wanted > 0 && entry.result == Status::Success => {
+                        entry.result = Status::EndOfFile
+                    }
+                    Ok(n) => entry.bytes = n.min(wanted),
+                    Err(status) if entry.result == Status::Success => entry.result = status,
+                    Err(_) => {}
+                }
+                // A read is complete once the driver reports it.
+                entry.pieces_in_flight = 0;
+                self.finish(index).map_err(|v| {
+                    self.fail(v);
+                    ApiError::NotConnected
+                })
+            }
+            OpKind::Write { .. } => {
+                if entry.pieces_in_flight == 0 {
+                    return Err(ApiError::UnknownRequest);
+                }
+                entry.pieces_in_flight = entry.pieces_in_flight.saturating_sub(1);
+                match result {
+                    Ok(n) => entry.bytes = entry.bytes.saturating_add(n),
+                    Err(status) if entry.result == Status::Success => entry.result = status,
+                    Err(_) => {}
+                }
+                self.try_finish(index).map_err(|v| {
+                    self.fail(v);
+                    ApiError::NotConnected
+                })
+            }
+            _ => Err(ApiError::UnknownRequest),
+        }
+    }
+}
+
+/// Whether `len` bytes at `offset` lie within the offsets a file can have
+/// (POSIX `off_t` is signed 64-bit), so no piece offset can overflow.
+pub(super) fn within_file_offsets(offset: u64, len: u64) -> bool {
+    offset
+        .checked_add(len)
+        .is_some_and(|end| end <= i64::MAX.unsigned_abs())
+}
+
+/// Map `data`, found at `data_offset` of a write's data stream, onto file
+/// offsets: consecutive segments without COLLAPSE, every segment with it.
+pub(super) fn map_pieces<'a>(
+    segments: &[WriteSegment],
+    collapse: bool,
+    data_offset: u32,
+    data: &'a [u8],
+) -> Option<heapless::Vec<(u64, &'a [u8]), MAX_SEGMENTS>> {
+    let mut pieces = heapless::Vec::new();
+    if collapse {
+        for segment in segments {
+            let offset = segment.offset().checked_add(u64::from(data_offset))?;
+            pieces.push((offset, data)).ok()?;
+        }
+        return Some(pieces);
+    }
+    let mut stream_pos = 0u64; // start of the current segment in the data stream
+    let start = u64::from(data_offset);
+    let end = start.checked_add(data.len() as u64)?;
+    for segment in segments {
+        let seg_end = stream_pos.checked_add(u64::from(segment.len()))?;
+        let lo = start.max(stream_pos);
+        let hi = end.min(seg_end);
+        if lo < hi {
+            let from = usize::try_from(lo.checked_sub(start)?).ok()?;
+            let to = usize::try_from(hi.checked_sub(start)?).ok()?;
+            let offset = segment.offset().checked_add(lo.checked_sub(stream_pos)?)?;
+            pieces.push((offset, data.get(from..to)?)).ok()?;
+        }
+        stream_pos = seg_end;
+    }
+    Some(pieces)
+}

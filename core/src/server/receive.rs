@@ -1,0 +1,257 @@
+//! Receive and dispatch: every received send enters through
+//! [`Connection::handle_message`](super::Connection::handle_message). Checks
+//! direction, state and credits (claim 22), answers authentication (claims
+//! 12–14) and credit answers (claim 7), and turns requests (claim 15) into
+//! ops of the request table for the I/O and handle modules.
+
+use super::*;
+
+impl<const R: usize, const F: usize> Connection<R, F> {
+    /// Process one received message (a receive completion of `bytes.len()`
+    /// bytes). Write data is returned for the driver to place in the file.
+    ///
+    /// On a violation the connection is already terminated (a `Terminate`
+    /// is queued and a [`ServerEvent::Terminated`] pending); the error says
+    /// why. Messages after termination are ignored.
+    pub fn handle_message<'a>(
+        &mut self,
+        now: Instant,
+        bytes: &'a [u8],
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        if self.state == State::Closed {
+            return Ok(None);
+        }
+        // `max_send_size` bounds every message, header included, whatever
+        // size of receive the driver happened to post.
+        if self.state == State::Open && bytes.len() > self.max_send_size() {
+            self.fail(Violation::TooLarge);
+            return Err(Violation::TooLarge);
+        }
+        // The I/O path's most frequent message, straight from its fixed
+        // layout to the read it starts (`Message::parse` would give the same
+        // `Message`; see `wire::message::parse_read`).
+        if let (State::Open, Some(msg)) = (self.state, parse_read(bytes)) {
+            return match self.read_message(now, &msg) {
+                Ok(()) => Ok(None),
+                Err(violation) => {
+                    self.fail(violation);
+                    Err(violation)
+                }
+            };
+        }
+        match self.process(now, bytes) {
+            Ok(chunk) => Ok(chunk),
+            Err(violation) => {
+                self.fail(violation);
+                Err(violation)
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn process<'a>(
+        &mut self,
+        now: Instant,
+        bytes: &'a [u8],
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        let msg = Message::parse(bytes)?;
+        let opcode = msg.opcode();
+        if !opcode.sent_by_client() {
+            return Err(Violation::WrongDirection(opcode));
+        }
+        trace!("server rx {:?} id {}", opcode, msg.request_id);
+        if let Body::Terminate { reason } = msg.body {
+            self.end(Violation::PeerTerminated(reason), None);
+            return Ok(None);
+        }
+        match self.state {
+            State::AwaitAuth => match msg.body {
+                Body::AuthRequest { key } => {
+                    self.state = State::Authenticating {
+                        request_id: msg.request_id,
+                        credits: msg.credits,
+                    };
+                    self.push_pending(Pending::Authenticate(key))?;
+                    Ok(None)
+                }
+                _ => Err(Violation::UnexpectedMessage(opcode)),
+            },
+            State::Authenticating { .. } | State::Closed => {
+                Err(Violation::UnexpectedMessage(opcode))
+            }
+            State::Open => {
+                self.timers
+                    .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+                self.open_message(&msg)
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn open_message<'a>(
+        &mut self,
+        msg: &Message<'a>,
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        let id = msg.request_id;
+        match msg.body {
+            Body::CreditAck { delta } => {
+                self.ledger.on_ack(delta, msg.credits)?;
+                ConnectionStats::add(
+                    &mut self.stats.credits_granted,
+                    u64::from(delta.unsigned_abs()),
+                );
+                self.reply(id, 1, Body::CreditResponse)?;
+                self.drive_credits()?;
+                Ok(None)
+            }
+            Body::CreditGiveUp => {
+                self.ledger.on_give_up(msg.credits)?;
+                ConnectionStats::add(&mut self.stats.credits_revoked, 1);
+                self.queue(Outgoing::Message(Message {
+                    flags: Flags::empty(),
+                    credits: 0,
+                    request_id: id,
+                    body: Body::CreditResponse,
+                }))?;
+                self.drive_credits()?;
+                Ok(None)
+            }
+            Body::WriteData { data_offset, data } => {
+                self.ledger.on_request(msg.credits)?;
+                self.write_fragment(id, data_offset, data)
+            }
+            Body::AuthRequest { .. } => Err(Violation::UnexpectedMessage(msg.opcode())),
+            _ => self.new_request(msg),
+        }
+    }
+
+    /// A Read on an open connection: what `process` and `open_message` do
+    /// for it, without their dispatch.
+    #[inline(always)]
+    pub(super) fn read_message(
+        &mut self,
+        now: Instant,
+        msg: &Message<'_>,
+    ) -> Result<(), Violation> {
+        trace!("server rx {:?} id {}", msg.opcode(), msg.request_id);
+        self.timers
+            .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+        self.new_request(msg).map(|_| ())
+    }
+
+    /// A message that opens a request: its credit, its id, its work.
+    #[inline(always)]
+    pub(super) fn new_request<'a>(
+        &mut self,
+        msg: &Message<'a>,
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        self.ledger.on_request(msg.credits)?;
+        if self.find(msg.request_id).is_some() {
+            return Err(Violation::DuplicateRequest(msg.request_id));
+        }
+        self.request(msg)
+    }
+
+    #[inline(always)]
+    pub(super) fn request<'a>(
+        &mut self,
+        msg: &Message<'a>,
+    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        let id = msg.request_id;
+        let interrupt = msg.flags.contains(Flags::INTERRUPT);
+        match msg.body {
+            Body::Keepalive => {
+                ConnectionStats::add(&mut self.stats.keepalives, 1);
+                self.reply(id, 1, Body::KeepaliveResponse)?;
+                ConnectionStats::add(&mut self.stats.keepalives_answered, 1);
+                Ok(None)
+            }
+            Body::InterruptRequest => {
+                // Claim 21: a polling client asks to be woken by a send. With
+                // nothing in flight there is nothing to wait for: answer now.
+                if self.data_in_flight() {
+                    self.interrupt_waiters
+                        .push_back(id)
+                        .map_err(|_| Violation::Capacity)?;
+                } else {
+                    self.reply(id, 1, Body::InterruptResponse)?;
+                }
+                Ok(None)
+            }
+            Body::Cancel { target } => {
+                let status = self.cancel(target)?;
+                self.reply(id, 1, Body::Completion { status, bytes: 0 })
+                    .map(|()| None)
+            }
+            Body::RegisterFile { key } => {
+                self.insert(Op::new(
+                    id,
+                    OpKind::Register { key },
+                    0,
+                    BufferDescriptor::default(),
+                    false,
+                ))?;
+                self.push_pending(Pending::Op(id))?;
+                Ok(None)
+            }
+            Body::Close { handle } => self.close(id, handle).map(|()| None),
+            Body::Read(read) => {
+                let segment = [ReadSegment::new(read.offset, read.dest)];
+                self.start_read(id, read.handle, read.status, interrupt, &segment)
+                    .map(|()| None)
+            }
+            Body::ReadV(readv) => self
+                .start_read(id, readv.handle, readv.status, interrupt, readv.segments)
+                .map(|()| None),
+            Body::Write(write) => {
+                let segment = [WriteSegment::new(write.offset, write.total_len)];
+                self.start_write(
+                    id,
+                    write.handle,
+                    write.status,
+                    interrupt,
+                    &segment,
+                    false,
+                    write.total_len,
+                    write.data,
+                )
+            }
+            Body::WriteV(writev) => {
+                let collapse = msg.flags.contains(Flags::COLLAPSE);
+                self.start_write(
+                    id,
+                    writev.handle,
+                    writev.status,
+                    interrupt,
+                    writev.segments,
+                    collapse,
+                    writev.total_len,
+                    writev.data,
+                )
+            }
+            _ => Err(Violation::UnexpectedMessage(msg.opcode())),
+        }
+    }
+
+    pub(super) fn check_status_desc(&self, desc: BufferDescriptor) -> Result<(), Violation> {
+        if (desc.len() as usize) < STATUS_BLOCK_LEN {
+            return Err(Violation::BadDescriptor);
+        }
+        Ok(())
+    }
+
+    /// Resolve a handle for an I/O needing `need` rights: the file, or the
+    /// status the request completes with.
+    pub(super) fn resolve(&self, handle: u32, need: OpenFlags) -> Result<FileId, Status> {
+        let entry = self
+            .handles
+            .iter()
+            .find(|h| h.id == handle && !h.closing)
+            .ok_or(Status::InvalidHandle)?;
+        if entry.flags.contains(need) {
+            Ok(entry.file)
+        } else {
+            Err(Status::AccessDenied)
+        }
+    }
+}

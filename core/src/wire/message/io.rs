@@ -1,0 +1,400 @@
+//! Phase 4, I/O messages: `Read`, `ReadV`, `Write`, `WriteV` and `WriteData`
+//! (claims 1, 15–17), their segments, wire layouts and checks, and the
+//! fixed-layout fast path for the most frequent message, a Read.
+
+use super::*;
+
+/// One segment of a vectored read: file bytes at `offset`, `dest.len()` of
+/// them, land in `dest` (24 bytes on the wire).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct ReadSegment {
+    offset: U64,
+    dest: BufferDescriptor,
+}
+
+impl ReadSegment {
+    /// A segment reading `dest.len()` bytes at file `offset` into `dest`.
+    pub const fn new(offset: u64, dest: BufferDescriptor) -> Self {
+        Self {
+            offset: U64::new(offset),
+            dest,
+        }
+    }
+    /// File offset.
+    pub fn offset(&self) -> u64 {
+        self.offset.get()
+    }
+    /// Client memory receiving the bytes.
+    pub fn dest(&self) -> BufferDescriptor {
+        self.dest
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for ReadSegment {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "ReadSegment {{ offset: {=u64}, dest: {} }}",
+            self.offset(),
+            self.dest()
+        )
+    }
+}
+
+/// One segment of a vectored write: `len` bytes at file `offset` (16 bytes on
+/// the wire; the last 4 are reserved, zero).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct WriteSegment {
+    offset: U64,
+    len: U32,
+    reserved: U32,
+}
+
+impl WriteSegment {
+    /// A segment writing `len` bytes at file `offset`.
+    pub const fn new(offset: u64, len: u32) -> Self {
+        Self {
+            offset: U64::new(offset),
+            len: U32::new(len),
+            reserved: U32::new(0),
+        }
+    }
+    /// File offset.
+    pub fn offset(&self) -> u64 {
+        self.offset.get()
+    }
+    /// Bytes written at that offset.
+    pub fn len(&self) -> u32 {
+        self.len.get()
+    }
+    /// Whether the segment is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
+    /// Whether the reserved field is zero (checked by the parser).
+    pub(crate) fn reserved_is_zero(&self) -> bool {
+        self.reserved.get() == 0
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for WriteSegment {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "WriteSegment {{ offset: {=u64}, len: {=u32} }}",
+            self.offset(),
+            self.len()
+        )
+    }
+}
+
+/// Read `dest.len()` bytes at `offset` of `handle` into client memory `dest`;
+/// completion goes to `status` (claims 15, 16, 20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReadRequest {
+    /// Registered file handle.
+    pub handle: u32,
+    /// File offset.
+    pub offset: u64,
+    /// Where the data goes (its length is the read length).
+    pub dest: BufferDescriptor,
+    /// Where the status block goes.
+    pub status: BufferDescriptor,
+}
+
+/// Vectored read: each segment is an independent (file offset, client buffer)
+/// pair; one status block for the whole request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReadVRequest<'a> {
+    /// Registered file handle.
+    pub handle: u32,
+    /// Where the status block goes.
+    pub status: BufferDescriptor,
+    /// 1..=[`MAX_SEGMENTS`](crate::wire::MAX_SEGMENTS) segments.
+    pub segments: &'a [ReadSegment],
+}
+
+/// Write `total_len` bytes at `offset`; the first `data.len()` bytes ride in
+/// this message, the rest in [`Body::WriteData`] fragments (claim 1: write
+/// data travels in sends, never RDMA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WriteRequest<'a> {
+    /// Registered file handle.
+    pub handle: u32,
+    /// File offset.
+    pub offset: u64,
+    /// Bytes in the whole write, over all fragments.
+    pub total_len: u32,
+    /// Where the status block goes.
+    pub status: BufferDescriptor,
+    /// The first fragment of the data.
+    pub data: &'a [u8],
+}
+
+/// Vectored write. Without COLLAPSE the data is the concatenation of all
+/// segments (`total_len` = sum of lengths); with COLLAPSE every segment has the
+/// same length and receives the same bytes, carried once (`total_len` = that
+/// length) — claim 17.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WriteVRequest<'a> {
+    /// Registered file handle.
+    pub handle: u32,
+    /// Bytes of data carried over all fragments.
+    pub total_len: u32,
+    /// Where the status block goes.
+    pub status: BufferDescriptor,
+    /// 1..=[`MAX_SEGMENTS`](crate::wire::MAX_SEGMENTS) segments.
+    pub segments: &'a [WriteSegment],
+    /// The first fragment of the data.
+    pub data: &'a [u8],
+}
+
+/// Read.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct ReadWire {
+    pub(super) handle: U32,
+    pub(super) reserved: U32,
+    pub(super) offset: U64,
+    pub(super) dest: BufferDescriptor,
+    pub(super) status: BufferDescriptor,
+}
+
+/// A whole Read message: header and payload (the encoder's fast path).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct ReadMessageWire {
+    pub(super) header: HeaderWire,
+    pub(super) read: ReadWire,
+}
+
+/// ReadV, followed by `count` [`ReadSegment`]s.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct ReadVWire {
+    pub(super) handle: U32,
+    pub(super) count: U16,
+    pub(super) reserved: U16,
+    pub(super) status: BufferDescriptor,
+}
+
+/// Write, followed by data.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct WriteWire {
+    pub(super) handle: U32,
+    pub(super) total_len: U32,
+    pub(super) offset: U64,
+    pub(super) status: BufferDescriptor,
+}
+
+/// WriteV, followed by `count` [`WriteSegment`]s, then data.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct WriteVWire {
+    pub(super) handle: U32,
+    pub(super) count: U16,
+    pub(super) reserved: U16,
+    pub(super) total_len: U32,
+    pub(super) reserved2: U32,
+    pub(super) status: BufferDescriptor,
+}
+
+/// WriteData, followed by data.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct WriteDataWire {
+    pub(super) data_offset: U32,
+    pub(super) reserved: U32,
+}
+
+/// A segment count must be `1..=MAX_SEGMENTS`.
+pub(super) fn segment_count(count: u16) -> Result<usize, WireError> {
+    match usize::from(count) {
+        0 => Err(WireError::InvalidField),
+        n if n > MAX_SEGMENTS => Err(WireError::TooMany),
+        n => Ok(n),
+    }
+}
+
+/// Whether a first fragment of `data` fits in a write of `total_len` bytes.
+pub(super) fn fits(data: &[u8], total_len: u32) -> bool {
+    u32::try_from(data.len()).is_ok_and(|len| len <= total_len)
+}
+
+/// `buf` as a valid Read message, or `None` for the general parser to
+/// decide (and name the error). The fixed-layout fast path of
+/// [`Message::parse`], public for drivers that look at a message on their
+/// hot path (the server's latency timing).
+pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
+    let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
+    let header = &wire.header;
+    let flags = header.flags.get();
+    let valid = header.version == VERSION_1_BYTE
+        && header.opcode == Opcode::Read as u8
+        && flags & !Flags::INTERRUPT.bits() == 0
+        && header.reserved.get() == 0
+        && header.length.get() == size_of::<ReadWire>() as u32
+        && wire.read.reserved.get() == 0
+        && !wire.read.dest.is_empty();
+    valid.then(|| Message {
+        flags: Flags::from_bits_retain(flags),
+        credits: header.credits.get(),
+        request_id: header.request_id.get(),
+        body: Body::Read(ReadRequest {
+            handle: wire.read.handle.get(),
+            offset: wire.read.offset.get(),
+            dest: wire.read.dest,
+            status: wire.read.status,
+        }),
+    })
+}
+
+/// Encode a whole Read message into `buf` as one fixed-size struct: what
+/// [`Message::emit`] writes for [`Body::Read`], without building the
+/// [`Message`] (the client's request path calls it directly). `buf` is
+/// untouched when shorter than the message's 64 bytes.
+pub(crate) fn emit_read(
+    buf: &mut [u8],
+    flags: Flags,
+    credits: u16,
+    request_id: u32,
+    read: &ReadRequest,
+) -> Result<usize, InsufficientSize> {
+    const LEN: usize = size_of::<ReadMessageWire>();
+    const PAYLOAD: u32 = size_of::<ReadWire>() as u32;
+    let wire = ReadMessageWire {
+        header: HeaderWire {
+            version: VERSION_1_BYTE,
+            opcode: Opcode::Read as u8,
+            flags: U16::new(flags.bits()),
+            credits: U16::new(credits),
+            reserved: U16::ZERO,
+            request_id: U32::new(request_id),
+            length: U32::new(PAYLOAD),
+        },
+        read: ReadWire {
+            handle: read.handle.into(),
+            reserved: U32::ZERO,
+            offset: read.offset.into(),
+            dest: read.dest,
+            status: read.status,
+        },
+    };
+    wire.write_to_prefix(buf)
+        .map_err(|_| InsufficientSize { required: LEN })?;
+    Ok(LEN)
+}
+
+impl ReadRequest {
+    pub(super) fn parse(payload: &[u8]) -> Result<Self, WireError> {
+        let wire = take_exact::<ReadWire>(payload, BASE)?;
+        reserved_zero(wire.reserved.get())?;
+        if wire.dest.is_empty() {
+            return Err(WireError::InvalidField);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            offset: wire.offset.get(),
+            dest: wire.dest,
+            status: wire.status,
+        })
+    }
+}
+
+impl<'a> ReadVRequest<'a> {
+    pub(super) fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, rest) = take::<ReadVWire>(payload, BASE)?;
+        reserved_zero(wire.reserved.get())?;
+        let count = segment_count(wire.count.get())?;
+        // The message is fixed-size given its count: anything else is a
+        // length field that disagrees with the count.
+        let segments = <[ReadSegment]>::ref_from_bytes_with_elems(rest, count)
+            .map_err(|_| WireError::BadLength)?;
+        if segments.iter().any(|segment| segment.dest.is_empty()) {
+            return Err(WireError::InvalidField);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            status: wire.status,
+            segments,
+        })
+    }
+}
+
+impl<'a> WriteRequest<'a> {
+    pub(super) fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, data) = take::<WriteWire>(payload, BASE)?;
+        let total_len = wire.total_len.get();
+        if total_len == 0 {
+            return Err(WireError::InvalidField);
+        }
+        if !fits(data, total_len) {
+            return Err(WireError::BadLength);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            offset: wire.offset.get(),
+            total_len,
+            status: wire.status,
+            data,
+        })
+    }
+}
+
+impl<'a> WriteVRequest<'a> {
+    pub(super) fn parse(flags: Flags, payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, rest) = take::<WriteVWire>(payload, BASE)?;
+        reserved_zero(wire.reserved.get())?;
+        reserved_zero(wire.reserved2.get())?;
+        let count = segment_count(wire.count.get())?;
+        let (segments, data) = <[WriteSegment]>::ref_from_prefix_with_elems(rest, count)
+            .map_err(|_| WireError::BadLength)?;
+        if !segments.iter().all(WriteSegment::reserved_is_zero) {
+            return Err(WireError::ReservedNotZero);
+        }
+        if segments.iter().any(WriteSegment::is_empty) {
+            return Err(WireError::InvalidField);
+        }
+        let total_len = wire.total_len.get();
+        if total_len != Self::data_len(flags, segments)? || !fits(data, total_len) {
+            return Err(WireError::BadLength);
+        }
+        Ok(Self {
+            handle: wire.handle.get(),
+            total_len,
+            status: wire.status,
+            segments,
+            data,
+        })
+    }
+
+    /// The data bytes `segments` need (claim 17): with COLLAPSE one copy of
+    /// the common segment length, else the sum of the lengths.
+    pub(super) fn data_len(flags: Flags, segments: &[WriteSegment]) -> Result<u32, WireError> {
+        let mut lens = segments.iter().map(WriteSegment::len);
+        if flags.contains(Flags::COLLAPSE) {
+            let first = lens.next().ok_or(WireError::InvalidField)?;
+            if lens.all(|len| len == first) {
+                Ok(first)
+            } else {
+                Err(WireError::BadLength)
+            }
+        } else {
+            lens.try_fold(0u32, u32::checked_add)
+                .ok_or(WireError::BadLength)
+        }
+    }
+}
