@@ -385,8 +385,6 @@ fn cancel_before_and_during_transfer<M: Mode>() {
     let mut options = EmbeddedOptions::default();
     options.client.io_size = 8 << 20;
     options.client.queue_depth = 2;
-    // 64 KiB sends, so the 8 MiB write below streams in 128 fragments.
-    options.client.config.max_send_size = 64 << 10;
     let mut pair = M::start(dir.path(), options).expect("start");
     let file = pair.client.open("c", RWC).expect("open");
 
@@ -407,7 +405,7 @@ fn cancel_before_and_during_transfer<M: Mode>() {
         "nothing written"
     );
 
-    // In flight: an 8 MiB write needs 128 fragments of 64 KiB and only has 32 credits,
+    // In flight: an 8 MiB write needs 128 fragments and only has 32 credits,
     // so it is mid-stream once the small write ahead of it completes.
     let first = pair
         .client
