@@ -72,7 +72,7 @@ impl Default for ClientConfig {
             min_version: VERSION_1,
             max_version: VERSION_1,
             max_credits: 64,
-            max_send_size: crate::wire::DEFAULT_SEND_SIZE,
+            max_send_size: 64 * 1024,
             max_io_size: 8 * 1024 * 1024,
             auth_timeout: Duration::from_secs(5),
             dead_peer_timeout: Duration::from_secs(30),

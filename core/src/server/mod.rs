@@ -81,7 +81,7 @@ impl Default for ServerConfig {
             initial_credits: 64,
             max_credits: 64,
             min_credits: 1,
-            max_send_size: crate::wire::DEFAULT_SEND_SIZE,
+            max_send_size: 64 * 1024,
             max_io_size: 8 * 1024 * 1024,
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),

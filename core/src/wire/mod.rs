@@ -74,14 +74,6 @@ pub const MAX_PIPE_PAYLOAD: usize = 2048;
 /// fixed-size message (a full vectored read) plus its header.
 pub const MIN_SEND_SIZE: u32 = 512;
 
-/// The `max_send_size` both sides offer by default: a 1 MiB write and its
-/// headers in one send (issue 17, "Writes"). Each side posts its receive
-/// depth of buffers this large, so a connection holds about
-/// `credits × 1 MiB` of receive buffers on each side (64 MiB at the
-/// default 64 credits), plus as many send buffers; a side that cannot
-/// afford it offers less and the negotiation settles on the smaller.
-pub const DEFAULT_SEND_SIZE: u32 = (1 << 20) + 4096;
-
 /// Every way a received message can be malformed. Parsing never panics: any
 /// input yields a message or one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

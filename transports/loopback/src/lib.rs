@@ -143,10 +143,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// 16 MiB messages (room for rdio's default 1 MiB + 4 KiB sends), 2 GiB writes (the InfiniBand maximum), 4 gather
+    /// 1 MiB messages, 2 GiB writes (the InfiniBand maximum), 4 gather
     /// elements, 256-deep queues (libfabric `tcp`'s default sizes), seed 0.
     pub const DEFAULT: Self = Self {
-        max_message: 16 << 20,
+        max_message: 1 << 20,
         max_write: 1 << 31,
         max_sge: 4,
         max_send: 256,
