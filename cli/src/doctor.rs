@@ -66,6 +66,16 @@ struct Check {
 }
 
 impl Check {
+    /// `{"name", "verdict" (ok, warn, fail), "detail", "fix" (or null)}`.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "verdict": self.verdict.to_string().to_lowercase(),
+            "detail": self.detail,
+            "fix": self.fix,
+        })
+    }
+
     fn ok(name: &'static str, detail: impl Into<String>) -> Self {
         Self {
             name,
@@ -130,19 +140,37 @@ pub fn run(doctor: &Doctor) -> Result<()> {
         openat2(&dir, &where_),
     ];
 
-    println!("transports");
-    for (_, check) in &transports {
-        print_check(check);
-    }
-    println!("host");
-    for check in &host {
-        print_check(check);
-    }
     let default = transports
         .iter()
         .find(|(transport, _)| *transport == doctor.default)
         .map(|(_, check)| check)
         .context("no check for the default transport")?;
+    if crate::report::json() {
+        // `--json`: the report as one object on standard output; the exit
+        // status and the error line stay as without it.
+        let checks = |checks: &mut dyn Iterator<Item = &Check>| -> Vec<serde_json::Value> {
+            checks.map(Check::json).collect()
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "command": "doctor",
+                "transports": checks(&mut transports.iter().map(|(_, check)| check)),
+                "host": checks(&mut host.iter()),
+                "default": default.name,
+                "default_works": default.verdict != Verdict::Fail,
+            })
+        );
+    } else {
+        println!("transports");
+        for (_, check) in &transports {
+            print_check(check);
+        }
+        println!("host");
+        for check in &host {
+            print_check(check);
+        }
+    }
     if default.verdict == Verdict::Fail {
         bail!(
             "the {} transport does not work here: {}",
@@ -150,7 +178,9 @@ pub fn run(doctor: &Doctor) -> Result<()> {
             default.detail
         );
     }
-    println!("the {} transport works here", default.name);
+    if !crate::report::json() {
+        println!("the {} transport works here", default.name);
+    }
     Ok(())
 }
 

@@ -94,7 +94,8 @@ struct OutputArgs {
     verbose: u8,
     /// Print the summary as JSON, one object per line (cp, get, put: one
     /// per file, with bytes, seconds, rate, transport, checksum, ...;
-    /// bench: its rows; --stats: one more, the client's metrics) on
+    /// bench: its rows; doctor: its checks; --stats: one more, the
+    /// client's metrics) on
     /// standard output, or on standard error when the data goes to
     /// standard output (get REMOTE -).
     #[arg(long, global = true)]

@@ -112,6 +112,48 @@ fn doctor_reports_this_machine_and_exits_0_when_fabric_works() {
     assert_eq!(std::fs::read_dir(root.path()).expect("list").count(), 0);
 }
 
+/// `doctor --json`: the same checks as one JSON object, and the same exit
+/// status.
+#[test]
+fn doctor_json_is_one_object_with_every_check() {
+    let out = rdio(&["--json", "doctor"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let verdict = |section: &str, name: &str| {
+        report[section]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|check| check["name"] == name))
+            .map(|check| check["verdict"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(report["command"], "doctor");
+    assert_eq!(verdict("transports", "loopback").as_deref(), Some("ok"));
+    assert_eq!(verdict("transports", "fabric").as_deref(), Some("ok"));
+    assert_eq!(verdict("transports", "cma").as_deref(), Some("ok"));
+    assert_eq!(verdict("transports", "verbs").as_deref(), Some("fail"));
+    assert_eq!(verdict("host", "devices").as_deref(), Some("warn"));
+    assert_eq!(verdict("host", "openat2").as_deref(), Some("ok"));
+    // Every check has a detail, and a fix unless it is ok.
+    for section in ["transports", "host"] {
+        for check in report[section].as_array().expect("checks") {
+            assert!(
+                check["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{check}"
+            );
+            assert_eq!(check["fix"].is_null(), check["verdict"] == "ok", "{check}");
+        }
+    }
+    assert_eq!(report["default"], "fabric");
+    assert_eq!(report["default_works"], true);
+    let failed = rdio(&["--json", "--transport", "verbs", "doctor"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let report: serde_json::Value =
+        serde_json::from_str(&text(&failed.stdout)).expect("one JSON object");
+    assert_eq!(report["default"], "verbs");
+    assert_eq!(report["default_works"], false);
+}
+
 #[test]
 fn doctor_exits_1_when_the_chosen_transport_does_not_work() {
     let out = rdio(&["--transport", "verbs", "doctor"]);
