@@ -208,6 +208,19 @@ pub fn add_client(add: &AddClient) -> Result<()> {
         let _ = std::fs::remove_file(&output);
         return Err(error.into());
     }
+    if crate::report::json() {
+        println!(
+            "{}",
+            serde_json::json!({
+                "command": "client add",
+                "name": add.name,
+                "permission": permission.to_string(),
+                "clients": clients.display().to_string(),
+                "credential": output.display().to_string(),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "rdio client add: added '{}' ({permission}) to {}; its credential is {}: hand it to the \
          user over a safe channel, who passes it with --credential FILE or puts it at \

@@ -94,8 +94,9 @@ struct OutputArgs {
     verbose: u8,
     /// Print the summary as JSON, one object per line (cp, get, put: one
     /// per file, with bytes, seconds, rate, transport, checksum, ...;
-    /// bench: its rows; doctor: its checks; --stats: one more, the
-    /// client's metrics) on
+    /// bench: its rows; doctor: its checks; serve: its address and
+    /// identity; conformance: passed and failed; client add: the files
+    /// written; --stats: one more, the client's metrics) on
     /// standard output, or on standard error when the data goes to
     /// standard output (get REMOTE -).
     #[arg(long, global = true)]
@@ -734,8 +735,25 @@ fn run(cli: Cli) -> Result<()> {
                 return std::fs::write(&path, json)
                     .with_context(|| format!("cannot write {}", path.display()));
             }
-            let summary = rdio_conformance::run(server, &kind, &mut std::io::stdout().lock())
-                .context("writing the report")?;
+            // With `--json` the case-by-case report goes to standard
+            // error and the summary is one object on standard output.
+            let summary = if report::json() {
+                let summary = rdio_conformance::run(server, &kind, &mut std::io::stderr().lock())
+                    .context("writing the report")?;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "command": "conformance",
+                        "server": server.to_string(),
+                        "passed": summary.passed,
+                        "failed": summary.failed,
+                    })
+                );
+                summary
+            } else {
+                rdio_conformance::run(server, &kind, &mut std::io::stdout().lock())
+                    .context("writing the report")?
+            };
             if summary.failed > 0 {
                 anyhow::bail!("{} conformance case(s) failed", summary.failed);
             }

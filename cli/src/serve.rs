@@ -103,10 +103,11 @@ pub fn run(serve: &Serve) -> Result<()> {
         .iter()
         .map(|p: &ProviderName| p.as_str().to_owned())
         .collect();
-    let metrics = serve
+    let metrics_addr = serve
         .metrics
         .map(|addr| crate::metrics::serve(addr, Arc::clone(server.server())))
-        .transpose()?
+        .transpose()?;
+    let metrics = metrics_addr
         .map(|addr| format!(", metrics on http://{addr}/metrics"))
         .unwrap_or_default();
     // Scripts (and the tests) read the address from this line, which
@@ -122,13 +123,30 @@ pub fn run(serve: &Serve) -> Result<()> {
     };
     // One line: the address first (scripts and tests read it), then the
     // fingerprint clients compare with what they pin.
-    println!(
-        "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}{read_only}, {identity}{metrics}",
-        server.pipe_addr(),
-        server.endpoint(),
-        offered.join(", "),
-        serve.root.display()
-    );
+    if crate::report::json() {
+        // `--json`: the same facts as one object (scripts read `listening`).
+        println!(
+            "{}",
+            serde_json::json!({
+                "command": "serve",
+                "listening": server.pipe_addr().to_string(),
+                "rdma_endpoint": server.endpoint().to_string(),
+                "providers": offered,
+                "root": serve.root.display().to_string(),
+                "read_only": serve.access.read_only,
+                "fingerprint": fingerprint.as_ref().map(ToString::to_string),
+                "metrics": metrics_addr.map(|addr| format!("http://{addr}/metrics")),
+            })
+        );
+    } else {
+        println!(
+            "rdio serve: listening on {} (RDMA endpoint {} over {}), serving {}{read_only}, {identity}{metrics}",
+            server.pipe_addr(),
+            server.endpoint(),
+            offered.join(", "),
+            serve.root.display()
+        );
+    }
     let _ = std::io::stdout().flush();
     let signal = stop.wait().context("cannot wait for SIGINT or SIGTERM")?;
     eprintln!("rdio serve: {}: stopping", signal.as_str());

@@ -587,3 +587,79 @@ fn a_server_listening_on_every_address_is_reached_on_loopback() {
     assert_ok(&get, "get through a wildcard server");
     assert_eq!(get.stdout, data);
 }
+
+/// `--json` on the commands that are not transfers: `serve` announces
+/// itself as one object (its address in `listening`), `conformance` prints
+/// its summary as one (the case-by-case report on standard error), and
+/// `client add` says where it wrote what.
+#[test]
+fn serve_conformance_and_client_add_speak_json() {
+    let root = tempfile::tempdir().expect("root");
+    let mut child = rdio_command()
+        .args(["--json", "serve", "--root"])
+        .arg(root.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rdio serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the first line");
+    let announced: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    let served = Served {
+        addr: announced["listening"]
+            .as_str()
+            .expect("listening")
+            .to_owned(),
+        child,
+    };
+    assert_eq!(announced["command"], "serve");
+    assert_eq!(announced["read_only"], false);
+    assert!(
+        announced["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("SHA256:")),
+        "{announced}"
+    );
+    assert_eq!(announced["root"], root.path().to_str().expect("utf-8"));
+
+    let out = rdio(&["--json", "conformance", &served.addr]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(summary["command"], "conformance");
+    assert_eq!(summary["failed"], 0);
+    assert!(
+        summary["passed"].as_u64().is_some_and(|n| n > 50),
+        "{summary}"
+    );
+    assert!(
+        !text(&out.stderr).is_empty(),
+        "the report went to standard error"
+    );
+
+    let state = tempfile::tempdir().expect("state");
+    let credential = state.path().join("carol.credential");
+    let out = rdio(&[
+        "--json",
+        "client",
+        "add",
+        "carol",
+        "--read-only",
+        "--state-dir",
+        state.path().to_str().expect("utf-8"),
+        "--output",
+        credential.to_str().expect("utf-8"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let added: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(added["command"], "client add");
+    assert_eq!(added["name"], "carol");
+    assert_eq!(added["permission"], "read-only");
+    assert_eq!(added["credential"], credential.to_str().expect("utf-8"));
+    assert!(credential.is_file());
+}
