@@ -368,16 +368,20 @@ impl Output {
             checked += length;
         }
         if matches {
-            eprintln!(
-                "rdio: resuming {remote} at {held} bytes from {} (checked by SHA-256)",
-                part.display()
-            );
+            if !report::quiet() {
+                eprintln!(
+                    "rdio: resuming {remote} at {held} bytes from {} (checked by SHA-256)",
+                    part.display()
+                );
+            }
             return Ok(held);
         }
-        eprintln!(
-            "rdio: {} does not match the start of {remote}: downloading it all again",
-            part.display()
-        );
+        if !report::quiet() {
+            eprintln!(
+                "rdio: {} does not match the start of {remote}: downloading it all again",
+                part.display()
+            );
+        }
         if let Some(digest) = digest {
             *digest = Sha256::new();
         }

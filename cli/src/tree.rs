@@ -356,6 +356,10 @@ impl<T: rdio_transport::Transport, S: Read + Write> Uploader<'_, T, S> {
     fn copy(&mut self, source: &Path, path: &str, follow: bool) -> Result<()> {
         interrupt::check()?;
         if source.as_os_str() == transfer::STDIO {
+            if self.options.no_clobber && self.client.tree().attributes(path).is_ok() {
+                self.tally.skipped.push(self.remote(path).to_string());
+                return Ok(());
+            }
             let remote = self.remote(path);
             let bytes = transfer::upload(
                 self.client,
