@@ -23,8 +23,8 @@ use crate::net::{RdmaConnector, RdmaListener, SetupError};
 use rdio_core::wire::pipe::PIPE_HEADER_LEN;
 use rdio_core::wire::{MAX_PIPE_PAYLOAD, ProviderList, ProviderName};
 use rdio_transport::{
-    Access, Caps, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport,
-    TransportError, WcError, WrId,
+    Completion, CompletionKind, RemoteBuf, Slice, Transport, TransportError, TransportWrapper,
+    WcError, WrId,
 };
 use std::collections::HashMap;
 use std::fs;
@@ -438,45 +438,17 @@ impl<T: Transport> Capture<T> {
     }
 }
 
-impl<T: Transport> Transport for Capture<T> {
-    fn provider(&self) -> &str {
-        self.inner.provider()
+/// Records what it posts and what completes; every other call is the
+/// wrapped transport's ([`TransportWrapper`] forwards it).
+impl<T: Transport> TransportWrapper for Capture<T> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
     }
 
-    fn caps(&self) -> Caps {
-        self.inner.caps()
-    }
-
-    fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        self.inner.register(len, access)
-    }
-
-    fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
-    where
-        M: AsRef<[u8]> + Send + Sync + 'static,
-    {
-        self.inner.register_external(memory)
-    }
-
-    fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.inner.deregister(region)
-    }
-
-    fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        self.inner.region(region)
-    }
-
-    fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.inner.region_mut(region)
-    }
-
-    fn remote_buf(
-        &self,
-        region: RegionId,
-        offset: usize,
-        len: usize,
-    ) -> Result<RemoteBuf, TransportError> {
-        self.inner.remote_buf(region, offset, len)
+    fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
     }
 
     fn post_recv(&mut self, wr_id: WrId, buf: Slice) -> Result<(), TransportError> {
@@ -514,10 +486,6 @@ impl<T: Transport> Transport for Capture<T> {
             self.record_completion(completion);
         }
         Ok(drained)
-    }
-
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.inner.wait(timeout)
     }
 
     fn disconnect(&mut self) {
