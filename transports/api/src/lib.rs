@@ -45,6 +45,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 use core::fmt;
 use core::time::Duration;
 
@@ -370,6 +373,8 @@ pub trait Transport {
 
 pub mod baseline;
 mod fault_injector;
+#[cfg(feature = "alloc")]
+pub mod regions;
 mod rng;
 mod tracer;
 mod wrapper;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use rdio_transport::regions::{self, NotWritable, Registered};
 use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError};
 
 use crate::sys::{Mapping, Span};
@@ -16,16 +17,16 @@ enum Memory {
     External(Box<dyn AsRef<[u8]> + Send + Sync>),
 }
 
-/// A registered region.
+/// A registered region: its memory and remote key. Rights, bounds and the
+/// busy rule are the shared table's ([`regions::RegionTable`]).
 pub(crate) struct Region {
     memory: Memory,
     ptr: *mut u8,
     len: usize,
-    access: Access,
     key: u32,
-    /// Posted work requests referencing the region whose completion has
-    /// not been drained (one per gather element or receive).
-    busy: u32,
+    /// Registered with `REMOTE_WRITE`: advertised to the peer, and revoked
+    /// when deregistered.
+    remote_writable: bool,
 }
 
 // SAFETY: `ptr` points into `memory`, which is `Send + Sync` (an owned
@@ -47,7 +48,34 @@ impl Region {
 
     /// Whether the peer may write into it (then it was advertised).
     pub(crate) fn remote_writable(&self) -> bool {
-        self.access.contains(Access::REMOTE_WRITE)
+        self.remote_writable
+    }
+}
+
+impl Registered for Region {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.memory {
+            Memory::External(memory) => (**memory).as_ref(),
+            // SAFETY: the mapping is `len` bytes, alive while `self` is.
+            // The peer may be writing into a remotely writable region at
+            // the same time (as a NIC would); see the crate docs.
+            Memory::Owned { .. } => unsafe { std::slice::from_raw_parts(self.ptr, self.len) },
+        }
+    }
+
+    fn bytes_mut(&mut self) -> Result<&mut [u8], NotWritable> {
+        match &self.memory {
+            Memory::External(_) => Err(NotWritable::Lent),
+            // SAFETY: as in `bytes`; `&mut self` and the table's busy check
+            // make this the only local borrow.
+            Memory::Owned { .. } => {
+                Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) })
+            }
+        }
     }
 }
 
@@ -59,17 +87,17 @@ pub(crate) struct Resolved {
     pub(crate) external: bool,
 }
 
-/// This side's registrations. Ids and keys are never reused, so a stale id
-/// or key stays invalid.
+/// This side's registrations: the shared table, plus the keys. Keys are
+/// never reused either, so a stale key stays invalid.
 pub(crate) struct RegionTable {
-    slots: Vec<Option<Region>>,
+    table: regions::RegionTable<Region>,
     next_key: u32,
 }
 
 impl RegionTable {
     pub(crate) fn new(first_key: u32) -> Self {
         Self {
-            slots: Vec::new(),
+            table: regions::RegionTable::new(),
             next_key: first_key,
         }
     }
@@ -102,104 +130,60 @@ impl RegionTable {
         len: usize,
         access: Access,
     ) -> Result<RegionId, TransportError> {
-        let id = u32::try_from(self.slots.len()).map_err(|_| TransportError::NoMemory)?;
         let key = self.next_key;
-        self.next_key = self.next_key.wrapping_add(1);
-        self.slots.push(Some(Region {
-            memory,
-            ptr,
-            len,
+        let id = self.table.insert(
+            Region {
+                memory,
+                ptr,
+                len,
+                key,
+                remote_writable: access.contains(Access::REMOTE_WRITE),
+            },
             access,
-            key,
-            busy: 0,
-        }));
-        Ok(RegionId(id))
+        )?;
+        self.next_key = self.next_key.wrapping_add(1);
+        Ok(id)
     }
 
     pub(crate) fn get(&self, id: RegionId) -> Result<&Region, TransportError> {
-        self.slots
-            .get(id.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(TransportError::UnknownRegion(id))
-    }
-
-    fn get_mut(&mut self, id: RegionId) -> Result<&mut Region, TransportError> {
-        self.slots
-            .get_mut(id.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(TransportError::UnknownRegion(id))
+        self.table.get(id)
     }
 
     /// Remove a region that no posted request references.
     pub(crate) fn remove(&mut self, id: RegionId) -> Result<Region, TransportError> {
-        let region = self.get(id)?;
-        if region.busy > 0 {
-            return Err(TransportError::Busy(id));
-        }
-        self.slots[id.0 as usize]
-            .take()
-            .ok_or(TransportError::UnknownRegion(id))
+        self.table.remove(id)
     }
 
     pub(crate) fn resolve(&self, slice: Slice) -> Result<Resolved, TransportError> {
-        let region = self.get(slice.region)?;
-        let end = slice
-            .offset
-            .checked_add(slice.len)
-            .ok_or(TransportError::OutOfBounds)?;
-        if end > region.len {
-            return Err(TransportError::OutOfBounds);
-        }
+        let (region, access) = self.table.resolve(slice)?;
         Ok(Resolved {
             span: Span {
                 ptr: region.ptr.wrapping_add(slice.offset),
                 len: slice.len,
             },
-            access: region.access,
+            access,
             external: matches!(region.memory, Memory::External(_)),
         })
     }
 
     pub(crate) fn acquire(&mut self, id: RegionId) {
-        if let Ok(region) = self.get_mut(id) {
-            region.busy += 1;
-        }
+        self.table.acquire(id);
     }
 
     pub(crate) fn release(&mut self, id: RegionId) {
-        if let Ok(region) = self.get_mut(id) {
-            region.busy = region.busy.saturating_sub(1);
-        }
+        self.table.release(id);
     }
 
     pub(crate) fn busy(&self, id: RegionId) -> u32 {
-        self.get(id).map_or(0, |region| region.busy)
+        self.table.busy(id)
     }
 
     pub(crate) fn bytes(&self, id: RegionId) -> Result<&[u8], TransportError> {
-        let region = self.get(id)?;
-        Ok(match &region.memory {
-            Memory::External(memory) => (**memory).as_ref(),
-            // SAFETY: the mapping is `len` bytes, alive while `self` is.
-            // The peer may be writing into a remotely writable region at
-            // the same time (as a NIC would); see the crate docs.
-            Memory::Owned { .. } => unsafe { std::slice::from_raw_parts(region.ptr, region.len) },
-        })
+        self.table.bytes(id)
     }
 
     pub(crate) fn bytes_mut(&mut self, id: RegionId) -> Result<&mut [u8], TransportError> {
-        let region = self.get(id)?;
-        if region.busy > 0 {
-            return Err(TransportError::Busy(id));
-        }
-        match &region.memory {
-            Memory::External(_) => Err(TransportError::ReadOnly(id)),
-            // SAFETY: as in `bytes`; `&mut self` and the busy check make
-            // this the only local borrow.
-            Memory::Owned { .. } => {
-                Ok(unsafe { std::slice::from_raw_parts_mut(region.ptr, region.len) })
-            }
-        }
+        self.table.bytes_mut(id)
     }
 
     pub(crate) fn remote_buf(
@@ -208,15 +192,11 @@ impl RegionTable {
         offset: usize,
         len: usize,
     ) -> Result<RemoteBuf, TransportError> {
-        let region = self.get(id)?;
-        let end = offset.checked_add(len).ok_or(TransportError::OutOfBounds)?;
-        if end > region.len {
-            return Err(TransportError::OutOfBounds);
-        }
+        let (region, len) = self.table.window(id, offset, len)?;
         Ok(RemoteBuf {
             addr: region.addr() + offset as u64,
             key: region.key,
-            len: u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?,
+            len,
         })
     }
 }

@@ -8,10 +8,10 @@
 //! trait's busy rule: no `&mut` while a posted request references the region.
 
 use std::alloc::{self, Layout};
-use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ptr::{self, NonNull};
 
+use rdio_transport::regions::{self, NotWritable, Registered};
 use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError};
 
 use crate::object::{self, Owned};
@@ -104,17 +104,38 @@ impl Drop for Memory {
 }
 
 /// One registered region. Field order is drop order: the registration is
-/// closed before its memory is freed.
+/// closed before its memory is freed. Rights, bounds and the busy rule are
+/// the shared table's ([`regions::RegionTable`]).
 struct Region {
     /// Held for its drop (`fi_close`); the key and descriptor are cached below.
     _mr: Owned<sys::fid_mr>,
     memory: Memory,
     desc: *mut c_void,
-    key: u64,
-    access: Access,
-    /// Posted work requests referencing this region whose completions have
-    /// not been drained yet.
-    busy: u32,
+    /// The provider's key, checked at registration to fit the 32 bits a
+    /// [`RemoteBuf`] carries.
+    key: u32,
+}
+
+impl Registered for Region {
+    fn len(&self) -> usize {
+        self.memory.len
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the memory is live while the region is in the table and the
+        // returned borrow ties it to the table, so deregister cannot free it.
+        unsafe { std::slice::from_raw_parts(self.memory.ptr.as_ptr(), self.memory.len) }
+    }
+
+    fn bytes_mut(&mut self) -> Result<&mut [u8], NotWritable> {
+        if self.memory.owner.is_some() {
+            return Err(NotWritable::Lent);
+        }
+        // SAFETY: live memory allocated here (see `bytes`); unique because
+        // `&mut` is held and the table checked that no posted request
+        // references the region.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.memory.ptr.as_ptr(), self.memory.len) })
+    }
 }
 
 /// A resolved scatter/gather element, ready for an `iovec` + descriptor.
@@ -126,19 +147,17 @@ pub(crate) struct Resolved {
     pub(crate) access: Access,
 }
 
-/// Every region of one transport, keyed by `RegionId`. Ids are never reused,
-/// so a stale id fails with `UnknownRegion` instead of reaching a newer region.
+/// Every region of one transport: the shared table, plus how the provider
+/// wants registrations used.
 pub(crate) struct RegionTable {
-    regions: BTreeMap<u32, Region>,
-    next_id: u32,
+    table: regions::RegionTable<Region>,
     mode: MrMode,
 }
 
 impl RegionTable {
     pub(crate) fn new(mode: MrMode) -> Self {
         Self {
-            regions: BTreeMap::new(),
-            next_id: 1,
+            table: regions::RegionTable::new(),
             mode,
         }
     }
@@ -179,11 +198,11 @@ impl RegionTable {
         memory: Memory,
         access: Access,
     ) -> Result<RegionId, TransportError> {
-        let id = self.next_id;
-        let next_id = id.checked_add(1).ok_or(TransportError::NoMemory)?;
+        let id = self.table.next_id()?;
         // Without FI_MR_PROV_KEY the key is ours to choose and must be unique
-        // in the domain; region ids are unique and never reused, so they are.
-        let requested_key = u64::from(id);
+        // in the domain; region ids are unique and never reused, so they are
+        // (plus one: keys start at 1).
+        let requested_key = u64::from(id.0) + 1;
         let mr = object::open("fi_mr_reg", |out| {
             // SAFETY: `memory` is live for at least max(len, 1) bytes (an
             // allocation here is never smaller than one byte, lent memory is
@@ -222,66 +241,30 @@ impl RegionTable {
             // endpoint (FI_MR_ENDPOINT), a mode rdio does not offer.
             return Err(TransportError::Unsupported);
         }
-        if u32::try_from(key).is_err() {
-            // RemoteBuf carries a 32-bit key (an ibverbs rkey); a provider key
-            // that does not fit cannot be handed to the peer.
-            return Err(TransportError::Unsupported);
-        }
-        self.regions.insert(
-            id,
+        // RemoteBuf carries a 32-bit key (an ibverbs rkey); a provider key
+        // that does not fit cannot be handed to the peer.
+        let key = u32::try_from(key).map_err(|_| TransportError::Unsupported)?;
+        self.table.insert(
             Region {
                 _mr: mr,
                 memory,
                 desc,
                 key,
-                access,
-                busy: 0,
             },
-        );
-        self.next_id = next_id;
-        Ok(RegionId(id))
+            access,
+        )
     }
 
     pub(crate) fn deregister(&mut self, id: RegionId) -> Result<(), TransportError> {
-        let region = self
-            .regions
-            .get(&id.0)
-            .ok_or(TransportError::UnknownRegion(id))?;
-        if region.busy > 0 {
-            return Err(TransportError::Busy(id));
-        }
-        self.regions.remove(&id.0);
-        Ok(())
+        self.table.remove(id).map(drop)
     }
 
     pub(crate) fn bytes(&self, id: RegionId) -> Result<&[u8], TransportError> {
-        let region = self
-            .regions
-            .get(&id.0)
-            .ok_or(TransportError::UnknownRegion(id))?;
-        // SAFETY: the memory is live while the region is in the table and the
-        // returned borrow ties it to `&self`, so deregister cannot free it.
-        Ok(unsafe { std::slice::from_raw_parts(region.memory.ptr.as_ptr(), region.memory.len) })
+        self.table.bytes(id)
     }
 
     pub(crate) fn bytes_mut(&mut self, id: RegionId) -> Result<&mut [u8], TransportError> {
-        let region = self
-            .regions
-            .get_mut(&id.0)
-            .ok_or(TransportError::UnknownRegion(id))?;
-        if region.busy > 0 {
-            return Err(TransportError::Busy(id));
-        }
-        if region.memory.owner.is_some() {
-            return Err(TransportError::ReadOnly(id));
-        }
-        // SAFETY: live memory allocated here (see `bytes`); unique because
-        // `&mut self` is held and no posted request references the region.
-        Ok(
-            unsafe {
-                std::slice::from_raw_parts_mut(region.memory.ptr.as_ptr(), region.memory.len)
-            },
-        )
+        self.table.bytes_mut(id)
     }
 
     /// The descriptor a peer needs for `len` bytes at `offset`: a virtual
@@ -292,15 +275,7 @@ impl RegionTable {
         offset: usize,
         len: usize,
     ) -> Result<RemoteBuf, TransportError> {
-        let region = self
-            .regions
-            .get(&id.0)
-            .ok_or(TransportError::UnknownRegion(id))?;
-        let end = offset.checked_add(len).ok_or(TransportError::OutOfBounds)?;
-        if end > region.memory.len {
-            return Err(TransportError::OutOfBounds);
-        }
-        let len = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
+        let (region, len) = self.table.window(id, offset, len)?;
         let base = if self.mode.virt_addr {
             region.memory.ptr.as_ptr() as u64
         } else {
@@ -308,50 +283,36 @@ impl RegionTable {
         };
         Ok(RemoteBuf {
             addr: base + offset as u64,
-            key: u32::try_from(region.key).expect("checked at registration"),
+            key: region.key,
             len,
         })
     }
 
     /// Check a slice and return its address, descriptor and the region's rights.
     pub(crate) fn resolve(&self, slice: Slice) -> Result<Resolved, TransportError> {
-        let region = self
-            .regions
-            .get(&slice.region.0)
-            .ok_or(TransportError::UnknownRegion(slice.region))?;
-        let end = slice
-            .offset
-            .checked_add(slice.len)
-            .ok_or(TransportError::OutOfBounds)?;
-        if end > region.memory.len {
-            return Err(TransportError::OutOfBounds);
-        }
+        let (region, access) = self.table.resolve(slice)?;
         Ok(Resolved {
-            // SAFETY: offset <= len of the allocation, checked above.
+            // SAFETY: offset <= len of the allocation, checked by the table.
             ptr: unsafe { region.memory.ptr.as_ptr().add(slice.offset) }.cast(),
             len: slice.len,
             desc: region.desc,
-            access: region.access,
+            access,
         })
     }
 
     /// A posted request now references `id`.
     pub(crate) fn acquire(&mut self, id: RegionId) {
-        if let Some(region) = self.regions.get_mut(&id.0) {
-            region.busy += 1;
-        }
+        self.table.acquire(id);
     }
 
     /// A posted request's completion referencing `id` was drained.
     pub(crate) fn release(&mut self, id: RegionId) {
-        if let Some(region) = self.regions.get_mut(&id.0) {
-            region.busy = region.busy.saturating_sub(1);
-        }
+        self.table.release(id);
     }
 
     /// Number of posted requests referencing `id` (0 for unknown ids).
     pub(crate) fn busy(&self, id: RegionId) -> u32 {
-        self.regions.get(&id.0).map_or(0, |region| region.busy)
+        self.table.busy(id)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rdio_transport::regions::{self, NotWritable, Registered};
 use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError};
 
 use crate::memory::RegionBytes;
@@ -11,15 +12,34 @@ use crate::memory::RegionBytes;
 /// with an unmapped guard page between them, like separate `mmap`s.
 const PAGE: u64 = 4096;
 
-/// A registered region.
+/// A registered region: its bytes, remote key and place in the simulated
+/// address space. Rights, bounds and the busy rule are the shared table's
+/// ([`regions::RegionTable`]).
 pub(crate) struct Region {
     bytes: Arc<RegionBytes>,
-    access: Access,
     key: u32,
     addr: u64,
-    /// Posted work requests referencing this region whose completion has not
-    /// been drained yet (one per scatter/gather element).
-    busy: u32,
+}
+
+impl Registered for Region {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: writes to this table's memory need `&mut` on the table
+        // (module docs of `memory`, rule 1); the slice borrows it.
+        unsafe { self.bytes.bytes() }
+    }
+
+    fn bytes_mut(&mut self) -> Result<&mut [u8], NotWritable> {
+        // Not busy means no posted work request holds a handle, so the
+        // handle is unique; `get_mut` double-checks the busy accounting.
+        Arc::get_mut(&mut self.bytes)
+            .ok_or(NotWritable::InUse)?
+            .bytes_mut()
+            .ok_or(NotWritable::Lent)
+    }
 }
 
 /// An endpoint's registrations. Every write to their memory needs `&mut self`
@@ -27,14 +47,9 @@ pub(crate) struct Region {
 pub(crate) struct RegionTable {
     /// Indexed by `RegionId`; ids are never reused, so a stale id or key stays
     /// invalid forever.
-    slots: Vec<Option<Region>>,
+    table: regions::RegionTable<Region>,
     key_mask: u32,
     next_addr: u64,
-}
-
-/// `offset..offset + len` lies inside `0..total`.
-fn within(offset: usize, len: usize, total: usize) -> bool {
-    offset.checked_add(len).is_some_and(|end| end <= total)
 }
 
 /// The 64-bit SplitMix finalizer, to derive per-endpoint values from the seed.
@@ -86,7 +101,7 @@ impl RegionTable {
     pub(crate) fn new(seed: u64, side: usize) -> Self {
         let salt = mix64(seed ^ (side as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         Self {
-            slots: Vec::new(),
+            table: regions::RegionTable::new(),
             // Truncation intended: the low half seeds the keys ...
             key_mask: salt as u32,
             // ... the high half places the address space, page aligned, in
@@ -110,7 +125,7 @@ impl RegionTable {
         bytes: Arc<RegionBytes>,
         access: Access,
     ) -> Result<RegionId, TransportError> {
-        let index = u32::try_from(self.slots.len()).map_err(|_| TransportError::NoMemory)?;
+        let index = self.table.next_id()?.0;
         let span = u64::try_from(bytes.len())
             .ok()
             .and_then(|len| len.checked_next_multiple_of(PAGE))
@@ -119,15 +134,9 @@ impl RegionTable {
         let addr = self.next_addr;
         let next_addr = addr.checked_add(span).ok_or(TransportError::NoMemory)?;
         let key = scramble(index ^ self.key_mask);
-        self.slots.push(Some(Region {
-            bytes,
-            access,
-            key,
-            addr,
-            busy: 0,
-        }));
+        let id = self.table.insert(Region { bytes, key, addr }, access)?;
         self.next_addr = next_addr;
-        Ok(RegionId(index))
+        Ok(id)
     }
 
     /// Take memory the caller lent as a read-only region: no rights, so it
@@ -139,44 +148,16 @@ impl RegionTable {
         self.insert(RegionBytes::external(memory), Access::empty())
     }
 
-    fn get(&self, id: RegionId) -> Result<&Region, TransportError> {
-        self.slots
-            .get(id.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(TransportError::UnknownRegion(id))
-    }
-
-    fn get_mut(&mut self, id: RegionId) -> Result<&mut Region, TransportError> {
-        self.slots
-            .get_mut(id.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(TransportError::UnknownRegion(id))
-    }
-
     pub(crate) fn deregister(&mut self, id: RegionId) -> Result<(), TransportError> {
-        if self.get(id)?.busy > 0 {
-            return Err(TransportError::Busy(id));
-        }
-        self.slots[id.0 as usize] = None;
-        Ok(())
+        self.table.remove(id).map(drop)
     }
 
     pub(crate) fn bytes(&self, id: RegionId) -> Result<&[u8], TransportError> {
-        let region = self.get(id)?;
-        // SAFETY: writes to this table's memory need `&mut self` (module
-        // docs of `memory`, rule 1); the slice borrows `self`.
-        Ok(unsafe { region.bytes.bytes() })
+        self.table.bytes(id)
     }
 
     pub(crate) fn bytes_mut(&mut self, id: RegionId) -> Result<&mut [u8], TransportError> {
-        let region = self.get_mut(id)?;
-        if region.busy > 0 {
-            return Err(TransportError::Busy(id));
-        }
-        // Not busy means no posted work request holds a handle, so the handle
-        // is unique; `get_mut` double-checks the busy accounting.
-        let bytes = Arc::get_mut(&mut region.bytes).ok_or(TransportError::Busy(id))?;
-        bytes.bytes_mut().ok_or(TransportError::ReadOnly(id))
+        self.table.bytes_mut(id)
     }
 
     pub(crate) fn remote_buf(
@@ -185,11 +166,7 @@ impl RegionTable {
         offset: usize,
         len: usize,
     ) -> Result<RemoteBuf, TransportError> {
-        let region = self.get(id)?;
-        let len = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
-        if !within(offset, len as usize, region.bytes.len()) {
-            return Err(TransportError::OutOfBounds);
-        }
+        let (region, len) = self.table.window(id, offset, len)?;
         Ok(RemoteBuf {
             addr: region.addr + offset as u64,
             key: region.key,
@@ -201,53 +178,56 @@ impl RegionTable {
     /// exists. Returns its bytes (for the peer to read from) and whether the
     /// slice is a valid source (inside the region).
     pub(crate) fn hold_source(&mut self, slice: Slice) -> (Option<Arc<RegionBytes>>, bool) {
-        match self.get_mut(slice.region) {
-            Ok(region) => {
-                region.busy += 1;
-                let valid = within(slice.offset, slice.len, region.bytes.len());
-                (Some(Arc::clone(&region.bytes)), valid)
-            }
-            Err(_) => (None, false),
-        }
+        let Ok(region) = self.table.get(slice.region) else {
+            return (None, false);
+        };
+        let bytes = Arc::clone(&region.bytes);
+        let valid = self.table.resolve(slice).is_ok();
+        self.table.acquire(slice.region);
+        (Some(bytes), valid)
     }
 
     /// Mark a receive buffer's region busy, if it exists (validity is checked
     /// when a message lands, see [`Self::recv_target`]). Returns whether it
     /// was marked, i.e. whether [`Self::release`] must be called later.
     pub(crate) fn hold_recv(&mut self, slice: Slice) -> bool {
-        self.get_mut(slice.region)
-            .map(|region| region.busy += 1)
-            .is_ok()
+        let exists = self.table.get(slice.region).is_ok();
+        if exists {
+            self.table.acquire(slice.region);
+        }
+        exists
     }
 
     /// The completion of a work request referencing `id` was drained.
     pub(crate) fn release(&mut self, id: RegionId) {
-        let region = self
-            .get_mut(id)
-            .expect("a busy region cannot be deregistered");
-        region.busy -= 1;
+        debug_assert!(
+            self.table.busy(id) > 0,
+            "a busy region cannot be deregistered"
+        );
+        self.table.release(id);
     }
 
     /// Where a message landing in receive buffer `slice` goes: the region
     /// must exist, contain the slice and grant `LOCAL_WRITE`.
     pub(crate) fn recv_target(&self, slice: Slice) -> Option<&RegionBytes> {
-        let region = self.get(slice.region).ok()?;
-        let valid = region.access.contains(Access::LOCAL_WRITE)
-            && within(slice.offset, slice.len, region.bytes.len());
-        valid.then_some(&*region.bytes)
+        let (region, access) = self.table.resolve(slice).ok()?;
+        access
+            .contains(Access::LOCAL_WRITE)
+            .then_some(&*region.bytes)
     }
 
     /// Where an RDMA write of `len` bytes to `dst` lands: the key must name a
     /// live region with `REMOTE_WRITE` that contains `dst.addr .. + len`.
     /// Returns the region's bytes and the offset inside it.
     pub(crate) fn write_target(&self, dst: RemoteBuf, len: usize) -> Option<(&RegionBytes, usize)> {
-        let index = unscramble(dst.key) ^ self.key_mask;
-        let region = self.get(RegionId(index)).ok()?;
-        if region.key != dst.key || !region.access.contains(Access::REMOTE_WRITE) {
+        let id = RegionId(unscramble(dst.key) ^ self.key_mask);
+        let region = self.table.get(id).ok()?;
+        let access = self.table.access(id).ok()?;
+        if region.key != dst.key || !access.contains(Access::REMOTE_WRITE) {
             return None;
         }
         let offset = usize::try_from(dst.addr.checked_sub(region.addr)?).ok()?;
-        within(offset, len, region.bytes.len()).then_some((&*region.bytes, offset))
+        regions::within(offset, len, region.bytes.len()).then_some((&*region.bytes, offset))
     }
 }
 

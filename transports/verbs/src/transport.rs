@@ -1,11 +1,12 @@
 //! [`VerbsTransport`]: one reliable-connected queue pair as an
 //! [`rdio_transport::Transport`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ptr;
 use std::time::{Duration, Instant};
 
+use rdio_transport::regions::{NotWritable, RegionTable, Registered};
 use rdio_transport::{
     Access, Caps, Completion, RegionId, RemoteBuf, Slice, Transport, TransportError, WrId,
     total_len,
@@ -27,12 +28,20 @@ use rdma_cm_event_type::{
     RDMA_CM_EVENT_ESTABLISHED, RDMA_CM_EVENT_ROUTE_RESOLVED,
 };
 
-/// A registered region and the number of posted work requests using it.
-struct RegionEntry {
-    region: Region,
-    /// Scatter/gather elements of posted requests that reference the region
-    /// and whose completions have not been drained.
-    busy: u32,
+/// Registered memory as the shared region table sees it; rights, bounds and
+/// the busy rule are the table's ([`RegionTable`]).
+impl Registered for Region {
+    fn len(&self) -> usize {
+        Region::len(self)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        Region::bytes(self)
+    }
+
+    fn bytes_mut(&mut self) -> Result<&mut [u8], NotWritable> {
+        Region::bytes_mut(self).ok_or(NotWritable::Lent)
+    }
 }
 
 /// Where the connection stands.
@@ -68,7 +77,7 @@ pub struct VerbsTransport {
     // and last the rdma_cm id with its event channel.
     qp: Qp,
     cq: Cq,
-    regions: BTreeMap<RegionId, RegionEntry>,
+    regions: RegionTable<Region>,
     pd: Pd,
     comp: CompChannel,
     endpoint: Endpoint,
@@ -80,7 +89,6 @@ pub struct VerbsTransport {
     posted: PostedTable,
     /// Completions taken off the CQ by `wait` but not yet drained.
     ready: VecDeque<RawWc>,
-    next_region: u32,
     link: Link,
 }
 
@@ -226,7 +234,7 @@ impl VerbsTransport {
         Ok(Self {
             qp,
             cq,
-            regions: BTreeMap::new(),
+            regions: RegionTable::new(),
             pd,
             comp,
             endpoint,
@@ -235,7 +243,6 @@ impl VerbsTransport {
             max_inline: granted.max_inline_data.min(config.max_inline) as usize,
             posted: PostedTable::new(max_send, max_recv),
             ready: VecDeque::new(),
-            next_region: 0,
             link: Link::Closed,
         })
     }
@@ -243,12 +250,6 @@ impl VerbsTransport {
     /// The local address of the connection.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.endpoint.id.local_addr()
-    }
-
-    fn entry(&self, region: RegionId) -> Result<&RegionEntry, TransportError> {
-        self.regions
-            .get(&region)
-            .ok_or(TransportError::UnknownRegion(region))
     }
 
     fn require_up(&self) -> Result<(), TransportError> {
@@ -261,14 +262,7 @@ impl VerbsTransport {
 
     /// The `ibv_sge` for `slice`, checked against its region.
     fn sge_for(&self, slice: &Slice) -> Result<ibv_sge, TransportError> {
-        let region = &self.entry(slice.region)?.region;
-        let end = slice
-            .offset
-            .checked_add(slice.len)
-            .ok_or(TransportError::OutOfBounds)?;
-        if end > region.len() {
-            return Err(TransportError::OutOfBounds);
-        }
+        let (region, _) = self.regions.resolve(*slice)?;
         let length = u32::try_from(slice.len).map_err(|_| TransportError::MessageTooLarge)?;
         Ok(sge(
             region.addr() + slice.offset as u64,
@@ -294,13 +288,11 @@ impl VerbsTransport {
 
     /// Count one more (or one fewer) posted reference to each region.
     fn set_busy(&mut self, regions: &[RegionId], posted: bool) {
-        for region in regions {
-            if let Some(entry) = self.regions.get_mut(region) {
-                entry.busy = if posted {
-                    entry.busy + 1
-                } else {
-                    entry.busy.saturating_sub(1)
-                };
+        for &region in regions {
+            if posted {
+                self.regions.acquire(region);
+            } else {
+                self.regions.release(region);
             }
         }
     }
@@ -394,64 +386,39 @@ impl Transport for VerbsTransport {
     }
 
     fn register(&mut self, len: usize, access: Access) -> Result<RegionId, TransportError> {
-        // Ids are never reused, so a stale id can never name a new region.
-        let id = RegionId(self.next_region);
-        let next = self
-            .next_region
-            .checked_add(1)
-            .ok_or(TransportError::NoMemory)?;
+        // Ids are never reused (the table's rule), so a stale id can never
+        // name a new region.
+        self.regions.next_id()?;
         let region =
             Region::new(&self.pd, len, ibv_access_flags(access)).map_err(|error| match error {
                 RegisterError::NoMemory => TransportError::NoMemory,
                 RegisterError::Os(errno) => TransportError::Os(errno),
             })?;
-        self.regions.insert(id, RegionEntry { region, busy: 0 });
-        self.next_region = next;
-        Ok(id)
+        self.regions.insert(region, access)
     }
 
     fn register_external<M>(&mut self, memory: M) -> Result<RegionId, TransportError>
     where
         M: AsRef<[u8]> + Send + Sync + 'static,
     {
-        let id = RegionId(self.next_region);
-        let next = self
-            .next_region
-            .checked_add(1)
-            .ok_or(TransportError::NoMemory)?;
+        self.regions.next_id()?;
         let region = Region::external(&self.pd, memory).map_err(|error| match error {
             RegisterError::NoMemory => TransportError::NoMemory,
             RegisterError::Os(errno) => TransportError::Os(errno),
         })?;
-        self.regions.insert(id, RegionEntry { region, busy: 0 });
-        self.next_region = next;
-        Ok(id)
+        self.regions.insert(region, Access::empty())
     }
 
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        if self.entry(region)?.busy > 0 {
-            return Err(TransportError::Busy(region));
-        }
-        self.regions.remove(&region);
-        Ok(())
+        self.regions.remove(region).map(drop)
     }
 
     fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
-        Ok(self.entry(region)?.region.bytes())
+        self.regions.bytes(region)
     }
 
     fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        let entry = self
-            .regions
-            .get_mut(&region)
-            .ok_or(TransportError::UnknownRegion(region))?;
-        if entry.busy > 0 {
-            return Err(TransportError::Busy(region));
-        }
-        entry
-            .region
-            .bytes_mut()
-            .ok_or(TransportError::ReadOnly(region))
+        self.regions.bytes_mut(region)
     }
 
     fn remote_buf(
@@ -460,11 +427,7 @@ impl Transport for VerbsTransport {
         offset: usize,
         len: usize,
     ) -> Result<RemoteBuf, TransportError> {
-        let region = &self.entry(region)?.region;
-        let window = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
-        if offset.checked_add(len).is_none_or(|end| end > region.len()) {
-            return Err(TransportError::OutOfBounds);
-        }
+        let (region, window) = self.regions.window(region, offset, len)?;
         Ok(RemoteBuf {
             addr: region.addr() + offset as u64,
             key: region.rkey(),
