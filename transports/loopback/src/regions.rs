@@ -178,13 +178,10 @@ impl RegionTable {
     /// exists. Returns its bytes (for the peer to read from) and whether the
     /// slice is a valid source (inside the region).
     pub(crate) fn hold_source(&mut self, slice: Slice) -> (Option<Arc<RegionBytes>>, bool) {
-        let Ok(region) = self.table.get(slice.region) else {
-            return (None, false);
-        };
-        let bytes = Arc::clone(&region.bytes);
-        let valid = self.table.resolve(slice).is_ok();
-        self.table.acquire(slice.region);
-        (Some(bytes), valid)
+        match self.table.hold(slice) {
+            Ok((region, valid)) => (Some(Arc::clone(&region.bytes)), valid),
+            Err(_) => (None, false),
+        }
     }
 
     /// Mark a receive buffer's region busy, if it exists (validity is checked
@@ -221,8 +218,7 @@ impl RegionTable {
     /// Returns the region's bytes and the offset inside it.
     pub(crate) fn write_target(&self, dst: RemoteBuf, len: usize) -> Option<(&RegionBytes, usize)> {
         let id = RegionId(unscramble(dst.key) ^ self.key_mask);
-        let region = self.table.get(id).ok()?;
-        let access = self.table.access(id).ok()?;
+        let (region, access) = self.table.get_with_access(id).ok()?;
         if region.key != dst.key || !access.contains(Access::REMOTE_WRITE) {
             return None;
         }
