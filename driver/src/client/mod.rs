@@ -1126,10 +1126,6 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 
     // ----- driving the engine -----
 
-    fn check_open(&self) -> Result<(), ClientError> {
-        self.engine.check_open()
-    }
-
     fn end_error(&self, reason: Violation) -> ClientError {
         if reason == Violation::PeerTerminated(Status::IdleTimeout) {
             return ClientError::IdleTimeout {
@@ -1176,9 +1172,11 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     /// A free data slot for a request of `len` bytes.
+    ///
+    /// `last_active` is left alone: a data request names a registered file,
+    /// and a server ends only clients that hold none for idleness; the
+    /// register and the close that bracket the file's use set it.
     fn begin(&mut self, len: usize) -> Result<usize, ClientError> {
-        self.check_open()?;
-        self.last_active = std::time::Instant::now();
         self.engine.begin(len)
     }
 
