@@ -52,7 +52,9 @@ use rdio_core::client::{
 use rdio_core::error::{ApiError, Violation};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
 use rdio_core::wire::{BufferDescriptor, Status};
-use rdio_transport::{Completion, CompletionKind, RegionId, Transport, TransportError, WcError};
+use rdio_transport::{
+    Completion, CompletionKind, RegionId, RemoteBuf, Transport, TransportError, WcError,
+};
 use std::time::Duration;
 
 /// Completions drained per call to [`Transport::poll_completions`]; a full
@@ -133,6 +135,30 @@ pub(crate) struct Buffers {
     pub(crate) status_region: RegionId,
 }
 
+impl Buffers {
+    /// Per data slot, what the server is told of its buffer and of its
+    /// status block, computed once: a registration's remote addresses are
+    /// linear (a window at `offset` starts at the base address plus
+    /// `offset`, whether the transport's addresses are virtual addresses or
+    /// offsets), so a request's descriptors need no transport call.
+    pub(crate) fn remote_windows(
+        &self,
+        transport: &impl Transport,
+    ) -> Result<Box<[(RemoteBuf, RemoteBuf)]>, TransportError> {
+        (0..self.slots.count())
+            .map(|slot| {
+                let data = transport.remote_buf(self.slots.region(slot)?, 0, self.slots.size())?;
+                let status = transport.remote_buf(
+                    self.status_region,
+                    slot * STATUS_BLOCK_LEN,
+                    STATUS_BLOCK_LEN,
+                )?;
+                Ok((data, status))
+            })
+            .collect()
+    }
+}
+
 /// The non-blocking client engine (see the module documentation).
 pub(crate) struct Engine {
     core: CoreClient,
@@ -145,6 +171,9 @@ pub(crate) struct Engine {
     /// The completion table: data slots `0..queue_depth`, then the control
     /// slots.
     table: Box<[Entry]>,
+    /// Per data slot, the remote windows of its buffer and its status
+    /// block ([`Buffers::remote_windows`]).
+    remote: Box<[(RemoteBuf, RemoteBuf)]>,
     /// Free control slots.
     control_free: Vec<usize>,
     /// `route[id & route_mask]`: the slot of the latest request whose id
@@ -173,6 +202,7 @@ impl Engine {
         clock: Clock,
         mode: CompletionMode,
         buffers: Buffers,
+        remote: Box<[(RemoteBuf, RemoteBuf)]>,
         request_metrics: bool,
         span: tracing::Span,
     ) -> Self {
@@ -188,6 +218,7 @@ impl Engine {
             slots: buffers.slots,
             status_region: buffers.status_region,
             table: (0..entries).map(|_| Entry::default()).collect(),
+            remote,
             control_free: (depth..entries).rev().collect(),
             route: vec![0; route_len].into_boxed_slice(),
             route_mask: u32::try_from(route_len - 1).unwrap_or(u32::MAX),
@@ -489,13 +520,21 @@ impl Engine {
     /// The remote descriptor of `len` bytes at `offset` of `slot`'s buffer.
     pub(crate) fn descriptor(
         &self,
-        transport: &impl Transport,
         slot: usize,
         offset: usize,
         len: usize,
     ) -> Result<BufferDescriptor, ClientError> {
-        let remote = transport.remote_buf(self.slots.region(slot)?, offset, len)?;
-        Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
+        let (base, _) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
+        let end = offset.checked_add(len).ok_or(TransportError::OutOfBounds)?;
+        let len = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
+        if end > base.len as usize {
+            return Err(TransportError::OutOfBounds.into());
+        }
+        Ok(BufferDescriptor::new(
+            base.addr.wrapping_add(offset as u64),
+            base.key,
+            len,
+        ))
     }
 
     /// `slot`'s status block, zeroed so a stale block is never mistaken for
@@ -505,13 +544,13 @@ impl Engine {
         transport: &mut impl Transport,
         slot: usize,
     ) -> Result<BufferDescriptor, ClientError> {
+        let (_, remote) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
         let start = slot * STATUS_BLOCK_LEN;
         transport
             .region_mut(self.status_region)?
             .get_mut(start..start + STATUS_BLOCK_LEN)
             .ok_or(TransportError::OutOfBounds)?
             .fill(0);
-        let remote = transport.remote_buf(self.status_region, start, STATUS_BLOCK_LEN)?;
         Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
     }
 
@@ -937,5 +976,145 @@ impl Engine {
             .chain([self.receives.region(), self.status_region])
             .collect();
         release(transport, regions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::{Embedded, EmbeddedOptions};
+    use rdio_core::wire::OpenFlags;
+
+    const FILE_LEN: usize = 64 * 1024;
+
+    fn contents() -> Vec<u8> {
+        (0..FILE_LEN).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// An inline pair serving a directory that holds `f`, with a client of
+    /// `queue_depth` slots of 4 KiB.
+    fn pair(queue_depth: usize) -> (tempfile::TempDir, Embedded<crate::embedded::Inline>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("f"), contents()).expect("file");
+        let mut options = EmbeddedOptions::default();
+        options.client.io_size = 4096;
+        options.client.queue_depth = queue_depth;
+        let pair = Embedded::start_inline(dir.path(), options).expect("start");
+        (dir, pair)
+    }
+
+    /// A ticket held while many more requests than the route table has
+    /// entries pass through the other slot: its route entry is taken over,
+    /// and the table finds its slot anyway.
+    #[test]
+    fn a_ticket_held_across_many_requests_still_finds_its_slot() {
+        let (_dir, mut pair) = pair(2);
+        let client = &mut pair.client;
+        let file = client.open("f", OpenFlags::READ).expect("open");
+        let held = client.submit_read(&file, 4096, 100).expect("submit");
+        let routes = client.engine.route.len();
+        let mut buf = [0u8; 512];
+        for i in 0..(2 * routes) {
+            let offset = (i * 512 % FILE_LEN) as u64;
+            assert_eq!(client.read_at(&file, offset, &mut buf).expect("read"), 512);
+            assert_eq!(buf[..], contents()[offset as usize..offset as usize + 512]);
+        }
+        let slot = held.slot;
+        let hint = usize::try_from(held.request.0 & client.engine.route_mask).expect("index");
+        assert_ne!(
+            usize::from(client.engine.route[hint]),
+            slot,
+            "the held request's route entry was taken over"
+        );
+        assert_eq!(client.engine.slot_of(held.request), Some(slot));
+        let mut out = [0u8; 100];
+        assert_eq!(client.wait(held, &mut out).expect("held read"), 100);
+        assert_eq!(out[..], contents()[4096..4196]);
+        assert_eq!(client.credits_in_use(), 0);
+    }
+
+    /// A request reaches the core behind the engine's back (a bug
+    /// simulated by submitting to the core directly): its completion names
+    /// a request no slot holds. The connection ends with an internal error
+    /// at once, for the waiter of another request and for every later call,
+    /// instead of anything stalling.
+    #[test]
+    fn a_completion_for_no_slot_ends_the_connection_with_an_internal_error() {
+        let (_dir, mut pair) = pair(4);
+        let client = &mut pair.client;
+        let file = client.open("f", OpenFlags::READ).expect("open");
+        let ticket = client.submit_read(&file, 0, 4096).expect("submit");
+        client
+            .engine
+            .core_mut()
+            .close(file.handle.wrapping_add(1000))
+            .expect("a close the engine does not know of");
+        let mut out = [0u8; 4096];
+        match client.wait(ticket, &mut out) {
+            Err(ClientError::Internal(what)) => assert!(what.contains("never submitted"), "{what}"),
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+        assert!(matches!(
+            client.read_at(&file, 0, &mut out),
+            Err(ClientError::Internal(_))
+        ));
+        assert!(matches!(
+            client.open("f", OpenFlags::READ),
+            Err(ClientError::Internal(_))
+        ));
+        assert!(client.engine.transport_down());
+    }
+
+    /// A waiter that gives up on a request keeps its slot out of use until
+    /// the request is reported; then the slot is free again.
+    #[test]
+    fn an_abandoned_slot_is_freed_when_its_request_completes() {
+        let (_dir, mut pair) = pair(1);
+        let client = &mut pair.client;
+        let file = client.open("f", OpenFlags::READ).expect("open");
+        let ticket = client.submit_read(&file, 0, 4096).expect("submit");
+        let slot = ticket.slot;
+        client.engine.release(slot);
+        assert!(client.engine.table[slot].abandoned);
+        assert!(
+            matches!(
+                client.submit_read(&file, 0, 4096),
+                Err(ClientError::Api(ApiError::TooManyRequests))
+            ),
+            "the abandoned slot is still taken"
+        );
+        while client.engine.table[slot].request.is_some() {
+            client.step().expect("step");
+        }
+        let again = client
+            .submit_read(&file, 8192, 4096)
+            .expect("slot free again");
+        let mut out = [0u8; 4096];
+        assert_eq!(client.wait(again, &mut out).expect("read"), 4096);
+        assert_eq!(out[..], contents()[8192..12288]);
+        assert_eq!(client.credits_in_use(), 0);
+    }
+
+    #[test]
+    fn descriptors_are_windows_of_the_registration() {
+        let (_dir, mut pair) = pair(2);
+        let client = &mut pair.client;
+        let region = client.engine.buffer_region(1).expect("region");
+        for (offset, len) in [(0, 4096), (100, 50), (4095, 1)] {
+            let expected = client
+                .transport
+                .remote_buf(region, offset, len)
+                .expect("remote buf");
+            let got = client
+                .engine
+                .descriptor(1, offset, len)
+                .expect("descriptor");
+            assert_eq!(
+                got,
+                BufferDescriptor::new(expected.addr, expected.key, expected.len)
+            );
+        }
+        assert!(client.engine.descriptor(1, 4000, 97).is_err());
+        assert!(client.engine.descriptor(2, 0, 1).is_err());
     }
 }

@@ -421,7 +421,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let core = CoreClient::new(options.config.clone(), negotiated, clock.now());
         let send_buffers = usize::from(options.config.max_credits) + 8;
         let remote = Access::LOCAL_WRITE | Access::REMOTE_WRITE;
-        let buffers = set_up(&mut transport, |transport, held| {
+        let (buffers, remote) = set_up(&mut transport, |transport, held| {
             // Receives first: the server may answer as soon as the auth
             // request lands.
             let receives = Receives::post_all(transport, core.receive_depth(), message_size)?;
@@ -432,18 +432,22 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             held.extend(slots.regions());
             let status_region =
                 transport.register(options.queue_depth * STATUS_BLOCK_LEN, remote)?;
-            Ok(Buffers {
+            held.push(status_region);
+            let buffers = Buffers {
                 receives,
                 sends,
                 slots,
                 status_region,
-            })
+            };
+            let remote = buffers.remote_windows(transport)?;
+            Ok((buffers, remote))
         })?;
         let engine = Engine::new(
             core,
             clock,
             options.mode,
             buffers,
+            remote,
             options.request_metrics,
             span,
         );
@@ -738,17 +742,14 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         len: usize,
     ) -> Result<Ticket, ClientError> {
         let slot = self.begin(len)?;
-        let submitted = self
-            .engine
-            .descriptor(&self.transport, slot, 0, len)
-            .and_then(|dest| {
-                let status = self.engine.status_descriptor(&mut self.transport, slot)?;
-                let mode = self.engine.mode();
-                Ok(self
-                    .engine
-                    .core_mut()
-                    .read(file.handle, offset, dest, status, mode)?)
-            });
+        let submitted = self.engine.descriptor(slot, 0, len).and_then(|dest| {
+            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let mode = self.engine.mode();
+            Ok(self
+                .engine
+                .core_mut()
+                .read(file.handle, offset, dest, status, mode)?)
+        });
         self.submitted(slot, submitted, Operation::Read, len, false)
     }
 
@@ -778,8 +779,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 wire_segments
                     .push(wire::ReadSegment::new(
                         offset,
-                        self.engine
-                            .descriptor(&self.transport, slot, position, len)?,
+                        self.engine.descriptor(slot, position, len)?,
                     ))
                     .map_err(|_| ClientError::InvalidArgument(TOO_MANY_SEGMENTS))?;
                 position += len;
