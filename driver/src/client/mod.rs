@@ -2,6 +2,17 @@
 //! [`rdio_core::client::Client`] driven over a transport, behind calls that
 //! look like positioned file I/O.
 //!
+//! The driving is the engine's (`engine.rs`): one non-blocking
+//! `Engine::poll` posts what the core has ready, drains the transport's
+//! completions in batches, feeds the core and moves finished requests into
+//! one completion table indexed by slot. [`Client`] is a thin loop over it —
+//! poll, and when nothing moved, wait on the transport (interrupt mode) or
+//! yield (polling mode) — plus the side channel. The inline pair
+//! ([`crate::embedded::Inline`]) is the same loop, its transport giving the
+//! in-process server a turn inside each drain and each wait; the tokio
+//! client (`net::AsyncClient`, feature `tokio`) runs this client on a
+//! thread of its own.
+//!
 //! Two levels: [`Client::submit_read`] / [`Client::submit_write`] (and the
 //! vectored forms) queue a request and return a [`Ticket`], so a caller can
 //! keep several in flight, cancel them ([`Client::cancel`]) and collect them
