@@ -57,6 +57,10 @@ use rdio_transport::{
 };
 use std::time::Duration;
 
+/// The client's log target, the same as before the engine moved out of
+/// `client/mod.rs`: filters and log readers name `rdio::client`.
+const LOG_TARGET: &str = "rdio::client";
+
 /// Completions drained per call to [`Transport::poll_completions`]; a full
 /// batch is followed by another at once.
 pub(crate) const BATCH: usize = 32;
@@ -479,13 +483,14 @@ impl Engine {
         let size = self.table.get(slot).map_or(0, |entry| entry.size);
         let started = if self.request_metrics {
             let span = tracing::trace_span!(
+                target: LOG_TARGET,
                 parent: &self.span,
                 "request",
                 id = request.0,
                 kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
                 size
             );
-            span.in_scope(|| tracing::trace!("submitted"));
+            span.in_scope(|| tracing::trace!(target: LOG_TARGET, "submitted"));
             Started {
                 kind,
                 at: Some(self.clock.now()),
@@ -624,7 +629,7 @@ impl Engine {
     /// request completes, the transport is disconnected) and say what
     /// broke, here and from every later call.
     fn broke(&mut self, transport: &mut impl Transport, what: &'static str) -> ClientError {
-        tracing::error!(what, "internal error: the connection is ended");
+        tracing::error!(target: LOG_TARGET, what, "internal error: the connection is ended");
         if self.broken.is_none() {
             self.broken = Some(what);
         }
@@ -942,6 +947,7 @@ impl Engine {
             }
             started.span.in_scope(|| {
                 tracing::trace!(
+                    target: LOG_TARGET,
                     ?status,
                     bytes,
                     latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
