@@ -302,6 +302,11 @@ impl Pool {
         self.size
     }
 
+    /// Buffers in the pool, taken or free.
+    pub(crate) fn count(&self) -> usize {
+        self.regions.len()
+    }
+
     pub(crate) fn take(&mut self) -> Option<usize> {
         let index = self.free.pop()?;
         self.is_free[index] = false;

@@ -11,7 +11,11 @@
 //! * [`server`]: the file-serving server — side-channel handler and one
 //!   runner per RDMA connection.
 //! * [`client`]: the blocking client — discovery, registration, positioned
-//!   and vectored reads and writes, cancel, close, `std::io` adapters.
+//!   and vectored reads and writes, cancel, close, `std::io` adapters — a
+//!   loop over the one non-blocking client engine that drives the core
+//!   (`client/engine.rs`: posts, batched completion drains, one
+//!   slot-indexed completion table), which the inline pair and the tokio
+//!   client run too.
 //! * [`embedded`]: a client connected to an in-process server through the
 //!   loopback transport, the server on threads of its own
 //!   ([`embedded::Threads`]) or stepped inline by the client on one thread

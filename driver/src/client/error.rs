@@ -123,6 +123,9 @@ pub enum ClientError {
         /// How long this client had been idle, by its own clock.
         idle: std::time::Duration,
     },
+    /// An internal invariant of the client broke (a bug in rdio, never the
+    /// peer's doing): the connection was ended rather than left to stall.
+    Internal(&'static str),
 }
 
 impl fmt::Display for ClientError {
@@ -163,6 +166,10 @@ impl fmt::Display for ClientError {
             Self::IdleTimeout { idle } => {
                 write!(f, "closed by the server: idle for {} s", idle.as_secs())
             }
+            Self::Internal(what) => write!(
+                f,
+                "internal error, the connection was ended: {what} (a bug in rdio; please report it)"
+            ),
         }
     }
 }

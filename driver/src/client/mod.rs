@@ -2,6 +2,17 @@
 //! [`rdio_core::client::Client`] driven over a transport, behind calls that
 //! look like positioned file I/O.
 //!
+//! The driving is the engine's (`engine.rs`): one non-blocking
+//! `Engine::poll` posts what the core has ready, drains the transport's
+//! completions in batches, feeds the core and moves finished requests into
+//! one completion table indexed by slot. [`Client`] is a thin loop over it —
+//! poll, and when nothing moved, wait on the transport (interrupt mode) or
+//! yield (polling mode) — plus the side channel. The inline pair
+//! ([`crate::embedded::Inline`]) is the same loop, its transport giving the
+//! in-process server a turn inside each drain and each wait; the tokio
+//! client (`net::AsyncClient`, feature `tokio`) runs this client on a
+//! thread of its own.
+//!
 //! Two levels: [`Client::submit_read`] / [`Client::submit_write`] (and the
 //! vectored forms) queue a request and return a [`Ticket`], so a caller can
 //! keep several in flight, cancel them ([`Client::cancel`]) and collect them
@@ -10,6 +21,7 @@
 //! [`ClientOptions::io_size`] bytes with up to [`ClientOptions::queue_depth`]
 //! in flight. [`RemoteFileIo`] adapts a file to `std::io::{Read, Write, Seek}`.
 
+mod engine;
 mod error;
 mod files;
 mod io;
@@ -22,22 +34,18 @@ pub use rdio_core::client::{CompletionMode, RemoteFile};
 pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
 
 use crate::access::{ChannelBinding, Credential, client_proof, derive_client_key};
-use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
+use crate::buffers::{Clock, Pool, Receives, set_up};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
 use crate::stats::ClientStats;
-use rdio_core::client::{
-    Client as CoreClient, ClientConfig, ClientEvent, DataRef, Negotiated, RequestId,
-};
-use rdio_core::error::{ApiError, Violation};
+use engine::{Buffers, Engine, Outcome};
+use rdio_core::client::{Client as CoreClient, ClientConfig, Negotiated, RequestId};
+use rdio_core::error::Violation;
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
 use rdio_core::wire::{
-    self, BufferDescriptor, MAX_SEGMENTS, OpenFlags, PipeErrorCode, PipeMessage, ProviderName,
-    ResumeKey, Status,
+    self, MAX_SEGMENTS, OpenFlags, PipeErrorCode, PipeMessage, ProviderName, ResumeKey, Status,
 };
-use rdio_transport::{
-    Access, Completion, CompletionKind, RegionId, Transport, TransportError, WcError,
-};
+use rdio_transport::{Access, Transport, TransportError};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{Read, Write};
@@ -186,8 +194,8 @@ impl<T: Transport, S: Read + Write> std::ops::Deref for ReadView<'_, T, S> {
         // The slot's region was registered by this client and stays so
         // while the client lives; `len` is within it (a request's span).
         self.client
-            .slots
-            .region(self.slot)
+            .engine
+            .buffer_region(self.slot)
             .ok()
             .and_then(|region| self.client.transport.region(region).ok())
             .and_then(|bytes| bytes.get(..self.len))
@@ -197,7 +205,7 @@ impl<T: Transport, S: Read + Write> std::ops::Deref for ReadView<'_, T, S> {
 
 impl<T: Transport, S: Read + Write> Drop for ReadView<'_, T, S> {
     fn drop(&mut self) {
-        self.client.slots.release(self.slot);
+        self.client.engine.release(self.slot);
     }
 }
 
@@ -226,7 +234,7 @@ impl<T: Transport, S: Read + Write> WriteBuffer<'_, T, S> {
             ));
         };
         if self.len == 0 {
-            self.client.slots.release(slot);
+            self.client.engine.unbegin(slot);
             return Err(ClientError::InvalidArgument("zero-length request"));
         }
         self.client.submit_filled(slot, file, offset, self.len)
@@ -238,7 +246,7 @@ impl<T: Transport, S: Read + Write> std::ops::Deref for WriteBuffer<'_, T, S> {
 
     fn deref(&self) -> &[u8] {
         self.slot
-            .and_then(|slot| self.client.slots.region(slot).ok())
+            .and_then(|slot| self.client.engine.buffer_region(slot).ok())
             .and_then(|region| self.client.transport.region(region).ok())
             .and_then(|bytes| bytes.get(..self.len))
             .unwrap_or(&[])
@@ -251,7 +259,7 @@ impl<T: Transport, S: Read + Write> std::ops::DerefMut for WriteBuffer<'_, T, S>
         // (checked when the buffer was lent).
         match self
             .slot
-            .and_then(|slot| self.client.slots.region(slot).ok())
+            .and_then(|slot| self.client.engine.buffer_region(slot).ok())
         {
             Some(region) => self
                 .client
@@ -268,7 +276,7 @@ impl<T: Transport, S: Read + Write> std::ops::DerefMut for WriteBuffer<'_, T, S>
 impl<T: Transport, S: Read + Write> Drop for WriteBuffer<'_, T, S> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            self.client.slots.release(slot);
+            self.client.engine.unbegin(slot);
         }
     }
 }
@@ -309,61 +317,18 @@ impl Ticket {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Outcome {
-    Registered(Result<RemoteFile, Status>),
-    Completed { status: Status, bytes: u64 },
-    Interrupted,
-}
-
-/// A data request in flight: its kind ([`crate::stats::REQUEST_KINDS`]
-/// index), and with [`ClientOptions::request_metrics`] when it was
-/// submitted and its `request` span.
-#[derive(Clone, Debug)]
-struct Started {
-    kind: usize,
-    at: Option<rdio_core::Instant>,
-    span: tracing::Span,
-}
-
-/// A connected client over transport `T` with side channel `S`.
+/// A connected client over transport `T` with side channel `S`: the
+/// side channel, and the [`engine`] driving the core over the transport.
 pub struct Client<T: Transport, S: Read + Write> {
     pipe: Pipe<S>,
     /// The side-channel session's key, for negotiating again after the
     /// RDMA connection was lost.
     server_key: ResumeKey,
     transport: T,
-    core: CoreClient,
-    clock: Clock,
-    mode: CompletionMode,
-    receives: Receives,
-    sends: Pool,
-    /// Data buffers: read destinations the server RDMA-writes, and write
-    /// sources the sends gather from.
-    slots: Pool,
-    slot_request: Vec<Option<RequestId>>,
-    slot_sends: Vec<usize>,
+    engine: Engine,
     /// `read_at`/`write_at`'s requests in flight (ticket, buffer offset,
     /// length), kept between calls so a call allocates nothing.
     pipeline: VecDeque<(Ticket, usize, usize)>,
-    /// One status block per slot, written by the server (claim 20).
-    status_region: RegionId,
-    outcomes: IdMap<RequestId, Outcome>,
-    authenticated: bool,
-    terminated: Option<Violation>,
-    lost: Option<WcError>,
-    transport_down: bool,
-    /// Counters ([`Client::stats`]).
-    stats: ClientStats,
-    /// Per slot: when its request was submitted, its kind and its span,
-    /// for the latency histograms and request spans.
-    slot_started: Vec<Option<Started>>,
-    /// [`ClientOptions::request_metrics`].
-    request_metrics: bool,
-    /// The `connection` span, parent of the request spans.
-    span: tracing::Span,
-    /// Per slot: the request's size in bytes.
-    slot_size: Vec<u64>,
     /// When this client last asked the server for anything: how long it
     /// had been idle when a server ends it for idleness.
     last_active: std::time::Instant,
@@ -373,9 +338,9 @@ impl<T: Transport, S: Read + Write> fmt::Debug for Client<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("provider", &self.transport.provider())
-            .field("mode", &self.mode)
-            .field("authenticated", &self.authenticated)
-            .field("terminated", &self.terminated)
+            .field("mode", &self.engine.mode())
+            .field("authenticated", &self.engine.authenticated())
+            .field("terminated", &self.engine.terminated())
             .finish_non_exhaustive()
     }
 }
@@ -467,7 +432,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let core = CoreClient::new(options.config.clone(), negotiated, clock.now());
         let send_buffers = usize::from(options.config.max_credits) + 8;
         let remote = Access::LOCAL_WRITE | Access::REMOTE_WRITE;
-        let (receives, sends, slots, status_region) = set_up(&mut transport, |transport, held| {
+        let (buffers, remote) = set_up(&mut transport, |transport, held| {
             // Receives first: the server may answer as soon as the auth
             // request lands.
             let receives = Receives::post_all(transport, core.receive_depth(), message_size)?;
@@ -476,37 +441,33 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             held.extend(sends.regions());
             let slots = Pool::register(transport, options.queue_depth, io_size, remote)?;
             held.extend(slots.regions());
-            let status = transport.register(options.queue_depth * STATUS_BLOCK_LEN, remote)?;
-            Ok((receives, sends, slots, status))
+            let status_region =
+                transport.register(options.queue_depth * STATUS_BLOCK_LEN, remote)?;
+            held.push(status_region);
+            let buffers = Buffers {
+                receives,
+                sends,
+                slots,
+                status_region,
+            };
+            let remote = buffers.remote_windows(transport)?;
+            Ok((buffers, remote))
         })?;
+        let engine = Engine::new(
+            core,
+            clock,
+            options.mode,
+            buffers,
+            remote,
+            options.request_metrics,
+            span,
+        );
         let mut client = Self {
             pipe,
             server_key,
             transport,
-            core,
-            clock,
-            mode: options.mode,
-            receives,
-            sends,
-            slots,
-            slot_request: vec![None; options.queue_depth],
-            slot_sends: vec![0; options.queue_depth],
+            engine,
             pipeline: VecDeque::with_capacity(options.queue_depth),
-            status_region,
-            // Outcomes wait here at most one per slot (plus a few of
-            // registrations and closes); at under half the table's capacity
-            // hashbrown clears its tombstones in place instead of growing,
-            // so the steady state never allocates.
-            outcomes: IdMap::with_capacity_and_hasher(4 * options.queue_depth + 16, <_>::default()),
-            authenticated: false,
-            terminated: None,
-            lost: None,
-            transport_down: false,
-            stats: ClientStats::new(),
-            slot_started: vec![None; options.queue_depth],
-            request_metrics: options.request_metrics,
-            span,
-            slot_size: vec![0; options.queue_depth],
             last_active: std::time::Instant::now(),
         };
         if let Err(e) = client.authenticate() {
@@ -517,11 +478,11 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     }
 
     fn authenticate(&mut self) -> Result<(), ClientError> {
-        let _connection = self.span.clone().entered();
+        let _connection = self.engine.span().clone().entered();
         let _span =
             tracing::debug_span!("authenticate", provider = self.transport.provider()).entered();
-        while !self.authenticated {
-            if let Some(reason) = self.terminated {
+        while !self.engine.authenticated() {
+            if let Some(reason) = self.engine.terminated() {
                 return Err(self.end_error(reason));
             }
             self.step()?;
@@ -544,39 +505,39 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 
     /// The largest single request, in bytes.
     pub fn io_size(&self) -> usize {
-        self.slots.size()
+        self.engine.io_size()
     }
 
     /// Requests that can be in flight at once.
     pub fn queue_depth(&self) -> usize {
-        self.slot_request.len()
+        self.engine.queue_depth()
     }
 
     /// The completion mode of data requests.
     pub fn mode(&self) -> CompletionMode {
-        self.mode
+        self.engine.mode()
     }
 
     /// This client's counters: requests by kind and status, bytes, requests
     /// in flight, failed work requests, latency histograms.
     pub fn stats(&self) -> &ClientStats {
-        &self.stats
+        self.engine.stats()
     }
 
     /// Credits the server currently grants this client (claim 1).
     pub fn credits(&self) -> u16 {
-        self.core.ledger().level()
+        self.engine.core().ledger().level()
     }
 
     /// Credits held by requests the server has not answered yet: zero
     /// whenever the client is quiescent, or a credit leaked.
     pub fn credits_in_use(&self) -> u16 {
-        self.core.ledger().in_use()
+        self.engine.core().ledger().in_use()
     }
 
     /// The negotiated parameters.
     pub fn negotiated(&self) -> &Negotiated {
-        self.core.negotiated()
+        self.engine.core().negotiated()
     }
 
     // ----- files -----
@@ -747,11 +708,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// Register a file opened on the side channel by its resume key
     /// (claims 10, 11). Keys are single use.
     pub fn register(&mut self, key: ResumeKey) -> Result<RemoteFile, ClientError> {
-        self.check_open()?;
         self.last_active = std::time::Instant::now();
-        let request = self.core.register(key)?;
-        self.stats.requests[4] += 1;
-        match self.wait_outcome(request)? {
+        let slot = self.engine.control(|core| core.register(key))?;
+        self.engine.count_request(4);
+        match self.wait_control(slot)? {
             Outcome::Registered(Ok(file)) => Ok(file),
             other => Err(refused(Operation::Register, other)),
         }
@@ -759,11 +719,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 
     /// Close a registered file (claim 15). Its handle is invalid afterwards.
     pub fn close(&mut self, file: RemoteFile) -> Result<(), ClientError> {
-        self.check_open()?;
         self.last_active = std::time::Instant::now();
-        let request = self.core.close(file.handle)?;
-        self.stats.requests[5] += 1;
-        match self.wait_outcome(request)? {
+        let slot = self.engine.control(|core| core.close(file.handle))?;
+        self.engine.count_request(5);
+        match self.wait_control(slot)? {
             Outcome::Completed {
                 status: Status::Success,
                 ..
@@ -776,9 +735,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// at its next completion (claim 21), and wait for that interrupt
     /// response.
     pub fn request_interrupt(&mut self) -> Result<(), ClientError> {
-        self.check_open()?;
-        let request = self.core.request_interrupt()?;
-        match self.wait_outcome(request)? {
+        let slot = self.engine.control(CoreClient::request_interrupt)?;
+        match self.wait_control(slot)? {
             Outcome::Interrupted => Ok(()),
             other => Err(refused(Operation::Interrupt, other)),
         }
@@ -795,11 +753,13 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         len: usize,
     ) -> Result<Ticket, ClientError> {
         let slot = self.begin(len)?;
-        let submitted = self.descriptor(slot, 0, len).and_then(|dest| {
-            let status = self.status_descriptor(slot)?;
+        let submitted = self.engine.descriptor(slot, 0, len).and_then(|dest| {
+            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let mode = self.engine.mode();
             Ok(self
-                .core
-                .read(file.handle, offset, dest, status, self.mode)?)
+                .engine
+                .core_mut()
+                .read(file.handle, offset, dest, status, mode)?)
         });
         self.submitted(slot, submitted, Operation::Read, len, false)
     }
@@ -819,7 +779,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             // and the segments are handed over back to back: zero the span
             // first, so what lies beyond a short segment is zeros, never
             // the bytes of an earlier read through this buffer.
-            let region = self.slots.region(slot)?;
+            let region = self.engine.buffer_region(slot)?;
             if let Some(span) = self.transport.region_mut(region)?.get_mut(..total) {
                 span.fill(0);
             }
@@ -830,15 +790,17 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 wire_segments
                     .push(wire::ReadSegment::new(
                         offset,
-                        self.descriptor(slot, position, len)?,
+                        self.engine.descriptor(slot, position, len)?,
                     ))
                     .map_err(|_| ClientError::InvalidArgument(TOO_MANY_SEGMENTS))?;
                 position += len;
             }
-            let status = self.status_descriptor(slot)?;
+            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let mode = self.engine.mode();
             Ok(self
-                .core
-                .read_vectored(file.handle, &wire_segments, status, self.mode)?)
+                .engine
+                .core_mut()
+                .read_vectored(file.handle, &wire_segments, status, mode)?)
         })();
         self.submitted(slot, submitted, Operation::Read, total, true)
     }
@@ -855,7 +817,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         match self.fill(slot, &[data]) {
             Ok(()) => self.submit_filled(slot, file, offset, data.len()),
             Err(e) => {
-                self.slots.release(slot);
+                self.engine.unbegin(slot);
                 Err(e)
             }
         }
@@ -888,14 +850,16 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         len: usize,
     ) -> Result<Ticket, ClientError> {
         let submitted = (|| {
-            let status = self.status_descriptor(slot)?;
+            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
             let len = u32::try_from(len).map_err(|_| ClientError::TooLarge {
                 len: len as u64,
                 max: u64::from(u32::MAX),
             })?;
+            let mode = self.engine.mode();
             Ok(self
-                .core
-                .write(file.handle, offset, len, status, self.mode)?)
+                .engine
+                .core_mut()
+                .write(file.handle, offset, len, status, mode)?)
         })();
         self.submitted(slot, submitted, Operation::Write, 0, false)
     }
@@ -914,10 +878,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let submitted = self.fill(slot, &data).and_then(|()| {
             let wire_segments =
                 wire_write_segments(segments.iter().map(|s| (s.offset, s.data.len())))?;
-            let status = self.status_descriptor(slot)?;
-            Ok(self
-                .core
-                .write_vectored(file.handle, &wire_segments, false, status, self.mode)?)
+            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let mode = self.engine.mode();
+            Ok(self.engine.core_mut().write_vectored(
+                file.handle,
+                &wire_segments,
+                false,
+                status,
+                mode,
+            )?)
         });
         self.submitted(slot, submitted, Operation::Write, 0, true)
     }
@@ -935,10 +904,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let submitted = self.fill(slot, &[data]).and_then(|()| {
             let wire_segments =
                 wire_write_segments(offsets.iter().map(|&offset| (offset, data.len())))?;
-            let status = self.status_descriptor(slot)?;
-            Ok(self
-                .core
-                .write_vectored(file.handle, &wire_segments, true, status, self.mode)?)
+            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let mode = self.engine.mode();
+            Ok(self.engine.core_mut().write_vectored(
+                file.handle,
+                &wire_segments,
+                true,
+                status,
+                mode,
+            )?)
         });
         self.submitted(slot, submitted, Operation::Write, 0, true)
     }
@@ -947,7 +921,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// [`Client::wait`]: `Cancelled`, or its real outcome if it finished
     /// first.
     pub fn cancel(&mut self, ticket: &Ticket) -> Result<(), ClientError> {
-        Ok(self.core.cancel(ticket.request)?)
+        Ok(self.engine.core_mut().cancel(ticket.request)?)
     }
 
     /// Wait for `ticket`'s request and free its buffer. For reads, the data
@@ -960,13 +934,13 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let result = result.and_then(|bytes| {
             if ticket.operation == Operation::Read {
                 let n = ticket.read_len(bytes).min(out.len());
-                let region = self.slots.region(ticket.slot)?;
+                let region = self.engine.buffer_region(ticket.slot)?;
                 let data = self.transport.region(region)?;
                 out[..n].copy_from_slice(&data[..n]);
             }
             Ok(bytes)
         });
-        self.slots.release(ticket.slot);
+        self.engine.release(ticket.slot);
         result
     }
 
@@ -986,7 +960,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 client: self,
             }),
             other => {
-                self.slots.release(ticket.slot);
+                self.engine.release(ticket.slot);
                 other.and(Err(ClientError::InvalidArgument(
                     "wait_in_place takes the ticket of a read",
                 )))
@@ -1096,7 +1070,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let ticket = self.submit_read_vectored(file, &shape)?;
         let slot = ticket.slot;
         let result = self.settle(&ticket).and_then(|bytes| {
-            let data = self.transport.region(self.slots.region(slot)?)?;
+            let data = self.transport.region(self.engine.buffer_region(slot)?)?;
             let mut position = 0;
             for segment in segments.iter_mut() {
                 let len = segment.buf.len();
@@ -1105,7 +1079,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             }
             Ok(bytes)
         });
-        self.slots.release(slot);
+        self.engine.release(slot);
         result
     }
 
@@ -1139,18 +1113,17 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// disconnect and deregister every buffer, so no key the server was
     /// given stays valid. Requests still outstanding complete `Closed`.
     pub fn shutdown(mut self) -> Result<(), ClientError> {
-        self.core.close_connection();
+        self.engine.close_connection();
         let deadline = std::time::Instant::now() + LINGER;
         let result = loop {
-            if let Err(e) = self.transmit(self.clock.now()) {
-                break Err(e);
-            }
-            if self.sends.all_free() || self.transport_down || std::time::Instant::now() >= deadline
-            {
-                break Ok(());
-            }
             if let Err(e) = self.step() {
                 break Err(e);
+            }
+            if self.engine.sends_idle()
+                || self.engine.transport_down()
+                || std::time::Instant::now() >= deadline
+            {
+                break Ok(());
             }
         };
         let released = self.release_buffers();
@@ -1159,24 +1132,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 
     /// Disconnect and deregister every buffer this client registered.
     fn release_buffers(&mut self) -> Result<(), TransportError> {
-        self.transport_down = true;
-        let regions: Vec<RegionId> = self
-            .sends
-            .regions()
-            .chain(self.slots.regions())
-            .chain([self.receives.region(), self.status_region])
-            .collect();
-        release(&mut self.transport, regions)
+        self.engine.release_buffers(&mut self.transport)
     }
 
-    // ----- driving the core -----
-
-    fn check_open(&self) -> Result<(), ClientError> {
-        match self.terminated {
-            Some(reason) => Err(self.end_error(reason)),
-            None => Ok(()),
-        }
-    }
+    // ----- driving the engine -----
 
     fn end_error(&self, reason: Violation) -> ClientError {
         if reason == Violation::PeerTerminated(Status::IdleTimeout) {
@@ -1184,8 +1143,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 idle: self.last_active.elapsed(),
             };
         }
-        self.lost
-            .map_or(ClientError::Terminated(reason), ClientError::Lost)
+        self.engine.end_error(reason)
     }
 
     /// Whether the server has ended this client for idleness: its
@@ -1194,14 +1152,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// the closed pipe failed. Polled only once the pipe has failed: an
     /// inline pair reports a poll that cannot progress as a stall.
     fn idle_ended(&mut self, poll: bool) -> Result<(), ClientError> {
-        if poll && self.terminated.is_none() && !self.transport_down {
-            let now = self.clock.now();
-            // A failure here is the connection's news, reported by the
-            // next RDMA call; the pipe request goes ahead.
-            let _ = self.poll(now);
-            self.collect_events(now);
+        if poll {
+            self.engine.peek(&mut self.transport);
         }
-        match self.terminated {
+        match self.engine.terminated() {
             Some(reason @ Violation::PeerTerminated(Status::IdleTimeout)) => {
                 Err(self.end_error(reason))
             }
@@ -1228,27 +1182,13 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         }
     }
 
-    /// A free data buffer for a request of `len` bytes.
+    /// A free data slot for a request of `len` bytes.
+    ///
+    /// `last_active` is left alone: a data request names a registered file,
+    /// and a server ends only clients that hold none for idleness; the
+    /// register and the close that bracket the file's use set it.
     fn begin(&mut self, len: usize) -> Result<usize, ClientError> {
-        self.check_open()?;
-        self.last_active = std::time::Instant::now();
-        if len == 0 {
-            return Err(ClientError::InvalidArgument("zero-length request"));
-        }
-        if len > self.slots.size() {
-            return Err(ClientError::TooLarge {
-                len: len as u64,
-                max: self.slots.size() as u64,
-            });
-        }
-        let slot = self
-            .slots
-            .take()
-            .ok_or(ClientError::Api(ApiError::TooManyRequests))?;
-        if let Some(size) = self.slot_size.get_mut(slot) {
-            *size = len as u64;
-        }
-        Ok(slot)
+        self.engine.begin(len)
     }
 
     fn submitted(
@@ -1259,87 +1199,38 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         span: usize,
         vectored: bool,
     ) -> Result<Ticket, ClientError> {
-        match submitted {
-            Ok(request) => {
-                self.slot_request[slot] = Some(request);
-                let kind = match (operation, vectored) {
-                    (Operation::Read, false) => 0,
-                    (Operation::Read, true) => 1,
-                    (_, false) => 2,
-                    (_, true) => 3,
-                };
-                self.stats.requests[kind] += 1;
-                self.stats.in_flight += 1;
-                self.stats.max_in_flight = self.stats.max_in_flight.max(self.stats.in_flight);
-                let started = if self.request_metrics {
-                    let span = tracing::trace_span!(
-                        parent: &self.span,
-                        "request",
-                        id = request.0,
-                        kind = crate::stats::REQUEST_KINDS[kind],
-                        size = self.slot_size.get(slot).copied().unwrap_or(0)
-                    );
-                    span.in_scope(|| tracing::trace!("submitted"));
-                    Started {
-                        kind,
-                        at: Some(self.clock.now()),
-                        span,
-                    }
-                } else {
-                    Started {
-                        kind,
-                        at: None,
-                        span: tracing::Span::none(),
-                    }
-                };
-                if let Some(slot) = self.slot_started.get_mut(slot) {
-                    *slot = Some(started);
-                }
-                Ok(Ticket {
-                    request,
-                    slot,
-                    operation,
-                    span,
-                    vectored,
-                })
-            }
-            Err(e) => {
-                self.slots.release(slot);
-                Err(e)
-            }
-        }
-    }
-
-    fn descriptor(
-        &self,
-        slot: usize,
-        offset: usize,
-        len: usize,
-    ) -> Result<BufferDescriptor, ClientError> {
-        let remote = self
-            .transport
-            .remote_buf(self.slots.region(slot)?, offset, len)?;
-        Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
-    }
-
-    /// The slot's status block, zeroed so a stale block is never mistaken
-    /// for this request's (a polling client watches the valid word).
-    fn status_descriptor(&mut self, slot: usize) -> Result<BufferDescriptor, ClientError> {
-        let start = slot * STATUS_BLOCK_LEN;
-        self.transport.region_mut(self.status_region)?[start..start + STATUS_BLOCK_LEN].fill(0);
-        let remote = self
-            .transport
-            .remote_buf(self.status_region, start, STATUS_BLOCK_LEN)?;
-        Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
+        let kind = match (operation, vectored) {
+            (Operation::Read, false) => 0,
+            (Operation::Read, true) => 1,
+            (_, false) => 2,
+            (_, true) => 3,
+        };
+        let request = self.engine.submitted(slot, submitted, kind)?;
+        Ok(Ticket {
+            request,
+            slot,
+            operation,
+            span,
+            vectored,
+        })
     }
 
     /// Copy write data into a slot, pieces back to back.
     fn fill(&mut self, slot: usize, pieces: &[&[u8]]) -> Result<(), ClientError> {
-        let buffer = self.transport.region_mut(self.slots.region(slot)?)?;
+        let buffer = self
+            .transport
+            .region_mut(self.engine.buffer_region(slot)?)?;
         let mut position = 0;
         for piece in pieces {
-            buffer[position..position + piece.len()].copy_from_slice(piece);
-            position += piece.len();
+            let end = position + piece.len();
+            buffer
+                .get_mut(position..end)
+                .ok_or(ClientError::TooLarge {
+                    len: end as u64,
+                    max: self.engine.io_size() as u64,
+                })?
+                .copy_from_slice(piece);
+            position = end;
         }
         Ok(())
     }
@@ -1347,11 +1238,10 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// Wait for a ticket's outcome and for the sends gathering from its
     /// buffer; the buffer stays taken.
     fn settle(&mut self, ticket: &Ticket) -> Result<u64, ClientError> {
-        let outcome = self.wait_outcome(ticket.request);
-        self.slot_request[ticket.slot] = None;
-        while self.slot_sends[ticket.slot] > 0 {
-            if self.transport_down {
-                self.slot_sends[ticket.slot] = 0;
+        let outcome = self.wait_outcome(ticket.slot);
+        while self.engine.sends_from(ticket.slot) > 0 {
+            if self.engine.transport_down() {
+                self.engine.forget_sends(ticket.slot);
                 break;
             }
             self.step()?;
@@ -1365,14 +1255,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 status: Status::EndOfFile,
                 ..
             } if ticket.operation == Operation::Read => Ok(0),
-            other => match (other, self.terminated) {
+            other => match self.engine.terminated() {
                 // Cut off by the connection's end: say why it ended.
-                (Outcome::Completed { status, .. }, Some(reason))
-                    if cut_off_status(reason) == status =>
+                Some(reason)
+                    if matches!(other, Outcome::Completed { status, .. }
+                        if cut_off_status(reason) == status) =>
                 {
                     Err(self.end_error(reason))
                 }
-                (other, _) => Err(refused(ticket.operation, other)),
+                _ => Err(refused(ticket.operation, other)),
             },
         }
     }
@@ -1384,12 +1275,13 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         }
     }
 
-    fn wait_outcome(&mut self, request: RequestId) -> Result<Outcome, ClientError> {
+    /// Wait for the outcome of the request in `slot`.
+    fn wait_outcome(&mut self, slot: usize) -> Result<Outcome, ClientError> {
         loop {
-            if let Some(outcome) = self.outcomes.remove(&request) {
+            if let Some(outcome) = self.engine.take_outcome(slot) {
                 return Ok(outcome);
             }
-            if let Some(reason) = self.terminated {
+            if let Some(reason) = self.engine.terminated() {
                 // Every request completes before `Terminated` is reported.
                 return Err(self.end_error(reason));
             }
@@ -1397,295 +1289,31 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         }
     }
 
-    /// One round: transmit, drain completions (and, in polling mode, status
-    /// blocks), run timers, collect events; sleep briefly when nothing moved.
+    /// Wait for the control request in `slot` and free the slot.
+    fn wait_control(&mut self, slot: usize) -> Result<Outcome, ClientError> {
+        let outcome = self.wait_outcome(slot);
+        self.engine.release(slot);
+        outcome
+    }
+
+    /// One round of the loop over the engine: poll it, and when nothing
+    /// moved, wait for the transport (interrupt mode) or yield (polling
+    /// mode spins, claim 18: a status block lands in memory without any
+    /// completion to wait for).
     fn step(&mut self) -> Result<(), ClientError> {
-        let now = self.clock.now();
-        let mut progress = self.transmit(now)?;
-        progress |= self.poll(now)?;
-        if self.mode == CompletionMode::Polling {
-            progress |= self.poll_status_blocks(now)?;
-        }
-        if self
-            .core
-            .poll_timeout()
-            .is_some_and(|deadline| deadline <= now)
-        {
-            self.core.handle_timeout(now);
-            progress = true;
-        }
-        progress |= self.collect_events(now);
-        progress |= self.transmit(now)?;
-        if !progress && !self.transport_down {
-            match self.mode {
+        let progress = self.engine.poll(&mut self.transport)?;
+        if !progress.moved() && !self.engine.transport_down() {
+            match self.engine.mode() {
                 CompletionMode::Interrupt => {
-                    let timeout = self.clock.until(self.core.poll_timeout(), WAIT_CAP);
+                    let timeout = self.engine.wait_time(WAIT_CAP);
                     if self.transport.wait(Some(timeout)).is_err() {
-                        self.transport_failed(None);
+                        self.engine.transport_failed(None);
                     }
                 }
-                // Polling mode spins (claim 18): a status block lands in
-                // memory without any completion to wait for.
                 CompletionMode::Polling => std::thread::yield_now(),
             }
         }
         Ok(())
-    }
-
-    fn transport_failed(&mut self, error: Option<WcError>) {
-        // A connection the core already ended (the peer's `Terminate`, a
-        // violation) is explained by that reason; the transport failing
-        // afterwards is its consequence, not news.
-        if self.lost.is_none() && !self.core.is_closed() {
-            self.lost = error.or(Some(WcError::Disconnected));
-        }
-        if error.is_some() {
-            self.stats.transport_errors += 1;
-        }
-        self.transport_down = true;
-        self.core.transport_failed();
-    }
-
-    fn transmit(&mut self, now: rdio_core::Instant) -> Result<bool, ClientError> {
-        let mut any = false;
-        while !self.transport_down {
-            let Some(buffer) = self.sends.take() else {
-                break;
-            };
-            let bytes = self.transport.region_mut(self.sends.region(buffer)?)?;
-            let transmit = match self.core.poll_transmit(now, bytes) {
-                Ok(Some(transmit)) => transmit,
-                Ok(None) => {
-                    self.sends.release(buffer);
-                    break;
-                }
-                Err(_) => {
-                    // Buffers are max_send_size bytes, always enough.
-                    self.sends.release(buffer);
-                    return Err(ClientError::Transport(TransportError::MessageTooLarge));
-                }
-            };
-            let prefix = self.sends.slice(buffer, 0, transmit.len)?;
-            let posted = match transmit.data {
-                None => self.transport.post_send(
-                    Work::Send { buffer, data: None }.id(),
-                    &[prefix],
-                    None,
-                ),
-                Some(DataRef {
-                    request,
-                    offset,
-                    len,
-                }) => {
-                    let slot = self
-                        .slot_of(request)
-                        .ok_or(ClientError::Api(ApiError::UnknownRequest))?;
-                    let data = self.slots.slice(slot, offset as usize, len as usize)?;
-                    self.slot_sends[slot] += 1;
-                    self.transport.post_send(
-                        Work::Send {
-                            buffer,
-                            data: Some(slot),
-                        }
-                        .id(),
-                        &[prefix, data],
-                        None,
-                    )
-                }
-            };
-            if let Err(e) = posted {
-                self.transport_failed(None);
-                return Err(e.into());
-            }
-            any = true;
-        }
-        Ok(any)
-    }
-
-    fn slot_of(&self, request: RequestId) -> Option<usize> {
-        self.slot_request.iter().position(|r| *r == Some(request))
-    }
-
-    fn poll(&mut self, now: rdio_core::Instant) -> Result<bool, ClientError> {
-        if self.transport_down {
-            return Ok(false);
-        }
-        let mut completions = [Completion {
-            wr_id: 0,
-            kind: CompletionKind::Send,
-            status: Ok(()),
-        }; 32];
-        let drained = match self.transport.poll_completions(&mut completions) {
-            Ok(n) => n,
-            // A deadlock the transport can see (an inline pair, where it
-            // steps the server itself): say so rather than "lost".
-            Err(TransportError::Stalled) => {
-                self.transport_failed(None);
-                return Err(ClientError::Transport(TransportError::Stalled));
-            }
-            Err(_) => {
-                self.transport_failed(None);
-                return Ok(true);
-            }
-        };
-        for completion in &completions[..drained] {
-            self.complete(now, completion)?;
-        }
-        Ok(drained > 0)
-    }
-
-    fn complete(
-        &mut self,
-        now: rdio_core::Instant,
-        completion: &Completion,
-    ) -> Result<(), ClientError> {
-        let work = Work::from_id(completion.wr_id);
-        if let Some(Work::Send { buffer, data }) = work {
-            self.sends.release(buffer);
-            if let Some(slot) = data {
-                self.slot_sends[slot] = self.slot_sends[slot].saturating_sub(1);
-            }
-        }
-        if let Err(error) = completion.status {
-            self.transport_failed(Some(error));
-            return Ok(());
-        }
-        let Some(Work::Recv(index)) = work else {
-            return Ok(());
-        };
-        match completion.kind {
-            CompletionKind::Recv { len } => {
-                let message = self.receives.message(&self.transport, index, len)?;
-                // A violation terminates inside the core; it surfaces as the
-                // Terminated event and the requests' completions.
-                let _ = self.core.handle_message(now, message);
-            }
-            CompletionKind::RecvImm { imm } => {
-                // Interrupt mode: the immediate names the request whose
-                // status block just landed (claim 20).
-                if let Some(slot) = self.slot_of(RequestId(imm)) {
-                    let start = slot * STATUS_BLOCK_LEN;
-                    let block = &self.transport.region(self.status_region)?
-                        [start..start + STATUS_BLOCK_LEN];
-                    let _ = self.core.handle_status_block(now, block);
-                }
-            }
-            CompletionKind::Send | CompletionKind::Write => {}
-        }
-        if let Err(e) = self.receives.repost(&mut self.transport, index) {
-            if !self.core.is_closed() {
-                self.transport_failed(None);
-                return Err(e.into());
-            }
-        }
-        Ok(())
-    }
-
-    fn poll_status_blocks(&mut self, now: rdio_core::Instant) -> Result<bool, ClientError> {
-        let mut any = false;
-        for slot in 0..self.slot_request.len() {
-            let Some(request) = self.slot_request[slot] else {
-                continue;
-            };
-            if !self.core.awaits_status_block(request) {
-                continue;
-            }
-            let start = slot * STATUS_BLOCK_LEN;
-            let block =
-                &self.transport.region(self.status_region)?[start..start + STATUS_BLOCK_LEN];
-            any |= self.core.handle_status_block(now, block).unwrap_or(true);
-        }
-        Ok(any)
-    }
-
-    fn collect_events(&mut self, now: rdio_core::Instant) -> bool {
-        self.stats.connection = self.core.stats();
-        self.stats.credits = self.core.ledger().level();
-        self.stats.credits_in_use = self.core.ledger().in_use();
-        let mut any = false;
-        while let Some(event) = self.core.poll_event() {
-            any = true;
-            match event {
-                ClientEvent::Authenticated { .. } => self.authenticated = true,
-                ClientEvent::Registered { request, result } => {
-                    self.stats
-                        .completed(result.as_ref().err().copied().unwrap_or(Status::Success));
-                    self.record(request, Outcome::Registered(result));
-                }
-                ClientEvent::Completed {
-                    request,
-                    status,
-                    bytes,
-                } => {
-                    self.count_completion(now, request, status, bytes);
-                    self.record(request, Outcome::Completed { status, bytes });
-                }
-                ClientEvent::Interrupted { request } => {
-                    self.record(request, Outcome::Interrupted);
-                }
-                ClientEvent::Terminated { reason } => {
-                    self.stats.terminated(&reason);
-                    self.terminated = Some(reason);
-                }
-            }
-        }
-        any
-    }
-}
-
-impl<T: Transport, S: Read + Write> Client<T, S> {
-    /// Count a completion: its status, and for a read or write its bytes
-    /// and its latency since submission, by size class.
-    /// `now`: the step's time, read once per step for every completion.
-    fn count_completion(
-        &mut self,
-        now: rdio_core::Instant,
-        request: RequestId,
-        status: Status,
-        bytes: u64,
-    ) {
-        self.stats.completed(status);
-        let Some(slot) = self.slot_of(request) else {
-            return;
-        };
-        let Some(started) = self.slot_started.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
-        let kind = started.kind;
-        self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
-        if let Some(at) = started.at {
-            let size = self.slot_size.get(slot).copied().unwrap_or(0);
-            let latency = now.saturating_since(at);
-            if let Some(classes) = self.stats.latency.get_mut(kind) {
-                classes[crate::stats::size_class(size)].record(latency);
-            }
-            started.span.in_scope(|| {
-                tracing::trace!(
-                    ?status,
-                    bytes,
-                    latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-                    "completed"
-                );
-            });
-        }
-        if status == Status::Success {
-            if kind < 2 {
-                self.stats.bytes_read += bytes;
-            } else {
-                self.stats.bytes_written += bytes;
-            }
-        }
-    }
-
-    /// Keep a request's outcome for its waiter. The core completes every
-    /// request exactly once; a second completion would be a core bug, and
-    /// the fault sweep (`tests/fault_sweep.rs`) runs with this check on.
-    fn record(&mut self, request: RequestId, outcome: Outcome) {
-        let previous = self.outcomes.insert(request, outcome);
-        debug_assert!(
-            previous.is_none(),
-            "request {request:?} completed twice: {previous:?} then {outcome:?}"
-        );
     }
 }
 

@@ -68,7 +68,12 @@ impl State {
 /// posted, handles the messages, does the file I/O and posts its RDMA
 /// writes and sends, which the client endpoint then executes into the
 /// client's memory. `wait` never sleeps — nothing else could make progress
-/// meanwhile. When the server ends the connection, the transport releases
+/// meanwhile. The client over it is the ordinary loop over the client
+/// engine: each engine poll posts every request the core has ready, then
+/// drains (a server turn, then the client's completions, again while a
+/// drain fills its batch), so the server answers a poll's requests within
+/// that poll, and a poll that moved nothing is followed by a `wait`, one
+/// more turn. When the server ends the connection, the transport releases
 /// it at once ([`ServerConnection::finish`]: buffers deregistered, files
 /// closed) and the client sees the disconnect; [`Transport::disconnect`]
 /// and dropping the transport end the server the same way.

@@ -3,9 +3,11 @@
 //!
 //! # How it runs
 //!
-//! The RDMA engine is the blocking [`Client`] —
-//! transports are polled or waited on, and libfabric/verbs offer no
-//! readiness a reactor could wait for — so it runs on a dedicated thread
+//! The RDMA engine is the blocking [`Client`], itself a thin loop over the
+//! one client engine every front end shares (`client/engine.rs`: the async
+//! client has no driver of the core of its own). Transports are polled or
+//! waited on, and libfabric/verbs offer no readiness a reactor could wait
+//! for, so it runs on a dedicated thread
 //! (one per connection), and the async API talks to it over channels: each
 //! call is a command, each answer comes back on a oneshot channel that the
 //! calling task awaits without blocking its runtime. Every command is one

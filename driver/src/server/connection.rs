@@ -16,7 +16,7 @@ use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
     WcError,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -209,7 +209,7 @@ pub struct ServerConnection<T: Transport> {
     mapped_by_file: IdMap<FileId, usize>,
     /// Files registered on this connection, closed when it ends, with the
     /// bytes read and written on each (for the access log).
-    files: HashMap<FileId, Transferred>,
+    files: IdMap<FileId, Transferred>,
     /// Bytes moved over this connection, all files.
     transferred: Transferred,
     /// When it was accepted.
@@ -325,7 +325,7 @@ impl Server {
             reads: VecDeque::new(),
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
-            files: HashMap::new(),
+            files: IdMap::default(),
             transferred: Transferred::default(),
             started: std::time::Instant::now(),
             who: None,

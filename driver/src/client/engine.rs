@@ -1,0 +1,1126 @@
+//! The client engine: the one non-blocking driver of the core client.
+//!
+//! [`Engine`] owns the core's [`rdio_core::client::Client`], the registered
+//! buffers (receives, sends, the data slots and their status blocks) and the
+//! completion table; it never blocks and never owns the transport, which
+//! every call that touches the wire borrows. [`Engine::poll`] does all the
+//! work there is without waiting, in this order:
+//!
+//! 1. post every send the core has ready (requests, write fragments,
+//!    credit and control messages), back to back;
+//! 2. drain the transport's completions in batches of [`BATCH`], feeding
+//!    received messages and status blocks (interrupt mode) to the core and
+//!    reposting the receives;
+//! 3. in polling mode, look at the status block of every request that
+//!    awaits one (claim 18);
+//! 4. run the core's timers when due;
+//! 5. move the core's finished requests into the completion table;
+//! 6. post what the core has ready again (answers to what came in).
+//!
+//! Front ends are loops over it: the blocking [`super::Client`] polls and,
+//! when nothing moved, waits on the transport; the inline pair's transport
+//! gives its in-process server a turn in that wait and in every drain; the
+//! tokio client runs the blocking client on a thread of its own.
+//!
+//! # One completion table
+//!
+//! Every request the engine submits gets a slot number of its own: data
+//! requests the slot of their registered buffer (and status block), control
+//! requests (register, close, interrupt) one of [`CONTROL_SLOTS`] slots
+//! without a buffer. The core's finished requests go straight into their
+//! slot's entry, where the waiter takes them: one queue (the core's), one
+//! table, no hash map. The core's [`RequestId`] is turned into a slot by
+//! [`Engine::slot_of`] alone, a direct-mapped route table with the table
+//! itself as the fallback, so that it can become the request id's own slot
+//! once the core numbers requests by slot.
+//!
+//! # Broken invariants fail the connection
+//!
+//! What only a bug in rdio can cause — the core completing a request this
+//! engine never submitted or completing one twice, a write fragment naming
+//! no data slot — does not return "nothing yet" and leave a waiter stalled:
+//! the engine ends the connection (the core completes every outstanding
+//! request, the transport is disconnected) and every call from then on
+//! fails with [`ClientError::Internal`].
+
+use super::ClientError;
+use crate::buffers::{Clock, Pool, Receives, Work, release};
+use crate::stats::ClientStats;
+use rdio_core::client::{
+    Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile, RequestId,
+};
+use rdio_core::error::{ApiError, Violation};
+use rdio_core::wire::status::STATUS_BLOCK_LEN;
+use rdio_core::wire::{BufferDescriptor, Status};
+use rdio_transport::{
+    Completion, CompletionKind, RegionId, RemoteBuf, Transport, TransportError, WcError,
+};
+use std::time::Duration;
+
+/// The client's log target, the same as before the engine moved out of
+/// `client/mod.rs`: filters and log readers name `rdio::client`.
+const LOG_TARGET: &str = "rdio::client";
+
+/// Completions drained per call to [`Transport::poll_completions`]; a full
+/// batch is followed by another at once.
+pub(crate) const BATCH: usize = 32;
+
+/// Slots for control requests (register, close, interrupt): the blocking
+/// client waits for each before the next, so a few are plenty.
+pub(crate) const CONTROL_SLOTS: usize = 4;
+
+/// How a request ended, as its waiter finds it in its slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Outcome {
+    Registered(Result<RemoteFile, Status>),
+    Completed { status: Status, bytes: u64 },
+    Interrupted,
+}
+
+/// A data request in flight: its kind ([`crate::stats::REQUEST_KINDS`]
+/// index), and with request metrics on when it was submitted and its
+/// `request` span.
+#[derive(Clone, Debug)]
+struct Started {
+    kind: usize,
+    at: Option<rdio_core::Instant>,
+    span: tracing::Span,
+}
+
+/// One slot of the completion table.
+#[derive(Debug, Default)]
+struct Entry {
+    /// The request submitted in this slot, until its waiter releases it.
+    request: Option<RequestId>,
+    /// Its outcome, once the core reported it, until the waiter takes it.
+    outcome: Option<Outcome>,
+    /// The core reported it.
+    done: bool,
+    /// Sends in flight that gather bytes from this slot's buffer.
+    sends: u32,
+    /// Its waiter gave up (the connection failed under it): the slot is
+    /// freed when the outcome arrives and no send reads its buffer.
+    abandoned: bool,
+    /// Data requests: kind, submission time and span.
+    started: Option<Started>,
+    /// Data requests: size in bytes.
+    size: u64,
+}
+
+/// What one [`Engine::poll`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// Sends posted.
+    pub(crate) posted: usize,
+    /// Transport completions drained (and status blocks found, polling).
+    pub(crate) completions: usize,
+    /// Core events handled (finished requests, authentication, the end).
+    pub(crate) events: usize,
+    /// The core's timers ran.
+    pub(crate) timers: bool,
+}
+
+impl Progress {
+    /// Whether anything moved: if not, only the transport (or time) can
+    /// bring news, and a blocking front end may wait for it.
+    pub(crate) fn moved(&self) -> bool {
+        self.posted > 0 || self.completions > 0 || self.events > 0 || self.timers
+    }
+}
+
+/// The registered memory of a connection.
+pub(crate) struct Buffers {
+    pub(crate) receives: Receives,
+    pub(crate) sends: Pool,
+    /// Data buffers, one per data slot: read destinations the server
+    /// RDMA-writes, write sources the sends gather from.
+    pub(crate) slots: Pool,
+    /// One status block per data slot, written by the server (claim 20).
+    pub(crate) status_region: RegionId,
+}
+
+impl Buffers {
+    /// Per data slot, what the server is told of its buffer and of its
+    /// status block, computed once: a registration's remote addresses are
+    /// linear (a window at `offset` starts at the base address plus
+    /// `offset`, whether the transport's addresses are virtual addresses or
+    /// offsets), so a request's descriptors need no transport call.
+    pub(crate) fn remote_windows(
+        &self,
+        transport: &impl Transport,
+    ) -> Result<Box<[(RemoteBuf, RemoteBuf)]>, TransportError> {
+        (0..self.slots.count())
+            .map(|slot| {
+                let data = transport.remote_buf(self.slots.region(slot)?, 0, self.slots.size())?;
+                let status = transport.remote_buf(
+                    self.status_region,
+                    slot * STATUS_BLOCK_LEN,
+                    STATUS_BLOCK_LEN,
+                )?;
+                Ok((data, status))
+            })
+            .collect()
+    }
+}
+
+/// The non-blocking client engine (see the module documentation).
+pub(crate) struct Engine {
+    core: CoreClient,
+    clock: Clock,
+    mode: CompletionMode,
+    receives: Receives,
+    sends: Pool,
+    slots: Pool,
+    status_region: RegionId,
+    /// The completion table: data slots `0..queue_depth`, then the control
+    /// slots.
+    table: Box<[Entry]>,
+    /// Per data slot, the remote windows of its buffer and its status
+    /// block ([`Buffers::remote_windows`]).
+    remote: Box<[(RemoteBuf, RemoteBuf)]>,
+    /// Free control slots.
+    control_free: Vec<usize>,
+    /// `route[id & route_mask]`: the slot of the latest request whose id
+    /// fell there ([`Engine::slot_of`]).
+    route: Box<[u16]>,
+    route_mask: u32,
+    /// Where [`Engine::poll`] drains completions, kept so a poll does not
+    /// initialise a fresh array.
+    completions: [Completion; BATCH],
+    authenticated: bool,
+    terminated: Option<Violation>,
+    lost: Option<WcError>,
+    /// A broken internal invariant ended the connection.
+    broken: Option<&'static str>,
+    transport_down: bool,
+    stats: ClientStats,
+    request_metrics: bool,
+    /// The `connection` span, parent of the request spans.
+    span: tracing::Span,
+}
+
+impl Engine {
+    /// An engine over `core`, with the buffers registered for it.
+    pub(crate) fn new(
+        core: CoreClient,
+        clock: Clock,
+        mode: CompletionMode,
+        buffers: Buffers,
+        remote: Box<[(RemoteBuf, RemoteBuf)]>,
+        request_metrics: bool,
+        span: tracing::Span,
+    ) -> Self {
+        let depth = buffers.slots.count();
+        let entries = depth + CONTROL_SLOTS;
+        let route_len = (4 * entries).next_power_of_two().max(64);
+        Self {
+            core,
+            clock,
+            mode,
+            receives: buffers.receives,
+            sends: buffers.sends,
+            slots: buffers.slots,
+            status_region: buffers.status_region,
+            table: (0..entries).map(|_| Entry::default()).collect(),
+            remote,
+            control_free: (depth..entries).rev().collect(),
+            route: vec![0; route_len].into_boxed_slice(),
+            route_mask: u32::try_from(route_len - 1).unwrap_or(u32::MAX),
+            completions: [Completion {
+                wr_id: 0,
+                kind: CompletionKind::Send,
+                status: Ok(()),
+            }; BATCH],
+            authenticated: false,
+            terminated: None,
+            lost: None,
+            broken: None,
+            transport_down: false,
+            stats: ClientStats::new(),
+            request_metrics,
+            span,
+        }
+    }
+
+    // ----- state -----
+
+    pub(crate) fn core(&self) -> &CoreClient {
+        &self.core
+    }
+
+    pub(crate) fn mode(&self) -> CompletionMode {
+        self.mode
+    }
+
+    pub(crate) fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    pub(crate) fn io_size(&self) -> usize {
+        self.slots.size()
+    }
+
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.slots.count()
+    }
+
+    pub(crate) fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    pub(crate) fn terminated(&self) -> Option<Violation> {
+        self.terminated
+    }
+
+    pub(crate) fn transport_down(&self) -> bool {
+        self.transport_down
+    }
+
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Every send buffer is back: nothing this client posted is still
+    /// leaving.
+    pub(crate) fn sends_idle(&self) -> bool {
+        self.sends.all_free()
+    }
+
+    /// How long a blocked front end may wait before the core's next timer
+    /// is due, at most `cap`.
+    pub(crate) fn wait_time(&self, cap: Duration) -> Duration {
+        self.clock.until(self.core.poll_timeout(), cap)
+    }
+
+    /// Why the connection is over, if it is: a broken invariant, else the
+    /// transport's failure, else the core's reason.
+    pub(crate) fn end_error(&self, reason: Violation) -> ClientError {
+        if let Some(what) = self.broken {
+            return ClientError::Internal(what);
+        }
+        self.lost
+            .map_or(ClientError::Terminated(reason), ClientError::Lost)
+    }
+
+    /// The error for a call on an ended connection, if it has ended.
+    pub(crate) fn check_open(&self) -> Result<(), ClientError> {
+        if let Some(what) = self.broken {
+            return Err(ClientError::Internal(what));
+        }
+        match self.terminated {
+            Some(reason) => Err(self.end_error(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// The registered region of data slot `slot`'s buffer.
+    pub(crate) fn buffer_region(&self, slot: usize) -> Result<RegionId, TransportError> {
+        self.slots.region(slot)
+    }
+
+    /// Sends still gathering from data slot `slot`'s buffer.
+    pub(crate) fn sends_from(&self, slot: usize) -> u32 {
+        self.table.get(slot).map_or(0, |entry| entry.sends)
+    }
+
+    /// Forget the sends gathering from `slot` (the transport is down: they
+    /// will never complete).
+    pub(crate) fn forget_sends(&mut self, slot: usize) {
+        if let Some(entry) = self.table.get_mut(slot) {
+            entry.sends = 0;
+        }
+    }
+
+    // ----- the completion table -----
+
+    /// The slot of `request`, if this engine submitted it and its waiter
+    /// has not released it. The only place a request id becomes a slot.
+    fn slot_of(&self, request: RequestId) -> Option<usize> {
+        let hint = usize::from(
+            *self
+                .route
+                .get(usize::try_from(request.0 & self.route_mask).ok()?)?,
+        );
+        if self
+            .table
+            .get(hint)
+            .is_some_and(|entry| entry.request == Some(request))
+        {
+            return Some(hint);
+        }
+        // A later request took the route entry while this one is still
+        // waited for (a ticket held across many others).
+        self.table
+            .iter()
+            .position(|entry| entry.request == Some(request))
+    }
+
+    fn bind(&mut self, slot: usize, request: RequestId) {
+        if let Some(entry) = self.table.get_mut(slot) {
+            entry.request = Some(request);
+            entry.outcome = None;
+            entry.done = false;
+            entry.abandoned = false;
+        }
+        if let (Some(route), Ok(slot)) = (
+            usize::try_from(request.0 & self.route_mask)
+                .ok()
+                .and_then(|i| self.route.get_mut(i)),
+            u16::try_from(slot),
+        ) {
+            *route = slot;
+        }
+    }
+
+    /// Take the outcome of the request in `slot`, once it has one; the slot
+    /// stays taken until [`Engine::release`].
+    pub(crate) fn take_outcome(&mut self, slot: usize) -> Option<Outcome> {
+        self.table
+            .get_mut(slot)
+            .and_then(|entry| entry.outcome.take())
+    }
+
+    /// The waiter is done with `slot`: free it, or, if its request has not
+    /// finished (the waiter gave up), once it has.
+    pub(crate) fn release(&mut self, slot: usize) {
+        let Some(entry) = self.table.get_mut(slot) else {
+            return;
+        };
+        if entry.request.is_some() && !entry.done {
+            entry.abandoned = true;
+            return;
+        }
+        self.free(slot);
+    }
+
+    fn free(&mut self, slot: usize) {
+        if let Some(entry) = self.table.get_mut(slot) {
+            entry.request = None;
+            entry.outcome = None;
+            entry.done = false;
+            entry.abandoned = false;
+            entry.sends = 0;
+        }
+        if slot < self.slots.count() {
+            self.slots.release(slot);
+        } else if !self.control_free.contains(&slot) {
+            self.control_free.push(slot);
+        }
+    }
+
+    /// A free data slot for a request of `len` bytes.
+    pub(crate) fn begin(&mut self, len: usize) -> Result<usize, ClientError> {
+        self.check_open()?;
+        if len == 0 {
+            return Err(ClientError::InvalidArgument("zero-length request"));
+        }
+        if len > self.slots.size() {
+            return Err(ClientError::TooLarge {
+                len: len as u64,
+                max: self.slots.size() as u64,
+            });
+        }
+        let slot = self
+            .slots
+            .take()
+            .ok_or(ClientError::Api(ApiError::TooManyRequests))?;
+        if let Some(entry) = self.table.get_mut(slot) {
+            entry.size = len as u64;
+        }
+        Ok(slot)
+    }
+
+    /// Hand back a data slot taken by [`Engine::begin`] whose request was
+    /// never submitted.
+    pub(crate) fn unbegin(&mut self, slot: usize) {
+        self.free(slot);
+    }
+
+    /// Submit a control request with `submit` and give it a control slot.
+    pub(crate) fn control(
+        &mut self,
+        submit: impl FnOnce(&mut CoreClient) -> Result<RequestId, ApiError>,
+    ) -> Result<usize, ClientError> {
+        self.check_open()?;
+        let slot = self
+            .control_free
+            .pop()
+            .ok_or(ClientError::Api(ApiError::TooManyRequests))?;
+        match submit(&mut self.core) {
+            Ok(request) => {
+                self.bind(slot, request);
+                Ok(slot)
+            }
+            Err(e) => {
+                self.control_free.push(slot);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Record the data request `submitted` from `slot` (or release the slot
+    /// if the core refused it): counters, metrics, the slot's binding.
+    /// Returns its id.
+    pub(crate) fn submitted(
+        &mut self,
+        slot: usize,
+        submitted: Result<RequestId, ClientError>,
+        kind: usize,
+    ) -> Result<RequestId, ClientError> {
+        let request = match submitted {
+            Ok(request) => request,
+            Err(e) => {
+                self.free(slot);
+                return Err(e);
+            }
+        };
+        self.bind(slot, request);
+        if let Some(count) = self.stats.requests.get_mut(kind) {
+            *count += 1;
+        }
+        self.stats.in_flight += 1;
+        self.stats.max_in_flight = self.stats.max_in_flight.max(self.stats.in_flight);
+        let size = self.table.get(slot).map_or(0, |entry| entry.size);
+        let started = if self.request_metrics {
+            let span = tracing::trace_span!(
+                target: LOG_TARGET,
+                parent: &self.span,
+                "request",
+                id = request.0,
+                kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
+                size
+            );
+            span.in_scope(|| tracing::trace!(target: LOG_TARGET, "submitted"));
+            Started {
+                kind,
+                at: Some(self.clock.now()),
+                span,
+            }
+        } else {
+            Started {
+                kind,
+                at: None,
+                span: tracing::Span::none(),
+            }
+        };
+        if let Some(entry) = self.table.get_mut(slot) {
+            entry.started = Some(started);
+        }
+        Ok(request)
+    }
+
+    /// Count a control request (by [`crate::stats::REQUEST_KINDS`] index).
+    pub(crate) fn count_request(&mut self, kind: usize) {
+        if let Some(count) = self.stats.requests.get_mut(kind) {
+            *count += 1;
+        }
+    }
+
+    // ----- submission helpers -----
+
+    pub(crate) fn core_mut(&mut self) -> &mut CoreClient {
+        &mut self.core
+    }
+
+    /// The remote descriptor of `len` bytes at `offset` of `slot`'s buffer.
+    pub(crate) fn descriptor(
+        &self,
+        slot: usize,
+        offset: usize,
+        len: usize,
+    ) -> Result<BufferDescriptor, ClientError> {
+        let (base, _) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
+        let end = offset.checked_add(len).ok_or(TransportError::OutOfBounds)?;
+        let len = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
+        if end > base.len as usize {
+            return Err(TransportError::OutOfBounds.into());
+        }
+        Ok(BufferDescriptor::new(
+            base.addr.wrapping_add(offset as u64),
+            base.key,
+            len,
+        ))
+    }
+
+    /// `slot`'s status block, zeroed so a stale block is never mistaken for
+    /// this request's (a polling client watches the valid word).
+    pub(crate) fn status_descriptor(
+        &self,
+        transport: &mut impl Transport,
+        slot: usize,
+    ) -> Result<BufferDescriptor, ClientError> {
+        let (_, remote) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
+        let start = slot * STATUS_BLOCK_LEN;
+        transport
+            .region_mut(self.status_region)?
+            .get_mut(start..start + STATUS_BLOCK_LEN)
+            .ok_or(TransportError::OutOfBounds)?
+            .fill(0);
+        Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
+    }
+
+    // ----- driving the core -----
+
+    /// Do all the work there is without blocking (see the module
+    /// documentation for the order).
+    pub(crate) fn poll(&mut self, transport: &mut impl Transport) -> Result<Progress, ClientError> {
+        let now = self.clock.now();
+        let mut progress = Progress {
+            posted: self.transmit(transport, now)?,
+            ..Progress::default()
+        };
+        progress.completions = self.drain(transport, now)?;
+        if self.mode == CompletionMode::Polling {
+            progress.completions += self.poll_status_blocks(transport, now)?;
+        }
+        if self
+            .core
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.core.handle_timeout(now);
+            progress.timers = true;
+        }
+        progress.events = self.collect_events(transport, now)?;
+        progress.posted += self.transmit(transport, now)?;
+        if progress.moved() {
+            self.refresh_stats();
+        }
+        Ok(progress)
+    }
+
+    /// Copy the core's counters and credit levels into the stats.
+    fn refresh_stats(&mut self) {
+        self.stats.connection = self.core.stats();
+        self.stats.credits = self.core.ledger().level();
+        self.stats.credits_in_use = self.core.ledger().in_use();
+    }
+
+    /// Drain completions and events without posting: what the front end
+    /// does to learn of a server's idle timeout while the side channel
+    /// fails. Errors are the connection's news for the next call.
+    pub(crate) fn peek(&mut self, transport: &mut impl Transport) {
+        if self.terminated.is_some() || self.transport_down {
+            return;
+        }
+        let now = self.clock.now();
+        let _ = self.drain(transport, now);
+        let _ = self.collect_events(transport, now);
+        self.refresh_stats();
+    }
+
+    /// The transport failed (a work request in error, a post refused, a
+    /// wait that failed).
+    pub(crate) fn transport_failed(&mut self, error: Option<WcError>) {
+        // A connection the core already ended (the peer's `Terminate`, a
+        // violation) is explained by that reason; the transport failing
+        // afterwards is its consequence, not news.
+        if self.lost.is_none() && !self.core.is_closed() {
+            self.lost = error.or(Some(WcError::Disconnected));
+        }
+        if error.is_some() {
+            self.stats.transport_errors += 1;
+        }
+        self.transport_down = true;
+        self.core.transport_failed();
+    }
+
+    /// An internal invariant broke: end the connection (every outstanding
+    /// request completes, the transport is disconnected) and say what
+    /// broke, here and from every later call.
+    fn broke(&mut self, transport: &mut impl Transport, what: &'static str) -> ClientError {
+        tracing::error!(target: LOG_TARGET, what, "internal error: the connection is ended");
+        if self.broken.is_none() {
+            self.broken = Some(what);
+        }
+        self.transport_down = true;
+        transport.disconnect();
+        self.core.transport_failed();
+        ClientError::Internal(what)
+    }
+
+    /// Post every send the core has ready.
+    fn transmit(
+        &mut self,
+        transport: &mut impl Transport,
+        now: rdio_core::Instant,
+    ) -> Result<usize, ClientError> {
+        let mut posted = 0;
+        while !self.transport_down {
+            let Some(buffer) = self.sends.take() else {
+                break;
+            };
+            let bytes = transport.region_mut(self.sends.region(buffer)?)?;
+            let transmit = match self.core.poll_transmit(now, bytes) {
+                Ok(Some(transmit)) => transmit,
+                Ok(None) => {
+                    self.sends.release(buffer);
+                    break;
+                }
+                Err(_) => {
+                    // Buffers are max_send_size bytes, always enough.
+                    self.sends.release(buffer);
+                    return Err(self.broke(transport, "a send buffer is smaller than a message"));
+                }
+            };
+            let prefix = self.sends.slice(buffer, 0, transmit.len)?;
+            let sent = match transmit.data {
+                None => {
+                    transport.post_send(Work::Send { buffer, data: None }.id(), &[prefix], None)
+                }
+                Some(DataRef {
+                    request,
+                    offset,
+                    len,
+                }) => {
+                    let Some(slot) = self
+                        .slot_of(request)
+                        .filter(|&slot| slot < self.slots.count())
+                    else {
+                        self.sends.release(buffer);
+                        return Err(self.broke(transport, "a write fragment names no data buffer"));
+                    };
+                    let data = self.slots.slice(slot, offset as usize, len as usize)?;
+                    if let Some(entry) = self.table.get_mut(slot) {
+                        entry.sends += 1;
+                    }
+                    transport.post_send(
+                        Work::Send {
+                            buffer,
+                            data: Some(slot),
+                        }
+                        .id(),
+                        &[prefix, data],
+                        None,
+                    )
+                }
+            };
+            if let Err(e) = sent {
+                self.transport_failed(None);
+                return Err(e.into());
+            }
+            posted += 1;
+        }
+        Ok(posted)
+    }
+
+    /// Drain the transport's completions, a batch at a time.
+    fn drain(
+        &mut self,
+        transport: &mut impl Transport,
+        now: rdio_core::Instant,
+    ) -> Result<usize, ClientError> {
+        let mut total = 0;
+        while !self.transport_down {
+            let drained = match transport.poll_completions(&mut self.completions) {
+                Ok(n) => n.min(BATCH),
+                // A deadlock the transport can see (an inline pair, where it
+                // steps the server itself): say so rather than "lost".
+                Err(TransportError::Stalled) => {
+                    self.transport_failed(None);
+                    return Err(ClientError::Transport(TransportError::Stalled));
+                }
+                Err(_) => {
+                    self.transport_failed(None);
+                    return Ok(total + 1);
+                }
+            };
+            for index in 0..drained {
+                let Some(completion) = self.completions.get(index).copied() else {
+                    break;
+                };
+                self.complete(transport, now, &completion)?;
+            }
+            total += drained;
+            if drained < BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn complete(
+        &mut self,
+        transport: &mut impl Transport,
+        now: rdio_core::Instant,
+        completion: &Completion,
+    ) -> Result<(), ClientError> {
+        let work = Work::from_id(completion.wr_id);
+        if let Some(Work::Send { buffer, data }) = work {
+            self.sends.release(buffer);
+            if let Some(slot) = data {
+                self.sent_from(slot);
+            }
+        }
+        if let Err(error) = completion.status {
+            self.transport_failed(Some(error));
+            return Ok(());
+        }
+        let Some(Work::Recv(index)) = work else {
+            return Ok(());
+        };
+        match completion.kind {
+            CompletionKind::Recv { len } => {
+                let message = self.receives.message(transport, index, len)?;
+                // A violation terminates inside the core; it surfaces as the
+                // Terminated event and the requests' completions.
+                let _ = self.core.handle_message(now, message);
+            }
+            CompletionKind::RecvImm { imm } => {
+                // Interrupt mode: the immediate names the request whose
+                // status block just landed (claim 20). The server chose it:
+                // one naming no data request of ours is ignored (the
+                // request it should have named times out).
+                if let Some(slot) = self
+                    .slot_of(rdio_core::client::RequestId(imm))
+                    .filter(|&slot| slot < self.slots.count())
+                {
+                    let start = slot * STATUS_BLOCK_LEN;
+                    if let Some(block) = transport
+                        .region(self.status_region)?
+                        .get(start..start + STATUS_BLOCK_LEN)
+                    {
+                        let _ = self.core.handle_status_block(now, block);
+                    }
+                }
+            }
+            CompletionKind::Send | CompletionKind::Write => {}
+        }
+        if let Err(e) = self.receives.repost(transport, index) {
+            if !self.core.is_closed() {
+                self.transport_failed(None);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A send gathering from `slot`'s buffer completed.
+    fn sent_from(&mut self, slot: usize) {
+        let Some(entry) = self.table.get_mut(slot) else {
+            return;
+        };
+        entry.sends = entry.sends.saturating_sub(1);
+        if entry.abandoned && entry.done && entry.sends == 0 {
+            self.free(slot);
+        }
+    }
+
+    /// Polling mode: look at the status block of every request awaiting
+    /// one; how many were found written.
+    fn poll_status_blocks(
+        &mut self,
+        transport: &impl Transport,
+        now: rdio_core::Instant,
+    ) -> Result<usize, ClientError> {
+        let mut found = 0;
+        for slot in 0..self.slots.count() {
+            let Some(request) = self
+                .table
+                .get(slot)
+                .filter(|entry| !entry.done)
+                .and_then(|entry| entry.request)
+            else {
+                continue;
+            };
+            if !self.core.awaits_status_block(request) {
+                continue;
+            }
+            let start = slot * STATUS_BLOCK_LEN;
+            let Some(block) = transport
+                .region(self.status_region)?
+                .get(start..start + STATUS_BLOCK_LEN)
+            else {
+                continue;
+            };
+            if self.core.handle_status_block(now, block).unwrap_or(true) {
+                found += 1;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Move the core's events into the completion table.
+    fn collect_events(
+        &mut self,
+        transport: &mut impl Transport,
+        now: rdio_core::Instant,
+    ) -> Result<usize, ClientError> {
+        let mut events = 0;
+        let mut broken = None;
+        while let Some(event) = self.core.poll_event() {
+            events += 1;
+            let finished = match event {
+                ClientEvent::Authenticated { .. } => {
+                    self.authenticated = true;
+                    continue;
+                }
+                ClientEvent::Terminated { reason } => {
+                    self.stats.terminated(&reason);
+                    self.terminated = Some(reason);
+                    continue;
+                }
+                ClientEvent::Registered { request, result } => {
+                    self.stats
+                        .completed(result.as_ref().err().copied().unwrap_or(Status::Success));
+                    (request, Outcome::Registered(result))
+                }
+                ClientEvent::Completed {
+                    request,
+                    status,
+                    bytes,
+                } => (request, Outcome::Completed { status, bytes }),
+                ClientEvent::Interrupted { request } => (request, Outcome::Interrupted),
+            };
+            if let Err(what) = self.finish(now, finished.0, finished.1) {
+                // After a broken invariant the core completes what is
+                // outstanding; those completions are moot.
+                if self.broken.is_none() {
+                    broken.get_or_insert(what);
+                }
+            }
+        }
+        match broken {
+            Some(what) => Err(self.broke(transport, what)),
+            None => Ok(events),
+        }
+    }
+
+    /// Put `request`'s outcome in its slot.
+    fn finish(
+        &mut self,
+        now: rdio_core::Instant,
+        request: RequestId,
+        outcome: Outcome,
+    ) -> Result<(), &'static str> {
+        let Some(slot) = self.slot_of(request) else {
+            return Err("the core completed a request this client never submitted");
+        };
+        if let Outcome::Completed { status, bytes } = outcome {
+            self.count_completion(now, slot, status, bytes);
+        }
+        let Some(entry) = self.table.get_mut(slot) else {
+            return Err("a request's slot is outside the completion table");
+        };
+        // The core completes every request exactly once; the fault sweep
+        // (`tests/fault_sweep.rs`) runs with this check on.
+        debug_assert!(
+            !entry.done,
+            "request {request:?} completed twice: {:?} then {outcome:?}",
+            entry.outcome
+        );
+        if entry.done {
+            return Err("the core completed a request twice");
+        }
+        entry.done = true;
+        entry.outcome = Some(outcome);
+        if entry.abandoned && entry.sends == 0 {
+            self.free(slot);
+        }
+        Ok(())
+    }
+
+    /// Count a completion: its status, and for a read or write its bytes
+    /// and its latency since submission, by size class. `now`: the poll's
+    /// time, read once per poll for every completion.
+    fn count_completion(
+        &mut self,
+        now: rdio_core::Instant,
+        slot: usize,
+        status: Status,
+        bytes: u64,
+    ) {
+        self.stats.completed(status);
+        let Some(entry) = self.table.get_mut(slot) else {
+            return;
+        };
+        let Some(started) = entry.started.take() else {
+            return;
+        };
+        let size = entry.size;
+        let kind = started.kind;
+        self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
+        if let Some(at) = started.at {
+            let latency = now.saturating_since(at);
+            if let Some(classes) = self.stats.latency.get_mut(kind) {
+                classes[crate::stats::size_class(size)].record(latency);
+            }
+            started.span.in_scope(|| {
+                tracing::trace!(
+                    target: LOG_TARGET,
+                    ?status,
+                    bytes,
+                    latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                    "completed"
+                );
+            });
+        }
+        if status == Status::Success {
+            if kind < 2 {
+                self.stats.bytes_read += bytes;
+            } else {
+                self.stats.bytes_written += bytes;
+            }
+        }
+    }
+
+    /// End the connection in an orderly way: queue the `Terminate`.
+    pub(crate) fn close_connection(&mut self) {
+        self.core.close_connection();
+    }
+
+    /// Disconnect and deregister every buffer this engine registered.
+    pub(crate) fn release_buffers(
+        &mut self,
+        transport: &mut impl Transport,
+    ) -> Result<(), TransportError> {
+        self.transport_down = true;
+        let regions: Vec<RegionId> = self
+            .sends
+            .regions()
+            .chain(self.slots.regions())
+            .chain([self.receives.region(), self.status_region])
+            .collect();
+        release(transport, regions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::{Embedded, EmbeddedOptions};
+    use rdio_core::wire::OpenFlags;
+
+    const FILE_LEN: usize = 64 * 1024;
+
+    fn contents() -> Vec<u8> {
+        (0..FILE_LEN).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// An inline pair serving a directory that holds `f`, with a client of
+    /// `queue_depth` slots of 4 KiB.
+    fn pair(queue_depth: usize) -> (tempfile::TempDir, Embedded<crate::embedded::Inline>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("f"), contents()).expect("file");
+        let mut options = EmbeddedOptions::default();
+        options.client.io_size = 4096;
+        options.client.queue_depth = queue_depth;
+        let pair = Embedded::start_inline(dir.path(), options).expect("start");
+        (dir, pair)
+    }
+
+    /// A ticket held while many more requests than the route table has
+    /// entries pass through the other slot: its route entry is taken over,
+    /// and the table finds its slot anyway.
+    #[test]
+    fn a_ticket_held_across_many_requests_still_finds_its_slot() {
+        let (_dir, mut pair) = pair(2);
+        let client = &mut pair.client;
+        let file = client.open("f", OpenFlags::READ).expect("open");
+        let held = client.submit_read(&file, 4096, 100).expect("submit");
+        let routes = client.engine.route.len();
+        let mut buf = [0u8; 512];
+        for i in 0..(2 * routes) {
+            let offset = (i * 512 % FILE_LEN) as u64;
+            assert_eq!(client.read_at(&file, offset, &mut buf).expect("read"), 512);
+            assert_eq!(buf[..], contents()[offset as usize..offset as usize + 512]);
+        }
+        let slot = held.slot;
+        let hint = usize::try_from(held.request.0 & client.engine.route_mask).expect("index");
+        assert_ne!(
+            usize::from(client.engine.route[hint]),
+            slot,
+            "the held request's route entry was taken over"
+        );
+        assert_eq!(client.engine.slot_of(held.request), Some(slot));
+        let mut out = [0u8; 100];
+        assert_eq!(client.wait(held, &mut out).expect("held read"), 100);
+        assert_eq!(out[..], contents()[4096..4196]);
+        assert_eq!(client.credits_in_use(), 0);
+    }
+
+    /// A request reaches the core behind the engine's back (a bug
+    /// simulated by submitting to the core directly): its completion names
+    /// a request no slot holds. The connection ends with an internal error
+    /// at once, for the waiter of another request and for every later call,
+    /// instead of anything stalling.
+    #[test]
+    fn a_completion_for_no_slot_ends_the_connection_with_an_internal_error() {
+        let (_dir, mut pair) = pair(4);
+        let client = &mut pair.client;
+        let file = client.open("f", OpenFlags::READ).expect("open");
+        let ticket = client.submit_read(&file, 0, 4096).expect("submit");
+        client
+            .engine
+            .core_mut()
+            .close(file.handle.wrapping_add(1000))
+            .expect("a close the engine does not know of");
+        let mut out = [0u8; 4096];
+        match client.wait(ticket, &mut out) {
+            Err(ClientError::Internal(what)) => assert!(what.contains("never submitted"), "{what}"),
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+        assert!(matches!(
+            client.read_at(&file, 0, &mut out),
+            Err(ClientError::Internal(_))
+        ));
+        assert!(matches!(
+            client.open("f", OpenFlags::READ),
+            Err(ClientError::Internal(_))
+        ));
+        assert!(client.engine.transport_down());
+    }
+
+    /// A waiter that gives up on a request keeps its slot out of use until
+    /// the request is reported; then the slot is free again.
+    #[test]
+    fn an_abandoned_slot_is_freed_when_its_request_completes() {
+        let (_dir, mut pair) = pair(1);
+        let client = &mut pair.client;
+        let file = client.open("f", OpenFlags::READ).expect("open");
+        let ticket = client.submit_read(&file, 0, 4096).expect("submit");
+        let slot = ticket.slot;
+        client.engine.release(slot);
+        assert!(client.engine.table[slot].abandoned);
+        assert!(
+            matches!(
+                client.submit_read(&file, 0, 4096),
+                Err(ClientError::Api(ApiError::TooManyRequests))
+            ),
+            "the abandoned slot is still taken"
+        );
+        while client.engine.table[slot].request.is_some() {
+            client.step().expect("step");
+        }
+        let again = client
+            .submit_read(&file, 8192, 4096)
+            .expect("slot free again");
+        let mut out = [0u8; 4096];
+        assert_eq!(client.wait(again, &mut out).expect("read"), 4096);
+        assert_eq!(out[..], contents()[8192..12288]);
+        assert_eq!(client.credits_in_use(), 0);
+    }
+
+    #[test]
+    fn descriptors_are_windows_of_the_registration() {
+        let (_dir, mut pair) = pair(2);
+        let client = &mut pair.client;
+        let region = client.engine.buffer_region(1).expect("region");
+        for (offset, len) in [(0, 4096), (100, 50), (4095, 1)] {
+            let expected = client
+                .transport
+                .remote_buf(region, offset, len)
+                .expect("remote buf");
+            let got = client
+                .engine
+                .descriptor(1, offset, len)
+                .expect("descriptor");
+            assert_eq!(
+                got,
+                BufferDescriptor::new(expected.addr, expected.key, expected.len)
+            );
+        }
+        assert!(client.engine.descriptor(1, 4000, 97).is_err());
+        assert!(client.engine.descriptor(2, 0, 1).is_err());
+    }
+}
