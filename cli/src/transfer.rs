@@ -107,7 +107,7 @@ impl std::error::Error for VerifyFailed {}
 
 /// Compare what this client moved (`length` bytes hashing to `local`)
 /// with the server's checksum of `path`; `Ok` with the digest when equal.
-fn verify<T: rdio_transport::Transport, S: Read + Write>(
+pub(crate) fn verify<T: rdio_transport::Transport, S: Read + Write>(
     client: &mut rdio::client::Client<T, S>,
     path: &str,
     length: u64,
