@@ -26,19 +26,23 @@
 use crate::interrupt::{self, Debris};
 use crate::report::{self, Verified, hex, progress_bar, rate, read_full};
 use crate::size::Size;
-use crate::transfer::{Changed, Output, VerifyFailed, destination, verify};
+use crate::transfer::{Changed, Output, VerifyFailed, compare, destination, verify};
 use anyhow::{Context, Result, anyhow, bail};
 use rdio::capture::Recorder;
-use rdio::client::{CompletionMode, Ticket};
+use rdio::client::{Checksum, CompletionMode, Ticket};
 use rdio::embedded::{Captured, EmbeddedOptions, Inline, Mode, Threads};
-use rdio_core::wire::OpenFlags;
+use rdio::pipe::Pipe;
+use rdio::server::{Server, ServerError};
+use rdio_core::wire::{ChecksumAlgorithm, OpenFlags, PipeMessage, Status};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -147,12 +151,9 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
     options.server.zero_copy_max_file = u64::MAX;
     let mut pair = M::start(dir, options).context("cannot start the in-process server")?;
     let client = &mut pair.client;
+    let path = name.to_string_lossy();
     let changed = |got: String| {
-        anyhow!(Changed {
-            expected: len,
-            got,
-        })
-        .context(format!(
+        anyhow!(Changed { expected: len, got }).context(format!(
             "{} changed while being copied; {} was not written",
             copy.src.display(),
             target.display()
@@ -169,11 +170,23 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
         .stat(name.as_bytes())
         .with_context(|| format!("cannot stat {} on the server", copy.src.display()))?;
     if before.file_id != rdio::server::file_id(&source.meta) {
-        return Err(changed(format!("{} (replaced by another file)", before.size)));
+        return Err(changed(format!(
+            "{} (replaced by another file)",
+            before.size
+        )));
     }
     if before.size != len {
         return Err(changed(before.size.to_string()));
     }
+    // The server's checksum of SRC, asked for now and computed while the
+    // reads stream, unless the session is captured (the capture then
+    // shows the request on the client's own side channel, after them).
+    let checksum = if copy.capture.is_none() {
+        Some(ConcurrentChecksum::request(pair.server(), name.as_bytes())?)
+    } else {
+        None
+    };
+    let client = &mut pair.client;
 
     let progress = progress_bar(Some(len));
     progress.set_message("cp");
@@ -203,14 +216,19 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
     }
     // The server's checksum of SRC as it holds it, against the bytes
     // received.
-    let verified = verify(client, &name.to_string_lossy(), offset, received.digest128())
-        .with_context(|| {
-            format!(
-                "the copy of {} was not verified; {} was not written",
-                copy.src.display(),
-                target.display()
-            )
-        })?;
+    let verified = match checksum {
+        Some(checksum) => checksum
+            .answer()
+            .and_then(|theirs| compare(theirs, &path, offset, received.digest128())),
+        None => verify(client, &path, offset, received.digest128()),
+    }
+    .with_context(|| {
+        format!(
+            "the copy of {} was not verified; {} was not written",
+            copy.src.display(),
+            target.display()
+        )
+    })?;
     let after = client
         .stat(name.as_bytes())
         .with_context(|| format!("cannot stat {} on the server", copy.src.display()))?;
@@ -251,6 +269,76 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
         ),
     );
     Ok(())
+}
+
+/// A `ChecksumRequest` on a second side-channel session of the in-process
+/// server, answered on a thread of its own: the server's pass over SRC
+/// runs beside the reads the client streams instead of after them, and
+/// finds in the CPU's cache the pages they just touched.
+struct ConcurrentChecksum {
+    pipe: Pipe<UnixStream>,
+    serving: JoinHandle<Result<(), ServerError>>,
+}
+
+impl ConcurrentChecksum {
+    /// Open the session and send the request for the file at `path`.
+    fn request(server: &Arc<Server>, path: &[u8]) -> Result<Self> {
+        let (ours, theirs) =
+            UnixStream::pair().context("cannot create a side channel for the checksum")?;
+        let server = Arc::clone(server);
+        let serving = std::thread::Builder::new()
+            .name("rdio-cp-checksum".to_owned())
+            .spawn(move || server.serve_pipe(theirs))
+            .context("cannot start the checksum thread")?;
+        let mut pipe = Pipe::new(ours);
+        let failed = "cannot ask the server for the file's checksum";
+        pipe.send(&PipeMessage::ResumeKeyRequest).context(failed)?;
+        match pipe.receive().context(failed)? {
+            PipeMessage::ResumeKeyResponse { .. } => {}
+            PipeMessage::Refused { status } => bail!("{failed}: the server refused ({status})"),
+            _ => bail!("{failed}: the server answered something else than a resume key"),
+        }
+        pipe.send(&PipeMessage::ChecksumRequest {
+            algorithm: ChecksumAlgorithm::XXH3_128,
+            path,
+        })
+        .context(failed)?;
+        Ok(Self { pipe, serving })
+    }
+
+    /// Wait for the answer, and close the session.
+    fn answer(self) -> Result<Checksum> {
+        let Self { mut pipe, serving } = self;
+        let failed = "asking the server for the file's checksum";
+        let checksum = match pipe.receive().context(failed)? {
+            PipeMessage::ChecksumResponse {
+                status: Status::Success,
+                algorithm: ChecksumAlgorithm::XXH3_128,
+                length,
+                digest,
+            } => {
+                let mut head = [0; 16];
+                if let Some(digest) = digest.get(..head.len()) {
+                    head.copy_from_slice(digest);
+                }
+                Checksum {
+                    length,
+                    digest: head,
+                }
+            }
+            PipeMessage::ChecksumResponse { status, .. } if status != Status::Success => {
+                bail!("{failed}: {status}")
+            }
+            _ => bail!("{failed}: the server answered something else than an XXH3-128 checksum"),
+        };
+        // The session ends with the stream, and its thread with it.
+        drop(pipe);
+        serving
+            .join()
+            .map_err(|_| anyhow!("{failed}: the checksum thread panicked"))?
+            .context(failed)?;
+        Ok(checksum)
+    }
 }
 
 /// Read the `len` bytes of `remote` with up to the queue depth of reads in
