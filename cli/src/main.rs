@@ -169,7 +169,8 @@ enum Command {
     Ls(ops::LsArgs),
     /// Describe a remote path: type, size, permissions, modification time.
     Stat(ops::StatArgs),
-    /// Remove a remote file or symlink (`-d`: an empty directory too).
+    /// Remove a remote file or symlink (`-d`: an empty directory too;
+    /// `-r`: a directory and everything in it, symlinks removed as links).
     Rm(ops::RmArgs),
     /// Create a remote directory (`-p`: with its parents).
     Mkdir(ops::MkdirArgs),
