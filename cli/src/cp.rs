@@ -587,6 +587,7 @@ fn round_trip<M: Mode>(copy: &Copy) -> Result<()> {
             json!({
                 "source": copy.src.display().to_string(),
                 "destination": target.display().to_string(),
+                "round_trip": true,
                 "put_seconds": up.as_secs_f64(),
                 "get_seconds": down.as_secs_f64(),
             }),
@@ -637,4 +638,35 @@ fn resolved(path: &Path) -> Option<PathBuf> {
         _ => Path::new("."),
     };
     Some(fs::canonicalize(dir).ok()?.join(path.file_name()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksum asked on a second session is the server's: the one its
+    /// client's own side channel gets, of the file's bytes; a file the
+    /// server cannot hash is an error naming why.
+    #[test]
+    fn the_concurrent_checksum_is_the_servers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = b"served bytes".repeat(40_000);
+        fs::write(dir.path().join("f"), &data).expect("write");
+        let mut pair = rdio::embedded::Embedded::start_inline(dir.path(), Default::default())
+            .expect("embedded pair");
+        let theirs = ConcurrentChecksum::request(pair.server(), b"f")
+            .and_then(ConcurrentChecksum::answer)
+            .expect("checksum");
+        assert_eq!(theirs.length, data.len() as u64);
+        assert_eq!(
+            theirs.digest,
+            xxhash_rust::xxh3::xxh3_128(&data).to_be_bytes()
+        );
+        assert_eq!(pair.client.checksum("f").expect("checksum"), theirs);
+        let error = ConcurrentChecksum::request(pair.server(), b"missing")
+            .and_then(ConcurrentChecksum::answer)
+            .expect_err("no such file");
+        assert!(format!("{error:#}").contains("not found"), "{error:#}");
+        pair.finish().expect("finish");
+    }
 }

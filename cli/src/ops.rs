@@ -222,7 +222,10 @@ fn remove_tree(session: &mut Session, remote: &RemotePath) -> Result<()> {
         } else {
             format!("{removed} entries were removed before it, the rest is left")
         };
-        format!("cannot {what} {}; {remote} is not removed: {left}", named(path))
+        format!(
+            "cannot {what} {}; {remote} is not removed: {left}",
+            named(path)
+        )
     };
     let entries = session
         .tree()
