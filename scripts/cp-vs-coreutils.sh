@@ -3,18 +3,22 @@
 #
 #   bash scripts/cp-vs-coreutils.sh [SIZE] [RUNS]   # SIZE for head -c (1G), RUNS >= 3 (5)
 #   RDIO=target/release/rdio bash scripts/cp-vs-coreutils.sh 256M 3
-#   RDIO_CP_ARGS="--server-threads" bash scripts/cp-vs-coreutils.sh
+#   RDIO_CP_ARGS="--round-trip" bash scripts/cp-vs-coreutils.sh
 #
 # Builds `rdio` in release mode unless RDIO names a binary, writes SIZE
 # random bytes to a fresh directory under /dev/shm, then alternates the
 # two copies RUNS times (cp, rdio cp, cp, rdio cp, ...), each into a new
 # destination removed afterwards, and prints every run's wall-clock time,
 # the medians, and the median of the per-pair ratios rdio/cp. Both
-# destinations are on the same tmpfs, and so is `rdio cp`'s temporary
-# server root (TMPDIR points there): rdio writes the file twice (the
-# server's copy and the destination) where cp writes it once. Every copy
-# is compared with the source (cmp) outside the timing. The directory is
-# removed at the end.
+# destinations are on the same tmpfs. `rdio cp` is a verified download:
+# its in-process server exports the source's directory read-only, the
+# client reads the file by RDMA from the server's page-cache mapping and
+# writes the destination once, as cp does, checked against the server's
+# XXH3-128 of the source. RDIO_CP_ARGS=--round-trip measures the long
+# way instead, through a temporary server root on the same tmpfs (TMPDIR
+# points there), which writes the file twice. Every copy is compared with
+# the source (cmp) outside the timing. The directory is removed at the
+# end.
 set -euo pipefail
 
 size=${1:-1G}

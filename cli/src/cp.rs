@@ -1,9 +1,21 @@
-//! `rdio cp SRC DST`: SRC goes to the server's root and comes back as DST,
-//! through the whole protocol, and the bytes sent and received are checked
-//! by XXH3-128, hashed as they stream (no extra pass over either file).
-//! Writes are read from SRC straight into the client's registered buffers
-//! and reads written to DST straight from them, up to the queue depth in
-//! flight each way.
+//! `rdio cp SRC DST`: a verified download from a server in this process.
+//!
+//! By default the in-process server exports SRC's directory read-only and
+//! the client downloads SRC from it into DST, through the whole protocol:
+//! SRC is opened by name on the side channel, registered by resume key and
+//! read by RDMA writes, which the server makes straight from a leased
+//! mapping of SRC's pages (a read-only open is served zero-copy). DST is
+//! written from the client's registered buffers, the bytes hashed
+//! (XXH3-128) as they stream, and the digest checked against the server's
+//! checksum of SRC (`ChecksumRequest`): a verified `get`, exit status 25
+//! when they differ. DST is written once, SRC only read.
+//!
+//! `--round-trip` (implied by `--root DIR`) takes the long way, which also
+//! exercises writes by send: SRC goes to the server's root (a temporary
+//! directory, or DIR, where the copy stays) and comes back as DST, the
+//! bytes sent and received both hashed as they stream. Writes are read
+//! from SRC straight into the client's registered buffers and reads
+//! written to DST straight from them, up to the queue depth in flight.
 //!
 //! A copy onto itself is refused before anything is opened for writing:
 //! SRC, DST and the server's copy under `--root` are compared by device
@@ -14,19 +26,23 @@
 use crate::interrupt::{self, Debris};
 use crate::report::{self, Verified, hex, progress_bar, rate, read_full};
 use crate::size::Size;
-use crate::transfer::{Changed, Output, VerifyFailed, destination};
+use crate::transfer::{Changed, Output, VerifyFailed, compare, destination, verify};
 use anyhow::{Context, Result, anyhow, bail};
 use rdio::capture::Recorder;
-use rdio::client::{CompletionMode, Ticket};
+use rdio::client::{Checksum, CompletionMode, Ticket};
 use rdio::embedded::{Captured, EmbeddedOptions, Inline, Mode, Threads};
-use rdio_core::wire::OpenFlags;
+use rdio::pipe::Pipe;
+use rdio::server::{Server, ServerError};
+use rdio_core::wire::{ChecksumAlgorithm, OpenFlags, PipeMessage, Status};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -35,7 +51,11 @@ use xxhash_rust::xxh3::Xxh3;
 pub struct Copy {
     pub src: PathBuf,
     pub dst: PathBuf,
+    /// `--root DIR`: the round trip, keeping the server's copy in DIR.
     pub root: Option<PathBuf>,
+    /// `--round-trip`: SRC to the server's root and back, instead of a
+    /// verified download of SRC.
+    pub round_trip: bool,
     pub io_size: Size,
     pub queue_depth: u16,
     pub polling: bool,
@@ -58,18 +78,327 @@ pub fn run(copy: &Copy) -> Result<()> {
 }
 
 fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
-    let mut src =
-        File::open(&copy.src).with_context(|| format!("cannot open {}", copy.src.display()))?;
-    let meta = src
-        .metadata()
-        .with_context(|| format!("cannot stat {}", copy.src.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", copy.src.display());
+    if copy.round_trip || copy.root.is_some() {
+        round_trip::<M>(copy)
+    } else {
+        download::<M>(copy)
     }
-    let name = copy
-        .src
-        .file_name()
-        .with_context(|| format!("{} has no file name", copy.src.display()))?;
+}
+
+/// SRC, opened and checked to be a regular file.
+struct Source {
+    file: File,
+    meta: fs::Metadata,
+    /// Its file name: the server's name for it.
+    name: std::ffi::OsString,
+}
+
+impl Source {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", path.display());
+        }
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} has no file name", path.display()))?
+            .to_owned();
+        Ok(Self { file, meta, name })
+    }
+}
+
+/// The in-process pair's options from the command line's.
+fn embedded_options(copy: &Copy) -> Result<EmbeddedOptions> {
+    let mut options = EmbeddedOptions::default();
+    options.client.io_size =
+        u32::try_from(copy.io_size.0).context("--io-size must be below 4 GiB")?;
+    options.client.queue_depth = usize::from(copy.queue_depth);
+    options.client.mode = if copy.polling {
+        CompletionMode::Polling
+    } else {
+        CompletionMode::Interrupt
+    };
+    options.capture = copy.capture.clone();
+    Ok(options)
+}
+
+/// The default: SRC's directory served read-only, SRC downloaded from it
+/// into DST and verified against the server's checksum of it.
+fn download<M: Mode>(copy: &Copy) -> Result<()> {
+    let source = Source::open(&copy.src)?;
+    let len = source.meta.len();
+    let target = destination(&copy.dst, &source.name.to_string_lossy())?;
+    refuse_same(&copy.src, &target, "")?;
+    // The directory the file is really in (through symbolic links, which
+    // the server would not follow out of its export), and its name there.
+    let real = fs::canonicalize(&copy.src)
+        .with_context(|| format!("cannot resolve {}", copy.src.display()))?;
+    let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
+        bail!("{} has no directory to serve it from", copy.src.display());
+    };
+    // The destination next: a bad one fails before the server starts.
+    let (mut output, target) = Output::open(&target)?;
+
+    let mut options = embedded_options(copy)?;
+    // Only read: SRC cannot be written through this server, whatever the
+    // client asks.
+    options.server.read_only = true;
+    // The loopback transport pins nothing: SRC is served from its page
+    // cache whatever its size.
+    options.server.zero_copy_max_file = u64::MAX;
+    let mut pair = M::start(dir, options).context("cannot start the in-process server")?;
+    let client = &mut pair.client;
+    let path = name.to_string_lossy();
+    let changed = |got: String| {
+        anyhow!(Changed { expected: len, got }).context(format!(
+            "{} changed while being copied; {} was not written",
+            copy.src.display(),
+            target.display()
+        ))
+    };
+
+    // A read-only open: the server RDMA-writes straight from its page
+    // cache (a leased mapping), no bounce copy.
+    let remote = client
+        .open(name.as_bytes(), OpenFlags::READ)
+        .with_context(|| format!("cannot open {} on the server", copy.src.display()))?;
+    // The file the server opened is the one checked above, as it was.
+    let before = client
+        .stat(name.as_bytes())
+        .with_context(|| format!("cannot stat {} on the server", copy.src.display()))?;
+    if before.file_id != rdio::server::file_id(&source.meta) {
+        return Err(changed(format!(
+            "{} (replaced by another file)",
+            before.size
+        )));
+    }
+    if before.size != len {
+        return Err(changed(before.size.to_string()));
+    }
+    // The server's checksum of SRC, asked for now and computed while the
+    // reads stream, unless the session is captured (the capture then
+    // shows the request on the client's own side channel, after them).
+    let checksum = if copy.capture.is_none() {
+        Some(ConcurrentChecksum::request(pair.server(), name.as_bytes())?)
+    } else {
+        None
+    };
+    let client = &mut pair.client;
+
+    let progress = progress_bar(Some(len));
+    progress.set_message("cp");
+    let started = Instant::now();
+    let mut received = Xxh3::new();
+    let in_place = output.in_place();
+    let write_failed = |error: std::io::Error| {
+        anyhow!(error).context(format!(
+            "cannot write {}; {}",
+            target.display(),
+            if in_place {
+                "it holds part of the copy"
+            } else {
+                "it was not written"
+            }
+        ))
+    };
+    let offset = stream_reads(client, &remote, len, |view| {
+        received.update(view);
+        output.write_all(view).map_err(write_failed)?;
+        progress.inc(view.len() as u64);
+        Ok(())
+    })?;
+    let streamed = started.elapsed();
+    if offset != len {
+        return Err(changed(offset.to_string()));
+    }
+    // The server's checksum of SRC as it holds it, against the bytes
+    // received.
+    let verified = match checksum {
+        Some(checksum) => checksum
+            .answer()
+            .and_then(|theirs| compare(theirs, &path, offset, received.digest128())),
+        None => verify(client, &path, offset, received.digest128()),
+    }
+    .with_context(|| {
+        format!(
+            "the copy of {} was not verified; {} was not written",
+            copy.src.display(),
+            target.display()
+        )
+    })?;
+    let after = client
+        .stat(name.as_bytes())
+        .with_context(|| format!("cannot stat {} on the server", copy.src.display()))?;
+    if after != before {
+        return Err(changed(format!("{} (rewritten)", after.size)));
+    }
+    output.sync().map_err(write_failed)?;
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    client.close(remote).context("close on the server failed")?;
+    pair.finish().context("closing the connection failed")?;
+    drop(source.file);
+    interrupt::check()?;
+    output.finish(&target)?;
+    report::summary(
+        &format!(
+            "copied {} from {} in {:.2} s ({}), read by RDMA from a read-only server, \
+             verified xxh3-128 {}",
+            Size(len),
+            copy.src.display(),
+            elapsed.as_secs_f64(),
+            rate(len, elapsed),
+            verified.value,
+        ),
+        report::transfer_fields(
+            "cp",
+            len,
+            elapsed,
+            "loopback",
+            Some(&verified),
+            json!({
+                "source": copy.src.display().to_string(),
+                "destination": target.display().to_string(),
+                "round_trip": false,
+                "get_seconds": streamed.as_secs_f64(),
+                "verify_seconds": (elapsed - streamed).as_secs_f64(),
+            }),
+        ),
+    );
+    Ok(())
+}
+
+/// A `ChecksumRequest` on a second side-channel session of the in-process
+/// server, answered on a thread of its own: the server's pass over SRC
+/// runs beside the reads the client streams instead of after them, and
+/// finds in the CPU's cache the pages they just touched.
+struct ConcurrentChecksum {
+    pipe: Pipe<UnixStream>,
+    serving: JoinHandle<Result<(), ServerError>>,
+}
+
+impl ConcurrentChecksum {
+    /// Open the session and send the request for the file at `path`.
+    fn request(server: &Arc<Server>, path: &[u8]) -> Result<Self> {
+        let (ours, theirs) =
+            UnixStream::pair().context("cannot create a side channel for the checksum")?;
+        let server = Arc::clone(server);
+        let serving = std::thread::Builder::new()
+            .name("rdio-cp-checksum".to_owned())
+            .spawn(move || server.serve_pipe(theirs))
+            .context("cannot start the checksum thread")?;
+        let mut pipe = Pipe::new(ours);
+        let failed = "cannot ask the server for the file's checksum";
+        pipe.send(&PipeMessage::ResumeKeyRequest).context(failed)?;
+        match pipe.receive().context(failed)? {
+            PipeMessage::ResumeKeyResponse { .. } => {}
+            PipeMessage::Refused { status } => bail!("{failed}: the server refused ({status})"),
+            _ => bail!("{failed}: the server answered something else than a resume key"),
+        }
+        pipe.send(&PipeMessage::ChecksumRequest {
+            algorithm: ChecksumAlgorithm::XXH3_128,
+            path,
+        })
+        .context(failed)?;
+        Ok(Self { pipe, serving })
+    }
+
+    /// Wait for the answer, and close the session.
+    fn answer(self) -> Result<Checksum> {
+        let Self { mut pipe, serving } = self;
+        let failed = "asking the server for the file's checksum";
+        let checksum = match pipe.receive().context(failed)? {
+            PipeMessage::ChecksumResponse {
+                status: Status::Success,
+                algorithm: ChecksumAlgorithm::XXH3_128,
+                length,
+                digest,
+            } => {
+                let mut head = [0; 16];
+                if let Some(digest) = digest.get(..head.len()) {
+                    head.copy_from_slice(digest);
+                }
+                Checksum {
+                    length,
+                    digest: head,
+                }
+            }
+            PipeMessage::ChecksumResponse { status, .. } if status != Status::Success => {
+                bail!("{failed}: {status}")
+            }
+            _ => bail!("{failed}: the server answered something else than an XXH3-128 checksum"),
+        };
+        // The session ends with the stream, and its thread with it.
+        drop(pipe);
+        serving
+            .join()
+            .map_err(|_| anyhow!("{failed}: the checksum thread panicked"))?
+            .context(failed)?;
+        Ok(checksum)
+    }
+}
+
+/// Read the `len` bytes of `remote` with up to the queue depth of reads in
+/// flight, and one past them (which must come back empty), handing each
+/// completed read to `sink` straight from the buffer the server wrote it
+/// into, in order. Returns the bytes read: `len`, or fewer when the file
+/// shrank, more when it grew.
+fn stream_reads<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
+    client: &mut rdio::client::Client<T, S>,
+    remote: &rdio::client::RemoteFile,
+    len: u64,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let chunk = client.io_size();
+    let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+    let mut next = 0u64;
+    let mut offset = 0u64;
+    let mut at_end = false;
+    loop {
+        interrupt::check()?;
+        while !at_end && in_flight.len() < client.queue_depth() && next <= len {
+            let want = usize::try_from(len - next).unwrap_or(chunk).min(chunk);
+            // The read at `len` asks for a chunk: it must come back empty.
+            let want = if want == 0 { chunk } else { want };
+            let ticket = client
+                .submit_read(remote, next, want)
+                .context("read from the server failed")?;
+            in_flight.push_back((ticket, want));
+            next += want as u64;
+        }
+        let Some((ticket, want)) = in_flight.pop_front() else {
+            break;
+        };
+        let view = client
+            .wait_in_place(ticket)
+            .context("read from the server failed")?;
+        if at_end {
+            continue;
+        }
+        let n = view.len();
+        sink(&view)?;
+        offset += n as u64;
+        at_end = n < want;
+        // Bytes past `len` (the file grew): counted, not read further.
+        if offset > len {
+            at_end = true;
+        }
+    }
+    Ok(offset)
+}
+
+/// `--round-trip` (or `--root`): SRC written to the server's root by
+/// sends, read back by RDMA writes into DST, both directions hashed.
+fn round_trip<M: Mode>(copy: &Copy) -> Result<()> {
+    let Source {
+        file: mut src,
+        meta,
+        name,
+    } = Source::open(&copy.src)?;
+    let name = name.as_os_str();
     let len = meta.len();
     let target = destination(&copy.dst, &name.to_string_lossy())?;
     // Before anything is opened for writing: the server's copy must not be
@@ -98,16 +427,7 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
             temporary.path()
         }
     };
-    let mut options = EmbeddedOptions::default();
-    options.client.io_size =
-        u32::try_from(copy.io_size.0).context("--io-size must be below 4 GiB")?;
-    options.client.queue_depth = usize::from(copy.queue_depth);
-    options.client.mode = if copy.polling {
-        CompletionMode::Polling
-    } else {
-        CompletionMode::Interrupt
-    };
-    options.capture = copy.capture.clone();
+    let options = embedded_options(copy)?;
     let mut pair = M::start(root, options).context("cannot start the in-process server")?;
     let client = &mut pair.client;
 
@@ -201,41 +521,14 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
             }
         ))
     };
-    // Up to the queue depth of reads in flight, to the size written and
-    // one past it (which must be empty); each completed one is hashed and
-    // written to DST straight from the buffer the server wrote it into.
-    let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
-    let mut next = 0u64;
-    let mut offset = 0u64;
-    let mut at_end = false;
-    loop {
-        interrupt::check()?;
-        while !at_end && in_flight.len() < client.queue_depth() && next <= len {
-            let want = usize::try_from(len - next).unwrap_or(chunk).min(chunk);
-            // The read at `len` asks for a chunk: it must come back empty.
-            let want = if want == 0 { chunk } else { want };
-            let ticket = client
-                .submit_read(&remote, next, want)
-                .context("read from the server failed")?;
-            in_flight.push_back((ticket, want));
-            next += want as u64;
-        }
-        let Some((ticket, want)) = in_flight.pop_front() else {
-            break;
-        };
-        let view = client
-            .wait_in_place(ticket)
-            .context("read from the server failed")?;
-        if at_end {
-            continue;
-        }
-        let n = view.len();
-        received.update(&view);
-        output.write_all(&view).map_err(write_failed)?;
-        offset += n as u64;
-        progress.inc(n as u64);
-        at_end = n < want;
-    }
+    // Each completed read is hashed and written to DST straight from the
+    // buffer the server wrote it into.
+    let offset = stream_reads(client, &remote, len, |view| {
+        received.update(view);
+        output.write_all(view).map_err(write_failed)?;
+        progress.inc(view.len() as u64);
+        Ok(())
+    })?;
     output.sync().map_err(write_failed)?;
     let down = started.elapsed();
     progress.finish_and_clear();
@@ -294,6 +587,7 @@ fn run_in<M: Mode>(copy: &Copy) -> Result<()> {
             json!({
                 "source": copy.src.display().to_string(),
                 "destination": target.display().to_string(),
+                "round_trip": true,
                 "put_seconds": up.as_secs_f64(),
                 "get_seconds": down.as_secs_f64(),
             }),
@@ -344,4 +638,35 @@ fn resolved(path: &Path) -> Option<PathBuf> {
         _ => Path::new("."),
     };
     Some(fs::canonicalize(dir).ok()?.join(path.file_name()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksum asked on a second session is the server's: the one its
+    /// client's own side channel gets, of the file's bytes; a file the
+    /// server cannot hash is an error naming why.
+    #[test]
+    fn the_concurrent_checksum_is_the_servers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = b"served bytes".repeat(40_000);
+        fs::write(dir.path().join("f"), &data).expect("write");
+        let mut pair = rdio::embedded::Embedded::start_inline(dir.path(), Default::default())
+            .expect("embedded pair");
+        let theirs = ConcurrentChecksum::request(pair.server(), b"f")
+            .and_then(ConcurrentChecksum::answer)
+            .expect("checksum");
+        assert_eq!(theirs.length, data.len() as u64);
+        assert_eq!(
+            theirs.digest,
+            xxhash_rust::xxh3::xxh3_128(&data).to_be_bytes()
+        );
+        assert_eq!(pair.client.checksum("f").expect("checksum"), theirs);
+        let error = ConcurrentChecksum::request(pair.server(), b"missing")
+            .and_then(ConcurrentChecksum::answer)
+            .expect_err("no such file");
+        assert!(format!("{error:#}").contains("not found"), "{error:#}");
+        pair.finish().expect("finish");
+    }
 }

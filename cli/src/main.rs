@@ -140,9 +140,11 @@ impl OutputArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Copy SRC to DST through an rdio server: SRC is written to the
-    /// server's root, read back into DST, and both are checked by XXH3-128
-    /// (computed while the data streams).
+    /// Copy SRC to DST through an rdio server in this process: the server
+    /// exports SRC's directory read-only, SRC is read from it by RDMA into
+    /// DST and checked against the server's XXH3-128 of SRC (computed while
+    /// the data streams). --round-trip (or --root) writes SRC to the
+    /// server's root and reads it back instead.
     #[command(after_help = EXIT_STATUSES)]
     Cp(CpArgs),
     /// Measure reads and writes (plain and vectored) over sizes and queue
@@ -167,7 +169,8 @@ enum Command {
     Ls(ops::LsArgs),
     /// Describe a remote path: type, size, permissions, modification time.
     Stat(ops::StatArgs),
-    /// Remove a remote file or symlink (`-d`: an empty directory too).
+    /// Remove a remote file or symlink (`-d`: an empty directory too;
+    /// `-r`: a directory and everything in it, symlinks removed as links).
     Rm(ops::RmArgs),
     /// Create a remote directory (`-p`: with its parents).
     Mkdir(ops::MkdirArgs),
@@ -252,9 +255,14 @@ struct CpArgs {
     /// name and renamed over it once complete) or a directory to put it
     /// in (under SRC's name).
     dst: PathBuf,
-    /// Directory the in-process server serves [default: a temporary
-    /// directory, removed afterwards].
+    /// Take the long way: write SRC to the server's root by sends (a
+    /// temporary directory, removed afterwards), read it back by RDMA into
+    /// DST, and check both directions by XXH3-128.
     #[arg(long)]
+    round_trip: bool,
+    /// The round trip through DIR, where the server's copy stays (implies
+    /// --round-trip).
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Bytes per read or write request, 1 to 8MiB (e.g. 256K, 1M).
     #[arg(long, default_value = "1MiB", value_parser = size::ranged(1, MAX_IO_SIZE))]
@@ -622,6 +630,7 @@ fn run(cli: Cli) -> Result<()> {
                 src: args.src,
                 dst: args.dst,
                 root: args.root,
+                round_trip: args.round_trip,
                 io_size: args.io_size,
                 queue_depth: args.queue_depth,
                 polling: args.polling,

@@ -5,6 +5,7 @@
 //! export and subject to its permissions (`docs/PROTOCOL.md`, "Remote file
 //! operations").
 
+use crate::interrupt;
 use crate::remote::RemotePath;
 use crate::{CaptureArgs, NetArgs};
 use anyhow::{Context, Result, bail};
@@ -58,6 +59,11 @@ pub struct RmArgs {
     /// Remove an empty directory too (a non-empty one is refused).
     #[arg(short = 'd', long = "dir")]
     dir: bool,
+    /// Remove a directory and everything in it, walked on the client
+    /// (list, then remove each entry, deepest first). Symlinks are removed
+    /// as links, never followed; the export's root is refused.
+    #[arg(short = 'r', short_alias = 'R', long)]
+    recursive: bool,
     #[command(flatten)]
     net: NetArgs,
     #[command(flatten)]
@@ -144,6 +150,7 @@ impl Op {
         match self {
             Self::Ls(args) => ls(&mut session, args),
             Self::Stat(args) => stat(&mut session, args),
+            Self::Rm(args) if args.recursive => remove_tree(&mut session, remote),
             Self::Rm(args) => {
                 let flags = if args.dir {
                     RemoveFlags::DIRECTORY
@@ -169,6 +176,100 @@ impl Op {
             Self::Mv(args) => mv(&mut session, args),
         }
     }
+}
+
+/// `rm -r`: remove `remote` and, when it is a directory, everything in
+/// it, deepest first, with the side channel's list and remove operations
+/// (the server confines each to its export and refuses them on a
+/// read-only one). A symlink is an entry like a file: removed, never
+/// followed. Stops at the first failure, naming the entry and what is
+/// left.
+fn remove_tree(session: &mut Session, remote: &RemotePath) -> Result<()> {
+    let is_root = remote
+        .path
+        .split('/')
+        .all(|component| component.is_empty() || component == ".");
+    if is_root {
+        bail!(
+            "refusing to remove {remote}: it is the export's root (remove what is in it by name)"
+        );
+    }
+    let top = remote.path.trim_end_matches('/').as_bytes().to_vec();
+    let attributes = session
+        .tree()
+        .attributes(&top)
+        .with_context(|| format!("cannot remove {remote}"))?;
+    if attributes.kind != EntryKind::Directory {
+        return session
+            .tree()
+            .remove(&top, RemoveFlags::empty())
+            .with_context(|| format!("cannot remove {remote}"));
+    }
+    /// A directory being emptied: its path and the entries not yet removed.
+    struct Pending {
+        path: Vec<u8>,
+        entries: std::vec::IntoIter<Entry>,
+    }
+    let mut removed = 0u64;
+    let named = |path: &[u8]| {
+        let mut at = remote.clone();
+        at.path = String::from_utf8_lossy(path).into_owned();
+        at
+    };
+    let failed = |path: &[u8], what: &str, removed: u64| {
+        let left = if removed == 0 {
+            "nothing was removed".to_owned()
+        } else {
+            format!("{removed} entries were removed before it, the rest is left")
+        };
+        format!(
+            "cannot {what} {}; {remote} is not removed: {left}",
+            named(path)
+        )
+    };
+    let entries = session
+        .tree()
+        .list(&top)
+        .with_context(|| failed(&top, "list", removed))?;
+    let mut stack = vec![Pending {
+        path: top,
+        entries: entries.into_iter(),
+    }];
+    while let Some(pending) = stack.last_mut() {
+        interrupt::check()?;
+        let Some(entry) = pending.entries.next() else {
+            // Emptied: the directory itself goes.
+            let path = pending.path.clone();
+            stack.pop();
+            session
+                .tree()
+                .remove(&path, RemoveFlags::DIRECTORY)
+                .with_context(|| failed(&path, "remove the directory", removed))?;
+            removed += 1;
+            continue;
+        };
+        let mut path = pending.path.clone();
+        path.push(b'/');
+        path.extend_from_slice(&entry.name);
+        if entry.attributes.kind == EntryKind::Directory {
+            let entries = session
+                .tree()
+                .list(&path)
+                .with_context(|| failed(&path, "list", removed))?;
+            stack.push(Pending {
+                path,
+                entries: entries.into_iter(),
+            });
+        } else {
+            session
+                .tree()
+                .remove(&path, RemoveFlags::empty())
+                .with_context(|| failed(&path, "remove", removed))?;
+            removed += 1;
+        }
+    }
+    tracing::info!(target: "rdio::cli", path = %remote, removed, "removed a tree");
+    Ok(())
 }
 
 fn ls(session: &mut Session, args: &LsArgs) -> Result<()> {

@@ -107,7 +107,7 @@ impl std::error::Error for VerifyFailed {}
 
 /// Compare what this client moved (`length` bytes hashing to `local`)
 /// with the server's checksum of `path`; `Ok` with the digest when equal.
-fn verify<T: rdio_transport::Transport, S: Read + Write>(
+pub(crate) fn verify<T: rdio_transport::Transport, S: Read + Write>(
     client: &mut rdio::client::Client<T, S>,
     path: &str,
     length: u64,
@@ -136,6 +136,13 @@ fn verify<T: rdio_transport::Transport, S: Read + Write>(
         }
         Err(e) => return Err(anyhow!(e).context("asking the server for the file's checksum")),
     };
+    compare(remote, path, length, local)
+}
+
+/// Compare what this client moved (`length` bytes hashing to `local`)
+/// with `remote`, the server's checksum of `path`; `Ok` with the digest
+/// when equal, [`VerifyFailed`] otherwise.
+pub(crate) fn compare(remote: Checksum, path: &str, length: u64, local: u128) -> Result<Verified> {
     let local = local.to_be_bytes();
     tracing::debug!(
         target: "rdio::cli",

@@ -738,8 +738,10 @@ fn cp_over_loopback_is_captured_on_both_ends() {
     let dst = dir.path().join("dst.bin");
     let cap = dir.path().join("cp.pcapng");
     let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    // The round trip: an upload, then the read-back.
     let stderr = run(&[
         "cp",
+        "--round-trip",
         &path(&src),
         &path(&dst),
         "--io-size",
@@ -787,6 +789,43 @@ fn cp_over_loopback_is_captured_on_both_ends() {
         .map(|f| f.num("rdiosb.bytes"))
         .sum();
     assert_eq!(bytes, 300_000);
+
+    // The default: the read-only open and the reads alone, and the
+    // checksum asked on the captured side channel.
+    let dst = dir.path().join("dst-default.bin");
+    let cap = dir.path().join("cp-default.pcapng");
+    let stderr = run(&[
+        "cp",
+        &path(&src),
+        &path(&dst),
+        "--io-size",
+        "64K",
+        "--capture",
+        &path(&cap),
+    ]);
+    assert!(stderr.contains("rdio: captured "), "{stderr}");
+    assert_eq!(std::fs::read(&dst).expect("dst"), data);
+    let frames = decode(&cap);
+    let opens: Vec<(&str, &str)> = frames
+        .iter()
+        .filter(|f| f.get("rdiopipe.opcode") == "0x03")
+        .map(|f| (f.get("rdiopipe.flags.read"), f.get("rdiopipe.flags.write")))
+        .collect();
+    assert_eq!(opens, [("1", "0"), ("1", "0")]);
+    assert_eq!(
+        frames
+            .iter()
+            .filter(|f| f.get("rdiopipe.opcode") == "0x20")
+            .count(),
+        2,
+        "the ChecksumRequest, at both ends"
+    );
+    let bytes: u64 = frames
+        .iter()
+        .filter(|f| f.get("rdiosb.status") == "0")
+        .map(|f| f.num("rdiosb.bytes"))
+        .sum();
+    assert_eq!(bytes, 150_000);
 }
 
 /// The dissector's status table names every status rdio-core defines, by

@@ -1,13 +1,41 @@
 //! `rdio cp` and `rdio bench` end to end, through the binary.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 
+/// `rdio` with an isolated HOME (no credential or state of the user's).
+fn rdio_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rdio"));
+    command
+        .env(
+            "HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-commands"),
+        )
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME");
+    command
+}
+
 fn rdio(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rdio"))
-        .args(args)
-        .output()
-        .expect("run rdio")
+    rdio_command().args(args).output().expect("run rdio")
+}
+
+/// Every name in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("list")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -62,6 +90,134 @@ fn cp_round_trips_through_the_server_root() {
             "size {size}: server root"
         );
     }
+}
+
+/// The default `cp`: a download of SRC from a read-only server exporting
+/// its directory, verified against the server's XXH3-128 of SRC. DST is
+/// the only file written: no temporary server root (TMPDIR stays empty),
+/// no copy beside SRC, SRC's bytes, inode and modification time as they
+/// were. A SRC named through a symlink into another directory is served
+/// from that directory.
+#[test]
+fn cp_is_a_verified_download_that_writes_only_dst() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tmp, from, to) = (
+        dir.path().join("tmp"),
+        dir.path().join("from"),
+        dir.path().join("to"),
+    );
+    for made in [&tmp, &from, &to] {
+        fs::create_dir(made).expect("mkdir");
+    }
+    fs::write(from.join("neighbour"), b"left alone").expect("write");
+    std::os::unix::fs::symlink(from.join("src_link_target"), dir.path().join("link"))
+        .expect("symlink");
+    for (size, extra) in [
+        (0usize, &[][..]),
+        ((1 << 20) + 3, &[][..]),
+        (
+            (1 << 20) + 5,
+            &["--io-size", "64K", "--queue-depth", "3", "--polling"][..],
+        ),
+        ((1 << 20) + 7, &["--server-threads"][..]),
+    ] {
+        let data = pattern(size);
+        let src = from.join("src");
+        fs::write(&src, &data).expect("write src");
+        let before = fs::metadata(&src).expect("stat src");
+        let dst = to.join("dst");
+        let mut args = vec![
+            "--json",
+            "cp",
+            src.to_str().expect("utf-8"),
+            dst.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        let out = rdio_command()
+            .args(&args)
+            .env("TMPDIR", &tmp)
+            .output()
+            .expect("run rdio");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "size {size}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let digest = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&data));
+        assert!(
+            stdout.contains("\"command\":\"cp\"")
+                && stdout.contains("\"round_trip\":false")
+                && stdout.contains(&format!(
+                    "\"checksum\":{{\"algorithm\":\"xxh3-128\",\"value\":\"{digest}\",\"verified\":true}}"
+                )),
+            "size {size}: {stdout}"
+        );
+        assert_eq!(fs::read(&dst).expect("dst"), data, "size {size}: DST");
+        assert_eq!(names(&to), ["dst"], "size {size}: DST alone");
+        assert!(names(&tmp).is_empty(), "size {size}: {:?}", names(&tmp));
+        assert_eq!(names(&from), ["neighbour", "src"], "size {size}");
+        let after = fs::metadata(&src).expect("stat src");
+        assert_eq!(fs::read(&src).expect("src"), data, "size {size}: SRC");
+        assert_eq!(
+            (after.ino(), after.mtime(), after.mtime_nsec()),
+            (before.ino(), before.mtime(), before.mtime_nsec()),
+            "size {size}: SRC untouched"
+        );
+        fs::remove_file(&dst).expect("rm dst");
+    }
+    // Through a symlink in another directory: the file it names is copied.
+    let data = pattern(4099);
+    fs::write(from.join("src_link_target"), &data).expect("write");
+    let dst = to.join("via-link");
+    let out = rdio(&[
+        "cp",
+        dir.path().join("link").to_str().expect("utf-8"),
+        dst.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(&dst).expect("dst"), data);
+}
+
+/// `cp --round-trip` takes the long way through a temporary server root
+/// (under TMPDIR, removed afterwards): put and get in the summary, both
+/// directions compared.
+#[test]
+fn cp_round_trip_goes_through_a_temporary_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmp = dir.path().join("tmp");
+    fs::create_dir(&tmp).expect("mkdir");
+    let data = pattern((1 << 20) + 11);
+    let src = dir.path().join("src");
+    fs::write(&src, &data).expect("write");
+    let dst = dir.path().join("dst");
+    let out = rdio_command()
+        .args([
+            "cp",
+            "--round-trip",
+            src.to_str().expect("utf-8"),
+            dst.to_str().expect("utf-8"),
+        ])
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("run rdio");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("copied ")
+            && stderr.contains("via a temporary server root: put ")
+            && stderr.contains(&format!(
+                "verified xxh3-128 {:032x}",
+                xxhash_rust::xxh3::xxh3_128(&data)
+            )),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&dst).expect("dst"), data);
+    assert!(names(&tmp).is_empty(), "{:?}", names(&tmp));
 }
 
 #[test]

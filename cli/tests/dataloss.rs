@@ -471,7 +471,7 @@ fn spawn(args: &[&str], tmp: &Path) -> Child {
 }
 
 #[test]
-fn cp_interrupted_removes_its_temporary_root_and_partial_copy() {
+fn cp_round_trip_interrupted_removes_its_temporary_root_and_partial_copy() {
     use rustix::process::Signal;
     for signal in [Signal::INT, Signal::TERM] {
         let dir = tempfile::tempdir().expect("dir");
@@ -482,7 +482,17 @@ fn cp_interrupted_removes_its_temporary_root_and_partial_copy() {
         let src = dir.path().join("src");
         sparse(&src, 1 << 30);
         let dst = out.join("dst");
-        let child = spawn(&["cp", utf8(&src), utf8(&dst), "--io-size", "16K"], &tmp);
+        let child = spawn(
+            &[
+                "cp",
+                "--round-trip",
+                utf8(&src),
+                utf8(&dst),
+                "--io-size",
+                "16K",
+            ],
+            &tmp,
+        );
         // Under way: the server's copy in the temporary root has bytes.
         wait_until("the upload", || {
             names(&tmp)
@@ -492,6 +502,39 @@ fn cp_interrupted_removes_its_temporary_root_and_partial_copy() {
         interrupt(child, &[signal], Duration::from_secs(10));
         assert!(names(&tmp).is_empty(), "{signal:?}: left {:?}", names(&tmp));
         assert!(names(&out).is_empty(), "{signal:?}: left {:?}", names(&out));
+    }
+}
+
+/// The default `cp` (a download from a read-only server of SRC's
+/// directory) interrupted while DST's temporary file fills: it goes, and
+/// SRC's directory holds SRC alone, as before.
+#[test]
+fn cp_interrupted_removes_its_partial_copy_and_leaves_the_source() {
+    use rustix::process::Signal;
+    for signal in [Signal::INT, Signal::TERM] {
+        let dir = tempfile::tempdir().expect("dir");
+        let tmp = dir.path().join("tmp");
+        let out = dir.path().join("out");
+        let from = dir.path().join("from");
+        for made in [&tmp, &out, &from] {
+            fs::create_dir_all(made).expect("mkdir");
+        }
+        let src = from.join("src");
+        sparse(&src, 1 << 30);
+        let dst = out.join("dst");
+        let child = spawn(&["cp", utf8(&src), utf8(&dst), "--io-size", "16K"], &tmp);
+        // Under way: DST's temporary file has bytes.
+        wait_until("the download", || {
+            names(&out).iter().any(|name| {
+                name.ends_with(".rdio-part")
+                    && fs::metadata(out.join(name)).is_ok_and(|m| m.len() > 0)
+            })
+        });
+        interrupt(child, &[signal], Duration::from_secs(10));
+        assert!(names(&out).is_empty(), "{signal:?}: left {:?}", names(&out));
+        assert!(names(&tmp).is_empty(), "{signal:?}: left {:?}", names(&tmp));
+        assert_eq!(names(&from), ["src"], "{signal:?}");
+        assert_eq!(fs::metadata(&src).expect("src").len(), 1 << 30);
     }
 }
 

@@ -81,8 +81,9 @@ fn json_events_name_every_request_by_its_wire_id() {
         "{stdout}"
     );
     let submitted = requests(&stderr, "rdio::client", "submitted");
-    // 3 writes, 3 reads and a read at the end of the file, at least.
-    assert!(submitted.len() >= 7, "{submitted:?}");
+    // 3 reads and a read at the end of the file, at least (cp downloads
+    // SRC from a read-only server: no writes).
+    assert!(submitted.len() >= 4, "{submitted:?}");
     assert_eq!(requests(&stderr, "rdio::client", "completed"), submitted);
     assert_eq!(
         requests(&stderr, "rdio::server::connection", "completed"),

@@ -1241,12 +1241,66 @@ fn remote_file_operations_over_cma() {
     remote_file_operations_over(&CMA);
 }
 
+/// `rm -r`: a nested tree (empty directories, files, a symlink to a
+/// directory outside the tree) goes, entry by entry, deepest first; the
+/// symlink is removed as a link, so everything it pointed at stays. A file
+/// or a symlink named on the command line is removed as by `rm`; the
+/// export's root and a path leading out of it are refused, changing
+/// nothing.
+#[test]
+fn rm_r_removes_a_tree_without_following_symlinks() {
+    let root = tempfile::tempdir().expect("root");
+    let outside = tempfile::tempdir().expect("outside");
+    fs::create_dir(outside.path().join("kept")).expect("mkdir");
+    fs::write(outside.path().join("kept/precious"), b"precious").expect("file");
+    let tree = root.path().join("tree");
+    fs::create_dir_all(tree.join("a/b/empty")).expect("mkdir");
+    fs::create_dir_all(tree.join("c")).expect("mkdir");
+    fs::write(tree.join("top"), b"top").expect("file");
+    fs::write(tree.join("a/f"), random_bytes(5000, 7)).expect("file");
+    fs::write(tree.join("a/b/empty-file"), b"").expect("file");
+    std::os::unix::fs::symlink(outside.path().join("kept"), tree.join("a/out")).expect("symlink");
+    std::os::unix::fs::symlink(outside.path().join("kept"), root.path().join("link"))
+        .expect("symlink");
+    fs::write(root.path().join("other"), b"other").expect("file");
+    let served = Served::start_over(&[], root.path(), "127.0.0.1", &[]);
+    let rdio = |args: &[&str]| run(&[], args);
+
+    for (args, expect) in [
+        (vec!["rm", "-r", "/"], "export's root"),
+        (vec!["rm", "-r", "."], "export's root"),
+        (vec!["rm", "-r", "link/precious"], "access denied"),
+        (vec!["rm", "-r", "../x"], "access denied"),
+        (vec!["rm", "-r", "missing"], "not found"),
+    ] {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let path = args.remove(2);
+        args.push(served.remote(&path));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = one_line_failure(&rdio(&args));
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+    assert!(tree.join("a/b/empty").is_dir() && root.path().join("other").exists());
+
+    assert_success(&rdio(&["rm", "-r", &served.remote("tree/")]), "rm -r");
+    assert!(!tree.exists(), "the tree is gone");
+    // A symlink named itself goes as a link too; a file as by rm.
+    assert_success(&rdio(&["rm", "-r", &served.remote("link")]), "rm -r link");
+    assert_success(&rdio(&["rm", "-R", &served.remote("other")]), "rm -R file");
+    assert!(root.path().read_dir().expect("list").next().is_none());
+    assert_eq!(
+        fs::read(outside.path().join("kept/precious")).expect("target kept"),
+        b"precious"
+    );
+}
+
 /// A read-only export lists and describes, and refuses rm, mkdir and mv
 /// with "read-only", changing nothing.
 #[test]
 fn a_read_only_export_refuses_remote_changes() {
     let root = tempfile::tempdir().expect("root");
     fs::create_dir(root.path().join("d")).expect("mkdir");
+    fs::write(root.path().join("d/inside"), b"inside").expect("file");
     fs::write(root.path().join("f"), b"f").expect("file");
     let served = Served::start_over(&[], root.path(), "127.0.0.1", &["--read-only"]);
     let listed = stdout_lines(&run(&[], &["ls", &served.remote("/")]), "ls");
@@ -1254,6 +1308,7 @@ fn a_read_only_export_refuses_remote_changes() {
     for args in [
         vec!["rm".to_owned(), served.remote("f")],
         vec!["rm".to_owned(), "-d".to_owned(), served.remote("d")],
+        vec!["rm".to_owned(), "-r".to_owned(), served.remote("d")],
         vec!["mkdir".to_owned(), served.remote("new")],
         vec!["mv".to_owned(), served.remote("f"), "g".to_owned()],
     ] {
@@ -1261,8 +1316,14 @@ fn a_read_only_export_refuses_remote_changes() {
         let stderr = one_line_failure(&run(&[], &args));
         assert!(stderr.contains("read-only"), "{args:?}: {stderr}");
     }
-    assert!(root.path().join("f").exists() && root.path().join("d").is_dir());
+    assert!(root.path().join("f").exists() && root.path().join("d/inside").exists());
     assert!(!root.path().join("new").exists() && !root.path().join("g").exists());
+    // rm -r names the entry it could not remove, and what was left.
+    let stderr = one_line_failure(&run(&[], &["rm", "-r", &served.remote("d")]));
+    assert!(
+        stderr.contains(":d/inside") && stderr.contains("nothing was removed"),
+        "{stderr}"
+    );
 }
 
 /// Permission bits and modification time of `path` (not following a
