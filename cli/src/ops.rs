@@ -54,7 +54,8 @@ pub struct StatArgs {
 /// `rdio rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Remote file or symlink to remove, HOST:PATH or HOST:PORT:PATH.
+    /// Remote file or symlink (with -d or -r, directory) to remove,
+    /// HOST:PATH or HOST:PORT:PATH.
     remote: RemotePath,
     /// Remove an empty directory too (a non-empty one is refused).
     #[arg(short = 'd', long = "dir")]
