@@ -249,6 +249,21 @@ fn remove_tree(session: &mut Session, remote: &RemotePath) -> Result<()> {
             removed += 1;
             continue;
         };
+        // A name, not a path: anything else would remove something other
+        // than this directory's entry.
+        if matches!(&entry.name[..], b"" | b"." | b"..") || entry.name.contains(&b'/') {
+            bail!(
+                "{}",
+                failed(
+                    &pending.path,
+                    &format!(
+                        "remove {:?}, which is not a file name, listed by the server in",
+                        String::from_utf8_lossy(&entry.name)
+                    ),
+                    removed
+                )
+            );
+        }
         let mut path = pending.path.clone();
         path.push(b'/');
         path.extend_from_slice(&entry.name);
