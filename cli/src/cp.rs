@@ -150,7 +150,6 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
     // cache whatever its size.
     options.server.zero_copy_max_file = u64::MAX;
     let mut pair = M::start(dir, options).context("cannot start the in-process server")?;
-    let client = &mut pair.client;
     let path = name.to_string_lossy();
     let changed = |got: String| {
         anyhow!(Changed { expected: len, got }).context(format!(
@@ -162,6 +161,7 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
 
     // A read-only open: the server RDMA-writes straight from its page
     // cache (a leased mapping), no bounce copy.
+    let client = &mut pair.client;
     let remote = client
         .open(name.as_bytes(), OpenFlags::READ)
         .with_context(|| format!("cannot open {} on the server", copy.src.display()))?;
@@ -273,8 +273,8 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
 
 /// A `ChecksumRequest` on a second side-channel session of the in-process
 /// server, answered on a thread of its own: the server's pass over SRC
-/// runs beside the reads the client streams instead of after them, and
-/// finds in the CPU's cache the pages they just touched.
+/// (as long as a third of the copy) runs beside the reads the client
+/// streams, on another core when one is free, instead of after them.
 struct ConcurrentChecksum {
     pipe: Pipe<UnixStream>,
     serving: JoinHandle<Result<(), ServerError>>,

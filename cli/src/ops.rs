@@ -54,7 +54,8 @@ pub struct StatArgs {
 /// `rdio rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Remote file or symlink to remove, HOST:PATH or HOST:PORT:PATH.
+    /// Remote file or symlink (with -d or -r, directory) to remove,
+    /// HOST:PATH or HOST:PORT:PATH.
     remote: RemotePath,
     /// Remove an empty directory too (a non-empty one is refused).
     #[arg(short = 'd', long = "dir")]
@@ -248,6 +249,21 @@ fn remove_tree(session: &mut Session, remote: &RemotePath) -> Result<()> {
             removed += 1;
             continue;
         };
+        // A name, not a path: anything else would remove something other
+        // than this directory's entry.
+        if matches!(&entry.name[..], b"" | b"." | b"..") || entry.name.contains(&b'/') {
+            bail!(
+                "{}",
+                failed(
+                    &pending.path,
+                    &format!(
+                        "remove {:?}, which is not a file name, listed by the server in",
+                        String::from_utf8_lossy(&entry.name)
+                    ),
+                    removed
+                )
+            );
+        }
         let mut path = pending.path.clone();
         path.push(b'/');
         path.extend_from_slice(&entry.name);
