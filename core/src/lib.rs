@@ -124,6 +124,7 @@ mod queue;
 mod segments;
 pub mod server;
 pub mod stats;
+mod slots;
 mod table;
 pub mod time;
 pub mod wire;

@@ -48,7 +48,7 @@ use crate::error::{ApiError, Violation};
 use crate::queue::Fifo;
 use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
-use crate::table::OpTable;
+use crate::slots::SlotTable;
 use crate::time::{Instant, TimerTable};
 use crate::wire::message::emit_read;
 use crate::wire::status::STATUS_BLOCK_LEN;
@@ -268,7 +268,6 @@ enum Stage {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Op {
-    id: u32,
     kind: OpKind,
     status_desc: BufferDescriptor,
     interrupt: bool,
@@ -299,17 +298,21 @@ pub struct Client<const R: usize = 64> {
     negotiated: Negotiated,
     state: State,
     ledger: ClientLedger,
-    ops: OpTable<Op, R>,
+    /// The requests, each in the slot its id names.
+    ops: SlotTable<Op, R>,
     /// The segments of the vectored request in the same slot of `ops`.
     segments: [SegmentStore; R],
-    unsent: Fifo<u32, R>,
-    streaming: Fifo<u32, R>,
-    done: Fifo<u32, R>,
+    /// Slots of requests not yet sent, in submission order (a cancel goes
+    /// first).
+    unsent: Fifo<usize, R>,
+    /// Slots of writes with fragments still to send.
+    streaming: Fifo<usize, R>,
+    /// Slots of finished requests not yet reported, in order.
+    done: Fifo<usize, R>,
     auth_queued: bool,
     authenticated: Option<u16>,
     terminate: Option<Status>,
     terminated: Option<Violation>,
-    next_id: u32,
     keepalive_interval: Duration,
     last_heard: Instant,
     /// Internal messages (keepalive, cancel) sent and not yet answered;
@@ -342,7 +345,7 @@ impl<const R: usize> Client<R> {
             negotiated,
             state: State::Authenticating { auth_ok: false },
             ledger: ClientLedger::new(credits, max),
-            ops: OpTable::new(),
+            ops: SlotTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
             unsent: Fifo::new(),
             streaming: Fifo::new(),
@@ -351,7 +354,6 @@ impl<const R: usize> Client<R> {
             authenticated: None,
             terminate: None,
             terminated: None,
-            next_id: 1,
             keepalive_interval,
             last_heard: now,
             internal_in_flight: 0,
@@ -412,6 +414,15 @@ impl<const R: usize> Client<R> {
         self.find(request.0)
             .and_then(|i| self.ops.get(i))
             .is_some_and(|op| op.kind.is_data() && op.stage == Stage::Sent && !op.final_seen)
+    }
+
+    /// The slot of the request table that outstanding `request` occupies
+    /// (`0..R`), or `None` when it is not outstanding. A request id names
+    /// its slot (`id % R`, the generation in the rest: `docs/PROTOCOL.md`,
+    /// "Request ids"), so a driver can keep its own per-request state in an
+    /// array of `R` entries indexed by this.
+    pub fn slot_of(&self, request: RequestId) -> Option<usize> {
+        self.find(request.0)
     }
 
     fn find(&self, id: u32) -> Option<usize> {

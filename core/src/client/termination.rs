@@ -49,14 +49,14 @@ impl<const R: usize> Client<R> {
         };
         self.ops.retain(|op| !op.kind.is_internal());
         self.done.clear();
-        for op in self.ops.iter_mut() {
+        for (slot, op) in self.ops.iter_mut() {
             if op.stage != Stage::Done {
                 op.stage = Stage::Done;
                 op.status = status;
                 op.registered = None;
             }
             // Capacity R holds every op.
-            let _ = self.done.push_back(op.id);
+            let _ = self.done.push_back(slot);
         }
         self.terminated = Some(reason);
     }
