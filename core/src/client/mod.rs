@@ -49,7 +49,7 @@ use crate::queue::Fifo;
 use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
 use crate::slots::SlotTable;
-use crate::time::{Instant, TimerTable};
+use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::emit_read;
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
@@ -313,7 +313,11 @@ pub struct Client<const R: usize = 64> {
     authenticated: Option<u16>,
     terminate: Option<Status>,
     terminated: Option<Violation>,
-    keepalive_interval: Duration,
+    /// The keepalive interval in microseconds (the server's, once stated).
+    keepalive_micros: u64,
+    /// `config.dead_peer_timeout` in microseconds (converted once, not per
+    /// request).
+    dead_micros: u64,
     last_heard: Instant,
     /// Internal messages (keepalive, cancel) sent and not yet answered;
     /// with the ledger's credit messages awaiting responses, what no caller
@@ -339,7 +343,8 @@ impl<const R: usize> Client<R> {
         timers.set(TIMER_AUTH, now.saturating_add(config.auth_timeout));
         let credits = negotiated.credits;
         let max = config.max_credits;
-        let keepalive_interval = config.keepalive_interval;
+        let keepalive_micros = micros(config.keepalive_interval);
+        let dead_micros = micros(config.dead_peer_timeout);
         Self {
             config,
             negotiated,
@@ -354,7 +359,8 @@ impl<const R: usize> Client<R> {
             authenticated: None,
             terminate: None,
             terminated: None,
-            keepalive_interval,
+            keepalive_micros,
+            dead_micros,
             last_heard: now,
             internal_in_flight: 0,
             internal_since: None,

@@ -101,7 +101,7 @@ impl<const R: usize> Client<R> {
                 self.ledger.on_reply(1, 1)?;
                 self.ledger = ClientLedger::new(credits, self.config.max_credits);
                 if keepalive_ms > 0 {
-                    self.keepalive_interval = Duration::from_millis(u64::from(keepalive_ms));
+                    self.keepalive_micros = micros(Duration::from_millis(u64::from(keepalive_ms)));
                 }
                 self.state = State::Open;
                 self.timers.stop(TIMER_AUTH);

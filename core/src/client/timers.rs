@@ -55,14 +55,14 @@ impl<const R: usize> Client<R> {
                 .map_or(self.last_heard, |since| since.min(self.last_heard));
             self.timers.set(
                 TIMER_DEAD,
-                heard.saturating_add(self.config.dead_peer_timeout),
+                heard.saturating_add_micros(self.dead_micros),
             );
             self.timers.stop(TIMER_KEEPALIVE);
         } else {
             self.timers.stop(TIMER_DEAD);
             if self.timers.get(TIMER_KEEPALIVE).is_none() {
                 self.timers
-                    .set(TIMER_KEEPALIVE, now.saturating_add(self.keepalive_interval));
+                    .set(TIMER_KEEPALIVE, now.saturating_add_micros(self.keepalive_micros));
             }
         }
     }

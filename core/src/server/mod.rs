@@ -57,7 +57,7 @@ use crate::queue::Fifo;
 use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
 use crate::table::OpTable;
-use crate::time::{Instant, TimerTable};
+use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::parse_read;
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
@@ -342,6 +342,14 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     outgoing: Fifo<Outgoing, R>,
     control: Fifo<Message<'static>, 4>,
     timers: TimerTable<TIMERS>,
+    /// `config.idle_timeout` in microseconds (converted once, not per
+    /// request).
+    idle_micros: u64,
+    /// The negotiated largest message, header included
+    /// ([`Connection::max_send_size`], kept with the session).
+    max_send: usize,
+    /// The negotiated largest read or write (kept with the session).
+    max_io: u32,
     /// Credit and keepalive counters ([`Connection::stats`]).
     stats: ConnectionStats,
 }
@@ -366,6 +374,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             outgoing: Fifo::new(),
             control: Fifo::new(),
             timers,
+            idle_micros: micros(config.idle_timeout),
+            max_send: usize::try_from(config.max_send_size).unwrap_or(usize::MAX),
+            max_io: config.max_io_size,
             stats: ConnectionStats::default(),
         }
     }
@@ -408,18 +419,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.ops.len()
     }
 
+    /// Set the session this connection authenticated as, and the limits it
+    /// negotiated.
+    fn set_session(&mut self, session: SessionParams) {
+        self.session = Some(session);
+        let size = session.max_send_size.min(self.config.max_send_size);
+        self.max_send = usize::try_from(size).unwrap_or(usize::MAX);
+        self.max_io = session.max_io_size.min(self.config.max_io_size);
+    }
+
     /// The negotiated largest message, header included.
     fn max_send_size(&self) -> usize {
-        let size = self.session.map_or(self.config.max_send_size, |s| {
-            s.max_send_size.min(self.config.max_send_size)
-        });
-        usize::try_from(size).unwrap_or(usize::MAX)
+        self.max_send
     }
 
     fn max_io_size(&self) -> u32 {
-        self.session.map_or(self.config.max_io_size, |s| {
-            s.max_io_size.min(self.config.max_io_size)
-        })
+        self.max_io
     }
 
     fn find(&self, id: u32) -> Option<usize> {

@@ -81,7 +81,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             }
             State::Open => {
                 self.timers
-                    .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+                    .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
                 self.open_message(&msg)
             }
         }
@@ -135,7 +135,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     ) -> Result<(), Violation> {
         trace!("server rx {:?} id {}", msg.opcode(), msg.request_id);
         self.timers
-            .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+            .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
         self.new_request(msg).map(|_| ())
     }
 
