@@ -9,7 +9,9 @@
 //! client, report the completion.
 
 use rdio_core::Instant;
-use rdio_core::client::{self, Client, ClientConfig, ClientEvent, CompletionMode};
+use rdio_core::client::{
+    self, BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, RequestId,
+};
 use rdio_core::server::{
     Connection, FileEntry, FileId, Registration, Registry, ServerConfig, ServerEvent, ServerOffer,
     Transmit,
@@ -128,34 +130,29 @@ impl Cycle {
         }
     }
 
-    /// One 4 KiB read, start to finish, in interrupt mode. Returns the bytes
-    /// the completion reported.
+    /// One 4 KiB read, start to finish, in interrupt mode, the completion
+    /// taken straight from the status block
+    /// ([`Client::take_status_block`]). Returns the bytes the completion
+    /// reported.
     pub fn read_4k(&mut self) -> u64 {
-        let request = self.client.read(
-            self.handle,
-            4096,
-            self.dest,
-            self.status,
-            CompletionMode::Interrupt,
-        );
-        let Ok(request) = request else { return 0 };
-        let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
+        let Some((request, len)) = self.request_and_answer() else {
             return 0;
         };
-        if self
-            .server
-            .handle_message(self.now, &self.c2s[..t.len])
-            .is_err()
-        {
-            return 0;
+        match self.client.take_status_block(self.now, &self.s2c[..len]) {
+            Ok(BlockOutcome::Completed(ClientEvent::Completed {
+                request: r,
+                status: Status::Success,
+                bytes,
+            })) if r == request => bytes,
+            _ => 0,
         }
-        if let Some(ServerEvent::Read { op, segments, .. }) = self.server.poll_event() {
-            let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
-            // The driver would pread and post the RDMA write here.
-            let _ = self.server.complete_io(op, Ok(bytes));
-        }
-        let Ok(Some(Transmit::StatusBlock { len, .. })) = self.server.poll_transmit(&mut self.s2c)
-        else {
+    }
+
+    /// [`Cycle::read_4k`] with the completion queued by
+    /// [`Client::handle_status_block`] and drained by
+    /// [`Client::poll_event`].
+    pub fn read_4k_events(&mut self) -> u64 {
+        let Some((request, len)) = self.request_and_answer() else {
             return 0;
         };
         if self.client.handle_status_block(self.now, &self.s2c[..len]) != Ok(true) {
@@ -169,6 +166,38 @@ impl Cycle {
             }) if r == request => bytes,
             _ => 0,
         }
+    }
+
+    /// Submit a 4 KiB read and carry it through the server up to its
+    /// status block, left in `s2c`: the request and the block's length.
+    #[inline(always)]
+    fn request_and_answer(&mut self) -> Option<(RequestId, usize)> {
+        let request = self
+            .client
+            .read(
+                self.handle,
+                4096,
+                self.dest,
+                self.status,
+                CompletionMode::Interrupt,
+            )
+            .ok()?;
+        let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
+            return None;
+        };
+        self.server
+            .handle_message(self.now, &self.c2s[..t.len])
+            .ok()?;
+        if let Some(ServerEvent::Read { op, segments, .. }) = self.server.poll_event() {
+            let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+            // The driver would pread and post the RDMA write here.
+            let _ = self.server.complete_io(op, Ok(bytes));
+        }
+        let Ok(Some(Transmit::StatusBlock { len, .. })) = self.server.poll_transmit(&mut self.s2c)
+        else {
+            return None;
+        };
+        Some((request, len))
     }
 }
 

@@ -47,8 +47,8 @@ use crate::credit::ClientLedger;
 use crate::error::{ApiError, Violation};
 use crate::queue::Fifo;
 use crate::segments::SegmentStore;
-use crate::stats::ConnectionStats;
 use crate::slots::SlotTable;
+use crate::stats::ConnectionStats;
 use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::emit_read;
 use crate::wire::status::STATUS_BLOCK_LEN;
@@ -169,6 +169,23 @@ pub enum ClientEvent {
     },
 }
 
+/// What a status block did ([`Client::take_status_block`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BlockOutcome {
+    /// The block is not written yet (its `valid` word is zero): keep
+    /// polling, or look again after the next completion with immediate
+    /// data.
+    NotWritten,
+    /// The block was taken; its request finishes later, through
+    /// [`Client::poll_event`] (a write whose earlier fragments' answers are
+    /// still on their way).
+    Taken,
+    /// The block finished its request: the completion, handed over here
+    /// and not queued for [`Client::poll_event`].
+    Completed(ClientEvent),
+}
+
 /// The part of a write's data a fragment carries, to be gathered by the
 /// driver after the encoded prefix: `len` bytes at `offset` of the data the
 /// caller supplied for `request` (for a vectored write without COLLAPSE,
@@ -286,9 +303,10 @@ struct Op {
 }
 
 const TIMER_AUTH: usize = 0;
-const TIMER_DEAD: usize = 1;
-const TIMER_KEEPALIVE: usize = 2;
-const TIMERS: usize = 3;
+/// The dead-peer and keepalive deadlines are not in the table: they follow
+/// from `last_heard`, `internal_since` and `idle_since` (`timers`), which
+/// spares the request path a deadline computation per send and per answer.
+const TIMERS: usize = 1;
 
 /// One RDMA connection's client state machine, with at most `R` requests
 /// outstanding (submitted and not yet reported).
@@ -329,6 +347,9 @@ pub struct Client<const R: usize = 64> {
     internal_since: Option<Instant>,
     /// The count of those at the last [`Client::rearm`].
     internal_seen: u16,
+    /// Since when no message has been outstanding (the keepalive interval
+    /// runs from here); `None` while any is, or before authentication.
+    idle_since: Option<Instant>,
     timers: TimerTable<TIMERS>,
     /// Credit, credit-wait and keepalive counters ([`Client::stats`]).
     stats: ConnectionStats,
@@ -365,6 +386,7 @@ impl<const R: usize> Client<R> {
             internal_in_flight: 0,
             internal_since: None,
             internal_seen: 0,
+            idle_since: None,
             timers,
             stats: ConnectionStats::default(),
         }

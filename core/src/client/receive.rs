@@ -27,19 +27,71 @@ impl<const R: usize> Client<R> {
 
     /// A status block was found written in the memory of one of this
     /// client's requests (claim 20). `Ok(false)`: not written yet, keep
-    /// polling.
+    /// polling. The completion it brings is queued for
+    /// [`Client::poll_event`]; [`Client::take_status_block`] hands it back
+    /// instead.
     pub fn handle_status_block(&mut self, now: Instant, bytes: &[u8]) -> Result<bool, Violation> {
+        self.status_block_input(now, bytes, false)
+            .map(|outcome| outcome != BlockOutcome::NotWritten)
+    }
+
+    /// [`Client::handle_status_block`] for a driver that takes completions
+    /// as they happen: when the block finishes its request (a read always;
+    /// a write once the answers to its earlier fragments are in), the
+    /// completion comes back here, straight from the block, and is not
+    /// queued for [`Client::poll_event`] — the request's slot is free on
+    /// return. A violation ends the connection exactly as
+    /// `handle_status_block` does.
+    pub fn take_status_block(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<BlockOutcome, Violation> {
+        self.status_block_input(now, bytes, true)
+    }
+
+    #[inline(always)]
+    fn status_block_input(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        direct: bool,
+    ) -> Result<BlockOutcome, Violation> {
         if self.state == State::Closed {
-            return Ok(false);
+            return Ok(BlockOutcome::NotWritten);
         }
         let block = match StatusBlock::parse(bytes) {
-            Ok(None) => return Ok(false),
+            Ok(None) => return Ok(BlockOutcome::NotWritten),
             Ok(Some(block)) => block,
-            Err(e) => return self.after_input(now, Err(e.into())).map(|()| false),
+            Err(e) => {
+                return self
+                    .after_input(now, Err(e.into()))
+                    .map(|()| BlockOutcome::NotWritten);
+            }
         };
         self.heard(now);
-        let result = self.status_block(block);
-        self.after_input(now, result).map(|()| true)
+        let slot = match self.check_status_block(&block) {
+            Ok(slot) => slot,
+            Err(violation) => {
+                return self
+                    .after_input(now, Err(violation))
+                    .map(|()| BlockOutcome::Taken);
+            }
+        };
+        let finished = self.ops.get(slot).is_some_and(|op| op.unanswered == 0);
+        if direct && finished {
+            let event = self.report(slot);
+            self.rearm(now);
+            return match event {
+                Some(event) => Ok(BlockOutcome::Completed(event)),
+                None => {
+                    self.fail(Violation::Internal);
+                    Err(Violation::Internal)
+                }
+            };
+        }
+        let result = self.settle(slot);
+        self.after_input(now, result).map(|()| BlockOutcome::Taken)
     }
 
     #[inline(always)]
@@ -200,12 +252,6 @@ impl<const R: usize> Client<R> {
         }
         op.unanswered = op.unanswered.saturating_sub(1);
         self.ledger.on_reply(1, 1)?;
-        self.settle(slot)
-    }
-
-    #[inline(always)]
-    pub(super) fn status_block(&mut self, block: StatusBlock) -> Result<(), Violation> {
-        let slot = self.check_status_block(&block)?;
         self.settle(slot)
     }
 

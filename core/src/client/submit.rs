@@ -262,10 +262,7 @@ impl<const R: usize> Client<R> {
             bytes: 0,
             registered: None,
         };
-        let (slot, id) = self
-            .ops
-            .insert(op)
-            .map_err(|_| ApiError::TooManyRequests)?;
+        let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
         if self.unsent.push_back(slot).is_err() {
             self.ops.take(slot);
             return Err(ApiError::TooManyRequests);

@@ -40,6 +40,7 @@ impl<const R: usize> Client<R> {
     pub(super) fn end(&mut self, reason: Violation, send: Option<Status>) {
         self.state = State::Closed;
         self.timers.clear();
+        self.idle_since = None;
         self.terminate = send;
         self.unsent.clear();
         self.streaming.clear();
