@@ -110,7 +110,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // The driver finishes the file and answers (`complete_close`).
         op.file = Some(file);
         let id = op.id;
-        self.push_pending(Pending::Op(id))
+        self.push_pending(Pending::Op { slot: index, id })
     }
 
     /// The registration asked by [`ServerEvent::Register`] resolved (claim 11).

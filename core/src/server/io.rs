@@ -38,7 +38,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 op.file = Some(file);
                 let index = self.insert(op)?;
                 self.store_segments(index, segments)?;
-                self.push_pending(Pending::Op(id))
+                self.push_pending(Pending::Op { slot: index, id })
             }
             Err(status) => {
                 op.result = status;

@@ -312,7 +312,12 @@ enum Outgoing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Pending {
     Authenticate(AuthKey),
-    Op(u32),
+    /// The request `id`, in `slot` of the request table (found without a
+    /// search; `id` tells a later request in a reused slot apart).
+    Op {
+        slot: usize,
+        id: u32,
+    },
     CloseFile(FileId),
     Terminated(Violation),
 }
@@ -480,7 +485,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     fn unqueue(&mut self, id: u32) {
         let before = core::mem::take(&mut self.pending);
         for entry in before {
-            if !matches!(entry, Pending::Op(queued) if queued == id) {
+            if !matches!(entry, Pending::Op { id: queued, .. } if queued == id) {
                 // Same or smaller length than before: cannot fail.
                 let _ = self.pending.push_back(entry);
             }

@@ -184,14 +184,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                     .map(|()| None)
             }
             Body::RegisterFile { key } => {
-                self.insert(Op::new(
+                let slot = self.insert(Op::new(
                     id,
                     OpKind::Register { key },
                     0,
                     BufferDescriptor::default(),
                     false,
                 ))?;
-                self.push_pending(Pending::Op(id))?;
+                self.push_pending(Pending::Op { slot, id })?;
                 Ok(None)
             }
             Body::Close { handle } => self.close(id, handle).map(|()| None),
