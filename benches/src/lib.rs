@@ -13,8 +13,8 @@ use rdio_core::client::{
     self, BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, RequestId,
 };
 use rdio_core::server::{
-    Connection, FileEntry, FileId, Registration, Registry, ServerConfig, ServerEvent, ServerOffer,
-    Transmit,
+    Connection, FileEntry, FileId, OpId, Registration, Registry, ServerConfig, ServerEvent,
+    ServerOffer, Transmit,
 };
 use rdio_core::wire::{
     BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, Status,
@@ -130,12 +130,19 @@ impl Cycle {
         }
     }
 
-    /// One 4 KiB read, start to finish, in interrupt mode, the completion
-    /// taken straight from the status block
+    /// One 4 KiB read, start to finish, in interrupt mode, each side taking
+    /// the one-pass path: the server's status block encoded as the driver
+    /// completes the read ([`Connection::complete_io_into`]), the client's
+    /// completion taken straight from the block
     /// ([`Client::take_status_block`]). Returns the bytes the completion
     /// reported.
     pub fn read_4k(&mut self) -> u64 {
-        let Some((request, len)) = self.request_and_answer() else {
+        let Some((request, op, bytes)) = self.request() else {
+            return 0;
+        };
+        let Ok(Some(Transmit::StatusBlock { len, .. })) =
+            self.server.complete_io_into(op, Ok(bytes), &mut self.s2c)
+        else {
             return 0;
         };
         match self.client.take_status_block(self.now, &self.s2c[..len]) {
@@ -148,11 +155,18 @@ impl Cycle {
         }
     }
 
-    /// [`Cycle::read_4k`] with the completion queued by
+    /// [`Cycle::read_4k`] through the event queues: the status block queued
+    /// by [`Connection::complete_io`] and drained by
+    /// [`Connection::poll_transmit`], the completion queued by
     /// [`Client::handle_status_block`] and drained by
     /// [`Client::poll_event`].
     pub fn read_4k_events(&mut self) -> u64 {
-        let Some((request, len)) = self.request_and_answer() else {
+        let Some((request, op, bytes)) = self.request() else {
+            return 0;
+        };
+        let _ = self.server.complete_io(op, Ok(bytes));
+        let Ok(Some(Transmit::StatusBlock { len, .. })) = self.server.poll_transmit(&mut self.s2c)
+        else {
             return 0;
         };
         if self.client.handle_status_block(self.now, &self.s2c[..len]) != Ok(true) {
@@ -168,10 +182,11 @@ impl Cycle {
         }
     }
 
-    /// Submit a 4 KiB read and carry it through the server up to its
-    /// status block, left in `s2c`: the request and the block's length.
+    /// Submit a 4 KiB read and carry it to the server's driver: the
+    /// request, the server's op and the bytes the driver "read" (it would
+    /// pread and post the RDMA write here).
     #[inline(always)]
-    fn request_and_answer(&mut self) -> Option<(RequestId, usize)> {
+    fn request(&mut self) -> Option<(RequestId, OpId, u64)> {
         let request = self
             .client
             .read(
@@ -188,16 +203,11 @@ impl Cycle {
         self.server
             .handle_message(self.now, &self.c2s[..t.len])
             .ok()?;
-        if let Some(ServerEvent::Read { op, segments, .. }) = self.server.poll_event() {
-            let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
-            // The driver would pread and post the RDMA write here.
-            let _ = self.server.complete_io(op, Ok(bytes));
-        }
-        let Ok(Some(Transmit::StatusBlock { len, .. })) = self.server.poll_transmit(&mut self.s2c)
-        else {
+        let Some(ServerEvent::Read { op, segments, .. }) = self.server.poll_event() else {
             return None;
         };
-        Some((request, len))
+        let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+        Some((request, op, bytes))
     }
 }
 
