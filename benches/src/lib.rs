@@ -13,8 +13,8 @@ use rdio_core::client::{
     self, BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, RequestId,
 };
 use rdio_core::server::{
-    Connection, FileEntry, FileId, OpId, Registration, Registry, ServerConfig, ServerEvent,
-    ServerOffer, Transmit,
+    Connection, FileEntry, FileId, OpId, Received, Registration, Registry, ServerConfig,
+    ServerEvent, ServerOffer, Transmit,
 };
 use rdio_core::wire::{
     BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, Status,
@@ -131,15 +131,32 @@ impl Cycle {
     }
 
     /// One 4 KiB read, start to finish, in interrupt mode, each side taking
-    /// the one-pass path: the server's status block encoded as the driver
-    /// completes the read ([`Connection::complete_io_into`]), the client's
-    /// completion taken straight from the block
+    /// the one-pass path: the read handed to the server's driver as it
+    /// arrives ([`Connection::take_message`]), its status block encoded as
+    /// the driver completes it ([`Connection::complete_io_into`]), the
+    /// client's completion taken straight from the block
     /// ([`Client::take_status_block`]). Returns the bytes the completion
     /// reported.
     pub fn read_4k(&mut self) -> u64 {
-        let Some((request, op, bytes)) = self.request() else {
+        let Ok(request) = self.client.read(
+            self.handle,
+            4096,
+            self.dest,
+            self.status,
+            CompletionMode::Interrupt,
+        ) else {
             return 0;
         };
+        let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
+            return 0;
+        };
+        let Ok(Received::Read { op, segments, .. }) =
+            self.server.take_message(self.now, &self.c2s[..t.len])
+        else {
+            return 0;
+        };
+        // The driver would pread and post the RDMA write here.
+        let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
         let Ok(Some(Transmit::StatusBlock { len, .. })) =
             self.server.complete_io_into(op, Ok(bytes), &mut self.s2c)
         else {

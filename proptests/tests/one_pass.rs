@@ -6,7 +6,7 @@
 
 use rdio_core::Violation;
 use rdio_core::client::{BlockOutcome, ClientEvent, CompletionMode, RequestId};
-use rdio_core::server::{OpId, ServerEvent, Transmit};
+use rdio_core::server::{OpId, Received, ServerEvent, Transmit};
 use rdio_core::wire::{OpenFlags, Status, StatusBlock};
 use rdio_proptests::pair::Pair;
 
@@ -205,4 +205,61 @@ fn a_status_block_waits_its_turn_behind_queued_output() {
             bytes: 5,
         }))
     );
+}
+
+#[test]
+fn a_read_is_handed_over_as_it_arrives_unless_work_waits() {
+    let (mut pair, handle) = pair_with_file();
+    let mut buf = vec![0u8; 65536];
+    let (request, dest) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    let len = pair
+        .client
+        .poll_transmit(pair.now, &mut buf)
+        .unwrap()
+        .unwrap()
+        .len;
+    let op = match pair.server.take_message(pair.now, &buf[..len]) {
+        Ok(Received::Read { op, segments, .. }) => {
+            assert_eq!(segments.len(), 1);
+            assert_eq!((segments[0].offset(), segments[0].dest()), (0, dest));
+            op
+        }
+        other => panic!("expected the read, got {other:?}"),
+    };
+    assert_eq!(pair.server.poll_event(), None, "not queued too");
+    let mut block = [0u8; 24];
+    assert!(matches!(
+        pair.server.complete_io_into(op, Ok(10), &mut block),
+        Ok(Some(Transmit::StatusBlock { .. }))
+    ));
+    assert!(matches!(
+        pair.client.take_status_block(pair.now, &block),
+        Ok(BlockOutcome::Completed(ClientEvent::Completed { request: r, .. })) if r == request
+    ));
+
+    // A registration waits for the driver: a read behind it waits its turn.
+    let key = pair.open_file(vec![1; 4], OpenFlags::READ);
+    let register = pair.client.register(key).unwrap();
+    let (second, _) = pair.read(handle, 0, 4, CompletionMode::Interrupt);
+    for _ in 0..2 {
+        let len = pair
+            .client
+            .poll_transmit(pair.now, &mut buf)
+            .unwrap()
+            .unwrap()
+            .len;
+        assert_eq!(
+            pair.server.take_message(pair.now, &buf[..len]),
+            Ok(Received::Nothing)
+        );
+    }
+    assert!(matches!(
+        pair.server.poll_event(),
+        Some(ServerEvent::Register { op, .. }) if op.0 == register.0
+    ));
+    assert!(matches!(
+        pair.server.poll_event(),
+        Some(ServerEvent::Read { op, .. }) if op.0 == second.0
+    ));
+    assert_eq!(pair.server.poll_event(), None);
 }

@@ -16,6 +16,23 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         interrupt: bool,
         segments: &[ReadSegment],
     ) -> Result<(), Violation> {
+        self.start_read_into(id, handle, status_desc, interrupt, segments, false)
+            .map(|_| ())
+    }
+
+    /// Start a read; with `direct`, and no earlier work waiting for the
+    /// driver, it is handed over at once (its slot returned, the request
+    /// dispatched) instead of queued for [`Connection::poll_event`].
+    #[inline(always)]
+    pub(super) fn start_read_into(
+        &mut self,
+        id: u32,
+        handle: u32,
+        status_desc: BufferDescriptor,
+        interrupt: bool,
+        segments: &[ReadSegment],
+        direct: bool,
+    ) -> Result<Option<usize>, Violation> {
         self.check_status_desc(status_desc)?;
         let total = segments
             .iter()
@@ -36,14 +53,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         match file {
             Ok(file) => {
                 op.file = Some(file);
+                let now = direct && self.pending.is_empty();
+                if now {
+                    op.stage = Stage::Dispatched;
+                }
                 let index = self.insert(op)?;
                 self.store_segments(index, segments)?;
+                if now {
+                    return Ok(Some(index));
+                }
                 self.push_pending(Pending::Op { slot: index, id })
+                    .map(|()| None)
             }
             Err(status) => {
                 op.result = status;
                 let index = self.insert(op)?;
-                self.finish(index)
+                self.finish(index).map(|()| None)
             }
         }
     }

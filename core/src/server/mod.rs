@@ -209,6 +209,38 @@ pub struct WriteChunk<'a> {
     pub pieces: heapless::Vec<(u64, &'a [u8]), MAX_SEGMENTS>,
 }
 
+/// What [`Connection::take_message`] hands the driver at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// Nothing at once; events and transmits may be queued (drain them as
+    /// after [`Connection::handle_message`]).
+    Nothing,
+    /// Write data, as [`Connection::handle_message`] returns it.
+    Write(WriteChunk<'a>),
+    /// A read to perform now, exactly as [`ServerEvent::Read`] asks (which
+    /// [`Connection::poll_event`] will not return for it): RDMA-write each
+    /// segment, then [`Connection::complete_io`] or
+    /// [`Connection::complete_io_into`].
+    Read {
+        /// The request.
+        op: OpId,
+        /// The file.
+        file: FileId,
+        /// One segment for a read.
+        segments: &'a [ReadSegment],
+    },
+}
+
+/// A received message, sorted before any of it is acted on.
+enum Arrival {
+    /// The connection is closed: messages are ignored.
+    Ignored,
+    /// A well-formed Read on an open connection (the fast path).
+    Read(Message<'static>),
+    /// Anything else, for the general parser.
+    Other,
+}
+
 /// What the driver must post next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
