@@ -275,6 +275,20 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // Claim 21: the completion wakes one waiting polling client; when it
         // was the last request in flight, nothing else will, so every other
         // waiter is answered too (as a new interrupt request would be).
+        if !self.interrupt_waiters.is_empty() {
+            self.wake_interrupt_waiters()?;
+        }
+        let handle = op.handle;
+        if self.handles.iter().any(|h| h.id == handle && h.closing) {
+            self.try_close(handle)?;
+        }
+        Ok(direct)
+    }
+
+    /// Claim 21 at a completion: wake one waiting polling client, or every
+    /// one when no data request is left in flight.
+    #[cold]
+    fn wake_interrupt_waiters(&mut self) -> Result<(), Violation> {
         if let Some(waiter) = self.interrupt_waiters.pop_front() {
             self.reply(waiter, 1, Body::InterruptResponse)?;
         }
@@ -283,11 +297,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 self.reply(waiter, 1, Body::InterruptResponse)?;
             }
         }
-        let handle = op.handle;
-        if self.handles.iter().any(|h| h.id == handle && h.closing) {
-            self.try_close(handle)?;
-        }
-        Ok(direct)
+        Ok(())
     }
 
     /// The driver finished its part of request `op`: for a read, all

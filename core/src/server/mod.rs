@@ -58,7 +58,7 @@ use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
 use crate::table::OpTable;
 use crate::time::{Instant, TimerTable, micros};
-use crate::wire::message::parse_read;
+use crate::wire::message::{ReadFields, parse_read_fields};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
     AuthKey, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,
@@ -236,7 +236,7 @@ enum Arrival {
     /// The connection is closed: messages are ignored.
     Ignored,
     /// A well-formed Read on an open connection (the fast path).
-    Read(Message<'static>),
+    Read(ReadFields),
     /// Anything else, for the general parser.
     Other,
 }

@@ -20,7 +20,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     ) -> Result<Option<WriteChunk<'a>>, Violation> {
         let result = match self.arrival(bytes)? {
             Arrival::Ignored => return Ok(None),
-            Arrival::Read(msg) => self.read_message(now, &msg, false).map(|_| None),
+            Arrival::Read(read) => self.read_message(now, &read, false).map(|_| None),
             Arrival::Other => self.process(now, bytes),
         };
         result.map_err(|violation| self.failed(violation))
@@ -40,7 +40,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     ) -> Result<Received<'a>, Violation> {
         let slot = match self.arrival(bytes)? {
             Arrival::Ignored => return Ok(Received::Nothing),
-            Arrival::Read(msg) => match self.read_message(now, &msg, true) {
+            Arrival::Read(read) => match self.read_message(now, &read, true) {
                 Ok(Some(slot)) => slot,
                 Ok(None) => return Ok(Received::Nothing),
                 Err(violation) => return Err(self.failed(violation)),
@@ -90,8 +90,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // layout to the read it starts (`Message::parse` would give the same
         // `Message`; see `wire::message::parse_read`).
         if self.state == State::Open {
-            if let Some(msg) = parse_read(bytes) {
-                return Ok(Arrival::Read(msg));
+            if let Some(read) = parse_read_fields(bytes) {
+                return Ok(Arrival::Read(read));
             }
         }
         Ok(Arrival::Other)
@@ -181,19 +181,17 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     pub(super) fn read_message(
         &mut self,
         now: Instant,
-        msg: &Message<'_>,
+        msg: &ReadFields,
         direct: bool,
     ) -> Result<Option<usize>, Violation> {
-        trace!("server rx {:?} id {}", msg.opcode(), msg.request_id);
+        trace!("server rx Read id {}", msg.request_id);
         self.timers
             .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
         self.ledger.on_request(msg.credits)?;
         if self.find(msg.request_id).is_some() {
             return Err(Violation::DuplicateRequest(msg.request_id));
         }
-        let Body::Read(read) = msg.body else {
-            return Err(Violation::Internal);
-        };
+        let read = &msg.read;
         let segment = [ReadSegment::new(read.offset, read.dest)];
         let interrupt = msg.flags.contains(Flags::INTERRUPT);
         self.start_read_into(
