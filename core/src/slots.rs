@@ -186,7 +186,7 @@ mod tests {
     fn generations_wrap_to_one_never_to_zero() {
         assert_eq!(next_id(0, 3, 4), Some(7));
         assert_eq!(next_id(7, 3, 4), Some(11));
-        let last = u32::MAX - (u32::MAX - 3) % 4; // the largest id of slot 3
+        let last = u32::MAX; // the largest id of slot 3 (of 4)
         assert_eq!(last % 4, 3);
         assert_eq!(next_id(last, 3, 4), Some(7));
         assert_eq!(next_id(0, 0, 1), Some(1));

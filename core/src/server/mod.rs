@@ -211,6 +211,9 @@ pub struct WriteChunk<'a> {
 
 /// What [`Connection::take_message`] hands the driver at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// The write chunk's pieces live inline (no alloc in the core), as in the
+// `Option<WriteChunk>` that `handle_message` returns: no larger.
+#[allow(clippy::large_enum_variant)]
 pub enum Received<'a> {
     /// Nothing at once; events and transmits may be queued (drain them as
     /// after [`Connection::handle_message`]).
