@@ -19,6 +19,15 @@
 //! The driver keeps [`Client::receive_depth`] receives posted, reposting each
 //! after `handle_message` returns.
 //!
+//! A request id names the request's slot in the client's table
+//! ([`Client::slot_of`]; `docs/PROTOCOL.md`, "Request ids"), so an answer
+//! finds its request without a search, and a stale or forged id is refused
+//! ([`Violation::UnknownRequest`]), never taken for another request. A
+//! driver that takes completions as they happen calls
+//! [`Client::take_status_block`] instead of `handle_status_block`: the
+//! completion a status block brings comes back from that call
+//! ([`BlockOutcome::Completed`]) instead of through `poll_event`.
+//!
 //! # Modules, one per phase (as quinn-proto splits `connection/`)
 //!
 //! * [`discovery`]: the pipe's negotiation (claims 8, 13, 23);

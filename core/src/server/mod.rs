@@ -21,6 +21,13 @@
 //! The driver keeps [`Connection::receive_depth`] receives posted and reposts
 //! each after `handle_message` returns (and the write data was consumed).
 //!
+//! One pass per read: [`Connection::take_message`] hands a Read to the
+//! driver as it arrives ([`Received::Read`]) when no earlier work waits,
+//! and [`Connection::complete_io_into`] encodes its status block into the
+//! driver's buffer as it completes, when no output waits before it; either
+//! falls back to the queues above otherwise, so the order of events and of
+//! output is the same on both paths.
+//!
 //! # Modules, one per phase (as quinn-proto splits `connection/`)
 //!
 //! * `registry`: the side channel's sessions, keys and opened files
