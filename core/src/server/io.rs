@@ -279,7 +279,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             self.wake_interrupt_waiters()?;
         }
         let handle = op.handle;
-        if self.handles.iter().any(|h| h.id == handle && h.closing) {
+        if self.closing_handles > 0 && self.handles.iter().any(|h| h.id == handle && h.closing) {
             self.try_close(handle)?;
         }
         Ok(direct)

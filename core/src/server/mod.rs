@@ -383,6 +383,9 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// The segments of the request in the same slot of `ops`.
     segments: [SegmentStore; R],
     handles: heapless::Vec<Handle, F>,
+    /// Handles in `handles` marked closing (their close waits for their
+    /// I/O): while 0, a completion need not look for one.
+    closing_handles: u16,
     next_handle: u32,
     interrupt_waiters: Fifo<u32, R>,
     pending: Fifo<Pending, R>,
@@ -415,6 +418,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
             handles: heapless::Vec::new(),
+            closing_handles: 0,
             next_handle: 1,
             interrupt_waiters: Fifo::new(),
             pending: Fifo::new(),
