@@ -14,10 +14,16 @@ bin=$target_dir/release/core_cycle
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() {
-    valgrind --tool=callgrind --callgrind-out-file="$tmp/out.$1" "$bin" "$1" >/dev/null 2>"$tmp/log.$1"
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/out.$1" "$bin" "$@" >/dev/null 2>"$tmp/log.$1"
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/log.$1"
 }
+# The completion taken straight from the status block (take_status_block),
+# then the same read with it queued and drained by poll_event.
 a=$(count "$n")
 b=$(count "$((2 * n))")
 per=$(( (b - a) / n ))
 echo "core instructions per 4 KiB read (client + server): $per   (N=$n: $a, 2N: $b)"
+a=$(count "$n" events)
+b=$(count "$((2 * n))" events)
+per=$(( (b - a) / n ))
+echo "  the same, completion through poll_event: $per   (N=$n: $a, 2N: $b)"

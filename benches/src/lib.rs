@@ -9,10 +9,12 @@
 //! client, report the completion.
 
 use rdio_core::Instant;
-use rdio_core::client::{self, Client, ClientConfig, ClientEvent, CompletionMode};
+use rdio_core::client::{
+    self, BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, RequestId,
+};
 use rdio_core::server::{
-    Connection, FileEntry, FileId, Registration, Registry, ServerConfig, ServerEvent, ServerOffer,
-    Transmit,
+    Connection, FileEntry, FileId, OpId, Received, Registration, Registry, ServerConfig,
+    ServerEvent, ServerOffer, Transmit,
 };
 use rdio_core::wire::{
     BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, Status,
@@ -128,32 +130,58 @@ impl Cycle {
         }
     }
 
-    /// One 4 KiB read, start to finish, in interrupt mode. Returns the bytes
-    /// the completion reported.
+    /// One 4 KiB read, start to finish, in interrupt mode, each side taking
+    /// the one-pass path: the read handed to the server's driver as it
+    /// arrives ([`Connection::take_message`]), its status block encoded as
+    /// the driver completes it ([`Connection::complete_io_into`]), the
+    /// client's completion taken straight from the block
+    /// ([`Client::take_status_block`]). Returns the bytes the completion
+    /// reported.
     pub fn read_4k(&mut self) -> u64 {
-        let request = self.client.read(
+        let Ok(request) = self.client.read(
             self.handle,
             4096,
             self.dest,
             self.status,
             CompletionMode::Interrupt,
-        );
-        let Ok(request) = request else { return 0 };
+        ) else {
+            return 0;
+        };
         let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
             return 0;
         };
-        if self
-            .server
-            .handle_message(self.now, &self.c2s[..t.len])
-            .is_err()
-        {
+        let Ok(Received::Read { op, segments, .. }) =
+            self.server.take_message(self.now, &self.c2s[..t.len])
+        else {
             return 0;
+        };
+        // The driver would pread and post the RDMA write here.
+        let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+        let Ok(Some(Transmit::StatusBlock { len, .. })) =
+            self.server.complete_io_into(op, Ok(bytes), &mut self.s2c)
+        else {
+            return 0;
+        };
+        match self.client.take_status_block(self.now, &self.s2c[..len]) {
+            Ok(BlockOutcome::Completed(ClientEvent::Completed {
+                request: r,
+                status: Status::Success,
+                bytes,
+            })) if r == request => bytes,
+            _ => 0,
         }
-        if let Some(ServerEvent::Read { op, segments, .. }) = self.server.poll_event() {
-            let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
-            // The driver would pread and post the RDMA write here.
-            let _ = self.server.complete_io(op, Ok(bytes));
-        }
+    }
+
+    /// [`Cycle::read_4k`] through the event queues: the status block queued
+    /// by [`Connection::complete_io`] and drained by
+    /// [`Connection::poll_transmit`], the completion queued by
+    /// [`Client::handle_status_block`] and drained by
+    /// [`Client::poll_event`].
+    pub fn read_4k_events(&mut self) -> u64 {
+        let Some((request, op, bytes)) = self.request() else {
+            return 0;
+        };
+        let _ = self.server.complete_io(op, Ok(bytes));
         let Ok(Some(Transmit::StatusBlock { len, .. })) = self.server.poll_transmit(&mut self.s2c)
         else {
             return 0;
@@ -169,6 +197,34 @@ impl Cycle {
             }) if r == request => bytes,
             _ => 0,
         }
+    }
+
+    /// Submit a 4 KiB read and carry it to the server's driver: the
+    /// request, the server's op and the bytes the driver "read" (it would
+    /// pread and post the RDMA write here).
+    #[inline(always)]
+    fn request(&mut self) -> Option<(RequestId, OpId, u64)> {
+        let request = self
+            .client
+            .read(
+                self.handle,
+                4096,
+                self.dest,
+                self.status,
+                CompletionMode::Interrupt,
+            )
+            .ok()?;
+        let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
+            return None;
+        };
+        self.server
+            .handle_message(self.now, &self.c2s[..t.len])
+            .ok()?;
+        let Some(ServerEvent::Read { op, segments, .. }) = self.server.poll_event() else {
+            return None;
+        };
+        let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+        Some((request, op, bytes))
     }
 }
 

@@ -52,6 +52,11 @@ pub enum Violation {
     /// An internal bound was exceeded (a queue sized from the negotiated
     /// credits overflowed): treated as a violation, never a panic.
     Capacity,
+    /// The state machine's own bookkeeping disagreed with itself (a queue
+    /// entry without its request, a request in a stage its queue rules
+    /// out): the connection ends loudly instead of stalling. A bug in
+    /// rdio, never caused by the peer alone.
+    Internal,
 }
 
 impl Violation {
@@ -88,6 +93,7 @@ impl fmt::Display for Violation {
             Self::TimedOut => f.write_str("peer timed out"),
             Self::PeerTerminated(s) => write!(f, "peer terminated the connection: {s}"),
             Self::Capacity => f.write_str("internal capacity exceeded"),
+            Self::Internal => f.write_str("internal bookkeeping broken (a bug in rdio)"),
         }
     }
 }

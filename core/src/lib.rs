@@ -123,6 +123,7 @@ pub mod error;
 mod queue;
 mod segments;
 pub mod server;
+mod slots;
 pub mod stats;
 mod table;
 pub mod time;

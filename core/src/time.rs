@@ -25,7 +25,14 @@ impl Instant {
 
     /// `self + d`, saturating at the end of time.
     pub fn saturating_add(self, d: Duration) -> Self {
-        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.saturating_add_micros(micros(d))
+    }
+
+    /// `self + micros` microseconds, saturating at the end of time: what
+    /// the request path uses, with the durations of its timers converted
+    /// once ([`micros`]), not per request.
+    #[inline]
+    pub(crate) fn saturating_add_micros(self, micros: u64) -> Self {
         Self(self.0.saturating_add(micros))
     }
 
@@ -33,6 +40,11 @@ impl Instant {
     pub fn saturating_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
     }
+}
+
+/// `d` in whole microseconds, saturating (a timer's duration, converted once).
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// A fixed table of optional deadlines indexed by a timer enum (`N` entries).

@@ -9,17 +9,23 @@
 //! Input: records of `[control, len, bytes...]`; `control & 3` picks a
 //! received send (optionally patched: length field, request id of an
 //! outstanding request, credits 1), a status block for an outstanding
-//! request (optionally with its valid word and id set), an API call, or
+//! request (optionally with its valid word and id set, or the id of the
+//! same slot's next generation, which must never complete anything; taken
+//! through `handle_status_block` and the events, or through
+//! `take_status_block`, which hands the completion back), an API call, or
 //! posting the client's sends / advancing time.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rdio_core::client::{ClientEvent, CompletionMode, RequestId};
+use rdio_core::client::{BlockOutcome, ClientEvent, CompletionMode, RequestId};
 use rdio_core::wire::{Message, OpenFlags, WriteSegment};
 use rdio_proptests::pair::{Pair, ServerSend, event_request};
 use rdio_proptests::session::configs;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
+
+/// The pair's client slots (`Pair::client` is a `Client<64>`).
+const SLOTS: u32 = 64;
 
 struct Harness {
     pair: Pair,
@@ -206,10 +212,26 @@ fuzz_target!(|data: &[u8]| {
                 if control & 8 != 0 {
                     block[0..4].copy_from_slice(&request.0.to_le_bytes());
                 }
+                // The same slot's next generation: an id never given out
+                // while this request holds the slot.
+                let forged = control & 64 != 0;
+                if forged {
+                    let id = request.0.wrapping_add(SLOTS);
+                    block[0..4].copy_from_slice(&id.to_le_bytes());
+                }
                 if let Some(slot) = h.pair.memory.slot(desc, 24) {
                     slot.copy_from_slice(&block);
                 }
-                if control & 16 != 0 {
+                if control & 32 != 0 {
+                    // The one-pass path: the completion comes back here.
+                    match h.pair.client.take_status_block(h.pair.now, &block) {
+                        Ok(BlockOutcome::Completed(event)) => {
+                            assert!(!forged, "a forged id completed {event:?}");
+                            h.pair.events.push(event);
+                        }
+                        Ok(BlockOutcome::NotWritten | BlockOutcome::Taken) | Err(_) => {}
+                    }
+                } else if control & 16 != 0 {
                     h.pair.s2c.push_back(ServerSend::Immediate(request.0));
                     h.pair.client_receive_one();
                 } else {

@@ -25,16 +25,18 @@
 //! targets can use the pair too; honest tests check it stays empty
 //! ([`Pair::assert_clean`]).
 
-use rdio_core::client::{self, Client, ClientConfig, ClientEvent, CompletionMode, RequestId};
+use rdio_core::client::{
+    self, BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, RequestId,
+};
 use rdio_core::server::{
-    Connection, FileEntry, FileId, OpId, Registration, Registry, ServerConfig, ServerEvent,
-    ServerOffer, Transmit,
+    Connection, FileEntry, FileId, OpId, Received, Registration, Registry, ServerConfig,
+    ServerEvent, ServerOffer, Transmit,
 };
 use rdio_core::wire::{
     AuthKey, BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, ReadSegment,
     ResumeKey, Status,
 };
-use rdio_core::{Instant, Violation};
+use rdio_core::{ApiError, Instant, Violation};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -187,6 +189,17 @@ pub struct Pair {
     /// [`Pair::server_event_one`] but performed (RDMA writes, then
     /// `complete_io`) only by [`Pair::server_complete_read_one`].
     pub defer_reads: bool,
+    /// Drive both cores through their one-pass entry points: the server
+    /// takes messages with `take_message` (a read it hands over is
+    /// performed at once, or deferred with `defer_reads`) and completes
+    /// I/O with `complete_io_into` (a block it returns is posted at once),
+    /// the client takes status blocks with `take_status_block` (a
+    /// completion it returns joins `events`).
+    pub one_pass: bool,
+    /// Status blocks posted outside `server_transmit_one` (returned by
+    /// `complete_io_into` with `one_pass`), in order, for an observer to
+    /// take.
+    pub posted: Vec<ServerOutput>,
     /// What the driver answers a client's close with: `Ok` (the file
     /// finished), or the status of a file it could not finish (an upload
     /// that cannot take its name).
@@ -209,6 +222,7 @@ fn pipe_roundtrip<'a>(msg: &PipeMessage<'_>, buf: &'a mut Vec<u8>) -> PipeMessag
 /// server).
 enum Work {
     Auth(AuthKey),
+    Write(OpId, FileId, Vec<(u64, Vec<u8>)>),
     Register(OpId, ResumeKey),
     Read(OpId, FileId, Vec<ReadSegment>),
     Close(Option<OpId>, FileId),
@@ -283,6 +297,8 @@ impl Pair {
             anomalies: Vec::new(),
             broken: false,
             defer_reads: false,
+            one_pass: false,
+            posted: Vec::new(),
             close_result: Ok(()),
             reads_in_progress: VecDeque::new(),
             entropy: 0,
@@ -490,6 +506,10 @@ impl Pair {
             return None;
         }
         let msg = self.c2s.pop_front()?;
+        if self.one_pass {
+            self.server_take_one(&msg);
+            return Some(msg);
+        }
         match self.server.handle_message(self.now, &msg) {
             Ok(Some(chunk)) => {
                 let (op, file, pieces) = (chunk.op, chunk.file, chunk.pieces.clone());
@@ -503,6 +523,59 @@ impl Pair {
             Err(v) => self.server_error = Some(v),
         }
         Some(msg)
+    }
+
+    /// [`Pair::server_receive_one`] through `take_message`.
+    fn server_take_one(&mut self, msg: &[u8]) {
+        let work = match self.server.take_message(self.now, msg) {
+            Ok(Received::Nothing) => return,
+            Ok(Received::Write(chunk)) => Work::Write(
+                chunk.op,
+                chunk.file,
+                chunk.pieces.iter().map(|(o, b)| (*o, b.to_vec())).collect(),
+            ),
+            Ok(Received::Read { op, file, segments }) => Work::Read(op, file, segments.to_vec()),
+            Err(v) => {
+                self.server_error = Some(v);
+                return;
+            }
+        };
+        match work {
+            Work::Write(op, file, pieces) => {
+                let pieces: Vec<(u64, &[u8])> =
+                    pieces.iter().map(|(o, b)| (*o, b.as_slice())).collect();
+                let result = self.write_file(file, &pieces);
+                if let Err(e) = self.complete_io(op, result) {
+                    self.anomalies
+                        .push(format!("complete_io(write {op:?}): {e}"));
+                }
+            }
+            Work::Read(op, file, segments) if self.defer_reads => {
+                self.reads_in_progress.push_back((op, file, segments));
+            }
+            Work::Read(op, file, segments) => {
+                let result = self.read_file(file, &segments);
+                if let Err(e) = self.complete_io(op, result) {
+                    self.anomalies
+                        .push(format!("complete_io(read {op:?}) refused: {e}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `complete_io`, or with `one_pass` `complete_io_into`, posting the
+    /// status block it returns at once.
+    fn complete_io(&mut self, op: OpId, result: Result<u64, Status>) -> Result<(), ApiError> {
+        if !self.one_pass {
+            return self.server.complete_io(op, result);
+        }
+        let mut buf = [0u8; 64];
+        if let Some(transmit) = self.server.complete_io_into(op, result, &mut buf)? {
+            let output = self.post(transmit, &buf);
+            self.posted.push(output);
+        }
+        Ok(())
     }
 
     /// `pwrite` every piece, or none if one is past the file size bound.
@@ -554,7 +627,7 @@ impl Pair {
         let result = self.read_file(file, &segments);
         // After termination the read completes nowhere (the server forgot
         // it): not an anomaly.
-        if let Err(e) = self.server.complete_io(op, result) {
+        if let Err(e) = self.complete_io(op, result) {
             if !self.server.is_closed() {
                 self.anomalies
                     .push(format!("complete_io(read {op:?}) refused: {e}"));
@@ -607,8 +680,9 @@ impl Pair {
             }
             Work::Read(op, file, segments) => {
                 let result = self.read_file(file, &segments);
-                self.server.complete_io(op, result).err()
+                self.complete_io(op, result).err()
             }
+            Work::Write(..) => None,
             Work::Close(op, file) => {
                 self.closed_files.push(file);
                 let result = self.close_result;
@@ -675,7 +749,14 @@ impl Pair {
             .server
             .poll_transmit(&mut buf)
             .expect("a send buffer of the negotiated size is always enough");
-        let output = transmit.map(|t| match t {
+        let output = transmit.map(|t| self.post(t, &buf));
+        self.send_buf = buf;
+        output
+    }
+
+    /// Post a send or a status-block RDMA write of the server's.
+    fn post(&mut self, transmit: Transmit, buf: &[u8]) -> ServerOutput {
+        match transmit {
             Transmit::Send { len } => {
                 let msg = buf[..len].to_vec();
                 self.s2c.push_back(ServerSend::Message(msg.clone()));
@@ -701,9 +782,7 @@ impl Pair {
                 }
                 ServerOutput::StatusBlock { block, immediate }
             }
-        });
-        self.send_buf = buf;
-        output
+        }
     }
 
     /// Feed the client everything the server posted, poll the polling-mode
@@ -737,7 +816,7 @@ impl Pair {
                     return Some(ClientInput::Immediate(None));
                 };
                 let block = self.memory.read(desc);
-                match self.client.handle_status_block(self.now, &block) {
+                match self.status_block(&block) {
                     Ok(true) => Some(ClientInput::Immediate(Some(block))),
                     Ok(false) => {
                         if !self.client.is_closed() {
@@ -770,7 +849,7 @@ impl Pair {
                 continue;
             }
             let block = self.memory.read(self.status_descs[&request]);
-            match self.client.handle_status_block(self.now, &block) {
+            match self.status_block(&block) {
                 Ok(true) => consumed.push(block),
                 Ok(false) => self.polling.push(request),
                 Err(v) => {
@@ -780,6 +859,25 @@ impl Pair {
             }
         }
         consumed
+    }
+
+    /// `handle_status_block`, or with `one_pass` `take_status_block`, whose
+    /// completion joins `events` at once: whether the block was taken.
+    fn status_block(&mut self, block: &[u8]) -> Result<bool, Violation> {
+        if !self.one_pass {
+            return self.client.handle_status_block(self.now, block);
+        }
+        match self.client.take_status_block(self.now, block)? {
+            BlockOutcome::NotWritten => Ok(false),
+            BlockOutcome::Taken => Ok(true),
+            BlockOutcome::Completed(event) => {
+                if let Some(request) = event_request(&event) {
+                    self.polling.retain(|&r| r != request);
+                }
+                self.events.push(event);
+                Ok(true)
+            }
+        }
     }
 
     /// Collect the client's events; a reported request is no longer polled.

@@ -53,6 +53,9 @@ pub struct Limits {
     /// holding the last credit a streaming write needs
     /// (`tests/regressions.rs`).
     pub no_write_behind_interrupt: bool,
+    /// Drive the cores through their one-pass entry points (see
+    /// [`Pair::one_pass`]).
+    pub one_pass: bool,
 }
 
 impl Default for Limits {
@@ -64,6 +67,7 @@ impl Default for Limits {
             max_registrations: 8,
             defer_reads: true,
             no_write_behind_interrupt: true,
+            one_pass: false,
         }
     }
 }
@@ -421,6 +425,7 @@ impl Session {
             });
         }
         pair.defer_reads = limits.defer_reads;
+        pair.one_pass = limits.one_pass;
         pair.assert_quiescent_ledgers();
         let model = CreditModel::new(pair.client.ledger().level());
         Self {
@@ -895,6 +900,17 @@ impl Session {
             Step::ClientEvents => Ok(pair.client_events()),
             Step::Drive => unreachable!("handled above"),
         };
+        // Status blocks the step posted directly (`Pair::one_pass`), after
+        // what the step itself observed.
+        let posted = std::mem::take(&mut self.pair.posted);
+        let observed = observed.and_then(|moved| {
+            posted.iter().try_for_each(|output| {
+                self.model
+                    .as_mut()
+                    .map_or(Ok(()), |m| m.server_sent(output))
+            })?;
+            Ok(moved || !posted.is_empty())
+        });
         let moved = observed.unwrap_or_else(|why| fail(&format!("{step:?}"), why));
         self.after_step(&format!("{step:?}"));
         moved

@@ -31,6 +31,22 @@ proptest! {
         session.finish();
     }
 
+    /// The same through the one-pass entry points (`take_message`,
+    /// `complete_io_into`, `take_status_block`), reads performed at once
+    /// and deferred.
+    #[test]
+    fn the_one_pass_path_completes_the_same(
+        actions in strategies::session_actions(40),
+        defer_reads in any::<bool>(),
+    ) {
+        let limits = Limits { one_pass: true, defer_reads, ..Limits::default() };
+        let mut session = Session::new(limits);
+        for action in &actions {
+            session.apply(action);
+        }
+        session.finish();
+    }
+
     /// Large writes fragment into many sends, single credits stream them.
     #[test]
     fn large_transfers_match_the_model(actions in strategies::session_actions(20)) {

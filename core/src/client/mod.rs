@@ -19,6 +19,15 @@
 //! The driver keeps [`Client::receive_depth`] receives posted, reposting each
 //! after `handle_message` returns.
 //!
+//! A request id names the request's slot in the client's table
+//! ([`Client::slot_of`]; `docs/PROTOCOL.md`, "Request ids"), so an answer
+//! finds its request without a search, and a stale or forged id is refused
+//! ([`Violation::UnknownRequest`]), never taken for another request. A
+//! driver that takes completions as they happen calls
+//! [`Client::take_status_block`] instead of `handle_status_block`: the
+//! completion a status block brings comes back from that call
+//! ([`BlockOutcome::Completed`]) instead of through `poll_event`.
+//!
 //! # Modules, one per phase (as quinn-proto splits `connection/`)
 //!
 //! * [`discovery`]: the pipe's negotiation (claims 8, 13, 23);
@@ -47,9 +56,9 @@ use crate::credit::ClientLedger;
 use crate::error::{ApiError, Violation};
 use crate::queue::Fifo;
 use crate::segments::SegmentStore;
+use crate::slots::SlotTable;
 use crate::stats::ConnectionStats;
-use crate::table::OpTable;
-use crate::time::{Instant, TimerTable};
+use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::emit_read;
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
@@ -169,6 +178,23 @@ pub enum ClientEvent {
     },
 }
 
+/// What a status block did ([`Client::take_status_block`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BlockOutcome {
+    /// The block is not written yet (its `valid` word is zero): keep
+    /// polling, or look again after the next completion with immediate
+    /// data.
+    NotWritten,
+    /// The block was taken; its request finishes later, through
+    /// [`Client::poll_event`] (a write whose earlier fragments' answers are
+    /// still on their way).
+    Taken,
+    /// The block finished its request: the completion, handed over here
+    /// and not queued for [`Client::poll_event`].
+    Completed(ClientEvent),
+}
+
 /// The part of a write's data a fragment carries, to be gathered by the
 /// driver after the encoded prefix: `len` bytes at `offset` of the data the
 /// caller supplied for `request` (for a vectored write without COLLAPSE,
@@ -268,7 +294,6 @@ enum Stage {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Op {
-    id: u32,
     kind: OpKind,
     status_desc: BufferDescriptor,
     interrupt: bool,
@@ -287,9 +312,10 @@ struct Op {
 }
 
 const TIMER_AUTH: usize = 0;
-const TIMER_DEAD: usize = 1;
-const TIMER_KEEPALIVE: usize = 2;
-const TIMERS: usize = 3;
+/// The dead-peer and keepalive deadlines are not in the table: they follow
+/// from `last_heard`, `internal_since` and `idle_since` (`timers`), which
+/// spares the request path a deadline computation per send and per answer.
+const TIMERS: usize = 1;
 
 /// One RDMA connection's client state machine, with at most `R` requests
 /// outstanding (submitted and not yet reported).
@@ -299,18 +325,26 @@ pub struct Client<const R: usize = 64> {
     negotiated: Negotiated,
     state: State,
     ledger: ClientLedger,
-    ops: OpTable<Op, R>,
+    /// The requests, each in the slot its id names.
+    ops: SlotTable<Op, R>,
     /// The segments of the vectored request in the same slot of `ops`.
     segments: [SegmentStore; R],
-    unsent: Fifo<u32, R>,
-    streaming: Fifo<u32, R>,
-    done: Fifo<u32, R>,
+    /// Slots of requests not yet sent, in submission order (a cancel goes
+    /// first).
+    unsent: Fifo<usize, R>,
+    /// Slots of writes with fragments still to send.
+    streaming: Fifo<usize, R>,
+    /// Slots of finished requests not yet reported, in order.
+    done: Fifo<usize, R>,
     auth_queued: bool,
     authenticated: Option<u16>,
     terminate: Option<Status>,
     terminated: Option<Violation>,
-    next_id: u32,
-    keepalive_interval: Duration,
+    /// The keepalive interval in microseconds (the server's, once stated).
+    keepalive_micros: u64,
+    /// `config.dead_peer_timeout` in microseconds (converted once, not per
+    /// request).
+    dead_micros: u64,
     last_heard: Instant,
     /// Internal messages (keepalive, cancel) sent and not yet answered;
     /// with the ledger's credit messages awaiting responses, what no caller
@@ -322,6 +356,9 @@ pub struct Client<const R: usize = 64> {
     internal_since: Option<Instant>,
     /// The count of those at the last [`Client::rearm`].
     internal_seen: u16,
+    /// Since when no message has been outstanding (the keepalive interval
+    /// runs from here); `None` while any is, or before authentication.
+    idle_since: Option<Instant>,
     timers: TimerTable<TIMERS>,
     /// Credit, credit-wait and keepalive counters ([`Client::stats`]).
     stats: ConnectionStats,
@@ -336,13 +373,14 @@ impl<const R: usize> Client<R> {
         timers.set(TIMER_AUTH, now.saturating_add(config.auth_timeout));
         let credits = negotiated.credits;
         let max = config.max_credits;
-        let keepalive_interval = config.keepalive_interval;
+        let keepalive_micros = micros(config.keepalive_interval);
+        let dead_micros = micros(config.dead_peer_timeout);
         Self {
             config,
             negotiated,
             state: State::Authenticating { auth_ok: false },
             ledger: ClientLedger::new(credits, max),
-            ops: OpTable::new(),
+            ops: SlotTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
             unsent: Fifo::new(),
             streaming: Fifo::new(),
@@ -351,12 +389,13 @@ impl<const R: usize> Client<R> {
             authenticated: None,
             terminate: None,
             terminated: None,
-            next_id: 1,
-            keepalive_interval,
+            keepalive_micros,
+            dead_micros,
             last_heard: now,
             internal_in_flight: 0,
             internal_since: None,
             internal_seen: 0,
+            idle_since: None,
             timers,
             stats: ConnectionStats::default(),
         }
@@ -412,6 +451,15 @@ impl<const R: usize> Client<R> {
         self.find(request.0)
             .and_then(|i| self.ops.get(i))
             .is_some_and(|op| op.kind.is_data() && op.stage == Stage::Sent && !op.final_seen)
+    }
+
+    /// The slot of the request table that outstanding `request` occupies
+    /// (`0..R`), or `None` when it is not outstanding. A request id names
+    /// its slot (`id % R`, the generation in the rest: `docs/PROTOCOL.md`,
+    /// "Request ids"), so a driver can keep its own per-request state in an
+    /// array of `R` entries indexed by this.
+    pub fn slot_of(&self, request: RequestId) -> Option<usize> {
+        self.find(request.0)
     }
 
     fn find(&self, id: u32) -> Option<usize> {

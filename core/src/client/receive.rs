@@ -27,19 +27,71 @@ impl<const R: usize> Client<R> {
 
     /// A status block was found written in the memory of one of this
     /// client's requests (claim 20). `Ok(false)`: not written yet, keep
-    /// polling.
+    /// polling. The completion it brings is queued for
+    /// [`Client::poll_event`]; [`Client::take_status_block`] hands it back
+    /// instead.
     pub fn handle_status_block(&mut self, now: Instant, bytes: &[u8]) -> Result<bool, Violation> {
+        self.status_block_input(now, bytes, false)
+            .map(|outcome| outcome != BlockOutcome::NotWritten)
+    }
+
+    /// [`Client::handle_status_block`] for a driver that takes completions
+    /// as they happen: when the block finishes its request (a read always;
+    /// a write once the answers to its earlier fragments are in), the
+    /// completion comes back here, straight from the block, and is not
+    /// queued for [`Client::poll_event`] — the request's slot is free on
+    /// return. A violation ends the connection exactly as
+    /// `handle_status_block` does.
+    pub fn take_status_block(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<BlockOutcome, Violation> {
+        self.status_block_input(now, bytes, true)
+    }
+
+    #[inline(always)]
+    fn status_block_input(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        direct: bool,
+    ) -> Result<BlockOutcome, Violation> {
         if self.state == State::Closed {
-            return Ok(false);
+            return Ok(BlockOutcome::NotWritten);
         }
         let block = match StatusBlock::parse(bytes) {
-            Ok(None) => return Ok(false),
+            Ok(None) => return Ok(BlockOutcome::NotWritten),
             Ok(Some(block)) => block,
-            Err(e) => return self.after_input(now, Err(e.into())).map(|()| false),
+            Err(e) => {
+                return self
+                    .after_input(now, Err(e.into()))
+                    .map(|()| BlockOutcome::NotWritten);
+            }
         };
         self.heard(now);
-        let result = self.status_block(block);
-        self.after_input(now, result).map(|()| true)
+        let slot = match self.check_status_block(&block) {
+            Ok(slot) => slot,
+            Err(violation) => {
+                return self
+                    .after_input(now, Err(violation))
+                    .map(|()| BlockOutcome::Taken);
+            }
+        };
+        let finished = self.ops.get(slot).is_some_and(|op| op.unanswered == 0);
+        if direct && finished {
+            let event = self.report(slot);
+            self.rearm(now);
+            return match event {
+                Some(event) => Ok(BlockOutcome::Completed(event)),
+                None => {
+                    self.fail(Violation::Internal);
+                    Err(Violation::Internal)
+                }
+            };
+        }
+        let result = self.settle(slot);
+        self.after_input(now, result).map(|()| BlockOutcome::Taken)
     }
 
     #[inline(always)]
@@ -101,7 +153,7 @@ impl<const R: usize> Client<R> {
                 self.ledger.on_reply(1, 1)?;
                 self.ledger = ClientLedger::new(credits, self.config.max_credits);
                 if keepalive_ms > 0 {
-                    self.keepalive_interval = Duration::from_millis(u64::from(keepalive_ms));
+                    self.keepalive_micros = micros(Duration::from_millis(u64::from(keepalive_ms)));
                 }
                 self.state = State::Open;
                 self.timers.stop(TIMER_AUTH);
@@ -144,12 +196,12 @@ impl<const R: usize> Client<R> {
         if let Body::CreditResponse = body {
             return self.ledger.on_credit_response(msg.credits);
         }
-        let index = self
+        let slot = self
             .find(msg.request_id)
             .ok_or(Violation::UnknownRequest(msg.request_id))?;
         let op = self
             .ops
-            .get_mut(index)
+            .get_mut(slot)
             .ok_or(Violation::UnknownRequest(msg.request_id))?;
         if op.stage != Stage::Sent || op.unanswered == 0 {
             return Err(Violation::UnknownRequest(msg.request_id));
@@ -200,23 +252,21 @@ impl<const R: usize> Client<R> {
         }
         op.unanswered = op.unanswered.saturating_sub(1);
         self.ledger.on_reply(1, 1)?;
-        self.settle(index)
+        self.settle(slot)
     }
 
+    /// Apply a status block to the request its id names: its slot, the
+    /// request now holding its final answer.
     #[inline(always)]
-    pub(super) fn status_block(&mut self, block: StatusBlock) -> Result<(), Violation> {
+    pub(super) fn check_status_block(&mut self, block: &StatusBlock) -> Result<usize, Violation> {
+        let unknown = Violation::UnknownRequest(block.request_id);
         if self.state != State::Open {
-            return Err(Violation::UnknownRequest(block.request_id));
+            return Err(unknown);
         }
-        let index = self
-            .find(block.request_id)
-            .ok_or(Violation::UnknownRequest(block.request_id))?;
-        let op = self
-            .ops
-            .get_mut(index)
-            .ok_or(Violation::UnknownRequest(block.request_id))?;
+        let slot = self.find(block.request_id).ok_or(unknown)?;
+        let op = self.ops.get_mut(slot).ok_or(unknown)?;
         if !op.kind.is_data() || op.stage != Stage::Sent || op.final_seen {
-            return Err(Violation::UnknownRequest(block.request_id));
+            return Err(unknown);
         }
         // The block returns the credits of the messages the server had not
         // answered; answers to earlier fragments may still be on their way.
@@ -226,19 +276,24 @@ impl<const R: usize> Client<R> {
                 found: block.credits,
             });
         }
-        let store = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
         let wanted = match &op.kind {
             OpKind::Read { dest, .. } => u64::from(dest.len()),
-            OpKind::ReadV { .. } => store
-                .get::<ReadSegment>()
-                .iter()
-                .map(|s| u64::from(s.dest().len()))
-                .sum(),
-            OpKind::WriteV { .. } => store
-                .get::<WriteSegment>()
-                .iter()
-                .map(|s| u64::from(s.len()))
-                .sum(),
+            OpKind::ReadV { .. } => {
+                let store = self.segments.get(slot).unwrap_or(&SegmentStore::EMPTY);
+                store
+                    .get::<ReadSegment>()
+                    .iter()
+                    .map(|s| u64::from(s.dest().len()))
+                    .sum()
+            }
+            OpKind::WriteV { .. } => {
+                let store = self.segments.get(slot).unwrap_or(&SegmentStore::EMPTY);
+                store
+                    .get::<WriteSegment>()
+                    .iter()
+                    .map(|s| u64::from(s.len()))
+                    .sum()
+            }
             OpKind::Write { total, .. } => u64::from(*total),
             _ => 0,
         };
@@ -249,35 +304,33 @@ impl<const R: usize> Client<R> {
         op.final_seen = true;
         op.status = block.status;
         op.bytes = block.bytes;
-        let id = op.id;
         // A write the server completed early (cancelled, failed) stops
         // streaming; reads were never in the streaming queue.
         if op.kind.write_total().is_some_and(|total| op.sent < total) {
             op.stop_sending = true;
-            remove_from(&mut self.streaming, id);
+            remove_from(&mut self.streaming, slot);
         }
         self.ledger.on_reply(block.credits, block.credits)?;
-        self.settle(index)
+        Ok(slot)
     }
 
-    /// Report op `index` once its final answer and every fragment answer
-    /// arrived.
+    /// Report the op in `slot` once its final answer and every fragment
+    /// answer arrived.
     #[inline(always)]
-    pub(super) fn settle(&mut self, index: usize) -> Result<(), Violation> {
-        let Some(op) = self.ops.get_mut(index) else {
-            return Ok(());
+    pub(super) fn settle(&mut self, slot: usize) -> Result<(), Violation> {
+        let Some(op) = self.ops.get_mut(slot) else {
+            return Err(Violation::Internal);
         };
         if !op.final_seen || op.unanswered > 0 {
             return Ok(());
         }
         op.stage = Stage::Done;
         if op.kind.is_internal() {
-            self.ops.remove(index);
+            self.ops.take(slot);
             self.internal_in_flight = self.internal_in_flight.saturating_sub(1);
             return Ok(());
         }
-        let id = op.id;
-        self.done.push_back(id).map_err(|_| Violation::Capacity)
+        self.done.push_back(slot).map_err(|_| Violation::Capacity)
     }
 
     /// The next completion for the caller.
@@ -285,31 +338,39 @@ impl<const R: usize> Client<R> {
         if let Some(credits) = self.authenticated.take() {
             return Some(ClientEvent::Authenticated { credits });
         }
-        while let Some(id) = self.done.pop_front() {
-            let Some(index) = self.find(id) else { continue };
-            let Some(op) = self.ops.get(index) else {
-                continue;
-            };
-            let request = RequestId(op.id);
-            let event = match op.kind {
-                OpKind::Register { .. } => ClientEvent::Registered {
-                    request,
-                    result: op.registered.ok_or(op.status),
-                },
-                OpKind::Interrupt if op.status == Status::Success => {
-                    ClientEvent::Interrupted { request }
+        if let Some(slot) = self.done.pop_front() {
+            return match self.report(slot) {
+                Some(event) => Some(event),
+                None => {
+                    // A finished request vanished before it was reported.
+                    self.fail(Violation::Internal);
+                    self.poll_event()
                 }
-                _ => ClientEvent::Completed {
-                    request,
-                    status: op.status,
-                    bytes: op.bytes,
-                },
             };
-            self.ops.remove(index);
-            return Some(event);
         }
         self.terminated
             .take()
             .map(|reason| ClientEvent::Terminated { reason })
+    }
+
+    /// Free the finished request in `slot`: its completion event.
+    #[inline(always)]
+    pub(super) fn report(&mut self, slot: usize) -> Option<ClientEvent> {
+        let request = RequestId(self.ops.id(slot)?);
+        let op = self.ops.take(slot)?;
+        Some(match op.kind {
+            OpKind::Register { .. } => ClientEvent::Registered {
+                request,
+                result: op.registered.ok_or(op.status),
+            },
+            OpKind::Interrupt if op.status == Status::Success => {
+                ClientEvent::Interrupted { request }
+            }
+            _ => ClientEvent::Completed {
+                request,
+                status: op.status,
+                bytes: op.bytes,
+            },
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! Phase 4, submission: requests enter the client here — registration
 //! (claims 10, 11), reads and writes with their vectored and COLLAPSE
 //! variants (claims 15–17), close, the polling client's interrupt request
-//! (claim 21) and cancel (claim 15). Each takes a slot of the request table
-//! and a request id whose home slot is free.
+//! (claim 21) and cancel (claim 15). Each takes a free slot of the request
+//! table and the id that names it (`crate::slots`).
 
 use super::transmit::prefix_size;
 use super::*;
@@ -152,27 +152,27 @@ impl<const R: usize> Client<R> {
     /// once; a sent one gets a cancel message and completes `Cancelled`
     /// unless it finished first. A write stops sending its fragments.
     pub fn cancel(&mut self, request: RequestId) -> Result<(), ApiError> {
-        let index = self.find(request.0).ok_or(ApiError::UnknownRequest)?;
+        let slot = self.find(request.0).ok_or(ApiError::UnknownRequest)?;
         let full = self.ops.is_full();
-        let op = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
+        let op = self.ops.get_mut(slot).ok_or(ApiError::UnknownRequest)?;
         if !op.kind.is_data() || op.stage == Stage::Done || op.stop_sending {
             return Err(ApiError::UnknownRequest);
         }
         if op.stage == Stage::Queued {
             op.stage = Stage::Done;
             op.status = Status::Cancelled;
-            remove_from(&mut self.unsent, request.0);
+            remove_from(&mut self.unsent, slot);
             return self
                 .done
-                .push_back(request.0)
+                .push_back(slot)
                 .map_err(|_| ApiError::TooManyRequests);
         }
         if full {
             return Err(ApiError::TooManyRequests);
         }
         op.stop_sending = true;
-        remove_from(&mut self.streaming, request.0);
-        let cancel = self.submit(
+        remove_from(&mut self.streaming, slot);
+        let (cancel, _) = self.enqueue(
             OpKind::Cancel { target: request.0 },
             BufferDescriptor::default(),
             CompletionMode::Interrupt,
@@ -180,9 +180,9 @@ impl<const R: usize> Client<R> {
         // The cancel goes next, where the write's next fragment would have
         // gone: behind a close of the same handle — which the server holds
         // until the write ends — it could wait forever for a credit.
-        remove_from(&mut self.unsent, cancel.0);
+        remove_from(&mut self.unsent, cancel);
         self.unsent
-            .push_front(cancel.0)
+            .push_front(cancel)
             .map_err(|_| ApiError::TooManyRequests)
     }
 
@@ -210,20 +210,18 @@ impl<const R: usize> Client<R> {
         mode: CompletionMode,
         segments: &[T],
     ) -> Result<RequestId, ApiError> {
-        let request = self.submit(kind, status_desc, mode)?;
+        let (slot, id) = self.enqueue(kind, status_desc, mode)?;
         let stored = self
-            .find(request.0)
-            .and_then(|index| self.segments.get_mut(index))
+            .segments
+            .get_mut(slot)
             .is_some_and(|store| store.set(segments));
         if !stored {
             // Unreachable: the count was checked against the store's room.
-            if let Some(index) = self.find(request.0) {
-                self.ops.remove(index);
-            }
-            remove_from(&mut self.unsent, request.0);
+            self.ops.take(slot);
+            remove_from(&mut self.unsent, slot);
             return Err(ApiError::InvalidArgument);
         }
-        Ok(request)
+        Ok(id)
     }
 
     #[inline(always)]
@@ -233,18 +231,25 @@ impl<const R: usize> Client<R> {
         status_desc: BufferDescriptor,
         mode: CompletionMode,
     ) -> Result<RequestId, ApiError> {
+        self.enqueue(kind, status_desc, mode).map(|(_, id)| id)
+    }
+
+    /// Put a request in a free slot of the table, under the id that names
+    /// the slot (`slots`), and queue it for sending: its slot and id.
+    #[inline(always)]
+    pub(super) fn enqueue(
+        &mut self,
+        kind: OpKind,
+        status_desc: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<(usize, RequestId), ApiError> {
         if self.state == State::Closed {
             return Err(ApiError::NotConnected);
         }
         if kind.is_data() && (status_desc.len() as usize) < STATUS_BLOCK_LEN {
             return Err(ApiError::InvalidArgument);
         }
-        if self.ops.is_full() {
-            return Err(ApiError::TooManyRequests);
-        }
-        let id = self.allocate_id();
         let op = Op {
-            id,
             kind,
             status_desc,
             interrupt: mode == CompletionMode::Interrupt,
@@ -257,41 +262,19 @@ impl<const R: usize> Client<R> {
             bytes: 0,
             registered: None,
         };
-        let index = self
-            .ops
-            .insert(id, op)
-            .map_err(|_| ApiError::TooManyRequests)?;
-        if self.unsent.push_back(id).is_err() {
-            self.ops.remove(index);
+        let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
+        if self.unsent.push_back(slot).is_err() {
+            self.ops.take(slot);
             return Err(ApiError::TooManyRequests);
         }
-        Ok(RequestId(id))
-    }
-
-    /// Request ids are never 0 (unsolicited server messages use it) and never
-    /// those of outstanding requests.
-    ///
-    /// Each id is picked so that its home slot in the request table is free,
-    /// which makes every later lookup by id a single probe. Among any `R`
-    /// consecutive ids every slot is some id's home, so with a free slot
-    /// (checked by the caller) this ends within `R + 1` candidates.
-    pub(super) fn allocate_id(&mut self) -> u32 {
-        let mut id = self.next_id;
-        for _ in 0..=R {
-            id = self.next_id;
-            self.next_id = self.next_id.wrapping_add(1).max(1);
-            if self.ops.home_is_free(id) {
-                break;
-            }
-        }
-        id
+        Ok((slot, RequestId(id)))
     }
 }
 
-pub(super) fn remove_from<const N: usize>(queue: &mut Fifo<u32, N>, id: u32) {
+pub(super) fn remove_from<const N: usize>(queue: &mut Fifo<usize, N>, slot: usize) {
     let before = core::mem::take(queue);
     for entry in before {
-        if entry != id {
+        if entry != slot {
             // No longer than before: cannot fail.
             let _ = queue.push_back(entry);
         }

@@ -40,6 +40,7 @@ impl<const R: usize> Client<R> {
     pub(super) fn end(&mut self, reason: Violation, send: Option<Status>) {
         self.state = State::Closed;
         self.timers.clear();
+        self.idle_since = None;
         self.terminate = send;
         self.unsent.clear();
         self.streaming.clear();
@@ -49,14 +50,14 @@ impl<const R: usize> Client<R> {
         };
         self.ops.retain(|op| !op.kind.is_internal());
         self.done.clear();
-        for op in self.ops.iter_mut() {
+        for (slot, op) in self.ops.iter_mut() {
             if op.stage != Stage::Done {
                 op.stage = Stage::Done;
                 op.status = status;
                 op.registered = None;
             }
             // Capacity R holds every op.
-            let _ = self.done.push_back(op.id);
+            let _ = self.done.push_back(slot);
         }
         self.terminated = Some(reason);
     }

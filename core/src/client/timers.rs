@@ -6,18 +6,26 @@ use super::*;
 impl<const R: usize> Client<R> {
     /// The earliest deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        [
+            self.timers.next(),
+            self.dead_deadline(),
+            self.keepalive_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run expired timers: authentication and dead-peer deadlines end the
     /// connection (`TimedOut`); an idle connection sends a keepalive.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.timers.expired(TIMER_AUTH, now) || self.timers.expired(TIMER_DEAD, now) {
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|at| at <= now);
+        if self.timers.expired(TIMER_AUTH, now) || due(self.dead_deadline()) {
             self.fail(Violation::TimedOut);
             return;
         }
-        if self.timers.expired(TIMER_KEEPALIVE, now) {
-            self.timers.stop(TIMER_KEEPALIVE);
+        if due(self.keepalive_deadline()) {
+            self.idle_since = None;
             if self.ops.is_empty()
                 && self
                     .submit(
@@ -33,6 +41,34 @@ impl<const R: usize> Client<R> {
         }
     }
 
+    /// With messages outstanding, silence ends the connection; so does a
+    /// keepalive, cancel or credit message left unanswered while other
+    /// answers arrive: its answer was lost, and no caller's wait would
+    /// notice.
+    fn dead_deadline(&self) -> Option<Instant> {
+        if self.state != State::Open || self.ledger.in_use() == 0 {
+            return None;
+        }
+        let heard = self
+            .internal_since
+            .map_or(self.last_heard, |since| since.min(self.last_heard));
+        Some(heard.saturating_add_micros(self.dead_micros))
+    }
+
+    /// With nothing outstanding, a keepalive is due an interval after the
+    /// connection went idle.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        if self.state != State::Open || self.ledger.in_use() > 0 {
+            return None;
+        }
+        self.idle_since
+            .map(|since| since.saturating_add_micros(self.keepalive_micros))
+    }
+
+    /// Note what the deadlines run from after every input and send: when
+    /// the oldest unanswered internal message was sent, and since when the
+    /// connection is idle. (`last_heard` is kept by every input.)
+    #[inline(always)]
     pub(super) fn rearm(&mut self, now: Instant) {
         if self.state != State::Open {
             return;
@@ -47,23 +83,9 @@ impl<const R: usize> Client<R> {
         }
         self.internal_seen = internal;
         if self.ledger.in_use() > 0 {
-            // Silence ends the connection; so does a keepalive, cancel or
-            // credit message left unanswered while other answers arrive:
-            // its answer was lost, and no caller's wait would notice.
-            let heard = self
-                .internal_since
-                .map_or(self.last_heard, |since| since.min(self.last_heard));
-            self.timers.set(
-                TIMER_DEAD,
-                heard.saturating_add(self.config.dead_peer_timeout),
-            );
-            self.timers.stop(TIMER_KEEPALIVE);
-        } else {
-            self.timers.stop(TIMER_DEAD);
-            if self.timers.get(TIMER_KEEPALIVE).is_none() {
-                self.timers
-                    .set(TIMER_KEEPALIVE, now.saturating_add(self.keepalive_interval));
-            }
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(now);
         }
     }
 }

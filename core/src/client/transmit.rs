@@ -15,16 +15,8 @@ impl<const R: usize> Client<R> {
         now: Instant,
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, InsufficientSize> {
-        if let Some(status) = self.terminate {
-            let msg = Message {
-                flags: Flags::empty(),
-                credits: 0,
-                request_id: 0,
-                body: Body::Terminate { reason: status },
-            };
-            let len = msg.emit(buf)?;
-            self.terminate = None;
-            return Ok(Some(Transmit { len, data: None }));
+        if self.terminate.is_some() {
+            return self.poll_terminate(buf);
         }
         match self.state {
             State::Closed => return Ok(None),
@@ -105,33 +97,28 @@ impl<const R: usize> Client<R> {
         &mut self,
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, InsufficientSize> {
-        if self.ledger.available() == 0 {
-            if let Some(&id) = self.streaming.front().or(self.unsent.front()) {
-                self.stats.credit_wait(id);
-            }
-            return Ok(None);
-        }
         // Fragments of writes under way before new requests: a started write
         // finishes as soon as possible and releases its buffers.
-        let (id, continuing) = match (self.streaming.front(), self.unsent.front()) {
-            (Some(&id), _) => (id, true),
-            (None, Some(&id)) => (id, false),
+        let (slot, continuing) = match (self.streaming.front(), self.unsent.front()) {
+            (Some(&slot), _) => (slot, true),
+            (None, Some(&slot)) => (slot, false),
             (None, None) => return Ok(None),
         };
-        let Some(index) = self.find(id) else {
-            // Stale queue entry (cannot happen: entries leave with their op).
-            if continuing {
-                self.streaming.pop_front()
-            } else {
-                self.unsent.pop_front()
-            };
+        if self.ledger.available() == 0 {
+            let id = self.ops.id(slot).unwrap_or(0);
+            self.stats.credit_wait(id);
             return Ok(None);
+        }
+        let (Some(op), Some(id)) = (self.ops.get(slot), self.ops.id(slot)) else {
+            // A queue entry outlived its request: the bookkeeping is
+            // broken, and so is the connection (loudly, not a stall).
+            return self.internal_failure(buf);
         };
+        if op.stage == Stage::Done || (op.stage == Stage::Sent) != continuing {
+            return self.internal_failure(buf);
+        }
         let max_send = self.negotiated.max_send_size as usize;
         let level = self.ledger.level();
-        let Some(op) = self.ops.get(index) else {
-            return Ok(None);
-        };
         // Only the prefix is encoded into `buf`; the data is gathered by the
         // driver, so the fragment size depends on the send size alone.
         let (len, data_len) = match op.kind {
@@ -156,8 +143,8 @@ impl<const R: usize> Client<R> {
                 (emit_read(buf, flags, level, id, &read)?, 0)
             }
             _ => {
-                let segments = self.segments.get(index).unwrap_or(&SegmentStore::EMPTY);
-                let (msg, data_len) = build(op, segments, level, max_send);
+                let segments = self.segments.get(slot).unwrap_or(&SegmentStore::EMPTY);
+                let (msg, data_len) = build(op, id, segments, level, max_send);
                 // Checks the room before writing anything.
                 let len = msg.emit_prefix(buf)?;
                 add_payload_len(buf, data_len);
@@ -165,8 +152,8 @@ impl<const R: usize> Client<R> {
             }
         };
         let _ = self.ledger.send_request();
-        let Some(op) = self.ops.get_mut(index) else {
-            return Ok(None);
+        let Some(op) = self.ops.get_mut(slot) else {
+            return self.internal_failure(buf);
         };
         let data = (data_len > 0).then_some(DataRef {
             request: RequestId(id),
@@ -188,10 +175,43 @@ impl<const R: usize> Client<R> {
             self.unsent.pop_front();
             if more {
                 // Capacity R holds every op: cannot fail.
-                let _ = self.streaming.push_back(id);
+                let _ = self.streaming.push_back(slot);
             }
         }
         Ok(Some(Transmit { len, data }))
+    }
+
+    /// The client's own bookkeeping disagrees with itself: end the
+    /// connection ([`Violation::Internal`]) and send the `Terminate` that
+    /// tells the server, so the driver sees the failure at once (the
+    /// requests complete, then [`ClientEvent::Terminated`]) instead of a
+    /// connection that silently stops sending.
+    #[cold]
+    pub(super) fn internal_failure(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, InsufficientSize> {
+        self.fail(Violation::Internal);
+        self.poll_terminate(buf)
+    }
+
+    /// The queued `Terminate`, if any.
+    pub(super) fn poll_terminate(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, InsufficientSize> {
+        let Some(status) = self.terminate else {
+            return Ok(None);
+        };
+        let msg = Message {
+            flags: Flags::empty(),
+            credits: 0,
+            request_id: 0,
+            body: Body::Terminate { reason: status },
+        };
+        let len = msg.emit(buf)?;
+        self.terminate = None;
+        Ok(Some(Transmit { len, data: None }))
     }
 }
 
@@ -199,6 +219,7 @@ impl<const R: usize> Client<R> {
 /// fragment) and how many data bytes ride after the prefix.
 pub(super) fn build<'a>(
     op: &'a Op,
+    id: u32,
     segments: &'a SegmentStore,
     credits: u16,
     max_send: usize,
@@ -211,7 +232,7 @@ pub(super) fn build<'a>(
     let mut msg = Message {
         flags,
         credits,
-        request_id: op.id,
+        request_id: id,
         body: Body::Keepalive,
     };
     let room = |prefix: usize, remaining: u32| -> u32 {

@@ -30,7 +30,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 .max_credits
                 .min(u16::try_from(R).unwrap_or(u16::MAX)),
         );
-        self.session = Some(SessionParams { credits, ..params });
+        self.set_session(SessionParams { credits, ..params });
         self.ledger = ServerLedger::new(credits);
         self.target_credits = credits;
         self.state = State::Open;

@@ -45,6 +45,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             );
         };
         entry.closing = true;
+        self.closing_handles = self.closing_handles.saturating_add(1);
         // Requests on the handle not yet given to the driver end as Closed;
         // those in the driver's hands finish first, then the file is closed.
         for index in 0..R {
@@ -90,7 +91,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .handles
             .iter()
             .position(|h| h.id == handle)
-            .map(|pos| self.handles.swap_remove(pos).file);
+            .map(|pos| self.handles.swap_remove(pos))
+            .map(|removed| {
+                if removed.closing {
+                    self.closing_handles = self.closing_handles.saturating_sub(1);
+                }
+                removed.file
+            });
         let Some(op) = self.ops.get_mut(index) else {
             return Ok(());
         };
@@ -110,7 +117,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // The driver finishes the file and answers (`complete_close`).
         op.file = Some(file);
         let id = op.id;
-        self.push_pending(Pending::Op(id))
+        self.push_pending(Pending::Op { slot: index, id })
     }
 
     /// The registration asked by [`ServerEvent::Register`] resolved (claim 11).

@@ -16,6 +16,23 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         interrupt: bool,
         segments: &[ReadSegment],
     ) -> Result<(), Violation> {
+        self.start_read_into(id, handle, status_desc, interrupt, segments, false)
+            .map(|_| ())
+    }
+
+    /// Start a read; with `direct`, and no earlier work waiting for the
+    /// driver, it is handed over at once (its slot returned, the request
+    /// dispatched) instead of queued for [`Connection::poll_event`].
+    #[inline(always)]
+    pub(super) fn start_read_into(
+        &mut self,
+        id: u32,
+        handle: u32,
+        status_desc: BufferDescriptor,
+        interrupt: bool,
+        segments: &[ReadSegment],
+        direct: bool,
+    ) -> Result<Option<usize>, Violation> {
         self.check_status_desc(status_desc)?;
         let total = segments
             .iter()
@@ -36,14 +53,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         match file {
             Ok(file) => {
                 op.file = Some(file);
+                let now = direct && self.pending.is_empty();
+                if now {
+                    op.stage = Stage::Dispatched;
+                }
                 let index = self.insert(op)?;
                 self.store_segments(index, segments)?;
-                self.push_pending(Pending::Op(id))
+                if now {
+                    return Ok(Some(index));
+                }
+                self.push_pending(Pending::Op { slot: index, id })
+                    .map(|()| None)
             }
             Err(status) => {
                 op.result = status;
                 let index = self.insert(op)?;
-                self.finish(index)
+                self.finish(index).map(|()| None)
             }
         }
     }
@@ -170,8 +195,18 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     /// Queue the completion of op `index` if nothing of it is still running.
     pub(super) fn try_finish(&mut self, index: usize) -> Result<(), Violation> {
+        self.try_finish_into(index, None).map(|_| ())
+    }
+
+    /// [`Connection::try_finish`], the status block encoded into `buf`
+    /// when one is given and nothing waits to go before it.
+    fn try_finish_into(
+        &mut self,
+        index: usize,
+        buf: Option<&mut [u8]>,
+    ) -> Result<Option<Transmit>, Violation> {
         let Some(op) = self.ops.get(index) else {
-            return Ok(());
+            return Err(Violation::Internal);
         };
         let done = match op.stage {
             Stage::Queued => op.cancelled,
@@ -184,9 +219,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Stage::Receiving => false,
         };
         if done {
-            self.finish(index)?;
+            self.finish_into(index, buf)
+        } else {
+            Ok(None)
         }
-        Ok(())
     }
 
     /// Answer a finished data request with its status block (claim 20), then
@@ -194,28 +230,65 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// waiting for this request.
     #[inline(always)]
     pub(super) fn finish(&mut self, index: usize) -> Result<(), Violation> {
-        let Some(op) = self.ops.get(index) else {
-            return Ok(());
+        self.finish_into(index, None).map(|_| ())
+    }
+
+    /// [`Connection::finish`]; with `buf`, and nothing queued to go before
+    /// it, the status block is encoded there and returned instead of
+    /// queued (the output queue keeps its order: anything queued after it
+    /// here, an interrupt response, goes after it).
+    #[inline(always)]
+    fn finish_into(
+        &mut self,
+        index: usize,
+        buf: Option<&mut [u8]>,
+    ) -> Result<Option<Transmit>, Violation> {
+        let Some(op) = self.ops.take(index) else {
+            return Err(Violation::Internal);
         };
-        let (handle, credits) = (op.handle, op.unanswered);
         let block = StatusBlock {
             request_id: op.id,
             status: op.result,
             bytes: op.bytes,
             credits: op.unanswered,
         };
+        let dest = op.status_desc;
         let immediate = op.interrupt.then_some(op.id);
-        let status = Outgoing::Status {
-            dest: op.status_desc,
-            immediate,
-            block,
+        let direct = match buf {
+            Some(buf) if self.control.is_empty() && self.outgoing.is_empty() => {
+                block.emit(buf).ok().map(|len| Transmit::StatusBlock {
+                    len,
+                    dest,
+                    immediate,
+                })
+            }
+            _ => None,
         };
-        self.ops.remove(index);
-        self.queue(status)?;
-        self.ledger.release(credits)?;
+        if direct.is_none() {
+            self.queue(Outgoing::Status {
+                dest,
+                immediate,
+                block,
+            })?;
+        }
+        self.ledger.release(op.unanswered)?;
         // Claim 21: the completion wakes one waiting polling client; when it
         // was the last request in flight, nothing else will, so every other
         // waiter is answered too (as a new interrupt request would be).
+        if !self.interrupt_waiters.is_empty() {
+            self.wake_interrupt_waiters()?;
+        }
+        let handle = op.handle;
+        if self.closing_handles > 0 && self.handles.iter().any(|h| h.id == handle && h.closing) {
+            self.try_close(handle)?;
+        }
+        Ok(direct)
+    }
+
+    /// Claim 21 at a completion: wake one waiting polling client, or every
+    /// one when no data request is left in flight.
+    #[cold]
+    fn wake_interrupt_waiters(&mut self) -> Result<(), Violation> {
         if let Some(waiter) = self.interrupt_waiters.pop_front() {
             self.reply(waiter, 1, Body::InterruptResponse)?;
         }
@@ -224,12 +297,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 self.reply(waiter, 1, Body::InterruptResponse)?;
             }
         }
-        let closing = self.handles.iter().any(|h| h.id == handle && h.closing);
-        if closing {
-            self.try_close(handle)
-        } else {
-            Ok(())
-        }
+        Ok(())
     }
 
     /// The driver finished its part of request `op`: for a read, all
@@ -237,9 +305,37 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// total bytes (short at end of file); for a write, one [`WriteChunk`]
     /// was written. An error status fails the request.
     pub fn complete_io(&mut self, op: OpId, result: Result<u64, Status>) -> Result<(), ApiError> {
+        self.complete(op, result, None).map(|_| ())
+    }
+
+    /// [`Connection::complete_io`] for a driver that posts the status block
+    /// at once: when this finishes the request and nothing is queued to go
+    /// before its status block, the block is encoded into `buf` and
+    /// returned (`Transmit::StatusBlock`) instead of queued for
+    /// [`Connection::poll_transmit`]. Post it before draining
+    /// `poll_transmit`, which may hold sends that must follow it (an
+    /// interrupt response, claim 21). `Ok(None)`: the request is not
+    /// finished yet, or its block was queued (`buf` too small for
+    /// [`STATUS_BLOCK_LEN`], or other output waiting).
+    pub fn complete_io_into(
+        &mut self,
+        op: OpId,
+        result: Result<u64, Status>,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, ApiError> {
+        self.complete(op, result, Some(buf))
+    }
+
+    #[inline(always)]
+    fn complete(
+        &mut self,
+        op: OpId,
+        result: Result<u64, Status>,
+        buf: Option<&mut [u8]>,
+    ) -> Result<Option<Transmit>, ApiError> {
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
         let entry = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
-        match entry.kind {
+        let finished = match entry.kind {
             OpKind::Read { wanted } => {
                 if entry.stage != Stage::Dispatched {
                     return Err(ApiError::UnknownRequest);
@@ -254,10 +350,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 }
                 // A read is complete once the driver reports it.
                 entry.pieces_in_flight = 0;
-                self.finish(index).map_err(|v| {
-                    self.fail(v);
-                    ApiError::NotConnected
-                })
+                self.finish_into(index, buf)
             }
             OpKind::Write { .. } => {
                 if entry.pieces_in_flight == 0 {
@@ -269,13 +362,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                     Err(status) if entry.result == Status::Success => entry.result = status,
                     Err(_) => {}
                 }
-                self.try_finish(index).map_err(|v| {
-                    self.fail(v);
-                    ApiError::NotConnected
-                })
+                self.try_finish_into(index, buf)
             }
-            _ => Err(ApiError::UnknownRequest),
-        }
+            _ => return Err(ApiError::UnknownRequest),
+        };
+        finished.map_err(|v| {
+            self.fail(v);
+            ApiError::NotConnected
+        })
     }
 }
 

@@ -21,6 +21,13 @@
 //! The driver keeps [`Connection::receive_depth`] receives posted and reposts
 //! each after `handle_message` returns (and the write data was consumed).
 //!
+//! One pass per read: [`Connection::take_message`] hands a Read to the
+//! driver as it arrives ([`Received::Read`]) when no earlier work waits,
+//! and [`Connection::complete_io_into`] encodes its status block into the
+//! driver's buffer as it completes, when no output waits before it; either
+//! falls back to the queues above otherwise, so the order of events and of
+//! output is the same on both paths.
+//!
 //! # Modules, one per phase (as quinn-proto splits `connection/`)
 //!
 //! * `registry`: the side channel's sessions, keys and opened files
@@ -57,8 +64,8 @@ use crate::queue::Fifo;
 use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
 use crate::table::OpTable;
-use crate::time::{Instant, TimerTable};
-use crate::wire::message::parse_read;
+use crate::time::{Instant, TimerTable, micros};
+use crate::wire::message::{ReadFields, parse_read_fields};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
     AuthKey, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,
@@ -209,6 +216,41 @@ pub struct WriteChunk<'a> {
     pub pieces: heapless::Vec<(u64, &'a [u8]), MAX_SEGMENTS>,
 }
 
+/// What [`Connection::take_message`] hands the driver at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+// The write chunk's pieces live inline (no alloc in the core), as in the
+// `Option<WriteChunk>` that `handle_message` returns: no larger.
+#[allow(clippy::large_enum_variant)]
+pub enum Received<'a> {
+    /// Nothing at once; events and transmits may be queued (drain them as
+    /// after [`Connection::handle_message`]).
+    Nothing,
+    /// Write data, as [`Connection::handle_message`] returns it.
+    Write(WriteChunk<'a>),
+    /// A read to perform now, exactly as [`ServerEvent::Read`] asks (which
+    /// [`Connection::poll_event`] will not return for it): RDMA-write each
+    /// segment, then [`Connection::complete_io`] or
+    /// [`Connection::complete_io_into`].
+    Read {
+        /// The request.
+        op: OpId,
+        /// The file.
+        file: FileId,
+        /// One segment for a read.
+        segments: &'a [ReadSegment],
+    },
+}
+
+/// A received message, sorted before any of it is acted on.
+enum Arrival {
+    /// The connection is closed: messages are ignored.
+    Ignored,
+    /// A well-formed Read on an open connection (the fast path).
+    Read(ReadFields),
+    /// Anything else, for the general parser.
+    Other,
+}
+
 /// What the driver must post next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -312,7 +354,12 @@ enum Outgoing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Pending {
     Authenticate(AuthKey),
-    Op(u32),
+    /// The request `id`, in `slot` of the request table (found without a
+    /// search; `id` tells a later request in a reused slot apart).
+    Op {
+        slot: usize,
+        id: u32,
+    },
     CloseFile(FileId),
     Terminated(Violation),
 }
@@ -336,12 +383,23 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// The segments of the request in the same slot of `ops`.
     segments: [SegmentStore; R],
     handles: heapless::Vec<Handle, F>,
+    /// Handles in `handles` marked closing (their close waits for their
+    /// I/O): while 0, a completion need not look for one.
+    closing_handles: u16,
     next_handle: u32,
     interrupt_waiters: Fifo<u32, R>,
     pending: Fifo<Pending, R>,
     outgoing: Fifo<Outgoing, R>,
     control: Fifo<Message<'static>, 4>,
     timers: TimerTable<TIMERS>,
+    /// `config.idle_timeout` in microseconds (converted once, not per
+    /// request).
+    idle_micros: u64,
+    /// The negotiated largest message, header included
+    /// ([`Connection::max_send_size`], kept with the session).
+    max_send: usize,
+    /// The negotiated largest read or write (kept with the session).
+    max_io: u32,
     /// Credit and keepalive counters ([`Connection::stats`]).
     stats: ConnectionStats,
 }
@@ -360,12 +418,16 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
             handles: heapless::Vec::new(),
+            closing_handles: 0,
             next_handle: 1,
             interrupt_waiters: Fifo::new(),
             pending: Fifo::new(),
             outgoing: Fifo::new(),
             control: Fifo::new(),
             timers,
+            idle_micros: micros(config.idle_timeout),
+            max_send: usize::try_from(config.max_send_size).unwrap_or(usize::MAX),
+            max_io: config.max_io_size,
             stats: ConnectionStats::default(),
         }
     }
@@ -408,18 +470,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.ops.len()
     }
 
+    /// Set the session this connection authenticated as, and the limits it
+    /// negotiated.
+    fn set_session(&mut self, session: SessionParams) {
+        self.session = Some(session);
+        let size = session.max_send_size.min(self.config.max_send_size);
+        self.max_send = usize::try_from(size).unwrap_or(usize::MAX);
+        self.max_io = session.max_io_size.min(self.config.max_io_size);
+    }
+
     /// The negotiated largest message, header included.
     fn max_send_size(&self) -> usize {
-        let size = self.session.map_or(self.config.max_send_size, |s| {
-            s.max_send_size.min(self.config.max_send_size)
-        });
-        usize::try_from(size).unwrap_or(usize::MAX)
+        self.max_send
     }
 
     fn max_io_size(&self) -> u32 {
-        self.session.map_or(self.config.max_io_size, |s| {
-            s.max_io_size.min(self.config.max_io_size)
-        })
+        self.max_io
     }
 
     fn find(&self, id: u32) -> Option<usize> {
@@ -465,7 +531,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     fn unqueue(&mut self, id: u32) {
         let before = core::mem::take(&mut self.pending);
         for entry in before {
-            if !matches!(entry, Pending::Op(queued) if queued == id) {
+            if !matches!(entry, Pending::Op { id: queued, .. } if queued == id) {
                 // Same or smaller length than before: cannot fail.
                 let _ = self.pending.push_back(entry);
             }

@@ -7,20 +7,19 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// The next piece of work for the driver.
     pub fn poll_event(&mut self) -> Option<ServerEvent<'_>> {
         let index = loop {
-            let id = match self.pending.pop_front()? {
+            let (slot, id) = match self.pending.pop_front()? {
                 Pending::Authenticate(key) => return Some(ServerEvent::Authenticate { key }),
                 Pending::CloseFile(file) => return Some(ServerEvent::CloseFile { file }),
                 Pending::Terminated(reason) => return Some(ServerEvent::Terminated { reason }),
-                Pending::Op(id) => id,
+                Pending::Op { slot, id } => (slot, id),
             };
             // Skip requests cancelled or closed while queued.
-            let Some(index) = self.find(id) else { continue };
-            let Some(op) = self.ops.get_mut(index) else {
+            let Some(op) = self.ops.get_mut(slot).filter(|op| op.id == id) else {
                 continue;
             };
             if !op.cancelled && op.stage == Stage::Queued {
                 op.stage = Stage::Dispatched;
-                break index;
+                break slot;
             }
         };
         let op = self.ops.get(index)?;

@@ -18,34 +18,83 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        let result = match self.arrival(bytes)? {
+            Arrival::Ignored => return Ok(None),
+            Arrival::Read(read) => self.read_message(now, &read, false).map(|_| None),
+            Arrival::Other => self.process(now, bytes),
+        };
+        result.map_err(|violation| self.failed(violation))
+    }
+
+    /// [`Connection::handle_message`] for a driver that performs a read as
+    /// soon as it arrives: a Read that finds no earlier work waiting for
+    /// the driver is handed back here ([`Received::Read`], the same as
+    /// [`ServerEvent::Read`]) and not queued for
+    /// [`Connection::poll_event`]; the driver answers it with
+    /// [`Connection::complete_io`] (or [`Connection::complete_io_into`]) as
+    /// usual. Everything else is exactly as `handle_message`.
+    pub fn take_message<'a>(
+        &'a mut self,
+        now: Instant,
+        bytes: &'a [u8],
+    ) -> Result<Received<'a>, Violation> {
+        let slot = match self.arrival(bytes)? {
+            Arrival::Ignored => return Ok(Received::Nothing),
+            Arrival::Read(read) => match self.read_message(now, &read, true) {
+                Ok(Some(slot)) => slot,
+                Ok(None) => return Ok(Received::Nothing),
+                Err(violation) => return Err(self.failed(violation)),
+            },
+            Arrival::Other => {
+                return match self.process(now, bytes) {
+                    Ok(Some(chunk)) => Ok(Received::Write(chunk)),
+                    Ok(None) => Ok(Received::Nothing),
+                    Err(violation) => Err(self.failed(violation)),
+                };
+            }
+        };
+        let Some((id, file)) = self.ops.get(slot).and_then(|op| Some((op.id, op.file?))) else {
+            // The read just dispatched is not in its slot.
+            return Err(self.failed(Violation::Internal));
+        };
+        let segments = self
+            .segments
+            .get(slot)
+            .map_or(&[][..], SegmentStore::get::<ReadSegment>);
+        Ok(Received::Read {
+            op: OpId(id),
+            file,
+            segments,
+        })
+    }
+
+    /// End the connection for `violation`, which the caller returns.
+    #[cold]
+    fn failed(&mut self, violation: Violation) -> Violation {
+        self.fail(violation);
+        violation
+    }
+
+    /// What a received message is, before any of it is acted on.
+    #[inline(always)]
+    fn arrival(&mut self, bytes: &[u8]) -> Result<Arrival, Violation> {
         if self.state == State::Closed {
-            return Ok(None);
+            return Ok(Arrival::Ignored);
         }
         // `max_send_size` bounds every message, header included, whatever
         // size of receive the driver happened to post.
         if self.state == State::Open && bytes.len() > self.max_send_size() {
-            self.fail(Violation::TooLarge);
-            return Err(Violation::TooLarge);
+            return Err(self.failed(Violation::TooLarge));
         }
         // The I/O path's most frequent message, straight from its fixed
         // layout to the read it starts (`Message::parse` would give the same
         // `Message`; see `wire::message::parse_read`).
-        if let (State::Open, Some(msg)) = (self.state, parse_read(bytes)) {
-            return match self.read_message(now, &msg) {
-                Ok(()) => Ok(None),
-                Err(violation) => {
-                    self.fail(violation);
-                    Err(violation)
-                }
-            };
-        }
-        match self.process(now, bytes) {
-            Ok(chunk) => Ok(chunk),
-            Err(violation) => {
-                self.fail(violation);
-                Err(violation)
+        if self.state == State::Open {
+            if let Some(read) = parse_read_fields(bytes) {
+                return Ok(Arrival::Read(read));
             }
         }
+        Ok(Arrival::Other)
     }
 
     #[inline(always)]
@@ -81,7 +130,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             }
             State::Open => {
                 self.timers
-                    .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+                    .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
                 self.open_message(&msg)
             }
         }
@@ -126,17 +175,33 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     /// A Read on an open connection: what `process` and `open_message` do
-    /// for it, without their dispatch.
+    /// for it, without their dispatch. With `direct`, the slot of a read
+    /// handed to the driver at once.
     #[inline(always)]
     pub(super) fn read_message(
         &mut self,
         now: Instant,
-        msg: &Message<'_>,
-    ) -> Result<(), Violation> {
-        trace!("server rx {:?} id {}", msg.opcode(), msg.request_id);
+        msg: &ReadFields,
+        direct: bool,
+    ) -> Result<Option<usize>, Violation> {
+        trace!("server rx Read id {}", msg.request_id);
         self.timers
-            .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
-        self.new_request(msg).map(|_| ())
+            .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
+        self.ledger.on_request(msg.credits)?;
+        if self.find(msg.request_id).is_some() {
+            return Err(Violation::DuplicateRequest(msg.request_id));
+        }
+        let read = &msg.read;
+        let segment = [ReadSegment::new(read.offset, read.dest)];
+        let interrupt = msg.flags.contains(Flags::INTERRUPT);
+        self.start_read_into(
+            msg.request_id,
+            read.handle,
+            read.status,
+            interrupt,
+            &segment,
+            direct,
+        )
     }
 
     /// A message that opens a request: its credit, its id, its work.
@@ -184,14 +249,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                     .map(|()| None)
             }
             Body::RegisterFile { key } => {
-                self.insert(Op::new(
+                let slot = self.insert(Op::new(
                     id,
                     OpKind::Register { key },
                     0,
                     BufferDescriptor::default(),
                     false,
                 ))?;
-                self.push_pending(Pending::Op(id))?;
+                self.push_pending(Pending::Op { slot, id })?;
                 Ok(None)
             }
             Body::Close { handle } => self.close(id, handle).map(|()| None),

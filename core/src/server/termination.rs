@@ -42,6 +42,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.interrupt_waiters.clear();
         self.pending.clear();
         self.handles.clear();
+        self.closing_handles = 0;
         if let Some(status) = send {
             let terminate = Message {
                 flags: Flags::empty(),

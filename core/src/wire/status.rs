@@ -61,6 +61,7 @@ impl StatusBlock {
     /// RDMA write land (the valid word comes last), and it keeps polling. A
     /// `valid` word that is neither zero nor [`STATUS_VALID`] is
     /// [`WireError::InvalidField`]; then reserved, then the status code.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Option<Self>, WireError> {
         let (wire, _rest) = take::<StatusBlockWire>(buf, 0)?;
         match wire.valid.get() {
@@ -79,6 +80,7 @@ impl StatusBlock {
 
     /// Encode into `buf` (first [`STATUS_BLOCK_LEN`] bytes), leaving it
     /// untouched if it is shorter.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, InsufficientSize> {
         // A fixed-size struct: one bounds check and one store, no length
         // pass (this runs once per I/O).

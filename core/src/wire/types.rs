@@ -266,6 +266,7 @@ macro_rules! status_codes {
 
         impl Status {
             /// Decode a wire code.
+            #[inline]
             pub fn from_u32(code: u32) -> Result<Self, WireError> {
                 match code {
                     $($code => Ok(Self::$name),)*

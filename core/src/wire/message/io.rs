@@ -239,6 +239,27 @@ pub(super) fn fits(data: &[u8], total_len: u32) -> bool {
 /// [`Message::parse`], public for drivers that look at a message on their
 /// hot path (the server's latency timing).
 pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
+    parse_read_fields(buf).map(|read| Message {
+        flags: read.flags,
+        credits: read.credits,
+        request_id: read.request_id,
+        body: Body::Read(read.read),
+    })
+}
+
+/// A valid Read message's fields (what [`parse_read`] wraps in a
+/// [`Message`]; the server's request path takes them as they are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReadFields {
+    pub(crate) flags: Flags,
+    pub(crate) credits: u16,
+    pub(crate) request_id: u32,
+    pub(crate) read: ReadRequest,
+}
+
+/// `buf` as a valid Read message's fields, or `None` (see [`parse_read`]).
+#[inline]
+pub(crate) fn parse_read_fields(buf: &[u8]) -> Option<ReadFields> {
     let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
     let header = &wire.header;
     let flags = header.flags.get();
@@ -249,16 +270,19 @@ pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
         && header.length.get() == size_of::<ReadWire>() as u32
         && wire.read.reserved.get() == 0
         && !wire.read.dest.is_empty();
-    valid.then(|| Message {
+    if !valid {
+        return None;
+    }
+    Some(ReadFields {
         flags: Flags::from_bits_retain(flags),
         credits: header.credits.get(),
         request_id: header.request_id.get(),
-        body: Body::Read(ReadRequest {
+        read: ReadRequest {
             handle: wire.read.handle.get(),
             offset: wire.read.offset.get(),
             dest: wire.read.dest,
             status: wire.read.status,
-        }),
+        },
     })
 }
 

@@ -1,0 +1,265 @@
+//! The one-pass request path: a request id names its slot, the server's
+//! status block is encoded as the driver completes the read
+//! (`Connection::complete_io_into`), the client takes the completion
+//! straight from the block (`Client::take_status_block`); stale and forged
+//! ids are refused, never completed as another request.
+
+use rdio_core::Violation;
+use rdio_core::client::{BlockOutcome, ClientEvent, CompletionMode, RequestId};
+use rdio_core::server::{OpId, Received, ServerEvent, Transmit};
+use rdio_core::wire::{OpenFlags, Status, StatusBlock};
+use rdio_proptests::pair::Pair;
+
+/// Client slots in the test pair (`Pair::client` is a `Client<64>`).
+const SLOTS: u32 = 64;
+
+/// A pair with one registered 100-byte file: the pair and the handle.
+fn pair_with_file() -> (Pair, u32) {
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let handle = pair.register(key);
+    (pair, handle)
+}
+
+/// Carry the client's next send to the server and take the read it
+/// raises: the server's op and the bytes the "driver" read.
+fn read_reaches_server(pair: &mut Pair) -> (OpId, u64) {
+    let mut buf = vec![0u8; 65536];
+    let sent = pair.client.poll_transmit(pair.now, &mut buf).unwrap();
+    let len = sent.expect("a request to send").len;
+    pair.server.handle_message(pair.now, &buf[..len]).unwrap();
+    match pair.server.poll_event() {
+        Some(ServerEvent::Read { op, segments, .. }) => {
+            (op, segments.iter().map(|s| u64::from(s.dest().len())).sum())
+        }
+        other => panic!("expected a read, got {other:?}"),
+    }
+}
+
+/// Every completion the client reports for `request`, through its events.
+fn completions_of(pair: &mut Pair, request: RequestId) -> Vec<Status> {
+    std::iter::from_fn(|| pair.client.poll_event())
+        .filter_map(|event| match event {
+            ClientEvent::Completed {
+                request: r, status, ..
+            } if r == request => Some(status),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_read_completes_in_one_pass_on_each_side() {
+    let (mut pair, handle) = pair_with_file();
+    let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    let slot = pair.client.slot_of(request).expect("outstanding");
+    assert_eq!(slot as u32, request.0 % SLOTS, "the id names its slot");
+    assert!(
+        request.0 >= SLOTS,
+        "generations start at 1: an id is never 0"
+    );
+    let status_desc = pair.status_descs[&request];
+    let (op, bytes) = read_reaches_server(&mut pair);
+
+    let mut block = [0u8; 24];
+    let answer = pair.server.complete_io_into(op, Ok(bytes), &mut block);
+    assert_eq!(
+        answer,
+        Ok(Some(Transmit::StatusBlock {
+            len: 24,
+            dest: status_desc,
+            immediate: Some(request.0),
+        }))
+    );
+    let mut buf = [0u8; 256];
+    assert_eq!(
+        pair.server.poll_transmit(&mut buf),
+        Ok(None),
+        "not queued too"
+    );
+
+    assert_eq!(
+        pair.client.take_status_block(pair.now, &block),
+        Ok(BlockOutcome::Completed(ClientEvent::Completed {
+            request,
+            status: Status::Success,
+            bytes: 10,
+        }))
+    );
+    assert_eq!(pair.client.poll_event(), None, "not queued too");
+    assert_eq!(pair.client.slot_of(request), None, "the slot is free");
+    assert_eq!(
+        (pair.client.ledger().in_use(), pair.server.ledger().in_use()),
+        (0, 0)
+    );
+
+    // The next request in the same slot has the next generation.
+    for _ in 1..SLOTS {
+        let (other, _) = pair.read(handle, 0, 1, CompletionMode::Interrupt);
+        assert_ne!(pair.client.slot_of(other), Some(slot));
+        pair.client.cancel(other).unwrap();
+    }
+    let _ = std::iter::from_fn(|| pair.client.poll_event()).count();
+    let (again, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    assert_eq!(again.0, request.0 + SLOTS, "same slot, next generation");
+
+    // The first request's block again: its id is stale, the slot's request
+    // is another one. The connection ends; the new request completes once,
+    // with the termination's status, never with the stale block's.
+    assert_eq!(
+        pair.client.take_status_block(pair.now, &block),
+        Err(Violation::UnknownRequest(request.0))
+    );
+    assert!(pair.client.is_closed());
+    assert_eq!(completions_of(&mut pair, again), [Status::ProtocolError]);
+}
+
+#[test]
+fn a_forged_generation_of_an_outstanding_slot_is_refused() {
+    for forged in [
+        |id: u32| id + SLOTS,
+        |id: u32| id - SLOTS,
+        |id: u32| id % SLOTS,
+    ] {
+        let (mut pair, handle) = pair_with_file();
+        let (request, _) = pair.read(handle, 0, 10, CompletionMode::Polling);
+        pair.client_transmit();
+        let id = forged(request.0);
+        assert_eq!(id % SLOTS, request.0 % SLOTS, "the slot of a live request");
+        let block = StatusBlock {
+            request_id: id,
+            status: Status::Success,
+            bytes: 10,
+            credits: 1,
+        }
+        .to_bytes();
+        assert_eq!(
+            pair.client.take_status_block(pair.now, &block),
+            Err(Violation::UnknownRequest(id))
+        );
+        assert!(pair.client.is_closed());
+        assert_eq!(completions_of(&mut pair, request), [Status::ProtocolError]);
+    }
+}
+
+#[test]
+fn an_unwritten_block_is_not_taken() {
+    let (mut pair, handle) = pair_with_file();
+    let (request, _) = pair.read(handle, 0, 10, CompletionMode::Polling);
+    pair.client_transmit();
+    assert_eq!(
+        pair.client.take_status_block(pair.now, &[0u8; 24]),
+        Ok(BlockOutcome::NotWritten)
+    );
+    assert!(pair.client.awaits_status_block(request));
+}
+
+#[test]
+fn a_status_block_waits_its_turn_behind_queued_output() {
+    let (mut pair, handle) = pair_with_file();
+    let (first, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    let (second, _) = pair.read(handle, 10, 20, CompletionMode::Interrupt);
+    let (op1, bytes1) = read_reaches_server(&mut pair);
+    let (op2, bytes2) = read_reaches_server(&mut pair);
+    // The first block is queued (the event path) and not yet drained: the
+    // second goes behind it, not ahead.
+    pair.server.complete_io(op1, Ok(bytes1)).unwrap();
+    let mut block = [0u8; 24];
+    assert_eq!(
+        pair.server.complete_io_into(op2, Ok(bytes2), &mut block),
+        Ok(None)
+    );
+    let mut buf = [0u8; 256];
+    let mut order = Vec::new();
+    while let Some(t) = pair.server.poll_transmit(&mut buf).unwrap() {
+        let Transmit::StatusBlock { len, .. } = t else {
+            panic!("expected status blocks, got {t:?}");
+        };
+        order.push(StatusBlock::parse(&buf[..len]).unwrap().unwrap().request_id);
+        // The event path on the client for these.
+        assert_eq!(
+            pair.client.handle_status_block(pair.now, &buf[..len]),
+            Ok(true)
+        );
+    }
+    assert_eq!(order, [first.0, second.0]);
+    assert_eq!(completions_of(&mut pair, first), [Status::Success]);
+    let _ = second;
+    // A buffer too small for a block: queued, not lost.
+    let (third, _) = pair.read(handle, 0, 5, CompletionMode::Interrupt);
+    let (op3, bytes3) = read_reaches_server(&mut pair);
+    assert_eq!(
+        pair.server
+            .complete_io_into(op3, Ok(bytes3), &mut [0u8; 23]),
+        Ok(None)
+    );
+    let Some(Transmit::StatusBlock { len, .. }) = pair.server.poll_transmit(&mut buf).unwrap()
+    else {
+        panic!("the block was not queued");
+    };
+    assert_eq!(
+        pair.client.take_status_block(pair.now, &buf[..len]),
+        Ok(BlockOutcome::Completed(ClientEvent::Completed {
+            request: third,
+            status: Status::Success,
+            bytes: 5,
+        }))
+    );
+}
+
+#[test]
+fn a_read_is_handed_over_as_it_arrives_unless_work_waits() {
+    let (mut pair, handle) = pair_with_file();
+    let mut buf = vec![0u8; 65536];
+    let (request, dest) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    let len = pair
+        .client
+        .poll_transmit(pair.now, &mut buf)
+        .unwrap()
+        .unwrap()
+        .len;
+    let op = match pair.server.take_message(pair.now, &buf[..len]) {
+        Ok(Received::Read { op, segments, .. }) => {
+            assert_eq!(segments.len(), 1);
+            assert_eq!((segments[0].offset(), segments[0].dest()), (0, dest));
+            op
+        }
+        other => panic!("expected the read, got {other:?}"),
+    };
+    assert_eq!(pair.server.poll_event(), None, "not queued too");
+    let mut block = [0u8; 24];
+    assert!(matches!(
+        pair.server.complete_io_into(op, Ok(10), &mut block),
+        Ok(Some(Transmit::StatusBlock { .. }))
+    ));
+    assert!(matches!(
+        pair.client.take_status_block(pair.now, &block),
+        Ok(BlockOutcome::Completed(ClientEvent::Completed { request: r, .. })) if r == request
+    ));
+
+    // A registration waits for the driver: a read behind it waits its turn.
+    let key = pair.open_file(vec![1; 4], OpenFlags::READ);
+    let register = pair.client.register(key).unwrap();
+    let (second, _) = pair.read(handle, 0, 4, CompletionMode::Interrupt);
+    for _ in 0..2 {
+        let len = pair
+            .client
+            .poll_transmit(pair.now, &mut buf)
+            .unwrap()
+            .unwrap()
+            .len;
+        assert_eq!(
+            pair.server.take_message(pair.now, &buf[..len]),
+            Ok(Received::Nothing)
+        );
+    }
+    assert!(matches!(
+        pair.server.poll_event(),
+        Some(ServerEvent::Register { op, .. }) if op.0 == register.0
+    ));
+    assert!(matches!(
+        pair.server.poll_event(),
+        Some(ServerEvent::Read { op, .. }) if op.0 == second.0
+    ));
+    assert_eq!(pair.server.poll_event(), None);
+}
