@@ -191,25 +191,7 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
     let progress = progress_bar(Some(len));
     progress.set_message("cp");
     let started = Instant::now();
-    let mut received = Xxh3::new();
-    let in_place = output.in_place();
-    let write_failed = |error: std::io::Error| {
-        anyhow!(error).context(format!(
-            "cannot write {}; {}",
-            target.display(),
-            if in_place {
-                "it holds part of the copy"
-            } else {
-                "it was not written"
-            }
-        ))
-    };
-    let offset = stream_reads(client, &remote, len, |view| {
-        received.update(view);
-        output.write_all(view).map_err(write_failed)?;
-        progress.inc(view.len() as u64);
-        Ok(())
-    })?;
+    let (offset, received) = download_into(client, &remote, len, &mut output, &target, &progress)?;
     let streamed = started.elapsed();
     if offset != len {
         return Err(changed(offset.to_string()));
@@ -219,8 +201,8 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
     let verified = match checksum {
         Some(checksum) => checksum
             .answer()
-            .and_then(|theirs| compare(theirs, &path, offset, received.digest128())),
-        None => verify(client, &path, offset, received.digest128()),
+            .and_then(|theirs| compare(theirs, &path, offset, received)),
+        None => verify(client, &path, offset, received),
     }
     .with_context(|| {
         format!(
@@ -235,7 +217,6 @@ fn download<M: Mode>(copy: &Copy) -> Result<()> {
     if after != before {
         return Err(changed(format!("{} (rewritten)", after.size)));
     }
-    output.sync().map_err(write_failed)?;
     let elapsed = started.elapsed();
     progress.finish_and_clear();
     client.close(remote).context("close on the server failed")?;
@@ -390,6 +371,42 @@ fn stream_reads<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>
     Ok(offset)
 }
 
+/// Download the `len` bytes of `remote` into `output` (`stream_reads`):
+/// each completed read is hashed and written to DST straight from the
+/// buffer the server wrote it into, then DST is synced. Returns the bytes
+/// streamed and their XXH3-128. A failed write says whether `target`
+/// already holds part of the copy.
+fn download_into<T: rdio_transport::Transport, S: std::io::Read + std::io::Write>(
+    client: &mut rdio::client::Client<T, S>,
+    remote: &rdio::client::RemoteFile,
+    len: u64,
+    output: &mut Output,
+    target: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<(u64, u128)> {
+    let in_place = output.in_place();
+    let write_failed = |error: std::io::Error| {
+        anyhow!(error).context(format!(
+            "cannot write {}; {}",
+            target.display(),
+            if in_place {
+                "it holds part of the copy"
+            } else {
+                "it was not written"
+            }
+        ))
+    };
+    let mut received = Xxh3::new();
+    let offset = stream_reads(client, remote, len, |view| {
+        received.update(view);
+        output.write_all(view).map_err(write_failed)?;
+        progress.inc(view.len() as u64);
+        Ok(())
+    })?;
+    output.sync().map_err(write_failed)?;
+    Ok((offset, received.digest128()))
+}
+
 /// `--round-trip` (or `--root`): SRC written to the server's root by
 /// sends, read back by RDMA writes into DST, both directions hashed.
 fn round_trip<M: Mode>(copy: &Copy) -> Result<()> {
@@ -508,34 +525,13 @@ fn round_trip<M: Mode>(copy: &Copy) -> Result<()> {
     progress.set_position(0);
     progress.set_message("get");
     let started = Instant::now();
-    let mut received = Xxh3::new();
-    let in_place = output.in_place();
-    let write_failed = |error: std::io::Error| {
-        anyhow!(error).context(format!(
-            "cannot write {}; {}",
-            target.display(),
-            if in_place {
-                "it holds part of the copy"
-            } else {
-                "it was not written"
-            }
-        ))
-    };
-    // Each completed read is hashed and written to DST straight from the
-    // buffer the server wrote it into.
-    let offset = stream_reads(client, &remote, len, |view| {
-        received.update(view);
-        output.write_all(view).map_err(write_failed)?;
-        progress.inc(view.len() as u64);
-        Ok(())
-    })?;
-    output.sync().map_err(write_failed)?;
+    let (offset, received) = download_into(client, &remote, len, &mut output, &target, &progress)?;
     let down = started.elapsed();
     progress.finish_and_clear();
     client.close(remote).context("close on the server failed")?;
     pair.finish().context("closing the connection failed")?;
 
-    let (sent, received) = (sent.digest128(), received.digest128());
+    let sent = sent.digest128();
     if offset != len {
         return Err(anyhow!(Changed {
             expected: len,
