@@ -7,28 +7,19 @@
 //!
 //! Needs tshark (`scripts/setup.sh` installs it).
 
+mod common;
+
 use rdio::capture::{Direction, Kind, Record, Recorder};
 use rdio_transport::RemoteBuf;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
 /// `rdio` with a home of this test binary's own: `serve` creates its
 /// identity, clients file and this user's credential there on first start,
 /// and clients find and pin them there, as between two shells of one user —
 /// isolated from the real home.
 fn rdio_command() -> Command {
-    let mut command = Command::new(RDIO);
-    command
-        .env(
-            "HOME",
-            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-capture"),
-        )
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME");
-    command
+    common::rdio_in(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-capture"))
 }
 
 fn dissector() -> PathBuf {
@@ -85,24 +76,14 @@ struct Served {
 
 impl Served {
     fn start(root: &Path, capture: &Path) -> Self {
-        let mut child = rdio_command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-            .arg(root)
-            .arg("--capture")
-            .arg(capture)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rdio serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        let addr = line
-            .strip_prefix("rdio serve: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, addr, _) = common::spawn_serve(
+            rdio_command()
+                .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+                .arg(root)
+                .arg("--capture")
+                .arg(capture)
+                .stderr(Stdio::piped()),
+        );
         Self { child, addr }
     }
 

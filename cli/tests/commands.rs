@@ -1,5 +1,7 @@
 //! `rdio cp` and `rdio bench` end to end, through the binary.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -7,15 +9,7 @@ use std::process::Command;
 
 /// `rdio` with an isolated HOME (no credential or state of the user's).
 fn rdio_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rdio"));
-    command
-        .env(
-            "HOME",
-            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-commands"),
-        )
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME");
-    command
+    common::rdio_in(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-commands"))
 }
 
 fn rdio(args: &[&str]) -> std::process::Output {

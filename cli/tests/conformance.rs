@@ -3,28 +3,20 @@
 //! ends with exactly `N passed, 0 failed`, and the exit status is 0. Also:
 //! a failing case is reported and makes the exit status non-zero.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
 /// `rdio` with a home of this test binary's own: `serve` creates its
 /// identity, clients file and this user's credential there on first start,
 /// and clients find and pin them there, as between two shells of one user —
 /// isolated from the real home.
 fn rdio_command() -> Command {
-    let mut command = Command::new(RDIO);
-    command
-        .env(
-            "HOME",
-            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-conformance"),
-        )
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME");
-    command
+    common::rdio_in(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-conformance"))
 }
 
 /// A running `rdio serve`, killed when dropped.
@@ -35,29 +27,19 @@ struct Served {
 
 impl Served {
     fn start(root: &Path, transport: &str) -> Self {
-        let mut child = rdio_command()
-            .args([
-                "--transport",
-                transport,
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--root",
-            ])
-            .arg(root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rdio serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the listening line");
-        let addr = line
-            .strip_prefix("rdio serve: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line from rdio serve: {line:?}"))
-            .to_owned();
+        let (child, addr, _) = common::spawn_serve(
+            rdio_command()
+                .args([
+                    "--transport",
+                    transport,
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--root",
+                ])
+                .arg(root)
+                .stderr(Stdio::inherit()),
+        );
         Self { child, addr }
     }
 }

@@ -6,6 +6,8 @@
 //! directory. Servers are `rdio serve` over libfabric's tcp provider on
 //! 127.0.0.1.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -13,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+use common::RDIO;
 
 /// The home every `rdio` here runs with, isolated from the real one:
 /// `serve` creates its identity and this user's credential there.
@@ -116,23 +118,13 @@ impl Served {
     }
 
     fn listening(root: &Path, listen: &str) -> Self {
-        let mut child = rdio_command()
-            .args(["serve", "--root"])
-            .arg(root)
-            .args(["--listen", listen])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rdio serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the listening line");
-        let addr = line
-            .strip_prefix("rdio serve: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
+        let (child, addr, _) = common::spawn_serve(
+            rdio_command()
+                .args(["serve", "--root"])
+                .arg(root)
+                .args(["--listen", listen])
+                .stderr(Stdio::null()),
+        );
         Self { child, addr }
     }
 

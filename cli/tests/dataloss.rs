@@ -6,29 +6,20 @@
 //! transport; `get` and `put` between processes over libfabric's tcp
 //! provider on 127.0.0.1 and over cross-memory attach.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
 /// `rdio` with a home of this test binary's own: `serve` creates its
 /// identity, clients file and this user's credential there on first start,
 /// and clients find and pin them there, as between two shells of one user —
 /// isolated from the real home.
 fn rdio_command() -> Command {
-    let mut command = Command::new(RDIO);
-    command
-        .env(
-            "HOME",
-            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-dataloss"),
-        )
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME");
-    command
+    common::rdio_in(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-dataloss"))
 }
 
 fn rdio(args: &[&str]) -> Output {
@@ -85,22 +76,12 @@ struct Served {
 
 impl Served {
     fn start(root: &Path, transport: &[&str]) -> Self {
-        let mut child = rdio_command()
-            .args(["serve", "--root", utf8(root), "--listen", "127.0.0.1:0"])
-            .args(transport)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rdio serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the listening line");
-        let addr = line
-            .strip_prefix("rdio serve: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line from rdio serve: {line:?}"))
-            .to_owned();
+        let (child, addr, _) = common::spawn_serve(
+            rdio_command()
+                .args(["serve", "--root", utf8(root), "--listen", "127.0.0.1:0"])
+                .args(transport)
+                .stderr(Stdio::null()),
+        );
         Self { child, addr }
     }
 

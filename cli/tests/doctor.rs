@@ -2,24 +2,21 @@
 //! and cma working), `serve`'s warning about a root without file leases,
 //! and `--explain` naming the step a connection failed at.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+use common::RDIO;
 
 /// `rdio` with a home of this test binary's own: `serve` creates its
 /// identity, clients file and this user's credential there on first start,
 /// and clients find and pin them there, as between two shells of one user —
 /// isolated from the real home.
 fn rdio_command() -> Command {
-    let mut command = Command::new(RDIO);
-    command
-        .env("HOME", concat!(env!("CARGO_TARGET_TMPDIR"), "/home-doctor"))
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME");
-    command
+    common::rdio_in(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-doctor"))
 }
 
 fn rdio(args: &[&str]) -> Output {

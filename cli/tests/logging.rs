@@ -2,25 +2,17 @@
 //! carrying the wire's request ids on both ends of a session, inside each
 //! end's `connection` span.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Command;
-
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
 /// `rdio` with a home of this test binary's own: `serve` creates its
 /// identity, clients file and this user's credential there on first start,
 /// and clients find and pin them there, as between two shells of one user —
 /// isolated from the real home.
 fn rdio_command() -> Command {
-    let mut command = Command::new(RDIO);
-    command
-        .env(
-            "HOME",
-            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-logging"),
-        )
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME");
-    command
+    common::rdio_in(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-logging"))
 }
 
 /// The wire ids of the `request` spans of the JSON events from `target`

@@ -3,28 +3,20 @@
 //! provider on 127.0.0.1), the server's OpenMetrics text and the clients'
 //! counters hold exactly the values the session implies.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
 
 /// `rdio` with a home of this test binary's own: `serve` creates its
 /// identity, clients file and this user's credential there on first start,
 /// and clients find and pin them there, as between two shells of one user —
 /// isolated from the real home.
 fn rdio_command() -> Command {
-    let mut command = Command::new(RDIO);
-    command
-        .env(
-            "HOME",
-            concat!(env!("CARGO_TARGET_TMPDIR"), "/home-metrics"),
-        )
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_STATE_HOME");
-    command
+    common::rdio_in(concat!(env!("CARGO_TARGET_TMPDIR"), "/home-metrics"))
 }
 
 /// `GET /metrics` at `addr` (`HOST:PORT`): the body.
@@ -88,29 +80,19 @@ fn metrics_and_stats_count_a_scripted_session_exactly() {
     const SIZE: u64 = 300_000;
     let src = dir.path().join("src.bin");
     std::fs::write(&src, vec![7u8; SIZE as usize]).expect("src");
-    let mut server = rdio_command()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--root",
-        ])
-        .arg(&root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rdio serve");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let pipe = line
-        .strip_prefix("rdio serve: listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
+    let (mut server, pipe, line) = common::spawn_serve(
+        rdio_command()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+                "--root",
+            ])
+            .arg(&root)
+            .stderr(Stdio::null()),
+    );
     let metrics = line
         .trim_end()
         .rsplit_once(", metrics on http://")

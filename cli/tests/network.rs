@@ -3,14 +3,15 @@
 //! across two network namespaces joined by a veth pair, and over
 //! cross-memory attach (`--transport cma`) between processes on one host.
 
+mod common;
+
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+use common::RDIO;
 
 /// Deterministic pseudo-random bytes (xorshift64*), different per seed.
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -78,23 +79,9 @@ impl Served {
         let root = root.to_str().expect("utf-8 root");
         let mut args = vec!["serve", "--root", root, "--listen", listen.as_str()];
         args.extend_from_slice(transport);
-        let mut child = rdio_command(prefix)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rdio serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
         // "rdio serve: listening on HOST:PORT (RDMA endpoint ...), serving DIR"
-        let addr = line
-            .strip_prefix("rdio serve: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line from rdio serve: {line:?}"))
-            .to_owned();
+        let (child, addr, _) =
+            common::spawn_serve(rdio_command(prefix).args(args).stderr(Stdio::inherit()));
         Self { child, addr }
     }
 

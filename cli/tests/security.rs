@@ -4,12 +4,14 @@
 //! credentials, read-only ones included; a changed server identity and a
 //! one-sided `--insecure` fail with one clear line.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-const RDIO: &str = env!("CARGO_BIN_EXE_rdio");
+use common::RDIO;
 
 /// `rdio` run by a user whose home is `home`.
 fn rdio(home: &Path) -> Command {
@@ -34,24 +36,14 @@ impl Served {
     }
 
     fn start_logging(home: &Path, root: &Path, extra: &[&str], stderr: Stdio) -> Self {
-        let mut child = rdio(home)
-            .args(["serve", "--root"])
-            .arg(root)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn rdio serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        let addr = line
-            .strip_prefix("rdio serve: listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, addr, line) = common::spawn_serve(
+            rdio(home)
+                .args(["serve", "--root"])
+                .arg(root)
+                .args(["--listen", "127.0.0.1:0"])
+                .args(extra)
+                .stderr(stderr),
+        );
         Self { child, addr, line }
     }
 
