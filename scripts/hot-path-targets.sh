@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Issue 17's targets, every one measured in one run and checked: the
+# protocol-shaped and plain ratios over libfabric's tcp provider and over
+# cma (each against `rdio serve` on 127.0.0.1), loopback IOPS, and — when a
+# valgrind that follows openat2 is at hand — the instruction counts.
+#
+#   scripts/hot-path-targets.sh [REPEAT]          (default 3 runs per row)
+#
+# Environment: BYTES (bytes per row, default 256MiB), OUT (a directory to
+# keep the CSVs and logs in; default a temporary one, removed), VALGRIND /
+# VALGRIND_LIB / CALLGRIND_ANNOTATE as scripts/callgrind-inline.sh takes
+# them (skipped with a note when valgrind is older than 3.20 or missing).
+# Every ratio is a median of REPEAT alternated baseline/rdio runs (`rdio
+# bench --repeat`); the machine's load average is printed with the table,
+# because these are wall-clock figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repeat=${1:-3}
+bytes=${BYTES:-256MiB}
+
+cargo build --release -q -p rdio-cli
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+rdio=$target_dir/release/rdio
+
+work=$(mktemp -d /dev/shm/rdio-targets.XXXXXX)
+out=${OUT:-$work/out}
+mkdir -p "$work/root" "$out"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Start `rdio serve` over TRANSPORT on an ephemeral port; prints its address.
+serve() {
+    local transport=$1 line
+    "$rdio" --transport "$transport" serve --root "$work/root" --listen 127.0.0.1:0 \
+        >"$out/serve-$transport.out" 2>"$out/serve-$transport.err" &
+    pids+=("$!")
+    for _ in $(seq 100); do
+        line=$(head -n 1 "$out/serve-$transport.out")
+        if [[ $line == "rdio serve: listening on "* ]]; then
+            line=${line#rdio serve: listening on }
+            echo "${line%% *}"
+            return
+        fi
+        sleep 0.1
+    done
+    echo "hot-path-targets: rdio serve --transport $transport did not start:" >&2
+    cat "$out/serve-$transport.err" >&2
+    exit 1
+}
+
+for transport in fabric cma; do
+    addr=$(serve "$transport")
+    echo "== $transport: rdio bench --server $addr (4K and 1M, QD 1/8/32, read and write, $repeat runs)" >&2
+    "$rdio" --transport "$transport" bench --server "$addr" --sizes 4K,1M --queue-depths 1,8,32 \
+        --ops read,write --bytes "$bytes" --repeat "$repeat" --csv "$out/$transport.csv" \
+        >"$out/$transport.txt"
+done
+echo "== loopback (inline): rdio bench, 4K read QD 32, $repeat runs" >&2
+"$rdio" bench --sizes 4K --queue-depths 32 --ops read --bytes "$bytes" --repeat "$repeat" \
+    --csv "$out/loopback.csv" >"$out/loopback.txt"
+
+instructions=""
+valgrind=${VALGRIND:-valgrind}
+version=$("$valgrind" --version 2>/dev/null | sed -n 's/^valgrind-3\.\([0-9]*\).*/\1/p')
+if [[ -n $version && $version -ge 20 ]]; then
+    echo "== callgrind: whole stack and core" >&2
+    whole=$(bash scripts/callgrind-inline.sh 2000 | sed -n 's/^instructions per 4 KiB read, whole stack[^:]*: \([0-9]*\).*/\1/p')
+    core=$(bash scripts/callgrind-core.sh | sed -n 's/^core instructions per 4 KiB read (client + server): \([0-9]*\).*/\1/p')
+    instructions="$whole $core"
+else
+    echo "hot-path-targets: no valgrind >= 3.20 (set VALGRIND); instruction counts skipped" >&2
+fi
+
+echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   runs per row: $repeat   bytes per row: $bytes"
+printf '%-58s %-10s %-8s %s\n' "target" "measured" "needed" "met"
+# CSV: transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,...,ratio(11),...,shaped_ratio(18)
+row() { # FILE OP SIZE QD COLUMN -> the rdio row's value
+    awk -F, -v op="$2" -v size="$3" -v qd="$4" -v col="$5" \
+        '$2 == op && $3 == "rdio" && $4 == size && $5 == qd { print $col }' "$1"
+}
+check() { # LABEL VALUE NEED (value >= need)
+    local met
+    met=$(awk -v v="$2" -v n="$3" 'BEGIN { print (v != "" && v + 0 >= n + 0) ? "yes" : "NO" }')
+    printf '%-58s %-10s %-8s %s\n' "$1" "${2:--}" ">= $3" "$met"
+}
+for transport in fabric cma; do
+    csv=$out/$transport.csv
+    for op in read write; do
+        for qd in 1 8 32; do
+            check "$transport 4K $op QD $qd / protocol-shaped loop" "$(row "$csv" "$op" 4096 "$qd" 18)" 0.8
+        done
+    done
+    check "$transport 4K read QD 32 / plain loop" "$(row "$csv" read 4096 32 11)" 0.8
+    for qd in 1 8 32; do
+        check "$transport 1M write QD $qd / raw send loop" "$(row "$csv" write 1048576 "$qd" 11)" 0.6
+    done
+    for qd in 1 8 32; do
+        check "$transport 1M read QD $qd / raw write loop" "$(row "$csv" read 1048576 "$qd" 11)" 0.9
+    done
+done
+check "loopback 4K read QD 32 inline, IOPS" "$(row "$out/loopback.csv" read 4096 32 7)" 2000000
+if [[ -n $instructions ]]; then
+    read -r whole core <<<"$instructions"
+    printf '%-58s %-10s %-8s %s\n' "whole stack instructions per 4K read (inline)" "$whole" "<= 2000" \
+        "$([[ $whole -le 2000 ]] && echo yes || echo NO)"
+    printf '%-58s %-10s %-8s %s\n' "core instructions per 4K read" "$core" "<= 300" \
+        "$([[ $core -le 300 ]] && echo yes || echo NO)"
+fi
+echo "(tables: $out/*.txt; CSV: $out/*.csv$([[ -z ${OUT:-} ]] && echo ', removed on exit: set OUT to keep them'))"
