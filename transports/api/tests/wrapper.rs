@@ -10,7 +10,7 @@ use rdio_transport::{
 };
 
 /// The calls of [`Transport`], in declaration order.
-const CALLS: [&str; 14] = [
+const CALLS: [&str; 15] = [
     "provider",
     "caps",
     "register",
@@ -22,6 +22,7 @@ const CALLS: [&str; 14] = [
     "post_recv",
     "post_send",
     "post_write",
+    "flush",
     "poll_completions",
     "wait",
     "disconnect",
@@ -173,6 +174,11 @@ impl Transport for Shared {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.recorder.count("flush");
+        Ok(())
+    }
+
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         self.recorder.count("poll_completions");
         // One completion in all, so a wrapper that drains in a loop ends.
@@ -226,6 +232,7 @@ fn call_everything<T: Transport>(t: &mut T) {
     assert_eq!(t.post_recv(1, slice), Ok(()));
     assert_eq!(t.post_send(2, &[slice], None), Ok(()));
     assert_eq!(t.post_write(3, &[slice], REMOTE, Some(5)), Ok(()));
+    assert_eq!(t.flush(), Ok(()));
     let mut out = [Completion {
         wr_id: 0,
         kind: CompletionKind::Write,
