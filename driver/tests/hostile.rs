@@ -199,6 +199,8 @@ impl TransportWrapper for Batching {
         if self.held.is_empty() {
             self.inner.wait(timeout)
         } else {
+            // What was posted is handed on, as every `wait` promises.
+            self.inner.flush()?;
             std::thread::sleep(Duration::from_millis(1));
             Ok(())
         }

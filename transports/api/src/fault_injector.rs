@@ -552,8 +552,9 @@ impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
 
     fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
         if self.held_len > 0 {
-            // Held completions become due by polling, not by waiting.
-            return Ok(());
+            // Held completions become due by polling, not by waiting; what
+            // was posted is still handed on, as every `wait` promises.
+            return self.inner.flush();
         }
         self.inner.wait(timeout)
     }

@@ -29,6 +29,21 @@
 //! completion is reported to the peer; a write-with-immediate consumes one posted
 //! receive at the peer and completes it with [`CompletionKind::RecvImm`].
 //!
+//! Deferred posting (doorbell batching): a transport may hold posted work
+//! requests and hand them to the peer (or the NIC) later, at the next
+//! [`Transport::flush`], [`Transport::poll_completions`] or
+//! [`Transport::wait`] call on the same transport, whichever comes first —
+//! a chain of work requests per `ibv_post_send`, libfabric's `FI_MORE`.
+//! Everything posted before one of those calls is on its way when it
+//! returns. A driver therefore posts a round's work back to back and then
+//! polls or waits (or calls `flush` once, when it neither polls nor waits
+//! next); it never needs to flush after each post. Deferral changes *when*
+//! work leaves, never its order or its outcome: the ordering guarantees
+//! below hold across a batch exactly as across single posts, a post that
+//! is refused is refused synchronously as before, and a request that fails
+//! once handed on fails in its own completion, the requests before it in
+//! the batch completing normally.
+//!
 //! Progress: a transport may advance only inside `&mut self` calls, like a
 //! libfabric endpoint with `FI_PROGRESS_MANUAL` (the only mode of the `tcp`
 //! provider) and like `rdio-loopback`. A peer's RDMA write may therefore become
@@ -356,14 +371,27 @@ pub trait Transport {
         imm: Option<u32>,
     ) -> Result<(), TransportError>;
 
+    /// Hand every work request posted so far to the peer (ring the
+    /// doorbell) without waiting for or draining anything; see "Deferred
+    /// posting" in the crate docs. [`Transport::poll_completions`] and
+    /// [`Transport::wait`] flush as well, so a driver that polls or waits
+    /// next does not need it. Harmless with nothing posted. The default
+    /// does nothing: right for a transport that hands each post on at once.
+    fn flush(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
     /// Drain up to `out.len()` completions; returns how many were written.
     /// This is also the progress call (see the crate docs): calling it with an
-    /// empty `out` makes progress without draining anything.
+    /// empty `out` makes progress without draining anything, and it first
+    /// hands on every work request posted before it ([`Transport::flush`]).
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError>;
 
     /// Block until a completion may be available or `timeout` passes
     /// (interrupt mode: an armed completion channel / wait object). Spurious
-    /// wake-ups are allowed; `None` waits indefinitely.
+    /// wake-ups are allowed; `None` waits indefinitely. Work posted before
+    /// the call is handed on first ([`Transport::flush`]), so a wait never
+    /// sleeps on requests the peer has not been given.
     fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError>;
 
     /// Tear the connection down; outstanding work requests complete as

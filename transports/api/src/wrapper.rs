@@ -138,6 +138,11 @@ pub trait TransportWrapper {
         self.inner_mut().post_write(wr_id, sges, dst, imm)
     }
 
+    /// [`Transport::flush`].
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.inner_mut().flush()
+    }
+
     /// [`Transport::poll_completions`].
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         self.inner_mut().poll_completions(out)
@@ -227,6 +232,11 @@ impl<W: TransportWrapper> Transport for W {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         TransportWrapper::post_write(self, wr_id, sges, dst, imm)
+    }
+
+    #[inline]
+    fn flush(&mut self) -> Result<(), TransportError> {
+        TransportWrapper::flush(self)
     }
 
     #[inline]

@@ -10,7 +10,7 @@ use rdio_transport::{
 };
 
 /// The calls of [`Transport`], in declaration order.
-const CALLS: [&str; 14] = [
+const CALLS: [&str; 15] = [
     "provider",
     "caps",
     "register",
@@ -22,6 +22,7 @@ const CALLS: [&str; 14] = [
     "post_recv",
     "post_send",
     "post_write",
+    "flush",
     "poll_completions",
     "wait",
     "disconnect",
@@ -173,6 +174,11 @@ impl Transport for Shared {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.recorder.count("flush");
+        Ok(())
+    }
+
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         self.recorder.count("poll_completions");
         // One completion in all, so a wrapper that drains in a loop ends.
@@ -226,6 +232,7 @@ fn call_everything<T: Transport>(t: &mut T) {
     assert_eq!(t.post_recv(1, slice), Ok(()));
     assert_eq!(t.post_send(2, &[slice], None), Ok(()));
     assert_eq!(t.post_write(3, &[slice], REMOTE, Some(5)), Ok(()));
+    assert_eq!(t.flush(), Ok(()));
     let mut out = [Completion {
         wr_id: 0,
         kind: CompletionKind::Write,
@@ -283,4 +290,46 @@ fn a_fault_injector_without_faults_forwards_every_call() {
         FaultInjector::new(Shared::new(), FaultConfig::new(1));
     call_everything(&mut injector);
     assert_each_once(injector.get_ref(), "FaultInjector", true);
+}
+
+/// A fault injector holding back a delayed completion answers `wait` at
+/// once (the completion becomes due by polling) — and still hands on what
+/// was posted before it, as every `wait` promises: a transport that defers
+/// posts (cma) would otherwise sit on them.
+#[test]
+fn a_fault_injector_holding_a_completion_flushes_in_wait() {
+    let mut config = FaultConfig::new(1);
+    config.delay_pct = 100;
+    config.delay_polls = 5;
+    let mut injector: FaultInjector<Shared> = FaultInjector::new(Shared::new(), config);
+    let slice = Slice::whole(RegionId(7), 16);
+    let mut out = [Completion {
+        wr_id: 0,
+        kind: CompletionKind::Write,
+        status: Ok(()),
+    }; 1];
+    assert_eq!(
+        Transport::poll_completions(&mut injector, &mut out),
+        Ok(0),
+        "held back"
+    );
+    assert_eq!(
+        Transport::post_send(&mut injector, 2, &[slice], None),
+        Ok(())
+    );
+    assert_eq!(
+        Transport::wait(&mut injector, None),
+        Ok(()),
+        "returns at once"
+    );
+    let count = |name| {
+        injector
+            .get_ref()
+            .calls()
+            .into_iter()
+            .find(|(call, _)| *call == name)
+            .map(|(_, n)| n)
+    };
+    assert_eq!(count("wait"), Some(0), "the inner transport did not sleep");
+    assert_eq!(count("flush"), Some(1), "but was flushed");
 }

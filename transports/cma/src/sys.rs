@@ -10,6 +10,10 @@ use std::time::Duration;
 /// Most iovecs one gathered `sendmsg` or `process_vm_writev` is given.
 pub(crate) const MAX_IOV: usize = 64;
 
+/// Most iovecs the kernel takes in one vectored call (`IOV_MAX`,
+/// `UIO_MAXIOV` on Linux): the bound of a batch of writes or frames.
+pub(crate) const IOV_MAX: usize = 1024;
+
 /// Page-aligned, zeroed, private anonymous memory, unmapped on drop.
 ///
 /// A zero-length mapping maps nothing (a dangling, aligned pointer).
@@ -145,6 +149,77 @@ pub(crate) unsafe fn write_remote(
         }
     }
     Ok(())
+}
+
+/// Copy the gather list `local` into the ranges `remote` of process `pid`
+/// (the bytes of `local`, back to back, fill the ranges in order), with as
+/// few `process_vm_writev` calls as the kernel allows: one for a batch of
+/// RDMA writes, each write one range of `remote` and its gather list a run
+/// of `local`. Both lists must hold the same number of bytes; they are
+/// consumed in place as bytes move (a partial transfer resumes where it
+/// stopped), so the caller passes scratch copies.
+///
+/// Returns how many bytes moved; on failure, how many moved before it and
+/// the errno (as [`write_remote`]: `EFAULT`, `ESRCH`, `EPERM`), which
+/// belongs to the range holding the first byte that did not move.
+///
+/// # Safety
+/// As [`write_remote`]: every element of `local` must be readable memory
+/// of this process for the duration of the call, and the caller has
+/// checked that the peer lent every range of `remote`.
+pub(crate) unsafe fn write_remote_vectored(
+    pid: libc::pid_t,
+    local: &mut [libc::iovec],
+    remote: &mut [libc::iovec],
+) -> Result<usize, (usize, i32)> {
+    let total: usize = remote.iter().map(|v| v.iov_len).sum();
+    let (mut l, mut r) = (0usize, 0usize);
+    let mut done = 0usize;
+    while done < total {
+        let local_run = &local[l..local.len().min(l + IOV_MAX)];
+        let remote_run = &remote[r..remote.len().min(r + IOV_MAX)];
+        // SAFETY: `local_run` describes readable local memory (the
+        // caller's contract); the remote iovecs are only interpreted by
+        // the kernel in the target's address space, checked page by page.
+        let moved = unsafe {
+            libc::process_vm_writev(
+                pid,
+                local_run.as_ptr(),
+                local_run.len() as _,
+                remote_run.as_ptr(),
+                remote_run.len() as _,
+                0,
+            )
+        };
+        match moved {
+            n if n > 0 => {
+                let n = n as usize;
+                done += n;
+                consume(local, &mut l, n);
+                consume(remote, &mut r, n);
+            }
+            0 => return Err((done, libc::EFAULT)),
+            _ => match errno() {
+                libc::EINTR => {}
+                code => return Err((done, code)),
+            },
+        }
+    }
+    Ok(done)
+}
+
+/// Drop the first `n` bytes of `iov[*start..]`: whole elements advance
+/// `start`, a partly moved one is trimmed in place.
+fn consume(iov: &mut [libc::iovec], start: &mut usize, mut n: usize) {
+    while let Some(first) = iov.get_mut(*start) {
+        if n < first.iov_len {
+            first.iov_base = first.iov_base.cast::<u8>().wrapping_add(n).cast();
+            first.iov_len -= n;
+            return;
+        }
+        n -= first.iov_len;
+        *start += 1;
+    }
 }
 
 /// Copy the pieces `remote` (address, length) of process `pid`, in order,
@@ -353,4 +428,71 @@ pub(crate) fn errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iov(ptr: *mut u8, len: usize) -> libc::iovec {
+        libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: len,
+        }
+    }
+
+    /// A batch into this very process: whole ranges land, and a range
+    /// that runs into a page the kernel refuses stops the batch with the
+    /// count of bytes moved before it, so the caller can tell which write
+    /// failed.
+    #[test]
+    fn a_vectored_write_reports_how_far_it_got_before_a_refused_page() {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let page = 4096;
+        let target = Mapping::zeroed(2 * page).expect("mapping");
+        // SAFETY: the second page of our own mapping, made inaccessible.
+        let ret = unsafe {
+            libc::mprotect(
+                target.ptr().wrapping_add(page).cast(),
+                page,
+                libc::PROT_NONE,
+            )
+        };
+        assert_eq!(ret, 0);
+        let mut source = vec![0u8; 1024];
+        source
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
+        let src = source.as_mut_ptr();
+        let base = target.ptr();
+
+        // Two whole ranges, the second gathered from two pieces.
+        let mut local = [iov(src, 100), iov(src.wrapping_add(100), 50), iov(src, 50)];
+        let mut remote = [iov(base, 100), iov(base.wrapping_add(200), 100)];
+        // SAFETY: `source` is readable; the ranges are our own mapping.
+        let moved = unsafe { write_remote_vectored(pid, &mut local, &mut remote) };
+        assert_eq!(moved, Ok(200));
+        // SAFETY: the first page is ours and readable.
+        let first = unsafe { std::slice::from_raw_parts(base, page) };
+        assert_eq!(&first[..100], &source[..100]);
+        assert_eq!(&first[200..250], &source[100..150]);
+        assert_eq!(&first[250..300], &source[..50]);
+
+        // The second range crosses into the refused page.
+        let mut local = [iov(src, 10), iov(src, 196), iov(src, 10)];
+        let mut remote = [
+            iov(base.wrapping_add(400), 10),
+            iov(base.wrapping_add(page - 96), 196),
+            iov(base.wrapping_add(500), 10),
+        ];
+        // SAFETY: as above; the kernel checks the refused page.
+        let result = unsafe { write_remote_vectored(pid, &mut local, &mut remote) };
+        assert_eq!(result, Err((10 + 96, libc::EFAULT)));
+        // SAFETY: the first page is ours and readable.
+        let first = unsafe { std::slice::from_raw_parts(base, page) };
+        assert_eq!(&first[page - 96..], &source[..96], "up to the refused page");
+        assert!(first[500..510].iter().all(|&b| b == 0), "nothing after it");
+    }
 }

@@ -15,7 +15,7 @@ use rdio_transport::{
 
 use crate::frame::{self, ADVERTISE_LEN, HEADER, Header, Kind, REF_LEN};
 use crate::region::{PeerWindows, Region, RegionTable};
-use crate::sys::{self, MAX_IOV, Span};
+use crate::sys::{self, IOV_MAX, Span};
 
 /// Most gather elements per send or write.
 pub const MAX_SGE: usize = 4;
@@ -50,13 +50,21 @@ const SEND_BY_REFERENCE: usize = 64 << 10;
 /// [`Kind::SendRef`]'s pieces.
 const CONTROL: usize = MAX_SGE * REF_LEN;
 
-/// Posted work is handed to the socket (and writes carried out) in
-/// `poll_completions` and `wait`, so that a burst of posts goes out in one
-/// `sendmsg`; a post also flushes once this many requests are waiting.
-const FLUSH_AT: usize = 32;
+/// Posted work is handed on (writes carried out, frames written to the
+/// socket) in `flush`, `poll_completions` and `wait`, so that a burst of
+/// posts goes out as one batch: its RDMA writes in one `process_vm_writev`
+/// and its frames in one `sendmsg`. A post also flushes once this many
+/// requests are waiting, which bounds the outbox of a driver that posts
+/// without polling.
+const FLUSH_AT: usize = 256;
 
-/// Frames gathered into one `sendmsg`.
-const BATCH: usize = 16;
+/// Outbox entries one batch covers: frames gathered into one `sendmsg`,
+/// and entries whose RDMA writes go into one `process_vm_writev`. A 4 KiB
+/// read at queue depth 32 is 64 entries on the server (data write, status
+/// write-with-immediate) and 32 sends on the client; each frame takes at
+/// most `2 + MAX_SGE` iovecs and each write `MAX_SGE`, so 128 entries
+/// stay within [`IOV_MAX`] either way.
+const BATCH: usize = 128;
 
 /// How long after its last post or completion a waiting transport keeps
 /// polling the socket before it blocks in `poll(2)`; see
@@ -124,6 +132,10 @@ struct Outgoing {
     /// completes on the receiver's [`Kind::SendAck`], not once its frame
     /// is in the socket.
     by_reference: bool,
+    /// The RDMA write was refused (outside the peer's windows, or
+    /// `process_vm_writev` failed): the entry fails with this once every
+    /// entry before it is out.
+    failed: Option<WcError>,
     /// Gather list: the send's payload, or the write's source.
     sges: [Span; MAX_SGE],
     sge_count: usize,
@@ -149,6 +161,7 @@ impl Outgoing {
             extra: [0; CONTROL],
             extra_len: 0,
             by_reference: false,
+            failed: None,
             sges: [Span {
                 ptr: std::ptr::null_mut(),
                 len: 0,
@@ -181,6 +194,16 @@ impl Outgoing {
 
     fn is_write(&self) -> bool {
         matches!(self.work, Some((_, CompletionKind::Write)))
+    }
+
+    /// Bytes of the gather list.
+    fn data_len(&self) -> usize {
+        self.sges().iter().map(|s| s.len).sum()
+    }
+
+    /// Whether the entry's frame may go out: its write (if any) is placed.
+    fn frame_ready(&self) -> bool {
+        self.write.is_none() && self.failed.is_none()
     }
 
     /// Append the iovecs of the frame's unsent bytes to `iov`.
@@ -265,6 +288,12 @@ pub struct CmaTransport {
     /// Payload of the control frame being read.
     control: [u8; CONTROL],
     ready: VecDeque<Ready>,
+    /// Scratch iovecs of one batch, kept to spare an allocation per flush:
+    /// the frames of a `sendmsg`, and the sources and targets of a
+    /// `process_vm_writev`.
+    frame_iov: Vec<libc::iovec>,
+    write_local: Vec<libc::iovec>,
+    write_remote: Vec<libc::iovec>,
     /// Sends and writes posted and not drained, receives likewise.
     tx_outstanding: usize,
     rx_outstanding: usize,
@@ -321,6 +350,9 @@ impl CmaTransport {
             stage_end: 0,
             control: [0; CONTROL],
             ready: VecDeque::new(),
+            frame_iov: Vec::with_capacity(IOV_MAX),
+            write_local: Vec::with_capacity(IOV_MAX),
+            write_remote: Vec::with_capacity(IOV_MAX),
             tx_outstanding: 0,
             rx_outstanding: 0,
             link: Link::Up,
@@ -440,125 +472,200 @@ impl CmaTransport {
     }
 
     /// Read what the socket has, then hand queued work to it. The only
-    /// caller of [`flush`](Self::flush), so writes are always carried out
-    /// right after a read of the socket (docs/SECURITY.md, "pid reuse").
+    /// caller of [`send_outbox`](Self::send_outbox), so writes are always
+    /// carried out right after a read of the socket (docs/SECURITY.md,
+    /// "pid reuse").
     fn progress(&mut self) {
         self.receive();
-        self.flush();
+        self.send_outbox();
     }
 
-    /// Carry out queued work in order: place each RDMA write when it
-    /// reaches the front (every earlier frame is in the socket by then),
-    /// and send the frames behind it, several per `sendmsg`, until the
-    /// socket is full.
-    fn flush(&mut self) {
-        let mut iov = Vec::with_capacity(MAX_IOV);
+    /// Carry out queued work in order, a batch at a time: place the RDMA
+    /// writes of the next [`BATCH`] entries with one `process_vm_writev`
+    /// ([`place_writes`](Self::place_writes)), then send the frames of
+    /// those entries with one `sendmsg`, until the outbox is empty or the
+    /// socket full. A write may so land before the frames of earlier
+    /// entries are in the socket — never before they were posted, and
+    /// never after a later frame: the peer sees a write-with-immediate's
+    /// notice, or a send, only once every earlier write is in place, which
+    /// is the ordering the trait promises.
+    fn send_outbox(&mut self) {
+        let mut iov = std::mem::take(&mut self.frame_iov);
         while self.link == Link::Up && !self.outbox.is_empty() {
-            if !self.place_front_write() {
-                return;
+            self.place_writes();
+            if let Some(error) = self.outbox.front().and_then(|op| op.failed) {
+                // Every entry before it is out: fail it, and the rest.
+                self.fail_front(error);
+                break;
             }
-            // Frames from the front, up to the next write still to place.
-            iov.clear();
-            let mut frames = 0;
-            for (i, op) in self.outbox.iter().enumerate() {
-                if frames == BATCH
-                    || (i > 0 && op.write.is_some())
-                    || iov.len() + 2 + MAX_SGE > MAX_IOV
-                {
-                    break;
+            if !self.send_frames(&mut iov) {
+                break;
+            }
+        }
+        self.frame_iov = iov;
+    }
+
+    /// Send the frames of the outbox's first entries whose writes are
+    /// placed, several per `sendmsg`, and complete the entries that went
+    /// out whole. `false` when the socket took less than offered (full) or
+    /// the connection failed.
+    fn send_frames(&mut self, iov: &mut Vec<libc::iovec>) -> bool {
+        iov.clear();
+        let mut frames = 0;
+        for op in &self.outbox {
+            if frames == BATCH || !op.frame_ready() || iov.len() + 2 + MAX_SGE > IOV_MAX {
+                break;
+            }
+            op.unsent(iov);
+            frames += 1;
+        }
+        if frames == 0 {
+            // The front entry's write could not be gathered: cannot
+            // happen (one entry always fits), but never spin on it.
+            return false;
+        }
+        let wanted: usize = iov.iter().map(|v| v.iov_len).sum();
+        let mut sent = 0;
+        if wanted > 0 {
+            // SAFETY: every iovec points into a frame header or payload
+            // owned by an outbox entry, or into a region that entry holds
+            // busy (so it is neither freed nor written meanwhile).
+            match unsafe { sys::send_spans(self.socket.as_fd(), iov) } {
+                Ok(n) => sent = n,
+                Err(code) => {
+                    self.last_error = Some(format!(
+                        "sending to the peer failed: {}",
+                        std::io::Error::from_raw_os_error(code)
+                    ));
+                    self.teardown(Link::Lost, WcError::Disconnected, WcError::Disconnected);
+                    return false;
                 }
-                op.unsent(&mut iov);
-                frames += 1;
             }
-            let wanted: usize = iov.iter().map(|v| v.iov_len).sum();
-            let mut sent = 0;
-            if wanted > 0 {
-                // SAFETY: every iovec points into a frame header or payload
-                // owned by an outbox entry, or into a region that entry holds
-                // busy (so it is neither freed nor written meanwhile).
-                match unsafe { sys::send_spans(self.socket.as_fd(), &iov) } {
-                    Ok(n) => sent = n,
-                    Err(code) => {
-                        self.last_error = Some(format!(
-                            "sending to the peer failed: {}",
-                            std::io::Error::from_raw_os_error(code)
-                        ));
-                        self.teardown(Link::Lost, WcError::Disconnected, WcError::Disconnected);
-                        return;
-                    }
+        }
+        self.credit_frames(frames, sent);
+        sent == wanted
+    }
+
+    /// Credit `sent` bytes to the first `frames` entries in order;
+    /// finished ones complete (or, sent by reference, await their
+    /// acknowledgement).
+    fn credit_frames(&mut self, frames: usize, sent: usize) {
+        let mut left = sent;
+        let mut finished_any = false;
+        for _ in 0..frames {
+            let Some(op) = self.outbox.front_mut() else {
+                break;
+            };
+            let remaining = op.frame_len() - op.written;
+            if left < remaining {
+                op.written += left;
+                break;
+            }
+            left -= remaining;
+            if let Some(op) = self.outbox.pop_front() {
+                if op.by_reference {
+                    self.awaiting.push_back(op);
+                } else {
+                    self.complete_op(op, Ok(()));
                 }
             }
-            // Credit the bytes to the batch's frames in order; finished
-            // ones complete.
-            let mut left = sent;
-            let mut finished_any = false;
-            for _ in 0..frames {
-                let Some(op) = self.outbox.front_mut() else {
-                    break;
-                };
-                let remaining = op.frame_len() - op.written;
-                if left < remaining {
-                    op.written += left;
-                    break;
-                }
-                left -= remaining;
-                if let Some(op) = self.outbox.pop_front() {
-                    if op.by_reference {
-                        self.awaiting.push_back(op);
-                    } else {
-                        self.complete_op(op, Ok(()));
-                    }
-                }
-                finished_any = true;
-            }
-            if finished_any {
-                self.last_activity = Some(Instant::now());
-            }
-            if sent < wanted {
-                // The socket is full; `wait` polls for room.
-                return;
-            }
+            finished_any = true;
+        }
+        if finished_any {
+            self.last_activity = Some(Instant::now());
         }
     }
 
-    /// Carry out the front entry's RDMA write if it has one still to place.
-    /// Returns `false` if the connection failed doing so.
-    fn place_front_write(&mut self) -> bool {
-        let Some(op) = self.outbox.front_mut() else {
-            return true;
-        };
-        let Some(dst) = op.write.take() else {
-            return true;
-        };
-        let total: usize = op.sges().iter().map(|s| s.len).sum();
-        if total == 0 {
-            return true;
+    /// Carry out the RDMA writes still pending among the outbox's first
+    /// [`BATCH`] entries, in order, with one `process_vm_writev` of several
+    /// local and remote iovecs (a write is one remote iovec). Stops at the
+    /// first write outside the peer's windows, and marks it failed; a
+    /// write the kernel refuses is marked failed with its errno, the
+    /// writes before it being placed. A failed entry fails when it reaches
+    /// the front, after every earlier entry went out: errors reach the
+    /// work request they belong to.
+    fn place_writes(&mut self) {
+        let mut local = std::mem::take(&mut self.write_local);
+        let mut remote = std::mem::take(&mut self.write_remote);
+        local.clear();
+        remote.clear();
+        let mut refused = None;
+        for (i, op) in self.outbox.iter().enumerate().take(BATCH) {
+            if op.failed.is_some() {
+                break;
+            }
+            let Some(dst) = op.write else { continue };
+            let total = op.data_len();
+            // Checked here, at execution and not at post time: windows
+            // come and go as the peer's advertisements and revocations
+            // arrive.
+            if !self.windows.allows(dst, total) {
+                refused = Some((i, dst, total));
+                break;
+            }
+            if local.len() + op.sge_count > IOV_MAX || remote.len() == IOV_MAX {
+                break;
+            }
+            local.extend(op.sges().iter().map(|span| sys::iovec(*span, 0)));
+            remote.push(libc::iovec {
+                iov_base: dst.addr as usize as *mut libc::c_void,
+                iov_len: total,
+            });
         }
-        // Checked here, at execution and not at post time: windows come
-        // and go as the peer's advertisements and revocations arrive.
-        if !self.windows.allows(dst, total) {
+        if !remote.is_empty() {
+            // SAFETY: the local iovecs lie in regions their entries hold
+            // busy (resolved at post time, not deregistrable until
+            // drained), so they are readable; every target range is inside
+            // a window the peer lent (checked above, under `&mut self`).
+            let result = unsafe { sys::write_remote_vectored(self.peer, &mut local, &mut remote) };
+            self.settle_writes(remote.len(), result);
+        }
+        if let Some((i, dst, total)) = refused
+            && self.outbox.iter().take(i).all(|op| op.failed.is_none())
+            && let Some(op) = self.outbox.get_mut(i)
+        {
+            op.failed = Some(WcError::RemoteAccess);
             self.last_error = Some(format!(
                 "RDMA write of {total} bytes to {:#x} (key {}) lies outside every window the peer advertised",
                 dst.addr, dst.key
             ));
-            self.fail_front(WcError::RemoteAccess);
-            return false;
         }
-        // SAFETY: the spans lie in regions this entry holds busy (resolved
-        // at post time, not deregistrable until drained), so they are
-        // readable; the target range is inside a window the peer lent.
-        match unsafe { sys::write_remote(self.peer, op.sges(), dst.addr) } {
-            Ok(()) => true,
-            Err(code) => {
+        self.write_local = local;
+        self.write_remote = remote;
+    }
+
+    /// Record the outcome of a batch of `count` writes (the first `count`
+    /// pending ones of the outbox): placed ones lose their pending write;
+    /// on an error, the write holding the first byte that did not move is
+    /// marked failed and the ones after it stay pending (never placed).
+    fn settle_writes(&mut self, count: usize, result: Result<usize, (usize, i32)>) {
+        let (mut moved, error) = match result {
+            Ok(moved) => (moved, None),
+            Err((moved, code)) => (moved, Some(code)),
+        };
+        let peer = self.peer;
+        let mut seen = 0;
+        for op in self.outbox.iter_mut() {
+            if seen == count {
+                break;
+            }
+            let Some(dst) = op.write else { continue };
+            seen += 1;
+            let total = op.data_len();
+            if moved >= total {
+                moved -= total;
+                op.write = None;
+                continue;
+            }
+            if let Some(code) = error {
+                op.failed = Some(write_error(code));
                 self.last_error = Some(format!(
-                    "process_vm_writev of {total} bytes into process {} at {:#x} failed: {}",
-                    self.peer,
+                    "process_vm_writev of {total} bytes into process {peer} at {:#x} failed: {}",
                     dst.addr,
                     std::io::Error::from_raw_os_error(code)
                 ));
-                self.fail_front(write_error(code));
-                false
             }
+            break;
         }
     }
 
@@ -1113,6 +1220,14 @@ impl Transport for CmaTransport {
         op.sge_count = sges.len();
         op.held = held;
         self.enqueue(op)
+    }
+
+    /// Reads the socket first, as every hand-over does (see `progress`).
+    fn flush(&mut self) -> Result<(), TransportError> {
+        if self.link == Link::Up {
+            self.progress();
+        }
+        Ok(())
     }
 
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {

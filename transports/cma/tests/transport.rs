@@ -663,3 +663,218 @@ fn a_large_send_goes_by_reference_and_completes_only_once_the_receiver_copied_it
     );
     assert!(client.region_mut(tx).is_ok());
 }
+
+/// Drain `t` until it reported `count` completions, polling `peer` too.
+fn collect(t: &mut CmaTransport, peer: &mut CmaTransport, count: usize) -> Vec<Completion> {
+    let start = Instant::now();
+    let mut drained = Vec::new();
+    while drained.len() < count {
+        assert!(start.elapsed() < SOON, "only {drained:?} within {SOON:?}");
+        let _ = peer.poll_completions(&mut []);
+        let mut out = [NONE; 16];
+        let n = t.poll_completions(&mut out).expect("poll");
+        drained.extend_from_slice(&out[..n]);
+    }
+    drained
+}
+
+/// A read's shape, batched: per request a data write into its slot, then
+/// a write-with-immediate of its status block, all posted back to back
+/// and handed on by one flush. Every immediate arrives in posting order,
+/// and when it does, that request's data and status are in place; the
+/// sender's completions come back in posting order too.
+#[test]
+fn a_batch_of_writes_and_writes_with_immediate_lands_in_order() {
+    const REQUESTS: usize = 48;
+    let (mut client, mut server) = pair();
+    let data = client
+        .register(REQUESTS * 4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let status = client
+        .register(REQUESTS * 16, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let inbox = client.register(64, Access::LOCAL_WRITE).unwrap();
+    for i in 0..REQUESTS {
+        client.post_recv(i as u64, Slice::whole(inbox, 64)).unwrap();
+    }
+    client.flush().unwrap();
+    let src = server.register(REQUESTS * 4096, Access::empty()).unwrap();
+    let blocks = server.register(REQUESTS * 16, Access::empty()).unwrap();
+    for (i, chunk) in server.region_mut(src).unwrap().chunks_mut(4096).enumerate() {
+        chunk.fill(i as u8 + 1);
+    }
+    for (i, chunk) in server
+        .region_mut(blocks)
+        .unwrap()
+        .chunks_mut(16)
+        .enumerate()
+    {
+        chunk.fill(0x80 | i as u8);
+    }
+    server.poll_completions(&mut []).unwrap(); // the client's windows
+    for i in 0..REQUESTS {
+        let slot = |region, len| Slice {
+            region,
+            offset: i * len,
+            len,
+        };
+        let data_dst = client.remote_buf(data, i * 4096, 4096).unwrap();
+        let status_dst = client.remote_buf(status, i * 16, 16).unwrap();
+        let id = 2 * i as u64;
+        server
+            .post_write(id, &[slot(src, 4096)], data_dst, None)
+            .unwrap();
+        server
+            .post_write(id + 1, &[slot(blocks, 16)], status_dst, Some(i as u32))
+            .unwrap();
+    }
+    server.flush().unwrap();
+    let mut seen = 0;
+    let start = Instant::now();
+    while seen < REQUESTS {
+        assert!(start.elapsed() < SOON, "{seen} of {REQUESTS} arrived");
+        let mut out = [NONE; 8];
+        let n = client.poll_completions(&mut out).unwrap();
+        for completion in &out[..n] {
+            assert_eq!(completion.wr_id, seen as u64, "receives in order");
+            assert_eq!(
+                completion.kind,
+                CompletionKind::RecvImm { imm: seen as u32 },
+                "immediates in posting order"
+            );
+            let bytes = client.region(data).unwrap();
+            assert!(
+                bytes[seen * 4096..(seen + 1) * 4096]
+                    .iter()
+                    .all(|&b| b == seen as u8 + 1),
+                "request {seen}'s data is in place when its immediate arrives"
+            );
+            let block = &client.region(status).unwrap()[seen * 16..(seen + 1) * 16];
+            assert!(block.iter().all(|&b| b == 0x80 | seen as u8));
+            seen += 1;
+        }
+        server.poll_completions(&mut []).unwrap();
+    }
+    let done = collect(&mut server, &mut client, 2 * REQUESTS);
+    let ids: Vec<u64> = done.iter().map(|c| c.wr_id).collect();
+    assert_eq!(ids, (0..2 * REQUESTS as u64).collect::<Vec<_>>());
+    assert!(
+        done.iter()
+            .all(|c| c.kind == CompletionKind::Write && c.status == Ok(()))
+    );
+}
+
+/// One bad write in the middle of a batch: the writes and sends before it
+/// complete and land, it fails with `RemoteAccess`, everything after it is
+/// flushed and never lands.
+#[test]
+fn an_error_in_a_batch_reaches_the_work_request_it_belongs_to() {
+    let (mut client, mut server) = pair();
+    let window = client
+        .register(4 * 4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let private = client.register(4096, Access::LOCAL_WRITE).unwrap();
+    let inbox = client.register(64, Access::LOCAL_WRITE).unwrap();
+    client.post_recv(100, Slice::whole(inbox, 64)).unwrap();
+    client.flush().unwrap();
+    let src = server.register(4096, Access::empty()).unwrap();
+    server.region_mut(src).unwrap().fill(7);
+    server.poll_completions(&mut []).unwrap();
+    let slot = |i: usize| client.remote_buf(window, i * 4096, 4096).unwrap();
+    let forged = RemoteBuf {
+        addr: client.region(private).unwrap().as_ptr() as u64,
+        key: slot(0).key ^ 0x5555,
+        len: 4096,
+    };
+    let page = [Slice::whole(src, 4096)];
+    server.post_write(1, &page, slot(0), None).unwrap();
+    server.post_write(2, &page, slot(1), Some(9)).unwrap();
+    server.post_write(3, &page, forged, None).unwrap();
+    server.post_write(4, &page, slot(2), None).unwrap();
+    server.post_send(5, &[], None).unwrap();
+    let drained = until_lost(&mut server);
+    let statuses: Vec<_> = drained.iter().map(|c| (c.wr_id, c.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (1, Ok(())),
+            (2, Ok(())),
+            (3, Err(WcError::RemoteAccess)),
+            (4, Err(WcError::Flushed)),
+            (5, Err(WcError::Flushed)),
+        ]
+    );
+    let lost = until_lost(&mut client);
+    assert_eq!(
+        lost.first().map(|c| (c.wr_id, c.kind)),
+        Some((100, CompletionKind::RecvImm { imm: 9 })),
+        "the write-with-immediate before the bad write arrived: {lost:?}"
+    );
+    let bytes = client.region(window).unwrap();
+    assert!(bytes[..2 * 4096].iter().all(|&b| b == 7), "1 and 2 landed");
+    assert!(bytes[2 * 4096..].iter().all(|&b| b == 0), "4 never did");
+    assert!(client.region(private).unwrap().iter().all(|&b| b == 0));
+}
+
+/// Posts wait for the next flush, poll or wait of their transport; a flush
+/// with nothing posted, or after the connection ended, does nothing.
+#[test]
+fn posts_are_handed_on_by_flush_poll_or_wait_and_an_empty_flush_is_harmless() {
+    let (mut client, mut server) = pair();
+    for _ in 0..3 {
+        client.flush().unwrap();
+        server.flush().unwrap();
+    }
+    let inbox = client.register(64, Access::LOCAL_WRITE).unwrap();
+    for id in 0..3 {
+        client.post_recv(id, Slice::whole(inbox, 64)).unwrap();
+    }
+    // Held until the server flushes: the client sees nothing meanwhile.
+    server
+        .post_write(1, &[], RemoteBuf::default(), Some(1))
+        .unwrap();
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_millis(50) {
+        let mut out = [NONE];
+        assert_eq!(
+            client.poll_completions(&mut out),
+            Ok(0),
+            "not yet handed on"
+        );
+    }
+    server.flush().unwrap();
+    let first = next(&mut client, &mut server, 0);
+    assert_eq!(first.kind, CompletionKind::RecvImm { imm: 1 });
+    // `poll_completions` hands on what was posted before it, without a flush.
+    server
+        .post_write(2, &[], RemoteBuf::default(), Some(2))
+        .unwrap();
+    server.poll_completions(&mut []).unwrap();
+    let start = Instant::now();
+    let second = loop {
+        assert!(start.elapsed() < SOON);
+        let mut out = [NONE];
+        if client.poll_completions(&mut out).unwrap() == 1 {
+            break out[0];
+        }
+    };
+    assert_eq!(second.kind, CompletionKind::RecvImm { imm: 2 });
+    // So does `wait`.
+    server
+        .post_write(3, &[], RemoteBuf::default(), Some(3))
+        .unwrap();
+    server.wait(Some(Duration::ZERO)).unwrap();
+    let start = Instant::now();
+    let third = loop {
+        assert!(start.elapsed() < SOON);
+        let mut out = [NONE];
+        if client.poll_completions(&mut out).unwrap() == 1 {
+            break out[0];
+        }
+    };
+    assert_eq!(third.kind, CompletionKind::RecvImm { imm: 3 });
+    server.flush().unwrap();
+    drop(client);
+    until_lost(&mut server);
+    assert_eq!(server.flush(), Ok(()), "a flush after the end is harmless");
+}

@@ -803,3 +803,174 @@ fn lent_memory_is_a_read_only_write_source() {
     p.client.deregister(lent).unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped exactly once");
 }
+
+/// A read's shape, batched: per request a data write and a
+/// write-with-immediate of its status, all posted back to back before any
+/// poll, then one flush. The target sees every immediate in posting order,
+/// each with its request's data and status already in place; the
+/// initiator's completions come back in posting order.
+#[test]
+fn a_batch_of_writes_and_writes_with_immediate_lands_in_order() {
+    const REQUESTS: usize = 32;
+    let mut p = Pair::new();
+    let data = p
+        .server
+        .register(REQUESTS * 4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let status = p
+        .server
+        .register(REQUESTS * 16, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let rx = p.server.register(16, Access::LOCAL_WRITE).unwrap();
+    for i in 0..REQUESTS {
+        p.server.post_recv(i as u64, Slice::whole(rx, 16)).unwrap();
+    }
+    let src = p.client.register(REQUESTS * 4096, Access::empty()).unwrap();
+    let blocks = p.client.register(REQUESTS * 16, Access::empty()).unwrap();
+    for (i, chunk) in p
+        .client
+        .region_mut(src)
+        .unwrap()
+        .chunks_mut(4096)
+        .enumerate()
+    {
+        chunk.fill(i as u8 + 1);
+    }
+    for (i, chunk) in p
+        .client
+        .region_mut(blocks)
+        .unwrap()
+        .chunks_mut(16)
+        .enumerate()
+    {
+        chunk.fill(0x80 | i as u8);
+    }
+    for i in 0..REQUESTS {
+        let slot = |region, len| Slice {
+            region,
+            offset: i * len,
+            len,
+        };
+        let data_dst = p.server.remote_buf(data, i * 4096, 4096).unwrap();
+        let status_dst = p.server.remote_buf(status, i * 16, 16).unwrap();
+        let id = 2 * i as u64;
+        p.client
+            .post_write(id, &[slot(src, 4096)], data_dst, None)
+            .unwrap();
+        p.client
+            .post_write(id + 1, &[slot(blocks, 16)], status_dst, Some(i as u32))
+            .unwrap();
+    }
+    p.client.flush().unwrap();
+    let mut seen = 0;
+    let start = Instant::now();
+    while seen < REQUESTS {
+        assert!(start.elapsed() < SOON, "{seen} of {REQUESTS} arrived");
+        let mut out = [ok(0, CompletionKind::Send); 8];
+        let n = p.server.poll_completions(&mut out).unwrap();
+        for completion in &out[..n] {
+            assert_eq!(
+                *completion,
+                ok(seen as u64, CompletionKind::RecvImm { imm: seen as u32 }),
+                "immediates in posting order"
+            );
+            let bytes = p.server.region(data).unwrap();
+            assert!(
+                bytes[seen * 4096..(seen + 1) * 4096]
+                    .iter()
+                    .all(|&b| b == seen as u8 + 1),
+                "request {seen}'s data is in place when its immediate arrives"
+            );
+            let block = &p.server.region(status).unwrap()[seen * 16..(seen + 1) * 16];
+            assert!(block.iter().all(|&b| b == 0x80 | seen as u8));
+            seen += 1;
+        }
+        p.client.poll_completions(&mut []).unwrap();
+    }
+    p.until_completions(2 * REQUESTS, 0);
+    let expected: Vec<_> = (0..2 * REQUESTS as u64)
+        .map(|id| ok(id, CompletionKind::Write))
+        .collect();
+    assert_eq!(p.client_done, expected);
+}
+
+/// A bad key in the middle of a batch: what was posted before it lands
+/// (the write-with-immediate before it reaches the target), nothing after
+/// it does, and both sides lose the connection.
+#[test]
+fn an_error_in_a_batch_stops_the_batch_at_the_bad_request() {
+    let mut p = Pair::new();
+    let window = p
+        .server
+        .register(3 * 64, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let rx = p.server.register(8, Access::LOCAL_WRITE).unwrap();
+    p.server.post_recv(1, Slice::whole(rx, 8)).unwrap();
+    p.server.post_recv(2, Slice::whole(rx, 8)).unwrap();
+    let src = p.client.register(64, Access::empty()).unwrap();
+    fill(&mut p.client, src, &[7; 64]);
+    let slot = |p: &Pair, i: usize| p.server.remote_buf(window, i * 64, 64).unwrap();
+    let mut bad = slot(&p, 1);
+    bad.key = bad.key.wrapping_add(0x5a5a);
+    let page = [Slice::whole(src, 64)];
+    p.client
+        .post_write(10, &page, slot(&p, 0), Some(9))
+        .unwrap();
+    p.client.post_write(11, &page, bad, None).unwrap();
+    p.client
+        .post_write(12, &page, slot(&p, 2), Some(10))
+        .unwrap();
+    p.client.flush().unwrap();
+    p.step_until("both sides to lose the connection", |p| {
+        p.client_lost && p.server_lost
+    });
+    assert_eq!(
+        p.server_done.first(),
+        Some(&ok(1, CompletionKind::RecvImm { imm: 9 })),
+        "{:?}",
+        p.server_done
+    );
+    assert!(
+        p.server_done[1..].iter().all(|c| c.status.is_err()),
+        "{:?}",
+        p.server_done
+    );
+    let bytes = p.server.region(window).unwrap();
+    assert!(
+        bytes[..64].iter().all(|&b| b == 7),
+        "the first write landed"
+    );
+    assert!(
+        bytes[64..].iter().all(|&b| b == 0),
+        "nothing after the bad one"
+    );
+    let ids: Vec<_> = p.client_done.iter().map(|c| c.wr_id).collect();
+    assert_eq!(ids, [10, 11, 12], "every request completes, once, in order");
+}
+
+/// A flush with nothing posted, or after the end, does nothing; a post is
+/// handed on by `poll_completions` alone.
+#[test]
+fn an_empty_flush_is_harmless_and_poll_hands_posts_on() {
+    let mut p = Pair::new();
+    for _ in 0..3 {
+        p.client.flush().unwrap();
+        p.server.flush().unwrap();
+    }
+    let rx = p.server.register(8, Access::LOCAL_WRITE).unwrap();
+    p.server.post_recv(1, Slice::whole(rx, 8)).unwrap();
+    let src = p.client.register(8, Access::empty()).unwrap();
+    fill(&mut p.client, src, b"polled!!");
+    p.client
+        .post_send(2, &[Slice::whole(src, 8)], None)
+        .unwrap();
+    p.until_completions(1, 1);
+    assert_eq!(p.server_done, [ok(1, CompletionKind::Recv { len: 8 })]);
+    assert_eq!(p.server.region(rx).unwrap(), b"polled!!");
+    p.client.disconnect();
+    assert_eq!(
+        p.client.flush(),
+        Ok(()),
+        "a flush after the end is harmless"
+    );
+}
