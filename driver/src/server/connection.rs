@@ -191,6 +191,10 @@ struct Mapped {
     /// The open file, for the checks a read makes (without the server's
     /// lock on its file table).
     open: Arc<crate::files::File>,
+    /// Bytes read from the mapping not yet added to the file's count in
+    /// [`ServerConnection::files`]: added when the mapping goes
+    /// ([`fold_read`]), so a read from it looks up no second table.
+    read: u64,
 }
 
 /// Work from the core, owned so the core can be driven while it is done.
@@ -488,7 +492,10 @@ impl<T: Transport> ServerConnection<T> {
             .stats
             .retire(&self.cell, Some(reason), violation);
         self.retired = true;
-        let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
+        let mut mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
+        for mapped in &mut mapped {
+            fold_read(&mut self.files, mapped);
+        }
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
             .sends
@@ -710,7 +717,10 @@ impl<T: Transport> ServerConnection<T> {
             (Some(Work::MappedRead(slot)), _) => match self.mapped.get_mut(slot) {
                 Some(Some(mapped)) if mapped.in_flight > 0 => {
                     mapped.in_flight -= 1;
-                    self.retire_if_idle(slot)
+                    if mapped.revoked && mapped.in_flight == 0 {
+                        self.retire_if_idle(slot)?;
+                    }
+                    Ok(())
                 }
                 _ => Err(broken("a mapped write completed with none in flight")),
             },
@@ -927,6 +937,8 @@ impl<T: Transport> ServerConnection<T> {
         if let Some(&slot) = self.mapped_by_file.get(&file) {
             if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
                 mapped.revoked = true;
+                // The file's count is wanted now (its close may follow).
+                fold_read(&mut self.files, mapped);
             }
             self.retire_if_idle(slot)?;
         }
@@ -994,11 +1006,17 @@ impl<T: Transport> ServerConnection<T> {
                 return Ok(false);
             };
             ConnectionCell::add(&self.cell.copied_reads, 1);
-            self.read_bounced(bounce, read)?
+            let result = self.read_bounced(bounce, read)?;
+            if let Ok(bytes) = result {
+                if let Some(file) = self.files.get_mut(&read.file) {
+                    file.read += bytes;
+                }
+            }
+            result
         };
         if let Ok(bytes) = result {
             ConnectionCell::add(&self.cell.bytes_read, bytes);
-            self.count_read(read.file, bytes);
+            self.transferred.read += bytes;
         }
         match send {
             None => {
@@ -1080,14 +1098,6 @@ impl<T: Transport> ServerConnection<T> {
         Ok(result)
     }
 
-    /// Count `bytes` read from `file` for the access log.
-    fn count_read(&mut self, file: FileId, bytes: u64) {
-        self.transferred.read += bytes;
-        if let Some(file) = self.files.get_mut(&file) {
-            file.read += bytes;
-        }
-    }
-
     /// Map a file registered read-only, under a read lease, and register the
     /// mapping with the transport. Any failure (the lease refused because
     /// the file is open for writing somewhere, a transport without
@@ -1120,6 +1130,7 @@ impl<T: Transport> ServerConnection<T> {
             in_flight: 0,
             revoked: false,
             open,
+            read: 0,
         };
         let slot = match self.mapped.iter().position(Option::is_none) {
             Some(free) => {
@@ -1170,6 +1181,7 @@ impl<T: Transport> ServerConnection<T> {
             }
         }
         let mut total = 0u64;
+        let mut posted = 0;
         for segment in read.segments {
             let dest = segment.dest();
             let offset = segment.offset();
@@ -1192,10 +1204,12 @@ impl<T: Transport> ServerConnection<T> {
             };
             self.transport
                 .post_write(Work::MappedRead(slot).id(), &[local], remote, None)?;
-            if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
-                mapped.in_flight += 1;
-            }
+            posted += 1;
             total += n;
+        }
+        if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+            mapped.in_flight += posted;
+            mapped.read += total;
         }
         Ok(Some(Ok(total)))
     }
@@ -1211,9 +1225,10 @@ impl<T: Transport> ServerConnection<T> {
         if !idle {
             return Ok(());
         }
-        let Some(mapped) = self.mapped.get_mut(slot).and_then(Option::take) else {
+        let Some(mut mapped) = self.mapped.get_mut(slot).and_then(Option::take) else {
             return Ok(());
         };
+        fold_read(&mut self.files, &mut mapped);
         self.mapped_by_file.remove(&mapped.file);
         self.transport.deregister(mapped.region)?;
         drop(mapped.lease);
@@ -1361,6 +1376,15 @@ fn broken(what: &str) -> ConnectionEnd {
     ConnectionEnd::Terminated(Violation::Internal)
 }
 
+/// Add the bytes read from `mapped` since the last time to its file's count
+/// in `files` (the access log's).
+fn fold_read(files: &mut IdMap<FileId, Transferred>, mapped: &mut Mapped) {
+    if let Some(file) = files.get_mut(&mapped.file) {
+        file.read += mapped.read;
+    }
+    mapped.read = 0;
+}
+
 /// Place one chunk of write data in the file (claim 1: it came by send).
 fn write_chunk(
     server: &Server,
@@ -1393,8 +1417,9 @@ struct Timed {
 }
 
 /// The I/O requests in flight on a connection, by wire request id: a fixed
-/// table (one entry per receive, allocated with the connection) probed from
-/// `id % len` — ids are mostly consecutive, so the first probe usually hits.
+/// table (at least one entry per receive, a power of two, allocated with
+/// the connection) probed linearly from `id & mask` — ids are mostly
+/// consecutive, so the first probe usually hits.
 #[derive(Debug)]
 struct RequestTimings {
     entries: Vec<Option<Timed>>,
@@ -1403,14 +1428,16 @@ struct RequestTimings {
 impl RequestTimings {
     fn new(depth: usize) -> Self {
         Self {
-            entries: (0..depth.max(1)).map(|_| None).collect(),
+            entries: (0..depth.max(1).next_power_of_two())
+                .map(|_| None)
+                .collect(),
         }
     }
 
     fn probe(&self, request: u32) -> impl Iterator<Item = usize> + use<> {
-        let len = self.entries.len();
-        let home = request as usize % len;
-        (home..len).chain(0..home)
+        let mask = self.entries.len() - 1;
+        let home = request as usize;
+        (0..=mask).map(move |step| home.wrapping_add(step) & mask)
     }
 
     /// A message arrived: if it starts an I/O request, note when (a full
