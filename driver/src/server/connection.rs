@@ -1,5 +1,39 @@
 //! One RDMA connection on the server: the core's [`Connection`] state
 //! machine, driven over a transport, doing its file I/O.
+//!
+//! # One pass per read
+//!
+//! A round ([`ServerConnection::turn`]) reads the clock once and drains a
+//! batch of completions. A received Read is parsed once, by the core
+//! ([`Connection::take_message`]), and served in the completion that
+//! received it: its RDMA writes are posted from the file's leased mapping
+//! (or a bounce buffer), then the core encodes its status block straight
+//! into a free send buffer ([`Connection::complete_io_into`]) and it is
+//! posted right behind the data (an RC queue pair delivers them in order,
+//! so the data is in client memory before the block). Its request timing
+//! starts from the core's parse and ends there, with the round's time. Only
+//! when reads are already waiting, or no send buffer or no mapping or
+//! bounce buffer is free, does a read take the queued path (waiting in
+//! `reads`, served by `serve_reads`, its block queued by the core and
+//! posted by `drain_transmits`), in arrival order; the core keeps the
+//! status blocks and the sends queued before them in order either way.
+//! Everything one poll drained is posted before the next poll, back to
+//! back, so a transport that batches posts sends the round's work at once.
+//!
+//! What need not run per read runs on idle rounds and once per
+//! [`HOUSEKEEPING`] (1 ms) of a busy connection: asking the kernel whether
+//! each mapped file's lease still holds, and copying the core's counters
+//! and credit gauges into the metrics. So a writer elsewhere that breaks
+//! the lease of a file this connection reads from its mapping waits at
+//! most about 1 ms of busy serving (plus the RDMA writes already in flight
+//! from the mapping) before the mapping is let go — or, on an idle
+//! connection, until its next round (at most [`WAIT_CAP`] when it runs on
+//! its own thread; inline, the client's next call).
+//!
+//! A completion the driver cannot account for (a work id it never posted,
+//! a buffer completed twice) or a request the core does not know ends the
+//! connection (`Terminated(Internal)`, logged at error level): a broken
+//! invariant is never papered over.
 
 use super::{Server, ServerError, Transferred};
 use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
@@ -270,6 +304,9 @@ pub struct ServerConnection<T: Transport> {
     housekeeping_due: Instant,
     /// The core's counters changed since the metrics last copied them.
     gauges_stale: bool,
+    /// The credit level the metrics last showed: a change (authentication,
+    /// a grant or revoke) is shown at once, not at the next housekeeping.
+    shown_level: u16,
     control: Receiver<Control>,
     control_sender: Sender<Control>,
     closing: Option<(Violation, Instant)>,
@@ -380,6 +417,7 @@ impl Server {
             idle_for: None,
             housekeeping_due: now,
             gauges_stale: false,
+            shown_level: 0,
             control,
             control_sender,
             closing: None,
@@ -620,6 +658,9 @@ impl<T: Transport> ServerConnection<T> {
             progress = true;
         }
         self.gauges_stale |= progress;
+        if progress && self.request_metrics && self.conn.ledger().level() != self.shown_level {
+            self.show_gauges();
+        }
         if !progress || now >= self.housekeeping_due {
             if let Err(end) = self.housekeeping(now, progress) {
                 return Err(self.ended(end));
@@ -645,15 +686,21 @@ impl<T: Transport> ServerConnection<T> {
         self.housekeeping_due = now.saturating_add(HOUSEKEEPING);
         self.check_leases()?;
         if self.request_metrics && self.gauges_stale {
-            self.gauges_stale = false;
-            let ledger = self.conn.ledger();
-            self.cell
-                .update_core(self.conn.stats(), ledger.level(), ledger.in_use());
+            self.show_gauges();
         }
         if !progress {
             self.check_idle(now);
         }
         Ok(())
+    }
+
+    /// Copy the core's counters and credit gauges into the metrics.
+    fn show_gauges(&mut self) {
+        self.gauges_stale = false;
+        let ledger = self.conn.ledger();
+        self.shown_level = ledger.level();
+        self.cell
+            .update_core(self.conn.stats(), ledger.level(), ledger.in_use());
     }
 
     /// After termination, a failing transport is the expected way out: a
@@ -1522,5 +1569,64 @@ impl RequestTimings {
                 .is_some_and(|timed| timed.request == request)
         })?;
         self.entries[slot].take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::Root;
+
+    /// A connection accepted over one end of a loopback pair (the other end
+    /// is kept so the pair stays up).
+    fn accepted(
+        dir: &std::path::Path,
+    ) -> (
+        ServerConnection<rdio_loopback::Endpoint>,
+        rdio_loopback::Endpoint,
+    ) {
+        let (client, server_end) = rdio_loopback::pair(rdio_loopback::Config::default());
+        let options = crate::embedded::EmbeddedOptions::default().server;
+        let server = Server::new(Root::new(dir).expect("root"), options);
+        (server.accept(server_end).expect("accept"), client)
+    }
+
+    fn completion(wr_id: u64) -> Completion {
+        Completion {
+            wr_id,
+            kind: CompletionKind::Send,
+            status: Ok(()),
+        }
+    }
+
+    /// Completions the driver cannot account for end the connection as an
+    /// internal error instead of being ignored.
+    #[test]
+    fn a_completion_never_posted_ends_the_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut conn, _client) = accepted(dir.path());
+        let now = conn.clock.now();
+        let internal =
+            |result| matches!(result, Err(ConnectionEnd::Terminated(Violation::Internal)));
+        // An id of no kind the driver issues.
+        assert!(internal(conn.complete(now, &completion(0))));
+        // A send buffer that is free (no send was posted from it).
+        let send = Work::Send {
+            buffer: 0,
+            data: None,
+        };
+        assert!(internal(conn.complete(now, &completion(send.id()))));
+        // RDMA writes from a bounce buffer or a mapping none were posted from.
+        assert!(internal(
+            conn.complete(now, &completion(Work::ReadData(0).id()))
+        ));
+        assert!(internal(
+            conn.complete(now, &completion(Work::MappedRead(0).id()))
+        ));
+        // A send buffer taken and posted from completes once, not twice.
+        let buffer = conn.sends.take().expect("a free send buffer");
+        let sent = Work::Send { buffer, data: None }.id();
+        assert!(conn.complete(now, &completion(sent)).is_ok());
+        assert!(internal(conn.complete(now, &completion(sent))));
     }
 }
