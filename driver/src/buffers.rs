@@ -320,6 +320,15 @@ impl Pool {
         }
     }
 
+    /// [`Pool::release`] that says whether `index` was taken: `false` for
+    /// a buffer already free or not of this pool, which a completion
+    /// should never name.
+    pub(crate) fn release_taken(&mut self, index: usize) -> bool {
+        let taken = matches!(self.is_free.get(index), Some(false));
+        self.release(index);
+        taken
+    }
+
     pub(crate) fn all_free(&self) -> bool {
         self.free.len() == self.regions.len()
     }

@@ -19,10 +19,12 @@
 //! lease up, for at most `/proc/sys/fs/lease-break-time` seconds (45 by
 //! default). While the lease is held the file cannot change size, so every
 //! byte of the mapping stays valid; [`FileLease::held`] tells whether a
-//! break has begun. The server checks it before every read it serves from
-//! the mapping and on every idle turn, stops using the mapping at once when
-//! a break begins, and unmaps and releases when its last RDMA write from
-//! the mapping completes — within milliseconds, far inside the break time.
+//! break has begun. The server asks it on every idle turn and, while busy,
+//! once a millisecond (`HOUSEKEEPING` in `server::connection`: a system
+//! call per read would cost more than the rest of the read), stops using
+//! the mapping as soon as it sees a break, and unmaps and releases when its
+//! last RDMA write from the mapping completes — within milliseconds, far
+//! inside the break time.
 //!
 //! Files that cannot be leased (opened for writing by anyone, including
 //! this server; not owned by the server's user without `CAP_LEASE`; on a

@@ -1,12 +1,48 @@
 //! One RDMA connection on the server: the core's [`Connection`] state
 //! machine, driven over a transport, doing its file I/O.
+//!
+//! # One pass per read
+//!
+//! A round ([`ServerConnection::turn`]) reads the clock once and drains a
+//! batch of completions. A received Read is parsed once, by the core
+//! ([`Connection::take_message`]), and served in the completion that
+//! received it: its RDMA writes are posted from the file's leased mapping
+//! (or a bounce buffer), then the core encodes its status block straight
+//! into a free send buffer ([`Connection::complete_io_into`]) and it is
+//! posted right behind the data (an RC queue pair delivers them in order,
+//! so the data is in client memory before the block). Its request timing
+//! starts from the core's parse and ends there, with the round's time. Only
+//! when reads are already waiting, or no send buffer or no mapping or
+//! bounce buffer is free, does a read take the queued path (waiting in
+//! `reads`, served by `serve_reads`, its block queued by the core and
+//! posted by `drain_transmits`), in arrival order; the core keeps the
+//! status blocks and the sends queued before them in order either way.
+//! Everything one poll drained is posted before the next poll, back to
+//! back, so a transport that batches posts sends the round's work at once.
+//!
+//! What need not run per read runs on idle rounds and once per
+//! [`HOUSEKEEPING`] (1 ms) of a busy connection: asking the kernel whether
+//! each mapped file's lease still holds, and copying the core's counters
+//! and credit gauges into the metrics. So a writer elsewhere that breaks
+//! the lease of a file this connection reads from its mapping waits at
+//! most about 1 ms of busy serving (plus the RDMA writes already in flight
+//! from the mapping) before the mapping is let go — or, on an idle
+//! connection, until its next round (at most [`WAIT_CAP`] when it runs on
+//! its own thread; inline, the client's next call).
+//!
+//! A completion the driver cannot account for (a work id it never posted,
+//! a buffer completed twice) or a request the core does not know ends the
+//! connection (`Terminated(Internal)`, logged at error level): a broken
+//! invariant is never papered over.
 
 use super::{Server, ServerError, Transferred};
 use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
 use crate::files::{FileId, FileLease};
 use crate::stats::ConnectionCell;
-use rdio_core::error::Violation;
-use rdio_core::server::{Connection, OpId, Registration, ServerEvent, Transmit, WriteChunk};
+use rdio_core::error::{ApiError, Violation};
+use rdio_core::server::{
+    Connection, OpId, Received, Registration, ServerEvent, Transmit, WriteChunk,
+};
 use rdio_core::time::Instant;
 use rdio_core::wire::message::parse_read;
 use rdio_core::wire::{
@@ -36,6 +72,15 @@ const EXTRA_SENDS: usize = 8;
 /// How often an idle connection asks whether its client has been idle for
 /// longer than the server's idle timeout.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// How often a busy connection does the work that need not run per
+/// request: asking the kernel whether each mapped file's read lease still
+/// holds (a system call each) and copying the core's counters and credit
+/// gauges into the metrics. Idle rounds do it too, at once. This bounds how
+/// long a writer elsewhere, breaking the lease of a file this connection
+/// serves from its mapping, waits on a busy connection: one period, plus
+/// the RDMA writes from the mapping still in flight then.
+const HOUSEKEEPING: Duration = Duration::from_millis(1);
 
 /// Completions drained per round.
 const COMPLETION_BATCH: usize = 32;
@@ -133,6 +178,36 @@ struct PendingRead {
     segments: heapless::Vec<ReadSegment, MAX_SEGMENTS>,
 }
 
+impl PendingRead {
+    fn as_read(&self) -> Read<'_> {
+        Read {
+            op: self.op,
+            file: self.file,
+            segments: &self.segments,
+        }
+    }
+}
+
+/// A read being served: borrowed from a [`PendingRead`] waiting in the
+/// queue, or from the stack of the completion that received it (no copy of
+/// a whole `PendingRead`, segment table and all, per read).
+#[derive(Clone, Copy, Debug)]
+struct Read<'s> {
+    op: OpId,
+    file: FileId,
+    segments: &'s [ReadSegment],
+}
+
+impl Read<'_> {
+    /// Bytes asked for.
+    fn wanted(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|segment| u64::from(segment.dest().len()))
+            .sum()
+    }
+}
+
 /// A registered file served from a read-only mapping under a read lease
 /// (zero-copy reads, see [`FileLease`]): read data is RDMA-written straight
 /// from the page cache.
@@ -150,9 +225,10 @@ struct Mapped {
     /// The open file, for the checks a read makes (without the server's
     /// lock on its file table).
     open: Arc<crate::files::File>,
-    /// The round of reads ([`ServerConnection::serve_reads`]) that last
-    /// asked the kernel whether the lease still holds.
-    checked_round: u64,
+    /// Bytes read from the mapping not yet added to the file's count in
+    /// [`ServerConnection::files`]: added when the mapping goes
+    /// ([`fold_read`]), so a read from it looks up no second table.
+    read: u64,
 }
 
 /// Work from the core, owned so the core can be driven while it is done.
@@ -217,14 +293,20 @@ pub struct ServerConnection<T: Transport> {
     /// The client's address and name, once it authenticated.
     who: Option<(String, String)>,
     /// Its last request or registration, for the idle timeout once its
-    /// side channel (which keeps the session's time) is gone.
-    last_active: std::time::Instant,
+    /// side channel (which keeps the session's time) is gone: the time of
+    /// the round that received it.
+    last_active: Instant,
     /// When it last asked whether it is idle.
-    idle_checked: std::time::Instant,
+    idle_checked: Instant,
     /// It was ended for idleness after this long.
     idle_for: Option<Duration>,
-    /// Rounds of [`ServerConnection::serve_reads`] so far.
-    read_round: u64,
+    /// When a busy connection next does its [`HOUSEKEEPING`].
+    housekeeping_due: Instant,
+    /// The core's counters changed since the metrics last copied them.
+    gauges_stale: bool,
+    /// The credit level the metrics last showed: a change (authentication,
+    /// a grant or revoke) is shown at once, not at the next housekeeping.
+    shown_level: u16,
     control: Receiver<Control>,
     control_sender: Sender<Control>,
     closing: Option<(Violation, Instant)>,
@@ -284,7 +366,8 @@ impl Server {
     ) -> Result<ServerConnection<T>, ServerError> {
         let clock = Clock::new();
         let config = self.options.config;
-        let conn = Connection::new(config, clock.now());
+        let now = clock.now();
+        let conn = Connection::new(config, now);
         let message_size = config.max_send_size as usize;
         let depth = conn.receive_depth();
         let read_buffers = self.options.read_buffers.max(1);
@@ -329,10 +412,12 @@ impl Server {
             transferred: Transferred::default(),
             started: std::time::Instant::now(),
             who: None,
-            last_active: std::time::Instant::now(),
-            idle_checked: std::time::Instant::now(),
+            last_active: now,
+            idle_checked: now,
             idle_for: None,
-            read_round: 0,
+            housekeeping_due: now,
+            gauges_stale: false,
+            shown_level: 0,
             control,
             control_sender,
             closing: None,
@@ -395,10 +480,7 @@ impl<T: Transport> ServerConnection<T> {
         let mut completions = [NO_COMPLETION; COMPLETION_BATCH];
         match self.round(&mut completions) {
             Ok(true) => Turn::Progress,
-            Ok(false) => match self.check_leases() {
-                Ok(()) => Turn::Idle,
-                Err(end) => Turn::Ended(self.ended(end)),
-            },
+            Ok(false) => Turn::Idle,
             Err(end) => Turn::Ended(end),
         }
     }
@@ -448,7 +530,10 @@ impl<T: Transport> ServerConnection<T> {
             .stats
             .retire(&self.cell, Some(reason), violation);
         self.retired = true;
-        let mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
+        let mut mapped: Vec<Mapped> = self.mapped.drain(..).flatten().collect();
+        for mapped in &mut mapped {
+            fold_read(&mut self.files, mapped);
+        }
         self.mapped_by_file.clear();
         let regions: Vec<_> = self
             .sends
@@ -471,14 +556,14 @@ impl<T: Transport> ServerConnection<T> {
     /// End the connection with `Terminate(IdleTimeout)` when its client has
     /// held no file and sent no request for longer than the server's idle
     /// timeout. Asked at most every [`IDLE_CHECK`], from idle rounds.
-    fn check_idle(&mut self) {
+    fn check_idle(&mut self, now: Instant) {
         let Some(limit) = self.server.options.idle_timeout else {
             return;
         };
-        if self.idle_checked.elapsed() < IDLE_CHECK {
+        if now.saturating_since(self.idle_checked) < IDLE_CHECK {
             return;
         }
-        self.idle_checked = std::time::Instant::now();
+        self.idle_checked = now;
         if !self.conn.is_open()
             || self.closing.is_some()
             || !self.files.is_empty()
@@ -490,14 +575,15 @@ impl<T: Transport> ServerConnection<T> {
         let Some(session) = self.conn.session().map(|params| params.session) else {
             return;
         };
+        let active = now.saturating_since(self.last_active);
         let idle = if self.server.session_names(session).is_some() {
             self.server
                 .session_idle(session)
-                .map(|idle| idle.min(self.last_active.elapsed()))
+                .map(|idle| idle.min(active))
         } else {
             // The side channel is gone: only this connection's own
             // activity counts.
-            Some(self.last_active.elapsed())
+            Some(active)
         };
         let Some(idle) = idle.filter(|idle| *idle >= limit) else {
             return;
@@ -522,10 +608,8 @@ impl<T: Transport> ServerConnection<T> {
                 Err(end) => return end,
             };
             if !progress {
-                // A writer waiting for a lease must not wait on our idleness.
-                if let Err(end) = self.check_leases() {
-                    return self.ended(end);
-                }
+                // The idle round looked for lease breaks (`housekeeping`): a
+                // writer waiting for a lease does not wait on our idleness.
                 let timeout = self.clock.until(self.conn.poll_timeout(), WAIT_CAP);
                 if let Err(e) = self.transport.wait(Some(timeout)) {
                     return self.ended(ConnectionEnd::Transport(e));
@@ -535,11 +619,16 @@ impl<T: Transport> ServerConnection<T> {
     }
 
     /// One round of the connection's work, never blocking: drain
-    /// completions (handling received messages, writing write data to the
-    /// file), run the core's events (authentication, registration, reads
-    /// handed over, closes), serve reads by RDMA write, post the core's
-    /// transmits, run expired timers. `Ok(progress)`, or how the connection
-    /// ended.
+    /// completions (handling received messages: write data written to the
+    /// file; a read served at once and its status block posted, see
+    /// [`ServerConnection::receive`]), run the core's events
+    /// (authentication, registration, reads queued, closes), serve queued
+    /// reads by RDMA write, post the core's transmits, run expired timers,
+    /// and on an idle round or once per [`HOUSEKEEPING`] the work that need
+    /// not run per request. Everything one poll drained is posted before
+    /// the next poll, back to back (a transport may batch it). The clock is
+    /// read once: every time this round notes is its `now`.
+    /// `Ok(progress)`, or how the connection ended.
     fn round(&mut self, completions: &mut [Completion]) -> Result<bool, ConnectionEnd> {
         let now = self.clock.now();
         let mut progress = self.take_orders();
@@ -555,7 +644,7 @@ impl<T: Transport> ServerConnection<T> {
         progress |= drained > 0;
         let step = self
             .drain_events(now)
-            .and_then(|events| Ok(events | self.serve_reads()? | self.drain_transmits()?));
+            .and_then(|events| Ok(events | self.serve_reads(now)? | self.drain_transmits(now)?));
         match step {
             Ok(did) => progress |= did,
             Err(end) => return Err(self.ended(end)),
@@ -568,13 +657,14 @@ impl<T: Transport> ServerConnection<T> {
             self.conn.handle_timeout(now);
             progress = true;
         }
-        if self.request_metrics && progress {
-            let ledger = self.conn.ledger();
-            self.cell
-                .update_core(self.conn.stats(), ledger.level(), ledger.in_use());
+        self.gauges_stale |= progress;
+        if progress && self.request_metrics && self.conn.ledger().level() != self.shown_level {
+            self.show_gauges();
         }
-        if !progress {
-            self.check_idle();
+        if !progress || now >= self.housekeeping_due {
+            if let Err(end) = self.housekeeping(now, progress) {
+                return Err(self.ended(end));
+            }
         }
         if let Some((reason, deadline)) = self.closing {
             let idle = self.sends.all_free()
@@ -585,6 +675,32 @@ impl<T: Transport> ServerConnection<T> {
             }
         }
         Ok(progress)
+    }
+
+    /// What need not run per request, on an idle round (`progress` false)
+    /// or once per [`HOUSEKEEPING`]: notice lease breaks (so a writer
+    /// waiting for a mapped file proceeds), copy the core's counters and
+    /// gauges into the metrics, and on an idle round ask whether the client
+    /// has been idle too long.
+    fn housekeeping(&mut self, now: Instant, progress: bool) -> Result<(), ConnectionEnd> {
+        self.housekeeping_due = now.saturating_add(HOUSEKEEPING);
+        self.check_leases()?;
+        if self.request_metrics && self.gauges_stale {
+            self.show_gauges();
+        }
+        if !progress {
+            self.check_idle(now);
+        }
+        Ok(())
+    }
+
+    /// Copy the core's counters and credit gauges into the metrics.
+    fn show_gauges(&mut self) {
+        self.gauges_stale = false;
+        let ledger = self.conn.ledger();
+        self.shown_level = ledger.level();
+        self.cell
+            .update_core(self.conn.stats(), ledger.level(), ledger.in_use());
     }
 
     /// After termination, a failing transport is the expected way out: a
@@ -622,48 +738,153 @@ impl<T: Transport> ServerConnection<T> {
         }
         match (Work::from_id(completion.wr_id), completion.kind) {
             (Some(Work::Recv(index)), CompletionKind::Recv { len }) => {
-                let message = self.receives.message(&self.transport, index, len)?;
-                if self.request_metrics {
-                    self.timings.started(now, message, &self.span);
-                }
-                // A violation already terminated the connection inside the
-                // core (Terminate queued, Terminated event pending).
-                if let Ok(Some(chunk)) = self.conn.handle_message(now, message) {
-                    let result = write_chunk(&self.server, &self.cell, &chunk);
-                    if let Ok(bytes) = result {
-                        self.transferred.written += bytes;
-                        if let Some(file) = self.files.get_mut(&chunk.file) {
-                            file.written += bytes;
-                        }
-                    }
-                    self.last_active = std::time::Instant::now();
-                    let _ = self.conn.complete_io(chunk.op, result);
-                }
+                self.receive(now, index, len)?;
                 self.repost(index)
             }
             // Clients never write with immediate data to a server; the
             // receive is simply put back.
             (Some(Work::Recv(index)), _) => self.repost(index),
-            (Some(Work::Send { buffer, .. }), _) => {
-                self.sends.release(buffer);
-                Ok(())
+            (Some(Work::Send { buffer, data: None }), _) => {
+                if self.sends.release_taken(buffer) {
+                    Ok(())
+                } else {
+                    Err(broken("a send completed from a free send buffer"))
+                }
             }
-            (Some(Work::ReadData(bounce)), _) => {
-                if let Some(writes) = self.bounce_writes.get_mut(bounce) {
-                    *writes = writes.saturating_sub(1);
+            (Some(Work::ReadData(bounce)), _) => match self.bounce_writes.get_mut(bounce) {
+                Some(writes) if *writes > 0 => {
+                    *writes -= 1;
                     if *writes == 0 {
                         self.bounces.release(bounce);
                     }
+                    Ok(())
                 }
-                Ok(())
-            }
-            (Some(Work::MappedRead(slot)), _) => {
-                if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
-                    mapped.in_flight = mapped.in_flight.saturating_sub(1);
+                _ => Err(broken("a read-data write completed with none in flight")),
+            },
+            (Some(Work::MappedRead(slot)), _) => match self.mapped.get_mut(slot) {
+                Some(Some(mapped)) if mapped.in_flight > 0 => {
+                    mapped.in_flight -= 1;
+                    if mapped.revoked && mapped.in_flight == 0 {
+                        self.retire_if_idle(slot)?;
+                    }
+                    Ok(())
                 }
-                self.retire_if_idle(slot)
+                _ => Err(broken("a mapped write completed with none in flight")),
+            },
+            // The server posts no send gathering write data, and nothing
+            // else with an id of another's making.
+            (Some(Work::Send { data: Some(_), .. }) | None, _) => {
+                Err(broken("a completion for a work request never posted"))
             }
-            (None, _) => Ok(()),
+        }
+    }
+
+    /// One received message, in one pass. The core parses it once
+    /// ([`Connection::take_message`]); a Read it hands back is served at
+    /// once ([`ServerConnection::read_arrived`]), write data is written to
+    /// its file and completed. Request timings start from what the core
+    /// parsed for a Read; any other message (rarer) is parsed again for
+    /// them only when [`super::ServerOptions::request_metrics`] is on.
+    fn receive(&mut self, now: Instant, index: usize, len: usize) -> Result<(), ConnectionEnd> {
+        let message = self.receives.message(&self.transport, index, len)?;
+        // What the core's answer borrows (the receive buffer, the core) is
+        // done with inside this match: what is left is owned.
+        let written = match self.conn.take_message(now, message) {
+            // A Read has one segment (what the core hands over at once).
+            Ok(Received::Read {
+                op,
+                file,
+                segments: &[segment],
+            }) => Err((op, file, segment)),
+            // Not from today's core: queued like any other.
+            Ok(Received::Read { op, file, segments }) => {
+                self.reads.push_back(PendingRead {
+                    op,
+                    file,
+                    // The core never hands out more than MAX_SEGMENTS.
+                    segments: segments.iter().copied().take(MAX_SEGMENTS).collect(),
+                });
+                Ok(None)
+            }
+            Ok(Received::Write(chunk)) => {
+                let result = write_chunk(&self.server, &self.cell, &chunk);
+                if let Ok(bytes) = result {
+                    self.transferred.written += bytes;
+                    if let Some(file) = self.files.get_mut(&chunk.file) {
+                        file.written += bytes;
+                    }
+                }
+                Ok(Some((chunk.op, result)))
+            }
+            Ok(Received::Nothing) => Ok(None),
+            // A violation already terminated the connection inside the
+            // core (Terminate queued, Terminated event pending).
+            Err(_) => return Ok(()),
+        };
+        let written = match written {
+            Ok(written) => written,
+            Err((op, file, segment)) => {
+                let segments = [segment];
+                let read = Read {
+                    op,
+                    file,
+                    segments: &segments,
+                };
+                return self.read_arrived(now, read);
+            }
+        };
+        if self.request_metrics {
+            let message = self.receives.message(&self.transport, index, len)?;
+            self.timings.started(now, message, &self.span);
+        }
+        let Some((op, result)) = written else {
+            return Ok(());
+        };
+        self.last_active = now;
+        let completed = self.conn.complete_io(op, result);
+        self.io_completed(completed)
+    }
+
+    /// A Read the core handed over at once: served now, its status block
+    /// posted from a free send buffer — unless reads queued earlier wait
+    /// (they go first), or no send buffer or no way to read it (a mapping
+    /// or a bounce buffer) is free: then it waits with them, for
+    /// [`ServerConnection::serve_reads`].
+    fn read_arrived(&mut self, now: Instant, read: Read<'_>) -> Result<(), ConnectionEnd> {
+        self.last_active = now;
+        if self.request_metrics {
+            self.timings
+                .note(now, read.op.0, 0, read.wanted(), &self.span);
+        }
+        if self.closing.is_some() {
+            return Ok(());
+        }
+        if self.reads.is_empty() {
+            if let Some(buffer) = self.sends.take() {
+                if self.serve(now, read, Some(buffer))? {
+                    return Ok(());
+                }
+                self.sends.release(buffer);
+            }
+        }
+        self.reads.push_back(PendingRead {
+            op: read.op,
+            file: read.file,
+            segments: read.segments.iter().copied().take(MAX_SEGMENTS).collect(),
+        });
+        Ok(())
+    }
+
+    /// What the core said to a driver's completion: `UnknownRequest` on an
+    /// open connection is a broken invariant (the driver completed a
+    /// request the core does not know); any other error means the core
+    /// already ended the connection, and its `Terminated` event is pending.
+    fn io_completed<R>(&self, completed: Result<R, ApiError>) -> Result<(), ConnectionEnd> {
+        match completed {
+            Err(ApiError::UnknownRequest) if !self.conn.is_closed() => {
+                Err(broken("the core knows no request the driver completed"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -679,7 +900,7 @@ impl<T: Transport> ServerConnection<T> {
         let mut any = false;
         while let Some(work) = self.conn.poll_event().map(Job::from) {
             any = true;
-            self.last_active = std::time::Instant::now();
+            self.last_active = now;
             match work {
                 Job::Authenticate(key) => {
                     let redeemed = self.server.lock().registry.redeem_auth(now, &key);
@@ -763,6 +984,8 @@ impl<T: Transport> ServerConnection<T> {
         if let Some(&slot) = self.mapped_by_file.get(&file) {
             if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
                 mapped.revoked = true;
+                // The file's count is wanted now (its close may follow).
+                fold_read(&mut self.files, mapped);
             }
             self.retire_if_idle(slot)?;
         }
@@ -794,70 +1017,132 @@ impl<T: Transport> ServerConnection<T> {
         })
     }
 
-    /// Serve the reads the core handed over: straight from a leased mapping
-    /// where the file has one, else through free bounce buffers; either way
-    /// by RDMA write to the client, after which the core queues the status
-    /// block (claims 16, 20).
-    fn serve_reads(&mut self) -> Result<bool, ConnectionEnd> {
-        if self.reads.is_empty() {
-            return Ok(false);
-        }
-        self.read_round += 1;
+    /// Serve the reads waiting (the core queued them behind other work, or
+    /// no send or bounce buffer was free when they arrived), in order,
+    /// until one finds no bounce buffer free; their status blocks are queued
+    /// by the core for [`ServerConnection::drain_transmits`].
+    fn serve_reads(&mut self, now: Instant) -> Result<bool, ConnectionEnd> {
         let mut any = false;
         while let Some(read) = self.reads.pop_front() {
-            if let Some(result) = self.read_mapped(&read)? {
-                any = true;
-                ConnectionCell::add(&self.cell.zero_copy_reads, 1);
-                if let Ok(bytes) = result {
-                    ConnectionCell::add(&self.cell.bytes_read, bytes);
-                    self.count_read(read.file, bytes);
-                }
-                let _ = self.conn.complete_io(read.op, result);
-                continue;
-            }
-            let Some(bounce) = self.bounces.take() else {
+            if !self.serve(now, read.as_read(), None)? {
                 self.reads.push_front(read);
                 break;
-            };
-            any = true;
-            ConnectionCell::add(&self.cell.copied_reads, 1);
-            let result = match self.read_into(bounce, &read) {
-                Ok((total, writes)) => {
-                    for ReadPiece { offset, len, dest } in writes {
-                        let remote = RemoteBuf {
-                            addr: dest.addr(),
-                            key: dest.key(),
-                            len: dest.len(),
-                        };
-                        let data = self.bounces.slice(bounce, offset, len)?;
-                        self.transport.post_write(
-                            Work::ReadData(bounce).id(),
-                            &[data],
-                            remote,
-                            None,
-                        )?;
-                        self.bounce_writes[bounce] += 1;
-                    }
-                    ConnectionCell::add(&self.cell.bytes_read, total);
-                    self.count_read(read.file, total);
-                    Ok(total)
-                }
-                Err(status) => Err(status),
-            };
-            if self.bounce_writes[bounce] == 0 {
-                self.bounces.release(bounce);
             }
-            let _ = self.conn.complete_io(read.op, result);
+            any = true;
         }
         Ok(any)
     }
 
-    /// Count `bytes` read from `file` for the access log.
-    fn count_read(&mut self, file: FileId, bytes: u64) {
-        self.transferred.read += bytes;
-        if let Some(file) = self.files.get_mut(&file) {
-            file.read += bytes;
+    /// Serve `read` straight from a leased mapping where its file has one,
+    /// else through a free bounce buffer; either way by RDMA write to the
+    /// client, then complete it (claims 16, 20): with `send`, a free send
+    /// buffer, its status block is posted from there at once (the RC
+    /// ordering puts the data in client memory before it). `false`, and
+    /// nothing done, when no bounce buffer is free.
+    fn serve(
+        &mut self,
+        now: Instant,
+        read: Read<'_>,
+        send: Option<usize>,
+    ) -> Result<bool, ConnectionEnd> {
+        let result = if let Some(result) = self.read_mapped(read)? {
+            ConnectionCell::add(&self.cell.zero_copy_reads, 1);
+            result
+        } else {
+            let Some(bounce) = self.bounces.take() else {
+                return Ok(false);
+            };
+            ConnectionCell::add(&self.cell.copied_reads, 1);
+            let result = self.read_bounced(bounce, read)?;
+            if let Ok(bytes) = result {
+                if let Some(file) = self.files.get_mut(&read.file) {
+                    file.read += bytes;
+                }
+            }
+            result
+        };
+        if let Ok(bytes) = result {
+            ConnectionCell::add(&self.cell.bytes_read, bytes);
+            self.transferred.read += bytes;
         }
+        match send {
+            None => {
+                let completed = self.conn.complete_io(read.op, result);
+                self.io_completed(completed)?;
+            }
+            Some(buffer) => self.complete_now(now, read, result, buffer)?,
+        }
+        Ok(true)
+    }
+
+    /// Complete `read` with `result`, its status block encoded into send
+    /// buffer `buffer` and posted now; the buffer goes back when the core
+    /// queued the block instead (other output must go first).
+    fn complete_now(
+        &mut self,
+        now: Instant,
+        read: Read<'_>,
+        result: Result<u64, Status>,
+        buffer: usize,
+    ) -> Result<(), ConnectionEnd> {
+        let region = self.sends.region(buffer)?;
+        let bytes = self.transport.region_mut(region)?;
+        match self.conn.complete_io_into(read.op, result, bytes) {
+            Ok(Some(transmit)) => {
+                if self.request_metrics {
+                    // The status the core put in the block, from what it
+                    // was given (a read handed over at once carries no
+                    // earlier error): no parse of the block.
+                    let wanted = read.wanted();
+                    let (status, bytes) = match result {
+                        Ok(0) if wanted > 0 => (Status::EndOfFile, 0),
+                        Ok(n) => (Status::Success, n.min(wanted)),
+                        Err(status) => (status, 0),
+                    };
+                    self.request_done(now, read.op.0, status, bytes);
+                }
+                self.post_transmit(buffer, transmit)
+            }
+            completed => {
+                self.sends.release(buffer);
+                self.io_completed(completed)
+            }
+        }
+    }
+
+    /// Read every segment of `read` through bounce buffer `bounce` and post
+    /// its RDMA writes: the result to complete the read with. The bounce
+    /// goes back once its last write completes (at once if none).
+    fn read_bounced(
+        &mut self,
+        bounce: usize,
+        read: Read<'_>,
+    ) -> Result<Result<u64, Status>, ConnectionEnd> {
+        let result = match self.read_into(bounce, read) {
+            Ok((total, writes)) => {
+                for ReadPiece { offset, len, dest } in writes {
+                    let remote = RemoteBuf {
+                        addr: dest.addr(),
+                        key: dest.key(),
+                        len: dest.len(),
+                    };
+                    let data = self.bounces.slice(bounce, offset, len)?;
+                    self.transport.post_write(
+                        Work::ReadData(bounce).id(),
+                        &[data],
+                        remote,
+                        None,
+                    )?;
+                    self.bounce_writes[bounce] += 1;
+                }
+                Ok(total)
+            }
+            Err(status) => Err(status),
+        };
+        if self.bounce_writes[bounce] == 0 {
+            self.bounces.release(bounce);
+        }
+        Ok(result)
     }
 
     /// Map a file registered read-only, under a read lease, and register the
@@ -892,7 +1177,7 @@ impl<T: Transport> ServerConnection<T> {
             in_flight: 0,
             revoked: false,
             open,
-            checked_round: 0,
+            read: 0,
         };
         let slot = match self.mapped.iter().position(Option::is_none) {
             Some(free) => {
@@ -912,7 +1197,7 @@ impl<T: Transport> ServerConnection<T> {
     /// the result to complete the read with, its RDMA writes posted.
     fn read_mapped(
         &mut self,
-        read: &PendingRead,
+        read: Read<'_>,
     ) -> Result<Option<Result<u64, Status>>, ConnectionEnd> {
         let Some(&slot) = self.mapped_by_file.get(&read.file) else {
             return Ok(None);
@@ -920,16 +1205,13 @@ impl<T: Transport> ServerConnection<T> {
         let Some(Some(mapped)) = self.mapped.get_mut(slot) else {
             return Ok(None);
         };
-        // Checked in every round of reads, before its first read from the
-        // mapping: once a writer starts breaking the lease the file may
-        // shrink as soon as we let go, so the mapping is done with (the
-        // module docs of `files::mapping`). Until we let go it cannot
-        // shrink, so once per round (not per read, a system call each) is
-        // as safe; it only decides how soon the writer may proceed.
-        if !mapped.revoked && mapped.checked_round != self.read_round {
-            mapped.checked_round = self.read_round;
-            mapped.revoked = !mapped.lease.held();
-        }
+        // Whether the lease still holds is asked by `check_leases`, once per
+        // HOUSEKEEPING and on idle rounds, not per read (a system call
+        // each): once a writer starts breaking the lease the file may
+        // shrink as soon as we let go, so the mapping is done with then
+        // (the module docs of `files::mapping`); until we let go it cannot
+        // shrink, so reading from it meanwhile is as safe. The period only
+        // decides how soon the writer may proceed.
         if mapped.revoked {
             self.retire_if_idle(slot)?;
             return Ok(None);
@@ -937,7 +1219,7 @@ impl<T: Transport> ServerConnection<T> {
         let (region, len) = (mapped.region, mapped.lease.file_len());
         // The checks `File::read_at` makes on the copying path. A mapping
         // not revoked belongs to a registered, open file.
-        for segment in &read.segments {
+        for segment in read.segments {
             if let Err(e) = mapped
                 .open
                 .check_read(segment.offset(), segment.dest().len() as usize)
@@ -946,7 +1228,8 @@ impl<T: Transport> ServerConnection<T> {
             }
         }
         let mut total = 0u64;
-        for segment in &read.segments {
+        let mut posted = 0;
+        for segment in read.segments {
             let dest = segment.dest();
             let offset = segment.offset();
             // The lease holds, so the file is exactly `len` bytes: a segment
@@ -968,10 +1251,12 @@ impl<T: Transport> ServerConnection<T> {
             };
             self.transport
                 .post_write(Work::MappedRead(slot).id(), &[local], remote, None)?;
-            if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
-                mapped.in_flight += 1;
-            }
+            posted += 1;
             total += n;
+        }
+        if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+            mapped.in_flight += posted;
+            mapped.read += total;
         }
         Ok(Some(Ok(total)))
     }
@@ -987,9 +1272,10 @@ impl<T: Transport> ServerConnection<T> {
         if !idle {
             return Ok(());
         }
-        let Some(mapped) = self.mapped.get_mut(slot).and_then(Option::take) else {
+        let Some(mut mapped) = self.mapped.get_mut(slot).and_then(Option::take) else {
             return Ok(());
         };
+        fold_read(&mut self.files, &mut mapped);
         self.mapped_by_file.remove(&mapped.file);
         self.transport.deregister(mapped.region)?;
         drop(mapped.lease);
@@ -1014,7 +1300,7 @@ impl<T: Transport> ServerConnection<T> {
     fn read_into(
         &mut self,
         bounce: usize,
-        read: &PendingRead,
+        read: Read<'_>,
     ) -> Result<(u64, heapless::Vec<ReadPiece, MAX_SEGMENTS>), Status> {
         let file = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
         let region = self.bounces.region(bounce).map_err(|_| Status::IoError)?;
@@ -1025,7 +1311,7 @@ impl<T: Transport> ServerConnection<T> {
         let mut writes = heapless::Vec::new();
         let mut position = 0usize;
         let mut total = 0u64;
-        for segment in &read.segments {
+        for segment in read.segments {
             let dest = segment.dest();
             let len = dest.len() as usize;
             let end = position.checked_add(len).ok_or(Status::TooLarge)?;
@@ -1048,10 +1334,10 @@ impl<T: Transport> ServerConnection<T> {
         Ok((total, writes))
     }
 
-    fn drain_transmits(&mut self) -> Result<bool, ConnectionEnd> {
+    /// Post what the core queued, each from a free send buffer, until it
+    /// has nothing more or no buffer is free.
+    fn drain_transmits(&mut self, now: Instant) -> Result<bool, ConnectionEnd> {
         let mut any = false;
-        // Read once for every status block of this round.
-        let mut now = None;
         while let Some(buffer) = self.sends.take() {
             let region = self.sends.region(buffer)?;
             let bytes = self.transport.region_mut(region)?;
@@ -1065,56 +1351,85 @@ impl<T: Transport> ServerConnection<T> {
                     // Buffers are max_send_size bytes, which the core
                     // guarantees is enough: reaching here is a bug.
                     self.sends.release(buffer);
-                    return Err(ConnectionEnd::Transport(TransportError::MessageTooLarge));
+                    return Err(broken("a send buffer too small for a message"));
                 }
             };
-            let id = Work::Send { buffer, data: None }.id();
-            match transmit {
-                Transmit::Send { len } => {
-                    self.transport
-                        .post_send(id, &[self.sends.slice(buffer, 0, len)?], None)?;
-                }
-                Transmit::StatusBlock {
-                    len,
-                    dest,
-                    immediate,
-                } => {
+            if self.request_metrics {
+                if let Transmit::StatusBlock { len, .. } = transmit {
+                    // A queued block (not the one-pass path's): the core's
+                    // transmit names no request, so its block says which.
                     let block = self.transport.region(region)?.get(..len).unwrap_or(&[]);
-                    if !self.request_metrics {
-                    } else if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
-                        self.cell.completed(block.status);
-                        if let Some(timed) = self.timings.finished(block.request_id) {
-                            let now = *now.get_or_insert_with(|| self.clock.now());
-                            let micros = now.saturating_since(timed.started).as_micros();
-                            let micros = u64::try_from(micros).unwrap_or(u64::MAX);
-                            self.cell.latency(timed.kind, timed.size, micros);
-                            timed.span.in_scope(|| {
-                                tracing::trace!(
-                                    status = ?block.status,
-                                    bytes = block.bytes,
-                                    latency_us = micros,
-                                    "completed"
-                                );
-                            });
-                        }
+                    if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
+                        self.request_done(now, block.request_id, block.status, block.bytes);
                     }
-                    let remote = RemoteBuf {
-                        addr: dest.addr(),
-                        key: dest.key(),
-                        len: dest.len(),
-                    };
-                    self.transport.post_write(
-                        id,
-                        &[self.sends.slice(buffer, 0, len)?],
-                        remote,
-                        immediate,
-                    )?;
                 }
             }
+            self.post_transmit(buffer, transmit)?;
             any = true;
         }
         Ok(any)
     }
+
+    /// Post `transmit`, encoded in send buffer `buffer`.
+    fn post_transmit(&mut self, buffer: usize, transmit: Transmit) -> Result<(), ConnectionEnd> {
+        let id = Work::Send { buffer, data: None }.id();
+        match transmit {
+            Transmit::Send { len } => {
+                self.transport
+                    .post_send(id, &[self.sends.slice(buffer, 0, len)?], None)?;
+            }
+            Transmit::StatusBlock {
+                len,
+                dest,
+                immediate,
+            } => {
+                let remote = RemoteBuf {
+                    addr: dest.addr(),
+                    key: dest.key(),
+                    len: dest.len(),
+                };
+                self.transport.post_write(
+                    id,
+                    &[self.sends.slice(buffer, 0, len)?],
+                    remote,
+                    immediate,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Request `request` finished with `status` and `bytes`, its status
+    /// block being posted now: count it and, if it was timed, record its
+    /// latency and close its span.
+    fn request_done(&mut self, now: Instant, request: u32, status: Status, bytes: u64) {
+        self.cell.completed(status);
+        if let Some(timed) = self.timings.finished(request) {
+            let micros = now.saturating_since(timed.started).as_micros();
+            let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+            self.cell.latency(timed.kind, timed.size, micros);
+            timed.span.in_scope(|| {
+                tracing::trace!(status = ?status, bytes, latency_us = micros, "completed");
+            });
+        }
+    }
+}
+
+/// A broken internal invariant of the driver: said loudly, and the
+/// connection ends (as for a core-detected internal error).
+#[cold]
+fn broken(what: &str) -> ConnectionEnd {
+    tracing::error!(invariant = what, "server connection: internal error");
+    ConnectionEnd::Terminated(Violation::Internal)
+}
+
+/// Add the bytes read from `mapped` since the last time to its file's count
+/// in `files` (the access log's).
+fn fold_read(files: &mut IdMap<FileId, Transferred>, mapped: &mut Mapped) {
+    if let Some(file) = files.get_mut(&mapped.file) {
+        file.read += mapped.read;
+    }
+    mapped.read = 0;
 }
 
 /// Place one chunk of write data in the file (claim 1: it came by send).
@@ -1149,8 +1464,9 @@ struct Timed {
 }
 
 /// The I/O requests in flight on a connection, by wire request id: a fixed
-/// table (one entry per receive, allocated with the connection) probed from
-/// `id % len` — ids are mostly consecutive, so the first probe usually hits.
+/// table (at least one entry per receive, a power of two, allocated with
+/// the connection) probed linearly from `id & mask` — ids are mostly
+/// consecutive, so the first probe usually hits.
 #[derive(Debug)]
 struct RequestTimings {
     entries: Vec<Option<Timed>>,
@@ -1159,14 +1475,16 @@ struct RequestTimings {
 impl RequestTimings {
     fn new(depth: usize) -> Self {
         Self {
-            entries: (0..depth.max(1)).map(|_| None).collect(),
+            entries: (0..depth.max(1).next_power_of_two())
+                .map(|_| None)
+                .collect(),
         }
     }
 
     fn probe(&self, request: u32) -> impl Iterator<Item = usize> + use<> {
-        let len = self.entries.len();
-        let home = request as usize % len;
-        (home..len).chain(0..home)
+        let mask = self.entries.len() - 1;
+        let home = request as usize;
+        (0..=mask).map(move |step| home.wrapping_add(step) & mask)
     }
 
     /// A message arrived: if it starts an I/O request, note when (a full
@@ -1201,6 +1519,19 @@ impl RequestTimings {
             };
             (header.request_id, kind, size)
         };
+        self.note(now, request, kind, size, connection);
+    }
+
+    /// I/O request `request` of `kind` and `size` bytes arrived `now` (a
+    /// full table, or an id already noted, notes nothing).
+    fn note(
+        &mut self,
+        now: Instant,
+        request: u32,
+        kind: usize,
+        size: u64,
+        connection: &tracing::Span,
+    ) {
         let mut free = None;
         for i in self.probe(request) {
             match &self.entries[i] {
@@ -1238,5 +1569,64 @@ impl RequestTimings {
                 .is_some_and(|timed| timed.request == request)
         })?;
         self.entries[slot].take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::Root;
+
+    /// A connection accepted over one end of a loopback pair (the other end
+    /// is kept so the pair stays up).
+    fn accepted(
+        dir: &std::path::Path,
+    ) -> (
+        ServerConnection<rdio_loopback::Endpoint>,
+        rdio_loopback::Endpoint,
+    ) {
+        let (client, server_end) = rdio_loopback::pair(rdio_loopback::Config::default());
+        let options = crate::embedded::EmbeddedOptions::default().server;
+        let server = Server::new(Root::new(dir).expect("root"), options);
+        (server.accept(server_end).expect("accept"), client)
+    }
+
+    fn completion(wr_id: u64) -> Completion {
+        Completion {
+            wr_id,
+            kind: CompletionKind::Send,
+            status: Ok(()),
+        }
+    }
+
+    /// Completions the driver cannot account for end the connection as an
+    /// internal error instead of being ignored.
+    #[test]
+    fn a_completion_never_posted_ends_the_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut conn, _client) = accepted(dir.path());
+        let now = conn.clock.now();
+        let internal =
+            |result| matches!(result, Err(ConnectionEnd::Terminated(Violation::Internal)));
+        // An id of no kind the driver issues.
+        assert!(internal(conn.complete(now, &completion(0))));
+        // A send buffer that is free (no send was posted from it).
+        let send = Work::Send {
+            buffer: 0,
+            data: None,
+        };
+        assert!(internal(conn.complete(now, &completion(send.id()))));
+        // RDMA writes from a bounce buffer or a mapping none were posted from.
+        assert!(internal(
+            conn.complete(now, &completion(Work::ReadData(0).id()))
+        ));
+        assert!(internal(
+            conn.complete(now, &completion(Work::MappedRead(0).id()))
+        ));
+        // A send buffer taken and posted from completes once, not twice.
+        let buffer = conn.sends.take().expect("a free send buffer");
+        let sent = Work::Send { buffer, data: None }.id();
+        assert!(conn.complete(now, &completion(sent)).is_ok());
+        assert!(internal(conn.complete(now, &completion(sent))));
     }
 }
