@@ -262,12 +262,11 @@ fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
 
 /// Apply the RC rules to the next request from the peer, placing its data if
 /// it succeeds. Nothing is placed when it fails.
-fn execute(wr: &SendWr, receiver: &Queues, memory: &RegionTable) -> Outcome {
+fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Outcome {
     if !wr.valid {
         return Outcome::sender_failed(WcError::LocalProtection);
     }
     // With rnr_retry = 0, a message finding no receive posted is fatal.
-    let next_recv = receiver.recv.get(receiver.consumed);
     match wr.op {
         SendOp::Send => {
             let Some(recv) = next_recv else {
@@ -348,13 +347,21 @@ impl Engine {
         };
         let mut failed = false;
         while self.state == LinkState::Up && !failed {
-            let Some(wr) = tx.send.get(tx.executed) else {
+            // Each entry is found once: its completion is written into it
+            // where it was executed.
+            let Some(wr) = tx.send.get_mut(tx.executed) else {
                 break;
             };
-            let outcome = execute(wr, rx, memory);
-            tx.complete_send(outcome.sender);
-            if let Some((kind, status)) = outcome.receiver {
-                rx.complete_recv(kind, status);
+            let mut recv = rx.recv.get_mut(rx.consumed);
+            let outcome = execute(wr, recv.as_deref(), memory);
+            wr.status = outcome.sender;
+            tx.executed += 1;
+            tx.complete(Queue::Send);
+            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv.as_deref_mut()) {
+                recv.kind = kind;
+                recv.status = status;
+                rx.consumed += 1;
+                rx.complete(Queue::Recv);
             }
             failed = outcome.sender.is_err();
         }

@@ -50,6 +50,7 @@ impl<T> SlotRing<T> {
     }
 
     /// The `nth` element from the front.
+    #[cfg(test)]
     pub(crate) fn get(&self, nth: usize) -> Option<&T> {
         (nth < self.len).then(|| &self.slots[self.index(nth)])
     }
