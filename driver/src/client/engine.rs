@@ -52,8 +52,7 @@ use super::ClientError;
 use crate::buffers::{Clock, Pool, Receives, Work, release};
 use crate::stats::ClientStats;
 use rdio_core::client::{
-    BlockOutcome, Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile,
-    RequestId,
+    BlockOutcome, Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile, RequestId,
 };
 use rdio_core::error::{ApiError, Violation};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
@@ -870,7 +869,9 @@ impl Engine {
             else {
                 continue;
             };
-            if self.core.awaits_status_block(request) && self.take_status_block(transport, now, slot)? {
+            if self.core.awaits_status_block(request)
+                && self.take_status_block(transport, now, slot)?
+            {
                 found += 1;
             }
         }
