@@ -352,12 +352,12 @@ impl Engine {
             let Some(wr) = tx.send.get_mut(tx.executed) else {
                 break;
             };
-            let mut recv = rx.recv.get_mut(rx.consumed);
+            let recv = rx.recv.get_mut(rx.consumed);
             let outcome = execute(wr, recv.as_deref(), memory);
             wr.status = outcome.sender;
             tx.executed += 1;
             tx.complete(Queue::Send);
-            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv.as_deref_mut()) {
+            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv) {
                 recv.kind = kind;
                 recv.status = status;
                 rx.consumed += 1;
