@@ -52,18 +52,24 @@ impl Hasher for IdHasher {
 /// microseconds since the connection's start.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
-    epoch: std::time::Instant,
+    /// The monotonic clock's reading at creation, in microseconds.
+    epoch: u64,
 }
 
 impl Clock {
     pub(crate) fn new() -> Self {
         Self {
-            epoch: std::time::Instant::now(),
+            epoch: monotonic_micros(),
         }
     }
 
+    /// Microseconds since the clock was made. Read per request (submission
+    /// and completion times): `clock_gettime(CLOCK_MONOTONIC)` and one
+    /// multiply-add, where `std::time::Instant::elapsed` spent ~100
+    /// instructions more on checked `timespec` arithmetic and a `u128`
+    /// `as_micros`.
     pub(crate) fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+        Instant::from_micros(monotonic_micros().saturating_sub(self.epoch))
     }
 
     /// How long to sleep until `deadline`, capped at `cap` so the caller
@@ -73,6 +79,21 @@ impl Clock {
             deadline.saturating_since(self.now()).min(cap)
         })
     }
+}
+
+/// `CLOCK_MONOTONIC` (the clock `std::time::Instant` reads on Linux) in
+/// microseconds. Never negative; saturates instead of wrapping.
+fn monotonic_micros() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable `timespec`; CLOCK_MONOTONIC
+    // always exists on Linux, and on failure `now` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(now.tv_nsec).unwrap_or(0) / 1000;
+    seconds.saturating_mul(1_000_000).saturating_add(micros)
 }
 
 /// What a work request was posted for. Encoded in the top byte of the

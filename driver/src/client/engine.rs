@@ -10,9 +10,11 @@
 //!    credit and control messages), back to back;
 //! 2. drain the transport's completions in batches of [`BATCH`], feeding
 //!    received messages and status blocks (interrupt mode) to the core and
-//!    reposting the receives;
+//!    reposting the receives; a status block that finishes its request
+//!    (every read) hands the completion straight into the request's slot
+//!    ([`CoreClient::take_status_block`]), without the core's event queue;
 //! 3. in polling mode, look at the status block of every request that
-//!    awaits one (claim 18);
+//!    awaits one (claim 18), the same way;
 //! 4. run the core's timers when due;
 //! 5. move the core's finished requests into the completion table;
 //! 6. post what the core has ready again (answers to what came in).
@@ -28,11 +30,14 @@
 //! requests the slot of their registered buffer (and status block), control
 //! requests (register, close, interrupt) one of [`CONTROL_SLOTS`] slots
 //! without a buffer. The core's finished requests go straight into their
-//! slot's entry, where the waiter takes them: one queue (the core's), one
-//! table, no hash map. The core's [`RequestId`] is turned into a slot by
-//! [`Engine::slot_of`] alone, a direct-mapped route table with the table
-//! itself as the fallback, so that it can become the request id's own slot
-//! once the core numbers requests by slot.
+//! slot's entry, where the waiter takes them: a finished read from its
+//! status block, everything else through the core's one event queue; one
+//! table, no hash map, no search. The core numbers a request by the slot of
+//! its own request table (`id = generation × R + slot`, `docs/PROTOCOL.md`,
+//! "Request ids"; [`CoreClient::slot_of`]); the engine keeps, per core
+//! slot, the slot of its own table the request was submitted from
+//! (`by_core`), so [`Engine::slot_of`] is one remainder, one load and one
+//! compare of the request id held in the entry.
 //!
 //! # Broken invariants fail the connection
 //!
@@ -47,7 +52,7 @@ use super::ClientError;
 use crate::buffers::{Clock, Pool, Receives, Work, release};
 use crate::stats::ClientStats;
 use rdio_core::client::{
-    Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile, RequestId,
+    BlockOutcome, Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile, RequestId,
 };
 use rdio_core::error::{ApiError, Violation};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
@@ -56,6 +61,28 @@ use rdio_transport::{
     Completion, CompletionKind, RegionId, RemoteBuf, Transport, TransportError, WcError,
 };
 use std::time::Duration;
+
+/// The size `R` of the core client's request table (`CoreClient` is
+/// `rdio_core::client::Client<R>`): request ids name one of its `R` slots.
+trait CoreSlots {
+    const SLOTS: usize;
+}
+
+impl<const R: usize> CoreSlots for rdio_core::client::Client<R> {
+    const SLOTS: usize = R;
+}
+
+/// Slots of the core's request table.
+const CORE_SLOTS: usize = <CoreClient as CoreSlots>::SLOTS;
+
+/// The core's slot for `request`: the remainder of its id by `R`
+/// (`docs/PROTOCOL.md`, "Request ids"). For an outstanding request it is
+/// what [`CoreClient::slot_of`] returns; unlike that, it still names the
+/// slot once the core has reported the request, which is when its
+/// completion event reaches [`Engine::finish`].
+fn core_slot(request: RequestId) -> usize {
+    request.0 as usize % CORE_SLOTS
+}
 
 /// The client's log target, the same as before the engine moved out of
 /// `client/mod.rs`: filters and log readers name `rdio::client`.
@@ -180,10 +207,11 @@ pub(crate) struct Engine {
     remote: Box<[(RemoteBuf, RemoteBuf)]>,
     /// Free control slots.
     control_free: Vec<usize>,
-    /// `route[id & route_mask]`: the slot of the latest request whose id
-    /// fell there ([`Engine::slot_of`]).
-    route: Box<[u16]>,
-    route_mask: u32,
+    /// Per slot of the core's request table, the slot of this table the
+    /// request in it was submitted from ([`Engine::slot_of`]). The core
+    /// never gives two outstanding requests one slot, and a request is
+    /// reported (and its entry here read) before its core slot is reused.
+    by_core: [u16; CORE_SLOTS],
     /// Where [`Engine::poll`] drains completions, kept so a poll does not
     /// initialise a fresh array.
     completions: [Completion; BATCH],
@@ -212,7 +240,6 @@ impl Engine {
     ) -> Self {
         let depth = buffers.slots.count();
         let entries = depth + CONTROL_SLOTS;
-        let route_len = (4 * entries).next_power_of_two().max(64);
         Self {
             core,
             clock,
@@ -224,8 +251,7 @@ impl Engine {
             table: (0..entries).map(|_| Entry::default()).collect(),
             remote,
             control_free: (depth..entries).rev().collect(),
-            route: vec![0; route_len].into_boxed_slice(),
-            route_mask: u32::try_from(route_len - 1).unwrap_or(u32::MAX),
+            by_core: [0; CORE_SLOTS],
             completions: [Completion {
                 wr_id: 0,
                 kind: CompletionKind::Send,
@@ -334,41 +360,34 @@ impl Engine {
     // ----- the completion table -----
 
     /// The slot of `request`, if this engine submitted it and its waiter
-    /// has not released it. The only place a request id becomes a slot.
+    /// has not released it: the entry its core slot points to, if that
+    /// entry holds this very request. The only place a request id becomes
+    /// a slot; no search.
     fn slot_of(&self, request: RequestId) -> Option<usize> {
-        let hint = usize::from(
-            *self
-                .route
-                .get(usize::try_from(request.0 & self.route_mask).ok()?)?,
-        );
-        if self
-            .table
-            .get(hint)
-            .is_some_and(|entry| entry.request == Some(request))
-        {
-            return Some(hint);
-        }
-        // A later request took the route entry while this one is still
-        // waited for (a ticket held across many others).
+        let slot = usize::from(*self.by_core.get(core_slot(request))?);
         self.table
-            .iter()
-            .position(|entry| entry.request == Some(request))
+            .get(slot)
+            .is_some_and(|entry| entry.request == Some(request))
+            .then_some(slot)
     }
 
     fn bind(&mut self, slot: usize, request: RequestId) {
+        debug_assert_eq!(
+            self.core.slot_of(request),
+            Some(core_slot(request)),
+            "the core numbers requests by slot"
+        );
         if let Some(entry) = self.table.get_mut(slot) {
             entry.request = Some(request);
             entry.outcome = None;
             entry.done = false;
             entry.abandoned = false;
         }
-        if let (Some(route), Ok(slot)) = (
-            usize::try_from(request.0 & self.route_mask)
-                .ok()
-                .and_then(|i| self.route.get_mut(i)),
+        if let (Some(by_core), Ok(slot)) = (
+            self.by_core.get_mut(core_slot(request)),
             u16::try_from(slot),
         ) {
-            *route = slot;
+            *by_core = slot;
         }
     }
 
@@ -769,19 +788,16 @@ impl Engine {
             CompletionKind::RecvImm { imm } => {
                 // Interrupt mode: the immediate names the request whose
                 // status block just landed (claim 20). The server chose it:
-                // one naming no data request of ours is ignored (the
-                // request it should have named times out).
+                // one naming no outstanding data request of ours is ignored
+                // (the request it should have named times out).
+                let request = RequestId(imm);
                 if let Some(slot) = self
-                    .slot_of(rdio_core::client::RequestId(imm))
+                    .core
+                    .slot_of(request)
+                    .and_then(|_| self.slot_of(request))
                     .filter(|&slot| slot < self.slots.count())
                 {
-                    let start = slot * STATUS_BLOCK_LEN;
-                    if let Some(block) = transport
-                        .region(self.status_region)?
-                        .get(start..start + STATUS_BLOCK_LEN)
-                    {
-                        let _ = self.core.handle_status_block(now, block);
-                    }
+                    self.take_status_block(transport, now, slot)?;
                 }
             }
             CompletionKind::Send | CompletionKind::Write => {}
@@ -806,11 +822,41 @@ impl Engine {
         }
     }
 
+    /// Feed data slot `slot`'s status block to the core. A block that
+    /// finishes its request (every read) hands the completion back at once,
+    /// and it goes straight into the slot; a write still waiting for the
+    /// answers to earlier fragments finishes later, through the core's
+    /// events. Whether the block was written (a violation counts: the core
+    /// has ended the connection, and says so through its events).
+    fn take_status_block(
+        &mut self,
+        transport: &mut impl Transport,
+        now: rdio_core::Instant,
+        slot: usize,
+    ) -> Result<bool, ClientError> {
+        let start = slot * STATUS_BLOCK_LEN;
+        let Some(block) = transport
+            .region(self.status_region)?
+            .get(start..start + STATUS_BLOCK_LEN)
+        else {
+            return Ok(false);
+        };
+        let event = match self.core.take_status_block(now, block) {
+            Ok(BlockOutcome::NotWritten) => return Ok(false),
+            Ok(BlockOutcome::Taken) | Err(_) => return Ok(true),
+            Ok(BlockOutcome::Completed(event)) => event,
+        };
+        match self.handle_event(now, event) {
+            Ok(_) => Ok(true),
+            Err(what) => Err(self.broke(transport, what)),
+        }
+    }
+
     /// Polling mode: look at the status block of every request awaiting
     /// one; how many were found written.
     fn poll_status_blocks(
         &mut self,
-        transport: &impl Transport,
+        transport: &mut impl Transport,
         now: rdio_core::Instant,
     ) -> Result<usize, ClientError> {
         let mut found = 0;
@@ -823,17 +869,9 @@ impl Engine {
             else {
                 continue;
             };
-            if !self.core.awaits_status_block(request) {
-                continue;
-            }
-            let start = slot * STATUS_BLOCK_LEN;
-            let Some(block) = transport
-                .region(self.status_region)?
-                .get(start..start + STATUS_BLOCK_LEN)
-            else {
-                continue;
-            };
-            if self.core.handle_status_block(now, block).unwrap_or(true) {
+            if self.core.awaits_status_block(request)
+                && self.take_status_block(transport, now, slot)?
+            {
                 found += 1;
             }
         }
@@ -850,29 +888,7 @@ impl Engine {
         let mut broken = None;
         while let Some(event) = self.core.poll_event() {
             events += 1;
-            let finished = match event {
-                ClientEvent::Authenticated { .. } => {
-                    self.authenticated = true;
-                    continue;
-                }
-                ClientEvent::Terminated { reason } => {
-                    self.stats.terminated(&reason);
-                    self.terminated = Some(reason);
-                    continue;
-                }
-                ClientEvent::Registered { request, result } => {
-                    self.stats
-                        .completed(result.as_ref().err().copied().unwrap_or(Status::Success));
-                    (request, Outcome::Registered(result))
-                }
-                ClientEvent::Completed {
-                    request,
-                    status,
-                    bytes,
-                } => (request, Outcome::Completed { status, bytes }),
-                ClientEvent::Interrupted { request } => (request, Outcome::Interrupted),
-            };
-            if let Err(what) = self.finish(now, finished.0, finished.1) {
+            if let Err(what) = self.handle_event(now, event) {
                 // After a broken invariant the core completes what is
                 // outstanding; those completions are moot.
                 if self.broken.is_none() {
@@ -884,6 +900,38 @@ impl Engine {
             Some(what) => Err(self.broke(transport, what)),
             None => Ok(events),
         }
+    }
+
+    /// One event of the core, from its queue or straight from a status
+    /// block: connection news, or a finished request for its slot.
+    fn handle_event(
+        &mut self,
+        now: rdio_core::Instant,
+        event: ClientEvent,
+    ) -> Result<(), &'static str> {
+        let (request, outcome) = match event {
+            ClientEvent::Authenticated { .. } => {
+                self.authenticated = true;
+                return Ok(());
+            }
+            ClientEvent::Terminated { reason } => {
+                self.stats.terminated(&reason);
+                self.terminated = Some(reason);
+                return Ok(());
+            }
+            ClientEvent::Registered { request, result } => {
+                self.stats
+                    .completed(result.as_ref().err().copied().unwrap_or(Status::Success));
+                (request, Outcome::Registered(result))
+            }
+            ClientEvent::Completed {
+                request,
+                status,
+                bytes,
+            } => (request, Outcome::Completed { status, bytes }),
+            ClientEvent::Interrupted { request } => (request, Outcome::Interrupted),
+        };
+        self.finish(now, request, outcome)
     }
 
     /// Put `request`'s outcome in its slot.
@@ -1009,34 +1057,56 @@ mod tests {
         (dir, pair)
     }
 
-    /// A ticket held while many more requests than the route table has
-    /// entries pass through the other slot: its route entry is taken over,
-    /// and the table finds its slot anyway.
+    /// A ticket held while many more requests than the core has slots pass
+    /// through the other slot. The held read finishes early, its status
+    /// block handing the completion straight to its slot; its core slot is
+    /// then free and taken by later requests, and the outcome waits in the
+    /// engine's slot for its waiter all the same.
     #[test]
     fn a_ticket_held_across_many_requests_still_finds_its_slot() {
         let (_dir, mut pair) = pair(2);
         let client = &mut pair.client;
         let file = client.open("f", OpenFlags::READ).expect("open");
         let held = client.submit_read(&file, 4096, 100).expect("submit");
-        let routes = client.engine.route.len();
+        assert_eq!(client.engine.slot_of(held.request), Some(held.slot));
+        let held_core = core_slot(held.request);
         let mut buf = [0u8; 512];
-        for i in 0..(2 * routes) {
+        for i in 0..(3 * CORE_SLOTS) {
             let offset = (i * 512 % FILE_LEN) as u64;
             assert_eq!(client.read_at(&file, offset, &mut buf).expect("read"), 512);
             assert_eq!(buf[..], contents()[offset as usize..offset as usize + 512]);
         }
-        let slot = held.slot;
-        let hint = usize::try_from(held.request.0 & client.engine.route_mask).expect("index");
+        assert_eq!(client.engine.core().slot_of(held.request), None);
         assert_ne!(
-            usize::from(client.engine.route[hint]),
-            slot,
-            "the held request's route entry was taken over"
+            usize::from(client.engine.by_core[held_core]),
+            held.slot,
+            "later requests took the held request's core slot"
         );
-        assert_eq!(client.engine.slot_of(held.request), Some(slot));
+        assert!(client.engine.table[held.slot].done);
         let mut out = [0u8; 100];
         assert_eq!(client.wait(held, &mut out).expect("held read"), 100);
         assert_eq!(out[..], contents()[4096..4196]);
         assert_eq!(client.credits_in_use(), 0);
+    }
+
+    /// A stale request id (its request completed and its core slot moved on
+    /// to another generation) finds no slot: the entry holds another
+    /// request, or none.
+    #[test]
+    fn a_stale_request_id_finds_no_slot() {
+        let (_dir, mut pair) = pair(2);
+        let client = &mut pair.client;
+        let file = client.open("f", OpenFlags::READ).expect("open");
+        let first = client.submit_read(&file, 0, 100).expect("submit");
+        let stale = first.request;
+        let mut out = [0u8; 100];
+        client.wait(first, &mut out).expect("read");
+        assert_eq!(client.engine.slot_of(stale), None);
+        let later = client.submit_read(&file, 0, 100).expect("submit");
+        assert_ne!(later.request, stale);
+        assert_eq!(client.engine.slot_of(stale), None);
+        assert_eq!(client.engine.slot_of(later.request), Some(later.slot));
+        client.wait(later, &mut out).expect("read");
     }
 
     /// A request reaches the core behind the engine's back (a bug

@@ -10,15 +10,12 @@
 //! posting order, so the outcome is the same as if the message had arrived
 //! the moment it was posted and the receiver had been idle since.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-
 use rdio_transport::{
     Completion, CompletionKind, RegionId, RemoteBuf, Slice, TransportError, WcError, WrId,
 };
 
 use crate::Config;
-use crate::memory::{self, RegionBytes};
+use crate::memory::{self, RegionBytes, Source};
 use crate::regions::RegionTable;
 use crate::ring::SlotRing;
 
@@ -82,7 +79,7 @@ struct SourceSge {
     /// The region's memory, for the peer to read from; `None` if the region
     /// was unknown at post time (then the request fails, and nothing was
     /// marked busy).
-    bytes: Option<Arc<RegionBytes>>,
+    bytes: Option<Source>,
 }
 
 /// A send-queue entry (a WQE).
@@ -94,6 +91,8 @@ struct SendWr {
     len: usize,
     /// Every gather element was inside a registered region at post time.
     valid: bool,
+    /// Once executed (or flushed): the status of its completion.
+    status: Result<(), WcError>,
 }
 
 /// A receive-queue entry.
@@ -102,6 +101,19 @@ struct RecvWr {
     buf: Slice,
     /// The buffer's region existed at post time and was marked busy.
     held: bool,
+    /// Once consumed (or flushed): its completion's kind and status.
+    kind: CompletionKind,
+    status: Result<(), WcError>,
+}
+
+/// Which work queue a completion belongs to. The completion itself lives
+/// in that queue's entry (its id, kind and status) until it is drained;
+/// the completion queue only records the order of completions across the
+/// two work queues, one byte each.
+#[derive(Clone, Copy)]
+enum Queue {
+    Send,
+    Recv,
 }
 
 /// One endpoint's queues.
@@ -114,10 +126,12 @@ struct Queues {
     /// The first `consumed` entries of `recv` have their completion queued;
     /// the rest are available to incoming messages, in order.
     consumed: usize,
-    /// Completions not yet drained. Every queue entry yields exactly one
-    /// completion and stays queued until it is drained, so this never holds
-    /// more than `send` and `recv` together: its preallocated capacity.
-    cq: VecDeque<Completion>,
+    /// Completions not yet drained, in completion order, by the work queue
+    /// whose front entry each is (completions of one work queue arrive in
+    /// its order). Every queue entry yields exactly one completion and
+    /// stays queued until it is drained, so this never holds more than
+    /// `send` and `recv` together: its capacity.
+    cq: SlotRing<Queue>,
     /// The endpoint's thread is blocked in `wait`.
     sleeping: bool,
     /// Something this endpoint may be waiting for happened since it last
@@ -135,48 +149,55 @@ impl Queues {
                 sges: Vec::with_capacity(max_sge),
                 len: 0,
                 valid: false,
+                status: Ok(()),
             }),
             executed: 0,
             recv: SlotRing::new(config.max_recv, || RecvWr {
                 wr_id: 0,
                 buf: Slice::whole(RegionId(0), 0),
                 held: false,
+                kind: CompletionKind::Recv { len: 0 },
+                status: Ok(()),
             }),
             consumed: 0,
-            cq: VecDeque::with_capacity(config.max_send + config.max_recv),
+            cq: SlotRing::new(config.max_send + config.max_recv, || Queue::Send),
             sleeping: false,
             news: false,
         }
     }
 
-    fn complete(&mut self, completion: Completion) {
-        debug_assert!(
-            self.cq.len() < self.cq.capacity(),
-            "completion queue sized to never overflow"
-        );
-        self.cq.push_back(completion);
+    /// The next send-queue entry to execute completed with `status`.
+    fn complete_send(&mut self, status: Result<(), WcError>) {
+        if let Some(wr) = self.send.get_mut(self.executed) {
+            wr.status = status;
+            self.executed += 1;
+            self.complete(Queue::Send);
+        }
+    }
+
+    /// The next receive completed, as `kind` with `status`.
+    fn complete_recv(&mut self, kind: CompletionKind, status: Result<(), WcError>) {
+        if let Some(wr) = self.recv.get_mut(self.consumed) {
+            wr.kind = kind;
+            wr.status = status;
+            self.consumed += 1;
+            self.complete(Queue::Recv);
+        }
+    }
+
+    fn complete(&mut self, queue: Queue) {
+        let pushed = self.cq.push().map(|slot| *slot = queue);
+        debug_assert!(pushed.is_some(), "completion queue sized to never overflow");
         self.news = true;
     }
 
     /// Complete every outstanding request with `status` (RC flush).
     fn flush(&mut self, status: WcError) {
-        while let Some(wr) = self.send.get(self.executed) {
-            let completion = Completion {
-                wr_id: wr.wr_id,
-                kind: wr.op.completion_kind(),
-                status: Err(status),
-            };
-            self.executed += 1;
-            self.complete(completion);
+        while self.send.len() > self.executed {
+            self.complete_send(Err(status));
         }
-        while let Some(wr) = self.recv.get(self.consumed) {
-            let completion = Completion {
-                wr_id: wr.wr_id,
-                kind: CompletionKind::Recv { len: 0 },
-                status: Err(status),
-            };
-            self.consumed += 1;
-            self.complete(completion);
+        while self.recv.len() > self.consumed {
+            self.complete_recv(CompletionKind::Recv { len: 0 }, Err(status));
         }
         self.news = true;
     }
@@ -186,8 +207,9 @@ impl Queues {
 struct Outcome {
     /// Status of the sender's completion.
     sender: Result<(), WcError>,
-    /// Completion of the receive the request consumed, if it consumed one.
-    receiver: Option<Completion>,
+    /// Kind and status of the completion of the receive the request
+    /// consumed (the receiver's next), if it consumed one.
+    receiver: Option<(CompletionKind, Result<(), WcError>)>,
 }
 
 impl Outcome {
@@ -200,21 +222,21 @@ impl Outcome {
 
     /// The message reached a receive that cannot take it: the sender sees a
     /// remote operation error, the receive completes with `error`.
-    const fn receive_failed(recv_wr_id: WrId, error: WcError) -> Self {
+    const fn receive_failed(error: WcError) -> Self {
         Self {
             sender: Err(WcError::RemoteOperation),
-            receiver: Some(Completion {
-                wr_id: recv_wr_id,
-                kind: CompletionKind::Recv { len: 0 },
-                status: Err(error),
-            }),
+            receiver: Some((CompletionKind::Recv { len: 0 }, Err(error))),
         }
     }
 
-    const fn delivered(receiver: Option<Completion>) -> Self {
+    /// Placed; the receive it consumed, if any, completes as `receiver`.
+    const fn delivered(receiver: Option<CompletionKind>) -> Self {
         Self {
             sender: Ok(()),
-            receiver,
+            receiver: match receiver {
+                Some(kind) => Some((kind, Ok(()))),
+                None => None,
+            },
         }
     }
 }
@@ -225,44 +247,39 @@ fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
     for sge in &wr.sges {
         let source = sge
             .bytes
-            .as_deref()
             .expect("a valid request only names registered regions");
         // SAFETY: `target` belongs to the receiving endpoint, which lent its
         // `RegionTable` mutably to `Engine::deliver` (memory rule 1); the
         // source belongs to the sender and is only read (rule 2); `deliver`
         // runs on the engine, which is only reachable through the link's
-        // lock (rule 3). Ranges were validated at post and delivery time.
-        unsafe { memory::copy(source, sge.offset, target, offset, sge.len) };
+        // lock (rule 3); the request is being executed, so it was neither
+        // flushed nor drained and its source region is alive (rule 4).
+        // Ranges were validated at post and delivery time.
+        unsafe { memory::copy(source.get(), sge.offset, target, offset, sge.len) };
         offset += sge.len;
     }
 }
 
 /// Apply the RC rules to the next request from the peer, placing its data if
 /// it succeeds. Nothing is placed when it fails.
-fn execute(wr: &SendWr, receiver: &Queues, memory: &RegionTable) -> Outcome {
+fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Outcome {
     if !wr.valid {
         return Outcome::sender_failed(WcError::LocalProtection);
     }
     // With rnr_retry = 0, a message finding no receive posted is fatal.
-    let next_recv = receiver.recv.get(receiver.consumed);
     match wr.op {
         SendOp::Send => {
             let Some(recv) = next_recv else {
                 return Outcome::sender_failed(WcError::ReceiverNotReady);
             };
             let Some(target) = memory.recv_target(recv.buf) else {
-                return Outcome::receive_failed(recv.wr_id, WcError::LocalProtection);
+                return Outcome::receive_failed(WcError::LocalProtection);
             };
             if wr.len > recv.buf.len {
-                return Outcome::receive_failed(recv.wr_id, WcError::LocalLength);
+                return Outcome::receive_failed(WcError::LocalLength);
             }
             scatter(wr, target, recv.buf.offset);
-            let kind = CompletionKind::Recv { len: wr.len };
-            Outcome::delivered(Some(Completion {
-                wr_id: recv.wr_id,
-                kind,
-                status: Ok(()),
-            }))
+            Outcome::delivered(Some(CompletionKind::Recv { len: wr.len }))
         }
         SendOp::Write { dst, imm } => {
             // A zero-length write names no memory, so its key is not checked
@@ -279,11 +296,7 @@ fn execute(wr: &SendWr, receiver: &Queues, memory: &RegionTable) -> Outcome {
             let receiver = match (imm, next_recv) {
                 (None, _) => None,
                 (Some(_), None) => return Outcome::sender_failed(WcError::ReceiverNotReady),
-                (Some(imm), Some(recv)) => Some(Completion {
-                    wr_id: recv.wr_id,
-                    kind: CompletionKind::RecvImm { imm },
-                    status: Ok(()),
-                }),
+                (Some(imm), Some(_)) => Some(CompletionKind::RecvImm { imm }),
             };
             if let Some((target, offset)) = target {
                 scatter(wr, target, offset);
@@ -334,20 +347,21 @@ impl Engine {
         };
         let mut failed = false;
         while self.state == LinkState::Up && !failed {
-            let Some(wr) = tx.send.get(tx.executed) else {
+            // Each entry is found once: its completion is written into it
+            // where it was executed.
+            let Some(wr) = tx.send.get_mut(tx.executed) else {
                 break;
             };
-            let outcome = execute(wr, rx, memory);
-            let completion = Completion {
-                wr_id: wr.wr_id,
-                kind: wr.op.completion_kind(),
-                status: outcome.sender,
-            };
+            let recv = rx.recv.get_mut(rx.consumed);
+            let outcome = execute(wr, recv.as_deref(), memory);
+            wr.status = outcome.sender;
             tx.executed += 1;
-            tx.complete(completion);
-            if let Some(completion) = outcome.receiver {
+            tx.complete(Queue::Send);
+            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv) {
+                recv.kind = kind;
+                recv.status = status;
                 rx.consumed += 1;
-                rx.complete(completion);
+                rx.complete(Queue::Recv);
             }
             failed = outcome.sender.is_err();
         }
@@ -427,11 +441,9 @@ impl Engine {
             .recv
             .push()
             .ok_or(TransportError::QueueFull)?;
-        *slot = RecvWr {
-            wr_id,
-            buf,
-            held: memory.hold_recv(buf),
-        };
+        slot.wr_id = wr_id;
+        slot.buf = buf;
+        slot.held = memory.hold_recv(buf);
         Ok(())
     }
 
@@ -446,18 +458,18 @@ impl Engine {
     ) -> Result<usize, TransportError> {
         let up = self.is_up();
         let queues = &mut self.queues[side.index()];
-        if queues.cq.is_empty() && !up {
+        if queues.cq.len() == 0 && !up {
             return Err(TransportError::Disconnected);
         }
         let mut drained = 0;
         for slot in out.iter_mut() {
-            let Some(completion) = queues.cq.pop_front() else {
+            let Some(&mut queue) = queues.cq.pop_front() else {
                 break;
             };
             // Completions of each queue are produced in queue order, so the
             // front entry of the matching queue is the one that finished.
-            match completion.kind {
-                CompletionKind::Send | CompletionKind::Write => {
+            *slot = match queue {
+                Queue::Send => {
                     let wr = queues
                         .send
                         .pop_front()
@@ -468,10 +480,16 @@ impl Engine {
                             memory.release(sge.region);
                         }
                     }
-                    // Drops the handles on the source regions' memory.
+                    // The sources may not be followed any more (memory,
+                    // rule 4); the vector keeps its capacity for reuse.
                     wr.sges.clear();
+                    Completion {
+                        wr_id: wr.wr_id,
+                        kind: wr.op.completion_kind(),
+                        status: wr.status,
+                    }
                 }
-                CompletionKind::Recv { .. } | CompletionKind::RecvImm { .. } => {
+                Queue::Recv => {
                     let wr = queues
                         .recv
                         .pop_front()
@@ -480,9 +498,13 @@ impl Engine {
                     if wr.held {
                         memory.release(wr.buf.region);
                     }
+                    Completion {
+                        wr_id: wr.wr_id,
+                        kind: wr.kind,
+                        status: wr.status,
+                    }
                 }
-            }
-            *slot = completion;
+            };
             drained += 1;
         }
         Ok(drained)
@@ -490,7 +512,7 @@ impl Engine {
 
     /// `side` has a completion to drain, or will never get one again.
     pub(crate) fn has_news_for(&self, side: Side) -> Result<bool, TransportError> {
-        if !self.queues[side.index()].cq.is_empty() {
+        if self.queues[side.index()].cq.len() > 0 {
             Ok(true)
         } else if self.is_up() {
             Ok(false)

@@ -217,7 +217,9 @@ impl<L: Link> LoopbackEndpoint<L> {
         let mut engine = self.link.lock();
         engine.deliver(self.side, &mut self.regions);
         let result = action(&mut engine, &mut self.regions);
-        let wake_peer = engine.take_wakeup(self.side.peer());
+        // A single-threaded peer never sleeps: nothing to wake, and its
+        // news flag is never read (no `wait` blocks on it).
+        let wake_peer = L::CAN_BLOCK && engine.take_wakeup(self.side.peer());
         // Notify after unlocking, or the woken peer would block on the lock
         // at once. No wake-up is lost: the peer was seen asleep under the
         // lock, so it is already waiting on its condition variable.

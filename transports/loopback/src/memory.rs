@@ -1,6 +1,7 @@
 //! Registered memory: one zeroed heap allocation per region (or memory the
-//! caller lent, see [`RegionBytes::external`]), shared between the owning
-//! endpoint and the work requests that reference it.
+//! caller lent, see [`RegionBytes::external`]), owned by the endpoint's
+//! region table and read by the work requests that reference it through a
+//! [`Source`] pointer.
 //!
 //! This is the crate's only `unsafe` code. RDMA memory is written by the
 //! "NIC" (here: the delivery code) while the owner may hold `&[u8]` views of
@@ -9,20 +10,32 @@
 //! on each function and upheld by the crate as a whole:
 //!
 //! 1. An endpoint's memory is **written** only while that endpoint is
-//!    exclusively borrowed: through [`RegionBytes::bytes_mut`] (which needs a
-//!    unique `Arc`, i.e. no posted work request references the region), or by
-//!    [`copy`] while delivering incoming work inside one of the endpoint's
-//!    `&mut self` methods. Neither can overlap a `&[u8]` the endpoint lent out,
-//!    since those borrow the endpoint.
-//! 2. Another endpoint only ever **reads** this memory, through the `Arc` a
-//!    posted work request holds, and only inside [`copy`].
+//!    exclusively borrowed: through [`RegionBytes::bytes_mut`] (which the
+//!    region table allows only while the region is not busy, i.e. no posted
+//!    work request references it), or by [`copy`] while delivering incoming
+//!    work inside one of the endpoint's `&mut self` methods. Neither can
+//!    overlap a `&[u8]` the endpoint lent out, since those borrow the
+//!    endpoint.
+//! 2. Another endpoint only ever **reads** this memory, through the
+//!    [`Source`] a posted work request holds, and only inside [`copy`].
 //! 3. Every [`copy`] runs with the pair's engine locked, so two copies (the
 //!    only code that touches memory from two endpoints at once) never run
 //!    concurrently.
+//! 4. A [`Source`] is only followed while its region is alive: a region
+//!    counts as busy from the post that took the `Source` until that
+//!    request's completion is drained, and a busy region cannot be
+//!    deregistered; the `RegionBytes` sit in a `Box` of their own, so the
+//!    table growing does not move them; and an endpoint going away first
+//!    flushes (under the engine's lock) every request it posted, so none is
+//!    executed after its table is dropped. A request is executed, and its
+//!    `Source` followed, at most once, before it is flushed or drained.
+//!
+//! Work requests hold plain pointers rather than reference counts: the busy
+//! count already proves the region alive, and an `Arc` per gather element
+//! cost two atomic operations per element on the hot path.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::ptr::NonNull;
-use std::sync::Arc;
 
 /// One registered region's bytes.
 pub(crate) struct RegionBytes {
@@ -53,7 +66,7 @@ unsafe impl Sync for RegionBytes {}
 impl RegionBytes {
     /// Allocate `len` zeroed bytes (lazily zeroed pages for large regions,
     /// via `alloc_zeroed`). `None` if the allocator refuses.
-    pub(crate) fn zeroed(len: usize) -> Option<Arc<Self>> {
+    pub(crate) fn zeroed(len: usize) -> Option<Box<Self>> {
         let ptr = if len == 0 {
             NonNull::dangling()
         } else {
@@ -61,7 +74,7 @@ impl RegionBytes {
             // SAFETY: `layout` has a non-zero size.
             NonNull::new(unsafe { alloc_zeroed(layout) })?
         };
-        Some(Arc::new(Self {
+        Some(Box::new(Self {
             ptr,
             len,
             owner: None,
@@ -70,7 +83,7 @@ impl RegionBytes {
 
     /// Take `memory` as a region's bytes without copying. It is boxed first,
     /// so the slice taken from it afterwards does not move with the box.
-    pub(crate) fn external<M>(memory: M) -> Arc<Self>
+    pub(crate) fn external<M>(memory: M) -> Box<Self>
     where
         M: AsRef<[u8]> + Send + Sync + 'static,
     {
@@ -82,7 +95,7 @@ impl RegionBytes {
         let ptr = NonNull::from(bytes).cast::<u8>();
         let len = bytes.len();
         let owner: NonNull<dyn Send + Sync> = owner;
-        Arc::new(Self {
+        Box::new(Self {
             ptr,
             len,
             owner: Some(owner),
@@ -106,17 +119,17 @@ impl RegionBytes {
     }
 
     /// An exclusive view of the bytes, `None` for lent memory (which may be
-    /// a read-only mapping and is shared with its owner). Requiring `&mut
-    /// self` through a unique `Arc` (`Arc::get_mut`) proves no work request
-    /// holds the region.
+    /// a read-only mapping and is shared with its owner). Called only for a
+    /// region that is not busy: no posted work request holds a [`Source`]
+    /// on it that could still be followed (rule 4).
     pub(crate) fn bytes_mut(&mut self) -> Option<&mut [u8]> {
         if self.owner.is_some() {
             return None;
         }
-        // SAFETY: memory allocated here, `&mut self` on a uniquely owned
-        // region: no other handle exists, so no copy can touch it, and any
-        // `&[u8]` handed out earlier borrowed the owner, which is now
-        // exclusively borrowed.
+        // SAFETY: memory allocated here, `&mut self` on a region no work
+        // request can still read (it is not busy), so no copy can touch it,
+        // and any `&[u8]` handed out earlier borrowed the owner, which is
+        // now exclusively borrowed.
         Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
     }
 }
@@ -132,6 +145,33 @@ impl Drop for RegionBytes {
             // SAFETY: allocated in `zeroed` with this very layout.
             unsafe { dealloc(self.ptr.as_ptr(), layout) }
         }
+    }
+}
+
+/// A posted work request's handle on a gather element's region: where the
+/// peer reads from when it executes the request. Followed only under rule 4.
+#[derive(Clone, Copy)]
+pub(crate) struct Source(NonNull<RegionBytes>);
+
+// SAFETY: a `Source` is only followed under rules 2-4 (read-only, with the
+// engine locked, while the region is alive), from whichever thread holds
+// the lock; `RegionBytes` is `Sync`.
+unsafe impl Send for Source {}
+
+impl Source {
+    pub(crate) fn new(bytes: &RegionBytes) -> Self {
+        Self(NonNull::from(bytes))
+    }
+
+    /// The region's bytes.
+    ///
+    /// # Safety
+    /// The region must still be registered: the request holding this
+    /// `Source` was neither flushed nor drained yet (rule 4).
+    pub(crate) unsafe fn get<'a>(self) -> &'a RegionBytes {
+        // SAFETY: by the caller, the `Box` the pointer came from is alive,
+        // and nothing holds `&mut` on it (the region is busy, rule 1).
+        unsafe { self.0.as_ref() }
     }
 }
 

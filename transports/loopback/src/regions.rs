@@ -1,12 +1,10 @@
 //! One endpoint's memory registrations: the equivalent of a protection domain
 //! with its memory regions, local keys (here: [`RegionId`]s) and remote keys.
 
-use std::sync::Arc;
-
 use rdio_transport::regions::{self, NotWritable, Registered};
 use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError};
 
-use crate::memory::RegionBytes;
+use crate::memory::{RegionBytes, Source};
 
 /// Spacing of the simulated address space: regions start on page boundaries
 /// with an unmapped guard page between them, like separate `mmap`s.
@@ -16,7 +14,9 @@ const PAGE: u64 = 4096;
 /// address space. Rights, bounds and the busy rule are the shared table's
 /// ([`regions::RegionTable`]).
 pub(crate) struct Region {
-    bytes: Arc<RegionBytes>,
+    /// Boxed, so that work requests' [`Source`] pointers stay valid while
+    /// the table grows.
+    bytes: Box<RegionBytes>,
     key: u32,
     addr: u64,
 }
@@ -33,12 +33,9 @@ impl Registered for Region {
     }
 
     fn bytes_mut(&mut self) -> Result<&mut [u8], NotWritable> {
-        // Not busy means no posted work request holds a handle, so the
-        // handle is unique; `get_mut` double-checks the busy accounting.
-        Arc::get_mut(&mut self.bytes)
-            .ok_or(NotWritable::InUse)?
-            .bytes_mut()
-            .ok_or(NotWritable::Lent)
+        // The table calls this only when the region is not busy: no posted
+        // work request can still read it (`memory`, rule 4).
+        self.bytes.bytes_mut().ok_or(NotWritable::Lent)
     }
 }
 
@@ -122,7 +119,7 @@ impl RegionTable {
     /// Give `bytes` an id, a key and a place in the address space.
     fn insert(
         &mut self,
-        bytes: Arc<RegionBytes>,
+        bytes: Box<RegionBytes>,
         access: Access,
     ) -> Result<RegionId, TransportError> {
         let index = self.table.next_id()?.0;
@@ -175,24 +172,22 @@ impl RegionTable {
     }
 
     /// Mark `slice`'s region busy for a work request being posted, if it
-    /// exists. Returns its bytes (for the peer to read from) and whether the
+    /// exists. Returns where the peer reads its bytes from (valid until the
+    /// request's completion is drained: `memory`, rule 4) and whether the
     /// slice is a valid source (inside the region).
-    pub(crate) fn hold_source(&mut self, slice: Slice) -> (Option<Arc<RegionBytes>>, bool) {
+    pub(crate) fn hold_source(&mut self, slice: Slice) -> (Option<Source>, bool) {
         match self.table.hold(slice) {
-            Ok((region, valid)) => (Some(Arc::clone(&region.bytes)), valid),
+            Ok((region, valid)) => (Some(Source::new(&region.bytes)), valid),
             Err(_) => (None, false),
         }
     }
 
     /// Mark a receive buffer's region busy, if it exists (validity is checked
     /// when a message lands, see [`Self::recv_target`]). Returns whether it
-    /// was marked, i.e. whether [`Self::release`] must be called later.
+    /// was marked, i.e. whether [`Self::release`] must be called later. One
+    /// lookup.
     pub(crate) fn hold_recv(&mut self, slice: Slice) -> bool {
-        let exists = self.table.get(slice.region).is_ok();
-        if exists {
-            self.table.acquire(slice.region);
-        }
-        exists
+        self.table.hold(slice).is_ok()
     }
 
     /// The completion of a work request referencing `id` was drained.

@@ -3,39 +3,40 @@
 //! RDMA NIC is a ring of preallocated WQEs, too).
 
 pub(crate) struct SlotRing<T> {
+    /// A power of two of them (at least `capacity`), so that a position
+    /// wraps with a mask instead of a comparison or a division.
     slots: Box<[T]>,
+    mask: usize,
+    /// Most elements the ring holds (the queue depth it models).
+    capacity: usize,
+    /// Position of the front element, free running (wrapped by `mask`).
     head: usize,
     len: usize,
 }
 
 impl<T> SlotRing<T> {
-    /// `capacity` slots, each built by `slot`.
+    /// `capacity` slots (rounded up to a power of two, the extra ones never
+    /// used at once), each built by `slot`.
     pub(crate) fn new(capacity: usize, slot: impl FnMut() -> T) -> Self {
+        let size = capacity.next_power_of_two();
         Self {
-            slots: std::iter::repeat_with(slot).take(capacity).collect(),
+            slots: std::iter::repeat_with(slot).take(size).collect(),
+            mask: size - 1,
+            capacity,
             head: 0,
             len: 0,
         }
     }
 
-    /// Index of the `nth` element from the front; only called with `nth`
-    /// below `len` (or equal, when pushing into a non-full ring), so the
-    /// capacity is non-zero. `head` is below the capacity and `nth` at most
-    /// the capacity, so one conditional subtraction wraps it (a `%` would
-    /// be a division on every post, delivery and completion).
+    /// Index of the `nth` element from the front.
     fn index(&self, nth: usize) -> usize {
-        let index = self.head + nth;
-        if index >= self.slots.len() {
-            index - self.slots.len()
-        } else {
-            index
-        }
+        self.head.wrapping_add(nth) & self.mask
     }
 
     /// Append: hands out the next free slot for the caller to fill, or `None`
     /// when the ring is full.
     pub(crate) fn push(&mut self) -> Option<&mut T> {
-        if self.len == self.slots.len() {
+        if self.len == self.capacity {
             return None;
         }
         let index = self.index(self.len);
@@ -49,8 +50,15 @@ impl<T> SlotRing<T> {
     }
 
     /// The `nth` element from the front.
+    #[cfg(test)]
     pub(crate) fn get(&self, nth: usize) -> Option<&T> {
         (nth < self.len).then(|| &self.slots[self.index(nth)])
+    }
+
+    /// The `nth` element from the front, to update in place.
+    pub(crate) fn get_mut(&mut self, nth: usize) -> Option<&mut T> {
+        let index = self.index(nth);
+        (nth < self.len).then(|| &mut self.slots[index])
     }
 
     /// Remove the front element; the vacated slot is lent to the caller to
@@ -59,8 +67,8 @@ impl<T> SlotRing<T> {
         if self.len == 0 {
             return None;
         }
-        let index = self.head;
-        self.head = self.index(1);
+        let index = self.index(0);
+        self.head = self.head.wrapping_add(1);
         self.len -= 1;
         Some(&mut self.slots[index])
     }
