@@ -370,7 +370,7 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::{IdMap, Pool, Work};
+    use super::{CONTROL_MESSAGE, IdMap, Pool, Work, control_size};
     use rdio_transport::Access;
 
     #[test]
