@@ -294,6 +294,7 @@ pub struct Remote<'a> {
     pub file: String,
     pub connect_timeout: Duration,
     pub dead_peer_timeout: Duration,
+    pub max_send_size: Option<u32>,
     pub explain: bool,
     pub capture: Option<std::sync::Arc<rdio::capture::Recorder>>,
     pub baseline: Baseline,
@@ -310,6 +311,7 @@ impl ClientJob for Remote<'_> {
             polling: self.bench.polling,
             connect_timeout: self.connect_timeout,
             dead_peer_timeout: self.dead_peer_timeout,
+            max_send_size: self.max_send_size,
             explain: self.explain,
             capture: self.capture.clone(),
         };

@@ -33,7 +33,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use network::{Transport, Tuning, require_loopback, seconds, with_connector};
 use rdio::capture::Recorder;
 use remote::RemotePath;
-use size::{MAX_IO_SIZE, QUEUE_DEPTHS, Size};
+use size::{MAX_IO_SIZE, MAX_SEND_SIZE, MIN_SEND_SIZE, QUEUE_DEPTHS, Size};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -295,6 +295,12 @@ pub struct NetArgs {
     /// after which it is declared dead.
     #[arg(long, default_value = "30", value_parser = seconds)]
     dead_peer_timeout: Duration,
+    /// Largest message this client sends or accepts, header included,
+    /// 512 to 16MiB [default: 1MiB+4KiB, room for a 1 MiB write in one
+    /// send]. The server's own limit wins when smaller; this client's
+    /// buffers do not grow with it.
+    #[arg(long, value_name = "SIZE", value_parser = size::ranged(MIN_SEND_SIZE, MAX_SEND_SIZE))]
+    max_send_size: Option<Size>,
     /// When connecting fails, name the step that failed (pipe connect,
     /// side-channel TLS and client authentication, negotiate, RDMA
     /// connect, RDMA authentication) and what to check.
@@ -362,6 +368,13 @@ struct ClientArgs {
     capture: CaptureArgs,
 }
 
+impl NetArgs {
+    /// `--max-send-size`, if given (within `u32` by its parser's range).
+    fn max_send_size(&self) -> Option<u32> {
+        self.max_send_size.map(|size| size.0 as u32)
+    }
+}
+
 impl ClientArgs {
     fn tuning(&self, capture: Option<&Arc<Recorder>>) -> Result<Tuning> {
         Ok(Tuning {
@@ -370,6 +383,7 @@ impl ClientArgs {
             polling: self.polling,
             connect_timeout: self.net.connect_timeout,
             dead_peer_timeout: self.net.dead_peer_timeout,
+            max_send_size: self.net.max_send_size(),
             explain: self.net.explain,
             capture: capture.cloned(),
         })
@@ -453,6 +467,13 @@ struct ServeArgs {
     /// Port of the RDMA endpoint [default: any free port].
     #[arg(long, default_value_t = 0)]
     rdma_port: u16,
+    /// Largest message a client may send, header included, 512 to 16MiB
+    /// [default: 1MiB+4KiB, a 1 MiB write in one send]. The memory it
+    /// costs: each RDMA connection posts one receive buffer of this size
+    /// per credit (--max-credits), 64 × 1MiB+4KiB ≈ 64 MiB of address
+    /// space by default. A client asking for less gets less.
+    #[arg(long, value_name = "SIZE", value_parser = size::ranged(MIN_SEND_SIZE, MAX_SEND_SIZE))]
+    max_send_size: Option<Size>,
     /// Serve the server's counters in OpenMetrics text at
     /// http://ADDR/metrics (port 0 picks one; the address is printed):
     /// totals, and series of their own for the first 32 live connections
@@ -688,6 +709,7 @@ fn run(cli: Cli) -> Result<()> {
                         file: args.file,
                         connect_timeout: args.net.connect_timeout,
                         dead_peer_timeout: args.net.dead_peer_timeout,
+                        max_send_size: args.net.max_send_size(),
                         explain: args.net.explain,
                         capture: capture.clone(),
                         baseline: match transport {
@@ -779,6 +801,7 @@ fn run(cli: Cli) -> Result<()> {
             limits: serve::Limits {
                 max_open_files: usize::from(args.max_open_files),
                 max_credits: args.max_credits,
+                max_send_size: args.max_send_size.map(|size| size.0 as u32),
                 idle_timeout: (args.idle_timeout > 0)
                     .then(|| std::time::Duration::from_secs(u64::from(args.idle_timeout))),
             },

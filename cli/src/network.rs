@@ -91,6 +91,9 @@ pub struct Tuning {
     pub connect_timeout: Duration,
     /// Silence with requests outstanding after which the server is dead.
     pub dead_peer_timeout: Duration,
+    /// Largest message offered (`--max-send-size`); `None`: the driver's
+    /// default.
+    pub max_send_size: Option<u32>,
     /// Name the step a failed connection failed at (`--explain`).
     pub explain: bool,
     /// Where the side channel's frames are recorded (`--capture`); the
@@ -222,6 +225,9 @@ pub fn connect<C: RdmaConnector>(
         CompletionMode::Interrupt
     };
     options.config.dead_peer_timeout = tuning.dead_peer_timeout;
+    if let Some(size) = tuning.max_send_size {
+        options.config.max_send_size = size;
+    }
     tracing::info!(target: "rdio::cli", %server, "connecting");
     net::connect_captured(
         server,

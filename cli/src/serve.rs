@@ -29,7 +29,7 @@ pub struct Serve {
     pub capture: Option<PathBuf>,
     /// `--metrics ADDR`.
     pub metrics: Option<SocketAddr>,
-    /// `--max-open-files`, `--max-credits`, `--idle-timeout`.
+    /// `--max-open-files`, `--max-credits`, `--max-send-size`, `--idle-timeout`.
     pub limits: Limits,
 }
 
@@ -40,6 +40,9 @@ pub struct Limits {
     pub max_open_files: usize,
     /// Credits one RDMA connection may hold (1 to 64, the core's table).
     pub max_credits: u16,
+    /// Largest message a client may send (`--max-send-size`); `None`:
+    /// the driver's default (`rdio::DEFAULT_MAX_SEND_SIZE`).
+    pub max_send_size: Option<u32>,
     /// Idle clients are ended after this long; `None`: never.
     pub idle_timeout: Option<std::time::Duration>,
 }
@@ -178,6 +181,9 @@ fn start(
     options.max_open_files_per_client = serve.limits.max_open_files;
     options.config.max_credits = serve.limits.max_credits;
     options.config.initial_credits = serve.limits.max_credits;
+    if let Some(size) = serve.limits.max_send_size {
+        options.config.max_send_size = size;
+    }
     options.idle_timeout = serve.limits.idle_timeout;
     // Capture costs nothing when off: the listener is wrapped only with it.
     let server = match capture {

@@ -84,6 +84,14 @@ impl FromStr for Size {
 /// larger request is cut to what the server negotiates anyway).
 pub const MAX_IO_SIZE: u64 = 8 << 20;
 
+/// Smallest `--max-send-size`: the protocol minimum (`MIN_SEND_SIZE`,
+/// room for the largest request without data).
+pub const MIN_SEND_SIZE: u64 = rdio_core::wire::MIN_SEND_SIZE as u64;
+/// Largest `--max-send-size`: the largest message of the cma and loopback
+/// transports. A server posts a receive of this size per credit, so 64
+/// credits at the maximum are 1 GiB of receive buffers per connection.
+pub const MAX_SEND_SIZE: u64 = 16 << 20;
+
 /// The queue depths every command accepts: the server's default credit
 /// maximum, the most requests it lets a client keep in flight.
 pub const QUEUE_DEPTHS: std::ops::RangeInclusive<i64> = 1..=64;

@@ -149,6 +149,24 @@ impl Work {
     }
 }
 
+/// Size of a buffer that holds a message without write data: every send
+/// of a client's and a server's send pool (a client's write fragments
+/// gather their data from the request's slot, so only the prefix is
+/// encoded into the pool), and a client's receives (a server sends only
+/// fixed-size messages: responses, credit messages, `Terminate`).
+/// `MIN_SEND_SIZE` is defined as room for the largest of those (a
+/// 16-segment vectored read) with its header; the test below checks it.
+/// Sizing these by the negotiated `max_send_size` instead would make a
+/// 1 MiB send size cost 1 MiB per send buffer and per client receive for
+/// nothing: only the server's receives ever hold a full-size message.
+pub(crate) const CONTROL_MESSAGE: usize = rdio_core::wire::MIN_SEND_SIZE as usize;
+
+/// The control-message buffer size for a connection whose messages are at
+/// most `max_send` bytes.
+pub(crate) fn control_size(max_send: usize) -> usize {
+    max_send.min(CONTROL_MESSAGE)
+}
+
 /// Receive buffers, one message each, in one region (only ever read by the
 /// driver, so one region can hold them all while they are posted).
 #[derive(Debug)]
@@ -382,7 +400,7 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::{IdMap, Pool, Work};
+    use super::{CONTROL_MESSAGE, IdMap, Pool, Work, control_size};
     use rdio_transport::Access;
 
     #[test]
@@ -439,5 +457,43 @@ mod tests {
         }
         assert_eq!(Work::from_id(0), None);
         assert_eq!(Work::from_id(u64::MAX), None);
+    }
+
+    #[test]
+    fn the_largest_message_without_data_fits_a_control_buffer() {
+        use rdio_core::wire::{
+            Body, BufferDescriptor, Flags, MAX_SEGMENTS, Message, ReadSegment, ReadVRequest,
+            WriteSegment, WriteVRequest,
+        };
+        let desc = BufferDescriptor::new(u64::MAX, u32::MAX, u32::MAX);
+        let reads = [ReadSegment::new(u64::MAX, desc); MAX_SEGMENTS];
+        let writes = [WriteSegment::new(u64::MAX, u32::MAX); MAX_SEGMENTS];
+        let message = |body| Message {
+            flags: Flags::INTERRUPT,
+            credits: u16::MAX,
+            request_id: u32::MAX,
+            body,
+        };
+        let bodies = [
+            Body::ReadV(ReadVRequest {
+                handle: u32::MAX,
+                status: desc,
+                segments: &reads,
+            }),
+            Body::WriteV(WriteVRequest {
+                handle: u32::MAX,
+                total_len: u32::MAX,
+                status: desc,
+                segments: &writes,
+                data: &[],
+            }),
+        ];
+        for body in bodies {
+            let mut buf = [0u8; CONTROL_MESSAGE];
+            let len = message(body).emit_prefix(&mut buf).unwrap();
+            assert!(len > 300 && len <= CONTROL_MESSAGE, "{len}");
+        }
+        assert_eq!(control_size(64 << 10), CONTROL_MESSAGE);
+        assert_eq!(control_size(100), 100);
     }
 }

@@ -27,6 +27,17 @@
 //!   identity, its clients file, client credentials, trusted servers.
 #![warn(missing_docs)]
 
+/// The largest message (header included) a client offers and a server
+/// accepts by default: room for a 1 MiB write in one send, header and all
+/// (the `rdio` default I/O size), where the core's own default stays at
+/// the 64 KiB a small target can afford. What it costs: a server posts a
+/// receive of this size per credit (64 × ≈ 1 MiB ≈ 64 MiB of address space
+/// per connection, touched only as far as messages fill it); nothing else
+/// on either side is sized by it (`buffers::CONTROL_MESSAGE`). The
+/// negotiation takes the smaller of the two offers, so a peer offering
+/// 64 KiB keeps 64 KiB sends. `docs/PROTOCOL.md`, "Send size".
+pub const DEFAULT_MAX_SEND_SIZE: u32 = (1 << 20) + 4096;
+
 pub mod access;
 mod buffers;
 pub mod capture;

@@ -439,6 +439,8 @@ fn cancel_before_and_during_transfer<M: Mode>() {
     let mut options = EmbeddedOptions::default();
     options.client.io_size = 8 << 20;
     options.client.queue_depth = 2;
+    // 64 KiB sends: the write below must be mid-stream when cancelled.
+    options.client.config.max_send_size = 64 << 10;
     let mut pair = M::start(dir.path(), options).expect("start");
     let file = pair.client.open("c", RWC).expect("open");
 

@@ -113,6 +113,15 @@ pub enum ClientError {
     },
     /// A caller mistake, described.
     InvalidArgument(&'static str),
+    /// The negotiated `max_send_size` is more than the transport can carry
+    /// in one message (the client's `ClientConfig::max_send_size` is too
+    /// large for it): nothing was sent on the RDMA connection.
+    SendSizeTooLarge {
+        /// The negotiated largest message.
+        negotiated: u32,
+        /// The transport's largest message.
+        transport: usize,
+    },
     /// The server refused this client's side channel (`Busy`,
     /// `Unauthenticated`, `TlsRequired`, `NotAllowed`, ...) and closed it.
     Refused(Status),
@@ -154,6 +163,14 @@ impl fmt::Display for ClientError {
                 write!(f, "short write: {written} of {expected} bytes")
             }
             Self::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Self::SendSizeTooLarge {
+                negotiated,
+                transport,
+            } => write!(
+                f,
+                "negotiated max send size {negotiated} is more than the transport's largest \
+                 message ({transport} bytes): lower --max-send-size"
+            ),
             Self::Refused(Status::Unauthenticated) => f.write_str(
                 "the server refused the connection: not authenticated (no credential it \
                  accepts: ask the server's owner for one, see `rdio client add`)",

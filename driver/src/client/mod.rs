@@ -34,7 +34,7 @@ pub use rdio_core::client::{CompletionMode, RemoteFile};
 pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
 
 use crate::access::{ChannelBinding, Credential, client_proof, derive_client_key};
-use crate::buffers::{Clock, Pool, Receives, set_up};
+use crate::buffers::{Clock, Pool, Receives, control_size, set_up};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
 use crate::stats::ClientStats;
@@ -86,7 +86,10 @@ impl ClientOptions {
     /// Defaults for a client speaking over `provider`: 1 MiB requests, 8 in
     /// flight, interrupt completions.
     pub fn new(provider: ProviderName) -> Self {
-        let mut config = ClientConfig::default();
+        let mut config = ClientConfig {
+            max_send_size: crate::DEFAULT_MAX_SEND_SIZE,
+            ..ClientConfig::default()
+        };
         // Capacity MAX_PROVIDERS >= 1.
         let _ = config.providers.push(provider);
         Self {
@@ -426,7 +429,17 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 transport: transport.provider().to_owned(),
             });
         }
-        let message_size = negotiated.max_send_size as usize;
+        let max_message = transport.caps().max_message;
+        if negotiated.max_send_size as usize > max_message {
+            return Err(ClientError::SendSizeTooLarge {
+                negotiated: negotiated.max_send_size,
+                transport: max_message,
+            });
+        }
+        // Write data is gathered from the slots and the server sends only
+        // fixed-size messages: no buffer of this side needs to hold a
+        // full `max_send_size` message (`buffers::CONTROL_MESSAGE`).
+        let message_size = control_size(negotiated.max_send_size as usize);
         let io_size = options.io_size.min(negotiated.max_io_size) as usize;
         let clock = Clock::new();
         let core = CoreClient::new(options.config.clone(), negotiated, clock.now());

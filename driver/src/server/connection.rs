@@ -36,7 +36,7 @@
 //! invariant is never papered over.
 
 use super::{Server, ServerError, Transferred};
-use crate::buffers::{Clock, IdMap, Pool, Receives, Work, release, set_up};
+use crate::buffers::{Clock, IdMap, Pool, Receives, Work, control_size, release, set_up};
 use crate::files::{FileId, FileLease};
 use crate::stats::ConnectionCell;
 use rdio_core::error::{ApiError, Violation};
@@ -369,15 +369,25 @@ impl Server {
         let now = clock.now();
         let conn = Connection::new(config, now);
         let message_size = config.max_send_size as usize;
+        let max_message = transport.caps().max_message;
+        if message_size > max_message {
+            return Err(ServerError::SendSizeTooLarge {
+                configured: config.max_send_size,
+                transport: max_message,
+            });
+        }
         let depth = conn.receive_depth();
         let read_buffers = self.options.read_buffers.max(1);
         let (receives, sends, bounces) = set_up(&mut transport, |transport, held| {
+            // The memory budget of a connection: its receive depth of
+            // full-size buffers. Sends carry responses only
+            // (`buffers::CONTROL_MESSAGE`).
             let receives = Receives::post_all(transport, depth, message_size)?;
             held.push(receives.region());
             let sends = Pool::register(
                 transport,
                 depth + EXTRA_SENDS,
-                message_size,
+                control_size(message_size),
                 Access::empty(),
             )?;
             held.extend(sends.regions());

@@ -104,7 +104,10 @@ impl ServerOptions {
         // Capacity MAX_PROVIDERS >= 1.
         let _ = providers.push(provider);
         Self {
-            config: ServerConfig::default(),
+            config: ServerConfig {
+                max_send_size: crate::DEFAULT_MAX_SEND_SIZE,
+                ..ServerConfig::default()
+            },
             max_open_files: 4096,
             max_pending_opens: 64,
             max_sessions: MAX_SESSIONS,
@@ -137,6 +140,14 @@ pub enum ServerError {
     TooManyConnections,
     /// The transport failed synchronously.
     Transport(rdio_transport::TransportError),
+    /// [`ServerConfig::max_send_size`] is more than the transport can
+    /// carry in one message: the connection is not started.
+    SendSizeTooLarge {
+        /// The configured largest message.
+        configured: u32,
+        /// The transport's largest message ([`rdio_transport::Caps::max_message`]).
+        transport: usize,
+    },
     /// The client was refused: `status` goes to it in a
     /// [`PipeMessage::Refused`], `reason` only to the server's log.
     Refused {
@@ -174,6 +185,14 @@ impl std::fmt::Display for ServerError {
             Self::TooManySessions => f.write_str("too many client sessions"),
             Self::TooManyConnections => f.write_str("too many RDMA connections"),
             Self::Transport(e) => write!(f, "transport: {e}"),
+            Self::SendSizeTooLarge {
+                configured,
+                transport,
+            } => write!(
+                f,
+                "max send size {configured} is more than the transport's largest message \
+                 ({transport} bytes): lower --max-send-size"
+            ),
             Self::Refused { status, reason } => write!(f, "refused ({status}): {reason}"),
         }
     }

@@ -1,8 +1,8 @@
 //! Registered memory: the buffers a transport owns, their libfabric memory
 //! registrations, and how many posted work requests reference each.
 //!
-//! A region's bytes are allocated here (page-independent, 64-byte aligned,
-//! zeroed) and registered with `fi_mr_reg`. Because the provider — and, for
+//! A region's bytes are allocated here (64-byte aligned, zeroed; from 1 MiB
+//! mapped with `mmap`, page-aligned) and registered with `fi_mr_reg`. Because the provider — and, for
 //! regions with remote rights, the peer — may write into that memory at any
 //! time while work is posted, the table hands out slices only under the
 //! trait's busy rule: no `&mut` while a posted request references the region.
@@ -50,22 +50,64 @@ struct Memory {
     /// bytes live inside the owner. Lent memory is only ever read: it gets
     /// no receive or remote-write rights and `bytes_mut` refuses it.
     owner: Option<NonNull<dyn Send + Sync>>,
+    /// Mapped with `mmap` ([`Memory::MAP_FROM`] bytes or more) rather than
+    /// allocated.
+    mapped: bool,
 }
 
 impl Memory {
     const ALIGN: usize = 64;
+
+    /// Regions of at least this many bytes are mapped straight from the
+    /// kernel: zeroed and page-aligned by `mmap` itself, and backed by
+    /// memory only as far as they are written. The allocator's
+    /// `alloc_zeroed` at 64-byte alignment `memset`s the whole length
+    /// instead (aligned allocations cannot use calloc's fresh-mmap
+    /// shortcut): a server's receive region of 64 × (1 MiB + 4 KiB) was
+    /// faulted in at every accept, and 256 connections at once spent
+    /// seconds in page faults (`net_security.rs::two_hundred_fifty_six_…`
+    /// timed out connecting).
+    const MAP_FROM: usize = 1 << 20;
 
     fn layout(len: usize) -> Option<Layout> {
         Layout::from_size_align(len.max(1), Self::ALIGN).ok()
     }
 
     fn zeroed(len: usize) -> Option<Self> {
+        if len >= Self::MAP_FROM {
+            return Self::mapped(len);
+        }
         let layout = Self::layout(len)?;
         // SAFETY: the layout has a non-zero size.
         NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).map(|ptr| Self {
             ptr,
             len,
             owner: None,
+            mapped: false,
+        })
+    }
+
+    fn mapped(len: usize) -> Option<Self> {
+        // SAFETY: a fresh private anonymous mapping, no address hint; the
+        // result is checked before use and unmapped only in `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        NonNull::new(ptr.cast()).map(|ptr| Self {
+            ptr,
+            len,
+            owner: None,
+            mapped: true,
         })
     }
 
@@ -84,6 +126,7 @@ impl Memory {
             ptr: NonNull::from(bytes).cast(),
             len: bytes.len(),
             owner: Some(owner),
+            mapped: false,
         }
     }
 }
@@ -95,6 +138,12 @@ impl Drop for Memory {
             // the registration over the bytes was closed before (field
             // order of `Region`).
             drop(unsafe { Box::from_raw(owner.as_ptr()) });
+            return;
+        }
+        if self.mapped {
+            // SAFETY: mapped in `mapped` with this very length; the
+            // registration over it was closed before.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
             return;
         }
         let layout = Self::layout(self.len).expect("layout was valid at allocation");

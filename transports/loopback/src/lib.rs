@@ -143,10 +143,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// 1 MiB messages, 2 GiB writes (the InfiniBand maximum), 4 gather
-    /// elements, 256-deep queues (libfabric `tcp`'s default sizes), seed 0.
+    /// 16 MiB messages (as the cma transport; room for rdio's 1 MiB +
+    /// 4 KiB default send size), 2 GiB writes (the InfiniBand maximum), 4
+    /// gather elements, 256-deep queues (libfabric `tcp`'s default sizes),
+    /// seed 0.
     pub const DEFAULT: Self = Self {
-        max_message: 1 << 20,
+        max_message: 16 << 20,
         max_write: 1 << 31,
         max_sge: 4,
         max_send: 256,
