@@ -8,7 +8,7 @@
 
 use std::ffi::c_void;
 
-use rdio_transport::{RegionId, WcError, WrId};
+use rdio_transport::{RegionId, Slice, WcError, WrId};
 
 use crate::sys;
 
@@ -71,6 +71,13 @@ pub(crate) struct PostedOp {
     pub(crate) partner: Option<usize>,
     /// An error the already finished partner half saw, reported with this one.
     pub(crate) carried: Option<WcError>,
+    /// A receive's buffer: where a carried write-with-immediate's header
+    /// and payload land (see `ImmMode::WriteThenSend` in the transport).
+    pub(crate) recv_buf: Option<Slice>,
+    /// The receive was posted into the transport's bounce slot of this
+    /// op's index instead of `recv_buf` (a buffer too small for a carried
+    /// write), and what arrives is copied on completion.
+    pub(crate) bounced: bool,
 }
 
 /// A finished half-request: report it, or fold it into its partner.
@@ -122,6 +129,16 @@ impl PostedTable {
         }
         self.ops[index] = Some(op);
         (index, self.context(index))
+    }
+
+    /// The index the next `insert` will use.
+    pub(crate) fn next_index(&self) -> Option<usize> {
+        self.free.last().copied()
+    }
+
+    /// Number of slots (the largest index is one less).
+    pub(crate) fn slots(&self) -> usize {
+        self.contexts.len()
     }
 
     pub(crate) fn context(&mut self, index: usize) -> *mut c_void {
@@ -204,6 +221,8 @@ mod tests {
             regions: SgeRegions::default(),
             partner: None,
             carried: None,
+            recv_buf: None,
+            bounced: false,
         }
     }
 

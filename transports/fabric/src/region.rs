@@ -12,7 +12,7 @@ use std::ffi::c_void;
 use std::ptr::{self, NonNull};
 
 use rdio_transport::regions::{self, NotWritable, Registered};
-use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError};
+use rdio_transport::{Access, RegionId, RemoteBuf, Slice, TransportError, WcError};
 
 use crate::object::{self, Owned};
 use crate::sys;
@@ -347,6 +347,42 @@ impl RegionTable {
             desc: region.desc,
             access,
         })
+    }
+
+    /// Where a peer's write of `len` bytes to (`key`, `addr`) lands, checked
+    /// as the provider checks an RMA write: the key names a region of ours
+    /// (keys are region id + 1 without `FI_MR_PROV_KEY`, the only mode this
+    /// is used in), the region grants `REMOTE_WRITE`, and the bytes lie
+    /// inside it (`addr` is a virtual address under `FI_MR_VIRT_ADDR`, else
+    /// an offset).
+    pub(crate) fn remote_target(
+        &self,
+        key: u32,
+        addr: u64,
+        len: usize,
+    ) -> Result<*mut u8, WcError> {
+        let id = key
+            .checked_sub(1)
+            .filter(|_| !self.mode.prov_key)
+            .ok_or(WcError::RemoteAccess)?;
+        let (region, access) = self
+            .table
+            .get_with_access(RegionId(id))
+            .map_err(|_| WcError::RemoteAccess)?;
+        if region.key != key || !access.contains(Access::REMOTE_WRITE) {
+            return Err(WcError::RemoteAccess);
+        }
+        let base = region.memory.ptr.as_ptr();
+        let offset = if self.mode.virt_addr {
+            addr.checked_sub(base as u64)
+        } else {
+            Some(addr)
+        }
+        .and_then(|offset| usize::try_from(offset).ok())
+        .filter(|&offset| regions::within(offset, len, region.memory.len))
+        .ok_or(WcError::RemoteAccess)?;
+        // SAFETY: offset + len <= the allocation's length, checked above.
+        Ok(unsafe { base.add(offset) })
     }
 
     /// A posted request now references `id`.

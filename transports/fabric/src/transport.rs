@@ -30,6 +30,21 @@ use crate::sys;
 /// carries immediate data of its own. The immediate itself is the low 32 bits.
 const WRITE_IMM_MARKER: u64 = 1 << 32;
 
+/// Bit set in the CQ data of a *carried* write-with-immediate: one injected
+/// send whose payload is a [`CARRIED_HEADER`]-byte header (target address,
+/// key, length; little endian) followed by the bytes to write, which the
+/// target's transport places itself (see `ImmMode::WriteThenSend`). The
+/// immediate is the low 32 bits.
+const CARRIED_MARKER: u64 = 1 << 33;
+
+/// Header of a carried write: `addr: u64`, `key: u32`, `len: u32`.
+const CARRIED_HEADER: usize = 16;
+
+/// Largest carried message (header included). Writes with immediate data
+/// of up to `CARRIED_MESSAGE - CARRIED_HEADER` bytes — rdio's 24-byte status
+/// blocks — go as one send, when the provider injects that much.
+const CARRIED_MESSAGE: usize = 64;
+
 /// Longest single block inside [`Transport::wait`]: between blocks the event
 /// queue is checked, so a vanished peer is noticed even when no completion
 /// would ever arrive.
@@ -60,7 +75,7 @@ const SPIN_EVENT_CHECK: Duration = Duration::from_micros(100);
 
 /// Completion entries read per `fi_cq_read` call: a server answering 32
 /// reads of one round finds 64 send-queue entries (data write, status
-/// write; the status write's notify send folds into it) plus the
+/// write — carried in one send on tcp, see `ImmMode`) plus the
 /// receives, so 64 takes a round in one or two calls where 16 took four
 /// or more, each also a progress pass of the provider.
 const CQ_BATCH: usize = 64;
@@ -84,6 +99,25 @@ const CQ_BATCH: usize = 64;
 ///   the data before the send's receive completes. The target's receive
 ///   completes with `FI_RECV | FI_MSG | FI_REMOTE_CQ_DATA`, length 0.
 ///   The initiator sees one `Write` completion, when both halves are done.
+///
+///   Small writes with immediate data (at most `carried_max` bytes: 48 on
+///   tcp, whose inject size is 64; rdio's 24-byte status blocks) are
+///   *carried* instead: one injected send of a 16-byte header (`addr: u64`,
+///   `key: u32`, `len: u32`, little endian) and the bytes, CQ data
+///   `CARRIED_MARKER | imm`. The target's transport checks the header as
+///   the provider checks an RMA write (`RegionTable::remote_target`: the
+///   key names one of its regions, which grants `REMOTE_WRITE` and holds
+///   the bytes), copies them there and only then reports the receive as
+///   `RecvImm`; a header that fails the check fails the receive
+///   (`RemoteAccess`, `RemoteOperation`), which ends an rdio connection.
+///   One provider operation instead of two: a 4 KiB read is a data write
+///   and one send, a write's answer one send. Receives smaller than a
+///   carried message go into a bounce slot of the transport's and are
+///   copied on completion, so a zero-byte receive can still be consumed.
+///   The bytes land when the target reads the completion, not when they
+///   arrive: a later RMA write to the same bytes could land first. rdio
+///   never does that (a status block slot is rewritten only for a request
+///   submitted after the client read the previous status).
 /// * `Unavailable`: fewer than 8 bytes of CQ data and no `FI_RX_CQ_DATA`;
 ///   writes with immediate data fail with `Unsupported`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +179,11 @@ pub struct FabricTransport {
     verbs: bool,
     caps: Caps,
     imm: ImmMode,
+    /// Largest payload of a carried write-with-immediate (0: never carried).
+    carried_max: usize,
+    /// Bounce slots (`CARRIED_MESSAGE` bytes per posted-table index) for
+    /// receives smaller than a carried message; registered on first use.
+    bounce: Option<RegionId>,
     ready: VecDeque<Completion>,
     link: Link,
     last_error: Option<ErrorDetail>,
@@ -236,6 +275,17 @@ impl FabricTransport {
         } else {
             ImmMode::Unavailable
         };
+        // One injected send per small write-with-immediate needs the provider
+        // to inject header and payload, and the receiver to find regions by
+        // key without asking the provider (keys are ours: region id + 1).
+        let mr_mode = MrMode::from_bits(domain_attr.mr_mode);
+        let carried_max = if imm == ImmMode::WriteThenSend && !mr_mode.prov_key {
+            tx.inject_size
+                .min(CARRIED_MESSAGE)
+                .saturating_sub(CARRIED_HEADER)
+        } else {
+            0
+        };
         let max_msg = ep_attr.max_msg_size;
         let caps = Caps {
             max_message: max_msg,
@@ -254,7 +304,7 @@ impl FabricTransport {
             ep: Some(ep),
             cq,
             eq,
-            regions: RegionTable::new(MrMode::from_bits(domain_attr.mr_mode)),
+            regions: RegionTable::new(mr_mode),
             posted: PostedTable::new(tx.size, rx.size),
             domain,
             _fabric: fabric,
@@ -263,6 +313,8 @@ impl FabricTransport {
             provider: format!("{PROVIDER_PREFIX}{name}"),
             caps,
             imm,
+            carried_max,
+            bounce: None,
             ready: VecDeque::new(),
             link: Link::Up,
             last_error: None,
@@ -552,7 +604,31 @@ impl FabricTransport {
             Finished::Report(op) => op,
         };
         self.release(&op);
-        let status = op.carried.map_or(Ok(()), Err);
+        let mut status = op.carried.map_or(Ok(()), Err);
+        if status.is_ok() && op.kind == OpKind::Recv {
+            status = self.land(&op, index, flags, len, data);
+            if let Err(err) = status {
+                // Found here, not by the provider: keep details as its errors'.
+                let (code, why) = match err {
+                    WcError::LocalLength => (
+                        sys::FI_ETRUNC as i32,
+                        "the message is larger than the posted receive",
+                    ),
+                    WcError::RemoteAccess => (
+                        libc::EACCES,
+                        "a carried write names no remotely writable bytes of ours",
+                    ),
+                    _ => (libc::EINVAL, "a malformed carried write"),
+                };
+                self.last_error = Some(ErrorDetail {
+                    wr_id: Some(op.wr_id),
+                    code,
+                    prov_errno: 0,
+                    message: error::strerror(code),
+                    provider_message: Some(why.to_owned()),
+                });
+            }
+        }
         let kind = match op.kind {
             OpKind::Send => CompletionKind::Send,
             OpKind::Write => CompletionKind::Write,
@@ -575,6 +651,91 @@ impl FabricTransport {
         }
     }
 
+    /// Finish a successful receive in slot `index`: place a carried write,
+    /// or copy a bounced message into the caller's buffer.
+    fn land(
+        &self,
+        op: &PostedOp,
+        index: usize,
+        flags: u64,
+        len: usize,
+        data: u64,
+    ) -> Result<(), WcError> {
+        let buf = op.recv_buf.ok_or(WcError::LocalProtection)?;
+        let landed = match (op.bounced, self.bounce) {
+            (true, Some(region)) => Slice {
+                region,
+                offset: index * CARRIED_MESSAGE,
+                len: CARRIED_MESSAGE,
+            },
+            (true, None) => return Err(WcError::LocalProtection),
+            (false, _) => buf,
+        };
+        if flags & u64::from(sys::FI_REMOTE_CQ_DATA) != 0
+            && data & CARRIED_MARKER != 0
+            && self.imm == ImmMode::WriteThenSend
+        {
+            return self.place_carried(landed, len);
+        }
+        if !op.bounced {
+            return Ok(());
+        }
+        if len > buf.len {
+            return Err(WcError::LocalLength);
+        }
+        let from = self
+            .regions
+            .resolve(Slice { len, ..landed })
+            .map_err(|_| WcError::LocalProtection)?;
+        let to = self
+            .regions
+            .resolve(Slice { len, ..buf })
+            .map_err(|_| WcError::LocalProtection)?;
+        // SAFETY: both slices were resolved inside live regions (the
+        // caller's is busy, so it cannot be deregistered); the bounce
+        // region is the transport's own and never the caller's, so the
+        // ranges do not overlap.
+        unsafe { ptr::copy_nonoverlapping(from.ptr.cast::<u8>(), to.ptr.cast::<u8>(), len) };
+        Ok(())
+    }
+
+    /// The target side of a carried write-with-immediate: `len` bytes
+    /// arrived in `buf`; check the header as the provider checks an RMA
+    /// write and copy the payload where it points. A malformed message or
+    /// a write outside a remotely writable region fails the receive
+    /// (`RemoteAccess` / `RemoteOperation`), which ends the connection.
+    fn place_carried(&self, buf: Slice, len: usize) -> Result<(), WcError> {
+        let mut message = [0u8; CARRIED_MESSAGE];
+        let received = self
+            .regions
+            .bytes(buf.region)
+            .ok()
+            .filter(|_| len <= buf.len && (CARRIED_HEADER..=CARRIED_MESSAGE).contains(&len))
+            .and_then(|bytes| bytes.get(buf.offset..)?.get(..len))
+            .ok_or(WcError::RemoteOperation)?;
+        message[..len].copy_from_slice(received);
+        let field = |range: std::ops::Range<usize>| {
+            let mut raw = [0u8; 8];
+            raw[..range.len()].copy_from_slice(&message[range]);
+            u64::from_le_bytes(raw)
+        };
+        let (addr, key, payload) = (field(0..8), field(8..12) as u32, field(12..16) as usize);
+        if CARRIED_HEADER + payload != len {
+            return Err(WcError::RemoteOperation);
+        }
+        let target = self.regions.remote_target(key, addr, payload)?;
+        // SAFETY: `remote_target` checked that `payload` bytes at `target`
+        // lie inside a live region granting REMOTE_WRITE, exactly what the
+        // provider's own RMA write would touch; `message` is a local copy,
+        // so the ranges cannot overlap, and no borrow of region memory is
+        // held across this call (`&self` only hands out borrows tied to it,
+        // none of which is alive here).
+        unsafe {
+            ptr::copy_nonoverlapping(message[CARRIED_HEADER..len].as_ptr(), target, payload);
+        }
+        Ok(())
+    }
+
     /// Whether a receive completion is the target side of a write-with-immediate.
     fn is_write_imm(&self, flags: u64, data: u64) -> bool {
         if flags & u64::from(sys::FI_REMOTE_CQ_DATA) == 0 {
@@ -582,7 +743,7 @@ impl FabricTransport {
         }
         match self.imm {
             ImmMode::Native => flags & u64::from(sys::FI_REMOTE_WRITE) != 0,
-            ImmMode::WriteThenSend => data & WRITE_IMM_MARKER != 0,
+            ImmMode::WriteThenSend => data & (WRITE_IMM_MARKER | CARRIED_MARKER) != 0,
             ImmMode::Unavailable => false,
         }
     }
@@ -707,6 +868,31 @@ impl Transport for FabricTransport {
         if !self.posted.has_room(Queue::Rx, 1) {
             return Err(TransportError::QueueFull);
         }
+        // A receive a carried write-with-immediate could not fit is posted
+        // into a bounce slot the size of the largest carried message; what
+        // arrives is copied into `buf` at completion (`complete`).
+        let bounced = self.carried_max > 0 && buf.len < CARRIED_MESSAGE;
+        let target = if bounced {
+            let index = self.posted.next_index().ok_or(TransportError::QueueFull)?;
+            let bounce = match self.bounce {
+                Some(region) => region,
+                None => {
+                    let len = self.posted.slots() * CARRIED_MESSAGE;
+                    let region = self
+                        .regions
+                        .register(&self.domain, len, Access::LOCAL_WRITE)?;
+                    self.bounce = Some(region);
+                    region
+                }
+            };
+            self.regions.resolve(Slice {
+                region: bounce,
+                offset: index * CARRIED_MESSAGE,
+                len: CARRIED_MESSAGE,
+            })?
+        } else {
+            target
+        };
         let mut regions = SgeRegions::default();
         regions.push(buf.region);
         let op = PostedOp {
@@ -716,6 +902,8 @@ impl Transport for FabricTransport {
             regions,
             partner: None,
             carried: None,
+            recv_buf: Some(buf),
+            bounced,
         };
         self.submit(op, |context| {
             // SAFETY: the endpoint is open; the buffer lies inside a region
@@ -755,6 +943,8 @@ impl Transport for FabricTransport {
             regions,
             partner: None,
             carried: None,
+            recv_buf: None,
+            bounced: false,
         };
         self.submit(op, |context| {
             send_msg(
@@ -801,6 +991,8 @@ impl Transport for FabricTransport {
             regions,
             partner: None,
             carried: None,
+            recv_buf: None,
+            bounced: false,
         };
         match (imm, self.imm) {
             (None, _) => {
@@ -820,6 +1012,31 @@ impl Transport for FabricTransport {
                     write_msg(ep, &iov[..n], &mut desc[..n], &rma, data, context)
                 })?;
             }
+            (Some(imm), ImmMode::WriteThenSend) if total <= self.carried_max => {
+                // Small enough to carry: header and bytes in one injected
+                // send, placed by the target's transport (`place_carried`).
+                if !self.posted.has_room(Queue::Tx, 1) {
+                    return Err(TransportError::QueueFull);
+                }
+                let mut message = [0u8; CARRIED_MESSAGE];
+                message[..8].copy_from_slice(&dst.addr.to_le_bytes());
+                message[8..12].copy_from_slice(&dst.key.to_le_bytes());
+                message[12..16].copy_from_slice(&(total as u32).to_le_bytes());
+                let mut at = CARRIED_HEADER;
+                for v in &iov[..n] {
+                    // SAFETY: `gather` resolved every element inside a live
+                    // registered region; `total` (their sum) fits `message`
+                    // after the header, checked by the guard.
+                    let bytes =
+                        unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) };
+                    message[at..at + v.iov_len].copy_from_slice(bytes);
+                    at += v.iov_len;
+                }
+                let data = CARRIED_MARKER | u64::from(imm);
+                self.submit(write, |context| {
+                    inject_msg(ep, &message[..at], data, context)
+                })?;
+            }
             (Some(imm), ImmMode::WriteThenSend) => {
                 if !self.posted.has_room(Queue::Tx, 2) {
                     return Err(TransportError::QueueFull);
@@ -834,6 +1051,8 @@ impl Transport for FabricTransport {
                     regions: SgeRegions::default(),
                     partner: Some(write_index),
                     carried: None,
+                    recv_buf: None,
+                    bounced: false,
                 };
                 let data = Some(WRITE_IMM_MARKER | u64::from(imm));
                 match self.submit(notify, |context| send_msg(ep, &[], &mut [], data, context)) {
@@ -978,6 +1197,30 @@ fn send_msg(
     // SAFETY: the caller passes an open endpoint; iov/desc describe registered
     // memory kept alive while the op is posted; msg lives across the call
     // (libfabric copies what it needs before returning).
+    unsafe { sys::rdio_fi_sendmsg(ep, &msg, flags) }
+}
+
+/// `fi_sendmsg` of `bytes` with `FI_INJECT` (the provider copies them
+/// before returning, so they need neither registration nor to outlive the
+/// call) and CQ data `data`; a completion is still reported.
+fn inject_msg(ep: *mut sys::fid_ep, bytes: &[u8], data: u64, context: *mut c_void) -> isize {
+    let iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    let mut desc = ptr::null_mut();
+    let msg = sys::fi_msg {
+        msg_iov: ptr::from_ref(&iov).cast(),
+        desc: &mut desc,
+        iov_count: 1,
+        addr: 0,
+        context,
+        data,
+    };
+    let flags = u64::from(sys::FI_INJECT | sys::FI_COMPLETION | sys::FI_REMOTE_CQ_DATA);
+    // SAFETY: the caller passes an open endpoint; `bytes` (no larger than the
+    // provider's inject size) and `msg` live across the call, and FI_INJECT
+    // makes the provider copy the bytes before it returns.
     unsafe { sys::rdio_fi_sendmsg(ep, &msg, flags) }
 }
 
@@ -1221,5 +1464,241 @@ mod tests {
                 status: Ok(())
             }
         );
+    }
+
+    /// Poll both ends until `target` reports one completion; returns it.
+    fn next_completion(target: &mut FabricTransport, other: &mut FabricTransport) -> Completion {
+        let mut out = [Completion {
+            wr_id: 0,
+            kind: CompletionKind::Send,
+            status: Ok(()),
+        }; 1];
+        let start = Instant::now();
+        while target.poll_completions(&mut out).unwrap() == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "no completion");
+            other.poll_completions(&mut []).unwrap();
+        }
+        out[0]
+    }
+
+    /// A status block's write-with-immediate over tcp is one injected send
+    /// (one work request, not a write and a notify send); the bytes land in
+    /// the target window and the target's receive completes as `RecvImm`.
+    /// One byte more than fits the carried message takes the two-operation
+    /// path and lands the same way.
+    #[test]
+    fn small_writes_with_immediate_are_carried_in_one_send() {
+        let (mut client, mut server) = pair();
+        assert_eq!(client.carried_max, CARRIED_MESSAGE - CARRIED_HEADER);
+        let window = server
+            .register(256, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+            .unwrap();
+        let rx = server.register(256, Access::LOCAL_WRITE).unwrap();
+        let src = client.register(256, Access::empty()).unwrap();
+        for (i, byte) in client.region_mut(src).unwrap().iter_mut().enumerate() {
+            *byte = i as u8 ^ 0x5a;
+        }
+        for (n, len) in [
+            (0, 24),
+            (1, client.carried_max),
+            (2, client.carried_max + 1),
+        ] {
+            server
+                .post_recv(
+                    10 + n,
+                    Slice {
+                        region: rx,
+                        offset: 0,
+                        len: 256,
+                    },
+                )
+                .unwrap();
+            let at = 64 * n as usize;
+            let dst = server.remote_buf(window, at, len).unwrap();
+            client
+                .post_write(
+                    20 + n,
+                    &[Slice {
+                        region: src,
+                        offset: at,
+                        len,
+                    }],
+                    dst,
+                    Some(7 + n as u32),
+                )
+                .unwrap();
+            let operations = if len <= client.carried_max { 1 } else { 2 };
+            assert_eq!(client.posted.outstanding().len(), operations, "{len} bytes");
+            assert_eq!(
+                next_completion(&mut server, &mut client),
+                Completion {
+                    wr_id: 10 + n,
+                    kind: CompletionKind::RecvImm { imm: 7 + n as u32 },
+                    status: Ok(())
+                }
+            );
+            assert_eq!(
+                server.region(window).unwrap()[at..at + len],
+                client.region(src).unwrap()[at..at + len],
+                "{len} bytes landed"
+            );
+            assert_eq!(
+                next_completion(&mut client, &mut server),
+                Completion {
+                    wr_id: 20 + n,
+                    kind: CompletionKind::Write,
+                    status: Ok(())
+                }
+            );
+        }
+    }
+
+    /// A peer's carried write is checked as the provider checks an RMA
+    /// write: an unknown key, a region without `REMOTE_WRITE`, bytes past
+    /// the region's end, a length that disagrees with the message, or a
+    /// message shorter than the header fail the receive, and nothing is
+    /// written anywhere.
+    #[test]
+    fn hostile_carried_writes_fail_the_receive_and_write_nothing() {
+        let (mut client, mut server) = pair();
+        let window = server
+            .register(64, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+            .unwrap();
+        let rx = server.register(64, Access::LOCAL_WRITE).unwrap();
+        let ok = server.remote_buf(window, 0, 64).unwrap();
+        // `rx` as a peer would name it: its key (region id + 1) and address
+        // (virtual under FI_MR_VIRT_ADDR, else offset 0 like the window's).
+        let rx_key = rx.0 + 1;
+        let rx_addr = if ok.addr == 0 {
+            0
+        } else {
+            server.resolve(Slice::whole(rx, 64)).unwrap().ptr as u64
+        };
+        let header = |addr: u64, key: u32, len: u32| {
+            let mut m = [0xeeu8; CARRIED_MESSAGE];
+            m[..8].copy_from_slice(&addr.to_le_bytes());
+            m[8..12].copy_from_slice(&key.to_le_bytes());
+            m[12..16].copy_from_slice(&len.to_le_bytes());
+            m
+        };
+        let cases: [(&str, [u8; CARRIED_MESSAGE], usize, WcError); 6] = [
+            (
+                "unknown key",
+                header(ok.addr, ok.key + 100, 8),
+                24,
+                WcError::RemoteAccess,
+            ),
+            ("key zero", header(ok.addr, 0, 8), 24, WcError::RemoteAccess),
+            (
+                "no REMOTE_WRITE",
+                header(rx_addr, rx_key, 8),
+                24,
+                WcError::RemoteAccess,
+            ),
+            (
+                "past the end",
+                header(ok.addr + 60, ok.key, 8),
+                24,
+                WcError::RemoteAccess,
+            ),
+            (
+                "length disagrees",
+                header(ok.addr, ok.key, 9),
+                24,
+                WcError::RemoteOperation,
+            ),
+            (
+                "shorter than a header",
+                header(ok.addr, ok.key, 0),
+                8,
+                WcError::RemoteOperation,
+            ),
+        ];
+        for (n, (what, message, len, error)) in cases.into_iter().enumerate() {
+            server
+                .post_recv(
+                    n as u64,
+                    Slice {
+                        region: rx,
+                        offset: 0,
+                        len: 64,
+                    },
+                )
+                .unwrap();
+            let mut untracked = sys::fi_context2::default();
+            let context = ptr::from_mut(&mut untracked).cast();
+            let ret = inject_msg(
+                client.endpoint(),
+                &message[..len],
+                CARRIED_MARKER | 3,
+                context,
+            );
+            assert!(ret >= 0, "{what}: fi_sendmsg: {ret}");
+            let done = next_completion(&mut server, &mut client);
+            assert_eq!((done.wr_id, done.status), (n as u64, Err(error)), "{what}");
+            assert!(
+                server.region(window).unwrap().iter().all(|&b| b == 0),
+                "{what}: nothing written"
+            );
+        }
+        client.poll_completions(&mut []).unwrap();
+    }
+
+    /// Receives smaller than a carried message keep the trait's contract:
+    /// a zero-byte receive is consumed by a carried write-with-immediate
+    /// (whose bytes land in the window), a small send lands in a small
+    /// receive, and a send larger than the receive fails it with
+    /// `LocalLength`, the bytes after the receive untouched.
+    #[test]
+    fn small_receives_take_carried_writes_and_keep_their_length() {
+        let (mut client, mut server) = pair();
+        let window = server
+            .register(64, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+            .unwrap();
+        let rx = server.register(64, Access::LOCAL_WRITE).unwrap();
+        let src = client.register(64, Access::empty()).unwrap();
+        client.region_mut(src).unwrap().copy_from_slice(&[0x42; 64]);
+        let small = |offset, len| Slice {
+            region: rx,
+            offset,
+            len,
+        };
+
+        server.post_recv(1, small(0, 0)).unwrap();
+        let dst = server.remote_buf(window, 8, 24).unwrap();
+        client
+            .post_write(2, &[Slice::whole(src, 24)], dst, Some(5))
+            .unwrap();
+        assert_eq!(
+            next_completion(&mut server, &mut client).kind,
+            CompletionKind::RecvImm { imm: 5 }
+        );
+        assert_eq!(server.region(window).unwrap()[8..32], [0x42; 24]);
+        assert_eq!(next_completion(&mut client, &mut server).wr_id, 2);
+
+        server.post_recv(3, small(16, 8)).unwrap();
+        client.post_send(4, &[Slice::whole(src, 3)], None).unwrap();
+        assert_eq!(
+            next_completion(&mut server, &mut client),
+            Completion {
+                wr_id: 3,
+                kind: CompletionKind::Recv { len: 3 },
+                status: Ok(())
+            }
+        );
+        assert_eq!(
+            server.region(rx).unwrap()[14..24],
+            [0, 0, 0x42, 0x42, 0x42, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(next_completion(&mut client, &mut server).wr_id, 4);
+
+        server.post_recv(5, small(32, 8)).unwrap();
+        client.post_send(6, &[Slice::whole(src, 20)], None).unwrap();
+        let failed = next_completion(&mut server, &mut client);
+        assert_eq!(
+            (failed.wr_id, failed.status),
+            (5, Err(WcError::LocalLength))
+        );
+        assert!(server.region(rx).unwrap()[32..].iter().all(|&b| b == 0));
     }
 }
