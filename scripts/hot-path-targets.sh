@@ -25,9 +25,12 @@ rdio=$target_dir/release/rdio
 work=$(mktemp -d /dev/shm/rdio-targets.XXXXXX)
 out=${OUT:-$work/out}
 mkdir -p "$work/root" "$out"
-pids=()
+# Servers are started inside `$(serve ...)`, a subshell: their PIDs go to a
+# file, since a variable set there would not reach the cleanup.
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [[ -f $work/pids ]]; then
+        while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$work/pids"
+    fi
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -38,7 +41,7 @@ serve() {
     local transport=$1 line
     "$rdio" --transport "$transport" serve --root "$work/root" --listen 127.0.0.1:0 \
         >"$out/serve-$transport.out" 2>"$out/serve-$transport.err" &
-    pids+=("$!")
+    echo "$!" >>"$work/pids"
     for _ in $(seq 100); do
         line=$(head -n 1 "$out/serve-$transport.out")
         if [[ $line == "rdio serve: listening on "* ]]; then
@@ -50,11 +53,11 @@ serve() {
     done
     echo "hot-path-targets: rdio serve --transport $transport did not start:" >&2
     cat "$out/serve-$transport.err" >&2
-    exit 1
+    return 1
 }
 
 for transport in fabric cma; do
-    addr=$(serve "$transport")
+    addr=$(serve "$transport") || exit 1
     echo "== $transport: rdio bench --server $addr (4K and 1M, QD 1/8/32, read and write, $repeat runs)" >&2
     "$rdio" --transport "$transport" bench --server "$addr" --sizes 4K,1M --queue-depths 1,8,32 \
         --ops read,write --bytes "$bytes" --repeat "$repeat" --csv "$out/$transport.csv" \
@@ -66,7 +69,7 @@ echo "== loopback (inline): rdio bench, 4K read QD 32, $repeat runs" >&2
 
 instructions=""
 valgrind=${VALGRIND:-valgrind}
-version=$("$valgrind" --version 2>/dev/null | sed -n 's/^valgrind-3\.\([0-9]*\).*/\1/p')
+version=$({ "$valgrind" --version 2>/dev/null || true; } | sed -n 's/^valgrind-3\.\([0-9]*\).*/\1/p')
 if [[ -n $version && $version -ge 20 ]]; then
     echo "== callgrind: whole stack and core" >&2
     whole=$(bash scripts/callgrind-inline.sh 2000 | sed -n 's/^instructions per 4 KiB read, whole stack[^:]*: \([0-9]*\).*/\1/p')
