@@ -1,6 +1,7 @@
 //! Every system call of the crate that needs `unsafe`, each behind a small
-//! safe wrapper: anonymous mappings for registered memory, cross-memory
-//! attach, peer credentials, vectored nonblocking socket I/O and `poll`.
+//! safe wrapper: cross-memory attach, peer credentials, vectored
+//! nonblocking socket I/O and `poll`; and [`Mapping`], the registered
+//! memory (an anonymous mapping made by memmap2).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -20,6 +21,9 @@ pub(crate) const IOV_MAX: usize = 1024;
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Owns the mapping (none for zero bytes); never touched after `ptr`
+    /// is taken from it, so the pointer stays the one way in.
+    _map: Option<memmap2::MmapMut>,
 }
 
 // SAFETY: the mapping is plain memory exclusively owned by this value; it
@@ -36,24 +40,16 @@ impl Mapping {
             return Some(Self {
                 ptr: NonNull::dangling(),
                 len: 0,
+                _map: None,
             });
         }
-        // SAFETY: a fresh private anonymous mapping at an address of the
-        // kernel's choosing aliases nothing; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
-        }
-        NonNull::new(ptr.cast()).map(|ptr| Self { ptr, len })
+        let mut map = memmap2::MmapMut::map_anon(len).ok()?;
+        let ptr = NonNull::new(map.as_mut_ptr())?;
+        Some(Self {
+            ptr,
+            len,
+            _map: Some(map),
+        })
     }
 
     pub(crate) fn ptr(&self) -> *mut u8 {
@@ -62,16 +58,6 @@ impl Mapping {
 
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: `ptr`/`len` are exactly what mmap returned, unmapped
-            // once; nothing borrows the memory past the owner's lifetime.
-            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-        }
     }
 }
 

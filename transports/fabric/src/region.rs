@@ -50,9 +50,11 @@ struct Memory {
     /// bytes live inside the owner. Lent memory is only ever read: it gets
     /// no receive or remote-write rights and `bytes_mut` refuses it.
     owner: Option<NonNull<dyn Send + Sync>>,
-    /// Mapped with `mmap` ([`Memory::MAP_FROM`] bytes or more) rather than
-    /// allocated.
-    mapped: bool,
+    /// The anonymous mapping holding the bytes when they were mapped
+    /// ([`Memory::MAP_FROM`] bytes or more) rather than allocated; unmapped
+    /// when dropped, after the registration (field order of `Region`).
+    /// Never touched after `ptr` is taken from it.
+    map: Option<memmap2::MmapMut>,
 }
 
 impl Memory {
@@ -83,31 +85,18 @@ impl Memory {
             ptr,
             len,
             owner: None,
-            mapped: false,
+            map: None,
         })
     }
 
     fn mapped(len: usize) -> Option<Self> {
-        // SAFETY: a fresh private anonymous mapping, no address hint; the
-        // result is checked before use and unmapped only in `drop`.
-        let ptr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
-        }
-        NonNull::new(ptr.cast()).map(|ptr| Self {
+        let mut map = memmap2::MmapMut::map_anon(len).ok()?;
+        let ptr = NonNull::new(map.as_mut_ptr())?;
+        Some(Self {
             ptr,
             len,
             owner: None,
-            mapped: true,
+            map: Some(map),
         })
     }
 
@@ -126,7 +115,7 @@ impl Memory {
             ptr: NonNull::from(bytes).cast(),
             len: bytes.len(),
             owner: Some(owner),
-            mapped: false,
+            map: None,
         }
     }
 }
@@ -140,10 +129,8 @@ impl Drop for Memory {
             drop(unsafe { Box::from_raw(owner.as_ptr()) });
             return;
         }
-        if self.mapped {
-            // SAFETY: mapped in `mapped` with this very length; the
-            // registration over it was closed before.
-            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        if self.map.is_some() {
+            // Unmapped by the mapping's own drop, which follows.
             return;
         }
         let layout = Self::layout(self.len).expect("layout was valid at allocation");
