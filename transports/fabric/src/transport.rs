@@ -872,6 +872,8 @@ impl Transport for FabricTransport {
         // into a bounce slot the size of the largest carried message; what
         // arrives is copied into `buf` at completion (`complete`).
         let bounced = self.carried_max > 0 && buf.len < CARRIED_MESSAGE;
+        let mut regions = SgeRegions::default();
+        regions.push(buf.region);
         let target = if bounced {
             let index = self.posted.next_index().ok_or(TransportError::QueueFull)?;
             let bounce = match self.bounce {
@@ -885,6 +887,9 @@ impl Transport for FabricTransport {
                     region
                 }
             };
+            // Busy while the provider may write into it, like any other
+            // receive's region: `deregister` refuses it until completion.
+            regions.push(bounce);
             self.regions.resolve(Slice {
                 region: bounce,
                 offset: index * CARRIED_MESSAGE,
@@ -893,8 +898,6 @@ impl Transport for FabricTransport {
         } else {
             target
         };
-        let mut regions = SgeRegions::default();
-        regions.push(buf.region);
         let op = PostedOp {
             wr_id,
             kind: OpKind::Recv,
@@ -1665,6 +1668,12 @@ mod tests {
         };
 
         server.post_recv(1, small(0, 0)).unwrap();
+        let bounce = server.bounce.expect("a bounce region for a small receive");
+        assert_eq!(server.posted_references(bounce), 1);
+        assert!(
+            server.deregister(bounce).is_err(),
+            "busy while the provider may write into it"
+        );
         let dst = server.remote_buf(window, 8, 24).unwrap();
         client
             .post_write(2, &[Slice::whole(src, 24)], dst, Some(5))
