@@ -9,14 +9,15 @@
 //! No libtest harness (`harness = false`): the counter is process-wide,
 //! and libtest's own threads allocate while tests run.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+mod common;
 
-use rdio_cma::{CmaTransport, Listener, connect};
-use rdio_transport::{Access, Completion, CompletionKind, RegionId, Slice, Transport};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use common::{NONE, SOON, pair};
+use rdio_cma::CmaTransport;
+use rdio_transport::{Access, CompletionKind, RegionId, Slice, Transport};
 
 struct Counting;
 
@@ -44,25 +45,6 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const DEPTH: usize = 32;
-const SOON: Duration = Duration::from_secs(5);
-const NONE: Completion = Completion {
-    wr_id: 0,
-    kind: CompletionKind::Send,
-    status: Ok(()),
-};
-
-fn pair() -> (CmaTransport, CmaTransport) {
-    let listener = Listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("bind");
-    let addr = listener.local_addr();
-    let server = thread::spawn(move || {
-        listener
-            .accept(SOON, SOON)
-            .expect("accept")
-            .expect("a connection")
-    });
-    let client = connect(addr, SOON).expect("connect");
-    (client, server.join().expect("accept thread"))
-}
 
 struct Regions {
     data: RegionId,

@@ -15,31 +15,9 @@ use rdio_transport::{
     Access, Completion, CompletionKind, RemoteBuf, Slice, Transport, TransportError, WcError,
 };
 
-const SOON: Duration = Duration::from_secs(5);
+mod common;
 
-fn localhost() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
-
-fn pair() -> (CmaTransport, CmaTransport) {
-    let listener = Listener::bind(localhost()).expect("bind");
-    let addr = listener.local_addr();
-    assert_ne!(addr.port(), 0, "port 0 picks a port");
-    let server = thread::spawn(move || {
-        listener
-            .accept(SOON, SOON)
-            .expect("accept")
-            .expect("a connection")
-    });
-    let client = connect(addr, SOON).expect("connect");
-    (client, server.join().expect("accept thread"))
-}
-
-const NONE: Completion = Completion {
-    wr_id: 0,
-    kind: CompletionKind::Send,
-    status: Ok(()),
-};
+use common::{NONE, SOON, localhost, pair};
 
 /// Poll both sides until `side` (0 = a, 1 = b) has a completion.
 fn next(a: &mut CmaTransport, b: &mut CmaTransport, side: usize) -> Completion {
