@@ -189,9 +189,14 @@ pub struct FabricTransport {
     last_error: Option<ErrorDetail>,
     /// See [`FabricTransport::set_spin_window`].
     spin_window: Duration,
-    /// When work was last posted or a completion entry last read: the start
-    /// of the spin window.
+    /// When `wait` last saw activity (work posted, a completion entry
+    /// read): the start of the spin window.
     last_activity: Option<Instant>,
+    /// Activity since `wait` last read the clock: posts and completions
+    /// only set this, `wait` (which reads the clock anyway) turns it into
+    /// `last_activity` — a clock read per post cost 2–3% of a 4 KiB
+    /// request's CPU.
+    active: bool,
 }
 
 // SAFETY: the transport exclusively owns its domain and every object opened
@@ -320,6 +325,7 @@ impl FabricTransport {
             last_error: None,
             spin_window: DEFAULT_SPIN_WINDOW,
             last_activity: None,
+            active: false,
         })
     }
 
@@ -456,7 +462,7 @@ impl FabricTransport {
             Ok(_) => {
                 // Something is in flight: its completion, or the peer's
                 // answer, is due soon.
-                self.last_activity = Some(Instant::now());
+                self.active = true;
                 Ok(index)
             }
             Err(code) => {
@@ -497,7 +503,7 @@ impl FabricTransport {
             }
         }
         if consumed > 0 {
-            self.last_activity = Some(Instant::now());
+            self.active = true;
         }
         Ok(consumed)
     }
@@ -510,6 +516,10 @@ impl FabricTransport {
     fn spin(&mut self, deadline: Option<Instant>) -> Result<(), TransportError> {
         let mut events_checked = Instant::now();
         while self.ready.is_empty() && self.ep.is_some() {
+            let now = Instant::now();
+            if std::mem::take(&mut self.active) {
+                self.last_activity = Some(now);
+            }
             let Some(last) = self.last_activity else {
                 return Ok(());
             };
@@ -521,7 +531,6 @@ impl FabricTransport {
                 (Some(deadline), Some(close)) => Some(deadline.min(close)),
                 (deadline, close) => deadline.or(close),
             };
-            let now = Instant::now();
             if until.is_some_and(|until| now >= until) {
                 return Ok(());
             }
@@ -1148,7 +1157,7 @@ impl Transport for FabricTransport {
                     for entry in &entries[..n] {
                         self.complete(entry.op_context, entry.flags, entry.len, entry.data, Ok(()));
                     }
-                    self.last_activity = Some(Instant::now());
+                    self.active = true;
                     // Entries may all have been folded halves: keep waiting
                     // only if nothing became reportable.
                 }
