@@ -26,8 +26,22 @@ fn cells_count_a_scripted_session_and_fold_into_the_totals() {
     let initial = pair.client.credits();
     assert!(initial > 2, "starts with {initial} credits");
 
-    // Live: the connection has its own series, numbered 1.
-    let live = pair.server().stats().live;
+    // Live: the connection has its own series, numbered 1. Its thread
+    // stores the credit gauge at the end of the round that answered the
+    // authentication, which may end after the client saw the answer:
+    // wait for it, as for the counters below.
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let live = loop {
+        let live = pair.server().stats().live;
+        if live
+            .first()
+            .is_some_and(|(_, cell)| cell.credits == u64::from(initial))
+            || std::time::Instant::now() > settled
+        {
+            break live;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].0, 1);
     assert_eq!(live[0].1.credits, u64::from(initial));

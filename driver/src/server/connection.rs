@@ -860,12 +860,13 @@ impl<T: Transport> ServerConnection<T> {
     /// (they go first), or no send buffer or no way to read it (a mapping
     /// or a bounce buffer) is free: then it waits with them, for
     /// [`ServerConnection::serve_reads`].
+    ///
+    /// Its timing ([`super::ServerOptions::request_metrics`]) is noted in
+    /// the table of requests in flight only when it does not complete in
+    /// this call: one served at once completes in the same round, so its
+    /// latency is known without a table entry ([`Self::request_done_at_once`]).
     fn read_arrived(&mut self, now: Instant, read: Read<'_>) -> Result<(), ConnectionEnd> {
         self.last_active = now;
-        if self.request_metrics {
-            self.timings
-                .note(now, read.op.0, 0, read.wanted(), &self.span);
-        }
         if self.closing.is_some() {
             return Ok(());
         }
@@ -876,6 +877,10 @@ impl<T: Transport> ServerConnection<T> {
                 }
                 self.sends.release(buffer);
             }
+        }
+        if self.request_metrics {
+            self.timings
+                .note(now, read.op.0, 0, read.wanted(), &self.span);
         }
         self.reads.push_back(PendingRead {
             op: read.op,
@@ -1109,11 +1114,18 @@ impl<T: Transport> ServerConnection<T> {
                         Ok(n) => (Status::Success, n.min(wanted)),
                         Err(status) => (status, 0),
                     };
-                    self.request_done(now, read.op.0, status, bytes);
+                    self.request_done_at_once(read.op.0, wanted, status, bytes);
                 }
                 self.post_transmit(buffer, transmit)
             }
             completed => {
+                // The block waits behind other output: it is posted (and
+                // the request timed) by `drain_transmits`, which looks the
+                // request up in the table.
+                if self.request_metrics {
+                    self.timings
+                        .note(now, read.op.0, 0, read.wanted(), &self.span);
+                }
                 self.sends.release(buffer);
                 self.io_completed(completed)
             }
@@ -1412,6 +1424,27 @@ impl<T: Transport> ServerConnection<T> {
     /// Request `request` finished with `status` and `bytes`, its status
     /// block being posted now: count it and, if it was timed, record its
     /// latency and close its span.
+    /// A read that arrived and completed in the same round
+    /// ([`Self::read_arrived`]): what [`RequestTimings::note`] and
+    /// [`Self::request_done`] record for it — its latency is 0 µs, both
+    /// ends being this round's `now` — without the table entry between
+    /// them (two probes of the table and a span kept per read).
+    fn request_done_at_once(&mut self, request: u32, size: u64, status: Status, bytes: u64) {
+        self.cell.completed(status);
+        self.cell.latency(0, size, 0);
+        let span = tracing::trace_span!(
+            parent: &self.span,
+            "request",
+            id = request,
+            kind = crate::stats::REQUEST_KINDS[0],
+            size
+        );
+        span.in_scope(|| {
+            tracing::trace!("received");
+            tracing::trace!(status = ?status, bytes, latency_us = 0u64, "completed");
+        });
+    }
+
     fn request_done(&mut self, now: Instant, request: u32, status: Status, bytes: u64) {
         self.cell.completed(status);
         if let Some(timed) = self.timings.finished(request) {
