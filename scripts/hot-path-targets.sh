@@ -2,7 +2,10 @@
 # Issue 17's targets, every one measured in one run and checked: the
 # protocol-shaped and plain ratios over libfabric's tcp provider and over
 # cma (each against `rdio serve` on 127.0.0.1), loopback IOPS, and — when a
-# valgrind that follows openat2 is at hand — the instruction counts.
+# valgrind that follows openat2 is at hand — the instruction counts. The
+# w/file column is each row's ratio to the protocol-shaped loop with the
+# server's file I/O (`rdio bench --file-baseline`, a file on the served
+# file system): how much of a miss is the file system's, not a target.
 #
 #   scripts/hot-path-targets.sh [REPEAT]          (default 3 runs per row)
 #
@@ -59,9 +62,11 @@ serve() {
 for transport in fabric cma; do
     addr=$(serve "$transport") || exit 1
     echo "== $transport: rdio bench --server $addr (4K and 1M, QD 1/8/32, read and write, $repeat runs)" >&2
+    # --file-baseline: the shaped loops again with the server's file I/O,
+    # on the served file system, for the w/file column (not a target).
     "$rdio" --transport "$transport" bench --server "$addr" --sizes 4K,1M --queue-depths 1,8,32 \
         --ops read,write --bytes "$bytes" --repeat "$repeat" --csv "$out/$transport.csv" \
-        >"$out/$transport.txt"
+        --file-baseline "$work/root" >"$out/$transport.txt"
 done
 echo "== loopback (inline): rdio bench, 4K read QD 32, $repeat runs" >&2
 "$rdio" bench --sizes 4K --queue-depths 32 --ops read --bytes "$bytes" --repeat "$repeat" \
@@ -81,30 +86,35 @@ fi
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   runs per row: $repeat   bytes per row: $bytes"
-printf '%-58s %-10s %-8s %s\n' "target" "measured" "needed" "met"
-# CSV: transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,...,ratio(11),...,shaped_ratio(18)
+printf '%-58s %-10s %-8s %-4s %s\n' "target" "measured" "needed" "met" "w/file"
+# CSV: transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,...,ratio(11),...,shaped_ratio(18),
+# ...,file_ratio(22)
 row() { # FILE OP SIZE QD COLUMN -> the rdio row's value
     awk -F, -v op="$2" -v size="$3" -v qd="$4" -v col="$5" \
         '$2 == op && $3 == "rdio" && $4 == size && $5 == qd { print $col }' "$1"
 }
-check() { # LABEL VALUE NEED (value >= need)
+check() { # LABEL VALUE NEED [W/FILE] (value >= need; W/FILE: the same row's
+    # ratio to the file-backed shaped loop, shown for information)
     local met
     met=$(awk -v v="$2" -v n="$3" 'BEGIN { print (v != "" && v + 0 >= n + 0) ? "yes" : "NO" }')
-    printf '%-58s %-10s %-8s %s\n' "$1" "${2:--}" ">= $3" "$met"
+    printf '%-58s %-10s %-8s %-4s %s\n' "$1" "${2:--}" ">= $3" "$met" "${4:-}"
 }
 for transport in fabric cma; do
     csv=$out/$transport.csv
     for op in read write; do
         for qd in 1 8 32; do
-            check "$transport 4K $op QD $qd / protocol-shaped loop" "$(row "$csv" "$op" 4096 "$qd" 18)" 0.8
+            check "$transport 4K $op QD $qd / protocol-shaped loop" "$(row "$csv" "$op" 4096 "$qd" 18)" 0.8 \
+                "$(row "$csv" "$op" 4096 "$qd" 22)"
         done
     done
     check "$transport 4K read QD 32 / plain loop" "$(row "$csv" read 4096 32 11)" 0.8
     for qd in 1 8 32; do
-        check "$transport 1M write QD $qd / raw send loop" "$(row "$csv" write 1048576 "$qd" 11)" 0.6
+        check "$transport 1M write QD $qd / raw send loop" "$(row "$csv" write 1048576 "$qd" 11)" 0.6 \
+            "$(row "$csv" write 1048576 "$qd" 22)"
     done
     for qd in 1 8 32; do
-        check "$transport 1M read QD $qd / raw write loop" "$(row "$csv" read 1048576 "$qd" 11)" 0.9
+        check "$transport 1M read QD $qd / raw write loop" "$(row "$csv" read 1048576 "$qd" 11)" 0.9 \
+            "$(row "$csv" read 1048576 "$qd" 22)"
     done
 done
 check "loopback 4K read QD 32 inline, IOPS" "$(row "$out/loopback.csv" read 4096 32 7)" 2000000

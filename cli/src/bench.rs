@@ -67,6 +67,10 @@ pub struct Bench {
     pub ops: Vec<Op>,
     /// Runs per row, alternating baselines and rdio (`--repeat`).
     pub repeat: usize,
+    /// `--file-baseline DIR`: also run the protocol-shaped loops with the
+    /// server's file I/O, in a file under this directory
+    /// ([`shaped::ShapedFile`]).
+    pub file_baseline: Option<std::path::PathBuf>,
 }
 
 /// What rdio's throughput is compared against: a plain one-operation
@@ -181,6 +185,10 @@ pub struct Row {
     pub shaped_to: Option<&'static str>,
     /// rdio MB/s over the protocol-shaped loop's, run by run.
     pub shaped_ratio: Option<Spread>,
+    /// The file-backed protocol-shaped baseline (`--file-baseline`).
+    pub filed_to: Option<&'static str>,
+    /// rdio MB/s over the file-backed protocol-shaped loop's, run by run.
+    pub filed_ratio: Option<Spread>,
 }
 
 /// A run's rows and what they were measured over.
@@ -353,6 +361,7 @@ fn cell_rows(
     depth: u16,
     plain: &[BaselineRun],
     shaped: &[BaselineRun],
+    filed: &[BaselineRun],
     rdio: &[Measurement],
 ) -> Vec<Row> {
     let median_run = |runs: &[&Measurement]| -> Option<Measurement> {
@@ -379,6 +388,8 @@ fn cell_rows(
             ratio: None,
             shaped_to: None,
             shaped_ratio: None,
+            filed_to: None,
+            filed_ratio: None,
         })
     };
     let ratios = |baselines: &[BaselineRun]| {
@@ -390,7 +401,7 @@ fn cell_rows(
         Spread::of(&ratios)
     };
     let mut rows = Vec::new();
-    for runs in [plain, shaped] {
+    for runs in [plain, shaped, filed] {
         let measured: Vec<&Measurement> = runs.iter().map(|r| &r.measured).collect();
         if let Some(first) = runs.first() {
             rows.extend(row(first.name, true, first.depth, &measured));
@@ -402,6 +413,8 @@ fn cell_rows(
         rdio_row.ratio = ratios(plain);
         rdio_row.shaped_to = shaped.first().map(|r| r.name);
         rdio_row.shaped_ratio = ratios(shaped);
+        rdio_row.filed_to = filed.first().map(|r| r.name);
+        rdio_row.filed_ratio = ratios(filed);
         rows.push(rdio_row);
     }
     rows
@@ -440,6 +453,18 @@ fn measure_all<T: Transport, S: Read + Write>(
     client.close(file).context("close failed")?;
     // The protocol-shaped loops send what rdio sends: at most this much.
     let max_send = client.negotiated().max_send_size as usize;
+    // Their file-backed variant works in a file as large as rdio's.
+    let shaped_file = match (&bench.file_baseline, baseline) {
+        (Some(dir), Baseline::Loopback { .. } | Baseline::Fabric(_) | Baseline::Cma) => {
+            Some(shaped::ShapedFile::create(dir, file_len).with_context(|| {
+                format!(
+                    "cannot create the file-backed baseline's file under {}",
+                    dir.display()
+                )
+            })?)
+        }
+        _ => None,
+    };
 
     let mode = if bench.polling {
         "polling"
@@ -469,8 +494,16 @@ fn measure_all<T: Transport, S: Read + Write>(
         },
         bench.repeat,
     );
+    if let (Some(dir), Some(_)) = (&bench.file_baseline, &shaped_file) {
+        crate::report::table_line!(
+            "file-backed protocol-shaped loops (file_rd, file_wr; ratio w/file): the server's \
+             reads from a leased mapping of a {} file under {}, write data pwritten into it",
+            Size(file_len),
+            dir.display()
+        );
+    }
     crate::report::table_line!(
-        "{:<8} {:>10} {:>4} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>15}",
+        "{:<8} {:>10} {:>4} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>7} {:>15}",
         "op",
         "size",
         "qd",
@@ -482,6 +515,7 @@ fn measure_all<T: Transport, S: Read + Write>(
         "range",
         "shaped",
         "range",
+        "w/file",
         "MB/s range"
     );
     let mut rows = Vec::new();
@@ -507,12 +541,24 @@ fn measure_all<T: Transport, S: Read + Write>(
                 crate::interrupt::check()?;
                 let mut plain = Vec::new();
                 let mut shaped = Vec::new();
+                let mut filed = Vec::new();
                 let mut rdio = Vec::new();
                 for _ in 0..bench.repeat {
                     plain.extend(measure_plain(baseline, op, size.0, depth, bench, file_len)?);
                     shaped.extend(measure_shaped(
-                        baseline, op, size.0, depth, bench, max_send,
+                        baseline, op, size.0, depth, bench, max_send, None,
                     )?);
+                    if let Some(file) = &shaped_file {
+                        filed.extend(measure_shaped(
+                            baseline,
+                            op,
+                            size.0,
+                            depth,
+                            bench,
+                            max_send,
+                            Some(file),
+                        )?);
+                    }
                     let result = measure(
                         client,
                         &file,
@@ -531,7 +577,7 @@ fn measure_all<T: Transport, S: Read + Write>(
                     })?;
                     rdio.push(result);
                 }
-                for row in cell_rows(op, size.0, depth, &plain, &shaped, &rdio) {
+                for row in cell_rows(op, size.0, depth, &plain, &shaped, &filed, &rdio) {
                     print_row(&row);
                     rows.push(row);
                 }
@@ -549,7 +595,7 @@ fn print_row(row: &Row) {
     let range =
         |s: Option<Spread>| s.map_or("-".to_owned(), |s| format!("{:.2}-{:.2}", s.min, s.max));
     crate::report::table_line!(
-        "{:<8} {:>10} {:>4} {:>10.1} {:>10.0} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>15}",
+        "{:<8} {:>10} {:>4} {:>10.1} {:>10.0} {:>10} {:>10} {:>7} {:>11} {:>7} {:>11} {:>7} {:>15}",
         row.op,
         Size(row.size).to_string(),
         depth,
@@ -561,6 +607,7 @@ fn print_row(row: &Row) {
         range(row.ratio),
         median(row.shaped_ratio),
         range(row.shaped_ratio),
+        median(row.filed_ratio),
         format!("{:.0}-{:.0}", row.mbps_range.0, row.mbps_range.1),
     );
 }
@@ -655,11 +702,15 @@ fn measure_shaped(
     depth: u16,
     bench: &Bench,
     max_send: usize,
+    file: Option<&std::sync::Arc<shaped::ShapedFile>>,
 ) -> Result<Option<BaselineRun>> {
-    let (shape, name) = match op.raw() {
-        RawOp::Write => (ShapedOp::Read, "shape_rd"),
-        RawOp::Send => (ShapedOp::Write, "shape_wr"),
+    let (shape, name) = match (op.raw(), file.is_some()) {
+        (RawOp::Write, false) => (ShapedOp::Read, "shape_rd"),
+        (RawOp::Send, false) => (ShapedOp::Write, "shape_wr"),
+        (RawOp::Write, true) => (ShapedOp::Read, "file_rd"),
+        (RawOp::Send, true) => (ShapedOp::Write, "file_wr"),
     };
+    let file = file.cloned();
     let config = ShapedConfig {
         op: shape,
         size: size as usize,
@@ -669,14 +720,14 @@ fn measure_shaped(
         polling: bench.polling,
     };
     let elapsed = match baseline {
-        Baseline::Loopback { threads } => shaped::run_loopback(config, *threads),
-        Baseline::Fabric(provider) => shaped::run_fabric(provider, config),
-        Baseline::Cma => shaped::run_cma(config),
+        Baseline::Loopback { threads } => shaped::run_loopback(config, *threads, file),
+        Baseline::Fabric(provider) => shaped::run_fabric(provider, config, file),
+        Baseline::Cma => shaped::run_cma(config, file),
         Baseline::None => return Ok(None),
     }
     .with_context(|| {
         format!(
-            "the protocol-shaped {} baseline of {} at depth {depth} failed",
+            "the {name} baseline of {} {} at depth {depth} failed",
             op.name(),
             Size(size)
         )

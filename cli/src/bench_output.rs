@@ -104,6 +104,8 @@ pub fn print_json(results: &Results) {
                 "ratio": spread(row.ratio),
                 "shaped_baseline": row.shaped_to,
                 "shaped_ratio": spread(row.shaped_ratio),
+                "file_baseline": row.filed_to,
+                "file_ratio": spread(row.filed_ratio),
             })
         })
         .collect();
@@ -121,7 +123,8 @@ pub fn write_csv(mut pending: Pending, results: &Results) -> Result<()> {
     let mut text = String::from(
         "transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,p50_us,p99_us,baseline,ratio,\
          runs,mb_per_s_min,mb_per_s_max,ratio_min,ratio_max,\
-         shaped_baseline,shaped_ratio,shaped_ratio_min,shaped_ratio_max\n",
+         shaped_baseline,shaped_ratio,shaped_ratio_min,shaped_ratio_max,\
+         file_baseline,file_ratio,file_ratio_min,file_ratio_max\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     let ratio = |s: Option<Spread>, pick: fn(&Spread) -> f64| {
@@ -129,7 +132,7 @@ pub fn write_csv(mut pending: Pending, results: &Results) -> Result<()> {
     };
     for row in &results.rows {
         text.push_str(&format!(
-            "{},{},{},{},{},{:.3},{:.1},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{:.3},{:.1},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},{},{},{}\n",
             results.transport,
             row.op,
             if row.baseline { "baseline" } else { "rdio" },
@@ -150,6 +153,10 @@ pub fn write_csv(mut pending: Pending, results: &Results) -> Result<()> {
             ratio(row.shaped_ratio, |s| s.median),
             ratio(row.shaped_ratio, |s| s.min),
             ratio(row.shaped_ratio, |s| s.max),
+            row.filed_to.unwrap_or(""),
+            ratio(row.filed_ratio, |s| s.median),
+            ratio(row.filed_ratio, |s| s.min),
+            ratio(row.filed_ratio, |s| s.max),
         ));
     }
     let what = pending.what;

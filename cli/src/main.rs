@@ -426,6 +426,14 @@ struct BenchArgs {
     /// median and the range (min-max).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeat: u16,
+    /// Also run the protocol-shaped loops with the server's file I/O, in a
+    /// file as large as the bench's under DIR (pick the file system the
+    /// server serves from): reads RDMA-written from a leased mapping of
+    /// it, write data pwritten into it, through rdio's file layer. Rows
+    /// `file_rd`, `file_wr` and the ratio column `w/file`: rdio's overhead
+    /// apart from the file system's.
+    #[arg(long, value_name = "DIR")]
+    file_baseline: Option<PathBuf>,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -689,6 +697,7 @@ fn run(cli: Cli) -> Result<()> {
                 capture: capture.clone(),
                 stats: args.stats,
                 repeat: usize::from(args.repeat),
+                file_baseline: args.file_baseline,
             };
             let results = match args.server {
                 None => {

@@ -22,6 +22,16 @@
 //!   today also answers every fragment but the last with a `Completion`
 //!   send; that, and its copies, are rdio's own cost.)
 //!
+//! With a [`ShapedFile`] the server also does the file I/O rdio's server
+//! does, through rdio's own file layer (`rdio::files`) and nothing else of
+//! rdio: a read's data is RDMA-written from a read-only mapping of the
+//! file taken under a read lease (rdio's zero-copy path), at the offsets
+//! an rdio row walks; each write fragment's data is `pwrite`n into the
+//! file as it arrives ([`rdio::files::File::write_at`], what rdio's server
+//! calls). `rdio bench --file-baseline DIR` reports these loops as
+//! `file_rd`, `file_wr`: rdio's ratio to them is its overhead apart from
+//! the file system's.
+//!
 //! Both ends use only [`Transport`] calls, as rdio's driver does: the
 //! loops measure the transport *through its rdio transport crate*, so the
 //! ratio of an rdio row to them is the core's and driver's cost alone.
@@ -29,12 +39,16 @@
 //! (interrupt mode) or yields the CPU and polls again
 //! ([`ShapedConfig::polling`]), as rdio's completion modes do.
 
+use rdio::files::{File, FileLease, Root};
+use rdio_core::wire::OpenFlags;
 use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
     WcError,
 };
 use std::collections::VecDeque;
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which rdio operation the loop mimics.
@@ -129,6 +143,72 @@ impl ShapedConfig {
         self.depth = self.depth.min(room);
         Ok(self)
     }
+}
+
+/// The file a file-backed shaped server works in: `len` bytes filled as
+/// rdio's bench fills its file, in a directory of its own under the
+/// directory given (so on the file system the caller picked: the one the
+/// rdio server serves from), removed when dropped.
+#[derive(Debug)]
+pub struct ShapedFile {
+    root: Root,
+    len: u64,
+    _dir: tempfile::TempDir,
+}
+
+/// The file's name in its directory.
+const SHAPED_FILE: &str = "data";
+
+impl ShapedFile {
+    /// Create and fill a file of `len` bytes under `dir`.
+    pub fn create(dir: &Path, len: u64) -> std::io::Result<Arc<Self>> {
+        use std::io::Write;
+        let temp = tempfile::Builder::new()
+            .prefix(".rdio-shaped-")
+            .tempdir_in(dir)?;
+        let mut file = std::fs::File::create(temp.path().join(SHAPED_FILE))?;
+        let chunk: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            file.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        file.sync_all()?;
+        drop(file);
+        Ok(Arc::new(Self {
+            root: Root::new(temp.path())?,
+            len,
+            _dir: temp,
+        }))
+    }
+
+    fn open(&self, flags: OpenFlags) -> Result<File, ShapedError> {
+        self.root
+            .open(SHAPED_FILE, flags)
+            .map_err(|e| ShapedError::Setup(format!("cannot open the shaped loop's file: {e}")))
+    }
+
+    /// The file offset of I/O number `io` of `size` bytes: the file walked
+    /// slot by slot, as an rdio row walks its file.
+    fn offset(&self, io: usize, size: usize) -> u64 {
+        let slots = (self.len / size as u64).max(1);
+        (io as u64 % slots) * size as u64
+    }
+}
+
+/// What a file-backed server holds for its run.
+#[derive(Debug)]
+enum ServerFile {
+    /// Reads come from the file's mapping, registered as region `region`;
+    /// the lease keeps the file's length fixed meanwhile.
+    Mapped {
+        file: Arc<ShapedFile>,
+        region: RegionId,
+        _lease: FileLease,
+    },
+    /// Write data goes into the file.
+    Written { file: Arc<ShapedFile>, open: File },
 }
 
 /// Why a protocol-shaped run failed.
@@ -402,14 +482,56 @@ pub struct ShapedServer {
     /// Writes whose last fragment arrived, not yet answered.
     replies_due: usize,
     fragments: usize,
+    /// Write data of the current write received before this fragment.
+    fragment_offset: u64,
+    /// Writes whose every fragment arrived.
+    writes_in: usize,
     answered: usize,
     posted: usize,
     completed: usize,
+    /// With a [`ShapedFile`]: where reads come from, or where write data
+    /// goes.
+    file: Option<ServerFile>,
 }
 
 impl ShapedServer {
-    /// Register the server's buffers and post its receives.
-    pub fn new<T: Transport>(t: &mut T, config: ShapedConfig) -> Result<Self, ShapedError> {
+    /// Register the server's buffers and post its receives; with `file`,
+    /// map it for reads (every page touched before the client starts, as
+    /// rdio's long-lived mapping is) or open it for writes.
+    pub fn new<T: Transport>(
+        t: &mut T,
+        config: ShapedConfig,
+        file: Option<&Arc<ShapedFile>>,
+    ) -> Result<Self, ShapedError> {
+        let file = match (file, config.op) {
+            (None, _) => None,
+            (Some(file), _) if (config.size as u64) > file.len => {
+                return Err(ShapedError::InvalidConfig);
+            }
+            (Some(file), ShapedOp::Read) => {
+                let open = file.open(OpenFlags::READ)?;
+                let (lease, map) = FileLease::take(&open)
+                    .map_err(|e| ShapedError::Setup(format!("no read lease on the file: {e}")))?
+                    .ok_or(ShapedError::InvalidConfig)?;
+                let pages: u64 = map
+                    .as_ref()
+                    .iter()
+                    .step_by(4096)
+                    .map(|&b| u64::from(b))
+                    .sum();
+                std::hint::black_box(pages);
+                let region = t.register_external(map)?;
+                Some(ServerFile::Mapped {
+                    file: Arc::clone(file),
+                    region,
+                    _lease: lease,
+                })
+            }
+            (Some(file), ShapedOp::Write) => Some(ServerFile::Written {
+                file: Arc::clone(file),
+                open: file.open(OpenFlags::READ | OpenFlags::WRITE)?,
+            }),
+        };
         let receives = config.receives(&t.caps());
         let slot_len = match config.op {
             ShapedOp::Read => REQUEST_LEN,
@@ -437,9 +559,12 @@ impl ShapedServer {
             reads: VecDeque::with_capacity(config.depth),
             replies_due: 0,
             fragments: 0,
+            fragment_offset: 0,
+            writes_in: 0,
             answered: 0,
             posted: 0,
             completed: 0,
+            file,
         };
         for slot in 0..receives {
             server.post_recv(t, slot)?;
@@ -489,10 +614,34 @@ impl ShapedServer {
                         .ok_or(ShapedError::Unexpected("request"))?;
                     self.reads.push_back((parsed.0, parsed.1, false));
                 }
-                (ShapedOp::Write, CompletionKind::Recv { .. }) => {
+                (ShapedOp::Write, CompletionKind::Recv { len }) => {
+                    let data_len = self.config.fragment_data(self.fragments);
+                    if let Some(ServerFile::Written { file, open }) = &self.file {
+                        let header = if self.fragments == 0 {
+                            FIRST_HEADER
+                        } else {
+                            NEXT_HEADER
+                        };
+                        if len != header + data_len {
+                            return Err(ShapedError::Unexpected("write fragment length"));
+                        }
+                        let at = slot * self.slot_len + header;
+                        let data = t
+                            .region(self.incoming)?
+                            .get(at..at + data_len)
+                            .ok_or(ShapedError::Unexpected("write fragment"))?;
+                        let offset =
+                            file.offset(self.writes_in, self.config.size) + self.fragment_offset;
+                        open.write_at(offset, data).map_err(|e| {
+                            ShapedError::Setup(format!("writing the shaped loop's file: {e}"))
+                        })?;
+                    }
                     self.fragments += 1;
+                    self.fragment_offset += data_len as u64;
                     if self.fragments == self.config.fragments() {
                         self.fragments = 0;
+                        self.fragment_offset = 0;
+                        self.writes_in += 1;
                         self.replies_due += 1;
                     }
                 }
@@ -515,10 +664,17 @@ impl ShapedServer {
                         break;
                     };
                     if !*data_posted {
-                        let data = Slice {
-                            region: self.data,
-                            offset: slot * self.config.size,
-                            len: self.config.size,
+                        let data = match &self.file {
+                            Some(ServerFile::Mapped { file, region, .. }) => Slice {
+                                region: *region,
+                                offset: file.offset(self.answered, self.config.size) as usize,
+                                len: self.config.size,
+                            },
+                            _ => Slice {
+                                region: self.data,
+                                offset: slot * self.config.size,
+                                len: self.config.size,
+                            },
                         };
                         if full(t.post_write(WRITE_TAG | slot as u64, &[data], dest, None))? {
                             break;
@@ -603,9 +759,10 @@ pub fn run_inline<T: Transport>(
     client_t: &mut T,
     server_t: &mut T,
     config: ShapedConfig,
+    file: Option<&Arc<ShapedFile>>,
 ) -> Result<Duration, ShapedError> {
     let config = config.fit(&client_t.caps())?.fit(&server_t.caps())?;
-    let mut server = ShapedServer::new(server_t, config)?;
+    let mut server = ShapedServer::new(server_t, config, file)?;
     let mut client = ShapedClient::new(client_t, config)?;
     let started = Instant::now();
     while !client.finished() {
@@ -627,6 +784,7 @@ pub fn run_threaded<T, A, C>(
     accept: A,
     connect: C,
     config: ShapedConfig,
+    file: Option<Arc<ShapedFile>>,
 ) -> Result<(Duration, ShapedConfig), ShapedError>
 where
     T: Transport + Send + 'static,
@@ -638,7 +796,7 @@ where
     let server = std::thread::spawn(move || -> Result<(), ShapedError> {
         let mut t = accept()?;
         let config = config.fit(&t.caps())?;
-        let mut server = ShapedServer::new(&mut t, config)?;
+        let mut server = ShapedServer::new(&mut t, config, file.as_ref())?;
         // The client starts only once every receive is posted.
         let _ = ready_tx.send(config);
         drive_server(&mut t, &mut server, config.polling)?;
@@ -669,20 +827,28 @@ where
 /// Over the in-memory loopback pair: inline (both ends on this thread,
 /// as `rdio bench` runs its server by default) or on two threads (as with
 /// `--server-threads`).
-pub fn run_loopback(config: ShapedConfig, threads: bool) -> Result<Duration, ShapedError> {
+pub fn run_loopback(
+    config: ShapedConfig,
+    threads: bool,
+    file: Option<Arc<ShapedFile>>,
+) -> Result<Duration, ShapedError> {
     let loopback = rdio_loopback::Config::default();
     if threads {
         let (a, b) = rdio_loopback::sync_pair(loopback);
-        run_threaded(move || Ok(b), move || Ok(a), config).map(|(elapsed, _)| elapsed)
+        run_threaded(move || Ok(b), move || Ok(a), config, file).map(|(elapsed, _)| elapsed)
     } else {
         let (mut a, mut b) = rdio_loopback::pair(loopback);
-        run_inline(&mut a, &mut b, config)
+        run_inline(&mut a, &mut b, config, file.as_ref())
     }
 }
 
 /// Between two libfabric endpoints of `provider` on 127.0.0.1, the server
 /// end on a thread.
-pub fn run_fabric(provider: &str, config: ShapedConfig) -> Result<Duration, ShapedError> {
+pub fn run_fabric(
+    provider: &str,
+    config: ShapedConfig,
+    file: Option<Arc<ShapedFile>>,
+) -> Result<Duration, ShapedError> {
     let setup = |err: rdio_fabric::FabricError| ShapedError::Setup(err.to_string());
     let listener = rdio_fabric::Listener::bind(
         std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
@@ -695,6 +861,7 @@ pub fn run_fabric(provider: &str, config: ShapedConfig) -> Result<Duration, Shap
         move || listener.accept_timeout(SETUP_TIMEOUT).map_err(setup),
         move || rdio_fabric::connect(addr, &provider).map_err(setup),
         config,
+        file,
     )
     .map(|(elapsed, _)| elapsed)
 }
@@ -702,7 +869,10 @@ pub fn run_fabric(provider: &str, config: ShapedConfig) -> Result<Duration, Shap
 /// Between two cma endpoints of this process (the server end on a
 /// thread): the same `process_vm_writev` copies and Unix-socket frames as
 /// between two processes.
-pub fn run_cma(config: ShapedConfig) -> Result<Duration, ShapedError> {
+pub fn run_cma(
+    config: ShapedConfig,
+    file: Option<Arc<ShapedFile>>,
+) -> Result<Duration, ShapedError> {
     let setup = |err: rdio_cma::CmaError| ShapedError::Setup(err.to_string());
     let listener = rdio_cma::Listener::bind(std::net::SocketAddr::from((
         std::net::Ipv4Addr::LOCALHOST,
@@ -719,6 +889,7 @@ pub fn run_cma(config: ShapedConfig) -> Result<Duration, ShapedError> {
         },
         move || rdio_cma::connect(addr, SETUP_TIMEOUT).map_err(setup),
         config,
+        file,
     )
     .map(|(elapsed, _)| elapsed)
 }
@@ -763,7 +934,7 @@ mod tests {
                 let (mut a, mut b) = rdio_loopback::pair(rdio_loopback::Config::default());
                 let c = config(op, size, depth);
                 let fitted = c.fit(&a.caps()).expect("fits");
-                let mut server = ShapedServer::new(&mut b, fitted).expect("server");
+                let mut server = ShapedServer::new(&mut b, fitted, None).expect("server");
                 let mut client = ShapedClient::new(&mut a, fitted).expect("client");
                 let mut steps = 0;
                 while !(client.finished() && server.finished()) {
@@ -784,6 +955,69 @@ mod tests {
         }
     }
 
+    /// With a file, reads land the file's bytes from the offsets an rdio
+    /// row walks (its mapping is the source), and write data lands in the
+    /// file, fragment by fragment, at the offsets of its I/Os.
+    #[test]
+    fn file_backed_shapes_read_and_write_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Two slots of 64 KiB more than the depth: I/O n reads slot n % 6.
+        let size = 64 << 10;
+        let file = ShapedFile::create(dir.path(), 6 * size as u64).expect("file");
+        for op in [ShapedOp::Read, ShapedOp::Write] {
+            let (mut a, mut b) = rdio_loopback::pair(rdio_loopback::Config::default());
+            // Fragments of 16 KiB - 48 and - 24: several per write.
+            let c = ShapedConfig {
+                max_send: 16 << 10,
+                count: 9,
+                ..config(op, size, 4)
+            }
+            .fit(&a.caps())
+            .expect("fits");
+            let mut server = ShapedServer::new(&mut b, c, Some(&file)).expect("server");
+            let mut client = ShapedClient::new(&mut a, c).expect("client");
+            while !(client.finished() && server.finished()) {
+                server.step(&mut b).expect("server step");
+                client.step(&mut a).expect("client step");
+            }
+            drop(server);
+            let bytes = std::fs::read(
+                dir.path()
+                    .read_dir()
+                    .expect("dir")
+                    .next()
+                    .expect("temp")
+                    .expect("entry")
+                    .path()
+                    .join(SHAPED_FILE),
+            )
+            .expect("read the file");
+            match op {
+                ShapedOp::Read => {
+                    // The last I/O (8) went to client slot 0, from file
+                    // slot 8 % 6 = 2.
+                    let data = a.region(client.data).expect("data");
+                    let want = &bytes[2 * size..3 * size];
+                    assert_eq!(&data[..size], want, "file slot 2 in client slot 0");
+                }
+                ShapedOp::Write => {
+                    // Nine writes of the client's 0xa5 data: slots 0-5.
+                    assert!(bytes.iter().all(|&b| b == 0xa5), "every slot written");
+                }
+            }
+        }
+        assert_eq!(
+            ShapedServer::new(
+                &mut rdio_loopback::pair(rdio_loopback::Config::default()).1,
+                config(ShapedOp::Read, 7 * size, 1),
+                Some(&file)
+            )
+            .map(drop),
+            Err(ShapedError::InvalidConfig),
+            "an I/O larger than the file"
+        );
+    }
+
     /// Fresh regions are untouched zero pages: both ends write all of
     /// theirs before the clock starts, so no first-touch page fault lands
     /// in the timed loop.
@@ -792,7 +1026,7 @@ mod tests {
         for op in [ShapedOp::Read, ShapedOp::Write] {
             let (mut a, mut b) = rdio_loopback::pair(rdio_loopback::Config::default());
             let c = config(op, 64 << 10, 4).fit(&a.caps()).expect("fits");
-            let server = ShapedServer::new(&mut b, c).expect("server");
+            let server = ShapedServer::new(&mut b, c, None).expect("server");
             let client = ShapedClient::new(&mut a, c).expect("client");
             let written = |t: &rdio_loopback::Endpoint, region| {
                 t.region(region).expect("region").iter().all(|&x| x != 0)
@@ -807,7 +1041,8 @@ mod tests {
     #[test]
     fn run_inline_times_the_whole_run() {
         let (mut a, mut b) = rdio_loopback::pair(rdio_loopback::Config::default());
-        let elapsed = run_inline(&mut a, &mut b, config(ShapedOp::Read, 4096, 8)).expect("run");
+        let elapsed =
+            run_inline(&mut a, &mut b, config(ShapedOp::Read, 4096, 8), None).expect("run");
         assert!(elapsed > Duration::ZERO);
     }
 
@@ -819,7 +1054,8 @@ mod tests {
                 polling: false,
                 ..config(op, 64 << 10, 4)
             };
-            let (elapsed, fitted) = run_threaded(move || Ok(b), move || Ok(a), c).expect("run");
+            let (elapsed, fitted) =
+                run_threaded(move || Ok(b), move || Ok(a), c, None).expect("run");
             assert!(elapsed > Duration::ZERO);
             assert_eq!(fitted.depth, 4);
         }
@@ -833,8 +1069,8 @@ mod tests {
                     polling,
                     ..config(op, 64 << 10, 4)
                 };
-                assert!(run_cma(c).expect("cma") > Duration::ZERO);
-                assert!(run_fabric("tcp", c).expect("fabric tcp") > Duration::ZERO);
+                assert!(run_cma(c, None).expect("cma") > Duration::ZERO);
+                assert!(run_fabric("tcp", c, None).expect("fabric tcp") > Duration::ZERO);
             }
         }
     }

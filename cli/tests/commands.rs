@@ -269,16 +269,61 @@ fn bench_prints_one_row_per_measurement() {
                 .is_some_and(|l| l.contains(reads) && l.contains(server)),
             "{stdout}"
         );
-        check_bench_table(&stdout);
+        check_bench_table(&stdout, false);
     }
 }
 
-/// The table `bench --sizes 4K,8K --queue-depths 1,2` prints.
-fn check_bench_table(stdout: &str) {
+/// `--file-baseline DIR` adds the file-backed protocol-shaped loops: a row
+/// each after the shaped one, their ratio in the `w/file` column, their
+/// file gone afterwards; a directory that cannot take the file is a clear
+/// error.
+#[test]
+fn bench_file_baseline_adds_the_file_backed_loops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bench_quick(&["--file-baseline", dir.path().to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("file-backed protocol-shaped loops")),
+        "{stdout}"
+    );
+    let table: String = stdout
+        .lines()
+        .enumerate()
+        .filter(|&(i, _)| i != 1)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    check_bench_table(&table, true);
+    assert_eq!(
+        fs::read_dir(dir.path()).expect("read_dir").count(),
+        0,
+        "the loops' file is removed"
+    );
+    let out = bench_quick(&["--file-baseline", "/no/such/dir"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot create the file-backed baseline's file under /no/such/dir"),
+        "{stderr}"
+    );
+}
+
+/// The table `bench --sizes 4K,8K --queue-depths 1,2` prints (with
+/// `file`, from a run with `--file-baseline`).
+fn check_bench_table(stdout: &str, file: bool) {
     let rows: Vec<&str> = stdout.lines().skip(2).collect();
+    let per_cell = if file { 4 } else { 3 };
+    let per_shape = if file { 8 } else { 0 };
     // 4 ops x 2 sizes x 2 depths, each after its memcpy and protocol-shaped
-    // baselines.
-    assert_eq!(rows.len(), 4 * 2 * 2 * 3, "{stdout}");
+    // baselines (and file-backed ones).
+    assert_eq!(rows.len(), 4 * 2 * 2 * per_cell, "{stdout}");
     for (op, count) in [
         ("read", 4),
         ("write", 4),
@@ -287,6 +332,8 @@ fn check_bench_table(stdout: &str) {
         ("memcpy", 16),
         ("shape_rd", 8),
         ("shape_wr", 8),
+        ("file_rd", per_shape),
+        ("file_wr", per_shape),
     ] {
         assert_eq!(
             rows.iter()
@@ -297,7 +344,7 @@ fn check_bench_table(stdout: &str) {
         );
     }
     // op, size (two words), qd, MB/s, IOPS, p50, p99, ratio, range,
-    // shaped ratio, range, MB/s range.
+    // shaped ratio, range, w/file ratio, MB/s range.
     let table: Vec<Vec<&str>> = rows
         .iter()
         .map(|r| r.split_whitespace().collect())
@@ -307,24 +354,36 @@ fn check_bench_table(stdout: &str) {
         (min.parse().expect("min"), max.parse().expect("max"))
     };
     for (i, (row, columns)) in rows.iter().zip(&table).enumerate() {
-        assert_eq!(columns.len(), 13, "{row}");
+        assert_eq!(columns.len(), 14, "{row}");
         let throughput: f64 = columns[4].parse().expect("MB/s");
         assert!(throughput > 0.0, "{row}");
-        let (low, high) = range(columns[12]);
+        let (low, high) = range(columns[13]);
         assert!(
             low <= throughput.round() + 1.0 && throughput.round() <= high + 1.0,
             "{row}"
         );
         match columns[0] {
-            "memcpy" | "shape_rd" | "shape_wr" => {
+            "memcpy" | "shape_rd" | "shape_wr" | "file_rd" | "file_wr" => {
                 if columns[0] == "memcpy" {
                     assert_eq!(columns[3], "-", "memcpy has no queue depth: {row}");
                 }
-                assert_eq!(columns[8..12], ["-"; 4], "a baseline has no ratio: {row}");
+                assert_eq!(columns[8..13], ["-"; 5], "a baseline has no ratio: {row}");
             }
             _ => {
-                // Right after its cell's two baselines, same size.
-                let (plain, shaped) = (&table[i - 2], &table[i - 1]);
+                // Right after its cell's baselines, same size.
+                let (plain, shaped) = (&table[i + 1 - per_cell], &table[i + 2 - per_cell]);
+                if file {
+                    let expected = if columns[0].starts_with("read") {
+                        "file_rd"
+                    } else {
+                        "file_wr"
+                    };
+                    assert_eq!(table[i - 1][0], expected, "{stdout}");
+                    let ratio: f64 = columns[12].parse().expect("w/file ratio");
+                    assert!(ratio >= 0.0, "{row}");
+                } else {
+                    assert_eq!(columns[12], "-", "no file-backed baseline: {row}");
+                }
                 assert_eq!(plain[0], "memcpy", "{stdout}");
                 let expected_shape = if columns[0].starts_with("read") {
                     "shape_rd"
@@ -436,14 +495,15 @@ fn bench_writes_csv_and_plot() {
     assert!(lines[0].starts_with("transport,op,kind,size_bytes,queue_depth,mb_per_s"));
     assert!(lines[0].ends_with(
         "baseline,ratio,runs,mb_per_s_min,mb_per_s_max,ratio_min,ratio_max,\
-         shaped_baseline,shaped_ratio,shaped_ratio_min,shaped_ratio_max"
+         shaped_baseline,shaped_ratio,shaped_ratio_min,shaped_ratio_max,\
+         file_baseline,file_ratio,file_ratio_min,file_ratio_max"
     ));
     // Same rows as the table: 16 rdio rows, each with a memcpy and a
     // protocol-shaped baseline.
     assert_eq!(lines.len(), 1 + 16 * 3, "{text}");
     for line in &lines[1..] {
         let fields: Vec<&str> = line.split(',').collect();
-        assert_eq!(fields.len(), 20, "{line}");
+        assert_eq!(fields.len(), 24, "{line}");
         assert_eq!(fields[0], "loopback");
         assert_eq!(fields[11], "3", "three runs by default: {line}");
         let number = |i: usize| -> f64 { fields[i].parse().expect(line) };
@@ -462,6 +522,7 @@ fn bench_writes_csv_and_plot() {
             "rdio" => {
                 assert_eq!(fields[9], "memcpy", "{line}");
                 assert!(["shape_rd", "shape_wr"].contains(&fields[16]), "{line}");
+                assert!(fields[20..].iter().all(|f| f.is_empty()), "{line}");
                 for (median, min, max) in [(10, 14, 15), (17, 18, 19)] {
                     assert!(number(median) >= 0.0, "{line}");
                     assert!(number(min) <= number(median), "{line}");
