@@ -9,33 +9,8 @@
 //! subscriber installed at info, as `rdio` runs (request spans are at trace
 //! level, the `connection` spans at info).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: rdio_alloc_count::Counting = rdio_alloc_count::Counting;
 
 /// The counter is process-wide (the driver's server runs on threads of its
 /// own), so this test binary has no libtest harness (`harness = false`):
@@ -93,12 +68,12 @@ fn core_read_cycle_allocates_nothing() {
     let mut cycle = rdio_benches::Cycle::new();
     // Warm up, then count.
     assert_eq!(cycle.read_4k(), 4096);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = rdio_alloc_count::allocations();
     let mut bytes = 0;
     for _ in 0..10_000 {
         bytes += cycle.read_4k();
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = rdio_alloc_count::allocations() - before;
     assert_eq!(bytes, 10_000 * 4096);
     assert_eq!(
         allocations, 0,
@@ -112,11 +87,11 @@ fn allocations_per(n: usize, mut io: impl FnMut()) -> usize {
     for _ in 0..64 {
         io();
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = rdio_alloc_count::allocations();
     for _ in 0..n {
         io();
     }
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    rdio_alloc_count::allocations() - before
 }
 
 /// The I/O kinds the driver test runs.

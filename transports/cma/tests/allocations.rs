@@ -11,38 +11,14 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use common::{NONE, SOON, pair};
 use rdio_cma::CmaTransport;
 use rdio_transport::{Access, CompletionKind, RegionId, Slice, Transport};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: rdio_alloc_count::Counting = rdio_alloc_count::Counting;
 
 const DEPTH: usize = 32;
 
@@ -165,12 +141,12 @@ fn main() {
     for _ in 0..20 {
         round(&mut client, &mut server, &r);
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = rdio_alloc_count::allocations();
     const ROUNDS: usize = 200;
     for _ in 0..ROUNDS {
         round(&mut client, &mut server, &r);
     }
-    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocated = rdio_alloc_count::allocations() - before;
     assert_eq!(
         allocated, 0,
         "{allocated} allocations in {ROUNDS} rounds of {DEPTH} read-shaped requests"
