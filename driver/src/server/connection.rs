@@ -1421,9 +1421,6 @@ impl<T: Transport> ServerConnection<T> {
         Ok(())
     }
 
-    /// Request `request` finished with `status` and `bytes`, its status
-    /// block being posted now: count it and, if it was timed, record its
-    /// latency and close its span.
     /// A read that arrived and completed in the same round
     /// ([`Self::read_arrived`]): what [`RequestTimings::note`] and
     /// [`Self::request_done`] record for it — its latency is 0 µs, both
@@ -1445,6 +1442,9 @@ impl<T: Transport> ServerConnection<T> {
         });
     }
 
+    /// Request `request` finished with `status` and `bytes`, its status
+    /// block being posted now: count it and, if it was timed, record its
+    /// latency and close its span.
     fn request_done(&mut self, now: Instant, request: u32, status: Status, bytes: u64) {
         self.cell.completed(status);
         if let Some(timed) = self.timings.finished(request) {
