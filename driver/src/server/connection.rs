@@ -878,10 +878,7 @@ impl<T: Transport> ServerConnection<T> {
                 self.sends.release(buffer);
             }
         }
-        if self.request_metrics {
-            self.timings
-                .note(now, read.op.0, 0, read.wanted(), &self.span);
-        }
+        self.time_read(now, &read);
         self.reads.push_back(PendingRead {
             op: read.op,
             file: read.file,
@@ -1122,10 +1119,7 @@ impl<T: Transport> ServerConnection<T> {
                 // The block waits behind other output: it is posted (and
                 // the request timed) by `drain_transmits`, which looks the
                 // request up in the table.
-                if self.request_metrics {
-                    self.timings
-                        .note(now, read.op.0, 0, read.wanted(), &self.span);
-                }
+                self.time_read(now, &read);
                 self.sends.release(buffer);
                 self.io_completed(completed)
             }
@@ -1419,6 +1413,15 @@ impl<T: Transport> ServerConnection<T> {
             }
         }
         Ok(())
+    }
+
+    /// Note when `read` arrived, in the table of requests in flight, for
+    /// the round that completes it ([`Self::request_done`]).
+    fn time_read(&mut self, now: Instant, read: &Read<'_>) {
+        if self.request_metrics {
+            self.timings
+                .note(now, read.op.0, 0, read.wanted(), &self.span);
+        }
     }
 
     /// A read that arrived and completed in the same round
