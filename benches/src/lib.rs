@@ -131,23 +131,23 @@ impl Cycle {
     }
 
     /// One 4 KiB read, start to finish, in interrupt mode, each side taking
-    /// the one-pass path: the read handed to the server's driver as it
-    /// arrives ([`Connection::take_message`]), its status block encoded as
-    /// the driver completes it ([`Connection::complete_io_into`]), the
+    /// the one-pass path: the request encoded as it is submitted
+    /// ([`Client::read_into`]), the read handed to the server's driver as
+    /// it arrives ([`Connection::take_message`]), its status block encoded
+    /// as the driver completes it ([`Connection::complete_io_into`]), the
     /// client's completion taken straight from the block
     /// ([`Client::take_status_block`]). Returns the bytes the completion
     /// reported.
     pub fn read_4k(&mut self) -> u64 {
-        let Ok(request) = self.client.read(
+        let Ok((request, Some(t))) = self.client.read_into(
+            self.now,
             self.handle,
             4096,
             self.dest,
             self.status,
             CompletionMode::Interrupt,
+            &mut self.c2s,
         ) else {
-            return 0;
-        };
-        let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
             return 0;
         };
         let Ok(Received::Read { op, segments, .. }) =

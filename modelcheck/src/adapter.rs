@@ -63,6 +63,9 @@ pub enum Submit {
     Register,
     /// Read one buffer.
     Read(Mode),
+    /// Read one buffer through `Client::read_into`: its request is sent in
+    /// the submitting call when it can go first, else queued as `Read`'s.
+    ReadNow(Mode),
     /// Vectored read of two buffers.
     ReadV(Mode),
     /// Write, fragmented into two sends.
@@ -97,9 +100,11 @@ impl Mode {
 
 impl Submit {
     /// Every request kind the environment can submit (not `Register`).
-    pub const ALL: [Submit; 12] = [
+    pub const ALL: [Submit; 14] = [
         Submit::Read(Mode::Interrupt),
         Submit::Read(Mode::Polling),
+        Submit::ReadNow(Mode::Interrupt),
+        Submit::ReadNow(Mode::Polling),
         Submit::ReadV(Mode::Interrupt),
         Submit::ReadV(Mode::Polling),
         Submit::Write(Mode::Interrupt),
@@ -119,6 +124,7 @@ impl Submit {
             Submit::Close => return "close".into(),
             Submit::Interrupt => return "interrupt".into(),
             Submit::Read(m) => ("read", m),
+            Submit::ReadNow(m) => ("read-now", m),
             Submit::ReadV(m) => ("readv", m),
             Submit::Write(m) => ("write", m),
             Submit::WriteV(m) => ("writev", m),
@@ -140,6 +146,7 @@ impl Submit {
         matches!(
             self,
             Submit::Read(_)
+                | Submit::ReadNow(_)
                 | Submit::ReadV(_)
                 | Submit::Write(_)
                 | Submit::WriteV(_)
@@ -166,7 +173,7 @@ impl Memory {
         let buffer =
             |i: u64| BufferDescriptor::new(base + 0x100 * (i + 1), MEMORY_KEY, SEGMENT_LEN);
         let data = match submit {
-            Submit::Read(_) => vec![buffer(0)],
+            Submit::Read(_) | Submit::ReadNow(_) => vec![buffer(0)],
             Submit::ReadV(_) => vec![buffer(0), buffer(1)],
             _ => Vec::new(),
         };
@@ -212,6 +219,9 @@ pub struct ClientSide {
     core: Box<CoreClient>,
     /// Bytes of a plain write: one more than its first fragment carries.
     write_len: u32,
+    /// Requests `read_into` sent as they were submitted, for the next
+    /// [`ClientSide::drain`] (always empty between steps).
+    sent: Vec<ToServer>,
 }
 
 /// A read, write or other work in the server driver's hands.
@@ -338,6 +348,7 @@ impl ClientSide {
         Self {
             core: Box::new(Client::new(config, negotiated, now)),
             write_len,
+            sent: Vec::new(),
         }
     }
 
@@ -347,7 +358,12 @@ impl ClientSide {
     }
 
     /// Submit the `n`th request. `Err`: the core refused it (nothing changed).
-    pub fn submit(&mut self, n: u32, submit: Submit) -> Result<(RequestId, Memory), ApiError> {
+    pub fn submit(
+        &mut self,
+        now: Instant,
+        n: u32,
+        submit: Submit,
+    ) -> Result<(RequestId, Memory), ApiError> {
         let memory = Memory::for_submission(n, submit);
         let status = memory.status;
         let c = &mut self.core;
@@ -356,6 +372,16 @@ impl ClientSide {
             Submit::Read(mode) => {
                 let dest = memory.data.first().copied().unwrap_or_default();
                 c.read(HANDLE, 0, dest, status, mode.core())?
+            }
+            Submit::ReadNow(mode) => {
+                let dest = memory.data.first().copied().unwrap_or_default();
+                let mut buf = vec![0u8; max_send_size() as usize];
+                let (id, sent) =
+                    c.read_into(now, HANDLE, 0, dest, status, mode.core(), &mut buf)?;
+                if let Some(t) = sent {
+                    self.sent.push(buf[..t.len].to_vec());
+                }
+                id
             }
             Submit::ReadV(mode) => {
                 let segments: Vec<_> = memory
@@ -425,7 +451,9 @@ impl ClientSide {
 
     /// Drain sends to post (prefix plus gathered write data) and events.
     pub fn drain(&mut self, now: Instant) -> (Vec<ToServer>, Vec<ClientEvent>) {
-        let mut sends = Vec::new();
+        // A request sent as it was submitted went before anything queued
+        // after it.
+        let mut sends = std::mem::take(&mut self.sent);
         let mut buf = vec![0u8; max_send_size() as usize];
         while let Ok(Some(t)) = self.core.poll_transmit(now, &mut buf) {
             let mut send = buf[..t.len].to_vec();

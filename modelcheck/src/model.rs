@@ -268,6 +268,7 @@ impl RdioModel {
                     requests: 3,
                     kinds: kinds(&[
                         "read",
+                        "read-now",
                         "readv-poll",
                         "write",
                         "writev",
@@ -282,7 +283,7 @@ impl RdioModel {
                 "credits",
                 RdioModel::new(Bounds {
                     requests: 3,
-                    kinds: kinds(&["read", "write-poll", "interrupt"]),
+                    kinds: kinds(&["read-now", "write-poll", "interrupt"]),
                     grants: 1,
                     revokes: 1,
                     ..base.clone()
@@ -671,7 +672,8 @@ impl Model for RdioModel {
         match action {
             Action::Submit(submit) => {
                 let n = s.ghost.submissions + 1;
-                let (id, memory) = s.client.submit(n, submit).ok()?;
+                let now = s.now();
+                let (id, memory) = s.client.submit(now, n, submit).ok()?;
                 s.ghost.submissions = n;
                 if submit == Submit::Register {
                     s.used.registers += 1;
@@ -897,13 +899,15 @@ impl RdioModel {
         let b = &self.bounds;
         let has = |f: fn(&Submit) -> bool| b.kinds.iter().any(f);
         let mut examples = Vec::new();
-        if has(|k| matches!(k, Submit::Read(_) | Submit::ReadV(_))) {
+        if has(|k| matches!(k, Submit::Read(_) | Submit::ReadNow(_) | Submit::ReadV(_))) {
             examples.push(Property::sometimes(
                 "a read completes with success",
                 |_, s: &State| {
                     s.ghost.requests.values().any(|r| {
-                        matches!(r.submit, Submit::Read(_) | Submit::ReadV(_))
-                            && r.reported == Some(Status::Success)
+                        matches!(
+                            r.submit,
+                            Submit::Read(_) | Submit::ReadNow(_) | Submit::ReadV(_)
+                        ) && r.reported == Some(Status::Success)
                     })
                 },
             ));

@@ -57,3 +57,29 @@ fn presets_are_complete() {
         );
     }
 }
+
+/// A read submitted through `Client::read_into` (sent in the submitting
+/// call when it can go first): the same properties and examples, and the
+/// same state space as `read` — the fused call reaches exactly the states
+/// `read` followed by `poll_transmit` reaches.
+#[test]
+fn a_read_sent_as_it_is_submitted_reaches_the_same_states() {
+    let explore = |kind: &str| {
+        let model = RdioModel::new(bounds(&[kind]));
+        let properties = model.properties();
+        let checker = model.checker().spawn_bfs().join();
+        assert!(checker.is_done());
+        for p in properties {
+            let found = checker.discovery(p.name).is_some();
+            match p.expectation {
+                Expectation::Sometimes => {
+                    assert!(found, "{kind}: example never reached: {}", p.name)
+                }
+                _ => assert!(!found, "{kind}: counterexample for: {}", p.name),
+            }
+        }
+        checker.unique_state_count()
+    };
+    assert_eq!(explore("read-now"), explore("read"));
+    assert_eq!(explore("read-now-poll"), explore("read-poll"));
+}

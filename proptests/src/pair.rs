@@ -395,6 +395,43 @@ impl Pair {
         (request, dest)
     }
 
+    /// Submit a read as the driver does: with [`Pair::one_pass`], through
+    /// `Client::read_into`, whose request, when it goes at once, is queued
+    /// for the server here (as [`Pair::client_transmit_one`] would have
+    /// queued it) and returned; otherwise through `Client::read`.
+    pub fn submit_read(
+        &mut self,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<(RequestId, Option<Vec<u8>>), ApiError> {
+        if !self.one_pass || self.broken {
+            return self
+                .client
+                .read(handle, offset, dest, status, mode)
+                .map(|request| (request, None));
+        }
+        let mut buf = std::mem::take(&mut self.send_buf);
+        let result = self
+            .client
+            .read_into(self.now, handle, offset, dest, status, mode, &mut buf)
+            .map(|(request, sent)| {
+                let msg = sent.map(|t| {
+                    assert!(t.data.is_none(), "a read carries no data");
+                    buf[..t.len].to_vec()
+                });
+                (request, msg)
+            });
+        self.send_buf = buf;
+        if let Ok((_, Some(msg))) = &result {
+            self.c2s.push_back(msg.clone());
+            self.sends_c2s += 1;
+        }
+        result
+    }
+
     pub fn write(
         &mut self,
         handle: u32,

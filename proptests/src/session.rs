@@ -586,9 +586,17 @@ impl Session {
         let handle = self.handle_of(target);
         let mode = mode(polling);
         let result = if dests.len() == 1 {
-            self.pair
-                .client
-                .read(handle, dests[0].0, dests[0].1, status, mode)
+            let submitted = self
+                .pair
+                .submit_read(handle, dests[0].0, dests[0].1, status, mode);
+            // A request `read_into` sent at once: the credit model sees it
+            // as it sees every client send.
+            if let (Ok((_, Some(msg))), Some(model)) = (&submitted, self.model.as_mut()) {
+                if let Err(why) = model.client_sent(msg) {
+                    fail("read_into", why);
+                }
+            }
+            submitted.map(|(request, _)| request)
         } else {
             let wire: Vec<ReadSegment> =
                 dests.iter().map(|&(o, d)| ReadSegment::new(o, d)).collect();

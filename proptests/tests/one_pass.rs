@@ -2,12 +2,14 @@
 //! status block is encoded as the driver completes the read
 //! (`Connection::complete_io_into`), the client takes the completion
 //! straight from the block (`Client::take_status_block`); stale and forged
-//! ids are refused, never completed as another request.
+//! ids are refused, never completed as another request. A read submitted
+//! with `Client::read_into` is sent in the same call when it can go first,
+//! the same bytes `poll_transmit` would send, and queued otherwise.
 
-use rdio_core::Violation;
-use rdio_core::client::{BlockOutcome, ClientEvent, CompletionMode, RequestId};
+use rdio_core::client::{BlockOutcome, Client, ClientEvent, CompletionMode, RequestId};
 use rdio_core::server::{OpId, Received, ServerEvent, Transmit};
-use rdio_core::wire::{OpenFlags, Status, StatusBlock};
+use rdio_core::wire::{BufferDescriptor, OpenFlags, Status, StatusBlock};
+use rdio_core::{ApiError, Violation};
 use rdio_proptests::pair::Pair;
 
 /// Client slots in the test pair (`Pair::client` is a `Client<64>`).
@@ -262,4 +264,146 @@ fn a_read_is_handed_over_as_it_arrives_unless_work_waits() {
         Some(ServerEvent::Read { op, .. }) if op.0 == second.0
     ));
     assert_eq!(pair.server.poll_event(), None);
+}
+
+/// What `Client::read_into` returned, with the bytes of a request it sent.
+type ReadInto = Result<(RequestId, Option<Vec<u8>>), ApiError>;
+
+/// `Client::read_into` on a copy of the client: the request it sends at
+/// once, if any.
+fn read_into_copy(
+    pair: &Pair,
+    handle: u32,
+    dest: BufferDescriptor,
+    status: BufferDescriptor,
+    buf_len: usize,
+) -> (Client<64>, ReadInto) {
+    let mut client = pair.client.clone();
+    let mut buf = vec![0u8; buf_len];
+    let result = client
+        .read_into(
+            pair.now,
+            handle,
+            5,
+            dest,
+            status,
+            CompletionMode::Interrupt,
+            &mut buf,
+        )
+        .map(|(request, sent)| {
+            (
+                request,
+                sent.map(|t| {
+                    assert_eq!(t.data, None, "a read carries no data");
+                    buf[..t.len].to_vec()
+                }),
+            )
+        });
+    (client, result)
+}
+
+#[test]
+fn read_into_sends_at_once_what_read_and_poll_transmit_send() {
+    let (mut pair, handle) = pair_with_file();
+    let dest = pair.memory.alloc(10);
+    let status = pair.status_desc();
+    let (mut fused, result) = read_into_copy(&pair, handle, dest, status, 65536);
+    let (fused_request, fused_bytes) = result.unwrap();
+    let fused_bytes = fused_bytes.expect("nothing queued ahead, a credit free: sent at once");
+
+    let request = pair
+        .client
+        .read(handle, 5, dest, status, CompletionMode::Interrupt)
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let t = pair
+        .client
+        .poll_transmit(pair.now, &mut buf)
+        .unwrap()
+        .unwrap();
+    assert_eq!(fused_request, request, "the same slot and id");
+    assert_eq!(fused_bytes, buf[..t.len], "the same request bytes");
+    assert_eq!(fused, pair.client, "the same client state afterwards");
+    assert_eq!(
+        fused.poll_transmit(pair.now, &mut buf),
+        Ok(None),
+        "not queued too"
+    );
+
+    // The server takes it and the read completes as any other.
+    pair.client = fused;
+    pair.track(request, status, CompletionMode::Interrupt);
+    pair.c2s.push_back(fused_bytes);
+    pair.drive();
+    assert_eq!(
+        pair.take_event(request),
+        ClientEvent::Completed {
+            request,
+            status: Status::Success,
+            bytes: 10,
+        }
+    );
+}
+
+#[test]
+fn read_into_queues_a_read_that_cannot_go_first() {
+    let (mut pair, handle) = pair_with_file();
+    let dest = pair.memory.alloc(10);
+    let status = pair.status_desc();
+
+    // A buffer too short for the request: queued, sent by poll_transmit.
+    let (mut client, result) = read_into_copy(&pair, handle, dest, status, 63);
+    let (request, sent) = result.unwrap();
+    assert_eq!(sent, None);
+    let mut buf = vec![0u8; 65536];
+    let t = client.poll_transmit(pair.now, &mut buf).unwrap().unwrap();
+    assert_eq!(t.len, 64);
+    assert_eq!(
+        client.slot_of(request),
+        Some(request.0 as usize % SLOTS as usize)
+    );
+
+    // Another request queued ahead: this one goes after it, in order.
+    let first = pair
+        .client
+        .read(handle, 0, dest, status, CompletionMode::Interrupt)
+        .unwrap();
+    let (mut client, result) = read_into_copy(&pair, handle, dest, status, 65536);
+    let (second, sent) = result.unwrap();
+    assert_eq!(sent, None, "queued behind the first");
+    let ids: Vec<u32> = std::iter::from_fn(|| {
+        let t = client.poll_transmit(pair.now, &mut buf).unwrap()?;
+        Some(request_id_of(&buf[..t.len]))
+    })
+    .collect();
+    assert_eq!(ids, [first.0, second.0]);
+
+    // No credit free: queued until a credit comes back. (Four credits, so
+    // the request table has room left.)
+    pair.drive();
+    pair.server.set_credit_target(4).unwrap();
+    pair.drive();
+    let credits = pair.client.ledger().level();
+    assert_eq!(credits, 4);
+    for _ in 1..credits {
+        pair.read(handle, 0, 1, CompletionMode::Interrupt);
+    }
+    pair.client_transmit();
+    assert_eq!(pair.client.ledger().available(), 0);
+    let (client, result) = read_into_copy(&pair, handle, dest, status, 65536);
+    assert_eq!(result.unwrap().1, None, "waits for a credit");
+    assert_eq!(client.waits_for_credit(), pair.client.waits_for_credit());
+
+    // Refused as `read` refuses.
+    let empty = BufferDescriptor::new(dest.addr(), dest.key(), 0);
+    let (_, result) = read_into_copy(&pair, handle, empty, status, 65536);
+    assert_eq!(result, Err(ApiError::InvalidArgument));
+    let short_status = BufferDescriptor::new(status.addr(), status.key(), 23);
+    let (_, result) = read_into_copy(&pair, handle, dest, short_status, 65536);
+    assert_eq!(result, Err(ApiError::InvalidArgument));
+}
+
+/// The request id in an encoded message's header (bytes 8..12, LE).
+fn request_id_of(message: &[u8]) -> u32 {
+    u32::from_le_bytes(message[8..12].try_into().unwrap())
 }

@@ -59,7 +59,7 @@ use crate::segments::SegmentStore;
 use crate::slots::SlotTable;
 use crate::stats::ConnectionStats;
 use crate::time::{Instant, TimerTable, micros};
-use crate::wire::message::emit_read;
+use crate::wire::message::{READ_MESSAGE_LEN, emit_read};
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
     Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,

@@ -43,6 +43,98 @@ impl<const R: usize> Client<R> {
         )
     }
 
+    /// [`Client::read`] for a driver that posts as it submits: when the read
+    /// can go at once — the connection open, nothing queued ahead of it (no
+    /// credit answer, request or write fragment waiting), a credit free and
+    /// `buf` long enough for the request — it is encoded into `buf` here and
+    /// comes back with its [`Transmit`], the same bytes
+    /// [`Client::poll_transmit`] would have given next; the driver posts
+    /// them. Otherwise it is queued exactly as `read` queues it (`None`)
+    /// and goes out through `poll_transmit`. One pass for the common case
+    /// instead of a queue entry and a second call; the errors are `read`'s.
+    // `read`'s five arguments and the one-pass pair (`now`, `buf`) that
+    // `take_status_block` and `complete_io_into` take as well.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_into(
+        &mut self,
+        now: Instant,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+        buf: &mut [u8],
+    ) -> Result<(RequestId, Option<Transmit>), ApiError> {
+        if !self.sends_now() || buf.len() < READ_MESSAGE_LEN {
+            return self
+                .read(handle, offset, dest, status, mode)
+                .map(|id| (id, None));
+        }
+        if dest.is_empty() || (status.len() as usize) < STATUS_BLOCK_LEN {
+            return Err(ApiError::InvalidArgument);
+        }
+        self.check_io_len(u64::from(dest.len()))?;
+        let interrupt = mode == CompletionMode::Interrupt;
+        let op = Op {
+            kind: OpKind::Read {
+                handle,
+                offset,
+                dest,
+            },
+            status_desc: status,
+            interrupt,
+            stage: Stage::Sent,
+            sent: 0,
+            unanswered: 1,
+            final_seen: false,
+            stop_sending: false,
+            status: Status::Success,
+            bytes: 0,
+            registered: None,
+        };
+        let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
+        let flags = if interrupt {
+            Flags::INTERRUPT
+        } else {
+            Flags::empty()
+        };
+        let read = ReadRequest {
+            handle,
+            offset,
+            dest,
+            status,
+        };
+        // The header states the credits held, as `poll_transmit` does.
+        let level = self.ledger.level();
+        let encoded = emit_read(buf, flags, level, id, &read);
+        match (encoded, self.ledger.send_request()) {
+            (Ok(len), Some(_)) => {
+                self.rearm(now);
+                Ok((RequestId(id), Some(Transmit { len, data: None })))
+            }
+            // Unreachable (room and a credit were checked): the request is
+            // taken back, nothing was sent, and it queues as `read` would.
+            _ => {
+                self.ops.take(slot);
+                self.read(handle, offset, dest, status, mode)
+                    .map(|id| (id, None))
+            }
+        }
+    }
+
+    /// Whether a new request would be the next send: open, nothing queued
+    /// ahead of it, a credit free.
+    #[inline(always)]
+    fn sends_now(&self) -> bool {
+        self.state == State::Open
+            && self.terminate.is_none()
+            && self.unsent.is_empty()
+            && self.streaming.is_empty()
+            && self.ledger.ack_owed().is_none()
+            && self.ledger.give_ups_owed() == 0
+            && self.ledger.available() > 0
+    }
+
     /// Vectored read: each segment reads its own file range into its own
     /// buffer; one status block.
     pub fn read_vectored(

@@ -286,6 +286,9 @@ pub(crate) fn parse_read_fields(buf: &[u8]) -> Option<ReadFields> {
     })
 }
 
+/// Bytes [`emit_read`] writes: header and read payload.
+pub(crate) const READ_MESSAGE_LEN: usize = size_of::<ReadMessageWire>();
+
 /// Encode a whole Read message into `buf` as one fixed-size struct: what
 /// [`Message::emit`] writes for [`Body::Read`], without building the
 /// [`Message`] (the client's request path calls it directly). `buf` is

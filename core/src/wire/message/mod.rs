@@ -25,7 +25,7 @@ mod io;
 use auth::{StatusResponseWire, StatusWire};
 use control::{CompletionWire, RegisterCompletionWire, WordWire, word};
 use credit::{DeltaWire, delta};
-pub(crate) use io::{ReadFields, emit_read, parse_read_fields};
+pub(crate) use io::{READ_MESSAGE_LEN, ReadFields, emit_read, parse_read_fields};
 pub use io::{
     ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment, WriteVRequest, parse_read,
 };
