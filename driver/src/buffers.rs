@@ -118,6 +118,7 @@ const INDEX_BITS: u32 = 24;
 const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
 impl Work {
+    #[inline]
     pub(crate) fn id(self) -> WrId {
         match self {
             Self::Recv(i) => (1 << TAG_SHIFT) | i as u64,
@@ -131,6 +132,7 @@ impl Work {
     }
 
     /// `None` for an id this runtime never issued.
+    #[inline]
     pub(crate) fn from_id(id: WrId) -> Option<Self> {
         let index = (id & INDEX_MASK) as usize;
         match id >> TAG_SHIFT {

@@ -221,6 +221,11 @@ pub(crate) struct Engine {
     /// A broken internal invariant ended the connection.
     broken: Option<&'static str>,
     transport_down: bool,
+    /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
+    /// read posted as it is submitted ([`Engine::read`]) tells the core,
+    /// instead of a clock read per submission. Never later than the real
+    /// time, so the deadlines it starts can only fall due early.
+    now: rdio_core::Instant,
     stats: ClientStats,
     request_metrics: bool,
     /// The `connection` span, parent of the request spans.
@@ -240,6 +245,7 @@ impl Engine {
     ) -> Self {
         let depth = buffers.slots.count();
         let entries = depth + CONTROL_SLOTS;
+        let now = clock.now();
         Self {
             core,
             clock,
@@ -262,6 +268,7 @@ impl Engine {
             lost: None,
             broken: None,
             transport_down: false,
+            now,
             stats: ClientStats::new(),
             request_metrics,
             span,
@@ -584,6 +591,7 @@ impl Engine {
     /// documentation for the order).
     pub(crate) fn poll(&mut self, transport: &mut impl Transport) -> Result<Progress, ClientError> {
         let now = self.clock.now();
+        self.now = now;
         let mut progress = Progress {
             posted: self.transmit(transport, now)?,
             ..Progress::default()
@@ -623,6 +631,7 @@ impl Engine {
             return;
         }
         let now = self.clock.now();
+        self.now = now;
         let _ = self.drain(transport, now);
         let _ = self.collect_events(transport, now);
         self.refresh_stats();
@@ -656,6 +665,70 @@ impl Engine {
         transport.disconnect();
         self.core.transport_failed();
         ClientError::Internal(what)
+    }
+
+    /// Submit a read of `dest` to the core and, when it can go at once,
+    /// post its request in the same pass, encoded by the core into a free
+    /// send buffer ([`CoreClient::read_into`]); otherwise (no send buffer
+    /// free, requests queued ahead of it, no credit) the core queues it and
+    /// the next [`Engine::poll`] posts it. A post that fails takes the
+    /// connection down, as in [`Engine::poll`]: the read is submitted and
+    /// completes with the connection's end.
+    pub(crate) fn read(
+        &mut self,
+        transport: &mut impl Transport,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+    ) -> Result<RequestId, ClientError> {
+        let mode = self.mode;
+        let buffer = if self.transport_down {
+            None
+        } else {
+            self.sends.take()
+        };
+        let Some(buffer) = buffer else {
+            return Ok(self.core.read(handle, offset, dest, status, mode)?);
+        };
+        let bytes = match self
+            .sends
+            .region(buffer)
+            .and_then(|region| transport.region_mut(region))
+        {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                self.sends.release(buffer);
+                return Ok(self.core.read(handle, offset, dest, status, mode)?);
+            }
+        };
+        let (request, transmit) = match self
+            .core
+            .read_into(self.now, handle, offset, dest, status, mode, bytes)
+        {
+            Ok(submitted) => submitted,
+            Err(e) => {
+                self.sends.release(buffer);
+                return Err(e.into());
+            }
+        };
+        let Some(transmit) = transmit else {
+            self.sends.release(buffer);
+            return Ok(request);
+        };
+        let posted = self
+            .sends
+            .slice(buffer, 0, transmit.len)
+            .and_then(|prefix| {
+                transport.post_send(Work::Send { buffer, data: None }.id(), &[prefix], None)
+            });
+        if posted.is_err() {
+            // Sent as far as the core knows: the connection's end completes
+            // it, as it does the requests a failed poll posts.
+            self.sends.release(buffer);
+            self.transport_failed(None);
+        }
+        Ok(request)
     }
 
     /// Post every send the core has ready.

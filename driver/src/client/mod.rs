@@ -768,11 +768,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let slot = self.begin(len)?;
         let submitted = self.engine.descriptor(slot, 0, len).and_then(|dest| {
             let status = self.engine.status_descriptor(&mut self.transport, slot)?;
-            let mode = self.engine.mode();
-            Ok(self
-                .engine
-                .core_mut()
-                .read(file.handle, offset, dest, status, mode)?)
+            // Posted at once when it can go first (`Engine::read`).
+            self.engine
+                .read(&mut self.transport, file.handle, offset, dest, status)
         });
         self.submitted(slot, submitted, Operation::Read, len, false)
     }
