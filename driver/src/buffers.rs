@@ -348,6 +348,11 @@ impl Pool {
         self.regions.len()
     }
 
+    /// Buffers free to take.
+    pub(crate) fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
     pub(crate) fn take(&mut self) -> Option<usize> {
         let index = self.free.pop()?;
         self.is_free[index] = false;

@@ -72,6 +72,7 @@ in_both_modes!(
     outside_truncation_during_streaming_reads_never_faults,
     read_counts_start_at_zero,
     reads_can_be_used_where_they_landed,
+    copied_reads_are_split_into_chunks_and_many_run_at_once,
 );
 
 fn read_only_files_are_served_from_the_mapping_in_both_modes<M: Mode>() {
@@ -340,4 +341,79 @@ fn reads_can_be_used_where_they_landed<M: Mode>() {
         assert!(pair.client.wait_in_place(write).is_err());
         pair.finish().expect("finish");
     }
+}
+
+/// Reads that are copied (a file open for writing) go through bounce
+/// chunks of `max_io_size / 32` bytes, at least 64 KiB: with a 1 MiB
+/// limit, 64 KiB chunks, so a 256 KiB read is four pieces, each RDMA-written
+/// to its own part of the client's buffer, and 16 of them in flight at
+/// once take 64 chunks — more than the two `max_io_size` buffers the budget
+/// used to allow in flight. Every byte lands where it belongs, including
+/// reads short at end of file in the middle of a piece and vectored reads
+/// whose segments split into pieces of their own.
+fn copied_reads_are_split_into_chunks_and_many_run_at_once<M: Mode>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let len = (3 << 20) + 12_345;
+    let data = pattern(len, 9);
+    fs::write(dir.path().join("data"), &data).expect("file");
+    let mut options = EmbeddedOptions::default();
+    options.client.io_size = 256 << 10;
+    options.client.queue_depth = 16;
+    options.server.config.max_io_size = 1 << 20;
+    let mut pair = M::start(dir.path(), options).expect("start");
+    let file = pair
+        .client
+        .open("data", OpenFlags::READ | OpenFlags::WRITE)
+        .expect("open");
+    // 16 reads of 256 KiB at once, at offsets that are not multiples of a
+    // chunk, the last ones reaching past the end of the file.
+    let size = 256 << 10;
+    for round in 0..2u64 {
+        let tickets: Vec<_> = (0..16u64)
+            .map(|i| {
+                let offset = 1000 + round * 7 + i * 200_000;
+                let ticket = pair
+                    .client
+                    .submit_read(&file, offset, size)
+                    .expect("submit");
+                (offset as usize, ticket)
+            })
+            .collect();
+        for (offset, ticket) in tickets {
+            let mut out = vec![0u8; size];
+            let got = pair.client.wait(ticket, &mut out).expect("read") as usize;
+            let want = len.saturating_sub(offset).min(size);
+            assert_eq!(got, want, "read at {offset}");
+            assert_eq!(out[..got], data[offset..offset + got], "read at {offset}");
+        }
+    }
+    // Vectored: segments split into pieces of their own, one short at end
+    // of file inside its second piece, one past the end.
+    let (mut a, mut b, mut c) = (vec![0u8; 70_000], vec![0u8; 100_000], vec![0u8; 10]);
+    let mut segments = [
+        ReadSegment {
+            offset: 5,
+            buf: &mut a,
+        },
+        ReadSegment {
+            offset: len as u64 - 80_000,
+            buf: &mut b,
+        },
+        ReadSegment {
+            offset: len as u64 + 1,
+            buf: &mut c,
+        },
+    ];
+    let got = pair
+        .client
+        .read_vectored_at(&file, &mut segments)
+        .expect("readv");
+    assert_eq!(got, 70_000 + 80_000);
+    assert_eq!(a, data[5..70_005]);
+    assert_eq!(b[..80_000], data[len - 80_000..]);
+    let counts = pair.server().read_counts();
+    assert_eq!(counts.mapped, 0, "{counts:?}");
+    assert!(counts.copied >= 33, "{counts:?}");
+    pair.client.close(file).expect("close");
+    pair.finish().expect("finish");
 }

@@ -46,7 +46,7 @@ use rdio_core::server::{
 use rdio_core::time::Instant;
 use rdio_core::wire::message::parse_read;
 use rdio_core::wire::{
-    Body, BufferDescriptor, Header, MAX_SEGMENTS, Message, Opcode, OpenFlags, ReadSegment, Status,
+    Body, Header, MAX_SEGMENTS, Message, Opcode, OpenFlags, ReadSegment, Status,
 };
 use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
@@ -158,15 +158,45 @@ impl ConnectionControl {
     }
 }
 
-/// Read data placed in a bounce buffer, to be RDMA-written to the client.
+/// Read data placed in a bounce chunk, to be RDMA-written to the client.
 #[derive(Clone, Copy, Debug)]
 struct ReadPiece {
-    /// Offset in the bounce buffer.
-    offset: usize,
+    /// The bounce chunk holding it, from its start.
+    bounce: usize,
     /// Bytes read (short at end of file, never zero).
     len: usize,
-    /// Client memory the segment named.
-    dest: BufferDescriptor,
+    /// Where in client memory: the part of the segment's buffer it fills.
+    dest: RemoteBuf,
+}
+
+/// Bounce chunks one read of `max_io_size` bytes may take at most: a read
+/// is split into pieces of `max_io_size / BOUNCE_CHUNKS_PER_IO` bytes (at
+/// least [`MIN_BOUNCE_CHUNK`]), one chunk and one RDMA write each, so the
+/// work requests one read posts stay few while a small read takes only one
+/// chunk of the connection's budget, not a whole `max_io_size` buffer.
+const BOUNCE_CHUNKS_PER_IO: usize = 32;
+
+/// Smallest bounce chunk.
+const MIN_BOUNCE_CHUNK: usize = 64 << 10;
+
+/// Most pieces one read is split into: the chunks of a `max_io_size` read
+/// (`max_io_size` over `max_io_size / 32` rounded down is at most 33
+/// chunks), plus one partial chunk per boundary between segments.
+const MAX_PIECES: usize = BOUNCE_CHUNKS_PER_IO + 1 + (MAX_SEGMENTS - 1);
+
+/// The bounce chunk size and count for reads of at most `max_io` bytes and
+/// a budget of `buffers` × `max_io` bytes: chunks of `max_io /`
+/// [`BOUNCE_CHUNKS_PER_IO`] bytes (at least [`MIN_BOUNCE_CHUNK`], at most
+/// `max_io`), enough of them for the budget and for one read of `max_io`
+/// bytes in [`MAX_SEGMENTS`] segments.
+fn bounce_chunks(max_io: usize, buffers: usize) -> (usize, usize) {
+    let max_io = max_io.max(1);
+    let chunk = (max_io / BOUNCE_CHUNKS_PER_IO)
+        .max(MIN_BOUNCE_CHUNK)
+        .min(max_io);
+    let budget = buffers.max(1).saturating_mul(max_io).div_ceil(chunk);
+    let one_read = max_io.div_ceil(chunk).saturating_add(MAX_SEGMENTS);
+    (chunk, budget.max(one_read))
 }
 
 /// A read the core handed over, waiting for a free bounce buffer.
@@ -377,7 +407,7 @@ impl Server {
             });
         }
         let depth = conn.receive_depth();
-        let read_buffers = self.options.read_buffers.max(1);
+        let (chunk, chunks) = bounce_chunks(config.max_io_size as usize, self.options.read_buffers);
         let (receives, sends, bounces) = set_up(&mut transport, |transport, held| {
             // The memory budget of a connection: its receive depth of
             // full-size buffers. Sends carry responses only
@@ -391,12 +421,9 @@ impl Server {
                 Access::empty(),
             )?;
             held.extend(sends.regions());
-            let bounces = Pool::register(
-                transport,
-                read_buffers,
-                config.max_io_size as usize,
-                Access::empty(),
-            )?;
+            // Read data of files not served from a mapping is staged here,
+            // in chunks (`bounce_chunks`): a small read takes one.
+            let bounces = Pool::register(transport, chunks, chunk, Access::empty())?;
             Ok((receives, sends, bounces))
         })?;
         let (control_sender, control) = mpsc::channel();
@@ -414,7 +441,7 @@ impl Server {
             receives,
             sends,
             bounces,
-            bounce_writes: vec![0; read_buffers],
+            bounce_writes: vec![0; chunks],
             reads: VecDeque::new(),
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
@@ -1061,11 +1088,11 @@ impl<T: Transport> ServerConnection<T> {
             ConnectionCell::add(&self.cell.zero_copy_reads, 1);
             result
         } else {
-            let Some(bounce) = self.bounces.take() else {
+            if self.bounces.free_count() < self.pieces(read.segments) {
                 return Ok(false);
-            };
+            }
             ConnectionCell::add(&self.cell.copied_reads, 1);
-            let result = self.read_bounced(bounce, read)?;
+            let result = self.read_bounced(read)?;
             if let Ok(bytes) = result {
                 if let Some(file) = self.files.get_mut(&read.file) {
                     file.read += bytes;
@@ -1126,37 +1153,35 @@ impl<T: Transport> ServerConnection<T> {
         }
     }
 
-    /// Read every segment of `read` through bounce buffer `bounce` and post
-    /// its RDMA writes: the result to complete the read with. The bounce
-    /// goes back once its last write completes (at once if none).
-    fn read_bounced(
-        &mut self,
-        bounce: usize,
-        read: Read<'_>,
-    ) -> Result<Result<u64, Status>, ConnectionEnd> {
-        let result = match self.read_into(bounce, read) {
-            Ok((total, writes)) => {
-                for ReadPiece { offset, len, dest } in writes {
-                    let remote = RemoteBuf {
-                        addr: dest.addr(),
-                        key: dest.key(),
-                        len: dest.len(),
-                    };
-                    let data = self.bounces.slice(bounce, offset, len)?;
-                    self.transport.post_write(
-                        Work::ReadData(bounce).id(),
-                        &[data],
-                        remote,
-                        None,
-                    )?;
-                    self.bounce_writes[bounce] += 1;
-                }
-                Ok(total)
+    /// Bounce chunks `segments` take: each segment is split into pieces of
+    /// at most one chunk.
+    fn pieces(&self, segments: &[ReadSegment]) -> usize {
+        let chunk = self.bounces.size().max(1);
+        segments
+            .iter()
+            .map(|s| (s.dest().len() as usize).div_ceil(chunk))
+            .sum()
+    }
+
+    /// Read every segment of `read` into bounce chunks, one piece each (the
+    /// caller checked that enough are free), then post their RDMA writes:
+    /// the result to complete the read with. On a read error nothing is
+    /// posted. Each chunk goes back once its write completes (at once if it
+    /// holds nothing).
+    fn read_bounced(&mut self, read: Read<'_>) -> Result<Result<u64, Status>, ConnectionEnd> {
+        let mut pieces = heapless::Vec::<ReadPiece, MAX_PIECES>::new();
+        let result = self.read_into(read, &mut pieces);
+        if result.is_ok() {
+            for &ReadPiece { bounce, len, dest } in &pieces {
+                let data = self.bounces.slice(bounce, 0, len)?;
+                self.transport
+                    .post_write(Work::ReadData(bounce).id(), &[data], dest, None)?;
+                self.bounce_writes[bounce] += 1;
             }
-            Err(status) => Err(status),
-        };
-        if self.bounce_writes[bounce] == 0 {
-            self.bounces.release(bounce);
+        } else {
+            for piece in &pieces {
+                self.bounces.release(piece.bounce);
+            }
         }
         Ok(result)
     }
@@ -1311,43 +1336,66 @@ impl<T: Transport> ServerConnection<T> {
         Ok(())
     }
 
-    /// Read every segment into `bounce`, back to back; returns the total and
-    /// the non-empty pieces to write.
+    /// Read every segment into bounce chunks taken here, a chunk per piece
+    /// of at most the chunk size, each piece to be RDMA-written to its part
+    /// of the segment's buffer; a piece short at end of file ends its
+    /// segment. The non-empty pieces go into `pieces` (the chunks of empty
+    /// ones are given back at once); returns the bytes read, or the status
+    /// of a failed read (`pieces` then lists the chunks to give back).
     fn read_into(
         &mut self,
-        bounce: usize,
         read: Read<'_>,
-    ) -> Result<(u64, heapless::Vec<ReadPiece, MAX_SEGMENTS>), Status> {
+        pieces: &mut heapless::Vec<ReadPiece, MAX_PIECES>,
+    ) -> Result<u64, Status> {
         let file = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
-        let region = self.bounces.region(bounce).map_err(|_| Status::IoError)?;
-        let buffer = self
-            .transport
-            .region_mut(region)
-            .map_err(|_| Status::IoError)?;
-        let mut writes = heapless::Vec::new();
-        let mut position = 0usize;
+        let chunk = self.bounces.size();
         let mut total = 0u64;
         for segment in read.segments {
             let dest = segment.dest();
             let len = dest.len() as usize;
-            let end = position.checked_add(len).ok_or(Status::TooLarge)?;
-            let target = buffer.get_mut(position..end).ok_or(Status::TooLarge)?;
-            let got = file
-                .read_at(segment.offset(), target)
-                .map_err(|e| e.status())?;
-            if got > 0 {
-                writes
-                    .push(ReadPiece {
-                        offset: position,
-                        len: got,
-                        dest,
-                    })
-                    .map_err(|_| Status::TooLarge)?;
+            let mut done = 0usize;
+            while done < len {
+                let want = (len - done).min(chunk);
+                let bounce = self.bounces.take().ok_or(Status::TooLarge)?;
+                let got = self
+                    .bounces
+                    .region(bounce)
+                    .and_then(|region| self.transport.region_mut(region))
+                    .map_err(|_| Status::IoError)
+                    .and_then(|buffer| {
+                        let target = buffer.get_mut(..want).ok_or(Status::TooLarge)?;
+                        file.read_at(segment.offset() + done as u64, target)
+                            .map_err(|e| e.status())
+                    });
+                let got = match got {
+                    Ok(got) if got > 0 => got,
+                    other => {
+                        self.bounces.release(bounce);
+                        other?;
+                        break;
+                    }
+                };
+                let piece = ReadPiece {
+                    bounce,
+                    len: got,
+                    dest: RemoteBuf {
+                        addr: dest.addr().wrapping_add(done as u64),
+                        key: dest.key(),
+                        len: got as u32,
+                    },
+                };
+                if let Err(piece) = pieces.push(piece) {
+                    self.bounces.release(piece.bounce);
+                    return Err(Status::TooLarge);
+                }
+                total += got as u64;
+                done += want;
+                if got < want {
+                    break;
+                }
             }
-            total += got as u64;
-            position = end;
         }
-        Ok((total, writes))
+        Ok(total)
     }
 
     /// Post what the core queued, each from a free send buffer, until it
@@ -1647,6 +1695,40 @@ mod tests {
 
     /// Completions the driver cannot account for end the connection as an
     /// internal error instead of being ignored.
+    #[test]
+    fn bounce_chunks_fit_one_largest_read_and_the_budget() {
+        // 8 MiB reads, two buffers: 64 chunks of 256 KiB.
+        assert_eq!(bounce_chunks(8 << 20, 2), (256 << 10, 64));
+        // 1 MiB reads: 64 KiB chunks (the floor), 32 for the budget, but
+        // one read in 16 segments may need 16 + 16.
+        assert_eq!(bounce_chunks(1 << 20, 2), (64 << 10, 32));
+        assert_eq!(bounce_chunks(1 << 20, 1), (64 << 10, 32));
+        // Reads smaller than the floor: one chunk per read.
+        assert_eq!(bounce_chunks(4096, 2), (4096, 17));
+        // An uneven limit: every piece of a largest read still fits.
+        let (chunk, count) = bounce_chunks((8 << 20) + 1, 2);
+        assert!(count >= ((8 << 20) + 1usize).div_ceil(chunk) + MAX_SEGMENTS);
+        assert!(((8 << 20) + 1usize).div_ceil(chunk) + MAX_SEGMENTS - 1 <= MAX_PIECES);
+        for max_io in [
+            1,
+            4096,
+            65_537,
+            (2 << 20) - 1,
+            2 << 20,
+            (2 << 20) + 31,
+            8 << 20,
+            u32::MAX as usize,
+        ] {
+            let (chunk, _) = bounce_chunks(max_io, 2);
+            assert!(
+                max_io.div_ceil(chunk) + MAX_SEGMENTS - 1 <= MAX_PIECES,
+                "{max_io}"
+            );
+        }
+        // Degenerate inputs do not divide by zero.
+        assert_eq!(bounce_chunks(0, 0), (1, 17));
+    }
+
     #[test]
     fn a_completion_never_posted_ends_the_connection() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -56,9 +56,13 @@ pub struct ServerOptions {
     pub endpoint: Vec<u8>,
     /// How long an authentication key stays redeemable after negotiation.
     pub auth_lifetime: Duration,
-    /// Registered buffers for read data awaiting their RDMA write, each
-    /// `config.max_io_size` bytes: reads beyond this many in flight wait.
-    /// Reads served from a file mapping need none.
+    /// Registered memory for read data awaiting its RDMA write, in
+    /// `config.max_io_size` buffers' worth: the connection registers it as
+    /// chunks of `max_io_size / 32` bytes (at least 64 KiB), and a read
+    /// takes one chunk per piece of that size (so a 4 KiB read takes one,
+    /// and the default two buffers of 8 MiB serve 64 small reads at once);
+    /// reads that find too few chunks free wait. Reads served from a file
+    /// mapping need none.
     pub read_buffers: usize,
     /// Serve reads of files opened read-only straight from a mapping of the
     /// file under a read lease, where the transport can register external
