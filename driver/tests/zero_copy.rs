@@ -345,12 +345,13 @@ fn reads_can_be_used_where_they_landed<M: Mode>() {
 
 /// Reads that are copied (a file open for writing) go through bounce
 /// chunks of `max_io_size / 32` bytes, at least 64 KiB: with a 1 MiB
-/// limit, 64 KiB chunks, so a 256 KiB read is four pieces, each RDMA-written
-/// to its own part of the client's buffer, and 16 of them in flight at
-/// once take 64 chunks — more than the two `max_io_size` buffers the budget
-/// used to allow in flight. Every byte lands where it belongs, including
-/// reads short at end of file in the middle of a piece and vectored reads
-/// whose segments split into pieces of their own.
+/// limit, 32 chunks of 64 KiB (the two-buffer budget), so a 256 KiB read
+/// is four pieces, each RDMA-written to its own part of the client's
+/// buffer; eight run at once — four times the two whole buffers reads used
+/// to take — and of 16 submitted together the rest wait for chunks. Every
+/// byte lands where it belongs, including reads short at end of file in
+/// the middle of a piece and vectored reads whose segments split into
+/// pieces of their own.
 fn copied_reads_are_split_into_chunks_and_many_run_at_once<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     let len = (3 << 20) + 12_345;

@@ -187,16 +187,18 @@ const MAX_PIECES: usize = BOUNCE_CHUNKS_PER_IO + 1 + (MAX_SEGMENTS - 1);
 /// The bounce chunk size and count for reads of at most `max_io` bytes and
 /// a budget of `buffers` × `max_io` bytes: chunks of `max_io /`
 /// [`BOUNCE_CHUNKS_PER_IO`] bytes (at least [`MIN_BOUNCE_CHUNK`], at most
-/// `max_io`), enough of them for the budget and for one read of `max_io`
-/// bytes in [`MAX_SEGMENTS`] segments.
-fn bounce_chunks(max_io: usize, buffers: usize) -> (usize, usize) {
+/// `max_io`), as many as the budget holds but no more than half the
+/// transport's send queue (`max_send`: each chunk in use is one RDMA write
+/// posted; the other half is for status blocks and sends), and always
+/// enough for one read of `max_io` bytes in [`MAX_SEGMENTS`] segments.
+fn bounce_chunks(max_io: usize, buffers: usize, max_send: usize) -> (usize, usize) {
     let max_io = max_io.max(1);
     let chunk = (max_io / BOUNCE_CHUNKS_PER_IO)
         .max(MIN_BOUNCE_CHUNK)
         .min(max_io);
     let budget = buffers.max(1).saturating_mul(max_io).div_ceil(chunk);
     let one_read = max_io.div_ceil(chunk).saturating_add(MAX_SEGMENTS);
-    (chunk, budget.max(one_read))
+    (chunk, budget.min(max_send / 2).max(one_read))
 }
 
 /// A read the core handed over, waiting for a free bounce buffer.
@@ -407,7 +409,11 @@ impl Server {
             });
         }
         let depth = conn.receive_depth();
-        let (chunk, chunks) = bounce_chunks(config.max_io_size as usize, self.options.read_buffers);
+        let (chunk, chunks) = bounce_chunks(
+            config.max_io_size as usize,
+            self.options.read_buffers,
+            transport.caps().max_send,
+        );
         let (receives, sends, bounces) = set_up(&mut transport, |transport, held| {
             // The memory budget of a connection: its receive depth of
             // full-size buffers. Sends carry responses only
@@ -1698,15 +1704,19 @@ mod tests {
     #[test]
     fn bounce_chunks_fit_one_largest_read_and_the_budget() {
         // 8 MiB reads, two buffers: 64 chunks of 256 KiB.
-        assert_eq!(bounce_chunks(8 << 20, 2), (256 << 10, 64));
+        assert_eq!(bounce_chunks(8 << 20, 2, 1024), (256 << 10, 64));
+        // A send queue of 64: no more than 32 chunks for the budget, but
+        // one largest read (32 chunks, 16 segments) must always fit.
+        assert_eq!(bounce_chunks(8 << 20, 2, 64), (256 << 10, 48));
+        assert_eq!(bounce_chunks(8 << 20, 8, 128), (256 << 10, 64));
         // 1 MiB reads: 64 KiB chunks (the floor), 32 for the budget, but
         // one read in 16 segments may need 16 + 16.
-        assert_eq!(bounce_chunks(1 << 20, 2), (64 << 10, 32));
-        assert_eq!(bounce_chunks(1 << 20, 1), (64 << 10, 32));
+        assert_eq!(bounce_chunks(1 << 20, 2, 1024), (64 << 10, 32));
+        assert_eq!(bounce_chunks(1 << 20, 1, 1024), (64 << 10, 32));
         // Reads smaller than the floor: one chunk per read.
-        assert_eq!(bounce_chunks(4096, 2), (4096, 17));
+        assert_eq!(bounce_chunks(4096, 2, 1024), (4096, 17));
         // An uneven limit: every piece of a largest read still fits.
-        let (chunk, count) = bounce_chunks((8 << 20) + 1, 2);
+        let (chunk, count) = bounce_chunks((8 << 20) + 1, 2, 1024);
         assert!(count >= ((8 << 20) + 1usize).div_ceil(chunk) + MAX_SEGMENTS);
         assert!(((8 << 20) + 1usize).div_ceil(chunk) + MAX_SEGMENTS - 1 <= MAX_PIECES);
         for max_io in [
@@ -1719,14 +1729,14 @@ mod tests {
             8 << 20,
             u32::MAX as usize,
         ] {
-            let (chunk, _) = bounce_chunks(max_io, 2);
+            let (chunk, _) = bounce_chunks(max_io, 2, 0);
             assert!(
                 max_io.div_ceil(chunk) + MAX_SEGMENTS - 1 <= MAX_PIECES,
                 "{max_io}"
             );
         }
         // Degenerate inputs do not divide by zero.
-        assert_eq!(bounce_chunks(0, 0), (1, 17));
+        assert_eq!(bounce_chunks(0, 0, 0), (1, 17));
     }
 
     #[test]

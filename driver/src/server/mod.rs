@@ -61,8 +61,9 @@ pub struct ServerOptions {
     /// chunks of `max_io_size / 32` bytes (at least 64 KiB), and a read
     /// takes one chunk per piece of that size (so a 4 KiB read takes one,
     /// and the default two buffers of 8 MiB serve 64 small reads at once);
-    /// reads that find too few chunks free wait. Reads served from a file
-    /// mapping need none.
+    /// reads that find too few chunks free wait. No more chunks than half
+    /// the transport's send queue (`Caps::max_send`), and always enough for
+    /// one largest read. Reads served from a file mapping need none.
     pub read_buffers: usize,
     /// Serve reads of files opened read-only straight from a mapping of the
     /// file under a read lease, where the transport can register external
