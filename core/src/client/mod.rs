@@ -26,7 +26,10 @@
 //! driver that takes completions as they happen calls
 //! [`Client::take_status_block`] instead of `handle_status_block`: the
 //! completion a status block brings comes back from that call
-//! ([`BlockOutcome::Completed`]) instead of through `poll_event`.
+//! ([`BlockOutcome::Completed`]) instead of through `poll_event`. A driver
+//! that posts as it submits calls [`Client::read_into`] instead of `read`:
+//! a read that can go first is encoded in that call and comes back with
+//! its [`Transmit`], with no queue entry and no `poll_transmit`.
 //!
 //! # Modules, one per phase (as quinn-proto splits `connection/`)
 //!
