@@ -1204,9 +1204,12 @@ impl<T: Transport> ServerConnection<T> {
         let Some(open) = self.server.file(file) else {
             return;
         };
+        // The size limit is about pinned memory: a transport whose
+        // registrations pin nothing maps a file of any size.
+        let pins = self.transport.caps().pins_registrations;
         if !open
             .len()
-            .is_ok_and(|len| len <= self.server.options.zero_copy_max_file)
+            .is_ok_and(|len| !pins || len <= self.server.options.zero_copy_max_file)
         {
             return;
         }

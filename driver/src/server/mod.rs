@@ -70,11 +70,14 @@ pub struct ServerOptions {
     /// memory (zero-copy; see [`crate::files::FileLease`]). Off: every read
     /// is copied into a bounce buffer first.
     pub zero_copy_reads: bool,
-    /// Largest file served zero-copy; larger ones go through bounce
-    /// buffers. The whole file is registered, and a hardware transport
-    /// (`ibv_reg_mr`) pins every page of it, so this bounds the memory one
-    /// open file can lock (it must also fit `RLIMIT_MEMLOCK`, or the
-    /// registration fails and the file is copied instead).
+    /// Largest file served zero-copy over a transport whose registrations
+    /// pin memory (`Caps::pins_registrations`); larger ones go through
+    /// bounce buffers. The whole file is registered, and a hardware
+    /// transport (`ibv_reg_mr`) pins every page of it, so this bounds the
+    /// memory one open file can lock (it must also fit `RLIMIT_MEMLOCK`,
+    /// or the registration fails and the file is copied instead). Over a
+    /// software transport (loopback, cma, libfabric's tcp) nothing is
+    /// pinned, and files of any size are served from their mapping.
     pub zero_copy_max_file: u64,
     /// Export read-only: every open for write, create or truncate is
     /// refused with [`Status::ReadOnly`], whoever asks.

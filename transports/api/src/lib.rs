@@ -277,6 +277,12 @@ pub struct Caps {
     pub max_recv: usize,
     /// Most outstanding sends + writes.
     pub max_send: usize,
+    /// Registering memory pins its pages (a hardware transport:
+    /// `ibv_reg_mr`, libfabric's hardware providers), so a region counts
+    /// against `RLIMIT_MEMLOCK` and stays resident for its life. `false`
+    /// for software transports, whose registrations are bookkeeping: a
+    /// server may then register a mapping of a file of any size.
+    pub pins_registrations: bool,
 }
 
 /// One side of a connected, reliable RDMA channel.

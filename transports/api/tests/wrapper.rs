@@ -34,6 +34,7 @@ const CAPS: Caps = Caps {
     max_sge: 2,
     max_recv: 8,
     max_send: 8,
+    pins_registrations: false,
 };
 
 const REMOTE: RemoteBuf = RemoteBuf {

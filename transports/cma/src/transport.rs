@@ -29,6 +29,9 @@ pub const CAPS: Caps = Caps {
     max_sge: MAX_SGE,
     max_recv: 1024,
     max_send: 1024,
+    // Regions are private anonymous pages (or the caller's memory) the
+    // peer writes with process_vm_writev: nothing is pinned.
+    pins_registrations: false,
 };
 
 /// Bytes read from the socket at a time while looking for frame headers;

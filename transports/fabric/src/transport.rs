@@ -303,6 +303,7 @@ impl FabricTransport {
             } else {
                 tx.size
             },
+            pins_registrations: pins_registrations(&provider_name(info)),
         };
         let name = provider_name(info);
         Ok(Self {
@@ -1360,8 +1361,28 @@ impl Default for CmEntry {
     }
 }
 
+/// Whether `provider`'s memory registration pins pages: every provider but
+/// the software ones whose registrations are only a key table (`tcp`,
+/// `sockets`, `udp`, `shm`, alone or under a utility provider such as
+/// `ofi_rxm`, which libfabric names `tcp;ofi_rxm`). Unknown providers are
+/// taken to pin, the safe answer for a limit on what may be registered.
+fn pins_registrations(provider: &str) -> bool {
+    let core = provider.split(';').next().unwrap_or(provider);
+    !matches!(core, "tcp" | "sockets" | "udp" | "shm")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_software_providers_register_without_pinning() {
+        for software in ["tcp", "tcp;ofi_rxm", "sockets", "udp;ofi_rxd", "shm"] {
+            assert!(!pins_registrations(software), "{software}");
+        }
+        for hardware in ["verbs", "verbs;ofi_rxm", "efa", "psm3", "", "tcpx"] {
+            assert!(pins_registrations(hardware), "{hardware}");
+        }
+    }
+
     use std::net::{Ipv4Addr, SocketAddr};
     use std::thread;
 

@@ -140,6 +140,10 @@ pub struct Config {
     pub max_recv: usize,
     /// Seed of remote keys and addresses: equal seeds give equal runs.
     pub seed: u64,
+    /// What [`Caps::pins_registrations`] reports. The loopback pins
+    /// nothing (`false` by default); `true` makes it report what a hardware
+    /// transport would, for tests of what depends on it.
+    pub pins_registrations: bool,
 }
 
 impl Config {
@@ -154,6 +158,7 @@ impl Config {
         max_send: 256,
         max_recv: 256,
         seed: 0,
+        pins_registrations: false,
     };
 }
 
@@ -203,6 +208,7 @@ impl<L: Link> LoopbackEndpoint<L> {
             max_sge: config.max_sge,
             max_recv: config.max_recv,
             max_send: config.max_send,
+            pins_registrations: config.pins_registrations,
         };
         Self {
             link,

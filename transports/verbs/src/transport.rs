@@ -230,6 +230,8 @@ impl VerbsTransport {
             max_sge: granted.max_send_sge.min(granted.max_recv_sge).min(max_sge) as usize,
             max_recv,
             max_send,
+            // ibv_reg_mr pins every page it registers.
+            pins_registrations: true,
         };
         Ok(Self {
             qp,
