@@ -70,6 +70,7 @@ in_both_modes!(
     stat_tells_a_file_that_changed_was_replaced_or_is_gone,
     checksums_cover_the_whole_file_as_the_server_holds_it,
     vectored_reads_past_end_of_file_never_show_stale_bytes,
+    a_send_queue_shorter_than_the_queue_depth_only_slows_requests,
 );
 
 fn write_then_read_back_at_boundary_sizes_in_both_modes<M: Mode>() {
@@ -867,4 +868,65 @@ fn sixty_four_requests_fit_on_the_wire_at_once<M: Mode>() {
         assert_eq!(out[..], data[i << 12..(i + 1) << 12], "read {i}");
     }
     finish(pair);
+}
+
+/// A transport whose send queue holds fewer work requests than the client
+/// keeps requests in flight (16 against 32; verbs defaults to 64 against
+/// up to 64 credits): neither side posts beyond it — a post the transport
+/// refuses (`QueueFull`) would end the connection — and every request
+/// still completes, reads served from the mapping and copied, fragmented
+/// writes, in both completion modes.
+fn a_send_queue_shorter_than_the_queue_depth_only_slows_requests<M: Mode>() {
+    for mode in [CompletionMode::Interrupt, CompletionMode::Polling] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = pattern(4 << 20, 4);
+        fs::write(dir.path().join("d"), &data).expect("file");
+        let mut options = EmbeddedOptions::default();
+        options.loopback.max_send = 16;
+        options.client.mode = mode;
+        options.client.queue_depth = 32;
+        options.client.io_size = 64 << 10;
+        // 16 KiB sends: a 64 KiB write is five fragments.
+        options.client.config.max_send_size = 16 << 10;
+        let mut pair = M::start(dir.path(), options).expect("start");
+        for flags in [OpenFlags::READ, OpenFlags::READ | OpenFlags::WRITE] {
+            let file = pair.client.open("d", flags).expect("open");
+            let tickets: Vec<_> = (0..32u64)
+                .map(|i| {
+                    let offset = i * 70_000;
+                    let ticket = pair
+                        .client
+                        .submit_read(&file, offset, 8192)
+                        .expect("submit");
+                    (offset as usize, ticket)
+                })
+                .collect();
+            for (offset, ticket) in tickets {
+                let mut out = vec![0u8; 8192];
+                assert_eq!(pair.client.wait(ticket, &mut out).expect("read"), 8192);
+                assert_eq!(out, data[offset..offset + 8192], "read at {offset}");
+            }
+            pair.client.close(file).expect("close");
+        }
+        let file = pair.client.open("w", RWC).expect("open");
+        let chunks: Vec<Vec<u8>> = (0..32u8).map(|i| pattern(64 << 10, i)).collect();
+        let tickets: Vec<_> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                pair.client
+                    .submit_write(&file, (i * chunk.len()) as u64, chunk)
+                    .expect("submit")
+            })
+            .collect();
+        for ticket in tickets {
+            assert_eq!(pair.client.wait(ticket, &mut []).expect("write"), 64 << 10);
+        }
+        pair.client.close(file).expect("close");
+        assert_eq!(
+            fs::read(dir.path().join("w")).expect("read"),
+            chunks.concat()
+        );
+        finish(pair);
+    }
 }

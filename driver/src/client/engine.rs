@@ -164,6 +164,9 @@ pub(crate) struct Buffers {
     pub(crate) slots: Pool,
     /// One status block per data slot, written by the server (claim 20).
     pub(crate) status_region: RegionId,
+    /// The transport's send-queue depth (`Caps::max_send`): sends posted
+    /// and not yet completed never exceed it.
+    pub(crate) send_queue: usize,
 }
 
 impl Buffers {
@@ -221,6 +224,12 @@ pub(crate) struct Engine {
     /// A broken internal invariant ended the connection.
     broken: Option<&'static str>,
     transport_down: bool,
+    /// Sends posted whose completions have not been drained, and the most
+    /// the transport's send queue holds: a send beyond it would be refused
+    /// (`QueueFull`, which ends the connection), so requests wait in the
+    /// core until a completion frees a place.
+    sends_posted: usize,
+    send_queue: usize,
     /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
     /// read posted as it is submitted ([`Engine::read`]) tells the core,
     /// instead of a clock read per submission. Never later than the real
@@ -246,6 +255,7 @@ impl Engine {
         let depth = buffers.slots.count();
         let entries = depth + CONTROL_SLOTS;
         let now = clock.now();
+        let send_queue = buffers.send_queue.max(1);
         Self {
             core,
             clock,
@@ -268,6 +278,8 @@ impl Engine {
             lost: None,
             broken: None,
             transport_down: false,
+            sends_posted: 0,
+            send_queue,
             now,
             stats: ClientStats::new(),
             request_metrics,
@@ -683,7 +695,7 @@ impl Engine {
         status: BufferDescriptor,
     ) -> Result<RequestId, ClientError> {
         let mode = self.mode;
-        let buffer = if self.transport_down {
+        let buffer = if self.transport_down || self.sends_posted >= self.send_queue {
             None
         } else {
             self.sends.take()
@@ -727,6 +739,8 @@ impl Engine {
             // it, as it does the requests a failed poll posts.
             self.sends.release(buffer);
             self.transport_failed(None);
+        } else {
+            self.sends_posted += 1;
         }
         Ok(request)
     }
@@ -738,7 +752,7 @@ impl Engine {
         now: rdio_core::Instant,
     ) -> Result<usize, ClientError> {
         let mut posted = 0;
-        while !self.transport_down {
+        while !self.transport_down && self.sends_posted < self.send_queue {
             let Some(buffer) = self.sends.take() else {
                 break;
             };
@@ -791,6 +805,7 @@ impl Engine {
                 self.transport_failed(None);
                 return Err(e.into());
             }
+            self.sends_posted += 1;
             posted += 1;
         }
         Ok(posted)
@@ -839,6 +854,7 @@ impl Engine {
     ) -> Result<(), ClientError> {
         let work = Work::from_id(completion.wr_id);
         if let Some(Work::Send { buffer, data }) = work {
+            self.sends_posted = self.sends_posted.saturating_sub(1);
             self.sends.release(buffer);
             if let Some(slot) = data {
                 self.sent_from(slot);

@@ -462,6 +462,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 sends,
                 slots,
                 status_region,
+                send_queue: transport.caps().max_send,
             };
             let remote = buffers.remote_windows(transport)?;
             Ok((buffers, remote))

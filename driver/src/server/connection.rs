@@ -311,6 +311,13 @@ pub struct ServerConnection<T: Transport> {
     /// to the client (claim 16).
     bounces: Pool,
     bounce_writes: Vec<usize>,
+    /// Sends and RDMA writes posted whose completions have not been
+    /// drained, and the most the transport's send queue holds
+    /// (`Caps::max_send`): a post beyond it would be refused (`QueueFull`,
+    /// which ends the connection), so a read waits until completions free
+    /// the places it needs, and queued output until one is free.
+    sends_posted: usize,
+    send_queue: usize,
     reads: VecDeque<PendingRead>,
     /// Leased mappings by slot (the slot is the work-request id's index).
     mapped: Vec<Option<Mapped>>,
@@ -409,6 +416,7 @@ impl Server {
             });
         }
         let depth = conn.receive_depth();
+        let send_queue = transport.caps().max_send.max(1);
         let (chunk, chunks) = bounce_chunks(
             config.max_io_size as usize,
             self.options.read_buffers,
@@ -448,6 +456,8 @@ impl Server {
             sends,
             bounces,
             bounce_writes: vec![0; chunks],
+            sends_posted: 0,
+            send_queue,
             reads: VecDeque::new(),
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
@@ -779,7 +789,15 @@ impl<T: Transport> ServerConnection<T> {
         if let Err(error) = completion.status {
             return Err(ConnectionEnd::Lost(error));
         }
-        match (Work::from_id(completion.wr_id), completion.kind) {
+        let work = Work::from_id(completion.wr_id);
+        if matches!(
+            work,
+            Some(Work::Send { .. } | Work::ReadData(_) | Work::MappedRead(_))
+        ) {
+            // A send-queue entry is free again.
+            self.sends_posted = self.sends_posted.saturating_sub(1);
+        }
+        match (work, completion.kind) {
             (Some(Work::Recv(index)), CompletionKind::Recv { len }) => {
                 self.receive(now, index, len)?;
                 self.repost(index)
@@ -1090,11 +1108,19 @@ impl<T: Transport> ServerConnection<T> {
         read: Read<'_>,
         send: Option<usize>,
     ) -> Result<bool, ConnectionEnd> {
+        // Its data writes (one per segment from a mapping, one per piece
+        // through bounce chunks) and, with `send`, its status block must
+        // all fit the send queue now.
+        let status = usize::from(send.is_some());
+        if !self.send_queue_fits(read.segments.len() + status) {
+            return Ok(false);
+        }
         let result = if let Some(result) = self.read_mapped(read)? {
             ConnectionCell::add(&self.cell.zero_copy_reads, 1);
             result
         } else {
-            if self.bounces.free_count() < self.pieces(read.segments) {
+            let pieces = self.pieces(read.segments);
+            if self.bounces.free_count() < pieces || !self.send_queue_fits(pieces + status) {
                 return Ok(false);
             }
             ConnectionCell::add(&self.cell.copied_reads, 1);
@@ -1159,6 +1185,14 @@ impl<T: Transport> ServerConnection<T> {
         }
     }
 
+    /// Whether `posts` more sends and writes fit the transport's send queue
+    /// now. A read needing more than the whole queue waits for it to
+    /// empty (and then overflows it, which ends the connection: a
+    /// transport that small cannot serve it).
+    fn send_queue_fits(&self, posts: usize) -> bool {
+        self.send_queue.saturating_sub(self.sends_posted) >= posts.min(self.send_queue)
+    }
+
     /// Bounce chunks `segments` take: each segment is split into pieces of
     /// at most one chunk.
     fn pieces(&self, segments: &[ReadSegment]) -> usize {
@@ -1182,6 +1216,7 @@ impl<T: Transport> ServerConnection<T> {
                 let data = self.bounces.slice(bounce, 0, len)?;
                 self.transport
                     .post_write(Work::ReadData(bounce).id(), &[data], dest, None)?;
+                self.sends_posted += 1;
                 self.bounce_writes[bounce] += 1;
             }
         } else {
@@ -1301,6 +1336,7 @@ impl<T: Transport> ServerConnection<T> {
             };
             self.transport
                 .post_write(Work::MappedRead(slot).id(), &[local], remote, None)?;
+            self.sends_posted += 1;
             posted += 1;
             total += n;
         }
@@ -1411,7 +1447,10 @@ impl<T: Transport> ServerConnection<T> {
     /// has nothing more or no buffer is free.
     fn drain_transmits(&mut self, now: Instant) -> Result<bool, ConnectionEnd> {
         let mut any = false;
-        while let Some(buffer) = self.sends.take() {
+        while self.sends_posted < self.send_queue {
+            let Some(buffer) = self.sends.take() else {
+                break;
+            };
             let region = self.sends.region(buffer)?;
             let bytes = self.transport.region_mut(region)?;
             let transmit = match self.conn.poll_transmit(bytes) {
@@ -1469,6 +1508,7 @@ impl<T: Transport> ServerConnection<T> {
                 )?;
             }
         }
+        self.sends_posted += 1;
         Ok(())
     }
 
