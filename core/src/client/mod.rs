@@ -314,6 +314,35 @@ struct Op {
     registered: Option<RemoteFile>,
 }
 
+impl Op {
+    /// A request just submitted: queued, nothing sent or answered yet.
+    fn new(kind: OpKind, status_desc: BufferDescriptor, interrupt: bool) -> Self {
+        Self {
+            kind,
+            status_desc,
+            interrupt,
+            stage: Stage::Queued,
+            sent: 0,
+            unanswered: 0,
+            final_seen: false,
+            stop_sending: false,
+            status: Status::Success,
+            bytes: 0,
+            registered: None,
+        }
+    }
+}
+
+/// The header flags of a data request completed in interrupt mode or not
+/// (claims 18–20).
+fn interrupt_flags(interrupt: bool) -> Flags {
+    if interrupt {
+        Flags::INTERRUPT
+    } else {
+        Flags::empty()
+    }
+}
+
 const TIMER_AUTH: usize = 0;
 /// The dead-peer and keepalive deadlines are not in the table: they follow
 /// from `last_heard`, `internal_since` and `idle_since` (`timers`), which

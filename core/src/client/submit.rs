@@ -75,29 +75,19 @@ impl<const R: usize> Client<R> {
         }
         self.check_io_len(u64::from(dest.len()))?;
         let interrupt = mode == CompletionMode::Interrupt;
+        let kind = OpKind::Read {
+            handle,
+            offset,
+            dest,
+        };
+        // Sent in this call: its one message is unanswered from the start.
         let op = Op {
-            kind: OpKind::Read {
-                handle,
-                offset,
-                dest,
-            },
-            status_desc: status,
-            interrupt,
             stage: Stage::Sent,
-            sent: 0,
             unanswered: 1,
-            final_seen: false,
-            stop_sending: false,
-            status: Status::Success,
-            bytes: 0,
-            registered: None,
+            ..Op::new(kind, status, interrupt)
         };
         let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
-        let flags = if interrupt {
-            Flags::INTERRUPT
-        } else {
-            Flags::empty()
-        };
+        let flags = interrupt_flags(interrupt);
         let read = ReadRequest {
             handle,
             offset,
@@ -341,19 +331,7 @@ impl<const R: usize> Client<R> {
         if kind.is_data() && (status_desc.len() as usize) < STATUS_BLOCK_LEN {
             return Err(ApiError::InvalidArgument);
         }
-        let op = Op {
-            kind,
-            status_desc,
-            interrupt: mode == CompletionMode::Interrupt,
-            stage: Stage::Queued,
-            sent: 0,
-            unanswered: 0,
-            final_seen: false,
-            stop_sending: false,
-            status: Status::Success,
-            bytes: 0,
-            registered: None,
-        };
+        let op = Op::new(kind, status_desc, mode == CompletionMode::Interrupt);
         let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
         if self.unsent.push_back(slot).is_err() {
             self.ops.take(slot);

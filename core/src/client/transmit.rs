@@ -129,11 +129,7 @@ impl<const R: usize> Client<R> {
                 offset,
                 dest,
             } => {
-                let flags = if op.interrupt {
-                    Flags::INTERRUPT
-                } else {
-                    Flags::empty()
-                };
+                let flags = interrupt_flags(op.interrupt);
                 let read = ReadRequest {
                     handle,
                     offset,
@@ -224,11 +220,7 @@ pub(super) fn build<'a>(
     credits: u16,
     max_send: usize,
 ) -> (Message<'a>, u32) {
-    let flags = if op.interrupt && op.kind.is_data() {
-        Flags::INTERRUPT
-    } else {
-        Flags::empty()
-    };
+    let flags = interrupt_flags(op.interrupt && op.kind.is_data());
     let mut msg = Message {
         flags,
         credits,
