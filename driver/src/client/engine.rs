@@ -104,16 +104,6 @@ pub(crate) enum Outcome {
     Interrupted,
 }
 
-/// A data request in flight: its kind ([`crate::stats::REQUEST_KINDS`]
-/// index), and with request metrics on when it was submitted and its
-/// `request` span.
-#[derive(Clone, Debug)]
-struct Started {
-    kind: usize,
-    at: Option<rdio_core::Instant>,
-    span: tracing::Span,
-}
-
 /// One slot of the completion table.
 #[derive(Debug, Default)]
 struct Entry {
@@ -128,8 +118,17 @@ struct Entry {
     /// Its waiter gave up (the connection failed under it): the slot is
     /// freed when the outcome arrives and no send reads its buffer.
     abandoned: bool,
-    /// Data requests: kind, submission time and span.
-    started: Option<Started>,
+    /// A data request in flight, counted in `in_flight` until it
+    /// completes.
+    started: bool,
+    /// Data requests: kind ([`crate::stats::REQUEST_KINDS`] index).
+    kind: usize,
+    /// With request metrics on: when it was submitted.
+    at: Option<rdio_core::Instant>,
+    /// With request metrics on and a subscriber taking trace spans: its
+    /// `request` span. (Kept out of the entry otherwise: a disabled span
+    /// still costs a drop check and a 40-byte move per request.)
+    span: Option<tracing::Span>,
     /// Data requests: size in bytes.
     size: u64,
 }
@@ -518,8 +517,13 @@ impl Engine {
         }
         self.stats.in_flight += 1;
         self.stats.max_in_flight = self.stats.max_in_flight.max(self.stats.in_flight);
-        let size = self.table.get(slot).map_or(0, |entry| entry.size);
-        let started = if self.request_metrics {
+        let Some(entry) = self.table.get_mut(slot) else {
+            return Ok(request);
+        };
+        entry.started = true;
+        entry.kind = kind;
+        if self.request_metrics {
+            let size = entry.size;
             let span = tracing::trace_span!(
                 target: LOG_TARGET,
                 parent: &self.span,
@@ -529,20 +533,8 @@ impl Engine {
                 size
             );
             span.in_scope(|| tracing::trace!(target: LOG_TARGET, "submitted"));
-            Started {
-                kind,
-                at: Some(self.clock.now()),
-                span,
-            }
-        } else {
-            Started {
-                kind,
-                at: None,
-                span: tracing::Span::none(),
-            }
-        };
-        if let Some(entry) = self.table.get_mut(slot) {
-            entry.started = Some(started);
+            entry.span = (!span.is_disabled()).then_some(span);
+            entry.at = Some(self.clock.now());
         }
         Ok(request)
     }
@@ -580,20 +572,28 @@ impl Engine {
         ))
     }
 
-    /// `slot`'s status block, zeroed so a stale block is never mistaken for
-    /// this request's (a polling client watches the valid word).
+    /// `slot`'s status block. Polling, it is zeroed first, so a stale block
+    /// is never mistaken for this request's (the client watches the valid
+    /// word). With interrupts it is read only when its write with
+    /// immediate has arrived, and RC ordering puts the block in place
+    /// before that completion: nothing to clear (a server that raises the
+    /// immediate without writing the block leaves the previous request's
+    /// there, whose id no longer names a request in flight — a protocol
+    /// violation the core reports).
     pub(crate) fn status_descriptor(
         &self,
         transport: &mut impl Transport,
         slot: usize,
     ) -> Result<BufferDescriptor, ClientError> {
         let (_, remote) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
-        let start = slot * STATUS_BLOCK_LEN;
-        transport
-            .region_mut(self.status_region)?
-            .get_mut(start..start + STATUS_BLOCK_LEN)
-            .ok_or(TransportError::OutOfBounds)?
-            .fill(0);
+        if self.mode == CompletionMode::Polling {
+            let start = slot * STATUS_BLOCK_LEN;
+            transport
+                .region_mut(self.status_region)?
+                .get_mut(start..start + STATUS_BLOCK_LEN)
+                .ok_or(TransportError::OutOfBounds)?
+                .fill(0);
+        }
         Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
     }
 
@@ -1071,26 +1071,29 @@ impl Engine {
         let Some(entry) = self.table.get_mut(slot) else {
             return;
         };
-        let Some(started) = entry.started.take() else {
+        if !entry.started {
             return;
-        };
+        }
+        entry.started = false;
         let size = entry.size;
-        let kind = started.kind;
+        let kind = entry.kind;
         self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
-        if let Some(at) = started.at {
+        if let Some(at) = entry.at.take() {
             let latency = now.saturating_since(at);
+            if let Some(span) = entry.span.take() {
+                span.in_scope(|| {
+                    tracing::trace!(
+                        target: LOG_TARGET,
+                        ?status,
+                        bytes,
+                        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                        "completed"
+                    );
+                });
+            }
             if let Some(classes) = self.stats.latency.get_mut(kind) {
                 classes[crate::stats::size_class(size)].record(latency);
             }
-            started.span.in_scope(|| {
-                tracing::trace!(
-                    target: LOG_TARGET,
-                    ?status,
-                    bytes,
-                    latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-                    "completed"
-                );
-            });
         }
         if status == Status::Success {
             if kind < 2 {
