@@ -395,18 +395,7 @@ impl Engine {
             Some(core_slot(request)),
             "the core numbers requests by slot"
         );
-        if let Some(entry) = self.table.get_mut(slot) {
-            entry.request = Some(request);
-            entry.outcome = None;
-            entry.done = false;
-            entry.abandoned = false;
-        }
-        if let (Some(by_core), Ok(slot)) = (
-            self.by_core.get_mut(core_slot(request)),
-            u16::try_from(slot),
-        ) {
-            *by_core = slot;
-        }
+        bind_in(&mut self.by_core, &mut self.table, slot, request);
     }
 
     /// Take the outcome of the request in `slot`, once it has one; the slot
@@ -511,13 +500,17 @@ impl Engine {
                 return Err(e);
             }
         };
-        self.bind(slot, request);
         if let Some(count) = self.stats.requests.get_mut(kind) {
             *count += 1;
         }
         self.stats.in_flight += 1;
         self.stats.max_in_flight = self.stats.max_in_flight.max(self.stats.in_flight);
-        let Some(entry) = self.table.get_mut(slot) else {
+        debug_assert_eq!(
+            self.core.slot_of(request),
+            Some(core_slot(request)),
+            "the core numbers requests by slot"
+        );
+        let Some(entry) = bind_in(&mut self.by_core, &mut self.table, slot, request) else {
             return Ok(request);
         };
         entry.started = true;
@@ -935,8 +928,20 @@ impl Engine {
             Ok(BlockOutcome::Taken) | Err(_) => return Ok(true),
             Ok(BlockOutcome::Completed(event)) => event,
         };
-        match self.handle_event(now, event) {
-            Ok(_) => Ok(true),
+        // The block is this slot's: its completion goes straight in,
+        // without finding the slot again from the request id.
+        let finished = match event {
+            ClientEvent::Completed {
+                request,
+                status,
+                bytes,
+            } if self.holds(slot, request) => {
+                self.finish_in(now, slot, request, Outcome::Completed { status, bytes })
+            }
+            event => self.handle_event(now, event),
+        };
+        match finished {
+            Ok(()) => Ok(true),
             Err(what) => Err(self.broke(transport, what)),
         }
     }
@@ -1033,9 +1038,27 @@ impl Engine {
         let Some(slot) = self.slot_of(request) else {
             return Err("the core completed a request this client never submitted");
         };
-        if let Outcome::Completed { status, bytes } = outcome {
-            self.count_completion(now, slot, status, bytes);
-        }
+        self.finish_in(now, slot, request, outcome)
+    }
+
+    /// Whether `slot` holds `request`.
+    fn holds(&self, slot: usize, request: RequestId) -> bool {
+        self.table
+            .get(slot)
+            .is_some_and(|entry| entry.request == Some(request))
+    }
+
+    /// Put `request`'s outcome in `slot`, which holds it, and count it: its
+    /// status, and for a read or write its bytes and its latency since
+    /// submission, by size class. `now`: the poll's time, read once per
+    /// poll for every completion.
+    fn finish_in(
+        &mut self,
+        now: rdio_core::Instant,
+        slot: usize,
+        request: RequestId,
+        outcome: Outcome,
+    ) -> Result<(), &'static str> {
         let Some(entry) = self.table.get_mut(slot) else {
             return Err("a request's slot is outside the completion table");
         };
@@ -1049,59 +1072,15 @@ impl Engine {
         if entry.done {
             return Err("the core completed a request twice");
         }
+        if let Outcome::Completed { status, bytes } = outcome {
+            count_completion(&mut self.stats, entry, now, status, bytes);
+        }
         entry.done = true;
         entry.outcome = Some(outcome);
         if entry.abandoned && entry.sends == 0 {
             self.free(slot);
         }
         Ok(())
-    }
-
-    /// Count a completion: its status, and for a read or write its bytes
-    /// and its latency since submission, by size class. `now`: the poll's
-    /// time, read once per poll for every completion.
-    fn count_completion(
-        &mut self,
-        now: rdio_core::Instant,
-        slot: usize,
-        status: Status,
-        bytes: u64,
-    ) {
-        self.stats.completed(status);
-        let Some(entry) = self.table.get_mut(slot) else {
-            return;
-        };
-        if !entry.started {
-            return;
-        }
-        entry.started = false;
-        let size = entry.size;
-        let kind = entry.kind;
-        self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
-        if let Some(at) = entry.at.take() {
-            let latency = now.saturating_since(at);
-            if let Some(span) = entry.span.take() {
-                span.in_scope(|| {
-                    tracing::trace!(
-                        target: LOG_TARGET,
-                        ?status,
-                        bytes,
-                        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-                        "completed"
-                    );
-                });
-            }
-            if let Some(classes) = self.stats.latency.get_mut(kind) {
-                classes[crate::stats::size_class(size)].record(latency);
-            }
-        }
-        if status == Status::Success {
-            if kind < 2 {
-                self.stats.bytes_read += bytes;
-            } else {
-                self.stats.bytes_written += bytes;
-            }
-        }
     }
 
     /// End the connection in an orderly way: queue the `Terminate`.
@@ -1122,6 +1101,69 @@ impl Engine {
             .chain([self.receives.region(), self.status_region])
             .collect();
         release(transport, regions)
+    }
+}
+
+/// Bind `slot` to `request`: the core slot's pointer to it, and its entry
+/// reset for the request (returned).
+fn bind_in<'a>(
+    by_core: &mut [u16],
+    table: &'a mut [Entry],
+    slot: usize,
+    request: RequestId,
+) -> Option<&'a mut Entry> {
+    if let (Some(by_core), Ok(slot)) = (by_core.get_mut(core_slot(request)), u16::try_from(slot)) {
+        *by_core = slot;
+    }
+    let entry = table.get_mut(slot)?;
+    entry.request = Some(request);
+    entry.outcome = None;
+    entry.done = false;
+    entry.abandoned = false;
+    Some(entry)
+}
+
+/// Count a completion in `stats`: its status, and for a data request
+/// (`entry.started`) its bytes and its latency since submission, by size
+/// class.
+fn count_completion(
+    stats: &mut ClientStats,
+    entry: &mut Entry,
+    now: rdio_core::Instant,
+    status: Status,
+    bytes: u64,
+) {
+    stats.completed(status);
+    if !entry.started {
+        return;
+    }
+    entry.started = false;
+    let size = entry.size;
+    let kind = entry.kind;
+    stats.in_flight = stats.in_flight.saturating_sub(1);
+    if let Some(at) = entry.at.take() {
+        let latency = now.saturating_since(at);
+        if let Some(span) = entry.span.take() {
+            span.in_scope(|| {
+                tracing::trace!(
+                    target: LOG_TARGET,
+                    ?status,
+                    bytes,
+                    latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                    "completed"
+                );
+            });
+        }
+        if let Some(classes) = stats.latency.get_mut(kind) {
+            classes[crate::stats::size_class(size)].record(latency);
+        }
+    }
+    if status == Status::Success {
+        if kind < 2 {
+            stats.bytes_read += bytes;
+        } else {
+            stats.bytes_written += bytes;
+        }
     }
 }
 
