@@ -4,8 +4,9 @@
 //!
 //! Every run also measures a baseline at the same sizes, in the same
 //! process and run, and reports rdio's throughput as a ratio of it: for the
-//! in-process (loopback) server, a `memcpy` between two buffers as large as
-//! the bench file (the loopback wire is a memory copy); over fabric, a bare
+//! in-process (loopback) server, a `memcpy` between a buffer as large as
+//! the bench file and queue-depth request buffers (the loopback wire is a
+//! memory copy); over fabric, a bare
 //! `fi_write` loop (for reads, which the server completes by RDMA write) or
 //! `fi_send` loop (for writes, which travel in sends) between two libfabric
 //! endpoints on 127.0.0.1, same provider, window = queue depth; over cma,
@@ -78,8 +79,8 @@ pub struct Bench {
 /// transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Baseline {
-    /// `memcpy` of the request size between two buffers of the file's size,
-    /// and the protocol-shaped loops over a loopback pair, inline or with
+    /// `memcpy` of the request size between the file and queue-depth
+    /// request buffers, and the protocol-shaped loops over a loopback pair, inline or with
     /// the server end on a thread (`--server-threads`).
     Loopback { threads: bool },
     /// Raw libfabric `fi_write` / `fi_send` loops over this provider on
@@ -163,7 +164,7 @@ pub struct Row {
     pub baseline: bool,
     /// Bytes per request.
     pub size: u64,
-    /// Requests (or raw operations) in flight; `None` for memcpy.
+    /// Requests (or raw operations, or memcpy's buffers) in flight.
     pub depth: Option<u16>,
     /// Runs the figures are the median of.
     pub runs: usize,
@@ -649,8 +650,8 @@ fn measure_plain(
     let run = match baseline {
         Baseline::Loopback { .. } => BaselineRun {
             name: "memcpy",
-            depth: None,
-            measured: measure_memcpy(size as usize, total, file_len),
+            depth: Some(depth),
+            measured: measure_memcpy(raw, size as usize, usize::from(depth), total, file_len),
         },
         Baseline::Fabric(provider) => {
             let name = match raw {
@@ -745,32 +746,47 @@ fn measure_shaped(
     }))
 }
 
-/// `memcpy` of `size` bytes at a time between two buffers of `file_len`
-/// bytes (the bench's working set), walking them as an rdio row walks the
-/// file, until `total` bytes are copied. Both buffers are touched first (no
-/// page faults in the timing, as rdio's registered buffers are resident);
-/// throughput is timed over the whole loop, then latencies copy by copy in
-/// a second pass, so reading the clock does not count against small sizes.
-fn measure_memcpy(size: usize, total: u64, file_len: u64) -> Measurement {
+/// `memcpy` of `size` bytes at a time between a buffer of `file_len` bytes
+/// (the bench's file), walked as an rdio row walks the file, and `depth`
+/// buffers of `size` bytes used in turn (the client's registered slots, one
+/// per request in flight): from the file into the slots for reads
+/// (`RawOp::Write`: what a loopback read moves), the other way for writes.
+/// So the baseline touches the memory rdio's one copy on the wire touches —
+/// a file-sized stream from or to DRAM and a working set of queue-depth
+/// buffers — not two file-sized streams (which halved it against a
+/// cache-resident destination). Until `total` bytes are copied. Both
+/// buffers are touched first (no page faults in the timing, as rdio's
+/// registered buffers are resident); throughput is timed over the whole
+/// loop, then latencies copy by copy in a second pass, so reading the clock
+/// does not count against small sizes.
+fn measure_memcpy(op: RawOp, size: usize, depth: usize, total: u64, file_len: u64) -> Measurement {
     let len = (file_len as usize).max(size);
-    let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-    let mut dst = vec![1u8; len];
+    let mut file: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let mut slots = vec![1u8; size * depth.max(1)];
     let count = total.div_ceil(size as u64).max(1);
-    let slots = (len / size).max(1);
-    let copy = |dst: &mut [u8], i: u64| {
-        let at = (i as usize % slots) * size;
-        dst[at..at + size].copy_from_slice(std::hint::black_box(&src[at..at + size]));
-        std::hint::black_box(&mut *dst);
-    };
+    let places = (len / size).max(1);
+    let in_flight = depth.max(1);
+    let mut copy =
+        |i: u64| {
+            let at = (i as usize % places) * size;
+            let slot = (i as usize % in_flight) * size;
+            match op {
+                RawOp::Write => slots[slot..slot + size]
+                    .copy_from_slice(std::hint::black_box(&file[at..at + size])),
+                RawOp::Send => file[at..at + size]
+                    .copy_from_slice(std::hint::black_box(&slots[slot..slot + size])),
+            }
+            std::hint::black_box((&mut slots, &mut file));
+        };
     let started = Instant::now();
     for i in 0..count {
-        copy(&mut dst, i);
+        copy(i);
     }
     let elapsed = started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
     let latencies = (0..count)
         .map(|i| {
             let copy_started = Instant::now();
-            copy(&mut dst, i);
+            copy(i);
             copy_started.elapsed()
         })
         .collect();
