@@ -57,8 +57,12 @@ impl<T> SlotRing<T> {
 
     /// The `nth` element from the front, to update in place.
     pub(crate) fn get_mut(&mut self, nth: usize) -> Option<&mut T> {
-        let index = self.index(nth);
-        (nth < self.len).then(|| &mut self.slots[index])
+        if nth < self.len {
+            let index = self.index(nth);
+            Some(&mut self.slots[index])
+        } else {
+            None
+        }
     }
 
     /// Remove the front element; the vacated slot is lent to the caller to
