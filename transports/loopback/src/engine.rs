@@ -188,7 +188,6 @@ impl Queues {
     fn complete(&mut self, queue: Queue) {
         let pushed = self.cq.push().map(|slot| *slot = queue);
         debug_assert!(pushed.is_some(), "completion queue sized to never overflow");
-        self.news = true;
     }
 
     /// Complete every outstanding request with `status` (RC flush).
@@ -364,12 +363,12 @@ impl Engine {
             let Some(wr) = tx.send.get_mut(executed) else {
                 break;
             };
-            let mut recv = rx.recv.get_mut(consumed);
+            let recv = rx.recv.get_mut(consumed);
             let outcome = execute(wr, recv.as_deref(), memory);
             wr.status = outcome.sender;
             executed += 1;
             tx.complete(Queue::Send);
-            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv.as_deref_mut()) {
+            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv) {
                 recv.kind = kind;
                 recv.status = status;
                 consumed += 1;
@@ -377,6 +376,10 @@ impl Engine {
             }
             failed = outcome.sender.is_err();
         }
+        // News for both sides, once per batch rather than per completion:
+        // it is only looked at under the lock, after this returns.
+        tx.news = true;
+        rx.news |= consumed != rx.consumed;
         tx.executed = executed;
         rx.consumed = consumed;
         if failed {
@@ -408,11 +411,14 @@ impl Engine {
     /// Append a send or write to `side`'s send queue. `sges` has at most
     /// `max_sge` elements totalling `len` bytes (checked by the caller).
     /// Inlined into the endpoint's `post`: the call cost more than the body
-    /// saves in code size.
+    /// saves in code size. `wake_peer`: whether the peer's news flag is ever
+    /// read ([`crate::link::sealed::Link::CAN_BLOCK`]); a constant there.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn post_send(
         &mut self,
         side: Side,
+        wake_peer: bool,
         wr_id: WrId,
         sges: &[Slice],
         len: usize,
@@ -440,7 +446,9 @@ impl Engine {
                 bytes,
             });
         }
-        self.queues[side.peer().index()].news = true;
+        if wake_peer {
+            self.queues[side.peer().index()].news = true;
+        }
         Ok(())
     }
 
