@@ -486,20 +486,24 @@ impl Engine {
         if queues.cq.len() == 0 && !up {
             return Err(TransportError::Disconnected);
         }
-        let mut drained = 0;
-        for slot in out.iter_mut() {
-            let Some(&mut queue) = queues.cq.pop_front() else {
-                break;
-            };
-            // Completions of each queue are produced in queue order, so the
-            // front entry of the matching queue is the one that finished.
+        // Completions of each queue are produced in queue order, so the
+        // completed entries are the first `executed` of the send queue and
+        // the first `consumed` of the receive queue, taken in the order the
+        // completion queue gives.
+        let (cq_first, cq_second) = queues.cq.front_mut(out.len());
+        let (send_first, send_second) = queues.send.front_mut(queues.executed);
+        let (recv_first, recv_second) = queues.recv.front_mut(queues.consumed);
+        let mut sends = send_first.iter_mut().chain(send_second);
+        let mut recvs = recv_first.iter_mut().chain(recv_second);
+        let (mut sent, mut received) = (0, 0);
+        let drained = cq_first.len() + cq_second.len();
+        for (slot, &queue) in out.iter_mut().zip(cq_first.iter().chain(cq_second.iter())) {
             *slot = match queue {
                 Queue::Send => {
-                    let wr = queues
-                        .send
-                        .pop_front()
+                    let wr = sends
+                        .next()
                         .expect("a send completion has a send-queue entry");
-                    queues.executed -= 1;
+                    sent += 1;
                     for sge in &wr.sges {
                         if sge.bytes.is_some() {
                             memory.release(sge.region);
@@ -515,11 +519,10 @@ impl Engine {
                     }
                 }
                 Queue::Recv => {
-                    let wr = queues
-                        .recv
-                        .pop_front()
+                    let wr = recvs
+                        .next()
                         .expect("a receive completion has a receive-queue entry");
-                    queues.consumed -= 1;
+                    received += 1;
                     if wr.held {
                         memory.release(wr.buf.region);
                     }
@@ -530,8 +533,12 @@ impl Engine {
                     }
                 }
             };
-            drained += 1;
         }
+        queues.cq.discard_front(drained);
+        queues.send.discard_front(sent);
+        queues.executed -= sent;
+        queues.recv.discard_front(received);
+        queues.consumed -= received;
         Ok(drained)
     }
 

@@ -65,8 +65,30 @@ impl<T> SlotRing<T> {
         }
     }
 
+    /// The first `n` elements (all of them if there are fewer), front to
+    /// back, as two slices: up to the end of the storage, then what wrapped
+    /// around to its start. Walking them costs a pointer increment per
+    /// element where [`Self::get_mut`] recomputes and checks an index.
+    pub(crate) fn front_mut(&mut self, n: usize) -> (&mut [T], &mut [T]) {
+        let n = n.min(self.len);
+        let start = self.head & self.mask;
+        let (wrapped, from_start) = self.slots.split_at_mut(start);
+        let first = n.min(from_start.len());
+        (&mut from_start[..first], &mut wrapped[..n - first])
+    }
+
+    /// Remove the first `n` elements (all of them if there are fewer); their
+    /// slots keep their contents until they are reused.
+    pub(crate) fn discard_front(&mut self, n: usize) {
+        debug_assert!(n <= self.len, "discarding more than the ring holds");
+        let n = n.min(self.len);
+        self.head = self.head.wrapping_add(n);
+        self.len -= n;
+    }
+
     /// Remove the front element; the vacated slot is lent to the caller to
     /// read and reset before it is reused.
+    #[cfg(test)]
     pub(crate) fn pop_front(&mut self) -> Option<&mut T> {
         if self.len == 0 {
             return None;
@@ -104,10 +126,35 @@ mod tests {
     }
 
     #[test]
+    fn front_slices_follow_the_wraparound() {
+        let mut ring = SlotRing::new(4, || 0u32);
+        for value in 0..3 {
+            *ring.push().unwrap() = value;
+        }
+        ring.discard_front(3);
+        for value in 10..14 {
+            *ring.push().unwrap() = value;
+        }
+        let (first, second) = ring.front_mut(3);
+        assert_eq!((&*first, &*second), (&[10][..], &[11, 12][..]));
+        let (first, second) = ring.front_mut(9);
+        assert_eq!((&*first, &*second), (&[10][..], &[11, 12, 13][..]));
+        ring.discard_front(2);
+        let (first, second) = ring.front_mut(usize::MAX);
+        assert_eq!((&*first, &*second), (&[12, 13][..], &[][..]));
+        ring.discard_front(2);
+        assert_eq!(ring.len(), 0);
+        let (first, second) = ring.front_mut(1);
+        assert!(first.is_empty() && second.is_empty());
+    }
+
+    #[test]
     fn zero_capacity_is_always_full() {
         let mut ring = SlotRing::new(0, || 0u8);
         assert!(ring.push().is_none());
         assert!(ring.pop_front().is_none());
         assert_eq!(ring.get(0), None);
+        let (first, second) = ring.front_mut(1);
+        assert!(first.is_empty() && second.is_empty());
     }
 }
