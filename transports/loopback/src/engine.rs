@@ -12,6 +12,7 @@
 
 use rdio_transport::{
     Completion, CompletionKind, RegionId, RemoteBuf, Slice, TransportError, WcError, WrId,
+    total_len,
 };
 
 use crate::Config;
@@ -83,11 +84,18 @@ struct SourceSge {
 }
 
 /// A send-queue entry (a WQE).
+///
+/// Invariant, which the unchecked copies of [`scatter`] rely on: if `valid`,
+/// every element of `sges` has its `bytes` and lies inside that region
+/// (`offset + len <= ` its length, without overflow), and `len` is the
+/// total of their lengths. [`Engine::post_send`] is the only place that
+/// fills an entry.
 struct SendWr {
     wr_id: WrId,
     op: SendOp,
     /// Capacity `max_sge`, reserved once: posting never allocates.
     sges: Vec<SourceSge>,
+    /// Total bytes of `sges` (checked not to overflow by the endpoint).
     len: usize,
     /// Every gather element was inside a registered region at post time.
     valid: bool,
@@ -244,8 +252,16 @@ impl Outcome {
 /// `memcpy` per element, straight from the sender's region. Inlined into
 /// its two callers in [`execute`]: a call per request cost more than the
 /// loop.
+///
+/// # Safety
+/// The ranges must be valid, which [`memory::copy`] only checks in debug
+/// builds: `wr.valid` (then, by [`SendWr`]'s invariant, every gather element
+/// lies inside a registered region and `wr.len` is their total), and
+/// `offset + wr.len <= target.len()` without overflow. `target` is a region
+/// of the endpoint `Engine::deliver` runs for, as `execute` finds it.
 #[inline(always)]
-fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
+unsafe fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
+    debug_assert!(wr.valid, "only valid requests are executed");
     for sge in &wr.sges {
         let source = sge
             .bytes
@@ -256,7 +272,14 @@ fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
         // runs on the engine, which is only reachable through the link's
         // lock (rule 3); the request is being executed, so it was neither
         // flushed nor drained and its source region is alive (rule 4).
-        // Ranges were validated at post and delivery time.
+        // Ranges: the source range lies inside its region, as `wr.valid`
+        // says (checked by `RegionTable::hold_source` against the region's
+        // length when the request was posted; a region's length never
+        // changes). The target range starts at the caller's `offset` plus
+        // the lengths of the elements before this one, and the elements total
+        // `wr.len`, so it ends at or before the caller's `offset + wr.len`,
+        // which the caller guarantees is within `target` (so no sum here
+        // overflows either).
         unsafe { memory::copy(source.get(), sge.offset, target, offset, sge.len) };
         offset += sge.len;
     }
@@ -280,7 +303,11 @@ fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Out
             if wr.len > recv.buf.len {
                 return Outcome::receive_failed(WcError::LocalLength);
             }
-            scatter(wr, target, recv.buf.offset);
+            // SAFETY: `wr.valid` was checked above; `recv_target` checked
+            // that `recv.buf` lies inside `target` (`offset + len <=
+            // target.len()`, without overflow), and `wr.len <= recv.buf.len`,
+            // so `recv.buf.offset + wr.len <= target.len()`.
+            unsafe { scatter(wr, target, recv.buf.offset) };
             Outcome::delivered(Some(CompletionKind::Recv { len: wr.len }))
         }
         SendOp::Write { dst, imm } => {
@@ -301,7 +328,10 @@ fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Out
                 (Some(imm), Some(_)) => Some(CompletionKind::RecvImm { imm }),
             };
             if let Some((target, offset)) = target {
-                scatter(wr, target, offset);
+                // SAFETY: `wr.valid` was checked above; `write_target`
+                // returned `offset` only once `offset + wr.len <=
+                // target.len()`, without overflow (`regions::within`).
+                unsafe { scatter(wr, target, offset) };
             }
             Outcome::delivered(receiver)
         }
@@ -436,6 +466,10 @@ impl Engine {
         slot.op = op;
         slot.len = len;
         slot.valid = true;
+        // Emptied when the slot's previous request was drained; cleared here
+        // too so that the invariant of `SendWr` holds by this function alone.
+        slot.sges.clear();
+        debug_assert_eq!(total_len(sges), Some(len), "len is the total of sges");
         for &sge in sges {
             let (bytes, valid) = memory.hold_source(sge);
             slot.valid &= valid;
