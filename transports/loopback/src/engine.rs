@@ -99,8 +99,10 @@ struct SendWr {
     len: usize,
     /// Every gather element was inside a registered region at post time.
     valid: bool,
-    /// Once executed (or flushed): the status of its completion.
+    /// Once executed (or flushed): the status of its completion, and its
+    /// place among the endpoint's completions ([`Queues::completed`]).
     status: Result<(), WcError>,
+    seq: u64,
 }
 
 /// A receive-queue entry.
@@ -109,37 +111,31 @@ struct RecvWr {
     buf: Slice,
     /// The buffer's region existed at post time and was marked busy.
     held: bool,
-    /// Once consumed (or flushed): its completion's kind and status.
+    /// Once consumed (or flushed): its completion's kind, status and
+    /// place among the endpoint's completions ([`Queues::completed`]).
     kind: CompletionKind,
     status: Result<(), WcError>,
-}
-
-/// Which work queue a completion belongs to. The completion itself lives
-/// in that queue's entry (its id, kind and status) until it is drained;
-/// the completion queue only records the order of completions across the
-/// two work queues, one byte each.
-#[derive(Clone, Copy)]
-enum Queue {
-    Send,
-    Recv,
+    seq: u64,
 }
 
 /// One endpoint's queues.
 struct Queues {
     send: SlotRing<SendWr>,
-    /// The first `executed` entries of `send` have their completion queued in
-    /// `cq`; the rest are still to be executed by the peer.
+    /// The first `executed` entries of `send` have completed and wait to be
+    /// drained; the rest are still to be executed by the peer.
     executed: usize,
     recv: SlotRing<RecvWr>,
     /// The first `consumed` entries of `recv` have their completion queued;
     /// the rest are available to incoming messages, in order.
     consumed: usize,
-    /// Completions not yet drained, in completion order, by the work queue
-    /// whose front entry each is (completions of one work queue arrive in
-    /// its order). Every queue entry yields exactly one completion and
-    /// stays queued until it is drained, so this never holds more than
-    /// `send` and `recv` together: its capacity.
-    cq: SlotRing<Queue>,
+    /// The completion queue. A completion lives in its work queue's entry
+    /// (id, kind, status) until it is drained, and completions of one work
+    /// queue arrive in its order, so the undrained completions are the first
+    /// `executed` sends and `consumed` receives; what remains to record is
+    /// the order across the two queues. Each completion takes the next
+    /// number of this counter as its `seq`, and `drain` merges the two
+    /// queues by it. (A `u64` does not wrap in any run: 2^64 completions.)
+    completed: u64,
     /// The endpoint's thread is blocked in `wait`.
     sleeping: bool,
     /// Something this endpoint may be waiting for happened since it last
@@ -158,6 +154,7 @@ impl Queues {
                 len: 0,
                 valid: false,
                 status: Ok(()),
+                seq: 0,
             }),
             executed: 0,
             recv: SlotRing::new(config.max_recv, || RecvWr {
@@ -166,9 +163,10 @@ impl Queues {
                 held: false,
                 kind: CompletionKind::Recv { len: 0 },
                 status: Ok(()),
+                seq: 0,
             }),
             consumed: 0,
-            cq: SlotRing::new(config.max_send + config.max_recv, || Queue::Send),
+            completed: 0,
             sleeping: false,
             news: false,
         }
@@ -178,8 +176,9 @@ impl Queues {
     fn complete_send(&mut self, status: Result<(), WcError>) {
         if let Some(wr) = self.send.get_mut(self.executed) {
             wr.status = status;
+            wr.seq = self.completed;
+            self.completed += 1;
             self.executed += 1;
-            self.complete(Queue::Send);
         }
     }
 
@@ -188,14 +187,10 @@ impl Queues {
         if let Some(wr) = self.recv.get_mut(self.consumed) {
             wr.kind = kind;
             wr.status = status;
+            wr.seq = self.completed;
+            self.completed += 1;
             self.consumed += 1;
-            self.complete(Queue::Recv);
         }
-    }
-
-    fn complete(&mut self, queue: Queue) {
-        let pushed = self.cq.push().map(|slot| *slot = queue);
-        debug_assert!(pushed.is_some(), "completion queue sized to never overflow");
     }
 
     /// Complete every outstanding request with `status` (RC flush).
@@ -386,6 +381,7 @@ impl Engine {
         let posted = tx.send.len();
         let mut executed = tx.executed;
         let mut consumed = rx.consumed;
+        let (mut tx_completed, mut rx_completed) = (tx.completed, rx.completed);
         let mut failed = false;
         while executed < posted && !failed {
             // Each entry is found once: its completion is written into it
@@ -396,13 +392,15 @@ impl Engine {
             let recv = rx.recv.get_mut(consumed);
             let outcome = execute(wr, recv.as_deref(), memory);
             wr.status = outcome.sender;
+            wr.seq = tx_completed;
+            tx_completed += 1;
             executed += 1;
-            tx.complete(Queue::Send);
             if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv) {
                 recv.kind = kind;
                 recv.status = status;
+                recv.seq = rx_completed;
+                rx_completed += 1;
                 consumed += 1;
-                rx.complete(Queue::Recv);
             }
             failed = outcome.sender.is_err();
         }
@@ -412,6 +410,8 @@ impl Engine {
         rx.news |= consumed != rx.consumed;
         tx.executed = executed;
         rx.consumed = consumed;
+        tx.completed = tx_completed;
+        rx.completed = rx_completed;
         if failed {
             self.go_down(LinkState::Failed);
         }
@@ -517,68 +517,69 @@ impl Engine {
     ) -> Result<usize, TransportError> {
         let up = self.is_up();
         let queues = &mut self.queues[side.index()];
-        if queues.cq.len() == 0 && !up {
+        if queues.executed + queues.consumed == 0 && !up {
             return Err(TransportError::Disconnected);
         }
-        // Completions of each queue are produced in queue order, so the
-        // completed entries are the first `executed` of the send queue and
-        // the first `consumed` of the receive queue, taken in the order the
-        // completion queue gives.
-        let (cq_first, cq_second) = queues.cq.front_mut(out.len());
+        // The completed entries are the first `executed` of the send queue
+        // and the first `consumed` of the receive queue; their `seq` merges
+        // them back into completion order.
         let (send_first, send_second) = queues.send.front_mut(queues.executed);
         let (recv_first, recv_second) = queues.recv.front_mut(queues.consumed);
         let mut sends = send_first.iter_mut().chain(send_second);
         let mut recvs = recv_first.iter_mut().chain(recv_second);
+        let (mut next_send, mut next_recv) = (sends.next(), recvs.next());
         let (mut sent, mut received) = (0, 0);
-        let drained = cq_first.len() + cq_second.len();
-        for (slot, &queue) in out.iter_mut().zip(cq_first.iter().chain(cq_second.iter())) {
-            *slot = match queue {
-                Queue::Send => {
-                    let wr = sends
-                        .next()
-                        .expect("a send completion has a send-queue entry");
-                    sent += 1;
-                    for sge in &wr.sges {
-                        if sge.bytes.is_some() {
-                            memory.release(sge.region);
-                        }
-                    }
-                    // The sources may not be followed any more (memory,
-                    // rule 4); the vector keeps its capacity for reuse.
-                    wr.sges.clear();
-                    Completion {
-                        wr_id: wr.wr_id,
-                        kind: wr.op.completion_kind(),
-                        status: wr.status,
+        for slot in out.iter_mut() {
+            let take_send = match (&next_send, &next_recv) {
+                // Whichever completed first; `seq` never wraps (see
+                // `Queues::completed`).
+                (Some(send), Some(recv)) => send.seq < recv.seq,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            *slot = if take_send {
+                let Some(wr) = next_send.take() else { break };
+                next_send = sends.next();
+                sent += 1;
+                for sge in &wr.sges {
+                    if sge.bytes.is_some() {
+                        memory.release(sge.region);
                     }
                 }
-                Queue::Recv => {
-                    let wr = recvs
-                        .next()
-                        .expect("a receive completion has a receive-queue entry");
-                    received += 1;
-                    if wr.held {
-                        memory.release(wr.buf.region);
-                    }
-                    Completion {
-                        wr_id: wr.wr_id,
-                        kind: wr.kind,
-                        status: wr.status,
-                    }
+                // The sources may not be followed any more (memory,
+                // rule 4); the vector keeps its capacity for reuse.
+                wr.sges.clear();
+                Completion {
+                    wr_id: wr.wr_id,
+                    kind: wr.op.completion_kind(),
+                    status: wr.status,
+                }
+            } else {
+                let Some(wr) = next_recv.take() else { break };
+                next_recv = recvs.next();
+                received += 1;
+                if wr.held {
+                    memory.release(wr.buf.region);
+                }
+                Completion {
+                    wr_id: wr.wr_id,
+                    kind: wr.kind,
+                    status: wr.status,
                 }
             };
         }
-        queues.cq.discard_front(drained);
         queues.send.discard_front(sent);
         queues.executed -= sent;
         queues.recv.discard_front(received);
         queues.consumed -= received;
-        Ok(drained)
+        Ok(sent + received)
     }
 
     /// `side` has a completion to drain, or will never get one again.
     pub(crate) fn has_news_for(&self, side: Side) -> Result<bool, TransportError> {
-        if self.queues[side.index()].cq.len() > 0 {
+        let queues = &self.queues[side.index()];
+        if queues.executed + queues.consumed > 0 {
             Ok(true)
         } else if self.is_up() {
             Ok(false)
