@@ -523,10 +523,8 @@ impl Engine {
         // The completed entries are the first `executed` of the send queue
         // and the first `consumed` of the receive queue; their `seq` merges
         // them back into completion order.
-        let (send_first, send_second) = queues.send.front_mut(queues.executed);
-        let (recv_first, recv_second) = queues.recv.front_mut(queues.consumed);
-        let mut sends = send_first.iter_mut().chain(send_second);
-        let mut recvs = recv_first.iter_mut().chain(recv_second);
+        let mut sends = queues.send.front_iter_mut(queues.executed);
+        let mut recvs = queues.recv.front_iter_mut(queues.consumed);
         let (mut next_send, mut next_recv) = (sends.next(), recvs.next());
         let (mut sent, mut received) = (0, 0);
         for slot in out.iter_mut() {

@@ -77,6 +77,16 @@ impl<T> SlotRing<T> {
         (&mut from_start[..first], &mut wrapped[..n - first])
     }
 
+    /// The first `n` elements (all of them if there are fewer), front to
+    /// back, one at a time.
+    pub(crate) fn front_iter_mut(&mut self, n: usize) -> FrontIterMut<'_, T> {
+        let (first, second) = self.front_mut(n);
+        FrontIterMut {
+            first: first.iter_mut(),
+            second: second.iter_mut(),
+        }
+    }
+
     /// Remove the first `n` elements (all of them if there are fewer); their
     /// slots keep their contents until they are reused.
     pub(crate) fn discard_front(&mut self, n: usize) {
@@ -97,6 +107,25 @@ impl<T> SlotRing<T> {
         self.head = self.head.wrapping_add(1);
         self.len -= 1;
         Some(&mut self.slots[index])
+    }
+}
+
+/// What [`SlotRing::front_iter_mut`] returns: a `Chain` of the two slices
+/// without its fusing flag, which cost a test per element.
+pub(crate) struct FrontIterMut<'a, T> {
+    first: std::slice::IterMut<'a, T>,
+    second: std::slice::IterMut<'a, T>,
+}
+
+impl<'a, T> Iterator for FrontIterMut<'a, T> {
+    type Item = &'a mut T;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a mut T> {
+        match self.first.next() {
+            Some(element) => Some(element),
+            None => self.second.next(),
+        }
     }
 }
 
@@ -139,9 +168,13 @@ mod tests {
         assert_eq!((&*first, &*second), (&[10][..], &[11, 12][..]));
         let (first, second) = ring.front_mut(9);
         assert_eq!((&*first, &*second), (&[10][..], &[11, 12, 13][..]));
+        let walked: Vec<u32> = ring.front_iter_mut(3).map(|x| *x).collect();
+        assert_eq!(walked, [10, 11, 12]);
         ring.discard_front(2);
         let (first, second) = ring.front_mut(usize::MAX);
         assert_eq!((&*first, &*second), (&[12, 13][..], &[][..]));
+        let walked: Vec<u32> = ring.front_iter_mut(9).map(|x| *x).collect();
+        assert_eq!(walked, [12, 13]);
         ring.discard_front(2);
         assert_eq!(ring.len(), 0);
         let (first, second) = ring.front_mut(1);
