@@ -376,40 +376,42 @@ impl Engine {
             Side::First => (second, first),
             Side::Second => (first, second),
         };
-        // The positions live in locals for the loop and are written back
-        // once; nothing else looks at them meanwhile.
-        let posted = tx.send.len();
-        let mut executed = tx.executed;
-        let mut consumed = rx.consumed;
+        // The requests to execute and the receives they may consume, walked
+        // in order; each entry is found once, and its completion is written
+        // into it where it was executed.
+        let (mut executed, mut consumed) = (0, 0);
         let (mut tx_completed, mut rx_completed) = (tx.completed, rx.completed);
+        let mut recvs = rx.recv.range_iter_mut(rx.consumed, usize::MAX);
+        let mut next_recv = recvs.next();
         let mut failed = false;
-        while executed < posted && !failed {
-            // Each entry is found once: its completion is written into it
-            // where it was executed.
-            let Some(wr) = tx.send.get_mut(executed) else {
-                break;
-            };
-            let recv = rx.recv.get_mut(consumed);
-            let outcome = execute(wr, recv.as_deref(), memory);
+        for wr in tx.send.range_iter_mut(tx.executed, usize::MAX) {
+            let outcome = execute(wr, next_recv.as_deref(), memory);
             wr.status = outcome.sender;
             wr.seq = tx_completed;
             tx_completed += 1;
             executed += 1;
-            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv) {
-                recv.kind = kind;
-                recv.status = status;
-                recv.seq = rx_completed;
-                rx_completed += 1;
-                consumed += 1;
+            if let Some((kind, status)) = outcome.receiver {
+                // `execute` names a receive only when it had one.
+                if let Some(recv) = next_recv.take() {
+                    recv.kind = kind;
+                    recv.status = status;
+                    recv.seq = rx_completed;
+                    rx_completed += 1;
+                    consumed += 1;
+                    next_recv = recvs.next();
+                }
             }
-            failed = outcome.sender.is_err();
+            if outcome.sender.is_err() {
+                failed = true;
+                break;
+            }
         }
         // News for both sides, once per batch rather than per completion:
         // it is only looked at under the lock, after this returns.
         tx.news = true;
-        rx.news |= consumed != rx.consumed;
-        tx.executed = executed;
-        rx.consumed = consumed;
+        rx.news |= consumed != 0;
+        tx.executed += executed;
+        rx.consumed += consumed;
         tx.completed = tx_completed;
         rx.completed = rx_completed;
         if failed {

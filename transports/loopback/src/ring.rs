@@ -66,12 +66,22 @@ impl<T> SlotRing<T> {
     }
 
     /// The first `n` elements (all of them if there are fewer), front to
-    /// back, as two slices: up to the end of the storage, then what wrapped
-    /// around to its start. Walking them costs a pointer increment per
-    /// element where [`Self::get_mut`] recomputes and checks an index.
+    /// back, as two slices: see [`Self::range_mut`].
+    #[cfg(test)]
     pub(crate) fn front_mut(&mut self, n: usize) -> (&mut [T], &mut [T]) {
-        let n = n.min(self.len);
-        let start = self.head & self.mask;
+        self.range_mut(0, n)
+    }
+
+    /// The elements from the `from`th to before the `to`th from the front
+    /// (clamped to those in the ring), front to back, as two slices: up to
+    /// the end of the storage, then what wrapped around to its start.
+    /// Walking them costs a pointer increment per element where
+    /// [`Self::get_mut`] recomputes and checks an index.
+    pub(crate) fn range_mut(&mut self, from: usize, to: usize) -> (&mut [T], &mut [T]) {
+        let to = to.min(self.len);
+        let from = from.min(to);
+        let n = to - from;
+        let start = self.head.wrapping_add(from) & self.mask;
         let (wrapped, from_start) = self.slots.split_at_mut(start);
         let first = n.min(from_start.len());
         (&mut from_start[..first], &mut wrapped[..n - first])
@@ -80,7 +90,12 @@ impl<T> SlotRing<T> {
     /// The first `n` elements (all of them if there are fewer), front to
     /// back, one at a time.
     pub(crate) fn front_iter_mut(&mut self, n: usize) -> FrontIterMut<'_, T> {
-        let (first, second) = self.front_mut(n);
+        self.range_iter_mut(0, n)
+    }
+
+    /// The elements [`Self::range_mut`] gives, one at a time.
+    pub(crate) fn range_iter_mut(&mut self, from: usize, to: usize) -> FrontIterMut<'_, T> {
+        let (first, second) = self.range_mut(from, to);
         FrontIterMut {
             first: first.iter_mut(),
             second: second.iter_mut(),
@@ -178,6 +193,18 @@ mod tests {
         ring.discard_front(2);
         assert_eq!(ring.len(), 0);
         let (first, second) = ring.front_mut(1);
+        assert!(first.is_empty() && second.is_empty());
+        for value in 20..24 {
+            *ring.push().unwrap() = value;
+        }
+        // The front is in the last slot of the storage.
+        let (first, second) = ring.range_mut(0, 3);
+        assert_eq!((&*first, &*second), (&[20][..], &[21, 22][..]));
+        let (first, second) = ring.range_mut(2, 9);
+        assert_eq!((&*first, &*second), (&[22, 23][..], &[][..]));
+        let walked: Vec<u32> = ring.range_iter_mut(1, 9).map(|x| *x).collect();
+        assert_eq!(walked, [21, 22, 23]);
+        let (first, second) = ring.range_mut(5, 9);
         assert!(first.is_empty() && second.is_empty());
     }
 
