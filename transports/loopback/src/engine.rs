@@ -379,7 +379,9 @@ impl Engine {
         // The requests to execute and the receives they may consume, walked
         // in order; each entry is found once, and its completion is written
         // into it where it was executed.
-        let (mut executed, mut consumed) = (0, 0);
+        // Each completion takes the next number of its endpoint's counter, so
+        // the counters also count the requests executed and the receives
+        // consumed here.
         let (mut tx_completed, mut rx_completed) = (tx.completed, rx.completed);
         let mut recvs = rx.recv.range_iter_mut(rx.consumed, usize::MAX);
         let mut next_recv = recvs.next();
@@ -389,7 +391,6 @@ impl Engine {
             wr.status = outcome.sender;
             wr.seq = tx_completed;
             tx_completed += 1;
-            executed += 1;
             if let Some((kind, status)) = outcome.receiver {
                 // `execute` names a receive only when it had one.
                 if let Some(recv) = next_recv.take() {
@@ -397,7 +398,6 @@ impl Engine {
                     recv.status = status;
                     recv.seq = rx_completed;
                     rx_completed += 1;
-                    consumed += 1;
                     next_recv = recvs.next();
                 }
             }
@@ -408,6 +408,9 @@ impl Engine {
         }
         // News for both sides, once per batch rather than per completion:
         // it is only looked at under the lock, after this returns.
+        // Less than `max_send` (`max_recv`) apart: the conversions are exact.
+        let executed = tx_completed.wrapping_sub(tx.completed) as usize;
+        let consumed = rx_completed.wrapping_sub(rx.completed) as usize;
         tx.news = true;
         rx.news |= consumed != 0;
         tx.executed += executed;
