@@ -526,23 +526,21 @@ impl Engine {
             return Err(TransportError::Disconnected);
         }
         // The completed entries are the first `executed` of the send queue
-        // and the first `consumed` of the receive queue; their `seq` merges
-        // them back into completion order.
+        // and the first `consumed` of the receive queue. Their `seq`s are the
+        // last `pending` numbers the counter gave, each once: the next
+        // completion is the front send if it has the next of them, else the
+        // front receive.
+        let pending = queues.executed + queues.consumed;
+        let drained = out.len().min(pending);
+        // `pending` completions hold that many distinct `seq`s below the
+        // counter: the conversion is exact and the difference no underflow.
+        let first = queues.completed - pending as u64;
         let mut sends = queues.send.front_iter_mut(queues.executed);
         let mut recvs = queues.recv.front_iter_mut(queues.consumed);
-        let (mut next_send, mut next_recv) = (sends.next(), recvs.next());
-        let (mut sent, mut received) = (0, 0);
-        for slot in out.iter_mut() {
-            let take_send = match (&next_send, &next_recv) {
-                // Whichever completed first; `seq` never wraps (see
-                // `Queues::completed`).
-                (Some(send), Some(recv)) => send.seq < recv.seq,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            *slot = if take_send {
-                let Some(wr) = next_send.take() else { break };
+        let mut next_send = sends.next();
+        let mut sent = 0;
+        for (seq, slot) in (first..).zip(&mut out[..drained]) {
+            *slot = if let Some(wr) = next_send.take_if(|wr| wr.seq == seq) {
                 next_send = sends.next();
                 sent += 1;
                 for sge in &wr.sges {
@@ -559,9 +557,10 @@ impl Engine {
                     status: wr.status,
                 }
             } else {
-                let Some(wr) = next_recv.take() else { break };
-                next_recv = recvs.next();
-                received += 1;
+                let wr = recvs
+                    .next()
+                    .expect("a receive completion has a receive-queue entry");
+                debug_assert_eq!(wr.seq, seq, "completions are numbered in order");
                 if wr.held {
                     memory.release(wr.buf.region);
                 }
@@ -572,11 +571,12 @@ impl Engine {
                 }
             };
         }
+        let received = drained - sent;
         queues.send.discard_front(sent);
         queues.executed -= sent;
         queues.recv.discard_front(received);
         queues.consumed -= received;
-        Ok(sent + received)
+        Ok(drained)
     }
 
     /// `side` has a completion to drain, or will never get one again.
