@@ -12,6 +12,7 @@
 
 use rdio_transport::{
     Completion, CompletionKind, RegionId, RemoteBuf, Slice, TransportError, WcError, WrId,
+    total_len,
 };
 
 use crate::Config;
@@ -83,16 +84,25 @@ struct SourceSge {
 }
 
 /// A send-queue entry (a WQE).
+///
+/// Invariant, which the unchecked copies of [`scatter`] rely on: if `valid`,
+/// every element of `sges` has its `bytes` and lies inside that region
+/// (`offset + len <= ` its length, without overflow), and `len` is the
+/// total of their lengths. [`Engine::post_send`] is the only place that
+/// fills an entry.
 struct SendWr {
     wr_id: WrId,
     op: SendOp,
     /// Capacity `max_sge`, reserved once: posting never allocates.
     sges: Vec<SourceSge>,
+    /// Total bytes of `sges` (checked not to overflow by the endpoint).
     len: usize,
     /// Every gather element was inside a registered region at post time.
     valid: bool,
-    /// Once executed (or flushed): the status of its completion.
+    /// Once executed (or flushed): the status of its completion, and its
+    /// place among the endpoint's completions ([`Queues::completed`]).
     status: Result<(), WcError>,
+    seq: u64,
 }
 
 /// A receive-queue entry.
@@ -101,37 +111,31 @@ struct RecvWr {
     buf: Slice,
     /// The buffer's region existed at post time and was marked busy.
     held: bool,
-    /// Once consumed (or flushed): its completion's kind and status.
+    /// Once consumed (or flushed): its completion's kind, status and
+    /// place among the endpoint's completions ([`Queues::completed`]).
     kind: CompletionKind,
     status: Result<(), WcError>,
-}
-
-/// Which work queue a completion belongs to. The completion itself lives
-/// in that queue's entry (its id, kind and status) until it is drained;
-/// the completion queue only records the order of completions across the
-/// two work queues, one byte each.
-#[derive(Clone, Copy)]
-enum Queue {
-    Send,
-    Recv,
+    seq: u64,
 }
 
 /// One endpoint's queues.
 struct Queues {
     send: SlotRing<SendWr>,
-    /// The first `executed` entries of `send` have their completion queued in
-    /// `cq`; the rest are still to be executed by the peer.
+    /// The first `executed` entries of `send` have completed and wait to be
+    /// drained; the rest are still to be executed by the peer.
     executed: usize,
     recv: SlotRing<RecvWr>,
     /// The first `consumed` entries of `recv` have their completion queued;
     /// the rest are available to incoming messages, in order.
     consumed: usize,
-    /// Completions not yet drained, in completion order, by the work queue
-    /// whose front entry each is (completions of one work queue arrive in
-    /// its order). Every queue entry yields exactly one completion and
-    /// stays queued until it is drained, so this never holds more than
-    /// `send` and `recv` together: its capacity.
-    cq: SlotRing<Queue>,
+    /// The completion queue. A completion lives in its work queue's entry
+    /// (id, kind, status) until it is drained, and completions of one work
+    /// queue arrive in its order, so the undrained completions are the first
+    /// `executed` sends and `consumed` receives; what remains to record is
+    /// the order across the two queues. Each completion takes the next
+    /// number of this counter as its `seq`, and `drain` merges the two
+    /// queues by it. (A `u64` does not wrap in any run: 2^64 completions.)
+    completed: u64,
     /// The endpoint's thread is blocked in `wait`.
     sleeping: bool,
     /// Something this endpoint may be waiting for happened since it last
@@ -150,6 +154,7 @@ impl Queues {
                 len: 0,
                 valid: false,
                 status: Ok(()),
+                seq: 0,
             }),
             executed: 0,
             recv: SlotRing::new(config.max_recv, || RecvWr {
@@ -158,9 +163,10 @@ impl Queues {
                 held: false,
                 kind: CompletionKind::Recv { len: 0 },
                 status: Ok(()),
+                seq: 0,
             }),
             consumed: 0,
-            cq: SlotRing::new(config.max_send + config.max_recv, || Queue::Send),
+            completed: 0,
             sleeping: false,
             news: false,
         }
@@ -170,8 +176,9 @@ impl Queues {
     fn complete_send(&mut self, status: Result<(), WcError>) {
         if let Some(wr) = self.send.get_mut(self.executed) {
             wr.status = status;
+            wr.seq = self.completed;
+            self.completed += 1;
             self.executed += 1;
-            self.complete(Queue::Send);
         }
     }
 
@@ -180,15 +187,10 @@ impl Queues {
         if let Some(wr) = self.recv.get_mut(self.consumed) {
             wr.kind = kind;
             wr.status = status;
+            wr.seq = self.completed;
+            self.completed += 1;
             self.consumed += 1;
-            self.complete(Queue::Recv);
         }
-    }
-
-    fn complete(&mut self, queue: Queue) {
-        let pushed = self.cq.push().map(|slot| *slot = queue);
-        debug_assert!(pushed.is_some(), "completion queue sized to never overflow");
-        self.news = true;
     }
 
     /// Complete every outstanding request with `status` (RC flush).
@@ -242,8 +244,19 @@ impl Outcome {
 }
 
 /// Gather `wr`'s source elements into `target` starting at `offset`: one
-/// `memcpy` per element, straight from the sender's region.
-fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
+/// `memcpy` per element, straight from the sender's region. Inlined into
+/// its two callers in [`execute`]: a call per request cost more than the
+/// loop.
+///
+/// # Safety
+/// The ranges must be valid, which [`memory::copy`] only checks in debug
+/// builds: `wr.valid` (then, by [`SendWr`]'s invariant, every gather element
+/// lies inside a registered region and `wr.len` is their total), and
+/// `offset + wr.len <= target.len()` without overflow. `target` is a region
+/// of the endpoint `Engine::deliver` runs for, as `execute` finds it.
+#[inline(always)]
+unsafe fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
+    debug_assert!(wr.valid, "only valid requests are executed");
     for sge in &wr.sges {
         let source = sge
             .bytes
@@ -254,7 +267,14 @@ fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
         // runs on the engine, which is only reachable through the link's
         // lock (rule 3); the request is being executed, so it was neither
         // flushed nor drained and its source region is alive (rule 4).
-        // Ranges were validated at post and delivery time.
+        // Ranges: the source range lies inside its region, as `wr.valid`
+        // says (checked by `RegionTable::hold_source` against the region's
+        // length when the request was posted; a region's length never
+        // changes). The target range starts at the caller's `offset` plus
+        // the lengths of the elements before this one, and the elements total
+        // `wr.len`, so it ends at or before the caller's `offset + wr.len`,
+        // which the caller guarantees is within `target` (so no sum here
+        // overflows either).
         unsafe { memory::copy(source.get(), sge.offset, target, offset, sge.len) };
         offset += sge.len;
     }
@@ -278,7 +298,11 @@ fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Out
             if wr.len > recv.buf.len {
                 return Outcome::receive_failed(WcError::LocalLength);
             }
-            scatter(wr, target, recv.buf.offset);
+            // SAFETY: `wr.valid` was checked above; `recv_target` checked
+            // that `recv.buf` lies inside `target` (`offset + len <=
+            // target.len()`, without overflow), and `wr.len <= recv.buf.len`,
+            // so `recv.buf.offset + wr.len <= target.len()`.
+            unsafe { scatter(wr, target, recv.buf.offset) };
             Outcome::delivered(Some(CompletionKind::Recv { len: wr.len }))
         }
         SendOp::Write { dst, imm } => {
@@ -299,7 +323,10 @@ fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Out
                 (Some(imm), Some(_)) => Some(CompletionKind::RecvImm { imm }),
             };
             if let Some((target, offset)) = target {
-                scatter(wr, target, offset);
+                // SAFETY: `wr.valid` was checked above; `write_target`
+                // returned `offset` only once `offset + wr.len <=
+                // target.len()`, without overflow (`regions::within`).
+                unsafe { scatter(wr, target, offset) };
             }
             Outcome::delivered(receiver)
         }
@@ -340,31 +367,56 @@ impl Engine {
     }
 
     fn execute_posted(&mut self, receiver: Side, memory: &mut RegionTable) {
+        // Nothing below changes the state: one look is enough.
+        if !self.is_up() {
+            return;
+        }
         let [first, second] = &mut self.queues;
         let (tx, rx) = match receiver {
             Side::First => (second, first),
             Side::Second => (first, second),
         };
+        // The requests to execute and the receives they may consume, walked
+        // in order; each entry is found once, and its completion is written
+        // into it where it was executed.
+        // Each completion takes the next number of its endpoint's counter, so
+        // the counters also count the requests executed and the receives
+        // consumed here.
+        let (mut tx_completed, mut rx_completed) = (tx.completed, rx.completed);
+        let mut recvs = rx.recv.range_iter_mut(rx.consumed, usize::MAX);
+        let mut next_recv = recvs.next();
         let mut failed = false;
-        while self.state == LinkState::Up && !failed {
-            // Each entry is found once: its completion is written into it
-            // where it was executed.
-            let Some(wr) = tx.send.get_mut(tx.executed) else {
-                break;
-            };
-            let recv = rx.recv.get_mut(rx.consumed);
-            let outcome = execute(wr, recv.as_deref(), memory);
+        for wr in tx.send.range_iter_mut(tx.executed, usize::MAX) {
+            let outcome = execute(wr, next_recv.as_deref(), memory);
             wr.status = outcome.sender;
-            tx.executed += 1;
-            tx.complete(Queue::Send);
-            if let (Some((kind, status)), Some(recv)) = (outcome.receiver, recv) {
-                recv.kind = kind;
-                recv.status = status;
-                rx.consumed += 1;
-                rx.complete(Queue::Recv);
+            wr.seq = tx_completed;
+            tx_completed += 1;
+            if let Some((kind, status)) = outcome.receiver {
+                // `execute` names a receive only when it had one.
+                if let Some(recv) = next_recv.take() {
+                    recv.kind = kind;
+                    recv.status = status;
+                    recv.seq = rx_completed;
+                    rx_completed += 1;
+                    next_recv = recvs.next();
+                }
             }
-            failed = outcome.sender.is_err();
+            if outcome.sender.is_err() {
+                failed = true;
+                break;
+            }
         }
+        // News for both sides, once per batch rather than per completion:
+        // it is only looked at under the lock, after this returns.
+        // Less than `max_send` (`max_recv`) apart: the conversions are exact.
+        let executed = tx_completed.wrapping_sub(tx.completed) as usize;
+        let consumed = rx_completed.wrapping_sub(rx.completed) as usize;
+        tx.news = true;
+        rx.news |= consumed != 0;
+        tx.executed += executed;
+        rx.consumed += consumed;
+        tx.completed = tx_completed;
+        rx.completed = rx_completed;
         if failed {
             self.go_down(LinkState::Failed);
         }
@@ -393,9 +445,15 @@ impl Engine {
 
     /// Append a send or write to `side`'s send queue. `sges` has at most
     /// `max_sge` elements totalling `len` bytes (checked by the caller).
+    /// Inlined into the endpoint's `post`: the call cost more than the body
+    /// saves in code size. `wake_peer`: whether the peer's news flag is ever
+    /// read ([`crate::link::sealed::Link::CAN_BLOCK`]); a constant there.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn post_send(
         &mut self,
         side: Side,
+        wake_peer: bool,
         wr_id: WrId,
         sges: &[Slice],
         len: usize,
@@ -413,6 +471,10 @@ impl Engine {
         slot.op = op;
         slot.len = len;
         slot.valid = true;
+        // Emptied when the slot's previous request was drained; cleared here
+        // too so that the invariant of `SendWr` holds by this function alone.
+        slot.sges.clear();
+        debug_assert_eq!(total_len(sges), Some(len), "len is the total of sges");
         for &sge in sges {
             let (bytes, valid) = memory.hold_source(sge);
             slot.valid &= valid;
@@ -423,7 +485,9 @@ impl Engine {
                 bytes,
             });
         }
-        self.queues[side.peer().index()].news = true;
+        if wake_peer {
+            self.queues[side.peer().index()].news = true;
+        }
         Ok(())
     }
 
@@ -458,61 +522,67 @@ impl Engine {
     ) -> Result<usize, TransportError> {
         let up = self.is_up();
         let queues = &mut self.queues[side.index()];
-        if queues.cq.len() == 0 && !up {
+        if queues.executed + queues.consumed == 0 && !up {
             return Err(TransportError::Disconnected);
         }
-        let mut drained = 0;
-        for slot in out.iter_mut() {
-            let Some(&mut queue) = queues.cq.pop_front() else {
-                break;
-            };
-            // Completions of each queue are produced in queue order, so the
-            // front entry of the matching queue is the one that finished.
-            *slot = match queue {
-                Queue::Send => {
-                    let wr = queues
-                        .send
-                        .pop_front()
-                        .expect("a send completion has a send-queue entry");
-                    queues.executed -= 1;
-                    for sge in &wr.sges {
-                        if sge.bytes.is_some() {
-                            memory.release(sge.region);
-                        }
-                    }
-                    // The sources may not be followed any more (memory,
-                    // rule 4); the vector keeps its capacity for reuse.
-                    wr.sges.clear();
-                    Completion {
-                        wr_id: wr.wr_id,
-                        kind: wr.op.completion_kind(),
-                        status: wr.status,
+        // The completed entries are the first `executed` of the send queue
+        // and the first `consumed` of the receive queue. Their `seq`s are the
+        // last `pending` numbers the counter gave, each once: the next
+        // completion is the front send if it has the next of them, else the
+        // front receive.
+        let pending = queues.executed + queues.consumed;
+        let drained = out.len().min(pending);
+        // `pending` completions hold that many distinct `seq`s below the
+        // counter: the conversion is exact and the difference no underflow.
+        let first = queues.completed - pending as u64;
+        let mut sends = queues.send.front_iter_mut(queues.executed);
+        let mut recvs = queues.recv.front_iter_mut(queues.consumed);
+        let mut next_send = sends.next();
+        let mut sent = 0;
+        for (seq, slot) in (first..).zip(&mut out[..drained]) {
+            *slot = if let Some(wr) = next_send.take_if(|wr| wr.seq == seq) {
+                next_send = sends.next();
+                sent += 1;
+                for sge in &wr.sges {
+                    if sge.bytes.is_some() {
+                        memory.release(sge.region);
                     }
                 }
-                Queue::Recv => {
-                    let wr = queues
-                        .recv
-                        .pop_front()
-                        .expect("a receive completion has a receive-queue entry");
-                    queues.consumed -= 1;
-                    if wr.held {
-                        memory.release(wr.buf.region);
-                    }
-                    Completion {
-                        wr_id: wr.wr_id,
-                        kind: wr.kind,
-                        status: wr.status,
-                    }
+                // The sources may not be followed any more (memory,
+                // rule 4); the vector keeps its capacity for reuse.
+                wr.sges.clear();
+                Completion {
+                    wr_id: wr.wr_id,
+                    kind: wr.op.completion_kind(),
+                    status: wr.status,
+                }
+            } else {
+                let wr = recvs
+                    .next()
+                    .expect("a receive completion has a receive-queue entry");
+                debug_assert_eq!(wr.seq, seq, "completions are numbered in order");
+                if wr.held {
+                    memory.release(wr.buf.region);
+                }
+                Completion {
+                    wr_id: wr.wr_id,
+                    kind: wr.kind,
+                    status: wr.status,
                 }
             };
-            drained += 1;
         }
+        let received = drained - sent;
+        queues.send.discard_front(sent);
+        queues.executed -= sent;
+        queues.recv.discard_front(received);
+        queues.consumed -= received;
         Ok(drained)
     }
 
     /// `side` has a completion to drain, or will never get one again.
     pub(crate) fn has_news_for(&self, side: Side) -> Result<bool, TransportError> {
-        if self.queues[side.index()].cq.len() > 0 {
+        let queues = &self.queues[side.index()];
+        if queues.executed + queues.consumed > 0 {
             Ok(true)
         } else if self.is_up() {
             Ok(false)

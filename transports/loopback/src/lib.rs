@@ -262,7 +262,9 @@ impl<L: Link> LoopbackEndpoint<L> {
             return Err(TransportError::TooManySegments);
         }
         let side = self.side;
-        self.enter(|engine, regions| engine.post_send(side, wr_id, sges, len, op, regions))
+        self.enter(|engine, regions| {
+            engine.post_send(side, L::CAN_BLOCK, wr_id, sges, len, op, regions)
+        })
     }
 }
 

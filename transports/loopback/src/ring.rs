@@ -57,12 +57,63 @@ impl<T> SlotRing<T> {
 
     /// The `nth` element from the front, to update in place.
     pub(crate) fn get_mut(&mut self, nth: usize) -> Option<&mut T> {
-        let index = self.index(nth);
-        (nth < self.len).then(|| &mut self.slots[index])
+        if nth < self.len {
+            let index = self.index(nth);
+            Some(&mut self.slots[index])
+        } else {
+            None
+        }
+    }
+
+    /// The first `n` elements (all of them if there are fewer), front to
+    /// back, as two slices: see [`Self::range_mut`].
+    #[cfg(test)]
+    pub(crate) fn front_mut(&mut self, n: usize) -> (&mut [T], &mut [T]) {
+        self.range_mut(0, n)
+    }
+
+    /// The elements from the `from`th to before the `to`th from the front
+    /// (clamped to those in the ring), front to back, as two slices: up to
+    /// the end of the storage, then what wrapped around to its start.
+    /// Walking them costs a pointer increment per element where
+    /// [`Self::get_mut`] recomputes and checks an index.
+    pub(crate) fn range_mut(&mut self, from: usize, to: usize) -> (&mut [T], &mut [T]) {
+        let to = to.min(self.len);
+        let from = from.min(to);
+        let n = to - from;
+        let start = self.head.wrapping_add(from) & self.mask;
+        let (wrapped, from_start) = self.slots.split_at_mut(start);
+        let first = n.min(from_start.len());
+        (&mut from_start[..first], &mut wrapped[..n - first])
+    }
+
+    /// The first `n` elements (all of them if there are fewer), front to
+    /// back, one at a time.
+    pub(crate) fn front_iter_mut(&mut self, n: usize) -> FrontIterMut<'_, T> {
+        self.range_iter_mut(0, n)
+    }
+
+    /// The elements [`Self::range_mut`] gives, one at a time.
+    pub(crate) fn range_iter_mut(&mut self, from: usize, to: usize) -> FrontIterMut<'_, T> {
+        let (first, second) = self.range_mut(from, to);
+        FrontIterMut {
+            first: first.iter_mut(),
+            second: second.iter_mut(),
+        }
+    }
+
+    /// Remove the first `n` elements (all of them if there are fewer); their
+    /// slots keep their contents until they are reused.
+    pub(crate) fn discard_front(&mut self, n: usize) {
+        debug_assert!(n <= self.len, "discarding more than the ring holds");
+        let n = n.min(self.len);
+        self.head = self.head.wrapping_add(n);
+        self.len -= n;
     }
 
     /// Remove the front element; the vacated slot is lent to the caller to
     /// read and reset before it is reused.
+    #[cfg(test)]
     pub(crate) fn pop_front(&mut self) -> Option<&mut T> {
         if self.len == 0 {
             return None;
@@ -71,6 +122,25 @@ impl<T> SlotRing<T> {
         self.head = self.head.wrapping_add(1);
         self.len -= 1;
         Some(&mut self.slots[index])
+    }
+}
+
+/// What [`SlotRing::front_iter_mut`] returns: a `Chain` of the two slices
+/// without its fusing flag, which cost a test per element.
+pub(crate) struct FrontIterMut<'a, T> {
+    first: std::slice::IterMut<'a, T>,
+    second: std::slice::IterMut<'a, T>,
+}
+
+impl<'a, T> Iterator for FrontIterMut<'a, T> {
+    type Item = &'a mut T;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a mut T> {
+        match self.first.next() {
+            Some(element) => Some(element),
+            None => self.second.next(),
+        }
     }
 }
 
@@ -100,10 +170,51 @@ mod tests {
     }
 
     #[test]
+    fn front_slices_follow_the_wraparound() {
+        let mut ring = SlotRing::new(4, || 0u32);
+        for value in 0..3 {
+            *ring.push().unwrap() = value;
+        }
+        ring.discard_front(3);
+        for value in 10..14 {
+            *ring.push().unwrap() = value;
+        }
+        let (first, second) = ring.front_mut(3);
+        assert_eq!((&*first, &*second), (&[10][..], &[11, 12][..]));
+        let (first, second) = ring.front_mut(9);
+        assert_eq!((&*first, &*second), (&[10][..], &[11, 12, 13][..]));
+        let walked: Vec<u32> = ring.front_iter_mut(3).map(|x| *x).collect();
+        assert_eq!(walked, [10, 11, 12]);
+        ring.discard_front(2);
+        let (first, second) = ring.front_mut(usize::MAX);
+        assert_eq!((&*first, &*second), (&[12, 13][..], &[][..]));
+        let walked: Vec<u32> = ring.front_iter_mut(9).map(|x| *x).collect();
+        assert_eq!(walked, [12, 13]);
+        ring.discard_front(2);
+        assert_eq!(ring.len(), 0);
+        let (first, second) = ring.front_mut(1);
+        assert!(first.is_empty() && second.is_empty());
+        for value in 20..24 {
+            *ring.push().unwrap() = value;
+        }
+        // The front is in the last slot of the storage.
+        let (first, second) = ring.range_mut(0, 3);
+        assert_eq!((&*first, &*second), (&[20][..], &[21, 22][..]));
+        let (first, second) = ring.range_mut(2, 9);
+        assert_eq!((&*first, &*second), (&[22, 23][..], &[][..]));
+        let walked: Vec<u32> = ring.range_iter_mut(1, 9).map(|x| *x).collect();
+        assert_eq!(walked, [21, 22, 23]);
+        let (first, second) = ring.range_mut(5, 9);
+        assert!(first.is_empty() && second.is_empty());
+    }
+
+    #[test]
     fn zero_capacity_is_always_full() {
         let mut ring = SlotRing::new(0, || 0u8);
         assert!(ring.push().is_none());
         assert!(ring.pop_front().is_none());
         assert_eq!(ring.get(0), None);
+        let (first, second) = ring.front_mut(1);
+        assert!(first.is_empty() && second.is_empty());
     }
 }

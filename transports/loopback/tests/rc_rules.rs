@@ -225,6 +225,48 @@ fn sends_consume_receives_in_order() {
     assert_eq!([buf[0], buf[RECV_BUF], buf[2 * RECV_BUF]], *b"abc");
 }
 
+/// An endpoint's completions come out in the order they happened, across
+/// its send and receive queues, also when drained one at a time.
+#[test]
+fn completions_of_both_queues_drain_in_completion_order() {
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_recv,
+        ..
+    } = setup(Config::default(), b"ab");
+    let a_recv = a.register(4 * RECV_BUF, Access::LOCAL_WRITE).unwrap();
+    a.post_recv(20, recv_slot(a_recv, 0)).unwrap();
+    a.post_recv(21, recv_slot(a_recv, 1)).unwrap();
+    b.post_recv(10, recv_slot(b_recv, 0)).unwrap();
+    b.post_recv(11, recv_slot(b_recv, 1)).unwrap();
+    a.post_send(1, &[src(a_src, 0, 1)], None).unwrap();
+    // Entering b executes a's send (a: send 1 done) before b posts its own,
+    // which a executes when it enters next (a: receive 20 done).
+    b.post_send(30, &[src(b_recv, 2 * RECV_BUF, 1)], None)
+        .unwrap();
+    assert_eq!(a.ready(), Ok(true));
+    a.post_send(2, &[src(a_src, 1, 1)], None).unwrap();
+    // The same again: a: send 2, then receive 21.
+    b.post_send(31, &[src(b_recv, 3 * RECV_BUF, 1)], None)
+        .unwrap();
+    assert_eq!(a.ready(), Ok(true));
+    let mut one = [common::PLACEHOLDER; 1];
+    let mut order = Vec::new();
+    while a.poll_completions(&mut one) == Ok(1) {
+        order.push(one[0]);
+    }
+    assert_eq!(
+        order,
+        [ok(1, Send), ok(20, recv(1)), ok(2, Send), ok(21, recv(1))]
+    );
+    assert_eq!(
+        drain(&mut b),
+        [ok(10, recv(1)), ok(30, Send), ok(11, recv(1)), ok(31, Send)]
+    );
+}
+
 #[test]
 fn local_protection_for_bad_gather_elements() {
     let cases = [
