@@ -390,6 +390,20 @@ impl<T: Transport> Capture<T> {
         });
     }
 
+    /// An inline send or write: its bytes are the post's own.
+    fn record_inline(&mut self, kind: Kind, data: &[u8], remote: RemoteBuf, imm: Option<u32>) {
+        let captured = data.get(..self.recorder.snaplen).unwrap_or(data);
+        self.recorder.record(&Record {
+            direction: Direction::Out,
+            kind,
+            connection: self.connection,
+            remote,
+            imm,
+            payload: captured,
+            len: data.len(),
+        });
+    }
+
     fn record_completion(&mut self, completion: &Completion) {
         let posted = match completion.kind {
             CompletionKind::Recv { .. } | CompletionKind::RecvImm { .. } => {
@@ -477,6 +491,24 @@ impl<T: Transport> TransportWrapper for Capture<T> {
     ) -> Result<(), TransportError> {
         self.inner.post_write(wr_id, sges, dst, imm)?;
         self.record_posted(Kind::Write, sges, dst, imm);
+        Ok(())
+    }
+
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        self.inner.post_send_inline(wr_id, data)?;
+        self.record_inline(Kind::Send, data, RemoteBuf::default(), None);
+        Ok(())
+    }
+
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.inner.post_write_inline(wr_id, data, dst, imm)?;
+        self.record_inline(Kind::Write, data, dst, imm);
         Ok(())
     }
 

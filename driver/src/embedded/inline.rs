@@ -212,6 +212,22 @@ impl TransportWrapper for InlineTransport {
         self.posted(posted)
     }
 
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        let posted = self.client.post_send_inline(wr_id, data);
+        self.posted(posted)
+    }
+
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let posted = self.client.post_write_inline(wr_id, data, dst, imm);
+        self.posted(posted)
+    }
+
     /// The server's turn, then the client's completions.
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let served = self.serve();

@@ -408,6 +408,35 @@ impl<T: Transport, const N: usize> FaultInjector<T, N> {
         )
     }
 
+    /// Copy inline `data` into the scratch region, flip one byte, and send
+    /// from there (a registered send of the same bytes: the peer cannot
+    /// tell). `None` if this send cannot be corrupted.
+    fn post_corrupted_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+    ) -> Option<Result<(), TransportError>> {
+        let len = data.len();
+        if len == 0 {
+            return None;
+        }
+        let (scratch, scratch_len) = self.scratch()?;
+        if len > scratch_len {
+            return None;
+        }
+        let victim = self.rng.below(len);
+        let mask = self.rng.next_u64().to_le_bytes()[0] | 1;
+        // A previous corrupted send still in flight keeps the scratch busy.
+        let bytes = self.inner.region_mut(scratch).ok()?.get_mut(..len)?;
+        bytes.copy_from_slice(data);
+        bytes[victim] ^= mask;
+        self.stats.corrupted += 1;
+        Some(
+            self.inner
+                .post_send(wr_id, &[Slice::whole(scratch, len)], None),
+        )
+    }
+
     /// Apply completion faults to one completion drained from the wrapped
     /// transport and queue it for delivery.
     fn intercept(&mut self, completion: Completion) {
@@ -535,6 +564,38 @@ impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
         match fault {
             Some(Fault::Drop) if self.drop_post(wr_id, CompletionKind::Write) => Ok(()),
             _ => self.inner.post_write(wr_id, sges, dst, imm),
+        }
+    }
+
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        let fault = self.choose(Operation::Send);
+        if let Some(refused) = self.refuse_post(fault) {
+            return refused;
+        }
+        match fault {
+            Some(Fault::Drop) if self.drop_post(wr_id, CompletionKind::Send) => Ok(()),
+            Some(Fault::Corrupt) => match self.post_corrupted_inline(wr_id, data) {
+                Some(result) => result,
+                None => self.inner.post_send_inline(wr_id, data),
+            },
+            _ => self.inner.post_send_inline(wr_id, data),
+        }
+    }
+
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let fault = self.choose(Operation::Write);
+        if let Some(refused) = self.refuse_post(fault) {
+            return refused;
+        }
+        match fault {
+            Some(Fault::Drop) if self.drop_post(wr_id, CompletionKind::Write) => Ok(()),
+            _ => self.inner.post_write_inline(wr_id, data, dst, imm),
         }
     }
 

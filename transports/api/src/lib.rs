@@ -283,6 +283,11 @@ pub struct Caps {
     /// for software transports, whose registrations are bookkeeping: a
     /// server may then register a mapping of a file of any size.
     pub pins_registrations: bool,
+    /// Largest payload [`Transport::post_send_inline`] and
+    /// [`Transport::post_write_inline`] take, in bytes; 0 when the
+    /// transport has no inline data (both then return
+    /// [`TransportError::Unsupported`]).
+    pub max_inline: usize,
 }
 
 /// One side of a connected, reliable RDMA channel.
@@ -376,6 +381,38 @@ pub trait Transport {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError>;
+
+    /// Post a send of `data`, copied into the work request as it is posted
+    /// (inline data: ibverbs `IBV_SEND_INLINE`, libfabric `FI_INJECT`).
+    /// `data` needs no registration and is the caller's again when the call
+    /// returns, so a small message (a request, a status block) costs no
+    /// registered send buffer to take, fill through
+    /// [`Transport::region_mut`] and release at its completion. It behaves
+    /// as [`Transport::post_send`] of the same bytes in every other way:
+    /// same ordering, same receive consumed at the peer, one completion of
+    /// kind [`CompletionKind::Send`]. At most [`Caps::max_inline`] bytes
+    /// ([`TransportError::MessageTooLarge`] beyond). The default returns
+    /// [`TransportError::Unsupported`] (`max_inline` 0).
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        let _ = (wr_id, data);
+        Err(TransportError::Unsupported)
+    }
+
+    /// Post an RDMA write of `data` to `dst`, copied into the work request
+    /// as it is posted (see [`Transport::post_send_inline`]); with `imm`, as
+    /// [`Transport::post_write`] with immediate data. At most
+    /// [`Caps::max_inline`] bytes. The default returns
+    /// [`TransportError::Unsupported`].
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let _ = (wr_id, data, dst, imm);
+        Err(TransportError::Unsupported)
+    }
 
     /// Hand every work request posted so far to the peer (ring the
     /// doorbell) without waiting for or draining anything; see "Deferred

@@ -37,9 +37,11 @@ pub enum TraceEvent {
         kind: PostKind,
         /// The caller's work request id.
         wr_id: WrId,
-        /// Total bytes of the scatter/gather list (saturating).
+        /// Total bytes of the scatter/gather list (saturating), or of the
+        /// inline data.
         len: usize,
-        /// Number of scatter/gather elements.
+        /// Number of scatter/gather elements; 0 for inline data
+        /// ([`Transport::post_send_inline`], [`Transport::post_write_inline`]).
         sges: usize,
         /// What the wrapped transport answered.
         result: Result<(), TransportError>,
@@ -97,6 +99,25 @@ impl<T: Transport, F: FnMut(TraceEvent)> Tracer<T, F> {
     }
 }
 
+impl<T: Transport, F: FnMut(TraceEvent)> Tracer<T, F> {
+    fn post_inline(
+        &mut self,
+        kind: PostKind,
+        wr_id: WrId,
+        len: usize,
+        result: Result<(), TransportError>,
+    ) -> Result<(), TransportError> {
+        (self.trace)(TraceEvent::Post {
+            kind,
+            wr_id,
+            len,
+            sges: 0,
+            result,
+        });
+        result
+    }
+}
+
 impl<T: Transport, F: FnMut(TraceEvent)> TransportWrapper for Tracer<T, F> {
     type Inner = T;
 
@@ -132,6 +153,22 @@ impl<T: Transport, F: FnMut(TraceEvent)> TransportWrapper for Tracer<T, F> {
     ) -> Result<(), TransportError> {
         let result = self.inner.post_write(wr_id, sges, dst, imm);
         self.post(PostKind::Write { dst, imm }, wr_id, sges, result)
+    }
+
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        let result = self.inner.post_send_inline(wr_id, data);
+        self.post_inline(PostKind::Send { imm: None }, wr_id, data.len(), result)
+    }
+
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let result = self.inner.post_write_inline(wr_id, data, dst, imm);
+        self.post_inline(PostKind::Write { dst, imm }, wr_id, data.len(), result)
     }
 
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {

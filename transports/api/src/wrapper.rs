@@ -138,6 +138,22 @@ pub trait TransportWrapper {
         self.inner_mut().post_write(wr_id, sges, dst, imm)
     }
 
+    /// [`Transport::post_send_inline`].
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        self.inner_mut().post_send_inline(wr_id, data)
+    }
+
+    /// [`Transport::post_write_inline`].
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.inner_mut().post_write_inline(wr_id, data, dst, imm)
+    }
+
     /// [`Transport::flush`].
     fn flush(&mut self) -> Result<(), TransportError> {
         self.inner_mut().flush()
@@ -232,6 +248,22 @@ impl<W: TransportWrapper> Transport for W {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         TransportWrapper::post_write(self, wr_id, sges, dst, imm)
+    }
+
+    #[inline]
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        TransportWrapper::post_send_inline(self, wr_id, data)
+    }
+
+    #[inline]
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        TransportWrapper::post_write_inline(self, wr_id, data, dst, imm)
     }
 
     #[inline]

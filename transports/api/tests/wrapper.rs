@@ -10,7 +10,7 @@ use rdio_transport::{
 };
 
 /// The calls of [`Transport`], in declaration order.
-const CALLS: [&str; 15] = [
+const CALLS: [&str; 17] = [
     "provider",
     "caps",
     "register",
@@ -22,6 +22,8 @@ const CALLS: [&str; 15] = [
     "post_recv",
     "post_send",
     "post_write",
+    "post_send_inline",
+    "post_write_inline",
     "flush",
     "poll_completions",
     "wait",
@@ -35,6 +37,7 @@ const CAPS: Caps = Caps {
     max_recv: 8,
     max_send: 8,
     pins_registrations: false,
+    max_inline: 64,
 };
 
 const REMOTE: RemoteBuf = RemoteBuf {
@@ -175,6 +178,22 @@ impl Transport for Shared {
         Ok(())
     }
 
+    fn post_send_inline(&mut self, _wr_id: WrId, _data: &[u8]) -> Result<(), TransportError> {
+        self.recorder.count("post_send_inline");
+        Ok(())
+    }
+
+    fn post_write_inline(
+        &mut self,
+        _wr_id: WrId,
+        _data: &[u8],
+        _dst: RemoteBuf,
+        _imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.recorder.count("post_write_inline");
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), TransportError> {
         self.recorder.count("flush");
         Ok(())
@@ -233,6 +252,8 @@ fn call_everything<T: Transport>(t: &mut T) {
     assert_eq!(t.post_recv(1, slice), Ok(()));
     assert_eq!(t.post_send(2, &[slice], None), Ok(()));
     assert_eq!(t.post_write(3, &[slice], REMOTE, Some(5)), Ok(()));
+    assert_eq!(t.post_send_inline(4, &[1, 2, 3]), Ok(()));
+    assert_eq!(t.post_write_inline(5, &[4; 8], REMOTE, Some(6)), Ok(()));
     assert_eq!(t.flush(), Ok(()));
     let mut out = [Completion {
         wr_id: 0,
@@ -281,8 +302,8 @@ fn the_tracer_forwards_every_call() {
     let mut tracer = Tracer::new(Shared::new(), |_| events.set(events.get() + 1));
     call_everything(&mut tracer);
     assert_each_once(tracer.get_ref(), "Tracer", false);
-    // Three posts, one completion, one disconnect.
-    assert_eq!(events.get(), 5);
+    // Five posts, one completion, one disconnect.
+    assert_eq!(events.get(), 7);
 }
 
 #[test]

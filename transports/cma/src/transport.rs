@@ -32,6 +32,8 @@ pub const CAPS: Caps = Caps {
     // Regions are private anonymous pages (or the caller's memory) the
     // peer writes with process_vm_writev: nothing is pinned.
     pins_registrations: false,
+    // No inline path yet: a small send is copied from its registered buffer.
+    max_inline: 0,
 };
 
 /// Bytes read from the socket at a time while looking for frame headers;

@@ -304,6 +304,8 @@ impl FabricTransport {
                 tx.size
             },
             pins_registrations: pins_registrations(&provider_name(info)),
+            // Inline sends (`FI_INJECT`) are not used yet: docs/PERFORMANCE.md, stop 31.
+            max_inline: 0,
         };
         let name = provider_name(info);
         Ok(Self {

@@ -88,14 +88,19 @@ struct SourceSge {
 /// Invariant, which the unchecked copies of [`scatter`] rely on: if `valid`,
 /// every element of `sges` has its `bytes` and lies inside that region
 /// (`offset + len <= ` its length, without overflow), and `len` is the
-/// total of their lengths. [`Engine::post_send`] is the only place that
-/// fills an entry.
+/// total of their lengths plus `inline.len()` (one of the two is empty).
+/// [`Engine::post_send`] and [`Engine::post_inline`] are the only places
+/// that fill an entry.
 struct SendWr {
     wr_id: WrId,
     op: SendOp,
     /// Capacity `max_sge`, reserved once: posting never allocates.
     sges: Vec<SourceSge>,
-    /// Total bytes of `sges` (checked not to overflow by the endpoint).
+    /// Inline data, copied in when posted (`post_send_inline`,
+    /// `post_write_inline`); capacity `max_inline`, reserved once.
+    inline: Vec<u8>,
+    /// Total bytes of `sges` (checked not to overflow by the endpoint), or
+    /// of `inline`.
     len: usize,
     /// Every gather element was inside a registered region at post time.
     valid: bool,
@@ -146,11 +151,13 @@ struct Queues {
 impl Queues {
     fn new(config: &Config) -> Self {
         let max_sge = config.max_sge;
+        let max_inline = config.max_inline;
         Self {
             send: SlotRing::new(config.max_send, || SendWr {
                 wr_id: 0,
                 op: SendOp::Send,
                 sges: Vec::with_capacity(max_sge),
+                inline: Vec::with_capacity(max_inline),
                 len: 0,
                 valid: false,
                 status: Ok(()),
@@ -277,6 +284,14 @@ unsafe fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
         // overflows either).
         unsafe { memory::copy(source.get(), sge.offset, target, offset, sge.len) };
         offset += sge.len;
+    }
+    if !wr.inline.is_empty() {
+        // SAFETY: `target` as above (rules 1 and 3); the source is the
+        // request's own inline bytes, owned by the engine, not region
+        // memory. Range: a request with inline data has no gather
+        // elements, so `offset` is still the caller's, and `wr.len` is
+        // `inline.len()`: the caller's guarantee covers it.
+        unsafe { memory::copy_in(&wr.inline, target, offset) };
     }
 }
 
@@ -474,6 +489,7 @@ impl Engine {
         // Emptied when the slot's previous request was drained; cleared here
         // too so that the invariant of `SendWr` holds by this function alone.
         slot.sges.clear();
+        slot.inline.clear();
         debug_assert_eq!(total_len(sges), Some(len), "len is the total of sges");
         for &sge in sges {
             let (bytes, valid) = memory.hold_source(sge);
@@ -485,6 +501,39 @@ impl Engine {
                 bytes,
             });
         }
+        if wake_peer {
+            self.queues[side.peer().index()].news = true;
+        }
+        Ok(())
+    }
+
+    /// Append a send or write of inline `data` to `side`'s send queue: the
+    /// bytes are copied into the entry now (at most `max_inline`, checked by
+    /// the caller; the entry's buffer has that capacity, so this never
+    /// allocates). No region is held.
+    #[inline]
+    pub(crate) fn post_inline(
+        &mut self,
+        side: Side,
+        wake_peer: bool,
+        wr_id: WrId,
+        data: &[u8],
+        op: SendOp,
+    ) -> Result<(), TransportError> {
+        if !self.is_up() {
+            return Err(TransportError::Disconnected);
+        }
+        let slot = self.queues[side.index()]
+            .send
+            .push()
+            .ok_or(TransportError::QueueFull)?;
+        slot.wr_id = wr_id;
+        slot.op = op;
+        slot.len = data.len();
+        slot.valid = true;
+        slot.sges.clear();
+        slot.inline.clear();
+        slot.inline.extend_from_slice(data);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }

@@ -73,6 +73,13 @@
 //!   before a later send's receive completes; a write-with-immediate
 //!   consumes one receive and completes it as [`CompletionKind::RecvImm`];
 //!   completions of each queue arrive in order.
+//! * **Inline data**: [`Transport::post_send_inline`] and
+//!   [`Transport::post_write_inline`] copy up to [`Config::max_inline`]
+//!   bytes into the send-queue entry as they are posted (a buffer each entry
+//!   reserves once); they hold no region and are executed, ordered and
+//!   completed like the gathered kind. More than `max_inline` bytes is
+//!   [`TransportError::MessageTooLarge`]; with `max_inline` 0 both return
+//!   [`TransportError::Unsupported`].
 //! * **Busy regions**: every gather element or receive buffer of a posted
 //!   request counts once against its region until that request's completion
 //!   has been drained; meanwhile [`Transport::region_mut`] and
@@ -95,7 +102,7 @@
 //! * Partial placement: a failing write places nothing, where a NIC may have
 //!   placed some packets before detecting the error.
 //! * Completion queue overflow (the queue is sized so it cannot happen),
-//!   unsignalled sends, inline data, shared receive queues, memory windows.
+//!   unsignalled sends, shared receive queues, memory windows.
 //! * Asynchronous progress (see "When work happens").
 //!
 //! ## Performance
@@ -144,12 +151,16 @@ pub struct Config {
     /// nothing (`false` by default); `true` makes it report what a hardware
     /// transport would, for tests of what depends on it.
     pub pins_registrations: bool,
+    /// Largest inline send or write ([`Caps::max_inline`]); each send-queue
+    /// entry reserves this much once. 0 turns inline data off.
+    pub max_inline: usize,
 }
 
 impl Config {
     /// 16 MiB messages (as the cma transport; room for rdio's 1 MiB +
     /// 4 KiB default send size), 2 GiB writes (the InfiniBand maximum), 4
     /// gather elements, 256-deep queues (libfabric `tcp`'s default sizes),
+    /// 256 bytes of inline data (a common `max_inline_data` of RDMA NICs),
     /// seed 0.
     pub const DEFAULT: Self = Self {
         max_message: 16 << 20,
@@ -159,6 +170,7 @@ impl Config {
         max_recv: 256,
         seed: 0,
         pins_registrations: false,
+        max_inline: 256,
     };
 }
 
@@ -209,6 +221,7 @@ impl<L: Link> LoopbackEndpoint<L> {
             max_recv: config.max_recv,
             max_send: config.max_send,
             pins_registrations: config.pins_registrations,
+            max_inline: config.max_inline,
         };
         Self {
             link,
@@ -353,6 +366,38 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
             return Err(TransportError::OutOfBounds);
         }
         self.post(wr_id, sges, len, SendOp::Write { dst, imm })
+    }
+
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        if self.caps.max_inline == 0 {
+            return Err(TransportError::Unsupported);
+        }
+        if data.len() > self.caps.max_inline.min(self.caps.max_message) {
+            return Err(TransportError::MessageTooLarge);
+        }
+        let side = self.side;
+        self.enter(|engine, _| engine.post_inline(side, L::CAN_BLOCK, wr_id, data, SendOp::Send))
+    }
+
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        if self.caps.max_inline == 0 {
+            return Err(TransportError::Unsupported);
+        }
+        if data.len() > self.caps.max_inline.min(self.caps.max_write) {
+            return Err(TransportError::MessageTooLarge);
+        }
+        if data.len() > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        let side = self.side;
+        let op = SendOp::Write { dst, imm };
+        self.enter(|engine, _| engine.post_inline(side, L::CAN_BLOCK, wr_id, data, op))
     }
 
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {

@@ -225,3 +225,28 @@ pub(crate) unsafe fn copy(
         )
     }
 }
+
+/// Copy `src` (bytes that are not region memory: a request's inline data)
+/// into `dst` at `dst_offset`.
+///
+/// # Safety
+/// As for [`copy`]'s `dst`: it belongs to the endpoint delivering work
+/// inside one of its `&mut self` methods (rule 1), the pair's engine is
+/// locked (rule 3), and it is memory allocated here. The range
+/// `dst_offset .. dst_offset + src.len()` lies inside `dst`, which the
+/// caller validated (checked here in debug builds only).
+pub(crate) unsafe fn copy_in(src: &[u8], dst: &RegionBytes, dst_offset: usize) {
+    debug_assert!(
+        dst_offset
+            .checked_add(src.len())
+            .is_some_and(|end| end <= dst.len),
+        "unchecked range reached memory::copy_in"
+    );
+    debug_assert!(dst.owner.is_none(), "lent memory is never a target");
+    // SAFETY: the range is inside `dst`'s live allocation (by the caller);
+    // `src` is not region memory, so the two do not overlap; the caller
+    // guarantees no other access to `dst` meanwhile.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.ptr.as_ptr().add(dst_offset), src.len());
+    }
+}

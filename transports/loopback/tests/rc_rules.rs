@@ -793,3 +793,98 @@ fn identical_call_sequences_give_identical_runs() {
         "the run ends in an RNR"
     );
 }
+
+/// Inline sends and writes carry bytes copied at post time: the caller's
+/// buffer may change right after, nothing is registered or held, and they
+/// follow every rule a gathered send or write does (ordering, receives
+/// consumed, immediate data, remote access).
+#[test]
+fn inline_sends_and_writes_copy_at_post_time_and_follow_the_rc_rules() {
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_recv,
+        b_target,
+    } = setup(Config::default(), b"gathered");
+    assert_eq!(a.caps().max_inline, Config::default().max_inline);
+    b.post_recv(10, recv_slot(b_recv, 0)).unwrap();
+    b.post_recv(11, recv_slot(b_recv, 1)).unwrap();
+    b.post_recv(12, recv_slot(b_recv, 2)).unwrap();
+    let dst = b.remote_buf(b_target, 16, 8).unwrap();
+    let mut message = *b"inline!";
+    a.post_send_inline(1, &message).unwrap();
+    message.fill(b'x');
+    a.post_write_inline(2, b"status", dst, Some(7)).unwrap();
+    a.post_send(3, &[src(a_src, 0, 8)], None).unwrap();
+    a.post_send_inline(4, &[]).unwrap();
+    assert_eq!(
+        drain(&mut b),
+        [ok(10, recv(7)), ok(11, RecvImm { imm: 7 }), ok(12, recv(8))]
+    );
+    let recv_bytes = b.region(b_recv).unwrap();
+    assert_eq!(&recv_bytes[..7], b"inline!");
+    assert_eq!(&recv_bytes[2 * RECV_BUF..2 * RECV_BUF + 8], b"gathered");
+    assert_eq!(&b.region(b_target).unwrap()[16..22], b"status");
+    // The empty inline send found no receive left: receiver not ready,
+    // which takes the pair down; what came before completed normally.
+    assert_eq!(
+        drain(&mut a),
+        [
+            ok(1, Send),
+            ok(2, Write),
+            ok(3, Send),
+            failed(4, Send, WcError::ReceiverNotReady)
+        ]
+    );
+}
+
+#[test]
+fn inline_limits_and_remote_access() {
+    let Setup {
+        mut a,
+        mut b,
+        b_target,
+        ..
+    } = setup(
+        Config {
+            max_inline: 16,
+            ..Config::default()
+        },
+        b"",
+    );
+    let dst = b.remote_buf(b_target, 0, 8).unwrap();
+    assert_eq!(
+        a.post_send_inline(1, &[0; 17]),
+        Err(TransportError::MessageTooLarge)
+    );
+    assert_eq!(
+        a.post_write_inline(2, &[0; 17], dst, None),
+        Err(TransportError::MessageTooLarge)
+    );
+    assert_eq!(
+        a.post_write_inline(3, &[0; 9], dst, None),
+        Err(TransportError::OutOfBounds),
+        "more than the peer's window"
+    );
+    // A wrong key fails at the receiver like a gathered write's.
+    let forged = RemoteBuf {
+        key: dst.key ^ 1,
+        ..dst
+    };
+    a.post_write_inline(4, &[1; 8], forged, None).unwrap();
+    assert_eq!(poll(&mut b), Err(TransportError::Disconnected));
+    assert_eq!(drain(&mut a), [failed(4, Write, WcError::RemoteAccess)]);
+    assert!(b.region(b_target).unwrap().iter().all(|&byte| byte == 0));
+
+    let (mut c, _d) = pair(Config {
+        max_inline: 0,
+        ..Config::default()
+    });
+    assert_eq!(c.caps().max_inline, 0);
+    assert_eq!(c.post_send_inline(1, &[]), Err(TransportError::Unsupported));
+    assert_eq!(
+        c.post_write_inline(2, &[], dst, None),
+        Err(TransportError::Unsupported)
+    );
+}
