@@ -111,7 +111,17 @@ pub(crate) enum Work {
     /// An RDMA write of read data straight from a leased file mapping, by
     /// the connection's mapping slot.
     MappedRead(usize),
+    /// A send or status-block write of inline data
+    /// ([`rdio_transport::Transport::post_send_inline`]): no buffer to give
+    /// back, only a send-queue entry.
+    Inline,
 }
+
+/// Bytes of the stack buffer a message posted inline is encoded into: room
+/// for a read request and a status block (see the test below). A transport
+/// whose [`rdio_transport::Caps::max_inline`] is at least this takes them
+/// inline; below it, everything goes through registered send buffers.
+pub(crate) const INLINE_MESSAGE: usize = 128;
 
 const TAG_SHIFT: u32 = 56;
 const INDEX_BITS: u32 = 24;
@@ -128,6 +138,7 @@ impl Work {
             }
             Self::ReadData(i) => (3 << TAG_SHIFT) | i as u64,
             Self::MappedRead(i) => (4 << TAG_SHIFT) | i as u64,
+            Self::Inline => 5 << TAG_SHIFT,
         }
     }
 
@@ -146,6 +157,7 @@ impl Work {
             }
             3 => Some(Self::ReadData(index)),
             4 => Some(Self::MappedRead(index)),
+            5 if index == 0 => Some(Self::Inline),
             _ => None,
         }
     }
@@ -407,7 +419,7 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::{CONTROL_MESSAGE, IdMap, Pool, Work, control_size};
+    use super::{CONTROL_MESSAGE, INLINE_MESSAGE, IdMap, Pool, Work, control_size};
     use rdio_transport::Access;
 
     #[test]
@@ -459,9 +471,11 @@ mod tests {
             Work::ReadData(1),
             Work::MappedRead(0),
             Work::MappedRead(1000),
+            Work::Inline,
         ] {
             assert_eq!(Work::from_id(work.id()), Some(work));
         }
+        assert_eq!(Work::from_id(Work::Inline.id() | 1), None);
         assert_eq!(Work::from_id(0), None);
         assert_eq!(Work::from_id(u64::MAX), None);
     }
@@ -500,6 +514,17 @@ mod tests {
             let len = message(body).emit_prefix(&mut buf).unwrap();
             assert!(len > 300 && len <= CONTROL_MESSAGE, "{len}");
         }
+        // What goes inline: a read request and a status block.
+        let read = message(Body::Read(rdio_core::wire::ReadRequest {
+            handle: u32::MAX,
+            offset: u64::MAX,
+            dest: desc,
+            status: desc,
+        }));
+        let mut buf = [0u8; INLINE_MESSAGE];
+        let len = read.emit_prefix(&mut buf).unwrap();
+        assert!(len <= INLINE_MESSAGE, "{len}");
+        const { assert!(rdio_core::wire::status::STATUS_BLOCK_LEN <= INLINE_MESSAGE) };
         assert_eq!(control_size(64 << 10), CONTROL_MESSAGE);
         assert_eq!(control_size(100), 100);
     }

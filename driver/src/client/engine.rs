@@ -49,7 +49,7 @@
 //! fails with [`ClientError::Internal`].
 
 use super::ClientError;
-use crate::buffers::{Clock, Pool, Receives, Work, release};
+use crate::buffers::{Clock, INLINE_MESSAGE, Pool, Receives, Work, release};
 use crate::stats::ClientStats;
 use rdio_core::client::{
     BlockOutcome, Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile, RequestId,
@@ -166,6 +166,9 @@ pub(crate) struct Buffers {
     /// The transport's send-queue depth (`Caps::max_send`): sends posted
     /// and not yet completed never exceed it.
     pub(crate) send_queue: usize,
+    /// The transport takes [`INLINE_MESSAGE`] bytes inline
+    /// (`Caps::max_inline`): a read request is posted from the stack.
+    pub(crate) inline: bool,
 }
 
 impl Buffers {
@@ -229,6 +232,8 @@ pub(crate) struct Engine {
     /// core until a completion frees a place.
     sends_posted: usize,
     send_queue: usize,
+    /// Read requests are posted inline ([`Buffers::inline`]).
+    inline: bool,
     /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
     /// read posted as it is submitted ([`Engine::read`]) tells the core,
     /// instead of a clock read per submission. Never later than the real
@@ -279,6 +284,7 @@ impl Engine {
             transport_down: false,
             sends_posted: 0,
             send_queue,
+            inline: buffers.inline,
             now,
             stats: ClientStats::new(),
             request_metrics,
@@ -688,11 +694,13 @@ impl Engine {
         status: BufferDescriptor,
     ) -> Result<RequestId, ClientError> {
         let mode = self.mode;
-        let buffer = if self.transport_down || self.sends_posted >= self.send_queue {
-            None
-        } else {
-            self.sends.take()
-        };
+        if self.transport_down || self.sends_posted >= self.send_queue {
+            return Ok(self.core.read(handle, offset, dest, status, mode)?);
+        }
+        if self.inline {
+            return self.read_inline(transport, handle, offset, dest, status);
+        }
+        let buffer = self.sends.take();
         let Some(buffer) = buffer else {
             return Ok(self.core.read(handle, offset, dest, status, mode)?);
         };
@@ -731,6 +739,39 @@ impl Engine {
             // Sent as far as the core knows: the connection's end completes
             // it, as it does the requests a failed poll posts.
             self.sends.release(buffer);
+            self.transport_failed(None);
+        } else {
+            self.sends_posted += 1;
+        }
+        Ok(request)
+    }
+
+    /// [`Engine::read`] on a transport that takes the request inline: it
+    /// is encoded on the stack and copied into the work request, so no
+    /// send buffer is taken, filled through `region_mut` and given back at
+    /// its completion. The caller checked the send queue has room.
+    fn read_inline(
+        &mut self,
+        transport: &mut impl Transport,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+    ) -> Result<RequestId, ClientError> {
+        let mut bytes = [0u8; INLINE_MESSAGE];
+        let (request, transmit) = self.core.read_into(
+            self.now, handle, offset, dest, status, self.mode, &mut bytes,
+        )?;
+        let Some(transmit) = transmit else {
+            return Ok(request);
+        };
+        let posted = bytes
+            .get(..transmit.len)
+            .ok_or(TransportError::OutOfBounds)
+            .and_then(|message| transport.post_send_inline(Work::Inline.id(), message));
+        if posted.is_err() {
+            // Sent as far as the core knows: the connection's end completes
+            // it, as it does the requests a failed poll posts.
             self.transport_failed(None);
         } else {
             self.sends_posted += 1;
@@ -846,12 +887,16 @@ impl Engine {
         completion: &Completion,
     ) -> Result<(), ClientError> {
         let work = Work::from_id(completion.wr_id);
-        if let Some(Work::Send { buffer, data }) = work {
-            self.sends_posted = self.sends_posted.saturating_sub(1);
-            self.sends.release(buffer);
-            if let Some(slot) = data {
-                self.sent_from(slot);
+        match work {
+            Some(Work::Send { buffer, data }) => {
+                self.sends_posted = self.sends_posted.saturating_sub(1);
+                self.sends.release(buffer);
+                if let Some(slot) = data {
+                    self.sent_from(slot);
+                }
             }
+            Some(Work::Inline) => self.sends_posted = self.sends_posted.saturating_sub(1),
+            _ => {}
         }
         if let Err(error) = completion.status {
             self.transport_failed(Some(error));

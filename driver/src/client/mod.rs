@@ -34,7 +34,7 @@ pub use rdio_core::client::{CompletionMode, RemoteFile};
 pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
 
 use crate::access::{ChannelBinding, Credential, client_proof, derive_client_key};
-use crate::buffers::{Clock, Pool, Receives, control_size, set_up};
+use crate::buffers::{Clock, INLINE_MESSAGE, Pool, Receives, control_size, set_up};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
 use crate::stats::ClientStats;
@@ -463,6 +463,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 slots,
                 status_region,
                 send_queue: transport.caps().max_send,
+                inline: transport.caps().max_inline >= INLINE_MESSAGE,
             };
             let remote = buffers.remote_windows(transport)?;
             Ok((buffers, remote))

@@ -36,7 +36,9 @@
 //! invariant is never papered over.
 
 use super::{Server, ServerError, Transferred};
-use crate::buffers::{Clock, IdMap, Pool, Receives, Work, control_size, release, set_up};
+use crate::buffers::{
+    Clock, INLINE_MESSAGE, IdMap, Pool, Receives, Work, control_size, release, set_up,
+};
 use crate::files::{FileId, FileLease};
 use crate::stats::ConnectionCell;
 use rdio_core::error::{ApiError, Violation};
@@ -201,6 +203,16 @@ fn bounce_chunks(max_io: usize, buffers: usize, max_send: usize) -> (usize, usiz
     (chunk, budget.min(max_send / 2).max(one_read))
 }
 
+/// Where a read served at once has its status block encoded and posted
+/// from.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// A send buffer taken for it.
+    Buffer(usize),
+    /// The stack, posted inline.
+    Inline,
+}
+
 /// A read the core handed over, waiting for a free bounce buffer.
 #[derive(Debug)]
 struct PendingRead {
@@ -318,6 +330,10 @@ pub struct ServerConnection<T: Transport> {
     /// the places it needs, and queued output until one is free.
     sends_posted: usize,
     send_queue: usize,
+    /// The transport takes [`INLINE_MESSAGE`] bytes inline
+    /// (`Caps::max_inline`): a read served at once posts its status block
+    /// from the stack, without a send buffer.
+    inline: bool,
     reads: VecDeque<PendingRead>,
     /// Leased mappings by slot (the slot is the work-request id's index).
     mapped: Vec<Option<Mapped>>,
@@ -417,6 +433,7 @@ impl Server {
         }
         let depth = conn.receive_depth();
         let send_queue = transport.caps().max_send.max(1);
+        let inline = transport.caps().max_inline >= INLINE_MESSAGE;
         let (chunk, chunks) = bounce_chunks(
             config.max_io_size as usize,
             self.options.read_buffers,
@@ -458,6 +475,7 @@ impl Server {
             bounce_writes: vec![0; chunks],
             sends_posted: 0,
             send_queue,
+            inline,
             reads: VecDeque::new(),
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
@@ -792,7 +810,7 @@ impl<T: Transport> ServerConnection<T> {
         let work = Work::from_id(completion.wr_id);
         if matches!(
             work,
-            Some(Work::Send { .. } | Work::ReadData(_) | Work::MappedRead(_))
+            Some(Work::Send { .. } | Work::ReadData(_) | Work::MappedRead(_) | Work::Inline)
         ) {
             // A send-queue entry is free again.
             self.sends_posted = self.sends_posted.saturating_sub(1);
@@ -805,6 +823,7 @@ impl<T: Transport> ServerConnection<T> {
             // Clients never write with immediate data to a server; the
             // receive is simply put back.
             (Some(Work::Recv(index)), _) => self.repost(index),
+            (Some(Work::Inline), _) => Ok(()),
             (Some(Work::Send { buffer, data: None }), _) => {
                 if self.sends.release_taken(buffer) {
                     Ok(())
@@ -922,8 +941,12 @@ impl<T: Transport> ServerConnection<T> {
             return Ok(());
         }
         if self.reads.is_empty() {
-            if let Some(buffer) = self.sends.take() {
-                if self.serve(now, read, Some(buffer))? {
+            if self.inline {
+                if self.serve(now, read, Some(Answer::Inline))? {
+                    return Ok(());
+                }
+            } else if let Some(buffer) = self.sends.take() {
+                if self.serve(now, read, Some(Answer::Buffer(buffer)))? {
                     return Ok(());
                 }
                 self.sends.release(buffer);
@@ -1106,7 +1129,7 @@ impl<T: Transport> ServerConnection<T> {
         &mut self,
         now: Instant,
         read: Read<'_>,
-        send: Option<usize>,
+        send: Option<Answer>,
     ) -> Result<bool, ConnectionEnd> {
         // Its data writes (one per segment from a mapping, one per piece
         // through bounce chunks) and, with `send`, its status block must
@@ -1141,23 +1164,30 @@ impl<T: Transport> ServerConnection<T> {
                 let completed = self.conn.complete_io(read.op, result);
                 self.io_completed(completed)?;
             }
-            Some(buffer) => self.complete_now(now, read, result, buffer)?,
+            Some(answer) => self.complete_now(now, read, result, answer)?,
         }
         Ok(true)
     }
 
     /// Complete `read` with `result`, its status block encoded into send
-    /// buffer `buffer` and posted now; the buffer goes back when the core
-    /// queued the block instead (other output must go first).
+    /// buffer `buffer` (or, inline, on the stack) and posted now; the
+    /// buffer goes back when the core queued the block instead (other
+    /// output must go first).
     fn complete_now(
         &mut self,
         now: Instant,
         read: Read<'_>,
         result: Result<u64, Status>,
-        buffer: usize,
+        answer: Answer,
     ) -> Result<(), ConnectionEnd> {
-        let region = self.sends.region(buffer)?;
-        let bytes = self.transport.region_mut(region)?;
+        let mut stack = [0u8; INLINE_MESSAGE];
+        let bytes = match answer {
+            Answer::Buffer(buffer) => {
+                let region = self.sends.region(buffer)?;
+                self.transport.region_mut(region)?
+            }
+            Answer::Inline => &mut stack[..],
+        };
         match self.conn.complete_io_into(read.op, result, bytes) {
             Ok(Some(transmit)) => {
                 if self.request_metrics {
@@ -1172,14 +1202,19 @@ impl<T: Transport> ServerConnection<T> {
                     };
                     self.request_done_at_once(read.op.0, wanted, status, bytes);
                 }
-                self.post_transmit(buffer, transmit)
+                match answer {
+                    Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
+                    Answer::Inline => self.post_inline(&stack, transmit),
+                }
             }
             completed => {
                 // The block waits behind other output: it is posted (and
                 // the request timed) by `drain_transmits`, which looks the
                 // request up in the table.
                 self.time_read(now, &read);
-                self.sends.release(buffer);
+                if let Answer::Buffer(buffer) = answer {
+                    self.sends.release(buffer);
+                }
                 self.io_completed(completed)
             }
         }
@@ -1506,6 +1541,33 @@ impl<T: Transport> ServerConnection<T> {
                     remote,
                     immediate,
                 )?;
+            }
+        }
+        self.sends_posted += 1;
+        Ok(())
+    }
+
+    /// Post `transmit`, encoded at the start of `bytes`, inline.
+    fn post_inline(&mut self, bytes: &[u8], transmit: Transmit) -> Result<(), ConnectionEnd> {
+        let id = Work::Inline.id();
+        let len = match transmit {
+            Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
+        };
+        let message = bytes
+            .get(..len)
+            .ok_or_else(|| broken("an inline message longer than its buffer"))?;
+        match transmit {
+            Transmit::Send { .. } => self.transport.post_send_inline(id, message)?,
+            Transmit::StatusBlock {
+                dest, immediate, ..
+            } => {
+                let remote = RemoteBuf {
+                    addr: dest.addr(),
+                    key: dest.key(),
+                    len: dest.len(),
+                };
+                self.transport
+                    .post_write_inline(id, message, remote, immediate)?;
             }
         }
         self.sends_posted += 1;
