@@ -241,6 +241,10 @@ pub(crate) struct Engine {
     now: rdio_core::Instant,
     stats: ClientStats,
     request_metrics: bool,
+    /// Whether a subscriber takes this target's `TRACE` events (the
+    /// `request` spans), asked once per [`Engine::poll`] rather than by two
+    /// callsite checks per request.
+    trace_requests: bool,
     /// The `connection` span, parent of the request spans.
     span: tracing::Span,
 }
@@ -288,6 +292,8 @@ impl Engine {
             now,
             stats: ClientStats::new(),
             request_metrics,
+            trace_requests: request_metrics
+                && tracing::enabled!(target: LOG_TARGET, tracing::Level::TRACE),
             span,
         }
     }
@@ -522,17 +528,19 @@ impl Engine {
         entry.started = true;
         entry.kind = kind;
         if self.request_metrics {
-            let size = entry.size;
-            let span = tracing::trace_span!(
-                target: LOG_TARGET,
-                parent: &self.span,
-                "request",
-                id = request.0,
-                kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
-                size
-            );
-            span.in_scope(|| tracing::trace!(target: LOG_TARGET, "submitted"));
-            entry.span = (!span.is_disabled()).then_some(span);
+            if self.trace_requests {
+                let size = entry.size;
+                let span = tracing::trace_span!(
+                    target: LOG_TARGET,
+                    parent: &self.span,
+                    "request",
+                    id = request.0,
+                    kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
+                    size
+                );
+                span.in_scope(|| tracing::trace!(target: LOG_TARGET, "submitted"));
+                entry.span = (!span.is_disabled()).then_some(span);
+            }
             entry.at = Some(self.clock.now());
         }
         Ok(request)
@@ -603,6 +611,8 @@ impl Engine {
     pub(crate) fn poll(&mut self, transport: &mut impl Transport) -> Result<Progress, ClientError> {
         let now = self.clock.now();
         self.now = now;
+        self.trace_requests =
+            self.request_metrics && tracing::enabled!(target: LOG_TARGET, tracing::Level::TRACE);
         let mut progress = Progress {
             posted: self.transmit(transport, now)?,
             ..Progress::default()

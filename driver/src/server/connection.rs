@@ -372,6 +372,10 @@ pub struct ServerConnection<T: Transport> {
     retired: bool,
     /// [`super::ServerOptions::request_metrics`].
     request_metrics: bool,
+    /// Whether a subscriber takes this module's `TRACE` events (the
+    /// `request` spans), asked once per round rather than by the
+    /// callsite checks of a span and two events per read served at once.
+    trace_requests: bool,
     /// I/O requests received and not yet completed, for the latency
     /// histograms and request spans.
     timings: RequestTimings,
@@ -495,6 +499,8 @@ impl Server {
             cell,
             retired: false,
             request_metrics: self.options.request_metrics,
+            trace_requests: self.options.request_metrics
+                && tracing::enabled!(tracing::Level::TRACE),
             timings: RequestTimings::new(depth),
             span,
             ended_leases: Vec::new(),
@@ -702,6 +708,7 @@ impl<T: Transport> ServerConnection<T> {
     /// `Ok(progress)`, or how the connection ended.
     fn round(&mut self, completions: &mut [Completion]) -> Result<bool, ConnectionEnd> {
         let now = self.clock.now();
+        self.trace_requests = self.request_metrics && tracing::enabled!(tracing::Level::TRACE);
         let mut progress = self.take_orders();
         let drained = match self.transport.poll_completions(completions) {
             Ok(n) => n,
@@ -1591,6 +1598,9 @@ impl<T: Transport> ServerConnection<T> {
     fn request_done_at_once(&mut self, request: u32, size: u64, status: Status, bytes: u64) {
         self.cell.completed(status);
         self.cell.latency(0, size, 0);
+        if !self.trace_requests {
+            return;
+        }
         let span = tracing::trace_span!(
             parent: &self.span,
             "request",
