@@ -125,16 +125,18 @@ struct Queues {
     /// drained; the rest are still to be executed by the peer.
     executed: usize,
     recv: SlotRing<RecvWr>,
-    /// The first `consumed` entries of `recv` have their completion queued;
-    /// the rest are available to incoming messages, in order.
+    /// The first `consumed` entries of `recv` have completed and wait to be
+    /// drained; the rest are available to incoming messages, in order.
     consumed: usize,
     /// The completion queue. A completion lives in its work queue's entry
     /// (id, kind, status) until it is drained, and completions of one work
     /// queue arrive in its order, so the undrained completions are the first
     /// `executed` sends and `consumed` receives; what remains to record is
     /// the order across the two queues. Each completion takes the next
-    /// number of this counter as its `seq`, and `drain` merges the two
-    /// queues by it. (A `u64` does not wrap in any run: 2^64 completions.)
+    /// number of this counter as its `seq`, so the undrained ones hold the
+    /// last `executed + consumed` numbers, and `drain` takes the front send
+    /// when it holds the next of them, else the front receive. (A `u64`
+    /// does not wrap in any run: 2^64 completions.)
     completed: u64,
     /// The endpoint's thread is blocked in `wait`.
     sleeping: bool,
@@ -376,13 +378,13 @@ impl Engine {
             Side::First => (second, first),
             Side::Second => (first, second),
         };
-        // The requests to execute and the receives they may consume, walked
-        // in order; each entry is found once, and its completion is written
-        // into it where it was executed.
         // Each completion takes the next number of its endpoint's counter, so
         // the counters also count the requests executed and the receives
         // consumed here.
         let (mut tx_completed, mut rx_completed) = (tx.completed, rx.completed);
+        // The requests to execute and the receives they may consume, walked
+        // in order; each entry is found once, and its completion is written
+        // into it where it was executed.
         let mut recvs = rx.recv.range_iter_mut(rx.consumed, usize::MAX);
         let mut next_recv = recvs.next();
         let mut failed = false;
@@ -406,11 +408,11 @@ impl Engine {
                 break;
             }
         }
-        // News for both sides, once per batch rather than per completion:
-        // it is only looked at under the lock, after this returns.
-        // Less than `max_send` (`max_recv`) apart: the conversions are exact.
+        // At most `max_send` (`max_recv`) apart: the conversions are exact.
         let executed = tx_completed.wrapping_sub(tx.completed) as usize;
         let consumed = rx_completed.wrapping_sub(rx.completed) as usize;
+        // News for both sides, once per batch rather than per completion:
+        // it is only looked at under the lock, after this returns.
         tx.news = true;
         rx.news |= consumed != 0;
         tx.executed += executed;
