@@ -537,13 +537,18 @@ impl Engine {
         // `pending` completions hold that many distinct `seq`s below the
         // counter: the conversion is exact and the difference no underflow.
         let first = queues.completed - pending as u64;
-        let mut sends = queues.send.front_iter_mut(queues.executed);
+        let executed = queues.executed;
         let mut recvs = queues.recv.front_iter_mut(queues.consumed);
-        let mut next_send = sends.next();
         let mut sent = 0;
         for (seq, slot) in (first..).zip(&mut out[..drained]) {
-            *slot = if let Some(wr) = next_send.take_if(|wr| wr.seq == seq) {
-                next_send = sends.next();
+            // The next completed send, found by index (cheaper here than a
+            // peeked iterator); only completed ones: another's `seq` is stale.
+            let next_send = if sent < executed {
+                queues.send.get_mut(sent)
+            } else {
+                None
+            };
+            *slot = if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
                 sent += 1;
                 for sge in &wr.sges {
                     if sge.bytes.is_some() {
