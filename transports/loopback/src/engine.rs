@@ -534,6 +534,11 @@ impl Engine {
         // front receive.
         let pending = queues.executed + queues.consumed;
         let drained = out.len().min(pending);
+        if drained == 0 {
+            // Nothing to drain, or nowhere to put it (a driver polling
+            // memory polls with an empty slice).
+            return Ok(0);
+        }
         // `pending` completions hold that many distinct `seq`s below the
         // counter: the conversion is exact and the difference no underflow.
         let first = queues.completed - pending as u64;
