@@ -294,6 +294,12 @@ fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Out
             let Some(recv) = next_recv else {
                 return Outcome::sender_failed(WcError::ReceiverNotReady);
             };
+            // A receive whose region was unknown when it was posted holds
+            // nothing, so it may not land data even if a region got that id
+            // since (the busy rule would not cover it): as unknown.
+            if !recv.held {
+                return Outcome::receive_failed(WcError::LocalProtection);
+            }
             let Some(target) = memory.recv_target(recv.buf) else {
                 return Outcome::receive_failed(WcError::LocalProtection);
             };
