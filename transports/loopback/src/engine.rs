@@ -130,16 +130,18 @@ struct Queues {
     /// drained; the rest are still to be executed by the peer.
     executed: usize,
     recv: SlotRing<RecvWr>,
-    /// The first `consumed` entries of `recv` have their completion queued;
-    /// the rest are available to incoming messages, in order.
+    /// The first `consumed` entries of `recv` have completed and wait to be
+    /// drained; the rest are available to incoming messages, in order.
     consumed: usize,
     /// The completion queue. A completion lives in its work queue's entry
     /// (id, kind, status) until it is drained, and completions of one work
     /// queue arrive in its order, so the undrained completions are the first
     /// `executed` sends and `consumed` receives; what remains to record is
     /// the order across the two queues. Each completion takes the next
-    /// number of this counter as its `seq`, and `drain` merges the two
-    /// queues by it. (A `u64` does not wrap in any run: 2^64 completions.)
+    /// number of this counter as its `seq`, so the undrained ones hold the
+    /// last `executed + consumed` numbers, and `drain` takes the front send
+    /// when it holds the next of them, else the front receive. (A `u64`
+    /// does not wrap in any run: 2^64 completions.)
     completed: u64,
     /// The endpoint's thread is blocked in `wait`.
     sleeping: bool,
@@ -307,6 +309,12 @@ fn execute(wr: &SendWr, next_recv: Option<&RecvWr>, memory: &RegionTable) -> Out
             let Some(recv) = next_recv else {
                 return Outcome::sender_failed(WcError::ReceiverNotReady);
             };
+            // A receive whose region was unknown when it was posted holds
+            // nothing, so it may not land data even if a region got that id
+            // since (the busy rule would not cover it): as unknown.
+            if !recv.held {
+                return Outcome::receive_failed(WcError::LocalProtection);
+            }
             let Some(target) = memory.recv_target(recv.buf) else {
                 return Outcome::receive_failed(WcError::LocalProtection);
             };
@@ -391,13 +399,13 @@ impl Engine {
             Side::First => (second, first),
             Side::Second => (first, second),
         };
-        // The requests to execute and the receives they may consume, walked
-        // in order; each entry is found once, and its completion is written
-        // into it where it was executed.
         // Each completion takes the next number of its endpoint's counter, so
         // the counters also count the requests executed and the receives
         // consumed here.
         let (mut tx_completed, mut rx_completed) = (tx.completed, rx.completed);
+        // The requests to execute and the receives they may consume, walked
+        // in order; each entry is found once, and its completion is written
+        // into it where it was executed.
         let mut recvs = rx.recv.range_iter_mut(rx.consumed, usize::MAX);
         let mut next_recv = recvs.next();
         let mut failed = false;
@@ -421,11 +429,11 @@ impl Engine {
                 break;
             }
         }
-        // News for both sides, once per batch rather than per completion:
-        // it is only looked at under the lock, after this returns.
-        // Less than `max_send` (`max_recv`) apart: the conversions are exact.
+        // At most `max_send` (`max_recv`) apart: the conversions are exact.
         let executed = tx_completed.wrapping_sub(tx.completed) as usize;
         let consumed = rx_completed.wrapping_sub(rx.completed) as usize;
+        // News for both sides, once per batch rather than per completion:
+        // it is only looked at under the lock, after this returns.
         tx.news = true;
         rx.news |= consumed != 0;
         tx.executed += executed;
@@ -581,16 +589,26 @@ impl Engine {
         // front receive.
         let pending = queues.executed + queues.consumed;
         let drained = out.len().min(pending);
+        if drained == 0 {
+            // Nothing to drain, or nowhere to put it (a driver polling
+            // memory polls with an empty slice).
+            return Ok(0);
+        }
         // `pending` completions hold that many distinct `seq`s below the
         // counter: the conversion is exact and the difference no underflow.
         let first = queues.completed - pending as u64;
-        let mut sends = queues.send.front_iter_mut(queues.executed);
+        let executed = queues.executed;
         let mut recvs = queues.recv.front_iter_mut(queues.consumed);
-        let mut next_send = sends.next();
         let mut sent = 0;
         for (seq, slot) in (first..).zip(&mut out[..drained]) {
-            *slot = if let Some(wr) = next_send.take_if(|wr| wr.seq == seq) {
-                next_send = sends.next();
+            // The next completed send, found by index (cheaper here than a
+            // peeked iterator); only completed ones: another's `seq` is stale.
+            let next_send = if sent < executed {
+                queues.send.get_mut(sent)
+            } else {
+                None
+            };
+            *slot = if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
                 sent += 1;
                 for sge in &wr.sges {
                     if sge.bytes.is_some() {

@@ -42,9 +42,10 @@
 //!   page between regions), never a real pointer.
 //! * **Local protection**: a gather element outside its region, or naming an
 //!   unknown region, completes the request with [`WcError::LocalProtection`].
-//!   A receive buffer must lie in a region with [`Access::LOCAL_WRITE`]; a
-//!   send landing in one that does not fails with `LocalProtection` at the
-//!   receiver and [`WcError::RemoteOperation`] at the sender.
+//!   A receive buffer must lie in a region with [`Access::LOCAL_WRITE`],
+//!   registered when the receive was posted; a send landing in one that does
+//!   not fails with `LocalProtection` at the receiver and
+//!   [`WcError::RemoteOperation`] at the sender.
 //! * **Remote access**: an RDMA write whose key, range (`addr` .. `addr` +
 //!   bytes written) or rights ([`Access::REMOTE_WRITE`]) do not match a live
 //!   peer region completes with [`WcError::RemoteAccess`]. Zero-length

@@ -187,8 +187,9 @@ impl Source {
 /// `dst_offset + len <= dst.len()`, without overflow. The engine validates
 /// every range before it executes a request (a bad range from the peer is an
 /// error completion, never a copy; see `engine::scatter` for where), so the
-/// ranges and the other conditions are only re-checked in debug builds: per
-/// request they were a fifth of the loopback's cost of a 4 KiB read.
+/// ranges and the other conditions are only re-checked in debug builds (in
+/// release builds they cost about 45 instructions per 4 KiB read, three
+/// copies, for checks that cannot fail).
 pub(crate) unsafe fn copy(
     src: &RegionBytes,
     src_offset: usize,

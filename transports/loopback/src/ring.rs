@@ -82,6 +82,9 @@ impl<T> SlotRing<T> {
         let from = from.min(to);
         let n = to - from;
         let start = self.head.wrapping_add(from) & self.mask;
+        // No index here can fail: `start <= mask < slots.len()`, and if the
+        // range wraps (`first == slots.len() - start`), `n - first <= start`
+        // since `n <= len <= capacity <= slots.len()`.
         let (wrapped, from_start) = self.slots.split_at_mut(start);
         let first = n.min(from_start.len());
         (&mut from_start[..first], &mut wrapped[..n - first])

@@ -490,6 +490,28 @@ fn receive_buffers_need_local_write() {
     }
 }
 
+/// A receive posted against a region id that is not registered yet holds
+/// nothing, so it does not land data in the region that gets the id later
+/// (which it would not keep busy): it fails as one naming an unknown region.
+#[test]
+fn receive_naming_a_region_registered_after_the_post_fails() {
+    let (mut a, mut b) = pair(Config::default());
+    let a_src = a.register(16, Access::empty()).unwrap();
+    let first = b.register(16, Access::LOCAL_WRITE).unwrap();
+    let next = RegionId(first.0 + 1);
+    b.post_recv(10, Slice::whole(next, 16)).unwrap();
+    let region = b.register(4096, Access::LOCAL_WRITE).unwrap();
+    assert_eq!(region, next, "ids are handed out in order");
+    assert!(b.region_mut(region).is_ok(), "the receive holds nothing");
+    a.post_send(1, &[src(a_src, 0, 16)], None).unwrap();
+    assert_eq!(
+        drain(&mut b),
+        [failed(10, FAILED_RECV, WcError::LocalProtection)]
+    );
+    assert_eq!(drain(&mut a), [failed(1, Send, WcError::RemoteOperation)]);
+    assert!(b.deregister(region).is_ok());
+}
+
 #[test]
 fn write_is_placed_before_a_later_send_completes() {
     let Setup {
