@@ -7,7 +7,7 @@
 //! free of set-up (`scripts/callgrind-inline.sh`); or under `perf record`.
 //!
 //! `inline_cycle N [QD] [--copy-out] [--polling] [--threads] [--file-mib M]
-//! [--no-metrics]`:
+//! [--no-metrics] [--writes]`:
 //! reads are used in place (`Client::wait_in_place`) unless `--copy-out`;
 //! the server runs inline unless `--threads`; the reads walk a file of M MiB
 //! (16 by default: it fits this machine's L3 cache, the bench's 256 MiB
@@ -15,7 +15,9 @@
 //! (`request_metrics`: latency histograms, request spans, the server's
 //! per-request cell updates), to measure what they cost
 //! (`scripts/callgrind-metrics.sh`). Prints the read loop's time per read
-//! as well, for the timing fallback of that script.
+//! as well, for the timing fallback of that script. `--writes`: N 4 KiB
+//! writes instead (`Client::submit_write`, the caller's bytes copied into a
+//! registered slot; `pwrite` on the server), the same way.
 
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
 use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
@@ -32,6 +34,7 @@ struct Run {
     in_place: bool,
     mode: CompletionMode,
     metrics: bool,
+    writes: bool,
 }
 
 fn main() {
@@ -44,6 +47,7 @@ fn main() {
         in_place: true,
         mode: CompletionMode::Interrupt,
         metrics: true,
+        writes: false,
     };
     let mut threads = false;
     while let Some(arg) = args.next() {
@@ -59,6 +63,7 @@ fn main() {
             "--polling" => run.mode = CompletionMode::Polling,
             "--threads" => threads = true,
             "--no-metrics" => run.metrics = false,
+            "--writes" => run.writes = true,
             depth => {
                 run.depth = depth
                     .parse()
@@ -78,10 +83,12 @@ fn main() {
     std::fs::remove_dir_all(&dir).expect("remove the temporary directory");
     assert_eq!(bytes, run.reads * SIZE as u64, "a read came back short");
     println!(
-        "{} reads of 4 KiB at QD {}, {bytes} bytes, {:.1} ns per read",
+        "{} {} of 4 KiB at QD {}, {bytes} bytes, {:.1} ns per {}",
         run.reads,
+        if run.writes { "writes" } else { "reads" },
         run.depth,
-        elapsed.as_nanos() as f64 / run.reads.max(1) as f64
+        elapsed.as_nanos() as f64 / run.reads.max(1) as f64,
+        if run.writes { "write" } else { "read" },
     );
 }
 
@@ -93,9 +100,18 @@ fn measure<M: Mode>(dir: &std::path::Path, run: &Run) -> (u64, std::time::Durati
     options.client.queue_depth = run.depth;
     options.client.mode = run.mode;
     let mut pair = M::start(dir, options).expect("start the pair");
-    let file = pair.client.open("data", OpenFlags::READ).expect("open");
+    let flags = if run.writes {
+        OpenFlags::READ | OpenFlags::WRITE
+    } else {
+        OpenFlags::READ
+    };
+    let file = pair.client.open("data", flags).expect("open");
     let started = std::time::Instant::now();
-    let bytes = read_loop(&mut pair.client, &file, run);
+    let bytes = if run.writes {
+        write_loop(&mut pair.client, &file, run)
+    } else {
+        read_loop(&mut pair.client, &file, run)
+    };
     let elapsed = started.elapsed();
     let counts = pair.server().read_counts();
     assert_eq!(counts.copied, 0, "reads were served from the mapping");
@@ -130,6 +146,29 @@ fn read_loop<T: rdio_transport::Transport, S: Read + Write>(
         } else {
             client.wait(ticket, &mut scratch).expect("read")
         };
+    }
+    bytes
+}
+
+fn write_loop<T: rdio_transport::Transport, S: Read + Write>(
+    client: &mut Client<T, S>,
+    file: &RemoteFile,
+    run: &Run,
+) -> u64 {
+    let slots = (run.file_len / SIZE).max(1) as u64;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 241) as u8).collect();
+    let mut in_flight: VecDeque<Ticket> = VecDeque::with_capacity(run.depth);
+    let (mut issued, mut bytes) = (0u64, 0u64);
+    while issued < run.reads || !in_flight.is_empty() {
+        while issued < run.reads && in_flight.len() < run.depth {
+            let offset = (issued % slots) * SIZE as u64;
+            in_flight.push_back(client.submit_write(file, offset, &data).expect("submit"));
+            issued += 1;
+        }
+        let Some(ticket) = in_flight.pop_front() else {
+            break;
+        };
+        bytes += client.wait(ticket, &mut []).expect("write");
     }
     bytes
 }
