@@ -336,10 +336,10 @@ impl Engine {
         &self.span
     }
 
-    /// Every send buffer is back: nothing this client posted is still
-    /// leaving.
+    /// Every send buffer is back and every send completed (inline ones
+    /// hold no buffer): nothing this client posted is still leaving.
     pub(crate) fn sends_idle(&self) -> bool {
-        self.sends.all_free()
+        self.sends_posted == 0 && self.sends.all_free()
     }
 
     /// How long a blocked front end may wait before the core's next timer

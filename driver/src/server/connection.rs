@@ -46,6 +46,7 @@ use rdio_core::server::{
     Connection, OpId, Received, Registration, ServerEvent, Transmit, WriteChunk,
 };
 use rdio_core::time::Instant;
+use rdio_core::wire::header::HEADER_LEN;
 use rdio_core::wire::message::parse_read;
 use rdio_core::wire::{
     Body, Header, MAX_SEGMENTS, Message, Opcode, OpenFlags, ReadSegment, Status,
@@ -334,6 +335,10 @@ pub struct ServerConnection<T: Transport> {
     /// (`Caps::max_inline`): a read served at once posts its status block
     /// from the stack, without a send buffer.
     inline: bool,
+    /// Where queued output is encoded when `inline`: a message that fits
+    /// [`INLINE_MESSAGE`] is posted inline from here, a longer one copied
+    /// into the send buffer taken for it. As large as a send buffer.
+    scratch: Box<[u8]>,
     reads: VecDeque<PendingRead>,
     /// Leased mappings by slot (the slot is the work-request id's index).
     mapped: Vec<Option<Mapped>>,
@@ -341,6 +346,11 @@ pub struct ServerConnection<T: Transport> {
     /// Files registered on this connection, closed when it ends, with the
     /// bytes read and written on each (for the access log).
     files: IdMap<FileId, Transferred>,
+    /// The open file of each registered on this connection, taken from the
+    /// server's table at registration and dropped at its close: a write
+    /// finds its file here, without the server's lock, a SipHash lookup
+    /// and a reference count up and down per write.
+    handles: IdMap<FileId, Arc<crate::files::File>>,
     /// Bytes moved over this connection, all files.
     transferred: Transferred,
     /// When it was accepted.
@@ -461,6 +471,8 @@ impl Server {
             let bounces = Pool::register(transport, chunks, chunk, Access::empty())?;
             Ok((receives, sends, bounces))
         })?;
+        // A send buffer's size: what `drain_transmits` encodes into.
+        let scratch_len = if inline { sends.size() } else { 0 };
         let (control_sender, control) = mpsc::channel();
         let cell = self.stats.accepted();
         let span = tracing::info_span!(
@@ -480,10 +492,12 @@ impl Server {
             sends_posted: 0,
             send_queue,
             inline,
+            scratch: vec![0; scratch_len].into_boxed_slice(),
             reads: VecDeque::new(),
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
             files: IdMap::default(),
+            handles: IdMap::default(),
             transferred: Transferred::default(),
             started: std::time::Instant::now(),
             who: None,
@@ -626,6 +640,7 @@ impl<T: Transport> ServerConnection<T> {
         // The leases go only after the transport, with the mappings.
         self.ended_leases
             .extend(mapped.into_iter().map(|mapped| mapped.lease));
+        self.handles.clear();
         self.server.close_files(self.files.drain());
         end
     }
@@ -745,7 +760,11 @@ impl<T: Transport> ServerConnection<T> {
             }
         }
         if let Some((reason, deadline)) = self.closing {
-            let idle = self.sends.all_free()
+            // Inline posts hold no buffer: the count of posted work says
+            // whether the Terminate (or a last status block) is still on
+            // its way, which ending now would flush.
+            let idle = self.sends_posted == 0
+                && self.sends.all_free()
                 && self.bounces.all_free()
                 && self.mapped.iter().flatten().all(|m| m.in_flight == 0);
             if idle || now >= deadline {
@@ -894,7 +913,7 @@ impl<T: Transport> ServerConnection<T> {
                 Ok(None)
             }
             Ok(Received::Write(chunk)) => {
-                let result = write_chunk(&self.server, &self.cell, &chunk);
+                let result = write_chunk(&self.server, &self.handles, &self.cell, &chunk);
                 if let Ok(bytes) = result {
                     self.transferred.written += bytes;
                     if let Some(file) = self.files.get_mut(&chunk.file) {
@@ -1036,6 +1055,9 @@ impl<T: Transport> ServerConnection<T> {
                             "registered"
                         );
                         self.files.insert(registration.file, Transferred::default());
+                        if let Some(file) = self.server.file(registration.file) {
+                            self.handles.insert(registration.file, file);
+                        }
                         if registration.flags == OpenFlags::READ {
                             self.map(registration.file);
                         }
@@ -1052,6 +1074,7 @@ impl<T: Transport> ServerConnection<T> {
                     // An upload takes its name now, or the close fails and
                     // the client hears why.
                     let finished = self.server.finish_file(file);
+                    self.handles.remove(&file);
                     let transferred = self.files.remove(&file).unwrap_or_default();
                     self.server.close_files([(file, transferred)]);
                     let _ = self.conn.complete_close(op, finished);
@@ -1059,6 +1082,7 @@ impl<T: Transport> ServerConnection<T> {
                 Job::CloseFile(file) => {
                     ConnectionCell::add(&self.cell.closes, 1);
                     self.unmap(file)?;
+                    self.handles.remove(&file);
                     let transferred = self.files.remove(&file).unwrap_or_default();
                     self.server.close_files([(file, transferred)]);
                 }
@@ -1211,7 +1235,11 @@ impl<T: Transport> ServerConnection<T> {
                 }
                 match answer {
                     Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
-                    Answer::Inline => self.post_inline(&stack, transmit),
+                    Answer::Inline => {
+                        post_inline(&mut self.transport, &stack, transmit)?;
+                        self.sends_posted += 1;
+                        Ok(())
+                    }
                 }
             }
             completed => {
@@ -1434,7 +1462,14 @@ impl<T: Transport> ServerConnection<T> {
         read: Read<'_>,
         pieces: &mut heapless::Vec<ReadPiece, MAX_PIECES>,
     ) -> Result<u64, Status> {
-        let file = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
+        let held;
+        let file = match self.handles.get(&read.file) {
+            Some(file) => file,
+            None => {
+                held = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
+                &held
+            }
+        };
         let chunk = self.bounces.size();
         let mut total = 0u64;
         for segment in read.segments {
@@ -1490,11 +1525,18 @@ impl<T: Transport> ServerConnection<T> {
     fn drain_transmits(&mut self, now: Instant) -> Result<bool, ConnectionEnd> {
         let mut any = false;
         while self.sends_posted < self.send_queue {
+            // Taken even when the message goes inline: the core commits a
+            // message as it encodes it, so a place to post a longer one
+            // from must be there first.
             let Some(buffer) = self.sends.take() else {
                 break;
             };
             let region = self.sends.region(buffer)?;
-            let bytes = self.transport.region_mut(region)?;
+            let bytes = if self.inline {
+                &mut self.scratch[..]
+            } else {
+                self.transport.region_mut(region)?
+            };
             let transmit = match self.conn.poll_transmit(bytes) {
                 Ok(Some(transmit)) => transmit,
                 Ok(None) => {
@@ -1508,17 +1550,41 @@ impl<T: Transport> ServerConnection<T> {
                     return Err(broken("a send buffer too small for a message"));
                 }
             };
+            let len = match transmit {
+                Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
+            };
+            let inline = self.inline && len <= INLINE_MESSAGE;
+            if self.inline && !inline {
+                let encoded = self.scratch.get(..len);
+                let into = self.transport.region_mut(region)?.get_mut(..len);
+                match (encoded, into) {
+                    (Some(encoded), Some(into)) => into.copy_from_slice(encoded),
+                    _ => return Err(broken("a message longer than its send buffer")),
+                }
+            }
             if self.request_metrics {
                 if let Transmit::StatusBlock { len, .. } = transmit {
                     // A queued block (not the one-pass path's): the core's
                     // transmit names no request, so its block says which.
-                    let block = self.transport.region(region)?.get(..len).unwrap_or(&[]);
-                    if let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) {
+                    let block = if inline {
+                        self.scratch.get(..len)
+                    } else {
+                        self.transport.region(region)?.get(..len)
+                    };
+                    if let Ok(Some(block)) =
+                        rdio_core::wire::StatusBlock::parse(block.unwrap_or(&[]))
+                    {
                         self.request_done(now, block.request_id, block.status, block.bytes);
                     }
                 }
             }
-            self.post_transmit(buffer, transmit)?;
+            if inline {
+                self.sends.release(buffer);
+                post_inline(&mut self.transport, &self.scratch, transmit)?;
+                self.sends_posted += 1;
+            } else {
+                self.post_transmit(buffer, transmit)?;
+            }
             any = true;
         }
         Ok(any)
@@ -1548,33 +1614,6 @@ impl<T: Transport> ServerConnection<T> {
                     remote,
                     immediate,
                 )?;
-            }
-        }
-        self.sends_posted += 1;
-        Ok(())
-    }
-
-    /// Post `transmit`, encoded at the start of `bytes`, inline.
-    fn post_inline(&mut self, bytes: &[u8], transmit: Transmit) -> Result<(), ConnectionEnd> {
-        let id = Work::Inline.id();
-        let len = match transmit {
-            Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
-        };
-        let message = bytes
-            .get(..len)
-            .ok_or_else(|| broken("an inline message longer than its buffer"))?;
-        match transmit {
-            Transmit::Send { .. } => self.transport.post_send_inline(id, message)?,
-            Transmit::StatusBlock {
-                dest, immediate, ..
-            } => {
-                let remote = RemoteBuf {
-                    addr: dest.addr(),
-                    key: dest.key(),
-                    len: dest.len(),
-                };
-                self.transport
-                    .post_write_inline(id, message, remote, immediate)?;
             }
         }
         self.sends_posted += 1;
@@ -1630,6 +1669,36 @@ impl<T: Transport> ServerConnection<T> {
     }
 }
 
+/// Post `transmit`, encoded at the start of `bytes`, inline (the caller
+/// counts it in `sends_posted`).
+fn post_inline(
+    transport: &mut impl Transport,
+    bytes: &[u8],
+    transmit: Transmit,
+) -> Result<(), ConnectionEnd> {
+    let id = Work::Inline.id();
+    let len = match transmit {
+        Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
+    };
+    let message = bytes
+        .get(..len)
+        .ok_or_else(|| broken("an inline message longer than its buffer"))?;
+    match transmit {
+        Transmit::Send { .. } => transport.post_send_inline(id, message)?,
+        Transmit::StatusBlock {
+            dest, immediate, ..
+        } => {
+            let remote = RemoteBuf {
+                addr: dest.addr(),
+                key: dest.key(),
+                len: dest.len(),
+            };
+            transport.post_write_inline(id, message, remote, immediate)?;
+        }
+    }
+    Ok(())
+}
+
 /// A broken internal invariant of the driver: said loudly, and the
 /// connection ends (as for a core-detected internal error).
 #[cold]
@@ -1650,10 +1719,21 @@ fn fold_read(files: &mut IdMap<FileId, Transferred>, mapped: &mut Mapped) {
 /// Place one chunk of write data in the file (claim 1: it came by send).
 fn write_chunk(
     server: &Server,
+    handles: &IdMap<FileId, Arc<crate::files::File>>,
     cell: &ConnectionCell,
     chunk: &WriteChunk<'_>,
 ) -> Result<u64, Status> {
-    let file = server.file(chunk.file).ok_or(Status::InvalidHandle)?;
+    // The core hands over writes only for files registered on this
+    // connection, which `handles` holds; the server's table is the
+    // fallback should that ever not be so.
+    let held;
+    let file = match handles.get(&chunk.file) {
+        Some(file) => file,
+        None => {
+            held = server.file(chunk.file).ok_or(Status::InvalidHandle)?;
+            &held
+        }
+    };
     let mut total = 0u64;
     for (offset, bytes) in &chunk.pieces {
         file.write_at(*offset, bytes).map_err(|e| e.status())?;
@@ -1713,10 +1793,26 @@ impl RequestTimings {
             let Ok(header) = Header::parse(message) else {
                 return;
             };
-            if !matches!(
-                header.opcode,
-                Opcode::Read | Opcode::ReadV | Opcode::Write | Opcode::WriteV
-            ) {
+            // A write's size is a fixed field of its payload, read where it
+            // lies (`docs/PROTOCOL.md`: Write `total_len` at payload offset
+            // 4, WriteV at 8; the core has validated the message): writes
+            // are not parsed a second time for their timing.
+            let field = |at: usize| {
+                let at = HEADER_LEN + at;
+                message
+                    .get(at..at + 4)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .map(|bytes| u64::from(u32::from_le_bytes(bytes)))
+            };
+            let fixed = match header.opcode {
+                Opcode::Write => Some((2, field(4))),
+                Opcode::WriteV => Some((3, field(8))),
+                Opcode::Read | Opcode::ReadV => None,
+                _ => return,
+            };
+            if let Some((kind, size)) = fixed {
+                let Some(size) = size else { return };
+                self.note(now, header.request_id, kind, size, connection);
                 return;
             }
             let (kind, size) = match Message::parse(message).map(|message| message.body) {
