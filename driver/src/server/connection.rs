@@ -941,7 +941,8 @@ impl<T: Transport> ServerConnection<T> {
         };
         if self.request_metrics {
             let message = self.receives.message(&self.transport, index, len)?;
-            self.timings.started(now, message, &self.span);
+            let span = self.trace_requests.then_some(&self.span);
+            self.timings.started(now, message, span);
         }
         let Some((op, result)) = written else {
             return Ok(());
@@ -1624,8 +1625,13 @@ impl<T: Transport> ServerConnection<T> {
     /// the round that completes it ([`Self::request_done`]).
     fn time_read(&mut self, now: Instant, read: &Read<'_>) {
         if self.request_metrics {
-            self.timings
-                .note(now, read.op.0, 0, read.wanted(), &self.span);
+            self.timings.note(
+                now,
+                read.op.0,
+                0,
+                read.wanted(),
+                self.trace_requests.then_some(&self.span),
+            );
         }
     }
 
@@ -1662,9 +1668,11 @@ impl<T: Transport> ServerConnection<T> {
             let micros = now.saturating_since(timed.started).as_micros();
             let micros = u64::try_from(micros).unwrap_or(u64::MAX);
             self.cell.latency(timed.kind, timed.size, micros);
-            timed.span.in_scope(|| {
-                tracing::trace!(status = ?status, bytes, latency_us = micros, "completed");
-            });
+            if !timed.span.is_none() {
+                timed.span.in_scope(|| {
+                    tracing::trace!(status = ?status, bytes, latency_us = micros, "completed");
+                });
+            }
         }
     }
 }
@@ -1784,7 +1792,7 @@ impl RequestTimings {
 
     /// A message arrived: if it starts an I/O request, note when (a full
     /// table, or an id already noted, notes nothing).
-    fn started(&mut self, now: Instant, message: &[u8], connection: &tracing::Span) {
+    fn started(&mut self, now: Instant, message: &[u8], connection: Option<&tracing::Span>) {
         // Reads, the most frequent, by the core's fixed-layout check alone.
         let (request, kind, size) = if let Some(read) = parse_read(message) {
             let Body::Read(body) = read.body else { return };
@@ -1841,7 +1849,7 @@ impl RequestTimings {
         request: u32,
         kind: usize,
         size: u64,
-        connection: &tracing::Span,
+        connection: Option<&tracing::Span>,
     ) {
         let mut free = None;
         for i in self.probe(request) {
@@ -1855,14 +1863,21 @@ impl RequestTimings {
             }
         }
         let Some(free) = free else { return };
-        let span = tracing::trace_span!(
-            parent: connection,
-            "request",
-            id = request,
-            kind = crate::stats::REQUEST_KINDS[kind],
-            size
-        );
-        span.in_scope(|| tracing::trace!("received"));
+        // `None`: nobody takes request spans (asked once per round).
+        let span = match connection {
+            Some(connection) => {
+                let span = tracing::trace_span!(
+                    parent: connection,
+                    "request",
+                    id = request,
+                    kind = crate::stats::REQUEST_KINDS[kind],
+                    size
+                );
+                span.in_scope(|| tracing::trace!("received"));
+                span
+            }
+            None => tracing::Span::none(),
+        };
         self.entries[free] = Some(Timed {
             request,
             kind,
