@@ -397,6 +397,18 @@ impl<T: Transport, const N: usize> FaultInjector<T, N> {
                 written += step;
             }
         }
+        self.send_corrupted(wr_id, scratch, len, imm)
+    }
+
+    /// Flip one byte of the first `len` bytes of the scratch region, which
+    /// hold a send's payload, and send them from there.
+    fn send_corrupted(
+        &mut self,
+        wr_id: WrId,
+        scratch: RegionId,
+        len: usize,
+        imm: Option<u32>,
+    ) -> Option<Result<(), TransportError>> {
         let victim = self.rng.below(len);
         // An odd mask is never zero, so the byte always changes.
         let mask = self.rng.next_u64().to_le_bytes()[0] | 1;
@@ -424,17 +436,32 @@ impl<T: Transport, const N: usize> FaultInjector<T, N> {
         if len > scratch_len {
             return None;
         }
-        let victim = self.rng.below(len);
-        let mask = self.rng.next_u64().to_le_bytes()[0] | 1;
         // A previous corrupted send still in flight keeps the scratch busy.
-        let bytes = self.inner.region_mut(scratch).ok()?.get_mut(..len)?;
-        bytes.copy_from_slice(data);
-        bytes[victim] ^= mask;
-        self.stats.corrupted += 1;
-        Some(
-            self.inner
-                .post_send(wr_id, &[Slice::whole(scratch, len)], None),
-        )
+        self.inner
+            .region_mut(scratch)
+            .ok()?
+            .get_mut(..len)?
+            .copy_from_slice(data);
+        self.send_corrupted(wr_id, scratch, len, None)
+    }
+
+    /// The faults every post shares: `Err` with the post's answer when it
+    /// was refused or dropped (its completion queued here), else the fault
+    /// left for the post itself to apply (a corruption), if any.
+    fn intercept_post(
+        &mut self,
+        operation: Operation,
+        wr_id: WrId,
+        kind: CompletionKind,
+    ) -> Result<Option<Fault>, Result<(), TransportError>> {
+        let fault = self.choose(operation);
+        if let Some(refused) = self.refuse_post(fault) {
+            return Err(refused);
+        }
+        match fault {
+            Some(Fault::Drop) if self.drop_post(wr_id, kind) => Err(Ok(())),
+            fault => Ok(fault),
+        }
     }
 
     /// Apply completion faults to one completion drained from the wrapped
@@ -536,17 +563,13 @@ impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
         sges: &[Slice],
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        let fault = self.choose(Operation::Send);
-        if let Some(refused) = self.refuse_post(fault) {
-            return refused;
-        }
-        match fault {
-            Some(Fault::Drop) if self.drop_post(wr_id, CompletionKind::Send) => Ok(()),
-            Some(Fault::Corrupt) => match self.post_corrupted(wr_id, sges, imm) {
+        match self.intercept_post(Operation::Send, wr_id, CompletionKind::Send) {
+            Err(answer) => answer,
+            Ok(Some(Fault::Corrupt)) => match self.post_corrupted(wr_id, sges, imm) {
                 Some(result) => result,
                 None => self.inner.post_send(wr_id, sges, imm),
             },
-            _ => self.inner.post_send(wr_id, sges, imm),
+            Ok(_) => self.inner.post_send(wr_id, sges, imm),
         }
     }
 
@@ -557,28 +580,20 @@ impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        let fault = self.choose(Operation::Write);
-        if let Some(refused) = self.refuse_post(fault) {
-            return refused;
-        }
-        match fault {
-            Some(Fault::Drop) if self.drop_post(wr_id, CompletionKind::Write) => Ok(()),
-            _ => self.inner.post_write(wr_id, sges, dst, imm),
+        match self.intercept_post(Operation::Write, wr_id, CompletionKind::Write) {
+            Err(answer) => answer,
+            Ok(_) => self.inner.post_write(wr_id, sges, dst, imm),
         }
     }
 
     fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
-        let fault = self.choose(Operation::Send);
-        if let Some(refused) = self.refuse_post(fault) {
-            return refused;
-        }
-        match fault {
-            Some(Fault::Drop) if self.drop_post(wr_id, CompletionKind::Send) => Ok(()),
-            Some(Fault::Corrupt) => match self.post_corrupted_inline(wr_id, data) {
+        match self.intercept_post(Operation::Send, wr_id, CompletionKind::Send) {
+            Err(answer) => answer,
+            Ok(Some(Fault::Corrupt)) => match self.post_corrupted_inline(wr_id, data) {
                 Some(result) => result,
                 None => self.inner.post_send_inline(wr_id, data),
             },
-            _ => self.inner.post_send_inline(wr_id, data),
+            Ok(_) => self.inner.post_send_inline(wr_id, data),
         }
     }
 
@@ -589,13 +604,9 @@ impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        let fault = self.choose(Operation::Write);
-        if let Some(refused) = self.refuse_post(fault) {
-            return refused;
-        }
-        match fault {
-            Some(Fault::Drop) if self.drop_post(wr_id, CompletionKind::Write) => Ok(()),
-            _ => self.inner.post_write_inline(wr_id, data, dst, imm),
+        match self.intercept_post(Operation::Write, wr_id, CompletionKind::Write) {
+            Err(answer) => answer,
+            Ok(_) => self.inner.post_write_inline(wr_id, data, dst, imm),
         }
     }
 
