@@ -379,28 +379,32 @@ impl<T: Transport> Capture<T> {
 
     fn record_posted(&mut self, kind: Kind, sges: &[Slice], remote: RemoteBuf, imm: Option<u32>) {
         let len = self.gather(sges);
-        self.recorder.record(&Record {
-            direction: Direction::Out,
-            kind,
-            connection: self.connection,
-            remote,
-            imm,
-            payload: &self.gathered,
-            len,
-        });
+        self.record_out(kind, &self.gathered, len, remote, imm);
     }
 
     /// An inline send or write: its bytes are the post's own.
-    fn record_inline(&mut self, kind: Kind, data: &[u8], remote: RemoteBuf, imm: Option<u32>) {
+    fn record_inline(&self, kind: Kind, data: &[u8], remote: RemoteBuf, imm: Option<u32>) {
         let captured = data.get(..self.recorder.snaplen).unwrap_or(data);
+        self.record_out(kind, captured, data.len(), remote, imm);
+    }
+
+    /// A posted send or write of `len` bytes, `payload` of them captured.
+    fn record_out(
+        &self,
+        kind: Kind,
+        payload: &[u8],
+        len: usize,
+        remote: RemoteBuf,
+        imm: Option<u32>,
+    ) {
         self.recorder.record(&Record {
             direction: Direction::Out,
             kind,
             connection: self.connection,
             remote,
             imm,
-            payload: captured,
-            len: data.len(),
+            payload,
+            len,
         });
     }
 
