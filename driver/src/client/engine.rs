@@ -710,8 +710,7 @@ impl Engine {
         if self.inline {
             return self.read_inline(transport, handle, offset, dest, status);
         }
-        let buffer = self.sends.take();
-        let Some(buffer) = buffer else {
+        let Some(buffer) = self.sends.take() else {
             return Ok(self.core.read(handle, offset, dest, status, mode)?);
         };
         let bytes = match self

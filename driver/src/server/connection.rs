@@ -53,7 +53,7 @@ use rdio_core::wire::{
 };
 use rdio_transport::{
     Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
-    WcError,
+    WcError, WrId,
 };
 use std::collections::VecDeque;
 use std::fmt;
@@ -335,9 +335,11 @@ pub struct ServerConnection<T: Transport> {
     /// (`Caps::max_inline`): a read served at once posts its status block
     /// from the stack, without a send buffer.
     inline: bool,
-    /// Where queued output is encoded when `inline`: a message that fits
-    /// [`INLINE_MESSAGE`] is posted inline from here, a longer one copied
-    /// into the send buffer taken for it. As large as a send buffer.
+    /// Where output is encoded when `inline`: a read's status block served
+    /// at once (its first [`INLINE_MESSAGE`] bytes), and queued output, a
+    /// message that fits [`INLINE_MESSAGE`] posted inline from here, a
+    /// longer one copied into the send buffer taken for it. As large as a
+    /// send buffer, and at least [`INLINE_MESSAGE`].
     scratch: Box<[u8]>,
     reads: VecDeque<PendingRead>,
     /// Leased mappings by slot (the slot is the work-request id's index).
@@ -471,8 +473,13 @@ impl Server {
             let bounces = Pool::register(transport, chunks, chunk, Access::empty())?;
             Ok((receives, sends, bounces))
         })?;
-        // A send buffer's size: what `drain_transmits` encodes into.
-        let scratch_len = if inline { sends.size() } else { 0 };
+        // What `drain_transmits` encodes into (a send buffer's size) and
+        // `complete_now` (INLINE_MESSAGE).
+        let scratch_len = if inline {
+            sends.size().max(INLINE_MESSAGE)
+        } else {
+            0
+        };
         let (control_sender, control) = mpsc::channel();
         let cell = self.stats.accepted();
         let span = tracing::info_span!(
@@ -1212,13 +1219,17 @@ impl<T: Transport> ServerConnection<T> {
         result: Result<u64, Status>,
         answer: Answer,
     ) -> Result<(), ConnectionEnd> {
-        let mut stack = [0u8; INLINE_MESSAGE];
         let bytes = match answer {
             Answer::Buffer(buffer) => {
                 let region = self.sends.region(buffer)?;
                 self.transport.region_mut(region)?
             }
-            Answer::Inline => &mut stack[..],
+            // At most what goes inline: a longer answer is queued by the
+            // core, for `drain_transmits`.
+            Answer::Inline => self
+                .scratch
+                .get_mut(..INLINE_MESSAGE)
+                .ok_or_else(|| broken("no inline scratch buffer"))?,
         };
         match self.conn.complete_io_into(read.op, result, bytes) {
             Ok(Some(transmit)) => {
@@ -1237,7 +1248,7 @@ impl<T: Transport> ServerConnection<T> {
                 match answer {
                     Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
                     Answer::Inline => {
-                        post_inline(&mut self.transport, &stack, transmit)?;
+                        post_inline(&mut self.transport, &self.scratch, transmit)?;
                         self.sends_posted += 1;
                         Ok(())
                     }
@@ -1463,14 +1474,8 @@ impl<T: Transport> ServerConnection<T> {
         read: Read<'_>,
         pieces: &mut heapless::Vec<ReadPiece, MAX_PIECES>,
     ) -> Result<u64, Status> {
-        let held;
-        let file = match self.handles.get(&read.file) {
-            Some(file) => file,
-            None => {
-                held = self.server.file(read.file).ok_or(Status::InvalidHandle)?;
-                &held
-            }
-        };
+        let mut held = None;
+        let file = registered_file(&self.server, &self.handles, read.file, &mut held)?;
         let chunk = self.bounces.size();
         let mut total = 0u64;
         for segment in read.segments {
@@ -1534,7 +1539,11 @@ impl<T: Transport> ServerConnection<T> {
             };
             let region = self.sends.region(buffer)?;
             let bytes = if self.inline {
-                &mut self.scratch[..]
+                // No longer than the send buffer a long message is copied to.
+                let size = self.sends.size();
+                self.scratch
+                    .get_mut(..size)
+                    .ok_or_else(|| broken("a scratch buffer shorter than a send buffer"))?
             } else {
                 self.transport.region_mut(region)?
             };
@@ -1551,9 +1560,7 @@ impl<T: Transport> ServerConnection<T> {
                     return Err(broken("a send buffer too small for a message"));
                 }
             };
-            let len = match transmit {
-                Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
-            };
+            let len = transmit_len(transmit);
             let inline = self.inline && len <= INLINE_MESSAGE;
             if self.inline && !inline {
                 let encoded = self.scratch.get(..len);
@@ -1594,29 +1601,8 @@ impl<T: Transport> ServerConnection<T> {
     /// Post `transmit`, encoded in send buffer `buffer`.
     fn post_transmit(&mut self, buffer: usize, transmit: Transmit) -> Result<(), ConnectionEnd> {
         let id = Work::Send { buffer, data: None }.id();
-        match transmit {
-            Transmit::Send { len } => {
-                self.transport
-                    .post_send(id, &[self.sends.slice(buffer, 0, len)?], None)?;
-            }
-            Transmit::StatusBlock {
-                len,
-                dest,
-                immediate,
-            } => {
-                let remote = RemoteBuf {
-                    addr: dest.addr(),
-                    key: dest.key(),
-                    len: dest.len(),
-                };
-                self.transport.post_write(
-                    id,
-                    &[self.sends.slice(buffer, 0, len)?],
-                    remote,
-                    immediate,
-                )?;
-            }
-        }
+        let slice = self.sends.slice(buffer, 0, transmit_len(transmit))?;
+        post_message(&mut self.transport, id, Encoded::Buffer(slice), transmit)?;
         self.sends_posted += 1;
         Ok(())
     }
@@ -1677,6 +1663,24 @@ impl<T: Transport> ServerConnection<T> {
     }
 }
 
+/// The open file `id`, registered on this connection: from `handles`,
+/// without the server's lock. The core hands over I/O only for files
+/// registered on its connection, which `handles` holds; the server's table
+/// (its `Arc` kept in `held`) is the fallback should that ever not be so.
+#[inline]
+fn registered_file<'a>(
+    server: &Server,
+    handles: &'a IdMap<FileId, Arc<crate::files::File>>,
+    id: FileId,
+    held: &'a mut Option<Arc<crate::files::File>>,
+) -> Result<&'a crate::files::File, Status> {
+    if let Some(file) = handles.get(&id) {
+        return Ok(file);
+    }
+    let file = server.file(id).ok_or(Status::InvalidHandle)?;
+    Ok(held.insert(file))
+}
+
 /// Post `transmit`, encoded at the start of `bytes`, inline (the caller
 /// counts it in `sends_posted`).
 fn post_inline(
@@ -1684,15 +1688,38 @@ fn post_inline(
     bytes: &[u8],
     transmit: Transmit,
 ) -> Result<(), ConnectionEnd> {
-    let id = Work::Inline.id();
-    let len = match transmit {
-        Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
-    };
     let message = bytes
-        .get(..len)
+        .get(..transmit_len(transmit))
         .ok_or_else(|| broken("an inline message longer than its buffer"))?;
+    post_message(
+        transport,
+        Work::Inline.id(),
+        Encoded::Inline(message),
+        transmit,
+    )
+}
+
+/// Where an encoded message is posted from.
+enum Encoded<'a> {
+    /// The message's bytes in a registered send buffer.
+    Buffer(Slice),
+    /// The message's bytes, posted inline.
+    Inline(&'a [u8]),
+}
+
+/// Post `transmit` as the send or status-block write it is, from `encoded`.
+#[inline]
+fn post_message(
+    transport: &mut impl Transport,
+    id: WrId,
+    encoded: Encoded<'_>,
+    transmit: Transmit,
+) -> Result<(), ConnectionEnd> {
     match transmit {
-        Transmit::Send { .. } => transport.post_send_inline(id, message)?,
+        Transmit::Send { .. } => match encoded {
+            Encoded::Buffer(slice) => transport.post_send(id, &[slice], None)?,
+            Encoded::Inline(bytes) => transport.post_send_inline(id, bytes)?,
+        },
         Transmit::StatusBlock {
             dest, immediate, ..
         } => {
@@ -1701,10 +1728,22 @@ fn post_inline(
                 key: dest.key(),
                 len: dest.len(),
             };
-            transport.post_write_inline(id, message, remote, immediate)?;
+            match encoded {
+                Encoded::Buffer(slice) => transport.post_write(id, &[slice], remote, immediate)?,
+                Encoded::Inline(bytes) => {
+                    transport.post_write_inline(id, bytes, remote, immediate)?;
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// Bytes of the encoded message `transmit` describes.
+fn transmit_len(transmit: Transmit) -> usize {
+    match transmit {
+        Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
+    }
 }
 
 /// A broken internal invariant of the driver: said loudly, and the
@@ -1731,17 +1770,8 @@ fn write_chunk(
     cell: &ConnectionCell,
     chunk: &WriteChunk<'_>,
 ) -> Result<u64, Status> {
-    // The core hands over writes only for files registered on this
-    // connection, which `handles` holds; the server's table is the
-    // fallback should that ever not be so.
-    let held;
-    let file = match handles.get(&chunk.file) {
-        Some(file) => file,
-        None => {
-            held = server.file(chunk.file).ok_or(Status::InvalidHandle)?;
-            &held
-        }
-    };
+    let mut held = None;
+    let file = registered_file(server, handles, chunk.file, &mut held)?;
     let mut total = 0u64;
     for (offset, bytes) in &chunk.pieces {
         file.write_at(*offset, bytes).map_err(|e| e.status())?;
