@@ -155,8 +155,12 @@ impl Cycle {
         else {
             return 0;
         };
-        // The driver would pread and post the RDMA write here.
-        let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+        // The driver would pread and post the RDMA write here. A Read has
+        // one segment (a driver sums a vectored read's).
+        let bytes = match segments {
+            [one] => u64::from(one.dest().len()),
+            many => many.iter().map(|s| u64::from(s.dest().len())).sum(),
+        };
         let Ok(Some(Transmit::StatusBlock { len, .. })) =
             self.server.complete_io_into(op, Ok(bytes), &mut self.s2c)
         else {

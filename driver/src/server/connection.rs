@@ -246,10 +246,14 @@ struct Read<'s> {
 impl Read<'_> {
     /// Bytes asked for.
     fn wanted(&self) -> u64 {
-        self.segments
-            .iter()
-            .map(|segment| u64::from(segment.dest().len()))
-            .sum()
+        match self.segments {
+            // A Read (what is served at once): no iterator to sum.
+            [one] => u64::from(one.dest().len()),
+            many => many
+                .iter()
+                .map(|segment| u64::from(segment.dest().len()))
+                .sum(),
+        }
     }
 }
 
