@@ -10,6 +10,15 @@
 //! (reset whenever the table empties), so a miss — the server's duplicate-id
 //! check on every request — is as cheap as a hit.
 
+/// Why [`OpTable::insert`] refused an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// An entry under the same id is in the table.
+    Duplicate,
+    /// Every slot is taken.
+    Full,
+}
+
 /// Up to `R` entries of `T`, each under a `u32` id.
 ///
 /// Equality and `Hash` are those of the occupied slots (slot, id, entry) and
@@ -75,22 +84,69 @@ impl<T, const R: usize> OpTable<T, R> {
         None
     }
 
-    /// Insert under `id` (which must not be present); `Err` gives the item
-    /// back when the table is full.
+    /// Insert under `id`, unless an entry already has it: `Err` gives the
+    /// item back with why (a duplicate, or the table is full). The search
+    /// for a duplicate and for a free slot are one probe sequence: an entry
+    /// under `id` sits at most `max_displacement` past `id`'s home, and in
+    /// that stretch the first free slot is where the new entry goes (so a
+    /// duplicate check before an insert costs no second lookup).
     // Inlined so that the op is built in its slot, not on the caller's
     // stack and then copied (21 instructions per read; `#[inline]` alone
     // left it out of line).
     #[inline(always)]
-    pub(crate) fn insert(&mut self, id: u32, item: T) -> Result<usize, T> {
-        let mut slot = Self::home(id);
-        let mut displacement: usize = 0;
-        while !self.is_free(slot) {
-            displacement = displacement.wrapping_add(1);
-            if displacement >= R {
-                return Err(item);
+    pub(crate) fn insert(&mut self, id: u32, item: T) -> Result<usize, (Refused, T)> {
+        let home = Self::home(id);
+        // Nothing displaced (the usual case: an rdio client's ids name its
+        // own slots): `id` can only be at its home, and goes there if free.
+        if self.max_displacement == 0 {
+            match (self.ids.get_mut(home), self.items.get_mut(home)) {
+                (Some(slot_id), Some(entry @ None)) => {
+                    *slot_id = id;
+                    *entry = Some(item);
+                    self.len = self.len.saturating_add(1);
+                    return Ok(home);
+                }
+                (Some(&mut held), Some(Some(_))) if held == id => {
+                    return Err((Refused::Duplicate, item));
+                }
+                _ => {}
+            }
+        }
+        self.insert_probing(home, id, item)
+    }
+
+    /// [`OpTable::insert`] past the home slot.
+    fn insert_probing(&mut self, home: usize, id: u32, item: T) -> Result<usize, (Refused, T)> {
+        let mut slot = home;
+        let probes = self.max_displacement.saturating_add(1).min(R);
+        let mut free: Option<(usize, usize)> = None;
+        let mut step: usize = 0;
+        while step < probes {
+            if self.is_free(slot) {
+                if free.is_none() {
+                    free = Some((slot, step));
+                }
+            } else if self.ids.get(slot) == Some(&id) {
+                return Err((Refused::Duplicate, item));
             }
             slot = Self::nth_after(slot, 1);
+            step = step.wrapping_add(1);
         }
+        // No free slot within reach of the lookups: go on past it (the
+        // probe bound grows to cover the new entry).
+        let (slot, displacement) = match free {
+            Some(found) => found,
+            None => {
+                while !self.is_free(slot) {
+                    step = step.wrapping_add(1);
+                    if step >= R {
+                        return Err((Refused::Full, item));
+                    }
+                    slot = Self::nth_after(slot, 1);
+                }
+                (slot, step)
+            }
+        };
         match (self.ids.get_mut(slot), self.items.get_mut(slot)) {
             (Some(slot_id), Some(entry)) => {
                 *slot_id = id;
@@ -99,7 +155,7 @@ impl<T, const R: usize> OpTable<T, R> {
                 self.max_displacement = self.max_displacement.max(displacement);
                 Ok(slot)
             }
-            _ => Err(item),
+            _ => Err((Refused::Full, item)),
         }
     }
 
@@ -192,7 +248,7 @@ impl<T: core::hash::Hash, const R: usize> core::hash::Hash for OpTable<T, R> {
 
 #[cfg(test)]
 mod tests {
-    use super::OpTable;
+    use super::{OpTable, Refused};
 
     #[test]
     fn insert_find_remove_with_collisions() {
@@ -201,14 +257,21 @@ mod tests {
         assert_eq!(t.insert(5, 50), Ok(2), "collides with 1, probes on");
         assert_eq!(t.insert(3, 30), Ok(3));
         assert_eq!(t.insert(7, 70), Ok(0), "wraps around");
-        assert_eq!(t.insert(9, 90), Err(90));
+        assert_eq!(t.insert(9, 90), Err((Refused::Full, 90)));
+        assert_eq!(t.insert(5, 51), Err((Refused::Duplicate, 51)));
         assert_eq!(t.len(), 4);
         assert_eq!(t.find(5).and_then(|s| t.get(s)), Some(&50));
         t.remove(2);
         assert_eq!(t.find(5), None);
         assert_eq!(t.find(7), Some(0), "found past a hole");
+        assert_eq!(
+            t.insert(7, 71),
+            Err((Refused::Duplicate, 71)),
+            "a duplicate past a hole is still seen"
+        );
+        assert_eq!(t.insert(13, 130), Ok(2), "the hole is taken first");
         t.retain(|&v| v != 10);
-        assert_eq!((t.len(), t.find(1)), (2, None));
+        assert_eq!((t.len(), t.find(1)), (3, None));
         t.clear();
         assert_eq!(t.len(), 0);
         let empty: OpTable<u8, 0> = OpTable::new();

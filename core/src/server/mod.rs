@@ -63,7 +63,7 @@ use crate::error::{ApiError, Violation};
 use crate::queue::Fifo;
 use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
-use crate::table::OpTable;
+use crate::table::{OpTable, Refused};
 use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::{ReadFields, parse_read_fields};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
@@ -507,8 +507,16 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         })
     }
 
+    /// Put a new request in the table; a request id already in it (the
+    /// client reused one still in flight) ends the connection. Inlined, as
+    /// [`OpTable::insert`] is, so the op is built in its slot.
+    #[inline(always)]
     fn insert(&mut self, op: Op) -> Result<usize, Violation> {
-        self.ops.insert(op.id, op).map_err(|_| Violation::Capacity)
+        let id = op.id;
+        self.ops.insert(id, op).map_err(|(refused, _)| match refused {
+            Refused::Duplicate => Violation::DuplicateRequest(id),
+            Refused::Full => Violation::Capacity,
+        })
     }
 
     fn store_segments<T: zerocopy::IntoBytes + zerocopy::Immutable>(

@@ -188,9 +188,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.timers
             .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
         self.ledger.on_request(msg.credits)?;
-        if self.find(msg.request_id).is_some() {
-            return Err(Violation::DuplicateRequest(msg.request_id));
-        }
+        // A request id already in flight is refused by the insert
+        // (`Connection::insert`), in the same probe that finds the slot.
         let read = &msg.read;
         let segment = [ReadSegment::new(read.offset, read.dest)];
         let interrupt = msg.flags.contains(Flags::INTERRUPT);
