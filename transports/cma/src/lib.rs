@@ -108,7 +108,7 @@ mod sys;
 mod transport;
 
 pub use connect::{CmaError, DEFAULT_CONNECT_TIMEOUT, Listener, connect, socket_name};
-pub use transport::{CAPS, CmaTransport, DEFAULT_SPIN_WINDOW, MAX_SGE};
+pub use transport::{CAPS, CmaTransport, DEFAULT_SPIN_WINDOW, INLINE, MAX_SGE};
 
 /// The provider name negotiated for this transport.
 pub const PROVIDER: &str = "cma";

@@ -32,9 +32,14 @@ pub const CAPS: Caps = Caps {
     // Regions are private anonymous pages (or the caller's memory) the
     // peer writes with process_vm_writev: nothing is pinned.
     pins_registrations: false,
-    // No inline path yet: a small send is copied from its registered buffer.
-    max_inline: 0,
+    // Inline payloads travel in the outbox entry itself (`INLINE`).
+    max_inline: INLINE,
 };
+
+/// Largest inline payload ([`Transport::post_send_inline`],
+/// [`Transport::post_write_inline`]): copied into the outbox entry at post
+/// time, so a request or a status block takes no registered buffer.
+pub const INLINE: usize = 128;
 
 /// Bytes read from the socket at a time while looking for frame headers;
 /// a send's payload larger than [`DIRECT_READ`] that is not yet in this
@@ -54,6 +59,9 @@ const SEND_BY_REFERENCE: usize = 64 << 10;
 /// Control payload room after a header: an advertisement, or a
 /// [`Kind::SendRef`]'s pieces.
 const CONTROL: usize = MAX_SGE * REF_LEN;
+
+/// Room in an outbox entry for a control payload or inline data.
+const EXTRA: usize = if CONTROL > INLINE { CONTROL } else { INLINE };
 
 /// Posted work is handed on (writes carried out, frames written to the
 /// socket) in `flush`, `poll_completions` and `wait`, so that a burst of
@@ -130,9 +138,13 @@ struct Outgoing {
     write: Option<RemoteBuf>,
     /// The frame header, if a frame is sent at all (a plain write has none).
     header: Option<[u8; HEADER]>,
-    /// Control payload after the header.
-    extra: [u8; CONTROL],
+    /// Control payload after the header, or an inline send's data (both
+    /// go into the socket after the header); an inline write's data.
+    extra: [u8; EXTRA],
     extra_len: usize,
+    /// An inline write: its source is the first `extra_len` bytes of
+    /// `extra`, which then are not part of the frame.
+    inline_write: bool,
     /// A send whose data the receiver copies out of our memory: it
     /// completes on the receiver's [`Kind::SendAck`], not once its frame
     /// is in the socket.
@@ -163,8 +175,9 @@ impl Outgoing {
             work,
             write: None,
             header: None,
-            extra: [0; CONTROL],
+            extra: [0; EXTRA],
             extra_len: 0,
+            inline_write: false,
             by_reference: false,
             failed: None,
             sges: [Span {
@@ -188,7 +201,7 @@ impl Outgoing {
             Some(_) if self.carries_data() => {
                 HEADER + self.extra_len + self.sges().iter().map(|s| s.len).sum::<usize>()
             }
-            Some(_) => HEADER + self.extra_len,
+            Some(_) => HEADER + self.frame_extra(),
         }
     }
 
@@ -201,9 +214,36 @@ impl Outgoing {
         matches!(self.work, Some((_, CompletionKind::Write)))
     }
 
-    /// Bytes of the gather list.
+    /// Bytes of `extra` that go into the frame (none of an inline write's).
+    fn frame_extra(&self) -> usize {
+        if self.inline_write { 0 } else { self.extra_len }
+    }
+
+    /// Bytes a write places: its gather list's, or its inline data.
     fn data_len(&self) -> usize {
-        self.sges().iter().map(|s| s.len).sum()
+        if self.inline_write {
+            self.extra_len
+        } else {
+            self.sges().iter().map(|s| s.len).sum()
+        }
+    }
+
+    /// Local iovecs a write places from: the entry's own inline bytes, or
+    /// its gather list. The entry must stay where it is until they are used.
+    fn write_sources(&self, local: &mut Vec<libc::iovec>) {
+        if self.inline_write {
+            local.push(libc::iovec {
+                iov_base: self.extra.as_ptr().cast_mut().cast(),
+                iov_len: self.extra_len,
+            });
+        } else {
+            local.extend(self.sges().iter().map(|span| sys::iovec(*span, 0)));
+        }
+    }
+
+    /// How many local iovecs [`Outgoing::write_sources`] adds.
+    fn write_pieces(&self) -> usize {
+        if self.inline_write { 1 } else { self.sge_count }
     }
 
     /// Whether the entry's frame may go out: its write (if any) is placed.
@@ -225,7 +265,7 @@ impl Outgoing {
         };
         parts[1] = Span {
             ptr: self.extra.as_ptr().cast_mut(),
-            len: self.extra_len,
+            len: self.frame_extra(),
         };
         let mut n = 2;
         if self.carries_data() {
@@ -434,6 +474,26 @@ impl CmaTransport {
         Ok((spans, held, total))
     }
 
+    /// An outbox entry for an inline post of `data`, copied in.
+    fn inline_op(
+        &self,
+        wr_id: WrId,
+        kind: CompletionKind,
+        data: &[u8],
+    ) -> Result<Outgoing, TransportError> {
+        self.ensure_up()?;
+        if data.len() > INLINE {
+            return Err(TransportError::MessageTooLarge);
+        }
+        if self.tx_outstanding >= CAPS.max_send {
+            return Err(TransportError::QueueFull);
+        }
+        let mut op = Outgoing::empty(Some((wr_id, kind)));
+        op.extra[..data.len()].copy_from_slice(data);
+        op.extra_len = data.len();
+        Ok(op)
+    }
+
     /// Queue posted work, holding its regions; flush once enough waits.
     fn enqueue(&mut self, op: Outgoing) -> Result<(), TransportError> {
         for id in op.held.iter() {
@@ -615,10 +675,10 @@ impl CmaTransport {
                 refused = Some((i, dst, total));
                 break;
             }
-            if local.len() + op.sge_count > IOV_MAX || remote.len() == IOV_MAX {
+            if local.len() + op.write_pieces() > IOV_MAX || remote.len() == IOV_MAX {
                 break;
             }
-            local.extend(op.sges().iter().map(|span| sys::iovec(*span, 0)));
+            op.write_sources(&mut local);
             remote.push(libc::iovec {
                 iov_base: dst.addr as usize as *mut libc::c_void,
                 iov_len: total,
@@ -627,7 +687,10 @@ impl CmaTransport {
         if !remote.is_empty() {
             // SAFETY: the local iovecs lie in regions their entries hold
             // busy (resolved at post time, not deregistrable until
-            // drained), so they are readable; every target range is inside
+            // drained), or in the inline bytes of outbox entries, which
+            // nothing moves or changes before this call returns (the
+            // outbox is borrowed through `&mut self`), so they are
+            // readable; every target range is inside
             // a window the peer lent (checked above, under `&mut self`).
             let result = unsafe { sys::write_remote_vectored(self.peer, &mut local, &mut remote) };
             self.settle_writes(remote.len(), result);
@@ -1231,6 +1294,30 @@ impl Transport for CmaTransport {
         op.sges = spans;
         op.sge_count = sges.len();
         op.held = held;
+        self.enqueue(op)
+    }
+
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        let mut op = self.inline_op(wr_id, CompletionKind::Send, data)?;
+        // A send frame like any other: the payload follows the header.
+        op.header = Some(Header::new(Kind::Send, data.len() as u32, 0).encode());
+        self.enqueue(op)
+    }
+
+    fn post_write_inline(
+        &mut self,
+        wr_id: WrId,
+        data: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        if data.len() > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        let mut op = self.inline_op(wr_id, CompletionKind::Write, data)?;
+        op.inline_write = true;
+        op.write = (!data.is_empty()).then_some(dst);
+        op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
         self.enqueue(op)
     }
 

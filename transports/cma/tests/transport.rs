@@ -856,3 +856,126 @@ fn posts_are_handed_on_by_flush_poll_or_wait_and_an_empty_flush_is_harmless() {
     until_lost(&mut server);
     assert_eq!(server.flush(), Ok(()), "a flush after the end is harmless");
 }
+
+/// Inline sends and writes carry bytes copied at post time: the caller's
+/// buffer may change right after and nothing is registered or held. They
+/// follow the rules a gathered send or write does: posting order, a
+/// receive consumed per send and per write-with-immediate, the peer's
+/// windows checked, the limits of `Caps::max_inline`.
+#[test]
+fn inline_sends_and_writes_copy_at_post_time_and_keep_order() {
+    let (mut client, mut server) = pair();
+    assert_eq!(client.caps().max_inline, rdio_cma::INLINE);
+    let window = client
+        .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let inbox = client.register(4 * 256, Access::LOCAL_WRITE).unwrap();
+    let dst = client.remote_buf(window, 100, 200).unwrap();
+    let gathered = server.register(8, Access::empty()).unwrap();
+    server
+        .region_mut(gathered)
+        .unwrap()
+        .copy_from_slice(b"gathered");
+    for i in 0..4u64 {
+        client
+            .post_recv(
+                10 + i,
+                Slice {
+                    region: inbox,
+                    offset: i as usize * 256,
+                    len: 256,
+                },
+            )
+            .unwrap();
+    }
+    // The advertisement of the window reaches the server first.
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+
+    let mut message = [7u8; rdio_cma::INLINE];
+    server.post_send_inline(1, &message).unwrap();
+    message.fill(b'x');
+    let mut block = *b"status block";
+    server
+        .post_write_inline(2, &block, dst, Some(0xbeef))
+        .unwrap();
+    block.fill(0);
+    server
+        .post_send(3, &[Slice::whole(gathered, 8)], None)
+        .unwrap();
+    server.post_write_inline(4, b"plain", dst, None).unwrap();
+    server.post_send_inline(5, b"").unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..4 {
+        let done = next(&mut client, &mut server, 0);
+        assert_eq!(done.status, Ok(()));
+        kinds.push((done.wr_id, done.kind));
+    }
+    assert_eq!(
+        kinds,
+        [
+            (
+                10,
+                CompletionKind::Recv {
+                    len: rdio_cma::INLINE
+                }
+            ),
+            (11, CompletionKind::RecvImm { imm: 0xbeef }),
+            (12, CompletionKind::Recv { len: 8 }),
+            (13, CompletionKind::Recv { len: 0 }),
+        ]
+    );
+    let inbox_bytes = client.region(inbox).unwrap();
+    assert!(
+        inbox_bytes[..rdio_cma::INLINE].iter().all(|&b| b == 7),
+        "copied at post time"
+    );
+    assert_eq!(&inbox_bytes[512..520], b"gathered");
+    // The second inline write landed over the first, after it.
+    assert_eq!(&client.region(window).unwrap()[100..112], b"plains block");
+    let mut done: Vec<_> = (0..5)
+        .map(|_| {
+            let c = next(&mut server, &mut client, 0);
+            assert_eq!(c.status, Ok(()));
+            (c.wr_id, c.kind)
+        })
+        .collect();
+    done.sort_by_key(|&(id, _)| id);
+    assert_eq!(
+        done,
+        [
+            (1, CompletionKind::Send),
+            (2, CompletionKind::Write),
+            (3, CompletionKind::Send),
+            (4, CompletionKind::Write),
+            (5, CompletionKind::Send),
+        ]
+    );
+
+    // Limits: more than INLINE bytes, more than the target's length.
+    assert_eq!(
+        server.post_send_inline(6, &[0; rdio_cma::INLINE + 1]),
+        Err(TransportError::MessageTooLarge)
+    );
+    assert_eq!(
+        server.post_write_inline(7, &[0; rdio_cma::INLINE + 1], dst, None),
+        Err(TransportError::MessageTooLarge)
+    );
+    let short = client.remote_buf(window, 0, 4).unwrap();
+    assert_eq!(
+        server.post_write_inline(8, b"too long", short, None),
+        Err(TransportError::OutOfBounds)
+    );
+    // Outside every advertised window: fails like a gathered write and
+    // ends the connection; nothing lands.
+    let forged = RemoteBuf {
+        addr: dst.addr + 8192,
+        ..dst
+    };
+    server.post_write_inline(9, b"nope", forged, None).unwrap();
+    let lost = until_lost(&mut server);
+    assert_eq!(
+        lost.first().map(|c| (c.wr_id, c.status)),
+        Some((9, Err(WcError::RemoteAccess)))
+    );
+}
