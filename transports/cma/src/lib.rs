@@ -7,7 +7,9 @@
 //! between, as libfabric's `shm` provider and MPI implementations do for
 //! intra-node RMA. Everything two-sided (small sends, the notification of
 //! a write-with-immediate, window advertisements) travels as frames on a
-//! Unix stream socket, which is also how the connection is set up. A send
+//! Unix stream socket, which is also how the connection is set up. Inline
+//! posts (`Caps::max_inline`, [`INLINE`] bytes) copy their payload into the
+//! queued entry at post time and go out from there. A send
 //! of 64 KiB or more travels *by reference*: its frame lists where the
 //! bytes are in the sender's memory, the receiver copies them into its
 //! posted receive with one `process_vm_readv` and acknowledges, and only
