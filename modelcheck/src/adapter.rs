@@ -70,6 +70,10 @@ pub enum Submit {
     ReadV(Mode),
     /// Write, fragmented into two sends.
     Write(Mode),
+    /// The same write through `Client::write_into`: its first fragment is
+    /// sent in the submitting call when it can go first, the second
+    /// streams after it; else queued as `Write`'s.
+    WriteNow(Mode),
     /// Vectored write of two segments, fragmented into two sends.
     WriteV(Mode),
     /// COLLAPSE write: one data stream written at two offsets.
@@ -100,7 +104,7 @@ impl Mode {
 
 impl Submit {
     /// Every request kind the environment can submit (not `Register`).
-    pub const ALL: [Submit; 14] = [
+    pub const ALL: [Submit; 16] = [
         Submit::Read(Mode::Interrupt),
         Submit::Read(Mode::Polling),
         Submit::ReadNow(Mode::Interrupt),
@@ -109,6 +113,8 @@ impl Submit {
         Submit::ReadV(Mode::Polling),
         Submit::Write(Mode::Interrupt),
         Submit::Write(Mode::Polling),
+        Submit::WriteNow(Mode::Interrupt),
+        Submit::WriteNow(Mode::Polling),
         Submit::WriteV(Mode::Interrupt),
         Submit::WriteV(Mode::Polling),
         Submit::Collapse(Mode::Interrupt),
@@ -127,6 +133,7 @@ impl Submit {
             Submit::ReadNow(m) => ("read-now", m),
             Submit::ReadV(m) => ("readv", m),
             Submit::Write(m) => ("write", m),
+            Submit::WriteNow(m) => ("write-now", m),
             Submit::WriteV(m) => ("writev", m),
             Submit::Collapse(m) => ("collapse", m),
         };
@@ -149,6 +156,7 @@ impl Submit {
                 | Submit::ReadNow(_)
                 | Submit::ReadV(_)
                 | Submit::Write(_)
+                | Submit::WriteNow(_)
                 | Submit::WriteV(_)
                 | Submit::Collapse(_)
         )
@@ -219,7 +227,8 @@ pub struct ClientSide {
     core: Box<CoreClient>,
     /// Bytes of a plain write: one more than its first fragment carries.
     write_len: u32,
-    /// Requests `read_into` sent as they were submitted, for the next
+    /// Requests `read_into` and `write_into` sent as they were submitted
+    /// (a write's first fragment), for the next
     /// [`ClientSide::drain`] (always empty between steps).
     sent: Vec<ToServer>,
 }
@@ -393,6 +402,27 @@ impl ClientSide {
                 c.read_vectored(HANDLE, &segments, status, mode.core())?
             }
             Submit::Write(mode) => c.write(HANDLE, 0, self.write_len, status, mode.core())?,
+            Submit::WriteNow(mode) => {
+                let mut buf = vec![0u8; max_send_size() as usize];
+                let (id, sent) = c.write_into(
+                    now,
+                    HANDLE,
+                    0,
+                    self.write_len,
+                    status,
+                    mode.core(),
+                    &mut buf,
+                )?;
+                if let Some(t) = sent {
+                    let mut send = buf[..t.len].to_vec();
+                    if let Some(data) = t.data {
+                        // The caller's data, as `drain` gathers it.
+                        send.resize(t.len + data.len as usize, 0xab);
+                    }
+                    self.sent.push(send);
+                }
+                id
+            }
             Submit::WriteV(mode) => {
                 let segments = [
                     WriteSegment::new(0, SEGMENT_LEN),

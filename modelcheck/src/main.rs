@@ -18,7 +18,7 @@ bounds and prints the unique states explored and each property's result.
 Without options: the CI runs (every preset). --preset requests|pipeline|credits|faults
 starts from one preset; the other options change its bounds. --kinds picks
 the requests from read, read-poll, read-now, read-now-poll, readv, readv-poll,
-write, write-poll, writev, writev-poll, collapse, collapse-poll, close,
+write, write-poll, write-now, write-now-poll, writev, writev-poll, collapse, collapse-poll, close,
 interrupt (or all).
 --depth N stops every path at N steps (default: no limit, exhaustive).
 --serve starts the stateright explorer on ADDR (default 127.0.0.1:3000)

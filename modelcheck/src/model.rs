@@ -283,7 +283,7 @@ impl RdioModel {
                 "credits",
                 RdioModel::new(Bounds {
                     requests: 3,
-                    kinds: kinds(&["read-now", "write-poll", "interrupt"]),
+                    kinds: kinds(&["read-now", "write-now-poll", "interrupt"]),
                     grants: 1,
                     revokes: 1,
                     ..base.clone()
@@ -912,12 +912,13 @@ impl RdioModel {
                 },
             ));
         }
-        if has(|k| matches!(k, Submit::Write(_))) {
+        if has(|k| matches!(k, Submit::Write(_) | Submit::WriteNow(_))) {
             examples.push(Property::sometimes(
                 "a fragmented write completes with success",
                 |_, s: &State| {
                     s.ghost.requests.values().any(|r| {
-                        matches!(r.submit, Submit::Write(_)) && r.reported == Some(Status::Success)
+                        matches!(r.submit, Submit::Write(_) | Submit::WriteNow(_))
+                            && r.reported == Some(Status::Success)
                     })
                 },
             ));

@@ -58,12 +58,13 @@ fn presets_are_complete() {
     }
 }
 
-/// A read submitted through `Client::read_into` (sent in the submitting
-/// call when it can go first): the same properties and examples, and the
-/// same state space as `read` — the fused call reaches exactly the states
-/// `read` followed by `poll_transmit` reaches.
+/// A read submitted through `Client::read_into`, a write through
+/// `Client::write_into` (sent in the submitting call when it can go
+/// first): the same properties and examples, and the same state space as
+/// `read` and `write` — the fused call reaches exactly the states the
+/// submission followed by `poll_transmit` reaches.
 #[test]
-fn a_read_sent_as_it_is_submitted_reaches_the_same_states() {
+fn a_request_sent_as_it_is_submitted_reaches_the_same_states() {
     let explore = |kind: &str| {
         let model = RdioModel::new(bounds(&[kind]));
         let properties = model.properties();
@@ -82,4 +83,6 @@ fn a_read_sent_as_it_is_submitted_reaches_the_same_states() {
     };
     assert_eq!(explore("read-now"), explore("read"));
     assert_eq!(explore("read-now-poll"), explore("read-poll"));
+    assert_eq!(explore("write-now"), explore("write"));
+    assert_eq!(explore("write-now-poll"), explore("write-poll"));
 }

@@ -4,7 +4,8 @@
 //! straight from the block (`Client::take_status_block`); stale and forged
 //! ids are refused, never completed as another request. A read submitted
 //! with `Client::read_into` is sent in the same call when it can go first,
-//! the same bytes `poll_transmit` would send, and queued otherwise.
+//! the same bytes `poll_transmit` would send, and queued otherwise; so is a
+//! write submitted with `Client::write_into` (its first fragment).
 
 use rdio_core::client::{BlockOutcome, Client, ClientEvent, CompletionMode, RequestId};
 use rdio_core::server::{OpId, Received, ServerEvent, Transmit};
@@ -406,4 +407,153 @@ fn read_into_queues_a_read_that_cannot_go_first() {
 /// The request id in an encoded message's header (bytes 8..12, LE).
 fn request_id_of(message: &[u8]) -> u32 {
     u32::from_le_bytes(message[8..12].try_into().unwrap())
+}
+
+/// What `Client::write_into` returned: the request, and the first send's
+/// prefix bytes with its data reference `(offset, len)`, if it sent one.
+type WriteInto = Result<(RequestId, Option<(Vec<u8>, u32, u32)>), ApiError>;
+
+/// `Client::write_into` of `len` bytes on a copy of the client.
+fn write_into_copy(
+    pair: &Pair,
+    handle: u32,
+    len: u32,
+    status: BufferDescriptor,
+    buf_len: usize,
+) -> (Client<64>, WriteInto) {
+    let mut client = pair.client.clone();
+    let mut buf = vec![0u8; buf_len];
+    let result = client
+        .write_into(
+            pair.now,
+            handle,
+            5,
+            len,
+            status,
+            CompletionMode::Interrupt,
+            &mut buf,
+        )
+        .map(|(request, sent)| {
+            (
+                request,
+                sent.map(|t| {
+                    let data = t.data.expect("a write's first send carries data");
+                    assert_eq!(data.request, request);
+                    (buf[..t.len].to_vec(), data.offset, data.len)
+                }),
+            )
+        });
+    (client, result)
+}
+
+/// Every send `client` has queued: prefix bytes and data reference.
+fn queued_sends(client: &mut Client<64>, now: rdio_core::Instant) -> Vec<(Vec<u8>, u32, u32)> {
+    let mut buf = vec![0u8; 65536];
+    std::iter::from_fn(|| {
+        let t = client.poll_transmit(now, &mut buf).unwrap()?;
+        let (offset, len) = t.data.map_or((0, 0), |d| (d.offset, d.len));
+        Some((buf[..t.len].to_vec(), offset, len))
+    })
+    .collect()
+}
+
+/// A write that can go first is sent by `write_into` in the same call:
+/// the same prefix, data reference, slot and client state as `write` then
+/// `poll_transmit`; one longer than a send streams its other fragments
+/// through `poll_transmit` exactly as before. Then it completes as any
+/// write does.
+#[test]
+fn write_into_sends_at_once_what_write_and_poll_transmit_send() {
+    // One fragment (4 KiB), and three (150,000 bytes in 64 KiB sends).
+    for len in [4096u32, 150_000] {
+        let (mut pair, handle) = {
+            let mut pair = Pair::connected();
+            let key = pair.open_file(vec![0; 200_000], OpenFlags::READ | OpenFlags::WRITE);
+            let handle = pair.register(key);
+            (pair, handle)
+        };
+        let status = pair.status_desc();
+        let (fused, result) = write_into_copy(&pair, handle, len, status, 65536);
+        let (fused_request, first) = result.unwrap();
+        let first = first.expect("nothing queued ahead, a credit free: sent at once");
+
+        let request = pair
+            .client
+            .write(handle, 5, len, status, CompletionMode::Interrupt)
+            .unwrap();
+        assert_eq!(fused_request, request, "the same slot and id");
+        let mut separate = pair.client.clone();
+        let sends = queued_sends(&mut separate, pair.now);
+        assert_eq!(sends.first(), Some(&first), "the same first send");
+        let mut fused_after = fused.clone();
+        assert_eq!(
+            queued_sends(&mut fused_after, pair.now),
+            sends[1..],
+            "the rest streams as before"
+        );
+        assert_eq!(fused_after, separate, "the same client state afterwards");
+        let mut once = pair.client.clone();
+        let mut buf = vec![0u8; 65536];
+        once.poll_transmit(pair.now, &mut buf).unwrap().unwrap();
+        assert_eq!(fused, once, "the same state as after one poll_transmit");
+
+        // The server takes it and the write completes as any other.
+        pair.client = fused;
+        pair.track(request, status, CompletionMode::Interrupt);
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let (prefix, offset, data_len) = first;
+        let mut message = prefix;
+        message.extend_from_slice(&data[offset as usize..(offset + data_len) as usize]);
+        pair.write_data.insert(request, data.clone());
+        pair.c2s.push_back(message);
+        pair.drive();
+        assert_eq!(
+            pair.take_event(request),
+            ClientEvent::Completed {
+                request,
+                status: Status::Success,
+                bytes: u64::from(len),
+            }
+        );
+        pair.assert_quiescent_ledgers();
+    }
+}
+
+#[test]
+fn write_into_queues_a_write_that_cannot_go_first() {
+    let (mut pair, handle) = pair_with_file();
+    let status = pair.status_desc();
+
+    // A buffer too short for the prefix: queued, sent by poll_transmit.
+    let (mut client, result) = write_into_copy(&pair, handle, 10, status, 47);
+    let (request, sent) = result.unwrap();
+    assert_eq!(sent, None);
+    let sends = queued_sends(&mut client, pair.now);
+    assert_eq!(sends.len(), 1);
+    assert_eq!((sends[0].0.len(), sends[0].1, sends[0].2), (48, 0, 10));
+    assert_eq!(request_id_of(&sends[0].0), request.0);
+
+    // Another request queued ahead: this one goes after it, in order.
+    let dest = pair.memory.alloc(10);
+    let first = pair
+        .client
+        .read(handle, 0, dest, status, CompletionMode::Interrupt)
+        .unwrap();
+    let (mut client, result) = write_into_copy(&pair, handle, 10, status, 65536);
+    let (second, sent) = result.unwrap();
+    assert_eq!(sent, None, "queued behind the first");
+    let ids: Vec<u32> = queued_sends(&mut client, pair.now)
+        .iter()
+        .map(|(prefix, ..)| request_id_of(prefix))
+        .collect();
+    assert_eq!(ids, [first.0, second.0]);
+
+    // Refused as `write` refuses.
+    let (_, result) = write_into_copy(&pair, handle, 0, status, 65536);
+    assert_eq!(result, Err(ApiError::InvalidArgument));
+    let short_status = BufferDescriptor::new(status.addr(), status.key(), 23);
+    let (_, result) = write_into_copy(&pair, handle, 10, short_status, 65536);
+    assert_eq!(result, Err(ApiError::InvalidArgument));
+    let (_, result) = write_into_copy(&pair, handle, u32::MAX, status, 65536);
+    assert_eq!(result, Err(ApiError::TooLarge));
 }

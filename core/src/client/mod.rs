@@ -27,8 +27,9 @@
 //! [`Client::take_status_block`] instead of `handle_status_block`: the
 //! completion a status block brings comes back from that call
 //! ([`BlockOutcome::Completed`]) instead of through `poll_event`. A driver
-//! that posts as it submits calls [`Client::read_into`] instead of `read`:
-//! a read that can go first is encoded in that call and comes back with
+//! that posts as it submits calls [`Client::read_into`] instead of `read`
+//! (and [`Client::write_into`] instead of `write`): a read (a write's first
+//! fragment) that can go first is encoded in that call and comes back with
 //! its [`Transmit`], with no queue entry and no `poll_transmit`.
 //!
 //! # Modules, one per phase (as quinn-proto splits `connection/`)
@@ -62,7 +63,7 @@ use crate::segments::SegmentStore;
 use crate::slots::SlotTable;
 use crate::stats::ConnectionStats;
 use crate::time::{Instant, TimerTable, micros};
-use crate::wire::message::{READ_MESSAGE_LEN, emit_read};
+use crate::wire::message::{READ_MESSAGE_LEN, WRITE_PREFIX_LEN, emit_read, emit_write_prefix};
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
     Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,

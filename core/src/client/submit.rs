@@ -96,15 +96,18 @@ impl<const R: usize> Client<R> {
         };
         // The header states the credits held, as `poll_transmit` does.
         let level = self.ledger.level();
-        let encoded = emit_read(buf, flags, level, id, &read);
-        match (encoded, self.ledger.send_request()) {
-            (Ok(len), Some(_)) => {
+        // The credit is taken only for a message that goes.
+        let sent = emit_read(buf, flags, level, id, &read)
+            .ok()
+            .and_then(|len| self.ledger.send_request().map(|_| len));
+        match sent {
+            Some(len) => {
                 self.rearm(now);
                 Ok((RequestId(id), Some(Transmit { len, data: None })))
             }
             // Unreachable (room and a credit were checked): the request is
             // taken back, nothing was sent, and it queues as `read` would.
-            _ => {
+            None => {
                 self.ops.take(slot);
                 self.read(handle, offset, dest, status, mode)
                     .map(|id| (id, None))
@@ -170,6 +173,96 @@ impl<const R: usize> Client<R> {
             status,
             mode,
         )
+    }
+
+    /// [`Client::write`] for a driver that posts as it submits, as
+    /// [`Client::read_into`] is for reads: when the write can go at once
+    /// (the connection open, nothing queued ahead of it, a credit free,
+    /// `buf` long enough for the prefix) its first fragment's prefix is
+    /// encoded into `buf` here and comes back with its [`Transmit`] — the
+    /// same bytes and [`DataRef`] [`Client::poll_transmit`] would have given
+    /// next; a write longer than one send streams its further fragments
+    /// through `poll_transmit` as usual. Otherwise it is queued exactly as
+    /// `write` queues it (`None`). The errors are `write`'s.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_into(
+        &mut self,
+        now: Instant,
+        handle: u32,
+        offset: u64,
+        len: u32,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+        buf: &mut [u8],
+    ) -> Result<(RequestId, Option<Transmit>), ApiError> {
+        if !self.sends_now() || buf.len() < WRITE_PREFIX_LEN {
+            return self
+                .write(handle, offset, len, status, mode)
+                .map(|id| (id, None));
+        }
+        if len == 0 || (status.len() as usize) < STATUS_BLOCK_LEN {
+            return Err(ApiError::InvalidArgument);
+        }
+        self.check_io_len(u64::from(len))?;
+        // What `build` gives the first fragment: as much as fits after the
+        // prefix in one send.
+        let room = (self.negotiated.max_send_size as usize).saturating_sub(WRITE_PREFIX_LEN);
+        let data_len = len.min(u32::try_from(room).unwrap_or(u32::MAX));
+        let interrupt = mode == CompletionMode::Interrupt;
+        let kind = OpKind::Write {
+            handle,
+            offset,
+            total: len,
+        };
+        // Sent in this call: its first message is unanswered from the start.
+        let op = Op {
+            stage: Stage::Sent,
+            unanswered: 1,
+            sent: data_len,
+            ..Op::new(kind, status, interrupt)
+        };
+        let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
+        let write = WriteRequest {
+            handle,
+            offset,
+            total_len: len,
+            status,
+            data: &[],
+        };
+        let flags = interrupt_flags(interrupt);
+        let level = self.ledger.level();
+        let encoded = emit_write_prefix(buf, flags, level, id, &write, data_len);
+        // The rest streams behind it, as `request_transmit` would queue it
+        // (capacity R holds every op).
+        let streams = data_len < len;
+        let queued = !streams || self.streaming.push_back(slot).is_ok();
+        // The credit is taken only for a message that goes.
+        let sent = match (encoded, queued) {
+            (Ok(prefix), true) => self.ledger.send_request().map(|_| prefix),
+            _ => None,
+        };
+        match sent {
+            Some(prefix) => {
+                self.rearm(now);
+                let data = Some(DataRef {
+                    request: RequestId(id),
+                    offset: 0,
+                    len: data_len,
+                });
+                Ok((RequestId(id), Some(Transmit { len: prefix, data })))
+            }
+            // Unreachable (room, queue space and a credit were checked):
+            // the request is taken back, nothing was sent, and it queues
+            // as `write` would.
+            None => {
+                if streams {
+                    remove_from(&mut self.streaming, slot);
+                }
+                self.ops.take(slot);
+                self.write(handle, offset, len, status, mode)
+                    .map(|id| (id, None))
+            }
+        }
     }
 
     /// Vectored write. With `collapse` (claim 17) every segment must have the

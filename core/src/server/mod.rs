@@ -513,10 +513,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[inline(always)]
     fn insert(&mut self, op: Op) -> Result<usize, Violation> {
         let id = op.id;
-        self.ops.insert(id, op).map_err(|(refused, _)| match refused {
-            Refused::Duplicate => Violation::DuplicateRequest(id),
-            Refused::Full => Violation::Capacity,
-        })
+        self.ops
+            .insert(id, op)
+            .map_err(|(refused, _)| match refused {
+                Refused::Duplicate => Violation::DuplicateRequest(id),
+                Refused::Full => Violation::Capacity,
+            })
     }
 
     fn store_segments<T: zerocopy::IntoBytes + zerocopy::Immutable>(

@@ -180,6 +180,15 @@ pub(super) struct ReadMessageWire {
     pub(super) read: ReadWire,
 }
 
+/// A Write message's prefix: header and fixed payload; the first
+/// fragment's data follows (the encoder's fast path).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct WriteMessageWire {
+    pub(super) header: HeaderWire,
+    pub(super) write: WriteWire,
+}
+
 /// ReadV, followed by `count` [`ReadSegment`]s.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
@@ -323,6 +332,46 @@ pub(crate) fn emit_read(
     wire.write_to_prefix(buf)
         .map_err(|_| InsufficientSize { required: LEN })?;
     Ok(LEN)
+}
+
+/// Bytes [`emit_write_prefix`] writes: header and write payload.
+pub(crate) const WRITE_PREFIX_LEN: usize = size_of::<WriteMessageWire>();
+
+/// Encode the prefix of a Write message whose first fragment carries
+/// `data_len` bytes (gathered after the prefix by the driver) into `buf`:
+/// what [`Message::emit_prefix`] writes for [`Body::Write`] with the
+/// payload length counting the data, without building the [`Message`].
+/// `buf` is untouched when shorter than the prefix's 48 bytes.
+pub(crate) fn emit_write_prefix(
+    buf: &mut [u8],
+    flags: Flags,
+    credits: u16,
+    request_id: u32,
+    write: &WriteRequest<'_>,
+    data_len: u32,
+) -> Result<usize, InsufficientSize> {
+    const FIXED: u32 = size_of::<WriteWire>() as u32;
+    let wire = WriteMessageWire {
+        header: HeaderWire {
+            version: VERSION_1_BYTE,
+            opcode: Opcode::Write as u8,
+            flags: U16::new(flags.bits()),
+            credits: U16::new(credits),
+            reserved: U16::ZERO,
+            request_id: U32::new(request_id),
+            length: U32::new(FIXED.saturating_add(data_len)),
+        },
+        write: WriteWire {
+            handle: write.handle.into(),
+            total_len: write.total_len.into(),
+            offset: write.offset.into(),
+            status: write.status,
+        },
+    };
+    wire.write_to_prefix(buf).map_err(|_| InsufficientSize {
+        required: WRITE_PREFIX_LEN,
+    })?;
+    Ok(WRITE_PREFIX_LEN)
 }
 
 impl ReadRequest {

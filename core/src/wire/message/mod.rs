@@ -25,7 +25,9 @@ mod io;
 use auth::{StatusResponseWire, StatusWire};
 use control::{CompletionWire, RegisterCompletionWire, WordWire, word};
 use credit::{DeltaWire, delta};
-pub(crate) use io::{READ_MESSAGE_LEN, ReadFields, emit_read, parse_read_fields};
+pub(crate) use io::{
+    READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read, emit_write_prefix, parse_read_fields,
+};
 pub use io::{
     ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment, WriteVRequest, parse_read,
 };
@@ -617,6 +619,53 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(Message::parse(&bytes), generic);
+        }
+    }
+
+    #[test]
+    fn write_prefix_fast_path_matches_generic() {
+        let cases = [
+            (0u64, 0u32, 0u16, 1u32, 1u32, Flags::empty()),
+            (
+                u64::MAX,
+                u32::MAX,
+                u16::MAX,
+                u32::MAX,
+                u32::MAX - 32,
+                Flags::INTERRUPT,
+            ),
+            (4096, 7, 64, 0x1234_5678, 4096, Flags::INTERRUPT),
+        ];
+        for (offset, handle, credits, request_id, data_len, flags) in cases {
+            let write = WriteRequest {
+                handle,
+                offset,
+                total_len: data_len.saturating_add(5),
+                status: BufferDescriptor::new(!offset, 3, 24),
+                data: &[],
+            };
+            let msg = Message {
+                flags,
+                credits,
+                request_id,
+                body: Body::Write(write),
+            };
+            let (mut fast, mut generic) = ([0u8; 64], [0u8; 64]);
+            let n = emit_write_prefix(&mut fast, flags, credits, request_id, &write, data_len);
+            assert_eq!(n, Ok(WRITE_PREFIX_LEN));
+            assert_eq!(msg.emit_prefix(&mut generic), Ok(WRITE_PREFIX_LEN));
+            // The generic prefix counts no data; the client adds it after.
+            let length = u32::from_le_bytes([generic[12], generic[13], generic[14], generic[15]]);
+            generic[12..16].copy_from_slice(&(length + data_len).to_le_bytes());
+            assert_eq!(fast, generic);
+            let mut short = [0xAAu8; WRITE_PREFIX_LEN - 1];
+            assert_eq!(
+                emit_write_prefix(&mut short, flags, credits, request_id, &write, data_len),
+                Err(InsufficientSize {
+                    required: WRITE_PREFIX_LEN
+                })
+            );
+            assert_eq!(short, [0xAA; WRITE_PREFIX_LEN - 1]);
         }
     }
 
