@@ -447,10 +447,16 @@ fn cancel_before_and_during_transfer<M: Mode>() {
     let file = pair.client.open("c", RWC).expect("open");
 
     // Not yet transmitted: completes Cancelled at once, the server never
-    // sees it, nothing is written.
+    // sees it, nothing of it is written. (A write that can go first is
+    // sent as it is submitted: this one waits behind the fragments of a
+    // 1 MiB write still streaming.)
+    let lead = pair
+        .client
+        .submit_write(&file, 0, &pattern(1 << 20, 3))
+        .expect("submit");
     let ticket = pair
         .client
-        .submit_write(&file, 0, &pattern(1 << 20, 1))
+        .submit_write(&file, 2 << 20, &pattern(1 << 20, 1))
         .expect("submit");
     pair.client.cancel(&ticket).expect("cancel");
     assert_eq!(
@@ -458,9 +464,13 @@ fn cancel_before_and_during_transfer<M: Mode>() {
         (Operation::Write, Status::Cancelled)
     );
     assert_eq!(
+        pair.client.wait(lead, &mut []).expect("lead write"),
+        1 << 20
+    );
+    assert_eq!(
         fs::metadata(dir.path().join("c")).expect("stat").len(),
-        0,
-        "nothing written"
+        1 << 20,
+        "nothing of the cancelled write written"
     );
 
     // In flight: an 8 MiB write needs 128 fragments and only has 32 credits,

@@ -755,6 +755,88 @@ impl Engine {
         Ok(request)
     }
 
+    /// Submit a write of the first `len` bytes of data slot `slot` to the
+    /// core and, when it can go at once, post its first send in the same
+    /// pass: the prefix encoded by the core into a free send buffer
+    /// ([`CoreClient::write_into`]), the data gathered from the slot.
+    /// Otherwise (no send buffer free, requests queued ahead of it, no
+    /// credit) the core queues it and the next [`Engine::poll`] posts it;
+    /// a write longer than one send streams its other fragments from
+    /// there. A post that fails takes the connection down, as in `read`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write(
+        &mut self,
+        transport: &mut impl Transport,
+        slot: usize,
+        handle: u32,
+        offset: u64,
+        len: u32,
+        status: BufferDescriptor,
+    ) -> Result<RequestId, ClientError> {
+        let mode = self.mode;
+        if self.transport_down || self.sends_posted >= self.send_queue {
+            return Ok(self.core.write(handle, offset, len, status, mode)?);
+        }
+        let Some(buffer) = self.sends.take() else {
+            return Ok(self.core.write(handle, offset, len, status, mode)?);
+        };
+        let bytes = match self
+            .sends
+            .region(buffer)
+            .and_then(|region| transport.region_mut(region))
+        {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                self.sends.release(buffer);
+                return Ok(self.core.write(handle, offset, len, status, mode)?);
+            }
+        };
+        let (request, transmit) = match self
+            .core
+            .write_into(self.now, handle, offset, len, status, mode, bytes)
+        {
+            Ok(submitted) => submitted,
+            Err(e) => {
+                self.sends.release(buffer);
+                return Err(e.into());
+            }
+        };
+        let Some(transmit) = transmit else {
+            self.sends.release(buffer);
+            return Ok(request);
+        };
+        // The first fragment's data, from the slot the caller filled (the
+        // core names this very request: it was just submitted).
+        let data = transmit.data.map_or(0, |data| data.len as usize);
+        let posted = self
+            .sends
+            .slice(buffer, 0, transmit.len)
+            .and_then(|prefix| {
+                let data = self.slots.slice(slot, 0, data)?;
+                transport.post_send(
+                    Work::Send {
+                        buffer,
+                        data: Some(slot),
+                    }
+                    .id(),
+                    &[prefix, data],
+                    None,
+                )
+            });
+        if posted.is_err() {
+            // Sent as far as the core knows: the connection's end completes
+            // it, as it does the requests a failed poll posts.
+            self.sends.release(buffer);
+            self.transport_failed(None);
+        } else {
+            if let Some(entry) = self.table.get_mut(slot) {
+                entry.sends += 1;
+            }
+            self.sends_posted += 1;
+        }
+        Ok(request)
+    }
+
     /// [`Engine::read`] on a transport that takes the request inline: it
     /// is encoded on the stack and copied into the work request, so no
     /// send buffer is taken, filled through `region_mut` and given back at

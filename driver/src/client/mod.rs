@@ -868,11 +868,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 len: len as u64,
                 max: u64::from(u32::MAX),
             })?;
-            let mode = self.engine.mode();
-            Ok(self
-                .engine
-                .core_mut()
-                .write(file.handle, offset, len, status, mode)?)
+            // Posted at once when it can go first (`Engine::write`).
+            self.engine
+                .write(&mut self.transport, slot, file.handle, offset, len, status)
         })();
         self.submitted(slot, submitted, Operation::Write, 0, false)
     }
