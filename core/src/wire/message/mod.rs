@@ -30,6 +30,7 @@ pub(crate) use io::{
 };
 pub use io::{
     ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment, WriteVRequest, parse_read,
+    parse_write,
 };
 use io::{ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
 
@@ -193,12 +194,16 @@ impl<'a> Message<'a> {
     /// `docs/PROTOCOL.md` for every layout and rule).
     #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        // A well-formed Read is accepted by one fixed-layout check; anything
-        // else (including every malformed Read, for its exact error) takes
-        // the general path. `tests::read_fast_parse_agrees` holds the two
-        // to the same answers.
+        // A well-formed Read, or Write, is accepted by one fixed-layout
+        // check; anything else (including every malformed Read and Write,
+        // for its exact error) takes the general path.
+        // `tests::read_fast_parse_agrees` and `write_fast_parse_agrees` hold
+        // the two to the same answers.
         if let Some(read) = parse_read(buf) {
             return Ok(read);
+        }
+        if let Some(write) = parse_write(buf) {
+            return Ok(write);
         }
         Self::parse_generic(buf)
     }
@@ -587,6 +592,45 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// The fixed-prefix Write parser accepts exactly what the general
+        /// parser accepts, with the same result, on Write-shaped inputs with
+        /// any field (or the length, or the data's size) off.
+        #[test]
+        fn write_fast_parse_agrees(
+            mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 48..=64),
+            cut in 0usize..4,
+            version_ok in proptest::bool::weighted(0.9),
+            opcode_ok in proptest::bool::weighted(0.9),
+            length_ok in proptest::bool::weighted(0.8),
+            reserved_ok in proptest::bool::weighted(0.9),
+            total in proptest::prop_oneof![3 => 16u32..=20, 1 => 0u32..16],
+            flags in 0u16..4,
+        ) {
+            let cut = cut.min(bytes.len() - 44);
+            let len = bytes.len() - cut;
+            bytes.truncate(len);
+            if let Some(b) = bytes.get_mut(0) { if version_ok { *b = 1 } }
+            if let Some(b) = bytes.get_mut(1) { if opcode_ok { *b = 0x23 } }
+            if let Some(b) = bytes.get_mut(2..4) { b.copy_from_slice(&flags.to_le_bytes()) }
+            if reserved_ok {
+                if let Some(b) = bytes.get_mut(6..8) { b.fill(0) }
+            }
+            if let Some(b) = bytes.get_mut(12..16) {
+                if length_ok { b.copy_from_slice(&(len as u32 - 16).to_le_bytes()) }
+            }
+            if let Some(b) = bytes.get_mut(20..24) { b.copy_from_slice(&total.to_le_bytes()) }
+            let fast = parse_write(&bytes);
+            let generic = Message::parse_generic(&bytes);
+            match fast {
+                Some(msg) => proptest::prop_assert_eq!(Ok(msg), generic),
+                None => {
+                    let accepted_write = matches!(generic, Ok(Message { body: Body::Write(_), .. }));
+                    proptest::prop_assert!(!accepted_write);
+                }
+            }
+            proptest::prop_assert_eq!(Message::parse(&bytes), generic);
+        }
+
         /// The fixed-layout Read parser accepts exactly what the general
         /// parser accepts, with the same result, on Read-shaped inputs with
         /// any field (or the length) off.
