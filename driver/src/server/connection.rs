@@ -950,17 +950,101 @@ impl<T: Transport> ServerConnection<T> {
                 return self.read_arrived(now, read);
             }
         };
-        if self.request_metrics {
-            let message = self.receives.message(&self.transport, index, len)?;
-            let span = self.trace_requests.then_some(&self.span);
-            self.timings.started(now, message, span);
-        }
         let Some((op, result)) = written else {
+            if self.request_metrics {
+                self.time_message(now, index, len)?;
+            }
             return Ok(());
         };
         self.last_active = now;
+        if self.inline {
+            return self.write_done(now, index, len, op, result);
+        }
+        if self.request_metrics {
+            self.time_message(now, index, len)?;
+        }
         let completed = self.conn.complete_io(op, result);
         self.io_completed(completed)
+    }
+
+    /// Note the request message `index` (of `len` bytes) starts, if it
+    /// starts one, for the latency of its status block.
+    fn time_message(
+        &mut self,
+        now: Instant,
+        index: usize,
+        len: usize,
+    ) -> Result<(), ConnectionEnd> {
+        let message = self.receives.message(&self.transport, index, len)?;
+        let span = self.trace_requests.then_some(&self.span);
+        self.timings.started(now, message, span);
+        Ok(())
+    }
+
+    /// A write's data (from receive `index`) went to its file with
+    /// `result`: complete it in one pass, as a read served at once is
+    /// ([`ServerConnection::complete_now`]) — when that finishes the
+    /// request and nothing waits to go before its status block, the core
+    /// encodes the block here and it is posted inline now; otherwise (more
+    /// fragments to come, output queued ahead) it goes as before, through
+    /// the core's queue and `drain_transmits`. Timed like a read at once
+    /// when the write was one message, from its first fragment otherwise.
+    fn write_done(
+        &mut self,
+        now: Instant,
+        index: usize,
+        len: usize,
+        op: OpId,
+        result: Result<u64, Status>,
+    ) -> Result<(), ConnectionEnd> {
+        let bytes = self
+            .scratch
+            .get_mut(..INLINE_MESSAGE)
+            .ok_or_else(|| broken("no inline scratch buffer"))?;
+        match self.conn.complete_io_into(op, result, bytes) {
+            Ok(Some(transmit)) => {
+                if self.request_metrics {
+                    self.write_timed(now, index, len, transmit)?;
+                }
+                post_inline(&mut self.transport, &self.scratch, transmit)?;
+                self.sends_posted += 1;
+                Ok(())
+            }
+            completed => {
+                if self.request_metrics {
+                    self.time_message(now, index, len)?;
+                }
+                self.io_completed(completed)
+            }
+        }
+    }
+
+    /// Count and time a write whose status block `transmit` (in the
+    /// scratch buffer) goes now: from its first fragment's entry in the
+    /// table, or, a write of one message (never noted), as done at once,
+    /// its size read off that message.
+    fn write_timed(
+        &mut self,
+        now: Instant,
+        index: usize,
+        len: usize,
+        transmit: Transmit,
+    ) -> Result<(), ConnectionEnd> {
+        let block = self.scratch.get(..transmit_len(transmit)).unwrap_or(&[]);
+        let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) else {
+            return Err(broken("the core encoded no status block"));
+        };
+        // A Write (WriteV) message that finished its request at once was
+        // its only message: never noted. A continuation's request was
+        // noted at its first fragment, which did not finish it.
+        let message = self.receives.message(&self.transport, index, len)?;
+        match write_size(message) {
+            Some((kind, size)) => {
+                self.request_done_at_once(block.request_id, kind, size, block.status, block.bytes)
+            }
+            None => self.request_done(now, block.request_id, block.status, block.bytes),
+        }
+        Ok(())
     }
 
     /// A Read the core handed over at once: served now, its status block
@@ -1247,7 +1331,7 @@ impl<T: Transport> ServerConnection<T> {
                         Ok(n) => (Status::Success, n.min(wanted)),
                         Err(status) => (status, 0),
                     };
-                    self.request_done_at_once(read.op.0, wanted, status, bytes);
+                    self.request_done_at_once(read.op.0, 0, wanted, status, bytes);
                 }
                 match answer {
                     Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
@@ -1625,14 +1709,23 @@ impl<T: Transport> ServerConnection<T> {
         }
     }
 
-    /// A read that arrived and completed in the same round
-    /// ([`Self::read_arrived`]): what [`RequestTimings::note`] and
+    /// A request of `kind` ([`crate::stats::REQUEST_KINDS`]) that arrived
+    /// and completed in the same round (a read, [`Self::read_arrived`]; a
+    /// write of one message, [`Self::write_done`]): what
+    /// [`RequestTimings::note`] and
     /// [`Self::request_done`] record for it — its latency is 0 µs, both
     /// ends being this round's `now` — without the table entry between
     /// them (two probes of the table and a span kept per read).
-    fn request_done_at_once(&mut self, request: u32, size: u64, status: Status, bytes: u64) {
+    fn request_done_at_once(
+        &mut self,
+        request: u32,
+        kind: usize,
+        size: u64,
+        status: Status,
+        bytes: u64,
+    ) {
         self.cell.completed(status);
-        self.cell.latency(0, size, 0);
+        self.cell.latency(kind, size, 0);
         if !self.trace_requests {
             return;
         }
@@ -1640,7 +1733,7 @@ impl<T: Transport> ServerConnection<T> {
             parent: &self.span,
             "request",
             id = request,
-            kind = crate::stats::REQUEST_KINDS[0],
+            kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
             size
         );
         span.in_scope(|| {
@@ -1786,6 +1879,25 @@ fn write_chunk(
     Ok(total)
 }
 
+/// A Write's or WriteV's [`crate::stats::REQUEST_KINDS`] index and size,
+/// read off the message the core validated: `total_len` is a fixed field of
+/// the payload (`docs/PROTOCOL.md`: Write `total_len` at payload offset 4,
+/// WriteV at 8), so a write is not parsed a second time for its timing.
+/// `None` for any other message.
+fn write_size(message: &[u8]) -> Option<(usize, u64)> {
+    let opcode = *message.get(1)?;
+    let (kind, at) = if opcode == Opcode::Write as u8 {
+        (2, 4)
+    } else if opcode == Opcode::WriteV as u8 {
+        (3, 8)
+    } else {
+        return None;
+    };
+    let at = HEADER_LEN + at;
+    let bytes = message.get(at..at + 4)?.try_into().ok()?;
+    Some((kind, u64::from(u32::from_le_bytes(bytes))))
+}
+
 /// An I/O request received and not yet completed.
 #[derive(Debug)]
 struct Timed {
@@ -1835,27 +1947,16 @@ impl RequestTimings {
             let Ok(header) = Header::parse(message) else {
                 return;
             };
-            // A write's size is a fixed field of its payload, read where it
-            // lies (`docs/PROTOCOL.md`: Write `total_len` at payload offset
-            // 4, WriteV at 8; the core has validated the message): writes
-            // are not parsed a second time for their timing.
-            let field = |at: usize| {
-                let at = HEADER_LEN + at;
-                message
-                    .get(at..at + 4)
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .map(|bytes| u64::from(u32::from_le_bytes(bytes)))
-            };
-            let fixed = match header.opcode {
-                Opcode::Write => Some((2, field(4))),
-                Opcode::WriteV => Some((3, field(8))),
-                Opcode::Read | Opcode::ReadV => None,
+            match header.opcode {
+                Opcode::Write | Opcode::WriteV => {
+                    let Some((kind, size)) = write_size(message) else {
+                        return;
+                    };
+                    self.note(now, header.request_id, kind, size, connection);
+                    return;
+                }
+                Opcode::Read | Opcode::ReadV => {}
                 _ => return,
-            };
-            if let Some((kind, size)) = fixed {
-                let Some(size) = size else { return };
-                self.note(now, header.request_id, kind, size, connection);
-                return;
             }
             let (kind, size) = match Message::parse(message).map(|message| message.body) {
                 Ok(Body::Read(read)) => (0, u64::from(read.dest.len())),
