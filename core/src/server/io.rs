@@ -74,6 +74,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(super) fn start_write<'a>(
         &mut self,
         id: u32,
@@ -124,6 +125,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     /// Account one fragment of write `id` and map its bytes onto file pieces.
+    #[inline(always)]
     pub(super) fn write_fragment<'a>(
         &mut self,
         id: u32,
@@ -383,6 +385,7 @@ pub(super) fn within_file_offsets(offset: u64, len: u64) -> bool {
 
 /// Map `data`, found at `data_offset` of a write's data stream, onto file
 /// offsets: consecutive segments without COLLAPSE, every segment with it.
+#[inline(always)]
 pub(super) fn map_pieces<'a>(
     segments: &[WriteSegment],
     collapse: bool,
