@@ -520,7 +520,7 @@ impl ServerSide {
         let chunk = self.core.handle_message(now, bytes)?;
         Ok(chunk.map(|chunk| Work::Write {
             op: chunk.op.0,
-            len: chunk.pieces.iter().map(|(_, data)| data.len() as u64).sum(),
+            len: chunk.pieces().map(|(_, data)| data.len() as u64).sum(),
         }))
     }
 

@@ -549,7 +549,12 @@ impl Pair {
         }
         match self.server.handle_message(self.now, &msg) {
             Ok(Some(chunk)) => {
-                let (op, file, pieces) = (chunk.op, chunk.file, chunk.pieces.clone());
+                // The chunk borrows the server: its pieces are copied out.
+                let (op, file) = (chunk.op, chunk.file);
+                let owned: Vec<(u64, Vec<u8>)> =
+                    chunk.pieces().map(|(o, b)| (o, b.to_vec())).collect();
+                let pieces: Vec<(u64, &[u8])> =
+                    owned.iter().map(|(o, b)| (*o, b.as_slice())).collect();
                 let result = self.write_file(file, &pieces);
                 if let Err(e) = self.server.complete_io(op, result) {
                     self.anomalies
@@ -569,7 +574,7 @@ impl Pair {
             Ok(Received::Write(chunk)) => Work::Write(
                 chunk.op,
                 chunk.file,
-                chunk.pieces.iter().map(|(o, b)| (*o, b.to_vec())).collect(),
+                chunk.pieces().map(|(o, b)| (o, b.to_vec())).collect(),
             ),
             Ok(Received::Read { op, file, segments }) => Work::Read(op, file, segments.to_vec()),
             Err(v) => {

@@ -85,7 +85,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         collapse: bool,
         total: u32,
         data: &'a [u8],
-    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+    ) -> Result<Option<Chunk<'a>>, Violation> {
         self.check_status_desc(status_desc)?;
         let file_bytes = if collapse {
             u64::from(total).checked_mul(segments.len() as u64)
@@ -131,7 +131,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         id: u32,
         data_offset: u32,
         data: &'a [u8],
-    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+    ) -> Result<Option<Chunk<'a>>, Violation> {
         let index = self.find(id).ok_or(Violation::UnknownRequest(id))?;
         let op = self
             .ops
@@ -165,13 +165,21 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let complete = end == *total;
         let mut chunk = None;
         if let (Some(file), false, false) = (op.file, op.cancelled, data.is_empty()) {
-            let pieces =
-                map_pieces(segments, *collapse, data_offset, data).ok_or(Violation::Capacity)?;
+            // Where the bytes go is noted in the connection's piece map
+            // (the chunk handed out borrows it): nothing to copy around.
+            map_pieces(
+                segments,
+                *collapse,
+                data_offset,
+                data.len(),
+                &mut self.piece_map.0,
+            )
+            .ok_or(Violation::Capacity)?;
             op.pieces_in_flight = op.pieces_in_flight.saturating_add(1);
-            chunk = Some(WriteChunk {
+            chunk = Some(Chunk {
                 op: OpId(id),
                 file,
-                pieces,
+                data,
             });
         }
         if complete {
@@ -383,37 +391,53 @@ pub(super) fn within_file_offsets(offset: u64, len: u64) -> bool {
         .is_some_and(|end| end <= i64::MAX.unsigned_abs())
 }
 
-/// Map `data`, found at `data_offset` of a write's data stream, onto file
-/// offsets: consecutive segments without COLLAPSE, every segment with it.
+/// Map `len` bytes of data, found at `data_offset` of a write's data
+/// stream, onto file offsets, into `pieces` (cleared first; each piece a
+/// range of the data): consecutive segments without COLLAPSE, every
+/// segment with it.
 #[inline(always)]
-pub(super) fn map_pieces<'a>(
+pub(super) fn map_pieces(
     segments: &[WriteSegment],
     collapse: bool,
     data_offset: u32,
-    data: &'a [u8],
-) -> Option<heapless::Vec<(u64, &'a [u8]), MAX_SEGMENTS>> {
-    let mut pieces = heapless::Vec::new();
+    len: usize,
+    pieces: &mut heapless::Vec<Piece, MAX_SEGMENTS>,
+) -> Option<()> {
+    pieces.clear();
+    let whole = u32::try_from(len).ok()?;
     if collapse {
         for segment in segments {
             let offset = segment.offset().checked_add(u64::from(data_offset))?;
-            pieces.push((offset, data)).ok()?;
+            pieces
+                .push(Piece {
+                    offset,
+                    start: 0,
+                    end: whole,
+                })
+                .ok()?;
         }
-        return Some(pieces);
+        return Some(());
     }
     let mut stream_pos = 0u64; // start of the current segment in the data stream
     let start = u64::from(data_offset);
-    let end = start.checked_add(data.len() as u64)?;
+    let end = start.checked_add(u64::from(whole))?;
     for segment in segments {
         let seg_end = stream_pos.checked_add(u64::from(segment.len()))?;
         let lo = start.max(stream_pos);
         let hi = end.min(seg_end);
         if lo < hi {
-            let from = usize::try_from(lo.checked_sub(start)?).ok()?;
-            let to = usize::try_from(hi.checked_sub(start)?).ok()?;
+            let from = u32::try_from(lo.checked_sub(start)?).ok()?;
+            let to = u32::try_from(hi.checked_sub(start)?).ok()?;
             let offset = segment.offset().checked_add(lo.checked_sub(stream_pos)?)?;
-            pieces.push((offset, data.get(from..to)?)).ok()?;
+            pieces
+                .push(Piece {
+                    offset,
+                    start: from,
+                    end: to,
+                })
+                .ok()?;
         }
         stream_pos = seg_end;
     }
-    Some(pieces)
+    Some(())
 }

@@ -203,24 +203,73 @@ pub enum ServerEvent<'a> {
     },
 }
 
-/// Write data for the driver to `pwrite`, borrowed from the receive buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Write data for the driver to `pwrite`: the fragment's bytes, borrowed
+/// from the receive buffer, and where each piece of them goes, borrowed
+/// from the connection (it holds the map of the last fragment it handed
+/// out, so a chunk is three words to pass around, not a list of pieces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteChunk<'a> {
     /// The request: report with [`Connection::complete_io`] (bytes written,
     /// summed over all pieces).
     pub op: OpId,
     /// The file.
     pub file: FileId,
-    /// (file offset, bytes) pieces. A vectored write's fragment may span
-    /// several segments; a COLLAPSE fragment lands at every segment.
-    pub pieces: heapless::Vec<(u64, &'a [u8]), MAX_SEGMENTS>,
+    data: &'a [u8],
+    map: &'a [Piece],
+}
+
+impl<'a> WriteChunk<'a> {
+    /// The (file offset, bytes) pieces, in order. A vectored write's
+    /// fragment may span several segments; a COLLAPSE fragment lands at
+    /// every segment (the same bytes each time).
+    pub fn pieces(&self) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
+        let data = self.data;
+        self.map.iter().filter_map(move |piece| {
+            let bytes = data.get(piece.start as usize..piece.end as usize)?;
+            Some((piece.offset, bytes))
+        })
+    }
+}
+
+/// A write fragment inside the core, before it is handed out: the
+/// connection is still borrowed mutably then, so the chunk's map is
+/// attached at the API boundary ([`Connection::chunk`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Chunk<'a> {
+    op: OpId,
+    file: FileId,
+    data: &'a [u8],
+}
+
+/// Bytes `start..end` of a write fragment's data go to file `offset`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Piece {
+    offset: u64,
+    start: u32,
+    end: u32,
+}
+
+/// The pieces of the last write fragment handed out: scratch, rewritten
+/// per fragment and read only through that fragment's [`WriteChunk`], so
+/// not part of the connection's state (any two compare equal and hash
+/// alike, which keeps the model checker's states what they were).
+#[derive(Clone, Debug, Default)]
+struct PieceMap(heapless::Vec<Piece, MAX_SEGMENTS>);
+
+impl PartialEq for PieceMap {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PieceMap {}
+
+impl core::hash::Hash for PieceMap {
+    fn hash<H: core::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// What [`Connection::take_message`] hands the driver at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
-// The write chunk's pieces live inline (no alloc in the core), as in the
-// `Option<WriteChunk>` that `handle_message` returns: no larger.
-#[allow(clippy::large_enum_variant)]
 pub enum Received<'a> {
     /// Nothing at once; events and transmits may be queued (drain them as
     /// after [`Connection::handle_message`]).
@@ -402,6 +451,8 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     max_io: u32,
     /// Credit and keepalive counters ([`Connection::stats`]).
     stats: ConnectionStats,
+    /// Where the last write fragment handed out goes ([`WriteChunk`]).
+    piece_map: PieceMap,
 }
 
 impl<const R: usize, const F: usize> Connection<R, F> {
@@ -429,6 +480,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             max_send: usize::try_from(config.max_send_size).unwrap_or(usize::MAX),
             max_io: config.max_io_size,
             stats: ConnectionStats::default(),
+            piece_map: PieceMap::default(),
         }
     }
 

@@ -14,7 +14,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// is queued and a [`ServerEvent::Terminated`] pending); the error says
     /// why. Messages after termination are ignored.
     pub fn handle_message<'a>(
-        &mut self,
+        &'a mut self,
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Option<WriteChunk<'a>>, Violation> {
@@ -23,7 +23,20 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Arrival::Read(read) => self.read_message(now, &read, false).map(|_| None),
             Arrival::Other => self.process(now, bytes),
         };
-        result.map_err(|violation| self.failed(violation))
+        match result {
+            Ok(chunk) => Ok(chunk.map(|chunk| self.chunk(chunk))),
+            Err(violation) => Err(self.failed(violation)),
+        }
+    }
+
+    /// Hand `chunk` out with the map of its pieces.
+    fn chunk<'a>(&'a self, chunk: Chunk<'a>) -> WriteChunk<'a> {
+        WriteChunk {
+            op: chunk.op,
+            file: chunk.file,
+            data: chunk.data,
+            map: &self.piece_map.0,
+        }
     }
 
     /// [`Connection::handle_message`] for a driver that performs a read as
@@ -47,7 +60,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             },
             Arrival::Other => {
                 return match self.process(now, bytes) {
-                    Ok(Some(chunk)) => Ok(Received::Write(chunk)),
+                    Ok(Some(chunk)) => Ok(Received::Write(self.chunk(chunk))),
                     Ok(None) => Ok(Received::Nothing),
                     Err(violation) => Err(self.failed(violation)),
                 };
@@ -102,7 +115,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         &mut self,
         now: Instant,
         bytes: &'a [u8],
-    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+    ) -> Result<Option<Chunk<'a>>, Violation> {
         let msg = Message::parse(bytes)?;
         let opcode = msg.opcode();
         if !opcode.sent_by_client() {
@@ -140,7 +153,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     pub(super) fn open_message<'a>(
         &mut self,
         msg: &Message<'a>,
-    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+    ) -> Result<Option<Chunk<'a>>, Violation> {
         let id = msg.request_id;
         match msg.body {
             Body::CreditAck { delta } => {
@@ -208,7 +221,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     pub(super) fn new_request<'a>(
         &mut self,
         msg: &Message<'a>,
-    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+    ) -> Result<Option<Chunk<'a>>, Violation> {
         self.ledger.on_request(msg.credits)?;
         if self.find(msg.request_id).is_some() {
             return Err(Violation::DuplicateRequest(msg.request_id));
@@ -220,7 +233,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     pub(super) fn request<'a>(
         &mut self,
         msg: &Message<'a>,
-    ) -> Result<Option<WriteChunk<'a>>, Violation> {
+    ) -> Result<Option<Chunk<'a>>, Violation> {
         let id = msg.request_id;
         let interrupt = msg.flags.contains(Flags::INTERRUPT);
         match msg.body {

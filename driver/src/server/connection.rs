@@ -1870,8 +1870,8 @@ fn write_chunk(
     let mut held = None;
     let file = registered_file(server, handles, chunk.file, &mut held)?;
     let mut total = 0u64;
-    for (offset, bytes) in &chunk.pieces {
-        file.write_at(*offset, bytes).map_err(|e| e.status())?;
+    for (offset, bytes) in chunk.pieces() {
+        file.write_at(offset, bytes).map_err(|e| e.status())?;
         total += bytes.len() as u64;
     }
     ConnectionCell::add(&cell.writes, 1);
