@@ -121,7 +121,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
         let index = self.insert(op)?;
         self.store_segments(index, segments)?;
-        self.write_fragment(id, 0, data)
+        self.write_fragment_at(index, id, 0, data)
     }
 
     /// Account one fragment of write `id` and map its bytes onto file pieces.
@@ -133,6 +133,19 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         data: &'a [u8],
     ) -> Result<Option<Chunk<'a>>, Violation> {
         let index = self.find(id).ok_or(Violation::UnknownRequest(id))?;
+        self.write_fragment_at(index, id, data_offset, data)
+    }
+
+    /// [`Connection::write_fragment`] of the write in slot `index` (the
+    /// first fragment, just inserted there, needs no lookup).
+    #[inline(always)]
+    fn write_fragment_at<'a>(
+        &mut self,
+        index: usize,
+        id: u32,
+        data_offset: u32,
+        data: &'a [u8],
+    ) -> Result<Option<Chunk<'a>>, Violation> {
         let op = self
             .ops
             .get_mut(index)
