@@ -9,7 +9,12 @@
 #
 #   scripts/hot-path-targets.sh [REPEAT]          (default 3 runs per row)
 #
-# Environment: BYTES (bytes per row, default 256MiB), OUT (a directory to
+# Environment: BYTES (bytes per row, default 256MiB), PIN (a CPU list for
+# taskset: every server, bench and baseline then runs on those CPUs only.
+# A diagnostic, not the targets' method: PIN=0 puts rdio and the raw loops
+# alike on one CPU, which steadies the raw cma loops on a VM where handing
+# work between vCPUs is slow and erratic, but starves the raw libfabric
+# loops (docs/PERFORMANCE.md, stop 32)), OUT (a directory to
 # keep the CSVs and logs in; default a temporary one, removed), VALGRIND /
 # VALGRIND_LIB / CALLGRIND_ANNOTATE as scripts/callgrind-inline.sh takes
 # them (skipped with a note when valgrind is older than 3.20 or missing).
@@ -22,6 +27,11 @@ repeat=${1:-3}
 bytes=${BYTES:-256MiB}
 
 cargo build --release -q -p rdio-cli
+pin=()
+if [[ -n ${PIN:-} ]]; then
+    command -v taskset >/dev/null || { echo "hot-path-targets: PIN needs taskset (util-linux)" >&2; exit 1; }
+    pin=(taskset -c "$PIN")
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 rdio=$target_dir/release/rdio
 
@@ -42,7 +52,7 @@ trap cleanup EXIT
 # Start `rdio serve` over TRANSPORT on an ephemeral port; prints its address.
 serve() {
     local transport=$1 line
-    "$rdio" --transport "$transport" serve --root "$work/root" --listen 127.0.0.1:0 \
+    "${pin[@]}" "$rdio" --transport "$transport" serve --root "$work/root" --listen 127.0.0.1:0 \
         >"$out/serve-$transport.out" 2>"$out/serve-$transport.err" &
     echo "$!" >>"$work/pids"
     for _ in $(seq 100); do
@@ -64,12 +74,12 @@ for transport in fabric cma; do
     echo "== $transport: rdio bench --server $addr (4K and 1M, QD 1/8/32, read and write, $repeat runs)" >&2
     # --file-baseline: the shaped loops again with the server's file I/O,
     # on the served file system, for the w/file column (not a target).
-    "$rdio" --transport "$transport" bench --server "$addr" --sizes 4K,1M --queue-depths 1,8,32 \
+    "${pin[@]}" "$rdio" --transport "$transport" bench --server "$addr" --sizes 4K,1M --queue-depths 1,8,32 \
         --ops read,write --bytes "$bytes" --repeat "$repeat" --csv "$out/$transport.csv" \
         --file-baseline "$work/root" >"$out/$transport.txt"
 done
 echo "== loopback (inline): rdio bench, 4K read QD 32, $repeat runs" >&2
-"$rdio" bench --sizes 4K --queue-depths 32 --ops read --bytes "$bytes" --repeat "$repeat" \
+"${pin[@]}" "$rdio" bench --sizes 4K --queue-depths 32 --ops read --bytes "$bytes" --repeat "$repeat" \
     --csv "$out/loopback.csv" >"$out/loopback.txt"
 
 instructions=""
@@ -85,7 +95,7 @@ else
 fi
 
 echo
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   runs per row: $repeat   bytes per row: $bytes"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   runs per row: $repeat   bytes per row: $bytes${PIN:+   pinned to CPU $PIN}"
 printf '%-58s %-10s %-8s %-4s %s\n' "target" "measured" "needed" "met" "w/file"
 # CSV: transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,...,ratio(11),...,shaped_ratio(18),
 # ...,file_ratio(22)
