@@ -223,7 +223,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         msg: &Message<'a>,
     ) -> Result<Option<Chunk<'a>>, Violation> {
         self.ledger.on_request(msg.credits)?;
-        if self.find(msg.request_id).is_some() {
+        // A write's insert refuses an id already in flight
+        // (`Connection::insert`) before anything of it is done; every other
+        // request is checked here, since some are answered without a slot.
+        let inserts_first = matches!(msg.body, Body::Write(_) | Body::WriteV(_));
+        if !inserts_first && self.find(msg.request_id).is_some() {
             return Err(Violation::DuplicateRequest(msg.request_id));
         }
         self.request(msg)
