@@ -349,6 +349,10 @@ pub struct ServerConnection<T: Transport> {
     /// Leased mappings by slot (the slot is the work-request id's index).
     mapped: Vec<Option<Mapped>>,
     mapped_by_file: IdMap<FileId, usize>,
+    /// The slot of `mapped` the last read was served from: tried before
+    /// `mapped_by_file` (reads mostly come for one file at a time), and
+    /// trusted only while that slot holds a mapping of the read's file.
+    last_mapped: usize,
     /// Files registered on this connection, closed when it ends, with the
     /// bytes read and written on each (for the access log).
     files: IdMap<FileId, Transferred>,
@@ -507,6 +511,7 @@ impl Server {
             reads: VecDeque::new(),
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
+            last_mapped: 0,
             files: IdMap::default(),
             handles: IdMap::default(),
             transferred: Transferred::default(),
@@ -1454,8 +1459,17 @@ impl<T: Transport> ServerConnection<T> {
         &mut self,
         read: Read<'_>,
     ) -> Result<Option<Result<u64, Status>>, ConnectionEnd> {
-        let Some(&slot) = self.mapped_by_file.get(&read.file) else {
-            return Ok(None);
+        // One mapping per file (`map` adds none for a file that has
+        // one), so a slot mapping the read's file is the one the map names.
+        let cached = self.last_mapped;
+        let slot = if matches!(self.mapped.get(cached), Some(Some(m)) if m.file == read.file) {
+            cached
+        } else {
+            let Some(&slot) = self.mapped_by_file.get(&read.file) else {
+                return Ok(None);
+            };
+            self.last_mapped = slot;
+            slot
         };
         let Some(Some(mapped)) = self.mapped.get_mut(slot) else {
             return Ok(None);
