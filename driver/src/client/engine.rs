@@ -52,7 +52,8 @@ use super::ClientError;
 use crate::buffers::{Clock, INLINE_MESSAGE, Pool, Receives, Work, release};
 use crate::stats::ClientStats;
 use rdio_core::client::{
-    BlockOutcome, Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile, RequestId,
+    BlockOutcome, Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile,
+    RequestId, Transmit as CoreTransmit,
 };
 use rdio_core::error::{ApiError, Violation};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
@@ -704,39 +705,18 @@ impl Engine {
         status: BufferDescriptor,
     ) -> Result<RequestId, ClientError> {
         let mode = self.mode;
-        if self.transport_down || self.sends_posted >= self.send_queue {
-            return Ok(self.core.read(handle, offset, dest, status, mode)?);
-        }
-        if self.inline {
+        if self.inline && !self.transport_down && self.sends_posted < self.send_queue {
             return self.read_inline(transport, handle, offset, dest, status);
         }
-        let Some(buffer) = self.sends.take() else {
-            return Ok(self.core.read(handle, offset, dest, status, mode)?);
-        };
-        let bytes = match self
-            .sends
-            .region(buffer)
-            .and_then(|region| transport.region_mut(region))
-        {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                self.sends.release(buffer);
+        let encoded = self.submit_into(transport, |core, now, bytes| {
+            core.read_into(now, handle, offset, dest, status, mode, bytes)
+        })?;
+        let (buffer, request, transmit) = match encoded {
+            Submitted::Encoded(buffer, request, transmit) => (buffer, request, transmit),
+            Submitted::Queued(request) => return Ok(request),
+            Submitted::NotTried => {
                 return Ok(self.core.read(handle, offset, dest, status, mode)?);
             }
-        };
-        let (request, transmit) = match self
-            .core
-            .read_into(self.now, handle, offset, dest, status, mode, bytes)
-        {
-            Ok(submitted) => submitted,
-            Err(e) => {
-                self.sends.release(buffer);
-                return Err(e.into());
-            }
-        };
-        let Some(transmit) = transmit else {
-            self.sends.release(buffer);
-            return Ok(request);
         };
         let posted = self
             .sends
@@ -744,14 +724,7 @@ impl Engine {
             .and_then(|prefix| {
                 transport.post_send(Work::Send { buffer, data: None }.id(), &[prefix], None)
             });
-        if posted.is_err() {
-            // Sent as far as the core knows: the connection's end completes
-            // it, as it does the requests a failed poll posts.
-            self.sends.release(buffer);
-            self.transport_failed(None);
-        } else {
-            self.sends_posted += 1;
-        }
+        self.posted(buffer, posted);
         Ok(request)
     }
 
@@ -774,36 +747,15 @@ impl Engine {
         status: BufferDescriptor,
     ) -> Result<RequestId, ClientError> {
         let mode = self.mode;
-        if self.transport_down || self.sends_posted >= self.send_queue {
-            return Ok(self.core.write(handle, offset, len, status, mode)?);
-        }
-        let Some(buffer) = self.sends.take() else {
-            return Ok(self.core.write(handle, offset, len, status, mode)?);
-        };
-        let bytes = match self
-            .sends
-            .region(buffer)
-            .and_then(|region| transport.region_mut(region))
-        {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                self.sends.release(buffer);
+        let encoded = self.submit_into(transport, |core, now, bytes| {
+            core.write_into(now, handle, offset, len, status, mode, bytes)
+        })?;
+        let (buffer, request, transmit) = match encoded {
+            Submitted::Encoded(buffer, request, transmit) => (buffer, request, transmit),
+            Submitted::Queued(request) => return Ok(request),
+            Submitted::NotTried => {
                 return Ok(self.core.write(handle, offset, len, status, mode)?);
             }
-        };
-        let (request, transmit) = match self
-            .core
-            .write_into(self.now, handle, offset, len, status, mode, bytes)
-        {
-            Ok(submitted) => submitted,
-            Err(e) => {
-                self.sends.release(buffer);
-                return Err(e.into());
-            }
-        };
-        let Some(transmit) = transmit else {
-            self.sends.release(buffer);
-            return Ok(request);
         };
         // The first fragment's data, from the slot the caller filled (the
         // core names this very request: it was just submitted).
@@ -823,18 +775,69 @@ impl Engine {
                     None,
                 )
             });
-        if posted.is_err() {
-            // Sent as far as the core knows: the connection's end completes
-            // it, as it does the requests a failed poll posts.
-            self.sends.release(buffer);
-            self.transport_failed(None);
-        } else {
+        if posted.is_ok() {
             if let Some(entry) = self.table.get_mut(slot) {
                 entry.sends += 1;
             }
+        }
+        self.posted(buffer, posted);
+        Ok(request)
+    }
+
+    /// Submit a request to the core through `submit` (`read_into`,
+    /// `write_into`), which encodes it into a free send buffer when it can
+    /// go at once (see [`Submitted`]). A refused submission gives the
+    /// buffer back and is the error.
+    fn submit_into(
+        &mut self,
+        transport: &mut impl Transport,
+        submit: impl FnOnce(
+            &mut CoreClient,
+            rdio_core::Instant,
+            &mut [u8],
+        ) -> Result<(RequestId, Option<CoreTransmit>), ApiError>,
+    ) -> Result<Submitted, ClientError> {
+        if self.transport_down || self.sends_posted >= self.send_queue {
+            return Ok(Submitted::NotTried);
+        }
+        let Some(buffer) = self.sends.take() else {
+            return Ok(Submitted::NotTried);
+        };
+        let bytes = match self
+            .sends
+            .region(buffer)
+            .and_then(|region| transport.region_mut(region))
+        {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                self.sends.release(buffer);
+                return Ok(Submitted::NotTried);
+            }
+        };
+        match submit(&mut self.core, self.now, bytes) {
+            Ok((request, Some(transmit))) => Ok(Submitted::Encoded(buffer, request, transmit)),
+            Ok((request, None)) => {
+                self.sends.release(buffer);
+                Ok(Submitted::Queued(request))
+            }
+            Err(e) => {
+                self.sends.release(buffer);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A request's send from buffer `buffer` was posted, or failed: a
+    /// failed post gives the buffer back and takes the connection down
+    /// (the request, sent as far as the core knows, completes with the
+    /// connection's end, as the requests a failed poll posts do).
+    fn posted(&mut self, buffer: usize, posted: Result<(), TransportError>) {
+        if posted.is_err() {
+            self.sends.release(buffer);
+            self.transport_failed(None);
+        } else {
             self.sends_posted += 1;
         }
-        Ok(request)
     }
 
     /// [`Engine::read`] on a transport that takes the request inline: it
@@ -1238,6 +1241,19 @@ impl Engine {
             .collect();
         release(transport, regions)
     }
+}
+
+/// What [`Engine::submit_into`] did with a request.
+enum Submitted {
+    /// Nothing: the transport is down, or its send queue or the send
+    /// buffers are all taken. The caller submits the request to the core,
+    /// which queues it for [`Engine::poll`].
+    NotTried,
+    /// Submitted, and queued by the core (something must go before it):
+    /// nothing to post now.
+    Queued(RequestId),
+    /// Submitted and encoded into send buffer `.0`: post it now.
+    Encoded(usize, RequestId, CoreTransmit),
 }
 
 /// Bind `slot` to `request`: the core slot's pointer to it, and its entry
