@@ -7,7 +7,7 @@
 //! the same bytes `poll_transmit` would send, and queued otherwise; so is a
 //! write submitted with `Client::write_into` (its first fragment).
 
-use rdio_core::client::{BlockOutcome, Client, ClientEvent, CompletionMode, RequestId};
+use rdio_core::client::{BlockOutcome, Client, ClientEvent, CompletionMode, DataRef, RequestId};
 use rdio_core::server::{OpId, Received, ServerEvent, Transmit};
 use rdio_core::wire::{BufferDescriptor, OpenFlags, Status, StatusBlock};
 use rdio_core::{ApiError, Violation};
@@ -267,6 +267,28 @@ fn a_read_is_handed_over_as_it_arrives_unless_work_waits() {
     assert_eq!(pair.server.poll_event(), None);
 }
 
+/// What a one-pass submission returned on a copy of the client: the
+/// request, and the bytes of the send it encoded with that send's data
+/// reference, if it sent one at once.
+type Fused = Result<(RequestId, Option<(Vec<u8>, Option<DataRef>)>), ApiError>;
+
+/// Run the one-pass submission `submit` on a copy of the client, into a
+/// send buffer of `buf_len` bytes.
+fn fused_copy(
+    pair: &Pair,
+    buf_len: usize,
+    submit: impl FnOnce(
+        &mut Client<64>,
+        &mut [u8],
+    ) -> Result<(RequestId, Option<rdio_core::client::Transmit>), ApiError>,
+) -> (Client<64>, Fused) {
+    let mut client = pair.client.clone();
+    let mut buf = vec![0u8; buf_len];
+    let result = submit(&mut client, &mut buf)
+        .map(|(request, sent)| (request, sent.map(|t| (buf[..t.len].to_vec(), t.data))));
+    (client, result)
+}
+
 /// What `Client::read_into` returned, with the bytes of a request it sent.
 type ReadInto = Result<(RequestId, Option<Vec<u8>>), ApiError>;
 
@@ -279,27 +301,19 @@ fn read_into_copy(
     status: BufferDescriptor,
     buf_len: usize,
 ) -> (Client<64>, ReadInto) {
-    let mut client = pair.client.clone();
-    let mut buf = vec![0u8; buf_len];
-    let result = client
-        .read_into(
-            pair.now,
-            handle,
-            5,
-            dest,
-            status,
-            CompletionMode::Interrupt,
-            &mut buf,
+    let now = pair.now;
+    let (client, result) = fused_copy(pair, buf_len, |client, buf| {
+        client.read_into(now, handle, 5, dest, status, CompletionMode::Interrupt, buf)
+    });
+    let result = result.map(|(request, sent)| {
+        (
+            request,
+            sent.map(|(bytes, data)| {
+                assert_eq!(data, None, "a read carries no data");
+                bytes
+            }),
         )
-        .map(|(request, sent)| {
-            (
-                request,
-                sent.map(|t| {
-                    assert_eq!(t.data, None, "a read carries no data");
-                    buf[..t.len].to_vec()
-                }),
-            )
-        });
+    });
     (client, result)
 }
 
@@ -421,28 +435,20 @@ fn write_into_copy(
     status: BufferDescriptor,
     buf_len: usize,
 ) -> (Client<64>, WriteInto) {
-    let mut client = pair.client.clone();
-    let mut buf = vec![0u8; buf_len];
-    let result = client
-        .write_into(
-            pair.now,
-            handle,
-            5,
-            len,
-            status,
-            CompletionMode::Interrupt,
-            &mut buf,
+    let now = pair.now;
+    let (client, result) = fused_copy(pair, buf_len, |client, buf| {
+        client.write_into(now, handle, 5, len, status, CompletionMode::Interrupt, buf)
+    });
+    let result = result.map(|(request, sent)| {
+        (
+            request,
+            sent.map(|(bytes, data)| {
+                let data = data.expect("a write's first send carries data");
+                assert_eq!(data.request, request);
+                (bytes, data.offset, data.len)
+            }),
         )
-        .map(|(request, sent)| {
-            (
-                request,
-                sent.map(|t| {
-                    let data = t.data.expect("a write's first send carries data");
-                    assert_eq!(data.request, request);
-                    (buf[..t.len].to_vec(), data.offset, data.len)
-                }),
-            )
-        });
+    });
     (client, result)
 }
 
