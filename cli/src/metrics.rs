@@ -193,6 +193,12 @@ pub fn render(stats: &ServerSnapshot, open_files: usize) -> Result<String> {
     );
     counter(
         &mut registry,
+        "reads_joined",
+        "Zero-copy reads whose status block went in the same RDMA write as their data",
+        totals.joined_reads,
+    );
+    counter(
+        &mut registry,
         "writes",
         "Write requests and fragments placed in files",
         totals.writes,

@@ -516,6 +516,33 @@ impl<T: Transport> TransportWrapper for Capture<T> {
         Ok(())
     }
 
+    /// Recorded as the two writes it joins, the gathered data (without the
+    /// immediate) and then the tail (with it), so a status block that
+    /// follows its read's data decodes as one written alone does.
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.inner.post_write_tail(wr_id, sges, tail, dst, imm)?;
+        let len = rdio_transport::total_len(sges).unwrap_or(0);
+        let head = RemoteBuf {
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            ..dst
+        };
+        self.record_posted(Kind::Write, sges, head, None);
+        let rest = RemoteBuf {
+            addr: dst.addr.wrapping_add(len as u64),
+            key: dst.key,
+            len: dst.len.saturating_sub(head.len),
+        };
+        self.record_inline(Kind::Write, tail, rest, imm);
+        Ok(())
+    }
+
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let drained = self.inner.poll_completions(out)?;
         for completion in out.iter().take(drained) {

@@ -128,6 +128,10 @@ pub struct ConnectionCounters {
     pub zero_copy_reads: u64,
     /// Of them, copied into a bounce buffer first.
     pub copied_reads: u64,
+    /// Zero-copy reads whose status block went in the same RDMA write as
+    /// their data (`Transport::post_write_tail`; docs/PROTOCOL.md,
+    /// "Data and status block in one write").
+    pub joined_reads: u64,
     /// Write requests and fragments placed in files.
     pub writes: u64,
     /// Bytes read from files for clients.
@@ -159,6 +163,7 @@ impl Default for ConnectionCounters {
             closes: 0,
             zero_copy_reads: 0,
             copied_reads: 0,
+            joined_reads: 0,
             writes: 0,
             bytes_read: 0,
             bytes_written: 0,
@@ -184,6 +189,7 @@ impl ConnectionCounters {
         self.closes += other.closes;
         self.zero_copy_reads += other.zero_copy_reads;
         self.copied_reads += other.copied_reads;
+        self.joined_reads += other.joined_reads;
         self.writes += other.writes;
         self.bytes_read += other.bytes_read;
         self.bytes_written += other.bytes_written;
@@ -252,6 +258,7 @@ pub struct ConnectionCell {
     pub(crate) closes: AtomicU64,
     pub(crate) zero_copy_reads: AtomicU64,
     pub(crate) copied_reads: AtomicU64,
+    pub(crate) joined_reads: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
@@ -275,6 +282,7 @@ impl ConnectionCell {
             closes: zero(),
             zero_copy_reads: zero(),
             copied_reads: zero(),
+            joined_reads: zero(),
             writes: zero(),
             bytes_read: zero(),
             bytes_written: zero(),
@@ -337,6 +345,7 @@ impl ConnectionCell {
             closes: self.closes.load(Relaxed),
             zero_copy_reads: self.zero_copy_reads.load(Relaxed),
             copied_reads: self.copied_reads.load(Relaxed),
+            joined_reads: self.joined_reads.load(Relaxed),
             writes: self.writes.load(Relaxed),
             bytes_read: self.bytes_read.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
@@ -359,7 +368,7 @@ struct Cells {
     /// What the connections that ended counted (gauges at zero).
     retired: ConnectionCounters,
     /// Zero-copy and copied reads, the same way (without a full load).
-    retired_reads: (u64, u64),
+    retired_reads: (u64, u64, u64),
 }
 
 /// A server's counters over all its connections.
@@ -433,6 +442,7 @@ impl ServerStats {
         cells.retired.add(&counters);
         cells.retired_reads.0 += counters.zero_copy_reads;
         cells.retired_reads.1 += counters.copied_reads;
+        cells.retired_reads.2 += counters.joined_reads;
         drop(cells);
         // Saturating: a connection ends once, after it was counted active.
         let _ = self
@@ -440,16 +450,18 @@ impl ServerStats {
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
     }
 
-    /// Zero-copy and copied reads over all connections, without allocating.
-    pub(crate) fn reads(&self) -> (u64, u64) {
+    /// Zero-copy, copied and joined reads over all connections, without
+    /// allocating.
+    pub(crate) fn reads(&self) -> (u64, u64, u64) {
         let cells = self.cells();
         cells
             .live
             .iter()
-            .fold(cells.retired_reads, |(mapped, copied), cell| {
+            .fold(cells.retired_reads, |(mapped, copied, joined), cell| {
                 (
                     mapped + cell.zero_copy_reads.load(Relaxed),
                     copied + cell.copied_reads.load(Relaxed),
+                    joined + cell.joined_reads.load(Relaxed),
                 )
             })
     }

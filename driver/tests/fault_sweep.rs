@@ -221,6 +221,23 @@ impl TransportWrapper for Probe {
         }
         Ok(())
     }
+    /// A read's data with its status block as the tail: a data write.
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        Transport::post_write_tail(&mut self.inner, wr_id, sges, tail, dst, imm)?;
+        if is_data_write(&dst) {
+            self.counters
+                .data_writes_posted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 // ----- the session -----

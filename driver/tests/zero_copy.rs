@@ -7,7 +7,7 @@
 //! client is idle runs on threads in both.
 
 use rdio::client::{CompletionMode, RemoteFile};
-use rdio::embedded::{Embedded, EmbeddedOptions, Mode, Threads};
+use rdio::embedded::{Embedded, EmbeddedOptions, Inline, Mode, Threads};
 use rdio::files::ReadSegment;
 use rdio::server::ReadCounts;
 use rdio_core::wire::OpenFlags;
@@ -440,4 +440,49 @@ fn copied_reads_are_split_into_chunks_and_many_run_at_once<M: Mode>() {
     assert!(counts.copied >= 33, "{counts:?}");
     pair.client.close(file).expect("close");
     pair.finish().expect("finish");
+}
+
+/// A read that fills its slot gets its data and its status block in one
+/// RDMA write when the client takes interrupts (docs/PROTOCOL.md, "Data
+/// and status block in one write"); a short read, a read ending early at
+/// end of file and every read of a polling client get two. Stepped inline,
+/// so every read is served the moment it arrives, with nothing queued
+/// ahead of its status block.
+#[test]
+fn full_slot_reads_carry_their_status_block_in_the_data_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !leases_available(dir.path()) {
+        return;
+    }
+    let data = pattern(1 << 20, 7);
+    fs::write(dir.path().join("f"), &data).expect("write file");
+    for mode in [CompletionMode::Interrupt, CompletionMode::Polling] {
+        let mut pair = start::<Inline>(dir.path(), mode, true);
+        let file = pair.client.open("f", OpenFlags::READ).expect("open");
+        // Four full 256 KiB slots.
+        assert_eq!(read_all(&mut pair, &file, 1 << 20), data, "{mode:?}");
+        // A short request, and one cut short by the end of the file.
+        let mut small = [0u8; 1000];
+        assert_eq!(
+            pair.client.read_at(&file, 5, &mut small).expect("read"),
+            1000
+        );
+        assert_eq!(small[..], data[5..1005]);
+        let mut tail = vec![0u8; 256 << 10];
+        let start = (1 << 20) - 100;
+        assert_eq!(
+            pair.client.read_at(&file, start, &mut tail).expect("read"),
+            100
+        );
+        assert_eq!(tail[..100], data[start as usize..]);
+        let counts = pair.server().read_counts();
+        assert_eq!((counts.mapped, counts.copied), (6, 0), "{mode:?}");
+        let joined = match mode {
+            CompletionMode::Interrupt => 4,
+            _ => 0,
+        };
+        assert_eq!(counts.joined, joined, "{mode:?}");
+        pair.client.close(file).expect("close");
+        pair.finish().expect("finish");
+    }
 }

@@ -576,7 +576,9 @@ impl Pair {
                 chunk.file,
                 chunk.pieces().map(|(o, b)| (o, b.to_vec())).collect(),
             ),
-            Ok(Received::Read { op, file, segments }) => Work::Read(op, file, segments.to_vec()),
+            Ok(Received::Read {
+                op, file, segments, ..
+            }) => Work::Read(op, file, segments.to_vec()),
             Err(v) => {
                 self.server_error = Some(v);
                 return;

@@ -287,6 +287,12 @@ pub enum Received<'a> {
         file: FileId,
         /// One segment for a read.
         segments: &'a [ReadSegment],
+        /// The status block goes with an immediate (`INTERRUPT`) to the
+        /// client memory right after the last segment's destination (same
+        /// key, next address): a driver may write the last segment's data
+        /// and the block as one RDMA write (docs/PROTOCOL.md, "Data and
+        /// status block in one write").
+        status_follows: bool,
     },
 }
 

@@ -66,7 +66,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 };
             }
         };
-        let Some((id, file)) = self.ops.get(slot).and_then(|op| Some((op.id, op.file?))) else {
+        let Some((id, file, interrupt, status)) = self
+            .ops
+            .get(slot)
+            .and_then(|op| Some((op.id, op.file?, op.interrupt, op.status_desc)))
+        else {
             // The read just dispatched is not in its slot.
             return Err(self.failed(Violation::Internal));
         };
@@ -74,10 +78,17 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .segments
             .get(slot)
             .map_or(&[][..], SegmentStore::get::<ReadSegment>);
+        let status_follows = interrupt
+            && segments.last().is_some_and(|last| {
+                let dest = last.dest();
+                dest.key() == status.key()
+                    && dest.addr().checked_add(u64::from(dest.len())) == Some(status.addr())
+            });
         Ok(Received::Read {
             op: OpId(id),
             file,
             segments,
+            status_follows,
         })
     }
 

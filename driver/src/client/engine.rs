@@ -160,10 +160,13 @@ pub(crate) struct Buffers {
     pub(crate) receives: Receives,
     pub(crate) sends: Pool,
     /// Data buffers, one per data slot: read destinations the server
-    /// RDMA-writes, write sources the sends gather from.
+    /// RDMA-writes, write sources the sends gather from. Each region is
+    /// `io_size` bytes of data and then the slot's status block (claim
+    /// 20), so that a server can write a full read's data and its block
+    /// as one write ([`Transport::post_write_tail`]).
     pub(crate) slots: Pool,
-    /// One status block per data slot, written by the server (claim 20).
-    pub(crate) status_region: RegionId,
+    /// Bytes of data per slot: where its status block starts.
+    pub(crate) io_size: usize,
     /// The transport's send-queue depth (`Caps::max_send`): sends posted
     /// and not yet completed never exceed it.
     pub(crate) send_queue: usize,
@@ -184,12 +187,9 @@ impl Buffers {
     ) -> Result<Box<[(RemoteBuf, RemoteBuf)]>, TransportError> {
         (0..self.slots.count())
             .map(|slot| {
-                let data = transport.remote_buf(self.slots.region(slot)?, 0, self.slots.size())?;
-                let status = transport.remote_buf(
-                    self.status_region,
-                    slot * STATUS_BLOCK_LEN,
-                    STATUS_BLOCK_LEN,
-                )?;
+                let region = self.slots.region(slot)?;
+                let data = transport.remote_buf(region, 0, self.io_size)?;
+                let status = transport.remote_buf(region, self.io_size, STATUS_BLOCK_LEN)?;
                 Ok((data, status))
             })
             .collect()
@@ -204,7 +204,8 @@ pub(crate) struct Engine {
     receives: Receives,
     sends: Pool,
     slots: Pool,
-    status_region: RegionId,
+    /// Where a slot's status block starts in its region ([`Buffers::slots`]).
+    io_size: usize,
     /// The completion table: data slots `0..queue_depth`, then the control
     /// slots.
     table: Box<[Entry]>,
@@ -272,7 +273,7 @@ impl Engine {
             receives: buffers.receives,
             sends: buffers.sends,
             slots: buffers.slots,
-            status_region: buffers.status_region,
+            io_size: buffers.io_size,
             table: (0..entries).map(|_| Entry::default()).collect(),
             remote,
             control_free: (depth..entries).rev().collect(),
@@ -314,7 +315,7 @@ impl Engine {
     }
 
     pub(crate) fn io_size(&self) -> usize {
-        self.slots.size()
+        self.io_size
     }
 
     pub(crate) fn queue_depth(&self) -> usize {
@@ -453,10 +454,10 @@ impl Engine {
         if len == 0 {
             return Err(ClientError::InvalidArgument("zero-length request"));
         }
-        if len > self.slots.size() {
+        if len > self.io_size {
             return Err(ClientError::TooLarge {
                 len: len as u64,
-                max: self.slots.size() as u64,
+                max: self.io_size as u64,
             });
         }
         let slot = self
@@ -595,9 +596,9 @@ impl Engine {
     ) -> Result<BufferDescriptor, ClientError> {
         let (_, remote) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
         if self.mode == CompletionMode::Polling {
-            let start = slot * STATUS_BLOCK_LEN;
+            let start = self.io_size;
             transport
-                .region_mut(self.status_region)?
+                .region_mut(self.slots.region(slot)?)?
                 .get_mut(start..start + STATUS_BLOCK_LEN)
                 .ok_or(TransportError::OutOfBounds)?
                 .fill(0);
@@ -1055,9 +1056,9 @@ impl Engine {
         now: rdio_core::Instant,
         slot: usize,
     ) -> Result<bool, ClientError> {
-        let start = slot * STATUS_BLOCK_LEN;
+        let start = self.io_size;
         let Some(block) = transport
-            .region(self.status_region)?
+            .region(self.slots.region(slot)?)?
             .get(start..start + STATUS_BLOCK_LEN)
         else {
             return Ok(false);
@@ -1237,7 +1238,7 @@ impl Engine {
             .sends
             .regions()
             .chain(self.slots.regions())
-            .chain([self.receives.region(), self.status_region])
+            .chain([self.receives.region()])
             .collect();
         release(transport, regions)
     }

@@ -452,16 +452,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             held.push(receives.region());
             let sends = Pool::register(transport, send_buffers, message_size, Access::empty())?;
             held.extend(sends.regions());
-            let slots = Pool::register(transport, options.queue_depth, io_size, remote)?;
+            // Each slot: its data, then its status block (`Buffers::slots`).
+            let slot_size = io_size + STATUS_BLOCK_LEN;
+            let slots = Pool::register(transport, options.queue_depth, slot_size, remote)?;
             held.extend(slots.regions());
-            let status_region =
-                transport.register(options.queue_depth * STATUS_BLOCK_LEN, remote)?;
-            held.push(status_region);
             let buffers = Buffers {
                 receives,
                 sends,
                 slots,
-                status_region,
+                io_size,
                 send_queue: transport.caps().max_send,
                 inline: transport.caps().max_inline >= INLINE_MESSAGE,
             };

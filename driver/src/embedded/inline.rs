@@ -228,6 +228,18 @@ impl TransportWrapper for InlineTransport {
         self.posted(posted)
     }
 
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let posted = self.client.post_write_tail(wr_id, sges, tail, dst, imm);
+        self.posted(posted)
+    }
+
     /// The server's turn, then the client's completions.
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let served = self.serve();

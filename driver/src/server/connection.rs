@@ -214,6 +214,16 @@ enum Answer {
     Inline,
 }
 
+/// A mapped read's last data write, held back by `read_mapped` to go out
+/// with the read's status block (`post_with_tail`).
+#[derive(Clone, Copy, Debug)]
+struct Deferred {
+    /// The mapping slot (its `in_flight` counts this write already).
+    slot: usize,
+    local: Slice,
+    remote: RemoteBuf,
+}
+
 /// A read the core handed over, waiting for a free bounce buffer.
 #[derive(Debug)]
 struct PendingRead {
@@ -229,6 +239,7 @@ impl PendingRead {
             op: self.op,
             file: self.file,
             segments: &self.segments,
+            status_follows: false,
         }
     }
 }
@@ -241,6 +252,9 @@ struct Read<'s> {
     op: OpId,
     file: FileId,
     segments: &'s [ReadSegment],
+    /// The core's [`Received::Read::status_follows`] (`false` for a read
+    /// that waited: its block goes out through `drain_transmits`).
+    status_follows: bool,
 }
 
 impl Read<'_> {
@@ -353,6 +367,10 @@ pub struct ServerConnection<T: Transport> {
     /// `mapped_by_file` (reads mostly come for one file at a time), and
     /// trusted only while that slot holds a mapping of the read's file.
     last_mapped: usize,
+    /// The transport takes [`Transport::post_write_tail`] (until it says
+    /// otherwise): a full mapped read served at once goes out as one
+    /// write, data and status block.
+    tail_writes: bool,
     /// Files registered on this connection, closed when it ends, with the
     /// bytes read and written on each (for the access log).
     files: IdMap<FileId, Transferred>,
@@ -512,6 +530,7 @@ impl Server {
             mapped: Vec::new(),
             mapped_by_file: IdMap::default(),
             last_mapped: 0,
+            tail_writes: true,
             files: IdMap::default(),
             handles: IdMap::default(),
             transferred: Transferred::default(),
@@ -917,9 +936,12 @@ impl<T: Transport> ServerConnection<T> {
                 op,
                 file,
                 segments: &[segment],
-            }) => Err((op, file, segment)),
+                status_follows,
+            }) => Err((op, file, segment, status_follows)),
             // Not from today's core: queued like any other.
-            Ok(Received::Read { op, file, segments }) => {
+            Ok(Received::Read {
+                op, file, segments, ..
+            }) => {
                 self.reads.push_back(PendingRead {
                     op,
                     file,
@@ -945,12 +967,13 @@ impl<T: Transport> ServerConnection<T> {
         };
         let written = match written {
             Ok(written) => written,
-            Err((op, file, segment)) => {
+            Err((op, file, segment, status_follows)) => {
                 let segments = [segment];
                 let read = Read {
                     op,
                     file,
                     segments: &segments,
+                    status_follows,
                 };
                 return self.read_arrived(now, read);
             }
@@ -1270,7 +1293,11 @@ impl<T: Transport> ServerConnection<T> {
         if !self.send_queue_fits(read.segments.len() + status) {
             return Ok(false);
         }
-        let result = if let Some(result) = self.read_mapped(read)? {
+        // Over an inline transport, the last data write of a mapped read
+        // may carry the status block as its tail (`complete_now`).
+        let defer = read.status_follows && matches!(send, Some(Answer::Inline)) && self.tail_writes;
+        let mut deferred = None;
+        let result = if let Some(result) = self.read_mapped(read, defer.then_some(&mut deferred))? {
             ConnectionCell::add(&self.cell.zero_copy_reads, 1);
             result
         } else {
@@ -1296,9 +1323,21 @@ impl<T: Transport> ServerConnection<T> {
                 let completed = self.conn.complete_io(read.op, result);
                 self.io_completed(completed)?;
             }
-            Some(answer) => self.complete_now(now, read, result, answer)?,
+            Some(answer) => self.complete_now(now, read, result, answer, deferred)?,
         }
         Ok(true)
+    }
+
+    /// Post a mapped read's data write that `read_mapped` held back.
+    fn post_deferred(&mut self, deferred: Deferred) -> Result<(), ConnectionEnd> {
+        self.transport.post_write(
+            Work::MappedRead(deferred.slot).id(),
+            &[deferred.local],
+            deferred.remote,
+            None,
+        )?;
+        self.sends_posted += 1;
+        Ok(())
     }
 
     /// Complete `read` with `result`, its status block encoded into send
@@ -1311,6 +1350,7 @@ impl<T: Transport> ServerConnection<T> {
         read: Read<'_>,
         result: Result<u64, Status>,
         answer: Answer,
+        deferred: Option<Deferred>,
     ) -> Result<(), ConnectionEnd> {
         let bytes = match answer {
             Answer::Buffer(buffer) => {
@@ -1338,6 +1378,12 @@ impl<T: Transport> ServerConnection<T> {
                     };
                     self.request_done_at_once(read.op.0, 0, wanted, status, bytes);
                 }
+                if let Some(deferred) = deferred {
+                    if self.post_with_tail(deferred, transmit)? {
+                        return Ok(());
+                    }
+                    self.post_deferred(deferred)?;
+                }
                 match answer {
                     Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
                     Answer::Inline => {
@@ -1350,13 +1396,70 @@ impl<T: Transport> ServerConnection<T> {
             completed => {
                 // The block waits behind other output: it is posted (and
                 // the request timed) by `drain_transmits`, which looks the
-                // request up in the table.
+                // request up in the table. The data goes first.
+                if let Some(deferred) = deferred {
+                    self.post_deferred(deferred)?;
+                }
                 self.time_read(now, &read);
                 if let Answer::Buffer(buffer) = answer {
                     self.sends.release(buffer);
                 }
                 self.io_completed(completed)
             }
+        }
+    }
+
+    /// Post `deferred`, a read's last data write, with the status block
+    /// `transmit` (encoded in the scratch buffer) as its tail: one work
+    /// request ([`Transport::post_write_tail`]) when the client put the
+    /// block right after the data (same key, next address) and asked for
+    /// the immediate — whose receive completion tells the client that the
+    /// whole write landed; a client polling the block's memory gets two
+    /// writes, as the order of one write's bytes is not defined. `false`,
+    /// nothing posted, when it does not apply; a transport without the
+    /// call is not asked again.
+    fn post_with_tail(
+        &mut self,
+        deferred: Deferred,
+        transmit: Transmit,
+    ) -> Result<bool, ConnectionEnd> {
+        let Transmit::StatusBlock {
+            dest,
+            immediate: Some(immediate),
+            len,
+        } = transmit
+        else {
+            return Ok(false);
+        };
+        let remote = deferred.remote;
+        let adjacent = dest.key() == remote.key
+            && remote.addr.checked_add(u64::from(remote.len)) == Some(dest.addr());
+        let Some(whole) = remote.len.checked_add(dest.len()).filter(|_| adjacent) else {
+            return Ok(false);
+        };
+        let tail = self
+            .scratch
+            .get(..len)
+            .ok_or_else(|| broken("an inline message longer than its buffer"))?;
+        let dst = RemoteBuf {
+            len: whole,
+            ..remote
+        };
+        let id = Work::MappedRead(deferred.slot).id();
+        match self
+            .transport
+            .post_write_tail(id, &[deferred.local], tail, dst, Some(immediate))
+        {
+            Ok(()) => {
+                self.sends_posted += 1;
+                ConnectionCell::add(&self.cell.joined_reads, 1);
+                Ok(true)
+            }
+            Err(TransportError::Unsupported) => {
+                self.tail_writes = false;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -1455,9 +1558,15 @@ impl<T: Transport> ServerConnection<T> {
     /// Serve `read` from its file's mapping: `None` when the file has no
     /// usable mapping (never had one, or its lease is being broken), else
     /// the result to complete the read with, its RDMA writes posted.
+    ///
+    /// With `defer`, the last write, if it fills its segment, is not posted
+    /// but left there for the caller to post (with the status block as its
+    /// tail, `post_with_tail`), counted in the mapping's `in_flight`
+    /// already.
     fn read_mapped(
         &mut self,
         read: Read<'_>,
+        mut defer: Option<&mut Option<Deferred>>,
     ) -> Result<Option<Result<u64, Status>>, ConnectionEnd> {
         // One mapping per file (`map` adds none for a file that has
         // one), so a slot mapping the read's file is the one the map names.
@@ -1518,11 +1627,21 @@ impl<T: Transport> ServerConnection<T> {
                 key: dest.key(),
                 len: dest.len(),
             };
+            posted += 1;
+            total += n;
+            if n == u64::from(dest.len()) && posted == read.segments.len() {
+                if let Some(deferred) = defer.take() {
+                    *deferred = Some(Deferred {
+                        slot,
+                        local,
+                        remote,
+                    });
+                    continue;
+                }
+            }
             self.transport
                 .post_write(Work::MappedRead(slot).id(), &[local], remote, None)?;
             self.sends_posted += 1;
-            posted += 1;
-            total += n;
         }
         if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
             mapped.in_flight += posted;

@@ -351,6 +351,10 @@ pub struct ReadCounts {
     pub mapped: u64,
     /// Read requests copied into a bounce buffer first.
     pub copied: u64,
+    /// Of the mapped ones, those whose status block went in the same RDMA
+    /// write as their data (docs/PROTOCOL.md, "Data and status block in
+    /// one write").
+    pub joined: u64,
 }
 
 /// Most side-channel sessions at once (each a client between its resume key
@@ -410,8 +414,12 @@ impl Server {
     /// Allocates nothing (it sums the connections' cells under the lock
     /// that guards their list).
     pub fn read_counts(&self) -> ReadCounts {
-        let (mapped, copied) = self.stats.reads();
-        ReadCounts { mapped, copied }
+        let (mapped, copied, joined) = self.stats.reads();
+        ReadCounts {
+            mapped,
+            copied,
+            joined,
+        }
     }
 
     /// Every counter of the server ([`crate::stats`]), read now: totals

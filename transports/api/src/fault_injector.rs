@@ -610,6 +610,20 @@ impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
         }
     }
 
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        match self.intercept_post(Operation::Write, wr_id, CompletionKind::Write) {
+            Err(answer) => answer,
+            Ok(_) => self.inner.post_write_tail(wr_id, sges, tail, dst, imm),
+        }
+    }
+
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         self.polls += 1;
         let pulled = self.pull();

@@ -414,6 +414,38 @@ pub trait Transport {
         Err(TransportError::Unsupported)
     }
 
+    /// Post one RDMA write of `sges` (gathered in order) followed by
+    /// `tail`, copied into the work request as it is posted (inline, as
+    /// [`Transport::post_write_inline`]), to `dst`; with `imm`, as
+    /// [`Transport::post_write`] with immediate data. The peer sees exactly
+    /// what a [`Transport::post_write`] of the concatenation would place:
+    /// one write, one receive consumed with `imm`, one completion of kind
+    /// [`CompletionKind::Write`] here; the regions of `sges` are held until
+    /// it is drained. `tail` is at most [`Caps::max_inline`] bytes and
+    /// `dst.len` covers both parts.
+    ///
+    /// This is how a server puts a read's data and its status block
+    /// (claims 16, 20) into one work request when the client placed the
+    /// block right after the data: one write to execute and one
+    /// completion to drain instead of two of each. Only with an immediate
+    /// is that safe to poll on: the receive completion says the whole
+    /// write landed, while the order in which one write's bytes become
+    /// visible is not defined on RDMA hardware.
+    ///
+    /// The default returns [`TransportError::Unsupported`], having posted
+    /// nothing: the caller then posts the two writes separately.
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let _ = (wr_id, sges, tail, dst, imm);
+        Err(TransportError::Unsupported)
+    }
+
     /// Hand every work request posted so far to the peer (ring the
     /// doorbell) without waiting for or draining anything; see "Deferred
     /// posting" in the crate docs. [`Transport::poll_completions`] and

@@ -171,6 +171,28 @@ impl<T: Transport, F: FnMut(TraceEvent)> TransportWrapper for Tracer<T, F> {
         self.post_inline(PostKind::Write { dst, imm }, wr_id, data.len(), result)
     }
 
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let result = self.inner.post_write_tail(wr_id, sges, tail, dst, imm);
+        let len = total_len(sges)
+            .and_then(|len| len.checked_add(tail.len()))
+            .unwrap_or(usize::MAX);
+        (self.trace)(TraceEvent::Post {
+            kind: PostKind::Write { dst, imm },
+            wr_id,
+            len,
+            sges: sges.len(),
+            result,
+        });
+        result
+    }
+
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let drained = self.inner.poll_completions(out)?;
         for completion in out.iter().take(drained) {

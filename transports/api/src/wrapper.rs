@@ -154,6 +154,19 @@ pub trait TransportWrapper {
         self.inner_mut().post_write_inline(wr_id, data, dst, imm)
     }
 
+    /// [`Transport::post_write_tail`].
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.inner_mut()
+            .post_write_tail(wr_id, sges, tail, dst, imm)
+    }
+
     /// [`Transport::flush`].
     fn flush(&mut self) -> Result<(), TransportError> {
         self.inner_mut().flush()
@@ -264,6 +277,18 @@ impl<W: TransportWrapper> Transport for W {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         TransportWrapper::post_write_inline(self, wr_id, data, dst, imm)
+    }
+
+    #[inline]
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        TransportWrapper::post_write_tail(self, wr_id, sges, tail, dst, imm)
     }
 
     #[inline]

@@ -142,8 +142,10 @@ struct Outgoing {
     /// go into the socket after the header); an inline write's data.
     extra: [u8; EXTRA],
     extra_len: usize,
-    /// An inline write: its source is the first `extra_len` bytes of
-    /// `extra`, which then are not part of the frame.
+    /// An inline write: its source is its gather list (if any) and then
+    /// the first `extra_len` bytes of `extra`, which then are not part of
+    /// the frame ([`Transport::post_write_inline`],
+    /// [`Transport::post_write_tail`]).
     inline_write: bool,
     /// A send whose data the receiver copies out of our memory: it
     /// completes on the receiver's [`Kind::SendAck`], not once its frame
@@ -219,31 +221,32 @@ impl Outgoing {
         if self.inline_write { 0 } else { self.extra_len }
     }
 
-    /// Bytes a write places: its gather list's, or its inline data.
+    /// Bytes a write places: its gather list's, then its inline data.
     fn data_len(&self) -> usize {
+        let gathered: usize = self.sges().iter().map(|s| s.len).sum();
         if self.inline_write {
-            self.extra_len
+            gathered + self.extra_len
         } else {
-            self.sges().iter().map(|s| s.len).sum()
+            gathered
         }
     }
 
-    /// Local iovecs a write places from: the entry's own inline bytes, or
-    /// its gather list. The entry must stay where it is until they are used.
+    /// Local iovecs a write places from: its gather list, then the
+    /// entry's own inline bytes. The entry must stay where it is until
+    /// they are used.
     fn write_sources(&self, local: &mut Vec<libc::iovec>) {
+        local.extend(self.sges().iter().map(|span| sys::iovec(*span, 0)));
         if self.inline_write {
             local.push(libc::iovec {
                 iov_base: self.extra.as_ptr().cast_mut().cast(),
                 iov_len: self.extra_len,
             });
-        } else {
-            local.extend(self.sges().iter().map(|span| sys::iovec(*span, 0)));
         }
     }
 
     /// How many local iovecs [`Outgoing::write_sources`] adds.
     fn write_pieces(&self) -> usize {
-        if self.inline_write { 1 } else { self.sge_count }
+        self.sge_count + usize::from(self.inline_write)
     }
 
     /// Whether the entry's frame may go out: its write (if any) is placed.
@@ -1318,6 +1321,32 @@ impl Transport for CmaTransport {
         op.inline_write = true;
         op.write = (!data.is_empty()).then_some(dst);
         op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
+        self.enqueue(op)
+    }
+
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        let mut op = self.inline_op(wr_id, CompletionKind::Write, tail)?;
+        let (spans, held, total) = self.gather(sges)?;
+        let total = total
+            .checked_add(tail.len())
+            .filter(|&total| total <= CAPS.max_write)
+            .ok_or(TransportError::MessageTooLarge)?;
+        if total > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        op.inline_write = true;
+        op.write = (total > 0).then_some(dst);
+        op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
+        op.sges = spans;
+        op.sge_count = sges.len();
+        op.held = held;
         self.enqueue(op)
     }
 

@@ -979,3 +979,61 @@ fn inline_sends_and_writes_copy_at_post_time_and_keep_order() {
         Some((9, Err(WcError::RemoteAccess)))
     );
 }
+
+/// A write with an inline tail places the gathered bytes and then the tail
+/// as one request: one receive completion with the immediate at the peer,
+/// one write completion here, the gather region held until then.
+#[test]
+fn a_write_with_a_tail_places_data_then_tail() {
+    let (mut client, mut server) = pair();
+    let window = client
+        .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let inbox = client.register(256, Access::LOCAL_WRITE).unwrap();
+    client.post_recv(10, Slice::whole(inbox, 256)).unwrap();
+    let dst = client.remote_buf(window, 64, 20).unwrap();
+    let gathered = server.register(8, Access::empty()).unwrap();
+    server
+        .region_mut(gathered)
+        .unwrap()
+        .copy_from_slice(b"data....");
+    // The advertisement of the window reaches the server first.
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+
+    let mut tail = *b"status block";
+    server
+        .post_write_tail(1, &[Slice::whole(gathered, 8)], &tail, dst, Some(0xcafe))
+        .unwrap();
+    tail.fill(0);
+    assert_eq!(
+        server.region_mut(gathered).err(),
+        Some(TransportError::Busy(gathered)),
+        "the gathered region is held until the write completes"
+    );
+    let done = next(&mut client, &mut server, 0);
+    assert_eq!(
+        (done.wr_id, done.kind, done.status),
+        (10, CompletionKind::RecvImm { imm: 0xcafe }, Ok(()))
+    );
+    assert_eq!(
+        &client.region(window).unwrap()[64..84],
+        b"data....status block"
+    );
+    let done = next(&mut server, &mut client, 0);
+    assert_eq!(
+        (done.wr_id, done.kind, done.status),
+        (1, CompletionKind::Write, Ok(()))
+    );
+    assert!(server.region_mut(gathered).is_ok());
+
+    // Limits: the whole must fit the window; the tail is inline data.
+    assert_eq!(
+        server.post_write_tail(2, &[Slice::whole(gathered, 8)], &[0; 13], dst, None),
+        Err(TransportError::OutOfBounds)
+    );
+    assert_eq!(
+        server.post_write_tail(3, &[], &[0; rdio_cma::INLINE + 1], dst, None),
+        Err(TransportError::MessageTooLarge)
+    );
+}

@@ -88,7 +88,8 @@ struct SourceSge {
 /// Invariant, which the unchecked copies of [`scatter`] rely on: if `valid`,
 /// every element of `sges` has its `bytes` and lies inside that region
 /// (`offset + len <= ` its length, without overflow), and `len` is the
-/// total of their lengths plus `inline.len()` (one of the two is empty).
+/// total of their lengths plus `inline.len()` (the inline bytes, if any,
+/// go after the gathered ones: [`Engine::post_send`] with a tail).
 /// [`Engine::post_send`] and [`Engine::post_inline`] are the only places
 /// that fill an entry.
 struct SendWr {
@@ -290,9 +291,10 @@ unsafe fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
     if !wr.inline.is_empty() {
         // SAFETY: `target` as above (rules 1 and 3); the source is the
         // request's own inline bytes, owned by the engine, not region
-        // memory. Range: a request with inline data has no gather
-        // elements, so `offset` is still the caller's, and `wr.len` is
-        // `inline.len()`: the caller's guarantee covers it.
+        // memory. Range: `offset` is now the caller's plus the gathered
+        // elements' lengths, and `wr.len` is those plus `inline.len()`,
+        // so the inline bytes end at the caller's `offset + wr.len`: the
+        // caller's guarantee covers them.
         unsafe { memory::copy_in(&wr.inline, target, offset) };
     }
 }
@@ -467,11 +469,15 @@ impl Engine {
     }
 
     /// Append a send or write to `side`'s send queue. `sges` has at most
-    /// `max_sge` elements totalling `len` bytes (checked by the caller).
-    /// Inlined into the endpoint's `post`: the call cost more than the body
-    /// saves in code size. `wake_peer`: whether the peer's news flag is ever
-    /// read ([`crate::link::sealed::Link::CAN_BLOCK`]); a constant there.
-    #[inline]
+    /// `max_sge` elements; they and `tail` (inline bytes written after
+    /// them, at most `max_inline`) total `len` bytes (checked by the
+    /// caller).
+    /// Inlined into the endpoint's `post` (always: with three callers of
+    /// `post` the compiler stopped doing it, at 60 instructions per post):
+    /// the call cost more than the body saves in code size. `wake_peer`:
+    /// whether the peer's news flag is ever read
+    /// ([`crate::link::sealed::Link::CAN_BLOCK`]); a constant there.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn post_send(
         &mut self,
@@ -479,6 +485,7 @@ impl Engine {
         wake_peer: bool,
         wr_id: WrId,
         sges: &[Slice],
+        tail: &[u8],
         len: usize,
         op: SendOp,
         memory: &mut RegionTable,
@@ -498,7 +505,11 @@ impl Engine {
         // too so that the invariant of `SendWr` holds by this function alone.
         slot.sges.clear();
         slot.inline.clear();
-        debug_assert_eq!(total_len(sges), Some(len), "len is the total of sges");
+        debug_assert_eq!(
+            total_len(sges).map(|n| n + tail.len()),
+            Some(len),
+            "len is the total of sges and tail"
+        );
         for &sge in sges {
             let (bytes, valid) = memory.hold_source(sge);
             slot.valid &= valid;
@@ -509,6 +520,7 @@ impl Engine {
                 bytes,
             });
         }
+        slot.inline.extend_from_slice(tail);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }

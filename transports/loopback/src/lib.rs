@@ -80,7 +80,9 @@
 //!   reserves once); they hold no region and are executed, ordered and
 //!   completed like the gathered kind. More than `max_inline` bytes is
 //!   [`TransportError::MessageTooLarge`]; with `max_inline` 0 both return
-//!   [`TransportError::Unsupported`].
+//!   [`TransportError::Unsupported`]. [`Transport::post_write_tail`] copies
+//!   its tail the same way and gathers the rest from its regions: one
+//!   entry, written in that order.
 //! * **Busy regions**: every gather element or receive buffer of a posted
 //!   request counts once against its region until that request's completion
 //!   has been drained; meanwhile [`Transport::region_mut`] and
@@ -269,6 +271,7 @@ impl<L: Link> LoopbackEndpoint<L> {
         &mut self,
         wr_id: WrId,
         sges: &[Slice],
+        tail: &[u8],
         len: usize,
         op: SendOp,
     ) -> Result<(), TransportError> {
@@ -277,7 +280,7 @@ impl<L: Link> LoopbackEndpoint<L> {
         }
         let side = self.side;
         self.enter(|engine, regions| {
-            engine.post_send(side, L::CAN_BLOCK, wr_id, sges, len, op, regions)
+            engine.post_send(side, L::CAN_BLOCK, wr_id, sges, tail, len, op, regions)
         })
     }
 }
@@ -350,7 +353,7 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
         let len = total_len(sges)
             .filter(|&len| len <= self.caps.max_message)
             .ok_or(TransportError::MessageTooLarge)?;
-        self.post(wr_id, sges, len, SendOp::Send)
+        self.post(wr_id, sges, &[], len, SendOp::Send)
     }
 
     fn post_write(
@@ -366,7 +369,7 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
         if len > dst.len as usize {
             return Err(TransportError::OutOfBounds);
         }
-        self.post(wr_id, sges, len, SendOp::Write { dst, imm })
+        self.post(wr_id, sges, &[], len, SendOp::Write { dst, imm })
     }
 
     fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
@@ -399,6 +402,31 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
         let side = self.side;
         let op = SendOp::Write { dst, imm };
         self.enter(|engine, _| engine.post_inline(side, L::CAN_BLOCK, wr_id, data, op))
+    }
+
+    fn post_write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        if tail.len() > self.caps.max_inline {
+            return Err(if self.caps.max_inline == 0 {
+                TransportError::Unsupported
+            } else {
+                TransportError::MessageTooLarge
+            });
+        }
+        let len = total_len(sges)
+            .and_then(|len| len.checked_add(tail.len()))
+            .filter(|&len| len <= self.caps.max_write)
+            .ok_or(TransportError::MessageTooLarge)?;
+        if len > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        self.post(wr_id, sges, tail, len, SendOp::Write { dst, imm })
     }
 
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {

@@ -910,3 +910,56 @@ fn inline_limits_and_remote_access() {
         Err(TransportError::Unsupported)
     );
 }
+
+/// A write with an inline tail places the gathered bytes and then the
+/// tail at the destination as one request: one receive consumed by its
+/// immediate, one completion; its gather region is busy until that is
+/// drained, and the tail is the caller's again as the post returns.
+#[test]
+fn a_write_with_a_tail_places_data_then_tail_as_one_request() {
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_recv,
+        b_target,
+    } = setup(Config::default(), b"data....");
+    b.post_recv(10, recv_slot(b_recv, 0)).unwrap();
+    let dst = b.remote_buf(b_target, 32, 14).unwrap();
+    let mut tail = *b"status";
+    a.post_write_tail(1, &[src(a_src, 0, 8)], &tail, dst, Some(9))
+        .unwrap();
+    tail.fill(b'x');
+    assert_eq!(
+        a.region_mut(a_src).err(),
+        Some(TransportError::Busy(a_src)),
+        "the gathered region is held until the completion is drained"
+    );
+    assert_eq!(drain(&mut b), [ok(10, RecvImm { imm: 9 })]);
+    assert_eq!(&b.region(b_target).unwrap()[32..46], b"data....status");
+    assert_eq!(drain(&mut a), [ok(1, Write)]);
+    assert!(a.region_mut(a_src).is_ok());
+
+    // Limits: the tail is inline data; the whole must fit the window.
+    assert_eq!(
+        a.post_write_tail(2, &[src(a_src, 0, 8)], &[0; 7], dst, None),
+        Err(TransportError::OutOfBounds),
+        "8 + 7 bytes into a 14-byte window"
+    );
+    let max_inline = Config::default().max_inline;
+    let long = vec![0; max_inline + 1];
+    let wide = b.remote_buf(b_target, 0, 4096).unwrap();
+    assert_eq!(
+        a.post_write_tail(3, &[], &long, wide, None),
+        Err(TransportError::MessageTooLarge)
+    );
+    let (mut c, _d) = pair(Config {
+        max_inline: 0,
+        ..Config::default()
+    });
+    assert_eq!(
+        c.post_write_tail(4, &[], b"x", wide, None),
+        Err(TransportError::Unsupported)
+    );
+    assert!(drain(&mut a).is_empty(), "refused posts complete nothing");
+}
