@@ -214,11 +214,12 @@ enum Answer {
     Inline,
 }
 
-/// A mapped read's last data write, held back by `read_mapped` to go out
-/// with the read's status block (`post_with_tail`).
+/// One RDMA write of a mapped read's data: `local` (in mapping slot
+/// `slot`'s region) to the client's `remote`. `read_mapped` may hold the
+/// last one back to go out with the read's status block
+/// (`post_with_tail`); the mapping's `in_flight` counts it already.
 #[derive(Clone, Copy, Debug)]
-struct Deferred {
-    /// The mapping slot (its `in_flight` counts this write already).
+struct MappedWrite {
     slot: usize,
     local: Slice,
     remote: RemoteBuf,
@@ -1058,10 +1059,7 @@ impl<T: Transport> ServerConnection<T> {
         len: usize,
         transmit: Transmit,
     ) -> Result<(), ConnectionEnd> {
-        let block = self.scratch.get(..transmit_len(transmit)).unwrap_or(&[]);
-        let Ok(Some(block)) = rdio_core::wire::StatusBlock::parse(block) else {
-            return Err(broken("the core encoded no status block"));
-        };
+        let block = encoded_block(self.scratch.get(..transmit_len(transmit)))?;
         // A Write (WriteV) message that finished its request at once was
         // its only message: never noted. A continuation's request was
         // noted at its first fragment, which did not finish it.
@@ -1328,12 +1326,12 @@ impl<T: Transport> ServerConnection<T> {
         Ok(true)
     }
 
-    /// Post a mapped read's data write that `read_mapped` held back.
-    fn post_deferred(&mut self, deferred: Deferred) -> Result<(), ConnectionEnd> {
+    /// Post one data write of a mapped read.
+    fn post_mapped(&mut self, write: MappedWrite) -> Result<(), ConnectionEnd> {
         self.transport.post_write(
-            Work::MappedRead(deferred.slot).id(),
-            &[deferred.local],
-            deferred.remote,
+            Work::MappedRead(write.slot).id(),
+            &[write.local],
+            write.remote,
             None,
         )?;
         self.sends_posted += 1;
@@ -1350,7 +1348,7 @@ impl<T: Transport> ServerConnection<T> {
         read: Read<'_>,
         result: Result<u64, Status>,
         answer: Answer,
-        deferred: Option<Deferred>,
+        deferred: Option<MappedWrite>,
     ) -> Result<(), ConnectionEnd> {
         let bytes = match answer {
             Answer::Buffer(buffer) => {
@@ -1382,7 +1380,7 @@ impl<T: Transport> ServerConnection<T> {
                     if self.post_with_tail(deferred, transmit)? {
                         return Ok(());
                     }
-                    self.post_deferred(deferred)?;
+                    self.post_mapped(deferred)?;
                 }
                 match answer {
                     Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
@@ -1398,7 +1396,7 @@ impl<T: Transport> ServerConnection<T> {
                 // the request timed) by `drain_transmits`, which looks the
                 // request up in the table. The data goes first.
                 if let Some(deferred) = deferred {
-                    self.post_deferred(deferred)?;
+                    self.post_mapped(deferred)?;
                 }
                 self.time_read(now, &read);
                 if let Answer::Buffer(buffer) = answer {
@@ -1411,16 +1409,17 @@ impl<T: Transport> ServerConnection<T> {
 
     /// Post `deferred`, a read's last data write, with the status block
     /// `transmit` (encoded in the scratch buffer) as its tail: one work
-    /// request ([`Transport::post_write_tail`]) when the client put the
-    /// block right after the data (same key, next address) and asked for
-    /// the immediate — whose receive completion tells the client that the
-    /// whole write landed; a client polling the block's memory gets two
-    /// writes, as the order of one write's bytes is not defined. `false`,
-    /// nothing posted, when it does not apply; a transport without the
-    /// call is not asked again.
+    /// request ([`Transport::post_write_tail`]). Only a read whose block
+    /// follows its data with an immediate is deferred (the core's
+    /// `status_follows`: same key, next address, so the immediate's
+    /// receive completion tells the client the whole write landed; a
+    /// client polling the block's memory gets two writes, as the order of
+    /// one write's bytes is not defined). `false`, nothing posted, when
+    /// the block is not that write's; a transport without the call is not
+    /// asked again.
     fn post_with_tail(
         &mut self,
-        deferred: Deferred,
+        deferred: MappedWrite,
         transmit: Transmit,
     ) -> Result<bool, ConnectionEnd> {
         let Transmit::StatusBlock {
@@ -1432,9 +1431,12 @@ impl<T: Transport> ServerConnection<T> {
             return Ok(false);
         };
         let remote = deferred.remote;
-        let adjacent = dest.key() == remote.key
-            && remote.addr.checked_add(u64::from(remote.len)) == Some(dest.addr());
-        let Some(whole) = remote.len.checked_add(dest.len()).filter(|_| adjacent) else {
+        debug_assert!(
+            dest.key() == remote.key
+                && remote.addr.checked_add(u64::from(remote.len)) == Some(dest.addr()),
+            "only a read whose status block follows its data is deferred"
+        );
+        let Some(whole) = remote.len.checked_add(dest.len()) else {
             return Ok(false);
         };
         let tail = self
@@ -1566,7 +1568,7 @@ impl<T: Transport> ServerConnection<T> {
     fn read_mapped(
         &mut self,
         read: Read<'_>,
-        mut defer: Option<&mut Option<Deferred>>,
+        mut defer: Option<&mut Option<MappedWrite>>,
     ) -> Result<Option<Result<u64, Status>>, ConnectionEnd> {
         // One mapping per file (`map` adds none for a file that has
         // one), so a slot mapping the read's file is the one the map names.
@@ -1629,19 +1631,18 @@ impl<T: Transport> ServerConnection<T> {
             };
             posted += 1;
             total += n;
+            let write = MappedWrite {
+                slot,
+                local,
+                remote,
+            };
             if n == u64::from(dest.len()) && posted == read.segments.len() {
                 if let Some(deferred) = defer.take() {
-                    *deferred = Some(Deferred {
-                        slot,
-                        local,
-                        remote,
-                    });
+                    *deferred = Some(write);
                     continue;
                 }
             }
-            self.transport
-                .post_write(Work::MappedRead(slot).id(), &[local], remote, None)?;
-            self.sends_posted += 1;
+            self.post_mapped(write)?;
         }
         if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
             mapped.in_flight += posted;
@@ -1795,16 +1796,12 @@ impl<T: Transport> ServerConnection<T> {
                 if let Transmit::StatusBlock { len, .. } = transmit {
                     // A queued block (not the one-pass path's): the core's
                     // transmit names no request, so its block says which.
-                    let block = if inline {
+                    let block = encoded_block(if inline {
                         self.scratch.get(..len)
                     } else {
                         self.transport.region(region)?.get(..len)
-                    };
-                    if let Ok(Some(block)) =
-                        rdio_core::wire::StatusBlock::parse(block.unwrap_or(&[]))
-                    {
-                        self.request_done(now, block.request_id, block.status, block.bytes);
-                    }
+                    })?;
+                    self.request_done(now, block.request_id, block.status, block.bytes);
                 }
             }
             if inline {
@@ -1973,6 +1970,17 @@ fn post_message(
 fn transmit_len(transmit: Transmit) -> usize {
     match transmit {
         Transmit::Send { len } | Transmit::StatusBlock { len, .. } => len,
+    }
+}
+
+/// The status block the core encoded into `bytes` (a
+/// [`Transmit::StatusBlock`]'s), read back for the request metrics: which
+/// request it completes, with what. The core encodes a valid block there,
+/// so anything else is a broken invariant.
+fn encoded_block(bytes: Option<&[u8]>) -> Result<rdio_core::wire::StatusBlock, ConnectionEnd> {
+    match bytes.map(rdio_core::wire::StatusBlock::parse) {
+        Some(Ok(Some(block))) => Ok(block),
+        _ => Err(broken("the core encoded no status block")),
     }
 }
 
