@@ -725,7 +725,7 @@ impl Engine {
             .and_then(|prefix| {
                 transport.post_send(Work::Send { buffer, data: None }.id(), &[prefix], None)
             });
-        self.posted(buffer, posted);
+        self.posted(Some(buffer), posted);
         Ok(request)
     }
 
@@ -781,7 +781,7 @@ impl Engine {
                 entry.sends += 1;
             }
         }
-        self.posted(buffer, posted);
+        self.posted(Some(buffer), posted);
         Ok(request)
     }
 
@@ -828,13 +828,16 @@ impl Engine {
         }
     }
 
-    /// A request's send from buffer `buffer` was posted, or failed: a
-    /// failed post gives the buffer back and takes the connection down
-    /// (the request, sent as far as the core knows, completes with the
-    /// connection's end, as the requests a failed poll posts do).
-    fn posted(&mut self, buffer: usize, posted: Result<(), TransportError>) {
+    /// A request's send from send buffer `buffer` (`None`: posted inline)
+    /// was posted, or failed: a failed post gives the buffer back and
+    /// takes the connection down (the request, sent as far as the core
+    /// knows, completes with the connection's end, as the requests a
+    /// failed poll posts do).
+    fn posted(&mut self, buffer: Option<usize>, posted: Result<(), TransportError>) {
         if posted.is_err() {
-            self.sends.release(buffer);
+            if let Some(buffer) = buffer {
+                self.sends.release(buffer);
+            }
             self.transport_failed(None);
         } else {
             self.sends_posted += 1;
@@ -864,13 +867,7 @@ impl Engine {
             .get(..transmit.len)
             .ok_or(TransportError::OutOfBounds)
             .and_then(|message| transport.post_send_inline(Work::Inline.id(), message));
-        if posted.is_err() {
-            // Sent as far as the core knows: the connection's end completes
-            // it, as it does the requests a failed poll posts.
-            self.transport_failed(None);
-        } else {
-            self.sends_posted += 1;
-        }
+        self.posted(None, posted);
         Ok(request)
     }
 
