@@ -468,6 +468,35 @@ impl Engine {
         self.go_down(LinkState::Closed { by });
     }
 
+    /// A new entry at the back of `side`'s send queue, for a request of
+    /// `len` bytes, with nothing gathered or copied in yet: [`Engine::post_send`]
+    /// and [`Engine::post_inline`] fill it.
+    #[inline(always)]
+    fn push_send(
+        &mut self,
+        side: Side,
+        wr_id: WrId,
+        op: SendOp,
+        len: usize,
+    ) -> Result<&mut SendWr, TransportError> {
+        if !self.is_up() {
+            return Err(TransportError::Disconnected);
+        }
+        let slot = self.queues[side.index()]
+            .send
+            .push()
+            .ok_or(TransportError::QueueFull)?;
+        slot.wr_id = wr_id;
+        slot.op = op;
+        slot.len = len;
+        slot.valid = true;
+        // Emptied when the slot's previous request was drained; cleared here
+        // too so that the invariant of `SendWr` holds by the fillers alone.
+        slot.sges.clear();
+        slot.inline.clear();
+        Ok(slot)
+    }
+
     /// Append a send or write to `side`'s send queue. `sges` has at most
     /// `max_sge` elements; they and `tail` (inline bytes written after
     /// them, at most `max_inline`) total `len` bytes (checked by the
@@ -490,21 +519,7 @@ impl Engine {
         op: SendOp,
         memory: &mut RegionTable,
     ) -> Result<(), TransportError> {
-        if !self.is_up() {
-            return Err(TransportError::Disconnected);
-        }
-        let slot = self.queues[side.index()]
-            .send
-            .push()
-            .ok_or(TransportError::QueueFull)?;
-        slot.wr_id = wr_id;
-        slot.op = op;
-        slot.len = len;
-        slot.valid = true;
-        // Emptied when the slot's previous request was drained; cleared here
-        // too so that the invariant of `SendWr` holds by this function alone.
-        slot.sges.clear();
-        slot.inline.clear();
+        let slot = self.push_send(side, wr_id, op, len)?;
         debug_assert_eq!(
             total_len(sges).map(|n| n + tail.len()),
             Some(len),
@@ -540,19 +555,7 @@ impl Engine {
         data: &[u8],
         op: SendOp,
     ) -> Result<(), TransportError> {
-        if !self.is_up() {
-            return Err(TransportError::Disconnected);
-        }
-        let slot = self.queues[side.index()]
-            .send
-            .push()
-            .ok_or(TransportError::QueueFull)?;
-        slot.wr_id = wr_id;
-        slot.op = op;
-        slot.len = data.len();
-        slot.valid = true;
-        slot.sges.clear();
-        slot.inline.clear();
+        let slot = self.push_send(side, wr_id, op, data.len())?;
         slot.inline.extend_from_slice(data);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
