@@ -497,6 +497,40 @@ impl CmaTransport {
         Ok(op)
     }
 
+    /// Queue an RDMA write of `sges` and then the inline bytes `tail`
+    /// (copied into the entry now) to `dst`: `post_write` (no tail),
+    /// `post_write_inline` (no gather list) and `post_write_tail`.
+    fn write_op(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.ensure_up()?;
+        if tail.len() > INLINE {
+            return Err(TransportError::MessageTooLarge);
+        }
+        let (spans, held, gathered) = self.gather(sges)?;
+        let total = gathered
+            .checked_add(tail.len())
+            .filter(|&total| total <= CAPS.max_write)
+            .ok_or(TransportError::MessageTooLarge)?;
+        if total > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        let mut op = self.inline_op(wr_id, CompletionKind::Write, tail)?;
+        op.inline_write = !tail.is_empty();
+        // A zero-length write names no memory: nothing to place or check.
+        op.write = (total > 0).then_some(dst);
+        op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
+        op.sges = spans;
+        op.sge_count = sges.len();
+        op.held = held;
+        self.enqueue(op)
+    }
+
     /// Queue posted work, holding its regions; flush once enough waits.
     fn enqueue(&mut self, op: Outgoing) -> Result<(), TransportError> {
         for id in op.held.iter() {
@@ -1279,25 +1313,7 @@ impl Transport for CmaTransport {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        self.ensure_up()?;
-        let (spans, held, total) = self.gather(sges)?;
-        if total > CAPS.max_write {
-            return Err(TransportError::MessageTooLarge);
-        }
-        if total > dst.len as usize {
-            return Err(TransportError::OutOfBounds);
-        }
-        if self.tx_outstanding >= CAPS.max_send {
-            return Err(TransportError::QueueFull);
-        }
-        let mut op = Outgoing::empty(Some((wr_id, CompletionKind::Write)));
-        // A zero-length write names no memory: nothing to place or check.
-        op.write = (total > 0).then_some(dst);
-        op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
-        op.sges = spans;
-        op.sge_count = sges.len();
-        op.held = held;
-        self.enqueue(op)
+        self.write_op(wr_id, sges, &[], dst, imm)
     }
 
     fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
@@ -1317,11 +1333,7 @@ impl Transport for CmaTransport {
         if data.len() > dst.len as usize {
             return Err(TransportError::OutOfBounds);
         }
-        let mut op = self.inline_op(wr_id, CompletionKind::Write, data)?;
-        op.inline_write = true;
-        op.write = (!data.is_empty()).then_some(dst);
-        op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
-        self.enqueue(op)
+        self.write_op(wr_id, &[], data, dst, imm)
     }
 
     fn post_write_tail(
@@ -1332,22 +1344,7 @@ impl Transport for CmaTransport {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        let mut op = self.inline_op(wr_id, CompletionKind::Write, tail)?;
-        let (spans, held, total) = self.gather(sges)?;
-        let total = total
-            .checked_add(tail.len())
-            .filter(|&total| total <= CAPS.max_write)
-            .ok_or(TransportError::MessageTooLarge)?;
-        if total > dst.len as usize {
-            return Err(TransportError::OutOfBounds);
-        }
-        op.inline_write = true;
-        op.write = (total > 0).then_some(dst);
-        op.header = imm.map(|imm| Header::new(Kind::WriteImm, 0, imm).encode());
-        op.sges = spans;
-        op.sge_count = sges.len();
-        op.held = held;
-        self.enqueue(op)
+        self.write_op(wr_id, sges, tail, dst, imm)
     }
 
     /// Reads the socket first, as every hand-over does (see `progress`).
