@@ -349,15 +349,14 @@ pub(crate) fn emit_read(
     const LEN: usize = size_of::<ReadMessageWire>();
     const PAYLOAD: u32 = size_of::<ReadWire>() as u32;
     let wire = ReadMessageWire {
-        header: HeaderWire {
-            version: VERSION_1_BYTE,
-            opcode: Opcode::Read as u8,
-            flags: U16::new(flags.bits()),
-            credits: U16::new(credits),
-            reserved: U16::ZERO,
-            request_id: U32::new(request_id),
-            length: U32::new(PAYLOAD),
-        },
+        header: Header {
+            opcode: Opcode::Read,
+            flags,
+            credits,
+            request_id,
+            length: PAYLOAD,
+        }
+        .to_wire(),
         read: ReadWire {
             handle: read.handle.into(),
             reserved: U32::ZERO,
@@ -389,15 +388,14 @@ pub(crate) fn emit_write_prefix(
 ) -> Result<usize, InsufficientSize> {
     const FIXED: u32 = size_of::<WriteWire>() as u32;
     let wire = WriteMessageWire {
-        header: HeaderWire {
-            version: VERSION_1_BYTE,
-            opcode: Opcode::Write as u8,
-            flags: U16::new(flags.bits()),
-            credits: U16::new(credits),
-            reserved: U16::ZERO,
-            request_id: U32::new(request_id),
-            length: U32::new(FIXED.saturating_add(data_len)),
-        },
+        header: Header {
+            opcode: Opcode::Write,
+            flags,
+            credits,
+            request_id,
+            length: FIXED.saturating_add(data_len),
+        }
+        .to_wire(),
         write: WriteWire {
             handle: write.handle.into(),
             total_len: write.total_len.into(),
