@@ -132,6 +132,15 @@ fn is_data_write(dst: &RemoteBuf) -> bool {
 }
 
 impl Probe {
+    /// Count a write the driver posted to `dst`, if it carries read data.
+    fn posted_write(&self, dst: &RemoteBuf) {
+        if is_data_write(dst) {
+            self.counters
+                .data_writes_posted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn new(endpoint: SyncEndpoint, config: FaultConfig, counters: Arc<Counters>) -> Self {
         let seen = Arc::clone(&counters);
         let tap: Tap = Box::new(move |event| {
@@ -214,11 +223,7 @@ impl TransportWrapper for Probe {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         Transport::post_write(&mut self.inner, wr_id, sges, dst, imm)?;
-        if is_data_write(&dst) {
-            self.counters
-                .data_writes_posted
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        self.posted_write(&dst);
         Ok(())
     }
     /// A read's data with its status block as the tail: a data write.
@@ -231,11 +236,7 @@ impl TransportWrapper for Probe {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         Transport::post_write_tail(&mut self.inner, wr_id, sges, tail, dst, imm)?;
-        if is_data_write(&dst) {
-            self.counters
-                .data_writes_posted
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        self.posted_write(&dst);
         Ok(())
     }
 }
