@@ -19,6 +19,14 @@
 //! 5. move the core's finished requests into the completion table;
 //! 6. post what the core has ready again (answers to what came in).
 //!
+//! A request that can go at once is posted as it is submitted
+//! ([`Engine::read`], [`Engine::write`]), and on a transport that defers
+//! posts (cma) it leaves at the next poll, or at a [`Transport::flush`]
+//! once half the requests that were in flight at the last poll have
+//! piled up: a client refilling a deep queue hands it over in halves, so
+//! the server works on one while this side completes and resubmits the
+//! other, instead of the two taking turns over the whole queue.
+//!
 //! Front ends are loops over it: the blocking [`super::Client`] polls and,
 //! when nothing moved, waits on the transport; the inline pair's transport
 //! gives its in-process server a turn in that wait and in every drain; the
@@ -234,6 +242,15 @@ pub(crate) struct Engine {
     /// core until a completion frees a place.
     sends_posted: usize,
     send_queue: usize,
+    /// Requests posted as they were submitted since the transport was last
+    /// flushed (every poll flushes), and how many make [`Engine::posted`]
+    /// flush at once: half the requests that were in flight at the last
+    /// poll (at least 2), so that at depth the server works on one half
+    /// while this side completes and resubmits the other, instead of both
+    /// sides taking turns over the whole queue (docs/PERFORMANCE.md,
+    /// "Stop 34").
+    unflushed: usize,
+    flush_every: usize,
     /// Read requests are posted inline ([`Buffers::inline`]).
     inline: bool,
     /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
@@ -290,6 +307,8 @@ impl Engine {
             transport_down: false,
             sends_posted: 0,
             send_queue,
+            unflushed: 0,
+            flush_every: 2,
             inline: buffers.inline,
             now,
             stats: ClientStats::new(),
@@ -619,6 +638,10 @@ impl Engine {
             posted: self.transmit(transport, now)?,
             ..Progress::default()
         };
+        // `drain` polls the transport, which flushes it.
+        self.unflushed = 0;
+        self.flush_every =
+            usize::try_from(self.stats.in_flight / 2).map_or(usize::MAX, |half| half.max(2));
         progress.completions = self.drain(transport, now)?;
         if self.mode == CompletionMode::Polling {
             progress.completions += self.poll_status_blocks(transport, now)?;
@@ -725,7 +748,7 @@ impl Engine {
             .and_then(|prefix| {
                 transport.post_send(Work::Send { buffer, data: None }.id(), &[prefix], None)
             });
-        self.posted(Some(buffer), posted);
+        self.posted(transport, Some(buffer), posted);
         Ok(request)
     }
 
@@ -781,7 +804,7 @@ impl Engine {
                 entry.sends += 1;
             }
         }
-        self.posted(Some(buffer), posted);
+        self.posted(transport, Some(buffer), posted);
         Ok(request)
     }
 
@@ -833,14 +856,26 @@ impl Engine {
     /// takes the connection down (the request, sent as far as the core
     /// knows, completes with the connection's end, as the requests a
     /// failed poll posts do).
-    fn posted(&mut self, buffer: Option<usize>, posted: Result<(), TransportError>) {
+    fn posted(
+        &mut self,
+        transport: &mut impl Transport,
+        buffer: Option<usize>,
+        posted: Result<(), TransportError>,
+    ) {
         if posted.is_err() {
             if let Some(buffer) = buffer {
                 self.sends.release(buffer);
             }
             self.transport_failed(None);
-        } else {
-            self.sends_posted += 1;
+            return;
+        }
+        self.sends_posted += 1;
+        self.unflushed += 1;
+        if self.unflushed >= self.flush_every {
+            self.unflushed = 0;
+            // A flush that fails leaves the work queued for the next poll,
+            // which reports the transport's state.
+            let _ = transport.flush();
         }
     }
 
@@ -867,7 +902,7 @@ impl Engine {
             .get(..transmit.len)
             .ok_or(TransportError::OutOfBounds)
             .and_then(|message| transport.post_send_inline(Work::Inline.id(), message));
-        self.posted(None, posted);
+        self.posted(transport, None, posted);
         Ok(request)
     }
 

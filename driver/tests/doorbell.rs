@@ -1,0 +1,163 @@
+//! Doorbell batching on the client: requests posted as they are submitted
+//! are handed to the transport in batches of at most half the requests in
+//! flight (`Transport::flush`), not held until the client next polls, so a
+//! server works on one half of a deep queue while the client completes and
+//! resubmits the other (docs/PERFORMANCE.md, "Stop 34").
+
+use rdio::client::{Client, ClientOptions, Ticket};
+use rdio::files::Root;
+use rdio::server::{ConnectionEnd, Server, ServerOptions};
+use rdio_core::Violation;
+use rdio_core::wire::{OpenFlags, ProviderName, Status};
+use rdio_loopback::SyncEndpoint;
+use rdio_transport::{Completion, Slice, Transport, TransportError, TransportWrapper, WrId};
+use std::collections::VecDeque;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DEPTH: usize = 16;
+const SIZE: usize = 4096;
+
+/// What the client's transport saw: posts since the last hand-over (a
+/// flush, poll or wait), the longest such run, and the explicit flushes.
+#[derive(Default)]
+struct Seen {
+    unflushed: usize,
+    longest: usize,
+    posts: usize,
+    flushes: usize,
+}
+
+struct Counting {
+    inner: SyncEndpoint,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Counting {
+    fn posted(&self) {
+        let mut seen = self.seen.lock().expect("lock");
+        seen.posts += 1;
+        seen.unflushed += 1;
+        seen.longest = seen.longest.max(seen.unflushed);
+    }
+
+    fn handed_over(&self) {
+        self.seen.lock().expect("lock").unflushed = 0;
+    }
+}
+
+impl TransportWrapper for Counting {
+    type Inner = SyncEndpoint;
+    fn inner(&self) -> &SyncEndpoint {
+        &self.inner
+    }
+    fn inner_mut(&mut self) -> &mut SyncEndpoint {
+        &mut self.inner
+    }
+    fn post_send(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        imm: Option<u32>,
+    ) -> Result<(), TransportError> {
+        self.inner.post_send(wr_id, sges, imm)?;
+        self.posted();
+        Ok(())
+    }
+    fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
+        self.inner.post_send_inline(wr_id, data)?;
+        self.posted();
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.seen.lock().expect("lock").flushes += 1;
+        self.handed_over();
+        self.inner.flush()
+    }
+    fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
+        self.handed_over();
+        self.inner.poll_completions(out)
+    }
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.handed_over();
+        self.inner.wait(timeout)
+    }
+}
+
+#[test]
+fn a_deep_queue_is_handed_over_in_halves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data: Vec<u8> = (0..64 * SIZE).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("data"), &data).expect("seed");
+    let provider = ProviderName::new("loopback").expect("provider");
+    let server = Server::new(
+        Root::new(dir.path()).expect("root"),
+        ServerOptions::new(provider, b"loopback"),
+    );
+    let (pipe_client, pipe_server) = UnixStream::pair().expect("socket pair");
+    let pipe_handler = Arc::clone(&server);
+    let pipe_thread = std::thread::spawn(move || pipe_handler.serve_pipe(pipe_server));
+    let (client_wire, server_wire) = rdio_loopback::sync_pair(rdio_loopback::Config::default());
+    let connection = server.accept(server_wire).expect("accept");
+    let connection_thread = std::thread::spawn(move || connection.run());
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let transport = Counting {
+        inner: client_wire,
+        seen: Arc::clone(&seen),
+    };
+    let mut options = ClientOptions::new(provider);
+    options.io_size = SIZE as u32;
+    options.queue_depth = DEPTH;
+    let mut client = Client::connect(pipe_client, options, |_| Ok(transport)).expect("connect");
+    let file = client.open("data", OpenFlags::READ).expect("open");
+    let reads_before = seen.lock().expect("lock").posts;
+
+    // The bench's loop: keep DEPTH reads in flight, collect the oldest.
+    let total = 8 * DEPTH;
+    let mut in_flight: VecDeque<(Ticket, usize)> = VecDeque::new();
+    let mut back = vec![0u8; SIZE];
+    let mut issued = 0;
+    while issued < total || !in_flight.is_empty() {
+        while issued < total && in_flight.len() < DEPTH {
+            let offset = (issued % 64) * SIZE;
+            let ticket = client
+                .submit_read(&file, offset as u64, SIZE)
+                .expect("submit");
+            in_flight.push_back((ticket, offset));
+            issued += 1;
+        }
+        let (ticket, offset) = in_flight.pop_front().expect("a read in flight");
+        assert_eq!(client.wait(ticket, &mut back).expect("read"), SIZE as u64);
+        assert!(back == data[offset..offset + SIZE], "read at {offset}");
+    }
+
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.posts - reads_before >= total,
+        "every read was posted ({} posts)",
+        seen.posts - reads_before
+    );
+    assert!(
+        seen.longest <= DEPTH / 2,
+        "at most half the queue waited for a hand-over: {} did",
+        seen.longest
+    );
+    assert!(seen.flushes > 0, "the client flushed between polls");
+    drop(seen);
+    client.close(file).expect("close");
+    client.shutdown().expect("shutdown");
+    let end = connection_thread.join().expect("connection thread");
+    assert!(
+        matches!(
+            end,
+            ConnectionEnd::Terminated(Violation::PeerTerminated(Status::Shutdown))
+        ),
+        "the client's orderly close ended the connection: {end}"
+    );
+    pipe_thread
+        .join()
+        .expect("pipe thread")
+        .expect("pipe served");
+}
