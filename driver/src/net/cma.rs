@@ -55,7 +55,14 @@ impl RdmaListener for CmaListener {
     }
 
     fn accept(&self, timeout: Duration) -> Result<Option<CmaTransport>, SetupError> {
-        Ok(self.listener.accept(timeout, HANDSHAKE_TIMEOUT)?)
+        let accepted = self.listener.accept(timeout, HANDSHAKE_TIMEOUT)?;
+        Ok(accepted.map(|mut transport| {
+            // The server keeps a receive posted per credit (64 of up to
+            // 1 MiB + 4 KiB): filled newest first, a write lands in the
+            // buffer just reposted, still in cache.
+            transport.set_newest_first(true);
+            transport
+        }))
     }
 }
 
@@ -98,6 +105,10 @@ impl RdmaConnector for CmaConnector {
         if provider.as_str() != PROVIDER {
             return Err(format!("the cma connector cannot connect over {provider:?}").into());
         }
-        Ok(rdio_cma::connect(endpoint, self.timeout)?)
+        let mut transport = rdio_cma::connect(endpoint, self.timeout)?;
+        // rdio's drivers find a receive by its work-request id: the order
+        // receives are filled in is theirs to choose (see the listener).
+        transport.set_newest_first(true);
+        Ok(transport)
     }
 }

@@ -37,7 +37,10 @@
 //! Everything posted before one of those calls is on its way when it
 //! returns. A driver therefore posts a round's work back to back and then
 //! polls or waits (or calls `flush` once, when it neither polls nor waits
-//! next); it never needs to flush after each post. Deferral changes *when*
+//! next); it never needs to flush after each post. A driver may also flush
+//! part-way through a long burst, so that the peer starts on its first
+//! part while the rest is being posted (rdio's client engine hands a deep
+//! queue over in halves). Deferral changes *when*
 //! work leaves, never its order or its outcome: the ordering guarantees
 //! below hold across a batch exactly as across single posts, a post that
 //! is refused is refused synchronously as before, and a request that fails

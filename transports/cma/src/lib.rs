@@ -30,7 +30,10 @@
 //!   fails at once, with the errno, where cross-memory attach is not
 //!   allowed (e.g. under `kernel.yama.ptrace_scope` >= 1), instead of at
 //!   the first RDMA write.
-//! * [`CmaTransport`] is the connected side.
+//! * [`CmaTransport`] is the connected side. Sends fill posted receives in
+//!   posting order, as on an RC queue pair, unless
+//!   [`CmaTransport::set_newest_first`] asks for the receive posted last
+//!   (the cache-warm one; rdio's drivers ask for it).
 //! * [`raw`] measures bare `process_vm_writev` and socket loops between
 //!   two processes: the baseline rdio's throughput is compared with.
 //!

@@ -1037,3 +1037,39 @@ fn a_write_with_a_tail_places_data_then_tail() {
         Err(TransportError::MessageTooLarge)
     );
 }
+
+#[test]
+fn newest_first_fills_the_receive_posted_last() {
+    let (mut client, mut server) = pair();
+    server.set_newest_first(true);
+    let rx = server.register(4096, Access::LOCAL_WRITE).unwrap();
+    let tx = client.register(4096, Access::empty()).unwrap();
+    client.region_mut(tx).unwrap()[..3].copy_from_slice(b"abc");
+    let recv = |i: usize| Slice {
+        region: rx,
+        offset: i * 100,
+        len: 100,
+    };
+    let one = |i: usize| Slice {
+        region: tx,
+        offset: i,
+        len: 1,
+    };
+    server.post_recv(1, recv(1)).unwrap();
+    server.post_recv(2, recv(2)).unwrap();
+    client.post_send(10, &[one(0)], None).unwrap();
+    // The first send fills receive 2, posted last.
+    let got = next(&mut client, &mut server, 1);
+    assert_eq!((got.wr_id, got.kind), (2, CompletionKind::Recv { len: 1 }));
+    assert_eq!(next(&mut client, &mut server, 0).wr_id, 10);
+    // A receive posted now is filled before receive 1, posted earlier.
+    server.post_recv(3, recv(3)).unwrap();
+    client.post_send(11, &[one(1)], None).unwrap();
+    client.post_send(12, &[one(2)], None).unwrap();
+    let order: Vec<_> = (0..2)
+        .map(|_| next(&mut client, &mut server, 1).wr_id)
+        .collect();
+    assert_eq!(order, [3, 1]);
+    let bytes = server.region_mut(rx).unwrap();
+    assert_eq!([bytes[200], bytes[300], bytes[100]], *b"abc");
+}
