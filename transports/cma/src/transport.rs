@@ -979,8 +979,9 @@ impl CmaTransport {
         }
     }
 
-    /// Whether the front posted receive (the one a send fills next) can take a send of `len` bytes;
-    /// if not, the receive (for a too-large send) and the connection fail.
+    /// Whether the front posted receive (the one a send fills next) can
+    /// take a send of `len` bytes; if not, the receive (for a too-large
+    /// send) and the connection fail.
     fn accept_send(&mut self, len: usize) -> bool {
         let Some(recv) = self.recvs.front() else {
             self.protocol_error(
