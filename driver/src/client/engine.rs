@@ -245,7 +245,7 @@ pub(crate) struct Engine {
     /// Requests posted as they were submitted since the transport was last
     /// flushed (every poll flushes), and how many make [`Engine::posted`]
     /// flush at once: half the requests that were in flight at the last
-    /// poll (at least 2), so that at depth the server works on one half
+    /// poll that had any (at least 2), so that at depth the server works on one half
     /// while this side completes and resubmits the other, instead of both
     /// sides taking turns over the whole queue (docs/PERFORMANCE.md,
     /// "Stop 34").
@@ -638,10 +638,14 @@ impl Engine {
             posted: self.transmit(transport, now)?,
             ..Progress::default()
         };
-        // `drain` polls the transport, which flushes it.
+        // `drain` polls the transport, which flushes it. An idle poll keeps
+        // the last depth's half: a burst after a pause goes out in halves
+        // of the queue the caller used last, not in pairs.
         self.unflushed = 0;
-        self.flush_every =
-            usize::try_from(self.stats.in_flight / 2).map_or(usize::MAX, |half| half.max(2));
+        if self.stats.in_flight > 0 {
+            self.flush_every =
+                usize::try_from(self.stats.in_flight / 2).map_or(usize::MAX, |half| half.max(2));
+        }
         progress.completions = self.drain(transport, now)?;
         if self.mode == CompletionMode::Polling {
             progress.completions += self.poll_status_blocks(transport, now)?;
