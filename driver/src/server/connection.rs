@@ -1597,6 +1597,47 @@ impl<T: Transport> ServerConnection<T> {
             return Ok(None);
         }
         let (region, len) = (mapped.region, mapped.lease.file_len());
+        // A Read (what is served at once): one segment, no loops.
+        if let [segment] = read.segments {
+            let (dest, offset) = (segment.dest(), segment.offset());
+            // The check `File::read_at` makes on the copying path.
+            if let Err(e) = mapped.open.check_read(offset, dest.len() as usize) {
+                return Ok(Some(Err(e.status())));
+            }
+            // The lease holds, so the file is exactly `len` bytes.
+            let n = len.saturating_sub(offset).min(u64::from(dest.len()));
+            if n == 0 {
+                return Ok(Some(Ok(0)));
+            }
+            let write = MappedWrite {
+                slot,
+                // offset < len, and len fits in memory: it is mapped.
+                local: Slice {
+                    region,
+                    offset: offset as usize,
+                    len: n as usize,
+                },
+                remote: RemoteBuf {
+                    addr: dest.addr(),
+                    key: dest.key(),
+                    len: dest.len(),
+                },
+            };
+            mapped.read += n;
+            match defer {
+                Some(deferred) if n == u64::from(dest.len()) => {
+                    mapped.in_flight += 1;
+                    *deferred = Some(write);
+                }
+                _ => {
+                    self.post_mapped(write)?;
+                    if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+                        mapped.in_flight += 1;
+                    }
+                }
+            }
+            return Ok(Some(Ok(n)));
+        }
         // The checks `File::read_at` makes on the copying path. A mapping
         // not revoked belongs to a registered, open file.
         for segment in read.segments {
