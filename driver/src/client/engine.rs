@@ -21,9 +21,9 @@
 //!
 //! A request that can go at once is posted as it is submitted
 //! ([`Engine::read`], [`Engine::write`]), and on a transport that defers
-//! posts (cma) it leaves at the next poll, or at a [`Transport::flush`]
-//! once half the requests that were in flight at the last poll have
-//! piled up: a client refilling a deep queue hands it over in halves, so
+//! posts (cma, `Caps::deferred_posts`) it leaves at the next poll, or at
+//! a [`Transport::flush`] once half the requests that were in flight at
+//! the last poll have piled up: a client refilling a deep queue hands it over in halves, so
 //! the server works on one while this side completes and resubmits the
 //! other, instead of the two taking turns over the whole queue.
 //!
@@ -181,6 +181,9 @@ pub(crate) struct Buffers {
     /// The transport takes [`INLINE_MESSAGE`] bytes inline
     /// (`Caps::max_inline`): a read request is posted from the stack.
     pub(crate) inline: bool,
+    /// The transport holds posts until a flush (`Caps::deferred_posts`):
+    /// a deep queue is handed over in halves ([`Engine::posted`]).
+    pub(crate) deferred_posts: bool,
 }
 
 impl Buffers {
@@ -251,6 +254,8 @@ pub(crate) struct Engine {
     /// "Stop 34").
     unflushed: usize,
     flush_every: usize,
+    /// [`Buffers::deferred_posts`]: without it, nothing is flushed here.
+    deferred_posts: bool,
     /// Read requests are posted inline ([`Buffers::inline`]).
     inline: bool,
     /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
@@ -309,6 +314,7 @@ impl Engine {
             send_queue,
             unflushed: 0,
             flush_every: 2,
+            deferred_posts: buffers.deferred_posts,
             inline: buffers.inline,
             now,
             stats: ClientStats::new(),
@@ -874,6 +880,9 @@ impl Engine {
             return;
         }
         self.sends_posted += 1;
+        if !self.deferred_posts {
+            return;
+        }
         self.unflushed += 1;
         if self.unflushed >= self.flush_every {
             self.unflushed = 0;

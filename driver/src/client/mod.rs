@@ -463,6 +463,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 io_size,
                 send_queue: transport.caps().max_send,
                 inline: transport.caps().max_inline >= INLINE_MESSAGE,
+                deferred_posts: transport.caps().deferred_posts,
             };
             let remote = buffers.remote_windows(transport)?;
             Ok((buffers, remote))

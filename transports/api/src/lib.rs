@@ -40,7 +40,8 @@
 //! next); it never needs to flush after each post. A driver may also flush
 //! part-way through a long burst, so that the peer starts on its first
 //! part while the rest is being posted (rdio's client engine hands a deep
-//! queue over in halves). Deferral changes *when*
+//! queue over in halves); [`Caps::deferred_posts`] says whether a
+//! transport defers at all. Deferral changes *when*
 //! work leaves, never its order or its outcome: the ordering guarantees
 //! below hold across a batch exactly as across single posts, a post that
 //! is refused is refused synchronously as before, and a request that fails
@@ -291,6 +292,12 @@ pub struct Caps {
     /// transport has no inline data (both then return
     /// [`TransportError::Unsupported`]).
     pub max_inline: usize,
+    /// Posted work waits for the next [`Transport::flush`],
+    /// [`Transport::poll_completions`] or [`Transport::wait`] ("Deferred
+    /// posting" in the crate docs), so a driver gains from flushing
+    /// part-way through a long burst; `false` where each post is handed on
+    /// at once and a flush would only cost a call.
+    pub deferred_posts: bool,
 }
 
 /// One side of a connected, reliable RDMA channel.

@@ -38,6 +38,7 @@ const CAPS: Caps = Caps {
     max_send: 8,
     pins_registrations: false,
     max_inline: 64,
+    deferred_posts: false,
 };
 
 const REMOTE: RemoteBuf = RemoteBuf {

@@ -34,6 +34,8 @@ pub const CAPS: Caps = Caps {
     pins_registrations: false,
     // Inline payloads travel in the outbox entry itself (`INLINE`).
     max_inline: INLINE,
+    // Posts wait in the outbox for the next flush, poll or wait (`FLUSH_AT`).
+    deferred_posts: true,
 };
 
 /// Largest inline payload ([`Transport::post_send_inline`],

@@ -306,6 +306,8 @@ impl FabricTransport {
             pins_registrations: pins_registrations(&provider_name(info)),
             // Inline sends (`FI_INJECT`) are not used yet: docs/PERFORMANCE.md, stop 31.
             max_inline: 0,
+            // Posts are handed to the provider at once (see `flush`).
+            deferred_posts: false,
         };
         let name = provider_name(info);
         Ok(Self {

@@ -225,6 +225,9 @@ impl<L: Link> LoopbackEndpoint<L> {
             max_send: config.max_send,
             pins_registrations: config.pins_registrations,
             max_inline: config.max_inline,
+            // A post is queued where the peer's next step executes it: no
+            // doorbell to ring.
+            deferred_posts: false,
         };
         Self {
             link,

@@ -234,6 +234,8 @@ impl VerbsTransport {
             pins_registrations: true,
             // `IBV_SEND_INLINE` is not used yet: docs/PERFORMANCE.md, stop 31.
             max_inline: 0,
+            // Each post rings the doorbell (`ibv_post_send`).
+            deferred_posts: false,
         };
         Ok(Self {
             qp,
