@@ -23,9 +23,10 @@
 //! ([`Engine::read`], [`Engine::write`]), and on a transport that defers
 //! posts (cma, `Caps::deferred_posts`) it leaves at the next poll, or at
 //! a [`Transport::flush`] once half the requests that were in flight at
-//! the last poll have piled up: a client refilling a deep queue hands it over in halves, so
-//! the server works on one while this side completes and resubmits the
-//! other, instead of the two taking turns over the whole queue.
+//! the last poll have piled up: a client refilling a deep queue hands it
+//! over in halves, so the server works on one while this side completes
+//! and resubmits the other, instead of the two taking turns over the
+//! whole queue.
 //!
 //! Front ends are loops over it: the blocking [`super::Client`] polls and,
 //! when nothing moved, waits on the transport; the inline pair's transport

@@ -225,6 +225,40 @@ struct MappedWrite {
     remote: RemoteBuf,
 }
 
+impl MappedWrite {
+    /// The write of `segment` from mapping `slot` (`region`, of a file of
+    /// exactly `len` bytes while its lease holds), and the bytes it moves:
+    /// short for a segment reaching past the end, `None` for one past it.
+    #[inline(always)]
+    fn of(slot: usize, region: RegionId, len: u64, segment: &ReadSegment) -> Option<(Self, u64)> {
+        let (dest, offset) = (segment.dest(), segment.offset());
+        let n = len.saturating_sub(offset).min(u64::from(dest.len()));
+        if n == 0 {
+            return None;
+        }
+        let write = Self {
+            slot,
+            // offset < len, and len fits in memory: it is mapped.
+            local: Slice {
+                region,
+                offset: offset as usize,
+                len: n as usize,
+            },
+            remote: RemoteBuf {
+                addr: dest.addr(),
+                key: dest.key(),
+                len: dest.len(),
+            },
+        };
+        Some((write, n))
+    }
+
+    /// It fills its segment (only such a write may carry the status block).
+    fn fills_segment(&self) -> bool {
+        self.local.len == self.remote.len as usize
+    }
+}
+
 /// A read the core handed over, waiting for a free bounce buffer.
 #[derive(Debug)]
 struct PendingRead {
@@ -1599,33 +1633,19 @@ impl<T: Transport> ServerConnection<T> {
         let (region, len) = (mapped.region, mapped.lease.file_len());
         // A Read (what is served at once): one segment, no loops.
         if let [segment] = read.segments {
-            let (dest, offset) = (segment.dest(), segment.offset());
             // The check `File::read_at` makes on the copying path.
-            if let Err(e) = mapped.open.check_read(offset, dest.len() as usize) {
+            if let Err(e) = mapped
+                .open
+                .check_read(segment.offset(), segment.dest().len() as usize)
+            {
                 return Ok(Some(Err(e.status())));
             }
-            // The lease holds, so the file is exactly `len` bytes.
-            let n = len.saturating_sub(offset).min(u64::from(dest.len()));
-            if n == 0 {
+            let Some((write, n)) = MappedWrite::of(slot, region, len, segment) else {
                 return Ok(Some(Ok(0)));
-            }
-            let write = MappedWrite {
-                slot,
-                // offset < len, and len fits in memory: it is mapped.
-                local: Slice {
-                    region,
-                    offset: offset as usize,
-                    len: n as usize,
-                },
-                remote: RemoteBuf {
-                    addr: dest.addr(),
-                    key: dest.key(),
-                    len: dest.len(),
-                },
             };
             mapped.read += n;
             match defer {
-                Some(deferred) if n == u64::from(dest.len()) => {
+                Some(deferred) if write.fills_segment() => {
                     mapped.in_flight += 1;
                     *deferred = Some(write);
                 }
@@ -1651,33 +1671,12 @@ impl<T: Transport> ServerConnection<T> {
         let mut total = 0u64;
         let mut posted = 0;
         for segment in read.segments {
-            let dest = segment.dest();
-            let offset = segment.offset();
-            // The lease holds, so the file is exactly `len` bytes: a segment
-            // reaching past the end is short, one past it empty.
-            let n = len.saturating_sub(offset).min(u64::from(dest.len()));
-            if n == 0 {
+            let Some((write, n)) = MappedWrite::of(slot, region, len, segment) else {
                 continue;
-            }
-            let local = Slice {
-                region,
-                // offset < len, and len fits in memory: it is mapped.
-                offset: offset as usize,
-                len: n as usize,
-            };
-            let remote = RemoteBuf {
-                addr: dest.addr(),
-                key: dest.key(),
-                len: dest.len(),
             };
             posted += 1;
             total += n;
-            let write = MappedWrite {
-                slot,
-                local,
-                remote,
-            };
-            if n == u64::from(dest.len()) && posted == read.segments.len() {
+            if write.fills_segment() && posted == read.segments.len() {
                 if let Some(deferred) = defer.take() {
                     *deferred = Some(write);
                     continue;
