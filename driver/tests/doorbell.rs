@@ -1,8 +1,10 @@
-//! Doorbell batching on the client: requests posted as they are submitted
-//! are handed to the transport in batches of at most half the requests in
+//! Doorbell batching on the client: over a transport that holds posts
+//! until a flush (`Caps::deferred_posts`), requests posted as they are
+//! submitted are handed over in batches of at most half the requests in
 //! flight (`Transport::flush`), not held until the client next polls, so a
 //! server works on one half of a deep queue while the client completes and
-//! resubmits the other (docs/PERFORMANCE.md, "Stop 34").
+//! resubmits the other (docs/PERFORMANCE.md, "Stop 34"); over one that
+//! hands each post on at once, the client never flushes.
 
 use rdio::client::{Client, ClientOptions, Ticket};
 use rdio::files::Root;
