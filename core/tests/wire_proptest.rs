@@ -36,6 +36,16 @@ fn check_pipe(bytes: &[u8]) -> Result<(), TestCaseError> {
 }
 
 fn check_status(bytes: &[u8]) -> Result<(), TestCaseError> {
+    // The polling pre-check: a block is written exactly when parse does
+    // not say "not yet" (a full block parses to a block or an error).
+    if bytes.len() >= STATUS_BLOCK_LEN {
+        prop_assert_eq!(
+            StatusBlock::is_written(bytes),
+            StatusBlock::parse(bytes) != Ok(None)
+        );
+    } else {
+        prop_assert!(!StatusBlock::is_written(bytes));
+    }
     match StatusBlock::parse(bytes) {
         Ok(Some(block)) => prop_assert_eq!(&block.to_bytes()[..], &bytes[..STATUS_BLOCK_LEN]),
         Ok(None) => prop_assert_eq!(&bytes[20..STATUS_BLOCK_LEN], &[0u8; 4][..]),

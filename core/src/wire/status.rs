@@ -78,6 +78,17 @@ impl StatusBlock {
         }))
     }
 
+    /// Whether the block at the start of `buf` has its `valid` word set
+    /// (to anything: [`StatusBlock::parse`] tells a written block from a
+    /// damaged one). A polling client's cheap look at a block before it
+    /// hands it to [`crate::client::Client::take_status_block`]: one load,
+    /// no parse. `false` for a buffer shorter than a block.
+    #[inline]
+    pub fn is_written(buf: &[u8]) -> bool {
+        buf.get(STATUS_BLOCK_LEN - 4..STATUS_BLOCK_LEN)
+            .is_some_and(|valid| valid != [0; 4])
+    }
+
     /// Encode into `buf` (first [`STATUS_BLOCK_LEN`] bytes), leaving it
     /// untouched if it is shorter.
     #[inline]

@@ -66,7 +66,7 @@ use rdio_core::client::{
 };
 use rdio_core::error::{ApiError, Violation};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
-use rdio_core::wire::{BufferDescriptor, Status};
+use rdio_core::wire::{BufferDescriptor, Status, StatusBlock};
 use rdio_transport::{
     Completion, CompletionKind, RegionId, RemoteBuf, Transport, TransportError, WcError,
 };
@@ -1140,6 +1140,7 @@ impl Engine {
         now: rdio_core::Instant,
     ) -> Result<usize, ClientError> {
         let mut found = 0;
+        let block = self.io_size..self.io_size + STATUS_BLOCK_LEN;
         for slot in 0..self.slots.count() {
             let Some(request) = self
                 .table
@@ -1149,7 +1150,14 @@ impl Engine {
             else {
                 continue;
             };
-            if self.core.awaits_status_block(request)
+            // Most looks find nothing yet: one load of the block's valid
+            // word before the core's lookups and parse (which still decide).
+            let written = transport
+                .region(self.slots.region(slot)?)?
+                .get(block.clone())
+                .is_some_and(StatusBlock::is_written);
+            if written
+                && self.core.awaits_status_block(request)
                 && self.take_status_block(transport, now, slot)?
             {
                 found += 1;
