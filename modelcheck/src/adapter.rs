@@ -10,8 +10,8 @@
 
 use rdio_core::client::{Client, ClientConfig, ClientEvent, CompletionMode, Negotiated, RequestId};
 use rdio_core::server::{
-    Connection, FileId, OpId, Registration, ServerConfig, ServerEvent, SessionId, SessionParams,
-    Transmit,
+    Connection, FileId, OpId, Received, Registration, ServerConfig, ServerEvent, SessionId,
+    SessionParams, Transmit,
 };
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
 use rdio_core::wire::{
@@ -515,13 +515,25 @@ impl ServerSide {
         &self.core
     }
 
-    /// A send arrived; a write fragment's chunk goes to the driver.
+    /// A send arrived, taken as rdio's server driver takes it
+    /// (`Connection::take_message`): a write fragment's chunk goes to the
+    /// driver, and so does a read the core hands over at once (one that
+    /// finds no earlier work waiting). The driver finishes either whenever
+    /// the model likes, other calls in between: the core keeps such a read
+    /// out of its request table until another call puts it there, and
+    /// every interleaving of that is explored.
     pub fn on_send(&mut self, now: Instant, bytes: &[u8]) -> Result<Option<Work>, Violation> {
-        let chunk = self.core.handle_message(now, bytes)?;
-        Ok(chunk.map(|chunk| Work::Write {
-            op: chunk.op.0,
-            len: chunk.pieces().map(|(_, data)| data.len() as u64).sum(),
-        }))
+        Ok(match self.core.take_message(now, bytes)? {
+            Received::Nothing => None,
+            Received::Write(chunk) => Some(Work::Write {
+                op: chunk.op.0,
+                len: chunk.pieces().map(|(_, data)| data.len() as u64).sum(),
+            }),
+            Received::Read { op, segments, .. } => Some(Work::Read {
+                op: op.0,
+                dest: segments.iter().map(|s| s.dest()).collect(),
+            }),
+        })
     }
 
     /// Whether the core has work for the driver (looked at on a copy).

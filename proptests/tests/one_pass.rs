@@ -267,6 +267,87 @@ fn a_read_is_handed_over_as_it_arrives_unless_work_waits() {
     assert_eq!(pair.server.poll_event(), None);
 }
 
+/// Take the client's next send on the server: the read it hands over at
+/// once, and the bytes of the request.
+fn take_read(pair: &mut Pair) -> (OpId, Vec<u8>) {
+    let mut buf = vec![0u8; 65536];
+    let len = pair
+        .client
+        .poll_transmit(pair.now, &mut buf)
+        .unwrap()
+        .expect("a request to send")
+        .len;
+    let bytes = buf[..len].to_vec();
+    match pair.server.take_message(pair.now, &bytes) {
+        Ok(Received::Read { op, .. }) => (op, bytes),
+        other => panic!("expected the read at once, got {other:?}"),
+    }
+}
+
+/// Complete `op` as a driver serving at once would, and hand its status
+/// block to the client: the request it completed and its status.
+fn complete_now(pair: &mut Pair, op: OpId, bytes: u64) -> (RequestId, Status) {
+    let mut block = [0u8; 24];
+    let Ok(Some(Transmit::StatusBlock { len, .. })) =
+        pair.server.complete_io_into(op, Ok(bytes), &mut block)
+    else {
+        panic!("the block was not returned");
+    };
+    match pair.client.take_status_block(pair.now, &block[..len]) {
+        Ok(BlockOutcome::Completed(ClientEvent::Completed {
+            request, status, ..
+        })) => (request, status),
+        other => panic!("expected the completion, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_read_handed_over_at_once_survives_any_call_before_its_completion() {
+    // The server keeps the read it just handed over outside its request
+    // table until another call puts it there: each call below must find it.
+    let (mut pair, handle) = pair_with_file();
+    let (first, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    let (op1, _) = take_read(&mut pair);
+    assert_eq!(pair.server.outstanding(), 1);
+    let (second, _) = pair.read(handle, 10, 10, CompletionMode::Interrupt);
+    let (op2, _) = take_read(&mut pair);
+    assert_eq!(pair.server.outstanding(), 2, "the first was not lost");
+    let mut buf = [0u8; 256];
+    assert_eq!(pair.server.poll_transmit(&mut buf), Ok(None));
+    assert_eq!(pair.server.poll_event(), None);
+    pair.server.handle_timeout(pair.now);
+    // Completed out of order: the second (now in the table) first.
+    assert_eq!(complete_now(&mut pair, op2, 10), (second, Status::Success));
+    assert_eq!(complete_now(&mut pair, op1, 10), (first, Status::Success));
+    assert_eq!(pair.server.outstanding(), 0);
+    assert_eq!(
+        pair.server.complete_io_into(op1, Ok(10), &mut buf),
+        Err(ApiError::UnknownRequest),
+        "completed once only"
+    );
+    // Completed at once, the next read never enters the table.
+    let (third, _) = pair.read(handle, 20, 5, CompletionMode::Interrupt);
+    let (op3, _) = take_read(&mut pair);
+    assert_eq!(complete_now(&mut pair, op3, 5), (third, Status::Success));
+    assert_eq!(pair.server.outstanding(), 0);
+    assert!(pair.server.is_open());
+}
+
+#[test]
+fn a_request_id_reused_while_its_read_is_handed_over_is_refused() {
+    let (mut pair, handle) = pair_with_file();
+    let _ = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    let (_op, bytes) = take_read(&mut pair);
+    // The same request again (same id, a credit of its own in its header):
+    // the id is in flight, in the driver's hands.
+    let id = request_id_of(&bytes);
+    assert_eq!(
+        pair.server.take_message(pair.now, &bytes),
+        Err(Violation::DuplicateRequest(id))
+    );
+    assert!(pair.server.is_closed());
+}
+
 /// What a one-pass submission returned on a copy of the client: the
 /// request, and the bytes of the send it encoded with that send's data
 /// reference, if it sent one at once.

@@ -8,6 +8,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Complete authentication (claims 12, 14): the key matched a session
     /// whose negotiated parameters are `params`.
     pub fn accept_auth(&mut self, now: Instant, params: SessionParams) -> Result<(), ApiError> {
+        self.park();
         let State::Authenticating {
             request_id,
             credits: header_credits,
@@ -70,6 +71,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Refuse authentication: the key was unknown, used or expired. The
     /// client gets an auth response with `AuthFailed`, then `Terminate`.
     pub fn reject_auth(&mut self) {
+        self.park();
         if let State::Authenticating { request_id, .. } = self.state {
             let auth = Message {
                 flags: Flags::empty(),

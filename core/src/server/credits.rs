@@ -9,6 +9,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// `max_credits` and what the client asked for at negotiation, revokes
     /// down to `min_credits`.
     pub fn set_credit_target(&mut self, target: u16) -> Result<(), ApiError> {
+        self.park();
         let Some(session) = self.session else {
             return Err(ApiError::NotConnected);
         };

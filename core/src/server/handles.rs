@@ -126,6 +126,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         op: OpId,
         result: Result<Registration, Status>,
     ) -> Result<(), ApiError> {
+        self.park();
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
         if !matches!(
             self.ops.get(index).map(|o| &o.kind),
@@ -179,6 +180,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// [`ServerEvent::Close`]: the client's close completes with `result`
     /// (the handle is gone either way).
     pub fn complete_close(&mut self, op: OpId, result: Result<(), Status>) -> Result<(), ApiError> {
+        self.park();
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
         let dispatched = self.ops.get(index).is_some_and(|entry| {
             matches!(entry.kind, OpKind::Close { .. }) && entry.stage == Stage::Dispatched

@@ -17,12 +17,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         segments: &[ReadSegment],
     ) -> Result<(), Violation> {
         self.start_read_into(id, handle, status_desc, interrupt, segments, false)
-            .map(|_| ())
+            .map(drop)
     }
 
     /// Start a read; with `direct`, and no earlier work waiting for the
-    /// driver, it is handed over at once (its slot returned, the request
-    /// dispatched) instead of queued for [`Connection::poll_event`].
+    /// driver, it is handed over at once (the request dispatched: kept in
+    /// [`Connection::direct`] when it has one segment, else in its slot)
+    /// instead of queued for [`Connection::poll_event`].
     #[inline(always)]
     pub(super) fn start_read_into(
         &mut self,
@@ -32,7 +33,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         interrupt: bool,
         segments: &[ReadSegment],
         direct: bool,
-    ) -> Result<Option<usize>, Violation> {
+    ) -> Result<Started, Violation> {
         self.check_status_desc(status_desc)?;
         let total = segments
             .iter()
@@ -56,19 +57,38 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 let now = direct && self.pending.is_empty();
                 if now {
                     op.stage = Stage::Dispatched;
+                    if let [segment] = segments {
+                        // What the insert would refuse is refused here (an
+                        // id in flight, a full table), so the read can be
+                        // parked later without fail: the table keeps its
+                        // place (`Connection::park`, called first by every
+                        // other call, emptied `direct` before this one).
+                        if self.find(id).is_some() {
+                            return Err(Violation::DuplicateRequest(id));
+                        }
+                        if self.ops.len() >= R {
+                            return Err(Violation::Capacity);
+                        }
+                        self.direct = Some(DirectRead {
+                            op,
+                            file,
+                            segment: *segment,
+                        });
+                        return Ok(Started::Direct);
+                    }
                 }
                 let index = self.insert(op)?;
                 self.store_segments(index, segments)?;
                 if now {
-                    return Ok(Some(index));
+                    return Ok(Started::Slot(index));
                 }
                 self.push_pending(Pending::Op { slot: index, id })
-                    .map(|()| None)
+                    .map(|()| Started::Queued)
             }
             Err(status) => {
                 op.result = status;
                 let index = self.insert(op)?;
-                self.finish(index).map(|()| None)
+                self.finish(index).map(|()| Started::Queued)
             }
         }
     }
@@ -269,6 +289,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let Some(op) = self.ops.take(index) else {
             return Err(Violation::Internal);
         };
+        self.finish_op(op, buf)
+    }
+
+    /// [`Connection::finish_into`] for an op already out of the table.
+    #[inline(always)]
+    fn finish_op(&mut self, op: Op, buf: Option<&mut [u8]>) -> Result<Option<Transmit>, Violation> {
         let block = StatusBlock {
             request_id: op.id,
             status: op.result,
@@ -356,23 +382,26 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         result: Result<u64, Status>,
         buf: Option<&mut [u8]>,
     ) -> Result<Option<Transmit>, ApiError> {
+        // The read handed over at once, completed before anything else was
+        // called: finished from where it is, never entering the table.
+        if let Some(DirectRead { op: mut entry, .. }) =
+            self.direct.take_if(|direct| direct.op.id == op.0)
+        {
+            read_done(&mut entry, result);
+            return self.finish_op(entry, buf).map_err(|v| {
+                self.fail(v);
+                ApiError::NotConnected
+            });
+        }
+        self.park();
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
         let entry = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
         let finished = match entry.kind {
-            OpKind::Read { wanted } => {
+            OpKind::Read { .. } => {
                 if entry.stage != Stage::Dispatched {
                     return Err(ApiError::UnknownRequest);
                 }
-                match result {
-                    Ok(0) if wanted > 0 && entry.result == Status::Success => {
-                        entry.result = Status::EndOfFile
-                    }
-                    Ok(n) => entry.bytes = n.min(wanted),
-                    Err(status) if entry.result == Status::Success => entry.result = status,
-                    Err(_) => {}
-                }
-                // A read is complete once the driver reports it.
-                entry.pieces_in_flight = 0;
+                read_done(entry, result);
                 self.finish_into(index, buf)
             }
             OpKind::Write { .. } => {
@@ -453,4 +482,21 @@ pub(super) fn map_pieces(
         stream_pos = seg_end;
     }
     Some(())
+}
+
+/// The driver's `result` for a dispatched read, recorded in its op: the
+/// bytes (at most those asked for), or end of file for nothing read, or
+/// the first error. The read is complete once the driver reports it.
+#[inline(always)]
+fn read_done(entry: &mut Op, result: Result<u64, Status>) {
+    let OpKind::Read { wanted } = entry.kind else {
+        return;
+    };
+    match result {
+        Ok(0) if wanted > 0 && entry.result == Status::Success => entry.result = Status::EndOfFile,
+        Ok(n) => entry.bytes = n.min(wanted),
+        Err(status) if entry.result == Status::Success => entry.result = status,
+        Err(_) => {}
+    }
+    entry.pieces_in_flight = 0;
 }

@@ -388,6 +388,28 @@ struct Op {
     unanswered: u16,
 }
 
+/// How [`Connection::start_read_into`] left a read.
+pub(super) enum Started {
+    /// Queued for the driver ([`Connection::poll_event`]), or already
+    /// answered (an unknown handle, a range past the largest offset).
+    Queued,
+    /// Handed over at once, in this slot of the request table.
+    Slot(usize),
+    /// Handed over at once, in [`Connection::direct`].
+    Direct,
+}
+
+/// A Read in the driver's hands outside the request table
+/// ([`Connection::take_message`]): its op (stage `Dispatched`) and its one
+/// segment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct DirectRead {
+    op: Op,
+    /// The op's file (`op.file` holds it too).
+    file: FileId,
+    segment: ReadSegment,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Handle {
     id: u32,
@@ -437,6 +459,13 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     ops: OpTable<Op, R>,
     /// The segments of the request in the same slot of `ops`.
     segments: [SegmentStore; R],
+    /// The Read [`Connection::take_message`] handed the driver last, while
+    /// it is outstanding and nothing else has been called since: kept out
+    /// of `ops`, so a read completed before the next call (what a driver
+    /// serving reads at once does) costs no insert, lookup or removal.
+    /// Every other call puts it in `ops` first ([`Connection::park`]), so
+    /// all else sees one table.
+    direct: Option<DirectRead>,
     handles: heapless::Vec<Handle, F>,
     /// Handles in `handles` marked closing (their close waits for their
     /// I/O): while 0, a completion need not look for one.
@@ -474,6 +503,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             target_credits: 0,
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
+            direct: None,
             handles: heapless::Vec::new(),
             closing_handles: 0,
             next_handle: 1,
@@ -525,7 +555,33 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     /// Requests received and not yet answered.
     pub fn outstanding(&self) -> usize {
-        self.ops.len()
+        self.ops
+            .len()
+            .saturating_add(usize::from(self.direct.is_some()))
+    }
+
+    /// Put the Read handed over at once, if still outstanding, in the
+    /// request table with the rest: the first thing every call but its own
+    /// completion does. It cannot fail (its id was checked against the
+    /// table, and a place kept, when it arrived, and nothing was inserted
+    /// since); if it ever did, that is a broken invariant and ends the
+    /// connection.
+    #[inline(always)]
+    fn park(&mut self) {
+        if let Some(direct) = self.direct.take() {
+            self.park_slow(direct);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn park_slow(&mut self, direct: DirectRead) {
+        let parked = self
+            .insert(direct.op)
+            .and_then(|slot| self.store_segments(slot, &[direct.segment]));
+        if parked.is_err() {
+            self.fail(Violation::Internal);
+        }
     }
 
     /// Set the session this connection authenticated as, and the limits it

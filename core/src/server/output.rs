@@ -6,6 +6,7 @@ use super::*;
 impl<const R: usize, const F: usize> Connection<R, F> {
     /// The next piece of work for the driver.
     pub fn poll_event(&mut self) -> Option<ServerEvent<'_>> {
+        self.park();
         let index = loop {
             let (slot, id) = match self.pending.pop_front()? {
                 Pending::Authenticate(key) => return Some(ServerEvent::Authenticate { key }),
@@ -47,6 +48,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// `Err(InsufficientSize)` (nothing dequeued) when `buf` is smaller than
     /// the negotiated send size needs.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, InsufficientSize> {
+        self.park();
         if let Some(msg) = self.control.front() {
             let len = msg.emit(buf)?;
             self.control.pop_front();

@@ -18,6 +18,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Option<WriteChunk<'a>>, Violation> {
+        self.park();
         let result = match self.arrival(bytes)? {
             Arrival::Ignored => return Ok(None),
             Arrival::Read(read) => self.read_message(now, &read, false).map(|_| None),
@@ -46,16 +47,34 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// [`Connection::poll_event`]; the driver answers it with
     /// [`Connection::complete_io`] (or [`Connection::complete_io_into`]) as
     /// usual. Everything else is exactly as `handle_message`.
+    ///
+    /// A one-segment read handed over here stays out of the request table
+    /// while the driver completes it before calling anything else (the
+    /// usual case: no insert, lookup or removal for it); any other call
+    /// first puts it in the table, so a driver may also complete it later,
+    /// as any read.
     pub fn take_message<'a>(
         &'a mut self,
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Received<'a>, Violation> {
+        self.park();
         let slot = match self.arrival(bytes)? {
             Arrival::Ignored => return Ok(Received::Nothing),
             Arrival::Read(read) => match self.read_message(now, &read, true) {
-                Ok(Some(slot)) => slot,
-                Ok(None) => return Ok(Received::Nothing),
+                Ok(Started::Direct) => {
+                    return match &self.direct {
+                        Some(direct) => Ok(handed_over(
+                            &direct.op,
+                            direct.file,
+                            core::slice::from_ref(&direct.segment),
+                        )),
+                        // `start_read_into` just put it there.
+                        None => Ok(Received::Nothing),
+                    };
+                }
+                Ok(Started::Slot(slot)) => slot,
+                Ok(Started::Queued) => return Ok(Received::Nothing),
                 Err(violation) => return Err(self.failed(violation)),
             },
             Arrival::Other => {
@@ -66,11 +85,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 };
             }
         };
-        let Some((id, file, interrupt, status)) = self
-            .ops
-            .get(slot)
-            .and_then(|op| Some((op.id, op.file?, op.interrupt, op.status_desc)))
-        else {
+        let Some(file) = self.ops.get(slot).and_then(|op| op.file) else {
             // The read just dispatched is not in its slot.
             return Err(self.failed(Violation::Internal));
         };
@@ -78,17 +93,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .segments
             .get(slot)
             .map_or(&[][..], SegmentStore::get::<ReadSegment>);
-        let status_follows = interrupt
-            && segments.last().is_some_and(|last| {
-                let dest = last.dest();
-                dest.key() == status.key()
-                    && dest.addr().checked_add(u64::from(dest.len())) == Some(status.addr())
-            });
-        Ok(Received::Read {
-            op: OpId(id),
-            file,
-            segments,
-            status_follows,
+        Ok(match self.ops.get(slot) {
+            Some(op) => handed_over(op, file, segments),
+            None => Received::Nothing,
         })
     }
 
@@ -207,13 +214,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         msg: &ReadFields,
         direct: bool,
-    ) -> Result<Option<usize>, Violation> {
+    ) -> Result<Started, Violation> {
         trace!("server rx Read id {}", msg.request_id);
         self.timers
             .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
         self.ledger.on_request(msg.credits)?;
         // A request id already in flight is refused by the insert
-        // (`Connection::insert`), in the same probe that finds the slot.
+        // (`Connection::insert`), in the same probe that finds the slot, or
+        // by the look-up of a read handed over at once.
         let read = &msg.read;
         let segment = [ReadSegment::new(read.offset, read.dest)];
         let interrupt = msg.flags.contains(Flags::INTERRUPT);
@@ -345,5 +353,25 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         } else {
             Err(Status::AccessDenied)
         }
+    }
+}
+
+/// A dispatched read of `file` as [`Connection::take_message`] hands it
+/// over: its op and segments, and whether its status block follows the
+/// last segment's data.
+#[inline(always)]
+fn handed_over<'a>(op: &Op, file: FileId, segments: &'a [ReadSegment]) -> Received<'a> {
+    let status = op.status_desc;
+    let status_follows = op.interrupt
+        && segments.last().is_some_and(|last| {
+            let dest = last.dest();
+            dest.key() == status.key()
+                && dest.addr().checked_add(u64::from(dest.len())) == Some(status.addr())
+        });
+    Received::Read {
+        op: OpId(op.id),
+        file,
+        segments,
+        status_follows,
     }
 }

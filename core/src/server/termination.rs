@@ -16,6 +16,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// carries `PeerTerminated(status)`, the reason as the client sees it.
     /// Nothing happens on a connection already closed.
     pub fn close_connection_with(&mut self, status: Status) {
+        self.park();
         if self.state != State::Closed {
             self.end(Violation::PeerTerminated(status), Some(status));
         }

@@ -12,6 +12,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Run expired timers: authentication and idle deadlines end the
     /// connection with `TimedOut`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.park();
         if self.timers.expired(TIMER_AUTH, now) || self.timers.expired(TIMER_IDLE, now) {
             self.fail(Violation::TimedOut);
         }
