@@ -1,21 +1,83 @@
-//! A fixed-capacity FIFO: `heapless::Deque` with value equality and `Hash`.
+//! A fixed-capacity FIFO: `heapless::Deque` with value equality, `Hash`
+//! and a length of its own.
 //!
 //! `heapless::Deque` compares and hashes nothing; the state machines keep
 //! their queues in this wrapper so that a whole `Client` or `Connection` can
 //! be compared, hashed and cloned (the `rdio-modelcheck` crate stores every
 //! state it explores in a hash set). Equality and hashing look at the queued
 //! items in order, never at where they sit in the ring buffer.
+//!
+//! The wrapper also counts its items: the hot path asks several queues
+//! whether they are empty on every request, and one load and compare is
+//! cheaper than the deque's test of its two indices and its `full` flag.
+//! So the deque is only reached through the methods below, which keep the
+//! count (reading it through `Deref` is fine; there is no `DerefMut`).
 
 use core::hash::{Hash, Hasher};
-use core::ops::{Deref, DerefMut};
+use core::ops::Deref;
 
-/// Up to `N` items of `T`, first in first out (derefs to `heapless::Deque`).
+/// Up to `N` items of `T`, first in first out (derefs to `heapless::Deque`
+/// for reading).
 #[derive(Clone, Debug)]
-pub(crate) struct Fifo<T, const N: usize>(heapless::Deque<T, N>);
+pub(crate) struct Fifo<T, const N: usize> {
+    items: heapless::Deque<T, N>,
+    /// `items.len()`, kept by every change.
+    len: usize,
+}
 
 impl<T, const N: usize> Fifo<T, N> {
     pub(crate) const fn new() -> Self {
-        Self(heapless::Deque::new())
+        Self {
+            items: heapless::Deque::new(),
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub(crate) fn push_back(&mut self, item: T) -> Result<(), T> {
+        self.items.push_back(item)?;
+        self.len = self.len.saturating_add(1);
+        Ok(())
+    }
+
+    #[inline(always)]
+    pub(crate) fn push_front(&mut self, item: T) -> Result<(), T> {
+        self.items.push_front(item)?;
+        self.len = self.len.saturating_add(1);
+        Ok(())
+    }
+
+    #[inline(always)]
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len = self.len.saturating_sub(1);
+        self.items.pop_front()
+    }
+
+    #[inline(always)]
+    pub(crate) fn pop_back(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len = self.len.saturating_sub(1);
+        self.items.pop_back()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.len = 0;
     }
 }
 
@@ -29,13 +91,7 @@ impl<T, const N: usize> Deref for Fifo<T, N> {
     type Target = heapless::Deque<T, N>;
 
     fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl<T, const N: usize> DerefMut for Fifo<T, N> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        &self.items
     }
 }
 
@@ -44,13 +100,13 @@ impl<T, const N: usize> IntoIterator for Fifo<T, N> {
     type IntoIter = <heapless::Deque<T, N> as IntoIterator>::IntoIter;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.items.into_iter()
     }
 }
 
 impl<T: PartialEq, const N: usize> PartialEq for Fifo<T, N> {
     fn eq(&self, other: &Self) -> bool {
-        self.0.iter().eq(other.0.iter())
+        self.items.iter().eq(other.items.iter())
     }
 }
 
@@ -58,8 +114,8 @@ impl<T: Eq, const N: usize> Eq for Fifo<T, N> {}
 
 impl<T: Hash, const N: usize> Hash for Fifo<T, N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_usize(self.0.len());
-        for item in self.0.iter() {
+        state.write_usize(self.len);
+        for item in self.items.iter() {
             item.hash(state);
         }
     }
@@ -107,5 +163,22 @@ mod tests {
         };
         b.pop_back();
         assert_eq!(hash(&a), hash(&b));
+        // The count follows every change.
+        assert_eq!((a.len(), a.is_empty()), (a.items.len(), false));
+        assert_eq!(a.pop_front(), Some(1));
+        assert_eq!(a.pop_back(), Some(2));
+        assert_eq!((a.len(), a.is_empty(), a.pop_front()), (0, true, None));
+        assert_eq!(a.pop_back(), None);
+        assert_eq!(a.push_front(9), Ok(()));
+        assert_eq!((a.len(), a.front()), (1, Some(&9)));
+        for x in [4, 5, 6] {
+            assert_eq!(b.len(), b.items.len());
+            let _ = b.push_back(x);
+        }
+        assert_eq!(b.push_back(7), Err(7), "full");
+        assert_eq!(b.push_front(8), Err(8), "full at the front too");
+        assert_eq!((b.len(), b.is_full()), (3, true));
+        b.clear();
+        assert_eq!((b.len(), b.is_empty(), b.items.len()), (0, true, 0));
     }
 }

@@ -662,12 +662,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
+    #[inline]
     fn push_pending(&mut self, pending: Pending) -> Result<(), Violation> {
         self.pending
             .push_back(pending)
             .map_err(|_| Violation::Capacity)
     }
 
+    #[inline]
     fn queue(&mut self, out: Outgoing) -> Result<(), Violation> {
         self.outgoing
             .push_back(out)
