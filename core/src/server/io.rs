@@ -70,8 +70,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                             return Err(Violation::Capacity);
                         }
                         self.direct = Some(DirectRead {
-                            op,
+                            id,
+                            handle,
                             file,
+                            status_desc,
+                            interrupt,
                             segment: *segment,
                         });
                         return Ok(Started::Direct);
@@ -289,20 +292,35 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let Some(op) = self.ops.take(index) else {
             return Err(Violation::Internal);
         };
-        self.finish_op(op, buf)
+        let done = Done {
+            block: StatusBlock {
+                request_id: op.id,
+                status: op.result,
+                bytes: op.bytes,
+                credits: op.unanswered,
+            },
+            dest: op.status_desc,
+            interrupt: op.interrupt,
+            handle: op.handle,
+        };
+        self.finish_done(done, buf)
     }
 
-    /// [`Connection::finish_into`] for an op already out of the table.
+    /// [`Connection::finish_into`] for a request already out of the table
+    /// (or never in it): its status block goes, its credits return.
     #[inline(always)]
-    fn finish_op(&mut self, op: Op, buf: Option<&mut [u8]>) -> Result<Option<Transmit>, Violation> {
-        let block = StatusBlock {
-            request_id: op.id,
-            status: op.result,
-            bytes: op.bytes,
-            credits: op.unanswered,
-        };
-        let dest = op.status_desc;
-        let immediate = op.interrupt.then_some(op.id);
+    fn finish_done(
+        &mut self,
+        done: Done,
+        buf: Option<&mut [u8]>,
+    ) -> Result<Option<Transmit>, Violation> {
+        let Done {
+            block,
+            dest,
+            interrupt,
+            handle,
+        } = done;
+        let immediate = interrupt.then_some(block.request_id);
         let direct = match buf {
             Some(buf) if self.control.is_empty() && self.outgoing.is_empty() => {
                 block.emit(buf).ok().map(|len| Transmit::StatusBlock {
@@ -320,14 +338,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 block,
             })?;
         }
-        self.ledger.release(op.unanswered)?;
+        self.ledger.release(block.credits)?;
         // Claim 21: the completion wakes one waiting polling client; when it
         // was the last request in flight, nothing else will, so every other
         // waiter is answered too (as a new interrupt request would be).
         if !self.interrupt_waiters.is_empty() {
             self.wake_interrupt_waiters()?;
         }
-        let handle = op.handle;
         if self.closing_handles > 0 && self.handles.iter().any(|h| h.id == handle && h.closing) {
             self.try_close(handle)?;
         }
@@ -384,11 +401,26 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     ) -> Result<Option<Transmit>, ApiError> {
         // The read handed over at once, completed before anything else was
         // called: finished from where it is, never entering the table.
-        if let Some(DirectRead { op: mut entry, .. }) =
-            self.direct.take_if(|direct| direct.op.id == op.0)
-        {
-            read_done(&mut entry, result);
-            return self.finish_op(entry, buf).map_err(|v| {
+        if let Some(direct) = self.direct.take_if(|direct| direct.id == op.0) {
+            // As `read_done` on the op `DirectRead::op` would make.
+            let wanted = u64::from(direct.segment.dest().len());
+            let (status, bytes) = match result {
+                Ok(0) if wanted > 0 => (Status::EndOfFile, 0),
+                Ok(n) => (Status::Success, n.min(wanted)),
+                Err(status) => (status, 0),
+            };
+            let done = Done {
+                block: StatusBlock {
+                    request_id: direct.id,
+                    status,
+                    bytes,
+                    credits: 1,
+                },
+                dest: direct.status_desc,
+                interrupt: direct.interrupt,
+                handle: direct.handle,
+            };
+            return self.finish_done(done, buf).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
             });
@@ -499,4 +531,14 @@ fn read_done(entry: &mut Op, result: Result<u64, Status>) {
         Err(_) => {}
     }
     entry.pieces_in_flight = 0;
+}
+
+/// A finished request, out of the request table: its status block (whose
+/// credits are the messages it leaves unanswered), where the block goes,
+/// whether with an immediate, and its handle (a close may wait for it).
+struct Done {
+    block: StatusBlock,
+    dest: BufferDescriptor,
+    interrupt: bool,
+    handle: u32,
 }

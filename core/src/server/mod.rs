@@ -400,14 +400,35 @@ pub(super) enum Started {
 }
 
 /// A Read in the driver's hands outside the request table
-/// ([`Connection::take_message`]): its op (stage `Dispatched`) and its one
-/// segment.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// ([`Connection::take_message`]): what its op would hold
+/// ([`DirectRead::op`]; a read's op starts out `Success`, 0 bytes, one
+/// message unanswered), kept small: it is written and read once per read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct DirectRead {
-    op: Op,
-    /// The op's file (`op.file` holds it too).
+    id: u32,
+    handle: u32,
     file: FileId,
+    status_desc: BufferDescriptor,
+    interrupt: bool,
     segment: ReadSegment,
+}
+
+impl DirectRead {
+    /// Its entry in the request table, dispatched.
+    fn op(&self) -> Op {
+        let wanted = u64::from(self.segment.dest().len());
+        Op {
+            file: Some(self.file),
+            stage: Stage::Dispatched,
+            ..Op::new(
+                self.id,
+                OpKind::Read { wanted },
+                self.handle,
+                self.status_desc,
+                self.interrupt,
+            )
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -577,7 +598,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[inline(never)]
     fn park_slow(&mut self, direct: DirectRead) {
         let parked = self
-            .insert(direct.op)
+            .insert(direct.op())
             .and_then(|slot| self.store_segments(slot, &[direct.segment]));
         if parked.is_err() {
             self.fail(Violation::Internal);

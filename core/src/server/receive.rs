@@ -65,8 +65,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 Ok(Started::Direct) => {
                     return match &self.direct {
                         Some(direct) => Ok(handed_over(
-                            &direct.op,
+                            direct.id,
                             direct.file,
+                            direct.interrupt,
+                            direct.status_desc,
                             core::slice::from_ref(&direct.segment),
                         )),
                         // `start_read_into` just put it there.
@@ -94,7 +96,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .get(slot)
             .map_or(&[][..], SegmentStore::get::<ReadSegment>);
         Ok(match self.ops.get(slot) {
-            Some(op) => handed_over(op, file, segments),
+            Some(op) => handed_over(op.id, file, op.interrupt, op.status_desc, segments),
             None => Received::Nothing,
         })
     }
@@ -356,20 +358,25 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 }
 
-/// A dispatched read of `file` as [`Connection::take_message`] hands it
-/// over: its op and segments, and whether its status block follows the
-/// last segment's data.
+/// Dispatched read `id` of `file` as [`Connection::take_message`] hands it
+/// over: its segments, and whether its status block (at `status`, with an
+/// immediate when `interrupt`) follows the last segment's data.
 #[inline(always)]
-fn handed_over<'a>(op: &Op, file: FileId, segments: &'a [ReadSegment]) -> Received<'a> {
-    let status = op.status_desc;
-    let status_follows = op.interrupt
+fn handed_over(
+    id: u32,
+    file: FileId,
+    interrupt: bool,
+    status: BufferDescriptor,
+    segments: &[ReadSegment],
+) -> Received<'_> {
+    let status_follows = interrupt
         && segments.last().is_some_and(|last| {
             let dest = last.dest();
             dest.key() == status.key()
                 && dest.addr().checked_add(u64::from(dest.len())) == Some(status.addr())
         });
     Received::Read {
-        op: OpId(op.id),
+        op: OpId(id),
         file,
         segments,
         status_follows,
