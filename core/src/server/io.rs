@@ -41,8 +41,6 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if total.is_none_or(|t| t > u64::from(self.max_io_size())) {
             return Err(Violation::TooLarge);
         }
-        let wanted = total.unwrap_or(0);
-        let mut op = Op::new(id, OpKind::Read { wanted }, handle, status_desc, interrupt);
         let in_range = segments
             .iter()
             .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
@@ -51,34 +49,36 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         } else {
             Err(Status::InvalidParameter)
         };
+        let now = direct && self.pending.is_empty();
+        if let (Ok(file), true, [segment]) = (file, now, segments) {
+            // What the insert would refuse is refused here (an id in
+            // flight, a full table), so the read can be parked later
+            // without fail: the table keeps its place (`Connection::park`,
+            // called first by every other call, emptied `direct` before
+            // this one). No op is built unless it is parked.
+            if self.find(id).is_some() {
+                return Err(Violation::DuplicateRequest(id));
+            }
+            if self.ops.len() >= R {
+                return Err(Violation::Capacity);
+            }
+            self.direct = Some(DirectRead {
+                id,
+                handle,
+                file,
+                status_desc,
+                interrupt,
+                segment: *segment,
+            });
+            return Ok(Started::Direct);
+        }
+        let wanted = total.unwrap_or(0);
+        let mut op = Op::new(id, OpKind::Read { wanted }, handle, status_desc, interrupt);
         match file {
             Ok(file) => {
                 op.file = Some(file);
-                let now = direct && self.pending.is_empty();
                 if now {
                     op.stage = Stage::Dispatched;
-                    if let [segment] = segments {
-                        // What the insert would refuse is refused here (an
-                        // id in flight, a full table), so the read can be
-                        // parked later without fail: the table keeps its
-                        // place (`Connection::park`, called first by every
-                        // other call, emptied `direct` before this one).
-                        if self.find(id).is_some() {
-                            return Err(Violation::DuplicateRequest(id));
-                        }
-                        if self.ops.len() >= R {
-                            return Err(Violation::Capacity);
-                        }
-                        self.direct = Some(DirectRead {
-                            id,
-                            handle,
-                            file,
-                            status_desc,
-                            interrupt,
-                            segment: *segment,
-                        });
-                        return Ok(Started::Direct);
-                    }
                 }
                 let index = self.insert(op)?;
                 self.store_segments(index, segments)?;
