@@ -71,8 +71,15 @@ impl<T, const R: usize> OpTable<T, R> {
     }
 
     /// The slot holding `id`.
+    #[inline]
     pub(crate) fn find(&self, id: u32) -> Option<usize> {
         let home = Self::home(id);
+        // Nothing displaced (the usual case, as in `insert`): `id` can only
+        // be at its home.
+        if self.max_displacement == 0 {
+            let held = self.ids.get(home) == Some(&id) && !self.is_free(home);
+            return held.then_some(home);
+        }
         let probes = self.max_displacement.saturating_add(1).min(R);
         let mut slot = home;
         for _ in 0..probes {
@@ -276,6 +283,24 @@ mod tests {
         assert_eq!(t.len(), 0);
         let empty: OpTable<u8, 0> = OpTable::new();
         assert_eq!(empty.find(3), None);
+    }
+
+    #[test]
+    fn find_without_displacement_looks_home_only() {
+        let mut t: OpTable<u32, 4> = OpTable::new();
+        assert_eq!(t.insert(1, 10), Ok(1));
+        assert_eq!(t.insert(2, 20), Ok(2));
+        assert_eq!(t.find(1), Some(1));
+        assert_eq!(t.find(5), None, "home 1 holds another id");
+        t.remove(2);
+        assert_eq!(t.find(2), None, "a freed slot keeps its stale id");
+        assert_eq!(t.find(3), None, "never used");
+        // A displaced entry turns the probing back on, and emptying the
+        // table turns it off again.
+        assert_eq!(t.insert(5, 50), Ok(2));
+        assert_eq!(t.find(5), Some(2));
+        t.clear();
+        assert_eq!((t.find(1), t.find(5)), (None, None));
     }
 
     #[test]
