@@ -545,7 +545,11 @@ impl Default for Histogram {
 impl Histogram {
     /// Record one latency.
     pub fn record(&mut self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.record_micros(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Record one latency of `micros` microseconds.
+    pub fn record_micros(&mut self, micros: u64) {
         self.buckets[bucket_of(micros)] += 1;
         self.count += 1;
         self.sum_micros = self.sum_micros.saturating_add(micros);

@@ -1349,20 +1349,21 @@ fn count_completion(
     let kind = entry.kind;
     stats.in_flight = stats.in_flight.saturating_sub(1);
     if let Some(at) = entry.at.take() {
-        let latency = now.saturating_since(at);
+        // Both instants are microseconds already: no `Duration` between.
+        let micros = now.as_micros().saturating_sub(at.as_micros());
         if let Some(span) = entry.span.take() {
             span.in_scope(|| {
                 tracing::trace!(
                     target: LOG_TARGET,
                     ?status,
                     bytes,
-                    latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                    latency_us = micros,
                     "completed"
                 );
             });
         }
         if let Some(classes) = stats.latency.get_mut(kind) {
-            classes[crate::stats::size_class(size)].record(latency);
+            classes[crate::stats::size_class(size)].record_micros(micros);
         }
     }
     if status == Status::Success {
