@@ -59,20 +59,20 @@ impl<T, const N: usize> Fifo<T, N> {
 
     #[inline(always)]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
-        if self.len == 0 {
-            return None;
+        let item = self.items.pop_front();
+        if item.is_some() {
+            self.len = self.len.saturating_sub(1);
         }
-        self.len = self.len.saturating_sub(1);
-        self.items.pop_front()
+        item
     }
 
     #[inline(always)]
     pub(crate) fn pop_back(&mut self) -> Option<T> {
-        if self.len == 0 {
-            return None;
+        let item = self.items.pop_back();
+        if item.is_some() {
+            self.len = self.len.saturating_sub(1);
         }
-        self.len = self.len.saturating_sub(1);
-        self.items.pop_back()
+        item
     }
 
     pub(crate) fn clear(&mut self) {
