@@ -5,12 +5,17 @@
 # valgrind that follows openat2 is at hand — the instruction counts. The
 # w/file column is each row's ratio to the protocol-shaped loop with the
 # server's file I/O (`rdio bench --file-baseline`, a file on the served
-# file system): how much of a miss is the file system's, not a target. The 1 MiB rows are measured twice: as
+# file system): how much of a miss is the file system's, not a target; the
+# file/shaped (4 KiB) and file/raw (1 MiB) columns are that file-backed
+# loop's own ratio to the row's baseline, the most a server doing the file
+# I/O reaches with no code of its own. Every row is measured twice: as
 # `rdio bench` runs by default (reads copied out to the caller's memory,
 # writes copied into a registered buffer) and with `--in-place` (the
 # client's registered buffers lent, as the raw loops use theirs).
 #
 #   scripts/hot-path-targets.sh [REPEAT]          (default 3 runs per row)
+#   FROM=DIR scripts/hot-path-targets.sh          (the table again from the
+#                                                  CSVs an OUT=DIR run kept)
 #
 # Environment: BYTES (bytes per row, default 256MiB), PIN (a CPU list for
 # taskset: every server, bench and baseline then runs on those CPUs only.
@@ -28,7 +33,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repeat=${1:-3}
 bytes=${BYTES:-256MiB}
+instructions=""
 
+if [[ -n ${FROM:-} ]]; then
+    out=$FROM
+    for csv in fabric cma fabric-in-place cma-in-place loopback; do
+        [[ -f $out/$csv.csv ]] || { echo "hot-path-targets: no $out/$csv.csv (FROM takes an OUT directory of a full run)" >&2; exit 1; }
+    done
+    repeat="(as measured)" bytes="(as measured)"
+else
 cargo build --release -q -p rdio-cli
 pin=()
 if [[ -n ${PIN:-} ]]; then
@@ -94,7 +107,6 @@ echo "== loopback (inline): rdio bench, 4K read QD 32, $repeat runs" >&2
 "${pin[@]}" "$rdio" bench --sizes 4K --queue-depths 32 --ops read --bytes "$bytes" --repeat "$repeat" \
     --csv "$out/loopback.csv" >"$out/loopback.txt"
 
-instructions=""
 valgrind=${VALGRIND:-valgrind}
 version=$({ "$valgrind" --version 2>/dev/null || true; } | sed -n 's/^valgrind-3\.\([0-9]*\).*/\1/p')
 if [[ -n $version && $version -ge 20 ]]; then
@@ -105,10 +117,11 @@ if [[ -n $version && $version -ge 20 ]]; then
 else
     echo "hot-path-targets: no valgrind >= 3.20 (set VALGRIND); instruction counts skipped" >&2
 fi
+fi
 
 echo
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   runs per row: $repeat   bytes per row: $bytes${PIN:+   pinned to CPU $PIN}"
-printf '%-58s %-10s %-8s %-4s %-7s %s\n' "target" "measured" "needed" "met" "w/file" "file/shaped"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)${FROM:+ (now; the table is from $FROM)}   runs per row: $repeat   bytes per row: $bytes${PIN:+   pinned to CPU $PIN}"
+printf '%-58s %-10s %-8s %-4s %-7s %s\n' "target" "measured" "needed" "met" "w/file" "file/base"
 # CSV: transport,op,kind,size_bytes,queue_depth,mb_per_s,iops,...,ratio(11),...,shaped_ratio(18),
 # ...,file_ratio(22)
 row() { # FILE OP SIZE QD COLUMN -> the rdio row's value
@@ -124,7 +137,7 @@ check() { # LABEL VALUE NEED [W/FILE [FILE/SHAPED]] (value >= need; W/FILE:
     met=$(awk -v v="$2" -v n="$3" 'BEGIN { print (v != "" && v + 0 >= n + 0) ? "yes" : "NO" }')
     printf '%-58s %-10s %-8s %-4s %-7s %s\n' "$1" "${2:--}" ">= $3" "$met" "${4:-}" "${5:-}"
 }
-bound() { # SHAPED_RATIO FILE_RATIO -> file-backed loop / shaped loop
+bound() { # BASELINE_RATIO FILE_RATIO -> file-backed loop / baseline
     awk -v s="$1" -v f="$2" 'BEGIN { if (s != "" && f != "" && f + 0 > 0) printf "%.2f", s / f }'
 }
 for transport in fabric cma; do
@@ -141,20 +154,16 @@ for transport in fabric cma; do
         done
         check "$transport 4K read QD 32$placed / plain loop" "$(row "$csv" read 4096 32 11)" 0.8
     done
-    csv=$out/$transport.csv
-    for qd in 1 8 32; do
-        check "$transport 1M write QD $qd / raw send loop" "$(row "$csv" write 1048576 "$qd" 11)" 0.6 \
-            "$(row "$csv" write 1048576 "$qd" 22)"
-    done
-    for qd in 1 8 32; do
-        check "$transport 1M read QD $qd / raw write loop" "$(row "$csv" read 1048576 "$qd" 11)" 0.9 \
-            "$(row "$csv" read 1048576 "$qd" 22)"
-    done
-    for op in write read; do
-        for qd in 1 8 32; do
-            if [[ $op == write ]]; then need=0.6 base="raw send loop"; else need=0.9 base="raw write loop"; fi
-            check "$transport 1M $op QD $qd in place / $base" "$(row "$out/$transport-in-place.csv" "$op" 1048576 "$qd" 11)" \
-                "$need" "$(row "$out/$transport-in-place.csv" "$op" 1048576 "$qd" 22)"
+    for placed in "" " in place"; do
+        csv=$out/$transport.csv
+        [[ -n $placed ]] && csv=$out/$transport-in-place.csv
+        for op in write read; do
+            for qd in 1 8 32; do
+                if [[ $op == write ]]; then need=0.6 base="raw send loop"; else need=0.9 base="raw write loop"; fi
+                raw=$(row "$csv" "$op" 1048576 "$qd" 11)
+                file=$(row "$csv" "$op" 1048576 "$qd" 22)
+                check "$transport 1M $op QD $qd$placed / $base" "$raw" "$need" "$file" "$(bound "$raw" "$file")"
+            done
         done
     done
 done
@@ -166,4 +175,4 @@ if [[ -n $instructions ]]; then
     printf '%-58s %-10s %-8s %s\n' "core instructions per 4K read" "$core" "<= 300" \
         "$([[ $core -le 300 ]] && echo yes || echo NO)"
 fi
-echo "(tables: $out/*.txt; CSV: $out/*.csv$([[ -z ${OUT:-} ]] && echo ', removed on exit: set OUT to keep them'))"
+echo "(tables: $out/*.txt; CSV: $out/*.csv$([[ -z ${OUT:-}${FROM:-} ]] && echo ', removed on exit: set OUT to keep them'))"
