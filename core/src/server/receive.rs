@@ -63,17 +63,20 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Arrival::Ignored => return Ok(Received::Nothing),
             Arrival::Read(read) => match self.read_message(now, &read, true) {
                 Ok(Started::Direct) => {
-                    return match &self.direct {
-                        Some(direct) => Ok(handed_over(
+                    if self.direct.is_none() {
+                        // `start_read_into` just put it there.
+                        return Err(self.failed(Violation::Internal));
+                    }
+                    return Ok(match &self.direct {
+                        Some(direct) => handed_over(
                             direct.id,
                             direct.file,
                             direct.interrupt,
                             direct.status_desc,
                             core::slice::from_ref(&direct.segment),
-                        )),
-                        // `start_read_into` just put it there.
-                        None => Ok(Received::Nothing),
-                    };
+                        ),
+                        None => Received::Nothing,
+                    });
                 }
                 Ok(Started::Slot(slot)) => slot,
                 Ok(Started::Queued) => return Ok(Received::Nothing),
