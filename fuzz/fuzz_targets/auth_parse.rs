@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let mut frame = Vec::with_capacity(PIPE_HEADER_LEN + payload.len());
     frame.extend_from_slice(&PIPE_MAGIC);
     frame.extend_from_slice(&[1, opcode, 0, 0]);
-    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    frame.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     frame.extend_from_slice(payload);
     if let Ok((message, consumed)) = PipeMessage::parse(&frame) {
         assert_eq!(consumed, frame.len());

@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
             available,
         }) => {
             if let Ok(header) = header {
-                assert!(data.len() < header.frame_len(), "a whole frame is never Truncated");
+                assert!(
+                    data.len() < header.frame_len(),
+                    "a whole frame is never Truncated"
+                );
                 assert_eq!((required, available), (header.frame_len(), data.len()));
             }
         }

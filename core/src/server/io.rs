@@ -402,13 +402,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // The read handed over at once, completed before anything else was
         // called: finished from where it is, never entering the table.
         if let Some(direct) = self.direct.take_if(|direct| direct.id == op.0) {
-            // As `read_done` on the op `DirectRead::op` would make.
+            // From what `DirectRead::op` would start with: success, 0 bytes.
             let wanted = u64::from(direct.segment.dest().len());
-            let (status, bytes) = match result {
-                Ok(0) if wanted > 0 => (Status::EndOfFile, 0),
-                Ok(n) => (Status::Success, n.min(wanted)),
-                Err(status) => (status, 0),
-            };
+            let (status, bytes) = read_outcome(wanted, (Status::Success, 0), result);
             let done = Done {
                 block: StatusBlock {
                     request_id: direct.id,
@@ -516,20 +512,30 @@ pub(super) fn map_pieces(
     Some(())
 }
 
-/// The driver's `result` for a dispatched read, recorded in its op: the
-/// bytes (at most those asked for), or end of file for nothing read, or
-/// the first error. The read is complete once the driver reports it.
+/// The status and bytes of a read of `wanted` bytes that had `before`
+/// when the driver reported `result`: the bytes (at most those asked
+/// for), or end of file for nothing read, or the first error.
+#[inline(always)]
+fn read_outcome(wanted: u64, before: (Status, u64), result: Result<u64, Status>) -> (Status, u64) {
+    let (status, bytes) = before;
+    match result {
+        Ok(0) if wanted > 0 && status == Status::Success => (Status::EndOfFile, bytes),
+        Ok(n) => (status, n.min(wanted)),
+        Err(error) if status == Status::Success => (error, bytes),
+        Err(_) => (status, bytes),
+    }
+}
+
+/// The driver's `result` for a dispatched read, recorded in its op
+/// ([`read_outcome`]). The read is complete once the driver reports it.
 #[inline(always)]
 fn read_done(entry: &mut Op, result: Result<u64, Status>) {
     let OpKind::Read { wanted } = entry.kind else {
         return;
     };
-    match result {
-        Ok(0) if wanted > 0 && entry.result == Status::Success => entry.result = Status::EndOfFile,
-        Ok(n) => entry.bytes = n.min(wanted),
-        Err(status) if entry.result == Status::Success => entry.result = status,
-        Err(_) => {}
-    }
+    let (status, bytes) = read_outcome(wanted, (entry.result, entry.bytes), result);
+    entry.result = status;
+    entry.bytes = bytes;
     entry.pieces_in_flight = 0;
 }
 
