@@ -55,7 +55,8 @@ local OPCODES = {
   [0x13] = "CreditResponse", [0x20] = "RegisterFile",
   [0x28] = "RegisterFileCompletion", [0x21] = "Read", [0x22] = "ReadV",
   [0x23] = "Write", [0x24] = "WriteV", [0x25] = "WriteData", [0x26] = "Cancel",
-  [0x27] = "Close", [0x29] = "Completion", [0x30] = "InterruptRequest",
+  [0x27] = "Close", [0x29] = "Completion", [0x2A] = "ReadBatch",
+  [0x30] = "InterruptRequest",
   [0x31] = "InterruptResponse", [0x40] = "Keepalive",
   [0x41] = "KeepaliveResponse", [0x7F] = "Terminate",
 }
@@ -63,11 +64,11 @@ local OPCODES = {
 local CLIENT_OPS = {
   [0x01] = true, [0x11] = true, [0x12] = true, [0x20] = true, [0x21] = true,
   [0x22] = true, [0x23] = true, [0x24] = true, [0x25] = true, [0x26] = true,
-  [0x27] = true, [0x30] = true, [0x40] = true,
+  [0x27] = true, [0x2A] = true, [0x30] = true, [0x40] = true,
 }
 -- Flags each opcode allows: INTERRUPT 0x1 on the I/O requests, COLLAPSE 0x2
 -- on WriteV only.
-local ALLOWED_FLAGS = { [0x21] = 0x1, [0x22] = 0x1, [0x23] = 0x1, [0x24] = 0x3 }
+local ALLOWED_FLAGS = { [0x21] = 0x1, [0x22] = 0x1, [0x23] = 0x1, [0x24] = 0x3, [0x2A] = 0x1 }
 local PIPE_OPCODES = {
   [0x01] = "ResumeKeyRequest", [0x02] = "ResumeKeyResponse",
   [0x03] = "OpenRequest", [0x04] = "OpenResponse",
@@ -156,6 +157,8 @@ r.desc_len = ProtoField.uint32("rdio.desc.len", "Length")
 r.count = ProtoField.uint16("rdio.count", "Segments")
 r.total_len = ProtoField.uint32("rdio.total_len", "Total length")
 r.seg_len = ProtoField.uint32("rdio.segment.len", "Segment length")
+r.batch_count = ProtoField.uint16("rdio.batch.count", "Reads")
+r.batch_id = ProtoField.uint32("rdio.batch.request_id", "Read's request id", base.HEX)
 r.data_offset = ProtoField.uint32("rdio.data_offset", "Data offset")
 r.data = ProtoField.bytes("rdio.data", "Data")
 r.data_len = ProtoField.uint32("rdio.data_len", "Data bytes")
@@ -482,6 +485,36 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
       end
     end
     remember_request(pinfo, conn, id)
+  elseif op == 0x2A then
+    -- ReadBatch (capability bit 0): the header's id is the batch's (the
+    -- immediate of its last status block); each read has its own.
+    if need(8) then
+      local count = tvb(b, 2):le_uint()
+      local item = t:add_le(r.batch_count, tvb(b, 2))
+      check_zero(t, r.reserved, tvb(b + 2, 2))
+      check_zero(t, r.reserved, tvb(b + 4, 4))
+      if count == 0 or count > 16 then item:add_proto_expert_info(e.invalid) end
+      if not truncated and have ~= 8 + 48 * count then
+        item:add_proto_expert_info(e.length, "payload is not 8 + 48 x count bytes")
+      end
+      for i = 0, count - 1 do
+        local off = b + 8 + 48 * i
+        if off + 48 > tvb:len() then break end
+        local read = t:add(rdio, tvb(off, 48), string.format("read %d", i))
+        local rid = tvb(off, 4):le_uint()
+        read:add_le(r.batch_id, tvb(off, 4))
+        read:add_le(r.handle, tvb(off + 4, 4))
+        read:add_le(r.offset, tvb(off + 8, 8))
+        local addr, dkey, dlen = descriptor(read, tvb, off + 16, "dest")
+        descriptor(read, tvb, off + 32, "status")
+        if dlen == 0 then read:add_proto_expert_info(e.invalid, "zero-length read") end
+        if not pinfo.visited then
+          read_dest[tostring(dkey) .. ":" .. tostring(addr)] = pinfo.number
+        end
+        remember_request(pinfo, conn, rid)
+      end
+      pinfo.cols.info:append(string.format(" %d reads", count))
+    end
   elseif op == 0x23 then
     if need(32) then
       t:add_le(r.handle, tvb(b, 4))

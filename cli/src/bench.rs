@@ -304,6 +304,8 @@ pub struct Remote<'a> {
     pub connect_timeout: Duration,
     pub dead_peer_timeout: Duration,
     pub max_send_size: Option<u32>,
+    /// Offer read batches (`--no-read-batches` clears it).
+    pub read_batches: bool,
     pub explain: bool,
     pub capture: Option<std::sync::Arc<rdio::capture::Recorder>>,
     pub baseline: Baseline,
@@ -321,6 +323,7 @@ impl ClientJob for Remote<'_> {
             connect_timeout: self.connect_timeout,
             dead_peer_timeout: self.dead_peer_timeout,
             max_send_size: self.max_send_size,
+            read_batches: self.read_batches,
             explain: self.explain,
             capture: self.capture.clone(),
         };

@@ -301,6 +301,12 @@ pub struct NetArgs {
     /// buffers do not grow with it.
     #[arg(long, value_name = "SIZE", value_parser = size::ranged(MIN_SEND_SIZE, MAX_SEND_SIZE))]
     max_send_size: Option<Size>,
+    /// Send every read as its own message. By default, reads submitted
+    /// while others are in flight go several to a message, and the server
+    /// answers them with one completion interrupt (docs/PROTOCOL.md, "Read
+    /// batches"), when it offers that.
+    #[arg(long)]
+    no_read_batches: bool,
     /// When connecting fails, name the step that failed (pipe connect,
     /// side-channel TLS and client authentication, negotiate, RDMA
     /// connect, RDMA authentication) and what to check.
@@ -384,6 +390,7 @@ impl ClientArgs {
             connect_timeout: self.net.connect_timeout,
             dead_peer_timeout: self.net.dead_peer_timeout,
             max_send_size: self.net.max_send_size(),
+            read_batches: !self.net.no_read_batches,
             explain: self.net.explain,
             capture: capture.cloned(),
         })
@@ -719,6 +726,7 @@ fn run(cli: Cli) -> Result<()> {
                         connect_timeout: args.net.connect_timeout,
                         dead_peer_timeout: args.net.dead_peer_timeout,
                         max_send_size: args.net.max_send_size(),
+                        read_batches: !args.net.no_read_batches,
                         explain: args.net.explain,
                         capture: capture.clone(),
                         baseline: match transport {

@@ -265,6 +265,12 @@ pub fn render(stats: &ServerSnapshot, open_files: usize) -> Result<String> {
     );
     counter(
         &mut registry,
+        "read_batches",
+        "Read batches received (ReadBatch messages, two or more reads each)",
+        totals.core.read_batches,
+    );
+    counter(
+        &mut registry,
         "transport_errors",
         "Connections ended by a failed work request or transport call",
         totals.transport_errors,
@@ -495,12 +501,13 @@ pub fn print_client(stats: &ClientStats) -> Result<()> {
     );
     let core = &stats.connection;
     eprintln!(
-        "rdio: stats: credits granted {}, revoked {}, waits {}; keepalives sent {}, answered {}",
+        "rdio: stats: credits granted {}, revoked {}, waits {}; keepalives sent {}, answered {}; read batches {}",
         core.credits_granted,
         core.credits_revoked,
         core.credit_waits,
         core.keepalives,
-        core.keepalives_answered
+        core.keepalives_answered,
+        core.read_batches
     );
     let violations: Vec<String> = named(&VIOLATION_KINDS, &stats.violations)
         .map(|(kind, n)| format!("{kind} {n}"))
@@ -585,6 +592,7 @@ pub fn client_json(stats: &ClientStats) -> serde_json::Value {
         "credit_waits": core.credit_waits,
         "keepalives_sent": core.keepalives,
         "keepalives_answered": core.keepalives_answered,
+        "read_batches": core.read_batches,
         "transport_errors": stats.transport_errors,
         "dead_peer": stats.dead_peer,
         "violations": by_name(&VIOLATION_KINDS, &stats.violations),

@@ -94,6 +94,9 @@ pub struct Tuning {
     /// Largest message offered (`--max-send-size`); `None`: the driver's
     /// default.
     pub max_send_size: Option<u32>,
+    /// Offer read batches (the driver's default); `--no-read-batches`
+    /// sends every read alone.
+    pub read_batches: bool,
     /// Name the step a failed connection failed at (`--explain`).
     pub explain: bool,
     /// Where the side channel's frames are recorded (`--capture`); the
@@ -227,6 +230,12 @@ pub fn connect<C: RdmaConnector>(
     options.config.dead_peer_timeout = tuning.dead_peer_timeout;
     if let Some(size) = tuning.max_send_size {
         options.config.max_send_size = size;
+    }
+    if !tuning.read_batches {
+        let batches = rdio_core::wire::Capabilities::READ_BATCH;
+        options.config.capabilities = rdio_core::wire::Capabilities(
+            options.config.capabilities.0 & !batches.0,
+        );
     }
     tracing::info!(target: "rdio::cli", %server, "connecting");
     net::connect_captured(

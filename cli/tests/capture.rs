@@ -141,6 +141,7 @@ const FIELDS: &[&str] = &[
     "rdio.offset",
     "rdio.desc.len",
     "rdio.data_len",
+    "rdio.batch.count",
     "rdio.write.data",
     "rdio.write.request",
     "rdiosb.request_id",
@@ -346,9 +347,10 @@ fn a_captured_session_decodes_with_the_expected_fields() {
         "the NegotiateResponse answers the NegotiateRequest"
     );
     // The capabilities bitmap at its new offsets (40-byte and 44-byte
-    // fixed parts): rdio get offers none, so none is in use.
-    assert_eq!(pipe[2].get("rdiopipe.capabilities"), "0x0000000000000000");
-    assert_eq!(pipe[3].get("rdiopipe.capabilities"), "0x0000000000000000");
+    // fixed parts): rdio get offers read batches (bit 0), rdio serve
+    // grants them.
+    assert_eq!(pipe[2].get("rdiopipe.capabilities"), "0x0000000000000001");
+    assert_eq!(pipe[3].get("rdiopipe.capabilities"), "0x0000000000000001");
     assert_eq!(pipe[5].get("rdiopipe.status"), "0");
     // Both Stats name the file and find it unchanged: Success, its size,
     // a modification time and the same file id; each answer matched.
@@ -394,19 +396,32 @@ fn a_captured_session_decodes_with_the_expected_fields() {
     );
 
     // The client's RDMA channel: authentication, registration (the size
-    // is the file's), reads at 64 KiB steps until end of file, close,
-    // terminate.
+    // is the file's), reads at 64 KiB steps until end of file — the first
+    // alone, those submitted while it is in flight as read batches (the
+    // session granted them) — close, terminate.
     let sent: Vec<&Frame> = get
         .iter()
         .filter(|f| f.get("rdiocap.kind") == "2")
         .collect();
     let opcodes: Vec<u64> = sent.iter().map(|f| f.num("rdio.opcode")).collect();
-    let reads = opcodes.iter().filter(|op| **op == 0x21).count();
+    let reads: u64 = sent
+        .iter()
+        .map(|f| match f.num("rdio.opcode") {
+            0x21 => 1,
+            0x2a => f.num("rdio.batch.count"),
+            _ => 0,
+        })
+        .sum();
     assert!(reads >= 4, "{opcodes:?}");
-    let mut expected = vec![0x01, 0x20];
-    expected.extend(std::iter::repeat_n(0x21, reads));
-    expected.extend([0x27, 0x7f]);
-    assert_eq!(opcodes, expected);
+    let n = opcodes.len();
+    assert!(n > 4, "{opcodes:?}");
+    assert_eq!(opcodes[..3], [0x01, 0x20, 0x21], "{opcodes:?}");
+    assert!(
+        opcodes[3..n - 2].iter().all(|op| [0x21, 0x2a].contains(op)),
+        "{opcodes:?}"
+    );
+    assert!(opcodes.contains(&0x2a), "a read batch: {opcodes:?}");
+    assert_eq!(opcodes[n - 2..], [0x27, 0x7f], "{opcodes:?}");
     let registered = get
         .iter()
         .find(|f| f.get("rdio.opcode") == "0x28")
@@ -417,14 +432,22 @@ fn a_captured_session_decodes_with_the_expected_fields() {
         registered.get("rdio.response_to"),
         sent[1].get("frame.number")
     );
-    let reads: Vec<&Frame> = sent
+    // Each read, alone or in a batch (whose fields list its reads').
+    let asked: Vec<(u64, String)> = sent
         .iter()
-        .copied()
-        .filter(|f| f.get("rdio.opcode") == "0x21")
-        .collect();
-    let asked: Vec<(u64, String)> = reads
-        .iter()
-        .map(|f| (f.num("rdio.offset"), f.get("rdio.desc.len").to_owned()))
+        .filter(|f| ["0x21", "0x2a"].contains(&f.get("rdio.opcode")))
+        .flat_map(|f| {
+            let offsets: Vec<u64> = f
+                .get("rdio.offset")
+                .split(',')
+                .map(|o| u64::from_str_radix(o.trim_start_matches("0x"), 16).expect("offset"))
+                .collect();
+            let lens: Vec<&str> = f.get("rdio.desc.len").split(',').collect();
+            offsets
+                .into_iter()
+                .zip(lens.chunks(2).map(|pair| pair.join(",")))
+                .collect::<Vec<_>>()
+        })
         .collect();
     // The destination (64 KiB, the last one what is left), then the status
     // block's 24 bytes.

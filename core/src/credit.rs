@@ -98,6 +98,19 @@ impl ServerLedger {
         self.consume()
     }
 
+    /// A message carrying `n` requests (a read batch: one credit each)
+    /// arrived carrying `header_credits`; all or none are consumed.
+    pub fn on_requests(&mut self, header_credits: u16, n: u16) -> Result<(), Violation> {
+        self.check(header_credits)?;
+        let in_use = self
+            .in_use
+            .checked_add(n)
+            .filter(|&in_use| in_use <= self.level)
+            .ok_or(Violation::CreditOverrun)?;
+        self.in_use = in_use;
+        Ok(())
+    }
+
     /// Start a credit exchange (the server is about to send a credit
     /// request with `delta`). The caller has range-checked `delta`.
     pub fn start(&mut self, delta: i32) -> Result<(), Violation> {
@@ -265,6 +278,17 @@ impl ClientLedger {
             return None;
         }
         self.in_use = self.in_use.saturating_add(1);
+        Some(self.level)
+    }
+
+    /// Send one message carrying `n` requests (a read batch), consuming a
+    /// credit for each. Returns the header credit field; `None`, and
+    /// nothing consumed, when fewer than `n` are available.
+    pub fn send_requests(&mut self, n: u16) -> Option<u16> {
+        if n == 0 || self.available() < n {
+            return None;
+        }
+        self.in_use = self.in_use.saturating_add(n);
         Some(self.level)
     }
 

@@ -37,6 +37,9 @@ pub enum Violation {
     UnknownRequest(u32),
     /// A request id that is already outstanding.
     DuplicateRequest(u32),
+    /// The immediate that ends a read batch arrived before the status
+    /// block of this read of it was written.
+    MissingStatusBlock(u32),
     /// A write fragment at the wrong offset or beyond the write's length.
     FragmentOutOfOrder,
     /// A buffer descriptor that is empty, too short, or too long.
@@ -86,6 +89,9 @@ impl fmt::Display for Violation {
             Self::CreditRange => f.write_str("credit request out of range"),
             Self::UnknownRequest(id) => write!(f, "unknown request id {id}"),
             Self::DuplicateRequest(id) => write!(f, "duplicate request id {id}"),
+            Self::MissingStatusBlock(id) => {
+                write!(f, "read batch notified before request {id}'s status block")
+            }
             Self::FragmentOutOfOrder => f.write_str("write fragment out of order"),
             Self::BadDescriptor => f.write_str("invalid buffer descriptor"),
             Self::TooLarge => f.write_str("request exceeds negotiated size"),

@@ -31,6 +31,9 @@ pub struct ConnectionStats {
     /// Keepalives answered (client: responses received; server: responses
     /// queued).
     pub keepalives_answered: u64,
+    /// Read batches (client: `ReadBatch` messages sent; server: received),
+    /// each carrying two or more reads.
+    pub read_batches: u64,
     /// Client: the request last counted in `credit_waits`, so a request
     /// waiting through many polls counts once.
     waiting_request: Option<u32>,

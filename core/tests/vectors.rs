@@ -75,6 +75,15 @@ pub fn body_fields(body: &Body<'_>) -> Value {
                 .map(|s| json!({ "offset": s.offset(), "dest": descriptor(s.dest()) }))
                 .collect::<Vec<_>>(),
         }),
+        Body::ReadBatch(b) => json!({
+            "count": b.reads.len(),
+            "reads": b.reads.iter()
+                .map(|r| json!({
+                    "request_id": r.request_id(), "handle": r.handle(), "offset": r.offset(),
+                    "dest": descriptor(r.dest()), "status": descriptor(r.status()),
+                }))
+                .collect::<Vec<_>>(),
+        }),
         Body::Write(w) => json!({
             "handle": w.handle, "total_len": w.total_len, "offset": w.offset,
             "status": descriptor(w.status), "data": hex(w.data),

@@ -117,7 +117,7 @@ fn samples_cover_every_opcode() {
             "no sample for {opcode:?}"
         );
     }
-    assert_eq!(count, 22);
+    assert_eq!(count, 23);
     let pipe_opcodes: Vec<u8> = wire_samples::pipe()
         .iter()
         .map(|s| unhex(s.golden)[5])
@@ -453,7 +453,7 @@ fn header_rejections() {
         parse_rdma_err(&raw_rdma(0, 0x40, 0, 0, &[])),
         WireError::UnsupportedVersion(0)
     );
-    for unknown in [0x00, 0x04, 0x14, 0x2a, 0x42, 0x7e, 0x80, 0xff] {
+    for unknown in [0x00, 0x04, 0x14, 0x2b, 0x42, 0x7e, 0x80, 0xff] {
         assert_eq!(
             parse_rdma_err(&raw_rdma(1, unknown, 0, 0, &[])),
             WireError::UnknownOpcode(unknown)

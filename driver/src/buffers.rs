@@ -111,6 +111,10 @@ pub(crate) enum Work {
     /// An RDMA write of read data straight from a leased file mapping, by
     /// the connection's mapping slot.
     MappedRead(usize),
+    /// A read's last data write from a leased file mapping (by mapping
+    /// slot) gathering its status block from send buffer `buffer` after
+    /// the data: one RDMA write for both.
+    MappedJoined { slot: usize, buffer: usize },
     /// A send or status-block write of inline data
     /// ([`rdio_transport::Transport::post_send_inline`]): no buffer to give
     /// back, only a send-queue entry.
@@ -139,6 +143,9 @@ impl Work {
             Self::ReadData(i) => (3 << TAG_SHIFT) | i as u64,
             Self::MappedRead(i) => (4 << TAG_SHIFT) | i as u64,
             Self::Inline => 5 << TAG_SHIFT,
+            Self::MappedJoined { slot, buffer } => {
+                (6 << TAG_SHIFT) | ((slot as u64) << INDEX_BITS) | buffer as u64
+            }
         }
     }
 
@@ -158,6 +165,10 @@ impl Work {
             3 => Some(Self::ReadData(index)),
             4 => Some(Self::MappedRead(index)),
             5 if index == 0 => Some(Self::Inline),
+            6 => Some(Self::MappedJoined {
+                slot: ((id >> INDEX_BITS) & INDEX_MASK) as usize,
+                buffer: index,
+            }),
             _ => None,
         }
     }
@@ -471,6 +482,11 @@ mod tests {
             Work::ReadData(1),
             Work::MappedRead(0),
             Work::MappedRead(1000),
+            Work::MappedJoined { slot: 0, buffer: 0 },
+            Work::MappedJoined {
+                slot: 7,
+                buffer: 1000,
+            },
             Work::Inline,
         ] {
             assert_eq!(Work::from_id(work.id()), Some(work));

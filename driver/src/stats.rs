@@ -202,6 +202,7 @@ impl ConnectionCounters {
         core.credit_waits += more.credit_waits;
         core.keepalives += more.keepalives;
         core.keepalives_answered += more.keepalives_answered;
+        core.read_batches += more.read_batches;
         self.credits += other.credits;
         self.credits_in_use += other.credits_in_use;
         self.transport_errors += other.transport_errors;
@@ -267,6 +268,7 @@ pub struct ConnectionCell {
     credits_revoked: AtomicU64,
     keepalives: AtomicU64,
     keepalives_answered: AtomicU64,
+    read_batches: AtomicU64,
     credits: AtomicU64,
     credits_in_use: AtomicU64,
     pub(crate) transport_errors: AtomicU64,
@@ -291,6 +293,7 @@ impl ConnectionCell {
             credits_revoked: zero(),
             keepalives: zero(),
             keepalives_answered: zero(),
+            read_batches: zero(),
             credits: zero(),
             credits_in_use: zero(),
             transport_errors: zero(),
@@ -329,6 +332,7 @@ impl ConnectionCell {
         store(&self.credits_revoked, core.credits_revoked);
         store(&self.keepalives, core.keepalives);
         store(&self.keepalives_answered, core.keepalives_answered);
+        store(&self.read_batches, core.read_batches);
         store(&self.credits, u64::from(credits));
         store(&self.credits_in_use, u64::from(in_use));
     }
@@ -340,6 +344,7 @@ impl ConnectionCell {
         core.credits_revoked = self.credits_revoked.load(Relaxed);
         core.keepalives = self.keepalives.load(Relaxed);
         core.keepalives_answered = self.keepalives_answered.load(Relaxed);
+        core.read_batches = self.read_batches.load(Relaxed);
         ConnectionCounters {
             registrations: self.registrations.load(Relaxed),
             closes: self.closes.load(Relaxed),

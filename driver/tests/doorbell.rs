@@ -4,7 +4,9 @@
 //! flight (`Transport::flush`), not held until the client next polls, so a
 //! server works on one half of a deep queue while the client completes and
 //! resubmits the other (docs/PERFORMANCE.md, "Stop 34"); over one that
-//! hands each post on at once, the client never flushes.
+//! hands each post on at once, the client never flushes. Those two run
+//! without read batches; with them (the default), the reads submitted
+//! while others are in flight go several to a message.
 
 use rdio::client::{Client, ClientOptions, Ticket};
 use rdio::files::Root;
@@ -99,7 +101,7 @@ impl TransportWrapper for Counting {
 
 #[test]
 fn a_deep_queue_is_handed_over_in_halves() {
-    let (seen, reads) = run_reads(true);
+    let (seen, reads) = run_reads(true, false);
     assert!(
         seen.posts >= reads,
         "every read was posted ({} posts)",
@@ -115,15 +117,26 @@ fn a_deep_queue_is_handed_over_in_halves() {
 
 #[test]
 fn a_transport_that_posts_at_once_is_not_flushed() {
-    let (seen, reads) = run_reads(false);
+    let (seen, reads) = run_reads(false, false);
     assert!(seen.posts >= reads);
     assert_eq!(seen.flushes, 0, "no flush where posts go out at once");
 }
 
+#[test]
+fn reads_submitted_while_others_are_in_flight_go_in_batches() {
+    let (seen, reads) = run_reads(true, true);
+    assert!(
+        seen.posts * 2 <= reads,
+        "{reads} reads took {} sends: not batched",
+        seen.posts
+    );
+}
+
 /// The bench's loop over a threaded server: keep DEPTH reads in flight,
-/// collect the oldest, check each read's bytes. What the client's
+/// collect the oldest, check each read's bytes; `batches`: the client
+/// offers read batches. What the client's
 /// transport saw while reading, and how many reads there were.
-fn run_reads(deferred: bool) -> (Seen, usize) {
+fn run_reads(deferred: bool, batches: bool) -> (Seen, usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data: Vec<u8> = (0..64 * SIZE).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.path().join("data"), &data).expect("seed");
@@ -148,6 +161,9 @@ fn run_reads(deferred: bool) -> (Seen, usize) {
     let mut options = ClientOptions::new(provider);
     options.io_size = SIZE as u32;
     options.queue_depth = DEPTH;
+    if !batches {
+        options.config.capabilities = rdio_core::wire::Capabilities::NONE;
+    }
     let mut client = Client::connect(pipe_client, options, |_| Ok(transport)).expect("connect");
     let file = client.open("data", OpenFlags::READ).expect("open");
     let before = std::mem::take(&mut *seen.lock().expect("lock"));

@@ -13,7 +13,9 @@
 //! same slot's next generation, which must never complete anything; taken
 //! through `handle_status_block` and the events, or through
 //! `take_status_block`, which hands the completion back), an API call, or
-//! posting the client's sends / advancing time.
+//! posting the client's sends / advancing time. The session granted read
+//! batches: reads queued together go as one `ReadBatch`, and an immediate
+//! naming its first read takes every read's block.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -36,7 +38,10 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let (server, client) = configs();
+        let (server, mut client) = configs();
+        // Reads queued together go as read batches, so an immediate may
+        // name a batch (its members' blocks taken with `take_batch_block`).
+        client.capabilities = rdio_core::wire::Capabilities::READ_BATCH;
         let mut pair = Pair::new(server, client).authenticated();
         let key = pair.open_file(vec![1; 4096], OpenFlags::READ | OpenFlags::WRITE);
         let handle = pair.register(key);

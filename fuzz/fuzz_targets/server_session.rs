@@ -15,6 +15,8 @@
 //! (`take_message`: a read handed over at once, status blocks returned by
 //! `complete_io_into`), and with it bit 6 holds such a read in the
 //! driver's hands across later messages (performed by a later "run all");
+//! the session granted read batches, so a `ReadBatch` is served (its
+//! reads handed over with `Received::Batch`, or queued);
 //! `0xC0` set instead steers the credit target.
 #![no_main]
 
@@ -26,7 +28,10 @@ use rdio_proptests::session::configs;
 use std::time::Duration;
 
 fn setup() -> Pair {
-    let (server, client) = configs();
+    let (server, mut client) = configs();
+    // The session grants read batches, so `ReadBatch` reaches the state
+    // machine (and its hand-over, `Received::Batch`).
+    client.capabilities = rdio_core::wire::Capabilities::READ_BATCH;
     let mut pair = Pair::new(server, client).authenticated();
     pair.max_file_len = 1 << 20;
     for (contents, flags) in [
@@ -109,10 +114,12 @@ fuzz_target!(|data: &[u8]| {
             pair.server_receive_one();
             if was_open && pair.server.is_open() {
                 // Accepted: every message but a give-up (and terminate,
-                // which closes) consumed a credit.
-                let give_up =
-                    matches!(Message::parse(&msg).map(|m| m.body), Ok(Body::CreditGiveUp));
-                consumed += u32::from(!give_up);
+                // which closes) consumed a credit; a read batch one per read.
+                consumed += match Message::parse(&msg).map(|m| m.body) {
+                    Ok(Body::CreditGiveUp) => 0,
+                    Ok(Body::ReadBatch(batch)) => batch.reads.len() as u32,
+                    _ => 1,
+                };
             }
             match (control >> 3) & 3 {
                 0 => {

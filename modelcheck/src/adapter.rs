@@ -524,7 +524,10 @@ impl ServerSide {
     /// every interleaving of that is explored.
     pub fn on_send(&mut self, now: Instant, bytes: &[u8]) -> Result<Option<Work>, Violation> {
         Ok(match self.core.take_message(now, bytes)? {
-            Received::Nothing => None,
+            // Reads of a batch left untaken go back to the core's queue at
+            // the next call, for `poll_event` (the model's client sends no
+            // batches yet).
+            Received::Nothing | Received::Batch => None,
             Received::Write(chunk) => Some(Work::Write {
                 op: chunk.op.0,
                 len: chunk.pieces().map(|(_, data)| data.len() as u64).sum(),
@@ -555,6 +558,7 @@ impl ServerSide {
                         max_credits: self.limits.max_credits,
                         max_send_size: max_send_size(),
                         max_io_size: 1024,
+                        capabilities: rdio_core::wire::Capabilities::NONE,
                     };
                     let _ = self.core.accept_auth(now, params);
                 } else {

@@ -204,17 +204,19 @@ impl CreditModel {
                 self.client_level -= 1;
             }
             _ => {
-                ensure(free > self.give_ups_owed(), || {
+                // A read batch takes a credit per read.
+                let needs = request_credits(&msg);
+                ensure(free >= self.give_ups_owed() + needs, || {
                     format!(
                         "{:?} took a credit owed to a revoke or none was free \
-                         (level {}, in use {}, give-ups owed {})",
+                         (level {}, in use {}, give-ups owed {}, needs {needs})",
                         msg.opcode(),
                         self.client_level,
                         self.client_in_use,
                         self.give_ups_owed()
                     )
                 })?;
-                self.client_in_use += 1;
+                self.client_in_use += needs;
             }
         }
         ensure(msg.credits == self.client_level, || {
@@ -249,7 +251,7 @@ impl CreditModel {
                 exchange.answers_received += 1;
                 self.server_level -= 1;
             }
-            _ => self.server_in_use += 1,
+            _ => self.server_in_use += request_credits(&msg),
         }
         Ok(())
     }
@@ -334,6 +336,9 @@ impl CreditModel {
             ClientInput::Message(bytes) => self.client_got_message(bytes),
             ClientInput::Immediate(Some(block)) => self.client_got_block(block),
             ClientInput::Immediate(None) => Ok(()),
+            ClientInput::Batch(blocks) => blocks
+                .iter()
+                .try_for_each(|block| self.client_got_block(block)),
         }
     }
 
@@ -501,5 +506,13 @@ impl CreditModel {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Credits a client request consumes: one per read of a batch, else one.
+fn request_credits(msg: &rdio_core::wire::Message<'_>) -> u16 {
+    match msg.body {
+        Body::ReadBatch(batch) => u16::try_from(batch.reads.len()).unwrap_or(u16::MAX),
+        _ => 1,
     }
 }

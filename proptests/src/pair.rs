@@ -122,6 +122,9 @@ pub enum ClientInput {
     /// A status block read after an immediate; `None` when the immediate
     /// named no tracked request or an unwritten block (an anomaly).
     Immediate(Option<Vec<u8>>),
+    /// The status blocks of a read batch, read after its immediate (those
+    /// the client took, in the batch's order).
+    Batch(Vec<Vec<u8>>),
 }
 
 /// Which queue a [`Fault`] hits.
@@ -579,11 +582,31 @@ impl Pair {
             Ok(Received::Read {
                 op, file, segments, ..
             }) => Work::Read(op, file, segments.to_vec()),
+            Ok(Received::Batch) => {
+                // Every read of the batch, taken before any completes (a
+                // completion leaves the rest to `next_batch_read`).
+                let mut reads = Vec::new();
+                while let Some(Received::Read {
+                    op, file, segments, ..
+                }) = self.server.next_batch_read()
+                {
+                    reads.push(Work::Read(op, file, segments.to_vec()));
+                }
+                for work in reads {
+                    self.server_work(work);
+                }
+                return;
+            }
             Err(v) => {
                 self.server_error = Some(v);
                 return;
             }
         };
+        self.server_work(work);
+    }
+
+    /// Do what the server's driver does with `work` handed over at once.
+    fn server_work(&mut self, work: Work) {
         match work {
             Work::Write(op, file, pieces) => {
                 let pieces: Vec<(u64, &[u8])> =
@@ -854,6 +877,9 @@ impl Pair {
                 Some(ClientInput::Message(msg))
             }
             ServerSend::Immediate(imm) => {
+                if let Some(members) = self.client.batch_members(imm) {
+                    return Some(self.batch_blocks(&members));
+                }
                 let Some(&desc) = self.status_descs.get(&RequestId(imm)) else {
                     self.anomalies
                         .push(format!("immediate {imm} names no request"));
@@ -876,6 +902,33 @@ impl Pair {
                 }
             }
         }
+    }
+
+    /// The status blocks of a read batch whose immediate arrived, each
+    /// taken as a real driver takes it (`take_batch_block`).
+    fn batch_blocks(&mut self, members: &[RequestId]) -> ClientInput {
+        let mut taken = Vec::new();
+        for &request in members {
+            let Some(&desc) = self.status_descs.get(&request) else {
+                self.anomalies
+                    .push(format!("batch read {request:?} has no status block"));
+                continue;
+            };
+            let block = self.memory.read(desc);
+            match self.client.take_batch_block(self.now, request, &block) {
+                Ok(BlockOutcome::Completed(event)) => {
+                    self.events.push(event);
+                    taken.push(block);
+                }
+                Ok(BlockOutcome::Taken) => taken.push(block),
+                Ok(BlockOutcome::NotWritten) => {}
+                Err(v) => {
+                    self.client_error = Some(v);
+                    break;
+                }
+            }
+        }
+        ClientInput::Batch(taken)
     }
 
     /// Polling mode: look at the status block of every request the client

@@ -56,6 +56,9 @@ pub struct Limits {
     /// Drive the cores through their one-pass entry points (see
     /// [`Pair::one_pass`]).
     pub one_pass: bool,
+    /// The client offers read batches (the server grants them): reads
+    /// queued together go as one `ReadBatch`, answered with one immediate.
+    pub batches: bool,
 }
 
 impl Default for Limits {
@@ -68,6 +71,7 @@ impl Default for Limits {
             defer_reads: true,
             no_write_behind_interrupt: true,
             one_pass: false,
+            batches: false,
         }
     }
 }
@@ -221,6 +225,8 @@ pub struct Stats {
     pub completed: usize,
     pub cancelled: usize,
     pub terminated: bool,
+    /// `ReadBatch` messages the client sent.
+    pub read_batches: u64,
 }
 
 /// A bytes pattern for write data.
@@ -404,7 +410,10 @@ impl Session {
     /// An authenticated pair with three registered files: read-write with
     /// data, read-only with data, write-only and empty.
     pub fn new(limits: Limits) -> Self {
-        let (server, client) = configs();
+        let (server, mut client) = configs();
+        if limits.batches {
+            client.capabilities = rdio_core::wire::Capabilities::READ_BATCH;
+        }
         let mut pair = Pair::new(server, client).authenticated();
         let mut files = HashMap::new();
         let mut handles = Vec::new();
@@ -1224,6 +1233,7 @@ impl Session {
                 .copied()
                 .unwrap_or(0);
         }
+        self.stats.read_batches = self.pair.client.stats().read_batches;
         if self.content_exact {
             for (file, want) in &self.files {
                 let got = &self.pair.files[file];

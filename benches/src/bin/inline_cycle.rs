@@ -7,7 +7,7 @@
 //! free of set-up (`scripts/callgrind-inline.sh`); or under `perf record`.
 //!
 //! `inline_cycle N [QD] [--copy-out] [--polling] [--threads] [--file-mib M]
-//! [--no-metrics] [--writes]`:
+//! [--no-metrics] [--writes] [--no-batch]`:
 //! reads are used in place (`Client::wait_in_place`) unless `--copy-out`;
 //! the server runs inline unless `--threads`; the reads walk a file of M MiB
 //! (16 by default: it fits this machine's L3 cache, the bench's 256 MiB
@@ -17,7 +17,8 @@
 //! (`scripts/callgrind-metrics.sh`). Prints the read loop's time per read
 //! as well, for the timing fallback of that script. `--writes`: N 4 KiB
 //! writes instead (`Client::submit_write`, the caller's bytes copied into a
-//! registered slot; `pwrite` on the server), the same way.
+//! registered slot; `pwrite` on the server), the same way. `--no-batch`:
+//! the client does not offer read batches (each read its own message).
 
 use rdio::client::{Client, CompletionMode, RemoteFile, Ticket};
 use rdio::embedded::{EmbeddedOptions, Inline, Mode, Threads};
@@ -35,6 +36,7 @@ struct Run {
     mode: CompletionMode,
     metrics: bool,
     writes: bool,
+    batch: bool,
 }
 
 fn main() {
@@ -48,6 +50,7 @@ fn main() {
         mode: CompletionMode::Interrupt,
         metrics: true,
         writes: false,
+        batch: true,
     };
     let mut threads = false;
     while let Some(arg) = args.next() {
@@ -64,6 +67,7 @@ fn main() {
             "--threads" => threads = true,
             "--no-metrics" => run.metrics = false,
             "--writes" => run.writes = true,
+            "--no-batch" => run.batch = false,
             depth => {
                 run.depth = depth
                     .parse()
@@ -99,6 +103,9 @@ fn measure<M: Mode>(dir: &std::path::Path, run: &Run) -> (u64, std::time::Durati
     options.client.io_size = SIZE as u32;
     options.client.queue_depth = run.depth;
     options.client.mode = run.mode;
+    if !run.batch {
+        options.client.config.capabilities = rdio_core::wire::Capabilities::NONE;
+    }
     let mut pair = M::start(dir, options).expect("start the pair");
     let flags = if run.writes {
         OpenFlags::READ | OpenFlags::WRITE

@@ -66,8 +66,8 @@ use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::{READ_MESSAGE_LEN, WRITE_PREFIX_LEN, emit_read, emit_write_prefix};
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
-    Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,
-    ProviderList, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock,
+    Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_BATCH, MAX_SEGMENTS,
+    Message, ProviderList, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock,
     VERSION_1, WriteRequest, WriteSegment, WriteVRequest,
 };
 use core::time::Duration;
@@ -94,8 +94,22 @@ pub struct ClientConfig {
     /// Keepalive interval when the server does not state one.
     pub keepalive_interval: Duration,
     /// The protocol extensions this client speaks (offered in the
-    /// negotiate request).
+    /// negotiate request). With [`Capabilities::READ_BATCH`] granted,
+    /// reads queued together go out as one `ReadBatch` (see
+    /// [`Client::batch_members`]).
     pub capabilities: Capabilities,
+}
+
+/// The reads of one read batch, by request id, in the order sent
+/// ([`Client::batch_members`]).
+pub type BatchMembers = heapless::Vec<RequestId, MAX_BATCH>;
+
+/// A read batch sent from the slot of its first read: the batch's id (its
+/// first read's) and its reads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct BatchRecord {
+    id: u32,
+    members: BatchMembers,
 }
 
 impl Default for ClientConfig {
@@ -369,6 +383,9 @@ pub struct Client<const R: usize = 64> {
     streaming: Fifo<usize, R>,
     /// Slots of finished requests not yet reported, in order.
     done: Fifo<usize, R>,
+    /// Read batches, each in the slot of its first read (the batch's id
+    /// names that slot as any request id does).
+    batches: [BatchRecord; R],
     auth_queued: bool,
     authenticated: Option<u16>,
     terminate: Option<Status>,
@@ -418,6 +435,12 @@ impl<const R: usize> Client<R> {
             unsent: Fifo::new(),
             streaming: Fifo::new(),
             done: Fifo::new(),
+            batches: [const {
+                BatchRecord {
+                    id: 0,
+                    members: heapless::Vec::new(),
+                }
+            }; R],
             auth_queued: true,
             authenticated: None,
             terminate: None,
@@ -497,5 +520,17 @@ impl<const R: usize> Client<R> {
 
     fn find(&self, id: u32) -> Option<usize> {
         self.ops.find(id)
+    }
+
+    /// The reads of the read batch whose immediate is `immediate` (the
+    /// batch's id, its first read's), while that read is outstanding;
+    /// `None` when the immediate names no batch (a single request's
+    /// completion). A driver hands each member's status block to
+    /// [`Client::take_batch_block`]: the server wrote every one of them
+    /// before the immediate.
+    pub fn batch_members(&self, immediate: u32) -> Option<BatchMembers> {
+        let slot = self.find(immediate)?;
+        let record = self.batches.get(slot)?;
+        (record.id == immediate && !record.members.is_empty()).then(|| record.members.clone())
     }
 }

@@ -50,6 +50,26 @@ impl<const R: usize> Client<R> {
         self.status_block_input(now, bytes, true)
     }
 
+    /// [`Client::take_status_block`] for `request`, a read of a batch
+    /// whose immediate arrived ([`Client::batch_members`]): its block must
+    /// be written by now, so one that is not ends the connection
+    /// ([`Violation::MissingStatusBlock`]).
+    pub fn take_batch_block(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        bytes: &[u8],
+    ) -> Result<BlockOutcome, Violation> {
+        match self.status_block_input(now, bytes, true)? {
+            BlockOutcome::NotWritten if self.state != State::Closed => {
+                let violation = Violation::MissingStatusBlock(request.0);
+                self.fail(violation);
+                Err(violation)
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
     #[inline(always)]
     fn status_block_input(
         &mut self,

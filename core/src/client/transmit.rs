@@ -119,6 +119,21 @@ impl<const R: usize> Client<R> {
         }
         let max_send = self.negotiated.max_send_size as usize;
         let level = self.ledger.level();
+        if !continuing
+            && matches!(op.kind, OpKind::Read { .. })
+            && self.unsent.len() > 1
+            && self
+                .negotiated
+                .capabilities
+                .contains(Capabilities::READ_BATCH)
+        {
+            if let Some(transmit) = self.batch_transmit(buf, max_send)? {
+                return Ok(Some(transmit));
+            }
+        }
+        let Some(op) = self.ops.get(slot) else {
+            return self.internal_failure(buf);
+        };
         // Only the prefix is encoded into `buf`; the data is gathered by the
         // driver, so the fragment size depends on the send size alone.
         let (len, data_len) = match op.kind {
@@ -175,6 +190,93 @@ impl<const R: usize> Client<R> {
             }
         }
         Ok(Some(Transmit { len, data }))
+    }
+
+    /// The reads at the front of `unsent`, two or more of them in the same
+    /// completion mode, as one `ReadBatch` (the read-batch extension): as
+    /// many as credits, the send size and [`MAX_BATCH`] allow, a credit
+    /// each. `Ok(None)`: fewer than two can go together (the front read
+    /// goes alone).
+    fn batch_transmit(
+        &mut self,
+        buf: &mut [u8],
+        max_send: usize,
+    ) -> Result<Option<Transmit>, InsufficientSize> {
+        use crate::wire::{BatchRead, ReadBatchRequest};
+        const FIXED: usize = crate::wire::header::HEADER_LEN + 8;
+        let room = max_send
+            .min(buf.len())
+            .saturating_sub(FIXED)
+            .checked_div(size_of::<BatchRead>())
+            .unwrap_or(0);
+        let limit = MAX_BATCH
+            .min(usize::from(self.ledger.available()))
+            .min(room);
+        let mut reads = heapless::Vec::<BatchRead, MAX_BATCH>::new();
+        let mut interrupt = None;
+        for &slot in self.unsent.iter() {
+            if reads.len() >= limit {
+                break;
+            }
+            let (Some(op), Some(id)) = (self.ops.get(slot), self.ops.id(slot)) else {
+                break;
+            };
+            let OpKind::Read {
+                handle,
+                offset,
+                dest,
+            } = op.kind
+            else {
+                break;
+            };
+            if op.stage != Stage::Queued || *interrupt.get_or_insert(op.interrupt) != op.interrupt {
+                break;
+            }
+            if reads
+                .push(BatchRead::new(id, handle, offset, dest, op.status_desc))
+                .is_err()
+            {
+                break;
+            }
+        }
+        let (Some(first), Ok(count), true) =
+            (reads.first(), u16::try_from(reads.len()), reads.len() > 1)
+        else {
+            return Ok(None);
+        };
+        let batch = first.request_id();
+        let msg = Message {
+            flags: interrupt_flags(interrupt.unwrap_or(false)),
+            credits: self.ledger.level(),
+            request_id: batch,
+            body: Body::ReadBatch(ReadBatchRequest { reads: &reads }),
+        };
+        let len = msg.emit(buf)?;
+        if self.ledger.send_requests(count).is_none() {
+            // `limit` kept within the credits available.
+            return self.internal_failure(buf);
+        }
+        let mut members = BatchMembers::new();
+        let mut lead = None;
+        for read in &reads {
+            let Some(slot) = self.unsent.pop_front() else {
+                return self.internal_failure(buf);
+            };
+            let Some(op) = self.ops.get_mut(slot) else {
+                return self.internal_failure(buf);
+            };
+            op.stage = Stage::Sent;
+            op.unanswered = 1;
+            lead.get_or_insert(slot);
+            // As many as `reads`, which has the same capacity.
+            let _ = members.push(RequestId(read.request_id()));
+        }
+        let Some(record) = lead.and_then(|slot| self.batches.get_mut(slot)) else {
+            return self.internal_failure(buf);
+        };
+        *record = BatchRecord { id: batch, members };
+        self.stats.read_batches = self.stats.read_batches.saturating_add(1);
+        Ok(Some(Transmit { len, data: None }))
     }
 
     /// The client's own bookkeeping disagrees with itself: end the

@@ -16,14 +16,76 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         interrupt: bool,
         segments: &[ReadSegment],
     ) -> Result<(), Violation> {
-        self.start_read_into(id, handle, status_desc, interrupt, segments, false)
+        self.start_read_into(id, handle, status_desc, interrupt, segments, false, None)
             .map(drop)
+    }
+
+    /// A read batch `id` (claim 15's read, several to a message: the
+    /// read-batch extension) carrying `credits` in its header: a credit
+    /// and an op for each read, queued for the driver; the last of their
+    /// status blocks to go carries the batch's immediate.
+    pub(super) fn read_batch(
+        &mut self,
+        id: u32,
+        credits: u16,
+        interrupt: bool,
+        reads: &[BatchRead],
+    ) -> Result<(), Violation> {
+        let granted = self
+            .session
+            .is_some_and(|session| session.capabilities.contains(Capabilities::READ_BATCH));
+        if !granted {
+            return Err(Violation::UnexpectedMessage(crate::wire::Opcode::ReadBatch));
+        }
+        let count = u16::try_from(reads.len()).map_err(|_| Violation::TooLarge)?;
+        self.ledger.on_requests(credits, count)?;
+        if self.batches.iter().any(|batch| batch.id == id) {
+            return Err(Violation::DuplicateRequest(id));
+        }
+        ConnectionStats::add(&mut self.stats.read_batches, 1);
+        self.batches
+            .push(Batch {
+                id,
+                remaining: count,
+            })
+            .map_err(|_| Violation::Capacity)?;
+        for read in reads {
+            let segment = [read.segment()];
+            self.start_read_into(
+                read.request_id(),
+                read.handle(),
+                read.status(),
+                interrupt,
+                &segment,
+                false,
+                Some(id),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One more status block of batch `id` goes: whether it is the last.
+    fn batch_block(&mut self, id: u32) -> Result<bool, Violation> {
+        let index = self
+            .batches
+            .iter()
+            .position(|batch| batch.id == id)
+            .ok_or(Violation::Internal)?;
+        let batch = self.batches.get_mut(index).ok_or(Violation::Internal)?;
+        batch.remaining = batch.remaining.saturating_sub(1);
+        if batch.remaining > 0 {
+            return Ok(false);
+        }
+        self.batches.swap_remove(index);
+        Ok(true)
     }
 
     /// Start a read; with `direct`, and no earlier work waiting for the
     /// driver, it is handed over at once (the request dispatched: kept in
     /// [`Connection::direct`] when it has one segment, else in its slot)
-    /// instead of queued for [`Connection::poll_event`].
+    /// instead of queued for [`Connection::poll_event`]. A read of a batch
+    /// names it (`batch`); it is never direct.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn start_read_into(
         &mut self,
@@ -33,6 +95,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         interrupt: bool,
         segments: &[ReadSegment],
         direct: bool,
+        batch: Option<u32>,
     ) -> Result<Started, Violation> {
         self.check_status_desc(status_desc)?;
         let total = segments
@@ -74,6 +137,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
         let wanted = total.unwrap_or(0);
         let mut op = Op::new(id, OpKind::Read { wanted }, handle, status_desc, interrupt);
+        op.batch = batch;
         match file {
             Ok(file) => {
                 op.file = Some(file);
@@ -302,6 +366,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             dest: op.status_desc,
             interrupt: op.interrupt,
             handle: op.handle,
+            batch: op.batch,
         };
         self.finish_done(done, buf)
     }
@@ -319,8 +384,15 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             dest,
             interrupt,
             handle,
+            batch,
         } = done;
-        let immediate = interrupt.then_some(block.request_id);
+        // A batch's reads go without immediate but the last, which
+        // carries the batch's id: every block of it is in place when the
+        // client hears (RC ordering).
+        let immediate = match batch {
+            None => interrupt.then_some(block.request_id),
+            Some(batch) => (self.batch_block(batch)? && interrupt).then_some(batch),
+        };
         let direct = match buf {
             Some(buf) if self.control.is_empty() && self.outgoing.is_empty() => {
                 block.emit(buf).ok().map(|len| Transmit::StatusBlock {
@@ -415,13 +487,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 dest: direct.status_desc,
                 interrupt: direct.interrupt,
                 handle: direct.handle,
+                batch: None,
             };
             return self.finish_done(done, buf).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
             });
         }
-        self.park();
+        self.park_direct();
         let index = self.find(op.0).ok_or(ApiError::UnknownRequest)?;
         let entry = self.ops.get_mut(index).ok_or(ApiError::UnknownRequest)?;
         let finished = match entry.kind {
@@ -547,4 +620,5 @@ struct Done {
     dest: BufferDescriptor,
     interrupt: bool,
     handle: u32,
+    batch: Option<u32>,
 }

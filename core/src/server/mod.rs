@@ -68,8 +68,8 @@ use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::{ReadFields, parse_read_fields};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
-    AuthKey, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_SEGMENTS, Message,
-    OpenFlags, ReadSegment, ResumeKey, Status, WriteSegment,
+    AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_BATCH,
+    MAX_SEGMENTS, Message, OpenFlags, ReadSegment, ResumeKey, Status, WriteSegment,
 };
 use core::time::Duration;
 
@@ -99,9 +99,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Interval at which the client should send keepalives when idle.
     pub keepalive_interval: Duration,
-    /// The protocol extensions this server implements; a negotiation
-    /// grants the intersection with the client's (none are defined yet:
-    /// `docs/PROTOCOL.md`, "Extending rdio").
+    /// The protocol extensions this server offers; a negotiation grants
+    /// the intersection with the client's (`docs/PROTOCOL.md`, "Extending
+    /// rdio"). The core implements [`Capabilities::READ_BATCH`], offered
+    /// by default.
     pub capabilities: Capabilities,
 }
 
@@ -119,7 +120,7 @@ impl Default for ServerConfig {
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(20),
-            capabilities: Capabilities::NONE,
+            capabilities: Capabilities::READ_BATCH,
         }
     }
 }
@@ -294,6 +295,9 @@ pub enum Received<'a> {
         /// status block in one write").
         status_follows: bool,
     },
+    /// A batch of reads to perform now: take each with
+    /// [`Connection::next_batch_read`] (each as a [`Received::Read`]).
+    Batch,
 }
 
 /// A received message, sorted before any of it is acted on.
@@ -386,6 +390,18 @@ struct Op {
     /// Messages of this request received and not yet answered (the status
     /// block returns exactly these credits).
     unanswered: u16,
+    /// The read batch this read came in (its id), if any.
+    batch: Option<u32>,
+}
+
+/// A read batch with reads unanswered ([`Connection::batches`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Batch {
+    /// The batch's id (its message's request id), the immediate of its
+    /// last status block.
+    id: u32,
+    /// Reads of the batch whose status blocks have not gone yet.
+    remaining: u16,
 }
 
 /// How [`Connection::start_read_into`] left a read.
@@ -487,6 +503,14 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// Every other call puts it in `ops` first ([`Connection::park`]), so
     /// all else sees one table.
     direct: Option<DirectRead>,
+    /// The reads of a batch [`Connection::take_message`] is handing over
+    /// ([`Received::Batch`], [`Connection::next_batch_read`]): slots and
+    /// ids, still queued in the table until taken.
+    handing: Fifo<(usize, u32), MAX_BATCH>,
+    /// Read batches with reads still unanswered: the batch's id and how
+    /// many of its status blocks are still to go (the last carries the
+    /// batch's immediate).
+    batches: heapless::Vec<Batch, R>,
     handles: heapless::Vec<Handle, F>,
     /// Handles in `handles` marked closing (their close waits for their
     /// I/O): while 0, a completion need not look for one.
@@ -525,6 +549,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
             direct: None,
+            handing: Fifo::new(),
+            batches: heapless::Vec::new(),
             handles: heapless::Vec::new(),
             closing_handles: 0,
             next_handle: 1,
@@ -586,11 +612,37 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// completion does. It cannot fail (its id was checked against the
     /// table, and a place kept, when it arrived, and nothing was inserted
     /// since); if it ever did, that is a broken invariant and ends the
-    /// connection.
+    /// connection. The reads of a batch not yet taken through
+    /// [`Connection::next_batch_read`] go back to the driver's queue.
     #[inline(always)]
     fn park(&mut self) {
+        self.park_direct();
+        if !self.handing.is_empty() {
+            self.park_handing();
+        }
+    }
+
+    /// [`Connection::park`] for the read handed over alone: what a
+    /// completion does first (the reads of a batch being handed over stay
+    /// where they are, for [`Connection::next_batch_read`]).
+    #[inline(always)]
+    fn park_direct(&mut self) {
         if let Some(direct) = self.direct.take() {
             self.park_slow(direct);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn park_handing(&mut self) {
+        // Back to the front, in order: the queue held nothing else when
+        // they left it (`Connection::hand_batch`).
+        while let Some(entry) = self.handing.pop_back() {
+            let (slot, id) = entry;
+            if self.pending.push_front(Pending::Op { slot, id }).is_err() {
+                self.fail(Violation::Internal);
+                return;
+            }
         }
     }
 
@@ -730,6 +782,7 @@ impl Op {
             bytes: 0,
             pieces_in_flight: 0,
             unanswered: 1,
+            batch: None,
         }
     }
 }

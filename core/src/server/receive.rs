@@ -83,8 +83,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 Err(violation) => return Err(self.failed(violation)),
             },
             Arrival::Other => {
+                let nothing_waiting = self.pending.is_empty();
                 return match self.process(now, bytes) {
                     Ok(Some(chunk)) => Ok(Received::Write(self.chunk(chunk))),
+                    Ok(None) if nothing_waiting && is_read_batch(bytes) => Ok(self.hand_batch()),
                     Ok(None) => Ok(Received::Nothing),
                     Err(violation) => Err(self.failed(violation)),
                 };
@@ -102,6 +104,61 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Some(op) => handed_over(op.id, file, op.interrupt, op.status_desc, segments),
             None => Received::Nothing,
         })
+    }
+
+    /// The reads of the batch just received, queued for the driver (and
+    /// nothing else: the queue was empty before it), to be handed over at
+    /// once through [`Connection::next_batch_read`] instead.
+    fn hand_batch(&mut self) -> Received<'static> {
+        let only_reads = self.pending.len() <= MAX_BATCH
+            && self
+                .pending
+                .iter()
+                .all(|pending| matches!(pending, Pending::Op { .. }));
+        if !only_reads {
+            return Received::Nothing;
+        }
+        while let Some(Pending::Op { slot, id }) = self.pending.pop_front() {
+            // As many as MAX_BATCH, checked above.
+            let _ = self.handing.push_back((slot, id));
+        }
+        if self.handing.is_empty() {
+            Received::Nothing
+        } else {
+            Received::Batch
+        }
+    }
+
+    /// After [`Received::Batch`]: the next read of the batch, to perform
+    /// now exactly as a [`Received::Read`] (RDMA-write its segment, then
+    /// [`Connection::complete_io`] or [`Connection::complete_io_into`]),
+    /// until `None`. Completing one of them leaves the rest to come here;
+    /// any other call first queues those not taken yet for
+    /// [`Connection::poll_event`], as if they had been received there.
+    pub fn next_batch_read(&mut self) -> Option<Received<'_>> {
+        let (index, id) = loop {
+            let (slot, id) = self.handing.pop_front()?;
+            // A read answered at once (an unknown handle) is not handed.
+            match self.ops.get_mut(slot) {
+                Some(op) if op.id == id && op.stage == Stage::Queued && !op.cancelled => {
+                    op.stage = Stage::Dispatched;
+                    break (slot, id);
+                }
+                _ => {}
+            }
+        };
+        let op = self.ops.get(index)?;
+        let segments = self
+            .segments
+            .get(index)
+            .map_or(&[][..], SegmentStore::get::<ReadSegment>);
+        Some(handed_over(
+            id,
+            op.file?,
+            op.interrupt,
+            op.status_desc,
+            segments,
+        ))
     }
 
     /// End the connection for `violation`, which the caller returns.
@@ -206,6 +263,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 self.write_fragment(id, data_offset, data)
             }
             Body::AuthRequest { .. } => Err(Violation::UnexpectedMessage(msg.opcode())),
+            Body::ReadBatch(batch) => {
+                let interrupt = msg.flags.contains(Flags::INTERRUPT);
+                self.read_batch(id, msg.credits, interrupt, batch.reads)
+                    .map(|()| None)
+            }
             _ => self.new_request(msg),
         }
     }
@@ -237,6 +299,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             interrupt,
             &segment,
             direct,
+            None,
         )
     }
 
@@ -359,6 +422,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Err(Status::AccessDenied)
         }
     }
+}
+
+/// Whether `bytes` (a message that parsed) is a `ReadBatch`.
+fn is_read_batch(bytes: &[u8]) -> bool {
+    bytes.get(1) == Some(&(crate::wire::Opcode::ReadBatch as u8))
 }
 
 /// Dispatched read `id` of `file` as [`Connection::take_message`] hands it

@@ -36,6 +36,9 @@ pub struct SessionParams {
     pub max_send_size: u32,
     /// Largest read or write.
     pub max_io_size: u32,
+    /// The extensions the negotiation granted (what the client offered
+    /// and the server implements).
+    pub capabilities: Capabilities,
 }
 
 /// A file opened on a session's pipe, awaiting registration.
@@ -232,6 +235,7 @@ impl<const S: usize, const N: usize> Registry<S, N> {
             max_credits,
             max_send_size: request.max_send_size.min(self.config.max_send_size),
             max_io_size: request.max_io_size.min(self.config.max_io_size),
+            capabilities: request.capabilities.intersection(self.config.capabilities),
         };
         let auth_key = AuthKey(entropy);
         entry.auth = Some((auth_key, now.saturating_add(self.auth_lifetime), params));
@@ -239,7 +243,7 @@ impl<const S: usize, const N: usize> Registry<S, N> {
         response.max_send_size = params.max_send_size;
         response.max_io_size = params.max_io_size;
         response.auth_key = auth_key;
-        response.capabilities = request.capabilities.intersection(self.config.capabilities);
+        response.capabilities = params.capabilities;
         response.endpoint = offer.endpoint;
         response
     }

@@ -40,6 +40,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.timers.clear();
         self.outgoing.clear();
         self.ops.clear();
+        self.batches.clear();
         self.interrupt_waiters.clear();
         self.pending.clear();
         self.handles.clear();

@@ -84,6 +84,9 @@ pub enum Opcode {
     RegisterFileCompletion = 0x28,
     /// S→C completion of a control request (cancel, close) by send.
     Completion = 0x29,
+    /// C→S several reads in one message (the read-batch extension,
+    /// capability bit 0): one status block each, one immediate for all.
+    ReadBatch = 0x2A,
     /// C→S interrupt request: wake me at the next completion (claim 21).
     InterruptRequest = 0x30,
     /// S→C interrupt response by ordinary send (claim 21).
@@ -117,6 +120,7 @@ impl Opcode {
             0x27 => Self::Close,
             0x28 => Self::RegisterFileCompletion,
             0x29 => Self::Completion,
+            0x2A => Self::ReadBatch,
             0x30 => Self::InterruptRequest,
             0x31 => Self::InterruptResponse,
             0x40 => Self::Keepalive,
@@ -136,6 +140,7 @@ impl Opcode {
                 | Self::RegisterFile
                 | Self::Read
                 | Self::ReadV
+                | Self::ReadBatch
                 | Self::Write
                 | Self::WriteV
                 | Self::WriteData
@@ -155,7 +160,7 @@ impl Opcode {
     /// Flags this opcode may carry.
     pub fn allowed_flags(self) -> Flags {
         match self {
-            Self::Read | Self::ReadV | Self::Write => Flags::INTERRUPT,
+            Self::Read | Self::ReadV | Self::ReadBatch | Self::Write => Flags::INTERRUPT,
             Self::WriteV => Flags::INTERRUPT.union(Flags::COLLAPSE),
             _ => Flags::empty(),
         }

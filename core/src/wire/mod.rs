@@ -37,8 +37,8 @@ pub use files::{
 };
 pub use header::{Flags, Header, Opcode};
 pub use message::{
-    Body, Message, ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment,
-    WriteVRequest,
+    BatchRead, Body, Message, ReadBatchRequest, ReadRequest, ReadSegment, ReadVRequest,
+    WriteRequest, WriteSegment, WriteVRequest,
 };
 pub use pipe::{
     AuthAccess, CHECKSUM_DIGEST_LEN, ChecksumAlgorithm, NegotiateRequest, NegotiateResponse,
@@ -61,6 +61,9 @@ pub const MAX_PROVIDERS: usize = 8;
 pub const PROVIDER_NAME_LEN: usize = 32;
 /// Most segments in one vectored read or write.
 pub const MAX_SEGMENTS: usize = 16;
+/// Most reads in one `ReadBatch` (the read-batch extension,
+/// [`Capabilities::READ_BATCH`]).
+pub const MAX_BATCH: usize = 16;
 /// Longest path in an open request, in bytes.
 pub const MAX_PATH_LEN: usize = 1024;
 /// Longest transport endpoint address in a negotiate response, in bytes.

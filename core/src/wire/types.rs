@@ -237,6 +237,17 @@ impl Capabilities {
     /// No extension.
     pub const NONE: Self = Self(0);
 
+    /// Bit 0, read batches: the client may send `ReadBatch` (several
+    /// reads in one message); the server answers a batch sent with
+    /// `INTERRUPT` with one immediate, after every block of the batch
+    /// (docs/PROTOCOL.md, "Read batches").
+    pub const READ_BATCH: Self = Self(1);
+
+    /// The bits of either set.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
     /// The bits both sets have.
     pub const fn intersection(self, other: Self) -> Self {
         Self(self.0 & other.0)

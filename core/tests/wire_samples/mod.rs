@@ -7,10 +7,10 @@ use rdio_core::wire::{
     SetAttrFlags,
 };
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Capabilities, ChecksumAlgorithm, Flags, Message,
+    AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, ChecksumAlgorithm, Flags, Message,
     NegotiateRequest, NegotiateResponse, OpenFlags, PipeErrorCode, PipeMessage, ProviderList,
-    ProviderName, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status, StatusBlock,
-    WriteRequest, WriteSegment, WriteVRequest,
+    ProviderName, ReadBatchRequest, ReadRequest, ReadSegment, ReadVRequest, ResumeKey, Status,
+    StatusBlock, WriteRequest, WriteSegment, WriteVRequest,
 };
 
 /// A named sample: what it is, and its encoding as 16 space-separated hex
@@ -40,6 +40,24 @@ static READ_SEGMENTS: [ReadSegment; 2] = [
     ReadSegment::new(
         0x8000,
         BufferDescriptor::new(0x0000_7f00_0002_0000, 0x0000_beef, 0x100),
+    ),
+];
+/// Two 4 KiB reads of handle 7, each with its status block right after
+/// its data; the batch's id is the first read's.
+static BATCH_READS: [BatchRead; 2] = [
+    BatchRead::new(
+        0x1122_3344,
+        7,
+        0x2000,
+        BufferDescriptor::new(0x0000_7f00_0001_0000, 0x0000_beef, 0x1000),
+        BufferDescriptor::new(0x0000_7f00_0001_1000, 0x0000_beef, 24),
+    ),
+    BatchRead::new(
+        0x1122_3384,
+        7,
+        0x3000,
+        BufferDescriptor::new(0x0000_7f00_0002_0000, 0x0000_beef, 0x1000),
+        BufferDescriptor::new(0x0000_7f00_0002_1000, 0x0000_beef, 24),
     ),
 ];
 static WRITE_SEGMENTS: [WriteSegment; 2] = [WriteSegment::new(0x0, 3), WriteSegment::new(0x100, 2)];
@@ -189,6 +207,24 @@ ef be 00 00 18 00 00 00 00 10 00 00 00 00 00 00
 00 00 01 00 00 7f 00 00 ef be 00 00 00 02 00 00
 00 80 00 00 00 00 00 00 00 00 02 00 00 7f 00 00
 ef be 00 00 00 01 00 00",
+        },
+        Sample {
+            name: "ReadBatch",
+            value: message(
+                Flags::INTERRUPT,
+                30,
+                Body::ReadBatch(ReadBatchRequest {
+                    reads: &BATCH_READS,
+                }),
+            ),
+            golden: "01 2a 01 00 1e 00 00 00 44 33 22 11 68 00 00 00
+02 00 00 00 00 00 00 00 44 33 22 11 07 00 00 00
+00 20 00 00 00 00 00 00 00 00 01 00 00 7f 00 00
+ef be 00 00 00 10 00 00 00 10 01 00 00 7f 00 00
+ef be 00 00 18 00 00 00 84 33 22 11 07 00 00 00
+00 30 00 00 00 00 00 00 00 00 02 00 00 7f 00 00
+ef be 00 00 00 10 00 00 00 10 02 00 00 7f 00 00
+ef be 00 00 18 00 00 00",
         },
         Sample {
             name: "Write",

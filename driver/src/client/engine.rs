@@ -66,7 +66,7 @@ use rdio_core::client::{
 };
 use rdio_core::error::{ApiError, Violation};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
-use rdio_core::wire::{BufferDescriptor, Status, StatusBlock};
+use rdio_core::wire::{BufferDescriptor, Capabilities, Status, StatusBlock};
 use rdio_transport::{
     Completion, CompletionKind, RegionId, RemoteBuf, Transport, TransportError, WcError,
 };
@@ -210,7 +210,9 @@ impl Buffers {
 
 /// The non-blocking client engine (see the module documentation).
 pub(crate) struct Engine {
-    core: CoreClient,
+    /// Boxed: the core's tables are tens of KiB, kept off the stack of
+    /// whoever builds and moves the engine.
+    core: Box<CoreClient>,
     clock: Clock,
     mode: CompletionMode,
     receives: Receives,
@@ -259,6 +261,17 @@ pub(crate) struct Engine {
     deferred_posts: bool,
     /// Read requests are posted inline ([`Buffers::inline`]).
     inline: bool,
+    /// The session granted read batches ([`Capabilities::READ_BATCH`]): a
+    /// read submitted while others are in flight waits for the next poll,
+    /// which sends the reads submitted meanwhile as one `ReadBatch`
+    /// (docs/PROTOCOL.md, "Read batches"); the server then answers them
+    /// with one immediate.
+    batch_reads: bool,
+    /// Reads queued for the next batch since the last transmit: at
+    /// `flush_every` (half the reads in flight) they go at once, so the
+    /// server works on one half of a deep queue while this side completes
+    /// and resubmits the other (as with posts: "Stop 34").
+    batched: usize,
     /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
     /// read posted as it is submitted ([`Engine::read`]) tells the core,
     /// instead of a clock read per submission. Never later than the real
@@ -277,7 +290,7 @@ pub(crate) struct Engine {
 impl Engine {
     /// An engine over `core`, with the buffers registered for it.
     pub(crate) fn new(
-        core: CoreClient,
+        core: Box<CoreClient>,
         clock: Clock,
         mode: CompletionMode,
         buffers: Buffers,
@@ -289,6 +302,10 @@ impl Engine {
         let entries = depth + CONTROL_SLOTS;
         let now = clock.now();
         let send_queue = buffers.send_queue.max(1);
+        let batch_reads = core
+            .negotiated()
+            .capabilities
+            .contains(Capabilities::READ_BATCH);
         Self {
             core,
             clock,
@@ -317,6 +334,8 @@ impl Engine {
             flush_every: 2,
             deferred_posts: buffers.deferred_posts,
             inline: buffers.inline,
+            batch_reads,
+            batched: 0,
             now,
             stats: ClientStats::new(),
             request_metrics,
@@ -740,6 +759,22 @@ impl Engine {
         status: BufferDescriptor,
     ) -> Result<RequestId, ClientError> {
         let mode = self.mode;
+        if self.batch_reads && self.stats.in_flight > 0 {
+            // Completions are coming, and with them a poll: the reads
+            // submitted until then go together, half the queue at most.
+            let request = self.core.read(handle, offset, dest, status, mode)?;
+            self.batched += 1;
+            if self.batched >= self.flush_every {
+                let now = self.now;
+                self.transmit(transport, now)?;
+                if self.deferred_posts {
+                    // A flush that fails leaves the work queued for the
+                    // next poll, which reports the transport's state.
+                    let _ = transport.flush();
+                }
+            }
+            return Ok(request);
+        }
         if self.inline && !self.transport_down && self.sends_posted < self.send_queue {
             return self.read_inline(transport, handle, offset, dest, status);
         }
@@ -926,6 +961,7 @@ impl Engine {
         transport: &mut impl Transport,
         now: rdio_core::Instant,
     ) -> Result<usize, ClientError> {
+        self.batched = 0;
         let mut posted = 0;
         while !self.transport_down && self.sends_posted < self.send_queue {
             let Some(buffer) = self.sends.take() else {
@@ -1053,21 +1089,14 @@ impl Engine {
                 // Terminated event and the requests' completions.
                 let _ = self.core.handle_message(now, message);
             }
-            CompletionKind::RecvImm { imm } => {
-                // Interrupt mode: the immediate names the request whose
-                // status block just landed (claim 20). The server chose it:
-                // one naming no outstanding data request of ours is ignored
-                // (the request it should have named times out).
-                let request = RequestId(imm);
-                if let Some(slot) = self
-                    .core
-                    .slot_of(request)
-                    .and_then(|_| self.slot_of(request))
-                    .filter(|&slot| slot < self.slots.count())
-                {
-                    self.take_status_block(transport, now, slot)?;
+            CompletionKind::RecvImm { imm } if self.batch_reads => {
+                if let Some(members) = self.core.batch_members(imm) {
+                    self.take_batch(transport, now, &members)?;
+                } else {
+                    self.take_immediate(transport, now, imm)?;
                 }
             }
+            CompletionKind::RecvImm { imm } => self.take_immediate(transport, now, imm)?,
             CompletionKind::Send | CompletionKind::Write => {}
         }
         if let Err(e) = self.receives.repost(transport, index) {
@@ -1075,6 +1104,51 @@ impl Engine {
                 self.transport_failed(None);
                 return Err(e.into());
             }
+        }
+        Ok(())
+    }
+
+    /// The status blocks of a read batch whose immediate arrived: every
+    /// one is written (the server posted them all before it), so one that
+    /// is not ends the connection ([`CoreClient::take_batch_block`]).
+    fn take_batch(
+        &mut self,
+        transport: &mut impl Transport,
+        now: rdio_core::Instant,
+        members: &[RequestId],
+    ) -> Result<(), ClientError> {
+        for &request in members {
+            let Some(slot) = self
+                .slot_of(request)
+                .filter(|&slot| slot < self.slots.count())
+            else {
+                continue;
+            };
+            if !self.take_block(transport, now, slot, Some(request))? || self.core.is_closed() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A single request's immediate (interrupt mode): it names the
+    /// request whose status block just landed (claim 20). The server chose
+    /// it: one naming no outstanding data request of ours is ignored (the
+    /// request it should have named times out).
+    fn take_immediate(
+        &mut self,
+        transport: &mut impl Transport,
+        now: rdio_core::Instant,
+        imm: u32,
+    ) -> Result<(), ClientError> {
+        let request = RequestId(imm);
+        if let Some(slot) = self
+            .core
+            .slot_of(request)
+            .and_then(|_| self.slot_of(request))
+            .filter(|&slot| slot < self.slots.count())
+        {
+            self.take_block(transport, now, slot, None)?;
         }
         Ok(())
     }
@@ -1096,11 +1170,12 @@ impl Engine {
     /// answers to earlier fragments finishes later, through the core's
     /// events. Whether the block was written (a violation counts: the core
     /// has ended the connection, and says so through its events).
-    fn take_status_block(
+    fn take_block(
         &mut self,
         transport: &mut impl Transport,
         now: rdio_core::Instant,
         slot: usize,
+        batch_member: Option<RequestId>,
     ) -> Result<bool, ClientError> {
         let start = self.io_size;
         let Some(block) = transport
@@ -1109,7 +1184,11 @@ impl Engine {
         else {
             return Ok(false);
         };
-        let event = match self.core.take_status_block(now, block) {
+        let taken = match batch_member {
+            None => self.core.take_status_block(now, block),
+            Some(request) => self.core.take_batch_block(now, request, block),
+        };
+        let event = match taken {
             Ok(BlockOutcome::NotWritten) => return Ok(false),
             Ok(BlockOutcome::Taken) | Err(_) => return Ok(true),
             Ok(BlockOutcome::Completed(event)) => event,
@@ -1158,7 +1237,7 @@ impl Engine {
                 .is_some_and(StatusBlock::is_written);
             if written
                 && self.core.awaits_status_block(request)
-                && self.take_status_block(transport, now, slot)?
+                && self.take_block(transport, now, slot, None)?
             {
                 found += 1;
             }

@@ -88,6 +88,9 @@ impl ClientOptions {
     pub fn new(provider: ProviderName) -> Self {
         let mut config = ClientConfig {
             max_send_size: crate::DEFAULT_MAX_SEND_SIZE,
+            // Reads submitted while others are in flight go together when
+            // the server grants it (docs/PROTOCOL.md, "Read batches").
+            capabilities: wire::Capabilities::READ_BATCH,
             ..ClientConfig::default()
         };
         // Capacity MAX_PROVIDERS >= 1.
@@ -442,7 +445,11 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let message_size = control_size(negotiated.max_send_size as usize);
         let io_size = options.io_size.min(negotiated.max_io_size) as usize;
         let clock = Clock::new();
-        let core = CoreClient::new(options.config.clone(), negotiated, clock.now());
+        let core = Box::new(CoreClient::new(
+            options.config.clone(),
+            negotiated,
+            clock.now(),
+        ));
         let send_buffers = usize::from(options.config.max_credits) + 8;
         let remote = Access::LOCAL_WRITE | Access::REMOTE_WRITE;
         let (buffers, remote) = set_up(&mut transport, |transport, held| {

@@ -406,6 +406,10 @@ pub struct ServerConnection<T: Transport> {
     /// otherwise): a full mapped read served at once goes out as one
     /// write, data and status block.
     tail_writes: bool,
+    /// The transport gathers two pieces into one RDMA write (`max_sge`):
+    /// a read served from a mapping whose status block follows its data
+    /// goes as one write, the block gathered from its send buffer.
+    gather_joins: bool,
     /// Files registered on this connection, closed when it ends, with the
     /// bytes read and written on each (for the access log).
     files: IdMap<FileId, Transferred>,
@@ -511,6 +515,7 @@ impl Server {
         let depth = conn.receive_depth();
         let send_queue = transport.caps().max_send.max(1);
         let inline = transport.caps().max_inline >= INLINE_MESSAGE;
+        let gather_joins = transport.caps().max_sge >= 2;
         let (chunk, chunks) = bounce_chunks(
             config.max_io_size as usize,
             self.options.read_buffers,
@@ -566,6 +571,7 @@ impl Server {
             mapped_by_file: IdMap::default(),
             last_mapped: 0,
             tail_writes: true,
+            gather_joins,
             files: IdMap::default(),
             handles: IdMap::default(),
             transferred: Transferred::default(),
@@ -906,7 +912,13 @@ impl<T: Transport> ServerConnection<T> {
         let work = Work::from_id(completion.wr_id);
         if matches!(
             work,
-            Some(Work::Send { .. } | Work::ReadData(_) | Work::MappedRead(_) | Work::Inline)
+            Some(
+                Work::Send { .. }
+                    | Work::ReadData(_)
+                    | Work::MappedRead(_)
+                    | Work::MappedJoined { .. }
+                    | Work::Inline
+            )
         ) {
             // A send-queue entry is free again.
             self.sends_posted = self.sends_posted.saturating_sub(1);
@@ -937,21 +949,32 @@ impl<T: Transport> ServerConnection<T> {
                 }
                 _ => Err(broken("a read-data write completed with none in flight")),
             },
-            (Some(Work::MappedRead(slot)), _) => match self.mapped.get_mut(slot) {
-                Some(Some(mapped)) if mapped.in_flight > 0 => {
-                    mapped.in_flight -= 1;
-                    if mapped.revoked && mapped.in_flight == 0 {
-                        self.retire_if_idle(slot)?;
-                    }
-                    Ok(())
+            (Some(Work::MappedJoined { slot, buffer }), _) => {
+                if !self.sends.release_taken(buffer) {
+                    return Err(broken("a joined write completed from a free send buffer"));
                 }
-                _ => Err(broken("a mapped write completed with none in flight")),
-            },
+                self.mapped_write_done(slot)
+            }
+            (Some(Work::MappedRead(slot)), _) => self.mapped_write_done(slot),
             // The server posts no send gathering write data, and nothing
             // else with an id of another's making.
             (Some(Work::Send { data: Some(_), .. }) | None, _) => {
                 Err(broken("a completion for a work request never posted"))
             }
+        }
+    }
+
+    /// A data write from mapping `slot` completed.
+    fn mapped_write_done(&mut self, slot: usize) -> Result<(), ConnectionEnd> {
+        match self.mapped.get_mut(slot) {
+            Some(Some(mapped)) if mapped.in_flight > 0 => {
+                mapped.in_flight -= 1;
+                if mapped.revoked && mapped.in_flight == 0 {
+                    self.retire_if_idle(slot)?;
+                }
+                Ok(())
+            }
+            _ => Err(broken("a mapped write completed with none in flight")),
         }
     }
 
@@ -996,6 +1019,8 @@ impl<T: Transport> ServerConnection<T> {
                 Ok(Some((chunk.op, result)))
             }
             Ok(Received::Nothing) => Ok(None),
+            // Each read is timed as it is served (or queued).
+            Ok(Received::Batch) => return self.batch_arrived(now),
             // A violation already terminated the connection inside the
             // core (Terminate queued, Terminated event pending).
             Err(_) => return Ok(()),
@@ -1141,6 +1166,33 @@ impl<T: Transport> ServerConnection<T> {
             segments: read.segments.iter().copied().take(MAX_SEGMENTS).collect(),
         });
         Ok(())
+    }
+
+    /// The reads of a batch the core hands over at once
+    /// ([`Received::Batch`]): each served as a read that arrived alone
+    /// ([`Self::read_arrived`]); the last status block to go carries the
+    /// batch's immediate.
+    fn batch_arrived(&mut self, now: Instant) -> Result<(), ConnectionEnd> {
+        loop {
+            let (op, file, segment, status_follows) = match self.conn.next_batch_read() {
+                Some(Received::Read {
+                    op,
+                    file,
+                    segments: &[segment],
+                    status_follows,
+                }) => (op, file, segment, status_follows),
+                Some(_) => return Err(broken("a batch read of other than one segment")),
+                None => return Ok(()),
+            };
+            let segments = [segment];
+            let read = Read {
+                op,
+                file,
+                segments: &segments,
+                status_follows,
+            };
+            self.read_arrived(now, read)?;
+        }
     }
 
     /// What the core said to a driver's completion: `UnknownRequest` on an
@@ -1327,7 +1379,13 @@ impl<T: Transport> ServerConnection<T> {
         }
         // Over an inline transport, the last data write of a mapped read
         // may carry the status block as its tail (`complete_now`).
-        let defer = read.status_follows && matches!(send, Some(Answer::Inline)) && self.tail_writes;
+        // Over a transport that gathers, from a send buffer.
+        let defer = read.status_follows
+            && match send {
+                Some(Answer::Inline) => self.tail_writes,
+                Some(Answer::Buffer(_)) => self.gather_joins,
+                None => false,
+            };
         let mut deferred = None;
         let result = if let Some(result) = self.read_mapped(read, defer.then_some(&mut deferred))? {
             ConnectionCell::add(&self.cell.zero_copy_reads, 1);
@@ -1411,7 +1469,11 @@ impl<T: Transport> ServerConnection<T> {
                     self.request_done_at_once(read.op.0, 0, wanted, status, bytes);
                 }
                 if let Some(deferred) = deferred {
-                    if self.post_with_tail(deferred, transmit)? {
+                    let joined = match answer {
+                        Answer::Inline => self.post_with_tail(deferred, transmit)?,
+                        Answer::Buffer(buffer) => self.post_joined(deferred, buffer, transmit)?,
+                    };
+                    if joined {
                         return Ok(());
                     }
                     self.post_mapped(deferred)?;
@@ -1441,6 +1503,56 @@ impl<T: Transport> ServerConnection<T> {
         }
     }
 
+    /// [`Self::post_with_tail`] with the status block encoded in send
+    /// buffer `buffer`: one RDMA write gathering the data from the mapping
+    /// and the block from the buffer (the buffer goes back at its
+    /// completion). `false`, nothing posted, when the block is not that
+    /// write's; a transport refusing the gather is not asked again.
+    fn post_joined(
+        &mut self,
+        deferred: MappedWrite,
+        buffer: usize,
+        transmit: Transmit,
+    ) -> Result<bool, ConnectionEnd> {
+        let Transmit::StatusBlock {
+            dest,
+            immediate,
+            len,
+        } = transmit
+        else {
+            return Ok(false);
+        };
+        let remote = deferred.remote;
+        let Some(whole) = remote.len.checked_add(dest.len()) else {
+            return Ok(false);
+        };
+        let block = self.sends.slice(buffer, 0, len)?;
+        let dst = RemoteBuf {
+            len: whole,
+            ..remote
+        };
+        let id = Work::MappedJoined {
+            slot: deferred.slot,
+            buffer,
+        }
+        .id();
+        match self
+            .transport
+            .post_write(id, &[deferred.local, block], dst, immediate)
+        {
+            Ok(()) => {
+                self.sends_posted += 1;
+                ConnectionCell::add(&self.cell.joined_reads, 1);
+                Ok(true)
+            }
+            Err(TransportError::Unsupported | TransportError::TooManySegments) => {
+                self.gather_joins = false;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Post `deferred`, a read's last data write, with the status block
     /// `transmit` (encoded in the scratch buffer) as its tail: one work
     /// request ([`Transport::post_write_tail`]). Only a read whose block
@@ -1456,9 +1568,12 @@ impl<T: Transport> ServerConnection<T> {
         deferred: MappedWrite,
         transmit: Transmit,
     ) -> Result<bool, ConnectionEnd> {
+        // Without an immediate, the block is one of a batch's that the
+        // client reads only after the batch's immediate (the core's
+        // `status_follows` is set only for a request with `INTERRUPT`).
         let Transmit::StatusBlock {
             dest,
-            immediate: Some(immediate),
+            immediate,
             len,
         } = transmit
         else {
@@ -1484,7 +1599,7 @@ impl<T: Transport> ServerConnection<T> {
         let id = Work::MappedRead(deferred.slot).id();
         match self
             .transport
-            .post_write_tail(id, &[deferred.local], tail, dst, Some(immediate))
+            .post_write_tail(id, &[deferred.local], tail, dst, immediate)
         {
             Ok(()) => {
                 self.sends_posted += 1;
@@ -2134,6 +2249,17 @@ impl RequestTimings {
                         return;
                     };
                     self.note(now, header.request_id, kind, size, connection);
+                    return;
+                }
+                Opcode::ReadBatch => {
+                    // Each read of a batch is timed on its own, from the
+                    // batch's arrival.
+                    if let Ok(Body::ReadBatch(batch)) = Message::parse(message).map(|m| m.body) {
+                        for read in batch.reads {
+                            let size = u64::from(read.dest().len());
+                            self.note(now, read.request_id(), 0, size, connection);
+                        }
+                    }
                     return;
                 }
                 Opcode::Read | Opcode::ReadV => {}

@@ -96,6 +96,89 @@ impl defmt::Format for WriteSegment {
     }
 }
 
+/// One read of a `ReadBatch` (48 bytes on the wire): a Read's fields with
+/// its own request id, which its status block carries.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct BatchRead {
+    request_id: U32,
+    handle: U32,
+    offset: U64,
+    dest: BufferDescriptor,
+    status: BufferDescriptor,
+}
+
+impl BatchRead {
+    /// Read `dest.len()` bytes at `offset` of `handle` into `dest`, as
+    /// request `request_id`, its status block into `status`.
+    pub const fn new(
+        request_id: u32,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+    ) -> Self {
+        Self {
+            request_id: U32::new(request_id),
+            handle: U32::new(handle),
+            offset: U64::new(offset),
+            dest,
+            status,
+        }
+    }
+    /// The read's request id (its status block's first word).
+    pub fn request_id(&self) -> u32 {
+        self.request_id.get()
+    }
+    /// Registered file handle.
+    pub fn handle(&self) -> u32 {
+        self.handle.get()
+    }
+    /// File offset.
+    pub fn offset(&self) -> u64 {
+        self.offset.get()
+    }
+    /// Client memory receiving the bytes (its length is the read length).
+    pub fn dest(&self) -> BufferDescriptor {
+        self.dest
+    }
+    /// Where the read's status block goes.
+    pub fn status(&self) -> BufferDescriptor {
+        self.status
+    }
+    /// The read as one segment.
+    pub fn segment(&self) -> ReadSegment {
+        ReadSegment::new(self.offset(), self.dest)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for BatchRead {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "BatchRead {{ id: {=u32}, handle: {=u32}, offset: {=u64}, dest: {}, status: {} }}",
+            self.request_id(),
+            self.handle(),
+            self.offset(),
+            self.dest(),
+            self.status()
+        )
+    }
+}
+
+/// Several reads in one message (the read-batch extension): each is
+/// answered by its own status block; with `INTERRUPT`, the block written
+/// last carries the batch's immediate (the header's request id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReadBatchRequest<'a> {
+    /// 1..=[`MAX_BATCH`](crate::wire::MAX_BATCH) reads.
+    pub reads: &'a [BatchRead],
+}
+
 /// Read `dest.len()` bytes at `offset` of `handle` into client memory `dest`;
 /// completion goes to `status` (claims 15, 16, 20).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -197,6 +280,15 @@ pub(super) struct ReadVWire {
     pub(super) count: U16,
     pub(super) reserved: U16,
     pub(super) status: BufferDescriptor,
+}
+
+/// ReadBatch, followed by `count` [`BatchRead`]s.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct ReadBatchWire {
+    pub(super) count: U16,
+    pub(super) reserved: U16,
+    pub(super) reserved2: U32,
 }
 
 /// Write, followed by data.
@@ -442,6 +534,25 @@ impl<'a> ReadVRequest<'a> {
             status: wire.status,
             segments,
         })
+    }
+}
+
+impl<'a> ReadBatchRequest<'a> {
+    pub(super) fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
+        let (wire, rest) = take::<ReadBatchWire>(payload, BASE)?;
+        reserved_zero(u32::from(wire.reserved.get()))?;
+        reserved_zero(wire.reserved2.get())?;
+        let count = match usize::from(wire.count.get()) {
+            0 => return Err(WireError::InvalidField),
+            n if n > MAX_BATCH => return Err(WireError::TooMany),
+            n => n,
+        };
+        let reads = <[BatchRead]>::ref_from_bytes_with_elems(rest, count)
+            .map_err(|_| WireError::BadLength)?;
+        if reads.iter().any(|read| read.dest.is_empty()) {
+            return Err(WireError::InvalidField);
+        }
+        Ok(Self { reads })
     }
 }
 

@@ -13,7 +13,7 @@ use super::codec::VERSION_1_BYTE;
 use super::codec::{Sink, Unencodable, Writer, expect_empty, reserved_zero, take, take_exact};
 use super::header::{Flags, HEADER_LEN, Header, HeaderWire, Opcode};
 use super::types::{AuthKey, BufferDescriptor, ResumeKey, Status};
-use super::{InsufficientSize, MAX_SEGMENTS, WireError};
+use super::{InsufficientSize, MAX_BATCH, MAX_SEGMENTS, WireError};
 use zerocopy::little_endian::{I32, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -25,14 +25,14 @@ mod io;
 use auth::{StatusResponseWire, StatusWire};
 use control::{CompletionWire, RegisterCompletionWire, WordWire, word};
 use credit::{DeltaWire, delta};
+pub use io::{
+    BatchRead, ReadBatchRequest, ReadRequest, ReadSegment, ReadVRequest, WriteRequest,
+    WriteSegment, WriteVRequest, parse_read, parse_write,
+};
 pub(crate) use io::{
     READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read, emit_write_prefix, parse_read_fields,
 };
-pub use io::{
-    ReadRequest, ReadSegment, ReadVRequest, WriteRequest, WriteSegment, WriteVRequest, parse_read,
-    parse_write,
-};
-use io::{ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
+use io::{ReadBatchWire, ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
 
 /// The payload of a message, one variant per [`Opcode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,6 +90,8 @@ pub enum Body<'a> {
     Read(ReadRequest),
     /// Vectored read.
     ReadV(ReadVRequest<'a>),
+    /// Several reads in one message (the read-batch extension).
+    ReadBatch(ReadBatchRequest<'a>),
     /// Write (first fragment).
     Write(WriteRequest<'a>),
     /// Vectored write (first fragment).
@@ -162,6 +164,7 @@ impl<'a> Message<'a> {
             Body::RegisterFileCompletion { .. } => Opcode::RegisterFileCompletion,
             Body::Read(_) => Opcode::Read,
             Body::ReadV(_) => Opcode::ReadV,
+            Body::ReadBatch(_) => Opcode::ReadBatch,
             Body::Write(_) => Opcode::Write,
             Body::WriteV(_) => Opcode::WriteV,
             Body::WriteData { .. } => Opcode::WriteData,
@@ -331,6 +334,8 @@ const _: () = {
     assert!(size_of::<ReadWire>() == 48);
     assert!(size_of::<ReadVWire>() == 24);
     assert!(size_of::<ReadSegment>() == 24);
+    assert!(size_of::<ReadBatchWire>() == 8);
+    assert!(size_of::<BatchRead>() == 48);
     assert!(size_of::<WriteWire>() == 32);
     assert!(size_of::<WriteVWire>() == 32);
     assert!(size_of::<WriteSegment>() == 16);
@@ -387,6 +392,7 @@ impl<'a> Body<'a> {
             }
             Opcode::Read => Self::Read(ReadRequest::parse(payload)?),
             Opcode::ReadV => Self::ReadV(ReadVRequest::parse(payload)?),
+            Opcode::ReadBatch => Self::ReadBatch(ReadBatchRequest::parse(payload)?),
             Opcode::Write => Self::Write(WriteRequest::parse(payload)?),
             Opcode::WriteV => Self::WriteV(WriteVRequest::parse(flags, payload)?),
             Opcode::WriteData => {
@@ -442,6 +448,9 @@ impl<'a> Body<'a> {
             Self::Read(_) => size_of::<ReadWire>(),
             Self::ReadV(read) => {
                 with_segments::<ReadSegment>(size_of::<ReadVWire>(), read.segments.len())?
+            }
+            Self::ReadBatch(batch) => {
+                with_segments::<BatchRead>(size_of::<ReadBatchWire>(), batch.reads.len())?
             }
             Self::Write(_) => size_of::<WriteWire>(),
             Self::WriteV(write) => {
@@ -522,6 +531,15 @@ impl<'a> Body<'a> {
                 };
                 sink.put(wire.as_bytes());
                 sink.put(read.segments.as_bytes());
+            }
+            Self::ReadBatch(batch) => {
+                let wire = ReadBatchWire {
+                    count: u16::try_from(batch.reads.len())?.into(),
+                    reserved: U16::ZERO,
+                    reserved2: U32::ZERO,
+                };
+                sink.put(wire.as_bytes());
+                sink.put(batch.reads.as_bytes());
             }
             Self::Write(write) => sink.put(
                 WriteWire {

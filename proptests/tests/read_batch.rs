@@ -1,0 +1,320 @@
+//! Read batches (docs/PROTOCOL.md, "Read batches"): reads queued together
+//! go as one `ReadBatch`, a credit each, and come back with one immediate
+//! after all their status blocks; every rule of the extension that a peer
+//! can break ends the connection with its typed reason, and a batch the
+//! server's driver leaves half taken is never lost.
+
+use rdio_core::Violation;
+use rdio_core::client::{ClientConfig, ClientEvent, CompletionMode, RequestId};
+use rdio_core::server::{Received, ServerConfig, Transmit};
+use rdio_core::wire::{
+    BatchRead, Body, BufferDescriptor, Capabilities, Flags, Message, Opcode, OpenFlags,
+    ReadBatchRequest, Status,
+};
+use rdio_proptests::pair::{Pair, providers};
+
+/// A pair whose client offers read batches (rdio-core's server grants
+/// them by default), authenticated at 4 credits, with a 4 KiB file
+/// registered.
+fn batching_pair() -> (Pair, u32, Vec<u8>) {
+    let client = ClientConfig {
+        providers: providers(&["loopback"]),
+        capabilities: Capabilities::READ_BATCH,
+        ..ClientConfig::default()
+    };
+    let server = ServerConfig {
+        initial_credits: 4,
+        ..ServerConfig::default()
+    };
+    let mut pair = Pair::new(server, client).authenticated();
+    assert!(
+        pair.client
+            .negotiated()
+            .capabilities
+            .contains(Capabilities::READ_BATCH)
+    );
+    let contents: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    let key = pair.open_file(contents.clone(), OpenFlags::READ);
+    let handle = pair.register(key);
+    (pair, handle, contents)
+}
+
+fn forge_batch(reads: &[BatchRead], credits: u16, id: u32) -> Vec<u8> {
+    let msg = Message {
+        flags: Flags::INTERRUPT,
+        credits,
+        request_id: id,
+        body: Body::ReadBatch(ReadBatchRequest { reads }),
+    };
+    let mut buf = vec![0u8; msg.encoded_len()];
+    msg.emit(&mut buf).unwrap();
+    buf
+}
+
+fn batch_read(id: u32, handle: u32) -> BatchRead {
+    BatchRead::new(
+        id,
+        handle,
+        0,
+        BufferDescriptor::new(0x1000 * u64::from(id), 1, 16),
+        BufferDescriptor::new(0x1000 * u64::from(id) + 16, 2, 24),
+    )
+}
+
+#[test]
+fn reads_queued_together_go_as_one_batch_and_complete_with_one_immediate() {
+    for mode in [CompletionMode::Interrupt, CompletionMode::Polling] {
+        let (mut pair, handle, contents) = batching_pair();
+        let (sends, immediates, blocks) = (pair.sends_c2s, pair.immediates, pair.status_writes);
+        let reads: Vec<(RequestId, BufferDescriptor, u64)> = (0..3u64)
+            .map(|i| {
+                let (request, dest) = pair.read(handle, i * 1000, 1000, mode);
+                (request, dest, i * 1000)
+            })
+            .collect();
+        pair.drive();
+        pair.assert_clean();
+        assert_eq!(
+            pair.sends_c2s - sends,
+            1,
+            "{mode:?}: one message for three reads"
+        );
+        assert_eq!(pair.client.stats().read_batches, 1);
+        assert_eq!(pair.server.stats().read_batches, 1);
+        assert_eq!(pair.status_writes - blocks, 3, "a status block per read");
+        let expected_immediates = usize::from(mode == CompletionMode::Interrupt);
+        assert_eq!(
+            pair.immediates - immediates,
+            expected_immediates,
+            "{mode:?}: one immediate for the batch"
+        );
+        for (request, dest, offset) in reads {
+            assert_eq!(pair.completion(request), (Status::Success, 1000));
+            let start = offset as usize;
+            assert_eq!(pair.memory.read(dest), &contents[start..start + 1000]);
+        }
+        pair.assert_quiescent_ledgers();
+    }
+}
+
+#[test]
+fn a_lone_read_and_a_batch_of_one_kind_go_apart() {
+    let (mut pair, handle, _) = batching_pair();
+    let sends = pair.sends_c2s;
+    // One read alone: a Read.
+    let (alone, _) = pair.read(handle, 0, 100, CompletionMode::Interrupt);
+    pair.drive();
+    assert_eq!(pair.completion(alone), (Status::Success, 100));
+    assert_eq!(pair.client.stats().read_batches, 0);
+    // Reads in two completion modes: two batches are not one.
+    let (a, _) = pair.read(handle, 0, 100, CompletionMode::Interrupt);
+    let (b, _) = pair.read(handle, 100, 100, CompletionMode::Polling);
+    pair.drive();
+    assert_eq!(pair.completion(a), (Status::Success, 100));
+    assert_eq!(pair.completion(b), (Status::Success, 100));
+    assert_eq!(pair.sends_c2s - sends, 3);
+    assert_eq!(pair.client.stats().read_batches, 0);
+    pair.assert_quiescent_ledgers();
+}
+
+#[test]
+fn a_batch_takes_no_more_reads_than_credits_allow() {
+    let (mut pair, handle, _) = batching_pair();
+    let level = usize::from(pair.client.ledger().level());
+    let count = level + 5;
+    let requests: Vec<RequestId> = (0..count)
+        .map(|i| pair.read(handle, i as u64, 10, CompletionMode::Interrupt).0)
+        .collect();
+    pair.client_transmit();
+    assert!(
+        usize::from(pair.client.ledger().in_use()) <= level,
+        "credits in use beyond the level"
+    );
+    pair.drive();
+    for request in requests {
+        assert_eq!(pair.completion(request), (Status::Success, 10));
+    }
+    pair.assert_quiescent_ledgers();
+}
+
+/// Feed a forged message to the server; expect it to end the connection.
+fn server_rejects(pair: &mut Pair, bytes: &[u8], expected: Violation) {
+    assert_eq!(pair.server.handle_message(pair.now, bytes), Err(expected));
+    assert!(pair.server.is_closed());
+}
+
+#[test]
+fn batches_breaking_the_rules_end_the_connection() {
+    // Not negotiated: the client did not offer the capability.
+    let mut pair = Pair::connected();
+    let level = pair.client.ledger().level();
+    server_rejects(
+        &mut pair,
+        &forge_batch(&[batch_read(5, 1), batch_read(6, 1)], level, 5),
+        Violation::UnexpectedMessage(Opcode::ReadBatch),
+    );
+
+    // More reads than free credits: nothing consumed, the connection ends.
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    let reads: Vec<BatchRead> = (1..=u32::from(level) + 1)
+        .map(|id| batch_read(id, handle))
+        .collect();
+    server_rejects(
+        &mut pair,
+        &forge_batch(&reads, level, 1),
+        Violation::CreditOverrun,
+    );
+
+    // The same id twice in one batch.
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    server_rejects(
+        &mut pair,
+        &forge_batch(&[batch_read(5, handle), batch_read(5, handle)], level, 5),
+        Violation::DuplicateRequest(5),
+    );
+
+    // A batch id naming a batch still unanswered (its reads held by the
+    // driver).
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    pair.server
+        .handle_message(
+            pair.now,
+            &forge_batch(&[batch_read(5, handle), batch_read(6, handle)], level, 5),
+        )
+        .unwrap();
+    server_rejects(
+        &mut pair,
+        &forge_batch(&[batch_read(7, handle), batch_read(8, handle)], level, 5),
+        Violation::DuplicateRequest(5),
+    );
+
+    // A wrong credit field, as for any request.
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    server_rejects(
+        &mut pair,
+        &forge_batch(
+            &[batch_read(5, handle), batch_read(6, handle)],
+            level + 1,
+            5,
+        ),
+        Violation::CreditMismatch {
+            expected: level,
+            found: level + 1,
+        },
+    );
+}
+
+#[test]
+fn an_immediate_before_a_batch_block_ends_the_client_connection() {
+    let (mut pair, handle, _) = batching_pair();
+    let requests: Vec<RequestId> = (0..3u64)
+        .map(|i| pair.read(handle, i, 10, CompletionMode::Interrupt).0)
+        .collect();
+    pair.client_transmit();
+    let members = pair
+        .client
+        .batch_members(requests[0].0)
+        .expect("the first read's id names the batch");
+    assert_eq!(members.as_slice(), requests.as_slice());
+    assert_eq!(pair.client.batch_members(requests[1].0), None);
+    // The server's immediate arrived, the second block was never written.
+    let result = pair
+        .client
+        .take_batch_block(pair.now, requests[1], &[0u8; 24]);
+    assert_eq!(result, Err(Violation::MissingStatusBlock(requests[1].0)));
+    assert!(pair.client.is_closed());
+    // Every read completes exactly once, with the termination's status.
+    let mut completed = Vec::new();
+    while let Some(event) = pair.client.poll_event() {
+        if let ClientEvent::Completed {
+            request, status, ..
+        } = event
+        {
+            assert_eq!(status, Status::ProtocolError);
+            completed.push(request);
+        }
+    }
+    completed.sort();
+    assert_eq!(completed, requests);
+}
+
+/// The status blocks a server transmit queue holds, with their immediates.
+fn drain_blocks(pair: &mut Pair) -> Vec<(u32, Option<u32>)> {
+    let mut buf = vec![0u8; 256];
+    let mut out = Vec::new();
+    while let Some(t) = pair.server.poll_transmit(&mut buf).unwrap() {
+        if let Transmit::StatusBlock { len, immediate, .. } = t {
+            let block = rdio_core::wire::StatusBlock::parse(&buf[..len])
+                .unwrap()
+                .unwrap();
+            out.push((block.request_id, immediate));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_batch_left_half_taken_goes_on_through_the_event_queue() {
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    let reads = [
+        batch_read(11, handle),
+        batch_read(12, handle),
+        batch_read(13, handle),
+    ];
+    let message = forge_batch(&reads, level, 11);
+    assert_eq!(
+        pair.server.take_message(pair.now, &message),
+        Ok(Received::Batch)
+    );
+    // The driver takes one read and completes it; the rest stay for it.
+    let Some(Received::Read { op, .. }) = pair.server.next_batch_read() else {
+        panic!("the batch's first read");
+    };
+    assert_eq!(op.0, 11);
+    pair.server.complete_io(op, Ok(16)).unwrap();
+    let Some(Received::Read { op, .. }) = pair.server.next_batch_read() else {
+        panic!("the batch's second read, after a completion");
+    };
+    assert_eq!(op.0, 12);
+    // Any other call puts the untaken third read back in the event queue.
+    let mut seen = Vec::new();
+    while let Some(event) = pair.server.poll_event() {
+        if let rdio_core::server::ServerEvent::Read { op, .. } = event {
+            seen.push(op);
+        }
+    }
+    assert_eq!(pair.server.next_batch_read(), None);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, 13);
+    pair.server.complete_io(seen[0], Ok(16)).unwrap();
+    pair.server.complete_io(op, Ok(16)).unwrap();
+    // Three blocks; only the last to go carries the batch's immediate.
+    let blocks = drain_blocks(&mut pair);
+    assert_eq!(blocks, vec![(11, None), (13, None), (12, Some(11))]);
+    assert_eq!(pair.server.ledger().in_use(), 0);
+}
+
+#[test]
+fn a_batch_read_of_an_unknown_handle_is_answered_and_counts_toward_the_batch() {
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    let reads = [batch_read(21, 999), batch_read(22, handle)];
+    assert_eq!(
+        pair.server
+            .take_message(pair.now, &forge_batch(&reads, level, 21)),
+        Ok(Received::Batch)
+    );
+    let Some(Received::Read { op, .. }) = pair.server.next_batch_read() else {
+        panic!("the known handle's read");
+    };
+    assert_eq!(op.0, 22);
+    assert_eq!(pair.server.next_batch_read(), None);
+    pair.server.complete_io(op, Ok(16)).unwrap();
+    let blocks = drain_blocks(&mut pair);
+    assert_eq!(blocks, vec![(21, None), (22, Some(21))]);
+}
