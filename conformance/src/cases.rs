@@ -9,9 +9,9 @@ use crate::pipe::{Pipe, encode, raw_frame, raw_header};
 use crate::rdma::{CREDITS, Incoming, Link, MSG, Rdma};
 use crate::{Mismatch, Outcome, Runner, TransportKind, check};
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Capabilities, Flags, Message, NegotiateRequest, OpenFlags,
-    PipeMessage, ProviderList, ProviderName, ReadRequest, ReadSegment, ReadVRequest, ResumeKey,
-    WriteRequest, WriteSegment, WriteVRequest,
+    AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, Flags, Message, NegotiateRequest,
+    OpenFlags, PipeMessage, ProviderList, ProviderName, ReadBatchRequest, ReadRequest, ReadSegment,
+    ReadVRequest, ResumeKey, WriteRequest, WriteSegment, WriteVRequest,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -912,6 +912,15 @@ struct Conn {
 impl Conn {
     /// Discover (opening `files`), connect.
     fn connect(target: &Target, files: &[(OpenFlags, &str)]) -> Result<Self, Mismatch> {
+        Self::connect_offering(target, files, 0)
+    }
+
+    /// [`Conn::connect`], offering the capability bits `caps`.
+    fn connect_offering(
+        target: &Target,
+        files: &[(OpenFlags, &str)],
+        caps: u64,
+    ) -> Result<Self, Mismatch> {
         let mut pipe = Pipe::connect(target.server).map_err(setup("a side channel"))?;
         let key = resume_key(&mut pipe)?;
         let mut keys = Vec::new();
@@ -921,7 +930,10 @@ impl Conn {
             keys.push(key);
         }
         let ours = target.transport.provider_name();
-        let negotiation = negotiate(&mut pipe, &negotiate_bytes(key, CREDITS, 1, 1, &[&ours], 0))?;
+        let negotiation = negotiate(
+            &mut pipe,
+            &negotiate_bytes(key, CREDITS, 1, 1, &[&ours], caps),
+        )?;
         check("negotiation", Code::SUCCESS, negotiation.status)?;
         let endpoint = String::from_utf8_lossy(&negotiation.endpoint)
             .parse::<SocketAddr>()
@@ -1962,6 +1974,168 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                     },
                 }))
             })
+        },
+    );
+
+    read_batch_cases(runner, target);
+}
+
+/// The read-batch extension (§Read batches, §ReadBatch): only where
+/// capability bit 0 was granted; a batch's blocks each carry their own
+/// read's id and one credit, and with `INTERRUPT` exactly one immediate,
+/// the batch's id, comes after every block of the batch is written.
+fn read_batch_cases(runner: &mut Runner<'_>, target: &Target) {
+    let rw = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    const BATCH_BIT: u64 = 1;
+    const LEN: usize = 700;
+    // Three reads of a file written first, as one batch with `flags`:
+    // their ids, blocks and bytes, in the batch's order.
+    let batch = |interrupt: bool| -> Result<(), Mismatch> {
+        let name = file_name();
+        let mut conn = Conn::connect_offering(target, &[(rw, &name)], BATCH_BIT)?;
+        check(
+            "capabilities granted (bit 0 offered)",
+            BATCH_BIT,
+            conn.negotiation.capabilities,
+        )?;
+        conn.authenticate()?;
+        let (handle, _) = conn.register(0)?;
+        let data = pattern(3 * LEN, 11);
+        conn.write(handle, 0, &data)?;
+        conn.rdma.fill_memory(0).map_err(setup("memory"))?;
+        let mut reads = Vec::new();
+        let mut places = Vec::new();
+        for i in 0..3 {
+            let id = conn.id();
+            let (status_at, status) = conn.status_desc(id);
+            let dest = conn.rdma.descriptor(DATA + i * LEN, LEN);
+            reads.push(BatchRead::new(id, handle, (i * LEN) as u64, dest, status));
+            places.push((id, status_at));
+        }
+        let batch_id = places[0].0;
+        let level = conn.level;
+        let flags = if interrupt {
+            Flags::INTERRUPT
+        } else {
+            Flags::empty()
+        };
+        conn.send(
+            flags,
+            level,
+            batch_id,
+            Body::ReadBatch(ReadBatchRequest { reads: &reads }),
+        )?;
+        if interrupt {
+            match conn.next_arrival() {
+                Incoming::Immediate(imm) => check("the immediate (the batch's id)", batch_id, imm)?,
+                other => {
+                    return Err(fail(
+                        format_args!("one write with immediate {batch_id}"),
+                        format_args!("{other:?}"),
+                    ));
+                }
+            }
+        }
+        for (i, (id, status_at)) in places.iter().enumerate() {
+            let block = if interrupt {
+                conn.rdma.block(*status_at).ok_or_else(|| {
+                    fail(
+                        "every block of the batch written before its immediate",
+                        "valid still 0",
+                    )
+                })?
+            } else {
+                conn.rdma
+                    .poll_block(*status_at)
+                    .ok_or_else(|| fail("a status block", "none within 5 s"))?
+            };
+            check(
+                "block (request_id, status, bytes, credits)",
+                (*id, Code::SUCCESS, LEN as u64, 1),
+                (block.request_id, block.status, block.bytes, block.credits),
+            )?;
+            check(
+                "the bytes of the batch's read",
+                true,
+                conn.rdma.memory(DATA + i * LEN, LEN) == data[i * LEN..(i + 1) * LEN],
+            )?;
+        }
+        if interrupt {
+            // No second immediate: the next arrival answers a keepalive.
+            let id = conn.request(Flags::empty(), Body::Keepalive)?;
+            conn.expect(op::KEEPALIVE_RESPONSE, Code::SUCCESS, 1, id)?;
+        }
+        Ok(())
+    };
+    runner.case(
+        "Read batches",
+        "bit 0 granted; a ReadBatch with INTERRUPT: one immediate (the batch id) after all three blocks (own ids, 1 credit each), data in place",
+        || batch(true),
+    );
+    runner.case(
+        "Read batches",
+        "a ReadBatch without INTERRUPT: no immediate, every block written (own ids, 1 credit each)",
+        || batch(false),
+    );
+    runner.case(
+        "Read batches",
+        "a ReadBatch on a session that did not negotiate bit 0: Terminate ProtocolError (or UnknownOpcode from a server without the extension)",
+        || {
+            let name = file_name();
+            let mut conn = Conn::open(target, &[(rw, &name)])?;
+            let (handle, _) = conn.register(0)?;
+            let id = conn.id();
+            let (_, status) = conn.status_desc(id);
+            let dest = conn.rdma.descriptor(DATA, 16);
+            let reads = [
+                BatchRead::new(id, handle, 0, dest, status),
+                BatchRead::new(id + 1, handle, 0, dest, status),
+            ];
+            let level = conn.level;
+            conn.send(
+                Flags::INTERRUPT,
+                level,
+                id,
+                Body::ReadBatch(ReadBatchRequest { reads: &reads }),
+            )?;
+            match conn.next_arrival() {
+                Incoming::Message(reply)
+                    if reply.opcode == op::TERMINATE
+                        && [Code::PROTOCOL_ERROR, Code::UNKNOWN_OPCODE]
+                            .contains(&reply.status()) =>
+                {
+                    Ok(())
+                }
+                other => Err(fail(
+                    "Terminate ProtocolError or UnknownOpcode",
+                    format_args!("{other:?}"),
+                )),
+            }
+        },
+    );
+    runner.case(
+        "Read batches",
+        "a ReadBatch of more reads than free credits: Terminate ProtocolError",
+        || {
+            let name = file_name();
+            let mut conn = Conn::connect_offering(target, &[(rw, &name)], BATCH_BIT)?;
+            conn.authenticate()?;
+            let (handle, _) = conn.register(0)?;
+            let level = conn.level;
+            let reads: Vec<BatchRead> = (0..=u32::from(level))
+                .map(|i| {
+                    let id = 500 + i;
+                    let (_, status) = conn.status_desc(id);
+                    BatchRead::new(id, handle, 0, conn.rdma.descriptor(DATA, 16), status)
+                })
+                .collect();
+            conn.send(
+                Flags::INTERRUPT,
+                level,
+                500,
+                Body::ReadBatch(ReadBatchRequest { reads: &reads }),
+            )?;
+            conn.expect_terminate(Code::PROTOCOL_ERROR)
         },
     );
 }
