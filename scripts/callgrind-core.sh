@@ -27,3 +27,7 @@ a=$(count "$n" events)
 b=$(count "$((2 * n))" events)
 per=$(( (b - a) / n ))
 echo "  the same, completion through poll_event: $per   (N=$n: $a, 2N: $b)"
+a=$(count "$n" batch)
+b=$(count "$((2 * n))" batch)
+per=$(( (b - a) / n ))
+echo "  the same, read batches of 16 (one ReadBatch, one immediate): $per   (N=$n: $a, 2N: $b)"

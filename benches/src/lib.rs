@@ -17,7 +17,7 @@ use rdio_core::server::{
     ServerEvent, ServerOffer, Transmit,
 };
 use rdio_core::wire::{
-    BufferDescriptor, OpenFlags, PipeMessage, ProviderList, ProviderName, Status,
+    BufferDescriptor, Capabilities, OpenFlags, PipeMessage, ProviderList, ProviderName, Status,
 };
 use std::time::Duration;
 
@@ -46,9 +46,19 @@ fn providers() -> ProviderList {
 impl Cycle {
     /// Discovery, authentication and registration, done once.
     pub fn new() -> Self {
+        Self::with(Capabilities::NONE)
+    }
+
+    /// [`Cycle::new`] on a session that negotiated read batches.
+    pub fn with_batches() -> Self {
+        Self::with(Capabilities::READ_BATCH)
+    }
+
+    fn with(capabilities: Capabilities) -> Self {
         let now = Instant::from_micros(1);
         let config = ClientConfig {
             providers: providers(),
+            capabilities,
             ..ClientConfig::default()
         };
         let mut registry: Registry<4, 4> =
@@ -201,6 +211,70 @@ impl Cycle {
             }) if r == request => bytes,
             _ => 0,
         }
+    }
+
+    /// `n` 4 KiB reads (2..=16) as one read batch, the way rdio's drivers
+    /// take it: submitted with `Client::read`, one `poll_transmit` (the
+    /// `ReadBatch`), `take_message` and `next_batch_read` at the server,
+    /// each completed with `complete_io_into`; the client takes the
+    /// batch's immediate (`batch_members`) and every block
+    /// (`take_batch_block`). The bytes all reads report.
+    pub fn read_4k_batch(&mut self, n: usize) -> u64 {
+        let mut requests = [RequestId(0); 16];
+        for (i, request) in requests.iter_mut().enumerate().take(n) {
+            let dest = BufferDescriptor::new(0x1_0000 + 0x2000 * i as u64, 7, 4096);
+            let status = BufferDescriptor::new(0x1_1000 + 0x2000 * i as u64, 7, 24);
+            let Ok(r) =
+                self.client
+                    .read(self.handle, 4096, dest, status, CompletionMode::Interrupt)
+            else {
+                return 0;
+            };
+            *request = r;
+        }
+        let Ok(Some(t)) = self.client.poll_transmit(self.now, &mut self.c2s) else {
+            return 0;
+        };
+        if self.server.take_message(self.now, &self.c2s[..t.len]) != Ok(Received::Batch) {
+            return 0;
+        }
+        // Each block as the driver posts it (one buffer per read; the
+        // last to go carries the batch's immediate).
+        let mut immediate = None;
+        let mut blocks = [[0u8; 24]; 16];
+        let mut taken = 0;
+        while let Some(Received::Read { op, segments, .. }) = self.server.next_batch_read() {
+            let bytes = segments.iter().map(|s| u64::from(s.dest().len())).sum();
+            let Ok(Some(Transmit::StatusBlock {
+                len,
+                immediate: imm,
+                ..
+            })) = self.server.complete_io_into(op, Ok(bytes), &mut self.s2c)
+            else {
+                return 0;
+            };
+            let Some(block) = blocks.get_mut(taken) else {
+                return 0;
+            };
+            block.copy_from_slice(&self.s2c[..len.min(24)]);
+            immediate = immediate.or(imm);
+            taken += 1;
+        }
+        let Some(members) = immediate.and_then(|imm| self.client.batch_members(imm)) else {
+            return 0;
+        };
+        let mut total = 0;
+        for (request, block) in members.iter().zip(&blocks) {
+            match self.client.take_batch_block(self.now, *request, block) {
+                Ok(BlockOutcome::Completed(ClientEvent::Completed {
+                    status: Status::Success,
+                    bytes,
+                    ..
+                })) => total += bytes,
+                _ => return 0,
+            }
+        }
+        total
     }
 
     /// Submit a 4 KiB read and carry it to the server's driver: the

@@ -5,18 +5,30 @@
 //!
 //! `core_cycle N` takes each completion straight from its status block
 //! (`Client::take_status_block`); `core_cycle N events` queues it and
-//! drains it with `Client::poll_event`, the event path.
+//! drains it with `Client::poll_event`, the event path; `core_cycle N
+//! batch` runs the N reads as read batches of 16 (`Cycle::read_4k_batch`).
 
 fn main() {
     let n: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
-    let events = match std::env::args().nth(2).as_deref() {
+    let mode = std::env::args().nth(2);
+    let events = match mode.as_deref() {
         None => false,
         Some("events") => true,
+        Some("batch") => {
+            let mut cycle = rdio_benches::Cycle::with_batches();
+            let mut total = 0u64;
+            for _ in 0..n / 16 {
+                total += cycle.read_4k_batch(16);
+            }
+            assert_eq!(total, n / 16 * 16 * 4096, "a read batch failed");
+            println!("{} reads in batches of 16, {total} bytes", n / 16 * 16);
+            return;
+        }
         Some(other) => {
-            eprintln!("core_cycle: unknown mode {other:?} (usage: core_cycle [N] [events])");
+            eprintln!("core_cycle: unknown mode {other:?} (usage: core_cycle [N] [events|batch])");
             std::process::exit(2);
         }
     };
