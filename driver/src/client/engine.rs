@@ -1170,6 +1170,7 @@ impl Engine {
     /// answers to earlier fragments finishes later, through the core's
     /// events. Whether the block was written (a violation counts: the core
     /// has ended the connection, and says so through its events).
+    #[inline(always)]
     fn take_block(
         &mut self,
         transport: &mut impl Transport,

@@ -1142,6 +1142,7 @@ impl<T: Transport> ServerConnection<T> {
     /// the table of requests in flight only when it does not complete in
     /// this call: one served at once completes in the same round, so its
     /// latency is known without a table entry ([`Self::request_done_at_once`]).
+    #[inline(always)]
     fn read_arrived(&mut self, now: Instant, read: Read<'_>) -> Result<(), ConnectionEnd> {
         self.last_active = now;
         if self.closing.is_some() {
