@@ -233,9 +233,8 @@ pub fn connect<C: RdmaConnector>(
     }
     if !tuning.read_batches {
         let batches = rdio_core::wire::Capabilities::READ_BATCH;
-        options.config.capabilities = rdio_core::wire::Capabilities(
-            options.config.capabilities.0 & !batches.0,
-        );
+        options.config.capabilities =
+            rdio_core::wire::Capabilities(options.config.capabilities.0 & !batches.0);
     }
     tracing::info!(target: "rdio::cli", %server, "connecting");
     net::connect_captured(
