@@ -502,11 +502,15 @@ impl<const R: usize> Client<R> {
     }
 
     /// Whether `request` is a data request in polling mode awaiting its
-    /// status block (so the driver knows which blocks to poll).
+    /// status block (so the driver knows which blocks to poll). A request
+    /// in interrupt mode is not: its block is taken at its immediate (a
+    /// read batch's blocks only at the batch's).
     pub fn awaits_status_block(&self, request: RequestId) -> bool {
         self.find(request.0)
             .and_then(|i| self.ops.get(i))
-            .is_some_and(|op| op.kind.is_data() && op.stage == Stage::Sent && !op.final_seen)
+            .is_some_and(|op| {
+                op.kind.is_data() && !op.interrupt && op.stage == Stage::Sent && !op.final_seen
+            })
     }
 
     /// The slot of the request table that outstanding `request` occupies

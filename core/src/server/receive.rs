@@ -148,13 +148,19 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// any other call first queues those not taken yet for
     /// [`Connection::poll_event`], as if they had been received there.
     pub fn next_batch_read(&mut self) -> Option<Received<'_>> {
-        let (index, id) = loop {
+        let (index, id, file) = loop {
             let (slot, id) = self.handing.pop_front()?;
-            // A read answered at once (an unknown handle) is not handed.
+            // A read answered at once (an unknown handle) is not handed;
+            // a queued read always has its file.
             match self.ops.get_mut(slot) {
                 Some(op) if op.id == id && op.stage == Stage::Queued && !op.cancelled => {
+                    let Some(file) = op.file else {
+                        // A broken invariant: fail loudly, never strand it.
+                        self.fail(Violation::Internal);
+                        return None;
+                    };
                     op.stage = Stage::Dispatched;
-                    break (slot, id);
+                    break (slot, id, file);
                 }
                 _ => {}
             }
@@ -166,7 +172,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .map_or(&[][..], SegmentStore::get::<ReadSegment>);
         Some(handed_over(
             id,
-            op.file?,
+            file,
             op.interrupt,
             op.status_desc,
             segments,

@@ -267,11 +267,17 @@ pub(crate) struct Engine {
     /// (docs/PROTOCOL.md, "Read batches"); the server then answers them
     /// with one immediate.
     batch_reads: bool,
-    /// Reads queued for the next batch since the last transmit: at
-    /// `flush_every` (half the reads in flight) they go at once, so the
-    /// server works on one half of a deep queue while this side completes
-    /// and resubmits the other (as with posts: "Stop 34").
+    /// Reads queued for the next batch since the last transmit: at half
+    /// the queue depth they go at once, so the server works on one half of
+    /// a deep queue while this side completes and resubmits the other (as
+    /// with posts: "Stop 34").
     batched: usize,
+    /// The last poll took two or more completions: completions come in
+    /// bursts, so reads submitted until the next poll come in bursts too
+    /// and go as batches. While they come one at a time, a read waiting
+    /// for the next poll would go alone anyway, later and through the
+    /// queue: it goes at once instead.
+    bursts: bool,
     /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
     /// read posted as it is submitted ([`Engine::read`]) tells the core,
     /// instead of a clock read per submission. Never later than the real
@@ -336,6 +342,7 @@ impl Engine {
             inline: buffers.inline,
             batch_reads,
             batched: 0,
+            bursts: false,
             now,
             stats: ClientStats::new(),
             request_metrics,
@@ -672,7 +679,9 @@ impl Engine {
             self.flush_every =
                 usize::try_from(self.stats.in_flight / 2).map_or(usize::MAX, |half| half.max(2));
         }
+        let in_flight = self.stats.in_flight;
         progress.completions = self.drain(transport, now)?;
+        self.bursts = in_flight.saturating_sub(self.stats.in_flight) > 1;
         if self.mode == CompletionMode::Polling {
             progress.completions += self.poll_status_blocks(transport, now)?;
         }
@@ -759,12 +768,12 @@ impl Engine {
         status: BufferDescriptor,
     ) -> Result<RequestId, ClientError> {
         let mode = self.mode;
-        if self.batch_reads && self.stats.in_flight > 0 {
+        if self.batch_reads && self.stats.in_flight > 0 && (self.bursts || self.batched > 0) {
             // Completions are coming, and with them a poll: the reads
             // submitted until then go together, half the queue at most.
             let request = self.core.read(handle, offset, dest, status, mode)?;
             self.batched += 1;
-            if self.batched >= self.flush_every {
+            if self.batched >= (self.slots.count() / 2).max(2) {
                 let now = self.now;
                 self.transmit(transport, now)?;
                 if self.deferred_posts {
