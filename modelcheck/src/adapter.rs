@@ -8,15 +8,18 @@
 //! network. Nothing of the protocol is re-modelled here. When the core's
 //! hot-path API changes, this module is the one to port.
 
-use rdio_core::client::{Client, ClientConfig, ClientEvent, CompletionMode, Negotiated, RequestId};
+use rdio_core::client::{
+    BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, Negotiated, RequestId,
+};
 use rdio_core::server::{
     Connection, FileId, OpId, Received, Registration, ServerConfig, ServerEvent, SessionId,
     SessionParams, Transmit,
 };
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
 use rdio_core::wire::{
-    AuthKey, Body, BufferDescriptor, Flags, Message, OpenFlags, ProviderList, ProviderName,
-    ResumeKey, Status, WriteRequest, WriteSegment, WriteVRequest,
+    AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, Flags, Message, OpenFlags,
+    ProviderList, ProviderName, ReadBatchRequest, ResumeKey, Status, WriteRequest, WriteSegment,
+    WriteVRequest,
 };
 use rdio_core::{ApiError, Instant, Violation};
 use std::time::Duration;
@@ -44,7 +47,8 @@ const AUTH_KEY: AuthKey = AuthKey([9; 16]);
 /// from the start, so requests sent before the registration completes (or
 /// after it failed, or after the close) meet an unknown handle.
 pub const HANDLE: u32 = 1;
-/// Bytes of each read segment (and of each vectored write segment).
+/// Bytes of each read segment (and of each vectored write segment while
+/// read batches are off; see [`Sizes`]).
 pub const SEGMENT_LEN: u32 = 2;
 
 /// Credit and timing configuration of both sides.
@@ -54,6 +58,82 @@ pub struct Limits {
     pub initial_credits: u16,
     /// Most credits either side allows.
     pub max_credits: u16,
+    /// The session negotiated read batches (`Capabilities::READ_BATCH`:
+    /// the client offers it, the server grants it); the send size then
+    /// holds a batch of `max_credits` reads ([`Sizes`]).
+    pub read_batch: bool,
+}
+
+impl Limits {
+    /// The extensions both sides use.
+    pub fn capabilities(self) -> Capabilities {
+        if self.read_batch {
+            Capabilities::READ_BATCH
+        } else {
+            Capabilities::NONE
+        }
+    }
+}
+
+/// Message sizes, from the limits: a plain write and a vectored write
+/// always travel in two fragments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Sizes {
+    /// The send size both sides use.
+    pub send: u32,
+    /// Bytes of a plain write: one more than its first fragment carries.
+    pub write_len: u32,
+    /// Bytes of each of a vectored write's two segments: together more
+    /// than its first fragment carries, so it takes two fragments (a
+    /// COLLAPSE write carries the bytes of one, and fits in one send).
+    pub writev_segment: u32,
+}
+
+impl Sizes {
+    /// The sizes for `limits`. Without read batches the send size holds a
+    /// two-segment vectored write's prefix and 2 data bytes; with them, a
+    /// `ReadBatch` of `max_credits` reads if that is more.
+    pub fn of(limits: Limits) -> Self {
+        let segments = [WriteSegment::new(0, SEGMENT_LEN); 2];
+        let writev = Body::WriteV(WriteVRequest {
+            handle: HANDLE,
+            total_len: 0,
+            status: BufferDescriptor::default(),
+            segments: &segments,
+            data: &[],
+        });
+        let mut send = prefix_len(writev) + 2;
+        if limits.read_batch {
+            let read = BatchRead::new(
+                0,
+                HANDLE,
+                0,
+                BufferDescriptor::default(),
+                BufferDescriptor::default(),
+            );
+            let reads = vec![read; usize::from(limits.max_credits.max(2))];
+            let batch = Message {
+                flags: Flags::empty(),
+                credits: 0,
+                request_id: 0,
+                body: Body::ReadBatch(ReadBatchRequest { reads: &reads }),
+            };
+            send = send.max(u32::try_from(batch.encoded_len()).unwrap_or(u32::MAX));
+        }
+        let room = |body| send.saturating_sub(prefix_len(body));
+        let write_len = room(Body::Write(WriteRequest {
+            handle: HANDLE,
+            offset: 0,
+            total_len: 0,
+            status: BufferDescriptor::default(),
+            data: &[],
+        })) + 1;
+        Self {
+            send,
+            write_len,
+            writev_segment: room(writev) / 2 + 1,
+        }
+    }
 }
 
 /// What the client's driver asks for.
@@ -148,6 +228,20 @@ impl Submit {
         Submit::ALL.into_iter().find(|k| k.name() == name)
     }
 
+    /// The completion mode of a read or write.
+    pub fn mode(self) -> Option<Mode> {
+        match self {
+            Submit::Read(m)
+            | Submit::ReadNow(m)
+            | Submit::ReadV(m)
+            | Submit::Write(m)
+            | Submit::WriteNow(m)
+            | Submit::WriteV(m)
+            | Submit::Collapse(m) => Some(m),
+            Submit::Register | Submit::Close | Submit::Interrupt => None,
+        }
+    }
+
     /// Whether this is a read or write (completed by a status block).
     pub fn is_data(self) -> bool {
         matches!(
@@ -225,8 +319,8 @@ pub struct ClientSide {
     /// Boxed: the checker moves states around far more often than it
     /// clones them.
     core: Box<CoreClient>,
-    /// Bytes of a plain write: one more than its first fragment carries.
-    write_len: u32,
+    /// Message sizes (a plain write is `sizes.write_len` bytes).
+    sizes: Sizes,
     /// Requests `read_into` and `write_into` sent as they were submitted
     /// (a write's first fragment), for the next
     /// [`ClientSide::drain`] (always empty between steps).
@@ -274,35 +368,26 @@ pub enum Outcome {
 pub struct ServerSide {
     core: Box<CoreServer>,
     limits: Limits,
+    /// The send size.
+    send: u32,
+    /// The driver is taking the reads of a batch
+    /// ([`Received::Batch`], [`ServerSide::take_batch_read`]) and at least
+    /// one is left: until it is done, or calls anything but
+    /// `next_batch_read` and `complete_io_into`, it does not drain the
+    /// core's transmits (rdio's driver takes a whole batch before it
+    /// drains; the model lets other calls cut in, which puts the reads
+    /// not taken back in the core's queue).
+    handing: bool,
 }
 
-fn max_send_size() -> u32 {
-    // Room for a two-segment vectored write's prefix and 2 data bytes: a
-    // plain write of more than that travels in two fragments.
-    let segments = [WriteSegment::new(0, SEGMENT_LEN); 2];
-    let writev = Message {
-        flags: Flags::empty(),
-        credits: 0,
-        request_id: 0,
-        body: Body::WriteV(WriteVRequest {
-            handle: HANDLE,
-            total_len: 0,
-            status: BufferDescriptor::default(),
-            segments: &segments,
-            data: &[],
-        }),
-    };
-    u32::try_from(writev.prefix_len() + 2).unwrap_or(u32::MAX)
-}
-
-fn prefix_room(body: Body<'_>) -> u32 {
+fn prefix_len(body: Body<'_>) -> u32 {
     let msg = Message {
         flags: Flags::empty(),
         credits: 0,
         request_id: 0,
         body,
     };
-    max_send_size().saturating_sub(u32::try_from(msg.prefix_len()).unwrap_or(u32::MAX))
+    u32::try_from(msg.prefix_len()).unwrap_or(u32::MAX)
 }
 
 fn server_config(limits: Limits) -> ServerConfig {
@@ -310,12 +395,12 @@ fn server_config(limits: Limits) -> ServerConfig {
         initial_credits: limits.initial_credits,
         max_credits: limits.max_credits,
         min_credits: 1,
-        max_send_size: max_send_size(),
+        max_send_size: Sizes::of(limits).send,
         max_io_size: 1024,
         auth_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
         keepalive_interval: Duration::from_secs(20),
-        capabilities: rdio_core::wire::Capabilities::NONE,
+        capabilities: limits.capabilities(),
     }
 }
 
@@ -326,11 +411,15 @@ impl ClientSide {
         if let Ok(name) = ProviderName::new("model") {
             let _ = providers.push(name);
         }
+        let sizes = Sizes::of(limits);
         let config = ClientConfig {
             providers: providers.clone(),
             max_credits: limits.max_credits,
-            max_send_size: max_send_size(),
+            max_send_size: sizes.send,
             max_io_size: 1024,
+            // Offered, and (below) granted: the model has no pipe, so the
+            // negotiation's outcome is set here.
+            capabilities: limits.capabilities(),
             ..ClientConfig::default()
         };
         let negotiated = Negotiated {
@@ -342,21 +431,13 @@ impl ClientSide {
             auth_key: AUTH_KEY,
             version: rdio_core::wire::VERSION_1,
             credits: limits.initial_credits,
-            max_send_size: max_send_size(),
+            max_send_size: sizes.send,
             max_io_size: 1024,
-            capabilities: rdio_core::wire::Capabilities::NONE,
+            capabilities: limits.capabilities(),
         };
-        // A write one byte longer than its first fragment's room.
-        let write_len = prefix_room(Body::Write(WriteRequest {
-            handle: HANDLE,
-            offset: 0,
-            total_len: 0,
-            status: BufferDescriptor::default(),
-            data: &[],
-        })) + 1;
         Self {
             core: Box::new(Client::new(config, negotiated, now)),
-            write_len,
+            sizes,
             sent: Vec::new(),
         }
     }
@@ -384,7 +465,7 @@ impl ClientSide {
             }
             Submit::ReadNow(mode) => {
                 let dest = memory.data.first().copied().unwrap_or_default();
-                let mut buf = vec![0u8; max_send_size() as usize];
+                let mut buf = vec![0u8; self.sizes.send as usize];
                 let (id, sent) =
                     c.read_into(now, HANDLE, 0, dest, status, mode.core(), &mut buf)?;
                 if let Some(t) = sent {
@@ -401,14 +482,14 @@ impl ClientSide {
                     .collect();
                 c.read_vectored(HANDLE, &segments, status, mode.core())?
             }
-            Submit::Write(mode) => c.write(HANDLE, 0, self.write_len, status, mode.core())?,
+            Submit::Write(mode) => c.write(HANDLE, 0, self.sizes.write_len, status, mode.core())?,
             Submit::WriteNow(mode) => {
-                let mut buf = vec![0u8; max_send_size() as usize];
+                let mut buf = vec![0u8; self.sizes.send as usize];
                 let (id, sent) = c.write_into(
                     now,
                     HANDLE,
                     0,
-                    self.write_len,
+                    self.sizes.write_len,
                     status,
                     mode.core(),
                     &mut buf,
@@ -424,17 +505,13 @@ impl ClientSide {
                 id
             }
             Submit::WriteV(mode) => {
-                let segments = [
-                    WriteSegment::new(0, SEGMENT_LEN),
-                    WriteSegment::new(16, SEGMENT_LEN),
-                ];
+                let len = self.sizes.writev_segment;
+                let segments = [WriteSegment::new(0, len), WriteSegment::new(64, len)];
                 c.write_vectored(HANDLE, &segments, false, status, mode.core())?
             }
             Submit::Collapse(mode) => {
-                let segments = [
-                    WriteSegment::new(0, SEGMENT_LEN),
-                    WriteSegment::new(16, SEGMENT_LEN),
-                ];
+                let len = self.sizes.writev_segment;
+                let segments = [WriteSegment::new(0, len), WriteSegment::new(64, len)];
                 c.write_vectored(HANDLE, &segments, true, status, mode.core())?
             }
             Submit::Close => c.close(HANDLE)?,
@@ -457,6 +534,25 @@ impl ClientSide {
     /// completion, or by polling).
     pub fn on_status_block(&mut self, now: Instant, block: &[u8]) -> Result<bool, Violation> {
         self.core.handle_status_block(now, block)
+    }
+
+    /// The reads of the read batch an immediate names (rdio's driver asks
+    /// on every immediate): `None` when it names a single request.
+    pub fn batch_members(&self, immediate: u32) -> Option<Vec<u32>> {
+        self.core
+            .batch_members(immediate)
+            .map(|members| members.iter().map(|id| id.0).collect())
+    }
+
+    /// The batch's immediate arrived: the driver hands read `id`'s status
+    /// block (as found in memory, zeros when never written) to the core.
+    pub fn take_batch_block(
+        &mut self,
+        now: Instant,
+        id: u32,
+        block: &[u8],
+    ) -> Result<BlockOutcome, Violation> {
+        self.core.take_batch_block(now, RequestId(id), block)
     }
 
     /// Whether the driver polls `id`'s status block.
@@ -484,7 +580,7 @@ impl ClientSide {
         // A request sent as it was submitted went before anything queued
         // after it.
         let mut sends = std::mem::take(&mut self.sent);
-        let mut buf = vec![0u8; max_send_size() as usize];
+        let mut buf = vec![0u8; self.sizes.send as usize];
         while let Ok(Some(t)) = self.core.poll_transmit(now, &mut buf) {
             let mut send = buf[..t.len].to_vec();
             if let Some(data) = t.data {
@@ -507,6 +603,8 @@ impl ServerSide {
         Self {
             core: Box::new(Connection::new(server_config(limits), now)),
             limits,
+            send: Sizes::of(limits).send,
+            handing: false,
         }
     }
 
@@ -523,11 +621,15 @@ impl ServerSide {
     /// out of its request table until another call puts it there, and
     /// every interleaving of that is explored.
     pub fn on_send(&mut self, now: Instant, bytes: &[u8]) -> Result<Option<Work>, Violation> {
+        self.handing = false;
         Ok(match self.core.take_message(now, bytes)? {
-            // Reads of a batch left untaken go back to the core's queue at
-            // the next call, for `poll_event` (the model's client sends no
-            // batches yet).
-            Received::Nothing | Received::Batch => None,
+            Received::Nothing => None,
+            // The reads come one by one through `take_batch_read`.
+            Received::Batch => {
+                self.handing = true;
+                self.hand_over_goes_on();
+                None
+            }
             Received::Write(chunk) => Some(Work::Write {
                 op: chunk.op.0,
                 len: chunk.pieces().map(|(_, data)| data.len() as u64).sum(),
@@ -539,6 +641,43 @@ impl ServerSide {
         })
     }
 
+    /// Whether a batch's hand-over is under way
+    /// ([`ServerSide::take_batch_read`]).
+    pub fn handing(&self) -> bool {
+        self.handing
+    }
+
+    /// During a hand-over: whether `next_batch_read` has a read left to
+    /// give (looked at on a copy). When it has not, the driver's call that
+    /// finds so is made, as rdio's driver makes it (it takes reads until
+    /// `None`): that call also drops the reads the core will not hand over
+    /// (answered at once), which would otherwise go back to its queue.
+    fn hand_over_goes_on(&mut self) {
+        if !self.handing {
+            return;
+        }
+        self.handing = self.core.clone().next_batch_read().is_some();
+        if !self.handing {
+            let _ = self.core.next_batch_read();
+        }
+    }
+
+    /// Take the next read of the batch being handed over
+    /// (`Connection::next_batch_read`), as rdio's driver does after
+    /// [`Received::Batch`]; the hand-over ends with the last.
+    pub fn take_batch_read(&mut self) -> Option<Work> {
+        let work = match self.core.next_batch_read() {
+            Some(Received::Read { op, segments, .. }) => Some(Work::Read {
+                op: op.0,
+                dest: segments.iter().map(|s| s.dest()).collect(),
+            }),
+            _ => None,
+        };
+        self.handing = work.is_some();
+        self.hand_over_goes_on();
+        work
+    }
+
     /// Whether the core has work for the driver (looked at on a copy).
     pub fn has_event(&self) -> bool {
         self.core.clone().poll_event().is_some()
@@ -548,6 +687,7 @@ impl ServerSide {
     /// one the registry issued); the rest goes to the driver's hands, or is
     /// `Err` with the termination the core reported.
     pub fn poll_event(&mut self, now: Instant) -> Result<Option<Work>, Violation> {
+        self.handing = false;
         let work = match self.core.poll_event() {
             None => return Ok(None),
             Some(ServerEvent::Authenticate { key }) => {
@@ -556,9 +696,11 @@ impl ServerSide {
                         session: SessionId(1),
                         credits: self.limits.initial_credits,
                         max_credits: self.limits.max_credits,
-                        max_send_size: max_send_size(),
+                        max_send_size: self.send,
                         max_io_size: 1024,
-                        capabilities: rdio_core::wire::Capabilities::NONE,
+                        // What the negotiation granted: what the client
+                        // offered and the server implements.
+                        capabilities: self.limits.capabilities(),
                     };
                     let _ = self.core.accept_auth(now, params);
                 } else {
@@ -586,7 +728,10 @@ impl ServerSide {
     }
 
     /// Finish `work` with `outcome`; RDMA writes of read data come first
-    /// (they precede the status block on the connection).
+    /// (they precede the status block on the connection). During a
+    /// batch's hand-over the driver completes through `complete_io_into`
+    /// and posts the status block it returns at once (rdio's driver does
+    /// for a read it serves inline), which leaves the hand-over under way.
     pub fn complete(&mut self, work: &Work, outcome: Outcome) -> Vec<ToClient> {
         let mut writes = Vec::new();
         match work {
@@ -600,6 +745,7 @@ impl ServerSide {
                         size: 64,
                     }),
                 };
+                self.handing = false;
                 let _ = self.core.complete_register(OpId(*op), result);
             }
             Work::Read { op, dest } => {
@@ -622,7 +768,7 @@ impl ServerSide {
                         left -= len;
                     }
                 }
-                let _ = self.core.complete_io(OpId(*op), result);
+                writes.extend(self.complete_io(*op, result));
             }
             Work::Write { op, len } => {
                 let result = match outcome {
@@ -630,24 +776,43 @@ impl ServerSide {
                     Outcome::Short => Ok(len.saturating_sub(1)),
                     Outcome::Error => Err(Status::IoError),
                 };
-                let _ = self.core.complete_io(OpId(*op), result);
+                writes.extend(self.complete_io(*op, result));
             }
         }
         writes
     }
 
+    /// `complete_io`, or during a hand-over `complete_io_into` (the status
+    /// block it returns, if any).
+    fn complete_io(&mut self, op: u32, result: Result<u64, Status>) -> Option<ToClient> {
+        if !self.handing {
+            let _ = self.core.complete_io(OpId(op), result);
+            return None;
+        }
+        let mut buf = vec![0u8; self.send as usize];
+        let sent = self.core.complete_io_into(OpId(op), result, &mut buf);
+        self.hand_over_goes_on();
+        match sent {
+            Ok(Some(t)) => Some(to_client(t, &buf)),
+            _ => None,
+        }
+    }
+
     /// Steer the client's credits (grant or revoke).
     pub fn set_credit_target(&mut self, target: u16) -> Result<(), ApiError> {
+        self.handing = false;
         self.core.set_credit_target(target)
     }
 
     /// Run timers at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
+        self.handing = false;
         self.core.handle_timeout(now);
     }
 
     /// The connection broke: the driver stops (its runner ends).
     pub fn on_lost(&mut self) {
+        self.handing = false;
         self.core.close_connection();
     }
 
@@ -656,29 +821,39 @@ impl ServerSide {
         self.core.poll_timeout()
     }
 
-    /// Drain sends and status-block writes to post.
+    /// Drain sends and status-block writes to post (nothing while a
+    /// batch's hand-over is under way: rdio's driver takes the whole batch
+    /// first).
     pub fn drain(&mut self) -> Vec<ToClient> {
         let mut out = Vec::new();
-        let mut buf = vec![0u8; max_send_size() as usize];
+        if self.handing {
+            return out;
+        }
+        let mut buf = vec![0u8; self.send as usize];
         while let Ok(Some(t)) = self.core.poll_transmit(&mut buf) {
-            out.push(match t {
-                Transmit::Send { len } => ToClient::Send(buf[..len].to_vec()),
-                Transmit::StatusBlock {
-                    len,
-                    dest,
-                    immediate,
-                } => {
-                    let mut block = [0u8; STATUS_BLOCK_LEN];
-                    block.copy_from_slice(&buf[..len.min(STATUS_BLOCK_LEN)]);
-                    ToClient::Status {
-                        dest,
-                        block,
-                        immediate,
-                    }
-                }
-            });
+            out.push(to_client(t, &buf));
         }
         out
+    }
+}
+
+/// A server transmit encoded in `buf`, as it goes on the connection.
+fn to_client(t: Transmit, buf: &[u8]) -> ToClient {
+    match t {
+        Transmit::Send { len } => ToClient::Send(buf[..len].to_vec()),
+        Transmit::StatusBlock {
+            len,
+            dest,
+            immediate,
+        } => {
+            let mut block = [0u8; STATUS_BLOCK_LEN];
+            block.copy_from_slice(&buf[..len.min(STATUS_BLOCK_LEN)]);
+            ToClient::Status {
+                dest,
+                block,
+                immediate,
+            }
+        }
     }
 }
 

@@ -10,13 +10,16 @@ use std::time::Instant;
 const USAGE: &str = "\
 usage: rdio-modelcheck [--preset NAME] [--requests N] [--kinds K,K,..]
                        [--cancels N] [--grants N] [--revokes N] [--losses N]
-                       [--ticks N] [--credits N] [--max-credits N]
-                       [--depth N] [--threads N] [--serve [ADDR]]
+                       [--ticks N] [--pairs N] [--credits N] [--max-credits N]
+                       [--read-batch 0|1] [--depth N] [--threads N] [--serve [ADDR]]
 
 Checks every state of the rdio client and server cores reachable within the
 bounds and prints the unique states explored and each property's result.
-Without options: the CI runs (every preset). --preset requests|pipeline|credits|faults
-starts from one preset; the other options change its bounds. --kinds picks
+Without options: the CI runs (every preset). --preset
+requests|pipeline|credits|faults|batches|batch-credits starts from one preset; the other
+options change its bounds. --read-batch 1 negotiates read batches;
+--pairs N lets the client submit two reads (of the read kinds) N times
+before it drains, so that they go as one batch. --kinds picks
 the requests from read, read-poll, read-now, read-now-poll, readv, readv-poll,
 write, write-poll, write-now, write-now-poll, writev, writev-poll, collapse, collapse-poll, close,
 interrupt (or all).
@@ -97,6 +100,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--revokes" => b.revokes = small()?,
             "--losses" => b.losses = small()?,
             "--ticks" => b.ticks = small()?,
+            "--pairs" => b.pairs = small()?,
+            "--read-batch" => model.limits.read_batch = n != 0,
             "--credits" => model.limits.initial_credits = credits()?,
             "--max-credits" => model.limits.max_credits = credits()?,
             other => return Err(format!("unknown option {other} (see --help)")),
@@ -136,10 +141,15 @@ fn check(name: &str, model: RdioModel, depth: usize, threads: usize) -> usize {
     let kinds: Vec<String> = model.bounds.kinds.iter().map(|k| k.name()).collect();
     let b = &model.bounds;
     println!(
-        "== {name}: {} credits (max {}), {} requests of [{}], {} registration, {} cancel, \
-         {} grant, {} revoke, {} loss, {} tick",
+        "== {name}: {} credits (max {}){}, {} requests of [{}], {} registration, {} cancel, \
+         {} grant, {} revoke, {} loss, {} tick, {} pair",
         model.limits.initial_credits,
         model.limits.max_credits,
+        if model.limits.read_batch {
+            ", read batches"
+        } else {
+            ""
+        },
         b.requests,
         kinds.join(" "),
         b.registers,
@@ -147,7 +157,8 @@ fn check(name: &str, model: RdioModel, depth: usize, threads: usize) -> usize {
         b.grants,
         b.revokes,
         b.losses,
-        b.ticks
+        b.ticks,
+        b.pairs
     );
     let properties = model.properties();
     let mut builder = model.checker().threads(threads);

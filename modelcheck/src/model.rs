@@ -9,17 +9,21 @@
 //! are in client memory when it is delivered, so a status block is visible
 //! before its immediate completion is processed (both happen in that one
 //! delivery). A connection loss empties both directions and tells both
-//! sides at once; afterwards nothing is delivered.
+//! sides at once; afterwards nothing is delivered. The blocks of a read
+//! batch sent with `INTERRUPT` wait in memory for the batch's immediate,
+//! on which the client's driver hands every read's block to the core.
 //!
 //! # Environment
-//! The client's driver submits requests ([`Submit`]) and cancels them; the
-//! server's driver takes the core's events when it likes, finishes its work
-//! in any order with a full count, a short count or an error, and steers
-//! credits (one grant, one revoke). Time stands still except at a `Tick`,
-//! which moves it to one of the pending deadlines and runs both sides'
-//! timers. Every environment choice has a budget ([`Bounds`]), so the state
-//! space is finite and every path ends (stateright's `eventually` needs
-//! acyclic paths).
+//! The client's driver submits requests ([`Submit`]), one at a time or two
+//! reads before it drains (a read batch, when negotiated), and cancels
+//! them; the server's driver takes the core's events when it likes, takes
+//! the reads of a batch one by one (or has that cut short by another call),
+//! finishes its work in any order with a full count, a short count or an
+//! error, and steers credits (one grant, one revoke). Time stands still
+//! except at a `Tick`, which moves it to one of the pending deadlines and
+//! runs both sides' timers. Every environment choice has a budget
+//! ([`Bounds`]), so the state space is finite and every path ends
+//! (stateright's `eventually` needs acyclic paths).
 //!
 //! # Observers
 //! Everything the properties need beyond the cores' public getters is
@@ -27,11 +31,11 @@
 //! write targets), independently of the cores' own bookkeeping.
 
 use crate::adapter::{
-    ClientSide, Limits, Memory, Outcome, ServerSide, Submit, ToClient, ToServer, Work, peek,
+    ClientSide, Limits, Memory, Mode, Outcome, ServerSide, Submit, ToClient, ToServer, Work, peek,
 };
-use rdio_core::client::ClientEvent;
+use rdio_core::client::{BlockOutcome, ClientEvent};
 use rdio_core::wire::status::STATUS_BLOCK_LEN;
-use rdio_core::wire::{Body, BufferDescriptor, Status, StatusBlock};
+use rdio_core::wire::{Body, BufferDescriptor, Flags, Status, StatusBlock};
 use rdio_core::{Instant, Violation};
 use stateright::{Model, Property};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -56,6 +60,11 @@ pub struct Bounds {
     pub losses: u8,
     /// Time advances to a deadline.
     pub ticks: u8,
+    /// Times the client's driver submits two reads (of the `read` kinds
+    /// among `kinds`) before it drains its transmits, so that they go as
+    /// one `ReadBatch` when the session negotiated read batches (each
+    /// counts as two `requests`).
+    pub pairs: u8,
 }
 
 /// The checked system.
@@ -84,6 +93,8 @@ pub struct Used {
     pub losses: u8,
     /// Ticks.
     pub ticks: u8,
+    /// Pairs of reads submitted together.
+    pub pairs: u8,
 }
 
 /// How far a cancel of a request got.
@@ -119,6 +130,22 @@ pub struct Req {
     pub reported: Option<Status>,
     /// How many times the client reported it.
     pub reports: u8,
+    /// Its status block was written into client memory (recorded for the
+    /// reads of a batch).
+    pub block_arrived: bool,
+}
+
+/// What the observers know of one read batch (a `ReadBatch` the client
+/// sent).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BatchSeen {
+    /// Its reads, by request id.
+    pub members: Vec<u32>,
+    /// Sent with `INTERRUPT`: one immediate, the batch's id, with the last
+    /// status block.
+    pub interrupt: bool,
+    /// The batch's immediate arrived.
+    pub notified: bool,
 }
 
 /// A broken property, recorded where it was seen.
@@ -139,6 +166,11 @@ pub enum Flaw {
     FalseSuccess(u32),
     /// The wire-derived credit count went negative or above the level.
     CreditBounds,
+    /// A read batch's immediate (the batch's id) arrived before one of its
+    /// status blocks, twice, for a batch sent without `INTERRUPT`, or not
+    /// with the last block of a batch sent with it; or a block of the
+    /// batch carried an immediate other than the batch's id.
+    BatchNotice(u32),
 }
 
 /// Observations (the checked property state).
@@ -165,6 +197,11 @@ pub struct Ghost {
     pub grant_answered: bool,
     /// A polled status block completed a request.
     pub polled: bool,
+    /// Read batches the client sent, by batch id.
+    pub batches: BTreeMap<u32, BatchSeen>,
+    /// A batch's hand-over to the server driver was cut short by another
+    /// call, its reads not taken going to the core's queue.
+    pub batch_parked: bool,
 }
 
 /// One state of the whole system.
@@ -201,6 +238,8 @@ pub struct State {
 pub enum Action {
     /// The client's driver submits a request.
     Submit(Submit),
+    /// The client's driver submits two reads, then drains.
+    SubmitPair(Submit, Submit),
     /// The client's driver cancels request `id`.
     Cancel(u32),
     /// The next client send arrives at the server.
@@ -211,6 +250,9 @@ pub enum Action {
     Poll(u32),
     /// The server's driver takes the core's next event.
     ServerEvent,
+    /// The server's driver takes the next read of the batch the core is
+    /// handing over.
+    TakeBatchRead,
     /// The server's driver finishes the `n`th piece of work in its hands.
     Complete(usize, Outcome),
     /// The server grants one credit.
@@ -232,6 +274,7 @@ impl RdioModel {
             limits: Limits {
                 initial_credits: 2,
                 max_credits: 3,
+                read_batch: false,
             },
         }
     }
@@ -252,6 +295,7 @@ impl RdioModel {
             revokes: 0,
             losses: 0,
             ticks: 0,
+            pairs: 0,
         };
         vec![
             (
@@ -299,7 +343,35 @@ impl RdioModel {
                     ..base.clone()
                 }),
             ),
+            (
+                "batches",
+                RdioModel::with_read_batches(Bounds {
+                    requests: 3,
+                    kinds: kinds(&["read", "read-poll", "write", "close"]),
+                    cancels: 1,
+                    pairs: 1,
+                    ..base.clone()
+                }),
+            ),
+            (
+                "batch-credits",
+                RdioModel::with_read_batches(Bounds {
+                    kinds: kinds(&["read", "read-poll"]),
+                    grants: 1,
+                    revokes: 1,
+                    losses: 1,
+                    pairs: 1,
+                    ..base.clone()
+                }),
+            ),
         ]
+    }
+
+    /// [`RdioModel::new`] on a session that negotiated read batches.
+    pub fn with_read_batches(bounds: Bounds) -> Self {
+        let mut model = Self::new(bounds);
+        model.limits.read_batch = true;
+        model
     }
 }
 
@@ -333,10 +405,20 @@ impl State {
             || !self.to_client.is_empty()
             || !self.work.is_empty()
             || self.server_has_event
-            || self
-                .blocks
-                .keys()
-                .any(|&id| self.client.awaits_status_block(id))
+            || self.server.handing()
+            || self.blocks.keys().any(|&id| self.polls(id))
+    }
+
+    /// Whether the client's driver polls `id`'s status block: a request in
+    /// polling mode whose block the core waits for. (The blocks of a
+    /// batch sent with `INTERRUPT` wait in memory for the batch's
+    /// immediate; the driver never polls them.)
+    fn polls(&self, id: u32) -> bool {
+        self.ghost
+            .requests
+            .get(&id)
+            .is_some_and(|r| r.submit.mode() == Some(Mode::Polling))
+            && self.client.awaits_status_block(id)
     }
 
     /// Every submitted request reported exactly once.
@@ -379,6 +461,29 @@ impl State {
                 if let Some(r) = g.requests.get_mut(&target) {
                     r.cancel = r.cancel.max(Cancel::Sent);
                 }
+            }
+            Body::ReadBatch(batch) => {
+                // A credit for each read.
+                let members: Vec<u32> = batch.reads.iter().map(|r| r.request_id()).collect();
+                for id in &members {
+                    if let Some(r) = g.requests.get_mut(id) {
+                        r.sent = true;
+                    }
+                }
+                let n = members.len() as i32;
+                if g.wire_unanswered + n > g.wire_level {
+                    g.flaws.insert(Flaw::NoCredit(msg.request_id));
+                }
+                g.wire_unanswered += n;
+                g.batches.insert(
+                    msg.request_id,
+                    BatchSeen {
+                        members,
+                        interrupt: msg.flags.contains(Flags::INTERRUPT),
+                        notified: false,
+                    },
+                );
+                return;
             }
             _ => {}
         }
@@ -481,6 +586,13 @@ impl State {
                     r.after_close = true;
                 }
             }
+            Body::ReadBatch(batch) if g.handle_closed => {
+                for read in batch.reads {
+                    if let Some(r) = g.requests.get_mut(&read.request_id()) {
+                        r.after_close = true;
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -542,17 +654,102 @@ impl State {
         };
         let now = self.now();
         match self.client.on_status_block(now, &block) {
-            Ok(true) => {
-                if let Ok(Some(b)) = StatusBlock::parse(&block) {
-                    self.ghost.wire_unanswered -= i32::from(b.credits);
-                    if self.ghost.wire_unanswered < 0 {
-                        flaw(self, Flaw::CreditBounds);
-                    }
-                }
-            }
+            Ok(true) => self.block_taken(&block),
             Ok(false) => {}
             Err(v) => flaw(self, Flaw::Violation("client", format!("{v:?}"))),
         }
+    }
+
+    /// A batch's immediate arrived: the client driver hands the status
+    /// block of each of its reads, as it finds it in memory (zeros when
+    /// never written), to the core, as rdio's driver does.
+    fn consume_batch(&mut self, members: &[u32]) {
+        let now = self.now();
+        for &id in members {
+            let block = self.blocks.remove(&id).unwrap_or([0; STATUS_BLOCK_LEN]);
+            match self.client.take_batch_block(now, id, &block) {
+                Ok(BlockOutcome::NotWritten) => {}
+                Ok(BlockOutcome::Taken) => self.block_taken(&block),
+                Ok(BlockOutcome::Completed(event)) => {
+                    self.block_taken(&block);
+                    self.observe_client_event(event);
+                }
+                Err(v) => {
+                    flaw(self, Flaw::Violation("client", format!("{v:?}")));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The client core took a status block: the credits it returns.
+    fn block_taken(&mut self, block: &[u8]) {
+        if let Ok(Some(b)) = StatusBlock::parse(block) {
+            self.ghost.wire_unanswered -= i32::from(b.credits);
+            if self.ghost.wire_unanswered < 0 {
+                flaw(self, Flaw::CreditBounds);
+            }
+        }
+    }
+
+    /// A status block of request `id` lands in client memory, with
+    /// `immediate`: a read batch's blocks go without immediate, but the
+    /// last one written, which carries the batch's id, and only with
+    /// `INTERRUPT`.
+    fn observe_block(&mut self, id: u32, immediate: Option<u32>) {
+        let g = &mut self.ghost;
+        let Some((&batch, seen)) = g.batches.iter().find(|(_, b)| b.members.contains(&id)) else {
+            return;
+        };
+        // Recorded for a batch's reads only (no states added elsewhere).
+        if let Some(r) = g.requests.get_mut(&id) {
+            r.block_arrived = true;
+        }
+        let all_arrived = seen
+            .members
+            .iter()
+            .all(|m| g.requests.get(m).is_some_and(|r| r.block_arrived));
+        let (interrupt, notified) = (seen.interrupt, seen.notified);
+        let ok = match immediate {
+            None => !(interrupt && all_arrived),
+            Some(imm) => imm == batch && interrupt && !notified && all_arrived,
+        };
+        if immediate.is_some() {
+            if let Some(seen) = g.batches.get_mut(&batch) {
+                seen.notified = true;
+            }
+        }
+        if !ok {
+            g.flaws.insert(Flaw::BatchNotice(batch));
+        }
+    }
+
+    /// The client's driver submits a request (`None`: the core refused it).
+    fn submit(&mut self, submit: Submit) -> Option<()> {
+        let n = self.ghost.submissions + 1;
+        let now = self.now();
+        let (id, memory) = self.client.submit(now, n, submit).ok()?;
+        self.ghost.submissions = n;
+        if submit == Submit::Register {
+            self.used.registers += 1;
+        } else {
+            self.used.requests += 1;
+        }
+        self.ghost.requests.insert(
+            id.0,
+            Req {
+                submit,
+                memory,
+                sent: false,
+                cancel: Cancel::No,
+                after_close: false,
+                server_answer: None,
+                reported: None,
+                reports: 0,
+                block_arrived: false,
+            },
+        );
+        Some(())
     }
 
     /// Drain both sides after a step.
@@ -620,8 +817,11 @@ impl Model for RdioModel {
                 actions.push(Action::Complete(i, o));
             }
         }
+        if s.server.handing() {
+            actions.push(Action::TakeBatchRead);
+        }
         for &id in s.blocks.keys() {
-            if s.client.awaits_status_block(id) {
+            if s.polls(id) {
                 actions.push(Action::Poll(id));
             }
         }
@@ -632,6 +832,14 @@ impl Model for RdioModel {
             if u.requests < b.requests {
                 for &k in &b.kinds {
                     actions.push(Action::Submit(k));
+                }
+            }
+            if u.pairs < b.pairs && u.requests + 2 <= b.requests {
+                let reads = || b.kinds.iter().filter(|k| matches!(k, Submit::Read(_)));
+                for &first in reads() {
+                    for &second in reads() {
+                        actions.push(Action::SubmitPair(first, second));
+                    }
                 }
             }
             if u.cancels < b.cancels {
@@ -669,30 +877,21 @@ impl Model for RdioModel {
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         let mut s = last.clone();
         let now = s.now();
+        // A call but `next_batch_read` and the completion of a read or
+        // write cuts a batch's hand-over short.
+        let cuts = match &action {
+            Action::TakeBatchRead => false,
+            Action::Complete(i, _) => {
+                !matches!(s.work.get(*i), Some(Work::Read { .. } | Work::Write { .. }))
+            }
+            _ => true,
+        };
         match action {
-            Action::Submit(submit) => {
-                let n = s.ghost.submissions + 1;
-                let now = s.now();
-                let (id, memory) = s.client.submit(now, n, submit).ok()?;
-                s.ghost.submissions = n;
-                if submit == Submit::Register {
-                    s.used.registers += 1;
-                } else {
-                    s.used.requests += 1;
-                }
-                s.ghost.requests.insert(
-                    id.0,
-                    Req {
-                        submit,
-                        memory,
-                        sent: false,
-                        cancel: Cancel::No,
-                        after_close: false,
-                        server_answer: None,
-                        reported: None,
-                        reports: 0,
-                    },
-                );
+            Action::Submit(submit) => s.submit(submit)?,
+            Action::SubmitPair(first, second) => {
+                s.submit(first)?;
+                s.submit(second)?;
+                s.used.pairs += 1;
             }
             Action::Cancel(id) => {
                 s.client.cancel(rdio_core::client::RequestId(id)).ok()?;
@@ -741,11 +940,15 @@ impl Model for RdioModel {
                             .map_or(0, |b| b.request_id);
                         if open {
                             s.check_write(id, dest, STATUS_BLOCK_LEN as u32, true);
+                            s.observe_block(id, immediate);
                             s.blocks.insert(id, block);
-                            if immediate.is_some() {
-                                // The receive completion with immediate data:
-                                // the block it names is already in memory.
-                                s.consume_block(id);
+                            // The receive completion with immediate data:
+                            // the blocks it names are already in memory,
+                            // a batch's (every read's) or one request's.
+                            match immediate.map(|imm| s.client.batch_members(imm)) {
+                                Some(Some(members)) => s.consume_batch(&members),
+                                Some(None) => s.consume_block(id),
+                                None => {}
                             }
                         }
                     }
@@ -754,6 +957,9 @@ impl Model for RdioModel {
             Action::Poll(id) => {
                 s.consume_block(id);
                 s.ghost.polled = true;
+            }
+            Action::TakeBatchRead => {
+                s.work.extend(s.server.take_batch_read());
             }
             Action::ServerEvent => match s.server.poll_event(now) {
                 Ok(Some(Work::Authenticate | Work::CloseFile)) | Ok(None) => {}
@@ -797,6 +1003,9 @@ impl Model for RdioModel {
                 s.client.on_timeout(now);
                 s.server.on_timeout(now);
             }
+        }
+        if cuts && last.server.handing() && !s.server.handing() && s.server.core().is_open() {
+            s.ghost.batch_parked = true;
         }
         s.settle();
         Some(s)
@@ -886,6 +1095,17 @@ impl Model for RdioModel {
                 },
             ),
         ];
+        if self.limits.read_batch {
+            properties.push(Property::always(
+                "a read batch's immediate comes once, with its last status block",
+                |_, s: &State| {
+                    !s.ghost
+                        .flaws
+                        .iter()
+                        .any(|f| matches!(f, Flaw::BatchNotice(_)))
+                },
+            ));
+        }
         properties.extend(self.examples());
         properties
     }
@@ -962,6 +1182,25 @@ impl RdioModel {
                 },
             ));
         }
+        let reads = |m: Mode| b.kinds.contains(&Submit::Read(m));
+        if self.limits.read_batch && reads(Mode::Interrupt) {
+            examples.push(Property::sometimes(
+                "a read batch completes with success on its one immediate",
+                |_, s: &State| batch_done(s, true),
+            ));
+        }
+        if self.limits.read_batch && reads(Mode::Polling) {
+            examples.push(Property::sometimes(
+                "a polled read batch completes with success",
+                |_, s: &State| batch_done(s, false),
+            ));
+        }
+        if self.limits.read_batch && b.kinds.iter().any(|k| matches!(k, Submit::Read(_))) {
+            examples.push(Property::sometimes(
+                "a batch's hand-over is cut short, its reads left to poll_event",
+                |_, s: &State| s.ghost.batch_parked,
+            ));
+        }
         if b.ticks > 0 {
             examples.push(Property::sometimes(
                 "a timer ends the connection",
@@ -982,6 +1221,20 @@ impl RdioModel {
         }
         examples
     }
+}
+
+/// A read batch (sent with `INTERRUPT` or not) all of whose reads the
+/// client reported with success.
+fn batch_done(s: &State, interrupt: bool) -> bool {
+    s.ghost.batches.values().any(|batch| {
+        batch.interrupt == interrupt
+            && batch.members.iter().all(|id| {
+                s.ghost
+                    .requests
+                    .get(id)
+                    .is_some_and(|r| r.reported == Some(Status::Success))
+            })
+    })
 }
 
 /// The client's ledger equals what the wire says it holds; nobody holds

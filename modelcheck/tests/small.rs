@@ -15,6 +15,7 @@ fn bounds(kinds: &[&str]) -> Bounds {
         revokes: 0,
         losses: 0,
         ticks: 0,
+        pairs: 0,
     }
 }
 
@@ -46,7 +47,14 @@ fn presets_are_complete() {
     let presets = RdioModel::presets();
     assert_eq!(
         presets.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        ["requests", "pipeline", "credits", "faults"]
+        [
+            "requests",
+            "pipeline",
+            "credits",
+            "faults",
+            "batches",
+            "batch-credits"
+        ]
     );
     for (name, model) in presets {
         assert!(!model.bounds.kinds.is_empty(), "{name} has no kinds");
@@ -85,4 +93,33 @@ fn a_request_sent_as_it_is_submitted_reaches_the_same_states() {
     assert_eq!(explore("read-now-poll"), explore("read-poll"));
     assert_eq!(explore("write-now"), explore("write"));
     assert_eq!(explore("write-now-poll"), explore("write-poll"));
+}
+
+/// Two reads submitted together on a session that negotiated read
+/// batches: they go as one `ReadBatch` (interrupt or polled), the server's
+/// driver takes them one by one or has the hand-over cut short, and every
+/// property holds, the batch examples included.
+#[test]
+fn two_reads_submitted_together_go_as_a_batch() {
+    let model = RdioModel::with_read_batches(Bounds {
+        requests: 2,
+        pairs: 1,
+        ..bounds(&["read", "read-poll"])
+    });
+    let properties = model.properties();
+    assert!(
+        properties
+            .iter()
+            .any(|p| p.name.starts_with("a read batch's immediate")),
+        "the batch property is checked"
+    );
+    let checker = model.checker().spawn_bfs().join();
+    assert!(checker.is_done());
+    for p in properties {
+        let found = checker.discovery(p.name).is_some();
+        match p.expectation {
+            Expectation::Sometimes => assert!(found, "example never reached: {}", p.name),
+            _ => assert!(!found, "counterexample for: {}", p.name),
+        }
+    }
 }
