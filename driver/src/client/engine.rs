@@ -170,9 +170,10 @@ pub(crate) struct Buffers {
     pub(crate) sends: Pool,
     /// Data buffers, one per data slot: read destinations the server
     /// RDMA-writes, write sources the sends gather from. Each region is
-    /// `io_size` bytes of data and then the slot's status block (claim
-    /// 20), so that a server can write a full read's data and its block
-    /// as one write ([`Transport::post_write_tail`]).
+    /// `io_size` bytes of data and room for a status block after them
+    /// (claim 20); a request's block goes right after its bytes
+    /// ([`Engine::status_descriptor`]), so that a server can write a
+    /// read's data and its block as one write.
     pub(crate) slots: Pool,
     /// Bytes of data per slot: where its status block starts.
     pub(crate) io_size: usize,
@@ -641,21 +642,39 @@ impl Engine {
     /// immediate without writing the block leaves the previous request's
     /// there, whose id no longer names a request in flight — a protocol
     /// violation the core reports).
+    ///
+    /// The block goes right after the request's bytes in the slot
+    /// ([`Engine::block_offset`]), so that a read shorter than `io_size`
+    /// also has its block where a server can write data and block as one
+    /// write (docs/PROTOCOL.md, "Data and status block in one write").
     pub(crate) fn status_descriptor(
         &self,
         transport: &mut impl Transport,
         slot: usize,
     ) -> Result<BufferDescriptor, ClientError> {
-        let (_, remote) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
+        let (data, _) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
+        let start = self.block_offset(slot);
         if self.mode == CompletionMode::Polling {
-            let start = self.io_size;
             transport
                 .region_mut(self.slots.region(slot)?)?
                 .get_mut(start..start + STATUS_BLOCK_LEN)
                 .ok_or(TransportError::OutOfBounds)?
                 .fill(0);
         }
-        Ok(BufferDescriptor::new(remote.addr, remote.key, remote.len))
+        Ok(BufferDescriptor::new(
+            data.addr.wrapping_add(start as u64),
+            data.key,
+            STATUS_BLOCK_LEN as u32,
+        ))
+    }
+
+    /// Where in data slot `slot` its request's status block is: right
+    /// after the request's bytes (at most `io_size`, where the slot's
+    /// block area starts).
+    fn block_offset(&self, slot: usize) -> usize {
+        self.table.get(slot).map_or(self.io_size, |entry| {
+            usize::try_from(entry.size).map_or(self.io_size, |size| size.min(self.io_size))
+        })
     }
 
     // ----- driving the core -----
@@ -1187,7 +1206,7 @@ impl Engine {
         slot: usize,
         batch_member: Option<RequestId>,
     ) -> Result<bool, ClientError> {
-        let start = self.io_size;
+        let start = self.block_offset(slot);
         let Some(block) = transport
             .region(self.slots.region(slot)?)?
             .get(start..start + STATUS_BLOCK_LEN)
@@ -1229,8 +1248,9 @@ impl Engine {
         now: rdio_core::Instant,
     ) -> Result<usize, ClientError> {
         let mut found = 0;
-        let block = self.io_size..self.io_size + STATUS_BLOCK_LEN;
         for slot in 0..self.slots.count() {
+            let start = self.block_offset(slot);
+            let block = start..start + STATUS_BLOCK_LEN;
             let Some(request) = self
                 .table
                 .get(slot)
@@ -1243,7 +1263,7 @@ impl Engine {
             // word before the core's lookups and parse (which still decide).
             let written = transport
                 .region(self.slots.region(slot)?)?
-                .get(block.clone())
+                .get(block)
                 .is_some_and(StatusBlock::is_written);
             if written
                 && self.core.awaits_status_block(request)

@@ -1515,100 +1515,70 @@ impl<T: Transport> ServerConnection<T> {
         buffer: usize,
         transmit: Transmit,
     ) -> Result<bool, ConnectionEnd> {
-        let Transmit::StatusBlock {
-            dest,
-            immediate,
-            len,
-        } = transmit
-        else {
-            return Ok(false);
-        };
-        let remote = deferred.remote;
-        let Some(whole) = remote.len.checked_add(dest.len()) else {
+        let Some((dst, immediate, len)) = joined(&deferred, transmit) else {
             return Ok(false);
         };
         let block = self.sends.slice(buffer, 0, len)?;
-        let dst = RemoteBuf {
-            len: whole,
-            ..remote
-        };
         let id = Work::MappedJoined {
             slot: deferred.slot,
             buffer,
         }
         .id();
-        match self
+        let posted = self
             .transport
-            .post_write(id, &[deferred.local, block], dst, immediate)
-        {
-            Ok(()) => {
-                self.sends_posted += 1;
-                ConnectionCell::add(&self.cell.joined_reads, 1);
-                Ok(true)
-            }
-            Err(TransportError::Unsupported | TransportError::TooManySegments) => {
-                self.gather_joins = false;
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
+            .post_write(id, &[deferred.local, block], dst, immediate);
+        if matches!(posted, Err(TransportError::TooManySegments)) {
+            self.gather_joins = false;
+            return Ok(false);
         }
+        self.joined_posted(posted, |this| this.gather_joins = false)
     }
 
     /// Post `deferred`, a read's last data write, with the status block
     /// `transmit` (encoded in the scratch buffer) as its tail: one work
     /// request ([`Transport::post_write_tail`]). Only a read whose block
-    /// follows its data with an immediate is deferred (the core's
+    /// follows its data in interrupt mode is deferred (the core's
     /// `status_follows`: same key, next address, so the immediate's
-    /// receive completion tells the client the whole write landed; a
-    /// client polling the block's memory gets two writes, as the order of
-    /// one write's bytes is not defined). `false`, nothing posted, when
-    /// the block is not that write's; a transport without the call is not
-    /// asked again.
+    /// receive completion — its own, or its batch's, which comes after —
+    /// tells the client the whole write landed; a client polling the
+    /// block's memory gets two writes, as the order of one write's bytes
+    /// is not defined). `false`, nothing posted, when the block is not
+    /// that write's; a transport without the call is not asked again.
     fn post_with_tail(
         &mut self,
         deferred: MappedWrite,
         transmit: Transmit,
     ) -> Result<bool, ConnectionEnd> {
-        // Without an immediate, the block is one of a batch's that the
-        // client reads only after the batch's immediate (the core's
-        // `status_follows` is set only for a request with `INTERRUPT`).
-        let Transmit::StatusBlock {
-            dest,
-            immediate,
-            len,
-        } = transmit
-        else {
-            return Ok(false);
-        };
-        let remote = deferred.remote;
-        debug_assert!(
-            dest.key() == remote.key
-                && remote.addr.checked_add(u64::from(remote.len)) == Some(dest.addr()),
-            "only a read whose status block follows its data is deferred"
-        );
-        let Some(whole) = remote.len.checked_add(dest.len()) else {
+        let Some((dst, immediate, len)) = joined(&deferred, transmit) else {
             return Ok(false);
         };
         let tail = self
             .scratch
             .get(..len)
             .ok_or_else(|| broken("an inline message longer than its buffer"))?;
-        let dst = RemoteBuf {
-            len: whole,
-            ..remote
-        };
         let id = Work::MappedRead(deferred.slot).id();
-        match self
+        let posted = self
             .transport
-            .post_write_tail(id, &[deferred.local], tail, dst, immediate)
-        {
+            .post_write_tail(id, &[deferred.local], tail, dst, immediate);
+        self.joined_posted(posted, |this| this.tail_writes = false)
+    }
+
+    /// The outcome of posting a joined data-and-block write: counted when
+    /// posted; `false` and `unsupported` noted (that way is not tried
+    /// again) when the transport has no such write.
+    fn joined_posted(
+        &mut self,
+        posted: Result<(), TransportError>,
+        unsupported: impl FnOnce(&mut Self),
+    ) -> Result<bool, ConnectionEnd> {
+        match posted {
             Ok(()) => {
                 self.sends_posted += 1;
                 ConnectionCell::add(&self.cell.joined_reads, 1);
                 Ok(true)
             }
             Err(TransportError::Unsupported) => {
-                self.tail_writes = false;
+                unsupported(self);
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -2066,6 +2036,37 @@ fn registered_file<'a>(
 
 /// Post `transmit`, encoded at the start of `bytes`, inline (the caller
 /// counts it in `sends_posted`).
+/// Where a joined write of `deferred` (a read's last data write) and the
+/// status block `transmit` goes: the data's remote range stretched over
+/// the block that follows it, the block's immediate (none for all but the
+/// last block of a read batch) and the block's length; `None` when
+/// `transmit` is not a status block or the length overflows.
+fn joined(deferred: &MappedWrite, transmit: Transmit) -> Option<(RemoteBuf, Option<u32>, usize)> {
+    let Transmit::StatusBlock {
+        dest,
+        immediate,
+        len,
+    } = transmit
+    else {
+        return None;
+    };
+    let remote = deferred.remote;
+    debug_assert!(
+        dest.key() == remote.key
+            && remote.addr.checked_add(u64::from(remote.len)) == Some(dest.addr()),
+        "only a read whose status block follows its data is deferred"
+    );
+    let whole = remote.len.checked_add(dest.len())?;
+    Some((
+        RemoteBuf {
+            len: whole,
+            ..remote
+        },
+        immediate,
+        len,
+    ))
+}
+
 fn post_inline(
     transport: &mut impl Transport,
     bytes: &[u8],
