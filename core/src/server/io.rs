@@ -76,7 +76,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if batch.remaining > 0 {
             return Ok(false);
         }
-        self.batches.swap_remove(index);
+        self.batches.retain(|batch| batch.id != id);
         Ok(true)
     }
 
