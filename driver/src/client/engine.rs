@@ -175,7 +175,8 @@ pub(crate) struct Buffers {
     /// ([`Engine::status_descriptor`]), so that a server can write a
     /// read's data and its block as one write.
     pub(crate) slots: Pool,
-    /// Bytes of data per slot: where its status block starts.
+    /// Bytes of data per slot (a request's status block goes right after
+    /// its own bytes, at most here).
     pub(crate) io_size: usize,
     /// The transport's send-queue depth (`Caps::max_send`): sends posted
     /// and not yet completed never exceed it.
@@ -263,10 +264,10 @@ pub(crate) struct Engine {
     /// Read requests are posted inline ([`Buffers::inline`]).
     inline: bool,
     /// The session granted read batches ([`Capabilities::READ_BATCH`]): a
-    /// read submitted while others are in flight waits for the next poll,
-    /// which sends the reads submitted meanwhile as one `ReadBatch`
-    /// (docs/PROTOCOL.md, "Read batches"); the server then answers them
-    /// with one immediate.
+    /// read submitted while others are in flight and completions come in
+    /// bursts (`bursts`) waits for the next poll, which sends the reads
+    /// submitted meanwhile as one `ReadBatch` (docs/PROTOCOL.md, "Read
+    /// batches"); the server then answers them with one immediate.
     batch_reads: bool,
     /// Reads queued for the next batch since the last transmit: at half
     /// the queue depth they go at once, so the server works on one half of
