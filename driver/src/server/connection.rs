@@ -1028,14 +1028,7 @@ impl<T: Transport> ServerConnection<T> {
         let written = match written {
             Ok(written) => written,
             Err((op, file, segment, status_follows)) => {
-                let segments = [segment];
-                let read = Read {
-                    op,
-                    file,
-                    segments: &segments,
-                    status_follows,
-                };
-                return self.read_arrived(now, read);
+                return self.one_segment_arrived(now, op, file, segment, status_follows);
             }
         };
         let Some((op, result)) = written else {
@@ -1185,15 +1178,29 @@ impl<T: Transport> ServerConnection<T> {
                 Some(_) => return Err(broken("a batch read of other than one segment")),
                 None => return Ok(()),
             };
-            let segments = [segment];
-            let read = Read {
-                op,
-                file,
-                segments: &segments,
-                status_follows,
-            };
-            self.read_arrived(now, read)?;
+            self.one_segment_arrived(now, op, file, segment, status_follows)?;
         }
+    }
+
+    /// [`Self::read_arrived`] for a read of one segment, copied out of
+    /// what the core handed over (which borrows the core).
+    #[inline(always)]
+    fn one_segment_arrived(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        file: FileId,
+        segment: ReadSegment,
+        status_follows: bool,
+    ) -> Result<(), ConnectionEnd> {
+        let segments = [segment];
+        let read = Read {
+            op,
+            file,
+            segments: &segments,
+            status_follows,
+        };
+        self.read_arrived(now, read)
     }
 
     /// What the core said to a driver's completion: `UnknownRequest` on an
