@@ -190,21 +190,21 @@ pub(crate) struct Buffers {
 }
 
 impl Buffers {
-    /// Per data slot, what the server is told of its buffer and of its
-    /// status block, computed once: a registration's remote addresses are
-    /// linear (a window at `offset` starts at the base address plus
-    /// `offset`, whether the transport's addresses are virtual addresses or
-    /// offsets), so a request's descriptors need no transport call.
+    /// Per data slot, what the server is told of its `io_size` bytes of
+    /// data (its status block goes at an offset of that window, up to
+    /// `io_size`, in the room the region has after it), computed once: a
+    /// registration's remote addresses are linear (a window at `offset`
+    /// starts at the base address plus `offset`, whether the transport's
+    /// addresses are virtual addresses or offsets), so a request's
+    /// descriptors need no transport call.
     pub(crate) fn remote_windows(
         &self,
         transport: &impl Transport,
-    ) -> Result<Box<[(RemoteBuf, RemoteBuf)]>, TransportError> {
+    ) -> Result<Box<[RemoteBuf]>, TransportError> {
         (0..self.slots.count())
             .map(|slot| {
                 let region = self.slots.region(slot)?;
-                let data = transport.remote_buf(region, 0, self.io_size)?;
-                let status = transport.remote_buf(region, self.io_size, STATUS_BLOCK_LEN)?;
-                Ok((data, status))
+                transport.remote_buf(region, 0, self.io_size)
             })
             .collect()
     }
@@ -220,14 +220,14 @@ pub(crate) struct Engine {
     receives: Receives,
     sends: Pool,
     slots: Pool,
-    /// Where a slot's status block starts in its region ([`Buffers::slots`]).
+    /// Bytes of data per slot ([`Buffers::io_size`]).
     io_size: usize,
     /// The completion table: data slots `0..queue_depth`, then the control
     /// slots.
     table: Box<[Entry]>,
-    /// Per data slot, the remote windows of its buffer and its status
-    /// block ([`Buffers::remote_windows`]).
-    remote: Box<[(RemoteBuf, RemoteBuf)]>,
+    /// Per data slot, the remote window of its data
+    /// ([`Buffers::remote_windows`]).
+    remote: Box<[RemoteBuf]>,
     /// Free control slots.
     control_free: Vec<usize>,
     /// Per slot of the core's request table, the slot of this table the
@@ -302,7 +302,7 @@ impl Engine {
         clock: Clock,
         mode: CompletionMode,
         buffers: Buffers,
-        remote: Box<[(RemoteBuf, RemoteBuf)]>,
+        remote: Box<[RemoteBuf]>,
         request_metrics: bool,
         span: tracing::Span,
     ) -> Self {
@@ -615,14 +615,15 @@ impl Engine {
         &mut self.core
     }
 
-    /// The remote descriptor of `len` bytes at `offset` of `slot`'s buffer.
+    /// The remote descriptor of `len` bytes at `offset` of `slot`'s buffer
+    /// (its `io_size` bytes of data).
     pub(crate) fn descriptor(
         &self,
         slot: usize,
         offset: usize,
         len: usize,
     ) -> Result<BufferDescriptor, ClientError> {
-        let (base, _) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
+        let base = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
         let end = offset.checked_add(len).ok_or(TransportError::OutOfBounds)?;
         let len = u32::try_from(len).map_err(|_| TransportError::OutOfBounds)?;
         if end > base.len as usize {
@@ -653,7 +654,6 @@ impl Engine {
         transport: &mut impl Transport,
         slot: usize,
     ) -> Result<BufferDescriptor, ClientError> {
-        let (data, _) = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
         let start = self.block_offset(slot);
         if self.mode == CompletionMode::Polling {
             transport
@@ -662,9 +662,10 @@ impl Engine {
                 .ok_or(TransportError::OutOfBounds)?
                 .fill(0);
         }
+        let base = self.remote.get(slot).ok_or(TransportError::OutOfBounds)?;
         Ok(BufferDescriptor::new(
-            data.addr.wrapping_add(start as u64),
-            data.key,
+            base.addr.wrapping_add(start as u64),
+            base.key,
             STATUS_BLOCK_LEN as u32,
         ))
     }
