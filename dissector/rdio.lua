@@ -335,6 +335,24 @@ local function descriptor(tree, tvb, off, label)
   return tvb(off, 8):le_uint64(), tvb(off + 8, 4):le_uint(), tvb(off + 12, 4):le_uint()
 end
 
+-- An RDMA write to `addr` under `key` is read data for the request in
+-- this frame.
+local function note_read_dest(pinfo, key, addr)
+  if not pinfo.visited then
+    read_dest[tostring(key) .. ":" .. tostring(addr)] = pinfo.number
+  end
+end
+
+-- A read's `offset`, `dest` and `status` at `off` (a Read's payload after
+-- its handle, or a ReadBatch's read after its id and handle).
+local function dissect_read(tree, tvb, pinfo, off)
+  tree:add_le(r.offset, tvb(off, 8))
+  local addr, dkey, dlen = descriptor(tree, tvb, off + 8, "dest")
+  descriptor(tree, tvb, off + 24, "status")
+  if dlen == 0 then tree:add_proto_expert_info(e.invalid, "zero-length read") end
+  note_read_dest(pinfo, dkey, addr)
+end
+
 local function remember_request(pinfo, conn, id)
   if not pinfo.visited then requests[key(conn, id)] = pinfo.number end
 end
@@ -453,13 +471,7 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
     if need(48) then
       t:add_le(r.handle, tvb(b, 4))
       check_zero(t, r.reserved, tvb(b + 4, 4))
-      t:add_le(r.offset, tvb(b + 8, 8))
-      local addr, dkey, dlen = descriptor(t, tvb, b + 16, "dest")
-      descriptor(t, tvb, b + 32, "status")
-      if dlen == 0 then t:add_proto_expert_info(e.invalid, "zero-length read") end
-      if not pinfo.visited then
-        read_dest[tostring(dkey) .. ":" .. tostring(addr)] = pinfo.number
-      end
+      dissect_read(t, tvb, pinfo, b + 8)
     end
     remember_request(pinfo, conn, id)
   elseif op == 0x22 then
@@ -479,9 +491,7 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
         local seg = t:add(rdio, tvb(off, 24), string.format("segment %d", i))
         seg:add_le(r.offset, tvb(off, 8))
         local addr, dkey = descriptor(seg, tvb, off + 8, "dest")
-        if not pinfo.visited then
-          read_dest[tostring(dkey) .. ":" .. tostring(addr)] = pinfo.number
-        end
+        note_read_dest(pinfo, dkey, addr)
       end
     end
     remember_request(pinfo, conn, id)
@@ -504,13 +514,7 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
         local rid = tvb(off, 4):le_uint()
         read:add_le(r.batch_id, tvb(off, 4))
         read:add_le(r.handle, tvb(off + 4, 4))
-        read:add_le(r.offset, tvb(off + 8, 8))
-        local addr, dkey, dlen = descriptor(read, tvb, off + 16, "dest")
-        descriptor(read, tvb, off + 32, "status")
-        if dlen == 0 then read:add_proto_expert_info(e.invalid, "zero-length read") end
-        if not pinfo.visited then
-          read_dest[tostring(dkey) .. ":" .. tostring(addr)] = pinfo.number
-        end
+        dissect_read(read, tvb, pinfo, off + 8)
         remember_request(pinfo, conn, rid)
       end
       pinfo.cols.info:append(string.format(" %d reads", count))
