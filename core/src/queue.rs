@@ -38,8 +38,8 @@ impl<T, const N: usize> Fifo<T, N> {
         self.len == 0
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 

@@ -300,6 +300,52 @@ fn a_batch_left_half_taken_goes_on_through_the_event_queue() {
 }
 
 #[test]
+fn a_batch_read_taken_and_left_outstanding_completes_later_from_the_table() {
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    let reads = [
+        batch_read(31, handle),
+        batch_read(32, handle),
+        batch_read(33, handle),
+    ];
+    assert_eq!(
+        pair.server
+            .take_message(pair.now, &forge_batch(&reads, level, 31)),
+        Ok(Received::Batch)
+    );
+    assert_eq!(
+        pair.server.outstanding(),
+        3,
+        "the batch's reads, none taken"
+    );
+    let Some(Received::Read { op: first, .. }) = pair.server.next_batch_read() else {
+        panic!("the batch's first read");
+    };
+    // Not completed: taking the next puts it with the rest.
+    let Some(Received::Read { op: second, .. }) = pair.server.next_batch_read() else {
+        panic!("the batch's second read");
+    };
+    assert_eq!((first.0, second.0), (31, 32));
+    assert_eq!(pair.server.outstanding(), 3);
+    pair.server.complete_io(second, Ok(16)).unwrap();
+    let Some(Received::Read { op: third, .. }) = pair.server.next_batch_read() else {
+        panic!("the batch's third read");
+    };
+    assert_eq!(pair.server.next_batch_read(), None);
+    pair.server.complete_io(third, Ok(16)).unwrap();
+    assert_eq!(pair.server.outstanding(), 1, "the first, in the table");
+    pair.server.complete_io(first, Ok(16)).unwrap();
+    assert!(
+        pair.server.complete_io(first, Ok(16)).is_err(),
+        "completed once only"
+    );
+    assert_eq!(pair.server.outstanding(), 0);
+    let blocks = drain_blocks(&mut pair);
+    assert_eq!(blocks, vec![(32, None), (33, None), (31, Some(31))]);
+    assert_eq!(pair.server.ledger().in_use(), 0);
+}
+
+#[test]
 fn a_batch_read_of_an_unknown_handle_is_answered_and_counts_toward_the_batch() {
     let (mut pair, handle, _) = batching_pair();
     let level = pair.client.ledger().level();

@@ -64,6 +64,112 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         Ok(())
     }
 
+    /// A read batch arriving with no earlier work waiting for the driver,
+    /// handed over at once (through [`Connection::next_batch_read`]) and
+    /// kept out of the request table while it is: what
+    /// [`Connection::read_batch`] and the dispatch queue would do for it,
+    /// in one pass. `None` — nothing done — unless every read is one that
+    /// starts or is answered at once (no violation among them, room in the
+    /// table for all): the queued path then takes the batch, and finds the
+    /// violation in the same order as always.
+    pub(super) fn hand_batch(
+        &mut self,
+        now: Instant,
+        id: u32,
+        credits: u16,
+        interrupt: bool,
+        reads: &[BatchRead],
+    ) -> Option<Result<Received<'static>, Violation>> {
+        let granted = self
+            .session
+            .is_some_and(|session| session.capabilities.contains(Capabilities::READ_BATCH));
+        let count = u16::try_from(reads.len()).ok()?;
+        let room = self.ops.len().checked_add(reads.len())? <= R;
+        if !granted || !room || self.batches.is_full() || self.batches.iter().any(|b| b.id == id) {
+            return None;
+        }
+        // A repeated id among the batch's reads: compared only when two ids
+        // share a bit of `seen` (a few instructions a read for a client
+        // numbering its reads apart).
+        let mut seen = 0u64;
+        for (i, read) in reads.iter().enumerate() {
+            let request = read.request_id();
+            let fits = read.dest().len() <= self.max_io_size()
+                && self.check_status_desc(read.status()).is_ok();
+            let bit = 1u64 << (request % 64);
+            let repeated = seen & bit != 0
+                && reads
+                    .get(..i)
+                    .is_some_and(|earlier| earlier.iter().any(|e| e.request_id() == request));
+            seen |= bit;
+            if !fits || repeated || (self.ops.len() > 0 && self.find(request).is_some()) {
+                return None;
+            }
+        }
+        self.timers
+            .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
+        if let Err(violation) = self.ledger.on_requests(credits, count) {
+            return Some(Err(violation));
+        }
+        trace!("server rx ReadBatch id {} of {}", id, count);
+        ConnectionStats::add(&mut self.stats.read_batches, 1);
+        // Not full, checked above.
+        let _ = self.batches.push(Batch {
+            id,
+            remaining: count,
+        });
+        for read in reads {
+            let segment = read.segment();
+            let file = if within_file_offsets(segment.offset(), u64::from(segment.dest().len())) {
+                self.resolve(read.handle(), OpenFlags::READ)
+            } else {
+                Err(Status::InvalidParameter)
+            };
+            let answered = match file {
+                Ok(file) => {
+                    let handed = DirectRead {
+                        id: read.request_id(),
+                        handle: read.handle(),
+                        file,
+                        status_desc: read.status(),
+                        interrupt,
+                        segment,
+                        batch: Some(id),
+                    };
+                    // As many as MAX_BATCH: the parse allows no more.
+                    match self.handing.push_back(handed) {
+                        Ok(()) => Ok(None),
+                        Err(_) => Err(Violation::Internal),
+                    }
+                }
+                // Answered at once, as `start_read_into` answers it.
+                Err(status) => {
+                    let done = Done {
+                        block: StatusBlock {
+                            request_id: read.request_id(),
+                            status,
+                            bytes: 0,
+                            credits: 1,
+                        },
+                        dest: read.status(),
+                        interrupt,
+                        handle: read.handle(),
+                        batch: Some(id),
+                    };
+                    self.finish_done(done, None)
+                }
+            };
+            if let Err(violation) = answered {
+                return Some(Err(violation));
+            }
+        }
+        Some(Ok(if self.handing.is_empty() {
+            Received::Nothing
+        } else {
+            Received::Batch
+        }))
+    }
+
     /// One more status block of batch `id` goes: whether it is the last.
     fn batch_block(&mut self, id: u32) -> Result<bool, Violation> {
         let index = self
@@ -132,6 +238,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 status_desc,
                 interrupt,
                 segment: *segment,
+                batch: None,
             });
             return Ok(Started::Direct);
         }
@@ -487,7 +594,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 dest: direct.status_desc,
                 interrupt: direct.interrupt,
                 handle: direct.handle,
-                batch: None,
+                batch: direct.batch,
             };
             return self.finish_done(done, buf).map_err(|v| {
                 self.fail(v);

@@ -427,15 +427,18 @@ struct DirectRead {
     status_desc: BufferDescriptor,
     interrupt: bool,
     segment: ReadSegment,
+    /// The read batch it came in (its id), if any.
+    batch: Option<u32>,
 }
 
 impl DirectRead {
-    /// Its entry in the request table, dispatched.
-    fn op(&self) -> Op {
+    /// Its entry in the request table, at `stage`.
+    fn op(&self, stage: Stage) -> Op {
         let wanted = u64::from(self.segment.dest().len());
         Op {
             file: Some(self.file),
-            stage: Stage::Dispatched,
+            stage,
+            batch: self.batch,
             ..Op::new(
                 self.id,
                 OpKind::Read { wanted },
@@ -504,9 +507,11 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// all else sees one table.
     direct: Option<DirectRead>,
     /// The reads of a batch [`Connection::take_message`] is handing over
-    /// ([`Received::Batch`], [`Connection::next_batch_read`]): slots and
-    /// ids, still queued in the table until taken.
-    handing: Fifo<(usize, u32), MAX_BATCH>,
+    /// ([`Received::Batch`], [`Connection::next_batch_read`]) not taken
+    /// yet: like [`Connection::direct`], out of `ops` (each taken read
+    /// becomes `direct`), places kept for them in `ops` when the batch
+    /// arrived.
+    handing: Fifo<DirectRead, MAX_BATCH>,
     /// Read batches with reads still unanswered: the batch's id and how
     /// many of its status blocks are still to go (the last carries the
     /// batch's immediate).
@@ -605,6 +610,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.ops
             .len()
             .saturating_add(usize::from(self.direct.is_some()))
+            .saturating_add(self.handing.len())
     }
 
     /// Put the Read handed over at once, if still outstanding, in the
@@ -635,11 +641,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[cold]
     #[inline(never)]
     fn park_handing(&mut self) {
-        // Back to the front, in order: the queue held nothing else when
-        // they left it (`Connection::hand_batch`).
-        while let Some(entry) = self.handing.pop_back() {
-            let (slot, id) = entry;
-            if self.pending.push_front(Pending::Op { slot, id }).is_err() {
+        // Into the table, queued, and to the front of the driver's queue
+        // in order: it was empty when the batch arrived, and what the
+        // batch's own completions queued since are not driver work.
+        while let Some(read) = self.handing.pop_back() {
+            let parked = self
+                .insert(read.op(Stage::Queued))
+                .and_then(|slot| {
+                    self.store_segments(slot, &[read.segment])?;
+                    Ok(slot)
+                })
+                .and_then(|slot| {
+                    self.pending
+                        .push_front(Pending::Op { slot, id: read.id })
+                        .map_err(|_| Violation::Internal)
+                });
+            if parked.is_err() {
                 self.fail(Violation::Internal);
                 return;
             }
@@ -650,7 +667,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[inline(never)]
     fn park_slow(&mut self, direct: DirectRead) {
         let parked = self
-            .insert(direct.op())
+            .insert(direct.op(Stage::Dispatched))
             .and_then(|slot| self.store_segments(slot, &[direct.segment]));
         if parked.is_err() {
             self.fail(Violation::Internal);

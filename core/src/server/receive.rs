@@ -109,35 +109,26 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Received<'a>, Violation> {
-        let nothing_waiting = self.pending.is_empty();
+        if self.state == State::Open && self.pending.is_empty() && is_read_batch(bytes) {
+            if let Ok(Message {
+                flags,
+                credits,
+                request_id,
+                body: Body::ReadBatch(batch),
+            }) = Message::parse(bytes)
+            {
+                let interrupt = flags.contains(Flags::INTERRUPT);
+                if let Some(handed) =
+                    self.hand_batch(now, request_id, credits, interrupt, batch.reads)
+                {
+                    return handed.map_err(|violation| self.failed(violation));
+                }
+            }
+        }
         match self.process(now, bytes) {
             Ok(Some(chunk)) => Ok(Received::Write(self.chunk(chunk))),
-            Ok(None) if nothing_waiting && is_read_batch(bytes) => Ok(self.hand_batch()),
             Ok(None) => Ok(Received::Nothing),
             Err(violation) => Err(self.failed(violation)),
-        }
-    }
-
-    /// The reads of the batch just received, queued for the driver (and
-    /// nothing else: the queue was empty before it), to be handed over at
-    /// once through [`Connection::next_batch_read`] instead.
-    fn hand_batch(&mut self) -> Received<'static> {
-        let only_reads = self.pending.len() <= MAX_BATCH
-            && self
-                .pending
-                .iter()
-                .all(|pending| matches!(pending, Pending::Op { .. }));
-        if !only_reads {
-            return Received::Nothing;
-        }
-        while let Some(Pending::Op { slot, id }) = self.pending.pop_front() {
-            // As many as MAX_BATCH, checked above.
-            let _ = self.handing.push_back((slot, id));
-        }
-        if self.handing.is_empty() {
-            Received::Nothing
-        } else {
-            Received::Batch
         }
     }
 
@@ -148,34 +139,16 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// any other call first queues those not taken yet for
     /// [`Connection::poll_event`], as if they had been received there.
     pub fn next_batch_read(&mut self) -> Option<Received<'_>> {
-        let (index, id, file) = loop {
-            let (slot, id) = self.handing.pop_front()?;
-            // A read answered at once (an unknown handle) is not handed;
-            // a queued read always has its file.
-            match self.ops.get_mut(slot) {
-                Some(op) if op.id == id && op.stage == Stage::Queued && !op.cancelled => {
-                    let Some(file) = op.file else {
-                        // A broken invariant: fail loudly, never strand it.
-                        self.fail(Violation::Internal);
-                        return None;
-                    };
-                    op.stage = Stage::Dispatched;
-                    break (slot, id, file);
-                }
-                _ => {}
-            }
-        };
-        let op = self.ops.get(index)?;
-        let segments = self
-            .segments
-            .get(index)
-            .map_or(&[][..], SegmentStore::get::<ReadSegment>);
+        // The read taken last, if not completed yet, goes to the table.
+        self.park_direct();
+        let read = self.handing.pop_front()?;
+        let direct = self.direct.insert(read);
         Some(handed_over(
-            id,
-            file,
-            op.interrupt,
-            op.status_desc,
-            segments,
+            direct.id,
+            direct.file,
+            direct.interrupt,
+            direct.status_desc,
+            core::slice::from_ref(&direct.segment),
         ))
     }
 
