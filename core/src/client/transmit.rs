@@ -202,22 +202,31 @@ impl<const R: usize> Client<R> {
         buf: &mut [u8],
         max_send: usize,
     ) -> Result<Option<Transmit>, InsufficientSize> {
-        use crate::wire::{BatchRead, ReadBatchRequest};
-        const FIXED: usize = crate::wire::header::HEADER_LEN + 8;
-        let room = max_send
-            .min(buf.len())
-            .saturating_sub(FIXED)
+        use crate::wire::BatchRead;
+        use crate::wire::message::{READ_BATCH_HEAD_LEN, emit_read_batch_head};
+        use zerocopy::IntoBytes;
+        let bound = max_send.min(buf.len());
+        let room = bound
+            .saturating_sub(READ_BATCH_HEAD_LEN)
             .checked_div(size_of::<BatchRead>())
             .unwrap_or(0);
         let limit = MAX_BATCH
             .min(usize::from(self.ledger.available()))
             .min(room);
-        let mut reads = heapless::Vec::<BatchRead, MAX_BATCH>::new();
+        if limit < 2 {
+            return Ok(None);
+        }
+        // Each read is written straight to its place after the head; the
+        // head goes last, once the count is known. Fewer than two: nothing
+        // goes, and the caller's single Read overwrites the buffer.
+        let mut places = buf
+            .get_mut(READ_BATCH_HEAD_LEN..bound)
+            .unwrap_or_default()
+            .chunks_exact_mut(size_of::<BatchRead>());
+        let mut count = 0u16;
         let mut interrupt = None;
-        for &slot in self.unsent.iter() {
-            if reads.len() >= limit {
-                break;
-            }
+        let mut batch = 0;
+        for &slot in self.unsent.iter().take(limit) {
             let (Some(op), Some(id)) = (self.ops.get(slot), self.ops.id(slot)) else {
                 break;
             };
@@ -232,44 +241,45 @@ impl<const R: usize> Client<R> {
             if op.stage != Stage::Queued || *interrupt.get_or_insert(op.interrupt) != op.interrupt {
                 break;
             }
-            if reads
-                .push(BatchRead::new(id, handle, offset, dest, op.status_desc))
+            let Some(place) = places.next() else {
+                break;
+            };
+            if BatchRead::new(id, handle, offset, dest, op.status_desc)
+                .write_to(place)
                 .is_err()
             {
                 break;
             }
+            if count == 0 {
+                batch = id;
+            }
+            count = count.saturating_add(1);
         }
-        let (Some(first), Ok(count), true) =
-            (reads.first(), u16::try_from(reads.len()), reads.len() > 1)
-        else {
+        if count < 2 {
             return Ok(None);
-        };
-        let batch = first.request_id();
-        let msg = Message {
-            flags: interrupt_flags(interrupt.unwrap_or(false)),
-            credits: self.ledger.level(),
-            request_id: batch,
-            body: Body::ReadBatch(ReadBatchRequest { reads: &reads }),
-        };
-        let len = msg.emit(buf)?;
+        }
+        let flags = interrupt_flags(interrupt.unwrap_or(false));
+        let head = emit_read_batch_head(buf, flags, self.ledger.level(), batch, count)?;
+        let len = head.saturating_add(usize::from(count).saturating_mul(size_of::<BatchRead>()));
         if self.ledger.send_requests(count).is_none() {
             // `limit` kept within the credits available.
             return self.internal_failure(buf);
         }
         let mut members = BatchMembers::new();
         let mut lead = None;
-        for read in &reads {
-            let Some(slot) = self.unsent.pop_front() else {
-                return self.internal_failure(buf);
-            };
-            let Some(op) = self.ops.get_mut(slot) else {
+        for _ in 0..count {
+            let slot = self.unsent.pop_front();
+            let id = slot.and_then(|slot| self.ops.id(slot));
+            let (Some(slot), Some(id), Some(op)) =
+                (slot, id, slot.and_then(|slot| self.ops.get_mut(slot)))
+            else {
                 return self.internal_failure(buf);
             };
             op.stage = Stage::Sent;
             op.unanswered = 1;
             lead.get_or_insert(slot);
-            // As many as `reads`, which has the same capacity.
-            let _ = members.push(RequestId(read.request_id()));
+            // As many as MAX_BATCH, its capacity.
+            let _ = members.push(RequestId(id));
         }
         let Some(record) = lead.and_then(|slot| self.batches.get_mut(slot)) else {
             return self.internal_failure(buf);

@@ -462,6 +462,52 @@ pub(crate) fn emit_read(
     Ok(LEN)
 }
 
+/// A ReadBatch message's head: header and fixed payload; the batch's
+/// [`BatchRead`]s follow (the client's batch path writes them there itself).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct ReadBatchHeadWire {
+    header: HeaderWire,
+    batch: ReadBatchWire,
+}
+
+/// Bytes [`emit_read_batch_head`] writes: header and batch payload.
+pub(crate) const READ_BATCH_HEAD_LEN: usize = size_of::<ReadBatchHeadWire>();
+
+/// Encode the head of a ReadBatch of `count` reads into `buf`: what
+/// [`Message::emit`] writes for [`Body::ReadBatch`] before its reads,
+/// which the caller has written right after it (`count` of them, 48 bytes
+/// each, from [`READ_BATCH_HEAD_LEN`]). `buf` is untouched when shorter
+/// than the head's 72 bytes.
+pub(crate) fn emit_read_batch_head(
+    buf: &mut [u8],
+    flags: Flags,
+    credits: u16,
+    request_id: u32,
+    count: u16,
+) -> Result<usize, InsufficientSize> {
+    let reads = u32::from(count).saturating_mul(size_of::<BatchRead>() as u32);
+    let wire = ReadBatchHeadWire {
+        header: Header {
+            opcode: Opcode::ReadBatch,
+            flags,
+            credits,
+            request_id,
+            length: reads.saturating_add(size_of::<ReadBatchWire>() as u32),
+        }
+        .to_wire(),
+        batch: ReadBatchWire {
+            count: count.into(),
+            reserved: U16::ZERO,
+            reserved2: U32::ZERO,
+        },
+    };
+    wire.write_to_prefix(buf).map_err(|_| InsufficientSize {
+        required: READ_BATCH_HEAD_LEN,
+    })?;
+    Ok(READ_BATCH_HEAD_LEN)
+}
+
 /// Bytes [`emit_write_prefix`] writes: header and write payload.
 pub(crate) const WRITE_PREFIX_LEN: usize = size_of::<WriteMessageWire>();
 

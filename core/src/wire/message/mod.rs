@@ -30,7 +30,8 @@ pub use io::{
     WriteSegment, WriteVRequest, parse_read, parse_write,
 };
 pub(crate) use io::{
-    READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read, emit_write_prefix, parse_read_fields,
+    READ_BATCH_HEAD_LEN, READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read,
+    emit_read_batch_head, emit_write_prefix, parse_read_fields,
 };
 use io::{ReadBatchWire, ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
 
@@ -761,6 +762,46 @@ mod tests {
             let mut short = [0xAAu8; 63];
             assert_eq!(msg.emit(&mut short), Err(InsufficientSize { required: 64 }));
             assert_eq!(short, [0xAA; 63]);
+        }
+    }
+
+    /// The client's batch path (head by `emit_read_batch_head`, reads
+    /// written after it) gives the bytes the general encoder gives.
+    #[test]
+    fn read_batch_head_agrees_with_the_encoder() {
+        use zerocopy::IntoBytes;
+        for (count, credits, flags) in [
+            (2u16, 5u16, Flags::INTERRUPT),
+            (16, u16::MAX, Flags::empty()),
+        ] {
+            let reads: heapless::Vec<BatchRead, 16> = (0..u32::from(count))
+                .map(|i| {
+                    BatchRead::new(
+                        100 + i,
+                        7,
+                        u64::from(i) * 4096,
+                        BufferDescriptor::new(0x1000 * u64::from(i), 9, 4096),
+                        BufferDescriptor::new(0x9000 + u64::from(i), 9, 24),
+                    )
+                })
+                .collect();
+            let msg = Message {
+                flags,
+                credits,
+                request_id: 100,
+                body: Body::ReadBatch(ReadBatchRequest { reads: &reads }),
+            };
+            let (mut direct, mut generic) = ([0u8; 1024], [0u8; 1024]);
+            let len = msg.emit(&mut generic).unwrap();
+            let head = emit_read_batch_head(&mut direct, flags, credits, 100, count).unwrap();
+            assert_eq!(head, READ_BATCH_HEAD_LEN);
+            let body = reads.as_bytes();
+            direct[head..head + body.len()].copy_from_slice(body);
+            assert_eq!(head + body.len(), len);
+            assert_eq!(direct[..len], generic[..len]);
+            let mut short = [0xAAu8; READ_BATCH_HEAD_LEN - 1];
+            assert!(emit_read_batch_head(&mut short, flags, credits, 100, count).is_err());
+            assert_eq!(short, [0xAA; READ_BATCH_HEAD_LEN - 1]);
         }
     }
 }
