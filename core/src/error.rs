@@ -40,6 +40,9 @@ pub enum Violation {
     /// The immediate that ends a read batch arrived before the status
     /// block of this read of it was written.
     MissingStatusBlock(u32),
+    /// An immediate named this read of a read batch, where only the
+    /// batch's id may be named (with the batch's last status block).
+    BatchMemberImmediate(u32),
     /// A write fragment at the wrong offset or beyond the write's length.
     FragmentOutOfOrder,
     /// A buffer descriptor that is empty, too short, or too long.
@@ -91,6 +94,12 @@ impl fmt::Display for Violation {
             Self::DuplicateRequest(id) => write!(f, "duplicate request id {id}"),
             Self::MissingStatusBlock(id) => {
                 write!(f, "read batch notified before request {id}'s status block")
+            }
+            Self::BatchMemberImmediate(id) => {
+                write!(
+                    f,
+                    "immediate names request {id} of a read batch, not the batch"
+                )
             }
             Self::FragmentOutOfOrder => f.write_str("write fragment out of order"),
             Self::BadDescriptor => f.write_str("invalid buffer descriptor"),

@@ -242,6 +242,54 @@ fn an_immediate_before_a_batch_block_ends_the_client_connection() {
     assert_eq!(completed, requests);
 }
 
+#[test]
+fn an_immediate_naming_a_read_of_a_batch_ends_the_client_connection_at_once() {
+    for one_pass in [false, true] {
+        let (mut pair, handle, _) = batching_pair();
+        let requests: Vec<RequestId> = (0..3u64)
+            .map(|i| pair.read(handle, i, 10, CompletionMode::Interrupt).0)
+            .collect();
+        pair.client_transmit();
+        // A hostile server writes the second read's block and names it by
+        // an immediate of its own, as if it were a single read.
+        let block = rdio_core::wire::StatusBlock {
+            request_id: requests[1].0,
+            status: Status::Success,
+            bytes: 10,
+            credits: 1,
+        };
+        let mut bytes = [0u8; 24];
+        block.emit(&mut bytes).unwrap();
+        let violation = Violation::BatchMemberImmediate(requests[1].0);
+        if one_pass {
+            assert_eq!(
+                pair.client.take_status_block(pair.now, &bytes),
+                Err(violation)
+            );
+        } else {
+            assert_eq!(
+                pair.client.handle_status_block(pair.now, &bytes),
+                Err(violation)
+            );
+        }
+        assert!(pair.client.is_closed());
+        // Nothing completes as a success: every read ends with the
+        // termination's status, exactly once.
+        let mut completed = Vec::new();
+        while let Some(event) = pair.client.poll_event() {
+            if let ClientEvent::Completed {
+                request, status, ..
+            } = event
+            {
+                assert_eq!(status, Status::ProtocolError, "{request:?}");
+                completed.push(request);
+            }
+        }
+        completed.sort();
+        assert_eq!(completed, requests);
+    }
+}
+
 /// The status blocks a server transmit queue holds, with their immediates.
 fn drain_blocks(pair: &mut Pair) -> Vec<(u32, Option<u32>)> {
     let mut buf = vec![0u8; 256];

@@ -324,6 +324,9 @@ struct Op {
     final_seen: bool,
     /// A cancel was sent: no further fragments.
     stop_sending: bool,
+    /// Sent in a read batch: with `interrupt`, its block comes with the
+    /// batch's immediate ([`Client::take_batch_block`]), never its own.
+    batched: bool,
     status: Status,
     bytes: u64,
     registered: Option<RemoteFile>,
@@ -341,6 +344,7 @@ impl Op {
             unanswered: 0,
             final_seen: false,
             stop_sending: false,
+            batched: false,
             status: Status::Success,
             bytes: 0,
             registered: None,

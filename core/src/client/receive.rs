@@ -31,7 +31,7 @@ impl<const R: usize> Client<R> {
     /// [`Client::poll_event`]; [`Client::take_status_block`] hands it back
     /// instead.
     pub fn handle_status_block(&mut self, now: Instant, bytes: &[u8]) -> Result<bool, Violation> {
-        self.status_block_input(now, bytes, false)
+        self.status_block_input(now, bytes, false, false)
             .map(|outcome| outcome != BlockOutcome::NotWritten)
     }
 
@@ -47,7 +47,7 @@ impl<const R: usize> Client<R> {
         now: Instant,
         bytes: &[u8],
     ) -> Result<BlockOutcome, Violation> {
-        self.status_block_input(now, bytes, true)
+        self.status_block_input(now, bytes, true, false)
     }
 
     /// [`Client::take_status_block`] for `request`, a read of a batch
@@ -60,7 +60,7 @@ impl<const R: usize> Client<R> {
         request: RequestId,
         bytes: &[u8],
     ) -> Result<BlockOutcome, Violation> {
-        match self.status_block_input(now, bytes, true)? {
+        match self.status_block_input(now, bytes, true, true)? {
             BlockOutcome::NotWritten if self.state != State::Closed => {
                 let violation = Violation::MissingStatusBlock(request.0);
                 self.fail(violation);
@@ -76,6 +76,7 @@ impl<const R: usize> Client<R> {
         now: Instant,
         bytes: &[u8],
         direct: bool,
+        batch: bool,
     ) -> Result<BlockOutcome, Violation> {
         if self.state == State::Closed {
             return Ok(BlockOutcome::NotWritten);
@@ -90,7 +91,7 @@ impl<const R: usize> Client<R> {
             }
         };
         self.heard(now);
-        let slot = match self.check_status_block(&block) {
+        let slot = match self.check_status_block(&block, batch) {
             Ok(slot) => slot,
             Err(violation) => {
                 return self
@@ -278,7 +279,11 @@ impl<const R: usize> Client<R> {
     /// Apply a status block to the request its id names: its slot, the
     /// request now holding its final answer.
     #[inline(always)]
-    pub(super) fn check_status_block(&mut self, block: &StatusBlock) -> Result<usize, Violation> {
+    pub(super) fn check_status_block(
+        &mut self,
+        block: &StatusBlock,
+        batch: bool,
+    ) -> Result<usize, Violation> {
         let unknown = Violation::UnknownRequest(block.request_id);
         if self.state != State::Open {
             return Err(unknown);
@@ -287,6 +292,12 @@ impl<const R: usize> Client<R> {
         let op = self.ops.get_mut(slot).ok_or(unknown)?;
         if !op.kind.is_data() || op.stage != Stage::Sent || op.final_seen {
             return Err(unknown);
+        }
+        // An interrupt-mode read of a batch is notified by the batch's
+        // immediate alone: a block of it taken any other way was named by
+        // an immediate of its own, which the server never sends.
+        if op.interrupt && op.batched && !batch {
+            return Err(Violation::BatchMemberImmediate(block.request_id));
         }
         // The block returns the credits of the messages the server had not
         // answered; answers to earlier fragments may still be on their way.

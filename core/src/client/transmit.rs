@@ -277,6 +277,7 @@ impl<const R: usize> Client<R> {
             };
             op.stage = Stage::Sent;
             op.unanswered = 1;
+            op.batched = true;
             lead.get_or_insert(slot);
             // As many as MAX_BATCH, its capacity.
             let _ = members.push(RequestId(id));
