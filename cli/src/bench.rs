@@ -157,8 +157,9 @@ impl Spread {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     /// `read`, `write`, `readv`, `writev`, or the baseline's name
-    /// (`memcpy`, `fi_write`, `fi_send`, `vm_write`, `uds_send`, and the
-    /// protocol-shaped `shape_rd`, `shape_wr`).
+    /// (`memcpy`, `fi_write`, `fi_send`, `vm_write`, `uds_send`, the
+    /// protocol-shaped `shape_rd`, `shape_wr`, and with `--file-baseline`
+    /// the file-backed `file_rd`, `file_wr` and batched `fbat_rd`).
     pub op: &'static str,
     /// Whether this row is a baseline.
     pub baseline: bool,
@@ -359,15 +360,14 @@ struct BaselineRun {
 
 /// The rows of one cell (op, size, depth): each baseline's and rdio's
 /// medians over the runs, rdio's ratios paired run by run.
-fn cell_rows(
-    op: Op,
-    size: u64,
-    depth: u16,
-    plain: &[BaselineRun],
-    shaped: &[BaselineRun],
-    filed: &[BaselineRun],
-    rdio: &[Measurement],
-) -> Vec<Row> {
+fn cell_rows(op: Op, size: u64, depth: u16, runs: &CellRuns) -> Vec<Row> {
+    let CellRuns {
+        plain,
+        shaped,
+        filed,
+        batched,
+        rdio,
+    } = runs;
     let median_run = |runs: &[&Measurement]| -> Option<Measurement> {
         let mut sorted: Vec<&Measurement> = runs.to_vec();
         sorted.sort_by(|a, b| a.megabytes_per_second.total_cmp(&b.megabytes_per_second));
@@ -405,7 +405,7 @@ fn cell_rows(
         Spread::of(&ratios)
     };
     let mut rows = Vec::new();
-    for runs in [plain, shaped, filed] {
+    for runs in [plain, shaped, filed, batched] {
         let measured: Vec<&Measurement> = runs.iter().map(|r| &r.measured).collect();
         if let Some(first) = runs.first() {
             rows.extend(row(first.name, true, first.depth, &measured));
@@ -422,6 +422,21 @@ fn cell_rows(
         rows.push(rdio_row);
     }
     rows
+}
+
+/// One cell's runs: each baseline's and rdio's, `bench.repeat` of each
+/// (the baselines a cell does not run stay empty).
+#[derive(Default)]
+struct CellRuns {
+    /// The plain one-operation loop.
+    plain: Vec<BaselineRun>,
+    /// The protocol-shaped loop.
+    shaped: Vec<BaselineRun>,
+    /// The protocol-shaped loop with the server's file I/O.
+    filed: Vec<BaselineRun>,
+    /// The batched protocol-shaped loop with the server's file I/O.
+    batched: Vec<BaselineRun>,
+    rdio: Vec<Measurement>,
 }
 
 /// Fill `path` through the protocol, then measure every operation, size
@@ -501,7 +516,9 @@ fn measure_all<T: Transport, S: Read + Write>(
     if let (Some(dir), Some(_)) = (&bench.file_baseline, &shaped_file) {
         crate::report::table_line!(
             "file-backed protocol-shaped loops (file_rd, file_wr; ratio w/file): the server's \
-             reads from a leased mapping of a {} file under {}, write data pwritten into it",
+             reads from a leased mapping of a {} file under {}, write data pwritten into it; \
+             fbat_rd: file_rd with half the depth of reads (16 at most) to a request and an \
+             immediate, the plain-loop bound",
             Size(file_len),
             dir.display()
         );
@@ -543,25 +560,52 @@ fn measure_all<T: Transport, S: Read + Write>(
                 // Between measurements: SIGINT/SIGTERM stop the bench here
                 // (its temporary root goes with the drops on the way out).
                 crate::interrupt::check()?;
-                let mut plain = Vec::new();
-                let mut shaped = Vec::new();
-                let mut filed = Vec::new();
-                let mut rdio = Vec::new();
+                let mut runs = CellRuns::default();
                 for _ in 0..bench.repeat {
-                    plain.extend(measure_plain(baseline, op, size.0, depth, bench, file_len)?);
-                    shaped.extend(measure_shaped(
-                        baseline, op, size.0, depth, bench, max_send, None,
+                    runs.plain
+                        .extend(measure_plain(baseline, op, size.0, depth, bench, file_len)?);
+                    runs.shaped.extend(measure_shaped(
+                        baseline,
+                        op,
+                        size.0,
+                        depth,
+                        bench,
+                        max_send,
+                        Variant {
+                            file: None,
+                            batch: 1,
+                        },
                     )?);
                     if let Some(file) = &shaped_file {
-                        filed.extend(measure_shaped(
+                        runs.filed.extend(measure_shaped(
                             baseline,
                             op,
                             size.0,
                             depth,
                             bench,
                             max_send,
-                            Some(file),
+                            Variant {
+                                file: Some(file),
+                                batch: 1,
+                            },
                         )?);
+                        // The bound of the plain-loop targets: requests and
+                        // notifications batched as rdio batches them (up to
+                        // half the depth, 16 at most), the file's data.
+                        if op == Op::Read && depth >= 2 {
+                            runs.batched.extend(measure_shaped(
+                                baseline,
+                                op,
+                                size.0,
+                                depth,
+                                bench,
+                                max_send,
+                                Variant {
+                                    file: Some(file),
+                                    batch: (usize::from(depth) / 2).clamp(2, 16),
+                                },
+                            )?);
+                        }
                     }
                     let result = measure(
                         client,
@@ -579,9 +623,9 @@ fn measure_all<T: Transport, S: Read + Write>(
                             Size(size.0)
                         )
                     })?;
-                    rdio.push(result);
+                    runs.rdio.push(result);
                 }
-                for row in cell_rows(op, size.0, depth, &plain, &shaped, &filed, &rdio) {
+                for row in cell_rows(op, size.0, depth, &runs) {
                     print_row(&row);
                     rows.push(row);
                 }
@@ -697,6 +741,15 @@ fn measure_plain(
     Ok(Some(run))
 }
 
+/// Which protocol-shaped loop [`measure_shaped`] runs: with the server's
+/// file I/O in `file`, and `batch` reads to a request and a notification
+/// (1: rdio's `Read`, one each).
+#[derive(Clone, Copy)]
+struct Variant<'a> {
+    file: Option<&'a std::sync::Arc<shaped::ShapedFile>>,
+    batch: usize,
+}
+
 /// One run of the protocol-shaped baseline of `op` over the bench's
 /// transport (none without a baseline): as many bytes as an rdio run.
 fn measure_shaped(
@@ -706,13 +759,16 @@ fn measure_shaped(
     depth: u16,
     bench: &Bench,
     max_send: usize,
-    file: Option<&std::sync::Arc<shaped::ShapedFile>>,
+    variant: Variant<'_>,
 ) -> Result<Option<BaselineRun>> {
-    let (shape, name) = match (op.raw(), file.is_some()) {
-        (RawOp::Write, false) => (ShapedOp::Read, "shape_rd"),
-        (RawOp::Send, false) => (ShapedOp::Write, "shape_wr"),
-        (RawOp::Write, true) => (ShapedOp::Read, "file_rd"),
-        (RawOp::Send, true) => (ShapedOp::Write, "file_wr"),
+    let Variant { file, batch } = variant;
+    let (shape, name) = match (op.raw(), file.is_some(), batch > 1) {
+        (RawOp::Write, false, false) => (ShapedOp::Read, "shape_rd"),
+        (RawOp::Write, false, true) => (ShapedOp::Read, "bat_rd"),
+        (RawOp::Send, false, _) => (ShapedOp::Write, "shape_wr"),
+        (RawOp::Write, true, false) => (ShapedOp::Read, "file_rd"),
+        (RawOp::Write, true, true) => (ShapedOp::Read, "fbat_rd"),
+        (RawOp::Send, true, _) => (ShapedOp::Write, "file_wr"),
     };
     let file = file.cloned();
     let config = ShapedConfig {
@@ -722,6 +778,7 @@ fn measure_shaped(
         depth: usize::from(depth),
         max_send,
         polling: bench.polling,
+        batch,
     };
     let elapsed = match baseline {
         Baseline::Loopback { threads } => shaped::run_loopback(config, *threads, file),

@@ -438,7 +438,10 @@ struct BenchArgs {
     /// server serves from): reads RDMA-written from a leased mapping of
     /// it, write data pwritten into it, through rdio's file layer. Rows
     /// `file_rd`, `file_wr` and the ratio column `w/file`: rdio's overhead
-    /// apart from the file system's.
+    /// apart from the file system's. Reads at queue depth 2 or more also
+    /// get `fbat_rd`: the same loop with requests and notifications batched
+    /// (half the depth, 16 at most, to one request and one immediate), the
+    /// bound of the plain-loop targets for a server that reads the file.
     #[arg(long, value_name = "DIR")]
     file_baseline: Option<PathBuf>,
     /// Also write every row (baselines and ratios included) to FILE as CSV.

@@ -321,9 +321,11 @@ fn check_bench_table(stdout: &str, file: bool) {
     let rows: Vec<&str> = stdout.lines().skip(2).collect();
     let per_cell = if file { 4 } else { 3 };
     let per_shape = if file { 8 } else { 0 };
+    // The batched file-backed loop: reads at depth 2, both sizes.
+    let batched = if file { 2 } else { 0 };
     // 4 ops x 2 sizes x 2 depths, each after its memcpy and protocol-shaped
     // baselines (and file-backed ones).
-    assert_eq!(rows.len(), 4 * 2 * 2 * per_cell, "{stdout}");
+    assert_eq!(rows.len(), 4 * 2 * 2 * per_cell + batched, "{stdout}");
     for (op, count) in [
         ("read", 4),
         ("write", 4),
@@ -334,6 +336,7 @@ fn check_bench_table(stdout: &str, file: bool) {
         ("shape_wr", 8),
         ("file_rd", per_shape),
         ("file_wr", per_shape),
+        ("fbat_rd", batched),
     ] {
         assert_eq!(
             rows.iter()
@@ -363,22 +366,29 @@ fn check_bench_table(stdout: &str, file: bool) {
             "{row}"
         );
         match columns[0] {
-            "memcpy" | "shape_rd" | "shape_wr" | "file_rd" | "file_wr" => {
+            "memcpy" | "shape_rd" | "shape_wr" | "file_rd" | "file_wr" | "fbat_rd" => {
                 // Every baseline runs at its cell's depth (memcpy: that
                 // many request buffers in turn).
                 assert_ne!(columns[3], "-", "a baseline has a queue depth: {row}");
                 assert_eq!(columns[8..13], ["-"; 5], "a baseline has no ratio: {row}");
             }
             _ => {
-                // Right after its cell's baselines, same size.
-                let (plain, shaped) = (&table[i + 1 - per_cell], &table[i + 2 - per_cell]);
+                // Right after its cell's baselines, same size (a read at
+                // depth 2 with the file: the batched loop last).
+                let extra = usize::from(table[i - 1][0] == "fbat_rd");
+                if extra == 1 {
+                    assert_eq!((columns[0], columns[3]), ("read", "2"), "{stdout}");
+                    assert_eq!(table[i - 1][1..4], columns[1..4], "{stdout}");
+                }
+                let first = i + 1 - per_cell - extra;
+                let (plain, shaped) = (&table[first], &table[first + 1]);
                 if file {
                     let expected = if columns[0].starts_with("read") {
                         "file_rd"
                     } else {
                         "file_wr"
                     };
-                    assert_eq!(table[i - 1][0], expected, "{stdout}");
+                    assert_eq!(table[i - 1 - extra][0], expected, "{stdout}");
                     let ratio: f64 = columns[12].parse().expect("w/file ratio");
                     assert!(ratio >= 0.0, "{row}");
                 } else {
