@@ -444,6 +444,10 @@ struct BenchArgs {
     /// bound of the plain-loop targets for a server that reads the file.
     #[arg(long, value_name = "DIR")]
     file_baseline: Option<PathBuf>,
+    /// With --server: measure rdio alone, no baseline loops (to profile
+    /// rdio's processes by themselves: scripts/cpu-split.sh).
+    #[arg(long, requires = "server", conflicts_with = "file_baseline")]
+    no_baselines: bool,
     /// Also write every row (baselines and ratios included) to FILE as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
@@ -733,6 +737,7 @@ fn run(cli: Cli) -> Result<()> {
                         explain: args.net.explain,
                         capture: capture.clone(),
                         baseline: match transport {
+                            _ if args.no_baselines => bench::Baseline::None,
                             Transport::Fabric => bench::Baseline::Fabric(args.net.provider.clone()),
                             Transport::Cma => bench::Baseline::Cma,
                             Transport::Loopback | Transport::Verbs => bench::Baseline::None,

@@ -82,6 +82,7 @@ fn usage_errors_are_one_line_with_status_2() {
     assert_one_line_error(&["bench", "--sizes", "4K,4Q"], 2, "invalid size '4Q'");
     assert_one_line_error(&["bench", "--queue-depths", "0"], 2, "0");
     assert_one_line_error(&["bench", "--repeat", "0"], 2, "0");
+    assert_one_line_error(&["bench", "--no-baselines"], 2, "--server");
     assert_one_line_error(
         &["cp", "a", "b", "--io-size", "1.5M"],
         2,

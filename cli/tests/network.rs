@@ -332,6 +332,34 @@ fn bench_against_a_served_directory_runs_every_operation() {
         root.path().join("rdio-bench.dat").exists(),
         "the bench file lives in the server's root"
     );
+    // --no-baselines: rdio's rows alone, no baseline loop run.
+    let out = run(
+        &[],
+        &[
+            "bench",
+            "--server",
+            served.addr.as_str(),
+            "--sizes",
+            "4K",
+            "--queue-depths",
+            "2",
+            "--ops",
+            "read",
+            "--bytes",
+            "256K",
+            "--repeat",
+            "1",
+            "--no-baselines",
+        ],
+    );
+    assert_success(&out, "bench --server --no-baselines");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|first| !["rdio", "op"].contains(first))
+        .collect();
+    assert_eq!(rows, ["read"], "{stdout}");
 }
 
 #[test]
