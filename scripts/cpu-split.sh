@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Where the CPU of rdio's two processes goes while they move small reads:
+# Where the CPU of rdio's two processes goes while they move small I/Os:
 # `rdio serve` and `rdio bench --server --no-baselines` over TRANSPORT on
 # 127.0.0.1, both sampled by `perf record` for SECONDS once the bench's
-# timed reads have begun (its file already filled), then each process's
+# timed I/Os (OP: read or write) have begun (its file already filled), then each process's
 # samples split by where they ran (the kernel, rdio's own code, libfabric,
 # libc) and its hottest symbols. The share in rdio's own code bounds what
 # any change to rdio's core or driver can gain on that transport at that
 # size and depth: the rest is the kernel's (system calls, the TCP stack,
 # the copies) and the provider's. docs/PERFORMANCE.md, "Stop 37".
 #
-#   scripts/cpu-split.sh [TRANSPORT] [QD] [SIZE] [SECONDS]
-#       (defaults: cma 32 4K 3; TRANSPORT fabric or cma)
+#   scripts/cpu-split.sh [TRANSPORT] [QD] [SIZE] [SECONDS] [OP]
+#       (defaults: cma 32 4K 3 read; TRANSPORT fabric or cma)
 #
 # Needs perf (apt-get install -y linux-perf) and permission to sample
 # other processes (root, or kernel.perf_event_paranoid <= 1).
@@ -20,11 +20,13 @@ transport=${1:-cma}
 qd=${2:-32}
 size=${3:-4K}
 seconds=${4:-3}
+op=${5:-read}
 case $transport in
 fabric | cma) ;;
 *) echo "cpu-split: TRANSPORT is fabric or cma, not '$transport'" >&2; exit 2 ;;
 esac
 [[ $qd =~ ^[0-9]+$ && $seconds =~ ^[0-9]+$ ]] || { echo "cpu-split: QD and SECONDS are whole numbers" >&2; exit 2; }
+[[ $op == read || $op == write ]] || { echo "cpu-split: OP is read or write, not '$op'" >&2; exit 2; }
 command -v perf >/dev/null || { echo "cpu-split: needs perf (apt-get install -y linux-perf)" >&2; exit 1; }
 cargo build --release -q -p rdio-cli
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
@@ -56,15 +58,15 @@ for _ in $(seq 100); do
 done
 [[ -n $addr ]] || { echo "cpu-split: rdio serve did not start:" >&2; cat "$work/serve.err" >&2; exit 1; }
 
-# Enough runs that the timed reads outlast the sampling (the file is as
+# Enough runs that the timed I/Os outlast the sampling (the file is as
 # large as one run's bytes).
-"$rdio" --transport "$transport" bench --server "$addr" --no-baselines --in-place --ops read \
+"$rdio" --transport "$transport" bench --server "$addr" --no-baselines --in-place --ops "$op" \
     --sizes "$size" --queue-depths "$qd" --repeat 100 --bytes 256MiB \
     >"$work/bench.out" 2>"$work/bench.err" &
 client=$!
 pids+=("$client")
 # The table's header is printed once the file is filled, just before the
-# timed reads.
+# timed I/Os.
 for _ in $(seq 600); do
     grep -q '^op ' "$work/bench.out" 2>/dev/null && break
     kill -0 "$client" 2>/dev/null || { echo "cpu-split: the bench ended early:" >&2; cat "$work/bench.err" >&2; exit 1; }
@@ -82,7 +84,7 @@ hz=$(getconf CLK_TCK)
 report() { # SIDE SORT LINES: the first LINES of perf's report (head may close the pipe early)
     perf report -i "$work/$1.data" --stdio --sort "$2" 2>/dev/null | grep -v -e '^#' -e '^$' | head -"$3" || true
 }
-echo "rdio $transport: $size reads at QD $qd, in place; $seconds s sampled by perf; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "rdio $transport: $size ${op}s at QD $qd, in place; $seconds s sampled by perf; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for side in server client; do
     if [[ $side == server ]]; then used=$((s1 - s0)); else used=$((c1 - c0)); fi
     echo
