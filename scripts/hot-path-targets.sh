@@ -29,6 +29,9 @@
 # keep the CSVs and logs in; default a temporary one, removed), VALGRIND /
 # VALGRIND_LIB / CALLGRIND_ANNOTATE as scripts/callgrind-inline.sh takes
 # them (skipped with a note when valgrind is older than 3.20 or missing).
+# With perf at hand (CPU_SPLIT=0 skips it), scripts/cpu-split.sh samples
+# rdio serve during 4 KiB QD 32 reads over each transport and the table
+# ends with the share of its CPU in rdio's own code.
 # Every ratio is a median of REPEAT alternated baseline/rdio runs (`rdio
 # bench --repeat`); the machine's load average is printed with the table,
 # because these are wall-clock figures.
@@ -120,6 +123,18 @@ if [[ -n $version && $version -ge 20 ]]; then
 else
     echo "hot-path-targets: no valgrind >= 3.20 (set VALGRIND); instruction counts skipped" >&2
 fi
+# The share of the busy server's CPU in rdio's own code at 4 KiB QD 32
+# reads (scripts/cpu-split.sh): the most any change to rdio can gain on
+# that row's wall clock. Kept with the CSVs for FROM runs.
+if command -v perf >/dev/null && [[ ${CPU_SPLIT:-1} != 0 ]]; then
+    for transport in fabric cma; do
+        echo "== cpu split: $transport 4K read QD 32 (perf)" >&2
+        bash scripts/cpu-split.sh "$transport" 32 4K 2 read >"$out/cpu-split-$transport.txt" 2>&1 ||
+            echo "hot-path-targets: cpu-split.sh $transport failed (see $out/cpu-split-$transport.txt)" >&2
+    done
+else
+    echo "hot-path-targets: no perf (apt-get install -y linux-perf) or CPU_SPLIT=0; CPU split skipped" >&2
+fi
 fi
 
 echo
@@ -183,6 +198,14 @@ for transport in fabric cma; do
     done
 done
 check "loopback 4K read QD 32 inline, IOPS" "$(row "$out/loopback.csv" read 4096 32 7)" 2000000
+for transport in fabric cma; do
+    split=$out/cpu-split-$transport.txt
+    [[ -f $split ]] || continue
+    # The server's CPU, and the share of its samples in rdio's code.
+    line=$(awk '/^== server:/ { cpu = $3; s = 1; next } /^== client:/ { s = 0 }
+        s && NF == 2 && $2 == "rdio" && rdio == "" { rdio = $1 } END { if (cpu != "") printf "%s %% of a CPU; %s of its samples in rdio code", cpu, (rdio == "" ? "0%" : rdio) }' "$split")
+    printf '%-58s %s\n' "server CPU, $transport 4K read QD 32 (perf)" "${line:-(no samples)}"
+done
 if [[ -n $instructions ]]; then
     read -r whole core <<<"$instructions"
     printf '%-58s %-10s %-8s %s\n' "whole stack instructions per 4K read (inline)" "$whole" "<= 2000" \
