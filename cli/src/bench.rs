@@ -561,50 +561,22 @@ fn measure_all<T: Transport, S: Read + Write>(
                 // (its temporary root goes with the drops on the way out).
                 crate::interrupt::check()?;
                 let mut runs = CellRuns::default();
+                let shaped = |file, batch| {
+                    let variant = Variant { file, batch };
+                    measure_shaped(baseline, op, size.0, depth, bench, max_send, variant)
+                };
                 for _ in 0..bench.repeat {
                     runs.plain
                         .extend(measure_plain(baseline, op, size.0, depth, bench, file_len)?);
-                    runs.shaped.extend(measure_shaped(
-                        baseline,
-                        op,
-                        size.0,
-                        depth,
-                        bench,
-                        max_send,
-                        Variant {
-                            file: None,
-                            batch: 1,
-                        },
-                    )?);
+                    runs.shaped.extend(shaped(None, 1)?);
                     if let Some(file) = &shaped_file {
-                        runs.filed.extend(measure_shaped(
-                            baseline,
-                            op,
-                            size.0,
-                            depth,
-                            bench,
-                            max_send,
-                            Variant {
-                                file: Some(file),
-                                batch: 1,
-                            },
-                        )?);
+                        runs.filed.extend(shaped(Some(file), 1)?);
                         // The bound of the plain-loop targets: requests and
                         // notifications batched as rdio batches them (up to
                         // half the depth, 16 at most), the file's data.
                         if op == Op::Read && depth >= 2 {
-                            runs.batched.extend(measure_shaped(
-                                baseline,
-                                op,
-                                size.0,
-                                depth,
-                                bench,
-                                max_send,
-                                Variant {
-                                    file: Some(file),
-                                    batch: (usize::from(depth) / 2).clamp(2, 16),
-                                },
-                            )?);
+                            let batch = (usize::from(depth) / 2).clamp(2, 16);
+                            runs.batched.extend(shaped(Some(file), batch)?);
                         }
                     }
                     let result = measure(

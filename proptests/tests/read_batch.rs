@@ -227,14 +227,20 @@ fn an_immediate_before_a_batch_block_ends_the_client_connection() {
         .take_batch_block(pair.now, requests[1], &[0u8; 24]);
     assert_eq!(result, Err(Violation::MissingStatusBlock(requests[1].0)));
     assert!(pair.client.is_closed());
-    // Every read completes exactly once, with the termination's status.
+    each_ends_once_with_the_termination(&mut pair, &requests);
+}
+
+/// After the client ended the connection: every one of `requests`
+/// completes exactly once, with the termination's status (none as a
+/// success).
+fn each_ends_once_with_the_termination(pair: &mut Pair, requests: &[RequestId]) {
     let mut completed = Vec::new();
     while let Some(event) = pair.client.poll_event() {
         if let ClientEvent::Completed {
             request, status, ..
         } = event
         {
-            assert_eq!(status, Status::ProtocolError);
+            assert_eq!(status, Status::ProtocolError, "{request:?}");
             completed.push(request);
         }
     }
@@ -273,20 +279,7 @@ fn an_immediate_naming_a_read_of_a_batch_ends_the_client_connection_at_once() {
             );
         }
         assert!(pair.client.is_closed());
-        // Nothing completes as a success: every read ends with the
-        // termination's status, exactly once.
-        let mut completed = Vec::new();
-        while let Some(event) = pair.client.poll_event() {
-            if let ClientEvent::Completed {
-                request, status, ..
-            } = event
-            {
-                assert_eq!(status, Status::ProtocolError, "{request:?}");
-                completed.push(request);
-            }
-        }
-        completed.sort();
-        assert_eq!(completed, requests);
+        each_ends_once_with_the_termination(&mut pair, &requests);
     }
 }
 
