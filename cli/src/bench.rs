@@ -517,8 +517,8 @@ fn measure_all<T: Transport, S: Read + Write>(
         crate::report::table_line!(
             "file-backed protocol-shaped loops (file_rd, file_wr; ratio w/file): the server's \
              reads from a leased mapping of a {} file under {}, write data pwritten into it; \
-             fbat_rd: file_rd with half the depth of reads (16 at most) to a request and an \
-             immediate, the plain-loop bound",
+             fbat_rd: file_rd batched as rdio's read batches (half the depth, 16 at most, to a \
+             request and an immediate; data and status block in one write), the plain-loop bound",
             Size(file_len),
             dir.display()
         );

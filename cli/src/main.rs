@@ -440,8 +440,10 @@ struct BenchArgs {
     /// `file_rd`, `file_wr` and the ratio column `w/file`: rdio's overhead
     /// apart from the file system's. Reads at queue depth 2 or more also
     /// get `fbat_rd`: the same loop with requests and notifications batched
-    /// (half the depth, 16 at most, to one request and one immediate), the
-    /// bound of the plain-loop targets for a server that reads the file.
+    /// as rdio's read batches are (half the depth, 16 at most, to one
+    /// request and one immediate; each read's data and status block in
+    /// one write), the bound of the plain-loop targets for a server that
+    /// reads the file.
     #[arg(long, value_name = "DIR")]
     file_baseline: Option<PathBuf>,
     /// With --server: measure rdio alone, no baseline loops (to profile

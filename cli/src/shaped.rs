@@ -76,11 +76,11 @@ pub struct ShapedConfig {
     /// Busy-poll instead of waiting when idle.
     pub polling: bool,
     /// Reads: how many go in one request message and are answered by one
-    /// immediate (1: each read its own, as rdio's `Read`). With more, the
-    /// server writes each read's data and, after the batch's last, one
-    /// 24-byte status write with immediate: the least any protocol that
-    /// batches requests and notifications can do (no status block per
-    /// read), the bound for the plain-loop targets (`rdio bench
+    /// immediate (1: each read its own, as rdio's `Read`). With more, as
+    /// rdio's `ReadBatch` is answered: each read's status block lies right
+    /// after its data in the client's slot, and the server writes both in
+    /// one RDMA write (two pieces gathered); only the batch's last carries
+    /// the immediate. The bound for the plain-loop targets (`rdio bench
     /// --file-baseline`, `fbat_rd`).
     pub batch: usize,
 }
@@ -101,6 +101,16 @@ const BATCH: usize = 32;
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 impl ShapedConfig {
+    /// Bytes between the starts of two client data slots: batched reads
+    /// keep each status block right after its data.
+    fn slot_stride(&self) -> usize {
+        if self.op == ShapedOp::Read && self.batch > 1 {
+            self.size + STATUS_LEN
+        } else {
+            self.size
+        }
+    }
+
     /// Data bytes of the write fragment number `index` (0 first).
     fn fragment_data(&self, index: usize) -> usize {
         let header = if index == 0 {
@@ -328,10 +338,8 @@ impl ShapedClient {
     /// must have been [`ShapedConfig::fit`] to this transport.
     pub fn new<T: Transport>(t: &mut T, config: ShapedConfig) -> Result<Self, ShapedError> {
         let depth = config.depth;
-        let data = t.register(
-            depth * config.size,
-            Access::LOCAL_WRITE | Access::REMOTE_WRITE,
-        )?;
+        let stride = config.slot_stride();
+        let data = t.register(depth * stride, Access::LOCAL_WRITE | Access::REMOTE_WRITE)?;
         let requests = t.register(depth * REQUEST_LEN + NEXT_HEADER, Access::LOCAL_WRITE)?;
         let replies = t.register(
             depth * STATUS_LEN,
@@ -341,6 +349,14 @@ impl ShapedClient {
         // buffers (the server still parses them per I/O, as rdio's does).
         let mut descriptors = Vec::with_capacity(depth);
         for slot in 0..depth {
+            // Batched reads: the status block right after the data.
+            if config.op == ShapedOp::Read && config.batch > 1 {
+                descriptors.push((
+                    t.remote_buf(data, slot * stride, config.size)?,
+                    t.remote_buf(data, slot * stride + config.size, STATUS_LEN)?,
+                ));
+                continue;
+            }
             descriptors.push((
                 t.remote_buf(data, slot * config.size, config.size)?,
                 t.remote_buf(replies, slot * STATUS_LEN, STATUS_LEN)?,
@@ -594,6 +610,23 @@ impl ShapedServer {
         Ok(server)
     }
 
+    /// Where the data of the read answered next comes from: the file's
+    /// mapping at the offset an rdio row reads, or the server's slot.
+    fn read_source(&self, slot: usize) -> Slice {
+        match &self.file {
+            Some(ServerFile::Mapped { file, region, .. }) => Slice {
+                region: *region,
+                offset: file.offset(self.answered, self.config.size) as usize,
+                len: self.config.size,
+            },
+            _ => Slice {
+                region: self.data,
+                offset: slot * self.config.size,
+                len: self.config.size,
+            },
+        }
+    }
+
     fn post_recv<T: Transport>(&self, t: &mut T, slot: usize) -> Result<(), ShapedError> {
         Ok(t.post_recv(
             RECV_TAG | slot as u64,
@@ -639,9 +672,9 @@ impl ShapedServer {
                                     && status.len as usize >= STATUS_LEN
                             })
                             .ok_or(ShapedError::Unexpected("request"))?;
-                        let imm = if self.config.batch <= 1 {
-                            Some(0) // numbered when answered
-                        } else if i + 1 == count {
+                        // Batched: the last read's write carries the batch's
+                        // count; single reads are numbered when answered.
+                        let imm = if self.config.batch <= 1 || i + 1 == count {
                             Some(count as u32)
                         } else {
                             None
@@ -694,53 +727,50 @@ impl ShapedServer {
             };
             match self.config.op {
                 ShapedOp::Read => {
-                    let Some(&mut (dest, block, ref mut data_posted, imm)) = self.reads.front_mut()
-                    else {
+                    let Some(&(dest, block, data_posted, imm)) = self.reads.front() else {
                         break;
                     };
-                    if !*data_posted {
-                        let data = match &self.file {
-                            Some(ServerFile::Mapped { file, region, .. }) => Slice {
-                                region: *region,
-                                offset: file.offset(self.answered, self.config.size) as usize,
-                                len: self.config.size,
-                            },
-                            _ => Slice {
-                                region: self.data,
-                                offset: slot * self.config.size,
-                                len: self.config.size,
-                            },
+                    if self.config.batch > 1 {
+                        // Data and status block in one write, the block
+                        // right after the data; the batch's last with the
+                        // immediate (its count).
+                        let data = self.read_source(slot);
+                        let joined = RemoteBuf {
+                            len: dest.len + STATUS_LEN as u32,
+                            ..dest
                         };
+                        if block.key != dest.key
+                            || Some(block.addr) != dest.addr.checked_add(u64::from(dest.len))
+                        {
+                            return Err(ShapedError::Unexpected("a batched read's status block"));
+                        }
+                        if full(t.post_write(
+                            WRITE_TAG | slot as u64,
+                            &[data, status],
+                            joined,
+                            imm,
+                        ))? {
+                            break;
+                        }
+                        self.reads.pop_front();
+                        self.posted += 1;
+                        self.answered += 1;
+                        posted = true;
+                        continue;
+                    }
+                    if !data_posted {
+                        let data = self.read_source(slot);
                         if full(t.post_write(WRITE_TAG | slot as u64, &[data], dest, None))? {
                             break;
                         }
-                        *data_posted = true;
+                        if let Some(front) = self.reads.front_mut() {
+                            front.2 = true;
+                        }
                         self.posted += 1;
                     }
-                    match imm {
-                        // Batched: only the batch's last read is answered,
-                        // by one status write with the batch's immediate.
-                        None => {
-                            self.reads.pop_front();
-                            self.answered += 1;
-                            posted = true;
-                            continue;
-                        }
-                        Some(count) => {
-                            let imm = if self.config.batch <= 1 {
-                                self.answered as u32
-                            } else {
-                                count
-                            };
-                            if full(t.post_write(
-                                WRITE_TAG | slot as u64,
-                                &[status],
-                                block,
-                                Some(imm),
-                            ))? {
-                                break;
-                            }
-                        }
+                    let imm = Some(self.answered as u32);
+                    if full(t.post_write(WRITE_TAG | slot as u64, &[status], block, imm))? {
+                        break;
                     }
                     self.reads.pop_front();
                 }
@@ -1043,8 +1073,15 @@ mod tests {
                 immediates <= 50usize.div_ceil(c.batch),
                 "{depth} {batch}: {immediates} steps took completions"
             );
+            // Each slot's data, its status block after it.
             let data = a.region(client.data).expect("data");
-            assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+            for (slot, bytes) in data.chunks(c.slot_stride()).enumerate() {
+                let landed = bytes[..4096]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == ((slot * 4096 + i) % 251) as u8);
+                assert!(landed, "{depth} {batch}: slot {slot}");
+            }
         }
     }
 
