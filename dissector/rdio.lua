@@ -318,6 +318,17 @@ local function check_status(tree, field, range)
   return code
 end
 
+-- A count of segments or reads (`item`, its field): 1..16, and, when
+-- the payload is `fixed` bytes and then `size` bytes per entry, its length
+-- `have` agreeing with it (unless the frame is truncated).
+local function check_count(item, count, have, truncated, fixed, size)
+  if count == 0 or count > 16 then item:add_proto_expert_info(e.invalid) end
+  if size and not truncated and have ~= fixed + size * count then
+    item:add_proto_expert_info(e.length,
+      string.format("payload is not %d + %d x count bytes", fixed, size))
+  end
+end
+
 local function check_zero(tree, field, range)
   local item = tree:add_le(field, range)
   local zero = true
@@ -481,10 +492,7 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
       local item = t:add_le(r.count, tvb(b + 4, 2))
       check_zero(t, r.reserved, tvb(b + 6, 2))
       descriptor(t, tvb, b + 8, "status")
-      if count == 0 or count > 16 then item:add_proto_expert_info(e.invalid) end
-      if not truncated and have ~= 24 + 24 * count then
-        item:add_proto_expert_info(e.length, "payload is not 24 + 24 x count bytes")
-      end
+      check_count(item, count, have, truncated, 24, 24)
       for i = 0, count - 1 do
         local off = b + 24 + 24 * i
         if off + 24 > tvb:len() then break end
@@ -503,10 +511,7 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
       local item = t:add_le(r.batch_count, tvb(b, 2))
       check_zero(t, r.reserved, tvb(b + 2, 2))
       check_zero(t, r.reserved, tvb(b + 4, 4))
-      if count == 0 or count > 16 then item:add_proto_expert_info(e.invalid) end
-      if not truncated and have ~= 8 + 48 * count then
-        item:add_proto_expert_info(e.length, "payload is not 8 + 48 x count bytes")
-      end
+      check_count(item, count, have, truncated, 8, 48)
       for i = 0, count - 1 do
         local off = b + 8 + 48 * i
         if off + 48 > tvb:len() then break end
@@ -543,7 +548,8 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
       t:add_le(r.total_len, tvb(b + 8, 4))
       check_zero(t, r.reserved, tvb(b + 12, 4))
       descriptor(t, tvb, b + 16, "status")
-      if count == 0 or count > 16 then item:add_proto_expert_info(e.invalid) end
+      -- Data follows the segments: the length is checked by total_len.
+      check_count(item, count, have, truncated)
       local sum, same = 0, nil
       for i = 0, count - 1 do
         local off = b + 32 + 16 * i
