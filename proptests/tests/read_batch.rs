@@ -137,14 +137,31 @@ fn a_batch_takes_no_more_reads_than_credits_allow() {
     pair.assert_quiescent_ledgers();
 }
 
-/// Feed a forged message to the server; expect it to end the connection.
-fn server_rejects(pair: &mut Pair, bytes: &[u8], expected: Violation) {
-    assert_eq!(pair.server.handle_message(pair.now, bytes), Err(expected));
+/// Feed a forged message to the server (with `one_pass`, as rdio's driver
+/// does: `take_message`, whose batch path checks a batch whole before it
+/// hands it over); expect it to end the connection.
+fn server_rejects(pair: &mut Pair, bytes: &[u8], expected: Violation, one_pass: bool) {
+    if one_pass {
+        assert_eq!(
+            pair.server.take_message(pair.now, bytes).err(),
+            Some(expected)
+        );
+    } else {
+        assert_eq!(pair.server.handle_message(pair.now, bytes), Err(expected));
+    }
     assert!(pair.server.is_closed());
 }
 
 #[test]
 fn batches_breaking_the_rules_end_the_connection() {
+    for one_pass in [false, true] {
+        batches_breaking_the_rules(one_pass);
+    }
+}
+
+/// The same rule-breaking batches through either entry point: the same
+/// violation.
+fn batches_breaking_the_rules(one_pass: bool) {
     // Not negotiated: the client did not offer the capability.
     let mut pair = Pair::connected();
     let level = pair.client.ledger().level();
@@ -152,6 +169,7 @@ fn batches_breaking_the_rules_end_the_connection() {
         &mut pair,
         &forge_batch(&[batch_read(5, 1), batch_read(6, 1)], level, 5),
         Violation::UnexpectedMessage(Opcode::ReadBatch),
+        one_pass,
     );
 
     // More reads than free credits: nothing consumed, the connection ends.
@@ -164,6 +182,7 @@ fn batches_breaking_the_rules_end_the_connection() {
         &mut pair,
         &forge_batch(&reads, level, 1),
         Violation::CreditOverrun,
+        one_pass,
     );
 
     // The same id twice in one batch.
@@ -173,22 +192,27 @@ fn batches_breaking_the_rules_end_the_connection() {
         &mut pair,
         &forge_batch(&[batch_read(5, handle), batch_read(5, handle)], level, 5),
         Violation::DuplicateRequest(5),
+        one_pass,
     );
 
     // A batch id naming a batch still unanswered (its reads held by the
     // driver).
     let (mut pair, handle, _) = batching_pair();
     let level = pair.client.ledger().level();
-    pair.server
-        .handle_message(
-            pair.now,
-            &forge_batch(&[batch_read(5, handle), batch_read(6, handle)], level, 5),
-        )
-        .unwrap();
+    let first = forge_batch(&[batch_read(5, handle), batch_read(6, handle)], level, 5);
+    if one_pass {
+        assert_eq!(
+            pair.server.take_message(pair.now, &first),
+            Ok(Received::Batch)
+        );
+    } else {
+        pair.server.handle_message(pair.now, &first).unwrap();
+    }
     server_rejects(
         &mut pair,
         &forge_batch(&[batch_read(7, handle), batch_read(8, handle)], level, 5),
         Violation::DuplicateRequest(5),
+        one_pass,
     );
 
     // A wrong credit field, as for any request.
@@ -205,6 +229,7 @@ fn batches_breaking_the_rules_end_the_connection() {
             expected: level,
             found: level + 1,
         },
+        one_pass,
     );
 }
 
