@@ -970,20 +970,26 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     /// writes into their own buffers). A ticket that is not a read is
     /// settled and refused with [`ClientError::InvalidArgument`].
     pub fn wait_in_place(&mut self, ticket: Ticket) -> Result<ReadView<'_, T, S>, ClientError> {
-        let result = self.settle(&ticket);
-        match result {
-            Ok(bytes) if ticket.operation == Operation::Read => Ok(ReadView {
-                len: ticket.read_len(bytes),
-                slot: ticket.slot,
-                client: self,
-            }),
-            other => {
+        // Matched as it comes out, with no guard: the error is moved out
+        // of the result on its own arm, so the read's path drops nothing.
+        let bytes = match self.settle(&ticket) {
+            Ok(bytes) => bytes,
+            Err(error) => {
                 self.engine.release(ticket.slot);
-                other.and(Err(ClientError::InvalidArgument(
-                    "wait_in_place takes the ticket of a read",
-                )))
+                return Err(error);
             }
+        };
+        if ticket.operation != Operation::Read {
+            self.engine.release(ticket.slot);
+            return Err(ClientError::InvalidArgument(
+                "wait_in_place takes the ticket of a read",
+            ));
         }
+        Ok(ReadView {
+            len: ticket.read_len(bytes),
+            slot: ticket.slot,
+            client: self,
+        })
     }
 
     // ----- blocking file I/O -----
