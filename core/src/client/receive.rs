@@ -31,7 +31,7 @@ impl<const R: usize> Client<R> {
     /// [`Client::poll_event`]; [`Client::take_status_block`] hands it back
     /// instead.
     pub fn handle_status_block(&mut self, now: Instant, bytes: &[u8]) -> Result<bool, Violation> {
-        self.status_block_input(now, bytes, false, false)
+        self.status_block_input(now, bytes, false, None)
             .map(|outcome| outcome != BlockOutcome::NotWritten)
     }
 
@@ -47,7 +47,7 @@ impl<const R: usize> Client<R> {
         now: Instant,
         bytes: &[u8],
     ) -> Result<BlockOutcome, Violation> {
-        self.status_block_input(now, bytes, true, false)
+        self.status_block_input(now, bytes, true, None)
     }
 
     /// [`Client::take_status_block`] for `request`, a read of a batch
@@ -60,29 +60,35 @@ impl<const R: usize> Client<R> {
         request: RequestId,
         bytes: &[u8],
     ) -> Result<BlockOutcome, Violation> {
-        match self.status_block_input(now, bytes, true, true)? {
-            BlockOutcome::NotWritten if self.state != State::Closed => {
-                let violation = Violation::MissingStatusBlock(request.0);
-                self.fail(violation);
-                Err(violation)
-            }
-            outcome => Ok(outcome),
-        }
+        self.status_block_input(now, bytes, true, Some(request))
     }
 
+    /// A status block in `bytes`. `batch`: the read of a batch whose
+    /// immediate arrived ([`Client::take_batch_block`]), whose block must
+    /// be written by now. Checked here rather than on the result, so
+    /// that the completion is not moved out and back in on its way.
     #[inline(always)]
     fn status_block_input(
         &mut self,
         now: Instant,
         bytes: &[u8],
         direct: bool,
-        batch: bool,
+        batch: Option<RequestId>,
     ) -> Result<BlockOutcome, Violation> {
         if self.state == State::Closed {
             return Ok(BlockOutcome::NotWritten);
         }
         let block = match StatusBlock::parse(bytes) {
-            Ok(None) => return Ok(BlockOutcome::NotWritten),
+            Ok(None) => {
+                return match batch {
+                    Some(request) => {
+                        let violation = Violation::MissingStatusBlock(request.0);
+                        self.fail(violation);
+                        Err(violation)
+                    }
+                    None => Ok(BlockOutcome::NotWritten),
+                };
+            }
             Ok(Some(block)) => block,
             Err(e) => {
                 return self
@@ -91,7 +97,7 @@ impl<const R: usize> Client<R> {
             }
         };
         self.heard(now);
-        let slot = match self.check_status_block(&block, batch) {
+        let slot = match self.check_status_block(&block, batch.is_some()) {
             Ok(slot) => slot,
             Err(violation) => {
                 return self

@@ -162,23 +162,19 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// What a received message is, before any of it is acted on.
     #[inline(always)]
     fn arrival(&mut self, bytes: &[u8]) -> Result<Arrival, Violation> {
-        if self.state == State::Closed {
-            return Ok(Arrival::Ignored);
-        }
-        // `max_send_size` bounds every message, header included, whatever
-        // size of receive the driver happened to post.
-        if self.state == State::Open && bytes.len() > self.max_send_size() {
-            return Err(self.failed(Violation::TooLarge));
-        }
-        // The I/O path's most frequent message, straight from its fixed
-        // layout to the read it starts (`Message::parse` would give the same
-        // `Message`; see `wire::message::parse_read`).
-        if self.state == State::Open {
-            if let Some(read) = parse_read_fields(bytes) {
-                return Ok(Arrival::Read(read));
+        match self.state {
+            State::Closed => Ok(Arrival::Ignored),
+            // `max_send_size` bounds every message, header included,
+            // whatever size of receive the driver happened to post.
+            State::Open if bytes.len() > self.max_send_size() => {
+                Err(self.failed(Violation::TooLarge))
             }
+            // The I/O path's most frequent message, straight from its fixed
+            // layout to the read it starts (`Message::parse` would give the
+            // same `Message`; see `wire::message::parse_read`).
+            State::Open => Ok(parse_read_fields(bytes).map_or(Arrival::Other, Arrival::Read)),
+            State::AwaitAuth | State::Authenticating { .. } => Ok(Arrival::Other),
         }
-        Ok(Arrival::Other)
     }
 
     #[inline(always)]
