@@ -216,18 +216,23 @@ impl<const R: usize> Client<R> {
         if limit < 2 {
             return Ok(None);
         }
-        // Each read is written straight to its place after the head; the
-        // head goes last, once the count is known. Fewer than two: nothing
-        // goes, and the caller's single Read overwrites the buffer.
+        // One pass: each read is written straight to its place after the
+        // head, marked sent and taken off `unsent` as it goes; the head
+        // goes last, once the count is known. Fewer than two: the one taken
+        // goes back as it was, nothing goes, and the caller's single Read
+        // overwrites the buffer.
         let mut places = buf
             .get_mut(READ_BATCH_HEAD_LEN..bound)
             .unwrap_or_default()
             .chunks_exact_mut(size_of::<BatchRead>());
-        let mut count = 0u16;
+        let mut members = BatchMembers::new();
         let mut interrupt = None;
-        let mut batch = 0;
-        for &slot in self.unsent.iter().take(limit) {
-            let (Some(op), Some(id)) = (self.ops.get(slot), self.ops.id(slot)) else {
+        let mut lead = None;
+        while members.len() < limit {
+            let Some(&slot) = self.unsent.front() else {
+                break;
+            };
+            let (Some(id), Some(op)) = (self.ops.id(slot), self.ops.get_mut(slot)) else {
                 break;
             };
             let OpKind::Read {
@@ -247,42 +252,48 @@ impl<const R: usize> Client<R> {
             if BatchRead::new(id, handle, offset, dest, op.status_desc)
                 .write_to(place)
                 .is_err()
+                || members.push(RequestId(id)).is_err()
             {
                 break;
             }
-            if count == 0 {
-                batch = id;
-            }
-            count = count.saturating_add(1);
+            op.stage = Stage::Sent;
+            op.unanswered = 1;
+            op.batched = true;
+            self.unsent.pop_front();
+            lead.get_or_insert((slot, id));
         }
-        if count < 2 {
+        let Some((lead, batch)) = lead else {
+            return Ok(None);
+        };
+        if members.len() < 2 {
+            // The front read alone: back to the front of `unsent`, queued.
+            if let Some(op) = self.ops.get_mut(lead) {
+                op.stage = Stage::Queued;
+                op.unanswered = 0;
+                op.batched = false;
+            }
+            // It was just taken from there: the room is free.
+            if self.unsent.push_front(lead).is_err() {
+                return self.internal_failure(buf);
+            }
             return Ok(None);
         }
+        // At most MAX_BATCH (`members`' capacity); the head fits where
+        // two reads after it did. Either failing, the reads just marked
+        // sent would never go: the bookkeeping is broken.
+        let Ok(count) = u16::try_from(members.len()) else {
+            return self.internal_failure(buf);
+        };
         let flags = interrupt_flags(interrupt.unwrap_or(false));
-        let head = emit_read_batch_head(buf, flags, self.ledger.level(), batch, count)?;
+        let Ok(head) = emit_read_batch_head(buf, flags, self.ledger.level(), batch, count) else {
+            return self.internal_failure(buf);
+        };
         let len = head.saturating_add(usize::from(count).saturating_mul(size_of::<BatchRead>()));
         if self.ledger.send_requests(count).is_none() {
             // `limit` kept within the credits available.
             return self.internal_failure(buf);
         }
-        let mut members = BatchMembers::new();
-        let mut lead = None;
-        for _ in 0..count {
-            let slot = self.unsent.pop_front();
-            let id = slot.and_then(|slot| self.ops.id(slot));
-            let (Some(slot), Some(id), Some(op)) =
-                (slot, id, slot.and_then(|slot| self.ops.get_mut(slot)))
-            else {
-                return self.internal_failure(buf);
-            };
-            op.stage = Stage::Sent;
-            op.unanswered = 1;
-            op.batched = true;
-            lead.get_or_insert(slot);
-            // As many as MAX_BATCH, its capacity.
-            let _ = members.push(RequestId(id));
-        }
-        let Some(record) = lead.and_then(|slot| self.batches.get_mut(slot)) else {
+        let Some(record) = self.batches.get_mut(lead) else {
             return self.internal_failure(buf);
         };
         *record = BatchRecord { id: batch, members };
