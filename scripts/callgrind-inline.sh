@@ -9,6 +9,10 @@
 #
 #   scripts/callgrind-inline.sh [N] [inline_cycle options: QD --copy-out --polling --threads]
 #
+# FUNCTIONS=K also lists the K functions that ran the most instructions
+# per read (self cost: what the compiler inlined into a function counts
+# for it), the table to start from when looking for what to cut.
+#
 # The server opens files with openat2(2), which valgrind knows from 3.20 on;
 # Debian 12's valgrind (3.19) fails the open (ENOSYS). Point $VALGRIND at a
 # newer one, e.g. Debian 13's package unpacked with `dpkg -x` (its
@@ -20,6 +24,8 @@ annotate=${CALLGRIND_ANNOTATE:-$(dirname "$(command -v "$valgrind")")/callgrind_
 command -v "$valgrind" >/dev/null || { echo "callgrind-inline: install valgrind (apt-get install -y valgrind)" >&2; exit 1; }
 n=${1:-2000}
 shift || true
+functions=${FUNCTIONS:-0}
+[[ $functions =~ ^[0-9]+$ ]] || { echo "callgrind-inline: FUNCTIONS is a count, not '$functions'" >&2; exit 2; }
 cargo build --release -q -p rdio-benches --bin inline_cycle
 # Where cargo put it: honours CARGO_TARGET_DIR and build.target-dir.
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
@@ -68,3 +74,22 @@ split "$tmp/out.$((2 * n))" | sort >"$tmp/split.b"
 echo "per read, by where the instructions ran (self cost):"
 join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$tmp/split.a" "$tmp/split.b" |
     awk -F'\t' -v n="$n" '{ printf "%8d  %s\n", ($3 - $2) / n, $1 }' | sort -rn
+if [[ $functions -gt 0 ]]; then
+    by_function() {
+        "$annotate" --inclusive=no --auto=no --threshold=100 "$1" 2>/dev/null | awk '
+            /^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {
+                n = $1; gsub(",", "", n)
+                line = $0
+                sub(/^ *[0-9,]+ +\([^)]*\) +/, "", line)
+                fn = substr(line, index(line, ":") + 1)
+                sub(/ \[[^]]*\]$/, "", fn)
+                sum[fn] += n
+            }
+            END { for (f in sum) printf "%s\t%d\n", f, sum[f] }' | sort -t $'\t' -k1,1
+    }
+    by_function "$tmp/out.$n" >"$tmp/fn.a"
+    by_function "$tmp/out.$((2 * n))" >"$tmp/fn.b"
+    echo "the $functions functions with the most instructions per read (self cost):"
+    join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$tmp/fn.a" "$tmp/fn.b" |
+        awk -F'\t' -v n="$n" '{ printf "%8d  %s\n", ($3 - $2) / n, $1 }' | sort -rn | head -"$functions"
+fi
