@@ -468,6 +468,25 @@ impl Engine {
 
     /// Take the outcome of the request in `slot`, once it has one; the slot
     /// stays taken until [`Engine::release`].
+    /// The bytes of `slot`'s request, if it completed with success and no
+    /// send gathers from its buffer any more: its outcome taken, as
+    /// [`Engine::take_outcome`] takes it. The usual wait, settled here
+    /// without a call.
+    #[inline(always)]
+    pub(crate) fn take_success(&mut self, slot: usize) -> Option<u64> {
+        let entry = self.table.get_mut(slot)?;
+        match entry.outcome {
+            Some(Outcome::Completed {
+                status: Status::Success,
+                bytes,
+            }) if entry.sends == 0 => {
+                entry.outcome = None;
+                Some(bytes)
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn take_outcome(&mut self, slot: usize) -> Option<Outcome> {
         self.table
             .get_mut(slot)

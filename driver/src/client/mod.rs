@@ -1261,7 +1261,17 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
 
     /// Wait for a ticket's outcome and for the sends gathering from its
     /// buffer; the buffer stays taken.
+    #[inline(always)]
     fn settle(&mut self, ticket: &Ticket) -> Result<u64, ClientError> {
+        // Already done (with success, its sends too): no call, no wait.
+        if let Some(bytes) = self.engine.take_success(ticket.slot) {
+            return Ok(bytes);
+        }
+        self.settle_slow(ticket)
+    }
+
+    #[inline(never)]
+    fn settle_slow(&mut self, ticket: &Ticket) -> Result<u64, ClientError> {
         let outcome = self.wait_outcome(ticket.slot);
         while self.engine.sends_from(ticket.slot) > 0 {
             if self.engine.transport_down() {
