@@ -571,22 +571,10 @@ impl Engine {
         }
     }
 
-    /// Record the data request `submitted` from `slot` (or release the slot
-    /// if the core refused it): counters, metrics, the slot's binding.
-    /// Returns its id.
-    pub(crate) fn submitted(
-        &mut self,
-        slot: usize,
-        submitted: Result<RequestId, ClientError>,
-        kind: usize,
-    ) -> Result<RequestId, ClientError> {
-        let request = match submitted {
-            Ok(request) => request,
-            Err(e) => {
-                self.free(slot);
-                return Err(e);
-            }
-        };
+    /// Record data request `request`, submitted from `slot`: counters,
+    /// metrics, the slot's binding. (A request the core refused gives its
+    /// slot back with [`Engine::unbegin`] instead.)
+    pub(crate) fn submitted(&mut self, slot: usize, request: RequestId, kind: usize) {
         if let Some(count) = self.stats.requests.get_mut(kind) {
             *count += 1;
         }
@@ -598,27 +586,16 @@ impl Engine {
             "the core numbers requests by slot"
         );
         let Some(entry) = bind_in(&mut self.by_core, &mut self.table, slot, request) else {
-            return Ok(request);
+            return;
         };
         entry.started = true;
         entry.kind = kind;
         if self.request_metrics {
             if self.trace_requests {
-                let size = entry.size;
-                let span = tracing::trace_span!(
-                    target: LOG_TARGET,
-                    parent: &self.span,
-                    "request",
-                    id = request.0,
-                    kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
-                    size
-                );
-                span.in_scope(|| tracing::trace!(target: LOG_TARGET, "submitted"));
-                entry.span = (!span.is_disabled()).then_some(span);
+                entry.span = request_span(&self.span, request, kind, entry.size);
             }
             entry.at = Some(self.clock.now());
         }
-        Ok(request)
     }
 
     /// Count a control request (by [`crate::stats::REQUEST_KINDS`] index).
@@ -1460,6 +1437,44 @@ fn bind_in<'a>(
     Some(entry)
 }
 
+/// A traced request's span, its submission noted in it (`None` when the
+/// span is disabled). Out of line: tracing at trace level is the rare
+/// case, and inlined it made every submission's frame larger.
+#[cold]
+#[inline(never)]
+fn request_span(
+    parent: &tracing::Span,
+    request: RequestId,
+    kind: usize,
+    size: u64,
+) -> Option<tracing::Span> {
+    let span = tracing::trace_span!(
+        target: LOG_TARGET,
+        parent: parent,
+        "request",
+        id = request.0,
+        kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
+        size
+    );
+    span.in_scope(|| tracing::trace!(target: LOG_TARGET, "submitted"));
+    (!span.is_disabled()).then_some(span)
+}
+
+/// A traced request's completion, noted in its span.
+#[cold]
+#[inline(never)]
+fn trace_completion(span: tracing::Span, status: Status, bytes: u64, micros: u64) {
+    span.in_scope(|| {
+        tracing::trace!(
+            target: LOG_TARGET,
+            ?status,
+            bytes,
+            latency_us = micros,
+            "completed"
+        );
+    });
+}
+
 /// Count a completion in `stats`: its status, and for a data request
 /// (`entry.started`) its bytes and its latency since submission, by size
 /// class.
@@ -1482,15 +1497,7 @@ fn count_completion(
         // Both instants are microseconds already: no `Duration` between.
         let micros = now.as_micros().saturating_sub(at.as_micros());
         if let Some(span) = entry.span.take() {
-            span.in_scope(|| {
-                tracing::trace!(
-                    target: LOG_TARGET,
-                    ?status,
-                    bytes,
-                    latency_us = micros,
-                    "completed"
-                );
-            });
+            trace_completion(span, status, bytes, micros);
         }
         if let Some(classes) = stats.latency.get_mut(kind) {
             classes[crate::stats::size_class(size)].record_micros(micros);

@@ -1229,7 +1229,14 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             (_, false) => 2,
             (_, true) => 3,
         };
-        let request = self.engine.submitted(slot, submitted, kind)?;
+        let request = match submitted {
+            Ok(request) => request,
+            Err(e) => {
+                self.engine.unbegin(slot);
+                return Err(e);
+            }
+        };
+        self.engine.submitted(slot, request, kind);
         Ok(Ticket {
             request,
             slot,
