@@ -466,8 +466,6 @@ impl Engine {
         bind_in(&mut self.by_core, &mut self.table, slot, request);
     }
 
-    /// Take the outcome of the request in `slot`, once it has one; the slot
-    /// stays taken until [`Engine::release`].
     /// The bytes of `slot`'s request, if it completed with success and no
     /// send gathers from its buffer any more: its outcome taken, as
     /// [`Engine::take_outcome`] takes it. The usual wait, settled here
@@ -487,6 +485,8 @@ impl Engine {
         }
     }
 
+    /// Take the outcome of the request in `slot`, once it has one; the slot
+    /// stays taken until [`Engine::release`].
     pub(crate) fn take_outcome(&mut self, slot: usize) -> Option<Outcome> {
         self.table
             .get_mut(slot)

@@ -1277,6 +1277,8 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         self.settle_slow(ticket)
     }
 
+    /// [`Self::settle`] for a request still under way, one whose sends
+    /// are, or one that did not succeed: wait, then map its outcome.
     #[inline(never)]
     fn settle_slow(&mut self, ticket: &Ticket) -> Result<u64, ClientError> {
         let outcome = self.wait_outcome(ticket.slot);
