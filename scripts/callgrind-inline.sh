@@ -45,8 +45,8 @@ per=$(( (b - a) / n ))
 echo "instructions per 4 KiB read, whole stack ($*): $per   (N=$n: $a, 2N: $b)"
 # Self cost of N reads = (2N run) - (N run), by the crate of the function
 # the instructions were executed in (std code inlined into a crate's
-# function counts for that crate).
-split() {
+# function counts for that crate), and with FUNCTIONS by function.
+functions_of() { # a run's self cost by function: "function<TAB>instructions"
     "$annotate" --inclusive=no --auto=no --threshold=100 "$1" 2>/dev/null | awk '
         /^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {
             n = $1; gsub(",", "", n)
@@ -54,6 +54,14 @@ split() {
             sub(/^ *[0-9,]+ +\([^)]*\) +/, "", line)
             fn = substr(line, index(line, ":") + 1)
             sub(/ \[[^]]*\]$/, "", fn)
+            sum[fn] += n
+        }
+        END { for (f in sum) printf "%s\t%d\n", f, sum[f] }'
+}
+parts_of() { # the same by the part of the stack the function's crate is
+    functions_of "$1" | awk -F'\t' '
+        {
+            fn = $1
             crate = fn
             sub(/^</, "", crate)
             sub(/::.*/, "", crate)
@@ -65,31 +73,21 @@ split() {
             else if (crate == "inline_cycle") part = "bench loop"
             else if (crate ~ /^(std|core|alloc|hashbrown)$/) part = "std (out of line)"
             else part = "libc, vdso, other"
-            sum[part] += n
+            sum[part] += $2
         }
         END { for (p in sum) printf "%s\t%d\n", p, sum[p] }'
 }
-split "$tmp/out.$n" | sort >"$tmp/split.a"
-split "$tmp/out.$((2 * n))" | sort >"$tmp/split.b"
+per_read() { # KEY<TAB>count of the N run and of the 2N run -> per read, largest first
+    LC_ALL=C join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$1" "$2" |
+        awk -F'\t' -v n="$n" '{ printf "%8d  %s\n", ($3 - $2) / n, $1 }' | sort -rn
+}
+parts_of "$tmp/out.$n" | LC_ALL=C sort -t $'\t' -k1,1 >"$tmp/split.a"
+parts_of "$tmp/out.$((2 * n))" | LC_ALL=C sort -t $'\t' -k1,1 >"$tmp/split.b"
 echo "per read, by where the instructions ran (self cost):"
-join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$tmp/split.a" "$tmp/split.b" |
-    awk -F'\t' -v n="$n" '{ printf "%8d  %s\n", ($3 - $2) / n, $1 }' | sort -rn
+per_read "$tmp/split.a" "$tmp/split.b"
 if [[ $functions -gt 0 ]]; then
-    by_function() {
-        "$annotate" --inclusive=no --auto=no --threshold=100 "$1" 2>/dev/null | awk '
-            /^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {
-                n = $1; gsub(",", "", n)
-                line = $0
-                sub(/^ *[0-9,]+ +\([^)]*\) +/, "", line)
-                fn = substr(line, index(line, ":") + 1)
-                sub(/ \[[^]]*\]$/, "", fn)
-                sum[fn] += n
-            }
-            END { for (f in sum) printf "%s\t%d\n", f, sum[f] }' | sort -t $'\t' -k1,1
-    }
-    by_function "$tmp/out.$n" >"$tmp/fn.a"
-    by_function "$tmp/out.$((2 * n))" >"$tmp/fn.b"
+    functions_of "$tmp/out.$n" | LC_ALL=C sort -t $'\t' -k1,1 >"$tmp/fn.a"
+    functions_of "$tmp/out.$((2 * n))" | LC_ALL=C sort -t $'\t' -k1,1 >"$tmp/fn.b"
     echo "the $functions functions with the most instructions per read (self cost):"
-    join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$tmp/fn.a" "$tmp/fn.b" |
-        awk -F'\t' -v n="$n" '{ printf "%8d  %s\n", ($3 - $2) / n, $1 }' | sort -rn | head -"$functions"
+    per_read "$tmp/fn.a" "$tmp/fn.b" | head -"$functions"
 fi
