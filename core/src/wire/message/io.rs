@@ -478,7 +478,7 @@ pub(crate) const READ_BATCH_HEAD_LEN: usize = size_of::<ReadBatchHeadWire>();
 /// [`Message::emit`] writes for [`Body::ReadBatch`] before its reads,
 /// which the caller has written right after it (`count` of them, 48 bytes
 /// each, from [`READ_BATCH_HEAD_LEN`]). `buf` is untouched when shorter
-/// than the head's 72 bytes.
+/// than the head's [`READ_BATCH_HEAD_LEN`] (24) bytes.
 pub(crate) fn emit_read_batch_head(
     buf: &mut [u8],
     flags: Flags,
