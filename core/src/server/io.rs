@@ -120,12 +120,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         });
         for read in reads {
             let segment = read.segment();
-            let file = if within_file_offsets(segment.offset(), u64::from(segment.dest().len())) {
-                self.resolve(read.handle(), OpenFlags::READ)
-            } else {
-                Err(Status::InvalidParameter)
-            };
-            let answered = match file {
+            let answered = match self.resolve_read(read.handle(), core::slice::from_ref(&segment)) {
                 Ok(file) => {
                     let handed = DirectRead {
                         id: read.request_id(),
@@ -210,14 +205,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if total.is_none_or(|t| t > u64::from(self.max_io_size())) {
             return Err(Violation::TooLarge);
         }
-        let in_range = segments
-            .iter()
-            .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
-        let file = if in_range {
-            self.resolve(handle, OpenFlags::READ)
-        } else {
-            Err(Status::InvalidParameter)
-        };
+        let file = self.resolve_read(handle, segments);
         let now = direct && self.pending.is_empty();
         if let (Ok(file), true, [segment]) = (file, now, segments) {
             // What the insert would refuse is refused here (an id in
@@ -264,6 +252,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 let index = self.insert(op)?;
                 self.finish(index).map(|()| Started::Queued)
             }
+        }
+    }
+
+    /// The file a read of `segments` through `handle` reads:
+    /// `InvalidParameter` for a segment reaching past the largest file
+    /// offset, else what [`Connection::resolve`] says of the handle. The
+    /// read is answered with that status, not refused.
+    #[inline(always)]
+    fn resolve_read(&self, handle: u32, segments: &[ReadSegment]) -> Result<FileId, Status> {
+        let in_range = segments
+            .iter()
+            .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
+        if in_range {
+            self.resolve(handle, OpenFlags::READ)
+        } else {
+            Err(Status::InvalidParameter)
         }
     }
 
