@@ -1987,6 +1987,7 @@ impl<T: Transport> ServerConnection<T> {
     /// [`Self::request_done`] record for it — its latency is 0 µs, both
     /// ends being this round's `now` — without the table entry between
     /// them (two probes of the table and a span kept per read).
+    #[inline(always)]
     fn request_done_at_once(
         &mut self,
         request: u32,
@@ -1996,21 +1997,10 @@ impl<T: Transport> ServerConnection<T> {
         bytes: u64,
     ) {
         self.cell.completed(status);
-        self.cell.latency(kind, size, 0);
-        if !self.trace_requests {
-            return;
+        self.cell.latency_at_once(kind, size);
+        if self.trace_requests {
+            trace_at_once(&self.span, request, kind, size, status, bytes);
         }
-        let span = tracing::trace_span!(
-            parent: &self.span,
-            "request",
-            id = request,
-            kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
-            size
-        );
-        span.in_scope(|| {
-            tracing::trace!("received");
-            tracing::trace!(status = ?status, bytes, latency_us = 0u64, "completed");
-        });
     }
 
     /// Request `request` finished with `status` and `bytes`, its status
@@ -2029,6 +2019,32 @@ impl<T: Transport> ServerConnection<T> {
             }
         }
     }
+}
+
+/// The `request` span of a request answered in the round it arrived:
+/// opened and closed at once. Out of line: tracing at trace level is the
+/// rare case, and its frame would otherwise be every read's.
+#[cold]
+#[inline(never)]
+fn trace_at_once(
+    parent: &tracing::Span,
+    request: u32,
+    kind: usize,
+    size: u64,
+    status: Status,
+    bytes: u64,
+) {
+    let span = tracing::trace_span!(
+        parent: parent,
+        "request",
+        id = request,
+        kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
+        size
+    );
+    span.in_scope(|| {
+        tracing::trace!("received");
+        tracing::trace!(status = ?status, bytes, latency_us = 0u64, "completed");
+    });
 }
 
 /// The open file `id`, registered on this connection: from `handles`,
