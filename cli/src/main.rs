@@ -148,7 +148,8 @@ enum Command {
     #[command(after_help = EXIT_STATUSES)]
     Cp(CpArgs),
     /// Measure reads and writes (plain and vectored) over sizes and queue
-    /// depths: MB/s, IOPS and latency percentiles.
+    /// depths: MB/s, IOPS and latency percentiles (of every request, or of
+    /// one in 7 in a measurement of more than 16 Ki requests).
     #[command(after_help = EXIT_STATUSES)]
     Bench(BenchArgs),
     /// Serve a directory to rdio clients until SIGINT or SIGTERM.
