@@ -239,12 +239,6 @@ impl SharedHistogram {
         bump(&self.sum_micros, micros);
     }
 
-    /// [`SharedHistogram::record_micros`] of 0: nothing to add to the sum.
-    fn record_zero(&self) {
-        bump(&self.buckets[0], 1);
-        bump(&self.count, 1);
-    }
-
     fn load(&self) -> Histogram {
         Histogram {
             buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
@@ -328,14 +322,6 @@ impl ConnectionCell {
     pub(crate) fn latency(&self, kind: usize, size: u64, micros: u64) {
         if let Some(kinds) = self.latency.get(kind) {
             kinds[size_class(size)].record_micros(micros);
-        }
-    }
-
-    /// [`ConnectionCell::latency`] of a request answered in the round it
-    /// arrived (0 µs).
-    pub(crate) fn latency_at_once(&self, kind: usize, size: u64) {
-        if let Some(kinds) = self.latency.get(kind) {
-            kinds[size_class(size)].record_zero();
         }
     }
 

@@ -1997,7 +1997,7 @@ impl<T: Transport> ServerConnection<T> {
         bytes: u64,
     ) {
         self.cell.completed(status);
-        self.cell.latency_at_once(kind, size);
+        self.cell.latency(kind, size, 0);
         if self.trace_requests {
             trace_at_once(&self.span, request, kind, size, status, bytes);
         }
