@@ -2021,9 +2021,27 @@ impl<T: Transport> ServerConnection<T> {
     }
 }
 
+/// The `request` span of a request that just arrived, its arrival noted
+/// in it: what a timed request keeps in [`RequestTimings`] and what a
+/// request answered at once ([`trace_at_once`]) closes right away. Out of
+/// line: tracing at trace level is the rare case, and its frame would
+/// otherwise be every read's.
+#[cold]
+#[inline(never)]
+fn received_span(parent: &tracing::Span, request: u32, kind: usize, size: u64) -> tracing::Span {
+    let span = tracing::trace_span!(
+        parent: parent,
+        "request",
+        id = request,
+        kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
+        size
+    );
+    span.in_scope(|| tracing::trace!("received"));
+    span
+}
+
 /// The `request` span of a request answered in the round it arrived:
-/// opened and closed at once. Out of line: tracing at trace level is the
-/// rare case, and its frame would otherwise be every read's.
+/// opened and closed at once.
 #[cold]
 #[inline(never)]
 fn trace_at_once(
@@ -2034,15 +2052,7 @@ fn trace_at_once(
     status: Status,
     bytes: u64,
 ) {
-    let span = tracing::trace_span!(
-        parent: parent,
-        "request",
-        id = request,
-        kind = crate::stats::REQUEST_KINDS.get(kind).copied().unwrap_or("?"),
-        size
-    );
-    span.in_scope(|| {
-        tracing::trace!("received");
+    received_span(parent, request, kind, size).in_scope(|| {
         tracing::trace!(status = ?status, bytes, latency_us = 0u64, "completed");
     });
 }
@@ -2340,17 +2350,7 @@ impl RequestTimings {
         let Some(free) = free else { return };
         // `None`: nobody takes request spans (asked once per round).
         let span = match connection {
-            Some(connection) => {
-                let span = tracing::trace_span!(
-                    parent: connection,
-                    "request",
-                    id = request,
-                    kind = crate::stats::REQUEST_KINDS[kind],
-                    size
-                );
-                span.in_scope(|| tracing::trace!("received"));
-                span
-            }
+            Some(connection) => received_span(connection, request, kind, size),
             None => tracing::Span::none(),
         };
         self.entries[free] = Some(Timed {
