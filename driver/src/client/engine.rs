@@ -58,7 +58,7 @@
 //! fails with [`ClientError::Internal`].
 
 use super::ClientError;
-use crate::buffers::{Clock, INLINE_MESSAGE, Pool, Receives, Work, release};
+use crate::buffers::{Clock, INLINE_MESSAGE, Pool, Reading, Receives, Stamp, Work, release};
 use crate::stats::ClientStats;
 use rdio_core::client::{
     BlockOutcome, Client as CoreClient, ClientEvent, CompletionMode, DataRef, RemoteFile,
@@ -134,7 +134,7 @@ struct Entry {
     /// Data requests: kind ([`crate::stats::REQUEST_KINDS`] index).
     kind: usize,
     /// With request metrics on: when it was submitted.
-    at: Option<rdio_core::Instant>,
+    at: Option<Stamp>,
     /// With request metrics on and a subscriber taking trace spans: its
     /// `request` span. (Kept out of the entry otherwise: a disabled span
     /// still costs a drop check and a 40-byte move per request.)
@@ -285,6 +285,8 @@ pub(crate) struct Engine {
     /// instead of a clock read per submission. Never later than the real
     /// time, so the deadlines it starts can only fall due early.
     now: rdio_core::Instant,
+    /// That poll's [`Reading`], which request latencies end at.
+    reading: Reading,
     stats: ClientStats,
     request_metrics: bool,
     /// Whether a subscriber takes this target's `TRACE` events (the
@@ -308,7 +310,8 @@ impl Engine {
     ) -> Self {
         let depth = buffers.slots.count();
         let entries = depth + CONTROL_SLOTS;
-        let now = clock.now();
+        let reading = clock.reading();
+        let now = reading.now;
         let send_queue = buffers.send_queue.max(1);
         let batch_reads = core
             .negotiated()
@@ -346,6 +349,7 @@ impl Engine {
             batched: 0,
             bursts: false,
             now,
+            reading,
             stats: ClientStats::new(),
             request_metrics,
             trace_requests: request_metrics
@@ -594,7 +598,7 @@ impl Engine {
             if self.trace_requests {
                 entry.span = request_span(&self.span, request, kind, entry.size);
             }
-            entry.at = Some(self.clock.now());
+            entry.at = Some(self.clock.stamp());
         }
     }
 
@@ -680,8 +684,10 @@ impl Engine {
     /// Do all the work there is without blocking (see the module
     /// documentation for the order).
     pub(crate) fn poll(&mut self, transport: &mut impl Transport) -> Result<Progress, ClientError> {
-        let now = self.clock.now();
+        let reading = self.clock.reading();
+        let now = reading.now;
         self.now = now;
+        self.reading = reading;
         self.trace_requests =
             self.request_metrics && tracing::enabled!(target: LOG_TARGET, tracing::Level::TRACE);
         let mut progress = Progress {
@@ -710,7 +716,7 @@ impl Engine {
             self.core.handle_timeout(now);
             progress.timers = true;
         }
-        progress.events = self.collect_events(transport, now)?;
+        progress.events = self.collect_events(transport)?;
         progress.posted += self.transmit(transport, now)?;
         if progress.moved() {
             self.refresh_stats();
@@ -732,10 +738,12 @@ impl Engine {
         if self.terminated.is_some() || self.transport_down {
             return;
         }
-        let now = self.clock.now();
+        let reading = self.clock.reading();
+        let now = reading.now;
         self.now = now;
+        self.reading = reading;
         let _ = self.drain(transport, now);
-        let _ = self.collect_events(transport, now);
+        let _ = self.collect_events(transport);
         self.refresh_stats();
     }
 
@@ -1228,9 +1236,9 @@ impl Engine {
                 status,
                 bytes,
             } if self.holds(slot, request) => {
-                self.finish_in(now, slot, request, Outcome::Completed { status, bytes })
+                self.finish_in(slot, request, Outcome::Completed { status, bytes })
             }
-            event => self.handle_event(now, event),
+            event => self.handle_event(event),
         };
         match finished {
             Ok(()) => Ok(true),
@@ -1277,13 +1285,12 @@ impl Engine {
     fn collect_events(
         &mut self,
         transport: &mut impl Transport,
-        now: rdio_core::Instant,
     ) -> Result<usize, ClientError> {
         let mut events = 0;
         let mut broken = None;
         while let Some(event) = self.core.poll_event() {
             events += 1;
-            if let Err(what) = self.handle_event(now, event) {
+            if let Err(what) = self.handle_event(event) {
                 // After a broken invariant the core completes what is
                 // outstanding; those completions are moot.
                 if self.broken.is_none() {
@@ -1301,7 +1308,6 @@ impl Engine {
     /// block: connection news, or a finished request for its slot.
     fn handle_event(
         &mut self,
-        now: rdio_core::Instant,
         event: ClientEvent,
     ) -> Result<(), &'static str> {
         let (request, outcome) = match event {
@@ -1326,20 +1332,19 @@ impl Engine {
             } => (request, Outcome::Completed { status, bytes }),
             ClientEvent::Interrupted { request } => (request, Outcome::Interrupted),
         };
-        self.finish(now, request, outcome)
+        self.finish(request, outcome)
     }
 
     /// Put `request`'s outcome in its slot.
     fn finish(
         &mut self,
-        now: rdio_core::Instant,
         request: RequestId,
         outcome: Outcome,
     ) -> Result<(), &'static str> {
         let Some(slot) = self.slot_of(request) else {
             return Err("the core completed a request this client never submitted");
         };
-        self.finish_in(now, slot, request, outcome)
+        self.finish_in(slot, request, outcome)
     }
 
     /// Whether `slot` holds `request`.
@@ -1351,11 +1356,10 @@ impl Engine {
 
     /// Put `request`'s outcome in `slot`, which holds it, and count it: its
     /// status, and for a read or write its bytes and its latency since
-    /// submission, by size class. `now`: the poll's time, read once per
-    /// poll for every completion.
+    /// submission, by size class, ending at the poll's [`Reading`], taken
+    /// once per poll for every completion.
     fn finish_in(
         &mut self,
-        now: rdio_core::Instant,
         slot: usize,
         request: RequestId,
         outcome: Outcome,
@@ -1374,7 +1378,7 @@ impl Engine {
             return Err("the core completed a request twice");
         }
         if let Outcome::Completed { status, bytes } = outcome {
-            count_completion(&mut self.stats, entry, now, status, bytes);
+            count_completion(&mut self.stats, entry, &self.reading, status, bytes);
         }
         entry.done = true;
         entry.outcome = Some(outcome);
@@ -1481,7 +1485,7 @@ fn trace_completion(span: tracing::Span, status: Status, bytes: u64, micros: u64
 fn count_completion(
     stats: &mut ClientStats,
     entry: &mut Entry,
-    now: rdio_core::Instant,
+    reading: &Reading,
     status: Status,
     bytes: u64,
 ) {
@@ -1494,8 +1498,7 @@ fn count_completion(
     let kind = entry.kind;
     stats.in_flight = stats.in_flight.saturating_sub(1);
     if let Some(at) = entry.at.take() {
-        // Both instants are microseconds already: no `Duration` between.
-        let micros = now.as_micros().saturating_sub(at.as_micros());
+        let micros = reading.micros_since(at);
         if let Some(span) = entry.span.take() {
             trace_completion(span, status, bytes, micros);
         }
