@@ -48,6 +48,7 @@ use rdio_core::wire::{
 use rdio_transport::{Access, Transport, TransportError};
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomData;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -188,30 +189,27 @@ pub struct Ticket {
 /// ([`Client::wait_in_place`]); dereferences to them. Dropping it hands the
 /// buffer back to the client.
 pub struct ReadView<'c, T: Transport, S: Read + Write> {
-    client: &'c mut Client<T, S>,
+    /// The client's engine, which takes the buffer back on drop.
+    engine: &'c mut Engine,
+    /// The read's bytes in its slot's registered region, found once: the
+    /// client (its transport included) stays borrowed by the view, so
+    /// nothing moves them meanwhile.
+    bytes: &'c [u8],
     slot: usize,
-    len: usize,
+    client: PhantomData<&'c mut Client<T, S>>,
 }
 
 impl<T: Transport, S: Read + Write> std::ops::Deref for ReadView<'_, T, S> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // The slot's region was registered by this client and stays so
-        // while the client lives; `len` is within it (a request's span).
-        self.client
-            .engine
-            .buffer_region(self.slot)
-            .ok()
-            .and_then(|region| self.client.transport.region(region).ok())
-            .and_then(|bytes| bytes.get(..self.len))
-            .unwrap_or(&[])
+        self.bytes
     }
 }
 
 impl<T: Transport, S: Read + Write> Drop for ReadView<'_, T, S> {
     fn drop(&mut self) {
-        self.client.engine.release(self.slot);
+        self.engine.release(self.slot);
     }
 }
 
@@ -299,7 +297,7 @@ impl<T: Transport, S: Read + Write> fmt::Debug for WriteBuffer<'_, T, S> {
 impl<T: Transport, S: Read + Write> fmt::Debug for ReadView<'_, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadView")
-            .field("len", &self.len)
+            .field("len", &self.bytes.len())
             .finish_non_exhaustive()
     }
 }
@@ -985,10 +983,23 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                 "wait_in_place takes the ticket of a read",
             ));
         }
+        let len = ticket.read_len(bytes);
+        let Self {
+            engine, transport, ..
+        } = self;
+        // The slot's region was registered by this client and stays so
+        // while the client lives; `len` is within it (a request's span).
+        let bytes = engine
+            .buffer_region(ticket.slot)
+            .ok()
+            .and_then(|region| transport.region(region).ok())
+            .and_then(|bytes| bytes.get(..len))
+            .unwrap_or(&[]);
         Ok(ReadView {
-            len: ticket.read_len(bytes),
+            engine,
+            bytes,
             slot: ticket.slot,
-            client: self,
+            client: PhantomData,
         })
     }
 
