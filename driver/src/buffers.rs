@@ -567,7 +567,10 @@ mod tests {
         };
         let exact = u64::MAX / 3000;
         let micros = late.micros_since(Stamp(0));
-        assert!(micros <= exact && exact - micros < exact / 1_000_000, "{micros}");
+        assert!(
+            micros <= exact && exact - micros < exact / 1_000_000,
+            "{micros}"
+        );
     }
 
     #[test]

@@ -1282,10 +1282,7 @@ impl Engine {
     }
 
     /// Move the core's events into the completion table.
-    fn collect_events(
-        &mut self,
-        transport: &mut impl Transport,
-    ) -> Result<usize, ClientError> {
+    fn collect_events(&mut self, transport: &mut impl Transport) -> Result<usize, ClientError> {
         let mut events = 0;
         let mut broken = None;
         while let Some(event) = self.core.poll_event() {
@@ -1306,10 +1303,7 @@ impl Engine {
 
     /// One event of the core, from its queue or straight from a status
     /// block: connection news, or a finished request for its slot.
-    fn handle_event(
-        &mut self,
-        event: ClientEvent,
-    ) -> Result<(), &'static str> {
+    fn handle_event(&mut self, event: ClientEvent) -> Result<(), &'static str> {
         let (request, outcome) = match event {
             ClientEvent::Authenticated { .. } => {
                 self.authenticated = true;
@@ -1336,11 +1330,7 @@ impl Engine {
     }
 
     /// Put `request`'s outcome in its slot.
-    fn finish(
-        &mut self,
-        request: RequestId,
-        outcome: Outcome,
-    ) -> Result<(), &'static str> {
+    fn finish(&mut self, request: RequestId, outcome: Outcome) -> Result<(), &'static str> {
         let Some(slot) = self.slot_of(request) else {
             return Err("the core completed a request this client never submitted");
         };

@@ -48,8 +48,8 @@ use rdio_core::wire::{
 use rdio_transport::{Access, Transport, TransportError};
 use std::collections::VecDeque;
 use std::fmt;
-use std::marker::PhantomData;
 use std::io::{Read, Write};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Longest a blocked client sleeps in [`Transport::wait`] before checking
