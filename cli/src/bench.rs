@@ -17,7 +17,9 @@
 //! transport (`shape_rd`, `shape_wr`; see [`crate::shaped`]): the transport
 //! operations an rdio read or write costs (request send, data write,
 //! status write with immediate; data in sends, reply send) without rdio's
-//! core and driver. Its ratio is rdio's own overhead.
+//! core and driver, and — unless `--in-place` — each read's data copied
+//! out of its slot as rdio's rows copy it into the caller's buffer. Its
+//! ratio is rdio's own overhead.
 //!
 //! Each row is the median of `--repeat` runs (3 by default), alternated
 //! per cell: plain baseline, shaped baseline, rdio, then again, so a slow
@@ -497,7 +499,7 @@ fn measure_all<T: Transport, S: Read + Write>(
         if bench.in_place {
             "reads and writes in place"
         } else {
-            "reads copied out, writes copied in"
+            "reads copied out (the protocol-shaped loops' too), writes copied in"
         },
         Size(file_len),
         match baseline {
@@ -751,6 +753,8 @@ fn measure_shaped(
         max_send,
         polling: bench.polling,
         batch,
+        // Copied-out rdio reads are compared with loops that copy too.
+        copy_out: !bench.in_place,
     };
     let elapsed = match baseline {
         Baseline::Loopback { threads } => shaped::run_loopback(config, *threads, file),

@@ -12,7 +12,9 @@
 //!   an RDMA write of `size` bytes to the data slot and a 24-byte RDMA
 //!   write with immediate (a status block) to the status slot, which
 //!   consumes a receive the client keeps posted. The I/O is done when that
-//!   receive completes.
+//!   receive completes. With [`ShapedConfig::copy_out`] the client then
+//!   copies the read's data out of its slot, as `rdio bench` copies an
+//!   rdio read into the caller's buffer unless `--in-place`.
 //! * **write** ([`ShapedOp::Write`]): the client sends the data in sends of
 //!   at most `max_send` bytes (rdio's negotiated `max_send_size`), each
 //!   gathered from a header slot (48 bytes on the first send, 24 on the
@@ -83,6 +85,13 @@ pub struct ShapedConfig {
     /// the immediate. The bound for the plain-loop targets (`rdio bench
     /// --file-baseline`, `fbat_rd`).
     pub batch: usize,
+    /// Reads: the client copies each completed read's data out of its
+    /// slot into one buffer of its own, as `rdio bench` without
+    /// `--in-place` copies each rdio read into the caller's buffer
+    /// (`Client::wait`). On cma the server's process wrote those bytes
+    /// from another CPU: the client's first look at them costs cache
+    /// misses the loop would otherwise never pay.
+    pub copy_out: bool,
 }
 
 /// rdio's `Read` request: 16-byte header and 48-byte payload.
@@ -331,6 +340,9 @@ pub struct ShapedClient {
     next_fragment: usize,
     /// Write fragments posted in all.
     fragments_sent: usize,
+    /// Where reads are copied out to ([`ShapedConfig::copy_out`]; empty
+    /// without).
+    scratch: Vec<u8>,
 }
 
 impl ShapedClient {
@@ -394,6 +406,11 @@ impl ShapedClient {
             done: 0,
             next_fragment: 0,
             fragments_sent: 0,
+            scratch: if config.copy_out && config.op == ShapedOp::Read {
+                vec![0; config.size]
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -408,6 +425,12 @@ impl ShapedClient {
         self.done
     }
 
+    /// The last read copied out ([`ShapedConfig::copy_out`]).
+    #[cfg(test)]
+    pub fn copied(&self) -> &[u8] {
+        &self.scratch
+    }
+
     /// Drain completions, then issue what the depth allows. Returns
     /// whether anything happened.
     pub fn step<T: Transport>(&mut self, t: &mut T) -> Result<bool, ShapedError> {
@@ -418,6 +441,7 @@ impl ShapedClient {
             if completion.wr_id & !SLOT_MASK != RECV_TAG {
                 continue;
             }
+            let before = self.done;
             match (self.config.op, completion.kind) {
                 // A batch's immediate carries how many reads it answers.
                 (ShapedOp::Read, CompletionKind::RecvImm { imm }) if self.config.batch > 1 => {
@@ -426,6 +450,20 @@ impl ShapedClient {
                 (ShapedOp::Read, CompletionKind::RecvImm { .. })
                 | (ShapedOp::Write, CompletionKind::Recv { .. }) => self.done += 1,
                 _ => return Err(ShapedError::Unexpected("completion at the client")),
+            }
+            if !self.scratch.is_empty() {
+                // Reads complete in the order they were issued, each in
+                // slot `io % depth`.
+                let stride = self.config.slot_stride();
+                let bytes = t.region(self.data)?;
+                for io in before..self.done.min(self.config.count) {
+                    let at = (io % self.config.depth) * stride;
+                    let read = bytes
+                        .get(at..at + self.config.size)
+                        .ok_or(ShapedError::Unexpected("a read outside the client's slots"))?;
+                    self.scratch.copy_from_slice(read);
+                }
+                std::hint::black_box(&self.scratch);
             }
             let slot = (completion.wr_id & SLOT_MASK) as usize;
             t.post_recv(
@@ -996,6 +1034,7 @@ mod tests {
             max_send: 64 << 10,
             polling: true,
             batch: 1,
+            copy_out: false,
         }
     }
 
@@ -1100,6 +1139,7 @@ mod tests {
             let c = ShapedConfig {
                 max_send: 16 << 10,
                 count: 9,
+                copy_out: true,
                 ..config(op, size, 4)
             }
             .fit(&a.caps())
@@ -1125,10 +1165,11 @@ mod tests {
             match op {
                 ShapedOp::Read => {
                     // The last I/O (8) went to client slot 0, from file
-                    // slot 8 % 6 = 2.
+                    // slot 8 % 6 = 2, and was copied out from there.
                     let data = a.region(client.data).expect("data");
                     let want = &bytes[2 * size..3 * size];
                     assert_eq!(&data[..size], want, "file slot 2 in client slot 0");
+                    assert_eq!(client.copied(), want, "the last read copied out");
                 }
                 ShapedOp::Write => {
                     // Nine writes of the client's 0xa5 data: slots 0-5.
