@@ -280,12 +280,11 @@ pub(crate) struct Engine {
     /// for the next poll would go alone anyway, later and through the
     /// queue: it goes at once instead.
     bursts: bool,
-    /// The time of the last [`Engine::poll`] (or [`Engine::peek`]): what a
-    /// read posted as it is submitted ([`Engine::read`]) tells the core,
-    /// instead of a clock read per submission. Never later than the real
-    /// time, so the deadlines it starts can only fall due early.
-    now: rdio_core::Instant,
-    /// That poll's [`Reading`], which request latencies end at.
+    /// The clock's reading at the last [`Engine::poll`] (or
+    /// [`Engine::peek`]): its time is what a read posted as it is
+    /// submitted ([`Engine::read`]) tells the core, instead of a clock read
+    /// per submission (never later than the real time, so the deadlines it
+    /// starts can only fall due early), and request latencies end at it.
     reading: Reading,
     stats: ClientStats,
     request_metrics: bool,
@@ -311,7 +310,6 @@ impl Engine {
         let depth = buffers.slots.count();
         let entries = depth + CONTROL_SLOTS;
         let reading = clock.reading();
-        let now = reading.now;
         let send_queue = buffers.send_queue.max(1);
         let batch_reads = core
             .negotiated()
@@ -348,7 +346,6 @@ impl Engine {
             batch_reads,
             batched: 0,
             bursts: false,
-            now,
             reading,
             stats: ClientStats::new(),
             request_metrics,
@@ -684,10 +681,8 @@ impl Engine {
     /// Do all the work there is without blocking (see the module
     /// documentation for the order).
     pub(crate) fn poll(&mut self, transport: &mut impl Transport) -> Result<Progress, ClientError> {
-        let reading = self.clock.reading();
-        let now = reading.now;
-        self.now = now;
-        self.reading = reading;
+        self.reading = self.clock.reading();
+        let now = self.reading.now;
         self.trace_requests =
             self.request_metrics && tracing::enabled!(target: LOG_TARGET, tracing::Level::TRACE);
         let mut progress = Progress {
@@ -738,10 +733,8 @@ impl Engine {
         if self.terminated.is_some() || self.transport_down {
             return;
         }
-        let reading = self.clock.reading();
-        let now = reading.now;
-        self.now = now;
-        self.reading = reading;
+        self.reading = self.clock.reading();
+        let now = self.reading.now;
         let _ = self.drain(transport, now);
         let _ = self.collect_events(transport);
         self.refresh_stats();
@@ -799,7 +792,7 @@ impl Engine {
             let request = self.core.read(handle, offset, dest, status, mode)?;
             self.batched += 1;
             if self.batched >= (self.slots.count() / 2).max(2) {
-                let now = self.now;
+                let now = self.reading.now;
                 self.transmit(transport, now)?;
                 if self.deferred_posts {
                     // A flush that fails leaves the work queued for the
@@ -918,7 +911,7 @@ impl Engine {
                 return Ok(Submitted::NotTried);
             }
         };
-        match submit(&mut self.core, self.now, bytes) {
+        match submit(&mut self.core, self.reading.now, bytes) {
             Ok((request, Some(transmit))) => Ok(Submitted::Encoded(buffer, request, transmit)),
             Ok((request, None)) => {
                 self.sends.release(buffer);
@@ -976,7 +969,13 @@ impl Engine {
     ) -> Result<RequestId, ClientError> {
         let mut bytes = [0u8; INLINE_MESSAGE];
         let (request, transmit) = self.core.read_into(
-            self.now, handle, offset, dest, status, self.mode, &mut bytes,
+            self.reading.now,
+            handle,
+            offset,
+            dest,
+            status,
+            self.mode,
+            &mut bytes,
         )?;
         let Some(transmit) = transmit else {
             return Ok(request);
