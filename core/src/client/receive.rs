@@ -108,7 +108,7 @@ impl<const R: usize> Client<R> {
         let finished = self.ops.get(slot).is_some_and(|op| op.unanswered == 0);
         if direct && finished {
             let event = self.report(slot);
-            self.rearm(now);
+            self.rearm_idle(now);
             return match event {
                 Some(event) => Ok(BlockOutcome::Completed(event)),
                 None => {

@@ -65,6 +65,24 @@ impl<const R: usize> Client<R> {
             .map(|since| since.saturating_add_micros(self.keepalive_micros))
     }
 
+    /// [`Client::rearm`] after a data request was sent, or its status
+    /// block taken, by a call that did nothing else: data requests are not
+    /// internal messages, and every call that sends or answers one of
+    /// those rearms in full, so the count of internal messages is still
+    /// what the last `rearm` saw (`internal_seen`) and its deadline stands.
+    /// Only idleness can have changed.
+    #[inline(always)]
+    pub(super) fn rearm_idle(&mut self, now: Instant) {
+        if self.state != State::Open {
+            return;
+        }
+        if self.ledger.in_use() > 0 {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+    }
+
     /// Note what the deadlines run from after every input and send: when
     /// the oldest unanswered internal message was sent, and since when the
     /// connection is idle. (`last_heard` is kept by every input.)
