@@ -72,7 +72,12 @@ impl SendOp {
     }
 }
 
+/// Most gather elements a loopback request holds ([`crate::Config::max_sge`]
+/// is capped at this): an entry keeps them in place, not behind a pointer.
+pub(crate) const MAX_SGE: usize = 16;
+
 /// A gather element of a posted send or write.
+#[derive(Clone, Copy)]
 struct SourceSge {
     region: RegionId,
     offset: usize,
@@ -95,11 +100,12 @@ struct SourceSge {
 struct SendWr {
     wr_id: WrId,
     op: SendOp,
-    /// Capacity `max_sge`, reserved once: posting never allocates.
-    sges: Vec<SourceSge>,
+    /// Posting never allocates.
+    sges: heapless::Vec<SourceSge, MAX_SGE>,
     /// Inline data, copied in when posted (`post_send_inline`,
-    /// `post_write_inline`); capacity `max_inline`, reserved once.
-    inline: Vec<u8>,
+    /// `post_write_inline`, a write's tail); `max_inline` bytes, reserved
+    /// once.
+    inline: memory::InlineBuf,
     /// Total bytes of `sges` (checked not to overflow by the endpoint), or
     /// of `inline`.
     len: usize,
@@ -153,14 +159,13 @@ struct Queues {
 
 impl Queues {
     fn new(config: &Config) -> Self {
-        let max_sge = config.max_sge;
         let max_inline = config.max_inline;
         Self {
             send: SlotRing::new(config.max_send, || SendWr {
                 wr_id: 0,
                 op: SendOp::Send,
-                sges: Vec::with_capacity(max_sge),
-                inline: Vec::with_capacity(max_inline),
+                sges: heapless::Vec::new(),
+                inline: memory::InlineBuf::new(max_inline),
                 len: 0,
                 valid: false,
                 status: Ok(()),
@@ -295,7 +300,7 @@ unsafe fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
         // elements' lengths, and `wr.len` is those plus `inline.len()`,
         // so the inline bytes end at the caller's `offset + wr.len`: the
         // caller's guarantee covers them.
-        unsafe { memory::copy_in(&wr.inline, target, offset) };
+        unsafe { memory::copy_in(wr.inline.bytes(), target, offset) };
     }
 }
 
@@ -526,16 +531,25 @@ impl Engine {
             "len is the total of sges and tail"
         );
         for &sge in sges {
+            // At most `max_sge` <= MAX_SGE elements (checked by the
+            // caller), so there is room; were there not, the request could
+            // not be executed as posted: it fails as invalid, holding
+            // nothing it would not release.
+            if slot.sges.is_full() {
+                slot.valid = false;
+                break;
+            }
             let (bytes, valid) = memory.hold_source(sge);
             slot.valid &= valid;
-            slot.sges.push(SourceSge {
+            let _ = slot.sges.push(SourceSge {
                 region: sge.region,
                 offset: sge.offset,
                 len: sge.len,
                 bytes,
             });
         }
-        slot.inline.extend_from_slice(tail);
+        // At most `max_inline` bytes (checked by the caller): it fits.
+        slot.inline.set(tail);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }
@@ -556,7 +570,7 @@ impl Engine {
         op: SendOp,
     ) -> Result<(), TransportError> {
         let slot = self.push_send(side, wr_id, op, data.len())?;
-        slot.inline.extend_from_slice(data);
+        slot.inline.set(data);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }

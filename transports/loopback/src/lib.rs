@@ -142,7 +142,8 @@ pub struct Config {
     pub max_message: usize,
     /// Largest RDMA write, in bytes.
     pub max_write: usize,
-    /// Most gather elements per send or write.
+    /// Most gather elements per send or write (at most 16: more is
+    /// reported, and enforced, as 16).
     pub max_sge: usize,
     /// Most outstanding sends + writes per endpoint.
     pub max_send: usize,
@@ -220,7 +221,7 @@ impl<L: Link> LoopbackEndpoint<L> {
         let caps = Caps {
             max_message: config.max_message,
             max_write: config.max_write,
-            max_sge: config.max_sge,
+            max_sge: config.max_sge.min(engine::MAX_SGE),
             max_recv: config.max_recv,
             max_send: config.max_send,
             pins_registrations: config.pins_registrations,
