@@ -548,8 +548,9 @@ impl Engine {
                 bytes,
             });
         }
-        // At most `max_inline` bytes (checked by the caller): it fits.
-        slot.inline.set(tail);
+        // At most `max_inline` bytes (checked by the caller), so it fits;
+        // were it not to, the request fails rather than go out short.
+        slot.valid &= slot.inline.set(tail);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }
@@ -570,7 +571,8 @@ impl Engine {
         op: SendOp,
     ) -> Result<(), TransportError> {
         let slot = self.push_send(side, wr_id, op, data.len())?;
-        slot.inline.set(data);
+        // Checked by the caller to fit, as in `post_send`.
+        slot.valid &= slot.inline.set(data);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }

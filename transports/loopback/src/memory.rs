@@ -309,16 +309,23 @@ impl InlineBuf {
         self.len = 0;
     }
 
-    /// Hold `data` (its caller checked it fits; more than the buffer's
-    /// capacity is cut to it, which the caller's check makes unreachable).
+    /// Hold `data`: whether it fits (its callers check that it does). One
+    /// that does not is not held at all (the entry holds nothing), never
+    /// cut short.
     #[inline(always)]
-    pub(crate) fn set(&mut self, data: &[u8]) {
-        let len = data.len().min(self.buf.len());
-        // SAFETY: `len` bytes of `data` are readable and `len` bytes of
-        // `buf` writable (`len` is at most either length); the entry's own
-        // buffer is not `data`'s memory (it is never lent out mutably).
+    #[must_use]
+    pub(crate) fn set(&mut self, data: &[u8]) -> bool {
+        let len = data.len();
+        if len > self.buf.len() {
+            self.len = 0;
+            return false;
+        }
+        // SAFETY: `len` bytes of `data` are readable and, as checked just
+        // above, `len` bytes of `buf` writable; the entry's own buffer is
+        // not `data`'s memory (it is never lent out mutably).
         unsafe { copy_bytes(data.as_ptr(), self.buf.as_mut_ptr(), len) };
         self.len = len;
+        true
     }
 }
 
@@ -333,15 +340,16 @@ mod tests {
         let data: Vec<u8> = (1..=64).collect();
         for len in 0..=40 {
             let mut buf = InlineBuf::new(48);
-            buf.set(&[0xee; 48]);
-            buf.set(&data[..len]);
+            assert!(buf.set(&[0xee; 48]));
+            assert!(buf.set(&data[..len]));
             assert_eq!(buf.bytes(), &data[..len], "length {len}");
             // The rest of the buffer still holds the earlier bytes.
             assert!(buf.buf[len..].iter().all(|&b| b == 0xee), "length {len}");
         }
-        // More than the capacity is cut to it.
+        // More than the capacity is refused whole, never cut short.
         let mut buf = InlineBuf::new(4);
-        buf.set(&data[..10]);
-        assert_eq!(buf.bytes(), &data[..4]);
+        assert!(buf.set(&data[..4]));
+        assert!(!buf.set(&data[..10]));
+        assert!(buf.bytes().is_empty());
     }
 }
