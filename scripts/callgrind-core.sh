@@ -5,7 +5,8 @@
 # process start-up cancel out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null || { echo "callgrind-core: install valgrind (apt-get install -y valgrind)" >&2; exit 1; }
+valgrind=${VALGRIND:-valgrind}
+command -v "$valgrind" >/dev/null || { echo "callgrind-core: install valgrind (apt-get install -y valgrind)" >&2; exit 1; }
 n=${1:-2000}
 cargo build --release -q -p rdio-benches --bin core_cycle
 # Where cargo put it: honours CARGO_TARGET_DIR and build.target-dir.
@@ -14,7 +15,7 @@ bin=$target_dir/release/core_cycle
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() {
-    valgrind --tool=callgrind --callgrind-out-file="$tmp/out.$1" "$bin" "$@" >/dev/null 2>"$tmp/log.$1"
+    "$valgrind" --tool=callgrind --callgrind-out-file="$tmp/out.$1" "$bin" "$@" >/dev/null 2>"$tmp/log.$1"
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/log.$1"
 }
 # The completion taken straight from the status block (take_status_block),

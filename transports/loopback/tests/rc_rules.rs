@@ -963,3 +963,44 @@ fn a_write_with_a_tail_places_data_then_tail_as_one_request() {
     );
     assert!(drain(&mut a).is_empty(), "refused posts complete nothing");
 }
+
+/// `Config::max_sge` above what an entry holds in place (16) is reported
+/// and enforced as 16: a write of 16 pieces lands whole, in order; a 17th
+/// piece is refused at post time and nothing is queued.
+#[test]
+fn gather_lists_are_capped_at_sixteen() {
+    let payload: Vec<u8> = (0..=255).collect();
+    let config = Config {
+        max_sge: 64,
+        ..Config::default()
+    };
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_target,
+        ..
+    } = setup(config, &payload);
+    assert_eq!(a.caps().max_sge, 16);
+    let dst = b.remote_buf(b_target, 0, 4096).unwrap();
+    // Sixteen pieces of 16 bytes, gathered back to front.
+    let pieces: Vec<Slice> = (0..16).rev().map(|i| src(a_src, i * 16, 16)).collect();
+    assert_eq!(
+        a.post_write(
+            1,
+            &[pieces.clone(), vec![src(a_src, 0, 1)]].concat(),
+            dst,
+            None
+        ),
+        Err(TransportError::TooManySegments)
+    );
+    a.post_write(2, &pieces, dst, None).unwrap();
+    // Delivered when the peer next enters the transport.
+    assert_eq!(poll(&mut b), Ok(vec![]));
+    assert_eq!(drain(&mut a), vec![ok(2, Write)]);
+    let expected: Vec<u8> = (0..16)
+        .rev()
+        .flat_map(|i| payload[i * 16..i * 16 + 16].iter().copied())
+        .collect();
+    assert_eq!(&b.region(b_target).unwrap()[..256], &expected[..]);
+}
