@@ -123,10 +123,12 @@ core="not measured (needs valgrind)"
 if [[ -n $version ]]; then
     echo "== callgrind: core" >&2
     core=$(bash scripts/callgrind-core.sh | sed -n 's/^core instructions per 4 KiB read (client + server): \([0-9]*\).*/\1/p')
+    core=${core:-"not measured (callgrind-core.sh printed no count)"}
 fi
 if [[ -n $version && $version -ge 20 ]]; then
     echo "== callgrind: whole stack" >&2
     whole=$(bash scripts/callgrind-inline.sh 2000 | sed -n 's/^instructions per 4 KiB read, whole stack[^:]*: \([0-9]*\).*/\1/p')
+    whole=${whole:-"not measured (callgrind-inline.sh printed no count)"}
 else
     echo "hot-path-targets: no valgrind >= 3.20 (set VALGRIND): the whole stack's instruction count is not measured" >&2
 fi
