@@ -1157,7 +1157,7 @@ impl Engine {
             else {
                 continue;
             };
-            if !self.take_block(transport, now, slot, Some(request))? || self.core.is_closed() {
+            if !self.take_block(transport, now, slot, request, true)? || self.core.is_closed() {
                 break;
             }
         }
@@ -1181,7 +1181,7 @@ impl Engine {
             .and_then(|_| self.slot_of(request))
             .filter(|&slot| slot < self.slots.count())
         {
-            self.take_block(transport, now, slot, None)?;
+            self.take_block(transport, now, slot, request, false)?;
         }
         Ok(())
     }
@@ -1197,19 +1197,23 @@ impl Engine {
         }
     }
 
-    /// Feed data slot `slot`'s status block to the core. A block that
-    /// finishes its request (every read) hands the completion back at once,
-    /// and it goes straight into the slot; a write still waiting for the
-    /// answers to earlier fragments finishes later, through the core's
-    /// events. Whether the block was written (a violation counts: the core
-    /// has ended the connection, and says so through its events).
+    /// Feed data slot `slot`'s status block to the core: the slot holds
+    /// `request` (its callers found the slot from it, or it from the
+    /// slot), a member of a read batch whose immediate arrived if
+    /// `batch_member`. A block that finishes its request (every read)
+    /// hands the completion back at once, and it goes straight into the
+    /// slot; a write still waiting for the answers to earlier fragments
+    /// finishes later, through the core's events. Whether the block was
+    /// written (a violation counts: the core has ended the connection, and
+    /// says so through its events).
     #[inline(always)]
     fn take_block(
         &mut self,
         transport: &mut impl Transport,
         now: rdio_core::Instant,
         slot: usize,
-        batch_member: Option<RequestId>,
+        request: RequestId,
+        batch_member: bool,
     ) -> Result<bool, ClientError> {
         let start = self.block_offset(slot);
         let Some(block) = transport
@@ -1218,9 +1222,10 @@ impl Engine {
         else {
             return Ok(false);
         };
-        let taken = match batch_member {
-            None => self.core.take_status_block(now, block),
-            Some(request) => self.core.take_batch_block(now, request, block),
+        let taken = if batch_member {
+            self.core.take_batch_block(now, request, block)
+        } else {
+            self.core.take_status_block(now, block)
         };
         let event = match taken {
             Ok(BlockOutcome::NotWritten) => return Ok(false),
@@ -1228,13 +1233,14 @@ impl Engine {
             Ok(BlockOutcome::Completed(event)) => event,
         };
         // The block is this slot's: its completion goes straight in,
-        // without finding the slot again from the request id.
+        // without finding the slot again from the request id (the slot
+        // holds `request`, and nothing since changed the table).
         let finished = match event {
             ClientEvent::Completed {
-                request,
+                request: completed,
                 status,
                 bytes,
-            } if self.holds(slot, request) => {
+            } if completed == request => {
                 self.finish_in(slot, request, Outcome::Completed { status, bytes })
             }
             event => self.handle_event(event),
@@ -1272,7 +1278,7 @@ impl Engine {
                 .is_some_and(StatusBlock::is_written);
             if written
                 && self.core.awaits_status_block(request)
-                && self.take_block(transport, now, slot, None)?
+                && self.take_block(transport, now, slot, request, false)?
             {
                 found += 1;
             }
@@ -1334,13 +1340,6 @@ impl Engine {
             return Err("the core completed a request this client never submitted");
         };
         self.finish_in(slot, request, outcome)
-    }
-
-    /// Whether `slot` holds `request`.
-    fn holds(&self, slot: usize, request: RequestId) -> bool {
-        self.table
-            .get(slot)
-            .is_some_and(|entry| entry.request == Some(request))
     }
 
     /// Put `request`'s outcome in `slot`, which holds it, and count it: its
