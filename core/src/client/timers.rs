@@ -100,10 +100,6 @@ impl<const R: usize> Client<R> {
             self.internal_since = Some(now);
         }
         self.internal_seen = internal;
-        if self.ledger.in_use() > 0 {
-            self.idle_since = None;
-        } else if self.idle_since.is_none() {
-            self.idle_since = Some(now);
-        }
+        self.rearm_idle(now);
     }
 }
