@@ -39,7 +39,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repeat=${1:-3}
 bytes=${BYTES:-256MiB}
-instructions=""
 
 if [[ -n ${FROM:-} ]]; then
     out=$FROM
@@ -132,7 +131,6 @@ if [[ -n $version && $version -ge 20 ]]; then
 else
     echo "hot-path-targets: no valgrind >= 3.20 (set VALGRIND): the whole stack's instruction count is not measured" >&2
 fi
-instructions=1
 # The share of the busy server's CPU in rdio's own code at 4 KiB QD 32
 # reads (scripts/cpu-split.sh): the most any change to rdio can gain on
 # that row's wall clock. Kept with the CSVs for FROM runs.
@@ -216,7 +214,8 @@ for transport in fabric cma; do
         s && NF == 2 && $2 == "rdio" && rdio == "" { rdio = $1 } END { if (cpu != "") printf "%s %% of a CPU; %s of its samples in rdio code", cpu, (rdio == "" ? "0%" : rdio) }' "$split")
     printf '%-58s %s\n' "server CPU, $transport 4K read QD 32 (perf)" "${line:-(no samples)}"
 done
-if [[ -n $instructions ]]; then
+# A FROM run re-tables saved CSVs: the counts were not kept with them.
+if [[ -z ${FROM:-} ]]; then
     for count in "whole stack instructions per 4K read (inline)|$whole|2000" \
         "core instructions per 4K read|$core|300"; do
         IFS='|' read -r what measured limit <<<"$count"
