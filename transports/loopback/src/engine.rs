@@ -77,7 +77,6 @@ impl SendOp {
 pub(crate) const MAX_SGE: usize = 16;
 
 /// A gather element of a posted send or write.
-#[derive(Clone, Copy)]
 struct SourceSge {
     region: RegionId,
     offset: usize,
