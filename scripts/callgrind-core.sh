@@ -15,7 +15,10 @@ bin=$target_dir/release/core_cycle
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() {
-    "$valgrind" --tool=callgrind --callgrind-out-file="$tmp/out.$1" "$bin" "$@" >/dev/null 2>"$tmp/log.$1"
+    # A cycle that fails (a read that did not complete) must not print a
+    # count: the binary asserts, and its exit status ends the script.
+    "$valgrind" --tool=callgrind --callgrind-out-file="$tmp/out.$1" "$bin" "$@" >/dev/null 2>"$tmp/log.$1" ||
+        { cat "$tmp/log.$1" >&2; echo "callgrind-core: core_cycle $* failed" >&2; exit 1; }
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/log.$1"
 }
 # The completion taken straight from the status block (take_status_block),
@@ -32,3 +35,7 @@ a=$(count "$n" batch)
 b=$(count "$((2 * n))" batch)
 per=$(( (b - a) / n ))
 echo "  the same, read batches of 16 (one ReadBatch, one immediate): $per   (N=$n: $a, 2N: $b)"
+a=$(count "$n" files)
+b=$(count "$((2 * n))" files)
+per=$(( (b - a) / n ))
+echo "  the same, the last of 16 registered files: $per   (N=$n: $a, 2N: $b)"

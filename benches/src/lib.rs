@@ -10,7 +10,7 @@
 
 use rdio_core::Instant;
 use rdio_core::client::{
-    self, BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, RequestId,
+    self, BlockOutcome, Client, ClientConfig, ClientEvent, CompletionMode, RemoteFile, RequestId,
 };
 use rdio_core::server::{
     Connection, FileEntry, FileId, OpId, Received, Registration, Registry, ServerConfig,
@@ -30,6 +30,8 @@ pub struct Cycle {
     pub server: Connection<64, 16>,
     pub handle: u32,
     pub now: Instant,
+    /// The file the set-up's registration gave (its handle is `handle`).
+    registered: Option<RemoteFile>,
     c2s: Vec<u8>,
     s2c: Vec<u8>,
     dest: BufferDescriptor,
@@ -46,22 +48,29 @@ fn providers() -> ProviderList {
 impl Cycle {
     /// Discovery, authentication and registration, done once.
     pub fn new() -> Self {
-        Self::with(Capabilities::NONE)
+        Self::with(Capabilities::NONE, 1)
     }
 
     /// [`Cycle::new`] on a session that negotiated read batches.
     pub fn with_batches() -> Self {
-        Self::with(Capabilities::READ_BATCH)
+        Self::with(Capabilities::READ_BATCH, 1)
     }
 
-    fn with(capabilities: Capabilities) -> Self {
+    /// [`Cycle::new`] with `files` files registered (at most 16); the
+    /// reads go to the last one, so a server that looked handles up one by
+    /// one would pay for every file registered before it.
+    pub fn with_files(files: usize) -> Self {
+        Self::with(Capabilities::NONE, files.clamp(1, 16))
+    }
+
+    fn with(capabilities: Capabilities, files: usize) -> Self {
         let now = Instant::from_micros(1);
         let config = ClientConfig {
             providers: providers(),
             capabilities,
             ..ClientConfig::default()
         };
-        let mut registry: Registry<4, 4> =
+        let mut registry: Registry<4, 16> =
             Registry::new(ServerConfig::default(), Duration::from_secs(10));
         let (session, server_key) = registry.open_session([1; 16]).expect("session");
         let request = client::negotiate_request(&config, server_key);
@@ -72,22 +81,27 @@ impl Cycle {
         };
         let response = registry.negotiate(now, session, &request, offer, [2; 16]);
         let negotiated = client::negotiated(&config, &response).expect("negotiated");
-        let file_key = registry
-            .add_file(
-                FileEntry {
-                    session,
-                    file: FileId(1),
-                    flags: OpenFlags::READ,
-                    size: 1 << 20,
-                },
-                [3; 16],
-            )
-            .expect("file");
+        let file_keys: Vec<_> = (0..files)
+            .map(|i| {
+                registry
+                    .add_file(
+                        FileEntry {
+                            session,
+                            file: FileId(1 + i as u64),
+                            flags: OpenFlags::READ,
+                            size: 1 << 20,
+                        },
+                        [3 + i as u8; 16],
+                    )
+                    .expect("file")
+            })
+            .collect();
         let _ = PipeMessage::ResumeKeyRequest;
         let mut cycle = Self {
             client: Client::new(config, negotiated, now),
             server: Connection::new(ServerConfig::default(), now),
             handle: 0,
+            registered: None,
             now,
             c2s: vec![0; SEND],
             s2c: vec![0; SEND],
@@ -96,10 +110,11 @@ impl Cycle {
         };
         // Authenticate.
         cycle.pump(&mut registry, session);
-        let register = cycle.client.register(file_key).expect("register");
-        cycle.pump(&mut registry, session);
-        let _ = register;
-        cycle.handle = 1;
+        for key in file_keys {
+            cycle.client.register(key).expect("register");
+            cycle.pump(&mut registry, session);
+            cycle.handle = cycle.registered.take().expect("registered").handle;
+        }
         cycle
     }
 
@@ -136,7 +151,11 @@ impl Cycle {
             while let Ok(Some(Transmit::Send { len })) = self.server.poll_transmit(&mut self.s2c) {
                 let _ = self.client.handle_message(self.now, &self.s2c[..len]);
             }
-            while self.client.poll_event().is_some() {}
+            while let Some(event) = self.client.poll_event() {
+                if let ClientEvent::Registered { result, .. } = event {
+                    self.registered = Some(result.expect("the file registers"));
+                }
+            }
         }
     }
 

@@ -143,7 +143,7 @@ impl<T, const R: usize> SlotTable<T, R> {
 
 /// The id after `last` in `slot` of a table of `r` slots: the next
 /// generation, back to generation 1 when it would not fit in a `u32`.
-fn next_id(last: u32, slot: usize, r: usize) -> Option<u32> {
+pub(crate) fn next_id(last: u32, slot: usize, r: usize) -> Option<u32> {
     let slot = u32::try_from(slot).ok()?;
     let r = u32::try_from(r).ok()?;
     let first = slot.checked_add(r)?;

@@ -231,6 +231,8 @@ struct Raw {
     next_id: u32,
     /// Arrivals taken off the queue while waiting for a send buffer.
     backlog: VecDeque<Incoming>,
+    /// The handle of the last successful `RegisterFileCompletion`.
+    registered: Option<u32>,
     server: JoinHandle<ConnectionEnd>,
 }
 
@@ -283,6 +285,7 @@ impl Raw {
             bystander,
             next_id: 100,
             backlog: VecDeque::new(),
+            registered: None,
             server,
         }
     }
@@ -383,6 +386,14 @@ impl Raw {
                                 [start..start + len];
                             let incoming = match Message::parse(bytes) {
                                 Ok(message) => {
+                                    if let Body::RegisterFileCompletion {
+                                        status: Status::Success,
+                                        handle,
+                                        ..
+                                    } = message.body
+                                    {
+                                        self.registered = Some(handle);
+                                    }
                                     Incoming::Message(message.opcode(), status_of(&message.body))
                                 }
                                 Err(e) => panic!("server sent a malformed message: {e}"),
@@ -724,8 +735,8 @@ fn with_registered_file(server: &Arc<Server>) -> (Raw, Session, u16, u32) {
         raw.next(),
         Incoming::Message(Opcode::RegisterFileCompletion, Some(Status::Success))
     );
-    // The core numbers handles from 1 on each connection.
-    (raw, session, level, 1)
+    let handle = raw.registered.expect("the completion named the handle");
+    (raw, session, level, handle)
 }
 
 #[test]

@@ -43,10 +43,12 @@ const MEMORY_KEY: u32 = 0x5eed;
 const FILE_KEY: ResumeKey = ResumeKey([7; 16]);
 /// The authentication key.
 const AUTH_KEY: AuthKey = AuthKey([9; 16]);
-/// The handle the server gives the first registered file. Requests use it
-/// from the start, so requests sent before the registration completes (or
-/// after it failed, or after the close) meet an unknown handle.
-pub const HANDLE: u32 = 1;
+/// The handle the server gives the first registered file: slot 0 of its
+/// `FILES` slots, generation 1 (`handle = generation × F + slot`,
+/// docs/PROTOCOL.md, "Registration"). Requests use it from the start, so
+/// requests sent before the registration completes (or after it failed, or
+/// after the close) meet an unknown handle.
+pub const HANDLE: u32 = FILES as u32;
 /// Bytes of each read segment (and of each vectored write segment while
 /// read batches are off; see [`Sizes`]).
 pub const SEGMENT_LEN: u32 = 2;

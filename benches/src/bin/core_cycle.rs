@@ -6,7 +6,10 @@
 //! `core_cycle N` takes each completion straight from its status block
 //! (`Client::take_status_block`); `core_cycle N events` queues it and
 //! drains it with `Client::poll_event`, the event path; `core_cycle N
-//! batch` runs the N reads as read batches of 16 (`Cycle::read_4k_batch`).
+//! batch` runs the N reads as read batches of 16 (`Cycle::read_4k_batch`);
+//! `core_cycle N files` reads the last of 16 registered files
+//! (`Cycle::with_files`), what a server's handle lookup costs with many
+//! files open.
 
 fn main() {
     let n: u64 = std::env::args()
@@ -14,9 +17,10 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
     let mode = std::env::args().nth(2);
-    let events = match mode.as_deref() {
-        None => false,
-        Some("events") => true,
+    let (events, files) = match mode.as_deref() {
+        None => (false, 1),
+        Some("events") => (true, 1),
+        Some("files") => (false, 16),
         Some("batch") => {
             let mut cycle = rdio_benches::Cycle::with_batches();
             let mut total = 0u64;
@@ -28,11 +32,13 @@ fn main() {
             return;
         }
         Some(other) => {
-            eprintln!("core_cycle: unknown mode {other:?} (usage: core_cycle [N] [events|batch])");
+            eprintln!(
+                "core_cycle: unknown mode {other:?} (usage: core_cycle [N] [events|batch|files])"
+            );
             std::process::exit(2);
         }
     };
-    let mut cycle = rdio_benches::Cycle::new();
+    let mut cycle = rdio_benches::Cycle::with_files(files);
     let mut total = 0u64;
     for _ in 0..n {
         total += if events {

@@ -30,11 +30,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     pub(super) fn close(&mut self, id: u32, handle: u32) -> Result<(), Violation> {
-        let Some(entry) = self
-            .handles
-            .iter_mut()
-            .find(|h| h.id == handle && !h.closing)
-        else {
+        if !self.handles.start_closing(handle) {
             return self.reply(
                 id,
                 1,
@@ -43,8 +39,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                     bytes: 0,
                 },
             );
-        };
-        entry.closing = true;
+        }
         self.closing_handles = self.closing_handles.saturating_add(1);
         // Requests on the handle not yet given to the driver end as Closed;
         // those in the driver's hands finish first, then the file is closed.
@@ -87,17 +82,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }) else {
             return Ok(());
         };
-        let file = self
-            .handles
-            .iter()
-            .position(|h| h.id == handle)
-            .map(|pos| self.handles.swap_remove(pos))
-            .map(|removed| {
-                if removed.closing {
-                    self.closing_handles = self.closing_handles.saturating_sub(1);
-                }
-                removed.file
-            });
+        let file = self.handles.remove(handle).map(|(file, closing)| {
+            if closing {
+                self.closing_handles = self.closing_handles.saturating_sub(1);
+            }
+            file
+        });
         let Some(op) = self.ops.get_mut(index) else {
             return Ok(());
         };
@@ -137,23 +127,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.ops.remove(index);
         let body = match result {
             Ok(reg) => {
-                let handle = self.next_handle;
-                let entry = Handle {
-                    id: handle,
-                    file: reg.file,
-                    flags: reg.flags,
-                    closing: false,
-                };
-                match self.handles.push(entry) {
-                    Ok(()) => {
-                        self.next_handle = self.next_handle.wrapping_add(1).max(1);
-                        Body::RegisterFileCompletion {
-                            status: Status::Success,
-                            handle,
-                            size: reg.size,
-                        }
-                    }
-                    Err(_) => {
+                match self.handles.insert(reg.file, reg.flags) {
+                    Some(handle) => Body::RegisterFileCompletion {
+                        status: Status::Success,
+                        handle,
+                        size: reg.size,
+                    },
+                    None => {
                         // The driver must release the file it resolved.
                         let _ = self.push_pending(Pending::CloseFile(reg.file));
                         Body::RegisterFileCompletion {
@@ -198,5 +178,187 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 self.fail(v);
                 ApiError::NotConnected
             })
+    }
+}
+
+/// The files registered on a connection, each in the slot its handle names:
+/// `handle = generation × F + slot` (generation ≥ 1, so a handle is never
+/// 0), the way the client numbers its requests (`crate::slots`). Resolving
+/// a request's handle is one remainder, one load and one compare however
+/// many files are open, and a closed handle is never found again: its
+/// slot's next file gets the next generation (wrapping back to 1 after
+/// `u32::MAX / F` registrations in the same slot). Registration goes round
+/// the slots from the one after the last used, so a slot is reused as late
+/// as possible.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Handles<const F: usize> {
+    slots: [HandleSlot; F],
+    /// Slots holding a file (open or closing).
+    len: usize,
+    /// Where the search for a free slot starts.
+    cursor: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct HandleSlot {
+    /// The handle while its file is registered and not closing, else 0:
+    /// what a request resolves against, in one compare.
+    open: u32,
+    /// The handle last given in this slot (0: never); it names the file in
+    /// `file` while that is `Some` (open or closing).
+    id: u32,
+    file: Option<FileId>,
+    flags: OpenFlags,
+}
+
+impl HandleSlot {
+    const FREE: Self = Self {
+        open: 0,
+        id: 0,
+        file: None,
+        flags: OpenFlags::empty(),
+    };
+}
+
+impl<const F: usize> Handles<F> {
+    pub(super) const fn new() -> Self {
+        Self {
+            slots: [HandleSlot::FREE; F],
+            len: 0,
+            cursor: 0,
+        }
+    }
+
+    fn slot(&self, handle: u32) -> Option<&HandleSlot> {
+        self.slots
+            .get(usize::try_from(handle).ok()?.checked_rem(F)?)
+    }
+
+    fn slot_mut(&mut self, handle: u32) -> Option<&mut HandleSlot> {
+        self.slots
+            .get_mut(usize::try_from(handle).ok()?.checked_rem(F)?)
+    }
+
+    /// The file and open mode of `handle`, registered and not closing.
+    #[inline]
+    pub(super) fn open(&self, handle: u32) -> Option<(FileId, OpenFlags)> {
+        let slot = self.slot(handle)?;
+        // A free or closing slot's `open` is 0, which no handle is.
+        if slot.open != handle || handle == 0 {
+            return None;
+        }
+        slot.file.map(|file| (file, slot.flags))
+    }
+
+    /// Whether `handle` is registered and closing.
+    pub(super) fn closing(&self, handle: u32) -> bool {
+        self.slot(handle)
+            .is_some_and(|s| s.id == handle && s.file.is_some() && s.open == 0)
+    }
+
+    /// Mark open `handle` closing: false if it is not open.
+    pub(super) fn start_closing(&mut self, handle: u32) -> bool {
+        match self.slot_mut(handle) {
+            Some(slot) if slot.open == handle && handle != 0 => {
+                slot.open = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Take `handle`'s file out (open or closing): the file, and whether
+    /// it was closing.
+    pub(super) fn remove(&mut self, handle: u32) -> Option<(FileId, bool)> {
+        let slot = self.slot_mut(handle)?;
+        if slot.id != handle {
+            return None;
+        }
+        let file = slot.file.take()?;
+        let closing = slot.open == 0;
+        slot.open = 0;
+        self.len = self.len.saturating_sub(1);
+        Some((file, closing))
+    }
+
+    /// Register `file` under a fresh handle (`None`: every slot holds a
+    /// file).
+    pub(super) fn insert(&mut self, file: FileId, flags: OpenFlags) -> Option<u32> {
+        if self.len >= F {
+            return None;
+        }
+        // A free slot exists, so this finds one within F steps.
+        let mut index = self.cursor;
+        for _ in 0..F {
+            if index >= F {
+                index = 0;
+            }
+            if self.slots.get(index).is_some_and(|s| s.file.is_none()) {
+                break;
+            }
+            index = index.wrapping_add(1);
+        }
+        let slot = self.slots.get_mut(index).filter(|s| s.file.is_none())?;
+        let handle = crate::slots::next_id(slot.id, index, F)?;
+        *slot = HandleSlot {
+            open: handle,
+            id: handle,
+            file: Some(file),
+            flags,
+        };
+        self.len = self.len.saturating_add(1);
+        self.cursor = index.wrapping_add(1);
+        Some(handle)
+    }
+
+    /// Forget every file (the connection ended; the driver closes them).
+    /// Handles given out stay unusable: the generations are kept.
+    pub(super) fn clear(&mut self) {
+        for slot in &mut self.slots {
+            slot.open = 0;
+            slot.file = None;
+        }
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Handles;
+    use crate::server::FileId;
+    use crate::wire::OpenFlags;
+
+    #[test]
+    fn handles_name_their_slot_and_are_never_reused() {
+        let mut h: Handles<4> = Handles::new();
+        let a = h.insert(FileId(10), OpenFlags::READ).expect("room");
+        let b = h.insert(FileId(11), OpenFlags::WRITE).expect("room");
+        assert_eq!((a, b), (4, 5), "slot 0 and 1, generation 1");
+        assert_eq!(h.open(a), Some((FileId(10), OpenFlags::READ)));
+        assert_eq!(h.open(0), None, "0 is no handle, though free slots hold 0");
+        assert_eq!(h.open(8), None, "slot 0, generation 2: not given yet");
+        assert!(h.start_closing(a));
+        assert!(!h.start_closing(a), "already closing");
+        assert_eq!(h.open(a), None, "closing: no new I/O");
+        assert!(h.closing(a) && !h.closing(b));
+        assert_eq!(h.remove(a), Some((FileId(10), true)));
+        assert_eq!(h.remove(a), None);
+        assert!(!h.closing(a));
+        assert_eq!(h.remove(b), Some((FileId(11), false)));
+        for file in 0..4 {
+            let handle = h.insert(FileId(file), OpenFlags::READ).expect("room");
+            assert!(
+                handle != a && handle != b,
+                "a closed handle never comes back"
+            );
+        }
+        assert_eq!(h.insert(FileId(9), OpenFlags::READ), None, "full");
+        h.clear();
+        assert_eq!(h.open(6), None);
+        let again = h.insert(FileId(1), OpenFlags::READ).expect("room");
+        assert_eq!(
+            again, 10,
+            "slot 2, generation 2: generations survive a clear"
+        );
     }
 }

@@ -530,7 +530,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if !self.interrupt_waiters.is_empty() {
             self.wake_interrupt_waiters()?;
         }
-        if self.closing_handles > 0 && self.handles.iter().any(|h| h.id == handle && h.closing) {
+        if self.closing_handles > 0 && self.handles.closing(handle) {
             self.try_close(handle)?;
         }
         Ok(direct)

@@ -451,14 +451,6 @@ impl DirectRead {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Handle {
-    id: u32,
-    file: FileId,
-    flags: OpenFlags,
-    closing: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Outgoing {
     Message(Message<'static>),
     Status {
@@ -516,11 +508,12 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// many of its status blocks are still to go (the last carries the
     /// batch's immediate).
     batches: heapless::Vec<Batch, R>,
-    handles: heapless::Vec<Handle, F>,
+    /// The registered files, each in the slot its handle names
+    /// ([`handles::Handles`]).
+    handles: handles::Handles<F>,
     /// Handles in `handles` marked closing (their close waits for their
     /// I/O): while 0, a completion need not look for one.
     closing_handles: u16,
-    next_handle: u32,
     interrupt_waiters: Fifo<u32, R>,
     pending: Fifo<Pending, R>,
     outgoing: Fifo<Outgoing, R>,
@@ -556,9 +549,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             direct: None,
             handing: Fifo::new(),
             batches: heapless::Vec::new(),
-            handles: heapless::Vec::new(),
+            handles: handles::Handles::new(),
             closing_handles: 0,
-            next_handle: 1,
             interrupt_waiters: Fifo::new(),
             pending: Fifo::new(),
             outgoing: Fifo::new(),

@@ -398,13 +398,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// Resolve a handle for an I/O needing `need` rights: the file, or the
     /// status the request completes with.
     pub(super) fn resolve(&self, handle: u32, need: OpenFlags) -> Result<FileId, Status> {
-        let entry = self
-            .handles
-            .iter()
-            .find(|h| h.id == handle && !h.closing)
-            .ok_or(Status::InvalidHandle)?;
-        if entry.flags.contains(need) {
-            Ok(entry.file)
+        let (file, flags) = self.handles.open(handle).ok_or(Status::InvalidHandle)?;
+        if flags.contains(need) {
+            Ok(file)
         } else {
             Err(Status::AccessDenied)
         }
