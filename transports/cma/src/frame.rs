@@ -2,10 +2,13 @@
 //!
 //! Every frame is a 16-byte header, little endian — `kind: u32`,
 //! `len: u32` (payload bytes that follow), `value: u32` (kind-specific),
-//! `reserved: u32` (zero) — and `len` bytes of payload. Only small sends
-//! carry user data; RDMA writes never cross the socket (they are
-//! `process_vm_writev` calls), only their immediate does, and a large send
-//! crosses it as a reference the receiver copies from with
+//! `placed: u32` (how many [`Kind::WriteInline`] frames the sender of this
+//! frame has placed so far, wrapping: the acknowledgement that lets the
+//! peer write those bytes again directly) — and `len` bytes of payload.
+//! Small sends carry user data; RDMA writes are `process_vm_writev` calls
+//! and only their immediate crosses the socket, except a small
+//! write-with-immediate, which crosses it whole ([`Kind::WriteInline`]);
+//! a large send crosses it as a reference the receiver copies from with
 //! `process_vm_readv` ([`Kind::SendRef`]).
 
 use rdio_transport::WcError;
@@ -17,7 +20,9 @@ pub(crate) const HEADER: usize = 16;
 pub(crate) const MAGIC: [u8; 8] = *b"rdio-cma";
 
 /// Wire version; a peer with another one is refused at the handshake.
-pub(crate) const VERSION: u32 = 1;
+/// Version 2: the header's last word acknowledges inline writes
+/// ([`Kind::WriteInline`], [`Kind::Ack`]); it was reserved (zero) in 1.
+pub(crate) const VERSION: u32 = 2;
 
 /// Payload of [`Kind::Hello`]: magic, version, and where the sender keeps
 /// its 16-byte probe (magic + nonce), which the receiver reads with
@@ -30,6 +35,10 @@ pub(crate) const ADVERTISE_LEN: usize = 16;
 /// Bytes per gather element in a [`Kind::SendRef`] payload: address and
 /// length in the sender's memory (the same encoding as an advertisement).
 pub(crate) const REF_LEN: usize = ADVERTISE_LEN;
+
+/// The target at the start of a [`Kind::WriteInline`] payload: address
+/// (u64) and key (u32) in the receiver's memory, then a zero u32.
+pub(crate) const TARGET_LEN: usize = 16;
 
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,10 +70,21 @@ pub(crate) enum Kind {
     /// Answer to the oldest unanswered [`Kind::SendRef`]: its bytes are
     /// copied, the sender's buffer is free.
     SendAck,
+    /// A small write-with-immediate carried whole: the payload is its
+    /// target ([`TARGET_LEN`] bytes) and then its data, which the
+    /// receiver places in its own memory before it completes the oldest
+    /// posted receive with the immediate (`value`) — one frame instead of
+    /// a `process_vm_writev` and a frame. Counted in the receiver's
+    /// `placed`.
+    WriteInline,
+    /// Nothing but the header's `placed`: sent by a side that owes an
+    /// acknowledgement and had no other frame to carry it when it went
+    /// idle.
+    Ack,
 }
 
 impl Kind {
-    const TABLE: [(Self, u32); 9] = [
+    const TABLE: [(Self, u32); 11] = [
         (Self::Hello, 1),
         (Self::Send, 2),
         (Self::WriteImm, 3),
@@ -74,6 +94,8 @@ impl Kind {
         (Self::Error, 7),
         (Self::SendRef, 8),
         (Self::SendAck, 9),
+        (Self::WriteInline, 10),
+        (Self::Ack, 11),
     ];
 
     fn code(self) -> u32 {
@@ -91,7 +113,8 @@ impl Kind {
     }
 }
 
-/// A decoded header.
+/// A decoded header (its `placed` word is read with [`placed_of`] and
+/// written with [`set_placed`], at the moment the frame goes out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) kind: Kind,
@@ -103,7 +126,6 @@ pub(crate) struct Header {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BadHeader {
     UnknownKind(u32),
-    Reserved,
 }
 
 impl Header {
@@ -111,6 +133,7 @@ impl Header {
         Self { kind, len, value }
     }
 
+    /// The header's bytes, its `placed` word 0 until [`set_placed`].
     pub(crate) fn encode(self) -> [u8; HEADER] {
         let mut out = [0u8; HEADER];
         out[0..4].copy_from_slice(&self.kind.code().to_le_bytes());
@@ -124,15 +147,39 @@ impl Header {
             |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let code = word(0);
         let kind = Kind::from_code(code).ok_or(BadHeader::UnknownKind(code))?;
-        if word(12) != 0 {
-            return Err(BadHeader::Reserved);
-        }
         Ok(Self {
             kind,
             len: word(4),
             value: word(8),
         })
     }
+}
+
+/// The `placed` word of an encoded header.
+pub(crate) fn placed_of(bytes: &[u8; HEADER]) -> u32 {
+    u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]])
+}
+
+/// Set the `placed` word of an encoded header.
+pub(crate) fn set_placed(bytes: &mut [u8; HEADER], placed: u32) {
+    bytes[12..16].copy_from_slice(&placed.to_le_bytes());
+}
+
+/// A [`Kind::WriteInline`]'s target: where in the receiver it goes.
+pub(crate) fn target(addr: u64, key: u32) -> [u8; TARGET_LEN] {
+    let mut out = [0u8; TARGET_LEN];
+    out[0..8].copy_from_slice(&addr.to_le_bytes());
+    out[8..12].copy_from_slice(&key.to_le_bytes());
+    out
+}
+
+/// `(addr, key)` of a [`Kind::WriteInline`]'s target, or `None` when its
+/// last word is not zero.
+pub(crate) fn parse_target(bytes: &[u8; TARGET_LEN]) -> Option<(u64, u32)> {
+    let mut addr = [0u8; 8];
+    addr.copy_from_slice(&bytes[0..8]);
+    let key = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    (bytes[12..16] == [0; 4]).then_some((u64::from_le_bytes(addr), key))
 }
 
 /// [`WcError`]s an [`Kind::Error`] frame can carry, with their codes.
@@ -221,8 +268,17 @@ mod tests {
         bytes[0] = 99;
         assert_eq!(Header::decode(&bytes), Err(BadHeader::UnknownKind(99)));
         let mut bytes = Header::new(Kind::Send, 1, 2).encode();
-        bytes[15] = 1;
-        assert_eq!(Header::decode(&bytes), Err(BadHeader::Reserved));
+        assert_eq!(placed_of(&bytes), 0);
+        set_placed(&mut bytes, 0x0506_0708);
+        assert_eq!(placed_of(&bytes), 0x0506_0708);
+        assert_eq!(Header::decode(&bytes), Ok(Header::new(Kind::Send, 1, 2)));
+        assert_eq!(
+            parse_target(&target(0x7f00_1234, 9)),
+            Some((0x7f00_1234, 9))
+        );
+        let mut bad = target(1, 2);
+        bad[15] = 1;
+        assert_eq!(parse_target(&bad), None);
     }
 
     #[test]

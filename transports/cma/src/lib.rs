@@ -80,8 +80,16 @@
 //!   into a region without `LOCAL_WRITE` (or lent memory) completes with
 //!   [`WcError::LocalProtection`].
 //! * A write-with-immediate is the write, then a frame that consumes the
-//!   peer's oldest receive as [`CompletionKind::RecvImm`]. Sends with
-//!   immediate data are [`TransportError::Unsupported`] (as on loopback).
+//!   peer's oldest receive as [`CompletionKind::RecvImm`]. One of at most
+//!   [`CARRIED_WRITE`] inline bytes (a status block) is *carried* instead:
+//!   its data travels in that frame and the receiver places it before the
+//!   completion — one `sendmsg` instead of a `process_vm_writev` and a
+//!   `sendmsg`. Every frame acknowledges the carried writes its sender has
+//!   placed, and a later write to bytes a carried write still on its way
+//!   will write waits for that acknowledgement, so writes still land in
+//!   posting order (a side with nothing to send acknowledges when it goes
+//!   idle). Sends with immediate data are [`TransportError::Unsupported`]
+//!   (as on loopback).
 //! * Loss: the peer's death closes its socket; outstanding work completes
 //!   with [`WcError::Disconnected`] and, once drained, `poll_completions`
 //!   returns [`TransportError::Disconnected`]. A `process_vm_writev`
@@ -113,7 +121,7 @@ mod sys;
 mod transport;
 
 pub use connect::{CmaError, DEFAULT_CONNECT_TIMEOUT, Listener, connect, socket_name};
-pub use transport::{CAPS, CmaTransport, DEFAULT_SPIN_WINDOW, INLINE, MAX_SGE};
+pub use transport::{CAPS, CARRIED_WRITE, CmaTransport, DEFAULT_SPIN_WINDOW, INLINE, MAX_SGE};
 
 /// The provider name negotiated for this transport.
 pub const PROVIDER: &str = "cma";

@@ -91,6 +91,8 @@ pub(crate) struct Resolved {
 /// never reused either, so a stale key stays invalid.
 pub(crate) struct RegionTable {
     table: regions::RegionTable<Region>,
+    /// The key of region 0: keys go up by one with the ids.
+    first_key: u32,
     next_key: u32,
 }
 
@@ -98,6 +100,7 @@ impl RegionTable {
     pub(crate) fn new(first_key: u32) -> Self {
         Self {
             table: regions::RegionTable::new(),
+            first_key,
             next_key: first_key,
         }
     }
@@ -143,6 +146,14 @@ impl RegionTable {
         )?;
         self.next_key = self.next_key.wrapping_add(1);
         Ok(id)
+    }
+
+    /// Where `len` bytes at `addr` go in the remotely writable region
+    /// whose key is `key`, if they lie inside it.
+    pub(crate) fn writable(&self, key: u32, addr: u64, len: usize) -> Option<*mut u8> {
+        let id = RegionId(key.wrapping_sub(self.first_key));
+        let region = self.table.get(id).ok().filter(|r| r.key == key)?;
+        writable_span(region, addr, len)
     }
 
     pub(crate) fn get(&self, id: RegionId) -> Result<&Region, TransportError> {
@@ -202,6 +213,16 @@ impl RegionTable {
 }
 
 /// The peer's remotely writable regions, by key, as it advertised them.
+/// Where `len` bytes at `addr` go in `region`, if it is remotely
+/// writable and they lie inside it.
+pub(crate) fn writable_span(region: &Region, addr: u64, len: usize) -> Option<*mut u8> {
+    if !region.remote_writable {
+        return None;
+    }
+    let offset = usize::try_from(addr.checked_sub(region.addr())?).ok()?;
+    regions::within(offset, len, region.len).then(|| region.ptr.wrapping_add(offset))
+}
+
 #[derive(Default)]
 pub(crate) struct PeerWindows {
     windows: HashMap<u32, (u64, u64)>,

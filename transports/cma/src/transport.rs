@@ -13,8 +13,8 @@ use rdio_transport::{
     TransportError, WcError, WrId,
 };
 
-use crate::frame::{self, ADVERTISE_LEN, HEADER, Header, Kind, REF_LEN};
-use crate::region::{PeerWindows, Region, RegionTable};
+use crate::frame::{self, ADVERTISE_LEN, HEADER, Header, Kind, REF_LEN, TARGET_LEN};
+use crate::region::{self, PeerWindows, Region, RegionTable};
 use crate::sys::{self, IOV_MAX, Span};
 
 /// Most gather elements per send or write.
@@ -77,7 +77,7 @@ const FLUSH_AT: usize = 256;
 /// and entries whose RDMA writes go into one `process_vm_writev`. A 4 KiB
 /// read at queue depth 32 is 64 entries on the server (data write, status
 /// write-with-immediate) and 32 sends on the client; each frame takes at
-/// most `2 + MAX_SGE` iovecs and each write `MAX_SGE`, so 128 entries
+/// most `3 + MAX_SGE` iovecs and each write `MAX_SGE`, so 128 entries
 /// stay within [`IOV_MAX`] either way.
 const BATCH: usize = 128;
 
@@ -138,6 +138,16 @@ struct Outgoing {
     work: Option<(WrId, CompletionKind)>,
     /// An RDMA write to place before the frame (if any) goes out.
     write: Option<RemoteBuf>,
+    /// A write carried whole in the frame ([`Kind::WriteInline`]), until
+    /// its turn comes in [`CmaTransport::place_writes`]: there it is
+    /// checked against the peer's windows and counted as unacknowledged,
+    /// before any later write is placed.
+    carried: Option<RemoteBuf>,
+    /// The frame carries a write's target between header and payload.
+    target: Option<[u8; TARGET_LEN]>,
+    /// The `placed` word its header went out with (see
+    /// [`CmaTransport::stamp_headers`]).
+    placed: u32,
     /// The frame header, if a frame is sent at all (a plain write has none).
     header: Option<[u8; HEADER]>,
     /// Control payload after the header, or an inline send's data (both
@@ -178,6 +188,9 @@ impl Outgoing {
         Self {
             work,
             write: None,
+            carried: None,
+            target: None,
+            placed: 0,
             header: None,
             extra: [0; EXTRA],
             extra_len: 0,
@@ -205,8 +218,13 @@ impl Outgoing {
             Some(_) if self.carries_data() => {
                 HEADER + self.extra_len + self.sges().iter().map(|s| s.len).sum::<usize>()
             }
-            Some(_) => HEADER + self.frame_extra(),
+            Some(_) => HEADER + self.target_len() + self.frame_extra(),
         }
+    }
+
+    /// Bytes of a carried write's target in the frame.
+    fn target_len(&self) -> usize {
+        if self.target.is_some() { TARGET_LEN } else { 0 }
     }
 
     /// Whether the gather list's bytes go into the socket after the header.
@@ -251,28 +269,37 @@ impl Outgoing {
         self.sge_count + usize::from(self.inline_write)
     }
 
-    /// Whether the entry's frame may go out: its write (if any) is placed.
+    /// Whether the entry's frame may go out: its write (if any) is placed,
+    /// or, carried in the frame, checked and counted.
     fn frame_ready(&self) -> bool {
-        self.write.is_none() && self.failed.is_none()
+        self.write.is_none() && self.carried.is_none() && self.failed.is_none()
     }
 
     /// Append the iovecs of the frame's unsent bytes to `iov`.
     fn unsent(&self, iov: &mut Vec<libc::iovec>) {
         let Some(header) = &self.header else { return };
         let mut skip = self.written;
-        let mut parts: [Span; 2 + MAX_SGE] = [Span {
+        let mut parts: [Span; 3 + MAX_SGE] = [Span {
             ptr: std::ptr::null_mut(),
             len: 0,
-        }; 2 + MAX_SGE];
+        }; 3 + MAX_SGE];
         parts[0] = Span {
             ptr: header.as_ptr().cast_mut(),
             len: HEADER,
         };
-        parts[1] = Span {
+        let mut n = 1;
+        if let Some(target) = &self.target {
+            parts[n] = Span {
+                ptr: target.as_ptr().cast_mut(),
+                len: TARGET_LEN,
+            };
+            n += 1;
+        }
+        parts[n] = Span {
             ptr: self.extra.as_ptr().cast_mut(),
             len: self.frame_extra(),
         };
-        let mut n = 2;
+        n += 1;
         if self.carries_data() {
             for span in self.sges() {
                 parts[n] = *span;
@@ -312,6 +339,25 @@ enum Incoming {
         len: usize,
         filled: usize,
     },
+    /// Reading a write carried whole ([`Kind::WriteInline`]): target and
+    /// data, `len` bytes in all, into `CmaTransport::carried_in`.
+    WriteInline { imm: u32, len: usize, filled: usize },
+}
+
+/// Most data bytes a write carried whole takes ([`Kind::WriteInline`]):
+/// a write-with-immediate of at most this many bytes, all inline
+/// ([`Transport::post_write_inline`]), crosses the socket in its frame.
+pub const CARRIED_WRITE: usize = INLINE;
+
+/// A write carried whole whose placement the peer has not acknowledged
+/// yet: no later write to the same bytes may be placed directly before it
+/// is, or the earlier bytes would land last.
+#[derive(Clone, Copy, Debug)]
+struct Unacked {
+    /// Its number among the writes this side carried (wrapping).
+    seq: u32,
+    start: u64,
+    end: u64,
 }
 
 /// One side of a connection between two processes on this host,
@@ -339,6 +385,18 @@ pub struct CmaTransport {
     stage_end: usize,
     /// Payload of the control frame being read.
     control: [u8; CONTROL],
+    /// Target and data of the carried write being read.
+    carried_in: [u8; TARGET_LEN + CARRIED_WRITE],
+    /// Writes this side carried whole and has counted (numbered from 0).
+    carried_out: u32,
+    /// Of those, the ones the peer has not acknowledged, oldest first.
+    unacked: VecDeque<Unacked>,
+    /// Carried writes the peer sent and this side placed: every frame
+    /// this side sends says so in its `placed` word.
+    placed: u32,
+    /// The highest `placed` a frame of ours took out whole: while it is
+    /// below `placed`, an acknowledgement is owed.
+    placed_told: u32,
     ready: VecDeque<Ready>,
     /// Scratch iovecs of one batch, kept to spare an allocation per flush:
     /// the frames of a `sendmsg`, and the sources and targets of a
@@ -408,6 +466,11 @@ impl CmaTransport {
             stage_start: 0,
             stage_end: 0,
             control: [0; CONTROL],
+            carried_in: [0; TARGET_LEN + CARRIED_WRITE],
+            carried_out: 0,
+            unacked: VecDeque::new(),
+            placed: 0,
+            placed_told: 0,
             ready: VecDeque::new(),
             frame_iov: Vec::with_capacity(IOV_MAX),
             write_local: Vec::with_capacity(IOV_MAX),
@@ -539,6 +602,18 @@ impl CmaTransport {
             return Err(TransportError::OutOfBounds);
         }
         let mut op = self.inline_op(wr_id, CompletionKind::Write, tail)?;
+        if let (Some(imm), true, 1..=CARRIED_WRITE) = (imm, sges.is_empty(), tail.len()) {
+            // A small write-with-immediate (a status block) goes whole in
+            // its frame: one `sendmsg` instead of a `process_vm_writev`
+            // and a `sendmsg`. The peer places it before completing the
+            // receive, and acknowledges it, so that no later write to the
+            // same bytes overtakes it (`place_writes`).
+            op.carried = Some(dst);
+            op.target = Some(frame::target(dst.addr, dst.key));
+            let len = (TARGET_LEN + tail.len()) as u32;
+            op.header = Some(Header::new(Kind::WriteInline, len, imm).encode());
+            return self.enqueue(op);
+        }
         op.inline_write = !tail.is_empty();
         // A zero-length write names no memory: nothing to place or check.
         op.write = (total > 0).then_some(dst);
@@ -637,10 +712,11 @@ impl CmaTransport {
     /// out whole. `false` when the socket took less than offered (full) or
     /// the connection failed.
     fn send_frames(&mut self, iov: &mut Vec<libc::iovec>) -> bool {
+        self.stamp_headers();
         iov.clear();
         let mut frames = 0;
         for op in &self.outbox {
-            if frames == BATCH || !op.frame_ready() || iov.len() + 2 + MAX_SGE > IOV_MAX {
+            if frames == BATCH || !op.frame_ready() || iov.len() + 3 + MAX_SGE > IOV_MAX {
                 break;
             }
             op.unsent(iov);
@@ -673,6 +749,22 @@ impl CmaTransport {
         sent == wanted
     }
 
+    /// Write the current `placed` count into the headers of the frames
+    /// about to go that have not started yet: each acknowledges every
+    /// carried write placed so far.
+    fn stamp_headers(&mut self) {
+        let placed = self.placed;
+        for op in self.outbox.iter_mut().take(BATCH) {
+            if !op.frame_ready() {
+                break;
+            }
+            if let (Some(header), 0) = (&mut op.header, op.written) {
+                frame::set_placed(header, placed);
+                op.placed = placed;
+            }
+        }
+    }
+
     /// Credit `sent` bytes to the first `frames` entries in order;
     /// finished ones complete (or, sent by reference, await their
     /// acknowledgement).
@@ -690,6 +782,9 @@ impl CmaTransport {
             }
             left -= remaining;
             if let Some(op) = self.outbox.pop_front() {
+                if op.header.is_some() {
+                    self.placed_told = op.placed;
+                }
                 if op.by_reference {
                     self.awaiting.push_back(op);
                 } else {
@@ -717,9 +812,25 @@ impl CmaTransport {
         local.clear();
         remote.clear();
         let mut refused = None;
-        for (i, op) in self.outbox.iter().enumerate().take(BATCH) {
+        for (i, op) in self.outbox.iter_mut().enumerate().take(BATCH) {
             if op.failed.is_some() {
                 break;
+            }
+            if let Some(dst) = op.carried {
+                // Its turn: checked as a write placed here would be, and
+                // counted before any later write is placed.
+                if !self.windows.allows(dst, op.extra_len) {
+                    refused = Some((i, dst, op.extra_len));
+                    break;
+                }
+                self.unacked.push_back(Unacked {
+                    seq: self.carried_out,
+                    start: dst.addr,
+                    end: dst.addr.saturating_add(op.extra_len as u64),
+                });
+                self.carried_out = self.carried_out.wrapping_add(1);
+                op.carried = None;
+                continue;
             }
             let Some(dst) = op.write else { continue };
             let total = op.data_len();
@@ -728,6 +839,17 @@ impl CmaTransport {
             // arrive.
             if !self.windows.allows(dst, total) {
                 refused = Some((i, dst, total));
+                break;
+            }
+            // Bytes a carried write still on its way will write: this one
+            // waits for the peer's acknowledgement (it and everything
+            // after it stay queued; the frames before it go).
+            let end = dst.addr.saturating_add(total as u64);
+            if self
+                .unacked
+                .iter()
+                .any(|u| u.start < end && dst.addr < u.end)
+            {
                 break;
             }
             if local.len() + op.write_pieces() > IOV_MAX || remote.len() == IOV_MAX {
@@ -901,6 +1023,25 @@ impl CmaTransport {
                         self.incoming = Incoming::Advertise { key, filled };
                     }
                 }
+                Incoming::WriteInline { imm, len, filled } => {
+                    if available == 0 {
+                        if self.fill_stage() {
+                            continue;
+                        }
+                        return;
+                    }
+                    let n = (len - filled).min(available);
+                    self.carried_in[filled..filled + n]
+                        .copy_from_slice(&self.stage[self.stage_start..self.stage_start + n]);
+                    self.stage_start += n;
+                    let filled = filled + n;
+                    if filled == len {
+                        self.incoming = Incoming::Header;
+                        self.place_carried(imm, len);
+                    } else {
+                        self.incoming = Incoming::WriteInline { imm, len, filled };
+                    }
+                }
                 Incoming::SendRef { total, len, filled } => {
                     if available == 0 {
                         if self.fill_stage() {
@@ -918,6 +1059,82 @@ impl CmaTransport {
                 }
             }
         }
+    }
+
+    /// A write carried whole is read (`len` bytes of target and data in
+    /// `carried_in`): place its data where its target says, in a region of
+    /// ours the peer may write, then complete the oldest posted receive
+    /// with its immediate — the order a write-with-immediate keeps. A
+    /// target outside every such region is the peer's remote access error.
+    fn place_carried(&mut self, imm: u32, len: usize) {
+        let mut target = [0u8; TARGET_LEN];
+        target.copy_from_slice(&self.carried_in[..TARGET_LEN]);
+        let Some((addr, key)) = frame::parse_target(&target) else {
+            return self.protocol_error(
+                WcError::RemoteOperation,
+                "a carried write's target has a non-zero reserved word".into(),
+            );
+        };
+        let data = len - TARGET_LEN;
+        let dest = match self.regions.writable(key, addr, data) {
+            Some(dest) => Some(dest),
+            // Deregistered, the revocation not yet answered: the peer may
+            // still write there, as it could with `process_vm_writev`.
+            None => self
+                .revoked
+                .get(&key)
+                .and_then(|region| region::writable_span(region, addr, data)),
+        };
+        let Some(dest) = dest else {
+            return self.protocol_error(
+                WcError::RemoteAccess,
+                format!("a carried write of {data} bytes to {addr:#x} (key {key}) is outside every remotely writable region"),
+            );
+        };
+        // SAFETY: `dest .. dest + data` lies inside a remotely writable
+        // region of ours (checked just above), memory this transport
+        // mapped and keeps mapped while registered or revoked-unanswered;
+        // no reference into it is alive (`region` and `region_mut` borrow
+        // `self`, borrowed mutably here), and the peer's own writes into
+        // it are the same unsynchronised stores they always are.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.carried_in[TARGET_LEN..len].as_ptr(), dest, data);
+        }
+        self.placed = self.placed.wrapping_add(1);
+        self.complete_recv(CompletionKind::RecvImm { imm }, Ok(()));
+    }
+
+    /// The peer has placed `placed` of the writes this side carried: those
+    /// no longer hold back later writes to the same bytes.
+    fn acknowledged(&mut self, placed: u32) {
+        while let Some(front) = self.unacked.front() {
+            // `front` is placed once `placed` counts past it (wrapping).
+            if placed.wrapping_sub(front.seq) as i32 <= 0 {
+                break;
+            }
+            self.unacked.pop_front();
+        }
+    }
+
+    /// Acknowledge the carried writes placed since our last frame, in a
+    /// frame of its own, when none of ours is about to carry it: called
+    /// when this side goes idle (a poll that found nothing, a wait), so a
+    /// peer holding a write back for it is never left waiting. It goes
+    /// ahead of queued work (it says nothing about our own sends), but
+    /// never into the middle of a frame.
+    fn acknowledge_if_owed(&mut self) {
+        if self.link != Link::Up || self.placed == self.placed_told {
+            return;
+        }
+        let ack = Header::new(Kind::Ack, 0, 0).encode();
+        match self.outbox.front() {
+            Some(op) if op.written > 0 => return,
+            Some(op) if op.header.is_some_and(|h| h[..12] == ack[..12]) => {}
+            _ => self
+                .outbox
+                .push_front(Outgoing::control(Header::new(Kind::Ack, 0, 0), &[])),
+        }
+        self.send_outbox();
     }
 
     /// Move staged bytes into the control payload being read, which has
@@ -1059,6 +1276,7 @@ impl CmaTransport {
                 );
             }
         };
+        self.acknowledged(frame::placed_of(bytes));
         let len = header.len as usize;
         match header.kind {
             Kind::Send => {
@@ -1080,6 +1298,21 @@ impl CmaTransport {
                 }
                 self.complete_recv(CompletionKind::RecvImm { imm: header.value }, Ok(()));
             }
+            Kind::WriteInline if len > TARGET_LEN && len <= TARGET_LEN + CARRIED_WRITE => {
+                if self.recvs.is_empty() {
+                    return self.protocol_error(
+                        WcError::ReceiverNotReady,
+                        "a write-with-immediate arrived with no receive posted".into(),
+                    );
+                }
+                self.incoming = Incoming::WriteInline {
+                    imm: header.value,
+                    len,
+                    filled: 0,
+                };
+            }
+            // Its `placed` word was all it brought.
+            Kind::Ack if len == 0 => {}
             Kind::Advertise if len == ADVERTISE_LEN => {
                 self.incoming = Incoming::Advertise {
                     key: header.value,
@@ -1174,6 +1407,7 @@ impl CmaTransport {
         while !self.recvs.is_empty() {
             self.complete_recv(recv_kind_failed(), Err(rx));
         }
+        self.unacked.clear();
         self.incoming = Incoming::Header;
     }
 
@@ -1396,6 +1630,9 @@ impl Transport for CmaTransport {
         if n == 0 && self.link != Link::Up && self.ready.is_empty() {
             return Err(TransportError::Disconnected);
         }
+        if n == 0 {
+            self.acknowledge_if_owed();
+        }
         Ok(n)
     }
 
@@ -1408,6 +1645,7 @@ impl Transport for CmaTransport {
             if !self.ready.is_empty() || self.link != Link::Up {
                 return Ok(());
             }
+            self.acknowledge_if_owed();
             let now = Instant::now();
             if std::mem::take(&mut self.active) {
                 self.last_activity = Some(now);
@@ -1421,8 +1659,10 @@ impl Transport for CmaTransport {
                 std::thread::yield_now();
                 continue;
             }
-            // The write half only matters while frames wait for room.
-            match sys::poll_socket(self.socket.as_fd(), !self.outbox.is_empty(), remaining) {
+            // The write half only matters while frames wait for room (not
+            // while the front write waits for the peer's acknowledgement).
+            let room = self.outbox.front().is_some_and(Outgoing::frame_ready);
+            match sys::poll_socket(self.socket.as_fd(), room, remaining) {
                 Ok(_) => {}
                 Err(code) => return Err(TransportError::Os(code)),
             }

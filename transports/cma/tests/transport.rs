@@ -530,7 +530,7 @@ fn hostile_peer(frames: Vec<u8>) -> (CmaTransport, thread::JoinHandle<Vec<u8>>) 
         hello.extend_from_slice(&32u32.to_le_bytes());
         hello.extend_from_slice(&[0; 8]);
         hello.extend_from_slice(b"rdio-cma");
-        hello.extend_from_slice(&1u32.to_le_bytes());
+        hello.extend_from_slice(&2u32.to_le_bytes()); // frame version 2
         hello.extend_from_slice(&[0; 4]);
         hello.extend_from_slice(&(probe.as_ptr() as u64).to_le_bytes());
         hello.extend_from_slice(&7u64.to_le_bytes());
@@ -576,7 +576,17 @@ fn a_hostile_peer_ends_the_connection_and_hears_why_but_cannot_crash_or_hang_us(
             .concat()
         })
         .collect();
-    let cases: [(&str, Vec<u8>, WcError); 9] = [
+    // A write carried whole (kind 10) to memory this side never lent.
+    let carried = |addr: u64, key: u32, data: usize| {
+        [
+            header(10, 16 + data as u32, 0x5eed),
+            addr.to_le_bytes().to_vec(),
+            key.to_le_bytes().to_vec(),
+            vec![0; 4 + data],
+        ]
+        .concat()
+    };
+    let cases: [(&str, Vec<u8>, WcError); 11] = [
         // Announces 4 GiB for a 64-byte receive.
         ("huge send", header(2, u32::MAX, 0), WcError::LocalLength),
         (
@@ -595,8 +605,18 @@ fn a_hostile_peer_ends_the_connection_and_hears_why_but_cannot_crash_or_hang_us(
         ),
         ("advertisement flood", advertisement_flood, WcError::Flushed),
         (
-            "reserved bits",
-            [header(2, 1, 0)[..12].to_vec(), vec![1, 0, 0, 0]].concat(),
+            "carried write to memory never lent",
+            carried(0x1000, 77, 24),
+            WcError::Flushed,
+        ),
+        (
+            "carried write larger than a carried write may be",
+            carried(0x1000, 77, rdio_cma::CARRIED_WRITE + 1),
+            WcError::Flushed,
+        ),
+        (
+            "carried write of nothing",
+            carried(0x1000, 77, 0),
             WcError::Flushed,
         ),
     ];
@@ -977,6 +997,73 @@ fn inline_sends_and_writes_copy_at_post_time_and_keep_order() {
     assert_eq!(
         lost.first().map(|c| (c.wr_id, c.status)),
         Some((9, Err(WcError::RemoteAccess)))
+    );
+}
+
+/// A small write-with-immediate crosses the socket whole and the peer
+/// places it; a later write to the same bytes waits until the peer says it
+/// did (on its next frame, or idle), so the later bytes land last, as
+/// work requests execute in order.
+#[test]
+fn a_carried_write_is_never_overtaken_by_a_later_write_to_the_same_bytes() {
+    let (mut client, mut server) = pair();
+    let window = client
+        .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let inbox = client.register(64, Access::LOCAL_WRITE).unwrap();
+    client.post_recv(1, Slice::whole(inbox, 64)).unwrap();
+    let source = server.register(4096, Access::empty()).unwrap();
+    server.region_mut(source).unwrap().fill(0xbb);
+    // The advertisement of the window reaches the server first.
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+    let dst = client.remote_buf(window, 0, 4096).unwrap();
+    server
+        .post_write_inline(2, &[0xaa; 24], dst, Some(7))
+        .unwrap();
+    server
+        .post_write(3, &[Slice::whole(source, 4096)], dst, None)
+        .unwrap();
+    server.flush().unwrap();
+    thread::sleep(Duration::from_millis(20));
+    server.flush().unwrap();
+    assert!(
+        client.region(window).unwrap().iter().all(|&b| b == 0),
+        "the later write waits for the carried one to be placed"
+    );
+    let imm = next(&mut client, &mut server, 0);
+    assert_eq!(
+        (imm.wr_id, imm.kind, imm.status),
+        (1, CompletionKind::RecvImm { imm: 7 }, Ok(()))
+    );
+    assert_eq!(&client.region(window).unwrap()[..24], &[0xaa; 24]);
+    // Idle, the client acknowledges; the data follows, over the block.
+    let mut done: Vec<_> = collect(&mut server, &mut client, 2)
+        .iter()
+        .map(|c| (c.wr_id, c.kind, c.status))
+        .collect();
+    done.sort_by_key(|&(id, _, _)| id);
+    assert_eq!(
+        done,
+        [
+            (2, CompletionKind::Write, Ok(())),
+            (3, CompletionKind::Write, Ok(()))
+        ]
+    );
+    assert!(client.region(window).unwrap().iter().all(|&b| b == 0xbb));
+    // A carried write to a window the peer has not lent fails as a
+    // placed one does, before anything of it crosses.
+    let forged = RemoteBuf {
+        addr: dst.addr + 8192,
+        ..dst
+    };
+    server
+        .post_write_inline(4, &[1; 24], forged, Some(8))
+        .unwrap();
+    let lost = until_lost(&mut server);
+    assert_eq!(
+        lost.first().map(|c| (c.wr_id, c.status)),
+        Some((4, Err(WcError::RemoteAccess)))
     );
 }
 
