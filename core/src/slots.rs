@@ -122,6 +122,15 @@ impl<T, const R: usize> SlotTable<T, R> {
         item
     }
 
+    /// Free a slot, dropping its entry.
+    #[inline]
+    pub(crate) fn remove(&mut self, slot: usize) {
+        if let Some(entry @ Some(_)) = self.items.get_mut(slot) {
+            *entry = None;
+            self.len = self.len.saturating_sub(1);
+        }
+    }
+
     /// The occupied slots and their entries, in slot order.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
         self.items

@@ -97,26 +97,18 @@ impl<const R: usize> Client<R> {
             }
         };
         self.heard(now);
-        let slot = match self.check_status_block(&block, batch.is_some()) {
-            Ok(slot) => slot,
+        let slot = match self.check_status_block(&block, batch.is_some(), direct) {
+            Ok(Checked::Pending(slot)) => slot,
+            Ok(Checked::Finished(event)) => {
+                self.rearm_idle(now);
+                return Ok(BlockOutcome::Completed(event));
+            }
             Err(violation) => {
                 return self
                     .after_input(now, Err(violation))
                     .map(|()| BlockOutcome::Taken);
             }
         };
-        let finished = self.ops.get(slot).is_some_and(|op| op.unanswered == 0);
-        if direct && finished {
-            let event = self.report(slot);
-            self.rearm_idle(now);
-            return match event {
-                Some(event) => Ok(BlockOutcome::Completed(event)),
-                None => {
-                    self.fail(Violation::Internal);
-                    Err(Violation::Internal)
-                }
-            };
-        }
         let result = self.settle(slot);
         self.after_input(now, result).map(|()| BlockOutcome::Taken)
     }
@@ -283,13 +275,16 @@ impl<const R: usize> Client<R> {
     }
 
     /// Apply a status block to the request its id names: its slot, the
-    /// request now holding its final answer.
+    /// request now holding its final answer; or, with `direct`, when that
+    /// answer finishes the request (no fragment answer outstanding), the
+    /// request freed and its completion, nothing stored on the way.
     #[inline(always)]
     pub(super) fn check_status_block(
         &mut self,
         block: &StatusBlock,
         batch: bool,
-    ) -> Result<usize, Violation> {
+        direct: bool,
+    ) -> Result<Checked, Violation> {
         let unknown = Violation::UnknownRequest(block.request_id);
         if self.state != State::Open {
             return Err(unknown);
@@ -337,7 +332,24 @@ impl<const R: usize> Client<R> {
         if block.bytes > wanted {
             return Err(Violation::BadDescriptor);
         }
-        op.unanswered = op.unanswered.saturating_sub(block.credits);
+        let unanswered = op.unanswered.saturating_sub(block.credits);
+        if direct && unanswered == 0 {
+            // Finished: reported at once from the block (a data request
+            // completes with the block's status and bytes), so the
+            // request's record is freed rather than written and read back.
+            let stop_streaming = op.kind.write_total().is_some_and(|total| op.sent < total);
+            self.ledger.on_reply(block.credits, block.credits)?;
+            if stop_streaming {
+                remove_from(&mut self.streaming, slot);
+            }
+            self.ops.remove(slot);
+            return Ok(Checked::Finished(ClientEvent::Completed {
+                request: RequestId(block.request_id),
+                status: block.status,
+                bytes: block.bytes,
+            }));
+        }
+        op.unanswered = unanswered;
         op.final_seen = true;
         op.status = block.status;
         op.bytes = block.bytes;
@@ -348,7 +360,7 @@ impl<const R: usize> Client<R> {
             remove_from(&mut self.streaming, slot);
         }
         self.ledger.on_reply(block.credits, block.credits)?;
-        Ok(slot)
+        Ok(Checked::Pending(slot))
     }
 
     /// Report the op in `slot` once its final answer and every fragment
@@ -410,4 +422,12 @@ impl<const R: usize> Client<R> {
             },
         })
     }
+}
+
+/// What [`Client::check_status_block`] made of a block.
+pub(super) enum Checked {
+    /// Applied to the request in this slot, which may await more answers.
+    Pending(usize),
+    /// The request finished with it and is freed: its completion.
+    Finished(ClientEvent),
 }
