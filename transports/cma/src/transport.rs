@@ -385,8 +385,9 @@ pub struct CmaTransport {
     stage_end: usize,
     /// Payload of the control frame being read.
     control: [u8; CONTROL],
-    /// Target and data of the carried write being read.
-    carried_in: [u8; TARGET_LEN + CARRIED_WRITE],
+    /// Target and data of the carried write being read (boxed: kept out
+    /// of the transport value, which callers move and put in enums).
+    carried_in: Box<[u8; TARGET_LEN + CARRIED_WRITE]>,
     /// Writes this side carried whole and has counted (numbered from 0).
     carried_out: u32,
     /// Of those, the ones the peer has not acknowledged, oldest first.
@@ -466,7 +467,7 @@ impl CmaTransport {
             stage_start: 0,
             stage_end: 0,
             control: [0; CONTROL],
-            carried_in: [0; TARGET_LEN + CARRIED_WRITE],
+            carried_in: Box::new([0; TARGET_LEN + CARRIED_WRITE]),
             carried_out: 0,
             unacked: VecDeque::new(),
             placed: 0,
