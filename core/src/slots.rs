@@ -72,29 +72,25 @@ impl<T, const R: usize> SlotTable<T, R> {
             return Err(item);
         }
         // A free slot exists, so this finds one within R steps (in order of
-        // completion, at the first).
+        // completion, at the first). `cursor` is always below R.
         let mut slot = self.cursor;
         for _ in 0..R {
-            if slot >= R {
-                slot = 0;
+            if let (Some(entry @ None), Some(held)) =
+                (self.items.get_mut(slot), self.ids.get_mut(slot))
+            {
+                let Some(id) = next_id(*held, slot, R) else {
+                    return Err(item);
+                };
+                *held = id;
+                *entry = Some(item);
+                // Below R (checked above): no overflow.
+                self.len = self.len.wrapping_add(1);
+                self.cursor = after(slot, R);
+                return Ok((slot, id));
             }
-            if matches!(self.items.get(slot), Some(None)) {
-                break;
-            }
-            slot = slot.wrapping_add(1);
+            slot = after(slot, R);
         }
-        let (Some(held), Some(entry @ None)) = (self.ids.get_mut(slot), self.items.get_mut(slot))
-        else {
-            return Err(item);
-        };
-        let Some(id) = next_id(*held, slot, R) else {
-            return Err(item);
-        };
-        *held = id;
-        *entry = Some(item);
-        self.len = self.len.saturating_add(1);
-        self.cursor = slot.wrapping_add(1);
-        Ok((slot, id))
+        Err(item)
     }
 
     /// The id of the entry in `slot` (or of the last one, if free).
@@ -117,7 +113,8 @@ impl<T, const R: usize> SlotTable<T, R> {
     pub(crate) fn take(&mut self, slot: usize) -> Option<T> {
         let item = self.items.get_mut(slot)?.take();
         if item.is_some() {
-            self.len = self.len.saturating_sub(1);
+            // An entry was counted: no underflow.
+            self.len = self.len.wrapping_sub(1);
         }
         item
     }
@@ -127,7 +124,8 @@ impl<T, const R: usize> SlotTable<T, R> {
     pub(crate) fn remove(&mut self, slot: usize) {
         if let Some(entry @ Some(_)) = self.items.get_mut(slot) {
             *entry = None;
-            self.len = self.len.saturating_sub(1);
+            // An entry was counted: no underflow.
+            self.len = self.len.wrapping_sub(1);
         }
     }
 
@@ -148,6 +146,13 @@ impl<T, const R: usize> SlotTable<T, R> {
             }
         }
     }
+}
+
+/// The slot after `slot` in a table of `r` slots, round to 0.
+#[inline]
+fn after(slot: usize, r: usize) -> usize {
+    let next = slot.wrapping_add(1);
+    if next >= r { 0 } else { next }
 }
 
 /// The id after `last` in `slot` of a table of `r` slots: the next
