@@ -1160,3 +1160,132 @@ fn newest_first_fills_the_receive_posted_last() {
     let bytes = server.region_mut(rx).unwrap();
     assert_eq!([bytes[200], bytes[300], bytes[100]], *b"abc");
 }
+
+/// Writes of every kind, mixed at random over one small window — status
+/// blocks carried in frames (with immediate), small direct writes (no
+/// immediate) and gathered ones, overlapping each other — land as if
+/// executed one by one in posting order, whatever the interleaving of
+/// acknowledgements, and every one completes on both sides.
+#[test]
+fn mixed_carried_and_direct_writes_land_in_posting_order() {
+    const WINDOW: usize = 1024;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |below: usize| {
+        // xorshift64*: repeatable, no dependency.
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % below
+    };
+    for round in 0..24 {
+        let (mut client, mut server) = pair();
+        let window = client
+            .register(WINDOW, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+            .unwrap();
+        let inbox = client.register(64 * 64, Access::LOCAL_WRITE).unwrap();
+        for i in 0..64u64 {
+            client
+                .post_recv(
+                    i,
+                    Slice {
+                        region: inbox,
+                        offset: i as usize * 64,
+                        len: 64,
+                    },
+                )
+                .unwrap();
+        }
+        let source = server.register(WINDOW, Access::empty()).unwrap();
+        client.poll_completions(&mut []).unwrap();
+        server.poll_completions(&mut []).unwrap();
+        let mut expected = vec![0u8; WINDOW];
+        let (mut writes, mut immediates) = (0, 0);
+        for step in 0..(8 + next(24)) {
+            let fill = (round * 31 + step * 7 + 1) as u8;
+            let kind = next(3);
+            let len = match kind {
+                0 | 1 => 1 + next(rdio_cma::CARRIED_WRITE),
+                _ => 1 + next(WINDOW / 2),
+            };
+            let offset = next(WINDOW - len + 1);
+            let dst = client.remote_buf(window, offset, len).unwrap();
+            let wr = 100 + step as u64;
+            match kind {
+                // Carried: inline with immediate.
+                0 => {
+                    server
+                        .post_write_inline(wr, &vec![fill; len], dst, Some(step as u32))
+                        .unwrap();
+                    immediates += 1;
+                }
+                // Placed directly: inline without immediate.
+                1 => server
+                    .post_write_inline(wr, &vec![fill; len], dst, None)
+                    .unwrap(),
+                // Placed directly: gathered from a registered buffer.
+                _ => {
+                    server.flush().unwrap();
+                    // The source may be written only while no posted write
+                    // reads it: wait for every earlier write first.
+                    while writes > 0 {
+                        let mut out = [NONE; 16];
+                        let _ = client.poll_completions(&mut []);
+                        let n = server.poll_completions(&mut out).unwrap();
+                        for c in &out[..n] {
+                            assert_eq!(c.status, Ok(()), "round {round}: {c:?}");
+                        }
+                        writes -= n;
+                    }
+                    server.region_mut(source).unwrap()[..len].fill(fill);
+                    server
+                        .post_write(
+                            wr,
+                            &[Slice {
+                                region: source,
+                                offset: 0,
+                                len,
+                            }],
+                            dst,
+                            None,
+                        )
+                        .unwrap();
+                }
+            }
+            writes += 1;
+            expected[offset..offset + len].fill(fill);
+            // Now and then let the two sides run in between.
+            if next(4) == 0 {
+                let _ = server.poll_completions(&mut []);
+                let _ = client.poll_completions(&mut []);
+            }
+        }
+        let start = Instant::now();
+        while writes > 0 || immediates > 0 {
+            assert!(
+                start.elapsed() < SOON,
+                "round {round}: {writes} writes, {immediates} immediates left"
+            );
+            let mut out = [NONE; 16];
+            let n = client.poll_completions(&mut out).unwrap();
+            for c in &out[..n] {
+                assert!(matches!(c.kind, CompletionKind::RecvImm { .. }), "{c:?}");
+                assert_eq!(c.status, Ok(()));
+            }
+            immediates -= n;
+            let n = server.poll_completions(&mut out).unwrap();
+            for c in &out[..n] {
+                assert_eq!(
+                    (c.kind, c.status),
+                    (CompletionKind::Write, Ok(())),
+                    "round {round}"
+                );
+            }
+            writes -= n;
+        }
+        assert_eq!(
+            client.region(window).unwrap(),
+            &expected[..],
+            "round {round}"
+        );
+    }
+}
