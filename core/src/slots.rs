@@ -157,7 +157,7 @@ fn after(slot: usize, r: usize) -> usize {
 
 /// The id after `last` in `slot` of a table of `r` slots: the next
 /// generation, back to generation 1 when it would not fit in a `u32`.
-pub(crate) fn next_id(last: u32, slot: usize, r: usize) -> Option<u32> {
+fn next_id(last: u32, slot: usize, r: usize) -> Option<u32> {
     let slot = u32::try_from(slot).ok()?;
     let r = u32::try_from(r).ok()?;
     let first = slot.checked_add(r)?;

@@ -3,6 +3,7 @@
 //! handles (claim 15).
 
 use super::*;
+use crate::slots::SlotTable;
 
 impl<const R: usize, const F: usize> Connection<R, F> {
     pub(super) fn cancel(&mut self, target: u32) -> Result<Status, Violation> {
@@ -183,84 +184,57 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
 /// The files registered on a connection, each in the slot its handle names:
 /// `handle = generation × F + slot` (generation ≥ 1, so a handle is never
-/// 0), the way the client numbers its requests (`crate::slots`). Resolving
-/// a request's handle is one remainder, one load and one compare however
-/// many files are open, and a closed handle is never found again: its
-/// slot's next file gets the next generation (wrapping back to 1 after
-/// `u32::MAX / F` registrations in the same slot). Registration goes round
-/// the slots from the one after the last used, so a slot is reused as late
-/// as possible.
+/// 0), numbered by the table the client keeps its requests in
+/// ([`SlotTable`]). Resolving a request's handle is one remainder, one load
+/// and one compare however many files are open, and a closed handle is
+/// never found again: its slot's next file gets the next generation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Handles<const F: usize> {
-    slots: [HandleSlot; F],
-    /// Slots holding a file (open or closing).
-    len: usize,
-    /// Where the search for a free slot starts.
-    cursor: usize,
+    table: SlotTable<Handle, F>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct HandleSlot {
-    /// The handle while its file is registered and not closing, else 0:
-    /// what a request resolves against, in one compare.
-    open: u32,
-    /// The handle last given in this slot (0: never); it names the file in
-    /// `file` while that is `Some` (open or closing).
-    id: u32,
-    file: Option<FileId>,
+struct Handle {
+    file: FileId,
     flags: OpenFlags,
-}
-
-impl HandleSlot {
-    const FREE: Self = Self {
-        open: 0,
-        id: 0,
-        file: None,
-        flags: OpenFlags::empty(),
-    };
+    closing: bool,
 }
 
 impl<const F: usize> Handles<F> {
     pub(super) const fn new() -> Self {
         Self {
-            slots: [HandleSlot::FREE; F],
-            len: 0,
-            cursor: 0,
+            table: SlotTable::new(),
         }
     }
 
-    fn slot(&self, handle: u32) -> Option<&HandleSlot> {
-        self.slots
-            .get(usize::try_from(handle).ok()?.checked_rem(F)?)
-    }
-
-    fn slot_mut(&mut self, handle: u32) -> Option<&mut HandleSlot> {
-        self.slots
-            .get_mut(usize::try_from(handle).ok()?.checked_rem(F)?)
+    fn get(&self, handle: u32) -> Option<&Handle> {
+        self.table
+            .find(handle)
+            .and_then(|slot| self.table.get(slot))
     }
 
     /// The file and open mode of `handle`, registered and not closing.
     #[inline]
     pub(super) fn open(&self, handle: u32) -> Option<(FileId, OpenFlags)> {
-        let slot = self.slot(handle)?;
-        // A free or closing slot's `open` is 0, which no handle is.
-        if slot.open != handle || handle == 0 {
-            return None;
-        }
-        slot.file.map(|file| (file, slot.flags))
+        self.get(handle)
+            .filter(|h| !h.closing)
+            .map(|h| (h.file, h.flags))
     }
 
     /// Whether `handle` is registered and closing.
     pub(super) fn closing(&self, handle: u32) -> bool {
-        self.slot(handle)
-            .is_some_and(|s| s.id == handle && s.file.is_some() && s.open == 0)
+        self.get(handle).is_some_and(|h| h.closing)
     }
 
     /// Mark open `handle` closing: false if it is not open.
     pub(super) fn start_closing(&mut self, handle: u32) -> bool {
-        match self.slot_mut(handle) {
-            Some(slot) if slot.open == handle && handle != 0 => {
-                slot.open = 0;
+        match self
+            .table
+            .find(handle)
+            .and_then(|slot| self.table.get_mut(slot))
+        {
+            Some(h) if !h.closing => {
+                h.closing = true;
                 true
             }
             _ => false,
@@ -270,55 +244,25 @@ impl<const F: usize> Handles<F> {
     /// Take `handle`'s file out (open or closing): the file, and whether
     /// it was closing.
     pub(super) fn remove(&mut self, handle: u32) -> Option<(FileId, bool)> {
-        let slot = self.slot_mut(handle)?;
-        if slot.id != handle {
-            return None;
-        }
-        let file = slot.file.take()?;
-        let closing = slot.open == 0;
-        slot.open = 0;
-        self.len = self.len.saturating_sub(1);
-        Some((file, closing))
+        let slot = self.table.find(handle)?;
+        self.table.take(slot).map(|h| (h.file, h.closing))
     }
 
     /// Register `file` under a fresh handle (`None`: every slot holds a
     /// file).
     pub(super) fn insert(&mut self, file: FileId, flags: OpenFlags) -> Option<u32> {
-        if self.len >= F {
-            return None;
-        }
-        // A free slot exists, so this finds one within F steps.
-        let mut index = self.cursor;
-        for _ in 0..F {
-            if index >= F {
-                index = 0;
-            }
-            if self.slots.get(index).is_some_and(|s| s.file.is_none()) {
-                break;
-            }
-            index = index.wrapping_add(1);
-        }
-        let slot = self.slots.get_mut(index).filter(|s| s.file.is_none())?;
-        let handle = crate::slots::next_id(slot.id, index, F)?;
-        *slot = HandleSlot {
-            open: handle,
-            id: handle,
-            file: Some(file),
+        let handle = Handle {
+            file,
             flags,
+            closing: false,
         };
-        self.len = self.len.saturating_add(1);
-        self.cursor = index.wrapping_add(1);
-        Some(handle)
+        self.table.insert(handle).ok().map(|(_, id)| id)
     }
 
     /// Forget every file (the connection ended; the driver closes them).
     /// Handles given out stay unusable: the generations are kept.
     pub(super) fn clear(&mut self) {
-        for slot in &mut self.slots {
-            slot.open = 0;
-            slot.file = None;
-        }
-        self.len = 0;
+        self.table.retain(|_| false);
     }
 }
 
