@@ -1127,10 +1127,10 @@ impl CmaTransport {
         if self.link != Link::Up || self.placed == self.placed_told {
             return;
         }
-        let ack = Header::new(Kind::Ack, 0, 0).encode();
+        let is_ack = |h: &[u8; HEADER]| Header::decode(h).is_ok_and(|h| h.kind == Kind::Ack);
         match self.outbox.front() {
             Some(op) if op.written > 0 => return,
-            Some(op) if op.header.is_some_and(|h| h[..12] == ack[..12]) => {}
+            Some(op) if op.header.as_ref().is_some_and(is_ack) => {}
             _ => self
                 .outbox
                 .push_front(Outgoing::control(Header::new(Kind::Ack, 0, 0), &[])),
