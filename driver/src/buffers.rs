@@ -229,6 +229,10 @@ pub(crate) enum Work {
     /// ([`rdio_transport::Transport::post_send_inline`]): no buffer to give
     /// back, only a send-queue entry.
     Inline,
+    /// An unsignaled RDMA write of read data from a leased file mapping
+    /// (by mapping slot): its id only comes back if it fails
+    /// ([`rdio_transport::Transport::post_write_tail_unsignaled`]).
+    QuietRead(usize),
 }
 
 /// Bytes of the stack buffer a message posted inline is encoded into: room
@@ -256,6 +260,7 @@ impl Work {
             Self::MappedJoined { slot, buffer } => {
                 (6 << TAG_SHIFT) | ((slot as u64) << INDEX_BITS) | buffer as u64
             }
+            Self::QuietRead(i) => (7 << TAG_SHIFT) | i as u64,
         }
     }
 
@@ -279,6 +284,7 @@ impl Work {
                 slot: ((id >> INDEX_BITS) & INDEX_MASK) as usize,
                 buffer: index,
             }),
+            7 => Some(Self::QuietRead(index)),
             _ => None,
         }
     }
@@ -646,6 +652,8 @@ mod tests {
                 buffer: 1000,
             },
             Work::Inline,
+            Work::QuietRead(0),
+            Work::QuietRead(1000),
         ] {
             assert_eq!(Work::from_id(work.id()), Some(work));
         }

@@ -388,6 +388,25 @@ impl<T: Transport> Capture<T> {
         self.record_out(kind, captured, data.len(), remote, imm);
     }
 
+    /// A write of `sges` with `tail` after them, recorded as the two writes
+    /// it joins: the gathered data (without the immediate), then the tail
+    /// (with it), so a status block that follows its read's data decodes as
+    /// one written alone does.
+    fn record_tail(&mut self, sges: &[Slice], tail: &[u8], dst: RemoteBuf, imm: Option<u32>) {
+        let len = rdio_transport::total_len(sges).unwrap_or(0);
+        let head = RemoteBuf {
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            ..dst
+        };
+        self.record_posted(Kind::Write, sges, head, None);
+        let rest = RemoteBuf {
+            addr: dst.addr.wrapping_add(len as u64),
+            key: dst.key,
+            len: dst.len.saturating_sub(head.len),
+        };
+        self.record_inline(Kind::Write, tail, rest, imm);
+    }
+
     /// A posted send or write of `len` bytes, `payload` of them captured.
     fn record_out(
         &self,
@@ -516,9 +535,7 @@ impl<T: Transport> TransportWrapper for Capture<T> {
         Ok(())
     }
 
-    /// Recorded as the two writes it joins, the gathered data (without the
-    /// immediate) and then the tail (with it), so a status block that
-    /// follows its read's data decodes as one written alone does.
+    /// Recorded as the two writes it joins (`record_tail`).
     fn post_write_tail(
         &mut self,
         wr_id: WrId,
@@ -528,18 +545,22 @@ impl<T: Transport> TransportWrapper for Capture<T> {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         self.inner.post_write_tail(wr_id, sges, tail, dst, imm)?;
-        let len = rdio_transport::total_len(sges).unwrap_or(0);
-        let head = RemoteBuf {
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-            ..dst
-        };
-        self.record_posted(Kind::Write, sges, head, None);
-        let rest = RemoteBuf {
-            addr: dst.addr.wrapping_add(len as u64),
-            key: dst.key,
-            len: dst.len.saturating_sub(head.len),
-        };
-        self.record_inline(Kind::Write, tail, rest, imm);
+        self.record_tail(sges, tail, dst, imm);
+        Ok(())
+    }
+
+    /// Recorded as [`Transport::post_write_tail`] is: the peer sees the
+    /// same bytes.
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        self.inner
+            .post_write_tail_unsignaled(wr_id, sges, tail, dst)?;
+        self.record_tail(sges, tail, dst, None);
         Ok(())
     }
 

@@ -146,7 +146,11 @@ impl Probe {
         let tap: Tap = Box::new(move |event| {
             let kind = match event {
                 TraceEvent::Post { kind, result, .. } => {
-                    if let (PostKind::Write { dst, .. }, Ok(())) = (kind, result) {
+                    if let (
+                        PostKind::Write { dst, .. } | PostKind::WriteUnsignaled { dst },
+                        Ok(()),
+                    ) = (kind, result)
+                    {
                         if is_data_write(&dst) {
                             seen.data_writes_delivered.fetch_add(1, Ordering::Relaxed);
                         }
@@ -154,7 +158,7 @@ impl Probe {
                     match kind {
                         PostKind::Recv => OpKind::Recv,
                         PostKind::Send { .. } => OpKind::Send,
-                        PostKind::Write { .. } => OpKind::Write,
+                        PostKind::Write { .. } | PostKind::WriteUnsignaled { .. } => OpKind::Write,
                     }
                 }
                 TraceEvent::Completion(_) => OpKind::Completion,
@@ -236,6 +240,18 @@ impl TransportWrapper for Probe {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         Transport::post_write_tail(&mut self.inner, wr_id, sges, tail, dst, imm)?;
+        self.posted_write(&dst);
+        Ok(())
+    }
+    /// A batch's read with its status block as the tail, unsignaled.
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        Transport::post_write_tail_unsignaled(&mut self.inner, wr_id, sges, tail, dst)?;
         self.posted_write(&dst);
         Ok(())
     }

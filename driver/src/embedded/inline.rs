@@ -240,6 +240,19 @@ impl TransportWrapper for InlineTransport {
         self.posted(posted)
     }
 
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        let posted = self
+            .client
+            .post_write_tail_unsignaled(wr_id, sges, tail, dst);
+        self.posted(posted)
+    }
+
     /// The server's turn, then the client's completions.
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let served = self.serve();

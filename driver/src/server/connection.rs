@@ -35,6 +35,7 @@
 //! connection (`Terminated(Internal)`, logged at error level): a broken
 //! invariant is never papered over.
 
+use super::quiet::{COVERS, Quiet};
 use super::{Server, ServerError, Transferred};
 use crate::buffers::{
     Clock, INLINE_MESSAGE, IdMap, Pool, Receives, Work, control_size, release, set_up,
@@ -387,6 +388,9 @@ pub struct ServerConnection<T: Transport> {
     /// the places it needs, and queued output until one is free.
     sends_posted: usize,
     send_queue: usize,
+    /// Unsignaled data writes posted (counted in `sends_posted` until a
+    /// later signaled request's completion covers them).
+    quiet: Quiet,
     /// The transport takes [`INLINE_MESSAGE`] bytes inline
     /// (`Caps::max_inline`): a read served at once posts its status block
     /// from the stack, without a send buffer.
@@ -567,6 +571,7 @@ impl Server {
             bounce_writes: vec![0; chunks],
             sends_posted: 0,
             send_queue,
+            quiet: Quiet::new(send_queue),
             inline,
             scratch: vec![0; scratch_len].into_boxed_slice(),
             reads: VecDeque::new(),
@@ -912,7 +917,10 @@ impl<T: Transport> ServerConnection<T> {
         if let Err(error) = completion.status {
             return Err(ConnectionEnd::Lost(error));
         }
-        let work = Work::from_id(completion.wr_id);
+        if completion.wr_id & COVERS != 0 {
+            self.covered()?;
+        }
+        let work = Work::from_id(completion.wr_id & !COVERS);
         if matches!(
             work,
             Some(
@@ -959,12 +967,27 @@ impl<T: Transport> ServerConnection<T> {
                 self.mapped_write_done(slot)
             }
             (Some(Work::MappedRead(slot)), _) => self.mapped_write_done(slot),
+            (Some(Work::QuietRead(_)), _) => {
+                Err(broken("an unsignaled write completed with success"))
+            }
             // The server posts no send gathering write data, and nothing
             // else with an id of another's making.
             (Some(Work::Send { data: Some(_), .. }) | None, _) => {
                 Err(broken("a completion for a work request never posted"))
             }
         }
+    }
+
+    /// A covering request completed: so did the unsignaled writes it
+    /// covers (RC order), which free their send-queue places. A revoked
+    /// mapping waiting for them is released by the next `check_leases`.
+    fn covered(&mut self) -> Result<(), ConnectionEnd> {
+        let count = self
+            .quiet
+            .covered()
+            .ok_or_else(|| broken("a covering request completed with nothing to cover"))?;
+        self.sends_posted = self.sends_posted.saturating_sub(count);
+        Ok(())
     }
 
     /// A data write from mapping `slot` completed.
@@ -1090,7 +1113,12 @@ impl<T: Transport> ServerConnection<T> {
                 if self.request_metrics {
                     self.write_timed(now, index, len, transmit)?;
                 }
-                post_inline(&mut self.transport, &self.scratch, transmit)?;
+                post_inline(
+                    &mut self.transport,
+                    &self.scratch,
+                    self.quiet.cover(Work::Inline.id()),
+                    transmit,
+                )?;
                 self.sends_posted += 1;
                 Ok(())
             }
@@ -1431,12 +1459,9 @@ impl<T: Transport> ServerConnection<T> {
 
     /// Post one data write of a mapped read.
     fn post_mapped(&mut self, write: MappedWrite) -> Result<(), ConnectionEnd> {
-        self.transport.post_write(
-            Work::MappedRead(write.slot).id(),
-            &[write.local],
-            write.remote,
-            None,
-        )?;
+        let id = self.quiet.cover(Work::MappedRead(write.slot).id());
+        self.transport
+            .post_write(id, &[write.local], write.remote, None)?;
         self.sends_posted += 1;
         Ok(())
     }
@@ -1492,7 +1517,12 @@ impl<T: Transport> ServerConnection<T> {
                 match answer {
                     Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
                     Answer::Inline => {
-                        post_inline(&mut self.transport, &self.scratch, transmit)?;
+                        post_inline(
+                            &mut self.transport,
+                            &self.scratch,
+                            self.quiet.cover(Work::Inline.id()),
+                            transmit,
+                        )?;
                         self.sends_posted += 1;
                         Ok(())
                     }
@@ -1529,11 +1559,13 @@ impl<T: Transport> ServerConnection<T> {
             return Ok(false);
         };
         let block = self.sends.slice(buffer, 0, len)?;
-        let id = Work::MappedJoined {
-            slot: deferred.slot,
-            buffer,
-        }
-        .id();
+        let id = self.quiet.cover(
+            Work::MappedJoined {
+                slot: deferred.slot,
+                buffer,
+            }
+            .id(),
+        );
         let posted = self
             .transport
             .post_write(id, &[deferred.local, block], dst, immediate);
@@ -1566,7 +1598,28 @@ impl<T: Transport> ServerConnection<T> {
             .scratch
             .get(..len)
             .ok_or_else(|| broken("an inline message longer than its buffer"))?;
-        let id = Work::MappedRead(deferred.slot).id();
+        // A batch's block without the immediate (not its last): the last,
+        // signaled, comes after it and covers it.
+        if immediate.is_none() && self.quiet.may_post(self.sends_posted, self.send_queue) {
+            let id = Work::QuietRead(deferred.slot).id();
+            match self
+                .transport
+                .post_write_tail_unsignaled(id, &[deferred.local], tail, dst)
+            {
+                Ok(()) => {
+                    // Counted in flight as a quiet write, not its mapping's
+                    // (`read_mapped` counted it there).
+                    self.quiet.posted();
+                    if let Some(Some(mapped)) = self.mapped.get_mut(deferred.slot) {
+                        mapped.in_flight = mapped.in_flight.saturating_sub(1);
+                    }
+                    return self.joined_posted(Ok(()), |_| {});
+                }
+                Err(TransportError::Unsupported) => self.quiet.disable(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let id = self.quiet.cover(Work::MappedRead(deferred.slot).id());
         let posted = self
             .transport
             .post_write_tail(id, &[deferred.local], tail, dst, immediate);
@@ -1624,8 +1677,8 @@ impl<T: Transport> ServerConnection<T> {
         if result.is_ok() {
             for &ReadPiece { bounce, len, dest } in &pieces {
                 let data = self.bounces.slice(bounce, 0, len)?;
-                self.transport
-                    .post_write(Work::ReadData(bounce).id(), &[data], dest, None)?;
+                let id = self.quiet.cover(Work::ReadData(bounce).id());
+                self.transport.post_write(id, &[data], dest, None)?;
                 self.sends_posted += 1;
                 self.bounce_writes[bounce] += 1;
             }
@@ -1796,10 +1849,12 @@ impl<T: Transport> ServerConnection<T> {
     /// deregister it (the transport unmaps it), then give up the lease,
     /// which lets the waiting writer proceed.
     fn retire_if_idle(&mut self, slot: usize) -> Result<(), ConnectionEnd> {
-        let idle = matches!(
-            self.mapped.get(slot),
-            Some(Some(mapped)) if mapped.revoked && mapped.in_flight == 0
-        );
+        // An unsignaled write in flight may read any mapping.
+        let idle = self.quiet.idle()
+            && matches!(
+                self.mapped.get(slot),
+                Some(Some(mapped)) if mapped.revoked && mapped.in_flight == 0
+            );
         if !idle {
             return Ok(());
         }
@@ -1947,7 +2002,12 @@ impl<T: Transport> ServerConnection<T> {
             }
             if inline {
                 self.sends.release(buffer);
-                post_inline(&mut self.transport, &self.scratch, transmit)?;
+                post_inline(
+                    &mut self.transport,
+                    &self.scratch,
+                    self.quiet.cover(Work::Inline.id()),
+                    transmit,
+                )?;
                 self.sends_posted += 1;
             } else {
                 self.post_transmit(buffer, transmit)?;
@@ -1959,7 +2019,7 @@ impl<T: Transport> ServerConnection<T> {
 
     /// Post `transmit`, encoded in send buffer `buffer`.
     fn post_transmit(&mut self, buffer: usize, transmit: Transmit) -> Result<(), ConnectionEnd> {
-        let id = Work::Send { buffer, data: None }.id();
+        let id = self.quiet.cover(Work::Send { buffer, data: None }.id());
         let slice = self.sends.slice(buffer, 0, transmit_len(transmit))?;
         post_message(&mut self.transport, id, Encoded::Buffer(slice), transmit)?;
         self.sends_posted += 1;
@@ -2108,20 +2168,17 @@ fn joined(deferred: &MappedWrite, transmit: Transmit) -> Option<(RemoteBuf, Opti
     ))
 }
 
+/// Post `transmit`, encoded in `bytes`, inline as request `id`.
 fn post_inline(
     transport: &mut impl Transport,
     bytes: &[u8],
+    id: WrId,
     transmit: Transmit,
 ) -> Result<(), ConnectionEnd> {
     let message = bytes
         .get(..transmit_len(transmit))
         .ok_or_else(|| broken("an inline message longer than its buffer"))?;
-    post_message(
-        transport,
-        Work::Inline.id(),
-        Encoded::Inline(message),
-        transmit,
-    )
+    post_message(transport, id, Encoded::Inline(message), transmit)
 }
 
 /// Where an encoded message is posted from.

@@ -10,6 +10,7 @@
 
 mod connection;
 mod files;
+mod quiet;
 
 pub use connection::{ConnectionControl, ConnectionEnd, ServerConnection, Turn};
 

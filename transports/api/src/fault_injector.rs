@@ -624,6 +624,27 @@ impl<T: Transport, const N: usize> TransportWrapper for FaultInjector<T, N> {
         }
     }
 
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        let fault = self.choose(Operation::Write);
+        if let Some(refused) = self.refuse_post(fault) {
+            return refused;
+        }
+        if let Some(Fault::Drop) = fault {
+            // Lost on the way, as a dropped signaled write is; the sender's
+            // success has no completion to show.
+            self.stats.dropped += 1;
+            return Ok(());
+        }
+        self.inner
+            .post_write_tail_unsignaled(wr_id, sges, tail, dst)
+    }
+
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         self.polls += 1;
         let pulled = self.pull();

@@ -456,6 +456,37 @@ pub trait Transport {
         Err(TransportError::Unsupported)
     }
 
+    /// Post [`Transport::post_write_tail`] without immediate data,
+    /// *unsignaled*: when it succeeds, no completion is reported for it
+    /// (ibverbs: a work request without `IBV_SEND_SIGNALED` on a queue pair
+    /// created with `sq_sig_all = 0`; libfabric: `FI_SELECTIVE_COMPLETION`
+    /// without `FI_COMPLETION`). Work requests of one connection complete
+    /// in posting order, so the completion of any signaled request posted
+    /// after it says it is done too: until then it takes a send-queue
+    /// entry, and its regions may be held (a transport may release them
+    /// as soon as it is done). A failed unsignaled write still
+    /// completes, with its error and its `wr_id`, as a flushed one does
+    /// when the connection goes down.
+    ///
+    /// This is how a server answers a batch of reads (claims 16, 20) with
+    /// one completion to drain instead of one per read, as RDMA storage
+    /// servers signal only the last work request of a chain: the caller
+    /// must post a signaled request after it, or nothing tells it the
+    /// write is done.
+    ///
+    /// The default returns [`TransportError::Unsupported`], having posted
+    /// nothing: the caller then posts it signaled.
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        let _ = (wr_id, sges, tail, dst);
+        Err(TransportError::Unsupported)
+    }
+
     /// Hand every work request posted so far to the peer (ring the
     /// doorbell) without waiting for or draining anything; see "Deferred
     /// posting" in the crate docs. [`Transport::poll_completions`] and

@@ -26,6 +26,12 @@ pub enum PostKind {
         /// Immediate data, if any.
         imm: Option<u32>,
     },
+    /// [`Transport::post_write_tail_unsignaled`]: a write without immediate
+    /// whose success has no completion.
+    WriteUnsignaled {
+        /// The peer window written to.
+        dst: RemoteBuf,
+    },
 }
 
 /// One observed event.
@@ -116,6 +122,28 @@ impl<T: Transport, F: FnMut(TraceEvent)> Tracer<T, F> {
         });
         result
     }
+
+    /// Trace a write of `sges` followed by `tail`.
+    fn post_tail(
+        &mut self,
+        kind: PostKind,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        result: Result<(), TransportError>,
+    ) -> Result<(), TransportError> {
+        let len = total_len(sges)
+            .and_then(|len| len.checked_add(tail.len()))
+            .unwrap_or(usize::MAX);
+        (self.trace)(TraceEvent::Post {
+            kind,
+            wr_id,
+            len,
+            sges: sges.len(),
+            result,
+        });
+        result
+    }
 }
 
 impl<T: Transport, F: FnMut(TraceEvent)> TransportWrapper for Tracer<T, F> {
@@ -180,17 +208,20 @@ impl<T: Transport, F: FnMut(TraceEvent)> TransportWrapper for Tracer<T, F> {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         let result = self.inner.post_write_tail(wr_id, sges, tail, dst, imm);
-        let len = total_len(sges)
-            .and_then(|len| len.checked_add(tail.len()))
-            .unwrap_or(usize::MAX);
-        (self.trace)(TraceEvent::Post {
-            kind: PostKind::Write { dst, imm },
-            wr_id,
-            len,
-            sges: sges.len(),
-            result,
-        });
-        result
+        self.post_tail(PostKind::Write { dst, imm }, wr_id, sges, tail, result)
+    }
+
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        let result = self
+            .inner
+            .post_write_tail_unsignaled(wr_id, sges, tail, dst);
+        self.post_tail(PostKind::WriteUnsignaled { dst }, wr_id, sges, tail, result)
     }
 
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {

@@ -167,6 +167,18 @@ pub trait TransportWrapper {
             .post_write_tail(wr_id, sges, tail, dst, imm)
     }
 
+    /// [`Transport::post_write_tail_unsignaled`].
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        self.inner_mut()
+            .post_write_tail_unsignaled(wr_id, sges, tail, dst)
+    }
+
     /// [`Transport::flush`].
     fn flush(&mut self) -> Result<(), TransportError> {
         self.inner_mut().flush()
@@ -289,6 +301,17 @@ impl<W: TransportWrapper> Transport for W {
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
         TransportWrapper::post_write_tail(self, wr_id, sges, tail, dst, imm)
+    }
+
+    #[inline]
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        TransportWrapper::post_write_tail_unsignaled(self, wr_id, sges, tail, dst)
     }
 
     #[inline]

@@ -173,6 +173,10 @@ struct Outgoing {
     held: Held,
     /// Frame bytes already handed to the socket.
     written: usize,
+    /// Its success is reported by a completion; an unsignaled write
+    /// ([`Transport::post_write_tail_unsignaled`]) that succeeds only
+    /// gives its regions and send-queue place back.
+    signaled: bool,
 }
 
 impl Outgoing {
@@ -204,6 +208,7 @@ impl Outgoing {
             sge_count: 0,
             held: Held::default(),
             written: 0,
+            signaled: true,
         }
     }
 
@@ -581,7 +586,8 @@ impl CmaTransport {
 
     /// Queue an RDMA write of `sges` and then the inline bytes `tail`
     /// (copied into the entry now) to `dst`: `post_write` (no tail),
-    /// `post_write_inline` (no gather list) and `post_write_tail`.
+    /// `post_write_inline` (no gather list), `post_write_tail` and, not
+    /// `signaled`, `post_write_tail_unsignaled`.
     fn write_op(
         &mut self,
         wr_id: WrId,
@@ -589,6 +595,7 @@ impl CmaTransport {
         tail: &[u8],
         dst: RemoteBuf,
         imm: Option<u32>,
+        signaled: bool,
     ) -> Result<(), TransportError> {
         self.ensure_up()?;
         if tail.len() > INLINE {
@@ -603,6 +610,7 @@ impl CmaTransport {
             return Err(TransportError::OutOfBounds);
         }
         let mut op = self.inline_op(wr_id, CompletionKind::Write, tail)?;
+        op.signaled = signaled;
         if let (Some(imm), true, 1..=CARRIED_WRITE) = (imm, sges.is_empty(), tail.len()) {
             // A small write-with-immediate (a status block) goes whole in
             // its frame: one `sendmsg` instead of a `process_vm_writev`
@@ -652,6 +660,16 @@ impl CmaTransport {
     }
 
     fn complete_op(&mut self, op: Outgoing, status: Result<(), WcError>) {
+        if !op.signaled && status.is_ok() {
+            // Nothing to report: what `drain` would do with it, now.
+            for id in op.held.iter() {
+                self.regions.release(id);
+            }
+            if op.work.is_some() {
+                self.tx_outstanding -= 1;
+            }
+            return;
+        }
         if let Some((wr_id, kind)) = op.work {
             let completion = Completion {
                 wr_id,
@@ -1581,7 +1599,7 @@ impl Transport for CmaTransport {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        self.write_op(wr_id, sges, &[], dst, imm)
+        self.write_op(wr_id, sges, &[], dst, imm, true)
     }
 
     fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
@@ -1601,7 +1619,7 @@ impl Transport for CmaTransport {
         if data.len() > dst.len as usize {
             return Err(TransportError::OutOfBounds);
         }
-        self.write_op(wr_id, &[], data, dst, imm)
+        self.write_op(wr_id, &[], data, dst, imm, true)
     }
 
     fn post_write_tail(
@@ -1612,7 +1630,17 @@ impl Transport for CmaTransport {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        self.write_op(wr_id, sges, tail, dst, imm)
+        self.write_op(wr_id, sges, tail, dst, imm, true)
+    }
+
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        self.write_op(wr_id, sges, tail, dst, None, false)
     }
 
     /// Reads the socket first, as every hand-over does (see `progress`).

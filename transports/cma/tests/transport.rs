@@ -1125,6 +1125,75 @@ fn a_write_with_a_tail_places_data_then_tail() {
     );
 }
 
+/// An unsignaled write lands like any write, and reports nothing when it
+/// succeeds: the writer's next completion is the signaled write posted
+/// after it (RC order: both landed), and its gather region is free by
+/// then. One outside the peer's windows still completes, with its error.
+#[test]
+fn an_unsignaled_write_lands_and_reports_only_a_failure() {
+    let (mut client, mut server) = pair();
+    let window = client
+        .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
+        .unwrap();
+    let inbox = client.register(256, Access::LOCAL_WRITE).unwrap();
+    client.post_recv(10, Slice::whole(inbox, 256)).unwrap();
+    let gathered = server.register(8, Access::empty()).unwrap();
+    server
+        .region_mut(gathered)
+        .unwrap()
+        .copy_from_slice(b"data....");
+    client.poll_completions(&mut []).unwrap();
+    server.poll_completions(&mut []).unwrap();
+
+    let first = client.remote_buf(window, 0, 20).unwrap();
+    let second = client.remote_buf(window, 64, 20).unwrap();
+    server
+        .post_write_tail_unsignaled(1, &[Slice::whole(gathered, 8)], b"quiet block!", first)
+        .unwrap();
+    server
+        .post_write_tail(
+            2,
+            &[Slice::whole(gathered, 8)],
+            b"status block",
+            second,
+            Some(7),
+        )
+        .unwrap();
+    let done = next(&mut client, &mut server, 0);
+    assert_eq!(
+        (done.wr_id, done.kind, done.status),
+        (10, CompletionKind::RecvImm { imm: 7 }, Ok(()))
+    );
+    assert_eq!(
+        &client.region(window).unwrap()[..20],
+        b"data....quiet block!"
+    );
+    assert_eq!(
+        &client.region(window).unwrap()[64..84],
+        b"data....status block"
+    );
+    let done = next(&mut server, &mut client, 0);
+    assert_eq!(
+        (done.wr_id, done.kind, done.status),
+        (2, CompletionKind::Write, Ok(())),
+        "the signaled write is the only completion"
+    );
+    assert!(server.region_mut(gathered).is_ok());
+
+    let forged = RemoteBuf {
+        key: first.key ^ 1,
+        ..first
+    };
+    server
+        .post_write_tail_unsignaled(3, &[Slice::whole(gathered, 8)], &[], forged)
+        .unwrap();
+    let lost = until_lost(&mut server);
+    assert_eq!(
+        lost.first().map(|c| (c.wr_id, c.status)),
+        Some((3, Err(WcError::RemoteAccess)))
+    );
+}
+
 #[test]
 fn newest_first_fills_the_receive_posted_last() {
     let (mut client, mut server) = pair();

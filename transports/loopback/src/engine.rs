@@ -110,6 +110,11 @@ struct SendWr {
     len: usize,
     /// Every gather element was inside a registered region at post time.
     valid: bool,
+    /// Its success is reported by a completion
+    /// ([`rdio_transport::Transport::post_write_tail_unsignaled`] posts
+    /// one without: it still takes its place among the endpoint's
+    /// completions, and `drain` releases it there without reporting it).
+    signaled: bool,
     /// Once executed (or flushed): the status of its completion, and its
     /// place among the endpoint's completions ([`Queues::completed`]).
     status: Result<(), WcError>,
@@ -167,6 +172,7 @@ impl Queues {
                 inline: memory::InlineBuf::new(max_inline),
                 len: 0,
                 valid: false,
+                signaled: true,
                 status: Ok(()),
                 seq: 0,
             }),
@@ -494,6 +500,7 @@ impl Engine {
         slot.op = op;
         slot.len = len;
         slot.valid = true;
+        slot.signaled = true;
         // Emptied when the slot's previous request was drained; cleared here
         // too so that the invariant of `SendWr` holds by the fillers alone.
         slot.sges.clear();
@@ -504,7 +511,7 @@ impl Engine {
     /// Append a send or write to `side`'s send queue. `sges` has at most
     /// `max_sge` elements; they and `tail` (inline bytes written after
     /// them, at most `max_inline`) total `len` bytes (checked by the
-    /// caller).
+    /// caller). Unless `signaled`, its success is not reported.
     /// Inlined into the endpoint's `post` (always: with three callers of
     /// `post` the compiler stopped doing it, at 60 instructions per post):
     /// the call cost more than the body saves in code size. `wake_peer`:
@@ -521,9 +528,11 @@ impl Engine {
         tail: &[u8],
         len: usize,
         op: SendOp,
+        signaled: bool,
         memory: &mut RegionTable,
     ) -> Result<(), TransportError> {
         let slot = self.push_send(side, wr_id, op, len)?;
+        slot.signaled = signaled;
         debug_assert_eq!(
             total_len(sges).map(|n| n + tail.len()),
             Some(len),
@@ -617,20 +626,22 @@ impl Engine {
         // last `pending` numbers the counter gave, each once: the next
         // completion is the front send if it has the next of them, else the
         // front receive.
+        // An unsignaled send that succeeded has its number too, but is not
+        // reported: `drain` releases it and goes on.
         let pending = queues.executed + queues.consumed;
-        let drained = out.len().min(pending);
-        if drained == 0 {
+        if pending == 0 || out.is_empty() {
             // Nothing to drain, or nowhere to put it (a driver polling
             // memory polls with an empty slice).
             return Ok(0);
         }
         // `pending` completions hold that many distinct `seq`s below the
         // counter: the conversion is exact and the difference no underflow.
-        let first = queues.completed - pending as u64;
+        let end = queues.completed;
+        let mut seq = end - pending as u64;
         let executed = queues.executed;
         let mut recvs = queues.recv.front_iter_mut(queues.consumed);
-        let mut sent = 0;
-        for (seq, slot) in (first..).zip(&mut out[..drained]) {
+        let (mut sent, mut received, mut written) = (0, 0, 0);
+        while written < out.len() && seq < end {
             // The next completed send, found by index (cheaper here than a
             // peeked iterator); only completed ones: another's `seq` is stale.
             let next_send = if sent < executed {
@@ -638,8 +649,9 @@ impl Engine {
             } else {
                 None
             };
-            *slot = if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
+            let completion = if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
                 sent += 1;
+                seq += 1;
                 for sge in &wr.sges {
                     if sge.bytes.is_some() {
                         memory.release(sge.region);
@@ -648,6 +660,9 @@ impl Engine {
                 // The sources may not be followed any more (memory,
                 // rule 4); the vector keeps its capacity for reuse.
                 wr.sges.clear();
+                if !wr.signaled && wr.status.is_ok() {
+                    continue;
+                }
                 Completion {
                     wr_id: wr.wr_id,
                     kind: wr.op.completion_kind(),
@@ -658,6 +673,8 @@ impl Engine {
                     .next()
                     .expect("a receive completion has a receive-queue entry");
                 debug_assert_eq!(wr.seq, seq, "completions are numbered in order");
+                received += 1;
+                seq += 1;
                 if wr.held {
                     memory.release(wr.buf.region);
                 }
@@ -667,13 +684,16 @@ impl Engine {
                     status: wr.status,
                 }
             };
+            if let Some(slot) = out.get_mut(written) {
+                *slot = completion;
+            }
+            written += 1;
         }
-        let received = drained - sent;
         queues.send.discard_front(sent);
         queues.executed -= sent;
         queues.recv.discard_front(received);
         queues.consumed -= received;
-        Ok(drained)
+        Ok(written)
     }
 
     /// `side` has a completion to drain, or will never get one again.

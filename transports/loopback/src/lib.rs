@@ -83,6 +83,11 @@
 //!   [`TransportError::Unsupported`]. [`Transport::post_write_tail`] copies
 //!   its tail the same way and gathers the rest from its regions: one
 //!   entry, written in that order.
+//! * **Unsignaled writes**: [`Transport::post_write_tail_unsignaled`]
+//!   executes like `post_write_tail` without immediate; when it succeeds
+//!   its completion is not reported: the drain that reaches its place
+//!   releases its regions and goes on to the next. A failed or flushed one
+//!   is reported like any other.
 //! * **Busy regions**: every gather element or receive buffer of a posted
 //!   request counts once against its region until that request's completion
 //!   has been drained; meanwhile [`Transport::region_mut`] and
@@ -278,14 +283,53 @@ impl<L: Link> LoopbackEndpoint<L> {
         tail: &[u8],
         len: usize,
         op: SendOp,
+        signaled: bool,
     ) -> Result<(), TransportError> {
         if sges.len() > self.caps.max_sge {
             return Err(TransportError::TooManySegments);
         }
         let side = self.side;
         self.enter(|engine, regions| {
-            engine.post_send(side, L::CAN_BLOCK, wr_id, sges, tail, len, op, regions)
+            engine.post_send(
+                side,
+                L::CAN_BLOCK,
+                wr_id,
+                sges,
+                tail,
+                len,
+                op,
+                signaled,
+                regions,
+            )
         })
+    }
+
+    /// `post_write_tail`, signaled or not (`post_write_tail_unsignaled`).
+    #[inline(always)]
+    fn write_tail(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+        imm: Option<u32>,
+        signaled: bool,
+    ) -> Result<(), TransportError> {
+        if tail.len() > self.caps.max_inline {
+            return Err(if self.caps.max_inline == 0 {
+                TransportError::Unsupported
+            } else {
+                TransportError::MessageTooLarge
+            });
+        }
+        let len = total_len(sges)
+            .and_then(|len| len.checked_add(tail.len()))
+            .filter(|&len| len <= self.caps.max_write)
+            .ok_or(TransportError::MessageTooLarge)?;
+        if len > dst.len as usize {
+            return Err(TransportError::OutOfBounds);
+        }
+        self.post(wr_id, sges, tail, len, SendOp::Write { dst, imm }, signaled)
     }
 }
 
@@ -357,7 +401,7 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
         let len = total_len(sges)
             .filter(|&len| len <= self.caps.max_message)
             .ok_or(TransportError::MessageTooLarge)?;
-        self.post(wr_id, sges, &[], len, SendOp::Send)
+        self.post(wr_id, sges, &[], len, SendOp::Send, true)
     }
 
     fn post_write(
@@ -373,7 +417,7 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
         if len > dst.len as usize {
             return Err(TransportError::OutOfBounds);
         }
-        self.post(wr_id, sges, &[], len, SendOp::Write { dst, imm })
+        self.post(wr_id, sges, &[], len, SendOp::Write { dst, imm }, true)
     }
 
     fn post_send_inline(&mut self, wr_id: WrId, data: &[u8]) -> Result<(), TransportError> {
@@ -416,21 +460,17 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
         dst: RemoteBuf,
         imm: Option<u32>,
     ) -> Result<(), TransportError> {
-        if tail.len() > self.caps.max_inline {
-            return Err(if self.caps.max_inline == 0 {
-                TransportError::Unsupported
-            } else {
-                TransportError::MessageTooLarge
-            });
-        }
-        let len = total_len(sges)
-            .and_then(|len| len.checked_add(tail.len()))
-            .filter(|&len| len <= self.caps.max_write)
-            .ok_or(TransportError::MessageTooLarge)?;
-        if len > dst.len as usize {
-            return Err(TransportError::OutOfBounds);
-        }
-        self.post(wr_id, sges, tail, len, SendOp::Write { dst, imm })
+        self.write_tail(wr_id, sges, tail, dst, imm, true)
+    }
+
+    fn post_write_tail_unsignaled(
+        &mut self,
+        wr_id: WrId,
+        sges: &[Slice],
+        tail: &[u8],
+        dst: RemoteBuf,
+    ) -> Result<(), TransportError> {
+        self.write_tail(wr_id, sges, tail, dst, None, false)
     }
 
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {

@@ -964,6 +964,87 @@ fn a_write_with_a_tail_places_data_then_tail_as_one_request() {
     assert!(drain(&mut a).is_empty(), "refused posts complete nothing");
 }
 
+/// An unsignaled write places its bytes like any write, but its success
+/// is not reported: the sender's next completion is the signaled request
+/// posted after it. The loopback releases its gather region at the drain
+/// that passes it (the trait allows holding it until the next signaled
+/// completion). One that fails still completes, with its error.
+#[test]
+fn an_unsignaled_write_completes_silently_unless_it_fails() {
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_recv,
+        b_target,
+    } = setup(Config::default(), b"data....");
+    b.post_recv(10, recv_slot(b_recv, 0)).unwrap();
+    let first = b.remote_buf(b_target, 0, 14).unwrap();
+    let second = b.remote_buf(b_target, 64, 14).unwrap();
+    a.post_write_tail_unsignaled(1, &[src(a_src, 0, 8)], b"quiet!", first)
+        .unwrap();
+    assert!(
+        drain(&mut b).is_empty(),
+        "no immediate, no receive consumed"
+    );
+    assert_eq!(
+        a.region_mut(a_src).err(),
+        Some(TransportError::Busy(a_src)),
+        "held while it is outstanding"
+    );
+    assert!(drain(&mut a).is_empty(), "its success is not reported");
+    assert_eq!(&b.region(b_target).unwrap()[..14], b"data....quiet!");
+    assert!(a.region_mut(a_src).is_ok(), "released by the drain");
+    a.post_write_tail(2, &[src(a_src, 0, 8)], b"status", second, Some(7))
+        .unwrap();
+    assert_eq!(drain(&mut b), [ok(10, RecvImm { imm: 7 })]);
+    assert_eq!(drain(&mut a), [ok(2, Write)], "only the signaled one");
+    assert!(a.region_mut(a_src).is_ok());
+
+    // Behind a signaled one not drained yet: reported in order, silently.
+    a.post_write_tail(4, &[], b"x", first, None).unwrap();
+    a.post_write_tail_unsignaled(5, &[src(a_src, 0, 8)], b"", first)
+        .unwrap();
+    a.post_write_tail(6, &[], b"y", second, None).unwrap();
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(drain(&mut a), [ok(4, Write), ok(6, Write)]);
+    assert!(a.region_mut(a_src).is_ok());
+
+    // Outside the window: it fails, and the failure is reported.
+    let bad = RemoteBuf {
+        key: first.key ^ 1,
+        ..first
+    };
+    a.post_write_tail_unsignaled(3, &[src(a_src, 0, 8)], b"quiet!", bad)
+        .unwrap();
+    assert_eq!(
+        poll(&mut b),
+        Err(TransportError::Disconnected),
+        "the failure took the connection down"
+    );
+    assert_eq!(drain(&mut a), [failed(3, Write, WcError::RemoteAccess)]);
+}
+
+/// Unsignaled writes still waiting to execute when the connection goes
+/// down complete as flushed, like every outstanding request.
+#[test]
+fn unsignaled_writes_flush_when_the_connection_goes_down() {
+    let Setup {
+        mut a,
+        b,
+        a_src,
+        b_target,
+        ..
+    } = setup(Config::default(), b"data....");
+    let dst = b.remote_buf(b_target, 0, 8).unwrap();
+    a.post_write_tail_unsignaled(1, &[src(a_src, 0, 8)], &[], dst)
+        .unwrap();
+    a.disconnect();
+    assert_eq!(drain(&mut a), [failed(1, Write, WcError::Flushed)]);
+    assert!(a.region_mut(a_src).is_ok());
+    drop(b);
+}
+
 /// `Config::max_sge` above what an entry holds in place (16) is reported
 /// and enforced as 16: a write of 16 pieces lands whole, in order; a 17th
 /// piece is refused at post time and nothing is queued.
