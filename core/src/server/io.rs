@@ -118,6 +118,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             id,
             remaining: count,
         });
+        // Nothing is outstanding or left to hand out: `take_message`
+        // parked it all first.
+        self.handing.start();
         for read in reads {
             let segment = read.segment();
             let answered = match self.resolve_read(read.handle(), core::slice::from_ref(&segment)) {
@@ -132,7 +135,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                         batch: Some(id),
                     };
                     // As many as MAX_BATCH: the parse allows no more.
-                    match self.handing.push_back(handed) {
+                    match self.handing.push(handed) {
                         Ok(()) => Ok(None),
                         Err(_) => Err(Violation::Internal),
                     }
@@ -158,7 +161,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 return Some(Err(violation));
             }
         }
-        Some(Ok(if self.handing.is_empty() {
+        Some(Ok(if !self.handing.has_untaken() {
             Received::Nothing
         } else {
             Received::Batch
@@ -586,22 +589,12 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     ) -> Result<Option<Transmit>, ApiError> {
         // The read handed over at once, completed before anything else was
         // called: finished from where it is, never entering the table.
-        if let Some(direct) = self.direct.take_if(|direct| direct.id == op.0) {
-            // From what `DirectRead::op` would start with: success, 0 bytes.
-            let wanted = u64::from(direct.segment.dest().len());
-            let (status, bytes) = read_outcome(wanted, (Status::Success, 0), result);
-            let done = Done {
-                block: StatusBlock {
-                    request_id: direct.id,
-                    status,
-                    bytes,
-                    credits: 1,
-                },
-                dest: direct.status_desc,
-                interrupt: direct.interrupt,
-                handle: direct.handle,
-                batch: direct.batch,
-            };
+        // A batch's read handed out, likewise, read where it is.
+        let done = match self.direct.take_if(|direct| direct.id == op.0) {
+            Some(direct) => Some(direct.done(result)),
+            None => self.handing.take_if(op.0, |read| read.done(result)),
+        };
+        if let Some(done) = done {
             return self.finish_done(done, buf).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
@@ -723,6 +716,29 @@ fn read_done(entry: &mut Op, result: Result<u64, Status>) {
     entry.result = status;
     entry.bytes = bytes;
     entry.pieces_in_flight = 0;
+}
+
+impl DirectRead {
+    /// The read completed by the driver with `result`: its status block
+    /// and where it goes, from what [`DirectRead::op`] would start with
+    /// (success, 0 bytes).
+    #[inline(always)]
+    fn done(&self, result: Result<u64, Status>) -> Done {
+        let wanted = u64::from(self.segment.dest().len());
+        let (status, bytes) = read_outcome(wanted, (Status::Success, 0), result);
+        Done {
+            block: StatusBlock {
+                request_id: self.id,
+                status,
+                bytes,
+                credits: 1,
+            },
+            dest: self.status_desc,
+            interrupt: self.interrupt,
+            handle: self.handle,
+            batch: self.batch,
+        }
+    }
 }
 
 /// A finished request, out of the request table: its status block (whose

@@ -49,6 +49,7 @@ mod registry;
 
 mod auth;
 mod credits;
+mod handing;
 mod handles;
 mod io;
 mod output;
@@ -68,10 +69,11 @@ use crate::time::{Instant, TimerTable, micros};
 use crate::wire::message::{ReadFields, parse_read_fields};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
-    AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_BATCH,
+    AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize,
     MAX_SEGMENTS, Message, OpenFlags, ReadSegment, ResumeKey, Status, WriteSegment,
 };
 use core::time::Duration;
+use handing::Handing;
 
 /// Server-side limits and policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -499,11 +501,11 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// all else sees one table.
     direct: Option<DirectRead>,
     /// The reads of a batch [`Connection::take_message`] is handing over
-    /// ([`Received::Batch`], [`Connection::next_batch_read`]) not taken
-    /// yet: like [`Connection::direct`], out of `ops` (each taken read
-    /// becomes `direct`), places kept for them in `ops` when the batch
-    /// arrived.
-    handing: Fifo<DirectRead, MAX_BATCH>,
+    /// ([`Received::Batch`], [`Connection::next_batch_read`]): like
+    /// [`Connection::direct`], the one handed out last is kept out of `ops`
+    /// while outstanding, and those not handed out yet wait there, their
+    /// places in `ops` kept when the batch arrived.
+    handing: Handing,
     /// Read batches with reads still unanswered: the batch's id and how
     /// many of its status blocks are still to go (the last carries the
     /// batch's immediate).
@@ -547,7 +549,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
             direct: None,
-            handing: Fifo::new(),
+            handing: Handing::new(),
             batches: heapless::Vec::new(),
             handles: handles::Handles::new(),
             closing_handles: 0,
@@ -614,29 +616,38 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// [`Connection::next_batch_read`] go back to the driver's queue.
     #[inline(always)]
     fn park(&mut self) {
-        self.park_direct();
-        if !self.handing.is_empty() {
+        if let Some(direct) = self.direct.take() {
+            self.park_slow(direct);
+        }
+        if self.handing.is_active() {
             self.park_handing();
         }
     }
 
-    /// [`Connection::park`] for the read handed over alone: what a
-    /// completion does first (the reads of a batch being handed over stay
-    /// where they are, for [`Connection::next_batch_read`]).
+    /// [`Connection::park`] for the read handed over last (alone, or a
+    /// batch's): what a completion of another does first, and what
+    /// [`Connection::next_batch_read`] does before handing out the next
+    /// (the batch's reads not handed out yet stay where they are).
     #[inline(always)]
     fn park_direct(&mut self) {
         if let Some(direct) = self.direct.take() {
             self.park_slow(direct);
+        }
+        if let Some(read) = self.handing.take() {
+            self.park_slow(read);
         }
     }
 
     #[cold]
     #[inline(never)]
     fn park_handing(&mut self) {
+        if let Some(read) = self.handing.take() {
+            self.park_slow(read);
+        }
         // Into the table, queued, and to the front of the driver's queue
         // in order: it was empty when the batch arrived, and what the
         // batch's own completions queued since are not driver work.
-        while let Some(read) = self.handing.pop_back() {
+        while let Some(read) = self.handing.pop_untaken() {
             let parked = self
                 .insert(read.op(Stage::Queued))
                 .and_then(|slot| {

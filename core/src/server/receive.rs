@@ -141,8 +141,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     pub fn next_batch_read(&mut self) -> Option<Received<'_>> {
         // The read taken last, if not completed yet, goes to the table.
         self.park_direct();
-        let read = self.handing.pop_front()?;
-        let direct = self.direct.insert(read);
+        let direct = self.handing.next()?;
         Some(handed_over(
             direct.id,
             direct.file,

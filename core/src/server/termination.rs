@@ -41,7 +41,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.outgoing.clear();
         self.ops.clear();
         self.batches.clear();
-        self.handing.clear();
+        self.handing.drop_untaken();
         self.interrupt_waiters.clear();
         self.pending.clear();
         self.handles.clear();
