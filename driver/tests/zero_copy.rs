@@ -259,7 +259,10 @@ fn an_upload_replaces_a_mapped_file_without_disturbing_its_reader<M: Mode>() {
 /// Truncations from outside the server, over and over, while reads stream
 /// from the mapping on another thread: every read succeeds (with whatever
 /// mix of old and new bytes a concurrent rewrite gives, as with `pread`)
-/// and the process survives — a read from a lost page would kill it.
+/// and the process survives — a read from a lost page would kill it. The
+/// rounds alternate polling and interrupt mode: in interrupt mode the
+/// reads of a batch go as unsignaled writes, and a mapping whose lease
+/// breaks must not be released while one is in flight.
 fn outside_truncation_during_streaming_reads_never_faults<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
     if !leases_available(dir.path()) {
@@ -275,10 +278,17 @@ fn outside_truncation_during_streaming_reads_never_faults<M: Mode>() {
         std::thread::spawn(move || {
             let mut reads = 0u32;
             let mut mapped = 0u64;
+            let mut round = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 // A fresh open each round, so each takes a new lease when it
                 // can (and serves by copying when a writer holds the file).
-                let mut pair = start::<M>(&root, CompletionMode::Polling, true);
+                round += 1;
+                let mode = if round % 2 == 0 {
+                    CompletionMode::Interrupt
+                } else {
+                    CompletionMode::Polling
+                };
+                let mut pair = start::<M>(&root, mode, true);
                 let file = pair.client.open("data", OpenFlags::READ).expect("open");
                 for _ in 0..8 {
                     let got = read_all(&mut pair, &file, 4 << 20);
