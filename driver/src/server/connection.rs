@@ -1570,10 +1570,13 @@ impl<T: Transport> ServerConnection<T> {
             .transport
             .post_write(id, &[deferred.local, block], dst, immediate);
         if matches!(posted, Err(TransportError::TooManySegments)) {
+            // Nothing posted, so it covers nothing: the request posted
+            // instead will.
+            self.quiet.uncover(id);
             self.gather_joins = false;
             return Ok(false);
         }
-        self.joined_posted(posted, |this| this.gather_joins = false)
+        self.joined_posted(posted, id, |this| this.gather_joins = false)
     }
 
     /// Post `deferred`, a read's last data write, with the status block
@@ -1613,7 +1616,7 @@ impl<T: Transport> ServerConnection<T> {
                     if let Some(Some(mapped)) = self.mapped.get_mut(deferred.slot) {
                         mapped.in_flight = mapped.in_flight.saturating_sub(1);
                     }
-                    return self.joined_posted(Ok(()), |_| {});
+                    return self.joined_posted(Ok(()), id, |_| {});
                 }
                 Err(TransportError::Unsupported) => self.quiet.disable(),
                 Err(e) => return Err(e.into()),
@@ -1623,15 +1626,17 @@ impl<T: Transport> ServerConnection<T> {
         let posted = self
             .transport
             .post_write_tail(id, &[deferred.local], tail, dst, immediate);
-        self.joined_posted(posted, |this| this.tail_writes = false)
+        self.joined_posted(posted, id, |this| this.tail_writes = false)
     }
 
-    /// The outcome of posting a joined data-and-block write: counted when
-    /// posted; `false` and `unsupported` noted (that way is not tried
-    /// again) when the transport has no such write.
+    /// The outcome of posting a joined data-and-block write as request
+    /// `id`: counted when posted; `false` and `unsupported` noted (that way
+    /// is not tried again) when the transport has no such write, which
+    /// then covers nothing ([`Quiet::uncover`]).
     fn joined_posted(
         &mut self,
         posted: Result<(), TransportError>,
+        id: WrId,
         unsupported: impl FnOnce(&mut Self),
     ) -> Result<bool, ConnectionEnd> {
         match posted {
@@ -1641,6 +1646,7 @@ impl<T: Transport> ServerConnection<T> {
                 Ok(true)
             }
             Err(TransportError::Unsupported) => {
+                self.quiet.uncover(id);
                 unsupported(self);
                 Ok(false)
             }

@@ -97,6 +97,19 @@ impl Quiet {
         id | COVERS
     }
 
+    /// Request `id`, just given by [`Quiet::cover`], was not posted after
+    /// all (the transport refused that kind of request, and the caller
+    /// posts another): what it was to cover is uncovered again, for the
+    /// request posted instead. Every other failed post ends the
+    /// connection, and with it this bookkeeping.
+    pub(super) fn uncover(&mut self, id: WrId) {
+        if id & COVERS != 0 {
+            if let Some(count) = self.covers.pop_back() {
+                self.uncovered += count;
+            }
+        }
+    }
+
     /// A covering request completed: how many unsignaled writes it covers,
     /// now known complete; `None` when no covering request is outstanding
     /// or it covers more than are in flight (a broken invariant).
@@ -133,6 +146,21 @@ mod tests {
         assert_eq!(quiet.covered(), Some(1));
         assert!(quiet.idle());
         assert_eq!(quiet.covered(), None, "nothing left to cover");
+    }
+
+    #[test]
+    fn a_covering_request_not_posted_leaves_its_writes_to_the_next() {
+        let mut quiet = Quiet::new(64);
+        quiet.posted();
+        quiet.posted();
+        let refused = quiet.cover(8);
+        assert_eq!(refused, 8 | COVERS);
+        quiet.uncover(refused);
+        quiet.uncover(9);
+        assert_eq!(quiet.cover(10), 10 | COVERS, "the next request covers them");
+        assert_eq!(quiet.covered(), Some(2));
+        assert!(quiet.idle());
+        assert_eq!(quiet.covered(), None);
     }
 
     #[test]
