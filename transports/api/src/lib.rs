@@ -18,6 +18,10 @@
 //!   request's completion has been drained. This is how "a send buffer is never
 //!   reused before its completion" is enforced for every transport, not merely
 //!   documented.
+//! * a write may be posted *unsignaled*
+//!   ([`Transport::post_write_tail_unsignaled`], where a transport has it):
+//!   its success is not reported, and the completion of a signaled request
+//!   posted after it says it is done (selective signaling).
 //!
 //! Connection establishment is transport specific (rdma_cm, `fi_connect`, an
 //! in-memory pair) and deliberately not part of this trait: a driver receives an
