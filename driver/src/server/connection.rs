@@ -1576,7 +1576,10 @@ impl<T: Transport> ServerConnection<T> {
             self.gather_joins = false;
             return Ok(false);
         }
-        self.joined_posted(posted, id, |this| this.gather_joins = false)
+        self.joined_posted(posted, |this| {
+            this.quiet.uncover(id);
+            this.gather_joins = false;
+        })
     }
 
     /// Post `deferred`, a read's last data write, with the status block
@@ -1616,7 +1619,7 @@ impl<T: Transport> ServerConnection<T> {
                     if let Some(Some(mapped)) = self.mapped.get_mut(deferred.slot) {
                         mapped.in_flight = mapped.in_flight.saturating_sub(1);
                     }
-                    return self.joined_posted(Ok(()), id, |_| {});
+                    return self.joined_posted(Ok(()), |_| {});
                 }
                 Err(TransportError::Unsupported) => self.quiet.disable(),
                 Err(e) => return Err(e.into()),
@@ -1626,17 +1629,19 @@ impl<T: Transport> ServerConnection<T> {
         let posted = self
             .transport
             .post_write_tail(id, &[deferred.local], tail, dst, immediate);
-        self.joined_posted(posted, id, |this| this.tail_writes = false)
+        self.joined_posted(posted, |this| {
+            this.quiet.uncover(id);
+            this.tail_writes = false;
+        })
     }
 
-    /// The outcome of posting a joined data-and-block write as request
-    /// `id`: counted when posted; `false` and `unsupported` noted (that way
-    /// is not tried again) when the transport has no such write, which
-    /// then covers nothing ([`Quiet::uncover`]).
+    /// The outcome of posting a joined data-and-block write: counted when
+    /// posted; `false` and `unsupported` noted (that way is not tried
+    /// again; a request refused so covers nothing, [`Quiet::uncover`]) when
+    /// the transport has no such write.
     fn joined_posted(
         &mut self,
         posted: Result<(), TransportError>,
-        id: WrId,
         unsupported: impl FnOnce(&mut Self),
     ) -> Result<bool, ConnectionEnd> {
         match posted {
@@ -1646,7 +1651,6 @@ impl<T: Transport> ServerConnection<T> {
                 Ok(true)
             }
             Err(TransportError::Unsupported) => {
-                self.quiet.uncover(id);
                 unsupported(self);
                 Ok(false)
             }

@@ -101,7 +101,10 @@ impl Quiet {
     /// all (the transport refused that kind of request, and the caller
     /// posts another): what it was to cover is uncovered again, for the
     /// request posted instead. Every other failed post ends the
-    /// connection, and with it this bookkeeping.
+    /// connection, and with it this bookkeeping. (Once per connection at
+    /// most: out of line.)
+    #[cold]
+    #[inline(never)]
     pub(super) fn uncover(&mut self, id: WrId) {
         if id & COVERS != 0 {
             if let Some(count) = self.covers.pop_back() {
