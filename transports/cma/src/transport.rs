@@ -661,13 +661,9 @@ impl CmaTransport {
 
     fn complete_op(&mut self, op: Outgoing, status: Result<(), WcError>) {
         if !op.signaled && status.is_ok() {
-            // Nothing to report: what `drain` would do with it, now.
-            for id in op.held.iter() {
-                self.regions.release(id);
-            }
-            if op.work.is_some() {
-                self.tx_outstanding -= 1;
-            }
+            // Nothing to report: what `drain` would do with it, now (an
+            // unsignaled op is a write, with a work request).
+            self.retire(&op.held, true);
             return;
         }
         if let Some((wr_id, kind)) = op.work {
@@ -1437,17 +1433,23 @@ impl CmaTransport {
             let Some(ready) = self.ready.pop_front() else {
                 break;
             };
-            for id in ready.held.iter() {
-                self.regions.release(id);
-            }
-            if ready.send_queue {
-                self.tx_outstanding -= 1;
-            } else {
-                self.rx_outstanding -= 1;
-            }
+            self.retire(&ready.held, ready.send_queue);
             *slot = ready.completion;
         }
         n
+    }
+
+    /// Give back what a finished work request held: its regions, and its
+    /// place in the send queue (`send_queue`) or the receive queue.
+    fn retire(&mut self, held: &Held, send_queue: bool) {
+        for id in held.iter() {
+            self.regions.release(id);
+        }
+        if send_queue {
+            self.tx_outstanding -= 1;
+        } else {
+            self.rx_outstanding -= 1;
+        }
     }
 
     /// Whether `wait` should keep polling instead of sleeping.

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use rdio_cma::{CmaError, CmaTransport, Listener, connect, socket_name};
 use rdio_transport::{
-    Access, Completion, CompletionKind, RemoteBuf, Slice, Transport, TransportError, WcError,
+    Access, Completion, CompletionKind, RegionId, RemoteBuf, Slice, Transport, TransportError,
+    WcError,
 };
 
 mod common;
@@ -1067,18 +1068,16 @@ fn a_carried_write_is_never_overtaken_by_a_later_write_to_the_same_bytes() {
     );
 }
 
-/// A write with an inline tail places the gathered bytes and then the tail
-/// as one request: one receive completion with the immediate at the peer,
-/// one write completion here, the gather region held until then.
-#[test]
-fn a_write_with_a_tail_places_data_then_tail() {
+/// A pair for writes with a tail: the client's 4 KiB window, lent with
+/// `REMOTE_WRITE` and already known to the server, one receive posted (id
+/// 10), and on the server an 8-byte gather region holding `data....`.
+fn tail_pair() -> (CmaTransport, CmaTransport, RegionId, RegionId) {
     let (mut client, mut server) = pair();
     let window = client
         .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
         .unwrap();
     let inbox = client.register(256, Access::LOCAL_WRITE).unwrap();
     client.post_recv(10, Slice::whole(inbox, 256)).unwrap();
-    let dst = client.remote_buf(window, 64, 20).unwrap();
     let gathered = server.register(8, Access::empty()).unwrap();
     server
         .region_mut(gathered)
@@ -1087,6 +1086,16 @@ fn a_write_with_a_tail_places_data_then_tail() {
     // The advertisement of the window reaches the server first.
     client.poll_completions(&mut []).unwrap();
     server.poll_completions(&mut []).unwrap();
+    (client, server, window, gathered)
+}
+
+/// A write with an inline tail places the gathered bytes and then the tail
+/// as one request: one receive completion with the immediate at the peer,
+/// one write completion here, the gather region held until then.
+#[test]
+fn a_write_with_a_tail_places_data_then_tail() {
+    let (mut client, mut server, window, gathered) = tail_pair();
+    let dst = client.remote_buf(window, 64, 20).unwrap();
 
     let mut tail = *b"status block";
     server
@@ -1131,19 +1140,7 @@ fn a_write_with_a_tail_places_data_then_tail() {
 /// then. One outside the peer's windows still completes, with its error.
 #[test]
 fn an_unsignaled_write_lands_and_reports_only_a_failure() {
-    let (mut client, mut server) = pair();
-    let window = client
-        .register(4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE)
-        .unwrap();
-    let inbox = client.register(256, Access::LOCAL_WRITE).unwrap();
-    client.post_recv(10, Slice::whole(inbox, 256)).unwrap();
-    let gathered = server.register(8, Access::empty()).unwrap();
-    server
-        .region_mut(gathered)
-        .unwrap()
-        .copy_from_slice(b"data....");
-    client.poll_completions(&mut []).unwrap();
-    server.poll_completions(&mut []).unwrap();
+    let (mut client, mut server, window, gathered) = tail_pair();
 
     let first = client.remote_buf(window, 0, 20).unwrap();
     let second = client.remote_buf(window, 64, 20).unwrap();
