@@ -20,9 +20,6 @@ pub(super) struct Handing {
     reads: heapless::Vec<DirectRead, MAX_BATCH>,
     taken: usize,
     live: bool,
-    /// `live`, or reads left to hand out: what every call but a
-    /// completion looks at first, in one load.
-    active: bool,
 }
 
 impl Handing {
@@ -31,7 +28,6 @@ impl Handing {
             reads: heapless::Vec::new(),
             taken: 0,
             live: false,
-            active: false,
         }
     }
 
@@ -42,15 +38,12 @@ impl Handing {
         self.reads.clear();
         self.taken = 0;
         self.live = false;
-        self.active = false;
     }
 
     /// Queue `read` to be handed out; `Err` once [`MAX_BATCH`] are queued.
     #[inline(always)]
     pub(super) fn push(&mut self, read: DirectRead) -> Result<(), DirectRead> {
-        self.reads.push(read)?;
-        self.active = true;
-        Ok(())
+        self.reads.push(read)
     }
 
     /// Hand out the next read: it is outstanding from now on. The caller
@@ -67,7 +60,7 @@ impl Handing {
     /// Whether a read is outstanding or left to hand out.
     #[inline(always)]
     pub(super) fn is_active(&self) -> bool {
-        self.active
+        self.live || self.has_untaken()
     }
 
     /// The outstanding read, if any.
@@ -79,13 +72,6 @@ impl Handing {
         self.reads.get(self.taken.checked_sub(1)?)
     }
 
-    /// No read is outstanding any more.
-    #[inline(always)]
-    fn answered(&mut self) {
-        self.live = false;
-        self.active = self.has_untaken();
-    }
-
     /// What `finish` makes of the outstanding read, if it is request `id`
     /// (read where it is): no longer outstanding.
     #[inline(always)]
@@ -95,26 +81,24 @@ impl Handing {
         finish: impl FnOnce(&DirectRead) -> T,
     ) -> Option<T> {
         let done = finish(self.outstanding().filter(|read| read.id == id)?);
-        self.answered();
+        self.live = false;
         Some(done)
     }
 
     /// The outstanding read, if any: no longer outstanding.
     pub(super) fn take(&mut self) -> Option<DirectRead> {
         let read = *self.outstanding()?;
-        self.answered();
+        self.live = false;
         Some(read)
     }
 
     /// The last read not handed out yet, removed.
     pub(super) fn pop_untaken(&mut self) -> Option<DirectRead> {
-        let read = if self.has_untaken() {
+        if self.has_untaken() {
             self.reads.pop()
         } else {
             None
-        };
-        self.active = self.live || self.has_untaken();
-        read
+        }
     }
 
     /// Whether reads are left to hand out.
@@ -135,7 +119,6 @@ impl Handing {
     /// Forget the reads not handed out yet (the connection ended).
     pub(super) fn drop_untaken(&mut self) {
         self.reads.truncate(self.taken);
-        self.active = self.live;
     }
 
     /// The reads not handed out yet.
