@@ -291,10 +291,11 @@ impl Work {
 }
 
 /// Size of a buffer that holds a message without write data: every send
-/// of a client's and a server's send pool (a client's write fragments
+/// of a server's send pool and of a client's (a client's write fragments
 /// gather their data from the request's slot, so only the prefix is
-/// encoded into the pool), and a client's receives (a server sends only
-/// fixed-size messages: responses, credit messages, `Terminate`).
+/// encoded into the pool; a client granted read batches makes its sends
+/// larger, [`client_send_size`]), and a client's receives (a server sends
+/// only fixed-size messages: responses, credit messages, `Terminate`).
 /// `MIN_SEND_SIZE` is defined as room for the largest of those (a
 /// 16-segment vectored read) with its header; the test below checks it.
 /// Sizing these by the negotiated `max_send_size` instead would make a
@@ -306,6 +307,23 @@ pub(crate) const CONTROL_MESSAGE: usize = rdio_core::wire::MIN_SEND_SIZE as usiz
 /// most `max_send` bytes.
 pub(crate) fn control_size(max_send: usize) -> usize {
     max_send.min(CONTROL_MESSAGE)
+}
+
+/// The size of a client's send buffers for a connection whose messages
+/// are at most `max_send` bytes: a control message, and where the session
+/// granted read batches, room for a full one
+/// ([`rdio_core::wire::MAX_READ_BATCH_LEN`], 16 reads in 792 bytes). The
+/// core puts in a batch only the reads its buffer holds: a
+/// [`CONTROL_MESSAGE`] buffer would cut every batch at 10 reads, and a
+/// deep queue would go as more, smaller batches (each costing both sides
+/// a send, a receive and an immediate).
+pub(crate) fn client_send_size(max_send: usize, read_batches: bool) -> usize {
+    let wanted = if read_batches {
+        CONTROL_MESSAGE.max(rdio_core::wire::MAX_READ_BATCH_LEN)
+    } else {
+        CONTROL_MESSAGE
+    };
+    max_send.min(wanted)
 }
 
 /// Receive buffers, one message each, in one region (only ever read by the
@@ -548,7 +566,7 @@ impl Pool {
 mod tests {
     use super::{
         CONTROL_MESSAGE, Clock, FIXED_ONE, INLINE_MESSAGE, IdMap, Pool, Reading, Stamp, Work,
-        control_size,
+        client_send_size, control_size,
     };
     use rdio_core::time::Instant;
     use rdio_transport::Access;
@@ -709,5 +727,10 @@ mod tests {
         const { assert!(rdio_core::wire::status::STATUS_BLOCK_LEN <= INLINE_MESSAGE) };
         assert_eq!(control_size(64 << 10), CONTROL_MESSAGE);
         assert_eq!(control_size(100), 100);
+        let full = rdio_core::wire::MAX_READ_BATCH_LEN;
+        assert_eq!(full, 24 + 16 * 48);
+        assert_eq!(client_send_size(64 << 10, true), full);
+        assert_eq!(client_send_size(64 << 10, false), CONTROL_MESSAGE);
+        assert_eq!(client_send_size(600, true), 600);
     }
 }

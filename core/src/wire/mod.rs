@@ -37,8 +37,8 @@ pub use files::{
 };
 pub use header::{Flags, Header, Opcode};
 pub use message::{
-    BatchRead, Body, Message, ReadBatchRequest, ReadRequest, ReadSegment, ReadVRequest,
-    WriteRequest, WriteSegment, WriteVRequest,
+    BatchRead, Body, MAX_READ_BATCH_LEN, Message, ReadBatchRequest, ReadRequest, ReadSegment,
+    ReadVRequest, WriteRequest, WriteSegment, WriteVRequest,
 };
 pub use pipe::{
     AuthAccess, CHECKSUM_DIGEST_LEN, ChecksumAlgorithm, NegotiateRequest, NegotiateResponse,

@@ -34,7 +34,9 @@ pub use rdio_core::client::{CompletionMode, RemoteFile};
 pub use reconnect::{Connector, FileRef, ReconnectPolicy, ResilientClient, ResilientError};
 
 use crate::access::{ChannelBinding, Credential, client_proof, derive_client_key};
-use crate::buffers::{Clock, INLINE_MESSAGE, Pool, Receives, control_size, set_up};
+use crate::buffers::{
+    Clock, INLINE_MESSAGE, Pool, Receives, client_send_size, control_size, set_up,
+};
 use crate::files::{ReadSegment, WriteSegment};
 use crate::pipe::{Pipe, PipeError};
 use crate::stats::ClientStats;
@@ -439,8 +441,15 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         }
         // Write data is gathered from the slots and the server sends only
         // fixed-size messages: no buffer of this side needs to hold a
-        // full `max_send_size` message (`buffers::CONTROL_MESSAGE`).
+        // full `max_send_size` message (`buffers::CONTROL_MESSAGE`); a
+        // send buffer holds a full read batch where batches were granted.
         let message_size = control_size(negotiated.max_send_size as usize);
+        let send_size = client_send_size(
+            negotiated.max_send_size as usize,
+            negotiated
+                .capabilities
+                .contains(rdio_core::wire::Capabilities::READ_BATCH),
+        );
         let io_size = options.io_size.min(negotiated.max_io_size) as usize;
         let clock = Clock::new();
         let core = Box::new(CoreClient::new(
@@ -455,7 +464,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             // request lands.
             let receives = Receives::post_all(transport, core.receive_depth(), message_size)?;
             held.push(receives.region());
-            let sends = Pool::register(transport, send_buffers, message_size, Access::empty())?;
+            let sends = Pool::register(transport, send_buffers, send_size, Access::empty())?;
             held.extend(sends.regions());
             // Each slot: its data, then its status block (`Buffers::slots`).
             let slot_size = io_size + STATUS_BLOCK_LEN;

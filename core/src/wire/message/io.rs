@@ -474,6 +474,13 @@ struct ReadBatchHeadWire {
 /// Bytes [`emit_read_batch_head`] writes: header and batch payload.
 pub(crate) const READ_BATCH_HEAD_LEN: usize = size_of::<ReadBatchHeadWire>();
 
+/// Length of a `ReadBatch` of [`MAX_BATCH`](crate::wire::MAX_BATCH) reads,
+/// the longest there is (792 bytes): a client whose send buffers hold it
+/// sends full batches; a shorter buffer (or send size) caps the reads of a
+/// batch at what fits.
+pub const MAX_READ_BATCH_LEN: usize =
+    READ_BATCH_HEAD_LEN + crate::wire::MAX_BATCH * size_of::<BatchRead>();
+
 /// Encode the head of a ReadBatch of `count` reads into `buf`: what
 /// [`Message::emit`] writes for [`Body::ReadBatch`] before its reads,
 /// which the caller has written right after it (`count` of them, 48 bytes

@@ -26,8 +26,8 @@ use auth::{StatusResponseWire, StatusWire};
 use control::{CompletionWire, RegisterCompletionWire, WordWire, word};
 use credit::{DeltaWire, delta};
 pub use io::{
-    BatchRead, ReadBatchRequest, ReadRequest, ReadSegment, ReadVRequest, WriteRequest,
-    WriteSegment, WriteVRequest, parse_read, parse_write,
+    BatchRead, MAX_READ_BATCH_LEN, ReadBatchRequest, ReadRequest, ReadSegment, ReadVRequest,
+    WriteRequest, WriteSegment, WriteVRequest, parse_read, parse_write,
 };
 pub(crate) use io::{
     READ_BATCH_HEAD_LEN, READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read,
