@@ -273,6 +273,12 @@ pub struct ConnectionCell {
     credits_in_use: AtomicU64,
     pub(crate) transport_errors: AtomicU64,
     latency: [[SharedHistogram; SIZE_CLASSES.len()]; TIMED_KINDS],
+    /// Requests by kind and size class that succeeded in the round they
+    /// arrived ([`ConnectionCell::done_at_once`]): each one counts in
+    /// `completions` as a success and in `latency` as 0 µs, added in when
+    /// the cell is read ([`ConnectionCell::load`]), so such a request
+    /// costs one counter, not a completion count and a histogram's three.
+    at_once: [[AtomicU64; SIZE_CLASSES.len()]; TIMED_KINDS],
 }
 
 impl ConnectionCell {
@@ -298,6 +304,7 @@ impl ConnectionCell {
             credits_in_use: zero(),
             transport_errors: zero(),
             latency: std::array::from_fn(|_| std::array::from_fn(|_| SharedHistogram::default())),
+            at_once: std::array::from_fn(|_| std::array::from_fn(|_| zero())),
         }
     }
 
@@ -325,6 +332,21 @@ impl ConnectionCell {
         }
     }
 
+    /// A request of `kind` ([`REQUEST_KINDS`] index) and `size` bytes
+    /// completed with `status` in the round it arrived: what
+    /// [`ConnectionCell::completed`] and a [`ConnectionCell::latency`] of
+    /// 0 µs record, a success of a timed kind in one counter.
+    #[inline(always)]
+    pub(crate) fn done_at_once(&self, kind: usize, size: u64, status: Status) {
+        match self.at_once.get(kind) {
+            Some(classes) if status == Status::Success => bump(&classes[size_class(size)], 1),
+            _ => {
+                self.completed(status);
+                self.latency(kind, size, 0);
+            }
+        }
+    }
+
     /// The core's counters and the credit gauges, copied in once a round.
     pub(crate) fn update_core(&self, core: ConnectionStats, credits: u16, in_use: u16) {
         let store = |counter: &AtomicU64, value: u64| counter.store(value, Relaxed);
@@ -345,7 +367,7 @@ impl ConnectionCell {
         core.keepalives = self.keepalives.load(Relaxed);
         core.keepalives_answered = self.keepalives_answered.load(Relaxed);
         core.read_batches = self.read_batches.load(Relaxed);
-        ConnectionCounters {
+        let mut counters = ConnectionCounters {
             registrations: self.registrations.load(Relaxed),
             closes: self.closes.load(Relaxed),
             zero_copy_reads: self.zero_copy_reads.load(Relaxed),
@@ -362,7 +384,20 @@ impl ConnectionCell {
             latency: std::array::from_fn(|kind| {
                 std::array::from_fn(|class| self.latency[kind][class].load())
             }),
+        };
+        // The successes counted at once, where they belong.
+        for (kind, classes) in self.at_once.iter().enumerate() {
+            for (class, n) in classes.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if let Some(successes) = counters.completions.get_mut(status_slot(Status::Success)) {
+                    *successes += n;
+                }
+                let histogram = &mut counters.latency[kind][class];
+                histogram.buckets[bucket_of(0)] += n;
+                histogram.count += n;
+            }
         }
+        counters
     }
 }
 

@@ -2056,7 +2056,8 @@ impl<T: Transport> ServerConnection<T> {
     /// [`RequestTimings::note`] and
     /// [`Self::request_done`] record for it — its latency is 0 µs, both
     /// ends being this round's `now` — without the table entry between
-    /// them (two probes of the table and a span kept per read).
+    /// them (two probes of the table and a span kept per read), a success
+    /// in one counter ([`ConnectionCell::done_at_once`]).
     #[inline(always)]
     fn request_done_at_once(
         &mut self,
@@ -2066,8 +2067,7 @@ impl<T: Transport> ServerConnection<T> {
         status: Status,
         bytes: u64,
     ) {
-        self.cell.completed(status);
-        self.cell.latency(kind, size, 0);
+        self.cell.done_at_once(kind, size, status);
         if self.trace_requests {
             trace_at_once(&self.span, request, kind, size, status, bytes);
         }
