@@ -389,7 +389,8 @@ impl ConnectionCell {
         for (kind, classes) in self.at_once.iter().enumerate() {
             for (class, n) in classes.iter().enumerate() {
                 let n = n.load(Relaxed);
-                if let Some(successes) = counters.completions.get_mut(status_slot(Status::Success)) {
+                if let Some(successes) = counters.completions.get_mut(status_slot(Status::Success))
+                {
                     *successes += n;
                 }
                 let histogram = &mut counters.latency[kind][class];
@@ -738,6 +739,30 @@ mod tests {
         assert_eq!(histogram.quantile_bound(0.5), Some(4));
         assert_eq!(histogram.quantile_bound(1.0), None);
         assert_eq!(Histogram::bound_micros(3), Some(8));
+    }
+
+    #[test]
+    fn requests_done_at_once_count_as_completions_and_zero_latency() {
+        let cell = ConnectionCell::new(1);
+        cell.done_at_once(0, 4096, Status::Success);
+        cell.done_at_once(0, 4096, Status::Success);
+        cell.done_at_once(0, 100, Status::EndOfFile);
+        cell.done_at_once(2, 1 << 20, Status::Success);
+        cell.latency(0, 4096, 3);
+        cell.completed(Status::Success);
+        let counters = cell.load();
+        let success = Status::Success.as_u32() as usize;
+        let end_of_file = Status::EndOfFile.as_u32() as usize;
+        assert_eq!(counters.completions[success], 4);
+        assert_eq!(counters.completions[end_of_file], 1);
+        let reads = &counters.latency[0][0];
+        assert_eq!((reads.count, reads.buckets[0], reads.buckets[2]), (4, 3, 1));
+        assert_eq!(reads.sum_micros, 3);
+        let writes = &counters.latency[2][size_class(1 << 20)];
+        assert_eq!((writes.count, writes.buckets[0]), (1, 1));
+        // An untimed kind counts its completion only.
+        cell.done_at_once(4, 0, Status::Success);
+        assert_eq!(cell.load().completions[success], 5);
     }
 
     #[test]
