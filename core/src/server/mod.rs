@@ -169,7 +169,10 @@ pub enum ServerEvent<'a> {
     },
     /// Read each segment's `dest.len()` bytes at its file offset and
     /// RDMA-write them into `dest` (claim 16), then call
-    /// [`Connection::complete_io`] with the total.
+    /// [`Connection::complete_io`] with the total. Every segment lies
+    /// within the offsets a file can have (its offset plus its length at
+    /// most `i64::MAX`): the core answers any other read
+    /// `InvalidParameter` itself.
     Read {
         /// The request.
         op: OpId,

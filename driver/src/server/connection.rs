@@ -260,6 +260,18 @@ impl MappedWrite {
     }
 }
 
+/// What [`ServerConnection::read_mapped`] made of a read.
+#[derive(Clone, Copy, Debug)]
+enum FromMapping {
+    /// Its file has no usable mapping: nothing done.
+    Unmapped,
+    /// Served: its writes posted, the result to complete it with.
+    Served(Result<u64, Status>),
+    /// Served, `bytes` of it, but for its last write (filling its
+    /// segment), held back for the caller to post with the status block.
+    Deferred { write: MappedWrite, bytes: u64 },
+}
+
 /// A read the core handed over, waiting for a free bounce buffer.
 #[derive(Debug)]
 struct PendingRead {
@@ -1425,23 +1437,19 @@ impl<T: Transport> ServerConnection<T> {
                 Some(Answer::Buffer(_)) => self.gather_joins,
                 None => false,
             };
-        let mut deferred = None;
-        let result = if let Some(result) = self.read_mapped(read, defer.then_some(&mut deferred))? {
-            ConnectionCell::add(&self.cell.zero_copy_reads, 1);
-            result
-        } else {
-            let pieces = self.pieces(read.segments);
-            if self.bounces.free_count() < pieces || !self.send_queue_fits(pieces + status) {
-                return Ok(false);
+        let (result, deferred) = match self.read_mapped(read, defer)? {
+            FromMapping::Served(result) => {
+                ConnectionCell::add(&self.cell.zero_copy_reads, 1);
+                (result, None)
             }
-            ConnectionCell::add(&self.cell.copied_reads, 1);
-            let result = self.read_bounced(read)?;
-            if let Ok(bytes) = result {
-                if let Some(file) = self.files.get_mut(&read.file) {
-                    file.read += bytes;
-                }
+            FromMapping::Deferred { write, bytes } => {
+                ConnectionCell::add(&self.cell.zero_copy_reads, 1);
+                (Ok(bytes), Some(write))
             }
-            result
+            FromMapping::Unmapped => match self.serve_bounced(read, status)? {
+                Some(result) => (result, None),
+                None => return Ok(false),
+            },
         };
         if let Ok(bytes) = result {
             ConnectionCell::add(&self.cell.bytes_read, bytes);
@@ -1455,6 +1463,28 @@ impl<T: Transport> ServerConnection<T> {
             Some(answer) => self.complete_now(now, read, result, answer, deferred)?,
         }
         Ok(true)
+    }
+
+    /// Serve `read` through bounce buffers ([`Self::read_bounced`]), `status`
+    /// more sends to follow it: `None`, nothing done, when not enough
+    /// bounce buffers or send-queue places are free.
+    fn serve_bounced(
+        &mut self,
+        read: Read<'_>,
+        status: usize,
+    ) -> Result<Option<Result<u64, Status>>, ConnectionEnd> {
+        let pieces = self.pieces(read.segments);
+        if self.bounces.free_count() < pieces || !self.send_queue_fits(pieces + status) {
+            return Ok(None);
+        }
+        ConnectionCell::add(&self.cell.copied_reads, 1);
+        let result = self.read_bounced(read)?;
+        if let Ok(bytes) = result {
+            if let Some(file) = self.files.get_mut(&read.file) {
+                file.read += bytes;
+            }
+        }
+        Ok(Some(result))
     }
 
     /// Post one data write of a mapped read.
@@ -1712,6 +1742,10 @@ impl<T: Transport> ServerConnection<T> {
         let Some(open) = self.server.file(file) else {
             return;
         };
+        // A read from the mapping does not ask again (`read_mapped`).
+        if !open.flags().contains(OpenFlags::READ) {
+            return;
+        }
         // The size limit is about pinned memory: a transport whose
         // registrations pin nothing maps a file of any size.
         let pins = self.transport.caps().pins_registrations;
@@ -1752,19 +1786,16 @@ impl<T: Transport> ServerConnection<T> {
         self.mapped_by_file.insert(file, slot);
     }
 
-    /// Serve `read` from its file's mapping: `None` when the file has no
-    /// usable mapping (never had one, or its lease is being broken), else
-    /// the result to complete the read with, its RDMA writes posted.
+    /// Serve `read` from its file's mapping: [`FromMapping::Unmapped`]
+    /// when the file has no usable mapping (never had one, or its lease is
+    /// being broken), else the result to complete the read with, its RDMA
+    /// writes posted.
     ///
     /// With `defer`, the last write, if it fills its segment, is not posted
-    /// but left there for the caller to post (with the status block as its
-    /// tail, `post_with_tail`), counted in the mapping's `in_flight`
-    /// already.
-    fn read_mapped(
-        &mut self,
-        read: Read<'_>,
-        mut defer: Option<&mut Option<MappedWrite>>,
-    ) -> Result<Option<Result<u64, Status>>, ConnectionEnd> {
+    /// but handed back ([`FromMapping::Deferred`]) for the caller to post
+    /// (with the status block as its tail, `post_with_tail`), counted in
+    /// the mapping's `in_flight` already.
+    fn read_mapped(&mut self, read: Read<'_>, defer: bool) -> Result<FromMapping, ConnectionEnd> {
         // One mapping per file (`map` adds none for a file that has
         // one), so a slot mapping the read's file is the one the map names.
         let cached = self.last_mapped;
@@ -1772,13 +1803,13 @@ impl<T: Transport> ServerConnection<T> {
             cached
         } else {
             let Some(&slot) = self.mapped_by_file.get(&read.file) else {
-                return Ok(None);
+                return Ok(FromMapping::Unmapped);
             };
             self.last_mapped = slot;
             slot
         };
         let Some(Some(mapped)) = self.mapped.get_mut(slot) else {
-            return Ok(None);
+            return Ok(FromMapping::Unmapped);
         };
         // Whether the lease still holds is asked by `check_leases`, once per
         // HOUSEKEEPING and on idle rounds, not per read (a system call
@@ -1789,36 +1820,28 @@ impl<T: Transport> ServerConnection<T> {
         // decides how soon the writer may proceed.
         if mapped.revoked {
             self.retire_if_idle(slot)?;
-            return Ok(None);
+            return Ok(FromMapping::Unmapped);
         }
         let (region, len) = (mapped.region, mapped.lease.file_len());
-        // A Read (what is served at once): one segment, no loops.
+        // A Read (what is served at once): one segment, no loops, and no
+        // check of its own of what `File::read_at` checks on the copying
+        // path: only a readable file is mapped (`map`), and the core hands
+        // over no range past the largest file offset (`ServerEvent::Read`).
         if let [segment] = read.segments {
-            // The check `File::read_at` makes on the copying path.
-            if let Err(e) = mapped
-                .open
-                .check_read(segment.offset(), segment.dest().len() as usize)
-            {
-                return Ok(Some(Err(e.status())));
-            }
             let Some((write, n)) = MappedWrite::of(slot, region, len, segment) else {
-                return Ok(Some(Ok(0)));
+                return Ok(FromMapping::Served(Ok(0)));
             };
             mapped.read += n;
             prefetch_line(mapped.base.wrapping_add(write.local.offset));
-            match defer {
-                Some(deferred) if write.fills_segment() => {
-                    mapped.in_flight += 1;
-                    *deferred = Some(write);
-                }
-                _ => {
-                    self.post_mapped(write)?;
-                    if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
-                        mapped.in_flight += 1;
-                    }
-                }
+            if defer && write.fills_segment() {
+                mapped.in_flight += 1;
+                return Ok(FromMapping::Deferred { write, bytes: n });
             }
-            return Ok(Some(Ok(n)));
+            self.post_mapped(write)?;
+            if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+                mapped.in_flight += 1;
+            }
+            return Ok(FromMapping::Served(Ok(n)));
         }
         // The checks `File::read_at` makes on the copying path. A mapping
         // not revoked belongs to a registered, open file.
@@ -1827,12 +1850,13 @@ impl<T: Transport> ServerConnection<T> {
                 .open
                 .check_read(segment.offset(), segment.dest().len() as usize)
             {
-                return Ok(Some(Err(e.status())));
+                return Ok(FromMapping::Served(Err(e.status())));
             }
         }
         let mut total = 0u64;
         let mut posted = 0;
         let base = mapped.base;
+        let mut deferred = None;
         for segment in read.segments {
             let Some((write, n)) = MappedWrite::of(slot, region, len, segment) else {
                 continue;
@@ -1840,11 +1864,9 @@ impl<T: Transport> ServerConnection<T> {
             prefetch_line(base.wrapping_add(write.local.offset));
             posted += 1;
             total += n;
-            if write.fills_segment() && posted == read.segments.len() {
-                if let Some(deferred) = defer.take() {
-                    *deferred = Some(write);
-                    continue;
-                }
+            if defer && write.fills_segment() && posted == read.segments.len() {
+                deferred = Some(write);
+                continue;
             }
             self.post_mapped(write)?;
         }
@@ -1852,7 +1874,13 @@ impl<T: Transport> ServerConnection<T> {
             mapped.in_flight += posted;
             mapped.read += total;
         }
-        Ok(Some(Ok(total)))
+        Ok(match deferred {
+            Some(write) => FromMapping::Deferred {
+                write,
+                bytes: total,
+            },
+            None => FromMapping::Served(Ok(total)),
+        })
     }
 
     /// Release a revoked mapping whose last RDMA write completed:
