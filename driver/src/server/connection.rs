@@ -218,7 +218,8 @@ enum Answer {
 /// One RDMA write of a mapped read's data: `local` (in mapping slot
 /// `slot`'s region) to the client's `remote`. `read_mapped` may hold the
 /// last one back to go out with the read's status block
-/// (`post_with_tail`); the mapping's `in_flight` counts it already.
+/// (`post_with_tail`); the mapping's `in_flight` counts a write when it is
+/// posted signaled (an unsignaled one counts in [`Quiet`]).
 #[derive(Clone, Copy, Debug)]
 struct MappedWrite {
     slot: usize,
@@ -1493,7 +1494,17 @@ impl<T: Transport> ServerConnection<T> {
         self.transport
             .post_write(id, &[write.local], write.remote, None)?;
         self.sends_posted += 1;
+        self.mapped_posted(write.slot);
         Ok(())
+    }
+
+    /// A signaled write from mapping `slot` was posted: in flight until
+    /// its completion ([`Self::mapped_write_done`]).
+    #[inline(always)]
+    fn mapped_posted(&mut self, slot: usize) {
+        if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
+            mapped.in_flight += 1;
+        }
     }
 
     /// Complete `read` with `result`, its status block encoded into send
@@ -1606,7 +1617,7 @@ impl<T: Transport> ServerConnection<T> {
             self.gather_joins = false;
             return Ok(false);
         }
-        self.joined_posted(posted, |this| {
+        self.joined_posted(posted, Some(deferred.slot), |this| {
             this.quiet.uncover(id);
             this.gather_joins = false;
         })
@@ -1643,13 +1654,9 @@ impl<T: Transport> ServerConnection<T> {
                 .post_write_tail_unsignaled(id, &[deferred.local], tail, dst)
             {
                 Ok(()) => {
-                    // Counted in flight as a quiet write, not its mapping's
-                    // (`read_mapped` counted it there).
+                    // In flight as a quiet write, not its mapping's.
                     self.quiet.posted();
-                    if let Some(Some(mapped)) = self.mapped.get_mut(deferred.slot) {
-                        mapped.in_flight = mapped.in_flight.saturating_sub(1);
-                    }
-                    return self.joined_posted(Ok(()), |_| {});
+                    return self.joined_posted(Ok(()), None, |_| {});
                 }
                 Err(TransportError::Unsupported) => self.quiet.disable(),
                 Err(e) => return Err(e.into()),
@@ -1659,24 +1666,29 @@ impl<T: Transport> ServerConnection<T> {
         let posted = self
             .transport
             .post_write_tail(id, &[deferred.local], tail, dst, immediate);
-        self.joined_posted(posted, |this| {
+        self.joined_posted(posted, Some(deferred.slot), |this| {
             this.quiet.uncover(id);
             this.tail_writes = false;
         })
     }
 
     /// The outcome of posting a joined data-and-block write: counted when
-    /// posted; `false` and `unsupported` noted (that way is not tried
+    /// posted (in flight from mapping `signaled`, when it was posted
+    /// signaled); `false` and `unsupported` noted (that way is not tried
     /// again; a request refused so covers nothing, [`Quiet::uncover`]) when
     /// the transport has no such write.
     fn joined_posted(
         &mut self,
         posted: Result<(), TransportError>,
+        signaled: Option<usize>,
         unsupported: impl FnOnce(&mut Self),
     ) -> Result<bool, ConnectionEnd> {
         match posted {
             Ok(()) => {
                 self.sends_posted += 1;
+                if let Some(slot) = signaled {
+                    self.mapped_posted(slot);
+                }
                 ConnectionCell::add(&self.cell.joined_reads, 1);
                 Ok(true)
             }
@@ -1793,8 +1805,8 @@ impl<T: Transport> ServerConnection<T> {
     ///
     /// With `defer`, the last write, if it fills its segment, is not posted
     /// but handed back ([`FromMapping::Deferred`]) for the caller to post
-    /// (with the status block as its tail, `post_with_tail`), counted in
-    /// the mapping's `in_flight` already.
+    /// (with the status block as its tail, `post_with_tail`), which counts
+    /// it in the mapping's `in_flight` if it posts it signaled.
     fn read_mapped(&mut self, read: Read<'_>, defer: bool) -> Result<FromMapping, ConnectionEnd> {
         // One mapping per file (`map` adds none for a file that has
         // one), so a slot mapping the read's file is the one the map names.
@@ -1834,13 +1846,9 @@ impl<T: Transport> ServerConnection<T> {
             mapped.read += n;
             prefetch_line(mapped.base.wrapping_add(write.local.offset));
             if defer && write.fills_segment() {
-                mapped.in_flight += 1;
                 return Ok(FromMapping::Deferred { write, bytes: n });
             }
             self.post_mapped(write)?;
-            if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
-                mapped.in_flight += 1;
-            }
             return Ok(FromMapping::Served(Ok(n)));
         }
         // The checks `File::read_at` makes on the copying path. A mapping
@@ -1871,7 +1879,6 @@ impl<T: Transport> ServerConnection<T> {
             self.post_mapped(write)?;
         }
         if let Some(Some(mapped)) = self.mapped.get_mut(slot) {
-            mapped.in_flight += posted;
             mapped.read += total;
         }
         Ok(match deferred {
