@@ -438,8 +438,6 @@ pub struct ServerConnection<T: Transport> {
     /// finds its file here, without the server's lock, a SipHash lookup
     /// and a reference count up and down per write.
     handles: IdMap<FileId, Arc<crate::files::File>>,
-    /// Bytes moved over this connection, all files.
-    transferred: Transferred,
     /// When it was accepted.
     started: std::time::Instant,
     /// The client's address and name, once it authenticated.
@@ -595,7 +593,6 @@ impl Server {
             gather_joins,
             files: IdMap::default(),
             handles: IdMap::default(),
-            transferred: Transferred::default(),
             started: std::time::Instant::now(),
             who: None,
             last_active: now,
@@ -696,8 +693,9 @@ impl<T: Transport> ServerConnection<T> {
             peer = %peer,
             client = %client,
             transport = %self.transport.provider(),
-            bytes_read = self.transferred.read,
-            bytes_written = self.transferred.written,
+            // The cell's counts of this connection's bytes, all files.
+            bytes_read = self.cell.bytes_read.load(Relaxed),
+            bytes_written = self.cell.bytes_written.load(Relaxed),
             seconds = self.started.elapsed().as_secs_f64(),
             why = %why,
             "RDMA connection ended"
@@ -1050,7 +1048,6 @@ impl<T: Transport> ServerConnection<T> {
             Ok(Received::Write(chunk)) => {
                 let result = write_chunk(&self.server, &self.handles, &self.cell, &chunk);
                 if let Ok(bytes) = result {
-                    self.transferred.written += bytes;
                     if let Some(file) = self.files.get_mut(&chunk.file) {
                         file.written += bytes;
                     }
@@ -1454,7 +1451,6 @@ impl<T: Transport> ServerConnection<T> {
         };
         if let Ok(bytes) = result {
             ConnectionCell::add(&self.cell.bytes_read, bytes);
-            self.transferred.read += bytes;
         }
         match send {
             None => {
