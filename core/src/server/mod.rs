@@ -619,8 +619,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// [`Connection::next_batch_read`] go back to the driver's queue.
     #[inline(always)]
     fn park(&mut self) {
-        if let Some(direct) = self.direct.take() {
-            self.park_slow(direct);
+        if self.direct.is_some() {
+            self.park_direct_read();
         }
         if self.handing.is_active() {
             self.park_handing();
@@ -633,11 +633,21 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// (the batch's reads not handed out yet stay where they are).
     #[inline(always)]
     fn park_direct(&mut self) {
-        if let Some(direct) = self.direct.take() {
-            self.park_slow(direct);
+        if self.direct.is_some() {
+            self.park_direct_read();
         }
         if let Some(read) = self.handing.take() {
             self.park_slow(read);
+        }
+    }
+
+    /// The Read handed over at once, into the table. (Out of line, so the
+    /// usual call, with none outstanding, only looks and writes nothing.)
+    #[cold]
+    #[inline(never)]
+    fn park_direct_read(&mut self) {
+        if let Some(direct) = self.direct.take() {
+            self.park_slow(direct);
         }
     }
 
