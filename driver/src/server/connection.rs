@@ -1182,8 +1182,21 @@ impl<T: Transport> ServerConnection<T> {
         if self.closing.is_some() {
             return Ok(());
         }
+        let inline = self.inline;
+        self.read_open(now, read, inline)
+    }
+
+    /// [`Self::read_arrived`] on a connection not closing, for a transport
+    /// that takes status blocks `inline` or not.
+    #[inline(always)]
+    fn read_open(
+        &mut self,
+        now: Instant,
+        read: Read<'_>,
+        inline: bool,
+    ) -> Result<(), ConnectionEnd> {
         if self.reads.is_empty() {
-            if self.inline {
+            if inline {
                 if self.serve(now, read, Some(Answer::Inline))? {
                     return Ok(());
                 }
@@ -1205,9 +1218,16 @@ impl<T: Transport> ServerConnection<T> {
 
     /// The reads of a batch the core hands over at once
     /// ([`Received::Batch`]): each served as a read that arrived alone
-    /// ([`Self::read_arrived`]); the last status block to go carries the
-    /// batch's immediate.
+    /// ([`Self::read_arrived`], what it asks of the connection asked once
+    /// for all); the last status block to go carries the batch's
+    /// immediate.
     fn batch_arrived(&mut self, now: Instant) -> Result<(), ConnectionEnd> {
+        // What `read_arrived` asks of each, the same for all (serving one
+        // neither closes the connection nor changes its transport): asked
+        // once.
+        self.last_active = now;
+        let open = self.closing.is_none();
+        let inline = self.inline;
         loop {
             let (op, file, segment, status_follows) = match self.conn.next_batch_read() {
                 Some(Received::Read {
@@ -1219,7 +1239,16 @@ impl<T: Transport> ServerConnection<T> {
                 Some(_) => return Err(broken("a batch read of other than one segment")),
                 None => return Ok(()),
             };
-            self.one_segment_arrived(now, op, file, segment, status_follows)?;
+            if open {
+                let segments = [segment];
+                let read = Read {
+                    op,
+                    file,
+                    segments: &segments,
+                    status_follows,
+                };
+                self.read_open(now, read, inline)?;
+            }
         }
     }
 
