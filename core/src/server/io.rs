@@ -97,10 +97,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             let fits = read.dest().len() <= self.max_io_size()
                 && self.check_status_desc(read.status()).is_ok();
             let bit = 1u64 << (request % 64);
-            let repeated = seen & bit != 0
-                && reads
-                    .get(..i)
-                    .is_some_and(|earlier| earlier.iter().any(|e| e.request_id() == request));
+            let repeated =
+                seen & bit != 0 && reads.iter().take(i).any(|e| e.request_id() == request);
             seen |= bit;
             if !fits || repeated || (self.ops.len() > 0 && self.find(request).is_some()) {
                 return None;
