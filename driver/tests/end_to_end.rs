@@ -144,6 +144,13 @@ fn reads_at_and_past_end_of_file<M: Mode>() {
             4
         );
         assert_eq!(&buf[..4], b"6789");
+        // Past the largest file offset (2^63 - 1): answered by the
+        // server's core, whether or not the file is served from a mapping
+        // (which asks no range check of its own).
+        assert_eq!(
+            remote_status(pair.client.read_at(&file, i64::MAX as u64 - 4, &mut buf)).1,
+            Status::InvalidParameter
+        );
         finish(pair);
     }
 }
