@@ -20,7 +20,10 @@
 //!
 //! [`RegionTable`] enforces them over any [`Registered`] memory; a transport
 //! keeps only what is its own (keys, addresses, descriptors, unsafe access to
-//! its memory). Available with the `alloc` feature.
+//! its memory). (`rdio-loopback` keeps the busy rule itself, by the last
+//! request referencing each region rather than by the table's counts: its
+//! queues are drained in order, which makes a count per reference
+//! redundant.) Available with the `alloc` feature.
 
 use alloc::vec::Vec;
 
@@ -133,6 +136,12 @@ impl<R: Registered> RegionTable<R> {
     /// The region `id` names.
     pub fn get(&self, id: RegionId) -> Result<&R, TransportError> {
         self.entry(id).map(|entry| &entry.region)
+    }
+
+    /// The region `id` names, for the transport to update what it keeps
+    /// with it.
+    pub fn get_mut(&mut self, id: RegionId) -> Result<&mut R, TransportError> {
+        self.entry_mut(id).map(|entry| &mut entry.region)
     }
 
     /// The rights `id` was registered with.
@@ -289,6 +298,11 @@ mod tests {
             .unwrap();
         assert_ne!(a, b);
         assert_eq!(table.get(a).err(), Some(TransportError::UnknownRegion(a)));
+        assert_eq!(
+            table.get_mut(a).err(),
+            Some(TransportError::UnknownRegion(a))
+        );
+        assert_eq!(table.get_mut(b).map(|region| region.0.len()), Ok(8));
         assert_eq!(
             table.remove(a).err(),
             Some(TransportError::UnknownRegion(a))

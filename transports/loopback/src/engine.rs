@@ -17,7 +17,7 @@ use rdio_transport::{
 
 use crate::Config;
 use crate::memory::{self, RegionBytes, Source};
-use crate::regions::RegionTable;
+use crate::regions::{QueuePos, RegionTable};
 use crate::ring::SlotRing;
 
 /// Which endpoint of the pair. (`pub` only to appear in the sealed
@@ -78,12 +78,10 @@ pub(crate) const MAX_SGE: usize = 16;
 
 /// A gather element of a posted send or write.
 struct SourceSge {
-    region: RegionId,
     offset: usize,
     len: usize,
     /// The region's memory, for the peer to read from; `None` if the region
-    /// was unknown at post time (then the request fails, and nothing was
-    /// marked busy).
+    /// was unknown at post time (then the request fails).
     bytes: Option<Source>,
 }
 
@@ -113,7 +111,8 @@ struct SendWr {
     /// Its success is reported by a completion
     /// ([`rdio_transport::Transport::post_write_tail_unsignaled`] posts
     /// one without: it still takes its place among the endpoint's
-    /// completions, and `drain` releases it there without reporting it).
+    /// completions, and `drain` passes it there without reporting it,
+    /// which releases its regions).
     signaled: bool,
     /// Once executed (or flushed): the status of its completion, and its
     /// place among the endpoint's completions ([`Queues::completed`]).
@@ -125,7 +124,8 @@ struct SendWr {
 struct RecvWr {
     wr_id: WrId,
     buf: Slice,
-    /// The buffer's region existed at post time and was marked busy.
+    /// The buffer's region existed at post time and was marked busy
+    /// ([`RegionTable::hold_recv`]).
     held: bool,
     /// Once consumed (or flushed): its completion's kind, status and
     /// place among the endpoint's completions ([`Queues::completed`]).
@@ -154,6 +154,12 @@ struct Queues {
     /// when it holds the next of them, else the front receive. (A `u64`
     /// does not wrap in any run: 2^64 completions.)
     completed: u64,
+    /// How many requests of each queue have been drained (so far as
+    /// [`QueuePos`] counts them: the next post to a queue is its request
+    /// `drained + len + 1`). Completions of one queue are drained in its
+    /// order, so the requests numbered up to these are the drained ones:
+    /// what the busy rule of the region table compares with.
+    drained: QueuePos,
     /// The endpoint's thread is blocked in `wait`.
     sleeping: bool,
     /// Something this endpoint may be waiting for happened since it last
@@ -187,6 +193,7 @@ impl Queues {
             }),
             consumed: 0,
             completed: 0,
+            drained: QueuePos::default(),
             sleeping: false,
             news: false,
         }
@@ -480,7 +487,8 @@ impl Engine {
 
     /// A new entry at the back of `side`'s send queue, for a request of
     /// `len` bytes, with nothing gathered or copied in yet: [`Engine::post_send`]
-    /// and [`Engine::post_inline`] fill it.
+    /// and [`Engine::post_inline`] fill it. With it, the request's number in
+    /// its queue ([`QueuePos`]).
     #[inline(always)]
     fn push_send(
         &mut self,
@@ -488,24 +496,24 @@ impl Engine {
         wr_id: WrId,
         op: SendOp,
         len: usize,
-    ) -> Result<&mut SendWr, TransportError> {
+    ) -> Result<(&mut SendWr, u64), TransportError> {
         if !self.is_up() {
             return Err(TransportError::Disconnected);
         }
-        let slot = self.queues[side.index()]
-            .send
-            .push()
-            .ok_or(TransportError::QueueFull)?;
+        let queues = &mut self.queues[side.index()];
+        // The ring holds the posted requests not drained yet, this one last.
+        let request = queues.drained.sends + queues.send.len() as u64 + 1;
+        let slot = queues.send.push().ok_or(TransportError::QueueFull)?;
         slot.wr_id = wr_id;
         slot.op = op;
         slot.len = len;
         slot.valid = true;
         slot.signaled = true;
-        // Emptied when the slot's previous request was drained; cleared here
-        // too so that the invariant of `SendWr` holds by the fillers alone.
+        // The slot's previous request left its elements (and their sources,
+        // not to be followed any more: `memory`, rule 4) behind.
         slot.sges.clear();
         slot.inline.clear();
-        Ok(slot)
+        Ok((slot, request))
     }
 
     /// Append a send or write to `side`'s send queue. `sges` has at most
@@ -531,7 +539,7 @@ impl Engine {
         signaled: bool,
         memory: &mut RegionTable,
     ) -> Result<(), TransportError> {
-        let slot = self.push_send(side, wr_id, op, len)?;
+        let (slot, request) = self.push_send(side, wr_id, op, len)?;
         slot.signaled = signaled;
         debug_assert_eq!(
             total_len(sges).map(|n| n + tail.len()),
@@ -541,16 +549,16 @@ impl Engine {
         for &sge in sges {
             // At most `max_sge` <= MAX_SGE elements (checked by the
             // caller), so there is room; were there not, the request could
-            // not be executed as posted: it fails as invalid, holding
-            // nothing it would not release.
+            // not be executed as posted: it fails as invalid (the regions
+            // of the elements it took are busy until it is drained, as any
+            // request's).
             if slot.sges.is_full() {
                 slot.valid = false;
                 break;
             }
-            let (bytes, valid) = memory.hold_source(sge);
+            let (bytes, valid) = memory.hold_source(sge, request);
             slot.valid &= valid;
             let _ = slot.sges.push(SourceSge {
-                region: sge.region,
                 offset: sge.offset,
                 len: sge.len,
                 bytes,
@@ -578,7 +586,7 @@ impl Engine {
         data: &[u8],
         op: SendOp,
     ) -> Result<(), TransportError> {
-        let slot = self.push_send(side, wr_id, op, data.len())?;
+        let (slot, _) = self.push_send(side, wr_id, op, data.len())?;
         // Checked by the caller to fit, as in `post_send`.
         slot.valid &= slot.inline.set(data);
         if wake_peer {
@@ -597,24 +605,24 @@ impl Engine {
         if !self.is_up() {
             return Err(TransportError::Disconnected);
         }
-        let slot = self.queues[side.index()]
-            .recv
-            .push()
-            .ok_or(TransportError::QueueFull)?;
+        let queues = &mut self.queues[side.index()];
+        // Its number in the queue, as `push_send` counts sends.
+        let request = queues.drained.recvs + queues.recv.len() as u64 + 1;
+        let slot = queues.recv.push().ok_or(TransportError::QueueFull)?;
         slot.wr_id = wr_id;
         slot.buf = buf;
-        slot.held = memory.hold_recv(buf);
+        slot.held = memory.hold_recv(buf, request);
         Ok(())
     }
 
     /// Move up to `out.len()` of `side`'s completions to `out`, releasing the
-    /// regions their requests held. Once the connection is down and nothing
-    /// is left to drain, reports [`TransportError::Disconnected`].
+    /// regions their requests held (by counting them drained: see
+    /// [`Queues::drained`]). Once the connection is down and nothing is left
+    /// to drain, reports [`TransportError::Disconnected`].
     pub(crate) fn drain(
         &mut self,
         side: Side,
         out: &mut [Completion],
-        memory: &mut RegionTable,
     ) -> Result<usize, TransportError> {
         let up = self.is_up();
         let queues = &mut self.queues[side.index()];
@@ -627,7 +635,7 @@ impl Engine {
         // completion is the front send if it has the next of them, else the
         // front receive.
         // An unsignaled send that succeeded has its number too, but is not
-        // reported: `drain` releases it and goes on.
+        // reported: `drain` passes it and goes on.
         let pending = queues.executed + queues.consumed;
         if pending == 0 || out.is_empty() {
             // Nothing to drain, or nowhere to put it (a driver polling
@@ -652,14 +660,6 @@ impl Engine {
             let completion = if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
                 sent += 1;
                 seq += 1;
-                for sge in &wr.sges {
-                    if sge.bytes.is_some() {
-                        memory.release(sge.region);
-                    }
-                }
-                // The sources may not be followed any more (memory,
-                // rule 4); the vector keeps its capacity for reuse.
-                wr.sges.clear();
                 if !wr.signaled && wr.status.is_ok() {
                     continue;
                 }
@@ -675,9 +675,6 @@ impl Engine {
                 debug_assert_eq!(wr.seq, seq, "completions are numbered in order");
                 received += 1;
                 seq += 1;
-                if wr.held {
-                    memory.release(wr.buf.region);
-                }
                 Completion {
                     wr_id: wr.wr_id,
                     kind: wr.kind,
@@ -693,7 +690,17 @@ impl Engine {
         queues.executed -= sent;
         queues.recv.discard_front(received);
         queues.consumed -= received;
+        // This releases their regions: the region table counts a region
+        // busy only while the last request referencing it is not drained.
+        queues.drained.sends += sent as u64;
+        queues.drained.recvs += received as u64;
         Ok(written)
+    }
+
+    /// How many requests of `side`'s queues have been drained (for the
+    /// busy rule of its region table, [`QueuePos`]).
+    pub(crate) fn drained(&self, side: Side) -> QueuePos {
+        self.queues[side.index()].drained
     }
 
     /// `side` has a completion to drain, or will never get one again.

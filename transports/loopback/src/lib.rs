@@ -363,7 +363,8 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
     }
 
     fn deregister(&mut self, region: RegionId) -> Result<(), TransportError> {
-        self.enter(|_, regions| regions.deregister(region))
+        let side = self.side;
+        self.enter(|engine, regions| regions.deregister(region, engine.drained(side)))
     }
 
     fn region(&self, region: RegionId) -> Result<&[u8], TransportError> {
@@ -371,8 +372,11 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
     }
 
     fn region_mut(&mut self, region: RegionId) -> Result<&mut [u8], TransportError> {
-        self.enter(|_, _| ());
-        self.regions.bytes_mut(region)
+        let side = self.side;
+        // Only this endpoint drains its queues: the count stays exact after
+        // the lock is released.
+        let drained = self.enter(|engine, _| engine.drained(side));
+        self.regions.bytes_mut(region, drained)
     }
 
     fn remote_buf(
@@ -475,7 +479,7 @@ impl<L: Link> Transport for LoopbackEndpoint<L> {
 
     fn poll_completions(&mut self, out: &mut [Completion]) -> Result<usize, TransportError> {
         let side = self.side;
-        self.enter(|engine, regions| engine.drain(side, out, regions))
+        self.enter(|engine, _| engine.drain(side, out))
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {

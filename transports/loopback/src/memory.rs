@@ -29,9 +29,15 @@
 //!    flushes (under the engine's lock) every request it posted, so none is
 //!    executed after its table is dropped. A request is executed, and its
 //!    `Source` followed, at most once, before it is flushed or drained.
+//!    (Busy is kept without a count: the region table notes the number of
+//!    the last request of each queue that took a `Source` on the region or
+//!    a receive buffer in it, and each queue's completions are drained in
+//!    its order, so the region is busy exactly while that request has not
+//!    been drained. `deregister` compares with the drained counts under
+//!    the engine's lock, and only the owning endpoint drains its queues.)
 //!
 //! Work requests hold plain pointers rather than reference counts: the busy
-//! count already proves the region alive, and an `Arc` per gather element
+//! rule already proves the region alive, and an `Arc` per gather element
 //! cost two atomic operations per element on the hot path.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};

@@ -10,15 +10,33 @@ use crate::memory::{RegionBytes, Source};
 /// with an unmapped guard page between them, like separate `mmap`s.
 const PAGE: u64 = 4096;
 
-/// A registered region: its bytes, remote key and place in the simulated
-/// address space. Rights, bounds and the busy rule are the shared table's
-/// ([`regions::RegionTable`]).
+/// A place in each of an endpoint's two work queues, counted in requests
+/// since the endpoint was created: the `n`th request posted to a queue is
+/// its request `n` (from 1; 0 is none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QueuePos {
+    pub(crate) sends: u64,
+    pub(crate) recvs: u64,
+}
+
+/// A registered region: its bytes, remote key, place in the simulated
+/// address space, and the last requests that reference it. Rights and
+/// bounds are the shared table's ([`regions::RegionTable`]); the busy rule
+/// is kept here, by `last_use` rather than by the shared table's counts.
 pub(crate) struct Region {
     /// Boxed, so that work requests' [`Source`] pointers stay valid while
     /// the table grows.
     bytes: Box<RegionBytes>,
     key: u32,
     addr: u64,
+    /// The last request of each queue of the endpoint that references the
+    /// region (a gather element of a send or write, a receive buffer).
+    /// Each queue's completions are drained in its order, so the region is
+    /// referenced by a request whose completion has not been drained, i.e.
+    /// busy, exactly while one of these has not been drained: a post marks
+    /// its region here (one store where a count would be one more), and
+    /// the drain gives nothing back region by region ([`RegionTable::idle`]).
+    last_use: QueuePos,
 }
 
 impl Registered for Region {
@@ -33,8 +51,9 @@ impl Registered for Region {
     }
 
     fn bytes_mut(&mut self) -> Result<&mut [u8], NotWritable> {
-        // The table calls this only when the region is not busy: no posted
-        // work request can still read it (`memory`, rule 4).
+        // Called only when the region is not busy ([`RegionTable::bytes_mut`]
+        // checks first): no posted work request can still read it
+        // (`memory`, rule 4).
         self.bytes.bytes_mut().ok_or(NotWritable::Lent)
     }
 }
@@ -131,7 +150,13 @@ impl RegionTable {
         let addr = self.next_addr;
         let next_addr = addr.checked_add(span).ok_or(TransportError::NoMemory)?;
         let key = scramble(index ^ self.key_mask);
-        let id = self.table.insert(Region { bytes, key, addr }, access)?;
+        let region = Region {
+            bytes,
+            key,
+            addr,
+            last_use: QueuePos::default(),
+        };
+        let id = self.table.insert(region, access)?;
         self.next_addr = next_addr;
         Ok(id)
     }
@@ -145,7 +170,14 @@ impl RegionTable {
         self.insert(RegionBytes::external(memory), Access::empty())
     }
 
-    pub(crate) fn deregister(&mut self, id: RegionId) -> Result<(), TransportError> {
+    /// Remove region `id`; refused while it is busy, i.e. while a request
+    /// referencing it is not `drained` (the endpoint's queues' position).
+    pub(crate) fn deregister(
+        &mut self,
+        id: RegionId,
+        drained: QueuePos,
+    ) -> Result<(), TransportError> {
+        self.idle(id, drained)?;
         self.table.remove(id).map(drop)
     }
 
@@ -153,8 +185,26 @@ impl RegionTable {
         self.table.bytes(id)
     }
 
-    pub(crate) fn bytes_mut(&mut self, id: RegionId) -> Result<&mut [u8], TransportError> {
+    /// Region `id`'s bytes for writing; refused while it is busy, as
+    /// [`Self::deregister`].
+    pub(crate) fn bytes_mut(
+        &mut self,
+        id: RegionId,
+        drained: QueuePos,
+    ) -> Result<&mut [u8], TransportError> {
+        self.idle(id, drained)?;
         self.table.bytes_mut(id)
+    }
+
+    /// `Ok` if region `id` is registered and every request that referenced
+    /// it has been `drained` (so no [`Source`] on it can be followed any
+    /// more: `memory`, rule 4), `Busy` if not.
+    fn idle(&self, id: RegionId, drained: QueuePos) -> Result<(), TransportError> {
+        let last = self.table.get(id)?.last_use;
+        if last.sends > drained.sends || last.recvs > drained.recvs {
+            return Err(TransportError::Busy(id));
+        }
+        Ok(())
     }
 
     pub(crate) fn remote_buf(
@@ -171,32 +221,33 @@ impl RegionTable {
         })
     }
 
-    /// Mark `slice`'s region busy for a work request being posted, if it
-    /// exists. Returns where the peer reads its bytes from (valid until the
-    /// request's completion is drained: `memory`, rule 4) and whether the
-    /// slice is a valid source (inside the region).
-    pub(crate) fn hold_source(&mut self, slice: Slice) -> (Option<Source>, bool) {
-        match self.table.hold(slice) {
-            Ok((region, valid)) => (Some(Source::new(&region.bytes)), valid),
+    /// Mark `slice`'s region busy for send request `request` being posted
+    /// (its queue's number, [`QueuePos`]), if the region exists: until
+    /// that request is drained. Returns where the peer reads its bytes from
+    /// (valid until then: `memory`, rule 4) and whether the slice is a
+    /// valid source (inside the region). One lookup.
+    pub(crate) fn hold_source(&mut self, slice: Slice, request: u64) -> (Option<Source>, bool) {
+        match self.table.get_mut(slice.region) {
+            Ok(region) => {
+                region.last_use.sends = request;
+                let inside = regions::within(slice.offset, slice.len, region.bytes.len());
+                (Some(Source::new(&region.bytes)), inside)
+            }
             Err(_) => (None, false),
         }
     }
 
-    /// Mark a receive buffer's region busy, if it exists (validity is checked
-    /// when a message lands, see [`Self::recv_target`]). Returns whether it
-    /// was marked, i.e. whether [`Self::release`] must be called later. One
-    /// lookup.
-    pub(crate) fn hold_recv(&mut self, slice: Slice) -> bool {
-        self.table.hold(slice).is_ok()
-    }
-
-    /// The completion of a work request referencing `id` was drained.
-    pub(crate) fn release(&mut self, id: RegionId) {
-        debug_assert!(
-            self.table.busy(id) > 0,
-            "a busy region cannot be deregistered"
-        );
-        self.table.release(id);
+    /// Mark a receive buffer's region busy for receive request `request`,
+    /// if the region exists (validity is checked when a message lands, see
+    /// [`Self::recv_target`]). Returns whether it was marked. One lookup.
+    pub(crate) fn hold_recv(&mut self, slice: Slice, request: u64) -> bool {
+        match self.table.get_mut(slice.region) {
+            Ok(region) => {
+                region.last_use.recvs = request;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Where a message landing in receive buffer `slice` goes: the region

@@ -609,6 +609,50 @@ fn busy_until_the_completion_is_drained_counted_per_element() {
     a.deregister(a_src).unwrap();
 }
 
+/// One region referenced by both queues (a receive buffer and a send's
+/// gather element) is busy until the completions of both are drained, in
+/// whichever order they come; a refused post references nothing.
+#[test]
+fn busy_while_either_queue_references_it() {
+    let (mut a, mut b) = pair(Config {
+        max_send: 1,
+        ..Config::default()
+    });
+    let region = a.register(2 * RECV_BUF, Access::LOCAL_WRITE).unwrap();
+    let other = a.register(16, Access::empty()).unwrap();
+    let b_recv = b.register(4 * RECV_BUF, Access::LOCAL_WRITE).unwrap();
+    let busy = Some(TransportError::Busy(region));
+    a.post_recv(10, recv_slot(region, 0)).unwrap();
+    b.post_recv(20, recv_slot(b_recv, 0)).unwrap();
+    a.post_send(1, &[src(region, RECV_BUF, 4)], None).unwrap();
+    assert_eq!(
+        a.post_send(2, &[src(other, 0, 1)], None),
+        Err(TransportError::QueueFull)
+    );
+    assert!(a.region_mut(other).is_ok(), "a refused post holds nothing");
+    assert_eq!(drain(&mut b), [ok(20, recv(4))]);
+    // The send's completion is drained first: the receive still holds it.
+    assert_eq!(drain(&mut a), [ok(1, Send)]);
+    assert_eq!(a.region_mut(region).err(), busy);
+    assert_eq!(a.deregister(region).err(), busy);
+    b.post_send(21, &[src(b_recv, 0, 2)], None).unwrap();
+    assert_eq!(drain(&mut a), [ok(10, recv(2))]);
+    assert!(a.region_mut(region).is_ok());
+    assert_eq!(drain(&mut b), [ok(21, Send)]);
+    // The other way round: the receive's completion drained first.
+    a.post_recv(11, recv_slot(region, 1)).unwrap();
+    b.post_send(22, &[src(b_recv, 0, 3)], None).unwrap();
+    b.post_recv(23, recv_slot(b_recv, 1)).unwrap();
+    a.post_send(3, &[src(region, 0, 1)], None).unwrap();
+    let mut one = [common::PLACEHOLDER; 1];
+    assert_eq!(a.poll_completions(&mut one), Ok(1));
+    assert_eq!(one[0], ok(11, recv(3)));
+    assert_eq!(a.region_mut(region).err(), busy, "the send still holds it");
+    assert_eq!(drain(&mut b), [ok(22, Send), ok(23, recv(1))]);
+    assert_eq!(drain(&mut a), [ok(3, Send)]);
+    a.deregister(region).unwrap();
+}
+
 #[test]
 fn failed_requests_also_hold_their_regions_until_drained() {
     let Setup {
