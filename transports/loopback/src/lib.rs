@@ -246,6 +246,10 @@ impl<L: Link> LoopbackEndpoint<L> {
     /// Enter the transport: lock the engine, execute the work the peer posted
     /// (this is where incoming data lands, see the crate docs), run `action`,
     /// and wake the peer if it is waiting for something that happened.
+    /// Always inlined: its callers are thin wrappers around it, and when the
+    /// compiler left it out of line (for `post_recv`) the call and the
+    /// closure's captures cost more than the inlined copy.
+    #[inline(always)]
     fn enter<R>(&mut self, action: impl FnOnce(&mut Engine, &mut RegionTable) -> R) -> R {
         let mut engine = self.link.lock();
         engine.deliver(self.side, &mut self.regions);
