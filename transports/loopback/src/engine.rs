@@ -649,7 +649,13 @@ impl Engine {
         let executed = queues.executed;
         let mut recvs = queues.recv.front_iter_mut(queues.consumed);
         let (mut sent, mut received, mut written) = (0, 0, 0);
-        while written < out.len() && seq < end {
+        while seq < end {
+            // Each completion goes straight into its place in `out`, from
+            // its own branch (merging the two kinds first cost a round trip
+            // through the stack).
+            let Some(slot) = out.get_mut(written) else {
+                break;
+            };
             // The next completed send, found by index (cheaper here than a
             // peeked iterator); only completed ones: another's `seq` is stale.
             let next_send = if sent < executed {
@@ -657,17 +663,17 @@ impl Engine {
             } else {
                 None
             };
-            let completion = if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
+            if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
                 sent += 1;
                 seq += 1;
                 if !wr.signaled && wr.status.is_ok() {
                     continue;
                 }
-                Completion {
+                *slot = Completion {
                     wr_id: wr.wr_id,
                     kind: wr.op.completion_kind(),
                     status: wr.status,
-                }
+                };
             } else {
                 let wr = recvs
                     .next()
@@ -675,14 +681,11 @@ impl Engine {
                 debug_assert_eq!(wr.seq, seq, "completions are numbered in order");
                 received += 1;
                 seq += 1;
-                Completion {
+                *slot = Completion {
                     wr_id: wr.wr_id,
                     kind: wr.kind,
                     status: wr.status,
-                }
-            };
-            if let Some(slot) = out.get_mut(written) {
-                *slot = completion;
+                };
             }
             written += 1;
         }
