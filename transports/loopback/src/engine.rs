@@ -646,7 +646,9 @@ impl Engine {
         // counter: the conversion is exact and the difference no underflow.
         let end = queues.completed;
         let mut seq = end - pending as u64;
-        let executed = queues.executed;
+        // The completed sends: the front part of the ring's storage, then
+        // the part that wrapped around to its start.
+        let (front, wrapped) = queues.send.range_mut(0, queues.executed);
         let mut recvs = queues.recv.front_iter_mut(queues.consumed);
         let (mut sent, mut received, mut written) = (0, 0, 0);
         while seq < end {
@@ -656,12 +658,12 @@ impl Engine {
             let Some(slot) = out.get_mut(written) else {
                 break;
             };
-            // The next completed send, found by index (cheaper here than a
-            // peeked iterator); only completed ones: another's `seq` is stale.
-            let next_send = if sent < executed {
-                queues.send.get_mut(sent)
-            } else {
-                None
+            // The next completed send, found by index into the two parts
+            // (cheaper here than a peeked iterator); only completed ones:
+            // another's `seq` is stale.
+            let next_send = match front.get_mut(sent) {
+                Some(wr) => Some(wr),
+                None => wrapped.get_mut(sent - front.len()),
             };
             if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
                 sent += 1;
