@@ -89,8 +89,8 @@
 //!   releases its regions and goes on to the next. A failed or flushed one
 //!   is reported like any other.
 //! * **Busy regions**: every gather element or receive buffer of a posted
-//!   request counts once against its region until that request's completion
-//!   has been drained; meanwhile [`Transport::region_mut`] and
+//!   request keeps its region busy until that request's completion has been
+//!   drained; meanwhile [`Transport::region_mut`] and
 //!   [`Transport::deregister`] return [`TransportError::Busy`].
 //! * **Queue depths** from [`Config`]: a post beyond `max_send` outstanding
 //!   sends + writes, or `max_recv` receives, returns
@@ -117,7 +117,10 @@
 //!
 //! Delivering a send or write costs one `memcpy` per gather element, from
 //! the sender's region straight into the receiver's. Queues are preallocated
-//! rings, so posting and completing allocate nothing.
+//! rings, so posting and completing allocate nothing. The busy rule costs a
+//! store per gather element when posting and nothing per element when
+//! draining: a region notes the last request referencing it, and each queue
+//! counts its drained requests.
 
 use std::fmt;
 use std::time::{Duration, Instant};
