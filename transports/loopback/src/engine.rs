@@ -546,23 +546,35 @@ impl Engine {
             Some(len),
             "len is the total of sges and tail"
         );
-        for &sge in sges {
-            // At most `max_sge` <= MAX_SGE elements (checked by the
-            // caller), so there is room; were there not, the request could
-            // not be executed as posted: it fails as invalid (the regions
-            // of the elements it took are busy until it is drained, as any
-            // request's).
-            if slot.sges.is_full() {
-                slot.valid = false;
-                break;
-            }
+        // The usual request (a read's data from its file mapping) has one
+        // element: no loop to set up, and the emptied vector has room.
+        if let [sge] = *sges {
             let (bytes, valid) = memory.hold_source(sge, request);
-            slot.valid &= valid;
+            slot.valid = valid;
             let _ = slot.sges.push(SourceSge {
                 offset: sge.offset,
                 len: sge.len,
                 bytes,
             });
+        } else {
+            for &sge in sges {
+                // At most `max_sge` <= MAX_SGE elements (checked by the
+                // caller), so there is room; were there not, the request could
+                // not be executed as posted: it fails as invalid (the regions
+                // of the elements it took are busy until it is drained, as any
+                // request's).
+                if slot.sges.is_full() {
+                    slot.valid = false;
+                    break;
+                }
+                let (bytes, valid) = memory.hold_source(sge, request);
+                slot.valid &= valid;
+                let _ = slot.sges.push(SourceSge {
+                    offset: sge.offset,
+                    len: sge.len,
+                    bytes,
+                });
+            }
         }
         // At most `max_inline` bytes (checked by the caller), so it fits;
         // were it not to, the request fails rather than go out short.

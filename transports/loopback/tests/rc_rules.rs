@@ -273,7 +273,12 @@ fn local_protection_for_bad_gather_elements() {
         ("out of bounds", src(RegionId(0), 4000, 200)),
         ("unknown region", src(RegionId(42), 0, 1)),
     ];
-    for (what, bad) in cases {
+    // Alone (the one-element request the loopback posts without a loop)
+    // and after a good element.
+    for ((what, bad), alone) in cases
+        .into_iter()
+        .flat_map(|case| [(case, true), (case, false)])
+    {
         let Setup {
             mut a,
             mut b,
@@ -285,7 +290,12 @@ fn local_protection_for_bad_gather_elements() {
         b.post_recv(10, recv_slot(b_recv, 0)).unwrap();
         b.post_recv(11, recv_slot(b_recv, 1)).unwrap();
         a.post_send(1, &[src(a_src, 0, 1)], None).unwrap();
-        a.post_send(2, &[bad], None).unwrap();
+        let gather = if alone {
+            vec![bad]
+        } else {
+            vec![src(a_src, 0, 1), bad]
+        };
+        a.post_send(2, &gather, None).unwrap();
         a.post_send(3, &[src(a_src, 0, 1)], None).unwrap();
         assert_eq!(
             drain(&mut b),
