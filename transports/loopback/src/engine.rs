@@ -284,26 +284,38 @@ impl Outcome {
 #[inline(always)]
 unsafe fn scatter(wr: &SendWr, target: &RegionBytes, mut offset: usize) {
     debug_assert!(wr.valid, "only valid requests are executed");
-    for sge in &wr.sges {
+    // The usual request has one element: no loop to set up (as when it was
+    // posted).
+    if let [sge] = wr.sges.as_slice() {
         let source = sge
             .bytes
             .expect("a valid request only names registered regions");
-        // SAFETY: `target` belongs to the receiving endpoint, which lent its
-        // `RegionTable` mutably to `Engine::deliver` (memory rule 1); the
-        // source belongs to the sender and is only read (rule 2); `deliver`
-        // runs on the engine, which is only reachable through the link's
-        // lock (rule 3); the request is being executed, so it was neither
-        // flushed nor drained and its source region is alive (rule 4).
-        // Ranges: the source range lies inside its region, as `wr.valid`
-        // says (checked by `RegionTable::hold_source` against the region's
-        // length when the request was posted; a region's length never
-        // changes). The target range starts at the caller's `offset` plus
-        // the lengths of the elements before this one, and the elements total
-        // `wr.len`, so it ends at or before the caller's `offset + wr.len`,
-        // which the caller guarantees is within `target` (so no sum here
-        // overflows either).
+        // SAFETY: as for each element of the loop below, of which this is
+        // the one-element case.
         unsafe { memory::copy(source.get(), sge.offset, target, offset, sge.len) };
         offset += sge.len;
+    } else {
+        for sge in &wr.sges {
+            let source = sge
+                .bytes
+                .expect("a valid request only names registered regions");
+            // SAFETY: `target` belongs to the receiving endpoint, which lent its
+            // `RegionTable` mutably to `Engine::deliver` (memory rule 1); the
+            // source belongs to the sender and is only read (rule 2); `deliver`
+            // runs on the engine, which is only reachable through the link's
+            // lock (rule 3); the request is being executed, so it was neither
+            // flushed nor drained and its source region is alive (rule 4).
+            // Ranges: the source range lies inside its region, as `wr.valid`
+            // says (checked by `RegionTable::hold_source` against the region's
+            // length when the request was posted; a region's length never
+            // changes). The target range starts at the caller's `offset` plus
+            // the lengths of the elements before this one, and the elements total
+            // `wr.len`, so it ends at or before the caller's `offset + wr.len`,
+            // which the caller guarantees is within `target` (so no sum here
+            // overflows either).
+            unsafe { memory::copy(source.get(), sge.offset, target, offset, sge.len) };
+            offset += sge.len;
+        }
     }
     if !wr.inline.is_empty() {
         // SAFETY: `target` as above (rules 1 and 3); the source is the
