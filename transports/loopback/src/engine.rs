@@ -110,14 +110,20 @@ struct SendWr {
     valid: bool,
     /// Its success is reported by a completion
     /// ([`rdio_transport::Transport::post_write_tail_unsignaled`] posts
-    /// one without: it still takes its place among the endpoint's
-    /// completions, and `drain` passes it there without reporting it,
-    /// which releases its regions).
+    /// one without: see `silent`).
     signaled: bool,
     /// Once executed (or flushed): the status of its completion, and its
     /// place among the endpoint's completions ([`Queues::completed`]).
     status: Result<(), WcError>,
     seq: u64,
+    /// Once executed (or flushed): 0 if it has a completion to report
+    /// (with `seq`). An unsignaled request that succeeded has none and
+    /// takes no number: [`Engine::execute_posted`] groups each run of such
+    /// *silent* requests it executes in a row and notes the run's length
+    /// in its first entry (only there: the others are never looked at),
+    /// so that `drain` passes the whole run in one step when it reaches
+    /// it, which releases their regions.
+    silent: usize,
 }
 
 /// A receive-queue entry.
@@ -146,14 +152,18 @@ struct Queues {
     consumed: usize,
     /// The completion queue. A completion lives in its work queue's entry
     /// (id, kind, status) until it is drained, and completions of one work
-    /// queue arrive in its order, so the undrained completions are the first
-    /// `executed` sends and `consumed` receives; what remains to record is
-    /// the order across the two queues. Each completion takes the next
-    /// number of this counter as its `seq`, so the undrained ones hold the
-    /// last `executed + consumed` numbers, and `drain` takes the front send
-    /// when it holds the next of them, else the front receive. (A `u64`
-    /// does not wrap in any run: 2^64 completions.)
+    /// queue arrive in its order, so the undrained completions are among
+    /// the first `executed` sends (all but the silent ones,
+    /// [`SendWr::silent`]) and are the first `consumed` receives; what
+    /// remains to record is the order across the two queues. Each
+    /// completion takes the next number of this counter as its `seq`, so
+    /// the undrained ones hold the numbers from `reported` on, and `drain`
+    /// takes the front send (past any silent ones) when it holds the next
+    /// of them, else the front receive. (A `u64` does not wrap in any run:
+    /// 2^64 completions.)
     completed: u64,
+    /// The number of the next completion to drain: those below it were.
+    reported: u64,
     /// How many requests of each queue have been drained (so far as
     /// [`QueuePos`] counts them: the next post to a queue is its request
     /// `drained + len + 1`). Completions of one queue are drained in its
@@ -181,6 +191,7 @@ impl Queues {
                 signaled: true,
                 status: Ok(()),
                 seq: 0,
+                silent: 0,
             }),
             executed: 0,
             recv: SlotRing::new(config.max_recv, || RecvWr {
@@ -193,6 +204,7 @@ impl Queues {
             }),
             consumed: 0,
             completed: 0,
+            reported: 0,
             drained: QueuePos::default(),
             sleeping: false,
             news: false,
@@ -203,6 +215,7 @@ impl Queues {
     fn complete_send(&mut self, status: Result<(), WcError>) {
         if let Some(wr) = self.send.get_mut(self.executed) {
             wr.status = status;
+            wr.silent = 0;
             wr.seq = self.completed;
             self.completed += 1;
             self.executed += 1;
@@ -440,9 +453,26 @@ impl Engine {
         let mut recvs = rx.recv.range_iter_mut(rx.consumed, usize::MAX);
         let mut next_recv = recvs.next();
         let mut failed = false;
-        for wr in tx.send.range_iter_mut(tx.executed, usize::MAX) {
+        // The run of silent requests being executed, if any: its first
+        // entry and its length so far.
+        let mut run: Option<(&mut SendWr, usize)> = None;
+        let mut wrs = tx.send.range_iter_mut(tx.executed, usize::MAX);
+        let posted = wrs.len();
+        for wr in &mut wrs {
             let outcome = execute(wr, next_recv.as_deref(), memory);
             wr.status = outcome.sender;
+            if outcome.sender.is_ok() && !wr.signaled && outcome.receiver.is_none() {
+                // Silent: no number, counted in its run.
+                match &mut run {
+                    Some((_, len)) => *len += 1,
+                    None => run = Some((wr, 1)),
+                }
+                continue;
+            }
+            if let Some((first, len)) = run.take() {
+                first.silent = len;
+            }
+            wr.silent = 0;
             wr.seq = tx_completed;
             tx_completed += 1;
             if let Some((kind, status)) = outcome.receiver {
@@ -460,8 +490,13 @@ impl Engine {
                 break;
             }
         }
-        // At most `max_send` (`max_recv`) apart: the conversions are exact.
-        let executed = tx_completed.wrapping_sub(tx.completed) as usize;
+        // A run still open ends with the batch (the next batch starts its
+        // own: `drain` passes the two in turn).
+        if let Some((first, len)) = run {
+            first.silent = len;
+        }
+        let executed = posted - wrs.len();
+        // At most `max_recv` apart: the conversion is exact.
         let consumed = rx_completed.wrapping_sub(rx.completed) as usize;
         // News for both sides, once per batch rather than per completion:
         // it is only looked at under the lock, after this returns.
@@ -655,46 +690,48 @@ impl Engine {
         }
         // The completed entries are the first `executed` of the send queue
         // and the first `consumed` of the receive queue. Their `seq`s are the
-        // last `pending` numbers the counter gave, each once: the next
-        // completion is the front send if it has the next of them, else the
-        // front receive.
-        // An unsignaled send that succeeded has its number too, but is not
-        // reported: `drain` passes it and goes on.
-        let pending = queues.executed + queues.consumed;
-        if pending == 0 || out.is_empty() {
+        // numbers from `reported` to the counter, each once: the next
+        // completion is the front send (past the runs of silent ones, which
+        // have none) if it has the next of them, else the front receive.
+        if queues.executed + queues.consumed == 0 || out.is_empty() {
             // Nothing to drain, or nowhere to put it (a driver polling
             // memory polls with an empty slice).
             return Ok(0);
         }
-        // `pending` completions hold that many distinct `seq`s below the
-        // counter: the conversion is exact and the difference no underflow.
         let end = queues.completed;
-        let mut seq = end - pending as u64;
+        let mut seq = queues.reported;
         // The completed sends: the front part of the ring's storage, then
-        // the part that wrapped around to its start.
+        // the part that wrapped around to its start; the `n`th of them, found
+        // by index into the two parts (cheaper here than a peeked iterator).
         let (front, wrapped) = queues.send.range_mut(0, queues.executed);
+        let (front, wrapped) = (&*front, &*wrapped);
+        let completed_send = |n: usize| match front.get(n) {
+            Some(wr) => Some(wr),
+            None => wrapped.get(n - front.len()),
+        };
         let mut recvs = queues.recv.front_iter_mut(queues.consumed);
         let (mut sent, mut received, mut written) = (0, 0, 0);
-        while seq < end {
+        loop {
+            // Pass the runs of silent sends in front, a run in one step:
+            // nothing to report, and passing them releases their regions.
+            let mut next_send = completed_send(sent);
+            while let Some(wr) = next_send.filter(|wr| wr.silent != 0) {
+                sent += wr.silent;
+                next_send = completed_send(sent);
+            }
+            if seq == end {
+                break;
+            }
             // Each completion goes straight into its place in `out`, from
             // its own branch (merging the two kinds first cost a round trip
             // through the stack).
             let Some(slot) = out.get_mut(written) else {
                 break;
             };
-            // The next completed send, found by index into the two parts
-            // (cheaper here than a peeked iterator); only completed ones:
-            // another's `seq` is stale.
-            let next_send = match front.get_mut(sent) {
-                Some(wr) => Some(wr),
-                None => wrapped.get_mut(sent - front.len()),
-            };
+            // Only a completed send's `seq` counts: another's is stale.
             if let Some(wr) = next_send.filter(|wr| wr.seq == seq) {
                 sent += 1;
                 seq += 1;
-                if !wr.signaled && wr.status.is_ok() {
-                    continue;
-                }
                 *slot = Completion {
                     wr_id: wr.wr_id,
                     kind: wr.op.completion_kind(),
@@ -715,6 +752,7 @@ impl Engine {
             }
             written += 1;
         }
+        queues.reported = seq;
         queues.send.discard_front(sent);
         queues.executed -= sent;
         queues.recv.discard_front(received);

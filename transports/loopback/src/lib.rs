@@ -85,9 +85,11 @@
 //!   entry, written in that order.
 //! * **Unsignaled writes**: [`Transport::post_write_tail_unsignaled`]
 //!   executes like `post_write_tail` without immediate; when it succeeds
-//!   its completion is not reported: the drain that reaches its place
-//!   releases its regions and goes on to the next. A failed or flushed one
-//!   is reported like any other.
+//!   it has no completion and takes no place among the endpoint's
+//!   completions: the drain that reaches it in its send queue passes it
+//!   (with the others executed in a row with it, in one step), which
+//!   releases its regions. A failed or flushed one is reported like any
+//!   other.
 //! * **Busy regions**: every gather element or receive buffer of a posted
 //!   request keeps its region busy until that request's completion has been
 //!   drained; meanwhile [`Transport::region_mut`] and

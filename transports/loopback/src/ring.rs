@@ -135,6 +135,13 @@ pub(crate) struct FrontIterMut<'a, T> {
     second: std::slice::IterMut<'a, T>,
 }
 
+impl<T> FrontIterMut<'_, T> {
+    /// How many elements are left.
+    pub(crate) fn len(&self) -> usize {
+        self.first.len() + self.second.len()
+    }
+}
+
 impl<'a, T> Iterator for FrontIterMut<'a, T> {
     type Item = &'a mut T;
 

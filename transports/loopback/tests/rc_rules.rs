@@ -1079,6 +1079,64 @@ fn an_unsignaled_write_completes_silently_unless_it_fails() {
     assert_eq!(drain(&mut a), [failed(3, Write, WcError::RemoteAccess)]);
 }
 
+/// Unsignaled writes executed in runs (two in a row, one at the end of a
+/// batch, one alone in the next batch) take no place among the
+/// completions: the signaled ones and the receives around them drain in
+/// the order they happened, also one at a time, and the unsignaled ones'
+/// region is busy until the drains have passed them all.
+#[test]
+fn runs_of_unsignaled_writes_pass_between_reported_completions() {
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_recv,
+        b_target,
+    } = setup(Config::default(), b"data....");
+    let a_recv = a.register(4 * RECV_BUF, Access::LOCAL_WRITE).unwrap();
+    let a_quiet = a.register(8, Access::empty()).unwrap();
+    a.post_recv(20, recv_slot(a_recv, 0)).unwrap();
+    a.post_recv(21, recv_slot(a_recv, 1)).unwrap();
+    let dst = b.remote_buf(b_target, 0, 8).unwrap();
+    let quiet = |a: &mut Endpoint, wr_id| {
+        a.post_write_tail_unsignaled(wr_id, &[src(a_quiet, 0, 8)], &[], dst)
+            .unwrap();
+    };
+    quiet(&mut a, 1);
+    quiet(&mut a, 2);
+    a.post_write_tail(3, &[src(a_src, 0, 8)], b"", dst, None)
+        .unwrap();
+    quiet(&mut a, 4);
+    // Entering b executes a's four (one batch); entering a then executes
+    // b's send: a's receive 20 completes after write 3.
+    b.post_send(30, &[src(b_recv, 0, 1)], None).unwrap();
+    assert_eq!(a.ready(), Ok(true));
+    quiet(&mut a, 5);
+    b.post_send(31, &[src(b_recv, 0, 1)], None).unwrap();
+    assert_eq!(a.ready(), Ok(true));
+    a.post_write_tail(6, &[src(a_src, 0, 8)], b"", dst, None)
+        .unwrap();
+    assert_eq!(b.ready(), Ok(true));
+    assert_eq!(
+        a.region_mut(a_quiet).err(),
+        Some(TransportError::Busy(a_quiet)),
+        "not drained yet"
+    );
+    let mut one = [common::PLACEHOLDER; 1];
+    let mut order = Vec::new();
+    while a.poll_completions(&mut one) == Ok(1) {
+        order.push(one[0]);
+    }
+    assert_eq!(
+        order,
+        [ok(3, Write), ok(20, recv(1)), ok(21, recv(1)), ok(6, Write)]
+    );
+    assert!(a.region_mut(a_quiet).is_ok(), "passed by the drains");
+    assert!(a.region_mut(a_src).is_ok());
+    assert_eq!(drain(&mut b), [ok(30, Send), ok(31, Send)]);
+    assert_eq!(&b.region(b_target).unwrap()[..8], b"data....");
+}
+
 /// Unsignaled writes still waiting to execute when the connection goes
 /// down complete as flushed, like every outstanding request.
 #[test]
