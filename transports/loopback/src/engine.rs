@@ -534,8 +534,9 @@ impl Engine {
 
     /// A new entry at the back of `side`'s send queue, for a request of
     /// `len` bytes, with nothing gathered or copied in yet: [`Engine::post_send`]
-    /// and [`Engine::post_inline`] fill it. With it, the request's number in
-    /// its queue ([`QueuePos`]).
+    /// and [`Engine::post_inline`] fill it (its gather elements and inline
+    /// bytes are still the previous request's: each of them sets both).
+    /// With it, the request's number in its queue ([`QueuePos`]).
     #[inline(always)]
     fn push_send(
         &mut self,
@@ -556,10 +557,6 @@ impl Engine {
         slot.len = len;
         slot.valid = true;
         slot.signaled = true;
-        // The slot's previous request left its elements (and their sources,
-        // not to be followed any more: `memory`, rule 4) behind.
-        slot.sges.clear();
-        slot.inline.clear();
         Ok((slot, request))
     }
 
@@ -593,17 +590,23 @@ impl Engine {
             Some(len),
             "len is the total of sges and tail"
         );
-        // The usual request (a read's data from its file mapping) has one
-        // element: no loop to set up, and the emptied vector has room.
+        // The slot's previous request left its elements (and their sources,
+        // not to be followed any more: `memory`, rule 4) behind: emptied
+        // below. The usual request (a read's data from its file mapping)
+        // has one element: no loop to set up, and the vector, emptied after
+        // the region table was looked at (which might have written it, as
+        // far as the compiler knows), has room without a look at its length.
         if let [sge] = *sges {
             let (bytes, valid) = memory.hold_source(sge, request);
             slot.valid = valid;
+            slot.sges.clear();
             let _ = slot.sges.push(SourceSge {
                 offset: sge.offset,
                 len: sge.len,
                 bytes,
             });
         } else {
+            slot.sges.clear();
             for &sge in sges {
                 // At most `max_sge` <= MAX_SGE elements (checked by the
                 // caller), so there is room; were there not, the request could
@@ -646,6 +649,9 @@ impl Engine {
         op: SendOp,
     ) -> Result<(), TransportError> {
         let (slot, _) = self.push_send(side, wr_id, op, data.len())?;
+        // Nothing gathered (the previous request's elements go, as in
+        // `post_send`).
+        slot.sges.clear();
         // Checked by the caller to fit, as in `post_send`.
         slot.valid &= slot.inline.set(data);
         if wake_peer {

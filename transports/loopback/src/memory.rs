@@ -311,10 +311,6 @@ impl InlineBuf {
         self.len == 0
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.len = 0;
-    }
-
     /// Hold `data`: whether it fits (its callers check that it does). One
     /// that does not is not held at all (the entry holds nothing), never
     /// cut short.

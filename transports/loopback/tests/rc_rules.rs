@@ -915,6 +915,40 @@ fn inline_sends_and_writes_copy_at_post_time_and_follow_the_rc_rules() {
     );
 }
 
+/// A send-queue entry is reused whole: one holding a gathered write, then
+/// inline bytes, then a gathered send without inline bytes places exactly
+/// what each request carries (a one-entry queue reuses its slot each time).
+#[test]
+fn a_reused_entry_carries_only_its_own_request() {
+    let Setup {
+        mut a,
+        mut b,
+        a_src,
+        b_recv,
+        b_target,
+    } = setup(
+        Config {
+            max_send: 1,
+            ..Config::default()
+        },
+        b"gathered",
+    );
+    let dst = b.remote_buf(b_target, 0, 16).unwrap();
+    a.post_write_tail(1, &[src(a_src, 0, 8)], b"tail", dst, None)
+        .unwrap();
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(drain(&mut a), [ok(1, Write)]);
+    a.post_write_inline(2, b"in", dst, None).unwrap();
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(drain(&mut a), [ok(2, Write)]);
+    assert_eq!(&b.region(b_target).unwrap()[..13], b"intheredtail\0");
+    b.post_recv(10, recv_slot(b_recv, 0)).unwrap();
+    a.post_send(3, &[src(a_src, 0, 3)], None).unwrap();
+    assert_eq!(drain(&mut b), [ok(10, recv(3))]);
+    assert_eq!(drain(&mut a), [ok(3, Send)]);
+    assert_eq!(&b.region(b_recv).unwrap()[..4], b"gat\0");
+}
+
 #[test]
 fn inline_limits_and_remote_access() {
     let Setup {
