@@ -534,8 +534,9 @@ impl Engine {
 
     /// A new entry at the back of `side`'s send queue, for a request of
     /// `len` bytes, with nothing gathered or copied in yet: [`Engine::post_send`]
-    /// and [`Engine::post_inline`] fill it (its gather elements and inline
-    /// bytes are still the previous request's: each of them sets both).
+    /// and [`Engine::post_inline`] fill it (its gather elements, inline
+    /// bytes and `valid` are still the previous request's: each of them
+    /// sets all three).
     /// With it, the request's number in its queue ([`QueuePos`]).
     #[inline(always)]
     fn push_send(
@@ -555,7 +556,6 @@ impl Engine {
         slot.wr_id = wr_id;
         slot.op = op;
         slot.len = len;
-        slot.valid = true;
         slot.signaled = true;
         Ok((slot, request))
     }
@@ -596,9 +596,11 @@ impl Engine {
         // has one element: no loop to set up, and the vector, emptied after
         // the region table was looked at (which might have written it, as
         // far as the compiler knows), has room without a look at its length.
+        // Whether the entry is valid is gathered here and stored once.
+        let mut valid = true;
         if let [sge] = *sges {
-            let (bytes, valid) = memory.hold_source(sge, request);
-            slot.valid = valid;
+            let (bytes, inside) = memory.hold_source(sge, request);
+            valid = inside;
             slot.sges.clear();
             let _ = slot.sges.push(SourceSge {
                 offset: sge.offset,
@@ -614,11 +616,11 @@ impl Engine {
                 // of the elements it took are busy until it is drained, as any
                 // request's).
                 if slot.sges.is_full() {
-                    slot.valid = false;
+                    valid = false;
                     break;
                 }
-                let (bytes, valid) = memory.hold_source(sge, request);
-                slot.valid &= valid;
+                let (bytes, inside) = memory.hold_source(sge, request);
+                valid &= inside;
                 let _ = slot.sges.push(SourceSge {
                     offset: sge.offset,
                     len: sge.len,
@@ -628,7 +630,7 @@ impl Engine {
         }
         // At most `max_inline` bytes (checked by the caller), so it fits;
         // were it not to, the request fails rather than go out short.
-        slot.valid &= slot.inline.set(tail);
+        slot.valid = slot.inline.set(tail) && valid;
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }
@@ -653,7 +655,7 @@ impl Engine {
         // `post_send`).
         slot.sges.clear();
         // Checked by the caller to fit, as in `post_send`.
-        slot.valid &= slot.inline.set(data);
+        slot.valid = slot.inline.set(data);
         if wake_peer {
             self.queues[side.peer().index()].news = true;
         }
