@@ -100,7 +100,7 @@ impl<const R: usize> Client<R> {
         let slot = match self.check_status_block(&block, batch.is_some(), direct) {
             Ok(Checked::Pending(slot)) => slot,
             Ok(Checked::Finished(event)) => {
-                self.rearm_idle(now);
+                self.rearm_idle_open(now);
                 return Ok(BlockOutcome::Completed(event));
             }
             Err(violation) => {

@@ -102,7 +102,7 @@ impl<const R: usize> Client<R> {
             .and_then(|len| self.ledger.send_request().map(|_| len));
         match sent {
             Some(len) => {
-                self.rearm_idle(now);
+                self.rearm_idle_open(now);
                 Ok((RequestId(id), Some(Transmit { len, data: None })))
             }
             // Unreachable (room and a credit were checked): the request is
@@ -243,7 +243,7 @@ impl<const R: usize> Client<R> {
         };
         match sent {
             Some(prefix) => {
-                self.rearm_idle(now);
+                self.rearm_idle_open(now);
                 let data = Some(DataRef {
                     request: RequestId(id),
                     offset: 0,

@@ -216,8 +216,10 @@ impl<const R: usize> Client<R> {
         if limit < 2 {
             return Ok(None);
         }
-        // One pass: each read is written straight to its place after the
-        // head, marked sent and taken off `unsent` as it goes; the head
+        // One pass: each read is taken off `unsent` (one pop, not a look at
+        // the front and a pop: a read that cannot join goes back, the
+        // rare case), written straight to its place after the head and
+        // marked sent; the head
         // goes last, once the count is known. Fewer than two: the one taken
         // goes back as it was, nothing goes, and the caller's single Read
         // overwrites the buffer.
@@ -229,37 +231,49 @@ impl<const R: usize> Client<R> {
         let mut interrupt = None;
         let mut lead = None;
         while members.len() < limit {
-            let Some(&slot) = self.unsent.front() else {
+            let Some(slot) = self.unsent.pop_front() else {
                 break;
             };
-            let (Some(id), Some(op)) = (self.ops.id(slot), self.ops.get_mut(slot)) else {
+            let taken = 'take: {
+                let (Some(id), Some(op)) = (self.ops.id(slot), self.ops.get_mut(slot)) else {
+                    break 'take None;
+                };
+                let OpKind::Read {
+                    handle,
+                    offset,
+                    dest,
+                } = op.kind
+                else {
+                    break 'take None;
+                };
+                if op.stage != Stage::Queued
+                    || *interrupt.get_or_insert(op.interrupt) != op.interrupt
+                {
+                    break 'take None;
+                }
+                let Some(place) = places.next() else {
+                    break 'take None;
+                };
+                if BatchRead::new(id, handle, offset, dest, op.status_desc)
+                    .write_to(place)
+                    .is_err()
+                    || members.push(RequestId(id)).is_err()
+                {
+                    break 'take None;
+                }
+                op.stage = Stage::Sent;
+                op.unanswered = 1;
+                op.batched = true;
+                Some(id)
+            };
+            let Some(id) = taken else {
+                // Not a member: back to the front of `unsent`, in the room
+                // it just left.
+                if self.unsent.push_front(slot).is_err() {
+                    return self.internal_failure(buf);
+                }
                 break;
             };
-            let OpKind::Read {
-                handle,
-                offset,
-                dest,
-            } = op.kind
-            else {
-                break;
-            };
-            if op.stage != Stage::Queued || *interrupt.get_or_insert(op.interrupt) != op.interrupt {
-                break;
-            }
-            let Some(place) = places.next() else {
-                break;
-            };
-            if BatchRead::new(id, handle, offset, dest, op.status_desc)
-                .write_to(place)
-                .is_err()
-                || members.push(RequestId(id)).is_err()
-            {
-                break;
-            }
-            op.stage = Stage::Sent;
-            op.unanswered = 1;
-            op.batched = true;
-            self.unsent.pop_front();
             lead.get_or_insert((slot, id));
         }
         let Some((lead, batch)) = lead else {
