@@ -1411,7 +1411,7 @@ enum Submitted {
 }
 
 /// Bind `slot` to `request`: the core slot's pointer to it, and its entry
-/// reset for the request (returned).
+/// (returned) named for the request.
 fn bind_in<'a>(
     by_core: &mut [u16],
     table: &'a mut [Entry],
@@ -1421,11 +1421,10 @@ fn bind_in<'a>(
     if let (Some(by_core), Ok(slot)) = (by_core.get_mut(core_slot(request)), u16::try_from(slot)) {
         *by_core = slot;
     }
+    // A slot is handed out fresh or after `Engine::free`, which cleared
+    // its outcome and flags: only the request is new.
     let entry = table.get_mut(slot)?;
     entry.request = Some(request);
-    entry.outcome = None;
-    entry.done = false;
-    entry.abandoned = false;
     Some(entry)
 }
 
