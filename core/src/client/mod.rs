@@ -58,7 +58,7 @@ pub use discovery::{DiscoveryError, Negotiated, negotiate_request, negotiated};
 
 use crate::credit::ClientLedger;
 use crate::error::{ApiError, Violation};
-use crate::queue::Fifo;
+use crate::queue::SlotQueue;
 use crate::segments::SegmentStore;
 use crate::slots::SlotTable;
 use crate::stats::ConnectionStats;
@@ -382,11 +382,11 @@ pub struct Client<const R: usize = 64> {
     segments: [SegmentStore; R],
     /// Slots of requests not yet sent, in submission order (a cancel goes
     /// first).
-    unsent: Fifo<usize, R>,
+    unsent: SlotQueue<R>,
     /// Slots of writes with fragments still to send.
-    streaming: Fifo<usize, R>,
+    streaming: SlotQueue<R>,
     /// Slots of finished requests not yet reported, in order.
-    done: Fifo<usize, R>,
+    done: SlotQueue<R>,
     /// Read batches, each in the slot of its first read (the batch's id
     /// names that slot as any request id does).
     batches: [BatchRecord; R],
@@ -436,9 +436,9 @@ impl<const R: usize> Client<R> {
             ledger: ClientLedger::new(credits, max),
             ops: SlotTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
-            unsent: Fifo::new(),
-            streaming: Fifo::new(),
-            done: Fifo::new(),
+            unsent: SlotQueue::new(),
+            streaming: SlotQueue::new(),
+            done: SlotQueue::new(),
             batches: [const {
                 BatchRecord {
                     id: 0,

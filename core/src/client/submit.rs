@@ -434,12 +434,6 @@ impl<const R: usize> Client<R> {
     }
 }
 
-pub(super) fn remove_from<const N: usize>(queue: &mut Fifo<usize, N>, slot: usize) {
-    let before = core::mem::take(queue);
-    for entry in before {
-        if entry != slot {
-            // No longer than before: cannot fail.
-            let _ = queue.push_back(entry);
-        }
-    }
+pub(super) fn remove_from<const N: usize>(queue: &mut SlotQueue<N>, slot: usize) {
+    queue.remove(slot);
 }
