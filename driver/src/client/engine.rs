@@ -274,6 +274,9 @@ pub(crate) struct Engine {
     /// a deep queue while this side completes and resubmits the other (as
     /// with posts: "Stop 34").
     batched: usize,
+    /// Half the queue depth (at least 2): the `batched` count at which
+    /// they go, worked out once rather than per read.
+    batch_at: usize,
     /// The last poll took two or more completions: completions come in
     /// bursts, so reads submitted until the next poll come in bursts too
     /// and go as batches. While they come one at a time, a read waiting
@@ -345,6 +348,7 @@ impl Engine {
             inline: buffers.inline,
             batch_reads,
             batched: 0,
+            batch_at: (depth / 2).max(2),
             bursts: false,
             reading,
             stats: ClientStats::new(),
@@ -791,7 +795,7 @@ impl Engine {
             // submitted until then go together, half the queue at most.
             let request = self.core.read(handle, offset, dest, status, mode)?;
             self.batched += 1;
-            if self.batched >= (self.slots.count() / 2).max(2) {
+            if self.batched >= self.batch_at {
                 let now = self.reading.now;
                 self.transmit(transport, now)?;
                 if self.deferred_posts {
