@@ -508,17 +508,20 @@ impl Engine {
             entry.abandoned = true;
             return;
         }
-        self.free(slot);
+        // `free`, with the entry in hand rather than found again.
+        clear(entry);
+        self.give_back(slot);
     }
 
     fn free(&mut self, slot: usize) {
         if let Some(entry) = self.table.get_mut(slot) {
-            entry.request = None;
-            entry.outcome = None;
-            entry.done = false;
-            entry.abandoned = false;
-            entry.sends = 0;
+            clear(entry);
         }
+        self.give_back(slot);
+    }
+
+    /// Hand `slot`, its entry cleared, back to those free to take.
+    fn give_back(&mut self, slot: usize) {
         if slot < self.slots.count() {
             self.slots.release(slot);
         } else if !self.control_free.contains(&slot) {
@@ -1412,6 +1415,15 @@ enum Submitted {
     Queued(RequestId),
     /// Submitted and encoded into send buffer `.0`: post it now.
     Encoded(usize, RequestId, CoreTransmit),
+}
+
+/// Clear a freed slot's entry: no request, outcome, flags or sends.
+fn clear(entry: &mut Entry) {
+    entry.request = None;
+    entry.outcome = None;
+    entry.done = false;
+    entry.abandoned = false;
+    entry.sends = 0;
 }
 
 /// Bind `slot` to `request`: the core slot's pointer to it, and its entry
