@@ -512,7 +512,9 @@ impl Pool {
 
     pub(crate) fn take(&mut self) -> Option<usize> {
         let index = self.free.pop()?;
-        self.is_free[index] = false;
+        if let Some(is_free) = self.is_free.get_mut(index) {
+            *is_free = false;
+        }
         Some(index)
     }
 
