@@ -430,3 +430,65 @@ fn a_batch_read_of_an_unknown_handle_is_answered_and_counts_toward_the_batch() {
     let blocks = drain_blocks(&mut pair);
     assert_eq!(blocks, vec![(21, None), (22, Some(21))]);
 }
+
+/// A batch whose read 41 the driver took and left outstanding (so it went
+/// to the request table), its other read completed: nothing waits for the
+/// driver, so the next batch is handed over at once.
+fn a_batch_with_one_read_left(pair: &mut Pair, handle: u32, level: u16) -> rdio_core::server::OpId {
+    let first = forge_batch(&[batch_read(41, handle), batch_read(42, handle)], level, 41);
+    assert_eq!(
+        pair.server.take_message(pair.now, &first),
+        Ok(Received::Batch)
+    );
+    let Some(Received::Read { op: kept, .. }) = pair.server.next_batch_read() else {
+        panic!("the batch's first read");
+    };
+    let Some(Received::Read { op, .. }) = pair.server.next_batch_read() else {
+        panic!("the batch's second read");
+    };
+    pair.server.complete_io(op, Ok(16)).unwrap();
+    assert_eq!(pair.server.next_batch_read(), None);
+    assert_eq!(kept.0, 41);
+    kept
+}
+
+#[test]
+fn a_batch_still_answering_when_the_next_is_handed_over_keeps_its_immediate_and_its_id() {
+    // Its last block, after the whole next batch, still carries its
+    // immediate; the next batch's last carries the next batch's.
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    let kept = a_batch_with_one_read_left(&mut pair, handle, level);
+    let second = forge_batch(&[batch_read(43, handle), batch_read(44, handle)], level, 43);
+    assert_eq!(
+        pair.server.take_message(pair.now, &second),
+        Ok(Received::Batch)
+    );
+    for expected in [43, 44] {
+        let Some(Received::Read { op, .. }) = pair.server.next_batch_read() else {
+            panic!("the next batch's read {expected}");
+        };
+        assert_eq!(op.0, expected);
+        pair.server.complete_io(op, Ok(16)).unwrap();
+    }
+    assert_eq!(pair.server.next_batch_read(), None);
+    pair.server.complete_io(kept, Ok(16)).unwrap();
+    assert_eq!(pair.server.outstanding(), 0);
+    let blocks = drain_blocks(&mut pair);
+    assert_eq!(
+        blocks,
+        vec![(42, None), (43, None), (44, Some(43)), (41, Some(41))]
+    );
+    assert_eq!(pair.server.ledger().in_use(), 0);
+
+    // Until then its id names it: a batch reusing it is refused.
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    a_batch_with_one_read_left(&mut pair, handle, level);
+    server_rejects(
+        &mut pair,
+        &forge_batch(&[batch_read(45, handle), batch_read(46, handle)], level, 41),
+        Violation::DuplicateRequest(41),
+        true,
+    );
+}

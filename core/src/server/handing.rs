@@ -4,22 +4,58 @@
 //!
 //! A read is written once, when its batch is taken, and read in place from
 //! then on: handing out the next read is a cursor step, not a copy out of
-//! a queue into a place of its own. (A Read arriving alone keeps its own
-//! place, [`super::Connection`]'s `direct`.)
+//! a queue into a place of its own. It is kept as it came on the wire (a
+//! [`BatchRead`], copied whole) with the file its handle resolved to; what
+//! all reads of the batch share — the batch's id, whether it asked for an
+//! interrupt, how many of its status blocks are still to go — is kept once.
+//! (A Read arriving alone keeps its own place, [`super::Connection`]'s
+//! `direct`.)
 
-use super::DirectRead;
-use crate::wire::MAX_BATCH;
+use super::{Batch, FileId, Op, OpKind, Stage};
+use crate::error::Violation;
+use crate::wire::{BatchRead, MAX_BATCH, ReadSegment};
+
+/// A read of the batch: as it came, and the file it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Handed {
+    pub(super) read: BatchRead,
+    pub(super) file: FileId,
+}
+
+impl Handed {
+    /// Its request id.
+    #[inline(always)]
+    pub(super) fn id(&self) -> u32 {
+        self.read.request_id()
+    }
+
+    /// Its one segment, where it is.
+    #[inline(always)]
+    pub(super) fn segment(&self) -> &ReadSegment {
+        self.read.segment_ref()
+    }
+}
 
 /// The reads of the batch taken last: `reads[..taken]` handed to the
 /// driver, the last of them outstanding while `live`; `reads[taken..]`
-/// not handed out yet. Two are equal (and hash alike) when the same read
-/// is outstanding and the same are left to hand out: what was handed out
-/// and answered before does not count.
+/// not handed out yet. While `remaining` is not 0, the batch's status
+/// blocks still to go are counted here, not in the connection's
+/// `batches` (its reads parked in the request table count here too, until
+/// the next batch is handed over and the count moves there:
+/// [`Handing::retire`]). Two are equal (and hash alike) when the same read
+/// is outstanding, the same are left to hand out and the same batch is
+/// counted: what was handed out and answered before does not count.
 #[derive(Clone, Debug)]
 pub(super) struct Handing {
-    reads: heapless::Vec<DirectRead, MAX_BATCH>,
+    reads: heapless::Vec<Handed, MAX_BATCH>,
     taken: usize,
     live: bool,
+    /// The batch's id (the immediate of its last status block).
+    batch: u32,
+    /// Whether the batch asked for an interrupt (its every read did).
+    interrupt: bool,
+    /// The batch's status blocks still to go.
+    remaining: u16,
 }
 
 impl Handing {
@@ -28,33 +64,76 @@ impl Handing {
             reads: heapless::Vec::new(),
             taken: 0,
             live: false,
+            batch: 0,
+            interrupt: false,
+            remaining: 0,
         }
     }
 
-    /// Start over for a new batch: nothing outstanding, nothing left to
-    /// hand out (both parked or completed before).
+    /// Start over for batch `batch` of `count` reads: nothing outstanding,
+    /// nothing left to hand out (both parked or completed before), and
+    /// the count of the batch before retired ([`Handing::retire`]).
     #[inline(always)]
-    pub(super) fn start(&mut self) {
+    pub(super) fn start(&mut self, batch: u32, interrupt: bool, count: u16) {
         self.reads.clear();
         self.taken = 0;
         self.live = false;
+        self.batch = batch;
+        self.interrupt = interrupt;
+        self.remaining = count;
     }
 
-    /// Queue `read` to be handed out; `Err` once [`MAX_BATCH`] are queued.
+    /// Whether the status blocks of a batch are counted here.
     #[inline(always)]
-    pub(super) fn push(&mut self, read: DirectRead) -> Result<(), DirectRead> {
-        self.reads.push(read)
+    pub(super) fn counting(&self) -> bool {
+        self.remaining > 0
     }
 
-    /// Hand out the next read: it is outstanding from now on. The caller
-    /// parks the outstanding one first.
+    /// Whether batch `id`'s status blocks are counted here.
     #[inline(always)]
-    pub(super) fn next(&mut self) -> Option<&DirectRead> {
+    pub(super) fn counts(&self, id: u32) -> bool {
+        self.remaining > 0 && self.batch == id
+    }
+
+    /// The count of the batch counted here, to keep elsewhere from now on
+    /// (the caller makes room for it): nothing is counted here after.
+    pub(super) fn retire(&mut self) -> Option<Batch> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let batch = Batch {
+            id: self.batch,
+            remaining: self.remaining,
+        };
+        self.remaining = 0;
+        Some(batch)
+    }
+
+    /// One more status block of the batch counted here goes: whether it
+    /// is the last. `Internal` when none is counted.
+    #[inline(always)]
+    pub(super) fn block(&mut self) -> Result<bool, Violation> {
+        self.remaining = self.remaining.checked_sub(1).ok_or(Violation::Internal)?;
+        Ok(self.remaining == 0)
+    }
+
+    /// Queue `read` of `file` to be handed out; `Err` once [`MAX_BATCH`]
+    /// are queued.
+    #[inline(always)]
+    pub(super) fn push(&mut self, read: &BatchRead, file: FileId) -> Result<(), ()> {
+        self.reads.push(Handed { read: *read, file }).map_err(drop)
+    }
+
+    /// Hand out the next read, and whether its batch asked for an
+    /// interrupt: it is outstanding from now on. The caller parks the
+    /// outstanding one first.
+    #[inline(always)]
+    pub(super) fn next(&mut self) -> Option<(&Handed, bool)> {
         let read = self.reads.get(self.taken)?;
         // Below `reads.len()` <= MAX_BATCH: no wrap.
         self.taken = self.taken.wrapping_add(1);
         self.live = true;
-        Some(read)
+        Some((read, self.interrupt))
     }
 
     /// Whether a read is outstanding or left to hand out.
@@ -65,7 +144,7 @@ impl Handing {
 
     /// The outstanding read, if any.
     #[inline(always)]
-    fn outstanding(&self) -> Option<&DirectRead> {
+    fn outstanding(&self) -> Option<&Handed> {
         if !self.live {
             return None;
         }
@@ -73,32 +152,58 @@ impl Handing {
     }
 
     /// What `finish` makes of the outstanding read, if it is request `id`
-    /// (read where it is): no longer outstanding.
+    /// (read where it is), given its batch's id and whether the batch
+    /// asked for an interrupt: no longer outstanding.
     #[inline(always)]
     pub(super) fn take_if<T>(
         &mut self,
         id: u32,
-        finish: impl FnOnce(&DirectRead) -> T,
+        finish: impl FnOnce(&Handed, u32, bool) -> T,
     ) -> Option<T> {
-        let done = finish(self.outstanding().filter(|read| read.id == id)?);
+        let done = finish(
+            self.outstanding().filter(|read| read.id() == id)?,
+            self.batch,
+            self.interrupt,
+        );
         self.live = false;
         Some(done)
     }
 
-    /// The outstanding read, if any: no longer outstanding.
-    pub(super) fn take(&mut self) -> Option<DirectRead> {
-        let read = *self.outstanding()?;
+    /// The outstanding read, if any, as its entry in the request table
+    /// (dispatched) and its segment: no longer outstanding.
+    pub(super) fn take(&mut self) -> Option<(Op, ReadSegment)> {
+        let parked = self.parked(self.outstanding()?, Stage::Dispatched);
         self.live = false;
-        Some(read)
+        Some(parked)
     }
 
-    /// The last read not handed out yet, removed.
-    pub(super) fn pop_untaken(&mut self) -> Option<DirectRead> {
-        if self.has_untaken() {
-            self.reads.pop()
-        } else {
-            None
+    /// The last read not handed out yet, removed, as its entry in the
+    /// request table (queued) and its segment.
+    pub(super) fn pop_untaken(&mut self) -> Option<(Op, ReadSegment)> {
+        if !self.has_untaken() {
+            return None;
         }
+        let read = self.reads.pop()?;
+        Some(self.parked(&read, Stage::Queued))
+    }
+
+    /// `read`'s entry in the request table, at `stage`, and its segment.
+    fn parked(&self, read: &Handed, stage: Stage) -> (Op, ReadSegment) {
+        let segment = *read.segment();
+        let wanted = u64::from(segment.dest().len());
+        let op = Op {
+            file: Some(read.file),
+            stage,
+            batch: Some(self.batch),
+            ..Op::new(
+                read.id(),
+                OpKind::Read { wanted },
+                read.read.handle(),
+                read.read.status(),
+                self.interrupt,
+            )
+        };
+        (op, segment)
     }
 
     /// Whether reads are left to hand out.
@@ -116,20 +221,31 @@ impl Handing {
             .saturating_add(usize::from(self.outstanding().is_some()))
     }
 
-    /// Forget the reads not handed out yet (the connection ended).
+    /// Forget the reads not handed out yet and the batch's count (the
+    /// connection ended).
     pub(super) fn drop_untaken(&mut self) {
         self.reads.truncate(self.taken);
+        self.remaining = 0;
     }
 
     /// The reads not handed out yet.
-    fn untaken(&self) -> &[DirectRead] {
+    fn untaken(&self) -> &[Handed] {
         self.reads.get(self.taken..).unwrap_or(&[])
+    }
+
+    /// The batch counted here, if any: its id, whether it asked for an
+    /// interrupt and its blocks to go.
+    fn counted(&self) -> Option<(u32, bool, u16)> {
+        self.counting()
+            .then_some((self.batch, self.interrupt, self.remaining))
     }
 }
 
 impl PartialEq for Handing {
     fn eq(&self, other: &Self) -> bool {
-        self.outstanding() == other.outstanding() && self.untaken() == other.untaken()
+        self.outstanding() == other.outstanding()
+            && self.untaken() == other.untaken()
+            && self.counted() == other.counted()
     }
 }
 
@@ -139,5 +255,6 @@ impl core::hash::Hash for Handing {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
         self.outstanding().hash(state);
         self.untaken().hash(state);
+        self.counted().hash(state);
     }
 }

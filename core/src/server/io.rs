@@ -39,7 +39,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
         let count = u16::try_from(reads.len()).map_err(|_| Violation::TooLarge)?;
         self.ledger.on_requests(credits, count)?;
-        if self.batches.iter().any(|batch| batch.id == id) {
+        if self.batches.iter().any(|batch| batch.id == id) || self.handing.counts(id) {
             return Err(Violation::DuplicateRequest(id));
         }
         ConnectionStats::add(&mut self.stats.read_batches, 1);
@@ -71,7 +71,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// in one pass. `None` — nothing done — unless every read is one that
     /// starts or is answered at once (no violation among them, room in the
     /// table for all): the queued path then takes the batch, and finds the
-    /// violation in the same order as always.
+    /// violation in the same order as always. The batch's status blocks
+    /// are counted in `handing` (the batch handed over before, if some of
+    /// its blocks are still to go, moves to `batches`).
     pub(super) fn hand_batch(
         &mut self,
         now: Instant,
@@ -85,7 +87,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .is_some_and(|session| session.capabilities.contains(Capabilities::READ_BATCH));
         let count = u16::try_from(reads.len()).ok()?;
         let room = self.ops.len().checked_add(reads.len())? <= R;
-        if !granted || !room || self.batches.is_full() || self.batches.iter().any(|b| b.id == id) {
+        // Room in `batches` for the batch counted in `handing` now.
+        let moves = self.handing.counting();
+        if !granted
+            || !room
+            || (moves && self.batches.is_full())
+            || self.batches.iter().any(|b| b.id == id)
+            || self.handing.counts(id)
+        {
             return None;
         }
         // A repeated id among the batch's reads: compared only when two ids
@@ -111,50 +120,38 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
         trace!("server rx ReadBatch id {} of {}", id, count);
         ConnectionStats::add(&mut self.stats.read_batches, 1);
-        // Not full, checked above.
-        let _ = self.batches.push(Batch {
-            id,
-            remaining: count,
-        });
+        if let Some(before) = self.handing.retire() {
+            // Not full, checked above.
+            let _ = self.batches.push(before);
+        }
         // Nothing is outstanding or left to hand out: `take_message`
         // parked it all first.
-        self.handing.start();
+        self.handing.start(id, interrupt, count);
         for read in reads {
-            let segment = read.segment();
-            let answered = match self.resolve_read(read.handle(), core::slice::from_ref(&segment)) {
-                Ok(file) => {
-                    let handed = DirectRead {
-                        id: read.request_id(),
-                        handle: read.handle(),
-                        file,
-                        status_desc: read.status(),
-                        interrupt,
-                        segment,
-                        batch: Some(id),
-                    };
+            let answered =
+                match self.resolve_read(read.handle(), core::slice::from_ref(read.segment_ref())) {
                     // As many as MAX_BATCH: the parse allows no more.
-                    match self.handing.push(handed) {
+                    Ok(file) => match self.handing.push(read, file) {
                         Ok(()) => Ok(None),
-                        Err(_) => Err(Violation::Internal),
+                        Err(()) => Err(Violation::Internal),
+                    },
+                    // Answered at once, as `start_read_into` answers it.
+                    Err(status) => {
+                        let done = Done {
+                            block: StatusBlock {
+                                request_id: read.request_id(),
+                                status,
+                                bytes: 0,
+                                credits: 1,
+                            },
+                            dest: read.status(),
+                            interrupt,
+                            handle: read.handle(),
+                            batch: Some(id),
+                        };
+                        self.finish_done(done, None)
                     }
-                }
-                // Answered at once, as `start_read_into` answers it.
-                Err(status) => {
-                    let done = Done {
-                        block: StatusBlock {
-                            request_id: read.request_id(),
-                            status,
-                            bytes: 0,
-                            credits: 1,
-                        },
-                        dest: read.status(),
-                        interrupt,
-                        handle: read.handle(),
-                        batch: Some(id),
-                    };
-                    self.finish_done(done, None)
-                }
-            };
+                };
             if let Err(violation) = answered {
                 return Some(Err(violation));
             }
@@ -168,6 +165,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     /// One more status block of batch `id` goes: whether it is the last.
     fn batch_block(&mut self, id: u32) -> Result<bool, Violation> {
+        if self.handing.counts(id) {
+            return self.handing.block();
+        }
         let index = self
             .batches
             .iter()
@@ -229,7 +229,6 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 status_desc,
                 interrupt,
                 segment: *segment,
-                batch: None,
             });
             return Ok(Started::Direct);
         }
@@ -590,7 +589,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // A batch's read handed out, likewise, read where it is.
         let done = match self.direct.take_if(|direct| direct.id == op.0) {
             Some(direct) => Some(direct.done(result)),
-            None => self.handing.take_if(op.0, |read| read.done(result)),
+            None => self.handing.take_if(op.0, |read, batch, interrupt| {
+                handed_done(read, batch, interrupt, result)
+            }),
         };
         if let Some(done) = done {
             return self.finish_done(done, buf).map_err(|v| {
@@ -734,14 +735,35 @@ impl DirectRead {
             dest: self.status_desc,
             interrupt: self.interrupt,
             handle: self.handle,
-            batch: self.batch,
+            batch: None,
         }
+    }
+}
+
+/// Read `read` of batch `batch` (with `interrupt`) completed by the
+/// driver with `result`: as [`DirectRead::done`].
+#[inline(always)]
+fn handed_done(read: &Handed, batch: u32, interrupt: bool, result: Result<u64, Status>) -> Done {
+    let wanted = u64::from(read.segment().dest().len());
+    let (status, bytes) = read_outcome(wanted, (Status::Success, 0), result);
+    Done {
+        block: StatusBlock {
+            request_id: read.id(),
+            status,
+            bytes,
+            credits: 1,
+        },
+        dest: read.read.status(),
+        interrupt,
+        handle: read.read.handle(),
+        batch: Some(batch),
     }
 }
 
 /// A finished request, out of the request table: its status block (whose
 /// credits are the messages it leaves unanswered), where the block goes,
-/// whether with an immediate, and its handle (a close may wait for it).
+/// whether with an immediate, its handle (a close may wait for it) and
+/// its read batch, if any.
 struct Done {
     block: StatusBlock,
     dest: BufferDescriptor,

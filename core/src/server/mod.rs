@@ -73,7 +73,7 @@ use crate::wire::{
     MAX_SEGMENTS, Message, OpenFlags, ReadSegment, ResumeKey, Status, WriteSegment,
 };
 use core::time::Duration;
-use handing::Handing;
+use handing::{Handed, Handing};
 
 /// Server-side limits and policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -432,8 +432,6 @@ struct DirectRead {
     status_desc: BufferDescriptor,
     interrupt: bool,
     segment: ReadSegment,
-    /// The read batch it came in (its id), if any.
-    batch: Option<u32>,
 }
 
 impl DirectRead {
@@ -443,7 +441,6 @@ impl DirectRead {
         Op {
             file: Some(self.file),
             stage,
-            batch: self.batch,
             ..Op::new(
                 self.id,
                 OpKind::Read { wanted },
@@ -511,7 +508,8 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     handing: Handing,
     /// Read batches with reads still unanswered: the batch's id and how
     /// many of its status blocks are still to go (the last carries the
-    /// batch's immediate).
+    /// batch's immediate). The batch handed over last is counted in
+    /// `handing` instead, until the next is.
     batches: heapless::Vec<Batch, R>,
     /// The registered files, each in the slot its handle names
     /// ([`handles::Handles`]).
@@ -636,8 +634,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.direct.is_some() {
             self.park_direct_read();
         }
-        if let Some(read) = self.handing.take() {
-            self.park_slow(read);
+        if let Some((op, segment)) = self.handing.take() {
+            self.park_slow(op, segment);
         }
     }
 
@@ -647,29 +645,30 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[inline(never)]
     fn park_direct_read(&mut self) {
         if let Some(direct) = self.direct.take() {
-            self.park_slow(direct);
+            self.park_slow(direct.op(Stage::Dispatched), direct.segment);
         }
     }
 
     #[cold]
     #[inline(never)]
     fn park_handing(&mut self) {
-        if let Some(read) = self.handing.take() {
-            self.park_slow(read);
+        if let Some((op, segment)) = self.handing.take() {
+            self.park_slow(op, segment);
         }
         // Into the table, queued, and to the front of the driver's queue
         // in order: it was empty when the batch arrived, and what the
         // batch's own completions queued since are not driver work.
-        while let Some(read) = self.handing.pop_untaken() {
+        while let Some((op, segment)) = self.handing.pop_untaken() {
+            let id = op.id;
             let parked = self
-                .insert(read.op(Stage::Queued))
+                .insert(op)
                 .and_then(|slot| {
-                    self.store_segments(slot, &[read.segment])?;
+                    self.store_segments(slot, &[segment])?;
                     Ok(slot)
                 })
                 .and_then(|slot| {
                     self.pending
-                        .push_front(Pending::Op { slot, id: read.id })
+                        .push_front(Pending::Op { slot, id })
                         .map_err(|_| Violation::Internal)
                 });
             if parked.is_err() {
@@ -681,10 +680,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     #[cold]
     #[inline(never)]
-    fn park_slow(&mut self, direct: DirectRead) {
+    fn park_slow(&mut self, op: Op, segment: ReadSegment) {
         let parked = self
-            .insert(direct.op(Stage::Dispatched))
-            .and_then(|slot| self.store_segments(slot, &[direct.segment]));
+            .insert(op)
+            .and_then(|slot| self.store_segments(slot, &[segment]));
         if parked.is_err() {
             self.fail(Violation::Internal);
         }

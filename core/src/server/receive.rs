@@ -141,13 +141,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     pub fn next_batch_read(&mut self) -> Option<Received<'_>> {
         // The read taken last, if not completed yet, goes to the table.
         self.park_direct();
-        let direct = self.handing.next()?;
+        let (read, interrupt) = self.handing.next()?;
         Some(handed_over(
-            direct.id,
-            direct.file,
-            direct.interrupt,
-            direct.status_desc,
-            core::slice::from_ref(&direct.segment),
+            read.id(),
+            read.file,
+            interrupt,
+            read.read.status(),
+            core::slice::from_ref(read.segment()),
         ))
     }
 

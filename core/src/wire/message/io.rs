@@ -97,7 +97,10 @@ impl defmt::Format for WriteSegment {
 }
 
 /// One read of a `ReadBatch` (48 bytes on the wire): a Read's fields with
-/// its own request id, which its status block carries.
+/// its own request id, which its status block carries. Its offset and
+/// destination are laid out as a [`ReadSegment`] is, and kept as one: a
+/// server hands the read over as its segment, borrowed where it is
+/// ([`BatchRead::segment_ref`]).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
 )]
@@ -105,8 +108,7 @@ impl defmt::Format for WriteSegment {
 pub struct BatchRead {
     request_id: U32,
     handle: U32,
-    offset: U64,
-    dest: BufferDescriptor,
+    segment: ReadSegment,
     status: BufferDescriptor,
 }
 
@@ -123,8 +125,7 @@ impl BatchRead {
         Self {
             request_id: U32::new(request_id),
             handle: U32::new(handle),
-            offset: U64::new(offset),
-            dest,
+            segment: ReadSegment::new(offset, dest),
             status,
         }
     }
@@ -138,11 +139,11 @@ impl BatchRead {
     }
     /// File offset.
     pub fn offset(&self) -> u64 {
-        self.offset.get()
+        self.segment.offset()
     }
     /// Client memory receiving the bytes (its length is the read length).
     pub fn dest(&self) -> BufferDescriptor {
-        self.dest
+        self.segment.dest
     }
     /// Where the read's status block goes.
     pub fn status(&self) -> BufferDescriptor {
@@ -150,7 +151,11 @@ impl BatchRead {
     }
     /// The read as one segment.
     pub fn segment(&self) -> ReadSegment {
-        ReadSegment::new(self.offset(), self.dest)
+        self.segment
+    }
+    /// The read as one segment, where it is.
+    pub(crate) fn segment_ref(&self) -> &ReadSegment {
+        &self.segment
     }
 }
 
@@ -602,7 +607,7 @@ impl<'a> ReadBatchRequest<'a> {
         };
         let reads = <[BatchRead]>::ref_from_bytes_with_elems(rest, count)
             .map_err(|_| WireError::BadLength)?;
-        if reads.iter().any(|read| read.dest.is_empty()) {
+        if reads.iter().any(|read| read.segment.dest.is_empty()) {
             return Err(WireError::InvalidField);
         }
         Ok(Self { reads })
