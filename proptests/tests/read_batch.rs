@@ -215,6 +215,23 @@ fn batches_breaking_the_rules(one_pass: bool) {
         one_pass,
     );
 
+    // A read of no bytes: the message is malformed, whichever read it is.
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    let empty = BatchRead::new(
+        6,
+        handle,
+        0,
+        BufferDescriptor::new(0x6000, 1, 0),
+        BufferDescriptor::new(0x6010, 2, 24),
+    );
+    server_rejects(
+        &mut pair,
+        &forge_batch(&[batch_read(5, handle), empty], level, 5),
+        Violation::Malformed(rdio_core::wire::WireError::InvalidField),
+        one_pass,
+    );
+
     // A wrong credit field, as for any request.
     let (mut pair, handle, _) = batching_pair();
     let level = pair.client.ledger().level();

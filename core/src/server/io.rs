@@ -71,8 +71,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// in one pass. `None` — nothing done — unless every read is one that
     /// starts or is answered at once (no violation among them, room in the
     /// table for all): the queued path then takes the batch, and finds the
-    /// violation in the same order as always. The batch's status blocks
-    /// are counted in `handing` (the batch handed over before, if some of
+    /// violation in the same order as always. `reads` are as
+    /// `parse_read_batch_fields` found them: a read with an empty
+    /// destination (the message is malformed) is such a violation. The
+    /// batch's status blocks are counted in `handing` (the batch handed over before, if some of
     /// its blocks are still to go, moves to `batches`).
     pub(super) fn hand_batch(
         &mut self,
@@ -103,7 +105,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let mut seen = 0u64;
         for (i, read) in reads.iter().enumerate() {
             let request = read.request_id();
-            let fits = read.dest().len() <= self.max_io_size()
+            // 1 to `max_io_size` bytes: an empty destination (which the
+            // batch's parse left to this pass) makes the message malformed,
+            // for the general parser to say so.
+            let fits = read.dest().len().wrapping_sub(1) < self.max_io_size()
                 && self.check_status_desc(read.status()).is_ok();
             let bit = 1u64 << (request % 64);
             let repeated =

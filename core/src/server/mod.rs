@@ -66,7 +66,7 @@ use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
 use crate::table::{OpTable, Refused};
 use crate::time::{Instant, TimerTable, micros};
-use crate::wire::message::{ReadFields, parse_read_fields};
+use crate::wire::message::{ReadFields, parse_read_batch_fields, parse_read_fields};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
     AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize,

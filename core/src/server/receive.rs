@@ -109,17 +109,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Received<'a>, Violation> {
-        if self.state == State::Open && self.pending.is_empty() && is_read_batch(bytes) {
-            if let Ok(Message {
-                flags,
-                credits,
-                request_id,
-                body: Body::ReadBatch(batch),
-            }) = Message::parse(bytes)
-            {
-                let interrupt = flags.contains(Flags::INTERRUPT);
+        if self.state == State::Open && self.pending.is_empty() {
+            // A well-formed ReadBatch, straight from its fixed layout (the
+            // same fields as `Message::parse`'s; anything else, malformed
+            // batches included, goes the general way below).
+            if let Some(batch) = parse_read_batch_fields(bytes) {
+                let interrupt = batch.flags.contains(Flags::INTERRUPT);
                 if let Some(handed) =
-                    self.hand_batch(now, request_id, credits, interrupt, batch.reads)
+                    self.hand_batch(now, batch.request_id, batch.credits, interrupt, batch.reads)
                 {
                     return handed.map_err(|violation| self.failed(violation));
                 }
@@ -404,11 +401,6 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Err(Status::AccessDenied)
         }
     }
-}
-
-/// Whether `bytes` (a message that parsed) is a `ReadBatch`.
-fn is_read_batch(bytes: &[u8]) -> bool {
-    bytes.get(1) == Some(&(crate::wire::Opcode::ReadBatch as u8))
 }
 
 /// Dispatched read `id` of `file` as [`Connection::take_message`] hands it

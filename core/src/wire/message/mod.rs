@@ -31,7 +31,7 @@ pub use io::{
 };
 pub(crate) use io::{
     READ_BATCH_HEAD_LEN, READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read,
-    emit_read_batch_head, emit_write_prefix, parse_read_fields,
+    emit_read_batch_head, emit_write_prefix, parse_read_batch_fields, parse_read_fields,
 };
 use io::{ReadBatchWire, ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
 
@@ -682,6 +682,71 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(Message::parse(&bytes), generic);
+        }
+    }
+
+    proptest::proptest! {
+        /// `parse_read_batch_fields` accepts exactly the ReadBatch messages
+        /// the general parser accepts, with the same fields, and those
+        /// only for a read with an empty destination (which its caller
+        /// checks), on ReadBatch-shaped inputs with any field, the count or
+        /// the length off, or a read's destination empty.
+        #[test]
+        fn read_batch_fast_parse_agrees(
+            mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 24 + 48 * 17),
+            reads in 0usize..=17,
+            count_ok in proptest::bool::weighted(0.8),
+            len_off in proptest::prop_oneof![6 => proptest::strategy::Just(0isize), 1 => -4isize..=4],
+            version_ok in proptest::bool::weighted(0.9),
+            opcode_ok in proptest::bool::weighted(0.9),
+            length_ok in proptest::bool::weighted(0.9),
+            reserved_ok in proptest::bool::weighted(0.9),
+            dests_ok in proptest::bool::weighted(0.8),
+            flags in 0u16..4,
+        ) {
+            let len = (24 + 48 * reads).saturating_add_signed(len_off);
+            bytes.resize(len, 0);
+            if let Some(b) = bytes.get_mut(0) { if version_ok { *b = 1 } }
+            if let Some(b) = bytes.get_mut(1) { if opcode_ok { *b = 0x2A } }
+            if let Some(b) = bytes.get_mut(2..4) { b.copy_from_slice(&flags.to_le_bytes()) }
+            if reserved_ok {
+                if let Some(b) = bytes.get_mut(6..8) { b.fill(0) }
+                if let Some(b) = bytes.get_mut(18..24) { b.fill(0) }
+            }
+            let payload = u32::try_from(len.saturating_sub(16)).unwrap_or(0);
+            if let Some(b) = bytes.get_mut(12..16) { if length_ok { b.copy_from_slice(&payload.to_le_bytes()) } }
+            if let Some(b) = bytes.get_mut(16..18) { if count_ok { b.copy_from_slice(&(reads as u16).to_le_bytes()) } }
+            // Each read's destination length (bytes 28..32 of the read): not
+            // 0, or 0 for the last read.
+            for i in 0..reads {
+                let at = 24 + 48 * i + 28;
+                if let Some(b) = bytes.get_mut(at..at + 4) {
+                    if dests_ok || i + 1 < reads {
+                        if b == [0; 4] { b[0] = 1 }
+                    } else {
+                        b.fill(0);
+                    }
+                }
+            }
+            let generic = Message::parse_generic(&bytes);
+            match parse_read_batch_fields(&bytes) {
+                Some(fields) if fields.reads.iter().any(|read| read.dest().is_empty()) => {
+                    proptest::prop_assert_eq!(generic, Err(WireError::InvalidField));
+                }
+                Some(fields) => proptest::prop_assert_eq!(
+                    Ok(Message {
+                        flags: fields.flags,
+                        credits: fields.credits,
+                        request_id: fields.request_id,
+                        body: Body::ReadBatch(ReadBatchRequest { reads: fields.reads }),
+                    }),
+                    generic
+                ),
+                None => {
+                    let accepted = matches!(generic, Ok(Message { body: Body::ReadBatch(_), .. }));
+                    proptest::prop_assert!(!accepted);
+                }
+            }
         }
     }
 
