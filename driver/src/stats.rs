@@ -257,6 +257,9 @@ pub struct ConnectionCell {
     pub(crate) id: u64,
     pub(crate) registrations: AtomicU64,
     pub(crate) closes: AtomicU64,
+    /// Zero-copy reads but the joined ones: a joined read (most of them,
+    /// over a transport that joins) bumps `joined_reads` alone, and counts
+    /// in [`ConnectionCounters::zero_copy_reads`] when the cell is read.
     pub(crate) zero_copy_reads: AtomicU64,
     pub(crate) copied_reads: AtomicU64,
     pub(crate) joined_reads: AtomicU64,
@@ -313,10 +316,20 @@ impl ConnectionCell {
         self.id
     }
 
+    /// Zero-copy reads, joined or not.
+    fn zero_copy_reads(&self) -> u64 {
+        self.zero_copy_reads.load(Relaxed) + self.joined_reads.load(Relaxed)
+    }
+
     /// Add `n` to one of this cell's counters (only its connection calls
     /// this).
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         bump(counter, n);
+    }
+
+    /// Take back `n` of what [`ConnectionCell::add`] added to a counter.
+    pub(crate) fn take_back(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
     }
 
     pub(crate) fn completed(&self, status: Status) {
@@ -370,7 +383,7 @@ impl ConnectionCell {
         let mut counters = ConnectionCounters {
             registrations: self.registrations.load(Relaxed),
             closes: self.closes.load(Relaxed),
-            zero_copy_reads: self.zero_copy_reads.load(Relaxed),
+            zero_copy_reads: self.zero_copy_reads(),
             copied_reads: self.copied_reads.load(Relaxed),
             joined_reads: self.joined_reads.load(Relaxed),
             writes: self.writes.load(Relaxed),
@@ -500,7 +513,7 @@ impl ServerStats {
             .iter()
             .fold(cells.retired_reads, |(mapped, copied, joined), cell| {
                 (
-                    mapped + cell.zero_copy_reads.load(Relaxed),
+                    mapped + cell.zero_copy_reads(),
                     copied + cell.copied_reads.load(Relaxed),
                     joined + cell.joined_reads.load(Relaxed),
                 )

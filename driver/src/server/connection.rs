@@ -1469,8 +1469,11 @@ impl<T: Transport> ServerConnection<T> {
                 ConnectionCell::add(&self.cell.zero_copy_reads, 1);
                 (result, None)
             }
+            // Counted joined now, before anything of it is posted (a
+            // count read once the client has the read must hold it), and
+            // moved if it goes unjoined after all (`post_unjoined`).
             FromMapping::Deferred { write, bytes } => {
-                ConnectionCell::add(&self.cell.zero_copy_reads, 1);
+                ConnectionCell::add(&self.cell.joined_reads, 1);
                 (Ok(bytes), Some(write))
             }
             FromMapping::Unmapped => match self.serve_bounced(read, status)? {
@@ -1521,6 +1524,18 @@ impl<T: Transport> ServerConnection<T> {
         self.sends_posted += 1;
         self.mapped_posted(write.slot);
         Ok(())
+    }
+
+    /// Post the held-back last write of a zero-copy read on its own, not
+    /// joined to the read's status block after all: the read, counted
+    /// joined when it was held back (`serve`), counts as zero-copy but not
+    /// joined from now on (a joined one counts in the cell's `joined_reads`
+    /// alone, and in its zero-copy reads when the cell is read).
+    fn post_unjoined(&mut self, write: MappedWrite) -> Result<(), ConnectionEnd> {
+        // In this order: the zero-copy reads read meanwhile never drop.
+        ConnectionCell::add(&self.cell.zero_copy_reads, 1);
+        ConnectionCell::take_back(&self.cell.joined_reads, 1);
+        self.post_mapped(write)
     }
 
     /// A signaled write from mapping `slot` was posted: in flight until
@@ -1578,7 +1593,7 @@ impl<T: Transport> ServerConnection<T> {
                     if joined {
                         return Ok(());
                     }
-                    self.post_mapped(deferred)?;
+                    self.post_unjoined(deferred)?;
                 }
                 match answer {
                     Answer::Buffer(buffer) => self.post_transmit(buffer, transmit),
@@ -1599,7 +1614,7 @@ impl<T: Transport> ServerConnection<T> {
                 // the request timed) by `drain_transmits`, which looks the
                 // request up in the table. The data goes first.
                 if let Some(deferred) = deferred {
-                    self.post_mapped(deferred)?;
+                    self.post_unjoined(deferred)?;
                 }
                 self.time_read(now, &read);
                 if let Answer::Buffer(buffer) = answer {
@@ -1697,8 +1712,8 @@ impl<T: Transport> ServerConnection<T> {
         })
     }
 
-    /// The outcome of posting a joined data-and-block write: counted when
-    /// posted (in flight from mapping `signaled`, when it was posted
+    /// The outcome of posting a joined data-and-block write (its read
+    /// counted joined already, `serve`): counted when posted (in flight from mapping `signaled`, when it was posted
     /// signaled); `false` and `unsupported` noted (that way is not tried
     /// again; a request refused so covers nothing, [`Quiet::uncover`]) when
     /// the transport has no such write.
@@ -1714,7 +1729,6 @@ impl<T: Transport> ServerConnection<T> {
                 if let Some(slot) = signaled {
                     self.mapped_posted(slot);
                 }
-                ConnectionCell::add(&self.cell.joined_reads, 1);
                 Ok(true)
             }
             Err(TransportError::Unsupported) => {
