@@ -509,3 +509,54 @@ fn a_batch_still_answering_when_the_next_is_handed_over_keeps_its_immediate_and_
         true,
     );
 }
+
+#[test]
+fn a_batch_of_reads_of_one_file_among_others_answers_each_by_its_own_handle_and_range() {
+    let (mut pair, handle, _) = batching_pair();
+    let level = pair.client.ledger().level();
+    let past_offsets = BatchRead::new(
+        52,
+        handle,
+        u64::MAX - 8,
+        BufferDescriptor::new(0x52000, 1, 16),
+        BufferDescriptor::new(0x52010, 2, 24),
+    );
+    let reads = [
+        batch_read(51, handle),
+        past_offsets,
+        batch_read(53, 999),
+        batch_read(54, handle),
+    ];
+    assert_eq!(
+        pair.server
+            .take_message(pair.now, &forge_batch(&reads, level, 51)),
+        Ok(Received::Batch)
+    );
+    for expected in [51, 54] {
+        let Some(Received::Read { op, .. }) = pair.server.next_batch_read() else {
+            panic!("read {expected} of the registered file");
+        };
+        assert_eq!(op.0, expected);
+        pair.server.complete_io(op, Ok(16)).unwrap();
+    }
+    assert_eq!(pair.server.next_batch_read(), None);
+    let mut buf = vec![0u8; 256];
+    let mut blocks = Vec::new();
+    while let Some(t) = pair.server.poll_transmit(&mut buf).unwrap() {
+        if let Transmit::StatusBlock { len, immediate, .. } = t {
+            let block = rdio_core::wire::StatusBlock::parse(&buf[..len])
+                .unwrap()
+                .unwrap();
+            blocks.push((block.request_id, block.status, immediate));
+        }
+    }
+    assert_eq!(
+        blocks,
+        vec![
+            (52, Status::InvalidParameter, None),
+            (53, Status::InvalidHandle, None),
+            (51, Status::Success, None),
+            (54, Status::Success, Some(51)),
+        ]
+    );
+}

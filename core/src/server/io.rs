@@ -132,31 +132,52 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // Nothing is outstanding or left to hand out: `take_message`
         // parked it all first.
         self.handing.start(id, interrupt, count);
+        // The handle a read of the batch resolved last to a file, and that
+        // file: a batch's reads mostly read one file, and nothing here
+        // closes a handle that resolved (answering a read at once may
+        // close its own, `finish_done`, which resolved to no file, and is
+        // never marked closing meanwhile).
+        let mut resolved: Option<(u32, FileId)> = None;
         for read in reads {
-            let answered =
-                match self.resolve_read(read.handle(), core::slice::from_ref(read.segment_ref())) {
-                    // As many as MAX_BATCH: the parse allows no more.
-                    Ok(file) => match self.handing.push(read, file) {
+            let (handle, segment) = (read.handle(), read.segment_ref());
+            let file = match resolved {
+                Some((last, file))
+                    if last == handle
+                        && within_file_offsets(
+                            segment.offset(),
+                            u64::from(segment.dest().len()),
+                        ) =>
+                {
+                    Ok(file)
+                }
+                _ => self.resolve_read(handle, core::slice::from_ref(segment)),
+            };
+            let answered = match file {
+                // As many as MAX_BATCH: the parse allows no more.
+                Ok(file) => {
+                    resolved = Some((handle, file));
+                    match self.handing.push(read, file) {
                         Ok(()) => Ok(None),
                         Err(()) => Err(Violation::Internal),
-                    },
-                    // Answered at once, as `start_read_into` answers it.
-                    Err(status) => {
-                        let done = Done {
-                            block: StatusBlock {
-                                request_id: read.request_id(),
-                                status,
-                                bytes: 0,
-                                credits: 1,
-                            },
-                            dest: read.status(),
-                            interrupt,
-                            handle: read.handle(),
-                            batch: Some(id),
-                        };
-                        self.finish_done(done, None)
                     }
-                };
+                }
+                // Answered at once, as `start_read_into` answers it.
+                Err(status) => {
+                    let done = Done {
+                        block: StatusBlock {
+                            request_id: read.request_id(),
+                            status,
+                            bytes: 0,
+                            credits: 1,
+                        },
+                        dest: read.status(),
+                        interrupt,
+                        handle: read.handle(),
+                        batch: Some(id),
+                    };
+                    self.finish_done(done, None)
+                }
+            };
             if let Err(violation) = answered {
                 return Some(Err(violation));
             }
