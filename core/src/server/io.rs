@@ -613,12 +613,18 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // The read handed over at once, completed before anything else was
         // called: finished from where it is, never entering the table.
         // A batch's read handed out, likewise, read where it is.
-        let done = match self.direct.take_if(|direct| direct.id == op.0) {
-            Some(direct) => Some(direct.done(result)),
-            None => self.handing.take_if(op.0, |read, batch, interrupt| {
-                handed_done(read, batch, interrupt, result)
-            }),
-        };
+        // Each is finished by a `finish_done` of its own: one for both
+        // moves the `Done` through the choice of the two, copies per read.
+        if let Some(direct) = self.direct.take_if(|direct| direct.id == op.0) {
+            let done = direct.done(result);
+            return self.finish_done(done, buf).map_err(|v| {
+                self.fail(v);
+                ApiError::NotConnected
+            });
+        }
+        let done = self.handing.take_if(op.0, |read, batch, interrupt| {
+            handed_done(read, batch, interrupt, result)
+        });
         if let Some(done) = done {
             return self.finish_done(done, buf).map_err(|v| {
                 self.fail(v);
