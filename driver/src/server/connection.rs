@@ -2219,8 +2219,6 @@ fn registered_file<'a>(
     Ok(held.insert(file))
 }
 
-/// Post `transmit`, encoded at the start of `bytes`, inline (the caller
-/// counts it in `sends_posted`).
 /// Where a joined write of `deferred` (a read's last data write) and the
 /// status block `transmit` goes: the data's remote range stretched over
 /// the block that follows it, the block's immediate (none for all but the
@@ -2252,7 +2250,8 @@ fn joined(deferred: &MappedWrite, transmit: Transmit) -> Option<(RemoteBuf, Opti
     ))
 }
 
-/// Post `transmit`, encoded in `bytes`, inline as request `id`.
+/// Post `transmit`, encoded at the start of `bytes`, inline as request
+/// `id` (the caller counts it in `sends_posted`).
 fn post_inline(
     transport: &mut impl Transport,
     bytes: &[u8],
