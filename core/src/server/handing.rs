@@ -148,7 +148,9 @@ impl Handing {
         if !self.live {
             return None;
         }
-        self.reads.get(self.taken.checked_sub(1)?)
+        // `live` only after `next` took one: 0 wraps to an index `get`
+        // refuses anyway.
+        self.reads.get(self.taken.wrapping_sub(1))
     }
 
     /// What `finish` makes of the outstanding read, if it is request `id`
