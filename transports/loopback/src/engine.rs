@@ -114,15 +114,17 @@ struct SendWr {
     signaled: bool,
     /// Once executed (or flushed): the status of its completion, and its
     /// place among the endpoint's completions ([`Queues::completed`]).
+    /// A silent request (see `silent`) has no completion: neither is
+    /// written.
     status: Result<(), WcError>,
     seq: u64,
     /// Once executed (or flushed): 0 if it has a completion to report
     /// (with `seq`). An unsignaled request that succeeded has none and
     /// takes no number: [`Engine::execute_posted`] groups each run of such
-    /// *silent* requests it executes in a row and notes the run's length
-    /// in its first entry (only there: the others are never looked at),
-    /// so that `drain` passes the whole run in one step when it reaches
-    /// it, which releases their regions.
+    /// *silent* requests it executes in a row and counts the run's length
+    /// in its first entry as it grows (only there: the others are never
+    /// looked at), so that `drain` passes the whole run in one step when
+    /// it reaches it, which releases their regions.
     silent: usize,
 }
 
@@ -454,24 +456,28 @@ impl Engine {
         let mut next_recv = recvs.next();
         let mut failed = false;
         // The run of silent requests being executed, if any: its first
-        // entry and its length so far.
-        let mut run: Option<(&mut SendWr, usize)> = None;
+        // entry's `silent`, which counts the run as it grows.
+        let mut run: Option<&mut usize> = None;
         let mut wrs = tx.send.range_iter_mut(tx.executed, usize::MAX);
         let posted = wrs.len();
         for wr in &mut wrs {
             let outcome = execute(wr, next_recv.as_deref(), memory);
-            wr.status = outcome.sender;
             if outcome.sender.is_ok() && !wr.signaled && outcome.receiver.is_none() {
-                // Silent: no number, counted in its run.
+                // Silent: no number and no status (nothing reads them: it
+                // has no completion), counted in its run, where the run
+                // starts (one increment in memory per request, rather
+                // than a pointer and a count kept apart).
                 match &mut run {
-                    Some((_, len)) => *len += 1,
-                    None => run = Some((wr, 1)),
+                    Some(len) => **len += 1,
+                    None => {
+                        wr.silent = 1;
+                        run = Some(&mut wr.silent);
+                    }
                 }
                 continue;
             }
-            if let Some((first, len)) = run.take() {
-                first.silent = len;
-            }
+            run = None;
+            wr.status = outcome.sender;
             wr.silent = 0;
             wr.seq = tx_completed;
             tx_completed += 1;
@@ -492,9 +498,6 @@ impl Engine {
         }
         // A run still open ends with the batch (the next batch starts its
         // own: `drain` passes the two in turn).
-        if let Some((first, len)) = run {
-            first.silent = len;
-        }
         let executed = posted - wrs.len();
         // At most `max_recv` apart: the conversion is exact.
         let consumed = rx_completed.wrapping_sub(rx.completed) as usize;
