@@ -425,14 +425,22 @@ impl Engine {
     /// since, writing into `receiver`'s `memory`. Stops at the first failure,
     /// which takes the connection down.
     ///
-    /// Every call into an endpoint starts here, and most find nothing to
-    /// execute: that case is an inlined comparison.
+    /// Every call into an endpoint starts here (or, per request, with
+    /// [`Self::has_incoming`]), and most find nothing to execute: that case
+    /// is an inlined comparison.
     #[inline]
     pub(crate) fn deliver(&mut self, receiver: Side, memory: &mut RegionTable) {
-        let tx = &self.queues[receiver.peer().index()];
-        if tx.send.len() > tx.executed {
+        if self.has_incoming(receiver) {
             self.execute_posted(receiver, memory);
         }
+    }
+
+    /// The peer of `receiver` has posted requests not executed yet (what
+    /// [`Self::deliver`] would execute).
+    #[inline]
+    pub(crate) fn has_incoming(&self, receiver: Side) -> bool {
+        let tx = &self.queues[receiver.peer().index()];
+        tx.send.len() > tx.executed
     }
 
     fn execute_posted(&mut self, receiver: Side, memory: &mut RegionTable) {
