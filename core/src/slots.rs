@@ -2,7 +2,8 @@
 //!
 //! Invariant: the entry in slot `s` was given the id `g × R + s` for a
 //! generation `g ≥ 1`, and `ids[s]` holds the id last given out in slot `s`
-//! (0 while the slot was never used). So `id % R` is the only slot an id can
+//! (`s` itself, generation 0, while the slot was never used: so the next
+//! id is always the last plus `R`). So `id % R` is the only slot an id can
 //! live in, and a lookup is one remainder, one load and one compare: an id
 //! whose slot is free, or holds a request of another generation (a stale
 //! id, answered twice, or forged), is simply not found — never another
@@ -17,8 +18,9 @@
 /// Up to `R` entries of `T`, each under the id [`SlotTable::insert`] gave it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SlotTable<T, const R: usize> {
-    /// The id last given out in each slot (0: never used). Part of the
-    /// state: it decides the slot's next id.
+    /// The id last given out in each slot (the slot's own number,
+    /// generation 0: never used). Part of the state: it decides the slot's
+    /// next id.
     ids: [u32; R],
     items: [Option<T>; R],
     len: usize,
@@ -28,8 +30,20 @@ pub(crate) struct SlotTable<T, const R: usize> {
 
 impl<T, const R: usize> SlotTable<T, R> {
     pub(crate) const fn new() -> Self {
+        // Generation 0 of each slot, an id never given out: the first id
+        // is then `s + R` like every later one, the last plus `R`.
+        // (Tables have far fewer than 2^32 slots; `next_id` refuses every
+        // id of a slot past `u32::MAX`, so such a slot is never used.)
+        let mut ids = [0; R];
+        let mut rest: &mut [u32] = &mut ids;
+        let mut slot: u32 = 0;
+        while let [held, tail @ ..] = rest {
+            *held = slot;
+            slot = slot.wrapping_add(1);
+            rest = tail;
+        }
         Self {
-            ids: [0; R],
+            ids,
             items: [const { None }; R],
             len: 0,
             cursor: 0,
@@ -156,15 +170,13 @@ fn after(slot: usize, r: usize) -> usize {
 }
 
 /// The id after `last` in `slot` of a table of `r` slots: the next
-/// generation, back to generation 1 when it would not fit in a `u32`.
+/// generation (from generation 0, `last == slot`, the first), back to
+/// generation 1 when it would not fit in a `u32`.
 fn next_id(last: u32, slot: usize, r: usize) -> Option<u32> {
     let slot = u32::try_from(slot).ok()?;
     let r = u32::try_from(r).ok()?;
     let first = slot.checked_add(r)?;
-    Some(match last {
-        0 => first,
-        last => last.checked_add(r).unwrap_or(first),
-    })
+    Some(last.checked_add(r).unwrap_or(first))
 }
 
 #[cfg(test)]
@@ -198,12 +210,15 @@ mod tests {
 
     #[test]
     fn generations_wrap_to_one_never_to_zero() {
-        assert_eq!(next_id(0, 3, 4), Some(7));
+        assert_eq!(next_id(3, 3, 4), Some(7), "generation 0 to 1");
         assert_eq!(next_id(7, 3, 4), Some(11));
         let last = u32::MAX; // the largest id of slot 3 (of 4)
         assert_eq!(last % 4, 3);
         assert_eq!(next_id(last, 3, 4), Some(7));
         assert_eq!(next_id(0, 0, 1), Some(1));
+        let t: SlotTable<u8, 4> = SlotTable::new();
+        assert_eq!((t.id(0), t.id(3)), (Some(0), Some(3)), "generation 0");
+        assert_eq!(t.find(3), None, "generation 0 is never given out");
         assert_eq!(next_id(u32::MAX, 0, 1), Some(1));
     }
 }
