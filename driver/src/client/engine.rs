@@ -658,7 +658,30 @@ impl Engine {
         transport: &mut impl Transport,
         slot: usize,
     ) -> Result<BufferDescriptor, ClientError> {
-        let start = self.block_offset(slot);
+        self.status_descriptor_at(transport, slot, self.block_offset(slot))
+    }
+
+    /// [`Engine::status_descriptor`] for a request of `len` bytes, the
+    /// length [`Engine::begin`] was given for `slot` (so the block is where
+    /// [`Engine::block_offset`] finds it later): without looking the
+    /// slot's entry up again for its size.
+    pub(crate) fn status_descriptor_for(
+        &self,
+        transport: &mut impl Transport,
+        slot: usize,
+        len: usize,
+    ) -> Result<BufferDescriptor, ClientError> {
+        debug_assert_eq!(len.min(self.io_size), self.block_offset(slot));
+        self.status_descriptor_at(transport, slot, len.min(self.io_size))
+    }
+
+    /// The status block descriptor of `slot`, its block at `start`.
+    fn status_descriptor_at(
+        &self,
+        transport: &mut impl Transport,
+        slot: usize,
+        start: usize,
+    ) -> Result<BufferDescriptor, ClientError> {
         if self.mode == CompletionMode::Polling {
             transport
                 .region_mut(self.slots.region(slot)?)?

@@ -783,7 +783,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
     ) -> Result<Ticket, ClientError> {
         let slot = self.begin(len)?;
         let submitted = self.engine.descriptor(slot, 0, len).and_then(|dest| {
-            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let status = self
+                .engine
+                .status_descriptor_for(&mut self.transport, slot, len)?;
             // Posted at once when it can go first (`Engine::read`).
             self.engine
                 .read(&mut self.transport, file.handle, offset, dest, status)
@@ -822,7 +824,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
                     .map_err(|_| ClientError::InvalidArgument(TOO_MANY_SEGMENTS))?;
                 position += len;
             }
-            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let status = self
+                .engine
+                .status_descriptor_for(&mut self.transport, slot, total)?;
             let mode = self.engine.mode();
             Ok(self
                 .engine
@@ -903,7 +907,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let submitted = self.fill(slot, &data).and_then(|()| {
             let wire_segments =
                 wire_write_segments(segments.iter().map(|s| (s.offset, s.data.len())))?;
-            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let status = self
+                .engine
+                .status_descriptor_for(&mut self.transport, slot, total)?;
             let mode = self.engine.mode();
             Ok(self.engine.core_mut().write_vectored(
                 file.handle,
@@ -929,7 +935,9 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
         let submitted = self.fill(slot, &[data]).and_then(|()| {
             let wire_segments =
                 wire_write_segments(offsets.iter().map(|&offset| (offset, data.len())))?;
-            let status = self.engine.status_descriptor(&mut self.transport, slot)?;
+            let status =
+                self.engine
+                    .status_descriptor_for(&mut self.transport, slot, data.len())?;
             let mode = self.engine.mode();
             Ok(self.engine.core_mut().write_vectored(
                 file.handle,
