@@ -6,6 +6,8 @@ pub(crate) struct SlotRing<T> {
     /// A power of two of them (at least `capacity`), so that a position
     /// wraps with a mask instead of a comparison or a division.
     slots: Box<[T]>,
+    /// `slots.len() - 1`: a position masked by it indexes `slots` (`push`
+    /// relies on it, unchecked). Both are set in `new` only.
     mask: usize,
     /// Most elements the ring holds (the queue depth it models).
     capacity: usize,
@@ -41,7 +43,11 @@ impl<T> SlotRing<T> {
         }
         let index = self.index(self.len);
         self.len += 1;
-        Some(&mut self.slots[index])
+        // SAFETY: `index` is masked by `mask`, which is `slots.len() - 1`
+        // (both set in `new` only), so it is in bounds. Unchecked: the
+        // index check and its panic path, in the inlined push of every
+        // post and receive posted, cost about 8 instructions per read.
+        Some(unsafe { self.slots.get_unchecked_mut(index) })
     }
 
     /// Elements in the ring.
