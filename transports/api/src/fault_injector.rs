@@ -32,8 +32,8 @@ pub enum Fault {
     Drop,
     /// One byte of a send's payload is flipped in flight. The sender's buffer
     /// is untouched: the payload is gathered into a scratch region the
-    /// wrapper registers once (of [`Caps::max_message`] bytes) and sent from
-    /// there. Skipped for empty sends and while a previous corrupted send is
+    /// wrapper registers once (of [`Caps::max_message`](crate::Caps::max_message)
+    /// bytes) and sent from there. Skipped for empty sends and while a previous corrupted send is
     /// still in flight.
     Corrupt,
     /// A post is refused with [`TransportError::QueueFull`]; nothing is posted.
