@@ -162,11 +162,19 @@ impl<T, const R: usize> SlotTable<T, R> {
     }
 }
 
-/// The slot after `slot` in a table of `r` slots, round to 0.
+/// The slot after `slot` in a table of `r` slots, round to 0. `r` is the
+/// table's constant size: a power of two (the client's 64, as a rule) is
+/// a mask, no compare and select (`slot < r`, so `slot + 1` cannot wrap).
 #[inline]
 fn after(slot: usize, r: usize) -> usize {
     let next = slot.wrapping_add(1);
-    if next >= r { 0 } else { next }
+    if r.is_power_of_two() {
+        next & r.wrapping_sub(1)
+    } else if next >= r {
+        0
+    } else {
+        next
+    }
 }
 
 /// The id after `last` in `slot` of a table of `r` slots: the next
@@ -181,7 +189,15 @@ fn next_id(last: u32, slot: usize, r: usize) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{SlotTable, next_id};
+    use super::{SlotTable, after, next_id};
+
+    #[test]
+    fn after_goes_round_for_any_size() {
+        // A power of two by its mask, any other size by its compare.
+        assert_eq!((after(0, 4), after(2, 4), after(3, 4)), (1, 3, 0));
+        assert_eq!((after(0, 3), after(1, 3), after(2, 3)), (1, 2, 0));
+        assert_eq!(after(0, 1), 0);
+    }
 
     #[test]
     fn ids_name_their_slot_and_generation() {
