@@ -87,7 +87,14 @@ impl<T, const R: usize> SlotTable<T, R> {
         }
         // A free slot exists, so this finds one within R steps (in order of
         // completion, at the first). `cursor` is always below R.
-        let mut slot = self.cursor;
+        // `cursor` is always below `R` (set by `after` only); for a
+        // power-of-two table the mask says so to the compiler, which then
+        // drops the bounds checks of the slot's two lookups.
+        let mut slot = if R.is_power_of_two() {
+            self.cursor & R.wrapping_sub(1)
+        } else {
+            self.cursor
+        };
         for _ in 0..R {
             if let (Some(entry @ None), Some(held)) =
                 (self.items.get_mut(slot), self.ids.get_mut(slot))
