@@ -353,6 +353,22 @@ pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
     })
 }
 
+/// The header checks every fixed-layout fast parse makes (`parse_write`,
+/// `parse_read_fields`, `parse_read_batch_fields`): version 1, `opcode`,
+/// no flag but `INTERRUPT`, the reserved word zero, and a length that is
+/// the opcode's `fixed` payload plus the `rest` after it. Anything else is
+/// left to the general parser, for its exact error.
+#[inline(always)]
+fn fixed_header_ok(header: &HeaderWire, opcode: Opcode, fixed: usize, rest: usize) -> bool {
+    header.version == VERSION_1_BYTE
+        && header.opcode == opcode as u8
+        && header.flags.get() & !Flags::INTERRUPT.bits() == 0
+        && header.reserved.get() == 0
+        && rest
+            .checked_add(fixed)
+            .is_some_and(|payload| usize::try_from(header.length.get()) == Ok(payload))
+}
+
 /// `buf` as a valid Write message (its first fragment's data borrowed from
 /// `buf`), or `None` for the general parser to decide (and name the
 /// error): the fixed-prefix fast path of [`Message::parse`] for the I/O
@@ -363,14 +379,7 @@ pub fn parse_write(buf: &[u8]) -> Option<Message<'_>> {
     let header = &wire.header;
     let flags = header.flags.get();
     let total_len = wire.write.total_len.get();
-    let valid = header.version == VERSION_1_BYTE
-        && header.opcode == Opcode::Write as u8
-        && flags & !Flags::INTERRUPT.bits() == 0
-        && header.reserved.get() == 0
-        && data
-            .len()
-            .checked_add(size_of::<WriteWire>())
-            .is_some_and(|payload| usize::try_from(header.length.get()) == Ok(payload))
+    let valid = fixed_header_ok(header, Opcode::Write, size_of::<WriteWire>(), data.len())
         && total_len != 0
         && fits(data, total_len);
     if !valid {
@@ -406,11 +415,7 @@ pub(crate) fn parse_read_fields(buf: &[u8]) -> Option<ReadFields> {
     let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
     let header = &wire.header;
     let flags = header.flags.get();
-    let valid = header.version == VERSION_1_BYTE
-        && header.opcode == Opcode::Read as u8
-        && flags & !Flags::INTERRUPT.bits() == 0
-        && header.reserved.get() == 0
-        && header.length.get() == size_of::<ReadWire>() as u32
+    let valid = fixed_header_ok(header, Opcode::Read, size_of::<ReadWire>(), 0)
         && wire.read.reserved.get() == 0
         && !wire.read.dest.is_empty();
     if !valid {
@@ -457,15 +462,12 @@ pub(crate) fn parse_read_batch_fields(buf: &[u8]) -> Option<ReadBatchFields<'_>>
     let header = &head.header;
     let flags = header.flags.get();
     let count = usize::from(head.batch.count.get());
-    let valid = header.version == VERSION_1_BYTE
-        && header.opcode == Opcode::ReadBatch as u8
-        && flags & !Flags::INTERRUPT.bits() == 0
-        && header.reserved.get() == 0
-        && rest
-            .len()
-            .checked_add(size_of::<ReadBatchWire>())
-            .is_some_and(|payload| usize::try_from(header.length.get()) == Ok(payload))
-        && head.batch.reserved.get() == 0
+    let valid = fixed_header_ok(
+        header,
+        Opcode::ReadBatch,
+        size_of::<ReadBatchWire>(),
+        rest.len(),
+    ) && head.batch.reserved.get() == 0
         && head.batch.reserved2.get() == 0
         && (1..=MAX_BATCH).contains(&count);
     if !valid {
