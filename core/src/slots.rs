@@ -78,6 +78,37 @@ impl<T, const R: usize> SlotTable<T, R> {
         self.len >= R
     }
 
+    /// [`SlotTable::insert`] for the usual case alone: when the slot at the
+    /// cursor is free (requests finish about in the order they started,
+    /// so it almost always is), store the item `make` builds there, under
+    /// a fresh id: `(slot, id)`. `None`, with nothing built or changed,
+    /// when that slot is taken (or out of ids); the caller then inserts
+    /// with [`SlotTable::insert`], which searches. No count check (a free
+    /// slot means the table is not full) and no loop; the item is built
+    /// in its slot, not aside and copied.
+    #[inline(always)]
+    pub(crate) fn insert_at_cursor(&mut self, make: impl FnOnce() -> T) -> Option<(usize, u32)> {
+        // `cursor` is always below `R` (set by `after` only); for a
+        // power-of-two table the mask says so to the compiler, which then
+        // drops the bounds checks of the slot's two lookups.
+        let slot = if R.is_power_of_two() {
+            self.cursor & R.wrapping_sub(1)
+        } else {
+            self.cursor
+        };
+        let (Some(entry @ None), Some(last)) = (self.items.get_mut(slot), self.ids.get_mut(slot))
+        else {
+            return None;
+        };
+        let id = next_id(*last, slot, R)?;
+        *last = id;
+        *entry = Some(make());
+        // The slot was free, so fewer than R were counted: no overflow.
+        self.len = self.len.wrapping_add(1);
+        self.cursor = after(slot, R);
+        Some((slot, id))
+    }
+
     /// Store `item` in a free slot under a fresh id: `(slot, id)`, or the
     /// item back when the table is full.
     #[inline]
@@ -229,6 +260,31 @@ mod tests {
         assert_eq!(t.insert(16), Ok((0, 8)));
         let empty: SlotTable<u8, 0> = SlotTable::new();
         assert_eq!(empty.find(3), None);
+    }
+
+    #[test]
+    fn insert_at_cursor_takes_the_cursors_slot_or_changes_nothing() {
+        let mut t: SlotTable<u32, 4> = SlotTable::new();
+        let mut same: SlotTable<u32, 4> = SlotTable::new();
+        for v in 0..4 {
+            assert_eq!(t.insert_at_cursor(|| v), same.insert(v).ok(), "as insert");
+        }
+        assert_eq!(t, same);
+        assert_eq!(t.take(2), Some(2));
+        same.take(2);
+        // The cursor is back at slot 0, still held: nothing is built or
+        // changed, though slot 2 is free (`insert` searches for it).
+        let before = t.clone();
+        assert_eq!(t.insert_at_cursor(|| unreachable!("not built")), None);
+        assert_eq!(t, before);
+        assert_eq!(t.insert(9), Ok((2, 10)));
+        t.take(0);
+        t.take(1);
+        // The cursor is at slot 3 (after 2), held; then at 0, free.
+        assert_eq!(t.insert_at_cursor(|| 8), None);
+        assert_eq!(t.insert(8), Ok((0, 8)));
+        assert_eq!(t.insert_at_cursor(|| 7), Some((1, 9)));
+        assert_eq!(t.find(9), Some(1));
     }
 
     #[test]

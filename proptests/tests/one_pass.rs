@@ -644,3 +644,45 @@ fn write_into_queues_a_write_that_cannot_go_first() {
     let (_, result) = write_into_copy(&pair, handle, u32::MAX, status, 65536);
     assert_eq!(result, Err(ApiError::TooLarge));
 }
+
+#[test]
+fn read_into_takes_the_next_free_slot_past_one_still_held() {
+    let (mut pair, handle) = pair_with_file();
+    // A read sent and unanswered holds its slot while the table's cursor
+    // goes round to it again (each other read cancelled while queued).
+    let (held, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    pair.client_transmit();
+    let slot = pair.client.slot_of(held).expect("outstanding");
+    for _ in 1..SLOTS {
+        let (other, _) = pair.read(handle, 0, 1, CompletionMode::Interrupt);
+        pair.client.cancel(other).unwrap();
+    }
+    let _ = std::iter::from_fn(|| pair.client.poll_event()).count();
+
+    let dest = pair.memory.alloc(10);
+    let status = pair.status_desc();
+    let (fused, result) = read_into_copy(&pair, handle, dest, status, 65536);
+    let (fused_request, fused_bytes) = result.unwrap();
+    let fused_bytes = fused_bytes.expect("nothing queued ahead, a credit free: sent at once");
+    assert_eq!(
+        fused.slot_of(fused_request),
+        Some((slot + 1) % SLOTS as usize),
+        "the held slot passed over, the next one taken"
+    );
+    assert_eq!(fused.slot_of(held), Some(slot), "the held read untouched");
+
+    // The same slot, id, bytes and state as `read` and `poll_transmit`.
+    let request = pair
+        .client
+        .read(handle, 5, dest, status, CompletionMode::Interrupt)
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let t = pair
+        .client
+        .poll_transmit(pair.now, &mut buf)
+        .unwrap()
+        .unwrap();
+    assert_eq!(fused_request, request, "the same slot and id");
+    assert_eq!(fused_bytes, buf[..t.len], "the same request bytes");
+    assert_eq!(fused, pair.client, "the same client state afterwards");
+}

@@ -63,7 +63,9 @@ use crate::segments::SegmentStore;
 use crate::slots::SlotTable;
 use crate::stats::ConnectionStats;
 use crate::time::{Instant, TimerTable, micros};
-use crate::wire::message::{READ_MESSAGE_LEN, WRITE_PREFIX_LEN, emit_read, emit_write_prefix};
+use crate::wire::message::{
+    READ_MESSAGE_LEN, WRITE_PREFIX_LEN, emit_read, emit_read_fields, emit_write_prefix,
+};
 use crate::wire::status::STATUS_BLOCK_LEN;
 use crate::wire::{
     Body, BufferDescriptor, Capabilities, Flags, InsufficientSize, MAX_BATCH, MAX_SEGMENTS,

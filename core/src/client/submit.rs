@@ -66,15 +66,50 @@ impl<const R: usize> Client<R> {
         buf: &mut [u8],
     ) -> Result<(RequestId, Option<Transmit>), ApiError> {
         if !self.sends_now() || buf.len() < READ_MESSAGE_LEN {
-            return self
-                .read(handle, offset, dest, status, mode)
-                .map(|id| (id, None));
+            return self.read_queued(handle, offset, dest, status, mode);
         }
         if dest.is_empty() || (status.len() as usize) < STATUS_BLOCK_LEN {
             return Err(ApiError::InvalidArgument);
         }
         self.check_io_len(u64::from(dest.len()))?;
         let interrupt = mode == CompletionMode::Interrupt;
+        // Sent in this call: its one message is unanswered from the start.
+        let op = || Op {
+            stage: Stage::Sent,
+            unanswered: 1,
+            ..Op::new(
+                OpKind::Read {
+                    handle,
+                    offset,
+                    dest,
+                },
+                status,
+                interrupt,
+            )
+        };
+        let Some((slot, id)) = self.ops.insert_at_cursor(op) else {
+            return self.read_into_searching(now, handle, offset, dest, status, mode, buf);
+        };
+        self.send_read(now, slot, id, handle, offset, mode, buf)
+    }
+
+    /// `read_into` when the slot at the table's cursor is taken: the same,
+    /// with the slot searched for. Out of line, so that the one-pass path
+    /// has no loop, nor a second way into its encoding (whose merge would
+    /// have it load again what it has already loaded).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn read_into_searching(
+        &mut self,
+        now: Instant,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+        buf: &mut [u8],
+    ) -> Result<(RequestId, Option<Transmit>), ApiError> {
         let kind = OpKind::Read {
             handle,
             offset,
@@ -84,35 +119,85 @@ impl<const R: usize> Client<R> {
         let op = Op {
             stage: Stage::Sent,
             unanswered: 1,
-            ..Op::new(kind, status, interrupt)
+            ..Op::new(kind, status, mode == CompletionMode::Interrupt)
         };
         let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
-        let flags = interrupt_flags(interrupt);
-        let read = ReadRequest {
-            handle,
-            offset,
-            dest,
-            status,
-        };
+        self.send_read(now, slot, id, handle, offset, mode, buf)
+    }
+
+    /// The rest of `read_into`, the read stored in `slot` under `id`:
+    /// encoded into `buf` and its credit taken.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn send_read(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        id: u32,
+        handle: u32,
+        offset: u64,
+        mode: CompletionMode,
+        buf: &mut [u8],
+    ) -> Result<(RequestId, Option<Transmit>), ApiError> {
+        let flags = interrupt_flags(mode == CompletionMode::Interrupt);
         // The header states the credits held, as `poll_transmit` does.
         let level = self.ledger.level();
+        // The descriptors from the record just stored: copied once into it
+        // and once from it.
+        let encoded = match self.ops.get(slot) {
+            Some(Op {
+                kind: OpKind::Read { dest, .. },
+                status_desc,
+                ..
+            }) => emit_read_fields(buf, flags, level, id, handle, offset, dest, status_desc).ok(),
+            _ => None,
+        };
         // The credit is taken only for a message that goes.
-        let sent = emit_read(buf, flags, level, id, &read)
-            .ok()
-            .and_then(|len| self.ledger.send_request().map(|_| len));
+        let sent = encoded.and_then(|len| self.ledger.send_request().map(|_| len));
         match sent {
             Some(len) => {
                 self.rearm_idle_open(now);
                 Ok((RequestId(id), Some(Transmit { len, data: None })))
             }
-            // Unreachable (room and a credit were checked): the request is
-            // taken back, nothing was sent, and it queues as `read` would.
-            None => {
-                self.ops.take(slot);
-                self.read(handle, offset, dest, status, mode)
-                    .map(|id| (id, None))
-            }
+            // Unreachable (room and a credit were checked): nothing was
+            // sent, and the request queues as `read` would have queued it.
+            None => self.requeue(slot, id),
         }
+    }
+
+    /// `read_into` for a read that cannot go at once: queued by `read`.
+    /// Out of line, so that `read`'s queueing does not weigh on the
+    /// one-pass path.
+    #[cold]
+    #[inline(never)]
+    fn read_queued(
+        &mut self,
+        handle: u32,
+        offset: u64,
+        dest: BufferDescriptor,
+        status: BufferDescriptor,
+        mode: CompletionMode,
+    ) -> Result<(RequestId, Option<Transmit>), ApiError> {
+        self.read(handle, offset, dest, status, mode)
+            .map(|id| (id, None))
+    }
+
+    /// A request just put in `slot` under `id` as sent, whose message did
+    /// not go after all: queued instead, as `enqueue` would have queued it
+    /// (its op back to what `Op::new` gives, its slot at the back of
+    /// `unsent`). Freed, `TooManyRequests`, if it cannot queue.
+    #[cold]
+    #[inline(never)]
+    fn requeue(&mut self, slot: usize, id: u32) -> Result<(RequestId, Option<Transmit>), ApiError> {
+        if let Some(op) = self.ops.get_mut(slot) {
+            op.stage = Stage::Queued;
+            op.unanswered = 0;
+        }
+        if self.unsent.push_back(slot).is_err() {
+            self.ops.take(slot);
+            return Err(ApiError::TooManyRequests);
+        }
+        Ok((RequestId(id), None))
     }
 
     /// Whether a new request would be the next send: open, nothing queued

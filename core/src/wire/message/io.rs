@@ -487,8 +487,9 @@ pub(crate) const READ_MESSAGE_LEN: usize = size_of::<ReadMessageWire>();
 
 /// Encode a whole Read message into `buf` as one fixed-size struct: what
 /// [`Message::emit`] writes for [`Body::Read`], without building the
-/// [`Message`] (the client's request path calls it directly). `buf` is
-/// untouched when shorter than the message's 64 bytes.
+/// [`Message`] (the client's request path calls [`emit_read_fields`]
+/// directly). `buf` is untouched when shorter than the message's 64 bytes.
+#[inline]
 pub(crate) fn emit_read(
     buf: &mut [u8],
     flags: Flags,
@@ -496,27 +497,54 @@ pub(crate) fn emit_read(
     request_id: u32,
     read: &ReadRequest,
 ) -> Result<usize, InsufficientSize> {
+    emit_read_fields(
+        buf,
+        flags,
+        credits,
+        request_id,
+        read.handle,
+        read.offset,
+        &read.dest,
+        &read.status,
+    )
+}
+
+/// [`emit_read`] of the read's fields, the descriptors read from where
+/// they are (the client's request record): the struct is laid over `buf`
+/// and filled in place, each field stored once where it goes, nothing
+/// built aside and copied. `buf` is untouched when shorter than the
+/// message's 64 bytes.
+// The header's four fields and the read's four.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn emit_read_fields(
+    buf: &mut [u8],
+    flags: Flags,
+    credits: u16,
+    request_id: u32,
+    handle: u32,
+    offset: u64,
+    dest: &BufferDescriptor,
+    status: &BufferDescriptor,
+) -> Result<usize, InsufficientSize> {
     const LEN: usize = size_of::<ReadMessageWire>();
     const PAYLOAD: u32 = size_of::<ReadWire>() as u32;
-    let wire = ReadMessageWire {
-        header: Header {
-            opcode: Opcode::Read,
-            flags,
-            credits,
-            request_id,
-            length: PAYLOAD,
-        }
-        .to_wire(),
-        read: ReadWire {
-            handle: read.handle.into(),
-            reserved: U32::ZERO,
-            offset: read.offset.into(),
-            dest: read.dest,
-            status: read.status,
-        },
+    let Ok((wire, _)) = ReadMessageWire::mut_from_prefix(buf) else {
+        return Err(InsufficientSize { required: LEN });
     };
-    wire.write_to_prefix(buf)
-        .map_err(|_| InsufficientSize { required: LEN })?;
+    wire.header = Header {
+        opcode: Opcode::Read,
+        flags,
+        credits,
+        request_id,
+        length: PAYLOAD,
+    }
+    .to_wire();
+    wire.read.handle = handle.into();
+    wire.read.reserved = U32::ZERO;
+    wire.read.offset = offset.into();
+    wire.read.dest = *dest;
+    wire.read.status = *status;
     Ok(LEN)
 }
 

@@ -31,7 +31,8 @@ pub use io::{
 };
 pub(crate) use io::{
     READ_BATCH_HEAD_LEN, READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read,
-    emit_read_batch_head, emit_write_prefix, parse_read_batch_fields, parse_read_fields,
+    emit_read_batch_head, emit_read_fields, emit_write_prefix, parse_read_batch_fields,
+    parse_read_fields,
 };
 use io::{ReadBatchWire, ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
 
