@@ -174,9 +174,16 @@ pub struct ClientLedger {
     level: u16,
     max: u16,
     in_use: u16,
-    give_ups_owed: u16,
+    /// What the client owes the server's current credit request, in one
+    /// word: the give-ups still owed for a revoke in the low 16 bits, the
+    /// delta of a grant whose acknowledgement is owed in the high 16 (a
+    /// grant and a revoke are never owed together: a new request is
+    /// refused until the last one is answered; both magnitudes fit 16
+    /// bits). 0 when nothing is owed, so the request path's "nothing owed"
+    /// is one compare ([`ClientLedger::owes_nothing`]), and the give-ups
+    /// are read as a field of their own would be.
+    owed: u32,
     give_up_answers_owed: u16,
-    ack_owed: Option<i32>,
     acks_in_flight: u16,
 }
 
@@ -187,9 +194,8 @@ impl ClientLedger {
             level,
             max,
             in_use: 0,
-            give_ups_owed: 0,
+            owed: 0,
             give_up_answers_owed: 0,
-            ack_owed: None,
             acks_in_flight: 0,
         }
     }
@@ -206,12 +212,23 @@ impl ClientLedger {
 
     /// Give-ups still to send for the current revoke.
     pub fn give_ups_owed(&self) -> u16 {
-        self.give_ups_owed
+        // The low half.
+        self.owed as u16
     }
 
     /// Whether a grant still needs its acknowledgement sent.
     pub fn ack_owed(&self) -> Option<i32> {
-        self.ack_owed
+        // The high half.
+        let delta = self.owed.wrapping_shr(16) as u16;
+        (delta > 0).then_some(i32::from(delta))
+    }
+
+    /// Whether no credit message is owed to the server: no grant to
+    /// acknowledge, no give-up to send (`ack_owed()` is `None` and
+    /// `give_ups_owed()` is 0).
+    #[inline]
+    pub fn owes_nothing(&self) -> bool {
+        self.owed == 0
     }
 
     /// Credit messages sent (acknowledgements, give-ups) whose responses
@@ -223,10 +240,7 @@ impl ClientLedger {
 
     /// Whether no credit message is outstanding in either direction.
     pub fn is_settled(&self) -> bool {
-        self.give_ups_owed == 0
-            && self.give_up_answers_owed == 0
-            && self.ack_owed.is_none()
-            && self.acks_in_flight == 0
+        self.owes_nothing() && self.give_up_answers_owed == 0 && self.acks_in_flight == 0
     }
 
     fn free(&self) -> u16 {
@@ -235,7 +249,7 @@ impl ClientLedger {
 
     /// Credits a new request may use now: free credits not owed to a revoke.
     pub fn available(&self) -> u16 {
-        self.free().saturating_sub(self.give_ups_owed)
+        self.free().saturating_sub(self.give_ups_owed())
     }
 
     /// The server's credit request arrived.
@@ -246,7 +260,7 @@ impl ClientLedger {
     /// soon as it has received the last answer, and may send the new request
     /// ahead of its responses.
     pub fn on_credit_request(&mut self, delta: i32) -> Result<(), Violation> {
-        if self.give_ups_owed > 0 || self.ack_owed.is_some() {
+        if !self.owes_nothing() {
             return Err(Violation::CreditSequence);
         }
         let magnitude = u16::try_from(delta.unsigned_abs()).map_err(|_| Violation::CreditRange)?;
@@ -259,14 +273,15 @@ impl ClientLedger {
                 return Err(Violation::CreditRange);
             }
             self.level = level;
-            self.ack_owed = Some(delta);
+            // The acknowledgement of `delta` (= `magnitude`) owed.
+            self.owed = u32::from(magnitude).wrapping_shl(16);
         } else {
             // A revoke must leave at least one credit, or nothing could ever
             // be sent again: a deadlock the protocol forbids.
             if magnitude == 0 || magnitude >= self.level {
                 return Err(Violation::CreditRange);
             }
-            self.give_ups_owed = magnitude;
+            self.owed = u32::from(magnitude);
         }
         Ok(())
     }
@@ -294,11 +309,11 @@ impl ClientLedger {
 
     /// Send the owed acknowledgement of a grant. Returns (delta, header credits).
     pub fn send_ack(&mut self) -> Option<(i32, u16)> {
-        let delta = self.ack_owed?;
+        let delta = self.ack_owed()?;
         if self.free() == 0 {
             return None;
         }
-        self.ack_owed = None;
+        self.owed = 0;
         self.acks_in_flight = self.acks_in_flight.saturating_add(1);
         self.in_use = self.in_use.saturating_add(1);
         Some((delta, self.level))
@@ -306,10 +321,11 @@ impl ClientLedger {
 
     /// Send one owed give-up if a credit is free. Returns the header credits.
     pub fn send_give_up(&mut self) -> Option<u16> {
-        if self.give_ups_owed == 0 || self.free() == 0 {
+        if self.give_ups_owed() == 0 || self.free() == 0 {
             return None;
         }
-        self.give_ups_owed = self.give_ups_owed.saturating_sub(1);
+        // One fewer owed (no acknowledgement is owed with give-ups).
+        self.owed = u32::from(self.give_ups_owed().saturating_sub(1));
         self.give_up_answers_owed = self.give_up_answers_owed.saturating_add(1);
         self.level = self.level.saturating_sub(1);
         Some(self.level)
@@ -423,6 +439,42 @@ mod tests {
         c.on_credit_response(1).unwrap();
         assert!(c.is_settled());
         assert_eq!((c.level(), s.level(), c.in_use(), s.in_use()), (2, 2, 0, 0));
+    }
+
+    /// `owes_nothing` is the two questions it stands for, through grants,
+    /// acknowledgements, revokes and give-ups.
+    #[test]
+    fn owes_nothing_is_no_ack_and_no_give_up_owed() {
+        fn agrees(c: &ClientLedger) {
+            assert_eq!(
+                c.owes_nothing(),
+                c.ack_owed().is_none() && c.give_ups_owed() == 0,
+                "{c:?}"
+            );
+        }
+        let mut c = ClientLedger::new(3, u16::MAX);
+        agrees(&c);
+        assert!(c.owes_nothing());
+        c.on_credit_request(65000).unwrap();
+        agrees(&c);
+        assert_eq!((c.ack_owed(), c.give_ups_owed()), (Some(65000), 0));
+        assert_eq!(c.available(), 65003, "an owed ack keeps no credit back");
+        assert_eq!(c.send_ack(), Some((65000, 65003)));
+        agrees(&c);
+        assert!(c.owes_nothing());
+        c.on_credit_response(1).unwrap();
+        c.on_credit_request(-65002).unwrap();
+        agrees(&c);
+        assert_eq!((c.ack_owed(), c.give_ups_owed()), (None, 65002));
+        assert_eq!(c.available(), 1, "give-ups keep their credits back");
+        for left in (0..65002).rev() {
+            assert!(c.send_give_up().is_some());
+            assert_eq!(c.give_ups_owed(), left);
+            assert_eq!(c.ack_owed(), None);
+        }
+        agrees(&c);
+        assert!(c.owes_nothing());
+        assert_eq!(c.level(), 1);
     }
 
     #[test]

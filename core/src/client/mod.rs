@@ -394,6 +394,8 @@ pub struct Client<const R: usize = 64> {
     batches: [BatchRecord; R],
     auth_queued: bool,
     authenticated: Option<u16>,
+    /// The `Terminate` to send, queued only by `end` as the state becomes
+    /// `Closed` (which it never leaves): `None` while the state is `Open`.
     terminate: Option<Status>,
     terminated: Option<Violation>,
     /// The keepalive interval in microseconds (the server's, once stated).

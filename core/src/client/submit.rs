@@ -65,7 +65,7 @@ impl<const R: usize> Client<R> {
         mode: CompletionMode,
         buf: &mut [u8],
     ) -> Result<(RequestId, Option<Transmit>), ApiError> {
-        if !self.sends_now() || buf.len() < READ_MESSAGE_LEN {
+        if !self.sends_now(buf.len() >= READ_MESSAGE_LEN) {
             return self.read_queued(handle, offset, dest, status, mode);
         }
         if dest.is_empty() || (status.len() as usize) < STATUS_BLOCK_LEN {
@@ -200,17 +200,23 @@ impl<const R: usize> Client<R> {
         Ok((RequestId(id), None))
     }
 
-    /// Whether a new request would be the next send: open, nothing queued
-    /// ahead of it, a credit free.
+    /// Whether a new request would be the next send, and fits the caller's
+    /// buffer: open, nothing queued ahead of it (no request or write
+    /// fragment, no credit answer owed), a credit free. No `Terminate` is queued either: one is queued only as
+    /// the connection closes (`end`), and `Closed` is never left, so an open
+    /// connection has none (not looked at again here).
+    /// `room`: whether the caller's buffer holds the request.
     #[inline(always)]
-    fn sends_now(&self) -> bool {
-        self.state == State::Open
-            && self.terminate.is_none()
-            && self.unsent.is_empty()
-            && self.streaming.is_empty()
-            && self.ledger.ack_owed().is_none()
-            && self.ledger.give_ups_owed() == 0
-            && self.ledger.available() > 0
+    fn sends_now(&self, room: bool) -> bool {
+        if self.state != State::Open || !self.ledger.owes_nothing() {
+            return false;
+        }
+        // Both queues empty: `&`, not `&&`, so that it is one test of
+        // their lengths together.
+        if !(self.unsent.is_empty() & self.streaming.is_empty()) {
+            return false;
+        }
+        room && self.ledger.available() > 0
     }
 
     /// Vectored read: each segment reads its own file range into its own
@@ -280,7 +286,7 @@ impl<const R: usize> Client<R> {
         mode: CompletionMode,
         buf: &mut [u8],
     ) -> Result<(RequestId, Option<Transmit>), ApiError> {
-        if !self.sends_now() || buf.len() < WRITE_PREFIX_LEN {
+        if !self.sends_now(buf.len() >= WRITE_PREFIX_LEN) {
             return self
                 .write(handle, offset, len, status, mode)
                 .map(|id| (id, None));

@@ -54,6 +54,10 @@ impl<const R: usize> Client<R> {
         &mut self,
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, InsufficientSize> {
+        // As a rule nothing is owed: one test for both kinds.
+        if self.ledger.owes_nothing() {
+            return Ok(None);
+        }
         if let Some(delta) = self.ledger.ack_owed() {
             let msg = Message {
                 flags: Flags::empty(),
