@@ -686,3 +686,67 @@ fn read_into_takes_the_next_free_slot_past_one_still_held() {
     assert_eq!(fused_bytes, buf[..t.len], "the same request bytes");
     assert_eq!(fused, pair.client, "the same client state afterwards");
 }
+
+/// A block for `request` reporting `bytes` and returning one credit.
+fn block_for(request: RequestId, bytes: u64) -> [u8; 24] {
+    StatusBlock {
+        request_id: request.0,
+        status: Status::Success,
+        bytes,
+        credits: 1,
+    }
+    .to_bytes()
+}
+
+#[test]
+fn a_block_is_checked_against_every_kind_of_request() {
+    // A read takes a block of at most what it asked for.
+    let (mut pair, handle) = pair_with_file();
+    let (read, _) = pair.read(handle, 0, 10, CompletionMode::Polling);
+    pair.client_transmit();
+    assert_eq!(
+        pair.client
+            .take_status_block(pair.now, &block_for(read, 10)),
+        Ok(BlockOutcome::Completed(ClientEvent::Completed {
+            request: read,
+            status: Status::Success,
+            bytes: 10,
+        }))
+    );
+
+    // A write of one fragment: at most the bytes it sends.
+    let (mut pair, handle) = pair_with_file();
+    let write = pair.write(handle, 0, vec![1; 8], CompletionMode::Polling);
+    pair.client_transmit();
+    assert_eq!(
+        pair.client
+            .take_status_block(pair.now, &block_for(write, 9)),
+        Err(Violation::BadDescriptor)
+    );
+    assert!(pair.client.is_closed());
+    assert_eq!(completions_of(&mut pair, write), [Status::ProtocolError]);
+    let (mut pair, handle) = pair_with_file();
+    let write = pair.write(handle, 0, vec![1; 8], CompletionMode::Polling);
+    pair.client_transmit();
+    assert_eq!(
+        pair.client
+            .take_status_block(pair.now, &block_for(write, 8)),
+        Ok(BlockOutcome::Completed(ClientEvent::Completed {
+            request: write,
+            status: Status::Success,
+            bytes: 8,
+        }))
+    );
+
+    // A registration takes no block: its id is unknown to one.
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let register = pair.client.register(key).unwrap();
+    pair.client_transmit();
+    assert_eq!(
+        pair.client
+            .take_status_block(pair.now, &block_for(register, 0)),
+        Err(Violation::UnknownRequest(register.0))
+    );
+    assert!(pair.client.is_closed());
+}

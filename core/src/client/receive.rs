@@ -79,22 +79,14 @@ impl<const R: usize> Client<R> {
             return Ok(BlockOutcome::NotWritten);
         }
         let block = match StatusBlock::parse(bytes) {
+            Ok(Some(block)) => block,
             Ok(None) => {
                 return match batch {
-                    Some(request) => {
-                        let violation = Violation::MissingStatusBlock(request.0);
-                        self.fail(violation);
-                        Err(violation)
-                    }
+                    Some(request) => Err(self.refuse(Violation::MissingStatusBlock(request.0))),
                     None => Ok(BlockOutcome::NotWritten),
                 };
             }
-            Ok(Some(block)) => block,
-            Err(e) => {
-                return self
-                    .after_input(now, Err(e.into()))
-                    .map(|()| BlockOutcome::NotWritten);
-            }
+            Err(e) => return Err(self.refuse(e.into())),
         };
         self.heard(now);
         let slot = match self.check_status_block(&block, batch.is_some(), direct) {
@@ -103,14 +95,20 @@ impl<const R: usize> Client<R> {
                 self.rearm_idle_open(now);
                 return Ok(BlockOutcome::Completed(event));
             }
-            Err(violation) => {
-                return self
-                    .after_input(now, Err(violation))
-                    .map(|()| BlockOutcome::Taken);
-            }
+            Err(violation) => return Err(self.refuse(violation)),
         };
         let result = self.settle(slot);
         self.after_input(now, result).map(|()| BlockOutcome::Taken)
+    }
+
+    /// A status block broke the protocol: the connection ends (as
+    /// [`Client::after_input`] ends it); the violation, for the caller.
+    /// Out of line, so that the path of a good block keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, violation: Violation) -> Violation {
+        self.fail(violation);
+        violation
     }
 
     #[inline(always)]
@@ -285,14 +283,40 @@ impl<const R: usize> Client<R> {
         batch: bool,
         direct: bool,
     ) -> Result<Checked, Violation> {
-        let unknown = Violation::UnknownRequest(block.request_id);
+        let unknown = || Violation::UnknownRequest(block.request_id);
         if self.state != State::Open {
-            return Err(unknown);
+            return Err(unknown());
         }
-        let slot = self.find(block.request_id).ok_or(unknown)?;
-        let op = self.ops.get_mut(slot).ok_or(unknown)?;
-        if !op.kind.is_data() || op.stage != Stage::Sent || op.final_seen {
-            return Err(unknown);
+        let slot = self.find(block.request_id).ok_or_else(unknown)?;
+        let op = self.ops.get(slot).ok_or_else(unknown)?;
+        // A read, the common case, is told apart first, with no look at
+        // the other kinds (nor at whether it streams: reads never do).
+        if let OpKind::Read { dest, .. } = &op.kind {
+            let wanted = u64::from(dest.len());
+            return self.apply_status_block(block, slot, wanted, false, batch, direct);
+        }
+        let segments = self.segments.get(slot).unwrap_or(&SegmentStore::EMPTY);
+        let (wanted, streaming) = block_limits(&op.kind, segments, op.sent).ok_or_else(unknown)?;
+        self.apply_status_block(block, slot, wanted, streaming, batch, direct)
+    }
+
+    /// [`Client::check_status_block`] for the data request in `slot`, which
+    /// asked for `wanted` bytes and, with `streaming`, is a write with data
+    /// still to send.
+    #[inline(always)]
+    fn apply_status_block(
+        &mut self,
+        block: &StatusBlock,
+        slot: usize,
+        wanted: u64,
+        streaming: bool,
+        batch: bool,
+        direct: bool,
+    ) -> Result<Checked, Violation> {
+        let unknown = || Violation::UnknownRequest(block.request_id);
+        let op = self.ops.get_mut(slot).ok_or_else(unknown)?;
+        if op.stage != Stage::Sent || op.final_seen {
+            return Err(unknown());
         }
         // An interrupt-mode read of a batch is notified by the batch's
         // immediate alone: a block of it taken any other way was named by
@@ -308,27 +332,6 @@ impl<const R: usize> Client<R> {
                 found: block.credits,
             });
         }
-        let wanted = match &op.kind {
-            OpKind::Read { dest, .. } => u64::from(dest.len()),
-            OpKind::ReadV { .. } => {
-                let store = self.segments.get(slot).unwrap_or(&SegmentStore::EMPTY);
-                store
-                    .get::<ReadSegment>()
-                    .iter()
-                    .map(|s| u64::from(s.dest().len()))
-                    .sum()
-            }
-            OpKind::WriteV { .. } => {
-                let store = self.segments.get(slot).unwrap_or(&SegmentStore::EMPTY);
-                store
-                    .get::<WriteSegment>()
-                    .iter()
-                    .map(|s| u64::from(s.len()))
-                    .sum()
-            }
-            OpKind::Write { total, .. } => u64::from(*total),
-            _ => 0,
-        };
         if block.bytes > wanted {
             return Err(Violation::BadDescriptor);
         }
@@ -337,9 +340,8 @@ impl<const R: usize> Client<R> {
             // Finished: reported at once from the block (a data request
             // completes with the block's status and bytes), so the
             // request's record is freed rather than written and read back.
-            let stop_streaming = op.kind.write_total().is_some_and(|total| op.sent < total);
             self.ledger.on_reply(block.credits, block.credits)?;
-            if stop_streaming {
+            if streaming {
                 remove_from(&mut self.streaming, slot);
             }
             self.ops.remove(slot);
@@ -355,7 +357,7 @@ impl<const R: usize> Client<R> {
         op.bytes = block.bytes;
         // A write the server completed early (cancelled, failed) stops
         // streaming; reads were never in the streaming queue.
-        if op.kind.write_total().is_some_and(|total| op.sent < total) {
+        if streaming {
             op.stop_sending = true;
             remove_from(&mut self.streaming, slot);
         }
@@ -421,6 +423,35 @@ impl<const R: usize> Client<R> {
                 bytes: op.bytes,
             },
         })
+    }
+}
+
+/// For a data request other than a read (a read's is told apart first,
+/// in [`Client::check_status_block`]): the most bytes its status block may
+/// report (what it asked for) and whether it is a write with data still to
+/// send (`sent` bytes of it went); `None` for a request that takes no
+/// status block.
+fn block_limits(kind: &OpKind, segments: &SegmentStore, sent: u32) -> Option<(u64, bool)> {
+    match kind {
+        OpKind::Read { dest, .. } => Some((u64::from(dest.len()), false)),
+        OpKind::ReadV { .. } => Some((
+            segments
+                .get::<ReadSegment>()
+                .iter()
+                .map(|s| u64::from(s.dest().len()))
+                .sum(),
+            false,
+        )),
+        OpKind::WriteV { total, .. } => Some((
+            segments
+                .get::<WriteSegment>()
+                .iter()
+                .map(|s| u64::from(s.len()))
+                .sum(),
+            sent < *total,
+        )),
+        OpKind::Write { total, .. } => Some((u64::from(*total), sent < *total)),
+        _ => None,
     }
 }
 
