@@ -283,7 +283,7 @@ impl<const R: usize> Client<R> {
         batch: bool,
         direct: bool,
     ) -> Result<Checked, Violation> {
-        let unknown = || Violation::UnknownRequest(block.request_id);
+        let unknown = || unknown_request(block.request_id);
         if self.state != State::Open {
             return Err(unknown());
         }
@@ -313,15 +313,16 @@ impl<const R: usize> Client<R> {
         batch: bool,
         direct: bool,
     ) -> Result<Checked, Violation> {
-        let unknown = || Violation::UnknownRequest(block.request_id);
+        let unknown = || unknown_request(block.request_id);
         let op = self.ops.get_mut(slot).ok_or_else(unknown)?;
         if op.stage != Stage::Sent || op.final_seen {
             return Err(unknown());
         }
         // An interrupt-mode read of a batch is notified by the batch's
         // immediate alone: a block of it taken any other way was named by
-        // an immediate of its own, which the server never sends.
-        if op.interrupt && op.batched && !batch {
+        // an immediate of its own, which the server never sends. (Batched
+        // first: most reads are not.)
+        if op.batched && op.interrupt && !batch {
             return Err(Violation::BatchMemberImmediate(block.request_id));
         }
         // The block returns the credits of the messages the server had not
@@ -453,6 +454,14 @@ fn block_limits(kind: &OpKind, segments: &SegmentStore, sent: u32) -> Option<(u6
         OpKind::Write { total, .. } => Some((u64::from(*total), sent < *total)),
         _ => None,
     }
+}
+
+/// [`Violation::UnknownRequest`]: built only where a block is refused, out
+/// of line, not ahead of every check that might refuse it.
+#[cold]
+#[inline(never)]
+fn unknown_request(id: u32) -> Violation {
+    Violation::UnknownRequest(id)
 }
 
 /// What [`Client::check_status_block`] made of a block.
