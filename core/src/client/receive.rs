@@ -91,9 +91,16 @@ impl<const R: usize> Client<R> {
         self.heard(now);
         let slot = match self.check_status_block(&block, batch.is_some(), direct) {
             Ok(Checked::Pending(slot)) => slot,
-            Ok(Checked::Finished(event)) => {
-                self.rearm_idle_open(now);
-                return Ok(BlockOutcome::Completed(event));
+            Ok(Checked::Finished) => {
+                // Idle, if now so, since the block was heard (`now`).
+                self.rearm_idle_open(self.last_heard);
+                // A data request completes with the block's status and
+                // bytes.
+                return Ok(BlockOutcome::Completed(ClientEvent::Completed {
+                    request: RequestId(block.request_id),
+                    status: block.status,
+                    bytes: block.bytes,
+                }));
             }
             Err(violation) => return Err(self.refuse(violation)),
         };
@@ -275,7 +282,8 @@ impl<const R: usize> Client<R> {
     /// Apply a status block to the request its id names: its slot, the
     /// request now holding its final answer; or, with `direct`, when that
     /// answer finishes the request (no fragment answer outstanding), the
-    /// request freed and its completion, nothing stored on the way.
+    /// request freed, its completion the block's, nothing stored on the
+    /// way.
     #[inline(always)]
     pub(super) fn check_status_block(
         &mut self,
@@ -346,11 +354,7 @@ impl<const R: usize> Client<R> {
                 remove_from(&mut self.streaming, slot);
             }
             self.ops.remove(slot);
-            return Ok(Checked::Finished(ClientEvent::Completed {
-                request: RequestId(block.request_id),
-                status: block.status,
-                bytes: block.bytes,
-            }));
+            return Ok(Checked::Finished);
         }
         op.unanswered = unanswered;
         op.final_seen = true;
@@ -468,6 +472,8 @@ fn unknown_request(id: u32) -> Violation {
 pub(super) enum Checked {
     /// Applied to the request in this slot, which may await more answers.
     Pending(usize),
-    /// The request finished with it and is freed: its completion.
-    Finished(ClientEvent),
+    /// The request finished with it and is freed: its completion is the
+    /// block's (a data request completes with the block's status and
+    /// bytes).
+    Finished,
 }
