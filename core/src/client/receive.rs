@@ -89,10 +89,13 @@ impl<const R: usize> Client<R> {
             Err(e) => return Err(self.refuse(e.into())),
         };
         self.heard(now);
+        // Whatever the block did, it answered a data request on an open
+        // connection (checked): no internal message was sent or answered,
+        // so only idleness can have changed ([`Client::rearm_idle_open`]),
+        // since the block was heard (`last_heard`, which is `now`).
         let slot = match self.check_status_block(&block, batch.is_some(), direct) {
             Ok(Checked::Pending(slot)) => slot,
             Ok(Checked::Finished) => {
-                // Idle, if now so, since the block was heard (`now`).
                 self.rearm_idle_open(self.last_heard);
                 // A data request completes with the block's status and
                 // bytes.
@@ -104,8 +107,13 @@ impl<const R: usize> Client<R> {
             }
             Err(violation) => return Err(self.refuse(violation)),
         };
-        let result = self.settle(slot);
-        self.after_input(now, result).map(|()| BlockOutcome::Taken)
+        match self.settle(slot) {
+            Ok(()) => {
+                self.rearm_idle_open(self.last_heard);
+                Ok(BlockOutcome::Taken)
+            }
+            Err(violation) => Err(self.refuse(violation)),
+        }
     }
 
     /// A status block broke the protocol: the connection ends (as

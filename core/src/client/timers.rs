@@ -81,8 +81,8 @@ impl<const R: usize> Client<R> {
 
     /// [`Client::rearm_idle`] for a caller that found the connection open
     /// in this very call (`read_into`'s and `write_into`'s send, a status
-    /// block that finished its request), with nothing since that could
-    /// end it: the state is not looked at again.
+    /// block taken), with nothing since that could end it: the state is
+    /// not looked at again.
     #[inline(always)]
     pub(super) fn rearm_idle_open(&mut self, now: Instant) {
         debug_assert!(self.state == State::Open);
