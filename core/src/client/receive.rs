@@ -93,24 +93,20 @@ impl<const R: usize> Client<R> {
         // connection (checked): no internal message was sent or answered,
         // so only idleness can have changed ([`Client::rearm_idle_open`]),
         // since the block was heard (`last_heard`, which is `now`).
-        let slot = match self.check_status_block(&block, batch.is_some(), direct) {
-            Ok(Checked::Pending(slot)) => slot,
+        match self.check_status_block(&block, batch.is_some(), direct) {
+            Ok(Checked::Pending) => {
+                self.rearm_idle_open(self.last_heard);
+                Ok(BlockOutcome::Taken)
+            }
             Ok(Checked::Finished) => {
                 self.rearm_idle_open(self.last_heard);
                 // A data request completes with the block's status and
                 // bytes.
-                return Ok(BlockOutcome::Completed(ClientEvent::Completed {
+                Ok(BlockOutcome::Completed(ClientEvent::Completed {
                     request: RequestId(block.request_id),
                     status: block.status,
                     bytes: block.bytes,
-                }));
-            }
-            Err(violation) => return Err(self.refuse(violation)),
-        };
-        match self.settle(slot) {
-            Ok(()) => {
-                self.rearm_idle_open(self.last_heard);
-                Ok(BlockOutcome::Taken)
+                }))
             }
             Err(violation) => Err(self.refuse(violation)),
         }
@@ -287,11 +283,11 @@ impl<const R: usize> Client<R> {
         self.settle(slot)
     }
 
-    /// Apply a status block to the request its id names: its slot, the
-    /// request now holding its final answer; or, with `direct`, when that
-    /// answer finishes the request (no fragment answer outstanding), the
-    /// request freed, its completion the block's, nothing stored on the
-    /// way.
+    /// Apply a status block to the request its id names: the request now
+    /// holding its final answer (queued for [`Client::poll_event`] once no
+    /// fragment answer is outstanding); or, with `direct`, when that answer
+    /// finishes the request, the request freed, its completion the
+    /// block's, nothing stored on the way.
     #[inline(always)]
     pub(super) fn check_status_block(
         &mut self,
@@ -375,7 +371,14 @@ impl<const R: usize> Client<R> {
             remove_from(&mut self.streaming, slot);
         }
         self.ledger.on_reply(block.credits, block.credits)?;
-        Ok(Checked::Pending(slot))
+        if unanswered == 0 {
+            // Every answer is in: the request is reported through
+            // `poll_event`, as [`Client::settle`] reports one (a data
+            // request, never an internal one).
+            op.stage = Stage::Done;
+            self.done.push_back(slot).map_err(|_| Violation::Capacity)?;
+        }
+        Ok(Checked::Pending)
     }
 
     /// Report the op in `slot` once its final answer and every fragment
@@ -478,8 +481,9 @@ fn unknown_request(id: u32) -> Violation {
 
 /// What [`Client::check_status_block`] made of a block.
 pub(super) enum Checked {
-    /// Applied to the request in this slot, which may await more answers.
-    Pending(usize),
+    /// Applied to its request, which now awaits the answers to earlier
+    /// fragments, or is queued for [`Client::poll_event`].
+    Pending,
     /// The request finished with it and is freed: its completion is the
     /// block's (a data request completes with the block's status and
     /// bytes).
