@@ -401,19 +401,17 @@ impl<const R: usize> Client<R> {
     }
 
     /// The next completion for the caller.
+    #[inline(always)]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         if let Some(credits) = self.authenticated.take() {
             return Some(ClientEvent::Authenticated { credits });
         }
-        if let Some(slot) = self.done.pop_front() {
-            return match self.report(slot) {
-                Some(event) => Some(event),
-                None => {
-                    // A finished request vanished before it was reported.
-                    self.fail(Violation::Internal);
-                    self.poll_event()
-                }
-            };
+        while let Some(slot) = self.done.pop_front() {
+            if let Some(event) = self.report(slot) {
+                return Some(event);
+            }
+            // A finished request vanished before it was reported.
+            self.fail(Violation::Internal);
         }
         self.terminated
             .take()
