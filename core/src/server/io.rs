@@ -16,8 +16,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         interrupt: bool,
         segments: &[ReadSegment],
     ) -> Result<(), Violation> {
-        self.start_read_into(id, handle, status_desc, interrupt, segments, false, None)
-            .map(drop)
+        self.start_read_into(id, handle, status_desc, interrupt, segments, None)
     }
 
     /// A read batch `id` (claim 15's read, several to a message: the
@@ -57,7 +56,6 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 read.status(),
                 interrupt,
                 &segment,
-                false,
                 Some(id),
             )?;
         }
@@ -208,12 +206,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         Ok(true)
     }
 
-    /// Start a read; with `direct`, and no earlier work waiting for the
-    /// driver, it is handed over at once (the request dispatched: kept in
-    /// [`Connection::direct`] when it has one segment, else in its slot)
-    /// instead of queued for [`Connection::poll_event`]. A read of a batch
-    /// names it (`batch`); it is never direct.
-    #[allow(clippy::too_many_arguments)]
+    /// Start a read: queued for the driver ([`Connection::poll_event`]), or
+    /// answered at once (an unknown handle, a range past the largest
+    /// offset). A read of a batch names it (`batch`). (A Read handed over
+    /// at once takes [`Connection::take_read`] instead.)
     #[inline(always)]
     pub(super) fn start_read_into(
         &mut self,
@@ -222,9 +218,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         status_desc: BufferDescriptor,
         interrupt: bool,
         segments: &[ReadSegment],
-        direct: bool,
         batch: Option<u32>,
-    ) -> Result<Started, Violation> {
+    ) -> Result<(), Violation> {
         self.check_status_desc(status_desc)?;
         let total = segments
             .iter()
@@ -233,8 +228,50 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             return Err(Violation::TooLarge);
         }
         let file = self.resolve_read(handle, segments);
-        let now = direct && self.pending.is_empty();
-        if let (Ok(file), true, [segment]) = (file, now, segments) {
+        let wanted = total.unwrap_or(0);
+        let mut op = Op::new(id, OpKind::Read { wanted }, handle, status_desc, interrupt);
+        op.batch = batch;
+        match file {
+            Ok(file) => {
+                op.file = Some(file);
+                let index = self.insert(op)?;
+                self.store_segments(index, segments)?;
+                self.push_pending(Pending::Op { slot: index, id })
+            }
+            Err(status) => {
+                op.result = status;
+                let index = self.insert(op)?;
+                self.finish(index)
+            }
+        }
+    }
+
+    /// A Read arriving at [`Connection::take_message`]: its idle timer
+    /// and credit, then, with no earlier work waiting for the driver,
+    /// and a file to read, handed over at once — kept in
+    /// [`Connection::direct`], the file returned — else started as any
+    /// read ([`Connection::start_read_into`]: queued, or answered). The
+    /// same checks, in the same order, as `start_read_into`'s.
+    #[inline(always)]
+    pub(super) fn take_read(
+        &mut self,
+        now: Instant,
+        read: ReadFields<'_>,
+    ) -> Result<Option<FileId>, Violation> {
+        self.timers
+            .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
+        self.ledger.on_request(read.credits())?;
+        let status_desc = read.status();
+        self.check_status_desc(status_desc)?;
+        let dest = read.dest();
+        if dest.len() > self.max_io_size() {
+            return Err(Violation::TooLarge);
+        }
+        let id = read.request_id();
+        let handle = read.handle();
+        let offset = read.offset();
+        let file = self.resolve_read_one(handle, offset, dest.len());
+        if let (Ok(file), true) = (file, self.pending.is_empty()) {
             // What the insert would refuse is refused here (an id in
             // flight, a full table), so the read can be parked later
             // without fail: the table keeps its place (`Connection::park`,
@@ -248,39 +285,34 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             if self.ops.len() >= R {
                 return Err(Violation::Capacity);
             }
-            self.direct = Some(DirectRead {
-                id,
-                handle,
-                file,
-                status_desc,
-                interrupt,
-                segment: *segment,
-            });
-            return Ok(Started::Direct);
+            self.direct = Direct {
+                read: DirectRead {
+                    id,
+                    read: zerocopy::transmute!(*read.payload()),
+                    file,
+                    interrupt: read.flags().contains(Flags::INTERRUPT),
+                },
+                live: true,
+            };
+            return Ok(Some(file));
         }
-        let wanted = total.unwrap_or(0);
-        let mut op = Op::new(id, OpKind::Read { wanted }, handle, status_desc, interrupt);
-        op.batch = batch;
-        match file {
-            Ok(file) => {
-                op.file = Some(file);
-                if now {
-                    op.stage = Stage::Dispatched;
-                }
-                let index = self.insert(op)?;
-                self.store_segments(index, segments)?;
-                if now {
-                    return Ok(Started::Slot(index));
-                }
-                self.push_pending(Pending::Op { slot: index, id })
-                    .map(|()| Started::Queued)
-            }
-            Err(status) => {
-                op.result = status;
-                let index = self.insert(op)?;
-                self.finish(index).map(|()| Started::Queued)
-            }
-        }
+        self.take_read_queued(read).map(|()| None)
+    }
+
+    /// [`Connection::take_read`] for a read not handed over at once (out
+    /// of line: the usual read is).
+    #[inline(never)]
+    fn take_read_queued(&mut self, read: ReadFields<'_>) -> Result<(), Violation> {
+        let segment = [ReadSegment::new(read.offset(), read.dest())];
+        let interrupt = read.flags().contains(Flags::INTERRUPT);
+        self.start_read_into(
+            read.request_id(),
+            read.handle(),
+            read.status(),
+            interrupt,
+            &segment,
+            None,
+        )
     }
 
     /// The file a read of `segments` through `handle` reads:
@@ -293,6 +325,17 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .iter()
             .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
         if in_range {
+            self.resolve(handle, OpenFlags::READ)
+        } else {
+            Err(Status::InvalidParameter)
+        }
+    }
+
+    /// [`Connection::resolve_read`] of one segment of `len` bytes at
+    /// `offset`.
+    #[inline(always)]
+    fn resolve_read_one(&self, handle: u32, offset: u64, len: u32) -> Result<FileId, Status> {
+        if within_file_offsets(offset, u64::from(len)) {
             self.resolve(handle, OpenFlags::READ)
         } else {
             Err(Status::InvalidParameter)
@@ -615,8 +658,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // A batch's read handed out, likewise, read where it is.
         // Each is finished by a `finish_done` of its own: one for both
         // moves the `Done` through the choice of the two, copies per read.
-        if let Some(direct) = self.direct.take_if(|direct| direct.id == op.0) {
-            let done = direct.done(result);
+        if self.direct.live && self.direct.read.id == op.0 {
+            self.direct.live = false;
+            let done = self.direct.read.done(result);
             return self.finish_done(done, buf).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
@@ -755,7 +799,7 @@ impl DirectRead {
     /// (success, 0 bytes).
     #[inline(always)]
     fn done(&self, result: Result<u64, Status>) -> Done {
-        let wanted = u64::from(self.segment.dest().len());
+        let wanted = u64::from(self.segment().dest().len());
         let (status, bytes) = read_outcome(wanted, (Status::Success, 0), result);
         Done {
             block: StatusBlock {
@@ -764,9 +808,9 @@ impl DirectRead {
                 bytes,
                 credits: 1,
             },
-            dest: self.status_desc,
+            dest: self.status(),
             interrupt: self.interrupt,
-            handle: self.handle,
+            handle: self.handle(),
             batch: None,
         }
     }

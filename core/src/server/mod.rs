@@ -66,7 +66,9 @@ use crate::segments::SegmentStore;
 use crate::stats::ConnectionStats;
 use crate::table::{OpTable, Refused};
 use crate::time::{Instant, TimerTable, micros};
-use crate::wire::message::{ReadFields, parse_read_batch_fields, parse_read_fields};
+use crate::wire::message::{
+    READ_PAYLOAD_LEN, ReadFields, parse_read_batch_fields, parse_read_fields,
+};
 use crate::wire::status::{STATUS_BLOCK_LEN, StatusBlock};
 use crate::wire::{
     AuthKey, BatchRead, Body, BufferDescriptor, Capabilities, Flags, InsufficientSize,
@@ -74,6 +76,8 @@ use crate::wire::{
 };
 use core::time::Duration;
 use handing::{Handed, Handing};
+use zerocopy::little_endian::U32;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Server-side limits and policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -306,11 +310,11 @@ pub enum Received<'a> {
 }
 
 /// A received message, sorted before any of it is acted on.
-enum Arrival {
+enum Arrival<'a> {
     /// The connection is closed: messages are ignored.
     Ignored,
     /// A well-formed Read on an open connection (the fast path).
-    Read(ReadFields),
+    Read(ReadFields<'a>),
     /// Anything else, for the general parser.
     Other,
 }
@@ -409,46 +413,125 @@ struct Batch {
     remaining: u16,
 }
 
-/// How [`Connection::start_read_into`] left a read.
-pub(super) enum Started {
-    /// Queued for the driver ([`Connection::poll_event`]), or already
-    /// answered (an unknown handle, a range past the largest offset).
-    Queued,
-    /// Handed over at once, in this slot of the request table.
-    Slot(usize),
-    /// Handed over at once, in [`Connection::direct`].
-    Direct,
+/// A Read's payload as it came, copied whole from the message: its
+/// handle, a reserved word (zero), its one segment and its status
+/// descriptor.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+struct ReadPayload {
+    handle: U32,
+    reserved: U32,
+    segment: ReadSegment,
+    status: BufferDescriptor,
 }
 
+const _: () = assert!(size_of::<ReadPayload>() == READ_PAYLOAD_LEN);
+
 /// A Read in the driver's hands outside the request table
-/// ([`Connection::take_message`]): what its op would hold
-/// ([`DirectRead::op`]; a read's op starts out `Success`, 0 bytes, one
-/// message unanswered), kept small: it is written and read once per read.
+/// ([`Connection::take_message`]): its id, its payload as it came (one
+/// copy, no field picked out), the file its handle resolved to and
+/// whether it asked for an interrupt; its op ([`DirectRead::op`]) would
+/// start out `Success`, 0 bytes, one message unanswered. Written once per
+/// read, read once at its completion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct DirectRead {
     id: u32,
-    handle: u32,
+    read: ReadPayload,
     file: FileId,
-    status_desc: BufferDescriptor,
     interrupt: bool,
-    segment: ReadSegment,
 }
 
 impl DirectRead {
+    /// Its handle.
+    #[inline(always)]
+    fn handle(&self) -> u32 {
+        self.read.handle.get()
+    }
+
+    /// Its one segment.
+    #[inline(always)]
+    fn segment(&self) -> &ReadSegment {
+        &self.read.segment
+    }
+
+    /// Where its status block goes.
+    #[inline(always)]
+    fn status(&self) -> BufferDescriptor {
+        self.read.status
+    }
+
     /// Its entry in the request table, at `stage`.
     fn op(&self, stage: Stage) -> Op {
-        let wanted = u64::from(self.segment.dest().len());
+        let wanted = u64::from(self.segment().dest().len());
         Op {
             file: Some(self.file),
             stage,
             ..Op::new(
                 self.id,
                 OpKind::Read { wanted },
-                self.handle,
-                self.status_desc,
+                self.handle(),
+                self.status(),
                 self.interrupt,
             )
         }
+    }
+}
+
+/// [`Connection::direct`]: a place for the [`DirectRead`], always there
+/// (the read is written into it, not into an `Option` built around it),
+/// holding one while `live`. What a read no longer live left in it is not
+/// part of the connection's state: two compare equal, and hash alike, when
+/// the same read is live, or none.
+#[derive(Clone, Debug)]
+struct Direct {
+    read: DirectRead,
+    live: bool,
+}
+
+impl Direct {
+    const EMPTY: Self = Self {
+        read: DirectRead {
+            id: 0,
+            read: ReadPayload {
+                handle: U32::ZERO,
+                reserved: U32::ZERO,
+                segment: ReadSegment::new(0, BufferDescriptor::new(0, 0, 0)),
+                status: BufferDescriptor::new(0, 0, 0),
+            },
+            file: FileId(0),
+            interrupt: false,
+        },
+        live: false,
+    };
+
+    /// The live read, if any.
+    #[inline(always)]
+    fn get(&self) -> Option<&DirectRead> {
+        self.live.then_some(&self.read)
+    }
+
+    /// The live read, if any: no longer live.
+    #[inline(always)]
+    fn take(&mut self) -> Option<DirectRead> {
+        let read = self.get().copied();
+        self.live = false;
+        read
+    }
+}
+
+impl PartialEq for Direct {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Direct {}
+
+impl core::hash::Hash for Direct {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.get().hash(state);
     }
 }
 
@@ -499,7 +582,7 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// serving reads at once does) costs no insert, lookup or removal.
     /// Every other call puts it in `ops` first ([`Connection::park`]), so
     /// all else sees one table.
-    direct: Option<DirectRead>,
+    direct: Direct,
     /// The reads of a batch [`Connection::take_message`] is handing over
     /// ([`Received::Batch`], [`Connection::next_batch_read`]): like
     /// [`Connection::direct`], the one handed out last is kept out of `ops`
@@ -549,7 +632,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             target_credits: 0,
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
-            direct: None,
+            direct: Direct::EMPTY,
             handing: Handing::new(),
             batches: heapless::Vec::new(),
             handles: handles::Handles::new(),
@@ -604,7 +687,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     pub fn outstanding(&self) -> usize {
         self.ops
             .len()
-            .saturating_add(usize::from(self.direct.is_some()))
+            .saturating_add(usize::from(self.direct.live))
             .saturating_add(self.handing.len())
     }
 
@@ -617,7 +700,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// [`Connection::next_batch_read`] go back to the driver's queue.
     #[inline(always)]
     fn park(&mut self) {
-        if self.direct.is_some() {
+        if self.direct.live {
             self.park_direct_read();
         }
         if self.handing.is_active() {
@@ -631,7 +714,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// (the batch's reads not handed out yet stay where they are).
     #[inline(always)]
     fn park_direct(&mut self) {
-        if self.direct.is_some() {
+        if self.direct.live {
             self.park_direct_read();
         }
         if let Some((op, segment)) = self.handing.take() {
@@ -645,7 +728,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[inline(never)]
     fn park_direct_read(&mut self) {
         if let Some(direct) = self.direct.take() {
-            self.park_slow(direct.op(Stage::Dispatched), direct.segment);
+            self.park_slow(direct.op(Stage::Dispatched), *direct.segment());
         }
     }
 

@@ -21,7 +21,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.park();
         let result = match self.arrival(bytes)? {
             Arrival::Ignored => return Ok(None),
-            Arrival::Read(read) => self.read_message(now, &read, false).map(|_| None),
+            Arrival::Read(read) => self.read_message(now, read).map(|()| None),
             Arrival::Other => self.process(now, bytes),
         };
         match result {
@@ -62,43 +62,27 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         bytes: &'a [u8],
     ) -> Result<Received<'a>, Violation> {
         self.park();
-        let slot = match self.arrival(bytes)? {
-            Arrival::Ignored => return Ok(Received::Nothing),
-            Arrival::Read(read) => match self.read_message(now, &read, true) {
-                Ok(Started::Direct) => {
-                    if self.direct.is_none() {
-                        // `start_read_into` just put it there.
-                        return Err(self.failed(Violation::Internal));
-                    }
-                    return Ok(match &self.direct {
-                        Some(direct) => handed_over(
-                            direct.id,
-                            direct.file,
-                            direct.interrupt,
-                            direct.status_desc,
-                            core::slice::from_ref(&direct.segment),
-                        ),
-                        None => Received::Nothing,
-                    });
+        match self.arrival(bytes)? {
+            Arrival::Ignored => Ok(Received::Nothing),
+            Arrival::Read(read) => {
+                trace!("server rx Read id {}", read.request_id());
+                let taken = self.take_read(now, read);
+                match taken {
+                    // Built from the message, but for its segment: the one
+                    // `take_read` just wrote into `direct`.
+                    Ok(Some(file)) => Ok(handed_over(
+                        read.request_id(),
+                        file,
+                        read.flags().contains(Flags::INTERRUPT),
+                        read.status(),
+                        core::slice::from_ref(self.direct.read.segment()),
+                    )),
+                    Ok(None) => Ok(Received::Nothing),
+                    Err(violation) => Err(self.failed(violation)),
                 }
-                Ok(Started::Slot(slot)) => slot,
-                Ok(Started::Queued) => return Ok(Received::Nothing),
-                Err(violation) => return Err(self.failed(violation)),
-            },
-            Arrival::Other => return self.take_other(now, bytes),
-        };
-        let Some(file) = self.ops.get(slot).and_then(|op| op.file) else {
-            // The read just dispatched is not in its slot.
-            return Err(self.failed(Violation::Internal));
-        };
-        let segments = self
-            .segments
-            .get(slot)
-            .map_or(&[][..], SegmentStore::get::<ReadSegment>);
-        Ok(match self.ops.get(slot) {
-            Some(op) => handed_over(op.id, file, op.interrupt, op.status_desc, segments),
-            None => Received::Nothing,
-        })
+            }
+            Arrival::Other => self.take_other(now, bytes),
+        }
     }
 
     /// [`Connection::take_message`] for anything but a well-formed Read
@@ -157,7 +141,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     /// What a received message is, before any of it is acted on.
     #[inline(always)]
-    fn arrival(&mut self, bytes: &[u8]) -> Result<Arrival, Violation> {
+    fn arrival<'a>(&mut self, bytes: &'a [u8]) -> Result<Arrival<'a>, Violation> {
         match self.state {
             State::Closed => Ok(Arrival::Ignored),
             // `max_send_size` bounds every message, header included,
@@ -256,32 +240,27 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     }
 
     /// A Read on an open connection: what `process` and `open_message` do
-    /// for it, without their dispatch. With `direct`, the slot of a read
-    /// handed to the driver at once.
+    /// for it, without their dispatch.
     #[inline(always)]
     pub(super) fn read_message(
         &mut self,
         now: Instant,
-        msg: &ReadFields,
-        direct: bool,
-    ) -> Result<Started, Violation> {
-        trace!("server rx Read id {}", msg.request_id);
+        msg: ReadFields<'_>,
+    ) -> Result<(), Violation> {
+        trace!("server rx Read id {}", msg.request_id());
         self.timers
             .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
-        self.ledger.on_request(msg.credits)?;
+        self.ledger.on_request(msg.credits())?;
         // A request id already in flight is refused by the insert
-        // (`Connection::insert`), in the same probe that finds the slot, or
-        // by the look-up of a read handed over at once.
-        let read = &msg.read;
-        let segment = [ReadSegment::new(read.offset, read.dest)];
-        let interrupt = msg.flags.contains(Flags::INTERRUPT);
+        // (`Connection::insert`), in the same probe that finds the slot.
+        let segment = [ReadSegment::new(msg.offset(), msg.dest())];
+        let interrupt = msg.flags().contains(Flags::INTERRUPT);
         self.start_read_into(
-            msg.request_id,
-            read.handle,
-            read.status,
+            msg.request_id(),
+            msg.handle(),
+            msg.status(),
             interrupt,
             &segment,
-            direct,
             None,
         )
     }

@@ -346,10 +346,10 @@ pub(super) fn fits(data: &[u8], total_len: u32) -> bool {
 /// hot path (the server's latency timing).
 pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
     parse_read_fields(buf).map(|read| Message {
-        flags: read.flags,
-        credits: read.credits,
-        request_id: read.request_id,
-        body: Body::Read(read.read),
+        flags: read.flags(),
+        credits: read.credits(),
+        request_id: read.request_id(),
+        body: Body::Read(read.request()),
     })
 }
 
@@ -399,39 +399,76 @@ pub fn parse_write(buf: &[u8]) -> Option<Message<'_>> {
     })
 }
 
-/// A valid Read message's fields (what [`parse_read`] wraps in a
-/// [`Message`]; the server's request path takes them as they are).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ReadFields {
-    pub(crate) flags: Flags,
-    pub(crate) credits: u16,
-    pub(crate) request_id: u32,
-    pub(crate) read: ReadRequest,
+/// A valid Read message, where it lies in the receive buffer (what
+/// [`parse_read`] wraps in a [`Message`]; the server's request path reads
+/// the fields it needs from it as it needs them, so none is held in a
+/// register, or spilled, while the others are checked).
+#[derive(Clone, Copy)]
+pub(crate) struct ReadFields<'a>(&'a ReadMessageWire);
+
+impl<'a> ReadFields<'a> {
+    /// The header's flags (`INTERRUPT` or none: [`fixed_header_ok`]).
+    #[inline(always)]
+    pub(crate) fn flags(self) -> Flags {
+        Flags::from_bits_retain(self.0.header.flags.get())
+    }
+    /// The header's credits.
+    #[inline(always)]
+    pub(crate) fn credits(self) -> u16 {
+        self.0.header.credits.get()
+    }
+    /// The request id.
+    #[inline(always)]
+    pub(crate) fn request_id(self) -> u32 {
+        self.0.header.request_id.get()
+    }
+    /// The registered file handle.
+    #[inline(always)]
+    pub(crate) fn handle(self) -> u32 {
+        self.0.read.handle.get()
+    }
+    /// The file offset.
+    #[inline(always)]
+    pub(crate) fn offset(self) -> u64 {
+        self.0.read.offset.get()
+    }
+    /// Where the data goes (its length, not 0, is the read length).
+    #[inline(always)]
+    pub(crate) fn dest(self) -> BufferDescriptor {
+        self.0.read.dest
+    }
+    /// Where the status block goes.
+    #[inline(always)]
+    pub(crate) fn status(self) -> BufferDescriptor {
+        self.0.read.status
+    }
+    /// The read's payload as it lies in the message (handle, a reserved
+    /// word, offset, destination, status descriptor), for a copy kept
+    /// whole.
+    #[inline(always)]
+    pub(crate) fn payload(self) -> &'a [u8; READ_PAYLOAD_LEN] {
+        zerocopy::transmute_ref!(&self.0.read)
+    }
+    /// The read as [`Body::Read`] holds it.
+    #[inline(always)]
+    pub(crate) fn request(self) -> ReadRequest {
+        ReadRequest {
+            handle: self.handle(),
+            offset: self.offset(),
+            dest: self.dest(),
+            status: self.status(),
+        }
+    }
 }
 
-/// `buf` as a valid Read message's fields, or `None` (see [`parse_read`]).
+/// `buf` as a valid Read message, or `None` (see [`parse_read`]).
 #[inline]
-pub(crate) fn parse_read_fields(buf: &[u8]) -> Option<ReadFields> {
+pub(crate) fn parse_read_fields(buf: &[u8]) -> Option<ReadFields<'_>> {
     let wire = ReadMessageWire::ref_from_bytes(buf).ok()?;
-    let header = &wire.header;
-    let flags = header.flags.get();
-    let valid = fixed_header_ok(header, Opcode::Read, size_of::<ReadWire>(), 0)
+    let valid = fixed_header_ok(&wire.header, Opcode::Read, size_of::<ReadWire>(), 0)
         && wire.read.reserved.get() == 0
         && !wire.read.dest.is_empty();
-    if !valid {
-        return None;
-    }
-    Some(ReadFields {
-        flags: Flags::from_bits_retain(flags),
-        credits: header.credits.get(),
-        request_id: header.request_id.get(),
-        read: ReadRequest {
-            handle: wire.read.handle.get(),
-            offset: wire.read.offset.get(),
-            dest: wire.read.dest,
-            status: wire.read.status,
-        },
-    })
+    valid.then_some(ReadFields(wire))
 }
 
 /// A ReadBatch message's fields, valid but maybe for its reads'
@@ -481,6 +518,9 @@ pub(crate) fn parse_read_batch_fields(buf: &[u8]) -> Option<ReadBatchFields<'_>>
         reads,
     })
 }
+
+/// Bytes of a Read's payload ([`ReadFields::payload`]).
+pub(crate) const READ_PAYLOAD_LEN: usize = size_of::<ReadWire>();
 
 /// Bytes [`emit_read`] writes: header and read payload.
 pub(crate) const READ_MESSAGE_LEN: usize = size_of::<ReadMessageWire>();

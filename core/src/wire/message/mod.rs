@@ -30,8 +30,8 @@ pub use io::{
     WriteRequest, WriteSegment, WriteVRequest, parse_read, parse_write,
 };
 pub(crate) use io::{
-    READ_BATCH_HEAD_LEN, READ_MESSAGE_LEN, ReadFields, WRITE_PREFIX_LEN, emit_read,
-    emit_read_batch_head, emit_read_fields, emit_write_prefix, parse_read_batch_fields,
+    READ_BATCH_HEAD_LEN, READ_MESSAGE_LEN, READ_PAYLOAD_LEN, ReadFields, WRITE_PREFIX_LEN,
+    emit_read, emit_read_batch_head, emit_read_fields, emit_write_prefix, parse_read_batch_fields,
     parse_read_fields,
 };
 use io::{ReadBatchWire, ReadVWire, ReadWire, WriteDataWire, WriteVWire, WriteWire};
