@@ -325,9 +325,20 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             .iter()
             .all(|s| within_file_offsets(s.offset(), u64::from(s.dest().len())));
         if in_range {
-            self.resolve(handle, OpenFlags::READ)
+            self.resolve_for_read(handle)
         } else {
             Err(Status::InvalidParameter)
+        }
+    }
+
+    /// [`Connection::resolve`] for a read: a handle open for reading (the
+    /// usual case) is found by [`handles::Handles::reader`]'s one compare,
+    /// anything else takes the full look-up for its status.
+    #[inline(always)]
+    fn resolve_for_read(&self, handle: u32) -> Result<FileId, Status> {
+        match self.handles.reader(handle) {
+            Some(file) => Ok(file),
+            None => self.resolve(handle, OpenFlags::READ),
         }
     }
 
@@ -336,7 +347,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[inline(always)]
     fn resolve_read_one(&self, handle: u32, offset: u64, len: u32) -> Result<FileId, Status> {
         if within_file_offsets(offset, u64::from(len)) {
-            self.resolve(handle, OpenFlags::READ)
+            self.resolve_for_read(handle)
         } else {
             Err(Status::InvalidParameter)
         }
