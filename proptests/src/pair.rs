@@ -489,6 +489,15 @@ impl Pair {
         progress
     }
 
+    /// Record an anomaly if the server's `quiet` flag promises more than
+    /// its state holds (checked after every server call the pair makes).
+    fn check_quiet(&mut self, after: &str) {
+        if !self.server.quiet_holds() {
+            self.anomalies
+                .push(format!("server quiet after {after}, with work in it"));
+        }
+    }
+
     /// Post every send the client has ready.
     pub fn client_transmit(&mut self) -> bool {
         let mut progress = false;
@@ -567,13 +576,23 @@ impl Pair {
             Ok(None) => {}
             Err(v) => self.server_error = Some(v),
         }
+        self.check_quiet("handle_message");
         Some(msg)
     }
 
     /// [`Pair::server_receive_one`] through `take_message`.
     fn server_take_one(&mut self, msg: &[u8]) {
+        let work = self.server_take_work(msg);
+        self.check_quiet("take_message");
+        if let Some(work) = work {
+            self.server_work(work);
+        }
+    }
+
+    /// What `take_message` hands over for `msg`, the batch's reads done.
+    fn server_take_work(&mut self, msg: &[u8]) -> Option<Work> {
         let work = match self.server.take_message(self.now, msg) {
-            Ok(Received::Nothing) => return,
+            Ok(Received::Nothing) => return None,
             Ok(Received::Write(chunk)) => Work::Write(
                 chunk.op,
                 chunk.file,
@@ -592,17 +611,18 @@ impl Pair {
                 {
                     reads.push(Work::Read(op, file, segments.to_vec()));
                 }
+                self.check_quiet("next_batch_read");
                 for work in reads {
                     self.server_work(work);
                 }
-                return;
+                return None;
             }
             Err(v) => {
                 self.server_error = Some(v);
-                return;
+                return None;
             }
         };
-        self.server_work(work);
+        Some(work)
     }
 
     /// Do what the server's driver does with `work` handed over at once.
@@ -634,6 +654,13 @@ impl Pair {
     /// `complete_io`, or with `one_pass` `complete_io_into`, posting the
     /// status block it returns at once.
     fn complete_io(&mut self, op: OpId, result: Result<u64, Status>) -> Result<(), ApiError> {
+        let completed = self.complete_io_now(op, result);
+        self.check_quiet("complete_io");
+        completed
+    }
+
+    /// [`Pair::complete_io`] before its check.
+    fn complete_io_now(&mut self, op: OpId, result: Result<u64, Status>) -> Result<(), ApiError> {
         if !self.one_pass {
             return self.server.complete_io(op, result);
         }
@@ -678,6 +705,7 @@ impl Pair {
     pub fn server_events(&mut self) -> bool {
         let mut progress = false;
         while self.server_event_one() || self.server_complete_read_one() {
+            self.check_quiet("poll_event");
             progress = true;
         }
         progress
@@ -818,6 +846,7 @@ impl Pair {
             .expect("a send buffer of the negotiated size is always enough");
         let output = transmit.map(|t| self.post(t, &buf));
         self.send_buf = buf;
+        self.check_quiet("poll_transmit");
         output
     }
 
@@ -995,6 +1024,7 @@ impl Pair {
         self.now = self.now.saturating_add(d);
         self.client.handle_timeout(self.now);
         self.server.handle_timeout(self.now);
+        self.check_quiet("handle_timeout");
     }
 
     /// Apply a transport fault. Returns whether it changed anything (a fault

@@ -58,6 +58,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 keepalive_ms,
             },
         };
+        self.stir();
         let queued = self
             .control
             .push_back(auth)
@@ -81,6 +82,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                     status: Status::AuthFailed,
                 },
             };
+            self.stir();
             let _ = self.control.push_back(auth);
             self.fail(Violation::AuthFailed);
         }

@@ -43,6 +43,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             request_id: 0,
             body: Body::CreditRequest { delta },
         };
+        self.stir();
         self.control
             .push_back(request)
             .map_err(|_| Violation::Capacity)

@@ -41,6 +41,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 },
             );
         }
+        self.stir();
         self.closing_handles = self.closing_handles.saturating_add(1);
         // Requests on the handle not yet given to the driver end as Closed;
         // those in the driver's hands finish first, then the file is closed.

@@ -129,6 +129,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
         // Nothing is outstanding or left to hand out: `take_message`
         // parked it all first.
+        self.stir();
         self.handing.start(id, interrupt, count);
         // The handle a read of the batch resolved last to a file, and that
         // file: a batch's reads mostly read one file, and nothing here
@@ -173,7 +174,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                         handle: read.handle(),
                         batch: Some(id),
                     };
-                    self.finish_done(done, None)
+                    self.finish_done(done, None, false)
                 }
             };
             if let Err(violation) = answered {
@@ -267,36 +268,63 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if dest.len() > self.max_io_size() {
             return Err(Violation::TooLarge);
         }
-        let id = read.request_id();
         let handle = read.handle();
         let offset = read.offset();
         let file = self.resolve_read_one(handle, offset, dest.len());
+        match file {
+            // Quiet: the table is empty (no id in flight, room for the read
+            // should it be parked) and no work waits for the driver.
+            Ok(file) if self.quiet.0 && R > 0 => {
+                self.hand_direct(read, file);
+                Ok(Some(file))
+            }
+            _ => match self.take_read_slow(read) {
+                Ok(true) => Ok(Some(self.direct.read.file)),
+                Ok(false) => Ok(None),
+                Err(violation) => Err(violation),
+            },
+        }
+    }
+
+    /// The read of `read`, resolved to `file`, handed over at once: kept
+    /// in [`Connection::direct`] (no op is built unless it is parked).
+    #[inline(always)]
+    fn hand_direct(&mut self, read: ReadFields<'_>, file: FileId) {
+        self.direct = Direct {
+            read: DirectRead {
+                id: read.request_id(),
+                read: zerocopy::transmute!(*read.payload()),
+                file,
+                interrupt: read.flags().contains(Flags::INTERRUPT),
+            },
+            live: true,
+        };
+    }
+
+    /// [`Connection::take_read`] on a connection not quiet (or a read
+    /// answered at once: its handle or range resolved to no file): the
+    /// read is handed over at once if no work waits for the driver
+    /// (`true`), else started as any read.
+    #[inline(never)]
+    fn take_read_slow(&mut self, read: ReadFields<'_>) -> Result<bool, Violation> {
+        let file = self.resolve_read_one(read.handle(), read.offset(), read.dest().len());
         if let (Ok(file), true) = (file, self.pending.is_empty()) {
             // What the insert would refuse is refused here (an id in
             // flight, a full table), so the read can be parked later
             // without fail: the table keeps its place (`Connection::park`,
             // called first by every other call, emptied `direct` before
-            // this one). No op is built unless it is parked.
-            // An empty table holds no id (the usual case: reads handed
-            // over at once never enter it).
+            // this one).
+            let id = read.request_id();
             if self.ops.len() > 0 && self.find(id).is_some() {
                 return Err(Violation::DuplicateRequest(id));
             }
             if self.ops.len() >= R {
                 return Err(Violation::Capacity);
             }
-            self.direct = Direct {
-                read: DirectRead {
-                    id,
-                    read: zerocopy::transmute!(*read.payload()),
-                    file,
-                    interrupt: read.flags().contains(Flags::INTERRUPT),
-                },
-                live: true,
-            };
-            return Ok(Some(file));
+            self.hand_direct(read, file);
+            return Ok(true);
         }
-        self.take_read_queued(read).map(|()| None)
+        self.take_read_queued(read).map(|()| false)
     }
 
     /// [`Connection::take_read`] for a read not handed over at once (out
@@ -561,16 +589,19 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             handle: op.handle,
             batch: op.batch,
         };
-        self.finish_done(done, buf)
+        self.finish_done(done, buf, false)
     }
 
     /// [`Connection::finish_into`] for a request already out of the table
-    /// (or never in it): its status block goes, its credits return.
+    /// (or never in it): its status block goes, its credits return. With
+    /// `quiet`, [`Connection::quiet`] (the caller read it, `false` where it
+    /// cannot be `true`: a batch being handed over, a request in the table).
     #[inline(always)]
     fn finish_done(
         &mut self,
         done: Done,
         buf: Option<&mut [u8]>,
+        quiet: bool,
     ) -> Result<Option<Transmit>, Violation> {
         let Done {
             block,
@@ -579,6 +610,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             handle,
             batch,
         } = done;
+        // A quiet connection has no output queued, no interrupt waiter
+        // and no handle closing; nothing below adds a waiter or closes a
+        // handle, so what it says now holds to the end.
         // A batch's reads go without immediate but the last, which
         // carries the batch's id: every block of it is in place when the
         // client hears (RC ordering).
@@ -587,7 +621,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             Some(batch) => (self.batch_block(batch)? && interrupt).then_some(batch),
         };
         let direct = match buf {
-            Some(buf) if self.control.is_empty() && self.outgoing.is_empty() => {
+            Some(buf) if quiet || (self.control.is_empty() && self.outgoing.is_empty()) => {
                 block.emit(buf).ok().map(|len| Transmit::StatusBlock {
                     len,
                     dest,
@@ -604,6 +638,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             })?;
         }
         self.ledger.release(block.credits)?;
+        if quiet {
+            return Ok(direct);
+        }
         // Claim 21: the completion wakes one waiting polling client; when it
         // was the last request in flight, nothing else will, so every other
         // waiter is answered too (as a new interrupt request would be).
@@ -672,7 +709,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         if self.direct.live && self.direct.read.id == op.0 {
             self.direct.live = false;
             let done = self.direct.read.done(result);
-            return self.finish_done(done, buf).map_err(|v| {
+            let quiet = self.quiet.0;
+            return self.finish_done(done, buf, quiet).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
             });
@@ -681,7 +719,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             handed_done(read, batch, interrupt, result)
         });
         if let Some(done) = done {
-            return self.finish_done(done, buf).map_err(|v| {
+            return self.finish_done(done, buf, false).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
             });

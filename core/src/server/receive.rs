@@ -61,7 +61,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Received<'a>, Violation> {
-        self.park();
+        // `park`, but for a quiet connection with nothing handed over,
+        // which has nothing to park.
+        if self.direct.live || !self.quiet.0 {
+            self.settle();
+        }
         match self.arrival(bytes)? {
             Arrival::Ignored => Ok(Received::Nothing),
             Arrival::Read(read) => {
@@ -300,6 +304,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 // Claim 21: a polling client asks to be woken by a send. With
                 // nothing in flight there is nothing to wait for: answer now.
                 if self.data_in_flight() {
+                    self.stir();
                     self.interrupt_waiters
                         .push_back(id)
                         .map_err(|_| Violation::Capacity)?;

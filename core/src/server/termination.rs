@@ -36,6 +36,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// [`ServerEvent::Terminated`] the driver releases every file it
     /// registered on this connection.
     pub(super) fn end(&mut self, reason: Violation, send: Option<Status>) {
+        self.stir();
         self.state = State::Closed;
         self.timers.clear();
         self.outgoing.clear();
