@@ -36,8 +36,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.target_credits = credits;
         self.state = State::Open;
         self.timers.stop(TIMER_AUTH);
-        self.timers
-            .set(TIMER_IDLE, now.saturating_add(self.config.idle_timeout));
+        self.heard = now;
         let keepalive_ms =
             u32::try_from(self.config.keepalive_interval.as_millis()).unwrap_or(u32::MAX);
         let auth = Message {

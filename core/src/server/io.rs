@@ -116,8 +116,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 return None;
             }
         }
-        self.timers
-            .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
+        self.heard = now;
         if let Err(violation) = self.ledger.on_requests(credits, count) {
             return Some(Err(violation));
         }
@@ -259,8 +258,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         read: ReadFields<'_>,
     ) -> Result<Option<FileId>, Violation> {
-        self.timers
-            .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
+        self.heard = now;
         self.ledger.on_request(read.credits())?;
         let status_desc = read.status();
         self.check_status_desc(status_desc)?;

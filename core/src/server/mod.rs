@@ -578,8 +578,9 @@ enum Pending {
 }
 
 const TIMER_AUTH: usize = 0;
-const TIMER_IDLE: usize = 1;
-const TIMERS: usize = 2;
+/// The table holds the authentication deadline; the idle deadline is
+/// [`Connection::heard`]'s.
+const TIMERS: usize = 1;
 
 /// One RDMA connection's server state machine.
 ///
@@ -624,6 +625,10 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     outgoing: Fifo<Outgoing, R>,
     control: Fifo<Message<'static>, 4>,
     timers: TimerTable<TIMERS>,
+    /// While open, when the connection opened or last received a message:
+    /// its idle deadline is `idle_micros` later (one store per message,
+    /// the deadline computed only when asked for). 0 while not open.
+    heard: Instant,
     /// `config.idle_timeout` in microseconds (converted once, not per
     /// request).
     idle_micros: u64,
@@ -670,6 +675,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             outgoing: Fifo::new(),
             control: Fifo::new(),
             timers,
+            heard: Instant::from_micros(0),
             idle_micros: micros(config.idle_timeout),
             max_send: usize::try_from(config.max_send_size).unwrap_or(usize::MAX),
             max_io: config.max_io_size,

@@ -193,8 +193,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 Err(Violation::UnexpectedMessage(opcode))
             }
             State::Open => {
-                self.timers
-                    .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
+                self.heard = now;
                 self.open_message(&msg)
             }
         }
@@ -252,8 +251,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         msg: ReadFields<'_>,
     ) -> Result<(), Violation> {
         trace!("server rx Read id {}", msg.request_id());
-        self.timers
-            .set(TIMER_IDLE, now.saturating_add_micros(self.idle_micros));
+        self.heard = now;
         self.ledger.on_request(msg.credits())?;
         // A request id already in flight is refused by the insert
         // (`Connection::insert`), in the same probe that finds the slot.

@@ -39,6 +39,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.stir();
         self.state = State::Closed;
         self.timers.clear();
+        self.heard = Instant::from_micros(0);
         self.outgoing.clear();
         self.ops.clear();
         self.batches.clear();

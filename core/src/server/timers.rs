@@ -6,15 +6,25 @@ use super::*;
 impl<const R: usize, const F: usize> Connection<R, F> {
     /// The earliest deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        match (self.timers.next(), self.idle_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Run expired timers: authentication and idle deadlines end the
     /// connection with `TimedOut`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.park();
-        if self.timers.expired(TIMER_AUTH, now) || self.timers.expired(TIMER_IDLE, now) {
+        let idle = self.idle_deadline().is_some_and(|at| at <= now);
+        if self.timers.expired(TIMER_AUTH, now) || idle {
             self.fail(Violation::TimedOut);
         }
+    }
+
+    /// While open, the idle deadline: `idle_timeout` after the last
+    /// message received (or the authentication).
+    fn idle_deadline(&self) -> Option<Instant> {
+        (self.state == State::Open).then(|| self.heard.saturating_add_micros(self.idle_micros))
     }
 }
