@@ -98,6 +98,26 @@ impl ServerLedger {
         self.consume()
     }
 
+    /// What [`ServerLedger::on_request`] checks of a request carrying
+    /// `header_credits`, its credit not taken yet: the caller takes it
+    /// ([`ServerLedger::take_admitted`]) before anything else touches the
+    /// ledger, or accounts for it itself meanwhile.
+    #[inline(always)]
+    pub(crate) fn admit(&self, header_credits: u16) -> Result<(), Violation> {
+        self.check(header_credits)?;
+        if self.in_use >= self.level {
+            return Err(Violation::CreditOverrun);
+        }
+        Ok(())
+    }
+
+    /// Take the credit of a request [`ServerLedger::admit`] let in (and
+    /// nothing took since: it is free).
+    #[inline(always)]
+    pub(crate) fn take_admitted(&mut self) {
+        self.in_use = self.in_use.saturating_add(1);
+    }
+
     /// A message carrying `n` requests (a read batch: one credit each)
     /// arrived carrying `header_credits`; all or none are consumed.
     pub fn on_requests(&mut self, header_credits: u16, n: u16) -> Result<(), Violation> {

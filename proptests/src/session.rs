@@ -977,7 +977,7 @@ impl Session {
             );
         }
         if let Some(model) = &self.model {
-            if let Err(why) = model.check(self.pair.client.ledger(), self.pair.server.ledger()) {
+            if let Err(why) = model.check(self.pair.client.ledger(), &self.pair.server.ledger()) {
                 fail(context, why);
             }
         }
@@ -1220,7 +1220,7 @@ impl Session {
         }
         if let Some(model) = &self.model {
             if let Err(why) =
-                model.check_quiescent(self.pair.client.ledger(), self.pair.server.ledger())
+                model.check_quiescent(self.pair.client.ledger(), &self.pair.server.ledger())
             {
                 fail("quiescence", why);
             }

@@ -173,7 +173,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                         handle: read.handle(),
                         batch: Some(id),
                     };
-                    self.finish_done(done, None, false)
+                    self.finish_done(done, None, false, true)
                 }
             };
             if let Err(violation) = answered {
@@ -246,12 +246,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
-    /// A Read arriving at [`Connection::take_message`]: its idle timer
-    /// and credit, then, with no earlier work waiting for the driver,
-    /// and a file to read, handed over at once — kept in
-    /// [`Connection::direct`], the file returned — else started as any
-    /// read ([`Connection::start_read_into`]: queued, or answered). The
-    /// same checks, in the same order, as `start_read_into`'s.
+    /// A Read arriving at [`Connection::take_message`]: heard, its credit
+    /// admitted, then, with no earlier work waiting for the driver, and a
+    /// file to read, handed over at once — kept in [`Connection::direct`]
+    /// (its credit not counted: see there), the file returned — else
+    /// started as any read ([`Connection::start_read_into`]: queued, or
+    /// answered). The same checks, in the same order, as
+    /// [`Connection::read_message`]'s.
     #[inline(always)]
     pub(super) fn take_read(
         &mut self,
@@ -259,28 +260,26 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         read: ReadFields<'_>,
     ) -> Result<Option<FileId>, Violation> {
         self.heard = now;
-        self.ledger.on_request(read.credits())?;
-        let status_desc = read.status();
-        self.check_status_desc(status_desc)?;
-        let dest = read.dest();
-        if dest.len() > self.max_io_size() {
-            return Err(Violation::TooLarge);
-        }
-        let handle = read.handle();
-        let offset = read.offset();
-        let file = self.resolve_read_one(handle, offset, dest.len());
-        match file {
-            // Quiet: the table is empty (no id in flight, room for the read
-            // should it be parked) and no work waits for the driver.
-            Ok(file) if self.quiet.0 && R > 0 => {
-                self.hand_direct(read, file);
-                Ok(Some(file))
+        self.ledger.admit(read.credits())?;
+        // Quiet: the table is empty (no id in flight, room for the read
+        // should it be parked) and no work waits for the driver. Anything
+        // else (a check failing included) goes the general way, which
+        // makes the same checks again, for the error.
+        if self.quiet.0 && R > 0 {
+            let dest = read.dest();
+            let fits =
+                self.check_status_desc(read.status()).is_ok() && dest.len() <= self.max_io_size();
+            if fits {
+                if let Ok(file) = self.resolve_read_one(read.handle(), read.offset(), dest.len()) {
+                    self.hand_direct(read, file);
+                    return Ok(Some(file));
+                }
             }
-            _ => match self.take_read_slow(read) {
-                Ok(true) => Ok(Some(self.direct.read.file)),
-                Ok(false) => Ok(None),
-                Err(violation) => Err(violation),
-            },
+        }
+        match self.take_read_slow(read) {
+            Ok(true) => Ok(Some(self.direct.read.file)),
+            Ok(false) => Ok(None),
+            Err(violation) => Err(violation),
         }
     }
 
@@ -299,13 +298,34 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         };
     }
 
-    /// [`Connection::take_read`] on a connection not quiet (or a read
-    /// answered at once: its handle or range resolved to no file): the
-    /// read is handed over at once if no work waits for the driver
-    /// (`true`), else started as any read.
+    /// [`Connection::take_read`] but for a quiet connection's read to hand
+    /// over (its credit admitted, not taken): the read is handed over at
+    /// once if no work waits for the driver (`true`; its credit still not
+    /// taken), else its credit is taken and it is started as any read
+    /// (or refused).
     #[inline(never)]
     fn take_read_slow(&mut self, read: ReadFields<'_>) -> Result<bool, Violation> {
-        let file = self.resolve_read_one(read.handle(), read.offset(), read.dest().len());
+        let handed = self.try_hand_direct(read);
+        if !matches!(handed, Ok(true)) {
+            self.ledger.take_admitted();
+        }
+        match handed {
+            Ok(false) => self.take_read_queued(read).map(|()| false),
+            other => other,
+        }
+    }
+
+    /// The checks of a read arriving at [`Connection::take_message`], and
+    /// its handing over at once when no work waits for the driver and it
+    /// has a file to read (`true`).
+    #[inline(always)]
+    fn try_hand_direct(&mut self, read: ReadFields<'_>) -> Result<bool, Violation> {
+        self.check_status_desc(read.status())?;
+        let dest = read.dest();
+        if dest.len() > self.max_io_size() {
+            return Err(Violation::TooLarge);
+        }
+        let file = self.resolve_read_one(read.handle(), read.offset(), dest.len());
         if let (Ok(file), true) = (file, self.pending.is_empty()) {
             // What the insert would refuse is refused here (an id in
             // flight, a full table), so the read can be parked later
@@ -322,7 +342,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             self.hand_direct(read, file);
             return Ok(true);
         }
-        self.take_read_queued(read).map(|()| false)
+        Ok(false)
     }
 
     /// [`Connection::take_read`] for a read not handed over at once (out
@@ -587,19 +607,22 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             handle: op.handle,
             batch: op.batch,
         };
-        self.finish_done(done, buf, false)
+        self.finish_done(done, buf, false, true)
     }
 
     /// [`Connection::finish_into`] for a request already out of the table
-    /// (or never in it): its status block goes, its credits return. With
-    /// `quiet`, [`Connection::quiet`] (the caller read it, `false` where it
-    /// cannot be `true`: a batch being handed over, a request in the table).
+    /// (or never in it): its status block goes, its credits return (to
+    /// the ledger too when `counted`: all but the read handed over at once,
+    /// [`Connection::direct`], whose credit was never taken). With `quiet`,
+    /// [`Connection::quiet`] (the caller read it, `false` where it cannot
+    /// be `true`: a batch being handed over, a request in the table).
     #[inline(always)]
     fn finish_done(
         &mut self,
         done: Done,
         buf: Option<&mut [u8]>,
         quiet: bool,
+        counted: bool,
     ) -> Result<Option<Transmit>, Violation> {
         let Done {
             block,
@@ -635,7 +658,9 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 block,
             })?;
         }
-        self.ledger.release(block.credits)?;
+        if counted {
+            self.ledger.release(block.credits)?;
+        }
         if quiet {
             return Ok(direct);
         }
@@ -708,7 +733,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             self.direct.live = false;
             let done = self.direct.read.done(result);
             let quiet = self.quiet.0;
-            return self.finish_done(done, buf, quiet).map_err(|v| {
+            return self.finish_done(done, buf, quiet, false).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
             });
@@ -717,7 +742,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             handed_done(read, batch, interrupt, result)
         });
         if let Some(done) = done {
-            return self.finish_done(done, buf, false).map_err(|v| {
+            return self.finish_done(done, buf, false, true).map_err(|v| {
                 self.fail(v);
                 ApiError::NotConnected
             });

@@ -601,7 +601,10 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     /// of `ops`, so a read completed before the next call (what a driver
     /// serving reads at once does) costs no insert, lookup or removal.
     /// Every other call puts it in `ops` first ([`Connection::park`]), so
-    /// all else sees one table.
+    /// all else sees one table. Its credit is not counted in `ledger`
+    /// while it is here (admitted when it arrived, and returned by its
+    /// status block: no count up and down for it), only once it is parked
+    /// ([`Connection::ledger`] counts it for the driver).
     direct: Direct,
     /// The reads of a batch [`Connection::take_message`] is handing over
     /// ([`Received::Batch`], [`Connection::next_batch_read`]): like
@@ -698,9 +701,15 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.session
     }
 
-    /// The credit ledger (for tests and statistics).
-    pub fn ledger(&self) -> &ServerLedger {
-        &self.ledger
+    /// The credit ledger (for tests and statistics), the Read handed over
+    /// at once and outstanding, if any, counted in use (the connection's
+    /// own ledger counts it only once it is parked).
+    pub fn ledger(&self) -> ServerLedger {
+        let mut ledger = self.ledger;
+        if self.direct.live {
+            ledger.take_admitted();
+        }
+        ledger
     }
 
     /// Credits granted and revoked, keepalives received and answered.
@@ -799,6 +808,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     #[inline(never)]
     fn park_direct_read(&mut self) {
         if let Some(direct) = self.direct.take() {
+            // Its credit, admitted when it arrived, counted from now on.
+            self.ledger.take_admitted();
             self.park_slow(direct.op(Stage::Dispatched), *direct.segment());
         }
     }
