@@ -198,9 +198,11 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Handles<const F: usize> {
     table: SlotTable<Handle, F>,
-    /// Slot `s`: the handle of its file and the file, while it is open for
-    /// reading and not closing; else `(vacant(s), FileId(0))`.
-    readers: [(u32, FileId); F],
+    /// Slot `s`: the handle of its file while it is open for reading and
+    /// not closing, else `vacant(s)`; and then that file (else `FileId(0)`)
+    /// in `read_files`.
+    readers: [u32; F],
+    read_files: [FileId; F],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,17 +214,18 @@ struct Handle {
 
 impl<const F: usize> Handles<F> {
     pub(super) const fn new() -> Self {
-        let mut readers = [(0, FileId(0)); F];
-        let mut rest: &mut [(u32, FileId)] = &mut readers;
+        let mut readers = [0; F];
+        let mut rest: &mut [u32] = &mut readers;
         let mut slot = 0;
         while let [reader, tail @ ..] = rest {
-            reader.0 = Self::vacant(slot);
+            *reader = Self::vacant(slot);
             slot = slot.wrapping_add(1);
             rest = tail;
         }
         Self {
             table: SlotTable::new(),
             readers,
+            read_files: [FileId(0); F],
         }
     }
 
@@ -244,8 +247,8 @@ impl<const F: usize> Handles<F> {
     #[inline(always)]
     pub(super) fn reader(&self, handle: u32) -> Option<FileId> {
         let slot = SlotTable::<Handle, F>::slot_of(handle)?;
-        match self.readers.get(slot) {
-            Some(&(held, file)) if held == handle && (F > 1 || handle != 0) => Some(file),
+        match (self.readers.get(slot), self.read_files.get(slot)) {
+            (Some(&held), Some(&file)) if held == handle && (F > 1 || handle != 0) => Some(file),
             _ => None,
         }
     }
@@ -258,8 +261,10 @@ impl<const F: usize> Handles<F> {
             }
             _ => (Self::vacant(slot), FileId(0)),
         };
-        if let Some(reader) = self.readers.get_mut(slot) {
-            *reader = entry;
+        if let (Some(reader), Some(file)) =
+            (self.readers.get_mut(slot), self.read_files.get_mut(slot))
+        {
+            (*reader, *file) = entry;
         }
     }
 
