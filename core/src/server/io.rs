@@ -392,7 +392,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// `offset`.
     #[inline(always)]
     fn resolve_read_one(&self, handle: u32, offset: u64, len: u32) -> Result<FileId, Status> {
-        if within_file_offsets(offset, u64::from(len)) {
+        if within_file_offsets_u32(offset, len) {
             self.resolve_for_read(handle)
         } else {
             Err(Status::InvalidParameter)
@@ -787,6 +787,14 @@ pub(super) fn within_file_offsets(offset: u64, len: u64) -> bool {
         .is_some_and(|end| end <= i64::MAX.unsigned_abs())
 }
 
+/// [`within_file_offsets`] for a length that fits 32 bits (a segment's):
+/// `offset + len <= i64::MAX` as `offset <= i64::MAX - len`, which cannot
+/// wrap.
+#[inline(always)]
+pub(super) fn within_file_offsets_u32(offset: u64, len: u32) -> bool {
+    offset <= i64::MAX.unsigned_abs().wrapping_sub(u64::from(len))
+}
+
 /// Map `len` bytes of data, found at `data_offset` of a write's data
 /// stream, onto file offsets, into `pieces` (cleared first; each piece a
 /// range of the data): consecutive segments without COLLAPSE, every
@@ -918,4 +926,39 @@ struct Done {
     interrupt: bool,
     handle: u32,
     batch: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{within_file_offsets, within_file_offsets_u32};
+
+    #[test]
+    fn the_u32_range_check_agrees() {
+        let max = i64::MAX.unsigned_abs();
+        let offsets = [
+            0,
+            1,
+            4096,
+            max - u64::from(u32::MAX),
+            max - 4096,
+            max - 1,
+            max,
+        ]
+        .into_iter()
+        .chain([
+            max + 1,
+            u64::MAX - u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ]);
+        for offset in offsets {
+            for len in [0, 1, 4095, 4096, 4097, u32::MAX - 1, u32::MAX] {
+                assert_eq!(
+                    within_file_offsets_u32(offset, len),
+                    within_file_offsets(offset, u64::from(len)),
+                    "{offset} + {len}"
+                );
+            }
+        }
+    }
 }
