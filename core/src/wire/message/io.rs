@@ -358,11 +358,17 @@ pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
 /// no flag but `INTERRUPT`, the reserved word zero, and a length that is
 /// the opcode's `fixed` payload plus the `rest` after it. Anything else is
 /// left to the general parser, for its exact error.
+/// The first three (version, opcode, flags: the header's first four bytes)
+/// are one compare of one little-endian word, `INTERRUPT` masked out.
 #[inline(always)]
 fn fixed_header_ok(header: &HeaderWire, opcode: Opcode, fixed: usize, rest: usize) -> bool {
-    header.version == VERSION_1_BYTE
-        && header.opcode == opcode as u8
-        && header.flags.get() & !Flags::INTERRUPT.bits() == 0
+    let Some(&head) = header.as_bytes().first_chunk::<4>() else {
+        return false;
+    };
+    let head = u32::from_le_bytes(head);
+    let interrupt = u32::from(Flags::INTERRUPT.bits()) << 16;
+    let expected = u32::from_le_bytes([VERSION_1_BYTE, opcode as u8, 0, 0]);
+    head & !interrupt == expected
         && header.reserved.get() == 0
         && rest
             .checked_add(fixed)

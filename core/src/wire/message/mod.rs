@@ -662,7 +662,7 @@ mod tests {
             opcode_ok in proptest::bool::weighted(0.9),
             length_ok in proptest::bool::weighted(0.9),
             reserved_ok in proptest::bool::weighted(0.9),
-            flags in 0u16..4,
+            flags in proptest::prop_oneof![3 => 0u16..4, 1 => proptest::prelude::any::<u16>()],
         ) {
             bytes.resize(len, 0);
             if let Some(b) = bytes.get_mut(0) { if version_ok { *b = 1 } }
