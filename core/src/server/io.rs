@@ -860,6 +860,20 @@ fn read_outcome(wanted: u64, before: (Status, u64), result: Result<u64, Status>)
     }
 }
 
+/// [`read_outcome`] of a Read handed over at once, which starts out
+/// `Success`, 0 bytes, and wants at least one byte (a read with an empty
+/// destination is refused as malformed before it is handed over): end of
+/// file for nothing read, else the bytes read (at most those asked for),
+/// or the driver's error.
+#[inline(always)]
+fn handed_outcome(wanted: u64, result: Result<u64, Status>) -> (Status, u64) {
+    match result {
+        Ok(0) => (Status::EndOfFile, 0),
+        Ok(n) => (Status::Success, n.min(wanted)),
+        Err(error) => (error, 0),
+    }
+}
+
 /// The driver's `result` for a dispatched read, recorded in its op
 /// ([`read_outcome`]). The read is complete once the driver reports it.
 #[inline(always)]
@@ -880,7 +894,7 @@ impl DirectRead {
     #[inline(always)]
     fn done(&self, result: Result<u64, Status>) -> Done {
         let wanted = u64::from(self.segment().dest().len());
-        let (status, bytes) = read_outcome(wanted, (Status::Success, 0), result);
+        let (status, bytes) = handed_outcome(wanted, result);
         Done {
             block: StatusBlock {
                 request_id: self.id,
@@ -930,7 +944,31 @@ struct Done {
 
 #[cfg(test)]
 mod tests {
-    use super::{within_file_offsets, within_file_offsets_u32};
+    use super::{handed_outcome, read_outcome, within_file_offsets, within_file_offsets_u32};
+    use crate::wire::Status;
+
+    #[test]
+    fn a_handed_reads_outcome_is_read_outcome() {
+        let results = [
+            Ok(0),
+            Ok(1),
+            Ok(4095),
+            Ok(4096),
+            Ok(4097),
+            Ok(u64::MAX),
+            Err(Status::IoError),
+            Err(Status::EndOfFile),
+        ];
+        for wanted in [1, 2, 4096, u64::from(u32::MAX)] {
+            for result in results {
+                assert_eq!(
+                    handed_outcome(wanted, result),
+                    read_outcome(wanted, (Status::Success, 0), result),
+                    "{wanted} {result:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_u32_range_check_agrees() {
