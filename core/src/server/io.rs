@@ -267,13 +267,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // makes the same checks again, for the error.
         if self.quiet.0 && R > 0 {
             let dest = read.dest();
-            let fits =
-                self.check_status_desc(read.status()).is_ok() && dest.len() <= self.max_io_size();
-            if fits {
-                if let Ok(file) = self.resolve_read_one(read.handle(), read.offset(), dest.len()) {
-                    self.hand_direct(read, file);
-                    return Ok(Some(file));
-                }
+            let fits = self.check_status_desc(read.status()).is_ok()
+                && dest.len() <= self.max_io_size()
+                && within_file_offsets_u32(read.offset(), dest.len());
+            // A handle open for reading; any other goes the general way,
+            // for its status.
+            if let (true, Some(file)) = (fits, self.handles.reader(read.handle())) {
+                self.hand_direct(read, file);
+                return Ok(Some(file));
             }
         }
         match self.take_read_slow(read) {
