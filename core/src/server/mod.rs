@@ -644,14 +644,16 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     stats: ConnectionStats,
     /// Where the last write fragment handed out goes ([`WriteChunk`]).
     piece_map: PieceMap,
-    /// While `true`, [`Connection::is_quiet`] holds: no request in `ops`,
-    /// no event pending, no batch being handed over, no output queued, no
-    /// interrupt waiter, no handle closing. Every place that adds to one
-    /// of those sets it `false` ([`Connection::stir`]); only
+    /// While `true`, [`Connection::is_quiet`] holds: the connection is
+    /// open, no request in `ops`, no event pending, no batch being handed
+    /// over, no output queued, no interrupt waiter, no handle closing.
+    /// Every place that adds to one of those, or leaves the open state
+    /// (`end`), sets it `false` ([`Connection::stir`]); only
     /// [`Connection::settle`] sets it `true`, from `is_quiet` itself. A Read
-    /// arriving on a quiet connection is handed over with no look for an
-    /// id in flight or work queued before it, and completed with no look
-    /// for output queued before its block, waiters or a closing handle.
+    /// arriving on a quiet connection is handed over with no look at the
+    /// state, for an id in flight or for work queued before it, and
+    /// completed with no look for output queued before its block, waiters
+    /// or a closing handle.
     quiet: Quiet,
 }
 
@@ -761,7 +763,8 @@ impl<const R: usize, const F: usize> Connection<R, F> {
 
     /// What [`Connection::quiet`] promises while `true`.
     fn is_quiet(&self) -> bool {
-        self.ops.len() == 0
+        self.state == State::Open
+            && self.ops.len() == 0
             && self.pending.is_empty()
             && !self.handing.is_active()
             && self.control.is_empty()

@@ -61,12 +61,14 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         now: Instant,
         bytes: &'a [u8],
     ) -> Result<Received<'a>, Violation> {
-        // `park`, but for a quiet connection with nothing handed over,
-        // which has nothing to park.
-        if self.direct.live || !self.quiet.0 {
-            self.settle();
-        }
-        match self.arrival(bytes)? {
+        // `park` and `arrival`, but for a quiet connection with nothing
+        // handed over, which has nothing to park and is open.
+        let arrival = if self.direct.live || !self.quiet.0 {
+            self.settled_arrival(bytes)?
+        } else {
+            self.open_arrival(bytes)?
+        };
+        match arrival {
             Arrival::Ignored => Ok(Received::Nothing),
             Arrival::Read(read) => {
                 trace!("server rx Read id {}", read.request_id());
@@ -148,17 +150,31 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     fn arrival<'a>(&mut self, bytes: &'a [u8]) -> Result<Arrival<'a>, Violation> {
         match self.state {
             State::Closed => Ok(Arrival::Ignored),
-            // `max_send_size` bounds every message, header included,
-            // whatever size of receive the driver happened to post.
-            State::Open if bytes.len() > self.max_send_size() => {
-                Err(self.failed(Violation::TooLarge))
-            }
-            // The I/O path's most frequent message, straight from its fixed
-            // layout to the read it starts (`Message::parse` would give the
-            // same `Message`; see `wire::message::parse_read`).
-            State::Open => Ok(parse_read_fields(bytes).map_or(Arrival::Other, Arrival::Read)),
+            State::Open => self.open_arrival(bytes),
             State::AwaitAuth | State::Authenticating { .. } => Ok(Arrival::Other),
         }
+    }
+
+    /// [`Connection::arrival`] on an open connection.
+    #[inline(always)]
+    fn open_arrival<'a>(&mut self, bytes: &'a [u8]) -> Result<Arrival<'a>, Violation> {
+        // `max_send_size` bounds every message, header included, whatever
+        // size of receive the driver happened to post.
+        if bytes.len() > self.max_send_size() {
+            return Err(self.failed(Violation::TooLarge));
+        }
+        // The I/O path's most frequent message, straight from its fixed
+        // layout to the read it starts (`Message::parse` would give the
+        // same `Message`; see `wire::message::parse_read`).
+        Ok(parse_read_fields(bytes).map_or(Arrival::Other, Arrival::Read))
+    }
+
+    /// [`Connection::take_message`]'s `park` and `arrival` on a connection
+    /// not quiet, or with a read handed over.
+    #[inline(never)]
+    fn settled_arrival<'a>(&mut self, bytes: &'a [u8]) -> Result<Arrival<'a>, Violation> {
+        self.settle();
+        self.arrival(bytes)
     }
 
     #[inline(always)]
