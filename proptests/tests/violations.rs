@@ -765,3 +765,37 @@ fn unknown_opcodes_terminate_with_their_own_reason() {
     let mut pair = Pair::connected();
     client_rejects(&mut pair, &keepalive, expected);
 }
+
+#[test]
+fn server_idle_deadline_is_its_timeout_after_the_last_message_heard() {
+    let idle = ServerConfig::default().idle_timeout;
+    let mut pair = Pair::connected();
+    let key = pair.open_file(vec![7; 100], OpenFlags::READ);
+    let handle = pair.register(key);
+    // The registration was the last message the server heard, at `now`.
+    assert_eq!(
+        pair.server.poll_timeout(),
+        Some(pair.now.saturating_add(idle))
+    );
+
+    // Ten seconds later a read arrives: the deadline moves with it.
+    pair.now = pair.now.saturating_add(Duration::from_secs(10));
+    let heard = pair.now;
+    let (request, _) = pair.read(handle, 0, 10, CompletionMode::Interrupt);
+    pair.client_transmit();
+    assert!(pair.server_receive(), "the read arrives");
+    pair.drive();
+    assert_eq!(pair.completion(request).0, Status::Success);
+    let deadline = heard.saturating_add(idle);
+    assert_eq!(pair.server.poll_timeout(), Some(deadline));
+
+    // Not a microsecond early; at the deadline, the connection ends.
+    let just_before = Instant::from_micros(deadline.as_micros() - 1);
+    pair.server.handle_timeout(just_before);
+    assert!(pair.server.is_open());
+    pair.server.handle_timeout(deadline);
+    assert!(pair.server.is_closed());
+    pair.server_events();
+    assert_eq!(pair.server_terminated, Some(Violation::TimedOut));
+    assert_eq!(pair.server.poll_timeout(), None, "no deadline once closed");
+}
