@@ -1,5 +1,14 @@
 //! Timers: the authentication deadline and the idle (keepalive) deadline;
 //! time is an argument, the core never reads a clock.
+//!
+//! The authentication deadline lives in the fixed timer table. The idle
+//! deadline is derived, as smoltcp's TCP socket derives its timeout from
+//! the time it last heard the peer (`remote_last_ts + timeout` in
+//! `timed_out` and `poll_at`): every message stores when it was heard
+//! (one store on the request path, instead of an add, a saturation and two
+//! stores into the table), and the deadline is computed only when asked
+//! for. `handle_timeout` stays idempotent and `poll_timeout` still names
+//! the earliest deadline.
 
 use super::*;
 
