@@ -18,8 +18,9 @@
 //! operations an rdio read or write costs (request send, data write,
 //! status write with immediate; data in sends, reply send) without rdio's
 //! core and driver, and — unless `--in-place` — each read's data copied
-//! out of its slot as rdio's rows copy it into the caller's buffer. Its
-//! ratio is rdio's own overhead.
+//! out of its slot as rdio's rows copy it into the caller's buffer, and
+//! each write's data copied into its slot as rdio's rows copy the caller's
+//! buffer into a registered one. Its ratio is rdio's own overhead.
 //!
 //! Each row is the median of `--repeat` runs (3 by default), alternated
 //! per cell: plain baseline, shaped baseline, rdio, then again, so a slow
@@ -499,7 +500,7 @@ fn measure_all<T: Transport, S: Read + Write>(
         if bench.in_place {
             "reads and writes in place"
         } else {
-            "reads copied out (the protocol-shaped loops' too), writes copied in"
+            "reads copied out, writes copied in (the protocol-shaped loops' too)"
         },
         Size(file_len),
         match baseline {
@@ -753,8 +754,10 @@ fn measure_shaped(
         max_send,
         polling: bench.polling,
         batch,
-        // Copied-out rdio reads are compared with loops that copy too.
+        // Copied-out rdio reads and copied-in rdio writes are compared
+        // with loops that copy too.
         copy_out: !bench.in_place,
+        copy_in: !bench.in_place,
     };
     let elapsed = match baseline {
         Baseline::Loopback { threads } => shaped::run_loopback(config, *threads, file),

@@ -420,8 +420,8 @@ struct BenchArgs {
     /// Reads lend the client's registered buffer where the server's RDMA
     /// writes put the data (no copy into the caller's memory) instead of
     /// copying it out; writes send from a lent registered buffer instead of
-    /// copying the data into one. Without it the protocol-shaped read loops
-    /// copy each read out too, as rdio's rows do.
+    /// copying the data into one. Without it the protocol-shaped loops
+    /// copy each read out and each write's data in too, as rdio's rows do.
     #[arg(long)]
     in_place: bool,
     /// Run the in-process server on threads of its own (default: inline,

@@ -255,7 +255,7 @@ fn bench_prints_one_row_per_measurement() {
         let reads = if in_place {
             "reads and writes in place"
         } else {
-            "reads copied out (the protocol-shaped loops' too), writes copied in"
+            "reads copied out, writes copied in (the protocol-shaped loops' too)"
         };
         let server = if server_threads {
             "over loopback (server threads)"
