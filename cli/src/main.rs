@@ -605,6 +605,9 @@ impl TreeArgs {
 
 #[derive(Debug, Args)]
 struct GetArgs {
+    // The help text is clap's: `[LOCAL]` is its usage notation, not a
+    // rustdoc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// REMOTE... [LOCAL]: remote files or directories, HOST:PATH (port
     /// 7472) or HOST:PORT:PATH, all on one server; then the local
     /// destination: a file, a directory to put them in (several sources

@@ -9,7 +9,7 @@
 //!   thread. Allocated once, when the connection is accepted.
 //! * [`ServerStats`]: the server's cells. A scrape ([`ServerStats::snapshot`])
 //!   sums the live cells and the totals folded in from connections that
-//!   ended ([`ServerStats::retire`], when a connection is released), so the
+//!   ended (`ServerStats::retire`, when a connection is released), so the
 //!   totals never go backwards; the first [`LABELLED_CONNECTIONS`] live
 //!   connections are also reported one by one. Connection-level events
 //!   (accepted, ended and why, authentication refused) are server-wide

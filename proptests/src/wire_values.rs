@@ -1,6 +1,6 @@
 //! Arbitrary *valid* values of every wire message, owned, for round-trip
 //! tests: a proptest [`Strategy`] for the property tests and (feature
-//! `arbitrary`) an [`arbitrary::Arbitrary`] impl for the fuzz targets. Both
+//! `arbitrary`) an `arbitrary::Arbitrary` impl for the fuzz targets. Both
 //! generate only values the parsers accept, so `parse(emit(v)) == v` must
 //! hold for every one of them.
 //!

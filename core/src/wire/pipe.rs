@@ -122,7 +122,7 @@ pub struct PipeHeader {
     /// length can skip a frame whose opcode it does not know
     /// ([`PipeMessage::parse`] reports it as [`WireError::UnknownOpcode`]).
     pub opcode: u8,
-    /// Payload bytes that follow (≤ [`MAX_PIPE_PAYLOAD`](super::MAX_PIPE_PAYLOAD)).
+    /// Payload bytes that follow (≤ [`MAX_PIPE_PAYLOAD`]).
     pub length: u32,
 }
 

@@ -324,7 +324,8 @@ impl Ticket {
 }
 
 /// A connected client over transport `T` with side channel `S`: the
-/// side channel, and the [`engine`] driving the core over the transport.
+/// side channel, and the engine (`client::engine`) driving the core over
+/// the transport.
 pub struct Client<T: Transport, S: Read + Write> {
     pipe: Pipe<S>,
     /// The side-channel session's key, for negotiating again after the

@@ -5,10 +5,10 @@
 //! the client obtains resume keys and negotiates (claims 8–11), and the RDMA
 //! channel that carries the I/O (claim 1). Here the pipe is a TCP connection
 //! and the RDMA channel is whatever an [`RdmaListener`] / [`RdmaConnector`]
-//! pair sets up: libfabric endpoints ([`fabric`], feature `fabric`; the `tcp`
-//! provider works on any machine), ibverbs queue pairs ([`verbs`], feature
+//! pair sets up: libfabric endpoints (`fabric`, feature `fabric`; the `tcp`
+//! provider works on any machine), ibverbs queue pairs (`verbs`, feature
 //! `verbs`; needs an RDMA device), or cross-memory attach between two
-//! processes on one host ([`cma`], feature `cma`; Linux, same uid).
+//! processes on one host (`cma`, feature `cma`; Linux, same uid).
 //!
 //! * Server: [`NetServer::start`] serves a directory: a TCP listener whose
 //!   connections run [`Server::serve_pipe`](crate::server::Server::serve_pipe),
@@ -21,7 +21,7 @@
 //!   sides have (the core's intersection; a mismatch is the core's
 //!   `DiscoveryError`, "no common RDMA provider: server offers [...], client
 //!   has [...]").
-//! * With the `tokio` feature, [`async_client`] and [`async_server`] offer the
+//! * With the `tokio` feature, `async_client` and `async_server` offer the
 //!   same over tokio.
 
 #[cfg(feature = "tokio")]

@@ -504,7 +504,7 @@ impl Server {
         (idle >= limit).then_some(idle)
     }
 
-    /// [`Server::session_idle`] for a side channel: also before its
+    /// `Server::session_idle` for a side channel: also before its
     /// session exists (an authenticated client that never asked for a
     /// resume key). Side-channel runners call it when their read times
     /// out and end the pipe with [`Status::IdleTimeout`] when it says so

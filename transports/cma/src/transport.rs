@@ -349,7 +349,7 @@ enum Incoming {
     WriteInline { imm: u32, len: usize, filled: usize },
 }
 
-/// Most data bytes a write carried whole takes ([`Kind::WriteInline`]):
+/// Most data bytes a write carried whole takes (`Kind::WriteInline`):
 /// a write-with-immediate of at most this many bytes, all inline
 /// ([`Transport::post_write_inline`]), crosses the socket in its frame.
 pub const CARRIED_WRITE: usize = INLINE;

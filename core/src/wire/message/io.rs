@@ -99,8 +99,7 @@ impl defmt::Format for WriteSegment {
 /// One read of a `ReadBatch` (48 bytes on the wire): a Read's fields with
 /// its own request id, which its status block carries. Its offset and
 /// destination are laid out as a [`ReadSegment`] is, and kept as one: a
-/// server hands the read over as its segment, borrowed where it is
-/// ([`BatchRead::segment_ref`]).
+/// server hands the read over as its segment, borrowed where it is.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
 )]

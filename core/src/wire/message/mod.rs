@@ -1,4 +1,4 @@
-//! RDMA-channel messages: the [`Header`](super::Header) followed by an
+//! RDMA-channel messages: the [`Header`] followed by an
 //! opcode-specific payload. One message fills one receive buffer exactly.
 //!
 //! [`Message`] and [`Body`] are parsed and emitted here, by one match on the
