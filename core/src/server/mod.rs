@@ -87,8 +87,13 @@ pub struct ServerConfig {
     /// default grants `max_credits` at once: the server posts a receive per
     /// credit up to `max_credits` from the start either way
     /// ([`Connection::receive_depth`]), so holding credits back saves no
-    /// memory and only caps the client's queue depth. A server rationing
-    /// credits across clients lowers it and steers each connection with
+    /// memory and only caps the client's queue depth. (It does not make
+    /// the receives warmer either: a transport fills posted receives in
+    /// order, so every one of them is in the rotation whatever the credits
+    /// in use — with 1 MiB sends, 65 MiB of buffers touched in turn, which
+    /// costs 10–15 % of a 1 MiB write at queue depth 1 over libfabric tcp;
+    /// see `docs/PERFORMANCE.md`, stop 45.) A server rationing credits
+    /// across clients lowers it and steers each connection with
     /// [`Connection::set_credit_target`].
     pub initial_credits: u16,
     /// Most credits a client may hold. Also bounds the work table.
