@@ -72,21 +72,7 @@ impl<const R: usize> Client<R> {
             return Err(ApiError::InvalidArgument);
         }
         self.check_io_len(u64::from(dest.len()))?;
-        let interrupt = mode == CompletionMode::Interrupt;
-        // Sent in this call: its one message is unanswered from the start.
-        let op = || Op {
-            stage: Stage::Sent,
-            unanswered: 1,
-            ..Op::new(
-                OpKind::Read {
-                    handle,
-                    offset,
-                    dest,
-                },
-                status,
-                interrupt,
-            )
-        };
+        let op = || sent_read(handle, offset, dest, status, mode);
         let Some((slot, id)) = self.ops.insert_at_cursor(op) else {
             return self.read_into_searching(now, handle, offset, dest, status, mode, buf);
         };
@@ -110,17 +96,7 @@ impl<const R: usize> Client<R> {
         mode: CompletionMode,
         buf: &mut [u8],
     ) -> Result<(RequestId, Option<Transmit>), ApiError> {
-        let kind = OpKind::Read {
-            handle,
-            offset,
-            dest,
-        };
-        // Sent in this call: its one message is unanswered from the start.
-        let op = Op {
-            stage: Stage::Sent,
-            unanswered: 1,
-            ..Op::new(kind, status, mode == CompletionMode::Interrupt)
-        };
+        let op = sent_read(handle, offset, dest, status, mode);
         let (slot, id) = self.ops.insert(op).map_err(|_| ApiError::TooManyRequests)?;
         self.send_read(now, slot, id, handle, offset, mode, buf)
     }
@@ -527,4 +503,29 @@ impl<const R: usize> Client<R> {
 
 pub(super) fn remove_from<const N: usize>(queue: &mut SlotQueue<N>, slot: usize) {
     queue.remove(slot);
+}
+
+/// The op of a read `read_into` sends in the same call: its one message
+/// unanswered from the start.
+#[inline(always)]
+fn sent_read(
+    handle: u32,
+    offset: u64,
+    dest: BufferDescriptor,
+    status: BufferDescriptor,
+    mode: CompletionMode,
+) -> Op {
+    Op {
+        stage: Stage::Sent,
+        unanswered: 1,
+        ..Op::new(
+            OpKind::Read {
+                handle,
+                offset,
+                dest,
+            },
+            status,
+            mode == CompletionMode::Interrupt,
+        )
+    }
 }

@@ -350,6 +350,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// of line: the usual read is).
     #[inline(never)]
     fn take_read_queued(&mut self, read: ReadFields<'_>) -> Result<(), Violation> {
+        self.start_one_read(read)
+    }
+
+    /// [`Connection::start_read_into`] of a Read message's one segment
+    /// (its credit already taken or admitted).
+    #[inline(always)]
+    pub(super) fn start_one_read(&mut self, read: ReadFields<'_>) -> Result<(), Violation> {
         let segment = [ReadSegment::new(read.offset(), read.dest())];
         let interrupt = read.flags().contains(Flags::INTERRUPT);
         self.start_read_into(

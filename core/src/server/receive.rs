@@ -271,16 +271,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.ledger.on_request(msg.credits())?;
         // A request id already in flight is refused by the insert
         // (`Connection::insert`), in the same probe that finds the slot.
-        let segment = [ReadSegment::new(msg.offset(), msg.dest())];
-        let interrupt = msg.flags().contains(Flags::INTERRUPT);
-        self.start_read_into(
-            msg.request_id(),
-            msg.handle(),
-            msg.status(),
-            interrupt,
-            &segment,
-            None,
-        )
+        self.start_one_read(msg)
     }
 
     /// A message that opens a request: its credit, its id, its work.
