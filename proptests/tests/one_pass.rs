@@ -398,15 +398,19 @@ fn read_into_copy(
     (client, result)
 }
 
-#[test]
-fn read_into_sends_at_once_what_read_and_poll_transmit_send() {
-    let (mut pair, handle) = pair_with_file();
-    let dest = pair.memory.alloc(10);
-    let status = pair.status_desc();
-    let (mut fused, result) = read_into_copy(&pair, handle, dest, status, 65536);
-    let (fused_request, fused_bytes) = result.unwrap();
-    let fused_bytes = fused_bytes.expect("nothing queued ahead, a credit free: sent at once");
-
+/// What `read_into` gave (`fused`: the client after it, the request, the
+/// bytes it encoded) is what `read` then `poll_transmit` give on `pair`'s
+/// client: the same slot and id, the same request bytes, the same state.
+/// The request `read` gave.
+fn same_as_read_and_poll_transmit(
+    pair: &mut Pair,
+    handle: u32,
+    dest: BufferDescriptor,
+    status: BufferDescriptor,
+    fused: &Client<64>,
+    fused_request: RequestId,
+    fused_bytes: &[u8],
+) -> RequestId {
     let request = pair
         .client
         .read(handle, 5, dest, status, CompletionMode::Interrupt)
@@ -418,8 +422,30 @@ fn read_into_sends_at_once_what_read_and_poll_transmit_send() {
         .unwrap()
         .unwrap();
     assert_eq!(fused_request, request, "the same slot and id");
-    assert_eq!(fused_bytes, buf[..t.len], "the same request bytes");
-    assert_eq!(fused, pair.client, "the same client state afterwards");
+    assert_eq!(fused_bytes, &buf[..t.len], "the same request bytes");
+    assert_eq!(*fused, pair.client, "the same client state afterwards");
+    request
+}
+
+#[test]
+fn read_into_sends_at_once_what_read_and_poll_transmit_send() {
+    let (mut pair, handle) = pair_with_file();
+    let dest = pair.memory.alloc(10);
+    let status = pair.status_desc();
+    let (mut fused, result) = read_into_copy(&pair, handle, dest, status, 65536);
+    let (fused_request, fused_bytes) = result.unwrap();
+    let fused_bytes = fused_bytes.expect("nothing queued ahead, a credit free: sent at once");
+
+    let request = same_as_read_and_poll_transmit(
+        &mut pair,
+        handle,
+        dest,
+        status,
+        &fused,
+        fused_request,
+        &fused_bytes,
+    );
+    let mut buf = vec![0u8; 65536];
     assert_eq!(
         fused.poll_transmit(pair.now, &mut buf),
         Ok(None),
@@ -672,19 +698,15 @@ fn read_into_takes_the_next_free_slot_past_one_still_held() {
     assert_eq!(fused.slot_of(held), Some(slot), "the held read untouched");
 
     // The same slot, id, bytes and state as `read` and `poll_transmit`.
-    let request = pair
-        .client
-        .read(handle, 5, dest, status, CompletionMode::Interrupt)
-        .unwrap();
-    let mut buf = vec![0u8; 65536];
-    let t = pair
-        .client
-        .poll_transmit(pair.now, &mut buf)
-        .unwrap()
-        .unwrap();
-    assert_eq!(fused_request, request, "the same slot and id");
-    assert_eq!(fused_bytes, buf[..t.len], "the same request bytes");
-    assert_eq!(fused, pair.client, "the same client state afterwards");
+    same_as_read_and_poll_transmit(
+        &mut pair,
+        handle,
+        dest,
+        status,
+        &fused,
+        fused_request,
+        &fused_bytes,
+    );
 }
 
 /// A block for `request` reporting `bytes` and returning one credit.
