@@ -141,6 +141,7 @@ r.flags = ProtoField.uint16("rdio.flags", "Flags", base.HEX)
 r.interrupt = ProtoField.bool("rdio.flags.interrupt", "INTERRUPT", 16, nil, 0x0001)
 r.collapse = ProtoField.bool("rdio.flags.collapse", "COLLAPSE", 16, nil, 0x0002)
 r.credits = ProtoField.uint16("rdio.credits", "Credits")
+r.demand = ProtoField.uint16("rdio.demand", "Credit demand")
 r.reserved = ProtoField.uint32("rdio.reserved", "Reserved", base.HEX)
 r.request_id = ProtoField.uint32("rdio.request_id", "Request id", base.HEX)
 r.length = ProtoField.uint32("rdio.length", "Length")
@@ -403,7 +404,13 @@ local function dissect_message(tvb, pinfo, tree, conn, truncated)
   end
   local credits = tvb(4, 2):le_uint()
   local citem = t:add_le(r.credits, tvb(4, 2))
-  check_zero(t, r.reserved, tvb(6, 2))
+  -- A client request's credit demand (capability bit 1); zero in server
+  -- messages, AuthRequest (0x01) and Terminate (0x7f).
+  if CLIENT_OPS[op] and op ~= 0x01 and op ~= 0x7f then
+    t:add_le(r.demand, tvb(6, 2))
+  else
+    check_zero(t, r.reserved, tvb(6, 2))
+  end
   local id = tvb(8, 4):le_uint()
   t:add_le(r.request_id, tvb(8, 4))
   local length = tvb(12, 4):le_uint()

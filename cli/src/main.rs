@@ -554,6 +554,13 @@ struct ServeArgs {
     /// 64).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=64))]
     max_credits: u16,
+    /// The credit policy's window: a client whose requests state a
+    /// demand keeps about twice it, revoked after MS milliseconds of
+    /// using a quarter of its credits or less, granted at once when it
+    /// wants more (docs/PROTOCOL.md, "Credit demand"); 0: credits stay at
+    /// the grant (1 to 60000, or 0).
+    #[arg(long, default_value_t = 20, value_name = "MS", value_parser = clap::value_parser!(u16).range(0..=60_000))]
+    credit_window: u16,
     /// End a client's side channel and RDMA connection after SECS seconds
     /// with no open file and no request (the client reports "closed by the
     /// server: idle for N s"); 0: never.
@@ -833,6 +840,8 @@ fn run(cli: Cli) -> Result<()> {
             limits: serve::Limits {
                 max_open_files: usize::from(args.max_open_files),
                 max_credits: args.max_credits,
+                credit_window: (args.credit_window > 0)
+                    .then(|| std::time::Duration::from_millis(u64::from(args.credit_window))),
                 max_send_size: args.max_send_size.map(|size| size.0 as u32),
                 idle_timeout: (args.idle_timeout > 0)
                     .then(|| std::time::Duration::from_secs(u64::from(args.idle_timeout))),

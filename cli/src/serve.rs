@@ -40,6 +40,9 @@ pub struct Limits {
     pub max_open_files: usize,
     /// Credits one RDMA connection may hold (1 to 64, the core's table).
     pub max_credits: u16,
+    /// The credit policy's window (`--credit-window`); `None`: credits
+    /// stay at the grant.
+    pub credit_window: Option<std::time::Duration>,
     /// Largest message a client may send (`--max-send-size`); `None`:
     /// the driver's default (`rdio::DEFAULT_MAX_SEND_SIZE`).
     pub max_send_size: Option<u32>,
@@ -181,6 +184,7 @@ fn start(
     options.max_open_files_per_client = serve.limits.max_open_files;
     options.config.max_credits = serve.limits.max_credits;
     options.config.initial_credits = serve.limits.max_credits;
+    options.config.credit_window = serve.limits.credit_window;
     if let Some(size) = serve.limits.max_send_size {
         options.config.max_send_size = size;
     }

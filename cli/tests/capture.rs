@@ -347,10 +347,10 @@ fn a_captured_session_decodes_with_the_expected_fields() {
         "the NegotiateResponse answers the NegotiateRequest"
     );
     // The capabilities bitmap at its new offsets (40-byte and 44-byte
-    // fixed parts): rdio get offers read batches (bit 0), rdio serve
-    // grants them.
-    assert_eq!(pipe[2].get("rdiopipe.capabilities"), "0x0000000000000001");
-    assert_eq!(pipe[3].get("rdiopipe.capabilities"), "0x0000000000000001");
+    // fixed parts): rdio get offers read batches (bit 0) and credit
+    // demand (bit 1), rdio serve grants both.
+    assert_eq!(pipe[2].get("rdiopipe.capabilities"), "0x0000000000000003");
+    assert_eq!(pipe[3].get("rdiopipe.capabilities"), "0x0000000000000003");
     assert_eq!(pipe[5].get("rdiopipe.status"), "0");
     // Both Stats name the file and find it unchanged: Success, its size,
     // a modification time and the same file id; each answer matched.
@@ -622,8 +622,10 @@ fn protocol_violations_are_expert_errors() {
     record(Direction::Out, &message(0x40, 0, 9, 0, &[]));
     // 3: an unknown opcode.
     record(Direction::Out, &message(0x55, 0, 4, 0, &[]));
-    // 4: a reserved field set.
-    record(Direction::Out, &message(0x40, 0, 4, 1, &[]));
+    // 4: a reserved field set: the header's demand word on an
+    // AuthRequest, which never carries one (a request's may: §Credit
+    // demand).
+    record(Direction::Out, &message(0x01, 0, 4, 1, &[0u8; 16]));
     // 5: COLLAPSE on a Read.
     record(Direction::Out, &message(0x21, 0x2, 4, 0, &[0u8; 48]));
     // 6: a length that disagrees with the bytes.

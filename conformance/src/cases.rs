@@ -976,10 +976,23 @@ impl Conn {
         id: u32,
         body: Body<'_>,
     ) -> Result<(), Mismatch> {
+        self.send_demanding(flags, credits, 0, id, body)
+    }
+
+    /// [`Conn::send`] with the header's credit demand set (§Credit demand).
+    fn send_demanding(
+        &mut self,
+        flags: Flags,
+        credits: u16,
+        demand: u16,
+        id: u32,
+        body: Body<'_>,
+    ) -> Result<(), Mismatch> {
         self.rdma
             .send(&Message {
                 flags,
                 credits,
+                demand,
                 request_id: id,
                 body,
             })
@@ -1711,6 +1724,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
         crate::rdma::encode(&Message {
             flags: Flags::empty(),
             credits,
+            demand: 0,
             request_id: conn.id(),
             body: Body::Keepalive,
         })
@@ -1732,6 +1746,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::empty(),
                     credits: conn.level + 1,
+                    demand: 0,
                     request_id: 1,
                     body: Body::CreditAck { delta: 1 },
                 }))
@@ -1746,6 +1761,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::empty(),
                     credits: conn.level - 1,
+                    demand: 0,
                     request_id: 1,
                     body: Body::CreditGiveUp,
                 }))
@@ -1811,6 +1827,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::empty(),
                     credits: conn.level,
+                    demand: 0,
                     request_id: 5,
                     body: Body::Completion {
                         status: rdio_core::wire::Status::Success,
@@ -1830,6 +1847,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::INTERRUPT,
                     credits: conn.level,
+                    demand: 0,
                     request_id: 5,
                     body: Body::Read(ReadRequest {
                         handle: 1,
@@ -1851,6 +1869,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::INTERRUPT,
                     credits: conn.level,
+                    demand: 0,
                     request_id: 5,
                     body: Body::Read(ReadRequest {
                         handle: 1,
@@ -1873,6 +1892,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::INTERRUPT,
                     credits: conn.level,
+                    demand: 0,
                     request_id: 5,
                     body: Body::Write(WriteRequest {
                         handle: 1,
@@ -1951,6 +1971,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::empty(),
                     credits: conn.level,
+                    demand: 0,
                     request_id: 77,
                     body: Body::WriteData {
                         data_offset: 0,
@@ -1968,6 +1989,7 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
                 Ok(crate::rdma::encode(&Message {
                     flags: Flags::empty(),
                     credits: conn.level,
+                    demand: 0,
                     request_id: 5,
                     body: Body::AuthRequest {
                         key: AuthKey(conn.negotiation.auth_key),
@@ -1978,6 +2000,23 @@ pub fn rdma_cases(runner: &mut Runner<'_>, target: &Target) {
     );
 
     read_batch_cases(runner, target);
+    credit_demand_cases(runner, target);
+}
+
+/// The credit-demand extension (§Credit demand): the header's demand word
+/// is reserved on a session that did not negotiate bit 1.
+fn credit_demand_cases(runner: &mut Runner<'_>, target: &Target) {
+    runner.case(
+        "Credit demand",
+        "a Keepalive stating a demand on a session that did not negotiate bit 1: Terminate ProtocolError",
+        || {
+            let mut conn = Conn::open(target, &[])?;
+            let id = conn.id();
+            let level = conn.level;
+            conn.send_demanding(Flags::empty(), level, 4, id, Body::Keepalive)?;
+            conn.expect_terminate(Code::PROTOCOL_ERROR)
+        },
+    );
 }
 
 /// The read-batch extension (§Read batches, §ReadBatch): only where

@@ -128,6 +128,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         Message {
             flags: Flags::empty(),
             credits: level,
+            demand: 0,
             request_id: 1,
             body: Body::AuthRequest {
                 key: AuthKey(negotiation.auth_key),
@@ -147,6 +148,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         Message {
             flags: Flags::empty(),
             credits: level,
+            demand: 0,
             request_id: 2,
             body: Body::RegisterFile {
                 key: ResumeKey(file_key),
@@ -168,6 +170,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         Message {
             flags: Flags::INTERRUPT,
             credits: level,
+            demand: 0,
             request_id: 3,
             body: Body::Write(WriteRequest {
                 handle,
@@ -187,6 +190,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         Message {
             flags: Flags::empty(),
             credits: level,
+            demand: 0,
             request_id: 3,
             body: Body::WriteData {
                 data_offset: first as u32,
@@ -212,6 +216,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         Message {
             flags: Flags::INTERRUPT,
             credits: level,
+            demand: 0,
             request_id: 4,
             body: Body::Read(ReadRequest {
                 handle,
@@ -246,6 +251,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         Message {
             flags: Flags::empty(),
             credits: level,
+            demand: 0,
             request_id: 5,
             body: Body::Close { handle },
         },
@@ -259,6 +265,7 @@ pub fn record(target: &Target) -> Result<String, String> {
         Message {
             flags: Flags::empty(),
             credits: 0,
+            demand: 0,
             request_id: 0,
             body: Body::Terminate {
                 reason: Status::Shutdown,

@@ -118,6 +118,7 @@ pub fn rdma_json(message: &Message<'_>, bytes: &[u8]) -> Value {
             "opcode_name": format!("{:?}", message.opcode()),
             "flags": message.flags.bits(),
             "credits": message.credits,
+            "demand": message.demand,
             "request_id": message.request_id,
             "length": bytes.len() - 16,
         },

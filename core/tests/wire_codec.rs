@@ -400,6 +400,7 @@ fn unencodable_messages_need_an_impossible_buffer() {
     let message = Message {
         flags: Flags::empty(),
         credits: 0,
+        demand: 0,
         request_id: 0,
         body: Body::ReadV(ReadVRequest {
             handle: 0,
@@ -482,15 +483,25 @@ fn header_rejections() {
         parse_rdma_err(&raw_rdma(1, 0x25, 0x0003, 0, &[0; 9])),
         WireError::UnknownFlags(0x0003)
     );
+    // The word at offset 6 is a client request's credit demand: any value
+    // parses (the connection checks its session negotiated it)...
+    let bytes = raw_rdma(1, 0x40, 0, 7, &[]);
+    let keepalive = Message::parse(&bytes).expect("a demand parses");
+    assert_eq!(keepalive.body, Body::Keepalive);
+    // ...and must be zero on every other message: a server's (here a
+    // KeepaliveResponse), an AuthRequest, a Terminate.
     assert_eq!(
-        parse_rdma_err(&raw_rdma(1, 0x40, 0, 1, &[])),
+        parse_rdma_err(&raw_rdma(1, 0x41, 0, 1, &[])),
         WireError::ReservedNotZero
     );
     // The header parser alone reports the same.
-    assert_eq!(
-        Header::parse(&raw_rdma(1, 0x40, 0, 0x100, &[])),
-        Err(WireError::ReservedNotZero)
-    );
+    for opcode in [0x41, 0x01, 0x7F, 0x29] {
+        assert_eq!(
+            Header::parse(&raw_rdma(1, opcode, 0, 0x100, &[])),
+            Err(WireError::ReservedNotZero),
+            "opcode {opcode:#04x}"
+        );
+    }
     assert_eq!(
         Header::parse(&good[..HEADER_LEN - 1]),
         Err(WireError::Truncated {

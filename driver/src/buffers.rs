@@ -328,32 +328,102 @@ pub(crate) fn client_send_size(max_send: usize, read_batches: bool) -> usize {
 
 /// Receive buffers, one message each, in one region (only ever read by the
 /// driver, so one region can hold them all while they are posted).
+///
+/// A client keeps them all posted ([`Receives::post_all`], then
+/// [`Receives::repost`] each as it completes). A server posts only as many
+/// as its client's credits need ([`Receives::post_up_to`],
+/// [`Receives::recycle`]): a transport fills posted receives in order, so
+/// every posted buffer is in the rotation, and fewer of them stay in the
+/// cache.
 #[derive(Debug)]
 pub(crate) struct Receives {
     region: RegionId,
     size: usize,
+    /// Buffers not posted, the next to post last (the lowest index first
+    /// at the start; then the one idle the shortest, the warmest).
+    idle: Vec<usize>,
+    /// Buffers posted and not completed yet.
+    posted: usize,
 }
 
 impl Receives {
-    /// Register `count` buffers of `size` bytes and post them all.
-    pub(crate) fn post_all(
+    /// Register `count` buffers of `size` bytes, posting none.
+    pub(crate) fn register(
         transport: &mut impl Transport,
         count: usize,
         size: usize,
     ) -> Result<Self, TransportError> {
         let len = count.checked_mul(size).ok_or(TransportError::NoMemory)?;
         let region = transport.register(len, Access::LOCAL_WRITE)?;
-        let receives = Self { region, size };
-        for index in 0..count {
-            if let Err(e) = receives.repost(transport, index) {
-                // Receives already posted keep the region busy until flushed.
-                let _ = release(transport, [region]);
-                return Err(e);
-            }
+        Ok(Self {
+            region,
+            size,
+            idle: (0..count).rev().collect(),
+            posted: 0,
+        })
+    }
+
+    /// Register `count` buffers of `size` bytes and post them all.
+    pub(crate) fn post_all(
+        transport: &mut impl Transport,
+        count: usize,
+        size: usize,
+    ) -> Result<Self, TransportError> {
+        let mut receives = Self::register(transport, count, size)?;
+        if let Err(e) = receives.post_up_to(transport, count) {
+            // Receives already posted keep the region busy until flushed.
+            let _ = release(transport, [receives.region]);
+            return Err(e);
         }
         Ok(receives)
     }
 
+    /// Post idle buffers until `wanted` are posted (or none is idle).
+    pub(crate) fn post_up_to(
+        &mut self,
+        transport: &mut impl Transport,
+        wanted: usize,
+    ) -> Result<(), TransportError> {
+        while self.posted < wanted {
+            let Some(index) = self.idle.pop() else {
+                break;
+            };
+            if let Err(e) = self.post(transport, index) {
+                self.idle.push(index);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Buffer `index` completed (its message, if any, taken): post it
+    /// again if fewer than `wanted` are posted, else keep it idle.
+    pub(crate) fn recycle(
+        &mut self,
+        transport: &mut impl Transport,
+        index: usize,
+        wanted: usize,
+    ) -> Result<(), TransportError> {
+        if self.posted < wanted {
+            self.post(transport, index)
+        } else {
+            self.idle.push(index);
+            Ok(())
+        }
+    }
+
+    /// Buffers posted and not completed yet.
+    pub(crate) fn posted(&self) -> usize {
+        self.posted
+    }
+
+    /// Buffer `index` completed: it is no longer posted.
+    pub(crate) fn completed(&mut self) {
+        self.posted = self.posted.saturating_sub(1);
+    }
+
+    /// Post buffer `index` again, as it completed (for a client, which
+    /// keeps them all posted and counts nothing).
     pub(crate) fn repost(
         &self,
         transport: &mut impl Transport,
@@ -367,6 +437,13 @@ impl Receives {
                 len: self.size,
             },
         )
+    }
+
+    /// [`Receives::repost`], counted.
+    fn post(&mut self, transport: &mut impl Transport, index: usize) -> Result<(), TransportError> {
+        self.repost(transport, index)?;
+        self.posted += 1;
+        Ok(())
     }
 
     /// The one region holding every receive buffer, for [`release`].
@@ -694,6 +771,7 @@ mod tests {
         let message = |body| Message {
             flags: Flags::INTERRUPT,
             credits: u16::MAX,
+            demand: 0,
             request_id: u32::MAX,
             body,
         };

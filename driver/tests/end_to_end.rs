@@ -13,6 +13,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::Duration;
 
 #[macro_use]
 mod support;
@@ -58,6 +59,7 @@ in_both_modes!(
     pipelined_tickets_complete_independently,
     cancel_before_and_during_transfer,
     credits_revoked_and_granted_mid_stream,
+    credits_follow_the_clients_demand,
     polling_client_can_ask_for_an_interrupt,
     std_io_adapters,
     bad_opens_are_refused_and_create_nothing,
@@ -514,7 +516,11 @@ fn cancel_before_and_during_transfer<M: Mode>() {
 
 fn credits_revoked_and_granted_mid_stream<M: Mode>() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut pair = start::<M>(dir.path(), CompletionMode::Interrupt);
+    // The driver's targets alone: the credit policy would move the level
+    // with the client's demand (`credits_follow_the_clients_demand`).
+    let mut options = EmbeddedOptions::default();
+    options.server.config.credit_window = None;
+    let mut pair = M::start(dir.path(), options).expect("start embedded pair");
     let initial = pair.client.credits();
     assert!(initial > 4, "starts with {initial} credits");
     let file = pair.client.open("credits", RWC).expect("open");
@@ -537,6 +543,61 @@ fn credits_revoked_and_granted_mid_stream<M: Mode>() {
     pair.client.read_at(&file, 0, &mut back).expect("read");
     assert_eq!(pair.client.credits(), initial, "the grant was applied");
     assert!(fs::read(dir.path().join("credits")).expect("on disk") == data);
+    finish(pair);
+}
+
+/// The server's credit policy through the real driver and the loopback
+/// (which fails a send that finds no receive posted, as an RC queue pair
+/// with `rnr_retry = 0`): a client reading one block at a time is revoked
+/// down to 2 credits, and the server reposts only the receives those need;
+/// 32 reads submitted at once are granted credits again, the receives for
+/// them posted before the grant; every byte arrives.
+fn credits_follow_the_clients_demand<M: Mode>() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = pattern(64 << 12, 5);
+    fs::write(dir.path().join("f"), &data).expect("file");
+    let mut options = EmbeddedOptions::default();
+    options.client.io_size = 4096;
+    options.client.queue_depth = 32;
+    let mut pair = M::start(dir.path(), options).expect("start");
+    assert_eq!(pair.client.credits(), 64);
+    let file = pair.client.open("f", OpenFlags::READ).expect("open");
+    let mut out = vec![0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 0u64;
+    while pair.client.credits() > 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} credits after 20 s at queue depth 1",
+            pair.client.credits()
+        );
+        let at = (i % 64) << 12;
+        assert_eq!(
+            pair.client.read_at(&file, at, &mut out).expect("read"),
+            4096
+        );
+        assert_eq!(out[..], data[at as usize..at as usize + 4096]);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let tickets: Vec<_> = (0..32u64)
+        .map(|i| {
+            pair.client
+                .submit_read(&file, i << 12, 4096)
+                .expect("submit")
+        })
+        .collect();
+    for (i, ticket) in tickets.into_iter().enumerate() {
+        assert_eq!(pair.client.wait(ticket, &mut out).expect("read"), 4096);
+        assert_eq!(out[..], data[i << 12..(i + 1) << 12], "read {i}");
+    }
+    // The demand of 32 was stated while the level was 2: granted to 64
+    // (twice the demand, capped by the session's level) at the next review.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pair.client.credits() <= 2 {
+        assert!(std::time::Instant::now() < deadline, "no grant in 20 s");
+        pair.client.read_at(&file, 0, &mut out).expect("read");
+    }
     finish(pair);
 }
 

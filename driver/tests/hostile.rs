@@ -299,6 +299,7 @@ impl Raw {
                 _ => Flags::empty(),
             },
             credits,
+            demand: 0,
             request_id: self.next_id,
             body,
         };
@@ -627,6 +628,7 @@ fn credit_mismatch_and_overrun_end_the_connection() {
         .map(|i| Message {
             flags: Flags::empty(),
             credits: level,
+            demand: 0,
             request_id: 500 + i,
             body: Body::RegisterFile {
                 key: ResumeKey([i as u8; 16]),
@@ -872,6 +874,7 @@ fn oversize_and_misplaced_fragments_end_the_connection() {
         let message = Message {
             flags: Flags::empty(),
             credits: level,
+            demand: 0,
             request_id: id,
             body: Body::WriteData {
                 data_offset,

@@ -17,7 +17,8 @@
 //! driver's hands across later messages (performed by a later "run all");
 //! the session granted read batches, so a `ReadBatch` is served (its
 //! reads handed over with `Received::Batch`, or queued);
-//! `0xC0` set instead steers the credit target.
+//! `0xC0` set instead steers the credit target, or with bit 3 lets the
+//! credit policy review the demands the messages stated.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,8 +31,10 @@ use std::time::Duration;
 fn setup() -> Pair {
     let (server, mut client) = configs();
     // The session grants read batches, so `ReadBatch` reaches the state
-    // machine (and its hand-over, `Received::Batch`).
-    client.capabilities = rdio_core::wire::Capabilities::READ_BATCH;
+    // machine (and its hand-over, `Received::Batch`), and credit demand,
+    // so a header's demand reaches the credit policy.
+    client.capabilities = rdio_core::wire::Capabilities::READ_BATCH
+        .union(rdio_core::wire::Capabilities::CREDIT_DEMAND);
     let mut pair = Pair::new(server, client).authenticated();
     pair.max_file_len = 1 << 20;
     for (contents, flags) in [
@@ -90,7 +93,12 @@ fuzz_target!(|data: &[u8]| {
         let (chunk, next) = rest.split_at(len);
         input = next;
         if control & 0xC0 == 0xC0 {
-            let _ = pair.server.set_credit_target(1 + u16::from(control & 7));
+            if control & 8 != 0 {
+                // The credit policy follows the demands the messages stated.
+                pair.review_credits();
+            } else {
+                let _ = pair.server.set_credit_target(1 + u16::from(control & 7));
+            }
         } else {
             let mut msg = chunk.to_vec();
             if msg.len() >= 16 {

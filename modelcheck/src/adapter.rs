@@ -117,6 +117,7 @@ impl Sizes {
             let batch = Message {
                 flags: Flags::empty(),
                 credits: 0,
+                demand: 0,
                 request_id: 0,
                 body: Body::ReadBatch(ReadBatchRequest { reads: &reads }),
             };
@@ -386,6 +387,7 @@ fn prefix_len(body: Body<'_>) -> u32 {
     let msg = Message {
         flags: Flags::empty(),
         credits: 0,
+        demand: 0,
         request_id: 0,
         body,
     };
@@ -402,6 +404,9 @@ fn server_config(limits: Limits) -> ServerConfig {
         auth_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
         keepalive_interval: Duration::from_secs(20),
+        // The model's own actions grant and revoke (any of the policy's
+        // moves is one of them).
+        credit_window: None,
         capabilities: limits.capabilities(),
     }
 }

@@ -209,6 +209,23 @@ pub struct Pair {
     pub close_result: Result<(), Status>,
     /// Reads taken and not yet performed (with `defer_reads`).
     pub reads_in_progress: VecDeque<(OpId, FileId, Vec<ReadSegment>)>,
+    /// Receives the server's driver counts posted (posted, and their
+    /// completion not taken yet), kept as a driver keeps them: as many as
+    /// `receives_wanted` at the start, one taken with each message the
+    /// server takes and put back only while fewer are posted, topped up
+    /// before each server transmit. A client send that finds every one of
+    /// them filled (more sends in `c2s` than this) is an anomaly: on a
+    /// real RC connection, a receiver-not-ready error.
+    pub server_receives: usize,
+    /// Whether `server_receives` still counts what a driver would have
+    /// posted: an injected fault (a lost or duplicated send) makes it
+    /// unknowable.
+    receives_exact: bool,
+    /// The receive of the message the server took last, not put back yet:
+    /// a driver answers a message before it reposts its receive, so the
+    /// client may send between the two. Put back (or kept idle) at the
+    /// server's next step.
+    recycle_due: bool,
     entropy: u8,
     send_buf: Vec<u8>,
 }
@@ -272,10 +289,14 @@ impl Pair {
         };
         let negotiated = client::negotiated(&client_config, &response).unwrap();
         assert_eq!(negotiated.provider.as_str(), "loopback");
+        let server = Connection::new(server_config, now);
         Self {
             now,
             client: Client::new(client_config, negotiated, now),
-            server: Connection::new(server_config, now),
+            server_receives: server.receives_wanted(),
+            receives_exact: true,
+            recycle_due: false,
+            server,
             registry,
             session,
             memory: Memory::default(),
@@ -429,8 +450,7 @@ impl Pair {
             });
         self.send_buf = buf;
         if let Ok((_, Some(msg))) = &result {
-            self.c2s.push_back(msg.clone());
-            self.sends_c2s += 1;
+            self.client_sent(msg.clone());
         }
         result
     }
@@ -531,9 +551,46 @@ impl Pair {
         self.send_buf = buf;
         let msg = msg?;
         assert!(msg.len() <= SEND, "client sent more than the send size");
-        self.c2s.push_back(msg.clone());
-        self.sends_c2s += 1;
+        self.client_sent(msg.clone());
         Some(msg)
+    }
+
+    /// A client send leaves: it fills one of the server's posted receives.
+    fn client_sent(&mut self, msg: Vec<u8>) {
+        self.c2s.push_back(msg);
+        self.sends_c2s += 1;
+        if self.receives_exact && self.c2s.len() > self.server_receives {
+            self.anomalies.push(format!(
+                "client send {} found no receive posted at the server ({} posted, all filled)",
+                self.sends_c2s, self.server_receives
+            ));
+        }
+    }
+
+    /// The server took a message: its driver has taken the receive's
+    /// completion; it puts the receive back (if the client's credits still
+    /// need it) only at the server's next step, so a client send in
+    /// between finds it missing, as it may with a real driver.
+    fn server_took(&mut self) {
+        self.recycle();
+        self.server_receives = self.server_receives.saturating_sub(1);
+        self.recycle_due = true;
+    }
+
+    /// The receive of the message taken last goes back, if still needed.
+    fn recycle(&mut self) {
+        if std::mem::take(&mut self.recycle_due)
+            && self.server_receives < self.server.receives_wanted()
+        {
+            self.server_receives += 1;
+        }
+    }
+
+    /// Before a server transmit (a grant, the auth response), the driver
+    /// posts receives up to what the client's credits need.
+    fn post_server_receives(&mut self) {
+        self.recycle();
+        self.server_receives = self.server_receives.max(self.server.receives_wanted());
     }
 
     /// Deliver every queued client send, running the server's driver work
@@ -557,6 +614,7 @@ impl Pair {
         let msg = self.c2s.pop_front()?;
         if self.one_pass {
             self.server_take_one(&msg);
+            self.server_took();
             return Some(msg);
         }
         match self.server.handle_message(self.now, &msg) {
@@ -577,6 +635,7 @@ impl Pair {
             Err(v) => self.server_error = Some(v),
         }
         self.check_quiet("handle_message");
+        self.server_took();
         Some(msg)
     }
 
@@ -839,6 +898,7 @@ impl Pair {
         if self.broken {
             return None;
         }
+        self.post_server_receives();
         let mut buf = std::mem::take(&mut self.send_buf);
         let transmit = self
             .server
@@ -1020,6 +1080,13 @@ impl Pair {
     }
 
     /// Advance virtual time by `d`, running both sides' timers.
+    /// Let the server's credit policy look at the client's use now (what
+    /// a driver does from time to time).
+    pub fn review_credits(&mut self) {
+        self.server.review_credits(self.now);
+        self.check_quiet("review_credits");
+    }
+
     pub fn advance(&mut self, d: Duration) {
         self.now = self.now.saturating_add(d);
         self.client.handle_timeout(self.now);
@@ -1033,6 +1100,7 @@ impl Pair {
         if self.broken {
             return false;
         }
+        self.receives_exact = false;
         match fault {
             Fault::Drop { dir, index } => match dir {
                 Direction::ToServer => remove_at(&mut self.c2s, index),

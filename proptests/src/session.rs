@@ -207,6 +207,11 @@ pub enum Action {
     CreditTarget {
         target: u8,
     },
+    /// The server's credit policy looks at the client's use
+    /// (`Connection::review_credits`), after `millis` of virtual time.
+    ReviewCredits {
+        millis: u8,
+    },
     Step(Step),
     Advance {
         millis: u16,
@@ -256,6 +261,8 @@ pub fn configs() -> (ServerConfig, ClientConfig) {
         providers: providers(&["loopback"]),
         max_credits: 8,
         max_send_size: 1024,
+        // Requests state their demand, which `ReviewCredits` follows.
+        capabilities: rdio_core::wire::Capabilities::CREDIT_DEMAND,
         ..ClientConfig::default()
     };
     (server, client)
@@ -760,6 +767,17 @@ impl Session {
                     }
                     Err(ApiError::NotConnected) if self.pair.server.is_closed() => {}
                     Err(e) => panic!("set_credit_target({target}) refused: {e}"),
+                }
+            }
+            Action::ReviewCredits { millis } => {
+                self.pair.advance(Duration::from_millis(u64::from(*millis)));
+                let before = self.pair.server.credit_target();
+                self.pair.review_credits();
+                let after = self.pair.server.credit_target();
+                if after != before {
+                    if let Some(model) = &mut self.model {
+                        model.set_target(after);
+                    }
                 }
             }
             Action::Step(Step::Drive) => self.drive(),
@@ -1333,6 +1351,7 @@ pub mod strategies {
             1 => any::<u8>().prop_map(|file| Action::Close { file }),
             1 => Just(Action::Interrupt),
             3 => any::<u8>().prop_map(|target| Action::CreditTarget { target }),
+            3 => any::<u8>().prop_map(|millis| Action::ReviewCredits { millis }),
             12 => step().prop_map(Action::Step),
             1 => (0u16..200).prop_map(|millis| Action::Advance { millis }),
         ];
@@ -1350,6 +1369,7 @@ pub mod strategies {
             1 => any::<u8>().prop_map(|seed| Action::Register { seed }),
             1 => Just(Action::Interrupt),
             1 => any::<u8>().prop_map(|target| Action::CreditTarget { target }),
+            1 => any::<u8>().prop_map(|millis| Action::ReviewCredits { millis }),
             8 => step().prop_map(Action::Step),
         ];
         vec(action, 1..len)

@@ -94,6 +94,7 @@ impl MessageValue {
         Message {
             flags: self.flags,
             credits: self.credits,
+            demand: 0,
             request_id: self.request_id,
             body: self.body.body(),
         }

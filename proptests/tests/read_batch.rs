@@ -43,6 +43,7 @@ fn forge_batch(reads: &[BatchRead], credits: u16, id: u32) -> Vec<u8> {
     let msg = Message {
         flags: Flags::INTERRUPT,
         credits,
+        demand: 0,
         request_id: id,
         body: Body::ReadBatch(ReadBatchRequest { reads }),
     };

@@ -169,6 +169,7 @@ fn write_range_past_u64_max_is_not_an_internal_overflow() {
         let msg = Message {
             flags: Flags::empty(),
             credits: level,
+            demand: 0,
             request_id: 100,
             body,
         };

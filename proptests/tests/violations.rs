@@ -14,6 +14,7 @@ fn forge(body: Body<'_>, credits: u16, request_id: u32) -> Vec<u8> {
     let msg = Message {
         flags: Flags::empty(),
         credits,
+        demand: 0,
         request_id,
         body,
     };

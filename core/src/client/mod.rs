@@ -420,6 +420,10 @@ pub struct Client<const R: usize = 64> {
     timers: TimerTable<TIMERS>,
     /// Credit, credit-wait and keepalive counters ([`Client::stats`]).
     stats: ConnectionStats,
+    /// All ones if the session negotiated
+    /// [`Capabilities::CREDIT_DEMAND`], else zero: a request's header
+    /// carries its demand masked with it (no branch per request).
+    demand_mask: u16,
 }
 
 impl<const R: usize> Client<R> {
@@ -433,7 +437,16 @@ impl<const R: usize> Client<R> {
         let max = config.max_credits;
         let keepalive_micros = micros(config.keepalive_interval);
         let dead_micros = micros(config.dead_peer_timeout);
+        let demand_mask = if negotiated
+            .capabilities
+            .contains(Capabilities::CREDIT_DEMAND)
+        {
+            u16::MAX
+        } else {
+            0
+        };
         Self {
+            demand_mask,
             config,
             negotiated,
             state: State::Authenticating { auth_ok: false },

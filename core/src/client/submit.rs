@@ -116,8 +116,11 @@ impl<const R: usize> Client<R> {
         buf: &mut [u8],
     ) -> Result<(RequestId, Option<Transmit>), ApiError> {
         let flags = interrupt_flags(mode == CompletionMode::Interrupt);
-        // The header states the credits held, as `poll_transmit` does.
+        // The header states the credits held, as `poll_transmit` does,
+        // and the demand: this read and those outstanding (none waits:
+        // `sends_now`). A credit is free, so no wrap.
         let level = self.ledger.level();
+        let demand = self.ledger.in_use().wrapping_add(1) & self.demand_mask;
         // The descriptors from the record just stored: copied once into it
         // and once from it.
         let encoded = match self.ops.get(slot) {
@@ -125,7 +128,18 @@ impl<const R: usize> Client<R> {
                 kind: OpKind::Read { dest, .. },
                 status_desc,
                 ..
-            }) => emit_read_fields(buf, flags, level, id, handle, offset, dest, status_desc).ok(),
+            }) => emit_read_fields(
+                buf,
+                flags,
+                level,
+                demand,
+                id,
+                handle,
+                offset,
+                dest,
+                status_desc,
+            )
+            .ok(),
             _ => None,
         };
         // The credit is taken only for a message that goes.
@@ -298,10 +312,18 @@ impl<const R: usize> Client<R> {
         };
         let flags = interrupt_flags(interrupt);
         let level = self.ledger.level();
-        let encoded = emit_write_prefix(buf, flags, level, id, &write, data_len);
         // The rest streams behind it, as `request_transmit` would queue it
         // (capacity R holds every op).
         let streams = data_len < len;
+        // This write, those outstanding, and its next fragment if any (no
+        // other waits: `sends_now`). A credit is free: no wrap.
+        let demand = self
+            .ledger
+            .in_use()
+            .wrapping_add(1)
+            .wrapping_add(u16::from(streams))
+            & self.demand_mask;
+        let encoded = emit_write_prefix(buf, flags, level, demand, id, &write, data_len);
         let queued = !streams || self.streaming.push_back(slot).is_ok();
         // The credit is taken only for a message that goes.
         let sent = match (encoded, queued) {

@@ -27,6 +27,7 @@ impl<const R: usize> Client<R> {
                 let msg = Message {
                     flags: Flags::empty(),
                     credits: self.ledger.level(),
+                    demand: 0,
                     request_id: 0,
                     body: Body::AuthRequest {
                         key: self.negotiated.auth_key,
@@ -62,6 +63,7 @@ impl<const R: usize> Client<R> {
             let msg = Message {
                 flags: Flags::empty(),
                 credits: 0,
+                demand: 0,
                 request_id: 0,
                 body: Body::CreditAck { delta },
             };
@@ -69,6 +71,7 @@ impl<const R: usize> Client<R> {
             if let Some((delta, credits)) = self.ledger.send_ack() {
                 let msg = Message {
                     credits,
+                    demand: 0,
                     body: Body::CreditAck { delta },
                     ..msg
                 };
@@ -82,6 +85,7 @@ impl<const R: usize> Client<R> {
             let msg = Message {
                 flags: Flags::empty(),
                 credits: 0,
+                demand: 0,
                 request_id: 0,
                 body: Body::CreditGiveUp,
             };
@@ -123,6 +127,8 @@ impl<const R: usize> Client<R> {
         }
         let max_send = self.negotiated.max_send_size as usize;
         let level = self.ledger.level();
+        // This request is still in `unsent` or `streaming`: counted there.
+        let demand = self.demand(0);
         if !continuing
             && matches!(op.kind, OpKind::Read { .. })
             && self.unsent.len() > 1
@@ -155,11 +161,12 @@ impl<const R: usize> Client<R> {
                     dest,
                     status: op.status_desc,
                 };
-                (emit_read(buf, flags, level, id, &read)?, 0)
+                (emit_read(buf, flags, level, demand, id, &read)?, 0)
             }
             _ => {
                 let segments = self.segments.get(slot).unwrap_or(&SegmentStore::EMPTY);
-                let (msg, data_len) = build(op, id, segments, level, max_send);
+                let (mut msg, data_len) = build(op, id, segments, level, max_send);
+                msg.demand = demand;
                 // Checks the room before writing anything.
                 let len = msg.emit_prefix(buf)?;
                 add_payload_len(buf, data_len);
@@ -194,6 +201,19 @@ impl<const R: usize> Client<R> {
             }
         }
         Ok(Some(Transmit { len, data }))
+    }
+
+    /// The demand a request header carries
+    /// ([`Capabilities::CREDIT_DEMAND`]; zero without it): the credits the
+    /// client could use now — those in use, `sending` more about to be,
+    /// and a credit for each request waiting in `unsent` or `streaming`.
+    fn demand(&self, sending: u16) -> u16 {
+        let waiting = self.unsent.len().saturating_add(self.streaming.len());
+        let demand = u16::try_from(waiting)
+            .unwrap_or(u16::MAX)
+            .saturating_add(self.ledger.in_use())
+            .saturating_add(sending);
+        demand & self.demand_mask
     }
 
     /// The reads at the front of `unsent`, two or more of them in the same
@@ -303,7 +323,10 @@ impl<const R: usize> Client<R> {
             return self.internal_failure(buf);
         };
         let flags = interrupt_flags(interrupt.unwrap_or(false));
-        let Ok(head) = emit_read_batch_head(buf, flags, self.ledger.level(), batch, count) else {
+        // The batch's reads are off `unsent` already.
+        let demand = self.demand(count);
+        let Ok(head) = emit_read_batch_head(buf, flags, self.ledger.level(), demand, batch, count)
+        else {
             return self.internal_failure(buf);
         };
         let len = head.saturating_add(usize::from(count).saturating_mul(size_of::<BatchRead>()));
@@ -344,6 +367,7 @@ impl<const R: usize> Client<R> {
         let msg = Message {
             flags: Flags::empty(),
             credits: 0,
+            demand: 0,
             request_id: 0,
             body: Body::Terminate { reason: status },
         };
@@ -366,6 +390,7 @@ pub(super) fn build<'a>(
     let mut msg = Message {
         flags,
         credits,
+        demand: 0,
         request_id: id,
         body: Body::Keepalive,
     };

@@ -34,6 +34,13 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.set_session(SessionParams { credits, ..params });
         self.ledger = ServerLedger::new(credits);
         self.target_credits = credits;
+        self.credit_ceiling = credits;
+        self.window_start = now;
+        self.demand_limit = if params.capabilities.contains(Capabilities::CREDIT_DEMAND) {
+            u16::MAX
+        } else {
+            0
+        };
         self.state = State::Open;
         self.timers.stop(TIMER_AUTH);
         self.heard = now;
@@ -42,6 +49,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let auth = Message {
             flags: Flags::empty(),
             credits: 0,
+            demand: 0,
             request_id,
             body: Body::AuthResponse {
                 status: Status::Success,
@@ -50,6 +58,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         let status = Message {
             flags: Flags::empty(),
             credits: 1,
+            demand: 0,
             request_id,
             body: Body::StatusResponse {
                 status: Status::Success,
@@ -76,6 +85,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             let auth = Message {
                 flags: Flags::empty(),
                 credits: 0,
+                demand: 0,
                 request_id,
                 body: Body::AuthResponse {
                     status: Status::AuthFailed,

@@ -84,15 +84,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServerConfig {
     /// Credits a client starts with (capped by what it asks for). The
-    /// default grants `max_credits` at once: the server posts a receive per
-    /// credit up to `max_credits` from the start either way
-    /// ([`Connection::receive_depth`]), so holding credits back saves no
-    /// memory and only caps the client's queue depth. (It does not make
-    /// the receives warmer either: a transport fills posted receives in
-    /// order, so every one of them is in the rotation whatever the credits
-    /// in use — with 1 MiB sends, 65 MiB of buffers touched in turn, which
-    /// costs 10–15 % of a 1 MiB write at queue depth 1 over libfabric tcp;
-    /// see `docs/PERFORMANCE.md`, stop 45.) A server rationing credits
+    /// default grants `max_credits` at once, so a client starts at its
+    /// full queue depth; the credit policy ([`ServerConfig::credit_window`])
+    /// then takes back what it does not use. A server rationing credits
     /// across clients lowers it and steers each connection with
     /// [`Connection::set_credit_target`].
     pub initial_credits: u16,
@@ -110,10 +104,23 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Interval at which the client should send keepalives when idle.
     pub keepalive_interval: Duration,
+    /// The credit policy's window: credits follow what the client uses.
+    /// A client found using all its credits is granted up to its ceiling
+    /// (the session's, or the one [`Connection::set_credit_target`] set)
+    /// at the next [`Connection::review_credits`]; one using at most a
+    /// quarter of them over a whole window gives back all but twice that
+    /// (never below two, nor `min_credits`). The driver posts receives for
+    /// the credits granted only ([`Connection::receives_wanted`]), so a
+    /// client at queue depth 1 keeps three receives in rotation, which stay
+    /// in the cache, instead of `max_credits + 1` (with 1 MiB sends, 65 MiB
+    /// touched in turn: 10–15 % of a 1 MiB write over libfabric tcp, see
+    /// `docs/PERFORMANCE.md`, stop 46). `None`: credits stay where the
+    /// session or [`Connection::set_credit_target`] put them.
+    pub credit_window: Option<Duration>,
     /// The protocol extensions this server offers; a negotiation grants
     /// the intersection with the client's (`docs/PROTOCOL.md`, "Extending
-    /// rdio"). The core implements [`Capabilities::READ_BATCH`], offered
-    /// by default.
+    /// rdio"). The core implements [`Capabilities::READ_BATCH`] and
+    /// [`Capabilities::CREDIT_DEMAND`], both offered by default.
     pub capabilities: Capabilities,
 }
 
@@ -131,7 +138,8 @@ impl Default for ServerConfig {
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(20),
-            capabilities: Capabilities::READ_BATCH,
+            credit_window: Some(Duration::from_millis(20)),
+            capabilities: Capabilities::READ_BATCH.union(Capabilities::CREDIT_DEMAND),
         }
     }
 }
@@ -582,6 +590,11 @@ enum Pending {
     Terminated(Violation),
 }
 
+/// Receives a driver keeps posted beyond the client's credits
+/// ([`Connection::receives_wanted`]): one for a `Terminate`, one for the
+/// receive in the driver's hands while it answers that message.
+const RECEIVES_BEYOND_CREDITS: usize = 2;
+
 const TIMER_AUTH: usize = 0;
 /// The table holds the authentication deadline; the idle deadline is
 /// [`Connection::heard`]'s.
@@ -598,6 +611,17 @@ pub struct Connection<const R: usize = 64, const F: usize = 32> {
     session: Option<SessionParams>,
     ledger: ServerLedger,
     target_credits: u16,
+    /// The most credits the policy grants ([`ServerConfig::credit_window`]):
+    /// the session's level at authentication, or the driver's target.
+    credit_ceiling: u16,
+    /// When the credit policy's current window began.
+    window_start: Instant,
+    /// The highest demand a client request stated in the current window
+    /// ([`Capabilities::CREDIT_DEMAND`]).
+    demand_peak: u16,
+    /// The highest demand a request may state: `u16::MAX` on a session
+    /// with [`Capabilities::CREDIT_DEMAND`], else 0 (the field is reserved).
+    demand_limit: u16,
     ops: OpTable<Op, R>,
     /// The segments of the request in the same slot of `ops`.
     segments: [SegmentStore; R],
@@ -673,6 +697,10 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             session: None,
             ledger: ServerLedger::new(1),
             target_credits: 0,
+            credit_ceiling: 0,
+            window_start: now,
+            demand_peak: 0,
+            demand_limit: 0,
             ops: OpTable::new(),
             segments: [const { SegmentStore::EMPTY }; R],
             direct: Direct::EMPTY,
@@ -695,12 +723,44 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         }
     }
 
-    /// Receives the driver must keep posted: one per credit, plus one for a
-    /// `Terminate` that needs no credit.
+    /// Receives the driver may ever need posted at once (one per credit up
+    /// to `max_credits`, plus the two of [`Connection::receives_wanted`]):
+    /// the receive buffers to register.
     pub fn receive_depth(&self) -> usize {
         usize::from(self.config.max_credits)
             .min(R)
-            .saturating_add(1)
+            .saturating_add(RECEIVES_BEYOND_CREDITS)
+    }
+
+    /// Receives the driver must have posted before it posts anything
+    /// [`Connection::poll_transmit`] returned: one per credit the client
+    /// may use — its level, and a grant on its way to it — plus one for a
+    /// `Terminate`, and one for the receive the driver is handling: a
+    /// driver answers a message (a read served at once, its status block
+    /// returning the credit) before it reposts that message's receive, and
+    /// the client may use the credit in between. Before authentication,
+    /// three: the auth request, a `Terminate`, and the one in hand (a
+    /// client sends nothing else before the auth response).
+    ///
+    /// The driver reposts a consumed receive only while fewer than this
+    /// are posted: a revoked credit's receive is not put back, so the
+    /// receives in rotation follow the credits, and a transport filling
+    /// them in order keeps reusing the same few buffers. Never more than
+    /// [`Connection::receive_depth`].
+    pub fn receives_wanted(&self) -> usize {
+        let credits = match self.state {
+            State::AwaitAuth | State::Authenticating { .. } => 1,
+            State::Open | State::Closed => {
+                let granting = match self.ledger.pending() {
+                    Some(crate::credit::PendingCredit::Grant(n)) => n,
+                    _ => 0,
+                };
+                self.ledger.level().saturating_add(granting)
+            }
+        };
+        usize::from(credits)
+            .saturating_add(RECEIVES_BEYOND_CREDITS)
+            .min(self.receive_depth())
     }
 
     /// The session this connection authenticated as.
@@ -963,6 +1023,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         self.queue(Outgoing::Message(Message {
             flags: Flags::empty(),
             credits,
+            demand: 0,
             request_id: id,
             body,
         }))?;

@@ -166,7 +166,34 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         // The I/O path's most frequent message, straight from its fixed
         // layout to the read it starts (`Message::parse` would give the
         // same `Message`; see `wire::message::parse_read`).
-        Ok(parse_read_fields(bytes).map_or(Arrival::Other, Arrival::Read))
+        match parse_read_fields(bytes) {
+            Some(read) => {
+                self.note_demand(read.demand())?;
+                Ok(Arrival::Read(read))
+            }
+            None => {
+                if let Some(demand) = crate::wire::header::demand_of(bytes) {
+                    self.note_demand(demand)?;
+                }
+                Ok(Arrival::Other)
+            }
+        }
+    }
+
+    /// A request's header stated `demand`: the policy's peak follows it,
+    /// on a session that negotiated it (else it must be zero; the parser
+    /// checks the messages that may never carry one).
+    #[inline(always)]
+    fn note_demand(&mut self, demand: u16) -> Result<(), Violation> {
+        if demand > self.demand_peak {
+            if demand > self.demand_limit {
+                return Err(self.failed(Violation::Malformed(
+                    crate::wire::WireError::ReservedNotZero,
+                )));
+            }
+            self.demand_peak = demand;
+        }
+        Ok(())
     }
 
     /// [`Connection::take_message`]'s `park` and `arrival` on a connection
@@ -238,6 +265,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
                 self.queue(Outgoing::Message(Message {
                     flags: Flags::empty(),
                     credits: 0,
+                    demand: 0,
                     request_id: id,
                     body: Body::CreditResponse,
                 }))?;

@@ -52,6 +52,7 @@ impl<const R: usize, const F: usize> Connection<R, F> {
             let terminate = Message {
                 flags: Flags::empty(),
                 credits: 0,
+                demand: 0,
                 request_id: 0,
                 body: Body::Terminate { reason: status },
             };

@@ -3,13 +3,21 @@
 //! ```text
 //!  0        1        2                 4                 6                 8                                 12                                16
 //! +--------+--------+-----------------+-----------------+-----------------+---------------------------------+---------------------------------+
-//! |version | opcode |  flags (u16 LE) | credits (u16 LE)| reserved (0)    |      request_id (u32 LE)        |   length (u32 LE): payload bytes |
+//! |version | opcode |  flags (u16 LE) | credits (u16 LE)| demand (u16 LE) |      request_id (u32 LE)        |   length (u32 LE): payload bytes |
 //! +--------+--------+-----------------+-----------------+-----------------+---------------------------------+---------------------------------+
 //! ```
 //!
 //! `credits` (claim 22): in a client message, the credits the client holds
 //! after sending it (its ledger level, checked exactly by the server); in a
 //! server message, the credits this message returns to the client.
+//!
+//! `demand`: with [`Capabilities::CREDIT_DEMAND`](super::Capabilities)
+//! negotiated, in a client request, the credits the client could use when
+//! it sent it — its requests outstanding, this one included, and those
+//! waiting for a credit — which the server's credit policy follows (as
+//! SMB Direct's `CreditsRequested` and RPC-over-RDMA's credit field in a
+//! call). Zero in every other message: server messages, `AuthRequest`,
+//! `Terminate` and any message of a session without the capability.
 
 use super::WireError;
 use super::codec::{VERSION_1_BYTE, reserved_zero, take};
@@ -157,6 +165,13 @@ impl Opcode {
         !self.sent_by_client() || self == Self::Terminate
     }
 
+    /// Whether a message of this opcode may carry a nonzero
+    /// [`HeaderWire::demand`]: a client's message on an open connection
+    /// (not its `AuthRequest`, nor a `Terminate`, which either side sends).
+    pub fn may_carry_demand(self) -> bool {
+        self.sent_by_client() && !matches!(self, Self::AuthRequest | Self::Terminate)
+    }
+
     /// Flags this opcode may carry.
     pub fn allowed_flags(self) -> Flags {
         match self {
@@ -179,8 +194,9 @@ pub struct HeaderWire {
     pub flags: U16,
     /// Credits (see module docs).
     pub credits: U16,
-    /// Must be zero.
-    pub reserved: U16,
+    /// The client's credit demand (see the module docs); zero where the
+    /// capability does not apply.
+    pub demand: U16,
     /// Request id chosen by the client; replies echo it.
     pub request_id: U32,
     /// Payload bytes following the header.
@@ -197,6 +213,8 @@ pub struct Header {
     pub flags: Flags,
     /// Credits (see module docs).
     pub credits: u16,
+    /// A client request's credit demand (see module docs), else 0.
+    pub demand: u16,
     /// Request id.
     pub request_id: u32,
     /// Payload length in bytes.
@@ -210,12 +228,12 @@ impl defmt::Format for HeaderWire {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(
             f,
-            "HeaderWire {{ version: {=u8}, opcode: {=u8:#04x}, flags: {=u16:#06x}, credits: {=u16}, reserved: {=u16}, request_id: {=u32}, length: {=u32} }}",
+            "HeaderWire {{ version: {=u8}, opcode: {=u8:#04x}, flags: {=u16:#06x}, credits: {=u16}, demand: {=u16}, request_id: {=u32}, length: {=u32} }}",
             self.version,
             self.opcode,
             self.flags.get(),
             self.credits.get(),
-            self.reserved.get(),
+            self.demand.get(),
             self.request_id.get(),
             self.length.get()
         )
@@ -247,11 +265,16 @@ impl Header {
         if disallowed != 0 {
             return Err(WireError::UnknownFlags(disallowed));
         }
-        reserved_zero(wire.reserved.get())?;
+        // Only a request on an open session may carry a demand; whether
+        // its session negotiated it, the connection checks.
+        if !opcode.may_carry_demand() {
+            reserved_zero(wire.demand.get())?;
+        }
         let header = Self {
             opcode,
             flags: Flags::from_bits_retain(bits),
             credits: wire.credits.get(),
+            demand: wire.demand.get(),
             request_id: wire.request_id.get(),
             length: wire.length.get(),
         };
@@ -265,9 +288,26 @@ impl Header {
             opcode: self.opcode as u8,
             flags: U16::new(self.flags.bits()),
             credits: U16::new(self.credits),
-            reserved: U16::new(0),
+            demand: U16::new(self.demand),
             request_id: U32::new(self.request_id),
             length: U32::new(self.length),
         }
+    }
+}
+
+/// The `demand` field of the message in `buf` (`None` if shorter than a
+/// header).
+#[inline(always)]
+pub fn demand_of(buf: &[u8]) -> Option<u16> {
+    let (wire, _) = HeaderWire::ref_from_prefix(buf).ok()?;
+    Some(wire.demand.get())
+}
+
+/// Set the `demand` field of the message encoded at the start of `buf`
+/// (nothing if `buf` is shorter than a header).
+#[inline(always)]
+pub fn put_demand(buf: &mut [u8], demand: u16) {
+    if let Ok((wire, _)) = HeaderWire::mut_from_prefix(buf) {
+        wire.demand = U16::new(demand);
     }
 }

@@ -243,6 +243,13 @@ impl Capabilities {
     /// (docs/PROTOCOL.md, "Read batches").
     pub const READ_BATCH: Self = Self(1);
 
+    /// Bit 1, credit demand: the client's requests carry in their
+    /// header's `demand` field the credits it could use, and the server's
+    /// credit policy grants and revokes toward it (docs/PROTOCOL.md,
+    /// "Credit policy"). Without it the field is zero and credits stay
+    /// where the server's driver puts them.
+    pub const CREDIT_DEMAND: Self = Self(2);
+
     /// The bits of either set.
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)

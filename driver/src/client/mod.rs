@@ -92,8 +92,10 @@ impl ClientOptions {
         let mut config = ClientConfig {
             max_send_size: crate::DEFAULT_MAX_SEND_SIZE,
             // Reads submitted while others are in flight go together when
-            // the server grants it (docs/PROTOCOL.md, "Read batches").
-            capabilities: wire::Capabilities::READ_BATCH,
+            // the server grants it (docs/PROTOCOL.md, "Read batches"); the
+            // requests tell the server the credits they could use, for its
+            // credit policy ("Credit policy").
+            capabilities: wire::Capabilities::READ_BATCH.union(wire::Capabilities::CREDIT_DEMAND),
             ..ClientConfig::default()
         };
         // Capacity MAX_PROVIDERS >= 1.

@@ -543,8 +543,11 @@ impl Server {
             // The memory budget of a connection: its receive depth of
             // full-size buffers. Sends carry responses only
             // (`buffers::CONTROL_MESSAGE`).
-            let receives = Receives::post_all(transport, depth, message_size)?;
+            // Registered for the most credits the client may get; posted
+            // for what it may send now (`Connection::receives_wanted`).
+            let mut receives = Receives::register(transport, depth, message_size)?;
             held.push(receives.region());
+            receives.post_up_to(transport, conn.receives_wanted())?;
             let sends = Pool::register(
                 transport,
                 depth + EXTRA_SENDS,
@@ -850,8 +853,9 @@ impl<T: Transport> ServerConnection<T> {
             self.show_gauges();
         }
         if !progress || now >= self.housekeeping_due {
-            if let Err(end) = self.housekeeping(now, progress) {
-                return Err(self.ended(end));
+            match self.housekeeping(now, progress) {
+                Ok(did) => progress |= did,
+                Err(end) => return Err(self.ended(end)),
             }
         }
         if let Some((reason, deadline)) = self.closing {
@@ -871,19 +875,28 @@ impl<T: Transport> ServerConnection<T> {
 
     /// What need not run per request, on an idle round (`progress` false)
     /// or once per [`HOUSEKEEPING`]: notice lease breaks (so a writer
-    /// waiting for a mapped file proceeds), copy the core's counters and
-    /// gauges into the metrics, and on an idle round ask whether the client
-    /// has been idle too long.
-    fn housekeeping(&mut self, now: Instant, progress: bool) -> Result<(), ConnectionEnd> {
+    /// waiting for a mapped file proceeds), let the credit policy look at
+    /// the client's use (posting a grant or revoke it starts), copy the
+    /// core's counters and gauges into the metrics, and on an idle round
+    /// ask whether the client has been idle too long. `Ok(true)` if it
+    /// posted anything.
+    fn housekeeping(&mut self, now: Instant, progress: bool) -> Result<bool, ConnectionEnd> {
         self.housekeeping_due = now.saturating_add(HOUSEKEEPING);
         self.check_leases()?;
+        let exchanging = self.conn.ledger().pending().is_some();
+        self.conn.review_credits(now);
+        let posted = if !exchanging && self.conn.ledger().pending().is_some() {
+            self.drain_transmits(now)?
+        } else {
+            false
+        };
         if self.request_metrics && self.gauges_stale {
             self.show_gauges();
         }
         if !progress {
             self.check_idle(now);
         }
-        Ok(())
+        Ok(posted)
     }
 
     /// Copy the core's counters and credit gauges into the metrics.
@@ -947,12 +960,16 @@ impl<T: Transport> ServerConnection<T> {
         }
         match (work, completion.kind) {
             (Some(Work::Recv(index)), CompletionKind::Recv { len }) => {
+                self.receives.completed();
                 self.receive(now, index, len)?;
-                self.repost(index)
+                self.recycle(index)
             }
             // Clients never write with immediate data to a server; the
             // receive is simply put back.
-            (Some(Work::Recv(index)), _) => self.repost(index),
+            (Some(Work::Recv(index)), _) => {
+                self.receives.completed();
+                self.recycle(index)
+            }
             (Some(Work::Inline), _) => Ok(()),
             (Some(Work::Send { buffer, data: None }), _) => {
                 if self.sends.release_taken(buffer) {
@@ -1286,8 +1303,29 @@ impl<T: Transport> ServerConnection<T> {
         }
     }
 
-    fn repost(&mut self, index: usize) -> Result<(), ConnectionEnd> {
-        match self.receives.repost(&mut self.transport, index) {
+    /// Put receive `index` back: posted again while the client's credits
+    /// need it, else idle (a revoked credit's receive).
+    fn recycle(&mut self, index: usize) -> Result<(), ConnectionEnd> {
+        let wanted = self.conn.receives_wanted();
+        let recycled = self.receives.recycle(&mut self.transport, index, wanted);
+        self.receive_posted(recycled)
+    }
+
+    /// Post receives up to what the client's credits need — before any
+    /// transmit, so a grant (or the auth response, after which the client
+    /// uses its credits) never reaches the client before the receives its
+    /// new credits may fill.
+    fn post_receives(&mut self) -> Result<(), ConnectionEnd> {
+        let wanted = self.conn.receives_wanted();
+        if self.receives.posted() >= wanted {
+            return Ok(());
+        }
+        let posted = self.receives.post_up_to(&mut self.transport, wanted);
+        self.receive_posted(posted)
+    }
+
+    fn receive_posted(&mut self, posted: Result<(), TransportError>) -> Result<(), ConnectionEnd> {
+        match posted {
             Err(_) if self.closing.is_some() || self.conn.is_closed() => Ok(()),
             Err(e) => Err(self.ended(ConnectionEnd::Transport(e))),
             Ok(()) => Ok(()),
@@ -2031,6 +2069,7 @@ impl<T: Transport> ServerConnection<T> {
     /// Post what the core queued, each from a free send buffer, until it
     /// has nothing more or no buffer is free.
     fn drain_transmits(&mut self, now: Instant) -> Result<bool, ConnectionEnd> {
+        self.post_receives()?;
         let mut any = false;
         while self.sends_posted < self.send_queue {
             // Taken even when the message goes inline: the core commits a

@@ -347,6 +347,7 @@ pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
     parse_read_fields(buf).map(|read| Message {
         flags: read.flags(),
         credits: read.credits(),
+        demand: read.demand(),
         request_id: read.request_id(),
         body: Body::Read(read.request()),
     })
@@ -354,9 +355,10 @@ pub fn parse_read(buf: &[u8]) -> Option<Message<'static>> {
 
 /// The header checks every fixed-layout fast parse makes (`parse_write`,
 /// `parse_read_fields`, `parse_read_batch_fields`): version 1, `opcode`,
-/// no flag but `INTERRUPT`, the reserved word zero, and a length that is
-/// the opcode's `fixed` payload plus the `rest` after it. Anything else is
-/// left to the general parser, for its exact error.
+/// no flag but `INTERRUPT`, and a length that is the opcode's `fixed`
+/// payload plus the `rest` after it (the `demand` word, which these
+/// client requests may carry, is the connection's to check). Anything
+/// else is left to the general parser, for its exact error.
 /// The first three (version, opcode, flags: the header's first four bytes)
 /// are one compare of one little-endian word, `INTERRUPT` masked out.
 #[inline(always)]
@@ -368,7 +370,6 @@ fn fixed_header_ok(header: &HeaderWire, opcode: Opcode, fixed: usize, rest: usiz
     let interrupt = u32::from(Flags::INTERRUPT.bits()) << 16;
     let expected = u32::from_le_bytes([VERSION_1_BYTE, opcode as u8, 0, 0]);
     head & !interrupt == expected
-        && header.reserved.get() == 0
         && rest
             .checked_add(fixed)
             .is_some_and(|payload| usize::try_from(header.length.get()) == Ok(payload))
@@ -393,6 +394,7 @@ pub fn parse_write(buf: &[u8]) -> Option<Message<'_>> {
     Some(Message {
         flags: Flags::from_bits_retain(flags),
         credits: header.credits.get(),
+        demand: header.demand.get(),
         request_id: header.request_id.get(),
         body: Body::Write(WriteRequest {
             handle: wire.write.handle.get(),
@@ -426,6 +428,11 @@ impl<'a> ReadFields<'a> {
     #[inline(always)]
     pub(crate) fn request_id(self) -> u32 {
         self.0.header.request_id.get()
+    }
+    /// The header's credit demand (the connection checks it is allowed).
+    #[inline(always)]
+    pub(crate) fn demand(self) -> u16 {
+        self.0.header.demand.get()
     }
     /// The registered file handle.
     #[inline(always)]
@@ -539,6 +546,7 @@ pub(crate) fn emit_read(
     buf: &mut [u8],
     flags: Flags,
     credits: u16,
+    demand: u16,
     request_id: u32,
     read: &ReadRequest,
 ) -> Result<usize, InsufficientSize> {
@@ -546,6 +554,7 @@ pub(crate) fn emit_read(
         buf,
         flags,
         credits,
+        demand,
         request_id,
         read.handle,
         read.offset,
@@ -559,13 +568,14 @@ pub(crate) fn emit_read(
 /// and filled in place, each field stored once where it goes, nothing
 /// built aside and copied. `buf` is untouched when shorter than the
 /// message's 64 bytes.
-// The header's four fields and the read's four.
+// The header's five fields and the read's four.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn emit_read_fields(
     buf: &mut [u8],
     flags: Flags,
     credits: u16,
+    demand: u16,
     request_id: u32,
     handle: u32,
     offset: u64,
@@ -582,6 +592,7 @@ pub(crate) fn emit_read_fields(
         flags,
         credits,
         request_id,
+        demand,
         length: PAYLOAD,
     }
     .to_wire();
@@ -621,6 +632,7 @@ pub(crate) fn emit_read_batch_head(
     buf: &mut [u8],
     flags: Flags,
     credits: u16,
+    demand: u16,
     request_id: u32,
     count: u16,
 ) -> Result<usize, InsufficientSize> {
@@ -630,6 +642,7 @@ pub(crate) fn emit_read_batch_head(
             opcode: Opcode::ReadBatch,
             flags,
             credits,
+            demand,
             request_id,
             length: reads.saturating_add(size_of::<ReadBatchWire>() as u32),
         }
@@ -658,6 +671,7 @@ pub(crate) fn emit_write_prefix(
     buf: &mut [u8],
     flags: Flags,
     credits: u16,
+    demand: u16,
     request_id: u32,
     write: &WriteRequest<'_>,
     data_len: u32,
@@ -668,6 +682,7 @@ pub(crate) fn emit_write_prefix(
             opcode: Opcode::Write,
             flags,
             credits,
+            demand,
             request_id,
             length: FIXED.saturating_add(data_len),
         }

@@ -145,6 +145,9 @@ pub struct Message<'a> {
     pub flags: Flags,
     /// Credits (see [`header`](super::header) docs).
     pub credits: u16,
+    /// A client request's credit demand, else 0 (see
+    /// [`header`](super::header) docs).
+    pub demand: u16,
     /// Request id.
     pub request_id: u32,
     /// The payload.
@@ -230,6 +233,7 @@ impl<'a> Message<'a> {
         Ok(Self {
             flags: header.flags,
             credits: header.credits,
+            demand: header.demand,
             request_id: header.request_id,
             body: Body::parse(header.opcode, header.flags, payload)?,
         })
@@ -289,7 +293,14 @@ impl<'a> Message<'a> {
         // variable-length copies); `tests::read_fast_path_matches_generic`
         // holds it to the generic encoding byte for byte.
         if let Body::Read(read) = &self.body {
-            return emit_read(buf, self.flags, self.credits, self.request_id, read);
+            return emit_read(
+                buf,
+                self.flags,
+                self.credits,
+                self.demand,
+                self.request_id,
+                read,
+            );
         }
         self.write_generic(buf, with_data)
     }
@@ -312,6 +323,7 @@ impl<'a> Message<'a> {
             opcode: self.opcode(),
             flags: self.flags,
             credits: self.credits,
+            demand: self.demand,
             request_id: self.request_id,
             length,
         };
@@ -738,6 +750,7 @@ mod tests {
                     Ok(Message {
                         flags: fields.flags,
                         credits: fields.credits,
+                        demand: 0,
                         request_id: fields.request_id,
                         body: Body::ReadBatch(ReadBatchRequest { reads: fields.reads }),
                     }),
@@ -776,11 +789,12 @@ mod tests {
             let msg = Message {
                 flags,
                 credits,
+                demand: 0,
                 request_id,
                 body: Body::Write(write),
             };
             let (mut fast, mut generic) = ([0u8; 64], [0u8; 64]);
-            let n = emit_write_prefix(&mut fast, flags, credits, request_id, &write, data_len);
+            let n = emit_write_prefix(&mut fast, flags, credits, 0, request_id, &write, data_len);
             assert_eq!(n, Ok(WRITE_PREFIX_LEN));
             assert_eq!(msg.emit_prefix(&mut generic), Ok(WRITE_PREFIX_LEN));
             // The generic prefix counts no data; the client adds it after.
@@ -789,7 +803,7 @@ mod tests {
             assert_eq!(fast, generic);
             let mut short = [0xAAu8; WRITE_PREFIX_LEN - 1];
             assert_eq!(
-                emit_write_prefix(&mut short, flags, credits, request_id, &write, data_len),
+                emit_write_prefix(&mut short, flags, credits, 0, request_id, &write, data_len),
                 Err(InsufficientSize {
                     required: WRITE_PREFIX_LEN
                 })
@@ -809,6 +823,7 @@ mod tests {
             let msg = Message {
                 flags,
                 credits,
+                demand: 0,
                 request_id,
                 body: Body::Read(ReadRequest {
                     handle,
@@ -854,19 +869,20 @@ mod tests {
             let msg = Message {
                 flags,
                 credits,
+                demand: 0,
                 request_id: 100,
                 body: Body::ReadBatch(ReadBatchRequest { reads: &reads }),
             };
             let (mut direct, mut generic) = ([0u8; 1024], [0u8; 1024]);
             let len = msg.emit(&mut generic).unwrap();
-            let head = emit_read_batch_head(&mut direct, flags, credits, 100, count).unwrap();
+            let head = emit_read_batch_head(&mut direct, flags, credits, 0, 100, count).unwrap();
             assert_eq!(head, READ_BATCH_HEAD_LEN);
             let body = reads.as_bytes();
             direct[head..head + body.len()].copy_from_slice(body);
             assert_eq!(head + body.len(), len);
             assert_eq!(direct[..len], generic[..len]);
             let mut short = [0xAAu8; READ_BATCH_HEAD_LEN - 1];
-            assert!(emit_read_batch_head(&mut short, flags, credits, 100, count).is_err());
+            assert!(emit_read_batch_head(&mut short, flags, credits, 0, 100, count).is_err());
             assert_eq!(short, [0xAA; READ_BATCH_HEAD_LEN - 1]);
         }
     }
