@@ -381,6 +381,13 @@ pub struct ServerSide {
     /// drains; the model lets other calls cut in, which puts the reads
     /// not taken back in the core's queue).
     handing: bool,
+    /// Receives the driver counts posted (posted, completion not taken):
+    /// as rdio's driver keeps them (`Connection::receives_wanted`), a
+    /// taken message's receive put back only at the driver's next step
+    /// (it answers before it reposts).
+    receives: u8,
+    /// The receive of the message taken last, not put back yet.
+    recycle_due: bool,
 }
 
 fn prefix_len(body: Body<'_>) -> u32 {
@@ -607,11 +614,30 @@ impl ClientSide {
 impl ServerSide {
     /// A connection just accepted.
     pub fn new(limits: Limits, now: Instant) -> Self {
+        let core = Box::new(Connection::new(server_config(limits), now));
+        let receives = u8::try_from(core.receives_wanted()).unwrap_or(u8::MAX);
         Self {
-            core: Box::new(Connection::new(server_config(limits), now)),
+            core,
             limits,
             send: Sizes::of(limits).send,
             handing: false,
+            receives,
+            recycle_due: false,
+        }
+    }
+
+    /// Receives posted at the server, as its driver counts them.
+    pub fn receives(&self) -> usize {
+        usize::from(self.receives)
+    }
+
+    /// The receive of the message taken last goes back, if the client's
+    /// credits still need it.
+    fn recycle(&mut self) {
+        if std::mem::take(&mut self.recycle_due)
+            && usize::from(self.receives) < self.core.receives_wanted()
+        {
+            self.receives += 1;
         }
     }
 
@@ -629,6 +655,9 @@ impl ServerSide {
     /// every interleaving of that is explored.
     pub fn on_send(&mut self, now: Instant, bytes: &[u8]) -> Result<Option<Work>, Violation> {
         self.handing = false;
+        self.recycle();
+        self.receives = self.receives.saturating_sub(1);
+        self.recycle_due = true;
         Ok(match self.core.take_message(now, bytes)? {
             Received::Nothing => None,
             // The reads come one by one through `take_batch_read`.
@@ -836,6 +865,11 @@ impl ServerSide {
         if self.handing {
             return out;
         }
+        // Receives for the credits the client may use, before a grant
+        // (or the auth response) leaves.
+        self.recycle();
+        let wanted = u8::try_from(self.core.receives_wanted()).unwrap_or(u8::MAX);
+        self.receives = self.receives.max(wanted);
         let mut buf = vec![0u8; self.send as usize];
         while let Ok(Some(t)) = self.core.poll_transmit(&mut buf) {
             out.push(to_client(t, &buf));

@@ -156,6 +156,9 @@ pub enum Flaw {
     Violation(&'static str, String),
     /// A client message that needs a credit left without a free one.
     NoCredit(u32),
+    /// A client message reached the server with every posted receive
+    /// filled (an RC receiver-not-ready error).
+    NoReceive(u32),
     /// A completion for no submitted request, or a second one.
     BadCompletion(u32),
     /// An RDMA write outside the windows of the request it is for, or after
@@ -432,6 +435,11 @@ impl State {
             self.observe_client_send(&send);
             if !self.lost {
                 self.to_server.push_back(send);
+                if self.to_server.len() > self.server.receives() {
+                    let id =
+                        peek(&self.to_server[self.to_server.len() - 1]).map_or(0, |m| m.request_id);
+                    self.ghost.flaws.insert(Flaw::NoReceive(id));
+                }
             }
         }
         for event in events {
@@ -1029,6 +1037,15 @@ impl Model for RdioModel {
             Property::always("no message is sent without a credit", |_, s: &State| {
                 !s.ghost.flaws.iter().any(|f| matches!(f, Flaw::NoCredit(_)))
             }),
+            Property::always(
+                "every client message finds a receive the server's driver posted",
+                |_, s: &State| {
+                    !s.ghost
+                        .flaws
+                        .iter()
+                        .any(|f| matches!(f, Flaw::NoReceive(_)))
+                },
+            ),
             Property::always(
                 "every completion matches exactly one submitted request, once",
                 |_, s: &State| {
