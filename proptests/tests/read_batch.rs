@@ -17,9 +17,16 @@ use rdio_proptests::pair::{Pair, providers};
 /// them by default), authenticated at 4 credits, with a 4 KiB file
 /// registered.
 fn batching_pair() -> (Pair, u32, Vec<u8>) {
+    batching_pair_with(ClientConfig::default().max_batched_read)
+}
+
+/// [`batching_pair`] with reads of more than `max_batched_read` bytes kept
+/// out of batches.
+fn batching_pair_with(max_batched_read: u32) -> (Pair, u32, Vec<u8>) {
     let client = ClientConfig {
         providers: providers(&["loopback"]),
         capabilities: Capabilities::READ_BATCH,
+        max_batched_read,
         ..ClientConfig::default()
     };
     let server = ServerConfig {
@@ -115,6 +122,51 @@ fn a_lone_read_and_a_batch_of_one_kind_go_apart() {
     assert_eq!(pair.completion(b), (Status::Success, 100));
     assert_eq!(pair.sends_c2s - sends, 3);
     assert_eq!(pair.client.stats().read_batches, 0);
+    pair.assert_quiescent_ledgers();
+}
+
+#[test]
+fn a_read_larger_than_max_batched_read_goes_alone_while_smaller_ones_batch() {
+    assert_eq!(
+        ClientConfig::default().max_batched_read,
+        rdio_core::client::DEFAULT_MAX_BATCHED_READ
+    );
+    let mode = CompletionMode::Interrupt;
+    let (mut pair, handle, contents) = batching_pair_with(100);
+    // Large first: it goes as a `Read`, the two behind it (one of exactly
+    // the limit) as a batch.
+    // Then large last: the batch of the two before it ends before it.
+    let orders: [[usize; 3]; 2] = [[101, 100, 10], [10, 100, 101]];
+    for (round, sizes) in orders.into_iter().enumerate() {
+        let (sends, immediates) = (pair.sends_c2s, pair.immediates);
+        let reads: Vec<(RequestId, BufferDescriptor, usize, usize)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let offset = i * 1000;
+                let (request, dest) = pair.read(handle, offset as u64, len, mode);
+                (request, dest, offset, len)
+            })
+            .collect();
+        pair.drive();
+        pair.assert_clean();
+        assert_eq!(
+            pair.sends_c2s - sends,
+            2,
+            "{sizes:?}: the large read's Read and the small ones' batch"
+        );
+        assert_eq!(pair.client.stats().read_batches, round as u64 + 1);
+        assert_eq!(pair.server.stats().read_batches, round as u64 + 1);
+        assert_eq!(
+            pair.immediates - immediates,
+            2,
+            "{sizes:?}: one immediate for the Read, one for the batch"
+        );
+        for (request, dest, offset, len) in reads {
+            assert_eq!(pair.completion(request), (Status::Success, len as u64));
+            assert_eq!(pair.memory.read(dest), &contents[offset..offset + len]);
+        }
+    }
     pair.assert_quiescent_ledgers();
 }
 

@@ -129,8 +129,11 @@ impl<const R: usize> Client<R> {
         let level = self.ledger.level();
         // This request is still in `unsent` or `streaming`: counted there.
         let demand = self.demand(0);
+        // A read larger than `max_batched_read` goes alone at once, without
+        // the batch's pass over `unsent`.
         if !continuing
-            && matches!(op.kind, OpKind::Read { .. })
+            && matches!(op.kind, OpKind::Read { dest, .. }
+                if dest.len() <= self.config.max_batched_read)
             && self.unsent.len() > 1
             && self
                 .negotiated
@@ -217,10 +220,11 @@ impl<const R: usize> Client<R> {
     }
 
     /// The reads at the front of `unsent`, two or more of them in the same
-    /// completion mode, as one `ReadBatch` (the read-batch extension): as
-    /// many as credits, the send size and [`MAX_BATCH`] allow, a credit
-    /// each. `Ok(None)`: fewer than two can go together (the front read
-    /// goes alone).
+    /// completion mode and none larger than
+    /// [`ClientConfig::max_batched_read`], as one `ReadBatch` (the
+    /// read-batch extension): as many as credits, the send size and
+    /// [`MAX_BATCH`] allow, a credit each. `Ok(None)`: fewer than two can
+    /// go together (the front read goes alone).
     fn batch_transmit(
         &mut self,
         buf: &mut [u8],
@@ -254,6 +258,7 @@ impl<const R: usize> Client<R> {
         let mut members = BatchMembers::new();
         let mut interrupt = None;
         let mut lead = None;
+        let max_read = self.config.max_batched_read;
         while members.len() < limit {
             let Some(slot) = self.unsent.pop_front() else {
                 break;
@@ -271,6 +276,7 @@ impl<const R: usize> Client<R> {
                     break 'take None;
                 };
                 if op.stage != Stage::Queued
+                    || dest.len() > max_read
                     || *interrupt.get_or_insert(op.interrupt) != op.interrupt
                 {
                     break 'take None;
