@@ -107,8 +107,8 @@ pub struct ClientConfig {
     /// large read's data; and a batch is answered all at once, so the
     /// driver then has a whole batch of data to copy out before it next
     /// drives the transport (libfabric tcp's progress is manual: while it
-    /// copies, the next reads' data waits in the socket). Default
-    /// [`DEFAULT_MAX_BATCHED_READ`].
+    /// copies, the next reads' data waits in the socket). 0: no read joins
+    /// a batch. Default [`DEFAULT_MAX_BATCHED_READ`].
     pub max_batched_read: u32,
 }
 

@@ -276,7 +276,6 @@ impl<const R: usize> Client<R> {
                     break 'take None;
                 };
                 if op.stage != Stage::Queued
-                    || dest.len() > max_read
                     || *interrupt.get_or_insert(op.interrupt) != op.interrupt
                 {
                     break 'take None;
@@ -284,9 +283,10 @@ impl<const R: usize> Client<R> {
                 let Some(place) = places.next() else {
                     break 'take None;
                 };
-                if BatchRead::new(id, handle, offset, dest, op.status_desc)
-                    .write_to(place)
-                    .is_err()
+                if dest.len() > max_read
+                    || BatchRead::new(id, handle, offset, dest, op.status_desc)
+                        .write_to(place)
+                        .is_err()
                     || members.push(RequestId(id)).is_err()
                 {
                     break 'take None;
