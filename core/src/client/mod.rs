@@ -104,11 +104,11 @@ pub struct ClientConfig {
     /// always goes as its own `Read` (a read batch of smaller reads ends
     /// before it). Batching saves a request send and an immediate per
     /// read, which is most of a small read's cost and nothing next to a
-    /// large read's data; and a batch is answered all at once, so the
-    /// driver then has a whole batch of data to copy out before it next
-    /// drives the transport (libfabric tcp's progress is manual: while it
-    /// copies, the next reads' data waits in the socket). 0: no read joins
-    /// a batch. Default [`DEFAULT_MAX_BATCHED_READ`].
+    /// large read's data; and large reads measured slower batched than
+    /// alone (the batched file-backed loop too, data left in place, so
+    /// the batch's shape and not only the copy-out costs it; why exactly
+    /// was not traced). 0: no read joins a batch. Default
+    /// [`DEFAULT_MAX_BATCHED_READ`].
     pub max_batched_read: u32,
 }
 
