@@ -545,6 +545,14 @@ impl<const R: usize> Client<R> {
         self.state == State::Closed
     }
 
+    /// Whether a `Terminate` is queued and not yet handed to the driver by
+    /// [`Client::poll_transmit`]: a driver closing the connection keeps
+    /// transmitting until this is `false` and its sends have completed,
+    /// so the server learns why the connection ends.
+    pub fn terminate_pending(&self) -> bool {
+        self.terminate.is_some()
+    }
+
     /// Requests submitted and not yet reported, internal ones included.
     pub fn outstanding(&self) -> usize {
         self.ops.len()

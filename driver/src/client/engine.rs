@@ -403,6 +403,14 @@ impl Engine {
         self.sends_posted == 0 && self.sends.all_free()
     }
 
+    /// Whether the connection's `Terminate` has been posted and every
+    /// send has completed: until then a closing client keeps stepping (a
+    /// step that frees the last send buffer may leave the `Terminate`,
+    /// which waited for one, to the next).
+    pub(crate) fn terminate_sent(&self) -> bool {
+        !self.core.terminate_pending() && self.sends_idle()
+    }
+
     /// How long a blocked front end may wait before the core's next timer
     /// is due, at most `cap`.
     pub(crate) fn wait_time(&self, cap: Duration) -> Duration {

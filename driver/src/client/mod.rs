@@ -1174,7 +1174,7 @@ impl<T: Transport, S: Read + Write> Client<T, S> {
             if let Err(e) = self.step() {
                 break Err(e);
             }
-            if self.engine.sends_idle()
+            if self.engine.terminate_sent()
                 || self.engine.transport_down()
                 || std::time::Instant::now() >= deadline
             {

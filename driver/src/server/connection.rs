@@ -86,6 +86,10 @@ const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// the RDMA writes from the mapping still in flight then.
 const HOUSEKEEPING: Duration = Duration::from_millis(1);
 
+/// Most polls [`ServerConnection::salvage`] makes for a `Terminate` left
+/// in the queue of a connection that failed under it.
+const SALVAGE_POLLS: usize = 8;
+
 /// Completions drained per round.
 const COMPLETION_BATCH: usize = 32;
 const NO_COMPLETION: Completion = Completion {
@@ -912,11 +916,51 @@ impl<T: Transport> ServerConnection<T> {
     /// client disconnects right after its `Terminate` is delivered, possibly
     /// before the core's `Terminated` event was collected, so collect it.
     fn ended(&mut self, end: ConnectionEnd) -> ConnectionEnd {
+        if self.closing.is_none() && !self.conn.is_closed() {
+            self.salvage();
+        }
         if self.closing.is_none() && self.conn.is_closed() {
             let _ = self.drain_events(self.clock.now());
         }
         self.closing
             .map_or(end, |(reason, _)| ConnectionEnd::Terminated(reason))
+    }
+
+    /// The transport failed before the core saw the connection end: the
+    /// client may have sent its `Terminate` and gone, and a post of ours
+    /// (a credit response, a status block) found the connection down
+    /// before we polled the `Terminate`'s receive — a peer disconnects as
+    /// soon as its last send completed, and that happens when our side
+    /// executes it. Look through what the queue still holds (a bounded
+    /// number of polls) for a `Terminate`, and give only that to the
+    /// core, so the connection ends for the reason the client gave.
+    /// Nothing else is acted on: requests that arrived after the failure
+    /// are not served (a write's data is not written after the loss its
+    /// client reports).
+    fn salvage(&mut self) {
+        let now = self.clock.now();
+        let mut completions = [NO_COMPLETION; COMPLETION_BATCH];
+        for _ in 0..SALVAGE_POLLS {
+            let drained = match self.transport.poll_completions(&mut completions) {
+                Ok(n) if n > 0 => n,
+                _ => return,
+            };
+            for completion in &completions[..drained] {
+                let work = Work::from_id(completion.wr_id & !COVERS);
+                let (Ok(()), Some(Work::Recv(index)), CompletionKind::Recv { len }) =
+                    (completion.status, work, completion.kind)
+                else {
+                    continue;
+                };
+                let Ok(message) = self.receives.message(&self.transport, index, len) else {
+                    continue;
+                };
+                if Header::parse(message).is_ok_and(|h| h.opcode == Opcode::Terminate) {
+                    let _ = self.conn.handle_message(now, message);
+                    return;
+                }
+            }
+        }
     }
 
     fn take_orders(&mut self) -> bool {
