@@ -412,11 +412,6 @@ impl Receives {
         }
     }
 
-    /// Buffers posted and not completed yet.
-    pub(crate) fn posted(&self) -> usize {
-        self.posted
-    }
-
     /// Buffer `index` completed: it is no longer posted.
     pub(crate) fn completed(&mut self) {
         self.posted = self.posted.saturating_sub(1);

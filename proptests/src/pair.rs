@@ -1081,10 +1081,12 @@ impl Pair {
 
     /// Advance virtual time by `d`, running both sides' timers.
     /// Let the server's credit policy look at the client's use now (what
-    /// a driver does from time to time).
-    pub fn review_credits(&mut self) {
-        self.server.review_credits(self.now);
+    /// a driver does from time to time): whether it started a grant or
+    /// revoke.
+    pub fn review_credits(&mut self) -> bool {
+        let started = self.server.review_credits(self.now);
         self.check_quiet("review_credits");
+        started
     }
 
     pub fn advance(&mut self, d: Duration) {

@@ -68,7 +68,7 @@ fn credits_and_posted_receives_follow_the_clients_demand() {
     assert_eq!(pair.client.ledger().level(), 64);
     // ...and at its end the client keeps twice its demand of one: two.
     pair.advance(WINDOW);
-    pair.review_credits();
+    assert!(pair.review_credits(), "a revoke started");
     assert_eq!(pair.server.credit_target(), 2);
     pair.drive();
     assert_eq!(pair.client.ledger().level(), 2);

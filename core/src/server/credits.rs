@@ -66,13 +66,15 @@ impl<const R: usize, const F: usize> Connection<R, F> {
     /// does on idle rounds and every millisecond). Without calls, with no
     /// window configured, or on a session without
     /// [`Capabilities::CREDIT_DEMAND`], credits stay where they are.
-    pub fn review_credits(&mut self, now: Instant) {
+    /// `true` if it started a grant or revoke: a credit request waits in
+    /// [`Connection::poll_transmit`].
+    pub fn review_credits(&mut self, now: Instant) -> bool {
         let Some(window) = self.config.credit_window else {
-            return;
+            return false;
         };
         // One exchange at a time; the policy looks again once it is done.
         if self.state != State::Open || self.demand_limit == 0 || self.ledger.pending().is_some() {
-            return;
+            return false;
         }
         let level = self.ledger.level();
         let demand = self.demand_peak;
@@ -87,16 +89,21 @@ impl<const R: usize, const F: usize> Connection<R, F> {
         } else if now.saturating_since(self.window_start) >= window {
             (demand <= level / 4 && wanted < level).then_some(wanted)
         } else {
-            return;
+            return false;
         };
         // A new window, its peak starting from the requests outstanding.
         self.window_start = now;
         self.demand_peak = self.ledger().in_use();
-        if let Some(target) = target {
-            self.park();
-            self.target_credits = target;
-            if let Err(violation) = self.drive_credits() {
+        let Some(target) = target else {
+            return false;
+        };
+        self.park();
+        self.target_credits = target;
+        match self.drive_credits() {
+            Ok(()) => self.ledger.pending().is_some(),
+            Err(violation) => {
                 self.fail(violation);
+                false
             }
         }
     }

@@ -104,18 +104,21 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Interval at which the client should send keepalives when idle.
     pub keepalive_interval: Duration,
-    /// The credit policy's window: credits follow what the client uses.
-    /// A client found using all its credits is granted up to its ceiling
-    /// (the session's, or the one [`Connection::set_credit_target`] set)
-    /// at the next [`Connection::review_credits`]; one using at most a
-    /// quarter of them over a whole window gives back all but twice that
-    /// (never below two, nor `min_credits`). The driver posts receives for
-    /// the credits granted only ([`Connection::receives_wanted`]), so a
-    /// client at queue depth 1 keeps three receives in rotation, which stay
-    /// in the cache, instead of `max_credits + 1` (with 1 MiB sends, 65 MiB
-    /// touched in turn: 10–15 % of a 1 MiB write over libfabric tcp, see
-    /// `docs/PERFORMANCE.md`, stop 46). `None`: credits stay where the
-    /// session or [`Connection::set_credit_target`] put them.
+    /// The credit policy's window: credits follow the demand the client's
+    /// requests state ([`Capabilities::CREDIT_DEMAND`]). A demand above
+    /// the level is granted to twice the demand, up to the ceiling (the
+    /// session's level, or the one [`Connection::set_credit_target`] set),
+    /// at the next [`Connection::review_credits`]; a window whose highest
+    /// demand is at most a quarter of the level ends with a revoke to
+    /// twice that demand (never below two, nor `min_credits`). The driver
+    /// posts receives for the credits granted only
+    /// ([`Connection::receives_wanted`]), so a client at queue depth 1
+    /// keeps four receives in rotation, which stay in the cache, instead
+    /// of `max_credits + 2` (with 1 MiB sends, 66 MiB touched in turn:
+    /// 10–15 % of a 1 MiB write over libfabric tcp, see
+    /// `docs/PERFORMANCE.md`, stop 46). `None`, or a session without the
+    /// capability: credits stay where the session or
+    /// [`Connection::set_credit_target`] put them.
     pub credit_window: Option<Duration>,
     /// The protocol extensions this server offers; a negotiation grants
     /// the intersection with the client's (`docs/PROTOCOL.md`, "Extending

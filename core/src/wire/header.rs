@@ -302,12 +302,3 @@ pub fn demand_of(buf: &[u8]) -> Option<u16> {
     let (wire, _) = HeaderWire::ref_from_prefix(buf).ok()?;
     Some(wire.demand.get())
 }
-
-/// Set the `demand` field of the message encoded at the start of `buf`
-/// (nothing if `buf` is shorter than a header).
-#[inline(always)]
-pub fn put_demand(buf: &mut [u8], demand: u16) {
-    if let Ok((wire, _)) = HeaderWire::mut_from_prefix(buf) {
-        wire.demand = U16::new(demand);
-    }
-}

@@ -246,7 +246,7 @@ impl Capabilities {
     /// Bit 1, credit demand: the client's requests carry in their
     /// header's `demand` field the credits it could use, and the server's
     /// credit policy grants and revokes toward it (docs/PROTOCOL.md,
-    /// "Credit policy"). Without it the field is zero and credits stay
+    /// "Credit demand"). Without it the field is zero and credits stay
     /// where the server's driver puts them.
     pub const CREDIT_DEMAND: Self = Self(2);
 

@@ -99,6 +99,17 @@ fn message(flags: Flags, credits: u16, body: Body<'static>) -> Message<'static> 
 /// One message per RDMA opcode, plus the COLLAPSE form of a vectored write.
 pub fn rdma() -> Vec<Sample<Message<'static>>> {
     let none = Flags::empty();
+    // The Read, also the base of its credit-demand twin.
+    let read = message(
+        Flags::INTERRUPT,
+        30,
+        Body::Read(ReadRequest {
+            handle: 7,
+            offset: 0x2000,
+            dest: BufferDescriptor::new(0x0000_7f00_0001_0000, 0x0000_beef, 0x1000),
+            status: STATUS_BD,
+        }),
+    );
     vec![
         Sample {
             name: "AuthRequest",
@@ -176,16 +187,7 @@ b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf",
         },
         Sample {
             name: "Read",
-            value: message(
-                Flags::INTERRUPT,
-                30,
-                Body::Read(ReadRequest {
-                    handle: 7,
-                    offset: 0x2000,
-                    dest: BufferDescriptor::new(0x0000_7f00_0001_0000, 0x0000_beef, 0x1000),
-                    status: STATUS_BD,
-                }),
-            ),
+            value: read,
             golden: "01 21 01 00 1e 00 00 00 44 33 22 11 30 00 00 00
 07 00 00 00 00 00 00 00 00 20 00 00 00 00 00 00
 00 00 01 00 00 7f 00 00 ef be 00 00 00 10 00 00
@@ -193,19 +195,7 @@ b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf",
         },
         Sample {
             name: "Read with a credit demand",
-            value: Message {
-                demand: 3,
-                ..message(
-                    Flags::INTERRUPT,
-                    30,
-                    Body::Read(ReadRequest {
-                        handle: 7,
-                        offset: 0x2000,
-                        dest: BufferDescriptor::new(0x0000_7f00_0001_0000, 0x0000_beef, 0x1000),
-                        status: STATUS_BD,
-                    }),
-                )
-            },
+            value: Message { demand: 3, ..read },
             golden: "01 21 01 00 1e 00 03 00 44 33 22 11 30 00 00 00
 07 00 00 00 00 00 00 00 00 20 00 00 00 00 00 00
 00 00 01 00 00 7f 00 00 ef be 00 00 00 10 00 00

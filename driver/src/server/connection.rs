@@ -887,9 +887,7 @@ impl<T: Transport> ServerConnection<T> {
     fn housekeeping(&mut self, now: Instant, progress: bool) -> Result<bool, ConnectionEnd> {
         self.housekeeping_due = now.saturating_add(HOUSEKEEPING);
         self.check_leases()?;
-        let exchanging = self.conn.ledger().pending().is_some();
-        self.conn.review_credits(now);
-        let posted = if !exchanging && self.conn.ledger().pending().is_some() {
+        let posted = if self.conn.review_credits(now) {
             self.drain_transmits(now)?
         } else {
             false
@@ -1003,15 +1001,13 @@ impl<T: Transport> ServerConnection<T> {
             self.sends_posted = self.sends_posted.saturating_sub(1);
         }
         match (work, completion.kind) {
-            (Some(Work::Recv(index)), CompletionKind::Recv { len }) => {
+            (Some(Work::Recv(index)), kind) => {
                 self.receives.completed();
-                self.receive(now, index, len)?;
-                self.recycle(index)
-            }
-            // Clients never write with immediate data to a server; the
-            // receive is simply put back.
-            (Some(Work::Recv(index)), _) => {
-                self.receives.completed();
+                // Clients never write with immediate data to a server:
+                // such a receive is simply put back.
+                if let CompletionKind::Recv { len } = kind {
+                    self.receive(now, index, len)?;
+                }
                 self.recycle(index)
             }
             (Some(Work::Inline), _) => Ok(()),
@@ -1361,9 +1357,6 @@ impl<T: Transport> ServerConnection<T> {
     /// new credits may fill.
     fn post_receives(&mut self) -> Result<(), ConnectionEnd> {
         let wanted = self.conn.receives_wanted();
-        if self.receives.posted() >= wanted {
-            return Ok(());
-        }
         let posted = self.receives.post_up_to(&mut self.transport, wanted);
         self.receive_posted(posted)
     }
